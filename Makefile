@@ -1,0 +1,49 @@
+# The two set-up commands of README.md are `make demo` and `make test`; both install what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-unit test-integration test-e2e lint typing-tree bench clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Runs the sample checkpointed job locally: checkpoints complete, a worker is killed, the job recovers.
+demo: $(STAMP)
+	$(BIN)/streamjob demo
+
+typing-tree:
+	mkdir -p .typing/streamjob
+	ln -sfn ../../worker .typing/streamjob/worker
+	ln -sfn ../../operator .typing/streamjob/operator
+
+lint: $(STAMP) typing-tree
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# Every tier: unit, integration (real S3, real processes) and e2e (real API server). CI=true turns
+# an unavailable server into a failure instead of a skip.
+test: $(STAMP) lint
+	$(BIN)/pytest -m "unit or integration or e2e or kafka" tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m unit tests
+
+test-integration: $(STAMP)
+	$(BIN)/pytest -m integration tests
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest -m e2e tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .typing .mypy_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""Root conftest: registers the shared fixture plugins of every test tier."""
+
+pytest_plugins = ["tests.support.s3server"]

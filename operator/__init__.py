@@ -1,0 +1,1 @@
+"""The kopf controller that runs StreamJob resources on Kubernetes."""

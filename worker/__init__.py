@@ -1,0 +1,1 @@
+"""The streaming runtime: the DataStream API, the JobMaster, the workers and local mode."""

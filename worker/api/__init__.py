@@ -1,0 +1,1 @@
+"""The public DataStream API: what a job author imports."""

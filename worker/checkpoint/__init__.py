@@ -1,0 +1,1 @@
+"""Checkpoint coordination, metadata and the checkpoint lifecycle (pending, completed, store)."""
