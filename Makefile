@@ -26,7 +26,7 @@ typing-tree:
 lint: $(STAMP) typing-tree
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	PYTHONPATH=.typing $(BIN)/lint-imports
 
 # Every tier: unit, integration (real S3, real processes) and e2e (real API server). CI=true turns
 # an unavailable server into a failure instead of a skip.
