@@ -1,0 +1,184 @@
+"""The job configuration: what a JobMaster is told to run, and the checkpoint knobs.
+
+Read once at start (``streamjob jobmaster --config job.json``, or built by ``streamjob run`` from
+its flags) and passed down explicitly. The operator renders the same model into the job's
+ConfigMap, so this module is the contract between the operator and the runtime. Values set here
+override what the pipeline code sets (so a manifest can change the checkpoint interval without a
+new image); values left ``None`` keep the code's choice.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streamjob.worker.errors import ConfigError
+
+
+class CheckpointingMode(str, Enum):
+    """EXACTLY_ONCE aligns barriers; AT_LEAST_ONCE never blocks an input and may replay records."""
+
+    EXACTLY_ONCE = "EXACTLY_ONCE"
+    AT_LEAST_ONCE = "AT_LEAST_ONCE"
+
+
+class ExternalizedCheckpointCleanup(str, Enum):
+    """What happens to retained checkpoints when the job is cancelled."""
+
+    RETAIN_ON_CANCELLATION = "RETAIN_ON_CANCELLATION"
+    DELETE_ON_CANCELLATION = "DELETE_ON_CANCELLATION"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class CheckpointSettings(_Frozen):
+    """Flink's CheckpointConfig. Durations are milliseconds; ``interval_ms=None`` disables checkpoints."""
+
+    interval_ms: int | None = Field(default=None, ge=10)
+    mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
+    timeout_ms: int = Field(default=600_000, ge=1)
+    min_pause_ms: int = Field(default=0, ge=0)
+    max_concurrent: int = Field(default=1, ge=1)
+    tolerable_failures: int = Field(default=0, ge=0)
+    unaligned: bool = False
+    force_unaligned: bool = False
+    aligned_timeout_ms: int = Field(default=0, ge=0)
+    externalized_cleanup: ExternalizedCheckpointCleanup = ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION
+    retained: int = Field(default=1, ge=1)
+    incremental: bool = False
+    local_recovery: bool = False
+    id_of_ignored_in_flight_data: int | None = None
+
+    @model_validator(mode="after")
+    def _check_modes(self) -> CheckpointSettings:
+        if self.unaligned and self.mode is CheckpointingMode.AT_LEAST_ONCE:
+            raise ValueError("unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never aligns)")
+        if self.unaligned and self.max_concurrent > 1:
+            raise ValueError("unaligned checkpoints need max_concurrent = 1, as in Flink")
+        return self
+
+
+class CheckpointOverrides(_Frozen):
+    """Per-field overrides of the pipeline's CheckpointConfig; ``None`` keeps the code's value."""
+
+    interval_ms: int | None = Field(default=None, ge=10)
+    mode: CheckpointingMode | None = None
+    timeout_ms: int | None = Field(default=None, ge=1)
+    min_pause_ms: int | None = Field(default=None, ge=0)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    tolerable_failures: int | None = Field(default=None, ge=0)
+    unaligned: bool | None = None
+    force_unaligned: bool | None = None
+    aligned_timeout_ms: int | None = Field(default=None, ge=0)
+    externalized_cleanup: ExternalizedCheckpointCleanup | None = None
+    retained: int | None = Field(default=None, ge=1)
+    incremental: bool | None = None
+    local_recovery: bool | None = None
+
+    def apply(self, base: CheckpointSettings) -> CheckpointSettings:
+        """The code's settings with every non-None override laid over them (re-validated)."""
+        merged = base.model_dump() | {k: v for k, v in self.model_dump().items() if v is not None}
+        return CheckpointSettings.model_validate(merged)
+
+
+class RestartStrategy(_Frozen):
+    """Flink's restart strategies; in Kubernetes mode the operator applies the same policy to pods."""
+
+    kind: Literal["none", "fixed-delay", "exponential-delay"] = "fixed-delay"
+    attempts: int = Field(default=10, ge=0)
+    delay_ms: int = Field(default=1_000, ge=0)
+    max_delay_ms: int = Field(default=60_000, ge=0)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    reset_after_ms: int = Field(default=600_000, ge=0)
+
+    def delay_for(self, attempt: int) -> int | None:
+        """Milliseconds to wait before restart number ``attempt`` (1-based); None = give up."""
+        if self.kind == "none" or attempt > self.attempts:
+            return None
+        if self.kind == "fixed-delay":
+            return self.delay_ms
+        return int(min(self.max_delay_ms, self.delay_ms * self.multiplier ** (attempt - 1)))
+
+
+class S3Options(_Frozen):
+    """Non-secret S3 settings; credentials come from the environment (a Secret on Kubernetes)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool | None = None
+
+
+class JobConfig(_Frozen):
+    """Everything a JobMaster needs to run one attempt of a job."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    namespace: str = "local"
+    job_id: str | None = None
+    attempt: int = Field(default=0, ge=0)
+    entrypoint: str
+    args: list[str] = Field(default_factory=list)
+    parallelism: int | None = Field(default=None, ge=1)
+    max_parallelism: int | None = Field(default=None, ge=1, le=32768)
+    state_backend: Literal["hashmap", "rocksdb"] | None = None
+    checkpoint: CheckpointOverrides = Field(default_factory=CheckpointOverrides)
+    checkpoints_uri: str | None = None
+    savepoints_uri: str | None = None
+    restore_from: str | None = None
+    allow_non_restored_state: bool = False
+    restart: RestartStrategy | None = None
+    restart_in_place: bool = True
+    workers: int = Field(default=1, ge=1)
+    slots_per_worker: int = Field(default=1, ge=1)
+    rest_host: str = "0.0.0.0"
+    rest_port: int = Field(default=8081, ge=0, le=65535)
+    data_host: str | None = None
+    s3: S3Options = Field(default_factory=S3Options)
+    worker_register_timeout_ms: int = Field(default=120_000, ge=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> JobConfig:
+        if self.parallelism and self.max_parallelism and self.parallelism > self.max_parallelism:
+            raise ValueError(
+                f"parallelism {self.parallelism} exceeds max_parallelism {self.max_parallelism}; "
+                "raise max_parallelism or lower parallelism"
+            )
+        return self
+
+    @property
+    def total_slots(self) -> int:
+        """Slots the JobMaster waits for before deploying tasks."""
+        return self.workers * self.slots_per_worker
+
+
+def load_job_config(path: Path) -> JobConfig:
+    """Reads and validates a job.json; every problem becomes one ConfigError naming the field."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"job config {path} does not exist; pass --config with the rendered job.json") from err
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"job config {path} is not readable JSON: {err}") from err
+    return parse_job_config(raw, source=str(path))
+
+
+def parse_job_config(raw: object, *, source: str) -> JobConfig:
+    """Validates a decoded job config; errors name the offending field."""
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"invalid job config {source}: {describe_validation_error(err)}") from err
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line per problem: ``field.path: message``, for user-facing errors."""
+    parts = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
