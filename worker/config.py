@@ -10,7 +10,7 @@ new image); values left ``None`` keep the code's choice.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -19,14 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from streamjob.worker.errors import ConfigError
 
 
-class CheckpointingMode(str, Enum):
+class CheckpointingMode(StrEnum):
     """EXACTLY_ONCE aligns barriers; AT_LEAST_ONCE never blocks an input and may replay records."""
 
     EXACTLY_ONCE = "EXACTLY_ONCE"
     AT_LEAST_ONCE = "AT_LEAST_ONCE"
 
 
-class ExternalizedCheckpointCleanup(str, Enum):
+class ExternalizedCheckpointCleanup(StrEnum):
     """What happens to retained checkpoints when the job is cancelled."""
 
     RETAIN_ON_CANCELLATION = "RETAIN_ON_CANCELLATION"
@@ -161,7 +161,9 @@ def load_job_config(path: Path) -> JobConfig:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError as err:
-        raise ConfigError(f"job config {path} does not exist; pass --config with the rendered job.json") from err
+        raise ConfigError(
+            f"job config {path} does not exist; pass --config with the rendered job.json"
+        ) from err
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"job config {path} is not readable JSON: {err}") from err
     return parse_job_config(raw, source=str(path))
