@@ -1,0 +1,267 @@
+"""One job's checkpoint storage: the worker view (writers, readers) and the coordinator view.
+
+Bound to a ``JobStorageLocation`` (checkpoints URI, savepoints URI, namespace, name, jobId). Workers
+call ``writer()`` per subtask and snapshot and hand it to the state backend, and ``reader()`` on
+restore. The checkpoint coordinator / JobMaster calls ``next_checkpoint_id``, ``write_lineage`` when
+the jobId starts, ``write_metadata`` LAST when every task acknowledged, ``discard`` for a failed
+checkpoint, ``apply_retention`` after a completion, ``delete_job_root`` on DELETE_ON_CANCELLATION,
+``load_metadata`` / ``resolve_restore_target`` on restore. ``WorkerStorageView`` and
+``CoordinatorStorageView`` name the two halves for callers that want the narrower type.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from streamjob.worker.checkpoint.metadata import (
+    CheckpointMetadata,
+    JobLineage,
+    encode_lineage,
+    encode_metadata,
+)
+from streamjob.worker.errors import ConfigError, MetadataError, StorageError
+from streamjob.worker.storage import discovery
+from streamjob.worker.storage.layout import (
+    LINEAGE_FILE,
+    METADATA_FILE,
+    SHARED_DIR,
+    checkpoint_dir_name,
+    checkpoint_ids,
+    checkpoint_metadata_key,
+    encode_uid,
+    job_root,
+    new_savepoint_name,
+    savepoints_root,
+)
+from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore
+from streamjob.worker.storage.retention import CheckpointEntry, RetentionPlan, plan_retention
+from streamjob.worker.storage.s3_settings import S3Settings
+from streamjob.worker.storage.snapshot_files import StorageSnapshotReader, StorageSnapshotWriter
+from streamjob.worker.storage.snapshots import LoadedSnapshot, load_snapshot, read_metadata
+from streamjob.worker.storage.stores import StoreFactory
+from streamjob.worker.storage.uri import StorageUri, parse_storage_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobStorageLocation:
+    """Where one job lineage's snapshots live."""
+
+    checkpoints: StorageUri
+    savepoints: StorageUri | None
+    namespace: str
+    name: str
+    job_id: str
+
+    @classmethod
+    def parse(cls, checkpoints: str | StorageUri, savepoints: str | StorageUri | None, *,
+              namespace: str, name: str, job_id: str) -> JobStorageLocation:
+        """Parses the URIs and validates the path segments (``ConfigError``)."""
+        location = cls(parse_storage_uri(checkpoints),
+                       None if savepoints is None else parse_storage_uri(savepoints), namespace, name, job_id)
+        _ = location.job_root
+        return location
+
+    @property
+    def job_root(self) -> StorageUri:
+        """``<checkpoints>/<namespace>/<name>/<jobId>``."""
+        return job_root(self.checkpoints, self.namespace, self.name, self.job_id)
+
+    @property
+    def savepoints_root(self) -> StorageUri | None:
+        """``<savepoints>/<namespace>/<name>``, or None when no savepoints URI is configured."""
+        return None if self.savepoints is None else savepoints_root(self.savepoints, self.namespace, self.name)
+
+
+class WorkerStorageView(Protocol):
+    """What a worker needs: snapshot writers and restore readers."""
+
+    def writer(self, checkpoint_id: int, operator_uid: str, subtask_index: int, *,
+               savepoint_dir: str | None = None) -> StorageSnapshotWriter: ...
+
+    def reader(self, base_uri: str) -> StorageSnapshotReader: ...
+
+
+class CoordinatorStorageView(Protocol):
+    """What the checkpoint coordinator needs."""
+
+    def next_checkpoint_id(self) -> int: ...
+
+    def new_savepoint_dir(self, target: str | None = None) -> str: ...
+
+    def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str: ...
+
+    def discard(self, checkpoint_id: int, *, savepoint_dir: str | None = None) -> int: ...
+
+    def apply_retention(self, retained: int) -> RetentionPlan: ...
+
+
+class CheckpointStorage:
+    """Checkpoint storage bound to one jobId (both views); thread-safe."""
+
+    def __init__(self, location: JobStorageLocation, *, stores: StoreFactory | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        """``stores`` opens every URI (one shared S3 client); ``clock`` stamps the lineage file."""
+        self.location = location
+        self._stores = stores or StoreFactory()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._job = self._stores.open(location.job_root)
+
+    @classmethod
+    def open(cls, checkpoints: str | StorageUri, savepoints: str | StorageUri | None, *, namespace: str,
+             name: str, job_id: str, s3: S3Settings | None = None) -> CheckpointStorage:
+        """Parses the URIs and binds a storage (``s3`` defaults to ``S3Settings.from_env()``)."""
+        location = JobStorageLocation.parse(checkpoints, savepoints, namespace=namespace, name=name,
+                                            job_id=job_id)
+        return cls(location, stores=StoreFactory(s3))
+
+    @property
+    def job_store(self) -> ObjectStore:
+        """The store rooted at the jobId directory."""
+        return self._job
+
+    @property
+    def checkpoint_base_uri(self) -> str:
+        """The jobId root: the base of every checkpoint handle path (pass it to ``reader``)."""
+        return str(self.location.job_root)
+
+    # Worker view
+
+    def writer(self, checkpoint_id: int, operator_uid: str, subtask_index: int, *,
+               savepoint_dir: str | None = None) -> StorageSnapshotWriter:
+        """A writer of one subtask's files for checkpoint ``checkpoint_id`` (or a savepoint into ``savepoint_dir``)."""
+        if subtask_index < 0:
+            raise ValueError(f"subtask_index must be >= 0, got {subtask_index}")
+        subtask_prefix = f"{encode_uid(operator_uid)}/{subtask_index}/"
+        if savepoint_dir is not None:
+            return StorageSnapshotWriter(self._stores.open(savepoint_dir), checkpoint_id, subtask_prefix, None)
+        return StorageSnapshotWriter(self._job, checkpoint_id, f"{checkpoint_dir_name(checkpoint_id)}/{subtask_prefix}",
+                                     f"{SHARED_DIR}/")
+
+    def reader(self, base_uri: str) -> StorageSnapshotReader:
+        """A verifying reader for handles relative to ``base_uri`` (``LoadedSnapshot.base_uri``)."""
+        return StorageSnapshotReader(self._stores.open(base_uri))
+
+    # Coordinator view
+
+    def next_checkpoint_id(self, *, at_least: int = 1) -> int:
+        """One more than the highest ``chk-<n>`` under the jobId, complete or not (and >= ``at_least``)."""
+        ids = checkpoint_ids(self._job.list_dirs(""))
+        return max(at_least, ids[-1] + 1 if ids else 1)
+
+    def new_savepoint_dir(self, target: str | None = None) -> str:
+        """``target`` (a savepoint directory URI) or a fresh ``<savepoints>/<ns>/<name>/savepoint-<id>``."""
+        if target is not None:
+            return str(parse_storage_uri(target))
+        root = self.location.savepoints_root
+        if root is None:
+            raise ConfigError("no savepoints URI is configured: set the job's savepoints URI or give the "
+                              "savepoint a target directory")
+        return str(root.join(new_savepoint_name(self.location.job_id)))
+
+    def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str:
+        """Writes ``_metadata`` (call it LAST); returns its URI. Never overwrites different content."""
+        self._check_metadata(meta, savepoint_dir)
+        data = encode_metadata(meta)
+        if savepoint_dir is None:
+            store, key = self._job, checkpoint_metadata_key(meta.checkpoint_id)
+        else:
+            store, key = self._stores.open(savepoint_dir), METADATA_FILE
+        if not store.put(key, data, if_absent=True) and store.get(key) != data:
+            raise MetadataError(f"{store.uri(key)} already exists with other content: two coordinators of "
+                                f"job {meta.job_id} wrote the same {meta.kind} id")
+        return store.uri(key)
+
+    def _check_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> None:
+        expected = "checkpoint" if savepoint_dir is None else "savepoint"
+        if meta.kind != expected:
+            raise MetadataError(f"a {meta.kind} _metadata must be written "
+                                f"{'with' if meta.kind == 'savepoint' else 'without'} savepoint_dir")
+        if meta.job_id != self.location.job_id:
+            raise MetadataError(f"_metadata of job {meta.job_id} cannot be written under job {self.location.job_id}")
+        if meta.kind == "savepoint" and meta.referenced_shared_files():
+            raise MetadataError("a savepoint must be self-contained but references shared files "
+                                f"{sorted(meta.referenced_shared_files())[:3]}")
+
+    def load_metadata(self, uri: str) -> LoadedSnapshot:
+        """Loads the snapshot at ``uri`` (its directory or its ``_metadata``); ``MetadataError`` if bad."""
+        return load_snapshot(self._stores.open, uri)
+
+    def resolve_restore_target(self, text: str) -> str | None:
+        """``--restore-from latest|URI`` → the ``_metadata`` URI (None: nothing to restore for latest)."""
+        return discovery.resolve_restore_target(text, self._job)
+
+    def latest_retained(self) -> discovery.SnapshotRef | None:
+        """The snapshot the next attempt of this jobId restores (see ``discovery.find_latest_retained``)."""
+        return discovery.find_latest_in_job(self._job)
+
+    def discard(self, checkpoint_id: int, *, savepoint_dir: str | None = None) -> int:
+        """Deletes the files of a failed or aborted checkpoint (or savepoint); returns the count.
+
+        Refuses a completed one (its ``_metadata`` exists): retention deletes those. Shared files it
+        uploaded are left: later checkpoints may reference them.
+        """
+        if savepoint_dir is not None:
+            store, prefix = self._stores.open(savepoint_dir), ""
+        else:
+            store, prefix = self._job, f"{checkpoint_dir_name(checkpoint_id)}/"
+        if store.exists(prefix + METADATA_FILE):
+            raise StorageError(f"refusing to discard {store.uri(prefix + METADATA_FILE)}: it is completed")
+        return store.delete_prefix(prefix)
+
+    def _entries(self) -> list[CheckpointEntry]:
+        entries: list[CheckpointEntry] = []
+        for cid in checkpoint_ids(self._job.list_dirs("")):
+            try:
+                meta = read_metadata(self._job, checkpoint_metadata_key(cid))
+            except ObjectNotFoundError:
+                entries.append(CheckpointEntry(cid, completed=False))
+                continue
+            except MetadataError as err:
+                log.warning("checkpoint %s has unreadable metadata: %s", cid, err)
+                entries.append(CheckpointEntry(cid, completed=True))
+                continue
+            entries.append(CheckpointEntry(cid, True, meta.referenced_shared_files()))
+        return entries
+
+    def apply_retention(self, retained: int) -> RetentionPlan:
+        """Keeps the newest ``retained`` completed checkpoints and deletes the rest (see ``retention``).
+
+        ``_metadata`` files go first, so a crash halfway never leaves a complete-looking checkpoint
+        with missing files; shared files go last and only when no retained checkpoint references them.
+        """
+        plan = plan_retention(self._entries(), retained)
+        if plan.empty:
+            return plan
+        self._job.delete_many(checkpoint_metadata_key(cid) for cid in plan.delete_ids)
+        for cid in plan.delete_ids:
+            self._job.delete_prefix(f"{checkpoint_dir_name(cid)}/")
+        self._job.delete_many(plan.delete_shared)
+        log.info("retention kept checkpoints %s of %s, deleted %s and %d shared files", plan.retained_ids,
+                 self.location.job_root, plan.delete_ids, len(plan.delete_shared))
+        return plan
+
+    def delete_job_root(self) -> int:
+        """Deletes everything under the jobId (DELETE_ON_CANCELLATION), ``_metadata`` files first."""
+        keys = [info.key for info in self._job.list("")]
+        self._job.delete_many(k for k in keys if k.endswith(f"/{METADATA_FILE}"))
+        self._job.delete_many(k for k in keys if not k.endswith(f"/{METADATA_FILE}"))
+        return len(keys)
+
+    def write_lineage(self, restored_from: str | None) -> JobLineage:
+        """Records when this jobId started and from which ``_metadata``; the first record wins."""
+        lineage = JobLineage(job_id=self.location.job_id, created_at=self._clock().isoformat(),
+                             restored_from=restored_from)
+        if self._job.put(LINEAGE_FILE, encode_lineage(lineage), if_absent=True):
+            return lineage
+        existing = self.read_lineage()
+        return existing if existing is not None else lineage
+
+    def read_lineage(self) -> JobLineage | None:
+        """The jobId's lineage record, or None."""
+        return discovery.read_lineage(self._job)
