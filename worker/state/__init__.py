@@ -1,1 +1,63 @@
-"""State: key groups, keyed state backends, operator state and serializers."""
+"""State: key groups, keyed state backends (hashmap, rocksdb), timers, operator state, serializers.
+
+The runtime builds one keyed backend per keyed subtask with ``create_keyed_backend`` and one
+``OperatorStateStore`` per subtask; user functions see descriptors and state interfaces, which
+``streamjob.worker.api`` re-exports. Each module's docstring states its recovery contract.
+"""
+
+from streamjob.worker.state.backend import (
+    KeyedBackendContext,
+    KeyedStateBackend,
+    create_keyed_backend,
+)
+from streamjob.worker.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamjob.worker.state.functions import AggregateFunction, ReduceFunction
+from streamjob.worker.state.key_groups import (
+    KeyGroupAssigner,
+    key_group_for,
+    key_group_range,
+    operator_index_for,
+)
+from streamjob.worker.state.primitives import (
+    AggregatingState,
+    ListState,
+    MapState,
+    ReducingState,
+    State,
+    ValueState,
+)
+from streamjob.worker.state.serializers import PickleSerializer, SafeSerializer, Serializer
+
+__all__ = [
+    "AggregateFunction",
+    "AggregatingState",
+    "AggregatingStateDescriptor",
+    "KeyGroupAssigner",
+    "KeyedBackendContext",
+    "KeyedStateBackend",
+    "ListState",
+    "ListStateDescriptor",
+    "MapState",
+    "MapStateDescriptor",
+    "PickleSerializer",
+    "ReduceFunction",
+    "ReducingState",
+    "ReducingStateDescriptor",
+    "SafeSerializer",
+    "Serializer",
+    "State",
+    "StateDescriptor",
+    "ValueState",
+    "ValueStateDescriptor",
+    "create_keyed_backend",
+    "key_group_for",
+    "key_group_range",
+    "operator_index_for",
+]

@@ -1,0 +1,392 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamjob.worker.errors import PipelineError, RestoreError
+from streamjob.worker.state.backend import KeyedStateBackend
+from streamjob.worker.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    ValueStateDescriptor,
+)
+from streamjob.worker.state.functions import AggregateFunction
+from streamjob.worker.state.key_groups import key_group_for, key_group_range
+from streamjob.worker.state.serializers import PickleSerializer
+from tests.unit.test_state_support import MemoryStorage, make_backend
+
+pytestmark = pytest.mark.unit
+
+BACKENDS = ["hashmap"]
+
+
+class Avg(AggregateFunction[float, list[float], float]):
+    def create_accumulator(self) -> list[float]:
+        return [0.0, 0.0]
+
+    def add(self, value: float, accumulator: list[float]) -> list[float]:
+        accumulator[0] += value
+        accumulator[1] += 1
+        return accumulator
+
+    def get_result(self, accumulator: list[float]) -> float:
+        return accumulator[0] / accumulator[1]
+
+    def merge(self, a: list[float], b: list[float]) -> list[float]:
+        return [a[0] + b[0], a[1] + b[1]]
+
+
+@dataclasses.dataclass
+class Visit:
+    page: str
+    n: int
+
+
+BALANCE = ValueStateDescriptor("balance", float, 0.0)
+HISTORY = ListStateDescriptor("history", int)
+ATTRS = MapStateDescriptor("attrs", str, Visit)
+TOTAL = ReducingStateDescriptor("total", lambda a, b: a + b, int)
+AVG = AggregatingStateDescriptor("avg", Avg())
+
+
+def fill(backend: KeyedBackendLike, keys: list[Any]) -> None:
+    balance = backend.get_state(BALANCE)
+    history = backend.get_state(HISTORY)
+    attrs = backend.get_state(ATTRS)
+    total = backend.get_state(TOTAL)
+    avg = backend.get_state(AVG)
+    for i, key in enumerate(keys):
+        backend.set_current_key(key)
+        balance.update(float(i))
+        history.add_all([i, i + 1])
+        attrs.put("p", Visit(str(key), i))
+        total.add(i)
+        total.add(1)
+        avg.add(float(i))
+        avg.add(float(i) + 2)
+        backend.register_processing_time_timer(1000 + i)
+
+
+def expected(i: int, key: Any) -> tuple[Any, ...]:
+    return (float(i), [i, i + 1], {"p": Visit(str(key), i)}, i + 1, i + 1.0)
+
+
+def read(backend: KeyedBackendLike, key: Any) -> tuple[Any, ...]:
+    backend.set_current_key(key)
+    return (
+        backend.get_state(BALANCE).value(),
+        backend.get_state(HISTORY).get(),
+        dict(backend.get_state(ATTRS).items()),
+        backend.get_state(TOTAL).get(),
+        backend.get_state(AVG).get(),
+    )
+
+
+KeyedBackendLike = KeyedStateBackend
+
+
+@pytest.fixture(params=BACKENDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_value_state(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    state = backend.get_state(ValueStateDescriptor("user-balance", float, 0.0))
+    backend.set_current_key("alice")
+    assert state.value() == 0.0
+    state.update(10.5)
+    backend.set_current_key("bob")
+    assert state.value() == 0.0
+    state.update(1.0)
+    backend.set_current_key("alice")
+    assert state.value() == 10.5
+    state.clear()
+    assert state.value() == 0.0
+    state.update(3.0)
+    state.update(None)
+    assert state.value() == 0.0
+
+
+def test_mutable_default_is_copied_per_key(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    state = backend.get_state(ValueStateDescriptor("seen", list, []))
+    backend.set_current_key("a")
+    got = state.value()
+    assert got == []
+    got.append(1)
+    backend.set_current_key("b")
+    assert state.value() == []
+
+
+def test_list_state(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    state = backend.get_state(ListStateDescriptor("l", int))
+    backend.set_current_key(1)
+    assert state.get() == []
+    state.add(1)
+    state.add_all([2, 3])
+    view = state.get()
+    view.append(99)
+    assert state.get() == [1, 2, 3]
+    state.update([7])
+    assert state.get() == [7]
+    backend.set_current_key(2)
+    assert state.get() == []
+    backend.set_current_key(1)
+    state.clear()
+    assert state.get() == []
+    state.update([])
+    assert state.get() == []
+
+
+def test_map_state(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    state = backend.get_state(MapStateDescriptor("m", str, int))
+    backend.set_current_key(("k", 1))
+    assert state.is_empty()
+    assert state.get("x") is None
+    state.put("x", 1)
+    state.put_all({"y": 2, "z": 3})
+    state.put_all([("w", 4)])
+    assert state.contains("x") and not state.contains("nope")
+    assert sorted(state.keys()) == ["w", "x", "y", "z"]
+    assert sorted(state.values()) == [1, 2, 3, 4]
+    assert sorted(state.items()) == [("w", 4), ("x", 1), ("y", 2), ("z", 3)]
+    state.remove("x")
+    state.remove("absent")
+    assert state.get("x") is None and not state.is_empty()
+    backend.set_current_key(("k", 2))
+    assert state.is_empty() and state.keys() == []
+    backend.set_current_key(("k", 1))
+    state.clear()
+    assert state.is_empty()
+
+
+def test_reducing_and_aggregating_state(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    total = backend.get_state(TOTAL)
+    avg = backend.get_state(AVG)
+    backend.set_current_key("k")
+    assert total.get() is None and avg.get() is None
+    for v in (1, 2, 3):
+        total.add(v)
+        avg.add(float(v))
+    assert total.get() == 6
+    assert avg.get() == 2.0
+    total.clear()
+    avg.clear()
+    assert total.get() is None and avg.get() is None
+
+
+def test_same_name_same_state_and_kind_conflicts(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    first = backend.get_state(ValueStateDescriptor("s", int))
+    assert backend.get_state(ValueStateDescriptor("s", int)) is first
+    with pytest.raises(PipelineError, match="already registered as value state"):
+        backend.get_state(ListStateDescriptor("s", int))
+
+
+def test_value_accessors(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    get, put = backend.get_value_accessors(ValueStateDescriptor("sum", int, 0))
+    assert get("a") is None
+    put("a", 5)
+    assert get("a") == 5
+    backend.set_current_key("a")
+    assert backend.get_state(ValueStateDescriptor("sum", int, 0)).value() == 5
+    with pytest.raises(PipelineError):
+        backend.get_value_accessors(ListStateDescriptor("l"))
+
+
+def test_hashmap_accessors_are_plain_dict_methods(tmp_path: Path) -> None:
+    backend = make_backend("hashmap", tmp_path)
+    get, put = backend.get_value_accessors(ValueStateDescriptor("sum", int, 0))
+    assert type(get).__name__ == "builtin_function_or_method" and get.__self__.__class__ is dict
+    assert put.__self__ is get.__self__  # type: ignore[attr-defined]
+
+
+def test_timers(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    assert backend.next_timer_time() is None
+    for key, ts in [("a", 30), ("b", 10), ("a", 10), ("a", 30), ("c", 20)]:
+        backend.set_current_key(key)
+        backend.register_processing_time_timer(ts)
+    backend.set_current_key("c")
+    backend.delete_processing_time_timer(20)
+    assert backend.next_timer_time() == 10
+    assert backend.pop_due_timers(5) == []
+    assert backend.pop_due_timers(25) == [(10, "b"), (10, "a")]
+    assert backend.next_timer_time() == 30
+    assert backend.pop_due_timers(100) == [(30, "a")]
+    assert backend.next_timer_time() is None
+
+
+KEYS = [f"user-{i}" for i in range(300)] + list(range(100)) + [(i, "t") for i in range(50)]
+
+
+def test_full_snapshot_round_trip(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    source = make_backend(kind, tmp_path)
+    fill(source, KEYS)
+    handles = source.snapshot()(storage.writer(1))
+    assert handles and all(not h.shared for h in handles)
+    target = make_backend(kind, tmp_path, uid="op")
+    target.restore(handles, storage.reader())
+    assert target.is_restored
+    for i, key in enumerate(KEYS):
+        assert read(target, key) == expected(i, key)
+    assert target.pop_due_timers(10**9) == sorted(((1000 + i, k) for i, k in enumerate(KEYS)), key=lambda t: t[0])
+
+
+@pytest.mark.parametrize(("old_p", "new_p"), [(1, 3), (3, 1), (2, 5), (4, 3)])
+def test_rescale_keeps_every_key_exactly_once(kind: str, tmp_path: Path, old_p: int, new_p: int) -> None:
+    storage = MemoryStorage()
+    max_p = 128
+    handles = []
+    for index in range(old_p):
+        backend = make_backend(kind, tmp_path, parallelism=old_p, index=index)
+        lo, hi = key_group_range(max_p, old_p, index)
+        mine = [(i, k) for i, k in enumerate(KEYS) if lo <= key_group_for(k, max_p) <= hi]
+        fill_indexed(backend, mine)
+        handles.extend(backend.snapshot()(storage.writer(7)))
+    seen: dict[Any, int] = {}
+    timers: list[tuple[int, Any]] = []
+    for index in range(new_p):
+        backend = make_backend(kind, tmp_path, parallelism=new_p, index=index, uid="op")
+        backend.restore(handles, storage.reader())
+        lo, hi = key_group_range(max_p, new_p, index)
+        for i, key in enumerate(KEYS):
+            if lo <= key_group_for(key, max_p) <= hi:
+                assert read(backend, key) == expected(i, key)
+                seen[key] = seen.get(key, 0) + 1
+            else:
+                backend.set_current_key(key)
+                assert backend.get_state(HISTORY).get() == []
+        got = backend.pop_due_timers(10**9)
+        assert all(lo <= key_group_for(k, max_p) <= hi for _, k in got)
+        timers.extend(got)
+    assert seen == {key: 1 for key in KEYS}
+    assert sorted(timers, key=repr) == sorted(((1000 + i, k) for i, k in enumerate(KEYS)), key=repr)
+
+
+def fill_indexed(backend: KeyedStateBackend, items: list[tuple[int, Any]]) -> None:
+    balance = backend.get_state(BALANCE)
+    history = backend.get_state(HISTORY)
+    attrs = backend.get_state(ATTRS)
+    total = backend.get_state(TOTAL)
+    avg = backend.get_state(AVG)
+    for i, key in items:
+        backend.set_current_key(key)
+        balance.update(float(i))
+        history.add_all([i, i + 1])
+        attrs.put("p", Visit(str(key), i))
+        total.add(i)
+        total.add(1)
+        avg.add(float(i))
+        avg.add(float(i) + 2)
+        backend.register_processing_time_timer(1000 + i)
+
+
+def test_async_snapshot_isolation(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    backend = make_backend(kind, tmp_path)
+    fill(backend, KEYS[:20])
+    run = backend.snapshot()
+    backend.set_current_key(KEYS[0])
+    backend.get_state(BALANCE).update(-1.0)
+    backend.get_state(HISTORY).add(-1)
+    backend.get_state(ATTRS).put("new", Visit("x", 0))
+    backend.get_state(TOTAL).add(100)
+    backend.set_current_key("late")
+    backend.get_state(BALANCE).update(5.0)
+    backend.register_processing_time_timer(1)
+    handles = run(storage.writer(1))
+    restored = make_backend(kind, tmp_path)
+    restored.restore(handles, storage.reader())
+    for i, key in enumerate(KEYS[:20]):
+        assert read(restored, key) == expected(i, key)
+    restored.set_current_key("late")
+    assert restored.get_state(BALANCE).value() == 0.0
+    assert restored.next_timer_time() == 1000
+
+
+def test_restored_state_is_checked_against_descriptor(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    backend = make_backend(kind, tmp_path)
+    fill(backend, KEYS[:5])
+    handles = backend.snapshot()(storage.writer(1))
+    wrong_kind = make_backend(kind, tmp_path)
+    wrong_kind.restore(handles, storage.reader())
+    with pytest.raises(RestoreError, match="was value state in the snapshot"):
+        wrong_kind.get_state(ListStateDescriptor("balance"))
+    wrong_serializer = make_backend(kind, tmp_path)
+    wrong_serializer.restore(handles, storage.reader())
+    with pytest.raises(RestoreError, match="serializer"):
+        wrong_serializer.get_state(ValueStateDescriptor("balance", serializer=PickleSerializer()))
+
+
+def test_unregistered_restored_state_survives_next_snapshot(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    first = make_backend(kind, tmp_path)
+    fill(first, KEYS[:10])
+    handles = first.snapshot()(storage.writer(1))
+    second = make_backend(kind, tmp_path)
+    second.restore(handles, storage.reader())
+    second.get_state(BALANCE)  # only one of five states registered
+    handles = second.snapshot()(storage.writer(2))
+    third = make_backend(kind, tmp_path)
+    third.restore(handles, storage.reader())
+    for i, key in enumerate(KEYS[:10]):
+        assert read(third, key) == expected(i, key)
+
+
+def test_pickle_state_round_trip(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    descriptor = ValueStateDescriptor("obj", serializer=PickleSerializer())
+    backend = make_backend(kind, tmp_path)
+    state = backend.get_state(descriptor)
+    backend.set_current_key("k")
+    state.update({"v": Visit("p", 1), "c": complex(1, 2)})
+    handles = backend.snapshot()(storage.writer(1))
+    restored = make_backend(kind, tmp_path)
+    restored.restore(handles, storage.reader())
+    restored.set_current_key("k")
+    assert restored.get_state(descriptor).value() == {"v": Visit("p", 1), "c": complex(1, 2)}
+
+
+def test_ttl_value_state(kind: str, tmp_path: Path) -> None:
+    now = [1000.0]
+    backend = make_backend(kind, tmp_path, clock=lambda: now[0])
+    state = backend.get_state(ValueStateDescriptor("session", str, "none", ttl=10))
+    backend.set_current_key("k")
+    state.update("open")
+    now[0] += 5
+    assert state.value() == "open"
+    now[0] += 6
+    assert state.value() == "none"
+    state.update("again")
+    backend.set_current_key("old")
+    state.update("stale")
+    now[0] += 9
+    storage = MemoryStorage()
+    handles = backend.snapshot()(storage.writer(1))
+    restored = make_backend(kind, tmp_path, clock=lambda: now[0])
+    restored.restore(handles, storage.reader())
+    rstate = restored.get_state(ValueStateDescriptor("session", str, "none", ttl=10))
+    restored.set_current_key("k")
+    assert rstate.value() == "again"
+    now[0] += 2
+    assert rstate.value() == "none"
+
+
+def test_closed_backend_refuses_use(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path)
+    backend.close()
+    with pytest.raises(PipelineError, match="closed"):
+        backend.get_state(BALANCE)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import pickle
+
+import pytest
+
+from streamjob.worker.errors import SerializationError
+from streamjob.worker.state.descriptors import ValueStateDescriptor
+from streamjob.worker.state.serializers import PickleSerializer, SafeSerializer
+
+pytestmark = pytest.mark.unit
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: float
+
+
+class Side(enum.Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+@dataclasses.dataclass
+class Order:
+    id: str
+    at: Point
+    side: Side
+    tags: set[str]
+
+
+class Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("owned",))
+
+
+def test_safe_round_trips_builtin_types() -> None:
+    value = {
+        "t": (1, (2, "x")),
+        "s": {1, 2},
+        "f": frozenset({"a"}),
+        "b": b"\x00\xff",
+        "dt": dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC),
+        "naive": dt.datetime(2024, 5, 1, 12, 30, 1, 5),
+        "d": dt.date(2024, 5, 1),
+        "td": dt.timedelta(seconds=90),
+        "dec": decimal.Decimal("10.50"),
+        "big": 2**80,
+        (1, 2): None,
+        "nested": [[1.5, True], {"k": (None,)}],
+    }
+    serializer = SafeSerializer()
+    assert serializer.decode(serializer.encode(value)) == value
+    assert isinstance(serializer.decode(serializer.encode((1,))), tuple)
+
+
+def test_declared_dataclasses_round_trip_via_descriptor_hints() -> None:
+    descriptor = ValueStateDescriptor("orders", Order)
+    order = Order("o1", Point(1, 2.5), Side.SELL, {"x"})
+    assert descriptor.serializer.decode(descriptor.serializer.encode(order)) == order
+
+
+def test_undeclared_dataclass_is_refused_both_ways() -> None:
+    declared = SafeSerializer(types=[Point])
+    data = declared.encode(Point(1, 2.0))
+    with pytest.raises(SerializationError, match="did not declare"):
+        SafeSerializer().decode(data)
+    with pytest.raises(SerializationError, match="type_hint=Point"):
+        SafeSerializer().encode(Point(1, 2.0))
+
+
+def test_safe_never_unpickles() -> None:
+    with pytest.raises(SerializationError):
+        SafeSerializer().decode(pickle.dumps(Evil()))
+    with pytest.raises(SerializationError):
+        SafeSerializer().encode(Evil())
+
+
+def test_pickle_round_trip_is_opt_in() -> None:
+    serializer = PickleSerializer()
+    value = {"p": Point(1, 2.0), "o": [Side.BUY]}
+    assert serializer.decode(serializer.encode(value)) == value
+    assert serializer.serializer_id == "pickle"
+    assert ValueStateDescriptor("x").serializer.serializer_id == "safe"
+    assert ValueStateDescriptor("x", serializer=serializer).serializer is serializer
+
+
+def test_safe_serializer_is_thread_safe() -> None:
+    import threading
+
+    serializer = SafeSerializer()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(2000):
+                value = [n, i, (n, str(i))]
+                assert serializer.decode(serializer.encode(value)) == value
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

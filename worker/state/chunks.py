@@ -1,0 +1,182 @@
+"""The keyed snapshot file format: one file per chunk of contiguous key groups.
+
+A chunk file holds, for each key group of its range, every state's entries and the timers of
+that group's keys, so a restore at any parallelism reads only the files overlapping its range
+and keeps the key groups inside it. Both keyed backends write and read this one format, so a
+savepoint taken with one restores into the other.
+
+Layout (msgpack, keys encoded natively with tuple extension types, values as the bytes of the
+state's serializer; nothing is decoded with a user serializer until a descriptor registers)::
+
+    {"format": "streamjob-keyed", "version": 1, "key_groups": [start, end],
+     "states": {name: [kind, serializer_id]},
+     "groups": [[key_group, {name: [entry, ...]}, [[timestamp_ms, key], ...]], ...]}
+
+    entry = [key, value_bytes]                       value, reducing, aggregating, list
+          | [key, value_bytes, written_at_ms]        value state with a ttl
+          | [key, [[user_key_bytes, value_bytes], ...]]   map
+
+Callers: the keyed backends (encode in the asynchronous part of a snapshot, decode on restore)
+and ``incremental.py`` (content-addressed names of shared chunks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
+from streamjob.worker.errors import RestoreError, SerializationError
+from streamjob.worker.state.key_groups import ranges_overlap
+from streamjob.worker.state.serializers import KEY_SERIALIZER
+
+FORMAT: Final = "streamjob-keyed"
+VERSION: Final = 1
+TARGET_CHUNKS_PER_SUBTASK: Final = 8
+
+Chunk = tuple[int, int]
+Entry = list[Any]
+
+
+def default_chunk_size(max_parallelism: int, parallelism: int) -> int:
+    """Key groups per chunk so that a subtask writes about eight chunk files."""
+    return max(1, max_parallelism // (parallelism * TARGET_CHUNKS_PER_SUBTASK))
+
+
+def chunks_of(key_group_range: Chunk, chunk_size: int) -> list[Chunk]:
+    """The chunks of a range on the global grid ``[c * size, (c + 1) * size - 1]``, clipped."""
+    start, end = key_group_range
+    out: list[Chunk] = []
+    index = start // chunk_size
+    while index * chunk_size <= end:
+        out.append((max(start, index * chunk_size), min(end, (index + 1) * chunk_size - 1)))
+        index += 1
+    return out
+
+
+def safe_uid(operator_uid: str) -> str:
+    """A file-name-safe, collision-free rendering of an operator uid."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", operator_uid)[:60]
+    if cleaned == operator_uid:
+        return cleaned
+    return f"{cleaned}-{hashlib.sha256(operator_uid.encode()).hexdigest()[:8]}"
+
+
+def private_name(operator_uid: str, chunk: Chunk) -> str:
+    """The name of a chunk file private to one checkpoint or savepoint."""
+    return f"{safe_uid(operator_uid)}-kg{chunk[0]:05d}-{chunk[1]:05d}.keyed"
+
+
+def shared_name(operator_uid: str, chunk: Chunk, data: bytes) -> str:
+    """The content-addressed name of a shared (incremental) chunk file."""
+    digest = hashlib.sha256(data).hexdigest()[:40]
+    return f"{safe_uid(operator_uid)}-kg{chunk[0]:05d}-{chunk[1]:05d}-{digest}.keyed"
+
+
+@dataclass(slots=True)
+class GroupData:
+    """One key group's entries per state name, and its timers."""
+
+    states: dict[str, list[Entry]] = field(default_factory=dict)
+    timers: list[list[Any]] = field(default_factory=list)
+
+
+def encode_chunk(chunk: Chunk, metas: dict[str, tuple[str, str]], groups: dict[int, GroupData]) -> bytes | None:
+    """The bytes of a chunk file, or None when the chunk holds nothing."""
+    rows = []
+    used: set[str] = set()
+    for key_group in sorted(groups):
+        group = groups[key_group]
+        states = {name: entries for name, entries in group.states.items() if entries}
+        if not states and not group.timers:
+            continue
+        used.update(states)
+        rows.append([key_group, states, group.timers])
+    if not rows:
+        return None
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "key_groups": [chunk[0], chunk[1]],
+        "states": {name: list(metas[name]) for name in sorted(used)},
+        "groups": rows,
+    }
+    return KEY_SERIALIZER.encode(document)
+
+
+@dataclass(slots=True)
+class RestoredGroup:
+    """A key group read from a chunk file: state metadata, entries and timers."""
+
+    key_group: int
+    metas: dict[str, tuple[str, str]]
+    states: dict[str, list[Entry]]
+    timers: list[tuple[int, Any]]
+
+
+def decode_chunk(data: bytes, where: str) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any]]:
+    """Parses a chunk file; raises RestoreError when it is not one this version can read."""
+    try:
+        document = KEY_SERIALIZER.decode(data)
+    except SerializationError as exc:
+        raise RestoreError(f"keyed state file {where} is corrupted or not a state file: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise RestoreError(f"{where} is not a streamjob keyed state file")
+    if document.get("version") != VERSION:
+        raise RestoreError(
+            f"keyed state file {where} has format version {document.get('version')!r}; this "
+            f"streamjob reads version {VERSION}"
+        )
+    start, end = document["key_groups"]
+    metas = {name: (str(meta[0]), str(meta[1])) for name, meta in document["states"].items()}
+    return (int(start), int(end)), metas, document["groups"]
+
+
+def read_groups(
+    handles: Sequence[StateHandle], reader: SnapshotReader, key_group_range: Chunk
+) -> Iterator[RestoredGroup]:
+    """The key groups inside ``key_group_range`` from every handle that overlaps it.
+
+    Handles of any old parallelism are accepted; a key group found in two files is an error
+    (the handles do not come from one consistent snapshot).
+    """
+    seen: dict[int, str] = {}
+    low, high = key_group_range
+    for handle in handles:
+        start, end = handle.key_group_start, handle.key_group_end
+        if start is not None and end is not None and not ranges_overlap((start, end), key_group_range):
+            continue
+        _, metas, rows = decode_chunk(reader.read(handle), handle.path)
+        for key_group, states, timers in rows:
+            if not low <= key_group <= high:
+                continue
+            if key_group in seen:
+                raise RestoreError(
+                    f"key group {key_group} is in two state files ({seen[key_group]} and "
+                    f"{handle.path}): the handles are not from one snapshot"
+                )
+            seen[key_group] = handle.path
+            yield RestoredGroup(
+                key_group=key_group,
+                metas={name: metas[name] for name in states},
+                states=states,
+                timers=[(int(ts), key) for ts, key in timers],
+            )
+
+
+__all__ = [
+    "Chunk",
+    "GroupData",
+    "RestoredGroup",
+    "chunks_of",
+    "decode_chunk",
+    "default_chunk_size",
+    "encode_chunk",
+    "private_name",
+    "read_groups",
+    "safe_uid",
+    "shared_name",
+]

@@ -1,0 +1,256 @@
+"""The hashmap keyed state backend: state as live Python objects in one flat dict per state.
+
+The fastest backend, bounded by memory (Flink's ``HashMapStateBackend``). Key groups are not
+computed on the per-record path: a state's table is ``dict[key, value]`` and keys are bucketed
+into key groups only when a snapshot is encoded. The synchronous part of a snapshot is a shallow
+copy of each table (inner lists and maps copied too); encoding runs in the background part.
+With ``incremental=True`` writes record their key in a dirty set, and only chunks holding a
+dirty key are re-encoded and uploaded.
+
+Recovery contract: see ``backend.py``. Restored entries stay encoded until their descriptor
+registers, then are decoded with that descriptor's serializer.
+
+Callers: ``create_keyed_backend("hashmap", ctx)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from streamjob.worker.errors import PipelineError
+from streamjob.worker.state.backend import KeyedBackendContext
+from streamjob.worker.state.chunks import Chunk, Entry, RestoredGroup
+from streamjob.worker.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamjob.worker.state.hashmap_states import (
+    HashAggregatingState,
+    HashListState,
+    HashMapStateImpl,
+    HashReducingState,
+    HashTtlValueState,
+    HashValueState,
+)
+from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
+from streamjob.worker.state.primitives import State
+from streamjob.worker.state.serializers import Serializer
+
+_SCALAR_KINDS = frozenset({"value", "reducing", "aggregating"})
+
+
+@dataclass(slots=True)
+class _Table:
+    """One registered state's storage."""
+
+    descriptor: StateDescriptor
+    data: dict[Any, Any]
+    written: dict[Any, int] | None = None  # TTL value state: last write time (ms) per key
+
+
+@dataclass(slots=True)
+class _FrozenTable:
+    name: str
+    kind: str
+    serializer: Serializer
+    data: dict[Any, Any]
+    written: dict[Any, int] | None
+    expire_before_ms: int | None
+
+
+class _FrozenHashMap(FrozenKeyedState):
+    """Copies of the tables taken at a barrier, encoded later in the background."""
+
+    def __init__(
+        self,
+        metas: dict[str, tuple[str, str]],
+        tables: list[_FrozenTable],
+        raw: dict[str, list[tuple[int, Entry]]],
+        lookup: Callable[[Any], int],
+    ) -> None:
+        super().__init__(metas)
+        self._tables = tables
+        self._raw = raw
+        self._lookup = lookup
+
+    def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
+        lookup = self._lookup
+        for table in self._tables:
+            name, encode, written = table.name, table.serializer.encode, table.written
+            is_map = table.kind == "map"
+            for key, value in table.data.items():
+                group = group_for(lookup(key))
+                if group is None:
+                    continue
+                if is_map:
+                    entry: Entry = [key, [[encode(k), encode(v)] for k, v in value.items()]]
+                elif written is not None:
+                    at = written.get(key, 0)
+                    if table.expire_before_ms is not None and at < table.expire_before_ms:
+                        continue
+                    entry = [key, encode(value), at]
+                else:
+                    entry = [key, encode(value)]
+                entries = group.states.get(name)
+                if entries is None:
+                    group.states[name] = [entry]
+                else:
+                    entries.append(entry)
+        for name, rows in self._raw.items():
+            for key_group, entry in rows:
+                group = group_for(key_group)
+                if group is not None:
+                    group.states.setdefault(name, []).append(entry)
+
+
+class HashMapKeyedStateBackend(KeyedBackendBase):
+    """Keyed state in Python dicts; see the module docstring."""
+
+    def __init__(self, ctx: KeyedBackendContext) -> None:
+        super().__init__(ctx)
+        self._tables: dict[str, _Table] = {}
+        self._raw: dict[str, list[tuple[int, Entry]]] = {}
+        self._dirty_keys: set[Any] = set()
+        self._mark: Callable[[Any], None] | None = self._dirty_keys.add if ctx.incremental else None
+
+    def _mark_dirty(self, key: Any) -> None:
+        self._dirty_keys.add(key)
+
+    def _before_incremental_begin(self) -> None:
+        if self._tracker is None:
+            return
+        dirty, chunk_of, lookup = self._tracker.dirty, self.chunk_of, self._assigner.assign
+        for key in self._dirty_keys:
+            dirty.add(chunk_of(lookup(key)))
+        self._dirty_keys.clear()
+
+    # -- states ------------------------------------------------------------------------------
+
+    def _create_state(self, descriptor: StateDescriptor) -> State:
+        table = _Table(descriptor=descriptor, data={})
+        if isinstance(descriptor, ValueStateDescriptor) and descriptor.ttl_ms is not None:
+            table.written = {}
+        self._decode_into(table, self._raw.pop(descriptor.name, []))
+        self._tables[descriptor.name] = table
+        mark = self._mark
+        if isinstance(descriptor, ValueStateDescriptor):
+            if table.written is not None:
+                return HashTtlValueState(self, (table.data, table.written), descriptor, mark, self._ctx.clock)
+            return HashValueState(self, table.data, descriptor, mark)
+        if isinstance(descriptor, ListStateDescriptor):
+            return HashListState(self, table.data, mark)
+        if isinstance(descriptor, MapStateDescriptor):
+            return HashMapStateImpl(self, table.data, mark)
+        if isinstance(descriptor, ReducingStateDescriptor):
+            return HashReducingState(self, table.data, descriptor, mark)
+        if isinstance(descriptor, AggregatingStateDescriptor):
+            return HashAggregatingState(self, table.data, descriptor, mark)
+        raise PipelineError(f"unsupported state descriptor {type(descriptor).__name__}")
+
+    def _decode_into(self, table: _Table, rows: list[tuple[int, Entry]]) -> None:
+        decode = table.descriptor.serializer.decode
+        data, written = table.data, table.written
+        now_ms = int(self._ctx.clock() * 1000)
+        if table.descriptor.kind == "map":
+            for _, (key, pairs) in rows:
+                data[key] = {decode(k): decode(v) for k, v in pairs}
+            return
+        for _, entry in rows:
+            data[entry[0]] = decode(entry[1])
+            if written is not None:
+                written[entry[0]] = int(entry[2]) if len(entry) > 2 else now_ms
+
+    def get_value_accessors(
+        self, descriptor: StateDescriptor
+    ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+        """``(table.get, table.__setitem__)``; a put also records the key when incremental."""
+        self._get_state(descriptor)
+        if descriptor.kind not in _SCALAR_KINDS:
+            raise PipelineError(
+                f"value accessors exist for value, reducing and aggregating state, not {descriptor.kind} "
+                f"state {descriptor.name!r}"
+            )
+        table = self._tables[descriptor.name]
+        data = table.data
+        if table.written is not None:
+            return self._ttl_accessors(table)
+        mark = self._mark
+        if mark is None:
+            return data.get, data.__setitem__
+
+        def put(key: Any, value: Any) -> None:
+            data[key] = value
+            mark(key)
+
+        return data.get, put
+
+    def _ttl_accessors(self, table: _Table) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+        data, written, clock = table.data, table.written or {}, self._ctx.clock
+        ttl = getattr(table.descriptor, "ttl_ms", 0) or 0
+        mark = self._mark
+
+        def get(key: Any) -> Any:
+            if key in data and int(clock() * 1000) - written.get(key, 0) >= ttl:
+                return None
+            return data.get(key)
+
+        def put(key: Any, value: Any) -> None:
+            data[key] = value
+            written[key] = int(clock() * 1000)
+            if mark is not None:
+                mark(key)
+
+        return get, put
+
+    # -- snapshot / restore ------------------------------------------------------------------
+
+    def _freeze(self) -> FrozenKeyedState:
+        now_ms = int(self._ctx.clock() * 1000)
+        tables: list[_FrozenTable] = []
+        for name, table in self._tables.items():
+            kind = table.descriptor.kind
+            if kind == "list":
+                data: dict[Any, Any] = {key: value.copy() for key, value in table.data.items()}
+            elif kind == "map":
+                data = {key: value.copy() for key, value in table.data.items()}
+            else:
+                data = table.data.copy()
+            ttl = getattr(table.descriptor, "ttl_ms", None)
+            tables.append(
+                _FrozenTable(
+                    name=name,
+                    kind=kind,
+                    serializer=table.descriptor.serializer,
+                    data=data,
+                    written=None if table.written is None else table.written.copy(),
+                    expire_before_ms=None if ttl is None else now_ms - ttl + 1,
+                )
+            )
+        raw = {name: rows.copy() for name, rows in self._raw.items()}
+        return _FrozenHashMap(self._metas(), tables, raw, self._assigner.assign)
+
+    def _load_group(self, group: RestoredGroup) -> None:
+        for name, entries in group.states.items():
+            rows = [(group.key_group, entry) for entry in entries]
+            table = self._tables.get(name)
+            if table is not None:
+                self._decode_into(table, rows)
+            else:
+                self._raw.setdefault(name, []).extend(rows)
+
+    def close(self) -> None:
+        """Drops every table and timer."""
+        self._tables.clear()
+        self._raw.clear()
+        self._timers.clear()
+        self._registered.clear()
+        self._closed = True
+
+
+__all__ = ["HashMapKeyedStateBackend"]

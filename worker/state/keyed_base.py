@@ -1,0 +1,300 @@
+"""What both keyed backends share: current key, registry, timers, chunk grid, snapshot and restore.
+
+A concrete backend supplies how states are created, frozen at a barrier (``_freeze``) and loaded
+from restored key groups (``_load_group``); this base turns that into the chunked snapshot file
+format, full or incremental, and the restore with rescaling. See ``backend.py`` for the
+recovery contract.
+
+Callers: ``hashmap.py`` and ``rocksdb.py`` (subclasses).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
+from streamjob.worker.errors import PipelineError, RestoreError, StreamJobError
+from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, SnapshotRunner
+from streamjob.worker.state.chunks import (
+    Chunk,
+    GroupData,
+    RestoredGroup,
+    chunks_of,
+    default_chunk_size,
+    encode_chunk,
+    private_name,
+    read_groups,
+)
+from streamjob.worker.state.descriptors import StateDescriptor
+from streamjob.worker.state.incremental import IncrementalTracker
+from streamjob.worker.state.key_groups import KeyGroupAssigner
+from streamjob.worker.state.primitives import State
+from streamjob.worker.state.timers import TimerQueue
+
+GroupFor = Callable[[int], GroupData | None]
+
+
+class FrozenKeyedState:
+    """The synchronous copy of a backend's state taken at a barrier (subclassed per backend)."""
+
+    def __init__(self, metas: dict[str, tuple[str, str]]) -> None:
+        self.metas = metas
+
+    def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
+        """Adds the entries of ``chunks`` (``group_for`` returns None for key groups outside them)."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Frees what the copy holds (temporary files); called once, after writing."""
+
+
+class KeyedBackendBase(KeyedStateBackend):
+    """Shared implementation of ``KeyedStateBackend``; see the module docstring."""
+
+    def __init__(self, ctx: KeyedBackendContext) -> None:
+        self._ctx = ctx
+        self._key: Any = None
+        self._assigner = KeyGroupAssigner(ctx.max_parallelism)
+        self._kg = self._assigner.lookup
+        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(ctx.max_parallelism, ctx.parallelism)
+        self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
+        self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
+        self._timers = TimerQueue()
+        self._tracker = IncrementalTracker(ctx.operator_uid, self._chunks) if ctx.incremental else None
+        self._registered: dict[str, tuple[StateDescriptor, State]] = {}
+        self._restored_metas: dict[str, tuple[str, str]] = {}
+        self._restored = False
+        self._closed = False
+
+    # -- current key -------------------------------------------------------------------------
+
+    def set_current_key(self, key: Any) -> None:
+        """Scopes every state to ``key``."""
+        self._key = key
+
+    @property
+    def current_key(self) -> Any:
+        """The key set last."""
+        return self._key
+
+    def chunk_of(self, key_group: int) -> Chunk:
+        """The snapshot chunk that holds ``key_group``."""
+        return self._chunks[key_group // self._chunk_size - self._first_chunk_index]
+
+    def _mark_dirty(self, key: Any) -> None:
+        """Records that ``key``'s chunk changed (incremental snapshots only)."""
+        if self._tracker is not None:
+            self._tracker.dirty.add(self.chunk_of(self._kg(key)))
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def _get_state(self, descriptor: StateDescriptor) -> State:
+        self._check_open()
+        if not isinstance(descriptor, StateDescriptor):
+            raise PipelineError(f"get_state needs a state descriptor, got {type(descriptor).__name__}")
+        existing = self._registered.get(descriptor.name)
+        if existing is not None:
+            known, state = existing
+            if known.kind != descriptor.kind:
+                raise PipelineError(
+                    f"operator {self._ctx.operator_uid!r}: state {descriptor.name!r} is already registered "
+                    f"as {known.kind} state, cannot register it again as {descriptor.kind} state; "
+                    "give each state its own name"
+                )
+            if known.serializer.serializer_id != descriptor.serializer.serializer_id:
+                raise PipelineError(
+                    f"operator {self._ctx.operator_uid!r}: state {descriptor.name!r} is registered with "
+                    f"serializer {known.serializer.serializer_id}, not {descriptor.serializer.serializer_id}"
+                )
+            return state
+        self._check_restored_meta(descriptor)
+        state = self._create_state(descriptor)
+        self._registered[descriptor.name] = (descriptor, state)
+        return state
+
+    def _check_restored_meta(self, descriptor: StateDescriptor) -> None:
+        meta = self._restored_metas.get(descriptor.name)
+        if meta is None:
+            return
+        kind, serializer_id = meta
+        if kind != descriptor.kind:
+            raise RestoreError(
+                f"operator {self._ctx.operator_uid!r}: state {descriptor.name!r} was {kind} state in the "
+                f"snapshot but is declared as {descriptor.kind} state now; keep the kind or rename the state"
+            )
+        if serializer_id != descriptor.serializer.serializer_id:
+            raise RestoreError(
+                f"operator {self._ctx.operator_uid!r}: state {descriptor.name!r} was written with serializer "
+                f"{serializer_id!r} but its descriptor declares {descriptor.serializer.serializer_id!r}; "
+                "declare the serializer it was written with"
+            )
+
+    def _metas(self) -> dict[str, tuple[str, str]]:
+        metas = dict(self._restored_metas)
+        for name, (descriptor, _) in self._registered.items():
+            metas[name] = (descriptor.kind, descriptor.serializer.serializer_id)
+        return metas
+
+    @abstractmethod
+    def _create_state(self, descriptor: StateDescriptor) -> State:
+        """A new state object for a newly registered descriptor (consuming restored entries)."""
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def register_processing_time_timer(self, timestamp_ms: int) -> None:
+        """Registers a timer for the current key."""
+        self._timers.register(timestamp_ms, self._key)
+        if self._tracker is not None:
+            self._mark_dirty(self._key)
+
+    def delete_processing_time_timer(self, timestamp_ms: int) -> None:
+        """Deletes the current key's timer at ``timestamp_ms``."""
+        self._timers.delete(timestamp_ms, self._key)
+        if self._tracker is not None:
+            self._mark_dirty(self._key)
+
+    def next_timer_time(self) -> int | None:
+        """The earliest timer's timestamp."""
+        return self._timers.next_time()
+
+    def pop_due_timers(self, now_ms: int) -> list[tuple[int, Any]]:
+        """The due timers, removed, in time order."""
+        due = self._timers.pop_due(now_ms)
+        if self._tracker is not None:
+            for _, key in due:
+                self._mark_dirty(key)
+        return due
+
+    # -- snapshot ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def _freeze(self) -> FrozenKeyedState:
+        """The synchronous copy of every state (task thread, at the barrier)."""
+
+    def _before_incremental_begin(self) -> None:
+        """Hook: flush backend-specific dirty tracking into ``self._tracker.dirty``."""
+
+    def snapshot(self) -> SnapshotRunner:
+        """Copies the state now; the returned callable encodes and writes the chunk files."""
+        self._check_open()
+        tracker = self._tracker
+        if tracker is not None:
+            self._before_incremental_begin()
+        frozen = self._freeze()
+        timers = self._timers.copy_entries()
+        plan = tracker.begin() if tracker is not None else None
+
+        def run(writer: SnapshotWriter) -> list[StateHandle]:
+            try:
+                if plan is None or tracker is None or writer.is_savepoint:
+                    if plan is not None and tracker is not None:
+                        tracker.cancel(plan.token)
+                    encoded = self._encode(frozen, timers, self._chunks)
+                    return [
+                        writer.write(private_name(self._ctx.operator_uid, chunk), data, key_groups=chunk)
+                        for chunk, data in encoded
+                    ]
+                changed = [chunk for chunk in self._chunks if chunk in plan.changed]
+                handles: dict[Chunk, StateHandle] = {}
+                for chunk, data in self._encode(frozen, timers, changed):
+                    handles[chunk] = tracker.upload(writer, chunk, data)
+                for chunk in self._chunks:
+                    if chunk not in plan.changed and chunk in plan.base:
+                        handles[chunk] = plan.base[chunk]
+                tracker.finish(plan.token, writer.checkpoint_id, handles)
+                return [handles[chunk] for chunk in self._chunks if chunk in handles]
+            except BaseException:
+                if plan is not None and tracker is not None:
+                    tracker.cancel(plan.token)
+                raise
+            finally:
+                frozen.release()
+
+        return run
+
+    def _encode(
+        self, frozen: FrozenKeyedState, timers: list[tuple[int, Any]], chunks: list[Chunk]
+    ) -> list[tuple[Chunk, bytes]]:
+        wanted = set(chunks)
+        per_chunk: dict[Chunk, dict[int, GroupData]] = {chunk: {} for chunk in chunks}
+        chunk_of = self.chunk_of
+
+        def group_for(key_group: int) -> GroupData | None:
+            groups = per_chunk.get(chunk_of(key_group))
+            if groups is None:
+                return None
+            group = groups.get(key_group)
+            if group is None:
+                group = groups[key_group] = GroupData()
+            return group
+
+        lookup = self._assigner.assign
+        for ts, key in timers:
+            group = group_for(lookup(key))
+            if group is not None:
+                group.timers.append([ts, key])
+        frozen.fill(chunks, group_for)
+        out: list[tuple[Chunk, bytes]] = []
+        for chunk in chunks:
+            if chunk in wanted:
+                data = encode_chunk(chunk, frozen.metas, per_chunk[chunk])
+                if data is not None:
+                    out.append((chunk, data))
+        return out
+
+    # -- restore -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def _load_group(self, group: RestoredGroup) -> None:
+        """Stores a restored key group's entries (decoding them if their state is registered)."""
+
+    def restore(self, handles: Sequence[StateHandle], reader: SnapshotReader) -> None:
+        """Loads this range's key groups from the handles of any old subtasks."""
+        self._check_open()
+        try:
+            for group in read_groups(handles, reader, self._ctx.key_group_range):
+                for name, meta in group.metas.items():
+                    known = self._restored_metas.setdefault(name, meta)
+                    if known != meta:
+                        raise RestoreError(
+                            f"operator {self._ctx.operator_uid!r}: state {name!r} appears as {known} and "
+                            f"{meta} in the snapshot files"
+                        )
+                    if name in self._registered:
+                        self._check_restored_meta(self._registered[name][0])
+                self._load_group(group)
+                self._timers.restore(group.timers)
+        except StreamJobError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise RestoreError(f"operator {self._ctx.operator_uid!r}: keyed state files are malformed: {exc}") from exc
+        if handles:
+            self._restored = True
+        if self._tracker is not None:
+            self._tracker.adopt(handles)
+
+    @property
+    def is_restored(self) -> bool:
+        """Whether state was restored from at least one handle."""
+        return self._restored
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Advances the incremental base."""
+        if self._tracker is not None:
+            self._tracker.complete(checkpoint_id)
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Keeps the aborted checkpoint's changes dirty."""
+        if self._tracker is not None:
+            self._tracker.abort(checkpoint_id)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PipelineError(f"operator {self._ctx.operator_uid!r}: the keyed state backend is closed")
+
+
+__all__ = ["FrozenKeyedState", "GroupFor", "KeyedBackendBase"]

@@ -1,0 +1,280 @@
+"""Serializers: how state values become the bytes a snapshot stores, and back.
+
+``SafeSerializer`` is the default for every state. It is msgpack with extension types for
+tuple, set, frozenset, datetime, date, time, timedelta, Decimal, big ints, and for dataclasses
+and enums only when the state's descriptor declared their class. Decoding never imports or
+instantiates a class that was not declared: a writer to the checkpoint bucket cannot get code
+execution in the workers through state.
+
+``PickleSerializer`` is an explicit opt-in per state. It round-trips any picklable object, but
+unpickling runs code chosen by whoever wrote the bytes: declare it only when the checkpoint
+storage is as trusted as the job's code.
+
+Callers: the state descriptors (which pick the serializer), the keyed state backends and the
+operator state store (encode on snapshot / rocksdb write, decode on restore / rocksdb read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import pickle
+import threading
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar, Final
+
+import msgpack
+
+from streamjob.worker.errors import SerializationError
+
+_EXT_TUPLE: Final = 1
+_EXT_SET: Final = 2
+_EXT_FROZENSET: Final = 3
+_EXT_DATETIME: Final = 4
+_EXT_DATE: Final = 5
+_EXT_DECIMAL: Final = 6
+_EXT_DATACLASS: Final = 7
+_EXT_BIGINT: Final = 8
+_EXT_TIMEDELTA: Final = 9
+_EXT_TIME: Final = 10
+_EXT_ENUM: Final = 11
+
+
+class Serializer(ABC):
+    """Encodes state values to bytes and back; must be safe to call from several threads."""
+
+    @property
+    def serializer_id(self) -> str:
+        """Recorded in snapshots; a restore refuses state written by a different serializer."""
+        kind = type(self)
+        return f"custom:{kind.__module__}.{kind.__qualname__}"
+
+    @abstractmethod
+    def encode(self, value: Any) -> bytes:
+        """The bytes of ``value``; raises SerializationError when it cannot be encoded."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> Any:
+        """The value of ``data``; raises SerializationError when the bytes are not valid."""
+
+
+def type_name(cls: type) -> str:
+    """The name a declared class is recorded under in encoded state."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def collect_declared_types(*hints: object) -> tuple[type, ...]:
+    """The dataclasses and enums named by type hints, including nested fields and generic args."""
+    found: dict[type, None] = {}
+    pending: list[object] = list(hints)
+    while pending:
+        hint = pending.pop()
+        if hint is None or isinstance(hint, str):
+            continue
+        args = typing.get_args(hint)
+        if args:
+            pending.extend(args)
+            continue
+        if not isinstance(hint, type) or hint in found:
+            continue
+        if dataclasses.is_dataclass(hint):
+            found[hint] = None
+            try:
+                field_hints = typing.get_type_hints(hint)
+            except Exception:  # unresolvable forward references: declare nested types explicitly
+                field_hints = {}
+            pending.extend(field_hints.values())
+        elif issubclass(hint, enum.Enum):
+            found[hint] = None
+    return tuple(found)
+
+
+class SafeSerializer(Serializer):
+    """msgpack with typed extensions; only declared dataclasses/enums are ever instantiated.
+
+    ``SafeSerializer(types=(Order, Side))`` declares classes explicitly; descriptors do this for
+    the type hints they were given. Dataclasses are rebuilt like pickle does (``__new__`` then the
+    fields), without running ``__init__``.
+    """
+
+    __slots__ = ("_by_name", "_by_type", "_local")
+
+    def __init__(self, types: Iterable[type] = ()) -> None:
+        self._local = threading.local()
+        self._by_type: dict[type, str] = {}
+        self._by_name: dict[str, type] = {}
+        for cls in types:
+            if not (dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum)):
+                raise SerializationError(f"SafeSerializer can only declare dataclasses and enums, not {type_name(cls)}")
+            self._by_type[cls] = type_name(cls)
+            self._by_name[type_name(cls)] = cls
+
+    @property
+    def serializer_id(self) -> str:
+        """All safe serializers read each other's bytes (declared types may grow)."""
+        return "safe"
+
+    @property
+    def declared_types(self) -> tuple[type, ...]:
+        """The classes this serializer may encode and instantiate."""
+        return tuple(self._by_type)
+
+    def encode(self, value: Any) -> bytes:
+        """Packs ``value``; undeclared classes raise SerializationError."""
+        local = self._local
+        try:
+            packer = local.packer
+        except AttributeError:
+            packer = local.packer = msgpack.Packer(default=self._default, use_bin_type=True, strict_types=True)
+        try:
+            return packer.pack(value)  # type: ignore[no-any-return]
+        except SerializationError:
+            del local.packer
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            del local.packer
+            raise SerializationError(f"cannot encode a {type(value).__qualname__} value: {exc}") from exc
+
+    def decode(self, data: bytes) -> Any:
+        """Unpacks ``data``; an undeclared class name raises SerializationError."""
+        try:
+            return msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False, use_list=True)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(f"cannot decode state bytes: {exc}") from exc
+
+    def _pack(self, value: Any) -> bytes:
+        return msgpack.packb(value, default=self._default, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+
+    def _default(self, value: Any) -> msgpack.ExtType:
+        kind = type(value)
+        if kind is tuple:
+            return msgpack.ExtType(_EXT_TUPLE, self._pack(list(value)))
+        if kind is set:
+            return msgpack.ExtType(_EXT_SET, self._pack(list(value)))
+        if kind is frozenset:
+            return msgpack.ExtType(_EXT_FROZENSET, self._pack(list(value)))
+        if kind is int:
+            return msgpack.ExtType(_EXT_BIGINT, str(value).encode("ascii"))
+        if kind is dt.datetime:
+            zone = getattr(value.tzinfo, "key", None)
+            return msgpack.ExtType(_EXT_DATETIME, self._pack([value.isoformat(), zone]))
+        if kind is dt.date:
+            return msgpack.ExtType(_EXT_DATE, value.isoformat().encode("ascii"))
+        if kind is dt.time:
+            return msgpack.ExtType(_EXT_TIME, value.isoformat().encode("ascii"))
+        if kind is dt.timedelta:
+            return msgpack.ExtType(_EXT_TIMEDELTA, self._pack([value.days, value.seconds, value.microseconds]))
+        if kind is decimal.Decimal:
+            return msgpack.ExtType(_EXT_DECIMAL, str(value).encode("ascii"))
+        name = self._by_type.get(kind)
+        if name is not None:
+            if isinstance(value, enum.Enum):
+                return msgpack.ExtType(_EXT_ENUM, self._pack([name, value.value]))
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return msgpack.ExtType(_EXT_DATACLASS, self._pack([name, fields]))
+        hint = ""
+        if dataclasses.is_dataclass(value) or isinstance(value, enum.Enum):
+            hint = (
+                f"; declare it on the state descriptor (type_hint={kind.__qualname__}) or pass "
+                f"serializer=SafeSerializer(types=[{kind.__qualname__}])"
+            )
+        else:
+            hint = "; use built-in types, a dataclass, or opt in to PickleSerializer for this state"
+        raise SerializationError(f"SafeSerializer cannot encode a value of type {type_name(kind)}{hint}")
+
+    def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code == _EXT_TUPLE:
+            return tuple(self.decode(data))
+        if code == _EXT_SET:
+            return set(self.decode(data))
+        if code == _EXT_FROZENSET:
+            return frozenset(self.decode(data))
+        if code == _EXT_BIGINT:
+            return int(data.decode("ascii"))
+        if code == _EXT_DATETIME:
+            text, zone = self.decode(data)
+            value = dt.datetime.fromisoformat(text)
+            if zone is not None:
+                from zoneinfo import ZoneInfo
+
+                value = value.replace(tzinfo=ZoneInfo(zone))
+            return value
+        if code == _EXT_DATE:
+            return dt.date.fromisoformat(data.decode("ascii"))
+        if code == _EXT_TIME:
+            return dt.time.fromisoformat(data.decode("ascii"))
+        if code == _EXT_TIMEDELTA:
+            days, seconds, micros = self.decode(data)
+            return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+        if code == _EXT_DECIMAL:
+            return decimal.Decimal(data.decode("ascii"))
+        if code == _EXT_DATACLASS:
+            name, fields = self.decode(data)
+            cls = self._declared(name)
+            obj: Any = object.__new__(cls)
+            for field_name, field_value in fields.items():
+                object.__setattr__(obj, field_name, field_value)
+            return obj
+        if code == _EXT_ENUM:
+            name, raw = self.decode(data)
+            return self._declared(name)(raw)
+        raise SerializationError(f"unknown msgpack extension type {code} in state bytes")
+
+    def _declared(self, name: object) -> type:
+        cls = self._by_name.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise SerializationError(
+                f"state holds a value of class {name!r} that this state's descriptor did not declare; "
+                "declare it with the descriptor's type hint or SafeSerializer(types=[...])"
+            )
+        return cls
+
+
+class PickleSerializer(Serializer):
+    """Pickle, for state that the safe serializer cannot represent. EXPLICIT OPT-IN ONLY.
+
+    Risk: restoring a snapshot unpickles its bytes, and unpickling executes code chosen by
+    whoever wrote them. Anyone able to write to the checkpoint or savepoint storage can then run
+    code in every worker. Use it only when that storage is as trusted as the job image.
+    """
+
+    protocol: ClassVar[int] = pickle.HIGHEST_PROTOCOL
+
+    @property
+    def serializer_id(self) -> str:
+        """Recorded in snapshots; pickled state restores only into a PickleSerializer state."""
+        return "pickle"
+
+    def encode(self, value: Any) -> bytes:
+        """Pickles ``value``."""
+        try:
+            return pickle.dumps(value, protocol=self.protocol)
+        except Exception as exc:
+            raise SerializationError(f"cannot pickle a {type(value).__qualname__} value: {exc}") from exc
+
+    def decode(self, data: bytes) -> Any:
+        """Unpickles ``data`` (runs code chosen by the writer of the bytes; see the class docstring)."""
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise SerializationError(f"cannot unpickle state bytes: {exc}") from exc
+
+
+KEY_SERIALIZER: Final = SafeSerializer()
+"""Encodes keys (str, int, float, bool, bytes, None, tuples) in snapshots and rocksdb rows."""
+
+
+__all__ = [
+    "KEY_SERIALIZER",
+    "PickleSerializer",
+    "SafeSerializer",
+    "Serializer",
+    "collect_declared_types",
+    "type_name",
+]
