@@ -144,7 +144,8 @@ class ObjectStore(abc.ABC):
     def complete_upload(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> None:
         """Makes ``key`` the concatenation of ``parts`` (in part-number order), atomically.
 
-        An unknown upload id raises ``ObjectNotFoundError``: after a crash between completing and
+        An unknown upload id raises a ``StorageError`` (usually ``ObjectNotFoundError``); completing an
+        already completed upload may succeed again (S3) or raise. After a crash between completing and
         recording it, the caller checks ``exists(key)`` to tell "already completed" from "lost".
         """
 

@@ -267,16 +267,25 @@ class S3ObjectStore(ObjectStore):
         return sorted(found, key=lambda info: info.key)
 
     def list_dirs(self, prefix: str = "") -> builtins.list[str]:
-        """ListObjectsV2 with ``Delimiter='/'``: the common prefixes' last segments."""
+        """ListObjectsV2 with ``Delimiter='/'``: the last segments of the non-empty common prefixes."""
         rel = check_prefix(prefix).strip("/")
         base = self._prefix + (f"{rel}/" if rel else "")
         names: set[str] = set()
         for page in self._pages("list", rel, Prefix=base, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
                 name = str(common["Prefix"])[len(base):].rstrip("/")
-                if name:
+                if name and self._holds_objects(str(common["Prefix"])):
                     names.add(name)
         return sorted(names)
+
+    def _holds_objects(self, full_prefix: str) -> bool:
+        """Whether any object is under ``full_prefix``.
+
+        Filer-backed servers such as SeaweedFS keep emptied folders and list them as common prefixes.
+        """
+        page = self._call("list", full_prefix[len(self._prefix):], _request(
+            "list_objects_v2", {"Bucket": self._root.bucket, "Prefix": full_prefix, "MaxKeys": 1}))
+        return bool(page.get("Contents"))
 
     def delete(self, key: str) -> None:
         """DeleteObject (S3 treats a missing key as deleted)."""
