@@ -130,9 +130,7 @@ class SecretKeyRef(CamelModel):
 
     name: str = Field(min_length=1, max_length=253, description="Secret name in the job's namespace.")
     access_key_id_key: str = Field(default="AWS_ACCESS_KEY_ID", description="Key of the access key id.")
-    secret_access_key_key: str = Field(
-        default="AWS_SECRET_ACCESS_KEY", description="Key of the secret access key."
-    )
+    secret_access_key_key: str = Field(default="AWS_SECRET_ACCESS_KEY", description="Key of the secret access key.")
 
 
 class S3Spec(CamelModel):
@@ -180,9 +178,7 @@ class BackoffSpec(CamelModel):
 class RestartPolicySpec(CamelModel):
     """What the operator does when a pod of the job fails: restart from the latest checkpoint."""
 
-    strategy: RestartStrategyKind = Field(
-        default=RestartStrategyKind.EXPONENTIAL, description="Backoff kind."
-    )
+    strategy: RestartStrategyKind = Field(default=RestartStrategyKind.EXPONENTIAL, description="Backoff kind.")
     max_restarts: int = Field(
         default=10, ge=0, le=100000, description="Restarts allowed before the job is marked Failed."
     )
@@ -196,9 +192,7 @@ class RestartPolicySpec(CamelModel):
         base = self.backoff.initial_delay_seconds
         if self.strategy is RestartStrategyKind.FIXED:
             return base
-        return float(
-            min(self.backoff.max_delay_seconds, base * self.backoff.multiplier ** (restart_number - 1))
-        )
+        return float(min(self.backoff.max_delay_seconds, base * self.backoff.multiplier ** (restart_number - 1)))
 
 
 class PodOverrides(CamelModel):
@@ -265,9 +259,7 @@ class StreamJobSpec(CamelModel):
         }
     )
 
-    image: str = Field(
-        min_length=1, description="Image built FROM the streamjob image, holding the job code."
-    )
+    image: str = Field(min_length=1, description="Image built FROM the streamjob image, holding the job code.")
     image_pull_policy: PullPolicy = Field(default=PullPolicy.IF_NOT_PRESENT, description="Image pull policy.")
     entrypoint: str = Field(
         min_length=1,
@@ -276,17 +268,13 @@ class StreamJobSpec(CamelModel):
     )
     args: list[str] = Field(default_factory=list, description="Arguments passed to the job function.")
     parallelism: int = Field(default=1, ge=1, le=32768, description="Parallelism of the job.")
-    max_parallelism: int = Field(
-        default=128, ge=1, le=32768, description="Key groups; the upper bound of rescaling."
-    )
+    max_parallelism: int = Field(default=128, ge=1, le=32768, description="Key groups; the upper bound of rescaling.")
     task_slots: int = Field(default=1, ge=1, le=256, description="Slots (processes) per worker pod.")
     workers: int | None = Field(
         default=None, ge=1, le=10000, description="Worker pods; default ceil(parallelism / taskSlots)."
     )
     state: JobState = Field(default=JobState.RUNNING, description="running or suspended.")
-    upgrade_mode: UpgradeMode = Field(
-        default=UpgradeMode.SAVEPOINT, description="savepoint, last-state or stateless."
-    )
+    upgrade_mode: UpgradeMode = Field(default=UpgradeMode.SAVEPOINT, description="savepoint, last-state or stateless.")
     initial_savepoint_path: str | None = Field(
         default=None, description="Savepoint to start from on first deploy (and on savepointRedeployNonce)."
     )
@@ -295,9 +283,7 @@ class StreamJobSpec(CamelModel):
     )
     savepoint_trigger_nonce: int | None = Field(default=None, description="Change to take a savepoint.")
     checkpoint_trigger_nonce: int | None = Field(default=None, description="Change to take a checkpoint.")
-    restart_nonce: int | None = Field(
-        default=None, description="Change to restart from the latest checkpoint."
-    )
+    restart_nonce: int | None = Field(default=None, description="Change to restart from the latest checkpoint.")
     savepoint_redeploy_nonce: int | None = Field(
         default=None, description="Change to redeploy from initialSavepointPath with a new jobId."
     )

@@ -28,6 +28,7 @@ class LifecycleState(StrEnum):
     ROLLING_BACK = "RollingBack"
     SUSPENDING = "Suspending"
     SUSPENDED = "Suspended"
+    FINISHED = "Finished"
     FAILED = "Failed"
     DELETING = "Deleting"
 
@@ -81,6 +82,7 @@ class SnapshotRequest(CamelModel):
     baseline_checkpoint_id: int | None = Field(
         default=None, description="Latest checkpoint id before a checkpoint request (to see a new one)."
     )
+    error: str | None = Field(default=None, description="Why the JobMaster refused the request.")
 
 
 class Deployment(CamelModel):
@@ -93,6 +95,7 @@ class Deployment(CamelModel):
     started_at: str = Field(description="When the attempt was created (RFC 3339).")
     running_since: str | None = Field(default=None, description="When all its pods became Running.")
     stable: bool = Field(default=False, description="Ran long enough (or checkpointed) to count as stable.")
+    generation: int | None = Field(default=None, description="Resource generation the spec came from.")
 
 
 class Operation(CamelModel):
@@ -100,9 +103,7 @@ class Operation(CamelModel):
 
     kind: OperationKind = Field(description="What the operation is for.")
     step: OperationStep = Field(description="The step in progress.")
-    target_spec: dict[str, Any] | None = Field(
-        default=None, description="Spec to deploy (absent when suspending)."
-    )
+    target_spec: dict[str, Any] | None = Field(default=None, description="Spec to deploy (absent when suspending).")
     target_generation: int | None = Field(default=None, description="Generation of targetSpec.")
     job_id: str | None = Field(default=None, description="jobId of the next attempt.")
     attempt: int | None = Field(default=None, description="Number of the next attempt.")
@@ -155,9 +156,7 @@ class StreamJobStatus(CamelModel):
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
     last_checkpoint: SnapshotInfo | None = Field(default=None, description="Newest completed checkpoint.")
     last_savepoint: SnapshotInfo | None = Field(default=None, description="Newest savepoint.")
-    savepoint_history: list[SnapshotInfo] = Field(
-        default_factory=list, description="Savepoints, newest first."
-    )
+    savepoint_history: list[SnapshotInfo] = Field(default_factory=list, description="Savepoints, newest first.")
     restarts: RestartsStatus = Field(default_factory=RestartsStatus, description="Restarts after failures.")
     restore_from: str | None = Field(
         default=None, description="Snapshot the current (or next) attempt restores, shown before acting."

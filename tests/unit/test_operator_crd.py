@@ -20,9 +20,7 @@ REGENERATE = "python -m streamjob.operator.model.crd > crds/streamjob.dev_stream
 
 @pytest.mark.parametrize("path", [CHECKED_IN, CHART_COPY], ids=["crds", "chart"])
 def test_checked_in_crd_matches_models(path: Path) -> None:
-    assert path.read_text() == crdgen.render(), (
-        f"{path} drifted from the models; run `{REGENERATE}` (and copy)"
-    )
+    assert path.read_text() == crdgen.render(), f"{path} drifted from the models; run `{REGENERATE}` (and copy)"
 
 
 def _walk(node: dict[str, Any], where: str) -> list[str]:
@@ -30,9 +28,7 @@ def _walk(node: dict[str, Any], where: str) -> list[str]:
     for banned in ("$ref", "anyOf", "allOf", "oneOf", "title", "$defs"):
         if banned in node:
             problems.append(f"{where}: {banned}")
-    if not any(
-        k in node for k in ("type", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields")
-    ):
+    if not any(k in node for k in ("type", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields")):
         problems.append(f"{where}: no type")
     if node.get("default", 0) is None:
         problems.append(f"{where}: null default")

@@ -1,0 +1,115 @@
+"""Reads pod objects into facts: which attempt and role, running or not, and why a pod failed.
+
+Pure: ``k8s.list_pods`` supplies the dicts, ``controller`` calls ``view_pods`` and hands the views to
+``reconciler.plan``. A failure is named in words a user understands (exit code, OOMKilled,
+ImagePullBackOff, evicted, deleted, never started within the timeout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from streamjob.operator.resources.labels import ATTEMPT_LABEL, COMPONENT_LABEL, JOBMASTER
+from streamjob.operator.timeutil import parse_time
+
+FATAL_WAITING = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerError",
+        "CreateContainerConfigError",
+        "RunContainerError",
+        "CrashLoopBackOff",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the operator needs to know about one pod of the job."""
+
+    name: str
+    component: str
+    attempt: int
+    phase: str
+    ip: str | None
+    running: bool
+    failure: str | None
+    succeeded: bool = False
+
+    @property
+    def is_jobmaster(self) -> bool:
+        """Whether this is the attempt's JobMaster."""
+        return self.component == JOBMASTER
+
+
+def _terminated_reason(name: str, term: dict[str, Any]) -> str:
+    code = term.get("exitCode")
+    reason = term.get("reason") or ""
+    if reason == "OOMKilled":
+        return f"pod {name} was OOMKilled (exit code {code}); raise its memory limit"
+    detail = f": {term['message'].strip()[:300]}" if term.get("message") else ""
+    return f"pod {name} exited with code {code}{f' ({reason})' if reason else ''}{detail}"
+
+
+def _container_failure(name: str, statuses: list[dict[str, Any]]) -> str | None:
+    for cs in statuses:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in FATAL_WAITING:
+            message = waiting.get("message") or ""
+            return f"pod {name} cannot start its container: {waiting['reason']} {message}".strip()
+        terminated = state.get("terminated")
+        if terminated and terminated.get("exitCode", 0) != 0:
+            return _terminated_reason(name, terminated)
+        if (cs.get("restartCount") or 0) > 0:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            return _terminated_reason(name, last) if last else f"pod {name} restarted its container"
+    return None
+
+
+def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> PodView:
+    """Classifies one pod dict (as the API returns it)."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    labels = meta.get("labels") or {}
+    name = str(meta.get("name", "?"))
+    phase = str(status.get("phase") or "Pending")
+    statuses = list(status.get("containerStatuses") or [])
+    failure = _container_failure(name, statuses)
+    succeeded = phase == "Succeeded"
+    if phase == "Failed" and failure is None:
+        reason = status.get("reason") or "Failed"
+        message = status.get("message") or ""
+        failure = f"pod {name} failed: {reason} {message}".strip()
+    if meta.get("deletionTimestamp") and failure is None and not succeeded:
+        failure = f"pod {name} is being deleted (evicted, drained or deleted by someone)"
+    created = parse_time(meta.get("creationTimestamp"))
+    ready_to_run = phase == "Running" and all(((cs.get("state") or {}).get("running") is not None) for cs in statuses)
+    if failure is None and phase == "Pending" and created is not None:
+        waited = (now - created).total_seconds()
+        if waited > start_timeout_s:
+            failure = f"pod {name} did not start within {int(start_timeout_s)}s (still Pending)"
+    try:
+        attempt = int(labels.get(ATTEMPT_LABEL, "-1"))
+    except ValueError:
+        attempt = -1
+    return PodView(
+        name=name,
+        component=str(labels.get(COMPONENT_LABEL, "")),
+        attempt=attempt,
+        phase=phase,
+        ip=status.get("podIP") or None,
+        running=ready_to_run and failure is None,
+        failure=failure,
+        succeeded=succeeded,
+    )
+
+
+def view_pods(pods: list[dict[str, Any]], *, now: datetime, start_timeout_s: float) -> list[PodView]:
+    """Classifies every pod of the job."""
+    return [view_pod(p, now=now, start_timeout_s=start_timeout_s) for p in pods]

@@ -1,0 +1,5 @@
+"""Decides what to do: facts in, a plan (status to write, actions, events) out — pure.
+
+``plan.plan`` is the entry; ``operations`` holds the resumable multi-step operations; ``facts``
+the data types. The controller executes plans; nothing here performs I/O.
+"""

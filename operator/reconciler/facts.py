@@ -1,0 +1,168 @@
+"""The planner's inputs (facts), outputs (actions, events) and the draft it edits (pure data).
+
+``controller`` gathers ``Facts`` from the observers, ``reconciler.plan`` returns a ``Plan``; the
+controller patches ``Plan.status`` first (the write-ahead) and only then carries out the actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from streamjob.operator.model.spec import StreamJobSpec
+from streamjob.operator.model.status import Condition, SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.pods import PodView
+from streamjob.operator.resources.configmap import Attempt
+from streamjob.operator.resources.labels import JobRef
+from streamjob.operator.timeutil import format_time
+
+FINISHED_STATES = frozenset({"FINISHED"})
+FAILED_STATES = frozenset({"FAILED"})
+ENDED_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class JobMasterView:
+    """What the JobMaster's REST API said this round (``reachable`` False when it did not answer)."""
+
+    reachable: bool
+    state: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SavepointPoll:
+    """The answer to ``GET /savepoints/<id>`` (UNKNOWN when the JobMaster does not know the id)."""
+
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "UNKNOWN"]
+    location: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything observed about one StreamJob in one round; the planner reads nothing else."""
+
+    job: JobRef
+    generation: int
+    spec: StreamJobSpec | None
+    spec_errors: tuple[str, ...]
+    status: StreamJobStatus
+    now: datetime
+    new_job_id: str
+    pods: tuple[PodView, ...] = ()
+    jobmaster: JobMasterView = JobMasterView(reachable=False)
+    savepoint_poll: SavepointPoll | None = None
+    latest: Mapping[str, SnapshotInfo | None] = field(default_factory=dict)
+    recent_savepoint: SnapshotInfo | None = None
+    storage_error: str | None = None
+
+    def pods_of(self, attempt: int) -> list[PodView]:
+        """The pods of one attempt."""
+        return [p for p in self.pods if p.attempt == attempt]
+
+    def latest_of(self, job_id: str | None) -> SnapshotInfo | None:
+        """Latest retained snapshot of a lineage, as found in storage."""
+        return None if job_id is None else self.latest.get(job_id)
+
+
+@dataclass(frozen=True)
+class DeployAttempt:
+    """Create the attempt's ConfigMap, the REST Service and the JobMaster pod (idempotent)."""
+
+    attempt: Attempt
+
+
+@dataclass(frozen=True)
+class DeployWorkers:
+    """Create the attempt's worker pods, pointed at the JobMaster's IP (idempotent)."""
+
+    attempt: Attempt
+    jobmaster_ip: str
+
+
+@dataclass(frozen=True)
+class DeletePods:
+    """Delete every pod and ConfigMap of the job except those of ``keep_attempt``."""
+
+    keep_attempt: int | None
+    grace_seconds: int
+
+
+@dataclass(frozen=True)
+class TriggerSavepoint:
+    """``POST /savepoints`` (``stop`` = stop-with-savepoint); the request id goes to status."""
+
+    jobmaster_ip: str
+    stop: bool
+
+
+@dataclass(frozen=True)
+class TriggerCheckpoint:
+    """``POST /checkpoints``."""
+
+    jobmaster_ip: str
+
+
+Action = DeployAttempt | DeployWorkers | DeletePods | TriggerSavepoint | TriggerCheckpoint
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A Kubernetes Event to emit on the StreamJob."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to write to status (first) and then do."""
+
+    status: StreamJobStatus
+    actions: tuple[Action, ...]
+    events: tuple[EventRecord, ...]
+
+
+class Draft:
+    """The status being edited during one planning round, with the actions and events it implies."""
+
+    def __init__(self, facts: Facts) -> None:
+        """Starts from the observed status."""
+        self.facts = facts
+        self.status = facts.status
+        self.actions: list[Action] = []
+        self.events: list[EventRecord] = []
+
+    @property
+    def now_text(self) -> str:
+        """The round's time, formatted for status."""
+        return format_time(self.facts.now)
+
+    def update(self, **changes: Any) -> None:
+        """Replaces status fields (snake_case names)."""
+        self.status = self.status.model_copy(update=changes)
+
+    def act(self, action: Action) -> None:
+        """Queues an action (run after the status patch)."""
+        self.actions.append(action)
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        """Queues an event."""
+        self.events.append(EventRecord(reason, message, warning))
+
+    def condition(self, type_: str, ok: bool | None, reason: str, message: str = "") -> None:
+        """Sets a condition, keeping its transition time when its status is unchanged."""
+        value: Literal["True", "False", "Unknown"] = "Unknown" if ok is None else ("True" if ok else "False")
+        old = self.status.condition(type_)
+        when = old.last_transition_time if old is not None and old.status == value else self.now_text
+        new = Condition(type=type_, status=value, reason=reason, message=message, last_transition_time=when)
+        others = [c for c in self.status.conditions if c.type != type_]
+        self.update(conditions=sorted([*others, new], key=lambda c: c.type))
+
+    def plan(self) -> Plan:
+        """The finished plan."""
+        return Plan(self.status, tuple(self.actions), tuple(self.events))

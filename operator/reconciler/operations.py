@@ -1,0 +1,515 @@
+"""The operations (deploy, restart, upgrade, rollback, suspend, resume, redeploy) as resumable steps.
+
+Every operation is recorded in ``status.operation`` before its first action and advances one step
+per round: SNAPSHOT (savepoint or fresh-enough checkpoint) → TEARDOWN (old pods gone, then the
+restore point is fixed and shown in status) → WAIT (restart backoff) → DEPLOY → VERIFY (Running, or
+fail / roll back on timeout). Each step is idempotent, so an operator restart resumes the step it
+finds in status. Pure; called by ``reconciler.plan``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from streamjob.operator.model.spec import StreamJobSpec, UpgradeMode
+from streamjob.operator.model.status import (
+    Deployment,
+    LifecycleState,
+    Operation,
+    OperationKind,
+    OperationStep,
+    RestartsStatus,
+    SnapshotRequest,
+)
+from streamjob.operator.reconciler.facts import (
+    ENDED_STATES,
+    DeletePods,
+    DeployAttempt,
+    DeployWorkers,
+    Draft,
+    TriggerCheckpoint,
+    TriggerSavepoint,
+)
+from streamjob.operator.resources.configmap import Attempt
+from streamjob.operator.timeutil import format_time, seconds_since
+
+LIFECYCLE_OF = {
+    OperationKind.DEPLOY: LifecycleState.DEPLOYING,
+    OperationKind.RESUME: LifecycleState.DEPLOYING,
+    OperationKind.RESTART: LifecycleState.RECOVERING,
+    OperationKind.UPGRADE: LifecycleState.UPGRADING,
+    OperationKind.REDEPLOY: LifecycleState.UPGRADING,
+    OperationKind.ROLLBACK: LifecycleState.ROLLING_BACK,
+    OperationKind.SUSPEND: LifecycleState.SUSPENDING,
+}
+DONE_EVENT = {
+    OperationKind.DEPLOY: "JobRunning",
+    OperationKind.RESUME: "Resumed",
+    OperationKind.RESTART: "Recovered",
+    OperationKind.UPGRADE: "Upgraded",
+    OperationKind.REDEPLOY: "Redeployed",
+    OperationKind.ROLLBACK: "RolledBack",
+}
+
+
+def is_savepoint_location(location: str | None) -> bool:
+    """Savepoint directories are named ``savepoint-<id>`` (design.md's storage layout)."""
+    if not location:
+        return False
+    parts = [p for p in location.rstrip("/").split("/") if p and p != "_metadata"]
+    return bool(parts) and parts[-1].startswith("savepoint-")
+
+
+def healthy(d: Draft) -> bool:
+    """The deployed attempt has all its pods Running and its JobMaster answers and runs."""
+    dep = d.status.deployment
+    if dep is None:
+        return False
+    pods = d.facts.pods_of(dep.attempt)
+    spec = StreamJobSpec.parse(dep.spec)
+    jm = d.facts.jobmaster
+    state = (jm.state or "RUNNING").upper()
+    return (
+        len(pods) == spec.worker_count + 1
+        and all(p.running for p in pods)
+        and jm.reachable
+        and state not in ENDED_STATES
+    )
+
+
+def jobmaster_ip(d: Draft) -> str | None:
+    """The IP of the deployed attempt's JobMaster pod."""
+    dep = d.status.deployment
+    if dep is None:
+        return None
+    return next((p.ip for p in d.facts.pods_of(dep.attempt) if p.is_jobmaster and p.ip), None)
+
+
+def _begin(d: Draft, op: Operation) -> None:
+    d.update(operation=op, lifecycle_state=LIFECYCLE_OF[op.kind])
+
+
+def _new_op(d: Draft, kind: OperationKind, step: OperationStep, **fields: object) -> Operation:
+    base: dict[str, object] = {
+        "kind": kind,
+        "step": step,
+        "started_at": d.now_text,
+        "step_started_at": d.now_text,
+        "attempt": d.status.attempt + 1,
+        "job_id": d.status.job_id,
+    }
+    return Operation.model_validate(base | fields)
+
+
+def _step(d: Draft, step: OperationStep, **fields: object) -> None:
+    op = d.status.operation
+    assert op is not None
+    d.update(operation=op.model_copy(update={"step": step, "step_started_at": d.now_text, **fields}))
+
+
+# -- starting operations -------------------------------------------------------------------------
+
+
+def start_deploy(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
+    """First deployment: a new jobId, restoring ``initialSavepointPath`` if set."""
+    restore = spec.initial_savepoint_path
+    op = _new_op(
+        d,
+        OperationKind.DEPLOY,
+        OperationStep.DEPLOY,
+        target_spec=spec.wire(),
+        target_generation=generation,
+        job_id=d.facts.new_job_id,
+        restore_from=restore,
+        restore_mode="savepoint" if restore else "none",
+        reason="new StreamJob",
+    )
+    _begin(d, op)
+    d.update(restore_from=restore)
+    d.event("Deploying", f"deploying job {op.job_id} attempt {op.attempt}" + (f" from {restore}" if restore else ""))
+
+
+def start_upgrade(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str) -> None:
+    """A spec change: carry the state over per ``upgradeMode``, never silently to an empty state."""
+    mode = spec.upgrade_mode
+    fields: dict[str, object] = {"target_spec": spec.wire(), "target_generation": generation, "reason": reason}
+    if mode is UpgradeMode.STATELESS:
+        fields |= {"job_id": d.facts.new_job_id, "restore_mode": "none", "restore_from": None}
+        step = OperationStep.TEARDOWN
+    elif mode is UpgradeMode.SAVEPOINT and healthy(d):
+        step = OperationStep.SNAPSHOT
+    elif mode is UpgradeMode.SAVEPOINT:
+        step = OperationStep.TEARDOWN
+        d.event(
+            "SavepointSkipped",
+            "the job is not running healthy, so no savepoint can be taken; restoring the latest checkpoint",
+            warning=True,
+        )
+    else:
+        step = OperationStep.SNAPSHOT if spec.max_state_age_seconds else OperationStep.TEARDOWN
+    if d.status.deployment is None and step is OperationStep.SNAPSHOT:
+        step = OperationStep.TEARDOWN
+    _begin(d, _new_op(d, OperationKind.UPGRADE, step, **fields))
+    d.update(restarts=RestartsStatus())
+    d.event("SpecChanged", f"{reason}; upgrading with upgradeMode {mode.value}")
+
+
+def start_redeploy(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
+    """``savepointRedeployNonce``: a new jobId restored from ``initialSavepointPath``."""
+    restore = spec.initial_savepoint_path
+    op = _new_op(
+        d,
+        OperationKind.REDEPLOY,
+        OperationStep.TEARDOWN,
+        target_spec=spec.wire(),
+        target_generation=generation,
+        job_id=d.facts.new_job_id,
+        restore_from=restore,
+        restore_mode="savepoint",
+        reason=f"savepointRedeployNonce {spec.savepoint_redeploy_nonce}",
+    )
+    _begin(d, op)
+    d.update(restore_from=restore, restarts=RestartsStatus())
+    d.event("Redeploying", f"redeploying from {restore} as job {op.job_id}")
+
+
+def start_suspend(d: Draft, spec: StreamJobSpec) -> None:
+    """``state: suspended``: savepoint (or last-state / stateless) and delete the pods."""
+    mode = spec.upgrade_mode
+    step = OperationStep.SNAPSHOT if mode is UpgradeMode.SAVEPOINT and healthy(d) else OperationStep.TEARDOWN
+    restore_mode = "none" if mode is UpgradeMode.STATELESS else "pending"
+    op = _new_op(d, OperationKind.SUSPEND, step, restore_mode=restore_mode, reason="state: suspended")
+    _begin(d, op)
+    d.event("Suspending", f"suspending with upgradeMode {mode.value}")
+
+
+def start_resume(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
+    """``state: running`` after a suspension (or after Failed, on a spec change): restore and deploy."""
+    restore = d.status.restore_from
+    from_savepoint = is_savepoint_location(restore)
+    fresh = from_savepoint or restore is None or d.status.job_id is None
+    job_id = d.facts.new_job_id if fresh else d.status.job_id
+    op = _new_op(
+        d,
+        OperationKind.RESUME,
+        OperationStep.TEARDOWN,
+        target_spec=spec.wire(),
+        target_generation=generation,
+        job_id=job_id,
+        restore_from=restore,
+        restore_mode=("savepoint" if from_savepoint else "checkpoint") if restore else "none",
+        reason="state: running",
+    )
+    _begin(d, op)
+    d.update(restarts=RestartsStatus())
+    d.event("Resuming", f"resuming as job {job_id}" + (f" from {restore}" if restore else " with an empty state"))
+
+
+def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) -> None:
+    """Ends the failed attempt and schedules the next from the latest retained checkpoint."""
+    dep = d.status.deployment
+    count = d.status.restarts.count + (1 if counted else 0)
+    policy = spec.restart_policy
+    d.act(DeletePods(keep_attempt=None, grace_seconds=0))
+    if counted:
+        d.update(restarts=RestartsStatus(count=count, last_reason=reason, last_time=d.now_text))
+    if counted and count > policy.max_restarts:
+        fail(d, f"{reason}; gave up after {policy.max_restarts} restarts (restartPolicy.maxRestarts)")
+        return
+    delay = policy.delay_for(count) if counted else 0.0
+    target = dep.spec if dep is not None else spec.wire()
+    op = _new_op(
+        d,
+        OperationKind.RESTART,
+        OperationStep.TEARDOWN,
+        target_spec=target,
+        target_generation=dep.generation if dep is not None else d.facts.generation,
+        restore_mode="pending",
+        not_before=format_time(d.facts.now + timedelta(seconds=delay)),
+        reason=reason,
+    )
+    _begin(d, op)
+    d.event(
+        "Restarting",
+        f"{reason}; restart {count} of {policy.max_restarts} in {delay:g}s from the latest checkpoint",
+        warning=counted,
+    )
+
+
+def start_rollback(d: Draft, *, reason: str) -> None:
+    """A failed upgrade goes back to ``lastStableSpec`` with the state of the failed lineage."""
+    op = _new_op(
+        d,
+        OperationKind.ROLLBACK,
+        OperationStep.TEARDOWN,
+        target_spec=d.status.last_stable_spec,
+        restore_mode="pending",
+        reason=reason,
+    )
+    _begin(d, op)
+    d.act(DeletePods(keep_attempt=None, grace_seconds=0))
+    message = f"upgrade failed: {reason}; rolling back to the last stable spec"
+    d.update(error=message)
+    d.event("RollingBack", message, warning=True)
+
+
+def fail(d: Draft, message: str) -> None:
+    """Ends in Failed: pods deleted, the reason in status and an event."""
+    d.act(DeletePods(keep_attempt=None, grace_seconds=0))
+    d.update(operation=None, deployment=None, lifecycle_state=LifecycleState.FAILED, error=message)
+    d.event("JobFailed", message, warning=True)
+
+
+def abort(d: Draft, message: str) -> None:
+    """Gives up an operation before any destructive step; the deployment keeps running."""
+    op = d.status.operation
+    kind = op.kind.value if op is not None else "operation"
+    state = LifecycleState.RUNNING if d.status.deployment is not None else LifecycleState.FAILED
+    d.update(operation=None, lifecycle_state=state, error=f"{kind} aborted: {message}")
+    d.event("OperationAborted", f"{kind} aborted: {message}", warning=True)
+
+
+# -- advancing -----------------------------------------------------------------------------------
+
+
+def advance(d: Draft) -> None:
+    """Moves the recorded operation forward as far as the facts allow this round."""
+    for _ in range(4):
+        op = d.status.operation
+        if op is None:
+            return
+        before = op.step
+        {
+            OperationStep.SNAPSHOT: _snapshot,
+            OperationStep.TEARDOWN: _teardown,
+            OperationStep.WAIT: _wait,
+            OperationStep.DEPLOY: _deploy,
+            OperationStep.VERIFY: _verify,
+        }[before](d)
+        after = d.status.operation
+        if after is None or after.step == before or before is OperationStep.DEPLOY or d.actions:
+            return
+
+
+def _target(d: Draft) -> StreamJobSpec:
+    op = d.status.operation
+    assert op is not None
+    if op.target_spec is not None:
+        return StreamJobSpec.parse(op.target_spec)
+    assert d.facts.spec is not None
+    return d.facts.spec
+
+
+def _elapsed(d: Draft) -> float:
+    op = d.status.operation
+    assert op is not None
+    return seconds_since(op.step_started_at, d.facts.now) or 0.0
+
+
+def _snapshot(d: Draft) -> None:
+    op = d.status.operation
+    assert op is not None
+    spec = d.facts.spec if op.kind is OperationKind.SUSPEND and d.facts.spec is not None else _target(d)
+    req = d.status.snapshot_request
+    if spec.upgrade_mode is UpgradeMode.LAST_STATE:
+        _fresh_checkpoint(d, spec)
+        return
+    if req is None:
+        ip = jobmaster_ip(d)
+        if ip is None or not healthy(d):
+            d.event("SavepointSkipped", "job unhealthy; restoring the latest checkpoint instead", warning=True)
+            _step(d, OperationStep.TEARDOWN)
+            return
+        trigger = op.kind.value
+        d.update(snapshot_request=SnapshotRequest(kind="savepoint", trigger=trigger, stop=True, started_at=d.now_text))
+        d.act(TriggerSavepoint(jobmaster_ip=ip, stop=True))
+        return
+    if req.request_id is None and req.error is None and req.trigger == op.kind.value:
+        ip = jobmaster_ip(d)
+        if ip is not None:
+            d.act(TriggerSavepoint(jobmaster_ip=ip, stop=True))
+    # Completion, failure and timeouts of the request are handled by plan.observe_snapshots.
+
+
+def savepoint_fallback(d: Draft, reason: str) -> None:
+    """A savepoint for an upgrade or suspension failed: go on from the latest checkpoint instead."""
+    d.event("SavepointFailed", f"{reason}; continuing from the latest retained checkpoint", warning=True)
+    _step(d, OperationStep.TEARDOWN, restore_mode="pending")
+
+
+def savepoint_taken(d: Draft, location: str) -> None:
+    """The operation's savepoint completed: it is what the next attempt restores (as a new lineage)."""
+    op = d.status.operation
+    assert op is not None
+    job_id = d.facts.new_job_id if op.kind is not OperationKind.SUSPEND else op.job_id
+    _step(d, OperationStep.TEARDOWN, restore_from=location, restore_mode="savepoint", job_id=job_id)
+    d.update(restore_from=location)
+
+
+def _fresh_checkpoint(d: Draft, spec: StreamJobSpec) -> None:
+    op = d.status.operation
+    assert op is not None and spec.max_state_age_seconds is not None
+    latest = d.facts.latest_of(op.job_id)
+    age = seconds_since(latest.time, d.facts.now) if latest is not None else None
+    if age is not None and age <= spec.max_state_age_seconds:
+        _step(d, OperationStep.TEARDOWN)
+        return
+    req = d.status.snapshot_request
+    ip = jobmaster_ip(d)
+    if req is None and ip is not None and healthy(d) and _elapsed(d) < spec.timeouts.savepoint_seconds:
+        baseline = latest.id if latest is not None else None
+        d.update(
+            snapshot_request=SnapshotRequest(
+                kind="checkpoint", trigger=op.kind.value, started_at=d.now_text, baseline_checkpoint_id=baseline
+            )
+        )
+        d.act(TriggerCheckpoint(jobmaster_ip=ip))
+        return
+    if req is not None and _elapsed(d) < spec.timeouts.savepoint_seconds:
+        return
+    shown = "no checkpoint" if age is None else f"the latest checkpoint is {int(age)}s old"
+    abort(
+        d,
+        f"{shown} and maxStateAgeSeconds is {spec.max_state_age_seconds}; no fresh checkpoint could be taken. "
+        "Raise maxStateAgeSeconds, use upgradeMode savepoint, or restore by hand "
+        "(initialSavepointPath + savepointRedeployNonce)",
+    )
+
+
+def _teardown(d: Draft) -> None:
+    op = d.status.operation
+    assert op is not None
+    if d.facts.pods:
+        grace = 0 if op.kind in (OperationKind.RESTART, OperationKind.ROLLBACK) else 5
+        if _elapsed(d) > _target(d).timeouts.teardown_seconds:
+            grace = 0
+        d.act(DeletePods(keep_attempt=None, grace_seconds=grace))
+        return
+    if op.restore_mode == "pending" and not _resolve_restore(d):
+        return
+    op = d.status.operation
+    assert op is not None
+    if op.kind is OperationKind.SUSPEND:
+        d.update(
+            operation=None, deployment=None, lifecycle_state=LifecycleState.SUSPENDED, restore_from=op.restore_from
+        )
+        where = f"; resume restores {op.restore_from}" if op.restore_from else ""
+        d.event("Suspended", f"job suspended{where}")
+        return
+    _step(d, OperationStep.WAIT if op.not_before else OperationStep.DEPLOY)
+
+
+def _resolve_restore(d: Draft) -> bool:
+    """Fixes the restore point from storage and shows it in status; False while storage is unreadable."""
+    op = d.status.operation
+    assert op is not None
+    if d.facts.storage_error is not None:
+        d.update(error=f"cannot read checkpoint storage to find the state to restore: {d.facts.storage_error}")
+        return False
+    latest = d.facts.latest_of(op.job_id)
+    dep = d.status.deployment
+    if latest is not None:
+        restore, mode = latest.location, "checkpoint"
+    elif dep is not None and dep.restore_from and dep.job_id == op.job_id:
+        restore, mode = dep.restore_from, "savepoint" if is_savepoint_location(dep.restore_from) else "checkpoint"
+    else:
+        restore, mode = None, "none"
+    if restore is None and op.kind is not OperationKind.SUSPEND:
+        d.event("NoState", f"job {op.job_id} has no retained checkpoint yet; starting with an empty state")
+    _step(d, op.step, restore_from=restore, restore_mode=mode)
+    d.update(restore_from=restore)
+    return True
+
+
+def _wait(d: Draft) -> None:
+    op = d.status.operation
+    assert op is not None
+    remaining = -(seconds_since(op.not_before, d.facts.now) or 0.0)
+    if remaining <= 0:
+        _step(d, OperationStep.DEPLOY)
+
+
+def _deploy(d: Draft) -> None:
+    op = d.status.operation
+    assert op is not None and op.job_id is not None and op.attempt is not None
+    spec = _target(d)
+    dep = Deployment(
+        attempt=op.attempt,
+        job_id=op.job_id,
+        spec=spec.wire(),
+        restore_from=op.restore_from,
+        started_at=d.now_text,
+        generation=op.target_generation,
+    )
+    d.update(
+        deployment=dep,
+        job_id=op.job_id,
+        attempt=op.attempt,
+        parallelism=spec.parallelism,
+        restore_from=op.restore_from,
+        last_checkpoint=d.status.last_checkpoint if d.status.job_id == op.job_id else None,
+    )
+    _step(d, OperationStep.VERIFY)
+    d.act(DeployAttempt(Attempt(d.facts.job, spec, op.attempt, op.job_id, op.restore_from)))
+
+
+def _verify(d: Draft) -> None:
+    op = d.status.operation
+    dep = d.status.deployment
+    assert op is not None and dep is not None
+    spec = StreamJobSpec.parse(dep.spec)
+    attempt = Attempt(d.facts.job, spec, dep.attempt, dep.job_id, dep.restore_from)
+    pods = d.facts.pods_of(dep.attempt)
+    failure = next((p.failure for p in pods if p.failure), None)
+    jm = next((p for p in pods if p.is_jobmaster), None)
+    state = (d.facts.jobmaster.state or "").upper()
+    if failure is None and state in ENDED_STATES:
+        failure = f"the JobMaster reports the job {state} while starting"
+    timeout = spec.timeouts.upgrade_seconds if op.kind is not OperationKind.RESTART else spec.timeouts.pod_start_seconds
+    if failure is None and _elapsed(d) > timeout:
+        failure = f"attempt {dep.attempt} was not running within {timeout}s"
+    if failure is not None:
+        attempt_failed(d, spec, failure)
+        return
+    if jm is None:
+        if len(pods) == 0:
+            d.act(DeployAttempt(attempt))
+        else:
+            attempt_failed(d, spec, f"the JobMaster pod of attempt {dep.attempt} disappeared")
+        return
+    if jm.ip and len(pods) < spec.worker_count + 1:
+        d.act(DeployWorkers(attempt, jm.ip))
+        return
+    if healthy(d):
+        _finish(d)
+
+
+def _finish(d: Draft) -> None:
+    op = d.status.operation
+    dep = d.status.deployment
+    assert op is not None and dep is not None
+    d.update(
+        operation=None,
+        lifecycle_state=LifecycleState.RUNNING,
+        deployment=dep.model_copy(update={"running_since": d.now_text}),
+    )
+    if op.kind is not OperationKind.ROLLBACK:
+        d.update(error=None)
+    where = f" from {dep.restore_from}" if dep.restore_from else " with an empty state"
+    d.event(DONE_EVENT[op.kind], f"job {dep.job_id} attempt {dep.attempt} is running{where}")
+
+
+def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str) -> None:
+    """An attempt failed (while starting or running): roll back an upgrade, else restart per policy."""
+    op = d.status.operation
+    dep = d.status.deployment
+    upgrading = op is not None and op.kind in (OperationKind.UPGRADE, OperationKind.REDEPLOY)
+    unstable_upgrade = op is None and dep is not None and not dep.stable and dep.spec != d.status.last_stable_spec
+    can_roll_back = spec.rollback_on_failure and d.status.last_stable_spec is not None
+    if op is not None and op.kind is OperationKind.ROLLBACK:
+        fail(d, f"rollback failed: {reason}")
+    elif (upgrading or unstable_upgrade) and can_roll_back:
+        start_rollback(d, reason=reason)
+    else:
+        policy_spec = d.facts.spec or spec
+        start_restart(d, policy_spec, reason=reason, counted=True)

@@ -1,0 +1,349 @@
+"""Facts → plan: the one decision function of the operator (pure).
+
+Each round: record spec problems; fold finished snapshots (checkpoints found in storage, savepoint
+answers) into status; then either advance the operation in flight (``operations.advance``) or,
+with none, detect a failed attempt, start the operation a spec change or a nonce asks for, or
+trigger a manual savepoint/checkpoint; finally keep the derived status (stable, restart reset,
+checkpoint progress, conditions) current. ``controller`` calls ``plan`` with observed facts.
+"""
+
+from __future__ import annotations
+
+from streamjob.operator.diff import ChangeKind, classify
+from streamjob.operator.model.spec import JobState, StreamJobSpec, UpgradeMode
+from streamjob.operator.model.status import (
+    Deployment,
+    LifecycleState,
+    NonceStatus,
+    OperationStep,
+    RestartsStatus,
+    SnapshotInfo,
+    SnapshotRequest,
+)
+from streamjob.operator.reconciler import operations as ops
+from streamjob.operator.reconciler.facts import Draft, Facts, Plan, TriggerCheckpoint, TriggerSavepoint
+from streamjob.operator.timeutil import parse_time, seconds_since
+from streamjob.operator.validation import validate_change
+
+SPEC_ERROR = "invalid spec: "
+FINISHED = "finished"
+
+
+def plan(facts: Facts) -> Plan:
+    """The status to write and the actions to take for this round."""
+    d = Draft(facts)
+    d.update(observed_generation=facts.generation)
+    valid = _check_spec(d)
+    observe_snapshots(d)
+    if d.status.operation is not None:
+        ops.advance(d)
+    elif valid:
+        _steady(d)
+    _bookkeeping(d)
+    return d.plan()
+
+
+def _check_spec(d: Draft) -> bool:
+    f = d.facts
+    if f.spec is None or f.spec_errors:
+        message = SPEC_ERROR + "; ".join(f.spec_errors or ("the spec does not parse",))
+        if d.status.error != message:
+            d.event("InvalidSpec", message, warning=True)
+        d.update(error=message)
+        d.condition("SpecValid", False, "InvalidSpec", message)
+        return False
+    if d.status.error and d.status.error.startswith(SPEC_ERROR):
+        d.update(error=None)
+    d.condition("SpecValid", True, "Valid")
+    return True
+
+
+# -- snapshots -----------------------------------------------------------------------------------
+
+
+def observe_snapshots(d: Draft) -> None:
+    """Publishes the latest checkpoint found in storage and settles the snapshot request in flight."""
+    f = d.facts
+    latest = f.latest_of(d.status.job_id)
+    last = d.status.last_checkpoint
+    if (
+        latest is not None
+        and latest.kind == "checkpoint"
+        and (last is None or (last.id, last.job_id) != (latest.id, latest.job_id))
+    ):
+        d.update(last_checkpoint=latest)
+        size = f", {latest.size_bytes} bytes" if latest.size_bytes is not None else ""
+        d.event(
+            "CheckpointCompleted", f"checkpoint {latest.id} of job {latest.job_id} completed{size}: {latest.location}"
+        )
+    req = d.status.snapshot_request
+    if req is None:
+        return
+    age = seconds_since(req.started_at, f.now) or 0.0
+    spec = f.spec or _deployed_spec(d)
+    timeout = spec.timeouts.savepoint_seconds if spec is not None else 300
+    if req.kind == "checkpoint":
+        if latest is not None and latest.kind == "checkpoint" and (latest.id or 0) > (req.baseline_checkpoint_id or -1):
+            _request_done(d, req)
+            d.event("CheckpointTriggered", f"checkpoint {latest.id} completed on request ({req.trigger})")
+        elif req.error is not None or age > timeout:
+            _request_done(d, req)
+            why = req.error or f"no new checkpoint within {timeout}s"
+            d.event("CheckpointFailed", f"requested checkpoint failed: {why}", warning=True)
+        return
+    _settle_savepoint(d, req, age=age, timeout=timeout)
+
+
+def _settle_savepoint(d: Draft, req: SnapshotRequest, *, age: float, timeout: int) -> None:
+    f = d.facts
+    poll = f.savepoint_poll if req.request_id is not None else None
+    location: str | None = None
+    failure: str | None = None
+    if req.error is not None:
+        failure = req.error
+    elif poll is not None and poll.status == "COMPLETED" and poll.location:
+        location = poll.location
+    elif poll is not None and poll.status == "FAILED":
+        failure = poll.reason or "the JobMaster reports the savepoint FAILED"
+    elif poll is not None and poll.status == "UNKNOWN":
+        failure = f"the JobMaster does not know savepoint request {req.request_id} (it restarted?)"
+    elif f.recent_savepoint is not None:
+        location = f.recent_savepoint.location
+    elif age > timeout:
+        failure = f"savepoint not completed within {timeout}s"
+    if location is None and failure is None:
+        return
+    _request_done(d, req)
+    op = d.status.operation
+    for_op = op is not None and op.step is OperationStep.SNAPSHOT and req.trigger == op.kind.value
+    if location is not None:
+        _record_savepoint(d, req, location)
+        if for_op:
+            ops.savepoint_taken(d, location)
+    else:
+        message = f"savepoint ({req.trigger}) failed: {failure}"
+        d.update(error=message)
+        if for_op:
+            ops.savepoint_fallback(d, message)
+        else:
+            d.event("SavepointFailed", message, warning=True)
+
+
+def _record_savepoint(d: Draft, req: SnapshotRequest, location: str) -> None:
+    found = d.facts.recent_savepoint
+    base = found if found is not None and found.location == location else None
+    info = base or SnapshotInfo(kind="savepoint", location=location, job_id=d.status.job_id, time=d.now_text)
+    info = info.model_copy(update={"trigger": req.trigger, "time": info.time or d.now_text})
+    size = d.facts.spec.savepoint_history_size if d.facts.spec is not None else 10
+    history = [info, *[s for s in d.status.savepoint_history if s.location != location]][:size]
+    d.update(last_savepoint=info, savepoint_history=history)
+    d.event("SavepointCompleted", f"savepoint ({req.trigger}) completed: {location}")
+
+
+def _request_done(d: Draft, req: SnapshotRequest) -> None:
+    nonces = d.status.nonces
+    if req.trigger == "manual" and req.nonce is not None:
+        field = "savepoint" if req.kind == "savepoint" else "checkpoint"
+        nonces = nonces.model_copy(update={field: req.nonce})
+    d.update(snapshot_request=None, nonces=nonces)
+
+
+def _deployed_spec(d: Draft) -> StreamJobSpec | None:
+    dep = d.status.deployment
+    return StreamJobSpec.parse(dep.spec) if dep is not None else None
+
+
+# -- steady state --------------------------------------------------------------------------------
+
+
+def _handled_nonces(spec: StreamJobSpec) -> NonceStatus:
+    return NonceStatus(
+        savepoint=spec.savepoint_trigger_nonce,
+        checkpoint=spec.checkpoint_trigger_nonce,
+        restart=spec.restart_nonce,
+        savepoint_redeploy=spec.savepoint_redeploy_nonce,
+    )
+
+
+def _steady(d: Draft) -> None:
+    f = d.facts
+    spec = f.spec
+    assert spec is not None
+    st = d.status
+    if st.job_id is None and st.deployment is None and st.lifecycle_state is LifecycleState.CREATED:
+        d.update(last_reconciled_spec=spec.wire(), nonces=_handled_nonces(spec))
+        if spec.state is JobState.SUSPENDED:
+            d.update(lifecycle_state=LifecycleState.SUSPENDED)
+            return
+        ops.start_deploy(d, spec, generation=f.generation)
+        return
+    dep = st.deployment
+    if dep is not None and st.lifecycle_state is not LifecycleState.FINISHED:
+        failure = _attempt_failure(d, dep)
+        if failure == FINISHED:
+            d.update(lifecycle_state=LifecycleState.FINISHED)
+            d.event("JobFinished", f"job {dep.job_id} finished")
+            return
+        if failure is not None:
+            ops.attempt_failed(d, spec, failure)
+            return
+    _act_on_changes(d, spec)
+
+
+def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
+    f = d.facts
+    st = d.status
+    last = StreamJobSpec.parse(st.last_reconciled_spec) if st.last_reconciled_spec else None
+    change = classify(last, spec)
+    problems = validate_change(last, spec) if change.redeploys else []
+    if problems:
+        message = SPEC_ERROR + "; ".join(problems)
+        if st.error != message:
+            d.event("InvalidSpecChange", message, warning=True)
+        d.update(error=message)
+        return
+    dep = st.deployment
+    gen = f.generation
+    if spec.state is JobState.SUSPENDED:
+        d.update(last_reconciled_spec=spec.wire())
+        if dep is not None and st.lifecycle_state is not LifecycleState.FINISHED:
+            ops.start_suspend(d, spec)
+        elif st.lifecycle_state is not LifecycleState.SUSPENDED:
+            d.update(lifecycle_state=LifecycleState.SUSPENDED)
+        return
+    restart_pending = spec.restart_nonce != st.nonces.restart
+    redeploy_pending = (
+        spec.savepoint_redeploy_nonce is not None and spec.savepoint_redeploy_nonce != st.nonces.savepoint_redeploy
+    )
+    ended = dep is None or st.lifecycle_state in (LifecycleState.FAILED, LifecycleState.FINISHED)
+    if redeploy_pending:
+        d.update(
+            last_reconciled_spec=spec.wire(),
+            nonces=st.nonces.model_copy(update={"savepoint_redeploy": spec.savepoint_redeploy_nonce}),
+        )
+        ops.start_redeploy(d, spec, generation=gen)
+    elif ended and (
+        st.lifecycle_state is LifecycleState.SUSPENDED or change.kind is not ChangeKind.NONE or restart_pending
+    ):
+        d.update(last_reconciled_spec=spec.wire(), nonces=st.nonces.model_copy(update={"restart": spec.restart_nonce}))
+        if st.lifecycle_state is not LifecycleState.SUSPENDED and spec.upgrade_mode is not UpgradeMode.STATELESS:
+            d.update(restore_from=None)
+        ops.start_resume(d, spec, generation=gen)
+    elif ended:
+        return
+    elif restart_pending:
+        d.update(nonces=st.nonces.model_copy(update={"restart": spec.restart_nonce}))
+        ops.start_restart(d, spec, reason=f"restartNonce {spec.restart_nonce}", counted=False)
+    elif change.redeploys:
+        d.update(last_reconciled_spec=spec.wire())
+        what = "rescale" if change.kind is ChangeKind.SCALE else "spec changed"
+        ops.start_upgrade(d, spec, generation=gen, reason=f"{what}: {change.describe()}")
+    else:
+        if change.kind is not ChangeKind.NONE:
+            d.update(last_reconciled_spec=spec.wire())
+        _triggers(d, spec)
+
+
+def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
+    f = d.facts
+    pods = f.pods_of(dep.attempt)
+    failed = next((p.failure for p in pods if p.failure), None)
+    if failed is not None:
+        return failed
+    jm = next((p for p in pods if p.is_jobmaster), None)
+    state = (f.jobmaster.state or "").upper()
+    if (jm is not None and jm.succeeded) or state == "FINISHED":
+        return FINISHED
+    expected = StreamJobSpec.parse(dep.spec).worker_count + 1
+    if len(pods) < expected:
+        return f"{expected - len(pods)} of {expected} pods of attempt {dep.attempt} disappeared"
+    stopped = next((p.name for p in pods if p.succeeded), None)
+    if stopped is not None:
+        return f"pod {stopped} exited while the job was running"
+    if state in ("FAILED", "CANCELED", "CANCELLED"):
+        return f"the JobMaster reports the job {state}"
+    return None
+
+
+def _triggers(d: Draft, spec: StreamJobSpec) -> None:
+    st = d.status
+    if st.snapshot_request is not None:
+        return
+    ip = ops.jobmaster_ip(d)
+    ready = ip is not None and ops.healthy(d) and st.lifecycle_state is LifecycleState.RUNNING
+    sp, cp = spec.savepoint_trigger_nonce, spec.checkpoint_trigger_nonce
+    if sp is not None and sp != st.nonces.savepoint:
+        if ready and ip is not None:
+            d.update(
+                snapshot_request=SnapshotRequest(kind="savepoint", trigger="manual", nonce=sp, started_at=d.now_text)
+            )
+            d.act(TriggerSavepoint(jobmaster_ip=ip, stop=False))
+        elif st.deployment is None:
+            d.update(nonces=st.nonces.model_copy(update={"savepoint": sp}))
+            d.event("SavepointFailed", "savepointTriggerNonce changed but the job is not running", warning=True)
+        return
+    if cp is not None and cp != st.nonces.checkpoint:
+        latest = d.facts.latest_of(st.job_id)
+        if ready and ip is not None:
+            baseline = latest.id if latest is not None else None
+            req = SnapshotRequest(
+                kind="checkpoint", trigger="manual", nonce=cp, started_at=d.now_text, baseline_checkpoint_id=baseline
+            )
+            d.update(snapshot_request=req)
+            d.act(TriggerCheckpoint(jobmaster_ip=ip))
+        elif st.deployment is None:
+            d.update(nonces=st.nonces.model_copy(update={"checkpoint": cp}))
+            d.event("CheckpointFailed", "checkpointTriggerNonce changed but the job is not running", warning=True)
+
+
+# -- derived status ------------------------------------------------------------------------------
+
+
+def _bookkeeping(d: Draft) -> None:
+    f = d.facts
+    st = d.status
+    dep = st.deployment
+    d.update(job_state=f.jobmaster.state if f.jobmaster.reachable else st.job_state)
+    running = st.operation is None and st.lifecycle_state is LifecycleState.RUNNING
+    d.condition("Ready", running, "Running" if running else st.lifecycle_state.value)
+    if not running or dep is None or dep.running_since is None:
+        return
+    spec = StreamJobSpec.parse(dep.spec)
+    up = seconds_since(dep.running_since, f.now) or 0.0
+    last = st.last_checkpoint
+    checkpointed = last is not None and last.job_id == dep.job_id and _after(last.time, dep.started_at)
+    if not dep.stable and (up >= spec.timeouts.stable_seconds or checkpointed):
+        d.update(deployment=dep.model_copy(update={"stable": True}), last_stable_spec=dep.spec)
+        d.condition("Stable", True, "Stable", f"attempt {dep.attempt} is stable")
+    policy = (f.spec or spec).restart_policy
+    if st.restarts.count and up >= policy.reset_after_seconds:
+        d.update(restarts=RestartsStatus(last_reason=st.restarts.last_reason, last_time=st.restarts.last_time))
+    _checkpoint_progress(d, spec, up=up, checkpointed=checkpointed)
+
+
+def _after(a: str | None, b: str | None) -> bool:
+    ta, tb = parse_time(a), parse_time(b)
+    return ta is not None and tb is not None and ta > tb
+
+
+def _checkpoint_progress(d: Draft, spec: StreamJobSpec, *, up: float, checkpointed: bool) -> None:
+    cfg = spec.checkpoint
+    if cfg.interval_ms is None:
+        return
+    threshold = max(cfg.interval_ms, cfg.timeout_ms or 600_000) / 1000 * ((cfg.tolerable_failures or 0) + 2)
+    last = d.status.last_checkpoint
+    since = seconds_since(last.time, d.facts.now) if checkpointed and last is not None else up
+    stalled = since is not None and since > threshold
+    old = d.status.condition("CheckpointsProgressing")
+    if stalled and (old is None or old.status != "False"):
+        d.event(
+            "CheckpointsStalled",
+            f"no checkpoint completed for {int(since or 0)}s (threshold {int(threshold)}s)",
+            warning=True,
+        )
+    d.condition(
+        "CheckpointsProgressing",
+        not stalled,
+        "Stalled" if stalled else "Progressing",
+        f"last checkpoint {int(since or 0)}s ago" if checkpointed else "",
+    )

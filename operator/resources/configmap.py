@@ -1,0 +1,77 @@
+"""Renders an attempt's ``streamjob.worker.config.JobConfig`` and the ConfigMap that carries it.
+
+The JobMaster reads ``/etc/streamjob/job.json`` (``streamjob jobmaster --config``); the model is
+the runtime's own, so a field the runtime does not accept fails here, in the operator, with a
+message, and never in a crash-looping pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamjob.operator.model.spec import StreamJobSpec
+from streamjob.operator.resources.labels import (
+    CONFIG_FILE,
+    REST_PORT,
+    JobRef,
+    configmap_name,
+    labels_for,
+    owner_reference,
+)
+from streamjob.worker.config import CheckpointOverrides, JobConfig, S3Options
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One deployment of a job: which spec, which lineage, which attempt, restoring what."""
+
+    job: JobRef
+    spec: StreamJobSpec
+    attempt: int
+    job_id: str
+    restore_from: str | None = None
+
+
+def render_job_config(at: Attempt) -> JobConfig:
+    """The JobConfig of the attempt; the operator owns restarts, so ``restart_in_place`` is off."""
+    spec = at.spec
+    checkpoint = spec.checkpoint.model_dump(exclude_none=True, mode="json")
+    s3 = spec.storage.s3
+    return JobConfig(
+        name=at.job.name,
+        namespace=at.job.namespace,
+        job_id=at.job_id,
+        attempt=at.attempt,
+        entrypoint=spec.entrypoint,
+        args=list(spec.args),
+        parallelism=spec.parallelism,
+        max_parallelism=spec.max_parallelism,
+        state_backend=spec.state_backend,
+        checkpoint=CheckpointOverrides.model_validate(checkpoint),
+        checkpoints_uri=spec.storage.checkpoints_uri,
+        savepoints_uri=spec.savepoints_root,
+        restore_from=at.restore_from,
+        allow_non_restored_state=spec.allow_non_restored_state,
+        restart=None,
+        restart_in_place=False,
+        workers=spec.worker_count,
+        slots_per_worker=spec.task_slots,
+        rest_port=REST_PORT,
+        s3=S3Options(endpoint_url=s3.endpoint, region=s3.region, path_style=s3.path_style),
+    )
+
+
+def build_configmap(at: Attempt) -> dict[str, Any]:
+    """The ConfigMap ``<name>-config-<attempt>`` with ``job.json``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": configmap_name(at.job, at.attempt),
+            "namespace": at.job.namespace,
+            "labels": labels_for(at.job, "config", attempt=at.attempt, job_id=at.job_id),
+            "ownerReferences": [owner_reference(at.job)],
+        },
+        "data": {CONFIG_FILE: render_job_config(at).model_dump_json(indent=2)},
+    }

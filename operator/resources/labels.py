@@ -1,0 +1,89 @@
+"""Names, labels and owner references shared by every object of a StreamJob.
+
+Used by the other builders and by ``k8s`` (label selectors) and ``observer.pods`` (reading the
+attempt back from a pod).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamjob.operator.model.spec import API_VERSION, KIND
+
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+JOB_LABEL = "streamjob.dev/job"
+ATTEMPT_LABEL = "streamjob.dev/attempt"
+JOB_ID_LABEL = "streamjob.dev/job-id"
+RESERVED_PREFIXES = ("app.kubernetes.io/", "streamjob.dev/")
+
+JOBMASTER = "jobmaster"
+WORKER = "worker"
+REST_PORT = 8081
+CONFIG_DIR = "/etc/streamjob"
+CONFIG_FILE = "job.json"
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """Identity of the StreamJob that owns the objects."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def labels_for(job: JobRef, component: str, *, attempt: int | None = None, job_id: str | None = None) -> dict[str, str]:
+    """The labels of an object of ``job``; pods also carry their attempt and jobId."""
+    labels = {
+        NAME_LABEL: "streamjob",
+        INSTANCE_LABEL: job.name,
+        COMPONENT_LABEL: component,
+        MANAGED_BY_LABEL: "streamjob-operator",
+        JOB_LABEL: job.name,
+    }
+    if attempt is not None:
+        labels[ATTEMPT_LABEL] = str(attempt)
+    if job_id is not None:
+        labels[JOB_ID_LABEL] = job_id
+    return labels
+
+
+def selector_for(job: JobRef) -> str:
+    """Label selector of every pod and config map of ``job`` (all attempts)."""
+    return f"{JOB_LABEL}={job.name},{NAME_LABEL}=streamjob"
+
+
+def owner_reference(job: JobRef) -> dict[str, Any]:
+    """Makes the StreamJob the controller owner: deleting it garbage-collects the object."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": job.name,
+        "uid": job.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def jobmaster_pod_name(job: JobRef, attempt: int) -> str:
+    """Name of the JobMaster pod of an attempt."""
+    return f"{job.name}-jobmaster-{attempt}"
+
+
+def worker_pod_name(job: JobRef, attempt: int, index: int) -> str:
+    """Name of worker ``index`` of an attempt."""
+    return f"{job.name}-worker-{attempt}-{index}"
+
+
+def configmap_name(job: JobRef, attempt: int) -> str:
+    """Name of the ConfigMap holding an attempt's job.json."""
+    return f"{job.name}-config-{attempt}"
+
+
+def service_name(job: JobRef) -> str:
+    """Name of the JobMaster REST Service."""
+    return f"{job.name}-rest"

@@ -1,0 +1,123 @@
+"""Builds the bare pods of an attempt: one JobMaster and ``workers`` worker pods.
+
+Pods use ``restartPolicy: Never`` — the operator owns restarts (a failed pod ends the attempt) —
+and are owned by the StreamJob so that deleting it garbage-collects them. Workers are built only
+once the JobMaster pod has an IP, which they get as a literal ``--jobmaster IP:PORT`` argument and
+as ``JOBMASTER_ADDRESS``, so no cluster DNS is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamjob.operator.model.spec import PodOverrides, StreamJobSpec
+from streamjob.operator.resources.configmap import Attempt
+from streamjob.operator.resources.labels import (
+    CONFIG_DIR,
+    CONFIG_FILE,
+    JOBMASTER,
+    REST_PORT,
+    WORKER,
+    configmap_name,
+    jobmaster_pod_name,
+    labels_for,
+    owner_reference,
+    worker_pod_name,
+)
+
+CONFIG_VOLUME = "job-config"
+RESERVED_ENV = frozenset(
+    {"POD_IP", "POD_NAME", "POD_NAMESPACE", "JOBMASTER_ADDRESS", "STREAMJOB_S3_ENDPOINT", "STREAMJOB_S3_PATH_STYLE"}
+)
+
+
+def _env(spec: StreamJobSpec, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    s3 = spec.storage.s3
+    if s3.endpoint:
+        env.append({"name": "STREAMJOB_S3_ENDPOINT", "value": s3.endpoint})
+    if s3.path_style is not None:
+        env.append({"name": "STREAMJOB_S3_PATH_STYLE", "value": "true" if s3.path_style else "false"})
+    if s3.region:
+        env += [{"name": "AWS_REGION", "value": s3.region}, {"name": "AWS_DEFAULT_REGION", "value": s3.region}]
+    secret = s3.credentials_secret
+    if secret is not None:
+        for var, key in (
+            ("AWS_ACCESS_KEY_ID", secret.access_key_id_key),
+            ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key),
+        ):
+            env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}})
+    return env + extra
+
+
+def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> dict[str, Any]:
+    overrides: PodOverrides = at.spec.job_manager if component == JOBMASTER else at.spec.task_manager
+    container = {
+        **container,
+        "image": at.spec.image,
+        "imagePullPolicy": at.spec.image_pull_policy.value,
+        "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}, *overrides.volume_mounts],
+    }
+    if overrides.resources:
+        container["resources"] = overrides.resources
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 10,
+        "containers": [container],
+        "volumes": [
+            {"name": CONFIG_VOLUME, "configMap": {"name": configmap_name(at.job, at.attempt)}},
+            *overrides.volumes,
+        ],
+    }
+    optional: dict[str, Any] = {
+        "serviceAccountName": at.spec.service_account,
+        "nodeSelector": overrides.node_selector,
+        "tolerations": overrides.tolerations,
+        "affinity": overrides.affinity,
+        "priorityClassName": overrides.priority_class_name,
+        "securityContext": overrides.security_context,
+    }
+    pod_spec.update({key: value for key, value in optional.items() if value})
+    labels = {**overrides.labels, **labels_for(at.job, component, attempt=at.attempt, job_id=at.job_id)}
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": at.job.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference(at.job)],
+    }
+    if overrides.annotations:
+        metadata["annotations"] = dict(overrides.annotations)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+
+
+def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
+    """The JobMaster pod: ``streamjob jobmaster --config /etc/streamjob/job.json``, REST on 8081."""
+    probe = {"httpGet": {"path": "/health", "port": "rest"}, "periodSeconds": 5}
+    container = {
+        "name": JOBMASTER,
+        "command": ["streamjob", "jobmaster", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "ports": [{"name": "rest", "containerPort": REST_PORT, "protocol": "TCP"}],
+        "env": _env(at.spec, at.spec.job_manager.env),
+        "readinessProbe": {**probe, "initialDelaySeconds": 1, "failureThreshold": 3},
+        "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6},
+    }
+    return _pod(at, jobmaster_pod_name(at.job, at.attempt), JOBMASTER, container)
+
+
+def build_worker_pods(at: Attempt, jobmaster_ip: str) -> list[dict[str, Any]]:
+    """The worker pods, each told the JobMaster's address ``IP:8081``."""
+    address = f"{jobmaster_ip}:{REST_PORT}"
+    pods = []
+    for index in range(at.spec.worker_count):
+        container = {
+            "name": WORKER,
+            "command": ["streamjob", "worker", "--jobmaster", address, "--slots", str(at.spec.task_slots)],
+            "env": [*_env(at.spec, at.spec.task_manager.env), {"name": "JOBMASTER_ADDRESS", "value": address}],
+        }
+        pods.append(_pod(at, worker_pod_name(at.job, at.attempt, index), WORKER, container))
+    return pods

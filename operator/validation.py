@@ -1,0 +1,118 @@
+"""User-facing checks of a StreamJob spec beyond what the CRD schema and its CEL rules catch (pure).
+
+``parse_spec`` turns pydantic errors into ``spec.field: message`` lines; ``validate`` checks names,
+reserved labels and env vars, URIs and that the runtime accepts the rendered job config;
+``validate_change`` refuses changes that would silently drop or corrupt state. The controller
+reports the messages in ``status.error`` and as a Warning event; nothing is deployed meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import ValidationError
+
+from streamjob.operator.model.spec import StreamJobSpec, UpgradeMode
+from streamjob.operator.resources.configmap import Attempt, render_job_config
+from streamjob.operator.resources.labels import RESERVED_PREFIXES, JobRef
+from streamjob.operator.resources.pods import RESERVED_ENV
+
+MAX_NAME = 50
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+SNAPSHOT_URI = re.compile(r"^(s3://[^/]+/.+|file:///.+)$")
+
+
+def describe(err: ValidationError) -> list[str]:
+    """One ``spec.path: message`` line per pydantic error."""
+    lines = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        lines.append(f"spec.{where}: {item['msg']}" if where else f"spec: {item['msg']}")
+    return lines
+
+
+def parse_spec(raw: object) -> tuple[StreamJobSpec | None, list[str]]:
+    """The parsed spec, or None and the reasons it does not parse."""
+    try:
+        return StreamJobSpec.parse(raw), []
+    except ValidationError as err:
+        return None, describe(err)
+
+
+def _pod_overrides(spec: StreamJobSpec) -> list[str]:
+    problems = []
+    for role, overrides in (("jobManager", spec.job_manager), ("taskManager", spec.task_manager)):
+        for label in overrides.labels:
+            if label.startswith(RESERVED_PREFIXES):
+                problems.append(f"spec.{role}.labels: {label!r} is reserved for the operator")
+        for entry in overrides.env:
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                problems.append(f"spec.{role}.env: every entry needs a name ({entry!r})")
+            elif name in RESERVED_ENV:
+                problems.append(f"spec.{role}.env: {name} is set by the operator and cannot be overridden")
+        unknown = set(overrides.resources) - {"requests", "limits", "claims"}
+        if unknown:
+            problems.append(f"spec.{role}.resources: unknown keys {sorted(unknown)}; use requests and limits")
+    return problems
+
+
+def validate(spec: StreamJobSpec, *, name: str, namespace: str) -> list[str]:
+    """Every problem of a parsed spec, as messages for the user (empty when it is fine)."""
+    problems: list[str] = []
+    if len(name) > MAX_NAME or not DNS_LABEL.match(name):
+        problems.append(
+            f"metadata.name: {name!r} must be a DNS label of at most {MAX_NAME} characters starting with a "
+            "letter (it prefixes the Service and pod names)"
+        )
+    if spec.parallelism > spec.max_parallelism:
+        problems.append(
+            f"spec.parallelism: {spec.parallelism} exceeds maxParallelism {spec.max_parallelism}; "
+            "raise maxParallelism (only with a fresh state) or lower parallelism"
+        )
+    if spec.worker_count * spec.task_slots < spec.parallelism:
+        problems.append(
+            f"spec.workers: {spec.worker_count} workers x {spec.task_slots} slots cannot run parallelism "
+            f"{spec.parallelism}"
+        )
+    if spec.initial_savepoint_path and not SNAPSHOT_URI.match(spec.initial_savepoint_path):
+        problems.append(
+            f"spec.initialSavepointPath: {spec.initial_savepoint_path!r} is not an s3:// or file:/// URI "
+            "of a savepoint directory"
+        )
+    if spec.savepoint_redeploy_nonce is not None and not spec.initial_savepoint_path:
+        problems.append("spec.savepointRedeployNonce: set initialSavepointPath to the savepoint to redeploy from")
+    problems += _pod_overrides(spec)
+    if not problems:
+        problems += _renders(spec, name=name, namespace=namespace)
+    return problems
+
+
+def _renders(spec: StreamJobSpec, *, name: str, namespace: str) -> list[str]:
+    try:
+        render_job_config(Attempt(JobRef(name, namespace, "uid"), spec, attempt=1, job_id="0" * 32))
+    except ValidationError as err:
+        return [f"job config: {line.removeprefix('spec.')}" for line in describe(err)]
+    return []
+
+
+def validate_change(old: StreamJobSpec | None, new: StreamJobSpec) -> list[str]:
+    """Changes that cannot keep the job's state; the user must choose stateless or a redeploy."""
+    if old is None or new.upgrade_mode is UpgradeMode.STATELESS:
+        return []
+    problems = []
+    if old.max_parallelism != new.max_parallelism:
+        problems.append(
+            f"spec.maxParallelism: changing {old.max_parallelism} -> {new.max_parallelism} would make the "
+            "state unrestorable (key groups change); use upgradeMode stateless or keep it"
+        )
+    if (
+        new.upgrade_mode is UpgradeMode.LAST_STATE
+        and old.state_backend != new.state_backend
+        and None not in (old.state_backend, new.state_backend)
+    ):
+        problems.append(
+            f"spec.stateBackend: {old.state_backend} -> {new.state_backend} cannot restore from a checkpoint; "
+            "use upgradeMode savepoint (savepoints are portable)"
+        )
+    return problems

@@ -1,0 +1,533 @@
+"""The planner driven round by round against a fake world (pods, JobMaster, storage) — no mocks."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from streamjob.operator.model import LifecycleState, StreamJobStatus
+from streamjob.operator.model.status import SnapshotInfo
+from streamjob.operator.observer.pods import PodView
+from streamjob.operator.reconciler.facts import (
+    DeletePods,
+    DeployAttempt,
+    DeployWorkers,
+    Facts,
+    JobMasterView,
+    Plan,
+    SavepointPoll,
+    TriggerCheckpoint,
+    TriggerSavepoint,
+)
+from streamjob.operator.reconciler.plan import plan
+from streamjob.operator.resources import JobRef
+from streamjob.operator.timeutil import format_time
+from streamjob.operator.validation import parse_spec, validate
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BASE: dict[str, Any] = {
+    "image": "app:1",
+    "entrypoint": "examples.balance:build",
+    "parallelism": 2,
+    "storage": {"checkpointsUri": "s3://b/c"},
+    "checkpoint": {"intervalMs": 1000},
+    "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
+}
+
+
+@dataclass
+class FakePod:
+    name: str
+    component: str
+    attempt: int
+    image: str
+    phase: str = "Pending"
+    ip: str | None = None
+    failure: str | None = None
+
+    def view(self) -> PodView:
+        return PodView(
+            name=self.name,
+            component=self.component,
+            attempt=self.attempt,
+            phase=self.phase,
+            ip=self.ip,
+            running=self.phase == "Running" and self.failure is None,
+            failure=self.failure,
+            succeeded=self.phase == "Succeeded",
+        )
+
+
+class World:
+    """Pods that start after a tick, a JobMaster answering while its pod runs, storage with checkpoints."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.job = JobRef("demo", "ns", "uid")
+        self.spec = spec
+        self.generation = 1
+        self.status = StreamJobStatus()
+        self.now = T0
+        self.pods: dict[str, FakePod] = {}
+        self.checkpoints: dict[str, list[int]] = {}
+        self.checkpoint_times: dict[tuple[str, int], datetime] = {}
+        self.started_from: dict[str, str] = {}
+        self.requests: dict[str, SavepointPoll] = {}
+        self.savepoint_outcome = "COMPLETED"
+        self.broken_images: set[str] = set()
+        self.checkpointing = True
+        self.ids = (f"job{n:02d}" for n in itertools.count(1))
+        self.next_id = next(self.ids)
+        self.events: list[tuple[str, str]] = []
+        self.actions: list[object] = []
+        self.deployed: list[tuple[int, str, str | None, int]] = []
+        self.ip_pool = itertools.count(10)
+
+    # -- facts -----------------------------------------------------------------------------------
+    def latest(self, job_id: str) -> SnapshotInfo | None:
+        ids = self.checkpoints.get(job_id)
+        if ids:
+            return SnapshotInfo(
+                kind="checkpoint",
+                id=ids[-1],
+                job_id=job_id,
+                location=f"s3://b/c/ns/demo/{job_id}/chk-{ids[-1]}",
+                time=format_time(self.checkpoint_times[(job_id, ids[-1])]),
+            )
+        if job_id in self.started_from:
+            return SnapshotInfo(kind="savepoint", location=self.started_from[job_id], job_id=job_id)
+        return None
+
+    def facts(self) -> Facts:
+        spec, errors = parse_spec(self.spec)
+        if spec is not None:
+            errors = validate(spec, name=self.job.name, namespace=self.job.namespace)
+        dep = self.status.deployment
+        jm = next(
+            (p for p in self.pods.values() if dep and p.attempt == dep.attempt and p.component == "jobmaster"), None
+        )
+        reachable = jm is not None and jm.phase == "Running"
+        req = self.status.snapshot_request
+        poll = self.requests.get(req.request_id) if req is not None and req.request_id else None
+        ids = {self.status.job_id, self.status.operation.job_id if self.status.operation else None} - {None}
+        return Facts(
+            job=self.job,
+            generation=self.generation,
+            spec=spec,
+            spec_errors=tuple(errors),
+            status=self.status,
+            now=self.now,
+            new_job_id=self.next_id,
+            pods=tuple(p.view() for p in self.pods.values()),
+            jobmaster=JobMasterView(reachable=reachable, state="RUNNING" if reachable else None),
+            savepoint_poll=poll,
+            latest={i: self.latest(i) for i in ids if i is not None},
+        )
+
+    # -- one round -------------------------------------------------------------------------------
+    def step(self) -> Plan:
+        result = plan(self.facts())
+        self.status = result.status
+        if self.status.job_id == self.next_id or (
+            self.status.operation and self.status.operation.job_id == self.next_id
+        ):
+            self.next_id = next(self.ids)
+        self.events += [(e.reason, e.message) for e in result.events]
+        for action in result.actions:
+            self.actions.append(action)
+            self.apply(action)
+        self.tick()
+        return result
+
+    def apply(self, action: object) -> None:
+        if isinstance(action, DeployAttempt):
+            at = action.attempt
+            name = f"demo-jobmaster-{at.attempt}"
+            if name not in self.pods:
+                self.deployed.append((at.attempt, at.job_id, at.restore_from, at.spec.parallelism))
+                if at.restore_from and at.job_id not in self.checkpoints and "savepoint-" in at.restore_from:
+                    self.started_from[at.job_id] = at.restore_from
+                self.pods[name] = FakePod(name, "jobmaster", at.attempt, at.spec.image)
+        elif isinstance(action, DeployWorkers):
+            for i in range(action.attempt.spec.worker_count):
+                name = f"demo-worker-{action.attempt.attempt}-{i}"
+                self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
+        elif isinstance(action, DeletePods):
+            self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
+        elif isinstance(action, TriggerSavepoint):
+            rid = f"r{len(self.requests) + 1}"
+            self.requests[rid] = SavepointPoll("IN_PROGRESS")
+            req = self.status.snapshot_request
+            assert req is not None
+            self.status = self.status.model_copy(
+                update={"snapshot_request": req.model_copy(update={"request_id": rid})}
+            )
+            self._pending_stop = action.stop
+        elif isinstance(action, TriggerCheckpoint):
+            self.add_checkpoint()
+
+    def add_checkpoint(self) -> None:
+        job_id = self.status.job_id
+        assert job_id is not None
+        ids = self.checkpoints.setdefault(job_id, [])
+        ids.append((ids[-1] if ids else 0) + 1)
+        self.checkpoint_times[(job_id, ids[-1])] = self.now
+
+    def tick(self) -> None:
+        self.now += timedelta(seconds=1)
+        for pod in self.pods.values():
+            if pod.phase == "Pending":
+                if pod.image in self.broken_images:
+                    pod.failure = f"pod {pod.name} cannot start its container: ImagePullBackOff"
+                else:
+                    pod.phase, pod.ip = "Running", f"10.0.0.{next(self.ip_pool)}"
+        for rid, poll in list(self.requests.items()):
+            if poll.status == "IN_PROGRESS":
+                if self.savepoint_outcome == "COMPLETED":
+                    self.requests[rid] = SavepointPoll("COMPLETED", location=f"s3://b/c/ns/demo/savepoint-{rid}")
+                    if self._pending_stop:
+                        for pod in self.pods.values():
+                            pod.phase = "Succeeded"
+                elif self.savepoint_outcome == "FAILED":
+                    self.requests[rid] = SavepointPoll("FAILED", reason="task not running")
+        dep = self.status.deployment
+        running = dep is not None and [
+            p for p in self.pods.values() if p.attempt == dep.attempt and p.phase == "Running"
+        ]
+        if (
+            running
+            and len(running) == 3
+            and self.checkpointing
+            and self.status.lifecycle_state is LifecycleState.RUNNING
+        ):
+            self.add_checkpoint()
+
+    def run_until(self, done: Callable[[World], bool], steps: int = 60) -> None:
+        for _ in range(steps):
+            if done(self):
+                return
+            self.step()
+        raise AssertionError(f"not reached in {steps} rounds; status={self.status.wire()} events={self.events[-8:]}")
+
+    def update_spec(self, **patch: Any) -> None:
+        self.spec = {**self.spec, **patch}
+        self.generation += 1
+        self.step()
+
+    def count(self, kind: type) -> int:
+        return sum(isinstance(a, kind) for a in self.actions)
+
+
+def running(w: World) -> bool:
+    return w.status.lifecycle_state is LifecycleState.RUNNING and w.status.operation is None
+
+
+def stable_running(w: World) -> bool:
+    return running(w) and w.status.deployment is not None and w.status.deployment.stable
+
+
+def started() -> World:
+    w = World(dict(BASE))
+    w.run_until(stable_running)
+    w.run_until(lambda w: w.status.last_checkpoint is not None and (w.status.last_checkpoint.id or 0) >= 2)
+    return w
+
+
+def test_deploys_and_reports_checkpoints() -> None:
+    w = World(dict(BASE))
+    w.step()
+    assert w.status.lifecycle_state is LifecycleState.DEPLOYING
+    assert w.status.operation is not None and not w.actions  # the intent is recorded first
+    w.step()
+    assert w.status.deployment is not None and w.count(DeployAttempt) == 1
+    w.run_until(running)
+    assert w.status.job_id == "job01" and w.status.attempt == 1
+    assert len([p for p in w.pods.values() if p.component == "worker"]) == 2
+    w.run_until(lambda w: w.status.last_checkpoint is not None)
+    assert any(reason == "CheckpointCompleted" for reason, _ in w.events)
+    w.run_until(stable_running)
+    assert w.status.last_stable_spec is not None
+    assert w.status.condition("Ready") is not None and w.status.condition("Ready").status == "True"  # type: ignore[union-attr]
+
+
+def test_worker_failure_restarts_from_latest_checkpoint_same_lineage() -> None:
+    w = started()
+    latest = w.checkpoints["job01"][-1]
+    w.pods["demo-worker-1-1"].failure = "pod demo-worker-1-1 exited with code 1"
+    w.checkpointing = False
+    w.step()
+    assert w.status.lifecycle_state is LifecycleState.RECOVERING
+    assert w.status.restarts.count == 1 and "exited with code 1" in (w.status.restarts.last_reason or "")
+    w.run_until(running)
+    attempt, job_id, restore, _ = w.deployed[-1]
+    assert (attempt, job_id) == (2, "job01")
+    assert restore == f"s3://b/c/ns/demo/job01/chk-{latest}"
+    assert w.status.restore_from == restore
+
+
+def test_restore_point_is_in_status_before_the_new_attempt_is_deployed() -> None:
+    w = started()
+    w.checkpointing = False
+    w.pods["demo-jobmaster-1"].failure = "pod demo-jobmaster-1 was OOMKilled"
+    for _ in range(10):
+        result = w.step()
+        if any(isinstance(a, DeployAttempt) for a in result.actions):
+            # the status patched before the action already names the restore point
+            assert result.status.restore_from is not None
+            assert result.status.restore_from == result.status.deployment.restore_from  # type: ignore[union-attr]
+            return
+    raise AssertionError("no new attempt deployed")
+
+
+def test_jobmaster_pod_deleted_recovers_from_storage_alone() -> None:
+    w = started()
+    del w.pods["demo-jobmaster-1"]
+    w.checkpointing = False
+    w.step()
+    assert "disappeared" in (w.status.restarts.last_reason or "")
+    w.run_until(running)
+    assert w.deployed[-1][2] == f"s3://b/c/ns/demo/job01/chk-{w.checkpoints['job01'][-1]}"
+
+
+def test_gives_up_after_max_restarts_with_the_reason() -> None:
+    w = started()
+    w.broken_images.add("app:1")
+    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 2"
+    w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.FAILED, steps=80)
+    assert w.status.restarts.count == 4
+    assert "gave up after 3 restarts" in (w.status.error or "")
+    assert not w.pods
+    assert "JobFailed" in [r for r, _ in w.events]
+
+
+def test_backoff_grows_exponentially() -> None:
+    w = started()
+    w.broken_images.add("app:1")
+    w.pods["demo-worker-1-0"].failure = "boom"
+    w.step()
+    waits: list[tuple[int | None, float]] = []
+    while w.status.lifecycle_state is not LifecycleState.FAILED:
+        op = w.status.operation
+        if op is not None and op.not_before and (not waits or waits[-1][0] != op.attempt):
+            start = datetime.fromisoformat(op.started_at.replace("Z", "+00:00"))
+            waits.append(
+                (op.attempt, (datetime.fromisoformat(op.not_before.replace("Z", "+00:00")) - start).total_seconds())
+            )
+        w.step()
+    assert [round(s) for _, s in waits] == [1, 2, 4]
+
+
+def test_savepoint_upgrade_rescales_from_a_fresh_savepoint() -> None:
+    w = started()
+    w.update_spec(parallelism=3)
+    w.step()
+    assert w.status.lifecycle_state is LifecycleState.UPGRADING
+    assert w.status.last_reconciled_spec is not None and w.status.last_reconciled_spec["parallelism"] == 3
+    w.run_until(running)
+    attempt, job_id, restore, parallelism = w.deployed[-1]
+    assert (attempt, parallelism) == (2, 3)
+    assert job_id == "job02" and restore == "s3://b/c/ns/demo/savepoint-r1"
+    assert w.count(TriggerSavepoint) == 1
+    assert w.status.last_savepoint is not None and w.status.last_savepoint.trigger == "upgrade"
+    assert w.status.parallelism == 3
+
+
+def test_last_state_upgrade_restores_the_latest_checkpoint_without_a_savepoint() -> None:
+    w = started()
+    w.update_spec(parallelism=3, upgradeMode="last-state")
+    w.checkpointing = False
+    w.run_until(lambda w: w.status.operation is not None)
+    w.run_until(running)
+    _, job_id, restore, parallelism = w.deployed[-1]
+    assert (job_id, parallelism) == ("job01", 3)
+    assert restore == f"s3://b/c/ns/demo/job01/chk-{w.checkpoints['job01'][-1]}"
+    assert w.count(TriggerSavepoint) == 0
+
+
+def test_last_state_with_stale_checkpoint_takes_a_fresh_one() -> None:
+    w = started()
+    w.checkpointing = False
+    w.now += timedelta(seconds=600)
+    w.update_spec(image="app:2", upgradeMode="last-state", maxStateAgeSeconds=60)
+    w.run_until(running)
+    assert w.count(TriggerCheckpoint) == 1
+    assert w.deployed[-1][2] == f"s3://b/c/ns/demo/job01/chk-{w.checkpoints['job01'][-1]}"
+
+
+def test_savepoint_upgrade_of_unhealthy_job_falls_back_to_latest_checkpoint() -> None:
+    w = started()
+    w.checkpointing = False
+    latest = w.checkpoints["job01"][-1]
+    w.pods["demo-jobmaster-1"].phase = "Pending"  # JobMaster not answering
+    w.update_spec(image="app:2")
+    w.run_until(running)
+    assert w.count(TriggerSavepoint) == 0
+    assert w.deployed[-1][2] == f"s3://b/c/ns/demo/job01/chk-{latest}"
+    assert any(r == "SavepointSkipped" for r, _ in w.events)
+
+
+def test_failed_savepoint_falls_back_to_latest_checkpoint_never_empty_state() -> None:
+    w = started()
+    w.savepoint_outcome = "FAILED"
+    w.checkpointing = False
+    w.update_spec(image="app:2")
+    w.run_until(running)
+    assert w.deployed[-1][2] == f"s3://b/c/ns/demo/job01/chk-{w.checkpoints['job01'][-1]}"
+    assert any(r == "SavepointFailed" for r, _ in w.events)
+
+
+def test_broken_upgrade_rolls_back_to_last_stable_spec_and_its_state() -> None:
+    w = started()
+    w.broken_images.add("app:broken")
+    w.update_spec(image="app:broken")
+    w.run_until(lambda w: w.status.operation is not None and w.status.operation.kind.value == "rollback")
+    assert w.status.lifecycle_state is LifecycleState.ROLLING_BACK
+    w.run_until(running)
+    attempt, job_id, restore, _ = w.deployed[-1]
+    assert attempt == 3 and job_id == "job02"
+    assert restore == "s3://b/c/ns/demo/savepoint-r1"
+    assert w.status.deployment is not None and w.status.deployment.spec["image"] == "app:1"
+    assert "rolling back" in (w.status.error or "")
+    w.step()
+    assert w.status.operation is None  # the failed spec is not retried until it changes again
+
+
+def test_upgrade_that_never_starts_times_out_and_rolls_back() -> None:
+    w = started()
+    w.update_spec(image="app:slow", timeouts={"upgradeSeconds": 10})
+    w.run_until(lambda w: w.status.operation is not None and w.status.operation.step.value == "verify")
+    slow = [p for p in w.pods.values() if p.image == "app:slow"]
+    for _ in range(12):
+        for p in w.pods.values():
+            if p.image == "app:slow":
+                p.phase = "Pending"
+        w.step()
+    assert slow and any(r == "RollingBack" and "not running within 10s" in m for r, m in w.events)
+
+
+def test_stateless_upgrade_starts_a_new_lineage_with_empty_state() -> None:
+    w = started()
+    w.update_spec(image="app:2", upgradeMode="stateless")
+    w.run_until(running)
+    _, job_id, restore, _ = w.deployed[-1]
+    assert job_id == "job02" and restore is None
+
+
+def test_savepoint_nonce_records_bounded_history() -> None:
+    w = started()
+    for nonce in (1, 2, 3):
+        w.update_spec(savepointTriggerNonce=nonce, savepointHistorySize=2)
+        w.run_until(lambda w, n=nonce: w.status.nonces.savepoint == n)  # type: ignore[misc]
+    assert [s.location for s in w.status.savepoint_history] == [
+        "s3://b/c/ns/demo/savepoint-r3",
+        "s3://b/c/ns/demo/savepoint-r2",
+    ]
+    assert w.status.lifecycle_state is LifecycleState.RUNNING and w.status.attempt == 1
+
+
+def test_checkpoint_nonce_waits_for_a_new_checkpoint() -> None:
+    w = started()
+    w.checkpointing = False
+    w.update_spec(checkpointTriggerNonce=7)
+    w.run_until(lambda w: w.status.nonces.checkpoint == 7)
+    assert w.count(TriggerCheckpoint) == 1
+
+
+def test_suspend_takes_savepoint_and_resume_restores_it() -> None:
+    w = started()
+    w.update_spec(state="suspended")
+    w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.SUSPENDED)
+    assert not w.pods and w.status.deployment is None
+    assert w.status.restore_from == "s3://b/c/ns/demo/savepoint-r1"
+    w.update_spec(state="running")
+    w.run_until(running)
+    _, job_id, restore, _ = w.deployed[-1]
+    assert restore == "s3://b/c/ns/demo/savepoint-r1" and job_id == "job02"
+
+
+def test_restart_nonce_restarts_without_counting() -> None:
+    w = started()
+    w.update_spec(restartNonce=1)
+    w.run_until(lambda w: w.status.attempt == 2 and running(w))
+    assert w.status.restarts.count == 0 and w.deployed[-1][1] == "job01"
+
+
+def test_redeploy_nonce_restores_the_given_savepoint_as_new_lineage() -> None:
+    w = started()
+    w.update_spec(initialSavepointPath="s3://b/manual/savepoint-9", savepointRedeployNonce=1)
+    w.run_until(lambda w: w.status.attempt == 2 and running(w))
+    assert w.deployed[-1][1:3] == ("job02", "s3://b/manual/savepoint-9")
+
+
+def test_initial_savepoint_and_pre_set_nonces() -> None:
+    w = World({**BASE, "initialSavepointPath": "s3://b/x/savepoint-1", "savepointTriggerNonce": 5})
+    w.run_until(stable_running)
+    assert w.deployed[0][2] == "s3://b/x/savepoint-1"
+    assert w.count(TriggerSavepoint) == 0
+
+
+def test_invalid_spec_is_reported_and_nothing_is_deployed() -> None:
+    w = World({**BASE, "parallelism": 9, "maxParallelism": 4})
+    w.step()
+    assert "exceeds maxParallelism" in (w.status.error or "")
+    assert w.status.condition("SpecValid").status == "False"  # type: ignore[union-attr]
+    assert not w.actions and [r for r, _ in w.events] == ["InvalidSpec"]
+    w.step()
+    assert [r for r, _ in w.events] == ["InvalidSpec"]  # reported once
+    w.update_spec(maxParallelism=16)
+    w.run_until(running)
+    assert w.status.error is None
+
+
+def test_operator_restart_mid_upgrade_takes_one_savepoint() -> None:
+    w = started()
+    w.savepoint_outcome = "HANG"
+    w.update_spec(parallelism=3)
+    w.run_until(lambda w: w.status.snapshot_request is not None and w.status.snapshot_request.request_id is not None)
+    # A new operator process sees only what status holds; rounds are stateless so it resumes the same step.
+    w.status = StreamJobStatus.parse(w.status.wire())
+    for _ in range(3):
+        w.step()
+    w.savepoint_outcome = "COMPLETED"
+    w.run_until(running)
+    assert w.count(TriggerSavepoint) == 1
+    assert w.deployed[-1][2] == "s3://b/c/ns/demo/savepoint-r1"
+
+
+def test_stable_job_resets_restart_count() -> None:
+    w = World({**BASE, "restartPolicy": {"resetAfterSeconds": 5}})
+    w.run_until(stable_running)
+    w.pods["demo-worker-1-0"].failure = "x"
+    w.run_until(lambda w: w.status.attempt == 2 and running(w))
+    assert w.status.restarts.count == 1
+    w.run_until(lambda w: w.status.restarts.count == 0, steps=10)
+
+
+def test_checkpoint_stall_is_flagged() -> None:
+    w = World({**BASE, "checkpoint": {"intervalMs": 1000, "timeoutMs": 2000}})
+    w.checkpointing = False
+    w.run_until(running)
+    w.run_until(lambda w: (c := w.status.condition("CheckpointsProgressing")) is not None and c.status == "False")
+    assert any(r == "CheckpointsStalled" for r, _ in w.events)
+
+
+def test_finished_job_is_not_restarted() -> None:
+    w = started()
+    for p in w.pods.values():
+        p.phase = "Succeeded"
+    w.step()
+    assert w.status.lifecycle_state is LifecycleState.FINISHED
+    w.step()
+    assert w.status.attempt == 1
+
+
+def test_plan_is_pure() -> None:
+    w = started()
+    facts = w.facts()
+    assert plan(facts) == plan(replace(facts))

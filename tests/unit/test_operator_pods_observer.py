@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streamjob.operator.observer.pods import view_pod
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def pod(phase: str = "Running", statuses: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "j-worker-1-0",
+            "creationTimestamp": "2026-01-01T11:59:00Z",
+            "labels": {"app.kubernetes.io/component": "worker", "streamjob.dev/attempt": "1"},
+        },
+        "status": {"phase": phase, "podIP": "10.0.0.5", "containerStatuses": statuses or [], **status},
+    }
+
+
+def running() -> list[dict[str, Any]]:
+    return [{"name": "worker", "state": {"running": {}}, "restartCount": 0}]
+
+
+def test_running_pod() -> None:
+    view = view_pod(pod(statuses=running()), now=NOW, start_timeout_s=120)
+    assert view.running and view.failure is None and view.attempt == 1 and view.ip == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("waiting", "expected"),
+    [
+        ("ImagePullBackOff", "ImagePullBackOff"),
+        ("ErrImagePull", "ErrImagePull"),
+        ("CreateContainerConfigError", "CreateContainerConfigError"),
+    ],
+)
+def test_fatal_waiting_reasons_fail_at_once(waiting: str, expected: str) -> None:
+    statuses = [{"name": "worker", "state": {"waiting": {"reason": waiting, "message": "boom"}}}]
+    view = view_pod(pod("Pending", statuses), now=NOW, start_timeout_s=120)
+    assert view.failure is not None and expected in view.failure and not view.running
+
+
+def test_oom_killed_is_named() -> None:
+    statuses = [{"name": "worker", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
+    view = view_pod(pod("Failed", statuses), now=NOW, start_timeout_s=120)
+    assert view.failure is not None and "OOMKilled" in view.failure and "memory" in view.failure
+
+
+def test_exit_code_and_eviction() -> None:
+    statuses = [{"name": "worker", "state": {"terminated": {"exitCode": 3, "message": "storage down"}}}]
+    assert "exited with code 3: storage down" in (
+        view_pod(pod("Failed", statuses), now=NOW, start_timeout_s=9).failure or ""
+    )
+    evicted = view_pod(pod("Failed", reason="Evicted", message="node low on memory"), now=NOW, start_timeout_s=9)
+    assert evicted.failure == "pod j-worker-1-0 failed: Evicted node low on memory"
+
+
+def test_pending_too_long_fails_but_not_before() -> None:
+    assert view_pod(pod("Pending"), now=NOW, start_timeout_s=120).failure is None
+    late = view_pod(pod("Pending"), now=NOW, start_timeout_s=30)
+    assert late.failure is not None and "did not start within 30s" in late.failure
+
+
+def test_deleted_pod_is_a_failure_and_succeeded_is_not() -> None:
+    gone = pod(statuses=running())
+    gone["metadata"]["deletionTimestamp"] = "2026-01-01T11:59:59Z"
+    assert "being deleted" in (view_pod(gone, now=NOW, start_timeout_s=9).failure or "")
+    done = view_pod(
+        pod("Succeeded", [{"name": "w", "state": {"terminated": {"exitCode": 0}}}]), now=NOW, start_timeout_s=9
+    )
+    assert done.succeeded and done.failure is None
