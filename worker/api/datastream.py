@@ -1,0 +1,225 @@
+"""DataStream and KeyedStream: the transformations a job author chains together.
+
+Each call records a ``Transformation`` in the environment; nothing runs until ``execute``.
+Functions may be Function objects (``MapFunction``...) or plain callables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from streamjob.worker.api.functions import (
+    FilterFunction,
+    FlatMapFunction,
+    KeyedProcessFunction,
+    KeySelector,
+    MapFunction,
+    ProcessFunction,
+)
+from streamjob.worker.api.sinks import PrintSink, SinkFunction, TwoPhaseCommitSinkFunction
+from streamjob.worker.errors import ConfigError, PipelineError
+from streamjob.worker.graph.transformations import Edge, Kind, Partitioning, Transformation
+
+if TYPE_CHECKING:
+    from streamjob.worker.api.environment import StreamExecutionEnvironment
+    from streamjob.worker.api.windows import WindowAssigner
+
+
+def _callable_of(function: Any, method: str, what: str) -> Any:
+    if hasattr(function, method):
+        return function
+    if callable(function):
+        return function
+    raise ConfigError(f"{what} takes a callable or an object with .{method}(), got {type(function).__name__}")
+
+
+def _key_selector(selector: Any) -> Any:
+    if isinstance(selector, KeySelector):
+        return selector.get_key
+    if isinstance(selector, int) and not isinstance(selector, bool):
+        index = selector
+        return lambda record: record[index]
+    if callable(selector):
+        return selector
+    raise ConfigError(f"key_by takes a function, a KeySelector or a tuple index, got {selector!r}")
+
+
+class DataStream:
+    """A stream of records produced by one transformation."""
+
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation,
+                 partitioning: Partitioning = Partitioning.FORWARD) -> None:
+        self.env = env
+        self.transformation = transformation
+        self._partitioning = partitioning
+
+    # -- operator settings (apply to the transformation that produced this stream) --------------
+    def uid(self, uid: str) -> DataStream:
+        """The stable id that keys this operator's state in checkpoints; set it on stateful operators."""
+        if not uid or not isinstance(uid, str):
+            raise ConfigError("uid must be a non-empty string")
+        self.transformation.uid = uid
+        return self
+
+    def name(self, name: str) -> DataStream:
+        """A display name for metrics and logs."""
+        self.transformation.name = name
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStream:
+        """This operator's parallelism (default: the environment's)."""
+        if not isinstance(parallelism, int) or parallelism < 1:
+            raise ConfigError(f"set_parallelism takes an integer >= 1, got {parallelism!r}")
+        limit = self.transformation.max_parallelism
+        if limit is not None and parallelism > limit:
+            raise ConfigError(f"operator '{self.transformation.name}' is non-parallel; it cannot run with "
+                              f"parallelism {parallelism}")
+        self.transformation.parallelism = parallelism
+        return self
+
+    def set_max_parallelism(self, max_parallelism: int) -> DataStream:
+        """This operator's number of key groups (default: the environment's)."""
+        self.transformation.max_parallelism = max_parallelism
+        return self
+
+    def get_parallelism(self) -> int:
+        """The parallelism this operator will run with."""
+        return self.transformation.parallelism or self.env.parallelism
+
+    # -- partitioning ---------------------------------------------------------------------------
+    def _with(self, partitioning: Partitioning) -> DataStream:
+        return DataStream(self.env, self.transformation, partitioning)
+
+    def rebalance(self) -> DataStream:
+        """Round-robin to the next operator's subtasks."""
+        return self._with(Partitioning.REBALANCE)
+
+    def forward(self) -> DataStream:
+        """Subtask i to subtask i (needs equal parallelism)."""
+        return self._with(Partitioning.FORWARD)
+
+    def broadcast(self) -> DataStream:
+        """Every record to every subtask of the next operator."""
+        return self._with(Partitioning.BROADCAST)
+
+    def key_by(self, key_selector: Any) -> KeyedStream:
+        """Partitions by key: records with equal keys go to the same subtask and share keyed state."""
+        return KeyedStream(self.env, self.transformation, _key_selector(key_selector))
+
+    # -- transformations -----------------------------------------------------------------------
+    def _edge(self) -> Edge:
+        return Edge(self.transformation.id, self._partitioning)
+
+    def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
+        t = Transformation(id=len(self.env.transformations) + 1, kind=kind, name=name, function=function,
+                           inputs=[self._edge()], options=dict(options))
+        self.env.transformations.append(t)
+        return DataStream(self.env, t)
+
+    def map(self, func: MapFunction[Any, Any] | Any) -> DataStream:
+        """One output per record."""
+        return self._then(Kind.MAP, "Map", _callable_of(func, "map", "map"))
+
+    def flat_map(self, func: FlatMapFunction[Any, Any] | Any) -> DataStream:
+        """Zero or more outputs per record (return an iterable or use the collector)."""
+        return self._then(Kind.FLAT_MAP, "FlatMap", _callable_of(func, "flat_map", "flat_map"))
+
+    def filter(self, func: FilterFunction[Any] | Any) -> DataStream:
+        """Keeps records for which ``func`` is true."""
+        return self._then(Kind.FILTER, "Filter", _callable_of(func, "filter", "filter"))
+
+    def process(self, func: ProcessFunction[Any, Any]) -> DataStream:
+        """Per-record processing with a collector."""
+        if isinstance(func, KeyedProcessFunction):
+            raise PipelineError("a KeyedProcessFunction needs a keyed stream: call key_by() before process()")
+        return self._then(Kind.PROCESS, "Process", func)
+
+    def union(self, *streams: DataStream) -> DataStream:
+        """All records of this stream and the others (same record type)."""
+        from streamjob.worker.graph.transformations import Transformation as T
+
+        t = T(id=len(self.env.transformations) + 1, kind=Kind.MAP, name="Union", function=None,
+              inputs=[self._edge(), *[s._edge() for s in streams]], options={"identity": True})
+        for s in streams:
+            if s.env is not self.env:
+                raise PipelineError("union() needs streams of the same environment")
+        self.env.transformations.append(t)
+        return DataStream(self.env, t)
+
+    def add_sink(self, sink: SinkFunction | TwoPhaseCommitSinkFunction[Any]) -> DataStreamSink:
+        """Writes records to a sink; a ``TwoPhaseCommitSinkFunction`` makes the output exactly-once."""
+        if isinstance(sink, TwoPhaseCommitSinkFunction):
+            return DataStreamSink(self._then(Kind.TWO_PHASE_SINK, "Sink", sink))
+        if not isinstance(sink, SinkFunction):
+            if callable(sink):
+                return DataStreamSink(self._then(Kind.SINK, "Sink", _CallableSink(sink)))
+            raise ConfigError(f"add_sink takes a SinkFunction or a callable, got {type(sink).__name__}")
+        return DataStreamSink(self._then(Kind.SINK, "Sink", sink))
+
+    sink_to = add_sink
+
+    def print(self, sink_identifier: str | None = None) -> DataStreamSink:
+        """Prints every record to stdout."""
+        return self.add_sink(PrintSink(sink_identifier)).name("Print")  # type: ignore[return-value]
+
+
+class DataStreamSink(DataStream):
+    """The end of a pipeline branch; exists to set uid, name and parallelism of the sink."""
+
+
+class _CallableSink(SinkFunction):
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def invoke(self, value: Any) -> None:
+        self.fn(value)
+
+
+class KeyedStream(DataStream):
+    """A stream partitioned by key; operators on it have keyed state and timers."""
+
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation, key_selector: Any) -> None:
+        super().__init__(env, transformation, Partitioning.HASH)
+        self.key_selector = key_selector
+
+    def _edge(self) -> Edge:
+        return Edge(self.transformation.id, Partitioning.HASH, self.key_selector)
+
+    def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
+        stream = super()._then(kind, name, function, **options)
+        stream.transformation.key_selector = self.key_selector
+        return stream
+
+    def reduce(self, func: Any) -> DataStream:
+        """A running reduction per key: emits the updated value for every record."""
+        fn = func.reduce if hasattr(func, "reduce") else func
+        if not callable(fn):
+            raise ConfigError("reduce takes a callable (a, b) -> c or a ReduceFunction")
+        return self._then(Kind.REDUCE, "Reduce", fn)
+
+    def sum(self, position: int | None = None) -> DataStream:
+        """A running sum per key of a tuple field (or of the record if it is a number)."""
+        if position is None:
+            return self.reduce(lambda a, b: a + b)
+        pos = position
+
+        def add(a: Any, b: Any) -> Any:
+            return (*a[:pos], a[pos] + b[pos], *a[pos + 1:])
+
+        return self.reduce(add)
+
+    def process(self, func: Any) -> DataStream:
+        """A ``KeyedProcessFunction``: per-record processing with keyed state and timers."""
+        if not isinstance(func, KeyedProcessFunction):
+            raise PipelineError("process() on a keyed stream takes a KeyedProcessFunction")
+        return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func)
+
+    def window(self, assigner: WindowAssigner) -> WindowedStream:
+        """Groups each key's records into windows (tumbling processing-time windows)."""
+        from streamjob.worker.api.windows import WindowedStream
+
+        return WindowedStream(self, assigner)
+
+
+if TYPE_CHECKING:
+    from streamjob.worker.api.windows import WindowedStream

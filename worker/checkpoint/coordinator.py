@@ -1,0 +1,258 @@
+"""The CheckpointCoordinator: triggers barriers, collects acknowledgements, completes checkpoints.
+
+Lives in the JobMaster. Completion is the second phase of a two-phase commit: when every task
+has acknowledged checkpoint n, ``_metadata`` is written (last — its presence marks completion),
+then every task is notified (``notify_checkpoint_complete``), which is when transactional sinks
+commit. The collaborators are injected: storage, the gateway to the tasks, the trigger decider,
+the failure manager, the stats and the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from streamjob.worker.checkpoint.decider import TriggerDecider
+from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
+from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.checkpoint.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
+from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, TaskAck, TaskKey
+from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
+from streamjob.worker.config import CheckpointSettings
+from streamjob.worker.errors import CheckpointError
+from streamjob.worker.graph.job_graph import JobGraph
+from streamjob.worker.runtime.events import Barrier
+
+log = logging.getLogger(__name__)
+
+
+class TaskGateway(Protocol):
+    """How the coordinator reaches the tasks (the JobMaster's connections to the slots)."""
+
+    def trigger(self, barrier: Barrier) -> None: ...
+
+    def notify_complete(self, checkpoint_id: int) -> None: ...
+
+    def notify_aborted(self, checkpoint_id: int) -> None: ...
+
+
+class CheckpointCoordinator:
+    """Runs periodic checkpoints and on-demand savepoints for one attempt of a job."""
+
+    def __init__(self, *, settings: CheckpointSettings, storage: Any, graph: JobGraph, job: dict[str, Any],
+                 gateway: TaskGateway, executor: Executor, on_job_failure: Callable[[str], None],
+                 first_id: int, stats: CheckpointStats, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.graph = graph
+        self.job = job
+        self.gateway = gateway
+        self.executor = executor
+        self.on_job_failure = on_job_failure
+        self.clock = clock
+        self.next_id = first_id
+        self.stats = stats
+        self.decider = TriggerDecider(settings)
+        self.failures = CheckpointFailureManager(settings.tolerable_failures)
+        self.pending: dict[int, PendingCheckpoint] = {}
+        self.completed_listeners: list[Callable[[PendingCheckpoint, str], None]] = []
+        self.failed_listeners: list[Callable[[PendingCheckpoint, str], None]] = []
+        self._tasks = frozenset(graph.subtasks())
+        self._periodic: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._timeouts: dict[int, asyncio.TimerHandle] = {}
+        self.stopped = False
+        self._background: set[asyncio.Task[None]] = set()
+        self.last_completed_location: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Starts periodic triggering (if an interval is set)."""
+        if self.settings.interval_ms is not None:
+            self._periodic = asyncio.create_task(self._run_periodic())
+
+    def stop(self, reason: CheckpointFailureReason = CheckpointFailureReason.JOB_STOPPING) -> None:
+        """Stops triggering and aborts what is in progress."""
+        self.stopped = True
+        if self._periodic is not None:
+            self._periodic.cancel()
+        for cid in list(self.pending):
+            self._abort(cid, reason, notify=False)
+
+    async def _run_periodic(self) -> None:
+        while not self.stopped:
+            delay = self.decider.delay(self.clock(), len(self._periodic_pending()))
+            self._wake.clear()
+            if delay is None:
+                await self._wake.wait()
+                continue
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                    continue
+                except TimeoutError:
+                    pass
+            if not self.stopped:
+                self.trigger()
+
+    def _periodic_pending(self) -> list[PendingCheckpoint]:
+        return [p for p in self.pending.values() if not p.is_savepoint]
+
+    # -- triggering -------------------------------------------------------------------------------
+    def trigger(self, *, savepoint_dir: str | None = None, stop: bool = False,
+                request_id: str | None = None) -> PendingCheckpoint:
+        """Starts a checkpoint (or a savepoint into ``savepoint_dir``) by sending barriers to the sources."""
+        if self.stopped:
+            raise CheckpointError("the job is not running; no checkpoint can be taken")
+        cid = self.next_id
+        self.next_id += 1
+        now = self.clock()
+        unaligned = self.settings.unaligned and savepoint_dir is None
+        pending = PendingCheckpoint(cid, int(time.time() * 1000), now, self._tasks, savepoint_dir, stop, unaligned,
+                                    request_id)
+        self.pending[cid] = pending
+        if savepoint_dir is None:
+            self.decider.triggered(now)
+        loop = asyncio.get_running_loop()
+        self._timeouts[cid] = loop.call_later(self.settings.timeout_ms / 1000, self._expire, cid)
+        log.info("triggering %s %d", "savepoint" if savepoint_dir else "checkpoint", cid)
+        self.gateway.trigger(Barrier(cid, pending.trigger_ms, savepoint_dir, stop, unaligned))
+        return pending
+
+    def _expire(self, checkpoint_id: int) -> None:
+        if checkpoint_id in self.pending:
+            missing = self.pending[checkpoint_id].missing()
+            log.warning("checkpoint %d expired; waiting for %s", checkpoint_id, missing[:5])
+            self._abort(checkpoint_id, CheckpointFailureReason.TIMEOUT)
+
+    # -- acknowledgements ------------------------------------------------------------------------
+    def receive_ack(self, checkpoint_id: int, task: TaskKey, ack: TaskAck) -> AckResult:
+        """A task's snapshot arrived; completes the checkpoint when it is the last."""
+        pending = self.pending.get(checkpoint_id)
+        if pending is None:
+            return AckResult.UNKNOWN
+        result = pending.acknowledge(task, ack)
+        if result is AckResult.SUCCESS and pending.complete:
+            task_ = asyncio.create_task(self._complete(pending))
+            self._background.add(task_)
+            task_.add_done_callback(self._background.discard)
+        return result
+
+    def receive_decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None:
+        """A task could not snapshot: the checkpoint fails."""
+        if checkpoint_id in self.pending:
+            log.warning("checkpoint %d declined by %s/%d: %s", checkpoint_id, task[0], task[1], reason)
+            self._abort(checkpoint_id, CheckpointFailureReason.DECLINED, detail=reason)
+
+    async def _complete(self, pending: PendingCheckpoint) -> None:
+        meta = self._metadata(pending)
+        loop = asyncio.get_running_loop()
+        try:
+            location = await loop.run_in_executor(self.executor, self._write_metadata, meta, pending.savepoint_dir)
+        except Exception as err:
+            self._abort(pending.id, CheckpointFailureReason.STORAGE, detail=str(err))
+            return
+        if self.pending.pop(pending.id, None) is None:
+            return
+        timer = self._timeouts.pop(pending.id, None)
+        if timer is not None:
+            timer.cancel()
+        self.failures.on_success()
+        if not pending.is_savepoint:
+            self.decider.finished(self.clock())
+            self.last_completed_location = location
+        stats = _aggregate_stats(pending)
+        self.stats.record(CheckpointRecord(
+            pending.id, "savepoint" if pending.is_savepoint else "checkpoint", "COMPLETED", pending.trigger_ms,
+            meta.duration_ms, meta.total_size, location, None, stats["alignment_ms"], stats["sync_ms"],
+            stats["async_ms"]))
+        log.info("completed %s %d (%d bytes, %d ms) at %s", meta.kind, pending.id, meta.total_size,
+                 meta.duration_ms, location)
+        self.gateway.notify_complete(pending.id)
+        for older in [c for c in self.pending if c < pending.id and not self.pending[c].is_savepoint]:
+            if not pending.is_savepoint:
+                self._abort(older, CheckpointFailureReason.SUBSUMED)
+        for listener in self.completed_listeners:
+            listener(pending, location)
+        self._wake.set()
+        if not pending.is_savepoint:
+            loop.run_in_executor(self.executor, self._retain)
+
+    def _write_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> str:
+        return str(self.storage.write_metadata(meta, savepoint_dir=savepoint_dir))
+
+    def _retain(self) -> None:
+        try:
+            self.storage.apply_retention(self.settings.retained)
+        except Exception as err:
+            log.warning("retention of old checkpoints failed (retried after the next checkpoint): %s", err)
+
+    def _metadata(self, pending: PendingCheckpoint) -> CheckpointMetadata:
+        operators: dict[str, OperatorSnapshot] = {}
+        positions: dict[str, list[Any]] = {}
+        for vertex in self.graph.vertices:
+            for op in vertex.operators:
+                uid = op.effective_uid()
+                subtasks = []
+                for i in range(vertex.parallelism):
+                    ack = pending.acks[(vertex.id, i)]
+                    s = ack.states.get(uid, {})
+                    subtasks.append(SubtaskSnapshot(subtask_index=i, keyed=s.get("keyed", []),
+                                                    operator=s.get("operator", []), channel=s.get("channel", [])))
+                    if op is vertex.head and vertex.is_source:
+                        positions.setdefault(uid, []).append(ack.positions)
+                operators[uid] = OperatorSnapshot(uid=uid, name=op.name, parallelism=vertex.parallelism,
+                                                  max_parallelism=vertex.max_parallelism, subtasks=subtasks)
+        handles: list[StateHandle] = [h for o in operators.values() for s in o.subtasks
+                                      for h in (*s.keyed, *s.operator, *s.channel)]
+        now = int(time.time() * 1000)
+        return CheckpointMetadata(
+            kind="savepoint" if pending.is_savepoint else "checkpoint", checkpoint_id=pending.id,
+            job_id=self.job["job_id"], job_name=self.job["name"], namespace=self.job["namespace"],
+            trigger_timestamp_ms=pending.trigger_ms, completion_timestamp_ms=now,
+            duration_ms=max(0, now - pending.trigger_ms), total_size=sum(h.size for h in handles),
+            max_parallelism=self.graph.max_parallelism, mode=self.settings.mode, unaligned=pending.unaligned,
+            restored_from=self.job.get("restored_from"), operators=operators,
+            shared_files=sorted({h.path for h in handles if h.shared}), source_positions=positions)
+
+    # -- aborts ------------------------------------------------------------------------------------
+    def _abort(self, checkpoint_id: int, reason: CheckpointFailureReason, *, detail: str | None = None,
+               notify: bool = True) -> None:
+        pending = self.pending.pop(checkpoint_id, None)
+        if pending is None:
+            return
+        pending.discarded = True
+        timer = self._timeouts.pop(checkpoint_id, None)
+        if timer is not None:
+            timer.cancel()
+        message = reason.value + (f": {detail}" if detail else "")
+        self.stats.record(CheckpointRecord(checkpoint_id, "savepoint" if pending.is_savepoint else "checkpoint",
+                                           "FAILED", pending.trigger_ms,
+                                           int((self.clock() - pending.started_monotonic) * 1000), failure=message))
+        if not pending.is_savepoint:
+            self.decider.finished(self.clock())
+        if notify:
+            self.gateway.notify_aborted(checkpoint_id)
+        for listener in self.failed_listeners:
+            listener(pending, message)
+        asyncio.get_running_loop().run_in_executor(self.executor, self._discard, pending)
+        self._wake.set()
+        if notify and not pending.is_savepoint and self.failures.on_failure(reason):
+            self.on_job_failure(f"checkpoint {checkpoint_id} failed and more than "
+                                f"{self.settings.tolerable_failures} consecutive checkpoint failures are "
+                                f"tolerated: {message}")
+
+    def _discard(self, pending: PendingCheckpoint) -> None:
+        try:
+            self.storage.discard(pending.id, savepoint_dir=pending.savepoint_dir)
+        except Exception as err:
+            log.debug("could not discard checkpoint %d: %s", pending.id, err)
+
+
+def _aggregate_stats(pending: PendingCheckpoint) -> dict[str, float]:
+    keys = ("alignment_ms", "sync_ms", "async_ms")
+    return {k: max((a.stats.get(k, 0.0) for a in pending.acks.values()), default=0.0) for k in keys}

@@ -1,0 +1,70 @@
+"""Checkpoint statistics for ``GET /checkpoints`` and the metrics: counts, latest, bounded history."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class CheckpointRecord:
+    """One finished (or failed) checkpoint as reported to users."""
+
+    id: int
+    kind: str
+    status: str
+    trigger_ms: int
+    duration_ms: int
+    size: int = 0
+    location: str | None = None
+    failure: str | None = None
+    alignment_ms: float = 0.0
+    sync_ms: float = 0.0
+    async_ms: float = 0.0
+
+
+class CheckpointStats:
+    """Counts and the last ``history`` checkpoints."""
+
+    def __init__(self, history: int = 50) -> None:
+        self.completed = 0
+        self.failed = 0
+        self.restored_from: str | None = None
+        self.history: deque[CheckpointRecord] = deque(maxlen=history)
+        self.latest_completed: CheckpointRecord | None = None
+        self.latest_savepoint: CheckpointRecord | None = None
+        self.durations_ms: deque[int] = deque(maxlen=1000)
+
+    def record(self, rec: CheckpointRecord) -> None:
+        """Adds a finished checkpoint."""
+        self.history.appendleft(rec)
+        if rec.status == "COMPLETED":
+            self.completed += 1
+            self.durations_ms.append(rec.duration_ms)
+            if rec.kind == "savepoint":
+                self.latest_savepoint = rec
+            else:
+                self.latest_completed = rec
+        else:
+            self.failed += 1
+
+    def percentile(self, q: float) -> float | None:
+        """Duration percentile of completed checkpoints (q in 0..1)."""
+        if not self.durations_ms:
+            return None
+        ordered = sorted(self.durations_ms)
+        return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+    def to_json(self, in_progress: int) -> dict[str, Any]:
+        """The body of ``GET /checkpoints``."""
+        return {
+            "counts": {"completed": self.completed, "failed": self.failed, "in_progress": in_progress},
+            "latest": {
+                "completed": asdict(self.latest_completed) if self.latest_completed else None,
+                "savepoint": asdict(self.latest_savepoint) if self.latest_savepoint else None,
+                "restored_from": self.restored_from,
+            },
+            "summary": {"duration_ms_p50": self.percentile(0.5), "duration_ms_p99": self.percentile(0.99)},
+            "history": [asdict(r) for r in self.history],
+        }

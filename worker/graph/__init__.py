@@ -1,0 +1,1 @@
+"""The pipeline as data: transformations, the job graph with chained vertices, slot assignment."""

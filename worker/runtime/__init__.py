@@ -1,0 +1,1 @@
+"""The task runtime: operators, tasks, barriers, and the network exchange between slots."""

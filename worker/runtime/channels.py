@@ -1,0 +1,234 @@
+"""Channels between tasks with credit-based flow control, the input gate, and partitioners.
+
+A producer may only send a data batch on a channel while it holds a credit; the consumer
+returns one credit per batch it has taken out of the channel. A slow consumer therefore stalls
+its producers (backpressure) instead of buffering without bound: at most ``CREDITS`` batches
+wait per channel. Barriers and end-of-stream need no credit. Used by ``task`` (both ends) and by
+``network`` (which carries remote channels over TCP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from streamjob.worker.graph.transformations import Partitioning
+from streamjob.worker.runtime.events import Barrier, EndOfStream
+from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
+
+CREDITS = 8
+
+ChannelKey = tuple[int, int, int]  # (edge number in the job graph, producer subtask, consumer subtask)
+
+
+class InputChannel:
+    """The consumer's end of one channel: a queue of batches and events."""
+
+    __slots__ = ("blocked", "finished", "gate", "index", "items", "key", "overtaken", "return_credit")
+
+    def __init__(self, key: ChannelKey, index: int, gate: InputGate) -> None:
+        self.key = key
+        self.index = index
+        self.gate = gate
+        self.items: deque[Any] = deque()
+        self.blocked = False
+        self.finished = False
+        self.return_credit: Callable[[int], None] | None = None
+        self.overtaken: dict[int, list[list[Any]]] = {}
+
+    def push(self, item: Any) -> None:
+        """Called by the producer side (local) or the network reader (remote).
+
+        An unaligned barrier overtakes the batches queued before it: it moves to the front and
+        the batches it overtook are remembered, since they belong to that checkpoint's in-flight data.
+        """
+        if type(item) is Barrier and item.unaligned and self.items:
+            self.overtaken[item.id] = [x for x in self.items if type(x) is list]
+            self.items.appendleft(item)
+        else:
+            self.items.append(item)
+        if not self.blocked:
+            self.gate.wake()
+
+
+class InputGate:
+    """All input channels of a task; hands out items fairly from channels that are not blocked."""
+
+    def __init__(self) -> None:
+        self.channels: list[InputChannel] = []
+        self._event = asyncio.Event()
+        self._next = 0
+
+    def add_channel(self, key: ChannelKey) -> InputChannel:
+        """Registers a channel; its index is its position in ``channels``."""
+        channel = InputChannel(key, len(self.channels), self)
+        self.channels.append(channel)
+        return channel
+
+    def wake(self) -> None:
+        """Signals that an item may be available."""
+        self._event.set()
+
+    def poll(self) -> tuple[InputChannel, Any] | None:
+        """The next item of an unblocked channel, round robin, or None when none is ready."""
+        channels = self.channels
+        n = len(channels)
+        start = self._next
+        for offset in range(n):
+            channel = channels[(start + offset) % n]
+            if channel.items and not channel.blocked:
+                item = channel.items.popleft()
+                self._next = (channel.index + 1) % n
+                if type(item) is list and channel.return_credit is not None:
+                    channel.return_credit(1)
+                return channel, item
+        return None
+
+    async def next(self, timeout: float | None = None) -> tuple[InputChannel, Any] | None:
+        """Waits for the next item; None after ``timeout`` seconds without one."""
+        while True:
+            found = self.poll()
+            if found is not None:
+                return found
+            self._event.clear()
+            found = self.poll()
+            if found is not None:
+                return found
+            if timeout is None:
+                await self._event.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._event.wait(), timeout)
+                except TimeoutError:
+                    return None
+
+    def set_blocked(self, channel: InputChannel, blocked: bool) -> None:
+        """Blocks (barrier alignment) or releases a channel."""
+        channel.blocked = blocked
+        if not blocked and channel.items:
+            self.wake()
+
+    def open_channels(self) -> list[InputChannel]:
+        """Channels that have not ended."""
+        return [c for c in self.channels if not c.finished]
+
+
+class OutputChannel(ABC):
+    """The producer's end of one channel."""
+
+    def __init__(self) -> None:
+        self.credits = CREDITS
+        self._credit_event = asyncio.Event()
+        self.backpressured_s = 0.0
+
+    def add_credit(self, n: int) -> None:
+        """The consumer took ``n`` batches."""
+        self.credits += n
+        self._credit_event.set()
+
+    async def send_batch(self, batch: list[Any]) -> None:
+        """Sends a batch, waiting for a credit first (backpressure)."""
+        if self.credits <= 0:
+            started = time.monotonic()
+            while self.credits <= 0:
+                self._credit_event.clear()
+                await self._credit_event.wait()
+            self.backpressured_s += time.monotonic() - started
+        self.credits -= 1
+        self._deliver(batch)
+
+    @abstractmethod
+    def _deliver(self, batch: list[Any]) -> None: ...
+
+    @abstractmethod
+    def send_event(self, event: Barrier | EndOfStream) -> None:
+        """Sends an event without waiting for credit."""
+
+
+class LocalOutputChannel(OutputChannel):
+    """A channel to a task in the same process: batches are handed over as objects."""
+
+    def __init__(self, target: InputChannel) -> None:
+        super().__init__()
+        self.target = target
+        target.return_credit = self.add_credit
+
+    def _deliver(self, batch: list[Any]) -> None:
+        self.target.push(batch)
+
+    def send_event(self, event: Barrier | EndOfStream) -> None:
+        self.target.push(event)
+
+
+class RecordWriter:
+    """Partitions a task's output batches over the channels of one output edge."""
+
+    def __init__(self, channels: list[OutputChannel], partitioning: Partitioning, key_selector: Any,
+                 max_parallelism: int, producer_index: int) -> None:
+        self.channels = channels
+        self.partitioning = partitioning
+        self.key_selector = key_selector
+        self._n = len(channels)
+        self._rr = itertools.cycle(range(self._n)) if self._n else None
+        for _ in range(producer_index % max(1, self._n)):
+            next(self._rr)  # type: ignore[call-overload]
+        self._producer_index = producer_index
+        self._assigner = KeyGroupAssigner(max_parallelism)
+        self._max_parallelism = max_parallelism
+        self._target_of_key: dict[Any, int] = {}
+
+    async def emit(self, batch: list[Any]) -> None:
+        """Sends ``batch`` to the channel(s) its partitioning selects."""
+        if not batch:
+            return
+        n = self._n
+        if n == 1:
+            await self.channels[0].send_batch(batch)
+            return
+        p = self.partitioning
+        if p is Partitioning.HASH:
+            await self._emit_hashed(batch)
+        elif p is Partitioning.BROADCAST:
+            for channel in self.channels:
+                await channel.send_batch(list(batch))
+        elif p is Partitioning.FORWARD:
+            await self.channels[self._producer_index % n].send_batch(batch)
+        else:
+            await self.channels[next(self._rr)].send_batch(batch)  # type: ignore[call-overload]
+
+    async def _emit_hashed(self, batch: list[Any]) -> None:
+        n = self._n
+        parts: list[list[Any]] = [[] for _ in range(n)]
+        appends = [part.append for part in parts]
+        cache = self._target_of_key
+        select = self.key_selector
+        for record in batch:
+            key = select(record)
+            target = cache.get(key)
+            if target is None:
+                target = self._target_for(key)
+            appends[target](record)
+        for channel, part in zip(self.channels, parts, strict=True):
+            if part:
+                await channel.send_batch(part)
+
+    def _target_for(self, key: Any) -> int:
+        group = self._assigner.assign(key)
+        target = operator_index_for(group, self._max_parallelism, self._n)
+        if len(self._target_of_key) < 1_000_000:
+            self._target_of_key[key] = target
+        return target
+
+    def broadcast_event(self, event: Barrier | EndOfStream) -> None:
+        """Sends an event on every channel."""
+        for channel in self.channels:
+            channel.send_event(event)
+
+    def backpressured_s(self) -> float:
+        """Total time this writer waited for credits."""
+        return sum(c.backpressured_s for c in self.channels)

@@ -1,0 +1,140 @@
+"""The runtime context handed to user functions, and the contexts of process functions.
+
+Created by ``operators`` for each operator instance; delegates keyed state to the operator's
+keyed backend (available only after ``key_by``) and operator state to its store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from streamjob.worker.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Where an operator instance runs."""
+
+    job_id: str
+    job_name: str
+    task_name: str
+    operator_uid: str
+    subtask_index: int
+    parallelism: int
+    max_parallelism: int
+    attempt: int
+
+
+def now_ms() -> int:
+    """Processing time: the wall clock in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+class StreamingRuntimeContext:
+    """``RuntimeContext`` of rich functions."""
+
+    def __init__(self, info: TaskInfo, backend: Any | None) -> None:
+        self.info = info
+        self.backend = backend
+
+    def get_index_of_this_subtask(self) -> int:
+        """0-based index of this parallel instance."""
+        return self.info.subtask_index
+
+    def get_number_of_parallel_subtasks(self) -> int:
+        """The operator's parallelism."""
+        return self.info.parallelism
+
+    def get_max_number_of_parallel_subtasks(self) -> int:
+        """The operator's max parallelism (key groups)."""
+        return self.info.max_parallelism
+
+    def get_attempt_number(self) -> int:
+        """0 on the first run, then one more per restart."""
+        return self.info.attempt
+
+    def get_task_name(self) -> str:
+        """The display name of the task."""
+        return self.info.task_name
+
+    def get_job_id(self) -> str:
+        """The job's lineage id."""
+        return self.info.job_id
+
+    def _keyed(self) -> Any:
+        if self.backend is None:
+            raise PipelineError(
+                f"operator '{self.info.operator_uid}' asked for keyed state but its input is not keyed: "
+                "call key_by(...) before this operator, or use operator state (CheckpointedFunction)"
+            )
+        return self.backend
+
+    def get_state(self, descriptor: Any) -> Any:
+        """A ValueState of the current key."""
+        return self._keyed().get_state(descriptor)
+
+    get_list_state = get_state
+    get_map_state = get_state
+    get_reducing_state = get_state
+    get_aggregating_state = get_state
+
+
+class KeyedTimerService:
+    """Processing-time timers of the current key, backed by the keyed backend."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def current_processing_time(self) -> int:
+        """Epoch milliseconds."""
+        return now_ms()
+
+    def register_processing_time_timer(self, timestamp_ms: int) -> None:
+        """Fires ``on_timer`` for the current key at ``timestamp_ms``; kept across restarts."""
+        self.backend.register_processing_time_timer(int(timestamp_ms))
+
+    def delete_processing_time_timer(self, timestamp_ms: int) -> None:
+        """Cancels a timer of the current key."""
+        self.backend.delete_processing_time_timer(int(timestamp_ms))
+
+
+class ProcessContextImpl:
+    """``ProcessContext`` and ``OnTimerContext`` in one object, reused across records."""
+
+    def __init__(self, backend: Any | None) -> None:
+        self.backend = backend
+        self._timers = KeyedTimerService(backend) if backend is not None else None
+        self.fired_at: int | None = None
+
+    def get_current_key(self) -> Any:
+        """The key of the record or timer being processed."""
+        return None if self.backend is None else self.backend.current_key
+
+    def timer_service(self) -> KeyedTimerService:
+        """Timers of the current key."""
+        if self._timers is None:
+            raise PipelineError("timers need a keyed stream: call key_by(...) before process()")
+        return self._timers
+
+    def timestamp(self) -> int | None:
+        """The firing time inside ``on_timer``; None for records (no event time yet)."""
+        return self.fired_at
+
+
+class ListCollector:
+    """A collector that appends to the current output batch."""
+
+    __slots__ = ("collect", "out")
+
+    def __init__(self) -> None:
+        self.out: list[Any] = []
+        self.collect = self.out.append
+
+    def reset(self) -> list[Any]:
+        """Returns what was collected and starts a new batch."""
+        out = self.out
+        self.out = []
+        self.collect = self.out.append
+        return out

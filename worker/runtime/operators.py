@@ -1,0 +1,433 @@
+"""Operator instances: run user functions over batches, own their state, snapshot and restore it.
+
+One instance per operator per subtask, created by ``task`` for each operator of its chain.
+Every operator processes whole batches (a list in, a list out), which keeps the per-record cost
+to the user function itself. Keyed operators hold a keyed state backend over their key-group
+range; every operator has an operator state store for ``CheckpointedFunction`` state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamjob.worker.api.functions import CheckpointedFunction, CheckpointListener, RichFunction
+from streamjob.worker.api.sinks import TwoPhaseCommitSinkFunction
+from streamjob.worker.api.windows import WindowContext
+from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
+from streamjob.worker.errors import PipelineError
+from streamjob.worker.graph.transformations import Kind, Transformation
+from streamjob.worker.runtime.context import (
+    ListCollector,
+    ProcessContextImpl,
+    StreamingRuntimeContext,
+    TaskInfo,
+    now_ms,
+)
+from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
+from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from streamjob.worker.state.operator_state import OperatorStateStore
+
+log = logging.getLogger(__name__)
+
+SnapshotFn = Callable[[SnapshotWriter], dict[str, list[StateHandle]]]
+
+
+@dataclass
+class OperatorRestore:
+    """What a restored operator instance reads: its keyed handles and every old subtask's operator state."""
+
+    reader: SnapshotReader
+    keyed: list[StateHandle] = field(default_factory=list)
+    operator: list[list[StateHandle]] = field(default_factory=list)
+
+
+@dataclass
+class OperatorSetup:
+    """Everything an operator instance needs to start."""
+
+    info: TaskInfo
+    transformation: Transformation
+    key_group_range: tuple[int, int]
+    backend_kind: str
+    incremental: bool
+    local_dir: Path
+    restore: OperatorRestore | None
+
+
+class _InitContext:
+    """``FunctionInitializationContext`` for ``CheckpointedFunction.initialize_state``."""
+
+    def __init__(self, restored: bool, store: OperatorStateStore, runtime: StreamingRuntimeContext | None) -> None:
+        self._restored = restored
+        self._store = store
+        self._runtime = runtime
+
+    def is_restored(self) -> bool:
+        return self._restored
+
+    def get_operator_state_store(self) -> OperatorStateStore:
+        return self._store
+
+    def get_keyed_state_store(self) -> StreamingRuntimeContext | None:
+        return self._runtime
+
+
+class _SnapshotContext:
+    def __init__(self, checkpoint_id: int, timestamp_ms: int) -> None:
+        self._id = checkpoint_id
+        self._ts = timestamp_ms
+
+    def get_checkpoint_id(self) -> int:
+        return self._id
+
+    def get_checkpoint_timestamp(self) -> int:
+        return self._ts
+
+
+class StreamOperator:
+    """Base of all operators: state setup, restore, the user function's lifecycle and snapshots."""
+
+    def __init__(self, setup: OperatorSetup) -> None:
+        self.setup = setup
+        self.uid = setup.transformation.effective_uid()
+        self.fn = setup.transformation.function
+        t = setup.transformation
+        self.backend: KeyedStateBackend | None = None
+        if t.keyed:
+            ctx = KeyedBackendContext(
+                operator_uid=self.uid, subtask_index=setup.info.subtask_index, parallelism=setup.info.parallelism,
+                max_parallelism=setup.info.max_parallelism, key_group_range=setup.key_group_range,
+                local_dir=setup.local_dir / self.uid.replace("/", "_"), incremental=setup.incremental)
+            self.backend = create_keyed_backend(setup.backend_kind, ctx)
+        self.op_state = OperatorStateStore()
+        restore = setup.restore
+        if restore is not None:
+            if self.backend is not None and restore.keyed:
+                self.backend.restore(restore.keyed, restore.reader)
+            if restore.operator:
+                self.op_state.restore(restore.operator, restore.reader, setup.info.subtask_index,
+                                      setup.info.parallelism)
+        self.runtime_context = StreamingRuntimeContext(setup.info, self.backend)
+        self.restored = restore is not None
+
+    def open(self) -> None:
+        """Initializes operator state and opens the user function (after restore)."""
+        fn = self.fn
+        if isinstance(fn, CheckpointedFunction):
+            fn.initialize_state(_InitContext(self.restored, self.op_state,
+                                             self.runtime_context if self.backend else None))
+        if isinstance(fn, RichFunction):
+            fn.set_runtime_context(self.runtime_context)
+            fn.open(self.runtime_context)
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        """Outputs for one input batch."""
+        raise NotImplementedError
+
+    def next_timer(self) -> int | None:
+        """The earliest registered timer, if any."""
+        return self.backend.next_timer_time() if self.backend is not None else None
+
+    def fire_timers(self, now: int) -> list[Any]:
+        """Outputs of the timers due at ``now``."""
+        return []
+
+    def snapshot(self, checkpoint_id: int, timestamp_ms: int) -> SnapshotFn:
+        """Synchronous part of a snapshot; the returned function writes the files (in a thread)."""
+        if isinstance(self.fn, CheckpointedFunction):
+            self.fn.snapshot_state(_SnapshotContext(checkpoint_id, timestamp_ms))
+        self.before_snapshot(checkpoint_id)
+        keyed = self.backend.snapshot() if self.backend is not None else None
+        operator = self.op_state.snapshot()
+
+        def write(writer: SnapshotWriter) -> dict[str, list[StateHandle]]:
+            return {"keyed": keyed(writer) if keyed is not None else [], "operator": operator(writer)}
+
+        return write
+
+    def before_snapshot(self, checkpoint_id: int) -> None:
+        """Hook for operators that move their own state into the operator state store."""
+
+    def notify_complete(self, checkpoint_id: int) -> None:
+        """The checkpoint completed: commit side effects, advance incremental bases."""
+        if self.backend is not None:
+            self.backend.notify_checkpoint_complete(checkpoint_id)
+        if isinstance(self.fn, CheckpointListener):
+            self.fn.notify_checkpoint_complete(checkpoint_id)
+
+    def notify_aborted(self, checkpoint_id: int) -> None:
+        """The checkpoint will never complete."""
+        if self.backend is not None:
+            self.backend.notify_checkpoint_aborted(checkpoint_id)
+        if isinstance(self.fn, CheckpointListener):
+            self.fn.notify_checkpoint_aborted(checkpoint_id)
+
+    def close(self) -> None:
+        """Closes the user function and the state backend."""
+        try:
+            if isinstance(self.fn, RichFunction):
+                self.fn.close()
+        finally:
+            if self.backend is not None:
+                self.backend.close()
+
+
+class MapOperator(StreamOperator):
+    """``map``: one output per record; sets the current key first on keyed streams."""
+
+    def open(self) -> None:
+        super().open()
+        fn = self.fn
+        self._f = (lambda x: x) if fn is None else (fn.map if hasattr(fn, "map") else fn)
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        f = self._f
+        if self.backend is None:
+            return [f(r) for r in batch]
+        set_key = self.backend.set_current_key
+        select = self.setup.transformation.key_selector
+        out = []
+        for r in batch:
+            set_key(select(r))
+            out.append(f(r))
+        return out
+
+
+class IdentityOperator(StreamOperator):
+    """``union``: passes records through."""
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+
+class FilterOperator(StreamOperator):
+    """``filter``: keeps records whose predicate is true."""
+
+    def open(self) -> None:
+        super().open()
+        self._f = self.fn.filter if hasattr(self.fn, "filter") else self.fn
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        f = self._f
+        if self.backend is None:
+            return [r for r in batch if f(r)]
+        set_key = self.backend.set_current_key
+        select = self.setup.transformation.key_selector
+        out = []
+        for r in batch:
+            set_key(select(r))
+            if f(r):
+                out.append(r)
+        return out
+
+
+class FlatMapOperator(StreamOperator):
+    """``flat_map``: the function returns an iterable or emits into a collector."""
+
+    def open(self) -> None:
+        super().open()
+        self._collector = ListCollector()
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        fn = self.fn
+        collector = self._collector
+        out = collector.out
+        backend = self.backend
+        select = self.setup.transformation.key_selector
+        if hasattr(fn, "flat_map"):
+            for r in batch:
+                if backend is not None:
+                    backend.set_current_key(select(r))
+                result = fn.flat_map(r, collector)
+                if result is not None:
+                    out.extend(result)
+        else:
+            for r in batch:
+                if backend is not None:
+                    backend.set_current_key(select(r))
+                out.extend(fn(r))
+        return collector.reset()
+
+
+class ReduceOperator(StreamOperator):
+    """``reduce``: a running reduction per key, one dict lookup and one update per record."""
+
+    def open(self) -> None:
+        super().open()
+        assert self.backend is not None
+        self._get, self._put = self.backend.get_value_accessors(ValueStateDescriptor("__reduce__"))
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        get, put, f = self._get, self._put, self.fn
+        select = self.setup.transformation.key_selector
+        out = []
+        append = out.append
+        for r in batch:
+            k = select(r)
+            acc = get(k)
+            acc = r if acc is None else f(acc, r)
+            put(k, acc)
+            append(acc)
+        return out
+
+
+class ProcessOperator(StreamOperator):
+    """``process`` on keyed (with timers) or non-keyed streams."""
+
+    def open(self) -> None:
+        super().open()
+        self._ctx = ProcessContextImpl(self.backend)
+        self._collector = ListCollector()
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        process = self.fn.process_element
+        ctx, collector = self._ctx, self._collector
+        if self.backend is None:
+            for r in batch:
+                process(r, ctx, collector)
+            return collector.reset()
+        set_key = self.backend.set_current_key
+        select = self.setup.transformation.key_selector
+        for r in batch:
+            set_key(select(r))
+            process(r, ctx, collector)
+        return collector.reset()
+
+    def fire_timers(self, now: int) -> list[Any]:
+        if self.backend is None:
+            return []
+        due = self.backend.pop_due_timers(now)
+        if not due:
+            return []
+        ctx, collector = self._ctx, self._collector
+        for ts, key in due:
+            self.backend.set_current_key(key)
+            ctx.fired_at = ts
+            self.fn.on_timer(ts, ctx, collector)
+        ctx.fired_at = None
+        return collector.reset()
+
+
+class WindowOperator(StreamOperator):
+    """Tumbling processing-time windows: contents in keyed map state, window ends as keyed timers."""
+
+    def open(self) -> None:
+        super().open()
+        assert self.backend is not None
+        self._contents = self.backend.get_state(MapStateDescriptor("__window_contents__"))
+        self._assigner = self.setup.transformation.options["assigner"]
+        self._collector = ListCollector()
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        assert self.backend is not None
+        backend, contents, select = self.backend, self._contents, self.setup.transformation.key_selector
+        window = self._assigner.assign(now_ms())
+        for r in batch:
+            backend.set_current_key(select(r))
+            elements = contents.get(window.end)
+            if elements is None:
+                contents.put(window.end, [r])
+                backend.register_processing_time_timer(window.end - 1)
+            else:
+                elements.append(r)
+                contents.put(window.end, elements)
+        return []
+
+    def fire_timers(self, now: int) -> list[Any]:
+        assert self.backend is not None
+        due = self.backend.pop_due_timers(now)
+        from streamjob.worker.api.windows import TimeWindow
+
+        for ts, key in due:
+            self.backend.set_current_key(key)
+            end = ts + 1
+            elements = self._contents.get(end) or []
+            self._contents.remove(end)
+            window = TimeWindow(end - self._assigner.size_ms, end)
+            self.fn.process(key, WindowContext(window, now), elements, self._collector)
+        return self._collector.reset()
+
+
+class SinkOperator(StreamOperator):
+    """A plain sink: at-least-once after a failure (records since the last checkpoint are replayed)."""
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        self.fn.invoke_batch(batch)
+        return []
+
+
+_PENDING = ListStateDescriptor("__pending_transactions__")
+_OPEN = ListStateDescriptor("__open_transaction__")
+
+
+class TwoPhaseCommitSinkOperator(StreamOperator):
+    """Drives a ``TwoPhaseCommitSinkFunction``: pre-commit at the barrier, commit on completion."""
+
+    fn: TwoPhaseCommitSinkFunction[Any]
+
+    def open(self) -> None:
+        super().open()
+        self._pending_state = self.op_state.get_list_state(_PENDING)
+        self._open_state = self.op_state.get_list_state(_OPEN)
+        self._pending: list[tuple[int, Any]] = []
+        if self.restored:
+            for checkpoint_id, txn in sorted(self._pending_state.get(), key=lambda e: e[0]):
+                log.info("committing transaction of checkpoint %s found in restored state", checkpoint_id)
+                self.fn.recover_and_commit(txn)
+            for txn in self._open_state.get():
+                self.fn.recover_and_abort(txn)
+        self._pending_state.clear()
+        self._open_state.clear()
+        self._txn = self.fn.begin_transaction()
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        self.fn.invoke_batch(self._txn, batch)
+        return []
+
+    def before_snapshot(self, checkpoint_id: int) -> None:
+        self.fn.pre_commit(self._txn)
+        self._pending.append((checkpoint_id, self._txn))
+        self._txn = self.fn.begin_transaction()
+        self._pending_state.update([(cid, txn) for cid, txn in self._pending])
+        self._open_state.update([self._txn])
+
+    def notify_complete(self, checkpoint_id: int) -> None:
+        done = [(cid, txn) for cid, txn in self._pending if cid <= checkpoint_id]
+        self._pending = [(cid, txn) for cid, txn in self._pending if cid > checkpoint_id]
+        for _, txn in done:
+            self.fn.commit(txn)
+        super().notify_complete(checkpoint_id)
+
+    def close(self) -> None:
+        try:
+            self.fn.abort(self._txn)
+        finally:
+            super().close()
+
+
+_OPERATORS: dict[Kind, type[StreamOperator]] = {
+    Kind.MAP: MapOperator,
+    Kind.FLAT_MAP: FlatMapOperator,
+    Kind.FILTER: FilterOperator,
+    Kind.REDUCE: ReduceOperator,
+    Kind.PROCESS: ProcessOperator,
+    Kind.KEYED_PROCESS: ProcessOperator,
+    Kind.WINDOW: WindowOperator,
+    Kind.SINK: SinkOperator,
+    Kind.TWO_PHASE_SINK: TwoPhaseCommitSinkOperator,
+}
+
+
+def create_operator(setup: OperatorSetup) -> StreamOperator:
+    """The operator implementation for a transformation."""
+    t = setup.transformation
+    if t.options.get("identity"):
+        return IdentityOperator(setup)
+    cls = _OPERATORS.get(t.kind)
+    if cls is None:
+        raise PipelineError(f"no operator for {t.kind} ({t.name}); sources run as the head of a task")
+    return cls(setup)

@@ -1,0 +1,130 @@
+"""Source operators: the heads of source tasks, polled by the task loop between barriers.
+
+``SourceOperator`` drives a pull-based ``Source`` and stores its split positions as operator
+state at every barrier. ``LegacySourceOperator`` runs a push-style ``SourceFunction`` on its own
+thread; records and snapshots are serialized by the checkpoint lock, so a snapshot never sees a
+record emitted but not counted (or the reverse).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from streamjob.worker.api.sources import Source, SourceContext, SourceReader, SourceReaderContext
+from streamjob.worker.runtime.operators import SnapshotFn, StreamOperator
+from streamjob.worker.state.descriptors import ListStateDescriptor
+
+log = logging.getLogger(__name__)
+
+_SPLITS = ListStateDescriptor("__source_splits__")
+_LEGACY_BUFFER = 10_000
+
+
+class SourceOperator(StreamOperator):
+    """Reads a pull-based source; split positions are its operator state."""
+
+    fn: Source
+
+    def open(self) -> None:
+        super().open()
+        source = self.fn
+        if source.redistribution == "union":
+            self._splits = self.op_state.get_union_list_state(_SPLITS)
+        else:
+            self._splits = self.op_state.get_list_state(_SPLITS)
+        restored = list(self._splits.get()) if self.restored else None
+        info = self.setup.info
+        self.reader: SourceReader = source.create_reader(
+            SourceReaderContext(info.subtask_index, info.parallelism, info.attempt), restored)
+
+    def poll(self, max_records: int) -> list[Any] | None:
+        """The next batch, ``[]`` if none yet, None when the source is finished."""
+        return self.reader.poll(max_records)
+
+    def idle_delay_s(self) -> float:
+        """How long to wait after an empty poll."""
+        return self.reader.next_poll_delay_s()
+
+    def before_snapshot(self, checkpoint_id: int) -> None:
+        self._splits.update(self.reader.snapshot())
+
+    def positions(self) -> list[Any]:
+        """The current split positions (for metadata and logs)."""
+        return self.reader.snapshot()
+
+    def close(self) -> None:
+        try:
+            self.reader.close()
+        finally:
+            super().close()
+
+
+class _LegacyContext(SourceContext):
+    def __init__(self, operator: LegacySourceOperator) -> None:
+        self.op = operator
+
+    def collect(self, record: Any) -> None:
+        op = self.op
+        with op.lock:
+            while len(op.buffer) >= _LEGACY_BUFFER and not op.stopping:
+                op.space.wait(0.1)
+            op.buffer.append(record)
+
+    def get_checkpoint_lock(self) -> threading.RLock:
+        return self.op.lock
+
+
+class LegacySourceOperator(StreamOperator):
+    """Runs ``SourceFunction.run`` on a thread; the task drains its records under the lock."""
+
+    def open(self) -> None:
+        super().open()
+        self.lock = threading.RLock()
+        self.space = threading.Condition(self.lock)
+        self.buffer: list[Any] = []
+        self.stopping = False
+        self.finished = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.uid}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.fn.run(_LegacyContext(self))
+        except BaseException as err:
+            self.error = err
+        finally:
+            self.finished = True
+
+    def poll(self, max_records: int) -> list[Any] | None:
+        """Drains what the thread collected."""
+        if self.error is not None:
+            raise self.error
+        with self.lock:
+            batch, self.buffer = self.buffer, []
+            self.space.notify_all()
+        if not batch and self.finished:
+            return None
+        return batch
+
+    def idle_delay_s(self) -> float:
+        return 0.005
+
+    def snapshot(self, checkpoint_id: int, timestamp_ms: int) -> SnapshotFn:
+        """Takes the snapshot under the checkpoint lock; records drained first are emitted before the barrier."""
+        with self.lock:
+            self.drained_at_barrier = self.buffer
+            self.buffer = []
+            self.space.notify_all()
+            return super().snapshot(checkpoint_id, timestamp_ms)
+
+    def close(self) -> None:
+        self.stopping = True
+        try:
+            self.fn.cancel()
+        finally:
+            self._thread.join(timeout=5)
+            super().close()
+

@@ -1,0 +1,433 @@
+"""A task: one parallel subtask of a job vertex, running its operator chain on the slot's event loop.
+
+The slot (``slot``) builds the task's channels and calls ``run``; control messages from the
+JobMaster arrive as method calls between batches (the loop is single-threaded, so they never
+interleave with a batch). At a barrier the task takes the synchronous part of every operator's
+snapshot, forwards the barrier, and writes the files on a background thread before acknowledging
+to the JobMaster — processing goes on meanwhile (asynchronous snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.config import CheckpointingMode, CheckpointSettings
+from streamjob.worker.graph.job_graph import JobVertex
+from streamjob.worker.graph.transformations import Kind
+from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnceBarrierTracker
+from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
+from streamjob.worker.runtime.context import TaskInfo, now_ms
+from streamjob.worker.runtime.events import END_OF_STREAM, Barrier, EndOfStream
+from streamjob.worker.runtime.operators import (
+    OperatorRestore,
+    OperatorSetup,
+    SnapshotFn,
+    StreamOperator,
+    create_operator,
+)
+from streamjob.worker.runtime.source_operators import LegacySourceOperator, SourceOperator
+from streamjob.worker.state.key_groups import key_group_range
+from streamjob.worker.state.serializers import SafeSerializer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskServices:
+    """What the slot gives every task: settings, storage, the JobMaster link, a thread pool."""
+
+    job_id: str
+    job_name: str
+    attempt: int
+    settings: CheckpointSettings
+    backend_kind: str
+    incremental: bool
+    batch_size: int
+    local_dir: Path
+    storage: Any  # CheckpointStorage (worker view)
+    executor: Executor
+    send: Callable[[dict[str, Any]], None]
+    record_types: tuple[type, ...] = ()
+
+
+@dataclass
+class TaskRestore:
+    """A task's share of the snapshot it restores: per operator uid, plus replayed in-flight records."""
+
+    operators: dict[str, OperatorRestore] = field(default_factory=dict)
+    in_flight: list[Any] = field(default_factory=list)
+
+
+class _Capture:
+    """In-flight records of the channels whose barrier had not arrived when the snapshot was taken."""
+
+    def __init__(self, channels: frozenset[int]) -> None:
+        self.waiting = set(channels)
+        self.records: list[Any] = []
+        self.done = asyncio.get_running_loop().create_future()
+        if not self.waiting:
+            self.done.set_result(None)
+
+    def end(self, channel: int) -> None:
+        self.waiting.discard(channel)
+        if not self.waiting and not self.done.done():
+            self.done.set_result(None)
+
+
+class Task:
+    """Runs one subtask until it is finished or cancelled."""
+
+    def __init__(self, vertex: JobVertex, subtask: int, services: TaskServices, gate: InputGate,
+                 writers: list[RecordWriter], restore: TaskRestore | None) -> None:
+        self.vertex = vertex
+        self.subtask = subtask
+        self.services = services
+        self.gate = gate
+        self.writers = writers
+        self.restore = restore
+        self.name = f"{vertex.name} ({subtask + 1}/{vertex.parallelism})"
+        self.operators: list[StreamOperator] = []
+        self.triggers: deque[Barrier] = deque()
+        self.wake = asyncio.Event()
+        self.cancelled = False
+        self.finishing = False
+        self.input_done = False
+        self.stopped_at: int | None = None
+        self.records_in = 0
+        self.records_out = 0
+        self._captures: dict[int, _Capture] = {}
+        self._uploads: set[asyncio.Task[None]] = set()
+        self._barrier_first_seen: dict[int, float] = {}
+        settings = services.settings
+        channels = len(gate.channels)
+        if settings.mode is CheckpointingMode.AT_LEAST_ONCE:
+            self.handler: AlignedBarrierHandler | AtLeastOnceBarrierTracker = AtLeastOnceBarrierTracker(self, channels)
+        else:
+            self.handler = AlignedBarrierHandler(self, channels, settings.aligned_timeout_ms,
+                                                 settings.unaligned or settings.force_unaligned)
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _create_operators(self) -> None:
+        v = self.vertex
+        kg = key_group_range(v.max_parallelism, v.parallelism, self.subtask)
+        for t in v.operators:
+            uid = t.effective_uid()
+            info = TaskInfo(self.services.job_id, self.services.job_name, self.name, uid, self.subtask,
+                            v.parallelism, v.max_parallelism, self.services.attempt)
+            restore = self.restore.operators.get(uid) if self.restore is not None else None
+            setup = OperatorSetup(info, t, kg, self.services.backend_kind, self.services.incremental,
+                                  self.services.local_dir / f"{uid}-{self.subtask}", restore)
+            if t.kind is Kind.SOURCE:
+                op: StreamOperator = SourceOperator(setup)
+            elif t.kind is Kind.LEGACY_SOURCE:
+                op = LegacySourceOperator(setup)
+            else:
+                op = create_operator(setup)
+            self.operators.append(op)
+        for op in self.operators:
+            op.open()
+
+    # -- control (called by the slot between batches) ----------------------------------------------
+    def trigger_checkpoint(self, barrier: Barrier) -> None:
+        """Source tasks: inject ``barrier`` at the next batch boundary."""
+        self.triggers.append(barrier)
+        self.wake.set()
+
+    def notify_complete(self, checkpoint_id: int) -> None:
+        """The checkpoint completed everywhere: commit."""
+        for op in self.operators:
+            op.notify_complete(checkpoint_id)
+        if self.stopped_at is not None and checkpoint_id >= self.stopped_at:
+            self.finishing = True
+            self.wake.set()
+
+    def notify_aborted(self, checkpoint_id: int) -> None:
+        """The checkpoint failed: release alignment, resume after a failed stop-with-savepoint."""
+        self.handler.abort(checkpoint_id)
+        self._captures.pop(checkpoint_id, None)
+        for op in self.operators:
+            op.notify_aborted(checkpoint_id)
+        if self.stopped_at == checkpoint_id:
+            self.stopped_at = None
+            self.wake.set()
+
+    def finish(self) -> None:
+        """End of the job (all inputs done and the final checkpoint committed, or stop-with-savepoint)."""
+        self.finishing = True
+        self.wake.set()
+        self.gate.wake()
+
+    def cancel(self) -> None:
+        """Stop now without committing anything further."""
+        self.cancelled = True
+        self.wake.set()
+        self.gate.wake()
+
+    # -- running --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Sets up operators (restoring state) and processes until finished or cancelled."""
+        try:
+            self._create_operators()
+            if self.restore is not None and self.restore.in_flight:
+                await self._process_from(0, list(self.restore.in_flight))
+            if self.vertex.is_source:
+                await self._run_source()
+            else:
+                await self._run_consumer()
+            if self._uploads:
+                await asyncio.gather(*self._uploads, return_exceptions=True)
+        finally:
+            for op in reversed(self.operators):
+                try:
+                    op.close()
+                except Exception:
+                    log.exception("closing %s failed", op.uid)
+
+    async def _run_source(self) -> None:
+        head = self.operators[0]
+        assert isinstance(head, SourceOperator | LegacySourceOperator)
+        batch_size = self.services.batch_size
+        while not self.cancelled:
+            while self.triggers:
+                await self._source_checkpoint(self.triggers.popleft())
+            if self.finishing:
+                return
+            idle = self.input_done or self.stopped_at is not None
+            if not idle:
+                batch = head.poll(batch_size)
+                if batch is None:
+                    await self._end_of_input()
+                    continue
+                if batch:
+                    self.records_in += len(batch)
+                    await self._process_from(1, batch)
+                    await self._fire_timers()
+                    await asyncio.sleep(0)
+                    continue
+                delay = head.idle_delay_s()
+            else:
+                delay = 0.05
+            await self._fire_timers()
+            self.wake.clear()
+            if self.triggers or self.finishing or self.cancelled:
+                continue
+            try:
+                await asyncio.wait_for(self.wake.wait(), self._timer_delay(delay))
+            except TimeoutError:
+                pass
+
+    async def _source_checkpoint(self, barrier: Barrier) -> None:
+        snapshots = self._sync_snapshot(barrier)
+        head = self.operators[0]
+        if isinstance(head, LegacySourceOperator) and head.drained_at_barrier:
+            drained, head.drained_at_barrier = head.drained_at_barrier, []
+            self.records_in += len(drained)
+            await self._process_from(1, drained)
+        for w in self.writers:
+            w.broadcast_event(barrier)
+        if barrier.stop:
+            self.stopped_at = barrier.id
+        self._start_upload(barrier, snapshots, None, 0.0)
+
+    async def _run_consumer(self) -> None:
+        gate = self.gate
+        handler = self.handler
+        while not self.cancelled and not self.finishing:
+            found = gate.poll()
+            if found is None:
+                await self._fire_timers()
+                handler.check_timeout(now_ms())
+                found = await gate.next(timeout=self._timer_delay(0.05))
+                if found is None:
+                    continue
+            channel, item = found
+            if type(item) is list:
+                self.records_in += len(item)
+                if self._captures:
+                    self._capture(channel, item)
+                await self._process_from(0, item)
+                continue
+            if type(item) is Barrier:
+                self._barrier_first_seen.setdefault(item.id, time.monotonic())
+                if item.unaligned and item.id in channel.overtaken:
+                    self._pending_overtaken = (item.id, channel.overtaken.pop(item.id))
+                handler.on_barrier(channel.index, item, now_ms())
+                self._pending_overtaken = None
+                if item.stop:
+                    self.stopped_at = item.id
+            elif type(item) is EndOfStream:
+                channel.finished = True
+                handler.on_end_of_stream(channel.index)
+                if not gate.open_channels():
+                    await self._end_of_input()
+            await self._fire_timers()
+
+    _pending_overtaken: tuple[int, list[list[Any]]] | None = None
+
+    def _capture(self, channel: InputChannel, batch: list[Any]) -> None:
+        for capture in self._captures.values():
+            if channel.index in capture.waiting:
+                capture.records.extend(batch)
+
+    async def _process_from(self, start: int, batch: list[Any]) -> None:
+        for op in self.operators[start:]:
+            batch = op.process_batch(batch)
+            if not batch:
+                return
+        self.records_out += len(batch)
+        for w in self.writers:
+            await w.emit(batch)
+
+    def _timer_delay(self, default: float) -> float:
+        nxt = None
+        for op in self.operators:
+            t = op.next_timer()
+            if t is not None and (nxt is None or t < nxt):
+                nxt = t
+        if nxt is None:
+            return default
+        return max(0.0, min(default, (nxt - now_ms()) / 1000))
+
+    async def _fire_timers(self) -> None:
+        now: int | None = None
+        for index, op in enumerate(self.operators):
+            t = op.next_timer()
+            if t is None:
+                continue
+            if now is None:
+                now = now_ms()
+            if t <= now:
+                out = op.fire_timers(now)
+                if out:
+                    await self._process_from_after(index, out)
+
+    async def _process_from_after(self, index: int, batch: list[Any]) -> None:
+        await self._process_from(index + 1, batch) if index + 1 < len(self.operators) else await self._emit(batch)
+
+    async def _emit(self, batch: list[Any]) -> None:
+        self.records_out += len(batch)
+        for w in self.writers:
+            await w.emit(batch)
+
+    async def _end_of_input(self) -> None:
+        if self.input_done:
+            return
+        self.input_done = True
+        for w in self.writers:
+            w.broadcast_event(END_OF_STREAM)
+        self.services.send({"t": "end_of_input", "vertex": self.vertex.id, "subtask": self.subtask})
+
+    # -- BarrierHost ------------------------------------------------------------------------------
+    def block(self, channel: int) -> None:
+        self.gate.set_blocked(self.gate.channels[channel], True)
+
+    def unblock_all(self) -> None:
+        for c in self.gate.channels:
+            if c.blocked:
+                self.gate.set_blocked(c, False)
+
+    def snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
+        first = self._barrier_first_seen.pop(barrier.id, time.monotonic())
+        alignment_s = time.monotonic() - first
+        snapshots = self._sync_snapshot(barrier)
+        for w in self.writers:
+            w.broadcast_event(barrier)
+        cap: _Capture | None = None
+        if capture or self._pending_overtaken:
+            cap = _Capture(capture)
+            if self._pending_overtaken is not None and self._pending_overtaken[0] == barrier.id:
+                for batch in self._pending_overtaken[1]:
+                    cap.records.extend(batch)
+            self._captures[barrier.id] = cap
+        self._start_upload(barrier, snapshots, cap, alignment_s)
+
+    def end_capture(self, checkpoint_id: int, channel: int) -> None:
+        cap = self._captures.get(checkpoint_id)
+        if cap is None:
+            return
+        if self._pending_overtaken is not None and self._pending_overtaken[0] == checkpoint_id:
+            for batch in self._pending_overtaken[1]:
+                cap.records.extend(batch)
+        cap.end(channel)
+
+    def cancel_alignment(self, checkpoint_id: int) -> None:
+        self._captures.pop(checkpoint_id, None)
+        self.services.send({"t": "decline", "cp": checkpoint_id, "vertex": self.vertex.id, "subtask": self.subtask,
+                            "reason": "a newer checkpoint overtook it at this task"})
+
+    # -- snapshots --------------------------------------------------------------------------------
+    def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn]:
+        started = time.monotonic()
+        snapshots = {op.uid: op.snapshot(barrier.id, barrier.timestamp_ms) for op in self.operators}
+        self._sync_s = time.monotonic() - started
+        return snapshots
+
+    def _start_upload(self, barrier: Barrier, snapshots: dict[str, SnapshotFn], capture: _Capture | None,
+                      alignment_s: float) -> None:
+        sync_s = self._sync_s
+        task = asyncio.create_task(self._upload(barrier, snapshots, capture, alignment_s, sync_s))
+        self._uploads.add(task)
+        task.add_done_callback(self._uploads.discard)
+
+    async def _upload(self, barrier: Barrier, snapshots: dict[str, SnapshotFn], capture: _Capture | None,
+                      alignment_s: float, sync_s: float) -> None:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        storage = self.services.storage
+        try:
+            states = await loop.run_in_executor(self.services.executor, _write_all, storage, barrier, self.subtask,
+                                                snapshots)
+            if capture is not None:
+                await capture.done
+                self._captures.pop(barrier.id, None)
+                head_uid = self.operators[0].uid
+                records = capture.records
+                serializer = SafeSerializer(declared_types=self.services.record_types)
+                handles = await loop.run_in_executor(self.services.executor, _write_channel_state, storage, barrier,
+                                                     head_uid, self.subtask, serializer, records)
+                states.setdefault(head_uid, {"keyed": [], "operator": []})["channel"] = handles
+        except Exception as err:
+            log.warning("checkpoint %s failed at %s: %s", barrier.id, self.name, err)
+            self.services.send({"t": "decline", "cp": barrier.id, "vertex": self.vertex.id, "subtask": self.subtask,
+                                "reason": f"{self.name}: {err}"})
+            return
+        size = sum(h.size for s in states.values() for hs in s.values() for h in hs)
+        self.services.send({
+            "t": "ack", "cp": barrier.id, "vertex": self.vertex.id, "subtask": self.subtask,
+            "states": {uid: {k: [h.model_dump() for h in hs] for k, hs in s.items()} for uid, s in states.items()},
+            "stats": {"alignment_ms": alignment_s * 1000, "sync_ms": sync_s * 1000,
+                      "async_ms": (time.monotonic() - started) * 1000, "size": size},
+            "positions": self._positions(),
+        })
+
+    def _positions(self) -> list[Any]:
+        head = self.operators[0] if self.operators else None
+        return head.positions() if isinstance(head, SourceOperator) else []
+
+    def backpressured_s(self) -> float:
+        """Time spent waiting for downstream credit."""
+        return sum(w.backpressured_s() for w in self.writers)
+
+
+def _write_all(storage: Any, barrier: Barrier, subtask: int,
+               snapshots: dict[str, SnapshotFn]) -> dict[str, dict[str, list[StateHandle]]]:
+    out: dict[str, dict[str, list[StateHandle]]] = {}
+    for uid, write in snapshots.items():
+        writer = storage.writer(barrier.id, uid, subtask, savepoint_dir=barrier.savepoint_dir)
+        out[uid] = write(writer)
+    return out
+
+
+def _write_channel_state(storage: Any, barrier: Barrier, uid: str, subtask: int, serializer: SafeSerializer,
+                         records: list[Any]) -> list[StateHandle]:
+    writer = storage.writer(barrier.id, uid, subtask, savepoint_dir=barrier.savepoint_dir)
+    return [writer.write("in-flight", serializer.encode(records))]

@@ -1,0 +1,312 @@
+"""A task slot: one worker process that runs one subtask of every vertex (slot sharing).
+
+Started by the local MiniCluster or by ``streamjob worker`` on Kubernetes. It connects to the
+JobMaster's control socket, registers its data address, and on ``deploy`` loads the job's
+entrypoint itself (user code is never shipped), wires its tasks' channels (local hand-over within
+the process, TCP to other slots) and runs them. Control messages (trigger, notify, abort,
+finish, cancel) are dispatched to the tasks between batches. Exits 0 when its tasks finished,
+non-zero when the JobMaster is lost or a task failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.config import CheckpointSettings, JobConfig
+from streamjob.worker.graph.job_graph import JobEdge, JobGraph, build_job_graph
+from streamjob.worker.graph.transformations import Partitioning
+from streamjob.worker.loader import job_modules, load_job
+from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
+from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
+from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.runtime.network import DataServer, PeerConnection
+from streamjob.worker.runtime.operators import OperatorRestore
+from streamjob.worker.runtime.task import Task, TaskRestore, TaskServices
+from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
+from streamjob.worker.state.serializers import SafeSerializer
+from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
+from streamjob.worker.storage.s3_settings import S3Settings
+
+log = logging.getLogger(__name__)
+
+
+def s3_settings_for(config: JobConfig) -> S3Settings:
+    """The environment's S3 settings with the job config's non-secret overrides."""
+    base = S3Settings.from_env()
+    changes: dict[str, Any] = {}
+    if config.s3.endpoint_url:
+        changes["endpoint_url"] = config.s3.endpoint_url
+    if config.s3.region:
+        changes["region"] = config.s3.region
+    if config.s3.path_style is not None:
+        changes["path_style"] = config.s3.path_style
+    if not changes:
+        return base
+    import dataclasses
+
+    return dataclasses.replace(base, **changes)
+
+
+def all_edges(graph: JobGraph) -> list[JobEdge]:
+    """Every edge in a fixed order; an edge's position names its channels on the wire."""
+    return [e for v in graph.vertices for e in v.inputs]
+
+
+def producers_of(edge: JobEdge, graph: JobGraph, consumer: int) -> list[int]:
+    """Producer subtasks that send to ``consumer`` over ``edge``."""
+    if edge.partitioning is Partitioning.FORWARD:
+        return [consumer]
+    return list(range(graph.vertex(edge.source).parallelism))
+
+
+def consumers_of(edge: JobEdge, graph: JobGraph, producer: int) -> list[int]:
+    """Consumer subtasks that ``producer`` sends to over ``edge``."""
+    if edge.partitioning is Partitioning.FORWARD:
+        return [producer]
+    return list(range(graph.vertex(edge.target).parallelism))
+
+
+class Slot:
+    """One slot process."""
+
+    def __init__(self, jobmaster: str, data_host: str, work_dir: Path | None = None) -> None:
+        self.jobmaster = jobmaster
+        self.data_host = data_host
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="streamjob-slot-"))
+        self.tasks: dict[tuple[str, int], Task] = {}
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot")
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.failed: str | None = None
+        self.done = asyncio.Event()
+        self.peers: dict[int, PeerConnection] = {}
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.running: set[asyncio.Task[None]] = set()
+        self.data = DataServer(RecordCodec(), token=uuid.uuid4().hex, attempt=-1, on_error=self._fail)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Sends a control message to the JobMaster (fire and forget, ordered)."""
+        self.outbox.put_nowait(pack(message))
+
+    async def _send_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            data = await self.outbox.get()
+            if ws.closed:
+                return
+            await ws.send_bytes(data)
+
+    def _fail(self, reason: str) -> None:
+        if self.failed is None:
+            self.failed = reason
+            log.error("slot failing: %s", reason)
+            self.send({"t": "slot_failed", "error": reason})
+
+    async def run(self) -> int:
+        """Registers and serves until the job ends; the process exit code."""
+        host, port = await self.data.start(self.data_host, 0)
+        advertised = os.environ.get("POD_IP") or (self.data_host if self.data_host not in ("0.0.0.0", "") else host)
+        async with aiohttp.ClientSession() as session:
+            self.ws = await self._connect(session)
+            self.send({"t": "register", "data": [advertised, port], "pid": os.getpid()})
+            sender = asyncio.create_task(self._send_loop(self.ws))
+            metrics = asyncio.create_task(self._report_metrics())
+            try:
+                async for msg in self.ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY:
+                        break
+                    await self._dispatch(unpack(msg.data))
+                    if self.done.is_set():
+                        break
+            finally:
+                metrics.cancel()
+                await asyncio.sleep(0.05)
+                sender.cancel()
+        for peer in self.peers.values():
+            await peer.close()
+        await self.data.close()
+        if self.done.is_set() and self.failed is None:
+            return 0
+        log.error("lost the JobMaster at %s; exiting", self.jobmaster)
+        return 1
+
+    async def _connect(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            try:
+                return await session.ws_connect(f"http://{self.jobmaster}/internal/control", heartbeat=5,
+                                                max_msg_size=0)
+            except (aiohttp.ClientError, OSError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "deploy":
+            try:
+                await self._deploy(message)
+            except Exception as err:
+                log.exception("deployment failed")
+                self._fail(f"deploying tasks failed: {err}")
+        elif kind == "trigger":
+            barrier = Barrier(message["cp"], message["ts"], message.get("sp"), message.get("stop", False),
+                              message.get("unaligned", False))
+            for task in self.tasks.values():
+                if task.vertex.is_source:
+                    task.trigger_checkpoint(barrier)
+        elif kind == "notify":
+            for task in self.tasks.values():
+                self._guard(task, task.notify_complete, message["cp"])
+        elif kind == "abort":
+            for task in self.tasks.values():
+                self._guard(task, task.notify_aborted, message["cp"])
+        elif kind == "finish":
+            for task in self.tasks.values():
+                task.finish()
+        elif kind == "cancel":
+            for task in self.tasks.values():
+                task.cancel()
+            self.done.set()
+
+    def _guard(self, task: Task, fn: Any, arg: Any) -> None:
+        try:
+            fn(arg)
+        except Exception as err:
+            log.exception("%s failed in %s", fn.__name__, task.name)
+            self.send({"t": "task_failed", "vertex": task.vertex.id, "subtask": task.subtask,
+                       "error": f"{type(err).__name__}: {err}"})
+
+    async def _deploy(self, message: dict[str, Any]) -> None:
+        config = JobConfig.model_validate(message["config"])
+        loaded = load_job(config.entrypoint, config.args)
+        env = loaded.env
+        graph = build_job_graph(env.transformations, default_parallelism=env.parallelism,
+                                max_parallelism=config.max_parallelism or env.max_parallelism,
+                                parallelism_override=config.parallelism)
+        if graph.fingerprint() != message["fingerprint"]:
+            raise RuntimeError("this worker built a different job graph than the JobMaster: are they running "
+                               "the same image and job arguments?")
+        index = int(message["slot_index"])
+        attempt = int(message["attempt"])
+        codec = RecordCodec(env.allowed_types, job_modules(loaded))
+        self.data.codec, self.data.token, self.data.attempt = codec, message["token"], attempt
+        storage = CheckpointStorage.open(message["checkpoints_uri"], message.get("savepoints_uri"),
+                                         namespace=config.namespace, name=config.name, job_id=message["job_id"],
+                                         s3=s3_settings_for(config))
+        settings = CheckpointSettings.model_validate(message["settings"])
+        services = TaskServices(
+            job_id=message["job_id"], job_name=config.name, attempt=attempt, settings=settings,
+            backend_kind=message["backend"], incremental=message["incremental"], batch_size=message["batch_size"],
+            local_dir=self.work_dir / f"attempt-{attempt}", storage=storage, executor=self.executor, send=self.send,
+            record_types=tuple(t for t in env.allowed_types if _declarable(t)))
+        edges = all_edges(graph)
+        edge_no = {id(e): n for n, e in enumerate(edges)}
+        mine = [(v, index) for v in graph.vertices if index < v.parallelism]
+        gates: dict[str, InputGate] = {}
+        inputs: dict[tuple[int, int, int], InputChannel] = {}
+        for v, i in mine:
+            gate = InputGate()
+            for e in v.inputs:
+                for s in producers_of(e, graph, i):
+                    channel = gate.add_channel((edge_no[id(e)], s, i))
+                    inputs[channel.key] = channel
+                    if s != index:
+                        self.data.register(channel)
+            gates[v.id] = gate
+        hello = {"token": message["token"], "attempt": attempt}
+        for slot_no, addr in message["slot_addrs"].items():
+            if int(slot_no) != index:
+                peer = PeerConnection((addr[0], int(addr[1])), codec, hello, self._fail)
+                self.peers[int(slot_no)] = peer
+        await asyncio.gather(*(p.connect() for p in self.peers.values()))
+        restores = message.get("restore") or {}
+        reader = storage.reader(message["restore_base"]) if message.get("restore_base") else None
+        for v, i in mine:
+            writers = []
+            for e in v.outputs:
+                target = graph.vertex(e.target)
+                channels: list[OutputChannel] = []
+                for d in consumers_of(e, graph, i):
+                    key = (edge_no[id(e)], i, d)
+                    channels.append(LocalOutputChannel(inputs[key]) if d == index else self.peers[d].channel(key))
+                writers.append(RecordWriter(channels, e.partitioning, e.key_selector, target.max_parallelism, i))
+            plan = restores.get(f"{v.id}/{i}")
+            restore = self._task_restore(plan, reader, v, i, services) if plan is not None and reader else None
+            task = Task(v, i, services, gates[v.id], writers, restore)
+            self.tasks[(v.id, i)] = task
+        for task in self.tasks.values():
+            running = asyncio.create_task(self._run_task(task))
+            self.running.add(running)
+            running.add_done_callback(self.running.discard)
+        self.send({"t": "deployed", "tasks": len(self.tasks)})
+
+    def _task_restore(self, plan: dict[str, Any], reader: Any, vertex: Any, index: int,
+                      services: TaskServices) -> TaskRestore:
+        ops: dict[str, OperatorRestore] = {}
+        uids = set(plan["keyed"]) | set(plan["operator"])
+        for uid in uids:
+            keyed = [StateHandle.model_validate(h) for h in plan["keyed"].get(uid, [])]
+            operator = [[StateHandle.model_validate(h) for h in per] for per in plan["operator"].get(uid, [])]
+            ops[uid] = OperatorRestore(reader, keyed, operator)
+        for op in vertex.operators:
+            ops.setdefault(op.effective_uid(), OperatorRestore(reader))
+        in_flight: list[Any] = []
+        serializer = SafeSerializer(services.record_types)
+        for h in plan.get("in_flight", []):
+            in_flight.extend(serializer.decode(reader.read(StateHandle.model_validate(h))))
+        if plan.get("filter_in_flight_by_key") and in_flight:
+            start, end = key_group_range(vertex.max_parallelism, vertex.parallelism, index)
+            assign = KeyGroupAssigner(vertex.max_parallelism).assign
+            select = vertex.head.key_selector
+            in_flight = [r for r in in_flight if start <= assign(select(r)) <= end]
+        return TaskRestore(ops, in_flight)
+
+    async def _run_task(self, task: Task) -> None:
+        try:
+            await task.run()
+        except Exception as err:
+            log.exception("task %s failed", task.name)
+            self.send({"t": "task_failed", "vertex": task.vertex.id, "subtask": task.subtask,
+                       "error": f"{type(err).__name__}: {err}"})
+            return
+        if not task.cancelled:
+            self.send({"t": "task_finished", "vertex": task.vertex.id, "subtask": task.subtask})
+        if all(t.finishing or t.cancelled for t in self.tasks.values()):
+            self.send({"t": "slot_finished"})
+            await asyncio.sleep(0.2)
+            self.done.set()
+            if self.ws is not None:
+                await self.ws.close()
+
+    async def _report_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.send({"t": "metrics", "tasks": [
+                {"vertex": t.vertex.id, "subtask": t.subtask, "in": t.records_in, "out": t.records_out,
+                 "bp": t.backpressured_s()} for t in self.tasks.values()]})
+
+
+def _declarable(cls: type) -> bool:
+    import dataclasses
+    import enum
+
+    return dataclasses.is_dataclass(cls) or (isinstance(cls, type) and issubclass(cls, enum.Enum))
+
+
+def run_slot(jobmaster: str, data_host: str) -> int:
+    """Process entry: runs a slot on uvloop."""
+    try:
+        import uvloop
+
+        return uvloop.run(Slot(jobmaster, data_host).run())
+    except ImportError:
+        return asyncio.run(Slot(jobmaster, data_host).run())
