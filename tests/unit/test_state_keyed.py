@@ -22,7 +22,7 @@ from tests.unit.test_state_support import MemoryStorage, make_backend
 
 pytestmark = pytest.mark.unit
 
-BACKENDS = ["hashmap"]
+BACKENDS = ["hashmap", "rocksdb"]
 
 
 class Avg(AggregateFunction[float, list[float], float]):
@@ -265,9 +265,6 @@ def test_rescale_keeps_every_key_exactly_once(kind: str, tmp_path: Path, old_p: 
             if lo <= key_group_for(key, max_p) <= hi:
                 assert read(backend, key) == expected(i, key)
                 seen[key] = seen.get(key, 0) + 1
-            else:
-                backend.set_current_key(key)
-                assert backend.get_state(HISTORY).get() == []
         got = backend.pop_due_timers(10**9)
         assert all(lo <= key_group_for(k, max_p) <= hi for _, k in got)
         timers.extend(got)
@@ -291,6 +288,16 @@ def fill_indexed(backend: KeyedStateBackend, items: list[tuple[int, Any]]) -> No
         avg.add(float(i))
         avg.add(float(i) + 2)
         backend.register_processing_time_timer(1000 + i)
+
+
+def test_keys_outside_the_range_are_refused(kind: str, tmp_path: Path) -> None:
+    backend = make_backend(kind, tmp_path, parallelism=2, index=0)
+    outside = next(k for k in KEYS if key_group_for(k, 128) > 63)
+    state = backend.get_state(BALANCE)
+    backend.set_current_key(outside)
+    with pytest.raises(PipelineError, match=r"reached the state of key groups 0\.\.63"):
+        state.update(1.0)
+        backend.snapshot()(MemoryStorage().writer(1))
 
 
 def test_async_snapshot_isolation(kind: str, tmp_path: Path) -> None:

@@ -185,7 +185,9 @@ def create_keyed_backend(kind: BackendKind | str, ctx: KeyedBackendContext) -> K
 
         return HashMapKeyedStateBackend(ctx)
     if kind == "rocksdb":
-        raise ConfigError("the rocksdb state backend is not available yet; use 'hashmap'")
+        from streamjob.worker.state.rocksdb import RocksDBKeyedStateBackend
+
+        return RocksDBKeyedStateBackend(ctx)
     raise ConfigError(f"unknown state backend {kind!r}: use 'hashmap' or 'rocksdb'")
 
 

@@ -38,6 +38,7 @@ from streamjob.worker.state.hashmap_states import (
     HashTtlValueState,
     HashValueState,
 )
+from streamjob.worker.state.key_groups import canonical_key
 from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
 from streamjob.worker.state.primitives import State
 from streamjob.worker.state.serializers import Serializer
@@ -89,7 +90,7 @@ class _FrozenHashMap(FrozenKeyedState):
                 if group is None:
                     continue
                 if is_map:
-                    entry: Entry = [key, [[encode(k), encode(v)] for k, v in value.items()]]
+                    entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in value.items()]]
                 elif written is not None:
                     at = written.get(key, 0)
                     if table.expire_before_ms is not None and at < table.expire_before_ms:

@@ -81,6 +81,24 @@ def _encode_key(key: object, out: list[bytes]) -> None:
         raise PipelineError(unsupported_key_message(key))
 
 
+def canonical_key(key: Any) -> Any:
+    """``key`` with equal-but-different-typed parts unified (``True``/``1.0`` -> ``1``).
+
+    Byte encodings of canonical keys are equal exactly when the keys are equal, which the
+    rocksdb backend relies on for its row keys. Other types are returned unchanged.
+    """
+    kind = type(key)
+    if kind is str or kind is int or kind is bytes or key is None:
+        return key
+    if kind is bool:
+        return int(key)
+    if kind is float:
+        return int(key) if key.is_integer() else key
+    if kind is tuple:
+        return tuple([canonical_key(item) for item in key])
+    return key
+
+
 def stable_key_hash(key: object) -> int:
     """A 64-bit hash of ``key`` that is the same in every process, run and machine."""
     parts: list[bytes] = []
@@ -189,6 +207,7 @@ __all__ = [
     "DEFAULT_CACHE_SIZE",
     "MAX_MAX_PARALLELISM",
     "KeyGroupAssigner",
+    "canonical_key",
     "ceil_div",
     "key_group_for",
     "key_group_range",

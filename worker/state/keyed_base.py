@@ -80,7 +80,14 @@ class KeyedBackendBase(KeyedStateBackend):
         return self._key
 
     def chunk_of(self, key_group: int) -> Chunk:
-        """The snapshot chunk that holds ``key_group``."""
+        """The snapshot chunk that holds ``key_group``; PipelineError outside this backend's range."""
+        low, high = self._ctx.key_group_range
+        if not low <= key_group <= high:
+            raise PipelineError(
+                f"operator {self._ctx.operator_uid!r} subtask {self._ctx.subtask_index}: a key of key group "
+                f"{key_group} reached the state of key groups {low}..{high}; records must be "
+                "partitioned by the same key selector and max parallelism as the state"
+            )
         return self._chunks[key_group // self._chunk_size - self._first_chunk_index]
 
     def _mark_dirty(self, key: Any) -> None:

@@ -1,0 +1,320 @@
+"""The rocksdb keyed state backend: state in a local RocksDB (``rocksdict``), beyond memory.
+
+Flink's ``EmbeddedRocksDBStateBackend`` in Python: every state is rows in one RocksDB under
+``ctx.local_dir`` (raw bytes mode, write-ahead log off: durability comes from checkpoints), laid
+out so that a key group is a contiguous key range (see ``rocksdb_states.py``). Timers live in
+memory, as with the hashmap backend.
+
+Snapshots: the synchronous part creates a RocksDB checkpoint (flush + hard links, no copy of
+data) next to the database; the background part opens it read-only, scans the chunks to write
+and encodes them in the common chunk format, then deletes it. With ``incremental=True`` every
+write records its chunk as dirty, and only dirty chunks are scanned and uploaded. The file format
+is the hashmap backend's, so savepoints move between the two backends.
+
+Recovery contract: see ``backend.py``. Restored rows are written to the database as they are
+(serializer bytes); they are decoded only by the states of registered descriptors.
+
+Callers: ``create_keyed_backend("rocksdb", ctx)``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Final, cast
+
+from rocksdict import AccessType, Checkpoint, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+from streamjob.worker.errors import PipelineError, SerializationError
+from streamjob.worker.state.backend import KeyedBackendContext
+from streamjob.worker.state.chunks import Chunk, Entry, RestoredGroup
+from streamjob.worker.state.descriptors import (
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateDescriptor,
+    ValueStateDescriptor,
+)
+from streamjob.worker.state.key_groups import canonical_key, unsupported_key_message
+from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
+from streamjob.worker.state.primitives import State
+from streamjob.worker.state.rocksdb_states import (
+    TS_BYTES,
+    KeyEntry,
+    RocksAggregatingState,
+    RocksListState,
+    RocksMapStateImpl,
+    RocksReducingState,
+    RocksTtlValueState,
+    RocksValueState,
+)
+from streamjob.worker.state.serializers import KEY_SERIALIZER
+
+_SCALAR_KINDS: Final = frozenset({"value", "reducing", "aggregating"})
+_KEY_CACHE_LIMIT: Final = 1 << 16
+_MAX_KEY_BYTES: Final = 0xFFFF
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_max_background_jobs(2)
+    return options
+
+
+class _KeyCache(dict[Any, KeyEntry]):
+    """Key -> (key-group bytes, length-prefixed key bytes, chunk); filled on a miss, bounded."""
+
+    def __init__(self, key_group: Callable[[Any], int], chunk_of: Callable[[int], Chunk]) -> None:
+        super().__init__()
+        self._key_group = key_group
+        self._chunk_of = chunk_of
+
+    def __missing__(self, key: Any) -> KeyEntry:
+        group = self._key_group(key)
+        entry = (group.to_bytes(2, "big"), encode_key(key), self._chunk_of(group))
+        if len(self) >= _KEY_CACHE_LIMIT:
+            self.clear()
+        self[key] = entry
+        return entry
+
+
+def encode_key(key: Any) -> bytes:
+    """The length-prefixed bytes of a canonical key (equal keys, equal bytes)."""
+    try:
+        data = KEY_SERIALIZER.encode(canonical_key(key))
+    except SerializationError:
+        raise PipelineError(unsupported_key_message(key)) from None
+    if len(data) > _MAX_KEY_BYTES:
+        raise PipelineError(f"a key encodes to {len(data)} bytes; keys must stay under 64 KiB")
+    return len(data).to_bytes(2, "big") + data
+
+
+class _FrozenRocks(FrozenKeyedState):
+    """A RocksDB checkpoint directory, scanned in the background and then deleted."""
+
+    def __init__(
+        self,
+        metas: dict[str, tuple[str, str]],
+        path: Path,
+        names: dict[bytes, str],
+        ttl_rows: set[str],
+    ) -> None:
+        super().__init__(metas)
+        self._path = path
+        self._names = names
+        self._ttl_rows = ttl_rows
+
+    def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
+        db = Rdict(str(self._path), _options(), access_type=AccessType.read_only())
+        try:
+            for start, end in chunks:
+                self._scan(db, start, end, group_for)
+        finally:
+            db.close()
+
+    def _scan(self, db: Rdict, start: int, end: int, group_for: GroupFor) -> None:
+        options = ReadOptions()
+        options.set_iterate_upper_bound((end + 1).to_bytes(2, "big") if end < 0xFFFF else b"\xff\xff\xff")
+        decode_key = KEY_SERIALIZER.decode
+        current: tuple[bytes, bytes] | None = None  # (state id + key bytes) of the open map entry
+        pairs: list[list[bytes]] = []
+        rows = cast(Iterable[tuple[bytes, bytes]], db.items(from_key=start.to_bytes(2, "big"), read_opt=options))
+        for row, raw in rows:
+            group = group_for(int.from_bytes(row[:2], "big"))
+            if group is None:
+                continue
+            name = self._names.get(row[2:4])
+            if name is None:
+                continue
+            length = int.from_bytes(row[4:6], "big")
+            key_bytes = row[6 : 6 + length]
+            kind = self.metas[name][0]
+            entries = group.states.setdefault(name, [])
+            if kind == "map":
+                marker = (row[:4], key_bytes)
+                if marker != current:
+                    current, pairs = marker, []
+                    entries.append([decode_key(key_bytes), pairs])
+                pairs.append([row[6 + length :], raw])
+                continue
+            current = None
+            entry: Entry = [decode_key(key_bytes), raw]
+            if name in self._ttl_rows:
+                entry = [entry[0], raw[TS_BYTES:], int.from_bytes(raw[:TS_BYTES], "big")]
+            entries.append(entry)
+
+    def release(self) -> None:
+        shutil.rmtree(self._path, ignore_errors=True)
+
+
+class RocksDBKeyedStateBackend(KeyedBackendBase):
+    """Keyed state in a local RocksDB; see the module docstring."""
+
+    def __init__(self, ctx: KeyedBackendContext) -> None:
+        super().__init__(ctx)
+        self._root = ctx.local_dir / f"rocksdb-{uuid.uuid4().hex[:12]}"
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(self._root / "db"), _options())
+        write_options = WriteOptions()
+        write_options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property (stub is wrong)
+        self._db.set_write_options(write_options)
+        self._dirty: set[Chunk] | None = self._tracker.dirty if self._tracker is not None else None
+        self._kc: dict[Any, KeyEntry] = _KeyCache(self._kg, self.chunk_of)
+        self._sids: dict[str, bytes] = {}
+        self._ttl_rows: set[str] = set()
+        self._snapshots = 0
+        self._lock = threading.Lock()
+
+    def _sid(self, name: str) -> bytes:
+        sid = self._sids.get(name)
+        if sid is None:
+            if len(self._sids) >= 0xFFFF:
+                raise PipelineError(f"operator {self._ctx.operator_uid!r}: too many states")
+            sid = self._sids[name] = (len(self._sids) + 1).to_bytes(2, "big")
+        return sid
+
+    # -- states ------------------------------------------------------------------------------
+
+    def _create_state(self, descriptor: StateDescriptor) -> State:
+        sid = self._sid(descriptor.name)
+        db = self._db
+        if isinstance(descriptor, ValueStateDescriptor):
+            self._set_ttl_format(descriptor.name, sid, descriptor.ttl_ms is not None)
+            if descriptor.ttl_ms is not None:
+                return RocksTtlValueState(self, db, sid, descriptor, self._ctx.clock)
+            return RocksValueState(self, db, sid, descriptor)
+        if isinstance(descriptor, ListStateDescriptor):
+            return RocksListState(self, db, sid, descriptor)
+        if isinstance(descriptor, MapStateDescriptor):
+            return RocksMapStateImpl(self, db, sid, descriptor)
+        if isinstance(descriptor, ReducingStateDescriptor):
+            return RocksReducingState(self, db, sid, descriptor)
+        if isinstance(descriptor, AggregatingStateDescriptor):
+            return RocksAggregatingState(self, db, sid, descriptor)
+        raise PipelineError(f"unsupported state descriptor {type(descriptor).__name__}")
+
+    def _set_ttl_format(self, name: str, sid: bytes, ttl: bool) -> None:
+        """Rewrites restored value rows when the TTL setting changed since the snapshot."""
+        if (name in self._ttl_rows) == ttl:
+            return
+        now = int(self._ctx.clock() * 1000).to_bytes(TS_BYTES, "big")
+        batch = WriteBatch(raw_mode=True)
+        for group in range(self._ctx.key_group_range[0], self._ctx.key_group_range[1] + 1):
+            prefix = group.to_bytes(2, "big") + sid
+            options = ReadOptions()
+            options.set_iterate_upper_bound(prefix[:2] + (int.from_bytes(sid, "big") + 1).to_bytes(2, "big"))
+            rows = cast(Iterable[tuple[bytes, bytes]], self._db.items(from_key=prefix, read_opt=options))
+            for row, raw in rows:
+                batch.put(row, now + raw if ttl else raw[TS_BYTES:])
+        self._db.write(batch)
+        if ttl:
+            self._ttl_rows.add(name)
+        else:
+            self._ttl_rows.discard(name)
+
+    def get_value_accessors(
+        self, descriptor: StateDescriptor
+    ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+        """Closures reading and writing a key's row directly (no current key, no default)."""
+        state = self._get_state(descriptor)
+        if descriptor.kind not in _SCALAR_KINDS:
+            raise PipelineError(
+                f"value accessors exist for value, reducing and aggregating state, not {descriptor.kind} "
+                f"state {descriptor.name!r}"
+            )
+        if isinstance(state, RocksTtlValueState):
+            return self._state_accessors(state)
+        sid, kc, db, dirty = self._sid(descriptor.name), self._kc, self._db, self._dirty
+        encode, decode = descriptor.serializer.encode, descriptor.serializer.decode
+        db_get, db_put = db.get, db.put
+
+        def get(key: Any) -> Any:
+            entry = kc[key]
+            raw = db_get(entry[0] + sid + entry[1])
+            return None if raw is None else decode(raw)
+
+        def put(key: Any, value: Any) -> None:
+            entry = kc[key]
+            if dirty is not None:
+                dirty.add(entry[2])
+            db_put(entry[0] + sid + entry[1], encode(value))
+
+        return get, put
+
+    def _state_accessors(self, state: RocksTtlValueState) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+        def get(key: Any) -> Any:
+            previous, self._key = self._key, key
+            try:
+                return state.value()
+            finally:
+                self._key = previous
+
+        def put(key: Any, value: Any) -> None:
+            previous, self._key = self._key, key
+            try:
+                state.update(value)
+            finally:
+                self._key = previous
+
+        return get, put
+
+    # -- snapshot / restore ------------------------------------------------------------------
+
+    def _freeze(self) -> FrozenKeyedState:
+        with self._lock:
+            self._snapshots += 1
+            path = self._root / f"snapshot-{self._snapshots}"
+        Checkpoint(self._db).create_checkpoint(str(path))
+        names = {sid: name for name, sid in self._sids.items()}
+        return _FrozenRocks(self._metas(), path, names, set(self._ttl_rows))
+
+    def _load_group(self, group: RestoredGroup) -> None:
+        kgb = group.key_group.to_bytes(2, "big")
+        batch = WriteBatch(raw_mode=True)
+        for name, entries in group.states.items():
+            sid = self._sid(name)
+            kind = group.metas[name][0]
+            registered = self._registered.get(name)
+            if kind == "value" and entries:
+                descriptor = registered[0] if registered is not None else None
+                wants_ttl = (
+                    getattr(descriptor, "ttl_ms", None) is not None
+                    if descriptor is not None
+                    else len(entries[0]) > 2 or name in self._ttl_rows
+                )
+                if wants_ttl:
+                    self._ttl_rows.add(name)
+            ttl = kind == "value" and name in self._ttl_rows
+            now = int(self._ctx.clock() * 1000)
+            for entry in entries:
+                prefix = kgb + sid + encode_key(entry[0])
+                if kind == "map":
+                    for user_key, raw in entry[1]:
+                        batch.put(prefix + user_key, raw)
+                elif ttl:
+                    at = int(entry[2]) if len(entry) > 2 else now
+                    batch.put(prefix, at.to_bytes(TS_BYTES, "big") + entry[1])
+                else:
+                    batch.put(prefix, entry[1])
+        self._db.write(batch)
+
+    def close(self) -> None:
+        """Closes and deletes the local database."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timers.clear()
+        self._registered.clear()
+        self._kc.clear()
+        try:
+            self._db.close()
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+
+__all__ = ["RocksDBKeyedStateBackend", "encode_key"]
