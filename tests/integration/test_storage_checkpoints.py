@@ -224,6 +224,10 @@ def test_savepoints_are_self_contained_and_relocatable(root: Root, request: pyte
     assert read_all(st, moved) == [b"savepoint state", b"full copy"]
     assert read_all(st, f"{moved}/_metadata") == [b"savepoint state", b"full copy"]
 
+    in_target = st.new_savepoint_dir(f"{root.uri}/my-target")
+    assert in_target.startswith(f"{root.uri}/my-target/savepoint-job-1-")
+    assert st.new_savepoint_dir() != st.new_savepoint_dir()
+
     if root.settings is not None:  # and to another bucket
         s3 = request.getfixturevalue("s3")
         client = s3.client()

@@ -155,14 +155,16 @@ class CheckpointStorage:
         return max(at_least, ids[-1] + 1 if ids else 1)
 
     def new_savepoint_dir(self, target: str | None = None) -> str:
-        """``target`` (a savepoint directory URI) or a fresh ``<savepoints>/<ns>/<name>/savepoint-<id>``."""
-        if target is not None:
-            return str(parse_storage_uri(target))
-        root = self.location.savepoints_root
-        if root is None:
+        """A fresh ``savepoint-<id>`` directory URI for a savepoint.
+
+        As in Flink, ``target`` is the *parent* directory (``POST /savepoints {target}``); the default
+        parent is ``<savepoints>/<namespace>/<name>``. A fresh name never overwrites an older savepoint.
+        """
+        parent = parse_storage_uri(target) if target is not None else self.location.savepoints_root
+        if parent is None:
             raise ConfigError("no savepoints URI is configured: set the job's savepoints URI or give the "
                               "savepoint a target directory")
-        return str(root.join(new_savepoint_name(self.location.job_id)))
+        return str(parent.join(new_savepoint_name(self.location.job_id)))
 
     def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str:
         """Writes ``_metadata`` (call it LAST); returns its URI. Never overwrites different content."""
@@ -173,8 +175,8 @@ class CheckpointStorage:
         else:
             store, key = self._stores.open(savepoint_dir), METADATA_FILE
         if not store.put(key, data, if_absent=True) and store.get(key) != data:
-            raise MetadataError(f"{store.uri(key)} already exists with other content: two coordinators of "
-                                f"job {meta.job_id} wrote the same {meta.kind} id")
+            raise MetadataError(f"{store.uri(key)} already exists with other content: another {meta.kind} "
+                                f"was written there (two coordinators of job {meta.job_id}?)")
         return store.uri(key)
 
     def _check_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> None:

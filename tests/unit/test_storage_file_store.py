@@ -1,0 +1,50 @@
+"""FileObjectStore details that need no server: atomic writes, pruning, reserved names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamjob.worker.errors import StorageError
+from streamjob.worker.storage.file_store import FileObjectStore
+from streamjob.worker.storage.stores import open_store
+from streamjob.worker.storage.uri import parse_storage_uri
+
+pytestmark = pytest.mark.unit
+
+
+def test_writes_leave_no_temporary_files_and_deletes_prune_dirs(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/root")
+    assert isinstance(store, FileObjectStore)
+    store.put("a/b/c", b"1")
+    store.put("a/b/c", b"2", if_absent=True)
+    assert [p.name for p in (tmp_path / "root/a/b").iterdir()] == ["c"]
+    store.delete("a/b/c")
+    assert list((tmp_path / "root").iterdir()) == []
+    assert store.list_dirs("") == []
+
+
+def test_uploads_are_hidden_from_listings(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    upload = store.begin_upload("x/y")
+    store.upload_part("x/y", upload, 1, b"p")
+    assert store.list("") == [] and store.list_dirs("") == []
+    with pytest.raises(StorageError):
+        store.upload_part("x/other", upload, 1, b"p")
+    with pytest.raises(StorageError):
+        store.upload_part("x/y", upload, 0, b"p")
+    with pytest.raises(StorageError, match="unknown upload"):
+        store.upload_part("x/y", "../../etc", 1, b"p")
+
+
+def test_unwritable_root_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"not a directory")
+    store = FileObjectStore(parse_storage_uri(f"file://{tmp_path}/file"))
+    with pytest.raises(StorageError, match="cannot write"):
+        store.put("k", b"1")
+
+
+def test_file_store_needs_a_file_root() -> None:
+    with pytest.raises(StorageError):
+        FileObjectStore(parse_storage_uri("s3://bucket/x"))
