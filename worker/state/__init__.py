@@ -25,6 +25,7 @@ from streamjob.worker.state.key_groups import (
     key_group_range,
     operator_index_for,
 )
+from streamjob.worker.state.operator_state import OperatorStateStore
 from streamjob.worker.state.primitives import (
     AggregatingState,
     ListState,
@@ -46,6 +47,7 @@ __all__ = [
     "ListStateDescriptor",
     "MapState",
     "MapStateDescriptor",
+    "OperatorStateStore",
     "PickleSerializer",
     "ReduceFunction",
     "ReducingState",

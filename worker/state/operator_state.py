@@ -1,0 +1,214 @@
+"""Operator (non-keyed) state: lists of elements per subtask, redistributed on rescale.
+
+What ``CheckpointedFunction`` and sources keep outside keyed state (split positions, pending
+transactions). Two redistribution modes, as in Flink:
+
+- ``get_list_state`` (even split): on restore, the old subtasks' elements are concatenated in
+  old-subtask order and new subtask *i* of *p* takes the contiguous slice
+  ``[i * n // p, (i + 1) * n // p)``; every element lands in exactly one new subtask.
+- ``get_union_list_state``: every new subtask gets all elements of all old subtasks (and
+  decides itself which to keep).
+
+Recovery contract: after a restore from checkpoint *n*, the states hold what they held when
+*n*'s barrier passed this operator, redistributed as above. Elements are decoded only when a
+descriptor registers the state, with its serializer (never unpickled unless it declares
+``PickleSerializer``). Restored states that are not registered again are carried over into
+the next snapshots unchanged.
+
+Callers: the runtime's operators (one store per operator subtask: ``restore`` before
+``initialize_state``, ``snapshot`` at each barrier).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
+from streamjob.worker.errors import PipelineError, RestoreError, SerializationError
+from streamjob.worker.state.chunks import safe_uid
+from streamjob.worker.state.descriptors import ListStateDescriptor
+from streamjob.worker.state.primitives import ListState
+from streamjob.worker.state.serializers import KEY_SERIALIZER
+
+FORMAT: Final = "streamjob-operator"
+VERSION: Final = 1
+SPLIT: Final = "split"
+UNION: Final = "union"
+
+
+class OperatorListState(ListState[Any]):
+    """A plain list of elements of one subtask (not scoped to any key)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = items
+
+    def get(self) -> list[Any]:
+        """A copy of the elements."""
+        return self._items.copy()
+
+    def add(self, value: Any) -> None:
+        """Appends one element."""
+        self._items.append(value)
+
+    def add_all(self, values: Iterable[Any]) -> None:
+        """Appends elements."""
+        self._items.extend(values)
+
+    def update(self, values: Iterable[Any]) -> None:
+        """Replaces the elements."""
+        self._items[:] = list(values)
+
+    def clear(self) -> None:
+        """Removes every element."""
+        self._items.clear()
+
+
+@dataclass(slots=True)
+class _Registered:
+    descriptor: ListStateDescriptor[Any]
+    mode: str
+    state: OperatorListState
+
+
+@dataclass(slots=True)
+class _Raw:
+    mode: str
+    serializer_id: str
+    elements: list[bytes]
+
+
+def even_slice(total: int, index: int, parallelism: int) -> tuple[int, int]:
+    """The ``[start, end)`` slice of ``total`` elements that new subtask ``index`` takes."""
+    return index * total // parallelism, (index + 1) * total // parallelism
+
+
+class OperatorStateStore:
+    """The operator state of one operator subtask; see the module docstring."""
+
+    def __init__(self, operator_uid: str = "operator", subtask_index: int = 0) -> None:
+        self._uid = operator_uid
+        self._subtask = subtask_index
+        self._states: dict[str, _Registered] = {}
+        self._raw: dict[str, _Raw] = {}
+        self._restored = False
+
+    def is_restored(self) -> bool:
+        """Whether ``restore`` was called with state of at least one old subtask."""
+        return self._restored
+
+    def get_list_state(self, descriptor: ListStateDescriptor[Any]) -> ListState[Any]:
+        """Even-split redistributed list state."""
+        return self._get(descriptor, SPLIT)
+
+    def get_union_list_state(self, descriptor: ListStateDescriptor[Any]) -> ListState[Any]:
+        """Union redistributed list state."""
+        return self._get(descriptor, UNION)
+
+    def _get(self, descriptor: ListStateDescriptor[Any], mode: str) -> OperatorListState:
+        if not isinstance(descriptor, ListStateDescriptor):
+            raise PipelineError(
+                f"operator {self._uid!r}: operator state needs a ListStateDescriptor, got {type(descriptor).__name__}"
+            )
+        known = self._states.get(descriptor.name)
+        if known is not None:
+            if known.mode != mode:
+                raise PipelineError(
+                    f"operator {self._uid!r}: operator state {descriptor.name!r} is already registered "
+                    f"as {known.mode} list state, not {mode} list state"
+                )
+            return known.state
+        elements: list[Any] = []
+        raw = self._raw.pop(descriptor.name, None)
+        if raw is not None:
+            serializer = descriptor.serializer
+            if raw.mode != mode:
+                raise RestoreError(
+                    f"operator {self._uid!r}: operator state {descriptor.name!r} was {raw.mode} list state "
+                    f"in the snapshot, now requested as {mode} list state"
+                )
+            if raw.serializer_id != serializer.serializer_id:
+                raise RestoreError(
+                    f"operator {self._uid!r}: operator state {descriptor.name!r} was written with serializer "
+                    f"{raw.serializer_id!r} but its descriptor declares {serializer.serializer_id!r}"
+                )
+            elements = [serializer.decode(data) for data in raw.elements]
+        state = OperatorListState(elements)
+        self._states[descriptor.name] = _Registered(descriptor, mode, state)
+        return state
+
+    def snapshot(self) -> Callable[[SnapshotWriter], list[StateHandle]]:
+        """Copies the lists now; the returned callable encodes and writes one file."""
+        copies = [(name, reg.mode, reg.descriptor.serializer, reg.state.get()) for name, reg in self._states.items()]
+        raw = dict(self._raw)
+        name = f"{safe_uid(self._uid)}-op-{self._subtask}.opstate"
+
+        def run(writer: SnapshotWriter) -> list[StateHandle]:
+            states: dict[str, list[Any]] = {}
+            for state_name, mode, serializer, items in copies:
+                try:
+                    encoded = [serializer.encode(item) for item in items]
+                except SerializationError as exc:
+                    raise SerializationError(f"operator {self._uid!r}: operator state {state_name!r}: {exc}") from exc
+                states[state_name] = [mode, serializer.serializer_id, encoded]
+            for state_name, kept in raw.items():
+                states[state_name] = [kept.mode, kept.serializer_id, kept.elements]
+            if not states:
+                return []
+            document = {"format": FORMAT, "version": VERSION, "states": states}
+            return [writer.write(name, KEY_SERIALIZER.encode(document))]
+
+        return run
+
+    def restore(
+        self,
+        handles_by_old_subtask: Sequence[Sequence[StateHandle]],
+        reader: SnapshotReader,
+        subtask_index: int,
+        parallelism: int,
+    ) -> None:
+        """Loads and redistributes the operator state of every old subtask (in old-subtask order)."""
+        if not 0 <= subtask_index < parallelism:
+            raise RestoreError(f"operator {self._uid!r}: subtask {subtask_index} of {parallelism} is invalid")
+        merged: dict[str, _Raw] = {}
+        for handles in handles_by_old_subtask:
+            for handle in handles:
+                for state_name, (mode, serializer_id, elements) in self._read(handle, reader).items():
+                    into = merged.setdefault(state_name, _Raw(mode, serializer_id, []))
+                    if (into.mode, into.serializer_id) != (mode, serializer_id):
+                        raise RestoreError(
+                            f"operator {self._uid!r}: operator state {state_name!r} appears as both "
+                            f"{into.mode}/{into.serializer_id} and {mode}/{serializer_id}"
+                        )
+                    into.elements.extend(elements)
+        for state_name, raw in merged.items():
+            if raw.mode == SPLIT:
+                start, end = even_slice(len(raw.elements), subtask_index, parallelism)
+                raw.elements = raw.elements[start:end]
+            self._raw[state_name] = raw
+        self._restored = self._restored or any(handles_by_old_subtask) or bool(merged)
+
+    def _read(self, handle: StateHandle, reader: SnapshotReader) -> dict[str, tuple[str, str, list[bytes]]]:
+        try:
+            document = KEY_SERIALIZER.decode(reader.read(handle))
+        except SerializationError as exc:
+            raise RestoreError(f"operator state file {handle.path} is corrupted: {exc}") from exc
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise RestoreError(f"{handle.path} is not a streamjob operator state file")
+        if document.get("version") != VERSION:
+            raise RestoreError(
+                f"operator state file {handle.path} has format version {document.get('version')!r}; "
+                f"this streamjob reads version {VERSION}"
+            )
+        out: dict[str, tuple[str, str, list[bytes]]] = {}
+        for state_name, (mode, serializer_id, elements) in document["states"].items():
+            if mode not in (SPLIT, UNION) or not all(isinstance(e, bytes) for e in elements):
+                raise RestoreError(f"operator state file {handle.path} is malformed ({state_name!r})")
+            out[str(state_name)] = (str(mode), str(serializer_id), list(elements))
+        return out
+
+
+__all__ = ["OperatorListState", "OperatorStateStore", "even_slice"]
