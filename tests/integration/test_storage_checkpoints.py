@@ -10,8 +10,13 @@ import pytest
 from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.checkpoint.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.errors import MetadataError, StorageError
-from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation
-from streamjob.worker.storage.discovery import find_latest_retained, list_snapshots, resolve_restore_target
+from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation, dispose_savepoint
+from streamjob.worker.storage.discovery import (
+    find_latest_retained,
+    list_snapshots,
+    render_snapshot_table,
+    resolve_restore_target,
+)
 from streamjob.worker.storage.object_store import ObjectStore
 from streamjob.worker.storage.snapshot_files import CorruptStateError
 from streamjob.worker.storage.uri import parse_storage_uri
@@ -301,6 +306,10 @@ def test_list_snapshots_newest_first(root: Root) -> None:
     assert rows[-1].location == f"{st.checkpoint_base_uri}/chk-1" or broken[0] is rows[-1]
     sp_rows = list_snapshots(f"{root.uri}/savepoints", s3=root.settings)
     assert [(r.kind, r.id, r.job_id, r.size) for r in sp_rows] == [("savepoint", 7, "job-1", 24)]
+    table = render_snapshot_table(rows).splitlines()
+    assert table[0].split()[:3] == ["KIND", "ID", "JOB"]
+    assert len(table) == 1 + len(rows) + 1 and table[-1].startswith("! ")
+    assert any(line.split()[:2] == ["checkpoint", "2"] and line.endswith("/chk-2") for line in table)
 
 
 def test_delete_job_root(root: Root) -> None:
@@ -313,3 +322,36 @@ def test_delete_job_root(root: Root) -> None:
     assert st.job_store.list("") == []
     assert st.latest_retained() is None
     assert other.latest_retained() is not None
+
+
+def test_dispose_savepoint_refuses_anything_else(root: Root) -> None:
+    st = storage(root)
+    complete_checkpoint(st, 1)
+    savepoint = take_savepoint(st)
+    with pytest.raises(StorageError, match="not a savepoint"):
+        dispose_savepoint(f"{st.checkpoint_base_uri}/chk-1", root.factory())
+    with pytest.raises(MetadataError):
+        dispose_savepoint(root.uri, root.factory())
+    assert dispose_savepoint(savepoint, root.factory()) == 3
+    assert root.factory().open(savepoint.rsplit("/", 1)[0]).list("") == []
+    assert st.latest_retained() is not None
+
+
+def test_restore_from_another_jobs_checkpoint_imports_its_shared_files(root: Root) -> None:
+    old = storage(root, "job-1")
+    complete_checkpoint(old, 1, {"count-kg0.keyed": b"K0", "count-kg1.keyed": b"K1"})
+    new = storage(root, "job-2")
+    loaded = new.load_metadata(new.resolve_restore_target(old.checkpoint_base_uri) or "")
+    assert loaded.base_uri == old.checkpoint_base_uri
+    assert new.import_shared(loaded) == 2
+    assert new.import_shared(loaded) == 0
+    assert new.import_shared(old.load_metadata(f"{old.checkpoint_base_uri}/chk-1")) == 0
+    old.delete_job_root()
+    reader = new.reader(new.checkpoint_base_uri)
+    shared = [h for h in loaded.metadata.handles() if h.shared]
+    assert [reader.read(h) for h in shared] == [b"K0", b"K1"]
+    assert old.import_shared(new.load_metadata(savepoint_of(new))) == 0
+
+
+def savepoint_of(st: CheckpointStorage) -> str:
+    return take_savepoint(st)

@@ -10,12 +10,14 @@ from streamjob.worker.storage.checkpoint_storage import (
     CoordinatorStorageView,
     JobStorageLocation,
     WorkerStorageView,
+    dispose_savepoint,
 )
 from streamjob.worker.storage.discovery import (
     SnapshotRef,
     SnapshotRow,
     find_latest_retained,
     list_snapshots,
+    render_snapshot_table,
     resolve_restore_target,
 )
 from streamjob.worker.storage.object_store import (
@@ -52,10 +54,12 @@ __all__ = [
     "StoreFactory",
     "UploadedPart",
     "WorkerStorageView",
+    "dispose_savepoint",
     "find_latest_retained",
     "list_snapshots",
     "open_store",
     "parse_storage_uri",
     "plan_retention",
+    "render_snapshot_table",
     "resolve_restore_target",
 ]

@@ -194,6 +194,26 @@ class CheckpointStorage:
         """Loads the snapshot at ``uri`` (its directory or its ``_metadata``); ``MetadataError`` if bad."""
         return load_snapshot(self._stores.open, uri)
 
+    def import_shared(self, loaded: LoadedSnapshot) -> int:
+        """Copies the shared files of a checkpoint of *another* jobId into this jobId's ``shared/``.
+
+        Call it on restore, before the first checkpoint: an incremental backend keeps referencing the
+        restored ``shared/`` files by their relative paths, which must then exist under this jobId
+        (and must outlive the other job's retention). A no-op for savepoints and for this jobId's own
+        checkpoints. Returns the number of files copied.
+        """
+        if loaded.base_uri == self.checkpoint_base_uri:
+            return 0
+        shared = sorted(loaded.metadata.referenced_shared_files())
+        if not shared:
+            return 0
+        source = self._stores.open(loaded.base_uri)
+        copied = 0
+        for key in shared:
+            if not self._job.exists(key) and self._job.put(key, source.get(key), if_absent=True):
+                copied += 1
+        return copied
+
     def resolve_restore_target(self, text: str) -> str | None:
         """``--restore-from latest|URI`` → the ``_metadata`` URI (None: nothing to restore for latest)."""
         return discovery.resolve_restore_target(text, self._job)
@@ -267,3 +287,20 @@ class CheckpointStorage:
     def read_lineage(self) -> JobLineage | None:
         """The jobId's lineage record, or None."""
         return discovery.read_lineage(self._job)
+
+
+def dispose_savepoint(uri: str | StorageUri, stores: StoreFactory) -> int:
+    """Deletes the savepoint at ``uri`` (its directory or ``_metadata``): ``_metadata`` first, then the rest.
+
+    Refuses anything whose ``_metadata`` is missing, unreadable or not a savepoint, so that a wrong
+    URI can never wipe a checkpoint directory or a bucket prefix. Returns the number of objects deleted.
+    """
+    loaded = load_snapshot(stores.open, uri)
+    if loaded.metadata.kind != "savepoint":
+        raise StorageError(f"refusing to dispose {loaded.directory}: it holds a {loaded.metadata.kind}, "
+                           "not a savepoint")
+    store = stores.open(loaded.directory)
+    keys = [info.key for info in store.list("")]
+    store.delete(METADATA_FILE)
+    store.delete_many(k for k in keys if k != METADATA_FILE)
+    return len(keys)

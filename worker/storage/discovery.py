@@ -189,3 +189,18 @@ def list_snapshots(uri: str | StorageUri | ObjectStore, *, s3: S3Settings | None
         when = datetime.fromtimestamp(meta.completion_timestamp_ms / 1000, tz=UTC)
         rows.append(SnapshotRow(meta.kind, meta.checkpoint_id, meta.job_id, when, meta.total_size, directory))
     return sorted(rows, key=lambda r: (r.time, r.id if r.id is not None else -1), reverse=True)
+
+
+def render_snapshot_table(rows: list[SnapshotRow]) -> str:
+    """The text table ``streamjob checkpoints URI`` prints (one header line, one line per row)."""
+    header = ("KIND", "ID", "JOB", "TIME (UTC)", "SIZE", "LOCATION")
+    lines = [header]
+    for row in rows:
+        kind = row.kind if row.problem is None else f"{row.kind} (unreadable)"
+        lines.append((kind, "-" if row.id is None else str(row.id), row.job_id or "-",
+                      row.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), str(row.size), row.location))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+            for line in lines]
+    text += [f"! {row.location}: {row.problem}" for row in rows if row.problem is not None]
+    return "\n".join(text)

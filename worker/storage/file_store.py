@@ -9,6 +9,7 @@ left by deletes are removed so that ``list_dirs`` matches S3's view. Opened by `
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import os
 import shutil
@@ -34,6 +35,22 @@ from streamjob.worker.storage.uri import StorageUri
 _T = TypeVar("_T")
 _TMP_MARK = ".sjtmp-"
 _UPLOADS = f"{RESERVED_PREFIX}uploads"
+
+
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    """``if_absent`` on filesystems without hard links: exclusive create (not atomic for readers)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,6 +134,10 @@ class FileObjectStore(ObjectStore):
                     os.link(tmp, path)
                 except FileExistsError:
                     return False
+                except OSError as err:
+                    if err.errno not in _NO_HARD_LINKS:
+                        raise
+                    return _create_exclusive(path, data)
             else:
                 os.replace(tmp, path)
         finally:
