@@ -142,6 +142,12 @@ def test_discard_removes_a_failed_checkpoint_but_not_a_completed_one(root: Root)
     assert not [i for i in st.job_store.list("") if i.key.startswith("chk-2/")]
     with pytest.raises(StorageError, match="completed"):
         st.discard(1)
+    directory = st.new_savepoint_dir()
+    st.writer(3, "count", 0, savepoint_dir=directory).write("keyed-0", b"x")
+    with pytest.raises(StorageError, match="not a savepoint"):
+        st.discard(3, savepoint_dir=directory.rsplit("/", 1)[0])
+    assert st.discard(3, savepoint_dir=directory) == 1
+    assert root.factory().open(directory).list("") == []
 
 
 def test_retention_deletes_the_right_files(root: Root) -> None:

@@ -7,7 +7,9 @@ import pytest
 
 from streamjob.worker.errors import StorageError
 from streamjob.worker.storage.object_store import ObjectNotFoundError
+from streamjob.worker.storage.uri import parse_storage_uri
 from tests.integration.test_storage_support import Root, make_root
+from tests.support.s3server import S3Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +154,13 @@ def test_concurrent_writers_from_threads(root: Root) -> None:
         t.join()
     assert errors == []
     assert len(store.list("")) == 80
+
+
+def test_s3_folder_markers_are_not_objects(s3: S3Endpoint, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    root = make_root("s3", request, tmp_path)
+    store = root.store()
+    prefix = parse_storage_uri(root.uri).path
+    s3.client().put_object(Bucket=s3.bucket, Key=f"{prefix}/folder/", Body=b"")
+    store.put("folder/real", b"1")
+    assert [i.key for i in store.list("")] == ["folder/real"]
+    assert store.list_dirs("") == ["folder"]

@@ -33,6 +33,7 @@ from streamjob.worker.storage.layout import (
     checkpoint_ids,
     checkpoint_metadata_key,
     encode_uid,
+    is_savepoint_dir,
     job_root,
     new_savepoint_name,
     savepoints_root,
@@ -230,6 +231,8 @@ class CheckpointStorage:
         """
         if savepoint_dir is not None:
             store, prefix = self._stores.open(savepoint_dir), ""
+            if not is_savepoint_dir(store.root.name):
+                raise StorageError(f"refusing to discard {savepoint_dir}: not a savepoint-* directory")
         else:
             store, prefix = self._job, f"{checkpoint_dir_name(checkpoint_id)}/"
         if store.exists(prefix + METADATA_FILE):

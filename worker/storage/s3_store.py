@@ -263,7 +263,9 @@ class S3ObjectStore(ObjectStore):
         found: list[ObjectInfo] = []
         for page in self._pages("list", prefix, Prefix=self._prefix + prefix):
             for obj in page.get("Contents", []):
-                found.append(ObjectInfo(obj["Key"][len(self._prefix):], int(obj["Size"]), obj["LastModified"]))
+                key = str(obj["Key"])[len(self._prefix):]
+                if key and not key.endswith("/"):  # skip "folder" markers some tools create
+                    found.append(ObjectInfo(key, int(obj["Size"]), obj["LastModified"]))
         return sorted(found, key=lambda info: info.key)
 
     def list_dirs(self, prefix: str = "") -> builtins.list[str]:
