@@ -323,6 +323,40 @@ def test_async_snapshot_isolation(kind: str, tmp_path: Path) -> None:
     assert restored.next_timer_time() == 1000
 
 
+def test_in_place_mutation_after_snapshot_is_not_in_it(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    backend = make_backend(kind, tmp_path)
+    counter = backend.get_state(ValueStateDescriptor("counter", dict))
+    rows = backend.get_state(ListStateDescriptor("rows", list))
+    nested = backend.get_state(MapStateDescriptor("nested", str, dict))
+    avg = backend.get_state(AVG)
+    backend.set_current_key("k")
+    counter.update({"n": 1})
+    rows.add([1])
+    nested.put("a", {"x": 1})
+    avg.add(1.0)
+    run = backend.snapshot()
+    value = counter.value()
+    value["n"] += 1
+    counter.update(value)
+    row = rows.get()
+    row[0].append(2)
+    rows.update(row)
+    inner = nested.get("a")
+    inner["x"] = 2
+    nested.put("a", inner)
+    avg.add(3.0)
+    assert (counter.value(), rows.get(), nested.get("a"), avg.get()) == ({"n": 2}, [[1, 2]], {"x": 2}, 2.0)
+    handles = run(storage.writer(1))
+    restored = make_backend(kind, tmp_path)
+    restored.restore(handles, storage.reader())
+    restored.set_current_key("k")
+    assert restored.get_state(ValueStateDescriptor("counter", dict)).value() == {"n": 1}
+    assert restored.get_state(ListStateDescriptor("rows", list)).get() == [[1]]
+    assert restored.get_state(MapStateDescriptor("nested", str, dict)).get("a") == {"x": 1}
+    assert restored.get_state(AVG).get() == 1.0
+
+
 def test_restored_state_is_checked_against_descriptor(kind: str, tmp_path: Path) -> None:
     storage = MemoryStorage()
     backend = make_backend(kind, tmp_path)
@@ -397,3 +431,17 @@ def test_closed_backend_refuses_use(kind: str, tmp_path: Path) -> None:
     backend.close()
     with pytest.raises(PipelineError, match="closed"):
         backend.get_state(BALANCE)
+
+
+def test_copy_on_write_ends_when_snapshots_end(tmp_path: Path) -> None:
+    import gc
+
+    backend = make_backend("hashmap", tmp_path)
+    backend.get_state(BALANCE)
+    run = backend.snapshot()
+    assert backend._inflight == 1  # type: ignore[attr-defined]
+    run(MemoryStorage().writer(1))
+    assert backend._inflight == 0  # type: ignore[attr-defined]
+    backend.snapshot()  # never written: released when collected
+    gc.collect()
+    assert backend._inflight == 0  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ Callers: ``create_keyed_backend("hashmap", ctx)``.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,7 @@ from streamjob.worker.state.hashmap_states import (
     HashListState,
     HashMapStateImpl,
     HashReducingState,
+    HashTable,
     HashTtlValueState,
     HashValueState,
 )
@@ -47,15 +50,6 @@ _SCALAR_KINDS = frozenset({"value", "reducing", "aggregating"})
 
 
 @dataclass(slots=True)
-class _Table:
-    """One registered state's storage."""
-
-    descriptor: StateDescriptor
-    data: dict[Any, Any]
-    written: dict[Any, int] | None = None  # TTL value state: last write time (ms) per key
-
-
-@dataclass(slots=True)
 class _FrozenTable:
     name: str
     kind: str
@@ -63,6 +57,22 @@ class _FrozenTable:
     data: dict[Any, Any]
     written: dict[Any, int] | None
     expire_before_ms: int | None
+
+
+class _Once:
+    """Calls a function at most once (from ``release`` or from the garbage collector)."""
+
+    __slots__ = ("_fn", "_lock")
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
 
 
 class _FrozenHashMap(FrozenKeyedState):
@@ -74,11 +84,17 @@ class _FrozenHashMap(FrozenKeyedState):
         tables: list[_FrozenTable],
         raw: dict[str, list[tuple[int, Entry]]],
         lookup: Callable[[Any], int],
+        on_release: Callable[[], None],
     ) -> None:
         super().__init__(metas)
         self._tables = tables
         self._raw = raw
         self._lookup = lookup
+        self._on_release = _Once(on_release)
+        weakref.finalize(self, self._on_release)  # a snapshot that is never written still ends
+
+    def release(self) -> None:
+        self._on_release()
 
     def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
         lookup = self._lookup
@@ -115,10 +131,12 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
 
     def __init__(self, ctx: KeyedBackendContext) -> None:
         super().__init__(ctx)
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, HashTable] = {}
         self._raw: dict[str, list[tuple[int, Entry]]] = {}
         self._dirty_keys: set[Any] = set()
         self._mark: Callable[[Any], None] | None = self._dirty_keys.add if ctx.incremental else None
+        self._inflight = 0  # snapshots sharing objects with the tables (copy-on-write while > 0)
+        self._inflight_lock = threading.Lock()
 
     def _mark_dirty(self, key: Any) -> None:
         self._dirty_keys.add(key)
@@ -134,7 +152,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
     # -- states ------------------------------------------------------------------------------
 
     def _create_state(self, descriptor: StateDescriptor) -> State:
-        table = _Table(descriptor=descriptor, data={})
+        table = HashTable(descriptor=descriptor, data={})
         if isinstance(descriptor, ValueStateDescriptor) and descriptor.ttl_ms is not None:
             table.written = {}
         self._decode_into(table, self._raw.pop(descriptor.name, []))
@@ -142,19 +160,19 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         mark = self._mark
         if isinstance(descriptor, ValueStateDescriptor):
             if table.written is not None:
-                return HashTtlValueState(self, (table.data, table.written), descriptor, mark, self._ctx.clock)
-            return HashValueState(self, table.data, descriptor, mark)
+                return HashTtlValueState(self, table, descriptor, mark, self._ctx.clock)
+            return HashValueState(self, table, descriptor, mark)
         if isinstance(descriptor, ListStateDescriptor):
-            return HashListState(self, table.data, mark)
+            return HashListState(self, table, mark)
         if isinstance(descriptor, MapStateDescriptor):
-            return HashMapStateImpl(self, table.data, mark)
+            return HashMapStateImpl(self, table, mark)
         if isinstance(descriptor, ReducingStateDescriptor):
-            return HashReducingState(self, table.data, descriptor, mark)
+            return HashReducingState(self, table, descriptor, mark)
         if isinstance(descriptor, AggregatingStateDescriptor):
-            return HashAggregatingState(self, table.data, descriptor, mark)
+            return HashAggregatingState(self, table, descriptor, mark)
         raise PipelineError(f"unsupported state descriptor {type(descriptor).__name__}")
 
-    def _decode_into(self, table: _Table, rows: list[tuple[int, Entry]]) -> None:
+    def _decode_into(self, table: HashTable, rows: list[tuple[int, Entry]]) -> None:
         decode = table.descriptor.serializer.decode
         data, written = table.data, table.written
         now_ms = int(self._ctx.clock() * 1000)
@@ -191,7 +209,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
 
         return data.get, put
 
-    def _ttl_accessors(self, table: _Table) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+    def _ttl_accessors(self, table: HashTable) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
         data, written, clock = table.data, table.written or {}, self._ctx.clock
         ttl = getattr(table.descriptor, "ttl_ms", 0) or 0
         mark = self._mark
@@ -215,6 +233,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         now_ms = int(self._ctx.clock() * 1000)
         tables: list[_FrozenTable] = []
         for name, table in self._tables.items():
+            table.copied.clear()  # every stored object is shared with this snapshot again
             kind = table.descriptor.kind
             if kind == "list":
                 data: dict[Any, Any] = {key: value.copy() for key, value in table.data.items()}
@@ -234,7 +253,13 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
                 )
             )
         raw = {name: rows.copy() for name, rows in self._raw.items()}
-        return _FrozenHashMap(self._metas(), tables, raw, self._assigner.assign)
+        with self._inflight_lock:
+            self._inflight += 1
+        return _FrozenHashMap(self._metas(), tables, raw, self._assigner.assign, self._snapshot_released)
+
+    def _snapshot_released(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
 
     def _load_group(self, group: RestoredGroup) -> None:
         for name, entries in group.states.items():

@@ -2,8 +2,15 @@
 
 Each state reads and writes its table at the backend's current key; values are live Python
 objects (no serialization until a snapshot). ``mark`` is the backend's dirty-key recorder when
-incremental snapshots are on, else None. Lists and maps are copied on read (``get()``,
-``keys()``...) so that callers cannot change state behind the backend's back; write them back.
+incremental snapshots are on, else None. Lists are copied on read so that callers cannot change
+state behind the backend's back; write them back.
+
+Copy-on-write keeps asynchronous snapshots isolated: a snapshot shares the stored objects with
+the live tables, so while one is being written (``backend._inflight``), the first read of a key
+that may lead to an in-place mutation (``value()``, a reducer or accumulator, map values, list
+elements) replaces the live object by a deep copy; the snapshot keeps the original. Immutable
+scalars are never copied. The raw ``get_value_accessors`` fast path does not copy: its users
+must not mutate values in place.
 
 Recovery contract: see ``primitives.py`` and ``backend.py``.
 
@@ -12,12 +19,17 @@ Callers: ``hashmap.py`` (creates them in ``get_state``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Final, Protocol
 
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
     ReducingStateDescriptor,
+    StateDescriptor,
     ValueStateDescriptor,
 )
 from streamjob.worker.state.primitives import (
@@ -29,31 +41,86 @@ from streamjob.worker.state.primitives import (
 )
 
 MISSING: Final = object()
+IMMUTABLE_TYPES: Final = frozenset(
+    {int, float, complex, str, bytes, bool, type(None), tuple, frozenset, Decimal, date, datetime, time, timedelta}
+)
 Mark = Callable[[Any], None] | None
 
 
 class KeyHolder(Protocol):
-    """What a state needs from its backend: the current key, as attribute ``_key``."""
+    """What a state needs from its backend: the current key and the in-flight snapshot count."""
 
     _key: Any
+    _inflight: int
 
 
-class HashValueState(ValueState[Any]):
+@dataclass(slots=True)
+class HashTable:
+    """One registered state's storage."""
+
+    descriptor: StateDescriptor
+    data: dict[Any, Any] = field(default_factory=dict)
+    written: dict[Any, int] | None = None  # TTL value state: last write time (ms) per key
+    copied: set[Any] = field(default_factory=set)  # keys made private since the last snapshot
+
+
+class _HashState:
+    __slots__ = ("_b", "_copied", "_mark", "_table")
+
+    def __init__(self, backend: KeyHolder, table: HashTable, mark: Mark) -> None:
+        self._b = backend
+        self._table: dict[Any, Any] = table.data
+        self._copied = table.copied
+        self._mark = mark
+
+    def _private(self, key: Any, value: Any) -> Any:
+        """``value``, replaced in the table by a deep copy if a snapshot may still share it."""
+        if type(value) in IMMUTABLE_TYPES or key in self._copied:
+            return value
+        value = copy.deepcopy(value)
+        self._table[key] = value
+        self._copied.add(key)
+        return value
+
+    def _private_items(self, key: Any, container: Any) -> None:
+        """Deep-copies the mutable elements of a live list or dict a snapshot may share."""
+        if key in self._copied:
+            return
+        self._copied.add(key)
+        if isinstance(container, list):
+            for index, item in enumerate(container):
+                if type(item) not in IMMUTABLE_TYPES:
+                    container[index] = copy.deepcopy(item)
+        else:
+            for name, item in container.items():
+                if type(item) not in IMMUTABLE_TYPES:
+                    container[name] = copy.deepcopy(item)
+
+    def clear(self) -> None:
+        """Removes the current key's value."""
+        key = self._b._key
+        self._table.pop(key, None)
+        if self._mark is not None:
+            self._mark(key)
+
+
+class HashValueState(_HashState, ValueState[Any]):
     """``ValueState`` over a dict."""
 
-    __slots__ = ("_b", "_default", "_mark", "_table")
+    __slots__ = ("_default",)
 
-    def __init__(self, backend: KeyHolder, table: dict[Any, Any], descriptor: ValueStateDescriptor[Any], mark: Mark):
-        self._b = backend
-        self._table = table
+    def __init__(self, backend: KeyHolder, table: HashTable, descriptor: ValueStateDescriptor[Any], mark: Mark):
+        super().__init__(backend, table, mark)
         self._default = descriptor.default_value
-        self._mark = mark
 
     def value(self) -> Any:
         """The current key's value or the default."""
-        value = self._table.get(self._b._key, MISSING)
+        key = self._b._key
+        value = self._table.get(key, MISSING)
         if value is MISSING:
             return self._default()
+        if self._b._inflight:
+            return self._private(key, value)
         return value
 
     def update(self, value: Any) -> None:
@@ -66,13 +133,6 @@ class HashValueState(ValueState[Any]):
         if self._mark is not None:
             self._mark(key)
 
-    def clear(self) -> None:
-        """Removes the current key's value."""
-        key = self._b._key
-        self._table.pop(key, None)
-        if self._mark is not None:
-            self._mark(key)
-
 
 class HashTtlValueState(HashValueState):
     """``ValueState`` with a time-to-live since the last write."""
@@ -82,26 +142,22 @@ class HashTtlValueState(HashValueState):
     def __init__(
         self,
         backend: KeyHolder,
-        tables: tuple[dict[Any, Any], dict[Any, int]],
+        table: HashTable,
         descriptor: ValueStateDescriptor[Any],
         mark: Mark,
         clock: Callable[[], float],
     ):
-        super().__init__(backend, tables[0], descriptor, mark)
-        self._written = tables[1]
+        super().__init__(backend, table, descriptor, mark)
+        self._written: dict[Any, int] = table.written if table.written is not None else {}
         self._clock = clock
         self._ttl_ms = descriptor.ttl_ms or 0
 
     def value(self) -> Any:
         """The value, unless it expired (then the default, and the value is dropped)."""
         key = self._b._key
-        value = self._table.get(key, MISSING)
-        if value is MISSING:
-            return self._default()
-        if int(self._clock() * 1000) - self._written.get(key, 0) >= self._ttl_ms:
+        if key in self._table and int(self._clock() * 1000) - self._written.get(key, 0) >= self._ttl_ms:
             self.clear()
-            return self._default()
-        return value
+        return super().value()
 
     def update(self, value: Any) -> None:
         """Sets the value and restarts its time-to-live."""
@@ -117,20 +173,20 @@ class HashTtlValueState(HashValueState):
         self._written.pop(self._b._key, None)
 
 
-class HashListState(ListState[Any]):
+class HashListState(_HashState, ListState[Any]):
     """``ListState`` over a dict of lists (empty lists are removed)."""
 
-    __slots__ = ("_b", "_mark", "_table")
-
-    def __init__(self, backend: KeyHolder, table: dict[Any, list[Any]], mark: Mark):
-        self._b = backend
-        self._table = table
-        self._mark = mark
+    __slots__ = ()
 
     def get(self) -> list[Any]:
         """A copy of the current key's elements."""
-        stored = self._table.get(self._b._key)
-        return [] if stored is None else stored.copy()
+        key = self._b._key
+        stored = self._table.get(key)
+        if stored is None:
+            return []
+        if self._b._inflight:
+            self._private_items(key, stored)
+        return list(stored)
 
     def add(self, value: Any) -> None:
         """Appends one element."""
@@ -168,26 +224,20 @@ class HashListState(ListState[Any]):
         if self._mark is not None:
             self._mark(key)
 
-    def clear(self) -> None:
-        """Removes every element."""
-        key = self._b._key
-        self._table.pop(key, None)
-        if self._mark is not None:
-            self._mark(key)
 
-
-class HashMapStateImpl(MapState[Any, Any]):
+class HashMapStateImpl(_HashState, MapState[Any, Any]):
     """``MapState`` over a dict of dicts (empty maps are removed)."""
 
-    __slots__ = ("_b", "_mark", "_table")
-
-    def __init__(self, backend: KeyHolder, table: dict[Any, dict[Any, Any]], mark: Mark):
-        self._b = backend
-        self._table = table
-        self._mark = mark
+    __slots__ = ()
 
     def _map(self) -> dict[Any, Any]:
-        return self._table.get(self._b._key) or {}
+        key = self._b._key
+        stored: dict[Any, Any] | None = self._table.get(key)
+        if stored is None:
+            return {}
+        if self._b._inflight:
+            self._private_items(key, stored)
+        return stored
 
     def _writable(self) -> dict[Any, Any]:
         key = self._b._key
@@ -200,8 +250,7 @@ class HashMapStateImpl(MapState[Any, Any]):
 
     def get(self, key: Any) -> Any:
         """The value of a user key, or None."""
-        stored = self._table.get(self._b._key)
-        return None if stored is None else stored.get(key)
+        return self._map().get(key)
 
     def put(self, key: Any, value: Any) -> None:
         """Sets a user key."""
@@ -215,7 +264,8 @@ class HashMapStateImpl(MapState[Any, Any]):
 
     def contains(self, key: Any) -> bool:
         """Whether the user key is present."""
-        return key in self._map()
+        stored = self._table.get(self._b._key)
+        return stored is not None and key in stored
 
     def remove(self, key: Any) -> None:
         """Removes a user key."""
@@ -231,7 +281,7 @@ class HashMapStateImpl(MapState[Any, Any]):
 
     def keys(self) -> list[Any]:
         """The user keys."""
-        return list(self._map())
+        return list(self._table.get(self._b._key) or ())
 
     def values(self) -> list[Any]:
         """The values."""
@@ -245,66 +295,62 @@ class HashMapStateImpl(MapState[Any, Any]):
         """Whether the map is empty."""
         return not self._table.get(self._b._key)
 
-    def clear(self) -> None:
-        """Removes the whole map of the current key."""
-        key = self._b._key
-        self._table.pop(key, None)
-        if self._mark is not None:
-            self._mark(key)
 
-
-class HashReducingState(ReducingState[Any]):
+class HashReducingState(_HashState, ReducingState[Any]):
     """``ReducingState`` over a dict."""
 
-    __slots__ = ("_b", "_mark", "_reduce", "_table")
+    __slots__ = ("_reduce",)
 
-    def __init__(self, backend: KeyHolder, table: dict[Any, Any], descriptor: ReducingStateDescriptor[Any], mark: Mark):
-        self._b = backend
-        self._table = table
+    def __init__(self, backend: KeyHolder, table: HashTable, descriptor: ReducingStateDescriptor[Any], mark: Mark):
+        super().__init__(backend, table, mark)
         self._reduce = descriptor.reduce
-        self._mark = mark
 
     def get(self) -> Any:
         """The reduced value, or None."""
-        return self._table.get(self._b._key)
+        key = self._b._key
+        value = self._table.get(key)
+        if value is not None and self._b._inflight:
+            return self._private(key, value)
+        return value
 
     def add(self, value: Any) -> None:
         """Folds a value in."""
         key = self._b._key
         current = self._table.get(key, MISSING)
-        self._table[key] = value if current is MISSING else self._reduce(current, value)
+        if current is MISSING:
+            self._table[key] = value
+        else:
+            if self._b._inflight:
+                current = self._private(key, current)
+            self._table[key] = self._reduce(current, value)
         if self._mark is not None:
             self._mark(key)
 
-    def clear(self) -> None:
-        """Removes the value."""
-        key = self._b._key
-        self._table.pop(key, None)
-        if self._mark is not None:
-            self._mark(key)
 
-
-class HashAggregatingState(AggregatingState[Any, Any]):
+class HashAggregatingState(_HashState, AggregatingState[Any, Any]):
     """``AggregatingState`` over a dict of accumulators."""
 
-    __slots__ = ("_b", "_fn", "_mark", "_table")
+    __slots__ = ("_fn",)
 
     def __init__(
         self,
         backend: KeyHolder,
-        table: dict[Any, Any],
+        table: HashTable,
         descriptor: AggregatingStateDescriptor[Any, Any, Any],
         mark: Mark,
     ):
-        self._b = backend
-        self._table = table
+        super().__init__(backend, table, mark)
         self._fn = descriptor.aggregate_function
-        self._mark = mark
 
     def get(self) -> Any:
         """The result of the current accumulator, or None."""
-        acc = self._table.get(self._b._key, MISSING)
-        return None if acc is MISSING else self._fn.get_result(acc)
+        key = self._b._key
+        acc = self._table.get(key, MISSING)
+        if acc is MISSING:
+            return None
+        if self._b._inflight:
+            acc = self._private(key, acc)
+        return self._fn.get_result(acc)
 
     def add(self, value: Any) -> None:
         """Adds a value to the accumulator."""
@@ -312,20 +358,17 @@ class HashAggregatingState(AggregatingState[Any, Any]):
         acc = self._table.get(key, MISSING)
         if acc is MISSING:
             acc = self._fn.create_accumulator()
+        elif self._b._inflight:
+            acc = self._private(key, acc)
         self._table[key] = self._fn.add(value, acc)
-        if self._mark is not None:
-            self._mark(key)
-
-    def clear(self) -> None:
-        """Removes the accumulator."""
-        key = self._b._key
-        self._table.pop(key, None)
         if self._mark is not None:
             self._mark(key)
 
 
 __all__ = [
+    "IMMUTABLE_TYPES",
     "MISSING",
+    "HashTable",
     "HashAggregatingState",
     "HashListState",
     "HashMapStateImpl",
