@@ -1,0 +1,192 @@
+"""One reconcile round and the finalizer: observe → plan → write status (write-ahead) → act → events.
+
+``reconcile`` is called in a loop by the per-StreamJob daemon in ``handlers``; ``finalize`` by the
+deletion handler. Status is written before any action, with optimistic concurrency, so that a
+crash between the two leaves the intent recorded and a conflicting writer (a second operator
+replica, a user) makes this round stop before acting. Errors propagate as ``OperatorError``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from streamjob.operator import events
+from streamjob.operator.deps import Deps
+from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
+from streamjob.operator.model.spec import ExternalizedCleanup, StreamJobSpec
+from streamjob.operator.model.status import LifecycleState, SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.gather import effective_spec, gather, job_ref, jobmaster_address, storage_access
+from streamjob.operator.observer.pods import view_pods
+from streamjob.operator.reconciler.facts import (
+    Action,
+    DeletePods,
+    DeployAttempt,
+    DeployWorkers,
+    EventRecord,
+    TriggerCheckpoint,
+    TriggerSavepoint,
+)
+from streamjob.operator.reconciler.plan import plan
+from streamjob.operator.resources import (
+    build_configmap,
+    build_jobmaster_pod,
+    build_service,
+    build_worker_pods,
+    selector_for,
+)
+from streamjob.operator.resources.labels import REST_PORT, configmap_name
+from streamjob.operator.timeutil import format_time
+
+log = logging.getLogger(__name__)
+
+
+def status_body(raw: dict[str, Any] | None, status: StreamJobStatus) -> dict[str, Any]:
+    """The status to write: ours, plus any keys other writers keep there (e.g. kopf's)."""
+    ours = status.wire()
+    known = {f.alias or name for name, f in StreamJobStatus.model_fields.items()}
+    foreign = {k: v for k, v in (raw or {}).items() if k not in known}
+    return foreign | ours
+
+
+async def reconcile(deps: Deps, namespace: str, name: str) -> float:
+    """One round for one StreamJob; returns the seconds until the next round should run."""
+    cfg = deps.config
+    body = await deps.kube.get_streamjob(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return cfg.poll_interval_s
+    facts = await gather(deps, body)
+    result = plan(facts)
+    status = result.status
+    if status != facts.status:
+        body = await deps.kube.replace_status(body, status_body(body.get("status"), status))
+    for action in result.actions:
+        status, body = await execute(deps, body, status, action)
+    await events.publish(deps.kube, body, result.events)
+    deps.metrics.observe((namespace, name), facts.status, status, facts.now)
+    busy = status.operation is not None or status.snapshot_request is not None or bool(result.actions)
+    return cfg.busy_interval_s if busy else cfg.poll_interval_s
+
+
+async def execute(
+    deps: Deps, body: dict[str, Any], status: StreamJobStatus, action: Action
+) -> tuple[StreamJobStatus, dict[str, Any]]:
+    """Carries out one action; records a savepoint request id (or its failure) in status."""
+    job = job_ref(body)
+    kube = deps.kube
+    if isinstance(action, DeployAttempt):
+        await kube.create(build_configmap(action.attempt))
+        await kube.create(build_service(job))
+        await kube.create(build_jobmaster_pod(action.attempt))
+    elif isinstance(action, DeployWorkers):
+        for pod in build_worker_pods(action.attempt, action.jobmaster_ip):
+            await kube.create(pod)
+    elif isinstance(action, DeletePods):
+        await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds)
+    elif isinstance(action, TriggerSavepoint | TriggerCheckpoint):
+        req = status.snapshot_request
+        address = f"{action.jobmaster_ip}:{REST_PORT}"
+        update: dict[str, Any] = {}
+        try:
+            if isinstance(action, TriggerSavepoint):
+                update["request_id"] = await deps.jobmaster.trigger_savepoint(address, stop=action.stop)
+            else:
+                await deps.jobmaster.trigger_checkpoint(address)
+        except JobMasterError as err:
+            update["error"] = str(err)
+        if req is not None and update:
+            status = status.model_copy(update={"snapshot_request": req.model_copy(update=update)})
+            body = await kube.replace_status(body, status_body(body.get("status"), status))
+    return status, body
+
+
+async def delete_pods(deps: Deps, body: dict[str, Any], *, keep_attempt: int | None, grace: int) -> None:
+    """Deletes the job's pods and ConfigMaps of every attempt but ``keep_attempt``."""
+    job = job_ref(body)
+    pods = await deps.kube.list_pods(job.namespace, selector_for(job))
+    views = view_pods(pods, now=deps.clock(), start_timeout_s=1e9)
+    doomed = [v.name for v in views if v.attempt != keep_attempt]
+    await deps.kube.delete_pods(job.namespace, doomed, grace)
+    keep = {configmap_name(job, keep_attempt)} if keep_attempt is not None else set()
+    await deps.kube.delete_configmaps(job.namespace, selector_for(job), keep)
+
+
+# -- deletion ------------------------------------------------------------------------------------
+
+
+async def finalize(deps: Deps, body: dict[str, Any]) -> None:
+    """Deletion: optional final savepoint (bounded), cancel, cleanup — never hangs on the job."""
+    job = job_ref(body)
+    status = StreamJobStatus.parse(body.get("status"))
+    spec = effective_spec(StreamJobSpec.parse(body["spec"]) if _parses(body) else None, status)
+    records: list[EventRecord] = []
+    if status.lifecycle_state is not LifecycleState.DELETING:
+        status = status.model_copy(update={"lifecycle_state": LifecycleState.DELETING, "operation": None})
+        try:
+            body = await deps.kube.replace_status(body, status_body(body.get("status"), status))
+        except KubernetesError as err:
+            log.info("could not mark %s Deleting: %s", job.name, err)
+    pods = view_pods(await deps.kube.list_pods(job.namespace, selector_for(job)), now=deps.clock(), start_timeout_s=1e9)
+    address = jobmaster_address(pods, status)
+    cancelled = False
+    if spec is not None and address is not None and status.deployment is not None:
+        if spec.savepoint_on_deletion:
+            records.append(await _final_savepoint(deps, address, spec))
+        cancelled = await _cancel(deps, address, spec, records)
+    await delete_pods(deps, body, keep_attempt=None, grace=5)
+    if spec is not None and status.job_id and not cancelled and _deletes_on_cancel(spec):
+        try:
+            access = await storage_access(deps, job, spec)
+            count = await deps.snapshots.discard_lineage(access, status.job_id)
+            records.append(EventRecord("CheckpointsDeleted", f"deleted {count} checkpoint files of {status.job_id}"))
+        except (StorageUnavailableError, KubernetesError) as err:
+            records.append(EventRecord("CheckpointCleanupFailed", str(err), warning=True))
+    records.append(EventRecord("Deleted", f"job {status.job_id or '-'} stopped and its pods deleted"))
+    await events.publish(deps.kube, body, records)
+    deps.metrics.forget((job.namespace, job.name))
+
+
+def _parses(body: dict[str, Any]) -> bool:
+    try:
+        StreamJobSpec.parse(body.get("spec"))
+    except ValueError:
+        return False
+    return True
+
+
+def _deletes_on_cancel(spec: StreamJobSpec) -> bool:
+    return spec.checkpoint.externalized_cleanup is ExternalizedCleanup.DELETE_ON_CANCELLATION
+
+
+async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec) -> EventRecord:
+    timeout = spec.timeouts.savepoint_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True)
+            while True:
+                poll = await deps.jobmaster.savepoint_status(address, request_id)
+                if poll.status == "COMPLETED":
+                    return EventRecord("SavepointCompleted", f"final savepoint (deletion) completed: {poll.location}")
+                if poll.status in ("FAILED", "UNKNOWN"):
+                    raise JobMasterError(poll.reason or f"savepoint {poll.status}")
+                await asyncio.sleep(0.5)
+    except (JobMasterError, TimeoutError) as err:
+        why = str(err) or f"not completed within {timeout}s"
+        return EventRecord("SavepointFailed", f"final savepoint failed: {why}; deleting anyway", warning=True)
+
+
+async def _cancel(deps: Deps, address: str, spec: StreamJobSpec, records: list[EventRecord]) -> bool:
+    try:
+        async with asyncio.timeout(spec.timeouts.cancel_seconds):
+            await deps.jobmaster.cancel(address)
+        return True
+    except (JobMasterError, TimeoutError) as err:
+        records.append(EventRecord("CancelFailed", f"cancel failed: {err or 'timeout'}; deleting pods", warning=True))
+        return False
+
+
+def savepoint_info(location: str, trigger: str, now: datetime) -> SnapshotInfo:
+    """A savepoint record for status."""
+    return SnapshotInfo(kind="savepoint", location=location, trigger=trigger, time=format_time(now))

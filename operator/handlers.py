@@ -1,0 +1,137 @@
+"""The kopf edge: the only module with kopf decorators; maps operator errors to kopf's.
+
+- start-up builds the real adapters into ``memo.deps`` and tunes kopf (annotations for its own
+  bookkeeping, our finalizer name, peering lifetime);
+- one daemon per StreamJob runs ``controller.reconcile`` in a loop, woken early by changes of the
+  StreamJob or of its pods (so a pod failure is acted on within a fraction of a second);
+- the deletion handler runs ``controller.finalize`` (bounded; never waits on a dead job).
+
+Imported by ``main`` (which runs kopf) and by tests that run the operator in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+from prometheus_client import start_http_server
+
+from streamjob.operator import controller
+from streamjob.operator.checkpoints import StorageSnapshotFinder
+from streamjob.operator.deps import Deps
+from streamjob.operator.errors import ConflictError, KubernetesError, OperatorError
+from streamjob.operator.jobmaster_client import JobMasterClient
+from streamjob.operator.k8s import Kube, load_client_config
+from streamjob.operator.metrics import Metrics
+from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
+from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL
+from streamjob.operator.settings import OperatorConfig
+
+log = logging.getLogger(__name__)
+PREFIX = "streamjob.dev"
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configures kopf and builds the adapters."""
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.peering.lifetime = 20
+    settings.execution.max_workers = 8
+    session = aiohttp.ClientSession()
+    metrics = Metrics()
+    memo["session"] = session
+    memo["wakers"] = {}
+    memo["deps"] = Deps(
+        kube=Kube(load_client_config(config.kubeconfig)),
+        jobmaster=JobMasterClient(session, timeout_s=config.jobmaster_timeout_s),
+        snapshots=StorageSnapshotFinder(),
+        metrics=metrics,
+        config=config,
+    )
+    if config.metrics_port:
+        start_http_server(config.metrics_port, registry=metrics.registry)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Closes the HTTP session."""
+    session = memo.get("session")
+    if session is not None:
+        await session.close()
+
+
+def _waker(memo: Any, namespace: str, name: str) -> asyncio.Event:
+    wakers: dict[tuple[str, str], asyncio.Event] = memo["wakers"]
+    return wakers.setdefault((namespace, name), asyncio.Event())
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def job_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A StreamJob changed: run its next round now."""
+    _waker(memo, namespace or "", name).set()
+
+
+@kopf.on.event("v1", "pods", labels={NAME_LABEL: "streamjob", JOB_LABEL: kopf.PRESENT})
+async def pod_changed(labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
+    """A pod of a StreamJob changed: run the job's next round now."""
+    _waker(memo, namespace or "", labels[JOB_LABEL]).set()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=5.0)
+async def run_job(name: str, namespace: str | None, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Reconciles one StreamJob until it is deleted or the operator stops (or loses peering)."""
+    deps: Deps = memo["deps"]
+    namespace = namespace or ""
+    wake = _waker(memo, namespace, name)
+    while not stopped:
+        wake.clear()
+        try:
+            delay = await controller.reconcile(deps, namespace, name)
+        except ConflictError:
+            delay = deps.config.busy_interval_s
+        except OperatorError as err:
+            log.warning("%s/%s: %s", namespace, name, err)
+            deps.metrics.error((namespace, name))
+            delay = err.retry_after or deps.config.error_backoff_s
+        except Exception:
+            log.exception("%s/%s: reconcile round failed", namespace, name)
+            deps.metrics.error((namespace, name))
+            delay = deps.config.error_backoff_s
+        await _sleep(wake, stopped, delay)
+
+
+async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while not stopped and not wake.is_set():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=min(remaining, 0.5))
+        except TimeoutError:
+            continue
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize")
+async def delete_job(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Stops the job (optional final savepoint, cancel, cleanup) before the StreamJob goes away."""
+    deps: Deps = memo["deps"]
+    namespace = namespace or ""
+    memo["wakers"].pop((namespace, name), None)
+    try:
+        body = await deps.kube.get_streamjob(namespace, name)
+        if body is not None:
+            await controller.finalize(deps, body)
+    except KubernetesError as err:
+        raise kopf.TemporaryError(str(err), delay=3) from err

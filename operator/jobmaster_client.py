@@ -1,0 +1,102 @@
+"""The only client of the JobMaster REST API (design.md, "JobMaster REST API"), over aiohttp.
+
+Addresses are ``IP:PORT`` of the JobMaster pod (no cluster DNS needed). Every call has a short
+timeout; connection errors, timeouts and non-2xx answers become ``JobMasterError``. ``JobMasterApi``
+is the protocol the controller depends on; tests pass a fake JobMaster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import aiohttp
+
+from streamjob.operator.errors import JobMasterError
+from streamjob.operator.reconciler.facts import JobMasterView, SavepointPoll
+
+
+class JobMasterApi(Protocol):
+    """What the controller needs from a JobMaster."""
+
+    async def job(self, address: str) -> JobMasterView:
+        """``GET /job``: reachable or not, and the job state."""
+        ...
+
+    async def trigger_savepoint(self, address: str, *, stop: bool, target: str | None = None) -> str:
+        """``POST /savepoints`` → the request id."""
+        ...
+
+    async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
+        """``GET /savepoints/<id>``."""
+        ...
+
+    async def trigger_checkpoint(self, address: str) -> None:
+        """``POST /checkpoints``."""
+        ...
+
+    async def cancel(self, address: str) -> None:
+        """``POST /cancel``."""
+        ...
+
+
+class JobMasterClient:
+    """``JobMasterApi`` over one shared aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, timeout_s: float = 3.0) -> None:
+        """The session is owned by the caller (closed on operator shutdown)."""
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def _request(self, method: str, address: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = f"http://{address}{path}"
+        try:
+            async with self._session.request(method, url, json=body, timeout=self._timeout) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise JobMasterError(f"{method} {url}: HTTP {response.status} {text[:300]}", status=response.status)
+                return await response.json(content_type=None) if text.strip() else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise JobMasterError(f"{method} {url}: {err or type(err).__name__}") from err
+
+    async def job(self, address: str) -> JobMasterView:
+        """See ``JobMasterApi``; an unreachable JobMaster is a view, not an error."""
+        try:
+            data = await self._request("GET", address, "/job")
+        except JobMasterError as err:
+            return JobMasterView(reachable=False, error=str(err))
+        state = data.get("state") if isinstance(data, dict) else None
+        return JobMasterView(reachable=True, state=str(state).upper() if state else None)
+
+    async def trigger_savepoint(self, address: str, *, stop: bool, target: str | None = None) -> str:
+        """See ``JobMasterApi``."""
+        body: dict[str, Any] = {"stop": stop}
+        if target is not None:
+            body["target"] = target
+        data = await self._request("POST", address, "/savepoints", body)
+        request_id = data.get("request_id") if isinstance(data, dict) else None
+        if not request_id:
+            raise JobMasterError(f"POST /savepoints on {address} answered without a request_id: {data!r}")
+        return str(request_id)
+
+    async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
+        """See ``JobMasterApi``; an unknown request id (404) is UNKNOWN."""
+        try:
+            data = await self._request("GET", address, f"/savepoints/{request_id}")
+        except JobMasterError as err:
+            if err.status == 404:
+                return SavepointPoll("UNKNOWN", reason=str(err))
+            raise
+        status = str(data.get("status", "")).upper() if isinstance(data, dict) else ""
+        if status == "COMPLETED":
+            return SavepointPoll("COMPLETED", location=data.get("location"))
+        if status == "FAILED":
+            return SavepointPoll("FAILED", reason=data.get("reason"))
+        return SavepointPoll("IN_PROGRESS")
+
+    async def trigger_checkpoint(self, address: str) -> None:
+        """See ``JobMasterApi``."""
+        await self._request("POST", address, "/checkpoints", {})
+
+    async def cancel(self, address: str) -> None:
+        """See ``JobMasterApi``."""
+        await self._request("POST", address, "/cancel", {})

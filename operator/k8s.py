@@ -1,0 +1,255 @@
+"""The only module that talks to the Kubernetes API (through the official ``kubernetes`` client).
+
+``Kube`` reads StreamJobs, pods and Secrets, creates and deletes the objects the builders return,
+replaces status with optimistic concurrency (resourceVersion) and posts Events. Blocking client
+calls run in a thread; ``ApiException`` becomes ``KubernetesError`` (``NotFoundError`` /
+``ConflictError``). ``KubeApi`` is the protocol the controller depends on; tests pass a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from streamjob.operator.errors import ConflictError, KubernetesError, NotFoundError
+from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
+
+_T = TypeVar("_T")
+COMPONENT = "streamjob-operator"
+
+
+class KubeApi(Protocol):
+    """What the controller needs from Kubernetes."""
+
+    async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The StreamJob object, or None when it is gone."""
+        ...
+
+    async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Writes ``status`` if the object is still at ``body``'s resourceVersion (else ConflictError)."""
+        ...
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods matching a label selector."""
+        ...
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        """Creates a Pod, ConfigMap or Service; an existing one is left as it is."""
+        ...
+
+    async def delete_pods(self, namespace: str, names: list[str], grace_seconds: int) -> None:
+        """Deletes pods by name (already gone is fine)."""
+        ...
+
+    async def delete_configmaps(self, namespace: str, selector: str, keep: set[str]) -> None:
+        """Deletes the job's ConfigMaps except ``keep``."""
+        ...
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's decoded data."""
+        ...
+
+    async def post_event(self, body: dict[str, Any], *, reason: str, message: str, warning: bool) -> None:
+        """Posts an Event about the object ``body``."""
+        ...
+
+
+def load_client_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
+    """An ApiClient for in-cluster service-account credentials, else the kubeconfig."""
+    configuration = k8s_client.Configuration()
+    try:
+        if kubeconfig is None:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            raise k8s_config.ConfigException("kubeconfig given")
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return k8s_client.ApiClient(configuration)
+
+
+def _wrap(err: ApiException, what: str) -> KubernetesError:
+    status = err.status
+    detail = err.reason or ""
+    try:
+        detail = json.loads(err.body or "{}").get("message", detail)
+    except (ValueError, AttributeError):
+        pass
+    message = f"{what}: HTTP {status} {detail}".strip()
+    if status == 404:
+        return NotFoundError(message, status=status)
+    if status == 409:
+        return ConflictError(message, status=status)
+    return KubernetesError(message, status=status)
+
+
+class Kube:
+    """``KubeApi`` over the official client."""
+
+    def __init__(self, api: k8s_client.ApiClient) -> None:
+        """Wraps an ApiClient (built by ``load_client_config``)."""
+        # Bodies are plain dicts (what the builders return), which the typed stubs do not admit.
+        self._core: Any = k8s_client.CoreV1Api(api)
+        self._custom: Any = k8s_client.CustomObjectsApi(api)
+
+    async def _call(self, what: str, fn: Callable[[], _T]) -> _T:
+        try:
+            return await asyncio.to_thread(fn)
+        except ApiException as err:
+            raise _wrap(err, what) from err
+        except OSError as err:  # urllib3 connection errors derive from OSError
+            raise KubernetesError(f"{what}: {err}") from err
+
+    @staticmethod
+    def _json(response: Any) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(response.data)
+        return data
+
+    async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """See ``KubeApi``."""
+        try:
+            response = await self._call(
+                f"get streamjob {namespace}/{name}",
+                lambda: self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return None
+        return self._json(response)
+
+    async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """See ``KubeApi``."""
+        meta = body["metadata"]
+        new_body = {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": body.get("spec", {}),
+            "status": status,
+        }
+        response = await self._call(
+            f"update status of {meta['namespace']}/{meta['name']}",
+            lambda: self._custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], new_body, _preload_content=False
+            ),
+        )
+        return self._json(response)
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """See ``KubeApi``."""
+        response = await self._call(
+            f"list pods {selector}",
+            lambda: self._core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False),
+        )
+        items: list[dict[str, Any]] = self._json(response).get("items", [])
+        return items
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        """See ``KubeApi``."""
+        kind = obj["kind"]
+        namespace = obj["metadata"]["namespace"]
+        creators: dict[str, Callable[[], Any]] = {
+            "Pod": lambda: self._core.create_namespaced_pod(namespace, obj, _preload_content=False),
+            "ConfigMap": lambda: self._core.create_namespaced_config_map(namespace, obj, _preload_content=False),
+            "Service": lambda: self._core.create_namespaced_service(namespace, obj, _preload_content=False),
+        }
+        try:
+            await self._call(f"create {kind} {namespace}/{obj['metadata']['name']}", creators[kind])
+        except ConflictError:
+            return
+
+    async def delete_pods(self, namespace: str, names: list[str], grace_seconds: int) -> None:
+        """See ``KubeApi``."""
+        for name in names:
+            try:
+                await self._call(
+                    f"delete pod {namespace}/{name}",
+                    functools.partial(
+                        self._core.delete_namespaced_pod,
+                        name,
+                        namespace,
+                        grace_period_seconds=grace_seconds,
+                        _preload_content=False,
+                    ),
+                )
+            except NotFoundError:
+                continue
+
+    async def delete_configmaps(self, namespace: str, selector: str, keep: set[str]) -> None:
+        """See ``KubeApi``."""
+        response = await self._call(
+            f"list configmaps {selector}",
+            lambda: self._core.list_namespaced_config_map(namespace, label_selector=selector, _preload_content=False),
+        )
+        for item in self._json(response).get("items", []):
+            name = item["metadata"]["name"]
+            if name in keep:
+                continue
+            try:
+                await self._call(
+                    f"delete configmap {namespace}/{name}",
+                    functools.partial(self._core.delete_namespaced_config_map, name, namespace, _preload_content=False),
+                )
+            except NotFoundError:
+                continue
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """See ``KubeApi``."""
+        response = await self._call(
+            f"read secret {namespace}/{name}",
+            lambda: self._core.read_namespaced_secret(name, namespace, _preload_content=False),
+        )
+        data = self._json(response).get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    async def post_event(self, body: dict[str, Any], *, reason: str, message: str, warning: bool) -> None:
+        """See ``KubeApi``."""
+        event = event_body(body, reason=reason, message=message, warning=warning)
+        namespace = event["metadata"]["namespace"]
+        await self._call(
+            f"post event {reason}",
+            lambda: self._core.create_namespaced_event(namespace, event, _preload_content=False),
+        )
+
+
+def event_body(body: dict[str, Any], *, reason: str, message: str, warning: bool) -> dict[str, Any]:
+    """A core/v1 Event about ``body`` (pure; exposed for tests)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta = body["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }

@@ -1,0 +1,76 @@
+"""``streamjob-operator``: parses flags into ``OperatorConfig`` and runs kopf with ``handlers``.
+
+Watches all namespaces by default (or ``--namespace`` ones); with ``--peering NAME`` several
+replicas elect one active through kopf peering (the chart creates the peering object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+from collections.abc import Sequence
+
+import kopf
+
+from streamjob.operator.settings import OperatorConfig
+
+
+def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
+    """The settings named by the command line (environment variables give defaults)."""
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="streamjob-operator", description="Runs the StreamJob operator.")
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[n for n in env.get("STREAMJOB_NAMESPACES", "").split(",") if n],
+        help="namespace to watch (repeatable; default: all namespaces)",
+    )
+    parser.add_argument("--peering", default=env.get("STREAMJOB_PEERING") or None, help="kopf peering name")
+    parser.add_argument("--priority", type=int, default=None, help="peering priority (default: random)")
+    parser.add_argument("--standalone", action="store_true", help="no peering (single replica)")
+    parser.add_argument("--metrics-port", type=int, default=int(env.get("STREAMJOB_METRICS_PORT", "8080")))
+    parser.add_argument("--liveness-port", type=int, default=None, help="serve /healthz on this port")
+    parser.add_argument("--log-level", default=env.get("STREAMJOB_LOG_LEVEL", "INFO"))
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then ~/.kube)")
+    parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between rounds when idle")
+    args = parser.parse_args(argv)
+    peering = None if args.standalone else args.peering
+    priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
+    return OperatorConfig(
+        namespaces=tuple(args.namespace),
+        clusterwide=not args.namespace,
+        peering_name=peering,
+        priority=priority,
+        kubeconfig=args.kubeconfig,
+        metrics_port=args.metrics_port or None,
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        log_level=args.log_level.upper(),
+        poll_interval_s=args.poll_interval,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the operator until it is stopped."""
+    config = parse_args(argv)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.kubeconfig:
+        os.environ["KUBECONFIG"] = config.kubeconfig  # kopf's own login reads it too
+    import streamjob.operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=config.clusterwide,
+        namespaces=config.namespaces,
+        standalone=config.peering_name is None,
+        peering_name=config.peering_name,
+        priority=config.priority,
+        liveness_endpoint=config.liveness_endpoint,
+        memo=kopf.Memo(config=config),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Gathers one round's facts about a StreamJob: spec problems, pods, JobMaster, storage (read-only).
+
+Called by ``controller.reconcile``; it reads through the adapters in ``deps`` and acts on nothing.
+A JobMaster that does not answer or storage that cannot be listed is a fact, not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from streamjob.operator.checkpoints import StorageAccess
+from streamjob.operator.deps import Deps
+from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
+from streamjob.operator.model.spec import StreamJobSpec
+from streamjob.operator.model.status import SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.pods import PodView, view_pods
+from streamjob.operator.reconciler.facts import Facts, JobMasterView, SavepointPoll
+from streamjob.operator.resources.labels import REST_PORT, JobRef, selector_for
+from streamjob.operator.timeutil import parse_time
+from streamjob.operator.validation import parse_spec, validate
+
+log = logging.getLogger(__name__)
+
+
+def job_ref(body: dict[str, Any]) -> JobRef:
+    """The identity of the StreamJob in ``body``."""
+    meta = body["metadata"]
+    return JobRef(name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid", ""))
+
+
+def effective_spec(spec: StreamJobSpec | None, status: StreamJobStatus) -> StreamJobSpec | None:
+    """The user's spec if valid, else the deployed one (for timeouts and storage)."""
+    if spec is not None:
+        return spec
+    if status.deployment is not None:
+        return StreamJobSpec.parse(status.deployment.spec)
+    return None
+
+
+def jobmaster_address(pods: list[PodView], status: StreamJobStatus) -> str | None:
+    """``IP:PORT`` of the deployed attempt's JobMaster pod, when it has an IP."""
+    dep = status.deployment
+    if dep is None:
+        return None
+    ip = next((p.ip for p in pods if p.attempt == dep.attempt and p.is_jobmaster and p.ip), None)
+    return f"{ip}:{REST_PORT}" if ip else None
+
+
+async def storage_access(deps: Deps, job: JobRef, spec: StreamJobSpec) -> StorageAccess:
+    """Where the job's snapshots are, with credentials read from its Secret (if it names one)."""
+    s3 = spec.storage.s3
+    key_id = secret_key = None
+    if s3.credentials_secret is not None:
+        data = await deps.kube.read_secret(job.namespace, s3.credentials_secret.name)
+        key_id = data.get(s3.credentials_secret.access_key_id_key)
+        secret_key = data.get(s3.credentials_secret.secret_access_key_key)
+    return StorageAccess(
+        checkpoints_uri=spec.storage.checkpoints_uri,
+        savepoints_uri=spec.savepoints_root,
+        namespace=job.namespace,
+        name=job.name,
+        endpoint=s3.endpoint,
+        region=s3.region,
+        path_style=s3.path_style,
+        access_key_id=key_id,
+        secret_access_key=secret_key,
+    )
+
+
+async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
+    """Observes everything the planner needs about the StreamJob ``body``."""
+    job = job_ref(body)
+    now = deps.clock()
+    spec, errors = parse_spec(body.get("spec"))
+    if spec is not None:
+        errors = validate(spec, name=job.name, namespace=job.namespace)
+    status = StreamJobStatus.parse(body.get("status"))
+    usable = effective_spec(spec, status)
+    start_timeout = usable.timeouts.pod_start_seconds if usable is not None else 180
+    raw_pods = await deps.kube.list_pods(job.namespace, selector_for(job))
+    pods = view_pods(raw_pods, now=now, start_timeout_s=start_timeout)
+    address = jobmaster_address(pods, status)
+    jobmaster = JobMasterView(reachable=False)
+    poll: SavepointPoll | None = None
+    if address is not None:
+        jobmaster = await deps.jobmaster.job(address)
+        req = status.snapshot_request
+        if jobmaster.reachable and req is not None and req.request_id and req.kind == "savepoint":
+            try:
+                poll = await deps.jobmaster.savepoint_status(address, req.request_id)
+            except JobMasterError as err:
+                log.info("savepoint %s of %s not readable: %s", req.request_id, job.name, err)
+    latest: dict[str, SnapshotInfo | None] = {}
+    recent: SnapshotInfo | None = None
+    storage_error: str | None = None
+    if usable is not None:
+        try:
+            access = await storage_access(deps, job, usable)
+            ids = {status.job_id, status.operation.job_id if status.operation else None}
+            for job_id in sorted(i for i in ids if i):
+                latest[job_id] = await deps.snapshots.latest_retained(access, job_id)
+            req = status.snapshot_request
+            started = parse_time(req.started_at) if req is not None else None
+            if req is not None and req.kind == "savepoint" and req.stop and poll is None and started is not None:
+                recent = await deps.snapshots.savepoint_since(access, started - timedelta(seconds=2))
+        except (StorageUnavailableError, KubernetesError) as err:
+            storage_error = str(err)
+    return Facts(
+        job=job,
+        generation=int(body["metadata"].get("generation") or 0),
+        spec=spec,
+        spec_errors=tuple(errors),
+        status=status,
+        now=now,
+        new_job_id=deps.new_job_id(),
+        pods=tuple(pods),
+        jobmaster=jobmaster,
+        savepoint_poll=poll,
+        latest=latest,
+        recent_savepoint=recent,
+        storage_error=storage_error,
+    )
