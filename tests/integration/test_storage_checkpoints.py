@@ -17,6 +17,7 @@ from streamjob.worker.storage.discovery import (
     render_snapshot_table,
     resolve_restore_target,
 )
+from streamjob.worker.storage.lineages import latest_lineage
 from streamjob.worker.storage.object_store import ObjectStore
 from streamjob.worker.storage.snapshot_files import CorruptStateError
 from streamjob.worker.storage.uri import parse_storage_uri
@@ -361,3 +362,18 @@ def test_restore_from_another_jobs_checkpoint_imports_its_shared_files(root: Roo
 
 def savepoint_of(st: CheckpointStorage) -> str:
     return take_savepoint(st)
+
+
+def test_latest_lineage_picks_the_newest_restorable_job_id(root: Root) -> None:
+    checkpoints = f"{root.uri}/checkpoints"
+    assert latest_lineage(checkpoints, NS, NAME, root.settings) is None
+    old = storage(root, "job-1")
+    old.write_lineage(None)
+    complete_checkpoint(old, 1)
+    complete_checkpoint(old, 2)
+    assert latest_lineage(checkpoints, NS, NAME, root.settings) == "job-1"
+    savepoint = take_savepoint(old)
+    storage(root, "job-2").write_lineage(savepoint)  # started later, from the savepoint
+    storage(root, "job-3").write_lineage(None)  # a fresh start with nothing to restore yet
+    assert latest_lineage(checkpoints, NS, NAME, root.settings) == "job-2"
+    assert latest_lineage(checkpoints, NS, "other-job", root.settings) is None

@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 LINEAGE_FORMAT_VERSION = 1
 
 SnapshotKind = Literal["checkpoint", "savepoint"]
-CheckpointingMode = Literal["EXACTLY_ONCE", "AT_LEAST_ONCE"]
+MODES = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
 
 _WHAT_TO_DO = ("this snapshot cannot be restored; restore from an older checkpoint or a savepoint "
                "(`streamjob checkpoints <uri>` lists them)")
@@ -81,7 +81,8 @@ class CheckpointMetadata(BaseModel):
     duration_ms: int = Field(ge=0)
     total_size: int = Field(ge=0)
     max_parallelism: int = Field(ge=1)
-    mode: CheckpointingMode
+    mode: str = Field(pattern=f"^({'|'.join(MODES)})$")
+    """``EXACTLY_ONCE`` or ``AT_LEAST_ONCE`` (a str enum of these values is accepted)."""
     unaligned: bool = False
     restored_from: str | None = None
     operators: dict[str, OperatorSnapshot] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from streamjob.worker.storage.discovery import (
     render_snapshot_table,
     resolve_restore_target,
 )
+from streamjob.worker.storage.lineages import latest_lineage
 from streamjob.worker.storage.object_store import (
     ObjectInfo,
     ObjectNotFoundError,
@@ -56,6 +57,7 @@ __all__ = [
     "WorkerStorageView",
     "dispose_savepoint",
     "find_latest_retained",
+    "latest_lineage",
     "list_snapshots",
     "open_store",
     "parse_storage_uri",
