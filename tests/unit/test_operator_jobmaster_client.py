@@ -1,0 +1,100 @@
+"""The JobMaster REST client against an in-process aiohttp app on 127.0.0.1 speaking design.md's API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from streamjob.operator.errors import JobMasterError
+from streamjob.operator.jobmaster_client import JobMasterClient
+
+pytestmark = pytest.mark.unit
+
+
+def app(calls: list[tuple[str, Any]]) -> web.Application:
+    async def job(_: web.Request) -> web.Response:
+        return web.json_response({"id": "j1", "state": "running", "parallelism": 2})
+
+    async def savepoints(request: web.Request) -> web.Response:
+        calls.append(("savepoint", await request.json()))
+        return web.json_response({"request_id": "sp-1"})
+
+    async def savepoint(request: web.Request) -> web.Response:
+        rid = request.match_info["rid"]
+        if rid == "sp-1":
+            return web.json_response({"status": "COMPLETED", "location": "s3://b/sp/savepoint-1"})
+        if rid == "bad":
+            return web.json_response({"status": "FAILED", "reason": "task gone"})
+        return web.json_response({"error": "unknown"}, status=404)
+
+    async def checkpoints(_: web.Request) -> web.Response:
+        calls.append(("checkpoint", None))
+        return web.json_response({})
+
+    async def cancel(_: web.Request) -> web.Response:
+        return web.json_response({"error": "boom"}, status=500)
+
+    application = web.Application()
+    application.add_routes(
+        [
+            web.get("/job", job),
+            web.post("/savepoints", savepoints),
+            web.get("/savepoints/{rid}", savepoint),
+            web.post("/checkpoints", checkpoints),
+            web.post("/cancel", cancel),
+        ]
+    )
+    return application
+
+
+def serve(test: Callable[[JobMasterClient, str], Awaitable[None]], calls: list[tuple[str, Any]]) -> None:
+    async def main() -> None:
+        runner = web.AppRunner(app(calls))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                await test(JobMasterClient(session, timeout_s=2), f"127.0.0.1:{port}")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_rest_api_round_trip() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    async def check(client: JobMasterClient, address: str) -> None:
+        view = await client.job(address)
+        assert view.reachable and view.state == "RUNNING"
+        assert await client.trigger_savepoint(address, stop=True) == "sp-1"
+        done = await client.savepoint_status(address, "sp-1")
+        assert (done.status, done.location) == ("COMPLETED", "s3://b/sp/savepoint-1")
+        failed = await client.savepoint_status(address, "bad")
+        assert (failed.status, failed.reason) == ("FAILED", "task gone")
+        assert (await client.savepoint_status(address, "zzz")).status == "UNKNOWN"
+        await client.trigger_checkpoint(address)
+        with pytest.raises(JobMasterError, match="HTTP 500"):
+            await client.cancel(address)
+
+    serve(check, calls)
+    assert calls == [("savepoint", {"stop": True}), ("checkpoint", None)]
+
+
+def test_unreachable_jobmaster_is_a_fact_not_an_error() -> None:
+    async def check() -> None:
+        async with aiohttp.ClientSession() as session:
+            client = JobMasterClient(session, timeout_s=0.5)
+            view = await client.job("127.0.0.1:1")
+            assert not view.reachable and view.error
+            with pytest.raises(JobMasterError):
+                await client.trigger_checkpoint("127.0.0.1:1")
+
+    asyncio.run(check())
