@@ -110,3 +110,13 @@ def test_safe_serializer_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_descriptors_with_safe_serializers_pickle_and_copy() -> None:
+    import copy
+
+    descriptor = ValueStateDescriptor("orders", Order, None)
+    for clone in (pickle.loads(pickle.dumps(descriptor)), copy.deepcopy(descriptor)):
+        order = Order("o1", Point(1, 2.5), Side.BUY, set())
+        assert clone.serializer.decode(clone.serializer.encode(order)) == order
+        assert clone.name == "orders"

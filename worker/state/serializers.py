@@ -101,10 +101,11 @@ class SafeSerializer(Serializer):
     fields), without running ``__init__``.
     """
 
-    __slots__ = ("_by_name", "_by_type", "_local")
+    __slots__ = ("_by_name", "_by_type", "_hook", "_local")
 
     def __init__(self, types: Iterable[type] = ()) -> None:
-        self._local = threading.local()
+        self._local = threading.local()  # one Packer per thread (Packers are not thread-safe)
+        self._hook = self._ext_hook
         self._by_type: dict[type, str] = {}
         self._by_name: dict[str, type] = {}
         for cls in types:
@@ -112,6 +113,10 @@ class SafeSerializer(Serializer):
                 raise SerializationError(f"SafeSerializer can only declare dataclasses and enums, not {type_name(cls)}")
             self._by_type[cls] = type_name(cls)
             self._by_name[type_name(cls)] = cls
+
+    def __reduce__(self) -> tuple[type[SafeSerializer], tuple[tuple[type, ...]]]:
+        """Picklable and copyable (descriptors may travel with user functions)."""
+        return SafeSerializer, (tuple(self._by_type),)
 
     @property
     def serializer_id(self) -> str:
@@ -142,7 +147,7 @@ class SafeSerializer(Serializer):
     def decode(self, data: bytes) -> Any:
         """Unpacks ``data``; an undeclared class name raises SerializationError."""
         try:
-            return msgpack.unpackb(data, ext_hook=self._ext_hook, raw=False, strict_map_key=False, use_list=True)
+            return msgpack.unpackb(data, ext_hook=self._hook, strict_map_key=False)
         except SerializationError:
             raise
         except Exception as exc:
