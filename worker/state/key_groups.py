@@ -33,6 +33,7 @@ _T_BYTES: Final = b"\x04"
 _T_TUPLE: Final = b"\x05"
 _PACK_DOUBLE: Final = struct.Struct(">d").pack
 _PERSON: Final = b"streamjob-kg1"
+_BASE_HASH: Final = hashlib.blake2b(digest_size=8, person=_PERSON)
 
 
 def unsupported_key_message(key: object) -> str:
@@ -101,10 +102,19 @@ def canonical_key(key: Any) -> Any:
 
 def stable_key_hash(key: object) -> int:
     """A 64-bit hash of ``key`` that is the same in every process, run and machine."""
-    parts: list[bytes] = []
-    _encode_key(key, parts)
-    digest = hashlib.blake2b(b"".join(parts), digest_size=8, person=_PERSON).digest()
-    return int.from_bytes(digest, "big")
+    hasher = _BASE_HASH.copy()  # cheaper than constructing blake2b with its parameters
+    kind = type(key)
+    if kind is str:  # fast paths: the same bytes ``_encode_key`` produces
+        data = key.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
+        hasher.update(_T_STR + len(data).to_bytes(4, "big") + data)
+    elif kind is int:
+        value: int = key  # type: ignore[assignment]
+        hasher.update(_T_INT + value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    else:
+        parts: list[bytes] = []
+        _encode_key(key, parts)
+        hasher.update(b"".join(parts))
+    return int.from_bytes(hasher.digest(), "big")
 
 
 def validate_max_parallelism(max_parallelism: int) -> None:
