@@ -1,0 +1,118 @@
+"""Starting a container's command as a local process, the node agent's stand-in for a container runtime.
+
+The process runs in a private mount namespace (``unshare --mount``) where a small shell prologue
+bind-mounts the pod's volumes (ConfigMap, Secret, projected, downwardAPI, emptyDir, hostPath and a
+per-claim directory for persistentVolumeClaim) at their ``mountPath``s and the container's
+termination-message file at ``terminationMessagePath``, then ``exec``s the command: the process ID the
+agent holds is the container's main process, and its process group is the container. Mount points
+that do not exist on the host are created as empty directories/files (the mounts themselves are
+invisible outside the namespace). Without root, volumes cannot be mounted and are skipped.
+
+Callers: ``tests/cluster/node_agent.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.podspec import VolumeFile
+
+Json = dict[str, Any]
+
+
+def can_mount() -> bool:
+    """True when private mount namespaces are available (root and ``unshare``)."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def write_volume(root: Path, files: list[VolumeFile]) -> None:
+    """Writes a ConfigMap/Secret/projected volume's files under ``root`` (recreated from scratch)."""
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for item in files:
+        target = root / item.path
+        if not target.resolve().is_relative_to(root.resolve()):
+            raise ValueError(f"volume item path {item.path!r} escapes the volume")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(item.content)
+        target.chmod(item.mode & 0o777)
+
+
+def volume_source(pod_dir: Path, pvc_dir: Path, namespace: str, volume: Json) -> Path:
+    """The host directory that backs a volume (created if needed)."""
+    name = str(volume["name"])
+    if "hostPath" in volume:
+        path = Path(str(volume["hostPath"]["path"]))
+        if volume["hostPath"].get("type", "") in ("DirectoryOrCreate", ""):
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+    if "persistentVolumeClaim" in volume:
+        path = pvc_dir / namespace / str(volume["persistentVolumeClaim"]["claimName"])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    path = pod_dir / "volumes" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything needed to start one container process."""
+
+    argv: list[str]
+    env: dict[str, str]
+    working_dir: str
+    mounts: list[tuple[Path, str, bool]]  # (host source, mountPath, read-only)
+    termination_file: Path | None
+    termination_path: str
+    log_path: Path
+
+
+def _prologue(launch: Launch) -> str:
+    lines = ["set -e"]
+    binds = list(launch.mounts)
+    if launch.termination_file is not None:
+        binds.append((launch.termination_file, launch.termination_path, False))
+    for source, target, read_only in binds:
+        src, dst = shlex.quote(str(source)), shlex.quote(target)
+        if source.is_dir():
+            lines.append(f"mkdir -p {dst}")
+        else:
+            lines.append(f"mkdir -p \"$(dirname {dst})\"; [ -e {dst} ] || : > {dst}")
+        lines.append(f"mount --bind {src} {dst}")
+        if read_only:
+            lines.append(f"mount -o remount,bind,ro {dst}")
+    if launch.working_dir:
+        wd = shlex.quote(launch.working_dir)
+        lines.append(f"mkdir -p {wd}; cd {wd}")
+    lines.append('exec "$@"')
+    return "\n".join(lines)
+
+
+def spawn(launch: Launch) -> subprocess.Popen[bytes]:
+    """Starts the container's process in its own session; stdout and stderr go to its log file."""
+    launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with launch.log_path.open("ab") as log:
+        if can_mount():
+            args = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                    _prologue(launch), "container", *launch.argv]
+            cwd = None
+        else:
+            args = list(launch.argv)
+            cwd = launch.working_dir or None
+        return subprocess.Popen(args, env=launch.env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+
+
+def find_executable(name: str, path: str) -> str | None:
+    """Where the container's command resolves on the pod's PATH, or None (the runtime's exec error)."""
+    if "/" in name:
+        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
+    return shutil.which(name, path=path)
