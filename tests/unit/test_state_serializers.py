@@ -5,11 +5,12 @@ import datetime as dt
 import decimal
 import enum
 import pickle
+from typing import NamedTuple
 
 import pytest
 
 from streamjob.worker.errors import SerializationError
-from streamjob.worker.state.descriptors import ValueStateDescriptor
+from streamjob.worker.state.descriptors import ListStateDescriptor, ValueStateDescriptor
 from streamjob.worker.state.serializers import PickleSerializer, SafeSerializer
 
 pytestmark = pytest.mark.unit
@@ -66,7 +67,7 @@ def test_declared_dataclasses_round_trip_via_descriptor_hints() -> None:
 
 
 def test_undeclared_dataclass_is_refused_both_ways() -> None:
-    declared = SafeSerializer(types=[Point])
+    declared = SafeSerializer(declared_types=[Point])
     data = declared.encode(Point(1, 2.0))
     with pytest.raises(SerializationError, match="did not declare"):
         SafeSerializer().decode(data)
@@ -120,3 +121,19 @@ def test_descriptors_with_safe_serializers_pickle_and_copy() -> None:
         order = Order("o1", Point(1, 2.5), Side.BUY, set())
         assert clone.serializer.decode(clone.serializer.encode(order)) == order
         assert clone.name == "orders"
+
+
+class Tick(NamedTuple):
+    symbol: str
+    price: float
+
+
+def test_named_tuples_are_declarable() -> None:
+    serializer = ListStateDescriptor("ticks", Tick).serializer
+    value = [Tick("A", 1.5), (1, 2)]
+    decoded = serializer.decode(serializer.encode(value))
+    assert decoded == value and type(decoded[0]) is Tick and type(decoded[1]) is tuple
+    with pytest.raises(SerializationError, match="did not declare"):
+        SafeSerializer().decode(serializer.encode(Tick("A", 1.0)))
+    with pytest.raises(SerializationError, match="only declare"):
+        SafeSerializer(declared_types=[dict])

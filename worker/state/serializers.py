@@ -1,8 +1,8 @@
 """Serializers: how state values become the bytes a snapshot stores, and back.
 
 ``SafeSerializer`` is the default for every state. It is msgpack with extension types for
-tuple, set, frozenset, datetime, date, time, timedelta, Decimal, big ints, and for dataclasses
-and enums only when the state's descriptor declared their class. Decoding never imports or
+tuple, set, frozenset, datetime, date, time, timedelta, Decimal, big ints, and for dataclasses,
+named tuples and enums only when the state's descriptor declared their class. Decoding never imports or
 instantiates a class that was not declared: a writer to the checkpoint bucket cannot get code
 execution in the workers through state.
 
@@ -42,6 +42,7 @@ _EXT_BIGINT: Final = 8
 _EXT_TIMEDELTA: Final = 9
 _EXT_TIME: Final = 10
 _EXT_ENUM: Final = 11
+_EXT_NAMEDTUPLE: Final = 12
 
 
 class Serializer(ABC):
@@ -67,6 +68,17 @@ def type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _declarable(cls: object) -> bool:
+    """Whether ``cls`` is a dataclass, a named tuple or an enum class."""
+    if not isinstance(cls, type):
+        return False
+    return dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum) or _is_named_tuple(cls)
+
+
+def _is_named_tuple(cls: type) -> bool:
+    return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple)
+
+
 def collect_declared_types(*hints: object) -> tuple[type, ...]:
     """The dataclasses and enums named by type hints, including nested fields and generic args."""
     found: dict[type, None] = {}
@@ -90,27 +102,32 @@ def collect_declared_types(*hints: object) -> tuple[type, ...]:
             pending.extend(field_hints.values())
         elif issubclass(hint, enum.Enum):
             found[hint] = None
+        elif _is_named_tuple(hint):
+            found[hint] = None
+            pending.extend(typing.get_type_hints(hint).values())
     return tuple(found)
 
 
 class SafeSerializer(Serializer):
     """msgpack with typed extensions; only declared dataclasses/enums are ever instantiated.
 
-    ``SafeSerializer(types=(Order, Side))`` declares classes explicitly; descriptors do this for
+    ``SafeSerializer(declared_types=(Order, Side))`` declares classes explicitly; descriptors do this for
     the type hints they were given. Dataclasses are rebuilt like pickle does (``__new__`` then the
     fields), without running ``__init__``.
     """
 
     __slots__ = ("_by_name", "_by_type", "_hook", "_local")
 
-    def __init__(self, types: Iterable[type] = ()) -> None:
+    def __init__(self, declared_types: Iterable[type] = ()) -> None:
         self._local = threading.local()  # one Packer per thread (Packers are not thread-safe)
         self._hook = self._ext_hook
         self._by_type: dict[type, str] = {}
         self._by_name: dict[str, type] = {}
-        for cls in types:
-            if not (dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum)):
-                raise SerializationError(f"SafeSerializer can only declare dataclasses and enums, not {type_name(cls)}")
+        for cls in declared_types:
+            if not _declarable(cls):
+                raise SerializationError(
+                    f"SafeSerializer can only declare dataclasses, named tuples and enums, not {type_name(cls)}"
+                )
             self._by_type[cls] = type_name(cls)
             self._by_name[type_name(cls)] = cls
 
@@ -181,13 +198,15 @@ class SafeSerializer(Serializer):
         if name is not None:
             if isinstance(value, enum.Enum):
                 return msgpack.ExtType(_EXT_ENUM, self._pack([name, value.value]))
+            if isinstance(value, tuple):
+                return msgpack.ExtType(_EXT_NAMEDTUPLE, self._pack([name, list(value)]))
             fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
             return msgpack.ExtType(_EXT_DATACLASS, self._pack([name, fields]))
         hint = ""
-        if dataclasses.is_dataclass(value) or isinstance(value, enum.Enum):
+        if _declarable(kind):
             hint = (
                 f"; declare it on the state descriptor (type_hint={kind.__qualname__}) or pass "
-                f"serializer=SafeSerializer(types=[{kind.__qualname__}])"
+                f"serializer=SafeSerializer(declared_types=[{kind.__qualname__}])"
             )
         else:
             hint = "; use built-in types, a dataclass, or opt in to PickleSerializer for this state"
@@ -229,6 +248,9 @@ class SafeSerializer(Serializer):
         if code == _EXT_ENUM:
             name, raw = self.decode(data)
             return self._declared(name)(raw)
+        if code == _EXT_NAMEDTUPLE:
+            name, items = self.decode(data)
+            return self._declared(name)(*items)
         raise SerializationError(f"unknown msgpack extension type {code} in state bytes")
 
     def _declared(self, name: object) -> type:
@@ -236,7 +258,7 @@ class SafeSerializer(Serializer):
         if cls is None:
             raise SerializationError(
                 f"state holds a value of class {name!r} that this state's descriptor did not declare; "
-                "declare it with the descriptor's type hint or SafeSerializer(types=[...])"
+                "declare it with the descriptor's type hint or SafeSerializer(declared_types=[...])"
             )
         return cls
 
