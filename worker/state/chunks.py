@@ -12,8 +12,9 @@ state's serializer; nothing is decoded with a user serializer until a descriptor
      "states": {name: [kind, serializer_id]},
      "groups": [[key_group, {name: [entry, ...]}, [[timestamp_ms, key], ...]], ...]}
 
-    entry = [key, value_bytes]                       value, reducing, aggregating, list
+    entry = [key, value_bytes]                       value, reducing, aggregating
           | [key, value_bytes, written_at_ms]        value state with a ttl
+          | [key, [element_bytes, ...]]              list
           | [key, [[user_key_bytes, value_bytes], ...]]   map
 
 Callers: the keyed backends (encode in the asynchronous part of a snapshot, decode on restore)

@@ -100,13 +100,15 @@ class _FrozenHashMap(FrozenKeyedState):
         lookup = self._lookup
         for table in self._tables:
             name, encode, written = table.name, table.serializer.encode, table.written
-            is_map = table.kind == "map"
+            is_map, is_list = table.kind == "map", table.kind == "list"
             for key, value in table.data.items():
                 group = group_for(lookup(key))
                 if group is None:
                     continue
                 if is_map:
                     entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in value.items()]]
+                elif is_list:
+                    entry = [key, [encode(item) for item in value]]
                 elif written is not None:
                     at = written.get(key, 0)
                     if table.expire_before_ms is not None and at < table.expire_before_ms:
@@ -179,6 +181,10 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         if table.descriptor.kind == "map":
             for _, (key, pairs) in rows:
                 data[key] = {decode(k): decode(v) for k, v in pairs}
+            return
+        if table.descriptor.kind == "list":
+            for _, (key, items) in rows:
+                data[key] = [decode(item) for item in items]
             return
         for _, entry in rows:
             data[entry[0]] = decode(entry[1])

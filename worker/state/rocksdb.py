@@ -51,6 +51,8 @@ from streamjob.worker.state.rocksdb_states import (
     RocksReducingState,
     RocksTtlValueState,
     RocksValueState,
+    join_frames,
+    split_frames,
 )
 from streamjob.worker.state.serializers import KEY_SERIALIZER
 
@@ -144,7 +146,9 @@ class _FrozenRocks(FrozenKeyedState):
                 continue
             current = None
             entry: Entry = [decode_key(key_bytes), raw]
-            if name in self._ttl_rows:
+            if kind == "list":
+                entry[1] = split_frames(raw)
+            elif name in self._ttl_rows:
                 entry = [entry[0], raw[TS_BYTES:], int.from_bytes(raw[:TS_BYTES], "big")]
             entries.append(entry)
 
@@ -296,6 +300,8 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
                 if kind == "map":
                     for user_key, raw in entry[1]:
                         batch.put(prefix + user_key, raw)
+                elif kind == "list":
+                    batch.put(prefix, join_frames(entry[1]))
                 elif ttl:
                     at = int(entry[2]) if len(entry) > 2 else now
                     batch.put(prefix, at.to_bytes(TS_BYTES, "big") + entry[1])

@@ -6,7 +6,8 @@ Row key layout (so that one key group is one contiguous range, and one key's map
 
 Key bytes are the safe encoding of the canonical key; map user keys are encoded (canonical
 first) with the state's serializer. Values are the state's serializer bytes (TTL value state:
-an 8-byte write time in ms, then the bytes). Reads decode fresh objects: mutate them only to
+an 8-byte write time in ms, then the bytes; list state: the elements' bytes, each framed by a
+4-byte length, so that ``add`` appends bytes without decoding the list). Reads decode fresh objects: mutate them only to
 write them back. Every write records the key's chunk as dirty when incremental snapshots are on.
 
 Recovery contract: see ``primitives.py`` and ``backend.py``.
@@ -47,6 +48,28 @@ class RocksHolder(Protocol):
     _key: Any
     _kc: dict[Any, KeyEntry]
     _dirty: set[Chunk] | None
+
+
+def frame(data: bytes) -> bytes:
+    """One list element's bytes, length-prefixed."""
+    return len(data).to_bytes(4, "big") + data
+
+
+def join_frames(items: Iterable[bytes]) -> bytes:
+    """The stored form of a list of encoded elements."""
+    return b"".join([len(item).to_bytes(4, "big") + item for item in items])
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """The encoded elements of a stored list."""
+    out: list[bytes] = []
+    offset, end = 0, len(data)
+    while offset < end:
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        offset += 4
+        out.append(data[offset : offset + size])
+        offset += size
+    return out
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -143,35 +166,39 @@ class RocksTtlValueState(RocksValueState):
 
 
 class RocksListState(_RocksState, ListState[Any]):
-    """``ListState`` as one row per key holding the encoded list."""
+    """``ListState`` as one row per key of length-framed encoded elements (append without decode)."""
 
     __slots__ = ()
 
     def get(self) -> list[Any]:
         """The elements."""
         raw = self._db.get(self._read_row())
-        return [] if raw is None else list(self._dec(raw))
+        if raw is None:
+            return []
+        decode = self._dec
+        return [decode(item) for item in split_frames(raw)]
 
     def add(self, value: Any) -> None:
-        """Appends one element (read-modify-write)."""
-        self.add_all((value,))
+        """Appends one element (appends its bytes to the row)."""
+        row = self._write_row()
+        raw = self._db.get(row)
+        data = frame(self._enc(value))
+        self._db.put(row, data if raw is None else raw + data)
 
     def add_all(self, values: Iterable[Any]) -> None:
         """Appends elements."""
-        items = list(values)
-        if not items:
+        data = join_frames([self._enc(item) for item in values])
+        if not data:
             return
         row = self._write_row()
         raw = self._db.get(row)
-        current = [] if raw is None else list(self._dec(raw))
-        current.extend(items)
-        self._db.put(row, self._enc(current))
+        self._db.put(row, data if raw is None else raw + data)
 
     def update(self, values: Iterable[Any]) -> None:
         """Replaces the elements."""
-        items = list(values)
-        if items:
-            self._db.put(self._write_row(), self._enc(items))
+        data = join_frames([self._enc(item) for item in values])
+        if data:
+            self._db.put(self._write_row(), data)
         else:
             self._db.delete(self._write_row())
 
@@ -286,6 +313,9 @@ class RocksAggregatingState(_RocksState, AggregatingState[Any, Any]):
 
 __all__ = [
     "TS_BYTES",
+    "frame",
+    "join_frames",
+    "split_frames",
     "KeyEntry",
     "RocksAggregatingState",
     "RocksHolder",
