@@ -46,7 +46,8 @@ def build(target: str, log_dir: Path) -> Path:
         raise TestbedUnavailable(f"build.sh {target} printed no binary path; log {log_path}")
     elapsed = time.monotonic() - started
     if elapsed > 5:
-        print(f"\n[testbed] built {target} in {elapsed:.0f}s: {binary}")
+        with (log_dir / "build-times.txt").open("a") as times:
+            times.write(f"{target} {elapsed:.0f}s {binary}\n")
     return binary
 
 

@@ -46,6 +46,9 @@ T = TypeVar("T")
 Json = dict[str, Any]
 LOGS_KEY = pytest.StashKey[dict[str, Path]]()
 NAMESPACE_KEY = pytest.StashKey[str]()
+BUILDS_KEY = pytest.StashKey[dict[str, "Path | TestbedUnavailable"]]()
+# The fixtures that need each binary (directly or through ``kube``).
+NEEDS = {"controlplane": {"kube", "kube_namespace", "node_agent", "pod_runtime", "helm"}, "helm": {"helm"}}
 
 
 def _kubectl_binary() -> str:
@@ -155,6 +158,42 @@ def _external_kubeconfig() -> Path | None:
     return Path(path) if cluster.startswith("kind-") else None
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Builds the binaries the selected tests need before any test runs.
+
+    A cold build takes longer than pytest's per-test timeout, so it must not happen inside a test's
+    fixture setup. Failures are remembered and reported by the fixtures (fail under CI, else skip).
+    """
+    used: set[str] = set()
+    for item in session.items:
+        used.update(getattr(item, "fixturenames", ()))
+    targets = [target for target, fixtures in NEEDS.items() if used & fixtures]
+    if _external_kubeconfig() is not None and "controlplane" in targets:
+        targets.remove("controlplane")
+    if not targets:
+        return
+    log_dir = session.config._tmp_path_factory.mktemp("testbed-build")  # type: ignore[attr-defined]
+    builds: dict[str, Path | TestbedUnavailable] = {}
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for target in targets:
+        if reporter is not None:
+            reporter.write_line(f"[testbed] building/finding {target} with tests/cluster/build.sh "
+                                f"(a cold build takes many minutes; log in {log_dir})")
+        try:
+            builds[target] = build(target, log_dir)
+        except TestbedUnavailable as err:
+            builds[target] = err
+    session.config.stash[BUILDS_KEY] = builds
+
+
+def _binary(config: pytest.Config, target: str, log_dir: Path) -> Path:
+    """The binary built at collection time, or built now (e.g. when the hook did not see the test)."""
+    found = config.stash.get(BUILDS_KEY, {}).get(target)
+    if isinstance(found, TestbedUnavailable):
+        raise found
+    return found if found is not None else build(target, log_dir)
+
+
 def _logs(config: pytest.Config) -> dict[str, Path]:
     logs = config.stash.get(LOGS_KEY, None)
     if logs is None:
@@ -173,7 +212,7 @@ def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     else:
         root = tmp_path_factory.mktemp("testbed")
         try:
-            binary = build("controlplane", root / "build")
+            binary = _binary(request.config, "controlplane", root / "build")
             plane = ControlPlane(binary, root / "controlplane")
             state = plane.start()
         except TestbedUnavailable as err:
@@ -240,7 +279,7 @@ def pod_runtime(request: pytest.FixtureRequest, kube: Kube) -> NodeAgent | None:
 def helm(request: pytest.FixtureRequest, kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Helm:
     root = tmp_path_factory.mktemp("helm")
     try:
-        binary = build("helm", root / "build")
+        binary = _binary(request.config, "helm", root / "build")
     except TestbedUnavailable as err:
         fail_or_skip(f"helm is unavailable: {err}")
         raise
