@@ -33,6 +33,10 @@ from streamjob.operator.reconciler.facts import (
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
 
+#: Grace for pods of a failed attempt: long enough for the kubelet to stop the processes before the pod
+#: object goes (0 would drop the object at once while old processes may still hold ports and files).
+FAST_GRACE = 1
+
 LIFECYCLE_OF = {
     OperationKind.DEPLOY: LifecycleState.DEPLOYING,
     OperationKind.RESUME: LifecycleState.DEPLOYING,
@@ -210,7 +214,7 @@ def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) 
     dep = d.status.deployment
     count = d.status.restarts.count + (1 if counted else 0)
     policy = spec.restart_policy
-    d.act(DeletePods(keep_attempt=None, grace_seconds=0))
+    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
     if counted:
         d.update(restarts=RestartsStatus(count=count, last_reason=reason, last_time=d.now_text))
     if counted and count > policy.max_restarts:
@@ -247,7 +251,7 @@ def start_rollback(d: Draft, *, reason: str) -> None:
         reason=reason,
     )
     _begin(d, op)
-    d.act(DeletePods(keep_attempt=None, grace_seconds=0))
+    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
     message = f"upgrade failed: {reason}; rolling back to the last stable spec"
     d.update(error=message)
     d.event("RollingBack", message, warning=True)
@@ -255,7 +259,7 @@ def start_rollback(d: Draft, *, reason: str) -> None:
 
 def fail(d: Draft, message: str) -> None:
     """Ends in Failed: pods deleted, the reason in status and an event."""
-    d.act(DeletePods(keep_attempt=None, grace_seconds=0))
+    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
     d.update(operation=None, deployment=None, lifecycle_state=LifecycleState.FAILED, error=message)
     d.event("JobFailed", message, warning=True)
 
@@ -380,7 +384,7 @@ def _teardown(d: Draft) -> None:
     op = d.status.operation
     assert op is not None
     if d.facts.pods:
-        grace = 0 if op.kind in (OperationKind.RESTART, OperationKind.ROLLBACK) else 5
+        grace = FAST_GRACE if op.kind in (OperationKind.RESTART, OperationKind.ROLLBACK) else 5
         if _elapsed(d) > _target(d).timeouts.teardown_seconds:
             grace = 0
         d.act(DeletePods(keep_attempt=None, grace_seconds=grace))
