@@ -73,12 +73,7 @@ def healthy(d: Draft) -> bool:
     spec = StreamJobSpec.parse(dep.spec)
     jm = d.facts.jobmaster
     state = (jm.state or "RUNNING").upper()
-    return (
-        len(pods) == spec.worker_count + 1
-        and all(p.running for p in pods)
-        and jm.reachable
-        and state not in ENDED_STATES
-    )
+    return len(pods) == spec.worker_count + 1 and all(p.running for p in pods) and jm.reachable and state == "RUNNING"
 
 
 def jobmaster_ip(d: Draft) -> str | None:
