@@ -263,8 +263,8 @@ class StreamJobSpec(CamelModel):
     image_pull_policy: PullPolicy = Field(default=PullPolicy.IF_NOT_PRESENT, description="Image pull policy.")
     entrypoint: str = Field(
         min_length=1,
-        pattern=r"^([A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*|/.+\.py)$",
-        description="`package.module:function` returning the pipeline, or an absolute .py path.",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_.]*|/.+\.py)(:[A-Za-z_][A-Za-z0-9_]*)?$",
+        description="`package.module[:function]` building the pipeline, or an absolute `/path/job.py[:function]`.",
     )
     args: list[str] = Field(default_factory=list, description="Arguments passed to the job function.")
     parallelism: int = Field(default=1, ge=1, le=32768, description="Parallelism of the job.")
