@@ -4,8 +4,8 @@ The fastest backend, bounded by memory (Flink's ``HashMapStateBackend``). Key gr
 computed on the per-record path: a state's table is ``dict[key, value]`` and keys are bucketed
 into key groups only when a snapshot is encoded. The synchronous part of a snapshot is a shallow
 copy of each table (inner lists and maps copied too); encoding runs in the background part.
-With ``incremental=True`` writes record their key in a dirty set, and only chunks holding a
-dirty key are re-encoded and uploaded.
+With ``incremental=True`` writes record their key in a dirty set (one ``set.add``), and only
+chunks holding a dirty key are re-encoded and uploaded.
 
 Recovery contract: see ``backend.py``. Restored entries stay encoded until their descriptor
 registers, then are decoded with that descriptor's serializer.
@@ -135,21 +135,13 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         super().__init__(ctx)
         self._tables: dict[str, HashTable] = {}
         self._raw: dict[str, list[tuple[int, Entry]]] = {}
-        self._dirty_keys: set[Any] = set()
-        self._mark: Callable[[Any], None] | None = self._dirty_keys.add if ctx.incremental else None
+        self._mark: Callable[[Any], None] | None = self._tracker.dirty.add if self._tracker is not None else None
         self._inflight = 0  # snapshots sharing objects with the tables (copy-on-write while > 0)
         self._inflight_lock = threading.Lock()
 
     def _mark_dirty(self, key: Any) -> None:
-        self._dirty_keys.add(key)
-
-    def _before_incremental_begin(self) -> None:
-        if self._tracker is None:
-            return
-        dirty, chunk_of, lookup = self._tracker.dirty, self.chunk_of, self._assigner.assign
-        for key in self._dirty_keys:
-            dirty.add(chunk_of(lookup(key)))
-        self._dirty_keys.clear()
+        if self._mark is not None:
+            self._mark(key)  # keys are resolved to chunks in the background part of a snapshot
 
     # -- states ------------------------------------------------------------------------------
 

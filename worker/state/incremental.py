@@ -1,33 +1,47 @@
 """Incremental keyed snapshots: which chunks changed since the last *completed* checkpoint.
 
-A backend with ``incremental=True`` marks chunks dirty as it writes. At each checkpoint it
-re-encodes only the chunks changed since the last confirmed checkpoint, uploads them as
-content-addressed shared files (skipping names already in storage), and references the shared
-files of the confirmed checkpoint for every other chunk. The confirmed base advances only on
+A backend with ``incremental=True`` records a *mark* for every write: the written key (hashmap
+backend: one ``set.add`` per write, no hashing) or a ``ChunkMark`` (rocksdb backend, which knows
+the key group of every row anyway). At each checkpoint it re-encodes only the chunks holding a
+mark since the last confirmed checkpoint, uploads them as content-addressed shared files
+(skipping names already in storage), and references the shared files of the confirmed
+checkpoint for every other chunk. The confirmed base advances only on
 ``notify_checkpoint_complete``; an aborted or failed checkpoint leaves it where it was, and its
-changes count again in the next one. Savepoints never use this: they are full and private.
+marks count again in the next one. Savepoints never use this: they are full and private.
+
+Cost model: the synchronous part only moves the mark set aside (one C-level set copy); marks are
+resolved to chunks (key-group hashing) in the background part.
 
 Thread model: ``begin`` runs on the task thread in the synchronous part of a snapshot,
-``finish`` in the background part, ``complete``/``abort`` on the task thread; a lock guards
-the bookkeeping they share.
+``changed_chunks``, ``upload`` and ``finish`` in the background part, ``complete``/``abort`` on
+the task thread; a lock guards the bookkeeping they share. Mark sets handed to a snapshot are
+never mutated again.
 
-Callers: both keyed backends.
+Callers: both keyed backends (through ``keyed_base.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamjob.worker.checkpoint.handles import SnapshotWriter, StateHandle
 from streamjob.worker.state.chunks import Chunk, shared_name
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkMark:
+    """A mark naming a chunk directly (never equal to a user key: keys are primitives)."""
+
+    chunk: Chunk
+
+
 @dataclass(slots=True)
 class _Pending:
-    changed: set[Chunk]
+    own: set[Any]  # marks recorded between the previous snapshot's begin and this one's
     checkpoint_id: int | None = None
     handles: dict[Chunk, StateHandle] | None = None
 
@@ -37,17 +51,18 @@ class IncrementalPlan:
     """What the background part of one incremental snapshot must do."""
 
     token: int
-    changed: frozenset[Chunk]
+    marks: list[set[Any]]  # this snapshot's own marks and those of every unconfirmed earlier one
     base: dict[Chunk, StateHandle] = field(default_factory=dict)
 
 
 class IncrementalTracker:
-    """Dirty chunks, pending snapshots and the confirmed base of one keyed backend."""
+    """Marks, pending snapshots and the confirmed base of one keyed backend."""
 
-    def __init__(self, operator_uid: str, chunks: Iterable[Chunk]) -> None:
+    def __init__(self, operator_uid: str, chunks: Iterable[Chunk], chunk_of_key: Callable[[Any], Chunk]) -> None:
         self._uid = operator_uid
         self._chunks = list(chunks)
-        self.dirty: set[Chunk] = set(self._chunks)
+        self._chunk_of_key = chunk_of_key
+        self.dirty: set[Any] = {ChunkMark(chunk) for chunk in self._chunks}
         self._confirmed: dict[Chunk, StateHandle] = {}
         self._pending: dict[int, _Pending] = {}
         self._known: dict[str, StateHandle] = {}
@@ -58,34 +73,43 @@ class IncrementalTracker:
         """After a restore: shared files covering exactly one of our chunks become the base."""
         with self._lock:
             self._confirmed.clear()
-            self.dirty.update(self._chunks)
             by_range = {(h.key_group_start, h.key_group_end): h for h in handles if h.shared}
             for chunk in self._chunks:
                 handle = by_range.get(chunk)
                 if handle is not None:
                     self._confirmed[chunk] = handle
-                    self.dirty.discard(chunk)
+                    self.dirty.discard(ChunkMark(chunk))
+                else:
+                    self.dirty.add(ChunkMark(chunk))
 
     def begin(self) -> IncrementalPlan:
-        """Synchronous part: freezes the set of chunks changed since the confirmed base."""
+        """Synchronous part: sets this snapshot's marks aside (a set copy; no hashing)."""
         with self._lock:
-            changed = set(self.dirty)
-            for pending in self._pending.values():
-                changed |= pending.changed
+            own = self.dirty.copy()
             self.dirty.clear()  # the same set object: backends hold its bound ``add``
+            marks = [own] + [pending.own for pending in self._pending.values()]
             token = self._next_token
             self._next_token += 1
-            self._pending[token] = _Pending(changed=changed)
-            return IncrementalPlan(token=token, changed=frozenset(changed), base=dict(self._confirmed))
+            self._pending[token] = _Pending(own=own)
+            return IncrementalPlan(token=token, marks=marks, base=dict(self._confirmed))
+
+    def changed_chunks(self, plan: IncrementalPlan) -> set[Chunk]:
+        """Background part: the chunks holding any of the plan's marks."""
+        chunk_of_key = self._chunk_of_key
+        changed: set[Chunk] = set()
+        for marks in plan.marks:
+            for mark in marks:
+                changed.add(mark.chunk if type(mark) is ChunkMark else chunk_of_key(mark))
+        return changed
 
     def upload(self, writer: SnapshotWriter, chunk: Chunk, data: bytes) -> StateHandle:
         """Writes (or finds already written) the shared file of a changed chunk."""
         name = shared_name(self._uid, chunk, data)
         with self._lock:
             known = self._known.get(name)
-        if known is not None and writer.shared_exists(name):
-            return known
         if writer.shared_exists(name):
+            if known is not None:
+                return known
             handle = StateHandle(
                 path=f"shared/{name}", size=len(data), sha256=hashlib.sha256(data).hexdigest(), shared=True
             )
@@ -105,11 +129,11 @@ class IncrementalTracker:
                 pending.handles = dict(handles)
 
     def cancel(self, token: int) -> None:
-        """The snapshot of ``token`` failed or was a savepoint: its changes stay dirty."""
+        """The snapshot of ``token`` failed or was a savepoint: its marks stay dirty."""
         with self._lock:
             pending = self._pending.pop(token, None)
             if pending is not None:
-                self.dirty |= pending.changed
+                self.dirty |= pending.own
 
     def complete(self, checkpoint_id: int) -> None:
         """Checkpoint ``checkpoint_id`` completed: its chunks become the confirmed base."""
@@ -119,12 +143,13 @@ class IncrementalTracker:
                 return
             token = match[-1]
             pending = self._pending[token]
-            for older in [t for t in self._pending if t <= token]:
-                # Older snapshots' changes are included in this one's (``begin`` took the union).
-                del self._pending[older]
-            if pending.handles is None:
-                self.dirty |= pending.changed
+            older = [t for t in self._pending if t <= token]
+            if pending.handles is None:  # cannot happen after ``finish``; stay conservative
+                for t in older:
+                    self.dirty |= self._pending.pop(t).own
                 return
+            for t in older:  # their marks were part of this snapshot's plan
+                del self._pending[t]
             self._confirmed = pending.handles
             live = {h.path for h in self._confirmed.values()}
             for other in self._pending.values():
@@ -132,11 +157,10 @@ class IncrementalTracker:
             self._known = {name: h for name, h in self._known.items() if h.path in live}
 
     def abort(self, checkpoint_id: int) -> None:
-        """Checkpoint ``checkpoint_id`` was aborted: forget it, keep its changes dirty."""
+        """Checkpoint ``checkpoint_id`` was aborted: forget it, keep its marks dirty."""
         with self._lock:
             for token in [t for t, p in self._pending.items() if p.checkpoint_id == checkpoint_id]:
-                pending = self._pending.pop(token)
-                self.dirty |= pending.changed
+                self.dirty |= self._pending.pop(token).own
 
     def confirmed(self) -> dict[Chunk, StateHandle]:
         """The handles of the last completed checkpoint (for tests and metrics)."""
@@ -144,4 +168,4 @@ class IncrementalTracker:
             return dict(self._confirmed)
 
 
-__all__ = ["IncrementalPlan", "IncrementalTracker"]
+__all__ = ["ChunkMark", "IncrementalPlan", "IncrementalTracker"]

@@ -28,7 +28,7 @@ from streamjob.worker.state.chunks import (
     read_groups,
 )
 from streamjob.worker.state.descriptors import StateDescriptor
-from streamjob.worker.state.incremental import IncrementalTracker
+from streamjob.worker.state.incremental import ChunkMark, IncrementalTracker
 from streamjob.worker.state.key_groups import KeyGroupAssigner
 from streamjob.worker.state.primitives import State
 from streamjob.worker.state.timers import TimerQueue
@@ -62,7 +62,9 @@ class KeyedBackendBase(KeyedStateBackend):
         self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
         self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
         self._timers = TimerQueue()
-        self._tracker = IncrementalTracker(ctx.operator_uid, self._chunks) if ctx.incremental else None
+        self._tracker = (
+            IncrementalTracker(ctx.operator_uid, self._chunks, self._chunk_of_key) if ctx.incremental else None
+        )
         self._registered: dict[str, tuple[StateDescriptor, State]] = {}
         self._restored_metas: dict[str, tuple[str, str]] = {}
         self._restored = False
@@ -90,10 +92,13 @@ class KeyedBackendBase(KeyedStateBackend):
             )
         return self._chunks[key_group // self._chunk_size - self._first_chunk_index]
 
+    def _chunk_of_key(self, key: Any) -> Chunk:
+        return self.chunk_of(self._assigner.assign(key))
+
     def _mark_dirty(self, key: Any) -> None:
         """Records that ``key``'s chunk changed (incremental snapshots only)."""
         if self._tracker is not None:
-            self._tracker.dirty.add(self.chunk_of(self._kg(key)))
+            self._tracker.dirty.add(ChunkMark(self._chunk_of_key(key)))
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -180,15 +185,10 @@ class KeyedBackendBase(KeyedStateBackend):
     def _freeze(self) -> FrozenKeyedState:
         """The synchronous copy of every state (task thread, at the barrier)."""
 
-    def _before_incremental_begin(self) -> None:
-        """Hook: flush backend-specific dirty tracking into ``self._tracker.dirty``."""
-
     def snapshot(self) -> SnapshotRunner:
         """Copies the state now; the returned callable encodes and writes the chunk files."""
         self._check_open()
         tracker = self._tracker
-        if tracker is not None:
-            self._before_incremental_begin()
         frozen = self._freeze()
         timers = self._timers.copy_entries()
         plan = tracker.begin() if tracker is not None else None
@@ -203,12 +203,13 @@ class KeyedBackendBase(KeyedStateBackend):
                         writer.write(private_name(self._ctx.operator_uid, chunk), data, key_groups=chunk)
                         for chunk, data in encoded
                     ]
-                changed = [chunk for chunk in self._chunks if chunk in plan.changed]
+                changed_set = tracker.changed_chunks(plan)
+                changed = [chunk for chunk in self._chunks if chunk in changed_set]
                 handles: dict[Chunk, StateHandle] = {}
                 for chunk, data in self._encode(frozen, timers, changed):
                     handles[chunk] = tracker.upload(writer, chunk, data)
                 for chunk in self._chunks:
-                    if chunk not in plan.changed and chunk in plan.base:
+                    if chunk not in changed_set and chunk in plan.base:
                         handles[chunk] = plan.base[chunk]
                 tracker.finish(plan.token, writer.checkpoint_id, handles)
                 return [handles[chunk] for chunk in self._chunks if chunk in handles]

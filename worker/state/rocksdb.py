@@ -39,6 +39,7 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
+from streamjob.worker.state.incremental import ChunkMark
 from streamjob.worker.state.key_groups import canonical_key, unsupported_key_message
 from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
 from streamjob.worker.state.primitives import State
@@ -78,7 +79,7 @@ class _KeyCache(dict[Any, KeyEntry]):
 
     def __missing__(self, key: Any) -> KeyEntry:
         group = self._key_group(key)
-        entry = (group.to_bytes(2, "big"), encode_key(key), self._chunk_of(group))
+        entry = (group.to_bytes(2, "big"), encode_key(key), ChunkMark(self._chunk_of(group)))
         if len(self) >= _KEY_CACHE_LIMIT:
             self.clear()
         self[key] = entry
@@ -167,12 +168,16 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
         write_options = WriteOptions()
         write_options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property (stub is wrong)
         self._db.set_write_options(write_options)
-        self._dirty: set[Chunk] | None = self._tracker.dirty if self._tracker is not None else None
+        self._dirty: set[Any] | None = self._tracker.dirty if self._tracker is not None else None
         self._kc: dict[Any, KeyEntry] = _KeyCache(self._kg, self.chunk_of)
         self._sids: dict[str, bytes] = {}
         self._ttl_rows: set[str] = set()
         self._snapshots = 0
         self._lock = threading.Lock()
+
+    def _mark_dirty(self, key: Any) -> None:
+        if self._dirty is not None:
+            self._dirty.add(self._kc[key][2])
 
     def _sid(self, name: str) -> bytes:
         sid = self._sids.get(name)

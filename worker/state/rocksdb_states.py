@@ -22,13 +22,13 @@ from typing import Any, Final, Protocol, cast
 
 from rocksdict import Rdict, ReadOptions
 
-from streamjob.worker.state.chunks import Chunk
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
     ReducingStateDescriptor,
     StateDescriptor,
     ValueStateDescriptor,
 )
+from streamjob.worker.state.incremental import ChunkMark
 from streamjob.worker.state.key_groups import canonical_key
 from streamjob.worker.state.primitives import (
     AggregatingState,
@@ -39,7 +39,7 @@ from streamjob.worker.state.primitives import (
 )
 
 TS_BYTES: Final = 8
-KeyEntry = tuple[bytes, bytes, Chunk]  # (key-group bytes, length-prefixed key bytes, chunk)
+KeyEntry = tuple[bytes, bytes, ChunkMark]  # (key-group bytes, length-prefixed key bytes, chunk mark)
 
 
 class RocksHolder(Protocol):
@@ -47,7 +47,7 @@ class RocksHolder(Protocol):
 
     _key: Any
     _kc: dict[Any, KeyEntry]
-    _dirty: set[Chunk] | None
+    _dirty: set[Any] | None
 
 
 def frame(data: bytes) -> bytes:
