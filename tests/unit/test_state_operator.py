@@ -58,13 +58,18 @@ def test_snapshot_is_isolated_from_later_changes() -> None:
     storage = MemoryStorage()
     store = OperatorStateStore("x", 0)
     state = store.get_list_state(SEEN)
+    positions = store.get_list_state(ListStateDescriptor("positions", dict))
     state.update([1, 2])
+    position = {"offset": 1}
+    positions.add(position)
     run = store.snapshot()
     state.add(3)
+    position["offset"] = 2
     handles = run(storage.writer(1))
     restored = OperatorStateStore("x", 0)
     restored.restore([handles], storage.reader(), 0, 1)
     assert restored.get_list_state(SEEN).get() == [1, 2]
+    assert restored.get_list_state(ListStateDescriptor("positions", dict)).get() == [{"offset": 1}]
 
 
 def test_unregistered_state_is_carried_over() -> None:

@@ -141,21 +141,28 @@ class OperatorStateStore:
         return state
 
     def snapshot(self) -> Callable[[SnapshotWriter], list[StateHandle]]:
-        """Copies the lists now; the returned callable encodes and writes one file."""
-        copies = [(name, reg.mode, reg.descriptor.serializer, reg.state.get()) for name, reg in self._states.items()]
-        raw = dict(self._raw)
+        """Encodes the lists now (operator state is small: perfect isolation); the callable writes.
+
+        An encoding error is raised by the returned callable, so that the checkpoint is declined
+        from the background part like any other snapshot failure.
+        """
+        states: dict[str, list[Any]] = {}
+        error: SerializationError | None = None
+        for state_name, reg in self._states.items():
+            serializer = reg.descriptor.serializer
+            try:
+                encoded = [serializer.encode(item) for item in reg.state._items]
+            except SerializationError as exc:
+                error = SerializationError(f"operator {self._uid!r}: operator state {state_name!r}: {exc}")
+                break
+            states[state_name] = [reg.mode, serializer.serializer_id, encoded]
+        for state_name, kept in self._raw.items():
+            states[state_name] = [kept.mode, kept.serializer_id, kept.elements]
         name = f"{safe_uid(self._uid)}-op-{self._subtask}.opstate"
 
         def run(writer: SnapshotWriter) -> list[StateHandle]:
-            states: dict[str, list[Any]] = {}
-            for state_name, mode, serializer, items in copies:
-                try:
-                    encoded = [serializer.encode(item) for item in items]
-                except SerializationError as exc:
-                    raise SerializationError(f"operator {self._uid!r}: operator state {state_name!r}: {exc}") from exc
-                states[state_name] = [mode, serializer.serializer_id, encoded]
-            for state_name, kept in raw.items():
-                states[state_name] = [kept.mode, kept.serializer_id, kept.elements]
+            if error is not None:
+                raise error
             if not states:
                 return []
             document = {"format": FORMAT, "version": VERSION, "states": states}
