@@ -227,6 +227,42 @@ def test_timers(kind: str, tmp_path: Path) -> None:
     assert backend.next_timer_time() is None
 
 
+@pytest.mark.parametrize(("old_p", "new_p"), [(1, 1), (1, 3), (3, 2)])
+def test_event_time_timers_survive_restore_and_rescale(kind: str, tmp_path: Path, old_p: int, new_p: int) -> None:
+    storage = MemoryStorage()
+    keys = [f"e{i}" for i in range(60)]
+    handles = []
+    for index in range(old_p):
+        backend = make_backend(kind, tmp_path, parallelism=old_p, index=index)
+        lo, hi = key_group_range(128, old_p, index)
+        for i, key in enumerate(keys):
+            if lo <= key_group_for(key, 128) <= hi:
+                backend.set_current_key(key)
+                backend.register_event_time_timer(100 + i)
+                backend.register_processing_time_timer(5_000 + i)
+                if i % 10 == 0:
+                    backend.delete_event_time_timer(100 + i)
+        handles.extend(backend.snapshot()(storage.writer(1)))
+    fired: list[tuple[int, Any]] = []
+    for index in range(new_p):
+        backend = make_backend(kind, tmp_path, parallelism=new_p, index=index)
+        backend.restore(handles, storage.reader())
+        assert backend.pop_due_timers(4_999) == []
+        first = backend.next_event_timer_time()
+        due = backend.pop_due_event_timers(10_000)
+        assert [t for t, _ in due] == sorted(t for t, _ in due)
+        assert first is None or first == due[0][0]
+        assert backend.next_event_timer_time() is None
+        assert len(backend.pop_due_timers(10_000)) == len([k for k in keys if backend_owns(index, new_p, k)])
+        fired.extend(due)
+    assert sorted(fired) == sorted((100 + i, k) for i, k in enumerate(keys) if i % 10)
+
+
+def backend_owns(index: int, parallelism: int, key: Any) -> bool:
+    lo, hi = key_group_range(128, parallelism, index)
+    return lo <= key_group_for(key, 128) <= hi
+
+
 KEYS = [f"user-{i}" for i in range(300)] + list(range(100)) + [(i, "t") for i in range(50)]
 
 

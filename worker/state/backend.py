@@ -1,6 +1,6 @@
 """The keyed state backend contract, its construction context and its factory.
 
-A keyed backend holds every keyed state and the processing-time timers of one subtask of one
+A keyed backend holds every keyed state and the processing- and event-time timers of one subtask of one
 operator, for the keys of its key-group range. The runtime sets the current key before each
 record and timer; states read and write the current key's values.
 
@@ -150,6 +150,22 @@ class KeyedStateBackend(ABC):
     @abstractmethod
     def pop_due_timers(self, now_ms: int) -> list[tuple[int, Any]]:
         """Removes and returns the ``(timestamp, key)`` timers due at ``now_ms``, in time order."""
+
+    @abstractmethod
+    def register_event_time_timer(self, timestamp_ms: int) -> None:
+        """Registers an event-time timer for the current key (fires once the watermark reaches it)."""
+
+    @abstractmethod
+    def delete_event_time_timer(self, timestamp_ms: int) -> None:
+        """Deletes the current key's event-time timer at ``timestamp_ms`` if registered."""
+
+    @abstractmethod
+    def next_event_timer_time(self) -> int | None:
+        """The earliest registered event-time timer's timestamp, or None."""
+
+    @abstractmethod
+    def pop_due_event_timers(self, watermark_ms: int) -> list[tuple[int, Any]]:
+        """Removes and returns the event-time timers with ``timestamp <= watermark_ms``, in time order."""
 
     @abstractmethod
     def snapshot(self) -> SnapshotRunner:

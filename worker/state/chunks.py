@@ -10,7 +10,9 @@ state's serializer; nothing is decoded with a user serializer until a descriptor
 
     {"format": "streamjob-keyed", "version": 1, "key_groups": [start, end],
      "states": {name: [kind, serializer_id]},
-     "groups": [[key_group, {name: [entry, ...]}, [[timestamp_ms, key], ...]], ...]}
+     "groups": [[key_group, {name: [entry, ...]}, processing_timers, event_timers], ...]}
+
+    timers = [[timestamp_ms, key], ...]
 
     entry = [key, value_bytes]                       value, reducing, aggregating
           | [key, value_bytes, written_at_ms]        value state with a ttl
@@ -79,10 +81,11 @@ def shared_name(operator_uid: str, chunk: Chunk, data: bytes) -> str:
 
 @dataclass(slots=True)
 class GroupData:
-    """One key group's entries per state name, and its timers."""
+    """One key group's entries per state name, and its processing- and event-time timers."""
 
     states: dict[str, list[Entry]] = field(default_factory=dict)
     timers: list[list[Any]] = field(default_factory=list)
+    event_timers: list[list[Any]] = field(default_factory=list)
 
 
 def encode_chunk(chunk: Chunk, metas: dict[str, tuple[str, str]], groups: dict[int, GroupData]) -> bytes | None:
@@ -92,10 +95,10 @@ def encode_chunk(chunk: Chunk, metas: dict[str, tuple[str, str]], groups: dict[i
     for key_group in sorted(groups):
         group = groups[key_group]
         states = {name: entries for name, entries in group.states.items() if entries}
-        if not states and not group.timers:
+        if not states and not group.timers and not group.event_timers:
             continue
         used.update(states)
-        rows.append([key_group, states, group.timers])
+        rows.append([key_group, states, group.timers, group.event_timers])
     if not rows:
         return None
     document = {
@@ -116,6 +119,7 @@ class RestoredGroup:
     metas: dict[str, tuple[str, str]]
     states: dict[str, list[Entry]]
     timers: list[tuple[int, Any]]
+    event_timers: list[tuple[int, Any]]
 
 
 def decode_chunk(data: bytes, where: str) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any]]:
@@ -151,7 +155,7 @@ def read_groups(
         if start is not None and end is not None and not ranges_overlap((start, end), key_group_range):
             continue
         _, metas, rows = decode_chunk(reader.read(handle), handle.path)
-        for key_group, states, timers in rows:
+        for key_group, states, timers, event_timers in rows:
             if not low <= key_group <= high:
                 continue
             if key_group in seen:
@@ -165,6 +169,7 @@ def read_groups(
                 metas={name: metas[name] for name in states},
                 states=states,
                 timers=[(int(ts), key) for ts, key in timers],
+                event_timers=[(int(ts), key) for ts, key in event_timers],
             )
 
 

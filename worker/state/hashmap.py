@@ -273,6 +273,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         self._tables.clear()
         self._raw.clear()
         self._timers.clear()
+        self._event_timers.clear()
         self._registered.clear()
         self._closed = True
 

@@ -62,6 +62,7 @@ class KeyedBackendBase(KeyedStateBackend):
         self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
         self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
         self._timers = TimerQueue()
+        self._event_timers = TimerQueue()
         self._tracker = (
             IncrementalTracker(ctx.operator_uid, self._chunks, self._chunk_of_key) if ctx.incremental else None
         )
@@ -179,6 +180,30 @@ class KeyedBackendBase(KeyedStateBackend):
                 self._mark_dirty(key)
         return due
 
+    def register_event_time_timer(self, timestamp_ms: int) -> None:
+        """Registers an event-time timer for the current key (fires when the watermark passes it)."""
+        self._event_timers.register(timestamp_ms, self._key)
+        if self._tracker is not None:
+            self._mark_dirty(self._key)
+
+    def delete_event_time_timer(self, timestamp_ms: int) -> None:
+        """Deletes the current key's event-time timer at ``timestamp_ms``."""
+        self._event_timers.delete(timestamp_ms, self._key)
+        if self._tracker is not None:
+            self._mark_dirty(self._key)
+
+    def next_event_timer_time(self) -> int | None:
+        """The earliest event-time timer's timestamp."""
+        return self._event_timers.next_time()
+
+    def pop_due_event_timers(self, watermark_ms: int) -> list[tuple[int, Any]]:
+        """The event-time timers with ``timestamp <= watermark_ms``, removed, in time order."""
+        due = self._event_timers.pop_due(watermark_ms)
+        if self._tracker is not None:
+            for _, key in due:
+                self._mark_dirty(key)
+        return due
+
     # -- snapshot ----------------------------------------------------------------------------
 
     @abstractmethod
@@ -190,7 +215,7 @@ class KeyedBackendBase(KeyedStateBackend):
         self._check_open()
         tracker = self._tracker
         frozen = self._freeze()
-        timers = self._timers.copy_entries()
+        timers = (self._timers.copy_entries(), self._event_timers.copy_entries())
         plan = tracker.begin() if tracker is not None else None
 
         def run(writer: SnapshotWriter) -> list[StateHandle]:
@@ -223,7 +248,10 @@ class KeyedBackendBase(KeyedStateBackend):
         return run
 
     def _encode(
-        self, frozen: FrozenKeyedState, timers: list[tuple[int, Any]], chunks: list[Chunk]
+        self,
+        frozen: FrozenKeyedState,
+        timers: tuple[list[tuple[int, Any]], list[tuple[int, Any]]],
+        chunks: list[Chunk],
     ) -> list[tuple[Chunk, bytes]]:
         wanted = set(chunks)
         per_chunk: dict[Chunk, dict[int, GroupData]] = {chunk: {} for chunk in chunks}
@@ -239,10 +267,14 @@ class KeyedBackendBase(KeyedStateBackend):
             return group
 
         lookup = self._assigner.assign
-        for ts, key in timers:
+        for ts, key in timers[0]:
             group = group_for(lookup(key))
             if group is not None:
                 group.timers.append([ts, key])
+        for ts, key in timers[1]:
+            group = group_for(lookup(key))
+            if group is not None:
+                group.event_timers.append([ts, key])
         frozen.fill(chunks, group_for)
         out: list[tuple[Chunk, bytes]] = []
         for chunk in chunks:
@@ -274,6 +306,7 @@ class KeyedBackendBase(KeyedStateBackend):
                         self._check_restored_meta(self._registered[name][0])
                 self._load_group(group)
                 self._timers.restore(group.timers)
+                self._event_timers.restore(group.event_timers)
         except StreamJobError:
             raise
         except (ValueError, TypeError, KeyError, IndexError) as exc:

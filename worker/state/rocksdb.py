@@ -320,6 +320,7 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             return
         self._closed = True
         self._timers.clear()
+        self._event_timers.clear()
         self._registered.clear()
         self._kc.clear()
         try:

@@ -1,4 +1,4 @@
-"""The keyed processing-time timer queue of one keyed backend.
+"""The keyed timer queues of one keyed backend (one for processing time, one for event time).
 
 Holds ``(timestamp_ms, key)`` timers, deduplicated, and hands out due ones in time order (ties
 in registration order). Deletion is lazy: a deleted timer stays in the heap until it reaches the
