@@ -62,12 +62,29 @@ async def reconcile(deps: Deps, namespace: str, name: str) -> float:
     status = result.status
     if status != facts.status:
         body = await deps.kube.replace_status(body, status_body(body.get("status"), status))
-    for action in result.actions:
-        status, body = await execute(deps, body, status, action)
+    try:
+        for action in result.actions:
+            status, body = await execute(deps, body, status, action)
+    except KubernetesError as err:
+        await _report_action_error(deps, body, status, f"{type(action).__name__} failed: {err}")
+        raise
     await events.publish(deps.kube, body, result.events)
     deps.metrics.observe((namespace, name), facts.status, status, facts.now)
     busy = status.operation is not None or status.snapshot_request is not None or bool(result.actions)
     return cfg.busy_interval_s if busy else cfg.poll_interval_s
+
+
+async def _report_action_error(deps: Deps, body: dict[str, Any], status: StreamJobStatus, message: str) -> None:
+    """Puts a failed Kubernetes call in status and an event, so users see it without operator logs."""
+    if status.error == message:
+        return
+    try:
+        await deps.kube.replace_status(
+            body, status_body(body.get("status"), status.model_copy(update={"error": message}))
+        )
+    except KubernetesError as err:
+        log.info("could not record the error in status: %s", err)
+    await events.publish(deps.kube, body, [EventRecord("ActionFailed", message, warning=True)])
 
 
 async def execute(

@@ -252,3 +252,19 @@ def test_deletion_with_dead_jobmaster_cleans_checkpoints_per_policy() -> None:
     asyncio.run(controller.finalize(deps, body))
     assert snaps.discarded == ["job1"]
     assert "CheckpointsDeleted" in [e[0] for e in kube.events]
+
+
+def test_a_failing_kubernetes_call_is_reported_in_status_and_events() -> None:
+    from streamjob.operator.errors import KubernetesError
+
+    deps, kube, _, _ = make()
+
+    async def refuse(obj: dict[str, Any]) -> None:
+        raise KubernetesError("create Pod: HTTP 403 forbidden: serviceaccount jobs not found", status=403)
+
+    kube.create = refuse  # type: ignore[method-assign]
+    asyncio.run(controller.reconcile(deps, "ns", "demo"))
+    with pytest.raises(KubernetesError):
+        asyncio.run(controller.reconcile(deps, "ns", "demo"))
+    assert "serviceaccount jobs not found" in (status(kube).error or "")
+    assert "ActionFailed" in [e[0] for e in kube.events]
