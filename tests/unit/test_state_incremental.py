@@ -158,6 +158,20 @@ def test_restored_incremental_backend_reuses_shared_files(kind: str, tmp_path: P
     assert uploaded == 1
 
 
+def test_restore_into_a_new_lineage_uploads_what_it_cannot_reference(kind: str, tmp_path: Path) -> None:
+    old = MemoryStorage()
+    backend = make_backend(kind, tmp_path, incremental=True)
+    for i, key in enumerate(KEYS[:500]):
+        touch(backend, key, i)
+    handles, _ = checkpoint(backend, old, 1)
+    restored = make_backend(kind, tmp_path, incremental=True)
+    restored.restore(handles, old.reader())
+    new = MemoryStorage()  # e.g. started from a retained checkpoint under a new job id
+    handles, uploaded = checkpoint(restored, new, 1)
+    assert uploaded == len(handles) == 8
+    check(kind, tmp_path, new, handles, {key: i for i, key in enumerate(KEYS[:500])})
+
+
 @pytest.mark.parametrize(("source", "target"), [("hashmap", "rocksdb"), ("rocksdb", "hashmap")])
 def test_savepoint_switches_backends(source: str, target: str, tmp_path: Path) -> None:
     storage = MemoryStorage()

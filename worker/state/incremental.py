@@ -53,6 +53,7 @@ class IncrementalPlan:
     token: int
     marks: list[set[Any]]  # this snapshot's own marks and those of every unconfirmed earlier one
     base: dict[Chunk, StateHandle] = field(default_factory=dict)
+    unverified: frozenset[str] = frozenset()  # base paths adopted from a restore, not yet seen in storage
 
 
 class IncrementalTracker:
@@ -66,18 +67,25 @@ class IncrementalTracker:
         self._confirmed: dict[Chunk, StateHandle] = {}
         self._pending: dict[int, _Pending] = {}
         self._known: dict[str, StateHandle] = {}
+        self._unverified: set[str] = set()
         self._next_token = 0
         self._lock = threading.Lock()
 
     def adopt(self, handles: Iterable[StateHandle]) -> None:
-        """After a restore: shared files covering exactly one of our chunks become the base."""
+        """After a restore: shared files covering exactly one of our chunks become the base.
+
+        They are verified to exist in the new snapshot's storage before being referenced (a
+        restore into a new job lineage has no access to the old lineage's ``shared/``).
+        """
         with self._lock:
             self._confirmed.clear()
+            self._unverified.clear()
             by_range = {(h.key_group_start, h.key_group_end): h for h in handles if h.shared}
             for chunk in self._chunks:
                 handle = by_range.get(chunk)
                 if handle is not None:
                     self._confirmed[chunk] = handle
+                    self._unverified.add(handle.path)
                     self.dirty.discard(ChunkMark(chunk))
                 else:
                     self.dirty.add(ChunkMark(chunk))
@@ -91,7 +99,9 @@ class IncrementalTracker:
             token = self._next_token
             self._next_token += 1
             self._pending[token] = _Pending(own=own)
-            return IncrementalPlan(token=token, marks=marks, base=dict(self._confirmed))
+            return IncrementalPlan(
+                token=token, marks=marks, base=dict(self._confirmed), unverified=frozenset(self._unverified)
+            )
 
     def changed_chunks(self, plan: IncrementalPlan) -> set[Chunk]:
         """Background part: the chunks holding any of the plan's marks."""
@@ -101,6 +111,20 @@ class IncrementalTracker:
             for mark in marks:
                 changed.add(mark.chunk if type(mark) is ChunkMark else chunk_of_key(mark))
         return changed
+
+    def base_usable(self, writer: SnapshotWriter, plan: IncrementalPlan, chunk: Chunk) -> bool:
+        """Whether the plan's base handle of ``chunk`` may be referenced by this snapshot."""
+        handle = plan.base.get(chunk)
+        if handle is None:
+            return False
+        if handle.path not in plan.unverified:
+            return True
+        prefix = "shared/"
+        if not handle.path.startswith(prefix) or not writer.shared_exists(handle.path[len(prefix) :]):
+            return False
+        with self._lock:
+            self._unverified.discard(handle.path)
+        return True
 
     def upload(self, writer: SnapshotWriter, chunk: Chunk, data: bytes) -> StateHandle:
         """Writes (or finds already written) the shared file of a changed chunk."""

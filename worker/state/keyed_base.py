@@ -229,13 +229,16 @@ class KeyedBackendBase(KeyedStateBackend):
                         for chunk, data in encoded
                     ]
                 changed_set = tracker.changed_chunks(plan)
-                changed = [chunk for chunk in self._chunks if chunk in changed_set]
                 handles: dict[Chunk, StateHandle] = {}
-                for chunk, data in self._encode(frozen, timers, changed):
-                    handles[chunk] = tracker.upload(writer, chunk, data)
                 for chunk in self._chunks:
                     if chunk not in changed_set and chunk in plan.base:
-                        handles[chunk] = plan.base[chunk]
+                        if tracker.base_usable(writer, plan, chunk):
+                            handles[chunk] = plan.base[chunk]
+                        else:
+                            changed_set.add(chunk)
+                changed = [chunk for chunk in self._chunks if chunk in changed_set]
+                for chunk, data in self._encode(frozen, timers, changed):
+                    handles[chunk] = tracker.upload(writer, chunk, data)
                 tracker.finish(plan.token, writer.checkpoint_id, handles)
                 return [handles[chunk] for chunk in self._chunks if chunk in handles]
             except BaseException:
