@@ -3,7 +3,8 @@
 The fastest backend, bounded by memory (Flink's ``HashMapStateBackend``). Key groups are not
 computed on the per-record path: a state's table is ``dict[key, value]`` and keys are bucketed
 into key groups only when a snapshot is encoded. The synchronous part of a snapshot is a shallow
-copy of each table (inner lists and maps copied too); encoding runs in the background part.
+copy of each table (``dict.copy()``, copy-on-write protects shared objects); encoding runs in the
+background part.
 With ``incremental=True`` writes record their key in a dirty set (one ``set.add``), and only
 chunks holding a dirty key are re-encoded and uploaded.
 
@@ -233,12 +234,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         for name, table in self._tables.items():
             table.copied.clear()  # every stored object is shared with this snapshot again
             kind = table.descriptor.kind
-            if kind == "list":
-                data: dict[Any, Any] = {key: value.copy() for key, value in table.data.items()}
-            elif kind == "map":
-                data = {key: value.copy() for key, value in table.data.items()}
-            else:
-                data = table.data.copy()
+            data = table.data.copy()  # lists and maps too: copy-on-write (hashmap_states.py)
             ttl = getattr(table.descriptor, "ttl_ms", None)
             tables.append(
                 _FrozenTable(

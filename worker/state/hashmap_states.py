@@ -5,11 +5,12 @@ objects (no serialization until a snapshot). ``mark`` is the backend's dirty-key
 incremental snapshots are on, else None. Lists are copied on read so that callers cannot change
 state behind the backend's back; write them back.
 
-Copy-on-write keeps asynchronous snapshots isolated: a snapshot shares the stored objects with
-the live tables, so while one is being written (``backend._inflight``), the first read of a key
-that may lead to an in-place mutation (``value()``, a reducer or accumulator, map values, list
-elements) replaces the live object by a deep copy; the snapshot keeps the original. Immutable
-scalars are never copied. The raw ``get_value_accessors`` fast path does not copy: its users
+Copy-on-write keeps asynchronous snapshots isolated: a snapshot is a shallow copy of each table
+(``dict.copy()``, also for list and map state) and shares the stored objects, so while one is
+being written (``backend._inflight``), the first access of a key that may lead to an in-place
+mutation (``value()``, a reducer or accumulator, any list or map access) replaces the live
+object (or the live list/dict and its mutable elements) by a copy; the snapshot keeps the
+original. Immutable scalars are never copied. The raw ``get_value_accessors`` fast path does not copy: its users
 must not mutate values in place.
 
 Recovery contract: see ``primitives.py`` and ``backend.py``.
@@ -82,19 +83,23 @@ class _HashState:
         self._copied.add(key)
         return value
 
-    def _private_items(self, key: Any, container: Any) -> None:
-        """Deep-copies the mutable elements of a live list or dict a snapshot may share."""
+    def _private_container(self, key: Any, container: Any) -> Any:
+        """A private copy of a list or dict a snapshot may share (mutable elements deep-copied)."""
         if key in self._copied:
-            return
-        self._copied.add(key)
+            return container
+        deepcopy = copy.deepcopy
         if isinstance(container, list):
-            for index, item in enumerate(container):
-                if type(item) not in IMMUTABLE_TYPES:
-                    container[index] = copy.deepcopy(item)
+            container = [item if type(item) in IMMUTABLE_TYPES else deepcopy(item) for item in container]
         else:
-            for name, item in container.items():
-                if type(item) not in IMMUTABLE_TYPES:
-                    container[name] = copy.deepcopy(item)
+            container = {k: v if type(v) in IMMUTABLE_TYPES else deepcopy(v) for k, v in container.items()}
+        self._table[key] = container
+        self._copied.add(key)
+        return container
+
+    def _replaced(self, key: Any) -> None:
+        """The key's container was replaced by a new object: no snapshot shares it."""
+        if self._b._inflight:
+            self._copied.add(key)
 
     def clear(self) -> None:
         """Removes the current key's value."""
@@ -178,22 +183,24 @@ class HashListState(_HashState, ListState[Any]):
 
     __slots__ = ()
 
+    def _live(self, key: Any) -> list[Any] | None:
+        stored: list[Any] | None = self._table.get(key)
+        if stored is not None and self._b._inflight:
+            stored = self._private_container(key, stored)
+        return stored
+
     def get(self) -> list[Any]:
         """A copy of the current key's elements."""
-        key = self._b._key
-        stored = self._table.get(key)
-        if stored is None:
-            return []
-        if self._b._inflight:
-            self._private_items(key, stored)
-        return list(stored)
+        stored = self._live(self._b._key)
+        return [] if stored is None else stored.copy()
 
     def add(self, value: Any) -> None:
         """Appends one element."""
         key = self._b._key
-        stored = self._table.get(key)
+        stored = self._live(key)
         if stored is None:
             self._table[key] = [value]
+            self._replaced(key)
         else:
             stored.append(value)
         if self._mark is not None:
@@ -205,9 +212,10 @@ class HashListState(_HashState, ListState[Any]):
         if not items:
             return
         key = self._b._key
-        stored = self._table.get(key)
+        stored = self._live(key)
         if stored is None:
             self._table[key] = items
+            self._replaced(key)
         else:
             stored.extend(items)
         if self._mark is not None:
@@ -219,6 +227,7 @@ class HashListState(_HashState, ListState[Any]):
         items = list(values)
         if items:
             self._table[key] = items
+            self._replaced(key)
         else:
             self._table.pop(key, None)
         if self._mark is not None:
@@ -230,27 +239,26 @@ class HashMapStateImpl(_HashState, MapState[Any, Any]):
 
     __slots__ = ()
 
-    def _map(self) -> dict[Any, Any]:
-        key = self._b._key
+    def _live(self, key: Any) -> dict[Any, Any] | None:
         stored: dict[Any, Any] | None = self._table.get(key)
-        if stored is None:
-            return {}
-        if self._b._inflight:
-            self._private_items(key, stored)
+        if stored is not None and self._b._inflight:
+            stored = self._private_container(key, stored)
         return stored
 
     def _writable(self) -> dict[Any, Any]:
         key = self._b._key
-        stored = self._table.get(key)
+        stored = self._live(key)
         if stored is None:
             stored = self._table[key] = {}
+            self._replaced(key)
         if self._mark is not None:
             self._mark(key)
         return stored
 
     def get(self, key: Any) -> Any:
         """The value of a user key, or None."""
-        return self._map().get(key)
+        stored = self._live(self._b._key)
+        return None if stored is None else stored.get(key)
 
     def put(self, key: Any, value: Any) -> None:
         """Sets a user key."""
@@ -273,9 +281,12 @@ class HashMapStateImpl(_HashState, MapState[Any, Any]):
         stored = self._table.get(owner)
         if stored is None or key not in stored:
             return
-        del stored[key]
-        if not stored:
+        if len(stored) == 1:
             del self._table[owner]
+        else:
+            live = self._live(owner)
+            if live is not None:
+                del live[key]
         if self._mark is not None:
             self._mark(owner)
 
@@ -285,11 +296,13 @@ class HashMapStateImpl(_HashState, MapState[Any, Any]):
 
     def values(self) -> list[Any]:
         """The values."""
-        return list(self._map().values())
+        stored = self._live(self._b._key)
+        return [] if stored is None else list(stored.values())
 
     def items(self) -> list[tuple[Any, Any]]:
         """The entries."""
-        return list(self._map().items())
+        stored = self._live(self._b._key)
+        return [] if stored is None else list(stored.items())
 
     def is_empty(self) -> bool:
         """Whether the map is empty."""
