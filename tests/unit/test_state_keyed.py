@@ -481,3 +481,19 @@ def test_copy_on_write_ends_when_snapshots_end(tmp_path: Path) -> None:
     backend.snapshot()  # never written: released when collected
     gc.collect()
     assert backend._inflight == 0  # type: ignore[attr-defined]
+
+
+def test_mutable_value_accessors_are_copy_on_write(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    backend = make_backend("hashmap", tmp_path)
+    descriptor = ValueStateDescriptor("acc", dict)
+    get, put = backend.get_value_accessors(descriptor, mutable_values=True)
+    put("k", {"n": 1})
+    run = backend.snapshot()
+    acc = get("k")
+    acc["n"] += 1  # a reduce function mutating its accumulator in place
+    put("k", acc)
+    assert get("k") == {"n": 2}
+    restored = make_backend("hashmap", tmp_path)
+    restored.restore(run(storage.writer(1)), storage.reader())
+    assert restored.get_value_accessors(descriptor)[0]("k") == {"n": 1}

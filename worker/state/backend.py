@@ -126,13 +126,16 @@ class KeyedStateBackend(ABC):
 
     @abstractmethod
     def get_value_accessors(
-        self, descriptor: StateDescriptor
+        self, descriptor: StateDescriptor, *, mutable_values: bool = False
     ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
         """INTERNAL fast path: ``(get(key) -> stored value | None, put(key, value))``.
 
         For value, reducing and aggregating states; bypasses the current key and the default.
         On the hashmap backend (without incremental snapshots or TTL) these are bound methods
-        of the state's dict, so a record costs one dict operation.
+        of the state's dict, so a record costs one dict operation; the caller must then never
+        mutate a value returned by ``get`` in place (a snapshot being written may share it).
+        ``mutable_values=True`` makes ``get`` copy-on-write instead (a closure, slightly slower):
+        use it when user functions may mutate the value they are given.
         """
 
     @abstractmethod

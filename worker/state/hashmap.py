@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from streamjob.worker.errors import PipelineError
 from streamjob.worker.state.backend import KeyedBackendContext
@@ -38,6 +38,7 @@ from streamjob.worker.state.hashmap_states import (
     HashListState,
     HashMapStateImpl,
     HashReducingState,
+    HashStateBase,
     HashTable,
     HashTtlValueState,
     HashValueState,
@@ -185,10 +186,10 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
                 written[entry[0]] = int(entry[2]) if len(entry) > 2 else now_ms
 
     def get_value_accessors(
-        self, descriptor: StateDescriptor
+        self, descriptor: StateDescriptor, *, mutable_values: bool = False
     ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
         """``(table.get, table.__setitem__)``; a put also records the key when incremental."""
-        self._get_state(descriptor)
+        state = self._get_state(descriptor)
         if descriptor.kind not in _SCALAR_KINDS:
             raise PipelineError(
                 f"value accessors exist for value, reducing and aggregating state, not {descriptor.kind} "
@@ -199,14 +200,24 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         if table.written is not None:
             return self._ttl_accessors(table)
         mark = self._mark
+        get: Callable[[Any], Any] = data.get
+        if mutable_values:
+            private = cast(HashStateBase, state)._private
+
+            def get(key: Any) -> Any:
+                value = data.get(key)
+                if value is not None and self._inflight:
+                    return private(key, value)
+                return value
+
         if mark is None:
-            return data.get, data.__setitem__
+            return get, data.__setitem__
 
         def put(key: Any, value: Any) -> None:
             data[key] = value
             mark(key)
 
-        return data.get, put
+        return get, put
 
     def _ttl_accessors(self, table: HashTable) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
         data, written, clock = table.data, table.written or {}, self._ctx.clock

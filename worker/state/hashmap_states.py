@@ -10,8 +10,8 @@ Copy-on-write keeps asynchronous snapshots isolated: a snapshot is a shallow cop
 being written (``backend._inflight``), the first access of a key that may lead to an in-place
 mutation (``value()``, a reducer or accumulator, any list or map access) replaces the live
 object (or the live list/dict and its mutable elements) by a copy; the snapshot keeps the
-original. Immutable scalars are never copied. The raw ``get_value_accessors`` fast path does not copy: its users
-must not mutate values in place.
+original. Immutable scalars are never copied. The raw ``get_value_accessors`` fast path does
+not copy: its users must not mutate stored values in place (build new values instead).
 
 Recovery contract: see ``primitives.py`` and ``backend.py``.
 
@@ -65,7 +65,9 @@ class HashTable:
     copied: set[Any] = field(default_factory=set)  # keys made private since the last snapshot
 
 
-class _HashState:
+class HashStateBase:
+    """Shared by every hashmap state: its table, dirty marking and copy-on-write helpers."""
+
     __slots__ = ("_b", "_copied", "_mark", "_table")
 
     def __init__(self, backend: KeyHolder, table: HashTable, mark: Mark) -> None:
@@ -109,7 +111,7 @@ class _HashState:
             self._mark(key)
 
 
-class HashValueState(_HashState, ValueState[Any]):
+class HashValueState(HashStateBase, ValueState[Any]):
     """``ValueState`` over a dict."""
 
     __slots__ = ("_default",)
@@ -178,7 +180,7 @@ class HashTtlValueState(HashValueState):
         self._written.pop(self._b._key, None)
 
 
-class HashListState(_HashState, ListState[Any]):
+class HashListState(HashStateBase, ListState[Any]):
     """``ListState`` over a dict of lists (empty lists are removed)."""
 
     __slots__ = ()
@@ -234,7 +236,7 @@ class HashListState(_HashState, ListState[Any]):
             self._mark(key)
 
 
-class HashMapStateImpl(_HashState, MapState[Any, Any]):
+class HashMapStateImpl(HashStateBase, MapState[Any, Any]):
     """``MapState`` over a dict of dicts (empty maps are removed)."""
 
     __slots__ = ()
@@ -309,7 +311,7 @@ class HashMapStateImpl(_HashState, MapState[Any, Any]):
         return not self._table.get(self._b._key)
 
 
-class HashReducingState(_HashState, ReducingState[Any]):
+class HashReducingState(HashStateBase, ReducingState[Any]):
     """``ReducingState`` over a dict."""
 
     __slots__ = ("_reduce",)
@@ -340,7 +342,7 @@ class HashReducingState(_HashState, ReducingState[Any]):
             self._mark(key)
 
 
-class HashAggregatingState(_HashState, AggregatingState[Any, Any]):
+class HashAggregatingState(HashStateBase, AggregatingState[Any, Any]):
     """``AggregatingState`` over a dict of accumulators."""
 
     __slots__ = ("_fn",)
@@ -380,6 +382,7 @@ class HashAggregatingState(_HashState, AggregatingState[Any, Any]):
 
 __all__ = [
     "IMMUTABLE_TYPES",
+    "HashStateBase",
     "MISSING",
     "HashTable",
     "HashAggregatingState",

@@ -227,9 +227,9 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             self._ttl_rows.discard(name)
 
     def get_value_accessors(
-        self, descriptor: StateDescriptor
+        self, descriptor: StateDescriptor, *, mutable_values: bool = False
     ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
-        """Closures reading and writing a key's row directly (no current key, no default)."""
+        """Closures reading and writing a key's row directly (values are always fresh copies)."""
         state = self._get_state(descriptor)
         if descriptor.kind not in _SCALAR_KINDS:
             raise PipelineError(
