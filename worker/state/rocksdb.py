@@ -66,6 +66,7 @@ def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_max_background_jobs(2)
+    options.set_write_buffer_size(16 << 20)  # several backends share a worker process
     return options
 
 
