@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -406,6 +407,28 @@ def test_restored_state_is_checked_against_descriptor(kind: str, tmp_path: Path)
     wrong_serializer.restore(handles, storage.reader())
     with pytest.raises(RestoreError, match="serializer"):
         wrong_serializer.get_state(ValueStateDescriptor("balance", serializer=PickleSerializer()))
+
+
+def test_restore_refuses_a_different_max_parallelism(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    backend = make_backend(kind, tmp_path, max_parallelism=128)
+    fill(backend, KEYS[:5])
+    handles = backend.snapshot()(storage.writer(1))
+    other = make_backend(kind, tmp_path, max_parallelism=256)
+    with pytest.raises(RestoreError, match=r"max parallelism 128.*now has max parallelism 256"):
+        other.restore(handles, storage.reader())
+
+
+def test_corrupted_files_are_restore_errors(kind: str, tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    backend = make_backend(kind, tmp_path)
+    fill(backend, KEYS[:5])
+    handles = backend.snapshot()(storage.writer(1))
+    for handle in handles:
+        storage.files[handle.path] = b"\xc1garbage"
+    bad = [h.model_copy(update={"size": 8, "sha256": hashlib.sha256(b"\xc1garbage").hexdigest()}) for h in handles]
+    with pytest.raises(RestoreError, match="corrupted"):
+        make_backend(kind, tmp_path).restore(bad, storage.reader())
 
 
 def test_unregistered_restored_state_survives_next_snapshot(kind: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ savepoint taken with one restores into the other.
 Layout (msgpack, keys encoded natively with tuple extension types, values as the bytes of the
 state's serializer; nothing is decoded with a user serializer until a descriptor registers)::
 
-    {"format": "streamjob-keyed", "version": 1, "key_groups": [start, end],
+    {"format": "streamjob-keyed", "version": 1, "max_parallelism": n, "key_groups": [start, end],
      "states": {name: [kind, serializer_id]},
      "groups": [[key_group, {name: [entry, ...]}, processing_timers, event_timers], ...]}
 
@@ -88,7 +88,9 @@ class GroupData:
     event_timers: list[list[Any]] = field(default_factory=list)
 
 
-def encode_chunk(chunk: Chunk, metas: dict[str, tuple[str, str]], groups: dict[int, GroupData]) -> bytes | None:
+def encode_chunk(
+    chunk: Chunk, max_parallelism: int, metas: dict[str, tuple[str, str]], groups: dict[int, GroupData]
+) -> bytes | None:
     """The bytes of a chunk file, or None when the chunk holds nothing."""
     rows = []
     used: set[str] = set()
@@ -104,6 +106,7 @@ def encode_chunk(chunk: Chunk, metas: dict[str, tuple[str, str]], groups: dict[i
     document = {
         "format": FORMAT,
         "version": VERSION,
+        "max_parallelism": max_parallelism,
         "key_groups": [chunk[0], chunk[1]],
         "states": {name: list(metas[name]) for name in sorted(used)},
         "groups": rows,
@@ -122,7 +125,7 @@ class RestoredGroup:
     event_timers: list[tuple[int, Any]]
 
 
-def decode_chunk(data: bytes, where: str) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any]]:
+def decode_chunk(data: bytes, where: str, max_parallelism: int) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any]]:
     """Parses a chunk file; raises RestoreError when it is not one this version can read."""
     try:
         document = KEY_SERIALIZER.decode(data)
@@ -135,13 +138,19 @@ def decode_chunk(data: bytes, where: str) -> tuple[Chunk, dict[str, tuple[str, s
             f"keyed state file {where} has format version {document.get('version')!r}; this "
             f"streamjob reads version {VERSION}"
         )
+    if document.get("max_parallelism") != max_parallelism:
+        raise RestoreError(
+            f"keyed state file {where} was written with max parallelism {document.get('max_parallelism')!r}, "
+            f"but the job now has max parallelism {max_parallelism}; keyed state cannot move to a different "
+            "max parallelism: restore with the old value"
+        )
     start, end = document["key_groups"]
     metas = {name: (str(meta[0]), str(meta[1])) for name, meta in document["states"].items()}
     return (int(start), int(end)), metas, document["groups"]
 
 
 def read_groups(
-    handles: Sequence[StateHandle], reader: SnapshotReader, key_group_range: Chunk
+    handles: Sequence[StateHandle], reader: SnapshotReader, key_group_range: Chunk, max_parallelism: int
 ) -> Iterator[RestoredGroup]:
     """The key groups inside ``key_group_range`` from every handle that overlaps it.
 
@@ -154,7 +163,7 @@ def read_groups(
         start, end = handle.key_group_start, handle.key_group_end
         if start is not None and end is not None and not ranges_overlap((start, end), key_group_range):
             continue
-        _, metas, rows = decode_chunk(reader.read(handle), handle.path)
+        _, metas, rows = decode_chunk(reader.read(handle), handle.path, max_parallelism)
         for key_group, states, timers, event_timers in rows:
             if not low <= key_group <= high:
                 continue

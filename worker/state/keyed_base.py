@@ -282,7 +282,7 @@ class KeyedBackendBase(KeyedStateBackend):
         out: list[tuple[Chunk, bytes]] = []
         for chunk in chunks:
             if chunk in wanted:
-                data = encode_chunk(chunk, frozen.metas, per_chunk[chunk])
+                data = encode_chunk(chunk, self._ctx.max_parallelism, frozen.metas, per_chunk[chunk])
                 if data is not None:
                     out.append((chunk, data))
         return out
@@ -297,7 +297,8 @@ class KeyedBackendBase(KeyedStateBackend):
         """Loads this range's key groups from the handles of any old subtasks."""
         self._check_open()
         try:
-            for group in read_groups(handles, reader, self._ctx.key_group_range):
+            ctx = self._ctx
+            for group in read_groups(handles, reader, ctx.key_group_range, ctx.max_parallelism):
                 for name, meta in group.metas.items():
                     known = self._restored_metas.setdefault(name, meta)
                     if known != meta:
