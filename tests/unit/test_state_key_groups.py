@@ -111,3 +111,5 @@ def test_invalid_parallelism_is_a_config_error(max_p: int, p: int, index: int) -
 def test_assigner_validates_max_parallelism(max_p: int) -> None:
     with pytest.raises(ConfigError, match="max parallelism"):
         KeyGroupAssigner(max_p)
+    with pytest.raises(ConfigError, match="max parallelism"):
+        key_group_for("k", max_p)

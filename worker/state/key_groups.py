@@ -139,6 +139,8 @@ def validate_parallelism(max_parallelism: int, parallelism: int) -> None:
 
 def key_group_for(key: object, max_parallelism: int) -> int:
     """The key group (``0 <= kg < max_parallelism``) of ``key``; stable everywhere."""
+    if type(max_parallelism) is not int or not 0 < max_parallelism <= MAX_MAX_PARALLELISM:
+        validate_max_parallelism(max_parallelism)
     return stable_key_hash(key) % max_parallelism
 
 
