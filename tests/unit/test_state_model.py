@@ -146,3 +146,39 @@ def test_random_operations_snapshots_and_rescaled_restores(
             mine = {k for k in KEYS if low <= key_group_for(k, MAX_P) <= high}
             assert read_all(restored, sorted(mine, key=repr)) == restrict(frozen, mine)
             restored.close()
+
+
+@pytest.mark.parametrize("kind", ["hashmap", "rocksdb"])
+def test_snapshots_written_by_a_thread_while_processing_continues(kind: str, tmp_path: Path) -> None:
+    import threading
+
+    rng = random.Random(7)
+    storage = MemoryStorage()
+    backend = make_backend(kind, tmp_path, max_parallelism=MAX_P, incremental=True, key_groups_per_chunk=4)
+    model = empty_model()
+    results: list[tuple[list[StateHandle], Model]] = []
+    errors: list[BaseException] = []
+    for cid in range(1, 6):
+        for _ in range(200):
+            apply(backend, model, rng)
+        run = backend.snapshot()
+        frozen = copy.deepcopy(model)
+
+        def write(run: Any = run, frozen: Model = frozen, cid: int = cid) -> None:
+            try:
+                results.append((run(storage.writer(cid)), frozen))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        for _ in range(300):  # the task thread keeps mutating while the snapshot is written
+            apply(backend, model, rng)
+        thread.join()
+        backend.notify_checkpoint_complete(cid)
+    assert not errors
+    for handles, frozen in results:
+        restored = make_backend(kind, tmp_path, max_parallelism=MAX_P)
+        restored.restore(handles, storage.reader())
+        assert read_all(restored, KEYS) == restrict(frozen, set(KEYS))
+        restored.close()
