@@ -60,8 +60,9 @@ BackendKind = Literal["hashmap", "rocksdb"]
 class KeyedBackendContext:
     """Everything a keyed backend needs to know about its subtask.
 
-    ``key_group_range`` is inclusive. ``key_groups_per_chunk`` (0 = about eight chunk files per
-    subtask) sets the granularity of snapshot files and of incremental uploads. ``clock``
+    ``key_group_range`` is inclusive. ``key_groups_per_chunk`` (0 = about 8 chunk files per
+    subtask, 32 when incremental) sets the granularity of snapshot files and of incremental
+    uploads. ``clock``
     returns seconds (used by state TTL).
     """
 

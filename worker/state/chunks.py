@@ -39,14 +39,16 @@ from streamjob.worker.state.serializers import KEY_SERIALIZER
 FORMAT: Final = "streamjob-keyed"
 VERSION: Final = 1
 TARGET_CHUNKS_PER_SUBTASK: Final = 8
+TARGET_CHUNKS_INCREMENTAL: Final = 32  # finer: a change re-uploads a smaller part of the state
 
 Chunk = tuple[int, int]
 Entry = list[Any]
 
 
-def default_chunk_size(max_parallelism: int, parallelism: int) -> int:
-    """Key groups per chunk so that a subtask writes about eight chunk files."""
-    return max(1, max_parallelism // (parallelism * TARGET_CHUNKS_PER_SUBTASK))
+def default_chunk_size(max_parallelism: int, parallelism: int, incremental: bool = False) -> int:
+    """Key groups per chunk: about 8 chunk files per subtask (32 with incremental snapshots)."""
+    target = TARGET_CHUNKS_INCREMENTAL if incremental else TARGET_CHUNKS_PER_SUBTASK
+    return max(1, max_parallelism // (parallelism * target))
 
 
 def chunks_of(key_group_range: Chunk, chunk_size: int) -> list[Chunk]:

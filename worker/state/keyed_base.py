@@ -58,7 +58,9 @@ class KeyedBackendBase(KeyedStateBackend):
         self._key: Any = None
         self._assigner = KeyGroupAssigner(ctx.max_parallelism)
         self._kg = self._assigner.lookup
-        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(ctx.max_parallelism, ctx.parallelism)
+        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(
+            ctx.max_parallelism, ctx.parallelism, ctx.incremental
+        )
         self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
         self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
         self._timers = TimerQueue()
