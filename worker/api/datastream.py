@@ -149,12 +149,14 @@ class DataStream:
     def add_sink(self, sink: SinkFunction | TwoPhaseCommitSinkFunction[Any]) -> DataStreamSink:
         """Writes records to a sink; a ``TwoPhaseCommitSinkFunction`` makes the output exactly-once."""
         if isinstance(sink, TwoPhaseCommitSinkFunction):
-            return DataStreamSink(self._then(Kind.TWO_PHASE_SINK, "Sink", sink))
-        if not isinstance(sink, SinkFunction):
-            if callable(sink):
-                return DataStreamSink(self._then(Kind.SINK, "Sink", _CallableSink(sink)))
+            kind = Kind.TWO_PHASE_SINK
+        elif isinstance(sink, SinkFunction):
+            kind = Kind.SINK
+        elif callable(sink):
+            kind, sink = Kind.SINK, _CallableSink(sink)
+        else:
             raise ConfigError(f"add_sink takes a SinkFunction or a callable, got {type(sink).__name__}")
-        return DataStreamSink(self._then(Kind.SINK, "Sink", sink))
+        return DataStreamSink(self.env, self._then(kind, "Sink", sink).transformation)
 
     sink_to = add_sink
 

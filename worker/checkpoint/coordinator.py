@@ -73,6 +73,7 @@ class CheckpointCoordinator:
     def start(self) -> None:
         """Starts periodic triggering (if an interval is set)."""
         if self.settings.interval_ms is not None:
+            self.decider.triggered(self.clock())
             self._periodic = asyncio.create_task(self._run_periodic())
 
     def stop(self, reason: CheckpointFailureReason = CheckpointFailureReason.JOB_STOPPING) -> None:
@@ -124,7 +125,7 @@ class CheckpointCoordinator:
         return pending
 
     def _expire(self, checkpoint_id: int) -> None:
-        if checkpoint_id in self.pending:
+        if checkpoint_id in self.pending and not self.pending[checkpoint_id].finalizing:
             missing = self.pending[checkpoint_id].missing()
             log.warning("checkpoint %d expired; waiting for %s", checkpoint_id, missing[:5])
             self._abort(checkpoint_id, CheckpointFailureReason.TIMEOUT)
@@ -144,11 +145,12 @@ class CheckpointCoordinator:
 
     def receive_decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None:
         """A task could not snapshot: the checkpoint fails."""
-        if checkpoint_id in self.pending:
+        if checkpoint_id in self.pending and not self.pending[checkpoint_id].finalizing:
             log.warning("checkpoint %d declined by %s/%d: %s", checkpoint_id, task[0], task[1], reason)
             self._abort(checkpoint_id, CheckpointFailureReason.DECLINED, detail=reason)
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
+        pending.finalizing = True
         meta = self._metadata(pending)
         loop = asyncio.get_running_loop()
         try:
@@ -173,8 +175,9 @@ class CheckpointCoordinator:
         log.info("completed %s %d (%d bytes, %d ms) at %s", meta.kind, pending.id, meta.total_size,
                  meta.duration_ms, location)
         self.gateway.notify_complete(pending.id)
-        for older in [c for c in self.pending if c < pending.id and not self.pending[c].is_savepoint]:
-            if not pending.is_savepoint:
+        if not pending.is_savepoint:
+            for older in [c for c, p in self.pending.items() if c < pending.id and not p.is_savepoint
+                          and not p.finalizing]:
                 self._abort(older, CheckpointFailureReason.SUBSUMED)
         for listener in self.completed_listeners:
             listener(pending, location)

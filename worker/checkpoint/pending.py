@@ -47,6 +47,7 @@ class PendingCheckpoint:
     request_id: str | None = None
     acks: dict[TaskKey, TaskAck] = field(default_factory=dict)
     discarded: bool = False
+    finalizing: bool = False
 
     @property
     def is_savepoint(self) -> bool:

@@ -1,0 +1,307 @@
+"""The ``streamjob`` command: run a job locally, run the JobMaster or a worker, take savepoints, list snapshots.
+
+Every error streamjob raises on purpose prints one line (``error: ...``) and exits non-zero;
+tracebacks are for bugs only (``--debug`` shows them for everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from streamjob.worker.errors import ConfigError, StreamJobError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+
+
+def parse_duration_ms(text: str) -> int:
+    """``500ms``, ``1s``, ``2m``, ``1h`` or plain milliseconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"'{text}' is not a duration; use e.g. 500ms, 1s, 2m or a number of milliseconds")
+    value, unit = float(match.group(1)), match.group(2) or "ms"
+    factor = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}[unit]
+    return int(value * factor)
+
+
+def _uri(text: str) -> str:
+    from streamjob.worker.storage.uri import parse_storage_uri
+
+    if "://" not in text:
+        return Path(text).resolve().as_uri()
+    return str(parse_storage_uri(text))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="streamjob",
+        description="Checkpointed streaming jobs in Python. Start with `streamjob demo`, then "
+                    "`streamjob run examples/balance.py --checkpoint-interval 1s`.")
+    p.add_argument("--log-level", default=os.environ.get("STREAMJOB_LOG_LEVEL", "WARNING"),
+                   help="logging level (DEBUG, INFO, WARNING)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a job on this machine (JobMaster + worker processes)",
+                         description="Runs ENTRYPOINT (a job file such as jobs/my_job.py, or package.module:function) "
+                                     "on this machine, one worker process per slot, with checkpoints on local disk "
+                                     "or S3. Progress is printed as the job runs; Ctrl-C cancels it and keeps its "
+                                     "checkpoints, so `--restore latest` continues where it stopped.")
+    run.add_argument("entrypoint", help="job file (path/job.py[:function]) or package.module:function")
+    run.add_argument("args", nargs="*", help="arguments passed to the job's function (after --)")
+    run.add_argument("--name", help="job name (default: from env.execute(name) or the file name)")
+    run.add_argument("--parallelism", "-p", type=int, help="default parallelism of every operator")
+    run.add_argument("--max-parallelism", type=int, help="number of key groups (default 128)")
+    run.add_argument("--checkpoint-dir", help="checkpoint storage: a directory, file:///path or s3://bucket/prefix "
+                                              f"(default: the job's setting, else {Path('/tmp/streamjob')})")
+    run.add_argument("--savepoint-dir", help="where savepoints go (default: <checkpoint-dir>-savepoints)")
+    run.add_argument("--checkpoint-interval", help="checkpoint every D (e.g. 1s, 500ms); overrides the job's value")
+    run.add_argument("--mode", choices=["EXACTLY_ONCE", "AT_LEAST_ONCE"], help="checkpointing mode override")
+    run.add_argument("--state-backend", choices=["hashmap", "rocksdb"], help="state backend override")
+    run.add_argument("--restore", help="'latest' (continue the newest checkpoint of this job) or a checkpoint or "
+                                       "savepoint URI")
+    run.add_argument("--allow-non-restored-state", action="store_true",
+                     help="drop state of operators that are no longer in the job instead of failing")
+    run.add_argument("--rest-port", type=int, default=8081, help="REST API port (0 = any free port; default 8081)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    jm = sub.add_parser("jobmaster", help="run the JobMaster (Kubernetes mode)",
+                        description="Runs the JobMaster of the job described by a job.json (rendered by the "
+                                    "operator into the job's ConfigMap). Workers connect with `streamjob worker`.")
+    jm.add_argument("--config", required=True, type=Path, help="path of job.json")
+    jm.add_argument("--restore-from", help="'latest' or a snapshot URI (overrides the config)")
+    jm.add_argument("--rest-port", type=int, help="REST port (overrides the config)")
+
+    w = sub.add_parser("worker", help="run a worker with N slots (Kubernetes mode)",
+                       description="Starts N slot processes (one CPU each) that register with the JobMaster.")
+    w.add_argument("--jobmaster", required=True, help="HOST:PORT of the JobMaster's REST port")
+    w.add_argument("--slots", type=int, default=1, help="number of task slots (processes)")
+    w.add_argument("--data-host", default=os.environ.get("POD_IP", "0.0.0.0"),
+                   help="address to accept data connections on (default: $POD_IP)")
+
+    slot = sub.add_parser("slot", help=argparse.SUPPRESS)
+    slot.add_argument("--jobmaster", required=True)
+    slot.add_argument("--data-host", default="127.0.0.1")
+
+    sp = sub.add_parser("savepoint", help="take a savepoint of a running job",
+                        description="Asks a running job's JobMaster for a savepoint and waits for it.")
+    sp.add_argument("--jobmaster", default="http://127.0.0.1:8081", help="REST URL of the JobMaster")
+    sp.add_argument("--target", help="savepoint directory URI (default: the job's savepoints URI)")
+    sp.add_argument("--stop", action="store_true", help="stop the job after the savepoint (stop-with-savepoint)")
+    sp.add_argument("--timeout", default="10m", help="how long to wait (default 10m)")
+
+    cp = sub.add_parser("checkpoints", help="list completed checkpoints and savepoints in storage",
+                        description="Lists the completed checkpoints and savepoints under URI (a checkpoints or "
+                                    "savepoints root, a job's directory, or one snapshot), newest first.")
+    cp.add_argument("uri", help="file:///path, s3://bucket/prefix or a directory")
+    cp.add_argument("--json", action="store_true", help="print JSON")
+
+    cancel = sub.add_parser("cancel", help="cancel a running job")
+    cancel.add_argument("--jobmaster", default="http://127.0.0.1:8081", help="REST URL of the JobMaster")
+
+    demo = sub.add_parser("demo", help="run the sample job: checkpoints, a killed worker, recovery, exact results")
+    demo.add_argument("--checkpoint-dir", help="where the demo's checkpoints go (default: a temporary directory)")
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streamjob.worker.config import CheckpointOverrides, JobConfig, parse_job_config
+    from streamjob.worker.loader import load_job
+    from streamjob.worker.local import Progress, run_local, slug
+
+    loaded = load_job(args.entrypoint, args.args)
+    name = slug(args.name or (loaded.job_name if loaded.job_name != "streamjob" else Path(
+        args.entrypoint.split(":")[0]).stem))
+    overrides: dict[str, Any] = {}
+    if args.checkpoint_interval:
+        overrides["interval_ms"] = parse_duration_ms(args.checkpoint_interval)
+    if args.mode:
+        overrides["mode"] = args.mode
+    raw = {
+        "name": name, "entrypoint": args.entrypoint, "args": args.args, "parallelism": args.parallelism,
+        "max_parallelism": args.max_parallelism, "state_backend": args.state_backend,
+        "checkpoint": CheckpointOverrides.model_validate(overrides).model_dump(),
+        "checkpoints_uri": _uri(args.checkpoint_dir) if args.checkpoint_dir else None,
+        "savepoints_uri": _uri(args.savepoint_dir) if args.savepoint_dir else None,
+        "restore_from": args.restore if args.restore in (None, "latest") else _uri(args.restore),
+        "allow_non_restored_state": args.allow_non_restored_state, "rest_port": args.rest_port,
+    }
+    config: JobConfig = parse_job_config(raw, source="command line")
+    return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet))
+
+
+def _cmd_jobmaster(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streamjob.worker.config import load_job_config
+    from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+    from streamjob.worker.jobmaster.rest import serve
+    from streamjob.worker.loader import load_job
+
+    config = load_job_config(args.config)
+    updates: dict[str, Any] = {}
+    if args.restore_from:
+        updates["restore_from"] = args.restore_from
+    if args.rest_port is not None:
+        updates["rest_port"] = args.rest_port
+    if updates:
+        config = config.model_copy(update=updates)
+    loaded = load_job(config.entrypoint, config.args)
+    if not config.checkpoints_uri and not loaded.env.checkpoint_config.storage:
+        raise ConfigError("no checkpoints URI: set checkpoints_uri in job.json (spec.storage.checkpointsUri)")
+    plan = resolve_plan(config, loaded, default_checkpoints_uri=config.checkpoints_uri or "")
+
+    def log_event(kind: str, data: dict[str, Any]) -> None:
+        logging.getLogger("streamjob.jobmaster").warning("event %s %s", kind, json.dumps(data, default=str))
+
+    async def main() -> int:
+        jm = JobMaster(plan, events=log_event)
+        runner, port = await serve(jm, config.rest_host, config.rest_port)
+        jm.jobmaster_address = f"{config.rest_host}:{port}"
+        try:
+            return await jm.run()
+        finally:
+            await asyncio.sleep(0.5)
+            await runner.cleanup()
+
+    return asyncio.run(main())
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+
+    if args.slots < 1:
+        raise ConfigError(f"--slots must be >= 1, got {args.slots}")
+    if args.slots == 1:
+        from streamjob.worker.slot import run_slot
+
+        return run_slot(args.jobmaster, args.data_host)
+    procs = [subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", args.jobmaster,
+                               "--data-host", args.data_host]) for _ in range(args.slots)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    code = 0
+    while procs:
+        for proc in list(procs):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            procs.remove(proc)
+            if rc != 0:
+                code = rc
+                forward(signal.SIGKILL, None)
+        time.sleep(0.2)
+    return code
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.loads(err.read()).get("error", err.reason)
+        except (json.JSONDecodeError, AttributeError):
+            message = err.reason
+        raise StreamJobError(f"{method} {url}: {message}") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise StreamJobError(f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the job "
+                             "running and is --jobmaster its REST URL?") from err
+
+
+def _base(url: str) -> str:
+    return (url if "://" in url else f"http://{url}").rstrip("/")
+
+
+def _cmd_savepoint(args: argparse.Namespace) -> int:
+    base = _base(args.jobmaster)
+    started = _http("POST", f"{base}/savepoints", {"target": _uri(args.target) if args.target else None,
+                                                   "stop": args.stop})
+    request_id = started["request_id"]
+    print(f"savepoint {request_id} (checkpoint {started.get('checkpoint_id')}) in progress...", file=sys.stderr)
+    deadline = time.monotonic() + parse_duration_ms(args.timeout) / 1000
+    while time.monotonic() < deadline:
+        status = _http("GET", f"{base}/savepoints/{request_id}")
+        if status["status"] == "COMPLETED":
+            print(status["location"])
+            return 0
+        if status["status"] == "FAILED":
+            raise StreamJobError(f"savepoint {request_id} failed: {status.get('reason')}")
+        time.sleep(0.2)
+    raise StreamJobError(f"savepoint {request_id} did not complete within {args.timeout}")
+
+
+def _cmd_checkpoints(args: argparse.Namespace) -> int:
+    from streamjob.worker.storage.discovery import list_snapshots
+
+    rows = list_snapshots(_uri(args.uri))
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], default=str, indent=2))
+        return 0
+    if not rows:
+        print(f"no completed checkpoints or savepoints under {args.uri}")
+        return 0
+    print(f"{'KIND':<11}{'ID':>6}  {'JOB ID':<18}{'COMPLETED (UTC)':<21}{'SIZE':>10}  LOCATION")
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time / 1000)) if isinstance(r.time, int) else str(
+            r.time)
+        print(f"{r.kind:<11}{r.id:>6}  {r.job_id:<18}{when:<21}{r.size:>10}  {r.location}"
+              + (f"  ({r.problem})" if getattr(r, "problem", None) else ""))
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    _http("POST", f"{_base(args.jobmaster)}/cancel")
+    print("cancelling", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamjob.worker.demo import run_demo
+
+    return run_demo(_uri(args.checkpoint_dir) if args.checkpoint_dir else None)
+
+
+_COMMANDS = {"run": _cmd_run, "jobmaster": _cmd_jobmaster, "worker": _cmd_worker, "savepoint": _cmd_savepoint,
+             "checkpoints": _cmd_checkpoints, "cancel": _cmd_cancel, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "slot":
+        from streamjob.worker.slot import run_slot
+
+        return run_slot(args.jobmaster, args.data_host)
+    try:
+        return _COMMANDS[args.command](args)
+    except StreamJobError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

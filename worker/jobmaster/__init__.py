@@ -1,0 +1,1 @@
+"""The JobMaster process: slot registry, deployment, checkpoint coordination and the REST API."""

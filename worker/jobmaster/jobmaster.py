@@ -1,0 +1,410 @@
+"""The JobMaster: runs attempts of one job — deploy, coordinate checkpoints, restart on failure.
+
+Started by ``streamjob jobmaster`` (Kubernetes) or in-process by ``streamjob run`` (local).
+Each attempt: wait for the slots, plan the restore (latest checkpoint of this jobId, else the
+requested snapshot), deploy, run the CheckpointCoordinator, and wait for the attempt to end
+(finished, cancelled, or failed). With ``restart_in_place`` (local mode) a failure restarts the
+job under the restart strategy; on Kubernetes the JobMaster exits and the operator restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
+from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
+from streamjob.worker.checkpoint.restore import plan_restore
+from streamjob.worker.checkpoint.stats import CheckpointStats
+from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig, RestartStrategy
+from streamjob.worker.errors import ConfigError, StreamJobError
+from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
+from streamjob.worker.jobmaster.launcher import Launcher
+from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
+from streamjob.worker.loader import LoadedJob
+from streamjob.worker.slot import s3_settings_for
+from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
+from streamjob.worker.storage.snapshots import LoadedSnapshot
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class SavepointRequest:
+    """One ``POST /savepoints`` and how it ended."""
+
+    id: str
+    status: str = "IN_PROGRESS"
+    location: str | None = None
+    reason: str | None = None
+    checkpoint_id: int | None = None
+    stop: bool = False
+
+
+@dataclass
+class TaskMetrics:
+    """Counters a slot reported for one task."""
+
+    records_in: int = 0
+    records_out: int = 0
+    backpressured_s: float = 0.0
+
+
+@dataclass
+class AttemptOutcome:
+    """How an attempt ended."""
+
+    kind: str  # finished | cancelled | failed
+    reason: str | None = None
+
+
+def default_restart(settings: CheckpointSettings) -> RestartStrategy:
+    """Flink's default: restart (fixed delay) when checkpointing is on, else fail."""
+    if settings.interval_ms is None:
+        return RestartStrategy(kind="none", attempts=0)
+    return RestartStrategy(kind="fixed-delay", attempts=2**31 - 1, delay_ms=1000)
+
+
+@dataclass
+class JobPlan:
+    """The resolved job: graph, settings and storage, fixed for the JobMaster's life."""
+
+    config: JobConfig
+    loaded: LoadedJob
+    graph: JobGraph
+    settings: CheckpointSettings
+    restart: RestartStrategy
+    checkpoints_uri: str
+    savepoints_uri: str | None
+    backend: str
+    incremental: bool
+    job_id: str
+    restore_target: str | None
+    fresh_lineage: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_plan(config: JobConfig, loaded: LoadedJob, *, default_checkpoints_uri: str) -> JobPlan:
+    """Merges the job's code settings with the config's overrides; ``ConfigError`` names bad values."""
+    env = loaded.env
+    settings = config.checkpoint.apply(env.checkpoint_config.settings())
+    graph = build_job_graph(env.transformations, default_parallelism=env.parallelism,
+                            max_parallelism=config.max_parallelism or env.max_parallelism,
+                            parallelism_override=config.parallelism)
+    backend = config.state_backend or env.state_backend.kind
+    incremental = settings.incremental or env.state_backend.incremental
+    checkpoints_uri = config.checkpoints_uri or env.checkpoint_config.storage or default_checkpoints_uri
+    savepoints_uri = config.savepoints_uri or checkpoints_uri.rstrip("/") + "-savepoints"
+    return JobPlan(config, loaded, graph, settings, config.restart or env.restart_strategy or default_restart(settings),
+                   checkpoints_uri, savepoints_uri, backend, incremental, config.job_id or "", config.restore_from,
+                   config.job_id is None)
+
+
+class JobMaster:
+    """Owns one job until it finishes, is cancelled, or fails for good."""
+
+    def __init__(self, plan: JobPlan, *, launcher: Launcher | None = None, events: EventSink | None = None) -> None:
+        self.plan = plan
+        self.config = plan.config
+        self.graph = plan.graph
+        self.launcher = launcher
+        self.events = events or (lambda kind, data: None)
+        self.registry = SlotRegistry()
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobmaster-io")
+        self.stats = CheckpointStats()
+        self.state = "CREATED"
+        self.attempt = plan.config.attempt
+        self.restarts = 0
+        self.job_id = plan.job_id
+        self.start_time = time.time()
+        self.restored_from: str | None = None
+        self.failure: str | None = None
+        self.savepoints: dict[str, SavepointRequest] = {}
+        self.task_metrics: dict[tuple[str, int], TaskMetrics] = {}
+        self.coordinator: CheckpointCoordinator | None = None
+        self.storage: CheckpointStorage | None = None
+        self._outcome: asyncio.Future[AttemptOutcome] | None = None
+        self._ended_input: set[tuple[str, int]] = set()
+        self._finished_slots: set[int] = set()
+        self._final_checkpoint: int | None = None
+        self.exit_code = 0
+
+    # -- job lifecycle ------------------------------------------------------------------------------
+    def _open_storage(self) -> CheckpointStorage:
+        return CheckpointStorage.open(self.plan.checkpoints_uri, self.plan.savepoints_uri,
+                                      namespace=self.config.namespace, name=self.config.name, job_id=self.job_id,
+                                      s3=s3_settings_for(self.config))
+
+    async def _resolve_start(self) -> str | None:
+        """Picks the jobId and the first restore point (``latest`` continues the newest lineage)."""
+        loop = asyncio.get_running_loop()
+        target = self.plan.restore_target
+        if target == "latest" and not self.job_id:
+            from streamjob.worker.storage.lineages import latest_lineage
+
+            found = await loop.run_in_executor(self.executor, latest_lineage, self.plan.checkpoints_uri,
+                                               self.config.namespace, self.config.name, s3_settings_for(self.config))
+            if found is None:
+                raise ConfigError(f"--restore latest: no completed checkpoint of job '{self.config.name}' under "
+                                  f"{self.plan.checkpoints_uri}; start without --restore, or give a snapshot URI")
+            self.job_id = found
+        if not self.job_id:
+            self.job_id = uuid.uuid4().hex[:16]
+        self.storage = self._open_storage()
+        storage = self.storage
+        if target is None:
+            restore = None
+        elif target == "latest":
+            ref = await loop.run_in_executor(self.executor, storage.latest_retained)
+            restore = ref.metadata_uri if ref is not None else None
+        else:
+            restore = await loop.run_in_executor(self.executor, storage.resolve_restore_target, target)
+        if self.plan.fresh_lineage or await loop.run_in_executor(self.executor, storage.read_lineage) is None:
+            await loop.run_in_executor(self.executor, storage.write_lineage, restore)
+        return restore
+
+    async def run(self) -> int:
+        """Runs attempts until the job ends; returns the process exit code."""
+        try:
+            restore = await self._resolve_start()
+        except StreamJobError as err:
+            self.state, self.failure = "FAILED", str(err)
+            self.events("failed", {"reason": str(err)})
+            return err.exit_code
+        loaded = await self._load(restore) if restore else None
+        while True:
+            outcome = await self._run_attempt(loaded)
+            if outcome.kind != "failed":
+                self.state = "FINISHED" if outcome.kind == "finished" else "CANCELED"
+                self.events(self.state.lower(), {})
+                return 0
+            self.failure = outcome.reason
+            self.restarts += 1
+            delay = self.plan.restart.delay_for(self.restarts) if self.config.restart_in_place else None
+            if delay is None or self.launcher is None:
+                self.state = "FAILED"
+                self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
+                return 5
+            self.state = "RESTARTING"
+            self.events("restarting", {"reason": outcome.reason, "delay_ms": delay, "restart": self.restarts})
+            await asyncio.sleep(delay / 1000)
+            self.attempt += 1
+            storage = self._require_storage()
+            latest = await asyncio.get_running_loop().run_in_executor(self.executor, storage.latest_retained)
+            loaded = await self._load(latest.metadata_uri) if latest is not None else loaded
+
+    def _require_storage(self) -> CheckpointStorage:
+        assert self.storage is not None
+        return self.storage
+
+    async def _load(self, uri: str) -> LoadedSnapshot:
+        loaded: LoadedSnapshot = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self._require_storage().load_metadata, uri)
+        return loaded
+
+    async def _run_attempt(self, restore: LoadedSnapshot | None) -> AttemptOutcome:
+        loop = asyncio.get_running_loop()
+        self._outcome = loop.create_future()
+        self._ended_input = set()
+        self._finished_slots = set()
+        self._final_checkpoint = None
+        self.task_metrics = {}
+        self.state = "DEPLOYING" if self.restarts == 0 else "RECOVERING"
+        slots = self.graph.slots
+        if self.launcher is None and self.config.total_slots < slots:
+            return AttemptOutcome("failed", f"the job needs {slots} slots (its largest parallelism) but "
+                                            f"workers × slots per worker = {self.config.total_slots}")
+        self.registry.open_for(slots)
+        if self.launcher is not None:
+            self.launcher.start(slots, self.jobmaster_address, self.attempt)
+        try:
+            if not await self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000):
+                return await self._end_attempt(AttemptOutcome(
+                    "failed", f"only {len(self.registry.slots)} of {slots} worker slots registered within "
+                              f"{self.config.worker_register_timeout_ms} ms"))
+            try:
+                plans = plan_restore(restore.metadata, self.graph,
+                                     allow_non_restored_state=self.config.allow_non_restored_state,
+                                     ignore_in_flight=restore.metadata.checkpoint_id
+                                     == self.plan.settings.id_of_ignored_in_flight_data) if restore else {}
+            except StreamJobError as err:
+                self.exit_code = err.exit_code
+                self.plan.restart = RestartStrategy(kind="none", attempts=0)
+                return await self._end_attempt(AttemptOutcome("failed", str(err)))
+            self.restored_from = restore.metadata_uri if restore else None
+            self.stats.restored_from = self.restored_from
+            first_id = await loop.run_in_executor(
+                self.executor, lambda: self._require_storage().next_checkpoint_id(
+                    at_least=(restore.metadata.checkpoint_id + 1) if restore and restore.metadata.job_id == self.job_id
+                    else 1))
+            self._deploy(restore, plans)
+            self.coordinator = self._make_coordinator(first_id)
+            self.state = "RUNNING"
+            self.events("running", {"attempt": self.attempt, "restored_from": self.restored_from,
+                                    "checkpoint": restore.metadata.checkpoint_id if restore else None})
+            self.coordinator.start()
+            outcome = await self._outcome
+            return await self._end_attempt(outcome)
+        except asyncio.CancelledError:
+            await self._end_attempt(AttemptOutcome("cancelled"))
+            raise
+
+    async def _end_attempt(self, outcome: AttemptOutcome) -> AttemptOutcome:
+        if self.coordinator is not None:
+            self.coordinator.stop()
+        if outcome.kind == "cancelled":
+            self.registry.broadcast({"t": "cancel"})
+            await asyncio.sleep(0.1)
+        for request in self.savepoints.values():
+            if request.status == "IN_PROGRESS":
+                request.status, request.reason = "FAILED", f"the job attempt ended: {outcome.reason or outcome.kind}"
+        await self.registry.close_all()
+        if self.launcher is not None and outcome.kind == "failed":
+            self.launcher.stop_all()
+        return outcome
+
+    def _deploy(self, restore: LoadedSnapshot | None, plans: dict[tuple[str, int], Any]) -> None:
+        token = secrets.token_hex(16)
+        addrs = {str(i): list(c.data_address) for i, c in self.registry.slots.items()}
+        for index, conn in self.registry.slots.items():
+            mine = {f"{v}/{i}": plan.to_wire() for (v, i), plan in plans.items() if i == index}
+            conn.send({
+                "t": "deploy", "attempt": self.attempt, "job_id": self.job_id, "token": token,
+                "config": self.config.model_dump(mode="json"), "settings": self.plan.settings.model_dump(mode="json"),
+                "backend": self.plan.backend, "incremental": self.plan.incremental,
+                "batch_size": self.plan.loaded.env.batch_size, "fingerprint": self.graph.fingerprint(),
+                "slot_index": index, "slot_addrs": addrs, "checkpoints_uri": self.plan.checkpoints_uri,
+                "savepoints_uri": self.plan.savepoints_uri,
+                "restore_base": restore.base_uri if restore else None, "restore": mine,
+            })
+
+    def _make_coordinator(self, first_id: int) -> CheckpointCoordinator:
+        coordinator = CheckpointCoordinator(
+            settings=self.plan.settings, storage=self.storage, graph=self.graph,
+            job={"job_id": self.job_id, "name": self.config.name, "namespace": self.config.namespace,
+                 "restored_from": self.restored_from},
+            gateway=self.registry, executor=self.executor, on_job_failure=self.fail, first_id=first_id,
+            stats=self.stats)
+        coordinator.completed_listeners.append(self._on_completed)
+        coordinator.failed_listeners.append(self._on_failed)
+        return coordinator
+
+    # -- events from the coordinator -------------------------------------------------------------
+    def _on_completed(self, pending: PendingCheckpoint, location: str) -> None:
+        rec = self.stats.history[0] if self.stats.history else None
+        self.events("savepoint" if pending.is_savepoint else "checkpoint",
+                    {"id": pending.id, "location": location, "duration_ms": rec.duration_ms if rec else 0,
+                     "size": rec.size if rec else 0, "records": self.records_in_total()})
+        if pending.request_id and pending.request_id in self.savepoints:
+            request = self.savepoints[pending.request_id]
+            request.status, request.location = "COMPLETED", location.rsplit("/_metadata", 1)[0]
+        if pending.stop or (self._final_checkpoint is not None and pending.id >= self._final_checkpoint):
+            self.registry.broadcast({"t": "finish"})
+
+    def _on_failed(self, pending: PendingCheckpoint, reason: str) -> None:
+        self.events("checkpoint_failed", {"id": pending.id, "reason": reason})
+        if pending.request_id and pending.request_id in self.savepoints:
+            request = self.savepoints[pending.request_id]
+            request.status, request.reason = "FAILED", reason
+        if self._final_checkpoint == pending.id and self.coordinator is not None and not self.coordinator.stopped:
+            self._final_checkpoint = self.coordinator.trigger().id
+
+    def fail(self, reason: str) -> None:
+        """Ends the current attempt as failed (the restart strategy decides what next)."""
+        if self._outcome is not None and not self._outcome.done():
+            log.warning("job attempt %d failed: %s", self.attempt, reason)
+            self._outcome.set_result(AttemptOutcome("failed", reason))
+
+    # -- messages from slots ---------------------------------------------------------------------
+    def on_slot_message(self, conn: SlotConnection, message: dict[str, Any]) -> None:
+        """Dispatches one control message from a slot."""
+        kind = message.get("t")
+        coordinator = self.coordinator
+        if kind == "ack" and coordinator is not None:
+            states = {uid: {k: [StateHandle.model_validate(h) for h in hs] for k, hs in s.items()}
+                      for uid, s in message["states"].items()}
+            coordinator.receive_ack(message["cp"], (message["vertex"], message["subtask"]),
+                                    TaskAck(states, message.get("stats", {}), message.get("positions", [])))
+        elif kind == "decline" and coordinator is not None:
+            coordinator.receive_decline(message["cp"], (message["vertex"], message["subtask"]), message["reason"])
+        elif kind in ("task_failed", "slot_failed"):
+            where = f"task {message['vertex']} ({message['subtask'] + 1})" if kind == "task_failed" else \
+                f"worker slot {conn.index}"
+            self.fail(f"{where} failed: {message.get('error')}")
+        elif kind == "end_of_input":
+            self._ended_input.add((message["vertex"], message["subtask"]))
+            if len(self._ended_input) == len(self.graph.subtasks()) and self._final_checkpoint is None \
+                    and coordinator is not None:
+                log.info("all sources finished; taking a final checkpoint before finishing")
+                self._final_checkpoint = coordinator.trigger().id
+        elif kind == "slot_finished":
+            self._finished_slots.add(conn.index)
+            if len(self._finished_slots) == len(self.registry.slots) and self._outcome and not self._outcome.done():
+                self._outcome.set_result(AttemptOutcome("finished"))
+        elif kind == "metrics":
+            for t in message["tasks"]:
+                self.task_metrics[(t["vertex"], t["subtask"])] = TaskMetrics(t["in"], t["out"], t["bp"])
+
+    def on_slot_lost(self, conn: SlotConnection) -> None:
+        """A slot's connection closed: fatal unless the job is ending."""
+        if self.state in ("RUNNING", "DEPLOYING", "RECOVERING") and conn.index not in self._finished_slots:
+            self.fail(f"worker slot {conn.index} (pid {conn.pid}) was lost: its process exited or the connection "
+                      "dropped")
+
+    # -- user requests ----------------------------------------------------------------------------
+    def trigger_checkpoint(self) -> int:
+        """``POST /checkpoints``."""
+        if self.coordinator is None or self.state != "RUNNING":
+            raise ConfigError(f"the job is {self.state}; checkpoints can only be triggered while it is RUNNING")
+        return self.coordinator.trigger().id
+
+    def trigger_savepoint(self, target: str | None, stop: bool) -> SavepointRequest:
+        """``POST /savepoints``: at most one savepoint at a time."""
+        if self.coordinator is None or self.state != "RUNNING":
+            raise ConfigError(f"the job is {self.state}; savepoints can only be taken while it is RUNNING")
+        if any(r.status == "IN_PROGRESS" for r in self.savepoints.values()):
+            raise ConfigError("a savepoint is already in progress; wait for it (GET /savepoints/<id>)")
+        directory = self._require_storage().new_savepoint_dir(target)
+        request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop)
+        self.savepoints[request.id] = request
+        pending = self.coordinator.trigger(savepoint_dir=directory, stop=stop, request_id=request.id)
+        request.checkpoint_id = pending.id
+        return request
+
+    async def cancel(self) -> None:
+        """``POST /cancel``: stops the job; deletes checkpoints on DELETE_ON_CANCELLATION."""
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(AttemptOutcome("cancelled"))
+        if self.plan.settings.externalized_cleanup is ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._require_storage().delete_job_root)
+
+    def records_in_total(self) -> int:
+        """Records read by the sources so far in this attempt."""
+        sources = {v.id for v in self.graph.vertices if v.is_source}
+        return sum(m.records_in for (v, _), m in self.task_metrics.items() if v in sources)
+
+    jobmaster_address = "127.0.0.1:0"
+
+    def job_json(self) -> dict[str, Any]:
+        """The body of ``GET /job``."""
+        return {
+            "id": self.job_id, "name": self.config.name, "namespace": self.config.namespace, "state": self.state,
+            "parallelism": self.graph.slots, "max_parallelism": self.graph.max_parallelism,
+            "start_time": self.start_time, "restored_from": self.restored_from, "attempt": self.attempt,
+            "restarts": self.restarts, "failure": self.failure,
+            "vertices": [{"id": v.id, "name": v.name, "parallelism": v.parallelism} for v in self.graph.vertices],
+            "workers": [{"slot": c.index, "pid": c.pid, "address": list(c.data_address)}
+                        for c in self.registry.slots.values()],
+            "records_in": self.records_in_total(),
+            "checkpoints_uri": self.plan.checkpoints_uri, "savepoints_uri": self.plan.savepoints_uri,
+        }

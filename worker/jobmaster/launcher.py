@@ -1,0 +1,61 @@
+"""How the JobMaster gets slot processes: started locally (MiniCluster) or by Kubernetes.
+
+The local launcher starts one ``streamjob slot`` process per slot and, on a restart, kills them
+all and starts fresh ones (the MiniCluster's resource manager). On Kubernetes there is no
+launcher: worker pods connect on their own and the operator owns restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Protocol
+
+
+class Launcher(Protocol):
+    """Starts and stops the slot processes of one attempt."""
+
+    def start(self, slots: int, jobmaster: str, attempt: int) -> None: ...
+
+    def stop_all(self) -> None: ...
+
+    def pids(self) -> list[int]: ...
+
+
+class LocalProcessLauncher:
+    """Runs slots as child processes; their stdout is the terminal's (print sinks), their logs go to ``log_dir``."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, slots: int, jobmaster: str, attempt: int) -> None:
+        """Starts ``slots`` slot processes."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ if self.env is None else self.env)
+        for index in range(slots):
+            log = (self.log_dir / f"slot-{index}-attempt-{attempt}.log").open("ab")
+            cmd = [sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", jobmaster,
+                   "--data-host", "127.0.0.1"]
+            self.procs.append(subprocess.Popen(cmd, stdout=None, stderr=log, env=env))
+            log.close()
+
+    def stop_all(self) -> None:
+        """Kills every slot process and reaps it."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs = []
+
+    def pids(self) -> list[int]:
+        """Process ids of the running slots."""
+        return [p.pid for p in self.procs if p.poll() is None]

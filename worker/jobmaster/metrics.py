@@ -1,0 +1,66 @@
+"""Prometheus metrics of a job, rendered on demand from the JobMaster's state (no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from streamjob.worker.jobmaster.jobmaster import JobMaster
+
+_STATES = ("CREATED", "DEPLOYING", "RUNNING", "RECOVERING", "RESTARTING", "FINISHED", "CANCELED", "FAILED")
+
+
+class _JobCollector:
+    def __init__(self, jm: JobMaster) -> None:
+        self.jm = jm
+
+    def collect(self) -> Iterator[Metric]:
+        jm = self.jm
+        job = jm.config.name
+        records_in = CounterMetricFamily("streamjob_records_in", "Records received per task", labels=["job", "vertex",
+                                                                                                       "subtask"])
+        records_out = CounterMetricFamily("streamjob_records_out", "Records emitted per task",
+                                          labels=["job", "vertex", "subtask"])
+        backpressure = CounterMetricFamily("streamjob_backpressured_seconds", "Time tasks waited for downstream "
+                                           "credit", labels=["job", "vertex", "subtask"])
+        for (vertex, subtask), m in sorted(jm.task_metrics.items()):
+            labels = [job, vertex, str(subtask)]
+            records_in.add_metric(labels, m.records_in)
+            records_out.add_metric(labels, m.records_out)
+            backpressure.add_metric(labels, m.backpressured_s)
+        yield records_in
+        yield records_out
+        yield backpressure
+        state = GaugeMetricFamily("streamjob_job_state", "1 for the job's current state", labels=["job", "state"])
+        for s in _STATES:
+            state.add_metric([job, s], 1.0 if jm.state == s else 0.0)
+        yield state
+        yield CounterMetricFamily("streamjob_restarts", "Job restarts", value=jm.restarts, labels=None)
+        stats = jm.stats
+        counts = CounterMetricFamily("streamjob_checkpoints", "Checkpoints by outcome", labels=["job", "outcome"])
+        counts.add_metric([job, "completed"], stats.completed)
+        counts.add_metric([job, "failed"], stats.failed)
+        yield counts
+        latest = stats.latest_completed
+        if latest is not None:
+            for name, value, doc in (
+                ("streamjob_last_checkpoint_duration_ms", latest.duration_ms, "Duration of the last checkpoint"),
+                ("streamjob_last_checkpoint_size_bytes", latest.size, "Size of the last checkpoint"),
+                ("streamjob_last_checkpoint_alignment_ms", latest.alignment_ms, "Longest alignment time"),
+                ("streamjob_last_checkpoint_id", latest.id, "Id of the last completed checkpoint"),
+            ):
+                g = GaugeMetricFamily(name, doc, labels=["job"])
+                g.add_metric([job], float(value))
+                yield g
+
+
+def render_metrics(jm: JobMaster) -> tuple[bytes, str]:
+    """The Prometheus text body and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_JobCollector(jm))  # type: ignore[arg-type]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

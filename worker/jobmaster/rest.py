@@ -1,0 +1,167 @@
+"""The JobMaster's HTTP server: the REST API of design.md and the slots' control WebSocket.
+
+Used by the operator, the CLI (``streamjob savepoint``) and users; errors are JSON
+``{"error": message}`` with 4xx for bad requests and 409 when the job is not in a state that
+allows the action.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from streamjob.worker.errors import StreamJobError
+from streamjob.worker.jobmaster.jobmaster import JobMaster
+from streamjob.worker.jobmaster.metrics import render_metrics
+from streamjob.worker.runtime.codec import unpack
+
+log = logging.getLogger(__name__)
+
+_JM: web.AppKey[JobMaster] = web.AppKey("jobmaster", JobMaster)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the JobMaster process is serving."""
+    jm = request.app[_JM]
+    return web.json_response({"status": "ok", "state": jm.state})
+
+
+async def job(request: web.Request) -> web.Response:
+    """Job id, state, parallelism, start time, restore point, attempt."""
+    return web.json_response(request.app[_JM].job_json())
+
+
+async def checkpoints(request: web.Request) -> web.Response:
+    """Counts, latest and history of checkpoints."""
+    jm = request.app[_JM]
+    in_progress = len(jm.coordinator.pending) if jm.coordinator else 0
+    return web.json_response(jm.stats.to_json(in_progress))
+
+
+async def trigger_checkpoint(request: web.Request) -> web.Response:
+    """Takes a checkpoint now."""
+    try:
+        cid = request.app[_JM].trigger_checkpoint()
+    except StreamJobError as err:
+        return _error(409, str(err))
+    return web.json_response({"id": cid}, status=202)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except json.JSONDecodeError as err:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"the body is not JSON: {err}"}),
+                                 content_type="application/json") from err
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
+                                 content_type="application/json")
+    return data
+
+
+async def trigger_savepoint(request: web.Request) -> web.Response:
+    """Starts a savepoint (``stop: true`` stops the job after it); returns the request id."""
+    body = await _body(request)
+    target = body.get("target")
+    stop = body.get("stop", False)
+    if target is not None and not isinstance(target, str):
+        return _error(400, "target must be a URI string (file:///path or s3://bucket/prefix)")
+    if not isinstance(stop, bool):
+        return _error(400, "stop must be true or false")
+    try:
+        req = request.app[_JM].trigger_savepoint(target, stop)
+    except StreamJobError as err:
+        return _error(409, str(err))
+    return web.json_response({"request_id": req.id, "checkpoint_id": req.checkpoint_id}, status=202)
+
+
+async def savepoint_status(request: web.Request) -> web.Response:
+    """IN_PROGRESS, COMPLETED (with location) or FAILED (with reason)."""
+    req = request.app[_JM].savepoints.get(request.match_info["request_id"])
+    if req is None:
+        return _error(404, f"no savepoint request {request.match_info['request_id']}")
+    return web.json_response({"request_id": req.id, "status": req.status, "location": req.location,
+                              "reason": req.reason, "checkpoint_id": req.checkpoint_id, "stop": req.stop})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """Cancels the job, honouring the externalized checkpoint cleanup."""
+    await request.app[_JM].cancel()
+    return web.json_response({"state": "CANCELLING"}, status=202)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    body, content_type = render_metrics(request.app[_JM])
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def control(request: web.Request) -> web.WebSocketResponse:
+    """A slot's control connection: registration, then acks, failures and metrics."""
+    jm = request.app[_JM]
+    ws = web.WebSocketResponse(heartbeat=5, max_msg_size=0)
+    await ws.prepare(request)
+    conn = None
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY:
+                continue
+            message = unpack(msg.data)
+            if conn is None:
+                if message.get("t") != "register":
+                    break
+                conn = jm.registry.register(ws, (message["data"][0], int(message["data"][1])), int(message["pid"]))
+                if conn is None:
+                    log.warning("refused a slot: the attempt has all its slots")
+                    break
+                continue
+            jm.on_slot_message(conn, message)
+    finally:
+        if conn is not None:
+            jm.on_slot_lost(conn)
+    return ws
+
+
+def build_app(jm: JobMaster) -> web.Application:
+    """The aiohttp application of a JobMaster."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[_JM] = jm
+    app.router.add_get("/health", health)
+    app.router.add_get("/job", job)
+    app.router.add_get("/checkpoints", checkpoints)
+    app.router.add_post("/checkpoints", trigger_checkpoint)
+    app.router.add_post("/savepoints", trigger_savepoint)
+    app.router.add_get("/savepoints/{request_id}", savepoint_status)
+    app.router.add_post("/cancel", cancel)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/internal/control", control)
+    return app
+
+
+async def serve(jm: JobMaster, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Starts serving; returns the runner (to clean up) and the bound port."""
+    runner = web.AppRunner(build_app(jm), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        from streamjob.worker.errors import ConfigError
+
+        raise ConfigError(f"cannot serve the REST API on {host}:{port} ({err.strerror}); pass --rest-port 0 "
+                          "for a free port or another port number") from err
+    server = site._server
+    bound = port
+    if server is not None and getattr(server, "sockets", None):
+        bound = int(server.sockets[0].getsockname()[1])
+    return runner, bound

@@ -1,0 +1,150 @@
+"""Local mode (the MiniCluster behind ``streamjob run``): a JobMaster in this process, slots as children.
+
+Same code paths as on Kubernetes; only the launcher differs (local processes, restarted by the
+JobMaster under the restart strategy). Prints progress to the terminal: the job's REST address,
+every completed checkpoint, failures, recoveries and record counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from streamjob.worker.config import JobConfig
+from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
+from streamjob.worker.jobmaster.rest import serve
+from streamjob.worker.loader import LoadedJob, load_job
+
+DEFAULT_CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "streamjob" / "checkpoints"
+
+
+def slug(name: str) -> str:
+    """A job name usable in storage paths and Kubernetes names."""
+    cleaned = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")
+    return cleaned[:63] or "job"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+class Progress:
+    """Terminal progress: one line per event, and a record count while nothing else happens."""
+
+    def __init__(self, out: TextIO | None = None, quiet: bool = False) -> None:
+        self.out = out or sys.stderr
+        self.quiet = quiet
+        self.last_line = time.monotonic()
+        self.launcher: LocalProcessLauncher | None = None
+
+    def line(self, text: str) -> None:
+        """Prints one progress line."""
+        if not self.quiet:
+            self.out.write(f"[streamjob] {text}\n")
+            self.out.flush()
+        self.last_line = time.monotonic()
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        """The JobMaster's event hook."""
+        if kind == "running":
+            restored = f", restored from checkpoint {data['checkpoint']}" if data.get("checkpoint") is not None else ""
+            self.line(f"attempt {data['attempt']} running{restored}")
+        elif kind in ("checkpoint", "savepoint"):
+            self.line(f"{kind} {data['id']} completed in {data['duration_ms']} ms ({_size(data['size'])}) "
+                      f"— {data['records']:,} records read — {data['location']}")
+        elif kind == "checkpoint_failed":
+            self.line(f"checkpoint {data['id']} failed: {data['reason']}")
+        elif kind == "restarting":
+            self.line(f"FAILURE: {data['reason']}")
+            self.line(f"restarting in {data['delay_ms'] / 1000:.1f} s from the latest checkpoint "
+                      f"(restart {data['restart']})")
+        elif kind == "failed":
+            self.line(f"job FAILED: {data['reason']}")
+        elif kind in ("finished", "canceled"):
+            self.line(f"job {kind.upper()}")
+
+    async def report_records(self, jm: JobMaster) -> None:
+        """Prints the record count every few seconds while no other line was printed."""
+        last = 0
+        last_t = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if now - self.last_line >= 5 and jm.state == "RUNNING":
+                total = jm.records_in_total()
+                rate = (total - last) / max(1e-9, now - last_t)
+                self.line(f"{total:,} records read ({rate:,.0f}/s)")
+            last, last_t = jm.records_in_total(), now
+
+
+async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path) -> tuple[int, JobMaster]:
+    plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
+    launcher = LocalProcessLauncher(work_dir / "logs")
+    jm = JobMaster(plan, launcher=launcher, events=progress.event)
+    progress.launcher = launcher
+    runner, port = await serve(jm, "127.0.0.1", config.rest_port)
+    jm.jobmaster_address = f"127.0.0.1:{port}"
+    progress.line(f"job '{config.name}' at parallelism {plan.graph.slots}; REST API http://127.0.0.1:{port}; "
+                  f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}")
+    reporter = asyncio.create_task(progress.report_records(jm))
+    loop = asyncio.get_running_loop()
+    cancel_task: list[asyncio.Task[None]] = []
+
+    def interrupt() -> None:
+        progress.line("interrupted: cancelling the job (checkpoints are kept)")
+        cancel_task.append(asyncio.create_task(jm.cancel()))
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        loop.add_signal_handler(signal.SIGTERM, interrupt)
+    except (NotImplementedError, RuntimeError):
+        pass
+    try:
+        code = await jm.run()
+    finally:
+        reporter.cancel()
+        launcher.stop_all()
+        await runner.cleanup()
+        jm.executor.shutdown(wait=False)
+    return code, jm
+
+
+def run_local(config: JobConfig, *, loaded: LoadedJob | None = None, progress: Progress | None = None,
+              work_dir: Path | None = None) -> int:
+    """Runs a job to its end on this machine; returns the exit code."""
+    loaded = loaded or load_job(config.entrypoint, config.args)
+    work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
+    try:
+        import uvloop
+
+        code, _ = uvloop.run(_run(config, loaded, progress or Progress(), work))
+    except ImportError:
+        code, _ = asyncio.run(_run(config, loaded, progress or Progress(), work))
+    return code
+
+
+def run_environment(env: Any, *, job_name: str, restore: str | None = None, **options: Any) -> int:
+    """``env.execute()`` from a script run with ``python job.py``: runs it locally."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:
+        from streamjob.worker.errors import EntrypointError
+
+        raise EntrypointError("env.execute() outside streamjob needs a job file: run `python job.py` or "
+                              "`streamjob run job.py`")
+    config = JobConfig(name=slug(job_name), entrypoint=str(Path(path).resolve()), restore_from=restore,
+                       rest_port=options.get("rest_port", 0),
+                       checkpoints_uri=options.get("checkpoints_uri"))
+    return run_local(config, loaded=LoadedJob(env, job_name, Path(path).stem))
