@@ -3,6 +3,13 @@
 The runtime builds one keyed backend per keyed subtask with ``create_keyed_backend`` and one
 ``OperatorStateStore`` per subtask; user functions see descriptors and state interfaces, which
 ``streamjob.worker.api`` re-exports. Each module's docstring states its recovery contract.
+
+Modules: ``key_groups`` (stable key -> key group, ranges), ``serializers`` (safe msgpack,
+opt-in pickle), ``descriptors`` / ``functions`` / ``primitives`` (public API), ``backend`` (the
+keyed backend contract and factory), ``keyed_base`` (what both backends share), ``hashmap`` /
+``hashmap_states`` and ``rocksdb`` / ``rocksdb_states`` (the two backends), ``chunks`` (the
+snapshot file format), ``incremental`` (dirty tracking and shared files), ``timers`` (timer
+queues), ``operator_state`` (non-keyed list state).
 """
 
 from streamjob.worker.state.backend import (
