@@ -249,7 +249,7 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
-    from streamjob.worker.storage.discovery import list_snapshots
+    from streamjob.worker.storage.discovery import list_snapshots, render_snapshot_table
 
     rows = list_snapshots(_uri(args.uri))
     if args.json:
@@ -258,12 +258,7 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no completed checkpoints or savepoints under {args.uri}")
         return 0
-    print(f"{'KIND':<11}{'ID':>6}  {'JOB ID':<18}{'COMPLETED (UTC)':<21}{'SIZE':>10}  LOCATION")
-    for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.time / 1000)) if isinstance(r.time, int) else str(
-            r.time)
-        print(f"{r.kind:<11}{r.id:>6}  {r.job_id:<18}{when:<21}{r.size:>10}  {r.location}"
-              + (f"  ({r.problem})" if getattr(r, "problem", None) else ""))
+    print(render_snapshot_table(rows))
     return 0
 
 

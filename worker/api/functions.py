@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
+OUT_contra = TypeVar("OUT_contra", contravariant=True)
 KEY = TypeVar("KEY")
 
 
-class Collector(Protocol[OUT]):
+class Collector(Protocol[OUT_contra]):
     """Where a function emits its outputs."""
 
-    def collect(self, value: OUT) -> None: ...
+    def collect(self, value: OUT_contra) -> None: ...
 
 
 class RuntimeContext(Protocol):

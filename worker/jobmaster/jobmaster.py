@@ -208,8 +208,10 @@ class JobMaster:
         return self.storage
 
     async def _load(self, uri: str) -> LoadedSnapshot:
-        loaded: LoadedSnapshot = await asyncio.get_running_loop().run_in_executor(
-            self.executor, self._require_storage().load_metadata, uri)
+        storage = self._require_storage()
+        loop = asyncio.get_running_loop()
+        loaded: LoadedSnapshot = await loop.run_in_executor(self.executor, storage.load_metadata, uri)
+        await loop.run_in_executor(self.executor, storage.import_shared, loaded)
         return loaded
 
     async def _run_attempt(self, restore: LoadedSnapshot | None) -> AttemptOutcome:
@@ -322,7 +324,7 @@ class JobMaster:
     def fail(self, reason: str) -> None:
         """Ends the current attempt as failed (the restart strategy decides what next)."""
         if self._outcome is not None and not self._outcome.done():
-            log.warning("job attempt %d failed: %s", self.attempt, reason)
+            log.info("job attempt %d failed: %s", self.attempt, reason)
             self._outcome.set_result(AttemptOutcome("failed", reason))
 
     # -- messages from slots ---------------------------------------------------------------------

@@ -160,7 +160,7 @@ async def serve(jm: JobMaster, host: str, port: int) -> tuple[web.AppRunner, int
 
         raise ConfigError(f"cannot serve the REST API on {host}:{port} ({err.strerror}); pass --rest-port 0 "
                           "for a free port or another port number") from err
-    server = site._server
+    server: Any = site._server
     bound = port
     if server is not None and getattr(server, "sockets", None):
         bound = int(server.sockets[0].getsockname()[1])

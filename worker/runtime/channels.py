@@ -174,9 +174,9 @@ class RecordWriter:
         self.partitioning = partitioning
         self.key_selector = key_selector
         self._n = len(channels)
-        self._rr = itertools.cycle(range(self._n)) if self._n else None
+        self._rr = itertools.cycle(range(max(1, self._n)))
         for _ in range(producer_index % max(1, self._n)):
-            next(self._rr)  # type: ignore[call-overload]
+            next(self._rr)
         self._producer_index = producer_index
         self._assigner = KeyGroupAssigner(max_parallelism)
         self._max_parallelism = max_parallelism
@@ -199,7 +199,7 @@ class RecordWriter:
         elif p is Partitioning.FORWARD:
             await self.channels[self._producer_index % n].send_batch(batch)
         else:
-            await self.channels[next(self._rr)].send_batch(batch)  # type: ignore[call-overload]
+            await self.channels[next(self._rr)].send_batch(batch)
 
     async def _emit_hashed(self, batch: list[Any]) -> None:
         n = self._n

@@ -264,7 +264,7 @@ class ReduceOperator(StreamOperator):
     def process_batch(self, batch: list[Any]) -> list[Any]:
         get, put, f = self._get, self._put, self.fn
         select = self.setup.transformation.key_selector
-        out = []
+        out: list[Any] = []
         append = out.append
         for r in batch:
             k = select(r)
@@ -318,7 +318,7 @@ class WindowOperator(StreamOperator):
     def open(self) -> None:
         super().open()
         assert self.backend is not None
-        self._contents = self.backend.get_state(MapStateDescriptor("__window_contents__"))
+        self._contents: Any = self.backend.get_state(MapStateDescriptor("__window_contents__"))
         self._assigner = self.setup.transformation.options["assigner"]
         self._collector = ListCollector()
 
@@ -360,8 +360,8 @@ class SinkOperator(StreamOperator):
         return []
 
 
-_PENDING = ListStateDescriptor("__pending_transactions__")
-_OPEN = ListStateDescriptor("__open_transaction__")
+_PENDING: ListStateDescriptor[Any] = ListStateDescriptor("__pending_transactions__")
+_OPEN: ListStateDescriptor[Any] = ListStateDescriptor("__open_transaction__")
 
 
 class TwoPhaseCommitSinkOperator(StreamOperator):

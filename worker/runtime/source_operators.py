@@ -18,7 +18,7 @@ from streamjob.worker.state.descriptors import ListStateDescriptor
 
 log = logging.getLogger(__name__)
 
-_SPLITS = ListStateDescriptor("__source_splits__")
+_SPLITS: ListStateDescriptor[Any] = ListStateDescriptor("__source_splits__")
 _LEGACY_BUFFER = 10_000
 
 
