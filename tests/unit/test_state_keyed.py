@@ -520,3 +520,17 @@ def test_mutable_value_accessors_are_copy_on_write(tmp_path: Path) -> None:
     restored = make_backend("hashmap", tmp_path)
     restored.restore(run(storage.writer(1)), storage.reader())
     assert restored.get_value_accessors(descriptor)[0]("k") == {"n": 1}
+
+
+def test_unencodable_values_name_the_operator_and_state(kind: str, tmp_path: Path) -> None:
+    from streamjob.worker.errors import SerializationError
+
+    class Opaque:
+        pass
+
+    backend = make_backend(kind, tmp_path, uid="enricher")
+    state = backend.get_state(ValueStateDescriptor("profile"))
+    backend.set_current_key("k")
+    with pytest.raises(SerializationError, match=r"'profile'.*Opaque.*PickleSerializer"):
+        state.update(Opaque())
+        backend.snapshot()(MemoryStorage().writer(1))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from streamjob.worker.errors import PipelineError
+from streamjob.worker.errors import PipelineError, SerializationError
 from streamjob.worker.state.backend import KeyedBackendContext
 from streamjob.worker.state.chunks import Chunk, Entry, RestoredGroup
 from streamjob.worker.state.descriptors import (
@@ -99,35 +99,42 @@ class _FrozenHashMap(FrozenKeyedState):
         self._on_release()
 
     def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
-        lookup = self._lookup
         for table in self._tables:
-            name, encode, written = table.name, table.serializer.encode, table.written
-            is_map, is_list = table.kind == "map", table.kind == "list"
-            for key, value in table.data.items():
-                group = group_for(lookup(key))
-                if group is None:
-                    continue
-                if is_map:
-                    entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in value.items()]]
-                elif is_list:
-                    entry = [key, [encode(item) for item in value]]
-                elif written is not None:
-                    at = written.get(key, 0)
-                    if table.expire_before_ms is not None and at < table.expire_before_ms:
-                        continue
-                    entry = [key, encode(value), at]
-                else:
-                    entry = [key, encode(value)]
-                entries = group.states.get(name)
-                if entries is None:
-                    group.states[name] = [entry]
-                else:
-                    entries.append(entry)
+            try:
+                self._fill_table(table, group_for)
+            except SerializationError as exc:
+                raise SerializationError(f"state {table.name!r}: {exc}") from exc
         for name, rows in self._raw.items():
             for key_group, entry in rows:
                 group = group_for(key_group)
                 if group is not None:
                     group.states.setdefault(name, []).append(entry)
+
+    def _fill_table(self, table: _FrozenTable, group_for: GroupFor) -> None:
+        """Encodes one table's entries into their key groups."""
+        lookup = self._lookup
+        name, encode, written = table.name, table.serializer.encode, table.written
+        is_map, is_list = table.kind == "map", table.kind == "list"
+        for key, value in table.data.items():
+            group = group_for(lookup(key))
+            if group is None:
+                continue
+            if is_map:
+                entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in value.items()]]
+            elif is_list:
+                entry = [key, [encode(item) for item in value]]
+            elif written is not None:
+                at = written.get(key, 0)
+                if table.expire_before_ms is not None and at < table.expire_before_ms:
+                    continue
+                entry = [key, encode(value), at]
+            else:
+                entry = [key, encode(value)]
+            entries = group.states.get(name)
+            if entries is None:
+                group.states[name] = [entry]
+            else:
+                entries.append(entry)
 
 
 class HashMapKeyedStateBackend(KeyedBackendBase):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
-from streamjob.worker.errors import PipelineError, RestoreError, StreamJobError
+from streamjob.worker.errors import PipelineError, RestoreError, SerializationError, StreamJobError
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, SnapshotRunner
 from streamjob.worker.state.chunks import (
     Chunk,
@@ -280,7 +280,10 @@ class KeyedBackendBase(KeyedStateBackend):
             group = group_for(lookup(key))
             if group is not None:
                 group.event_timers.append([ts, key])
-        frozen.fill(chunks, group_for)
+        try:
+            frozen.fill(chunks, group_for)
+        except SerializationError as exc:
+            raise SerializationError(f"operator {self._ctx.operator_uid!r}: {exc}") from exc
         out: list[tuple[Chunk, bytes]] = []
         for chunk in chunks:
             if chunk in wanted:

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol, cast
 
 from rocksdict import Rdict, ReadOptions
 
+from streamjob.worker.errors import SerializationError
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
     ReducingStateDescriptor,
@@ -80,6 +81,19 @@ def prefix_end(prefix: bytes) -> bytes:
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
+def _named_encoder(descriptor: StateDescriptor) -> Callable[[Any], bytes]:
+    """The serializer's ``encode``, with the state's name added to its errors."""
+    encode, name = descriptor.serializer.encode, descriptor.name
+
+    def encode_named(value: Any) -> bytes:
+        try:
+            return encode(value)
+        except SerializationError as exc:
+            raise SerializationError(f"state {name!r}: {exc}") from exc
+
+    return encode_named
+
+
 class _RocksState:
     __slots__ = ("_b", "_db", "_dec", "_enc", "_sid")
 
@@ -87,7 +101,7 @@ class _RocksState:
         self._b = backend
         self._db = db
         self._sid = sid
-        self._enc: Callable[[Any], bytes] = descriptor.serializer.encode
+        self._enc: Callable[[Any], bytes] = _named_encoder(descriptor)
         self._dec: Callable[[bytes], Any] = descriptor.serializer.decode
 
     def _read_row(self) -> bytes:
