@@ -113,6 +113,9 @@ def test_failed_async_part_keeps_changes(kind: str, tmp_path: Path) -> None:
         def shared_exists(self, name: str) -> bool:
             raise OSError("storage down")
 
+        def write_shared(self, name: str, data: bytes) -> None:
+            raise OSError("storage down")
+
     with pytest.raises(OSError):
         backend.snapshot()(Broken())  # type: ignore[arg-type]
     handles, uploaded = checkpoint(backend, storage, 3)

@@ -22,7 +22,6 @@ Callers: both keyed backends (through ``keyed_base.py``).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -119,26 +118,20 @@ class IncrementalTracker:
             return False
         if handle.path not in plan.unverified:
             return True
-        prefix = "shared/"
-        if not handle.path.startswith(prefix) or not writer.shared_exists(handle.path[len(prefix) :]):
+        if not writer.shared_exists(handle.path.rsplit("/", 1)[-1]):
             return False
         with self._lock:
             self._unverified.discard(handle.path)
         return True
 
     def upload(self, writer: SnapshotWriter, chunk: Chunk, data: bytes) -> StateHandle:
-        """Writes (or finds already written) the shared file of a changed chunk."""
+        """Writes the shared file of a changed chunk, unless this backend knows it is there."""
         name = shared_name(self._uid, chunk, data)
         with self._lock:
             known = self._known.get(name)
-        if writer.shared_exists(name):
-            if known is not None:
-                return known
-            handle = StateHandle(
-                path=f"shared/{name}", size=len(data), sha256=hashlib.sha256(data).hexdigest(), shared=True
-            )
-        else:
-            handle = writer.write_shared(name, data)
+        if known is not None and writer.shared_exists(name):
+            return known
+        handle = writer.write_shared(name, data)  # idempotent: same name, same content
         handle = handle.model_copy(update={"key_group_start": chunk[0], "key_group_end": chunk[1], "shared": True})
         with self._lock:
             self._known[name] = handle
