@@ -25,7 +25,7 @@ from streamjob.operator.checkpoints import StorageSnapshotFinder
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, KubernetesError, OperatorError
 from streamjob.operator.jobmaster_client import JobMasterClient
-from streamjob.operator.k8s import Kube, load_client_config
+from streamjob.operator.k8s import Kube, kopf_connection, load_client_config
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
 from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL
@@ -60,6 +60,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=metrics.registry)
+
+
+@kopf.on.login()
+def login(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """Credentials from ``--kubeconfig``, else in-cluster, else the default kubeconfig."""
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
+    try:
+        return kopf_connection(config.kubeconfig, trust_env=settings.networking.trust_env)
+    except Exception as err:  # the client's ConfigException and file errors alike
+        raise kopf.LoginError(f"cannot load Kubernetes credentials: {err}") from err
 
 
 @kopf.on.cleanup()

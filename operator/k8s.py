@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+import kopf
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -75,6 +76,28 @@ def load_client_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
             config_file=kubeconfig, client_configuration=configuration
         )
     return k8s_client.ApiClient(configuration)
+
+
+def kopf_connection(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.ConnectionInfo:
+    """Credentials for kopf from the same source as ``load_client_config`` (so ``--kubeconfig`` holds)."""
+    configuration = load_client_config(kubeconfig).configuration
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else ((None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]))
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        trust_env=trust_env,
+    )
 
 
 def _wrap(err: ApiException, what: str) -> KubernetesError:
