@@ -48,20 +48,20 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
 
 def verify(output_dir: Path) -> tuple[bool, str]:
     """Checks the committed output for loss and duplicates."""
-    counts: dict[str, list[int]] = defaultdict(list)
-    final: dict[str, int] = {}
-    for path in sorted(output_dir.glob("part-*")):
-        for line in path.read_text().splitlines():
-            user, count, balance = json.loads(line)
-            counts[user].append(count)
-            if count == len([0 for i in range(RECORDS) if i % USERS == int(user[4:])]):
-                final[user] = balance
     expected_total: dict[str, int] = defaultdict(int)
     expected_count: dict[str, int] = defaultdict(int)
     for i in range(RECORDS):
         user, _, amount = payment(i)
         expected_total[user] += amount
         expected_count[user] += 1
+    counts: dict[str, list[int]] = defaultdict(list)
+    final: dict[str, int] = {}
+    for path in sorted(output_dir.glob("part-*")):
+        for line in path.read_text().splitlines():
+            user, count, balance = json.loads(line)
+            counts[user].append(count)
+            if count == expected_count[user]:
+                final[user] = balance
     for user, n in expected_count.items():
         seen = sorted(counts.get(user, []))
         if seen != list(range(1, n + 1)):

@@ -115,7 +115,7 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
         code = await jm.run()
     finally:
         reporter.cancel()
-        launcher.stop_all()
+        launcher.stop_all(grace_s=3.0 if jm.state == "FINISHED" else 0.0)
         await runner.cleanup()
         jm.executor.shutdown(wait=False)
     return code, jm

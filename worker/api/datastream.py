@@ -6,6 +6,7 @@ Functions may be Function objects (``MapFunction``...) or plain callables.
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any
 
 from streamjob.worker.api.functions import (
@@ -37,8 +38,7 @@ def _key_selector(selector: Any) -> Any:
     if isinstance(selector, KeySelector):
         return selector.get_key
     if isinstance(selector, int) and not isinstance(selector, bool):
-        index = selector
-        return lambda record: record[index]
+        return operator.itemgetter(selector)
     if callable(selector):
         return selector
     raise ConfigError(f"key_by takes a function, a KeySelector or a tuple index, got {selector!r}")
@@ -103,8 +103,12 @@ class DataStream:
         return self._with(Partitioning.BROADCAST)
 
     def key_by(self, key_selector: Any) -> KeyedStream:
-        """Partitions by key: records with equal keys go to the same subtask and share keyed state."""
-        return KeyedStream(self.env, self.transformation, _key_selector(key_selector))
+        """Partitions by key: records with equal keys go to the same subtask and share keyed state.
+
+        ``key_selector`` is a function of the record, a ``KeySelector``, or a tuple index (``key_by(0)``).
+        """
+        index = key_selector if isinstance(key_selector, int) and not isinstance(key_selector, bool) else None
+        return KeyedStream(self.env, self.transformation, _key_selector(key_selector), index)
 
     # -- transformations -----------------------------------------------------------------------
     def _edge(self) -> Edge:
@@ -180,9 +184,11 @@ class _CallableSink(SinkFunction):
 class KeyedStream(DataStream):
     """A stream partitioned by key; operators on it have keyed state and timers."""
 
-    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation, key_selector: Any) -> None:
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation, key_selector: Any,
+                 key_index: int | None = None) -> None:
         super().__init__(env, transformation, Partitioning.HASH)
         self.key_selector = key_selector
+        self.key_index = key_index
 
     def _edge(self) -> Edge:
         return Edge(self.transformation.id, Partitioning.HASH, self.key_selector)
@@ -190,6 +196,8 @@ class KeyedStream(DataStream):
     def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
         stream = super()._then(kind, name, function, **options)
         stream.transformation.key_selector = self.key_selector
+        if self.key_index is not None:
+            stream.transformation.options.setdefault("key_index", self.key_index)
         return stream
 
     def reduce(self, func: Any) -> DataStream:
@@ -200,7 +208,7 @@ class KeyedStream(DataStream):
         return self._then(Kind.REDUCE, "Reduce", fn)
 
     def sum(self, position: int | None = None) -> DataStream:
-        """A running sum per key of a tuple field (or of the record if it is a number)."""
+        """A running sum per key of a tuple field (or of the record if it is a number); emits every update."""
         if position is None:
             return self.reduce(lambda a, b: a + b)
         pos = position
@@ -208,7 +216,8 @@ class KeyedStream(DataStream):
         def add(a: Any, b: Any) -> Any:
             return (*a[:pos], a[pos] + b[pos], *a[pos + 1:])
 
-        return self.reduce(add)
+        stream = self._then(Kind.REDUCE, "Sum", add, sum_field=pos)
+        return stream
 
     def process(self, func: Any) -> DataStream:
         """A ``KeyedProcessFunction``: per-record processing with keyed state and timers."""

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +21,7 @@ class Launcher(Protocol):
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None: ...
 
-    def stop_all(self) -> None: ...
+    def stop_all(self, grace_s: float = 0.0) -> None: ...
 
     def pids(self) -> list[int]: ...
 
@@ -44,8 +45,16 @@ class LocalProcessLauncher:
             self.procs.append(subprocess.Popen(cmd, stdout=None, stderr=log, env=env))
             log.close()
 
-    def stop_all(self) -> None:
-        """Kills every slot process and reaps it."""
+    def stop_all(self, grace_s: float = 0.0) -> None:
+        """Waits up to ``grace_s`` for slots to exit on their own, then kills the rest and reaps them."""
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                try:
+                    proc.wait(timeout=remaining)
+                except subprocess.TimeoutExpired:
+                    pass
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
