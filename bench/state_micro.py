@@ -25,14 +25,25 @@ from streamjob.worker.state.key_groups import KeyGroupAssigner
 KEYS = [f"user-{i}" for i in range(10_000)]
 
 
+class MemoryReader:
+    """Reads what a NullWriter kept."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def read(self, handle: StateHandle) -> bytes:
+        return self.files[handle.path]
+
+
 class NullWriter:
-    """Counts bytes instead of storing them."""
+    """Counts bytes (and keeps them, for the restore benchmark)."""
 
     def __init__(self, checkpoint_id: int) -> None:
         self._id = checkpoint_id
         self.bytes = 0
-        self.files = 0
+        self.count = 0
         self.shared: set[str] = set()
+        self.files: dict[str, bytes] = {}
 
     @property
     def checkpoint_id(self) -> int:
@@ -44,7 +55,8 @@ class NullWriter:
 
     def _handle(self, path: str, data: bytes, **extra: Any) -> StateHandle:
         self.bytes += len(data)
-        self.files += 1
+        self.count += 1
+        self.files[path] = data
         return StateHandle(path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest(), **extra)
 
     def write(self, name: str, data: bytes, *, key_groups: tuple[int, int] | None = None) -> StateHandle:
@@ -148,12 +160,19 @@ def bench_snapshots(kind: str, root: Path) -> None:
         t0 = time.perf_counter()
         run = backend.snapshot()
         t1 = time.perf_counter()
-        run(writer)
+        handles = run(writer)
         t2 = time.perf_counter()
         print(
             f"[{kind}] {label:11s} snapshot of 10,000 keys: sync {(t1 - t0) * 1e3:6.2f} ms, "
-            f"async {(t2 - t1) * 1e3:6.2f} ms, {writer.files} files, {writer.bytes} bytes"
+            f"async {(t2 - t1) * 1e3:6.2f} ms, {writer.count} files, {writer.bytes} bytes"
         )
+        if not incremental:
+            target = make(kind, root / "restore")
+            t0 = time.perf_counter()
+            target.restore(handles, MemoryReader(writer.files))
+            target.get_state(ValueStateDescriptor("balance", float, 0.0))
+            print(f"[{kind}] restore of 10,000 keys (and registration): {(time.perf_counter() - t0) * 1e3:6.2f} ms")
+            target.close()
         if incremental:
             backend.notify_checkpoint_complete(1)
             backend.set_current_key(KEYS[42])
@@ -168,7 +187,7 @@ def bench_snapshots(kind: str, root: Path) -> None:
             t2 = time.perf_counter()
             print(
                 f"[{kind}] incremental after 1 change:     sync {(t1 - t0) * 1e3:6.2f} ms, "
-                f"async {(t2 - t1) * 1e3:6.2f} ms, {writer2.files} files, {writer2.bytes - before} bytes"
+                f"async {(t2 - t1) * 1e3:6.2f} ms, {writer2.count} files, {writer2.bytes - before} bytes"
             )
         backend.close()
 
