@@ -73,7 +73,11 @@ class ListState(State, Generic[T]):
 
 
 class MapState(State, Generic[K, V]):
-    """A map per key."""
+    """A map per key.
+
+    User keys equal in Python (``1``, ``1.0``, ``True``) are one key, as in a dict; snapshots store
+    them in canonical form, so after a restore (or on the rocksdb backend) they read back as ``1``.
+    """
 
     __slots__ = ()
 
