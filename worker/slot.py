@@ -29,6 +29,7 @@ from streamjob.worker.loader import job_modules, load_job
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
 from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.runtime.local_recovery import LocalFirstReader, local_recovery_root
 from streamjob.worker.runtime.network import DataServer, PeerConnection
 from streamjob.worker.runtime.operators import OperatorRestore
 from streamjob.worker.runtime.task import Task, TaskRestore, TaskServices
@@ -207,7 +208,9 @@ class Slot:
             job_id=message["job_id"], job_name=config.name, attempt=attempt, settings=settings,
             backend_kind=message["backend"], incremental=message["incremental"], batch_size=message["batch_size"],
             local_dir=self.work_dir / f"attempt-{attempt}", storage=storage, executor=self.executor, send=self.send,
-            record_types=tuple(t for t in env.allowed_types if _declarable(t)))
+            record_types=tuple(t for t in env.allowed_types if _declarable(t)),
+            local_recovery_dir=local_recovery_root(config.namespace, config.name, message["job_id"])
+            if settings.local_recovery else None)
         edges = all_edges(graph)
         edge_no = {id(e): n for n, e in enumerate(edges)}
         mine = [(v, index) for v in graph.vertices if index < v.parallelism]
@@ -229,7 +232,9 @@ class Slot:
                 self.peers[int(slot_no)] = peer
         await asyncio.gather(*(p.connect() for p in self.peers.values()))
         restores = message.get("restore") or {}
-        reader = storage.reader(message["restore_base"]) if message.get("restore_base") else None
+        reader: Any = storage.reader(message["restore_base"]) if message.get("restore_base") else None
+        if reader is not None and services.local_recovery_dir is not None:
+            reader = LocalFirstReader(reader, services.local_recovery_dir, message["restore_base"])
         for v, i in mine:
             writers = []
             for e in v.outputs:

@@ -38,7 +38,7 @@ def _key_selector(selector: Any) -> Any:
     if isinstance(selector, KeySelector):
         return selector.get_key
     if isinstance(selector, int) and not isinstance(selector, bool):
-        return operator.itemgetter(selector)
+        return operator.itemgetter(selector)  # type: ignore[attr-defined]  # mypy sees operator/ (ours)
     if callable(selector):
         return selector
     raise ConfigError(f"key_by takes a function, a KeySelector or a tuple index, got {selector!r}")

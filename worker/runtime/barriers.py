@@ -164,6 +164,8 @@ class AtLeastOnceBarrierTracker:
         self.open.discard(channel)
         self._complete_ready()
 
+    aligning = False
+
     def check_timeout(self, now_ms: int) -> None:
         """Nothing ever blocks here."""
 

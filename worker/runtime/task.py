@@ -27,6 +27,7 @@ from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnce
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
 from streamjob.worker.runtime.context import TaskInfo, now_ms
 from streamjob.worker.runtime.events import END_OF_STREAM, Barrier, EndOfStream
+from streamjob.worker.runtime.local_recovery import LocalCopyWriter, prune_local_copies
 from streamjob.worker.runtime.operators import (
     OperatorRestore,
     OperatorSetup,
@@ -57,6 +58,7 @@ class TaskServices:
     executor: Executor
     send: Callable[[dict[str, Any]], None]
     record_types: tuple[type, ...] = ()
+    local_recovery_dir: Path | None = None
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Task:
         self._uploads: set[asyncio.Task[None]] = set()
         self._barrier_first_seen: dict[int, float] = {}
         settings = services.settings
+        self._alignment_timeout = settings.aligned_timeout_ms > 0
         channels = len(gate.channels)
         if settings.mode is CheckpointingMode.AT_LEAST_ONCE:
             self.handler: AlignedBarrierHandler | AtLeastOnceBarrierTracker = AtLeastOnceBarrierTracker(self, channels)
@@ -146,6 +149,9 @@ class Task:
         """The checkpoint completed everywhere: commit."""
         for op in self.operators:
             op.notify_complete(checkpoint_id)
+        local = self.services.local_recovery_dir
+        if local is not None:
+            prune_local_copies(local, self.services.storage.checkpoint_base_uri, checkpoint_id)
         if self.stopped_at is not None and checkpoint_id >= self.stopped_at:
             self.finishing = True
             self.wake.set()
@@ -255,6 +261,8 @@ class Task:
                 if self._captures:
                     self._capture(channel, item)
                 await self._process_from(0, item)
+                if self._alignment_timeout and handler.aligning:
+                    handler.check_timeout(now_ms())
                 continue
             if type(item) is Barrier:
                 self._barrier_first_seen.setdefault(item.id, time.monotonic())
@@ -385,7 +393,7 @@ class Task:
         storage = self.services.storage
         try:
             states = await loop.run_in_executor(self.services.executor, _write_all, storage, barrier, self.subtask,
-                                                snapshots)
+                                                snapshots, self.services.local_recovery_dir)
             if capture is not None:
                 await capture.done
                 self._captures.pop(barrier.id, None)
@@ -393,7 +401,8 @@ class Task:
                 records = capture.records
                 serializer = SafeSerializer(declared_types=self.services.record_types)
                 handles = await loop.run_in_executor(self.services.executor, _write_channel_state, storage, barrier,
-                                                     head_uid, self.subtask, serializer, records)
+                                                     head_uid, self.subtask, serializer, records,
+                                                     self.services.local_recovery_dir)
                 states.setdefault(head_uid, {"keyed": [], "operator": []})["channel"] = handles
         except Exception as err:
             log.warning("checkpoint %s failed at %s: %s", barrier.id, self.name, err)
@@ -418,16 +427,22 @@ class Task:
         return sum(w.backpressured_s() for w in self.writers)
 
 
-def _write_all(storage: Any, barrier: Barrier, subtask: int,
-               snapshots: dict[str, SnapshotFn]) -> dict[str, dict[str, list[StateHandle]]]:
+def _writer(storage: Any, barrier: Barrier, uid: str, subtask: int, local: Path | None) -> Any:
+    writer = storage.writer(barrier.id, uid, subtask, savepoint_dir=barrier.savepoint_dir)
+    if local is not None and barrier.savepoint_dir is None:
+        return LocalCopyWriter(writer, local, storage.checkpoint_base_uri)
+    return writer
+
+
+def _write_all(storage: Any, barrier: Barrier, subtask: int, snapshots: dict[str, SnapshotFn],
+               local: Path | None) -> dict[str, dict[str, list[StateHandle]]]:
     out: dict[str, dict[str, list[StateHandle]]] = {}
     for uid, write in snapshots.items():
-        writer = storage.writer(barrier.id, uid, subtask, savepoint_dir=barrier.savepoint_dir)
-        out[uid] = write(writer)
+        out[uid] = write(_writer(storage, barrier, uid, subtask, local))
     return out
 
 
 def _write_channel_state(storage: Any, barrier: Barrier, uid: str, subtask: int, serializer: SafeSerializer,
-                         records: list[Any]) -> list[StateHandle]:
-    writer = storage.writer(barrier.id, uid, subtask, savepoint_dir=barrier.savepoint_dir)
+                         records: list[Any], local: Path | None) -> list[StateHandle]:
+    writer = _writer(storage, barrier, uid, subtask, local)
     return [writer.write("in-flight", serializer.encode(records))]
