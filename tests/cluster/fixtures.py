@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -203,14 +204,32 @@ def _logs(config: pytest.Config) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+def testbed_root(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The session's directory for the control plane, the node agent and Helm.
+
+    Outside pytest's rotating ``basetemp`` (which a concurrent pytest run may prune); removed at the
+    end of a session in which no test failed, kept (and its path printed) otherwise or when
+    ``STREAMJOB_TESTBED_KEEP=1``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="streamjob-testbed-"))
+    yield root
+    if request.session.testsfailed == 0 and os.environ.get("STREAMJOB_TESTBED_KEEP") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"[testbed] logs kept in {root}")
+
+
+@pytest.fixture(scope="session")
+def kube(request: pytest.FixtureRequest, testbed_root: Path) -> Iterator[Kube]:
     external = _external_kubeconfig()
     plane: ControlPlane | None = None
     logs: Path | None = None
     if external is not None:
         kubeconfig = external
     else:
-        root = tmp_path_factory.mktemp("testbed")
+        root = testbed_root
         try:
             binary = _binary(request.config, "controlplane", root / "build")
             plane = ControlPlane(binary, root / "controlplane")
@@ -253,11 +272,10 @@ def kube_namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def node_agent(request: pytest.FixtureRequest, kube: Kube,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeAgent]:
+def node_agent(request: pytest.FixtureRequest, kube: Kube, testbed_root: Path) -> Iterator[NodeAgent]:
     if kube.external:
         pytest.skip("the node agent belongs to the test bed; a real cluster runs pods with its kubelets")
-    agent = NodeAgent(kubeconfig=str(kube.kubeconfig), root=tmp_path_factory.mktemp("node-agent"))
+    agent = NodeAgent(kubeconfig=str(kube.kubeconfig), root=testbed_root / "node-agent")
     _logs(request.config)["node agent"] = agent.root
     agent.start()
     try:
@@ -276,8 +294,8 @@ def pod_runtime(request: pytest.FixtureRequest, kube: Kube) -> NodeAgent | None:
 
 
 @pytest.fixture(scope="session")
-def helm(request: pytest.FixtureRequest, kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    root = tmp_path_factory.mktemp("helm")
+def helm(request: pytest.FixtureRequest, kube: Kube, testbed_root: Path) -> Helm:
+    root = testbed_root / "helm"
     try:
         binary = _binary(request.config, "helm", root / "build")
     except TestbedUnavailable as err:

@@ -5,7 +5,7 @@ own loopback address (127.1.x.y) as ``status.podIP``, materialises its volumes, 
 (fieldRef, secretKeyRef, configMapKeyRef, envFrom, ``$(VAR)``), starts each container's
 ``command``/``args`` as a process (see ``podproc.py``; the image is never pulled, the command runs
 from the PATH of the test venv), runs httpGet/tcpSocket/exec readiness and liveness probes, restarts
-containers per ``restartPolicy`` and reports status as the kubelet does (Pending → Running →
+init containers first, containers per ``restartPolicy`` and reports status as the kubelet does (Pending → Running →
 Succeeded/Failed with exit codes, reasons and times; waiting reasons ``CreateContainerConfigError``
 for a missing ConfigMap/Secret and ``CreateContainerError`` for a command that cannot be found).
 Deletion is honoured: SIGTERM, the grace period, SIGKILL, then the pod object is removed.
@@ -25,14 +25,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from tests.cluster import podproc, podspec
 from tests.cluster.kubeapi import KubeApi, KubeError, pod_path
+from tests.cluster.podstate import Container, PodRun, init_progress, now_rfc3339, pod_status
 from tests.cluster.probes import ProbeRunner
 
 Json = dict[str, Any]
@@ -41,54 +40,6 @@ log = logging.getLogger("streamjob.testbed.node_agent")
 DEFAULT_NODE = "testbed-node"
 TICK = 0.1
 RETRY_CONFIG = 2.0
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class Container:
-    """One container of a running pod: its process and the status the agent reports for it."""
-
-    name: str
-    spec: Json
-    log_path: Path
-    termination_file: Path
-    state: Json
-    last_state: Json = field(default_factory=dict)
-    proc: Any = None  # subprocess.Popen[bytes] | None
-    started_at: str = ""
-    restart_count: int = 0
-    ready: bool = False
-    next_start: float = 0.0
-    done: bool = False  # terminated and will not be restarted
-    readiness: ProbeRunner | None = None
-    liveness: ProbeRunner | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@dataclass
-class PodRun:
-    """The agent's record of one pod (by uid), kept after the pod is gone so its logs stay readable."""
-
-    uid: str
-    namespace: str
-    name: str
-    ip: str
-    pod_dir: Path
-    pod: Json
-    containers: list[Container]
-    start_time: str
-    volumes_ready: bool = False
-    kill_deadline: float | None = None
-    gone: bool = False
-    reported: Json = field(default_factory=dict)
-    transitions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class NodeAgent:
@@ -133,7 +84,7 @@ class NodeAgent:
 
     def _container(self, namespace: str, name: str, container: str | None) -> Container:
         run = self.find(namespace, name)
-        for item in run.containers:
+        for item in [*run.containers, *run.init_containers]:
             if container is None or item.name == container:
                 return item
         raise KeyError(f"pod {namespace}/{name} has no container {container!r}")
@@ -185,7 +136,7 @@ class NodeAgent:
             thread.join(timeout=10)
         with self.lock:
             for run in self.pods.values():
-                for item in run.containers:
+                for item in run.every():
                     self._kill_group(item, signal.SIGKILL)
         self.probe_pool.shutdown(wait=False, cancel_futures=True)
         log.removeHandler(self.log_handler)
@@ -289,7 +240,7 @@ class NodeAgent:
         run = self.pods.get(uid)
         if kind == "DELETED":
             if run is not None and not run.gone:
-                for item in run.containers:
+                for item in run.every():
                     self._kill_group(item, signal.SIGKILL)
                 run.gone = True
             return
@@ -307,7 +258,7 @@ class NodeAgent:
                 grace = spec.get("terminationGracePeriodSeconds", 30)
             run.kill_deadline = time.monotonic() + float(grace)
             log.info("pod %s/%s deleted: SIGTERM, grace %ss", namespace, name, grace)
-            for item in run.containers:
+            for item in run.every():
                 if item.running:
                     item.proc.send_signal(signal.SIGTERM)
 
@@ -333,19 +284,21 @@ class NodeAgent:
     def admit(self, pod: Json) -> PodRun:
         meta = pod["metadata"]
         pod_dir = self.root / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
-        containers = []
-        for spec in pod["spec"].get("containers", []):
-            containers.append(Container(
-                name=spec["name"], spec=spec, log_path=pod_dir / "logs" / f"{spec['name']}.log",
-                termination_file=pod_dir / "termination" / spec["name"],
-                state=podspec.waiting_state("ContainerCreating", "")))
+
+        def records(field: str) -> list[Container]:
+            return [Container(name=spec["name"], spec=spec, log_path=pod_dir / "logs" / f"{spec['name']}.log",
+                              termination_file=pod_dir / "termination" / spec["name"], init=field == "initContainers",
+                              state=podspec.waiting_state("PodInitializing" if field == "containers" and
+                                                          pod["spec"].get("initContainers") else "ContainerCreating",
+                                                          ""))
+                    for spec in pod["spec"].get(field) or []]
+
         run = PodRun(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], ip=self.allocate_ip(),
-                     pod_dir=pod_dir, pod=pod, containers=containers, start_time=now_rfc3339())
+                     pod_dir=pod_dir, pod=pod, init_containers=records("initContainers"),
+                     containers=records("containers"), start_time=now_rfc3339())
         (pod_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.pods[run.uid] = run
         log.info("admitted %s/%s as %s in %s", run.namespace, run.name, run.ip, pod_dir)
-        if pod["spec"].get("initContainers"):
-            log.warning("pod %s/%s: init containers are not run by the test bed", run.namespace, run.name)
         return run
 
     def remove(self, namespace: str, name: str, uid: str) -> None:
@@ -366,20 +319,24 @@ class NodeAgent:
             if run.gone:
                 continue
             deleting = run.kill_deadline is not None
-            for item in run.containers:
+            for item in run.every():
                 self.observe(run, item, now, deleting)
-                if not deleting and not item.done and not item.running and now >= item.next_start:
-                    self.start_container(run, item)
+            if not deleting:
+                initialized, next_init, _ = init_progress(run)
+                pending = run.containers if initialized else [next_init] if next_init is not None else []
+                for item in pending:
+                    if not item.done and not item.running and now >= item.next_start:
+                        self.start_container(run, item)
             if deleting:
-                if all(not item.running for item in run.containers):
-                    for item in run.containers:
+                if all(not item.running for item in run.every()):
+                    for item in run.every():
                         self._kill_group(item, signal.SIGKILL)
                     self.report(run)
                     self.remove(run.namespace, run.name, run.uid)
                     run.gone = True
                     continue
                 if run.kill_deadline is not None and now >= run.kill_deadline:
-                    for item in run.containers:
+                    for item in run.every():
                         if item.running:
                             log.info("grace over for %s/%s: SIGKILL", run.namespace, run.name)
                             self._kill_group(item, signal.SIGKILL)
@@ -413,7 +370,7 @@ class NodeAgent:
         item.proc = None
         item.ready = False
         item.readiness = item.liveness = None
-        policy = run.pod["spec"].get("restartPolicy", "Always")
+        policy = item.restart_policy(run.pod["spec"].get("restartPolicy", "Always"))
         restart = not deleting and (policy == "Always" or (policy == "OnFailure" and exit_code != 0))
         if restart:
             item.last_state = terminated
@@ -530,55 +487,10 @@ class NodeAgent:
 
     # ------------------------------------------------------------------------------ status
 
-    def phase(self, run: PodRun) -> str:
-        items = run.containers
-        if items and all(item.done for item in items):
-            failed = any(item.state["terminated"]["exitCode"] != 0 for item in items)
-            return "Failed" if failed else "Succeeded"
-        if any(item.running or item.restart_count or item.done for item in items):
-            return "Running"
-        return "Pending"
-
-    def _condition(self, run: PodRun, kind: str, ok: bool, reason: str = "") -> Json:
-        status = "True" if ok else "False"
-        previous = run.transitions.get(kind)
-        if previous is None or previous[0] != status:
-            run.transitions[kind] = (status, now_rfc3339())
-        condition: Json = {"type": kind, "status": status, "lastProbeTime": None,
-                           "lastTransitionTime": run.transitions[kind][1]}
-        if reason and not ok:
-            condition["reason"] = reason
-        return condition
-
     def report(self, run: PodRun) -> None:
         """Patches the pod's status when it changed since the last report."""
-        phase = self.phase(run)
-        statuses = []
-        for item in run.containers:
-            entry: Json = {"name": item.name, "image": item.spec.get("image", ""), "imageID": "",
-                           "ready": item.ready, "started": item.running, "restartCount": item.restart_count,
-                           "state": item.state}
-            if item.proc is not None:
-                entry["containerID"] = f"testbed://{item.proc.pid}"
-            elif "terminated" in item.state:
-                entry["containerID"] = item.state["terminated"]["containerID"]
-            if item.last_state:
-                entry["lastState"] = item.last_state
-            statuses.append(entry)
-        terminal = phase in ("Succeeded", "Failed")
-        all_ready = bool(run.containers) and all(item.ready for item in run.containers)
-        not_ready = "PodCompleted" if terminal else "ContainersNotReady"
-        conditions = [
-            self._condition(run, "PodReadyToStartContainers", True),
-            self._condition(run, "Initialized", True),
-            self._condition(run, "Ready", all_ready, not_ready),
-            self._condition(run, "ContainersReady", all_ready, not_ready),
-            self._condition(run, "PodScheduled", True),
-        ]
-        status: Json = {"phase": phase, "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
-                        "podIP": run.ip, "podIPs": [{"ip": run.ip}], "startTime": run.start_time,
-                        "conditions": conditions, "containerStatuses": statuses}
-        comparable = {**status, "conditions": [(c["type"], c["status"]) for c in conditions]}
+        status = pod_status(run)
+        comparable = {**status, "conditions": [(c["type"], c["status"]) for c in status["conditions"]]}
         if comparable == run.reported:
             return
         try:
@@ -587,7 +499,7 @@ class NodeAgent:
         except KubeError as err:
             if err.status == 404:
                 run.gone = True
-                for item in run.containers:
+                for item in run.every():
                     self._kill_group(item, signal.SIGKILL)
             else:
                 log.warning("status of %s/%s: %s", run.namespace, run.name, err)

@@ -299,3 +299,31 @@ def test_restart_policy_always_restarts_after_crash(kube: Kube, kube_namespace: 
 
     status = kube.wait_for(restarted, 30, "the container to be restarted")
     assert status["lastState"]["terminated"]["exitCode"] == 137
+
+
+def test_init_containers_run_first_in_order(kube: Kube, kube_namespace: str,
+                                            pod_runtime: NodeAgent | None) -> None:
+    def step(name: str, text: str) -> Json:
+        script = f"open('/steps/log', 'a').write({text!r})"
+        return {"name": name, "image": IMAGE, "command": ["python3", "-c", script],
+                "volumeMounts": [{"name": "work", "mountPath": "/steps"}]}
+
+    pod = python_pod("initialised", "open('/dev/termination-log', 'w').write(open('/steps/log').read())",
+                     container={"volumeMounts": [{"name": "work", "mountPath": "/steps"}]},
+                     initContainers=[step("first", "1"), step("second", "2")],
+                     volumes=[{"name": "work", "emptyDir": {}}])
+    kube.create_pod(kube_namespace, pod)
+    got = kube.wait_pod_phase(kube_namespace, "initialised", "Succeeded", "Failed", timeout=120)
+    assert terminated(got)["message"] == "12"
+    inits = got["status"]["initContainerStatuses"]
+    assert [(s["name"], s["state"]["terminated"]["exitCode"]) for s in inits] == [("first", 0), ("second", 0)]
+
+
+def test_failed_init_container_fails_the_pod(kube: Kube, kube_namespace: str,
+                                             pod_runtime: NodeAgent | None) -> None:
+    failing = {"name": "broken", "image": IMAGE, "command": ["python3", "-c", "raise SystemExit(7)"]}
+    kube.create_pod(kube_namespace, python_pod("never-starts", "print('must not run')", initContainers=[failing]))
+    got = kube.wait_pod_phase(kube_namespace, "never-starts", "Succeeded", "Failed", timeout=120)
+    assert got["status"]["phase"] == "Failed"
+    assert got["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
+    assert "terminated" not in got["status"]["containerStatuses"][0]["state"]
