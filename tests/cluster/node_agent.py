@@ -4,10 +4,11 @@ It registers one Ready Node, binds every unscheduled pod to it, and for each bou
 own loopback address (127.1.x.y) as ``status.podIP``, materialises its volumes, resolves its env
 (fieldRef, secretKeyRef, configMapKeyRef, envFrom, ``$(VAR)``), starts each container's
 ``command``/``args`` as a process (see ``podproc.py``; the image is never pulled, the command runs
-from the PATH of the test venv), runs httpGet/tcpSocket/exec readiness and liveness probes, restarts
-init containers first, containers per ``restartPolicy`` and reports status as the kubelet does (Pending → Running →
-Succeeded/Failed with exit codes, reasons and times; waiting reasons ``CreateContainerConfigError``
-for a missing ConfigMap/Secret and ``CreateContainerError`` for a command that cannot be found).
+from the PATH of the test venv) after its init containers, runs httpGet/tcpSocket/exec readiness and
+liveness probes, restarts containers per ``restartPolicy`` and reports status as the kubelet does
+(see ``podstate.py``: Pending → Running → Succeeded/Failed with exit codes, reasons and times;
+waiting reasons ``CreateContainerConfigError`` for a missing ConfigMap/Secret and
+``CreateContainerError`` for a command that cannot be found).
 Deletion is honoured: SIGTERM, the grace period, SIGKILL, then the pod object is removed.
 
 Tests reach it through the ``node_agent`` fixture (``tests/cluster/fixtures.py``) and its helpers
