@@ -1,0 +1,1 @@
+"""The streamjob benchmark suite: ``python -m bench`` (see ``bench.__main__``)."""

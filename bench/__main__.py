@@ -1,0 +1,77 @@
+"""``python -m bench`` (``make bench``): runs the benchmark suite and writes bench/results/latest.{json,md}.
+
+Options: ``--quick`` (smoke-sized runs, one each: used by the integration test), ``--only NAME``
+(repeatable or comma-separated; see ``--list``), ``--repeat N`` (runs per scenario, default 3),
+``--out DIR`` (default bench/results). Scenarios run one after the other, never concurrently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report, stages
+from bench.suite import ORDER, SCENARIOS, TARGETS, derive, run_scenario
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke-sized runs (seconds, not representative)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help=f"run only these scenarios ({', '.join(ORDER)}); repeatable or comma-separated")
+    p.add_argument("--repeat", type=int, default=None, help="runs per job scenario (default 3; 1 with --quick)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return p
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list:
+        for name in ORDER:
+            what = SCENARIOS[name].description if name in SCENARIOS else stages.DESCRIPTION
+            print(f"{name:14} {what}")
+        return 0
+    wanted = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or ORDER
+    unknown = [n for n in wanted if n not in ORDER]
+    if unknown:
+        _log(f"error: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+        return 2
+    if args.repeat is not None and args.repeat < 1:
+        _log("error: --repeat must be >= 1")
+        return 2
+    command = " ".join(["python -m bench", *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))])
+    results: dict[str, Any] = {
+        "schema": report.SCHEMA, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command, "quick": args.quick, "environment": report.environment(),
+        "targets": dict(TARGETS), "scenarios": {}, "derived": {},
+    }
+    started = time.monotonic()
+    failed = False
+    for name in [n for n in ORDER if n in wanted]:
+        _log(f"{name}: {SCENARIOS[name].description if name in SCENARIOS else stages.DESCRIPTION}")
+        if name == "stages":
+            results["scenarios"][name] = stages.run(quick=args.quick, log=_log)
+        else:
+            results["scenarios"][name] = run_scenario(SCENARIOS[name], args.quick, args.repeat, _log)
+        failed = failed or bool(results["scenarios"][name].get("errors"))
+        results["derived"] = derive(results["scenarios"])
+        results["elapsed_s"] = round(time.monotonic() - started, 1)
+        json_path, md_path = report.write(results, args.out)
+    _log(f"results: {json_path} and {md_path} ({results['elapsed_s']} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmark jobs, loaded by ``streamjob run bench/jobs/<name>.py -- ARGS``."""

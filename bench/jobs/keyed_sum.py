@@ -1,0 +1,112 @@
+"""The benchmark job: a keyed running sum, ``(key, 1)`` events summed per key.
+
+Pipeline (the issue's benchmark): ``from_generator`` → ``key_by(key)`` → ``sum(1)`` → a sink that
+only counts. The sink of every subtask writes a small JSON report when it closes: the wall-clock
+time of its first and last batch, the records it received, and its process's peak RSS (VmHWM), so
+that the harness measures from the first record to the last without process start-up.
+
+With ``--sink-delay-us`` the sink sleeps that long per record: a deliberately slow sink for the
+backpressure scenario (the harness samples the slot processes' RSS over time).
+
+Run by the harness as ``streamjob run bench/jobs/keyed_sum.py -- --records N --keys K --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from streamjob.worker.api import StreamExecutionEnvironment
+from streamjob.worker.api.functions import CheckpointListener, RichFunction
+from streamjob.worker.api.sinks import SinkFunction
+
+
+def _status_kb(field: str) -> int:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM); 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
+    """Counts records; writes ``sink-<subtask>-<pid>.json`` with timings and peak memory.
+
+    The report is written at every completed checkpoint as well as on close: a bounded job ends
+    with a final checkpoint taken after the last record, and the slot process may be stopped
+    before ``close`` runs.
+    """
+
+    def __init__(self, out_dir: str, delay_per_record_s: float) -> None:
+        self.out_dir = out_dir
+        self.delay = delay_per_record_s
+        self.count = 0
+        self.first: float | None = None
+        self.last = 0.0
+        self.subtask = 0
+
+    def open(self, runtime_context: Any) -> None:
+        self.subtask = runtime_context.get_index_of_this_subtask()
+
+    def invoke(self, value: Any) -> None:
+        self.invoke_batch([value])
+
+    def invoke_batch(self, values: list[Any]) -> None:
+        now = time.time()
+        if self.first is None:
+            self.first = now
+        self.count += len(values)
+        if self.delay:
+            time.sleep(self.delay * len(values))
+        self.last = time.time()
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        self._write_report()
+
+    def close(self) -> None:
+        self._write_report()
+
+    def _write_report(self) -> None:
+        report = {
+            "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
+            "first": self.first, "last": self.last,
+            "vm_hwm_kb": _status_kb("VmHWM"), "vm_rss_kb": _status_kb("VmRSS"),
+        }
+        path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps(report))
+        os.replace(partial, path)
+
+
+def _event(keys: int) -> Any:
+    def event(i: int) -> tuple[int, int]:
+        return (i % keys, 1)
+
+    return event
+
+
+def build(args: list[str]) -> StreamExecutionEnvironment:
+    """The pipeline; ``args`` are this module's command-line options (see ``--help``)."""
+    parser = argparse.ArgumentParser(prog="keyed_sum")
+    parser.add_argument("--records", type=int, default=2_000_000)
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--out", required=True, help="directory for the sinks' reports")
+    parser.add_argument("--sink-delay-us", type=float, default=0.0, help="sleep per record in the sink")
+    parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
+    parser.add_argument("--batch-size", type=int, default=None, help="records per network batch")
+    opts = parser.parse_args(args)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if opts.batch_size:
+        env.set_buffer_size(opts.batch_size)
+    env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events") \
+        .key_by(lambda e: e[0]).sum(1).uid("sums") \
+        .add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6)).uid("counts")
+    return env

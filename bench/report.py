@@ -1,0 +1,162 @@
+"""Writes the suite's results: ``latest.json`` (everything measured) and ``latest.md`` (the table).
+
+Called by ``bench.__main__`` after every scenario, so an interrupted suite still leaves the
+results of the scenarios that finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.suite import TARGETS
+
+SCHEMA = 1
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the code measured."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=False,
+                                  cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+        except OSError:
+            return ""
+
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0], "implementation": platform.python_implementation(),
+        "platform": platform.platform(), "cpus": os.cpu_count(), "memory_mb": mem_kb // 1024,
+        "git_commit": git("rev-parse", "HEAD"), "git_dirty_worker": bool(git("status", "--porcelain", "worker")),
+    }
+
+
+def _fmt(value: Any, digits: int = 0, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, int | float):
+        text = f"{value:,.{digits}f}"
+        return f"{text}{unit}"
+    return str(value)
+
+
+def _noise(spread: dict[str, Any]) -> str:
+    if spread["median"] is None:
+        return "–"
+    return f"{spread['min']:,.0f}–{spread['max']:,.0f} (±{spread['spread_pct'] / 2:.0f} %)"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The human-readable report."""
+    env = results["environment"]
+    lines = [
+        "# streamjob benchmark results",
+        "",
+        f"Command: `{results['command']}` — {results['created']} — "
+        f"{'QUICK smoke run (not representative)' if results['quick'] else 'full run'}",
+        "",
+        f"Machine: {env['cpus']} CPUs, {env['memory_mb']:,} MB, Python {env['python']} ({env['platform']}); "
+        f"code at {env['git_commit'][:10]}{' (worker/ modified)' if env['git_dirty_worker'] else ''}.",
+        "",
+        "Throughput is records / (last record − first record) at the sinks (start-up excluded, reported "
+        "separately); figures are the median of the runs, the range shows the noise. Checkpoint durations "
+        "are the periodic checkpoints' (trigger to `_metadata` written), the final checkpoint of a bounded "
+        "job excluded. Peak RSS is the VmHWM of the slot processes.",
+        "",
+        "| scenario | runs | events/s (median) | range | wall s | start-up s | checkpoints | ckpt p50 ms "
+        "| ckpt p99 ms | slot peak RSS MB |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, data in results["scenarios"].items():
+        if name == "stages":
+            continue
+        s = data.get("summary")
+        if s is None:
+            lines.append(f"| {name} | 0 | FAILED | | | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {len(data['runs'])} | {_fmt(s['events_per_s']['median'])} | {_noise(s['events_per_s'])} "
+            f"| {_fmt(s['wall_s']['median'], 2)} | {_fmt(s['startup_s']['median'], 2)} | {s['checkpoint_count']} "
+            f"| {_fmt(s['checkpoint_ms_p50'])} | {_fmt(s['checkpoint_ms_p99'])} "
+            f"| {_fmt(s['max_slot_peak_rss_mb'], 1)} |")
+    derived = results.get("derived", {})
+    lines += ["", "## Against the targets (issue 4)", "", "| target | measured | met |", "|---|---|---|"]
+    sc = results["scenarios"]
+
+    def median(name: str) -> Any:
+        s = sc.get(name, {}).get("summary")
+        return s["events_per_s"]["median"] if s else None
+
+    met = derived.get("targets", {})
+    lines.append(f"| ≥ {TARGETS['p1_events_per_s']:,} events/s at p=1, checkpointing off | {_fmt(median('p1'))} "
+                 f"| {_fmt(met.get('p1_events_per_s'))} |")
+    lines.append(f"| ≥ {TARGETS['p2_events_per_s']:,} events/s at p=2, checkpointing off | {_fmt(median('p2'))} "
+                 f"| {_fmt(met.get('p2_events_per_s'))} |")
+    costs = derived.get("checkpoint_cost_pct", {})
+    cost_text = ", ".join(f"{k}: {v} %" for k, v in costs.items()) or "–"
+    lines.append(f"| checkpoint every 1 s costs ≤ {TARGETS['checkpoint_cost_pct_max']:.0f} % | {cost_text} "
+                 f"| {_fmt(met.get('checkpoint_cost'))} |")
+    p50s = ", ".join(f"{n}: {_fmt(sc[n]['summary']['checkpoint_ms_p50'])} ms" for n in ("p1_cp1s", "p2_cp1s",
+                     "checkpoints") if sc.get(n, {}).get("summary"))
+    lines.append(f"| checkpoint p50 ≤ {TARGETS['checkpoint_p50_ms_max']:.0f} ms (10k keys) | {p50s or '–'} "
+                 f"| {_fmt(met.get('checkpoint_p50'))} |")
+    bp = sc.get("backpressure", {}).get("summary")
+    if bp:
+        mem = bp["memory"]
+        lines.append(f"| memory bounded with a slow sink | growth {_fmt(mem['rss_growth_after_20pct_mb'], 1)} MB "
+                     f"after 20 % of the run, peak {_fmt(bp['max_slot_peak_rss_mb'], 1)} MB "
+                     f"| {_fmt(met.get('memory_bounded_under_backpressure', mem['bounded']))} |")
+    parts = [(n, sc[n]["summary"]["checkpoint_parts_p50_ms"]) for n in ("p1_cp1s", "p2_cp1s", "checkpoints")
+             if sc.get(n, {}).get("summary")]
+    if parts:
+        lines += ["", "## Checkpoint phases (p50, ms; max over subtasks as the JobMaster reports them)", "",
+                  "| scenario | alignment | sync | async |", "|---|---:|---:|---:|"]
+        for name, p in parts:
+            lines.append(f"| {name} | {_fmt(p['alignment_ms'], 1)} | {_fmt(p['sync_ms'], 1)} "
+                         f"| {_fmt(p['async_ms'], 1)} |")
+    if bp:
+        lines += ["", "## Backpressure: slot RSS over time (MB, sum over slots)", ""]
+        runs = sc["backpressure"]["runs"]
+        if runs:
+            samples = runs[-1]["rss_samples"]
+            step = max(1, len(samples) // 12)
+            cells = []
+            for sample in samples[::step]:
+                total = sum(v for k, v in sample.items() if k not in ("t", "jobmaster")) / 1024
+                cells.append(f"{sample['t']:.1f} s: {total:.0f}")
+            lines.append(", ".join(cells))
+            lines.append("")
+            lines.append(f"Time the producers waited for credit (s): {bp.get('backpressured_s') or '–'}")
+    stages = sc.get("stages")
+    if stages and stages.get("stages"):
+        lines += ["", "## Per-record cost of each stage (in-process, ns/record, best of runs)", "",
+                  "| stage | ns/record | what |", "|---|---:|---|"]
+        for row in stages["stages"]:
+            lines.append(f"| {row['name']} | {_fmt(row.get('ns_per_record'))} | {row['what']} |")
+    errors = [(n, e) for n, d in sc.items() for e in d.get("errors", [])]
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += [f"- {n}: {e.splitlines()[0]}" for n, e in errors]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Writes ``latest.json`` and ``latest.md`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    json_path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    md_path.write_text(markdown(results))
+    return json_path, md_path

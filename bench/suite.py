@@ -1,0 +1,174 @@
+"""The benchmark scenarios of issue 4 and how their repeated runs are summarised.
+
+Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second or so):
+
+- ``p1``, ``p2``: keyed running sum, 2,000,000 events, 10,000 keys, checkpointing off.
+- ``p1_cp1s``, ``p2_cp1s``: the same with an exactly-once checkpoint every second.
+- ``checkpoints``: a longer run at parallelism 2 with a checkpoint every second, for checkpoint
+  duration percentiles over ~20 checkpoints of 10,000 keys.
+- ``backpressure``: parallelism 2 with a deliberately slow sink; the slot processes' RSS over time
+  must stay flat (credit-based flow control) instead of growing with the backlog.
+- ``stages``: in-process per-record cost of each stage of the pipeline (``stages``).
+
+Every job scenario runs ``repeat`` times (median reported, with min and max as the noise).
+Called by ``bench.__main__``; results are plain dicts written as JSON by ``report``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from bench.harness import JobSpec, RunError, percentile, run_job
+
+EVENTS = 2_000_000
+KEYS = 10_000
+
+TARGETS = {
+    "p1_events_per_s": 1_000_000,
+    "p2_events_per_s": 1_700_000,
+    "checkpoint_cost_pct_max": 5.0,
+    "checkpoint_p50_ms_max": 50.0,
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named job run, repeated; ``quick`` is its smoke-sized variant."""
+
+    name: str
+    description: str
+    spec: JobSpec
+    quick: JobSpec
+    repeat: int = 3
+
+
+def _spec(parallelism: int, records: int = EVENTS, interval_ms: int | None = None, **extra: Any) -> JobSpec:
+    return JobSpec(job="keyed_sum", parallelism=parallelism, records=records, keys=KEYS,
+                   checkpoint_interval_ms=interval_ms, **extra)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s for s in (
+        Scenario("p1", "keyed sum, 2M events, 10k keys, parallelism 1, checkpointing off",
+                 _spec(1), _spec(1, 200_000)),
+        Scenario("p1_cp1s", "as p1 with an exactly-once checkpoint every 1 s",
+                 _spec(1, interval_ms=1000), _spec(1, 200_000, 100)),
+        Scenario("p2", "keyed sum, 2M events, 10k keys, parallelism 2, checkpointing off",
+                 _spec(2), _spec(2, 200_000)),
+        Scenario("p2_cp1s", "as p2 with an exactly-once checkpoint every 1 s",
+                 _spec(2, interval_ms=1000), _spec(2, 200_000, 100)),
+        Scenario("checkpoints", "parallelism 2, 10k keys, source throttled to 100k events/s for 20 s, "
+                 "checkpoint every 1 s: checkpoint duration percentiles at moderate load",
+                 _spec(2, 2_000_000, 1000, rate=100_000.0), _spec(2, 100_000, 200, rate=100_000.0), repeat=1),
+        Scenario("backpressure", "parallelism 2, sink sleeping 10 µs per record (~200k records/s in all), "
+                 "2M events: slot RSS over time stays flat",
+                 _spec(2, sink_delay_us=10.0), _spec(2, 200_000, sink_delay_us=10.0), repeat=1),
+    )
+}
+
+ORDER = [*SCENARIOS, "stages"]
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None, "spread_pct": None}
+    median = statistics.median(values)
+    return {"median": median, "min": min(values), "max": max(values),
+            "spread_pct": round(100 * (max(values) - min(values)) / median, 1) if median else None}
+
+
+def _memory_trend(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """RSS growth of the slot processes between 20 % of the run and its end (flat = bounded)."""
+    growth: list[float] = []
+    for run in runs:
+        samples = [s for s in run["rss_samples"] if any(k not in ("t", "jobmaster") for k in s)]
+        if len(samples) < 5:
+            continue
+        slot_total = [sum(v for k, v in s.items() if k not in ("t", "jobmaster")) / 1024 for s in samples]
+        start = slot_total[len(slot_total) // 5]
+        growth.append(max(slot_total[len(slot_total) // 5:]) - start)
+    worst = max(growth) if growth else None
+    return {"rss_growth_after_20pct_mb": worst, "bounded": worst is not None and worst < 32.0,
+            "rule": "slot RSS (sum over slots) grows < 32 MB after the first 20 % of the run"}
+
+
+def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and noise of the repeated runs of one scenario."""
+    periodic = [float(cp["duration_ms"]) for run in runs for cp in run["checkpoints"]
+                if not cp["final"] and cp.get("duration_ms") is not None]
+    summary: dict[str, Any] = {
+        "events_per_s": _spread([float(r["events_per_s"]) for r in runs]),
+        "wall_s": _spread([float(r["wall_s"]) for r in runs]),
+        "startup_s": _spread([float(r["startup_s"]) for r in runs]),
+        "checkpoint_ms_p50": percentile(periodic, 0.5),
+        "checkpoint_ms_p99": percentile(periodic, 0.99),
+        "checkpoint_count": len(periodic),
+        "max_slot_peak_rss_mb": max((r["max_slot_peak_rss_mb"] or 0.0) for r in runs) if runs else None,
+        "jobmaster_peak_rss_mb": max(r["jobmaster_peak_rss_mb"] for r in runs) if runs else None,
+        "load_average_before": [r["load_average_before"] for r in runs],
+    }
+    parts = {key: [float(cp[key]) for run in runs for cp in run["checkpoints"]
+                   if not cp["final"] and cp.get(key) is not None] for key in ("alignment_ms", "sync_ms", "async_ms")}
+    summary["checkpoint_parts_p50_ms"] = {k: percentile(v, 0.5) for k, v in parts.items()}
+    if name == "backpressure":
+        summary["memory"] = _memory_trend(runs)
+        summary["backpressured_s"] = runs[-1]["backpressured_s"] if runs else {}
+    return summary
+
+
+def derive(scenarios: dict[str, Any]) -> dict[str, Any]:
+    """Cross-scenario figures: checkpointing cost and the issue's targets."""
+    def eps(name: str) -> float | None:
+        s = scenarios.get(name, {}).get("summary")
+        return s["events_per_s"]["median"] if s else None
+
+    out: dict[str, Any] = {"checkpoint_cost_pct": {}, "targets": {}}
+    for base in ("p1", "p2"):
+        off, on = eps(base), eps(f"{base}_cp1s")
+        if off and on:
+            out["checkpoint_cost_pct"][base] = round(100 * (1 - on / off), 1)
+    met = out["targets"]
+    if eps("p1") is not None:
+        met["p1_events_per_s"] = eps("p1") >= TARGETS["p1_events_per_s"]  # type: ignore[operator]
+    if eps("p2") is not None:
+        met["p2_events_per_s"] = eps("p2") >= TARGETS["p2_events_per_s"]  # type: ignore[operator]
+    costs = out["checkpoint_cost_pct"].values()
+    if costs:
+        met["checkpoint_cost"] = max(costs) <= TARGETS["checkpoint_cost_pct_max"]
+    p50s = [s["summary"]["checkpoint_ms_p50"] for name in ("p1_cp1s", "p2_cp1s", "checkpoints")
+            if (s := scenarios.get(name)) and s.get("summary") and s["summary"]["checkpoint_ms_p50"] is not None]
+    if p50s:
+        met["checkpoint_p50"] = max(p50s) <= TARGETS["checkpoint_p50_ms_max"]
+    bp = scenarios.get("backpressure", {}).get("summary", {}).get("memory")
+    if bp is not None:
+        met["memory_bounded_under_backpressure"] = bp["bounded"]
+    return out
+
+
+def run_scenario(scenario: Scenario, quick: bool, repeat: int | None,
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Runs one scenario ``repeat`` times (sequentially: never two benchmarks at once)."""
+    spec = scenario.quick if quick else scenario.spec
+    times = repeat if repeat is not None else (1 if quick else scenario.repeat)
+    runs: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for index in range(times):
+        started = time.monotonic()
+        try:
+            run = run_job(spec)
+        except RunError as err:
+            errors.append(str(err))
+            log(f"  {scenario.name} run {index + 1}/{times}: FAILED: {err}")
+            continue
+        runs.append(run)
+        cp = f", checkpoint p50 {run['checkpoint_ms_p50']} ms" if run["checkpoint_ms_p50"] is not None else ""
+        log(f"  {scenario.name} run {index + 1}/{times}: {run['events_per_s']:,} events/s{cp}, slot peak RSS "
+            f"{run['max_slot_peak_rss_mb']} MB, load {run['load_average_before']} "
+            f"({time.monotonic() - started:.1f} s)")
+    spec_dict = asdict(replace(spec))
+    return {"description": scenario.description, "spec": spec_dict, "runs": runs, "errors": errors,
+            "summary": summarise(scenario.name, runs) if runs else None}
