@@ -18,6 +18,10 @@ cache="${STREAMJOB_TESTBED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamjob-test
 export GOFLAGS="${GOFLAGS:--mod=mod} -trimpath"
 export CGO_ENABLED=0
 GO="${GO:-go}"
+# The toolchain's usual home, for shells whose PATH lacks it.
+if ! command -v "$GO" >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    GO=/usr/local/go/bin/go
+fi
 
 # key DIR: a short hash of a module's go.mod, go.sum and Go sources.
 key() {
