@@ -1,7 +1,7 @@
 """The test bed's node agent: a kubelet stand-in that runs pods' containers as local processes.
 
 It registers one Ready Node, binds every unscheduled pod to it, and for each bound pod: gives it its
-own loopback address (127.1.x.y) as ``status.podIP``, materialises its volumes, resolves its env
+own loopback address (127.N.x.y, N claimed per agent) as ``status.podIP``, materialises its volumes, resolves its env
 (fieldRef, secretKeyRef, configMapKeyRef, envFrom, ``$(VAR)``), starts each container's
 ``command``/``args`` as a process (see ``podproc.py``; the image is never pulled, the command runs
 from the PATH of the test venv) after its init containers, runs httpGet/tcpSocket/exec readiness and
@@ -18,11 +18,13 @@ Tests reach it through the ``node_agent`` fixture (``tests/cluster/fixtures.py``
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,12 +49,13 @@ class NodeAgent:
     """Registers a Node and runs the pods bound to it; start with :meth:`start`, stop with :meth:`stop`."""
 
     def __init__(self, *, kubeconfig: str, root: Path, node_name: str = DEFAULT_NODE,
-                 bin_dir: Path | None = None, ip_prefix: str = "127.1") -> None:
+                 bin_dir: Path | None = None, ip_prefix: str | None = None) -> None:
         self.api = KubeApi(kubeconfig)
         self.root = root
         self.node_name = node_name
         self.bin_dir = bin_dir or Path(sys.executable).parent
-        self.ip_prefix = ip_prefix
+        self.ip_lock: int | None = None
+        self.ip_prefix = ip_prefix or self._claim_ip_range()
         self.api_port = str(urlparse(self.api.server).port or 443)
         self.pods: dict[str, PodRun] = {}
         self.events: queue.Queue[tuple[str, Json]] = queue.Queue()
@@ -121,6 +124,25 @@ class NodeAgent:
         with self.lock:
             return [run.pod_dir for run in self.pods.values() if namespace in (None, run.namespace)]
 
+    def _claim_ip_range(self) -> str:
+        """Claims a free ``127.N`` range (N in 1..254) for this agent's pods with a lock file.
+
+        Several test sessions on one machine (developers running e2e tests side by side) then never
+        hand out the same pod IP; the lock is released when the agent stops or its process ends.
+        """
+        lock_dir = Path(tempfile.gettempdir()) / "streamjob-testbed-ip"
+        lock_dir.mkdir(exist_ok=True)
+        for octet in range(1, 255):
+            fd = os.open(lock_dir / f"127.{octet}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.ip_lock = fd
+            return f"127.{octet}"
+        raise RuntimeError(f"no free 127.N range for pod IPs: every lock in {lock_dir} is held")
+
     # ------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -140,6 +162,9 @@ class NodeAgent:
                 for item in run.every():
                     self._kill_group(item, signal.SIGKILL)
         self.probe_pool.shutdown(wait=False, cancel_futures=True)
+        if self.ip_lock is not None:
+            os.close(self.ip_lock)
+            self.ip_lock = None
         log.removeHandler(self.log_handler)
         self.log_handler.close()
 
