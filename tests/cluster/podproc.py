@@ -75,20 +75,27 @@ class Launch:
     log_path: Path
 
 
+def _bind(source: Path, target: str, read_only: bool) -> list[str]:
+    """Shell commands that bind-mount ``source`` at ``target``, creating the mount point if missing."""
+    src, dst = shlex.quote(str(source)), shlex.quote(target)
+    make_file = [f"mkdir -p \"$(dirname {dst})\"", f"[ -e {dst} ] || : > {dst}"]
+    lines = [f"mkdir -p {dst}"] if source.is_dir() else make_file
+    lines.append(f"mount --bind {src} {dst}")
+    if read_only:
+        lines.append(f"mount -o remount,bind,ro {dst}")
+    return lines
+
+
 def _prologue(launch: Launch) -> str:
+    """The shell run inside the new mount namespace before ``exec``ing the container's command."""
     lines = ["set -e"]
-    binds = list(launch.mounts)
+    for source, target, read_only in launch.mounts:
+        lines += _bind(source, target, read_only)  # each line fatal under set -e
     if launch.termination_file is not None:
-        binds.append((launch.termination_file, launch.termination_path, False))
-    for source, target, read_only in binds:
-        src, dst = shlex.quote(str(source)), shlex.quote(target)
-        if source.is_dir():
-            lines.append(f"mkdir -p {dst}")
-        else:
-            lines.append(f"mkdir -p \"$(dirname {dst})\"; [ -e {dst} ] || : > {dst}")
-        lines.append(f"mount --bind {src} {dst}")
-        if read_only:
-            lines.append(f"mount -o remount,bind,ro {dst}")
+        # Best effort: a host whose /dev is read-only still runs the pod, without a termination message.
+        chain = " && ".join(f"{{ {line}; }}" for line in _bind(launch.termination_file, launch.termination_path,
+                                                                False))
+        lines.append(f"{{ {chain}; }} 2>/dev/null || true")
     if launch.working_dir:
         wd = shlex.quote(launch.working_dir)
         lines.append(f"mkdir -p {wd}; cd {wd}")
