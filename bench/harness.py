@@ -36,8 +36,8 @@ JOBS = Path(__file__).resolve().parent / "jobs"
 
 _REST = re.compile(r"REST API (http://[0-9.]+:\d+)")
 _CHECKPOINT = re.compile(r"checkpoint (\d+) completed in (\d+) ms")
-_BACKPRESSURE = re.compile(r'^streamjob_backpressured_seconds_total\{[^}]*vertex="([^"]*)",subtask="(\d+)"\} (\S+)',
-                           re.MULTILINE)
+_BACKPRESSURE = re.compile(r"^streamjob_backpressured_seconds_total\{([^}]*)\} (\S+)", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ def _poll_rest(seen: _Observed) -> None:
                 entry[key] = rec.get(key)
     metrics = _get(seen.rest + "/metrics")
     if metrics:
-        for vertex, subtask, value in _BACKPRESSURE.findall(metrics.decode(errors="replace")):
-            seen.backpressured_s[f"{vertex}/{subtask}"] = float(value)
+        for labels, value in _BACKPRESSURE.findall(metrics.decode(errors="replace")):
+            named = dict(_LABEL.findall(labels))
+            seen.backpressured_s[f"{named.get('vertex')}/{named.get('subtask')}"] = float(value)
 
 
 def _sample_memory(pid: int, seen: _Observed, started: float) -> None:
@@ -230,6 +231,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "records": count,
         "wall_s": round(wall, 4),
         "events_per_s": round(count / wall),
+        "cpu_ns_per_event": round(sum(float(r.get("cpu_s", 0.0)) for r in reports) * 1e9 / count, 1),
         "startup_s": round(first - launched, 3),
         "ready_s": round(seen.running_at - launched, 3) if seen.running_at else None,
         "process_s": round(ended - launched, 3),
@@ -242,6 +244,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "jobmaster_peak_rss_mb": round(seen.jobmaster_hwm_kb / 1024, 1),
         "backpressured_s": seen.backpressured_s,
         "rss_samples": seen.rss,
+        "records_window_s": [round(first - launched, 3), round(last - launched, 3)],
         "load_average_before": load_before,
         "per_sink": [{"subtask": r["subtask"], "count": r["count"], "first": r["first"], "last": r["last"]}
                      for r in reports],

@@ -3,7 +3,9 @@
 Pipeline (the issue's benchmark): ``from_generator`` → ``key_by(key)`` → ``sum(1)`` → a sink that
 only counts. The sink of every subtask writes a small JSON report when it closes: the wall-clock
 time of its first and last batch, the records it received, and its process's peak RSS (VmHWM), so
-that the harness measures from the first record to the last without process start-up.
+that the harness measures from the first record to the last without process start-up. It also
+reports the CPU time its process spent in that window (all threads: the slot's source, reduce and
+snapshot work), a figure far less disturbed by other load on the machine than wall time.
 
 With ``--sink-delay-us`` the sink sleeps that long per record: a deliberately slow sink for the
 backpressure scenario (the harness samples the slot processes' RSS over time).
@@ -51,6 +53,8 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         self.count = 0
         self.first: float | None = None
         self.last = 0.0
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
         self.subtask = 0
 
     def open(self, runtime_context: Any) -> None:
@@ -63,10 +67,12 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         now = time.time()
         if self.first is None:
             self.first = now
+            self.cpu_first = time.process_time()
         self.count += len(values)
         if self.delay:
             time.sleep(self.delay * len(values))
         self.last = time.time()
+        self.cpu_last = time.process_time()
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         self._write_report()
@@ -77,7 +83,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
     def _write_report(self) -> None:
         report = {
             "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
-            "first": self.first, "last": self.last,
+            "first": self.first, "last": self.last, "cpu_s": self.cpu_last - self.cpu_first,
             "vm_hwm_kb": _status_kb("VmHWM"), "vm_rss_kb": _status_kb("VmRSS"),
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
