@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, stages
-from bench.suite import ORDER, SCENARIOS, TARGETS, derive, run_scenario
+from bench.suite import ORDER, SCENARIOS, TARGETS, collect, derive, repeats, run_once
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,17 +58,39 @@ def main(argv: list[str] | None = None) -> int:
         "targets": dict(TARGETS), "scenarios": {}, "derived": {},
     }
     started = time.monotonic()
-    failed = False
-    for name in [n for n in ORDER if n in wanted]:
-        _log(f"{name}: {SCENARIOS[name].description if name in SCENARIOS else stages.DESCRIPTION}")
-        if name == "stages":
-            results["scenarios"][name] = stages.run(quick=args.quick, log=_log)
-        else:
-            results["scenarios"][name] = run_scenario(SCENARIOS[name], args.quick, args.repeat, _log)
-        failed = failed or bool(results["scenarios"][name].get("errors"))
+    selected = [n for n in ORDER if n in wanted]
+    rounds = [n for n in selected if n in SCENARIOS and repeats(SCENARIOS[n], args.quick, args.repeat) > 1]
+    outcomes: dict[str, list[dict[str, Any] | str]] = {n: [] for n in selected if n in SCENARIOS}
+
+    def save(name: str) -> tuple[Path, Path]:
+        if name in SCENARIOS:
+            results["scenarios"][name] = collect(SCENARIOS[name], args.quick, outcomes[name])
         results["derived"] = derive(results["scenarios"])
         results["elapsed_s"] = round(time.monotonic() - started, 1)
-        json_path, md_path = report.write(results, args.out)
+        return report.write(results, args.out)
+
+    if rounds:
+        total = max(repeats(SCENARIOS[n], args.quick, args.repeat) for n in rounds)
+        _log(f"rounds of {', '.join(rounds)} ({total} rounds, interleaved)")
+        for index in range(total):
+            for name in rounds:
+                if index < repeats(SCENARIOS[name], args.quick, args.repeat):
+                    outcomes[name].append(run_once(SCENARIOS[name], args.quick, f"run {index + 1}/{total}", _log))
+                    paths = save(name)
+    for name in [n for n in selected if n not in rounds]:
+        if name == "stages":
+            _log(f"{name}: {stages.DESCRIPTION}")
+            results["scenarios"][name] = stages.run(quick=args.quick, log=_log)
+            paths = save(name)
+            continue
+        scenario = SCENARIOS[name]
+        _log(f"{name}: {scenario.description}")
+        times = repeats(scenario, args.quick, args.repeat)
+        for index in range(times):
+            outcomes[name].append(run_once(scenario, args.quick, f"run {index + 1}/{times}", _log))
+        paths = save(name)
+    json_path, md_path = paths
+    failed = any(d.get("errors") for d in results["scenarios"].values())
     _log(f"results: {json_path} and {md_path} ({results['elapsed_s']} s)")
     return 1 if failed else 0
 

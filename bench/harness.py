@@ -159,6 +159,15 @@ def _sink_reports(out_dir: Path) -> list[dict[str, Any]]:
     return reports
 
 
+def _cpu_ns_per_event(reports: list[dict[str, Any]]) -> float | None:
+    """CPU time of the slot processes per event while records flowed (None for too short a run)."""
+    cpu = sum(float(r.get("cpu_s", 0.0)) for r in reports)
+    events = sum(int(r.get("cpu_count", 0)) for r in reports)
+    if events < 1000 or cpu <= 0:
+        return None
+    return round(cpu * 1e9 / events, 1)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..1); None for no values."""
     if not values:
@@ -231,7 +240,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "records": count,
         "wall_s": round(wall, 4),
         "events_per_s": round(count / wall),
-        "cpu_ns_per_event": round(sum(float(r.get("cpu_s", 0.0)) for r in reports) * 1e9 / count, 1),
+        "cpu_ns_per_event": _cpu_ns_per_event(reports),
         "startup_s": round(first - launched, 3),
         "ready_s": round(seen.running_at - launched, 3) if seen.running_at else None,
         "process_s": round(ended - launched, 3),

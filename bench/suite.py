@@ -10,7 +10,9 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
   must stay flat (credit-based flow control) instead of growing with the backlog.
 - ``stages``: in-process per-record cost of each stage of the pipeline (``stages``).
 
-Every job scenario runs ``repeat`` times (median reported, with min and max as the noise).
+Every job scenario runs ``repeat`` times (median reported, with min and max as the noise). The
+repeated scenarios run in rounds (p1, p1_cp1s, p2, p2_cp1s, then again), so that a change in the
+machine's load hits all of them alike instead of one scenario's three runs.
 Called by ``bench.__main__``; results are plain dicts written as JSON by ``report``.
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.harness import JobSpec, RunError, percentile, run_job
@@ -63,7 +65,7 @@ SCENARIOS: dict[str, Scenario] = {
                  _spec(2, interval_ms=1000), _spec(2, 200_000, 100)),
         Scenario("checkpoints", "parallelism 2, 10k keys, source throttled to 100k events/s for 20 s, "
                  "checkpoint every 1 s: checkpoint duration percentiles at moderate load",
-                 _spec(2, 2_000_000, 1000, rate=100_000.0), _spec(2, 100_000, 200, rate=100_000.0), repeat=1),
+                 _spec(2, 2_000_000, 1000, rate=100_000.0), _spec(2, 200_000, 200, rate=100_000.0), repeat=1),
         Scenario("backpressure", "parallelism 2, sink sleeping 10 µs per record (~200k records/s in all), "
                  "2M events: slot RSS over time stays flat",
                  _spec(2, sink_delay_us=10.0), _spec(2, 200_000, sink_delay_us=10.0), repeat=1),
@@ -107,7 +109,7 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "events_per_s": _spread([float(r["events_per_s"]) for r in runs]),
         "wall_s": _spread([float(r["wall_s"]) for r in runs]),
-        "cpu_ns_per_event": _spread([float(r["cpu_ns_per_event"]) for r in runs]),
+        "cpu_ns_per_event": _spread([float(r["cpu_ns_per_event"]) for r in runs if r["cpu_ns_per_event"]]),
         "startup_s": _spread([float(r["startup_s"]) for r in runs]),
         "checkpoint_ms_p50": percentile(periodic, 0.5),
         "checkpoint_ms_p99": percentile(periodic, 0.99),
@@ -154,26 +156,31 @@ def derive(scenarios: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_scenario(scenario: Scenario, quick: bool, repeat: int | None,
-                 log: Callable[[str], None]) -> dict[str, Any]:
-    """Runs one scenario ``repeat`` times (sequentially: never two benchmarks at once)."""
+def repeats(scenario: Scenario, quick: bool, repeat: int | None) -> int:
+    """How many times ``scenario`` runs."""
+    return repeat if repeat is not None else (1 if quick else scenario.repeat)
+
+
+def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], None]) -> dict[str, Any] | str:
+    """One run of ``scenario``: its measurements, or the error message if it failed."""
     spec = scenario.quick if quick else scenario.spec
-    times = repeat if repeat is not None else (1 if quick else scenario.repeat)
-    runs: list[dict[str, Any]] = []
-    errors: list[str] = []
-    for index in range(times):
-        started = time.monotonic()
-        try:
-            run = run_job(spec)
-        except RunError as err:
-            errors.append(str(err))
-            log(f"  {scenario.name} run {index + 1}/{times}: FAILED: {err}")
-            continue
-        runs.append(run)
-        cp = f", checkpoint p50 {run['checkpoint_ms_p50']} ms" if run["checkpoint_ms_p50"] is not None else ""
-        log(f"  {scenario.name} run {index + 1}/{times}: {run['events_per_s']:,} events/s{cp}, slot peak RSS "
-            f"{run['max_slot_peak_rss_mb']} MB, load {run['load_average_before']} "
-            f"({time.monotonic() - started:.1f} s)")
-    spec_dict = asdict(replace(spec))
-    return {"description": scenario.description, "spec": spec_dict, "runs": runs, "errors": errors,
+    started = time.monotonic()
+    try:
+        run = run_job(spec)
+    except RunError as err:
+        log(f"  {scenario.name} {label}: FAILED: {err}")
+        return str(err)
+    cp = f", checkpoint p50 {run['checkpoint_ms_p50']} ms" if run["checkpoint_ms_p50"] is not None else ""
+    log(f"  {scenario.name} {label}: {run['events_per_s']:,} events/s, {run['cpu_ns_per_event']} CPU ns/event{cp}, "
+        f"slot peak RSS {run['max_slot_peak_rss_mb']} MB, load {run['load_average_before']} "
+        f"({time.monotonic() - started:.1f} s)")
+    return run
+
+
+def collect(scenario: Scenario, quick: bool, outcomes: list[dict[str, Any] | str]) -> dict[str, Any]:
+    """The results entry of a scenario from its runs' outcomes."""
+    runs = [o for o in outcomes if isinstance(o, dict)]
+    errors = [o for o in outcomes if isinstance(o, str)]
+    spec = scenario.quick if quick else scenario.spec
+    return {"description": scenario.description, "spec": asdict(spec), "runs": runs, "errors": errors,
             "summary": summarise(scenario.name, runs) if runs else None}

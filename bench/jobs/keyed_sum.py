@@ -26,6 +26,8 @@ from streamjob.worker.api import StreamExecutionEnvironment
 from streamjob.worker.api.functions import CheckpointListener, RichFunction
 from streamjob.worker.api.sinks import SinkFunction
 
+_CPU_EVERY_S = 0.05
+
 
 def _status_kb(field: str) -> int:
     """A ``kB`` field of /proc/self/status (VmRSS, VmHWM); 0 where /proc is missing."""
@@ -42,6 +44,11 @@ def _status_kb(field: str) -> int:
 class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
     """Counts records; writes ``sink-<subtask>-<pid>.json`` with timings and peak memory.
 
+    Per batch it reads the wall clock once (0.6 µs on the benchmark machine, where clock reads are
+    system calls). The process CPU clock costs ~4 µs there, so it is read only every 50 ms:
+    ``cpu_s`` is the CPU time of the process from the first batch to the last reading, during
+    which the sink received ``cpu_count`` records.
+
     The report is written at every completed checkpoint as well as on close: a bounded job ends
     with a final checkpoint taken after the last record, and the slot process may be stopped
     before ``close`` runs.
@@ -55,6 +62,8 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         self.last = 0.0
         self.cpu_first = 0.0
         self.cpu_last = 0.0
+        self.cpu_count = 0
+        self._cpu_due = 0.0
         self.subtask = 0
 
     def open(self, runtime_context: Any) -> None:
@@ -68,11 +77,15 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         if self.first is None:
             self.first = now
             self.cpu_first = time.process_time()
+            self._cpu_due = now + _CPU_EVERY_S
         self.count += len(values)
         if self.delay:
             time.sleep(self.delay * len(values))
-        self.last = time.time()
-        self.cpu_last = time.process_time()
+        self.last = now
+        if now >= self._cpu_due:
+            self.cpu_last = time.process_time()
+            self.cpu_count = self.count
+            self._cpu_due = now + _CPU_EVERY_S
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         self._write_report()
@@ -84,6 +97,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         report = {
             "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
             "first": self.first, "last": self.last, "cpu_s": self.cpu_last - self.cpu_first,
+            "cpu_count": self.cpu_count,
             "vm_hwm_kb": _status_kb("VmHWM"), "vm_rss_kb": _status_kb("VmRSS"),
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"

@@ -1,0 +1,73 @@
+"""``python -m bench --quick`` runs every scenario end to end and writes well-formed results.
+
+Benchmarks are not tests: nothing here checks a timing or a target, only that the suite runs on
+real processes and that ``latest.json`` / ``latest.md`` have the shape readers rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+JOB_SCENARIOS = ("p1", "p1_cp1s", "p2", "p2_cp1s", "checkpoints", "backpressure")
+
+
+def _run_quick(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out), *extra], cwd=REPO,
+                          capture_output=True, text=True, timeout=420, check=False)
+
+
+def _check_run(run: dict[str, Any], records: int) -> None:
+    assert run["records"] == records
+    assert run["events_per_s"] > 0 and run["wall_s"] > 0 and run["startup_s"] > 0
+    assert isinstance(run["checkpoints"], list)
+    assert all({"id", "duration_ms", "final"} <= set(cp) for cp in run["checkpoints"])
+    assert run["max_slot_peak_rss_mb"] > 0
+    assert run["slot_peak_rss_mb"]
+    assert isinstance(run["rss_samples"], list)
+
+
+def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
+    done = _run_quick(tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["schema"] == 1 and results["quick"] is True
+    assert results["environment"]["cpus"] >= 1
+    assert set(JOB_SCENARIOS) | {"stages"} <= set(results["scenarios"])
+    for name in JOB_SCENARIOS:
+        scenario = results["scenarios"][name]
+        assert scenario["errors"] == [], (name, scenario["errors"])
+        assert len(scenario["runs"]) == 1
+        _check_run(scenario["runs"][0], scenario["spec"]["records"])
+        summary = scenario["summary"]
+        assert summary["events_per_s"]["median"] > 0
+    assert results["scenarios"]["checkpoints"]["summary"]["checkpoint_count"] >= 1
+    memory = results["scenarios"]["backpressure"]["summary"]["memory"]
+    assert isinstance(memory["bounded"], bool)
+    stages = results["scenarios"]["stages"]
+    assert stages["errors"] == [], stages["errors"]
+    assert {row["name"] for row in stages["stages"]} >= {"source", "partition_p2", "encode", "reduce_sum"}
+    derived = results["derived"]
+    assert set(derived["checkpoint_cost_pct"]) == {"p1", "p2"}
+    assert {"p1_events_per_s", "p2_events_per_s", "checkpoint_cost", "checkpoint_p50"} <= set(derived["targets"])
+    markdown = (tmp_path / "latest.md").read_text()
+    assert markdown.startswith("# streamjob benchmark results")
+    for name in JOB_SCENARIOS:
+        assert f"| {name} |" in markdown
+
+
+def test_only_selects_scenarios_and_rejects_unknown_names(tmp_path: Path) -> None:
+    done = _run_quick(tmp_path, "--only", "p1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert list(results["scenarios"]) == ["p1"]
+    wrong = _run_quick(tmp_path / "other", "--only", "nonsense")
+    assert wrong.returncode == 2 and "unknown scenario" in wrong.stderr
