@@ -1,0 +1,110 @@
+"""Wire encodings (``streamjob.worker.runtime.codec``): a peer can never make a worker run code."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import os
+import pickle
+import subprocess
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from streamjob.worker.checkpoint.metadata import decode_metadata
+from streamjob.worker.errors import MetadataError, SerializationError
+from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class Reading:
+    sensor: str
+    value: float
+
+
+class Evil:
+    """Pickles into a call of ``target(*args)`` on load."""
+
+    def __init__(self, target: Any, *args: Any) -> None:
+        self.target = target
+        self.args = args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.target, self.args)
+
+
+def helper() -> None:
+    """A module-level function: a global that is not a class."""
+
+
+def test_plain_values_round_trip() -> None:
+    codec = RecordCodec()
+    records = [1, -2.5, "x", b"raw", None, True, (1, "a"), [1, [2]], {"k": {1, 2}}, frozenset({3}),
+               datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), datetime.date(2026, 1, 2),
+               datetime.timedelta(seconds=3), decimal.Decimal("1.25"), uuid.UUID(int=7), OrderedDict(a=1),
+               deque([1, 2]), complex(1, 2), bytearray(b"ab")]
+    assert codec.decode(codec.encode(records)) == records
+
+
+@pytest.mark.parametrize("payload", [
+    Evil(os.system, "touch /tmp/streamjob-codec-pwned"),
+    Evil(eval, "1 + 1"),
+    Evil(exec, "import os"),
+    Evil(getattr, Reading, "__init__"),
+    Evil(subprocess.Popen, ["true"]),
+    Evil(__import__, "os"),
+], ids=["os.system", "eval", "exec", "getattr", "Popen", "__import__"])
+def test_dangerous_globals_are_refused(payload: Evil) -> None:
+    data = pickle.dumps([payload], protocol=5)
+    with pytest.raises(SerializationError, match="refusing to decode"):
+        RecordCodec(allowed_modules=["tests"]).decode(data)
+    assert not os.path.exists("/tmp/streamjob-codec-pwned")
+
+
+def test_unregistered_classes_are_refused_with_the_fix_in_the_message() -> None:
+    data = RecordCodec().encode([Reading("a", 1.0)])
+    with pytest.raises(SerializationError, match=r"test_codec\.Reading.*env\.register_type"):
+        RecordCodec().decode(data)
+
+
+def test_registered_types_and_job_modules_are_allowed() -> None:
+    data = RecordCodec().encode([Reading("a", 1.0), Reading("b", 2.0)])
+    assert RecordCodec(allowed_types=[Reading]).decode(data) == [Reading("a", 1.0), Reading("b", 2.0)]
+    assert RecordCodec(allowed_modules=["tests"]).decode(data)[1] == Reading("b", 2.0)
+
+
+def test_module_prefix_does_not_match_a_longer_module_name() -> None:
+    codec = RecordCodec(allowed_modules=["tes"])
+    assert not codec.allows(Reading.__module__, "Reading")
+    assert codec.allows("tes.sub", "X")
+    assert not RecordCodec(allowed_modules=[""]).allows("os", "system")
+
+
+def test_functions_of_an_allowed_module_are_refused() -> None:
+    data = pickle.dumps([helper], protocol=5)
+    with pytest.raises(SerializationError, match="only classes may be named"):
+        RecordCodec(allowed_modules=["tests"]).decode(data)
+
+
+def test_unpicklable_records_name_the_fix() -> None:
+    with pytest.raises(SerializationError, match="cannot be sent between workers"):
+        RecordCodec().encode([lambda: None])
+
+
+def test_control_messages_are_msgpack_and_never_pickle() -> None:
+    message = {"t": "ack", "cp": 3, "states": {"uid": {"keyed": []}}, 1: b"x"}
+    assert unpack(pack(message)) == message
+    with pytest.raises(Exception):  # noqa: B017 - msgpack raises its own error types; none of them runs code
+        unpack(pickle.dumps(Evil(os.system, "true")))
+
+
+def test_metadata_is_never_unpickled() -> None:
+    data = pickle.dumps(Evil(os.system, "touch /tmp/streamjob-codec-pwned"))
+    with pytest.raises(MetadataError, match="corrupted"):
+        decode_metadata(data, source="s3://bucket/chk-1/_metadata")
+    assert not os.path.exists("/tmp/streamjob-codec-pwned")
