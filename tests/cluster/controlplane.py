@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.cluster.podproc import die_with_parent
+
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build.sh"
 BUILD_TIMEOUT = 45 * 60
@@ -78,7 +80,8 @@ class ControlPlane:
             self.proc = subprocess.Popen([str(self.binary), "up", "--dir", str(self.root),
                                           "--timeout", f"{int(timeout)}s"],
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=lambda: die_with_parent(signal.SIGTERM))
         deadline = time.monotonic() + timeout + 10
         while time.monotonic() < deadline:
             if state_file.exists():

@@ -13,9 +13,11 @@ Callers: ``tests/cluster/node_agent.py``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,20 @@ from typing import Any
 from tests.cluster.podspec import VolumeFile
 
 Json = dict[str, Any]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """``preexec_fn``: the child gets ``sig`` when the thread that started it ends (Linux prctl).
+
+    Keeps pod processes and the control plane from outliving a pytest run that was killed.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def can_mount() -> bool:
@@ -115,7 +131,8 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
             args = list(launch.argv)
             cwd = launch.working_dir or None
         return subprocess.Popen(args, env=launch.env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
+                                preexec_fn=die_with_parent)
 
 
 def find_executable(name: str, path: str) -> str | None:
