@@ -29,7 +29,7 @@ def old_stores(parallelism: int) -> list[OperatorStateStore]:
     return stores
 
 
-@pytest.mark.parametrize(("old_p", "new_p"), [(1, 3), (3, 1), (3, 2), (2, 5), (4, 4)])
+@pytest.mark.parametrize(("old_p", "new_p"), [(1, 3), (3, 1), (3, 2), (2, 5), (4, 4), (1, 1)])
 def test_even_split_and_union_redistribution(old_p: int, new_p: int) -> None:
     storage = MemoryStorage()
     handles = snapshot_all(storage, old_stores(old_p), 1)
@@ -45,7 +45,18 @@ def test_even_split_and_union_redistribution(old_p: int, new_p: int) -> None:
         got.extend(mine)
         assert store.get_union_list_state(SEEN).get() == list(range(old_p))
     assert got == all_offsets  # contiguous slices in old-subtask order
-    assert max(sizes) - min(sizes) <= 1
+    if old_p != new_p:
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_unchanged_parallelism_keeps_each_subtasks_own_elements() -> None:
+    storage = MemoryStorage()
+    handles = snapshot_all(storage, old_stores(3), 1)  # subtask i holds i + 2 offsets: uneven
+    for index in range(3):
+        store = OperatorStateStore("src", index)
+        store.restore(handles, storage.reader(), index, 3)
+        assert store.get_list_state(OFFSETS).get() == [(f"p{index}-{j}", j) for j in range(index + 2)]
+        assert store.get_union_list_state(SEEN).get() == [0, 1, 2]
 
 
 def test_fresh_store_is_not_restored_and_empty_snapshot_writes_nothing() -> None:

@@ -3,9 +3,11 @@
 What ``CheckpointedFunction`` and sources keep outside keyed state (split positions, pending
 transactions). Two redistribution modes, as in Flink:
 
-- ``get_list_state`` (even split): on restore, the old subtasks' elements are concatenated in
-  old-subtask order and new subtask *i* of *p* takes the contiguous slice
-  ``[i * n // p, (i + 1) * n // p)``; every element lands in exactly one new subtask.
+- ``get_list_state`` (even split): at an unchanged parallelism every subtask gets back exactly
+  its own elements (as Flink does: sinks' transactions and readers' splits stay put); after a
+  rescale the old subtasks' elements are concatenated in old-subtask order and new subtask *i*
+  of *p* takes the contiguous slice ``[i * n // p, (i + 1) * n // p)``. Either way every element
+  lands in exactly one new subtask.
 - ``get_union_list_state``: every new subtask gets all elements of all old subtasks (and
   decides itself which to keep).
 
@@ -180,8 +182,9 @@ class OperatorStateStore:
         """Loads and redistributes the operator state of every old subtask (in old-subtask order)."""
         if not 0 <= subtask_index < parallelism:
             raise RestoreError(f"operator {self._uid!r}: subtask {subtask_index} of {parallelism} is invalid")
+        same_parallelism = len(handles_by_old_subtask) == parallelism
         merged: dict[str, _Raw] = {}
-        for handles in handles_by_old_subtask:
+        for old_index, handles in enumerate(handles_by_old_subtask):
             for handle in handles:
                 for state_name, (mode, serializer_id, elements) in self._read(handle, reader).items():
                     into = merged.setdefault(state_name, _Raw(mode, serializer_id, []))
@@ -190,9 +193,10 @@ class OperatorStateStore:
                             f"operator {self._uid!r}: operator state {state_name!r} appears as both "
                             f"{into.mode}/{into.serializer_id} and {mode}/{serializer_id}"
                         )
-                    into.elements.extend(elements)
+                    if mode == UNION or not same_parallelism or old_index == subtask_index:
+                        into.elements.extend(elements)
         for state_name, raw in merged.items():
-            if raw.mode == SPLIT:
+            if raw.mode == SPLIT and not same_parallelism:
                 start, end = even_slice(len(raw.elements), subtask_index, parallelism)
                 raw.elements = raw.elements[start:end]
             self._raw[state_name] = raw
