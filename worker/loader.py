@@ -128,6 +128,24 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
         "StreamExecutionEnvironment or call env.execute(...)")
 
 
+def job_types(loaded: LoadedJob) -> tuple[type, ...]:
+    """Dataclasses, named tuples and enums defined in the job's module: its record and state types."""
+    import dataclasses
+    import enum
+
+    name = Path(loaded.module_name).stem if loaded.module_name.endswith(".py") else loaded.module_name
+    module = sys.modules.get(name)
+    found: list[type] = list(loaded.env.allowed_types)
+    for value in vars(module).values() if module is not None else ():
+        if not isinstance(value, type) or getattr(value, "__module__", None) != name:
+            continue
+        if dataclasses.is_dataclass(value) or issubclass(value, enum.Enum) or (
+                issubclass(value, tuple) and hasattr(value, "_fields")):
+            found.append(value)
+    return tuple(dict.fromkeys(t for t in found if dataclasses.is_dataclass(t) or issubclass(t, enum.Enum)
+                               or (issubclass(t, tuple) and hasattr(t, "_fields"))))
+
+
 def job_modules(loaded: LoadedJob) -> list[str]:
     """Module prefixes whose classes may travel in records (the job's own code)."""
     top = loaded.module_name.removesuffix(".py").replace("/", ".").split(".")[0]

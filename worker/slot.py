@@ -25,7 +25,7 @@ from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import CheckpointSettings, JobConfig
 from streamjob.worker.graph.job_graph import JobEdge, JobGraph, build_job_graph
 from streamjob.worker.graph.transformations import Partitioning
-from streamjob.worker.loader import job_modules, load_job
+from streamjob.worker.loader import job_modules, job_types, load_job
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
 from streamjob.worker.runtime.events import Barrier
@@ -208,7 +208,7 @@ class Slot:
             job_id=message["job_id"], job_name=config.name, attempt=attempt, settings=settings,
             backend_kind=message["backend"], incremental=message["incremental"], batch_size=message["batch_size"],
             local_dir=self.work_dir / f"attempt-{attempt}", storage=storage, executor=self.executor, send=self.send,
-            record_types=tuple(t for t in env.allowed_types if _declarable(t)),
+            record_types=job_types(loaded),
             local_recovery_dir=local_recovery_root(config.namespace, config.name, message["job_id"])
             if settings.local_recovery else None)
         edges = all_edges(graph)
@@ -298,13 +298,6 @@ class Slot:
             self.send({"t": "metrics", "tasks": [
                 {"vertex": t.vertex.id, "subtask": t.subtask, "in": t.records_in, "out": t.records_out,
                  "bp": t.backpressured_s()} for t in self.tasks.values()]})
-
-
-def _declarable(cls: type) -> bool:
-    import dataclasses
-    import enum
-
-    return dataclasses.is_dataclass(cls) or (isinstance(cls, type) and issubclass(cls, enum.Enum))
 
 
 def run_slot(jobmaster: str, data_host: str) -> int:

@@ -13,6 +13,23 @@ from typing import Any
 from streamjob.worker.errors import PipelineError
 
 
+def with_job_types(descriptor: Any, job_types: tuple[type, ...]) -> Any:
+    """Declares the job's own record types (dataclasses, named tuples, enums) on a safe serializer.
+
+    Types defined in the job's modules are part of the job's code, so state holding them is
+    decoded without pickle; anything else still needs an explicit declaration.
+    """
+    from streamjob.worker.state.serializers import SafeSerializer
+
+    serializer = getattr(descriptor, "serializer", None)
+    if job_types and type(serializer) is SafeSerializer:
+        declared = list(serializer._by_type)
+        missing = [t for t in job_types if t not in serializer._by_type]
+        if missing:
+            descriptor.serializer = SafeSerializer(declared_types=[*declared, *missing])
+    return descriptor
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """Where an operator instance runs."""
@@ -25,6 +42,7 @@ class TaskInfo:
     parallelism: int
     max_parallelism: int
     attempt: int
+    job_types: tuple[type, ...] = ()
 
 
 def now_ms() -> int:
@@ -72,8 +90,8 @@ class StreamingRuntimeContext:
         return self.backend
 
     def get_state(self, descriptor: Any) -> Any:
-        """A ValueState of the current key."""
-        return self._keyed().get_state(descriptor)
+        """The keyed state ``descriptor`` names, scoped to the current key."""
+        return self._keyed().get_state(with_job_types(descriptor, self.info.job_types))
 
     get_list_state = get_state
     get_map_state = get_state

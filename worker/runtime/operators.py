@@ -8,6 +8,7 @@ range; every operator has an operator state store for ``CheckpointedFunction`` s
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from streamjob.worker.runtime.context import (
     StreamingRuntimeContext,
     TaskInfo,
     now_ms,
+    with_job_types,
 )
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
@@ -259,7 +261,8 @@ class ReduceOperator(StreamOperator):
     def open(self) -> None:
         super().open()
         assert self.backend is not None
-        self._get, self._put = self.backend.get_value_accessors(ValueStateDescriptor("__reduce__"))
+        descriptor = with_job_types(ValueStateDescriptor("__reduce__"), self.setup.info.job_types)
+        self._get, self._put = self.backend.get_value_accessors(descriptor)
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         options = self.setup.transformation.options
@@ -350,7 +353,8 @@ class WindowOperator(StreamOperator):
     def open(self) -> None:
         super().open()
         assert self.backend is not None
-        self._contents: Any = self.backend.get_state(MapStateDescriptor("__window_contents__"))
+        self._contents: Any = self.backend.get_state(
+            with_job_types(MapStateDescriptor("__window_contents__"), self.setup.info.job_types))
         self._assigner = self.setup.transformation.options["assigner"]
         self._collector = ListCollector()
 
@@ -403,8 +407,9 @@ class TwoPhaseCommitSinkOperator(StreamOperator):
 
     def open(self) -> None:
         super().open()
-        self._pending_state = self.op_state.get_list_state(_PENDING)
-        self._open_state = self.op_state.get_list_state(_OPEN)
+        types = self.setup.info.job_types
+        self._pending_state = self.op_state.get_list_state(with_job_types(copy.copy(_PENDING), types))
+        self._open_state = self.op_state.get_list_state(with_job_types(copy.copy(_OPEN), types))
         self._pending: list[tuple[int, Any]] = []
         if self.restored:
             for checkpoint_id, txn in sorted(self._pending_state.get(), key=lambda e: e[0]):

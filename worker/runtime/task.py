@@ -125,7 +125,7 @@ class Task:
         for t in v.operators:
             uid = t.effective_uid()
             info = TaskInfo(self.services.job_id, self.services.job_name, self.name, uid, self.subtask,
-                            v.parallelism, v.max_parallelism, self.services.attempt)
+                            v.parallelism, v.max_parallelism, self.services.attempt, self.services.record_types)
             restore = self.restore.operators.get(uid) if self.restore is not None else None
             setup = OperatorSetup(info, t, kg, self.services.backend_kind, self.services.incremental,
                                   self.services.local_dir / f"{uid}-{self.subtask}", restore)
