@@ -83,8 +83,12 @@ class CheckpointOverrides(_Frozen):
 
     def apply(self, base: CheckpointSettings) -> CheckpointSettings:
         """The code's settings with every non-None override laid over them (re-validated)."""
-        merged = base.model_dump() | {k: v for k, v in self.model_dump().items() if v is not None}
-        return CheckpointSettings.model_validate(merged)
+        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        try:
+            return CheckpointSettings.model_validate(base.model_dump() | overrides)
+        except ValidationError as err:
+            raise ConfigError(f"the checkpoint settings of the job combined with the overrides {overrides} are "
+                              f"invalid: {describe_validation_error(err)}") from err
 
 
 class RestartStrategy(_Frozen):

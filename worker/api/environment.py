@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from streamjob.worker.api.sources import (
     CollectionSource,
     DataGeneratorSource,
@@ -26,6 +28,7 @@ from streamjob.worker.config import (
     CheckpointSettings,
     ExternalizedCheckpointCleanup,
     RestartStrategy,
+    describe_validation_error,
 )
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.graph.transformations import Kind, Transformation
@@ -55,8 +58,9 @@ class CheckpointConfig:
         trial = CheckpointSettings().model_dump() | self._values | {key: value}
         try:
             CheckpointSettings.model_validate(trial)
-        except ValueError as err:
-            raise ConfigError(f"checkpoint config {key}={value!r} is invalid: {err}") from err
+        except ValidationError as err:
+            problem = describe_validation_error(err)
+            raise ConfigError(f"checkpoint config {key}={value!r} is invalid: {problem}") from err
         self._values[key] = value
 
     # -- Flink's setters ----------------------------------------------------------------------

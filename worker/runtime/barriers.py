@@ -127,6 +127,7 @@ class AlignedBarrierHandler:
             self._done()
 
     def _cancel(self, checkpoint_id: int) -> None:
+        self.last_done = max(self.last_done, checkpoint_id)
         if not self.snapshotted:
             self.host.unblock_all()
         self.host.cancel_alignment(checkpoint_id)
@@ -170,8 +171,9 @@ class AtLeastOnceBarrierTracker:
         """Nothing ever blocks here."""
 
     def abort(self, checkpoint_id: int) -> None:
-        """Forgets a checkpoint the coordinator aborted."""
+        """Forgets a checkpoint the coordinator aborted; its late barriers are ignored."""
         self.pending.pop(checkpoint_id, None)
+        self.last_done = max(self.last_done, checkpoint_id)
 
     def _complete_ready(self) -> None:
         for cid in sorted(self.pending):

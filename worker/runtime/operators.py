@@ -266,8 +266,10 @@ class ReduceOperator(StreamOperator):
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         options = self.setup.transformation.options
-        if options.get("key_index") == 0 and options.get("sum_field") == 1:
-            return self._sum_pairs(batch)
+        if options.get("sum_field") == 1:
+            if options.get("key_index") == 0:
+                return self._sum_pairs(batch)
+            return self._sum_second(batch)
         get, put, f = self._get, self._put, self.fn
         select = self.setup.transformation.key_selector
         out: list[Any] = []
@@ -293,6 +295,23 @@ class ReduceOperator(StreamOperator):
             acc = get(k)
             if acc is not None:
                 r = (k, acc[1] + r[1])
+            put(k, r)
+            append(r)
+        return out
+
+    def _sum_second(self, batch: list[Any]) -> list[Any]:
+        """``sum(1)`` on pairs with any key selector: one key call, no reduce call per record."""
+        get, put = self._get, self._put
+        select = self.setup.transformation.key_selector
+        out: list[Any] = []
+        append = out.append
+        for r in batch:
+            if len(r) != 2:
+                return out + self._reduce_general(batch[len(out):])
+            k = select(r)
+            acc = get(k)
+            if acc is not None:
+                r = (acc[0], acc[1] + r[1])
             put(k, r)
             append(r)
         return out
