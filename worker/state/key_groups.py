@@ -210,17 +210,11 @@ class KeyGroupAssigner:
         return len(self._cache)
 
 
-def ceil_div(a: int, b: int) -> int:
-    """``ceil(a / b)`` for non-negative integers."""
-    return -(-a // b)
-
-
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "MAX_MAX_PARALLELISM",
     "KeyGroupAssigner",
     "canonical_key",
-    "ceil_div",
     "key_group_for",
     "key_group_range",
     "operator_index_for",
