@@ -36,8 +36,13 @@ def build(target: str, log_dir: Path) -> Path:
     started = time.monotonic()
     try:
         with log_path.open("wb") as log:
-            result = subprocess.run(["bash", str(BUILD_SCRIPT), target], stdout=subprocess.PIPE, stderr=log,
-                                    timeout=BUILD_TIMEOUT, check=False)
+            result = subprocess.run(
+                ["bash", str(BUILD_SCRIPT), target],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+            )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise TestbedUnavailable(f"building {target} failed: {err}; log {log_path}") from err
     if result.returncode != 0:
@@ -77,21 +82,29 @@ class ControlPlane:
         state_file = self.root / "state.json"
         state_file.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([str(self.binary), "up", "--dir", str(self.root),
-                                          "--timeout", f"{int(timeout)}s"],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True,
-                                         preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+            self.proc = subprocess.Popen(
+                [str(self.binary), "up", "--dir", str(self.root), "--timeout", f"{int(timeout)}s"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+            )
         deadline = time.monotonic() + timeout + 10
         while time.monotonic() < deadline:
             if state_file.exists():
                 data = json.loads(state_file.read_text())
-                return ControlPlaneState(server=data["server"], kubeconfig=Path(data["kubeconfig"]),
-                                         token=data["token"], logs=Path(data["logs"]))
+                return ControlPlaneState(
+                    server=data["server"],
+                    kubeconfig=Path(data["kubeconfig"]),
+                    token=data["token"],
+                    logs=Path(data["logs"]),
+                )
             if self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 raise TestbedUnavailable(
-                    f"testbed up exited with {self.proc.returncode}; logs in {self.root / 'logs'}:\n{tail}")
+                    f"testbed up exited with {self.proc.returncode}; logs in {self.root / 'logs'}:\n{tail}"
+                )
             time.sleep(0.2)
         self.stop()
         raise TestbedUnavailable(f"the control plane was not ready after {timeout}s; logs in {self.root}")

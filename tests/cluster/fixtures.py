@@ -76,11 +76,18 @@ class Kube:
             self._core = k8s_client.CoreV1Api(self.api)
         return self._core
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         """Runs ``kubectl ARGS`` against this cluster."""
-        result = subprocess.run([_kubectl_binary(), "--kubeconfig", str(self.kubeconfig), *args], input=input,
-                                capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            [_kubectl_binary(), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result
@@ -103,8 +110,9 @@ class Kube:
     def create_pod(self, namespace: str, pod: Json) -> Json:
         return self.raw.create(pod_path(namespace), pod)
 
-    def wait_for(self, check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition",
-                 interval: float = 0.2) -> T:
+    def wait_for(
+        self, check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition", interval: float = 0.2
+    ) -> T:
         """Polls ``check`` until it returns something truthy; fails the test after ``timeout``."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
@@ -116,8 +124,9 @@ class Kube:
             except KubeError as err:
                 last = err
             time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})"
-                                                                                  if last else ""))
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else "")
+        )
 
     def wait_pod_phase(self, namespace: str, name: str, *phases: str, timeout: float = 60.0) -> Json:
         """Waits until the pod is in one of ``phases``; returns the pod."""
@@ -178,8 +187,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for target in targets:
         if reporter is not None:
-            reporter.write_line(f"[testbed] building/finding {target} with tests/cluster/build.sh "
-                                f"(a cold build takes many minutes; log in {log_dir})")
+            reporter.write_line(
+                f"[testbed] building/finding {target} with tests/cluster/build.sh "
+                f"(a cold build takes many minutes; log in {log_dir})"
+            )
         try:
             builds[target] = build(target, log_dir)
         except TestbedUnavailable as err:
@@ -242,12 +253,14 @@ def kube(request: pytest.FixtureRequest, testbed_root: Path) -> Iterator[Kube]:
         kubeconfig, logs = state.kubeconfig, state.logs
         _logs(request.config)["control plane"] = logs
     api = k8s_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    cluster = Kube(kubeconfig=kubeconfig, api=api, raw=KubeApi(str(kubeconfig)), external=plane is None,
-                   logs=logs)
+    cluster = Kube(kubeconfig=kubeconfig, api=api, raw=KubeApi(str(kubeconfig)), external=plane is None, logs=logs)
     try:
         if plane is not None:
-            cluster.wait_for(lambda: cluster.raw.get("/api/v1/namespaces/default/serviceaccounts/default"),
-                             60, "the default service account (kube-controller-manager)")
+            cluster.wait_for(
+                lambda: cluster.raw.get("/api/v1/namespaces/default/serviceaccounts/default"),
+                60,
+                "the default service account (kube-controller-manager)",
+            )
         yield cluster
     finally:
         api.close()
@@ -259,11 +272,16 @@ def kube(request: pytest.FixtureRequest, testbed_root: Path) -> Iterator[Kube]:
 def kube_namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
     """A fresh namespace ``t-<hex>`` with its default ServiceAccount; deleted (not awaited) afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
-    kube.raw.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                           "metadata": {"name": name, "labels": {"streamjob.dev/e2e": "true"}}})
+    kube.raw.create(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"streamjob.dev/e2e": "true"}}},
+    )
     request.node.stash[NAMESPACE_KEY] = name
-    kube.wait_for(lambda: kube.raw.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"), 60,
-                  f"the default service account of {name}")
+    kube.wait_for(
+        lambda: kube.raw.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        60,
+        f"the default service account of {name}",
+    )
     yield name
     try:
         kube.raw.delete(f"/api/v1/namespaces/{name}")
@@ -305,8 +323,9 @@ def helm(request: pytest.FixtureRequest, kube: Kube, testbed_root: Path) -> Helm
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     logs = item.config.stash.get(LOGS_KEY, None)
     if not report.failed or not logs:

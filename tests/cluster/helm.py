@@ -28,18 +28,21 @@ class Helm:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "KUBECONFIG": str(self.kubeconfig),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        })
+        env.update(
+            {
+                "KUBECONFIG": str(self.kubeconfig),
+                "HELM_CACHE_HOME": str(self.home / "cache"),
+                "HELM_CONFIG_HOME": str(self.home / "config"),
+                "HELM_DATA_HOME": str(self.home / "data"),
+            }
+        )
         return env
 
     def run(self, *args: str, check: bool = True, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         """Runs ``helm ARGS``; raises :class:`HelmError` with the output when ``check`` and it fails."""
-        result = subprocess.run([str(self.binary), *args], env=self.env(), capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            [str(self.binary), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise HelmError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         return result

@@ -52,8 +52,16 @@ class KubeApi:
             key_file=configuration.key_file,
         )
 
-    def request(self, method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
-                content_type: str = "application/json", timeout: float = 30.0) -> Json:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> Json:
         """One call; returns the decoded JSON answer or raises :class:`KubeError`."""
         url = self.server + path
         if query:
@@ -63,8 +71,9 @@ class KubeApi:
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body).encode()
-        response = self.pool.request(method, url, body=data, headers=headers,
-                                     timeout=urllib3.Timeout(connect=5.0, read=timeout), retries=False)
+        response = self.pool.request(
+            method, url, body=data, headers=headers, timeout=urllib3.Timeout(connect=5.0, read=timeout), retries=False
+        )
         text = response.data.decode("utf-8", "replace")
         if response.status >= 300:
             raise KubeError(response.status, method, path, text)
@@ -84,11 +93,21 @@ class KubeApi:
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int = 60) -> Iterator[Json]:
         """Yields watch events (``{"type": ..., "object": ...}``) until the server ends the stream."""
-        query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                 "timeoutSeconds": str(timeout_seconds)}
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
         url = f"{self.server}{path}?{urllib.parse.urlencode(query)}"
-        response = self.pool.request("GET", url, headers=self.headers, preload_content=False, retries=False,
-                                     timeout=urllib3.Timeout(connect=5.0, read=timeout_seconds + 15))
+        response = self.pool.request(
+            "GET",
+            url,
+            headers=self.headers,
+            preload_content=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=5.0, read=timeout_seconds + 15),
+        )
         try:
             if response.status >= 300:
                 raise KubeError(response.status, "WATCH", path, response.read().decode("utf-8", "replace"))

@@ -48,8 +48,15 @@ RETRY_CONFIG = 2.0
 class NodeAgent:
     """Registers a Node and runs the pods bound to it; start with :meth:`start`, stop with :meth:`stop`."""
 
-    def __init__(self, *, kubeconfig: str, root: Path, node_name: str = DEFAULT_NODE,
-                 bin_dir: Path | None = None, ip_prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        root: Path,
+        node_name: str = DEFAULT_NODE,
+        bin_dir: Path | None = None,
+        ip_prefix: str | None = None,
+    ) -> None:
         self.api = KubeApi(kubeconfig)
         self.root = root
         self.node_name = node_name
@@ -107,8 +114,7 @@ class NodeAgent:
         with self.lock:
             return item.proc.pid if item.running else None
 
-    def crash(self, namespace: str, name: str, container: str | None = None,
-              sig: int = signal.SIGKILL) -> int:
+    def crash(self, namespace: str, name: str, container: str | None = None, sig: int = signal.SIGKILL) -> int:
         """Fault injection: sends ``sig`` (SIGKILL by default) to the container's process group."""
         item = self._container(namespace, name, container)
         with self.lock:
@@ -169,11 +175,17 @@ class NodeAgent:
         self.log_handler.close()
 
     def register_node(self) -> None:
-        labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "streamjob.dev/testbed": "true"}
+        labels = {
+            "kubernetes.io/hostname": self.node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "streamjob.dev/testbed": "true",
+        }
         try:
-            self.api.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
-                                              "metadata": {"name": self.node_name, "labels": labels}})
+            self.api.create(
+                "/api/v1/nodes",
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name, "labels": labels}},
+            )
         except KubeError as err:
             if err.status != 409:
                 raise
@@ -183,23 +195,51 @@ class NodeAgent:
         stamp = now_rfc3339()
         capacity = dict(podspec.NODE_CAPACITY)
         conditions = [
-            {"type": kind, "status": "False", "reason": f"KubeletHas{reason}", "message": "test bed",
-             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
-            for kind, reason in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"),
-                                 ("PIDPressure", "SufficientPID"))
+            {
+                "type": kind,
+                "status": "False",
+                "reason": f"KubeletHas{reason}",
+                "message": "test bed",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
+            for kind, reason in (
+                ("MemoryPressure", "SufficientMemory"),
+                ("DiskPressure", "NoDiskPressure"),
+                ("PIDPressure", "SufficientPID"),
+            )
         ]
-        conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                           "message": "streamjob test bed node agent is ready",
-                           "lastHeartbeatTime": stamp, "lastTransitionTime": stamp})
+        conditions.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "streamjob test bed node agent is ready",
+                "lastHeartbeatTime": stamp,
+                "lastTransitionTime": stamp,
+            }
+        )
         status = {
-            "capacity": capacity, "allocatable": capacity, "conditions": conditions,
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": self.node_name}],
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": conditions,
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": self.node_name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-            "nodeInfo": {"machineID": "testbed", "systemUUID": "testbed", "bootID": "testbed",
-                         "kernelVersion": os.uname().release, "osImage": "streamjob test bed",
-                         "containerRuntimeVersion": "testbed://processes", "kubeletVersion": "v1.37.2",
-                         "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"},
+            "nodeInfo": {
+                "machineID": "testbed",
+                "systemUUID": "testbed",
+                "bootID": "testbed",
+                "kernelVersion": os.uname().release,
+                "osImage": "streamjob test bed",
+                "containerRuntimeVersion": "testbed://processes",
+                "kubeletVersion": "v1.37.2",
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         }
         self.api.merge_patch(f"/api/v1/nodes/{self.node_name}/status", {"status": status})
         self.last_heartbeat = time.monotonic()
@@ -257,8 +297,11 @@ class NodeAgent:
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         node = spec.get("nodeName")
         if not node:
-            if kind != "DELETED" and not meta.get("deletionTimestamp") and \
-                    spec.get("schedulerName", "default-scheduler") == "default-scheduler":
+            if (
+                kind != "DELETED"
+                and not meta.get("deletionTimestamp")
+                and spec.get("schedulerName", "default-scheduler") == "default-scheduler"
+            ):
                 self.bind(namespace, name, uid)
             return
         if node != self.node_name:
@@ -289,8 +332,12 @@ class NodeAgent:
                     item.proc.send_signal(signal.SIGTERM)
 
     def bind(self, namespace: str, name: str, uid: str) -> None:
-        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "uid": uid},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
         try:
             self.api.create(pod_path(namespace, name, "binding"), body)
             log.info("bound %s/%s", namespace, name)
@@ -312,24 +359,41 @@ class NodeAgent:
         pod_dir = self.root / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
 
         def records(field: str) -> list[Container]:
-            return [Container(name=spec["name"], spec=spec, log_path=pod_dir / "logs" / f"{spec['name']}.log",
-                              termination_file=pod_dir / "termination" / spec["name"], init=field == "initContainers",
-                              state=podspec.waiting_state("PodInitializing" if field == "containers" and
-                                                          pod["spec"].get("initContainers") else "ContainerCreating",
-                                                          ""))
-                    for spec in pod["spec"].get(field) or []]
+            return [
+                Container(
+                    name=spec["name"],
+                    spec=spec,
+                    log_path=pod_dir / "logs" / f"{spec['name']}.log",
+                    termination_file=pod_dir / "termination" / spec["name"],
+                    init=field == "initContainers",
+                    state=podspec.waiting_state(
+                        "PodInitializing"
+                        if field == "containers" and pod["spec"].get("initContainers")
+                        else "ContainerCreating",
+                        "",
+                    ),
+                )
+                for spec in pod["spec"].get(field) or []
+            ]
 
-        run = PodRun(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], ip=self.allocate_ip(),
-                     pod_dir=pod_dir, pod=pod, init_containers=records("initContainers"),
-                     containers=records("containers"), start_time=now_rfc3339())
+        run = PodRun(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            ip=self.allocate_ip(),
+            pod_dir=pod_dir,
+            pod=pod,
+            init_containers=records("initContainers"),
+            containers=records("containers"),
+            start_time=now_rfc3339(),
+        )
         (pod_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.pods[run.uid] = run
         log.info("admitted %s/%s as %s in %s", run.namespace, run.name, run.ip, pod_dir)
         return run
 
     def remove(self, namespace: str, name: str, uid: str) -> None:
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                "preconditions": {"uid": uid}}
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         try:
             self.api.delete(pod_path(namespace, name), body)
             log.info("removed %s/%s", namespace, name)
@@ -390,8 +454,9 @@ class NodeAgent:
             message = item.termination_file.read_text(errors="replace")[:4096]
         if not message and policy == "FallbackToLogsOnError" and exit_code != 0 and item.log_path.exists():
             message = "\n".join(item.log_path.read_text(errors="replace").splitlines()[-80:])[-2048:]
-        terminated = podspec.terminated_state(exit_code, item.started_at, now_rfc3339(),
-                                              f"testbed://{item.proc.pid}", message, sig)
+        terminated = podspec.terminated_state(
+            exit_code, item.started_at, now_rfc3339(), f"testbed://{item.proc.pid}", message, sig
+        )
         log.info("container %s/%s/%s exited with %d", run.namespace, run.name, item.name, exit_code)
         item.proc = None
         item.ready = False
@@ -403,7 +468,8 @@ class NodeAgent:
             backoff = min(10.0, 0.5 * 2 ** min(item.restart_count, 5))
             item.next_start = now + backoff
             item.state = podspec.waiting_state(
-                "CrashLoopBackOff", f"back-off {backoff:.1f}s restarting failed container={item.name}")
+                "CrashLoopBackOff", f"back-off {backoff:.1f}s restarting failed container={item.name}"
+            )
             item.restart_count += 1
         else:
             item.state = terminated
@@ -421,11 +487,15 @@ class NodeAgent:
     def token(self, pod: Json, audience: str, expiration: int) -> str:
         meta = pod["metadata"]
         account = pod["spec"].get("serviceAccountName") or "default"
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"audiences": [audience] if audience else [],
-                         "expirationSeconds": max(600, expiration),
-                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                                            "uid": meta["uid"]}}}
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [audience] if audience else [],
+                "expirationSeconds": max(600, expiration),
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+            },
+        }
         path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
         try:
             answer = self.api.create(path, body)
@@ -444,9 +514,13 @@ class NodeAgent:
         spec = item.spec
         base = {
             "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-            "HOSTNAME": run.name, "POD_IP": run.ip,
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": self.api_port,
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "HOSTNAME": run.name,
+            "POD_IP": run.ip,
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": self.api_port,
             "KUBERNETES_SERVICE_PORT_HTTPS": self.api_port,
         }
         env = podspec.container_env(run.pod, spec, run.ip, self.lookup)
@@ -470,10 +544,15 @@ class NodeAgent:
             mounts.append((source, mount["mountPath"], bool(mount.get("readOnly"))))
         item.termination_file.parent.mkdir(parents=True, exist_ok=True)
         item.termination_file.write_bytes(b"")
-        return podproc.Launch(argv=argv, env=env, working_dir=spec.get("workingDir", ""), mounts=mounts,
-                              termination_file=item.termination_file,
-                              termination_path=spec.get("terminationMessagePath", "/dev/termination-log"),
-                              log_path=item.log_path)
+        return podproc.Launch(
+            argv=argv,
+            env=env,
+            working_dir=spec.get("workingDir", ""),
+            mounts=mounts,
+            termination_file=item.termination_file,
+            termination_path=spec.get("terminationMessagePath", "/dev/termination-log"),
+            log_path=item.log_path,
+        )
 
     def start_container(self, run: PodRun, item: Container) -> None:
         try:
@@ -495,13 +574,14 @@ class NodeAgent:
         spec = item.spec
         item.ready = "readinessProbe" not in spec
         if "readinessProbe" in spec:
-            item.readiness = ProbeRunner(spec["readinessProbe"], spec, run.ip, launch.env, self.probe_pool,
-                                         healthy_at_start=False)
+            item.readiness = ProbeRunner(
+                spec["readinessProbe"], spec, run.ip, launch.env, self.probe_pool, healthy_at_start=False
+            )
         if "livenessProbe" in spec:
-            item.liveness = ProbeRunner(spec["livenessProbe"], spec, run.ip, launch.env, self.probe_pool,
-                                        healthy_at_start=True)
-        log.info("started %s/%s/%s pid %d: %s", run.namespace, run.name, item.name, item.proc.pid,
-                 launch.argv)
+            item.liveness = ProbeRunner(
+                spec["livenessProbe"], spec, run.ip, launch.env, self.probe_pool, healthy_at_start=True
+            )
+        log.info("started %s/%s/%s pid %d: %s", run.namespace, run.name, item.name, item.proc.pid, launch.argv)
 
     def _kill_group(self, item: Container, sig: int) -> None:
         if item.proc is None:

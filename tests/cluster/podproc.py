@@ -94,7 +94,7 @@ class Launch:
 def _bind(source: Path, target: str, read_only: bool) -> list[str]:
     """Shell commands that bind-mount ``source`` at ``target``, creating the mount point if missing."""
     src, dst = shlex.quote(str(source)), shlex.quote(target)
-    make_file = [f"mkdir -p \"$(dirname {dst})\"", f"[ -e {dst} ] || : > {dst}"]
+    make_file = [f'mkdir -p "$(dirname {dst})"', f"[ -e {dst} ] || : > {dst}"]
     lines = [f"mkdir -p {dst}"] if source.is_dir() else make_file
     lines.append(f"mount --bind {src} {dst}")
     if read_only:
@@ -109,8 +109,7 @@ def _prologue(launch: Launch) -> str:
         lines += _bind(source, target, read_only)  # each line fatal under set -e
     if launch.termination_file is not None:
         # Best effort: a host whose /dev is read-only still runs the pod, without a termination message.
-        chain = " && ".join(f"{{ {line}; }}" for line in _bind(launch.termination_file, launch.termination_path,
-                                                                False))
+        chain = " && ".join(f"{{ {line}; }}" for line in _bind(launch.termination_file, launch.termination_path, False))
         lines.append(f"{{ {chain}; }} 2>/dev/null || true")
     if launch.working_dir:
         wd = shlex.quote(launch.working_dir)
@@ -124,15 +123,32 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
     launch.log_path.parent.mkdir(parents=True, exist_ok=True)
     with launch.log_path.open("ab") as log:
         if can_mount():
-            args = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                    _prologue(launch), "container", *launch.argv]
+            args = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                _prologue(launch),
+                "container",
+                *launch.argv,
+            ]
             cwd = None
         else:
             args = list(launch.argv)
             cwd = launch.working_dir or None
-        return subprocess.Popen(args, env=launch.env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
-                                preexec_fn=die_with_parent)
+        return subprocess.Popen(
+            args,
+            env=launch.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
 
 
 def find_executable(name: str, path: str) -> str | None:

@@ -70,8 +70,18 @@ def field_value(pod: Json, path: str, pod_ip: str) -> str:
 
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_SUFFIX = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2.0**10, "Mi": 2.0**20,
-           "Gi": 2.0**30, "Ti": 2.0**40}
+_SUFFIX = {
+    "": 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
 
 
 def _quantity(value: str) -> float:
@@ -182,8 +192,9 @@ class VolumeFile:
     mode: int
 
 
-def _items(data: dict[str, bytes], items: list[Json] | None, default_mode: int,
-           where: str, optional: bool) -> list[VolumeFile]:
+def _items(
+    data: dict[str, bytes], items: list[Json] | None, default_mode: int, where: str, optional: bool
+) -> list[VolumeFile]:
     if not items:
         return [VolumeFile(key, value, default_mode) for key, value in sorted(data.items())]
     out = []
@@ -221,8 +232,7 @@ def _downward_files(pod: Json, items: list[Json], pod_ip: str, mode: int) -> lis
     return out
 
 
-def volume_files(pod: Json, volume: Json, pod_ip: str, lookup: Lookup,
-                 token: TokenSource) -> list[VolumeFile] | None:
+def volume_files(pod: Json, volume: Json, pod_ip: str, lookup: Lookup, token: TokenSource) -> list[VolumeFile] | None:
     """The files a configMap / secret / projected / downwardAPI volume holds; None for directory volumes."""
     namespace = pod["metadata"]["namespace"]
     if "configMap" in volume:
@@ -263,8 +273,9 @@ def waiting_state(reason: str, message: str) -> Json:
     return {"waiting": {"reason": reason, "message": message}}
 
 
-def terminated_state(exit_code: int, started_at: str, finished_at: str, container_id: str,
-                     message: str = "", signal: int = 0) -> Json:
+def terminated_state(
+    exit_code: int, started_at: str, finished_at: str, container_id: str, message: str = "", signal: int = 0
+) -> Json:
     """A terminated state with the kubelet's reasons: Completed for 0, Error otherwise."""
     state: Json = {
         "exitCode": exit_code,

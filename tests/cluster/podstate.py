@@ -125,17 +125,27 @@ def _condition(run: PodRun, kind: str, ok: bool, reason: str = "") -> Json:
     previous = run.transitions.get(kind)
     if previous is None or previous[0] != status:
         run.transitions[kind] = (status, now_rfc3339())
-    condition: Json = {"type": kind, "status": status, "lastProbeTime": None,
-                       "lastTransitionTime": run.transitions[kind][1]}
+    condition: Json = {
+        "type": kind,
+        "status": status,
+        "lastProbeTime": None,
+        "lastTransitionTime": run.transitions[kind][1],
+    }
     if reason and not ok:
         condition["reason"] = reason
     return condition
 
 
 def _container_status(item: Container) -> Json:
-    entry: Json = {"name": item.name, "image": item.spec.get("image", ""), "imageID": "",
-                   "ready": item.ready, "started": item.running, "restartCount": item.restart_count,
-                   "state": item.state}
+    entry: Json = {
+        "name": item.name,
+        "image": item.spec.get("image", ""),
+        "imageID": "",
+        "ready": item.ready,
+        "started": item.running,
+        "restartCount": item.restart_count,
+        "state": item.state,
+    }
     if item.proc is not None:
         entry["containerID"] = f"testbed://{item.proc.pid}"
     elif "terminated" in item.state:
@@ -159,10 +169,16 @@ def pod_status(run: PodRun) -> Json:
         _condition(run, "ContainersReady", all_ready, not_ready),
         _condition(run, "PodScheduled", True),
     ]
-    status: Json = {"phase": phase, "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
-                    "podIP": run.ip, "podIPs": [{"ip": run.ip}], "startTime": run.start_time,
-                    "conditions": conditions,
-                    "containerStatuses": [_container_status(item) for item in run.containers]}
+    status: Json = {
+        "phase": phase,
+        "hostIP": "127.0.0.1",
+        "hostIPs": [{"ip": "127.0.0.1"}],
+        "podIP": run.ip,
+        "podIPs": [{"ip": run.ip}],
+        "startTime": run.start_time,
+        "conditions": conditions,
+        "containerStatuses": [_container_status(item) for item in run.containers],
+    }
     if run.init_containers:
         status["initContainerStatuses"] = [_container_status(item) for item in run.init_containers]
     return status

@@ -40,8 +40,11 @@ def check_once(probe: Json, container: Json, pod_ip: str, env: dict[str, str]) -
             action = probe["httpGet"]
             host = action.get("host") or pod_ip
             port = _port(action.get("port"), container)
-            conn_class = (http.client.HTTPSConnection if action.get("scheme", "HTTP").upper() == "HTTPS"
-                          else http.client.HTTPConnection)
+            conn_class = (
+                http.client.HTTPSConnection
+                if action.get("scheme", "HTTP").upper() == "HTTPS"
+                else http.client.HTTPConnection
+            )
             conn = conn_class(host, port, timeout=timeout)
             try:
                 headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
@@ -67,8 +70,16 @@ def check_once(probe: Json, container: Json, pod_ip: str, env: dict[str, str]) -
 class ProbeRunner:
     """The state of one probe (readiness or liveness) of one running container."""
 
-    def __init__(self, probe: Json, container: Json, pod_ip: str, env: dict[str, str],
-                 pool: ThreadPoolExecutor, *, healthy_at_start: bool) -> None:
+    def __init__(
+        self,
+        probe: Json,
+        container: Json,
+        pod_ip: str,
+        env: dict[str, str],
+        pool: ThreadPoolExecutor,
+        *,
+        healthy_at_start: bool,
+    ) -> None:
         self.probe = probe
         self.container = container
         self.pod_ip = pod_ip

@@ -45,8 +45,17 @@ def test_container_env_resolves_every_source() -> None:
         ],
     }
     env = podspec.container_env(POD, container, "127.1.0.9", lookup)
-    assert env == {"CFG_mode": "fast", "CFG_a.json": "{}", "NAME": "jm", "IP": "127.1.0.9", "APP": "x",
-                   "PW": "pw", "MODE": "fast", "URL": "http://127.1.0.9:8081", "CPU": "2"}
+    assert env == {
+        "CFG_mode": "fast",
+        "CFG_a.json": "{}",
+        "NAME": "jm",
+        "IP": "127.1.0.9",
+        "APP": "x",
+        "PW": "pw",
+        "MODE": "fast",
+        "URL": "http://127.1.0.9:8081",
+        "CPU": "2",
+    }
 
 
 def test_missing_references_are_config_errors() -> None:
@@ -59,15 +68,23 @@ def test_missing_references_are_config_errors() -> None:
 
 
 def test_volume_files_of_projected_volume() -> None:
-    volume = {"name": "kube-api-access", "projected": {"sources": [
-        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-        {"configMap": {"name": "cfg", "items": [{"key": "mode", "path": "mode.txt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-    ]}}
+    volume = {
+        "name": "kube-api-access",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "cfg", "items": [{"key": "mode", "path": "mode.txt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]
+        },
+    }
     files = podspec.volume_files(POD, volume, "127.1.0.9", lookup, lambda pod, aud, exp: f"tok-{exp}")
     assert files is not None
-    assert {item.path: item.content for item in files} == {"token": b"tok-3607", "mode.txt": b"fast",
-                                                           "namespace": b"ns1"}
+    assert {item.path: item.content for item in files} == {
+        "token": b"tok-3607",
+        "mode.txt": b"fast",
+        "namespace": b"ns1",
+    }
     assert podspec.volume_files(POD, {"name": "e", "emptyDir": {}}, "", lookup, lambda *_: "") is None
 
 

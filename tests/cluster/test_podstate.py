@@ -14,9 +14,14 @@ pytestmark = pytest.mark.unit
 
 
 def container(name: str, *, init: bool = False, spec: dict[str, Any] | None = None) -> Container:
-    return Container(name=name, spec={"name": name, **(spec or {})}, log_path=Path("/nonexistent"),
-                     termination_file=Path("/nonexistent"), state=podspec.waiting_state("ContainerCreating", ""),
-                     init=init)
+    return Container(
+        name=name,
+        spec={"name": name, **(spec or {})},
+        log_path=Path("/nonexistent"),
+        termination_file=Path("/nonexistent"),
+        state=podspec.waiting_state("ContainerCreating", ""),
+        init=init,
+    )
 
 
 def finish(item: Container, code: int) -> None:
@@ -25,8 +30,17 @@ def finish(item: Container, code: int) -> None:
 
 
 def run_of(inits: list[Container], mains: list[Container]) -> PodRun:
-    return PodRun(uid="u", namespace="ns", name="p", ip="127.1.0.1", pod_dir=Path("/nonexistent"),
-                  pod={"spec": {}}, init_containers=inits, containers=mains, start_time="t0")
+    return PodRun(
+        uid="u",
+        namespace="ns",
+        name="p",
+        ip="127.1.0.1",
+        pod_dir=Path("/nonexistent"),
+        pod={"spec": {}},
+        init_containers=inits,
+        containers=mains,
+        start_time="t0",
+    )
 
 
 def test_phase_follows_main_containers() -> None:

@@ -44,36 +44,57 @@ def test_crd_structural_schema_rejects_invalid_objects(kube: Kube, kube_namespac
     plural = f"gadgets{uuid.uuid4().hex[:6]}"
     group = "testbed.streamjob.dev"
     crd: Json = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}"},
         "spec": {
-            "group": group, "scope": "Namespaced",
+            "group": group,
+            "scope": "Namespaced",
             "names": {"plural": plural, "singular": plural[:-1], "kind": plural.capitalize()[:-1]},
-            "versions": [{
-                "name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {"spec": {
-                        "type": "object", "required": ["size"],
-                        "properties": {"size": {"type": "integer", "minimum": 1},
-                                       "mode": {"type": "string", "enum": ["fast", "safe"]}},
-                    }},
-                }},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["size"],
+                                    "properties": {
+                                        "size": {"type": "integer", "minimum": 1},
+                                        "mode": {"type": "string", "enum": ["fast", "safe"]},
+                                    },
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     kube.raw.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     try:
+
         def established() -> bool:
             got = kube.raw.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}")
-            return any(c["type"] == "Established" and c["status"] == "True"
-                       for c in got.get("status", {}).get("conditions") or [])
+            return any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in got.get("status", {}).get("conditions") or []
+            )
 
         kube.wait_for(established, 30, "the CRD to be established")
         path = f"/apis/{group}/v1/namespaces/{kube_namespace}/{plural}"
         kind = crd["spec"]["names"]["kind"]
-        good = {"apiVersion": f"{group}/v1", "kind": kind, "metadata": {"name": "good"},
-                "spec": {"size": 3, "mode": "safe"}}
+        good = {
+            "apiVersion": f"{group}/v1",
+            "kind": kind,
+            "metadata": {"name": "good"},
+            "spec": {"size": 3, "mode": "safe"},
+        }
         kube.wait_for(lambda: kube.raw.create(path, good), 30, "the custom resource to be served")
         for bad_spec in ({"size": 0}, {"size": "big"}, {"mode": "fast"}, {"size": 2, "mode": "reckless"}):
             bad = {**good, "metadata": {"name": "bad"}, "spec": bad_spec}
@@ -85,26 +106,34 @@ def test_crd_structural_schema_rejects_invalid_objects(kube: Kube, kube_namespac
         kube.raw.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}")
 
 
-def test_pod_with_env_and_volumes_succeeds(kube: Kube, kube_namespace: str,
-                                           pod_runtime: NodeAgent | None) -> None:
+def test_pod_with_env_and_volumes_succeeds(kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None) -> None:
     ns = kube_namespace
-    kube.raw.create(f"/api/v1/namespaces/{ns}/configmaps", {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
-        "data": {"mode": "exactly-once", "job.json": '{"parallelism": 2}'}})
-    kube.raw.create(f"/api/v1/namespaces/{ns}/secrets", {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
-        "stringData": {"password": "s3cr3t"}})
-    script = "\n".join([
-        "import json, os",
-        "with open('/scratch/out.txt', 'w') as f: f.write('written by ' + os.environ['MY_NAME'])",
-        "report = {key: os.environ.get(key) for key in ('MY_NAME', 'MY_NAMESPACE', 'MY_IP', 'PASSWORD', 'MODE')}",
-        "report['file'] = open('/scratch/out.txt').read()",
-        "report['config'] = json.load(open('/etc/job/job.json'))",
-        "report['secret'] = open('/etc/creds/password').read()",
-        "report['greeting'] = os.environ.get('GREETING')",
-        "print('report', json.dumps(report))",
-        "open('/dev/termination-log', 'w').write(json.dumps(report))",
-    ])
+    kube.raw.create(
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings"},
+            "data": {"mode": "exactly-once", "job.json": '{"parallelism": 2}'},
+        },
+    )
+    kube.raw.create(
+        f"/api/v1/namespaces/{ns}/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"password": "s3cr3t"}},
+    )
+    script = "\n".join(
+        [
+            "import json, os",
+            "with open('/scratch/out.txt', 'w') as f: f.write('written by ' + os.environ['MY_NAME'])",
+            "report = {key: os.environ.get(key) for key in ('MY_NAME', 'MY_NAMESPACE', 'MY_IP', 'PASSWORD', 'MODE')}",
+            "report['file'] = open('/scratch/out.txt').read()",
+            "report['config'] = json.load(open('/etc/job/job.json'))",
+            "report['secret'] = open('/etc/creds/password').read()",
+            "report['greeting'] = os.environ.get('GREETING')",
+            "print('report', json.dumps(report))",
+            "open('/dev/termination-log', 'w').write(json.dumps(report))",
+        ]
+    )
 
     def field(path: str) -> Json:
         return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
@@ -118,12 +147,17 @@ def test_pod_with_env_and_volumes_succeeds(kube: Kube, kube_namespace: str,
             {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
             {"name": "GREETING", "value": "hi $(MY_NAME)"},
         ],
-        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
-                         {"name": "config", "mountPath": "/etc/job", "readOnly": True},
-                         {"name": "creds", "mountPath": "/etc/creds", "readOnly": True}],
+        "volumeMounts": [
+            {"name": "scratch", "mountPath": "/scratch"},
+            {"name": "config", "mountPath": "/etc/job", "readOnly": True},
+            {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+        ],
     }
-    volumes = [{"name": "scratch", "emptyDir": {}}, {"name": "config", "configMap": {"name": "settings"}},
-               {"name": "creds", "secret": {"secretName": "creds"}}]
+    volumes = [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "config", "configMap": {"name": "settings"}},
+        {"name": "creds", "secret": {"secretName": "creds"}},
+    ]
     kube.create_pod(ns, python_pod("writer", script, container=container, volumes=volumes))
     pod = kube.wait_pod_phase(ns, "writer", "Succeeded", "Failed", timeout=120)
     state = terminated(pod)
@@ -132,9 +166,15 @@ def test_pod_with_env_and_volumes_succeeds(kube: Kube, kube_namespace: str,
     assert state["startedAt"] and state["finishedAt"] and pod["status"]["startTime"]
     report = json.loads(state["message"])
     assert report == {
-        "MY_NAME": "writer", "MY_NAMESPACE": ns, "MY_IP": pod["status"]["podIP"], "PASSWORD": "s3cr3t",
-        "MODE": "exactly-once", "file": "written by writer", "config": {"parallelism": 2},
-        "secret": "s3cr3t", "greeting": "hi writer",
+        "MY_NAME": "writer",
+        "MY_NAMESPACE": ns,
+        "MY_IP": pod["status"]["podIP"],
+        "PASSWORD": "s3cr3t",
+        "MODE": "exactly-once",
+        "file": "written by writer",
+        "config": {"parallelism": 2},
+        "secret": "s3cr3t",
+        "greeting": "hi writer",
     }
     if pod_runtime is not None:
         assert pod["status"]["podIP"].startswith("127.")
@@ -155,29 +195,44 @@ def test_owner_deletion_garbage_collects_dependents(kube: Kube, kube_namespace: 
     owner = kube.raw.create(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}})
     reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
     for name in ("dependent-a", "dependent-b"):
-        kube.raw.create(path, {"apiVersion": "v1", "kind": "ConfigMap",
-                               "metadata": {"name": name, "ownerReferences": [reference]}})
+        kube.raw.create(
+            path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": [reference]}}
+        )
     kube.raw.delete(f"{path}/owner")
     kube.wait_gone(f"{path}/dependent-a", timeout=60)
     kube.wait_gone(f"{path}/dependent-b", timeout=60)
 
 
-def test_deployment_pod_runs_and_becomes_ready(kube: Kube, kube_namespace: str,
-                                                pod_runtime: NodeAgent | None) -> None:
+def test_deployment_pod_runs_and_becomes_ready(kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None) -> None:
     labels = {"app": "web"}
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{
-                "name": "web", "image": IMAGE,
-                "command": ["python3", "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
-                "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-                "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2, "initialDelaySeconds": 5},
-            }]},
-        }},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": IMAGE,
+                            "command": ["python3", "-m", "http.server", "--bind", "$(POD_IP)", "8080"],
+                            "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                            "livenessProbe": {
+                                "tcpSocket": {"port": 8080},
+                                "periodSeconds": 2,
+                                "initialDelaySeconds": 5,
+                            },
+                        }
+                    ]
+                },
+            },
+        },
     }
     kube.raw.create(f"/apis/apps/v1/namespaces/{kube_namespace}/deployments", deployment)
 
@@ -197,8 +252,7 @@ def test_deployment_pod_runs_and_becomes_ready(kube: Kube, kube_namespace: str,
         assert pod_runtime.pid(kube_namespace, pod["metadata"]["name"]) is not None
 
 
-def test_helm_lint_and_install(helm: Helm, kube: Kube, kube_namespace: str,
-                               pod_runtime: NodeAgent | None) -> None:
+def test_helm_lint_and_install(helm: Helm, kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None) -> None:
     lint = helm.lint(CHART, "--strict")
     assert "1 chart(s) linted, 0 chart(s) failed" in lint.stdout
     helm.install("hello", CHART, kube_namespace, "--wait", "--timeout", "3m")
@@ -245,14 +299,16 @@ def test_missing_secret_reports_config_error(kube: Kube, kube_namespace: str, no
 
 
 def test_deletion_sends_sigterm_then_removes_pod(kube: Kube, kube_namespace: str, node_agent: NodeAgent) -> None:
-    script = "\n".join([
-        "import signal, sys, time",
-        "def stop(*_):",
-        "    print('got SIGTERM', flush=True); sys.exit(0)",
-        "signal.signal(signal.SIGTERM, stop)",
-        "print('serving', flush=True)",
-        "time.sleep(600)",
-    ])
+    script = "\n".join(
+        [
+            "import signal, sys, time",
+            "def stop(*_):",
+            "    print('got SIGTERM', flush=True); sys.exit(0)",
+            "signal.signal(signal.SIGTERM, stop)",
+            "print('serving', flush=True)",
+            "time.sleep(600)",
+        ]
+    )
     kube.create_pod(kube_namespace, python_pod("graceful", script))
     kube.wait_pod_phase(kube_namespace, "graceful", "Running", timeout=60)
     kube.wait_for(lambda: "serving" in node_agent.read_log(kube_namespace, "graceful"), 30, "the pod to serve")
@@ -262,8 +318,9 @@ def test_deletion_sends_sigterm_then_removes_pod(kube: Kube, kube_namespace: str
 
 
 def test_deletion_kills_after_grace_period(kube: Kube, kube_namespace: str, node_agent: NodeAgent) -> None:
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); " \
-             "time.sleep(600)"
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    )
     kube.create_pod(kube_namespace, python_pod("stubborn", script))
     kube.wait_pod_phase(kube_namespace, "stubborn", "Running", timeout=60)
     kube.wait_for(lambda: "up" in node_agent.read_log(kube_namespace, "stubborn"), 30, "the pod to start")
@@ -284,10 +341,8 @@ def test_crash_helper_fails_the_pod(kube: Kube, kube_namespace: str, node_agent:
     assert state["exitCode"] == 137 and state["signal"] == 9
 
 
-def test_restart_policy_always_restarts_after_crash(kube: Kube, kube_namespace: str,
-                                                     node_agent: NodeAgent) -> None:
-    pod = python_pod("phoenix", "import time; print('up', flush=True); time.sleep(600)",
-                     restartPolicy="Always")
+def test_restart_policy_always_restarts_after_crash(kube: Kube, kube_namespace: str, node_agent: NodeAgent) -> None:
+    pod = python_pod("phoenix", "import time; print('up', flush=True); time.sleep(600)", restartPolicy="Always")
     kube.create_pod(kube_namespace, pod)
     kube.wait_pod_phase(kube_namespace, "phoenix", "Running", timeout=60)
     kube.wait_for(lambda: node_agent.pid(kube_namespace, "phoenix"), 30, "the process")
@@ -301,17 +356,23 @@ def test_restart_policy_always_restarts_after_crash(kube: Kube, kube_namespace: 
     assert status["lastState"]["terminated"]["exitCode"] == 137
 
 
-def test_init_containers_run_first_in_order(kube: Kube, kube_namespace: str,
-                                            pod_runtime: NodeAgent | None) -> None:
+def test_init_containers_run_first_in_order(kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None) -> None:
     def step(name: str, text: str) -> Json:
         script = f"open('/steps/log', 'a').write({text!r})"
-        return {"name": name, "image": IMAGE, "command": ["python3", "-c", script],
-                "volumeMounts": [{"name": "work", "mountPath": "/steps"}]}
+        return {
+            "name": name,
+            "image": IMAGE,
+            "command": ["python3", "-c", script],
+            "volumeMounts": [{"name": "work", "mountPath": "/steps"}],
+        }
 
-    pod = python_pod("initialised", "open('/dev/termination-log', 'w').write(open('/steps/log').read())",
-                     container={"volumeMounts": [{"name": "work", "mountPath": "/steps"}]},
-                     initContainers=[step("first", "1"), step("second", "2")],
-                     volumes=[{"name": "work", "emptyDir": {}}])
+    pod = python_pod(
+        "initialised",
+        "open('/dev/termination-log', 'w').write(open('/steps/log').read())",
+        container={"volumeMounts": [{"name": "work", "mountPath": "/steps"}]},
+        initContainers=[step("first", "1"), step("second", "2")],
+        volumes=[{"name": "work", "emptyDir": {}}],
+    )
     kube.create_pod(kube_namespace, pod)
     got = kube.wait_pod_phase(kube_namespace, "initialised", "Succeeded", "Failed", timeout=120)
     assert terminated(got)["message"] == "12"
@@ -319,8 +380,7 @@ def test_init_containers_run_first_in_order(kube: Kube, kube_namespace: str,
     assert [(s["name"], s["state"]["terminated"]["exitCode"]) for s in inits] == [("first", 0), ("second", 0)]
 
 
-def test_failed_init_container_fails_the_pod(kube: Kube, kube_namespace: str,
-                                             pod_runtime: NodeAgent | None) -> None:
+def test_failed_init_container_fails_the_pod(kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None) -> None:
     failing = {"name": "broken", "image": IMAGE, "command": ["python3", "-c", "raise SystemExit(7)"]}
     kube.create_pod(kube_namespace, python_pod("never-starts", "print('must not run')", initContainers=[failing]))
     got = kube.wait_pod_phase(kube_namespace, "never-starts", "Succeeded", "Failed", timeout=120)
