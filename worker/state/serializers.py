@@ -108,6 +108,36 @@ def collect_declared_types(*hints: object) -> tuple[type, ...]:
     return tuple(found)
 
 
+def _ext_header(code: int, size: int) -> bytes:
+    """The msgpack header of an extension value of ``size`` bytes (as msgpack itself writes it)."""
+    fixed = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}.get(size)
+    if fixed is not None:
+        return bytes((fixed, code))
+    if size < 256:
+        return bytes((0xC7, size, code))
+    if size < 65536:
+        return b"\xc8" + size.to_bytes(2, "big") + bytes((code,))
+    return b"\xc9" + size.to_bytes(4, "big") + bytes((code,))
+
+
+def _flat_tuple(local: threading.local, value: tuple[Any, ...]) -> bytes | None:
+    """A tuple of plain values, encoded byte-for-byte as the tuple extension, without a Python hook per value.
+
+    Returns None for tuples holding anything that needs the extension hook (nested tuples, sets,
+    big ints, declared classes...), which then take the general path.
+    """
+    try:
+        inner = local.flat_packer
+    except AttributeError:
+        inner = local.flat_packer = msgpack.Packer(use_bin_type=True, strict_types=True)
+    try:
+        payload: bytes = inner.pack(list(value))
+    except (TypeError, ValueError, OverflowError):
+        local.flat_packer = msgpack.Packer(use_bin_type=True, strict_types=True)
+        return None
+    return _ext_header(_EXT_TUPLE, len(payload)) + payload
+
+
 class SafeSerializer(Serializer):
     """msgpack with typed extensions; only declared dataclasses/enums are ever instantiated.
 
@@ -148,6 +178,10 @@ class SafeSerializer(Serializer):
     def encode(self, value: Any) -> bytes:
         """Packs ``value``; undeclared classes raise SerializationError."""
         local = self._local
+        if type(value) is tuple:
+            flat = _flat_tuple(local, value)
+            if flat is not None:
+                return flat
         try:
             packer = local.packer
         except AttributeError:
