@@ -285,18 +285,22 @@ class ReduceOperator(StreamOperator):
 
     def _sum_pairs(self, batch: list[Any]) -> list[Any]:
         """``key_by(0).sum(1)`` on pairs, without a Python call per record (same state as the general path)."""
-        get, put = self._get, self._put
+        table = getattr(self._put, "__self__", None)
+        if type(table) is not dict:
+            return self._sum_second(batch)
+        get = table.get
         out: list[Any] = []
         append = out.append
-        for r in batch:
-            if len(r) != 2:
-                return out + self._reduce_general(batch[len(out):])
-            k = r[0]
-            acc = get(k)
-            if acc is not None:
-                r = (k, acc[1] + r[1])
-            put(k, r)
-            append(r)
+        try:
+            for r in batch:
+                k, v = r
+                acc = get(k)
+                if acc is not None:
+                    r = (k, acc[1] + v)
+                table[k] = r
+                append(r)
+        except (TypeError, ValueError):
+            return out + self._reduce_general(batch[len(out):])
         return out
 
     def _sum_second(self, batch: list[Any]) -> list[Any]:
