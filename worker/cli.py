@@ -238,7 +238,13 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
     print(f"savepoint {request_id} (checkpoint {started.get('checkpoint_id')}) in progress...", file=sys.stderr)
     deadline = time.monotonic() + parse_duration_ms(args.timeout) / 1000
     while time.monotonic() < deadline:
-        status = _http("GET", f"{base}/savepoints/{request_id}")
+        try:
+            status = _http("GET", f"{base}/savepoints/{request_id}")
+        except StreamJobError:
+            if args.stop and started.get("directory") and _savepoint_complete(started["directory"]):
+                print(started["directory"])
+                return 0
+            raise
         if status["status"] == "COMPLETED":
             print(status["location"])
             return 0
@@ -246,6 +252,16 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
             raise StreamJobError(f"savepoint {request_id} failed: {status.get('reason')}")
         time.sleep(0.2)
     raise StreamJobError(f"savepoint {request_id} did not complete within {args.timeout}")
+
+
+def _savepoint_complete(directory: str) -> bool:
+    """Whether a savepoint's ``_metadata`` exists (the job may have stopped and taken its API along)."""
+    from streamjob.worker.storage.stores import open_store
+
+    try:
+        return open_store(directory).exists("_metadata")
+    except StreamJobError:
+        return False
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
     finally:
         reporter.cancel()
         launcher.stop_all(grace_s=3.0 if jm.state == "FINISHED" else 0.0)
+        if any(r.stop for r in jm.savepoints.values()):
+            await asyncio.sleep(2.0)  # let `streamjob savepoint --stop` read the result before the API goes
         await runner.cleanup()
         jm.executor.shutdown(wait=False)
     return code, jm

@@ -92,6 +92,7 @@ class Slot:
         self.peers: dict[int, PeerConnection] = {}
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.running: set[asyncio.Task[None]] = set()
+        self.closed_tasks = 0
         self.data = DataServer(RecordCodec(), token=uuid.uuid4().hex, attempt=-1, on_error=self._fail)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -285,7 +286,8 @@ class Slot:
             return
         if not task.cancelled:
             self.send({"t": "task_finished", "vertex": task.vertex.id, "subtask": task.subtask})
-        if all(t.finishing or t.cancelled for t in self.tasks.values()):
+        self.closed_tasks += 1
+        if self.closed_tasks == len(self.tasks):
             self.send({"t": "slot_finished"})
             await asyncio.sleep(0.2)
             self.done.set()

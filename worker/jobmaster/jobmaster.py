@@ -49,6 +49,7 @@ class SavepointRequest:
     reason: str | None = None
     checkpoint_id: int | None = None
     stop: bool = False
+    directory: str | None = None
 
 
 @dataclass
@@ -377,7 +378,7 @@ class JobMaster:
         if any(r.status == "IN_PROGRESS" for r in self.savepoints.values()):
             raise ConfigError("a savepoint is already in progress; wait for it (GET /savepoints/<id>)")
         directory = self._require_storage().new_savepoint_dir(target)
-        request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop)
+        request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop, directory=directory)
         self.savepoints[request.id] = request
         pending = self.coordinator.trigger(savepoint_dir=directory, stop=stop, request_id=request.id)
         request.checkpoint_id = pending.id

@@ -81,7 +81,8 @@ async def trigger_savepoint(request: web.Request) -> web.Response:
         req = request.app[_JM].trigger_savepoint(target, stop)
     except StreamJobError as err:
         return _error(409, str(err))
-    return web.json_response({"request_id": req.id, "checkpoint_id": req.checkpoint_id}, status=202)
+    return web.json_response({"request_id": req.id, "checkpoint_id": req.checkpoint_id, "directory": req.directory},
+                             status=202)
 
 
 async def savepoint_status(request: web.Request) -> web.Response:

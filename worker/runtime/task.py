@@ -240,6 +240,8 @@ class Task:
             await self._process_from(1, drained)
         for w in self.writers:
             w.broadcast_event(barrier)
+        if snapshots is None:
+            return
         if barrier.stop:
             self.stopped_at = barrier.id
         self._start_upload(barrier, snapshots, None, 0.0)
@@ -349,6 +351,8 @@ class Task:
         snapshots = self._sync_snapshot(barrier)
         for w in self.writers:
             w.broadcast_event(barrier)
+        if snapshots is None:
+            return
         cap: _Capture | None = None
         if capture or self._pending_overtaken:
             cap = _Capture(capture)
@@ -373,9 +377,19 @@ class Task:
                             "reason": "a newer checkpoint overtook it at this task"})
 
     # -- snapshots --------------------------------------------------------------------------------
-    def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn]:
+    def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn] | None:
+        """The synchronous part of every operator's snapshot; None (and a decline) if one failed."""
         started = time.monotonic()
-        snapshots = {op.uid: op.snapshot(barrier.id, barrier.timestamp_ms) for op in self.operators}
+        snapshots: dict[str, SnapshotFn] = {}
+        for op in self.operators:
+            try:
+                snapshots[op.uid] = op.snapshot(barrier.id, barrier.timestamp_ms)
+            except Exception as err:
+                log.warning("snapshot of %s failed for checkpoint %s: %s", op.uid, barrier.id, err)
+                self.services.send({"t": "decline", "cp": barrier.id, "vertex": self.vertex.id,
+                                    "subtask": self.subtask,
+                                    "reason": f"operator '{op.uid}' failed to snapshot: {type(err).__name__}: {err}"})
+                return None
         self._sync_s = time.monotonic() - started
         return snapshots
 
