@@ -145,7 +145,7 @@ def test_overrides_replace_only_what_they_set_and_are_revalidated() -> None:
     base = CheckpointSettings(interval_ms=1000, retained=3)
     merged = CheckpointOverrides(interval_ms=200).apply(base)
     assert (merged.interval_ms, merged.retained) == (200, 3)
-    with pytest.raises(ValueError, match="unaligned"):
+    with pytest.raises(ConfigError, match=r"overrides \{'unaligned': True\} are invalid.*need mode EXACTLY_ONCE"):
         CheckpointOverrides(unaligned=True).apply(CheckpointSettings(mode=CheckpointingMode.AT_LEAST_ONCE))
 
 
@@ -229,3 +229,13 @@ def test_rate_limited_generator_never_exceeds_its_budget() -> None:
     (reader,) = readers(DataGeneratorSource(lambda i: i, count=10_000, records_per_second=1.0), 1)
     assert reader.poll(1000) in ([], [0])
     assert reader.next_poll_delay_s() > 0
+
+
+def test_knob_errors_are_one_line_without_pydantic_noise() -> None:
+    config = StreamExecutionEnvironment.get_execution_environment().get_checkpoint_config()
+    with pytest.raises(ConfigError) as err:
+        config.set_checkpoint_interval(5)
+    message = str(err.value)
+    assert "\n" not in message, message
+    assert "pydantic" not in message and "input_value" not in message, message
+    assert "interval_ms" in message and "10" in message, message

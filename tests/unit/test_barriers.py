@@ -167,6 +167,18 @@ def test_abort_releases_blocked_channels() -> None:
     assert not handler.aligning
 
 
+def test_barrier_of_an_aborted_checkpoint_does_not_block_again() -> None:
+    """A late barrier n after the coordinator aborted n must not block a channel until barrier n+1."""
+    host = FakeHost()
+    handler = AlignedBarrierHandler(host, 2)
+    handler.on_barrier(0, b(4), 0)
+    handler.abort(4)
+    host.take()
+    handler.on_barrier(1, b(4), 1)
+    assert host.blocked == set()
+    assert ("block", 1) not in host.take()
+
+
 # -- unaligned ------------------------------------------------------------------------------------------
 
 
