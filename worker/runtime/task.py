@@ -451,12 +451,19 @@ def _writer(storage: Any, barrier: Barrier, uid: str, subtask: int, local: Path 
 def _write_all(storage: Any, barrier: Barrier, subtask: int, snapshots: dict[str, SnapshotFn],
                local: Path | None) -> dict[str, dict[str, list[StateHandle]]]:
     out: dict[str, dict[str, list[StateHandle]]] = {}
+    writers = []
     for uid, write in snapshots.items():
-        out[uid] = write(_writer(storage, barrier, uid, subtask, local))
+        writer = _writer(storage, barrier, uid, subtask, local)
+        out[uid] = write(writer)
+        writers.append(writer)
+    for writer in writers:
+        writer.flush()  # one file-system sync for the whole snapshot, before the acknowledgement
     return out
 
 
 def _write_channel_state(storage: Any, barrier: Barrier, uid: str, subtask: int, serializer: SafeSerializer,
                          records: list[Any], local: Path | None) -> list[StateHandle]:
     writer = _writer(storage, barrier, uid, subtask, local)
-    return [writer.write("in-flight", serializer.encode(records))]
+    handles = [writer.write("in-flight", serializer.encode(records))]
+    writer.flush()
+    return handles

@@ -9,10 +9,12 @@ left by deletes are removed so that ``list_dirs`` matches S3's view. Opened by `
 from __future__ import annotations
 
 import builtins
+import ctypes
 import errno
 import hashlib
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -53,6 +55,28 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
     return True
 
 
+def _sync_filesystem(dirs: list[Path]) -> None:
+    """One ``syncfs`` of the file system holding ``dirs`` (Linux), else an fsync per directory's files."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        syncfs = None
+    if syncfs is not None:
+        fd = os.open(dirs[0], os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for directory in dirs:
+        for child in directory.iterdir():
+            if child.is_file():
+                with child.open("rb") as handle:
+                    os.fsync(handle.fileno())
+        _fsync_dir(directory)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -79,6 +103,8 @@ class FileObjectStore(ObjectStore):
             raise StorageError(f"FileObjectStore needs a file:// root, got {root}")
         self._root = root
         self._dir = Path(root.path)
+        self._unsynced: set[Path] = set()
+        self._unsynced_lock = threading.Lock()
 
     @property
     def root(self) -> StorageUri:
@@ -109,12 +135,27 @@ class FileObjectStore(ObjectStore):
 
     # Single objects
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
-        """Writes via a temporary file + fsync + rename (or link for ``if_absent``)."""
-        path = self._path(key)
-        return self._guard("write", self.uri(key), lambda: self._write_file(path, data, if_absent))
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, durable: bool = True) -> bool:
+        """Writes via a temporary file + fsync + rename (or link for ``if_absent``).
 
-    def _write_file(self, path: Path, data: bytes, if_absent: bool) -> bool:
+        ``durable=False`` skips the fsyncs; ``flush()`` later syncs the file system once, which is
+        much cheaper than an fsync per file for the many small files of one snapshot.
+        """
+        path = self._path(key)
+        written = self._guard("write", self.uri(key), lambda: self._write_file(path, data, if_absent, durable))
+        if not durable:
+            with self._unsynced_lock:
+                self._unsynced.add(path.parent)
+        return written
+
+    def flush(self) -> None:
+        """Syncs the file system holding the files written with ``durable=False``."""
+        with self._unsynced_lock:
+            dirs, self._unsynced = self._unsynced, set()
+        if dirs:
+            self._guard("sync", str(self._root), lambda: _sync_filesystem(sorted(dirs)))
+
+    def _write_file(self, path: Path, data: bytes, if_absent: bool, durable: bool = True) -> bool:
         tmp = path.with_name(f"{_TMP_MARK}{path.name}.{uuid.uuid4().hex}")
         for attempt in range(3):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +169,8 @@ class FileObjectStore(ObjectStore):
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             if if_absent:
                 try:
                     os.link(tmp, path)
@@ -143,7 +185,8 @@ class FileObjectStore(ObjectStore):
         finally:
             if tmp.exists():
                 tmp.unlink()
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
         return True
 
     def get(self, key: str) -> bytes:

@@ -88,12 +88,17 @@ class ObjectStore(abc.ABC):
         return str(self.root.join(key)) if key else str(self.root)
 
     @abc.abstractmethod
-    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, durable: bool = True) -> bool:
         """Writes ``data`` atomically (readers see the old object or the new one, never a part).
 
         With ``if_absent`` the write happens only if ``key`` does not exist yet; returns False
-        (writing nothing) when it did. Returns True when the object was written.
+        (writing nothing) when it did. Returns True when the object was written. With
+        ``durable=False`` the write may stay in the OS cache until ``flush()`` (S3 writes are
+        always durable).
         """
+
+    def flush(self) -> None:  # noqa: B027 - durable stores have nothing to do
+        """Makes every ``durable=False`` write of this store durable."""
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

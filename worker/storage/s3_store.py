@@ -201,7 +201,7 @@ class S3ObjectStore(ObjectStore):
 
     # Single objects
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, durable: bool = True) -> bool:
         """PutObject (with ``IfNoneMatch='*'`` when ``if_absent``)."""
         full = self._full(key)
 

@@ -74,7 +74,7 @@ class StorageSnapshotWriter:
         """Writes a private file and returns its handle (key groups inclusive)."""
         key = self._private + name
         self._claim(key)
-        self._store.put(key, data)
+        self._store.put(key, data, durable=False)
         start, end = key_groups if key_groups is not None else (None, None)
         return self._record(StateHandle(path=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                                         key_group_start=start, key_group_end=end))
@@ -99,6 +99,10 @@ class StorageSnapshotWriter:
         if self._shared is None:
             return False
         return self._store.exists(self._shared + name)
+
+    def flush(self) -> None:
+        """Makes this snapshot's private files durable (call before acknowledging the checkpoint)."""
+        self._store.flush()
 
     def written(self) -> list[StateHandle]:
         """Every handle returned so far, in write order."""
