@@ -1,4 +1,4 @@
-"""Per-sensor averages over 10-second windows from a checkpointed parallel source (the seeds' CompleteCheckpointingExample).
+"""Per-sensor averages over 10-second windows from a checkpointed parallel source (the seeds' complete example).
 
 The source keeps its sequence number in operator state (``CheckpointedFunction``), so after a
 restore it continues where the last checkpoint left it. Run it and stop it with Ctrl-C:
