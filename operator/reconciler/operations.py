@@ -37,6 +37,9 @@ from streamjob.operator.timeutil import format_time, seconds_since
 #: object goes (0 would drop the object at once while old processes may still hold ports and files).
 FAST_GRACE = 1
 
+#: JobMaster states in which it accepts worker registrations.
+ACCEPTING_STATES = frozenset({"DEPLOYING", "RECOVERING", "RUNNING"})
+
 LIFECYCLE_OF = {
     OperationKind.DEPLOY: LifecycleState.DEPLOYING,
     OperationKind.RESUME: LifecycleState.DEPLOYING,
@@ -476,8 +479,11 @@ def _verify(d: Draft) -> None:
         else:
             attempt_failed(d, spec, f"the JobMaster pod of attempt {dep.attempt} disappeared")
         return
-    if jm.ip and len(pods) < spec.worker_count + 1:
-        d.act(DeployWorkers(attempt, jm.ip))
+    if len(pods) < spec.worker_count + 1:
+        # Workers start once the JobMaster accepts registrations (it is DEPLOYING): slots that
+        # arrive earlier are refused by the runtime.
+        if jm.ip and d.facts.jobmaster.reachable and state in ACCEPTING_STATES:
+            d.act(DeployWorkers(attempt, jm.ip))
         return
     if healthy(d):
         _finish(d)

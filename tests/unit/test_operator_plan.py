@@ -88,6 +88,7 @@ class World:
         self.actions: list[object] = []
         self.deployed: list[tuple[int, str, str | None, int]] = []
         self.ip_pool = itertools.count(10)
+        self.jm_state = "RUNNING"
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
@@ -125,7 +126,7 @@ class World:
             now=self.now,
             new_job_id=self.next_id,
             pods=tuple(p.view() for p in self.pods.values()),
-            jobmaster=JobMasterView(reachable=reachable, state="RUNNING" if reachable else None),
+            jobmaster=JobMasterView(reachable=reachable, state=self.jm_state if reachable else None),
             savepoint_poll=poll,
             latest={i: self.latest(i) for i in ids if i is not None},
         )
@@ -531,3 +532,16 @@ def test_plan_is_pure() -> None:
     w = started()
     facts = w.facts()
     assert plan(facts) == plan(replace(facts))
+
+
+def test_workers_start_only_once_the_jobmaster_accepts_them() -> None:
+    w = World(dict(BASE))
+    w.jm_state = "CREATED"  # still resolving its restore point and loading the pipeline
+    for _ in range(5):
+        w.step()
+    assert w.count(DeployAttempt) == 1 and w.count(DeployWorkers) == 0
+    w.jm_state = "DEPLOYING"
+    w.step()
+    assert w.count(DeployWorkers) == 1
+    w.jm_state = "RUNNING"
+    w.run_until(running)
