@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="streamjob",
         description="Checkpointed streaming jobs in Python. Start with `streamjob demo`, then "
                     "`streamjob run examples/balance.py --checkpoint-interval 1s`.")
-    p.add_argument("--log-level", default=os.environ.get("STREAMJOB_LOG_LEVEL", "WARNING"),
-                   help="logging level (DEBUG, INFO, WARNING)")
+    p.add_argument("--log-level", default=os.environ.get("STREAMJOB_LOG_LEVEL"),
+                   help="logging level (DEBUG, INFO, WARNING; default INFO for jobmaster/worker, else WARNING)")
     p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -161,7 +161,7 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
     plan = resolve_plan(config, loaded, default_checkpoints_uri=config.checkpoints_uri or "")
 
     def log_event(kind: str, data: dict[str, Any]) -> None:
-        logging.getLogger("streamjob.jobmaster").warning("event %s %s", kind, json.dumps(data, default=str))
+        logging.getLogger("streamjob.jobmaster").info("event %s %s", kind, json.dumps(data, default=str))
 
     async def main() -> int:
         jm = JobMaster(plan, events=log_event)
@@ -297,7 +297,8 @@ _COMMANDS = {"run": _cmd_run, "jobmaster": _cmd_jobmaster, "worker": _cmd_worker
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+    level = args.log_level or ("INFO" if args.command in ("jobmaster", "worker", "slot") else "WARNING")
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "slot":
         from streamjob.worker.slot import run_slot

@@ -172,12 +172,20 @@ class Slot:
             for task in self.tasks.values():
                 self._guard(task, task.notify_aborted, message["cp"])
         elif kind == "finish":
+            self._expect_disconnects()
             for task in self.tasks.values():
                 task.finish()
         elif kind == "cancel":
+            self._expect_disconnects()
             for task in self.tasks.values():
                 task.cancel()
             self.done.set()
+
+    def _expect_disconnects(self) -> None:
+        """The job is ending: peers closing their connections is no failure."""
+        self.data.closing = True
+        for peer in self.peers.values():
+            peer.closing = True
 
     def _guard(self, task: Task, fn: Any, arg: Any) -> None:
         try:
