@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     def save(name: str) -> tuple[Path, Path]:
         if name in SCENARIOS:
             results["scenarios"][name] = collect(SCENARIOS[name], args.quick, outcomes[name])
-        results["derived"] = derive(results["scenarios"])
+        results["derived"] = derive(results["scenarios"], results["environment"]["cpus"] or 1)
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         return report.write(results, args.out)
 

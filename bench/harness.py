@@ -168,6 +168,13 @@ def _cpu_ns_per_event(reports: list[dict[str, Any]]) -> float | None:
     return round(cpu * 1e9 / events, 1)
 
 
+def _cpu_share(reports: list[dict[str, Any]]) -> float | None:
+    """The fraction of a core each slot process got while records flowed (1.0 = a core of its own)."""
+    shares = [float(r["cpu_s"]) / (float(r["cpu_at"]) - float(r["first"])) for r in reports
+              if r.get("cpu_at") and r.get("first") and float(r["cpu_at"]) - float(r["first"]) > 0.05]
+    return round(sum(shares) / len(shares), 3) if shares else None
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..1); None for no values."""
     if not values:
@@ -241,6 +248,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "wall_s": round(wall, 4),
         "events_per_s": round(count / wall),
         "cpu_ns_per_event": _cpu_ns_per_event(reports),
+        "cpu_share_per_slot": _cpu_share(reports),
         "startup_s": round(first - launched, 3),
         "ready_s": round(seen.running_at - launched, 3) if seen.running_at else None,
         "process_s": round(ended - launched, 3),

@@ -122,6 +122,23 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| memory bounded with a slow sink | growth {_fmt(mem['rss_growth_mb'], 1)} MB "
                      f"while records flow (after the first 20 %), peak {_fmt(bp['max_slot_peak_rss_mb'], 1)} MB "
                      f"| {_fmt(met.get('memory_bounded_under_backpressure', mem['bounded']))} |")
+    capacity = derived.get("capacity_events_per_s", {})
+    if capacity:
+        lines += ["", "## CPU view (for a loaded machine)", "",
+                  "Wall-clock figures above depend on how much CPU other processes leave. Below: the share of a "
+                  "core each slot got while records flowed, and the throughput the measured CPU cost per event "
+                  "allows if each slot had a core of its own (min(p, CPUs) × 10⁹ / CPU ns per event; ignores the "
+                  "JobMaster and waits — an estimate, not a measurement).", "",
+                  "| scenario | CPU share per slot | CPU ns/event | CPU-bound capacity, events/s |",
+                  "|---|---:|---:|---:|"]
+        for name, value in capacity.items():
+            s = sc[name]["summary"]
+            lines.append(f"| {name} | {_fmt(s['cpu_share_per_slot']['median'], 2)} "
+                         f"| {_fmt(s['cpu_ns_per_event']['median'])} | {_fmt(value)} |")
+        cpu_cost = derived.get("checkpoint_cost_cpu_pct", {})
+        if cpu_cost:
+            lines += ["", "Checkpointing every 1 s, cost in CPU per event: "
+                      + ", ".join(f"{k}: {v} %" for k, v in cpu_cost.items()) + "."]
     parts = [(n, sc[n]["summary"]["checkpoint_parts_p50_ms"]) for n in ("p1_cp1s", "p2_cp1s", "checkpoints")
              if sc.get(n, {}).get("summary")]
     if parts:

@@ -63,6 +63,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         self.cpu_first = 0.0
         self.cpu_last = 0.0
         self.cpu_count = 0
+        self.cpu_at = 0.0
         self._cpu_due = 0.0
         self.subtask = 0
 
@@ -85,6 +86,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         if now >= self._cpu_due:
             self.cpu_last = time.process_time()
             self.cpu_count = self.count
+            self.cpu_at = now
             self._cpu_due = now + _CPU_EVERY_S
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
@@ -97,7 +99,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         report = {
             "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
             "first": self.first, "last": self.last, "cpu_s": self.cpu_last - self.cpu_first,
-            "cpu_count": self.cpu_count,
+            "cpu_count": self.cpu_count, "cpu_at": self.cpu_at,
             "vm_hwm_kb": _status_kb("VmHWM"), "vm_rss_kb": _status_kb("VmRSS"),
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
