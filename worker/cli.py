@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from streamjob.worker.config import CheckpointOverrides, JobConfig, parse_job_config
+    from streamjob.worker.config import JobConfig, parse_job_config
     from streamjob.worker.loader import load_job
     from streamjob.worker.local import Progress, run_local, slug
 
@@ -129,13 +129,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     raw = {
         "name": name, "entrypoint": args.entrypoint, "args": args.args, "parallelism": args.parallelism,
         "max_parallelism": args.max_parallelism, "state_backend": args.state_backend,
-        "checkpoint": CheckpointOverrides.model_validate(overrides).model_dump(),
+        "checkpoint": overrides,
         "checkpoints_uri": _uri(args.checkpoint_dir) if args.checkpoint_dir else None,
         "savepoints_uri": _uri(args.savepoint_dir) if args.savepoint_dir else None,
         "restore_from": args.restore if args.restore in (None, "latest") else _uri(args.restore),
         "allow_non_restored_state": args.allow_non_restored_state, "rest_port": args.rest_port,
     }
-    config: JobConfig = parse_job_config(raw, source="command line")
+    config: JobConfig = parse_job_config(raw, source="(from the command-line flags)")
     return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet))
 
 
