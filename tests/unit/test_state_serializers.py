@@ -137,3 +137,18 @@ def test_named_tuples_are_declarable() -> None:
         SafeSerializer().decode(serializer.encode(Tick("A", 1.0)))
     with pytest.raises(SerializationError, match="only declare"):
         SafeSerializer(declared_types=[dict])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [(), (1,), ("a", 2), (1, "x" * 300), tuple(range(20)), tuple("y" * 70_000 for _ in range(1)), (None, True, 1.5)],
+)
+def test_flat_tuple_fast_path_is_byte_identical_to_the_extension(value: tuple[object, ...]) -> None:
+    import msgpack
+
+    expected = msgpack.packb(msgpack.ExtType(1, msgpack.packb(list(value), use_bin_type=True)), use_bin_type=True)
+    serializer = SafeSerializer()
+    assert serializer.encode(value) == expected
+    assert serializer.decode(expected) == value
+    nested = (value, {1, 2}, 2**70)
+    assert serializer.decode(serializer.encode(nested)) == nested
