@@ -1,3 +1,3 @@
 """Root conftest: registers the shared fixture plugins of every test tier."""
 
-pytest_plugins = ["tests.support.s3server", "tests.cluster.fixtures"]
+pytest_plugins = ["tests.support.s3server", "tests.support.kafka", "tests.cluster.fixtures"]

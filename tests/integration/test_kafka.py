@@ -1,0 +1,118 @@
+"""Kafka source and sink against the real broker: replay after a kill, exactly-once output, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamjob.worker.api.sources import SourceReaderContext
+from streamjob.worker.connectors.kafka import KafkaConnectorError, KafkaSink, KafkaSource
+from tests.integration.faultjobs.jobs import compare, read_file_outputs, read_kafka_outputs
+from tests.integration.faultjobs.runner import HookedProgress, run_job
+from tests.support.kafka import KafkaBroker
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+
+
+def _produce(broker: KafkaBroker, topic: str, count: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    for i in range(count):
+        producer.produce(topic, str(i).encode(), partition=i % 3)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def _kill_worker_at(checkpoint: int) -> Any:
+    def hook(progress: HookedProgress, kind: str, data: dict[str, Any]) -> None:
+        if kind == "checkpoint" and data["id"] >= checkpoint and not getattr(progress, "killed", False):
+            pids = progress.launcher.pids() if progress.launcher is not None else []
+            if pids:
+                progress.killed = True  # type: ignore[attr-defined]
+                os.kill(pids[-1], signal.SIGKILL)
+    return hook
+
+
+def test_source_replays_from_checkpointed_offsets_after_a_kill(kafka_broker: KafkaBroker, kafka_topic: str,
+                                                              tmp_path: Path) -> None:
+    count = 20_000
+    _produce(kafka_broker, kafka_topic, count)
+    out = (tmp_path / "out").as_uri()
+    code, progress = run_job(["source=kafka", f"topic={kafka_topic}", f"bootstrap={kafka_broker.bootstrap}",
+                              "bounded=1", f"output={out}", "interval=100"], tmp_path / "w",
+                             (tmp_path / "chk").as_uri(), _kill_worker_at(1))
+    assert code == 0, progress.lines
+    assert progress.count("restarting") == 1, progress.lines
+    assert compare(read_file_outputs(out), count, exactly_once=True) is None
+
+
+def test_sink_is_exactly_once_with_read_committed_after_a_kill(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    out_topic = kafka_broker.create_topic(f"out-{tmp_path.name[-20:]}", partitions=2)
+    count = 4_000
+    code, progress = run_job(["source=gen", f"count={count}", "rate=2000", "sink=kafka", f"out_topic={out_topic}",
+                              f"bootstrap={kafka_broker.bootstrap}", "interval=200"], tmp_path / "w",
+                             (tmp_path / "chk").as_uri(), _kill_worker_at(3))
+    assert code == 0, progress.lines
+    assert progress.count("restarting") == 1, progress.lines
+    problem = compare(read_kafka_outputs(kafka_broker.bootstrap, out_topic), count, exactly_once=True)
+    assert problem is None, problem
+
+
+def test_at_least_once_sink_loses_nothing(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    out_topic = kafka_broker.create_topic(f"alo-{tmp_path.name[-20:]}", partitions=1)
+    count = 3_000
+    code, progress = run_job(["source=gen", f"count={count}", "rate=2000", "sink=kafka", f"out_topic={out_topic}",
+                              "semantic=at-least-once", f"bootstrap={kafka_broker.bootstrap}", "interval=200"],
+                             tmp_path / "w", (tmp_path / "chk").as_uri(), _kill_worker_at(2))
+    assert code == 0, progress.lines
+    assert compare(read_kafka_outputs(kafka_broker.bootstrap, out_topic), count, exactly_once=False) is None
+
+
+def test_partition_discovery_and_resume_in_a_reader(kafka_broker: KafkaBroker, kafka_topic: str) -> None:
+    _produce(kafka_broker, kafka_topic, 30)
+    source = KafkaSource(kafka_topic, kafka_broker.bootstrap, "g", discovery_interval_ms=100)
+    reader = source.create_reader(SourceReaderContext(0, 1, 0), None)
+    got: list[Any] = []
+    while len(got) < 10:
+        got.extend(reader.poll(5) or [])
+    state = reader.snapshot()
+    reader.close()
+    restored = source.create_reader(SourceReaderContext(0, 1, 1), state)
+    kafka_broker.add_partitions(kafka_topic, 4)
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    producer.produce(kafka_topic, b"new", partition=3)
+    producer.flush(10)
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sorted(got) != sorted([*map(str, range(30)), "new"]):
+        got.extend(restored.poll(50) or [])
+    restored.close()
+    assert sorted(got) == sorted([*map(str, range(30)), "new"])
+
+
+def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    ctx = SourceReaderContext(0, 1, 0)
+    with pytest.raises(KafkaConnectorError, match="cannot reach the Kafka brokers"):
+        KafkaSource("x", "127.0.0.1:1", "g", metadata_timeout_ms=1500).create_reader(ctx, None)
+    with pytest.raises(KafkaConnectorError, match="does not exist"):
+        KafkaSource("no-such-topic", kafka_broker.bootstrap, "g").create_reader(ctx, None)
+    sink = KafkaSink("no-such-topic", kafka_broker.bootstrap, "at-least-once", timeout_ms=5000)
+    sink.open(type("R", (), {"get_index_of_this_subtask": lambda s: 0,
+                             "get_number_of_parallel_subtasks": lambda s: 1})())
+    with pytest.raises(KafkaConnectorError, match="does not exist"):
+        sink.begin_transaction()
+    # in a job: a clear job error, not a hang or silent loss
+    code, progress = run_job(["source=kafka", "topic=no-such-topic", f"bootstrap={kafka_broker.bootstrap}",
+                              f"output={(tmp_path / 'o').as_uri()}", "restart=none"], tmp_path / "w",
+                             (tmp_path / "chk").as_uri())
+    assert code != 0
+    assert any("does not exist" in line for line in progress.lines), progress.lines
