@@ -138,6 +138,7 @@ class Task:
             self.operators.append(op)
         for op in self.operators:
             op.open()
+        self._has_timers = any(op.backend is not None for op in self.operators)
 
     # -- control (called by the slot between batches) ----------------------------------------------
     def trigger_checkpoint(self, barrier: Barrier) -> None:
@@ -265,6 +266,8 @@ class Task:
                 await self._process_from(0, item)
                 if self._alignment_timeout and handler.aligning:
                     handler.check_timeout(now_ms())
+                if self._has_timers:
+                    await self._fire_timers()
                 continue
             if type(item) is Barrier:
                 self._barrier_first_seen.setdefault(item.id, time.monotonic())
@@ -282,6 +285,7 @@ class Task:
             await self._fire_timers()
 
     _pending_overtaken: tuple[int, list[list[Any]]] | None = None
+    _has_timers = False
 
     def _capture(self, channel: InputChannel, batch: list[Any]) -> None:
         for capture in self._captures.values():
