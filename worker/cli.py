@@ -33,6 +33,14 @@ def parse_duration_ms(text: str) -> int:
     return int(value * factor)
 
 
+def _scalar(text: str) -> Any:
+    """``true``/``false``/numbers as JSON, anything else as a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _uri(text: str) -> str:
     from streamjob.worker.storage.uri import parse_storage_uri
 
@@ -71,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
                                        "savepoint URI")
     run.add_argument("--allow-non-restored-state", action="store_true",
                      help="drop state of operators that are no longer in the job instead of failing")
+    run.add_argument("-D", dest="defines", action="append", default=[], metavar="checkpoint.KEY=VALUE",
+                     help="a checkpoint setting, as in job.json: e.g. -D checkpoint.unaligned=true, "
+                          "-D checkpoint.aligned_timeout_ms=200, -D checkpoint.tolerable_failures=3, "
+                          "-D checkpoint.retained=3, -D checkpoint.incremental=true (repeatable)")
     run.add_argument("--rest-port", type=int, default=8081, help="REST API port (0 = any free port; default 8081)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -126,6 +138,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["interval_ms"] = parse_duration_ms(args.checkpoint_interval)
     if args.mode:
         overrides["mode"] = args.mode
+    for define in args.defines:
+        key, sep, value = define.partition("=")
+        if not sep or not key.startswith("checkpoint."):
+            raise ConfigError(f"-D {define}: use -D checkpoint.KEY=VALUE (KEY as in job.json's checkpoint section)")
+        overrides[key.removeprefix("checkpoint.")] = _scalar(value)
     raw = {
         "name": name, "entrypoint": args.entrypoint, "args": args.args, "parallelism": args.parallelism,
         "max_parallelism": args.max_parallelism, "state_backend": args.state_backend,
