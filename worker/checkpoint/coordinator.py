@@ -143,11 +143,15 @@ class CheckpointCoordinator:
             task_.add_done_callback(self._background.discard)
         return result
 
-    def receive_decline(self, checkpoint_id: int, task: TaskKey, reason: str) -> None:
-        """A task could not snapshot: the checkpoint fails."""
+    def receive_decline(self, checkpoint_id: int, task: TaskKey, reason: str, *, subsumed: bool = False) -> None:
+        """A task could not snapshot (or a newer barrier overtook it): the checkpoint fails.
+
+        A subsumed checkpoint does not count towards the tolerable failure number (as in Flink).
+        """
         if checkpoint_id in self.pending and not self.pending[checkpoint_id].finalizing:
             log.warning("checkpoint %d declined by %s/%d: %s", checkpoint_id, task[0], task[1], reason)
-            self._abort(checkpoint_id, CheckpointFailureReason.DECLINED, detail=reason)
+            why = CheckpointFailureReason.SUBSUMED if subsumed else CheckpointFailureReason.DECLINED
+            self._abort(checkpoint_id, why, detail=reason)
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
         pending.finalizing = True

@@ -339,7 +339,8 @@ class JobMaster:
             coordinator.receive_ack(message["cp"], (message["vertex"], message["subtask"]),
                                     TaskAck(states, message.get("stats", {}), message.get("positions", [])))
         elif kind == "decline" and coordinator is not None:
-            coordinator.receive_decline(message["cp"], (message["vertex"], message["subtask"]), message["reason"])
+            coordinator.receive_decline(message["cp"], (message["vertex"], message["subtask"]), message["reason"],
+                                        subsumed=bool(message.get("subsumed")))
         elif kind in ("task_failed", "slot_failed"):
             where = f"task {message['vertex']} ({message['subtask'] + 1})" if kind == "task_failed" else \
                 f"worker slot {conn.index}"

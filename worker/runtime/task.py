@@ -378,7 +378,7 @@ class Task:
     def cancel_alignment(self, checkpoint_id: int) -> None:
         self._captures.pop(checkpoint_id, None)
         self.services.send({"t": "decline", "cp": checkpoint_id, "vertex": self.vertex.id, "subtask": self.subtask,
-                            "reason": "a newer checkpoint overtook it at this task"})
+                            "reason": "a newer checkpoint overtook it at this task", "subsumed": True})
 
     # -- snapshots --------------------------------------------------------------------------------
     def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn] | None:

@@ -267,7 +267,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         raw = {name: rows.copy() for name, rows in self._raw.items()}
         with self._inflight_lock:
             self._inflight += 1
-        return _FrozenHashMap(self._metas(), tables, raw, self._assigner.assign, self._snapshot_released)
+        return _FrozenHashMap(self._metas(), tables, raw, self._assigner.lookup, self._snapshot_released)
 
     def _snapshot_released(self) -> None:
         with self._inflight_lock:

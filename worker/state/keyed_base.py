@@ -258,20 +258,25 @@ class KeyedBackendBase(KeyedStateBackend):
         timers: tuple[list[tuple[int, Any]], list[tuple[int, Any]]],
         chunks: list[Chunk],
     ) -> list[tuple[Chunk, bytes]]:
-        wanted = set(chunks)
-        per_chunk: dict[Chunk, dict[int, GroupData]] = {chunk: {} for chunk in chunks}
+        low, high = self._ctx.key_group_range
+        wanted = bytearray(high - low + 1)  # 1 for the key groups of the chunks to write
+        for start, end in chunks:
+            wanted[start - low : end - low + 1] = b"\x01" * (end - start + 1)
+        groups: dict[int, GroupData] = {}
         chunk_of = self.chunk_of
 
         def group_for(key_group: int) -> GroupData | None:
-            groups = per_chunk.get(chunk_of(key_group))
-            if groups is None:
-                return None
             group = groups.get(key_group)
-            if group is None:
-                group = groups[key_group] = GroupData()
+            if group is not None:
+                return group
+            if not low <= key_group <= high:
+                chunk_of(key_group)  # raises the routing error
+            if not wanted[key_group - low]:
+                return None
+            group = groups[key_group] = GroupData()
             return group
 
-        lookup = self._assigner.assign
+        lookup = self._assigner.lookup  # keys held in dicts and sets are hashable
         for ts, key in timers[0]:
             group = group_for(lookup(key))
             if group is not None:
@@ -286,10 +291,10 @@ class KeyedBackendBase(KeyedStateBackend):
             raise SerializationError(f"operator {self._ctx.operator_uid!r}: {exc}") from exc
         out: list[tuple[Chunk, bytes]] = []
         for chunk in chunks:
-            if chunk in wanted:
-                data = encode_chunk(chunk, self._ctx.max_parallelism, frozen.metas, per_chunk[chunk])
-                if data is not None:
-                    out.append((chunk, data))
+            members = {kg: groups[kg] for kg in range(chunk[0], chunk[1] + 1) if kg in groups}
+            data = encode_chunk(chunk, self._ctx.max_parallelism, frozen.metas, members)
+            if data is not None:
+                out.append((chunk, data))
         return out
 
     # -- restore -----------------------------------------------------------------------------
