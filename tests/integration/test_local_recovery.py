@@ -1,0 +1,68 @@
+"""Local mode, real processes: checkpoints land in storage and a SIGKILLed worker costs no record.
+
+Every test runs the keyed-sum job (``jobs/keyed_sum.py``) with ``streamjob run`` and checks the
+committed FileSink output against the failure-free result computed in the test. Storage-bound tests
+run on ``file://`` and on the real SeaweedFS ``s3://``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from streamjob.worker.testing import FaultInjector, LocalJob, read_committed, run_cli
+from tests.integration.jobs import keyed_sum
+from tests.integration.jobs.support import KEYED_SUM, run_with_kill
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(params=["file", "s3"])
+def root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh storage root on the local filesystem or on the real S3 server."""
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_prefix"))
+    return tmp_path_factory.mktemp("root").as_uri()
+
+
+def test_job_checkpoints_and_cli_lists_them(root: str) -> None:
+    out, checkpoints = f"{root}/out", f"{root}/checkpoints"
+    with LocalJob(KEYED_SUM, f"out={out}", "count=1500", "rate=1500", checkpoint_dir=checkpoints) as job:
+        job.wait_for_checkpoints(2)
+        job_id = job.job()["id"]
+        assert job.wait() == 0, job.describe()
+    completed = [int(m) for m in re.findall(r"checkpoint (\d+) completed", job.output())]
+    assert completed, job.describe()
+
+    listing = run_cli("checkpoints", checkpoints, "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = json.loads(listing.stdout)
+    assert rows, listing.stdout
+    assert {r["kind"] for r in rows} == {"checkpoint"}
+    assert {r["job_id"] for r in rows} == {job_id}
+    assert max(r["id"] for r in rows) == max(completed)
+    assert all(r["location"].startswith(f"{checkpoints}/local/keyed-sum/{job_id}/chk-") for r in rows)
+
+    table = run_cli("checkpoints", checkpoints)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[:3] == ["KIND", "ID", "JOB"]
+    assert f"chk-{max(completed)}" in table.stdout
+
+    assert keyed_sum.check_exactly_once(read_committed(out), 1500) is None
+
+
+def test_killed_worker_recovers_with_exact_output(root: str) -> None:
+    injector = FaultInjector(checkpoints=(1, 3), workers=2)
+    events = run_with_kill(root, injector)
+    problem = keyed_sum.check_exactly_once(read_committed(f"{root}/out"), events)
+    assert problem is None, f"{injector}: {problem}"
+
+
+def test_killed_worker_at_least_once_loses_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("alo").as_uri()
+    injector = FaultInjector(checkpoints=(1, 3), workers=2)
+    events = run_with_kill(root, injector, ["--mode", "AT_LEAST_ONCE"])
+    problem = keyed_sum.check_at_least_once(read_committed(f"{root}/out"), events)
+    assert problem is None, f"{injector}: {problem}"
