@@ -54,6 +54,7 @@ class JobSpec:
     timeout_s: float = 600.0
     sample_every_s: float = 0.1
     extra_args: tuple[str, ...] = ()
+    autogroup_nice: int | None = None
 
 
 @dataclass
@@ -199,6 +200,8 @@ def run_job(spec: JobSpec) -> dict[str, Any]:
         launched = time.time()
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        if spec.autogroup_nice is not None:
+            procs.set_autogroup_nice(proc.pid, spec.autogroup_nice)
         reader = threading.Thread(target=_read_progress, args=(proc.stderr, seen), daemon=True)
         reader.start()
         next_rest = 0.0
@@ -263,6 +266,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "rss_samples": seen.rss,
         "records_window_s": [round(first - launched, 3), round(last - launched, 3)],
         "load_average_before": load_before,
-        "per_sink": [{"subtask": r["subtask"], "count": r["count"], "first": r["first"], "last": r["last"]}
+        "per_sink": [{k: r.get(k) for k in ("subtask", "pid", "count", "first", "last", "cpu_s", "cpu_count",
+                                             "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")}
                      for r in reports],
     }

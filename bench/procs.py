@@ -51,6 +51,20 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Sets the nice value of ``pid``'s scheduler autogroup (its session); False if not possible.
+
+    Linux's CFS shares the CPUs fairly between autogroups (sessions) first: the job launched in its
+    own session gets one session's share however many slot processes it runs. A negative value
+    gives the job's session more weight — it takes CPU from the machine's other sessions.
+    """
+    try:
+        (_PROC / str(pid) / "autogroup").write_text(str(nice))
+    except OSError:
+        return False
+    return True
+
+
 def load_average() -> float:
     """The 1-minute load average (a noise indicator on a shared machine); -1 where unknown."""
     try:

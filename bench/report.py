@@ -59,6 +59,23 @@ def _noise(spread: dict[str, Any]) -> str:
     return f"{spread['min']:,.0f}–{spread['max']:,.0f} (±{spread['spread_pct'] / 2:.0f} %)"
 
 
+def _loads(results: dict[str, Any]) -> str:
+    loads = [load for d in results["scenarios"].values() for r in d.get("runs", []) for load in
+             [r.get("load_average_before")] if load is not None]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "–"
+
+
+def _priority(results: dict[str, Any]) -> str:
+    nice = results.get("autogroup_nice")
+    if nice is None:
+        return ("Jobs ran at normal priority: on a machine shared with other sessions the kernel gives the job's "
+                "session (all its processes together) one session's share of the CPUs, so wall-clock figures "
+                "mostly measure the other load; see the CPU view.")
+    return (f"Jobs ran with their session's scheduler autogroup at nice {nice} (`--autogroup-nice`), so that they "
+            "got close to the whole machine although other sessions were busy; the CPU share column shows how "
+            "close.")
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The human-readable report."""
     env = results["environment"]
@@ -69,7 +86,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{'QUICK smoke run (not representative)' if results['quick'] else 'full run'}",
         "",
         f"Machine: {env['cpus']} CPUs, {env['memory_mb']:,} MB, Python {env['python']} ({env['platform']}); "
-        f"code at {env['git_commit'][:10]}{' (worker/ modified)' if env['git_dirty_worker'] else ''}.",
+        f"code at {env['git_commit'][:10]}{' (worker/ modified)' if env['git_dirty_worker'] else ''}. "
+        f"Load average before the runs: {_loads(results)}.",
+        "",
+        _priority(results),
         "",
         "Throughput is records / (last record − first record) at the sinks (start-up excluded, reported "
         "separately); figures are the median of the runs, the range shows the noise. Checkpoint durations "

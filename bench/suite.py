@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bench.harness import JobSpec, RunError, percentile, run_job
@@ -184,9 +184,10 @@ def repeats(scenario: Scenario, quick: bool, repeat: int | None) -> int:
     return repeat if repeat is not None else (1 if quick else scenario.repeat)
 
 
-def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], None]) -> dict[str, Any] | str:
+def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], None],
+             autogroup_nice: int | None = None) -> dict[str, Any] | str:
     """One run of ``scenario``: its measurements, or the error message if it failed."""
-    spec = scenario.quick if quick else scenario.spec
+    spec = replace(scenario.quick if quick else scenario.spec, autogroup_nice=autogroup_nice)
     started = time.monotonic()
     try:
         run = run_job(spec)

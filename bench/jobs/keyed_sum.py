@@ -29,8 +29,8 @@ from streamjob.worker.api.sinks import SinkFunction
 _CPU_EVERY_S = 0.05
 
 
-def _status_kb(field: str) -> int:
-    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM); 0 where /proc is missing."""
+def _status_number(field: str) -> int:
+    """A numeric field of /proc/self/status (VmRSS and VmHWM in kB, context switches); 0 without /proc."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -100,7 +100,9 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
             "first": self.first, "last": self.last, "cpu_s": self.cpu_last - self.cpu_first,
             "cpu_count": self.cpu_count, "cpu_at": self.cpu_at,
-            "vm_hwm_kb": _status_kb("VmHWM"), "vm_rss_kb": _status_kb("VmRSS"),
+            "vm_hwm_kb": _status_number("VmHWM"), "vm_rss_kb": _status_number("VmRSS"),
+            "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
+            "nonvoluntary_ctxt_switches": _status_number("nonvoluntary_ctxt_switches"),
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
         partial = path.with_suffix(".part")
