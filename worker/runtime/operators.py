@@ -262,7 +262,10 @@ class ReduceOperator(StreamOperator):
         super().open()
         assert self.backend is not None
         descriptor = with_job_types(ValueStateDescriptor("__reduce__"), self.setup.info.job_types)
-        self._get, self._put = self.backend.get_value_accessors(descriptor)
+        summing = "sum_field" in self.setup.transformation.options
+        # A user reduce function may mutate its accumulator in place: the backend then hands out
+        # private copies while a snapshot is being written. Sums build new tuples and need no copies.
+        self._get, self._put = self.backend.get_value_accessors(descriptor, mutable_values=not summing)
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         options = self.setup.transformation.options
