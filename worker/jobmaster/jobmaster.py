@@ -175,14 +175,20 @@ class JobMaster:
         return restore
 
     async def run(self) -> int:
-        """Runs attempts until the job ends; returns the process exit code."""
+        """Runs attempts until the job ends; returns the process exit code.
+
+        Problems found before the first attempt (storage unreachable, a corrupted or incompatible
+        snapshot, a uid mismatch) raise ``StreamJobError`` before any worker starts, so the CLI
+        reports them as one error line with the error's exit code.
+        """
         try:
             restore = await self._resolve_start()
+            loaded = await self._load(restore) if restore else None
+            if loaded is not None:
+                plan_restore(loaded.metadata, self.graph, allow_non_restored_state=self.config.allow_non_restored_state)
         except StreamJobError as err:
             self.state, self.failure = "FAILED", str(err)
-            self.events("failed", {"reason": str(err)})
-            return err.exit_code
-        loaded = await self._load(restore) if restore else None
+            raise
         while True:
             outcome = await self._run_attempt(loaded)
             if outcome.kind != "failed":
@@ -195,7 +201,7 @@ class JobMaster:
             if delay is None or self.launcher is None:
                 self.state = "FAILED"
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
-                return 5
+                return self.exit_code or 5
             self.state = "RESTARTING"
             self.events("restarting", {"reason": outcome.reason, "delay_ms": delay, "restart": self.restarts})
             await asyncio.sleep(delay / 1000)
