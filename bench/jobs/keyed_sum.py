@@ -16,6 +16,7 @@ Run by the harness as ``streamjob run bench/jobs/keyed_sum.py -- --records N --k
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
@@ -27,6 +28,18 @@ from streamjob.worker.api.functions import CheckpointListener, RichFunction
 from streamjob.worker.api.sinks import SinkFunction
 
 _CPU_EVERY_S = 0.05
+_GC_STATS: dict[str, list[float]] = {}
+_GC_STARTED: list[float] = [0.0]
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    """A ``gc.callbacks`` hook: collections and seconds per generation (opt-in: ``--gc-stats``)."""
+    if phase == "start":
+        _GC_STARTED[0] = time.perf_counter()
+        return
+    entry = _GC_STATS.setdefault(str(info["generation"]), [0.0, 0.0])
+    entry[0] += 1
+    entry[1] += time.perf_counter() - _GC_STARTED[0]
 
 
 def _status_number(field: str) -> int:
@@ -103,6 +116,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             "vm_hwm_kb": _status_number("VmHWM"), "vm_rss_kb": _status_number("VmRSS"),
             "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
             "nonvoluntary_ctxt_switches": _status_number("nonvoluntary_ctxt_switches"),
+            "gc": {gen: {"collections": int(n), "seconds": round(s, 4)} for gen, (n, s) in _GC_STATS.items()},
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
         partial = path.with_suffix(".part")
@@ -126,7 +140,18 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--sink-delay-us", type=float, default=0.0, help="sleep per record in the sink")
     parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
     parser.add_argument("--batch-size", type=int, default=None, help="records per network batch")
+    parser.add_argument("--gc-threshold", type=int, default=None,
+                        help="experiment: gc.set_threshold(N) in every process that loads the job")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="experiment: gc.freeze() in every process that loads the job (after its imports)")
+    parser.add_argument("--gc-stats", action="store_true", help="report garbage collections and their time")
     opts = parser.parse_args(args)
+    if opts.gc_stats and _gc_timer not in gc.callbacks:
+        gc.callbacks.append(_gc_timer)
+    if opts.gc_threshold:
+        gc.set_threshold(opts.gc_threshold)
+    if opts.gc_freeze:
+        gc.freeze()
     env = StreamExecutionEnvironment.get_execution_environment()
     if opts.batch_size:
         env.set_buffer_size(opts.batch_size)
