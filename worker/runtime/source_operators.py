@@ -103,9 +103,10 @@ class LegacySourceOperator(StreamOperator):
         if self.error is not None:
             raise self.error
         with self.lock:
+            finished = self.finished  # read before draining: records collected after it stay for the next poll
             batch, self.buffer = self.buffer, []
             self.space.notify_all()
-        if not batch and self.finished:
+        if not batch and finished:
             return None
         return batch
 

@@ -109,6 +109,7 @@ class Task:
         self._captures: dict[int, _Capture] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._barrier_first_seen: dict[int, float] = {}
+        self._positions_at_barrier: dict[int, list[Any]] = {}
         settings = services.settings
         self._alignment_timeout = settings.aligned_timeout_ms > 0
         channels = len(gate.channels)
@@ -384,6 +385,7 @@ class Task:
     def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn] | None:
         """The synchronous part of every operator's snapshot; None (and a decline) if one failed."""
         started = time.monotonic()
+        self._positions_at_barrier[barrier.id] = self._positions()
         snapshots: dict[str, SnapshotFn] = {}
         for op in self.operators:
             try:
@@ -423,6 +425,7 @@ class Task:
                                                      self.services.local_recovery_dir)
                 states.setdefault(head_uid, {"keyed": [], "operator": []})["channel"] = handles
         except Exception as err:
+            self._positions_at_barrier.pop(barrier.id, None)
             log.warning("checkpoint %s failed at %s: %s", barrier.id, self.name, err)
             self.services.send({"t": "decline", "cp": barrier.id, "vertex": self.vertex.id, "subtask": self.subtask,
                                 "reason": f"{self.name}: {err}"})
@@ -433,7 +436,7 @@ class Task:
             "states": {uid: {k: [h.model_dump() for h in hs] for k, hs in s.items()} for uid, s in states.items()},
             "stats": {"alignment_ms": alignment_s * 1000, "sync_ms": sync_s * 1000,
                       "async_ms": (time.monotonic() - started) * 1000, "size": size},
-            "positions": self._positions(),
+            "positions": self._positions_at_barrier.pop(barrier.id, []),
         })
 
     def _positions(self) -> list[Any]:
