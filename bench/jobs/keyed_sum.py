@@ -19,6 +19,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--gc-freeze", action="store_true",
                         help="experiment: gc.freeze() in every process that loads the job (after its imports)")
     parser.add_argument("--gc-stats", action="store_true", help="report garbage collections and their time")
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="experiment: sys.setswitchinterval(S) in every process that loads the job")
     opts = parser.parse_args(args)
     if opts.gc_stats and _gc_timer not in gc.callbacks:
         gc.callbacks.append(_gc_timer)
@@ -152,6 +155,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         gc.set_threshold(opts.gc_threshold)
     if opts.gc_freeze:
         gc.freeze()
+    if opts.switch_interval:
+        sys.setswitchinterval(opts.switch_interval)
     env = StreamExecutionEnvironment.get_execution_environment()
     if opts.batch_size:
         env.set_buffer_size(opts.batch_size)

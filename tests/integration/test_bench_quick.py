@@ -17,7 +17,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-JOB_SCENARIOS = ("p1", "p1_cp1s", "p2", "p2_cp1s", "checkpoints", "backpressure")
+JOB_SCENARIOS = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s",
+                 "checkpoints", "backpressure")
 
 
 def _run_quick(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
