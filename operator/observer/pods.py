@@ -40,6 +40,7 @@ class PodView:
     running: bool
     failure: str | None
     succeeded: bool = False
+    finished_at: datetime | None = None
 
     @property
     def is_jobmaster(self) -> bool:
@@ -98,7 +99,10 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
         attempt = int(labels.get(ATTEMPT_LABEL, "-1"))
     except ValueError:
         attempt = -1
+    ended = [parse_time(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt")) for cs in statuses]
+    finished_at = max((t for t in ended if t is not None), default=None)
     return PodView(
+        finished_at=finished_at,
         name=name,
         component=str(labels.get(COMPONENT_LABEL, "")),
         attempt=attempt,

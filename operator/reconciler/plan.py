@@ -20,12 +20,14 @@ from streamjob.operator.model.status import (
     SnapshotInfo,
     SnapshotRequest,
 )
+from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler import operations as ops
 from streamjob.operator.reconciler.facts import Draft, Facts, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.timeutil import parse_time, seconds_since
 from streamjob.operator.validation import validate_change
 
 SPEC_ERROR = "invalid spec: "
+FINISH_GRACE_S = 3.0
 FINISHED = "finished"
 
 
@@ -247,13 +249,15 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
 def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     f = d.facts
     pods = f.pods_of(dep.attempt)
-    failed = next((p.failure for p in pods if p.failure), None)
-    if failed is not None:
-        return failed
     jm = next((p for p in pods if p.is_jobmaster), None)
     state = (f.jobmaster.state or "").upper()
     if (jm is not None and jm.succeeded) or state == "FINISHED":
         return FINISHED
+    failed = [p for p in pods if p.failure]
+    if failed and _maybe_finishing(d, jm, failed):
+        return None
+    if failed:
+        return failed[0].failure
     expected = StreamJobSpec.parse(dep.spec).worker_count + 1
     if len(pods) < expected:
         return f"{expected - len(pods)} of {expected} pods of attempt {dep.attempt} disappeared"
@@ -263,6 +267,20 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     if state in ("FAILED", "CANCELED", "CANCELLED"):
         return f"the JobMaster reports the job {state}"
     return None
+
+
+def _maybe_finishing(d: Draft, jm: PodView | None, failed: list[PodView]) -> bool:
+    """Workers that just exited while their JobMaster, still up, stopped answering: a finishing job.
+
+    When a bounded job ends, the JobMaster closes its API and the workers lose it (and may exit
+    non-zero) a moment before the JobMaster pod succeeds; wait ``FINISH_GRACE_S`` for that verdict.
+    """
+    if jm is None or jm.failure is not None or d.facts.jobmaster.reachable:
+        return False
+    if any(p.is_jobmaster for p in failed):
+        return False
+    ages = [(d.facts.now - p.finished_at).total_seconds() for p in failed if p.finished_at is not None]
+    return bool(ages) and max(ages) < FINISH_GRACE_S
 
 
 def _triggers(d: Draft, spec: StreamJobSpec) -> None:

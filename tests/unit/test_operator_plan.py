@@ -51,6 +51,7 @@ class FakePod:
     phase: str = "Pending"
     ip: str | None = None
     failure: str | None = None
+    finished_at: datetime | None = None
 
     def view(self) -> PodView:
         return PodView(
@@ -62,6 +63,7 @@ class FakePod:
             running=self.phase == "Running" and self.failure is None,
             failure=self.failure,
             succeeded=self.phase == "Succeeded",
+            finished_at=self.finished_at,
         )
 
 
@@ -89,6 +91,7 @@ class World:
         self.deployed: list[tuple[int, str, str | None, int]] = []
         self.ip_pool = itertools.count(10)
         self.jm_state = "RUNNING"
+        self.jm_answers = True
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
@@ -113,7 +116,7 @@ class World:
         jm = next(
             (p for p in self.pods.values() if dep and p.attempt == dep.attempt and p.component == "jobmaster"), None
         )
-        reachable = jm is not None and jm.phase == "Running"
+        reachable = jm is not None and jm.phase == "Running" and self.jm_answers
         req = self.status.snapshot_request
         poll = self.requests.get(req.request_id) if req is not None and req.request_id else None
         ids = {self.status.job_id, self.status.operation.job_id if self.status.operation else None} - {None}
@@ -545,3 +548,29 @@ def test_workers_start_only_once_the_jobmaster_accepts_them() -> None:
     assert w.count(DeployWorkers) == 1
     w.jm_state = "RUNNING"
     w.run_until(running)
+
+
+def test_workers_losing_a_finishing_jobmaster_are_not_a_failure() -> None:
+    w = started()
+    w.checkpointing = False
+    w.jm_answers = False  # the JobMaster closed its API: the job is ending
+    for i in range(2):
+        w.pods[f"demo-worker-1-{i}"].failure = "pod exited with code 1"
+        w.pods[f"demo-worker-1-{i}"].finished_at = w.now
+    w.step()
+    assert w.status.operation is None and w.status.restarts.count == 0
+    w.pods["demo-jobmaster-1"].phase = "Succeeded"
+    w.step()
+    assert w.status.lifecycle_state is LifecycleState.FINISHED and w.status.restarts.count == 0
+
+
+def test_workers_failing_next_to_a_silent_jobmaster_fail_after_the_grace() -> None:
+    w = started()
+    w.jm_answers = False
+    w.pods["demo-worker-1-0"].failure = "pod exited with code 1"
+    w.pods["demo-worker-1-0"].finished_at = w.now
+    w.step()
+    assert w.status.restarts.count == 0
+    for _ in range(4):
+        w.step()
+    assert w.status.restarts.count == 1
