@@ -211,3 +211,13 @@ def test_invalid_options() -> None:
         FileSink("file:///tmp/x", part_prefix="../x")
     with pytest.raises(ConfigError):
         FileSink("file:///tmp/x", rollover_interval_ms=0)
+
+
+def test_restore_with_another_output_commits_where_the_handle_was_written(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    d = Driven(FileSink(old.as_uri()), 0, 1)
+    d.write(["a"])
+    union, pending = d.checkpoint(1)
+    Driven(FileSink(new.as_uri()), 0, 1, restored=union, pending=pending)
+    assert _lines(old) == ["a"]
+    assert list(new.glob("part-*")) == []

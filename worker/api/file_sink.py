@@ -12,8 +12,10 @@ checkpoint interval a file also rolls when it reaches ``max_part_bytes`` or has 
 ``rollover_interval_ms``. Parts of at least ``upload_chunk_bytes`` are uploaded as the file grows
 (S3 wants parts of 5 MiB or more, except the last).
 
-Recovery contract (see ``TwoPhaseCommitSinkFunction``): a transaction handle lists its files with
-their upload ids and uploaded parts. On restore, pre-committed handles are completed again
+Recovery contract (see ``TwoPhaseCommitSinkFunction``): a transaction handle names its output
+location and lists its files with their upload ids and uploaded parts, so a job restored with
+another output location still commits them where they were written. On restore, pre-committed
+handles are completed again
 (idempotent: a file that already exists counts as committed; a handle whose upload is gone and
 whose file does not exist raises ``StorageError``, since that would be data loss). Lingering
 uploads — files written after the restored checkpoint, or pre-committed for a checkpoint that
@@ -43,7 +45,7 @@ from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.storage.object_store import ObjectStore, UploadedPart
 
 Txn = dict[str, Any]
-"""A transaction handle: ``{"files": [{"key", "upload_id", "parts": [[number, etag], ...]}]}``."""
+"""A transaction handle: ``{"uri": root, "files": [{"key", "upload_id", "parts": [[number, etag], ...]}]}``."""
 
 _STATE: ListStateDescriptor[Any] = ListStateDescriptor("__file_sink_uploads__")
 
@@ -178,7 +180,7 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
     def begin_transaction(self) -> Txn:
         if not self._initialized:
             self._initialize()
-        txn: Txn = {"files": []}
+        txn: Txn = {"uri": self.uri, "files": []}
         self._writing = txn
         self._open = None
         return txn
@@ -236,8 +238,17 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
             self._writing = None
         self._uncommitted.append(transaction)
 
+    def _store_of(self, transaction: Txn) -> ObjectStore:
+        """The store the handle was written to (a restore may run with another output location)."""
+        uri = transaction.get("uri", self.uri)
+        if uri == self.uri:
+            return self.store
+        from streamjob.worker.storage.stores import open_store
+
+        return open_store(uri)
+
     def commit(self, transaction: Txn) -> None:
-        store = self.store
+        store = self._store_of(transaction)
         for f in transaction["files"]:
             if f["upload_id"] is None:
                 continue
@@ -255,9 +266,10 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
         if transaction is self._writing:
             self._open = None
             self._writing = None
+        store = self._store_of(transaction)
         for f in transaction["files"]:
             if f["upload_id"] is not None:
-                self.store.abort_upload(f["key"], f["upload_id"])
+                store.abort_upload(f["key"], f["upload_id"])
         self._forget(transaction)
 
     def _forget(self, transaction: Txn) -> None:
