@@ -252,7 +252,8 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
     started = _http("POST", f"{base}/savepoints", {"target": _uri(args.target) if args.target else None,
                                                    "stop": args.stop})
     request_id = started["request_id"]
-    print(f"savepoint {request_id} (checkpoint {started.get('checkpoint_id')}) in progress...", file=sys.stderr)
+    print(f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
+          f"directory {started.get('directory')})...", file=sys.stderr)
     deadline = time.monotonic() + parse_duration_ms(args.timeout) / 1000
     while time.monotonic() < deadline:
         try:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streamjob.worker.checkpoint.decider import TriggerDecider
@@ -38,6 +39,17 @@ class TaskGateway(Protocol):
     def notify_complete(self, checkpoint_id: int) -> None: ...
 
     def notify_aborted(self, checkpoint_id: int) -> None: ...
+
+
+@dataclass
+class SavepointTrigger:
+    """A savepoint waiting to be triggered, and whom to tell what became of it."""
+
+    directory: str
+    stop: bool
+    request_id: str
+    on_triggered: Callable[[PendingCheckpoint], None]
+    on_failed: Callable[[str], None]
 
 
 class CheckpointCoordinator:
@@ -67,6 +79,7 @@ class CheckpointCoordinator:
         self._timeouts: dict[int, asyncio.TimerHandle] = {}
         self.stopped = False
         self._background: set[asyncio.Task[None]] = set()
+        self._queued: list[SavepointTrigger] = []
         self.last_completed_location: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -77,16 +90,24 @@ class CheckpointCoordinator:
             self._periodic = asyncio.create_task(self._run_periodic())
 
     def stop(self, reason: CheckpointFailureReason = CheckpointFailureReason.JOB_STOPPING) -> None:
-        """Stops triggering and aborts what is in progress."""
+        """Stops triggering and aborts what is in progress.
+
+        A checkpoint whose ``_metadata`` is being written is left to finish: every task already
+        acknowledged it, so it is complete and valid even though this attempt ends.
+        """
         self.stopped = True
         if self._periodic is not None:
             self._periodic.cancel()
         for cid in list(self.pending):
             self._abort(cid, reason, notify=False)
+        for request in self._queued:
+            request.on_failed(f"{reason.value}")
+        self._queued = []
 
     async def _run_periodic(self) -> None:
         while not self.stopped:
-            delay = self.decider.delay(self.clock(), len(self._periodic_pending()))
+            stopping = self._queued or any(p.stop for p in self.pending.values())
+            delay = None if stopping else self.decider.delay(self.clock(), len(self.pending))
             self._wake.clear()
             if delay is None:
                 await self._wake.wait()
@@ -102,6 +123,23 @@ class CheckpointCoordinator:
 
     def _periodic_pending(self) -> list[PendingCheckpoint]:
         return [p for p in self.pending.values() if not p.is_savepoint]
+
+    def request_savepoint(self, request: SavepointTrigger) -> None:
+        """Triggers a savepoint now, or as soon as the checkpoints in progress have ended.
+
+        A savepoint and a periodic checkpoint never run at the same time: with aligned barriers
+        the newer would cancel the older at the tasks (Flink's request decider queues it too).
+        """
+        if self.stopped:
+            raise CheckpointError("the job is not running; no savepoint can be taken")
+        self._queued.append(request)
+        self._drain_queue()
+
+    def _drain_queue(self) -> None:
+        if self._queued and not self.pending and not self.stopped:
+            request = self._queued.pop(0)
+            request.on_triggered(self.trigger(savepoint_dir=request.directory, stop=request.stop,
+                                              request_id=request.request_id))
 
     # -- triggering -------------------------------------------------------------------------------
     def trigger(self, *, savepoint_dir: str | None = None, stop: bool = False,
@@ -160,6 +198,7 @@ class CheckpointCoordinator:
         try:
             location = await loop.run_in_executor(self.executor, self._write_metadata, meta, pending.savepoint_dir)
         except Exception as err:
+            pending.finalizing = False
             self._abort(pending.id, CheckpointFailureReason.STORAGE, detail=str(err))
             return
         if self.pending.pop(pending.id, None) is None:
@@ -186,6 +225,7 @@ class CheckpointCoordinator:
         for listener in self.completed_listeners:
             listener(pending, location)
         self._wake.set()
+        self._drain_queue()
         if not pending.is_savepoint:
             loop.run_in_executor(self.executor, self._retain)
 
@@ -229,9 +269,10 @@ class CheckpointCoordinator:
     # -- aborts ------------------------------------------------------------------------------------
     def _abort(self, checkpoint_id: int, reason: CheckpointFailureReason, *, detail: str | None = None,
                notify: bool = True) -> None:
-        pending = self.pending.pop(checkpoint_id, None)
-        if pending is None:
+        pending = self.pending.get(checkpoint_id)
+        if pending is None or pending.finalizing:
             return
+        del self.pending[checkpoint_id]
         pending.discarded = True
         timer = self._timeouts.pop(checkpoint_id, None)
         if timer is not None:
@@ -248,6 +289,7 @@ class CheckpointCoordinator:
             listener(pending, message)
         asyncio.get_running_loop().run_in_executor(self.executor, self._discard, pending)
         self._wake.set()
+        self._drain_queue()
         if notify and not pending.is_savepoint and self.failures.on_failure(reason):
             self.on_job_failure(f"checkpoint {checkpoint_id} failed and more than "
                                 f"{self.settings.tolerable_failures} consecutive checkpoint failures are "

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
+from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
 from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
 from streamjob.worker.checkpoint.restore import plan_restore
@@ -387,8 +387,14 @@ class JobMaster:
         directory = self._require_storage().new_savepoint_dir(target)
         request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop, directory=directory)
         self.savepoints[request.id] = request
-        pending = self.coordinator.trigger(savepoint_dir=directory, stop=stop, request_id=request.id)
-        request.checkpoint_id = pending.id
+
+        def triggered(pending: PendingCheckpoint) -> None:
+            request.checkpoint_id = pending.id
+
+        def failed(reason: str) -> None:
+            request.status, request.reason = "FAILED", reason
+
+        self.coordinator.request_savepoint(SavepointTrigger(directory, stop, request.id, triggered, failed))
         return request
 
     async def cancel(self) -> None:

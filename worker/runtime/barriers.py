@@ -110,9 +110,10 @@ class AlignedBarrierHandler:
             self._switch_to_unaligned()
 
     def abort(self, checkpoint_id: int) -> None:
-        """The coordinator aborted the checkpoint: release blocked channels."""
+        """The coordinator aborted the checkpoint: release blocked channels; its late barriers are ignored."""
         if self.barrier is not None and self.barrier.id == checkpoint_id:
             self._cancel(checkpoint_id)
+        self.last_done = max(self.last_done, checkpoint_id)
 
     def _switch_to_unaligned(self) -> None:
         assert self.barrier is not None
