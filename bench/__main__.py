@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         total = max(repeats(SCENARIOS[n], args.quick, args.repeat) for n in rounds)
         _log(f"rounds of {', '.join(rounds)} ({total} rounds, interleaved)")
         for index in range(total):
-            for name in rounds:
+            # Odd rounds run in reverse order (ABBA), so that no scenario always follows the same one.
+            for name in rounds if index % 2 == 0 else list(reversed(rounds)):
                 if index < repeats(SCENARIOS[name], args.quick, args.repeat):
                     outcomes[name].append(run_once(SCENARIOS[name], args.quick, f"run {index + 1}/{total}", _log,
                                                    args.autogroup_nice))

@@ -261,7 +261,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             reduce_ops[name] = op
             return ns
 
-        stage("reduce_sum", "ReduceOperator.process_batch with .sum(1) (generic tuple rebuild)",
+        stage("reduce_sum", "ReduceOperator.process_batch with .sum(1) (the runtime's path for sums)",
               lambda: measure_reduce("sum", None))
         stage("reduce_lambda", "ReduceOperator.process_batch with reduce(lambda a, b: (a[0], a[1] + b[1]))",
               lambda: measure_reduce("lambda", lambda a, b: (a[0], a[1] + b[1])))

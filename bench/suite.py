@@ -14,8 +14,9 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
 - ``stages``: in-process per-record cost of each stage of the pipeline (``stages``).
 
 Every job scenario runs ``repeat`` times (median reported, with min and max as the noise). The
-repeated scenarios run in rounds (p1, p1_cp1s, p2, p2_cp1s, then again), so that a change in the
-machine's load hits all of them alike instead of one scenario's three runs.
+repeated scenarios run in rounds (p1, p1_cp1s, p2, …, then the same in reverse order, …), so that
+a change in the machine's load hits all of them alike instead of one scenario's three runs; the
+cost of checkpointing is the median over rounds of each round's (off, every 1 s) pair.
 Called by ``bench.__main__``; results are plain dicts written as JSON by ``report``.
 """
 
@@ -160,21 +161,28 @@ def derive(scenarios: dict[str, Any], cpus: int = 2) -> dict[str, Any]:
         s = scenarios.get(name, {}).get("summary")
         return s["events_per_s"]["median"] if s else None
 
-    out: dict[str, Any] = {"checkpoint_cost_pct": {}, "checkpoint_cost_cpu_pct": {}, "targets": {},
-                           "capacity_events_per_s": {}}
+    out: dict[str, Any] = {"checkpoint_cost_pct": {}, "checkpoint_cost_rounds_pct": {}, "checkpoint_cost_cpu_pct": {},
+                           "targets": {}, "capacity_events_per_s": {}}
     for name, data in scenarios.items():
         summary = data.get("summary") if name in UNTHROTTLED else None
         if summary:
             out["capacity_events_per_s"][name] = capacity(summary, SCENARIOS[name].spec.parallelism, cpus)
     for base in ("p1", "p2"):
         pair = f"{base}_long" if scenarios.get(f"{base}_long", {}).get("summary") else base
-        off, on = eps(pair), eps(f"{pair}_cp1s")
-        if off and on:
-            out["checkpoint_cost_pct"][base] = round(100 * (1 - on / off), 1)
-        cpu_off, cpu_on = (scenarios.get(n, {}).get("summary") for n in (pair, f"{pair}_cp1s"))
-        if cpu_off and cpu_on and cpu_off["cpu_ns_per_event"]["median"] and cpu_on["cpu_ns_per_event"]["median"]:
-            ratio = cpu_off["cpu_ns_per_event"]["median"] / cpu_on["cpu_ns_per_event"]["median"]
-            out["checkpoint_cost_cpu_pct"][base] = round(100 * (1 - ratio), 1)
+        off_runs = scenarios.get(pair, {}).get("runs") or []
+        on_runs = scenarios.get(f"{pair}_cp1s", {}).get("runs") or []
+        if not off_runs or not on_runs:
+            continue
+        # Runs of the two scenarios alternate in rounds: compare each round's pair (adjacent in time,
+        # so a change in the machine's load hits both) and report the median over the rounds.
+        rounds = list(zip(off_runs, on_runs, strict=False))
+        wall = [100 * (1 - on["events_per_s"] / off["events_per_s"]) for off, on in rounds]
+        cpu = [100 * (1 - off["cpu_ns_per_event"] / on["cpu_ns_per_event"]) for off, on in rounds
+               if off.get("cpu_ns_per_event") and on.get("cpu_ns_per_event")]
+        out["checkpoint_cost_pct"][base] = round(statistics.median(wall), 1)
+        out["checkpoint_cost_rounds_pct"][base] = [round(x, 1) for x in wall]
+        if cpu:
+            out["checkpoint_cost_cpu_pct"][base] = round(statistics.median(cpu), 1)
     met = out["targets"]
     if eps("p1") is not None:
         met["p1_events_per_s"] = eps("p1") >= TARGETS["p1_events_per_s"]  # type: ignore[operator]
