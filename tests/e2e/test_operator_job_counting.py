@@ -1,0 +1,66 @@
+"""The job the e2e tests' pods run (no tests here): ``/…/test_operator_job_counting.py:counting_job``.
+
+A throttled generator of the numbers ``0..count-1``, keyed by ``i % 4``, a running sum per key in
+keyed state, and an exactly-once file sink. It imports only the public runtime API, so the pods'
+processes need nothing else on their path. ``check_exact`` verifies the committed output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+KEYS = 4
+JOB_FILE = Path(__file__).resolve()
+ENTRYPOINT = f"{JOB_FILE}:counting_job"
+
+
+def _identity(i: int) -> int:
+    return i
+
+
+def _key(i: int) -> int:
+    return i % KEYS
+
+
+def counting_job(argv: list[str]) -> Any:
+    """``argv`` (the StreamJob's ``args``): output URI, count, records per second, checkpoint interval ms."""
+    defaults = ["file:///tmp/streamjob-counting", "4000", "400", "300"]
+    out_uri, count, rate, interval_ms = (list(argv) + defaults[len(argv) :])[:4]
+    from streamjob.worker.api import RichMapFunction, StreamExecutionEnvironment, ValueStateDescriptor
+    from streamjob.worker.api.file_sink import FileSink
+
+    class RunningSum(RichMapFunction[int, dict[str, int]]):
+        def open(self, runtime_context: Any) -> None:
+            self.total = runtime_context.get_state(ValueStateDescriptor("total", int, 0))
+
+        def map(self, value: int) -> dict[str, int]:
+            total = self.total.value() + value
+            self.total.update(total)
+            return {"k": value % KEYS, "i": value, "sum": total}
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.enable_checkpointing(int(interval_ms))
+    numbers = env.from_generator(_identity, count=int(count), records_per_second=float(rate)).uid("numbers")
+    sums = numbers.key_by(_key).map(RunningSum()).uid("sums")
+    sums.add_sink(FileSink(out_uri)).uid("out")
+    return env
+
+
+def check_exact(out_dir: Path, count: int) -> None:
+    """Every number exactly once, and per key a final sum equal to the sum of its numbers."""
+    seen: dict[int, int] = defaultdict(int)
+    best: dict[int, int] = defaultdict(int)
+    for part in out_dir.rglob("part-*"):
+        for line in part.read_text().splitlines():
+            row = json.loads(line)
+            seen[row["i"]] += 1
+            best[row["k"]] = max(best[row["k"]], row["sum"])
+    duplicates = {i: n for i, n in seen.items() if n != 1}
+    assert not duplicates, f"records seen more than once: {list(duplicates.items())[:10]}"
+    missing = set(range(count)) - set(seen)
+    assert not missing, f"{len(missing)} records missing, e.g. {sorted(missing)[:10]}"
+    expected = {k: sum(i for i in range(count) if i % KEYS == k) for k in range(KEYS)}
+    assert dict(best) == expected, "a key's final sum is wrong: keyed state was lost or replayed"

@@ -1,0 +1,259 @@
+"""Real jobs under the operator on the test bed: checkpoints in S3, failover, upgrades, exact results.
+
+The pods run ``counting_job`` (``test_operator_job_counting.py``). After any number of failures,
+restores and rescales, its committed output must hold every number exactly once and, per key, a
+final sum equal to the sum of that key's numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.fixtures import Kube
+from tests.cluster.node_agent import NodeAgent
+from tests.e2e.test_operator_job_counting import ENTRYPOINT, check_exact
+from tests.support.s3server import S3Endpoint
+
+pytestmark = pytest.mark.e2e
+
+Json = dict[str, Any]
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "streamjob.dev_streamjobs.yaml"
+GROUP_PATH = "/apis/streamjob.dev/v1alpha1"
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+def sj_path(namespace: str, name: str = "") -> str:
+    base = f"{GROUP_PATH}/namespaces/{namespace}/streamjobs"
+    return f"{base}/{name}" if name else base
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube, node_agent: NodeAgent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    kube.apply(CRD_FILE.read_text())
+    kube.wait_for(lambda: kube.raw.get(GROUP_PATH), 30, "the streamjob.dev API")
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    binary = Path(sys.executable).parent / "streamjob-operator"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "--kubeconfig",
+                str(kube.kubeconfig),
+                "--standalone",
+                "--metrics-port",
+                "0",
+                "--poll-interval",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+    try:
+        yield log_path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Job:
+    """One StreamJob of the counting job in a fresh namespace, with S3 checkpoints and a file sink."""
+
+    def __init__(self, kube: Kube, namespace: str, s3: S3Endpoint, out: Path, log: Path) -> None:
+        self.kube, self.namespace, self.s3, self.out, self.log = kube, namespace, s3, out, log
+        self.name = "counting"
+        self.prefix = f"s3://{s3.bucket}/e2e-{uuid.uuid4().hex[:8]}"
+
+    def create(self, count: int, rate: int, **spec: Any) -> None:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3-credentials"},
+            "data": {
+                "AWS_ACCESS_KEY_ID": base64.b64encode(self.s3.access_key.encode()).decode(),
+                "AWS_SECRET_ACCESS_KEY": base64.b64encode(self.s3.secret_key.encode()).decode(),
+            },
+        }
+        self.kube.raw.create(f"/api/v1/namespaces/{self.namespace}/secrets", secret)
+        body: Json = {
+            "image": "streamjob:e2e",
+            "entrypoint": ENTRYPOINT,
+            "args": [f"file://{self.out}", str(count), str(rate)],
+            "parallelism": 2,
+            "storage": {
+                "checkpointsUri": f"{self.prefix}/checkpoints",
+                "savepointsUri": f"{self.prefix}/savepoints",
+                "s3": {
+                    "endpoint": self.s3.endpoint_url,
+                    "region": self.s3.region,
+                    "pathStyle": True,
+                    "credentialsSecret": {"name": "s3-credentials"},
+                },
+            },
+            "restartPolicy": {"backoff": {"initialDelaySeconds": 0.5}},
+        }
+        body.update(spec)
+        manifest = {"apiVersion": "streamjob.dev/v1alpha1", "kind": "StreamJob", "metadata": {"name": self.name}}
+        self.kube.raw.create(sj_path(self.namespace), {**manifest, "spec": body})
+
+    def status(self) -> Json:
+        return dict(self.kube.raw.get(sj_path(self.namespace, self.name)).get("status") or {})
+
+    def wait(self, check: Callable[[Json], bool], what: str, timeout: float = 120.0) -> Json:
+        def ready() -> Json | None:
+            current = self.status()
+            return current if current and check(current) else None
+
+        try:
+            return self.kube.wait_for(ready, timeout, what)
+        except AssertionError as err:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(f"{err}\nstatus: {json.dumps(self.status(), indent=1)[:4000]}\n{tail}") from None
+
+    def patch(self, spec: Json) -> None:
+        self.kube.raw.merge_patch(sj_path(self.namespace, self.name), {"spec": spec})
+
+    def pod(self, role: str, attempt: int, index: int = 0) -> str:
+        return f"{self.name}-{role}-{attempt}" if role == "jobmaster" else f"{self.name}-worker-{attempt}-{index}"
+
+
+@pytest.fixture
+def job(kube: Kube, kube_namespace: str, s3: S3Endpoint, operator: Path, tmp_path: Path) -> Iterator[Job]:
+    out = tmp_path / "out"
+    out.mkdir()
+    handle = Job(kube, kube_namespace, s3, out, operator)
+    yield handle
+    # Leave no process behind: pods of the test bed share the host's ports.
+    try:
+        kube.raw.delete(sj_path(kube_namespace, handle.name))
+        kube.wait_gone(sj_path(kube_namespace, handle.name), 60)
+    except Exception:
+        pass
+    selector = f"streamjob.dev/job={handle.name}"
+    kube.wait_for(
+        lambda: not kube.raw.get(f"/api/v1/namespaces/{kube_namespace}/pods", labelSelector=selector)["items"],
+        60,
+        "the job's pods to be gone",
+    )
+
+
+def running(s: Json) -> bool:
+    return s.get("lifecycleState") == "Running" and not s.get("operation")
+
+
+def checkpointed(s: Json, at_least: int = 1) -> bool:
+    return running(s) and int((s.get("lastCheckpoint") or {}).get("id") or 0) >= at_least
+
+
+def finished(s: Json) -> bool:
+    return s.get("lifecycleState") == "Finished"
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+def test_runs_with_checkpoints_in_status_and_finishes_exactly(job: Job) -> None:
+    job.create(count=4000, rate=400)
+    status = job.wait(lambda s: checkpointed(s, 1), "Running with checkpoints")
+    last = status["lastCheckpoint"]
+    assert last["location"].startswith(job.prefix) and last["jobId"] == status["jobId"]
+    job.wait(finished, "the job to finish", timeout=120)
+    check_exact(job.out, 4000)
+
+
+def test_worker_crash_recovers_from_the_latest_checkpoint_exactly(job: Job, node_agent: NodeAgent) -> None:
+    job.create(count=6000, rate=400)
+    before = job.wait(lambda s: checkpointed(s, 2), "checkpoints")
+    node_agent.crash(job.namespace, job.pod("worker", before["attempt"], 1))
+    job.wait(lambda s: running(s) and s["attempt"] > before["attempt"], "recovery")
+    after = job.status()
+    assert after["jobId"] == before["jobId"] and after["restarts"]["count"] == 1
+    assert "/chk-" in (after.get("restoreFrom") or "")
+    job.wait(finished, "the job to finish", timeout=180)
+    check_exact(job.out, 6000)
+
+
+def test_jobmaster_crash_recovers_from_storage_alone(job: Job, node_agent: NodeAgent) -> None:
+    job.create(count=6000, rate=400)
+    before = job.wait(lambda s: checkpointed(s, 2), "checkpoints")
+    node_agent.crash(job.namespace, job.pod("jobmaster", before["attempt"]))
+    job.wait(lambda s: running(s) and s["attempt"] > before["attempt"], "recovery")
+    assert "/chk-" in (job.status().get("restoreFrom") or "")
+    job.wait(finished, "the job to finish", timeout=180)
+    check_exact(job.out, 6000)
+
+
+@pytest.mark.parametrize("mode", ["savepoint", "last-state"])
+def test_rescale_two_to_three(job: Job, mode: str) -> None:
+    job.create(count=8000, rate=400, upgradeMode=mode)
+    before = job.wait(lambda s: checkpointed(s, 2), "checkpoints")
+    job.patch({"parallelism": 3})
+    after = job.wait(lambda s: running(s) and s.get("parallelism") == 3, "rescaled to 3")
+    restored = after.get("restoreFrom") or ""
+    if mode == "savepoint":
+        assert "savepoint-" in restored and after["jobId"] != before["jobId"]
+        assert after["lastSavepoint"]["trigger"] == "upgrade"
+    else:
+        assert "/chk-" in restored and after["jobId"] == before["jobId"]
+    job.wait(finished, "the job to finish", timeout=180)
+    check_exact(job.out, 8000)
+
+
+def test_savepoint_nonce_suspend_and_resume(job: Job) -> None:
+    job.create(count=8000, rate=300)
+    job.wait(lambda s: checkpointed(s, 1), "checkpoints")
+    job.patch({"savepointTriggerNonce": 1})
+    status = job.wait(lambda s: (s.get("nonces") or {}).get("savepoint") == 1, "the savepoint")
+    assert status["savepointHistory"][0]["trigger"] == "manual"
+    job.patch({"state": "suspended"})
+    status = job.wait(lambda s: s.get("lifecycleState") == "Suspended", "suspended")
+    assert "savepoint-" in status["restoreFrom"]
+    pods = job.kube.raw.get(f"/api/v1/namespaces/{job.namespace}/pods", labelSelector=f"streamjob.dev/job={job.name}")
+    assert pods["items"] == []
+    time.sleep(1)
+    job.patch({"state": "running"})
+    job.wait(running, "resumed")
+    job.wait(finished, "the job to finish", timeout=180)
+    check_exact(job.out, 8000)
+
+
+def test_broken_upgrade_rolls_back_with_state(job: Job) -> None:
+    job.create(count=8000, rate=300, timeouts={"upgradeSeconds": 30})
+    job.wait(lambda s: checkpointed(s, 2) and bool((s.get("deployment") or {}).get("stable")), "a stable job")
+    job.patch({"entrypoint": "tests.e2e.nosuchmodule:build"})
+    status = job.wait(lambda s: running(s) and "rolling back" in (s.get("error") or ""), "the rollback", timeout=150)
+    assert status["deployment"]["spec"]["entrypoint"] == ENTRYPOINT
+    job.wait(finished, "the job to finish", timeout=180)
+    check_exact(job.out, 8000)
+
+
+def test_delete_completes_even_when_the_final_savepoint_fails(job: Job, node_agent: NodeAgent) -> None:
+    job.create(count=100000, rate=200, savepointOnDeletion=True, timeouts={"savepointSeconds": 5})
+    status = job.wait(lambda s: checkpointed(s, 1), "checkpoints")
+    for index in range(2):  # workers gone: no savepoint can complete
+        node_agent.crash(job.namespace, job.pod("worker", status["attempt"], index), sig=signal.SIGSTOP)
+    job.kube.raw.delete(sj_path(job.namespace, job.name))
+    job.kube.wait_gone(sj_path(job.namespace, job.name), 60)
+    events = job.kube.raw.get(f"/api/v1/namespaces/{job.namespace}/events")["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"].get("name") == job.name}
+    assert "Deleted" in reasons
