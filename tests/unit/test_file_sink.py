@@ -221,3 +221,38 @@ def test_restore_with_another_output_commits_where_the_handle_was_written(tmp_pa
     Driven(FileSink(new.as_uri()), 0, 1, restored=union, pending=pending)
     assert _lines(old) == ["a"]
     assert list(new.glob("part-*")) == []
+
+
+class _FlakyStore:
+    """Delegates to a real store; ``failing`` makes uploads raise as an unreachable server would."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.failing = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if name in ("begin_upload", "upload_part") and self.failing:
+            from streamjob.worker.errors import StorageError
+
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                raise StorageError("cannot reach the S3 endpoint (injected)")
+            return fail
+        return attr
+
+
+def test_a_failed_upload_at_the_barrier_keeps_the_lines(tmp_path: Path) -> None:
+    from streamjob.worker.errors import StorageError
+
+    d = Driven(FileSink(tmp_path.as_uri()), 0, 1)
+    flaky = _FlakyStore(d.sink.store)
+    d.sink._store = flaky  # type: ignore[assignment]
+    d.write(["a", "b"])
+    flaky.failing = True
+    with pytest.raises(StorageError):
+        d.checkpoint(1)  # declined: snapshot_state cannot upload
+    flaky.failing = False
+    d.write(["c"])
+    d.checkpoint(2)
+    d.complete(2)
+    assert _lines(tmp_path) == ["a", "b", "c"]

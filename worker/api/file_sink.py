@@ -220,15 +220,17 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
     def _flush(self, current: _OpenFile) -> None:
         if not current.buffer:
             return
+        # the buffer is dropped only once its part is uploaded: a failed upload (the checkpoint is
+        # declined, the task goes on) keeps every line for the next attempt
         entry = current.entry
         data = b"".join(current.buffer)
-        current.buffer = []
-        current.buffered = 0
         store = self.store
         if entry["upload_id"] is None:
             entry["upload_id"] = store.begin_upload(entry["key"])
         part = store.upload_part(entry["key"], entry["upload_id"], len(entry["parts"]) + 1, data)
         entry["parts"].append([part.part_number, part.etag])
+        current.buffer = []
+        current.buffered = 0
 
     def pre_commit(self, transaction: Txn) -> None:
         if transaction is self._writing:
