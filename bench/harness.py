@@ -50,6 +50,7 @@ class JobSpec:
     keys: int
     checkpoint_interval_ms: int | None = None
     sink_delay_us: float = 0.0
+    verify: bool = False
     rate: float | None = None
     timeout_s: float = 600.0
     sample_every_s: float = 0.1
@@ -145,6 +146,8 @@ def _command(spec: JobSpec, checkpoint_dir: Path, out_dir: Path) -> list[str]:
             "--out", str(out_dir)]
     if spec.sink_delay_us:
         cmd += ["--sink-delay-us", str(spec.sink_delay_us)]
+    if spec.verify:
+        cmd.append("--verify")
     if spec.rate:
         cmd += ["--rate", str(spec.rate)]
     return cmd + list(spec.extra_args)
@@ -158,6 +161,12 @@ def _sink_reports(out_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return reports
+
+
+def expected_value_total(records: int, keys: int) -> int:
+    """The sum over all outputs of a running count per key: Σ n_k (n_k + 1) / 2 over the keys."""
+    base, extra = divmod(records, keys)
+    return extra * (base + 1) * (base + 2) // 2 + (keys - extra) * base * (base + 1) // 2
 
 
 def _cpu_ns_per_event(reports: list[dict[str, Any]]) -> float | None:
@@ -233,6 +242,13 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
     if count != spec.records or not reports:
         raise RunError(f"{spec.job} at p={spec.parallelism}: the sinks received {count:,} records, expected "
                        f"{spec.records:,} ({len(reports)} sink reports)")
+    verified = None
+    if spec.verify:
+        total = sum(int(r.get("value_total") or 0) for r in reports)
+        verified = total == expected_value_total(spec.records, spec.keys)
+        if not verified:
+            raise RunError(f"{spec.job} at p={spec.parallelism}: WRONG RESULTS: the running sums add up to {total:,}, "
+                           f"expected {expected_value_total(spec.records, spec.keys):,}")
     first = min(float(r["first"]) for r in reports if r["first"] is not None)
     last = max(float(r["last"]) for r in reports)
     wall = max(1e-9, last - first)
@@ -248,6 +264,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
                 slot_peaks[key] = max(slot_peaks.get(key, 0.0), round(kb / 1024, 1))
     return {
         "records": count,
+        "verified": verified,
         "wall_s": round(wall, 4),
         "events_per_s": round(count / wall),
         "cpu_ns_per_event": _cpu_ns_per_event(reports),

@@ -8,7 +8,9 @@ reports the CPU time its process spent in that window (all threads: the slot's s
 snapshot work), a figure far less disturbed by other load on the machine than wall time.
 
 With ``--sink-delay-us`` the sink sleeps that long per record: a deliberately slow sink for the
-backpressure scenario (the harness samples the slot processes' RSS over time).
+backpressure scenario (the harness samples the slot processes' RSS over time). With ``--verify``
+it adds up the sum field of every output; key k's outputs are 1, 2, …, n_k, so the total is
+known in advance and checks every running sum the job emitted.
 
 Run by the harness as ``streamjob run bench/jobs/keyed_sum.py -- --records N --keys K --out DIR``.
 """
@@ -68,9 +70,11 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
     before ``close`` runs.
     """
 
-    def __init__(self, out_dir: str, delay_per_record_s: float) -> None:
+    def __init__(self, out_dir: str, delay_per_record_s: float, verify: bool = False) -> None:
         self.out_dir = out_dir
         self.delay = delay_per_record_s
+        self.verify = verify
+        self.value_total = 0
         self.count = 0
         self.first: float | None = None
         self.last = 0.0
@@ -94,6 +98,8 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             self.cpu_first = time.process_time()
             self._cpu_due = now + _CPU_EVERY_S
         self.count += len(values)
+        if self.verify and values:
+            self.value_total += sum(list(zip(*values, strict=True))[1])  # the sum fields, transposed in C
         if self.delay:
             time.sleep(self.delay * len(values))
         self.last = now
@@ -113,6 +119,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
         report = {
             "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
             "first": self.first, "last": self.last, "cpu_s": self.cpu_last - self.cpu_first,
+            "value_total": self.value_total if self.verify else None,
             "cpu_count": self.cpu_count, "cpu_at": self.cpu_at,
             "vm_hwm_kb": _status_number("VmHWM"), "vm_rss_kb": _status_number("VmRSS"),
             "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
@@ -139,6 +146,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--out", required=True, help="directory for the sinks' reports")
     parser.add_argument("--sink-delay-us", type=float, default=0.0, help="sleep per record in the sink")
+    parser.add_argument("--verify", action="store_true",
+                        help="the sink adds up every output's running sum (checked by the harness; ~15 ns/record)")
     parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
     parser.add_argument("--batch-size", type=int, default=None, help="records per network batch")
     parser.add_argument("--gc-threshold", type=int, default=None,
@@ -162,5 +171,5 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         env.set_buffer_size(opts.batch_size)
     env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events") \
         .key_by(lambda e: e[0]).sum(1).uid("sums") \
-        .add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6)).uid("counts")
+        .add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)).uid("counts")
     return env

@@ -1,7 +1,8 @@
 """``python -m bench --quick`` runs every scenario end to end and writes well-formed results.
 
 Benchmarks are not tests: nothing here checks a timing or a target, only that the suite runs on
-real processes and that ``latest.json`` / ``latest.md`` have the shape readers rely on.
+real processes, that the benchmark job's outputs are right (quick runs verify every running sum),
+and that ``latest.json`` / ``latest.md`` have the shape readers rely on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _run_quick(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def _check_run(run: dict[str, Any], records: int) -> None:
     assert run["records"] == records
+    assert run["verified"] is True  # quick runs check every running sum the job emitted
     assert run["events_per_s"] > 0 and run["wall_s"] > 0 and run["startup_s"] > 0
     assert isinstance(run["checkpoints"], list)
     assert all({"id", "duration_ms", "final"} <= set(cp) for cp in run["checkpoints"])
