@@ -284,6 +284,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "records_window_s": [round(first - launched, 3), round(last - launched, 3)],
         "load_average_before": load_before,
         "per_sink": [{k: r.get(k) for k in ("subtask", "pid", "count", "first", "last", "cpu_s", "cpu_count",
-                                             "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches", "gc")}
+                                             "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches", "gc",
+                                             "user_sys_ticks")}
                      for r in reports],
     }

@@ -45,6 +45,16 @@ def _gc_timer(phase: str, info: dict[str, int]) -> None:
     entry[1] += time.perf_counter() - _GC_STARTED[0]
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """User and system CPU time of this process in clock ticks (/proc/self/stat); zeros without /proc."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0
+    return int(fields[11]), int(fields[12])
+
+
 def _status_number(field: str) -> int:
     """A numeric field of /proc/self/status (VmRSS and VmHWM in kB, context switches); 0 without /proc."""
     try:
@@ -124,6 +134,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             "vm_hwm_kb": _status_number("VmHWM"), "vm_rss_kb": _status_number("VmRSS"),
             "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
             "nonvoluntary_ctxt_switches": _status_number("nonvoluntary_ctxt_switches"),
+            "user_sys_ticks": _cpu_ticks(), "ticks_per_s": os.sysconf("SC_CLK_TCK"),
             "gc": {gen: {"collections": int(n), "seconds": round(s, 4)} for gen, (n, s) in _GC_STATS.items()},
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
