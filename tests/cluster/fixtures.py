@@ -174,6 +174,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     A cold build takes longer than pytest's per-test timeout, so it must not happen inside a test's
     fixture setup. Failures are remembered and reported by the fixtures (fail under CI, else skip).
     """
+    if session.config.option.collectonly:
+        return
     used: set[str] = set()
     for item in session.items:
         used.update(getattr(item, "fixturenames", ()))
