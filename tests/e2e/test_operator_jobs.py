@@ -42,38 +42,45 @@ def sj_path(namespace: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
+class OperatorProcess:
+    """``streamjob-operator`` as a subprocess watching every namespace; can be killed and restarted."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = Path(sys.executable).parent / "streamjob-operator"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(binary), "--kubeconfig", str(self.kubeconfig), "--standalone", "--metrics-port", "0",
+                 "--poll-interval", "1"],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
 @pytest.fixture(scope="module")
-def operator(kube: Kube, node_agent: NodeAgent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def operator(kube: Kube, node_agent: NodeAgent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     kube.apply(CRD_FILE.read_text())
     kube.wait_for(lambda: kube.raw.get(GROUP_PATH), 30, "the streamjob.dev API")
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    binary = Path(sys.executable).parent / "streamjob-operator"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                str(binary),
-                "--kubeconfig",
-                str(kube.kubeconfig),
-                "--standalone",
-                "--metrics-port",
-                "0",
-                "--poll-interval",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
+    proc = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc.start()
     try:
-        yield log_path
+        yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        proc.stop()
 
 
 class Job:
@@ -138,10 +145,10 @@ class Job:
 
 
 @pytest.fixture
-def job(kube: Kube, kube_namespace: str, s3: S3Endpoint, operator: Path, tmp_path: Path) -> Iterator[Job]:
+def job(kube: Kube, kube_namespace: str, s3: S3Endpoint, operator: OperatorProcess, tmp_path: Path) -> Iterator[Job]:
     out = tmp_path / "out"
     out.mkdir()
-    handle = Job(kube, kube_namespace, s3, out, operator)
+    handle = Job(kube, kube_namespace, s3, out, operator.log_path)
     yield handle
     # Leave no process behind: pods of the test bed share the host's ports.
     try:
@@ -257,3 +264,29 @@ def test_delete_completes_even_when_the_final_savepoint_fails(job: Job, node_age
     events = job.kube.raw.get(f"/api/v1/namespaces/{job.namespace}/events")["items"]
     reasons = {e["reason"] for e in events if e["involvedObject"].get("name") == job.name}
     assert "Deleted" in reasons
+
+
+def test_operator_restart_mid_upgrade_completes_it_once(job: Job, operator: OperatorProcess) -> None:
+    job.create(count=8000, rate=300, upgradeMode="savepoint")
+    job.wait(lambda s: checkpointed(s, 2), "checkpoints")
+    job.patch({"parallelism": 3})
+
+    def savepoint_requested(s: Json) -> bool:
+        request = s.get("snapshotRequest") or {}
+        return (s.get("operation") or {}).get("step") == "snapshot" and bool(request.get("requestId"))
+
+    job.wait(savepoint_requested, "the upgrade's savepoint to be requested", timeout=60)
+    operator.stop(signal.SIGKILL)  # mid-operation: the intent is only in status
+    time.sleep(2)
+    operator.start()
+    after = job.wait(lambda s: running(s) and s.get("parallelism") == 3, "the upgrade to complete")
+    upgrades = [sp for sp in after.get("savepointHistory", []) if sp.get("trigger") == "upgrade"]
+    assert len(upgrades) == 1, after.get("savepointHistory")
+    assert after["restoreFrom"] == upgrades[0]["location"]
+    client: Any = job.s3.client()  # type: ignore[no-untyped-call]
+    prefix = job.prefix.removeprefix(f"s3://{job.s3.bucket}/") + "/savepoints/"
+    listed = client.list_objects_v2(Bucket=job.s3.bucket, Prefix=prefix)
+    metadata = [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith("/_metadata")]
+    assert len(metadata) == 1, metadata
+    job.wait(finished, "the job to finish", timeout=180)
+    check_exact(job.out, 8000)
