@@ -6,7 +6,7 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
 - ``interval``: checkpoint interval in ms; ``unaligned=1``; ``aligned_timeout``: ms
 - ``rocksdb=1``, ``incremental=1``: the state backend; ``slow_us``: per-record delay after the reduce
 - ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``
-- ``max_parallelism``: key groups
+- ``max_parallelism``: key groups; ``retained``: checkpoints kept; ``cleanup=delete``: DELETE_ON_CANCELLATION
 
 Each event ``i`` is ``(key, 1, amount)``; the reduce emits ``(key, count, total)`` per event, so in
 an exactly-once run every key's counts are 1..n exactly once and the row with count n has the exact
@@ -22,6 +22,7 @@ from typing import Any
 
 from streamjob.worker.api import (
     EmbeddedRocksDBStateBackend,
+    ExternalizedCheckpointCleanup,
     RestartStrategies,
     StreamExecutionEnvironment,
 )
@@ -76,6 +77,10 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         config.set_aligned_checkpoint_timeout(int(opts["aligned_timeout"]))
     if opts.get("rocksdb") == "1":
         env.set_state_backend(EmbeddedRocksDBStateBackend(incremental=opts.get("incremental") == "1"))
+    if "retained" in opts:
+        config.set_num_retained_checkpoints(int(opts["retained"]))
+    if opts.get("cleanup") == "delete":
+        config.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION)
     if opts.get("no_restart") == "1":
         env.set_restart_strategy(RestartStrategies.no_restart())
     count = int(opts["count"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from streamjob.worker.checkpoint.metadata import CheckpointMetadata, decode_metadata
 from streamjob.worker.storage.stores import open_store
-from streamjob.worker.testing import FaultInjector, LocalJob
+from streamjob.worker.testing import FaultInjector, JobError, LocalJob
 from tests.integration.jobs import keyed_sum
 
 JOBS = Path(__file__).resolve().parent
@@ -59,6 +59,7 @@ def run_with_kill(root: str, injector: FaultInjector, options: Sequence[str] = (
 
     Output goes to ``<root>/out``; returns the event indices the sources had read at the final savepoint.
     """
+    print(injector)  # shown by pytest when the test fails: the seed replays the fault
     out = f"{root}/out"
     with LocalJob(KEYED_SUM, f"out={out}", f"count={LONG}", "rate=1000", *args,
                   checkpoint_dir=f"{root}/checkpoints", options=options) as job:
@@ -69,8 +70,23 @@ def run_with_kill(root: str, injector: FaultInjector, options: Sequence[str] = (
         assert info["restored_from"] is not None and "/chk-" in info["restored_from"], injector
         done = job.checkpoints()["counts"]["completed"]
         job.wait_for_checkpoints(done + 1)
-        savepoint = job.trigger_savepoint(stop=True)
+        savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, f"{injector}\n{job.describe()}"
     events = consumed_by_savepoint(savepoint, LONG)
     assert 300 <= len(events) < LONG, (injector, len(events))
     return events
+
+
+def stop_with_savepoint(job: LocalJob, attempts: int = 5) -> str:
+    """Stop-with-savepoint; retried while a periodic checkpoint overtakes the savepoint.
+
+    That failure is an open runtime bug (periodic checkpoints are triggered while a savepoint is
+    pending; /tmp/streamjob-notes/bugs.md); ``test_local_checkpointing`` has its own test for it.
+    """
+    for attempt in range(attempts):
+        try:
+            return job.trigger_savepoint(stop=True)
+        except JobError as err:
+            if "overtook" not in str(err).split("\n", 1)[0] or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
