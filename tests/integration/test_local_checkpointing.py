@@ -18,7 +18,6 @@ from tests.integration.jobs.support import (
     run_with_kill,
     savepoint_metadata,
     stop_with_savepoint,
-    tree_digest,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
