@@ -207,7 +207,7 @@ class StreamExecutionEnvironment:
         self.checkpoint_config = CheckpointConfig()
         self.state_backend = HashMapStateBackend()
         self.restart_strategy: RestartStrategy | None = None
-        self.batch_size = 1000
+        self.batch_size = 4096
         self.job_name = "streamjob"
         self.allowed_types: set[type] = set()
 

@@ -125,6 +125,12 @@ class OutputChannel(ABC):
         self.credits = CREDITS
         self._credit_event = asyncio.Event()
         self.backpressured_s = 0.0
+        self.closed = False
+
+    def close(self) -> None:
+        """The task is ending: a send waiting for credit returns, and later sends are dropped."""
+        self.closed = True
+        self._credit_event.set()
 
     def add_credit(self, n: int) -> None:
         """The consumer took ``n`` batches."""
@@ -135,10 +141,12 @@ class OutputChannel(ABC):
         """Sends a batch, waiting for a credit first (backpressure)."""
         if self.credits <= 0:
             started = time.monotonic()
-            while self.credits <= 0:
+            while self.credits <= 0 and not self.closed:
                 self._credit_event.clear()
                 await self._credit_event.wait()
             self.backpressured_s += time.monotonic() - started
+        if self.closed:
+            return
         self.credits -= 1
         self._deliver(batch)
 
@@ -228,6 +236,11 @@ class RecordWriter:
         """Sends an event on every channel."""
         for channel in self.channels:
             channel.send_event(event)
+
+    def close(self) -> None:
+        """Releases every channel (see ``OutputChannel.close``)."""
+        for channel in self.channels:
+            channel.close()
 
     def backpressured_s(self) -> float:
         """Total time this writer waited for credits."""

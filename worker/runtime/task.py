@@ -84,6 +84,12 @@ class _Capture:
         if not self.waiting and not self.done.done():
             self.done.set_result(None)
 
+    def end_all(self) -> None:
+        """The checkpoint was aborted or the task ends: stop waiting for the other barriers."""
+        self.waiting.clear()
+        if not self.done.done():
+            self.done.set_result(None)
+
 
 class Task:
     """Runs one subtask until it is finished or cancelled."""
@@ -161,7 +167,9 @@ class Task:
     def notify_aborted(self, checkpoint_id: int) -> None:
         """The checkpoint failed: release alignment, resume after a failed stop-with-savepoint."""
         self.handler.abort(checkpoint_id)
-        self._captures.pop(checkpoint_id, None)
+        capture = self._captures.pop(checkpoint_id, None)
+        if capture is not None:
+            capture.end_all()
         for op in self.operators:
             op.notify_aborted(checkpoint_id)
         if self.stopped_at == checkpoint_id:
@@ -171,14 +179,21 @@ class Task:
     def finish(self) -> None:
         """End of the job (all inputs done and the final checkpoint committed, or stop-with-savepoint)."""
         self.finishing = True
-        self.wake.set()
-        self.gate.wake()
+        self._release()
 
     def cancel(self) -> None:
         """Stop now without committing anything further."""
         self.cancelled = True
+        self._release()
+
+    def _release(self) -> None:
+        """Wakes everything the task may wait on, so that it ends whatever it was doing."""
         self.wake.set()
         self.gate.wake()
+        for w in self.writers:
+            w.close()
+        for capture in self._captures.values():
+            capture.end_all()
 
     # -- running --------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -192,7 +207,7 @@ class Task:
             else:
                 await self._run_consumer()
             if self._uploads:
-                await asyncio.gather(*self._uploads, return_exceptions=True)
+                await asyncio.wait(self._uploads, timeout=60)
         finally:
             for op in reversed(self.operators):
                 try:
@@ -377,7 +392,9 @@ class Task:
         cap.end(channel)
 
     def cancel_alignment(self, checkpoint_id: int) -> None:
-        self._captures.pop(checkpoint_id, None)
+        capture = self._captures.pop(checkpoint_id, None)
+        if capture is not None:
+            capture.end_all()
         self.services.send({"t": "decline", "cp": checkpoint_id, "vertex": self.vertex.id, "subtask": self.subtask,
                             "reason": "a newer checkpoint overtook it at this task", "subsumed": True})
 
