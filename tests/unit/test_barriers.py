@@ -179,6 +179,17 @@ def test_barrier_of_an_aborted_checkpoint_does_not_block_again() -> None:
     assert ("block", 1) not in host.take()
 
 
+def test_abort_before_the_first_barrier_makes_the_late_barrier_ignored() -> None:
+    host = FakeHost()
+    handler = AlignedBarrierHandler(host, 2)
+    handler.abort(4)
+    handler.on_barrier(0, b(4), 0)
+    assert host.take() == []
+    assert host.blocked == set()
+    handler.on_barrier(0, b(5), 1)
+    assert host.take() == [("block", 0)]
+
+
 # -- unaligned ------------------------------------------------------------------------------------------
 
 
