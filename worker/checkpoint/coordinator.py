@@ -80,6 +80,7 @@ class CheckpointCoordinator:
         self.stopped = False
         self._background: set[asyncio.Task[None]] = set()
         self._queued: list[SavepointTrigger] = []
+        self._stopped_by_savepoint = False
         self.last_completed_location: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ class CheckpointCoordinator:
 
     async def _run_periodic(self) -> None:
         while not self.stopped:
-            stopping = self._queued or any(p.stop for p in self.pending.values())
+            stopping = self._queued or self._stopped_by_savepoint or any(p.stop for p in self.pending.values())
             delay = None if stopping else self.decider.delay(self.clock(), len(self.pending))
             self._wake.clear()
             if delay is None:
@@ -207,6 +208,8 @@ class CheckpointCoordinator:
         if timer is not None:
             timer.cancel()
         self.failures.on_success()
+        if pending.stop:
+            self._stopped_by_savepoint = True  # the job stops now: no further periodic checkpoints
         if not pending.is_savepoint:
             self.decider.finished(self.clock())
             self.last_completed_location = location

@@ -206,6 +206,8 @@ class Task:
                 await self._run_source()
             else:
                 await self._run_consumer()
+            for capture in self._captures.values():
+                capture.end_all()  # no more barriers will come: in-flight captures are complete
             if self._uploads:
                 await asyncio.wait(self._uploads, timeout=60)
         finally:
