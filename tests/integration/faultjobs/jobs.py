@@ -94,6 +94,28 @@ class SlowCommitFileSink(FileSink):
         super().commit(transaction)
 
 
+class FailingFileSink(FileSink):
+    """A FileSink whose ``commit`` (or ``pre_commit``) always fails, as with a broken store."""
+
+    def __init__(self, uri: str, phase: str) -> None:
+        super().__init__(uri)
+        self.phase = phase
+
+    def pre_commit(self, transaction: dict[str, Any]) -> None:
+        if self.phase == "pre_commit":
+            from streamjob.worker.errors import StorageError
+
+            raise StorageError("injected pre-commit failure")
+        super().pre_commit(transaction)
+
+    def commit(self, transaction: dict[str, Any]) -> None:
+        if self.phase == "commit" and transaction["files"]:
+            from streamjob.worker.errors import StorageError
+
+            raise StorageError("injected commit failure")
+        super().commit(transaction)
+
+
 def _options(args: list[str]) -> dict[str, str]:
     opts: dict[str, str] = {}
     for arg in args:
@@ -136,7 +158,9 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     balances = stream.key_by(lambda p: p[0]).reduce(add).uid("balances")
     if o.get("sink", "file") == "file":
         delay = int(o.get("slow_commit_ms", "0"))
-        sink = SlowCommitFileSink(o["output"], delay) if delay else FileSink(o["output"])
+        sink: FileSink = SlowCommitFileSink(o["output"], delay) if delay else FileSink(o["output"])
+        if o.get("fail"):
+            sink = FailingFileSink(o["output"], o["fail"])
         balances.add_sink(sink).uid("committed")
     else:
         from streamjob.worker.connectors.kafka import KafkaSink
