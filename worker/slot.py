@@ -330,14 +330,30 @@ def _tune_interpreter() -> None:
     sys.setswitchinterval(0.0005)
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this slot when its local JobMaster process dies, so no slot outlives its job."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.debug("PR_SET_PDEATHSIG is not available")
+
+
 def run_slot(jobmaster: str, data_host: str) -> int:
     """Process entry: runs a slot on uvloop (``STREAMJOB_PROFILE_DIR`` writes a cProfile per slot)."""
     import uvloop
 
     _tune_interpreter()
+    if os.environ.get("STREAMJOB_DIE_WITH_PARENT") == "1":
+        _die_with_parent()
     profile_dir = os.environ.get("STREAMJOB_PROFILE_DIR")
     if not profile_dir:
-        return uvloop.run(Slot(jobmaster, data_host).run())
+        code = uvloop.run(Slot(jobmaster, data_host).run())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # do not wait for snapshot threads of an attempt that is over
     import cProfile
 
     profiler = cProfile.Profile()

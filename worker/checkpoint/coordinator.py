@@ -81,6 +81,8 @@ class CheckpointCoordinator:
         self._background: set[asyncio.Task[None]] = set()
         self._queued: list[SavepointTrigger] = []
         self._stopped_by_savepoint = False
+        self._retention: asyncio.Future[None] | None = None
+        self._retention_again = False
         self.last_completed_location: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -121,6 +123,11 @@ class CheckpointCoordinator:
                     pass
             if not self.stopped:
                 self.trigger()
+
+    @property
+    def background(self) -> set[asyncio.Task[None]]:
+        """Completions still writing ``_metadata`` (awaited before deleting a cancelled job's storage)."""
+        return self._background
 
     def _periodic_pending(self) -> list[PendingCheckpoint]:
         return [p for p in self.pending.values() if not p.is_savepoint]
@@ -230,10 +237,23 @@ class CheckpointCoordinator:
         self._wake.set()
         self._drain_queue()
         if not pending.is_savepoint:
-            loop.run_in_executor(self.executor, self._retain)
+            self._schedule_retention()
 
     def _write_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> str:
         return str(self.storage.write_metadata(meta, savepoint_dir=savepoint_dir))
+
+    def _schedule_retention(self) -> None:
+        """One retention run at a time; completions during a run coalesce into one more run."""
+        if self._retention is not None and not self._retention.done():
+            self._retention_again = True
+            return
+        self._retention_again = False
+        self._retention = asyncio.get_running_loop().run_in_executor(self.executor, self._retain)
+        self._retention.add_done_callback(self._retention_done)
+
+    def _retention_done(self, _: object) -> None:
+        if self._retention_again and not self.stopped:
+            self._schedule_retention()
 
     def _retain(self) -> None:
         try:

@@ -191,6 +191,8 @@ class JobMaster:
             raise
         while True:
             outcome = await self._run_attempt(loaded)
+            if outcome.kind == "cancelled":
+                await self._cleanup_after_cancel()
             if outcome.kind != "failed":
                 self.state = "FINISHED" if outcome.kind == "finished" else "CANCELED"
                 self.events(self.state.lower(), {})
@@ -206,9 +208,31 @@ class JobMaster:
             self.events("restarting", {"reason": outcome.reason, "delay_ms": delay, "restart": self.restarts})
             await asyncio.sleep(delay / 1000)
             self.attempt += 1
-            storage = self._require_storage()
-            latest = await asyncio.get_running_loop().run_in_executor(self.executor, storage.latest_retained)
-            loaded = await self._load(latest.metadata_uri) if latest is not None else loaded
+            try:
+                storage = self._require_storage()
+                latest = await asyncio.get_running_loop().run_in_executor(self.executor, storage.latest_retained)
+                loaded = await self._load(latest.metadata_uri) if latest is not None else loaded
+            except StreamJobError as err:
+                # Storage briefly unreachable: this restart fails too; the strategy decides whether to retry.
+                loaded = await self._retry_restore(err)
+
+    async def _retry_restore(self, first: StreamJobError) -> LoadedSnapshot | None:
+        """Finds the restore point again under the restart strategy while storage is unreachable."""
+        error: StreamJobError = first
+        while True:
+            self.restarts += 1
+            delay = self.plan.restart.delay_for(self.restarts)
+            if delay is None:
+                raise error
+            self.events("restarting", {"reason": f"cannot find the latest checkpoint: {error}", "delay_ms": delay,
+                                       "restart": self.restarts})
+            await asyncio.sleep(delay / 1000)
+            try:
+                storage = self._require_storage()
+                latest = await asyncio.get_running_loop().run_in_executor(self.executor, storage.latest_retained)
+                return await self._load(latest.metadata_uri) if latest is not None else None
+            except StreamJobError as err:
+                error = err
 
     def _require_storage(self) -> CheckpointStorage:
         assert self.storage is not None
@@ -398,11 +422,17 @@ class JobMaster:
         return request
 
     async def cancel(self) -> None:
-        """``POST /cancel``: stops the job; deletes checkpoints on DELETE_ON_CANCELLATION."""
+        """``POST /cancel``: stops the job (checkpoints are deleted by ``run`` on DELETE_ON_CANCELLATION)."""
         if self._outcome is not None and not self._outcome.done():
             self._outcome.set_result(AttemptOutcome("cancelled"))
-        if self.plan.settings.externalized_cleanup is ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION:
-            await asyncio.get_running_loop().run_in_executor(self.executor, self._require_storage().delete_job_root)
+
+    async def _cleanup_after_cancel(self) -> None:
+        """Deletes the lineage's checkpoints once nothing can write to it any more."""
+        if self.plan.settings.externalized_cleanup is not ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION:
+            return
+        if self.coordinator is not None and self.coordinator.background:
+            await asyncio.wait(self.coordinator.background, timeout=30)
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._require_storage().delete_job_root)
 
     def records_in_total(self) -> int:
         """Records read by the sources so far in this attempt."""

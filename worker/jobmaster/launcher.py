@@ -38,6 +38,7 @@ class LocalProcessLauncher:
         """Starts ``slots`` slot processes."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
+        env["STREAMJOB_DIE_WITH_PARENT"] = "1"
         for index in range(slots):
             log = (self.log_dir / f"slot-{index}-attempt-{attempt}.log").open("ab")
             cmd = [sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", jobmaster,
