@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration test-e2e lint typing-tree bench clean
+.PHONY: install demo test test-unit test-integration test-e2e lint typing-tree bench clean testbed
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,8 +30,12 @@ lint: $(STAMP) typing-tree
 
 # Every tier: unit, integration (real S3, real processes) and e2e (real API server). CI=true turns
 # an unavailable server into a failure instead of a skip.
-test: $(STAMP) lint
-	$(BIN)/pytest -m "unit or integration or e2e or kafka" tests
+# Builds (or finds in ~/.cache/streamjob-testbed) the e2e control plane and helm from their Go modules.
+testbed:
+	tests/cluster/build.sh all
+
+test: $(STAMP) lint testbed
+	$(BIN)/pytest tests
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit tests
@@ -39,7 +43,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration tests
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) testbed
 	$(BIN)/pytest -m e2e tests
 
 bench: $(STAMP)
