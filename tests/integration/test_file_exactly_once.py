@@ -97,3 +97,42 @@ def test_readers_never_see_partial_or_uncommitted_files(kind: str, tmp_path: Pat
     assert not problems, problems[:5]
     assert seen
     assert compare(read_file_outputs(output), count, exactly_once=True) is None
+
+
+def test_monitored_source_reads_files_added_while_running(tmp_path: Path) -> None:
+    import re
+    import urllib.request
+
+    source = tmp_path / "input"
+    source.mkdir()
+    output = (tmp_path / "output").as_uri()
+    first, second = 2_000, 1_500
+    (source / "a.txt").write_text("".join(f"{i}\n" for i in range(first)))
+    state: dict[str, Any] = {}
+
+    def stop_with_savepoint(rest: str) -> None:
+        req = urllib.request.Request(f"{rest}/savepoints", data=b'{"stop": true}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def hook(progress: HookedProgress, kind: str, data: dict[str, Any]) -> None:
+        if kind != "checkpoint":
+            return
+        if "added" not in state and data["id"] >= 2:
+            # written under a hidden name and renamed, as a producer of input files should
+            (source / ".b.tmp").write_text("".join(f"{i}\n" for i in range(first, first + second)))
+            (source / ".b.tmp").rename(source / "b.txt")
+            state["added"] = data["id"]
+        elif "added" in state and "stopping" not in state and data["id"] >= state["added"] + 6:
+            rest = next(m.group(1) for line in progress.lines
+                        if (m := re.search(r"REST API (http://\S+);", line)) is not None)
+            state["stopping"] = True
+            threading.Thread(target=stop_with_savepoint, args=(rest,), daemon=True).start()
+
+    code, progress = run_job(["source=file", f"input={source.as_uri()}", "monitor_ms=100", f"output={output}",
+                              "interval=150"], tmp_path / "w", (tmp_path / "chk").as_uri(), hook)
+    print("\n".join(progress.lines))
+    assert code == 0
+    assert state.get("stopping")
+    problem = compare(read_file_outputs(output), first + second, exactly_once=True)
+    assert problem is None, problem
