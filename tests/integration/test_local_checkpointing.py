@@ -18,6 +18,7 @@ from tests.integration.jobs.support import (
     run_with_kill,
     savepoint_metadata,
     stop_with_savepoint,
+    tree_digest,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -125,3 +126,42 @@ def test_retention_deletes_the_oldest_checkpoints(root: str) -> None:
         assert job.wait() == 0, job.describe()
     assert "job CANCELED" in job.output()
     assert completed_checkpoint_ids(checkpoints), "RETAIN_ON_CANCELLATION keeps the retained checkpoints"
+
+
+def test_failing_snapshots_are_declined_checkpoints_within_the_tolerable_number(file_root: str) -> None:
+    with LocalJob(FAULTY, "mode=raise", "failures=2", "tolerable=2", "count=900", "rate=600",
+                  checkpoint_dir=f"{file_root}/checkpoints") as job:
+        assert job.wait() == 0, job.describe()
+    assert len(failed_checkpoints(job)) >= 2, job.describe()
+    assert "injected snapshot failure 1" in job.output()
+    assert "job FINISHED" in job.output()
+
+
+def test_failing_snapshots_beyond_the_tolerable_number_fail_the_job(file_root: str) -> None:
+    with LocalJob(FAULTY, "mode=raise", "failures=-1", "tolerable=1", checkpoint_dir=f"{file_root}/checkpoints") as job:
+        assert job.wait() == 5, job.describe()
+    declined = [r for r in failed_checkpoints(job) if "injected snapshot failure" in r]
+    assert len(declined) == 2, job.describe()
+    assert re.search(r"job FAILED: checkpoint \d+ failed", job.output()), job.describe()
+
+
+def test_savepoints_are_not_overtaken_by_periodic_checkpoints(file_root: str) -> None:
+    with LocalJob(KEYED_SUM, f"out={file_root}/out", "count=30000", "rate=2000", "interval=20", "slow_us=400",
+                  "unaligned=1", checkpoint_dir=f"{file_root}/checkpoints") as job:
+        job.wait_for_checkpoints(2)
+        for _ in range(10):
+            job.trigger_savepoint()
+        job.trigger_savepoint(stop=True)
+        assert job.wait() == 0, job.describe()
+
+
+def test_delete_on_cancellation_leaves_nothing_behind(root: str) -> None:
+    checkpoints = f"{root}/checkpoints"
+    with LocalJob(KEYED_SUM, f"out={root}/out", "count=30000", "rate=500", "interval=100", "cleanup=delete",
+                  checkpoint_dir=checkpoints) as job:
+        job.wait_for_checkpoints(3)
+        job_id = job.job()["id"]
+        job.cancel()
+        assert job.wait() == 0, job.describe()
+    assert "job CANCELED" in job.output()
+    assert tree_digest(f"{checkpoints}/local/keyed-sum/{job_id}") == {}

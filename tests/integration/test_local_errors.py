@@ -136,3 +136,26 @@ def test_bad_flag_value_is_one_error_line(tmp_path: Path) -> None:
     result = run("--checkpoint-interval", "5", KEYED_SUM, f"out={tmp_path.as_uri()}")
     line = assert_one_clear_error(result, "interval")
     assert line.startswith("error:")
+
+
+@pytest.mark.parametrize("case", ["unreachable", "corrupted", "uid"])
+def test_startup_failures_are_reported_as_error_lines_with_their_exit_code(
+        case: str, completed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = f"out={tmp_path.as_uri()}/out"
+    if case == "unreachable":
+        monkeypatch.setenv("STREAMJOB_S3_ENDPOINT", "http://127.0.0.1:9")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nothing")
+        result, code = run("--checkpoint-dir", "s3://bucket/prefix", KEYED_SUM, out), 3
+    elif case == "corrupted":
+        copied = (tmp_path / "copy").as_uri()
+        copy_tree(f"{completed}/checkpoints", f"{copied}/checkpoints")
+        target = latest_checkpoint(copied)
+        open_store(target).put("_metadata", b"{")
+        result, code = run("--restore", target, "--checkpoint-dir", f"{copied}/checkpoints", KEYED_SUM, out), 3
+    else:
+        result, code = run("--restore", latest_checkpoint(completed), "--checkpoint-dir",
+                           (tmp_path / "n").as_uri(), KEYED_SUM, out, "sums_uid=renamed"), 4
+    line = assert_one_clear_error(result)
+    assert line.startswith("error:"), result.stderr
+    assert result.returncode == code, result.stderr

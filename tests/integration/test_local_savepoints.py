@@ -134,3 +134,15 @@ def test_restore_latest_after_the_jobmaster_was_killed(file_root: str) -> None:
     assert restored_checkpoint(resumed) >= 3
     problem = keyed_sum.check_exactly_once(read_committed(out), COUNT)
     assert problem is None, problem
+
+
+def test_cli_stop_with_savepoint_prints_the_location(file_root: str) -> None:
+    out, checkpoints = f"{file_root}/out", f"{file_root}/checkpoints"
+    with first_run(out, checkpoints, 1) as job:
+        job.wait_for_checkpoints(2)
+        result = run_cli("savepoint", "--stop", "--jobmaster", job.rest_url, "--timeout", "60s")
+        assert job.wait() == 0, job.describe()
+    assert result.returncode == 0, result.stderr
+    savepoint = result.stdout.strip()
+    assert re.fullmatch(rf"{re.escape(checkpoints)}-savepoints/local/keyed-sum/savepoint-[\w-]+", savepoint)
+    assert "_metadata" in tree_digest(savepoint)
