@@ -13,4 +13,4 @@ def _packages() -> list[str]:
     return found
 
 
-setup(packages=_packages(), package_dir=MAPPED, package_data={"streamjob.operator": ["crd/*.yaml"]})
+setup(packages=_packages(), package_dir=MAPPED)

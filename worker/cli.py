@@ -182,8 +182,11 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         jm = JobMaster(plan, events=log_event)
-        runner, port = await serve(jm, config.rest_host, config.rest_port)
-        jm.jobmaster_address = f"{config.rest_host}:{port}"
+        host = config.rest_host
+        if host == "0.0.0.0" and os.environ.get("POD_IP"):
+            host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address
+        runner, port = await serve(jm, host, config.rest_port)
+        jm.jobmaster_address = f"{host}:{port}"
         try:
             return await jm.run()
         finally:

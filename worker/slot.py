@@ -178,6 +178,13 @@ class Slot:
             self._expect_disconnects()
             for task in self.tasks.values():
                 task.finish()
+        elif kind == "bye":
+            self._expect_disconnects()
+            for task in self.tasks.values():
+                task.cancel()
+            if message.get("outcome") == "failed":
+                self.failed = self.failed or "the job attempt failed"
+            self.done.set()
         elif kind == "cancel":
             self._expect_disconnects()
             for task in self.tasks.values():

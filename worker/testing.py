@@ -34,8 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FaultInjector", "FaultPlan", "JobError", "LocalJob", "read_committed", "read_committed_files",
-           "run_cli"]
+__all__ = ["CliResult", "FaultInjector", "FaultPlan", "JobError", "LocalJob", "read_committed",
+           "read_committed_files", "run_cli"]
 
 _REST_LINE = re.compile(r"REST API (http://[0-9.]+:\d+)")
 _SAVEPOINT_LINE = re.compile(r"savepoint (\d+) completed .* — (\S+)/_metadata$")
@@ -96,6 +96,7 @@ class LocalJob:
         self.stdout_lines: list[str] = []
         self._changed = threading.Condition()
         self._readers: list[threading.Thread] = []
+        self._rest_url: str | None = None
 
     # -- process ----------------------------------------------------------------------------------
     def start(self) -> LocalJob:
@@ -208,7 +209,9 @@ class LocalJob:
     @property
     def rest_url(self) -> str:
         """``http://127.0.0.1:PORT`` of the job's JobMaster (waits for the progress line)."""
-        return self.wait_for_line(_REST_LINE, timeout=90.0).group(1)
+        if self._rest_url is None:
+            self._rest_url = self.wait_for_line(_REST_LINE, timeout=90.0).group(1)
+        return self._rest_url
 
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """One REST call; returns the decoded JSON body (4xx/5xx raise ``JobError`` with the error)."""

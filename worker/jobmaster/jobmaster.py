@@ -298,6 +298,7 @@ class JobMaster:
         if outcome.kind == "cancelled":
             self.registry.broadcast({"t": "cancel"})
             await asyncio.sleep(0.1)
+        await self.registry.say_goodbye(outcome.kind)
         for request in self.savepoints.values():
             if request.status == "IN_PROGRESS":
                 request.status, request.reason = "FAILED", f"the job attempt ended: {outcome.reason or outcome.kind}"

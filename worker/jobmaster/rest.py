@@ -112,21 +112,25 @@ async def control(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=5, max_msg_size=0)
     await ws.prepare(request)
     conn = None
+    spare = False
     try:
         async for msg in ws:
             if msg.type != WSMsgType.BINARY:
                 continue
             message = unpack(msg.data)
             if conn is None:
-                if message.get("t") != "register":
-                    break
+                if message.get("t") != "register" or spare:
+                    continue
+                await jm.registry.wait_open(jm.config.worker_register_timeout_ms / 1000)
                 conn = jm.registry.register(ws, (message["data"][0], int(message["data"][1])), int(message["pid"]))
                 if conn is None:
-                    log.warning("refused a slot: the attempt has all its slots")
-                    break
+                    log.info("a spare slot registered: the attempt has all its slots; it stays idle")
+                    jm.registry.spares.add(ws)
+                    spare = True
                 continue
             jm.on_slot_message(conn, message)
     finally:
+        jm.registry.spares.discard(ws)
         if conn is not None:
             jm.on_slot_lost(conn)
     return ws

@@ -53,11 +53,32 @@ class SlotRegistry:
         self.slots: dict[int, SlotConnection] = {}
         self.changed = asyncio.Event()
         self.accepting = 0
+        self.opened = asyncio.Event()
+        self.spares: set[web.WebSocketResponse] = set()
 
     def open_for(self, count: int) -> None:
         """Accepts up to ``count`` registrations (one attempt's slots)."""
         self.slots = {}
         self.accepting = count
+        self.opened.set()
+
+    async def wait_open(self, timeout_s: float) -> None:
+        """Holds a slot that connected before the first attempt opened registrations."""
+        try:
+            await asyncio.wait_for(self.opened.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def say_goodbye(self, outcome: str) -> None:
+        """Tells every slot, spare ones too, that the job ended (they exit 0 unless it failed)."""
+        message = pack({"t": "bye", "outcome": outcome})
+        for conn in self.slots.values():
+            conn.outbox.put_nowait(message)
+        for ws in list(self.spares):
+            try:
+                await ws.send_bytes(message)
+            except (ConnectionError, RuntimeError):
+                pass
 
     def register(self, ws: web.WebSocketResponse, data_address: tuple[str, int], pid: int) -> SlotConnection | None:
         """Assigns the next free slot index, or None when the attempt has all its slots."""
@@ -92,6 +113,10 @@ class SlotRegistry:
     async def close_all(self) -> None:
         """Closes every slot's socket (the slots exit); never waits long for a slot that is gone."""
         for conn in list(self.slots.values()):
+            for _ in range(20):  # let queued messages (the goodbye) go out first
+                if conn.outbox.empty():
+                    break
+                await asyncio.sleep(0.05)
             if conn.sender is not None:
                 conn.sender.cancel()
             try:
