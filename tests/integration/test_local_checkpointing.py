@@ -115,13 +115,13 @@ def completed_checkpoint_ids(checkpoints: str) -> list[int]:
     return sorted(row.id for row in list_snapshots(checkpoints) if row.kind == "checkpoint" and row.id is not None)
 
 
-def test_retention_deletes_the_oldest_checkpoints(root: str) -> None:
+def test_retention_keeps_the_newest_checkpoints(root: str) -> None:
     checkpoints = f"{root}/checkpoints"
     with LocalJob(KEYED_SUM, f"out={root}/out", "count=30000", "rate=500", "interval=500", "retained=2",
                   checkpoint_dir=checkpoints) as job:
         job.wait_for_checkpoints(4)
-        job.poll("retention of the oldest checkpoints",
-                 lambda: min(completed_checkpoint_ids(checkpoints), default=0) > 2, 30, interval=0.2)
+        job.poll("retention down to the newest 2 checkpoints",
+                 lambda: len(ids := completed_checkpoint_ids(checkpoints)) == 2 and ids[0] > 2, 30, interval=0.2)
         job.cancel()
         assert job.wait() == 0, job.describe()
     assert "job CANCELED" in job.output()
