@@ -146,7 +146,7 @@ class Slot:
         deadline = asyncio.get_running_loop().time() + 120
         while True:
             try:
-                return await session.ws_connect(f"http://{self.jobmaster}/internal/control", heartbeat=5,
+                return await session.ws_connect(f"http://{self.jobmaster}/internal/control", heartbeat=60,
                                                 max_msg_size=0)
             except (aiohttp.ClientError, OSError):
                 if asyncio.get_running_loop().time() > deadline:

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 _JM: web.AppKey[JobMaster] = web.AppKey("jobmaster", JobMaster)
 
+# A crashed slot is noticed at once (its connection closes); the heartbeat only catches a hung one.
+# It is long because user code may hold a slot's event loop for seconds (a slow function over a batch).
+HEARTBEAT_S = 60.0
+
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
@@ -109,7 +113,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def control(request: web.Request) -> web.WebSocketResponse:
     """A slot's control connection: registration, then acks, failures and metrics."""
     jm = request.app[_JM]
-    ws = web.WebSocketResponse(heartbeat=5, max_msg_size=0)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=0)
     await ws.prepare(request)
     conn = None
     spare = False
