@@ -158,7 +158,7 @@ class CheckpointCoordinator:
         cid = self.next_id
         self.next_id += 1
         now = self.clock()
-        unaligned = self.settings.unaligned and savepoint_dir is None
+        unaligned = (self.settings.unaligned or self.settings.force_unaligned) and savepoint_dir is None
         pending = PendingCheckpoint(cid, int(time.time() * 1000), now, self._tasks, savepoint_dir, stop, unaligned,
                                     request_id)
         self.pending[cid] = pending

@@ -106,7 +106,8 @@ class AlignedBarrierHandler:
 
     def check_timeout(self, now_ms: int) -> None:
         """Switches a long alignment to unaligned (``aligned_timeout_ms`` > 0)."""
-        if self.aligning and self.aligned_timeout_ms > 0 and now_ms - self.started_ms >= self.aligned_timeout_ms:
+        if (self.aligning and self.aligned_timeout_ms > 0 and now_ms - self.started_ms >= self.aligned_timeout_ms
+                and self.barrier is not None and self.barrier.savepoint_dir is None):
             self._switch_to_unaligned()
 
     def abort(self, checkpoint_id: int) -> None:

@@ -122,8 +122,8 @@ class Task:
         if settings.mode is CheckpointingMode.AT_LEAST_ONCE:
             self.handler: AlignedBarrierHandler | AtLeastOnceBarrierTracker = AtLeastOnceBarrierTracker(self, channels)
         else:
-            self.handler = AlignedBarrierHandler(self, channels, settings.aligned_timeout_ms,
-                                                 settings.unaligned or settings.force_unaligned)
+            # Each barrier says whether it is unaligned (savepoints never are, as in Flink).
+            self.handler = AlignedBarrierHandler(self, channels, settings.aligned_timeout_ms)
 
     # -- setup ----------------------------------------------------------------------------------
     def _create_operators(self) -> None:
