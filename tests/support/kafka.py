@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import kill_group, stop_group
 from tests.support.s3server import fail_or_skip, free_port
 
 KAFKA_VERSION = os.environ.get("STREAMJOB_KAFKA_VERSION", "4.1.1")
@@ -169,19 +170,11 @@ class KafkaBroker:
 
     def kill(self) -> None:
         """SIGKILL the broker (fault injection)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(10)
+        kill_group(self.proc)
 
     def stop(self) -> None:
         """Stops the broker (SIGTERM, then SIGKILL after 20 s)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(10)
+        stop_group(self.proc, 20)
 
 
 @pytest.fixture(scope="session")

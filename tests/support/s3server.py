@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import kill_group, stop_group
+
 ACCESS_KEY = "streamjob-test"
 SECRET_KEY = "streamjob-test-secret"
 BUCKET = "streamjob"
@@ -154,18 +156,11 @@ class SeaweedServer:
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would (fault injection)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(10)
+        kill_group(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(10)
+        """Stops the server (SIGTERM, then SIGKILL after 15 s)."""
+        stop_group(self.proc, 15)
 
     def restart(self) -> None:
         self.stop()
