@@ -266,18 +266,28 @@ def test_delete_completes_even_when_the_final_savepoint_fails(job: Job, node_age
     assert "Deleted" in reasons
 
 
-def test_operator_restart_mid_upgrade_completes_it_once(job: Job, operator: OperatorProcess) -> None:
+def test_operator_restart_mid_upgrade_completes_it_once(
+    job: Job, operator: OperatorProcess, node_agent: NodeAgent
+) -> None:
     job.create(count=8000, rate=300, upgradeMode="savepoint")
-    job.wait(lambda s: checkpointed(s, 2), "checkpoints")
+    before = job.wait(lambda s: checkpointed(s, 2), "checkpoints")
+    # Hold the workers so that the upgrade's savepoint cannot complete before the operator is
+    # killed: the kill must land while the savepoint is requested but not yet taken.
+    workers = [job.pod("worker", before["attempt"], index) for index in range(2)]
+    for pod in workers:
+        node_agent.crash(job.namespace, pod, sig=signal.SIGSTOP)
     job.patch({"parallelism": 3})
 
     def savepoint_requested(s: Json) -> bool:
         request = s.get("snapshotRequest") or {}
         return (s.get("operation") or {}).get("step") == "snapshot" and bool(request.get("requestId"))
 
-    job.wait(savepoint_requested, "the upgrade's savepoint to be requested", timeout=60)
-    operator.stop(signal.SIGKILL)  # mid-operation: the intent is only in status
-    time.sleep(2)
+    try:
+        job.wait(savepoint_requested, "the upgrade's savepoint to be requested", timeout=60)
+        operator.stop(signal.SIGKILL)  # mid-operation: the intent is only in status
+    finally:
+        for pod in workers:
+            node_agent.crash(job.namespace, pod, sig=signal.SIGCONT)
     operator.start()
     after = job.wait(lambda s: running(s) and s.get("parallelism") == 3, "the upgrade to complete")
     upgrades = [sp for sp in after.get("savepointHistory", []) if sp.get("trigger") == "upgrade"]
