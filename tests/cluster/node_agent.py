@@ -1,14 +1,15 @@
 """The test bed's node agent: a kubelet stand-in that runs pods' containers as local processes.
 
 It registers one Ready Node, binds every unscheduled pod to it, and for each bound pod: gives it its
-own loopback address (127.N.x.y, N claimed per agent) as ``status.podIP``, materialises its volumes, resolves its env
-(fieldRef, secretKeyRef, configMapKeyRef, envFrom, ``$(VAR)``), starts each container's
-``command``/``args`` as a process (see ``podproc.py``; the image is never pulled, the command runs
-from the PATH of the test venv) after its init containers, runs httpGet/tcpSocket/exec readiness and
-liveness probes, restarts containers per ``restartPolicy`` and reports status as the kubelet does
-(see ``podstate.py``: Pending → Running → Succeeded/Failed with exit codes, reasons and times;
-waiting reasons ``CreateContainerConfigError`` for a missing ConfigMap/Secret and
-``CreateContainerError`` for a command that cannot be found).
+own loopback address (127.N.x.y, N claimed per agent) as ``status.podIP``, materialises its volumes,
+resolves its env (fieldRef, secretKeyRef, configMapKeyRef, envFrom, ``$(VAR)``), starts each
+container's ``command``/``args`` as a process (see ``podproc.py``; the command runs from the PATH of
+the test venv) after its init containers once its image is available (see ``images.py``: an unknown
+image keeps the container waiting in ``ErrImagePull`` / ``ImagePullBackOff`` and the pod Pending),
+runs httpGet/tcpSocket/exec readiness and liveness probes, restarts containers per ``restartPolicy``
+and reports status as the kubelet does (see ``podstate.py``: Pending → Running → Succeeded/Failed
+with exit codes, reasons and times; waiting reasons ``CreateContainerConfigError`` for a missing
+ConfigMap/Secret and ``CreateContainerError`` for a command that cannot be found).
 Deletion is honoured: SIGTERM, the grace period, SIGKILL, then the pod object is removed.
 
 Tests reach it through the ``node_agent`` fixture (``tests/cluster/fixtures.py``) and its helpers
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from tests.cluster import podproc, podspec
+from tests.cluster import images, podproc, podspec
 from tests.cluster.kubeapi import KubeApi, KubeError, pod_path
 from tests.cluster.podstate import Container, PodRun, init_progress, now_rfc3339, pod_status
 from tests.cluster.probes import ProbeRunner
@@ -56,8 +57,12 @@ class NodeAgent:
         node_name: str = DEFAULT_NODE,
         bin_dir: Path | None = None,
         ip_prefix: str | None = None,
+        known_images: list[str] | None = None,
     ) -> None:
         self.api = KubeApi(kubeconfig)
+        #: The node's images and its registry (``images.default_known()`` unless given): tests
+        #: ``push``/``load``/``remove`` images to make pulls succeed or fail.
+        self.images = images.ImageStore(images.default_known() if known_images is None else known_images)
         self.root = root
         self.node_name = node_name
         self.bin_dir = bin_dir or Path(sys.executable).parent
@@ -113,6 +118,10 @@ class NodeAgent:
         item = self._container(namespace, name, container)
         with self.lock:
             return item.proc.pid if item.running else None
+
+    def started(self, namespace: str, name: str, container: str | None = None) -> bool:
+        """Whether the agent ever started a process for the container (an image never pulled: no)."""
+        return bool(self._container(namespace, name, container).started_at)
 
     def crash(self, namespace: str, name: str, container: str | None = None, sig: int = signal.SIGKILL) -> int:
         """Fault injection: sends ``sig`` (SIGKILL by default) to the container's process group."""
@@ -312,6 +321,7 @@ class NodeAgent:
                 for item in run.every():
                     self._kill_group(item, signal.SIGKILL)
                 run.gone = True
+                self.images.forget(uid)
             return
         if run is None:
             phase = pod.get("status", {}).get("phase", "Pending")
@@ -396,6 +406,7 @@ class NodeAgent:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         try:
             self.api.delete(pod_path(namespace, name), body)
+            self.images.forget(uid)
             log.info("removed %s/%s", namespace, name)
         except KubeError as err:
             if err.status not in (404, 409):
@@ -558,6 +569,16 @@ class NodeAgent:
         try:
             if not run.volumes_ready:
                 self.prepare_volumes(run)
+            problem = self.images.ensure(
+                run.uid, str(item.spec.get("image", "")), item.spec.get("imagePullPolicy"), time.monotonic()
+            )
+            if problem is not None:
+                if item.state.get("waiting", {}).get("reason") != problem.reason:
+                    where = f"{run.namespace}/{run.name}/{item.name}"
+                    log.info("image of %s: %s %s", where, problem.reason, problem.message)
+                item.state = podspec.waiting_state(problem.reason, problem.message)
+                item.next_start = time.monotonic() + problem.retry_in
+                return
             launch = self.launch(run, item)
         except podspec.ConfigError as err:
             item.state = podspec.waiting_state("CreateContainerConfigError", str(err))

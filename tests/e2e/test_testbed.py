@@ -387,3 +387,130 @@ def test_failed_init_container_fails_the_pod(kube: Kube, kube_namespace: str, po
     assert got["status"]["phase"] == "Failed"
     assert got["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 7
     assert "terminated" not in got["status"]["containerStatuses"][0]["state"]
+
+
+# ---------------------------------------------------------------- images
+
+
+def waiting_reasons(kube: Kube, namespace: str, name: str, until: str, timeout: float = 60.0) -> list[Json]:
+    """Every status the pod's first container reports, from creation until it waits with ``until``.
+
+    Read from a watch (not by polling), so no short-lived state is missed; each entry is the
+    container status together with the pod's phase under ``"phase"``.
+    """
+    seen: list[Json] = []
+    deadline = time.monotonic() + timeout
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    version = ""
+    while time.monotonic() < deadline:
+        if not version:
+            listing = kube.raw.get(path)
+            version = listing["metadata"]["resourceVersion"]
+            events: Any = [{"type": "ADDED", "object": p} for p in listing["items"]]
+        else:
+            events = kube.raw.watch(path, version, timeout_seconds=max(1, int(deadline - time.monotonic())))
+        for event in events:
+            pod = event.get("object") or {}
+            version = pod.get("metadata", {}).get("resourceVersion", version)
+            if event.get("type") == "BOOKMARK" or pod.get("metadata", {}).get("name") != name:
+                continue
+            statuses = pod.get("status", {}).get("containerStatuses") or []
+            if not statuses:
+                continue
+            seen.append({**statuses[0], "phase": pod["status"].get("phase")})
+            if statuses[0]["state"].get("waiting", {}).get("reason") == until:
+                return seen
+    raise AssertionError(f"pod {namespace}/{name} never waited with {until}; statuses seen: {seen}")
+
+
+def never_started(statuses: list[Json]) -> None:
+    """Asserts that no status shows the container started: Pending, waiting, no container ID."""
+    for status in statuses:
+        assert status["phase"] == "Pending", status
+        assert set(status["state"]) == {"waiting"}, status
+        assert status["started"] is False and status["restartCount"] == 0, status
+        assert "containerID" not in status and not status.get("lastState"), status
+
+
+def test_unknown_image_errs_then_backs_off_and_never_starts(
+    kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None
+) -> None:
+    # `.invalid` is a reserved top-level domain: on kind the pull fails too, on the bed the image is unknown.
+    image = f"registry.streamjob.invalid/absent:{uuid.uuid4().hex[:8]}"
+    kube.create_pod(kube_namespace, python_pod("unpulled", "print('must not run')", container={"image": image}))
+    statuses = waiting_reasons(kube, kube_namespace, "unpulled", "ImagePullBackOff")
+    reasons = [s["state"]["waiting"]["reason"] for s in statuses]
+    reasons = [r for i, r in enumerate(reasons) if i == 0 or reasons[i - 1] != r]
+    assert reasons[-2:] == ["ErrImagePull", "ImagePullBackOff"], reasons
+    assert set(reasons) <= {"ContainerCreating", "ErrImagePull", "ImagePullBackOff"}, reasons
+    never_started(statuses)
+    assert statuses[-1]["state"]["waiting"]["message"].startswith(f'Back-off pulling image "{image}"')
+    assert kube.pod(kube_namespace, "unpulled")["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    if pod_runtime is not None:
+        errors = [
+            s["state"]["waiting"]["message"] for s in statuses if s["state"]["waiting"]["reason"] == "ErrImagePull"
+        ]
+        assert errors[0] == (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+            f'failed to resolve reference "{image}": {image}: not found'
+        )
+        assert (
+            statuses[-1]["state"]["waiting"]["message"]
+            == f'Back-off pulling image "{image}": ErrImagePull: {errors[0]}'
+        )
+        assert not pod_runtime.started(kube_namespace, "unpulled")
+        assert pod_runtime.read_log(kube_namespace, "unpulled") == ""
+
+
+def test_invalid_image_name_is_reported(kube: Kube, kube_namespace: str, pod_runtime: NodeAgent | None) -> None:
+    kube.create_pod(kube_namespace, python_pod("badname", "print('must not run')", container={"image": "Bad/Name:1"}))
+    statuses = waiting_reasons(kube, kube_namespace, "badname", "InvalidImageName")
+    never_started(statuses)
+    assert statuses[-1]["state"]["waiting"]["message"].startswith('Failed to apply default image tag "Bad/Name:1"')
+
+
+def test_image_pushed_later_is_pulled_after_the_back_off(
+    kube: Kube, kube_namespace: str, node_agent: NodeAgent
+) -> None:
+    image = f"streamjob-testbed/late:{uuid.uuid4().hex[:8]}"
+    kube.create_pod(kube_namespace, python_pod("late", "print('pulled at last')", container={"image": image}))
+    never_started(waiting_reasons(kube, kube_namespace, "late", "ImagePullBackOff"))
+    node_agent.images.push(image)
+    try:
+        pod = kube.wait_pod_phase(kube_namespace, "late", "Succeeded", "Failed", timeout=30)
+        assert terminated(pod)["exitCode"] == 0
+        assert node_agent.read_log(kube_namespace, "late") == "pulled at last\n"
+        assert node_agent.images.present(image)
+    finally:
+        node_agent.images.remove(image)
+
+
+def test_image_pull_policies(kube: Kube, kube_namespace: str, node_agent: NodeAgent) -> None:
+    tag = uuid.uuid4().hex[:8]
+    loaded, pushed = f"streamjob-testbed/loaded:{tag}", f"streamjob-testbed/pushed:{tag}"
+    node_agent.images.load(loaded)  # on the node only (kind load), not in the registry
+    node_agent.images.push(pushed)  # in the registry only
+    cases = {
+        "never-absent": (pushed, "Never", "ErrImageNeverPull"),
+        "always-unregistered": (loaded, "Always", "ErrImagePull"),
+        "ifnotpresent-loaded": (loaded, "IfNotPresent", None),
+        "never-loaded": (loaded, "Never", None),
+    }
+    try:
+        for name, (image, policy, _) in cases.items():
+            container = {"image": image, "imagePullPolicy": policy}
+            kube.create_pod(kube_namespace, python_pod(name, "print('ran')", container=container))
+        for name, (image, _, reason) in cases.items():
+            if reason is None:
+                assert terminated(kube.wait_pod_phase(kube_namespace, name, "Succeeded", "Failed"))["exitCode"] == 0
+                continue
+            statuses = waiting_reasons(kube, kube_namespace, name, reason)
+            never_started(statuses)
+            if reason == "ErrImageNeverPull":
+                message = f'Container image "{image}" is not present with pull policy of Never'
+                assert statuses[-1]["state"]["waiting"]["message"] == message
+            assert not node_agent.started(kube_namespace, name)
+        assert not node_agent.images.present(pushed)  # Never does not pull
+    finally:
+        node_agent.images.remove(loaded)
+        node_agent.images.remove(pushed)
