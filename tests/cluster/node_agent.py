@@ -14,7 +14,8 @@ Deletion is honoured: SIGTERM, the grace period, SIGKILL, then the pod object is
 
 Tests reach it through the ``node_agent`` fixture (``tests/cluster/fixtures.py``) and its helpers
 :meth:`NodeAgent.pod_ip`, :meth:`NodeAgent.log_path`, :meth:`NodeAgent.read_log`,
-:meth:`NodeAgent.crash` and :meth:`NodeAgent.pid`.
+:meth:`NodeAgent.crash`, :meth:`NodeAgent.pid`, :meth:`NodeAgent.started` and
+:meth:`NodeAgent.container_state`; ``NodeAgent.images`` holds the node's images and its registry.
 """
 
 from __future__ import annotations
@@ -122,6 +123,15 @@ class NodeAgent:
     def started(self, namespace: str, name: str, container: str | None = None) -> bool:
         """Whether the agent ever started a process for the container (an image never pulled: no)."""
         return bool(self._container(namespace, name, container).started_at)
+
+    def container_state(self, namespace: str, name: str, container: str | None = None) -> Json:
+        """The container's state as the agent last knew it (``waiting``/``running``/``terminated``).
+
+        Kept after the pod is gone, so a test can tell why a pod the operator already deleted
+        never ran.
+        """
+        with self.lock:
+            return dict(self._container(namespace, name, container).state)
 
     def crash(self, namespace: str, name: str, container: str | None = None, sig: int = signal.SIGKILL) -> int:
         """Fault injection: sends ``sig`` (SIGKILL by default) to the container's process group."""
