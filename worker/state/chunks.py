@@ -1,23 +1,31 @@
 """The keyed snapshot file format: one file per chunk of contiguous key groups.
 
-A chunk file holds, for each key group of its range, every state's entries and the timers of
-that group's keys, so a restore at any parallelism reads only the files overlapping its range
-and keeps the key groups inside it. Both keyed backends write and read this one format, so a
-savepoint taken with one restores into the other.
+A file holds, for each key group of its range, every state's entries and the timers of that
+group's keys, so a restore at any parallelism reads only the files overlapping its range and keeps
+the key groups inside it. A full snapshot writes one file for the subtask's whole key-group range
+(one write and one fsync instead of one per chunk); incremental snapshots write finer chunks on
+a global grid, so that a change re-uploads a small part of the state. Both keyed backends write
+and read this one format, so a savepoint taken with one restores into the other.
 
-Layout (msgpack, keys encoded natively with tuple extension types, values as the bytes of the
-state's serializer; nothing is decoded with a user serializer until a descriptor registers)::
+Layout, version 2 (msgpack, keys encoded natively with tuple extension types or as columns,
+values as the bytes of the state's serializer or as columns; nothing is decoded with a user
+serializer until a descriptor registers)::
 
-    {"format": "streamjob-keyed", "version": 1, "max_parallelism": n, "key_groups": [start, end],
+    {"format": "streamjob-keyed", "version": 2, "max_parallelism": n, "key_groups": [start, end],
      "states": {name: [kind, serializer_id]},
-     "groups": [[key_group, {name: [entry, ...]}, processing_timers, event_timers], ...]}
+     "groups": [[key_group, {name: block}, processing_timers, event_timers], ...]}
 
+    block = ["rows", [entry, ...]]
+          | ["columns", keys_column, values_column, written_at_ms | None]   value, reducing, aggregating
+                                                     (hashmap backend; columns: see ``columns.py``)
     timers = [[timestamp_ms, key], ...]
 
     entry = [key, value_bytes]                       value, reducing, aggregating
           | [key, value_bytes, written_at_ms]        value state with a ttl
           | [key, [element_bytes, ...]]              list
           | [key, [[user_key_bytes, value_bytes], ...]]   map
+
+Version 1 (still read) had ``{name: [entry, ...]}`` in place of ``{name: block}``.
 
 Callers: the keyed backends (encode in the asynchronous part of a snapshot, decode on restore)
 and ``incremental.py`` (content-addressed names of shared chunks).
@@ -33,11 +41,15 @@ from typing import Any, Final
 
 from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
 from streamjob.worker.errors import RestoreError, SerializationError
+from streamjob.worker.state.columns import BYTES, Column, check_values, decode_keys, value_bytes
 from streamjob.worker.state.key_groups import ranges_overlap
 from streamjob.worker.state.serializers import KEY_SERIALIZER
 
 FORMAT: Final = "streamjob-keyed"
-VERSION: Final = 1
+VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
+ROWS: Final = "rows"
+COLUMNS: Final = "columns"
 TARGET_CHUNKS_PER_SUBTASK: Final = 8
 TARGET_CHUNKS_INCREMENTAL: Final = 32  # finer: a change re-uploads a smaller part of the state
 
@@ -82,10 +94,41 @@ def shared_name(operator_uid: str, chunk: Chunk, data: bytes) -> str:
 
 
 @dataclass(slots=True)
+class ColumnData:
+    """A state's entries in one key group as columns: keys decoded, values as stored (see ``columns.py``)."""
+
+    keys: list[Any]
+    values: Column
+    written: list[int] | None = None
+
+
+StateBlock = list[Entry] | ColumnData
+"""A state's entries in one key group: rows (``Entry``) or columns."""
+
+
+def column_block(keys: Column, values: Column, written: list[int] | None) -> list[Any]:
+    """The encoded ``["columns", ...]`` block of a state in a key group."""
+    return [COLUMNS, keys, values, written]
+
+
+def block_rows(block: StateBlock, where: str) -> list[Entry]:
+    """A block as rows of serializer bytes (columns re-encoded: for a backend that stores bytes per entry)."""
+    if not isinstance(block, ColumnData):
+        return block
+    values = value_bytes(block.values, where)
+    if len(values) != len(block.keys):
+        raise RestoreError(f"{where}: {len(block.keys)} keys but {len(values)} values")
+    if block.written is None:
+        return [[key, value] for key, value in zip(block.keys, values, strict=True)]
+    return [[key, value, at] for key, value, at in zip(block.keys, values, block.written, strict=True)]
+
+
+@dataclass(slots=True)
 class GroupData:
-    """One key group's entries per state name, and its processing- and event-time timers."""
+    """One key group's entries per state name (rows or encoded column blocks), and its timers."""
 
     states: dict[str, list[Entry]] = field(default_factory=dict)
+    columns: dict[str, list[Any]] = field(default_factory=dict)
     timers: list[list[Any]] = field(default_factory=list)
     event_timers: list[list[Any]] = field(default_factory=list)
 
@@ -98,7 +141,11 @@ def encode_chunk(
     used: set[str] = set()
     for key_group in sorted(groups):
         group = groups[key_group]
-        states = {name: entries for name, entries in group.states.items() if entries}
+        states: dict[str, list[Any]] = {name: [ROWS, entries] for name, entries in group.states.items() if entries}
+        for name, block in group.columns.items():
+            if name in states:
+                raise SerializationError(f"state {name!r} has rows and columns in key group {key_group}")
+            states[name] = block
         if not states and not group.timers and not group.event_timers:
             continue
         used.update(states)
@@ -122,23 +169,26 @@ class RestoredGroup:
 
     key_group: int
     metas: dict[str, tuple[str, str]]
-    states: dict[str, list[Entry]]
+    states: dict[str, StateBlock]
     timers: list[tuple[int, Any]]
     event_timers: list[tuple[int, Any]]
 
 
-def decode_chunk(data: bytes, where: str, max_parallelism: int) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any]]:
-    """Parses a chunk file; raises RestoreError when it is not one this version can read."""
+def decode_chunk(
+    data: bytes, where: str, max_parallelism: int
+) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any], int]:
+    """Parses a chunk file (and its format version); RestoreError when it is not one this version can read."""
     try:
         document = KEY_SERIALIZER.decode(data)
     except SerializationError as exc:
         raise RestoreError(f"keyed state file {where} is corrupted or not a state file: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise RestoreError(f"{where} is not a streamjob keyed state file")
-    if document.get("version") != VERSION:
+    version = document.get("version")
+    if version not in READABLE_VERSIONS:
         raise RestoreError(
-            f"keyed state file {where} has format version {document.get('version')!r}; this "
-            f"streamjob reads version {VERSION}"
+            f"keyed state file {where} has format version {version!r}; this streamjob reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     if document.get("max_parallelism") != max_parallelism:
         raise RestoreError(
@@ -148,7 +198,26 @@ def decode_chunk(data: bytes, where: str, max_parallelism: int) -> tuple[Chunk, 
         )
     start, end = document["key_groups"]
     metas = {name: (str(meta[0]), str(meta[1])) for name, meta in document["states"].items()}
-    return (int(start), int(end)), metas, document["groups"]
+    return (int(start), int(end)), metas, document["groups"], int(version)
+
+
+def _block(raw: Any, version: int, where: str) -> StateBlock:
+    """A state's entries in a key group as read: version 1 rows, or a version 2 block."""
+    if version == 1:
+        return list(raw)
+    tag = raw[0] if isinstance(raw, list) and raw else None
+    if tag == ROWS and len(raw) == 2:
+        return list(raw[1])
+    if tag == COLUMNS and len(raw) == 4:
+        _, keys, values, written = raw
+        check_values(values, where)
+        decoded = decode_keys(keys, where)
+        if values[0] == BYTES and len(values[1]) != len(decoded):  # msgpack columns: checked when decoded
+            raise RestoreError(f"{where}: a column block has {len(decoded)} keys but {len(values[1])} values")
+        if written is not None and len(written) != len(decoded):
+            raise RestoreError(f"{where}: a column block has {len(decoded)} keys but {len(written)} write times")
+        return ColumnData(keys=decoded, values=values, written=None if written is None else list(written))
+    raise RestoreError(f"{where}: unknown state block {str(raw)[:40]!r}")
 
 
 def read_groups(
@@ -165,7 +234,7 @@ def read_groups(
         start, end = handle.key_group_start, handle.key_group_end
         if start is not None and end is not None and not ranges_overlap((start, end), key_group_range):
             continue
-        _, metas, rows = decode_chunk(reader.read(handle), handle.path, max_parallelism)
+        _, metas, rows, version = decode_chunk(reader.read(handle), handle.path, max_parallelism)
         for key_group, states, timers, event_timers in rows:
             if not low <= key_group <= high:
                 continue
@@ -178,14 +247,17 @@ def read_groups(
             yield RestoredGroup(
                 key_group=key_group,
                 metas={name: metas[name] for name in states},
-                states=states,
+                states={name: _block(raw, version, handle.path) for name, raw in states.items()},
                 timers=[(int(ts), key) for ts, key in timers],
                 event_timers=[(int(ts), key) for ts, key in event_timers],
             )
 
 
 __all__ = [
+    "COLUMNS",
+    "ROWS",
     "Chunk",
+    "ColumnData",
     "GroupData",
     "RestoredGroup",
     "chunks_of",
@@ -196,4 +268,7 @@ __all__ = [
     "read_groups",
     "safe_uid",
     "shared_name",
+    "StateBlock",
+    "block_rows",
+    "column_block",
 ]

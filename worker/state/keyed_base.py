@@ -1,8 +1,9 @@
 """What both keyed backends share: current key, registry, timers, chunk grid, snapshot and restore.
 
 A concrete backend supplies how states are created, frozen at a barrier (``_freeze``) and loaded
-from restored key groups (``_load_group``); this base turns that into the chunked snapshot file
-format, full or incremental, and the restore with rescaling. See ``backend.py`` for the
+from restored key groups (``_load_group``); this base turns that into the snapshot file format
+(``chunks.py``) — one file per subtask for a full snapshot or savepoint, changed chunks of the
+grid for an incremental one — and the restore with rescaling. See ``backend.py`` for the
 recovery contract.
 
 Callers: ``hashmap.py`` and ``rocksdb.py`` (subclasses).
@@ -225,7 +226,8 @@ class KeyedBackendBase(KeyedStateBackend):
                 if plan is None or tracker is None or writer.is_savepoint:
                     if plan is not None and tracker is not None:
                         tracker.cancel(plan.token)
-                    encoded = self._encode(frozen, timers, self._chunks)
+                    # One file for the whole range: one write and one fsync (restores filter by key group).
+                    encoded = self._encode(frozen, timers, [self._ctx.key_group_range])
                     return [
                         writer.write(private_name(self._ctx.operator_uid, chunk), data, key_groups=chunk)
                         for chunk, data in encoded

@@ -30,7 +30,7 @@ from rocksdict import AccessType, Checkpoint, Options, Rdict, ReadOptions, Write
 
 from streamjob.worker.errors import PipelineError, SerializationError
 from streamjob.worker.state.backend import KeyedBackendContext
-from streamjob.worker.state.chunks import Chunk, Entry, RestoredGroup
+from streamjob.worker.state.chunks import Chunk, Entry, RestoredGroup, block_rows
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -286,7 +286,9 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
     def _load_group(self, group: RestoredGroup) -> None:
         kgb = group.key_group.to_bytes(2, "big")
         batch = WriteBatch(raw_mode=True)
-        for name, entries in group.states.items():
+        for name, block in group.states.items():
+            where = f"operator {self._ctx.operator_uid!r} state {name!r} key group {group.key_group}"
+            entries = block_rows(block, where)
             sid = self._sid(name)
             kind = group.metas[name][0]
             registered = self._registered.get(name)

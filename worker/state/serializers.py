@@ -48,6 +48,10 @@ _EXT_NAMEDTUPLE: Final = 12
 class Serializer(ABC):
     """Encodes state values to bytes and back; must be safe to call from several threads."""
 
+    plain_columns: ClassVar[bool] = False
+    """True if ``decode(encode(v))`` is exactly msgpack's round trip for plain scalars and flat tuples
+    of them: a snapshot may then store many such values as one msgpack column (``columns.py``)."""
+
     @property
     def serializer_id(self) -> str:
         """Recorded in snapshots; a restore refuses state written by a different serializer."""
@@ -147,6 +151,7 @@ class SafeSerializer(Serializer):
     """
 
     __slots__ = ("_by_name", "_by_type", "_hook", "_local")
+    plain_columns: ClassVar[bool] = True
 
     def __init__(self, declared_types: Iterable[type] = ()) -> None:
         self._local = threading.local()  # one Packer per thread (Packers are not thread-safe)
