@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, stages
+from bench import failover, report, stages
 from bench.suite import ORDER, SCENARIOS, TARGETS, collect, derive, repeats, run_once
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.list:
         for name in ORDER:
-            what = SCENARIOS[name].description if name in SCENARIOS else stages.DESCRIPTION
+            what = SCENARIOS[name].description if name in SCENARIOS else {
+                "stages": stages.DESCRIPTION, "failover": failover.DESCRIPTION}[name]
             print(f"{name:14} {what}")
         return 0
     wanted = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or ORDER
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             results["scenarios"][name] = collect(SCENARIOS[name], args.quick, outcomes[name])
         results["derived"] = derive(results["scenarios"], results["environment"]["cpus"] or 1)
         results["elapsed_s"] = round(time.monotonic() - started, 1)
-        return report.write(results, args.out)
+        written = report.write(results, args.out)
+        if "failover" in results:  # its own key and section: report.py knows the runtime scenarios only
+            with written[1].open("a") as md:
+                md.write(failover.markdown(results["failover"]))
+        return written
 
     if rounds:
         total = max(repeats(SCENARIOS[n], args.quick, args.repeat) for n in rounds)
@@ -86,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.autogroup_nice))
                     paths = save(name)
     for name in [n for n in selected if n not in rounds]:
+        if name == "failover":
+            _log(f"{name}: {failover.DESCRIPTION}")
+            results["failover"] = failover.run(quick=args.quick, log=_log)
+            paths = save(name)
+            continue
         if name == "stages":
             _log(f"{name}: {stages.DESCRIPTION}")
             results["scenarios"][name] = stages.run(quick=args.quick, log=_log)
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             outcomes[name].append(run_once(scenario, args.quick, f"run {index + 1}/{times}", _log, args.autogroup_nice))
         paths = save(name)
     json_path, md_path = paths
-    failed = any(d.get("errors") for d in results["scenarios"].values())
+    failed = any(d.get("errors") for d in [*results["scenarios"].values(), results.get("failover", {})])
     _log(f"results: {json_path} and {md_path} ({results['elapsed_s']} s)")
     return 1 if failed else 0
 

@@ -85,7 +85,7 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
-ORDER = [*SCENARIOS, "stages"]
+ORDER = [*SCENARIOS, "stages", "failover"]  # failover: bench/failover.py (operator on the e2e test bed)
 CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")
 UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s")
 

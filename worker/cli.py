@@ -187,6 +187,7 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
             host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address
         runner, port = await serve(jm, host, config.rest_port)
         jm.jobmaster_address = f"{host}:{port}"
+        logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d", host, port)
         try:
             return await jm.run()
         finally:
