@@ -59,7 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         config=config,
     )
     if config.metrics_port:
-        start_http_server(config.metrics_port, registry=metrics.registry)
+        start_http_server(config.metrics_port, addr=config.bind_address, registry=metrics.registry)
 
 
 @kopf.on.login()

@@ -33,6 +33,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     parser.add_argument("--standalone", action="store_true", help="no peering (single replica)")
     parser.add_argument("--metrics-port", type=int, default=int(env.get("STREAMJOB_METRICS_PORT", "8080")))
     parser.add_argument("--liveness-port", type=int, default=None, help="serve /healthz on this port")
+    parser.add_argument(
+        "--bind-address",
+        default=env.get("STREAMJOB_BIND_ADDRESS") or "0.0.0.0",
+        help="address the /healthz and metrics servers listen on (default 0.0.0.0; the pod IP when pods "
+        "share a network namespace)",
+    )
     parser.add_argument("--log-level", default=env.get("STREAMJOB_LOG_LEVEL", "INFO"))
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then ~/.kube)")
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between rounds when idle")
@@ -46,7 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         priority=priority,
         kubeconfig=args.kubeconfig,
         metrics_port=args.metrics_port or None,
-        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        bind_address=args.bind_address,
+        liveness_endpoint=f"http://{args.bind_address}:{args.liveness_port}/healthz" if args.liveness_port else None,
         log_level=args.log_level.upper(),
         poll_interval_s=args.poll_interval,
     )

@@ -18,6 +18,7 @@ class OperatorConfig:
     priority: int | None = None
     kubeconfig: str | None = None
     metrics_port: int | None = 8080
+    bind_address: str = "0.0.0.0"
     liveness_endpoint: str | None = None
     log_level: str = "INFO"
     poll_interval_s: float = 2.0

@@ -254,32 +254,35 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     if (jm is not None and jm.succeeded) or state == "FINISHED":
         return FINISHED
     failed = [p for p in pods if p.failure]
-    if failed and _maybe_finishing(d, jm, failed):
+    if failed and not d.facts.jobmaster.reachable and _maybe_finishing(d, jm, failed):
         return None
     if failed:
         return failed[0].failure
     expected = StreamJobSpec.parse(dep.spec).worker_count + 1
     if len(pods) < expected:
         return f"{expected - len(pods)} of {expected} pods of attempt {dep.attempt} disappeared"
-    stopped = next((p.name for p in pods if p.succeeded), None)
-    if stopped is not None:
-        return f"pod {stopped} exited while the job was running"
+    stopped = [p for p in pods if p.succeeded]
+    if stopped and _maybe_finishing(d, jm, stopped):
+        return None  # workers exit 0 only when told the job ended: the JobMaster's verdict follows
+    if stopped:
+        return f"pod {stopped[0].name} exited while the job was running"
     if state in ("FAILED", "CANCELED", "CANCELLED"):
         return f"the JobMaster reports the job {state}"
     return None
 
 
-def _maybe_finishing(d: Draft, jm: PodView | None, failed: list[PodView]) -> bool:
-    """Workers that just exited while their JobMaster, still up, stopped answering: a finishing job.
+def _maybe_finishing(d: Draft, jm: PodView | None, ended: list[PodView]) -> bool:
+    """Workers that just exited next to a JobMaster pod still up: perhaps a finishing job.
 
-    When a bounded job ends, the JobMaster closes its API and the workers lose it (and may exit
-    non-zero) a moment before the JobMaster pod succeeds; wait ``FINISH_GRACE_S`` for that verdict.
+    When a bounded job ends, the JobMaster tells the workers (they exit 0) or closes its API (they
+    lose it and may exit non-zero; the caller asks for a silent JobMaster then) a moment before its
+    own pod succeeds; wait ``FINISH_GRACE_S`` for that verdict before calling it a failure.
     """
-    if jm is None or jm.failure is not None or d.facts.jobmaster.reachable:
+    if jm is None or jm.failure is not None or jm.succeeded:
         return False
-    if any(p.is_jobmaster for p in failed):
+    if any(p.is_jobmaster for p in ended):
         return False
-    ages = [(d.facts.now - p.finished_at).total_seconds() for p in failed if p.finished_at is not None]
+    ages = [(d.facts.now - p.finished_at).total_seconds() for p in ended if p.finished_at is not None]
     return bool(ages) and max(ages) < FINISH_GRACE_S
 
 

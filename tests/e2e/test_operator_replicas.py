@@ -203,11 +203,6 @@ def test_standby_takes_over_after_the_active_replica_is_killed(
         kube.wait_gone(sj_path(kube_namespace, job.name), 60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator serves /healthz on 0.0.0.0:8082; the bed's pods share the host network, so the "
-    "second replica cannot bind it and crashes (see /tmp/streamjob-notes/bugs.md, liveness bind address)",
-)
 def test_chart_with_two_replicas_keeps_one_active(
     helm: Helm, kube: Kube, kube_namespace: str, node_agent: NodeAgent
 ) -> None:
@@ -220,6 +215,8 @@ def test_chart_with_two_replicas_keeps_one_active(
         "--set", f"watchNamespaces={{{kube_namespace}}}",
         "--set", f"peering.name={release}",
         "--set", "replicas=2",
+        # The bed's pods share the host's network: each replica serves /healthz on its own pod IP.
+        "--set", "listenOnPodIP=true",
         "--set", "metrics.enabled=false",
         "--set", "podSecurityContext=null",
         # The bed keeps its pod directories under /tmp: an emptyDir over /tmp would hide them.

@@ -537,16 +537,15 @@ def test_plan_is_pure() -> None:
     assert plan(facts) == plan(replace(facts))
 
 
-def test_workers_start_only_once_the_jobmaster_accepts_them() -> None:
+def test_workers_start_with_the_jobmaster_once_its_pod_has_an_ip() -> None:
     w = World(dict(BASE))
-    w.jm_state = "CREATED"  # still resolving its restore point and loading the pipeline
-    for _ in range(5):
-        w.step()
-    assert w.count(DeployAttempt) == 1 and w.count(DeployWorkers) == 0
-    w.jm_state = "DEPLOYING"
+    w.jm_answers = False  # its process is still starting: the slots wait for it (SlotRegistry.wait_open)
+    w.run_until(lambda w: w.count(DeployAttempt) == 1)
+    assert w.count(DeployWorkers) == 0  # the pod was created in that round: it had no IP then
     w.step()
-    assert w.count(DeployWorkers) == 1
-    w.jm_state = "RUNNING"
+    assert w.count(DeployWorkers) == 1 and not w.facts().jobmaster.reachable
+    assert all(a.jobmaster_ip == w.pods["demo-jobmaster-1"].ip for a in w.actions if isinstance(a, DeployWorkers))
+    w.jm_answers = True
     w.run_until(running)
 
 
@@ -562,6 +561,30 @@ def test_workers_losing_a_finishing_jobmaster_are_not_a_failure() -> None:
     w.pods["demo-jobmaster-1"].phase = "Succeeded"
     w.step()
     assert w.status.lifecycle_state is LifecycleState.FINISHED and w.status.restarts.count == 0
+
+
+def test_workers_finishing_before_their_jobmaster_pod_are_not_a_failure() -> None:
+    w = started()
+    w.checkpointing = False
+    for i in range(2):  # told the job ended, the workers exit 0 while the JobMaster still answers
+        w.pods[f"demo-worker-1-{i}"].phase = "Succeeded"
+        w.pods[f"demo-worker-1-{i}"].finished_at = w.now
+    w.step()
+    assert w.status.operation is None and w.status.restarts.count == 0
+    w.pods["demo-jobmaster-1"].phase = "Succeeded"
+    w.step()
+    assert w.status.lifecycle_state is LifecycleState.FINISHED and w.status.restarts.count == 0
+
+
+def test_a_worker_exiting_zero_while_the_job_runs_fails_after_the_grace() -> None:
+    w = started()
+    w.pods["demo-worker-1-0"].phase = "Succeeded"
+    w.pods["demo-worker-1-0"].finished_at = w.now
+    w.step()
+    assert w.status.restarts.count == 0
+    for _ in range(4):
+        w.step()
+    assert w.status.restarts.count == 1
 
 
 def test_workers_failing_next_to_a_silent_jobmaster_fail_after_the_grace() -> None:
