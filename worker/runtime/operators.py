@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,11 @@ from streamjob.worker.runtime.context import (
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 from streamjob.worker.state.operator_state import OperatorStateStore
+from streamjob.worker.state.snapshot_runner import SnapshotRunner
 
 log = logging.getLogger(__name__)
 
-SnapshotFn = Callable[[SnapshotWriter], dict[str, list[StateHandle]]]
+SnapshotFn = SnapshotRunner[dict[str, list[StateHandle]]]
 
 
 @dataclass
@@ -139,7 +139,7 @@ class StreamOperator:
         return []
 
     def snapshot(self, checkpoint_id: int, timestamp_ms: int) -> SnapshotFn:
-        """Synchronous part of a snapshot; the returned function writes the files (in a thread)."""
+        """Synchronous part of a snapshot; the returned runner encodes in steps and writes (in a thread)."""
         if isinstance(self.fn, CheckpointedFunction):
             self.fn.snapshot_state(_SnapshotContext(checkpoint_id, timestamp_ms))
         self.before_snapshot(checkpoint_id)
@@ -149,7 +149,7 @@ class StreamOperator:
         def write(writer: SnapshotWriter) -> dict[str, list[StateHandle]]:
             return {"keyed": keyed(writer) if keyed is not None else [], "operator": operator(writer)}
 
-        return write
+        return SnapshotRunner(write, None if keyed is None or keyed.prepared else keyed.steps())
 
     def before_snapshot(self, checkpoint_id: int) -> None:
         """Hook for operators that move their own state into the operator state store."""

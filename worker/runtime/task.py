@@ -3,8 +3,10 @@
 The slot (``slot``) builds the task's channels and calls ``run``; control messages from the
 JobMaster arrive as method calls between batches (the loop is single-threaded, so they never
 interleave with a batch). At a barrier the task takes the synchronous part of every operator's
-snapshot, forwards the barrier, and writes the files on a background thread before acknowledging
-to the JobMaster — processing goes on meanwhile (asynchronous snapshots).
+snapshot and forwards the barrier; it then encodes the state in slices between its batches (a
+small time budget each, see ``state/snapshot_runner.py``) and writes the files on a background
+thread before acknowledging to the JobMaster — processing goes on meanwhile (asynchronous
+snapshots).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ from streamjob.worker.state.serializers import SafeSerializer
 
 log = logging.getLogger(__name__)
 
+# Time a task spends preparing snapshots (encoding state) after each batch while one is pending: the
+# work is done in slices between batches instead of in a thread competing for the GIL.
+_PREPARE_BUDGET_S = 0.002
+
 
 @dataclass
 class TaskServices:
@@ -67,6 +73,22 @@ class TaskRestore:
 
     operators: dict[str, OperatorRestore] = field(default_factory=dict)
     in_flight: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """A snapshot between its synchronous part and its upload: its runners' steps still run on this thread."""
+
+    barrier: Barrier
+    snapshots: dict[str, SnapshotFn]
+    capture: _Capture | None
+    alignment_s: float
+    sync_s: float
+    started: float  # monotonic time after the synchronous part: the asynchronous part starts here
+
+    def prepare(self, budget_s: float) -> bool:
+        """One budget of preparation steps (one runner at a time); True when every runner is prepared."""
+        return all(runner.prepare(budget_s) for runner in self.snapshots.values())
 
 
 class _Capture:
@@ -114,6 +136,7 @@ class Task:
         self.records_out = 0
         self._captures: dict[int, _Capture] = {}
         self._uploads: set[asyncio.Task[None]] = set()
+        self._preparing: deque[_Pending] = deque()
         self._barrier_first_seen: dict[int, float] = {}
         self._positions_at_barrier: dict[int, list[Any]] = {}
         settings = services.settings
@@ -208,6 +231,8 @@ class Task:
                 await self._run_consumer()
             for capture in self._captures.values():
                 capture.end_all()  # no more barriers will come: in-flight captures are complete
+            if not self.cancelled:
+                self._prepare_snapshots(float("inf"))
             if self._uploads:
                 await asyncio.wait(self._uploads, timeout=60)
         finally:
@@ -236,11 +261,14 @@ class Task:
                     self.records_in += len(batch)
                     await self._process_from(1, batch)
                     await self._fire_timers()
+                    if self._preparing:
+                        self._prepare_snapshots(_PREPARE_BUDGET_S)
                     await asyncio.sleep(0)
                     continue
                 delay = head.idle_delay_s()
             else:
                 delay = 0.05
+            self._prepare_snapshots(float("inf"))  # nothing to process: finish them now
             await self._fire_timers()
             self.wake.clear()
             if self.triggers or self.finishing or self.cancelled:
@@ -271,6 +299,7 @@ class Task:
         while not self.cancelled and not self.finishing:
             found = gate.poll()
             if found is None:
+                self._prepare_snapshots(float("inf"))  # nothing to process: finish them now
                 await self._fire_timers()
                 handler.check_timeout(now_ms())
                 found = await gate.next(timeout=self._timer_delay(0.05))
@@ -282,6 +311,8 @@ class Task:
                 if self._captures:
                     self._capture(channel, item)
                 await self._process_from(0, item)
+                if self._preparing:
+                    self._prepare_snapshots(_PREPARE_BUDGET_S)
                 if self._alignment_timeout and handler.aligning:
                     handler.check_timeout(now_ms())
                 if self._has_timers:
@@ -420,14 +451,24 @@ class Task:
 
     def _start_upload(self, barrier: Barrier, snapshots: dict[str, SnapshotFn], capture: _Capture | None,
                       alignment_s: float) -> None:
-        sync_s = self._sync_s
-        task = asyncio.create_task(self._upload(barrier, snapshots, capture, alignment_s, sync_s))
-        self._uploads.add(task)
-        task.add_done_callback(self._uploads.discard)
+        """Queues the snapshot's preparation (``snapshot_runner.py``), runs its first budget, then uploads."""
+        self._preparing.append(_Pending(barrier, snapshots, capture, alignment_s, self._sync_s, time.monotonic()))
+        self._prepare_snapshots(_PREPARE_BUDGET_S)
 
-    async def _upload(self, barrier: Barrier, snapshots: dict[str, SnapshotFn], capture: _Capture | None,
-                      alignment_s: float, sync_s: float) -> None:
-        started = time.monotonic()
+    def _prepare_snapshots(self, budget_s: float) -> None:
+        """Runs preparation steps of the queued snapshots, in barrier order; starts the upload of each prepared one."""
+        while self._preparing:
+            pending = self._preparing[0]
+            if not pending.prepare(budget_s):
+                return
+            self._preparing.popleft()
+            task = asyncio.create_task(self._upload(pending))
+            self._uploads.add(task)
+            task.add_done_callback(self._uploads.discard)
+
+    async def _upload(self, pending: _Pending) -> None:
+        barrier, snapshots, capture = pending.barrier, pending.snapshots, pending.capture
+        alignment_s, sync_s, started = pending.alignment_s, pending.sync_s, pending.started
         loop = asyncio.get_running_loop()
         storage = self.services.storage
         try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
+from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
@@ -44,6 +44,7 @@ from streamjob.worker.state.primitives import (
     State,
     ValueState,
 )
+from streamjob.worker.state.snapshot_runner import SnapshotRunner
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -52,7 +53,6 @@ IN = TypeVar("IN")
 ACC = TypeVar("ACC")
 OUT = TypeVar("OUT")
 
-SnapshotRunner = Callable[[SnapshotWriter], list[StateHandle]]
 BackendKind = Literal["hashmap", "rocksdb"]
 
 
@@ -172,8 +172,8 @@ class KeyedStateBackend(ABC):
         """Removes and returns the event-time timers with ``timestamp <= watermark_ms``, in time order."""
 
     @abstractmethod
-    def snapshot(self) -> SnapshotRunner:
-        """Synchronous part of a snapshot; the returned callable writes it (any thread)."""
+    def snapshot(self) -> SnapshotRunner[list[StateHandle]]:
+        """Synchronous part of a snapshot; the returned runner prepares it (task thread) and writes it (any thread)."""
 
     @abstractmethod
     def restore(self, handles: Sequence[StateHandle], reader: SnapshotReader) -> None:

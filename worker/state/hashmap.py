@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, cast
 
 from streamjob.worker.errors import PipelineError, RestoreError, SerializationError
@@ -52,6 +53,10 @@ from streamjob.worker.state.primitives import State
 from streamjob.worker.state.serializers import Serializer
 
 _SCALAR_KINDS = frozenset({"value", "reducing", "aggregating"})
+# Encoding work per preparation step (snapshot_runner.py): roughly 0.2-0.5 ms each.
+_STEP_KEYS = 4096
+_STEP_GROUPS = 16
+_STEP_ENTRIES = 1024
 
 
 @dataclass(slots=True)
@@ -81,7 +86,9 @@ class _Once:
 
 
 class _FrozenHashMap(FrozenKeyedState):
-    """Copies of the tables taken at a barrier, encoded later in the background."""
+    """Copies of the tables taken at a barrier, encoded later in steps on the task thread."""
+
+    on_task_thread = True
 
     def __init__(
         self,
@@ -102,9 +109,14 @@ class _FrozenHashMap(FrozenKeyedState):
         self._on_release()
 
     def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
+        for _ in self.fill_steps(chunks, group_for):
+            pass
+
+    def fill_steps(self, chunks: list[Chunk], group_for: GroupFor) -> Iterator[None]:
+        """Encodes every table into its key groups, a few thousand entries per step (no I/O)."""
         for table in self._tables:
             try:
-                self._fill_table(table, group_for)
+                yield from self._fill_table(table, group_for)
             except SerializationError as exc:
                 raise SerializationError(f"state {table.name!r}: {exc}") from exc
         for name, blocks in self._raw.items():  # restored, not registered yet: written back as read
@@ -118,15 +130,17 @@ class _FrozenHashMap(FrozenKeyedState):
                 else:
                     group.states.setdefault(name, []).extend(block)
 
-    def _fill_table(self, table: _FrozenTable, group_for: GroupFor) -> None:
+    def _fill_table(self, table: _FrozenTable, group_for: GroupFor) -> Iterator[None]:
         """Encodes one table's entries into their key groups."""
         if table.kind in _SCALAR_KINDS:
-            self._fill_columns(table, group_for)
+            yield from self._fill_columns(table, group_for)
             return
         lookup = self._lookup
         name, encode, written = table.name, table.serializer.encode, table.written
         is_map, is_list = table.kind == "map", table.kind == "list"
-        for key, value in table.data.items():
+        for index, (key, value) in enumerate(table.data.items(), 1):
+            if not index % _STEP_ENTRIES:
+                yield
             group = group_for(lookup(key))
             if group is None:
                 continue
@@ -147,7 +161,7 @@ class _FrozenHashMap(FrozenKeyedState):
             else:
                 entries.append(entry)
 
-    def _fill_columns(self, table: _FrozenTable, group_for: GroupFor) -> None:
+    def _fill_columns(self, table: _FrozenTable, group_for: GroupFor) -> Iterator[None]:
         """A scalar table as one key column and one value column per key group.
 
         The one loop per key only buckets; type checks and encoding run in C per column.
@@ -159,20 +173,27 @@ class _FrozenHashMap(FrozenKeyedState):
             items = [(key, value) for key, value in items if written.get(key, 0) >= expire]
         buckets: dict[int, tuple[list[Any], list[Any]]] = {}
         get = buckets.get
-        for key, value in items:
-            key_group = lookup(key)
-            bucket = get(key_group)
-            if bucket is None:
-                buckets[key_group] = ([key], [value])
-            else:
-                bucket[0].append(key)
-                bucket[1].append(value)
+        source = iter(items)
+        while True:
+            step = list(islice(source, _STEP_KEYS))
+            for key, value in step:
+                key_group = lookup(key)
+                bucket = get(key_group)
+                if bucket is None:
+                    buckets[key_group] = ([key], [value])
+                else:
+                    bucket[0].append(key)
+                    bucket[1].append(value)
+            if len(step) < _STEP_KEYS:
+                break
+            yield
         if not buckets:
             return
         serializer = table.serializer
         key_kind = column_kind(data.keys())
         value_kind = column_kind(data.values()) if serializer.plain_columns else None
-        for key_group, (keys, values) in buckets.items():
+        yield
+        for index, (key_group, (keys, values)) in enumerate(buckets.items(), 1):
             group = group_for(key_group)
             if group is None:
                 continue
@@ -180,6 +201,8 @@ class _FrozenHashMap(FrozenKeyedState):
             group.columns[table.name] = column_block(
                 encode_keys(keys, key_kind), encode_values(values, serializer, value_kind), at
             )
+            if not index % _STEP_GROUPS:
+                yield
 
 
 class HashMapKeyedStateBackend(KeyedBackendBase):

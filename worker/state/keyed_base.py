@@ -12,12 +12,12 @@ Callers: ``hashmap.py`` and ``rocksdb.py`` (subclasses).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.errors import PipelineError, RestoreError, SerializationError, StreamJobError
-from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, SnapshotRunner
+from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
 from streamjob.worker.state.chunks import (
     Chunk,
     GroupData,
@@ -32,6 +32,7 @@ from streamjob.worker.state.descriptors import StateDescriptor
 from streamjob.worker.state.incremental import ChunkMark, IncrementalTracker
 from streamjob.worker.state.key_groups import KeyGroupAssigner
 from streamjob.worker.state.primitives import State
+from streamjob.worker.state.snapshot_runner import SnapshotRunner
 from streamjob.worker.state.timers import TimerQueue
 
 GroupFor = Callable[[int], GroupData | None]
@@ -40,12 +41,20 @@ GroupFor = Callable[[int], GroupData | None]
 class FrozenKeyedState:
     """The synchronous copy of a backend's state taken at a barrier (subclassed per backend)."""
 
+    on_task_thread = False
+    """True if encoding this copy is pure CPU work the task thread may do in steps (no I/O)."""
+
     def __init__(self, metas: dict[str, tuple[str, str]]) -> None:
         self.metas = metas
 
     def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
         """Adds the entries of ``chunks`` (``group_for`` returns None for key groups outside them)."""
         raise NotImplementedError
+
+    def fill_steps(self, chunks: list[Chunk], group_for: GroupFor) -> Iterator[None]:
+        """``fill`` in slices (one step by default)."""
+        self.fill(chunks, group_for)
+        yield
 
     def release(self) -> None:
         """Frees what the copy holds (temporary files); called once, after writing."""
@@ -213,21 +222,28 @@ class KeyedBackendBase(KeyedStateBackend):
     def _freeze(self) -> FrozenKeyedState:
         """The synchronous copy of every state (task thread, at the barrier)."""
 
-    def snapshot(self) -> SnapshotRunner:
-        """Copies the state now; the returned callable encodes and writes the chunk files."""
+    def snapshot(self) -> SnapshotRunner[list[StateHandle]]:
+        """Copies the state now; the returned runner encodes (in steps) and writes the files.
+
+        A full snapshot of a backend whose copy can be encoded on the task thread (hashmap) is
+        encoded in the runner's preparation steps (``snapshot_runner.py``); otherwise (RocksDB,
+        incremental snapshots, which consult storage first) encoding runs in the background call.
+        """
         self._check_open()
         tracker = self._tracker
         frozen = self._freeze()
         timers = (self._timers.copy_entries(), self._event_timers.copy_entries())
         plan = tracker.begin() if tracker is not None else None
+        whole = [self._ctx.key_group_range]  # one file for a full snapshot: restores filter by key group
+        prepared: list[tuple[Chunk, bytes]] = []
+        steps = self._encode_steps(frozen, timers, whole, prepared) if plan is None and frozen.on_task_thread else None
 
         def run(writer: SnapshotWriter) -> list[StateHandle]:
             try:
                 if plan is None or tracker is None or writer.is_savepoint:
                     if plan is not None and tracker is not None:
                         tracker.cancel(plan.token)
-                    # One file for the whole range: one write and one fsync (restores filter by key group).
-                    encoded = self._encode(frozen, timers, [self._ctx.key_group_range])
+                    encoded = prepared if steps is not None else self._encode(frozen, timers, whole)
                     return [
                         writer.write(private_name(self._ctx.operator_uid, chunk), data, key_groups=chunk)
                         for chunk, data in encoded
@@ -252,7 +268,7 @@ class KeyedBackendBase(KeyedStateBackend):
             finally:
                 frozen.release()
 
-        return run
+        return SnapshotRunner(run, steps)
 
     def _encode(
         self,
@@ -260,6 +276,19 @@ class KeyedBackendBase(KeyedStateBackend):
         timers: tuple[list[tuple[int, Any]], list[tuple[int, Any]]],
         chunks: list[Chunk],
     ) -> list[tuple[Chunk, bytes]]:
+        out: list[tuple[Chunk, bytes]] = []
+        for _ in self._encode_steps(frozen, timers, chunks, out):
+            pass
+        return out
+
+    def _encode_steps(
+        self,
+        frozen: FrozenKeyedState,
+        timers: tuple[list[tuple[int, Any]], list[tuple[int, Any]]],
+        chunks: list[Chunk],
+        out: list[tuple[Chunk, bytes]],
+    ) -> Iterator[None]:
+        """Encodes ``chunks`` into ``out``, one slice of work per step."""
         low, high = self._ctx.key_group_range
         wanted = bytearray(high - low + 1)  # 1 for the key groups of the chunks to write
         for start, end in chunks:
@@ -287,17 +316,16 @@ class KeyedBackendBase(KeyedStateBackend):
             group = group_for(lookup(key))
             if group is not None:
                 group.event_timers.append([ts, key])
+        yield
         try:
-            frozen.fill(chunks, group_for)
+            yield from frozen.fill_steps(chunks, group_for)
         except SerializationError as exc:
             raise SerializationError(f"operator {self._ctx.operator_uid!r}: {exc}") from exc
-        out: list[tuple[Chunk, bytes]] = []
         for chunk in chunks:
             members = {kg: groups[kg] for kg in range(chunk[0], chunk[1] + 1) if kg in groups}
             data = encode_chunk(chunk, self._ctx.max_parallelism, frozen.metas, members)
             if data is not None:
                 out.append((chunk, data))
-        return out
 
     # -- restore -----------------------------------------------------------------------------
 
