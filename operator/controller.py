@@ -17,7 +17,7 @@ from streamjob.operator import events
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
 from streamjob.operator.model.spec import ExternalizedCleanup, StreamJobSpec
-from streamjob.operator.model.status import LifecycleState, SnapshotInfo, StreamJobStatus
+from streamjob.operator.model.status import LifecycleState, OperationStep, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.gather import effective_spec, gather, job_ref, jobmaster_address, storage_access
 from streamjob.operator.observer.pods import view_pods
 from streamjob.operator.reconciler.facts import (
@@ -38,9 +38,12 @@ from streamjob.operator.resources import (
     selector_for,
 )
 from streamjob.operator.resources.labels import REST_PORT, configmap_name
-from streamjob.operator.timeutil import format_time
+from streamjob.operator.timeutil import format_time, seconds_since
 
 log = logging.getLogger(__name__)
+
+#: Woken this long after a backoff's end, so that the round sees it passed (status times have ms precision).
+BACKOFF_SLACK_S = 0.005
 
 
 def status_body(raw: dict[str, Any] | None, status: StreamJobStatus) -> dict[str, Any]:
@@ -71,7 +74,21 @@ async def reconcile(deps: Deps, namespace: str, name: str) -> float:
     await events.publish(deps.kube, body, result.events)
     deps.metrics.observe((namespace, name), facts.status, status, facts.now)
     busy = status.operation is not None or status.snapshot_request is not None or bool(result.actions)
-    return cfg.busy_interval_s if busy else cfg.poll_interval_s
+    return next_round_in(status, deps.clock(), busy=busy, busy_s=cfg.busy_interval_s, idle_s=cfg.poll_interval_s)
+
+
+def next_round_in(status: StreamJobStatus, now: datetime, *, busy: bool, busy_s: float, idle_s: float) -> float:
+    """Seconds until the next round: the busy or idle interval, or the end of a restart backoff if sooner.
+
+    A backoff ends at ``operation.notBefore``; waking exactly then (not at the next busy tick) keeps
+    every restart from waiting up to one more interval than the restart policy asks for.
+    """
+    interval = busy_s if busy else idle_s
+    op = status.operation
+    if op is None or op.step is not OperationStep.WAIT or not op.not_before:
+        return interval
+    remaining = -(seconds_since(op.not_before, now) or 0.0)
+    return min(interval, max(0.0, remaining) + BACKOFF_SLACK_S)
 
 
 async def _report_action_error(deps: Deps, body: dict[str, Any], status: StreamJobStatus, message: str) -> None:

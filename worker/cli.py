@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     jm.add_argument("--config", required=True, type=Path, help="path of job.json")
     jm.add_argument("--restore-from", help="'latest' or a snapshot URI (overrides the config)")
     jm.add_argument("--rest-port", type=int, help="REST port (overrides the config)")
+    jm.add_argument("--hold-deploy", type=float, default=0.0, metavar="SECONDS",
+                    help="deploy no task sooner than SECONDS after this process started (the operator passes "
+                         "what is left of a restart backoff, so that the processes start while it runs out)")
 
     w = sub.add_parser("worker", help="run a worker with N slots (Kubernetes mode)",
                        description="Starts N slot processes (one CPU each) that register with the JobMaster.")
@@ -157,6 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobmaster(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     import asyncio
 
     from streamjob.worker.config import load_job_config
@@ -181,7 +185,8 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
         logging.getLogger("streamjob.jobmaster").info("event %s %s", kind, json.dumps(data, default=str))
 
     async def main() -> int:
-        jm = JobMaster(plan, events=log_event)
+        jm = JobMaster(plan, events=log_event, hold_deploy_until=started + args.hold_deploy if args.hold_deploy > 0
+                       else None)
         host = config.rest_host
         if host == "0.0.0.0" and os.environ.get("POD_IP"):
             host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +42,11 @@ from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.s3_settings import S3Settings
 
 log = logging.getLogger(__name__)
+
+#: How long a slot keeps trying to reach its JobMaster. The operator starts worker pods together with
+#: the JobMaster pod, so a slot may wait out the JobMaster's whole start-up (an image pull, say); the
+#: operator's own pod start timeout ends an attempt whose JobMaster never comes.
+JOBMASTER_WAIT_S = 600.0
 
 
 def s3_settings_for(config: JobConfig) -> S3Settings:
@@ -143,7 +149,7 @@ class Slot:
         return 1
 
     async def _connect(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
-        deadline = asyncio.get_running_loop().time() + 120
+        deadline = asyncio.get_running_loop().time() + JOBMASTER_WAIT_S
         while True:
             try:
                 return await session.ws_connect(f"http://{self.jobmaster}/internal/control", heartbeat=60,
@@ -348,11 +354,36 @@ def _die_with_parent() -> None:
         log.debug("PR_SET_PDEATHSIG is not available")
 
 
+#: Environment variables that say this process will reach S3 (the operator sets the first for S3 storage).
+_S3_HINTS = ("STREAMJOB_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN",
+             "AWS_WEB_IDENTITY_TOKEN_FILE")
+
+
+def _prewarm_s3() -> None:
+    """Imports the S3 store (boto3, ~0.1-0.2 s of CPU) on a thread while the slot waits for its JobMaster.
+
+    A deployment opens the checkpoint storage first thing, and after a failover the restore reads
+    from it: importing boto3 then would put that time between the JobMaster's deploy message and the
+    first record. Only when the environment names S3 (local jobs on file:// storage never load boto3).
+    """
+    if not any(os.environ.get(name) for name in _S3_HINTS):
+        return
+
+    def load() -> None:
+        try:
+            import streamjob.worker.storage.s3_store  # noqa: F401
+        except Exception:  # a broken boto3 install surfaces when the deployment opens the storage
+            log.debug("prewarming the S3 store failed", exc_info=True)
+
+    threading.Thread(target=load, name="prewarm-s3", daemon=True).start()
+
+
 def run_slot(jobmaster: str, data_host: str) -> int:
     """Process entry: runs a slot on uvloop (``STREAMJOB_PROFILE_DIR`` writes a cProfile per slot)."""
     import uvloop
 
     _tune_interpreter()
+    _prewarm_s3()
     if os.environ.get("STREAMJOB_DIE_WITH_PARENT") == "1":
         _die_with_parent()
     profile_dir = os.environ.get("STREAMJOB_PROFILE_DIR")

@@ -33,12 +33,14 @@ from streamjob.operator.reconciler.facts import (
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
 
+#: How long before a restart backoff ends the next attempt's pods are created: about the time their
+#: processes need to start, so that the job's tasks are deployed when the backoff ends. The JobMaster
+#: holds the deployment until then, and pods of the old attempt are gone before any is created.
+PRESTART_S = 2.0
+
 #: Grace for pods of a failed attempt: long enough for the kubelet to stop the processes before the pod
 #: object goes (0 would drop the object at once while old processes may still hold ports and files).
 FAST_GRACE = 1
-
-#: JobMaster states in which it accepts worker registrations.
-ACCEPTING_STATES = frozenset({"DEPLOYING", "RECOVERING", "RUNNING"})
 
 LIFECYCLE_OF = {
     OperationKind.DEPLOY: LifecycleState.DEPLOYING,
@@ -424,11 +426,20 @@ def _resolve_restore(d: Draft) -> bool:
 
 
 def _wait(d: Draft) -> None:
+    """The restart backoff: the next attempt's pods are created ``PRESTART_S`` before it ends.
+
+    Their processes start (Python, imports, the restore point read from storage) while the backoff
+    runs out, and the JobMaster holds the deployment of tasks until it has (``--hold-deploy``), so
+    the job runs again no sooner than the policy says, without the start-up added on top of it.
+    """
+    if _backoff_left(d) <= PRESTART_S:
+        _step(d, OperationStep.DEPLOY)
+
+
+def _backoff_left(d: Draft) -> float:
     op = d.status.operation
     assert op is not None
-    remaining = -(seconds_since(op.not_before, d.facts.now) or 0.0)
-    if remaining <= 0:
-        _step(d, OperationStep.DEPLOY)
+    return max(0.0, -(seconds_since(op.not_before, d.facts.now) or 0.0)) if op.not_before else 0.0
 
 
 def _deploy(d: Draft) -> None:
@@ -452,7 +463,8 @@ def _deploy(d: Draft) -> None:
         last_checkpoint=d.status.last_checkpoint if d.status.job_id == op.job_id else None,
     )
     _step(d, OperationStep.VERIFY)
-    d.act(DeployAttempt(Attempt(d.facts.job, spec, op.attempt, op.job_id, op.restore_from)))
+    hold = round(_backoff_left(d), 3)
+    d.act(DeployAttempt(Attempt(d.facts.job, spec, op.attempt, op.job_id, op.restore_from, hold_deploy_s=hold)))
 
 
 def _verify(d: Draft) -> None:
@@ -460,7 +472,8 @@ def _verify(d: Draft) -> None:
     dep = d.status.deployment
     assert op is not None and dep is not None
     spec = StreamJobSpec.parse(dep.spec)
-    attempt = Attempt(d.facts.job, spec, dep.attempt, dep.job_id, dep.restore_from)
+    hold = round(_backoff_left(d), 3)  # a JobMaster pod created again still waits out the backoff
+    attempt = Attempt(d.facts.job, spec, dep.attempt, dep.job_id, dep.restore_from, hold_deploy_s=hold)
     pods = d.facts.pods_of(dep.attempt)
     failure = next((p.failure for p in pods if p.failure), None)
     jm = next((p for p in pods if p.is_jobmaster), None)
@@ -480,9 +493,11 @@ def _verify(d: Draft) -> None:
             attempt_failed(d, spec, f"the JobMaster pod of attempt {dep.attempt} disappeared")
         return
     if len(pods) < spec.worker_count + 1:
-        # Workers start once the JobMaster accepts registrations (it is DEPLOYING): slots that
-        # arrive earlier are refused by the runtime.
-        if jm.ip and d.facts.jobmaster.reachable and state in ACCEPTING_STATES:
+        # Workers are created as soon as the JobMaster pod has an IP, so that their processes start
+        # while the JobMaster's does (the two start-ups overlap instead of adding up, about a second
+        # of every recovery): a slot retries connecting until the JobMaster serves, and the JobMaster
+        # holds a slot that registers before it opens registrations (``SlotRegistry.wait_open``).
+        if jm.ip:
             d.act(DeployWorkers(attempt, jm.ip))
         return
     if healthy(d):

@@ -31,6 +31,9 @@ class Attempt:
     attempt: int
     job_id: str
     restore_from: str | None = None
+    #: Seconds of restart backoff left when the pods are created: the JobMaster deploys no task sooner
+    #: than this after it started (``streamjob jobmaster --hold-deploy``); 0 for no backoff.
+    hold_deploy_s: float = 0.0
 
 
 def render_job_config(at: Attempt) -> JobConfig:

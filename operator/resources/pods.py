@@ -96,11 +96,18 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
 
 
 def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
-    """The JobMaster pod: ``streamjob jobmaster --config /etc/streamjob/job.json``, REST on 8081."""
+    """The JobMaster pod: ``streamjob jobmaster --config /etc/streamjob/job.json``, REST on 8081.
+
+    During a restart backoff it also gets ``--hold-deploy SECONDS`` (the backoff left): it starts,
+    reads its restore point and accepts the slots, and deploys the tasks once the backoff is over.
+    """
     probe = {"httpGet": {"path": "/health", "port": "rest"}, "periodSeconds": 5}
+    command = ["streamjob", "jobmaster", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+    if at.hold_deploy_s > 0:
+        command += ["--hold-deploy", f"{at.hold_deploy_s:g}"]
     container = {
         "name": JOBMASTER,
-        "command": ["streamjob", "jobmaster", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "command": command,
         "ports": [{"name": "rest", "containerPort": REST_PORT, "protocol": "TCP"}],
         "env": _env(at.spec, at.spec.job_manager.env),
         "readinessProbe": {**probe, "initialDelaySeconds": 1, "failureThreshold": 3},

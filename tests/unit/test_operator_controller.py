@@ -268,3 +268,21 @@ def test_a_failing_kubernetes_call_is_reported_in_status_and_events() -> None:
         asyncio.run(controller.reconcile(deps, "ns", "demo"))
     assert "serviceaccount jobs not found" in (status(kube).error or "")
     assert "ActionFailed" in [e[0] for e in kube.events]
+
+
+def test_a_restart_backoff_ends_on_time_not_on_the_next_busy_tick() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    op = {"kind": "restart", "step": "wait", "startedAt": "2026-01-01T00:00:00.000Z",
+          "stepStartedAt": "2026-01-01T00:00:00.000Z", "notBefore": "2026-01-01T00:00:00.100Z"}
+    waiting = StreamJobStatus.parse({"lifecycleState": "Recovering", "operation": op})
+
+    def delay(status: StreamJobStatus, at: datetime) -> float:
+        return controller.next_round_in(status, at, busy=True, busy_s=0.25, idle_s=2.0)
+
+    assert delay(waiting, now) == pytest.approx(0.1 + controller.BACKOFF_SLACK_S)
+    assert delay(waiting, now + timedelta(seconds=1)) == pytest.approx(controller.BACKOFF_SLACK_S)
+    later = StreamJobStatus.parse(
+        {"lifecycleState": "Recovering", "operation": {**op, "notBefore": "2026-01-01T00:00:09Z"}}
+    )
+    assert delay(later, now) == 0.25
+    assert controller.next_round_in(StreamJobStatus(), now, busy=False, busy_s=0.25, idle_s=2.0) == 2.0

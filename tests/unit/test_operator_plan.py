@@ -310,6 +310,24 @@ def test_gives_up_after_max_restarts_with_the_reason() -> None:
     assert "JobFailed" in [r for r, _ in w.events]
 
 
+def test_pods_start_before_the_backoff_ends_and_the_jobmaster_holds_the_rest() -> None:
+    w = World({**BASE, "restartPolicy": {"strategy": "fixed", "backoff": {"initialDelaySeconds": 5}}})
+    w.run_until(stable_running)
+    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 137"
+    w.step()
+    op = w.status.operation
+    assert op is not None and op.not_before is not None
+    not_before = datetime.fromisoformat(op.not_before.replace("Z", "+00:00"))
+    deployed_before = w.count(DeployAttempt)
+    w.run_until(lambda w: w.count(DeployAttempt) > deployed_before, steps=10)
+    attempt = next(a.attempt for a in reversed(w.actions) if isinstance(a, DeployAttempt))
+    left = (not_before - (w.now - timedelta(seconds=1))).total_seconds()  # the round ran one tick ago
+    assert attempt.attempt == 2 and 0 < left <= 2.0  # PRESTART_S before the end, never earlier
+    assert attempt.hold_deploy_s == left  # the JobMaster waits out the rest
+    assert not any(p.attempt == 1 for p in w.pods.values())  # the old attempt was gone first
+    w.run_until(running)
+
+
 def test_backoff_grows_exponentially() -> None:
     w = started()
     w.broken_images.add("app:1")

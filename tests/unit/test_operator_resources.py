@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -48,6 +49,11 @@ def test_job_config_is_the_runtime_model_with_operator_owned_restarts() -> None:
     assert cfg.checkpoints_uri == cfg.savepoints_uri == "s3://bucket/chk"
     assert cfg.restore_from == AT.restore_from
     assert cfg.s3.endpoint_url == "http://s3:8333" and cfg.s3.path_style is True
+
+
+def test_jobmaster_pod_started_during_a_backoff_holds_the_deployment() -> None:
+    container = build_jobmaster_pod(dataclasses.replace(AT, hold_deploy_s=1.25))["spec"]["containers"][0]
+    assert container["command"][-2:] == ["--hold-deploy", "1.25"]
 
 
 def test_configmap_carries_job_json_parsable_by_the_runtime() -> None:

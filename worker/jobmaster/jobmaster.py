@@ -114,8 +114,11 @@ def resolve_plan(config: JobConfig, loaded: LoadedJob, *, default_checkpoints_ur
 class JobMaster:
     """Owns one job until it finishes, is cancelled, or fails for good."""
 
-    def __init__(self, plan: JobPlan, *, launcher: Launcher | None = None, events: EventSink | None = None) -> None:
+    def __init__(self, plan: JobPlan, *, launcher: Launcher | None = None, events: EventSink | None = None,
+                 hold_deploy_until: float | None = None) -> None:
+        """``hold_deploy_until`` (``time.monotonic()``): no task of the first attempt is deployed before it."""
         self.plan = plan
+        self.hold_deploy_until = hold_deploy_until
         self.config = plan.config
         self.graph = plan.graph
         self.launcher = launcher
@@ -260,11 +263,14 @@ class JobMaster:
         self.registry.open_for(slots)
         if self.launcher is not None:
             self.launcher.start(slots, self.jobmaster_address, self.attempt)
+        # The restore plan and the next checkpoint id need no slot: work them out while the slots start
+        # and register, so that the deployment follows the last registration at once.
+        at_least = (restore.metadata.checkpoint_id + 1) if restore and restore.metadata.job_id == self.job_id else 1
+        first_id_lookup = loop.run_in_executor(
+            self.executor, lambda: self._require_storage().next_checkpoint_id(at_least=at_least))
+        # An attempt that ends before it deploys never awaits the lookup: retrieve its error anyway.
+        first_id_lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            if not await self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000):
-                return await self._end_attempt(AttemptOutcome(
-                    "failed", f"only {len(self.registry.slots)} of {slots} worker slots registered within "
-                              f"{self.config.worker_register_timeout_ms} ms"))
             try:
                 plans = plan_restore(restore.metadata, self.graph,
                                      allow_non_restored_state=self.config.allow_non_restored_state,
@@ -274,12 +280,16 @@ class JobMaster:
                 self.exit_code = err.exit_code
                 self.plan.restart = RestartStrategy(kind="none", attempts=0)
                 return await self._end_attempt(AttemptOutcome("failed", str(err)))
+            if not await self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000):
+                return await self._end_attempt(AttemptOutcome(
+                    "failed", f"only {len(self.registry.slots)} of {slots} worker slots registered within "
+                              f"{self.config.worker_register_timeout_ms} ms"))
+            if not await self._hold_deploy():
+                assert self._outcome.done()
+                return await self._end_attempt(self._outcome.result())
             self.restored_from = restore.metadata_uri if restore else None
             self.stats.restored_from = self.restored_from
-            first_id = await loop.run_in_executor(
-                self.executor, lambda: self._require_storage().next_checkpoint_id(
-                    at_least=(restore.metadata.checkpoint_id + 1) if restore and restore.metadata.job_id == self.job_id
-                    else 1))
+            first_id = await first_id_lookup
             self._deploy(restore, plans)
             self.coordinator = self._make_coordinator(first_id)
             self.state = "RUNNING"
@@ -291,6 +301,21 @@ class JobMaster:
         except asyncio.CancelledError:
             await self._end_attempt(AttemptOutcome("cancelled"))
             raise
+
+    async def _hold_deploy(self) -> bool:
+        """Waits out the rest of the operator's restart backoff; False if the attempt failed meanwhile.
+
+        The operator starts the pods of the next attempt before its backoff is over, so that the
+        processes start while it runs out (``streamjob jobmaster --hold-deploy``); the tasks, and so
+        the job's sources, sinks and checkpoints, run no sooner than the backoff allows.
+        """
+        until, self.hold_deploy_until = self.hold_deploy_until, None
+        delay = (until - time.monotonic()) if until is not None else 0.0
+        if delay <= 0 or self._outcome is None:
+            return True
+        log.info("holding the deployment for %.2f s: the restart backoff is not over", delay)
+        await asyncio.wait({self._outcome}, timeout=delay)
+        return not self._outcome.done()
 
     async def _end_attempt(self, outcome: AttemptOutcome) -> AttemptOutcome:
         if self.coordinator is not None:
