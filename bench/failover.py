@@ -174,10 +174,10 @@ def _one_upgrade(bed: Testbed, job: BenchJob, number: int) -> Json:
         "status_running": sj_first(sj, upgraded),
         "first_record": min(s["first"] for s in stamps),
     }
-    running = points["status_running"]
+    at_running = points["status_running"]
     return {"namespace": job.namespace, "attempt": new, "restored_from": job.status().get("restoreFrom"),
             "load_average_before": round(load, 2), "milestones_s": relative(t0, points),
-            "to_running_s": round(running - t0, 3) if running is not None else None,
+            "to_running_s": round(at_running - t0, 3) if at_running is not None else None,
             "to_first_record_s": round(min(s["first"] for s in stamps) - t0, 3)}
 
 
