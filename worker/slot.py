@@ -2,8 +2,10 @@
 
 Started by the local MiniCluster or by ``streamjob worker`` on Kubernetes. It connects to the
 JobMaster's control socket, registers its data address, and on ``deploy`` loads the job's
-entrypoint itself (user code is never shipped), wires its tasks' channels (local hand-over within
-the process, TCP to other slots) and runs them. Control messages (trigger, notify, abort,
+entrypoint itself (user code is never shipped), prepares its tasks (restore plans, the receiving
+side of its channels for the attempt's token) and reports ``prepared``; on ``start``, sent once
+every slot is prepared, it connects to the other slots (local hand-over within the process, TCP
+between slots) and runs the tasks. Control messages (trigger, notify, abort,
 finish, cancel) are dispatched to the tasks between batches. Exits 0 when its tasks finished,
 non-zero when the JobMaster is lost or a task failed.
 """
@@ -167,6 +169,12 @@ class Slot:
             except Exception as err:
                 log.exception("deployment failed")
                 self._fail(f"deploying tasks failed: {err}")
+        elif kind == "start":
+            try:
+                await self._start()
+            except Exception as err:
+                log.exception("starting the tasks failed")
+                self._fail(f"starting tasks failed: {err}")
         elif kind == "trigger":
             barrier = Barrier(message["cp"], message["ts"], message.get("sp"), message.get("stop", False),
                               message.get("unaligned", False))
@@ -255,7 +263,6 @@ class Slot:
             if int(slot_no) != index:
                 peer = PeerConnection((addr[0], int(addr[1])), codec, hello, self._fail)
                 self.peers[int(slot_no)] = peer
-        await asyncio.gather(*(p.connect() for p in self.peers.values()))
         restores = message.get("restore") or {}
         reader: Any = storage.reader(message["restore_base"]) if message.get("restore_base") else None
         if reader is not None and services.local_recovery_dir is not None:
@@ -273,6 +280,16 @@ class Slot:
             restore = self._task_restore(plan, reader, v, i, services) if plan is not None and reader else None
             task = Task(v, i, services, gates[v.id], writers, restore)
             self.tasks[(v.id, i)] = task
+        self.send({"t": "prepared", "tasks": len(self.tasks)})
+
+    async def _start(self) -> None:
+        """``start``: every slot of the attempt is prepared, so their data servers accept this attempt.
+
+        Connecting to a peer before it prepared would be refused (its data server still expects the
+        previous attempt's token), which is why deployment has two phases: ``deploy`` (prepare) and
+        ``start`` (connect the peers and run the tasks).
+        """
+        await asyncio.gather(*(p.connect() for p in self.peers.values()))
         for task in self.tasks.values():
             running = asyncio.create_task(self._run_task(task))
             self.running.add(running)

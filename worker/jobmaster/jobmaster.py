@@ -2,7 +2,9 @@
 
 Started by ``streamjob jobmaster`` (Kubernetes) or in-process by ``streamjob run`` (local).
 Each attempt: wait for the slots, plan the restore (latest checkpoint of this jobId, else the
-requested snapshot), deploy, run the CheckpointCoordinator, and wait for the attempt to end
+requested snapshot), deploy in two phases (every slot prepares its tasks, then all start: a slot
+connects to its peers only once they accept the attempt), run the CheckpointCoordinator, and wait
+for the attempt to end
 (finished, cancelled, or failed). With ``restart_in_place`` (local mode) a failure restarts the
 job under the restart strategy; on Kubernetes the JobMaster exits and the operator restarts.
 """
@@ -140,6 +142,8 @@ class JobMaster:
         self._outcome: asyncio.Future[AttemptOutcome] | None = None
         self._ended_input: set[tuple[str, int]] = set()
         self._finished_slots: set[int] = set()
+        self._prepared: set[int] = set()
+        self._all_prepared = asyncio.Event()
         self._final_checkpoint: int | None = None
         self.exit_code = 0
 
@@ -251,6 +255,8 @@ class JobMaster:
     async def _run_attempt(self, restore: LoadedSnapshot | None) -> AttemptOutcome:
         loop = asyncio.get_running_loop()
         self._outcome = loop.create_future()
+        self._prepared = set()
+        self._all_prepared = asyncio.Event()
         self._ended_input = set()
         self._finished_slots = set()
         self._final_checkpoint = None
@@ -284,13 +290,14 @@ class JobMaster:
                 return await self._end_attempt(AttemptOutcome(
                     "failed", f"only {len(self.registry.slots)} of {slots} worker slots registered within "
                               f"{self.config.worker_register_timeout_ms} ms"))
-            if not await self._hold_deploy():
-                assert self._outcome.done()
-                return await self._end_attempt(self._outcome.result())
             self.restored_from = restore.metadata_uri if restore else None
             self.stats.restored_from = self.restored_from
             first_id = await first_id_lookup
             self._deploy(restore, plans)
+            if not await self._until_prepared() or not await self._hold_deploy():
+                assert self._outcome.done()
+                return await self._end_attempt(self._outcome.result())
+            self.registry.broadcast({"t": "start"})
             self.coordinator = self._make_coordinator(first_id)
             self.state = "RUNNING"
             self.events("running", {"attempt": self.attempt, "restored_from": self.restored_from,
@@ -302,12 +309,33 @@ class JobMaster:
             await self._end_attempt(AttemptOutcome("cancelled"))
             raise
 
+    async def _until_prepared(self) -> bool:
+        """Waits until every slot prepared its tasks (``prepared``); False if the attempt failed meanwhile.
+
+        Only then are the slots told to ``start``: a slot connects to its peers' data servers, which
+        accept the attempt's token once they are prepared. A slot that does not prepare in time fails
+        the attempt.
+        """
+        assert self._outcome is not None
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(self._all_prepared.wait())
+        ended: asyncio.Future[Any] = self._outcome
+        timeout = self.config.worker_register_timeout_ms / 1000
+        try:
+            await asyncio.wait({ended, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not self._outcome.done() and not self._all_prepared.is_set():
+            self.fail(f"only {len(self._prepared)} of {len(self.registry.slots)} worker slots prepared their tasks "
+                      f"within {self.config.worker_register_timeout_ms} ms")
+        return not self._outcome.done()
+
     async def _hold_deploy(self) -> bool:
         """Waits out the rest of the operator's restart backoff; False if the attempt failed meanwhile.
 
         The operator starts the pods of the next attempt before its backoff is over, so that the
-        processes start while it runs out (``streamjob jobmaster --hold-deploy``); the tasks, and so
-        the job's sources, sinks and checkpoints, run no sooner than the backoff allows.
+        processes start while it runs out (``streamjob jobmaster --hold-deploy``); the slots prepare
+        their tasks meanwhile (loading the job, reading the restore plan), but the tasks, and so the
+        job's sources, sinks and checkpoints, run no sooner than the backoff allows.
         """
         until, self.hold_deploy_until = self.hold_deploy_until, None
         delay = (until - time.monotonic()) if until is not None else 0.0
@@ -407,6 +435,10 @@ class JobMaster:
                     and coordinator is not None:
                 log.info("all sources finished; taking a final checkpoint before finishing")
                 self._final_checkpoint = coordinator.trigger().id
+        elif kind == "prepared":
+            self._prepared.add(conn.index)
+            if len(self._prepared) == len(self.registry.slots):
+                self._all_prepared.set()
         elif kind == "slot_finished":
             self._finished_slots.add(conn.index)
             if len(self._finished_slots) == len(self.registry.slots) and self._outcome and not self._outcome.done():
