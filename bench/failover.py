@@ -287,15 +287,19 @@ def markdown(section: Json) -> str:
         return "\n".join([*lines, "No measurement: " + "; ".join(e[:300] for e in section.get("errors") or ["–"]), ""])
     spec = section["spec"]
     head = s["crash_to_processing_s"]
-    loads = s["load_average_before"]
+    def load_range(runs: list[Json]) -> str:
+        loads = [r["load_average_before"] for r in runs]
+        return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "–"
+
     met = "yes" if s["target_met"] else "NO"
     env = section.get("environment") or {}
     lines += [
         f"Measured {section.get('created', '')} at {str(env.get('git_commit', ''))[:10]} on {env.get('cpus')} CPUs. "
         f"Job: parallelism {spec['parallelism']}, {spec['rate']} records/s, {spec['keys']} keys of keyed state, "
         f"checkpoints to S3 every {spec['interval_ms']} ms, exactly-once FileSink; operator with its default "
-        f"settings, default restart policy. Load average before the runs: "
-        f"{min(loads):.1f}–{max(loads):.1f}. Exactly-once output after every run: "
+        f"settings, default restart policy. Load average (1 min) before the crashes: "
+        f"{load_range(section['crashes'])}, before the upgrades: {load_range(section['upgrades'])} (2 cores, shared "
+        f"with other sessions' test suites). Exactly-once output after every run: "
         f"{'yes' if s['exactly_once'] else ('–' if s['exactly_once'] is None else 'NO')}.",
         "",
         "| target | measured | met |", "|---|---|---|",
