@@ -40,11 +40,15 @@ def effective_spec(spec: StreamJobSpec | None, status: StreamJobStatus) -> Strea
 
 
 def jobmaster_address(pods: list[PodView], status: StreamJobStatus) -> str | None:
-    """``IP:PORT`` of the deployed attempt's JobMaster pod, when it has an IP."""
+    """``IP:PORT`` of the deployed attempt's JobMaster pod, when it has an IP and has not ended.
+
+    An ended pod's address is not asked: nothing answers there, and on a real cluster a call to a
+    released pod IP may hang until its timeout instead of being refused.
+    """
     dep = status.deployment
     if dep is None:
         return None
-    ip = next((p.ip for p in pods if p.attempt == dep.attempt and p.is_jobmaster and p.ip), None)
+    ip = next((p.ip for p in pods if p.attempt == dep.attempt and p.is_jobmaster and p.ip and not p.terminated), None)
     return f"{ip}:{REST_PORT}" if ip else None
 
 

@@ -43,6 +43,11 @@ class PodView:
     finished_at: datetime | None = None
 
     @property
+    def terminated(self) -> bool:
+        """Phase Failed or Succeeded: every container has ended and none restarts (no process runs)."""
+        return self.phase in ("Failed", "Succeeded")
+
+    @property
     def is_jobmaster(self) -> bool:
         """Whether this is the attempt's JobMaster."""
         return self.component == JOBMASTER

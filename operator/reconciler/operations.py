@@ -381,6 +381,13 @@ def _fresh_checkpoint(d: Draft, spec: StreamJobSpec) -> None:
 
 
 def _teardown(d: Draft) -> None:
+    """Deletes the old pods; goes on once no process of theirs can run (a suspension: once they are gone).
+
+    A pod in phase Failed or Succeeded has no running container (``restartPolicy: Never``), so it
+    can no longer write checkpoints or commit sink transactions: the next attempt need not wait for
+    the kubelet and the API server to remove its object (seconds on a real cluster). Pods still
+    running, or in an unknown state, must be gone first: two attempts never run side by side.
+    """
     op = d.status.operation
     assert op is not None
     if d.facts.pods:
@@ -388,7 +395,8 @@ def _teardown(d: Draft) -> None:
         if _elapsed(d) > _target(d).timeouts.teardown_seconds:
             grace = 0
         d.act(DeletePods(keep_attempt=None, grace_seconds=grace))
-        return
+        if op.kind is OperationKind.SUSPEND or not all(p.terminated for p in d.facts.pods):
+            return
     if op.restore_mode == "pending" and not _resolve_restore(d):
         return
     op = d.status.operation
@@ -463,6 +471,8 @@ def _deploy(d: Draft) -> None:
         last_checkpoint=d.status.last_checkpoint if d.status.job_id == op.job_id else None,
     )
     _step(d, OperationStep.VERIFY)
+    if any(p.attempt != op.attempt for p in d.facts.pods):  # ended pods whose objects are still going
+        d.act(DeletePods(keep_attempt=op.attempt, grace_seconds=FAST_GRACE))
     hold = round(_backoff_left(d), 3)
     d.act(DeployAttempt(Attempt(d.facts.job, spec, op.attempt, op.job_id, op.restore_from, hold_deploy_s=hold)))
 

@@ -52,6 +52,7 @@ class FakePod:
     ip: str | None = None
     failure: str | None = None
     finished_at: datetime | None = None
+    removed_in: int | None = None  # with slow deletion: ticks until the object is gone
 
     def view(self) -> PodView:
         return PodView(
@@ -92,6 +93,7 @@ class World:
         self.ip_pool = itertools.count(10)
         self.jm_state = "RUNNING"
         self.jm_answers = True
+        self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
@@ -163,7 +165,12 @@ class World:
                 name = f"demo-worker-{action.attempt.attempt}-{i}"
                 self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
         elif isinstance(action, DeletePods):
-            self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
+            if self.slow_deletion:
+                for pod in self.pods.values():
+                    if pod.attempt != action.keep_attempt and pod.removed_in is None:
+                        pod.removed_in = 4
+            else:
+                self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
         elif isinstance(action, TriggerSavepoint):
             rid = f"r{len(self.requests) + 1}"
             self.requests[rid] = SavepointPoll("IN_PROGRESS")
@@ -185,6 +192,11 @@ class World:
 
     def tick(self) -> None:
         self.now += timedelta(seconds=1)
+        for name, pod in list(self.pods.items()):
+            if pod.removed_in is not None:
+                pod.removed_in -= 1
+                if pod.removed_in <= 0:
+                    del self.pods[name]
         for pod in self.pods.values():
             if pod.phase == "Pending":
                 if pod.image in self.broken_images:
@@ -325,6 +337,36 @@ def test_pods_start_before_the_backoff_ends_and_the_jobmaster_holds_the_rest() -
     assert attempt.attempt == 2 and 0 < left <= 2.0  # PRESTART_S before the end, never earlier
     assert attempt.hold_deploy_s == left  # the JobMaster waits out the rest
     assert not any(p.attempt == 1 for p in w.pods.values())  # the old attempt was gone first
+    w.run_until(running)
+
+
+def test_ended_pods_of_the_old_attempt_do_not_hold_up_the_next() -> None:
+    w = World({**BASE, "restartPolicy": {"backoff": {"initialDelaySeconds": 0}}})
+    w.run_until(stable_running)
+    w.slow_deletion = True
+    for pod in w.pods.values():  # every process ended: the JobMaster exits when it loses a slot
+        pod.phase = "Failed"
+    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 137"
+    w.step()
+    w.run_until(lambda w: w.count(DeployAttempt) == 2, steps=5)
+    assert any(p.attempt == 1 for p in w.pods.values())  # their objects were still there
+    w.run_until(running)
+    assert not any(p.attempt == 1 for p in w.pods.values())
+
+
+def test_running_pods_of_the_old_attempt_are_gone_before_the_next_is_created() -> None:
+    w = World({**BASE, "restartPolicy": {"backoff": {"initialDelaySeconds": 0}}})
+    w.run_until(stable_running)
+    w.slow_deletion = True
+    w.pods["demo-worker-1-0"].phase = "Failed"
+    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 137"  # the others still run
+    w.step()
+    while w.count(DeployAttempt) < 2:
+        assert w.status.operation is not None
+        old_running = [p for p in w.pods.values() if p.attempt == 1 and p.phase == "Running"]
+        w.step()
+        if w.count(DeployAttempt) == 2:
+            assert not old_running, "the next attempt was created while old processes ran"
     w.run_until(running)
 
 
