@@ -59,3 +59,17 @@ def test_flush_syncs_the_files_written_without_fsync_and_tolerates_deleted_ones(
     store.flush()  # nothing pending: returns at once
     assert store.get("chk-1/op/0/state") == b"kept"
     assert [info.key for info in store.list("chk-1/")] == ["chk-1/op/0/state"]
+
+
+def test_flush_syncs_only_directories_that_got_a_new_entry(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "job").mkdir(parents=True)
+    store = FileObjectStore(parse_storage_uri(f"file://{root}"))
+    store.put("job/chk-2/op/0/state", b"a", durable=False)
+    # chk-2 and its subdirectories are new: each parent up to the job's directory got an entry.
+    assert store._unsynced_dirs == {root / "job", root / "job/chk-2", root / "job/chk-2/op", root / "job/chk-2/op/0"}
+    store.flush()
+    store.put("job/chk-2/op/1/state", b"b", durable=False)
+    assert store._unsynced_dirs == {root / "job/chk-2/op", root / "job/chk-2/op/1"}  # the job's root did not change
+    store.flush()
+    assert store._unsynced_dirs == set() and store.get("job/chk-2/op/1/state") == b"b"

@@ -55,13 +55,15 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
     return True
 
 
-def _sync_files(files: list[Path], root: Path) -> None:
-    """An fsync of each of ``files``, then of every directory from their parents up to ``root``.
+def _sync_files(files: list[Path], dirs: set[Path]) -> None:
+    """An fsync of each of ``files``, then of each of ``dirs`` (deepest first).
 
-    Only what this store wrote is flushed. A ``syncfs`` of the whole file system was tried first
-    and costs 15-30 ms on a shared VM, because it also writes out every other process's dirty pages.
+    ``dirs`` are the directories that got a new entry since they were last synced: the files'
+    parents and the parents of directories created for them. Directories that only lead to those
+    (the job's root, say) have not changed and need no sync. A ``syncfs`` of the whole file system
+    was tried first and costs 15-30 ms on a shared VM, because it also writes out every other
+    process's dirty pages.
     """
-    dirs: set[Path] = set()
     for path in files:
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -71,14 +73,19 @@ def _sync_files(files: list[Path], root: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        parent = path.parent
-        while parent not in dirs:
-            dirs.add(parent)
-            if parent == root or root not in parent.parents:
-                break
-            parent = parent.parent
     for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
         _fsync_dir(directory)
+
+
+def _make_parents(path: Path, root: Path) -> set[Path]:
+    """Creates ``path``'s missing parent directories; returns the directories that got a new entry."""
+    changed = {path.parent}
+    missing = path.parent
+    while not missing.exists() and missing != root and root in missing.parents:
+        changed.add(missing.parent)
+        missing = missing.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return changed
 
 
 def _fsync_dir(path: Path) -> None:
@@ -108,6 +115,7 @@ class FileObjectStore(ObjectStore):
         self._root = root
         self._dir = Path(root.path)
         self._unsynced: set[Path] = set()
+        self._unsynced_dirs: set[Path] = set()
         self._unsynced_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # a flush returns only once every earlier write is durable
 
@@ -147,10 +155,13 @@ class FileObjectStore(ObjectStore):
         directories above it, so that a writer that is not done yet never waits for the disk.
         """
         path = self._path(key)
-        written = self._guard("write", self.uri(key), lambda: self._write_file(path, data, if_absent, durable))
+        changed: set[Path] = set()
+        written = self._guard("write", self.uri(key),
+                              lambda: self._write_file(path, data, if_absent, durable, changed))
         if not durable:
             with self._unsynced_lock:
                 self._unsynced.add(path)
+                self._unsynced_dirs |= changed
         return written
 
     def flush(self) -> None:
@@ -158,13 +169,17 @@ class FileObjectStore(ObjectStore):
         with self._flush_lock:  # another thread's flush may be syncing files this caller wrote
             with self._unsynced_lock:
                 files, self._unsynced = self._unsynced, set()
-            if files:
-                self._guard("sync", str(self._root), lambda: _sync_files(sorted(files), self._dir))
+                dirs, self._unsynced_dirs = self._unsynced_dirs, set()
+            if files or dirs:
+                self._guard("sync", str(self._root), lambda: _sync_files(sorted(files), dirs))
 
-    def _write_file(self, path: Path, data: bytes, if_absent: bool, durable: bool = True) -> bool:
+    def _write_file(self, path: Path, data: bytes, if_absent: bool, durable: bool = True,
+                    changed: set[Path] | None = None) -> bool:
+        """Writes ``path`` atomically; adds the directories that got a new entry to ``changed``."""
         tmp = path.with_name(f"{_TMP_MARK}{path.name}.{uuid.uuid4().hex}")
+        new_entries: set[Path] = set()
         for attempt in range(3):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            new_entries |= _make_parents(path, self._dir)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 break
@@ -192,7 +207,10 @@ class FileObjectStore(ObjectStore):
             if tmp.exists():
                 tmp.unlink()
         if durable:
-            _fsync_dir(path.parent)
+            for directory in sorted(new_entries, key=lambda d: len(d.parts), reverse=True):
+                _fsync_dir(directory)
+        elif changed is not None:
+            changed |= new_entries
         return True
 
     def get(self, key: str) -> bytes:
