@@ -11,7 +11,7 @@ import pytest
 
 from streamjob.worker.api import StreamExecutionEnvironment
 from streamjob.worker.api.sinks import DiscardingSink
-from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
+from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
 from streamjob.worker.checkpoint.decider import TriggerDecider
 from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
 from streamjob.worker.checkpoint.handles import StateHandle
@@ -233,6 +233,19 @@ def test_acks_are_counted_once_and_unknown_checkpoints_ignored() -> None:
         assert h.log.kinds("metadata") == []
         assert list(h.coordinator.pending) == [7]
         h.coordinator.stop()
+
+    run(scenario)
+
+
+def test_a_savepoint_queued_when_the_job_finishes_fails_saying_so() -> None:
+    async def scenario(h: Harness) -> None:
+        h.coordinator.trigger()  # the bounded job's final checkpoint, in progress
+        failed: list[str] = []
+        h.coordinator.request_savepoint(SavepointTrigger("file:///sp", True, "r1", lambda _: None, failed.append))
+        assert failed == [] and list(h.coordinator.pending) == [7], "queued behind the checkpoint"
+        h.coordinator.stop(CheckpointFailureReason.JOB_FINISHED)
+        assert failed == [CheckpointFailureReason.JOB_FINISHED.value]
+        assert "finished" in failed[0]
 
     run(scenario)
 

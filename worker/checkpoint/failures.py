@@ -14,6 +14,7 @@ class CheckpointFailureReason(Enum):
     TASK_FAILURE = "a task failed while the checkpoint was in progress"
     SUBSUMED = "a newer checkpoint overtook it"
     JOB_STOPPING = "the job is stopping"
+    JOB_FINISHED = "the job finished (its sources ended) before it could be taken"
 
     @property
     def counts(self) -> bool:

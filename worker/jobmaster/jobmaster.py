@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
+from streamjob.worker.checkpoint.failures import CheckpointFailureReason
 from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
 from streamjob.worker.checkpoint.restore import plan_restore
@@ -347,7 +348,8 @@ class JobMaster:
 
     async def _end_attempt(self, outcome: AttemptOutcome) -> AttemptOutcome:
         if self.coordinator is not None:
-            self.coordinator.stop()
+            why = CheckpointFailureReason.JOB_FINISHED if outcome.kind == "finished" else None
+            self.coordinator.stop(why or CheckpointFailureReason.JOB_STOPPING)
         if outcome.kind == "cancelled":
             self.registry.broadcast({"t": "cancel"})
             await asyncio.sleep(0.1)
