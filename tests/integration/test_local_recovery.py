@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,21 @@ def test_killed_worker_at_least_once_loses_nothing(tmp_path_factory: pytest.Temp
     events = run_with_kill(root, injector, ["--mode", "AT_LEAST_ONCE"])
     problem = keyed_sum.check_at_least_once(read_committed(f"{root}/out"), events)
     assert problem is None, f"{injector}: {problem}"
+
+
+@pytest.mark.parametrize("delay_ms", [3000, 200])
+def test_sigterm_while_the_job_keeps_failing_cancels_it(tmp_path: Path, delay_ms: int) -> None:
+    """SIGTERM (a pod's deletion, ``timeout``, Ctrl-C) ends a job that fails and restarts over and over.
+
+    With a long restart delay the signal lands while the JobMaster waits to restart; with a short one
+    it lands in or between attempts. Either way no further attempt starts and the process exits.
+    """
+    entry = str(Path(__file__).resolve().parent / "jobs" / "always_failing.py")
+    with LocalJob(entry, f"delay_ms={delay_ms}", checkpoint_dir=(tmp_path / "ck").as_uri()) as job:
+        job.wait_for_line(r"restarting in .* \(restart 2\)", timeout=60)
+        job._require().send_signal(signal.SIGTERM)
+        assert job.wait(timeout=30) == 0, job.describe()
+    output = job.output()
+    after = output[output.index("interrupted: cancelling the job"):]
+    assert "job CANCELED" in after, job.describe()
+    assert "attempt" not in after.replace("the job attempt ended", ""), job.describe()

@@ -141,6 +141,7 @@ class JobMaster:
         self.coordinator: CheckpointCoordinator | None = None
         self.storage: CheckpointStorage | None = None
         self._outcome: asyncio.Future[AttemptOutcome] | None = None
+        self._cancel_requested: asyncio.Event | None = None  # set by cancel(); also ends restart waits
         self._ended_input: set[tuple[str, int]] = set()
         self._finished_slots: set[int] = set()
         self._prepared: set[int] = set()
@@ -199,6 +200,8 @@ class JobMaster:
             raise
         while True:
             outcome = await self._run_attempt(loaded)
+            if outcome.kind == "failed" and self._cancelling():
+                outcome = AttemptOutcome("cancelled")  # cancelled while the attempt was failing
             if outcome.kind == "cancelled":
                 await self._cleanup_after_cancel()
             if outcome.kind != "failed":
@@ -214,7 +217,7 @@ class JobMaster:
                 return self.exit_code or 5
             self.state = "RESTARTING"
             self.events("restarting", {"reason": outcome.reason, "delay_ms": delay, "restart": self.restarts})
-            await asyncio.sleep(delay / 1000)
+            await self._restart_delay(delay / 1000)
             self.attempt += 1
             try:
                 storage = self._require_storage()
@@ -234,7 +237,9 @@ class JobMaster:
                 raise error
             self.events("restarting", {"reason": f"cannot find the latest checkpoint: {error}", "delay_ms": delay,
                                        "restart": self.restarts})
-            await asyncio.sleep(delay / 1000)
+            await self._restart_delay(delay / 1000)
+            if self._cancelling():
+                return None  # the next attempt sees the cancellation at once
             try:
                 storage = self._require_storage()
                 latest = await asyncio.get_running_loop().run_in_executor(self.executor, storage.latest_retained)
@@ -253,9 +258,23 @@ class JobMaster:
         await loop.run_in_executor(self.executor, storage.import_shared, loaded)
         return loaded
 
+    def _cancelling(self) -> bool:
+        return self._cancel_requested is not None and self._cancel_requested.is_set()
+
+    async def _restart_delay(self, seconds: float) -> None:
+        """The restart strategy's delay, cut short by a cancellation."""
+        if self._cancel_requested is None:
+            self._cancel_requested = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._cancel_requested.wait(), seconds)
+        except TimeoutError:
+            pass
+
     async def _run_attempt(self, restore: LoadedSnapshot | None) -> AttemptOutcome:
         loop = asyncio.get_running_loop()
         self._outcome = loop.create_future()
+        if self._cancelling():
+            return AttemptOutcome("cancelled")  # cancelled between attempts: start nothing
         self._prepared = set()
         self._all_prepared = asyncio.Event()
         self._ended_input = set()
@@ -482,7 +501,14 @@ class JobMaster:
         return request
 
     async def cancel(self) -> None:
-        """``POST /cancel``: stops the job (checkpoints are deleted by ``run`` on DELETE_ON_CANCELLATION)."""
+        """``POST /cancel``: stops the job (checkpoints are deleted by ``run`` on DELETE_ON_CANCELLATION).
+
+        Also between attempts: a job waiting out its restart delay (or whose attempt is failing) ends
+        cancelled instead of starting the next attempt.
+        """
+        if self._cancel_requested is None:
+            self._cancel_requested = asyncio.Event()
+        self._cancel_requested.set()
         if self._outcome is not None and not self._outcome.done():
             self._outcome.set_result(AttemptOutcome("cancelled"))
 
