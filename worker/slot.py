@@ -34,6 +34,7 @@ from streamjob.worker.loader import job_modules, job_types, load_job
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
 from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.local_recovery import LocalFirstReader, local_recovery_root
 from streamjob.worker.runtime.network import DataServer, PeerConnection
 from streamjob.worker.runtime.operators import OperatorRestore
@@ -243,7 +244,8 @@ class Slot:
             local_dir=self.work_dir / f"attempt-{attempt}", storage=storage, executor=self.executor, send=self.send,
             record_types=job_types(loaded),
             local_recovery_dir=local_recovery_root(config.namespace, config.name, message["job_id"])
-            if settings.local_recovery else None)
+            if settings.local_recovery else None,
+            inline_writes=InlineWritePolicy(local_disk=storage.local_disk))
         edges = all_edges(graph)
         edge_no = {id(e): n for n, e in enumerate(edges)}
         mine = [(v, index) for v in graph.vertices if index < v.parallelism]

@@ -59,3 +59,39 @@ def test_hashmap_snapshot_is_encoded_in_steps_with_the_same_result(tmp_path: Pat
     restored.restore(handles, storage.reader())
     get2, _ = restored.get_value_accessors(ValueStateDescriptor("count", int))
     assert [get2(key) for key in range(20_000)] == list(range(20_000))
+
+
+def test_size_hint_is_known_once_a_hashmap_snapshot_is_prepared(tmp_path: Path) -> None:
+    backend = make_backend("hashmap", tmp_path)
+    _, put = backend.get_value_accessors(ValueStateDescriptor("count", int))
+    for key in range(5_000):
+        put(key, key)
+    runner = backend.snapshot()
+    assert runner.size_hint() is None  # not prepared yet
+    while not runner.prepare(0.0):
+        pass
+    hint = runner.size_hint()
+    handles = runner(MemoryStorage().writer(1))
+    assert hint == sum(h.size for h in handles) > 0
+
+
+@pytest.mark.parametrize(("kind", "incremental"), [("rocksdb", False), ("hashmap", True)])
+def test_size_hint_is_unknown_when_the_write_itself_encodes(tmp_path: Path, kind: str, incremental: bool) -> None:
+    backend = make_backend(kind, tmp_path, incremental=incremental)
+    _, put = backend.get_value_accessors(ValueStateDescriptor("count", int))
+    put(1, 1)
+    runner = backend.snapshot()
+    runner.prepare(float("inf"))
+    assert runner.size_hint() is None
+    runner(MemoryStorage().writer(1))
+    backend.close()
+
+
+def test_a_failed_step_hides_the_size_so_the_failure_goes_to_the_background_part() -> None:
+    def steps() -> Iterator[None]:
+        raise SerializationError("cannot encode")
+        yield
+
+    runner = SnapshotRunner(lambda writer: "written", steps(), size=lambda: 10)
+    assert runner.prepare(0.0)
+    assert runner.size_hint() is None

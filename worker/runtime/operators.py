@@ -149,7 +149,12 @@ class StreamOperator:
         def write(writer: SnapshotWriter) -> dict[str, list[StateHandle]]:
             return {"keyed": keyed(writer) if keyed is not None else [], "operator": operator(writer)}
 
-        return SnapshotRunner(write, None if keyed is None or keyed.prepared else keyed.steps())
+        def size() -> int | None:
+            keyed_size = keyed.size_hint() if keyed is not None else 0
+            operator_size = operator.size_hint()
+            return None if keyed_size is None or operator_size is None else keyed_size + operator_size
+
+        return SnapshotRunner(write, None if keyed is None or keyed.prepared else keyed.steps(), size)
 
     def before_snapshot(self, checkpoint_id: int) -> None:
         """Hook for operators that move their own state into the operator state store."""

@@ -268,7 +268,10 @@ class KeyedBackendBase(KeyedStateBackend):
             finally:
                 frozen.release()
 
-        return SnapshotRunner(run, steps)
+        def size() -> int | None:
+            return sum(len(data) for _, data in prepared) if steps is not None else None
+
+        return SnapshotRunner(run, steps, size)
 
     def _encode(
         self,

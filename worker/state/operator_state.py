@@ -23,7 +23,7 @@ Callers: the runtime's operators (one store per operator subtask: ``restore`` be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,6 +33,7 @@ from streamjob.worker.state.chunks import safe_uid
 from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.state.primitives import ListState
 from streamjob.worker.state.serializers import KEY_SERIALIZER
+from streamjob.worker.state.snapshot_runner import SnapshotRunner
 
 FORMAT: Final = "streamjob-operator"
 VERSION: Final = 1
@@ -142,8 +143,8 @@ class OperatorStateStore:
         self._states[descriptor.name] = _Registered(descriptor, mode, state)
         return state
 
-    def snapshot(self) -> Callable[[SnapshotWriter], list[StateHandle]]:
-        """Encodes the lists now (operator state is small: perfect isolation); the callable writes.
+    def snapshot(self) -> SnapshotRunner[list[StateHandle]]:
+        """Encodes the lists now (operator state is small: perfect isolation); the runner writes.
 
         An encoding error is raised by the returned callable, so that the checkpoint is declined
         from the background part like any other snapshot failure.
@@ -170,7 +171,10 @@ class OperatorStateStore:
             document = {"format": FORMAT, "version": VERSION, "states": states}
             return [writer.write(name, KEY_SERIALIZER.encode(document))]
 
-        return run
+        def size() -> int:
+            return sum(len(element) for _, _, elements in states.values() for element in elements)
+
+        return SnapshotRunner(run, size=size)
 
     def restore(
         self,

@@ -10,6 +10,10 @@ to the snapshot thread. Processing still continues while the snapshot is prepare
 (an asynchronous snapshot); it just shares the task's thread in slices instead of competing for
 the GIL.
 
+A runner may also say how many bytes it will write (``size_hint``, known once it is prepared):
+the task writes a small snapshot to a local disk itself instead of handing it to the thread
+(``runtime/inline_writes.py``).
+
 A runner called before its steps are done (a test, or a task that ends) finishes them first, in
 the calling thread. An exception raised by a step is kept and raised by the call, so that a
 failing encode declines the checkpoint from the background part like any other write failure.
@@ -32,13 +36,24 @@ T = TypeVar("T")
 class SnapshotRunner(Generic[T]):
     """``runner.prepare(budget_s)`` on the task thread until True, then ``runner(writer)`` on any thread."""
 
-    __slots__ = ("_error", "_steps", "_write")
+    __slots__ = ("_error", "_size", "_steps", "_write")
 
-    def __init__(self, write: Callable[[SnapshotWriter], T], steps: Iterator[None] | None = None) -> None:
-        """``steps`` (optional) is the CPU-bound preparation, one slice per item."""
+    def __init__(self, write: Callable[[SnapshotWriter], T], steps: Iterator[None] | None = None,
+                 size: Callable[[], int | None] | None = None) -> None:
+        """``steps``: the CPU-bound preparation, one slice per item; ``size``: bytes ``write`` will write.
+
+        ``size`` is asked only once the runner is prepared and may return None (not known).
+        """
         self._write = write
         self._steps = steps
+        self._size = size
         self._error: Exception | None = None
+
+    def size_hint(self) -> int | None:
+        """About how many bytes the write will produce; None if unknown (or not prepared yet)."""
+        if self._steps is not None or self._size is None or self._error is not None:
+            return None
+        return self._size()
 
     @property
     def prepared(self) -> bool:

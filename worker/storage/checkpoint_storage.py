@@ -87,6 +87,9 @@ class WorkerStorageView(Protocol):
 
     def reader(self, base_uri: str) -> StorageSnapshotReader: ...
 
+    @property
+    def local_disk(self) -> bool: ...
+
 
 class CoordinatorStorageView(Protocol):
     """What the checkpoint coordinator needs."""
@@ -125,6 +128,11 @@ class CheckpointStorage:
     def job_store(self) -> ObjectStore:
         """The store rooted at the jobId directory."""
         return self._job
+
+    @property
+    def local_disk(self) -> bool:
+        """Whether checkpoints go to a file system of this machine (``file://``), where writes are cheap."""
+        return self.location.job_root.scheme == "file"
 
     @property
     def checkpoint_base_uri(self) -> str:
