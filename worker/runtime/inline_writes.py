@@ -11,10 +11,10 @@ thread; when other processes keep the CPUs busy, each hand-off can wait a schedu
 So a snapshot to a local file system (``file://``; not a savepoint, not S3) that is known to be
 small is written and synced on the task thread, between two batches; a large one, one of unknown
 size (RocksDB, incremental), and every snapshot while the disk is slow go to the thread, so that
-processing never stalls behind a slow disk (an NFS mount, a busy device). "Slow" is what this
-slot measured: the recent inline writes took more than ``max_seconds`` on average. A slow disk is
-probed again every ``probe_every`` snapshots, so that one slow fsync does not keep every later
-snapshot on the thread.
+processing never stalls long behind a slow disk (an NFS mount, a busy device). "Slow" is what
+this slot measured: its recent inline writes took more than ``max_seconds`` on average (a moving
+average, so that one slow fsync among fast ones does not count; on a local SSD a write with its
+fsyncs takes 1-4 ms). A slow disk is probed again every ``probe_every`` snapshots.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 #: Larger snapshots always go to the I/O thread (1 MiB: well under a millisecond to copy to the page cache).
 INLINE_MAX_BYTES = 1 << 20
-#: The average duration of recent inline writes above which the disk counts as slow.
-INLINE_MAX_SECONDS = 0.003
+#: The average duration of recent inline writes above which the disk counts as slow (1 % of a 1 s interval).
+INLINE_MAX_SECONDS = 0.010
+#: Weight of the newest duration in the moving average.
+_WEIGHT = 0.25
 
 
 @dataclass
@@ -52,7 +54,7 @@ class InlineWritePolicy:
 
     def record(self, seconds: float) -> None:
         """An inline write (and sync) took ``seconds``."""
-        self.average_s = seconds if self.average_s is None else (self.average_s + seconds) / 2
+        self.average_s = seconds if self.average_s is None else (1 - _WEIGHT) * self.average_s + _WEIGHT * seconds
 
 
 __all__ = ["INLINE_MAX_BYTES", "INLINE_MAX_SECONDS", "InlineWritePolicy"]
