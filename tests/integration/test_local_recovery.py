@@ -8,8 +8,12 @@ run on ``file://`` and on the real SeaweedFS ``s3://``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +90,64 @@ def test_sigterm_while_the_job_keeps_failing_cancels_it(tmp_path: Path, delay_ms
     after = output[output.index("interrupted: cancelling the job"):]
     assert "job CANCELED" in after, job.describe()
     assert "attempt" not in after.replace("the job attempt ended", ""), job.describe()
+
+
+def test_a_slot_process_that_dies_before_registering_fails_the_attempt_at_once(tmp_path: Path) -> None:
+    """A slot that exits before it registers is reported within seconds, with its last log line.
+
+    Before, the JobMaster waited out the registration timeout (120 s) in silence. The slot processes
+    die for real: a ``sitecustomize`` on their PYTHONPATH exits with code 7 when the process is a slot.
+    Then SIGTERM while the next attempt's slots start ends the run at once.
+    """
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if 'slot' in sys.argv:\n"
+        "    sys.stderr.write('boom: this slot cannot start\\n')\n"
+        "    sys.stderr.flush()\n"
+        "    os._exit(7)\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH", "")) if p)
+    out = (tmp_path / "out").as_uri()
+    with LocalJob(KEYED_SUM, f"out={out}", "count=100", checkpoint_dir=(tmp_path / "ck").as_uri(), env=env) as job:
+        started = time.monotonic()
+        job.wait_for_line(r"slot process 0 exited with code 7 before it registered", timeout=30)
+        assert time.monotonic() - started < 20, job.describe()
+        assert "boom: this slot cannot start" in job.output(), job.describe()
+        job._require().send_signal(signal.SIGTERM)
+        assert job.wait(timeout=30) == 0, job.describe()
+    assert "job CANCELED" in job.output(), job.describe()
+
+
+def test_cancel_while_the_jobmaster_waits_for_worker_pods_ends_it_at_once(tmp_path: Path) -> None:
+    """Kubernetes mode: ``POST /cancel`` before any worker registered ends the JobMaster in seconds.
+
+    Before, the JobMaster noticed the cancel only after the registration timeout (120 s).
+    """
+    config = tmp_path / "job.json"
+    config.write_text(json.dumps({
+        "name": "waiting", "entrypoint": KEYED_SUM, "args": [f"out={(tmp_path / 'out').as_uri()}"],
+        "checkpoints_uri": (tmp_path / "ck").as_uri(), "rest_host": "127.0.0.1", "rest_port": 0, "workers": 2,
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "jobmaster", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        port = None
+        for line in proc.stdout:
+            found = re.search(r"serving the REST API on 127\.0\.0\.1:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port is not None, "the JobMaster never served its REST API"
+        started = time.monotonic()
+        assert run_cli("cancel", "--jobmaster", f"http://127.0.0.1:{port}").returncode == 0
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 10
+        output = proc.stdout.read()
+        assert "only 0 of 2 worker slots registered" not in output, output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
@@ -306,7 +307,9 @@ class JobMaster:
                 self.exit_code = err.exit_code
                 self.plan.restart = RestartStrategy(kind="none", attempts=0)
                 return await self._end_attempt(AttemptOutcome("failed", str(err)))
-            if not await self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000):
+            if not await self._until_registered(slots):
+                if self._outcome.done():  # cancelled, or a slot process failed, while the slots registered
+                    return await self._end_attempt(self._outcome.result())
                 return await self._end_attempt(AttemptOutcome(
                     "failed", f"only {len(self.registry.slots)} of {slots} worker slots registered within "
                               f"{self.config.worker_register_timeout_ms} ms"))
@@ -328,6 +331,35 @@ class JobMaster:
         except asyncio.CancelledError:
             await self._end_attempt(AttemptOutcome("cancelled"))
             raise
+
+    async def _until_registered(self, slots: int) -> bool:
+        """Waits until ``slots`` slots registered; False on timeout or when the attempt ended meanwhile.
+
+        A cancel (Ctrl-C, ``POST /cancel``), a failure, or a local slot process that exits before it
+        registered ends the wait at once instead of after the registration timeout.
+        """
+        assert self._outcome is not None
+        ended: asyncio.Future[Any] = self._outcome
+        registered: asyncio.Future[Any] = asyncio.ensure_future(
+            self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000))
+        try:
+            while not registered.done() and not ended.done():
+                await asyncio.wait({ended, registered}, timeout=0.25 if self.launcher is not None else None,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if self.launcher is not None and not registered.done():
+                    self._check_slot_processes()
+        finally:
+            if not registered.done():
+                registered.cancel()
+        return not ended.done() and not registered.cancelled() and bool(registered.result())
+
+    def _check_slot_processes(self) -> None:
+        """Fails the attempt when a local slot process ended before it registered (it cannot any more)."""
+        assert self.launcher is not None
+        for index, code, log_file in self.launcher.exited():
+            self.fail(f"slot process {index} exited with code {code} before it registered with the JobMaster; "
+                      f"{_last_line(log_file)}see its log {log_file}")
+            return
 
     async def _until_prepared(self) -> bool:
         """Waits until every slot prepared its tasks (``prepared``); False if the attempt failed meanwhile.
@@ -540,3 +572,12 @@ class JobMaster:
             "records_in": self.records_in_total(),
             "checkpoints_uri": self.plan.checkpoints_uri, "savepoints_uri": self.plan.savepoints_uri,
         }
+
+
+def _last_line(log_file: Path) -> str:
+    """``'its last words: ...; '`` from a slot's log (the end of a traceback names the cause), or ''."""
+    try:
+        lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f"its last words: {lines[-1].strip()[:300]}; " if lines else ""

@@ -25,6 +25,8 @@ class Launcher(Protocol):
 
     def pids(self) -> list[int]: ...
 
+    def exited(self) -> list[tuple[int, int, Path]]: ...
+
 
 class LocalProcessLauncher:
     """Runs slots as child processes; their stdout is the terminal's (print sinks), their logs go to ``log_dir``."""
@@ -33,6 +35,7 @@ class LocalProcessLauncher:
         self.log_dir = log_dir
         self.env = env
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:
         """Starts ``slots`` slot processes."""
@@ -40,7 +43,9 @@ class LocalProcessLauncher:
         env = dict(os.environ if self.env is None else self.env)
         env["STREAMJOB_DIE_WITH_PARENT"] = "1"
         for index in range(slots):
-            log = (self.log_dir / f"slot-{index}-attempt-{attempt}.log").open("ab")
+            path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
+            self.logs.append(path)
+            log = path.open("ab")
             cmd = [sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", jobmaster,
                    "--data-host", "127.0.0.1"]
             self.procs.append(subprocess.Popen(cmd, stdout=None, stderr=log, env=env))
@@ -65,7 +70,13 @@ class LocalProcessLauncher:
             except subprocess.TimeoutExpired:
                 pass
         self.procs = []
+        self.logs = []
 
     def pids(self) -> list[int]:
         """Process ids of the running slots."""
         return [p.pid for p in self.procs if p.poll() is None]
+
+    def exited(self) -> list[tuple[int, int, Path]]:
+        """(index, exit code, log file) of the slot processes of this attempt that have ended."""
+        return [(index, code, self.logs[index]) for index, proc in enumerate(self.procs)
+                if (code := proc.poll()) is not None]
