@@ -237,6 +237,8 @@ class Slot:
         storage = CheckpointStorage.open(message["checkpoints_uri"], message.get("savepoints_uri"),
                                          namespace=config.namespace, name=config.name, job_id=message["job_id"],
                                          s3=s3_settings_for(config))
+        if not storage.local_disk:  # the client's set-up now, while the slot is idle, not in the first checkpoint
+            self.executor.submit(storage.warm_up)
         settings = CheckpointSettings.model_validate(message["settings"])
         services = TaskServices(
             job_id=message["job_id"], job_name=config.name, attempt=attempt, settings=settings,

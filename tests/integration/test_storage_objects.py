@@ -164,3 +164,29 @@ def test_s3_folder_markers_are_not_objects(s3: S3Endpoint, tmp_path: Path, reque
     store.put("folder/real", b"1")
     assert [i.key for i in store.list("")] == ["folder/real"]
     assert store.list_dirs("") == ["folder"]
+
+
+def test_s3_warm_up_creates_the_client_before_the_first_write(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from streamjob.worker.storage.s3_store import S3ObjectStore
+
+    store = make_root("s3", request, tmp_path).store()
+    assert isinstance(store, S3ObjectStore)
+    assert store._holder._client is None  # created lazily ...
+    store.warm_up()
+    client = store._holder._client
+    assert client is not None  # ... or ahead of time
+    store.put("a", b"1")
+    assert store._holder._client is client and store.get("a") == b"1"
+    assert [i.key for i in store.list("")] == ["a"]  # the warm-up wrote nothing
+
+
+def test_s3_warm_up_of_an_unreachable_server_leaves_the_error_to_the_first_request(tmp_path: Path) -> None:
+    from streamjob.worker.storage.s3_settings import S3Settings
+    from streamjob.worker.storage.stores import StoreFactory
+
+    settings = S3Settings(endpoint_url="http://127.0.0.1:9", region="us-east-1", path_style=True,
+                          access_key_id="k", secret_access_key="s")
+    store = StoreFactory(settings).open(parse_storage_uri("s3://nowhere/prefix"))
+    store.warm_up()  # best effort: no exception
+    with pytest.raises(StorageError):
+        store.put("a", b"1")

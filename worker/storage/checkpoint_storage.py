@@ -90,6 +90,8 @@ class WorkerStorageView(Protocol):
     @property
     def local_disk(self) -> bool: ...
 
+    def warm_up(self) -> None: ...
+
 
 class CoordinatorStorageView(Protocol):
     """What the checkpoint coordinator needs."""
@@ -128,6 +130,10 @@ class CheckpointStorage:
     def job_store(self) -> ObjectStore:
         """The store rooted at the jobId directory."""
         return self._job
+
+    def warm_up(self) -> None:
+        """Prepares the checkpoint store's client ahead of the first checkpoint (see ``ObjectStore.warm_up``)."""
+        self._job.warm_up()
 
     @property
     def local_disk(self) -> bool:

@@ -100,6 +100,9 @@ class ObjectStore(abc.ABC):
     def flush(self) -> None:  # noqa: B027 - durable stores have nothing to do
         """Makes every ``durable=False`` write of this store durable."""
 
+    def warm_up(self) -> None:  # noqa: B027 - local stores have nothing to prepare
+        """Does ahead of the first write what that write would pay for (a client, a connection)."""
+
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The object's bytes; ``ObjectNotFoundError`` if it does not exist."""

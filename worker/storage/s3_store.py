@@ -13,6 +13,7 @@ shared by every store ``at()`` derives). Opened by ``stores.open_store`` / ``Sto
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,8 @@ from streamjob.worker.storage.uri import StorageUri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -198,6 +201,17 @@ class S3ObjectStore(ObjectStore):
                                     f"bucket {bucket!r}")
             return StorageError(f"cannot {action} {where} at {endpoint}: {code or status} {message}".rstrip())
         return StorageError(f"cannot {action} {where} at {endpoint}: {err}")
+
+    def warm_up(self) -> None:
+        """Creates the client (botocore loads the S3 service model: ~0.2 s of CPU) and opens a connection.
+
+        Best effort, read-only (one ListObjectsV2 of at most one key under the root): a failure
+        here is left for the first real request to report.
+        """
+        try:
+            self._holder.client().list_objects_v2(Bucket=self._root.bucket, Prefix=self._prefix, MaxKeys=1)
+        except Exception as err:
+            log.debug("warming up the S3 client for %s failed: %s", self._root, err)
 
     # Single objects
 
