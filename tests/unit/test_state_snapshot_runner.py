@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamjob.worker.errors import SerializationError
+from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import ValueStateDescriptor
 from streamjob.worker.state.snapshot_runner import SnapshotRunner
 from tests.unit.test_state_support import MemoryStorage, make_backend
@@ -42,11 +44,17 @@ def test_a_failing_step_fails_the_write_not_the_task_thread() -> None:
         runner(MemoryStorage().writer(1))
 
 
-def test_hashmap_snapshot_is_encoded_in_steps_with_the_same_result(tmp_path: Path) -> None:
+def _counts(tmp_path: Path, keys: int) -> tuple[KeyedStateBackend, Callable[[Any, Any], None]]:
+    """A hashmap backend whose value state "count" holds key -> key for ``keys`` keys, and its put."""
     backend = make_backend("hashmap", tmp_path)
     _, put = backend.get_value_accessors(ValueStateDescriptor("count", int))
-    for key in range(20_000):
+    for key in range(keys):
         put(key, key)
+    return backend, put
+
+
+def test_hashmap_snapshot_is_encoded_in_steps_with_the_same_result(tmp_path: Path) -> None:
+    backend, put = _counts(tmp_path, 20_000)
     stepped = backend.snapshot()
     steps = 0
     while not stepped.prepare(0.0):
@@ -62,10 +70,7 @@ def test_hashmap_snapshot_is_encoded_in_steps_with_the_same_result(tmp_path: Pat
 
 
 def test_size_hint_is_known_once_a_hashmap_snapshot_is_prepared(tmp_path: Path) -> None:
-    backend = make_backend("hashmap", tmp_path)
-    _, put = backend.get_value_accessors(ValueStateDescriptor("count", int))
-    for key in range(5_000):
-        put(key, key)
+    backend, _ = _counts(tmp_path, 5_000)
     runner = backend.snapshot()
     assert runner.size_hint() is None  # not prepared yet
     while not runner.prepare(0.0):
