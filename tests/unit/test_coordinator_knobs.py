@@ -350,6 +350,37 @@ def test_stop_aborts_pending_checkpoints_quietly_and_refuses_new_ones() -> None:
     run(scenario)
 
 
+def test_stop_right_after_the_last_ack_completes_the_checkpoint_and_discards_nothing() -> None:
+    """The last ack and a stop in the same turn of the loop (a worker killed as it acknowledged).
+
+    The completion is already decided: ``_metadata`` is written and the state files stay. Discarding
+    them too left a completed checkpoint whose files were gone, which every restart then failed on.
+    """
+    async def scenario(h: Harness) -> None:
+        h.coordinator.trigger()
+        h.ack_all(7)
+        h.coordinator.stop()
+        assert h.coordinator.background, "the completion still runs after the stop"
+        await asyncio.wait(h.coordinator.background, timeout=5)
+        assert h.log.kinds("metadata") == [7]
+        assert h.log.kinds("discard") == []
+        assert h.stats.completed == 1 and h.stats.failed == 0
+
+    run(scenario)
+
+
+def test_a_decline_after_the_last_ack_cannot_abort_the_completion() -> None:
+    async def scenario(h: Harness) -> None:
+        h.coordinator.trigger()
+        h.ack_all(7)
+        h.coordinator.receive_decline(7, ("src", 0), "late")
+        await until("completion", lambda: bool(h.log.kinds("notify")))
+        assert h.log.kinds("abort") == [] and h.log.kinds("discard") == []
+        assert h.log.kinds("metadata") == [7]
+
+    run(scenario)
+
+
 # -- restore planner ------------------------------------------------------------------------------------
 
 

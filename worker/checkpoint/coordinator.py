@@ -184,6 +184,10 @@ class CheckpointCoordinator:
             return AckResult.UNKNOWN
         result = pending.acknowledge(task, ack)
         if result is AckResult.SUCCESS and pending.complete:
+            # Finalizing from this moment, not from when the task first runs: a stop, decline or
+            # timeout in between would otherwise discard the files that the completion's
+            # ``_metadata`` then references (a completed checkpoint with missing state).
+            pending.finalizing = True
             task_ = asyncio.create_task(self._complete(pending))
             self._background.add(task_)
             task_.add_done_callback(self._background.discard)
@@ -200,7 +204,6 @@ class CheckpointCoordinator:
             self._abort(checkpoint_id, why, detail=reason)
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
-        pending.finalizing = True
         meta = self._metadata(pending)
         loop = asyncio.get_running_loop()
         try:

@@ -201,6 +201,7 @@ class JobMaster:
             raise
         while True:
             outcome = await self._run_attempt(loaded)
+            await self._completions_written()
             if outcome.kind == "failed" and self._cancelling():
                 outcome = AttemptOutcome("cancelled")  # cancelled while the attempt was failing
             if outcome.kind == "cancelled":
@@ -548,9 +549,17 @@ class JobMaster:
         """Deletes the lineage's checkpoints once nothing can write to it any more."""
         if self.plan.settings.externalized_cleanup is not ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION:
             return
+        await self._completions_written()
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._require_storage().delete_job_root)
+
+    async def _completions_written(self) -> None:
+        """Waits for the ended attempt's checkpoints whose ``_metadata`` was being written.
+
+        Every task acknowledged them, so they complete after the attempt ended; the next attempt
+        must restore the newest of them (and number its checkpoints after it), not the one before.
+        """
         if self.coordinator is not None and self.coordinator.background:
             await asyncio.wait(self.coordinator.background, timeout=30)
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._require_storage().delete_job_root)
 
     def records_in_total(self) -> int:
         """Records read by the sources so far in this attempt."""
