@@ -90,6 +90,41 @@ def _cost_text(derived: dict[str, Any]) -> str:
     return "; ".join(parts) or "–"
 
 
+def _cost_windows_section(cost: dict[str, Any] | None) -> list[str]:
+    """The within-job measurement of the checkpointing cost: every ON window's figures."""
+    if not cost or not cost.get("by_parallelism"):
+        return []
+    plan = next(iter(cost["by_parallelism"].values()))["plan"]
+    lines = ["", "## Cost of checkpointing every 1 s, within one job", "",
+             f"One job per parallelism (the keyed sum, unbounded, 10,000 keys) runs {2 * plan['on_windows'] + 1} "
+             f"windows of {plan['window_s']:g} s: OFF, ON, OFF, …; in an ON window an exactly-once checkpoint is "
+             f"triggered every {plan['interval_s']:g} s (`POST /checkpoints`), in an OFF window none. Each ON window "
+             "is compared with the mean of the OFF windows either side (a linear drift of the machine cancels). "
+             "CPU is the slot processes' (all threads). 95 % CI: of the mean over the ON windows.", "",
+             "| parallelism | cost events/s: median | mean (95 % CI) | cost CPU/event: median | mean (95 % CI) "
+             "| checkpoints | ckpt p50 / p99 ms | JobMaster CPU ms per checkpoint | events/s OFF (median) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for base, run in cost["by_parallelism"].items():
+        wall, cpu = run["costs"]["wall"], run["costs"]["cpu"]
+        off = [w["figures"]["events_per_s"] for w in run["windows"] if w["kind"] == "off" and w.get("figures")]
+        off_median = sorted(off)[len(off) // 2] if off else None
+        lines.append(f"| {base} | {_fmt(wall['median'], 1, ' %')} | {_fmt(wall['mean'], 1, ' %')} ({_ci(wall)}) "
+                     f"| {_fmt(cpu['median'], 1, ' %')} | {_fmt(cpu['mean'], 1, ' %')} ({_ci(cpu)}) "
+                     f"| {run['checkpoints_completed']}/{run['checkpoints_triggered']} "
+                     f"| {_fmt(run['checkpoint_ms_p50'])} / {_fmt(run['checkpoint_ms_p99'])} "
+                     f"| {_fmt(run['jobmaster_cpu_ms_per_checkpoint'], 1)} | {_fmt(off_median)} |")
+    lines.append("")
+    for base, run in cost["by_parallelism"].items():
+        lines.append(f"{base} windows (cost events/s): {', '.join(f'{x} %' for x in run['costs']['wall']['windows'])}; "
+                     f"(cost CPU/event): {', '.join(f'{x} %' for x in run['costs']['cpu']['windows'])}")
+    return lines
+
+
+def _ci(summary: dict[str, Any]) -> str:
+    ci = summary.get("ci95")
+    return f"{ci[0]:.1f} … {ci[1]:.1f} %" if ci else "–"
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The human-readable report."""
     env = results["environment"]
@@ -117,7 +152,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, data in results["scenarios"].items():
-        if name == "stages":
+        if name in ("stages", "cost"):
             continue
         s = data.get("summary")
         if s is None:
@@ -142,10 +177,15 @@ def markdown(results: dict[str, Any]) -> str:
                  f"| {_fmt(met.get('p1_events_per_s'))} |")
     lines.append(f"| ≥ {TARGETS['p2_events_per_s']:,} events/s at p=2, checkpointing off | {_fmt(median('p2'))} "
                  f"| {_fmt(met.get('p2_events_per_s'))} |")
-    lines.append(f"| checkpoint every 1 s costs ≤ {TARGETS['checkpoint_cost_pct_max']:.0f} % (median over rounds of "
-                 f"{LONG // 1_000_000}M-event pairs, in events/s and in CPU per event; met if both are) "
-                 f"| {_cost_text(derived)} "
-                 f"| {_fmt(met.get('checkpoint_cost'))} |")
+    windowed = derived.get("checkpoint_cost_windows_pct")
+    if windowed:
+        measured = "; ".join(f"{base}: {c['wall']} % events/s, {c['cpu']} % CPU/event" for base, c in windowed.items())
+        lines.append(f"| checkpoint every 1 s costs ≤ {TARGETS['checkpoint_cost_pct_max']:.0f} % (within one job: "
+                     "median over the windows with checkpoints, each against its neighbours without; in events/s "
+                     f"and in CPU per event; met if both are) | {measured} | {_fmt(met.get('checkpoint_cost'))} |")
+    lines.append(f"| (second view, not judged: separate runs, median over rounds of {LONG // 1_000_000}M-event "
+                 f"pairs{'' if windowed else '; judged when the cost scenario did not run'}) | {_cost_text(derived)} "
+                 f"| {_fmt(None if windowed else met.get('checkpoint_cost'))} |")
     def p50_text(name: str) -> str:
         s = sc[name]["summary"]
         if s["checkpoint_count"]:
@@ -181,6 +221,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["", f"Checkpointing every 1 s, cost in CPU per event (median over rounds of the "
                       f"{LONG // 1_000_000}M-event pairs): {listed}. A negative cost is noise: the runs of a pair "
                       "differ by more than checkpointing costs."]
+    lines += _cost_windows_section(sc.get("cost"))
     parts = [(n, sc[n]["summary"]["checkpoint_parts_p50_ms"]) for n in CHECKPOINTED
              if sc.get(n, {}).get("summary")]
     if parts:

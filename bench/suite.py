@@ -11,6 +11,8 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
   duration percentiles over ~20 checkpoints of 10,000 keys.
 - ``backpressure``: parallelism 2 with a deliberately slow sink; the slot processes' RSS over time
   must stay flat (credit-based flow control) instead of growing with the backlog.
+- ``cost``: the cost of checkpointing every second inside one job, in alternating windows with and
+  without checkpoints (``cost_windows``): the figure the cost target is judged on.
 - ``stages``: in-process per-record cost of each stage of the pipeline (``stages``).
 
 Every job scenario runs ``repeat`` times (median reported, with min and max as the noise). The
@@ -87,7 +89,7 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }
 
-ORDER = [*SCENARIOS, "stages", "failover"]  # failover: bench/failover.py (operator on the e2e test bed)
+ORDER = [*SCENARIOS, "cost", "stages", "failover"]  # cost: bench/cost_windows.py; failover: bench/failover.py
 CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")
 UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s")
 
@@ -191,7 +193,10 @@ def derive(scenarios: dict[str, Any], cpus: int = 2) -> dict[str, Any]:
         met["p1_events_per_s"] = eps("p1") >= TARGETS["p1_events_per_s"]  # type: ignore[operator]
     if eps("p2") is not None:
         met["p2_events_per_s"] = eps("p2") >= TARGETS["p2_events_per_s"]  # type: ignore[operator]
-    costs = [*out["checkpoint_cost_pct"].values(), *out["checkpoint_cost_cpu_pct"].values()]
+    windowed = window_costs(scenarios.get("cost", {}))
+    if windowed:
+        out["checkpoint_cost_windows_pct"] = windowed
+    costs = [v for c in windowed.values() for v in c.values()]
     if costs:  # met only if wall-clock and CPU per event agree: either alone may be noise
         met["checkpoint_cost"] = max(costs) <= TARGETS["checkpoint_cost_pct_max"]
     p50s = [s["summary"]["checkpoint_ms_p50"] for name in CHECKPOINTED
@@ -201,6 +206,21 @@ def derive(scenarios: dict[str, Any], cpus: int = 2) -> dict[str, Any]:
     bp = scenarios.get("backpressure", {}).get("summary", {}).get("memory")
     if bp is not None:
         met["memory_bounded_under_backpressure"] = bp["bounded"]
+    return out
+
+
+def window_costs(cost: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per parallelism, the median wall-clock and CPU cost over the ON windows of ``cost_windows``.
+
+    The cost target is judged on these: within one job, each ON window against its OFF neighbours.
+    The separate-run pairs (``checkpoint_cost_pct``) are kept as a second view; their round-to-round
+    noise (±10-20 %) is larger than the cost itself.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for base, run in (cost.get("by_parallelism") or {}).items():
+        wall, cpu = run["costs"]["wall"]["median"], run["costs"]["cpu"]["median"]
+        if wall is not None and cpu is not None:
+            out[base] = {"wall": wall, "cpu": cpu}
     return out
 
 

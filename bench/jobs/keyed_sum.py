@@ -80,8 +80,9 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
     before ``close`` runs.
     """
 
-    def __init__(self, out_dir: str, delay_per_record_s: float, verify: bool = False) -> None:
+    def __init__(self, out_dir: str, delay_per_record_s: float, verify: bool = False, timeline: bool = False) -> None:
         self.out_dir = out_dir
+        self.timeline: list[tuple[float, int, float]] | None = [] if timeline else None
         self.delay = delay_per_record_s
         self.verify = verify
         self.value_total = 0
@@ -118,9 +119,12 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             self.cpu_count = self.count
             self.cpu_at = now
             self._cpu_due = now + _CPU_EVERY_S
+            if self.timeline is not None:
+                self.timeline.append((now, self.count, self.cpu_last))
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        self._write_report()
+        if self.timeline is None:  # with a timeline the job ends by stop-with-savepoint: ``close`` writes it
+            self._write_report()   # (and a measured checkpoint must not pay for dumping the timeline)
 
     def close(self) -> None:
         self._write_report()
@@ -135,6 +139,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
             "nonvoluntary_ctxt_switches": _status_number("nonvoluntary_ctxt_switches"),
             "user_sys_ticks": _cpu_ticks(), "ticks_per_s": os.sysconf("SC_CLK_TCK"),
+            "timeline": self.timeline,
             "gc": {gen: {"collections": int(n), "seconds": round(s, 4)} for gen, (n, s) in _GC_STATS.items()},
         }
         path = Path(self.out_dir) / f"sink-{self.subtask}-{os.getpid()}.json"
@@ -166,6 +171,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--gc-freeze", action="store_true",
                         help="experiment: gc.freeze() in every process that loads the job (after its imports)")
     parser.add_argument("--gc-stats", action="store_true", help="report garbage collections and their time")
+    parser.add_argument("--timeline", action="store_true",
+                        help="the report lists (time, records, process CPU s) every 50 ms (bench/cost_windows.py)")
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="experiment: sys.setswitchinterval(S) in every process that loads the job")
     opts = parser.parse_args(args)
@@ -182,5 +189,5 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         env.set_buffer_size(opts.batch_size)
     env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events") \
         .key_by(lambda e: e[0]).sum(1).uid("sums") \
-        .add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)).uid("counts")
+        .add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify, opts.timeline)).uid("counts")
     return env

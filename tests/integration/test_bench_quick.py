@@ -58,13 +58,24 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
     stages = results["scenarios"]["stages"]
     assert stages["errors"] == [], stages["errors"]
     assert {row["name"] for row in stages["stages"]} >= {"source", "partition_p2", "encode", "reduce_sum"}
+    cost = results["scenarios"]["cost"]
+    assert cost["errors"] == [], cost["errors"]
+    assert set(cost["by_parallelism"]) == {"p1", "p2"}
+    for run in cost["by_parallelism"].values():
+        kinds = [w["kind"] for w in run["windows"]]
+        assert kinds == ["off", "on", "off", "on", "off"]
+        assert all(w["figures"] and w["figures"]["events_per_s"] > 0 for w in run["windows"])
+        assert run["checkpoints_triggered"] == 4 and run["checkpoints_completed"] == 4
+        assert len(run["costs"]["wall"]["windows"]) == len(run["costs"]["cpu"]["windows"]) == 2
     derived = results["derived"]
+    assert set(derived["checkpoint_cost_windows_pct"]) == {"p1", "p2"}
     assert set(derived["checkpoint_cost_pct"]) == {"p1", "p2"}
     assert {"p1_events_per_s", "p2_events_per_s", "checkpoint_cost", "checkpoint_p50"} <= set(derived["targets"])
     markdown = (tmp_path / "latest.md").read_text()
     assert markdown.startswith("# streamjob benchmark results")
     for name in JOB_SCENARIOS:
         assert f"| {name} |" in markdown
+    assert "## Cost of checkpointing every 1 s, within one job" in markdown
 
 
 def test_only_selects_scenarios_and_rejects_unknown_names(tmp_path: Path) -> None:
