@@ -40,7 +40,9 @@ class _JobCollector:
         for s in _STATES:
             state.add_metric([job, s], 1.0 if jm.state == s else 0.0)
         yield state
-        yield CounterMetricFamily("streamjob_restarts", "Job restarts", value=jm.restarts, labels=None)
+        restarts = CounterMetricFamily("streamjob_restarts", "Job restarts", labels=["job"])
+        restarts.add_metric([job], jm.restarts)
+        yield restarts
         stats = jm.stats
         counts = CounterMetricFamily("streamjob_checkpoints", "Checkpoints by outcome", labels=["job", "outcome"])
         counts.add_metric([job, "completed"], stats.completed)
