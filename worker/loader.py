@@ -123,9 +123,14 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
         capturing().reset(token)
     if isinstance(result, StreamExecutionEnvironment):
         return LoadedJob(result, result.job_name, target)
+    if func is None:
+        raise EntrypointError(
+            f"entrypoint {entrypoint} has no build() function and no env.execute() call: define `def build(args):` "
+            "that gets StreamExecutionEnvironment.get_execution_environment(), adds the pipeline and calls "
+            f"env.execute(\"name\") (or returns env), or name another function with {target}:FUNCTION")
     raise EntrypointError(
-        f"entrypoint {entrypoint} did not build a pipeline: its function must return the "
-        "StreamExecutionEnvironment or call env.execute(...)")
+        f"entrypoint {entrypoint}: {getattr(func, '__name__', 'its function')}() did not build a pipeline; it "
+        "must return the StreamExecutionEnvironment or call env.execute(...)")
 
 
 def job_types(loaded: LoadedJob) -> tuple[type, ...]:
