@@ -48,6 +48,8 @@ class Progress:
         self.quiet = quiet
         self.last_line = time.monotonic()
         self.launcher: LocalProcessLauncher | None = None
+        self.rate_from = (0, self.last_line)
+        """(records, monotonic time) of the last printed count: the next rate is measured from it."""
 
     def line(self, text: str) -> None:
         """Prints one progress line."""
@@ -60,10 +62,12 @@ class Progress:
         """The JobMaster's event hook."""
         if kind == "running":
             restored = f", restored from checkpoint {data['checkpoint']}" if data.get("checkpoint") is not None else ""
+            self.rate_from = (0, time.monotonic())  # each attempt counts its records from 0
             self.line(f"attempt {data['attempt']} running{restored}")
         elif kind in ("checkpoint", "savepoint"):
             self.line(f"{kind} {data['id']} completed in {data['duration_ms']} ms ({_size(data['size'])}) "
                       f"— {data['records']:,} records read — {data['location']}")
+            self.rate_from = (data["records"], self.last_line)
         elif kind == "checkpoint_failed":
             self.line(f"checkpoint {data['id']} failed: {data['reason']}")
         elif kind == "restarting":
@@ -75,18 +79,21 @@ class Progress:
         elif kind in ("finished", "canceled"):
             self.line(f"job {kind.upper()}")
 
+    def records_line(self, total: int, now: float) -> str:
+        """``N records read (R/s)``; R since the last printed count, as slots report totals only now and then."""
+        since, since_t = self.rate_from
+        if total < since:  # a new attempt counts from 0
+            since = 0
+        self.rate_from = (total, now)
+        return f"{total:,} records read ({(total - since) / max(1e-9, now - since_t):,.0f}/s)"
+
     async def report_records(self, jm: JobMaster) -> None:
         """Prints the record count every few seconds while no other line was printed."""
-        last = 0
-        last_t = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             if now - self.last_line >= 5 and jm.state == "RUNNING":
-                total = jm.records_in_total()
-                rate = (total - last) / max(1e-9, now - last_t)
-                self.line(f"{total:,} records read ({rate:,.0f}/s)")
-            last, last_t = jm.records_in_total(), now
+                self.line(self.records_line(jm.records_in_total(), now))
 
 
 async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path) -> tuple[int, JobMaster]:

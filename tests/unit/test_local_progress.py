@@ -1,0 +1,31 @@
+"""``streamjob run``'s progress lines: record rates."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from streamjob.worker.local import Progress
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_rate_covers_the_time_since_the_last_printed_count() -> None:
+    progress = Progress(out=io.StringIO())
+    progress.rate_from = (0, 100.0)
+    assert progress.records_line(8_192, 105.0) == "8,192 records read (1,638/s)"
+    # the slots' totals did not change for 5 s: the rate says so, and the next change is measured from here
+    assert progress.records_line(8_192, 110.0) == "8,192 records read (0/s)"
+    assert progress.records_line(16_384, 112.0) == "16,384 records read (4,096/s)"
+
+
+def test_a_checkpoint_line_and_a_new_attempt_reset_the_rate_base() -> None:
+    out = io.StringIO()
+    progress = Progress(out=out)
+    progress.event("checkpoint", {"id": 3, "duration_ms": 5, "size": 10, "records": 1_000, "location": "x"})
+    assert progress.rate_from[0] == 1_000
+    progress.event("running", {"attempt": 1, "restored_from": "file:///c/local/j/1/chk-3/_metadata",
+                               "checkpoint": 3})
+    assert progress.rate_from[0] == 0
+    assert "attempt 1 running, restored from checkpoint 3" in out.getvalue()
