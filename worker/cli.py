@@ -62,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a job on this machine (JobMaster + worker processes)",
                          description="Runs ENTRYPOINT (a job file such as jobs/my_job.py, or package.module:function) "
                                      "on this machine, one worker process per slot, with checkpoints on local disk "
-                                     "or S3. Progress is printed as the job runs; Ctrl-C cancels it and keeps its "
-                                     "checkpoints, so `--restore latest` continues where it stopped.")
+                                     "or S3. Progress is printed as the job runs. Ctrl-C cancels it: its checkpoints "
+                                     "are kept, so `--restore latest` continues where it stopped, unless the job's "
+                                     "externalized cleanup is DELETE_ON_CANCELLATION (in the code, or -D "
+                                     "checkpoint.externalized_cleanup=DELETE_ON_CANCELLATION), which deletes them. "
+                                     "Savepoints are never deleted.")
     run.add_argument("entrypoint", help="job file (path/job.py[:function]) or package.module:function")
     run.add_argument("args", nargs="*", help="arguments passed to the job's function (after --)")
     run.add_argument("--name", help="job name (default: from env.execute(name) or the file name)")

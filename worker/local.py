@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from streamjob.worker.config import JobConfig
+from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig
 from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
@@ -29,6 +29,16 @@ def slug(name: str) -> str:
     """A job name usable in storage paths and Kubernetes names."""
     cleaned = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")
     return cleaned[:63] or "job"
+
+
+def cancel_notice(settings: CheckpointSettings) -> str:
+    """What Ctrl-C does to this job's snapshots, as the job's externalized cleanup decides."""
+    if settings.externalized_cleanup is ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION:
+        return ("interrupted: cancelling the job and deleting its checkpoints (externalized cleanup "
+                "DELETE_ON_CANCELLATION; savepoints are kept)")
+    if settings.interval_ms is None:
+        return "interrupted: cancelling the job (checkpointing is off: there is no checkpoint to continue from)"
+    return "interrupted: cancelling the job (checkpoints are kept: `--restore latest` continues it)"
 
 
 def _size(n: int) -> str:
@@ -110,7 +120,7 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
     cancel_task: list[asyncio.Task[None]] = []
 
     def interrupt() -> None:
-        progress.line("interrupted: cancelling the job (checkpoints are kept)")
+        progress.line(cancel_notice(plan.settings))
         cancel_task.append(asyncio.create_task(jm.cancel()))
 
     try:

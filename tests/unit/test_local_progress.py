@@ -1,4 +1,4 @@
-"""``streamjob run``'s progress lines: record rates."""
+"""``streamjob run``'s progress lines: record rates, what Ctrl-C does."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from streamjob.worker.local import Progress
+from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup
+from streamjob.worker.local import Progress, cancel_notice
 
 pytestmark = pytest.mark.unit
 
@@ -29,3 +30,13 @@ def test_a_checkpoint_line_and_a_new_attempt_reset_the_rate_base() -> None:
                                "checkpoint": 3})
     assert progress.rate_from[0] == 0
     assert "attempt 1 running, restored from checkpoint 3" in out.getvalue()
+
+
+def test_ctrl_c_says_what_happens_to_the_checkpoints() -> None:
+    keep = cancel_notice(CheckpointSettings(interval_ms=1000))
+    assert "checkpoints are kept" in keep and "--restore latest" in keep
+    delete = cancel_notice(CheckpointSettings(
+        interval_ms=1000, externalized_cleanup=ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION))
+    assert "deleting its checkpoints" in delete and "kept" not in delete.split(";")[0]
+    assert "checkpointing is off" in cancel_notice(CheckpointSettings())
+    assert all(n.startswith("interrupted: cancelling the job") for n in (keep, delete))
