@@ -21,6 +21,7 @@ from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
 from streamjob.worker.loader import LoadedJob, load_job
+from streamjob.worker.storage.layout import parse_checkpoint_dir
 
 DEFAULT_CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "streamjob" / "checkpoints"
 
@@ -29,6 +30,19 @@ def slug(name: str) -> str:
     """A job name usable in storage paths and Kubernetes names."""
     cleaned = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")
     return cleaned[:63] or "job"
+
+
+def restore_kind(data: dict[str, Any]) -> str:
+    """``checkpoint`` or ``savepoint`` for a ``running`` event.
+
+    The event's ``kind`` (the snapshot metadata's) when given; else from the directory name:
+    checkpoints live in ``chk-<n>`` (they reference their lineage's files, so they are never
+    moved), anything else is a savepoint (self-contained, relocatable, any directory name).
+    """
+    if data.get("kind") in ("checkpoint", "savepoint"):
+        return str(data["kind"])
+    uri = str(data.get("restored_from") or "").removesuffix("/_metadata").rstrip("/")
+    return "checkpoint" if parse_checkpoint_dir(uri.rsplit("/", 1)[-1]) is not None else "savepoint"
 
 
 def cancel_notice(settings: CheckpointSettings) -> str:
@@ -71,7 +85,8 @@ class Progress:
     def event(self, kind: str, data: dict[str, Any]) -> None:
         """The JobMaster's event hook."""
         if kind == "running":
-            restored = f", restored from checkpoint {data['checkpoint']}" if data.get("checkpoint") is not None else ""
+            restored = f", restored from {restore_kind(data)} {data['checkpoint']}" \
+                if data.get("checkpoint") is not None else ""
             self.rate_from = (0, time.monotonic())  # each attempt counts its records from 0
             self.line(f"attempt {data['attempt']} running{restored}")
         elif kind in ("checkpoint", "savepoint"):

@@ -40,7 +40,7 @@ def file_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def restored_checkpoint(job: LocalJob) -> int:
-    return int(job.wait_for_line(r"attempt \d+ running, restored from checkpoint (\d+)").group(1))
+    return int(job.wait_for_line(r"attempt \d+ running, restored from (?:checkpoint|savepoint) (\d+)").group(1))
 
 
 def first_run(out: str, checkpoints: str, parallelism: int = 2) -> LocalJob:

@@ -1,4 +1,4 @@
-"""``streamjob run``'s progress lines: record rates, what Ctrl-C does."""
+"""``streamjob run``'s progress lines: record rates, the restore point's kind, what Ctrl-C does."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import pytest
 
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup
-from streamjob.worker.local import Progress, cancel_notice
+from streamjob.worker.local import Progress, cancel_notice, restore_kind
 
 pytestmark = pytest.mark.unit
 
@@ -30,6 +30,23 @@ def test_a_checkpoint_line_and_a_new_attempt_reset_the_rate_base() -> None:
                                "checkpoint": 3})
     assert progress.rate_from[0] == 0
     assert "attempt 1 running, restored from checkpoint 3" in out.getvalue()
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    ({"restored_from": "file:///ck/local/job/abc/chk-12/_metadata"}, "checkpoint"),
+    ({"restored_from": "s3://b/sp/local/job/savepoint-1a2b3c/_metadata"}, "savepoint"),
+    ({"restored_from": "file:///moved/anywhere/_metadata"}, "savepoint"),
+    ({"restored_from": "file:///ck/local/job/abc/chk-12/_metadata", "kind": "savepoint"}, "savepoint"),
+])
+def test_the_restore_point_is_named_by_its_kind(data: dict[str, str], kind: str) -> None:
+    assert restore_kind(data) == kind
+
+
+def test_a_savepoint_restore_says_savepoint() -> None:
+    out = io.StringIO()
+    Progress(out=out).event("running", {"attempt": 0, "checkpoint": 5,
+                                        "restored_from": "file:///sp/local/j/savepoint-77/_metadata"})
+    assert out.getvalue() == "[streamjob] attempt 0 running, restored from savepoint 5\n"
 
 
 def test_ctrl_c_says_what_happens_to_the_checkpoints() -> None:
