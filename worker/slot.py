@@ -43,6 +43,7 @@ from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.s3_settings import S3Settings
+from streamjob.worker.storage.snapshot_files import CorruptStateError
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,12 @@ class Slot:
             fn(arg)
         except Exception as err:
             log.exception("%s failed in %s", fn.__name__, task.name)
-            self.send({"t": "task_failed", "vertex": task.vertex.id, "subtask": task.subtask,
-                       "error": f"{type(err).__name__}: {err}"})
+            self._report_failure(task, err)
+
+    def _report_failure(self, task: Task, err: Exception) -> None:
+        """Tells the JobMaster; a damaged restore point is marked so that it is not restored again."""
+        self.send({"t": "task_failed", "vertex": task.vertex.id, "subtask": task.subtask,
+                   "error": f"{type(err).__name__}: {err}", "corrupt_restore": isinstance(err, CorruptStateError)})
 
     async def _deploy(self, message: dict[str, Any]) -> None:
         config = JobConfig.model_validate(message["config"])
@@ -327,8 +332,7 @@ class Slot:
             await task.run()
         except Exception as err:
             log.exception("task %s failed", task.name)
-            self.send({"t": "task_failed", "vertex": task.vertex.id, "subtask": task.subtask,
-                       "error": f"{type(err).__name__}: {err}"})
+            self._report_failure(task, err)
             return
         if not task.cancelled:
             self.send({"t": "task_finished", "vertex": task.vertex.id, "subtask": task.subtask})

@@ -29,7 +29,7 @@ from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
 from streamjob.worker.checkpoint.restore import plan_restore
 from streamjob.worker.checkpoint.stats import CheckpointStats
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig, RestartStrategy
-from streamjob.worker.errors import ConfigError, StreamJobError
+from streamjob.worker.errors import ConfigError, StorageError, StreamJobError
 from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
 from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
@@ -71,6 +71,8 @@ class AttemptOutcome:
 
     kind: str  # finished | cancelled | failed
     reason: str | None = None
+    final: bool = False
+    """A failure no restart can mend (the restore point's state is corrupt): the job fails at once."""
 
 
 def default_restart(settings: CheckpointSettings) -> RestartStrategy:
@@ -212,7 +214,8 @@ class JobMaster:
                 return 0
             self.failure = outcome.reason
             self.restarts += 1
-            delay = self.plan.restart.delay_for(self.restarts) if self.config.restart_in_place else None
+            delay = self.plan.restart.delay_for(self.restarts) if self.config.restart_in_place and not outcome.final \
+                else None
             if delay is None or self.launcher is None:
                 self.state = "FAILED"
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
@@ -294,6 +297,8 @@ class JobMaster:
         # The restore plan and the next checkpoint id need no slot: work them out while the slots start
         # and register, so that the deployment follows the last registration at once.
         at_least = (restore.metadata.checkpoint_id + 1) if restore and restore.metadata.job_id == self.job_id else 1
+        if self.coordinator is not None:  # ids the last attempt used without leaving a directory (expired early)
+            at_least = max(at_least, self.coordinator.next_id)
         first_id_lookup = loop.run_in_executor(
             self.executor, lambda: self._require_storage().next_checkpoint_id(at_least=at_least))
         # An attempt that ends before it deploys never awaits the lookup: retrieve its error anyway.
@@ -460,11 +465,11 @@ class JobMaster:
         if self._final_checkpoint == pending.id and self.coordinator is not None and not self.coordinator.stopped:
             self._final_checkpoint = self.coordinator.trigger().id
 
-    def fail(self, reason: str) -> None:
-        """Ends the current attempt as failed (the restart strategy decides what next)."""
+    def fail(self, reason: str, *, final: bool = False) -> None:
+        """Ends the current attempt as failed (the restart strategy decides what next, unless ``final``)."""
         if self._outcome is not None and not self._outcome.done():
             log.info("job attempt %d failed: %s", self.attempt, reason)
-            self._outcome.set_result(AttemptOutcome("failed", reason))
+            self._outcome.set_result(AttemptOutcome("failed", reason, final))
 
     # -- messages from slots ---------------------------------------------------------------------
     def on_slot_message(self, conn: SlotConnection, message: dict[str, Any]) -> None:
@@ -482,7 +487,13 @@ class JobMaster:
         elif kind in ("task_failed", "slot_failed"):
             where = f"task {message['vertex']} ({message['subtask'] + 1})" if kind == "task_failed" else \
                 f"worker slot {conn.index}"
-            self.fail(f"{where} failed: {message.get('error')}")
+            if message.get("corrupt_restore"):
+                self.exit_code = StorageError.exit_code
+                self.fail(f"{where} cannot restore: {message.get('error')}; restarting would read the same files "
+                          "again, so the job fails. Start it from an older checkpoint or savepoint with "
+                          "--restore URI (`streamjob checkpoints <checkpoint dir>` lists them)", final=True)
+            else:
+                self.fail(f"{where} failed: {message.get('error')}")
         elif kind == "end_of_input":
             self._ended_input.add((message["vertex"], message["subtask"]))
             if len(self._ended_input) == len(self.graph.subtasks()) and self._final_checkpoint is None \

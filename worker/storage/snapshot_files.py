@@ -19,7 +19,10 @@ from streamjob.worker.storage.uri import StorageUri
 
 
 class CorruptStateError(StorageError):
-    """A state file does not match the size or checksum its handle recorded."""
+    """A state file is missing or does not match the size or checksum its handle recorded.
+
+    Reading it again gives the same answer: a restore that meets this must not be retried.
+    """
 
 
 class StorageSnapshotWriter:
@@ -132,7 +135,7 @@ class StorageSnapshotReader:
         try:
             data = self._store.get(key)
         except ObjectNotFoundError as err:
-            raise ObjectNotFoundError(f"state file {location} referenced by the snapshot's _metadata is missing; "
+            raise CorruptStateError(f"state file {location} referenced by the snapshot's _metadata is missing; "
                                       "the snapshot is incomplete, restore an older one") from err
         if len(data) != handle.size:
             raise CorruptStateError(f"state file {location} has {len(data)} bytes but its handle records "

@@ -5,7 +5,8 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
 - ``out`` (required): FileSink URI; ``count``, ``keys``, ``rate``: the generated events
 - ``interval``: checkpoint interval in ms; ``unaligned=1``; ``aligned_timeout``: ms
 - ``rocksdb=1``, ``incremental=1``: the state backend; ``slow_us``: per-record delay after the reduce
-- ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``
+- ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``;
+  ``restarts``: at most that many restarts, 100 ms apart
 - ``max_parallelism``: key groups; ``retained``: checkpoints kept; ``cleanup=delete``: DELETE_ON_CANCELLATION
 
 Each event ``i`` is ``(key, 1, amount)``; the reduce emits ``(key, count, total)`` per event, so in
@@ -83,6 +84,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         config.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION)
     if opts.get("no_restart") == "1":
         env.set_restart_strategy(RestartStrategies.no_restart())
+    if "restarts" in opts:
+        env.set_restart_strategy(RestartStrategies.fixed_delay_restart(int(opts["restarts"]), 100))
     count = int(opts["count"])
     rate = float(opts["rate"]) if opts["rate"] != "0" else None
     stream = env.from_generator(make_event(int(opts["keys"])), count, rate).uid("events")
