@@ -223,6 +223,21 @@ def test_completion_writes_metadata_then_notifies_then_applies_retention() -> No
     run(scenario, retained=3, interval_ms=1000)
 
 
+def test_the_record_has_the_slowest_tasks_phases_and_the_sum_of_their_cpu() -> None:
+    async def scenario(h: Harness) -> None:
+        h.coordinator.trigger()
+        for n, (vertex, subtask) in enumerate(h.graph.subtasks()):
+            states = {op.effective_uid(): {"keyed": [], "operator": []} for op in h.graph.vertex(vertex).operators[:1]}
+            h.coordinator.receive_ack(7, (vertex, subtask),
+                                      TaskAck(states, {"alignment_ms": float(n), "cpu_ms": 1.5}, [[subtask]]))
+        await until("completion", lambda: bool(h.log.kinds("notify")))
+        record = h.stats.history[0]
+        assert record.alignment_ms == len(h.graph.subtasks()) - 1
+        assert record.cpu_ms == 1.5 * len(h.graph.subtasks())
+
+    run(scenario)
+
+
 def test_acks_are_counted_once_and_unknown_checkpoints_ignored() -> None:
     async def scenario(h: Harness) -> None:
         h.coordinator.trigger()

@@ -227,7 +227,7 @@ class CheckpointCoordinator:
         self.stats.record(CheckpointRecord(
             pending.id, "savepoint" if pending.is_savepoint else "checkpoint", "COMPLETED", pending.trigger_ms,
             meta.duration_ms, meta.total_size, location, None, stats["alignment_ms"], stats["sync_ms"],
-            stats["async_ms"]))
+            stats["async_ms"], stats["cpu_ms"]))
         log.info("completed %s %d (%d bytes, %d ms) at %s", meta.kind, pending.id, meta.total_size,
                  meta.duration_ms, location)
         self.gateway.notify_complete(pending.id)
@@ -329,5 +329,8 @@ class CheckpointCoordinator:
 
 
 def _aggregate_stats(pending: PendingCheckpoint) -> dict[str, float]:
+    """Phases: the slowest task's (the checkpoint waits for it); CPU: the sum over tasks (what it costs)."""
     keys = ("alignment_ms", "sync_ms", "async_ms")
-    return {k: max((a.stats.get(k, 0.0) for a in pending.acks.values()), default=0.0) for k in keys}
+    out = {k: max((a.stats.get(k, 0.0) for a in pending.acks.values()), default=0.0) for k in keys}
+    out["cpu_ms"] = round(sum(a.stats.get("cpu_ms", 0.0) for a in pending.acks.values()), 3)
+    return out

@@ -22,6 +22,8 @@ class CheckpointRecord:
     alignment_ms: float = 0.0
     sync_ms: float = 0.0
     async_ms: float = 0.0
+    cpu_ms: float = 0.0
+    """CPU time the tasks spent on checkpoint work since their previous acknowledgement, summed over tasks."""
 
 
 class CheckpointStats:

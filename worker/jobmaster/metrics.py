@@ -54,6 +54,8 @@ class _JobCollector:
                 ("streamjob_last_checkpoint_duration_ms", latest.duration_ms, "Duration of the last checkpoint"),
                 ("streamjob_last_checkpoint_size_bytes", latest.size, "Size of the last checkpoint"),
                 ("streamjob_last_checkpoint_alignment_ms", latest.alignment_ms, "Longest alignment time"),
+                ("streamjob_last_checkpoint_cpu_ms", latest.cpu_ms,
+                 "CPU time the tasks spent on the last checkpoint (all their threads, summed over tasks)"),
                 ("streamjob_last_checkpoint_id", latest.id, "Id of the last completed checkpoint"),
             ):
                 g = GaugeMetricFamily(name, doc, labels=["job"])

@@ -28,6 +28,7 @@ from streamjob.worker.graph.job_graph import JobVertex
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnceBarrierTracker
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
+from streamjob.worker.runtime.checkpoint_cpu import CheckpointCpu, on_thread
 from streamjob.worker.runtime.context import TaskInfo, now_ms
 from streamjob.worker.runtime.events import END_OF_STREAM, Barrier, EndOfStream
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
@@ -150,6 +151,7 @@ class Task:
         self._captures: dict[int, _Capture] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._preparing: deque[_Pending] = deque()
+        self.checkpoint_cpu = CheckpointCpu()
         self._barrier_first_seen: dict[int, float] = {}
         self._positions_at_barrier: dict[int, list[Any]] = {}
         settings = services.settings
@@ -191,6 +193,10 @@ class Task:
 
     def notify_complete(self, checkpoint_id: int) -> None:
         """The checkpoint completed everywhere: commit."""
+        with self.checkpoint_cpu.measure():
+            self._notify_complete(checkpoint_id)
+
+    def _notify_complete(self, checkpoint_id: int) -> None:
         for op in self.operators:
             op.notify_complete(checkpoint_id)
         local = self.services.local_recovery_dir
@@ -292,19 +298,21 @@ class Task:
                 pass
 
     async def _source_checkpoint(self, barrier: Barrier) -> None:
-        snapshots = self._sync_snapshot(barrier)
+        with self.checkpoint_cpu.measure():
+            snapshots = self._sync_snapshot(barrier)
         head = self.operators[0]
         if isinstance(head, LegacySourceOperator) and head.drained_at_barrier:
             drained, head.drained_at_barrier = head.drained_at_barrier, []
             self.records_in += len(drained)
             await self._process_from(1, drained)
-        for w in self.writers:
-            w.broadcast_event(barrier)
-        if snapshots is None:
-            return
-        if barrier.stop:
-            self.stopped_at = barrier.id
-        self._start_upload(barrier, snapshots, None, 0.0)
+        with self.checkpoint_cpu.measure():
+            for w in self.writers:
+                w.broadcast_event(barrier)
+            if snapshots is None:
+                return
+            if barrier.stop:
+                self.stopped_at = barrier.id
+            self._start_upload(barrier, snapshots, None, 0.0)
 
     async def _run_consumer(self) -> None:
         gate = self.gate
@@ -412,6 +420,10 @@ class Task:
                 self.gate.set_blocked(c, False)
 
     def snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
+        with self.checkpoint_cpu.measure():
+            self._snapshot(barrier, capture)
+
+    def _snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
         first = self._barrier_first_seen.pop(barrier.id, time.monotonic())
         alignment_s = time.monotonic() - first
         snapshots = self._sync_snapshot(barrier)
@@ -470,6 +482,11 @@ class Task:
 
     def _prepare_snapshots(self, budget_s: float) -> None:
         """Runs preparation steps of the queued snapshots, in barrier order; starts the upload of each prepared one."""
+        if self._preparing:
+            with self.checkpoint_cpu.measure():
+                self._prepare_queued(budget_s)
+
+    def _prepare_queued(self, budget_s: float) -> None:
         while self._preparing:
             pending = self._preparing[0]
             if not pending.prepare(budget_s):
@@ -502,22 +519,26 @@ class Task:
         loop = asyncio.get_running_loop()
         storage = self.services.storage
         try:
-            states = await loop.run_in_executor(self.services.executor, _write_all, storage, barrier, self.subtask,
-                                                snapshots, self.services.local_recovery_dir)
+            states, cpu_s = await loop.run_in_executor(self.services.executor, on_thread, _write_all, storage,
+                                                       barrier, self.subtask, snapshots,
+                                                       self.services.local_recovery_dir)
+            self.checkpoint_cpu.add(cpu_s)
             if capture is not None:
                 await capture.done
                 self._captures.pop(barrier.id, None)
                 head_uid = self.operators[0].uid
                 records = capture.records
                 serializer = SafeSerializer(declared_types=self.services.record_types)
-                handles = await loop.run_in_executor(self.services.executor, _write_channel_state, storage, barrier,
-                                                     head_uid, self.subtask, serializer, records,
-                                                     self.services.local_recovery_dir)
+                handles, cpu_s = await loop.run_in_executor(self.services.executor, on_thread, _write_channel_state,
+                                                            storage, barrier, head_uid, self.subtask, serializer,
+                                                            records, self.services.local_recovery_dir)
+                self.checkpoint_cpu.add(cpu_s)
                 states.setdefault(head_uid, {"keyed": [], "operator": []})["channel"] = handles
         except Exception as err:
             self._upload_failed(barrier, err)
             return
-        self._acknowledge(pending, states)
+        with self.checkpoint_cpu.measure():
+            self._acknowledge(pending, states)
 
     def _upload_failed(self, barrier: Barrier, err: Exception) -> None:
         self._positions_at_barrier.pop(barrier.id, None)
@@ -532,7 +553,8 @@ class Task:
             "t": "ack", "cp": barrier.id, "vertex": self.vertex.id, "subtask": self.subtask,
             "states": {uid: {k: [h.model_dump() for h in hs] for k, hs in s.items()} for uid, s in states.items()},
             "stats": {"alignment_ms": alignment_s * 1000, "sync_ms": sync_s * 1000,
-                      "async_ms": (time.monotonic() - started) * 1000, "size": size},
+                      "async_ms": (time.monotonic() - started) * 1000, "size": size,
+                      "cpu_ms": self.checkpoint_cpu.take() * 1000},
             "positions": self._positions_at_barrier.pop(barrier.id, []),
         })
 
