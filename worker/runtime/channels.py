@@ -124,7 +124,8 @@ class OutputChannel(ABC):
     def __init__(self) -> None:
         self.credits = CREDITS
         self._credit_event = asyncio.Event()
-        self.backpressured_s = 0.0
+        self.backpressured_s = 0.0  # ended waits for credit; see ``backpressured_total_s``
+        self._blocked_since: float | None = None
         self.closed = False
 
     def close(self) -> None:
@@ -140,15 +141,23 @@ class OutputChannel(ABC):
     async def send_batch(self, batch: list[Any]) -> None:
         """Sends a batch, waiting for a credit first (backpressure)."""
         if self.credits <= 0:
-            started = time.monotonic()
-            while self.credits <= 0 and not self.closed:
-                self._credit_event.clear()
-                await self._credit_event.wait()
-            self.backpressured_s += time.monotonic() - started
+            self._blocked_since = started = time.monotonic()
+            try:
+                while self.credits <= 0 and not self.closed:
+                    self._credit_event.clear()
+                    await self._credit_event.wait()
+            finally:
+                self._blocked_since = None
+                self.backpressured_s += time.monotonic() - started
         if self.closed:
             return
         self.credits -= 1
         self._deliver(batch)
+
+    def backpressured_total_s(self) -> float:
+        """Time spent waiting for credit, a wait still in progress included (a stuck consumer shows at once)."""
+        since = self._blocked_since
+        return self.backpressured_s if since is None else self.backpressured_s + time.monotonic() - since
 
     @abstractmethod
     def _deliver(self, batch: list[Any]) -> None: ...
@@ -243,5 +252,5 @@ class RecordWriter:
             channel.close()
 
     def backpressured_s(self) -> float:
-        """Total time this writer waited for credits."""
-        return sum(c.backpressured_s for c in self.channels)
+        """Total time this writer waited for credits (local and remote channels alike)."""
+        return sum(c.backpressured_total_s() for c in self.channels)

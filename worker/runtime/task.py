@@ -151,9 +151,9 @@ class Task:
         self._captures: dict[int, _Capture] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._preparing: deque[_Pending] = deque()
-        self.checkpoint_cpu = CheckpointCpu()
         self._barrier_first_seen: dict[int, float] = {}
         self._positions_at_barrier: dict[int, list[Any]] = {}
+        self.checkpoint_cpu = CheckpointCpu()
         settings = services.settings
         self._alignment_timeout = settings.aligned_timeout_ms > 0
         channels = len(gate.channels)
@@ -193,12 +193,12 @@ class Task:
 
     def notify_complete(self, checkpoint_id: int) -> None:
         """The checkpoint completed everywhere: commit."""
+        for op in self.operators:
+            op.notify_complete(checkpoint_id)
         with self.checkpoint_cpu.measure():
             self._notify_complete(checkpoint_id)
 
     def _notify_complete(self, checkpoint_id: int) -> None:
-        for op in self.operators:
-            op.notify_complete(checkpoint_id)
         local = self.services.local_recovery_dir
         if local is not None:
             prune_local_copies(local, self.services.storage.checkpoint_base_uri, checkpoint_id)
@@ -278,11 +278,16 @@ class Task:
                     continue
                 if batch:
                     self.records_in += len(batch)
+                    waited = self.backpressured_s()
                     await self._process_from(1, batch)
                     await self._fire_timers()
                     if self._preparing:
                         self._prepare_snapshots(_PREPARE_BUDGET_S)
-                    await asyncio.sleep(0)
+                    if self.backpressured_s() == waited:
+                        # No wait for credit let the slot's other tasks run: yield now. After a wait the next
+                        # batch follows at once, so a backpressured source waits for credit again instead of
+                        # sitting in the ready queue, unmeasured, while its consumer works.
+                        await asyncio.sleep(0)
                     continue
                 delay = head.idle_delay_s()
             else:
@@ -338,6 +343,11 @@ class Task:
                     handler.check_timeout(now_ms())
                 if self._has_timers:
                     await self._fire_timers()
+                # Yield after every batch, as sources do: the slot's tasks share one event loop, and a
+                # consumer that drained its whole queue first (a slow sink: seconds) kept its co-located
+                # producers, the credit reader and the metrics reporter from running — its producers were
+                # throttled invisibly instead of filling the channel and waiting for credit (backpressure).
+                await asyncio.sleep(0)
                 continue
             if type(item) is Barrier:
                 self._barrier_first_seen.setdefault(item.id, time.monotonic())
@@ -420,10 +430,6 @@ class Task:
                 self.gate.set_blocked(c, False)
 
     def snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
-        with self.checkpoint_cpu.measure():
-            self._snapshot(barrier, capture)
-
-    def _snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
         first = self._barrier_first_seen.pop(barrier.id, time.monotonic())
         alignment_s = time.monotonic() - first
         snapshots = self._sync_snapshot(barrier)
@@ -437,6 +443,10 @@ class Task:
             if self._pending_overtaken is not None and self._pending_overtaken[0] == barrier.id:
                 for batch in self._pending_overtaken[1]:
                     cap.records.extend(batch)
+        with self.checkpoint_cpu.measure():
+            self._snapshot(barrier, capture)
+
+    def _snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
             self._captures[barrier.id] = cap
         self._start_upload(barrier, snapshots, cap, alignment_s)
 
@@ -482,11 +492,6 @@ class Task:
 
     def _prepare_snapshots(self, budget_s: float) -> None:
         """Runs preparation steps of the queued snapshots, in barrier order; starts the upload of each prepared one."""
-        if self._preparing:
-            with self.checkpoint_cpu.measure():
-                self._prepare_queued(budget_s)
-
-    def _prepare_queued(self, budget_s: float) -> None:
         while self._preparing:
             pending = self._preparing[0]
             if not pending.prepare(budget_s):
@@ -500,6 +505,11 @@ class Task:
             task = asyncio.create_task(self._upload(pending))
             self._uploads.add(task)
             task.add_done_callback(self._uploads.discard)
+        if self._preparing:
+            with self.checkpoint_cpu.measure():
+                self._prepare_queued(budget_s)
+
+    def _prepare_queued(self, budget_s: float) -> None:
 
     def _write_inline(self, pending: _Pending, policy: InlineWritePolicy) -> None:
         """Writes and syncs a small prepared snapshot on this thread, then acknowledges it."""
