@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--data-host", default=os.environ.get("POD_IP", "0.0.0.0"),
                    help="address to accept data connections on (default: $POD_IP)")
 
-    slot = sub.add_parser("slot", help=argparse.SUPPRESS)
+    slot = sub.add_parser("slot")  # internal (started by `worker` and local mode): no help= keeps it unlisted
     slot.add_argument("--jobmaster", required=True)
     slot.add_argument("--data-host", default="127.0.0.1")
 
