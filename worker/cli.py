@@ -7,6 +7,8 @@ tracebacks are for bugs only (``--debug`` shows them for everything).
 from __future__ import annotations
 
 import argparse
+import difflib
+import enum
 import json
 import logging
 import os
@@ -15,9 +17,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from streamjob.worker.config import CheckpointOverrides
 from streamjob.worker.errors import ConfigError, StreamJobError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
@@ -49,6 +53,48 @@ def _uri(text: str) -> str:
     return str(parse_storage_uri(text))
 
 
+def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=``: every option is checked while parsing, before a command contacts anything."""
+    def check(text: str) -> Any:
+        try:
+            return convert(text)
+        except StreamJobError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+    return check
+
+
+def _value_form(name: str) -> str:
+    """How a ``-D checkpoint.<name>=VALUE`` is written, from the field's type."""
+    annotation = CheckpointOverrides.model_fields[name].annotation
+    kind = next((a for a in get_args(annotation) if a is not type(None)), annotation)
+    if kind is bool:
+        return "true|false"
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return "|".join(str(m.value) for m in kind)
+    return "DURATION" if name.endswith("_ms") else "N"
+
+
+def checkpoint_keys() -> dict[str, str]:
+    """Every ``-D checkpoint.KEY`` (the fields of ``CheckpointOverrides``) and the form of its value."""
+    return {name: _value_form(name) for name in CheckpointOverrides.model_fields}
+
+
+def parse_define(text: str) -> tuple[str, Any]:
+    """``checkpoint.KEY=VALUE`` → (KEY, value); ``*_ms`` keys take durations (``5s``), others JSON scalars."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("checkpoint."):
+        raise ConfigError(f"'{text}' is not checkpoint.KEY=VALUE (KEY as in job.json's checkpoint section)")
+    name = key.removeprefix("checkpoint.")
+    keys = checkpoint_keys()
+    if name not in keys:
+        close = difflib.get_close_matches(name, keys, n=1, cutoff=0.5)
+        hint = f"did you mean checkpoint.{close[0]}? " if close else ""
+        raise ConfigError(f"unknown checkpoint setting '{name}'; {hint}valid keys: {', '.join(keys)}")
+    if keys[name] == "DURATION":
+        return name, parse_duration_ms(value)
+    return name, _scalar(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamjob",
@@ -58,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="logging level (DEBUG, INFO, WARNING; default INFO for jobmaster/worker, else WARNING)")
     p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    keys = checkpoint_keys()
 
     run = sub.add_parser("run", help="run a job on this machine (JobMaster + worker processes)",
                          description="Runs ENTRYPOINT (a job file such as jobs/my_job.py, or package.module:function) "
@@ -83,9 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-non-restored-state", action="store_true",
                      help="drop state of operators that are no longer in the job instead of failing")
     run.add_argument("-D", dest="defines", action="append", default=[], metavar="checkpoint.KEY=VALUE",
-                     help="a checkpoint setting, as in job.json: e.g. -D checkpoint.unaligned=true, "
-                          "-D checkpoint.aligned_timeout_ms=200, -D checkpoint.tolerable_failures=3, "
-                          "-D checkpoint.retained=3, -D checkpoint.incremental=true (repeatable)")
+                     type=_checked(parse_define),
+                     help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
+                          "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()))
     run.add_argument("--rest-port", type=int, default=8081, help="REST API port (0 = any free port; default 8081)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -144,11 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["interval_ms"] = parse_duration_ms(args.checkpoint_interval)
     if args.mode:
         overrides["mode"] = args.mode
-    for define in args.defines:
-        key, sep, value = define.partition("=")
-        if not sep or not key.startswith("checkpoint."):
-            raise ConfigError(f"-D {define}: use -D checkpoint.KEY=VALUE (KEY as in job.json's checkpoint section)")
-        overrides[key.removeprefix("checkpoint.")] = _scalar(value)
+    overrides.update(args.defines)
     raw = {
         "name": name, "entrypoint": args.entrypoint, "args": args.args, "parallelism": args.parallelism,
         "max_parallelism": args.max_parallelism, "state_backend": args.state_backend,

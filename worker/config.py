@@ -83,12 +83,14 @@ class CheckpointOverrides(_Frozen):
 
     def apply(self, base: CheckpointSettings) -> CheckpointSettings:
         """The code's settings with every non-None override laid over them (re-validated)."""
-        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        overrides = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
         try:
             return CheckpointSettings.model_validate(base.model_dump() | overrides)
         except ValidationError as err:
-            raise ConfigError(f"the checkpoint settings of the job combined with the overrides {overrides} are "
-                              f"invalid: {describe_validation_error(err)}") from err
+            given = ", ".join(f"{k}={json.dumps(v)}" if not isinstance(v, str) else f"{k}={v}"
+                              for k, v in overrides.items())
+            raise ConfigError(f"the job's checkpoint settings with the overrides {given} are invalid: "
+                              f"{describe_validation_error(err)}") from err
 
 
 class RestartStrategy(_Frozen):
@@ -182,9 +184,10 @@ def parse_job_config(raw: object, *, source: str) -> JobConfig:
 
 
 def describe_validation_error(err: ValidationError) -> str:
-    """One line per problem: ``field.path: message``, for user-facing errors."""
+    """``field.path: message`` per problem, ``; ``-joined for one line; a model-wide check gives its message alone."""
     parts = []
     for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(root)"
-        parts.append(f"{where}: {item['msg']}")
+        where = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ") if item["type"] == "value_error" else item["msg"]
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)

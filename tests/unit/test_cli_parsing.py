@@ -4,9 +4,43 @@ from __future__ import annotations
 
 import pytest
 
-from streamjob.worker.cli import _parser
+from streamjob.worker.cli import _parser, checkpoint_keys, parse_define
+from streamjob.worker.config import CheckpointOverrides
+from streamjob.worker.errors import ConfigError
 
 pytestmark = pytest.mark.unit
+
+
+def test_every_checkpoint_override_is_a_define_key() -> None:
+    keys = checkpoint_keys()
+    assert list(keys) == list(CheckpointOverrides.model_fields)
+    assert keys["mode"] == "EXACTLY_ONCE|AT_LEAST_ONCE" and keys["unaligned"] == "true|false"
+    assert keys["timeout_ms"] == "DURATION" and keys["retained"] == "N"
+
+
+def test_defines_take_typed_values() -> None:
+    assert parse_define("checkpoint.timeout_ms=5s") == ("timeout_ms", 5000)
+    assert parse_define("checkpoint.aligned_timeout_ms=200") == ("aligned_timeout_ms", 200)
+    assert parse_define("checkpoint.unaligned=true") == ("unaligned", True)
+    assert parse_define("checkpoint.mode=AT_LEAST_ONCE") == ("mode", "AT_LEAST_ONCE")
+
+
+def test_an_unknown_define_names_the_closest_and_every_valid_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_define("checkpoint.timeout=5s")
+    message = str(caught.value)
+    assert message.startswith("unknown checkpoint setting 'timeout'; did you mean checkpoint.timeout_ms?")
+    assert all(key in message for key in CheckpointOverrides.model_fields)
+    with pytest.raises(ConfigError, match=r"'unaligned' is not checkpoint.KEY=VALUE"):
+        parse_define("unaligned")
+
+
+def test_run_help_lists_every_define_key(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"{key}=" in text for key in CheckpointOverrides.model_fields)
+    assert "DELETE_ON_CANCELLATION" in text
 
 
 def test_the_internal_slot_command_is_not_listed(capsys: pytest.CaptureFixture[str]) -> None:
