@@ -151,9 +151,9 @@ class Task:
         self._captures: dict[int, _Capture] = {}
         self._uploads: set[asyncio.Task[None]] = set()
         self._preparing: deque[_Pending] = deque()
+        self.checkpoint_cpu = CheckpointCpu()
         self._barrier_first_seen: dict[int, float] = {}
         self._positions_at_barrier: dict[int, list[Any]] = {}
-        self.checkpoint_cpu = CheckpointCpu()
         settings = services.settings
         self._alignment_timeout = settings.aligned_timeout_ms > 0
         channels = len(gate.channels)
@@ -193,12 +193,12 @@ class Task:
 
     def notify_complete(self, checkpoint_id: int) -> None:
         """The checkpoint completed everywhere: commit."""
-        for op in self.operators:
-            op.notify_complete(checkpoint_id)
         with self.checkpoint_cpu.measure():
             self._notify_complete(checkpoint_id)
 
     def _notify_complete(self, checkpoint_id: int) -> None:
+        for op in self.operators:
+            op.notify_complete(checkpoint_id)
         local = self.services.local_recovery_dir
         if local is not None:
             prune_local_copies(local, self.services.storage.checkpoint_base_uri, checkpoint_id)
@@ -430,6 +430,10 @@ class Task:
                 self.gate.set_blocked(c, False)
 
     def snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
+        with self.checkpoint_cpu.measure():
+            self._snapshot(barrier, capture)
+
+    def _snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
         first = self._barrier_first_seen.pop(barrier.id, time.monotonic())
         alignment_s = time.monotonic() - first
         snapshots = self._sync_snapshot(barrier)
@@ -443,10 +447,6 @@ class Task:
             if self._pending_overtaken is not None and self._pending_overtaken[0] == barrier.id:
                 for batch in self._pending_overtaken[1]:
                     cap.records.extend(batch)
-        with self.checkpoint_cpu.measure():
-            self._snapshot(barrier, capture)
-
-    def _snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
             self._captures[barrier.id] = cap
         self._start_upload(barrier, snapshots, cap, alignment_s)
 
@@ -492,6 +492,11 @@ class Task:
 
     def _prepare_snapshots(self, budget_s: float) -> None:
         """Runs preparation steps of the queued snapshots, in barrier order; starts the upload of each prepared one."""
+        if self._preparing:
+            with self.checkpoint_cpu.measure():
+                self._prepare_queued(budget_s)
+
+    def _prepare_queued(self, budget_s: float) -> None:
         while self._preparing:
             pending = self._preparing[0]
             if not pending.prepare(budget_s):
@@ -505,11 +510,6 @@ class Task:
             task = asyncio.create_task(self._upload(pending))
             self._uploads.add(task)
             task.add_done_callback(self._uploads.discard)
-        if self._preparing:
-            with self.checkpoint_cpu.measure():
-                self._prepare_queued(budget_s)
-
-    def _prepare_queued(self, budget_s: float) -> None:
 
     def _write_inline(self, pending: _Pending, policy: InlineWritePolicy) -> None:
         """Writes and syncs a small prepared snapshot on this thread, then acknowledges it."""
