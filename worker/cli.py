@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from streamjob.worker.config import CheckpointOverrides
 from streamjob.worker.errors import ConfigError, StreamJobError
@@ -61,6 +62,35 @@ def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
         except StreamJobError as err:
             raise argparse.ArgumentTypeError(str(err)) from err
     return check
+
+
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
+
+
+def _host_port(text: str) -> str:
+    """``HOST:PORT`` of a JobMaster's REST port (an ``http://HOST:PORT`` URL is accepted too)."""
+    if text.startswith("http://") and urlsplit(text).path.strip("/") == "":
+        text = urlsplit(text).netloc
+    host, sep, port = text.rpartition(":")
+    if not sep or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"'{text}' is not a JobMaster address; use HOST:PORT, e.g. 10.0.0.5:8081")
+    return text
+
+
+def _rest_url(text: str) -> str:
+    """The JobMaster's REST base URL from ``HOST:PORT`` or an ``http(s)://`` URL."""
+    url = text if "://" in text else f"http://{text}"
+    parts = urlsplit(url)
+    try:
+        host = f"[{parts.hostname}]" if "[" in parts.netloc else parts.hostname or ""  # IPv6 needs its brackets
+        valid = parts.port != 0 and parts.scheme in ("http", "https") and bool(_HOST.match(host)) \
+            and not parts.netloc.endswith(":") and not parts.query and not parts.fragment
+    except ValueError:  # the port is not a number from 0 to 65535
+        valid = False
+    if not valid:
+        raise ConfigError(f"'{text}' is not a JobMaster REST address; use HOST:PORT or an http(s) URL, e.g. "
+                          "127.0.0.1:8081 or http://my-job-rest:8081")
+    return url.rstrip("/")
 
 
 def _value_form(name: str) -> str:
@@ -122,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-dir", help="checkpoint storage: a directory, file:///path or s3://bucket/prefix "
                                               f"(default: the job's setting, else {Path('/tmp/streamjob')})")
     run.add_argument("--savepoint-dir", help="where savepoints go (default: <checkpoint-dir>-savepoints)")
-    run.add_argument("--checkpoint-interval", help="checkpoint every D (e.g. 1s, 500ms); overrides the job's value")
+    run.add_argument("--checkpoint-interval", type=_checked(parse_duration_ms), metavar="DURATION",
+                     help="checkpoint every DURATION (e.g. 1s, 500ms); overrides the job's value")
     run.add_argument("--mode", choices=["EXACTLY_ONCE", "AT_LEAST_ONCE"], help="checkpointing mode override")
     run.add_argument("--state-backend", choices=["hashmap", "rocksdb"], help="state backend override")
     run.add_argument("--restore", help="'latest' (continue the newest checkpoint of this job) or a checkpoint or "
@@ -148,21 +179,25 @@ def _parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run a worker with N slots (Kubernetes mode)",
                        description="Starts N slot processes (one CPU each) that register with the JobMaster.")
-    w.add_argument("--jobmaster", required=True, help="HOST:PORT of the JobMaster's REST port")
+    w.add_argument("--jobmaster", required=True, type=_checked(_host_port),
+                   help="HOST:PORT of the JobMaster's REST port")
     w.add_argument("--slots", type=int, default=1, help="number of task slots (processes)")
     w.add_argument("--data-host", default=os.environ.get("POD_IP", "0.0.0.0"),
                    help="address to accept data connections on (default: $POD_IP)")
 
     slot = sub.add_parser("slot")  # internal (started by `worker` and local mode): no help= keeps it unlisted
-    slot.add_argument("--jobmaster", required=True)
+    slot.add_argument("--jobmaster", required=True, type=_checked(_host_port))
     slot.add_argument("--data-host", default="127.0.0.1")
 
     sp = sub.add_parser("savepoint", help="take a savepoint of a running job",
                         description="Asks a running job's JobMaster for a savepoint and waits for it.")
-    sp.add_argument("--jobmaster", default="http://127.0.0.1:8081", help="REST URL of the JobMaster")
-    sp.add_argument("--target", help="savepoint directory URI (default: the job's savepoints URI)")
+    sp.add_argument("--jobmaster", default="http://127.0.0.1:8081", type=_checked(_rest_url),
+                    help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)")
+    sp.add_argument("--target", type=_checked(_uri),
+                    help="savepoint directory URI (default: the job's savepoints URI)")
     sp.add_argument("--stop", action="store_true", help="stop the job after the savepoint (stop-with-savepoint)")
-    sp.add_argument("--timeout", default="10m", help="how long to wait (default 10m)")
+    sp.add_argument("--timeout", default="10m", type=_checked(parse_duration_ms), metavar="DURATION",
+                    help="how long to wait (default 10m)")
 
     cp = sub.add_parser("checkpoints", help="list completed checkpoints and savepoints in storage",
                         description="Lists the completed checkpoints and savepoints under URI (a checkpoints or "
@@ -171,7 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true", help="print JSON")
 
     cancel = sub.add_parser("cancel", help="cancel a running job")
-    cancel.add_argument("--jobmaster", default="http://127.0.0.1:8081", help="REST URL of the JobMaster")
+    cancel.add_argument("--jobmaster", default="http://127.0.0.1:8081", type=_checked(_rest_url),
+                        help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)")
 
     demo = sub.add_parser("demo", help="run the sample job: checkpoints, a killed worker, recovery, exact results")
     demo.add_argument("--checkpoint-dir", help="where the demo's checkpoints go (default: a temporary directory)")
@@ -188,7 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.entrypoint.split(":")[0]).stem))
     overrides: dict[str, Any] = {}
     if args.checkpoint_interval:
-        overrides["interval_ms"] = parse_duration_ms(args.checkpoint_interval)
+        overrides["interval_ms"] = args.checkpoint_interval
     if args.mode:
         overrides["mode"] = args.mode
     overrides.update(args.defines)
@@ -298,18 +334,13 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str
                              "running and is --jobmaster its REST URL?") from err
 
 
-def _base(url: str) -> str:
-    return (url if "://" in url else f"http://{url}").rstrip("/")
-
-
 def _cmd_savepoint(args: argparse.Namespace) -> int:
-    base = _base(args.jobmaster)
-    started = _http("POST", f"{base}/savepoints", {"target": _uri(args.target) if args.target else None,
-                                                   "stop": args.stop})
+    base = args.jobmaster
+    started = _http("POST", f"{base}/savepoints", {"target": args.target, "stop": args.stop})
     request_id = started["request_id"]
     print(f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
           f"directory {started.get('directory')})...", file=sys.stderr)
-    deadline = time.monotonic() + parse_duration_ms(args.timeout) / 1000
+    deadline = time.monotonic() + args.timeout / 1000
     while time.monotonic() < deadline:
         try:
             status = _http("GET", f"{base}/savepoints/{request_id}")
@@ -324,7 +355,8 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
         if status["status"] == "FAILED":
             raise StreamJobError(f"savepoint {request_id} failed: {status.get('reason')}")
         time.sleep(0.2)
-    raise StreamJobError(f"savepoint {request_id} did not complete within {args.timeout}")
+    raise StreamJobError(f"savepoint {request_id} did not complete within {args.timeout / 1000:g} s; raise --timeout, "
+                         "or see the job's log for the checkpoint's progress")
 
 
 def _savepoint_complete(directory: str) -> bool:
@@ -352,7 +384,7 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    _http("POST", f"{_base(args.jobmaster)}/cancel")
+    _http("POST", f"{args.jobmaster}/cancel")
     print("cancelling", file=sys.stderr)
     return 0
 

@@ -11,6 +11,45 @@ from streamjob.worker.errors import ConfigError
 pytestmark = pytest.mark.unit
 
 
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["savepoint", "--jobmaster", "nonsense::x"], "argument --jobmaster: 'nonsense::x' is not a JobMaster REST"),
+    (["savepoint", "--jobmaster", "ftp://host:1"], "is not a JobMaster REST address"),
+    (["savepoint", "--jobmaster", "127.0.0.1:8081", "--stop", "--timeout", "abc"],
+     "argument --timeout: 'abc' is not a duration"),
+    (["cancel", "--jobmaster", "host:99999"], "argument --jobmaster: 'host:99999'"),
+    (["worker", "--jobmaster", "host"], "argument --jobmaster: 'host' is not a JobMaster address; use HOST:PORT"),
+    (["run", "--checkpoint-interval", "soon", "job.py"], "argument --checkpoint-interval: 'soon'"),
+])
+def test_bad_option_values_are_usage_errors(argv: list[str], fragment: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(argv, capsys)
+    assert fragment in err and "Traceback" not in err
+    assert err.startswith(f"usage: streamjob {argv[0]}")
+
+
+@pytest.mark.parametrize(("text", "url"), [
+    ("127.0.0.1:8081", "http://127.0.0.1:8081"),
+    ("http://job-rest.ns.svc:8081/", "http://job-rest.ns.svc:8081"),
+    ("https://jm.example.com", "https://jm.example.com"),
+    ("[::1]:8081", "http://[::1]:8081"),
+])
+def test_jobmaster_addresses(text: str, url: str) -> None:
+    assert _parser().parse_args(["savepoint", "--jobmaster", text]).jobmaster == url
+    assert _parser().parse_args(["cancel", "--jobmaster", text]).jobmaster == url
+
+
+def test_worker_takes_host_port_or_a_plain_http_url() -> None:
+    assert _parser().parse_args(["worker", "--jobmaster", "10.0.0.5:8081"]).jobmaster == "10.0.0.5:8081"
+    assert _parser().parse_args(["worker", "--jobmaster", "http://10.0.0.5:8081"]).jobmaster == "10.0.0.5:8081"
+
+
 def test_every_checkpoint_override_is_a_define_key() -> None:
     keys = checkpoint_keys()
     assert list(keys) == list(CheckpointOverrides.model_fields)
