@@ -125,6 +125,22 @@ def parse_define(text: str) -> tuple[str, Any]:
     return name, _scalar(value)
 
 
+def split_job_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``run``'s own arguments and the job's, split at the first ``--`` after ``run``.
+
+    argparse cannot take ``--`` after the options that follow a positional (``run JOB -p 2 -- ARGS``),
+    so everything after it is the job's; other commands keep their argv (and argparse's ``--``).
+    """
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        option = argv[i]
+        i += 2 if len(option) > 2 and "--log-level".startswith(option) else 1  # the one top-level option with a value
+    if i >= len(argv) or argv[i] != "run" or "--" not in argv[i:]:
+        return argv, []
+    cut = argv.index("--", i)
+    return argv[:cut], argv[cut + 1:]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamjob",
@@ -137,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     keys = checkpoint_keys()
 
     run = sub.add_parser("run", help="run a job on this machine (JobMaster + worker processes)",
+                         usage="%(prog)s [options] ENTRYPOINT [JOB_ARG ...]\n"
+                               "       %(prog)s ENTRYPOINT [options] -- [JOB_ARG ...]",
                          description="Runs ENTRYPOINT (a job file such as jobs/my_job.py, or package.module:function) "
                                      "on this machine, one worker process per slot, with checkpoints on local disk "
                                      "or S3. Progress is printed as the job runs. Ctrl-C cancels it: its checkpoints "
@@ -144,8 +162,11 @@ def _parser() -> argparse.ArgumentParser:
                                      "externalized cleanup is DELETE_ON_CANCELLATION (in the code, or -D "
                                      "checkpoint.externalized_cleanup=DELETE_ON_CANCELLATION), which deletes them. "
                                      "Savepoints are never deleted.")
-    run.add_argument("entrypoint", help="job file (path/job.py[:function]) or package.module:function")
-    run.add_argument("args", nargs="*", help="arguments passed to the job's function (after --)")
+    run.add_argument("entrypoint", nargs="?", metavar="ENTRYPOINT",
+                     help="job file (path/job.py[:function]) or package.module:function")
+    run.add_argument("args", nargs="*", metavar="JOB_ARG",
+                     help="arguments passed to the job's function: after ENTRYPOINT, or anything after -- "
+                          "(also arguments that start with -)")
     run.add_argument("--name", help="job name (default: from env.execute(name) or the file name)")
     run.add_argument("--parallelism", "-p", type=int, help="default parallelism of every operator")
     run.add_argument("--max-parallelism", type=int, help="number of key groups (default 128)")
@@ -211,6 +232,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the sample job: checkpoints, a killed worker, recovery, exact results")
     demo.add_argument("--checkpoint-dir", help="where the demo's checkpoints go (default: a temporary directory)")
+    for command in sub.choices.values():
+        command.set_defaults(command_parser=command)  # its usage goes with errors found after parsing
     return p
 
 
@@ -399,9 +422,31 @@ _COMMANDS = {"run": _cmd_run, "jobmaster": _cmd_jobmaster, "worker": _cmd_worker
              "checkpoints": _cmd_checkpoints, "cancel": _cmd_cancel, "demo": _cmd_demo}
 
 
+_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$")  # a job argument such as -5, not an option
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parses argv; ``run``'s job arguments may follow ENTRYPOINT, its options, or ``--``."""
+    head, job_args = split_job_args(argv)
+    args, extra = _parser().parse_known_args(head)
+    command: argparse.ArgumentParser = args.command_parser
+    if args.command != "run":
+        if extra:
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
+    unknown = [a for a in extra if a.startswith("-") and not _NEGATIVE.match(a)]
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)} (the job's own options go after --)")
+    positionals = [*([args.entrypoint] if args.entrypoint else []), *args.args, *extra, *job_args]
+    if not positionals:
+        command.error("the following arguments are required: ENTRYPOINT")
+    args.entrypoint, args.args = positionals[0], positionals[1:]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
-    args = _parser().parse_args(argv)
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
     level = args.log_level or ("INFO" if args.command in ("jobmaster", "worker", "slot") else "WARNING")
     logging.basicConfig(level=getattr(logging, str(level).upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

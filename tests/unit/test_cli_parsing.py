@@ -4,18 +4,45 @@ from __future__ import annotations
 
 import pytest
 
-from streamjob.worker.cli import _parser, checkpoint_keys, parse_define
+from streamjob.worker.cli import checkpoint_keys, parse_args, parse_define, split_job_args
 from streamjob.worker.config import CheckpointOverrides
 from streamjob.worker.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
 
+@pytest.mark.parametrize("argv", [
+    ["run", "job.py", "-p", "2", "--rest-port", "0", "--", "1000", "--flag"],
+    ["run", "-p", "2", "--rest-port", "0", "job.py", "--", "1000", "--flag"],
+    ["run", "-p", "2", "--rest-port", "0", "--", "job.py", "1000", "--flag"],
+    ["--debug", "run", "job.py", "1000", "-p", "2", "--rest-port", "0", "--", "--flag"],
+    ["--log-level", "INFO", "run", "job.py", "-p", "2", "1000", "--rest-port", "0", "--", "--flag"],
+])
+def test_job_arguments_may_follow_the_options(argv: list[str]) -> None:
+    args = parse_args(argv)
+    assert (args.entrypoint, args.args, args.parallelism, args.rest_port) == ("job.py", ["1000", "--flag"], 2, 0)
+
+
+def test_only_runs_argv_is_split() -> None:
+    assert split_job_args(["checkpoints", "--", "-odd-dir"]) == (["checkpoints", "--", "-odd-dir"], [])
+    assert split_job_args(["--log-level", "run", "run", "j.py", "--", "x"]) == (["--log-level", "run", "run",
+                                                                                  "j.py"], ["x"])
+    assert split_job_args(["run", "j.py", "-5"]) == (["run", "j.py", "-5"], [])
+
+
 def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exited:
-        _parser().parse_args(argv)
+        parse_args(argv)
     assert exited.value.code == 2
     return capsys.readouterr().err
+
+
+def test_run_errors_show_runs_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(["run", "job.py", "--bogus", "--", "1"], capsys)
+    assert err.startswith("usage: streamjob run [options] ENTRYPOINT")
+    assert "streamjob run: error: unrecognized arguments: --bogus" in err
+    err = _usage_error(["run", "--rest-port", "0"], capsys)
+    assert "streamjob run: error: the following arguments are required: ENTRYPOINT" in err
 
 
 @pytest.mark.parametrize(("argv", "fragment"), [
@@ -41,13 +68,13 @@ def test_bad_option_values_are_usage_errors(argv: list[str], fragment: str,
     ("[::1]:8081", "http://[::1]:8081"),
 ])
 def test_jobmaster_addresses(text: str, url: str) -> None:
-    assert _parser().parse_args(["savepoint", "--jobmaster", text]).jobmaster == url
-    assert _parser().parse_args(["cancel", "--jobmaster", text]).jobmaster == url
+    assert parse_args(["savepoint", "--jobmaster", text]).jobmaster == url
+    assert parse_args(["cancel", "--jobmaster", text]).jobmaster == url
 
 
 def test_worker_takes_host_port_or_a_plain_http_url() -> None:
-    assert _parser().parse_args(["worker", "--jobmaster", "10.0.0.5:8081"]).jobmaster == "10.0.0.5:8081"
-    assert _parser().parse_args(["worker", "--jobmaster", "http://10.0.0.5:8081"]).jobmaster == "10.0.0.5:8081"
+    assert parse_args(["worker", "--jobmaster", "10.0.0.5:8081"]).jobmaster == "10.0.0.5:8081"
+    assert parse_args(["worker", "--jobmaster", "http://10.0.0.5:8081"]).jobmaster == "10.0.0.5:8081"
 
 
 def test_every_checkpoint_override_is_a_define_key() -> None:
@@ -76,7 +103,7 @@ def test_an_unknown_define_names_the_closest_and_every_valid_key() -> None:
 
 def test_run_help_lists_every_define_key(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        _parser().parse_args(["run", "--help"])
+        parse_args(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(f"{key}=" in text for key in CheckpointOverrides.model_fields)
     assert "DELETE_ON_CANCELLATION" in text
@@ -84,7 +111,7 @@ def test_run_help_lists_every_define_key(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_the_internal_slot_command_is_not_listed(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        _parser().parse_args(["--help"])
+        parse_args(["--help"])
     out = capsys.readouterr().out
     assert "SUPPRESS" not in out and " slot " not in out
-    assert _parser().parse_args(["slot", "--jobmaster", "127.0.0.1:1"]).command == "slot"
+    assert parse_args(["slot", "--jobmaster", "127.0.0.1:1"]).command == "slot"
