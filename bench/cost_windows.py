@@ -40,10 +40,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import JOBS, REPO, RunError, _Observed, _read_progress, _sink_reports, percentile
+from bench.harness import JOBS, REPO, RunError, _get, _Observed, _read_progress, _sink_reports, percentile
 
-DESCRIPTION = ("cost of checkpointing every 1 s inside one job: alternating 4 s windows with and without "
-               "checkpoints (10 with, at p=1 and p=2), each compared with its neighbours")
+DESCRIPTION = ("cost of checkpointing every 1 s inside one job, at p=1 and p=2: the slots' checkpoint CPU over "
+               "their CPU, and 31 alternating 4 s windows with and without checkpoints compared")
 
 _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20,
         12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09, 20: 2.09}
@@ -55,7 +55,7 @@ class WindowPlan:
 
     parallelism: int
     window_s: float = 4.0
-    on_windows: int = 10
+    on_windows: int = 15
     interval_s: float = 1.0
     warmup_s: float = 3.0
     keys: int = 10_000
@@ -157,6 +157,20 @@ def costs(windows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"wall": summary(wall), "cpu": summary(cpu)}
 
 
+def direct_cost(windows: list[dict[str, Any]], cpu_ms: dict[int, float | None]) -> float | None:
+    """Checkpoint CPU of the slots over their whole CPU time in the ON windows, in per cent.
+
+    Both are CPU times of the same processes over the same seconds, so a slow machine stretches
+    them alike. None when a checkpoint's CPU was not seen or a window has no figures.
+    """
+    on = [w for w in windows if w["kind"] == "on"]
+    if not on or any(v is None for v in cpu_ms.values()) or any(not w.get("figures") for w in on):
+        return None
+    slots_cpu_ms = sum(w["figures"]["cpu_ns_per_event"] * w["figures"]["events_per_s"] * (w["end"] - w["start"])
+                       for w in on) / 1e6
+    return round(100 * sum(v or 0.0 for v in cpu_ms.values()) / slots_cpu_ms, 2) if slots_cpu_ms else None
+
+
 def run(plan: WindowPlan, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Runs the alternating schedule once at ``plan.parallelism``; raises ``RunError`` if the job fails."""
     with tempfile.TemporaryDirectory(prefix="streamjob-bench-cost-") as tmp:
@@ -197,22 +211,26 @@ def run(plan: WindowPlan, log: Callable[[str], None] = lambda _: None) -> dict[s
     durations = [float(cp["duration_ms"]) for cp in completed.values()]
     result = {
         "plan": asdict(plan), "windows": windows, "costs": costs(windows),
+        "direct_cost_pct": direct_cost(windows, triggered),
+        "checkpoint_cpu_ms_p50": percentile([v for v in triggered.values() if v is not None], 0.5),
         "checkpoints_triggered": len(triggered), "checkpoints_completed": len(completed),
         "checkpoint_ms_p50": percentile(durations, 0.5), "checkpoint_ms_p99": percentile(durations, 0.99),
         "jobmaster_cpu_ms_per_checkpoint": round(1000 * jm_cpu / max(1, len(triggered)), 2),
         "stopped_with_savepoint": stopped.get("request_id") or stopped.get("id"),
     }
     c = result["costs"]
-    log(f"  cost p={plan.parallelism}: wall median {c['wall']['median']} % (95 % CI of mean {c['wall']['ci95']}), "
-        f"CPU median {c['cpu']['median']} % (CI {c['cpu']['ci95']}); {len(completed)}/{len(triggered)} checkpoints, "
+    log(f"  cost p={plan.parallelism}: direct {result['direct_cost_pct']} % of the slots' CPU; windows: "
+        f"events/s median {c['wall']['median']} % (95 % CI {c['wall']['ci95']}), CPU/event median "
+        f"{c['cpu']['median']} % (CI {c['cpu']['ci95']}); {len(completed)}/{len(triggered)} checkpoints, "
         f"p50 {result['checkpoint_ms_p50']} ms")
     return result
 
 
 def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
-              seen: _Observed) -> tuple[list[dict[str, Any]], set[int], float]:
-    """Warm-up, then the alternating windows; returns them, the checkpoint ids triggered in ON windows and the
-    JobMaster's extra CPU seconds in ON windows over OFF windows."""
+              seen: _Observed) -> tuple[list[dict[str, Any]], dict[int, float | None], float]:
+    """Warm-up, then the alternating windows; returns them, the checkpoints triggered in ON windows with
+    their CPU ms in the slots (None if not seen completed) and the JobMaster's extra CPU seconds in ON
+    windows over OFF windows."""
     deadline = time.time() + plan.timeout_s
     while seen.running_at is None or seen.rest is None:
         if proc.poll() is not None or time.time() > deadline:
@@ -224,6 +242,7 @@ def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
     time.sleep(plan.warmup_s / 2)
     windows: list[dict[str, Any]] = []
     triggered: set[int] = set()
+    cpu_ms: dict[int, float] = {}
     jm_on = jm_off = 0.0
     t0 = time.time()
     for k in range(plan.windows):
@@ -235,6 +254,8 @@ def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
             for j in range(round(plan.window_s / plan.interval_s)):
                 _sleep_until(start + j * plan.interval_s)
                 triggered.add(int(_post(f"{seen.rest}/checkpoints")["id"]))
+            _sleep_until(end - min(0.3, plan.interval_s / 2))  # the window's last checkpoint has completed
+            _record_cpu(seen.rest, cpu_ms)
         _sleep_until(end)
         jm = _jobmaster_cpu_s(proc.pid) - jm_before
         jm_on, jm_off = (jm_on + jm, jm_off) if kind == "on" else (jm_on, jm_off + jm)
@@ -242,7 +263,16 @@ def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
     time.sleep(0.5)  # the sinks sample every 50 ms: let them pass the last window's end before the stop
     off_windows = plan.on_windows + 1
     extra = jm_on - jm_off * plan.on_windows / off_windows
-    return windows, triggered, max(0.0, extra)
+    _record_cpu(seen.rest, cpu_ms)
+    return windows, {cid: cpu_ms.get(cid) for cid in triggered}, max(0.0, extra)
+
+
+def _record_cpu(rest: str | None, into: dict[int, float]) -> None:
+    """Each completed checkpoint's CPU time in the slots (``GET /checkpoints``: the last 50)."""
+    body = _get(f"{rest}/checkpoints", timeout=5.0)
+    for rec in json.loads(body).get("history", []) if body else []:
+        if rec.get("status") == "COMPLETED" and rec.get("kind") == "checkpoint":
+            into[int(rec["id"])] = float(rec.get("cpu_ms") or 0.0)
 
 
 def run_all(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:

@@ -100,15 +100,20 @@ def _cost_windows_section(cost: dict[str, Any] | None) -> list[str]:
              f"windows of {plan['window_s']:g} s: OFF, ON, OFF, …; in an ON window an exactly-once checkpoint is "
              f"triggered every {plan['interval_s']:g} s (`POST /checkpoints`), in an OFF window none. Each ON window "
              "is compared with the mean of the OFF windows either side (a linear drift of the machine cancels). "
-             "CPU is the slot processes' (all threads). 95 % CI: of the mean over the ON windows.", "",
-             "| parallelism | cost events/s: median | mean (95 % CI) | cost CPU/event: median | mean (95 % CI) "
+             "CPU is the slot processes' (all threads). 95 % CI: of the mean over the ON windows. Direct: the CPU "
+             "time the tasks spent on checkpoint work (`cpu_ms` of `GET /checkpoints`, every thread) over the "
+             "slots' CPU time in the ON windows.", "",
+             "| parallelism | direct: checkpoint CPU / slot CPU | checkpoint CPU ms (p50, all tasks) "
+             "| cost events/s: median | mean (95 % CI) | cost CPU/event: median | mean (95 % CI) "
              "| checkpoints | ckpt p50 / p99 ms | JobMaster CPU ms per checkpoint | events/s OFF (median) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for base, run in cost["by_parallelism"].items():
         wall, cpu = run["costs"]["wall"], run["costs"]["cpu"]
         off = [w["figures"]["events_per_s"] for w in run["windows"] if w["kind"] == "off" and w.get("figures")]
         off_median = sorted(off)[len(off) // 2] if off else None
-        lines.append(f"| {base} | {_fmt(wall['median'], 1, ' %')} | {_fmt(wall['mean'], 1, ' %')} ({_ci(wall)}) "
+        lines.append(f"| {base} | {_fmt(run.get('direct_cost_pct'), 2, ' %')} "
+                     f"| {_fmt(run.get('checkpoint_cpu_ms_p50'), 1)} "
+                     f"| {_fmt(wall['median'], 1, ' %')} | {_fmt(wall['mean'], 1, ' %')} ({_ci(wall)}) "
                      f"| {_fmt(cpu['median'], 1, ' %')} | {_fmt(cpu['mean'], 1, ' %')} ({_ci(cpu)}) "
                      f"| {run['checkpoints_completed']}/{run['checkpoints_triggered']} "
                      f"| {_fmt(run['checkpoint_ms_p50'])} / {_fmt(run['checkpoint_ms_p99'])} "
@@ -118,6 +123,10 @@ def _cost_windows_section(cost: dict[str, Any] | None) -> list[str]:
         lines.append(f"{base} windows (cost events/s): {', '.join(f'{x} %' for x in run['costs']['wall']['windows'])}; "
                      f"(cost CPU/event): {', '.join(f'{x} %' for x in run['costs']['cpu']['windows'])}")
     return lines
+
+
+def _pair(ci: list[float] | None) -> str:
+    return f"{ci[0]:.1f} … {ci[1]:.1f} %" if ci else "–"
 
 
 def _ci(summary: dict[str, Any]) -> str:
@@ -179,10 +188,14 @@ def markdown(results: dict[str, Any]) -> str:
                  f"| {_fmt(met.get('p2_events_per_s'))} |")
     windowed = derived.get("checkpoint_cost_windows_pct")
     if windowed:
-        measured = "; ".join(f"{base}: {c['wall']} % events/s, {c['cpu']} % CPU/event" for base, c in windowed.items())
-        lines.append(f"| checkpoint every 1 s costs ≤ {TARGETS['checkpoint_cost_pct_max']:.0f} % (within one job: "
-                     "median over the windows with checkpoints, each against its neighbours without; in events/s "
-                     f"and in CPU per event; met if both are) | {measured} | {_fmt(met.get('checkpoint_cost'))} |")
+        measured = "; ".join(
+            f"{base}: direct {c['direct']} % of the slots' CPU; windows {c['wall']} % events/s "
+            f"(95 % CI {_pair(c['wall_ci'])}), {c['cpu']} % CPU/event (95 % CI {_pair(c['cpu_ci'])})"
+            for base, c in windowed.items())
+        lines.append(f"| checkpoint every 1 s costs ≤ {TARGETS['checkpoint_cost_pct_max']:.0f} % (within one job: the "
+                     "slots' checkpoint CPU over their CPU, met if ≤ 5 % and the comparison of windows with and "
+                     "without checkpoints does not show more: the low end of its 95 % interval ≤ 5 %) "
+                     f"| {measured} | {_fmt(met.get('checkpoint_cost'))} |")
     lines.append(f"| (second view, not judged: separate runs, median over rounds of {LONG // 1_000_000}M-event "
                  f"pairs{'' if windowed else '; judged when the cost scenario did not run'}) | {_cost_text(derived)} "
                  f"| {_fmt(None if windowed else met.get('checkpoint_cost'))} |")

@@ -67,6 +67,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
         assert all(w["figures"] and w["figures"]["events_per_s"] > 0 for w in run["windows"])
         assert run["checkpoints_triggered"] == 4 and run["checkpoints_completed"] == 4
         assert len(run["costs"]["wall"]["windows"]) == len(run["costs"]["cpu"]["windows"]) == 2
+        assert 0 < run["direct_cost_pct"] < 100 and run["checkpoint_cpu_ms_p50"] > 0
     derived = results["derived"]
     assert set(derived["checkpoint_cost_windows_pct"]) == {"p1", "p2"}
     assert set(derived["checkpoint_cost_pct"]) == {"p1", "p2"}
