@@ -330,7 +330,8 @@ class JobMaster:
             self.coordinator = self._make_coordinator(first_id)
             self.state = "RUNNING"
             self.events("running", {"attempt": self.attempt, "restored_from": self.restored_from,
-                                    "checkpoint": restore.metadata.checkpoint_id if restore else None})
+                                    "checkpoint": restore.metadata.checkpoint_id if restore else None,
+                                    "kind": restore.metadata.kind if restore else None})
             self.coordinator.start()
             outcome = await self._outcome
             return await self._end_attempt(outcome)
