@@ -128,3 +128,13 @@ def test_ctrl_c_says_the_checkpoints_are_deleted_under_delete_on_cancellation(tm
     assert "interrupted: cancelling the job and deleting its checkpoints" in job.output(), job.describe()
     assert "checkpoints are kept" not in job.output()
     assert list_snapshots(checkpoints) == []
+
+
+def test_the_last_checkpoint_line_of_a_bounded_job_counts_every_record(tmp_path: Path) -> None:
+    """The count comes with the acknowledgements and the end of input, not only the 1 s metrics reports."""
+    result = run_cli("run", "-p", "2", "--rest-port", "0", "--checkpoint-dir", str(tmp_path / "ck"), KEYED_SUM,
+                     f"out={tmp_path.as_uri()}/out", "count=3000", "rate=3000", timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "] checkpoint " in line and " completed in " in line]
+    assert lines, result.stderr
+    assert "— 3,000 records read —" in lines[-1], lines[-1]

@@ -477,6 +477,11 @@ class JobMaster:
         """Dispatches one control message from a slot."""
         kind = message.get("t")
         coordinator = self.coordinator
+        if kind in ("ack", "end_of_input") and "in" in message:
+            # counts as of the barrier or the end of input: what the checkpoint line and the end report
+            key = (message["vertex"], message["subtask"])
+            bp = self.task_metrics[key].backpressured_s if key in self.task_metrics else 0.0
+            self.task_metrics[key] = TaskMetrics(message["in"], message["out"], bp)
         if kind == "ack" and coordinator is not None:
             states = {uid: {k: [StateHandle.model_validate(h) for h in hs] for k, hs in s.items()}
                       for uid, s in message["states"].items()}

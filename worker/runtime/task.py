@@ -418,7 +418,8 @@ class Task:
         self.input_done = True
         for w in self.writers:
             w.broadcast_event(END_OF_STREAM)
-        self.services.send({"t": "end_of_input", "vertex": self.vertex.id, "subtask": self.subtask})
+        self.services.send({"t": "end_of_input", "vertex": self.vertex.id, "subtask": self.subtask,
+                            "in": self.records_in, "out": self.records_out})
 
     # -- BarrierHost ------------------------------------------------------------------------------
     def block(self, channel: int) -> None:
@@ -566,6 +567,7 @@ class Task:
                       "async_ms": (time.monotonic() - started) * 1000, "size": size,
                       "cpu_ms": self.checkpoint_cpu.take() * 1000},
             "positions": self._positions_at_barrier.pop(barrier.id, []),
+            "in": self.records_in, "out": self.records_out,
         })
 
     def _positions(self) -> list[Any]:
