@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 # Time a task spends preparing snapshots (encoding state) after each batch while one is pending: the
 # work is done in slices between batches instead of in a thread competing for the GIL.
 _PREPARE_BUDGET_S = 0.002
+# Longest a consumer task processes queued batches before it lets the slot's other tasks run.
+_CONSUMER_SLICE_S = 0.01
 
 
 @dataclass
@@ -322,6 +324,7 @@ class Task:
     async def _run_consumer(self) -> None:
         gate = self.gate
         handler = self.handler
+        slice_started = time.monotonic()
         while not self.cancelled and not self.finishing:
             found = gate.poll()
             if found is None:
@@ -329,6 +332,7 @@ class Task:
                 await self._fire_timers()
                 handler.check_timeout(now_ms())
                 found = await gate.next(timeout=self._timer_delay(0.05))
+                slice_started = time.monotonic()  # the wait let the other tasks run
                 if found is None:
                     continue
             channel, item = found
@@ -343,11 +347,16 @@ class Task:
                     handler.check_timeout(now_ms())
                 if self._has_timers:
                     await self._fire_timers()
-                # Yield after every batch, as sources do: the slot's tasks share one event loop, and a
-                # consumer that drained its whole queue first (a slow sink: seconds) kept its co-located
-                # producers, the credit reader and the metrics reporter from running — its producers were
-                # throttled invisibly instead of filling the channel and waiting for credit (backpressure).
-                await asyncio.sleep(0)
+                # The slot's tasks share one event loop: a consumer that drained its whole queue at once
+                # (a slow sink: seconds) kept its co-located producers, the credit reader and the metrics
+                # reporter from running — its producers were throttled invisibly instead of filling the
+                # channel and waiting for credit (backpressure). So it yields after a slice of work; not
+                # after every batch: then a fast consumer's producers keep its queue full to the credit
+                # limit, and every aligned barrier waits behind a full queue.
+                now = time.monotonic()
+                if now - slice_started >= _CONSUMER_SLICE_S:
+                    await asyncio.sleep(0)
+                    slice_started = time.monotonic()
                 continue
             if type(item) is Barrier:
                 self._barrier_first_seen.setdefault(item.id, time.monotonic())
