@@ -65,3 +65,55 @@ def test_unaligned_checkpoint_stores_in_flight_records_and_restores_them_exactly
     events = consumed_by_savepoint(savepoint, LONG)
     problem = keyed_sum.check_exactly_once(read_committed(out), events)
     assert problem is None, f"in-flight records in {location}: {records}; {problem}"
+
+
+SLOW_US = 1000  # the sink's time per record
+BUFFER = 1024  # records per batch: 8 credits x 2 channels of ~512-record batches queue ~8 s of work per subtask
+
+
+def _drain_s(location: str) -> float:
+    """How long the slowest subtask needs to process the in-flight records of a checkpoint: what alignment waits."""
+    meta = savepoint_metadata(location)
+    base = open_store(location.rsplit("/chk-", 1)[0])
+    per_subtask = [sum(len(SafeSerializer().decode(base.get(h.path))) for h in s.channel)
+                   for op in meta.operators.values() for s in op.subtasks]
+    return max(per_subtask, default=0) * SLOW_US / 1e6
+
+
+@pytest.mark.parametrize("mode", [["-D", "checkpoint.unaligned=true"], ["-D", "checkpoint.aligned_timeout_ms=200"]],
+                         ids=["unaligned", "aligned-timeout"])
+def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_path: object, mode: list[str]) -> None:
+    """Under backpressure a checkpoint takes a fraction of the backlog's drain time, and is exact after a kill.
+
+    Unthrottled sources behind a sink that needs 1 ms per record keep every channel's credit window
+    full; the sink is chained into the keyed reduce, so its task is busy for a whole batch at a time.
+    """
+    root = tmp_path.as_uri()  # type: ignore[attr-defined]
+    out, checkpoints = f"{root}/out", f"{root}/checkpoints"
+    count = 200_000  # never reached: the job is stopped with a savepoint once it recovered
+    timed: list[tuple[int, int, float]] = []  # (id, duration in ms, drain time of its in-flight data in s)
+    with LocalJob(KEYED_SUM, f"out={out}", f"count={count}", "rate=0", f"slow_us={SLOW_US}", f"buffer={BUFFER}",
+                  "interval=300", "retained=100", checkpoint_dir=checkpoints, options=mode) as job:
+
+        def backlogged() -> bool:
+            for record in job.checkpoints()["history"]:
+                if (record["kind"] == "checkpoint" and record["status"] == "COMPLETED"
+                        and record["id"] not in {t[0] for t in timed}):
+                    drain = _drain_s(record["location"].removesuffix("/_metadata"))
+                    if drain >= 3.0:  # the credit windows were full
+                        timed.append((record["id"], record["duration_ms"], drain))
+            return len(timed) >= 3
+
+        job.poll("3 checkpoints over a full backlog", backlogged, 90, interval=0.2)
+        job.kill_worker(1)
+        job.wait_for_running(restarts=1)
+        job.wait_for_checkpoints(job.checkpoints()["counts"]["completed"] + 1, timeout=90)
+        savepoint = stop_with_savepoint(job)
+        assert job.wait() == 0, job.describe()
+    ratios = sorted(duration_ms / 1000 / drain for _, duration_ms, drain in timed)
+    # Alignment would process the whole backlog first (ratio ≥ 1); overtaking it costs a slice of
+    # work plus a producer's wait for one credit.
+    assert ratios[len(ratios) // 2] < 0.25, f"checkpoint (id, ms, drain s): {timed}"
+    events = consumed_by_savepoint(savepoint, count)
+    problem = keyed_sum.check_exactly_once(read_committed(out), events)
+    assert problem is None, problem

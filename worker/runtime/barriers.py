@@ -15,6 +15,7 @@ barrier has not arrived (unaligned), release the channels.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from streamjob.worker.runtime.events import Barrier
@@ -79,7 +80,10 @@ class AlignedBarrierHandler:
         elif barrier.id < current.id:
             return
         self.received.add(channel)
-        if self.snapshotted:
+        if barrier.unaligned and not self.snapshotted:
+            # An aligned barrier queued too long became unaligned at the input (aligned timeout).
+            self._switch_to_unaligned()
+        elif self.snapshotted:
             self.host.end_capture(barrier.id, channel)
             self._maybe_finish()
         elif self.received >= self.open:
@@ -120,7 +124,8 @@ class AlignedBarrierHandler:
         assert self.barrier is not None
         pending = frozenset(self.open - self.received)
         self.snapshotted = True
-        self.host.snapshot(self.barrier, pending)
+        # Forwarded as unaligned: downstream tasks let it overtake their queued batches too (as in Flink).
+        self.host.snapshot(replace(self.barrier, unaligned=True), pending)
         self.host.unblock_all()
         self._maybe_finish()
 

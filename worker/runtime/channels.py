@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from streamjob.worker.graph.transformations import Partitioning
@@ -44,16 +45,48 @@ class InputChannel:
     def push(self, item: Any) -> None:
         """Called by the producer side (local) or the network reader (remote).
 
-        An unaligned barrier overtakes the batches queued before it: it moves to the front and
-        the batches it overtook are remembered, since they belong to that checkpoint's in-flight data.
+        An unaligned barrier (or one of a checkpoint that switched to unaligned at this task, see
+        ``InputGate.overtake``) overtakes the batches queued before it: it moves to the front and the
+        batches it overtook are remembered, since they belong to that checkpoint's in-flight data.
+        It never overtakes an earlier barrier (a savepoint's, say): it goes right behind that one.
         """
-        if type(item) is Barrier and item.unaligned and self.items:
-            self.overtaken[item.id] = [x for x in self.items if type(x) is list]
-            self.items.appendleft(item)
+        if type(item) is Barrier and (item.unaligned or item.id in self.gate.overtaking) and self.items:
+            self.items.append(item)
+            self._move_forward(len(self.items) - 1)
         else:
+            if type(item) is Barrier and item.savepoint_dir is None:
+                self.gate.announced.setdefault(item.id, time.monotonic())
             self.items.append(item)
         if not self.blocked:
             self.gate.wake()
+
+    def overtake(self, checkpoint_id: int, *, as_unaligned: bool = False) -> None:
+        """Moves barrier ``checkpoint_id``, if queued here, in front of the batches before it (remembered).
+
+        ``as_unaligned``: the barrier becomes an unaligned one (an aligned checkpoint that timed out).
+        """
+        position = next((i for i, x in enumerate(self.items) if type(x) is Barrier and x.id == checkpoint_id), None)
+        if position is None:
+            return
+        position = self._move_forward(position)
+        if as_unaligned:
+            self.items[position] = replace(self.items[position], unaligned=True)
+
+    def _move_forward(self, position: int) -> int:
+        """Moves the barrier at ``position`` in front of the batches before it (not of an earlier event).
+
+        Returns its new position; the batches it overtook are remembered.
+        """
+        items = self.items
+        barrier: Barrier = items[position]
+        stop = position
+        while stop > 0 and type(items[stop - 1]) is list:
+            stop -= 1
+        if stop < position:
+            self.overtaken[barrier.id] = [items[i] for i in range(stop, position)]
+            del items[position]
+            items.insert(stop, barrier)
+        return stop
 
 
 class InputGate:
@@ -61,6 +94,8 @@ class InputGate:
 
     def __init__(self) -> None:
         self.channels: list[InputChannel] = []
+        self.overtaking: set[int] = set()  # checkpoints whose barriers overtake queued batches at this task
+        self.announced: dict[int, float] = {}  # checkpoint -> when its first barrier was queued (monotonic s)
         self._event = asyncio.Event()
         self._next = 0
 
@@ -88,6 +123,41 @@ class InputGate:
                     channel.return_credit(1)
                 return channel, item
         return None
+
+    def overtaking_barrier(self) -> tuple[InputChannel, Barrier] | None:
+        """Takes an overtaking barrier from the head of an unblocked channel, or None.
+
+        The task asks between two slices of a batch, so that a barrier that overtook the queued
+        batches is not left waiting behind the batch in progress either.
+        """
+        for channel in self.channels:
+            items = channel.items
+            if items and not channel.blocked:
+                head = items[0]
+                if type(head) is Barrier and (head.unaligned or head.id in self.overtaking):
+                    items.popleft()
+                    return channel, head if head.unaligned else replace(head, unaligned=True)
+        return None
+
+    def overtake(self, checkpoint_id: int, channels: frozenset[int]) -> None:
+        """Checkpoint ``checkpoint_id`` became unaligned here: its barriers on ``channels`` overtake queued batches."""
+        self.overtaking.add(checkpoint_id)
+        for index in channels:
+            self.channels[index].overtake(checkpoint_id)
+
+    def expire_alignments(self, timeout_s: float, now: float) -> None:
+        """Barriers queued for ``timeout_s`` (the aligned-checkpoint timeout) become unaligned and overtake.
+
+        As in Flink, the timeout runs from the barrier's arrival in the input, not from when the
+        task reaches it behind the queued batches: the checkpoint then no longer waits for them.
+        """
+        for checkpoint_id, since in list(self.announced.items()):
+            if now - since >= timeout_s:
+                del self.announced[checkpoint_id]
+                self.overtaking.add(checkpoint_id)
+                for channel in self.channels:
+                    channel.overtake(checkpoint_id, as_unaligned=True)
+                self.wake()
 
     async def next(self, timeout: float | None = None) -> tuple[InputChannel, Any] | None:
         """Waits for the next item; None after ``timeout`` seconds without one."""

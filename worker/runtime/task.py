@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 # Time a task spends preparing snapshots (encoding state) after each batch while one is pending: the
 # work is done in slices between batches instead of in a thread competing for the GIL.
 _PREPARE_BUDGET_S = 0.002
-# Longest a consumer task processes queued batches before it lets the slot's other tasks run.
+# Longest a consumer task processes input before it lets the slot's other tasks run (its network
+# readers, control messages, snapshot uploads, co-located tasks). A batch whose chain is slow (a sink
+# sleeping 1 ms per record) is cut into slices of about this much work; between two slices the task
+# takes the barriers that overtook the queued batches, instead of leaving them behind the batch.
 _CONSUMER_SLICE_S = 0.01
 
 
@@ -129,6 +132,23 @@ class _Capture:
             self.done.set_result(None)
 
 
+class _SliceSizer:
+    """How many records of an input batch to run through the chain at once: about ``budget_s`` of work."""
+
+    def __init__(self, budget_s: float, first: int = 64) -> None:
+        self.budget_s = budget_s
+        self.size = first
+        self._per_record_s = 0.0
+
+    def record(self, records: int, seconds: float) -> None:
+        """A slice of ``records`` took ``seconds`` (a moving average, weight 1/4, sets the next size)."""
+        if records <= 0:
+            return
+        per = seconds / records
+        self._per_record_s = per if self._per_record_s == 0.0 else self._per_record_s + (per - self._per_record_s) / 4
+        self.size = max(1, int(self.budget_s / self._per_record_s)) if self._per_record_s > 0 else 1 << 30
+
+
 class Task:
     """Runs one subtask until it is finished or cancelled."""
 
@@ -156,6 +176,8 @@ class Task:
         self.checkpoint_cpu = CheckpointCpu()
         self._barrier_first_seen: dict[int, float] = {}
         self._positions_at_barrier: dict[int, list[Any]] = {}
+        self._slices = _SliceSizer(_CONSUMER_SLICE_S)
+        self._slice_started = time.monotonic()  # since the task last let the other tasks run
         settings = services.settings
         self._alignment_timeout = settings.aligned_timeout_ms > 0
         channels = len(gate.channels)
@@ -211,6 +233,8 @@ class Task:
     def notify_aborted(self, checkpoint_id: int) -> None:
         """The checkpoint failed: release alignment, resume after a failed stop-with-savepoint."""
         self.handler.abort(checkpoint_id)
+        self.gate.overtaking.discard(checkpoint_id)
+        self.gate.announced.pop(checkpoint_id, None)
         capture = self._captures.pop(checkpoint_id, None)
         if capture is not None:
             capture.end_all()
@@ -245,7 +269,7 @@ class Task:
         try:
             self._create_operators()
             if self.restore is not None and self.restore.in_flight:
-                await self._process_from(0, list(self.restore.in_flight))
+                await self._process_input(None, list(self.restore.in_flight))
             if self.vertex.is_source:
                 await self._run_source()
             else:
@@ -324,54 +348,101 @@ class Task:
     async def _run_consumer(self) -> None:
         gate = self.gate
         handler = self.handler
-        slice_started = time.monotonic()
+        self._slice_started = time.monotonic()
         while not self.cancelled and not self.finishing:
-            found = gate.poll()
+            found: tuple[InputChannel, Any] | None = gate.overtaking_barrier() or gate.poll()
             if found is None:
                 self._prepare_snapshots(float("inf"))  # nothing to process: finish them now
                 await self._fire_timers()
-                handler.check_timeout(now_ms())
+                self._check_alignment_timeout()
                 found = await gate.next(timeout=self._timer_delay(0.05))
-                slice_started = time.monotonic()  # the wait let the other tasks run
+                self._slice_started = time.monotonic()  # the wait let the other tasks run
                 if found is None:
                     continue
             channel, item = found
             if type(item) is list:
-                self.records_in += len(item)
-                if self._captures:
-                    self._capture(channel, item)
-                await self._process_from(0, item)
-                if self._preparing:
-                    self._prepare_snapshots(_PREPARE_BUDGET_S)
-                if self._alignment_timeout and handler.aligning:
-                    handler.check_timeout(now_ms())
-                if self._has_timers:
-                    await self._fire_timers()
-                # The slot's tasks share one event loop: a consumer that drained its whole queue at once
-                # (a slow sink: seconds) kept its co-located producers, the credit reader and the metrics
-                # reporter from running — its producers were throttled invisibly instead of filling the
-                # channel and waiting for credit (backpressure). So it yields after a slice of work; not
-                # after every batch: then a fast consumer's producers keep its queue full to the credit
-                # limit, and every aligned barrier waits behind a full queue.
-                now = time.monotonic()
-                if now - slice_started >= _CONSUMER_SLICE_S:
-                    await asyncio.sleep(0)
-                    slice_started = time.monotonic()
+                await self._process_input(channel, item)
                 continue
             if type(item) is Barrier:
-                self._barrier_first_seen.setdefault(item.id, time.monotonic())
-                if item.unaligned and item.id in channel.overtaken:
-                    self._pending_overtaken = (item.id, channel.overtaken.pop(item.id))
-                handler.on_barrier(channel.index, item, now_ms())
-                self._pending_overtaken = None
-                if item.stop:
-                    self.stopped_at = item.id
+                self._on_barrier(channel, item)
             elif type(item) is EndOfStream:
                 channel.finished = True
                 handler.on_end_of_stream(channel.index)
                 if not gate.open_channels():
                     await self._end_of_input()
             await self._fire_timers()
+
+    async def _process_input(self, channel: InputChannel | None, batch: list[Any]) -> None:
+        """Runs ``batch`` (from ``channel``; None: replayed in-flight data) through the chain in slices.
+
+        A slice is about ``_CONSUMER_SLICE_S`` of work. The task lets the event loop run once that
+        much time passed since it last did, and after each slice takes the barriers that overtook the
+        queued batches meanwhile (unaligned checkpoints): the rest of the batch is then in-flight data
+        of that checkpoint, like the batches the barrier overtook, so the checkpoint waits for one
+        slice instead of the whole backlog. Replayed data precedes every channel's: barriers wait
+        until it is processed.
+        """
+        start, n = 0, len(batch)
+        while True:
+            size = self._slices.size
+            piece = batch if start == 0 and size >= n else batch[start:start + size]
+            start += len(piece)
+            self.records_in += len(piece)
+            if self._captures and channel is not None:
+                self._capture(channel, piece)
+            began = time.perf_counter()
+            out = self._run_chain(0, piece)
+            self._slices.record(len(piece), time.perf_counter() - began)
+            if out:
+                await self._emit(out)
+            if self._preparing:
+                self._prepare_snapshots(_PREPARE_BUDGET_S)
+            self._check_alignment_timeout()
+            if self._has_timers:
+                await self._fire_timers()
+            # The slot's tasks share one event loop: a consumer that drained its whole queue at once
+            # (a slow sink: seconds) kept its co-located producers, the credit reader, the metrics
+            # reporter and its own snapshot uploads and acks from running. Not after every batch
+            # either: then a fast consumer's producers keep its queue full to the credit limit, and
+            # every aligned barrier waits behind a full queue.
+            if time.monotonic() - self._slice_started >= _CONSUMER_SLICE_S:
+                await asyncio.sleep(0)
+                self._slice_started = time.monotonic()
+            if start >= n or self.cancelled:
+                return
+            if channel is not None:
+                self._take_overtaking_barriers(channel, batch[start:])
+
+    def _check_alignment_timeout(self) -> None:
+        """Switches alignments, and barriers queued behind batches, to unaligned after the aligned timeout."""
+        if self._alignment_timeout:
+            if self.handler.aligning:
+                self.handler.check_timeout(now_ms())
+            if self.gate.announced:
+                self.gate.expire_alignments(self.services.settings.aligned_timeout_ms / 1000, time.monotonic())
+
+    def _take_overtaking_barriers(self, current: InputChannel, rest: list[Any]) -> None:
+        """Handles barriers that overtook the queued batches while ``current``'s batch was in progress.
+
+        ``rest``, the unprocessed part of that batch, precedes anything queued on ``current``: a
+        barrier of ``current`` overtakes it too (it is stored with the checkpoint and still processed
+        after the barrier); for a barrier of another channel, ``current`` is among the channels whose
+        records are captured until their barrier comes.
+        """
+        while (found := self.gate.overtaking_barrier()) is not None:
+            channel, barrier = found
+            if channel is current:
+                channel.overtaken[barrier.id] = [rest, *channel.overtaken.get(barrier.id, [])]
+            self._on_barrier(channel, barrier)
+
+    def _on_barrier(self, channel: InputChannel, barrier: Barrier) -> None:
+        self._barrier_first_seen.setdefault(barrier.id, time.monotonic())
+        if barrier.id in channel.overtaken:
+            self._pending_overtaken = (barrier.id, channel.overtaken.pop(barrier.id))
+        self.handler.on_barrier(channel.index, barrier, now_ms())
+        self._pending_overtaken = None
+        if barrier.stop:
+            self.stopped_at = barrier.id
 
     _pending_overtaken: tuple[int, list[list[Any]]] | None = None
     _has_timers = False
@@ -381,14 +452,17 @@ class Task:
             if channel.index in capture.waiting:
                 capture.records.extend(batch)
 
-    async def _process_from(self, start: int, batch: list[Any]) -> None:
+    def _run_chain(self, start: int, batch: list[Any]) -> list[Any]:
         for op in self.operators[start:]:
             batch = op.process_batch(batch)
             if not batch:
-                return
-        self.records_out += len(batch)
-        for w in self.writers:
-            await w.emit(batch)
+                break
+        return batch
+
+    async def _process_from(self, start: int, batch: list[Any]) -> None:
+        out = self._run_chain(start, batch)
+        if out:
+            await self._emit(out)
 
     def _timer_delay(self, default: float) -> float:
         nxt = None
@@ -445,6 +519,7 @@ class Task:
 
     def _snapshot(self, barrier: Barrier, capture: frozenset[int]) -> None:
         first = self._barrier_first_seen.pop(barrier.id, time.monotonic())
+        self.gate.announced.pop(barrier.id, None)
         alignment_s = time.monotonic() - first
         snapshots = self._sync_snapshot(barrier)
         for w in self.writers:
@@ -453,6 +528,9 @@ class Task:
             return
         cap: _Capture | None = None
         if capture or self._pending_overtaken:
+            if capture:
+                # Unaligned from here on: the barriers still to come on ``capture`` overtake queued batches.
+                self.gate.overtake(barrier.id, capture)
             cap = _Capture(capture)
             if self._pending_overtaken is not None and self._pending_overtaken[0] == barrier.id:
                 for batch in self._pending_overtaken[1]:
@@ -470,6 +548,7 @@ class Task:
         cap.end(channel)
 
     def cancel_alignment(self, checkpoint_id: int) -> None:
+        self.gate.overtaking.discard(checkpoint_id)
         capture = self._captures.pop(checkpoint_id, None)
         if capture is not None:
             capture.end_all()
@@ -546,6 +625,7 @@ class Task:
             if capture is not None:
                 await capture.done
                 self._captures.pop(barrier.id, None)
+                self.gate.overtaking.discard(barrier.id)
                 head_uid = self.operators[0].uid
                 records = capture.records
                 serializer = SafeSerializer(declared_types=self.services.record_types)

@@ -5,6 +5,7 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
 - ``out`` (required): FileSink URI; ``count``, ``keys``, ``rate``: the generated events
 - ``interval``: checkpoint interval in ms; ``unaligned=1``; ``aligned_timeout``: ms
 - ``rocksdb=1``, ``incremental=1``: the state backend; ``slow_us``: per-record delay after the reduce
+- ``buffer``: records per batch (``set_buffer_size``)
 - ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``;
   ``restarts``: at most that many restarts, 100 ms apart
 - ``max_parallelism``: key groups; ``retained``: checkpoints kept; ``cleanup=delete``: DELETE_ON_CANCELLATION
@@ -71,6 +72,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     if "max_parallelism" in opts:
         env.set_max_parallelism(int(opts["max_parallelism"]))
     env.enable_checkpointing(int(opts["interval"]))
+    if "buffer" in opts:
+        env.set_buffer_size(int(opts["buffer"]))
     config = env.get_checkpoint_config()
     if opts.get("unaligned") == "1":
         config.enable_unaligned_checkpoints()
