@@ -1,7 +1,7 @@
 """The only module that talks to the Kubernetes API (through the official ``kubernetes`` client).
 
-``Kube`` reads StreamJobs and pods (and Secrets only when allowed to), creates and deletes the objects the builders return,
-replaces status with optimistic concurrency (resourceVersion) and posts Events. Blocking client
+``Kube`` reads StreamJobs and pods (Secrets only when allowed to), creates and deletes the objects
+the builders return, replaces status with optimistic concurrency (resourceVersion) and posts Events. Blocking client
 calls run in a thread; ``ApiException`` becomes ``KubernetesError`` (``NotFoundError`` /
 ``ConflictError``). ``KubeApi`` is the protocol the controller depends on; tests pass a fake.
 """

@@ -95,6 +95,9 @@ def job_pod_selector(job: JobRef) -> dict[str, str]:
 
 
 def secret_name(job: JobRef) -> str:
-    """Name of the job's Secret; it carries the StreamJob's uid so that a StreamJob deleted and created
-    again under the same name never finds the old job's Secret (still awaiting garbage collection)."""
+    """Name of the job's Secret, which carries the StreamJob's uid.
+
+    A StreamJob deleted and created again under the same name thus never meets the old job's
+    Secret (still awaiting garbage collection) with the old secret in it.
+    """
     return f"{job.name}-secret-{job.uid[:8]}" if job.uid else f"{job.name}-secret"

@@ -49,8 +49,11 @@ def _policy(job: JobRef, suffix: str, selector: dict[str, str], ingress: list[di
 def build_network_policies(
     job: JobRef, *, operator_namespace: str | None, rest_from: Sequence[dict[str, Any]] = ()
 ) -> list[dict[str, Any]]:
-    """The job's two NetworkPolicies; with no operator namespace and no ``rest_from`` the REST port
-    admits nobody from outside the job (the operator then cannot reach it: give one of them)."""
+    """The job's two NetworkPolicies.
+
+    With no operator namespace and no ``rest_from`` the REST port admits nobody from outside the
+    job (the operator then cannot reach it: give one of them).
+    """
     same_job = {"podSelector": {"matchLabels": job_pod_selector(job)}}
     internal = _policy(job, "internal", job_pod_selector(job), [{"from": [same_job]}])
     peers: list[dict[str, Any]] = []
