@@ -225,8 +225,12 @@ class PodOverrides(CamelModel):
         default=None, description="Mount the service account token (default false: the job needs none)."
     )
     host_network: bool | None = Field(default=None, description="hostNetwork (needs security.allowHostNamespaces).")
-    host_pid: bool | None = Field(default=None, description="hostPID (needs security.allowHostNamespaces).")
-    host_ipc: bool | None = Field(default=None, description="hostIPC (needs security.allowHostNamespaces).")
+    host_pid: bool | None = Field(
+        default=None, alias="hostPID", description="hostPID (needs security.allowHostNamespaces)."
+    )
+    host_ipc: bool | None = Field(
+        default=None, alias="hostIPC", description="hostIPC (needs security.allowHostNamespaces)."
+    )
 
 
 class TimeoutsSpec(CamelModel):
