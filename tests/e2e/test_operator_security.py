@@ -193,21 +193,28 @@ def _can(kube: Kube, account: str, namespace: str, verb: str, resource: str) -> 
     return answer == "yes"
 
 
-def test_chart_rbac_creates_but_never_reads_secrets_unless_asked(helm: Helm, kube: Kube, kube_namespace: str) -> None:
+@pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])
+def test_chart_rbac_creates_but_never_reads_secrets_unless_asked(
+    helm: Helm, kube: Kube, kube_namespace: str, mode: str
+) -> None:
     release = f"sj-{uuid.uuid4().hex[:6]}"
-    base = [
-        "--set", f"watchNamespaces={{{kube_namespace}}}", "--set", f"peering.name={release}",
-        "--set", "replicas=0", "--set", "metrics.enabled=false",
-    ]  # fmt: skip
+    base = ["--set", f"peering.name={release}", "--set", "replicas=0", "--set", "metrics.enabled=false"]
+    if mode == "namespaced":
+        base += ["--set", f"watchNamespaces={{{kube_namespace}}}"]
     helm.install(release, CHART, kube_namespace, *base)
     try:
         account = f"system:serviceaccount:{kube_namespace}:{release}-streamjob"
-        for verb in ("get", "list", "watch", "update", "delete"):
-            assert not _can(kube, account, kube_namespace, verb, "secrets"), f"the operator may {verb} secrets"
+        for namespace in (kube_namespace, "kube-system", "default"):
+            for verb in ("get", "list", "watch", "update", "delete"):
+                allowed = _can(kube, account, namespace, verb, "secrets")
+                assert not allowed, f"the operator ({mode}) may {verb} secrets in {namespace}"
         assert _can(kube, account, kube_namespace, "create", "secrets")
         assert _can(kube, account, kube_namespace, "create", "networkpolicies.networking.k8s.io")
         assert _can(kube, account, kube_namespace, "create", "pods")
-        assert not _can(kube, account, "default", "create", "pods"), "namespaced mode reaches another namespace"
+        # Namespaced mode reaches no other namespace; cluster-wide mode creates pods and Secrets anywhere.
+        elsewhere = mode == "cluster-wide"
+        assert _can(kube, account, "default", "create", "pods") is elsewhere
+        assert _can(kube, account, "default", "create", "secrets") is elsewhere
 
         key_path = f"/api/v1/namespaces/{kube_namespace}/secrets/{release}-streamjob-operator-key"
         key = _decoded(kube.raw.get(key_path))["operator-key"]
