@@ -11,6 +11,7 @@ in ``status.error`` and as a Warning event; nothing is deployed meanwhile.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -78,6 +79,34 @@ def _refused(field: str, value: str) -> str:
     return f"{field} is not allowed; set operator value {value} to permit it"
 
 
+#: SELinux types a container may run as without ``security.allowPrivileged`` (Pod Security "baseline").
+SELINUX_TYPES = frozenset({"container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+
+
+def _privilege_problems(where: str, pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
+    """Settings that lift the container's confinement (what Pod Security "baseline" forbids)."""
+    permit = "security.allowPrivileged=true"
+    problems = []
+    if container.get("privileged"):
+        problems.append(_refused(f"{where}.containerSecurityContext.privileged", permit))
+    if container.get("allowPrivilegeEscalation") is not False:
+        problems.append(
+            f"{where}.containerSecurityContext.allowPrivilegeEscalation must be false; set operator value "
+            f"{permit} to permit it"
+        )
+    if container.get("procMount", "Default") != "Default":
+        problems.append(_refused(f"{where}.containerSecurityContext.procMount={container['procMount']}", permit))
+    for field, context in (("securityContext", pod), ("containerSecurityContext", container)):
+        for profile in ("seccompProfile", "appArmorProfile"):
+            kind = (context.get(profile) or {}).get("type")
+            if kind == "Unconfined":
+                problems.append(_refused(f"{where}.{field}.{profile}.type=Unconfined", permit))
+        selinux = (context.get("seLinuxOptions") or {}).get("type")
+        if selinux and selinux not in SELINUX_TYPES:
+            problems.append(_refused(f"{where}.{field}.seLinuxOptions.type={selinux}", permit))
+    return problems
+
+
 def _role_security(role: str, overrides: PodOverrides, policy: SecurityPolicy) -> list[str]:
     problems = []
     where = f"spec.{role}"
@@ -95,13 +124,7 @@ def _role_security(role: str, overrides: PodOverrides, policy: SecurityPolicy) -
                 problems.append(_refused(f"{where}.{field}", "security.allowHostNamespaces=true"))
     container = container_security_context(overrides)
     if not policy.allow_privileged:
-        if container.get("privileged"):
-            problems.append(_refused(f"{where}.containerSecurityContext.privileged", "security.allowPrivileged=true"))
-        if container.get("allowPrivilegeEscalation") is not False:
-            problems.append(
-                f"{where}.containerSecurityContext.allowPrivilegeEscalation must be false; set operator value "
-                "security.allowPrivileged=true to permit it"
-            )
+        problems += _privilege_problems(where, pod_security_context(overrides), container)
     caps = container.get("capabilities")
     added = caps.get("add") if isinstance(caps, dict) else None
     for index, cap in enumerate(added or []):

@@ -384,3 +384,23 @@ def test_a_refused_spec_is_reported_in_status_and_a_warning_event_and_nothing_is
     assert expected in status["error"]
     assert any(reason == "InvalidSpec" and expected in message and warning for reason, message, warning in kube.events)
     assert not [c for c in kube.calls if c.startswith("create:")]
+
+
+@pytest.mark.parametrize(
+    ("role_extra", "field"),
+    [
+        ({"containerSecurityContext": {"procMount": "Unmasked"}}, "containerSecurityContext.procMount=Unmasked"),
+        ({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}, "securityContext.seccompProfile"),
+        (
+            {"containerSecurityContext": {"appArmorProfile": {"type": "Unconfined"}}},
+            "containerSecurityContext.appArmorProfile.type=Unconfined",
+        ),
+        ({"securityContext": {"seLinuxOptions": {"type": "spc_t"}}}, "securityContext.seLinuxOptions.type=spc_t"),
+    ],
+)
+def test_lifting_confinement_needs_allow_privileged(role_extra: dict[str, Any], field: str) -> None:
+    found = problems(taskManager=role_extra)
+    assert len(found) == 1 and f"spec.taskManager.{field}" in found[0]
+    assert found[0].endswith("set operator value security.allowPrivileged=true to permit it")
+    assert problems(SecurityPolicy(allow_privileged=True), taskManager=role_extra) == []
+    assert problems(taskManager={"securityContext": {"seLinuxOptions": {"type": "container_t"}}}) == []
