@@ -74,8 +74,15 @@ def pod_security_context(overrides: PodOverrides) -> dict[str, Any]:
 
 
 def container_security_context(overrides: PodOverrides) -> dict[str, Any]:
-    """The defaults with the spec's ``containerSecurityContext`` keys over them."""
-    return {**DEFAULT_CONTAINER_SECURITY_CONTEXT, **overrides.container_security_context}
+    """The defaults with the spec's ``containerSecurityContext`` keys over them.
+
+    ``capabilities`` merge one level deeper, so that adding one keeps ``drop: [ALL]``.
+    """
+    own = overrides.container_security_context
+    merged = {**DEFAULT_CONTAINER_SECURITY_CONTEXT, **own}
+    if isinstance(own.get("capabilities"), dict):
+        merged["capabilities"] = {**DEFAULT_CONTAINER_SECURITY_CONTEXT["capabilities"], **own["capabilities"]}
+    return merged
 
 
 def _security_env(at: Attempt) -> list[dict[str, Any]]:

@@ -171,6 +171,13 @@ def test_spec_overrides_are_merged_over_the_defaults() -> None:
     assert jobmaster["securityContext"]["runAsUser"] == 10001 and jobmaster["automountServiceAccountToken"] is False
 
 
+def test_adding_a_capability_keeps_dropping_all_the_others() -> None:
+    at = attempt(jobManager={"containerSecurityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}}})
+    container = build_jobmaster_pod(at)["spec"]["containers"][0]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert validate(at.spec, name="demo", namespace="ns") == []
+
+
 # -- validation: the security policy -------------------------------------------------------------
 
 
