@@ -37,7 +37,9 @@ from streamjob.operator.resources import (
     build_worker_pods,
     selector_for,
 )
-from streamjob.operator.resources.labels import REST_PORT, configmap_name
+from streamjob.operator.resources.labels import REST_PORT, JobRef, configmap_name
+from streamjob.operator.resources.networkpolicy import build_network_policies
+from streamjob.operator.resources.secret import build_secret, derive_job_secret
 from streamjob.operator.timeutil import format_time, seconds_since
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,8 @@ async def execute(
     job = job_ref(body)
     kube = deps.kube
     if isinstance(action, DeployAttempt):
+        for obj in job_security_objects(deps, job):
+            await kube.create(obj)
         await kube.create(build_configmap(action.attempt))
         await kube.create(build_service(job))
         await kube.create(build_jobmaster_pod(action.attempt))
@@ -134,6 +138,21 @@ async def execute(
             status = status.model_copy(update={"snapshot_request": req.model_copy(update=update)})
             body = await kube.replace_status(body, status_body(body.get("status"), status))
     return status, body
+
+
+def job_security_objects(deps: Deps, job: JobRef) -> list[dict[str, Any]]:
+    """The job's Secret (derived from the operator key) and, unless disabled, its NetworkPolicies.
+
+    Created before the pods of every attempt; creating them again is harmless (the Secret's value
+    is deterministic), so a Secret or policy deleted by hand comes back with the next attempt.
+    """
+    security = deps.config.security
+    objects = [build_secret(job, derive_job_secret(deps.config.operator_key, job))]
+    if security.network_policy:
+        objects += build_network_policies(
+            job, operator_namespace=security.operator_namespace, rest_from=security.rest_from
+        )
+    return objects
 
 
 async def delete_pods(deps: Deps, body: dict[str, Any], *, keep_attempt: int | None, grace: int) -> None:

@@ -1,7 +1,7 @@
 """The only module that talks to the Kubernetes API (through the official ``kubernetes`` client).
 
-``Kube`` reads StreamJobs, pods and Secrets, creates and deletes the objects the builders return,
-replaces status with optimistic concurrency (resourceVersion) and posts Events. Blocking client
+``Kube`` reads StreamJobs and pods (Secrets only when allowed to), creates and deletes the objects
+the builders return, replaces status with optimistic concurrency (resourceVersion) and posts Events. Blocking client
 calls run in a thread; ``ApiException`` becomes ``KubernetesError`` (``NotFoundError`` /
 ``ConflictError``). ``KubeApi`` is the protocol the controller depends on; tests pass a fake.
 """
@@ -43,7 +43,7 @@ class KubeApi(Protocol):
         ...
 
     async def create(self, obj: dict[str, Any]) -> None:
-        """Creates a Pod, ConfigMap or Service; an existing one is left as it is."""
+        """Creates a Pod, ConfigMap, Service, Secret or NetworkPolicy; an existing one is left as it is."""
         ...
 
     async def delete_pods(self, namespace: str, names: list[str], grace_seconds: int) -> None:
@@ -55,7 +55,7 @@ class KubeApi(Protocol):
         ...
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        """A Secret's decoded data."""
+        """A Secret's decoded data (only with ``rbac.readJobSecrets``: the operator reads none by default)."""
         ...
 
     async def post_event(self, body: dict[str, Any], *, reason: str, message: str, warning: bool) -> None:
@@ -123,6 +123,7 @@ class Kube:
         # Bodies are plain dicts (what the builders return), which the typed stubs do not admit.
         self._core: Any = k8s_client.CoreV1Api(api)
         self._custom: Any = k8s_client.CustomObjectsApi(api)
+        self._networking: Any = k8s_client.NetworkingV1Api(api)
 
     async def _call(self, what: str, fn: Callable[[], _T]) -> _T:
         try:
@@ -189,6 +190,10 @@ class Kube:
             "Pod": lambda: self._core.create_namespaced_pod(namespace, obj, _preload_content=False),
             "ConfigMap": lambda: self._core.create_namespaced_config_map(namespace, obj, _preload_content=False),
             "Service": lambda: self._core.create_namespaced_service(namespace, obj, _preload_content=False),
+            "Secret": lambda: self._core.create_namespaced_secret(namespace, obj, _preload_content=False),
+            "NetworkPolicy": lambda: self._networking.create_namespaced_network_policy(
+                namespace, obj, _preload_content=False
+            ),
         }
         try:
             await self._call(f"create {kind} {namespace}/{obj['metadata']['name']}", creators[kind])

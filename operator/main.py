@@ -1,20 +1,24 @@
 """``streamjob-operator``: parses flags into ``OperatorConfig`` and runs kopf with ``handlers``.
 
 Watches all namespaces by default (or ``--namespace`` ones); with ``--peering NAME`` several
-replicas elect one active through kopf peering (the chart creates the peering object).
+replicas elect one active through kopf peering (the chart creates the peering object). The
+operator key (``STREAMJOB_OPERATOR_KEY``) and the security policy come from the environment; a
+missing key or a malformed value stops the start with a one-line error (exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import random
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 
 import kopf
 
-from streamjob.operator.settings import OperatorConfig
+from streamjob.operator.settings import OperatorConfig, SettingsError, operator_key_from_env, security_from_env
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
@@ -59,9 +63,19 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     )
 
 
+def with_environment(config: OperatorConfig, env: Mapping[str, str]) -> OperatorConfig:
+    """``config`` with the operator key and the security policy read from ``env`` (``SettingsError``)."""
+    return dataclasses.replace(config, operator_key=operator_key_from_env(env), security=security_from_env(env))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the operator until it is stopped."""
     config = parse_args(argv)
+    try:
+        config = with_environment(config, os.environ)
+    except SettingsError as err:
+        print(f"streamjob-operator: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig  # kopf's own login reads it too

@@ -2,20 +2,30 @@
 
 ``parse_spec`` turns pydantic errors into ``spec.field: message`` lines; ``validate`` checks names,
 reserved labels and env vars, URIs and that the runtime accepts the rendered job config;
-``validate_change`` refuses changes that would silently drop or corrupt state. The controller
-reports the messages in ``status.error`` and as a Warning event; nothing is deployed meanwhile.
+``validate_change`` refuses changes that would silently drop or corrupt state; ``security_problems``
+refuses pod settings the operator's ``SecurityPolicy`` (chart values ``security.*``) does not
+permit, naming the field and the value that would permit it. The controller reports the messages
+in ``status.error`` and as a Warning event; nothing is deployed meanwhile.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import ValidationError
 
-from streamjob.operator.model.spec import StreamJobSpec, UpgradeMode
+from streamjob.operator.model.spec import PodOverrides, StreamJobSpec, UpgradeMode
 from streamjob.operator.resources.configmap import Attempt, render_job_config
 from streamjob.operator.resources.labels import RESERVED_PREFIXES, JobRef
-from streamjob.operator.resources.pods import RESERVED_ENV
+from streamjob.operator.resources.pods import (
+    RESERVED_ENV,
+    RESERVED_MOUNT_PATHS,
+    RESERVED_VOLUMES,
+    container_security_context,
+    pod_security_context,
+)
+from streamjob.operator.settings import SecurityPolicy
 
 MAX_NAME = 50
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -51,14 +61,113 @@ def _pod_overrides(spec: StreamJobSpec) -> list[str]:
                 problems.append(f"spec.{role}.env: every entry needs a name ({entry!r})")
             elif name in RESERVED_ENV:
                 problems.append(f"spec.{role}.env: {name} is set by the operator and cannot be overridden")
+        for index, volume in enumerate(overrides.volumes):
+            if volume.get("name") in RESERVED_VOLUMES:
+                problems.append(f"spec.{role}.volumes[{index}].name: {volume.get('name')!r} is used by the operator")
+        for index, mount in enumerate(overrides.volume_mounts):
+            if mount.get("mountPath") in RESERVED_MOUNT_PATHS:
+                problems.append(
+                    f"spec.{role}.volumeMounts[{index}].mountPath: {mount.get('mountPath')} is mounted by the operator"
+                )
         unknown = set(overrides.resources) - {"requests", "limits", "claims"}
         if unknown:
             problems.append(f"spec.{role}.resources: unknown keys {sorted(unknown)}; use requests and limits")
     return problems
 
 
-def validate(spec: StreamJobSpec, *, name: str, namespace: str) -> list[str]:
-    """Every problem of a parsed spec, as messages for the user (empty when it is fine)."""
+def _refused(field: str, value: str) -> str:
+    return f"{field} is not allowed; set operator value {value} to permit it"
+
+
+#: SELinux types a container may run as without ``security.allowPrivileged`` (Pod Security "baseline").
+SELINUX_TYPES = frozenset({"container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+
+
+def _privilege_problems(where: str, pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
+    """Settings that lift the container's confinement (what Pod Security "baseline" forbids)."""
+    permit = "security.allowPrivileged=true"
+    problems = []
+    if container.get("privileged"):
+        problems.append(_refused(f"{where}.containerSecurityContext.privileged", permit))
+    if container.get("allowPrivilegeEscalation") is not False:
+        problems.append(
+            f"{where}.containerSecurityContext.allowPrivilegeEscalation must be false; set operator value "
+            f"{permit} to permit it"
+        )
+    if container.get("procMount", "Default") != "Default":
+        problems.append(_refused(f"{where}.containerSecurityContext.procMount={container['procMount']}", permit))
+    for field, context in (("securityContext", pod), ("containerSecurityContext", container)):
+        for profile in ("seccompProfile", "appArmorProfile"):
+            kind = (context.get(profile) or {}).get("type")
+            if kind == "Unconfined":
+                problems.append(_refused(f"{where}.{field}.{profile}.type=Unconfined", permit))
+        selinux = (context.get("seLinuxOptions") or {}).get("type")
+        if selinux and selinux not in SELINUX_TYPES:
+            problems.append(_refused(f"{where}.{field}.seLinuxOptions.type={selinux}", permit))
+    return problems
+
+
+def _role_security(role: str, overrides: PodOverrides, policy: SecurityPolicy) -> list[str]:
+    problems = []
+    where = f"spec.{role}"
+    if not policy.allow_host_path:
+        for index, volume in enumerate(overrides.volumes):
+            if "hostPath" in volume:
+                problems.append(_refused(f"{where}.volumes[{index}].hostPath", "security.allowHostPath=true"))
+    if not policy.allow_host_namespaces:
+        for field, value in (
+            ("hostNetwork", overrides.host_network),
+            ("hostPID", overrides.host_pid),
+            ("hostIPC", overrides.host_ipc),
+        ):
+            if value:
+                problems.append(_refused(f"{where}.{field}", "security.allowHostNamespaces=true"))
+    container = container_security_context(overrides)
+    if not policy.allow_privileged:
+        problems += _privilege_problems(where, pod_security_context(overrides), container)
+    caps = container.get("capabilities")
+    added = caps.get("add") if isinstance(caps, dict) else None
+    for index, cap in enumerate(added or []):
+        if str(cap).upper().removeprefix("CAP_") not in {c.upper() for c in policy.allowed_capabilities}:
+            allowed = ",".join([*policy.allowed_capabilities, str(cap)])
+            problems.append(
+                _refused(
+                    f"{where}.containerSecurityContext.capabilities.add[{index}] ({cap})",
+                    f"security.allowedCapabilities={{{allowed}}}",
+                )
+            )
+    if not policy.allow_run_as_root:
+        for field, context in (
+            ("securityContext", pod_security_context(overrides)),
+            ("containerSecurityContext", container),
+        ):
+            if context.get("runAsUser") == 0:
+                problems.append(_refused(f"{where}.{field}.runAsUser=0", "security.allowRunAsRoot=true"))
+            if context.get("runAsNonRoot") is False:
+                problems.append(_refused(f"{where}.{field}.runAsNonRoot=false", "security.allowRunAsRoot=true"))
+    return problems
+
+
+def security_problems(spec: StreamJobSpec, policy: SecurityPolicy) -> list[str]:
+    """Pod settings the operator's security policy does not permit (empty when all are permitted)."""
+    problems: list[str] = []
+    account = spec.service_account
+    if account and account != "default" and account not in policy.allowed_service_accounts:
+        allowed = ",".join([*policy.allowed_service_accounts, account])
+        problems.append(
+            f"spec.serviceAccount {account!r} is not allowed; set operator value "
+            f"security.allowedServiceAccounts={{{allowed}}} to permit it"
+        )
+    for role, overrides in (("jobManager", spec.job_manager), ("taskManager", spec.task_manager)):
+        problems += _role_security(role, overrides, policy)
+    return problems
+
+
+def validate(spec: StreamJobSpec, *, name: str, namespace: str, policy: SecurityPolicy | None = None) -> list[str]:
+    """Every problem of a parsed spec, as messages for the user (empty when it is fine).
+
+    ``policy`` is the operator's security policy (the safe defaults when None).
+    """
     problems: list[str] = []
     if len(name) > MAX_NAME or not DNS_LABEL.match(name):
         problems.append(
@@ -83,6 +192,7 @@ def validate(spec: StreamJobSpec, *, name: str, namespace: str) -> list[str]:
     if spec.savepoint_redeploy_nonce is not None and not spec.initial_savepoint_path:
         problems.append("spec.savepointRedeployNonce: set initialSavepointPath to the savepoint to redeploy from")
     problems += _pod_overrides(spec)
+    problems += security_problems(spec, policy or SecurityPolicy())
     if not problems:
         problems += _renders(spec, name=name, namespace=namespace)
     return problems

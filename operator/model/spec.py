@@ -210,7 +210,27 @@ class PodOverrides(CamelModel):
     volumes: list[dict[str, Any]] = Field(default_factory=list, description="Extra pod volumes.")
     volume_mounts: list[dict[str, Any]] = Field(default_factory=list, description="Extra volume mounts.")
     priority_class_name: str | None = Field(default=None, description="Pod priorityClassName.")
-    security_context: dict[str, Any] = Field(default_factory=dict, description="Pod securityContext.")
+    security_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Pod securityContext, merged over the defaults (runAsNonRoot, runAsUser 10001, seccomp "
+        "RuntimeDefault); root needs the operator value security.allowRunAsRoot.",
+    )
+    container_security_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Container securityContext, merged over the defaults (readOnlyRootFilesystem, no "
+        "privilege escalation, capabilities drop ALL); privileged, allowPrivilegeEscalation and added "
+        "capabilities need operator values (security.*).",
+    )
+    automount_service_account_token: bool | None = Field(
+        default=None, description="Mount the service account token (default false: the job needs none)."
+    )
+    host_network: bool | None = Field(default=None, description="hostNetwork (needs security.allowHostNamespaces).")
+    host_pid: bool | None = Field(
+        default=None, alias="hostPID", description="hostPID (needs security.allowHostNamespaces)."
+    )
+    host_ipc: bool | None = Field(
+        default=None, alias="hostIPC", description="hostIPC (needs security.allowHostNamespaces)."
+    )
 
 
 class TimeoutsSpec(CamelModel):

@@ -53,10 +53,15 @@ def jobmaster_address(pods: list[PodView], status: StreamJobStatus) -> str | Non
 
 
 async def storage_access(deps: Deps, job: JobRef, spec: StreamJobSpec) -> StorageAccess:
-    """Where the job's snapshots are, with credentials read from its Secret (if it names one)."""
+    """Where the job's snapshots are, and with which credentials.
+
+    By default the operator lists storage with its own credentials (its environment, set by the
+    chart), so it needs no right to read Secrets; with ``rbac.readJobSecrets`` it reads the
+    credentials the job names in ``credentialsSecret`` instead.
+    """
     s3 = spec.storage.s3
     key_id = secret_key = None
-    if s3.credentials_secret is not None:
+    if s3.credentials_secret is not None and deps.config.security.read_job_secrets:
         data = await deps.kube.read_secret(job.namespace, s3.credentials_secret.name)
         key_id = data.get(s3.credentials_secret.access_key_id_key)
         secret_key = data.get(s3.credentials_secret.secret_access_key_key)
@@ -79,7 +84,7 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
     now = deps.clock()
     spec, errors = parse_spec(body.get("spec"))
     if spec is not None:
-        errors = validate(spec, name=job.name, namespace=job.namespace)
+        errors = validate(spec, name=job.name, namespace=job.namespace, policy=deps.config.security)
     status = StreamJobStatus.parse(body.get("status"))
     usable = effective_spec(spec, status)
     start_timeout = usable.timeouts.pod_start_seconds if usable is not None else 180

@@ -87,3 +87,17 @@ def configmap_name(job: JobRef, attempt: int) -> str:
 def service_name(job: JobRef) -> str:
     """Name of the JobMaster REST Service."""
     return f"{job.name}-rest"
+
+
+def job_pod_selector(job: JobRef) -> dict[str, str]:
+    """``matchLabels`` of every pod of ``job`` (all attempts), for NetworkPolicies."""
+    return {NAME_LABEL: "streamjob", JOB_LABEL: job.name}
+
+
+def secret_name(job: JobRef) -> str:
+    """Name of the job's Secret, which carries the StreamJob's uid.
+
+    A StreamJob deleted and created again under the same name thus never meets the old job's
+    Secret (still awaiting garbage collection) with the old secret in it.
+    """
+    return f"{job.name}-secret-{job.uid[:8]}" if job.uid else f"{job.name}-secret"

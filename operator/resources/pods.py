@@ -4,6 +4,14 @@ Pods use ``restartPolicy: Never`` — the operator owns restarts (a failed pod e
 and are owned by the StreamJob so that deleting it garbage-collects them. Workers are built only
 once the JobMaster pod has an IP, which they get as a literal ``--jobmaster IP:PORT`` argument and
 as ``JOBMASTER_ADDRESS``, so no cluster DNS is needed.
+
+Hardened by default (``docs/security.md``): non-root user 10001 (the image's), seccomp
+RuntimeDefault, a read-only root filesystem with an emptyDir at ``/tmp`` (``TMPDIR``; the slots'
+work directories and local-recovery copies live there), no privilege escalation, every capability
+dropped and no service-account token; the spec's ``securityContext`` /
+``containerSecurityContext`` / ``automountServiceAccountToken`` are merged over these defaults
+(``validation`` refuses what the operator's security policy does not permit). Both containers get
+the job's secret as ``STREAMJOB_JOB_SECRET`` from the job's Secret (``secretKeyRef``).
 """
 
 from __future__ import annotations
@@ -22,13 +30,87 @@ from streamjob.operator.resources.labels import (
     jobmaster_pod_name,
     labels_for,
     owner_reference,
+    secret_name,
     worker_pod_name,
 )
+from streamjob.operator.resources.secret import JOB_SECRET_KEY
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
 
 CONFIG_VOLUME = "job-config"
+SCRATCH_VOLUME = "scratch"
+SCRATCH_DIR = "/tmp"
+RESERVED_VOLUMES = frozenset({CONFIG_VOLUME, SCRATCH_VOLUME})
+RESERVED_MOUNT_PATHS = frozenset({CONFIG_DIR, SCRATCH_DIR})
 RESERVED_ENV = frozenset(
-    {"POD_IP", "POD_NAME", "POD_NAMESPACE", "JOBMASTER_ADDRESS", "STREAMJOB_S3_ENDPOINT", "STREAMJOB_S3_PATH_STYLE"}
+    {
+        "POD_IP",
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "JOBMASTER_ADDRESS",
+        "STREAMJOB_S3_ENDPOINT",
+        "STREAMJOB_S3_PATH_STYLE",
+        JOB_SECRET_ENV,
+        JOB_SECRET_FILE_ENV,
+    }
 )
+RUN_AS_USER = 10001  # the Dockerfile's USER
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "fsGroup": RUN_AS_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def pod_security_context(overrides: PodOverrides) -> dict[str, Any]:
+    """The defaults with the spec's pod ``securityContext`` keys over them."""
+    return {**DEFAULT_POD_SECURITY_CONTEXT, **overrides.security_context}
+
+
+def container_security_context(overrides: PodOverrides) -> dict[str, Any]:
+    """The defaults with the spec's ``containerSecurityContext`` keys over them.
+
+    ``capabilities`` merge one level deeper, so that adding one keeps ``drop: [ALL]``.
+    """
+    own = overrides.container_security_context
+    merged = {**DEFAULT_CONTAINER_SECURITY_CONTEXT, **own}
+    if isinstance(own.get("capabilities"), dict):
+        merged["capabilities"] = {**DEFAULT_CONTAINER_SECURITY_CONTEXT["capabilities"], **own["capabilities"]}
+    return merged
+
+
+def _security_env(at: Attempt) -> list[dict[str, Any]]:
+    """The job's secret by reference to its Secret (never a literal), and the scratch directory."""
+    ref = {"name": secret_name(at.job), "key": JOB_SECRET_KEY}
+    return [
+        {"name": JOB_SECRET_ENV, "valueFrom": {"secretKeyRef": ref}},
+        {"name": "TMPDIR", "value": SCRATCH_DIR},
+    ]
+
+
+def _harden(at: Attempt, overrides: PodOverrides, pod_spec: dict[str, Any]) -> None:
+    """Adds the security defaults (merged with the spec's overrides) and the scratch volume to a pod spec."""
+    container = pod_spec["containers"][0]
+    container["securityContext"] = container_security_context(overrides)
+    container["volumeMounts"].append({"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR})
+    container["env"] = [*_security_env(at), *container["env"]]  # first, so the spec's env can set TMPDIR
+    pod_spec["volumes"].append({"name": SCRATCH_VOLUME, "emptyDir": {}})
+    pod_spec["securityContext"] = pod_security_context(overrides)
+    automount = overrides.automount_service_account_token
+    pod_spec["automountServiceAccountToken"] = bool(automount)
+    for key, value in (
+        ("hostNetwork", overrides.host_network),
+        ("hostPID", overrides.host_pid),
+        ("hostIPC", overrides.host_ipc),
+    ):
+        if value is not None:
+            pod_spec[key] = value
 
 
 def _env(spec: StreamJobSpec, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,9 +162,9 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
         "tolerations": overrides.tolerations,
         "affinity": overrides.affinity,
         "priorityClassName": overrides.priority_class_name,
-        "securityContext": overrides.security_context,
     }
     pod_spec.update({key: value for key, value in optional.items() if value})
+    _harden(at, overrides, pod_spec)
     labels = {**overrides.labels, **labels_for(at.job, component, attempt=at.attempt, job_id=at.job_id)}
     metadata: dict[str, Any] = {
         "name": name,

@@ -11,6 +11,10 @@ and reports status as the kubelet does (see ``podstate.py``: Pending → Running
 with exit codes, reasons and times; waiting reasons ``CreateContainerConfigError`` for a missing
 ConfigMap/Secret and ``CreateContainerError`` for a command that cannot be found).
 Deletion is honoured: SIGTERM, the grace period, SIGKILL, then the pod object is removed.
+``securityContext`` (user, read-only root filesystem, capabilities) is accepted but not enforced:
+the processes run as the agent's user on the host's filesystem. A volume mounted over the host's
+temporary directory (the job pods' emptyDir at ``/tmp``) is left out, since tests and pods share
+that directory (see ``podproc.hides_shared``); the pod then writes to the host's ``/tmp``.
 
 Tests reach it through the ``node_agent`` fixture (``tests/cluster/fixtures.py``) and its helpers
 :meth:`NodeAgent.pod_ip`, :meth:`NodeAgent.log_path`, :meth:`NodeAgent.read_log`,
@@ -77,6 +81,8 @@ class NodeAgent:
         self.threads: list[threading.Thread] = []
         self.probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="testbed-probe")
         self.next_ip = 1
+        #: Host directories tests and pods share; a volume mounted over one is left out (``podproc.hides_shared``).
+        self.shared_dirs = (Path(tempfile.gettempdir()).resolve(),)
         self.last_heartbeat = 0.0
         self.root.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.root / "agent.log")
@@ -557,6 +563,10 @@ class NodeAgent:
             volume = volumes.get(mount["name"])
             if volume is None:
                 raise podspec.ConfigError(f"volumeMount {mount['name']} names no volume")
+            if podproc.hides_shared(mount["mountPath"], self.shared_dirs):
+                log.info("%s/%s: %s not mounted at %s (the host's shared directory)", run.namespace, run.name,
+                         mount["name"], mount["mountPath"])  # fmt: skip
+                continue
             source = podproc.volume_source(run.pod_dir, self.root / "pvc", run.namespace, volume)
             if mount.get("subPath"):
                 source = source / podspec.expand(mount["subPath"], env)

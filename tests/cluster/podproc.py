@@ -61,6 +61,18 @@ def write_volume(root: Path, files: list[VolumeFile]) -> None:
         target.chmod(item.mode & 0o777)
 
 
+def hides_shared(mount_path: str, shared: tuple[Path, ...]) -> bool:
+    """Whether a volume mounted at ``mount_path`` would cover one of the host's ``shared`` directories.
+
+    On the bed the host's temporary directory is the storage tests and pods share (``file://``
+    checkpoints, job output, the agent's own volume files): an emptyDir over ``/tmp`` (the job pods'
+    scratch space under a read-only root filesystem) would hide it, so the agent leaves such a
+    mount out and the pod uses the host's directory.
+    """
+    target = Path(os.path.normpath(mount_path))
+    return any(directory == target or target in directory.parents for directory in shared)
+
+
 def volume_source(pod_dir: Path, pvc_dir: Path, namespace: str, volume: Json) -> Path:
     """The host directory that backs a volume (created if needed)."""
     name = str(volume["name"])

@@ -97,3 +97,14 @@ def test_terminated_state_reasons() -> None:
     assert podspec.terminated_state(0, "a", "b", "c")["terminated"]["reason"] == "Completed"
     failed = podspec.terminated_state(137, "a", "b", "c", signal=9)["terminated"]
     assert failed["reason"] == "Error" and failed["signal"] == 9
+
+
+def test_a_volume_over_the_shared_host_directory_is_recognised() -> None:
+    from pathlib import Path
+
+    from tests.cluster.podproc import hides_shared
+
+    shared = (Path("/tmp"),)
+    assert hides_shared("/tmp", shared) and hides_shared("/tmp/", shared) and hides_shared("/", shared)
+    assert not hides_shared("/tmp/scratch", shared) and not hides_shared("/etc/streamjob", shared)
+    assert not hides_shared("/tmpx", shared)

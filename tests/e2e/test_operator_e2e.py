@@ -21,6 +21,7 @@ import yaml
 from tests.cluster.fixtures import Kube
 from tests.cluster.kubeapi import KubeError
 from tests.cluster.node_agent import NodeAgent
+from tests.e2e import E2E_OPERATOR_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +67,7 @@ class OperatorProcess:
     def start(self) -> None:
         binary = Path(sys.executable).parent / "streamjob-operator"
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMJOB_OPERATOR_KEY": E2E_OPERATOR_KEY}
         self.proc = subprocess.Popen(
             [
                 str(binary),

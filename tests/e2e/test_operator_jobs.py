@@ -23,6 +23,7 @@ import pytest
 
 from tests.cluster.fixtures import Kube
 from tests.cluster.node_agent import NodeAgent
+from tests.e2e import E2E_OPERATOR_KEY
 from tests.e2e.test_operator_job_counting import ENTRYPOINT, check_exact
 from tests.support.s3server import S3Endpoint
 
@@ -43,11 +44,15 @@ def sj_path(namespace: str, name: str = "") -> str:
 
 
 class OperatorProcess:
-    """``streamjob-operator`` as a subprocess watching every namespace; can be killed and restarted."""
+    """``streamjob-operator`` as a subprocess watching every namespace; can be killed and restarted.
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    ``env`` adds to its environment (which holds the operator key): e.g. its own S3 credentials.
+    """
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.env = {"STREAMJOB_OPERATOR_KEY": E2E_OPERATOR_KEY, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -56,7 +61,7 @@ class OperatorProcess:
             self.proc = subprocess.Popen(
                 [str(binary), "--kubeconfig", str(self.kubeconfig), "--standalone", "--metrics-port", "0",
                  "--poll-interval", "1"],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 start_new_session=True,
             )  # fmt: skip
 
@@ -71,11 +76,19 @@ class OperatorProcess:
             self.proc.wait(5)
 
 
+def operator_s3_env(s3: S3Endpoint) -> dict[str, str]:
+    """The operator's own storage credentials (it reads no job Secret by default)."""
+    return {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+
+
 @pytest.fixture(scope="module")
-def operator(kube: Kube, node_agent: NodeAgent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    kube: Kube, node_agent: NodeAgent, s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     kube.apply(CRD_FILE.read_text())
     kube.wait_for(lambda: kube.raw.get(GROUP_PATH), 30, "the streamjob.dev API")
-    proc = OperatorProcess(kube.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc = OperatorProcess(kube.kubeconfig, log, operator_s3_env(s3))
     proc.start()
     try:
         yield proc

@@ -72,7 +72,11 @@ class PeeringOperator(OperatorProcess):
             "--priority", str(self.priority), "--namespace", self.namespace, "--metrics-port", "0",
             "--poll-interval", "1",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": self.identity}
+        # These replicas list storage with the credentials the job names (rbac.readJobSecrets' path).
+        env = {
+            **os.environ, "PYTHONUNBUFFERED": "1", "POD_ID": self.identity, **self.env,
+            "STREAMJOB_READ_JOB_SECRETS": "true",
+        }  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 

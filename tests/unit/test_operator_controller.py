@@ -22,6 +22,8 @@ from streamjob.operator.settings import OperatorConfig
 
 pytestmark = pytest.mark.unit
 
+OPERATOR_KEY = "k" * 40
+
 SPEC: dict[str, Any] = {
     "image": "app:1",
     "entrypoint": "examples.balance:build",
@@ -44,6 +46,7 @@ class FakeKube:
         self.conflict_next = False
         self.rv = itertools.count(2)
         self.secrets_read: list[str] = []
+        self.status_writes: list[dict[str, Any]] = []
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.job)
@@ -55,6 +58,7 @@ class FakeKube:
             raise ConflictError("conflict", status=409)
         self.calls.append("status:" + str(status.get("lifecycleState")))
         self.job["status"] = copy.deepcopy(status)
+        self.status_writes.append(copy.deepcopy(status))
         self.job["metadata"]["resourceVersion"] = str(next(self.rv))
         return copy.deepcopy(self.job)
 
@@ -164,7 +168,7 @@ def make() -> tuple[Deps, FakeKube, FakeJobMaster, FakeSnapshots]:
         jobmaster=jm,
         snapshots=snaps,
         metrics=Metrics(),
-        config=OperatorConfig(metrics_port=None),
+        config=OperatorConfig(metrics_port=None, operator_key=OPERATOR_KEY),
         clock=Clock(),
         new_job_id=lambda: next(ids),
     )
@@ -192,7 +196,8 @@ def test_reaches_running_and_writes_status_before_creating_pods() -> None:
     created = {c for c in kube.calls if c.startswith("create:")}
     assert {"create:ConfigMap:demo-config-1", "create:Service:demo-rest", "create:Pod:demo-jobmaster-1"} <= created
     assert {"create:Pod:demo-worker-1-0", "create:Pod:demo-worker-1-1"} <= created
-    assert snaps.accesses[-1].access_key_id == "id" and set(kube.secrets_read) == {"creds"}
+    # The operator lists storage with its own credentials: it reads no Secret by default.
+    assert snaps.accesses[-1].access_key_id is None and kube.secrets_read == []
     assert ("Deploying" in [e[0] for e in kube.events]) and ("JobRunning" in [e[0] for e in kube.events])
 
 

@@ -32,6 +32,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{- define "streamjob.operatorKeySecret" -}}
+{{- default (printf "%s-operator-key" (include "streamjob.fullname" .)) .Values.operatorKey.existingSecret -}}
+{{- end -}}
+
 {{/* The rules on StreamJobs and the objects of their jobs, shared by the ClusterRole and the Roles. */}}
 {{- define "streamjob.jobRules" -}}
 - apiGroups: [streamjob.dev]
@@ -52,11 +56,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-{{- if .Values.rbac.readSecrets }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- if .Values.rbac.readJobSecrets }}
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
 {{- end }}
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, create]
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
