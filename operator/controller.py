@@ -125,9 +125,9 @@ async def execute(
         update: dict[str, Any] = {}
         try:
             if isinstance(action, TriggerSavepoint):
-                update["request_id"] = await deps.jobmaster.trigger_savepoint(address, stop=action.stop)
+                update["request_id"] = await deps.jobmaster.trigger_savepoint(address, stop=action.stop, rest_token=None)
             else:
-                await deps.jobmaster.trigger_checkpoint(address)
+                await deps.jobmaster.trigger_checkpoint(address, rest_token=None)
         except JobMasterError as err:
             update["error"] = str(err)
         if req is not None and update:
@@ -198,7 +198,7 @@ async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec) -> Eve
     timeout = spec.timeouts.savepoint_seconds
     try:
         async with asyncio.timeout(timeout):
-            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True)
+            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True, rest_token=None)
             while True:
                 poll = await deps.jobmaster.savepoint_status(address, request_id)
                 if poll.status == "COMPLETED":
@@ -214,7 +214,7 @@ async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec) -> Eve
 async def _cancel(deps: Deps, address: str, spec: StreamJobSpec, records: list[EventRecord]) -> bool:
     try:
         async with asyncio.timeout(spec.timeouts.cancel_seconds):
-            await deps.jobmaster.cancel(address)
+            await deps.jobmaster.cancel(address, rest_token=None)
         return True
     except (JobMasterError, TimeoutError) as err:
         records.append(EventRecord("CancelFailed", f"cancel failed: {err or 'timeout'}; deleting pods", warning=True))

@@ -110,7 +110,8 @@ class FakeJobMaster:
     async def job(self, address: str) -> JobMasterView:
         return JobMasterView(reachable=self._running(address), state="RUNNING")
 
-    async def trigger_savepoint(self, address: str, *, stop: bool, target: str | None = None) -> str:
+    async def trigger_savepoint(self, address: str, *, stop: bool, rest_token: str | None,
+                                target: str | None = None) -> str:
         if self.fail_savepoints:
             raise JobMasterError("savepoint refused")
         rid = f"r{len(self.savepoints) + 1}"
@@ -120,10 +121,10 @@ class FakeJobMaster:
     async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
         return self.savepoints.get(request_id, SavepointPoll("UNKNOWN"))
 
-    async def trigger_checkpoint(self, address: str) -> None:
+    async def trigger_checkpoint(self, address: str, *, rest_token: str | None) -> None:
         return None
 
-    async def cancel(self, address: str) -> None:
+    async def cancel(self, address: str, *, rest_token: str | None) -> None:
         self.cancelled.append(address)
 
 
