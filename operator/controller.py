@@ -125,7 +125,9 @@ async def execute(
         update: dict[str, Any] = {}
         try:
             if isinstance(action, TriggerSavepoint):
-                update["request_id"] = await deps.jobmaster.trigger_savepoint(address, stop=action.stop, rest_token=None)
+                update["request_id"] = await deps.jobmaster.trigger_savepoint(
+                    address, stop=action.stop, rest_token=None
+                )
             else:
                 await deps.jobmaster.trigger_checkpoint(address, rest_token=None)
         except JobMasterError as err:

@@ -53,15 +53,20 @@ class RestClient:
         except urllib.error.HTTPError as err:
             message = _message(err)
             if err.code == 401:
-                raise RestRefused(f"{method} {url} needs the job's REST token and none was given: "
-                                  f"{GIVE_THE_TOKEN}") from None
+                raise RestRefused(
+                    f"{method} {url} needs the job's REST token and none was given: {GIVE_THE_TOKEN}"
+                ) from None
             if err.code == 403 and "REST token" in message:  # a refused savepoint target is a 403 of its own
-                raise RestRefused(f"{method} {url}: the REST token from {self.source} is not this job's (every "
-                                  f"`streamjob run` makes a new one): {GIVE_THE_TOKEN}") from None
+                raise RestRefused(
+                    f"{method} {url}: the REST token from {self.source} is not this job's (every "
+                    f"`streamjob run` makes a new one): {GIVE_THE_TOKEN}"
+                ) from None
             raise StreamJobError(f"{method} {url}: {message}") from err
         except (urllib.error.URLError, OSError) as err:
-            raise StreamJobError(f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the "
-                                 "job running and is --jobmaster its REST URL?") from err
+            raise StreamJobError(
+                f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the "
+                "job running and is --jobmaster its REST URL?"
+            ) from err
 
 
 def _message(err: urllib.error.HTTPError) -> str:
@@ -89,4 +94,3 @@ def client_for(base: str, *, token_file: Path | None, environ: Mapping[str, str]
         return RestClient(base)
     found = find_local_token(parts.hostname, parts.port, str(name), env) if isinstance(name, str) else None
     return RestClient(base, found, f"the token file of local job '{name}'") if found else RestClient(base)
-

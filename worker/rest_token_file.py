@@ -46,8 +46,9 @@ def write_token_file(path: Path, token: str) -> None:
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     except OSError as err:
-        raise ConfigError(f"cannot write the REST token file {path} ({err.strerror}); choose another path with "
-                          "--rest-token-file") from err
+        raise ConfigError(
+            f"cannot write the REST token file {path} ({err.strerror}); choose another path with --rest-token-file"
+        ) from err
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -55,8 +56,9 @@ def write_token_file(path: Path, token: str) -> None:
         os.replace(temp, path)
     except OSError as err:
         Path(temp).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write the REST token file {path} ({err.strerror}); choose another path with "
-                          "--rest-token-file") from err
+        raise ConfigError(
+            f"cannot write the REST token file {path} ({err.strerror}); choose another path with --rest-token-file"
+        ) from err
 
 
 def read_token_file(path: Path) -> str:

@@ -41,8 +41,9 @@ def is_under(target: StorageUri, root: StorageUri) -> bool:
     return target.relative_to(root) is not None
 
 
-def check_savepoint_target(text: str, roots: Sequence[StorageUri], *,
-                           resolve: Callable[[str], str] = os.path.realpath) -> StorageUri:
+def check_savepoint_target(
+    text: str, roots: Sequence[StorageUri], *, resolve: Callable[[str], str] = os.path.realpath
+) -> StorageUri:
     """The normalized target when it lies under one of ``roots``; else an error naming the fix."""
     try:
         target = parse_storage_uri(text)
