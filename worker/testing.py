@@ -165,11 +165,19 @@ class LocalJob:
         except subprocess.TimeoutExpired:
             pass
         else:
+            self._remove_token_file()
             # slots are in the same group; they exit by themselves when the JobMaster is gone
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def _remove_token_file(self) -> None:
+        """A killed run cannot remove its per-run token file; the kit does (a file chosen by flag stays)."""
+        with self._changed:
+            found = next((m for line in self.lines if (m := _TOKEN_LINE.search(line))), None)
+        if found is not None and "--rest-token-file" not in self.argv:
+            Path(found.group(1)).unlink(missing_ok=True)
 
     def interrupt(self) -> None:
         """Ctrl-C: the job is cancelled and keeps its checkpoints."""

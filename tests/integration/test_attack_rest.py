@@ -96,7 +96,7 @@ def test_without_the_token_nothing_changes_and_targets_stay_inside_the_roots(tmp
         token = job.rest_token
         wrong = derive_rest_token(new_job_secret())
 
-        mutating = [
+        mutating: list[tuple[str, dict[str, Any]]] = [
             ("/cancel", {}),
             ("/savepoints", {"stop": True}),
             ("/savepoints", {"target": outside.as_uri()}),
