@@ -274,7 +274,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "allowed_savepoint_roots": args.allowed_savepoint_roots,
     }
     config: JobConfig = parse_job_config(raw, source="(from the command-line flags)")
-    return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet), rest_token_file=args.rest_token_file)
+    token_file = args.rest_token_file.absolute() if args.rest_token_file else None  # printed: say where it is
+    return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet), rest_token_file=token_file)
 
 
 def _cmd_jobmaster(args: argparse.Namespace) -> int:

@@ -196,8 +196,18 @@ def test_cancel_needs_the_token(tmp_path: Path) -> None:
     out, checkpoints = (tmp_path / "out").as_uri(), (tmp_path / "ck").as_uri()
     secret = new_job_secret()
     env = {**clean_env(tmp_path), JOB_SECRET_ENV: secret}  # the run takes the secret given to it
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=500", checkpoint_dir=checkpoints, env=env) as job:
+    chosen = tmp_path / "chosen.token"
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={COUNT}",
+        "rate=500",
+        checkpoint_dir=checkpoints,
+        env=env,
+        options=["--rest-token-file", str(chosen)],
+    ) as job:
         job.wait_for_running()
+        assert job.rest_token_file == chosen and stat.S_IMODE(chosen.stat().st_mode) == 0o600
         assert job.rest_token == derive_rest_token(secret)
         status, _ = raw("POST", f"{job.rest_url}/cancel")
         assert status == 401
@@ -212,6 +222,7 @@ def test_cancel_needs_the_token(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert job.wait() == 0, job.describe()
     assert "job CANCELED" in job.output()
+    assert chosen.read_text().strip() == derive_rest_token(secret)  # a file the user chose is left to the user
 
 
 def test_a_jobmaster_without_a_job_secret_refuses_to_start(tmp_path: Path) -> None:
