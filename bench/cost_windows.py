@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import JOBS, REPO, RunError, _get, _Observed, _read_progress, _sink_reports, percentile
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, derive_rest_token, new_job_secret
 
 DESCRIPTION = ("cost of checkpointing every 1 s inside one job, at p=1 and p=2: the slots' checkpoint CPU over "
                "their CPU, and 31 alternating 4 s windows with and without checkpoints compared")
@@ -81,9 +82,10 @@ def _jobmaster_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _post(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+def _post(url: str, token: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
     data = json.dumps(body or {}).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json",
+                                                                             "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         result: dict[str, Any] = json.loads(response.read() or b"{}")
         return result
@@ -181,13 +183,16 @@ def run(plan: WindowPlan, log: Callable[[str], None] = lambda _: None) -> dict[s
                "--name", "bench-cost", str(JOBS / "keyed_sum.py"), "--", "--records", str(10**13),
                "--keys", str(plan.keys), "--out", str(out_dir), "--timeline"]
         seen = _Observed()
+        secret = new_job_secret()  # the run's secret: its REST token is derived from it
+        token = derive_rest_token(secret)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{JOB_SECRET_ENV: secret})
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                start_new_session=True, env=env)
         reader = threading.Thread(target=_read_progress, args=(proc.stderr, seen), daemon=True)
         reader.start()
         try:
-            windows, triggered, jm_cpu = _schedule(plan, proc, seen)
-            stopped = _post(f"{seen.rest}/savepoints", {"stop": True})
+            windows, triggered, jm_cpu = _schedule(plan, proc, seen, token)
+            stopped = _post(f"{seen.rest}/savepoints", token, {"stop": True})
             proc.wait(timeout=60)
         except (OSError, ValueError, subprocess.TimeoutExpired) as err:
             raise RunError(f"cost windows at p={plan.parallelism}: {err}; last lines: "
@@ -226,8 +231,8 @@ def run(plan: WindowPlan, log: Callable[[str], None] = lambda _: None) -> dict[s
     return result
 
 
-def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
-              seen: _Observed) -> tuple[list[dict[str, Any]], dict[int, float | None], float]:
+def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes], seen: _Observed,
+              token: str) -> tuple[list[dict[str, Any]], dict[int, float | None], float]:
     """Warm-up, then the alternating windows; returns them, the checkpoints triggered in ON windows with
     their CPU ms in the slots (None if not seen completed) and the JobMaster's extra CPU seconds in ON
     windows over OFF windows."""
@@ -238,7 +243,7 @@ def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
                            + " | ".join(line for _, line in seen.lines[-8:]))
         time.sleep(0.05)
     time.sleep(plan.warmup_s / 2)
-    _post(f"{seen.rest}/checkpoints")  # the first checkpoint (thread pool, directories) is not a steady-state one
+    _post(f"{seen.rest}/checkpoints", token)  # the first checkpoint (thread pool, directories) is not steady-state
     time.sleep(plan.warmup_s / 2)
     windows: list[dict[str, Any]] = []
     triggered: set[int] = set()
@@ -253,7 +258,7 @@ def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes],
         if kind == "on":
             for j in range(round(plan.window_s / plan.interval_s)):
                 _sleep_until(start + j * plan.interval_s)
-                triggered.add(int(_post(f"{seen.rest}/checkpoints")["id"]))
+                triggered.add(int(_post(f"{seen.rest}/checkpoints", token)["id"]))
             _sleep_until(end - min(0.3, plan.interval_s / 2))  # the window's last checkpoint has completed
             _record_cpu(seen.rest, cpu_ms)
         _sleep_until(end)

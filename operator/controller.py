@@ -39,7 +39,7 @@ from streamjob.operator.resources import (
 )
 from streamjob.operator.resources.labels import REST_PORT, JobRef, configmap_name
 from streamjob.operator.resources.networkpolicy import build_network_policies
-from streamjob.operator.resources.secret import build_secret, derive_job_secret
+from streamjob.operator.resources.secret import build_secret, derive_job_secret, job_rest_token
 from streamjob.operator.timeutil import format_time, seconds_since
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,13 @@ async def execute(
         update: dict[str, Any] = {}
         try:
             if isinstance(action, TriggerSavepoint):
-                update["request_id"] = await deps.jobmaster.trigger_savepoint(address, stop=action.stop)
+                update["request_id"] = await deps.jobmaster.trigger_savepoint(
+                    address, stop=action.stop, rest_token=job_rest_token(deps.config.operator_key, job)
+                )
             else:
-                await deps.jobmaster.trigger_checkpoint(address)
+                await deps.jobmaster.trigger_checkpoint(
+                    address, rest_token=job_rest_token(deps.config.operator_key, job)
+                )
         except JobMasterError as err:
             update["error"] = str(err)
         if req is not None and update:
@@ -186,8 +190,8 @@ async def finalize(deps: Deps, body: dict[str, Any]) -> None:
     cancelled = False
     if spec is not None and address is not None and status.deployment is not None:
         if spec.savepoint_on_deletion:
-            records.append(await _final_savepoint(deps, address, spec))
-        cancelled = await _cancel(deps, address, spec, records)
+            records.append(await _final_savepoint(deps, address, spec, job))
+        cancelled = await _cancel(deps, address, spec, job, records)
     await delete_pods(deps, body, keep_attempt=None, grace=5)
     if spec is not None and status.job_id and not cancelled and _deletes_on_cancel(spec):
         try:
@@ -213,11 +217,12 @@ def _deletes_on_cancel(spec: StreamJobSpec) -> bool:
     return spec.checkpoint.externalized_cleanup is ExternalizedCleanup.DELETE_ON_CANCELLATION
 
 
-async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec) -> EventRecord:
+async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec, job: JobRef) -> EventRecord:
     timeout = spec.timeouts.savepoint_seconds
     try:
         async with asyncio.timeout(timeout):
-            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True)
+            token = job_rest_token(deps.config.operator_key, job)
+            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True, rest_token=token)
             while True:
                 poll = await deps.jobmaster.savepoint_status(address, request_id)
                 if poll.status == "COMPLETED":
@@ -230,10 +235,10 @@ async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec) -> Eve
         return EventRecord("SavepointFailed", f"final savepoint failed: {why}; deleting anyway", warning=True)
 
 
-async def _cancel(deps: Deps, address: str, spec: StreamJobSpec, records: list[EventRecord]) -> bool:
+async def _cancel(deps: Deps, address: str, spec: StreamJobSpec, job: JobRef, records: list[EventRecord]) -> bool:
     try:
         async with asyncio.timeout(spec.timeouts.cancel_seconds):
-            await deps.jobmaster.cancel(address)
+            await deps.jobmaster.cancel(address, rest_token=job_rest_token(deps.config.operator_key, job))
         return True
     except (JobMasterError, TimeoutError) as err:
         records.append(EventRecord("CancelFailed", f"cancel failed: {err or 'timeout'}; deleting pods", warning=True))

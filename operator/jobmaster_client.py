@@ -2,7 +2,9 @@
 
 Addresses are ``IP:PORT`` of the JobMaster pod (no cluster DNS needed). Every call has a short
 timeout; connection errors, timeouts and non-2xx answers become ``JobMasterError``. ``JobMasterApi``
-is the protocol the controller depends on; tests pass a fake JobMaster.
+is the protocol the controller depends on; tests pass a fake JobMaster. Mutating calls carry the
+job's REST token (``derive_rest_token`` of the job's secret) as ``Authorization: Bearer``: one client
+serves every job, so the caller passes each job's token with the call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class JobMasterApi(Protocol):
         """``GET /job``: reachable or not, and the job state."""
         ...
 
-    async def trigger_savepoint(self, address: str, *, stop: bool, target: str | None = None) -> str:
+    async def trigger_savepoint(self, address: str, *, stop: bool, rest_token: str | None,
+                                target: str | None = None) -> str:
         """``POST /savepoints`` → the request id."""
         ...
 
@@ -30,11 +33,11 @@ class JobMasterApi(Protocol):
         """``GET /savepoints/<id>``."""
         ...
 
-    async def trigger_checkpoint(self, address: str) -> None:
+    async def trigger_checkpoint(self, address: str, *, rest_token: str | None) -> None:
         """``POST /checkpoints``."""
         ...
 
-    async def cancel(self, address: str) -> None:
+    async def cancel(self, address: str, *, rest_token: str | None) -> None:
         """``POST /cancel``."""
         ...
 
@@ -47,10 +50,13 @@ class JobMasterClient:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def _request(self, method: str, address: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _request(self, method: str, address: str, path: str, body: dict[str, Any] | None = None, *,
+                       rest_token: str | None = None) -> Any:
         url = f"http://{address}{path}"
+        headers = {"Authorization": f"Bearer {rest_token}"} if rest_token else None
         try:
-            async with self._session.request(method, url, json=body, timeout=self._timeout) as response:
+            async with self._session.request(method, url, json=body, headers=headers,
+                                             timeout=self._timeout) as response:
                 text = await response.text()
                 if response.status >= 400:
                     raise JobMasterError(f"{method} {url}: HTTP {response.status} {text[:300]}", status=response.status)
@@ -67,12 +73,13 @@ class JobMasterClient:
         state = data.get("state") if isinstance(data, dict) else None
         return JobMasterView(reachable=True, state=str(state).upper() if state else None)
 
-    async def trigger_savepoint(self, address: str, *, stop: bool, target: str | None = None) -> str:
+    async def trigger_savepoint(self, address: str, *, stop: bool, rest_token: str | None,
+                                target: str | None = None) -> str:
         """See ``JobMasterApi``."""
         body: dict[str, Any] = {"stop": stop}
         if target is not None:
             body["target"] = target
-        data = await self._request("POST", address, "/savepoints", body)
+        data = await self._request("POST", address, "/savepoints", body, rest_token=rest_token)
         request_id = data.get("request_id") if isinstance(data, dict) else None
         if not request_id:
             raise JobMasterError(f"POST /savepoints on {address} answered without a request_id: {data!r}")
@@ -93,10 +100,10 @@ class JobMasterClient:
             return SavepointPoll("FAILED", reason=data.get("reason"))
         return SavepointPoll("IN_PROGRESS")
 
-    async def trigger_checkpoint(self, address: str) -> None:
+    async def trigger_checkpoint(self, address: str, *, rest_token: str | None) -> None:
         """See ``JobMasterApi``."""
-        await self._request("POST", address, "/checkpoints", {})
+        await self._request("POST", address, "/checkpoints", {}, rest_token=rest_token)
 
-    async def cancel(self, address: str) -> None:
+    async def cancel(self, address: str, *, rest_token: str | None) -> None:
         """See ``JobMasterApi``."""
-        await self._request("POST", address, "/cancel", {})
+        await self._request("POST", address, "/cancel", {}, rest_token=rest_token)

@@ -15,8 +15,6 @@ import os
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
@@ -141,6 +139,10 @@ def split_job_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv[:cut], argv[cut + 1:]
 
 
+_TOKEN_HELP = ("file holding the job's REST token (default: $STREAMJOB_REST_TOKEN, $STREAMJOB_REST_TOKEN_FILE, "
+               "else the token file of the local `streamjob run` at that address)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamjob",
@@ -186,6 +188,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
                           "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()))
     run.add_argument("--rest-port", type=int, default=8081, help="REST API port (0 = any free port; default 8081)")
+    run.add_argument("--rest-token-file", type=Path, metavar="PATH",
+                     help="write the REST token (needed to cancel or take savepoints) to PATH, mode 0600 (default: "
+                          "streamjob-<job>-<port>.token under $XDG_RUNTIME_DIR or the temp directory, removed "
+                          "when the run ends)")
+    run.add_argument("--allow-savepoint-root", dest="allowed_savepoint_roots", action="append", default=[],
+                     metavar="URI", type=_checked(_uri),
+                     help="also accept savepoint targets under URI (repeatable; by default only the job's "
+                          "savepoint directory)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     jm = sub.add_parser("jobmaster", help="run the JobMaster (Kubernetes mode)",
@@ -219,6 +229,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--stop", action="store_true", help="stop the job after the savepoint (stop-with-savepoint)")
     sp.add_argument("--timeout", default="10m", type=_checked(parse_duration_ms), metavar="DURATION",
                     help="how long to wait (default 10m)")
+    sp.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
 
     cp = sub.add_parser("checkpoints", help="list completed checkpoints and savepoints in storage",
                         description="Lists the completed checkpoints and savepoints under URI (a checkpoints or "
@@ -229,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a running job")
     cancel.add_argument("--jobmaster", default="http://127.0.0.1:8081", type=_checked(_rest_url),
                         help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)")
+    cancel.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
 
     demo = sub.add_parser("demo", help="run the sample job: checkpoints, a killed worker, recovery, exact results")
     demo.add_argument("--checkpoint-dir", help="where the demo's checkpoints go (default: a temporary directory)")
@@ -259,9 +271,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "savepoints_uri": _uri(args.savepoint_dir) if args.savepoint_dir else None,
         "restore_from": args.restore if args.restore in (None, "latest") else _uri(args.restore),
         "allow_non_restored_state": args.allow_non_restored_state, "rest_port": args.rest_port,
+        "allowed_savepoint_roots": args.allowed_savepoint_roots,
     }
     config: JobConfig = parse_job_config(raw, source="(from the command-line flags)")
-    return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet))
+    token_file = args.rest_token_file.absolute() if args.rest_token_file else None  # printed: say where it is
+    return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet), rest_token_file=token_file)
 
 
 def _cmd_jobmaster(args: argparse.Namespace) -> int:
@@ -272,7 +286,9 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
     from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.loader import load_job
+    from streamjob.worker.protocol.auth import derive_rest_token, require_job_secret
 
+    rest_token = derive_rest_token(require_job_secret())
     config = load_job_config(args.config)
     updates: dict[str, Any] = {}
     if args.restore_from:
@@ -295,7 +311,7 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
         host = config.rest_host
         if host == "0.0.0.0" and os.environ.get("POD_IP"):
             host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address
-        runner, port = await serve(jm, host, config.rest_port)
+        runner, port = await serve(jm, host, config.rest_port, rest_token=rest_token)
         jm.jobmaster_address = f"{host}:{port}"
         logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d", host, port)
         try:
@@ -340,33 +356,18 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return code
 
 
-def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as err:
-        try:
-            message = json.loads(err.read()).get("error", err.reason)
-        except (json.JSONDecodeError, AttributeError):
-            message = err.reason
-        raise StreamJobError(f"{method} {url}: {message}") from err
-    except (urllib.error.URLError, OSError) as err:
-        raise StreamJobError(f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the job "
-                             "running and is --jobmaster its REST URL?") from err
-
-
 def _cmd_savepoint(args: argparse.Namespace) -> int:
-    base = args.jobmaster
-    started = _http("POST", f"{base}/savepoints", {"target": args.target, "stop": args.stop})
+    from streamjob.worker.rest_client import client_for
+
+    client = client_for(args.jobmaster, token_file=args.token_file)
+    started = client.call("POST", "/savepoints", {"target": args.target, "stop": args.stop})
     request_id = started["request_id"]
     print(f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
           f"directory {started.get('directory')})...", file=sys.stderr)
     deadline = time.monotonic() + args.timeout / 1000
     while time.monotonic() < deadline:
         try:
-            status = _http("GET", f"{base}/savepoints/{request_id}")
+            status = client.call("GET", f"/savepoints/{request_id}")
         except StreamJobError:
             if args.stop and started.get("directory") and _savepoint_complete(started["directory"]):
                 print(started["directory"])
@@ -407,7 +408,9 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    _http("POST", f"{args.jobmaster}/cancel")
+    from streamjob.worker.rest_client import client_for
+
+    client_for(args.jobmaster, token_file=args.token_file).call("POST", "/cancel")
     print("cancelling", file=sys.stderr)
     return 0
 

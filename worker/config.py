@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamjob.worker.errors import ConfigError
 
@@ -135,6 +135,8 @@ class JobConfig(_Frozen):
     checkpoint: CheckpointOverrides = Field(default_factory=CheckpointOverrides)
     checkpoints_uri: str | None = None
     savepoints_uri: str | None = None
+    allowed_savepoint_roots: list[str] = Field(default_factory=list)
+    """Roots besides ``savepoints_uri`` that ``POST /savepoints {"target"}`` may write under (none by default)."""
     restore_from: str | None = None
     allow_non_restored_state: bool = False
     restart: RestartStrategy | None = None
@@ -155,6 +157,18 @@ class JobConfig(_Frozen):
                 "raise max_parallelism or lower parallelism"
             )
         return self
+
+    @field_validator("allowed_savepoint_roots")
+    @classmethod
+    def _check_roots(cls, roots: list[str]) -> list[str]:
+        from streamjob.worker.storage.uri import parse_storage_uri  # storage imports heavier modules
+
+        for root in roots:
+            try:
+                parse_storage_uri(root)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        return roots
 
     @property
     def total_slots(self) -> int:

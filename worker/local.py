@@ -1,8 +1,8 @@
 """Local mode (the MiniCluster behind ``streamjob run``): a JobMaster in this process, slots as children.
 
 Same code paths as on Kubernetes; only the launcher differs (local processes, restarted by the
-JobMaster under the restart strategy). Prints progress to the terminal: the job's REST address,
-every completed checkpoint, failures, recoveries and record counts.
+JobMaster under the restart strategy). Prints progress to the terminal: the job's REST address and
+where its REST token is, every completed checkpoint, failures, recoveries and record counts.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
 from streamjob.worker.loader import LoadedJob, load_job
+from streamjob.worker.protocol.auth import REST_TOKEN_ENV, derive_rest_token, load_job_secret, new_job_secret
+from streamjob.worker.rest_token_file import default_token_path, write_token_file
 from streamjob.worker.storage.layout import parse_checkpoint_dir
 
 DEFAULT_CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "streamjob" / "checkpoints"
@@ -121,15 +123,31 @@ class Progress:
                 self.line(self.records_line(jm.records_in_total(), now))
 
 
-async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path) -> tuple[int, JobMaster]:
+def token_notice(path: Path) -> str:
+    """The progress line saying where this run's REST token is and how to use it."""
+    return (f"REST token in {path} (needed to cancel or take savepoints): export {REST_TOKEN_ENV}=$(cat {path}) "
+            f"or streamjob savepoint --token-file {path}")
+
+
+async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path,
+               rest_token_file: Path | None) -> tuple[int, JobMaster]:
     plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
+    job_secret = load_job_secret() or new_job_secret()  # this run's secret (protocol/auth.py)
+    rest_token = derive_rest_token(job_secret)
     launcher = LocalProcessLauncher(work_dir / "logs")
     jm = JobMaster(plan, launcher=launcher, events=progress.event)
     progress.launcher = launcher
-    runner, port = await serve(jm, "127.0.0.1", config.rest_port)
+    runner, port = await serve(jm, "127.0.0.1", config.rest_port, rest_token=rest_token)
+    token_path = rest_token_file or default_token_path(config.name, port)
+    try:
+        write_token_file(token_path, rest_token)
+    except BaseException:
+        await runner.cleanup()
+        raise
     jm.jobmaster_address = f"127.0.0.1:{port}"
     progress.line(f"job '{config.name}' at parallelism {plan.graph.slots}; REST API http://127.0.0.1:{port}; "
                   f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}")
+    progress.line(token_notice(token_path))
     reporter = asyncio.create_task(progress.report_records(jm))
     loop = asyncio.get_running_loop()
     cancel_task: list[asyncio.Task[None]] = []
@@ -152,20 +170,25 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
             await asyncio.sleep(2.0)  # let `streamjob savepoint --stop` read the result before the API goes
         await runner.cleanup()
         jm.executor.shutdown(wait=False)
+        if rest_token_file is None:
+            token_path.unlink(missing_ok=True)  # the token dies with the run; a chosen file is the user's
     return code, jm
 
 
 def run_local(config: JobConfig, *, loaded: LoadedJob | None = None, progress: Progress | None = None,
-              work_dir: Path | None = None) -> int:
-    """Runs a job to its end on this machine; returns the exit code."""
+              work_dir: Path | None = None, rest_token_file: Path | None = None) -> int:
+    """Runs a job to its end on this machine; returns the exit code.
+
+    The REST token goes to ``rest_token_file``, by default a per-run file removed when the run ends.
+    """
     loaded = loaded or load_job(config.entrypoint, config.args)
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
     try:
         import uvloop
 
-        code, _ = uvloop.run(_run(config, loaded, progress or Progress(), work))
+        code, _ = uvloop.run(_run(config, loaded, progress or Progress(), work, rest_token_file))
     except ImportError:
-        code, _ = asyncio.run(_run(config, loaded, progress or Progress(), work))
+        code, _ = asyncio.run(_run(config, loaded, progress or Progress(), work, rest_token_file))
     return code
 
 

@@ -2,7 +2,8 @@
 
 Used by streamjob's own integration tests and by job authors' tests. ``LocalJob`` starts
 ``streamjob run`` as a child process (its own process group) with ``--rest-port 0``, finds the REST
-address in the progress lines, and offers the moves a recovery test needs::
+address and the REST token's file in the progress lines (the token goes with every mutating call),
+and offers the moves a recovery test needs::
 
     with LocalJob("jobs/my_job.py", "out=" + out_uri, parallelism=2, checkpoint_dir=ckpt) as job:
         job.wait_for_checkpoints(2)
@@ -38,6 +39,7 @@ __all__ = ["CliResult", "FaultInjector", "FaultPlan", "JobError", "LocalJob", "r
            "read_committed_files", "run_cli"]
 
 _REST_LINE = re.compile(r"REST API (http://[0-9.]+:\d+)")
+_TOKEN_LINE = re.compile(r"REST token in (\S+) \(")
 _SAVEPOINT_LINE = re.compile(r"savepoint (\d+) completed .* — (\S+)/_metadata$")
 SEED_ENV = "STREAMJOB_FAULT_SEED"
 
@@ -97,6 +99,7 @@ class LocalJob:
         self._changed = threading.Condition()
         self._readers: list[threading.Thread] = []
         self._rest_url: str | None = None
+        self._rest_token: str | None = None
 
     # -- process ----------------------------------------------------------------------------------
     def start(self) -> LocalJob:
@@ -162,11 +165,19 @@ class LocalJob:
         except subprocess.TimeoutExpired:
             pass
         else:
+            self._remove_token_file()
             # slots are in the same group; they exit by themselves when the JobMaster is gone
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def _remove_token_file(self) -> None:
+        """A killed run cannot remove its per-run token file; the kit does (a file chosen by flag stays)."""
+        with self._changed:
+            found = next((m for line in self.lines if (m := _TOKEN_LINE.search(line))), None)
+        if found is not None and "--rest-token-file" not in self.argv:
+            Path(found.group(1)).unlink(missing_ok=True)
 
     def interrupt(self) -> None:
         """Ctrl-C: the job is cancelled and keeps its checkpoints."""
@@ -213,11 +224,28 @@ class LocalJob:
             self._rest_url = self.wait_for_line(_REST_LINE, timeout=90.0).group(1)
         return self._rest_url
 
+    @property
+    def rest_token_file(self) -> Path:
+        """The file ``streamjob run`` wrote its REST token to (waits for the progress line)."""
+        return Path(self.wait_for_line(_TOKEN_LINE, timeout=90.0).group(1))
+
+    @property
+    def rest_token(self) -> str:
+        """The job's REST token, the bearer token of mutating calls."""
+        if self._rest_token is None:
+            self._rest_token = self.rest_token_file.read_text(encoding="utf-8").strip()
+        return self._rest_token
+
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        """One REST call; returns the decoded JSON body (4xx/5xx raise ``JobError`` with the error)."""
+        """One REST call; returns the decoded JSON body (4xx/5xx raise ``JobError`` with the error).
+
+        Calls other than GET carry the job's REST token.
+        """
         data = json.dumps(dict(body)).encode() if body is not None else None
-        req = urllib.request.Request(self.rest_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if method.upper() != "GET":
+            headers["Authorization"] = f"Bearer {self.rest_token}"
+        req = urllib.request.Request(self.rest_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=10) as response:
                 return json.loads(response.read() or b"null")

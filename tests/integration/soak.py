@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, derive_rest_token, new_job_secret
 from tests.integration.faultjobs.jobs import compare, read_file_outputs
 from tests.support.s3server import SeaweedServer
 
@@ -66,6 +67,7 @@ class JobProcess:
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)
         self.rest: str | None = None
+        self.token = derive_rest_token(env[JOB_SECRET_ENV])  # the run takes its secret from the environment
         self.completed: list[tuple[int, float]] = []
         self.finished = False
         self.lines: list[str] = []
@@ -111,7 +113,8 @@ class JobProcess:
         """POST to a REST path (errors ignored: the JobMaster may be busy recovering)."""
         try:
             req = urllib.request.Request(f"{self.rest}{path}", data=b"{}", method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.token}"})
             urllib.request.urlopen(req, timeout=5).read()
         except OSError:
             pass
@@ -162,6 +165,7 @@ class FaultDriver:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.s3.endpoint().env())
+        env[JOB_SECRET_ENV] = new_job_secret()
         return env
 
     def run_round(self, seed: int, faults: int, mode: str = "EXACTLY_ONCE", rate: int = 1500,

@@ -110,9 +110,9 @@ def test_monitored_source_reads_files_added_while_running(tmp_path: Path) -> Non
     (source / "a.txt").write_text("".join(f"{i}\n" for i in range(first)))
     state: dict[str, Any] = {}
 
-    def stop_with_savepoint(rest: str) -> None:
+    def stop_with_savepoint(rest: str, token: str) -> None:
         req = urllib.request.Request(f"{rest}/savepoints", data=b'{"stop": true}', method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
         urllib.request.urlopen(req, timeout=10).read()
 
     def hook(progress: HookedProgress, kind: str, data: dict[str, Any]) -> None:
@@ -127,7 +127,7 @@ def test_monitored_source_reads_files_added_while_running(tmp_path: Path) -> Non
             rest = next(m.group(1) for line in progress.lines
                         if (m := re.search(r"REST API (http://\S+);", line)) is not None)
             state["stopping"] = True
-            threading.Thread(target=stop_with_savepoint, args=(rest,), daemon=True).start()
+            threading.Thread(target=stop_with_savepoint, args=(rest, progress.rest_token()), daemon=True).start()
 
     code, progress = run_job(["source=file", f"input={source.as_uri()}", "monitor_ms=100", f"output={output}",
                               "interval=150"], tmp_path / "w", (tmp_path / "chk").as_uri(), hook)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, REST_TOKEN_ENV, derive_rest_token, new_job_secret
 from streamjob.worker.testing import FaultInjector, LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM, run_with_kill
@@ -130,8 +131,10 @@ def test_cancel_while_the_jobmaster_waits_for_worker_pods_ends_it_at_once(tmp_pa
         "name": "waiting", "entrypoint": KEYED_SUM, "args": [f"out={(tmp_path / 'out').as_uri()}"],
         "checkpoints_uri": (tmp_path / "ck").as_uri(), "rest_host": "127.0.0.1", "rest_port": 0, "workers": 2,
     }))
+    secret = new_job_secret()
     proc = subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "jobmaster", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, JOB_SECRET_ENV: secret})
     try:
         assert proc.stdout is not None
         port = None
@@ -142,7 +145,9 @@ def test_cancel_while_the_jobmaster_waits_for_worker_pods_ends_it_at_once(tmp_pa
                 break
         assert port is not None, "the JobMaster never served its REST API"
         started = time.monotonic()
-        assert run_cli("cancel", "--jobmaster", f"http://127.0.0.1:{port}").returncode == 0
+        token = derive_rest_token(secret)
+        assert run_cli("cancel", "--jobmaster", f"http://127.0.0.1:{port}",
+                       env={**os.environ, REST_TOKEN_ENV: token}).returncode == 0
         proc.wait(timeout=30)
         assert time.monotonic() - started < 10
         output = proc.stdout.read()

@@ -18,6 +18,7 @@ from streamjob.operator.metrics import Metrics
 from streamjob.operator.model import StreamJobStatus
 from streamjob.operator.model.status import SnapshotInfo
 from streamjob.operator.reconciler.facts import JobMasterView, SavepointPoll
+from streamjob.operator.resources.secret import job_rest_token
 from streamjob.operator.settings import OperatorConfig
 
 pytestmark = pytest.mark.unit
@@ -106,6 +107,7 @@ class FakeJobMaster:
         self.savepoints: dict[str, SavepointPoll] = {}
         self.fail_savepoints = False
         self.cancelled: list[str] = []
+        self.tokens: list[str | None] = []
 
     def _running(self, address: str) -> bool:
         ip = address.split(":")[0]
@@ -114,7 +116,9 @@ class FakeJobMaster:
     async def job(self, address: str) -> JobMasterView:
         return JobMasterView(reachable=self._running(address), state="RUNNING")
 
-    async def trigger_savepoint(self, address: str, *, stop: bool, target: str | None = None) -> str:
+    async def trigger_savepoint(self, address: str, *, stop: bool, rest_token: str | None,
+                                target: str | None = None) -> str:
+        self.tokens.append(rest_token)
         if self.fail_savepoints:
             raise JobMasterError("savepoint refused")
         rid = f"r{len(self.savepoints) + 1}"
@@ -124,10 +128,11 @@ class FakeJobMaster:
     async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
         return self.savepoints.get(request_id, SavepointPoll("UNKNOWN"))
 
-    async def trigger_checkpoint(self, address: str) -> None:
+    async def trigger_checkpoint(self, address: str, *, rest_token: str | None) -> None:
         return None
 
-    async def cancel(self, address: str) -> None:
+    async def cancel(self, address: str, *, rest_token: str | None) -> None:
+        self.tokens.append(rest_token)
         self.cancelled.append(address)
 
 
@@ -221,6 +226,8 @@ def test_savepoint_request_id_is_recorded_and_upgrade_restores_it() -> None:
     assert st.restore_from == "s3://b/c/ns/demo/savepoint-r1" and st.job_id not in (None, "job1")
     assert len(jm.savepoints) == 1
     assert "create:Pod:demo-worker-2-2" in kube.calls
+    # The savepoint call carried the job's REST token, derived from the operator key, not read.
+    assert jm.tokens == [job_rest_token(OPERATOR_KEY, controller.job_ref(kube.job))]
 
 
 def test_unknown_status_keys_are_kept() -> None:

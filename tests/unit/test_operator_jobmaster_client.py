@@ -1,4 +1,8 @@
-"""The JobMaster REST client against an in-process aiohttp app on 127.0.0.1 speaking design.md's API."""
+"""The JobMaster REST client against an in-process aiohttp app on 127.0.0.1 speaking design.md's API.
+
+The app checks bearer tokens with the JobMaster's own middleware, so the client is tested against the
+real check.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,12 @@ from aiohttp import web
 
 from streamjob.operator.errors import JobMasterError
 from streamjob.operator.jobmaster_client import JobMasterClient
+from streamjob.worker.jobmaster.rest_auth import token_middleware
+from streamjob.worker.protocol.auth import derive_rest_token, new_job_secret
 
 pytestmark = pytest.mark.unit
+
+TOKEN = derive_rest_token(new_job_secret())
 
 
 def app(calls: list[tuple[str, Any]]) -> web.Application:
@@ -39,7 +47,7 @@ def app(calls: list[tuple[str, Any]]) -> web.Application:
     async def cancel(_: web.Request) -> web.Response:
         return web.json_response({"error": "boom"}, status=500)
 
-    application = web.Application()
+    application = web.Application(middlewares=[token_middleware(TOKEN)])
     application.add_routes(
         [
             web.get("/job", job),
@@ -74,15 +82,15 @@ def test_rest_api_round_trip() -> None:
     async def check(client: JobMasterClient, address: str) -> None:
         view = await client.job(address)
         assert view.reachable and view.state == "RUNNING"
-        assert await client.trigger_savepoint(address, stop=True) == "sp-1"
+        assert await client.trigger_savepoint(address, stop=True, rest_token=TOKEN) == "sp-1"
         done = await client.savepoint_status(address, "sp-1")
         assert (done.status, done.location) == ("COMPLETED", "s3://b/sp/savepoint-1")
         failed = await client.savepoint_status(address, "bad")
         assert (failed.status, failed.reason) == ("FAILED", "task gone")
         assert (await client.savepoint_status(address, "zzz")).status == "UNKNOWN"
-        await client.trigger_checkpoint(address)
+        await client.trigger_checkpoint(address, rest_token=TOKEN)
         with pytest.raises(JobMasterError, match="HTTP 500"):
-            await client.cancel(address)
+            await client.cancel(address, rest_token=TOKEN)
 
     serve(check, calls)
     assert calls == [("savepoint", {"stop": True}), ("checkpoint", None)]
@@ -95,6 +103,23 @@ def test_unreachable_jobmaster_is_a_fact_not_an_error() -> None:
             view = await client.job("127.0.0.1:1")
             assert not view.reachable and view.error
             with pytest.raises(JobMasterError):
-                await client.trigger_checkpoint("127.0.0.1:1")
+                await client.trigger_checkpoint("127.0.0.1:1", rest_token=TOKEN)
 
     asyncio.run(check())
+
+
+@pytest.mark.parametrize("token, status", [(None, 401), ("0" * 64, 403), (TOKEN[:-1], 403)])
+def test_mutating_calls_without_the_jobs_token_are_refused(token: str | None, status: int) -> None:
+    calls: list[tuple[str, Any]] = []
+
+    async def check(client: JobMasterClient, address: str) -> None:
+        assert (await client.job(address)).reachable  # reading needs no token
+        for call in (client.trigger_savepoint(address, stop=False, rest_token=token),
+                     client.trigger_checkpoint(address, rest_token=token),
+                     client.cancel(address, rest_token=token)):
+            with pytest.raises(JobMasterError) as refused:
+                await call
+            assert refused.value.status == status
+
+    serve(check, calls)
+    assert calls == []

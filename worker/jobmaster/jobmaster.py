@@ -32,6 +32,7 @@ from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCl
 from streamjob.worker.errors import ConfigError, StorageError, StreamJobError
 from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
 from streamjob.worker.jobmaster.launcher import Launcher
+from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
 from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
 from streamjob.worker.loader import LoadedJob
 from streamjob.worker.slot import s3_settings_for
@@ -532,7 +533,10 @@ class JobMaster:
         return self.coordinator.trigger().id
 
     def trigger_savepoint(self, target: str | None, stop: bool) -> SavepointRequest:
-        """``POST /savepoints``: at most one savepoint at a time."""
+        """``POST /savepoints``: at most one savepoint at a time; a target must lie under an allowed root."""
+        if target is not None:
+            target = str(check_savepoint_target(target, savepoint_roots(self.plan.savepoints_uri,
+                                                                        self.config.allowed_savepoint_roots)))
         if self.coordinator is None or self.state != "RUNNING":
             raise ConfigError(f"the job is {self.state}; savepoints can only be taken while it is RUNNING")
         if any(r.status == "IN_PROGRESS" for r in self.savepoints.values()):

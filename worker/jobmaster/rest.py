@@ -2,7 +2,9 @@
 
 Used by the operator, the CLI (``streamjob savepoint``) and users; errors are JSON
 ``{"error": message}`` with 4xx for bad requests and 409 when the job is not in a state that
-allows the action.
+allows the action. Reading is open; every mutating call needs the job's REST token as a bearer
+token (``rest_auth.py``), and a savepoint target must lie under an allowed root
+(``savepoint_targets.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from aiohttp import WSMsgType, web
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.jobmaster import JobMaster
 from streamjob.worker.jobmaster.metrics import render_metrics
+from streamjob.worker.jobmaster.rest_auth import token_middleware
+from streamjob.worker.jobmaster.savepoint_targets import InvalidSavepointTarget, SavepointTargetRefused
 from streamjob.worker.runtime.codec import unpack
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,10 @@ async def trigger_savepoint(request: web.Request) -> web.Response:
         return _error(400, "stop must be true or false")
     try:
         req = request.app[_JM].trigger_savepoint(target, stop)
+    except InvalidSavepointTarget as err:
+        return _error(400, str(err))
+    except SavepointTargetRefused as err:
+        return _error(403, str(err))
     except StreamJobError as err:
         return _error(409, str(err))
     return web.json_response({"request_id": req.id, "checkpoint_id": req.checkpoint_id, "directory": req.directory},
@@ -140,9 +148,9 @@ async def control(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def build_app(jm: JobMaster) -> web.Application:
-    """The aiohttp application of a JobMaster."""
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+def build_app(jm: JobMaster, *, rest_token: str) -> web.Application:
+    """The aiohttp application of a JobMaster; ``rest_token`` is the bearer token mutating calls need."""
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[token_middleware(rest_token)])
     app[_JM] = jm
     app.router.add_get("/health", health)
     app.router.add_get("/job", job)
@@ -156,9 +164,9 @@ def build_app(jm: JobMaster) -> web.Application:
     return app
 
 
-async def serve(jm: JobMaster, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve(jm: JobMaster, host: str, port: int, *, rest_token: str) -> tuple[web.AppRunner, int]:
     """Starts serving; returns the runner (to clean up) and the bound port."""
-    runner = web.AppRunner(build_app(jm), access_log=None)
+    runner = web.AppRunner(build_app(jm, rest_token=rest_token), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ class HookedProgress(Progress):
         super().event(kind, data)
         if self.hook is not None:
             self.hook(self, kind, data)
+
+    def rest_token(self) -> str:
+        """The run's REST token (for mutating REST calls), read from the file its progress line names."""
+        path = next(m.group(1) for line in self.lines if (m := re.search(r"REST token in (\S+) \(", line)))
+        return Path(path).read_text(encoding="utf-8").strip()
 
     def count(self, kind: str) -> int:
         """How many events of ``kind`` happened."""

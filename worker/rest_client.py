@@ -1,0 +1,96 @@
+"""The CLI's calls to a JobMaster's REST API (``streamjob savepoint``/``cancel``), with the job's REST token.
+
+The token comes from ``--token-file``, else ``STREAMJOB_REST_TOKEN``/``STREAMJOB_REST_TOKEN_FILE``, else,
+for a job on this machine, the file its ``streamjob run`` wrote (found by the job's name from the open
+``GET /job``). A refused call (401/403) becomes one line saying how to give the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from streamjob.worker.errors import StreamJobError
+from streamjob.worker.protocol.auth import REST_TOKEN_ENV, REST_TOKEN_FILE_ENV, load_rest_token
+from streamjob.worker.rest_token_file import find_local_token, read_token_file
+
+GIVE_THE_TOKEN = (
+    f"pass --token-file FILE or set {REST_TOKEN_ENV} (or {REST_TOKEN_FILE_ENV}); `streamjob run` prints where "
+    "its token file is, on Kubernetes the token is in the job's Secret"
+)
+
+
+class RestRefused(StreamJobError):
+    """The JobMaster refused the call for want of the right REST token."""
+
+
+@dataclass(frozen=True)
+class RestClient:
+    """Calls to one JobMaster; ``token`` (with ``source`` saying where it came from) goes with each call."""
+
+    base: str
+    token: str | None = None
+    source: str = ""
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One call; the decoded JSON body, or a ``StreamJobError`` with the JobMaster's message."""
+        url = f"{self.base}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as err:
+            message = _message(err)
+            if err.code == 401:
+                raise RestRefused(
+                    f"{method} {url} needs the job's REST token and none was given: {GIVE_THE_TOKEN}"
+                ) from None
+            if err.code == 403 and "REST token" in message:  # a refused savepoint target is a 403 of its own
+                raise RestRefused(
+                    f"{method} {url}: the REST token from {self.source} is not this job's (every "
+                    f"`streamjob run` makes a new one): {GIVE_THE_TOKEN}"
+                ) from None
+            raise StreamJobError(f"{method} {url}: {message}") from err
+        except (urllib.error.URLError, OSError) as err:
+            raise StreamJobError(
+                f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the "
+                "job running and is --jobmaster its REST URL?"
+            ) from err
+
+
+def _message(err: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(err.read()).get("error", err.reason))
+    except (json.JSONDecodeError, AttributeError, OSError):
+        return str(err.reason)
+
+
+def client_for(base: str, *, token_file: Path | None, environ: Mapping[str, str] | None = None) -> RestClient:
+    """A client for the JobMaster at ``base`` with the token found as the module docstring says."""
+    if token_file is not None:
+        return RestClient(base, read_token_file(token_file), f"--token-file {token_file}")
+    env = os.environ if environ is None else environ
+    token = load_rest_token(env)
+    if token:
+        source = REST_TOKEN_ENV if env.get(REST_TOKEN_ENV) else f"{REST_TOKEN_FILE_ENV}={env.get(REST_TOKEN_FILE_ENV)}"
+        return RestClient(base, token, source)
+    parts = urlsplit(base)
+    if parts.hostname is None or parts.port is None:
+        return RestClient(base)
+    try:
+        name = RestClient(base).call("GET", "/job").get("name")
+    except StreamJobError:
+        return RestClient(base)
+    found = find_local_token(parts.hostname, parts.port, str(name), env) if isinstance(name, str) else None
+    return RestClient(base, found, f"the token file of local job '{name}'") if found else RestClient(base)
