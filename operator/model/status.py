@@ -111,10 +111,42 @@ class Operation(CamelModel):
     restore_mode: Literal["savepoint", "checkpoint", "none", "pending"] = Field(
         default="pending", description="Where restoreFrom comes from (pending until decided)."
     )
+    intent: Literal["initial", "requested", "fresh", "carry", "recover", "revive"] = Field(
+        default="recover",
+        description="What state the operation must deploy with (see docs/user-guide.md, empty state): "
+        "initial (first deploy), requested (initialSavepointPath), fresh (stateless, chosen by the user), "
+        "carry (upgrade/suspend/resume: a snapshot or nothing), recover (restart of the lineage), "
+        "revive (bringing a Failed or Finished job back).",
+    )
+    savepoint: str | None = Field(
+        default=None, description="Savepoint this operation took (upgrade, suspend) or resumes (after a suspension)."
+    )
+    restore_reason: str = Field(default="", description="Why restoreFrom was chosen, in words.")
     started_at: str = Field(description="When the operation began.")
     step_started_at: str = Field(description="When the current step began (for its timeout).")
     not_before: str | None = Field(default=None, description="Backoff: do not deploy before this time.")
     reason: str = Field(default="", description="Why the operation was started.")
+
+
+class LineageEntry(CamelModel):
+    """One jobId the operator started: where its state came from (the lineage survives in status)."""
+
+    job_id: str = Field(description="The jobId (checkpoint directory).")
+    started_from: str | None = Field(
+        default=None, description="Snapshot its first attempt restored; absent when it began with an empty state."
+    )
+    parent: str | None = Field(default=None, description="The jobId deployed before it.")
+    reason: str = Field(default="", description="Why it began (first deploy, upgrade savepoint, stateless, ...).")
+    started_at: str | None = Field(default=None, description="When its first attempt was deployed (RFC 3339).")
+
+
+class HeldChange(CamelModel):
+    """An upgrade or suspension refused because there was no state to carry over."""
+
+    spec: dict[str, Any] = Field(description="The spec that was refused.")
+    checkpoint: str | None = Field(
+        default=None, description="Latest retained snapshot when refused; a newer one retries the change."
+    )
 
 
 class RestartsStatus(CamelModel):
@@ -171,6 +203,13 @@ class StreamJobStatus(CamelModel):
         default=None, description="A savepoint/checkpoint in flight at the JobMaster."
     )
     nonces: NonceStatus = Field(default_factory=NonceStatus, description="Nonces already handled.")
+    lineage: list[LineageEntry] = Field(
+        default_factory=list, description="jobIds the operator started, newest first (bounded)."
+    )
+    held: HeldChange | None = Field(
+        default=None,
+        description="A spec change refused for lack of state to carry; retried on a new checkpoint or spec change.",
+    )
     error: str | None = Field(default=None, description="The last error, for the user.")
 
     @classmethod

@@ -4,7 +4,9 @@ Every operation is recorded in ``status.operation`` before its first action and 
 per round: SNAPSHOT (savepoint or fresh-enough checkpoint) → TEARDOWN (old pods gone, then the
 restore point is fixed and shown in status) → WAIT (restart backoff) → DEPLOY → VERIFY (Running, or
 fail / roll back on timeout). Each step is idempotent, so an operator restart resumes the step it
-finds in status. Pure; called by ``reconciler.plan``.
+finds in status. The state an attempt deploys with is decided only by
+``restore_choice.choose_restore`` (in ``_resolve_restore``); an upgrade or suspension with nothing
+to carry over is refused before any pod is deleted (``hold``). Pure; called by ``reconciler.plan``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from datetime import timedelta
 from streamjob.operator.model.spec import StreamJobSpec, UpgradeMode
 from streamjob.operator.model.status import (
     Deployment,
+    HeldChange,
     LifecycleState,
+    LineageEntry,
     Operation,
     OperationKind,
     OperationStep,
@@ -30,6 +34,7 @@ from streamjob.operator.reconciler.facts import (
     TriggerCheckpoint,
     TriggerSavepoint,
 )
+from streamjob.operator.reconciler.restore_choice import NothingToRestore, choose_restore, is_savepoint_location
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
 
@@ -37,6 +42,9 @@ from streamjob.operator.timeutil import format_time, seconds_since
 #: processes need to start, so that the job's tasks are deployed when the backoff ends. The JobMaster
 #: holds the deployment until then, and pods of the old attempt are gone before any is created.
 PRESTART_S = 2.0
+
+#: jobIds kept in ``status.lineage``.
+LINEAGE_SIZE = 10
 
 #: Grace for pods of a failed attempt: long enough for the kubelet to stop the processes before the pod
 #: object goes (0 would drop the object at once while old processes may still hold ports and files).
@@ -61,12 +69,7 @@ DONE_EVENT = {
 }
 
 
-def is_savepoint_location(location: str | None) -> bool:
-    """Savepoint directories are named ``savepoint-<id>`` (design.md's storage layout)."""
-    if not location:
-        return False
-    parts = [p for p in location.rstrip("/").split("/") if p and p != "_metadata"]
-    return bool(parts) and parts[-1].startswith("savepoint-")
+__all__ = ["is_savepoint_location"]  # re-exported for callers that only know the operations
 
 
 def healthy(d: Draft) -> bool:
@@ -116,20 +119,21 @@ def _step(d: Draft, step: OperationStep, **fields: object) -> None:
 
 def start_deploy(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
     """First deployment: a new jobId, restoring ``initialSavepointPath`` if set."""
-    restore = spec.initial_savepoint_path
     op = _new_op(
         d,
         OperationKind.DEPLOY,
         OperationStep.DEPLOY,
         target_spec=spec.wire(),
         target_generation=generation,
-        job_id=d.facts.new_job_id,
-        restore_from=restore,
-        restore_mode="savepoint" if restore else "none",
+        intent="initial",
         reason="new StreamJob",
     )
     _begin(d, op)
-    d.update(restore_from=restore)
+    if not _resolve_restore(d):
+        return
+    op = d.status.operation
+    assert op is not None
+    restore = op.restore_from
     d.event("Deploying", f"deploying job {op.job_id} attempt {op.attempt}" + (f" from {restore}" if restore else ""))
 
 
@@ -137,76 +141,91 @@ def start_upgrade(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str
     """A spec change: carry the state over per ``upgradeMode``, never silently to an empty state."""
     mode = spec.upgrade_mode
     fields: dict[str, object] = {"target_spec": spec.wire(), "target_generation": generation, "reason": reason}
+    skipped = ""
     if mode is UpgradeMode.STATELESS:
-        fields |= {"job_id": d.facts.new_job_id, "restore_mode": "none", "restore_from": None}
+        fields["intent"] = "fresh"
         step = OperationStep.TEARDOWN
     elif mode is UpgradeMode.SAVEPOINT and healthy(d):
         step = OperationStep.SNAPSHOT
     elif mode is UpgradeMode.SAVEPOINT:
         step = OperationStep.TEARDOWN
-        d.event(
-            "SavepointSkipped",
-            "the job is not running healthy, so no savepoint can be taken; restoring the latest checkpoint",
-            warning=True,
-        )
+        skipped = "the job is not running healthy, so no savepoint can be taken"
     else:
         step = OperationStep.SNAPSHOT if spec.max_state_age_seconds else OperationStep.TEARDOWN
     if d.status.deployment is None and step is OperationStep.SNAPSHOT:
         step = OperationStep.TEARDOWN
+    fields.setdefault("intent", "carry")
     _begin(d, _new_op(d, OperationKind.UPGRADE, step, **fields))
-    d.update(restarts=RestartsStatus())
+    d.update(restarts=RestartsStatus(), held=None)
     d.event("SpecChanged", f"{reason}; upgrading with upgradeMode {mode.value}")
+    if step is OperationStep.TEARDOWN and not _state_to_carry(d, skipped):
+        return
+    if skipped:
+        d.event("SavepointSkipped", f"{skipped}; restoring the latest checkpoint", warning=True)
 
 
 def start_redeploy(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
     """``savepointRedeployNonce``: a new jobId restored from ``initialSavepointPath``."""
-    restore = spec.initial_savepoint_path
     op = _new_op(
         d,
         OperationKind.REDEPLOY,
         OperationStep.TEARDOWN,
         target_spec=spec.wire(),
         target_generation=generation,
-        job_id=d.facts.new_job_id,
-        restore_from=restore,
-        restore_mode="savepoint",
+        intent="requested",
         reason=f"savepointRedeployNonce {spec.savepoint_redeploy_nonce}",
     )
     _begin(d, op)
-    d.update(restore_from=restore, restarts=RestartsStatus())
-    d.event("Redeploying", f"redeploying from {restore} as job {op.job_id}")
+    d.update(restarts=RestartsStatus(), held=None)
+    if not _resolve_restore(d):
+        return
+    op = d.status.operation
+    assert op is not None
+    d.event("Redeploying", f"redeploying from {op.restore_from} as job {op.job_id}")
 
 
 def start_suspend(d: Draft, spec: StreamJobSpec) -> None:
     """``state: suspended``: savepoint (or last-state / stateless) and delete the pods."""
     mode = spec.upgrade_mode
     step = OperationStep.SNAPSHOT if mode is UpgradeMode.SAVEPOINT and healthy(d) else OperationStep.TEARDOWN
-    restore_mode = "none" if mode is UpgradeMode.STATELESS else "pending"
-    op = _new_op(d, OperationKind.SUSPEND, step, restore_mode=restore_mode, reason="state: suspended")
+    intent = "fresh" if mode is UpgradeMode.STATELESS else "carry"
+    op = _new_op(d, OperationKind.SUSPEND, step, intent=intent, reason="state: suspended")
     _begin(d, op)
+    d.update(held=None)
     d.event("Suspending", f"suspending with upgradeMode {mode.value}")
+    if step is OperationStep.TEARDOWN:
+        _state_to_carry(d, "")
 
 
-def start_resume(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
-    """``state: running`` after a suspension (or after Failed, on a spec change): restore and deploy."""
-    restore = d.status.restore_from
-    from_savepoint = is_savepoint_location(restore)
-    fresh = from_savepoint or restore is None or d.status.job_id is None
-    job_id = d.facts.new_job_id if fresh else d.status.job_id
+def start_resume(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str) -> None:
+    """``state: running`` after a suspension, or a Failed/Finished job brought back (nonce, spec change).
+
+    A never-deployed job deploys as a first deploy; ``upgradeMode: stateless`` starts empty; a
+    suspended job restores what its suspension kept; a Failed or Finished one continues its lineage
+    (``choose_restore``'s revive) — the restore point is fixed once the old pods are gone.
+    """
+    st = d.status
+    suspended = st.lifecycle_state is LifecycleState.SUSPENDED
+    if st.job_id is None:
+        intent = "initial"
+    elif spec.upgrade_mode is UpgradeMode.STATELESS:
+        intent = "fresh"
+    else:
+        intent = "carry" if suspended else "revive"
+    kept = st.restore_from if suspended and is_savepoint_location(st.restore_from) else None
     op = _new_op(
         d,
         OperationKind.RESUME,
         OperationStep.TEARDOWN,
         target_spec=spec.wire(),
         target_generation=generation,
-        job_id=job_id,
-        restore_from=restore,
-        restore_mode=("savepoint" if from_savepoint else "checkpoint") if restore else "none",
-        reason="state: running",
+        intent=intent,
+        savepoint=kept if intent == "carry" else None,
+        reason=reason,
     )
     _begin(d, op)
-    d.update(restarts=RestartsStatus())
-    d.event("Resuming", f"resuming as job {job_id}" + (f" from {restore}" if restore else " with an empty state"))
+    d.update(restarts=RestartsStatus(), held=None)
+    d.event("Resuming", f"{reason}: resuming job {st.job_id or '-'} (upgradeMode {spec.upgrade_mode.value})")
 
 
 def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) -> None:
@@ -229,6 +248,7 @@ def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) 
         target_spec=target,
         target_generation=dep.generation if dep is not None else d.facts.generation,
         restore_mode="pending",
+        intent="recover",
         not_before=format_time(d.facts.now + timedelta(seconds=delay)),
         reason=reason,
     )
@@ -248,6 +268,7 @@ def start_rollback(d: Draft, *, reason: str) -> None:
         OperationStep.TEARDOWN,
         target_spec=d.status.last_stable_spec,
         restore_mode="pending",
+        intent="recover",
         reason=reason,
     )
     _begin(d, op)
@@ -273,6 +294,44 @@ def abort(d: Draft, message: str) -> None:
     d.event("OperationAborted", f"{kind} aborted: {message}", warning=True)
 
 
+def hold(d: Draft, message: str) -> None:
+    """Refuses an upgrade or suspension with no state to carry, before any pod is deleted.
+
+    The job keeps its deployment (or stays as it is); ``status.error`` and a Warning say what is
+    missing and how to go on. The refused spec is remembered in ``status.held``: ``plan`` retries
+    it when the lineage's latest snapshot changes or the spec does, never in a loop.
+    """
+    op = d.status.operation
+    assert op is not None
+    dep = d.status.deployment
+    latest = d.facts.latest_of(d.status.job_id)
+    text = f"{op.kind.value} refused, nothing to restore: {message}" + ("; the job keeps running" if dep else "")
+    held = (
+        HeldChange(spec=d.facts.spec.wire(), checkpoint=latest.location if latest else None) if d.facts.spec else None
+    )
+    d.update(
+        operation=None,
+        lifecycle_state=LifecycleState.RUNNING if dep is not None else LifecycleState.FAILED,
+        error=text,
+        held=held,
+        last_reconciled_spec=dep.spec if dep is not None else d.status.last_reconciled_spec,
+    )
+    d.event("NoState", text, warning=True)
+
+
+def _state_to_carry(d: Draft, why: str) -> bool:
+    """Before tearing down for an upgrade or suspension: False (and held) when no state could be restored."""
+    op = d.status.operation
+    assert op is not None
+    if op.intent != "carry":
+        return True
+    choice = choose_restore(d.facts, _target(d), op)
+    if isinstance(choice, NothingToRestore) and not choice.transient:
+        hold(d, f"{why}; {choice.message}" if why else choice.message)
+        return False
+    return True
+
+
 # -- advancing -----------------------------------------------------------------------------------
 
 
@@ -296,10 +355,13 @@ def advance(d: Draft) -> None:
 
 
 def _target(d: Draft) -> StreamJobSpec:
+    """The spec the operation deploys; a suspension's is the user's (else the deployed one)."""
     op = d.status.operation
     assert op is not None
     if op.target_spec is not None:
         return StreamJobSpec.parse(op.target_spec)
+    if d.facts.spec is None and d.status.deployment is not None:
+        return StreamJobSpec.parse(d.status.deployment.spec)
     assert d.facts.spec is not None
     return d.facts.spec
 
@@ -321,8 +383,9 @@ def _snapshot(d: Draft) -> None:
     if req is None:
         ip = jobmaster_ip(d)
         if ip is None or not healthy(d):
-            d.event("SavepointSkipped", "job unhealthy; restoring the latest checkpoint instead", warning=True)
-            _step(d, OperationStep.TEARDOWN)
+            if _state_to_carry(d, "the job is unhealthy, so no savepoint can be taken"):
+                d.event("SavepointSkipped", "job unhealthy; restoring the latest checkpoint instead", warning=True)
+                _step(d, OperationStep.TEARDOWN)
             return
         trigger = op.kind.value
         d.update(snapshot_request=SnapshotRequest(kind="savepoint", trigger=trigger, stop=True, started_at=d.now_text))
@@ -336,17 +399,16 @@ def _snapshot(d: Draft) -> None:
 
 
 def savepoint_fallback(d: Draft, reason: str) -> None:
-    """A savepoint for an upgrade or suspension failed: go on from the latest checkpoint instead."""
+    """A savepoint for an upgrade or suspension failed: the latest checkpoint instead, or refuse."""
+    if not _state_to_carry(d, reason):
+        return
     d.event("SavepointFailed", f"{reason}; continuing from the latest retained checkpoint", warning=True)
     _step(d, OperationStep.TEARDOWN, restore_mode="pending")
 
 
 def savepoint_taken(d: Draft, location: str) -> None:
     """The operation's savepoint completed: it is what the next attempt restores (as a new lineage)."""
-    op = d.status.operation
-    assert op is not None
-    job_id = d.facts.new_job_id if op.kind is not OperationKind.SUSPEND else op.job_id
-    _step(d, OperationStep.TEARDOWN, restore_from=location, restore_mode="savepoint", job_id=job_id)
+    _step(d, OperationStep.TEARDOWN, savepoint=location, restore_mode="pending")
     d.update(restore_from=location)
 
 
@@ -412,24 +474,32 @@ def _teardown(d: Draft) -> None:
 
 
 def _resolve_restore(d: Draft) -> bool:
-    """Fixes the restore point from storage and shows it in status; False while storage is unreadable."""
+    """Fixes the restore point (``choose_restore``) and shows it in status before any deployment.
+
+    False while storage is unreadable (retried next round) and when there is nothing to restore:
+    then the operation fails with a Warning — by now the old pods are gone (an upgrade or
+    suspension was checked before its teardown), and an empty state is never deployed instead.
+    """
     op = d.status.operation
     assert op is not None
-    if d.facts.storage_error is not None:
-        d.update(error=f"cannot read checkpoint storage to find the state to restore: {d.facts.storage_error}")
+    choice = choose_restore(d.facts, _target(d), op)
+    if isinstance(choice, NothingToRestore):
+        if choice.transient:
+            d.update(error=choice.message)
+            return False
+        message = f"{op.kind.value} failed, nothing to restore: {choice.message}"
+        d.event("NoState", message, warning=True)
+        fail(d, message)
         return False
-    latest = d.facts.latest_of(op.job_id)
-    dep = d.status.deployment
-    if latest is not None:
-        restore, mode = latest.location, "checkpoint"
-    elif dep is not None and dep.restore_from and dep.job_id == op.job_id:
-        restore, mode = dep.restore_from, "savepoint" if is_savepoint_location(dep.restore_from) else "checkpoint"
-    else:
-        restore, mode = None, "none"
-    if restore is None and op.kind is not OperationKind.SUSPEND:
-        d.event("NoState", f"job {op.job_id} has no retained checkpoint yet; starting with an empty state")
-    _step(d, op.step, restore_from=restore, restore_mode=mode)
-    d.update(restore_from=restore)
+    _step(
+        d,
+        op.step,
+        job_id=choice.job_id,
+        restore_from=choice.location,
+        restore_mode=choice.mode,
+        restore_reason=choice.reason,
+    )
+    d.update(restore_from=choice.location)
     return True
 
 
@@ -450,10 +520,25 @@ def _backoff_left(d: Draft) -> float:
     return max(0.0, -(seconds_since(op.not_before, d.facts.now) or 0.0)) if op.not_before else 0.0
 
 
+def _record_lineage(d: Draft, job_id: str, started_from: str | None, reason: str) -> None:
+    """A new jobId goes on top of ``status.lineage`` (with the snapshot it starts from) before it deploys."""
+    lineage = d.status.lineage
+    if lineage and lineage[0].job_id == job_id:
+        return
+    entry = LineageEntry(
+        job_id=job_id, started_from=started_from, parent=d.status.job_id, reason=reason, started_at=d.now_text
+    )
+    d.update(lineage=[entry, *[e for e in lineage if e.job_id != job_id]][:LINEAGE_SIZE])
+
+
 def _deploy(d: Draft) -> None:
+    if d.status.operation is not None and d.status.operation.restore_mode == "pending" and not _resolve_restore(d):
+        return
     op = d.status.operation
     assert op is not None and op.job_id is not None and op.attempt is not None
     spec = _target(d)
+    if op.job_id != d.status.job_id or not d.status.lineage:
+        _record_lineage(d, op.job_id, op.restore_from, op.restore_reason)
     dep = Deployment(
         attempt=op.attempt,
         job_id=op.job_id,
@@ -526,7 +611,9 @@ def _finish(d: Draft) -> None:
     if op.kind is not OperationKind.ROLLBACK:
         d.update(error=None)
     where = f" from {dep.restore_from}" if dep.restore_from else " with an empty state"
-    d.event(DONE_EVENT[op.kind], f"job {dep.job_id} attempt {dep.attempt} is running{where}")
+    why = f" ({op.restore_reason})" if op.restore_reason else ""
+    d.update(held=None)
+    d.event(DONE_EVENT[op.kind], f"job {dep.job_id} attempt {dep.attempt} is running{where}{why}")
 
 
 def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str) -> None:

@@ -10,7 +10,7 @@ checkpoint progress, conditions) current. ``controller`` calls ``plan`` with obs
 from __future__ import annotations
 
 from streamjob.operator.diff import ChangeKind, classify
-from streamjob.operator.model.spec import JobState, StreamJobSpec, UpgradeMode
+from streamjob.operator.model.spec import JobState, StreamJobSpec
 from streamjob.operator.model.status import (
     Deployment,
     LifecycleState,
@@ -206,7 +206,7 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
         return
     dep = st.deployment
     gen = f.generation
-    if spec.state is JobState.SUSPENDED:
+    if spec.state is JobState.SUSPENDED and not _still_held(d, spec):
         d.update(last_reconciled_spec=spec.wire())
         if dep is not None and st.lifecycle_state is not LifecycleState.FINISHED:
             ops.start_suspend(d, spec)
@@ -218,6 +218,7 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
         spec.savepoint_redeploy_nonce is not None and spec.savepoint_redeploy_nonce != st.nonces.savepoint_redeploy
     )
     ended = dep is None or st.lifecycle_state in (LifecycleState.FAILED, LifecycleState.FINISHED)
+    held = _still_held(d, spec)
     if redeploy_pending:
         d.update(
             last_reconciled_spec=spec.wire(),
@@ -228,14 +229,20 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
         st.lifecycle_state is LifecycleState.SUSPENDED or change.kind is not ChangeKind.NONE or restart_pending
     ):
         d.update(last_reconciled_spec=spec.wire(), nonces=st.nonces.model_copy(update={"restart": spec.restart_nonce}))
-        if st.lifecycle_state is not LifecycleState.SUSPENDED and spec.upgrade_mode is not UpgradeMode.STATELESS:
-            d.update(restore_from=None)
-        ops.start_resume(d, spec, generation=gen)
+        if st.lifecycle_state is LifecycleState.SUSPENDED:
+            reason = "state: running"
+        elif restart_pending:
+            reason = f"restartNonce {spec.restart_nonce}"
+        else:
+            reason = f"spec changed: {change.describe()}"
+        ops.start_resume(d, spec, generation=gen, reason=reason)
     elif ended:
         return
     elif restart_pending:
         d.update(nonces=st.nonces.model_copy(update={"restart": spec.restart_nonce}))
         ops.start_restart(d, spec, reason=f"restartNonce {spec.restart_nonce}", counted=False)
+    elif held:
+        _triggers(d, spec)
     elif change.redeploys:
         d.update(last_reconciled_spec=spec.wire())
         what = "rescale" if change.kind is ChangeKind.SCALE else "spec changed"
@@ -244,6 +251,21 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
         if change.kind is not ChangeKind.NONE:
             d.update(last_reconciled_spec=spec.wire())
         _triggers(d, spec)
+
+
+def _still_held(d: Draft, spec: StreamJobSpec) -> bool:
+    """A refused upgrade/suspension stays refused until the spec or the lineage's latest snapshot changes.
+
+    Then it is released (and ``status.error`` with it): the change is retried by the normal path.
+    """
+    held = d.status.held
+    if held is None:
+        return False
+    latest = d.facts.latest_of(d.status.job_id)
+    if held.spec == spec.wire() and held.checkpoint == (latest.location if latest else None):
+        return True
+    d.update(held=None, error=None)
+    return False
 
 
 def _attempt_failure(d: Draft, dep: Deployment) -> str | None:

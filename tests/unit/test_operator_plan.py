@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from streamjob.operator.model import LifecycleState, StreamJobStatus
-from streamjob.operator.model.status import SnapshotInfo
-from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler.facts import (
-    DeletePods,
     DeployAttempt,
     DeployWorkers,
-    Facts,
-    JobMasterView,
-    Plan,
-    SavepointPoll,
     TriggerCheckpoint,
     TriggerSavepoint,
 )
 from streamjob.operator.reconciler.plan import plan
-from streamjob.operator.resources import JobRef
-from streamjob.operator.timeutil import format_time
-from streamjob.operator.validation import parse_spec, validate
+from streamjob.operator.testing import PlannerWorld as World
 
 pytestmark = pytest.mark.unit
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BASE: dict[str, Any] = {
     "image": "app:1",
     "entrypoint": "examples.balance:build",
@@ -40,204 +28,6 @@ BASE: dict[str, Any] = {
     "checkpoint": {"intervalMs": 1000},
     "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
 }
-
-
-@dataclass
-class FakePod:
-    name: str
-    component: str
-    attempt: int
-    image: str
-    phase: str = "Pending"
-    ip: str | None = None
-    failure: str | None = None
-    finished_at: datetime | None = None
-    removed_in: int | None = None  # with slow deletion: ticks until the object is gone
-
-    def view(self) -> PodView:
-        return PodView(
-            name=self.name,
-            component=self.component,
-            attempt=self.attempt,
-            phase=self.phase,
-            ip=self.ip,
-            running=self.phase == "Running" and self.failure is None,
-            failure=self.failure,
-            succeeded=self.phase == "Succeeded",
-            finished_at=self.finished_at,
-        )
-
-
-class World:
-    """Pods that start after a tick, a JobMaster answering while its pod runs, storage with checkpoints."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.job = JobRef("demo", "ns", "uid")
-        self.spec = spec
-        self.generation = 1
-        self.status = StreamJobStatus()
-        self.now = T0
-        self.pods: dict[str, FakePod] = {}
-        self.checkpoints: dict[str, list[int]] = {}
-        self.checkpoint_times: dict[tuple[str, int], datetime] = {}
-        self.started_from: dict[str, str] = {}
-        self.requests: dict[str, SavepointPoll] = {}
-        self.savepoint_outcome = "COMPLETED"
-        self.broken_images: set[str] = set()
-        self.checkpointing = True
-        self.ids = (f"job{n:02d}" for n in itertools.count(1))
-        self.next_id = next(self.ids)
-        self.events: list[tuple[str, str]] = []
-        self.actions: list[object] = []
-        self.deployed: list[tuple[int, str, str | None, int]] = []
-        self.ip_pool = itertools.count(10)
-        self.jm_state = "RUNNING"
-        self.jm_answers = True
-        self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
-
-    # -- facts -----------------------------------------------------------------------------------
-    def latest(self, job_id: str) -> SnapshotInfo | None:
-        ids = self.checkpoints.get(job_id)
-        if ids:
-            return SnapshotInfo(
-                kind="checkpoint",
-                id=ids[-1],
-                job_id=job_id,
-                location=f"s3://b/c/ns/demo/{job_id}/chk-{ids[-1]}",
-                time=format_time(self.checkpoint_times[(job_id, ids[-1])]),
-            )
-        if job_id in self.started_from:
-            return SnapshotInfo(kind="savepoint", location=self.started_from[job_id], job_id=job_id)
-        return None
-
-    def facts(self) -> Facts:
-        spec, errors = parse_spec(self.spec)
-        if spec is not None:
-            errors = validate(spec, name=self.job.name, namespace=self.job.namespace)
-        dep = self.status.deployment
-        jm = next(
-            (p for p in self.pods.values() if dep and p.attempt == dep.attempt and p.component == "jobmaster"), None
-        )
-        reachable = jm is not None and jm.phase == "Running" and self.jm_answers
-        req = self.status.snapshot_request
-        poll = self.requests.get(req.request_id) if req is not None and req.request_id else None
-        ids = {self.status.job_id, self.status.operation.job_id if self.status.operation else None} - {None}
-        return Facts(
-            job=self.job,
-            generation=self.generation,
-            spec=spec,
-            spec_errors=tuple(errors),
-            status=self.status,
-            now=self.now,
-            new_job_id=self.next_id,
-            pods=tuple(p.view() for p in self.pods.values()),
-            jobmaster=JobMasterView(reachable=reachable, state=self.jm_state if reachable else None),
-            savepoint_poll=poll,
-            latest={i: self.latest(i) for i in ids if i is not None},
-        )
-
-    # -- one round -------------------------------------------------------------------------------
-    def step(self) -> Plan:
-        result = plan(self.facts())
-        self.status = result.status
-        if self.status.job_id == self.next_id or (
-            self.status.operation and self.status.operation.job_id == self.next_id
-        ):
-            self.next_id = next(self.ids)
-        self.events += [(e.reason, e.message) for e in result.events]
-        for action in result.actions:
-            self.actions.append(action)
-            self.apply(action)
-        self.tick()
-        return result
-
-    def apply(self, action: object) -> None:
-        if isinstance(action, DeployAttempt):
-            at = action.attempt
-            name = f"demo-jobmaster-{at.attempt}"
-            if name not in self.pods:
-                self.deployed.append((at.attempt, at.job_id, at.restore_from, at.spec.parallelism))
-                if at.restore_from and at.job_id not in self.checkpoints and "savepoint-" in at.restore_from:
-                    self.started_from[at.job_id] = at.restore_from
-                self.pods[name] = FakePod(name, "jobmaster", at.attempt, at.spec.image)
-        elif isinstance(action, DeployWorkers):
-            for i in range(action.attempt.spec.worker_count):
-                name = f"demo-worker-{action.attempt.attempt}-{i}"
-                self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
-        elif isinstance(action, DeletePods):
-            if self.slow_deletion:
-                for pod in self.pods.values():
-                    if pod.attempt != action.keep_attempt and pod.removed_in is None:
-                        pod.removed_in = 4
-            else:
-                self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
-        elif isinstance(action, TriggerSavepoint):
-            rid = f"r{len(self.requests) + 1}"
-            self.requests[rid] = SavepointPoll("IN_PROGRESS")
-            req = self.status.snapshot_request
-            assert req is not None
-            self.status = self.status.model_copy(
-                update={"snapshot_request": req.model_copy(update={"request_id": rid})}
-            )
-            self._pending_stop = action.stop
-        elif isinstance(action, TriggerCheckpoint):
-            self.add_checkpoint()
-
-    def add_checkpoint(self) -> None:
-        job_id = self.status.job_id
-        assert job_id is not None
-        ids = self.checkpoints.setdefault(job_id, [])
-        ids.append((ids[-1] if ids else 0) + 1)
-        self.checkpoint_times[(job_id, ids[-1])] = self.now
-
-    def tick(self) -> None:
-        self.now += timedelta(seconds=1)
-        for name, pod in list(self.pods.items()):
-            if pod.removed_in is not None:
-                pod.removed_in -= 1
-                if pod.removed_in <= 0:
-                    del self.pods[name]
-        for pod in self.pods.values():
-            if pod.phase == "Pending":
-                if pod.image in self.broken_images:
-                    pod.failure = f"pod {pod.name} cannot start its container: ImagePullBackOff"
-                else:
-                    pod.phase, pod.ip = "Running", f"10.0.0.{next(self.ip_pool)}"
-        for rid, poll in list(self.requests.items()):
-            if poll.status == "IN_PROGRESS":
-                if self.savepoint_outcome == "COMPLETED":
-                    self.requests[rid] = SavepointPoll("COMPLETED", location=f"s3://b/c/ns/demo/savepoint-{rid}")
-                    if self._pending_stop:
-                        for pod in self.pods.values():
-                            pod.phase = "Succeeded"
-                elif self.savepoint_outcome == "FAILED":
-                    self.requests[rid] = SavepointPoll("FAILED", reason="task not running")
-        dep = self.status.deployment
-        running = dep is not None and [
-            p for p in self.pods.values() if p.attempt == dep.attempt and p.phase == "Running"
-        ]
-        if (
-            running
-            and len(running) == 3
-            and self.checkpointing
-            and self.status.lifecycle_state is LifecycleState.RUNNING
-        ):
-            self.add_checkpoint()
-
-    def run_until(self, done: Callable[[World], bool], steps: int = 60) -> None:
-        for _ in range(steps):
-            if done(self):
-                return
-            self.step()
-        raise AssertionError(f"not reached in {steps} rounds; status={self.status.wire()} events={self.events[-8:]}")
-
-    def update_spec(self, **patch: Any) -> None:
-        self.spec = {**self.spec, **patch}
-        self.generation += 1
-        self.step()
-
-    def count(self, kind: type) -> int:
-        return sum(isinstance(a, kind) for a in self.actions)
 
 
 def running(w: World) -> bool:

@@ -1,0 +1,501 @@
+"""The operator's test kit: a fake world for the pure planner and fakes of the controller's adapters.
+
+``PlannerWorld`` drives ``reconciler.plan`` round by round against pods that start after a tick, a
+JobMaster that answers while its pod runs, savepoints that complete / fail / hang, and checkpoint
+storage the job writes to — no mocks, only the facts the observers would return. ``FakeKube``,
+``FakeJobMaster`` and ``FakeSnapshots`` stand in for the I/O adapters behind ``controller``
+(``fake_deps`` wires them). Used by ``tests/unit/test_operator_plan*.py`` and
+``tests/unit/test_operator_controller.py``; importing it pulls in no test framework.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streamjob.operator.checkpoints import StorageAccess
+from streamjob.operator.deps import Deps
+from streamjob.operator.errors import ConflictError, JobMasterError
+from streamjob.operator.metrics import Metrics
+from streamjob.operator.model.status import LifecycleState, SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.pods import PodView
+from streamjob.operator.reconciler.facts import (
+    Action,
+    DeletePods,
+    DeployAttempt,
+    DeployWorkers,
+    Facts,
+    JobMasterView,
+    Plan,
+    SavepointPoll,
+    TriggerCheckpoint,
+    TriggerSavepoint,
+)
+from streamjob.operator.reconciler.plan import plan
+from streamjob.operator.resources.labels import JobRef
+from streamjob.operator.settings import OperatorConfig
+from streamjob.operator.timeutil import format_time
+from streamjob.operator.validation import parse_spec, validate
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+#: The planner's input as a function, so that a test can run another planner (e.g. an older one).
+Planner = Callable[[Facts], Plan]
+
+
+@dataclass
+class FakePod:
+    """A pod of the fake world: Pending until the next tick, then Running (or failing to start)."""
+
+    name: str
+    component: str
+    attempt: int
+    image: str
+    phase: str = "Pending"
+    ip: str | None = None
+    failure: str | None = None
+    finished_at: datetime | None = None
+    removed_in: int | None = None  # with slow deletion: ticks until the object is gone
+    fails_on_start: str | None = None  # the failure its process will have once it runs
+
+    def view(self) -> PodView:
+        """What the pod observer would report."""
+        return PodView(
+            name=self.name,
+            component=self.component,
+            attempt=self.attempt,
+            phase=self.phase,
+            ip=self.ip,
+            running=self.phase == "Running" and self.failure is None,
+            failure=self.failure,
+            succeeded=self.phase == "Succeeded",
+            finished_at=self.finished_at,
+        )
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """One attempt the planner deployed, as the world saw it."""
+
+    attempt: int
+    job_id: str
+    restore_from: str | None
+    parallelism: int
+    at: datetime
+    operation: str | None  # kind of the operation in status when it was deployed
+
+
+class PlannerWorld:
+    """Pods that start after a tick, a JobMaster answering while its pod runs, storage with checkpoints.
+
+    ``step`` runs one round of ``planner`` (``plan`` by default) on the world's facts, writes the
+    status back, carries out the actions the way the cluster would, and advances the clock by 1 s.
+    Savepoints in ``unrestorable`` make a JobMaster restoring them fail unless the deployed spec
+    allows non-restored state (a pipeline that dropped an operator).
+    """
+
+    def __init__(self, spec: dict[str, Any], planner: Planner = plan) -> None:
+        """A world where ``spec`` was just applied (generation 1, empty status)."""
+        self.planner = planner
+        self.job = JobRef("demo", "ns", "uid")
+        self.spec = spec
+        self.generation = 1
+        self.status = StreamJobStatus()
+        self.now = T0
+        self.pods: dict[str, FakePod] = {}
+        self.checkpoints: dict[str, list[int]] = {}
+        self.checkpoint_times: dict[tuple[str, int], datetime] = {}
+        self.started_from: dict[str, str] = {}
+        self.requests: dict[str, SavepointPoll] = {}
+        self.savepoints: dict[str, datetime] = {}  # completed stop/intermediate savepoints by location
+        self.savepoint_outcome = "COMPLETED"
+        self.broken_images: set[str] = set()
+        self.unrestorable: set[str] = set()
+        self.checkpointing = True
+        self.ids = (f"job{n:02d}" for n in itertools.count(1))
+        self.next_id = next(self.ids)
+        self.events: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []
+        self.actions: list[Action] = []
+        self.deployed: list[tuple[int, str, str | None, int]] = []
+        self.deployments: list[Deployed] = []
+        self.ip_pool = itertools.count(10)
+        self.jm_state = "RUNNING"
+        self.jm_answers = True
+        self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
+        self._pending_stop = False
+
+    # -- facts -----------------------------------------------------------------------------------
+    def latest(self, job_id: str) -> SnapshotInfo | None:
+        """What ``find_latest_retained`` would return for ``job_id``."""
+        ids = self.checkpoints.get(job_id)
+        if ids:
+            return SnapshotInfo(
+                kind="checkpoint",
+                id=ids[-1],
+                job_id=job_id,
+                location=self.checkpoint_location(job_id, ids[-1]),
+                time=format_time(self.checkpoint_times[(job_id, ids[-1])]),
+            )
+        if job_id in self.started_from:
+            return SnapshotInfo(kind="savepoint", location=self.started_from[job_id], job_id=job_id)
+        return None
+
+    @staticmethod
+    def checkpoint_location(job_id: str, checkpoint_id: int) -> str:
+        """Where checkpoint ``checkpoint_id`` of ``job_id`` lives."""
+        return f"s3://b/c/ns/demo/{job_id}/chk-{checkpoint_id}"
+
+    def facts(self) -> Facts:
+        """The facts the observers would gather now."""
+        spec, errors = parse_spec(self.spec)
+        if spec is not None:
+            errors = validate(spec, name=self.job.name, namespace=self.job.namespace)
+        dep = self.status.deployment
+        jm = next(
+            (p for p in self.pods.values() if dep and p.attempt == dep.attempt and p.component == "jobmaster"), None
+        )
+        reachable = jm is not None and jm.phase == "Running" and jm.failure is None and self.jm_answers
+        req = self.status.snapshot_request
+        poll = self.requests.get(req.request_id) if req is not None and req.request_id else None
+        ids = {self.status.job_id, self.status.operation.job_id if self.status.operation else None}
+        return Facts(
+            job=self.job,
+            generation=self.generation,
+            spec=spec,
+            spec_errors=tuple(errors),
+            status=self.status,
+            now=self.now,
+            new_job_id=self.next_id,
+            pods=tuple(p.view() for p in self.pods.values()),
+            jobmaster=JobMasterView(reachable=reachable, state=self.jm_state if reachable else None),
+            savepoint_poll=poll,
+            latest={i: self.latest(i) for i in ids if i is not None},
+        )
+
+    # -- one round -------------------------------------------------------------------------------
+    def step(self) -> Plan:
+        """One reconcile round, its actions, then one tick of the clock."""
+        result = self.planner(self.facts())
+        self.status = result.status
+        if self.status.job_id == self.next_id or (
+            self.status.operation and self.status.operation.job_id == self.next_id
+        ):
+            self.next_id = next(self.ids)
+        self.events += [(e.reason, e.message) for e in result.events]
+        self.warnings += [(e.reason, e.message) for e in result.events if e.warning]
+        for action in result.actions:
+            self.actions.append(action)
+            self.apply(action)
+        self.tick()
+        return result
+
+    def apply(self, action: Action) -> None:
+        """Carries out one action as the cluster and the JobMaster would."""
+        if isinstance(action, DeployAttempt):
+            self._deploy(action)
+        elif isinstance(action, DeployWorkers):
+            for i in range(action.attempt.spec.worker_count):
+                name = f"demo-worker-{action.attempt.attempt}-{i}"
+                self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
+        elif isinstance(action, DeletePods):
+            if self.slow_deletion:
+                for pod in self.pods.values():
+                    if pod.attempt != action.keep_attempt and pod.removed_in is None:
+                        pod.removed_in = 4
+            else:
+                self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
+        elif isinstance(action, TriggerSavepoint):
+            rid = f"r{len(self.requests) + 1}"
+            self.requests[rid] = SavepointPoll("IN_PROGRESS")
+            req = self.status.snapshot_request
+            assert req is not None
+            self.status = self.status.model_copy(
+                update={"snapshot_request": req.model_copy(update={"request_id": rid})}
+            )
+            self._pending_stop = action.stop
+        elif isinstance(action, TriggerCheckpoint):
+            self.add_checkpoint()
+
+    def _deploy(self, action: DeployAttempt) -> None:
+        at = action.attempt
+        name = f"demo-jobmaster-{at.attempt}"
+        if name in self.pods:
+            return
+        self.deployed.append((at.attempt, at.job_id, at.restore_from, at.spec.parallelism))
+        op = self.status.operation
+        self.deployments.append(
+            Deployed(
+                at.attempt, at.job_id, at.restore_from, at.spec.parallelism, self.now, op.kind.value if op else None
+            )
+        )
+        pod = FakePod(name, "jobmaster", at.attempt, at.spec.image)
+        if at.restore_from in self.unrestorable and not at.spec.allow_non_restored_state:
+            pod.fails_on_start = f"pod {name} exited with code 1: {at.restore_from} holds state of an unknown operator"
+        elif at.restore_from and at.job_id not in self.checkpoints and "savepoint-" in at.restore_from:
+            self.started_from.setdefault(at.job_id, at.restore_from)  # the JobMaster's _lineage.json
+        self.pods[name] = pod
+
+    def add_checkpoint(self) -> None:
+        """The running job completes its next checkpoint."""
+        job_id = self.status.job_id
+        assert job_id is not None
+        ids = self.checkpoints.setdefault(job_id, [])
+        ids.append((ids[-1] if ids else 0) + 1)
+        self.checkpoint_times[(job_id, ids[-1])] = self.now
+
+    def tick(self) -> None:
+        """One second passes: pods start or fail, deleted ones go, savepoints settle, checkpoints complete."""
+        self.now += timedelta(seconds=1)
+        for name, pod in list(self.pods.items()):
+            if pod.removed_in is not None:
+                pod.removed_in -= 1
+                if pod.removed_in <= 0:
+                    del self.pods[name]
+        for pod in self.pods.values():
+            if pod.phase == "Pending":
+                if pod.image in self.broken_images:
+                    pod.failure = f"pod {pod.name} cannot start its container: ImagePullBackOff"
+                else:
+                    pod.phase, pod.ip = "Running", f"10.0.0.{next(self.ip_pool)}"
+            elif pod.phase == "Running" and pod.fails_on_start and pod.failure is None:
+                pod.phase, pod.failure, pod.finished_at = "Failed", pod.fails_on_start, self.now
+        self._settle_savepoints()
+        dep = self.status.deployment
+        running = dep is not None and [
+            p for p in self.pods.values() if p.attempt == dep.attempt and p.phase == "Running" and p.failure is None
+        ]
+        if (
+            running
+            and dep is not None
+            and len(running) == dep_pods(dep.spec)
+            and self.checkpointing
+            and self.status.lifecycle_state is LifecycleState.RUNNING
+        ):
+            self.add_checkpoint()
+
+    def _settle_savepoints(self) -> None:
+        for rid, poll in list(self.requests.items()):
+            if poll.status != "IN_PROGRESS":
+                continue
+            if self.savepoint_outcome == "COMPLETED":
+                location = f"s3://b/c/ns/demo/savepoint-{rid}"
+                self.requests[rid] = SavepointPoll("COMPLETED", location=location)
+                self.savepoints[location] = self.now
+                if self._pending_stop:
+                    for pod in self.pods.values():
+                        pod.phase = "Succeeded"
+            elif self.savepoint_outcome == "FAILED":
+                self.requests[rid] = SavepointPoll("FAILED", reason="task not running")
+
+    def run_until(self, done: Callable[[PlannerWorld], bool], steps: int = 60) -> None:
+        """Steps until ``done``; fails with the status and the last events after ``steps`` rounds."""
+        for _ in range(steps):
+            if done(self):
+                return
+            self.step()
+        raise AssertionError(f"not reached in {steps} rounds; status={self.status.wire()} events={self.events[-8:]}")
+
+    def update_spec(self, **patch: Any) -> None:
+        """The user changes the spec (a new generation), then one round runs."""
+        self.spec = {**self.spec, **patch}
+        self.generation += 1
+        self.step()
+
+    def count(self, kind: type) -> int:
+        """How many actions of ``kind`` were carried out so far."""
+        return sum(isinstance(a, kind) for a in self.actions)
+
+
+def dep_pods(spec: dict[str, Any]) -> int:
+    """Pods of an attempt of ``spec`` (the JobMaster and the workers)."""
+    from streamjob.operator.model.spec import StreamJobSpec
+
+    return StreamJobSpec.parse(spec).worker_count + 1
+
+
+# -- the controller's adapters -------------------------------------------------------------------
+
+
+class FakeKube:
+    """The Kubernetes adapter over dicts: one StreamJob, the objects created, status with resourceVersion."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        """A StreamJob ``ns/demo`` with ``spec``."""
+        self.job: dict[str, Any] | None = {
+            "apiVersion": "streamjob.dev/v1alpha1",
+            "kind": "StreamJob",
+            "metadata": {"name": "demo", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "1"},
+            "spec": copy.deepcopy(spec),
+        }
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.events: list[tuple[str, str, bool]] = []
+        self.conflict_next = False
+        self.rv = itertools.count(2)
+        self.secrets_read: list[str] = []
+        self.status_writes: list[dict[str, Any]] = []
+
+    async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """See ``KubeApi``."""
+        return copy.deepcopy(self.job)
+
+    async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """See ``KubeApi``; a stale resourceVersion (or ``conflict_next``) is a conflict."""
+        assert self.job is not None
+        if self.conflict_next or body["metadata"]["resourceVersion"] != self.job["metadata"]["resourceVersion"]:
+            self.conflict_next = False
+            raise ConflictError("conflict", status=409)
+        self.calls.append("status:" + str(status.get("lifecycleState")))
+        self.job["status"] = copy.deepcopy(status)
+        self.status_writes.append(copy.deepcopy(status))
+        self.job["metadata"]["resourceVersion"] = str(next(self.rv))
+        return copy.deepcopy(self.job)
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """See ``KubeApi``."""
+        return [copy.deepcopy(o) for (kind, _), o in self.objects.items() if kind == "Pod"]
+
+    async def create(self, obj: dict[str, Any]) -> None:
+        """See ``KubeApi`` (an existing object is kept, as with AlreadyExists)."""
+        key = (obj["kind"], obj["metadata"]["name"])
+        self.calls.append(f"create:{key[0]}:{key[1]}")
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+        self.objects.setdefault(key, obj)
+
+    async def delete_pods(self, namespace: str, names: list[str], grace_seconds: int) -> None:
+        """See ``KubeApi``."""
+        for name in names:
+            self.calls.append(f"delete:Pod:{name}")
+            self.objects.pop(("Pod", name), None)
+
+    async def delete_configmaps(self, namespace: str, selector: str, keep: set[str]) -> None:
+        """See ``KubeApi``."""
+        for key in [k for k in self.objects if k[0] == "ConfigMap" and k[1] not in keep]:
+            del self.objects[key]
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """See ``KubeApi``."""
+        self.secrets_read.append(name)
+        return {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}
+
+    async def post_event(self, body: dict[str, Any], *, reason: str, message: str, warning: bool) -> None:
+        """See ``KubeApi``."""
+        self.events.append((reason, message, warning))
+
+    def kubelet(self) -> None:
+        """Every pending pod starts and gets an IP."""
+        ips = itertools.count(2)
+        for (kind, _), obj in self.objects.items():
+            if kind == "Pod" and obj.get("status", {}).get("phase") != "Running":
+                obj["status"] = {
+                    "phase": "Running",
+                    "podIP": f"10.0.0.{next(ips)}",
+                    "containerStatuses": [{"name": "c", "state": {"running": {}}, "restartCount": 0}],
+                }
+
+
+class FakeJobMaster:
+    """The JobMaster REST adapter: answers while a pod with the address's IP exists; savepoints complete."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        """JobMasters are the pods of ``kube``."""
+        self.kube = kube
+        self.savepoints: dict[str, SavepointPoll] = {}
+        self.fail_savepoints = False
+        self.cancelled: list[str] = []
+        self.tokens: list[str | None] = []  # the REST tokens sent with mutating calls
+
+    def _running(self, address: str) -> bool:
+        ip = address.split(":")[0]
+        return any(o.get("status", {}).get("podIP") == ip for o in self.kube.objects.values())
+
+    async def job(self, address: str) -> JobMasterView:
+        """See ``JobMasterApi``."""
+        return JobMasterView(reachable=self._running(address), state="RUNNING")
+
+    async def trigger_savepoint(
+        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
+    ) -> str:
+        """See ``JobMasterApi``; refused with ``fail_savepoints``."""
+        self.tokens.append(rest_token)
+        if self.fail_savepoints:
+            raise JobMasterError("savepoint refused")
+        rid = f"r{len(self.savepoints) + 1}"
+        self.savepoints[rid] = SavepointPoll("COMPLETED", location=f"s3://b/c/ns/demo/savepoint-{rid}")
+        return rid
+
+    async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
+        """See ``JobMasterApi``."""
+        return self.savepoints.get(request_id, SavepointPoll("UNKNOWN"))
+
+    async def trigger_checkpoint(self, address: str, *, rest_token: str | None) -> None:
+        """See ``JobMasterApi``."""
+        return None
+
+    async def cancel(self, address: str, *, rest_token: str | None) -> None:
+        """See ``JobMasterApi``."""
+        self.tokens.append(rest_token)
+        self.cancelled.append(address)
+
+
+class FakeSnapshots:
+    """The storage adapter: ``latest`` per jobId, set by the test."""
+
+    def __init__(self) -> None:
+        """Nothing in storage."""
+        self.latest: dict[str, SnapshotInfo] = {}
+        self.accesses: list[StorageAccess] = []
+        self.discarded: list[str] = []
+
+    async def latest_retained(self, access: StorageAccess, job_id: str) -> SnapshotInfo | None:
+        """See ``SnapshotFinder``."""
+        self.accesses.append(access)
+        return self.latest.get(job_id)
+
+    async def savepoint_since(self, access: StorageAccess, since: datetime) -> SnapshotInfo | None:
+        """See ``SnapshotFinder``."""
+        return None
+
+    async def discard_lineage(self, access: StorageAccess, job_id: str) -> int:
+        """See ``SnapshotFinder``."""
+        self.discarded.append(job_id)
+        return 3
+
+
+class Clock:
+    """A clock that advances 1 s per reading."""
+
+    def __init__(self) -> None:
+        """Starts one second after ``T0``."""
+        self.now = T0 + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        """The next second."""
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def fake_deps(
+    spec: dict[str, Any], config: OperatorConfig | None = None
+) -> tuple[Deps, FakeKube, FakeJobMaster, FakeSnapshots]:
+    """Deps over the fakes, for one StreamJob ``ns/demo`` with ``spec``; jobIds are job1, job2, ..."""
+    kube = FakeKube(spec)
+    jm = FakeJobMaster(kube)
+    snaps = FakeSnapshots()
+    ids = (f"job{n}" for n in itertools.count(1))
+    deps = Deps(
+        kube=kube,
+        jobmaster=jm,
+        snapshots=snaps,
+        metrics=Metrics(),
+        config=config or OperatorConfig(metrics_port=None),
+        clock=Clock(),
+        new_job_id=lambda: next(ids),
+    )
+    return deps, kube, jm, snaps
