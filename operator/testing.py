@@ -87,6 +87,7 @@ class Deployed:
     parallelism: int
     at: datetime
     operation: str | None  # kind of the operation in status when it was deployed
+    operation_started_at: str | None = None
 
 
 class PlannerWorld:
@@ -111,6 +112,8 @@ class PlannerWorld:
         self.checkpoint_times: dict[tuple[str, int], datetime] = {}
         self.started_from: dict[str, str] = {}
         self.requests: dict[str, SavepointPoll] = {}
+        self.stop_requests: dict[str, bool] = {}  # savepoint request id -> stop-with-savepoint
+        self.request_attempt: dict[str, int] = {}  # the attempt whose JobMaster takes it
         self.savepoints: dict[str, datetime] = {}  # completed stop/intermediate savepoints by location
         self.savepoint_outcome = "COMPLETED"
         self.broken_images: set[str] = set()
@@ -127,7 +130,6 @@ class PlannerWorld:
         self.jm_state = "RUNNING"
         self.jm_answers = True
         self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
-        self._pending_stop = False
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
@@ -212,12 +214,14 @@ class PlannerWorld:
         elif isinstance(action, TriggerSavepoint):
             rid = f"r{len(self.requests) + 1}"
             self.requests[rid] = SavepointPoll("IN_PROGRESS")
+            self.stop_requests[rid] = action.stop
+            dep = self.status.deployment
+            self.request_attempt[rid] = dep.attempt if dep is not None else -1
             req = self.status.snapshot_request
             assert req is not None
             self.status = self.status.model_copy(
                 update={"snapshot_request": req.model_copy(update={"request_id": rid})}
             )
-            self._pending_stop = action.stop
         elif isinstance(action, TriggerCheckpoint):
             self.add_checkpoint()
 
@@ -228,10 +232,9 @@ class PlannerWorld:
             return
         self.deployed.append((at.attempt, at.job_id, at.restore_from, at.spec.parallelism))
         op = self.status.operation
+        kind, started = (op.kind.value, op.started_at) if op else (None, None)
         self.deployments.append(
-            Deployed(
-                at.attempt, at.job_id, at.restore_from, at.spec.parallelism, self.now, op.kind.value if op else None
-            )
+            Deployed(at.attempt, at.job_id, at.restore_from, at.spec.parallelism, self.now, kind, started)
         )
         pod = FakePod(name, "jobmaster", at.attempt, at.spec.image)
         if at.restore_from in self.unrestorable and not at.spec.allow_non_restored_state:
@@ -282,11 +285,14 @@ class PlannerWorld:
         for rid, poll in list(self.requests.items()):
             if poll.status != "IN_PROGRESS":
                 continue
-            if self.savepoint_outcome == "COMPLETED":
+            jobmaster = self.pods.get(f"demo-jobmaster-{self.request_attempt.get(rid)}")
+            if jobmaster is None or jobmaster.phase != "Running" or jobmaster.failure:
+                self.requests[rid] = SavepointPoll("FAILED", reason="the JobMaster is gone")
+            elif self.savepoint_outcome == "COMPLETED":
                 location = f"s3://b/c/ns/demo/savepoint-{rid}"
                 self.requests[rid] = SavepointPoll("COMPLETED", location=location)
                 self.savepoints[location] = self.now
-                if self._pending_stop:
+                if self.stop_requests.get(rid):
                     for pod in self.pods.values():
                         pod.phase = "Succeeded"
             elif self.savepoint_outcome == "FAILED":

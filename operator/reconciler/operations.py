@@ -229,10 +229,23 @@ def start_resume(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str)
 
 
 def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) -> None:
-    """Ends the failed attempt and schedules the next from the latest retained checkpoint."""
+    """Ends the attempt and schedules the next from the latest retained checkpoint.
+
+    ``counted``: after a failure (per the restart policy; a lineage that began empty and never
+    checkpointed restarts empty). Otherwise a ``restartNonce`` of a running job: planned, so like an
+    upgrade it needs state to carry and is refused (the job keeps running) without any.
+    """
     dep = d.status.deployment
     count = d.status.restarts.count + (1 if counted else 0)
     policy = spec.restart_policy
+    if not counted:
+        target = dep.spec if dep is not None else spec.wire()
+        probe = _new_op(d, OperationKind.RESTART, OperationStep.TEARDOWN, target_spec=target, intent="carry")
+        choice = choose_restore(d.facts, StreamJobSpec.parse(target), probe)
+        if isinstance(choice, NothingToRestore) and not choice.transient:
+            _begin(d, probe)
+            hold(d, choice.message, remember=False)
+            return
     d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
     if counted:
         d.update(restarts=RestartsStatus(count=count, last_reason=reason, last_time=d.now_text))
@@ -248,7 +261,7 @@ def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) 
         target_spec=target,
         target_generation=dep.generation if dep is not None else d.facts.generation,
         restore_mode="pending",
-        intent="recover",
+        intent="recover" if counted else "carry",
         not_before=format_time(d.facts.now + timedelta(seconds=delay)),
         reason=reason,
     )
@@ -294,28 +307,28 @@ def abort(d: Draft, message: str) -> None:
     d.event("OperationAborted", f"{kind} aborted: {message}", warning=True)
 
 
-def hold(d: Draft, message: str) -> None:
+def hold(d: Draft, message: str, *, remember: bool = True) -> None:
     """Refuses an upgrade or suspension with no state to carry, before any pod is deleted.
 
     The job keeps its deployment (or stays as it is); ``status.error`` and a Warning say what is
     missing and how to go on. The refused spec is remembered in ``status.held``: ``plan`` retries
-    it when the lineage's latest snapshot changes or the spec does, never in a loop.
+    it when the lineage's latest snapshot changes or the spec does, never in a loop (a refused
+    ``restartNonce`` is not remembered: the nonce is handled).
     """
     op = d.status.operation
     assert op is not None
     dep = d.status.deployment
     latest = d.facts.latest_of(d.status.job_id)
     text = f"{op.kind.value} refused, nothing to restore: {message}" + ("; the job keeps running" if dep else "")
-    held = (
-        HeldChange(spec=d.facts.spec.wire(), checkpoint=latest.location if latest else None) if d.facts.spec else None
-    )
     d.update(
         operation=None,
         lifecycle_state=LifecycleState.RUNNING if dep is not None else LifecycleState.FAILED,
         error=text,
-        held=held,
-        last_reconciled_spec=dep.spec if dep is not None else d.status.last_reconciled_spec,
     )
+    if remember and d.facts.spec is not None:
+        held = HeldChange(spec=d.facts.spec.wire(), checkpoint=latest.location if latest else None)
+        last = dep.spec if dep is not None else d.status.last_reconciled_spec
+        d.update(held=held, last_reconciled_spec=last)
     d.event("NoState", text, warning=True)
 
 

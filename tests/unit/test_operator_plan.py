@@ -10,6 +10,7 @@ import pytest
 
 from streamjob.operator.model import LifecycleState, StreamJobStatus
 from streamjob.operator.reconciler.facts import (
+    DeletePods,
     DeployAttempt,
     DeployWorkers,
     TriggerCheckpoint,
@@ -447,3 +448,139 @@ def test_workers_failing_next_to_a_silent_jobmaster_fail_after_the_grace() -> No
     for _ in range(4):
         w.step()
     assert w.status.restarts.count == 1
+
+
+# -- state is never dropped silently (restore_choice) ----------------------------------------------
+
+
+def failed(w: World) -> bool:
+    return w.status.lifecycle_state is LifecycleState.FAILED
+
+
+def fail_for_good(w: World) -> None:
+    """Every new attempt's pods fail: the job gives up and ends Failed."""
+    w.checkpointing = False
+    w.broken_images.add(w.spec["image"])
+    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 1"
+    w.run_until(failed, steps=80)
+    w.broken_images.clear()
+
+
+@pytest.mark.parametrize("mode", ["savepoint", "last-state"])
+def test_failed_job_brought_back_by_restart_nonce_resumes_its_lineage(mode: str) -> None:
+    w = World({**BASE, "upgradeMode": mode})
+    w.run_until(lambda w: len(w.checkpoints.get("job01", [])) >= 3)
+    fail_for_good(w)
+    latest = w.checkpoint_location("job01", w.checkpoints["job01"][-1])
+    w.update_spec(restartNonce=1)
+    w.run_until(running)
+    attempt, job_id, restore, _ = w.deployed[-1]
+    assert (job_id, restore) == ("job01", latest)
+    assert w.status.job_id == "job01" and w.status.restore_from == latest
+    assert [e.job_id for e in w.status.lineage] == ["job01"]
+
+
+def test_failed_job_fixed_by_a_spec_change_resumes_its_lineage() -> None:
+    w = started()
+    fail_for_good(w)
+    w.update_spec(image="app:2")
+    w.run_until(running)
+    assert w.deployed[-1][1:3] == ("job01", w.checkpoint_location("job01", w.checkpoints["job01"][-1]))
+    assert w.status.deployment is not None and w.status.deployment.spec["image"] == "app:2"
+
+
+def test_failed_job_with_stateless_mode_starts_fresh_on_request() -> None:
+    w = started()
+    fail_for_good(w)
+    w.update_spec(restartNonce=1, upgradeMode="stateless")
+    w.run_until(running)
+    assert w.deployed[-1][1:3] == ("job02", None)
+    assert w.status.lineage[0].job_id == "job02" and w.status.lineage[0].started_from is None
+
+
+def test_failed_initial_savepoint_deploy_fixed_with_allow_non_restored_state_restores_it() -> None:
+    savepoint = "s3://b/x/savepoint-old"
+    w = World({**BASE, "initialSavepointPath": savepoint, "restartPolicy": {"maxRestarts": 1}})
+    w.unrestorable.add(savepoint)
+    w.run_until(failed, steps=80)
+    assert all(d[2] == savepoint for d in w.deployed) and "unknown operator" in (w.status.error or "")
+    w.update_spec(allowNonRestoredState=True)
+    w.run_until(running)
+    assert w.deployed[-1][1:3] == ("job01", savepoint)
+    assert w.status.lineage[0].started_from == savepoint
+
+
+def test_savepoint_upgrade_failing_with_no_checkpoint_is_refused_and_the_job_keeps_running() -> None:
+    w = World(dict(BASE))
+    w.checkpointing = False
+    w.run_until(running)
+    w.savepoint_outcome = "FAILED"
+    w.update_spec(image="app:2")
+    w.run_until(lambda w: w.status.operation is None and w.status.error is not None)
+    assert len(w.deployed) == 1 and w.status.lifecycle_state is LifecycleState.RUNNING
+    assert any(p.phase == "Running" for p in w.pods.values())
+    assert "nothing to restore" in (w.status.error or "") and "upgradeMode: stateless" in (w.status.error or "")
+    assert any(r == "NoState" for r, _ in w.warnings)
+    for _ in range(5):  # refused once, not in a loop
+        w.step()
+    assert len(w.deployed) == 1 and sum(r == "NoState" for r, _ in w.warnings) == 1
+    assert w.status.error is not None  # kept until resolved
+    w.savepoint_outcome = "COMPLETED"
+    w.checkpointing = True  # a checkpoint appears: the held upgrade is retried by itself
+    w.run_until(lambda w: running(w) and len(w.deployed) == 2, steps=30)
+    assert w.deployed[-1][2] is not None and w.status.error is None
+
+
+def test_last_state_upgrade_without_a_checkpoint_is_refused_until_the_user_chooses_stateless() -> None:
+    w = World({**BASE, "upgradeMode": "last-state"})
+    w.checkpointing = False
+    w.run_until(running)
+    w.update_spec(image="app:2")
+    assert w.status.held is not None and "nothing to restore" in (w.status.error or "")
+    assert w.count(DeployAttempt) == 1 and not any(p.failure for p in w.pods.values())
+    w.update_spec(upgradeMode="stateless")
+    w.run_until(lambda w: running(w) and len(w.deployed) == 2)
+    assert w.deployed[-1][1:3] == ("job02", None) and w.status.error is None
+
+
+def test_crash_before_the_first_checkpoint_restarts_the_lineage_empty() -> None:
+    w = World(dict(BASE))
+    w.checkpointing = False
+    w.run_until(running)
+    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 1"
+    w.run_until(lambda w: running(w) and w.status.attempt == 2)
+    assert w.deployed[-1][1:3] == ("job01", None)  # it began empty and never made state durable
+    assert not any(r == "NoState" for r, _ in w.warnings)
+
+
+def test_restart_of_a_lineage_started_from_a_savepoint_restores_it_without_storage_record() -> None:
+    savepoint = "s3://b/x/savepoint-1"
+    w = World({**BASE, "initialSavepointPath": savepoint})
+    w.checkpointing = False
+    w.run_until(running)
+    w.started_from.clear()  # its JobMaster died before writing _lineage.json: status remembers
+    w.pods["demo-jobmaster-1"].failure = "pod demo-jobmaster-1 was OOMKilled"
+    w.run_until(lambda w: running(w) and w.status.attempt == 2)
+    assert w.deployed[-1][1:3] == ("job01", savepoint)
+
+
+def test_upgrade_lineage_is_recorded_in_status() -> None:
+    w = started()
+    w.update_spec(parallelism=3)
+    w.run_until(lambda w: running(w) and w.status.parallelism == 3)
+    first, second = w.status.lineage[1], w.status.lineage[0]
+    assert (first.job_id, first.started_from) == ("job01", None)
+    assert (second.job_id, second.parent, second.started_from) == ("job02", "job01", "s3://b/c/ns/demo/savepoint-r1")
+    assert StreamJobStatus.parse(w.status.wire()).lineage == w.status.lineage
+
+
+def test_restart_nonce_before_the_first_checkpoint_is_refused_and_the_job_keeps_running() -> None:
+    w = World(dict(BASE))
+    w.checkpointing = False
+    w.run_until(running)
+    w.update_spec(restartNonce=1)
+    w.step()
+    assert len(w.deployed) == 1 and w.status.lifecycle_state is LifecycleState.RUNNING
+    assert not any(isinstance(a, DeletePods) for a in w.actions)
+    assert "restart refused, nothing to restore" in (w.status.error or "") and w.status.nonces.restart == 1
+    assert any(r == "NoState" for r, _ in w.warnings)
