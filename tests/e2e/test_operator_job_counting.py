@@ -25,10 +25,18 @@ def _key(i: int) -> int:
     return i % KEYS
 
 
+def _row_key(row: dict[str, int]) -> int:
+    return row["k"]
+
+
 def counting_job(argv: list[str]) -> Any:
-    """``argv`` (the StreamJob's ``args``): output URI, count, records per second, checkpoint interval ms."""
-    defaults = ["file:///tmp/streamjob-counting", "4000", "400", "300"]
-    out_uri, count, rate, interval_ms = (list(argv) + defaults[len(argv) :])[:4]
+    """``argv`` (the StreamJob's ``args``): output URI, count, records per second, checkpoint interval ms, extra.
+
+    ``extra`` = ``1`` adds a stateful pass-through operator (uid ``extra``) before the sink: its
+    snapshots hold state that the job without it cannot restore unless non-restored state is allowed.
+    """
+    defaults = ["file:///tmp/streamjob-counting", "4000", "400", "300", "0"]
+    out_uri, count, rate, interval_ms, extra = (list(argv) + defaults[len(argv) :])[:5]
     from streamjob.worker.api import RichMapFunction, StreamExecutionEnvironment, ValueStateDescriptor
     from streamjob.worker.api.file_sink import FileSink
 
@@ -44,7 +52,18 @@ def counting_job(argv: list[str]) -> Any:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(int(interval_ms))
     numbers = env.from_generator(_identity, count=int(count), records_per_second=float(rate)).uid("numbers")
+
+    class SeenCount(RichMapFunction[dict[str, int], dict[str, int]]):
+        def open(self, runtime_context: Any) -> None:
+            self.seen = runtime_context.get_state(ValueStateDescriptor("seen", int, 0))
+
+        def map(self, value: dict[str, int]) -> dict[str, int]:
+            self.seen.update(self.seen.value() + 1)
+            return value
+
     sums = numbers.key_by(_key).map(RunningSum()).uid("sums")
+    if extra == "1":
+        sums = sums.key_by(_row_key).map(SeenCount()).uid("extra")
     sums.add_sink(FileSink(out_uri)).uid("out")
     return env
 

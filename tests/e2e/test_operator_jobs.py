@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.fixtures import Kube
+from tests.cluster.kubeapi import KubeError
 from tests.cluster.node_agent import NodeAgent
 from tests.e2e import E2E_OPERATOR_KEY
 from tests.e2e.test_operator_job_counting import ENTRYPOINT, check_exact
@@ -104,6 +105,19 @@ class Job:
         self.name = "counting"
         self.prefix = f"s3://{s3.bucket}/e2e-{uuid.uuid4().hex[:8]}"
 
+    def storage(self, savepoints_uri: str | None = None) -> Json:
+        """The job's storage section: checkpoints (and savepoints) under its prefix in S3."""
+        return {
+            "checkpointsUri": f"{self.prefix}/checkpoints",
+            "savepointsUri": savepoints_uri or f"{self.prefix}/savepoints",
+            "s3": {
+                "endpoint": self.s3.endpoint_url,
+                "region": self.s3.region,
+                "pathStyle": True,
+                "credentialsSecret": {"name": "s3-credentials"},
+            },
+        }
+
     def create(self, count: int, rate: int, **spec: Any) -> None:
         secret = {
             "apiVersion": "v1",
@@ -114,22 +128,17 @@ class Job:
                 "AWS_SECRET_ACCESS_KEY": base64.b64encode(self.s3.secret_key.encode()).decode(),
             },
         }
-        self.kube.raw.create(f"/api/v1/namespaces/{self.namespace}/secrets", secret)
+        try:
+            self.kube.raw.create(f"/api/v1/namespaces/{self.namespace}/secrets", secret)
+        except KubeError as err:  # a second job in the namespace shares it
+            if err.status != 409:
+                raise
         body: Json = {
             "image": "streamjob:e2e",
             "entrypoint": ENTRYPOINT,
             "args": [f"file://{self.out}", str(count), str(rate)],
             "parallelism": 2,
-            "storage": {
-                "checkpointsUri": f"{self.prefix}/checkpoints",
-                "savepointsUri": f"{self.prefix}/savepoints",
-                "s3": {
-                    "endpoint": self.s3.endpoint_url,
-                    "region": self.s3.region,
-                    "pathStyle": True,
-                    "credentialsSecret": {"name": "s3-credentials"},
-                },
-            },
+            "storage": self.storage(),
             "restartPolicy": {"backoff": {"initialDelaySeconds": 0.5}},
         }
         body.update(spec)
