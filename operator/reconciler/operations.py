@@ -5,7 +5,7 @@ per round: SNAPSHOT (savepoint or fresh-enough checkpoint) → TEARDOWN (old pod
 restore point is fixed and shown in status) → WAIT (restart backoff) → DEPLOY → VERIFY (Running, or
 fail / roll back on timeout). Each step is idempotent, so an operator restart resumes the step it
 finds in status. The state an attempt deploys with is decided only by
-``restore_choice.choose_restore`` (in ``_resolve_restore``); an upgrade or suspension with nothing
+``restore_choice.choose_restore`` (in ``restore_steps.resolve_restore``); an upgrade or suspension with nothing
 to carry over is refused before any pod is deleted (``hold``). Pure; called by ``reconciler.plan``.
 """
 
@@ -16,9 +16,7 @@ from datetime import timedelta
 from streamjob.operator.model.spec import StreamJobSpec, UpgradeMode
 from streamjob.operator.model.status import (
     Deployment,
-    HeldChange,
     LifecycleState,
-    LineageEntry,
     Operation,
     OperationKind,
     OperationStep,
@@ -35,6 +33,16 @@ from streamjob.operator.reconciler.facts import (
     TriggerSavepoint,
 )
 from streamjob.operator.reconciler.restore_choice import NothingToRestore, choose_restore, is_savepoint_location
+from streamjob.operator.reconciler.restore_steps import (
+    FAST_GRACE,
+    fail,
+    hold,
+    record_lineage,
+    resolve_restore,
+    set_step,
+    state_to_carry,
+    target,
+)
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
 
@@ -42,13 +50,6 @@ from streamjob.operator.timeutil import format_time, seconds_since
 #: processes need to start, so that the job's tasks are deployed when the backoff ends. The JobMaster
 #: holds the deployment until then, and pods of the old attempt are gone before any is created.
 PRESTART_S = 2.0
-
-#: jobIds kept in ``status.lineage``.
-LINEAGE_SIZE = 10
-
-#: Grace for pods of a failed attempt: long enough for the kubelet to stop the processes before the pod
-#: object goes (0 would drop the object at once while old processes may still hold ports and files).
-FAST_GRACE = 1
 
 LIFECYCLE_OF = {
     OperationKind.DEPLOY: LifecycleState.DEPLOYING,
@@ -69,7 +70,7 @@ DONE_EVENT = {
 }
 
 
-__all__ = ["is_savepoint_location"]  # re-exported for callers that only know the operations
+__all__ = ["fail", "hold", "is_savepoint_location"]  # re-exported: callers know only the operations
 
 
 def healthy(d: Draft) -> bool:
@@ -108,12 +109,6 @@ def _new_op(d: Draft, kind: OperationKind, step: OperationStep, **fields: object
     return Operation.model_validate(base | fields)
 
 
-def _step(d: Draft, step: OperationStep, **fields: object) -> None:
-    op = d.status.operation
-    assert op is not None
-    d.update(operation=op.model_copy(update={"step": step, "step_started_at": d.now_text, **fields}))
-
-
 # -- starting operations -------------------------------------------------------------------------
 
 
@@ -129,12 +124,14 @@ def start_deploy(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
         reason="new StreamJob",
     )
     _begin(d, op)
-    if not _resolve_restore(d):
+    if not resolve_restore(d):
         return
-    op = d.status.operation
-    assert op is not None
-    restore = op.restore_from
-    d.event("Deploying", f"deploying job {op.job_id} attempt {op.attempt}" + (f" from {restore}" if restore else ""))
+    fixed = d.status.operation
+    assert fixed is not None
+    restore = fixed.restore_from
+    d.event(
+        "Deploying", f"deploying job {fixed.job_id} attempt {fixed.attempt}" + (f" from {restore}" if restore else "")
+    )
 
 
 def start_upgrade(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str) -> None:
@@ -158,7 +155,7 @@ def start_upgrade(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str
     _begin(d, _new_op(d, OperationKind.UPGRADE, step, **fields))
     d.update(restarts=RestartsStatus(), held=None)
     d.event("SpecChanged", f"{reason}; upgrading with upgradeMode {mode.value}")
-    if step is OperationStep.TEARDOWN and not _state_to_carry(d, skipped):
+    if step is OperationStep.TEARDOWN and not state_to_carry(d, skipped):
         return
     if skipped:
         d.event("SavepointSkipped", f"{skipped}; restoring the latest checkpoint", warning=True)
@@ -177,11 +174,11 @@ def start_redeploy(d: Draft, spec: StreamJobSpec, *, generation: int) -> None:
     )
     _begin(d, op)
     d.update(restarts=RestartsStatus(), held=None)
-    if not _resolve_restore(d):
+    if not resolve_restore(d):
         return
-    op = d.status.operation
-    assert op is not None
-    d.event("Redeploying", f"redeploying from {op.restore_from} as job {op.job_id}")
+    fixed = d.status.operation
+    assert fixed is not None
+    d.event("Redeploying", f"redeploying from {fixed.restore_from} as job {fixed.job_id}")
 
 
 def start_suspend(d: Draft, spec: StreamJobSpec) -> None:
@@ -194,7 +191,7 @@ def start_suspend(d: Draft, spec: StreamJobSpec) -> None:
     d.update(held=None)
     d.event("Suspending", f"suspending with upgradeMode {mode.value}")
     if step is OperationStep.TEARDOWN:
-        _state_to_carry(d, "")
+        state_to_carry(d, "")
 
 
 def start_resume(d: Draft, spec: StreamJobSpec, *, generation: int, reason: str) -> None:
@@ -238,10 +235,10 @@ def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) 
     dep = d.status.deployment
     count = d.status.restarts.count + (1 if counted else 0)
     policy = spec.restart_policy
+    wire = dep.spec if dep is not None else spec.wire()
     if not counted:
-        target = dep.spec if dep is not None else spec.wire()
-        probe = _new_op(d, OperationKind.RESTART, OperationStep.TEARDOWN, target_spec=target, intent="carry")
-        choice = choose_restore(d.facts, StreamJobSpec.parse(target), probe)
+        probe = _new_op(d, OperationKind.RESTART, OperationStep.TEARDOWN, target_spec=wire, intent="carry")
+        choice = choose_restore(d.facts, StreamJobSpec.parse(wire), probe)
         if isinstance(choice, NothingToRestore) and not choice.transient:
             _begin(d, probe)
             hold(d, choice.message, remember=False)
@@ -253,12 +250,11 @@ def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) 
         fail(d, f"{reason}; gave up after {policy.max_restarts} restarts (restartPolicy.maxRestarts)")
         return
     delay = policy.delay_for(count) if counted else 0.0
-    target = dep.spec if dep is not None else spec.wire()
     op = _new_op(
         d,
         OperationKind.RESTART,
         OperationStep.TEARDOWN,
-        target_spec=target,
+        target_spec=wire,
         target_generation=dep.generation if dep is not None else d.facts.generation,
         restore_mode="pending",
         intent="recover" if counted else "carry",
@@ -291,13 +287,6 @@ def start_rollback(d: Draft, *, reason: str) -> None:
     d.event("RollingBack", message, warning=True)
 
 
-def fail(d: Draft, message: str) -> None:
-    """Ends in Failed: pods deleted, the reason in status and an event."""
-    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
-    d.update(operation=None, deployment=None, lifecycle_state=LifecycleState.FAILED, error=message)
-    d.event("JobFailed", message, warning=True)
-
-
 def abort(d: Draft, message: str) -> None:
     """Gives up an operation before any destructive step; the deployment keeps running."""
     op = d.status.operation
@@ -305,44 +294,6 @@ def abort(d: Draft, message: str) -> None:
     state = LifecycleState.RUNNING if d.status.deployment is not None else LifecycleState.FAILED
     d.update(operation=None, lifecycle_state=state, error=f"{kind} aborted: {message}")
     d.event("OperationAborted", f"{kind} aborted: {message}", warning=True)
-
-
-def hold(d: Draft, message: str, *, remember: bool = True) -> None:
-    """Refuses an upgrade or suspension with no state to carry, before any pod is deleted.
-
-    The job keeps its deployment (or stays as it is); ``status.error`` and a Warning say what is
-    missing and how to go on. The refused spec is remembered in ``status.held``: ``plan`` retries
-    it when the lineage's latest snapshot changes or the spec does, never in a loop (a refused
-    ``restartNonce`` is not remembered: the nonce is handled).
-    """
-    op = d.status.operation
-    assert op is not None
-    dep = d.status.deployment
-    latest = d.facts.latest_of(d.status.job_id)
-    text = f"{op.kind.value} refused, nothing to restore: {message}" + ("; the job keeps running" if dep else "")
-    d.update(
-        operation=None,
-        lifecycle_state=LifecycleState.RUNNING if dep is not None else LifecycleState.FAILED,
-        error=text,
-    )
-    if remember and d.facts.spec is not None:
-        held = HeldChange(spec=d.facts.spec.wire(), checkpoint=latest.location if latest else None)
-        last = dep.spec if dep is not None else d.status.last_reconciled_spec
-        d.update(held=held, last_reconciled_spec=last)
-    d.event("NoState", text, warning=True)
-
-
-def _state_to_carry(d: Draft, why: str) -> bool:
-    """Before tearing down for an upgrade or suspension: False (and held) when no state could be restored."""
-    op = d.status.operation
-    assert op is not None
-    if op.intent != "carry":
-        return True
-    choice = choose_restore(d.facts, _target(d), op)
-    if isinstance(choice, NothingToRestore) and not choice.transient:
-        hold(d, f"{why}; {choice.message}" if why else choice.message)
-        return False
-    return True
 
 
 # -- advancing -----------------------------------------------------------------------------------
@@ -367,18 +318,6 @@ def advance(d: Draft) -> None:
             return
 
 
-def _target(d: Draft) -> StreamJobSpec:
-    """The spec the operation deploys; a suspension's is the user's (else the deployed one)."""
-    op = d.status.operation
-    assert op is not None
-    if op.target_spec is not None:
-        return StreamJobSpec.parse(op.target_spec)
-    if d.facts.spec is None and d.status.deployment is not None:
-        return StreamJobSpec.parse(d.status.deployment.spec)
-    assert d.facts.spec is not None
-    return d.facts.spec
-
-
 def _elapsed(d: Draft) -> float:
     op = d.status.operation
     assert op is not None
@@ -388,7 +327,7 @@ def _elapsed(d: Draft) -> float:
 def _snapshot(d: Draft) -> None:
     op = d.status.operation
     assert op is not None
-    spec = d.facts.spec if op.kind is OperationKind.SUSPEND and d.facts.spec is not None else _target(d)
+    spec = d.facts.spec if op.kind is OperationKind.SUSPEND and d.facts.spec is not None else target(d)
     req = d.status.snapshot_request
     if spec.upgrade_mode is UpgradeMode.LAST_STATE:
         _fresh_checkpoint(d, spec)
@@ -396,9 +335,9 @@ def _snapshot(d: Draft) -> None:
     if req is None:
         ip = jobmaster_ip(d)
         if ip is None or not healthy(d):
-            if _state_to_carry(d, "the job is unhealthy, so no savepoint can be taken"):
+            if state_to_carry(d, "the job is unhealthy, so no savepoint can be taken"):
                 d.event("SavepointSkipped", "job unhealthy; restoring the latest checkpoint instead", warning=True)
-                _step(d, OperationStep.TEARDOWN)
+                set_step(d, OperationStep.TEARDOWN)
             return
         trigger = op.kind.value
         d.update(snapshot_request=SnapshotRequest(kind="savepoint", trigger=trigger, stop=True, started_at=d.now_text))
@@ -413,15 +352,15 @@ def _snapshot(d: Draft) -> None:
 
 def savepoint_fallback(d: Draft, reason: str) -> None:
     """A savepoint for an upgrade or suspension failed: the latest checkpoint instead, or refuse."""
-    if not _state_to_carry(d, reason):
+    if not state_to_carry(d, reason):
         return
     d.event("SavepointFailed", f"{reason}; continuing from the latest retained checkpoint", warning=True)
-    _step(d, OperationStep.TEARDOWN, restore_mode="pending")
+    set_step(d, OperationStep.TEARDOWN, restore_mode="pending")
 
 
 def savepoint_taken(d: Draft, location: str) -> None:
     """The operation's savepoint completed: it is what the next attempt restores (as a new lineage)."""
-    _step(d, OperationStep.TEARDOWN, savepoint=location, restore_mode="pending")
+    set_step(d, OperationStep.TEARDOWN, savepoint=location, restore_mode="pending")
     d.update(restore_from=location)
 
 
@@ -431,7 +370,7 @@ def _fresh_checkpoint(d: Draft, spec: StreamJobSpec) -> None:
     latest = d.facts.latest_of(op.job_id)
     age = seconds_since(latest.time, d.facts.now) if latest is not None else None
     if age is not None and age <= spec.max_state_age_seconds:
-        _step(d, OperationStep.TEARDOWN)
+        set_step(d, OperationStep.TEARDOWN)
         return
     req = d.status.snapshot_request
     ip = jobmaster_ip(d)
@@ -467,12 +406,12 @@ def _teardown(d: Draft) -> None:
     assert op is not None
     if d.facts.pods:
         grace = FAST_GRACE if op.kind in (OperationKind.RESTART, OperationKind.ROLLBACK) else 5
-        if _elapsed(d) > _target(d).timeouts.teardown_seconds:
+        if _elapsed(d) > target(d).timeouts.teardown_seconds:
             grace = 0
         d.act(DeletePods(keep_attempt=None, grace_seconds=grace))
         if op.kind is OperationKind.SUSPEND or not all(p.terminated for p in d.facts.pods):
             return
-    if op.restore_mode == "pending" and not _resolve_restore(d):
+    if op.restore_mode == "pending" and not resolve_restore(d):
         return
     op = d.status.operation
     assert op is not None
@@ -483,37 +422,7 @@ def _teardown(d: Draft) -> None:
         where = f"; resume restores {op.restore_from}" if op.restore_from else ""
         d.event("Suspended", f"job suspended{where}")
         return
-    _step(d, OperationStep.WAIT if op.not_before else OperationStep.DEPLOY)
-
-
-def _resolve_restore(d: Draft) -> bool:
-    """Fixes the restore point (``choose_restore``) and shows it in status before any deployment.
-
-    False while storage is unreadable (retried next round) and when there is nothing to restore:
-    then the operation fails with a Warning — by now the old pods are gone (an upgrade or
-    suspension was checked before its teardown), and an empty state is never deployed instead.
-    """
-    op = d.status.operation
-    assert op is not None
-    choice = choose_restore(d.facts, _target(d), op)
-    if isinstance(choice, NothingToRestore):
-        if choice.transient:
-            d.update(error=choice.message)
-            return False
-        message = f"{op.kind.value} failed, nothing to restore: {choice.message}"
-        d.event("NoState", message, warning=True)
-        fail(d, message)
-        return False
-    _step(
-        d,
-        op.step,
-        job_id=choice.job_id,
-        restore_from=choice.location,
-        restore_mode=choice.mode,
-        restore_reason=choice.reason,
-    )
-    d.update(restore_from=choice.location)
-    return True
+    set_step(d, OperationStep.WAIT if op.not_before else OperationStep.DEPLOY)
 
 
 def _wait(d: Draft) -> None:
@@ -524,7 +433,7 @@ def _wait(d: Draft) -> None:
     the job runs again no sooner than the policy says, without the start-up added on top of it.
     """
     if _backoff_left(d) <= PRESTART_S:
-        _step(d, OperationStep.DEPLOY)
+        set_step(d, OperationStep.DEPLOY)
 
 
 def _backoff_left(d: Draft) -> float:
@@ -533,25 +442,14 @@ def _backoff_left(d: Draft) -> float:
     return max(0.0, -(seconds_since(op.not_before, d.facts.now) or 0.0)) if op.not_before else 0.0
 
 
-def _record_lineage(d: Draft, job_id: str, started_from: str | None, reason: str) -> None:
-    """A new jobId goes on top of ``status.lineage`` (with the snapshot it starts from) before it deploys."""
-    lineage = d.status.lineage
-    if lineage and lineage[0].job_id == job_id:
-        return
-    entry = LineageEntry(
-        job_id=job_id, started_from=started_from, parent=d.status.job_id, reason=reason, started_at=d.now_text
-    )
-    d.update(lineage=[entry, *[e for e in lineage if e.job_id != job_id]][:LINEAGE_SIZE])
-
-
 def _deploy(d: Draft) -> None:
-    if d.status.operation is not None and d.status.operation.restore_mode == "pending" and not _resolve_restore(d):
+    if d.status.operation is not None and d.status.operation.restore_mode == "pending" and not resolve_restore(d):
         return
     op = d.status.operation
     assert op is not None and op.job_id is not None and op.attempt is not None
-    spec = _target(d)
+    spec = target(d)
     if op.job_id != d.status.job_id or not d.status.lineage:
-        _record_lineage(d, op.job_id, op.restore_from, op.restore_reason)
+        record_lineage(d, op.job_id, op.restore_from, op.restore_reason)
     dep = Deployment(
         attempt=op.attempt,
         job_id=op.job_id,
@@ -568,7 +466,7 @@ def _deploy(d: Draft) -> None:
         restore_from=op.restore_from,
         last_checkpoint=d.status.last_checkpoint if d.status.job_id == op.job_id else None,
     )
-    _step(d, OperationStep.VERIFY)
+    set_step(d, OperationStep.VERIFY)
     if any(p.attempt != op.attempt for p in d.facts.pods):  # ended pods whose objects are still going
         d.act(DeletePods(keep_attempt=op.attempt, grace_seconds=FAST_GRACE))
     hold = round(_backoff_left(d), 3)

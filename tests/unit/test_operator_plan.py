@@ -474,7 +474,7 @@ def test_failed_job_brought_back_by_restart_nonce_resumes_its_lineage(mode: str)
     latest = w.checkpoint_location("job01", w.checkpoints["job01"][-1])
     w.update_spec(restartNonce=1)
     w.run_until(running)
-    attempt, job_id, restore, _ = w.deployed[-1]
+    _, job_id, restore, _ = w.deployed[-1]
     assert (job_id, restore) == ("job01", latest)
     assert w.status.job_id == "job01" and w.status.restore_from == latest
     assert [e.job_id for e in w.status.lineage] == ["job01"]
