@@ -70,9 +70,6 @@ DONE_EVENT = {
 }
 
 
-__all__ = ["fail", "hold", "is_savepoint_location"]  # re-exported: callers know only the operations
-
-
 def healthy(d: Draft) -> bool:
     """The deployed attempt has all its pods Running and its JobMaster answers and runs."""
     dep = d.status.deployment
@@ -361,7 +358,7 @@ def savepoint_fallback(d: Draft, reason: str) -> None:
 def savepoint_taken(d: Draft, location: str) -> None:
     """The operation's savepoint completed: it is what the next attempt restores (as a new lineage)."""
     set_step(d, OperationStep.TEARDOWN, savepoint=location, restore_mode="pending")
-    d.update(restore_from=location)
+    d.update(restore_from=location)  # shown at once; ``resolve_restore`` fixes it (to this) after the teardown
 
 
 def _fresh_checkpoint(d: Draft, spec: StreamJobSpec) -> None:

@@ -584,3 +584,18 @@ def test_restart_nonce_before_the_first_checkpoint_is_refused_and_the_job_keeps_
     assert not any(isinstance(a, DeletePods) for a in w.actions)
     assert "restart refused, nothing to restore" in (w.status.error or "") and w.status.nonces.restart == 1
     assert any(r == "NoState" for r, _ in w.warnings)
+
+
+def test_suspension_with_nothing_to_keep_is_refused_and_the_job_keeps_running() -> None:
+    w = World({**BASE, "upgradeMode": "last-state"})
+    w.checkpointing = False
+    w.run_until(running)
+    w.update_spec(state="suspended")
+    for _ in range(3):
+        w.step()
+    assert w.status.lifecycle_state is LifecycleState.RUNNING and w.pods and w.status.deployment is not None
+    assert "suspend refused, nothing to restore" in (w.status.error or "")
+    assert sum(r == "NoState" for r, _ in w.warnings) == 1
+    w.update_spec(upgradeMode="stateless")  # the user accepts losing the state
+    w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.SUSPENDED)
+    assert w.status.restore_from is None and not w.pods
