@@ -326,8 +326,13 @@ def _snapshot(d: Draft) -> None:
     assert op is not None
     spec = d.facts.spec if op.kind is OperationKind.SUSPEND and d.facts.spec is not None else target(d)
     req = d.status.snapshot_request
-    if spec.upgrade_mode is UpgradeMode.LAST_STATE:
-        _fresh_checkpoint(d, spec)
+    savepoint_asked = req is not None and req.kind == "savepoint" and req.trigger == op.kind.value
+    if spec.upgrade_mode is UpgradeMode.LAST_STATE and not savepoint_asked:
+        # A suspension reads the live spec: upgradeMode may have become last-state since it began.
+        if spec.max_state_age_seconds is not None:
+            _fresh_checkpoint(d, spec)
+        elif state_to_carry(d, ""):
+            set_step(d, OperationStep.TEARDOWN)
         return
     if req is None:
         ip = jobmaster_ip(d)

@@ -599,3 +599,14 @@ def test_suspension_with_nothing_to_keep_is_refused_and_the_job_keeps_running() 
     w.update_spec(upgradeMode="stateless")  # the user accepts losing the state
     w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.SUSPENDED)
     assert w.status.restore_from is None and not w.pods
+
+
+def test_switching_to_last_state_while_suspending_goes_on_from_the_latest_checkpoint() -> None:
+    # Found by the property test: the suspension's snapshot step crashed the round (an assert).
+    w = World(dict(BASE))
+    w.savepoint_outcome = "HANG"
+    w.run_until(lambda w: w.status.last_checkpoint is not None and running(w))
+    w.update_spec(state="suspended")
+    w.update_spec(upgradeMode="last-state")
+    w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.SUSPENDED)
+    assert w.status.restore_from is not None
