@@ -13,6 +13,9 @@ after every round checks each deployment the planner made:
 - a restored snapshot is the newest durable one (or the savepoint the user names in
   ``initialSavepointPath``), and a checkpoint is restored under its own jobId (the lineage is kept);
 - every ``NoState`` event is a Warning with ``status.error`` set.
+
+``STREAMJOB_PLAN_EXAMPLES`` (default 150, about 10 s) sets the number of examples; a few thousand
+take a minute or two and are worth a run after any change to the planner.
 """
 
 from __future__ import annotations
