@@ -151,9 +151,22 @@ def job_types(loaded: LoadedJob) -> tuple[type, ...]:
                                or (issubclass(t, tuple) and hasattr(t, "_fields"))))
 
 
-def job_modules(loaded: LoadedJob) -> list[str]:
-    """Module prefixes whose classes may travel in records (the job's own code)."""
+def job_record_classes(loaded: LoadedJob) -> tuple[type, ...]:
+    """The classes a record may hold: registered ones and those defined at the top of the job's modules.
+
+    Collected once, when the job is loaded, as exact classes: the record codec resolves a pickled
+    global only by an exact ``(module, qualname)`` match with one of them, so a name reached by
+    attribute traversal (``build.__class__``) or a function of the job's modules never qualifies.
+    The job's modules are its entrypoint module and, for a package, the package's loaded submodules.
+    """
     top = loaded.module_name.removesuffix(".py").replace("/", ".").split(".")[0]
     if loaded.module_name.endswith(".py") or "/" in loaded.module_name:
         top = Path(loaded.module_name).stem
-    return [top]
+    found: list[type] = list(loaded.env.allowed_types)
+    for module_name, module in list(sys.modules.items()):
+        if module is None or (module_name != top and not module_name.startswith(top + ".")):
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, type) and value.__module__ == module_name and value.__qualname__ == attr:
+                found.append(value)
+    return tuple(dict.fromkeys(found))

@@ -30,7 +30,7 @@ from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import CheckpointSettings, JobConfig
 from streamjob.worker.graph.job_graph import JobEdge, JobGraph, build_job_graph
 from streamjob.worker.graph.transformations import Partitioning
-from streamjob.worker.loader import job_modules, job_types, load_job
+from streamjob.worker.loader import job_record_classes, job_types, load_job
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
 from streamjob.worker.runtime.events import Barrier
@@ -237,7 +237,7 @@ class Slot:
                                "the same image and job arguments?")
         index = int(message["slot_index"])
         attempt = int(message["attempt"])
-        codec = RecordCodec(env.allowed_types, job_modules(loaded))
+        codec = RecordCodec(job_record_classes(loaded))
         self.data.codec, self.data.token, self.data.attempt = codec, message["token"], attempt
         storage = CheckpointStorage.open(message["checkpoints_uri"], message.get("savepoints_uri"),
                                          namespace=config.namespace, name=config.name, job_id=message["job_id"],

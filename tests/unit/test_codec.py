@@ -16,7 +16,7 @@ import pytest
 
 from streamjob.worker.checkpoint.metadata import decode_metadata
 from streamjob.worker.errors import MetadataError, SerializationError
-from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
+from streamjob.worker.runtime.codec import CLASSES, PLAIN, RecordCodec, pack, unpack
 
 pytestmark = pytest.mark.unit
 
@@ -60,39 +60,49 @@ def test_plain_values_round_trip() -> None:
     Evil(__import__, "os"),
 ], ids=["os.system", "eval", "exec", "getattr", "Popen", "__import__"])
 def test_dangerous_globals_are_refused(payload: Evil) -> None:
-    data = pickle.dumps([payload], protocol=5)
+    data = bytes([CLASSES]) + pickle.dumps([payload], protocol=5)
     with pytest.raises(SerializationError, match="refusing to decode"):
-        RecordCodec(allowed_modules=["tests"]).decode(data)
+        RecordCodec([Reading, Evil]).decode(data)
     assert not os.path.exists("/tmp/streamjob-codec-pwned")
 
 
 def test_unregistered_classes_are_refused_with_the_fix_in_the_message() -> None:
-    data = RecordCodec().encode([Reading("a", 1.0)])
+    data = RecordCodec([Reading]).encode([Reading("a", 1.0)])
     with pytest.raises(SerializationError, match=r"test_codec\.Reading.*env\.register_type"):
         RecordCodec().decode(data)
+    with pytest.raises(SerializationError, match=r"test_codec\.Reading.*env\.register_type"):
+        RecordCodec().encode([Reading("a", 1.0)])
 
 
-def test_registered_types_and_job_modules_are_allowed() -> None:
-    data = RecordCodec().encode([Reading("a", 1.0), Reading("b", 2.0)])
-    assert RecordCodec(allowed_types=[Reading]).decode(data) == [Reading("a", 1.0), Reading("b", 2.0)]
-    assert RecordCodec(allowed_modules=["tests"]).decode(data)[1] == Reading("b", 2.0)
+def test_registered_types_are_allowed_by_exact_name_only() -> None:
+    codec = RecordCodec([Reading])
+    data = codec.encode([Reading("a", 1.0), Reading("b", 2.0)])
+    assert data[0] == CLASSES
+    assert codec.decode(data) == [Reading("a", 1.0), Reading("b", 2.0)]
+    assert codec.allows(Reading.__module__, "Reading")
+    assert not codec.allows(Reading.__module__, "Reading.__class__")
+    assert not codec.allows(Reading.__module__, "helper")
+    assert not codec.allows("os", "system")
 
 
-def test_module_prefix_does_not_match_a_longer_module_name() -> None:
-    codec = RecordCodec(allowed_modules=["tes"])
-    assert not codec.allows(Reading.__module__, "Reading")
-    assert codec.allows("tes.sub", "X")
-    assert not RecordCodec(allowed_modules=[""]).allows("os", "system")
+def test_plain_batches_name_no_class() -> None:
+    data = RecordCodec().encode([("a", 1), ("b", 2.5, None)])
+    assert data[0] == PLAIN
+    forged = bytes([PLAIN]) + pickle.dumps([Reading("a", 1.0)], protocol=5)
+    with pytest.raises(SerializationError, match="names no class"):
+        RecordCodec([Reading]).decode(forged)
 
 
-def test_functions_of_an_allowed_module_are_refused() -> None:
-    data = pickle.dumps([helper], protocol=5)
-    with pytest.raises(SerializationError, match="only classes may be named"):
-        RecordCodec(allowed_modules=["tests"]).decode(data)
+def test_functions_of_the_job_module_are_refused() -> None:
+    data = bytes([CLASSES]) + pickle.dumps([helper], protocol=5)
+    with pytest.raises(SerializationError, match="refusing to decode"):
+        RecordCodec([Reading]).decode(data)
+    with pytest.raises(SerializationError, match="helper"):
+        RecordCodec([Reading]).encode([helper])
 
 
 def test_unpicklable_records_name_the_fix() -> None:
-    with pytest.raises(SerializationError, match="cannot be sent between workers"):
+    with pytest.raises(SerializationError, match=r"function.*env\.register_type"):
         RecordCodec().encode([lambda: None])
 
 

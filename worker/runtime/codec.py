@@ -1,81 +1,219 @@
-"""Wire encodings: record batches (restricted pickle) and control messages (msgpack).
+"""Wire encodings: record batches (pickle that names no global but allowed classes) and control messages.
 
 Record batches travel only between the slots of one job, but a data port is still a network
-port: batches are decoded by an unpickler that refuses every global except an allow-list
-(built-in value types plus the types the job registered or defined in its own modules), so a
-peer can never make a worker import or call arbitrary code. Nothing here touches storage.
+port, so decoding a batch must never run code a peer chose. A batch starts with one format byte:
+
+- ``PLAIN``: records of built-in values only (None, bool, int, float, str, bytes, bytearray and
+  tuples, lists, dicts, sets, frozensets of them). Pickle protocol 5 writes all of these with its
+  own opcodes, so the decoder refuses every global: with no class or function on its stack no
+  opcode can call anything.
+- ``CLASSES``: records holding instances of classes. The decoder resolves a global only by an exact
+  ``(module, qualname)`` lookup in the allow-list: a few built-in value classes (datetime, Decimal,
+  UUID, ...) plus the classes the job registered (``env.register_type``) or defined at the top of
+  its own modules (collected by ``loader.job_record_classes`` when the job is loaded). Nothing is
+  imported and no attribute is traversed, so dotted names (``build.__class__``), functions, code
+  objects, ``type``, modules and ``copyreg`` helpers are never reachable; a ``__setstate__`` or
+  ``__reduce__`` that runs is the job's own code. Allowed job classes are checked after each such
+  batch: a batch that changed one of them (pickle's BUILD on a class object) is refused and undone.
+
+Measured (``bench/codec.py``): for batches of plain tuples, pickle with no globals encodes and
+decodes faster than msgpack, whose encoder must first check every value's exact type (a tuple and
+a list both become an array), so plain batches use pickle too; msgpack carries control messages.
+Every failure is a ``SerializationError`` naming the class and the fix. Callers: ``network``
+(encode/decode of DATA frames), ``slot`` (builds the codec), the JobMaster (``pack``/``unpack``).
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
 import decimal
 import io
 import pickle
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
 from streamjob.worker.errors import SerializationError
 
-_SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset({
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
-    ("builtins", "slice"), ("builtins", "range"),
-    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"), ("datetime", "timedelta"),
-    ("datetime", "timezone"), ("decimal", "Decimal"), ("uuid", "UUID"), ("collections", "OrderedDict"),
-    ("collections", "deque"), ("copyreg", "_reconstructor"), ("builtins", "object"),
-    ("copyreg", "__newobj__"),
-})
-_ = (datetime, decimal, uuid)
+PLAIN: Final = 1
+CLASSES: Final = 2
+_PLAIN_BYTE: Final = bytes([PLAIN])
+_CLASSES_BYTE: Final = bytes([CLASSES])
+
+BUILTIN_CLASSES: Final[tuple[type, ...]] = (
+    complex,
+    datetime.datetime,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    datetime.timezone,
+    decimal.Decimal,
+    uuid.UUID,
+    collections.OrderedDict,
+    collections.deque,
+)
+"""Value classes of the standard library a record may hold (their reduction names only themselves)."""
+
+_FIX = "env.register_type(cls) in the job allows another class"
+
+
+def _qualified(cls: type) -> tuple[str, str]:
+    return cls.__module__, cls.__qualname__
 
 
 class RecordCodec:
-    """Encodes lists of records; decoding admits only allow-listed classes."""
+    """Encodes lists of records; decoding names no global outside the allow-list of classes."""
 
-    def __init__(self, allowed_types: Iterable[type] = (), allowed_modules: Iterable[str] = ()) -> None:
-        self._allowed = set(_SAFE_GLOBALS)
+    def __init__(self, allowed_types: Iterable[type] = ()) -> None:
+        self._classes: dict[tuple[str, str], type] = {_qualified(c): c for c in BUILTIN_CLASSES}
         for cls in allowed_types:
-            self._allowed.add((cls.__module__, cls.__qualname__))
-        self._modules = tuple(m for m in allowed_modules if m)
+            if not isinstance(cls, type):
+                raise SerializationError(f"register_type takes a class, got {type(cls).__name__}")
+            self._classes[_qualified(cls)] = cls
+        self._allowed_set = frozenset(self._classes.values())
 
     def allows(self, module: str, name: str) -> bool:
-        """Whether a pickled global may be resolved."""
-        if (module, name) in self._allowed:
-            return True
-        return any(module == m or module.startswith(m + ".") for m in self._modules)
+        """Whether a pickled global ``module.name`` may be resolved (an exact allowed class)."""
+        return (module, name) in self._classes
 
     def encode(self, records: list[Any]) -> bytes:
-        """A batch as bytes."""
+        """A batch as bytes: the format byte, then pickle protocol 5."""
+        buffer = io.BytesIO()
+        buffer.write(_PLAIN_BYTE)
+        pickler = _CheckingPickler(buffer, self._allowed_set)
         try:
-            return pickle.dumps(records, protocol=5)
-        except (pickle.PicklingError, TypeError, AttributeError) as err:
+            pickler.dump(records)
+        except SerializationError:
+            raise
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError) as err:
             raise SerializationError(
                 f"a record cannot be sent between workers ({err}); records must be plain values "
                 "(int, str, float, tuple, list, dict, ...) or classes defined at module level in the job's code"
             ) from err
+        data = buffer.getbuffer()
+        if pickler.named_classes:
+            data[0] = CLASSES
+        return bytes(data)
 
     def decode(self, data: bytes | memoryview) -> list[Any]:
-        """A batch from bytes; refuses globals outside the allow-list."""
-        return _RestrictedUnpickler(io.BytesIO(data), self).load()  # type: ignore[no-any-return]
+        """A batch from bytes; refuses any global that is not an allowed class."""
+        view = memoryview(data)
+        if len(view) == 0:
+            raise SerializationError("an empty record batch arrived: the peer sent a damaged frame")
+        kind = view[0]
+        if kind == PLAIN:
+            unpickler: pickle.Unpickler = _PlainUnpickler(io.BytesIO(view[1:]))
+        elif kind == CLASSES:
+            unpickler = _ClassUnpickler(io.BytesIO(view[1:]), self._classes)
+        else:
+            raise SerializationError(
+                f"a record batch has the unknown format {kind}: is the peer running the same streamjob version?"
+            )
+        try:
+            records = unpickler.load()
+        except SerializationError:
+            raise
+        except Exception as err:  # every parse error of a damaged batch: pickle's, and the job's __setstate__
+            raise SerializationError(f"a record batch could not be decoded ({type(err).__name__}: {err})") from err
+        finally:
+            if isinstance(unpickler, _ClassUnpickler):
+                _undo_class_changes(unpickler.snapshots)
+        if type(records) is not list:
+            raise SerializationError(f"a record batch decoded to {type(records).__name__}, not a list of records")
+        return records
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, stream: io.BytesIO, codec: RecordCodec) -> None:
-        super().__init__(stream)
-        self._codec = codec
+_ClassSnapshot = tuple[dict[str, Any], tuple[type, ...]]
+
+
+def _snapshot(cls: type) -> _ClassSnapshot:
+    return dict(vars(cls)), cls.__bases__
+
+
+def _undo_class_changes(snapshots: dict[type, _ClassSnapshot]) -> None:
+    """Refuses (and undoes) a batch that changed a class it named: pickle's BUILD on a class sets attributes."""
+    for cls, (attrs, bases) in snapshots.items():
+        current = vars(cls)
+        if current.keys() == attrs.keys() and all(current[k] is v for k, v in attrs.items()) and cls.__bases__ == bases:
+            continue
+        for key in [k for k in current if k not in attrs]:
+            delattr(cls, key)
+        for key, value in attrs.items():
+            if current.get(key) is not value:
+                setattr(cls, key, value)
+        if cls.__bases__ != bases:
+            cls.__bases__ = bases
+        raise SerializationError(
+            f"a record batch changed the class {cls.__module__}.{cls.__qualname__} while it "
+            "was decoded; refused (a forged batch, or a __setstate__ of the job that sets "
+            "class attributes)"
+        )
+
+
+def _describe(obj: Any) -> str:
+    cls = type(obj)
+    if isinstance(obj, type) or (cls.__module__ == "builtins" and hasattr(obj, "__qualname__")):
+        kind = "the class" if isinstance(obj, type) else f"the {cls.__name__}"
+        return f"{kind} {getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    return f"an instance of {cls.__module__}.{cls.__qualname__}"
+
+
+class _CheckingPickler(pickle.Pickler):
+    """Notes whether a batch needs any class; refuses a class the receiver would refuse."""
+
+    def __init__(self, buffer: io.BytesIO, allowed: frozenset[type]) -> None:
+        super().__init__(buffer, protocol=5)
+        self.named_classes = False
+        self._allowed = allowed
+
+    def reducer_override(self, obj: Any) -> Any:
+        """Called for every object that is not a built-in value (pickle writes those itself)."""
+        cls = obj if isinstance(obj, type) else type(obj)
+        if cls not in self._allowed:
+            raise SerializationError(
+                f"a record holds {_describe(obj)}, which may not cross between workers: only built-in values, "
+                f"datetime/Decimal/UUID and instances of the job's own classes may; {_FIX}"
+            )
+        self.named_classes = True
+        return NotImplemented
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Decodes a batch of built-in values: no global at all."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if not self._codec.allows(module, name):
+        raise SerializationError(
+            f"refusing to decode {module}.{name}: a batch of plain values names no class (a damaged or forged batch)"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise SerializationError("refusing a persistent id in a record batch (a damaged or forged batch)")
+
+
+class _ClassUnpickler(pickle.Unpickler):
+    """Resolves a global only as an exact allowed class; never imports or traverses attributes."""
+
+    def __init__(self, stream: io.BytesIO, classes: dict[tuple[str, str], type]) -> None:
+        super().__init__(stream)
+        self._classes = classes
+        self.snapshots: dict[type, _ClassSnapshot] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self._classes.get((module, name))
+        if found is None:
             raise SerializationError(
                 f"refusing to decode {module}.{name} in a record batch: only built-in values and the job's "
-                "own types may cross the network (env.register_type(cls) allows another class)"
+                f"own classes may cross the network; if it is a class of the job, {_FIX}"
             )
-        found = super().find_class(module, name)
-        if (module, name) not in _SAFE_GLOBALS and not isinstance(found, type):
-            raise SerializationError(f"refusing to decode {module}.{name}: only classes may be named in records")
+        if found not in self.snapshots and found not in BUILTIN_CLASSES:
+            self.snapshots[found] = _snapshot(found)
         return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise SerializationError("refusing a persistent id in a record batch (a damaged or forged batch)")
 
 
 def pack(message: Any) -> bytes:
@@ -84,5 +222,5 @@ def pack(message: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    """A control message from bytes."""
+    """A control message from bytes; msgpack never runs code, and its limits follow the data's length."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)

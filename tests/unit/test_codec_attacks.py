@@ -1,0 +1,179 @@
+"""The record codec against forged batches: the reproduced exploit and its variants never run code.
+
+Each payload of ``tests/support/codec_payloads.py`` is first shown to be live (an unrestricted
+unpickler loading it creates the marker file), then sent to the codec in both batch formats: the
+codec must raise ``SerializationError`` and the marker must never appear. The allow-list is the one
+a slot builds for the stand-in job ``tests/support/codec_job.py`` (its top-level classes and
+registered types), so the job's own ``build`` function is in the module the payloads traverse.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import pickle
+import time
+import uuid
+from collections import OrderedDict, deque
+from pathlib import Path
+
+import pytest
+
+from streamjob.worker.errors import SerializationError
+from streamjob.worker.loader import LoadedJob, job_record_classes
+from streamjob.worker.runtime.codec import CLASSES, PLAIN, RecordCodec
+from tests.support import codec_job
+from tests.support.codec_payloads import LIVE, PAYLOADS
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def codec() -> RecordCodec:
+    env = codec_job.build()
+    return RecordCodec(job_record_classes(LoadedJob(env, "codec-job", codec_job.__name__)))
+
+
+def _appears(marker: Path, within: float = 1.0) -> bool:
+    """Whether the marker exists now or within ``within`` seconds (a spawned process may be slow)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return True
+        time.sleep(0.02)
+    return marker.exists()
+
+
+def test_the_job_allow_list_is_exact_classes(codec: RecordCodec) -> None:
+    job = codec_job.__name__
+    for name in ("Click", "Slotted", "Plain", "Color", "Point", "Registered.Inner"):
+        assert codec.allows(job, name), name
+    for module, name in [
+        (job, "build"),
+        (job, "build.__class__"),
+        (job, "build.__code__.__class__"),
+        (job, "build.__class__.__class__"),
+        (job, "Click.__init__"),
+        (job, "dataclass"),
+        (job, "StreamExecutionEnvironment"),
+        ("builtins", "type"),
+        ("builtins", "object"),
+        ("builtins", "eval"),
+        ("copyreg", "_reconstructor"),
+        ("copyreg", "__newobj__"),
+        ("os", "system"),
+        ("subprocess", "Popen"),
+        ("builtins", "getattr"),
+    ]:
+        assert not codec.allows(module, name), f"{module}.{name}"
+
+
+@pytest.mark.parametrize("name", sorted(LIVE))
+def test_payloads_are_live_against_an_unrestricted_unpickler(name: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    try:
+        pickle.loads(PAYLOADS[name](str(marker)))
+    except Exception:
+        pass
+    assert _appears(marker, within=5.0), f"{name} is not a working exploit, so refusing it proves nothing"
+
+
+@pytest.mark.parametrize("kind", [PLAIN, CLASSES], ids=["plain", "classes"])
+@pytest.mark.parametrize("name", sorted(PAYLOADS))
+def test_forged_batches_are_refused_and_run_nothing(codec: RecordCodec, name: str, kind: int, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    data = bytes([kind]) + PAYLOADS[name](str(marker))
+    with pytest.raises(SerializationError):
+        codec.decode(data)
+    assert not _appears(marker, within=0.3)
+
+
+def test_the_exploit_names_the_class_and_the_fix(codec: RecordCodec, tmp_path: Path) -> None:
+    data = bytes([CLASSES]) + PAYLOADS["function_chain"](str(tmp_path / "m"))
+    expected = r"refusing to decode tests\.support\.codec_job\.build\.__class__.*env\.register_type"
+    with pytest.raises(SerializationError, match=expected):
+        codec.decode(data)
+
+
+def test_a_batch_that_changes_a_job_class_is_refused_and_undone(codec: RecordCodec, tmp_path: Path) -> None:
+    before = dict(vars(codec_job.Click))
+    with pytest.raises(SerializationError, match=r"changed the class .*codec_job\.Click"):
+        codec.decode(bytes([CLASSES]) + PAYLOADS["mutate_job_class"](str(tmp_path / "m")))
+    assert "__setstate__" not in vars(codec_job.Click)
+    assert dict(vars(codec_job.Click)) == before
+    click = codec_job.Click("a", 1)
+    assert codec.decode(codec.encode([click])) == [click]
+
+
+def test_garbage_and_truncated_batches_raise_serialization_error(codec: RecordCodec) -> None:
+    good = codec.encode([codec_job.Click("a", 1), ("b", 2)])
+    for data in [
+        b"",
+        b"\x00",
+        b"\x07abc",
+        b"\x01",
+        b"\x02",
+        good[:-1],
+        good[: len(good) // 2],
+        b"\x01\x80\x05K\x01.",
+        b"\x01" + pickle.dumps({"not": "a list"}, protocol=5),
+    ]:
+        with pytest.raises(SerializationError):
+            codec.decode(data)
+
+
+def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
+    records = [
+        ("user", 1),
+        ("sensor", 0.5, 7),
+        2**100,
+        -(2**70),
+        {"k": [1, (2, 3)], 4: {5}},
+        frozenset({1}),
+        bytearray(b"ab"),
+        None,
+        True,
+        "ü",
+        b"\x00",
+        codec_job.Click("a", 1),
+        codec_job.Slotted("s", ["x"]),
+        codec_job.Plain({"n": (1, 2)}),
+        codec_job.Color.GREEN,
+        codec_job.Point(1, 2),
+        codec_job.Registered.Inner(3),
+        datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        datetime.date(2026, 1, 2),
+        datetime.time(1, 2),
+        datetime.timedelta(seconds=3),
+        decimal.Decimal("1.25"),
+        uuid.UUID(int=7),
+        OrderedDict(a=1),
+        deque([1, 2]),
+        complex(1, 2),
+        datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    ]
+    data = codec.encode(records)
+    assert data[0] == CLASSES
+    decoded = codec.decode(data)
+    assert decoded == records
+    assert [type(r) for r in decoded] == [type(r) for r in records]
+
+
+def test_plain_batches_keep_tuples_lists_and_big_ints(codec: RecordCodec) -> None:
+    records = [("a", 1), ["a", 1], (2**64, -(2**64)), {(1, 2): [3]}, {1, 2}, ((1,), [2])]
+    data = codec.encode(records)
+    assert data[0] == PLAIN
+    decoded = codec.decode(data)
+    assert decoded == records
+    assert [type(r) for r in decoded] == [type(r) for r in records]
+    assert type(decoded[5][0]) is tuple and type(decoded[5][1]) is list
+
+
+def test_a_class_the_job_did_not_define_is_refused_at_the_sender_with_the_fix(codec: RecordCodec) -> None:
+    class Local:
+        pass
+
+    with pytest.raises(SerializationError, match=r"Local.*env\.register_type\(cls\)"):
+        codec.encode([Local()])
+    with pytest.raises(SerializationError, match=r"the function .*build.*env\.register_type"):
+        codec.encode([("a", codec_job.build)])
