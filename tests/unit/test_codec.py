@@ -70,8 +70,6 @@ def test_unregistered_classes_are_refused_with_the_fix_in_the_message() -> None:
     data = RecordCodec([Reading]).encode([Reading("a", 1.0)])
     with pytest.raises(SerializationError, match=r"test_codec\.Reading.*env\.register_type"):
         RecordCodec().decode(data)
-    with pytest.raises(SerializationError, match=r"test_codec\.Reading.*env\.register_type"):
-        RecordCodec().encode([Reading("a", 1.0)])
 
 
 def test_registered_types_are_allowed_by_exact_name_only() -> None:
@@ -86,23 +84,23 @@ def test_registered_types_are_allowed_by_exact_name_only() -> None:
 
 
 def test_plain_batches_name_no_class() -> None:
-    data = RecordCodec().encode([("a", 1), ("b", 2.5, None)])
-    assert data[0] == PLAIN
+    codec = RecordCodec([Reading])
+    assert codec.encode([("a", 1), ("b", 2.5, None), [{"k": {1}}]])[0] == PLAIN
     forged = bytes([PLAIN]) + pickle.dumps([Reading("a", 1.0)], protocol=5)
     with pytest.raises(SerializationError, match="names no class"):
-        RecordCodec([Reading]).decode(forged)
+        codec.decode(forged)
 
 
 def test_functions_of_the_job_module_are_refused() -> None:
     data = bytes([CLASSES]) + pickle.dumps([helper], protocol=5)
-    with pytest.raises(SerializationError, match="refusing to decode"):
+    with pytest.raises(SerializationError, match=r"refusing to decode tests\.unit\.test_codec\.helper"):
         RecordCodec([Reading]).decode(data)
-    with pytest.raises(SerializationError, match="helper"):
-        RecordCodec([Reading]).encode([helper])
+    with pytest.raises(SerializationError, match=r"refusing to decode tests\.unit\.test_codec\.helper"):
+        RecordCodec([Reading]).decode(RecordCodec().encode([helper]))
 
 
 def test_unpicklable_records_name_the_fix() -> None:
-    with pytest.raises(SerializationError, match=r"function.*env\.register_type"):
+    with pytest.raises(SerializationError, match="cannot be sent between workers"):
         RecordCodec().encode([lambda: None])
 
 

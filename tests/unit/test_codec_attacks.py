@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import fractions
 import pickle
 import time
 import uuid
@@ -159,21 +160,52 @@ def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
     assert [type(r) for r in decoded] == [type(r) for r in records]
 
 
-def test_plain_batches_keep_tuples_lists_and_big_ints(codec: RecordCodec) -> None:
-    records = [("a", 1), ["a", 1], (2**64, -(2**64)), {(1, 2): [3]}, {1, 2}, ((1,), [2])]
+@pytest.mark.parametrize(
+    ("records", "kind"),
+    [
+        ([("a", 1), ("b", 2.5, None), (), (True, b"x")], PLAIN),
+        ([1, -(2**63), 2**64 - 1, 2.5, "ü", b"\x00", None, False], PLAIN),
+        ([{"user": "a", "n": 1, 3: None}], PLAIN),
+        ([("a", 1), ["a", 1]], PLAIN),
+        ([(2**64, -(2**64))], PLAIN),
+        ([{(1, 2): [3]}, {1, 2}, ((1,), [2])], PLAIN),
+        ([codec_job.Point(1, 2), ("a", 1)], CLASSES),
+        ([("\ud800", 1)], PLAIN),
+        ([(True, 1), (1, True)], PLAIN),
+    ],
+    ids=[
+        "flat-tuples",
+        "scalars",
+        "dicts",
+        "tuple-and-list",
+        "big-ints",
+        "nested",
+        "named-tuple",
+        "surrogate",
+        "bool-vs-int",
+    ],
+)
+def test_plain_values_keep_their_exact_types(codec: RecordCodec, records: list[object], kind: int) -> None:
     data = codec.encode(records)
-    assert data[0] == PLAIN
+    assert data[0] == kind
     decoded = codec.decode(data)
     assert decoded == records
-    assert [type(r) for r in decoded] == [type(r) for r in records]
-    assert type(decoded[5][0]) is tuple and type(decoded[5][1]) is list
+    assert _types(decoded) == _types(records)
 
 
-def test_a_class_the_job_did_not_define_is_refused_at_the_sender_with_the_fix(codec: RecordCodec) -> None:
-    class Local:
-        pass
+def _types(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return (type(value), [_types(v) for v in value])
+    if isinstance(value, dict):
+        return (dict, [(_types(k), _types(v)) for k, v in value.items()])
+    return type(value)
 
-    with pytest.raises(SerializationError, match=r"Local.*env\.register_type\(cls\)"):
-        codec.encode([Local()])
-    with pytest.raises(SerializationError, match=r"the function .*build.*env\.register_type"):
-        codec.encode([("a", codec_job.build)])
+
+def test_a_class_or_function_outside_the_allow_list_is_refused_with_the_fix(codec: RecordCodec) -> None:
+    with pytest.raises(SerializationError, match=r"refusing to decode fractions\.Fraction.*env\.register_type\(cls\)"):
+        codec.decode(codec.encode([("a", 1), fractions.Fraction(1, 3)]))
+    with pytest.raises(SerializationError, match=r"refusing to decode tests\.support\.codec_job\.build"):
+        codec.decode(codec.encode([("a", codec_job.build)]))
+    assert RecordCodec([fractions.Fraction]).decode(codec.encode([fractions.Fraction(1, 3)])) == [
+        fractions.Fraction(1, 3)
+    ]

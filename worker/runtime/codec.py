@@ -16,11 +16,16 @@ port, so decoding a batch must never run code a peer chose. A batch starts with 
   ``__reduce__`` that runs is the job's own code. Allowed job classes are checked after each such
   batch: a batch that changed one of them (pickle's BUILD on a class object) is refused and undone.
 
-Measured (``bench/codec.py``): for batches of plain tuples, pickle with no globals encodes and
-decodes faster than msgpack, whose encoder must first check every value's exact type (a tuple and
-a list both become an array), so plain batches use pickle too; msgpack carries control messages.
-Every failure is a ``SerializationError`` naming the class and the fix. Callers: ``network``
-(encode/decode of DATA frames), ``slot`` (builds the codec), the JobMaster (``pack``/``unpack``).
+The encoder picks the format: a batch whose pickle names no class (no ``STACK_GLOBAL`` byte) is
+``PLAIN``. Measured (``bench/codec.py``): for the typical plain batches (tuples of str, int and
+float) this pickle encodes and decodes faster than msgpack, whose encoder must first check every
+value's exact type (it writes a tuple, a list and a named tuple alike as an array); msgpack
+carries the control messages. One thing the allow-list cannot bound: CPython's unpickler sizes
+its memo from a PUT opcode's index, so a forged batch of a few bytes can make it allocate up to
+the process's memory limit; that fails as ``MemoryError`` (reported as ``SerializationError``)
+or ends the slot like any forged batch ends the attempt. Every failure is a
+``SerializationError`` naming the class and the fix. Callers: ``network`` (encode/decode of DATA
+frames), ``slot`` (builds the codec), the JobMaster (``pack``/``unpack``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ PLAIN: Final = 1
 CLASSES: Final = 2
 _PLAIN_BYTE: Final = bytes([PLAIN])
 _CLASSES_BYTE: Final = bytes([CLASSES])
+_STACK_GLOBAL: Final = pickle.STACK_GLOBAL  # protocol 5 names every class with this opcode
 
 BUILTIN_CLASSES: Final[tuple[type, ...]] = (
     complex,
@@ -73,7 +79,6 @@ class RecordCodec:
             if not isinstance(cls, type):
                 raise SerializationError(f"register_type takes a class, got {type(cls).__name__}")
             self._classes[_qualified(cls)] = cls
-        self._allowed_set = frozenset(self._classes.values())
 
     def allows(self, module: str, name: str) -> bool:
         """Whether a pickled global ``module.name`` may be resolved (an exact allowed class)."""
@@ -83,20 +88,17 @@ class RecordCodec:
         """A batch as bytes: the format byte, then pickle protocol 5."""
         buffer = io.BytesIO()
         buffer.write(_PLAIN_BYTE)
-        pickler = _CheckingPickler(buffer, self._allowed_set)
         try:
-            pickler.dump(records)
-        except SerializationError:
-            raise
+            pickle.Pickler(buffer, protocol=5).dump(records)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError) as err:
             raise SerializationError(
                 f"a record cannot be sent between workers ({err}); records must be plain values "
                 "(int, str, float, tuple, list, dict, ...) or classes defined at module level in the job's code"
             ) from err
-        data = buffer.getbuffer()
-        if pickler.named_classes:
-            data[0] = CLASSES
-        return bytes(data)
+        data = buffer.getvalue()
+        if _STACK_GLOBAL in data:  # a class may be named (the byte may also be part of a value: no harm)
+            return _CLASSES_BYTE + data[1:]
+        return data
 
     def decode(self, data: bytes | memoryview) -> list[Any]:
         """A batch from bytes; refuses any global that is not an allowed class."""
@@ -151,34 +153,6 @@ def _undo_class_changes(snapshots: dict[type, _ClassSnapshot]) -> None:
             "was decoded; refused (a forged batch, or a __setstate__ of the job that sets "
             "class attributes)"
         )
-
-
-def _describe(obj: Any) -> str:
-    cls = type(obj)
-    if isinstance(obj, type) or (cls.__module__ == "builtins" and hasattr(obj, "__qualname__")):
-        kind = "the class" if isinstance(obj, type) else f"the {cls.__name__}"
-        return f"{kind} {getattr(obj, '__module__', '?')}.{obj.__qualname__}"
-    return f"an instance of {cls.__module__}.{cls.__qualname__}"
-
-
-class _CheckingPickler(pickle.Pickler):
-    """Notes whether a batch needs any class; refuses a class the receiver would refuse."""
-
-    def __init__(self, buffer: io.BytesIO, allowed: frozenset[type]) -> None:
-        super().__init__(buffer, protocol=5)
-        self.named_classes = False
-        self._allowed = allowed
-
-    def reducer_override(self, obj: Any) -> Any:
-        """Called for every object that is not a built-in value (pickle writes those itself)."""
-        cls = obj if isinstance(obj, type) else type(obj)
-        if cls not in self._allowed:
-            raise SerializationError(
-                f"a record holds {_describe(obj)}, which may not cross between workers: only built-in values, "
-                f"datetime/Decimal/UUID and instances of the job's own classes may; {_FIX}"
-            )
-        self.named_classes = True
-        return NotImplemented
 
 
 class _PlainUnpickler(pickle.Unpickler):
