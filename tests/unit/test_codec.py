@@ -16,7 +16,7 @@ import pytest
 
 from streamjob.worker.checkpoint.metadata import decode_metadata
 from streamjob.worker.errors import MetadataError, SerializationError
-from streamjob.worker.runtime.codec import CLASSES, PLAIN, RecordCodec, pack, unpack
+from streamjob.worker.runtime.codec import PICKLE, ROWS, VALUES, RecordCodec, pack, unpack
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +60,7 @@ def test_plain_values_round_trip() -> None:
     Evil(__import__, "os"),
 ], ids=["os.system", "eval", "exec", "getattr", "Popen", "__import__"])
 def test_dangerous_globals_are_refused(payload: Evil) -> None:
-    data = bytes([CLASSES]) + pickle.dumps([payload], protocol=5)
+    data = bytes([PICKLE]) + pickle.dumps([payload], protocol=5)
     with pytest.raises(SerializationError, match="refusing to decode"):
         RecordCodec([Reading, Evil]).decode(data)
     assert not os.path.exists("/tmp/streamjob-codec-pwned")
@@ -75,7 +75,7 @@ def test_unregistered_classes_are_refused_with_the_fix_in_the_message() -> None:
 def test_registered_types_are_allowed_by_exact_name_only() -> None:
     codec = RecordCodec([Reading])
     data = codec.encode([Reading("a", 1.0), Reading("b", 2.0)])
-    assert data[0] == CLASSES
+    assert data[0] == PICKLE
     assert codec.decode(data) == [Reading("a", 1.0), Reading("b", 2.0)]
     assert codec.allows(Reading.__module__, "Reading")
     assert not codec.allows(Reading.__module__, "Reading.__class__")
@@ -83,16 +83,18 @@ def test_registered_types_are_allowed_by_exact_name_only() -> None:
     assert not codec.allows("os", "system")
 
 
-def test_plain_batches_name_no_class() -> None:
+def test_plain_batches_are_msgpack_and_a_pickle_under_their_format_byte_is_garbage() -> None:
     codec = RecordCodec([Reading])
-    assert codec.encode([("a", 1), ("b", 2.5, None), [{"k": {1}}]])[0] == PLAIN
-    forged = bytes([PLAIN]) + pickle.dumps([Reading("a", 1.0)], protocol=5)
-    with pytest.raises(SerializationError, match="names no class"):
-        codec.decode(forged)
+    assert codec.encode([("a", 1), ("b", 2)])[0] == ROWS
+    assert codec.encode([1, "x", None, b"y", 2.5, True, [{"k": [1]}]])[0] == VALUES
+    pickled = pickle.dumps([Reading("a", 1.0)], protocol=5)
+    for kind in (VALUES, ROWS):
+        with pytest.raises(SerializationError, match=r"could not be decoded|does not hold columns"):
+            codec.decode(bytes([kind]) + pickled)
 
 
 def test_functions_of_the_job_module_are_refused() -> None:
-    data = bytes([CLASSES]) + pickle.dumps([helper], protocol=5)
+    data = bytes([PICKLE]) + pickle.dumps([helper], protocol=5)
     with pytest.raises(SerializationError, match=r"refusing to decode tests\.unit\.test_codec\.helper"):
         RecordCodec([Reading]).decode(data)
     with pytest.raises(SerializationError, match=r"refusing to decode tests\.unit\.test_codec\.helper"):

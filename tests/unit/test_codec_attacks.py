@@ -22,7 +22,7 @@ import pytest
 
 from streamjob.worker.errors import SerializationError
 from streamjob.worker.loader import LoadedJob, job_record_classes
-from streamjob.worker.runtime.codec import CLASSES, PLAIN, RecordCodec
+from streamjob.worker.runtime.codec import PICKLE, ROWS, VALUES, RecordCodec
 from tests.support import codec_job
 from tests.support.codec_payloads import LIVE, PAYLOADS
 
@@ -79,7 +79,7 @@ def test_payloads_are_live_against_an_unrestricted_unpickler(name: str, tmp_path
     assert _appears(marker, within=5.0), f"{name} is not a working exploit, so refusing it proves nothing"
 
 
-@pytest.mark.parametrize("kind", [PLAIN, CLASSES], ids=["plain", "classes"])
+@pytest.mark.parametrize("kind", [VALUES, ROWS, PICKLE], ids=["values", "rows", "pickle"])
 @pytest.mark.parametrize("name", sorted(PAYLOADS))
 def test_forged_batches_are_refused_and_run_nothing(codec: RecordCodec, name: str, kind: int, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
@@ -90,7 +90,7 @@ def test_forged_batches_are_refused_and_run_nothing(codec: RecordCodec, name: st
 
 
 def test_the_exploit_names_the_class_and_the_fix(codec: RecordCodec, tmp_path: Path) -> None:
-    data = bytes([CLASSES]) + PAYLOADS["function_chain"](str(tmp_path / "m"))
+    data = bytes([PICKLE]) + PAYLOADS["function_chain"](str(tmp_path / "m"))
     expected = r"refusing to decode tests\.support\.codec_job\.build\.__class__.*env\.register_type"
     with pytest.raises(SerializationError, match=expected):
         codec.decode(data)
@@ -99,7 +99,7 @@ def test_the_exploit_names_the_class_and_the_fix(codec: RecordCodec, tmp_path: P
 def test_a_batch_that_changes_a_job_class_is_refused_and_undone(codec: RecordCodec, tmp_path: Path) -> None:
     before = dict(vars(codec_job.Click))
     with pytest.raises(SerializationError, match=r"changed the class .*codec_job\.Click"):
-        codec.decode(bytes([CLASSES]) + PAYLOADS["mutate_job_class"](str(tmp_path / "m")))
+        codec.decode(bytes([PICKLE]) + PAYLOADS["mutate_job_class"](str(tmp_path / "m")))
     assert "__setstate__" not in vars(codec_job.Click)
     assert dict(vars(codec_job.Click)) == before
     click = codec_job.Click("a", 1)
@@ -154,7 +154,7 @@ def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
         datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
     ]
     data = codec.encode(records)
-    assert data[0] == CLASSES
+    assert data[0] == PICKLE
     decoded = codec.decode(data)
     assert decoded == records
     assert [type(r) for r in decoded] == [type(r) for r in records]
@@ -163,18 +163,22 @@ def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
 @pytest.mark.parametrize(
     ("records", "kind"),
     [
-        ([("a", 1), ("b", 2.5, None), (), (True, b"x")], PLAIN),
-        ([1, -(2**63), 2**64 - 1, 2.5, "ü", b"\x00", None, False], PLAIN),
-        ([{"user": "a", "n": 1, 3: None}], PLAIN),
-        ([("a", 1), ["a", 1]], PLAIN),
-        ([(2**64, -(2**64))], PLAIN),
-        ([{(1, 2): [3]}, {1, 2}, ((1,), [2])], PLAIN),
-        ([codec_job.Point(1, 2), ("a", 1)], CLASSES),
-        ([("\ud800", 1)], PLAIN),
-        ([(True, 1), (1, True)], PLAIN),
+        ([("a", 1), ("b", 2.5, None), (True, b"x")], PICKLE),
+        ([("a", 1, [2, {"k": None}]), ("b", 2, [])], ROWS),
+        ([(True, 1), (1, True), (None, 2.5)], ROWS),
+        ([1, -(2**63), 2**64 - 1, 2.5, "ü", b"\x00", None, False, [1, [2]]], VALUES),
+        ([{"user": "a", "n": 1, 3: None, "tags": ["x"]}], VALUES),
+        ([("a", 1), ["a", 1]], PICKLE),
+        ([(2**64, -(2**64))], PICKLE),
+        ([{(1, 2): [3]}, {1, 2}, ((1,), [2])], PICKLE),
+        ([codec_job.Point(1, 2), ("a", 1)], PICKLE),
+        ([("\ud800", 1)], PICKLE),
+        ([(), ()], PICKLE),
     ],
     ids=[
-        "flat-tuples",
+        "mixed-widths",
+        "rows",
+        "bool-vs-int",
         "scalars",
         "dicts",
         "tuple-and-list",
@@ -182,7 +186,7 @@ def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
         "nested",
         "named-tuple",
         "surrogate",
-        "bool-vs-int",
+        "empty-tuples",
     ],
 )
 def test_plain_values_keep_their_exact_types(codec: RecordCodec, records: list[object], kind: int) -> None:

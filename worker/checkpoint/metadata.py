@@ -140,7 +140,7 @@ def _load_json(data: bytes, source: str, what: str, hint: str = _WHAT_TO_DO) -> 
         raise MetadataError(f"{what} {source} is empty (the write was interrupted?); {hint}")
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, an int of > 4300 digits, nesting too deep
         raise MetadataError(f"{what} {source} is corrupted (not valid JSON: {err}); {hint}") from err
     if not isinstance(document, dict):
         raise MetadataError(f"{what} {source} is corrupted (a JSON object was expected); {hint}")

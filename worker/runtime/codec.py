@@ -1,31 +1,31 @@
-"""Wire encodings: record batches (pickle that names no global but allowed classes) and control messages.
+"""Wire encodings: record batches (msgpack, or pickle naming only allowed classes) and control messages.
 
 Record batches travel only between the slots of one job, but a data port is still a network
 port, so decoding a batch must never run code a peer chose. A batch starts with one format byte:
 
-- ``PLAIN``: records of built-in values only (None, bool, int, float, str, bytes, bytearray and
-  tuples, lists, dicts, sets, frozensets of them). Pickle protocol 5 writes all of these with its
-  own opcodes, so the decoder refuses every global: with no class or function on its stack no
-  opcode can call anything.
-- ``CLASSES``: records holding instances of classes. The decoder resolves a global only by an exact
-  ``(module, qualname)`` lookup in the allow-list: a few built-in value classes (datetime, Decimal,
-  UUID, ...) plus the classes the job registered (``env.register_type``) or defined at the top of
-  its own modules (collected by ``loader.job_record_classes`` when the job is loaded). Nothing is
-  imported and no attribute is traversed, so dotted names (``build.__class__``), functions, code
-  objects, ``type``, modules and ``copyreg`` helpers are never reachable; a ``__setstate__`` or
-  ``__reduce__`` that runs is the job's own code. Allowed job classes are checked after each such
-  batch: a batch that changed one of them (pickle's BUILD on a class object) is refused and undone.
+- ``VALUES`` (msgpack): records built only of None, bool, int (64-bit), float, str, bytes, lists
+  and dicts. msgpack's strict mode writes exactly these types itself and hands anything else
+  (a tuple, a subclass, a big int) to a hook that abandons msgpack for the batch, so no check is
+  needed and decoding restores the exact types.
+- ``ROWS`` (msgpack): records that are all tuples of one width, of such values: written as one
+  array per column (fast to pack and check) and zipped back into tuples.
+- ``PICKLE``: everything else: nested tuples, big ints, sets, instances of classes. Its opcodes are
+  checked first (``pickle_scan``: only what protocol 5 writes for records, every length inside
+  the data, no memo index or bytearray size that makes CPython's unpickler allocate gigabytes),
+  then the unpickler resolves a global only by an exact ``(module, qualname)`` lookup in the
+  allow-list: a few built-in value classes (datetime, Decimal, UUID, ...) plus the classes the job
+  registered (``env.register_type``) or defined at the top of its own modules (collected by
+  ``loader.job_record_classes`` when the job is loaded). Nothing is imported and no attribute is
+  traversed, so dotted names (``build.__class__``), functions, code objects, ``type``, modules and
+  ``copyreg`` helpers are never reachable and REDUCE/NEWOBJ can call only an allowed class; a
+  ``__setstate__`` or ``__reduce__`` that runs is the job's own code. A batch that changed a class
+  it named (BUILD on a class object sets attributes) is refused and the change undone.
 
-The encoder picks the format: a batch whose pickle names no class (no ``STACK_GLOBAL`` byte) is
-``PLAIN``. Measured (``bench/codec.py``): for the typical plain batches (tuples of str, int and
-float) this pickle encodes and decodes faster than msgpack, whose encoder must first check every
-value's exact type (it writes a tuple, a list and a named tuple alike as an array); msgpack
-carries the control messages. One thing the allow-list cannot bound: CPython's unpickler sizes
-its memo from a PUT opcode's index, so a forged batch of a few bytes can make it allocate up to
-the process's memory limit; that fails as ``MemoryError`` (reported as ``SerializationError``)
-or ends the slot like any forged batch ends the attempt. Every failure is a
-``SerializationError`` naming the class and the fix. Callers: ``network`` (encode/decode of DATA
-frames), ``slot`` (builds the codec), the JobMaster (``pack``/``unpack``).
+msgpack decoding builds nothing but values and bounds every length by the data's. Measured with
+``bench/codec.py`` against the pickle-only codec this replaced: tuple batches cost about the same
+(pickle decoding alone would need the Python-level opcode check, several times dearer). Every
+failure is a ``SerializationError`` naming the class and the fix. Callers: ``network``
+(encode/decode of DATA frames), ``slot`` (builds the codec), the JobMaster (``pack``/``unpack``).
 """
 
 from __future__ import annotations
@@ -36,18 +36,36 @@ import decimal
 import io
 import pickle
 import uuid
+from _operator import itemgetter  # not `operator`: the repository's operator/ package may shadow it
 from collections.abc import Iterable
 from typing import Any, Final
 
 import msgpack
 
 from streamjob.worker.errors import SerializationError
+from streamjob.worker.runtime.pickle_scan import check_opcodes
 
-PLAIN: Final = 1
-CLASSES: Final = 2
-_PLAIN_BYTE: Final = bytes([PLAIN])
-_CLASSES_BYTE: Final = bytes([CLASSES])
-_STACK_GLOBAL: Final = pickle.STACK_GLOBAL  # protocol 5 names every class with this opcode
+VALUES: Final = 1
+ROWS: Final = 2
+PICKLE: Final = 3
+_VALUES_BYTE: Final = bytes([VALUES])
+_ROWS_BYTE: Final = bytes([ROWS])
+_PICKLE_BYTE: Final = bytes([PICKLE])
+_MAX_ROW_WIDTH: Final = 32
+_COLUMN: Final = tuple(itemgetter(i) for i in range(_MAX_ROW_WIDTH))
+
+
+class _NotPlain(Exception):
+    """Raised by msgpack's default hook: the batch holds a value msgpack does not write exactly."""
+
+
+def _not_plain(value: object) -> object:
+    raise _NotPlain
+
+
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, strict_types=True, default=_not_plain)
+
 
 BUILTIN_CLASSES: Final[tuple[type, ...]] = (
     complex,
@@ -79,15 +97,29 @@ class RecordCodec:
             if not isinstance(cls, type):
                 raise SerializationError(f"register_type takes a class, got {type(cls).__name__}")
             self._classes[_qualified(cls)] = cls
+        self._packer = _packer()
 
     def allows(self, module: str, name: str) -> bool:
         """Whether a pickled global ``module.name`` may be resolved (an exact allowed class)."""
         return (module, name) in self._classes
 
     def encode(self, records: list[Any]) -> bytes:
-        """A batch as bytes: the format byte, then pickle protocol 5."""
+        """A batch as bytes: the format byte, then msgpack for plain values, else pickle protocol 5."""
+        packer = self._packer
+        try:
+            if set(map(type, records)) != {tuple}:
+                return _VALUES_BYTE + bytes(packer.pack(records))
+            widths = set(map(len, records))
+            width = widths.pop()
+            if not widths and 0 < width <= _MAX_ROW_WIDTH:
+                return _ROWS_BYTE + bytes(packer.pack([list(map(_COLUMN[i], records)) for i in range(width)]))
+        except (_NotPlain, OverflowError, ValueError):  # a class, a tuple inside, a big int, a lone surrogate
+            packer.reset()
+        return self._encode_pickle(records)
+
+    def _encode_pickle(self, records: list[Any]) -> bytes:
         buffer = io.BytesIO()
-        buffer.write(_PLAIN_BYTE)
+        buffer.write(_PICKLE_BYTE)
         try:
             pickle.Pickler(buffer, protocol=5).dump(records)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError) as err:
@@ -95,10 +127,7 @@ class RecordCodec:
                 f"a record cannot be sent between workers ({err}); records must be plain values "
                 "(int, str, float, tuple, list, dict, ...) or classes defined at module level in the job's code"
             ) from err
-        data = buffer.getvalue()
-        if _STACK_GLOBAL in data:  # a class may be named (the byte may also be part of a value: no harm)
-            return _CLASSES_BYTE + data[1:]
-        return data
+        return buffer.getvalue()
 
     def decode(self, data: bytes | memoryview) -> list[Any]:
         """A batch from bytes; refuses any global that is not an allowed class."""
@@ -106,26 +135,38 @@ class RecordCodec:
         if len(view) == 0:
             raise SerializationError("an empty record batch arrived: the peer sent a damaged frame")
         kind = view[0]
-        if kind == PLAIN:
-            unpickler: pickle.Unpickler = _PlainUnpickler(io.BytesIO(view[1:]))
-        elif kind == CLASSES:
-            unpickler = _ClassUnpickler(io.BytesIO(view[1:]), self._classes)
+        if kind in (VALUES, ROWS):
+            try:
+                records = msgpack.unpackb(view[1:], raw=False, strict_map_key=False)
+                if kind == ROWS:
+                    if type(records) is not list or not all(type(c) is list for c in records):
+                        raise SerializationError("a batch of rows does not hold columns (a damaged or forged batch)")
+                    return list(zip(*records, strict=True))
+            except SerializationError:
+                raise
+            except Exception as err:  # msgpack's errors, unhashable keys, columns of unequal length
+                raise SerializationError(f"a record batch could not be decoded ({type(err).__name__}: {err})") from err
+        elif kind == PICKLE:
+            records = self._decode_pickle(view[1:])
         else:
             raise SerializationError(
                 f"a record batch has the unknown format {kind}: is the peer running the same streamjob version?"
             )
+        if type(records) is not list:
+            raise SerializationError(f"a record batch decoded to {type(records).__name__}, not a list of records")
+        return records
+
+    def _decode_pickle(self, data: memoryview) -> Any:
+        check_opcodes(data)
+        unpickler = _ClassUnpickler(io.BytesIO(data), self._classes)
         try:
-            records = unpickler.load()
+            return unpickler.load()
         except SerializationError:
             raise
         except Exception as err:  # every parse error of a damaged batch: pickle's, and the job's __setstate__
             raise SerializationError(f"a record batch could not be decoded ({type(err).__name__}: {err})") from err
         finally:
-            if isinstance(unpickler, _ClassUnpickler):
-                _undo_class_changes(unpickler.snapshots)
-        if type(records) is not list:
-            raise SerializationError(f"a record batch decoded to {type(records).__name__}, not a list of records")
-        return records
+            _undo_class_changes(unpickler.snapshots)
 
 
 _ClassSnapshot = tuple[dict[str, Any], tuple[type, ...]]
@@ -153,18 +194,6 @@ def _undo_class_changes(snapshots: dict[type, _ClassSnapshot]) -> None:
             "was decoded; refused (a forged batch, or a __setstate__ of the job that sets "
             "class attributes)"
         )
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Decodes a batch of built-in values: no global at all."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise SerializationError(
-            f"refusing to decode {module}.{name}: a batch of plain values names no class (a damaged or forged batch)"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise SerializationError("refusing a persistent id in a record batch (a damaged or forged batch)")
 
 
 class _ClassUnpickler(pickle.Unpickler):
@@ -196,5 +225,12 @@ def pack(message: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    """A control message from bytes; msgpack never runs code, and its limits follow the data's length."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    """A control message from bytes; msgpack never runs code, and its limits follow the data's length.
+
+    Damaged bytes raise SerializationError (msgpack's own errors, an unhashable map key, nesting
+    deeper than msgpack allows).
+    """
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as err:  # msgpack raises ValueError subclasses, TypeError for unhashable keys, ...
+        raise SerializationError(f"a control message could not be decoded ({type(err).__name__}: {err})") from err

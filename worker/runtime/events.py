@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streamjob.worker.errors import SerializationError
+
 
 @dataclass(frozen=True)
 class Barrier:
@@ -32,9 +34,13 @@ class EndOfStream:
 END_OF_STREAM = EndOfStream()
 
 
-def event_from_wire(data: list[object]) -> Barrier | EndOfStream:
-    """Rebuilds an event from ``to_wire`` output."""
-    if data[0] == "B":
+def event_from_wire(data: object) -> Barrier | EndOfStream:
+    """Rebuilds an event from ``to_wire`` output; SerializationError for anything else (a damaged frame)."""
+    if isinstance(data, list | tuple) and len(data) == 1 and data[0] == "E":
+        return END_OF_STREAM
+    if isinstance(data, list | tuple) and len(data) == 6 and data[0] == "B":
         _, cid, ts, sp, stop, unaligned = data
-        return Barrier(int(cid), int(ts), sp if isinstance(sp, str) else None, bool(stop), bool(unaligned))  # type: ignore[call-overload]
-    return END_OF_STREAM
+        if type(cid) is int and type(ts) is int and (sp is None or isinstance(sp, str)):
+            return Barrier(cid, ts, sp, bool(stop), bool(unaligned))
+    raise SerializationError(f"a data connection sent a malformed event ({str(data)[:80]}); is the peer running "
+                             "the same streamjob version?")

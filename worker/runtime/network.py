@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from streamjob.worker.errors import SerializationError
 from streamjob.worker.runtime.channels import ChannelKey, InputChannel, OutputChannel
 from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
 from streamjob.worker.runtime.events import Barrier, EndOfStream, event_from_wire
@@ -30,11 +31,25 @@ def _frame(kind: int, key: ChannelKey, payload: bytes) -> bytes:
     return _HEADER.pack(len(payload) + 13, kind, key[0], key[1], key[2]) + payload
 
 
+class FrameError(SerializationError):
+    """A data-plane frame is malformed (a length shorter than its header, a credit of the wrong size)."""
+
+
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, ChannelKey, bytes]:
+    """The next frame; IncompleteReadError when the stream ends, FrameError when it is malformed."""
     head = await reader.readexactly(_HEADER.size)
     length, kind, edge, src, dst = _HEADER.unpack(head)
+    if length < 13:
+        raise FrameError(f"a data frame announces {length} bytes, fewer than its 13-byte header")
     payload = await reader.readexactly(length - 13)
     return kind, (edge, src, dst), payload
+
+
+def _credit_of(payload: bytes) -> int:
+    """The number of batches a CREDIT frame returns."""
+    if len(payload) != _CREDIT.size:
+        raise FrameError(f"a credit frame carries {len(payload)} bytes instead of {_CREDIT.size}")
+    return int(_CREDIT.unpack(payload)[0])
 
 
 class DataServer:
@@ -147,8 +162,8 @@ class PeerConnection:
                 if kind == CREDIT:
                     channel = self.channels.get(key)
                     if channel is not None:
-                        channel.add_credit(_CREDIT.unpack(payload)[0])
-        except (asyncio.IncompleteReadError, ConnectionError) as err:
+                        channel.add_credit(_credit_of(payload))
+        except (asyncio.IncompleteReadError, ConnectionError, FrameError) as err:
             if not self.closing:
                 self.on_error(f"lost the data connection to {self.address[0]}:{self.address[1]} ({err})")
 
