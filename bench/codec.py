@@ -1,28 +1,26 @@
-"""Micro-benchmark of the record codec: the pickle path before the fix, the codec now, and msgpack.
+"""Micro-benchmark of the record codec: the pickle path before the fix against the codec now.
 
 ``.venv/bin/python -m bench.codec`` (``--quick`` for a smoke run) measures, for typical batches,
 the CPU ns per record of encoding and decoding a batch with
 
 - **old**: the codec before the fix (``pickle.dumps`` protocol 5, and an unpickler whose
-  ``find_class`` admitted any name under the job's module; reproduced here, it is gone from the runtime);
-- **new**: ``RecordCodec`` as the runtime uses it (format byte; plain batches name no global,
-  class batches resolve exact allowed classes; the class-change check after class batches);
-- **msgpack**: the best msgpack encoding of the same records that keeps tuples tuples: the
-  encoder must check every record's exact type first (msgpack writes a tuple, a list and a named
-  tuple alike as an array), then ``packb``; decoding is ``unpackb(use_list=False)``. Only shapes it
-  can carry (scalars and flat tuples of scalars) have a figure.
+  ``find_class`` admitted any name under the job's module; reproduced here, it is gone from the
+  runtime);
+- **new**: ``RecordCodec`` as the runtime uses it: msgpack for plain values (rows of tuples as
+  columns), pickle with the opcode check and the exact allow-list for the rest;
+- **safe pickle**: the new codec's pickle path forced for every batch (opcode check + allow-list):
+  what plain batches would cost if they kept pickle; the reason they do not.
 
-The three run interleaved, round after round, and the best round counts (CPU time, the least
+The paths run interleaved, round after round, and the best round counts (CPU time, the least
 disturbed by other load). Results go to ``bench/results/codec.json`` and ``codec.md``, with the
-estimated effect on the keyed-sum job at p=2 (half of its records cross between processes), using
-that job's CPU ns/event from ``bench/results/latest.json``.
+estimated effect on the keyed-sum job at p=2 (half of its records cross between processes), from
+that job's CPU ns/event in ``bench/results/latest.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import json
 import pickle
 import platform
@@ -34,12 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from streamjob.worker.runtime.codec import RecordCodec
 
 RESULTS = Path(__file__).resolve().parent / "results"
-_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
 
 
 @dataclass(frozen=True)
@@ -71,20 +66,6 @@ def old_decode(data: bytes) -> Any:
     return _OldUnpickler(io.BytesIO(data)).load()
 
 
-def msgpack_encode(records: list[Any]) -> bytes | None:
-    """Plain scalars or flat tuples of scalars as msgpack; None for a shape it cannot carry exactly."""
-    kinds = set(map(type, records))
-    if kinds <= _SCALARS:
-        return b"\x03" + msgpack.packb(records, use_bin_type=True)
-    if kinds == {tuple} and _SCALARS.issuperset(map(type, itertools.chain.from_iterable(records))):
-        return b"\x04" + msgpack.packb(records, use_bin_type=True)
-    return None
-
-
-def msgpack_decode(data: bytes) -> list[Any]:
-    return list(msgpack.unpackb(memoryview(data)[1:], use_list=False, raw=False, strict_map_key=False))
-
-
 SHAPES: dict[str, Callable[[int], Any]] = {
     "(int, int) keyed sum": lambda i: (i % 10_000, 1),
     "(str, int)": lambda i: (f"user-{i % 1000}", i),
@@ -107,28 +88,27 @@ def measure(batch_size: int, rounds: int, loops: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for shape, make in SHAPES.items():
         records = [make(i) for i in range(batch_size)]
-        encoded = {"old": old_encode(records), "new": codec.encode(records), "msgpack": msgpack_encode(records)}
+        encoded = {"old": old_encode(records), "new": codec.encode(records),
+                   "safe_pickle": codec._encode_pickle(records)}
         assert old_decode(encoded["old"]) == records and codec.decode(encoded["new"]) == records
-        if encoded["msgpack"] is not None:
-            assert msgpack_decode(encoded["msgpack"]) == records
+        assert codec.decode(encoded["safe_pickle"]) == records
         paths: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
             "old": (lambda r=records: old_encode(r), lambda d=encoded["old"]: old_decode(d)),
             "new": (lambda r=records: codec.encode(r), lambda d=encoded["new"]: codec.decode(d)),
+            "safe_pickle": (lambda r=records: codec._encode_pickle(r),
+                            lambda d=encoded["safe_pickle"]: codec.decode(d)),
         }
-        if encoded["msgpack"] is not None:
-            paths["msgpack"] = (lambda r=records: msgpack_encode(r), lambda d=encoded["msgpack"]: msgpack_decode(d))
         best: dict[str, list[float]] = {name: [float("inf"), float("inf")] for name in paths}
         for _ in range(rounds):
             for name, (enc, dec) in paths.items():
                 best[name][0] = min(best[name][0], _cpu_ns(enc, loops) / batch_size)
                 best[name][1] = min(best[name][1], _cpu_ns(dec, loops) / batch_size)
-        row: dict[str, Any] = {"shape": shape, "batch": batch_size}
+        row: dict[str, Any] = {"shape": shape, "batch": batch_size, "format": encoded["new"][0]}
         for name, (enc_ns, dec_ns) in best.items():
             row[name] = {"encode_ns": round(enc_ns, 1), "decode_ns": round(dec_ns, 1),
-                         "total_ns": round(enc_ns + dec_ns, 1), "bytes": len(encoded[name] or b"")}
-        row["new_vs_old_pct"] = round(100 * (row["new"]["total_ns"] / row["old"]["total_ns"] - 1), 1)
-        if "msgpack" in row:
-            row["msgpack_vs_old_pct"] = round(100 * (row["msgpack"]["total_ns"] / row["old"]["total_ns"] - 1), 1)
+                         "total_ns": round(enc_ns + dec_ns, 1), "bytes": len(encoded[name])}
+        for name in ("new", "safe_pickle"):
+            row[f"{name}_vs_old_pct"] = round(100 * (row[name]["total_ns"] / row["old"]["total_ns"] - 1), 1)
         rows.append(row)
     return rows
 
@@ -142,30 +122,33 @@ def _keyed_sum_cpu_ns() -> float | None:
         return None
 
 
+_FORMATS = {1: "msgpack values", 2: "msgpack rows", 3: "pickle"}
+
+
 def _markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Record codec micro-benchmark",
         "",
         f"Command: `{result['command']}` — {result['measured_at']} — code at {result['commit']}, "
-        f"Python {result['python']}, best of {result['rounds']} interleaved rounds (CPU ns per record).",
+        f"Python {result['python']}, best of {result['rounds']} interleaved rounds (CPU ns per record; "
+        "enc/dec/total). old = pickle with the traversing allow-list (before the fix); new = the codec; "
+        "safe pickle = the codec's checked pickle path for every batch.",
         "",
-        "| shape | batch | old enc | old dec | old total | new enc | new dec | new total | new vs old | "
-        "msgpack enc | msgpack dec | msgpack total | msgpack vs old |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | batch | new format | old | new | new vs old | safe pickle | safe pickle vs old |",
+        "|---|---:|---|---|---|---:|---|---:|",
     ]
     for row in result["rows"]:
-        m = row.get("msgpack")
-        mp = (f"{m['encode_ns']} | {m['decode_ns']} | {m['total_ns']} | {row['msgpack_vs_old_pct']:+} %"
-              if m else "– | – | – | –")
-        lines.append(f"| {row['shape']} | {row['batch']} | {row['old']['encode_ns']} | {row['old']['decode_ns']} | "
-                     f"{row['old']['total_ns']} | {row['new']['encode_ns']} | {row['new']['decode_ns']} | "
-                     f"{row['new']['total_ns']} | {row['new_vs_old_pct']:+} % | {mp} |")
+        cells = {n: f"{row[n]['encode_ns']} / {row[n]['decode_ns']} / **{row[n]['total_ns']}**"
+                 for n in ("old", "new", "safe_pickle")}
+        lines.append(f"| {row['shape']} | {row['batch']} | {_FORMATS[row['format']]} | {cells['old']} | "
+                     f"{cells['new']} | {row['new_vs_old_pct']:+} % | {cells['safe_pickle']} | "
+                     f"{row['safe_pickle_vs_old_pct']:+} % |")
     lines.append("")
     effect = result.get("keyed_sum_effect")
     if effect:
         lines.append(f"Estimated effect on the keyed sum at p=2 ({effect['cpu_ns_per_event']:.0f} CPU ns/event in "
-                     f"latest.json, half of the records cross between slots): new {effect['new_pct']:+.2f} % CPU "
-                     f"per event, msgpack {effect['msgpack_pct']:+.2f} %.")
+                     f"latest.json, half of the records cross between slots, (int, int) batches of 4096): "
+                     f"new {effect['new_pct']:+.2f} % CPU per event; safe pickle {effect['safe_pickle_pct']:+.2f} %.")
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         result["keyed_sum_effect"] = {
             "cpu_ns_per_event": cpu,
             "new_pct": (keyed["new"]["total_ns"] - keyed["old"]["total_ns"]) * half,
-            "msgpack_pct": (keyed["msgpack"]["total_ns"] - keyed["old"]["total_ns"]) * half,
+            "safe_pickle_pct": (keyed["safe_pickle"]["total_ns"] - keyed["old"]["total_ns"]) * half,
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "codec.json").write_text(json.dumps(result, indent=1) + "\n")

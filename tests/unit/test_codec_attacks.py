@@ -213,3 +213,60 @@ def test_a_class_or_function_outside_the_allow_list_is_refused_with_the_fix(code
     assert RecordCodec([fractions.Fraction]).decode(codec.encode([fractions.Fraction(1, 3)])) == [
         fractions.Fraction(1, 3)
     ]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"\x80\x05N" + pickle.LONG_BINPUT + (2**27).to_bytes(4, "little") + b".",  # a 2 GiB memo
+        b"\x80\x05Np134217728\n.",  # the same through the text PUT
+        b"\x80\x05" + pickle.BYTEARRAY8 + (2**40).to_bytes(8, "little") + b"x.",  # a 1 TiB bytearray
+        b"\x80\x05" + pickle.FRAME + (2**40).to_bytes(8, "little") + b"N.",
+        b"\x80\x05" + pickle.BINUNICODE8 + (2**33).to_bytes(8, "little") + b"x.",
+        b"\x80\x05N.trailing",
+        b"\x80\x05N",
+        b"\x80\x05J\x01",
+        b"\x80\x05\x95\x01",
+    ],
+    ids=[
+        "long-binput",
+        "put",
+        "bytearray8",
+        "frame",
+        "binunicode8",
+        "trailing-bytes",
+        "no-stop",
+        "cut-int",
+        "cut-frame",
+    ],
+)
+def test_sizes_beyond_the_batch_are_refused_before_anything_is_allocated(codec: RecordCodec, stream: bytes) -> None:
+    with pytest.raises(
+        SerializationError, match=r"refusing the pickle opcode|announces|after its end|before its STOP|inside an opcode"
+    ):
+        codec.decode(bytes([PICKLE]) + stream)
+
+
+def test_the_allow_list_of_a_job_file_holds_exactly_its_top_level_classes(tmp_path: Path) -> None:
+    job = tmp_path / "codec_file_job.py"
+    job.write_text(
+        "import subprocess\n"
+        "from dataclasses import dataclass\n"
+        "from streamjob.worker.api import StreamExecutionEnvironment\n"
+        "@dataclass\n"
+        "class Event:\n"
+        "    key: str\n"
+        "class Helper:\n"
+        "    class Nested:\n"
+        "        pass\n"
+        "Alias = subprocess.Popen\n"
+        "def build():\n"
+        "    env = StreamExecutionEnvironment.get_execution_environment()\n"
+        "    env.from_collection([Event('a')]).print()\n"
+        "    return env\n"
+    )
+    from streamjob.worker.loader import load_job
+
+    loaded = load_job(str(job))
+    classes = {f"{c.__module__}.{c.__qualname__}" for c in job_record_classes(loaded)}
+    assert classes == {"codec_file_job.Event", "codec_file_job.Helper"}

@@ -156,7 +156,8 @@ class RecordCodec:
             raise SerializationError(f"a record batch decoded to {type(records).__name__}, not a list of records")
         return records
 
-    def _decode_pickle(self, data: memoryview) -> Any:
+    def _decode_pickle(self, view: memoryview) -> Any:
+        data = view.tobytes()
         check_opcodes(data)
         unpickler = _ClassUnpickler(io.BytesIO(data), self._classes)
         try:

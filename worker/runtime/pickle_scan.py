@@ -15,6 +15,7 @@ data, so decoding allocates no more than a small multiple of the batch's size. C
 from __future__ import annotations
 
 import pickle
+import re
 from typing import Final
 
 from streamjob.worker.errors import SerializationError
@@ -58,21 +59,43 @@ _NAMES: Final[dict[int, str]] = {
 }
 
 
-def check_opcodes(data: bytes | memoryview) -> None:
-    """Raises SerializationError unless ``data`` is protocol-5 record opcodes ending in STOP at its end."""
-    table = _TABLE
+def _simple_run() -> re.Pattern[bytes]:
+    """A regex matching a run of opcodes whose size is fixed (all but STOP, FRAME and the sized ones)."""
+    by_size: dict[int, list[int]] = {}
+    for op, step in enumerate(_TABLE):
+        if step >= 0 and op != _STOP:
+            by_size.setdefault(step, []).append(op)
+    alternatives = [
+        b"[" + b"".join(re.escape(bytes([op])) for op in ops) + b"]" + (b"." * size)
+        for size, ops in sorted(by_size.items())
+    ]
+    return re.compile(b"(?:" + b"|".join(alternatives) + b")*+", re.DOTALL)
+
+
+_SIMPLE_RUN: Final = _simple_run()
+
+
+def check_opcodes(data: bytes) -> None:
+    """Raises SerializationError unless ``data`` is protocol-5 record opcodes ending in STOP at its end.
+
+    Runs of fixed-size opcodes are skipped by one regex match (C speed); Python looks only at
+    STOP, FRAME and the opcodes that carry a length.
+    """
+    skip = _SIMPLE_RUN.match
     end = len(data)
     i = 0
-    while i < end:
+    while True:
+        i = skip(data, i).end()  # type: ignore[union-attr]  # a possessive * always matches
+        if i >= end:
+            raise SerializationError("a record batch ends before its STOP opcode (a truncated or damaged batch)")
         op = data[i]
-        step = table[op]
-        if step >= 0:
-            if op == _STOP:
-                if i + 1 != end:
-                    raise SerializationError("a record batch has bytes after its end (a damaged or forged batch)")
-                return
-            i += 1 + step
-            continue
+        step = _TABLE[op]
+        if op == _STOP:
+            if i + 1 != end:
+                raise SerializationError("a record batch has bytes after its end (a damaged or forged batch)")
+            return
+        if step >= 0:  # a fixed-size opcode the run did not take: its argument is cut off
+            raise SerializationError("a record batch ends inside an opcode (a truncated or damaged batch)")
         if step == _FORBIDDEN:
             raise SerializationError(
                 f"refusing the pickle opcode {_NAMES.get(op, hex(op))} at byte {i} of a record batch: the codec "
@@ -88,4 +111,3 @@ def check_opcodes(data: bytes | memoryview) -> None:
         if size > end - i - 1 - width:
             raise SerializationError(f"a record batch announces {size} bytes at byte {i}, more than it holds")
         i += 1 + width + size
-    raise SerializationError("a record batch ends before its STOP opcode (a truncated or damaged batch)")
