@@ -88,15 +88,20 @@ def measure(batch_size: int, rounds: int, loops: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for shape, make in SHAPES.items():
         records = [make(i) for i in range(batch_size)]
-        encoded = {"old": old_encode(records), "new": codec.encode(records),
-                   "safe_pickle": codec._encode_pickle(records)}
+        encoded = {
+            "old": old_encode(records),
+            "new": codec.encode(records),
+            "safe_pickle": codec._encode_pickle(records),
+        }
         assert old_decode(encoded["old"]) == records and codec.decode(encoded["new"]) == records
         assert codec.decode(encoded["safe_pickle"]) == records
         paths: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
             "old": (lambda r=records: old_encode(r), lambda d=encoded["old"]: old_decode(d)),
             "new": (lambda r=records: codec.encode(r), lambda d=encoded["new"]: codec.decode(d)),
-            "safe_pickle": (lambda r=records: codec._encode_pickle(r),
-                            lambda d=encoded["safe_pickle"]: codec.decode(d)),
+            "safe_pickle": (
+                lambda r=records: codec._encode_pickle(r),
+                lambda d=encoded["safe_pickle"]: codec.decode(d),
+            ),
         }
         best: dict[str, list[float]] = {name: [float("inf"), float("inf")] for name in paths}
         for _ in range(rounds):
@@ -105,8 +110,12 @@ def measure(batch_size: int, rounds: int, loops: int) -> list[dict[str, Any]]:
                 best[name][1] = min(best[name][1], _cpu_ns(dec, loops) / batch_size)
         row: dict[str, Any] = {"shape": shape, "batch": batch_size, "format": encoded["new"][0]}
         for name, (enc_ns, dec_ns) in best.items():
-            row[name] = {"encode_ns": round(enc_ns, 1), "decode_ns": round(dec_ns, 1),
-                         "total_ns": round(enc_ns + dec_ns, 1), "bytes": len(encoded[name])}
+            row[name] = {
+                "encode_ns": round(enc_ns, 1),
+                "decode_ns": round(dec_ns, 1),
+                "total_ns": round(enc_ns + dec_ns, 1),
+                "bytes": len(encoded[name]),
+            }
         for name in ("new", "safe_pickle"):
             row[f"{name}_vs_old_pct"] = round(100 * (row[name]["total_ns"] / row["old"]["total_ns"] - 1), 1)
         rows.append(row)
@@ -138,17 +147,23 @@ def _markdown(result: dict[str, Any]) -> str:
         "|---|---:|---|---|---|---:|---|---:|",
     ]
     for row in result["rows"]:
-        cells = {n: f"{row[n]['encode_ns']} / {row[n]['decode_ns']} / **{row[n]['total_ns']}**"
-                 for n in ("old", "new", "safe_pickle")}
-        lines.append(f"| {row['shape']} | {row['batch']} | {_FORMATS[row['format']]} | {cells['old']} | "
-                     f"{cells['new']} | {row['new_vs_old_pct']:+} % | {cells['safe_pickle']} | "
-                     f"{row['safe_pickle_vs_old_pct']:+} % |")
+        cells = {
+            n: f"{row[n]['encode_ns']} / {row[n]['decode_ns']} / **{row[n]['total_ns']}**"
+            for n in ("old", "new", "safe_pickle")
+        }
+        lines.append(
+            f"| {row['shape']} | {row['batch']} | {_FORMATS[row['format']]} | {cells['old']} | "
+            f"{cells['new']} | {row['new_vs_old_pct']:+} % | {cells['safe_pickle']} | "
+            f"{row['safe_pickle_vs_old_pct']:+} % |"
+        )
     lines.append("")
     effect = result.get("keyed_sum_effect")
     if effect:
-        lines.append(f"Estimated effect on the keyed sum at p=2 ({effect['cpu_ns_per_event']:.0f} CPU ns/event in "
-                     f"latest.json, half of the records cross between slots, (int, int) batches of 4096): "
-                     f"new {effect['new_pct']:+.2f} % CPU per event; safe pickle {effect['safe_pickle_pct']:+.2f} %.")
+        lines.append(
+            f"Estimated effect on the keyed sum at p=2 ({effect['cpu_ns_per_event']:.0f} CPU ns/event in "
+            f"latest.json, half of the records cross between slots, (int, int) batches of 4096): "
+            f"new {effect['new_pct']:+.2f} % CPU per event; safe pickle {effect['safe_pickle_pct']:+.2f} %."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -159,12 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds, loops = (2, 3) if args.quick else (15, 20)
     rows = measure(4096, rounds, loops) + measure(500, rounds, loops * 8)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent, check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=False
+    ).stdout.strip()
     result: dict[str, Any] = {
         "command": "python -m bench.codec" + (" --quick" if args.quick else ""),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit or "unknown",
-        "python": platform.python_version(), "rounds": rounds, "rows": rows,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit or "unknown",
+        "python": platform.python_version(),
+        "rounds": rounds,
+        "rows": rows,
     }
     cpu = _keyed_sum_cpu_ns()
     keyed = next(r for r in rows if r["shape"].endswith("keyed sum") and r["batch"] == 4096)

@@ -164,6 +164,7 @@ def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
     ("records", "kind"),
     [
         ([("a", 1), ("b", 2.5, None), (True, b"x")], PICKLE),
+        ([("a", 1, 2), ("b", 2.5), (True, b"x", 3)], PICKLE),
         ([("a", 1, [2, {"k": None}]), ("b", 2, [])], ROWS),
         ([(True, 1), (1, True), (None, 2.5)], ROWS),
         ([1, -(2**63), 2**64 - 1, 2.5, "ü", b"\x00", None, False, [1, [2]]], VALUES),
@@ -176,7 +177,8 @@ def test_legitimate_records_round_trip(codec: RecordCodec) -> None:
         ([(), ()], PICKLE),
     ],
     ids=[
-        "mixed-widths",
+        "longer-row",
+        "shorter-row",
         "rows",
         "bool-vs-int",
         "scalars",

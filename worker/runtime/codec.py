@@ -109,11 +109,12 @@ class RecordCodec:
         try:
             if set(map(type, records)) != {tuple}:
                 return _VALUES_BYTE + bytes(packer.pack(records))
-            widths = set(map(len, records))
-            width = widths.pop()
-            if not widths and 0 < width <= _MAX_ROW_WIDTH:
-                return _ROWS_BYTE + bytes(packer.pack([list(map(_COLUMN[i], records)) for i in range(width)]))
-        except (_NotPlain, OverflowError, ValueError):  # a class, a tuple inside, a big int, a lone surrogate
+            width = len(records[0])
+            if 0 < width <= _MAX_ROW_WIDTH:
+                columns = [list(map(_COLUMN[i], records)) for i in range(width)]  # IndexError: a shorter row
+                if sum(map(len, records)) == width * len(records):  # and so no longer one
+                    return _ROWS_BYTE + bytes(packer.pack(columns))
+        except (_NotPlain, OverflowError, ValueError, IndexError):  # a class, a tuple inside, a big int, ...
             packer.reset()
         return self._encode_pickle(records)
 
