@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnceBarrierTracker
-from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.protocol.events import Barrier
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Wire encodings: record batches (restricted pickle) and control messages (msgpack).
+"""The record batches' wire encoding: restricted pickle (every other message is ``protocol.messages``).
 
 Record batches travel only between the slots of one job, but a data port is still a network
 port: batches are decoded by an unpickler that refuses every global except an allow-list
@@ -15,8 +15,6 @@ import pickle
 import uuid
 from collections.abc import Iterable
 from typing import Any
-
-import msgpack
 
 from streamjob.worker.errors import SerializationError
 
@@ -76,13 +74,3 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) not in _SAFE_GLOBALS and not isinstance(found, type):
             raise SerializationError(f"refusing to decode {module}.{name}: only classes may be named in records")
         return found
-
-
-def pack(message: Any) -> bytes:
-    """A control message (dicts, lists, str, int, float, bytes, None)."""
-    return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def unpack(data: bytes) -> Any:
-    """A control message from bytes."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
