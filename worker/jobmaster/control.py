@@ -45,8 +45,10 @@ class ControlServer:
         try:
             self._server = await asyncio.start_server(self._serve, host, port)
         except OSError as err:
-            raise ConfigError(f"cannot open the control port {host}:{port} ({err.strerror}); pass --control-port 0 "
-                              "for a free port or another port number") from err
+            raise ConfigError(
+                f"cannot open the control port {host}:{port} ({err.strerror}); pass --control-port 0 "
+                "for a free port or another port number"
+            ) from err
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

@@ -603,6 +603,7 @@ class JobMaster:
         return sum(m.records_in for (v, _), m in self.task_metrics.items() if v in sources)
 
     jobmaster_address = "127.0.0.1:0"
+    """``HOST:PORT`` of the control port, where the slots register (set by whoever starts ``ControlServer``)."""
 
     def job_json(self) -> dict[str, Any]:
         """The body of ``GET /job``."""
@@ -615,6 +616,7 @@ class JobMaster:
             "workers": [{"slot": c.index, "pid": c.pid, "address": list(c.data_address)}
                         for c in self.registry.slots.values()],
             "records_in": self.records_in_total(),
+            "control_address": self.jobmaster_address,
             "checkpoints_uri": self.plan.checkpoints_uri, "savepoints_uri": self.plan.savepoints_uri,
         }
 

@@ -65,8 +65,13 @@ async def _read_message(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
     return payload
 
 
-async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: str,
-                 label_for: Callable[[Hello], str], limits: Limits) -> Hello:
+async def accept(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    secret: str,
+    label_for: Callable[[Hello], str],
+    limits: Limits,
+) -> Hello:
     """Server side: challenges the peer and returns its ``Hello`` once its proof holds.
 
     ``label_for`` picks the label the proof must be made under (and may refuse a Hello, e.g. of
@@ -76,19 +81,21 @@ async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sec
     nonce = new_nonce()
     try:
         async with asyncio.timeout(limits.handshake_timeout_s):
-            writer.write(frame(FrameKind.MESSAGE, NO_CHANNEL, encode(Challenge(version=PROTOCOL_VERSION,
-                                                                                nonce=nonce))))
+            writer.write(frame(FrameKind.MESSAGE, NO_CHANNEL, encode(Challenge(version=PROTOCOL_VERSION, nonce=nonce))))
             hello = decode(await _read_message(reader, limits.handshake_bytes), HELLO)
             if hello.version != PROTOCOL_VERSION:
-                raise HandshakeError(f"the peer speaks protocol version {hello.version}, this process "
-                                     f"{PROTOCOL_VERSION} (mixed streamjob versions in one job?)")
+                raise HandshakeError(
+                    f"the peer speaks protocol version {hello.version}, this process "
+                    f"{PROTOCOL_VERSION} (mixed streamjob versions in one job?)"
+                )
             label = label_for(hello)
             if not verify(secret, label, nonce, hello.proof):
                 raise HandshakeError("wrong proof: the peer does not know the job's secret")
             if len(hello.nonce) < _MIN_NONCE:
                 raise HandshakeError(f"the peer's nonce has {len(hello.nonce)} bytes, fewer than {_MIN_NONCE}")
-            writer.write(frame(FrameKind.MESSAGE, NO_CHANNEL,
-                               encode(Welcome(proof=prove(secret, label + _SERVER, hello.nonce)))))
+            writer.write(
+                frame(FrameKind.MESSAGE, NO_CHANNEL, encode(Welcome(proof=prove(secret, label + _SERVER, hello.nonce))))
+            )
             await writer.drain()
             return hello
     except TimeoutError:
@@ -97,8 +104,17 @@ async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sec
         raise HandshakeError("the peer closed the connection during the handshake") from None
 
 
-async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: str, label: str, *,
-                  attempt: int = 0, token: str = "", limits: Limits | None = None, timeout_s: float = 30.0) -> None:
+async def connect(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    secret: str,
+    label: str,
+    *,
+    attempt: int = 0,
+    token: str = "",
+    limits: Limits | None = None,
+    timeout_s: float = 30.0,
+) -> None:
     """Client side: answers the server's challenge and checks the server's own proof."""
     limits = limits or Limits()
     challenged = False
@@ -107,11 +123,18 @@ async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, se
             challenge = decode(await _read_message(reader, limits.handshake_bytes), CHALLENGE)
             challenged = True
             if challenge.version != PROTOCOL_VERSION:
-                raise HandshakeError(f"the server speaks protocol version {challenge.version}, this process "
-                                     f"{PROTOCOL_VERSION} (mixed streamjob versions in one job?)")
+                raise HandshakeError(
+                    f"the server speaks protocol version {challenge.version}, this process "
+                    f"{PROTOCOL_VERSION} (mixed streamjob versions in one job?)"
+                )
             mine = new_nonce()
-            hello = Hello(version=PROTOCOL_VERSION, nonce=mine, proof=prove(secret, label, challenge.nonce),
-                          attempt=attempt, token=token)
+            hello = Hello(
+                version=PROTOCOL_VERSION,
+                nonce=mine,
+                proof=prove(secret, label, challenge.nonce),
+                attempt=attempt,
+                token=token,
+            )
             writer.write(frame(FrameKind.MESSAGE, NO_CHANNEL, encode(hello)))
             welcome = decode(await _read_message(reader, limits.handshake_bytes), WELCOME)
             if not verify(secret, label + _SERVER, mine, welcome.proof):
@@ -120,10 +143,13 @@ async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, se
         raise HandshakeError(f"no handshake answer within {timeout_s:g} s", before_challenge=not challenged) from None
     except (asyncio.IncompleteReadError, ConnectionError):
         if not challenged:
-            raise HandshakeError("the server closed the connection before its challenge (busy)",
-                                 before_challenge=True) from None
-        raise HandshakeError("the server refused the handshake: is STREAMJOB_JOB_SECRET this job's secret, "
-                             "and do both run the same attempt and streamjob version?") from None
+            raise HandshakeError(
+                "the server closed the connection before its challenge (busy)", before_challenge=True
+            ) from None
+        raise HandshakeError(
+            "the server refused the handshake: is STREAMJOB_JOB_SECRET this job's secret, "
+            "and do both run the same attempt and streamjob version?"
+        ) from None
 
 
 class HandshakeGate:
@@ -147,8 +173,13 @@ class HandshakeGate:
             now = time.monotonic()
             if now - self._logged >= 5.0:
                 self._logged = now
-                log.warning("refused a %s connection from %s: %d handshakes are already pending (%d refused so far)",
-                            self.what, peer, self.pending, self.refused)
+                log.warning(
+                    "refused a %s connection from %s: %d handshakes are already pending (%d refused so far)",
+                    self.what,
+                    peer,
+                    self.pending,
+                    self.refused,
+                )
             return False
         self.pending += 1
         return True

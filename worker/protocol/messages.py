@@ -84,8 +84,13 @@ class BarrierSpec(_Message):
     @classmethod
     def of(cls, barrier: Barrier) -> BarrierSpec:
         """The wire form of a barrier."""
-        return cls(id=barrier.id, timestamp_ms=barrier.timestamp_ms, savepoint_dir=barrier.savepoint_dir,
-                   stop=barrier.stop, unaligned=barrier.unaligned)
+        return cls(
+            id=barrier.id,
+            timestamp_ms=barrier.timestamp_ms,
+            savepoint_dir=barrier.savepoint_dir,
+            stop=barrier.stop,
+            unaligned=barrier.unaligned,
+        )
 
     def to_barrier(self) -> Barrier:
         """The runtime's barrier."""
@@ -294,8 +299,10 @@ class Metrics(_Message):
 
 
 ToSlot = Annotated[Deploy | Start | Trigger | Notify | Abort | Finish | Cancel | Bye | Ping, Field(discriminator="t")]
-ToJobMaster = Annotated[Register | Prepared | Ack | Decline | TaskFailed | SlotFailed | EndOfInput | SlotFinished
-                        | Metrics, Field(discriminator="t")]
+ToJobMaster = Annotated[
+    Register | Prepared | Ack | Decline | TaskFailed | SlotFailed | EndOfInput | SlotFinished | Metrics,
+    Field(discriminator="t"),
+]
 Event = Annotated[BarrierEvent | EndOfStreamEvent, Field(discriminator="t")]
 
 TO_SLOT: TypeAdapter[ToSlot] = TypeAdapter(ToSlot)

@@ -37,8 +37,9 @@ class DataServer:
     Until a deployment sets ``attempt`` and ``token`` it refuses every producer.
     """
 
-    def __init__(self, codec: RecordCodec, secret: str, on_error: Callable[[str], None],
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self, codec: RecordCodec, secret: str, on_error: Callable[[str], None], limits: Limits | None = None
+    ) -> None:
         self.codec = codec
         self.secret = secret
         self.token = ""
@@ -67,8 +68,10 @@ class DataServer:
 
     def _label_for(self, hello: Hello) -> str:
         if hello.attempt != self.attempt or not tokens_equal(hello.token, self.token):
-            raise HandshakeError(f"a producer of attempt {hello.attempt} (this slot runs attempt {self.attempt}, "
-                                 "or the attempt's token differs)")
+            raise HandshakeError(
+                f"a producer of attempt {hello.attempt} (this slot runs attempt {self.attempt}, "
+                "or the attempt's token differs)"
+            )
         return data_label(self.attempt, self.token)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -143,8 +146,17 @@ def _credit_writer(writer: asyncio.StreamWriter, key: ChannelKey) -> Callable[[i
 class PeerConnection:
     """A producer's connection to one peer process, shared by all channels to that peer."""
 
-    def __init__(self, address: tuple[str, int], codec: RecordCodec, on_error: Callable[[str], None], *,
-                 secret: str, attempt: int, token: str, max_frame: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        codec: RecordCodec,
+        on_error: Callable[[str], None],
+        *,
+        secret: str,
+        attempt: int,
+        token: str,
+        max_frame: int,
+    ) -> None:
         self.address = address
         self.codec = codec
         self.on_error = on_error
@@ -166,16 +178,24 @@ class PeerConnection:
             writer: asyncio.StreamWriter | None = None
             try:
                 reader, writer = await asyncio.open_connection(*self.address)
-                await connect(reader, writer, self.secret, label, attempt=self.attempt, token=self.token,
-                              timeout_s=max(1.0, deadline - loop.time()))
+                await connect(
+                    reader,
+                    writer,
+                    self.secret,
+                    label,
+                    attempt=self.attempt,
+                    token=self.token,
+                    timeout_s=max(1.0, deadline - loop.time()),
+                )
                 break
             except (OSError, HandshakeError) as err:
                 if writer is not None:
                     writer.close()
                 retry = isinstance(err, OSError) or (isinstance(err, HandshakeError) and err.before_challenge)
                 if not retry or loop.time() > deadline:
-                    raise ConnectionError(f"cannot open the data connection to {self.address[0]}:"
-                                          f"{self.address[1]}: {err}") from None
+                    raise ConnectionError(
+                        f"cannot open the data connection to {self.address[0]}:{self.address[1]}: {err}"
+                    ) from None
                 await asyncio.sleep(0.05)
         self.writer = writer
         self._reader_task = asyncio.create_task(self._read_credits(reader))
@@ -228,7 +248,8 @@ class RemoteOutputChannel(OutputChannel):
             raise SerializationError(
                 f"a batch of {len(batch)} records encodes to {len(payload)} bytes, more than the data plane's "
                 f"frame limit of {connection.max_frame} bytes; raise max_frame_bytes in the job config or make "
-                "the records or the batch size (env.set_buffer_size) smaller")
+                "the records or the batch size (env.set_buffer_size) smaller"
+            )
         connection.write(frame(_DATA, self.key, payload))
 
     def send_event(self, event: Barrier | EndOfStream) -> None:
