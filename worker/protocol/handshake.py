@@ -71,12 +71,14 @@ async def accept(
     secret: str,
     label_for: Callable[[Hello], str],
     limits: Limits,
+    admit: Callable[[Hello], None] | None = None,
 ) -> Hello:
     """Server side: challenges the peer and returns its ``Hello`` once its proof holds.
 
-    ``label_for`` picks the label the proof must be made under (and may refuse a Hello, e.g. of
-    another attempt, by raising ``HandshakeError``). Every failure is a ``ProtocolError`` with one
-    line of explanation: bad bytes, a wrong proof, a timeout, a closed connection.
+    ``label_for`` picks the label the proof must be made under; ``admit`` may then refuse a peer
+    whose proof holds (one of another attempt) by raising ``HandshakeError``. Every failure is a
+    ``ProtocolError`` with one line of explanation: bad bytes, a wrong proof, a timeout, a closed
+    connection.
     """
     nonce = new_nonce()
     try:
@@ -93,6 +95,8 @@ async def accept(
                 raise HandshakeError("wrong proof: the peer does not know the job's secret")
             if len(hello.nonce) < _MIN_NONCE:
                 raise HandshakeError(f"the peer's nonce has {len(hello.nonce)} bytes, fewer than {_MIN_NONCE}")
+            if admit is not None:
+                admit(hello)
             writer.write(
                 frame(FrameKind.MESSAGE, NO_CHANNEL, encode(Welcome(proof=prove(secret, label + _SERVER, hello.nonce))))
             )

@@ -66,13 +66,12 @@ class DataServer:
         for item in self._early.pop(channel.key, []):
             channel.push(item)
 
-    def _label_for(self, hello: Hello) -> str:
-        if hello.attempt != self.attempt or not tokens_equal(hello.token, self.token):
-            raise HandshakeError(
-                f"a producer of attempt {hello.attempt} (this slot runs attempt {self.attempt}, "
-                "or the attempt's token differs)"
-            )
-        return data_label(self.attempt, self.token)
+    def _admit(self, hello: Hello) -> None:
+        """A producer that knows the secret, but of another attempt (a process the JobMaster gave up on)."""
+        if hello.attempt != self.attempt:
+            raise HandshakeError(f"a producer of attempt {hello.attempt}; this slot runs attempt {self.attempt}")
+        if not tokens_equal(hello.token, self.token):
+            raise HandshakeError(f"a producer with another token for attempt {self.attempt}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = peer_name(writer)
@@ -80,7 +79,7 @@ class DataServer:
             writer.transport.abort()
             return
         try:
-            await accept(reader, writer, self.secret, self._label_for, self.limits)
+            await accept(reader, writer, self.secret, _label, self.limits, self._admit)
         except ProtocolError as err:
             log.warning("refused a data connection from %s: %s", peer, err)
             writer.transport.abort()
@@ -133,6 +132,10 @@ class DataServer:
             self._server.close()
         for w in self._writers:
             w.close()
+
+
+def _label(hello: Hello) -> str:
+    return data_label(hello.attempt, hello.token)
 
 
 def _credit_writer(writer: asyncio.StreamWriter, key: ChannelKey) -> Callable[[int], None]:
