@@ -23,8 +23,8 @@ from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.resources.labels import (
     CONFIG_DIR,
     CONFIG_FILE,
-    JOBMASTER,
     CONTROL_PORT,
+    JOBMASTER,
     REST_PORT,
     WORKER,
     configmap_name,

@@ -6,6 +6,7 @@ job, which ends with exactly its output.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -20,6 +21,8 @@ from typing import Any
 import msgpack
 import pytest
 
+from streamjob.worker.protocol.auth import new_job_secret
+from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeError, connect
 from streamjob.worker.testing import LocalJob, read_committed
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM
@@ -98,8 +101,13 @@ def frame(kind: int, payload: bytes) -> bytes:
 
 
 def hello(proof: bytes, attempt: int = 0) -> bytes:
-    return frame(0, msgpack.packb({"t": "hello", "version": 1, "nonce": os.urandom(32), "proof": proof,
-                                   "attempt": attempt, "token": "guess"}, use_bin_type=True))
+    return frame(
+        0,
+        msgpack.packb(
+            {"t": "hello", "version": 1, "nonce": os.urandom(32), "proof": proof, "attempt": attempt, "token": "guess"},
+            use_bin_type=True,
+        ),
+    )
 
 
 REGISTER = frame(0, msgpack.packb({"t": "register", "data_host": "127.0.0.1", "data_port": 9, "pid": 1}))
@@ -129,8 +137,9 @@ def assert_running_unharmed(job: LocalJob) -> dict[str, Any]:
 def test_strangers_on_the_data_and_control_ports_never_harm_the_job(tmp_path: Path) -> None:
     count = 60_000
     out = (tmp_path / "out").as_uri()
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={count}", "rate=1500",
-                  checkpoint_dir=(tmp_path / "checkpoints").as_uri()) as job:
+    with LocalJob(
+        KEYED_SUM, f"out={out}", f"count={count}", "rate=1500", checkpoint_dir=(tmp_path / "checkpoints").as_uri()
+    ) as job:
         job.wait_for_checkpoints(1)
         info = assert_running_unharmed(job)
         slot = next(w for w in info["workers"] if w["slot"] == 0)
@@ -152,9 +161,12 @@ def test_strangers_on_the_data_and_control_ports_never_harm_the_job(tmp_path: Pa
         # (c) the control port: a registration without the secret, a 400 MiB WebSocket message, a 400 MiB frame
         attack(control, hello(os.urandom(32)) + REGISTER)
         attack(control, REGISTER)
-        upgrade = (b"GET /internal/control HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                   + b"\x82\x7f" + struct.pack(">Q", 400 * MIB))
+        upgrade = (
+            b"GET /internal/control HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + b"\x82\x7f"
+            + struct.pack(">Q", 400 * MIB)
+        )
         assert attack(control, upgrade, then_stream=400 * MIB) < 400 * MIB
         assert attack(control, HEADER.pack(400 * MIB + 13, 0, 0, 0, 0), then_stream=400 * MIB) < 400 * MIB
         assert rss_mib(jm_pid) - jm_rss < 50
@@ -197,8 +209,9 @@ def test_strangers_on_the_data_and_control_ports_never_harm_the_job(tmp_path: Pa
 def test_no_stranger_registers_as_a_slot_in_a_restart_s_registration_window(tmp_path: Path) -> None:
     count = 30_000
     out = (tmp_path / "out").as_uri()
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={count}", "rate=1500",
-                  checkpoint_dir=(tmp_path / "checkpoints").as_uri()) as job:
+    with LocalJob(
+        KEYED_SUM, f"out={out}", f"count={count}", "rate=1500", checkpoint_dir=(tmp_path / "checkpoints").as_uri()
+    ) as job:
         job.wait_for_checkpoints(1)
         info = job.job()
         control, jm_pid = address(info["control_address"]), job._require().pid
@@ -235,3 +248,33 @@ def test_no_stranger_registers_as_a_slot_in_a_restart_s_registration_window(tmp_
         assert job.wait(timeout=240) == 0, job.describe()
     problem = keyed_sum.check_exactly_once(read_committed(out), count)
     assert problem is None, problem
+
+
+def test_the_secret_reaches_the_slots_by_environment_only_and_opens_the_planes(tmp_path: Path) -> None:
+    """The positive control of the attacks above: with the job's secret the same handshake succeeds."""
+    secret = new_job_secret()
+    with LocalJob(
+        KEYED_SUM,
+        f"out={(tmp_path / 'out').as_uri()}",
+        "count=15000",
+        "rate=1500",
+        checkpoint_dir=(tmp_path / "checkpoints").as_uri(),
+        env={**os.environ, "STREAMJOB_JOB_SECRET": secret},
+    ) as job:
+        info = job.wait_for_running()
+        for worker in info["workers"]:
+            pid = int(worker["pid"])
+            assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert f"STREAMJOB_JOB_SECRET={secret}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+        async def handshake(with_secret: str) -> None:
+            reader, writer = await asyncio.open_connection(*address(info["control_address"]))
+            try:
+                await connect(reader, writer, with_secret, CONTROL_LABEL)
+            finally:
+                writer.close()
+
+        asyncio.run(handshake(secret))
+        with pytest.raises(HandshakeError):
+            asyncio.run(handshake(new_job_secret()))
+        assert job.wait(timeout=120) == 0, job.describe()
