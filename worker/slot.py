@@ -144,7 +144,10 @@ class Slot:
             if writer.is_closing():
                 return
             writer.write(data)
-            await writer.drain()
+            try:
+                await writer.drain()
+            except ConnectionError:
+                return  # the receiving side notices the lost JobMaster
 
     def _fail(self, reason: str) -> None:
         if self.failed is None:
@@ -153,7 +156,14 @@ class Slot:
             self.send(SlotFailed(error=reason))
 
     async def run(self) -> int:
-        """Registers and serves until the job ends; the process exit code."""
+        """Registers and serves until the job ends; the process exit code (one error line if refused)."""
+        try:
+            return await self._run()
+        except ConfigError as err:
+            log.error("%s", err)
+            return err.exit_code
+
+    async def _run(self) -> int:
         host, port = await self.data.start(self.data_host, 0)
         advertised = os.environ.get("POD_IP") or (self.data_host if self.data_host not in ("0.0.0.0", "") else host)
         reader, self.writer = await self._connect()

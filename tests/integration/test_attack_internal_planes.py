@@ -23,7 +23,7 @@ import pytest
 
 from streamjob.worker.protocol.auth import new_job_secret
 from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeError, connect
-from streamjob.worker.testing import LocalJob, read_committed
+from streamjob.worker.testing import LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM
 
@@ -277,4 +277,10 @@ def test_the_secret_reaches_the_slots_by_environment_only_and_opens_the_planes(t
         asyncio.run(handshake(secret))
         with pytest.raises(HandshakeError):
             asyncio.run(handshake(new_job_secret()))
+        control = info["control_address"]
+        impostor = run_cli(
+            "slot", "--jobmaster", control, env={**os.environ, "STREAMJOB_JOB_SECRET": new_job_secret()}, timeout=60
+        )
+        assert impostor.returncode == 2 and "Traceback" not in impostor.stderr, impostor.stderr
+        assert f"the JobMaster at {control} refused this slot" in impostor.stderr
         assert job.wait(timeout=120) == 0, job.describe()
