@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from streamjob.worker.config import CheckpointOverrides
 from streamjob.worker.errors import ConfigError, StreamJobError
+from streamjob.worker.protocol.auth import require_job_secret
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 
@@ -66,12 +67,12 @@ _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])
 
 
 def _host_port(text: str) -> str:
-    """``HOST:PORT`` of a JobMaster's REST port (an ``http://HOST:PORT`` URL is accepted too)."""
+    """``HOST:PORT`` of a JobMaster's control port (an ``http://HOST:PORT`` URL is accepted too)."""
     if text.startswith("http://") and urlsplit(text).path.strip("/") == "":
         text = urlsplit(text).netloc
     host, sep, port = text.rpartition(":")
     if not sep or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"'{text}' is not a JobMaster address; use HOST:PORT, e.g. 10.0.0.5:8081")
+        raise ConfigError(f"'{text}' is not a JobMaster address; use HOST:PORT, e.g. 10.0.0.5:6123")
     return text
 
 
@@ -204,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     jm.add_argument("--config", required=True, type=Path, help="path of job.json")
     jm.add_argument("--restore-from", help="'latest' or a snapshot URI (overrides the config)")
     jm.add_argument("--rest-port", type=int, help="REST port (overrides the config)")
+    jm.add_argument("--control-port", type=int, help="the slots' control port (overrides the config; default 6123, "
+                                                     "0 = any free port)")
     jm.add_argument("--hold-deploy", type=float, default=0.0, metavar="SECONDS",
                     help="deploy no task sooner than SECONDS after this process started (the operator passes "
                          "what is left of a restart backoff, so that the processes start while it runs out)")
@@ -211,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a worker with N slots (Kubernetes mode)",
                        description="Starts N slot processes (one CPU each) that register with the JobMaster.")
     w.add_argument("--jobmaster", required=True, type=_checked(_host_port),
-                   help="HOST:PORT of the JobMaster's REST port")
+                   help="HOST:PORT of the JobMaster's control port (6123 unless the job config sets control_port)")
     w.add_argument("--slots", type=int, default=1, help="number of task slots (processes)")
     w.add_argument("--data-host", default=os.environ.get("POD_IP", "0.0.0.0"),
                    help="address to accept data connections on (default: $POD_IP)")
@@ -283,18 +286,22 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
     import asyncio
 
     from streamjob.worker.config import load_job_config
+    from streamjob.worker.jobmaster.control import ControlServer
     from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.loader import load_job
-    from streamjob.worker.protocol.auth import derive_rest_token, require_job_secret
+    from streamjob.worker.protocol.auth import derive_rest_token
 
-    rest_token = derive_rest_token(require_job_secret())
+    secret = require_job_secret()
+    rest_token = derive_rest_token(secret)
     config = load_job_config(args.config)
     updates: dict[str, Any] = {}
     if args.restore_from:
         updates["restore_from"] = args.restore_from
     if args.rest_port is not None:
         updates["rest_port"] = args.rest_port
+    if args.control_port is not None:
+        updates["control_port"] = args.control_port
     if updates:
         config = config.model_copy(update=updates)
     loaded = load_job(config.entrypoint, config.args)
@@ -311,14 +318,18 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
         host = config.rest_host
         if host == "0.0.0.0" and os.environ.get("POD_IP"):
             host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address
+        control = ControlServer(jm, secret)
+        control_port = await control.start(host, config.control_port)
+        jm.jobmaster_address = f"{host}:{control_port}"
         runner, port = await serve(jm, host, config.rest_port, rest_token=rest_token)
-        jm.jobmaster_address = f"{host}:{port}"
-        logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d", host, port)
+        logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d and the slots' control port "
+                                                      "on %s:%d", host, port, host, control_port)
         try:
             return await jm.run()
         finally:
             await asyncio.sleep(0.5)
             await runner.cleanup()
+            await control.close()
 
     return asyncio.run(main())
 
@@ -329,10 +340,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     if args.slots < 1:
         raise ConfigError(f"--slots must be >= 1, got {args.slots}")
+    secret = require_job_secret()  # the slot processes inherit it with the environment
     if args.slots == 1:
         from streamjob.worker.slot import run_slot
 
-        return run_slot(args.jobmaster, args.data_host)
+        return run_slot(args.jobmaster, args.data_host, secret)
     procs = [subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", args.jobmaster,
                                "--data-host", args.data_host]) for _ in range(args.slots)]
 
@@ -456,7 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "slot":
         from streamjob.worker.slot import run_slot
 
-        return run_slot(args.jobmaster, args.data_host)
+        try:
+            secret = require_job_secret()
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return err.exit_code
+        return run_slot(args.jobmaster, args.data_host, secret)
     try:
         return _COMMANDS[args.command](args)
     except StreamJobError as err:

@@ -145,6 +145,10 @@ class JobConfig(_Frozen):
     slots_per_worker: int = Field(default=1, ge=1)
     rest_host: str = "0.0.0.0"
     rest_port: int = Field(default=8081, ge=0, le=65535)
+    control_port: int = Field(default=6123, ge=0, le=65535)
+    """The slots' control channel (``jobmaster/control.py``), on ``rest_host``; 0 = any free port."""
+    max_frame_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024)
+    """Largest record batch on the data plane (encoded); a larger one fails its task with the reason."""
     data_host: str | None = None
     s3: S3Options = Field(default_factory=S3Options)
     worker_register_timeout_ms: int = Field(default=120_000, ge=1000)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig
+from streamjob.worker.jobmaster.control import ControlServer
 from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
@@ -134,17 +135,20 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
     plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
     job_secret = load_job_secret() or new_job_secret()  # this run's secret (protocol/auth.py)
     rest_token = derive_rest_token(job_secret)
-    launcher = LocalProcessLauncher(work_dir / "logs")
+    launcher = LocalProcessLauncher(work_dir / "logs", secret=job_secret)  # the slots get it by environment
     jm = JobMaster(plan, launcher=launcher, events=progress.event)
     progress.launcher = launcher
+    control = ControlServer(jm, job_secret)
+    control_port = await control.start("127.0.0.1", 0)  # local slots only: any free port
+    jm.jobmaster_address = f"127.0.0.1:{control_port}"
     runner, port = await serve(jm, "127.0.0.1", config.rest_port, rest_token=rest_token)
     token_path = rest_token_file or default_token_path(config.name, port)
     try:
         write_token_file(token_path, rest_token)
     except BaseException:
         await runner.cleanup()
+        await control.close()
         raise
-    jm.jobmaster_address = f"127.0.0.1:{port}"
     progress.line(f"job '{config.name}' at parallelism {plan.graph.slots}; REST API http://127.0.0.1:{port}; "
                   f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}")
     progress.line(token_notice(token_path))
@@ -169,6 +173,7 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
         if any(r.stop for r in jm.savepoints.values()):
             await asyncio.sleep(2.0)  # let `streamjob savepoint --stop` read the result before the API goes
         await runner.cleanup()
+        await control.close()
         jm.executor.shutdown(wait=False)
         if rest_token_file is None:
             token_path.unlink(missing_ok=True)  # the token dies with the run; a chosen file is the user's

@@ -1,7 +1,8 @@
 """A task slot: one worker process that runs one subtask of every vertex (slot sharing).
 
 Started by the local MiniCluster or by ``streamjob worker`` on Kubernetes. It connects to the
-JobMaster's control socket, registers its data address, and on ``deploy`` loads the job's
+JobMaster's control port, proves it knows the job's secret (and checks that the JobMaster does:
+``protocol.handshake``), registers its data address, and on ``deploy`` loads the job's
 entrypoint itself (user code is never shipped), prepares its tasks (restore plans, the receiving
 side of its channels for the attempt's token) and reports ``prepared``; on ``start``, sent once
 every slot is prepared, it connects to the other slots (local hand-over within the process, TCP
@@ -19,21 +20,43 @@ import os
 import sys
 import tempfile
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.config import CheckpointSettings, JobConfig
+from streamjob.worker.config import JobConfig
+from streamjob.worker.errors import ConfigError
 from streamjob.worker.graph.job_graph import JobEdge, JobGraph, build_job_graph
 from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.loader import job_record_classes, job_types, load_job
+from streamjob.worker.protocol.framing import NO_CHANNEL, FrameKind, Limits, frame, read_frame
+from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeError, connect
+from streamjob.worker.protocol.messages import (
+    TO_SLOT,
+    Abort,
+    Bye,
+    Cancel,
+    Deploy,
+    Finish,
+    Metrics,
+    Notify,
+    Prepared,
+    ProtocolError,
+    Register,
+    SlotFailed,
+    SlotFinished,
+    Start,
+    SubtaskRestore,
+    TaskCounters,
+    TaskFailed,
+    ToJobMaster,
+    ToSlot,
+    Trigger,
+    decode,
+    encode,
+)
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
-from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
-from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.runtime.codec import RecordCodec
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.local_recovery import LocalFirstReader, local_recovery_root
 from streamjob.worker.runtime.network import DataServer, PeerConnection
@@ -51,6 +74,8 @@ log = logging.getLogger(__name__)
 #: the JobMaster pod, so a slot may wait out the JobMaster's whole start-up (an image pull, say); the
 #: operator's own pod start timeout ends an attempt whose JobMaster never comes.
 JOBMASTER_WAIT_S = 600.0
+#: A slot that hears nothing from its JobMaster for this long (it pings every 15 s) gives up on it.
+HEARTBEAT_S = 60.0
 
 
 def s3_settings_for(config: JobConfig) -> S3Settings:
@@ -92,58 +117,66 @@ def consumers_of(edge: JobEdge, graph: JobGraph, producer: int) -> list[int]:
 class Slot:
     """One slot process."""
 
-    def __init__(self, jobmaster: str, data_host: str, work_dir: Path | None = None) -> None:
+    def __init__(self, jobmaster: str, data_host: str, secret: str, work_dir: Path | None = None) -> None:
         self.jobmaster = jobmaster
+        self.secret = secret
+        self.limits = Limits()
         self.data_host = data_host
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="streamjob-slot-"))
         self.tasks: dict[tuple[str, int], Task] = {}
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot")
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.writer: asyncio.StreamWriter | None = None
         self.failed: str | None = None
         self.done = asyncio.Event()
         self.peers: dict[int, PeerConnection] = {}
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.running: set[asyncio.Task[None]] = set()
         self.closed_tasks = 0
-        self.data = DataServer(RecordCodec(), token=uuid.uuid4().hex, attempt=-1, on_error=self._fail)
+        self.data = DataServer(RecordCodec(), secret, on_error=self._fail, limits=self.limits)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: ToJobMaster) -> None:
         """Sends a control message to the JobMaster (fire and forget, ordered)."""
-        self.outbox.put_nowait(pack(message))
+        self.outbox.put_nowait(frame(FrameKind.MESSAGE, NO_CHANNEL, encode(message)))
 
-    async def _send_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _send_loop(self, writer: asyncio.StreamWriter) -> None:
         while True:
             data = await self.outbox.get()
-            if ws.closed:
+            if writer.is_closing():
                 return
-            await ws.send_bytes(data)
+            writer.write(data)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                return  # the receiving side notices the lost JobMaster
 
     def _fail(self, reason: str) -> None:
         if self.failed is None:
             self.failed = reason
             log.error("slot failing: %s", reason)
-            self.send({"t": "slot_failed", "error": reason})
+            self.send(SlotFailed(error=reason))
 
     async def run(self) -> int:
-        """Registers and serves until the job ends; the process exit code."""
+        """Registers and serves until the job ends; the process exit code (one error line if refused)."""
+        try:
+            return await self._run()
+        except ConfigError as err:
+            log.error("%s", err)
+            return err.exit_code
+
+    async def _run(self) -> int:
         host, port = await self.data.start(self.data_host, 0)
         advertised = os.environ.get("POD_IP") or (self.data_host if self.data_host not in ("0.0.0.0", "") else host)
-        async with aiohttp.ClientSession() as session:
-            self.ws = await self._connect(session)
-            self.send({"t": "register", "data": [advertised, port], "pid": os.getpid()})
-            sender = asyncio.create_task(self._send_loop(self.ws))
-            metrics = asyncio.create_task(self._report_metrics())
-            try:
-                async for msg in self.ws:
-                    if msg.type != aiohttp.WSMsgType.BINARY:
-                        break
-                    await self._dispatch(unpack(msg.data))
-                    if self.done.is_set():
-                        break
-            finally:
-                metrics.cancel()
-                await asyncio.sleep(0.05)
-                sender.cancel()
+        reader, self.writer = await self._connect()
+        self.send(Register(data_host=advertised, data_port=port, pid=os.getpid()))
+        sender = asyncio.create_task(self._send_loop(self.writer))
+        metrics = asyncio.create_task(self._report_metrics())
+        try:
+            await self._receive(reader)
+        finally:
+            metrics.cancel()
+            await asyncio.sleep(0.05)
+            sender.cancel()
+            self.writer.close()
         for peer in self.peers.values():
             await peer.close()
         await self.data.close()
@@ -152,56 +185,86 @@ class Slot:
         log.error("lost the JobMaster at %s; exiting", self.jobmaster)
         return 1
 
-    async def _connect(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
-        deadline = asyncio.get_running_loop().time() + JOBMASTER_WAIT_S
-        while True:
+    async def _receive(self, reader: asyncio.StreamReader) -> None:
+        """Dispatches the JobMaster's messages until the job ends or the connection does."""
+        while not self.done.is_set():
             try:
-                return await session.ws_connect(f"http://{self.jobmaster}/internal/control", heartbeat=60,
-                                                max_msg_size=0)
-            except (aiohttp.ClientError, OSError):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
+                kind, _, payload = await asyncio.wait_for(read_frame(reader, self.limits.message_bytes), HEARTBEAT_S)
+            except TimeoutError:
+                log.error("no word from the JobMaster at %s for %.0f s", self.jobmaster, HEARTBEAT_S)
+                return
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            except ProtocolError as err:
+                log.error("dropped the control connection to the JobMaster at %s: %s", self.jobmaster, err)
+                return
+            try:
+                if kind != FrameKind.MESSAGE:
+                    raise ProtocolError(f"a frame of kind {kind} on the control channel")
+                message = decode(payload, TO_SLOT)
+            except ProtocolError as err:
+                log.warning("ignored a control message from the JobMaster at %s: %s", self.jobmaster, err)
+                continue
+            await self._dispatch(message)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connects to the JobMaster's control port and authenticates (retrying while it starts)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + JOBMASTER_WAIT_S
+        host, _, port = self.jobmaster.rpartition(":")
+        while True:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+                await connect(reader, writer, self.secret, CONTROL_LABEL, limits=self.limits)
+                return reader, writer
+            except (OSError, HandshakeError) as err:
+                if writer is not None:
+                    writer.close()
+                if isinstance(err, HandshakeError) and not err.before_challenge:
+                    raise ConfigError(f"the JobMaster at {self.jobmaster} refused this slot: {err}") from None
+                if loop.time() > deadline:
+                    raise ConfigError(f"cannot reach the JobMaster's control port at {self.jobmaster} within "
+                                      f"{JOBMASTER_WAIT_S:.0f} s ({err})") from None
                 await asyncio.sleep(0.1)
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["t"]
-        if kind == "deploy":
+    async def _dispatch(self, message: ToSlot) -> None:
+        if isinstance(message, Deploy):
             try:
                 await self._deploy(message)
             except Exception as err:
                 log.exception("deployment failed")
                 self._fail(f"deploying tasks failed: {err}")
-        elif kind == "start":
+        elif isinstance(message, Start):
             try:
                 await self._start()
             except Exception as err:
                 log.exception("starting the tasks failed")
                 self._fail(f"starting tasks failed: {err}")
-        elif kind == "trigger":
-            barrier = Barrier(message["cp"], message["ts"], message.get("sp"), message.get("stop", False),
-                              message.get("unaligned", False))
+        elif isinstance(message, Trigger):
+            barrier = message.barrier.to_barrier()
             for task in self.tasks.values():
                 if task.vertex.is_source:
                     task.trigger_checkpoint(barrier)
-        elif kind == "notify":
+        elif isinstance(message, Notify):
             for task in self.tasks.values():
-                self._guard(task, task.notify_complete, message["cp"])
-        elif kind == "abort":
+                self._guard(task, task.notify_complete, message.cp)
+        elif isinstance(message, Abort):
             for task in self.tasks.values():
-                self._guard(task, task.notify_aborted, message["cp"])
-        elif kind == "finish":
+                self._guard(task, task.notify_aborted, message.cp)
+        elif isinstance(message, Finish):
             log.info("finishing the tasks")
             self._expect_disconnects()
             for task in self.tasks.values():
                 task.finish()
-        elif kind == "bye":
+        elif isinstance(message, Bye):
             self._expect_disconnects()
             for task in self.tasks.values():
                 task.cancel()
-            if message.get("outcome") == "failed":
+            if message.outcome == "failed":
                 self.failed = self.failed or "the job attempt failed"
             self.done.set()
-        elif kind == "cancel":
+        elif isinstance(message, Cancel):
             self._expect_disconnects()
             for task in self.tasks.values():
                 task.cancel()
@@ -222,35 +285,36 @@ class Slot:
 
     def _report_failure(self, task: Task, err: Exception) -> None:
         """Tells the JobMaster; a damaged restore point is marked so that it is not restored again."""
-        self.send({"t": "task_failed", "vertex": task.vertex.id, "subtask": task.subtask,
-                   "error": f"{type(err).__name__}: {err}", "corrupt_restore": isinstance(err, CorruptStateError)})
+        self.send(TaskFailed(vertex=task.vertex.id, subtask=task.subtask, error=f"{type(err).__name__}: {err}",
+                             corrupt_restore=isinstance(err, CorruptStateError)))
 
-    async def _deploy(self, message: dict[str, Any]) -> None:
-        config = JobConfig.model_validate(message["config"])
+    async def _deploy(self, message: Deploy) -> None:
+        config = message.config
         loaded = load_job(config.entrypoint, config.args)
         env = loaded.env
         graph = build_job_graph(env.transformations, default_parallelism=env.parallelism,
                                 max_parallelism=config.max_parallelism or env.max_parallelism,
                                 parallelism_override=config.parallelism)
-        if graph.fingerprint() != message["fingerprint"]:
+        if graph.fingerprint() != message.fingerprint:
             raise RuntimeError("this worker built a different job graph than the JobMaster: are they running "
                                "the same image and job arguments?")
-        index = int(message["slot_index"])
-        attempt = int(message["attempt"])
+        index = message.slot_index
+        attempt = message.attempt
         codec = RecordCodec(job_record_classes(loaded))
-        self.data.codec, self.data.token, self.data.attempt = codec, message["token"], attempt
-        storage = CheckpointStorage.open(message["checkpoints_uri"], message.get("savepoints_uri"),
-                                         namespace=config.namespace, name=config.name, job_id=message["job_id"],
+        self.data.codec, self.data.token, self.data.attempt = codec, message.token, attempt
+        self.data.max_frame = config.max_frame_bytes
+        storage = CheckpointStorage.open(message.checkpoints_uri, message.savepoints_uri,
+                                         namespace=config.namespace, name=config.name, job_id=message.job_id,
                                          s3=s3_settings_for(config))
         if not storage.local_disk:  # the client's set-up now, while the slot is idle, not in the first checkpoint
             self.executor.submit(storage.warm_up)
-        settings = CheckpointSettings.model_validate(message["settings"])
+        settings = message.settings
         services = TaskServices(
-            job_id=message["job_id"], job_name=config.name, attempt=attempt, settings=settings,
-            backend_kind=message["backend"], incremental=message["incremental"], batch_size=message["batch_size"],
+            job_id=message.job_id, job_name=config.name, attempt=attempt, settings=settings,
+            backend_kind=message.backend, incremental=message.incremental, batch_size=message.batch_size,
             local_dir=self.work_dir / f"attempt-{attempt}", storage=storage, executor=self.executor, send=self.send,
             record_types=job_types(loaded),
-            local_recovery_dir=local_recovery_root(config.namespace, config.name, message["job_id"])
+            local_recovery_dir=local_recovery_root(config.namespace, config.name, message.job_id)
             if settings.local_recovery else None,
             inline_writes=InlineWritePolicy(local_disk=storage.local_disk))
         edges = all_edges(graph)
@@ -267,15 +331,16 @@ class Slot:
                     if s != index:
                         self.data.register(channel)
             gates[v.id] = gate
-        hello = {"token": message["token"], "attempt": attempt}
-        for slot_no, addr in message["slot_addrs"].items():
-            if int(slot_no) != index:
-                peer = PeerConnection((addr[0], int(addr[1])), codec, hello, self._fail)
-                self.peers[int(slot_no)] = peer
-        restores = message.get("restore") or {}
-        reader: Any = storage.reader(message["restore_base"]) if message.get("restore_base") else None
-        if reader is not None and services.local_recovery_dir is not None:
-            reader = LocalFirstReader(reader, services.local_recovery_dir, message["restore_base"])
+        for address in message.slots:
+            if address.slot != index:
+                self.peers[address.slot] = PeerConnection(
+                    (address.host, address.port), codec, self._fail, secret=self.secret, attempt=attempt,
+                    token=message.token, max_frame=config.max_frame_bytes)
+        restores = message.restore
+        base = message.restore_base
+        reader: Any = storage.reader(base) if base else None
+        if reader is not None and services.local_recovery_dir is not None and base:
+            reader = LocalFirstReader(reader, services.local_recovery_dir, base)
         for v, i in mine:
             writers = []
             for e in v.outputs:
@@ -289,7 +354,7 @@ class Slot:
             restore = self._task_restore(plan, reader, v, i, services) if plan is not None and reader else None
             task = Task(v, i, services, gates[v.id], writers, restore)
             self.tasks[(v.id, i)] = task
-        self.send({"t": "prepared", "tasks": len(self.tasks)})
+        self.send(Prepared(tasks=len(self.tasks)))
 
     async def _start(self) -> None:
         """``start``: every slot of the attempt is prepared, so their data servers accept this attempt.
@@ -304,23 +369,22 @@ class Slot:
             self.running.add(running)
             running.add_done_callback(self.running.discard)
         gc.freeze()  # the job's code and the tasks' long-lived objects leave the collector's view
-        self.send({"t": "deployed", "tasks": len(self.tasks)})
 
-    def _task_restore(self, plan: dict[str, Any], reader: Any, vertex: Any, index: int,
+    def _task_restore(self, plan: SubtaskRestore, reader: Any, vertex: Any, index: int,
                       services: TaskServices) -> TaskRestore:
         ops: dict[str, OperatorRestore] = {}
-        uids = set(plan["keyed"]) | set(plan["operator"])
+        uids = set(plan.keyed) | set(plan.operator)
         for uid in uids:
-            keyed = [StateHandle.model_validate(h) for h in plan["keyed"].get(uid, [])]
-            operator = [[StateHandle.model_validate(h) for h in per] for per in plan["operator"].get(uid, [])]
+            keyed = list(plan.keyed.get(uid, []))
+            operator = [list(per) for per in plan.operator.get(uid, [])]
             ops[uid] = OperatorRestore(reader, keyed, operator)
         for op in vertex.operators:
             ops.setdefault(op.effective_uid(), OperatorRestore(reader))
         in_flight: list[Any] = []
         serializer = SafeSerializer(services.record_types)
-        for h in plan.get("in_flight", []):
-            in_flight.extend(serializer.decode(reader.read(StateHandle.model_validate(h))))
-        if plan.get("filter_in_flight_by_key") and in_flight:
+        for h in plan.in_flight:
+            in_flight.extend(serializer.decode(reader.read(h)))
+        if plan.filter_in_flight_by_key and in_flight:
             start, end = key_group_range(vertex.max_parallelism, vertex.parallelism, index)
             assign = KeyGroupAssigner(vertex.max_parallelism).assign
             select = vertex.head.key_selector
@@ -334,26 +398,22 @@ class Slot:
             log.exception("task %s failed", task.name)
             self._report_failure(task, err)
             return
-        if not task.cancelled:
-            self.send({"t": "task_finished", "vertex": task.vertex.id, "subtask": task.subtask})
         self.closed_tasks += 1
         log.info("task %s ended (%d of %d)", task.name, self.closed_tasks, len(self.tasks))
         if self.closed_tasks == len(self.tasks):
-            self.send({"t": "slot_finished"})
+            self.send(SlotFinished())
             await asyncio.sleep(0.2)
             self.done.set()
-            if self.ws is not None:
-                try:
-                    await asyncio.wait_for(self.ws.close(), 2.0)
-                except (TimeoutError, RuntimeError, ConnectionError):
-                    log.info("the JobMaster did not answer the close handshake")
+            if self.writer is not None:
+                self.writer.close()  # ends the wait for the JobMaster's next message
 
     async def _report_metrics(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.send({"t": "metrics", "tasks": [
-                {"vertex": t.vertex.id, "subtask": t.subtask, "in": t.records_in, "out": t.records_out,
-                 "bp": t.backpressured_s()} for t in self.tasks.values()]})
+            self.send(Metrics(tasks=[
+                TaskCounters(vertex=t.vertex.id, subtask=t.subtask, records_in=t.records_in,
+                             records_out=t.records_out, backpressured_s=t.backpressured_s())
+                for t in self.tasks.values()]))
 
 
 def _tune_interpreter() -> None:
@@ -403,7 +463,7 @@ def _prewarm_s3() -> None:
     threading.Thread(target=load, name="prewarm-s3", daemon=True).start()
 
 
-def run_slot(jobmaster: str, data_host: str) -> int:
+def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
     """Process entry: runs a slot on uvloop (``STREAMJOB_PROFILE_DIR`` writes a cProfile per slot)."""
     import uvloop
 
@@ -413,7 +473,7 @@ def run_slot(jobmaster: str, data_host: str) -> int:
         _die_with_parent()
     profile_dir = os.environ.get("STREAMJOB_PROFILE_DIR")
     if not profile_dir:
-        code = uvloop.run(Slot(jobmaster, data_host).run())
+        code = uvloop.run(Slot(jobmaster, data_host, secret).run())
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # do not wait for snapshot threads of an attempt that is over
@@ -422,7 +482,7 @@ def run_slot(jobmaster: str, data_host: str) -> int:
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        return uvloop.run(Slot(jobmaster, data_host).run())
+        return uvloop.run(Slot(jobmaster, data_host, secret).run())
     finally:
         profiler.disable()
         profiler.dump_stats(str(Path(profile_dir) / f"slot-{os.getpid()}.prof"))

@@ -13,6 +13,7 @@ from typing import Any
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.resources.labels import (
     CONFIG_FILE,
+    CONTROL_PORT,
     REST_PORT,
     JobRef,
     configmap_name,
@@ -61,6 +62,7 @@ def render_job_config(at: Attempt) -> JobConfig:
         workers=spec.worker_count,
         slots_per_worker=spec.task_slots,
         rest_port=REST_PORT,
+        control_port=CONTROL_PORT,
         s3=S3Options(endpoint_url=s3.endpoint, region=s3.region, path_style=s3.path_style),
     )
 

@@ -23,6 +23,8 @@ RESERVED_PREFIXES = ("app.kubernetes.io/", "streamjob.dev/")
 JOBMASTER = "jobmaster"
 WORKER = "worker"
 REST_PORT = 8081
+CONTROL_PORT = 6123
+"""The JobMaster's control port, where worker slots register (by the JobMaster pod's IP, not the Service)."""
 CONFIG_DIR = "/etc/streamjob"
 CONFIG_FILE = "job.json"
 

@@ -23,6 +23,7 @@ from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.resources.labels import (
     CONFIG_DIR,
     CONFIG_FILE,
+    CONTROL_PORT,
     JOBMASTER,
     REST_PORT,
     WORKER,
@@ -178,7 +179,7 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
 
 
 def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
-    """The JobMaster pod: ``streamjob jobmaster --config /etc/streamjob/job.json``, REST on 8081.
+    """The JobMaster pod: ``streamjob jobmaster --config /etc/streamjob/job.json``, REST on 8081, control on 6123.
 
     During a restart backoff it also gets ``--hold-deploy SECONDS`` (the backoff left): it starts,
     reads its restore point and accepts the slots, and deploys the tasks once the backoff is over.
@@ -190,7 +191,10 @@ def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
     container = {
         "name": JOBMASTER,
         "command": command,
-        "ports": [{"name": "rest", "containerPort": REST_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "rest", "containerPort": REST_PORT, "protocol": "TCP"},
+            {"name": "control", "containerPort": CONTROL_PORT, "protocol": "TCP"},
+        ],
         "env": _env(at.spec, at.spec.job_manager.env),
         "readinessProbe": {**probe, "initialDelaySeconds": 1, "failureThreshold": 3},
         "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6},
@@ -199,8 +203,8 @@ def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
 
 
 def build_worker_pods(at: Attempt, jobmaster_ip: str) -> list[dict[str, Any]]:
-    """The worker pods, each told the JobMaster's address ``IP:8081``."""
-    address = f"{jobmaster_ip}:{REST_PORT}"
+    """The worker pods, each told the JobMaster's control address ``IP:6123``."""
+    address = f"{jobmaster_ip}:{CONTROL_PORT}"
     pods = []
     for index in range(at.spec.worker_count):
         container = {

@@ -16,6 +16,8 @@ import pickle
 import uuid
 from pathlib import Path
 
+import msgpack
+
 from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.checkpoint.metadata import (
     CheckpointMetadata,
@@ -25,9 +27,16 @@ from streamjob.worker.checkpoint.metadata import (
     encode_lineage,
     encode_metadata,
 )
-from streamjob.worker.runtime import network
-from streamjob.worker.runtime.codec import PICKLE, VALUES, pack
-from streamjob.worker.runtime.events import END_OF_STREAM, Barrier
+from streamjob.worker.protocol.events import END_OF_STREAM, Barrier
+from streamjob.worker.protocol.framing import HEADER, FrameKind, credit_frame, frame
+from streamjob.worker.protocol.messages import (
+    PROTOCOL_VERSION,
+    Hello,
+    Register,
+    encode,
+    encode_event,
+)
+from streamjob.worker.runtime.codec import PICKLE, VALUES
 from tests.fuzz.run import CORPUS
 from tests.fuzz.targets import _CODEC
 from tests.support import codec_job
@@ -121,34 +130,41 @@ def metadata_files() -> list[bytes]:
     ]
 
 
-def _frame(kind: int, payload: bytes, key: tuple[int, int, int] = (0, 0, 1)) -> bytes:
-    return network._frame(kind, key, payload)
+def _frame(kind: FrameKind, payload: bytes, key: tuple[int, int, int] = (0, 0, 1)) -> bytes:
+    return frame(kind, key, payload)
+
+
+def _hello() -> bytes:
+    return encode(Hello(version=PROTOCOL_VERSION, nonce=b"n" * 32, proof=b"p" * 32, attempt=0, token="t"))
 
 
 def data_streams() -> list[bytes]:
-    hello = _frame(network.HELLO, pack({"token": "t", "attempt": 0}), (0, 0, 0))
-    data = _frame(network.DATA, _CODEC.encode([("a", 1), ("b", 2)]))
-    event = _frame(network.EVENT, pack(Barrier(3, 1_700_000_000_000, None, False, True).to_wire()))
-    eos = _frame(network.EVENT, pack(END_OF_STREAM.to_wire()))
-    credit = _frame(network.CREDIT, network._CREDIT.pack(2))
-    exploit = _frame(network.DATA, bytes([PICKLE]) + PAYLOADS["function_chain"](_MARKER))
+    hello = _frame(FrameKind.MESSAGE, _hello(), (0, 0, 0))
+    data = _frame(FrameKind.DATA, _CODEC.encode([("a", 1), ("b", 2)]))
+    event = _frame(FrameKind.EVENT, encode_event(Barrier(3, 1_700_000_000_000, None, False, True)))
+    eos = _frame(FrameKind.EVENT, encode_event(END_OF_STREAM))
+    credit = credit_frame((0, 0, 1), 2)
+    exploit = _frame(FrameKind.DATA, bytes([PICKLE]) + PAYLOADS["function_chain"](_MARKER))
     return [
         hello + data + event + data + eos,
         hello + credit + credit,
         hello + exploit,
         hello + data[:-3],
-        network._HEADER.pack(5, network.DATA, 0, 0, 1),
-        network._HEADER.pack(2**32 - 1, network.DATA, 0, 0, 1),
-        hello + _frame(network.CREDIT, b"\x00"),
-        hello + _frame(network.EVENT, pack(["B", "x", 1, None, 0, 0])),
+        HEADER.pack(5, FrameKind.DATA, 0, 0, 1),
+        HEADER.pack(2**32 - 1, FrameKind.DATA, 0, 0, 1),
+        hello + _frame(FrameKind.CREDIT, b"\x00"),
+        hello + _frame(FrameKind.EVENT, msgpack.packb(["B", "x", 1, None, 0, 0])),
+        hello + _frame(FrameKind.EVENT, msgpack.packb({"t": "barrier", "barrier": {"id": "x"}})),
     ]
 
 
 def control_messages() -> list[bytes]:
     return [
-        pack({"t": "register", "data": ["10.0.0.1", 6124], "pid": 42}),
-        pack({"t": "ack", "cp": 3, "states": {"uid": {"keyed": [{"path": "p", "size": 1}]}}, 1: b"x"}),
-        pack({"t": "deploy", "config": {"entrypoint": "job.py", "args": []}, "slot_index": 0, "attempt": 1}),
+        _hello(),
+        encode(Register(data_host="10.0.0.1", data_port=6124, pid=42)),
+        msgpack.packb({"t": "ack", "cp": 3, "states": {"uid": {"keyed": [{"path": "p", "size": 1}]}}, 1: b"x"}),
+        msgpack.packb({"t": "deploy", "config": {"entrypoint": "job.py", "args": []}, "slot_index": 0}),
+        msgpack.packb({"t": "register", "data": ["10.0.0.1", 6124], "pid": 42}),
         b"\x81\x91\x01\x02",  # a map whose key is an array (unhashable)
         b"\x91" * 2000,
         b"\xc1",

@@ -19,9 +19,18 @@ from typing import Any
 from streamjob.worker.checkpoint.metadata import decode_lineage, decode_metadata
 from streamjob.worker.errors import MetadataError, SerializationError
 from streamjob.worker.loader import LoadedJob, job_record_classes
-from streamjob.worker.runtime import network
-from streamjob.worker.runtime.codec import RecordCodec, unpack
-from streamjob.worker.runtime.events import event_from_wire
+from streamjob.worker.protocol.framing import FrameKind, parse_credit, read_frame
+from streamjob.worker.protocol.messages import (
+    CHALLENGE,
+    HELLO,
+    TO_JOBMASTER,
+    TO_SLOT,
+    WELCOME,
+    ProtocolError,
+    decode,
+    decode_event,
+)
+from streamjob.worker.runtime.codec import RecordCodec
 from tests.support import codec_job
 
 # Not watched: ``object.__setattr__`` (a forged BUILD on an allowed class sets its attributes; the
@@ -124,14 +133,18 @@ def record_codec(data: bytes) -> None:
 
 def metadata(data: bytes) -> None:
     """``decode_metadata`` and ``decode_lineage``: files read from checkpoint storage."""
-    for decode in (decode_metadata, decode_lineage):
+    for decode_file in (decode_metadata, decode_lineage):
         try:
-            decode(data, source="fuzz://chk-1/_metadata")
+            decode_file(data, source="fuzz://chk-1/_metadata")
         except MetadataError:
             pass
 
 
 _LOOP = asyncio.new_event_loop()
+
+
+_MAX_PAYLOAD = 1024 * 1024
+"""The fuzzer's frame limit (the data plane's is 64 MiB): the check before the read is the same."""
 
 
 async def _frames(data: bytes) -> None:
@@ -140,32 +153,33 @@ async def _frames(data: bytes) -> None:
     reader.feed_eof()
     first = True
     while True:
-        kind, _, payload = await network._read_frame(reader)
-        if first and kind == network.HELLO:
-            unpack(payload)
-        elif kind == network.DATA:
+        kind, _, payload = await read_frame(reader, _MAX_PAYLOAD)
+        if first and kind == FrameKind.MESSAGE:
+            decode(payload, HELLO)
+        elif kind == FrameKind.DATA:
             _CODEC.decode(payload)
-        elif kind == network.EVENT:
-            event_from_wire(unpack(payload))
-        elif kind == network.CREDIT:
-            network._credit_of(payload)
+        elif kind == FrameKind.EVENT:
+            decode_event(payload)
+        elif kind == FrameKind.CREDIT:
+            parse_credit(payload)
         first = False
 
 
 def data_frames(data: bytes) -> None:
-    """``network._read_frame`` over a byte stream, each frame decoded as the receiving side does."""
+    """``protocol.framing.read_frame`` over a byte stream, each frame decoded as a data server does."""
     try:
         _LOOP.run_until_complete(_frames(data))
-    except (asyncio.IncompleteReadError, SerializationError):  # FrameError is a SerializationError
+    except (asyncio.IncompleteReadError, SerializationError, ProtocolError):  # FrameError is a ProtocolError
         return
 
 
 def control_message(data: bytes) -> None:
-    """``codec.unpack``: a control message from the JobMaster's or a slot's WebSocket."""
-    try:
-        unpack(data)
-    except SerializationError:
-        return
+    """``protocol.messages.decode``: a control or handshake message, under every schema a peer meets."""
+    for schema in (TO_JOBMASTER, TO_SLOT, CHALLENGE, HELLO, WELCOME):
+        try:
+            decode(data, schema)  # type: ignore[arg-type]
+        except ProtocolError:
+            pass
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,28 @@ def test_the_last_checkpoint_line_of_a_bounded_job_counts_every_record(tmp_path:
     lines = [line for line in result.stderr.splitlines() if "] checkpoint " in line and " completed in " in line]
     assert lines, result.stderr
     assert "— 3,000 records read —" in lines[-1], lines[-1]
+
+
+def _without_secret() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("STREAMJOB_JOB_SECRET", "STREAMJOB_JOB_SECRET_FILE")}
+
+
+@pytest.mark.parametrize("command", [
+    ["jobmaster", "--config", "/nonexistent/job.json"],
+    ["worker", "--jobmaster", "127.0.0.1:6123"],
+    ["slot", "--jobmaster", "127.0.0.1:6123"],
+])
+def test_kubernetes_processes_refuse_to_start_without_the_job_secret(command: list[str]) -> None:
+    result = run_cli(*command, env=_without_secret(), timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.error_lines == [result.error_lines[0]] and "STREAMJOB_JOB_SECRET" in result.error_lines[0]
+
+
+def test_a_too_short_job_secret_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("slot", "--jobmaster", "127.0.0.1:6123", env={**_without_secret(), "STREAMJOB_JOB_SECRET": "x"},
+                     timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.error_lines) == 1 and "at least 32" in result.error_lines[0]

@@ -130,6 +130,7 @@ def test_cancel_while_the_jobmaster_waits_for_worker_pods_ends_it_at_once(tmp_pa
     config.write_text(json.dumps({
         "name": "waiting", "entrypoint": KEYED_SUM, "args": [f"out={(tmp_path / 'out').as_uri()}"],
         "checkpoints_uri": (tmp_path / "ck").as_uri(), "rest_host": "127.0.0.1", "rest_port": 0, "workers": 2,
+        "control_port": 0,
     }))
     secret = new_job_secret()
     proc = subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "jobmaster", "--config", str(config)],

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from streamjob.worker.protocol.events import Barrier
 from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnceBarrierTracker
-from streamjob.worker.runtime.events import Barrier
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ from streamjob.worker.checkpoint.stats import CheckpointStats
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.errors import CheckpointError, RestoreError, StorageError
 from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
-from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.protocol.events import Barrier
 from streamjob.worker.state.key_groups import key_group_range
 
 pytestmark = pytest.mark.unit

@@ -59,7 +59,8 @@ def test_jobmaster_pod_started_during_a_backoff_holds_the_deployment() -> None:
 def test_configmap_carries_job_json_parsable_by_the_runtime() -> None:
     cm = build_configmap(AT)
     assert cm["metadata"]["name"] == "wordcount-config-4"
-    JobConfig.model_validate(json.loads(cm["data"]["job.json"]))
+    config = JobConfig.model_validate(json.loads(cm["data"]["job.json"]))
+    assert (config.rest_port, config.control_port) == (8081, 6123)  # the ports the pods declare and use
 
 
 def test_jobmaster_pod_is_bare_owned_labelled_and_probed() -> None:
@@ -77,6 +78,7 @@ def test_jobmaster_pod_is_bare_owned_labelled_and_probed() -> None:
     container = spec["containers"][0]
     assert container["command"] == ["streamjob", "jobmaster", "--config", "/etc/streamjob/job.json"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "rest"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"rest": 8081, "control": 6123}
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
@@ -92,9 +94,9 @@ def test_workers_get_the_jobmaster_ip_and_overrides() -> None:
     pods = build_worker_pods(AT, "10.1.2.3")
     assert [p["metadata"]["name"] for p in pods] == ["wordcount-worker-4-0", "wordcount-worker-4-1"]
     container = pods[0]["spec"]["containers"][0]
-    assert container["command"] == ["streamjob", "worker", "--jobmaster", "10.1.2.3:8081", "--slots", "2"]
+    assert container["command"] == ["streamjob", "worker", "--jobmaster", "10.1.2.3:6123", "--slots", "2"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["JOBMASTER_ADDRESS"] == "10.1.2.3:8081" and env["EXTRA"] == "1"
+    assert env["JOBMASTER_ADDRESS"] == "10.1.2.3:6123" and env["EXTRA"] == "1"
     assert container["resources"] == {"limits": {"memory": "1Gi"}}
     assert pods[0]["spec"]["restartPolicy"] == "Never"
     assert pods[0]["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"

@@ -26,7 +26,7 @@ from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.errors import CheckpointError
 from streamjob.worker.graph.job_graph import JobGraph
-from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.protocol.events import Barrier
 
 log = logging.getLogger(__name__)
 

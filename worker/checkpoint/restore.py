@@ -28,15 +28,6 @@ class SubtaskRestorePlan:
     in_flight: list[StateHandle] = field(default_factory=list)
     filter_in_flight_by_key: bool = False
 
-    def to_wire(self) -> dict[str, Any]:
-        """A msgpack-friendly form for the deploy message."""
-        return {
-            "keyed": {uid: [h.model_dump() for h in hs] for uid, hs in self.keyed.items()},
-            "operator": {uid: [[h.model_dump() for h in hs] for hs in per] for uid, per in self.operator.items()},
-            "in_flight": [h.model_dump() for h in self.in_flight],
-            "filter_in_flight_by_key": self.filter_in_flight_by_key,
-        }
-
 
 def plan_restore(meta: CheckpointMetadata, graph: JobGraph, *, allow_non_restored_state: bool,
                  ignore_in_flight: bool = False) -> dict[tuple[str, int], SubtaskRestorePlan]:

@@ -24,9 +24,8 @@ from typing import Any
 
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
 from streamjob.worker.checkpoint.failures import CheckpointFailureReason
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
-from streamjob.worker.checkpoint.restore import plan_restore
+from streamjob.worker.checkpoint.restore import SubtaskRestorePlan, plan_restore
 from streamjob.worker.checkpoint.stats import CheckpointStats
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig, RestartStrategy
 from streamjob.worker.errors import ConfigError, StorageError, StreamJobError
@@ -35,6 +34,23 @@ from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
 from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
 from streamjob.worker.loader import LoadedJob
+from streamjob.worker.protocol.messages import (
+    Ack,
+    Cancel,
+    Decline,
+    Deploy,
+    EndOfInput,
+    Finish,
+    Metrics,
+    Prepared,
+    SlotAddress,
+    SlotFailed,
+    SlotFinished,
+    Start,
+    SubtaskRestore,
+    TaskFailed,
+    ToJobMaster,
+)
 from streamjob.worker.slot import s3_settings_for
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.snapshots import LoadedSnapshot
@@ -327,7 +343,7 @@ class JobMaster:
             if not await self._until_prepared() or not await self._hold_deploy():
                 assert self._outcome.done()
                 return await self._end_attempt(self._outcome.result())
-            self.registry.broadcast({"t": "start"})
+            self.registry.broadcast(Start())
             self.coordinator = self._make_coordinator(first_id)
             self.state = "RUNNING"
             self.events("running", {"attempt": self.attempt, "restored_from": self.restored_from,
@@ -410,7 +426,7 @@ class JobMaster:
             why = CheckpointFailureReason.JOB_FINISHED if outcome.kind == "finished" else None
             self.coordinator.stop(why or CheckpointFailureReason.JOB_STOPPING)
         if outcome.kind == "cancelled":
-            self.registry.broadcast({"t": "cancel"})
+            self.registry.broadcast(Cancel())
             await asyncio.sleep(0.1)
         await self.registry.say_goodbye(outcome.kind)
         for request in self.savepoints.values():
@@ -421,20 +437,20 @@ class JobMaster:
             self.launcher.stop_all()
         return outcome
 
-    def _deploy(self, restore: LoadedSnapshot | None, plans: dict[tuple[str, int], Any]) -> None:
+    def _deploy(self, restore: LoadedSnapshot | None, plans: dict[tuple[str, int], SubtaskRestorePlan]) -> None:
         token = secrets.token_hex(16)
-        addrs = {str(i): list(c.data_address) for i, c in self.registry.slots.items()}
+        addresses = [SlotAddress(slot=i, host=c.data_address[0], port=c.data_address[1])
+                     for i, c in self.registry.slots.items()]
         for index, conn in self.registry.slots.items():
-            mine = {f"{v}/{i}": plan.to_wire() for (v, i), plan in plans.items() if i == index}
-            conn.send({
-                "t": "deploy", "attempt": self.attempt, "job_id": self.job_id, "token": token,
-                "config": self.config.model_dump(mode="json"), "settings": self.plan.settings.model_dump(mode="json"),
-                "backend": self.plan.backend, "incremental": self.plan.incremental,
-                "batch_size": self.plan.loaded.env.batch_size, "fingerprint": self.graph.fingerprint(),
-                "slot_index": index, "slot_addrs": addrs, "checkpoints_uri": self.plan.checkpoints_uri,
-                "savepoints_uri": self.plan.savepoints_uri,
-                "restore_base": restore.base_uri if restore else None, "restore": mine,
-            })
+            mine = {f"{v}/{i}": SubtaskRestore(keyed=plan.keyed, operator=plan.operator, in_flight=plan.in_flight,
+                                               filter_in_flight_by_key=plan.filter_in_flight_by_key)
+                    for (v, i), plan in plans.items() if i == index}
+            conn.send(Deploy(
+                attempt=self.attempt, job_id=self.job_id, token=token, config=self.config,
+                settings=self.plan.settings, backend=self.plan.backend, incremental=self.plan.incremental,
+                batch_size=self.plan.loaded.env.batch_size, fingerprint=self.graph.fingerprint(), slot_index=index,
+                slots=addresses, checkpoints_uri=self.plan.checkpoints_uri, savepoints_uri=self.plan.savepoints_uri,
+                restore_base=restore.base_uri if restore else None, restore=mine))
 
     def _make_coordinator(self, first_id: int) -> CheckpointCoordinator:
         coordinator = CheckpointCoordinator(
@@ -457,7 +473,7 @@ class JobMaster:
             request = self.savepoints[pending.request_id]
             request.status, request.location = "COMPLETED", location.rsplit("/_metadata", 1)[0]
         if pending.stop or (self._final_checkpoint is not None and pending.id >= self._final_checkpoint):
-            self.registry.broadcast({"t": "finish"})
+            self.registry.broadcast(Finish())
 
     def _on_failed(self, pending: PendingCheckpoint, reason: str) -> None:
         self.events("checkpoint_failed", {"id": pending.id, "reason": reason})
@@ -474,50 +490,49 @@ class JobMaster:
             self._outcome.set_result(AttemptOutcome("failed", reason, final))
 
     # -- messages from slots ---------------------------------------------------------------------
-    def on_slot_message(self, conn: SlotConnection, message: dict[str, Any]) -> None:
-        """Dispatches one control message from a slot."""
-        kind = message.get("t")
+    def on_slot_message(self, conn: SlotConnection, message: ToJobMaster) -> None:
+        """Dispatches one control message from a registered slot."""
         coordinator = self.coordinator
-        if kind in ("ack", "end_of_input") and "in" in message:
+        if isinstance(message, (Ack, EndOfInput)):
             # counts as of the barrier or the end of input: what the checkpoint line and the end report
-            key = (message["vertex"], message["subtask"])
+            key = (message.vertex, message.subtask)
             bp = self.task_metrics[key].backpressured_s if key in self.task_metrics else 0.0
-            self.task_metrics[key] = TaskMetrics(message["in"], message["out"], bp)
-        if kind == "ack" and coordinator is not None:
-            states = {uid: {k: [StateHandle.model_validate(h) for h in hs] for k, hs in s.items()}
-                      for uid, s in message["states"].items()}
-            coordinator.receive_ack(message["cp"], (message["vertex"], message["subtask"]),
-                                    TaskAck(states, message.get("stats", {}), message.get("positions", [])))
-        elif kind == "decline" and coordinator is not None:
-            coordinator.receive_decline(message["cp"], (message["vertex"], message["subtask"]), message["reason"],
-                                        subsumed=bool(message.get("subsumed")))
-        elif kind in ("task_failed", "slot_failed"):
-            where = f"task {message['vertex']} ({message['subtask'] + 1})" if kind == "task_failed" else \
+            self.task_metrics[key] = TaskMetrics(message.records_in, message.records_out, bp)
+        if isinstance(message, Ack):
+            if coordinator is not None:
+                coordinator.receive_ack(message.cp, (message.vertex, message.subtask),
+                                        TaskAck(message.states, message.stats, message.positions))
+        elif isinstance(message, Decline):
+            if coordinator is not None:
+                coordinator.receive_decline(message.cp, (message.vertex, message.subtask), message.reason,
+                                            subsumed=message.subsumed)
+        elif isinstance(message, (TaskFailed, SlotFailed)):
+            where = f"task {message.vertex} ({message.subtask + 1})" if isinstance(message, TaskFailed) else \
                 f"worker slot {conn.index}"
-            if message.get("corrupt_restore"):
+            if isinstance(message, TaskFailed) and message.corrupt_restore:
                 self.exit_code = StorageError.exit_code
-                self.fail(f"{where} cannot restore: {message.get('error')}; restarting would read the same files "
+                self.fail(f"{where} cannot restore: {message.error}; restarting would read the same files "
                           "again, so the job fails. Start it from an older checkpoint or savepoint with "
                           "--restore URI (`streamjob checkpoints <checkpoint dir>` lists them)", final=True)
             else:
-                self.fail(f"{where} failed: {message.get('error')}")
-        elif kind == "end_of_input":
-            self._ended_input.add((message["vertex"], message["subtask"]))
+                self.fail(f"{where} failed: {message.error}")
+        elif isinstance(message, EndOfInput):
+            self._ended_input.add((message.vertex, message.subtask))
             if len(self._ended_input) == len(self.graph.subtasks()) and self._final_checkpoint is None \
                     and coordinator is not None:
                 log.info("all sources finished; taking a final checkpoint before finishing")
                 self._final_checkpoint = coordinator.trigger().id
-        elif kind == "prepared":
+        elif isinstance(message, Prepared):
             self._prepared.add(conn.index)
             if len(self._prepared) == len(self.registry.slots):
                 self._all_prepared.set()
-        elif kind == "slot_finished":
+        elif isinstance(message, SlotFinished):
             self._finished_slots.add(conn.index)
             if len(self._finished_slots) == len(self.registry.slots) and self._outcome and not self._outcome.done():
                 self._outcome.set_result(AttemptOutcome("finished"))
-        elif kind == "metrics":
-            for t in message["tasks"]:
-                self.task_metrics[(t["vertex"], t["subtask"])] = TaskMetrics(t["in"], t["out"], t["bp"])
+        elif isinstance(message, Metrics):
+            for t in message.tasks:
+                self.task_metrics[(t.vertex, t.subtask)] = TaskMetrics(t.records_in, t.records_out, t.backpressured_s)
 
     def on_slot_lost(self, conn: SlotConnection) -> None:
         """A slot's connection closed: fatal unless the job is ending."""
@@ -588,6 +603,7 @@ class JobMaster:
         return sum(m.records_in for (v, _), m in self.task_metrics.items() if v in sources)
 
     jobmaster_address = "127.0.0.1:0"
+    """``HOST:PORT`` of the control port, where the slots register (set by whoever starts ``ControlServer``)."""
 
     def job_json(self) -> dict[str, Any]:
         """The body of ``GET /job``."""
@@ -600,6 +616,7 @@ class JobMaster:
             "workers": [{"slot": c.index, "pid": c.pid, "address": list(c.data_address)}
                         for c in self.registry.slots.values()],
             "records_in": self.records_in_total(),
+            "control_address": self.jobmaster_address,
             "checkpoints_uri": self.plan.checkpoints_uri, "savepoints_uri": self.plan.savepoints_uri,
         }
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
+
 
 class Launcher(Protocol):
     """Starts and stops the slot processes of one attempt."""
@@ -31,17 +33,21 @@ class Launcher(Protocol):
 class LocalProcessLauncher:
     """Runs slots as child processes; their stdout is the terminal's (print sinks), their logs go to ``log_dir``."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_dir: Path, *, secret: str, env: dict[str, str] | None = None) -> None:
+        """``secret``: the job's secret, handed to the slots in their environment (never argv, which ``ps`` shows)."""
         self.log_dir = log_dir
+        self.secret = secret
         self.env = env
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:
-        """Starts ``slots`` slot processes."""
+        """Starts ``slots`` slot processes that register at ``jobmaster`` (the control port's ``HOST:PORT``)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         env["STREAMJOB_DIE_WITH_PARENT"] = "1"
+        env[JOB_SECRET_ENV] = self.secret
+        env.pop(JOB_SECRET_FILE_ENV, None)
         for index in range(slots):
             path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
             self.logs.append(path)

@@ -1,4 +1,4 @@
-"""The JobMaster's HTTP server: the REST API of design.md and the slots' control WebSocket.
+"""The JobMaster's HTTP server: the REST API of design.md (the slots talk to ``control.py``'s port).
 
 Used by the operator, the CLI (``streamjob savepoint``) and users; errors are JSON
 ``{"error": message}`` with 4xx for bad requests and 409 when the job is not in a state that
@@ -13,22 +13,17 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.jobmaster import JobMaster
 from streamjob.worker.jobmaster.metrics import render_metrics
 from streamjob.worker.jobmaster.rest_auth import token_middleware
 from streamjob.worker.jobmaster.savepoint_targets import InvalidSavepointTarget, SavepointTargetRefused
-from streamjob.worker.runtime.codec import unpack
 
 log = logging.getLogger(__name__)
 
 _JM: web.AppKey[JobMaster] = web.AppKey("jobmaster", JobMaster)
-
-# A crashed slot is noticed at once (its connection closes); the heartbeat only catches a hung one.
-# It is long because user code may hold a slot's event loop for seconds (a slow function over a batch).
-HEARTBEAT_S = 60.0
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -118,36 +113,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-async def control(request: web.Request) -> web.WebSocketResponse:
-    """A slot's control connection: registration, then acks, failures and metrics."""
-    jm = request.app[_JM]
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=0)
-    await ws.prepare(request)
-    conn = None
-    spare = False
-    try:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY:
-                continue
-            message = unpack(msg.data)
-            if conn is None:
-                if message.get("t") != "register" or spare:
-                    continue
-                await jm.registry.wait_open(jm.config.worker_register_timeout_ms / 1000)
-                conn = jm.registry.register(ws, (message["data"][0], int(message["data"][1])), int(message["pid"]))
-                if conn is None:
-                    log.info("a spare slot registered: the attempt has all its slots; it stays idle")
-                    jm.registry.spares.add(ws)
-                    spare = True
-                continue
-            jm.on_slot_message(conn, message)
-    finally:
-        jm.registry.spares.discard(ws)
-        if conn is not None:
-            jm.on_slot_lost(conn)
-    return ws
-
-
 def build_app(jm: JobMaster, *, rest_token: str) -> web.Application:
     """The aiohttp application of a JobMaster; ``rest_token`` is the bearer token mutating calls need."""
     app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[token_middleware(rest_token)])
@@ -160,7 +125,6 @@ def build_app(jm: JobMaster, *, rest_token: str) -> web.Application:
     app.router.add_get("/savepoints/{request_id}", savepoint_status)
     app.router.add_post("/cancel", cancel)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/internal/control", control)
     return app
 
 

@@ -1,22 +1,66 @@
 """The JobMaster's view of its slot processes: registration, messages out, the task gateway.
 
-Each slot holds one control WebSocket to the JobMaster. Messages to all slots go out in order
-through one queue per slot; the registry implements the coordinator's ``TaskGateway``.
+Each slot holds one authenticated control connection to the JobMaster (``control.py``). Messages
+to a slot go out in order through its ``ControlLink``; the registry implements the coordinator's
+``TaskGateway``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from aiohttp import web
-
-from streamjob.worker.runtime.codec import pack
-from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.protocol.events import Barrier
+from streamjob.worker.protocol.framing import NO_CHANNEL, FrameKind, frame
+from streamjob.worker.protocol.messages import Abort, BarrierSpec, Bye, Notify, Ping, ToSlot, Trigger, encode
 
 log = logging.getLogger(__name__)
+
+PING_S = 15.0
+"""The JobMaster's heartbeat to each slot while it has nothing else to say."""
+
+
+class ControlLink:
+    """The JobMaster's end of one authenticated control connection: an ordered outbox and its sender."""
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        self.writer = writer
+        self.peer = peer
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.sender = asyncio.create_task(self._run_sender())
+
+    def send(self, message: ToSlot) -> None:
+        """Queues a message; delivery order is send order."""
+        self.outbox.put_nowait(frame(FrameKind.MESSAGE, NO_CHANNEL, encode(message)))
+
+    async def _run_sender(self) -> None:
+        ping = frame(FrameKind.MESSAGE, NO_CHANNEL, encode(Ping()))
+        while True:
+            try:
+                data = await asyncio.wait_for(self.outbox.get(), PING_S)
+            except TimeoutError:
+                data = ping
+            if self.writer.is_closing():
+                return
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except ConnectionError:
+                return
+
+    async def close(self, wait_s: float = 1.0) -> None:
+        """Lets queued messages (a goodbye) go out for up to ``wait_s``, then closes the connection."""
+        for _ in range(int(wait_s / 0.05)):
+            if self.outbox.empty():
+                break
+            await asyncio.sleep(0.05)
+        self.sender.cancel()
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+        except (TimeoutError, ConnectionError):
+            log.debug("the slot at %s did not close its connection", self.peer)
 
 
 @dataclass
@@ -24,26 +68,13 @@ class SlotConnection:
     """One registered slot process."""
 
     index: int
-    ws: web.WebSocketResponse
+    link: ControlLink
     data_address: tuple[str, int]
     pid: int
-    outbox: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
-    sender: asyncio.Task[None] | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: ToSlot) -> None:
         """Queues a message; delivery order is send order."""
-        self.outbox.put_nowait(pack(message))
-
-    async def run_sender(self) -> None:
-        """Writes queued messages to the socket."""
-        while True:
-            data = await self.outbox.get()
-            if self.ws.closed:
-                return
-            try:
-                await self.ws.send_bytes(data)
-            except ConnectionError:
-                return
+        self.link.send(message)
 
 
 class SlotRegistry:
@@ -54,7 +85,7 @@ class SlotRegistry:
         self.changed = asyncio.Event()
         self.accepting = 0
         self.opened = asyncio.Event()
-        self.spares: set[web.WebSocketResponse] = set()
+        self.spares: set[ControlLink] = set()
 
     def open_for(self, count: int) -> None:
         """Accepts up to ``count`` registrations (one attempt's slots)."""
@@ -71,22 +102,18 @@ class SlotRegistry:
 
     async def say_goodbye(self, outcome: str) -> None:
         """Tells every slot, spare ones too, that the job ended (they exit 0 unless it failed)."""
-        message = pack({"t": "bye", "outcome": outcome})
+        message = Bye(outcome=outcome)  # type: ignore[arg-type]
         for conn in self.slots.values():
-            conn.outbox.put_nowait(message)
-        for ws in list(self.spares):
-            try:
-                await ws.send_bytes(message)
-            except (ConnectionError, RuntimeError):
-                pass
+            conn.send(message)
+        for link in list(self.spares):
+            link.send(message)
 
-    def register(self, ws: web.WebSocketResponse, data_address: tuple[str, int], pid: int) -> SlotConnection | None:
+    def register(self, link: ControlLink, data_address: tuple[str, int], pid: int) -> SlotConnection | None:
         """Assigns the next free slot index, or None when the attempt has all its slots."""
         if len(self.slots) >= self.accepting:
             return None
         index = next(i for i in range(self.accepting) if i not in self.slots)
-        conn = SlotConnection(index, ws, data_address, pid)
-        conn.sender = asyncio.create_task(conn.run_sender())
+        conn = SlotConnection(index, link, data_address, pid)
         self.slots[index] = conn
         self.changed.set()
         return conn
@@ -105,36 +132,26 @@ class SlotRegistry:
                 return False
         return True
 
-    def broadcast(self, message: dict[str, Any]) -> None:
+    def broadcast(self, message: ToSlot) -> None:
         """Sends to every slot."""
         for conn in self.slots.values():
             conn.send(message)
 
     async def close_all(self) -> None:
-        """Closes every slot's socket (the slots exit); never waits long for a slot that is gone."""
+        """Closes every slot's connection (the slots exit); never waits long for a slot that is gone."""
         for conn in list(self.slots.values()):
-            for _ in range(20):  # let queued messages (the goodbye) go out first
-                if conn.outbox.empty():
-                    break
-                await asyncio.sleep(0.05)
-            if conn.sender is not None:
-                conn.sender.cancel()
-            try:
-                await asyncio.wait_for(conn.ws.close(), 2.0)
-            except (TimeoutError, RuntimeError, ConnectionError):
-                log.debug("slot %d did not answer the close handshake", conn.index)
+            await conn.link.close()
         self.slots = {}
 
     # -- TaskGateway ------------------------------------------------------------------------------
     def trigger(self, barrier: Barrier) -> None:
         """Sources inject the barrier."""
-        self.broadcast({"t": "trigger", "cp": barrier.id, "ts": barrier.timestamp_ms, "sp": barrier.savepoint_dir,
-                        "stop": barrier.stop, "unaligned": barrier.unaligned})
+        self.broadcast(Trigger(barrier=BarrierSpec.of(barrier)))
 
     def notify_complete(self, checkpoint_id: int) -> None:
         """Every task learns the checkpoint completed (sinks commit)."""
-        self.broadcast({"t": "notify", "cp": checkpoint_id})
+        self.broadcast(Notify(cp=checkpoint_id))
 
     def notify_aborted(self, checkpoint_id: int) -> None:
         """Every task learns the checkpoint was aborted."""
-        self.broadcast({"t": "abort", "cp": checkpoint_id})
+        self.broadcast(Abort(cp=checkpoint_id))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
-from streamjob.worker.runtime.events import Barrier
+from streamjob.worker.protocol.events import Barrier
 
 
 class BarrierHost(Protocol):

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from streamjob.worker.graph.transformations import Partitioning
-from streamjob.worker.runtime.events import Barrier, EndOfStream
+from streamjob.worker.protocol.events import Barrier, EndOfStream
 from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
 
 CREDITS = 8

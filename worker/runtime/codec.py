@@ -1,4 +1,6 @@
-"""Wire encodings: record batches (msgpack, or pickle naming only allowed classes) and control messages.
+"""The record batches' wire encoding: msgpack, or pickle naming only allowed classes.
+
+Every other message (control, handshake, events) is declared in ``protocol.messages``.
 
 Record batches travel only between the slots of one job, but a data port is still a network
 port, so decoding a batch must never run code a peer chose. A batch starts with one format byte:
@@ -25,7 +27,7 @@ msgpack decoding builds nothing but values and bounds every length by the data's
 ``bench/codec.py`` against the pickle-only codec this replaced: tuple batches cost about the same
 (pickle decoding alone would need the Python-level opcode check, several times dearer). Every
 failure is a ``SerializationError`` naming the class and the fix. Callers: ``network``
-(encode/decode of DATA frames), ``slot`` (builds the codec), the JobMaster (``pack``/``unpack``).
+(encode/decode of DATA frames) and ``slot`` (builds the codec).
 """
 
 from __future__ import annotations
@@ -219,20 +221,3 @@ class _ClassUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise SerializationError("refusing a persistent id in a record batch (a damaged or forged batch)")
-
-
-def pack(message: Any) -> bytes:
-    """A control message (dicts, lists, str, int, float, bytes, None)."""
-    return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def unpack(data: bytes) -> Any:
-    """A control message from bytes; msgpack never runs code, and its limits follow the data's length.
-
-    Damaged bytes raise SerializationError (msgpack's own errors, an unhashable map key, nesting
-    deeper than msgpack allows).
-    """
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as err:  # msgpack raises ValueError subclasses, TypeError for unhashable keys, ...
-        raise SerializationError(f"a control message could not be decoded ({type(err).__name__}: {err})") from err

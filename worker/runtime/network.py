@@ -1,65 +1,53 @@
-"""The data plane between slot processes: framed TCP connections carrying channels.
+"""The data plane between slot processes: authenticated, framed TCP connections carrying channels.
 
 Each slot process runs one ``DataServer``. A producer opens one connection per peer process and
 multiplexes all its channels to that peer over it; the consumer writes credits back on the same
-connection. Frames: ``u32 length | u8 kind | u32 edge | u32 producer | u32 consumer | payload``.
-A connection starts with a HELLO carrying the job's token and attempt, so stale processes of an
-earlier attempt or strangers are refused. Used by ``slot`` (setup) and ``task`` (channels).
+connection. Frames and their limits are declared in ``protocol.framing``; a connection starts with
+the handshake of ``protocol.handshake`` under the attempt's label, so strangers, and processes of an
+earlier attempt, are refused before they can send a record. Bytes that are not valid frames or
+events drop the connection with one log line and never fail the attempt; a batch the job's codec
+refuses to decode (a class it does not allow) does fail it, with the reason. Per batch this costs
+one header check, nothing per record. Used by ``slot`` (setup) and ``task`` (channels).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from streamjob.worker.errors import SerializationError
+from streamjob.worker.protocol.auth import tokens_equal
+from streamjob.worker.protocol.events import Barrier, EndOfStream
+from streamjob.worker.protocol.framing import FrameKind, Limits, credit_frame, frame, parse_credit, read_frame
+from streamjob.worker.protocol.handshake import HandshakeError, HandshakeGate, accept, connect, data_label, peer_name
+from streamjob.worker.protocol.messages import Hello, ProtocolError, decode_event, encode_event
 from streamjob.worker.runtime.channels import ChannelKey, InputChannel, OutputChannel
-from streamjob.worker.runtime.codec import RecordCodec, pack, unpack
-from streamjob.worker.runtime.events import Barrier, EndOfStream, event_from_wire
+from streamjob.worker.runtime.codec import RecordCodec
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">IBIII")
-_CREDIT = struct.Struct(">I")
-HELLO, DATA, EVENT, CREDIT = 0, 1, 2, 3
-
-
-def _frame(kind: int, key: ChannelKey, payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload) + 13, kind, key[0], key[1], key[2]) + payload
-
-
-class FrameError(SerializationError):
-    """A data-plane frame is malformed (a length shorter than its header, a credit of the wrong size)."""
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, ChannelKey, bytes]:
-    """The next frame; IncompleteReadError when the stream ends, FrameError when it is malformed."""
-    head = await reader.readexactly(_HEADER.size)
-    length, kind, edge, src, dst = _HEADER.unpack(head)
-    if length < 13:
-        raise FrameError(f"a data frame announces {length} bytes, fewer than its 13-byte header")
-    payload = await reader.readexactly(length - 13)
-    return kind, (edge, src, dst), payload
-
-
-def _credit_of(payload: bytes) -> int:
-    """The number of batches a CREDIT frame returns."""
-    if len(payload) != _CREDIT.size:
-        raise FrameError(f"a credit frame carries {len(payload)} bytes instead of {_CREDIT.size}")
-    return int(_CREDIT.unpack(payload)[0])
+_DATA, _EVENT, _CREDIT = FrameKind.DATA, FrameKind.EVENT, FrameKind.CREDIT
 
 
 class DataServer:
-    """Accepts producers' connections and delivers their frames to local input channels."""
+    """Accepts producers' connections and delivers their frames to local input channels.
 
-    def __init__(self, codec: RecordCodec, token: str, attempt: int, on_error: Callable[[str], None]) -> None:
+    Until a deployment sets ``attempt`` and ``token`` it refuses every producer.
+    """
+
+    def __init__(
+        self, codec: RecordCodec, secret: str, on_error: Callable[[str], None], limits: Limits | None = None
+    ) -> None:
         self.codec = codec
-        self.token = token
-        self.attempt = attempt
+        self.secret = secret
+        self.token = ""
+        self.attempt = -1
         self.on_error = on_error
+        self.limits = limits or Limits()
+        self.max_frame = self.limits.data_frame_bytes
+        self.gate = HandshakeGate(self.limits.pending_handshakes, "data")
         self._channels: dict[ChannelKey, InputChannel] = {}
         self._early: dict[ChannelKey, list[Any]] = {}
         self._server: asyncio.Server | None = None
@@ -78,27 +66,55 @@ class DataServer:
         for item in self._early.pop(channel.key, []):
             channel.push(item)
 
+    def _admit(self, hello: Hello) -> None:
+        """A producer that knows the secret, but of another attempt (a process the JobMaster gave up on)."""
+        if hello.attempt != self.attempt:
+            raise HandshakeError(f"a producer of attempt {hello.attempt}; this slot runs attempt {self.attempt}")
+        if not tokens_equal(hello.token, self.token):
+            raise HandshakeError(f"a producer with another token for attempt {self.attempt}")
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_name(writer)
+        if not self.gate.admit(peer):
+            writer.transport.abort()
+            return
+        try:
+            await accept(reader, writer, self.secret, _label, self.limits, self._admit)
+        except ProtocolError as err:
+            log.warning("refused a data connection from %s: %s", peer, err)
+            writer.transport.abort()
+            return
+        finally:
+            self.gate.release()
         self._writers.append(writer)
         try:
-            kind, _, payload = await _read_frame(reader)
-            hello = unpack(payload) if kind == HELLO else {}
-            if hello.get("token") != self.token or hello.get("attempt") != self.attempt:
-                log.warning("refused a data connection with a wrong token or attempt")
-                writer.close()
-                return
-            while True:
-                kind, key, payload = await _read_frame(reader)
-                if kind == DATA:
-                    self._deliver(key, self.codec.decode(payload), writer)
-                elif kind == EVENT:
-                    self._deliver(key, event_from_wire(unpack(payload)), writer)
+            await self._receive(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             if not self.closing:
                 log.debug("a producer connection closed")
-        except Exception as err:
+        except ProtocolError as err:
+            log.warning("dropped the data connection from %s: %s", peer, err)
+            writer.transport.abort()
+        except SerializationError as err:  # the job's records: the job must learn why (a type it did not allow)
             if not self.closing:
-                self.on_error(f"data connection failed: {err}")
+                self.on_error(f"data connection from {peer} failed: {err}")
+
+    async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        codec = self.codec
+        while True:
+            kind, key, payload = await read_frame(reader, self.max_frame)
+            if kind == _DATA:
+                try:
+                    batch = codec.decode(payload)
+                except SerializationError:
+                    raise
+                except Exception as err:  # the bytes of the job's records, not a frame: the codec's problem
+                    raise SerializationError(f"a record batch cannot be decoded ({type(err).__name__}: {err})") from err
+                self._deliver(key, batch, writer)
+            elif kind == _EVENT:
+                self._deliver(key, decode_event(payload), writer)
+            else:
+                raise ProtocolError(f"a producer sent a frame of kind {kind}")
 
     def _deliver(self, key: ChannelKey, item: Any, writer: asyncio.StreamWriter) -> None:
         channel = self._channels.get(key)
@@ -118,10 +134,14 @@ class DataServer:
             w.close()
 
 
+def _label(hello: Hello) -> str:
+    return data_label(hello.attempt, hello.token)
+
+
 def _credit_writer(writer: asyncio.StreamWriter, key: ChannelKey) -> Callable[[int], None]:
     def return_credit(n: int) -> None:
         if not writer.is_closing():
-            writer.write(_frame(CREDIT, key, _CREDIT.pack(n)))
+            writer.write(credit_frame(key, n))
 
     return return_credit
 
@@ -129,41 +149,70 @@ def _credit_writer(writer: asyncio.StreamWriter, key: ChannelKey) -> Callable[[i
 class PeerConnection:
     """A producer's connection to one peer process, shared by all channels to that peer."""
 
-    def __init__(self, address: tuple[str, int], codec: RecordCodec, hello: dict[str, Any],
-                 on_error: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        codec: RecordCodec,
+        on_error: Callable[[str], None],
+        *,
+        secret: str,
+        attempt: int,
+        token: str,
+        max_frame: int,
+    ) -> None:
         self.address = address
         self.codec = codec
-        self.hello = hello
         self.on_error = on_error
+        self.secret = secret
+        self.attempt = attempt
+        self.token = token
+        self.max_frame = max_frame
         self.writer: asyncio.StreamWriter | None = None
         self.channels: dict[ChannelKey, RemoteOutputChannel] = {}
         self.closing = False
         self._reader_task: asyncio.Task[None] | None = None
 
     async def connect(self, timeout: float = 30.0) -> None:
-        """Connects (retrying while the peer starts) and sends HELLO."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        """Connects and authenticates (retrying while the peer starts or is busy with strangers)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        label = data_label(self.attempt, self.token)
         while True:
+            writer: asyncio.StreamWriter | None = None
             try:
                 reader, writer = await asyncio.open_connection(*self.address)
+                await connect(
+                    reader,
+                    writer,
+                    self.secret,
+                    label,
+                    attempt=self.attempt,
+                    token=self.token,
+                    timeout_s=max(1.0, deadline - loop.time()),
+                )
                 break
-            except OSError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
+            except (OSError, HandshakeError) as err:
+                if writer is not None:
+                    writer.close()
+                retry = isinstance(err, OSError) or (isinstance(err, HandshakeError) and err.before_challenge)
+                if not retry or loop.time() > deadline:
+                    raise ConnectionError(
+                        f"cannot open the data connection to {self.address[0]}:{self.address[1]}: {err}"
+                    ) from None
                 await asyncio.sleep(0.05)
         self.writer = writer
-        writer.write(_frame(HELLO, (0, 0, 0), pack(self.hello)))
         self._reader_task = asyncio.create_task(self._read_credits(reader))
 
     async def _read_credits(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                kind, key, payload = await _read_frame(reader)
-                if kind == CREDIT:
-                    channel = self.channels.get(key)
-                    if channel is not None:
-                        channel.add_credit(_credit_of(payload))
-        except (asyncio.IncompleteReadError, ConnectionError, FrameError) as err:
+                kind, key, payload = await read_frame(reader, 64)
+                if kind != _CREDIT:
+                    raise ProtocolError(f"a consumer sent a frame of kind {kind}")
+                channel = self.channels.get(key)
+                if channel is not None:
+                    channel.add_credit(parse_credit(payload))
+        except (asyncio.IncompleteReadError, ConnectionError, ProtocolError) as err:
             if not self.closing:
                 self.on_error(f"lost the data connection to {self.address[0]}:{self.address[1]} ({err})")
 
@@ -196,7 +245,15 @@ class RemoteOutputChannel(OutputChannel):
         self.key = key
 
     def _deliver(self, batch: list[Any]) -> None:
-        self.connection.write(_frame(DATA, self.key, self.connection.codec.encode(batch)))
+        connection = self.connection
+        payload = connection.codec.encode(batch)
+        if len(payload) > connection.max_frame:
+            raise SerializationError(
+                f"a batch of {len(batch)} records encodes to {len(payload)} bytes, more than the data plane's "
+                f"frame limit of {connection.max_frame} bytes; raise max_frame_bytes in the job config or make "
+                "the records or the batch size (env.set_buffer_size) smaller"
+            )
+        connection.write(frame(_DATA, self.key, payload))
 
     def send_event(self, event: Barrier | EndOfStream) -> None:
-        self.connection.write(_frame(EVENT, self.key, pack(event.to_wire())))
+        self.connection.write(frame(_EVENT, self.key, encode_event(event)))

@@ -26,11 +26,12 @@ from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import CheckpointingMode, CheckpointSettings
 from streamjob.worker.graph.job_graph import JobVertex
 from streamjob.worker.graph.transformations import Kind
+from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, EndOfStream
+from streamjob.worker.protocol.messages import Ack, Decline, EndOfInput, ToJobMaster
 from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnceBarrierTracker
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
 from streamjob.worker.runtime.checkpoint_cpu import CheckpointCpu, on_thread
 from streamjob.worker.runtime.context import TaskInfo, now_ms
-from streamjob.worker.runtime.events import END_OF_STREAM, Barrier, EndOfStream
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.local_recovery import LocalCopyWriter, prune_local_copies
 from streamjob.worker.runtime.operators import (
@@ -70,7 +71,7 @@ class TaskServices:
     local_dir: Path
     storage: Any  # CheckpointStorage (worker view)
     executor: Executor
-    send: Callable[[dict[str, Any]], None]
+    send: Callable[[ToJobMaster], None]
     record_types: tuple[type, ...] = ()
     local_recovery_dir: Path | None = None
     inline_writes: InlineWritePolicy = field(default_factory=lambda: InlineWritePolicy(local_disk=False))
@@ -501,8 +502,8 @@ class Task:
         self.input_done = True
         for w in self.writers:
             w.broadcast_event(END_OF_STREAM)
-        self.services.send({"t": "end_of_input", "vertex": self.vertex.id, "subtask": self.subtask,
-                            "in": self.records_in, "out": self.records_out})
+        self.services.send(EndOfInput(vertex=self.vertex.id, subtask=self.subtask, records_in=self.records_in,
+                                      records_out=self.records_out))
 
     # -- BarrierHost ------------------------------------------------------------------------------
     def block(self, channel: int) -> None:
@@ -552,8 +553,8 @@ class Task:
         capture = self._captures.pop(checkpoint_id, None)
         if capture is not None:
             capture.end_all()
-        self.services.send({"t": "decline", "cp": checkpoint_id, "vertex": self.vertex.id, "subtask": self.subtask,
-                            "reason": "a newer checkpoint overtook it at this task", "subsumed": True})
+        self.services.send(Decline(cp=checkpoint_id, vertex=self.vertex.id, subtask=self.subtask,
+                                   reason="a newer checkpoint overtook it at this task", subsumed=True))
 
     # -- snapshots --------------------------------------------------------------------------------
     def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn] | None:
@@ -566,9 +567,9 @@ class Task:
                 snapshots[op.uid] = op.snapshot(barrier.id, barrier.timestamp_ms)
             except Exception as err:
                 log.warning("snapshot of %s failed for checkpoint %s: %s", op.uid, barrier.id, err)
-                self.services.send({"t": "decline", "cp": barrier.id, "vertex": self.vertex.id,
-                                    "subtask": self.subtask,
-                                    "reason": f"operator '{op.uid}' failed to snapshot: {type(err).__name__}: {err}"})
+                self.services.send(Decline(
+                    cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask,
+                    reason=f"operator '{op.uid}' failed to snapshot: {type(err).__name__}: {err}"))
                 return None
         self._sync_s = time.monotonic() - started
         return snapshots
@@ -643,21 +644,19 @@ class Task:
     def _upload_failed(self, barrier: Barrier, err: Exception) -> None:
         self._positions_at_barrier.pop(barrier.id, None)
         log.warning("checkpoint %s failed at %s: %s", barrier.id, self.name, err)
-        self.services.send({"t": "decline", "cp": barrier.id, "vertex": self.vertex.id, "subtask": self.subtask,
-                            "reason": f"{self.name}: {err}"})
+        self.services.send(Decline(cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask,
+                                   reason=f"{self.name}: {err}"))
 
     def _acknowledge(self, pending: _Pending, states: dict[str, dict[str, list[StateHandle]]]) -> None:
         barrier, alignment_s, sync_s, started = pending.barrier, pending.alignment_s, pending.sync_s, pending.started
         size = sum(h.size for s in states.values() for hs in s.values() for h in hs)
-        self.services.send({
-            "t": "ack", "cp": barrier.id, "vertex": self.vertex.id, "subtask": self.subtask,
-            "states": {uid: {k: [h.model_dump() for h in hs] for k, hs in s.items()} for uid, s in states.items()},
-            "stats": {"alignment_ms": alignment_s * 1000, "sync_ms": sync_s * 1000,
-                      "async_ms": (time.monotonic() - started) * 1000, "size": size,
-                      "cpu_ms": self.checkpoint_cpu.take() * 1000},
-            "positions": self._positions_at_barrier.pop(barrier.id, []),
-            "in": self.records_in, "out": self.records_out,
-        })
+        self.services.send(Ack(
+            cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask, states=states,
+            stats={"alignment_ms": alignment_s * 1000, "sync_ms": sync_s * 1000,
+                   "async_ms": (time.monotonic() - started) * 1000, "size": float(size),
+                   "cpu_ms": self.checkpoint_cpu.take() * 1000},
+            positions=self._positions_at_barrier.pop(barrier.id, []),
+            records_in=self.records_in, records_out=self.records_out))
 
     def _positions(self) -> list[Any]:
         head = self.operators[0] if self.operators else None
