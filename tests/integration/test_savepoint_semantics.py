@@ -72,8 +72,16 @@ def checkpoint_lines(job: LocalJob) -> list[str]:
 
 
 def start(out: str, checkpoints: str, *, restore: str | None = None, rate: str = RATE) -> LocalJob:
-    return LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", f"rate={rate}", "interval=60000", parallelism=2,
-                    checkpoint_dir=checkpoints, restore=restore).start()
+    return LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={COUNT}",
+        f"rate={rate}",
+        "interval=60000",
+        parallelism=2,
+        checkpoint_dir=checkpoints,
+        restore=restore,
+    ).start()
 
 
 def wait_for_records(job: LocalJob, records: int) -> None:
