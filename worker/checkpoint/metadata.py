@@ -47,7 +47,7 @@ _WHAT_TO_DO = ("this snapshot cannot be restored; restore from an older checkpoi
 
 
 _LINEAGE_HINT = ("it records which snapshot this jobId was started from; restore that snapshot explicitly "
-                 "with --restore-from URI")
+                 "(`streamjob run --restore URI`; on Kubernetes the StreamJob's initialSavepointPath)")
 
 
 class SubtaskSnapshot(BaseModel):

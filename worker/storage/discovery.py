@@ -1,11 +1,12 @@
 """Finding snapshots from storage alone: the latest retained one, restore targets, and listings.
 
 The operator calls ``find_latest_retained`` with the JobMaster dead (last-state upgrades, restarts
-after failure); the JobMaster resolves ``--restore-from latest|URI`` with ``resolve_restore_target``;
-``streamjob checkpoints URI`` prints ``list_snapshots``. Nothing here needs a running job: only the
-layout of ``layout.py`` and readable ``_metadata`` files. A ``chk-<n>`` whose ``_metadata`` is
-missing or does not parse (corrupt, or poisoned: too large, too deep) is never chosen: it is
-skipped with a warning and the next older one is tried.
+after failure); the JobMaster resolves ``streamjob run --restore`` / ``streamjob jobmaster
+--restore-from`` (``latest`` or a URI) with ``resolve_restore_target``; ``streamjob checkpoints URI``
+prints ``list_snapshots``. Nothing here needs a running job: only the layout of ``layout.py`` and
+readable ``_metadata`` files. A ``chk-<n>`` whose ``_metadata`` is missing or does not parse (corrupt,
+or poisoned: too large, too deep) is never chosen: it is skipped with a warning and the next older
+one is tried.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def find_latest_retained(checkpoints: str | StorageUri | ObjectStore, namespace:
 
 def resolve_restore_target(text: str, latest: ObjectStore | None = None, *,
                            s3: S3Settings | None = None) -> str | None:
-    """The ``_metadata`` URI to restore from, for ``--restore-from latest|URI``.
+    """The ``_metadata`` URI to restore from, for ``--restore latest|URI`` (``--restore-from`` of the JobMaster).
 
     ``latest`` needs ``latest``, a store rooted at the job's jobId root (``CheckpointStorage`` passes
     its own), and returns None when the jobId has nothing to restore. A URI may name a snapshot
@@ -133,7 +134,7 @@ def resolve_restore_target(text: str, latest: ObjectStore | None = None, *,
     """
     if text.strip() == "latest":
         if latest is None:
-            raise ConfigError("--restore-from latest needs the job's checkpoint storage (checkpoints URI, "
+            raise ConfigError("restoring 'latest' needs the job's checkpoint storage (checkpoints URI, "
                               "namespace, name and jobId)")
         found = find_latest_in_job(latest)
         return None if found is None else found.metadata_uri
