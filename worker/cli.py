@@ -377,8 +377,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         from streamjob.worker.slot import run_slot
 
         return run_slot(args.jobmaster, args.data_host)
+    from streamjob.worker.jobmaster.launcher import die_with_this_process
+
+    # the slots die with this process, as with the pod it stands for (a SIGKILLed worker leaves none behind)
     procs = [subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", args.jobmaster,
-                               "--data-host", args.data_host]) for _ in range(args.slots)]
+                               "--data-host", args.data_host], preexec_fn=die_with_this_process())
+             for _ in range(args.slots)]
 
     def forward(signum: int, _frame: object) -> None:
         for proc in procs:

@@ -86,3 +86,40 @@ def test_slots_die_with_a_jobmaster_killed_as_they_start(tmp_path: Path) -> None
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_slots_of_a_killed_streamjob_worker_die_with_it() -> None:
+    """``streamjob worker --slots N`` stands for a pod: its slots (retrying an absent JobMaster) go with it."""
+    mark = uuid.uuid4().hex
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streamjob.worker.cli", "worker", "--slots", "2", "--jobmaster", "127.0.0.1:9"],
+        env={**os.environ, MARK: mark},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        slots: list[int] = []
+        while len(slots) < 2:
+            assert worker.poll() is None, "streamjob worker exited before it started its slots"
+            assert time.monotonic() < deadline, "the slot processes were not started within 60 s"
+            slots = [pid for pid in _marked(mark) if pid != worker.pid]
+            time.sleep(0.01)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        killed_at = time.monotonic()
+        survivors = slots
+        while survivors and time.monotonic() - killed_at < 5:
+            time.sleep(0.05)
+            survivors = _marked(mark)
+        assert survivors == [], f"slot processes {survivors} outlived their worker by 5 s"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for pid in _marked(mark):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
