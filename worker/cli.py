@@ -11,6 +11,7 @@ import difflib
 import enum
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from streamjob.worker.config import CheckpointOverrides
+from streamjob.worker.config import MAX_DURATION_MS, MAX_PARALLELISM, CheckpointOverrides
 from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import require_job_secret
 
@@ -28,13 +29,51 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 
 
 def parse_duration_ms(text: str) -> int:
-    """``500ms``, ``1s``, ``2m``, ``1h`` or plain milliseconds."""
+    """``500ms``, ``1s``, ``2m``, ``1h`` or plain milliseconds, at most ``MAX_DURATION_MS``."""
     match = _DURATION.match(text)
     if not match:
         raise ConfigError(f"'{text}' is not a duration; use e.g. 500ms, 1s, 2m or a number of milliseconds")
     value, unit = float(match.group(1)), match.group(2) or "ms"
     factor = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}[unit]
-    return int(value * factor)
+    ms = value * factor
+    if not math.isfinite(ms) or ms > MAX_DURATION_MS:
+        raise ConfigError(f"'{text}' is too long a duration; the longest is {MAX_DURATION_MS} ms (about 24 days)")
+    return int(ms)
+
+
+def parse_interval_ms(text: str) -> int:
+    """``--checkpoint-interval``: a duration of at least 10 ms (0 would mean "off", which is not a flag value)."""
+    ms = parse_duration_ms(text)
+    if ms < 10:
+        raise ConfigError(f"'{text}' is shorter than the shortest checkpoint interval, 10ms; to run without "
+                          "checkpoints leave the flag out and do not call env.enable_checkpointing()")
+    return ms
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An integer flag within [low, high] (argparse names the flag in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"'{text}' is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(high: float) -> Callable[[str], float]:
+    """A number of seconds in [0, high]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"'{text}' is not a number of seconds") from None
+        if not math.isfinite(value) or not 0 <= value <= high:
+            raise ConfigError(f"must be from 0 to {high:g} seconds, got {text}")
+        return value
+    return parse
 
 
 def _scalar(text: str) -> Any:
@@ -171,13 +210,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="arguments passed to the job's function: after ENTRYPOINT, or anything after -- "
                           "(also arguments that start with -)")
     run.add_argument("--name", help="job name (default: from env.execute(name) or the file name)")
-    run.add_argument("--parallelism", "-p", type=int, help="default parallelism of every operator")
-    run.add_argument("--max-parallelism", type=int, help="number of key groups (default 128)")
+    run.add_argument("--parallelism", "-p", type=_checked(_count(1, MAX_PARALLELISM)),
+                     help="default parallelism of every operator")
+    run.add_argument("--max-parallelism", type=_checked(_count(1, MAX_PARALLELISM)),
+                     help="number of key groups (default 128)")
     run.add_argument("--checkpoint-dir", help="checkpoint storage: a directory, file:///path or s3://bucket/prefix "
                                               f"(default: the job's setting, else {Path('/tmp/streamjob')})")
     run.add_argument("--savepoint-dir", help="where savepoints go (default: <checkpoint-dir>-savepoints)")
-    run.add_argument("--checkpoint-interval", type=_checked(parse_duration_ms), metavar="DURATION",
-                     help="checkpoint every DURATION (e.g. 1s, 500ms); overrides the job's value")
+    run.add_argument("--checkpoint-interval", type=_checked(parse_interval_ms), metavar="DURATION",
+                     help="checkpoint every DURATION (e.g. 1s, 500ms; at least 10ms); overrides the job's value")
     run.add_argument("--mode", choices=["EXACTLY_ONCE", "AT_LEAST_ONCE"], help="checkpointing mode override")
     run.add_argument("--state-backend", choices=["hashmap", "rocksdb"], help="state backend override")
     run.add_argument("--restore", help="'latest' (continue the newest checkpoint of this job) or a checkpoint or "
@@ -188,7 +229,8 @@ def _parser() -> argparse.ArgumentParser:
                      type=_checked(parse_define),
                      help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
                           "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()))
-    run.add_argument("--rest-port", type=int, default=8081, help="REST API port (0 = any free port; default 8081)")
+    run.add_argument("--rest-port", type=_checked(_count(0, 65535)), default=8081,
+                     help="REST API port (0 = any free port; default 8081)")
     run.add_argument("--rest-token-file", type=Path, metavar="PATH",
                      help="write the REST token (needed to cancel or take savepoints) to PATH, mode 0600 (default: "
                           "streamjob-<job>-<port>.token under $XDG_RUNTIME_DIR or the temp directory, removed "
@@ -204,10 +246,11 @@ def _parser() -> argparse.ArgumentParser:
                                     "operator into the job's ConfigMap). Workers connect with `streamjob worker`.")
     jm.add_argument("--config", required=True, type=Path, help="path of job.json")
     jm.add_argument("--restore-from", help="'latest' or a snapshot URI (overrides the config)")
-    jm.add_argument("--rest-port", type=int, help="REST port (overrides the config)")
-    jm.add_argument("--control-port", type=int, help="the slots' control port (overrides the config; default 6123, "
-                                                     "0 = any free port)")
-    jm.add_argument("--hold-deploy", type=float, default=0.0, metavar="SECONDS",
+    jm.add_argument("--rest-port", type=_checked(_count(0, 65535)),
+                    help="REST port (overrides the config)")
+    jm.add_argument("--control-port", type=_checked(_count(0, 65535)),
+                    help="the slots' control port (overrides the config; default 6123, 0 = any free port)")
+    jm.add_argument("--hold-deploy", type=_checked(_seconds(3600)), default=0.0, metavar="SECONDS",
                     help="deploy no task sooner than SECONDS after this process started (the operator passes "
                          "what is left of a restart backoff, so that the processes start while it runs out)")
 
@@ -215,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Starts N slot processes (one CPU each) that register with the JobMaster.")
     w.add_argument("--jobmaster", required=True, type=_checked(_host_port),
                    help="HOST:PORT of the JobMaster's control port (6123 unless the job config sets control_port)")
-    w.add_argument("--slots", type=int, default=1, help="number of task slots (processes)")
+    w.add_argument("--slots", type=_checked(_count(1, 1024)), default=1,
+                   help="number of task slots (processes)")
     w.add_argument("--data-host", default=os.environ.get("POD_IP", "0.0.0.0"),
                    help="address to accept data connections on (default: $POD_IP)")
 
@@ -261,7 +305,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     name = slug(args.name or (loaded.job_name if loaded.job_name != "streamjob" else Path(
         args.entrypoint.split(":")[0]).stem))
     overrides: dict[str, Any] = {}
-    if args.checkpoint_interval:
+    if args.checkpoint_interval is not None:
         overrides["interval_ms"] = args.checkpoint_interval
     if args.mode:
         overrides["mode"] = args.mode
@@ -345,8 +389,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         from streamjob.worker.slot import run_slot
 
         return run_slot(args.jobmaster, args.data_host, secret)
+    from streamjob.worker.jobmaster.launcher import die_with_this_process
+
+    # the slots die with this process, as with the pod it stands for (a SIGKILLed worker leaves none behind)
     procs = [subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", args.jobmaster,
-                               "--data-host", args.data_host]) for _ in range(args.slots)]
+                               "--data-host", args.data_host], preexec_fn=die_with_this_process())
+             for _ in range(args.slots)]
 
     def forward(signum: int, _frame: object) -> None:
         for proc in procs:

@@ -18,6 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamjob.worker.errors import ConfigError
 
+MAX_DURATION_MS = 2_147_483_647
+"""The longest duration any knob takes (about 24.8 days); longer ones overflowed timers (OverflowError)."""
+
+MAX_COUNT = 2_147_483_647
+"""The largest count any knob takes (Flink's Integer.MAX_VALUE)."""
+
+MAX_PARALLELISM = 32_768
+"""Flink's upper bound of the number of key groups."""
+
 
 class CheckpointingMode(StrEnum):
     """EXACTLY_ONCE aligns barriers; AT_LEAST_ONCE never blocks an input and may replay records."""
@@ -40,20 +49,20 @@ class _Frozen(BaseModel):
 class CheckpointSettings(_Frozen):
     """Flink's CheckpointConfig. Durations are milliseconds; ``interval_ms=None`` disables checkpoints."""
 
-    interval_ms: int | None = Field(default=None, ge=10)
+    interval_ms: int | None = Field(default=None, ge=10, le=MAX_DURATION_MS)
     mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
-    timeout_ms: int = Field(default=600_000, ge=1)
-    min_pause_ms: int = Field(default=0, ge=0)
-    max_concurrent: int = Field(default=1, ge=1)
-    tolerable_failures: int = Field(default=0, ge=0)
+    timeout_ms: int = Field(default=600_000, ge=1, le=MAX_DURATION_MS)
+    min_pause_ms: int = Field(default=0, ge=0, le=MAX_DURATION_MS)
+    max_concurrent: int = Field(default=1, ge=1, le=MAX_COUNT)
+    tolerable_failures: int = Field(default=0, ge=0, le=MAX_COUNT)
     unaligned: bool = False
     force_unaligned: bool = False
-    aligned_timeout_ms: int = Field(default=0, ge=0)
+    aligned_timeout_ms: int = Field(default=0, ge=0, le=MAX_DURATION_MS)
     externalized_cleanup: ExternalizedCheckpointCleanup = ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION
-    retained: int = Field(default=1, ge=1)
+    retained: int = Field(default=1, ge=1, le=MAX_COUNT)
     incremental: bool = False
     local_recovery: bool = False
-    id_of_ignored_in_flight_data: int | None = None
+    id_of_ignored_in_flight_data: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
     @model_validator(mode="after")
     def _check_modes(self) -> CheckpointSettings:
@@ -67,17 +76,17 @@ class CheckpointSettings(_Frozen):
 class CheckpointOverrides(_Frozen):
     """Per-field overrides of the pipeline's CheckpointConfig; ``None`` keeps the code's value."""
 
-    interval_ms: int | None = Field(default=None, ge=10)
+    interval_ms: int | None = Field(default=None, ge=10, le=MAX_DURATION_MS)
     mode: CheckpointingMode | None = None
-    timeout_ms: int | None = Field(default=None, ge=1)
-    min_pause_ms: int | None = Field(default=None, ge=0)
-    max_concurrent: int | None = Field(default=None, ge=1)
-    tolerable_failures: int | None = Field(default=None, ge=0)
+    timeout_ms: int | None = Field(default=None, ge=1, le=MAX_DURATION_MS)
+    min_pause_ms: int | None = Field(default=None, ge=0, le=MAX_DURATION_MS)
+    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    tolerable_failures: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     unaligned: bool | None = None
     force_unaligned: bool | None = None
-    aligned_timeout_ms: int | None = Field(default=None, ge=0)
+    aligned_timeout_ms: int | None = Field(default=None, ge=0, le=MAX_DURATION_MS)
     externalized_cleanup: ExternalizedCheckpointCleanup | None = None
-    retained: int | None = Field(default=None, ge=1)
+    retained: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     incremental: bool | None = None
     local_recovery: bool | None = None
 
@@ -97,11 +106,11 @@ class RestartStrategy(_Frozen):
     """Flink's restart strategies; in Kubernetes mode the operator applies the same policy to pods."""
 
     kind: Literal["none", "fixed-delay", "exponential-delay"] = "fixed-delay"
-    attempts: int = Field(default=10, ge=0)
-    delay_ms: int = Field(default=1_000, ge=0)
-    max_delay_ms: int = Field(default=60_000, ge=0)
-    multiplier: float = Field(default=2.0, ge=1.0)
-    reset_after_ms: int = Field(default=600_000, ge=0)
+    attempts: int = Field(default=10, ge=0, le=MAX_COUNT)
+    delay_ms: int = Field(default=1_000, ge=0, le=MAX_DURATION_MS)
+    max_delay_ms: int = Field(default=60_000, ge=0, le=MAX_DURATION_MS)
+    multiplier: float = Field(default=2.0, ge=1.0, le=1000.0, allow_inf_nan=False)
+    reset_after_ms: int = Field(default=600_000, ge=0, le=MAX_DURATION_MS)
 
     def delay_for(self, attempt: int) -> int | None:
         """Milliseconds to wait before restart number ``attempt`` (1-based); None = give up."""
@@ -126,11 +135,11 @@ class JobConfig(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
     namespace: str = "local"
     job_id: str | None = None
-    attempt: int = Field(default=0, ge=0)
+    attempt: int = Field(default=0, ge=0, le=MAX_COUNT)
     entrypoint: str
     args: list[str] = Field(default_factory=list)
-    parallelism: int | None = Field(default=None, ge=1)
-    max_parallelism: int | None = Field(default=None, ge=1, le=32768)
+    parallelism: int | None = Field(default=None, ge=1, le=MAX_PARALLELISM)
+    max_parallelism: int | None = Field(default=None, ge=1, le=MAX_PARALLELISM)
     state_backend: Literal["hashmap", "rocksdb"] | None = None
     checkpoint: CheckpointOverrides = Field(default_factory=CheckpointOverrides)
     checkpoints_uri: str | None = None
@@ -141,8 +150,8 @@ class JobConfig(_Frozen):
     allow_non_restored_state: bool = False
     restart: RestartStrategy | None = None
     restart_in_place: bool = True
-    workers: int = Field(default=1, ge=1)
-    slots_per_worker: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, le=MAX_PARALLELISM)
+    slots_per_worker: int = Field(default=1, ge=1, le=MAX_PARALLELISM)
     rest_host: str = "0.0.0.0"
     rest_port: int = Field(default=8081, ge=0, le=65535)
     control_port: int = Field(default=6123, ge=0, le=65535)
@@ -151,7 +160,7 @@ class JobConfig(_Frozen):
     """Largest record batch on the data plane (encoded); a larger one fails its task with the reason."""
     data_host: str | None = None
     s3: S3Options = Field(default_factory=S3Options)
-    worker_register_timeout_ms: int = Field(default=120_000, ge=1000)
+    worker_register_timeout_ms: int = Field(default=120_000, ge=1000, le=MAX_DURATION_MS)
 
     @model_validator(mode="after")
     def _check(self) -> JobConfig:

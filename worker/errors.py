@@ -48,6 +48,15 @@ class RestoreError(StreamJobError):
     exit_code = 4
 
 
+class CorruptStateError(StorageError, RestoreError):
+    """A restore input is missing, damaged or does not decode.
+
+    Restore inputs are state files, in-flight data, and the output that a snapshot's pre-committed
+    transactions name. Reading it again gives the same answer, so a restore that meets this is never retried: the job
+    fails at once with exit code 3 (``StorageError``'s) and names the file and an older snapshot to use.
+    """
+
+
 class SerializationError(StreamJobError):
     """A value cannot be encoded or decoded by its declared serializer."""
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from streamjob.worker.config import JobConfig
-from streamjob.worker.errors import ConfigError
+from streamjob.worker.errors import ConfigError, PipelineError
+from streamjob.worker.failures import failure_fields
 from streamjob.worker.graph.job_graph import JobEdge, JobGraph, build_job_graph
 from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.loader import job_record_classes, job_types, load_job
@@ -57,6 +58,7 @@ from streamjob.worker.protocol.messages import (
 )
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec
+from streamjob.worker.runtime.in_flight_restore import read_in_flight
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.local_recovery import LocalFirstReader, local_recovery_root
 from streamjob.worker.runtime.network import DataServer, PeerConnection
@@ -66,7 +68,6 @@ from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.s3_settings import S3Settings
-from streamjob.worker.storage.snapshot_files import CorruptStateError
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,12 @@ class Slot:
             except ConnectionError:
                 return  # the receiving side notices the lost JobMaster
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, failure: dict[str, Any] | None = None) -> None:
+        """Reports the slot's failure; ``failure``: ``failures.failure_fields`` when it is final."""
         if self.failed is None:
             self.failed = reason
             log.error("slot failing: %s", reason)
-            self.send(SlotFailed(error=reason))
+            self.send(SlotFailed(error=reason, **(failure or {})))
 
     async def run(self) -> int:
         """Registers and serves until the job ends; the process exit code (one error line if refused)."""
@@ -234,7 +236,7 @@ class Slot:
                 await self._deploy(message)
             except Exception as err:
                 log.exception("deployment failed")
-                self._fail(f"deploying tasks failed: {err}")
+                self._fail(f"deploying tasks failed: {err}", failure_fields(err, deploying=True))
         elif isinstance(message, Start):
             try:
                 await self._start()
@@ -286,7 +288,7 @@ class Slot:
     def _report_failure(self, task: Task, err: Exception) -> None:
         """Tells the JobMaster; a damaged restore point is marked so that it is not restored again."""
         self.send(TaskFailed(vertex=task.vertex.id, subtask=task.subtask, error=f"{type(err).__name__}: {err}",
-                             corrupt_restore=isinstance(err, CorruptStateError)))
+                             **failure_fields(err)))
 
     async def _deploy(self, message: Deploy) -> None:
         config = message.config
@@ -296,8 +298,8 @@ class Slot:
                                 max_parallelism=config.max_parallelism or env.max_parallelism,
                                 parallelism_override=config.parallelism)
         if graph.fingerprint() != message.fingerprint:
-            raise RuntimeError("this worker built a different job graph than the JobMaster: are they running "
-                               "the same image and job arguments?")
+            raise PipelineError("this worker built a different job graph than the JobMaster: are they running "
+                                "the same image and job arguments?")
         index = message.slot_index
         attempt = message.attempt
         codec = RecordCodec(job_record_classes(loaded))
@@ -380,10 +382,7 @@ class Slot:
             ops[uid] = OperatorRestore(reader, keyed, operator)
         for op in vertex.operators:
             ops.setdefault(op.effective_uid(), OperatorRestore(reader))
-        in_flight: list[Any] = []
-        serializer = SafeSerializer(services.record_types)
-        for h in plan.in_flight:
-            in_flight.extend(serializer.decode(reader.read(h)))
+        in_flight = read_in_flight(reader, list(plan.in_flight), SafeSerializer(services.record_types))
         if plan.filter_in_flight_by_key and in_flight:
             start, end = key_group_range(vertex.max_parallelism, vertex.parallelism, index)
             assign = KeyGroupAssigner(vertex.max_parallelism).assign

@@ -190,3 +190,26 @@ def test_s3_warm_up_of_an_unreachable_server_leaves_the_error_to_the_first_reque
     store.warm_up()  # best effort: no exception
     with pytest.raises(StorageError):
         store.put("a", b"1")
+
+
+def test_get_with_max_bytes_refuses_a_larger_object_and_reads_the_rest(root: Root) -> None:
+    """What keeps a poisoned ``_metadata`` from exhausting memory: the limit is checked before the body is read."""
+    from streamjob.worker.checkpoint.metadata import decode_metadata
+    from streamjob.worker.errors import MetadataError
+    from streamjob.worker.storage.object_store import ObjectTooLargeError
+    from streamjob.worker.storage.snapshots import read_metadata
+
+    store = root.store()
+    store.put("big", b"x" * 100)
+    store.put("exact", b"y" * 50)
+    with pytest.raises(ObjectTooLargeError, match="100 bytes, more than the 50"):
+        store.get("big", max_bytes=50)
+    assert store.get("exact", max_bytes=50) == b"y" * 50
+    assert store.get("big", max_bytes=100) == b"x" * 100
+    with pytest.raises(ObjectNotFoundError):
+        store.get("missing", max_bytes=50)
+    store.put("chk-1/_metadata", b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(MetadataError, match="nests deeper than"):
+        read_metadata(store, "chk-1/_metadata")
+    with pytest.raises(MetadataError):
+        decode_metadata(store.get("big"), source="big")

@@ -340,6 +340,27 @@ def test_savepoint_writes_into_its_directory_is_not_retained_and_does_not_fail_t
     assert harness.log.kinds("retain") == []
 
 
+def test_an_intermediate_savepoint_notifies_no_task_and_the_next_checkpoint_does() -> None:
+    """Flink >= 1.15: only checkpoints and stop-with-savepoint let two-phase-commit sinks commit."""
+    async def scenario(h: Harness) -> None:
+        savepoint = h.coordinator.trigger(savepoint_dir="file:///sp/savepoint-x", request_id="r1")
+        h.ack_all(savepoint.id)
+        await until("the savepoint's _metadata", lambda: bool(h.log.kinds("metadata")))
+        await until("the savepoint's completion", lambda: h.coordinator.pending == {})
+        assert h.stats.latest_savepoint is not None
+        assert h.log.kinds("notify") == [], "an intermediate savepoint must not commit side effects"
+        h.coordinator.trigger()
+        h.ack_all(8)
+        await until("the checkpoint's completion", lambda: bool(h.log.kinds("notify")))
+        assert h.log.kinds("notify") == [8]
+        stop = h.coordinator.trigger(savepoint_dir="file:///sp/savepoint-y", stop=True, request_id="r2")
+        h.ack_all(stop.id)
+        await until("the stop-with-savepoint's completion", lambda: len(h.log.kinds("notify")) == 2)
+        assert h.log.kinds("notify") == [8, 9], "stop-with-savepoint commits"
+
+    run(scenario)
+
+
 def test_a_completed_checkpoint_subsumes_older_pending_ones() -> None:
     async def scenario(h: Harness) -> None:
         h.coordinator.trigger()

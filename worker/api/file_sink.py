@@ -17,7 +17,8 @@ location and lists its files with their upload ids and uploaded parts, so a job 
 another output location still commits them where they were written. On restore, pre-committed
 handles are completed again
 (idempotent: a file that already exists counts as committed; a handle whose upload is gone and
-whose file does not exist raises ``StorageError``, since that would be data loss). Lingering
+whose file does not exist raises ``CorruptStateError``, since that would be data loss, and a restart
+would meet it again, so the job fails at once). Lingering
 uploads — files written after the restored checkpoint, or pre-committed for a checkpoint that
 never completed — are aborted: every subtask records, in union operator state, the uploads its
 checkpoint references; a restored subtask aborts the pending uploads of this sink that no
@@ -40,7 +41,7 @@ from typing import Any
 
 from streamjob.worker.api.functions import CheckpointedFunction
 from streamjob.worker.api.sinks import TwoPhaseCommitSinkFunction
-from streamjob.worker.errors import ConfigError, StorageError
+from streamjob.worker.errors import ConfigError, CorruptStateError, StorageError
 from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.storage.object_store import ObjectStore, UploadedPart
 
@@ -259,8 +260,9 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
                 store.complete_upload(f["key"], f["upload_id"], parts)
             except StorageError as err:
                 if not store.exists(f["key"]):
-                    raise StorageError(f"FileSink cannot commit {store.uri(f['key'])}: its upload "
-                                       f"{f['upload_id']} is gone and the file does not exist ({err})") from err
+                    # the same handle meets the same gone upload on every restart: final (CorruptStateError)
+                    raise CorruptStateError(f"FileSink cannot commit {store.uri(f['key'])}: its upload "
+                                            f"{f['upload_id']} is gone and the file does not exist ({err})") from err
                 # completed before a crash: committing again is a no-op
         self._forget(transaction)
 

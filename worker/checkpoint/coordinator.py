@@ -3,7 +3,10 @@
 Lives in the JobMaster. Completion is the second phase of a two-phase commit: when every task
 has acknowledged checkpoint n, ``_metadata`` is written (last — its presence marks completion),
 then every task is notified (``notify_checkpoint_complete``), which is when transactional sinks
-commit. The collaborators are injected: storage, the gateway to the tasks, the trigger decider,
+commit. An intermediate savepoint notifies no task (Flink >= 1.15): it is not a recovery point,
+so it must not commit; its transactions stay pending and the next checkpoint commits them
+(``PendingCheckpoint.commits_side_effects``). Stop-with-savepoint commits and ends the job.
+The collaborators are injected: storage, the gateway to the tasks, the trigger decider,
 the failure manager, the stats and the clock.
 """
 
@@ -230,7 +233,8 @@ class CheckpointCoordinator:
             stats["async_ms"], stats["cpu_ms"]))
         log.info("completed %s %d (%d bytes, %d ms) at %s", meta.kind, pending.id, meta.total_size,
                  meta.duration_ms, location)
-        self.gateway.notify_complete(pending.id)
+        if pending.commits_side_effects:
+            self.gateway.notify_complete(pending.id)
         if not pending.is_savepoint:
             for older in [c for c, p in self.pending.items() if c < pending.id and not p.is_savepoint
                           and not p.finalizing]:

@@ -6,6 +6,12 @@ and the operator. It is plain JSON decoded into pydantic models: never pickle, s
 bucket cannot run code in the workers. ``decode_metadata`` turns every problem (corrupt JSON, a
 missing field, an unsupported ``format_version``) into a ``MetadataError`` naming the file and what
 to do. Handle paths are relative to the snapshot's base (see ``handles.py``).
+
+A ``_metadata`` is input from whoever can write to the bucket, so reading it is bounded: at most
+``MAX_METADATA_BYTES`` are read (``snapshots.read_metadata``), nesting deeper than
+``MAX_METADATA_DEPTH`` is refused, and numbers are range-checked; a poisoned file is a
+``MetadataError`` like any corrupt one (discovery skips it for "latest" and lists it as CORRUPT),
+never a ``RecursionError`` or ``OverflowError`` that would stop every restore.
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ from streamjob.worker.errors import MetadataError
 FORMAT_VERSION = 1
 """Bump on any change an older reader would misread; readers accept 1..FORMAT_VERSION."""
 
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+"""A ``_metadata`` larger than this is refused unread (a large job's is well under 1 MiB)."""
+
+MAX_METADATA_DEPTH = 64
+"""Deepest nesting of JSON arrays and objects accepted (a written one nests about 8 deep)."""
+
+_MAX_ID = 2**63 - 1
+_MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: anything later is no time
+
 LINEAGE_FORMAT_VERSION = 1
 
 SnapshotKind = Literal["checkpoint", "savepoint"]
@@ -32,7 +47,7 @@ _WHAT_TO_DO = ("this snapshot cannot be restored; restore from an older checkpoi
 
 
 _LINEAGE_HINT = ("it records which snapshot this jobId was started from; restore that snapshot explicitly "
-                 "with --restore-from URI")
+                 "(`streamjob run --restore URI`; on Kubernetes the StreamJob's initialSavepointPath)")
 
 
 class SubtaskSnapshot(BaseModel):
@@ -40,7 +55,7 @@ class SubtaskSnapshot(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    subtask_index: int = Field(ge=0)
+    subtask_index: int = Field(ge=0, le=32767)
     keyed: list[StateHandle] = Field(default_factory=list)
     operator: list[StateHandle] = Field(default_factory=list)
     channel: list[StateHandle] = Field(default_factory=list)
@@ -60,8 +75,8 @@ class OperatorSnapshot(BaseModel):
 
     uid: str = Field(min_length=1)
     name: str
-    parallelism: int = Field(ge=1)
-    max_parallelism: int = Field(ge=1)
+    parallelism: int = Field(ge=1, le=32768)
+    max_parallelism: int = Field(ge=1, le=32768)
     subtasks: list[SubtaskSnapshot] = Field(default_factory=list)
 
 
@@ -72,15 +87,15 @@ class CheckpointMetadata(BaseModel):
 
     format_version: int = FORMAT_VERSION
     kind: SnapshotKind
-    checkpoint_id: int = Field(ge=0)
+    checkpoint_id: int = Field(ge=0, le=_MAX_ID)
     job_id: str
     job_name: str
     namespace: str
-    trigger_timestamp_ms: int
-    completion_timestamp_ms: int
-    duration_ms: int = Field(ge=0)
-    total_size: int = Field(ge=0)
-    max_parallelism: int = Field(ge=1)
+    trigger_timestamp_ms: int = Field(ge=0, le=_MAX_TIMESTAMP_MS)
+    completion_timestamp_ms: int = Field(ge=0, le=_MAX_TIMESTAMP_MS)
+    duration_ms: int = Field(ge=0, le=_MAX_TIMESTAMP_MS)
+    total_size: int = Field(ge=0, le=_MAX_ID)
+    max_parallelism: int = Field(ge=1, le=32768)
     mode: str = Field(pattern=f"^({'|'.join(MODES)})$")
     """``EXACTLY_ONCE`` or ``AT_LEAST_ONCE`` (a str enum of these values is accepted)."""
     unaligned: bool = False
@@ -138,13 +153,41 @@ def _describe(err: ValidationError) -> str:
 def _load_json(data: bytes, source: str, what: str, hint: str = _WHAT_TO_DO) -> dict[str, Any]:
     if not data.strip():
         raise MetadataError(f"{what} {source} is empty (the write was interrupted?); {hint}")
+    if len(data) > MAX_METADATA_BYTES:
+        raise MetadataError(f"{what} {source} has {len(data)} bytes, more than the {MAX_METADATA_BYTES} a "
+                            f"snapshot's metadata may have; {hint}")
     try:
         document = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, an int of > 4300 digits, nesting too deep
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, and out-of-range numbers
         raise MetadataError(f"{what} {source} is corrupted (not valid JSON: {err}); {hint}") from err
+    except RecursionError:
+        raise MetadataError(f"{what} {source} is corrupted (its JSON nests deeper than {MAX_METADATA_DEPTH} "
+                            f"levels); {hint}") from None
     if not isinstance(document, dict):
         raise MetadataError(f"{what} {source} is corrupted (a JSON object was expected); {hint}")
+    if nesting_depth(document, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        raise MetadataError(f"{what} {source} is corrupted (its JSON nests deeper than {MAX_METADATA_DEPTH} "
+                            f"levels); {hint}")
     return document
+
+
+def nesting_depth(document: Any, limit: int) -> int:
+    """How deep arrays and objects nest in a decoded JSON document, counting up to ``limit + 1``.
+
+    Iterative, so a hostile document cannot exhaust the stack of whoever validates or prints it.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _check_version(document: dict[str, Any], source: str, what: str, supported: int) -> None:

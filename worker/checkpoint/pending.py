@@ -54,6 +54,17 @@ class PendingCheckpoint:
         """Whether this is a savepoint (self-contained, not subject to retention)."""
         return self.savepoint_dir is not None
 
+    @property
+    def commits_side_effects(self) -> bool:
+        """Whether completing it notifies the tasks, i.e. two-phase-commit sinks commit up to it.
+
+        Checkpoints and stop-with-savepoint do; an intermediate savepoint does not (Flink >= 1.15,
+        FLIP-193): recovery never restores it, so output committed at it would be committed again
+        after a failure that falls back to the checkpoint before it. Its pre-committed transactions
+        stay pending in the tasks and the next checkpoint commits them.
+        """
+        return not self.is_savepoint or self.stop
+
     def acknowledge(self, task: TaskKey, ack: TaskAck) -> AckResult:
         """Records a task's snapshot."""
         if self.discarded:

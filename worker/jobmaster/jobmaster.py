@@ -28,7 +28,8 @@ from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
 from streamjob.worker.checkpoint.restore import SubtaskRestorePlan, plan_restore
 from streamjob.worker.checkpoint.stats import CheckpointStats
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig, RestartStrategy
-from streamjob.worker.errors import ConfigError, StorageError, StreamJobError
+from streamjob.worker.errors import ConfigError, StreamJobError
+from streamjob.worker.failures import final_failure
 from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
 from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
@@ -509,17 +510,16 @@ class JobMaster:
         elif isinstance(message, (TaskFailed, SlotFailed)):
             where = f"task {message.vertex} ({message.subtask + 1})" if isinstance(message, TaskFailed) else \
                 f"worker slot {conn.index}"
-            if isinstance(message, TaskFailed) and message.corrupt_restore:
-                self.exit_code = StorageError.exit_code
-                self.fail(f"{where} cannot restore: {message.error}; restarting would read the same files "
-                          "again, so the job fails. Start it from an older checkpoint or savepoint with "
-                          "--restore URI (`streamjob checkpoints <checkpoint dir>` lists them)", final=True)
+            final = final_failure(where, message.model_dump())
+            if final is not None:  # a restart cannot mend it (see failures.py)
+                self.exit_code = final.exit_code
+                self.fail(final.reason, final=True)
             else:
                 self.fail(f"{where} failed: {message.error}")
         elif isinstance(message, EndOfInput):
             self._ended_input.add((message.vertex, message.subtask))
             if len(self._ended_input) == len(self.graph.subtasks()) and self._final_checkpoint is None \
-                    and coordinator is not None:
+                    and coordinator is not None and not coordinator.stopped:  # late: the attempt is ending
                 log.info("all sources finished; taking a final checkpoint before finishing")
                 self._final_checkpoint = coordinator.trigger().id
         elif isinstance(message, Prepared):

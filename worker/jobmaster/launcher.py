@@ -1,17 +1,20 @@
 """How the JobMaster gets slot processes: started locally (MiniCluster) or by Kubernetes.
 
 The local launcher starts one ``streamjob slot`` process per slot and, on a restart, kills them
-all and starts fresh ones (the MiniCluster's resource manager). On Kubernetes there is no
+all and starts fresh ones (the MiniCluster's resource manager). Local slots die with the JobMaster
+process (``die_with_this_process``). On Kubernetes there is no
 launcher: worker pods connect on their own and the operator owns restarts.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +31,34 @@ class Launcher(Protocol):
     def pids(self) -> list[int]: ...
 
     def exited(self) -> list[tuple[int, int, Path]]: ...
+
+
+def die_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that ties a child to this process (Linux): it is SIGKILLed when this one dies.
+
+    ``PR_SET_PDEATHSIG`` is set in the child after ``fork`` and before ``exec`` (it survives
+    ``exec``), so no slot lives without its JobMaster, not even while Python starts up; the child
+    then compares its parent pid with ours, because a parent that died before the ``prctl`` sends no
+    signal. (Set later, in the slot, a JobMaster SIGKILLed in the first second left slots retrying
+    its port for 600 s, ready to register with a new JobMaster on that port.) The signal follows the
+    thread that started the child: the launcher runs on the JobMaster's event loop thread, which
+    lives as long as the process. Returns None where ``prctl`` does not exist.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def tie() -> None:
+        prctl(set_pdeathsig, sigkill)
+        if os.getppid() != parent:
+            os._exit(1)  # the JobMaster died before the prctl: no signal will come
+
+    return tie
 
 
 class LocalProcessLauncher:
@@ -54,7 +85,8 @@ class LocalProcessLauncher:
             log = path.open("ab")
             cmd = [sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", jobmaster,
                    "--data-host", "127.0.0.1"]
-            self.procs.append(subprocess.Popen(cmd, stdout=None, stderr=log, env=env))
+            self.procs.append(subprocess.Popen(cmd, stdout=None, stderr=log, env=env,
+                                               preexec_fn=die_with_this_process()))
             log.close()
 
     def stop_all(self, grace_s: float = 0.0) -> None:

@@ -256,6 +256,8 @@ class TaskFailed(_Message):
     subtask: int
     error: str
     corrupt_restore: bool = False
+    failure_class: str | None = Field(default=None, max_length=64)
+    """Why no restart can mend it (``failures.FailureClass``), or None."""
 
 
 class SlotFailed(_Message):
@@ -263,6 +265,9 @@ class SlotFailed(_Message):
 
     t: Literal["slot_failed"] = "slot_failed"
     error: str
+    corrupt_restore: bool = False
+    failure_class: str | None = Field(default=None, max_length=64)
+    """Why no restart can mend it (``failures.FailureClass``), or None."""
 
 
 class EndOfInput(_Message):

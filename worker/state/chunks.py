@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
-from streamjob.worker.errors import RestoreError, SerializationError
+from streamjob.worker.errors import CorruptStateError, RestoreError, SerializationError
 from streamjob.worker.state.columns import BYTES, Column, check_values, decode_keys, value_bytes
 from streamjob.worker.state.key_groups import ranges_overlap
 from streamjob.worker.state.serializers import KEY_SERIALIZER
@@ -181,9 +181,9 @@ def decode_chunk(
     try:
         document = KEY_SERIALIZER.decode(data)
     except SerializationError as exc:
-        raise RestoreError(f"keyed state file {where} is corrupted or not a state file: {exc}") from exc
+        raise CorruptStateError(f"keyed state file {where} is corrupted or not a state file: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise RestoreError(f"{where} is not a streamjob keyed state file")
+        raise CorruptStateError(f"keyed state file {where} is corrupted: it is not a streamjob keyed state file")
     version = document.get("version")
     if version not in READABLE_VERSIONS:
         raise RestoreError(

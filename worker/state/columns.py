@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import msgpack
 
-from streamjob.worker.errors import RestoreError
+from streamjob.worker.errors import CorruptStateError, RestoreError
 from streamjob.worker.state.serializers import KEY_SERIALIZER, Serializer
 
 PLAIN: Final = "p"
@@ -98,7 +98,7 @@ def _unpack(column: Column, where: str) -> list[Any]:
     try:
         items = msgpack.unpackb(payload, use_list=True, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types for malformed bytes
-        raise RestoreError(f"{where}: a {tag!r} column is malformed: {exc}") from exc
+        raise CorruptStateError(f"{where}: a {tag!r} column is corrupted: {exc}") from exc
     if not isinstance(items, list):
         raise RestoreError(f"{where}: a {tag!r} column is not an array")
     if tag == TUPLES:

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
-from streamjob.worker.errors import PipelineError, RestoreError, SerializationError, StreamJobError
+from streamjob.worker.errors import (
+    CorruptStateError,
+    PipelineError,
+    RestoreError,
+    SerializationError,
+    StreamJobError,
+)
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
 from streamjob.worker.state.chunks import (
     Chunk,
@@ -357,7 +363,9 @@ class KeyedBackendBase(KeyedStateBackend):
         except StreamJobError:
             raise
         except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise RestoreError(f"operator {self._ctx.operator_uid!r}: keyed state files are malformed: {exc}") from exc
+            raise CorruptStateError(
+                f"operator {self._ctx.operator_uid!r}: keyed state files are corrupted (malformed: {exc})"
+            ) from exc
         if handles:
             self._restored = True
         if self._tracker is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
-from streamjob.worker.errors import PipelineError, RestoreError, SerializationError
+from streamjob.worker.errors import CorruptStateError, PipelineError, RestoreError, SerializationError
 from streamjob.worker.state.chunks import safe_uid
 from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.state.primitives import ListState
@@ -138,7 +138,13 @@ class OperatorStateStore:
                     f"operator {self._uid!r}: operator state {descriptor.name!r} was written with serializer "
                     f"{raw.serializer_id!r} but its descriptor declares {serializer.serializer_id!r}"
                 )
-            elements = [serializer.decode(data) for data in raw.elements]
+            try:
+                elements = [serializer.decode(data) for data in raw.elements]
+            except SerializationError as exc:
+                raise RestoreError(
+                    f"operator {self._uid!r}: operator state {descriptor.name!r} cannot be decoded by its "
+                    f"descriptor's serializer: {exc}"
+                ) from exc
         state = OperatorListState(elements)
         self._states[descriptor.name] = _Registered(descriptor, mode, state)
         return state
@@ -207,22 +213,27 @@ class OperatorStateStore:
         self._restored = self._restored or any(handles_by_old_subtask) or bool(merged)
 
     def _read(self, handle: StateHandle, reader: SnapshotReader) -> dict[str, tuple[str, str, list[bytes]]]:
+        """The states of one file; ``CorruptStateError`` when it does not decode (restarting cannot mend that)."""
         try:
             document = KEY_SERIALIZER.decode(reader.read(handle))
         except SerializationError as exc:
-            raise RestoreError(f"operator state file {handle.path} is corrupted: {exc}") from exc
+            raise CorruptStateError(f"operator state file {handle.path} is corrupted: {exc}") from exc
         if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise RestoreError(f"{handle.path} is not a streamjob operator state file")
+            raise CorruptStateError(f"operator state file {handle.path} is corrupted: it is not a streamjob "
+                                    "operator state file")
         if document.get("version") != VERSION:
             raise RestoreError(
                 f"operator state file {handle.path} has format version {document.get('version')!r}; "
                 f"this streamjob reads version {VERSION}"
             )
         out: dict[str, tuple[str, str, list[bytes]]] = {}
-        for state_name, (mode, serializer_id, elements) in document["states"].items():
-            if mode not in (SPLIT, UNION) or not all(isinstance(e, bytes) for e in elements):
-                raise RestoreError(f"operator state file {handle.path} is malformed ({state_name!r})")
-            out[str(state_name)] = (str(mode), str(serializer_id), list(elements))
+        try:
+            for state_name, (mode, serializer_id, elements) in document["states"].items():
+                if mode not in (SPLIT, UNION) or not all(isinstance(e, bytes) for e in elements):
+                    raise ValueError(f"state {state_name!r} has mode {mode!r} or elements that are not bytes")
+                out[str(state_name)] = (str(mode), str(serializer_id), list(elements))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise CorruptStateError(f"operator state file {handle.path} is corrupted: {exc}") from exc
         return out
 
 

@@ -1,10 +1,12 @@
 """Finding snapshots from storage alone: the latest retained one, restore targets, and listings.
 
 The operator calls ``find_latest_retained`` with the JobMaster dead (last-state upgrades, restarts
-after failure); the JobMaster resolves ``--restore-from latest|URI`` with ``resolve_restore_target``;
-``streamjob checkpoints URI`` prints ``list_snapshots``. Nothing here needs a running job: only the
-layout of ``layout.py`` and readable ``_metadata`` files. A ``chk-<n>`` whose ``_metadata`` is
-missing or does not parse is never chosen.
+after failure); the JobMaster resolves ``streamjob run --restore`` / ``streamjob jobmaster
+--restore-from`` (``latest`` or a URI) with ``resolve_restore_target``; ``streamjob checkpoints URI``
+prints ``list_snapshots``. Nothing here needs a running job: only the layout of ``layout.py`` and
+readable ``_metadata`` files. A ``chk-<n>`` whose ``_metadata`` is missing or does not parse (corrupt,
+or poisoned: too large, too deep) is never chosen: it is skipped with a warning and the next older
+one is tried.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streamjob.worker.checkpoint.metadata import JobLineage, decode_lineage
-from streamjob.worker.errors import ConfigError, MetadataError
+from streamjob.worker.checkpoint.metadata import MAX_METADATA_BYTES, JobLineage, decode_lineage
+from streamjob.worker.errors import ConfigError, MetadataError, StorageError
 from streamjob.worker.storage.layout import (
     LINEAGE_FILE,
     METADATA_FILE,
@@ -25,7 +27,7 @@ from streamjob.worker.storage.layout import (
     job_root,
     parse_checkpoint_dir,
 )
-from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore
+from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore, ObjectTooLargeError
 from streamjob.worker.storage.s3_settings import S3Settings
 from streamjob.worker.storage.snapshots import LoadedSnapshot, load_snapshot, read_metadata
 from streamjob.worker.storage.stores import StoreFactory
@@ -85,7 +87,7 @@ def latest_valid_checkpoint(job_store: ObjectStore) -> LoadedSnapshot | None:
             meta = read_metadata(job_store, key)
         except ObjectNotFoundError:
             return False
-        except MetadataError as err:
+        except MetadataError as err:  # poison or damage: an older checkpoint is the latest restorable one
             log.warning("skipping checkpoint %s: %s", cid, err)
             return False
         if meta.kind != "checkpoint" or meta.checkpoint_id != cid:
@@ -101,9 +103,11 @@ def latest_valid_checkpoint(job_store: ObjectStore) -> LoadedSnapshot | None:
 def read_lineage(job_store: ObjectStore) -> JobLineage | None:
     """The jobId's ``_lineage.json``, or None when it was never written."""
     try:
-        data = job_store.get(LINEAGE_FILE)
+        data = job_store.get(LINEAGE_FILE, max_bytes=MAX_METADATA_BYTES)
     except ObjectNotFoundError:
         return None
+    except ObjectTooLargeError as err:
+        raise MetadataError(f"lineage file {err}") from err
     return decode_lineage(data, source=job_store.uri(LINEAGE_FILE))
 
 
@@ -121,7 +125,7 @@ def find_latest_retained(checkpoints: str | StorageUri | ObjectStore, namespace:
 
 def resolve_restore_target(text: str, latest: ObjectStore | None = None, *,
                            s3: S3Settings | None = None) -> str | None:
-    """The ``_metadata`` URI to restore from, for ``--restore-from latest|URI``.
+    """The ``_metadata`` URI to restore from, for ``--restore latest|URI`` (``--restore-from`` of the JobMaster).
 
     ``latest`` needs ``latest``, a store rooted at the job's jobId root (``CheckpointStorage`` passes
     its own), and returns None when the jobId has nothing to restore. A URI may name a snapshot
@@ -130,7 +134,7 @@ def resolve_restore_target(text: str, latest: ObjectStore | None = None, *,
     """
     if text.strip() == "latest":
         if latest is None:
-            raise ConfigError("--restore-from latest needs the job's checkpoint storage (checkpoints URI, "
+            raise ConfigError("restoring 'latest' needs the job's checkpoint storage (checkpoints URI, "
                               "namespace, name and jobId)")
         found = find_latest_in_job(latest)
         return None if found is None else found.metadata_uri
@@ -171,8 +175,9 @@ def _kind_of_dir(directory: str) -> str:
 def list_snapshots(uri: str | StorageUri | ObjectStore, *, s3: S3Settings | None = None) -> list[SnapshotRow]:
     """Every ``_metadata`` under a checkpoints or savepoints root (or any directory below), newest first.
 
-    Completed snapshots are listed with their metadata; an unreadable ``_metadata`` is listed with
-    its ``problem``. Directories without ``_metadata`` (in progress or failed) are not listed.
+    Completed snapshots are listed with their metadata; an unreadable ``_metadata`` (corrupt,
+    poisoned, too large, unreadable) is listed with its ``problem`` and never stops the listing.
+    Directories without ``_metadata`` (in progress or failed) are not listed.
     """
     store = _store_of(uri, s3)
     rows: list[SnapshotRow] = []
@@ -182,7 +187,7 @@ def list_snapshots(uri: str | StorageUri | ObjectStore, *, s3: S3Settings | None
         directory = store.uri(info.key).rsplit("/", 1)[0]
         try:
             meta = read_metadata(store, info.key)
-        except (MetadataError, ObjectNotFoundError) as err:
+        except StorageError as err:  # corrupt, poisoned, vanished or unreadable: listed as CORRUPT
             rows.append(SnapshotRow(_kind_of_dir(directory), parse_checkpoint_dir(directory.rsplit("/", 1)[-1]),
                                     None, info.last_modified, info.size, directory, str(err)))
             continue
@@ -196,11 +201,11 @@ def render_snapshot_table(rows: list[SnapshotRow]) -> str:
     header = ("KIND", "ID", "JOB", "TIME (UTC)", "SIZE", "LOCATION")
     lines = [header]
     for row in rows:
-        kind = row.kind if row.problem is None else f"{row.kind} (unreadable)"
+        kind = row.kind if row.problem is None else f"{row.kind} CORRUPT"
         lines.append((kind, "-" if row.id is None else str(row.id), row.job_id or "-",
                       row.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), str(row.size), row.location))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
             for line in lines]
-    text += [f"! {row.location}: {row.problem}" for row in rows if row.problem is not None]
+    text += [f"! CORRUPT {row.location}: {row.problem}" for row in rows if row.problem is not None]
     return "\n".join(text)

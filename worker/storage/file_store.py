@@ -31,6 +31,7 @@ from streamjob.worker.storage.object_store import (
     UploadedPart,
     check_key,
     check_prefix,
+    too_large,
 )
 from streamjob.worker.storage.uri import StorageUri
 
@@ -213,15 +214,22 @@ class FileObjectStore(ObjectStore):
             changed |= new_entries
         return True
 
-    def get(self, key: str) -> bytes:
-        """Reads the whole file."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """Reads the whole file (at most ``max_bytes``: a larger one raises ``ObjectTooLargeError``)."""
         path = self._path(key)
 
         def read() -> bytes:
             try:
-                return path.read_bytes()
+                with path.open("rb") as f:
+                    if max_bytes is None:
+                        return f.read()
+                    size = os.fstat(f.fileno()).st_size
+                    data = f.read(max_bytes + 1)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise ObjectNotFoundError(f"{self.uri(key)} does not exist") from None
+            if len(data) > max_bytes:
+                raise too_large(self.uri(key), max(size, len(data)), max_bytes)
+            return data
 
         return self._guard("read", self.uri(key), read)
 

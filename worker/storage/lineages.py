@@ -7,15 +7,19 @@ lineage under ``<checkpoints>/<namespace>/<name>/``: the jobId whose latest rest
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from streamjob.worker.errors import MetadataError
 from streamjob.worker.storage.discovery import SnapshotRef, find_latest_in_job, read_lineage
 from streamjob.worker.storage.layout import check_segment
 from streamjob.worker.storage.object_store import ObjectStore
 from streamjob.worker.storage.s3_settings import S3Settings
 from streamjob.worker.storage.stores import StoreFactory
 from streamjob.worker.storage.uri import StorageUri, parse_storage_uri
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,11 @@ class LineageCandidate:
 
 
 def _lineage_started_ms(job_store: ObjectStore) -> int:
-    lineage = read_lineage(job_store)
+    try:
+        lineage = read_lineage(job_store)
+    except MetadataError as err:  # the checkpoints still say how recent the jobId is
+        log.warning("ignoring %s", err)
+        return 0
     if lineage is None:
         return 0
     try:

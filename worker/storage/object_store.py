@@ -29,6 +29,15 @@ class ObjectNotFoundError(StorageError):
     """The object (or multipart upload) does not exist."""
 
 
+class ObjectTooLargeError(StorageError):
+    """The object is larger than the caller's ``max_bytes`` (it was not read)."""
+
+
+def too_large(location: str, size: int, max_bytes: int) -> ObjectTooLargeError:
+    """The error for an object of ``size`` bytes read with a limit of ``max_bytes``."""
+    return ObjectTooLargeError(f"{location} has {size} bytes, more than the {max_bytes} this reader accepts")
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """One object of a listing; ``key`` is relative to the store's root."""
@@ -104,8 +113,12 @@ class ObjectStore(abc.ABC):
         """Does ahead of the first write what that write would pay for (a client, a connection)."""
 
     @abc.abstractmethod
-    def get(self, key: str) -> bytes:
-        """The object's bytes; ``ObjectNotFoundError`` if it does not exist."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; ``ObjectNotFoundError`` if it does not exist.
+
+        With ``max_bytes``, a larger object raises ``ObjectTooLargeError`` before its body is read
+        (files a writer to the bucket controls, such as ``_metadata``, cannot exhaust memory).
+        """
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool:

@@ -33,6 +33,7 @@ from streamjob.worker.storage.object_store import (
     UploadedPart,
     check_key,
     check_prefix,
+    too_large,
 )
 from streamjob.worker.storage.s3_settings import CREDENTIAL_ENVS, ENDPOINT_ENV, S3Settings
 from streamjob.worker.storage.uri import StorageUri
@@ -234,12 +235,24 @@ class S3ObjectStore(ObjectStore):
 
         return self._call("write", key, put)
 
-    def get(self, key: str) -> bytes:
-        """GetObject, reading the whole body."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """GetObject, reading the whole body (unless it is larger than ``max_bytes``)."""
         full = self._full(key)
 
         def get(client: S3Client) -> bytes:
-            return client.get_object(Bucket=self._root.bucket, Key=full)["Body"].read()
+            response = client.get_object(Bucket=self._root.bucket, Key=full)
+            body = response["Body"]
+            if max_bytes is None:
+                return body.read()  # type: ignore[no-any-return]
+            size = int(response.get("ContentLength", 0))
+            if size > max_bytes:
+                body.close()
+                raise too_large(f"s3://{self._root.bucket}/{full}", size, max_bytes)
+            data: bytes = body.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                body.close()
+                raise too_large(f"s3://{self._root.bucket}/{full}", len(data), max_bytes)
+            return data
 
         return self._call("read", key, get)
 

@@ -4,7 +4,8 @@
 calls it from its background snapshot thread; ``CheckpointStorage.reader`` hands a
 ``StorageSnapshotReader`` to restores. Handle paths are keys relative to the snapshot base (jobId
 root for checkpoints, savepoint directory for savepoints); every handle records size and sha256, and
-every read verifies both.
+every read verifies both (a mismatch is a ``CorruptStateError``, defined in ``errors`` so that the state
+modules raise the same error for a file that passes its checksum but does not decode).
 """
 
 from __future__ import annotations
@@ -13,16 +14,11 @@ import hashlib
 import threading
 
 from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.errors import StorageError
+from streamjob.worker.errors import CorruptStateError, StorageError
 from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore, check_key
 from streamjob.worker.storage.uri import StorageUri
 
-
-class CorruptStateError(StorageError):
-    """A state file is missing or does not match the size or checksum its handle recorded.
-
-    Reading it again gives the same answer: a restore that meets this must not be retried.
-    """
+__all__ = ["CorruptStateError", "StorageSnapshotReader", "StorageSnapshotWriter"]
 
 
 class StorageSnapshotWriter:

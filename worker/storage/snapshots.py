@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata, decode_metadata
+from streamjob.worker.checkpoint.metadata import MAX_METADATA_BYTES, CheckpointMetadata, decode_metadata
 from streamjob.worker.errors import MetadataError
 from streamjob.worker.storage.layout import METADATA_FILE, snapshot_base, snapshot_dir_of
-from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore
+from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore, ObjectTooLargeError
 from streamjob.worker.storage.uri import StorageUri, parse_storage_uri
 
 Opener = Callable[[StorageUri], ObjectStore]
@@ -36,8 +36,15 @@ class LoadedSnapshot:
 
 
 def read_metadata(store: ObjectStore, key: str) -> CheckpointMetadata:
-    """Reads and decodes ``key`` of ``store``: ``ObjectNotFoundError`` if absent, ``MetadataError`` if bad."""
-    data = store.get(key)
+    """Reads and decodes ``key`` of ``store``: ``ObjectNotFoundError`` if absent, ``MetadataError`` if bad.
+
+    At most ``MAX_METADATA_BYTES`` are read: a larger file is a ``MetadataError`` (poison, not state).
+    """
+    try:
+        data = store.get(key, max_bytes=MAX_METADATA_BYTES)
+    except ObjectTooLargeError as err:
+        raise MetadataError(f"checkpoint metadata {err}: it is not a snapshot's metadata; restore from an older "
+                            "checkpoint or a savepoint (`streamjob checkpoints <uri>` lists them)") from err
     return decode_metadata(data, source=store.uri(key))
 
 
