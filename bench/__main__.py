@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cost_windows, failover, report, stages
+from bench import cost_windows, failover, report, stages, userfn_ref
 from bench.suite import ORDER, SCENARIOS, TARGETS, collect, derive, repeats, run_once
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in ORDER:
             what = SCENARIOS[name].description if name in SCENARIOS else {
-                "cost": cost_windows.DESCRIPTION, "stages": stages.DESCRIPTION, "failover": failover.DESCRIPTION}[name]
+                "cost": cost_windows.DESCRIPTION, "stages": stages.DESCRIPTION, "failover": failover.DESCRIPTION,
+                "userfn_ref": userfn_ref.DESCRIPTION}[name]
             print(f"{name:14} {what}")
         return 0
     wanted = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or ORDER
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "cost":
             _log(f"{name}: {cost_windows.DESCRIPTION}")
             results["scenarios"][name] = cost_windows.run_all(quick=args.quick, log=_log)
+            paths = save(name)
+            continue
+        if name == "userfn_ref":
+            _log(f"{name}: {userfn_ref.DESCRIPTION}")
+            results["scenarios"][name] = userfn_ref.run(quick=args.quick, log=_log)
             paths = save(name)
             continue
         if name == "stages":

@@ -9,7 +9,13 @@ process, one child process per slot) on a job of ``bench/jobs``, and while it ru
 
 Afterwards it reads the sinks' reports (first and last record, count, VmHWM) written by the job.
 Throughput is records / (last record - first record) at the sinks, so process start-up and the
-final checkpoint are excluded; start-up is reported on its own. Used by ``suite``.
+final checkpoint are excluded; start-up is reported on its own, and ``process_s`` is the wall clock
+of the whole ``streamjob run`` process (start-up, records, final checkpoint, shutdown).
+
+A ``Launch`` says which code runs: by default this venv's ``streamjob.worker`` from the repository;
+``bench/ab.py`` passes one per side (its interpreter, ``PYTHONPATH``, working directory). Every run
+gets a job secret in ``STREAMJOB_JOB_SECRET`` (revisions before REST authentication ignore it).
+Used by ``suite`` and ``ab``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
 
 REPO = Path(__file__).resolve().parent.parent
 JOBS = Path(__file__).resolve().parent / "jobs"
@@ -56,6 +63,20 @@ class JobSpec:
     sample_every_s: float = 0.1
     extra_args: tuple[str, ...] = ()
     autogroup_nice: int | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start ``streamjob``: the command before ``run``, extra environment, working directory.
+
+    The default is this venv's interpreter on the code it imports (the repository's working tree).
+    Slot processes are started by the JobMaster with its own ``sys.executable -m streamjob.worker.cli``
+    and inherit the environment, so a ``PYTHONPATH`` here selects the slots' code as well.
+    """
+
+    command: tuple[str, ...] = (sys.executable, "-m", "streamjob.worker.cli")
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: Path = REPO
 
 
 @dataclass
@@ -137,8 +158,8 @@ def _sample_memory(pid: int, seen: _Observed, started: float) -> None:
         seen.rss.append(sample)
 
 
-def _command(spec: JobSpec, checkpoint_dir: Path, out_dir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--parallelism", str(spec.parallelism),
+def _command(spec: JobSpec, checkpoint_dir: Path, out_dir: Path, launch: Launch) -> list[str]:
+    cmd = [*launch.command, "run", "--parallelism", str(spec.parallelism),
            "--rest-port", "0", "--checkpoint-dir", str(checkpoint_dir), "--name", f"bench-{spec.job}"]
     if spec.checkpoint_interval_ms is not None:
         cmd += ["--checkpoint-interval", f"{spec.checkpoint_interval_ms}ms", "--mode", "EXACTLY_ONCE"]
@@ -198,17 +219,21 @@ class RunError(RuntimeError):
     """The job did not finish cleanly; the message names the log to read."""
 
 
-def run_job(spec: JobSpec) -> dict[str, Any]:
+def run_job(spec: JobSpec, launch: Launch | None = None) -> dict[str, Any]:
     """Runs ``spec`` once and returns its measurements (raises ``RunError`` if the job failed)."""
+    launch = launch or Launch()
     with tempfile.TemporaryDirectory(prefix="streamjob-bench-") as tmp:
         checkpoint_dir, out_dir = Path(tmp) / "checkpoints", Path(tmp) / "out"
         out_dir.mkdir()
-        cmd = _command(spec, checkpoint_dir, out_dir)
+        cmd = _command(spec, checkpoint_dir, out_dir, launch)
         seen = _Observed()
+        # The run's secret (revisions before REST authentication ignore it). The harness only reads
+        # (GET needs no token); a caller that changes the job sends derive_rest_token(secret).
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{JOB_SECRET_ENV: new_job_secret()}, **dict(launch.env))
         load_before = procs.load_average()
         launched = time.time()
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        proc = subprocess.Popen(cmd, cwd=launch.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True, env=env)
         if spec.autogroup_nice is not None:
             procs.set_autogroup_nice(proc.pid, spec.autogroup_nice)
         reader = threading.Thread(target=_read_progress, args=(proc.stderr, seen), daemon=True)
@@ -283,6 +308,7 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "rss_samples": seen.rss,
         "records_window_s": [round(first - launched, 3), round(last - launched, 3)],
         "load_average_before": load_before,
+        "worker_packages": sorted({str(r["worker_package"]) for r in reports if r.get("worker_package")}),
         "per_sink": [{k: r.get(k) for k in ("subtask", "pid", "count", "first", "last", "cpu_s", "cpu_count",
                                              "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches", "gc",
                                              "user_sys_ticks")}

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.suite import CHECKPOINTED, LONG, TARGETS
+from bench.suite import CHECKPOINTED, LONG, TARGETS, USERFN
 
 SCHEMA = 1
 
@@ -134,6 +134,31 @@ def _ci(summary: dict[str, Any]) -> str:
     return f"{ci[0]:.1f} … {ci[1]:.1f} %" if ci else "–"
 
 
+def _userfn_section(sc: dict[str, Any]) -> list[str]:
+    """The user-function job against the same work as a plain Python loop (``userfn_ref``)."""
+    ref = (sc.get("userfn_ref") or {}).get("summary")
+    rows = [(n, sc[n]["summary"]) for n in USERFN if sc.get(n, {}).get("summary")]
+    if not ref and not rows:
+        return []
+    lines = ["", "## User functions: the job against a plain Python loop", "",
+             "The user-function job (`bench/jobs/user_fn.py`) and `userfn_ref`, the same callbacks over the same "
+             "events in one Python process without streamjob. Processing: records / (last − first record at the "
+             "sinks); whole process: records / the `streamjob run` process's wall clock, start-up included.", "",
+             "| scenario | events/s processing | events/s whole process | CPU ns/event | × plain loop (events/s) |",
+             "|---|---:|---:|---:|---:|"]
+    ref_eps = ref["events_per_s"] if ref else None
+    for name, s in rows:
+        eps, process = s["events_per_s"]["median"], (s.get("process_s") or {}).get("median")
+        records = sc[name]["spec"]["records"]
+        ratio = f"{eps / ref_eps:.2f}" if eps and ref_eps else "–"
+        lines.append(f"| {name} | {_fmt(eps)} | {_fmt(records / process if process else None)} "
+                     f"| {_fmt(s['cpu_ns_per_event']['median'])} | {ratio} |")
+    if ref:
+        lines.append(f"| userfn_ref (plain loop) | {_fmt(ref['events_per_s'])} | – | {_fmt(ref['cpu_ns_per_event'])} "
+                     "| 1.00 |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The human-readable report."""
     env = results["environment"]
@@ -154,23 +179,25 @@ def markdown(results: dict[str, Any]) -> str:
         "are the periodic checkpoints' (trigger to `_metadata` written), the final checkpoint of a bounded "
         "job excluded. Peak RSS is the VmHWM of the slot processes. CPU ns/event is the CPU time of the slot "
         "processes (all threads) between the first and the last record, per event: much less disturbed by "
-        "other load than wall time; at p=2 it is the sum over both slots.",
+        "other load than wall time; at p=2 it is the sum over both slots. Process s is the wall clock of the "
+        "whole `streamjob run` process (start-up, records, final checkpoint, shutdown).",
         "",
-        "| scenario | runs | events/s (median) | range | CPU ns/event | wall s | start-up s | checkpoints "
+        "| scenario | runs | events/s (median) | range | CPU ns/event | wall s | start-up s | process s | checkpoints "
         "| ckpt p50 ms | ckpt p99 ms | slot peak RSS MB |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, data in results["scenarios"].items():
-        if name in ("stages", "cost"):
+        if name in ("stages", "cost", "userfn_ref"):
             continue
         s = data.get("summary")
         if s is None:
-            lines.append(f"| {name} | 0 | FAILED | | | | | | | | |")
+            lines.append(f"| {name} | 0 | FAILED | | | | | | | | | |")
             continue
         lines.append(
             f"| {name} | {len(data['runs'])} | {_fmt(s['events_per_s']['median'])} | {_noise(s['events_per_s'])} "
             f"| {_fmt(s['cpu_ns_per_event']['median'])} | {_fmt(s['wall_s']['median'], 2)} "
-            f"| {_fmt(s['startup_s']['median'], 2)} | {s['checkpoint_count']} "
+            f"| {_fmt(s['startup_s']['median'], 2)} | {_fmt((s.get('process_s') or {}).get('median'), 2)} "
+            f"| {s['checkpoint_count']} "
             f"| {_fmt(s['checkpoint_ms_p50'])} | {_fmt(s['checkpoint_ms_p99'])} "
             f"| {_fmt(s['max_slot_peak_rss_mb'], 1)} |")
     derived = results.get("derived", {})
@@ -235,6 +262,7 @@ def markdown(results: dict[str, Any]) -> str:
                       f"{LONG // 1_000_000}M-event pairs): {listed}. A negative cost is noise: the runs of a pair "
                       "differ by more than checkpointing costs."]
     lines += _cost_windows_section(sc.get("cost"))
+    lines += _userfn_section(sc)
     parts = [(n, sc[n]["summary"]["checkpoint_parts_p50_ms"]) for n in CHECKPOINTED
              if sc.get(n, {}).get("summary")]
     if parts:

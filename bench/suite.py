@@ -15,6 +15,11 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
 - ``cost``: the cost of checkpointing every second inside one job, in alternating windows with and
   without checkpoints (``cost_windows``): the figure the cost target is judged on.
 - ``stages``: in-process per-record cost of each stage of the pipeline (``stages``).
+- ``userfn_p1``, ``userfn_p1_cp1s``, ``userfn_p2``, ``userfn_p2_cp1s``: the user-function job
+  (``bench/jobs/user_fn.py``: string keys, map, key_by, a KeyedProcessFunction with ValueState, a
+  per-record sink), 2M events, off and every 1 s; timed while records flow and as the whole
+  ``streamjob run`` process (``process_s``, start-up included).
+- ``userfn_ref``: the same work as a plain Python loop in one process (``userfn_ref``).
 
 Every job scenario runs ``repeat`` times (median reported, with min and max as the noise). The
 repeated scenarios run in rounds (p1, p1_cp1s, p2, …, then the same in reverse order, …), so that
@@ -33,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from bench.harness import JobSpec, RunError, percentile, run_job
+from bench.harness import JobSpec, Launch, RunError, percentile, run_job
 
 EVENTS = 2_000_000
 LONG = 16_000_000
@@ -64,6 +69,11 @@ def _spec(parallelism: int, records: int = EVENTS, interval_ms: int | None = Non
                    checkpoint_interval_ms=interval_ms, **extra)
 
 
+def _userfn(parallelism: int, records: int = EVENTS, interval_ms: int | None = None) -> JobSpec:
+    return JobSpec(job="user_fn", parallelism=parallelism, records=records, keys=KEYS,
+                   checkpoint_interval_ms=interval_ms)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s for s in (
         Scenario("p1", "keyed sum, 2M events, 10k keys, parallelism 1, checkpointing off",
@@ -88,12 +98,22 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("backpressure", "parallelism 2, sink sleeping 10 µs per record (~200k records/s in all), "
                  "2M events: slot RSS over time stays flat",
                  _spec(2, sink_delay_us=10.0), _spec(2, 200_000, sink_delay_us=10.0), repeat=1),
+        Scenario("userfn_p1", "user functions (map, key_by, KeyedProcessFunction with ValueState, per-record "
+                 "sink), string keys, 2M events, 10k keys, parallelism 1, checkpointing off",
+                 _userfn(1), _userfn(1, 50_000)),
+        Scenario("userfn_p1_cp1s", "as userfn_p1 with an exactly-once checkpoint every 1 s",
+                 _userfn(1, interval_ms=1000), _userfn(1, 50_000, 100)),
+        Scenario("userfn_p2", "as userfn_p1 at parallelism 2", _userfn(2), _userfn(2, 50_000)),
+        Scenario("userfn_p2_cp1s", "as userfn_p2 with an exactly-once checkpoint every 1 s",
+                 _userfn(2, interval_ms=1000), _userfn(2, 50_000, 100)),
     )
 }
 
-ORDER = [*SCENARIOS, "cost", "stages", "failover"]  # cost: bench/cost_windows.py; failover: bench/failover.py
-CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")
-UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s")
+# cost: bench/cost_windows.py; userfn_ref: bench/userfn_ref.py; failover: bench/failover.py
+ORDER = [*SCENARIOS, "userfn_ref", "cost", "stages", "failover"]
+CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")  # judged: keyed sum
+USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s")
+UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s", *USERFN)
 
 
 def _spread(values: list[float]) -> dict[str, float | None]:
@@ -133,6 +153,7 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "cpu_ns_per_event": _spread([float(r["cpu_ns_per_event"]) for r in runs if r["cpu_ns_per_event"]]),
         "cpu_share_per_slot": _spread([float(r["cpu_share_per_slot"]) for r in runs if r.get("cpu_share_per_slot")]),
         "startup_s": _spread([float(r["startup_s"]) for r in runs]),
+        "process_s": _spread([float(r["process_s"]) for r in runs]),
         "checkpoint_ms_p50": percentile(periodic, 0.5),
         "checkpoint_ms_p99": percentile(periodic, 0.99),
         "checkpoint_count": len(periodic),
@@ -254,7 +275,7 @@ def repeats(scenario: Scenario, quick: bool, repeat: int | None) -> int:
 
 
 def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], None],
-             autogroup_nice: int | None = None) -> dict[str, Any] | str:
+             autogroup_nice: int | None = None, launch: Launch | None = None) -> dict[str, Any] | str:
     """One run of ``scenario``: its measurements, or the error message if it failed.
 
     Quick runs also verify every output of the job (``--verify``: ~15 ns per record in the sink);
@@ -263,12 +284,13 @@ def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], N
     spec = replace(scenario.quick if quick else scenario.spec, autogroup_nice=autogroup_nice, verify=quick)
     started = time.monotonic()
     try:
-        run = run_job(spec)
+        run = run_job(spec, launch)
     except RunError as err:
         log(f"  {scenario.name} {label}: FAILED: {err}")
         return str(err)
     cp = f", checkpoint p50 {run['checkpoint_ms_p50']} ms" if run["checkpoint_ms_p50"] is not None else ""
     log(f"  {scenario.name} {label}: {run['events_per_s']:,} events/s, {run['cpu_ns_per_event']} CPU ns/event{cp}, "
+        f"process {run['process_s']} s, "
         f"slot peak RSS {run['max_slot_peak_rss_mb']} MB, load {run['load_average_before']} "
         f"({time.monotonic() - started:.1f} s)")
     return run

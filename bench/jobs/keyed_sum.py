@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import streamjob.worker
 from streamjob.worker.api import StreamExecutionEnvironment
 from streamjob.worker.api.functions import CheckpointListener, RichFunction
 from streamjob.worker.api.sinks import SinkFunction
@@ -104,15 +105,22 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
 
     def invoke_batch(self, values: list[Any]) -> None:
         now = time.time()
-        if self.first is None:
-            self.first = now
-            self.cpu_first = time.process_time()
-            self._cpu_due = now + _CPU_EVERY_S
+        self._first_batch(now)
         self.count += len(values)
         if self.verify and values:
             self.value_total += sum(list(zip(*values, strict=True))[1])  # the sum fields, transposed in C
         if self.delay:
             time.sleep(self.delay * len(values))
+        self._batch_done(now)
+
+    def _first_batch(self, now: float) -> None:
+        if self.first is None:
+            self.first = now
+            self.cpu_first = time.process_time()
+            self._cpu_due = now + _CPU_EVERY_S
+
+    def _batch_done(self, now: float) -> None:
+        """Timing of a batch that arrived at ``now`` and has been counted (CPU read every 50 ms)."""
         self.last = now
         if now >= self._cpu_due:
             self.cpu_last = time.process_time()
@@ -139,6 +147,7 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
             "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
             "nonvoluntary_ctxt_switches": _status_number("nonvoluntary_ctxt_switches"),
             "user_sys_ticks": _cpu_ticks(), "ticks_per_s": os.sysconf("SC_CLK_TCK"),
+            "worker_package": os.path.dirname(streamjob.worker.__file__ or ""),  # which code ran (bench/ab.py)
             "timeline": self.timeline,
             "gc": {gen: {"collections": int(n), "seconds": round(s, 4)} for gen, (n, s) in _GC_STATS.items()},
         }
