@@ -17,13 +17,16 @@ from typing import Any
 
 from bench.harness import expected_value_total
 
-DESCRIPTION = ("the user-function job's work (string keys, map, key selector, (sum, count) per key in a dict, "
-               "a per-record sink) as a plain Python loop in one process: the floor for userfn_p1")
+DESCRIPTION = (
+    "the user-function job's work (string keys, map, key selector, (sum, count) per key in a dict, "
+    "a per-record sink) as a plain Python loop in one process: the floor for userfn_p1"
+)
 RECORDS, QUICK_RECORDS, KEYS, RUNS = 2_000_000, 50_000, 10_000, 3
 
 
 def loop(records: int, keys: int) -> tuple[int, int]:
     """Runs the pipeline's callbacks over ``records`` events; (records counted, sum of the emitted sums)."""
+
     def generate(i: int) -> tuple[str, int]:
         return ("k%d" % (i % keys), 1)  # noqa: UP031 - the job's key format
 
@@ -62,15 +65,32 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
         count, total = loop(records, KEYS)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         if count != records or total != expected_value_total(records, KEYS):
-            errors.append(f"userfn_ref: WRONG RESULTS: {count:,} records and sums {total:,}, expected {records:,} "
-                          f"and {expected_value_total(records, KEYS):,}")
+            errors.append(
+                f"userfn_ref: WRONG RESULTS: {count:,} records and sums {total:,}, expected {records:,} "
+                f"and {expected_value_total(records, KEYS):,}"
+            )
             continue
-        runs.append({"records": records, "wall_s": round(wall, 4), "events_per_s": round(records / wall),
-                     "cpu_ns_per_event": round(cpu * 1e9 / records, 1), "verified": True})
-        log(f"  userfn_ref run {index + 1}: {runs[-1]['events_per_s']:,} events/s, "
-            f"{runs[-1]['cpu_ns_per_event']} CPU ns/event")
+        runs.append(
+            {
+                "records": records,
+                "wall_s": round(wall, 4),
+                "events_per_s": round(records / wall),
+                "cpu_ns_per_event": round(cpu * 1e9 / records, 1),
+                "verified": True,
+            }
+        )
+        log(
+            f"  userfn_ref run {index + 1}: {runs[-1]['events_per_s']:,} events/s, "
+            f"{runs[-1]['cpu_ns_per_event']} CPU ns/event"
+        )
     summary = None
     if runs:
         summary = {key: statistics.median(r[key] for r in runs) for key in ("events_per_s", "cpu_ns_per_event")}
-    return {"description": DESCRIPTION, "records": records, "keys": KEYS, "runs": runs, "errors": errors,
-            "summary": summary}
+    return {
+        "description": DESCRIPTION,
+        "records": records,
+        "keys": KEYS,
+        "runs": runs,
+        "errors": errors,
+        "summary": summary,
+    }

@@ -73,13 +73,15 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--out", required=True, help="directory for the sinks' reports")
     parser.add_argument("--sink-delay-us", type=float, default=0.0, help="sleep per record in the sink")
-    parser.add_argument("--verify", action="store_true", help="the sink adds up every output's sum (checked by the harness)")
+    parser.add_argument(
+        "--verify", action="store_true", help="the sink adds up every output's sum (checked by the harness)"
+    )
     parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
     opts = parser.parse_args(args)
     env = StreamExecutionEnvironment.get_execution_environment()
-    env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events") \
-        .map(lambda e: (e[0], e[1])).uid("parse") \
-        .key_by(lambda e: e[0]) \
-        .process(RunningTotals()).uid("totals") \
-        .add_sink(CountingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)).uid("counts")
+    env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events").map(
+        lambda e: (e[0], e[1])
+    ).uid("parse").key_by(lambda e: e[0]).process(RunningTotals()).uid("totals").add_sink(
+        CountingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)
+    ).uid("counts")
     return env
