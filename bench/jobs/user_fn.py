@@ -79,9 +79,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
     opts = parser.parse_args(args)
     env = StreamExecutionEnvironment.get_execution_environment()
-    env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events").map(
-        lambda e: (e[0], e[1])
-    ).uid("parse").key_by(lambda e: e[0]).process(RunningTotals()).uid("totals").add_sink(
-        CountingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)
-    ).uid("counts")
+    events = env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events")
+    parsed = events.map(lambda e: (e[0], e[1])).uid("parse")
+    totals = parsed.key_by(lambda e: e[0]).process(RunningTotals()).uid("totals")
+    totals.add_sink(CountingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)).uid("counts")
     return env
