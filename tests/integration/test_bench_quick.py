@@ -18,8 +18,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s")
 JOB_SCENARIOS = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s",
-                 "checkpoints", "backpressure")
+                 "checkpoints", "backpressure", *USERFN)
 
 
 def _run_quick(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -31,6 +32,8 @@ def _check_run(run: dict[str, Any], records: int) -> None:
     assert run["records"] == records
     assert run["verified"] is True  # quick runs check every running sum the job emitted
     assert run["events_per_s"] > 0 and run["wall_s"] > 0 and run["startup_s"] > 0
+    assert run["process_s"] > run["startup_s"]
+    assert [Path(p).resolve() for p in run["worker_packages"]] == [REPO / "worker"]  # the slots ran this tree
     assert isinstance(run["checkpoints"], list)
     assert all({"id", "duration_ms", "final"} <= set(cp) for cp in run["checkpoints"])
     assert run["max_slot_peak_rss_mb"] > 0
@@ -44,7 +47,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "latest.json").read_text())
     assert results["schema"] == 1 and results["quick"] is True
     assert results["environment"]["cpus"] >= 1
-    assert set(JOB_SCENARIOS) | {"stages"} <= set(results["scenarios"])
+    assert set(JOB_SCENARIOS) | {"stages", "userfn_ref"} <= set(results["scenarios"])
     for name in JOB_SCENARIOS:
         scenario = results["scenarios"][name]
         assert scenario["errors"] == [], (name, scenario["errors"])
@@ -53,6 +56,11 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
         summary = scenario["summary"]
         assert summary["events_per_s"]["median"] > 0
     assert results["scenarios"]["checkpoints"]["summary"]["checkpoint_count"] >= 1
+    for name in USERFN:
+        assert results["scenarios"][name]["spec"]["job"] == "user_fn"
+    assert results["scenarios"]["userfn_p1_cp1s"]["summary"]["checkpoint_count"] >= 1
+    ref = results["scenarios"]["userfn_ref"]
+    assert ref["errors"] == [] and ref["runs"][0]["verified"] is True and ref["summary"]["events_per_s"] > 0
     memory = results["scenarios"]["backpressure"]["summary"]["memory"]
     assert isinstance(memory["bounded"], bool)
     stages = results["scenarios"]["stages"]
@@ -77,12 +85,15 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
     for name in JOB_SCENARIOS:
         assert f"| {name} |" in markdown
     assert "## Cost of checkpointing every 1 s, within one job" in markdown
+    assert "## User functions: the job against a plain Python loop" in markdown
+    assert "| userfn_ref (plain loop) |" in markdown
 
 
 def test_only_selects_scenarios_and_rejects_unknown_names(tmp_path: Path) -> None:
-    done = _run_quick(tmp_path, "--only", "p1")
+    done = _run_quick(tmp_path, "--only", "p1,userfn_p2")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
-    assert list(results["scenarios"]) == ["p1"]
+    assert list(results["scenarios"]) == ["p1", "userfn_p2"]
+    _check_run(results["scenarios"]["userfn_p2"]["runs"][0], results["scenarios"]["userfn_p2"]["spec"]["records"])
     wrong = _run_quick(tmp_path / "other", "--only", "nonsense")
     assert wrong.returncode == 2 and "unknown scenario" in wrong.stderr
