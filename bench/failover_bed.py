@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ NAME = "fo"
 IMAGE = "streamjob:bench"  # made known to the node agent: pods run the venv's streamjob
 Json = dict[str, Any]
 Log = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class FailoverSpec:
@@ -104,8 +106,13 @@ class Recorder:
     def select(self, namespace: str, since: float, kind: str) -> list[Json]:
         """Events of one kind in one namespace that arrived after ``since``."""
         with self.lock:
-            return [e for e in self.events if e["kind"] == kind and e["t"] >= since
-                    and (e["object"].get("metadata") or {}).get("namespace") == namespace]
+            return [
+                e
+                for e in self.events
+                if e["kind"] == kind
+                and e["t"] >= since
+                and (e["object"].get("metadata") or {}).get("namespace") == namespace
+            ]
 
     def forget(self, namespace: str) -> None:
         """Drops a finished run's events."""
@@ -142,8 +149,11 @@ class Testbed:
         self.kubeconfig = state.kubeconfig
         self.api = KubeApi(str(state.kubeconfig))
         self.wait(lambda: self.api.get("/api/v1/namespaces/default/serviceaccounts/default"), 60, "service accounts")
-        self.agent = NodeAgent(kubeconfig=str(state.kubeconfig), root=self.root / "node-agent",
-                               known_images=[*images.default_known(), IMAGE])
+        self.agent = NodeAgent(
+            kubeconfig=str(state.kubeconfig),
+            root=self.root / "node-agent",
+            known_images=[*images.default_known(), IMAGE],
+        )
         self.agent.start()
         self.s3 = SeaweedServer(self.root / "s3")
         self.s3.start()
@@ -157,11 +167,16 @@ class Testbed:
         with self.operator_log.open("ab") as out:
             self.operator = subprocess.Popen(
                 [str(binary_op), "--kubeconfig", str(state.kubeconfig), "--standalone", "--metrics-port", "0"],
-                stdout=out, stderr=subprocess.STDOUT, env=self._operator_env(),
-                start_new_session=True)
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self._operator_env(),
+                start_new_session=True,
+            )
 
     def _operator_env(self) -> dict[str, str]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The operator derives every job's secret from its key and refuses to start without one.
+        env.setdefault("STREAMJOB_OPERATOR_KEY", secrets.token_hex(32))
         if self.pythonpath:
             env["PYTHONPATH"] = self.pythonpath
         return env
@@ -202,9 +217,15 @@ class Testbed:
         self.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
         self.wait(lambda: self.api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"), 60, "service account")
         endpoint = self.s3.endpoint()
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials"},
-                  "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(endpoint.access_key.encode()).decode(),
-                           "AWS_SECRET_ACCESS_KEY": base64.b64encode(endpoint.secret_key.encode()).decode()}}
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3-credentials"},
+            "data": {
+                "AWS_ACCESS_KEY_ID": base64.b64encode(endpoint.access_key.encode()).decode(),
+                "AWS_SECRET_ACCESS_KEY": base64.b64encode(endpoint.secret_key.encode()).decode(),
+            },
+        }
         self.api.create(f"/api/v1/namespaces/{name}/secrets", secret)
         return name
 
@@ -233,15 +254,26 @@ class BenchJob:
             "args": self.args("v0"),
             "parallelism": self.spec.parallelism,
             "upgradeMode": "savepoint",
-            "storage": {"checkpointsUri": f"{prefix}/checkpoints", "savepointsUri": f"{prefix}/savepoints",
-                        "s3": {"endpoint": endpoint.endpoint_url, "region": endpoint.region, "pathStyle": True,
-                               "credentialsSecret": {"name": "s3-credentials"}}},
+            "storage": {
+                "checkpointsUri": f"{prefix}/checkpoints",
+                "savepointsUri": f"{prefix}/savepoints",
+                "s3": {
+                    "endpoint": endpoint.endpoint_url,
+                    "region": endpoint.region,
+                    "pathStyle": True,
+                    "credentialsSecret": {"name": "s3-credentials"},
+                },
+            },
         }  # no restartPolicy: the default policy is what is measured
         if self.spec.pythonpath:
             env = {"env": [{"name": "PYTHONPATH", "value": self.spec.pythonpath}]}
             body |= {"jobManager": env, "taskManager": env}
-        manifest = {"apiVersion": "streamjob.dev/v1alpha1", "kind": "StreamJob", "metadata": {"name": NAME},
-                    "spec": body}
+        manifest = {
+            "apiVersion": "streamjob.dev/v1alpha1",
+            "kind": "StreamJob",
+            "metadata": {"name": NAME},
+            "spec": body,
+        }
         self.bed.api.create(f"{GROUP_PATH}/namespaces/{self.namespace}/streamjobs", manifest)
 
     def status(self) -> Json:
@@ -283,8 +315,11 @@ class BenchJob:
         try:
             self.bed.api.delete(self.path)
             self.bed.wait(lambda: not self._exists(), 60, "the StreamJob's deletion")
-            self.bed.wait(lambda: not self.bed.api.get(f"/api/v1/namespaces/{self.namespace}/pods")["items"], 60,
-                          "the job's pods to go")
+            self.bed.wait(
+                lambda: not self.bed.api.get(f"/api/v1/namespaces/{self.namespace}/pods")["items"],
+                60,
+                "the job's pods to go",
+            )
             self.bed.api.delete(f"/api/v1/namespaces/{self.namespace}")
         except Exception as err:  # cleanup is best effort; the next run uses a fresh namespace
             self.bed.log(f"  failover: cleaning up {self.namespace} failed: {err}")
@@ -384,5 +419,3 @@ def pods_timeline(bed: Testbed, job: BenchJob, since: float, old: int, new: int)
 def relative(t0: float, points: dict[str, float | None]) -> dict[str, float | None]:
     """Milestones as seconds after ``t0`` (ms precision)."""
     return {k: (round(v - t0, 3) if v is not None else None) for k, v in points.items()}
-
-
