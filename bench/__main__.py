@@ -25,15 +25,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke-sized runs (seconds, not representative)")
-    p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help=f"run only these scenarios ({', '.join(ORDER)}); repeatable or comma-separated")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only these scenarios ({', '.join(ORDER)}); repeatable or comma-separated",
+    )
     p.add_argument("--repeat", type=int, default=None, help="runs per job scenario (default 3; 1 with --quick)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.add_argument("--autogroup-nice", type=int, default=None, metavar="N",
-                   help="run each job's session (scheduler autogroup) at nice N, e.g. -20: on a machine shared with "
-                        "other sessions the job then gets close to all CPUs instead of one session's fair share. "
-                        "Needs root; it takes CPU from the other sessions while the suite runs")
+    p.add_argument(
+        "--autogroup-nice",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run each job's session (scheduler autogroup) at nice N, e.g. -20: on a machine shared with "
+        "other sessions the job then gets close to all CPUs instead of one session's fair share. "
+        "Needs root; it takes CPU from the other sessions while the suite runs",
+    )
     return p
 
 
@@ -45,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.list:
         for name in ORDER:
-            what = SCENARIOS[name].description if name in SCENARIOS else {
-                "cost": cost_windows.DESCRIPTION, "stages": stages.DESCRIPTION, "failover": failover.DESCRIPTION,
-                "userfn_ref": userfn_ref.DESCRIPTION}[name]
+            what = (
+                SCENARIOS[name].description
+                if name in SCENARIOS
+                else {
+                    "cost": cost_windows.DESCRIPTION,
+                    "stages": stages.DESCRIPTION,
+                    "failover": failover.DESCRIPTION,
+                    "userfn_ref": userfn_ref.DESCRIPTION,
+                }[name]
+            )
             print(f"{name:14} {what}")
         return 0
     wanted = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or ORDER
@@ -60,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = " ".join(["python -m bench", *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))])
     results: dict[str, Any] = {
-        "schema": report.SCHEMA, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command, "quick": args.quick, "autogroup_nice": args.autogroup_nice,
+        "schema": report.SCHEMA,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "quick": args.quick,
+        "autogroup_nice": args.autogroup_nice,
         "environment": report.environment(),
-        "targets": dict(TARGETS), "scenarios": {}, "derived": {},
+        "targets": dict(TARGETS),
+        "scenarios": {},
+        "derived": {},
     }
     started = time.monotonic()
     selected = [n for n in ORDER if n in wanted]
@@ -88,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             # Odd rounds run in reverse order (ABBA), so that no scenario always follows the same one.
             for name in rounds if index % 2 == 0 else list(reversed(rounds)):
                 if index < repeats(SCENARIOS[name], args.quick, args.repeat):
-                    outcomes[name].append(run_once(SCENARIOS[name], args.quick, f"run {index + 1}/{total}", _log,
-                                                   args.autogroup_nice))
+                    outcomes[name].append(
+                        run_once(SCENARIOS[name], args.quick, f"run {index + 1}/{total}", _log, args.autogroup_nice)
+                    )
                     paths = save(name)
     for name in [n for n in selected if n not in rounds]:
         if name == "failover":

@@ -159,12 +159,30 @@ def _sample_memory(pid: int, seen: _Observed, started: float) -> None:
 
 
 def _command(spec: JobSpec, checkpoint_dir: Path, out_dir: Path, launch: Launch) -> list[str]:
-    cmd = [*launch.command, "run", "--parallelism", str(spec.parallelism),
-           "--rest-port", "0", "--checkpoint-dir", str(checkpoint_dir), "--name", f"bench-{spec.job}"]
+    cmd = [
+        *launch.command,
+        "run",
+        "--parallelism",
+        str(spec.parallelism),
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        str(checkpoint_dir),
+        "--name",
+        f"bench-{spec.job}",
+    ]
     if spec.checkpoint_interval_ms is not None:
         cmd += ["--checkpoint-interval", f"{spec.checkpoint_interval_ms}ms", "--mode", "EXACTLY_ONCE"]
-    cmd += [str(JOBS / f"{spec.job}.py"), "--", "--records", str(spec.records), "--keys", str(spec.keys),
-            "--out", str(out_dir)]
+    cmd += [
+        str(JOBS / f"{spec.job}.py"),
+        "--",
+        "--records",
+        str(spec.records),
+        "--keys",
+        str(spec.keys),
+        "--out",
+        str(out_dir),
+    ]
     if spec.sink_delay_us:
         cmd += ["--sink-delay-us", str(spec.sink_delay_us)]
     if spec.verify:
@@ -201,8 +219,11 @@ def _cpu_ns_per_event(reports: list[dict[str, Any]]) -> float | None:
 
 def _cpu_share(reports: list[dict[str, Any]]) -> float | None:
     """The fraction of a core each slot process got while records flowed (1.0 = a core of its own)."""
-    shares = [float(r["cpu_s"]) / (float(r["cpu_at"]) - float(r["first"])) for r in reports
-              if r.get("cpu_at") and r.get("first") and float(r["cpu_at"]) - float(r["first"]) > 0.05]
+    shares = [
+        float(r["cpu_s"]) / (float(r["cpu_at"]) - float(r["first"]))
+        for r in reports
+        if r.get("cpu_at") and r.get("first") and float(r["cpu_at"]) - float(r["first"]) > 0.05
+    ]
     return round(sum(shares) / len(shares), 3) if shares else None
 
 
@@ -232,8 +253,9 @@ def run_job(spec: JobSpec, launch: Launch | None = None) -> dict[str, Any]:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **{JOB_SECRET_ENV: new_job_secret()}, **dict(launch.env))
         load_before = procs.load_average()
         launched = time.time()
-        proc = subprocess.Popen(cmd, cwd=launch.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd, cwd=launch.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
+        )
         if spec.autogroup_nice is not None:
             procs.set_autogroup_nice(proc.pid, spec.autogroup_nice)
         reader = threading.Thread(target=_read_progress, args=(proc.stderr, seen), daemon=True)
@@ -261,19 +283,24 @@ def run_job(spec: JobSpec, launch: Launch | None = None) -> dict[str, Any]:
         return _measurements(spec, seen, reports, launched, ended, load_before)
 
 
-def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]], launched: float, ended: float,
-                  load_before: float) -> dict[str, Any]:
+def _measurements(
+    spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]], launched: float, ended: float, load_before: float
+) -> dict[str, Any]:
     count = sum(int(r["count"]) for r in reports)
     if count != spec.records or not reports:
-        raise RunError(f"{spec.job} at p={spec.parallelism}: the sinks received {count:,} records, expected "
-                       f"{spec.records:,} ({len(reports)} sink reports)")
+        raise RunError(
+            f"{spec.job} at p={spec.parallelism}: the sinks received {count:,} records, expected "
+            f"{spec.records:,} ({len(reports)} sink reports)"
+        )
     verified = None
     if spec.verify:
         total = sum(int(r.get("value_total") or 0) for r in reports)
         verified = total == expected_value_total(spec.records, spec.keys)
         if not verified:
-            raise RunError(f"{spec.job} at p={spec.parallelism}: WRONG RESULTS: the running sums add up to {total:,}, "
-                           f"expected {expected_value_total(spec.records, spec.keys):,}")
+            raise RunError(
+                f"{spec.job} at p={spec.parallelism}: WRONG RESULTS: the running sums add up to {total:,}, "
+                f"expected {expected_value_total(spec.records, spec.keys):,}"
+            )
     first = min(float(r["first"]) for r in reports if r["first"] is not None)
     last = max(float(r["last"]) for r in reports)
     wall = max(1e-9, last - first)
@@ -309,8 +336,23 @@ def _measurements(spec: JobSpec, seen: _Observed, reports: list[dict[str, Any]],
         "records_window_s": [round(first - launched, 3), round(last - launched, 3)],
         "load_average_before": load_before,
         "worker_packages": sorted({str(r["worker_package"]) for r in reports if r.get("worker_package")}),
-        "per_sink": [{k: r.get(k) for k in ("subtask", "pid", "count", "first", "last", "cpu_s", "cpu_count",
-                                             "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches", "gc",
-                                             "user_sys_ticks")}
-                     for r in reports],
+        "per_sink": [
+            {
+                k: r.get(k)
+                for k in (
+                    "subtask",
+                    "pid",
+                    "count",
+                    "first",
+                    "last",
+                    "cpu_s",
+                    "cpu_count",
+                    "voluntary_ctxt_switches",
+                    "nonvoluntary_ctxt_switches",
+                    "gc",
+                    "user_sys_ticks",
+                )
+            }
+            for r in reports
+        ],
     }

@@ -65,47 +65,103 @@ class Scenario:
 
 
 def _spec(parallelism: int, records: int = EVENTS, interval_ms: int | None = None, **extra: Any) -> JobSpec:
-    return JobSpec(job="keyed_sum", parallelism=parallelism, records=records, keys=KEYS,
-                   checkpoint_interval_ms=interval_ms, **extra)
+    return JobSpec(
+        job="keyed_sum",
+        parallelism=parallelism,
+        records=records,
+        keys=KEYS,
+        checkpoint_interval_ms=interval_ms,
+        **extra,
+    )
 
 
 def _userfn(parallelism: int, records: int = EVENTS, interval_ms: int | None = None) -> JobSpec:
-    return JobSpec(job="user_fn", parallelism=parallelism, records=records, keys=KEYS,
-                   checkpoint_interval_ms=interval_ms)
+    return JobSpec(
+        job="user_fn", parallelism=parallelism, records=records, keys=KEYS, checkpoint_interval_ms=interval_ms
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {
-    s.name: s for s in (
-        Scenario("p1", "keyed sum, 2M events, 10k keys, parallelism 1, checkpointing off",
-                 _spec(1), _spec(1, 200_000)),
-        Scenario("p1_cp1s", "as p1 with an exactly-once checkpoint every 1 s",
-                 _spec(1, interval_ms=1000), _spec(1, 200_000, 100)),
-        Scenario("p2", "keyed sum, 2M events, 10k keys, parallelism 2, checkpointing off",
-                 _spec(2), _spec(2, 200_000)),
-        Scenario("p2_cp1s", "as p2 with an exactly-once checkpoint every 1 s",
-                 _spec(2, interval_ms=1000), _spec(2, 200_000, 100)),
-        Scenario("p1_long", "as p1 with 16M events: the baseline of the checkpointing cost",
-                 _spec(1, LONG), _spec(1, 300_000), repeat=LONG_ROUNDS),
-        Scenario("p1_long_cp1s", "as p1_long with an exactly-once checkpoint every 1 s",
-                 _spec(1, LONG, 1000), _spec(1, 300_000, 100), repeat=LONG_ROUNDS),
-        Scenario("p2_long", "as p2 with 16M events: the baseline of the checkpointing cost",
-                 _spec(2, LONG), _spec(2, 300_000), repeat=LONG_ROUNDS),
-        Scenario("p2_long_cp1s", "as p2_long with an exactly-once checkpoint every 1 s",
-                 _spec(2, LONG, 1000), _spec(2, 300_000, 100), repeat=LONG_ROUNDS),
-        Scenario("checkpoints", "parallelism 2, 10k keys, source throttled to 100k events/s for 20 s, "
-                 "checkpoint every 1 s: checkpoint duration percentiles at moderate load",
-                 _spec(2, 2_000_000, 1000, rate=100_000.0), _spec(2, 200_000, 200, rate=100_000.0), repeat=1),
-        Scenario("backpressure", "parallelism 2, sink sleeping 10 µs per record (~200k records/s in all), "
-                 "2M events: slot RSS over time stays flat",
-                 _spec(2, sink_delay_us=10.0), _spec(2, 200_000, sink_delay_us=10.0), repeat=1),
-        Scenario("userfn_p1", "user functions (map, key_by, KeyedProcessFunction with ValueState, per-record "
-                 "sink), string keys, 2M events, 10k keys, parallelism 1, checkpointing off",
-                 _userfn(1), _userfn(1, 50_000)),
-        Scenario("userfn_p1_cp1s", "as userfn_p1 with an exactly-once checkpoint every 1 s",
-                 _userfn(1, interval_ms=1000), _userfn(1, 50_000, 100)),
+    s.name: s
+    for s in (
+        Scenario("p1", "keyed sum, 2M events, 10k keys, parallelism 1, checkpointing off", _spec(1), _spec(1, 200_000)),
+        Scenario(
+            "p1_cp1s",
+            "as p1 with an exactly-once checkpoint every 1 s",
+            _spec(1, interval_ms=1000),
+            _spec(1, 200_000, 100),
+        ),
+        Scenario("p2", "keyed sum, 2M events, 10k keys, parallelism 2, checkpointing off", _spec(2), _spec(2, 200_000)),
+        Scenario(
+            "p2_cp1s",
+            "as p2 with an exactly-once checkpoint every 1 s",
+            _spec(2, interval_ms=1000),
+            _spec(2, 200_000, 100),
+        ),
+        Scenario(
+            "p1_long",
+            "as p1 with 16M events: the baseline of the checkpointing cost",
+            _spec(1, LONG),
+            _spec(1, 300_000),
+            repeat=LONG_ROUNDS,
+        ),
+        Scenario(
+            "p1_long_cp1s",
+            "as p1_long with an exactly-once checkpoint every 1 s",
+            _spec(1, LONG, 1000),
+            _spec(1, 300_000, 100),
+            repeat=LONG_ROUNDS,
+        ),
+        Scenario(
+            "p2_long",
+            "as p2 with 16M events: the baseline of the checkpointing cost",
+            _spec(2, LONG),
+            _spec(2, 300_000),
+            repeat=LONG_ROUNDS,
+        ),
+        Scenario(
+            "p2_long_cp1s",
+            "as p2_long with an exactly-once checkpoint every 1 s",
+            _spec(2, LONG, 1000),
+            _spec(2, 300_000, 100),
+            repeat=LONG_ROUNDS,
+        ),
+        Scenario(
+            "checkpoints",
+            "parallelism 2, 10k keys, source throttled to 100k events/s for 20 s, "
+            "checkpoint every 1 s: checkpoint duration percentiles at moderate load",
+            _spec(2, 2_000_000, 1000, rate=100_000.0),
+            _spec(2, 200_000, 200, rate=100_000.0),
+            repeat=1,
+        ),
+        Scenario(
+            "backpressure",
+            "parallelism 2, sink sleeping 10 µs per record (~200k records/s in all), "
+            "2M events: slot RSS over time stays flat",
+            _spec(2, sink_delay_us=10.0),
+            _spec(2, 200_000, sink_delay_us=10.0),
+            repeat=1,
+        ),
+        Scenario(
+            "userfn_p1",
+            "user functions (map, key_by, KeyedProcessFunction with ValueState, per-record "
+            "sink), string keys, 2M events, 10k keys, parallelism 1, checkpointing off",
+            _userfn(1),
+            _userfn(1, 50_000),
+        ),
+        Scenario(
+            "userfn_p1_cp1s",
+            "as userfn_p1 with an exactly-once checkpoint every 1 s",
+            _userfn(1, interval_ms=1000),
+            _userfn(1, 50_000, 100),
+        ),
         Scenario("userfn_p2", "as userfn_p1 at parallelism 2", _userfn(2), _userfn(2, 50_000)),
-        Scenario("userfn_p2_cp1s", "as userfn_p2 with an exactly-once checkpoint every 1 s",
-                 _userfn(2, interval_ms=1000), _userfn(2, 50_000, 100)),
+        Scenario(
+            "userfn_p2_cp1s",
+            "as userfn_p2 with an exactly-once checkpoint every 1 s",
+            _userfn(2, interval_ms=1000),
+            _userfn(2, 50_000, 100),
+        ),
     )
 }
 
@@ -120,8 +176,12 @@ def _spread(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"median": None, "min": None, "max": None, "spread_pct": None}
     median = statistics.median(values)
-    return {"median": median, "min": min(values), "max": max(values),
-            "spread_pct": round(100 * (max(values) - min(values)) / median, 1) if median else None}
+    return {
+        "median": median,
+        "min": min(values),
+        "max": max(values),
+        "spread_pct": round(100 * (max(values) - min(values)) / median, 1) if median else None,
+    }
 
 
 def _memory_trend(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,19 +194,29 @@ def _memory_trend(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for run in runs:
         begin, end = run["records_window_s"]
         settled = begin + 0.2 * (end - begin)
-        totals = [sum(v for k, v in s.items() if k not in ("t", "jobmaster")) / 1024 for s in run["rss_samples"]
-                  if settled <= s["t"] <= end and len(s) > 2]
+        totals = [
+            sum(v for k, v in s.items() if k not in ("t", "jobmaster")) / 1024
+            for s in run["rss_samples"]
+            if settled <= s["t"] <= end and len(s) > 2
+        ]
         if len(totals) >= 3:
             growth.append(max(totals) - totals[0])
     worst = max(growth) if growth else None
-    return {"rss_growth_mb": worst, "bounded": worst is not None and worst < 16.0,
-            "rule": "the slots' total RSS grows < 16 MB between 20 % and 100 % of the time records flow"}
+    return {
+        "rss_growth_mb": worst,
+        "bounded": worst is not None and worst < 16.0,
+        "rule": "the slots' total RSS grows < 16 MB between 20 % and 100 % of the time records flow",
+    }
 
 
 def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median and noise of the repeated runs of one scenario."""
-    periodic = [float(cp["duration_ms"]) for run in runs for cp in run["checkpoints"]
-                if not cp["final"] and cp.get("duration_ms") is not None]
+    periodic = [
+        float(cp["duration_ms"])
+        for run in runs
+        for cp in run["checkpoints"]
+        if not cp["final"] and cp.get("duration_ms") is not None
+    ]
     summary: dict[str, Any] = {
         "events_per_s": _spread([float(r["events_per_s"]) for r in runs]),
         "wall_s": _spread([float(r["wall_s"]) for r in runs]),
@@ -161,8 +231,12 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "jobmaster_peak_rss_mb": max(r["jobmaster_peak_rss_mb"] for r in runs) if runs else None,
         "load_average_before": [r["load_average_before"] for r in runs],
     }
-    parts = {key: [float(cp[key]) for run in runs for cp in run["checkpoints"]
-                   if not cp["final"] and cp.get(key) is not None] for key in ("alignment_ms", "sync_ms", "async_ms")}
+    parts = {
+        key: [
+            float(cp[key]) for run in runs for cp in run["checkpoints"] if not cp["final"] and cp.get(key) is not None
+        ]
+        for key in ("alignment_ms", "sync_ms", "async_ms")
+    }
     summary["checkpoint_parts_p50_ms"] = {k: percentile(v, 0.5) for k, v in parts.items()}
     if name == "backpressure":
         summary["memory"] = _memory_trend(runs)
@@ -184,12 +258,19 @@ def capacity(summary: dict[str, Any], parallelism: int, cpus: int) -> float | No
 
 def derive(scenarios: dict[str, Any], cpus: int = 2) -> dict[str, Any]:
     """Cross-scenario figures: checkpointing cost, the issue's targets, CPU-bound capacity estimates."""
+
     def eps(name: str) -> float | None:
         s = scenarios.get(name, {}).get("summary")
         return s["events_per_s"]["median"] if s else None
 
-    out: dict[str, Any] = {"checkpoint_cost_pct": {}, "checkpoint_cost_rounds_pct": {}, "checkpoint_cost_cpu_pct": {},
-                           "checkpoint_cost_cpu_rounds_pct": {}, "targets": {}, "capacity_events_per_s": {}}
+    out: dict[str, Any] = {
+        "checkpoint_cost_pct": {},
+        "checkpoint_cost_rounds_pct": {},
+        "checkpoint_cost_cpu_pct": {},
+        "checkpoint_cost_cpu_rounds_pct": {},
+        "targets": {},
+        "capacity_events_per_s": {},
+    }
     for name, data in scenarios.items():
         summary = data.get("summary") if name in UNTHROTTLED else None
         if summary:
@@ -204,8 +285,11 @@ def derive(scenarios: dict[str, Any], cpus: int = 2) -> dict[str, Any]:
         # so a change in the machine's load hits both) and report the median over the rounds.
         rounds = list(zip(off_runs, on_runs, strict=False))
         wall = [100 * (1 - on["events_per_s"] / off["events_per_s"]) for off, on in rounds]
-        cpu = [100 * (1 - off["cpu_ns_per_event"] / on["cpu_ns_per_event"]) for off, on in rounds
-               if off.get("cpu_ns_per_event") and on.get("cpu_ns_per_event")]
+        cpu = [
+            100 * (1 - off["cpu_ns_per_event"] / on["cpu_ns_per_event"])
+            for off, on in rounds
+            if off.get("cpu_ns_per_event") and on.get("cpu_ns_per_event")
+        ]
         out["checkpoint_cost_pct"][base] = round(statistics.median(wall), 1)
         out["checkpoint_cost_rounds_pct"][base] = [round(x, 1) for x in wall]
         if cpu:
@@ -224,8 +308,11 @@ def derive(scenarios: dict[str, Any], cpus: int = 2) -> dict[str, Any]:
         met["checkpoint_cost"] = cost_met(windowed, TARGETS["checkpoint_cost_pct_max"])
     elif costs:  # the separate-run pairs alone: met only if wall-clock and CPU per event agree
         met["checkpoint_cost"] = max(costs) <= TARGETS["checkpoint_cost_pct_max"]
-    p50s = [s["summary"]["checkpoint_ms_p50"] for name in CHECKPOINTED
-            if (s := scenarios.get(name)) and s.get("summary") and s["summary"]["checkpoint_ms_p50"] is not None]
+    p50s = [
+        s["summary"]["checkpoint_ms_p50"]
+        for name in CHECKPOINTED
+        if (s := scenarios.get(name)) and s.get("summary") and s["summary"]["checkpoint_ms_p50"] is not None
+    ]
     if p50s:
         met["checkpoint_p50"] = max(p50s) <= TARGETS["checkpoint_p50_ms_max"]
     bp = scenarios.get("backpressure", {}).get("summary", {}).get("memory")
@@ -246,8 +333,13 @@ def window_costs(cost: dict[str, Any]) -> dict[str, dict[str, Any]]:
         wall, cpu = run["costs"]["wall"], run["costs"]["cpu"]
         if run.get("direct_cost_pct") is None or wall["median"] is None or cpu["median"] is None:
             continue
-        out[base] = {"direct": run["direct_cost_pct"], "wall": wall["median"], "cpu": cpu["median"],
-                     "wall_ci": wall["ci95"], "cpu_ci": cpu["ci95"]}
+        out[base] = {
+            "direct": run["direct_cost_pct"],
+            "wall": wall["median"],
+            "cpu": cpu["median"],
+            "wall_ci": wall["ci95"],
+            "cpu_ci": cpu["ci95"],
+        }
     return out
 
 
@@ -274,8 +366,14 @@ def repeats(scenario: Scenario, quick: bool, repeat: int | None) -> int:
     return repeat if repeat is not None else (1 if quick else scenario.repeat)
 
 
-def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], None],
-             autogroup_nice: int | None = None, launch: Launch | None = None) -> dict[str, Any] | str:
+def run_once(
+    scenario: Scenario,
+    quick: bool,
+    label: str,
+    log: Callable[[str], None],
+    autogroup_nice: int | None = None,
+    launch: Launch | None = None,
+) -> dict[str, Any] | str:
     """One run of ``scenario``: its measurements, or the error message if it failed.
 
     Quick runs also verify every output of the job (``--verify``: ~15 ns per record in the sink);
@@ -289,10 +387,12 @@ def run_once(scenario: Scenario, quick: bool, label: str, log: Callable[[str], N
         log(f"  {scenario.name} {label}: FAILED: {err}")
         return str(err)
     cp = f", checkpoint p50 {run['checkpoint_ms_p50']} ms" if run["checkpoint_ms_p50"] is not None else ""
-    log(f"  {scenario.name} {label}: {run['events_per_s']:,} events/s, {run['cpu_ns_per_event']} CPU ns/event{cp}, "
+    log(
+        f"  {scenario.name} {label}: {run['events_per_s']:,} events/s, {run['cpu_ns_per_event']} CPU ns/event{cp}, "
         f"process {run['process_s']} s, "
         f"slot peak RSS {run['max_slot_peak_rss_mb']} MB, load {run['load_average_before']} "
-        f"({time.monotonic() - started:.1f} s)")
+        f"({time.monotonic() - started:.1f} s)"
+    )
     return run
 
 
@@ -301,5 +401,10 @@ def collect(scenario: Scenario, quick: bool, outcomes: list[dict[str, Any] | str
     runs = [o for o in outcomes if isinstance(o, dict)]
     errors = [o for o in outcomes if isinstance(o, str)]
     spec = scenario.quick if quick else scenario.spec
-    return {"description": scenario.description, "spec": asdict(spec), "runs": runs, "errors": errors,
-            "summary": summarise(scenario.name, runs) if runs else None}
+    return {
+        "description": scenario.description,
+        "spec": asdict(spec),
+        "runs": runs,
+        "errors": errors,
+        "summary": summarise(scenario.name, runs) if runs else None,
+    }

@@ -132,21 +132,28 @@ class ReportingSink(RichFunction, SinkFunction, CheckpointListener):
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         if self.timeline is None:  # with a timeline the job ends by stop-with-savepoint: ``close`` writes it
-            self._write_report()   # (and a measured checkpoint must not pay for dumping the timeline)
+            self._write_report()  # (and a measured checkpoint must not pay for dumping the timeline)
 
     def close(self) -> None:
         self._write_report()
 
     def _write_report(self) -> None:
         report = {
-            "subtask": self.subtask, "pid": os.getpid(), "count": self.count,
-            "first": self.first, "last": self.last, "cpu_s": self.cpu_last - self.cpu_first,
+            "subtask": self.subtask,
+            "pid": os.getpid(),
+            "count": self.count,
+            "first": self.first,
+            "last": self.last,
+            "cpu_s": self.cpu_last - self.cpu_first,
             "value_total": self.value_total if self.verify else None,
-            "cpu_count": self.cpu_count, "cpu_at": self.cpu_at,
-            "vm_hwm_kb": _status_number("VmHWM"), "vm_rss_kb": _status_number("VmRSS"),
+            "cpu_count": self.cpu_count,
+            "cpu_at": self.cpu_at,
+            "vm_hwm_kb": _status_number("VmHWM"),
+            "vm_rss_kb": _status_number("VmRSS"),
             "voluntary_ctxt_switches": _status_number("voluntary_ctxt_switches"),
             "nonvoluntary_ctxt_switches": _status_number("nonvoluntary_ctxt_switches"),
-            "user_sys_ticks": _cpu_ticks(), "ticks_per_s": os.sysconf("SC_CLK_TCK"),
+            "user_sys_ticks": _cpu_ticks(),
+            "ticks_per_s": os.sysconf("SC_CLK_TCK"),
             "worker_package": os.path.dirname(streamjob.worker.__file__ or ""),  # which code ran (bench/ab.py)
             "timeline": self.timeline,
             "gc": {gen: {"collections": int(n), "seconds": round(s, 4)} for gen, (n, s) in _GC_STATS.items()},
@@ -171,19 +178,36 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--out", required=True, help="directory for the sinks' reports")
     parser.add_argument("--sink-delay-us", type=float, default=0.0, help="sleep per record in the sink")
-    parser.add_argument("--verify", action="store_true",
-                        help="the sink adds up every output's running sum (checked by the harness; ~15 ns/record)")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="the sink adds up every output's running sum (checked by the harness; ~15 ns/record)",
+    )
     parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
     parser.add_argument("--batch-size", type=int, default=None, help="records per network batch")
-    parser.add_argument("--gc-threshold", type=int, default=None,
-                        help="experiment: gc.set_threshold(N) in every process that loads the job")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="experiment: gc.freeze() in every process that loads the job (after its imports)")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        help="experiment: gc.set_threshold(N) in every process that loads the job",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="experiment: gc.freeze() in every process that loads the job (after its imports)",
+    )
     parser.add_argument("--gc-stats", action="store_true", help="report garbage collections and their time")
-    parser.add_argument("--timeline", action="store_true",
-                        help="the report lists (time, records, process CPU s) every 50 ms (bench/cost_windows.py)")
-    parser.add_argument("--switch-interval", type=float, default=None,
-                        help="experiment: sys.setswitchinterval(S) in every process that loads the job")
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="the report lists (time, records, process CPU s) every 50 ms (bench/cost_windows.py)",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="experiment: sys.setswitchinterval(S) in every process that loads the job",
+    )
     opts = parser.parse_args(args)
     if opts.gc_stats and _gc_timer not in gc.callbacks:
         gc.callbacks.append(_gc_timer)
@@ -196,7 +220,7 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment()
     if opts.batch_size:
         env.set_buffer_size(opts.batch_size)
-    env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events") \
-        .key_by(lambda e: e[0]).sum(1).uid("sums") \
-        .add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify, opts.timeline)).uid("counts")
+    events = env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events")
+    sums = events.key_by(lambda e: e[0]).sum(1).uid("sums")
+    sums.add_sink(ReportingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify, opts.timeline)).uid("counts")
     return env

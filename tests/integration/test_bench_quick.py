@@ -19,13 +19,30 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s")
-JOB_SCENARIOS = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s",
-                 "checkpoints", "backpressure", *USERFN)
+JOB_SCENARIOS = (
+    "p1",
+    "p1_cp1s",
+    "p2",
+    "p2_cp1s",
+    "p1_long",
+    "p1_long_cp1s",
+    "p2_long",
+    "p2_long_cp1s",
+    "checkpoints",
+    "backpressure",
+    *USERFN,
+)
 
 
 def _run_quick(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out), *extra], cwd=REPO,
-                          capture_output=True, text=True, timeout=420, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,  # every scenario, the failover one on the e2e test bed included
+        check=False,
+    )
 
 
 def _check_run(run: dict[str, Any], records: int) -> None:
