@@ -177,6 +177,10 @@ class Testbed:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # The operator derives every job's secret from its key and refuses to start without one.
         env.setdefault("STREAMJOB_OPERATOR_KEY", secrets.token_hex(32))
+        # It lists checkpoints with its own S3 credentials (it reads no job's Secret by default).
+        assert self.s3 is not None
+        endpoint = self.s3.endpoint()
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = endpoint.access_key, endpoint.secret_key
         if self.pythonpath:
             env["PYTHONPATH"] = self.pythonpath
         return env
