@@ -1,4 +1,4 @@
-"""The only client of the JobMaster REST API (design.md, "JobMaster REST API"), over aiohttp.
+"""The only client of the JobMaster REST API (docs/architecture.md, "REST API"), over aiohttp.
 
 Addresses are ``IP:PORT`` of the JobMaster pod (no cluster DNS needed). Every call has a short
 timeout; connection errors, timeouts and non-2xx answers become ``JobMasterError``. ``JobMasterApi``

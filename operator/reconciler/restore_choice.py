@@ -48,7 +48,7 @@ class NothingToRestore:
 
 
 def is_savepoint_location(location: str | None) -> bool:
-    """Savepoint directories are named ``savepoint-<id>`` (design.md's storage layout)."""
+    """Savepoint directories are named ``savepoint-<id>`` (docs/architecture.md, "Storage layout")."""
     if not location:
         return False
     parts = [p for p in location.rstrip("/").split("/") if p and p != "_metadata"]

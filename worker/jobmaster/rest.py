@@ -1,4 +1,4 @@
-"""The JobMaster's HTTP server: the REST API of design.md (the slots talk to ``control.py``'s port).
+"""The JobMaster's HTTP server: the REST API of docs/architecture.md (the slots talk to ``control.py``'s port).
 
 Used by the operator, the CLI (``streamjob savepoint``) and users; errors are JSON
 ``{"error": message}`` with 4xx for bad requests and 409 when the job is not in a state that

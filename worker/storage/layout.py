@@ -1,4 +1,4 @@
-"""The checkpoint storage layout of design.md, as pure functions (no I/O).
+"""The checkpoint storage layout of docs/architecture.md, as pure functions (no I/O).
 
 ::
 
