@@ -61,6 +61,7 @@ class FakePod:
     finished_at: datetime | None = None
     removed_in: int | None = None  # with slow deletion: ticks until the object is gone
     fails_on_start: str | None = None  # the failure its process will have once it runs
+    final: bool = False  # its termination message marks the failure final (no restart can mend it)
 
     def view(self) -> PodView:
         """What the pod observer would report."""
@@ -74,6 +75,7 @@ class FakePod:
             failure=self.failure,
             succeeded=self.phase == "Succeeded",
             finished_at=self.finished_at,
+            final=self.final,
         )
 
 
