@@ -16,11 +16,10 @@ from datetime import datetime
 
 from streamjob.operator.observer.pods import PodView
 
-#: How long workers that exited 0, or failed next to a silent JobMaster, wait for its pod to succeed.
-FINISH_GRACE_S = 3.0
-
-#: How long failed workers wait for a live JobMaster pod to end with its verdict (it exits ~0.5 s later).
-VERDICT_GRACE_S = 5.0
+#: How long ended workers wait for a live JobMaster pod to end with its verdict. It exits about half a
+#: second after them, later when its last storage writes (retention) take a while: a JobMaster that has
+#: lost its workers always ends on its own, so waiting longer only delays noticing a hung one.
+VERDICT_GRACE_S = 10.0
 
 
 def final_failure(pods: Sequence[PodView]) -> str | None:
@@ -32,10 +31,10 @@ def awaiting_jobmaster(now: datetime, pods: Sequence[PodView], *, reachable: boo
     """Whether the attempt's end should wait for the JobMaster's verdict this round.
 
     A JobMaster that reports the job FAILED (``state``) exits at once on Kubernetes: its pod's
-    termination message says whether the failure is final. Workers that exited 0, or failed while
-    the JobMaster does not answer, may be a bounded job finishing: its pod succeeds a moment later
-    (``FINISH_GRACE_S``). Workers that failed while it answers wait for its pod to end
-    (``VERDICT_GRACE_S``). Never once the JobMaster pod has ended or failed, nor for workers
+    termination message says whether the failure is final. Workers that exited 0, or lost a
+    JobMaster that closed its API, may be a bounded job finishing: its pod succeeds a moment later.
+    Workers that failed may have failed in a way the JobMaster calls final. So ended workers wait
+    ``VERDICT_GRACE_S`` for its pod to end; never once it has ended or failed, nor for workers
     without an end time (not started, being deleted).
     """
     jm = next((p for p in pods if p.is_jobmaster), None)
@@ -49,6 +48,4 @@ def awaiting_jobmaster(now: datetime, pods: Sequence[PodView], *, reachable: boo
     ages = [(now - p.finished_at).total_seconds() for p in ended if p.finished_at is not None]
     if len(ages) < len(ended):
         return False
-    failed = any(p.failure for p in ended)
-    grace = VERDICT_GRACE_S if failed and reachable else FINISH_GRACE_S
-    return max(ages) < grace
+    return max(ages) < VERDICT_GRACE_S
