@@ -14,13 +14,15 @@ import time
 
 import pytest
 
+from streamjob.worker.protocol.termination import FINAL_MARKER
 from tests.cluster.node_agent import NodeAgent
 from tests.e2e import test_operator_jobs as jobs
 from tests.e2e.test_operator_images import events_of, events_until, job_pods
-from tests.e2e.test_operator_job_counting import ENTRYPOINT as COUNTING, check_exact
+from tests.e2e.test_operator_job_counting import ENTRYPOINT as COUNTING
+from tests.e2e.test_operator_job_counting import check_exact
 from tests.e2e.test_operator_jobs import Job, Json, finished
-from tests.e2e.unloadable_job import ENTRYPOINT as UNLOADABLE, MESSAGE
-from streamjob.worker.protocol.termination import FINAL_MARKER
+from tests.e2e.unloadable_job import ENTRYPOINT as UNLOADABLE
+from tests.e2e.unloadable_job import MESSAGE
 
 # The operator (one per module, watching every namespace) and the job handle of test_operator_jobs.
 operator = jobs.operator

@@ -146,9 +146,12 @@ def test_a_running_job_whose_jobmaster_ends_final_fails_and_a_restart_nonce_resu
     w.run_until(lambda w: running(w) and len(w.checkpoints.get("job01", [])) >= 2)
     w.checkpointing = False
     jm = w.pods["demo-jobmaster-1"]
-    jm.phase, jm.failure, jm.finished_at, jm.final = "Failed", "pod demo-jobmaster-1 exited with code 2: " + (
-        "worker slot 0 cannot load the job: boom"
-    ), w.now, True
+    jm.phase, jm.failure, jm.finished_at, jm.final = (
+        "Failed",
+        "pod demo-jobmaster-1 exited with code 2: worker slot 0 cannot load the job: boom",
+        w.now,
+        True,
+    )
     w.step()
     assert failed(w)
     assert_failed_for_good(w, attempts=1)
@@ -168,9 +171,12 @@ def test_a_worker_failing_first_waits_for_the_jobmasters_final_verdict() -> None
         w.step()
         assert w.status.lifecycle_state is LifecycleState.RUNNING and w.status.restarts.count == 0
     jm = w.pods["demo-jobmaster-1"]
-    jm.phase, jm.failure, jm.finished_at, jm.final = "Failed", "pod demo-jobmaster-1 exited with code 2: " + (
-        "worker slot 0 cannot load the job: boom"
-    ), w.now, True
+    jm.phase, jm.failure, jm.finished_at, jm.final = (
+        "Failed",
+        "pod demo-jobmaster-1 exited with code 2: worker slot 0 cannot load the job: boom",
+        w.now,
+        True,
+    )
     w.step()
     assert failed(w) and "cannot load the job: boom" in (w.status.error or "")
 

@@ -50,7 +50,7 @@ def test_a_log_tail_with_the_marker_is_final_and_without_it_is_not() -> None:
     final, reason = parse_message(crash)
     assert not final and reason.endswith("ValueError: bad") and "line 1" not in reason
     assert parse_message("") == (False, "")
-    assert parse_message(f"a job printing {FINAL_MARKER} inside a line") [0] is False
+    assert parse_message(f"a job printing {FINAL_MARKER} inside a line")[0] is False
 
 
 @pytest.mark.parametrize(
