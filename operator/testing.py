@@ -61,6 +61,8 @@ class FakePod:
     finished_at: datetime | None = None
     removed_in: int | None = None  # with slow deletion: ticks until the object is gone
     fails_on_start: str | None = None  # the failure its process will have once it runs
+    fails_final: bool = False  # ... marked final in its termination message (no restart can mend it)
+    final: bool = False  # its termination message marks the failure final
 
     def view(self) -> PodView:
         """What the pod observer would report."""
@@ -74,6 +76,7 @@ class FakePod:
             failure=self.failure,
             succeeded=self.phase == "Succeeded",
             finished_at=self.finished_at,
+            final=self.final,
         )
 
 
@@ -96,7 +99,8 @@ class PlannerWorld:
     ``step`` runs one round of ``planner`` (``plan`` by default) on the world's facts, writes the
     status back, carries out the actions the way the cluster would, and advances the clock by 1 s.
     Savepoints in ``unrestorable`` make a JobMaster restoring them fail unless the deployed spec
-    allows non-restored state (a pipeline that dropped an operator).
+    allows non-restored state (a pipeline that dropped an operator); the JobMaster of an image in
+    ``unloadable_images`` fails final (its termination message's marker: no restart can mend it).
     """
 
     def __init__(self, spec: dict[str, Any], planner: Planner = plan) -> None:
@@ -118,6 +122,7 @@ class PlannerWorld:
         self.savepoint_outcome = "COMPLETED"
         self.broken_images: set[str] = set()
         self.unrestorable: set[str] = set()
+        self.unloadable_images: set[str] = set()  # the JobMaster of such an image fails final on start
         self.checkpointing = True
         self.ids = (f"job{n:02d}" for n in itertools.count(1))
         self.next_id = next(self.ids)
@@ -239,6 +244,9 @@ class PlannerWorld:
         pod = FakePod(name, "jobmaster", at.attempt, at.spec.image)
         if at.restore_from in self.unrestorable and not at.spec.allow_non_restored_state:
             pod.fails_on_start = f"pod {name} exited with code 1: {at.restore_from} holds state of an unknown operator"
+        elif at.spec.image in self.unloadable_images:
+            pod.fails_on_start = f"pod {name} exited with code 2: worker slot 0 cannot load the job: boom"
+            pod.fails_final = True
         elif at.restore_from and at.job_id not in self.checkpoints and "savepoint-" in at.restore_from:
             self.started_from.setdefault(at.job_id, at.restore_from)  # the JobMaster's _lineage.json
         self.pods[name] = pod
@@ -267,6 +275,7 @@ class PlannerWorld:
                     pod.phase, pod.ip = "Running", f"10.0.0.{next(self.ip_pool)}"
             elif pod.phase == "Running" and pod.fails_on_start and pod.failure is None:
                 pod.phase, pod.failure, pod.finished_at = "Failed", pod.fails_on_start, self.now
+                pod.final = pod.fails_final
         self._settle_savepoints()
         dep = self.status.deployment
         running = dep is not None and [

@@ -326,6 +326,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobmaster(args: argparse.Namespace) -> int:
+    """Runs the JobMaster; when the job fails, says why (and whether a restart could mend it) to Kubernetes.
+
+    The reason goes to the container's termination message file (``protocol/termination.py``), so that
+    the operator shows it in ``status.error`` and fails the StreamJob on a final failure instead of
+    restarting it; the same text ends the log (``FallbackToLogsOnError`` when the file is unwritable).
+    """
+    from streamjob.worker.failures import final_at_start
+
+    ended: list[tuple[str | None, bool]] = []
+    try:
+        code = _run_jobmaster(args, ended)
+    except StreamJobError as err:
+        _say_why(str(err), final=final_at_start(err), logged=True)  # ``main`` logs it: "error: ..."
+        raise
+    if code != 0:
+        reason, final = ended[0] if ended else (None, False)
+        _say_why(reason or f"the JobMaster ended with exit code {code}", final=final)
+    return code
+
+
+def _say_why(reason: str, *, final: bool, logged: bool = False) -> None:
+    """Writes the termination message (ignored where the file cannot be written) and logs it last.
+
+    ``logged``: the reason follows in the log anyway; only the marker line is printed before it.
+    """
+    from streamjob.worker.protocol.termination import DEFAULT_PATH, FINAL_MARKER, PATH_ENV, format_message
+
+    text = format_message(reason, final=final)
+    chosen = os.environ.get(PATH_ENV)
+    path = Path(chosen or DEFAULT_PATH)
+    try:
+        if chosen or path.is_file():  # the container runtime creates the file; never create it in a host's /dev
+            path.write_text(text)
+    except OSError:
+        pass  # read-only or not there: the log below still says it
+    if final:
+        print(FINAL_MARKER if logged else text.rstrip("\n"), file=sys.stderr, flush=True)
+
+
+def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]]) -> int:
+    """``streamjob jobmaster``; ``ended`` gets the failure's reason and finality when the job fails."""
     started = time.monotonic()
     import asyncio
 
@@ -369,7 +410,9 @@ def _cmd_jobmaster(args: argparse.Namespace) -> int:
         logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d and the slots' control port "
                                                       "on %s:%d", host, port, host, control_port)
         try:
-            return await jm.run()
+            code = await jm.run()
+            ended.append((jm.failure, jm.final))
+            return code
         finally:
             await asyncio.sleep(0.5)
             await runner.cleanup()

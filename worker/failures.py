@@ -17,6 +17,11 @@ to do, whatever the restart strategy allows. Restarting would only repeat it:
   Kubernetes and would only delay the message. Failures while deploying that may pass (storage
   unreachable while reading in-flight data) are not classified and restart as usual.
 
+At start-up (``final_at_start``), before any attempt: a bad config value or a job module that
+does not import or build is final too (a restart runs the same image and config), as are a
+corrupt or incompatible restore point; unreachable storage is not. On Kubernetes the JobMaster
+says which in its termination message (``protocol/termination.py``), which the operator reads.
+
 Pure functions, no I/O; the message fields are plain strings so that any wire protocol carries them.
 """
 
@@ -27,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from streamjob.worker.errors import (
+    ConfigError,
     CorruptStateError,
     EntrypointError,
     PipelineError,
@@ -70,6 +76,11 @@ def classify(err: BaseException, *, deploying: bool = False) -> FailureClass | N
     if deploying and isinstance(err, EntrypointError | PipelineError):
         return FailureClass.JOB_LOAD
     return None
+
+
+def final_at_start(err: BaseException) -> bool:
+    """Whether an error that stopped the JobMaster before its first attempt is one no restart can mend."""
+    return isinstance(err, ConfigError | EntrypointError | PipelineError) or classify(err) is not None
 
 
 def failure_fields(err: BaseException, *, deploying: bool = False) -> dict[str, Any]:

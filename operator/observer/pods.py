@@ -2,7 +2,9 @@
 
 Pure: ``k8s.list_pods`` supplies the dicts, ``controller`` calls ``view_pods`` and hands the views to
 ``reconciler.plan``. A failure is named in words a user understands (exit code, OOMKilled,
-ImagePullBackOff, evicted, deleted, never started within the timeout).
+ImagePullBackOff, evicted, deleted, never started within the timeout). A container's termination
+message is read per ``worker/protocol/termination.py``: the JobMaster's reason for failing, and
+whether it is final (``PodView.final``: no restart can mend it, so the planner fails the job).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from streamjob.operator.resources.labels import ATTEMPT_LABEL, COMPONENT_LABEL, JOBMASTER
 from streamjob.operator.timeutil import parse_time
+from streamjob.worker.protocol.termination import parse_message
 
 FATAL_WAITING = frozenset(
     {
@@ -41,6 +44,8 @@ class PodView:
     failure: str | None
     succeeded: bool = False
     finished_at: datetime | None = None
+    final: bool = False
+    """Its container ended with a final failure (the termination message's marker): do not restart."""
 
     @property
     def terminated(self) -> bool:
@@ -53,29 +58,37 @@ class PodView:
         return self.component == JOBMASTER
 
 
-def _terminated_reason(name: str, term: dict[str, Any]) -> str:
+#: The longest reason taken from a termination message (a final one names the fix at its end).
+MESSAGE_CHARS = 1500
+
+
+def _terminated_reason(name: str, term: dict[str, Any]) -> tuple[str, bool]:
+    """The failure of a terminated container, and whether its message marks it final."""
     code = term.get("exitCode")
     reason = term.get("reason") or ""
     if reason == "OOMKilled":
-        return f"pod {name} was OOMKilled (exit code {code}); raise its memory limit"
-    detail = f": {term['message'].strip()[:300]}" if term.get("message") else ""
-    return f"pod {name} exited with code {code}{f' ({reason})' if reason else ''}{detail}"
+        return f"pod {name} was OOMKilled (exit code {code}); raise its memory limit", False
+    final, said = parse_message(str(term.get("message") or ""))
+    if len(said) > MESSAGE_CHARS:
+        said = "..." + said[-MESSAGE_CHARS:]
+    detail = f": {said}" if said else ""
+    return f"pod {name} exited with code {code}{f' ({reason})' if reason else ''}{detail}", final
 
 
-def _container_failure(name: str, statuses: list[dict[str, Any]]) -> str | None:
+def _container_failure(name: str, statuses: list[dict[str, Any]]) -> tuple[str | None, bool]:
     for cs in statuses:
         state = cs.get("state") or {}
         waiting = state.get("waiting") or {}
         if waiting.get("reason") in FATAL_WAITING:
             message = waiting.get("message") or ""
-            return f"pod {name} cannot start its container: {waiting['reason']} {message}".strip()
+            return f"pod {name} cannot start its container: {waiting['reason']} {message}".strip(), False
         terminated = state.get("terminated")
         if terminated and terminated.get("exitCode", 0) != 0:
             return _terminated_reason(name, terminated)
         if (cs.get("restartCount") or 0) > 0:
             last = (cs.get("lastState") or {}).get("terminated") or {}
-            return _terminated_reason(name, last) if last else f"pod {name} restarted its container"
-    return None
+            return _terminated_reason(name, last) if last else (f"pod {name} restarted its container", False)
+    return None, False
 
 
 def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> PodView:
@@ -86,7 +99,7 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
     name = str(meta.get("name", "?"))
     phase = str(status.get("phase") or "Pending")
     statuses = list(status.get("containerStatuses") or [])
-    failure = _container_failure(name, statuses)
+    failure, final = _container_failure(name, statuses)
     succeeded = phase == "Succeeded"
     if phase == "Failed" and failure is None:
         reason = status.get("reason") or "Failed"
@@ -116,6 +129,7 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
         running=ready_to_run and failure is None,
         failure=failure,
         succeeded=succeeded,
+        final=final,
     )
 
 

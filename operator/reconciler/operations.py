@@ -43,6 +43,7 @@ from streamjob.operator.reconciler.restore_steps import (
     state_to_carry,
     target,
 )
+from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
 
@@ -483,16 +484,19 @@ def _verify(d: Draft) -> None:
     hold = round(_backoff_left(d), 3)  # a JobMaster pod created again still waits out the backoff
     attempt = Attempt(d.facts.job, spec, dep.attempt, dep.job_id, dep.restore_from, hold_deploy_s=hold)
     pods = d.facts.pods_of(dep.attempt)
-    failure = next((p.failure for p in pods if p.failure), None)
-    jm = next((p for p in pods if p.is_jobmaster), None)
     state = (d.facts.jobmaster.state or "").upper()
+    if awaiting_jobmaster(d.facts.now, pods, reachable=d.facts.jobmaster.reachable, state=state):
+        return  # workers ended or the job failed: the JobMaster's pod says next whether a restart can mend it
+    final = final_failure(pods)
+    failure = final or next((p.failure for p in pods if p.failure), None)
+    jm = next((p for p in pods if p.is_jobmaster), None)
     if failure is None and state in ENDED_STATES:
         failure = f"the JobMaster reports the job {state} while starting"
     timeout = spec.timeouts.upgrade_seconds if op.kind is not OperationKind.RESTART else spec.timeouts.pod_start_seconds
     if failure is None and _elapsed(d) > timeout:
         failure = f"attempt {dep.attempt} was not running within {timeout}s"
     if failure is not None:
-        attempt_failed(d, spec, failure)
+        attempt_failed(d, spec, failure, final=final is not None)
         return
     if jm is None:
         if len(pods) == 0:
@@ -529,8 +533,13 @@ def _finish(d: Draft) -> None:
     d.event(DONE_EVENT[op.kind], f"job {dep.job_id} attempt {dep.attempt} is running{where}{why}")
 
 
-def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str) -> None:
-    """An attempt failed (while starting or running): roll back an upgrade, else restart per policy."""
+def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str, *, final: bool = False) -> None:
+    """An attempt failed (while starting or running): roll back an upgrade, else restart per policy.
+
+    ``final``: its JobMaster said no restart can mend the failure (``verdict.final_failure``): the
+    job fails at once whatever the restart policy allows, unless an upgrade can roll back; the
+    user brings it back by fixing the spec or changing ``restartNonce`` (``plan._act_on_changes``).
+    """
     op = d.status.operation
     dep = d.status.deployment
     upgrading = op is not None and op.kind in (OperationKind.UPGRADE, OperationKind.REDEPLOY)
@@ -540,6 +549,12 @@ def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str) -> None:
         fail(d, f"rollback failed: {reason}")
     elif (upgrading or unstable_upgrade) and can_roll_back:
         start_rollback(d, reason=reason)
+    elif final:
+        fail(
+            d,
+            f"{reason} — not restarted: a restart cannot mend it. Fix the cause (the spec, image or job) and "
+            "apply the spec again, or change spec.restartNonce to run it again",
+        )
     else:
         policy_spec = d.facts.spec or spec
         start_restart(d, policy_spec, reason=reason, counted=True)

@@ -20,14 +20,13 @@ from streamjob.operator.model.status import (
     SnapshotInfo,
     SnapshotRequest,
 )
-from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler import operations as ops
 from streamjob.operator.reconciler.facts import Draft, Facts, Plan, TriggerCheckpoint, TriggerSavepoint
+from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.timeutil import parse_time, seconds_since
 from streamjob.operator.validation import validate_change
 
 SPEC_ERROR = "invalid spec: "
-FINISH_GRACE_S = 3.0
 FINISHED = "finished"
 
 
@@ -187,7 +186,7 @@ def _steady(d: Draft) -> None:
             d.event("JobFinished", f"job {dep.job_id} finished")
             return
         if failure is not None:
-            ops.attempt_failed(d, spec, failure)
+            ops.attempt_failed(d, spec, failure, final=final_failure(f.pods_of(dep.attempt)) is not None)
             return
     _act_on_changes(d, spec)
 
@@ -275,37 +274,20 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     state = (f.jobmaster.state or "").upper()
     if (jm is not None and jm.succeeded) or state == "FINISHED":
         return FINISHED
+    if awaiting_jobmaster(f.now, pods, reachable=f.jobmaster.reachable, state=state):
+        return None  # its verdict follows: the job finishing, or a failure no restart can mend
     failed = [p for p in pods if p.failure]
-    if failed and not d.facts.jobmaster.reachable and _maybe_finishing(d, jm, failed):
-        return None
     if failed:
-        return failed[0].failure
+        return final_failure(pods) or failed[0].failure
     expected = StreamJobSpec.parse(dep.spec).worker_count + 1
     if len(pods) < expected:
         return f"{expected - len(pods)} of {expected} pods of attempt {dep.attempt} disappeared"
     stopped = [p for p in pods if p.succeeded]
-    if stopped and _maybe_finishing(d, jm, stopped):
-        return None  # workers exit 0 only when told the job ended: the JobMaster's verdict follows
     if stopped:
         return f"pod {stopped[0].name} exited while the job was running"
     if state in ("FAILED", "CANCELED", "CANCELLED"):
         return f"the JobMaster reports the job {state}"
     return None
-
-
-def _maybe_finishing(d: Draft, jm: PodView | None, ended: list[PodView]) -> bool:
-    """Workers that just exited next to a JobMaster pod still up: perhaps a finishing job.
-
-    When a bounded job ends, the JobMaster tells the workers (they exit 0) or closes its API (they
-    lose it and may exit non-zero; the caller asks for a silent JobMaster then) a moment before its
-    own pod succeeds; wait ``FINISH_GRACE_S`` for that verdict before calling it a failure.
-    """
-    if jm is None or jm.failure is not None or jm.succeeded:
-        return False
-    if any(p.is_jobmaster for p in ended):
-        return False
-    ages = [(d.facts.now - p.finished_at).total_seconds() for p in ended if p.finished_at is not None]
-    return bool(ages) and max(ages) < FINISH_GRACE_S
 
 
 def _triggers(d: Draft, spec: StreamJobSpec) -> None:

@@ -144,6 +144,8 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
         **container,
         "image": at.spec.image,
         "imagePullPolicy": at.spec.image_pull_policy.value,
+        # The JobMaster writes why the job failed (protocol/termination.py); without it, the log's tail.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}, *overrides.volume_mounts],
     }
     if overrides.resources:

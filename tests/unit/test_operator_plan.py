@@ -17,6 +17,7 @@ from streamjob.operator.reconciler.facts import (
     TriggerSavepoint,
 )
 from streamjob.operator.reconciler.plan import plan
+from streamjob.operator.reconciler.verdict import VERDICT_GRACE_S
 from streamjob.operator.testing import PlannerWorld as World
 
 pytestmark = pytest.mark.unit
@@ -431,10 +432,10 @@ def test_a_worker_exiting_zero_while_the_job_runs_fails_after_the_grace() -> Non
     w = started()
     w.pods["demo-worker-1-0"].phase = "Succeeded"
     w.pods["demo-worker-1-0"].finished_at = w.now
-    w.step()
-    assert w.status.restarts.count == 0
-    for _ in range(4):
+    for _ in range(int(VERDICT_GRACE_S)):
         w.step()
+        assert w.status.restarts.count == 0
+    w.step()
     assert w.status.restarts.count == 1
 
 
@@ -443,10 +444,10 @@ def test_workers_failing_next_to_a_silent_jobmaster_fail_after_the_grace() -> No
     w.jm_answers = False
     w.pods["demo-worker-1-0"].failure = "pod exited with code 1"
     w.pods["demo-worker-1-0"].finished_at = w.now
-    w.step()
-    assert w.status.restarts.count == 0
-    for _ in range(4):
+    for _ in range(int(VERDICT_GRACE_S)):
         w.step()
+        assert w.status.restarts.count == 0
+    w.step()
     assert w.status.restarts.count == 1
 
 

@@ -111,3 +111,11 @@ def test_service_selects_the_jobmaster_of_any_attempt() -> None:
         "app.kubernetes.io/component": "jobmaster",
     }
     assert svc["spec"]["ports"][0]["port"] == 8081
+
+
+def test_job_containers_fall_back_to_their_log_when_they_leave_no_termination_message() -> None:
+    """The JobMaster's reason (and the final-failure marker) comes from its termination message file."""
+    for pod in [build_jobmaster_pod(AT), *build_worker_pods(AT, "10.1.2.3")]:
+        container = pod["spec"]["containers"][0]
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert "terminationMessagePath" not in container  # the default, /dev/termination-log, where it writes

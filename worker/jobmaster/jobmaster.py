@@ -29,7 +29,7 @@ from streamjob.worker.checkpoint.restore import SubtaskRestorePlan, plan_restore
 from streamjob.worker.checkpoint.stats import CheckpointStats
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig, RestartStrategy
 from streamjob.worker.errors import ConfigError, StreamJobError
-from streamjob.worker.failures import final_failure
+from streamjob.worker.failures import final_at_start, final_failure
 from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
 from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
@@ -169,6 +169,8 @@ class JobMaster:
         self._all_prepared = asyncio.Event()
         self._final_checkpoint: int | None = None
         self.exit_code = 0
+        self.final = False
+        """The job failed in a way no restart can mend (the operator must not restart it either)."""
 
     # -- job lifecycle ------------------------------------------------------------------------------
     def _open_storage(self) -> CheckpointStorage:
@@ -217,7 +219,7 @@ class JobMaster:
             if loaded is not None:
                 plan_restore(loaded.metadata, self.graph, allow_non_restored_state=self.config.allow_non_restored_state)
         except StreamJobError as err:
-            self.state, self.failure = "FAILED", str(err)
+            self.state, self.failure, self.final = "FAILED", str(err), final_at_start(err)
             raise
         while True:
             outcome = await self._run_attempt(loaded)
@@ -235,7 +237,7 @@ class JobMaster:
             delay = self.plan.restart.delay_for(self.restarts) if self.config.restart_in_place and not outcome.final \
                 else None
             if delay is None or self.launcher is None:
-                self.state = "FAILED"
+                self.state, self.final = "FAILED", outcome.final
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
                 return self.exit_code or 5
             self.state = "RESTARTING"
@@ -330,7 +332,7 @@ class JobMaster:
             except StreamJobError as err:
                 self.exit_code = err.exit_code
                 self.plan.restart = RestartStrategy(kind="none", attempts=0)
-                return await self._end_attempt(AttemptOutcome("failed", str(err)))
+                return await self._end_attempt(AttemptOutcome("failed", str(err), final_at_start(err)))
             if not await self._until_registered(slots):
                 if self._outcome.done():  # cancelled, or a slot process failed, while the slots registered
                     return await self._end_attempt(self._outcome.result())
