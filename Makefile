@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration test-e2e lint typing-tree bench clean testbed
+.PHONY: install demo test test-unit test-integration test-e2e test-chaos chaos lint typing-tree bench clean testbed
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,19 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP) testbed
 	$(BIN)/pytest -m e2e tests
+
+test-chaos: $(STAMP) testbed
+	$(BIN)/pytest -m chaos tests
+
+# A longer chaos campaign on its own test bed: SEED=n replays one run; SEEDS=1-12 runs several.
+# Figures go to bench/results/chaos-<date>.md. See docs/chaos.md.
+SEED ?=
+SEEDS ?= 1-12
+FAULTS ?= 20
+KINDS ?= all
+chaos: $(STAMP) testbed
+	$(BIN)/python -m tests.chaos $(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) --faults $(FAULTS) --kinds $(KINDS) \
+		--report bench/results/chaos-$$(date -u +%F).md
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
