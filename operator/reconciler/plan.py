@@ -292,10 +292,17 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
 
 def _triggers(d: Draft, spec: StreamJobSpec) -> None:
     st = d.status
-    if st.snapshot_request is not None:
-        return
     ip = ops.jobmaster_ip(d)
     ready = ip is not None and ops.healthy(d) and st.lifecycle_state is LifecycleState.RUNNING
+    req = st.snapshot_request
+    if req is not None:
+        # Written ahead, never answered: the operator died before it reached the JobMaster (an answer
+        # sets the request id or the error in the same round). Send it again, as an operation's
+        # snapshot step does, instead of waiting out timeouts.savepointSeconds for nothing.
+        lost = req.kind == "savepoint" and req.trigger == "manual" and req.request_id is None and req.error is None
+        if lost and ready and ip is not None:
+            d.act(TriggerSavepoint(jobmaster_ip=ip, stop=False))
+        return
     sp, cp = spec.savepoint_trigger_nonce, spec.checkpoint_trigger_nonce
     if sp is not None and sp != st.nonces.savepoint:
         if ready and ip is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from streamjob.operator.model import LifecycleState, StreamJobStatus
+from streamjob.operator.model.status import SnapshotRequest
 from streamjob.operator.reconciler.facts import (
     DeletePods,
     DeployAttempt,
@@ -19,6 +20,7 @@ from streamjob.operator.reconciler.facts import (
 from streamjob.operator.reconciler.plan import plan
 from streamjob.operator.reconciler.verdict import VERDICT_GRACE_S
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.operator.timeutil import format_time
 
 pytestmark = pytest.mark.unit
 
@@ -354,6 +356,19 @@ def test_operator_restart_mid_upgrade_takes_one_savepoint() -> None:
     w.run_until(running)
     assert w.count(TriggerSavepoint) == 1
     assert w.deployed[-1][2] == "s3://b/c/ns/demo/savepoint-r1"
+
+
+def test_operator_killed_before_a_manual_savepoints_request_id_sends_it_again() -> None:
+    w = started()
+    w.spec = {**w.spec, "savepointTriggerNonce": 1}
+    w.generation += 1
+    # The dead operator wrote its intent (write-ahead) but never reached the JobMaster: no request id.
+    request = SnapshotRequest(kind="savepoint", trigger="manual", nonce=1, started_at=format_time(w.now))
+    w.status = StreamJobStatus.parse(w.status.model_copy(update={"snapshot_request": request}).wire())
+    w.run_until(lambda w: w.status.nonces.savepoint == 1, steps=10)  # not after timeouts.savepointSeconds (300)
+    assert w.count(TriggerSavepoint) == 1
+    assert w.status.last_savepoint is not None and w.status.last_savepoint.location.endswith("savepoint-r1")
+    assert "SavepointFailed" not in {reason for reason, _ in w.events}, w.events
 
 
 def test_stable_job_resets_restart_count() -> None:
