@@ -51,8 +51,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     which.add_argument("--seed", type=int, help="one run with this seed")
     which.add_argument("--seeds", type=_seeds, help="runs with these seeds: 1-12 or 1,4,9")
     parser.add_argument("--faults", type=int, default=15, help="faults per run (default 15)")
-    parser.add_argument("--kinds", type=_kinds, default=KINDS,
-                        help=f"comma-separated fault kinds, 'independent' or 'all' (default: all of {', '.join(KINDS)})")
+    parser.add_argument(
+        "--kinds",
+        type=_kinds,
+        default=KINDS,
+        help=f"comma-separated fault kinds, 'independent' or 'all' (default: all of {', '.join(KINDS)})",
+    )
     parser.add_argument("--report", type=Path, help="write the campaign's figures (markdown) here")
     parser.add_argument("--root", type=Path, help="bed directory (default: a new /tmp/streamjob-chaos-*)")
     parser.add_argument("--keep", action="store_true", help="keep the bed directory after a clean campaign")
@@ -93,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.report.with_suffix(".json").write_text(text)
                 log(f"chaos: report in {args.report}")
     totals = campaign.totals()
-    log(f"chaos: {totals['runs']} runs, {totals['faults']} faults, {totals['failed_runs']} failed; lost "
-        f"{totals['lost']}, duplicated {totals['duplicated']}, unrequested empty states {totals['unrequested_empty']}")
+    log(
+        f"chaos: {totals['runs']} runs, {totals['faults']} faults, {totals['failed_runs']} failed; lost "
+        f"{totals['lost']}, duplicated {totals['duplicated']}, unrequested empty states {totals['unrequested_empty']}"
+    )
     for r in campaign.runs:
         if not r.ok:
             log(f"FAILED seed {r.seed}: replay with `{r.replay(args.kinds)}`")

@@ -120,8 +120,9 @@ class ChaosBed:
         api = KubeApi(str(state.kubeconfig))
         try:
             wait_for(lambda: api.get("/api/v1/namespaces/default/serviceaccounts/default"), 90, "service accounts")
-            agent = NodeAgent(kubeconfig=str(state.kubeconfig), root=root / "node-agent",
-                              known_images=images.default_known())
+            agent = NodeAgent(
+                kubeconfig=str(state.kubeconfig), root=root / "node-agent", known_images=images.default_known()
+            )
             agent.start()
         except BaseException:
             plane.stop()
@@ -141,7 +142,9 @@ class ChaosBed:
     def _prepare(self) -> None:
         self.s3.start()
         try:
-            self.api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", yaml.safe_load(CRD_FILE.read_text()))
+            self.api.create(
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", yaml.safe_load(CRD_FILE.read_text())
+            )
         except Exception as err:  # already there (an earlier test applied it)
             if "409" not in str(err) and "AlreadyExists" not in str(err):
                 raise
@@ -178,7 +181,11 @@ class ChaosBed:
         wait_for(lambda: self.api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"), 60, "service account")
         endpoint = self.s3.endpoint()
         data = {"AWS_ACCESS_KEY_ID": endpoint.access_key, "AWS_SECRET_ACCESS_KEY": endpoint.secret_key}
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials"},
-                  "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3-credentials"},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
         self.api.create(f"/api/v1/namespaces/{name}/secrets", secret)
         return name

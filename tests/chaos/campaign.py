@@ -47,13 +47,21 @@ class RunResult:
         return f"python -m tests.chaos --seed {self.seed} --faults {len(self.steps)}{extra}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "ok": self.ok, "seconds": round(self.seconds, 1), "namespace": self.namespace,
-                "deployments": self.deployments, "failure": self.failure, "verdict": self.verdict.as_json(),
-                "steps": self.step_results}
+        return {
+            "seed": self.seed,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 1),
+            "namespace": self.namespace,
+            "deployments": self.deployments,
+            "failure": self.failure,
+            "verdict": self.verdict.as_json(),
+            "steps": self.step_results,
+        }
 
 
-def run_seed(bed: ChaosBed, seed: int, faults: int, kinds: tuple[str, ...], log: Log,
-             sizes: Sizes | None = None) -> RunResult:
+def run_seed(
+    bed: ChaosBed, seed: int, faults: int, kinds: tuple[str, ...], log: Log, sizes: Sizes | None = None
+) -> RunResult:
     """One run: schedule → job → faults → observations → verdict."""
     sizes = sizes or Sizes()
     steps = make_schedule(seed, faults, kinds)
@@ -78,18 +86,29 @@ def run_seed(bed: ChaosBed, seed: int, faults: int, kinds: tuple[str, ...], log:
         bucket = bed.s3.endpoint().bucket
         epochs = [read_rows(client, bucket, f"{job.prefix}/out-e{e}") for e in range(job.epoch + 1)]
         deployments, completed = jobmaster_observations(bed.agent, namespace, NAME)
-        observations = Observations(count, sizes.keys, epochs, deployments, completed,
-                                    frozenset(executor.empty_lineages), finished)
+        observations = Observations(
+            count, sizes.keys, epochs, deployments, completed, frozenset(executor.empty_lineages), finished
+        )
         verdict = check(observations)
         if executor.failure:
             verdict.problems.insert(0, executor.failure)
     finally:
         _cleanup(bed, job, log)
         bed.operator.stop()
-    shown = [{"attempt": d.attempt, "job_id": d.job_id, "restored_from": d.restored_from} for d in
-             sorted(deployments, key=lambda d: d.started_at)]
-    result = RunResult(seed, steps, verdict, time.time() - started, namespace, shown,
-                       failure=executor.failure, step_results=[r.as_json() for r in executor.results])
+    shown = [
+        {"attempt": d.attempt, "job_id": d.job_id, "restored_from": d.restored_from}
+        for d in sorted(deployments, key=lambda d: d.started_at)
+    ]
+    result = RunResult(
+        seed,
+        steps,
+        verdict,
+        time.time() - started,
+        namespace,
+        shown,
+        failure=executor.failure,
+        step_results=[r.as_json() for r in executor.results],
+    )
     (run_dir / "result.json").write_text(json.dumps(result.as_json(), indent=1, default=str))
     for r in executor.results:
         log(f"    #{r.step.index} {r.step.kind}: {r.hit or r.error} ({r.seconds:.0f}s)")
@@ -177,18 +196,33 @@ def markdown(c: Campaign) -> str:
     for kind in KINDS:
         if kind in t["faults_by_kind"]:
             lines.append(f"| {kind} | {t['faults_by_kind'][kind]} | {DEPENDS_ON.get(kind, '').split(':')[0]} |")
-    lines += ["", "## Runs", "", "| seed | faults | result | lost | duplicated | empty | wall |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| seed | faults | result | lost | duplicated | empty | wall |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in c.runs:
         v = r.verdict
-        lines.append(f"| {r.seed} | {len(r.steps)} | {'ok' if r.ok else 'FAILED'} | {v.lost} | {v.duplicated} | "
-                     f"{len(v.unrequested_empty)} | {r.seconds:.0f} s |")
+        lines.append(
+            f"| {r.seed} | {len(r.steps)} | {'ok' if r.ok else 'FAILED'} | {v.lost} | {v.duplicated} | "
+            f"{len(v.unrequested_empty)} | {r.seconds:.0f} s |"
+        )
     failing = [r for r in c.runs if not r.ok]
     if failing:
         lines += ["", "## Failing runs (replay with the command shown)"]
         for r in failing:
-            lines += ["", f"`{r.replay(c.kinds)}`", "", "```", format_schedule(r.seed, r.steps), "```", "",
-                      *[f"- {p}" for p in r.verdict.problems]]
+            lines += [
+                "",
+                f"`{r.replay(c.kinds)}`",
+                "",
+                "```",
+                format_schedule(r.seed, r.steps),
+                "```",
+                "",
+                *[f"- {p}" for p in r.verdict.problems],
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -198,4 +232,3 @@ def keep_or_remove(root: Path, ok: bool, keep: bool, log: Log) -> None:
         shutil.rmtree(root, ignore_errors=True)
     else:
         log(f"chaos: logs and results kept in {root}")
-

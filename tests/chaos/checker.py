@@ -77,9 +77,15 @@ class Verdict:
 
     def as_json(self) -> dict[str, Any]:
         """For the campaign's result file."""
-        return {"ok": self.ok, "rows": self.rows, "lost": self.lost, "duplicated": self.duplicated,
-                "wrong_state_keys": self.wrong_state_keys,
-                "unrequested_empty": [d.__dict__ for d in self.unrequested_empty], "problems": self.problems}
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "wrong_state_keys": self.wrong_state_keys,
+            "unrequested_empty": [d.__dict__ for d in self.unrequested_empty],
+            "problems": self.problems,
+        }
 
 
 def check(obs: Observations) -> Verdict:
@@ -113,8 +119,9 @@ def _check_epoch(v: Verdict, obs: Observations, number: int, rows: list[Row], fi
         missing = [i for i in range(obs.count) if i not in seen]
         if missing:
             v.lost += len(missing)
-            v.problems.append(f"epoch {number} (final): {len(missing)} of {obs.count} numbers never committed, "
-                              f"e.g. {missing[:5]}")
+            v.problems.append(
+                f"epoch {number} (final): {len(missing)} of {obs.count} numbers never committed, e.g. {missing[:5]}"
+            )
     by_key: dict[int, list[Row]] = defaultdict(list)
     for row in rows:
         by_key[row["k"]].append(row)

@@ -16,12 +16,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.chaos.bed import GROUP_PATH, ChaosBed, wait_for
-from tests.chaos.schedule import START_PARALLELISM, Step
+from tests.chaos.schedule import START_PARALLELISM, STEP_ORDER, Step
 
 NAME = "chaos"
 IMAGE = "streamjob:e2e"
@@ -52,8 +52,15 @@ class StepResult:
     error: str | None = None
 
     def as_json(self) -> Json:
-        return {"index": self.step.index, "kind": self.step.kind, "params": self.step.params,
-                "delay_s": self.step.delay_s, "seconds": round(self.seconds, 1), "hit": self.hit, "error": self.error}
+        return {
+            "index": self.step.index,
+            "kind": self.step.kind,
+            "params": self.step.params,
+            "delay_s": self.step.delay_s,
+            "seconds": round(self.seconds, 1),
+            "hit": self.hit,
+            "error": self.error,
+        }
 
 
 def running(s: Json) -> bool:
@@ -84,8 +91,15 @@ class ChaosJob:
 
     def args(self) -> list[str]:
         s = self.sizes
-        return [self.out_uri(self.epoch), str(self.gate_file), str(self.count), str(s.rate), str(s.keys),
-                str(s.interval_ms), f"v{self.tag}"]
+        return [
+            self.out_uri(self.epoch),
+            str(self.gate_file),
+            str(self.count),
+            str(s.rate),
+            str(s.keys),
+            str(s.interval_ms),
+            f"v{self.tag}",
+        ]
 
     def create(self) -> None:
         endpoint = self.bed.s3.endpoint()
@@ -100,8 +114,12 @@ class ChaosJob:
             "restartPolicy": {"strategy": "fixed", "maxRestarts": 100000, "backoff": {"initialDelaySeconds": 0.5}},
             "timeouts": {"savepointSeconds": 60, "upgradeSeconds": 180},
         }  # fmt: skip
-        manifest = {"apiVersion": "streamjob.dev/v1alpha1", "kind": "StreamJob", "metadata": {"name": NAME},
-                    "spec": spec}
+        manifest = {
+            "apiVersion": "streamjob.dev/v1alpha1",
+            "kind": "StreamJob",
+            "metadata": {"name": NAME},
+            "spec": spec,
+        }
         self.bed.api.create(f"{GROUP_PATH}/namespaces/{self.namespace}/streamjobs", manifest)
 
     def status(self) -> Json:
@@ -232,8 +250,11 @@ class Executor:
         if victim != "nothing":  # the restarted operator must find the failed attempt from what it observes
             time.sleep(min(1.0, step.params["down_s"]))
             role = "jobmaster" if victim == "kill-jobmaster" else "worker"
-            pod = self.job.pod("jobmaster", int(before["attempt"])) if role == "jobmaster" else \
-                self._worker(before, step.params["worker"])
+            pod = (
+                self.job.pod("jobmaster", int(before["attempt"]))
+                if role == "jobmaster"
+                else self._worker(before, step.params["worker"])
+            )
             hit += f", then {self._crash(pod)} while it was down"
         time.sleep(step.params["down_s"])
         self.bed.operator.start()
@@ -249,7 +270,9 @@ class Executor:
         def reached(s: Json) -> bool:
             op = s.get("operation") or {}
             dep = s.get("deployment") or {}
-            return op.get("step") == at or (not op and int(dep.get("generation") or 0) >= generation)
+            if op.get("kind") == "upgrade" and op.get("step") in STEP_ORDER:
+                return STEP_ORDER.index(op["step"]) >= STEP_ORDER.index(at)
+            return not op and int(dep.get("generation") or 0) >= generation
 
         status = self.job.wait(reached, f"the upgrade to reach step {at}", interval=0.02)
         op = status.get("operation") or {}
@@ -355,8 +378,9 @@ class Executor:
         status = self.job.wait(lambda s: s.get("lifecycleState") == "Suspended", "the suspension")
         time.sleep(step.params["pause_s"])
         self.job.patch({"state": "running"})
-        self.job.wait(lambda s: running(s) and int(s.get("attempt") or 0) > int(status.get("attempt") or 0),
-                      "the job to resume")
+        self.job.wait(
+            lambda s: running(s) and int(s.get("attempt") or 0) > int(status.get("attempt") or 0), "the job to resume"
+        )
         return f"suspended ({step.params['mode']}) with restoreFrom {status.get('restoreFrom')}"
 
     def _fail_restart(self, step: Step) -> str:

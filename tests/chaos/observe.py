@@ -49,7 +49,9 @@ def parse_jobmaster_log(text: str, job_id: str, pod: str = "") -> tuple[list[Dep
     return deployments, completed
 
 
-def jobmaster_observations(agent: NodeAgent, namespace: str, name: str) -> tuple[list[Deployment], list[CheckpointDone]]:
+def jobmaster_observations(
+    agent: NodeAgent, namespace: str, name: str
+) -> tuple[list[Deployment], list[CheckpointDone]]:
     """Every JobMaster pod the agent ran for the job: its deployments and completed checkpoints."""
     deployments: list[Deployment] = []
     completed: list[CheckpointDone] = []

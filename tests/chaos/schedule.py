@@ -48,7 +48,9 @@ INDEPENDENT: tuple[str, ...] = tuple(k for k in KINDS if k not in DEPENDS_ON)
 MIN_PARALLELISM, MAX_PARALLELISM = 1, 3
 START_PARALLELISM = 2
 KEPT_STATE_MODES = ("savepoint", "last-state")
-OPERATOR_STEPS = {"savepoint": ("snapshot", "teardown", "deploy", "verify"), "last-state": ("teardown", "deploy", "verify")}
+#: Operation steps an operator kill aims at (``deploy`` passes within one round: never seen in status).
+OPERATOR_STEPS = {"savepoint": ("snapshot", "teardown", "verify"), "last-state": ("teardown", "verify")}
+STEP_ORDER = ("snapshot", "teardown", "wait", "deploy", "verify")
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,11 @@ def _params(rng: random.Random, kind: str, parallelism: int) -> tuple[dict[str, 
     if kind == "fail-restart":
         return {"worker": rng.randrange(MAX_PARALLELISM), "pause_s": down}, parallelism
     if kind == "kill-operator":
-        return {"down_s": down, "while_down": rng.choice(("nothing", "kill-worker", "kill-jobmaster")),
-                "worker": rng.randrange(MAX_PARALLELISM)}, parallelism
+        return {
+            "down_s": down,
+            "while_down": rng.choice(("nothing", "kill-worker", "kill-jobmaster")),
+            "worker": rng.randrange(MAX_PARALLELISM),
+        }, parallelism
     if kind == "kill-operator-upgrade":
         mode = rng.choice(KEPT_STATE_MODES)
         return {"mode": mode, "at": rng.choice(OPERATOR_STEPS[mode]), "down_s": down}, parallelism

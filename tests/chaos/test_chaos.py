@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,10 @@ def _kinds() -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module")
-def bed(kube: Kube, node_agent: NodeAgent) -> ChaosBed:
+def bed(kube: Kube, node_agent: NodeAgent) -> Iterator[ChaosBed]:
     root = Path(tempfile.mkdtemp(prefix="streamjob-chaos-"))
     chaos_bed = ChaosBed.on_fixtures(root, kube.kubeconfig, node_agent, print)
-    yield chaos_bed  # type: ignore[misc]
+    yield chaos_bed
     chaos_bed.stop()
 
 
@@ -48,6 +49,4 @@ def bed(kube: Kube, node_agent: NodeAgent) -> ChaosBed:
 def test_seeded_faults_leave_the_output_exact(bed: ChaosBed, seed: int) -> None:
     faults = int(os.environ.get("CHAOS_FAULTS", CI_FAULTS))
     result = run_seed(bed, seed, faults, _kinds(), print)
-    assert result.ok, (
-        f"seed {seed} failed; replay: {result.replay(_kinds())}\n" + "\n".join(result.verdict.problems)
-    )
+    assert result.ok, f"seed {seed} failed; replay: {result.replay(_kinds())}\n" + "\n".join(result.verdict.problems)

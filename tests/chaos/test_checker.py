@@ -1,4 +1,4 @@
-"""The checker judges crafted runs: exact ones pass; a duplicate, a loss, bad state or an unrequested empty start fail."""
+"""The checker on crafted runs: exact ones pass; a duplicate, a loss, bad state, an unrequested empty start fail."""
 
 from __future__ import annotations
 
@@ -75,14 +75,18 @@ def test_a_lost_state_update_in_a_partial_epoch_counts_as_lost() -> None:
 
 def test_a_stateless_restart_starts_a_new_epoch_and_passes() -> None:
     deployments = [Deployment(1, "a", None, 10.0), Deployment(4, "b", None, 50.0)]
-    verdict = check(obs([exact_rows(order=list(range(25))), exact_rows()], deployments,
-                        empty_lineages=frozenset({"a", "b"})))
+    verdict = check(
+        obs([exact_rows(order=list(range(25))), exact_rows()], deployments, empty_lineages=frozenset({"a", "b"}))
+    )
     assert verdict.ok, verdict.problems
 
 
 def test_an_unrequested_empty_start_fails() -> None:
-    deployments = [Deployment(1, "a", None, 10.0), Deployment(2, "a", "s3://x/a/chk-1/_metadata", 20.0),
-                   Deployment(3, "c", None, 30.0)]  # e.g. restartNonce after Failed under a new jobId
+    deployments = [
+        Deployment(1, "a", None, 10.0),
+        Deployment(2, "a", "s3://x/a/chk-1/_metadata", 20.0),
+        Deployment(3, "c", None, 30.0),
+    ]  # e.g. restartNonce after Failed under a new jobId
     verdict = check(obs([exact_rows()], deployments))
     assert not verdict.ok and [d.attempt for d in verdict.unrequested_empty] == [3]
     assert "never started empty on purpose" in verdict.problems[0]

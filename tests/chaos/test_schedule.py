@@ -62,7 +62,7 @@ def test_independent_kinds_exclude_those_waiting_for_other_fixes() -> None:
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(ValueError, match="unknown fault kind.*nope.*valid kinds: kill-worker"):
+    with pytest.raises(ValueError, match=r"unknown fault kind.*nope.*valid kinds: kill-worker"):
         make_schedule(1, 3, ["kill-worker", "nope"])
     with pytest.raises(ValueError, match="faults must be >= 0"):
         make_schedule(1, -1)
