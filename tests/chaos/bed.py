@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -57,6 +58,8 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.namespace: str | None = None
         self.kills = 0
+        # The operator derives every job's secret from its key: a restarted operator needs the same one.
+        self.key = os.environ.get("STREAMJOB_OPERATOR_KEY") or secrets.token_hex(32)
 
     def start(self, namespace: str | None = None) -> None:
         self.namespace = namespace or self.namespace
@@ -67,7 +70,7 @@ class OperatorProcess:
             self.proc = subprocess.Popen(
                 [str(binary), "--kubeconfig", str(self.kubeconfig), "--standalone", "--metrics-port", "0",
                  "--poll-interval", "1", "--namespace", self.namespace],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "STREAMJOB_OPERATOR_KEY": self.key},
                 start_new_session=True,
             )  # fmt: skip
 

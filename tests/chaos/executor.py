@@ -205,6 +205,31 @@ class Executor:
             return f"missed {pod}: {err}"
         return f"signal {signal.Signals(sig).name} to {pod}"
 
+    def _kill(self, role: str, index: int = 0, sig: int = signal.SIGKILL) -> tuple[str, Json]:
+        """Signals a pod of the running attempt; the status just before. Retries a pod that ended meanwhile."""
+        hit = ""
+        for _ in range(3):
+            before = self.job.wait(running, "the job to run before the kill")
+            pod = self._worker(before, index) if role == "worker" else self.job.pod("jobmaster", int(before["attempt"]))
+            hit = self._crash(pod, sig)
+            if not hit.startswith("missed"):
+                return hit, before
+            time.sleep(1.0)
+        return hit, self.job.status()
+
+    def _settled(self, before: Json, what: str) -> str:
+        """Waits until the job restarted or completed a checkpoint since ``before`` (a fault it survived)."""
+        old = int(before.get("attempt") or 0)
+        base = int((before.get("lastCheckpoint") or {}).get("id") or 0)
+
+        def settled(s: Json) -> bool:
+            last = s.get("lastCheckpoint") or {}
+            newer = last.get("jobId") == s.get("jobId") == before.get("jobId") and int(last.get("id") or 0) > base
+            return running(s) and (int(s.get("attempt") or 0) > old or newer)
+
+        after = self.job.wait(settled, f"the job to run (restarted or checkpointing) after {what}")
+        return "restarted" if int(after.get("attempt") or 0) > old else "survived"
+
     def _after_restart(self, before: Json) -> None:
         old = int(before["attempt"])
         self.job.wait(lambda s: running(s) and int(s.get("attempt") or 0) > old, "the job to run again after the fault")
@@ -229,15 +254,13 @@ class Executor:
     # -- the fault kinds (one method per kind; each returns what it hit) --------------------------
 
     def _kill_worker(self, step: Step) -> str:
-        before = self.job.status()
-        hit = self._crash(self._worker(before, step.params["worker"]))
+        hit, before = self._kill("worker", step.params["worker"])
         if not hit.startswith("missed"):
             self._after_restart(before)
         return hit
 
     def _kill_jobmaster(self, step: Step) -> str:
-        before = self.job.status()
-        hit = self._crash(self.job.pod("jobmaster", int(before["attempt"])))
+        hit, before = self._kill("jobmaster")
         if not hit.startswith("missed"):
             self._after_restart(before)
         return hit
@@ -297,30 +320,26 @@ class Executor:
         return f"operator killed {where}"
 
     def _stop_worker(self, step: Step) -> str:
-        before = self.job.status()
-        pod = self._worker(before, step.params["worker"])
-        hit = self._crash(pod, signal.SIGSTOP)
+        hit, before = self._kill("worker", step.params["worker"], signal.SIGSTOP)
         if hit.startswith("missed"):
             return hit
         time.sleep(step.params["stop_s"])
-        self._crash(pod, signal.SIGCONT)
-        self.job.wait(running, "the job to run after the stopped worker")
-        after = self.job.status()
-        return hit + (" → restarted" if int(after["attempt"]) > int(before["attempt"]) else " → no restart")
+        self._crash(self._worker(before, step.params["worker"]), signal.SIGCONT)
+        return f"{hit} → {self._settled(before, 'the stopped worker')}"
 
     def _s3_outage(self, step: Step) -> str:
+        before = self.job.status()
         self.bed.s3.stop()
         time.sleep(step.params["down_s"])
         self.bed.s3.start()
-        self.job.wait(running, "the job to run after the S3 outage")
-        return "S3 stopped and started"
+        return f"S3 stopped and started → {self._settled(before, 'the S3 outage')}"
 
     def _s3_freeze(self, step: Step) -> str:
+        before = self.job.status()
         self.bed.freeze_s3()
         time.sleep(step.params["down_s"])
         self.bed.thaw_s3()
-        self.job.wait(running, "the job to run after the S3 freeze")
-        return "S3 frozen and thawed"
+        return f"S3 frozen and thawed → {self._settled(before, 'the S3 freeze')}"
 
     def _upgrade_savepoint(self, step: Step) -> str:
         self._upgraded(self._new_tag(upgradeMode="savepoint"))
@@ -384,9 +403,8 @@ class Executor:
         return f"suspended ({step.params['mode']}) with restoreFrom {status.get('restoreFrom')}"
 
     def _fail_restart(self, step: Step) -> str:
-        before = self.job.status()
         self.job.patch({"restartPolicy": {"maxRestarts": 0}})
-        hit = self._crash(self._worker(before, step.params["worker"]))
+        hit, before = self._kill("worker", step.params["worker"])
         try:
             if hit.startswith("missed"):
                 return hit
