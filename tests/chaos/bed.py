@@ -65,12 +65,13 @@ class OperatorProcess:
         self.namespace = namespace or self.namespace
         assert self.namespace is not None
         binary = Path(sys.executable).parent / "streamjob-operator"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMJOB_OPERATOR_KEY": self.key}
         with self.log_path.open("ab") as log:
             log.write(f"--- operator started at {time.strftime('%H:%M:%S')} ---\n".encode())
             self.proc = subprocess.Popen(
                 [str(binary), "--kubeconfig", str(self.kubeconfig), "--standalone", "--metrics-port", "0",
                  "--poll-interval", "1", "--namespace", self.namespace],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "STREAMJOB_OPERATOR_KEY": self.key},
+                stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,
             )  # fmt: skip
 
