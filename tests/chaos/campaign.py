@@ -157,7 +157,11 @@ class Campaign:
 
     def totals(self) -> dict[str, Any]:
         by_kind: Counter[str] = Counter(s.kind for r in self.runs for s in r.steps)
+        hit: Counter[str] = Counter(
+            x["kind"] for r in self.runs for x in r.step_results if x["hit"] and not x["hit"].startswith("missed")
+        )
         return {
+            "injected": sum(hit.values()), "injected_by_kind": dict(hit),
             "runs": len(self.runs), "failed_runs": sum(not r.ok for r in self.runs),
             "faults": sum(len(r.steps) for r in self.runs), "faults_by_kind": dict(by_kind),
             "lost": sum(r.verdict.lost for r in self.runs), "duplicated": sum(r.verdict.duplicated for r in self.runs),
@@ -182,7 +186,7 @@ def markdown(c: Campaign) -> str:
         f"{'all' if set(c.kinds) == set(KINDS) else ', '.join(c.kinds)}.", "",
         "| figure | value |", "| --- | --- |",
         f"| runs (failed) | {t['runs']} ({t['failed_runs']}) |",
-        f"| faults injected | {t['faults']} |",
+        f"| faults scheduled / injected | {t['faults']} / {t['injected']} |",
         f"| records committed (all runs) | {t['rows']} |",
         f"| deployments observed | {t['deployments']} |",
         f"| lost | {t['lost']} |",
@@ -191,11 +195,14 @@ def markdown(c: Campaign) -> str:
         f"| unrequested empty states | {t['unrequested_empty']} |",
         f"| runs stuck (a step or the end not reached in time) | {t['stuck']} |",
         f"| wall time | {t['wall_s'] / 60:.1f} min |", "",
-        "## Faults by kind", "", "| kind | injected | needs |", "| --- | --- | --- |",
+        "## Faults by kind", "",
+        "Scheduled, and injected (the step reached its target: a kill found its pod running, an upgrade ran).", "",
+        "| kind | scheduled | injected | fails until |", "| --- | --- | --- | --- |",
     ]  # fmt: skip
     for kind in KINDS:
         if kind in t["faults_by_kind"]:
-            lines.append(f"| {kind} | {t['faults_by_kind'][kind]} | {DEPENDS_ON.get(kind, '').split(':')[0]} |")
+            needs = DEPENDS_ON.get(kind, "").split(":")[0]
+            lines.append(f"| {kind} | {t['faults_by_kind'][kind]} | {t['injected_by_kind'].get(kind, 0)} | {needs} |")
     lines += [
         "",
         "## Runs",
