@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ WAIT_S = 240.0  # the longest any step may take to settle on a loaded 2-core mac
 class Sizes:
     """How much input a run has and how fast it flows."""
 
-    per_step: int = 400  # numbers released before each step
-    rate: int = 400  # records per second (whole source)
+    per_step: int = 600  # numbers per step: the input is `per_step * (steps + 1)` numbers
+    feed_rate: float = 60.0  # numbers released per second while the steps run, so faults land on a busy job
+    rate: int = 400  # records per second at most (whole source): a restarted job catches up quickly
     keys: int = 16
     interval_ms: int = 1000
     checkpoint_timeout_ms: int = 8000
@@ -79,12 +81,27 @@ class ChaosJob:
         self.epoch = 0
         self.tag = 0
         self.nonce = 0
+        self.gate = 0
         self.set_gate(0)
 
     def set_gate(self, value: int) -> None:
+        self.gate = min(value, self.count)
         tmp = self.gate_file.with_suffix(".tmp")
-        tmp.write_text(str(min(value, self.count)))
+        tmp.write_text(str(self.gate))
         tmp.replace(self.gate_file)
+
+    def feed(self, step: Callable[[], int], stop: threading.Event) -> None:
+        """Raises the gate ``feed_rate`` numbers a second, at most two steps ahead of step ``step()``."""
+        last = time.monotonic()
+        carry = 0.0
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            carry += (now - last) * self.sizes.feed_rate
+            last = now
+            cap = (step() + 2) * self.sizes.per_step
+            if carry >= 1 and self.gate < cap:
+                self.set_gate(min(cap, self.gate + int(carry)))
+                carry -= int(carry)
 
     def out_uri(self, epoch: int) -> str:
         return f"s3://{self.bed.s3.endpoint().bucket}/{self.prefix}/out-e{epoch}"
@@ -160,13 +177,17 @@ class Executor:
     def run(self, steps: list[Step], finish_timeout: float = 420.0) -> bool:
         """Applies every step, then lets the job finish; False (and ``failure``) when it got stuck."""
         job = self.job
-        job.set_gate(job.sizes.per_step)
+        job.set_gate(job.sizes.per_step // 4)
         job.create()
+        current = [0]
+        stop = threading.Event()
+        feeder = threading.Thread(target=job.feed, args=(lambda: current[0], stop), daemon=True, name="chaos-gate")
         try:
             first = job.wait(lambda s: running(s) and bool(s.get("jobId")), "the first deployment to run")
             self.empty_lineages.add(first["jobId"])
+            feeder.start()
             for number, step in enumerate(steps):
-                job.set_gate((number + 1) * job.sizes.per_step)
+                current[0] = number
                 result = StepResult(step, time.time())
                 self.results.append(result)
                 self.log(f"  step {step.describe()}")
@@ -185,12 +206,15 @@ class Executor:
                     self.bed.thaw_s3()
                     if self.bed.s3.proc is None or self.bed.s3.proc.poll() is not None:
                         self.bed.s3.start()
+            stop.set()
             job.set_gate(job.count)
             job.wait(lambda s: s.get("lifecycleState") == "Finished", "the job to finish", finish_timeout)
             return True
         except TimeoutError as err:
             self.failure = self.failure or str(err)
             return False
+        finally:
+            stop.set()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -364,21 +388,24 @@ class Executor:
         self.job.nonce += 1
         nonce = self.job.nonce
         field_name = "savepointTriggerNonce" if kind == "savepoint" else "checkpointTriggerNonce"
-        before = self.job.status()
+        before = self.job.wait(running, "the job to run before the nonce")
         jm_log = self._jobmaster_log(int(before["attempt"]))
-        done_before = jm_log.read_text(errors="replace").count(f"completed {kind} ") if jm_log else 0
+        line = "completed savepoint "
+        done_before = jm_log.read_text(errors="replace").count(line) if jm_log else 0
         self.job.patch({field_name: nonce})
 
-        def handled(s: Json) -> bool:
-            if (s.get("nonces") or {}).get(kind) == nonce:
-                return True
-            # React to the JobMaster's own line: the sooner the kill, the likelier no checkpoint follows.
-            text = jm_log.read_text(errors="replace") if jm_log and step.params["then_kill"] else ""
-            return kind == "savepoint" and text.count(f"completed {kind} ") > done_before
+        def handled() -> bool:
+            return (self.job.status().get("nonces") or {}).get(kind) == nonce
 
-        self.job.wait(handled, f"the {kind} (nonce {nonce})", interval=0.02)
+        if step.params["then_kill"] and kind == "savepoint" and jm_log is not None:
+            # Kill on the JobMaster's own line, before the next checkpoint: that is when a savepoint's
+            # side effects (committed output) and the checkpoint a restart restores disagree.
+            deadline = time.monotonic() + WAIT_S
+            while jm_log.read_text(errors="replace").count(line) <= done_before and time.monotonic() < deadline:
+                time.sleep(0.01)
+        else:
+            wait_for(handled, WAIT_S, f"the {kind} (nonce {nonce})", 0.02)
         if not step.params["then_kill"]:
-            self.job.wait(lambda s: (s.get("nonces") or {}).get(kind) == nonce, f"the {kind} nonce")
             return f"{kind} taken"
         hit = self._crash(self._worker(before, step.params["worker"]))
         if not hit.startswith("missed"):

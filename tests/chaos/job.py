@@ -2,8 +2,8 @@
 
 ``args``: ``OUT_URI GATE_FILE COUNT RATE KEYS INTERVAL_MS [TAG]``. A gated source emits the numbers
 ``0..COUNT-1`` at most RATE per second and never past the number written in GATE_FILE (the
-campaign raises it step by step, so the job is busy whenever a fault lands and ends only when the
-campaign lets it); ``key_by(i % KEYS)``; per key a running count and sum in keyed state; an
+campaign raises it steadily while the faults run, so the job is busy whenever one lands, and ends
+only when the campaign releases everything); ``key_by(i % KEYS)``; per key a running count and sum in keyed state; an
 exactly-once ``FileSink`` (S3). Each output row is ``{"k", "i", "n", "s"}``: the key, the number,
 the key's count and sum after it. So the committed output is fully known: every number once, and
 per key the counts 1..m with each sum the previous one plus the number (``checker`` verifies it).
