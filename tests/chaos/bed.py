@@ -52,9 +52,10 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 class OperatorProcess:
     """``streamjob-operator`` watching one namespace, as a subprocess the campaign may SIGKILL."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str]) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.namespace: str | None = None
         self.kills = 0
@@ -65,7 +66,7 @@ class OperatorProcess:
         self.namespace = namespace or self.namespace
         assert self.namespace is not None
         binary = Path(sys.executable).parent / "streamjob-operator"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMJOB_OPERATOR_KEY": self.key}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMJOB_OPERATOR_KEY": self.key, **self.env}
         with self.log_path.open("ab") as log:
             log.write(f"--- operator started at {time.strftime('%H:%M:%S')} ---\n".encode())
             self.proc = subprocess.Popen(
@@ -107,7 +108,10 @@ class ChaosBed:
         self.agent = agent
         self.log = log
         self.s3 = SeaweedServer(root / "s3")
-        self.operator = OperatorProcess(kubeconfig, root / "operator.log")
+        # The operator reads storage with credentials of its own (it reads no job Secret by default).
+        credentials = {"AWS_ACCESS_KEY_ID": self.s3.endpoint().access_key,
+                       "AWS_SECRET_ACCESS_KEY": self.s3.endpoint().secret_key}  # fmt: skip
+        self.operator = OperatorProcess(kubeconfig, root / "operator.log", credentials)
         self._owned: list[Any] = []
         self.s3_frozen = False
 
