@@ -258,11 +258,20 @@ class Executor:
         old = int(before["attempt"])
         self.job.wait(lambda s: running(s) and int(s.get("attempt") or 0) > old, "the job to run again after the fault")
 
-    def _upgraded(self, generation: int) -> Json:
+    def _upgraded(self, generation: int, expected: Json, allow_rollback: bool = True) -> Json:
+        """Waits until the operator acted on the patch (``expected`` spec fields) and the job runs it.
+
+        A rollback counts as done only once the operator reconciled this spec: an earlier rollback's
+        error stays in status, and a spec patched while that rollback ran is acted on after it.
+        """
+
         def done(s: Json) -> bool:
             dep = s.get("deployment") or {}
-            rolled_back = "rolling back" in (s.get("error") or "")
-            return running(s) and (int(dep.get("generation") or 0) >= generation or rolled_back)
+            reconciled = s.get("lastReconciledSpec") or {}
+            if not running(s) or any(reconciled.get(k) != v for k, v in expected.items()):
+                return False
+            at_generation = int(dep.get("generation") or 0) >= generation
+            return at_generation or (allow_rollback and "rolling back" in (s.get("error") or ""))
 
         return self.job.wait(done, f"the job to run generation {generation}")
 
@@ -271,9 +280,11 @@ class Executor:
         time.sleep(seconds)
         self.bed.operator.start()
 
-    def _new_tag(self, **spec: Any) -> int:
+    def _new_tag(self, **spec: Any) -> tuple[int, Json]:
+        """Patches a new tag (an upgrade); the generation and the spec fields that show it was reconciled."""
         self.job.tag += 1
-        return self.job.patch({"args": self.job.args(), **spec})
+        args = self.job.args()
+        return self.job.patch({"args": args, **spec}), {"args": args}
 
     # -- the fault kinds (one method per kind; each returns what it hit) --------------------------
 
@@ -312,7 +323,7 @@ class Executor:
 
     def _kill_operator_upgrade(self, step: Step) -> str:
         at = step.params["at"]
-        generation = self._new_tag(upgradeMode=step.params["mode"])
+        generation, expected = self._new_tag(upgradeMode=step.params["mode"])
 
         def reached(s: Json) -> bool:
             op = s.get("operation") or {}
@@ -324,7 +335,7 @@ class Executor:
         status = self.job.wait(reached, f"the upgrade to reach step {at}", interval=0.02)
         op = status.get("operation") or {}
         self._operator_down(step.params["down_s"])
-        self._upgraded(generation)
+        self._upgraded(generation, expected)
         return f"operator killed at upgrade step {op.get('step') or 'done (too late)'}"
 
     def _kill_operator_savepoint(self, step: Step) -> str:
@@ -366,21 +377,26 @@ class Executor:
         return f"S3 frozen and thawed → {self._settled(before, 'the S3 freeze')}"
 
     def _upgrade_savepoint(self, step: Step) -> str:
-        self._upgraded(self._new_tag(upgradeMode="savepoint"))
+        self._upgraded(*self._new_tag(upgradeMode="savepoint"))
         return "upgraded (savepoint)"
 
     def _upgrade_last_state(self, step: Step) -> str:
-        self._upgraded(self._new_tag(upgradeMode="last-state"))
+        self._upgraded(*self._new_tag(upgradeMode="last-state"))
         return "upgraded (last-state)"
 
     def _upgrade_stateless(self, step: Step) -> str:
         # The next epoch writes to its own output directory; no rollback may bring the new lineage's
         # state into the old epoch's spec, so rollbacks are off until the new lineage is stable.
         self.job.epoch += 1
-        generation = self._new_tag(upgradeMode="stateless", rollbackOnFailure=False)
-        status = self._upgraded(generation)
+        generation, expected = self._new_tag(upgradeMode="stateless", rollbackOnFailure=False)
+        status = self._upgraded(generation, expected, allow_rollback=False)
         self.empty_lineages.add(status["jobId"])
-        self.job.wait(lambda s: bool((s.get("deployment") or {}).get("stable")), "the stateless lineage to be stable")
+
+        def stable(s: Json) -> bool:
+            dep = s.get("deployment") or {}
+            return bool(dep.get("stable")) and int(dep.get("generation") or 0) >= generation
+
+        self.job.wait(stable, "the stateless lineage to be stable")
         self.job.patch({"upgradeMode": "savepoint", "rollbackOnFailure": True})
         return f"upgraded (stateless) to epoch {self.job.epoch}, job {status['jobId']}"
 
@@ -446,7 +462,7 @@ class Executor:
     def _rescale(self, step: Step) -> str:
         target = step.params["parallelism"]
         generation = self.job.patch({"parallelism": target, "upgradeMode": step.params["mode"]})
-        status = self._upgraded(generation)
+        status = self._upgraded(generation, {"parallelism": target})
         return f"rescaled to {status.get('parallelism')} ({step.params['mode']})"
 
     def _jobmaster_log(self, attempt: int) -> Path | None:
