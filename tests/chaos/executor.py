@@ -98,7 +98,8 @@ class ChaosJob:
             now = time.monotonic()
             carry += (now - last) * self.sizes.feed_rate
             last = now
-            cap = (step() + 2) * self.sizes.per_step
+            # Never the last number: the job must not finish before the last step is done.
+            cap = min((step() + 2) * self.sizes.per_step, self.count - 1)
             if carry >= 1 and self.gate < cap:
                 self.set_gate(min(cap, self.gate + int(carry)))
                 carry -= int(carry)
