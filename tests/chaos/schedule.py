@@ -39,7 +39,6 @@ DEPENDS_ON: dict[str, str] = {
     "savepoint-nonce": "eo-worker: an intermediate savepoint commits FileSink output, a crash before the next "
     "checkpoint duplicates it",
     "kill-operator-savepoint": "eo-worker: the same intermediate savepoint (savepointTriggerNonce)",
-    "fail-restart": "eo-operator: restartNonce after Failed restarts under a new jobId with an empty state",
 }
 
 #: The kinds that pass on this branch alone.
