@@ -34,12 +34,10 @@ KINDS: tuple[str, ...] = (
     "rescale",  # parallelism change with upgradeMode savepoint or last-state
 )
 
-#: Kinds whose runs fail until another branch lands (see the chaos report): the CI seeds leave them out.
-DEPENDS_ON: dict[str, str] = {
-    "savepoint-nonce": "eo-worker: an intermediate savepoint commits FileSink output, a crash before the next "
-    "checkpoint duplicates it",
-    "kill-operator-savepoint": "eo-worker: the same intermediate savepoint (savepointTriggerNonce)",
-}
+#: Kinds whose runs fail until a fix lands elsewhere, with that fix: the CI seeds leave them out.
+#: Empty since the Flink 1.15 savepoint semantics landed (an intermediate savepoint commits nothing;
+#: ``savepoint-nonce`` and ``kill-operator-savepoint`` found the duplicates it fixed).
+DEPENDS_ON: dict[str, str] = {}
 
 #: The kinds that pass on this branch alone.
 INDEPENDENT: tuple[str, ...] = tuple(k for k in KINDS if k not in DEPENDS_ON)
