@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
 from tests.integration.jobs.support import KEYED_SUM
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -94,7 +95,7 @@ def test_slots_of_a_killed_streamjob_worker_die_with_it() -> None:
     mark = uuid.uuid4().hex
     worker = subprocess.Popen(
         [sys.executable, "-m", "streamjob.worker.cli", "worker", "--slots", "2", "--jobmaster", "127.0.0.1:9"],
-        env={**os.environ, MARK: mark},
+        env={**os.environ, MARK: mark, JOB_SECRET_ENV: new_job_secret()},  # a worker refuses to start without it
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
