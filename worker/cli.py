@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
+from streamjob.worker.cli_tls import add_client_tls_flags, add_run_tls_flags, rest_client_tls, run_tls_config
 from streamjob.worker.config import MAX_DURATION_MS, MAX_PARALLELISM, CheckpointOverrides
 from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import require_job_secret
@@ -240,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="also accept savepoint targets under URI (repeatable; by default only the job's "
                           "savepoint directory)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_run_tls_flags(run)
 
     jm = sub.add_parser("jobmaster", help="run the JobMaster (Kubernetes mode)",
                         description="Runs the JobMaster of the job described by a job.json (rendered by the "
@@ -277,6 +279,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", default="10m", type=_checked(parse_duration_ms), metavar="DURATION",
                     help="how long to wait (default 10m)")
     sp.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
+    add_client_tls_flags(sp)
 
     cp = sub.add_parser("checkpoints", help="list completed checkpoints and savepoints in storage",
                         description="Lists the completed checkpoints and savepoints under URI (a checkpoints or "
@@ -288,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--jobmaster", default="http://127.0.0.1:8081", type=_checked(_rest_url),
                         help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)")
     cancel.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
+    add_client_tls_flags(cancel)
 
     demo = sub.add_parser("demo", help="run the sample job: checkpoints, a killed worker, recovery, exact results")
     demo.add_argument("--checkpoint-dir", help="where the demo's checkpoints go (default: a temporary directory)")
@@ -318,7 +322,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "savepoints_uri": _uri(args.savepoint_dir) if args.savepoint_dir else None,
         "restore_from": args.restore if args.restore in (None, "latest") else _uri(args.restore),
         "allow_non_restored_state": args.allow_non_restored_state, "rest_port": args.rest_port,
-        "allowed_savepoint_roots": args.allowed_savepoint_roots,
+        "allowed_savepoint_roots": args.allowed_savepoint_roots, **run_tls_config(args),
     }
     config: JobConfig = parse_job_config(raw, source="(from the command-line flags)")
     token_file = args.rest_token_file.absolute() if args.rest_token_file else None  # printed: say where it is
@@ -376,6 +380,7 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.loader import load_job
     from streamjob.worker.protocol.auth import derive_rest_token
+    from streamjob.worker.protocol.tls import internal_server_context, rest_server_context
 
     secret = require_job_secret()
     rest_token = derive_rest_token(secret)
@@ -393,6 +398,8 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
     if not config.checkpoints_uri and not loaded.env.checkpoint_config.storage:
         raise ConfigError("no checkpoints URI: set checkpoints_uri in job.json (spec.storage.checkpointsUri)")
     plan = resolve_plan(config, loaded, default_checkpoints_uri=config.checkpoints_uri or "")
+    internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
+    rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
 
     def log_event(kind: str, data: dict[str, Any]) -> None:
         logging.getLogger("streamjob.jobmaster").info("event %s %s", kind, json.dumps(data, default=str))
@@ -403,10 +410,10 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
         host = config.rest_host
         if host == "0.0.0.0" and os.environ.get("POD_IP"):
             host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address
-        control = ControlServer(jm, secret)
+        control = ControlServer(jm, secret, tls=internal_tls)
         control_port = await control.start(host, config.control_port)
         jm.jobmaster_address = f"{host}:{control_port}"
-        runner, port = await serve(jm, host, config.rest_port, rest_token=rest_token)
+        runner, port = await serve(jm, host, config.rest_port, rest_token=rest_token, tls=rest_tls)
         logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d and the slots' control port "
                                                       "on %s:%d", host, port, host, control_port)
         try:
@@ -462,7 +469,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_savepoint(args: argparse.Namespace) -> int:
     from streamjob.worker.rest_client import client_for
 
-    client = client_for(args.jobmaster, token_file=args.token_file)
+    client = client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args))
     started = client.call("POST", "/savepoints", {"target": args.target, "stop": args.stop})
     request_id = started["request_id"]
     print(f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
@@ -513,7 +520,7 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
 def _cmd_cancel(args: argparse.Namespace) -> int:
     from streamjob.worker.rest_client import client_for
 
-    client_for(args.jobmaster, token_file=args.token_file).call("POST", "/cancel")
+    client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args)).call("POST", "/cancel")
     print("cancelling", file=sys.stderr)
     return 0
 
@@ -561,10 +568,10 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             secret = require_job_secret()
+            return run_slot(args.jobmaster, args.data_host, secret)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
-        return run_slot(args.jobmaster, args.data_host, secret)
     try:
         return _COMMANDS[args.command](args)
     except StreamJobError as err:

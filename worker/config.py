@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamjob.worker.errors import ConfigError
+from streamjob.worker.protocol.tls import TlsSettings
 
 MAX_DURATION_MS = 2_147_483_647
 """The longest duration any knob takes (about 24.8 days); longer ones overflowed timers (OverflowError)."""
@@ -161,6 +162,10 @@ class JobConfig(_Frozen):
     data_host: str | None = None
     s3: S3Options = Field(default_factory=S3Options)
     worker_register_timeout_ms: int = Field(default=120_000, ge=1000, le=MAX_DURATION_MS)
+    internal_tls: TlsSettings | None = None
+    """Mutual TLS on the control and data ports (``protocol/tls.py``); ``None``: plain TCP (HMAC handshake only)."""
+    rest_tls: TlsSettings | None = None
+    """HTTPS for the REST API; ``None``: plain HTTP."""
 
     @model_validator(mode="after")
     def _check(self) -> JobConfig:

@@ -23,6 +23,7 @@ from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
 from streamjob.worker.loader import LoadedJob, load_job
 from streamjob.worker.protocol.auth import REST_TOKEN_ENV, derive_rest_token, load_job_secret, new_job_secret
+from streamjob.worker.protocol.tls import internal_client_context, internal_server_context, rest_server_context
 from streamjob.worker.rest_token_file import default_token_path, write_token_file
 from streamjob.worker.storage.layout import parse_checkpoint_dir
 
@@ -135,13 +136,17 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
     plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
     job_secret = load_job_secret() or new_job_secret()  # this run's secret (protocol/auth.py)
     rest_token = derive_rest_token(job_secret)
-    launcher = LocalProcessLauncher(work_dir / "logs", secret=job_secret)  # the slots get it by environment
+    internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
+    internal_client_context(config.internal_tls) if config.internal_tls else None  # the slots' errors, said here
+    rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
+    # the slots get the secret (and the internal TLS files) by environment
+    launcher = LocalProcessLauncher(work_dir / "logs", secret=job_secret, tls=config.internal_tls)
     jm = JobMaster(plan, launcher=launcher, events=progress.event)
     progress.launcher = launcher
-    control = ControlServer(jm, job_secret)
+    control = ControlServer(jm, job_secret, tls=internal_tls)
     control_port = await control.start("127.0.0.1", 0)  # local slots only: any free port
     jm.jobmaster_address = f"127.0.0.1:{control_port}"
-    runner, port = await serve(jm, "127.0.0.1", config.rest_port, rest_token=rest_token)
+    runner, port = await serve(jm, "127.0.0.1", config.rest_port, rest_token=rest_token, tls=rest_tls)
     token_path = rest_token_file or default_token_path(config.name, port)
     try:
         write_token_file(token_path, rest_token)
@@ -149,7 +154,8 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
         await runner.cleanup()
         await control.close()
         raise
-    progress.line(f"job '{config.name}' at parallelism {plan.graph.slots}; REST API http://127.0.0.1:{port}; "
+    scheme = "https" if rest_tls else "http"
+    progress.line(f"job '{config.name}' at parallelism {plan.graph.slots}; REST API {scheme}://127.0.0.1:{port}; "
                   f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}")
     progress.line(token_notice(token_path))
     reporter = asyncio.create_task(progress.report_records(jm))

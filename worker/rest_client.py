@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from streamjob.worker.errors import StreamJobError
+from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import REST_TOKEN_ENV, REST_TOKEN_FILE_ENV, load_rest_token
 from streamjob.worker.rest_token_file import find_local_token, read_token_file
 
@@ -38,6 +39,8 @@ class RestClient:
     base: str
     token: str | None = None
     source: str = ""
+    tls: ssl.SSLContext | None = None
+    """For ``https://`` bases: verifies the JobMaster (``protocol.tls.rest_client_context``); else the system CAs."""
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One call; the decoded JSON body, or a ``StreamJobError`` with the JobMaster's message."""
@@ -48,7 +51,7 @@ class RestClient:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self.tls) as response:
                 return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
         except urllib.error.HTTPError as err:
             message = _message(err)
@@ -63,6 +66,11 @@ class RestClient:
                 ) from None
             raise StreamJobError(f"{method} {url}: {message}") from err
         except (urllib.error.URLError, OSError) as err:
+            if isinstance(getattr(err, "reason", err), ssl.SSLError):
+                raise StreamJobError(
+                    f"{method} {url}: TLS failed ({getattr(err, 'reason', err)}); pass --cacert with the CA of the "
+                    "job's REST certificate (and --cert/--key if the REST API requires client certificates)"
+                ) from None
             raise StreamJobError(
                 f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the "
                 "job running and is --jobmaster its REST URL?"
@@ -76,21 +84,26 @@ def _message(err: urllib.error.HTTPError) -> str:
         return str(err.reason)
 
 
-def client_for(base: str, *, token_file: Path | None, environ: Mapping[str, str] | None = None) -> RestClient:
+def client_for(
+    base: str, *, token_file: Path | None, environ: Mapping[str, str] | None = None, tls: ssl.SSLContext | None = None
+) -> RestClient:
     """A client for the JobMaster at ``base`` with the token found as the module docstring says."""
+    if tls is not None and not base.startswith("https://"):
+        raise ConfigError(f"--cacert/--cert/--key are for an https:// JobMaster URL, not {base}")
     if token_file is not None:
-        return RestClient(base, read_token_file(token_file), f"--token-file {token_file}")
+        return RestClient(base, read_token_file(token_file), f"--token-file {token_file}", tls)
     env = os.environ if environ is None else environ
     token = load_rest_token(env)
     if token:
         source = REST_TOKEN_ENV if env.get(REST_TOKEN_ENV) else f"{REST_TOKEN_FILE_ENV}={env.get(REST_TOKEN_FILE_ENV)}"
-        return RestClient(base, token, source)
+        return RestClient(base, token, source, tls)
     parts = urlsplit(base)
+    anonymous = RestClient(base, tls=tls)
     if parts.hostname is None or parts.port is None:
-        return RestClient(base)
+        return anonymous
     try:
-        name = RestClient(base).call("GET", "/job").get("name")
+        name = anonymous.call("GET", "/job").get("name")
     except StreamJobError:
-        return RestClient(base)
+        return anonymous
     found = find_local_token(parts.hostname, parts.port, str(name), env) if isinstance(name, str) else None
-    return RestClient(base, found, f"the token file of local job '{name}'") if found else RestClient(base)
+    return RestClient(base, found, f"the token file of local job '{name}'", tls) if found else anonymous

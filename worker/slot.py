@@ -17,6 +17,7 @@ import asyncio
 import gc
 import logging
 import os
+import ssl
 import sys
 import tempfile
 import threading
@@ -55,6 +56,12 @@ from streamjob.worker.protocol.messages import (
     Trigger,
     decode,
     encode,
+)
+from streamjob.worker.protocol.tls import (
+    TlsSettings,
+    internal_client_context,
+    internal_server_context,
+    internal_tls_from_env,
 )
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec
@@ -118,8 +125,12 @@ def consumers_of(edge: JobEdge, graph: JobGraph, producer: int) -> list[int]:
 class Slot:
     """One slot process."""
 
-    def __init__(self, jobmaster: str, data_host: str, secret: str, work_dir: Path | None = None) -> None:
+    def __init__(
+        self, jobmaster: str, data_host: str, secret: str, work_dir: Path | None = None, tls: TlsSettings | None = None
+    ) -> None:
+        """``tls``: the job's internal TLS files (mutual TLS on the control and data connections)."""
         self.jobmaster = jobmaster
+        self.tls_client = internal_client_context(tls) if tls else None
         self.secret = secret
         self.limits = Limits()
         self.data_host = data_host
@@ -133,7 +144,8 @@ class Slot:
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.running: set[asyncio.Task[None]] = set()
         self.closed_tasks = 0
-        self.data = DataServer(RecordCodec(), secret, on_error=self._fail, limits=self.limits)
+        self.data = DataServer(RecordCodec(), secret, on_error=self._fail, limits=self.limits,
+                               tls=internal_server_context(tls) if tls else None)
 
     def send(self, message: ToJobMaster) -> None:
         """Sends a control message to the JobMaster (fire and forget, ordered)."""
@@ -217,12 +229,15 @@ class Slot:
         while True:
             writer: asyncio.StreamWriter | None = None
             try:
-                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port), ssl=self.tls_client)
                 await connect(reader, writer, self.secret, CONTROL_LABEL, limits=self.limits)
                 return reader, writer
             except (OSError, HandshakeError) as err:
                 if writer is not None:
                     writer.close()
+                if isinstance(err, ssl.SSLCertVerificationError):
+                    raise ConfigError(f"the JobMaster at {self.jobmaster} has no certificate of the job's CA "
+                                      f"({err.verify_message}); check the internal TLS files") from None
                 if isinstance(err, HandshakeError) and not err.before_challenge:
                     raise ConfigError(f"the JobMaster at {self.jobmaster} refused this slot: {err}") from None
                 if loop.time() > deadline:
@@ -337,7 +352,7 @@ class Slot:
             if address.slot != index:
                 self.peers[address.slot] = PeerConnection(
                     (address.host, address.port), codec, self._fail, secret=self.secret, attempt=attempt,
-                    token=message.token, max_frame=config.max_frame_bytes)
+                    token=message.token, max_frame=config.max_frame_bytes, tls=self.tls_client)
         restores = message.restore
         base = message.restore_base
         reader: Any = storage.reader(base) if base else None
@@ -463,8 +478,14 @@ def _prewarm_s3() -> None:
 
 
 def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
-    """Process entry: runs a slot on uvloop (``STREAMJOB_PROFILE_DIR`` writes a cProfile per slot)."""
+    """Process entry: runs a slot on uvloop (``STREAMJOB_PROFILE_DIR`` writes a cProfile per slot).
+
+    Internal TLS comes from ``STREAMJOB_INTERNAL_TLS_*`` (``protocol/tls.py``): the slot needs it before
+    its Deploy message, to reach the control port.
+    """
     import uvloop
+
+    tls = internal_tls_from_env(os.environ)
 
     _tune_interpreter()
     _prewarm_s3()
@@ -472,7 +493,7 @@ def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
         _die_with_parent()
     profile_dir = os.environ.get("STREAMJOB_PROFILE_DIR")
     if not profile_dir:
-        code = uvloop.run(Slot(jobmaster, data_host, secret).run())
+        code = uvloop.run(Slot(jobmaster, data_host, secret, tls=tls).run())
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # do not wait for snapshot threads of an attempt that is over
@@ -481,7 +502,7 @@ def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        return uvloop.run(Slot(jobmaster, data_host, secret).run())
+        return uvloop.run(Slot(jobmaster, data_host, secret, tls=tls).run())
     finally:
         profiler.disable()
         profiler.dump_stats(str(Path(profile_dir) / f"slot-{os.getpid()}.prof"))

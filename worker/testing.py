@@ -23,6 +23,7 @@ import os
 import random
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -38,7 +39,7 @@ from typing import Any
 __all__ = ["CliResult", "FaultInjector", "FaultPlan", "JobError", "LocalJob", "read_committed",
            "read_committed_files", "run_cli"]
 
-_REST_LINE = re.compile(r"REST API (http://[0-9.]+:\d+)")
+_REST_LINE = re.compile(r"REST API (https?://[0-9.]+:\d+)")
 _TOKEN_LINE = re.compile(r"REST token in (\S+) \(")
 _SAVEPOINT_LINE = re.compile(r"savepoint (\d+) completed .* — (\S+)/_metadata$")
 SEED_ENV = "STREAMJOB_FAULT_SEED"
@@ -82,8 +83,12 @@ class LocalJob:
                  checkpoint_dir: str | None = None, savepoint_dir: str | None = None,
                  checkpoint_interval: str | None = None, restore: str | None = None,
                  options: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
-        """``options`` are extra ``streamjob run`` flags (e.g. ``["--mode", "AT_LEAST_ONCE"]``)."""
+                 cwd: Path | None = None, rest_tls: ssl.SSLContext | None = None) -> None:
+        """``options`` are extra ``streamjob run`` flags (e.g. ``["--mode", "AT_LEAST_ONCE"]``).
+
+        ``rest_tls``: the client context for a job run with ``--rest-tls-*`` (its REST API is https).
+        """
+        self.rest_tls = rest_tls
         flags = ["--rest-port", "0"]
         for flag, value in (("--parallelism", parallelism), ("--checkpoint-dir", checkpoint_dir),
                             ("--savepoint-dir", savepoint_dir), ("--checkpoint-interval", checkpoint_interval),
@@ -219,7 +224,7 @@ class LocalJob:
     # -- REST -----------------------------------------------------------------------------------------
     @property
     def rest_url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the job's JobMaster (waits for the progress line)."""
+        """``http(s)://127.0.0.1:PORT`` of the job's JobMaster (waits for the progress line)."""
         if self._rest_url is None:
             self._rest_url = self.wait_for_line(_REST_LINE, timeout=90.0).group(1)
         return self._rest_url
@@ -247,7 +252,7 @@ class LocalJob:
             headers["Authorization"] = f"Bearer {self.rest_token}"
         req = urllib.request.Request(self.rest_url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=10) as response:
+            with urllib.request.urlopen(req, timeout=10, context=self.rest_tls) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as err:
             raise JobError(f"{method} {path} -> {err.code}: {err.read().decode(errors='replace')}") from err

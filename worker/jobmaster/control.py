@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.jobmaster.jobmaster import JobMaster
@@ -33,8 +34,12 @@ HEARTBEAT_S = 60.0
 class ControlServer:
     """Serves the slots' control connections of one JobMaster."""
 
-    def __init__(self, jm: JobMaster, secret: str, limits: Limits | None = None) -> None:
+    def __init__(
+        self, jm: JobMaster, secret: str, limits: Limits | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """``tls``: a server context (``protocol.tls.internal_server_context``) to require mutual TLS."""
         self.jm = jm
+        self.tls = tls
         self.secret = secret
         self.limits = limits or Limits()
         self.gate = HandshakeGate(self.limits.pending_handshakes, "control")
@@ -43,7 +48,10 @@ class ControlServer:
     async def start(self, host: str, port: int) -> int:
         """Listens on ``host:port`` (0: any free port); returns the bound port."""
         try:
-            self._server = await asyncio.start_server(self._serve, host, port)
+            self._server = await asyncio.start_server(
+                self._serve, host, port, ssl=self.tls,
+                ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None,
+            )
         except OSError as err:
             raise ConfigError(
                 f"cannot open the control port {host}:{port} ({err.strerror}); pass --control-port 0 "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
+from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, TlsSettings, internal_tls_env
 
 
 class Launcher(Protocol):
@@ -64,9 +65,15 @@ def die_with_this_process() -> Callable[[], None] | None:
 class LocalProcessLauncher:
     """Runs slots as child processes; their stdout is the terminal's (print sinks), their logs go to ``log_dir``."""
 
-    def __init__(self, log_dir: Path, *, secret: str, env: dict[str, str] | None = None) -> None:
-        """``secret``: the job's secret, handed to the slots in their environment (never argv, which ``ps`` shows)."""
+    def __init__(
+        self, log_dir: Path, *, secret: str, env: dict[str, str] | None = None, tls: TlsSettings | None = None
+    ) -> None:
+        """``secret``: the job's secret, handed to the slots in their environment (never argv, which ``ps`` shows).
+
+        ``tls``: the job's internal TLS files, handed over as ``STREAMJOB_INTERNAL_TLS_*`` (none: plain TCP).
+        """
         self.log_dir = log_dir
+        self.tls = tls
         self.secret = secret
         self.env = env
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -79,6 +86,9 @@ class LocalProcessLauncher:
         env["STREAMJOB_DIE_WITH_PARENT"] = "1"
         env[JOB_SECRET_ENV] = self.secret
         env.pop(JOB_SECRET_FILE_ENV, None)
+        for name in INTERNAL_TLS_ENVS:  # only this job's settings count, never an inherited variable
+            env.pop(name, None)
+        env.update(internal_tls_env(self.tls))
         for index in range(slots):
             path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
             self.logs.append(path)

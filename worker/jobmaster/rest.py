@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -128,11 +129,13 @@ def build_app(jm: JobMaster, *, rest_token: str) -> web.Application:
     return app
 
 
-async def serve(jm: JobMaster, host: str, port: int, *, rest_token: str) -> tuple[web.AppRunner, int]:
-    """Starts serving; returns the runner (to clean up) and the bound port."""
+async def serve(
+    jm: JobMaster, host: str, port: int, *, rest_token: str, tls: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Starts serving (HTTPS with ``tls``, see ``protocol.tls.rest_server_context``); returns the runner and port."""
     runner = web.AppRunner(build_app(jm, rest_token=rest_token), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
         await site.start()
     except OSError as err:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -38,9 +39,16 @@ class DataServer:
     """
 
     def __init__(
-        self, codec: RecordCodec, secret: str, on_error: Callable[[str], None], limits: Limits | None = None
+        self,
+        codec: RecordCodec,
+        secret: str,
+        on_error: Callable[[str], None],
+        limits: Limits | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: a server context to require mutual TLS from producers (``protocol/tls.py``)."""
         self.codec = codec
+        self.tls = tls
         self.secret = secret
         self.token = ""
         self.attempt = -1
@@ -56,7 +64,10 @@ class DataServer:
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         """Listens; returns the bound address."""
-        self._server = await asyncio.start_server(self._serve, host, port)
+        self._server = await asyncio.start_server(
+            self._serve, host, port, ssl=self.tls,
+            ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None,
+        )
         sock = self._server.sockets[0].getsockname()
         return sock[0], int(sock[1])
 
@@ -159,8 +170,10 @@ class PeerConnection:
         attempt: int,
         token: str,
         max_frame: int,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
         self.codec = codec
         self.on_error = on_error
         self.secret = secret
@@ -180,7 +193,7 @@ class PeerConnection:
         while True:
             writer: asyncio.StreamWriter | None = None
             try:
-                reader, writer = await asyncio.open_connection(*self.address)
+                reader, writer = await asyncio.open_connection(*self.address, ssl=self.tls)
                 await connect(
                     reader,
                     writer,
@@ -194,7 +207,10 @@ class PeerConnection:
             except (OSError, HandshakeError) as err:
                 if writer is not None:
                     writer.close()
-                retry = isinstance(err, OSError) or (isinstance(err, HandshakeError) and err.before_challenge)
+                refused_tls = isinstance(err, ssl.SSLCertVerificationError)  # a wrong CA does not mend itself
+                retry = (isinstance(err, OSError) and not refused_tls) or (
+                    isinstance(err, HandshakeError) and err.before_challenge
+                )
                 if not retry or loop.time() > deadline:
                     raise ConnectionError(
                         f"cannot open the data connection to {self.address[0]}:{self.address[1]}: {err}"
