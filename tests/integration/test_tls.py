@@ -1,0 +1,179 @@
+"""A real ``streamjob run`` at parallelism 2 with mutual TLS on the internal planes and HTTPS on the REST API.
+
+The job completes with exactly its output; the control and data ports say nothing to a plain TCP client
+(no handshake bytes: TLS comes first), refuse a TLS client without a certificate of the job's CA, and
+give a certificate holder only the HMAC challenge (the job secret is still needed); the REST API is
+https only, ``streamjob savepoint --cacert`` takes a savepoint over it, and a client that does not trust
+the CA gets one line saying to pass ``--cacert``.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import struct
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from streamjob.worker.protocol.tls import TlsSettings, internal_client_context, rest_client_context
+from streamjob.worker.testing import LocalJob, read_committed, run_cli
+from tests.integration.jobs import keyed_sum
+from tests.integration.jobs.support import KEYED_SUM
+from tests.support.tls_certs import Pki, make_ca, make_cert
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+HEADER = struct.Struct(">IBIII")  # the frame header of protocol/framing.py
+
+
+def address(value: str | list[Any]) -> tuple[str, int]:
+    if isinstance(value, list):
+        return str(value[0]), int(value[1])
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+def says_nothing_in_plain_tcp(target: tuple[str, int], send: bytes = b"") -> None:
+    """A plain TCP client (silent, or speaking the framing in clear) gets no frame before the port closes it."""
+    with socket.create_connection(target, timeout=10) as sock:
+        if send:
+            sock.sendall(send)
+        sock.settimeout(20)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    # at most a TLS alert record (content type 21), never a challenge frame (which starts with its length)
+    assert received == b"" or received[0] == 21, f"{target} spoke in plain TCP: {received[:60]!r}"
+
+
+def tls_refused(target: tuple[str, int], context: ssl.SSLContext) -> bool:
+    """Whether a TLS client with ``context`` is refused before it hears anything of the internal protocol."""
+    try:
+        with (
+            socket.create_connection(target, timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+        ):
+            sock.settimeout(20)
+            return sock.recv(65536) == b""  # TLS 1.3: the refusal comes after the client's side of the handshake
+    except (ssl.SSLError, ConnectionError):
+        return True
+
+
+def challenge_over_tls(target: tuple[str, int], context: ssl.SSLContext) -> dict[str, Any]:
+    """With a certificate of the job's CA, the port speaks: the HMAC challenge, as without TLS."""
+    with socket.create_connection(target, timeout=10) as raw, context.wrap_socket(raw) as sock:
+        sock.settimeout(20)
+        data = b""
+        while len(data) < HEADER.size or len(data) < 4 + HEADER.unpack(data[: HEADER.size])[0]:
+            chunk = sock.recv(65536)
+            assert chunk, f"{target} closed before its challenge"
+            data += chunk
+        length = HEADER.unpack(data[: HEADER.size])[0]  # counts the bytes after the length field
+        challenge: dict[str, Any] = msgpack.unpackb(data[HEADER.size : 4 + length])
+        return challenge
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pki, Pki]:
+    """The job's certificate (internal and REST) and one of another CA."""
+    root = tmp_path_factory.mktemp("pki")
+    return make_cert(root / "job", make_ca(root / "ca")), make_cert(root / "other", make_ca(root / "other-ca", "x"))
+
+
+def tls_flags(p: Pki) -> list[str]:
+    return [
+        *("--internal-tls-cert", str(p.cert), "--internal-tls-key", str(p.key), "--internal-tls-ca", str(p.ca)),
+        *("--rest-tls-cert", str(p.cert), "--rest-tls-key", str(p.key), "--rest-tls-ca", str(p.ca)),
+    ]
+
+
+def test_a_job_with_internal_and_rest_tls(tmp_path: Path, pki: tuple[Pki, Pki]) -> None:
+    job_pki, other = pki
+    count = 40_000
+    out = (tmp_path / "out").as_uri()
+    checkpoints = (tmp_path / "checkpoints").as_uri()
+    rest_ctx = rest_client_context(str(job_pki.ca))
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={count}",
+        "rate=1500",
+        parallelism=2,
+        checkpoint_dir=checkpoints,
+        options=tls_flags(job_pki),
+        rest_tls=rest_ctx,
+    ) as job:
+        assert job.rest_url.startswith("https://127.0.0.1:")
+        job.wait_for_checkpoints(1)
+        info = job.job()
+        assert info["state"] == "RUNNING" and len(info["workers"]) == 2, info
+        control = address(info["control_address"])
+        data = address(next(w for w in info["workers"] if w["slot"] == 0)["address"])
+
+        for target in (control, data):
+            says_nothing_in_plain_tcp(target)
+            says_nothing_in_plain_tcp(target, HEADER.pack(13 + 3, 0, 0, 0, 0) + b"abc")
+            anonymous = ssl.create_default_context(cafile=str(job_pki.ca))  # trusts the server, has no certificate
+            anonymous.check_hostname = False
+            assert tls_refused(target, anonymous), target
+            strangers = TlsSettings(cert_file=str(other.cert), key_file=str(other.key), ca_file=str(job_pki.ca))
+            assert tls_refused(target, internal_client_context(strangers)), target  # another CA's certificate
+            mine = internal_client_context(TlsSettings.from_dir(job_pki.directory))
+            assert challenge_over_tls(target, mine)["t"] == "challenge"
+
+        # the REST API is https only
+        plain = job.rest_url.replace("https://", "http://")
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"{plain}/job", timeout=10)
+        untrusting = run_cli("savepoint", "--jobmaster", job.rest_url, "--token-file", str(job.rest_token_file))
+        assert untrusting.returncode != 0
+        assert len(untrusting.error_lines) == 1 and "--cacert" in untrusting.stderr, untrusting.stderr
+        result = run_cli("savepoint", "--jobmaster", job.rest_url, "--cacert", str(job_pki.ca), "--timeout", "90s")
+        assert result.returncode == 0, result.stderr
+        savepoint = result.stdout.strip()
+        assert re.search(r"savepoint-[\w-]+$", savepoint), result.stdout
+        assert (Path(savepoint.removeprefix("file://")) / "_metadata").exists()
+
+        info = job.job()
+        assert info["state"] == "RUNNING" and info["restarts"] == 0, info
+        assert job.wait(timeout=240) == 0, job.describe()
+    problem = keyed_sum.check_exactly_once(read_committed(out), count)
+    assert problem is None, problem
+    assert "Traceback" not in job.output()
+
+
+def test_slots_refuse_a_jobmaster_of_another_ca(tmp_path: Path, pki: tuple[Pki, Pki]) -> None:
+    """A misconfigured CA fails the run with one line, instead of retrying forever."""
+    job_pki, other = pki
+    flags = [
+        "--internal-tls-cert",
+        str(other.cert),
+        "--internal-tls-key",
+        str(other.key),
+        "--internal-tls-ca",
+        str(job_pki.ca),
+    ]  # the JobMaster's certificate is not of the CA the slots trust
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "-p",
+        "1",
+        "--checkpoint-dir",
+        str(tmp_path / "c"),
+        *flags,
+        KEYED_SUM,
+        f"out={(tmp_path / 'out').as_uri()}",
+        "count=10",
+        timeout=180,
+    )
+    assert result.returncode != 0, result.stderr
