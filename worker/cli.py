@@ -380,7 +380,7 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.loader import load_job
     from streamjob.worker.protocol.auth import derive_rest_token
-    from streamjob.worker.protocol.tls import internal_server_context, rest_server_context
+    from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
 
     secret = require_job_secret()
     rest_token = derive_rest_token(secret)
@@ -398,6 +398,8 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
     if not config.checkpoints_uri and not loaded.env.checkpoint_config.storage:
         raise ConfigError("no checkpoints URI: set checkpoints_uri in job.json (spec.storage.checkpointsUri)")
     plan = resolve_plan(config, loaded, default_checkpoints_uri=config.checkpoints_uri or "")
+    if config.internal_tls:
+        check_internal_pair(config.internal_tls)  # the worker pods mount the same files
     internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
     rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
 

@@ -23,7 +23,7 @@ from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
 from streamjob.worker.loader import LoadedJob, load_job
 from streamjob.worker.protocol.auth import REST_TOKEN_ENV, derive_rest_token, load_job_secret, new_job_secret
-from streamjob.worker.protocol.tls import internal_client_context, internal_server_context, rest_server_context
+from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
 from streamjob.worker.rest_token_file import default_token_path, write_token_file
 from streamjob.worker.storage.layout import parse_checkpoint_dir
 
@@ -136,8 +136,9 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
     plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
     job_secret = load_job_secret() or new_job_secret()  # this run's secret (protocol/auth.py)
     rest_token = derive_rest_token(job_secret)
+    if config.internal_tls:
+        check_internal_pair(config.internal_tls)  # the slots' TLS errors, said once at start
     internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
-    internal_client_context(config.internal_tls) if config.internal_tls else None  # the slots' errors, said here
     rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
     # the slots get the secret (and the internal TLS files) by environment
     launcher = LocalProcessLauncher(work_dir / "logs", secret=job_secret, tls=config.internal_tls)

@@ -152,7 +152,7 @@ def test_a_job_with_internal_and_rest_tls(tmp_path: Path, pki: tuple[Pki, Pki]) 
 
 
 def test_slots_refuse_a_jobmaster_of_another_ca(tmp_path: Path, pki: tuple[Pki, Pki]) -> None:
-    """A misconfigured CA fails the run with one line, instead of retrying forever."""
+    """A certificate its own CA does not accept fails the run at start with one line, not a restart loop."""
     job_pki, other = pki
     flags = [
         "--internal-tls-cert",
@@ -174,6 +174,10 @@ def test_slots_refuse_a_jobmaster_of_another_ca(tmp_path: Path, pki: tuple[Pki, 
         KEYED_SUM,
         f"out={(tmp_path / 'out').as_uri()}",
         "count=10",
-        timeout=180,
+        timeout=120,
     )
-    assert result.returncode != 0, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert result.error_lines == [
+        f"error: internal_tls: the certificate in '{other.cert}' is not accepted by the CA in '{job_pki.ca}' "
+        "(CERTIFICATE_VERIFY_FAILED); the job's processes would refuse each other: give a certificate of that CA"
+    ], result.stderr

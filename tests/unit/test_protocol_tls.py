@@ -22,6 +22,7 @@ from streamjob.worker.protocol.tls import (
     CERT_ENV,
     KEY_ENV,
     TlsSettings,
+    check_internal_pair,
     internal_client_context,
     internal_server_context,
     internal_tls_env,
@@ -196,3 +197,9 @@ def test_client_flags(pki: Pki) -> None:
     assert isinstance(rest_client_tls(parse(["--cacert", str(pki.ca)], add_client_tls_flags)), ssl.SSLContext)
     with pytest.raises(ConfigError, match=r"^--cert/--key need --cacert"):
         rest_client_tls(parse(["--cert", str(pki.cert), "--key", str(pki.key)], add_client_tls_flags))
+
+
+def test_the_self_check_refuses_a_certificate_its_own_ca_does_not_accept(pki: Pki, stranger: Pki) -> None:
+    check_internal_pair(settings(pki))
+    with pytest.raises(ConfigError, match=r"^internal_tls: the certificate in .* is not accepted by the CA in"):
+        check_internal_pair(settings(stranger, ca_file=str(pki.ca)))

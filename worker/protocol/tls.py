@@ -137,6 +137,45 @@ def rest_client_context(
     return ctx
 
 
+def check_internal_pair(settings: TlsSettings, field: str = "internal_tls") -> None:
+    """Refuses, with one line, files whose certificate its own CA file would not accept.
+
+    Every process of a job presents the same certificate and trusts the same CA, so such a job's slots
+    would be refused by the JobMaster at every restart; an in-memory handshake finds it at start instead.
+    """
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server = internal_server_context(settings, field).wrap_bio(to_server, to_client, server_side=True)
+    client = internal_client_context(settings, field).wrap_bio(
+        to_client_in := ssl.MemoryBIO(), to_server_in := ssl.MemoryBIO()
+    )
+
+    def pump() -> None:
+        to_server.write(to_server_in.read())
+        to_client_in.write(to_client.read())
+
+    pending = [client, server]
+    try:
+        for _ in range(8):
+            for side in list(pending):
+                try:
+                    side.do_handshake()
+                    pending.remove(side)
+                except ssl.SSLWantReadError:
+                    pass
+            pump()
+            if not pending:
+                client.write(b"x")  # TLS 1.3: a refused client certificate shows when the server reads
+                pump()
+                server.read(1)
+                return
+    except ssl.SSLError as err:
+        raise ConfigError(
+            f"{field}: the certificate in {settings.cert_file!r} is not accepted by the CA in {settings.ca_file!r} "
+            f"({err.reason or err}); the job's processes would refuse each other: give a certificate of that CA"
+        ) from None
+    raise ConfigError(f"{field}: the TLS self-check of {settings.cert_file!r} did not complete")
+
+
 def internal_tls_from_env(environ: Mapping[str, str]) -> TlsSettings | None:
     """The internal TLS files a slot process was given, or ``None`` (all three variables or none)."""
     values = {name: environ.get(name, "") for name in INTERNAL_TLS_ENVS}
