@@ -18,7 +18,14 @@ from streamjob.operator.deps import Deps
 from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
 from streamjob.operator.model.spec import ExternalizedCleanup, StreamJobSpec
 from streamjob.operator.model.status import LifecycleState, OperationStep, SnapshotInfo, StreamJobStatus
-from streamjob.operator.observer.gather import effective_spec, gather, job_ref, jobmaster_address, storage_access
+from streamjob.operator.observer.gather import (
+    effective_spec,
+    gather,
+    job_ref,
+    jobmaster_address,
+    rest_address,
+    storage_access,
+)
 from streamjob.operator.observer.pods import view_pods
 from streamjob.operator.reconciler.facts import (
     Action,
@@ -37,7 +44,7 @@ from streamjob.operator.resources import (
     build_worker_pods,
     selector_for,
 )
-from streamjob.operator.resources.labels import REST_PORT, JobRef, configmap_name
+from streamjob.operator.resources.labels import JobRef, configmap_name
 from streamjob.operator.resources.networkpolicy import build_network_policies
 from streamjob.operator.resources.secret import build_secret, derive_job_secret, job_rest_token
 from streamjob.operator.timeutil import format_time, seconds_since
@@ -125,7 +132,8 @@ async def execute(
         await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds)
     elif isinstance(action, TriggerSavepoint | TriggerCheckpoint):
         req = status.snapshot_request
-        address = f"{action.jobmaster_ip}:{REST_PORT}"
+        deployed = effective_spec(StreamJobSpec.parse(body["spec"]) if _parses(body) else None, status)
+        address = rest_address(action.jobmaster_ip, deployed)
         update: dict[str, Any] = {}
         try:
             if isinstance(action, TriggerSavepoint):
@@ -186,7 +194,7 @@ async def finalize(deps: Deps, body: dict[str, Any]) -> None:
         except KubernetesError as err:
             log.info("could not mark %s Deleting: %s", job.name, err)
     pods = view_pods(await deps.kube.list_pods(job.namespace, selector_for(job)), now=deps.clock(), start_timeout_s=1e9)
-    address = jobmaster_address(pods, status)
+    address = jobmaster_address(pods, status, spec)
     cancelled = False
     if spec is not None and address is not None and status.deployment is not None:
         if spec.savepoint_on_deletion:

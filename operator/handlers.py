@@ -24,7 +24,7 @@ from streamjob.operator import controller
 from streamjob.operator.checkpoints import StorageSnapshotFinder
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, KubernetesError, OperatorError
-from streamjob.operator.jobmaster_client import JobMasterClient
+from streamjob.operator.jobmaster_client import JobMasterClient, operator_rest_tls
 from streamjob.operator.k8s import Kube, kopf_connection, load_client_config
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
@@ -53,7 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["wakers"] = {}
     memo["deps"] = Deps(
         kube=Kube(load_client_config(config.kubeconfig)),
-        jobmaster=JobMasterClient(session, timeout_s=config.jobmaster_timeout_s),
+        jobmaster=JobMasterClient(session, timeout_s=config.jobmaster_timeout_s, tls=operator_rest_tls(config)),
         snapshots=StorageSnapshotFinder(),
         metrics=metrics,
         config=config,

@@ -1,6 +1,7 @@
 """The only client of the JobMaster REST API (docs/architecture.md, "REST API"), over aiohttp.
 
-Addresses are ``IP:PORT`` of the JobMaster pod (no cluster DNS needed). Every call has a short
+Addresses are ``IP:PORT`` of the JobMaster pod (no cluster DNS needed), or ``https://IP:PORT`` for a
+job with ``spec.tls.rest``, verified with the operator's CA file (``operator_rest_tls``). Every call has a short
 timeout; connection errors, timeouts and non-2xx answers become ``JobMasterError``. ``JobMasterApi``
 is the protocol the controller depends on; tests pass a fake JobMaster. Mutating calls carry the
 job's REST token (``derive_rest_token`` of the job's secret) as ``Authorization: Bearer``: one client
@@ -9,12 +10,26 @@ serves every job, so the caller passes each job's token with the call.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Protocol
 
 import aiohttp
 
 from streamjob.operator.errors import JobMasterError
 from streamjob.operator.reconciler.facts import JobMasterView, SavepointPoll
+from streamjob.operator.settings import REST_CA_FILE_ENV, OperatorConfig
+from streamjob.worker.protocol.tls import rest_client_context
+
+
+def operator_rest_tls(config: OperatorConfig) -> ssl.SSLContext | None:
+    """The context verifying jobs' REST certificates against ``STREAMJOB_OPERATOR_REST_CA_FILE``.
+
+    The hostname is not checked: JobMasters are addressed by pod IP, which their certificates do not
+    name; trust rests on the CA file, which should be the CA of the jobs' TLS Secrets.
+    """
+    if not config.rest_ca_file:
+        return None
+    return rest_client_context(config.rest_ca_file, check_hostname=False, field=REST_CA_FILE_ENV)
 
 
 class JobMasterApi(Protocol):
@@ -45,17 +60,23 @@ class JobMasterApi(Protocol):
 class JobMasterClient:
     """``JobMasterApi`` over one shared aiohttp session."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, timeout_s: float = 3.0) -> None:
-        """The session is owned by the caller (closed on operator shutdown)."""
+    def __init__(
+        self, session: aiohttp.ClientSession, *, timeout_s: float = 3.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """The session is owned by the caller (closed on operator shutdown); ``tls`` verifies https JobMasters."""
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._tls = tls
 
     async def _request(self, method: str, address: str, path: str, body: dict[str, Any] | None = None, *,
                        rest_token: str | None = None) -> Any:
-        url = f"http://{address}{path}"
+        url = f"{address}{path}" if "://" in address else f"http://{address}{path}"
         headers = {"Authorization": f"Bearer {rest_token}"} if rest_token else None
+        verify: ssl.SSLContext | bool = True
+        if url.startswith("https://"):
+            verify = self._tls if self._tls is not None else True  # without a CA file: the system CAs
         try:
-            async with self._session.request(method, url, json=body, headers=headers,
+            async with self._session.request(method, url, json=body, headers=headers, ssl=verify,
                                              timeout=self._timeout) as response:
                 text = await response.text()
                 if response.status >= 400:

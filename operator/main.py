@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 
 import kopf
 
-from streamjob.operator.settings import OperatorConfig, SettingsError, operator_key_from_env, security_from_env
+from streamjob.operator.settings import (
+    REST_CA_FILE_ENV,
+    OperatorConfig,
+    SettingsError,
+    operator_key_from_env,
+    security_from_env,
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
@@ -65,7 +71,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
 
 def with_environment(config: OperatorConfig, env: Mapping[str, str]) -> OperatorConfig:
     """``config`` with the operator key and the security policy read from ``env`` (``SettingsError``)."""
-    return dataclasses.replace(config, operator_key=operator_key_from_env(env), security=security_from_env(env))
+    return dataclasses.replace(
+        config,
+        operator_key=operator_key_from_env(env),
+        security=security_from_env(env),
+        rest_ca_file=env.get(REST_CA_FILE_ENV) or None,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

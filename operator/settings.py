@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPERATOR_KEY_ENV = "STREAMJOB_OPERATOR_KEY"
+REST_CA_FILE_ENV = "STREAMJOB_OPERATOR_REST_CA_FILE"
 MIN_OPERATOR_KEY_CHARS = 32
 #: The capabilities a job's containers may add without an operator value permitting more.
 DEFAULT_ALLOWED_CAPABILITIES = ("NET_BIND_SERVICE",)
@@ -64,6 +65,8 @@ class OperatorConfig:
     #: The secret every job secret is derived from (``STREAMJOB_OPERATOR_KEY``); never logged.
     operator_key: str = field(default="", repr=False)
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
+    #: CA file verifying the REST certificates of jobs with ``spec.tls.rest`` (``STREAMJOB_OPERATOR_REST_CA_FILE``).
+    rest_ca_file: str | None = None
 
 
 class SettingsError(ValueError):

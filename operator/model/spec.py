@@ -156,6 +156,14 @@ class StorageSpec(CamelModel):
     s3: S3Spec = Field(default_factory=S3Spec, description="S3 connection settings.")
 
 
+class TlsSpec(CamelModel):
+    """TLS for the job's pods from a Secret with ``tls.crt``, ``tls.key`` and ``ca.crt`` (as cert-manager writes it)."""
+
+    secret_name: str = Field(min_length=1, max_length=253, description="Secret in the job's namespace.")
+    internal: bool = Field(default=True, description="Mutual TLS on the control and data ports.")
+    rest: bool = Field(default=True, description="HTTPS on the JobMaster's REST API.")
+
+
 class BackoffSpec(CamelModel):
     """Delay before each restart of a failed attempt."""
 
@@ -321,6 +329,7 @@ class StreamJobSpec(CamelModel):
     job_manager: PodOverrides = Field(default_factory=PodOverrides, description="JobMaster pod overrides.")
     task_manager: PodOverrides = Field(default_factory=PodOverrides, description="Worker pod overrides.")
     service_account: str | None = Field(default=None, description="Service account of the job's pods.")
+    tls: TlsSpec | None = Field(default=None, description="TLS for the internal planes and the REST API; off if unset.")
     timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec, description="Per-phase timeouts.")
     savepoint_history_size: int = Field(
         default=10, ge=1, le=100, description="Savepoints kept in status.savepointHistory."

@@ -39,7 +39,12 @@ def effective_spec(spec: StreamJobSpec | None, status: StreamJobStatus) -> Strea
     return None
 
 
-def jobmaster_address(pods: list[PodView], status: StreamJobStatus) -> str | None:
+def rest_address(ip: str, spec: StreamJobSpec | None) -> str:
+    """The REST address of a JobMaster at ``ip``: ``https://IP:PORT`` when the job's REST API has TLS."""
+    return f"https://{ip}:{REST_PORT}" if spec is not None and spec.tls and spec.tls.rest else f"{ip}:{REST_PORT}"
+
+
+def jobmaster_address(pods: list[PodView], status: StreamJobStatus, spec: StreamJobSpec | None = None) -> str | None:
     """``IP:PORT`` of the deployed attempt's JobMaster pod, when it has an IP and has not ended.
 
     An ended pod's address is not asked: nothing answers there, and on a real cluster a call to a
@@ -49,7 +54,7 @@ def jobmaster_address(pods: list[PodView], status: StreamJobStatus) -> str | Non
     if dep is None:
         return None
     ip = next((p.ip for p in pods if p.attempt == dep.attempt and p.is_jobmaster and p.ip and not p.terminated), None)
-    return f"{ip}:{REST_PORT}" if ip else None
+    return rest_address(ip, spec) if ip else None
 
 
 async def storage_access(deps: Deps, job: JobRef, spec: StreamJobSpec) -> StorageAccess:
@@ -90,7 +95,7 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
     start_timeout = usable.timeouts.pod_start_seconds if usable is not None else 180
     raw_pods = await deps.kube.list_pods(job.namespace, selector_for(job))
     pods = view_pods(raw_pods, now=now, start_timeout_s=start_timeout)
-    address = jobmaster_address(pods, status)
+    address = jobmaster_address(pods, status, usable)
     jobmaster = JobMasterView(reachable=False)
     poll: SavepointPoll | None = None
     if address is not None:

@@ -15,12 +15,14 @@ from streamjob.operator.resources.labels import (
     CONFIG_FILE,
     CONTROL_PORT,
     REST_PORT,
+    TLS_DIR,
     JobRef,
     configmap_name,
     labels_for,
     owner_reference,
 )
 from streamjob.worker.config import CheckpointOverrides, JobConfig, S3Options
+from streamjob.worker.protocol.tls import TlsSettings
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def render_job_config(at: Attempt) -> JobConfig:
         rest_port=REST_PORT,
         control_port=CONTROL_PORT,
         s3=S3Options(endpoint_url=s3.endpoint, region=s3.region, path_style=s3.path_style),
+        internal_tls=TlsSettings.from_dir(TLS_DIR) if spec.tls and spec.tls.internal else None,
+        rest_tls=TlsSettings.from_dir(TLS_DIR) if spec.tls and spec.tls.rest else None,
     )
 
 

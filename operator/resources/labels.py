@@ -26,6 +26,8 @@ REST_PORT = 8081
 CONTROL_PORT = 6123
 """The JobMaster's control port, where worker slots register (by the JobMaster pod's IP, not the Service)."""
 CONFIG_DIR = "/etc/streamjob"
+TLS_DIR = "/etc/streamjob/tls"
+"""Where ``spec.tls.secretName`` is mounted (read-only) in the JobMaster and worker pods."""
 CONFIG_FILE = "job.json"
 
 

@@ -26,6 +26,7 @@ from streamjob.operator.resources.labels import (
     CONTROL_PORT,
     JOBMASTER,
     REST_PORT,
+    TLS_DIR,
     WORKER,
     configmap_name,
     jobmaster_pod_name,
@@ -36,12 +37,14 @@ from streamjob.operator.resources.labels import (
 )
 from streamjob.operator.resources.secret import JOB_SECRET_KEY
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
+from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, TlsSettings, internal_tls_env
 
 CONFIG_VOLUME = "job-config"
 SCRATCH_VOLUME = "scratch"
+TLS_VOLUME = "streamjob-tls"
 SCRATCH_DIR = "/tmp"
-RESERVED_VOLUMES = frozenset({CONFIG_VOLUME, SCRATCH_VOLUME})
-RESERVED_MOUNT_PATHS = frozenset({CONFIG_DIR, SCRATCH_DIR})
+RESERVED_VOLUMES = frozenset({CONFIG_VOLUME, SCRATCH_VOLUME, TLS_VOLUME})
+RESERVED_MOUNT_PATHS = frozenset({CONFIG_DIR, SCRATCH_DIR, TLS_DIR})
 RESERVED_ENV = frozenset(
     {
         "POD_IP",
@@ -52,6 +55,7 @@ RESERVED_ENV = frozenset(
         "STREAMJOB_S3_PATH_STYLE",
         JOB_SECRET_ENV,
         JOB_SECRET_FILE_ENV,
+        *INTERNAL_TLS_ENVS,
     }
 )
 RUN_AS_USER = 10001  # the Dockerfile's USER
@@ -138,6 +142,23 @@ def _env(spec: StreamJobSpec, extra: list[dict[str, Any]]) -> list[dict[str, Any
     return env + extra
 
 
+def _mount_tls(spec: StreamJobSpec, pod_spec: dict[str, Any]) -> None:
+    """``spec.tls``: its Secret read-only at ``TLS_DIR``; with ``internal``, the slots' ``STREAMJOB_INTERNAL_TLS_*``.
+
+    The slots need the files before their Deploy message (to reach the control port), so they get them
+    by environment; the JobMaster reads them from job.json (``render_job_config``).
+    """
+    if spec.tls is None:
+        return
+    container = pod_spec["containers"][0]
+    container["volumeMounts"].append({"name": TLS_VOLUME, "mountPath": TLS_DIR, "readOnly": True})
+    secret = {"secretName": spec.tls.secret_name, "defaultMode": 0o440}  # group-readable: fsGroup is the user's
+    pod_spec["volumes"].append({"name": TLS_VOLUME, "secret": secret})
+    if spec.tls.internal:
+        env = internal_tls_env(TlsSettings.from_dir(TLS_DIR))
+        container["env"] = [*container["env"], *({"name": k, "value": v} for k, v in env.items())]
+
+
 def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> dict[str, Any]:
     overrides: PodOverrides = at.spec.job_manager if component == JOBMASTER else at.spec.task_manager
     container = {
@@ -167,6 +188,7 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
         "priorityClassName": overrides.priority_class_name,
     }
     pod_spec.update({key: value for key, value in optional.items() if value})
+    _mount_tls(at.spec, pod_spec)
     _harden(at, overrides, pod_spec)
     labels = {**overrides.labels, **labels_for(at.job, component, attempt=at.attempt, job_id=at.job_id)}
     metadata: dict[str, Any] = {
@@ -186,7 +208,9 @@ def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
     During a restart backoff it also gets ``--hold-deploy SECONDS`` (the backoff left): it starts,
     reads its restore point and accepts the slots, and deploys the tasks once the backoff is over.
     """
-    probe = {"httpGet": {"path": "/health", "port": "rest"}, "periodSeconds": 5}
+    probe: dict[str, Any] = {"httpGet": {"path": "/health", "port": "rest"}, "periodSeconds": 5}
+    if at.spec.tls and at.spec.tls.rest:
+        probe["httpGet"]["scheme"] = "HTTPS"  # the kubelet does not verify the certificate
     command = ["streamjob", "jobmaster", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
     if at.hold_deploy_s > 0:
         command += ["--hold-deploy", f"{at.hold_deploy_s:g}"]
