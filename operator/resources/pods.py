@@ -11,7 +11,8 @@ work directories and local-recovery copies live there), no privilege escalation,
 dropped and no service-account token; the spec's ``securityContext`` /
 ``containerSecurityContext`` / ``automountServiceAccountToken`` are merged over these defaults
 (``validation`` refuses what the operator's security policy does not permit). Both containers get
-the job's secret as ``STREAMJOB_JOB_SECRET`` from the job's Secret (``secretKeyRef``).
+the job's secret as ``STREAMJOB_JOB_SECRET`` from the job's Secret (``secretKeyRef``). With
+``spec.tls`` both mount its Secret read-only at ``TLS_DIR`` (``_mount_tls``); without it nothing changes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ or peer address ever reaches it. After that the connection carries typed message
 (``protocol.messages``) in MESSAGE frames of at most ``Limits.message_bytes``. A message that does
 not parse is dropped with one log line naming the peer; bytes that are not frames, or silence for
 the heartbeat timeout, close the connection (for a registered slot: the slot is lost). Started by
-``local.py`` and ``cli.py`` (``streamjob jobmaster``) beside the REST server.
+``local.py`` and ``cli.py`` (``streamjob jobmaster``) beside the REST server. With ``JobConfig.internal_tls``
+the listener is mutual TLS (``protocol/tls.py``) under the same handshake.
 """
 
 from __future__ import annotations
