@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import kopf
 
+from streamjob.operator.jobmaster_client import operator_rest_tls
 from streamjob.operator.settings import (
     REST_CA_FILE_ENV,
     OperatorConfig,
@@ -25,6 +26,7 @@ from streamjob.operator.settings import (
     operator_key_from_env,
     security_from_env,
 )
+from streamjob.worker.errors import ConfigError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
@@ -71,12 +73,17 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
 
 def with_environment(config: OperatorConfig, env: Mapping[str, str]) -> OperatorConfig:
     """``config`` with the operator key and the security policy read from ``env`` (``SettingsError``)."""
-    return dataclasses.replace(
+    config = dataclasses.replace(
         config,
         operator_key=operator_key_from_env(env),
         security=security_from_env(env),
         rest_ca_file=env.get(REST_CA_FILE_ENV) or None,
     )
+    try:
+        operator_rest_tls(config)  # an unreadable CA file stops the start with one line
+    except ConfigError as err:
+        raise SettingsError(str(err)) from None
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,10 +15,11 @@ import pytest
 from aiohttp import web
 
 from streamjob.operator.jobmaster_client import JobMasterClient, operator_rest_tls
+from streamjob.operator.main import with_environment
 from streamjob.operator.model import StreamJobSpec
 from streamjob.operator.observer.gather import rest_address
 from streamjob.operator.resources import Attempt, JobRef, build_configmap, build_jobmaster_pod, build_worker_pods
-from streamjob.operator.settings import OperatorConfig
+from streamjob.operator.settings import OperatorConfig, SettingsError
 from streamjob.worker.config import JobConfig
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.protocol.tls import CA_ENV, CERT_ENV, KEY_ENV, TlsSettings, rest_server_context
@@ -132,3 +133,12 @@ def test_the_operator_client_talks_https_to_a_job_with_rest_tls(tmp_path: Any) -
     assert verified.reachable and verified.state == "RUNNING", verified
     assert not untrusted.reachable and "certificate" in (untrusted.error or "").lower(), untrusted
     assert not plain.reachable, plain
+
+
+def test_an_unreadable_operator_ca_file_stops_the_operator_with_one_line(tmp_path: Any) -> None:
+    env = {"STREAMJOB_OPERATOR_KEY": "k" * 40, "STREAMJOB_OPERATOR_REST_CA_FILE": str(tmp_path / "missing.crt")}
+    with pytest.raises(SettingsError, match=r"^STREAMJOB_OPERATOR_REST_CA_FILE: cannot read .*missing\.crt"):
+        with_environment(OperatorConfig(), env)
+    pki = make_pki(tmp_path / "pki")
+    config = with_environment(OperatorConfig(), {**env, "STREAMJOB_OPERATOR_REST_CA_FILE": str(pki.ca)})
+    assert config.rest_ca_file == str(pki.ca)
