@@ -71,9 +71,14 @@ class RestClient:
                     f"{method} {url}: TLS failed ({getattr(err, 'reason', err)}); pass --cacert with the CA of the "
                     "job's REST certificate (and --cert/--key if the REST API requires client certificates)"
                 ) from None
+            tls_hint = (
+                " (a REST API that requires client certificates closes the connection without one: pass --cert/--key)"
+                if url.startswith("https://")
+                else ""
+            )
             raise StreamJobError(
                 f"cannot reach the JobMaster at {url} ({getattr(err, 'reason', err)}); is the "
-                "job running and is --jobmaster its REST URL?"
+                f"job running and is --jobmaster its REST URL?{tls_hint}"
             ) from err
 
 

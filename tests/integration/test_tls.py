@@ -181,3 +181,63 @@ def test_slots_refuse_a_jobmaster_of_another_ca(tmp_path: Path, pki: tuple[Pki, 
         f"error: internal_tls: the certificate in '{other.cert}' is not accepted by the CA in '{job_pki.ca}' "
         "(CERTIFICATE_VERIFY_FAILED); the job's processes would refuse each other: give a certificate of that CA"
     ], result.stderr
+
+
+def test_rest_client_certificates_when_required(tmp_path: Path, pki: tuple[Pki, Pki]) -> None:
+    """``--rest-tls-client-auth``: ``streamjob cancel`` needs ``--cert/--key`` of the CA besides the token."""
+    job_pki, other = pki
+    out = (tmp_path / "out").as_uri()
+    client_ctx = rest_client_context(str(job_pki.ca), cert_file=str(job_pki.cert), key_file=str(job_pki.key))
+    rest_only = [
+        "--rest-tls-cert",
+        str(job_pki.cert),
+        "--rest-tls-key",
+        str(job_pki.key),
+        "--rest-tls-ca",
+        str(job_pki.ca),
+        "--rest-tls-client-auth",
+    ]
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        "count=1000000",
+        "rate=500",
+        parallelism=1,
+        checkpoint_dir=(tmp_path / "checkpoints").as_uri(),
+        options=rest_only,
+        rest_tls=client_ctx,
+    ) as job:
+        job.wait_for_running()
+        token = ["--token-file", str(job.rest_token_file)]
+        no_cert = run_cli("cancel", "--jobmaster", job.rest_url, "--cacert", str(job_pki.ca), *token)
+        assert no_cert.returncode != 0 and len(no_cert.error_lines) == 1, no_cert.stderr
+        assert "--cert/--key" in no_cert.stderr, no_cert.stderr  # the line says what to give
+        wrong_ca = run_cli(
+            "cancel",
+            "--jobmaster",
+            job.rest_url,
+            "--cacert",
+            str(job_pki.ca),
+            "--cert",
+            str(other.cert),
+            "--key",
+            str(other.key),
+            *token,
+        )
+        assert wrong_ca.returncode != 0, wrong_ca.stderr
+        assert job.job()["state"] == "RUNNING"
+        result = run_cli(
+            "cancel",
+            "--jobmaster",
+            job.rest_url,
+            "--cacert",
+            str(job_pki.ca),
+            "--cert",
+            str(job_pki.cert),
+            "--key",
+            str(job_pki.key),
+            *token,
+        )
+        assert result.returncode == 0, result.stderr
+        assert job.wait(timeout=120) == 0, job.describe()
+    assert "job CANCELED" in job.output(), job.describe()
