@@ -4,15 +4,21 @@ The job completes with exactly its output; the control and data ports say nothin
 (no handshake bytes: TLS comes first), refuse a TLS client without a certificate of the job's CA, and
 give a certificate holder only the HMAC challenge (the job secret is still needed); the REST API is
 https only, ``streamjob savepoint --cacert`` takes a savepoint over it, and a client that does not trust
-the CA gets one line saying to pass ``--cacert``.
+the CA gets one line saying to pass ``--cacert``. The same in Kubernetes mode (``streamjob jobmaster`` with
+job.json, ``streamjob worker`` with ``STREAMJOB_INTERNAL_TLS_*``), REST client certificates when required,
+and a certificate its own CA does not accept refused at start.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +27,15 @@ from typing import Any
 import msgpack
 import pytest
 
-from streamjob.worker.protocol.tls import TlsSettings, internal_client_context, rest_client_context
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
+from streamjob.worker.protocol.tls import (
+    CA_ENV,
+    CERT_ENV,
+    KEY_ENV,
+    TlsSettings,
+    internal_client_context,
+    rest_client_context,
+)
 from streamjob.worker.testing import LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM
@@ -241,3 +255,88 @@ def test_rest_client_certificates_when_required(tmp_path: Path, pki: tuple[Pki, 
         assert result.returncode == 0, result.stderr
         assert job.wait(timeout=120) == 0, job.describe()
     assert "job CANCELED" in job.output(), job.describe()
+
+
+def test_kubernetes_mode_jobmaster_reads_job_json_and_workers_the_environment(
+    tmp_path: Path, pki: tuple[Pki, Pki]
+) -> None:
+    """``streamjob jobmaster`` with ``internal_tls``/``rest_tls`` in job.json (the Secret's layout, as the operator
+    renders it) and ``streamjob worker`` with ``STREAMJOB_INTERNAL_TLS_*``: the job completes with exact output."""
+    job_pki, _ = pki
+    count = 20_000
+    out = (tmp_path / "out").as_uri()
+    files = TlsSettings.from_dir(job_pki.directory).model_dump()
+    config = tmp_path / "job.json"
+    config.write_text(
+        json.dumps(
+            {
+                "name": "tls-k8s",
+                "entrypoint": KEYED_SUM,
+                "args": [f"out={out}", f"count={count}", "rate=0"],
+                "parallelism": 2,
+                "checkpoints_uri": (tmp_path / "ck").as_uri(),
+                "rest_host": "127.0.0.1",
+                "rest_port": 0,
+                "control_port": 0,
+                "workers": 1,
+                "slots_per_worker": 2,
+                "internal_tls": files,
+                "rest_tls": files,
+            }
+        )
+    )
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret()}
+    for name in (CERT_ENV, KEY_ENV, CA_ENV):
+        env.pop(name, None)
+    jobmaster = subprocess.Popen(
+        [sys.executable, "-m", "streamjob.worker.cli", "jobmaster", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    worker: subprocess.Popen[str] | None = None
+    try:
+        assert jobmaster.stdout is not None
+        lines: list[str] = []
+        found = None
+        for line in jobmaster.stdout:
+            lines.append(line)
+            found = re.search(
+                r"serving the REST API on 127\.0\.0\.1:(\d+) and the slots' control port on "
+                r"127\.0\.0\.1:(\d+)",
+                line,
+            )
+            if found:
+                break
+        assert found, "".join(lines)
+        rest = f"https://127.0.0.1:{found.group(1)}"
+        with urllib.request.urlopen(f"{rest}/job", timeout=10, context=rest_client_context(str(job_pki.ca))) as r:
+            assert json.loads(r.read())["name"] == "tls-k8s"
+        worker_env = {**env, CERT_ENV: str(job_pki.cert), KEY_ENV: str(job_pki.key), CA_ENV: str(job_pki.ca)}
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamjob.worker.cli",
+                "worker",
+                "--jobmaster",
+                f"127.0.0.1:{found.group(2)}",
+                "--slots",
+                "2",
+                "--data-host",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=worker_env,
+        )
+        assert jobmaster.wait(timeout=180) == 0, "".join(lines) + jobmaster.stdout.read()
+    finally:
+        for proc in (worker, jobmaster):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    problem = keyed_sum.check_exactly_once(read_committed(out), count)
+    assert problem is None, problem
