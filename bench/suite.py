@@ -153,14 +153,14 @@ SCENARIOS: dict[str, Scenario] = {
             "userfn_p1_cp1s",
             "as userfn_p1 with an exactly-once checkpoint every 1 s",
             _userfn(1, interval_ms=1000),
-            _userfn(1, 50_000, 100),
+            _userfn(1, 200_000, 20),  # smoke: ~0.2 s of work, so a checkpoint is due well before the end
         ),
         Scenario("userfn_p2", "as userfn_p1 at parallelism 2", _userfn(2), _userfn(2, 50_000)),
         Scenario(
             "userfn_p2_cp1s",
             "as userfn_p2 with an exactly-once checkpoint every 1 s",
             _userfn(2, interval_ms=1000),
-            _userfn(2, 50_000, 100),
+            _userfn(2, 200_000, 20),
         ),
     )
 }
