@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,11 @@ from tests.cluster.node_agent import NodeAgent
 from tests.e2e import E2E_OPERATOR_KEY
 from tests.e2e.test_operator_job_counting import check_exact
 from tests.e2e.test_operator_jobs import (
-    CRD_FILE,
-    GROUP_PATH,
     Job,
     OperatorProcess,
     checkpointed,
     finished,
-    operator_s3_env,
+    operator,
     sj_path,
 )
 from tests.support.s3server import S3Endpoint
@@ -41,21 +38,7 @@ pytestmark = pytest.mark.e2e
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "streamjob"
-
-
-@pytest.fixture(scope="module")
-def operator(
-    kube: Kube, node_agent: NodeAgent, s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    kube.apply(CRD_FILE.read_text())
-    kube.wait_for(lambda: kube.raw.get(GROUP_PATH), 30, "the streamjob.dev API")
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(kube.kubeconfig, log, operator_s3_env(s3))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+__all__ = ["operator"]  # the module-scoped fixture of test_operator_jobs, shared
 
 
 def _decoded(secret: Json) -> dict[str, str]:
