@@ -25,6 +25,7 @@ typing-tree:
 
 lint: $(STAMP) typing-tree
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	PYTHONPATH=.typing $(BIN)/lint-imports
 

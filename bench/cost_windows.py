@@ -43,11 +43,33 @@ from typing import Any
 from bench.harness import JOBS, REPO, RunError, _get, _Observed, _read_progress, _sink_reports, percentile
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, derive_rest_token, new_job_secret
 
-DESCRIPTION = ("cost of checkpointing every 1 s inside one job, at p=1 and p=2: the slots' checkpoint CPU over "
-               "their CPU, and 31 alternating 4 s windows with and without checkpoints compared")
+DESCRIPTION = (
+    "cost of checkpointing every 1 s inside one job, at p=1 and p=2: the slots' checkpoint CPU over "
+    "their CPU, and 31 alternating 4 s windows with and without checkpoints compared"
+)
 
-_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20,
-        12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09, 20: 2.09}
+_T95 = {
+    1: 12.71,
+    2: 4.30,
+    3: 3.18,
+    4: 2.78,
+    5: 2.57,
+    6: 2.45,
+    7: 2.36,
+    8: 2.31,
+    9: 2.26,
+    10: 2.23,
+    11: 2.20,
+    12: 2.18,
+    13: 2.16,
+    14: 2.14,
+    15: 2.13,
+    16: 2.12,
+    17: 2.11,
+    18: 2.10,
+    19: 2.09,
+    20: 2.09,
+}
 
 
 @dataclass(frozen=True)
@@ -69,8 +91,7 @@ class WindowPlan:
 
 
 FULL = {p: WindowPlan(p) for p in (1, 2)}
-QUICK = {p: WindowPlan(p, window_s=1.0, on_windows=2, interval_s=0.5, warmup_s=1.0, timeout_s=120.0)
-         for p in (1, 2)}
+QUICK = {p: WindowPlan(p, window_s=1.0, on_windows=2, interval_s=0.5, warmup_s=1.0, timeout_s=120.0) for p in (1, 2)}
 
 
 def _jobmaster_cpu_s(pid: int) -> float:
@@ -84,8 +105,9 @@ def _jobmaster_cpu_s(pid: int) -> float:
 
 def _post(url: str, token: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
     data = json.dumps(body or {}).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json",
-                                                                             "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         result: dict[str, Any] = json.loads(response.read() or b"{}")
         return result
@@ -152,9 +174,12 @@ def costs(windows: list[dict[str, Any]]) -> dict[str, Any]:
         cpu.append(100 * (1 - off_cpu / on["cpu_ns_per_event"]))
 
     def summary(values: list[float]) -> dict[str, Any]:
-        return {"median": round(statistics.median(values), 2) if values else None,
-                "mean": round(statistics.fmean(values), 2) if values else None,
-                "ci95": interval95(values), "windows": [round(v, 2) for v in values]}
+        return {
+            "median": round(statistics.median(values), 2) if values else None,
+            "mean": round(statistics.fmean(values), 2) if values else None,
+            "ci95": interval95(values),
+            "windows": [round(v, 2) for v in values],
+        }
 
     return {"wall": summary(wall), "cpu": summary(cpu)}
 
@@ -168,8 +193,9 @@ def direct_cost(windows: list[dict[str, Any]], cpu_ms: dict[int, float | None]) 
     on = [w for w in windows if w["kind"] == "on"]
     if not on or any(v is None for v in cpu_ms.values()) or any(not w.get("figures") for w in on):
         return None
-    slots_cpu_ms = sum(w["figures"]["cpu_ns_per_event"] * w["figures"]["events_per_s"] * (w["end"] - w["start"])
-                       for w in on) / 1e6
+    slots_cpu_ms = (
+        sum(w["figures"]["cpu_ns_per_event"] * w["figures"]["events_per_s"] * (w["end"] - w["start"]) for w in on) / 1e6
+    )
     return round(100 * sum(v or 0.0 for v in cpu_ms.values()) / slots_cpu_ms, 2) if slots_cpu_ms else None
 
 
@@ -178,16 +204,38 @@ def run(plan: WindowPlan, log: Callable[[str], None] = lambda _: None) -> dict[s
     with tempfile.TemporaryDirectory(prefix="streamjob-bench-cost-") as tmp:
         out_dir = Path(tmp) / "out"
         out_dir.mkdir()
-        cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--parallelism", str(plan.parallelism),
-               "--rest-port", "0", "--checkpoint-dir", str(Path(tmp) / "checkpoints"), "--mode", "EXACTLY_ONCE",
-               "--name", "bench-cost", str(JOBS / "keyed_sum.py"), "--", "--records", str(10**13),
-               "--keys", str(plan.keys), "--out", str(out_dir), "--timeline"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamjob.worker.cli",
+            "run",
+            "--parallelism",
+            str(plan.parallelism),
+            "--rest-port",
+            "0",
+            "--checkpoint-dir",
+            str(Path(tmp) / "checkpoints"),
+            "--mode",
+            "EXACTLY_ONCE",
+            "--name",
+            "bench-cost",
+            str(JOBS / "keyed_sum.py"),
+            "--",
+            "--records",
+            str(10**13),
+            "--keys",
+            str(plan.keys),
+            "--out",
+            str(out_dir),
+            "--timeline",
+        ]
         seen = _Observed()
         secret = new_job_secret()  # the run's secret: its REST token is derived from it
         token = derive_rest_token(secret)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **{JOB_SECRET_ENV: secret})
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
+        )
         reader = threading.Thread(target=_read_progress, args=(proc.stderr, seen), daemon=True)
         reader.start()
         try:
@@ -195,52 +243,66 @@ def run(plan: WindowPlan, log: Callable[[str], None] = lambda _: None) -> dict[s
             stopped = _post(f"{seen.rest}/savepoints", token, {"stop": True})
             proc.wait(timeout=60)
         except (OSError, ValueError, subprocess.TimeoutExpired) as err:
-            raise RunError(f"cost windows at p={plan.parallelism}: {err}; last lines: "
-                           + " | ".join(line for _, line in seen.lines[-5:])) from err
+            raise RunError(
+                f"cost windows at p={plan.parallelism}: {err}; last lines: "
+                + " | ".join(line for _, line in seen.lines[-5:])
+            ) from err
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         reader.join(timeout=5)
         if proc.returncode != 0:
-            raise RunError(f"cost windows at p={plan.parallelism} exited with {proc.returncode}: "
-                           + " | ".join(line for _, line in seen.lines[-8:]))
+            raise RunError(
+                f"cost windows at p={plan.parallelism} exited with {proc.returncode}: "
+                + " | ".join(line for _, line in seen.lines[-8:])
+            )
         reports = _sink_reports(out_dir)
         timelines = [r["timeline"] for r in reports if r.get("timeline")]
         if len(timelines) != plan.parallelism:
-            raise RunError(f"cost windows at p={plan.parallelism}: {len(timelines)} sink timelines, expected "
-                           f"{plan.parallelism}")
+            raise RunError(
+                f"cost windows at p={plan.parallelism}: {len(timelines)} sink timelines, expected {plan.parallelism}"
+            )
     for window in windows:
         window["figures"] = window_figures(timelines, window["start"], window["end"])
     completed = {cid: cp for cid, cp in seen.checkpoints.items() if cid in triggered}
     durations = [float(cp["duration_ms"]) for cp in completed.values()]
     result = {
-        "plan": asdict(plan), "windows": windows, "costs": costs(windows),
+        "plan": asdict(plan),
+        "windows": windows,
+        "costs": costs(windows),
         "direct_cost_pct": direct_cost(windows, triggered),
         "checkpoint_cpu_ms_p50": percentile([v for v in triggered.values() if v is not None], 0.5),
-        "checkpoints_triggered": len(triggered), "checkpoints_completed": len(completed),
-        "checkpoint_ms_p50": percentile(durations, 0.5), "checkpoint_ms_p99": percentile(durations, 0.99),
+        "checkpoints_triggered": len(triggered),
+        "checkpoints_completed": len(completed),
+        "checkpoint_ms_p50": percentile(durations, 0.5),
+        "checkpoint_ms_p99": percentile(durations, 0.99),
         "jobmaster_cpu_ms_per_checkpoint": round(1000 * jm_cpu / max(1, len(triggered)), 2),
         "stopped_with_savepoint": stopped.get("request_id") or stopped.get("id"),
     }
     c = result["costs"]
-    log(f"  cost p={plan.parallelism}: direct {result['direct_cost_pct']} % of the slots' CPU; windows: "
+    log(
+        f"  cost p={plan.parallelism}: direct {result['direct_cost_pct']} % of the slots' CPU; windows: "
         f"events/s median {c['wall']['median']} % (95 % CI {c['wall']['ci95']}), CPU/event median "
         f"{c['cpu']['median']} % (CI {c['cpu']['ci95']}); {len(completed)}/{len(triggered)} checkpoints, "
-        f"p50 {result['checkpoint_ms_p50']} ms")
+        f"p50 {result['checkpoint_ms_p50']} ms"
+    )
     return result
 
 
-def _schedule(plan: WindowPlan, proc: subprocess.Popen[bytes], seen: _Observed,
-              token: str) -> tuple[list[dict[str, Any]], dict[int, float | None], float]:
+def _schedule(
+    plan: WindowPlan, proc: subprocess.Popen[bytes], seen: _Observed, token: str
+) -> tuple[list[dict[str, Any]], dict[int, float | None], float]:
     """Warm-up, then the alternating windows; returns them, the checkpoints triggered in ON windows with
     their CPU ms in the slots (None if not seen completed) and the JobMaster's extra CPU seconds in ON
     windows over OFF windows."""
     deadline = time.time() + plan.timeout_s
     while seen.running_at is None or seen.rest is None:
         if proc.poll() is not None or time.time() > deadline:
-            raise RunError(f"cost windows at p={plan.parallelism}: the job did not start: "
-                           + " | ".join(line for _, line in seen.lines[-8:]))
+            raise RunError(
+                f"cost windows at p={plan.parallelism}: the job did not start: "
+                + " | ".join(line for _, line in seen.lines[-8:])
+            )
         time.sleep(0.05)
     time.sleep(plan.warmup_s / 2)
     _post(f"{seen.rest}/checkpoints", token)  # the first checkpoint (thread pool, directories) is not steady-state

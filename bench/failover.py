@@ -60,8 +60,10 @@ from bench.harness import percentile
 
 TARGET_S = 5.0
 SECTION_HEADING = "\n## Failover on the test bed (issue 5)"
-DESCRIPTION = ("operator on the e2e test bed: worker pod SIGKILL → first record processed by the restored "
-               "attempt (fresh job per crash: the default restart policy's first retry), and savepoint upgrades")
+DESCRIPTION = (
+    "operator on the e2e test bed: worker pod SIGKILL → first record processed by the restored "
+    "attempt (fresh job per crash: the default restart policy's first retry), and savepoint upgrades"
+)
 CRASH_MILESTONES = (
     ("pod_failed", "crashed pod reported Failed (node agent)"),
     ("detected", "operator recorded the restart in status"),
@@ -125,14 +127,19 @@ def measure_crash(bed: Testbed, spec: FailoverSpec, index: int, log: Log) -> Jso
             "status_running": sj_first(sj, lambda s: running(s, old + 1)),
         }
         run: Json = {
-            "namespace": namespace, "attempt": old + 1, "restarts": (after.get("restarts") or {}).get("count"),
+            "namespace": namespace,
+            "attempt": old + 1,
+            "restarts": (after.get("restarts") or {}).get("count"),
             "restored_from": after.get("restoreFrom"),
             "checkpoint_before": (before.get("lastCheckpoint") or {}).get("id"),
-            "load_average_before": round(load, 2), "milestones_s": relative(t0, points),
+            "load_average_before": round(load, 2),
+            "milestones_s": relative(t0, points),
             "crash_to_processing_s": round(points["first_record"] - t0, 3),  # type: ignore[operator]
         }
-        log(f"  failover crash {index + 1}/{spec.crashes}: processing again after {run['crash_to_processing_s']:.2f} s "
-            f"(restored {run['restored_from'] and run['restored_from'].rsplit('/', 2)[-2]}, load {load:.2f})")
+        log(
+            f"  failover crash {index + 1}/{spec.crashes}: processing again after {run['crash_to_processing_s']:.2f} s "
+            f"(restored {run['restored_from'] and run['restored_from'].rsplit('/', 2)[-2]}, load {load:.2f})"
+        )
         if spec.verify:
             problem = job.verify(240)
             run["exactly_once"] = problem is None
@@ -148,8 +155,9 @@ def measure_crash(bed: Testbed, spec: FailoverSpec, index: int, log: Log) -> Jso
 
 def _one_upgrade(bed: Testbed, job: BenchJob, number: int) -> Json:
     """Upgrade ``number``: waits for a stable job, changes its spec, times the way to the new attempt."""
-    before = job.wait(lambda s: checkpointed(s, 1) and bool((s.get("deployment") or {}).get("stable")),
-                      "a stable job", 180)
+    before = job.wait(
+        lambda s: checkpointed(s, 1) and bool((s.get("deployment") or {}).get("stable")), "a stable job", 180
+    )
     old = int(before["attempt"])
     job.wait_processing(old, 30)
     time.sleep(job.spec.settle_s)
@@ -175,10 +183,15 @@ def _one_upgrade(bed: Testbed, job: BenchJob, number: int) -> Json:
         "first_record": min(s["first"] for s in stamps),
     }
     at_running = points["status_running"]
-    return {"namespace": job.namespace, "attempt": new, "restored_from": job.status().get("restoreFrom"),
-            "load_average_before": round(load, 2), "milestones_s": relative(t0, points),
-            "to_running_s": round(at_running - t0, 3) if at_running is not None else None,
-            "to_first_record_s": round(min(s["first"] for s in stamps) - t0, 3)}
+    return {
+        "namespace": job.namespace,
+        "attempt": new,
+        "restored_from": job.status().get("restoreFrom"),
+        "load_average_before": round(load, 2),
+        "milestones_s": relative(t0, points),
+        "to_running_s": round(at_running - t0, 3) if at_running is not None else None,
+        "to_first_record_s": round(min(s["first"] for s in stamps) - t0, 3),
+    }
 
 
 def measure_upgrades(bed: Testbed, spec: FailoverSpec, log: Log) -> list[Json]:
@@ -191,8 +204,10 @@ def measure_upgrades(bed: Testbed, spec: FailoverSpec, log: Log) -> list[Json]:
         for number in range(1, spec.upgrades + 1):
             run = _one_upgrade(bed, job, number)
             runs.append(run)
-            log(f"  failover upgrade {number}/{spec.upgrades}: Running after {run['to_running_s']} s, "
-                f"first record after {run['to_first_record_s']} s (load {run['load_average_before']:.2f})")
+            log(
+                f"  failover upgrade {number}/{spec.upgrades}: Running after {run['to_running_s']} s, "
+                f"first record after {run['to_first_record_s']} s (load {run['load_average_before']:.2f})"
+            )
         if spec.verify and runs:
             problem = job.verify(300)
             runs[-1]["exactly_once"] = problem is None
@@ -207,15 +222,22 @@ def measure_upgrades(bed: Testbed, spec: FailoverSpec, log: Log) -> list[Json]:
 
 
 def _stats(values: list[float]) -> Json:
-    return {"p50": percentile(values, 0.5), "p90": percentile(values, 0.9), "max": max(values) if values else None,
-            "n": len(values)}
+    return {
+        "p50": percentile(values, 0.5),
+        "p90": percentile(values, 0.9),
+        "max": max(values) if values else None,
+        "n": len(values),
+    }
 
 
 def summarise(crashes: list[Json], upgrades: list[Json]) -> Json:
     """Percentiles of every milestone; the target verdict."""
+
     def milestones(runs: list[Json], names: tuple[tuple[str, str], ...]) -> Json:
-        return {key: _stats([r["milestones_s"][key] for r in runs if r["milestones_s"].get(key) is not None])
-                for key, _ in names}
+        return {
+            key: _stats([r["milestones_s"][key] for r in runs if r["milestones_s"].get(key) is not None])
+            for key, _ in names
+        }
 
     headline = _stats([r["crash_to_processing_s"] for r in crashes])
     exact = [r.get("exactly_once") for r in [*crashes, *upgrades] if "exactly_once" in r]
@@ -266,10 +288,17 @@ def run(quick: bool = False, log: Log = print, spec: FailoverSpec | None = None)
         log(f"  failover: logs kept in {root}")
     from bench.report import environment
 
-    return {"description": DESCRIPTION, "spec": asdict(spec), "environment": environment(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "crashes": crashes, "upgrades": upgrades,
-            "errors": errors, "elapsed_s": round(time.monotonic() - started, 1),
-            "summary": summarise(crashes, upgrades) if crashes or upgrades else None}
+    return {
+        "description": DESCRIPTION,
+        "spec": asdict(spec),
+        "environment": environment(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "crashes": crashes,
+        "upgrades": upgrades,
+        "errors": errors,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "summary": summarise(crashes, upgrades) if crashes or upgrades else None,
+    }
 
 
 # -- the report ----------------------------------------------------------------------------------------
@@ -287,6 +316,7 @@ def markdown(section: Json) -> str:
         return "\n".join([*lines, "No measurement: " + "; ".join(e[:300] for e in section.get("errors") or ["–"]), ""])
     spec = section["spec"]
     head = s["crash_to_processing_s"]
+
     def load_range(runs: list[Json]) -> str:
         loads = [r["load_average_before"] for r in runs]
         return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "–"
@@ -302,21 +332,30 @@ def markdown(section: Json) -> str:
         f"with other sessions' test suites). Exactly-once output after every run: "
         f"{'yes' if s['exactly_once'] else ('–' if s['exactly_once'] is None else 'NO')}.",
         "",
-        "| target | measured | met |", "|---|---|---|",
+        "| target | measured | met |",
+        "|---|---|---|",
         f"| crash → processing again ≤ {s['target_s']:.0f} s (p50 over {head['n']} crashes) "
         f"| p50 {_f(head['p50'])} s, p90 {_f(head['p90'])} s, max {_f(head['max'])} s | {met} |",
         "",
-        "Where the time goes (seconds after the SIGKILL; each milestone's own percentiles):", "",
-        "| milestone | p50 | p90 | max |", "|---|---:|---:|---:|",
+        "Where the time goes (seconds after the SIGKILL; each milestone's own percentiles):",
+        "",
+        "| milestone | p50 | p90 | max |",
+        "|---|---:|---:|---:|",
     ]
     for key, what in CRASH_MILESTONES:
         m = s["crash_milestones_s"][key]
         lines.append(f"| {what} | {_f(m['p50'])} | {_f(m['p90'])} | {_f(m['max'])} |")
     up, first = s["upgrade_to_running_s"], s["upgrade_to_first_record_s"]
     if first["n"]:
-        lines += ["", f"Savepoint upgrades ({first['n']} runs; seconds after the spec change): Running at the new "
-                  f"spec p50 {_f(up['p50'])} s (max {_f(up['max'])} s), first record p50 {_f(first['p50'])} s "
-                  f"(max {_f(first['max'])} s).", "", "| milestone | p50 | max |", "|---|---:|---:|"]
+        lines += [
+            "",
+            f"Savepoint upgrades ({first['n']} runs; seconds after the spec change): Running at the new "
+            f"spec p50 {_f(up['p50'])} s (max {_f(up['max'])} s), first record p50 {_f(first['p50'])} s "
+            f"(max {_f(first['max'])} s).",
+            "",
+            "| milestone | p50 | max |",
+            "|---|---:|---:|",
+        ]
         for key, what in UPGRADE_MILESTONES:
             m = s["upgrade_milestones_s"][key]
             lines.append(f"| {what} | {_f(m['p50'])} | {_f(m['max'])} |")
@@ -345,14 +384,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crashes", type=int, default=FailoverSpec.crashes)
     p.add_argument("--upgrades", type=int, default=FailoverSpec.upgrades)
     p.add_argument("--no-verify", action="store_true", help="skip waiting for the end and the exactly-once check")
-    p.add_argument("--pythonpath", help="A/B runs: a directory holding another streamjob/{worker,operator} tree "
-                                        "(bench/README.md) for the operator and the pods")
-    p.add_argument("--append-to", type=Path, metavar="DIR",
-                   help="also put the results into DIR/latest.{json,md} (e.g. bench/results), replacing an older "
-                        "failover section and keeping the rest")
+    p.add_argument(
+        "--pythonpath",
+        help="A/B runs: a directory holding another streamjob/{worker,operator} tree "
+        "(bench/README.md) for the operator and the pods",
+    )
+    p.add_argument(
+        "--append-to",
+        type=Path,
+        metavar="DIR",
+        help="also put the results into DIR/latest.{json,md} (e.g. bench/results), replacing an older "
+        "failover section and keeping the rest",
+    )
     args = p.parse_args(argv)
-    spec = FailoverSpec(crashes=args.crashes, upgrades=args.upgrades, verify=not args.no_verify,
-                        pythonpath=args.pythonpath)
+    spec = FailoverSpec(
+        crashes=args.crashes, upgrades=args.upgrades, verify=not args.no_verify, pythonpath=args.pythonpath
+    )
     section = run(log=lambda text: print(text, file=sys.stderr, flush=True), spec=spec)
     print(json.dumps(section, indent=1))
     print(markdown(section), file=sys.stderr)

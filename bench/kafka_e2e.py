@@ -46,10 +46,11 @@ def build(args: list[str]) -> Any:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(1000)
     source = KafkaSource(topic, bootstrap, "bench", bounded=bounded)
-    env.from_source(source, "Kafka").uid("kafka") \
-        .map(lambda line: (f"k{int(line) % USERS}", 1, int(line) % 100, int(line))).uid("parse") \
-        .key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1], a[2] + b[2], b[3])).uid("totals") \
-        .add_sink(FileSink(output)).uid("committed")
+    env.from_source(source, "Kafka").uid("kafka").map(
+        lambda line: (f"k{int(line) % USERS}", 1, int(line) % 100, int(line))
+    ).uid("parse").key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1], a[2] + b[2], b[3])).uid(
+        "totals"
+    ).add_sink(FileSink(output)).uid("committed")
     return env
 
 
@@ -58,8 +59,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _produce(bootstrap: str, topic: str, start: int, count: int, rate: float | None,
-             produced: dict[int, float]) -> None:
+def _produce(
+    bootstrap: str, topic: str, start: int, count: int, rate: float | None, produced: dict[int, float]
+) -> None:
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
@@ -83,13 +85,38 @@ def _produce(bootstrap: str, topic: str, start: int, count: int, rate: float | N
     producer.flush(60)
 
 
-def _job(bootstrap: str, topic: str, output: str, bounded: bool, parallelism: int, checkpoints: str,
-         env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", f"{Path(__file__).resolve()}:build", bootstrap,
-           topic, output, "1" if bounded else "0", "--name", f"bench-{uuid.uuid4().hex[:6]}", "--rest-port", "0",
-           "--parallelism", str(parallelism), "--checkpoint-dir", checkpoints]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True,
-                            start_new_session=True)
+def _job(
+    bootstrap: str,
+    topic: str,
+    output: str,
+    bounded: bool,
+    parallelism: int,
+    checkpoints: str,
+    env: dict[str, str],
+    log: Path,
+) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamjob.worker.cli",
+        "run",
+        f"{Path(__file__).resolve()}:build",
+        bootstrap,
+        topic,
+        output,
+        "1" if bounded else "0",
+        "--name",
+        f"bench-{uuid.uuid4().hex[:6]}",
+        "--rest-port",
+        "0",
+        "--parallelism",
+        str(parallelism),
+        "--checkpoint-dir",
+        checkpoints,
+    ]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True, start_new_session=True
+    )
 
 
 def _wait_line(log: Path, pattern: str, timeout: float) -> float | None:
@@ -123,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(s3.endpoint().env())
     env = dict(os.environ)
     base = f"s3://{s3.endpoint().bucket}/bench-{uuid.uuid4().hex[:6]}"
-    results: dict[str, Any] = {"parallelism": args.parallelism, "partitions": args.partitions,
-                               "checkpoint_interval_ms": 1000}
+    results: dict[str, Any] = {
+        "parallelism": args.parallelism,
+        "partitions": args.partitions,
+        "checkpoint_interval_ms": 1000,
+    }
     try:
         # phase 1: throughput over a preloaded topic
         topic = broker.create_topic("bench-throughput", args.partitions)
@@ -136,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         ended = time.monotonic()
         if job.returncode != 0 or started is None:
             raise RuntimeError(f"the throughput job failed; log {log}")
-        rows = sum(len(open_store(f"{base}/throughput").get(i.key).splitlines())
-                   for i in open_store(f"{base}/throughput").list(""))
+        rows = sum(
+            len(open_store(f"{base}/throughput").get(i.key).splitlines())
+            for i in open_store(f"{base}/throughput").list("")
+        )
         results["throughput_records"] = args.records
         results["throughput_committed_rows"] = rows
         results["throughput_seconds"] = round(ended - started, 2)

@@ -186,8 +186,9 @@ def _stage_snapshot(op: Any, repeat: int, work: Path) -> tuple[float, float, int
     """Sync and async (file write) milliseconds of one snapshot of the reduce operator's 10,000 keys."""
     from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 
-    storage = CheckpointStorage.open((work / "checkpoints").as_uri(), None, namespace="bench", name="stages",
-                                     job_id="stages")
+    storage = CheckpointStorage.open(
+        (work / "checkpoints").as_uri(), None, namespace="bench", name="stages", job_id="stages"
+    )
     best_sync, best_write, size = float("inf"), float("inf"), 0
     for attempt in range(repeat):
         cid = attempt + 1
@@ -235,14 +236,22 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="streamjob-stages-") as tmp:
         work = Path(tmp)
-        stage("dict_loop", "reference: generate (i % 10000, 1) and sum per key in a plain dict",
-              lambda: _dict_loop(records, repeat))
-        stage("source", "DataGeneratorSource.poll(1000) calling the generator",
-              lambda: _stage_source(records, repeat))
-        stage("partition_p1", "RecordWriter.emit, one target (p=1: no hashing)",
-              lambda: _stage_partition(records, repeat, 1))
-        stage("partition_p2", "RecordWriter.emit, hash to 2 targets (key selector + key→target cache)",
-              lambda: _stage_partition(records, repeat, 2))
+        stage(
+            "dict_loop",
+            "reference: generate (i % 10000, 1) and sum per key in a plain dict",
+            lambda: _dict_loop(records, repeat),
+        )
+        stage("source", "DataGeneratorSource.poll(1000) calling the generator", lambda: _stage_source(records, repeat))
+        stage(
+            "partition_p1",
+            "RecordWriter.emit, one target (p=1: no hashing)",
+            lambda: _stage_partition(records, repeat, 1),
+        )
+        stage(
+            "partition_p2",
+            "RecordWriter.emit, hash to 2 targets (key selector + key→target cache)",
+            lambda: _stage_partition(records, repeat, 2),
+        )
         codec: dict[str, Any] = {}
 
         def measure_codec(part: int) -> float:
@@ -252,8 +261,11 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
 
         stage("encode", "RecordCodec.encode of 500-record batches (p=2 remote half)", lambda: measure_codec(0))
         stage("decode", "RecordCodec.decode (restricted unpickler) of the same batches", lambda: measure_codec(1))
-        stage("local_channel", "LocalOutputChannel.send_batch + InputGate.poll per batch of 1000",
-              lambda: _stage_channel(records, repeat))
+        stage(
+            "local_channel",
+            "LocalOutputChannel.send_batch + InputGate.poll per batch of 1000",
+            lambda: _stage_channel(records, repeat),
+        )
         reduce_ops: dict[str, Any] = {}
 
         def measure_reduce(name: str, fn: Any) -> float:
@@ -261,10 +273,16 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             reduce_ops[name] = op
             return ns
 
-        stage("reduce_sum", "ReduceOperator.process_batch with .sum(1) (the runtime's path for sums)",
-              lambda: measure_reduce("sum", None))
-        stage("reduce_lambda", "ReduceOperator.process_batch with reduce(lambda a, b: (a[0], a[1] + b[1]))",
-              lambda: measure_reduce("lambda", lambda a, b: (a[0], a[1] + b[1])))
+        stage(
+            "reduce_sum",
+            "ReduceOperator.process_batch with .sum(1) (the runtime's path for sums)",
+            lambda: measure_reduce("sum", None),
+        )
+        stage(
+            "reduce_lambda",
+            "ReduceOperator.process_batch with reduce(lambda a, b: (a[0], a[1] + b[1]))",
+            lambda: measure_reduce("lambda", lambda a, b: (a[0], a[1] + b[1])),
+        )
         snap: dict[str, Any] = {}
 
         def measure_snapshot(part: int) -> float | None:
@@ -274,15 +292,27 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
                 snap["sync"], snap["write"], snap["bytes"] = _stage_snapshot(reduce_ops["sum"], repeat, work)
             return float(snap["sync" if part == 0 else "write"]) * 1e6 / KEYS
 
-        stage("snapshot_sync", "synchronous part of a snapshot of 10,000 keys (per key; ms in 'snapshot')",
-              lambda: measure_snapshot(0))
-        stage("snapshot_write", "asynchronous part: encode and write the files (per key)",
-              lambda: measure_snapshot(1))
+        stage(
+            "snapshot_sync",
+            "synchronous part of a snapshot of 10,000 keys (per key; ms in 'snapshot')",
+            lambda: measure_snapshot(0),
+        )
+        stage("snapshot_write", "asynchronous part: encode and write the files (per key)", lambda: measure_snapshot(1))
         for op in reduce_ops.values():
             op.close()
     return {
-        "description": DESCRIPTION, "records": records, "repeat": repeat, "stages": rows, "errors": errors,
+        "description": DESCRIPTION,
+        "records": records,
+        "repeat": repeat,
+        "stages": rows,
+        "errors": errors,
         "encoded_batch_bytes": codec.get("bytes"),
-        "snapshot": {"sync_ms": snap.get("sync"), "write_ms": snap.get("write"), "bytes": snap.get("bytes"),
-                     "keys": KEYS} if snap else None,
+        "snapshot": {
+            "sync_ms": snap.get("sync"),
+            "write_ms": snap.get("write"),
+            "bytes": snap.get("bytes"),
+            "keys": KEYS,
+        }
+        if snap
+        else None,
     }

@@ -80,9 +80,12 @@ def build():
     env.set_state_backend(EmbeddedRocksDBStateBackend())
 
     readings = env.add_source(SensorSource()).uid("sensor-source")
-    results = readings.key_by(lambda r: r.sensor_id) \
-        .window(TumblingProcessingTimeWindows.of(Time.seconds(10))) \
-        .process(SensorDataProcessor()).uid("sensor-averages")
+    results = (
+        readings.key_by(lambda r: r.sensor_id)
+        .window(TumblingProcessingTimeWindows.of(Time.seconds(10)))
+        .process(SensorDataProcessor())
+        .uid("sensor-averages")
+    )
     results.print()
     env.execute("Complete Checkpointing Example")
 

@@ -39,8 +39,9 @@ class JobMasterApi(Protocol):
         """``GET /job``: reachable or not, and the job state."""
         ...
 
-    async def trigger_savepoint(self, address: str, *, stop: bool, rest_token: str | None,
-                                target: str | None = None) -> str:
+    async def trigger_savepoint(
+        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
+    ) -> str:
         """``POST /savepoints`` → the request id."""
         ...
 
@@ -68,16 +69,18 @@ class JobMasterClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._tls = tls
 
-    async def _request(self, method: str, address: str, path: str, body: dict[str, Any] | None = None, *,
-                       rest_token: str | None = None) -> Any:
+    async def _request(
+        self, method: str, address: str, path: str, body: dict[str, Any] | None = None, *, rest_token: str | None = None
+    ) -> Any:
         url = f"{address}{path}" if "://" in address else f"http://{address}{path}"
         headers = {"Authorization": f"Bearer {rest_token}"} if rest_token else None
         verify: ssl.SSLContext | bool = True
         if url.startswith("https://"):
             verify = self._tls if self._tls is not None else True  # without a CA file: the system CAs
         try:
-            async with self._session.request(method, url, json=body, headers=headers, ssl=verify,
-                                             timeout=self._timeout) as response:
+            async with self._session.request(
+                method, url, json=body, headers=headers, ssl=verify, timeout=self._timeout
+            ) as response:
                 text = await response.text()
                 if response.status >= 400:
                     raise JobMasterError(f"{method} {url}: HTTP {response.status} {text[:300]}", status=response.status)
@@ -94,8 +97,9 @@ class JobMasterClient:
         state = data.get("state") if isinstance(data, dict) else None
         return JobMasterView(reachable=True, state=str(state).upper() if state else None)
 
-    async def trigger_savepoint(self, address: str, *, stop: bool, rest_token: str | None,
-                                target: str | None = None) -> str:
+    async def trigger_savepoint(
+        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
+    ) -> str:
         """See ``JobMasterApi``."""
         body: dict[str, Any] = {"stop": stop}
         if target is not None:

@@ -46,13 +46,16 @@ def parse_interval_ms(text: str) -> int:
     """``--checkpoint-interval``: a duration of at least 10 ms (0 would mean "off", which is not a flag value)."""
     ms = parse_duration_ms(text)
     if ms < 10:
-        raise ConfigError(f"'{text}' is shorter than the shortest checkpoint interval, 10ms; to run without "
-                          "checkpoints leave the flag out and do not call env.enable_checkpointing()")
+        raise ConfigError(
+            f"'{text}' is shorter than the shortest checkpoint interval, 10ms; to run without "
+            "checkpoints leave the flag out and do not call env.enable_checkpointing()"
+        )
     return ms
 
 
 def _count(low: int, high: int) -> Callable[[str], int]:
     """An integer flag within [low, high] (argparse names the flag in the error)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -61,11 +64,13 @@ def _count(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise ConfigError(f"must be from {low} to {high}, got {value}")
         return value
+
     return parse
 
 
 def _seconds(high: float) -> Callable[[str], float]:
     """A number of seconds in [0, high]."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -74,6 +79,7 @@ def _seconds(high: float) -> Callable[[str], float]:
         if not math.isfinite(value) or not 0 <= value <= high:
             raise ConfigError(f"must be from 0 to {high:g} seconds, got {text}")
         return value
+
     return parse
 
 
@@ -95,11 +101,13 @@ def _uri(text: str) -> str:
 
 def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse ``type=``: every option is checked while parsing, before a command contacts anything."""
+
     def check(text: str) -> Any:
         try:
             return convert(text)
         except StreamJobError as err:
             raise argparse.ArgumentTypeError(str(err)) from err
+
     return check
 
 
@@ -122,13 +130,21 @@ def _rest_url(text: str) -> str:
     parts = urlsplit(url)
     try:
         host = f"[{parts.hostname}]" if "[" in parts.netloc else parts.hostname or ""  # IPv6 needs its brackets
-        valid = parts.port != 0 and parts.scheme in ("http", "https") and bool(_HOST.match(host)) \
-            and not parts.netloc.endswith(":") and not parts.query and not parts.fragment
+        valid = (
+            parts.port != 0
+            and parts.scheme in ("http", "https")
+            and bool(_HOST.match(host))
+            and not parts.netloc.endswith(":")
+            and not parts.query
+            and not parts.fragment
+        )
     except ValueError:  # the port is not a number from 0 to 65535
         valid = False
     if not valid:
-        raise ConfigError(f"'{text}' is not a JobMaster REST address; use HOST:PORT or an http(s) URL, e.g. "
-                          "127.0.0.1:8081 or http://my-job-rest:8081")
+        raise ConfigError(
+            f"'{text}' is not a JobMaster REST address; use HOST:PORT or an http(s) URL, e.g. "
+            "127.0.0.1:8081 or http://my-job-rest:8081"
+        )
     return url.rstrip("/")
 
 
@@ -177,119 +193,204 @@ def split_job_args(argv: list[str]) -> tuple[list[str], list[str]]:
     if i >= len(argv) or argv[i] != "run" or "--" not in argv[i:]:
         return argv, []
     cut = argv.index("--", i)
-    return argv[:cut], argv[cut + 1:]
+    return argv[:cut], argv[cut + 1 :]
 
 
-_TOKEN_HELP = ("file holding the job's REST token (default: $STREAMJOB_REST_TOKEN, $STREAMJOB_REST_TOKEN_FILE, "
-               "else the token file of the local `streamjob run` at that address)")
+_TOKEN_HELP = (
+    "file holding the job's REST token (default: $STREAMJOB_REST_TOKEN, $STREAMJOB_REST_TOKEN_FILE, "
+    "else the token file of the local `streamjob run` at that address)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamjob",
         description="Checkpointed streaming jobs in Python. Start with `streamjob demo`, then "
-                    "`streamjob run examples/balance.py --checkpoint-interval 1s`.")
-    p.add_argument("--log-level", default=os.environ.get("STREAMJOB_LOG_LEVEL"),
-                   help="logging level (DEBUG, INFO, WARNING; default INFO for jobmaster/worker, else WARNING)")
+        "`streamjob run examples/balance.py --checkpoint-interval 1s`.",
+    )
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("STREAMJOB_LOG_LEVEL"),
+        help="logging level (DEBUG, INFO, WARNING; default INFO for jobmaster/worker, else WARNING)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     keys = checkpoint_keys()
 
-    run = sub.add_parser("run", help="run a job on this machine (JobMaster + worker processes)",
-                         usage="%(prog)s [options] ENTRYPOINT [JOB_ARG ...]\n"
-                               "       %(prog)s ENTRYPOINT [options] -- [JOB_ARG ...]",
-                         description="Runs ENTRYPOINT (a job file such as jobs/my_job.py, or package.module:function) "
-                                     "on this machine, one worker process per slot, with checkpoints on local disk "
-                                     "or S3. Progress is printed as the job runs. Ctrl-C cancels it: its checkpoints "
-                                     "are kept, so `--restore latest` continues where it stopped, unless the job's "
-                                     "externalized cleanup is DELETE_ON_CANCELLATION (in the code, or -D "
-                                     "checkpoint.externalized_cleanup=DELETE_ON_CANCELLATION), which deletes them. "
-                                     "Savepoints are never deleted.")
-    run.add_argument("entrypoint", nargs="?", metavar="ENTRYPOINT",
-                     help="job file (path/job.py[:function]) or package.module:function")
-    run.add_argument("args", nargs="*", metavar="JOB_ARG",
-                     help="arguments passed to the job's function: after ENTRYPOINT, or anything after -- "
-                          "(also arguments that start with -)")
+    run = sub.add_parser(
+        "run",
+        help="run a job on this machine (JobMaster + worker processes)",
+        usage="%(prog)s [options] ENTRYPOINT [JOB_ARG ...]\n       %(prog)s ENTRYPOINT [options] -- [JOB_ARG ...]",
+        description="Runs ENTRYPOINT (a job file such as jobs/my_job.py, or package.module:function) "
+        "on this machine, one worker process per slot, with checkpoints on local disk "
+        "or S3. Progress is printed as the job runs. Ctrl-C cancels it: its checkpoints "
+        "are kept, so `--restore latest` continues where it stopped, unless the job's "
+        "externalized cleanup is DELETE_ON_CANCELLATION (in the code, or -D "
+        "checkpoint.externalized_cleanup=DELETE_ON_CANCELLATION), which deletes them. "
+        "Savepoints are never deleted.",
+    )
+    run.add_argument(
+        "entrypoint",
+        nargs="?",
+        metavar="ENTRYPOINT",
+        help="job file (path/job.py[:function]) or package.module:function",
+    )
+    run.add_argument(
+        "args",
+        nargs="*",
+        metavar="JOB_ARG",
+        help="arguments passed to the job's function: after ENTRYPOINT, or anything after -- "
+        "(also arguments that start with -)",
+    )
     run.add_argument("--name", help="job name (default: from env.execute(name) or the file name)")
-    run.add_argument("--parallelism", "-p", type=_checked(_count(1, MAX_PARALLELISM)),
-                     help="default parallelism of every operator")
-    run.add_argument("--max-parallelism", type=_checked(_count(1, MAX_PARALLELISM)),
-                     help="number of key groups (default 128)")
-    run.add_argument("--checkpoint-dir", help="checkpoint storage: a directory, file:///path or s3://bucket/prefix "
-                                              f"(default: the job's setting, else {Path('/tmp/streamjob')})")
+    run.add_argument(
+        "--parallelism", "-p", type=_checked(_count(1, MAX_PARALLELISM)), help="default parallelism of every operator"
+    )
+    run.add_argument(
+        "--max-parallelism", type=_checked(_count(1, MAX_PARALLELISM)), help="number of key groups (default 128)"
+    )
+    run.add_argument(
+        "--checkpoint-dir",
+        help="checkpoint storage: a directory, file:///path or s3://bucket/prefix "
+        f"(default: the job's setting, else {Path('/tmp/streamjob')})",
+    )
     run.add_argument("--savepoint-dir", help="where savepoints go (default: <checkpoint-dir>-savepoints)")
-    run.add_argument("--checkpoint-interval", type=_checked(parse_interval_ms), metavar="DURATION",
-                     help="checkpoint every DURATION (e.g. 1s, 500ms; at least 10ms); overrides the job's value")
+    run.add_argument(
+        "--checkpoint-interval",
+        type=_checked(parse_interval_ms),
+        metavar="DURATION",
+        help="checkpoint every DURATION (e.g. 1s, 500ms; at least 10ms); overrides the job's value",
+    )
     run.add_argument("--mode", choices=["EXACTLY_ONCE", "AT_LEAST_ONCE"], help="checkpointing mode override")
     run.add_argument("--state-backend", choices=["hashmap", "rocksdb"], help="state backend override")
-    run.add_argument("--restore", help="'latest' (continue the newest checkpoint of this job) or a checkpoint or "
-                                       "savepoint URI")
-    run.add_argument("--allow-non-restored-state", action="store_true",
-                     help="drop state of operators that are no longer in the job instead of failing")
-    run.add_argument("-D", dest="defines", action="append", default=[], metavar="checkpoint.KEY=VALUE",
-                     type=_checked(parse_define),
-                     help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
-                          "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()))
-    run.add_argument("--rest-port", type=_checked(_count(0, 65535)), default=8081,
-                     help="REST API port (0 = any free port; default 8081)")
-    run.add_argument("--rest-token-file", type=Path, metavar="PATH",
-                     help="write the REST token (needed to cancel or take savepoints) to PATH, mode 0600 (default: "
-                          "streamjob-<job>-<port>.token under $XDG_RUNTIME_DIR or the temp directory, removed "
-                          "when the run ends)")
-    run.add_argument("--allow-savepoint-root", dest="allowed_savepoint_roots", action="append", default=[],
-                     metavar="URI", type=_checked(_uri),
-                     help="also accept savepoint targets under URI (repeatable; by default only the job's "
-                          "savepoint directory)")
+    run.add_argument(
+        "--restore", help="'latest' (continue the newest checkpoint of this job) or a checkpoint or savepoint URI"
+    )
+    run.add_argument(
+        "--allow-non-restored-state",
+        action="store_true",
+        help="drop state of operators that are no longer in the job instead of failing",
+    )
+    run.add_argument(
+        "-D",
+        dest="defines",
+        action="append",
+        default=[],
+        metavar="checkpoint.KEY=VALUE",
+        type=_checked(parse_define),
+        help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
+        "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()),
+    )
+    run.add_argument(
+        "--rest-port",
+        type=_checked(_count(0, 65535)),
+        default=8081,
+        help="REST API port (0 = any free port; default 8081)",
+    )
+    run.add_argument(
+        "--rest-token-file",
+        type=Path,
+        metavar="PATH",
+        help="write the REST token (needed to cancel or take savepoints) to PATH, mode 0600 (default: "
+        "streamjob-<job>-<port>.token under $XDG_RUNTIME_DIR or the temp directory, removed "
+        "when the run ends)",
+    )
+    run.add_argument(
+        "--allow-savepoint-root",
+        dest="allowed_savepoint_roots",
+        action="append",
+        default=[],
+        metavar="URI",
+        type=_checked(_uri),
+        help="also accept savepoint targets under URI (repeatable; by default only the job's savepoint directory)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_run_tls_flags(run)
 
-    jm = sub.add_parser("jobmaster", help="run the JobMaster (Kubernetes mode)",
-                        description="Runs the JobMaster of the job described by a job.json (rendered by the "
-                                    "operator into the job's ConfigMap). Workers connect with `streamjob worker`.")
+    jm = sub.add_parser(
+        "jobmaster",
+        help="run the JobMaster (Kubernetes mode)",
+        description="Runs the JobMaster of the job described by a job.json (rendered by the "
+        "operator into the job's ConfigMap). Workers connect with `streamjob worker`.",
+    )
     jm.add_argument("--config", required=True, type=Path, help="path of job.json")
     jm.add_argument("--restore-from", help="'latest' or a snapshot URI (overrides the config)")
-    jm.add_argument("--rest-port", type=_checked(_count(0, 65535)),
-                    help="REST port (overrides the config)")
-    jm.add_argument("--control-port", type=_checked(_count(0, 65535)),
-                    help="the slots' control port (overrides the config; default 6123, 0 = any free port)")
-    jm.add_argument("--hold-deploy", type=_checked(_seconds(3600)), default=0.0, metavar="SECONDS",
-                    help="deploy no task sooner than SECONDS after this process started (the operator passes "
-                         "what is left of a restart backoff, so that the processes start while it runs out)")
+    jm.add_argument("--rest-port", type=_checked(_count(0, 65535)), help="REST port (overrides the config)")
+    jm.add_argument(
+        "--control-port",
+        type=_checked(_count(0, 65535)),
+        help="the slots' control port (overrides the config; default 6123, 0 = any free port)",
+    )
+    jm.add_argument(
+        "--hold-deploy",
+        type=_checked(_seconds(3600)),
+        default=0.0,
+        metavar="SECONDS",
+        help="deploy no task sooner than SECONDS after this process started (the operator passes "
+        "what is left of a restart backoff, so that the processes start while it runs out)",
+    )
 
-    w = sub.add_parser("worker", help="run a worker with N slots (Kubernetes mode)",
-                       description="Starts N slot processes (one CPU each) that register with the JobMaster.")
-    w.add_argument("--jobmaster", required=True, type=_checked(_host_port),
-                   help="HOST:PORT of the JobMaster's control port (6123 unless the job config sets control_port)")
-    w.add_argument("--slots", type=_checked(_count(1, 1024)), default=1,
-                   help="number of task slots (processes)")
-    w.add_argument("--data-host", default=os.environ.get("POD_IP", "0.0.0.0"),
-                   help="address to accept data connections on (default: $POD_IP)")
+    w = sub.add_parser(
+        "worker",
+        help="run a worker with N slots (Kubernetes mode)",
+        description="Starts N slot processes (one CPU each) that register with the JobMaster.",
+    )
+    w.add_argument(
+        "--jobmaster",
+        required=True,
+        type=_checked(_host_port),
+        help="HOST:PORT of the JobMaster's control port (6123 unless the job config sets control_port)",
+    )
+    w.add_argument("--slots", type=_checked(_count(1, 1024)), default=1, help="number of task slots (processes)")
+    w.add_argument(
+        "--data-host",
+        default=os.environ.get("POD_IP", "0.0.0.0"),
+        help="address to accept data connections on (default: $POD_IP)",
+    )
 
     slot = sub.add_parser("slot")  # internal (started by `worker` and local mode): no help= keeps it unlisted
     slot.add_argument("--jobmaster", required=True, type=_checked(_host_port))
     slot.add_argument("--data-host", default="127.0.0.1")
 
-    sp = sub.add_parser("savepoint", help="take a savepoint of a running job",
-                        description="Asks a running job's JobMaster for a savepoint and waits for it.")
-    sp.add_argument("--jobmaster", default="http://127.0.0.1:8081", type=_checked(_rest_url),
-                    help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)")
-    sp.add_argument("--target", type=_checked(_uri),
-                    help="savepoint directory URI (default: the job's savepoints URI)")
+    sp = sub.add_parser(
+        "savepoint",
+        help="take a savepoint of a running job",
+        description="Asks a running job's JobMaster for a savepoint and waits for it.",
+    )
+    sp.add_argument(
+        "--jobmaster",
+        default="http://127.0.0.1:8081",
+        type=_checked(_rest_url),
+        help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)",
+    )
+    sp.add_argument("--target", type=_checked(_uri), help="savepoint directory URI (default: the job's savepoints URI)")
     sp.add_argument("--stop", action="store_true", help="stop the job after the savepoint (stop-with-savepoint)")
-    sp.add_argument("--timeout", default="10m", type=_checked(parse_duration_ms), metavar="DURATION",
-                    help="how long to wait (default 10m)")
+    sp.add_argument(
+        "--timeout",
+        default="10m",
+        type=_checked(parse_duration_ms),
+        metavar="DURATION",
+        help="how long to wait (default 10m)",
+    )
     sp.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
     add_client_tls_flags(sp)
 
-    cp = sub.add_parser("checkpoints", help="list completed checkpoints and savepoints in storage",
-                        description="Lists the completed checkpoints and savepoints under URI (a checkpoints or "
-                                    "savepoints root, a job's directory, or one snapshot), newest first.")
+    cp = sub.add_parser(
+        "checkpoints",
+        help="list completed checkpoints and savepoints in storage",
+        description="Lists the completed checkpoints and savepoints under URI (a checkpoints or "
+        "savepoints root, a job's directory, or one snapshot), newest first.",
+    )
     cp.add_argument("uri", help="file:///path, s3://bucket/prefix or a directory")
     cp.add_argument("--json", action="store_true", help="print JSON")
 
     cancel = sub.add_parser("cancel", help="cancel a running job")
-    cancel.add_argument("--jobmaster", default="http://127.0.0.1:8081", type=_checked(_rest_url),
-                        help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)")
+    cancel.add_argument(
+        "--jobmaster",
+        default="http://127.0.0.1:8081",
+        type=_checked(_rest_url),
+        help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)",
+    )
     cancel.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
     add_client_tls_flags(cancel)
 
@@ -306,8 +407,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from streamjob.worker.local import Progress, run_local, slug
 
     loaded = load_job(args.entrypoint, args.args)
-    name = slug(args.name or (loaded.job_name if loaded.job_name != "streamjob" else Path(
-        args.entrypoint.split(":")[0]).stem))
+    name = slug(
+        args.name or (loaded.job_name if loaded.job_name != "streamjob" else Path(args.entrypoint.split(":")[0]).stem)
+    )
     overrides: dict[str, Any] = {}
     if args.checkpoint_interval is not None:
         overrides["interval_ms"] = args.checkpoint_interval
@@ -315,14 +417,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["mode"] = args.mode
     overrides.update(args.defines)
     raw = {
-        "name": name, "entrypoint": args.entrypoint, "args": args.args, "parallelism": args.parallelism,
-        "max_parallelism": args.max_parallelism, "state_backend": args.state_backend,
+        "name": name,
+        "entrypoint": args.entrypoint,
+        "args": args.args,
+        "parallelism": args.parallelism,
+        "max_parallelism": args.max_parallelism,
+        "state_backend": args.state_backend,
         "checkpoint": overrides,
         "checkpoints_uri": _uri(args.checkpoint_dir) if args.checkpoint_dir else None,
         "savepoints_uri": _uri(args.savepoint_dir) if args.savepoint_dir else None,
         "restore_from": args.restore if args.restore in (None, "latest") else _uri(args.restore),
-        "allow_non_restored_state": args.allow_non_restored_state, "rest_port": args.rest_port,
-        "allowed_savepoint_roots": args.allowed_savepoint_roots, **run_tls_config(args),
+        "allow_non_restored_state": args.allow_non_restored_state,
+        "rest_port": args.rest_port,
+        "allowed_savepoint_roots": args.allowed_savepoint_roots,
+        **run_tls_config(args),
     }
     config: JobConfig = parse_job_config(raw, source="(from the command-line flags)")
     token_file = args.rest_token_file.absolute() if args.rest_token_file else None  # printed: say where it is
@@ -407,8 +515,9 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
         logging.getLogger("streamjob.jobmaster").info("event %s %s", kind, json.dumps(data, default=str))
 
     async def main() -> int:
-        jm = JobMaster(plan, events=log_event, hold_deploy_until=started + args.hold_deploy if args.hold_deploy > 0
-                       else None)
+        jm = JobMaster(
+            plan, events=log_event, hold_deploy_until=started + args.hold_deploy if args.hold_deploy > 0 else None
+        )
         host = config.rest_host
         if host == "0.0.0.0" and os.environ.get("POD_IP"):
             host = os.environ["POD_IP"]  # pods may share a network (the test bed): bind the pod's own address
@@ -416,8 +525,9 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
         control_port = await control.start(host, config.control_port)
         jm.jobmaster_address = f"{host}:{control_port}"
         runner, port = await serve(jm, host, config.rest_port, rest_token=rest_token, tls=rest_tls)
-        logging.getLogger("streamjob.jobmaster").info("serving the REST API on %s:%d and the slots' control port "
-                                                      "on %s:%d", host, port, host, control_port)
+        logging.getLogger("streamjob.jobmaster").info(
+            "serving the REST API on %s:%d and the slots' control port on %s:%d", host, port, host, control_port
+        )
         try:
             code = await jm.run()
             ended.append((jm.failure, jm.final))
@@ -444,9 +554,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from streamjob.worker.jobmaster.launcher import die_with_this_process
 
     # the slots die with this process, as with the pod it stands for (a SIGKILLed worker leaves none behind)
-    procs = [subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", args.jobmaster,
-                               "--data-host", args.data_host], preexec_fn=die_with_this_process())
-             for _ in range(args.slots)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamjob.worker.cli",
+                "slot",
+                "--jobmaster",
+                args.jobmaster,
+                "--data-host",
+                args.data_host,
+            ],
+            preexec_fn=die_with_this_process(),
+        )
+        for _ in range(args.slots)
+    ]
 
     def forward(signum: int, _frame: object) -> None:
         for proc in procs:
@@ -474,8 +597,11 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
     client = client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args))
     started = client.call("POST", "/savepoints", {"target": args.target, "stop": args.stop})
     request_id = started["request_id"]
-    print(f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
-          f"directory {started.get('directory')})...", file=sys.stderr)
+    print(
+        f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
+        f"directory {started.get('directory')})...",
+        file=sys.stderr,
+    )
     deadline = time.monotonic() + args.timeout / 1000
     while time.monotonic() < deadline:
         try:
@@ -491,8 +617,10 @@ def _cmd_savepoint(args: argparse.Namespace) -> int:
         if status["status"] == "FAILED":
             raise StreamJobError(f"savepoint {request_id} failed: {status.get('reason')}")
         time.sleep(0.2)
-    raise StreamJobError(f"savepoint {request_id} did not complete within {args.timeout / 1000:g} s; raise --timeout, "
-                         "or see the job's log for the checkpoint's progress")
+    raise StreamJobError(
+        f"savepoint {request_id} did not complete within {args.timeout / 1000:g} s; raise --timeout, "
+        "or see the job's log for the checkpoint's progress"
+    )
 
 
 def _savepoint_complete(directory: str) -> bool:
@@ -533,8 +661,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_uri(args.checkpoint_dir) if args.checkpoint_dir else None)
 
 
-_COMMANDS = {"run": _cmd_run, "jobmaster": _cmd_jobmaster, "worker": _cmd_worker, "savepoint": _cmd_savepoint,
-             "checkpoints": _cmd_checkpoints, "cancel": _cmd_cancel, "demo": _cmd_demo}
+_COMMANDS = {
+    "run": _cmd_run,
+    "jobmaster": _cmd_jobmaster,
+    "worker": _cmd_worker,
+    "savepoint": _cmd_savepoint,
+    "checkpoints": _cmd_checkpoints,
+    "cancel": _cmd_cancel,
+    "demo": _cmd_demo,
+}
 
 
 _NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$")  # a job argument such as -5, not an option
@@ -563,8 +698,10 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     level = args.log_level or ("INFO" if args.command in ("jobmaster", "worker", "slot") else "WARNING")
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, str(level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.command == "slot":
         from streamjob.worker.slot import run_slot
 

@@ -97,10 +97,13 @@ class CheckpointOverrides(_Frozen):
         try:
             return CheckpointSettings.model_validate(base.model_dump() | overrides)
         except ValidationError as err:
-            given = ", ".join(f"{k}={json.dumps(v)}" if not isinstance(v, str) else f"{k}={v}"
-                              for k, v in overrides.items())
-            raise ConfigError(f"the job's checkpoint settings with the overrides {given} are invalid: "
-                              f"{describe_validation_error(err)}") from err
+            given = ", ".join(
+                f"{k}={json.dumps(v)}" if not isinstance(v, str) else f"{k}={v}" for k, v in overrides.items()
+            )
+            raise ConfigError(
+                f"the job's checkpoint settings with the overrides {given} are invalid: "
+                f"{describe_validation_error(err)}"
+            ) from err
 
 
 class RestartStrategy(_Frozen):
@@ -199,9 +202,7 @@ def load_job_config(path: Path) -> JobConfig:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError as err:
-        raise ConfigError(
-            f"job config {path} does not exist; pass --config with the rendered job.json"
-        ) from err
+        raise ConfigError(f"job config {path} does not exist; pass --config with the rendered job.json") from err
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"job config {path} is not readable JSON: {err}") from err
     return parse_job_config(raw, source=str(path))

@@ -40,9 +40,9 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(2)
     env.enable_checkpointing(500)
-    env.from_generator(payment, count=RECORDS, records_per_second=RATE).uid("payments") \
-        .key_by(lambda p: p[0]).reduce(add).uid("balances") \
-        .add_sink(FileSink(args[0])).uid("committed-balances")
+    env.from_generator(payment, count=RECORDS, records_per_second=RATE).uid("payments").key_by(lambda p: p[0]).reduce(
+        add
+    ).uid("balances").add_sink(FileSink(args[0])).uid("committed-balances")
     return env
 
 
@@ -97,10 +97,17 @@ def run_demo(checkpoint_uri: str | None = None) -> int:
                     os.kill(pids[1], signal.SIGKILL)
 
     progress = DemoProgress()
-    progress.line(f"demo: {RECORDS:,} payments of {USERS} users at {RATE:,}/s, parallelism 2, a checkpoint every "
-                  f"500 ms; committed output in {output}")
-    config = JobConfig(name="demo", entrypoint="streamjob.worker.demo:build", args=[output.as_uri()],
-                       checkpoints_uri=checkpoints, rest_port=0)
+    progress.line(
+        f"demo: {RECORDS:,} payments of {USERS} users at {RATE:,}/s, parallelism 2, a checkpoint every "
+        f"500 ms; committed output in {output}"
+    )
+    config = JobConfig(
+        name="demo",
+        entrypoint="streamjob.worker.demo:build",
+        args=[output.as_uri()],
+        checkpoints_uri=checkpoints,
+        rest_port=0,
+    )
     code = run_local(config, progress=progress, work_dir=work)
     if code != 0:
         return code

@@ -43,8 +43,9 @@ def _split(entrypoint: str) -> tuple[str, str | None]:
 
 def _import_file(path: Path) -> ModuleType:
     if not path.exists():
-        raise EntrypointError(f"entrypoint file {path} does not exist; check the path (relative paths are "
-                              f"resolved from {Path.cwd()})")
+        raise EntrypointError(
+            f"entrypoint file {path} does not exist; check the path (relative paths are resolved from {Path.cwd()})"
+        )
     folder = str(path.parent.resolve())
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -76,15 +77,22 @@ def _import(target: str) -> ModuleType:
         if err.name and target.startswith(err.name):
             raise EntrypointError(
                 f"cannot import the job module '{target}' ({err}); make sure it is installed in the image or on "
-                "PYTHONPATH, or give a file path such as jobs/my_job.py") from err
+                "PYTHONPATH, or give a file path such as jobs/my_job.py"
+            ) from err
         raise
 
 
 def _user_error(entrypoint: str, err: BaseException) -> EntrypointError:
     ours = str(Path(__file__).resolve().parent)
     frames = traceback.extract_tb(err.__traceback__)
-    where = next((f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(frames)
-                  if not str(Path(f.filename).resolve()).startswith(ours)), "")
+    where = next(
+        (
+            f"{f.filename}:{f.lineno} in {f.name}"
+            for f in reversed(frames)
+            if not str(Path(f.filename).resolve()).startswith(ours)
+        ),
+        "",
+    )
     detail = f" at {where}" if where else ""
     return EntrypointError(f"the job's entrypoint {entrypoint} raised {type(err).__name__}: {err}{detail}")
 
@@ -103,8 +111,9 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
             if func_name is not None:
                 func = getattr(module, func_name, None)
                 if func is None or not callable(func):
-                    raise EntrypointError(f"entrypoint {entrypoint}: module {module.__name__} has no function "
-                                          f"'{func_name}'")
+                    raise EntrypointError(
+                        f"entrypoint {entrypoint}: module {module.__name__} has no function '{func_name}'"
+                    )
             else:
                 func = next((getattr(module, n) for n in _FUNCTIONS if callable(getattr(module, n, None))), None)
             if func is not None:
@@ -115,8 +124,9 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
         except StreamJobError:
             raise
         except SyntaxError as err:
-            raise EntrypointError(f"the job file {err.filename} has a syntax error at line {err.lineno}: "
-                                  f"{err.msg}") from err
+            raise EntrypointError(
+                f"the job file {err.filename} has a syntax error at line {err.lineno}: {err.msg}"
+            ) from err
         except Exception as err:
             raise _user_error(entrypoint, err) from err
     finally:
@@ -127,10 +137,12 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
         raise EntrypointError(
             f"entrypoint {entrypoint} has no build() function and no env.execute() call: define `def build(args):` "
             "that gets StreamExecutionEnvironment.get_execution_environment(), adds the pipeline and calls "
-            f"env.execute(\"name\") (or returns env), or name another function with {target}:FUNCTION")
+            f'env.execute("name") (or returns env), or name another function with {target}:FUNCTION'
+        )
     raise EntrypointError(
         f"entrypoint {entrypoint}: {getattr(func, '__name__', 'its function')}() did not build a pipeline; it "
-        "must return the StreamExecutionEnvironment or call env.execute(...)")
+        "must return the StreamExecutionEnvironment or call env.execute(...)"
+    )
 
 
 def job_types(loaded: LoadedJob) -> tuple[type, ...]:
@@ -144,11 +156,21 @@ def job_types(loaded: LoadedJob) -> tuple[type, ...]:
     for value in vars(module).values() if module is not None else ():
         if not isinstance(value, type) or getattr(value, "__module__", None) != name:
             continue
-        if dataclasses.is_dataclass(value) or issubclass(value, enum.Enum) or (
-                issubclass(value, tuple) and hasattr(value, "_fields")):
+        if (
+            dataclasses.is_dataclass(value)
+            or issubclass(value, enum.Enum)
+            or (issubclass(value, tuple) and hasattr(value, "_fields"))
+        ):
             found.append(value)
-    return tuple(dict.fromkeys(t for t in found if dataclasses.is_dataclass(t) or issubclass(t, enum.Enum)
-                               or (issubclass(t, tuple) and hasattr(t, "_fields"))))
+    return tuple(
+        dict.fromkeys(
+            t
+            for t in found
+            if dataclasses.is_dataclass(t)
+            or issubclass(t, enum.Enum)
+            or (issubclass(t, tuple) and hasattr(t, "_fields"))
+        )
+    )
 
 
 def job_record_classes(loaded: LoadedJob) -> tuple[type, ...]:

@@ -52,8 +52,10 @@ def restore_kind(data: dict[str, Any]) -> str:
 def cancel_notice(settings: CheckpointSettings) -> str:
     """What Ctrl-C does to this job's snapshots, as the job's externalized cleanup decides."""
     if settings.externalized_cleanup is ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION:
-        return ("interrupted: cancelling the job and deleting its checkpoints (externalized cleanup "
-                "DELETE_ON_CANCELLATION; savepoints are kept)")
+        return (
+            "interrupted: cancelling the job and deleting its checkpoints (externalized cleanup "
+            "DELETE_ON_CANCELLATION; savepoints are kept)"
+        )
     if settings.interval_ms is None:
         return "interrupted: cancelling the job (checkpointing is off: there is no checkpoint to continue from)"
     return "interrupted: cancelling the job (checkpoints are kept: `--restore latest` continues it)"
@@ -89,20 +91,26 @@ class Progress:
     def event(self, kind: str, data: dict[str, Any]) -> None:
         """The JobMaster's event hook."""
         if kind == "running":
-            restored = f", restored from {restore_kind(data)} {data['checkpoint']}" \
-                if data.get("checkpoint") is not None else ""
+            restored = (
+                f", restored from {restore_kind(data)} {data['checkpoint']}"
+                if data.get("checkpoint") is not None
+                else ""
+            )
             self.rate_from = (0, time.monotonic())  # each attempt counts its records from 0
             self.line(f"attempt {data['attempt']} running{restored}")
         elif kind in ("checkpoint", "savepoint"):
-            self.line(f"{kind} {data['id']} completed in {data['duration_ms']} ms ({_size(data['size'])}) "
-                      f"— {data['records']:,} records read — {data['location']}")
+            self.line(
+                f"{kind} {data['id']} completed in {data['duration_ms']} ms ({_size(data['size'])}) "
+                f"— {data['records']:,} records read — {data['location']}"
+            )
             self.rate_from = (data["records"], self.last_line)
         elif kind == "checkpoint_failed":
             self.line(f"checkpoint {data['id']} failed: {data['reason']}")
         elif kind == "restarting":
             self.line(f"FAILURE: {data['reason']}")
-            self.line(f"restarting in {data['delay_ms'] / 1000:.1f} s from the latest checkpoint "
-                      f"(restart {data['restart']})")
+            self.line(
+                f"restarting in {data['delay_ms'] / 1000:.1f} s from the latest checkpoint (restart {data['restart']})"
+            )
         elif kind == "failed":
             self.line(f"job FAILED: {data['reason']}")
         elif kind in ("finished", "canceled"):
@@ -127,12 +135,15 @@ class Progress:
 
 def token_notice(path: Path) -> str:
     """The progress line saying where this run's REST token is and how to use it."""
-    return (f"REST token in {path} (needed to cancel or take savepoints): export {REST_TOKEN_ENV}=$(cat {path}) "
-            f"or streamjob savepoint --token-file {path}")
+    return (
+        f"REST token in {path} (needed to cancel or take savepoints): export {REST_TOKEN_ENV}=$(cat {path}) "
+        f"or streamjob savepoint --token-file {path}"
+    )
 
 
-async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path,
-               rest_token_file: Path | None) -> tuple[int, JobMaster]:
+async def _run(
+    config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path, rest_token_file: Path | None
+) -> tuple[int, JobMaster]:
     plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
     job_secret = load_job_secret() or new_job_secret()  # this run's secret (protocol/auth.py)
     rest_token = derive_rest_token(job_secret)
@@ -156,8 +167,10 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
         await control.close()
         raise
     scheme = "https" if rest_tls else "http"
-    progress.line(f"job '{config.name}' at parallelism {plan.graph.slots}; REST API {scheme}://127.0.0.1:{port}; "
-                  f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}")
+    progress.line(
+        f"job '{config.name}' at parallelism {plan.graph.slots}; REST API {scheme}://127.0.0.1:{port}; "
+        f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}"
+    )
     progress.line(token_notice(token_path))
     reporter = asyncio.create_task(progress.report_records(jm))
     loop = asyncio.get_running_loop()
@@ -187,8 +200,14 @@ async def _run(config: JobConfig, loaded: LoadedJob, progress: Progress, work_di
     return code, jm
 
 
-def run_local(config: JobConfig, *, loaded: LoadedJob | None = None, progress: Progress | None = None,
-              work_dir: Path | None = None, rest_token_file: Path | None = None) -> int:
+def run_local(
+    config: JobConfig,
+    *,
+    loaded: LoadedJob | None = None,
+    progress: Progress | None = None,
+    work_dir: Path | None = None,
+    rest_token_file: Path | None = None,
+) -> int:
     """Runs a job to its end on this machine; returns the exit code.
 
     The REST token goes to ``rest_token_file``, by default a per-run file removed when the run ends.
@@ -211,9 +230,14 @@ def run_environment(env: Any, *, job_name: str, restore: str | None = None, **op
     if path is None:
         from streamjob.worker.errors import EntrypointError
 
-        raise EntrypointError("env.execute() outside streamjob needs a job file: run `python job.py` or "
-                              "`streamjob run job.py`")
-    config = JobConfig(name=slug(job_name), entrypoint=str(Path(path).resolve()), restore_from=restore,
-                       rest_port=options.get("rest_port", 0),
-                       checkpoints_uri=options.get("checkpoints_uri"))
+        raise EntrypointError(
+            "env.execute() outside streamjob needs a job file: run `python job.py` or `streamjob run job.py`"
+        )
+    config = JobConfig(
+        name=slug(job_name),
+        entrypoint=str(Path(path).resolve()),
+        restore_from=restore,
+        rest_port=options.get("rest_port", 0),
+        checkpoints_uri=options.get("checkpoints_uri"),
+    )
     return run_local(config, loaded=LoadedJob(env, job_name, Path(path).stem))

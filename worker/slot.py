@@ -144,8 +144,13 @@ class Slot:
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.running: set[asyncio.Task[None]] = set()
         self.closed_tasks = 0
-        self.data = DataServer(RecordCodec(), secret, on_error=self._fail, limits=self.limits,
-                               tls=internal_server_context(tls) if tls else None)
+        self.data = DataServer(
+            RecordCodec(),
+            secret,
+            on_error=self._fail,
+            limits=self.limits,
+            tls=internal_server_context(tls) if tls else None,
+        )
 
     def send(self, message: ToJobMaster) -> None:
         """Sends a control message to the JobMaster (fire and forget, ordered)."""
@@ -236,13 +241,17 @@ class Slot:
                 if writer is not None:
                     writer.close()
                 if isinstance(err, ssl.SSLCertVerificationError):
-                    raise ConfigError(f"the JobMaster at {self.jobmaster} has no certificate of the job's CA "
-                                      f"({err.verify_message}); check the internal TLS files") from None
+                    raise ConfigError(
+                        f"the JobMaster at {self.jobmaster} has no certificate of the job's CA "
+                        f"({err.verify_message}); check the internal TLS files"
+                    ) from None
                 if isinstance(err, HandshakeError) and not err.before_challenge:
                     raise ConfigError(f"the JobMaster at {self.jobmaster} refused this slot: {err}") from None
                 if loop.time() > deadline:
-                    raise ConfigError(f"cannot reach the JobMaster's control port at {self.jobmaster} within "
-                                      f"{JOBMASTER_WAIT_S:.0f} s ({err})") from None
+                    raise ConfigError(
+                        f"cannot reach the JobMaster's control port at {self.jobmaster} within "
+                        f"{JOBMASTER_WAIT_S:.0f} s ({err})"
+                    ) from None
                 await asyncio.sleep(0.1)
 
     async def _dispatch(self, message: ToSlot) -> None:
@@ -302,38 +311,61 @@ class Slot:
 
     def _report_failure(self, task: Task, err: Exception) -> None:
         """Tells the JobMaster; a damaged restore point is marked so that it is not restored again."""
-        self.send(TaskFailed(vertex=task.vertex.id, subtask=task.subtask, error=f"{type(err).__name__}: {err}",
-                             **failure_fields(err)))
+        self.send(
+            TaskFailed(
+                vertex=task.vertex.id, subtask=task.subtask, error=f"{type(err).__name__}: {err}", **failure_fields(err)
+            )
+        )
 
     async def _deploy(self, message: Deploy) -> None:
         config = message.config
         loaded = load_job(config.entrypoint, config.args)
         env = loaded.env
-        graph = build_job_graph(env.transformations, default_parallelism=env.parallelism,
-                                max_parallelism=config.max_parallelism or env.max_parallelism,
-                                parallelism_override=config.parallelism)
+        graph = build_job_graph(
+            env.transformations,
+            default_parallelism=env.parallelism,
+            max_parallelism=config.max_parallelism or env.max_parallelism,
+            parallelism_override=config.parallelism,
+        )
         if graph.fingerprint() != message.fingerprint:
-            raise PipelineError("this worker built a different job graph than the JobMaster: are they running "
-                                "the same image and job arguments?")
+            raise PipelineError(
+                "this worker built a different job graph than the JobMaster: are they running "
+                "the same image and job arguments?"
+            )
         index = message.slot_index
         attempt = message.attempt
         codec = RecordCodec(job_record_classes(loaded))
         self.data.codec, self.data.token, self.data.attempt = codec, message.token, attempt
         self.data.max_frame = config.max_frame_bytes
-        storage = CheckpointStorage.open(message.checkpoints_uri, message.savepoints_uri,
-                                         namespace=config.namespace, name=config.name, job_id=message.job_id,
-                                         s3=s3_settings_for(config))
+        storage = CheckpointStorage.open(
+            message.checkpoints_uri,
+            message.savepoints_uri,
+            namespace=config.namespace,
+            name=config.name,
+            job_id=message.job_id,
+            s3=s3_settings_for(config),
+        )
         if not storage.local_disk:  # the client's set-up now, while the slot is idle, not in the first checkpoint
             self.executor.submit(storage.warm_up)
         settings = message.settings
         services = TaskServices(
-            job_id=message.job_id, job_name=config.name, attempt=attempt, settings=settings,
-            backend_kind=message.backend, incremental=message.incremental, batch_size=message.batch_size,
-            local_dir=self.work_dir / f"attempt-{attempt}", storage=storage, executor=self.executor, send=self.send,
+            job_id=message.job_id,
+            job_name=config.name,
+            attempt=attempt,
+            settings=settings,
+            backend_kind=message.backend,
+            incremental=message.incremental,
+            batch_size=message.batch_size,
+            local_dir=self.work_dir / f"attempt-{attempt}",
+            storage=storage,
+            executor=self.executor,
+            send=self.send,
             record_types=job_types(loaded),
             local_recovery_dir=local_recovery_root(config.namespace, config.name, message.job_id)
-            if settings.local_recovery else None,
-            inline_writes=InlineWritePolicy(local_disk=storage.local_disk))
+            if settings.local_recovery
+            else None,
+            inline_writes=InlineWritePolicy(local_disk=storage.local_disk),
+        )
         edges = all_edges(graph)
         edge_no = {id(e): n for n, e in enumerate(edges)}
         mine = [(v, index) for v in graph.vertices if index < v.parallelism]
@@ -351,8 +383,15 @@ class Slot:
         for address in message.slots:
             if address.slot != index:
                 self.peers[address.slot] = PeerConnection(
-                    (address.host, address.port), codec, self._fail, secret=self.secret, attempt=attempt,
-                    token=message.token, max_frame=config.max_frame_bytes, tls=self.tls_client)
+                    (address.host, address.port),
+                    codec,
+                    self._fail,
+                    secret=self.secret,
+                    attempt=attempt,
+                    token=message.token,
+                    max_frame=config.max_frame_bytes,
+                    tls=self.tls_client,
+                )
         restores = message.restore
         base = message.restore_base
         reader: Any = storage.reader(base) if base else None
@@ -387,8 +426,9 @@ class Slot:
             running.add_done_callback(self.running.discard)
         gc.freeze()  # the job's code and the tasks' long-lived objects leave the collector's view
 
-    def _task_restore(self, plan: SubtaskRestore, reader: Any, vertex: Any, index: int,
-                      services: TaskServices) -> TaskRestore:
+    def _task_restore(
+        self, plan: SubtaskRestore, reader: Any, vertex: Any, index: int, services: TaskServices
+    ) -> TaskRestore:
         ops: dict[str, OperatorRestore] = {}
         uids = set(plan.keyed) | set(plan.operator)
         for uid in uids:
@@ -424,10 +464,20 @@ class Slot:
     async def _report_metrics(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.send(Metrics(tasks=[
-                TaskCounters(vertex=t.vertex.id, subtask=t.subtask, records_in=t.records_in,
-                             records_out=t.records_out, backpressured_s=t.backpressured_s())
-                for t in self.tasks.values()]))
+            self.send(
+                Metrics(
+                    tasks=[
+                        TaskCounters(
+                            vertex=t.vertex.id,
+                            subtask=t.subtask,
+                            records_in=t.records_in,
+                            records_out=t.records_out,
+                            backpressured_s=t.backpressured_s(),
+                        )
+                        for t in self.tasks.values()
+                    ]
+                )
+            )
 
 
 def _tune_interpreter() -> None:
@@ -454,8 +504,14 @@ def _die_with_parent() -> None:
 
 
 #: Environment variables that say this process will reach S3 (the operator sets the first for S3 storage).
-_S3_HINTS = ("STREAMJOB_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN",
-             "AWS_WEB_IDENTITY_TOKEN_FILE")
+_S3_HINTS = (
+    "STREAMJOB_S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
 
 
 def _prewarm_s3() -> None:

@@ -36,8 +36,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["CliResult", "FaultInjector", "FaultPlan", "JobError", "LocalJob", "read_committed",
-           "read_committed_files", "run_cli"]
+__all__ = [
+    "CliResult",
+    "FaultInjector",
+    "FaultPlan",
+    "JobError",
+    "LocalJob",
+    "read_committed",
+    "read_committed_files",
+    "run_cli",
+]
 
 _REST_LINE = re.compile(r"REST API (https?://[0-9.]+:\d+)")
 _TOKEN_LINE = re.compile(r"REST token in (\S+) \(")
@@ -67,32 +75,47 @@ def _command(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "streamjob.worker.cli", *args]
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 120.0) -> CliResult:
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 120.0
+) -> CliResult:
     """Runs one ``streamjob`` command to its end and returns its exit code and output."""
     merged = dict(os.environ if env is None else env)
-    proc = subprocess.run(_command(args), capture_output=True, text=True, env=merged, cwd=cwd, timeout=timeout,
-                          check=False)
+    proc = subprocess.run(
+        _command(args), capture_output=True, text=True, env=merged, cwd=cwd, timeout=timeout, check=False
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 class LocalJob:
     """``streamjob run ENTRYPOINT ARGS`` as a child process, driven through its REST API."""
 
-    def __init__(self, entrypoint: str, *args: str, parallelism: int | None = None,
-                 checkpoint_dir: str | None = None, savepoint_dir: str | None = None,
-                 checkpoint_interval: str | None = None, restore: str | None = None,
-                 options: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None, rest_tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        entrypoint: str,
+        *args: str,
+        parallelism: int | None = None,
+        checkpoint_dir: str | None = None,
+        savepoint_dir: str | None = None,
+        checkpoint_interval: str | None = None,
+        restore: str | None = None,
+        options: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        rest_tls: ssl.SSLContext | None = None,
+    ) -> None:
         """``options`` are extra ``streamjob run`` flags (e.g. ``["--mode", "AT_LEAST_ONCE"]``).
 
         ``rest_tls``: the client context for a job run with ``--rest-tls-*`` (its REST API is https).
         """
         self.rest_tls = rest_tls
         flags = ["--rest-port", "0"]
-        for flag, value in (("--parallelism", parallelism), ("--checkpoint-dir", checkpoint_dir),
-                            ("--savepoint-dir", savepoint_dir), ("--checkpoint-interval", checkpoint_interval),
-                            ("--restore", restore)):
+        for flag, value in (
+            ("--parallelism", parallelism),
+            ("--checkpoint-dir", checkpoint_dir),
+            ("--savepoint-dir", savepoint_dir),
+            ("--checkpoint-interval", checkpoint_interval),
+            ("--restore", restore),
+        ):
             if value is not None:
                 flags += [flag, str(value)]
         self.argv = _command(["run", *flags, *options, entrypoint, *args])
@@ -110,8 +133,16 @@ class LocalJob:
     def start(self) -> LocalJob:
         """Starts the job (idempotent)."""
         if self.proc is None:
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                         env=self.env, cwd=self.cwd, start_new_session=True, bufsize=1)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                bufsize=1,
+            )
             assert self.proc.stdout is not None and self.proc.stderr is not None
             for stream, sink in ((self.proc.stderr, self.lines), (self.proc.stdout, self.stdout_lines)):
                 reader = threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
@@ -130,8 +161,9 @@ class LocalJob:
     def __enter__(self) -> LocalJob:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.kill()
 
     def _require(self) -> subprocess.Popen[str]:
@@ -212,10 +244,14 @@ class LocalJob:
                     if match:
                         return match
                 seen = len(self.lines)
-                if self.proc is not None and self.proc.poll() is not None and not any(
-                        t.is_alive() for t in self._readers):
-                    raise JobError(f"the job exited ({self.proc.returncode}) before printing "
-                                   f"{regex.pattern!r}\n{self.describe()}")
+                if (
+                    self.proc is not None
+                    and self.proc.poll() is not None
+                    and not any(t.is_alive() for t in self._readers)
+                ):
+                    raise JobError(
+                        f"the job exited ({self.proc.returncode}) before printing {regex.pattern!r}\n{self.describe()}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise JobError(f"no line matching {regex.pattern!r} within {timeout:.0f} s\n{self.describe()}")
@@ -292,12 +328,14 @@ class LocalJob:
             if self._require().poll() is not None:
                 raise JobError(f"the job exited ({self.returncode}) while waiting for {what}\n{self.describe()}")
             if time.monotonic() > deadline:
-                raise JobError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})\n"
-                               f"{self.describe()}")
+                raise JobError(
+                    f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})\n{self.describe()}"
+                )
             time.sleep(interval)
 
     def wait_for_checkpoints(self, count: int, timeout: float = 60.0) -> dict[str, Any]:
         """Waits until ``count`` checkpoints completed in this run; returns ``GET /checkpoints``."""
+
         def probe() -> dict[str, Any] | None:
             stats = self.checkpoints()
             return stats if stats["counts"]["completed"] >= count else None
@@ -307,6 +345,7 @@ class LocalJob:
 
     def wait_for_running(self, *, restarts: int = 0, timeout: float = 60.0) -> dict[str, Any]:
         """Waits until the job is RUNNING after at least ``restarts`` restarts; returns ``GET /job``."""
+
         def probe() -> dict[str, Any] | None:
             info = self.job()
             return info if info["state"] == "RUNNING" and info["restarts"] >= restarts else None
@@ -355,11 +394,11 @@ class LocalJob:
                 found = self._savepoint_from_output(checkpoint_id)
                 if found:
                     return found
-                raise JobError(f"the job exited ({self.returncode}) before savepoint {checkpoint_id} completed\n"
-                               f"{self.describe()}")
+                raise JobError(
+                    f"the job exited ({self.returncode}) before savepoint {checkpoint_id} completed\n{self.describe()}"
+                )
             if time.monotonic() > deadline:
-                raise JobError(f"savepoint {checkpoint_id} did not complete within {timeout:.0f} s\n"
-                               f"{self.describe()}")
+                raise JobError(f"savepoint {checkpoint_id} did not complete within {timeout:.0f} s\n{self.describe()}")
             time.sleep(0.05)
 
     def _savepoint_from_output(self, checkpoint_id: int) -> str | None:
@@ -410,19 +449,28 @@ class FaultPlan:
 class FaultInjector:
     """Draws a ``FaultPlan`` from a seed (``$STREAMJOB_FAULT_SEED`` replays one) and carries it out."""
 
-    def __init__(self, seed: int | None = None, *, checkpoints: tuple[int, int] = (1, 3), workers: int = 2,
-                 max_delay_s: float = 0.3) -> None:
+    def __init__(
+        self,
+        seed: int | None = None,
+        *,
+        checkpoints: tuple[int, int] = (1, 3),
+        workers: int = 2,
+        max_delay_s: float = 0.3,
+    ) -> None:
         env_seed = os.environ.get(SEED_ENV)
         if seed is None:
             seed = int(env_seed) if env_seed else random.SystemRandom().randrange(2**31)
         rng = random.Random(seed)
-        self.plan = FaultPlan(seed, rng.randint(*checkpoints), rng.randrange(workers),
-                              round(rng.uniform(0.0, max_delay_s), 3))
+        self.plan = FaultPlan(
+            seed, rng.randint(*checkpoints), rng.randrange(workers), round(rng.uniform(0.0, max_delay_s), 3)
+        )
 
     def __str__(self) -> str:
         p = self.plan
-        return (f"fault seed {p.seed}: kill worker {p.worker} {p.delay_s} s after checkpoint {p.after_checkpoint} "
-                f"(replay with {SEED_ENV}={p.seed})")
+        return (
+            f"fault seed {p.seed}: kill worker {p.worker} {p.delay_s} s after checkpoint {p.after_checkpoint} "
+            f"(replay with {SEED_ENV}={p.seed})"
+        )
 
     def inject(self, job: LocalJob, *, min_records: int = 0, timeout: float = 60.0) -> int:
         """Carries the plan out on ``job`` (once its sources read ``min_records``); returns the killed pid."""

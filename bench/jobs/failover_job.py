@@ -66,8 +66,10 @@ class Stamp(RichMapFunction[dict[str, int], dict[str, int]]):
 
     def open(self, runtime_context: Any) -> None:
         self.stamp: dict[str, Any] = {
-            "open": time.time(), "attempt": runtime_context.get_attempt_number(),
-            "subtask": runtime_context.get_index_of_this_subtask(), "pid": os.getpid(),
+            "open": time.time(),
+            "attempt": runtime_context.get_attempt_number(),
+            "subtask": runtime_context.get_index_of_this_subtask(),
+            "pid": os.getpid(),
             "pod": os.environ.get("POD_NAME", ""),
         }
         self.seen = False
@@ -92,7 +94,7 @@ class Stamp(RichMapFunction[dict[str, int], dict[str, int]]):
 
 def build(argv: list[str]) -> Any:
     """The pipeline (see the module docstring for the arguments)."""
-    out_uri, stamps_dir, count, rate, keys, interval_ms = (list(argv) + DEFAULTS[len(argv):])[:6]
+    out_uri, stamps_dir, count, rate, keys, interval_ms = (list(argv) + DEFAULTS[len(argv) :])[:6]
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(int(interval_ms))
     numbers = env.from_generator(_identity, count=int(count), records_per_second=float(rate)).uid("numbers")

@@ -64,8 +64,9 @@ class JobProcess:
 
     def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log = log_path.open("a")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         self.rest: str | None = None
         self.token = derive_rest_token(env[JOB_SECRET_ENV])  # the run takes its secret from the environment
         self.completed: list[tuple[int, float]] = []
@@ -112,9 +113,12 @@ class JobProcess:
     def post(self, path: str) -> None:
         """POST to a REST path (errors ignored: the JobMaster may be busy recovering)."""
         try:
-            req = urllib.request.Request(f"{self.rest}{path}", data=b"{}", method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {self.token}"})
+            req = urllib.request.Request(
+                f"{self.rest}{path}",
+                data=b"{}",
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+            )
             urllib.request.urlopen(req, timeout=5).read()
         except OSError:
             pass
@@ -168,8 +172,14 @@ class FaultDriver:
         env[JOB_SECRET_ENV] = new_job_secret()
         return env
 
-    def run_round(self, seed: int, faults: int, mode: str = "EXACTLY_ONCE", rate: int = 1500,
-                  scenarios: tuple[str, ...] = SCENARIOS) -> RoundResult:
+    def run_round(
+        self,
+        seed: int,
+        faults: int,
+        mode: str = "EXACTLY_ONCE",
+        rate: int = 1500,
+        scenarios: tuple[str, ...] = SCENARIOS,
+    ) -> RoundResult:
         """One job with up to ``faults`` faults; then the output check."""
         rng = random.Random(seed)
         result = RoundResult(seed, mode)
@@ -178,9 +188,27 @@ class FaultDriver:
         output, checkpoints = f"{base}/output", f"{base}/chk"
         count = int(rate * (faults * 1.6 + 4))
         name = f"faults-{seed}"
-        cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", JOB_FILE, "source=gen", f"count={count}",
-               f"rate={rate}", f"output={output}", "interval=300", f"mode={mode}", "slow_commit_ms=150",
-               "parallelism=2", "--name", name, "--rest-port", "0", "--checkpoint-dir", checkpoints]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamjob.worker.cli",
+            "run",
+            JOB_FILE,
+            "source=gen",
+            f"count={count}",
+            f"rate={rate}",
+            f"output={output}",
+            "interval=300",
+            f"mode={mode}",
+            "slow_commit_ms=150",
+            "parallelism=2",
+            "--name",
+            name,
+            "--rest-port",
+            "0",
+            "--checkpoint-dir",
+            checkpoints,
+        ]
         log_path = self.work / f"{name}.log"
         env = self._env()
         # every scenario at least once per round (when the round has room), the rest drawn at random
@@ -216,8 +244,9 @@ class FaultDriver:
                 job.kill_group()
             result.seconds = time.monotonic() - started
 
-    def _wait_checkpoint(self, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path,
-                         result: RoundResult) -> JobProcess | None:
+    def _wait_checkpoint(
+        self, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path, result: RoundResult
+    ) -> JobProcess | None:
         """Waits for the next completed checkpoint (or the end), resuming a JobMaster that exited."""
         deadline = time.monotonic() + 120
         done = len(job.completed)
@@ -229,15 +258,24 @@ class FaultDriver:
                 done = 0
         return None
 
-    def _resume(self, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path,
-                result: RoundResult) -> JobProcess:
+    def _resume(
+        self, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path, result: RoundResult
+    ) -> JobProcess:
         """As the operator would: a JobMaster that gave up is started again from the latest checkpoint."""
         last = job.lines[-1] if job.lines else ""
         result.notes.append(f"the JobMaster exited ({job.proc.returncode}: {last[:160]}); resumed from latest")
         return JobProcess([*cmd, "--restore", "latest"], env, log_path)
 
-    def _inject(self, scenario: str, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path,
-                rng: random.Random, result: RoundResult) -> JobProcess:
+    def _inject(
+        self,
+        scenario: str,
+        job: JobProcess,
+        cmd: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        rng: random.Random,
+        result: RoundResult,
+    ) -> JobProcess:
         if scenario == "worker":
             self._kill_worker(job, rng, result, scenario)
         elif scenario == "in-flight":
@@ -266,8 +304,9 @@ class FaultDriver:
             os.kill(rng.choice(pids), signal.SIGKILL)
             result.faults.append(label)
 
-    def _kill_jobmaster(self, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path,
-                        result: RoundResult, label: str) -> JobProcess:
+    def _kill_jobmaster(
+        self, job: JobProcess, cmd: list[str], env: dict[str, str], log_path: Path, result: RoundResult, label: str
+    ) -> JobProcess:
         slots = job.worker_pids()
         job.proc.send_signal(signal.SIGKILL)
         job.proc.wait(10)
@@ -290,8 +329,10 @@ def summarize(results: list[RoundResult]) -> str:
     for r in results:
         kinds.update(r.faults)
         status = "OK" if r.problem is None else f"FAILED: {r.problem}"
-        lines.append(f"seed {r.seed} {r.mode}: {len(r.faults)} faults in {r.seconds:.0f} s — {status}"
-                     + (f" ({'; '.join(r.notes)})" if r.notes else ""))
+        lines.append(
+            f"seed {r.seed} {r.mode}: {len(r.faults)} faults in {r.seconds:.0f} s — {status}"
+            + (f" ({'; '.join(r.notes)})" if r.notes else "")
+        )
     lines.append(f"total {sum(kinds.values())} faults: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     return "\n".join(lines)
 
@@ -327,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     print(summarize(results), flush=True)
     failed = [r for r in results if r.problem is not None]
     if failed:
-        print(f"soak FAILED; replay with: python -m tests.integration.soak --faults {args.per_round} "
-              f"--seed {failed[0].seed} --mode {failed[0].mode}", flush=True)
+        print(
+            f"soak FAILED; replay with: python -m tests.integration.soak --faults {args.per_round} "
+            f"--seed {failed[0].seed} --mode {failed[0].mode}",
+            flush=True,
+        )
     return 1 if failed else 0
 
 

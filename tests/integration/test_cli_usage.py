@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 def echo_job(tmp_path: Path) -> Path:
     """A bounded job that prints the arguments its build function received."""
     job = tmp_path / "echo_args.py"
-    job.write_text(textwrap.dedent("""\
+    job.write_text(
+        textwrap.dedent("""\
         from streamjob.worker.api import StreamExecutionEnvironment
 
         def build(args):
@@ -29,13 +30,25 @@ def echo_job(tmp_path: Path) -> Path:
             env = StreamExecutionEnvironment.get_execution_environment()
             env.from_elements(1, 2, 3).uid("numbers").map(lambda x: x).uid("same").print()
             env.execute("echo-args")
-    """))
+    """)
+    )
     return job
 
 
 def test_options_after_the_entrypoint_then_job_args_after_dashes(echo_job: Path, tmp_path: Path) -> None:
-    result = run_cli("run", str(echo_job), "-p", "2", "--checkpoint-dir", str(tmp_path / "ck"), "--rest-port", "0",
-                     "--", "1000", "--verbose")
+    result = run_cli(
+        "run",
+        str(echo_job),
+        "-p",
+        "2",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        "--rest-port",
+        "0",
+        "--",
+        "1000",
+        "--verbose",
+    )
     assert result.returncode == 0, result.stderr
     assert "JOB ARGS ['1000', '--verbose']" in result.stdout
     assert "at parallelism 2" in result.stderr
@@ -102,12 +115,22 @@ def test_checkpoint_define_errors_are_clean_lines(echo_job: Path) -> None:
     unknown = run_cli("run", "--rest-port", "0", "-D", "checkpoint.timeout=5s", str(echo_job))
     assert unknown.returncode == 2
     assert "unknown checkpoint setting 'timeout'; did you mean checkpoint.timeout_ms?" in unknown.stderr
-    clash = run_cli("run", "--rest-port", "0", "-D", "checkpoint.mode=AT_LEAST_ONCE", "-D", "checkpoint.unaligned=true",
-                    str(echo_job))
+    clash = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "-D",
+        "checkpoint.mode=AT_LEAST_ONCE",
+        "-D",
+        "checkpoint.unaligned=true",
+        str(echo_job),
+    )
     assert clash.returncode == 2 and "Traceback" not in clash.stderr
-    assert clash.error_lines == ["error: the job's checkpoint settings with the overrides mode=AT_LEAST_ONCE, "
-                                 "unaligned=true are invalid: unaligned checkpoints need mode EXACTLY_ONCE "
-                                 "(AT_LEAST_ONCE never aligns)"]
+    assert clash.error_lines == [
+        "error: the job's checkpoint settings with the overrides mode=AT_LEAST_ONCE, "
+        "unaligned=true are invalid: unaligned checkpoints need mode EXACTLY_ONCE "
+        "(AT_LEAST_ONCE never aligns)"
+    ]
 
 
 def test_a_file_without_build_says_so(tmp_path: Path) -> None:
@@ -120,8 +143,14 @@ def test_a_file_without_build_says_so(tmp_path: Path) -> None:
 
 def test_ctrl_c_says_the_checkpoints_are_deleted_under_delete_on_cancellation(tmp_path: Path) -> None:
     checkpoints = (tmp_path / "ck").as_uri()
-    with LocalJob(KEYED_SUM, f"out={tmp_path.as_uri()}/out", "count=100000", "rate=500", "cleanup=delete",
-                  checkpoint_dir=checkpoints) as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={tmp_path.as_uri()}/out",
+        "count=100000",
+        "rate=500",
+        "cleanup=delete",
+        checkpoint_dir=checkpoints,
+    ) as job:
         job.wait_for_checkpoints(1)
         job.interrupt()
         assert job.wait(timeout=60) == 0, job.describe()
@@ -132,8 +161,20 @@ def test_ctrl_c_says_the_checkpoints_are_deleted_under_delete_on_cancellation(tm
 
 def test_the_last_checkpoint_line_of_a_bounded_job_counts_every_record(tmp_path: Path) -> None:
     """The count comes with the acknowledgements and the end of input, not only the 1 s metrics reports."""
-    result = run_cli("run", "-p", "2", "--rest-port", "0", "--checkpoint-dir", str(tmp_path / "ck"), KEYED_SUM,
-                     f"out={tmp_path.as_uri()}/out", "count=3000", "rate=3000", timeout=120)
+    result = run_cli(
+        "run",
+        "-p",
+        "2",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        KEYED_SUM,
+        f"out={tmp_path.as_uri()}/out",
+        "count=3000",
+        "rate=3000",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "] checkpoint " in line and " completed in " in line]
     assert lines, result.stderr
@@ -146,11 +187,14 @@ def _without_secret() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("STREAMJOB_JOB_SECRET", "STREAMJOB_JOB_SECRET_FILE")}
 
 
-@pytest.mark.parametrize("command", [
-    ["jobmaster", "--config", "/nonexistent/job.json"],
-    ["worker", "--jobmaster", "127.0.0.1:6123"],
-    ["slot", "--jobmaster", "127.0.0.1:6123"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["jobmaster", "--config", "/nonexistent/job.json"],
+        ["worker", "--jobmaster", "127.0.0.1:6123"],
+        ["slot", "--jobmaster", "127.0.0.1:6123"],
+    ],
+)
 def test_kubernetes_processes_refuse_to_start_without_the_job_secret(command: list[str]) -> None:
     result = run_cli(*command, env=_without_secret(), timeout=30)
     assert result.returncode == 2, result.stderr
@@ -159,7 +203,8 @@ def test_kubernetes_processes_refuse_to_start_without_the_job_secret(command: li
 
 
 def test_a_too_short_job_secret_is_one_line(tmp_path: Path) -> None:
-    result = run_cli("slot", "--jobmaster", "127.0.0.1:6123", env={**_without_secret(), "STREAMJOB_JOB_SECRET": "x"},
-                     timeout=30)
+    result = run_cli(
+        "slot", "--jobmaster", "127.0.0.1:6123", env={**_without_secret(), "STREAMJOB_JOB_SECRET": "x"}, timeout=30
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.error_lines) == 1 and "at least 32" in result.error_lines[0]

@@ -29,7 +29,8 @@ def _rounds(driver: FaultDriver, seed: int, mode: str, total: int, per_round: in
         n += 1
         assert result.problem is None, (
             f"{result.problem}\nseed {result.seed}, faults {result.faults}; replay: python -m tests.integration.soak "
-            f"--faults {per_round} --per-round {per_round} --seed {result.seed} --mode {mode}")
+            f"--faults {per_round} --per-round {per_round} --seed {result.seed} --mode {mode}"
+        )
     return results
 
 

@@ -33,6 +33,7 @@ def _kill_once_at(checkpoint: int) -> Any:
             if pids:
                 progress.killed = True  # type: ignore[attr-defined]
                 os.kill(pids[0], signal.SIGKILL)
+
     return hook
 
 
@@ -44,12 +45,16 @@ def test_file_source_resumes_exactly_after_a_kill(kind: str, tmp_path: Path, req
     count = 12_000
     per_file = 1_000
     for f in range(count // per_file):
-        store.put(f"day{f % 3}/file{f:03d}.txt",
-                  "".join(f"{i}\n" for i in range(f * per_file, (f + 1) * per_file)).encode())
+        store.put(
+            f"day{f % 3}/file{f:03d}.txt", "".join(f"{i}\n" for i in range(f * per_file, (f + 1) * per_file)).encode()
+        )
     store.put("_SUCCESS", b"")
-    code, progress = run_job(["source=file", f"input={source}", f"output={output}", "parallelism=3",
-                              "interval=100"], tmp_path / "w", _location(kind, tmp_path, request, "chk"),
-                             _kill_once_at(1))
+    code, progress = run_job(
+        ["source=file", f"input={source}", f"output={output}", "parallelism=3", "interval=100"],
+        tmp_path / "w",
+        _location(kind, tmp_path, request, "chk"),
+        _kill_once_at(1),
+    )
     print("\n".join(progress.lines))
     assert code == 0
     assert progress.count("restarting") >= 1
@@ -59,8 +64,9 @@ def test_file_source_resumes_exactly_after_a_kill(kind: str, tmp_path: Path, req
 
 
 @pytest.mark.parametrize("kind", ["file", "s3"])
-def test_readers_never_see_partial_or_uncommitted_files(kind: str, tmp_path: Path,
-                                                       request: pytest.FixtureRequest) -> None:
+def test_readers_never_see_partial_or_uncommitted_files(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     output = _location(kind, tmp_path, request, "output")
     store = open_store(output)
     seen: dict[str, bytes] = {}
@@ -86,9 +92,12 @@ def test_readers_never_see_partial_or_uncommitted_files(kind: str, tmp_path: Pat
     watcher.start()
     count = 4_000
     try:
-        code, progress = run_job(["source=gen", f"count={count}", "rate=1000", f"output={output}",
-                                  "interval=150"], tmp_path / "w", _location(kind, tmp_path, request, "chk"),
-                                 _kill_once_at(3))
+        code, progress = run_job(
+            ["source=gen", f"count={count}", "rate=1000", f"output={output}", "interval=150"],
+            tmp_path / "w",
+            _location(kind, tmp_path, request, "chk"),
+            _kill_once_at(3),
+        )
     finally:
         stop.set()
         watcher.join(30)
@@ -111,8 +120,12 @@ def test_monitored_source_reads_files_added_while_running(tmp_path: Path) -> Non
     state: dict[str, Any] = {}
 
     def stop_with_savepoint(rest: str, token: str) -> None:
-        req = urllib.request.Request(f"{rest}/savepoints", data=b'{"stop": true}', method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            f"{rest}/savepoints",
+            data=b'{"stop": true}',
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
         urllib.request.urlopen(req, timeout=10).read()
 
     def hook(progress: HookedProgress, kind: str, data: dict[str, Any]) -> None:
@@ -124,13 +137,18 @@ def test_monitored_source_reads_files_added_while_running(tmp_path: Path) -> Non
             (source / ".b.tmp").rename(source / "b.txt")
             state["added"] = data["id"]
         elif "added" in state and "stopping" not in state and data["id"] >= state["added"] + 6:
-            rest = next(m.group(1) for line in progress.lines
-                        if (m := re.search(r"REST API (http://\S+);", line)) is not None)
+            rest = next(
+                m.group(1) for line in progress.lines if (m := re.search(r"REST API (http://\S+);", line)) is not None
+            )
             state["stopping"] = True
             threading.Thread(target=stop_with_savepoint, args=(rest, progress.rest_token()), daemon=True).start()
 
-    code, progress = run_job(["source=file", f"input={source.as_uri()}", "monitor_ms=100", f"output={output}",
-                              "interval=150"], tmp_path / "w", (tmp_path / "chk").as_uri(), hook)
+    code, progress = run_job(
+        ["source=file", f"input={source.as_uri()}", "monitor_ms=100", f"output={output}", "interval=150"],
+        tmp_path / "w",
+        (tmp_path / "chk").as_uri(),
+        hook,
+    )
     print("\n".join(progress.lines))
     assert code == 0
     assert state.get("stopping")

@@ -36,17 +36,29 @@ def _kill_worker_at(checkpoint: int) -> Any:
             if pids:
                 progress.killed = True  # type: ignore[attr-defined]
                 os.kill(pids[-1], signal.SIGKILL)
+
     return hook
 
 
-def test_source_replays_from_checkpointed_offsets_after_a_kill(kafka_broker: KafkaBroker, kafka_topic: str,
-                                                              tmp_path: Path) -> None:
+def test_source_replays_from_checkpointed_offsets_after_a_kill(
+    kafka_broker: KafkaBroker, kafka_topic: str, tmp_path: Path
+) -> None:
     count = 20_000
     _produce(kafka_broker, kafka_topic, count)
     out = (tmp_path / "out").as_uri()
-    code, progress = run_job(["source=kafka", f"topic={kafka_topic}", f"bootstrap={kafka_broker.bootstrap}",
-                              "bounded=1", f"output={out}", "interval=100"], tmp_path / "w",
-                             (tmp_path / "chk").as_uri(), _kill_worker_at(1))
+    code, progress = run_job(
+        [
+            "source=kafka",
+            f"topic={kafka_topic}",
+            f"bootstrap={kafka_broker.bootstrap}",
+            "bounded=1",
+            f"output={out}",
+            "interval=100",
+        ],
+        tmp_path / "w",
+        (tmp_path / "chk").as_uri(),
+        _kill_worker_at(1),
+    )
     assert code == 0, progress.lines
     assert progress.count("restarting") == 1, progress.lines
     assert compare(read_file_outputs(out), count, exactly_once=True) is None
@@ -55,9 +67,20 @@ def test_source_replays_from_checkpointed_offsets_after_a_kill(kafka_broker: Kaf
 def test_sink_is_exactly_once_with_read_committed_after_a_kill(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
     out_topic = kafka_broker.create_topic(f"out-{tmp_path.name[-20:]}", partitions=2)
     count = 4_000
-    code, progress = run_job(["source=gen", f"count={count}", "rate=1000", "sink=kafka", f"out_topic={out_topic}",
-                              f"bootstrap={kafka_broker.bootstrap}", "interval=200"], tmp_path / "w",
-                             (tmp_path / "chk").as_uri(), _kill_worker_at(1))
+    code, progress = run_job(
+        [
+            "source=gen",
+            f"count={count}",
+            "rate=1000",
+            "sink=kafka",
+            f"out_topic={out_topic}",
+            f"bootstrap={kafka_broker.bootstrap}",
+            "interval=200",
+        ],
+        tmp_path / "w",
+        (tmp_path / "chk").as_uri(),
+        _kill_worker_at(1),
+    )
     assert code == 0, progress.lines
     assert progress.count("restarting") == 1, progress.lines
     problem = compare(read_kafka_outputs(kafka_broker.bootstrap, out_topic), count, exactly_once=True)
@@ -67,9 +90,21 @@ def test_sink_is_exactly_once_with_read_committed_after_a_kill(kafka_broker: Kaf
 def test_at_least_once_sink_loses_nothing(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
     out_topic = kafka_broker.create_topic(f"alo-{tmp_path.name[-20:]}", partitions=1)
     count = 3_000
-    code, progress = run_job(["source=gen", f"count={count}", "rate=1000", "sink=kafka", f"out_topic={out_topic}",
-                              "semantic=at-least-once", f"bootstrap={kafka_broker.bootstrap}", "interval=200"],
-                             tmp_path / "w", (tmp_path / "chk").as_uri(), _kill_worker_at(1))
+    code, progress = run_job(
+        [
+            "source=gen",
+            f"count={count}",
+            "rate=1000",
+            "sink=kafka",
+            f"out_topic={out_topic}",
+            "semantic=at-least-once",
+            f"bootstrap={kafka_broker.bootstrap}",
+            "interval=200",
+        ],
+        tmp_path / "w",
+        (tmp_path / "chk").as_uri(),
+        _kill_worker_at(1),
+    )
     assert code == 0, progress.lines
     assert compare(read_kafka_outputs(kafka_broker.bootstrap, out_topic), count, exactly_once=False) is None
 
@@ -106,14 +141,23 @@ def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker: Kaf
     with pytest.raises(KafkaConnectorError, match="does not exist"):
         KafkaSource("no-such-topic", kafka_broker.bootstrap, "g").create_reader(ctx, None)
     sink = KafkaSink("no-such-topic", kafka_broker.bootstrap, "at-least-once", timeout_ms=5000)
-    sink.open(type("R", (), {"get_index_of_this_subtask": lambda s: 0,
-                             "get_number_of_parallel_subtasks": lambda s: 1})())
+    sink.open(
+        type("R", (), {"get_index_of_this_subtask": lambda s: 0, "get_number_of_parallel_subtasks": lambda s: 1})()
+    )
     with pytest.raises(KafkaConnectorError, match="does not exist"):
         sink.begin_transaction()
     # in a job: a clear job error, not a hang or silent loss
-    code, progress = run_job(["source=kafka", "topic=no-such-topic", f"bootstrap={kafka_broker.bootstrap}",
-                              f"output={(tmp_path / 'o').as_uri()}", "restart=none"], tmp_path / "w",
-                             (tmp_path / "chk").as_uri())
+    code, progress = run_job(
+        [
+            "source=kafka",
+            "topic=no-such-topic",
+            f"bootstrap={kafka_broker.bootstrap}",
+            f"output={(tmp_path / 'o').as_uri()}",
+            "restart=none",
+        ],
+        tmp_path / "w",
+        (tmp_path / "chk").as_uri(),
+    )
     assert code != 0
     assert any("does not exist" in line for line in progress.lines), progress.lines
 

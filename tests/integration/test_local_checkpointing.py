@@ -44,13 +44,15 @@ def failed_checkpoints(job: LocalJob) -> list[str]:
 
 
 def test_checkpoints_timing_out_fail_the_job_after_the_tolerable_number(file_root: str) -> None:
-    with LocalJob(FAULTY, "mode=sleep", "sleep_ms=1500", "timeout=300", "tolerable=2",
-                  checkpoint_dir=f"{file_root}/checkpoints") as job:
+    with LocalJob(
+        FAULTY, "mode=sleep", "sleep_ms=1500", "timeout=300", "tolerable=2", checkpoint_dir=f"{file_root}/checkpoints"
+    ) as job:
         assert job.wait() == 5, job.describe()
     expired = [r for r in failed_checkpoints(job) if "expired" in r]
     assert len(expired) == 3, job.describe()
-    assert re.search(r"job FAILED: checkpoint \d+ failed .* 2 consecutive checkpoint failures", job.output()), \
+    assert re.search(r"job FAILED: checkpoint \d+ failed .* 2 consecutive checkpoint failures", job.output()), (
         job.describe()
+    )
 
 
 def test_unaligned_checkpoints_give_exact_results_across_a_kill(file_root: str) -> None:
@@ -81,8 +83,7 @@ def test_keyed_timers_survive_a_savepoint_and_fire_once_after_the_restore(file_r
     args = (f"out={out}", f"keys={keys}", "delay_ms=6000")
     with LocalJob(TIMERS, *args, checkpoint_dir=checkpoints) as job:
         job.wait_for_checkpoints(2)
-        job.poll("every key's first event committed",
-                 lambda: len({row[0] for row in read_committed(out)}) == keys, 30)
+        job.poll("every key's first event committed", lambda: len({row[0] for row in read_committed(out)}) == keys, 30)
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
     before = read_committed(out)
@@ -91,8 +92,7 @@ def test_keyed_timers_survive_a_savepoint_and_fire_once_after_the_restore(file_r
     assert sum(len(s.keyed) for s in timers.subtasks) > 0
 
     with LocalJob(TIMERS, *args, checkpoint_dir=checkpoints, restore=savepoint) as resumed:
-        resumed.poll("a fired timer per key", lambda: sum(row[1] == "fired" for row in read_committed(out)) >= keys,
-                     60)
+        resumed.poll("a fired timer per key", lambda: sum(row[1] == "fired" for row in read_committed(out)) >= keys, 60)
         stop_with_savepoint(resumed)
         assert resumed.wait() == 0, resumed.describe()
     rows = read_committed(out)
@@ -110,18 +110,28 @@ def test_keyed_timers_survive_a_savepoint_and_fire_once_after_the_restore(file_r
             assert n >= counted_before[key], f"{key}: the timer saw count {n}, state was not restored"
 
 
-
 def completed_checkpoint_ids(checkpoints: str) -> list[int]:
     return sorted(row.id for row in list_snapshots(checkpoints) if row.kind == "checkpoint" and row.id is not None)
 
 
 def test_retention_keeps_the_newest_checkpoints(root: str) -> None:
     checkpoints = f"{root}/checkpoints"
-    with LocalJob(KEYED_SUM, f"out={root}/out", "count=30000", "rate=500", "interval=500", "retained=2",
-                  checkpoint_dir=checkpoints) as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={root}/out",
+        "count=30000",
+        "rate=500",
+        "interval=500",
+        "retained=2",
+        checkpoint_dir=checkpoints,
+    ) as job:
         job.wait_for_checkpoints(4)
-        job.poll("retention down to the newest 2 checkpoints",
-                 lambda: len(ids := completed_checkpoint_ids(checkpoints)) == 2 and ids[0] > 2, 30, interval=0.2)
+        job.poll(
+            "retention down to the newest 2 checkpoints",
+            lambda: len(ids := completed_checkpoint_ids(checkpoints)) == 2 and ids[0] > 2,
+            30,
+            interval=0.2,
+        )
         job.cancel()
         assert job.wait() == 0, job.describe()
     assert "job CANCELED" in job.output()
@@ -129,8 +139,15 @@ def test_retention_keeps_the_newest_checkpoints(root: str) -> None:
 
 
 def test_failing_snapshots_are_declined_checkpoints_within_the_tolerable_number(file_root: str) -> None:
-    with LocalJob(FAULTY, "mode=raise", "failures=2", "tolerable=2", "count=900", "rate=600",
-                  checkpoint_dir=f"{file_root}/checkpoints") as job:
+    with LocalJob(
+        FAULTY,
+        "mode=raise",
+        "failures=2",
+        "tolerable=2",
+        "count=900",
+        "rate=600",
+        checkpoint_dir=f"{file_root}/checkpoints",
+    ) as job:
         assert job.wait() == 0, job.describe()
     assert len(failed_checkpoints(job)) >= 2, job.describe()
     assert "injected snapshot failure 1" in job.output()
@@ -146,8 +163,16 @@ def test_failing_snapshots_beyond_the_tolerable_number_fail_the_job(file_root: s
 
 
 def test_savepoints_are_not_overtaken_by_periodic_checkpoints(file_root: str) -> None:
-    with LocalJob(KEYED_SUM, f"out={file_root}/out", "count=30000", "rate=2000", "interval=20", "slow_us=400",
-                  "unaligned=1", checkpoint_dir=f"{file_root}/checkpoints") as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={file_root}/out",
+        "count=30000",
+        "rate=2000",
+        "interval=20",
+        "slow_us=400",
+        "unaligned=1",
+        checkpoint_dir=f"{file_root}/checkpoints",
+    ) as job:
         job.wait_for_checkpoints(2)
         for _ in range(10):
             job.trigger_savepoint()
@@ -157,8 +182,15 @@ def test_savepoints_are_not_overtaken_by_periodic_checkpoints(file_root: str) ->
 
 def test_delete_on_cancellation_leaves_nothing_behind(root: str) -> None:
     checkpoints = f"{root}/checkpoints"
-    with LocalJob(KEYED_SUM, f"out={root}/out", "count=30000", "rate=500", "interval=100", "cleanup=delete",
-                  checkpoint_dir=checkpoints) as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={root}/out",
+        "count=30000",
+        "rate=500",
+        "interval=100",
+        "cleanup=delete",
+        checkpoint_dir=checkpoints,
+    ) as job:
         job.wait_for_checkpoints(3)
         job_id = job.job()["id"]
         job.cancel()

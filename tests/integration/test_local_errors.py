@@ -70,11 +70,13 @@ def test_missing_entrypoint(job_dir: Path) -> None:
 
 def test_entrypoint_that_raises_names_the_users_line(job_dir: Path) -> None:
     broken = job_dir / "broken.py"
-    broken.write_text(textwrap.dedent("""\
+    broken.write_text(
+        textwrap.dedent("""\
         def build(args):
             settings = {}
             return settings["missing"]
-    """))
+    """)
+    )
     line = assert_one_clear_error(run(str(broken)), "raised KeyError", f"{broken}:3 in build")
     assert line.startswith("error:")
 
@@ -102,8 +104,9 @@ def test_bad_config_value_in_the_job_code_names_the_field(tmp_path: Path) -> Non
     assert line.startswith("error:")
 
 
-def test_unreachable_storage_endpoint_fails_fast_and_names_the_endpoint(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_storage_endpoint_fails_fast_and_names_the_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STREAMJOB_S3_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nothing")
@@ -127,8 +130,16 @@ def test_corrupted_metadata_is_refused_and_nothing_in_storage_changes(completed:
 def test_uid_mismatch_on_restore_is_refused_unless_allowed(completed: str, tmp_path: Path) -> None:
     target = latest_checkpoint(completed)
     before = tree_digest(f"{completed}/checkpoints")
-    args = ("--checkpoint-dir", (tmp_path / "new").as_uri(), "--restore", target, KEYED_SUM,
-            f"out={completed}/out", "count=600", "sums_uid=renamed")
+    args = (
+        "--checkpoint-dir",
+        (tmp_path / "new").as_uri(),
+        "--restore",
+        target,
+        KEYED_SUM,
+        f"out={completed}/out",
+        "count=600",
+        "sums_uid=renamed",
+    )
     assert_one_clear_error(run(*args), "operator uid(s) ['sums']", "--allow-non-restored-state")
     allowed = run("--allow-non-restored-state", *args)
     assert allowed.returncode == 0, allowed.stderr
@@ -145,7 +156,8 @@ def test_bad_flag_value_is_one_error_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["unreachable", "corrupted", "uid"])
 def test_startup_failures_are_reported_as_error_lines_with_their_exit_code(
-        case: str, completed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    case: str, completed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = f"out={tmp_path.as_uri()}/out"
     if case == "unreachable":
         monkeypatch.setenv("STREAMJOB_S3_ENDPOINT", "http://127.0.0.1:9")
@@ -159,8 +171,18 @@ def test_startup_failures_are_reported_as_error_lines_with_their_exit_code(
         open_store(target).put("_metadata", b"{")
         result, code = run("--restore", target, "--checkpoint-dir", f"{copied}/checkpoints", KEYED_SUM, out), 3
     else:
-        result, code = run("--restore", latest_checkpoint(completed), "--checkpoint-dir",
-                           (tmp_path / "n").as_uri(), KEYED_SUM, out, "sums_uid=renamed"), 4
+        result, code = (
+            run(
+                "--restore",
+                latest_checkpoint(completed),
+                "--checkpoint-dir",
+                (tmp_path / "n").as_uri(),
+                KEYED_SUM,
+                out,
+                "sums_uid=renamed",
+            ),
+            4,
+        )
     line = assert_one_clear_error(result)
     assert line.startswith("error:"), result.stderr
     assert result.returncode == code, result.stderr

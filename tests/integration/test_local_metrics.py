@@ -27,16 +27,22 @@ def backpressured_s(job: LocalJob) -> dict[str, float]:
     """``vertex/subtask`` → seconds, from the job's ``GET /metrics``."""
     with urllib.request.urlopen(job.rest_url + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    return {f"{s.labels['vertex']}/{s.labels['subtask']}": s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name == "streamjob_backpressured_seconds_total"}
+    return {
+        f"{s.labels['vertex']}/{s.labels['subtask']}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "streamjob_backpressured_seconds_total"
+    }
 
 
 def source_share(job: LocalJob) -> dict[str, float]:
     """Per source subtask: backpressured seconds per second of a window after the channels filled."""
     job.wait_for_running()
-    job.poll("metrics of both source subtasks", lambda: len([k for k in backpressured_s(job) if
-                                                            k.startswith("gen/")]) == 2 or None, 30)
+    job.poll(
+        "metrics of both source subtasks",
+        lambda: len([k for k in backpressured_s(job) if k.startswith("gen/")]) == 2 or None,
+        30,
+    )
     time.sleep(1.0)
     t0, first = time.monotonic(), backpressured_s(job)
     time.sleep(_WINDOW_S)

@@ -88,7 +88,7 @@ def test_sigterm_while_the_job_keeps_failing_cancels_it(tmp_path: Path, delay_ms
         job._require().send_signal(signal.SIGTERM)
         assert job.wait(timeout=30) == 0, job.describe()
     output = job.output()
-    after = output[output.index("interrupted: cancelling the job"):]
+    after = output[output.index("interrupted: cancelling the job") :]
     assert "job CANCELED" in after, job.describe()
     assert "attempt" not in after.replace("the job attempt ended", ""), job.describe()
 
@@ -107,7 +107,8 @@ def test_a_slot_process_that_dies_before_registering_fails_the_attempt_at_once(t
         "if 'slot' in sys.argv:\n"
         "    sys.stderr.write('boom: this slot cannot start\\n')\n"
         "    sys.stderr.flush()\n"
-        "    os._exit(7)\n")
+        "    os._exit(7)\n"
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH", "")) if p)
     out = (tmp_path / "out").as_uri()
@@ -127,15 +128,28 @@ def test_cancel_while_the_jobmaster_waits_for_worker_pods_ends_it_at_once(tmp_pa
     Before, the JobMaster noticed the cancel only after the registration timeout (120 s).
     """
     config = tmp_path / "job.json"
-    config.write_text(json.dumps({
-        "name": "waiting", "entrypoint": KEYED_SUM, "args": [f"out={(tmp_path / 'out').as_uri()}"],
-        "checkpoints_uri": (tmp_path / "ck").as_uri(), "rest_host": "127.0.0.1", "rest_port": 0, "workers": 2,
-        "control_port": 0,
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "name": "waiting",
+                "entrypoint": KEYED_SUM,
+                "args": [f"out={(tmp_path / 'out').as_uri()}"],
+                "checkpoints_uri": (tmp_path / "ck").as_uri(),
+                "rest_host": "127.0.0.1",
+                "rest_port": 0,
+                "workers": 2,
+                "control_port": 0,
+            }
+        )
+    )
     secret = new_job_secret()
-    proc = subprocess.Popen([sys.executable, "-m", "streamjob.worker.cli", "jobmaster", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, JOB_SECRET_ENV: secret})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamjob.worker.cli", "jobmaster", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, JOB_SECRET_ENV: secret},
+    )
     try:
         assert proc.stdout is not None
         port = None
@@ -147,8 +161,12 @@ def test_cancel_while_the_jobmaster_waits_for_worker_pods_ends_it_at_once(tmp_pa
         assert port is not None, "the JobMaster never served its REST API"
         started = time.monotonic()
         token = derive_rest_token(secret)
-        assert run_cli("cancel", "--jobmaster", f"http://127.0.0.1:{port}",
-                       env={**os.environ, REST_TOKEN_ENV: token}).returncode == 0
+        assert (
+            run_cli(
+                "cancel", "--jobmaster", f"http://127.0.0.1:{port}", env={**os.environ, REST_TOKEN_ENV: token}
+            ).returncode
+            == 0
+        )
         proc.wait(timeout=30)
         assert time.monotonic() - started < 10
         output = proc.stdout.read()

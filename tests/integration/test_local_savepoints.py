@@ -44,8 +44,9 @@ def restored_checkpoint(job: LocalJob) -> int:
 
 
 def first_run(out: str, checkpoints: str, parallelism: int = 2) -> LocalJob:
-    return LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=1000", parallelism=parallelism,
-                    checkpoint_dir=checkpoints)
+    return LocalJob(
+        KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=1000", parallelism=parallelism, checkpoint_dir=checkpoints
+    )
 
 
 @pytest.mark.parametrize(("before", "after"), [(1, 3), (3, 1)])
@@ -62,8 +63,15 @@ def test_stop_with_savepoint_then_restore_at_another_parallelism(file_root: str,
     assert 0 < len(read_before) < COUNT
     assert keyed_sum.check_exactly_once(read_committed(out), read_before) is None
 
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", parallelism=after,
-                  checkpoint_dir=checkpoints, restore=savepoint) as resumed:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={COUNT}",
+        "rate=0",
+        parallelism=after,
+        checkpoint_dir=checkpoints,
+        restore=savepoint,
+    ) as resumed:
         resumed.wait_for_line(rf"job 'keyed-sum' at parallelism {after};")
         assert resumed.wait() == 0, resumed.describe()
     assert restored_checkpoint(resumed) == int(job.wait_for_line(r"savepoint (\d+) completed").group(1))
@@ -92,8 +100,9 @@ def test_savepoint_copied_elsewhere_restores_without_the_original(root: str, req
     delete_tree(checkpoints)
     assert tree_digest(savepoint) == {}
 
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", checkpoint_dir=f"{root}/checkpoints-2",
-                  restore=relocated) as resumed:
+    with LocalJob(
+        KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", checkpoint_dir=f"{root}/checkpoints-2", restore=relocated
+    ) as resumed:
         assert resumed.wait() == 0, resumed.describe()
     restored_checkpoint(resumed)
     problem = keyed_sum.check_exactly_once(read_committed(out), COUNT)
@@ -113,8 +122,9 @@ def test_restore_latest_continues_a_cancelled_run(file_root: str) -> None:
     assert "job CANCELED" in job.output()
     last = max(int(n) for n in re.findall(r"checkpoint (\d+) completed", job.output()))
 
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", checkpoint_dir=checkpoints,
-                  restore="latest") as resumed:
+    with LocalJob(
+        KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", checkpoint_dir=checkpoints, restore="latest"
+    ) as resumed:
         assert resumed.wait() == 0, resumed.describe()
     assert restored_checkpoint(resumed) == last
     problem = keyed_sum.check_exactly_once(read_committed(out), COUNT)
@@ -128,8 +138,9 @@ def test_restore_latest_after_the_jobmaster_was_killed(file_root: str) -> None:
         job.kill()
     assert job.returncode == -9
 
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", checkpoint_dir=checkpoints,
-                  restore="latest") as resumed:
+    with LocalJob(
+        KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", checkpoint_dir=checkpoints, restore="latest"
+    ) as resumed:
         assert resumed.wait() == 0, resumed.describe()
     assert restored_checkpoint(resumed) >= 3
     problem = keyed_sum.check_exactly_once(read_committed(out), COUNT)

@@ -41,5 +41,6 @@ def test_readme_quickstart_runs_and_verifies_the_exact_output() -> None:
     assert proc.returncode == 0, output[-4000:]
     assert re.search(r"demo: killing worker process \d+ with SIGKILL", output), output[-4000:]
     assert re.search(r"attempt 1 running, restored from checkpoint \d+", output), output[-4000:]
-    assert re.search(r"demo OK: [\d,]+ committed outputs, every user's counts 1\.\.n exactly once", output), \
-        output[-4000:]
+    assert re.search(r"demo OK: [\d,]+ committed outputs, every user's counts 1\.\.n exactly once", output), output[
+        -4000:
+    ]

@@ -25,8 +25,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 def completed(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The checkpoints root of a finished keyed-sum run (at least one completed checkpoint)."""
     root = tmp_path_factory.mktemp("completed").as_uri()
-    result = run_cli("run", "--rest-port", "0", "--checkpoint-dir", f"{root}/checkpoints", KEYED_SUM,
-                     f"out={root}/out", "count=600", "rate=600", timeout=120)
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        f"{root}/checkpoints",
+        KEYED_SUM,
+        f"out={root}/out",
+        "count=600",
+        "rate=600",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return root
 
@@ -52,9 +62,20 @@ def test_restore_from_damaged_state_fails_once_with_the_fix(completed: str, tmp_
     before = tree_digest(checkpoints)
     started = time.monotonic()
     # the job's own strategy restarts a failing attempt many times (fixed delay): none may be taken here
-    result = run_cli("run", "--rest-port", "0", "--restore", target, "--checkpoint-dir", checkpoints,
-                     KEYED_SUM, f"out={tmp_path.as_uri()}/out", "count=600",
-                     "rate=600", timeout=120)
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--restore",
+        target,
+        "--checkpoint-dir",
+        checkpoints,
+        KEYED_SUM,
+        f"out={tmp_path.as_uri()}/out",
+        "count=600",
+        "rate=600",
+        timeout=120,
+    )
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     failed = [line for line in result.stderr.splitlines() if "job FAILED:" in line]
@@ -70,9 +91,23 @@ def test_restore_from_damaged_state_fails_once_with_the_fix(completed: str, tmp_
 def test_checkpoint_ids_never_repeat_across_restarts(tmp_path: Path) -> None:
     """Checkpoints that expire at once write no directory; the next attempt still numbers after them."""
     root = tmp_path.as_uri()
-    result = run_cli("run", "--rest-port", "0", "--checkpoint-dir", f"{root}/checkpoints",
-                     "-D", "checkpoint.timeout_ms=1", "-D", "checkpoint.tolerable_failures=1", KEYED_SUM,
-                     f"out={root}/out", "count=100000", "rate=2000", "restarts=3", timeout=120)
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        f"{root}/checkpoints",
+        "-D",
+        "checkpoint.timeout_ms=1",
+        "-D",
+        "checkpoint.tolerable_failures=1",
+        KEYED_SUM,
+        f"out={root}/out",
+        "count=100000",
+        "rate=2000",
+        "restarts=3",
+        timeout=120,
+    )
     failed = re.finditer(r"^\[streamjob\] checkpoint (\d+) failed:", result.stderr, re.MULTILINE)
     ids = [int(m.group(1)) for m in failed]
     assert result.stderr.count("restarting in") >= 2, result.stderr

@@ -17,7 +17,12 @@ def test_seaweed_enforces_credentials(s3: S3Endpoint) -> None:
     import boto3
     from botocore.exceptions import ClientError
 
-    bad = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id="nobody",
-                       aws_secret_access_key="wrong", region_name=s3.region)
+    bad = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id="nobody",
+        aws_secret_access_key="wrong",
+        region_name=s3.region,
+    )
     with pytest.raises(ClientError):
         bad.list_objects_v2(Bucket=s3.bucket)

@@ -34,22 +34,44 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> Root:
 
 
 def storage(root: Root, job_id: str = "job-1") -> CheckpointStorage:
-    location = JobStorageLocation.parse(f"{root.uri}/checkpoints", f"{root.uri}/savepoints", namespace=NS,
-                                        name=NAME, job_id=job_id)
-    return CheckpointStorage(location, stores=root.factory(),
-                             clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    location = JobStorageLocation.parse(
+        f"{root.uri}/checkpoints", f"{root.uri}/savepoints", namespace=NS, name=NAME, job_id=job_id
+    )
+    return CheckpointStorage(location, stores=root.factory(), clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
 
 
-def metadata(cid: int, handles: list[StateHandle], *, kind: str = "checkpoint", job_id: str = "job-1",
-             restored_from: str | None = None) -> CheckpointMetadata:
+def metadata(
+    cid: int,
+    handles: list[StateHandle],
+    *,
+    kind: str = "checkpoint",
+    job_id: str = "job-1",
+    restored_from: str | None = None,
+) -> CheckpointMetadata:
     shared = sorted({h.path for h in handles if h.shared})
     fields: dict[str, Any] = dict(
-        kind=kind, checkpoint_id=cid, job_id=job_id, job_name=NAME, namespace=NS,
-        trigger_timestamp_ms=1_000 * cid, completion_timestamp_ms=1_000 * cid + 50, duration_ms=50,
-        total_size=sum(h.size for h in handles), max_parallelism=128, mode="EXACTLY_ONCE",
-        restored_from=restored_from, shared_files=shared,
-        operators={"count": OperatorSnapshot(uid="count", name="Count", parallelism=1, max_parallelism=128,
-                                             subtasks=[SubtaskSnapshot(subtask_index=0, keyed=handles)])},
+        kind=kind,
+        checkpoint_id=cid,
+        job_id=job_id,
+        job_name=NAME,
+        namespace=NS,
+        trigger_timestamp_ms=1_000 * cid,
+        completion_timestamp_ms=1_000 * cid + 50,
+        duration_ms=50,
+        total_size=sum(h.size for h in handles),
+        max_parallelism=128,
+        mode="EXACTLY_ONCE",
+        restored_from=restored_from,
+        shared_files=shared,
+        operators={
+            "count": OperatorSnapshot(
+                uid="count",
+                name="Count",
+                parallelism=1,
+                max_parallelism=128,
+                subtasks=[SubtaskSnapshot(subtask_index=0, keyed=handles)],
+            )
+        },
     )
     return CheckpointMetadata(**fields)
 
@@ -164,8 +186,15 @@ def test_retention_deletes_the_right_files(root: Root) -> None:
     assert plan.delete_ids == (1, 2, 3)
     assert plan.delete_shared == ("shared/a", "shared/b")
     keys = {i.key for i in st.job_store.list("")}
-    assert keys == {"chk-4/_metadata", "chk-4/count/0/keyed-0", "chk-5/_metadata", "chk-5/count/0/keyed-0",
-                    "chk-6/count/0/keyed-0", "shared/c", "shared/d"}
+    assert keys == {
+        "chk-4/_metadata",
+        "chk-4/count/0/keyed-0",
+        "chk-5/_metadata",
+        "chk-5/count/0/keyed-0",
+        "chk-6/count/0/keyed-0",
+        "shared/c",
+        "shared/d",
+    }
     loaded = st.load_metadata(f"{st.checkpoint_base_uri}/chk-4")
     reader = st.reader(loaded.base_uri)
     assert [reader.read(h) for h in loaded.metadata.handles()] == [b"state of 4", b"C", b"D"]
@@ -204,11 +233,12 @@ def take_savepoint(st: CheckpointStorage, target: str | None = None) -> str:
     directory = st.new_savepoint_dir(target)
     writer = st.writer(7, "count", 0, savepoint_dir=directory)
     assert writer.is_savepoint and not writer.shared_exists("x")
-    handles = [writer.write("keyed-0", b"savepoint state", key_groups=(0, 127)),
-               writer.write_shared("count-kg0.keyed", b"full copy")]
+    handles = [
+        writer.write("keyed-0", b"savepoint state", key_groups=(0, 127)),
+        writer.write_shared("count-kg0.keyed", b"full copy"),
+    ]
     assert all(not h.shared for h in handles)
-    return st.write_metadata(metadata(7, handles, kind="savepoint", job_id=st.location.job_id),
-                            savepoint_dir=directory)
+    return st.write_metadata(metadata(7, handles, kind="savepoint", job_id=st.location.job_id), savepoint_dir=directory)
 
 
 def copy_tree(src: ObjectStore, dst: ObjectStore) -> None:

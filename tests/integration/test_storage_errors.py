@@ -33,8 +33,12 @@ def test_unreachable_endpoint_names_the_endpoint_and_the_variable() -> None:
 def test_missing_bucket_is_named(s3: S3Endpoint) -> None:
     # (no put: SeaweedFS creates a missing bucket on PutObject for an admin identity)
     store = open_store("s3://no-such-bucket-here/x", s3_settings(s3))
-    for action in (lambda: store.get("k"), lambda: store.list(""), lambda: store.list_dirs(""),
-                   lambda: find_latest_retained(store, "ns", "name", "job")):
+    for action in (
+        lambda: store.get("k"),
+        lambda: store.list(""),
+        lambda: store.list_dirs(""),
+        lambda: find_latest_retained(store, "ns", "name", "job"),
+    ):
         with pytest.raises(StorageError) as info:
             action()
         assert "'no-such-bucket-here' does not exist" in str(info.value)
@@ -42,8 +46,9 @@ def test_missing_bucket_is_named(s3: S3Endpoint) -> None:
 
 @pytest.mark.parametrize(("key_id", "secret"), [("nobody", "wrong"), ("streamjob-test", "wrong-secret")])
 def test_bad_credentials_name_the_variables(s3: S3Endpoint, key_id: str, secret: str) -> None:
-    settings = S3Settings(endpoint_url=s3.endpoint_url, region=s3.region, path_style=True,
-                          access_key_id=key_id, secret_access_key=secret)
+    settings = S3Settings(
+        endpoint_url=s3.endpoint_url, region=s3.region, path_style=True, access_key_id=key_id, secret_access_key=secret
+    )
     store = open_store(f"s3://{s3.bucket}/creds", settings)
     for action in (lambda: store.get("k"), lambda: store.put("k", b"1"), lambda: store.list("")):
         with pytest.raises(StorageError) as info:

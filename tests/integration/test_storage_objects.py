@@ -69,8 +69,9 @@ def test_listing_is_recursive_and_dirs_one_level(root: Root) -> None:
     for key in ["chk-1/_metadata", "chk-1/op/0/a", "chk-10/op/1/b", "shared/s1", "_lineage.json"]:
         store.put(key, key.encode())
     infos = store.list("")
-    assert [i.key for i in infos] == sorted(["chk-1/_metadata", "chk-1/op/0/a", "chk-10/op/1/b", "shared/s1",
-                                             "_lineage.json"])
+    assert [i.key for i in infos] == sorted(
+        ["chk-1/_metadata", "chk-1/op/0/a", "chk-10/op/1/b", "shared/s1", "_lineage.json"]
+    )
     assert {i.key: i.size for i in infos}["chk-1/op/0/a"] == len(b"chk-1/op/0/a")
     assert all(i.last_modified.tzinfo is not None for i in infos)
     assert [i.key for i in store.list("chk-1/")] == ["chk-1/_metadata", "chk-1/op/0/a"]
@@ -184,8 +185,9 @@ def test_s3_warm_up_of_an_unreachable_server_leaves_the_error_to_the_first_reque
     from streamjob.worker.storage.s3_settings import S3Settings
     from streamjob.worker.storage.stores import StoreFactory
 
-    settings = S3Settings(endpoint_url="http://127.0.0.1:9", region="us-east-1", path_style=True,
-                          access_key_id="k", secret_access_key="s")
+    settings = S3Settings(
+        endpoint_url="http://127.0.0.1:9", region="us-east-1", path_style=True, access_key_id="k", secret_access_key="s"
+    )
     store = StoreFactory(settings).open(parse_storage_uri("s3://nowhere/prefix"))
     store.warm_up()  # best effort: no exception
     with pytest.raises(StorageError):

@@ -29,8 +29,13 @@ class Root:
 
 
 def s3_settings(s3: S3Endpoint) -> S3Settings:
-    return S3Settings(endpoint_url=s3.endpoint_url, region=s3.region, path_style=True,
-                      access_key_id=s3.access_key, secret_access_key=s3.secret_key)
+    return S3Settings(
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        path_style=True,
+        access_key_id=s3.access_key,
+        secret_access_key=s3.secret_key,
+    )
 
 
 def make_root(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Root:

@@ -45,8 +45,17 @@ def test_unaligned_checkpoint_stores_in_flight_records_and_restores_them_exactly
     root = tmp_path.as_uri()  # type: ignore[attr-defined]
     out, checkpoints = f"{root}/out", f"{root}/checkpoints"
     found: tuple[str | None, int] = (None, 0)
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={LONG}", "rate=4000", "unaligned=1", "slow_us=300",
-                  "interval=150", "retained=100", checkpoint_dir=checkpoints) as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={LONG}",
+        "rate=4000",
+        "unaligned=1",
+        "slow_us=300",
+        "interval=150",
+        "retained=100",
+        checkpoint_dir=checkpoints,
+    ) as job:
         job.wait_for_checkpoints(2)
 
         def stored() -> bool:
@@ -75,13 +84,19 @@ def _drain_s(location: str) -> float:
     """How long the slowest subtask needs to process the in-flight records of a checkpoint: what alignment waits."""
     meta = savepoint_metadata(location)
     base = open_store(location.rsplit("/chk-", 1)[0])
-    per_subtask = [sum(len(SafeSerializer().decode(base.get(h.path))) for h in s.channel)
-                   for op in meta.operators.values() for s in op.subtasks]
+    per_subtask = [
+        sum(len(SafeSerializer().decode(base.get(h.path))) for h in s.channel)
+        for op in meta.operators.values()
+        for s in op.subtasks
+    ]
     return max(per_subtask, default=0) * SLOW_US / 1e6
 
 
-@pytest.mark.parametrize("mode", [["-D", "checkpoint.unaligned=true"], ["-D", "checkpoint.aligned_timeout_ms=200"]],
-                         ids=["unaligned", "aligned-timeout"])
+@pytest.mark.parametrize(
+    "mode",
+    [["-D", "checkpoint.unaligned=true"], ["-D", "checkpoint.aligned_timeout_ms=200"]],
+    ids=["unaligned", "aligned-timeout"],
+)
 def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_path: object, mode: list[str]) -> None:
     """Under backpressure a checkpoint takes a fraction of the backlog's drain time, and is exact after a kill.
 
@@ -92,13 +107,26 @@ def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_pat
     out, checkpoints = f"{root}/out", f"{root}/checkpoints"
     count = 200_000  # never reached: the job is stopped with a savepoint once it recovered
     timed: list[tuple[int, int, float]] = []  # (id, duration in ms, drain time of its in-flight data in s)
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={count}", "rate=0", f"slow_us={SLOW_US}", f"buffer={BUFFER}",
-                  "interval=300", "retained=100", checkpoint_dir=checkpoints, options=mode) as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={count}",
+        "rate=0",
+        f"slow_us={SLOW_US}",
+        f"buffer={BUFFER}",
+        "interval=300",
+        "retained=100",
+        checkpoint_dir=checkpoints,
+        options=mode,
+    ) as job:
 
         def backlogged() -> bool:
             for record in job.checkpoints()["history"]:
-                if (record["kind"] == "checkpoint" and record["status"] == "COMPLETED"
-                        and record["id"] not in {t[0] for t in timed}):
+                if (
+                    record["kind"] == "checkpoint"
+                    and record["status"] == "COMPLETED"
+                    and record["id"] not in {t[0] for t in timed}
+                ):
                     drain = _drain_s(record["location"].removesuffix("/_metadata"))
                     if drain >= 3.0:  # the credit windows were full
                         timed.append((record["id"], record["duration_ms"], drain))

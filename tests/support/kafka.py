@@ -45,8 +45,17 @@ def kafka_libs(version: str = KAFKA_VERSION) -> Path:
     if mvn is None:
         raise RuntimeError("Maven ('mvn') is needed to fetch Kafka's jars; install it (apt-get install maven)")
     staging = libs.with_name(f"libs.tmp-{uuid.uuid4().hex[:8]}")
-    cmd = [mvn, "-q", "-B", "-f", str(POM), f"-Dkafka.version={version}", "dependency:copy-dependencies",
-           f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]
+    cmd = [
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
@@ -115,15 +124,26 @@ class KafkaBroker:
         self.config_path.write_text(self.config())
         if not self.formatted:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                                            f"--config={self.config_path}"), capture_output=True, text=True,
-                                 timeout=120, check=False)
+            fmt = subprocess.run(
+                self._java(
+                    "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={self.config_path}"
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             if fmt.returncode != 0:
                 raise RuntimeError(f"kafka StorageTool format failed: {fmt.stderr[-2000:]}")
             self.formatted = True
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self._java("kafka.Kafka", str(self.config_path), heap="768m"), stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self._java("kafka.Kafka", str(self.config_path), heap="768m"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            start_new_session=True,
+        )
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -154,8 +174,12 @@ class KafkaBroker:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             topic = admin.list_topics(name, timeout=5).topics.get(name)
-            if topic is not None and topic.error is None and len(topic.partitions) == partitions and all(
-                    p.leader >= 0 for p in topic.partitions.values()):
+            if (
+                topic is not None
+                and topic.error is None
+                and len(topic.partitions) == partitions
+                and all(p.leader >= 0 for p in topic.partitions.values())
+            ):
                 return name
             time.sleep(0.1)
         raise RuntimeError(f"topic {name} has no leaders after 30 s")

@@ -92,8 +92,10 @@ class SeaweedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "weed.log"
         self.s3_port = free_port()
-        self.ports = {name: free_port() for name in ("master", "volume", "filer", "master.grpc",
-                                                       "volume.grpc", "filer.grpc", "s3.grpc")}
+        self.ports = {
+            name: free_port()
+            for name in ("master", "volume", "filer", "master.grpc", "volume.grpc", "filer.grpc", "s3.grpc")
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         config = {
             "identities": [
@@ -113,17 +115,28 @@ class SeaweedServer:
 
     def start(self, timeout: float = 60.0) -> None:
         args = [
-            _weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", f"-s3.port={self.s3_port}", f"-s3.config={self.config_path}",
-            "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
-            f"-filer.port={self.ports['filer']}", f"-master.port.grpc={self.ports['master.grpc']}",
-            f"-volume.port.grpc={self.ports['volume.grpc']}", f"-filer.port.grpc={self.ports['filer.grpc']}",
+            _weed_binary(),
+            "mini",
+            f"-dir={self.data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-s3.port={self.s3_port}",
+            f"-s3.config={self.config_path}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-master.port={self.ports['master']}",
+            f"-volume.port={self.ports['volume']}",
+            f"-filer.port={self.ports['filer']}",
+            f"-master.port.grpc={self.ports['master.grpc']}",
+            f"-volume.port.grpc={self.ports['volume.grpc']}",
+            f"-filer.port.grpc={self.ports['filer.grpc']}",
             f"-s3.port.grpc={self.ports['s3.grpc']}",
         ]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True)
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -140,8 +153,10 @@ class SeaweedServer:
                 try:
                     client.create_bucket(Bucket=BUCKET)
                 except ClientError as err:
-                    if err.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
-                                                                          "BucketAlreadyExists"):
+                    if err.response.get("Error", {}).get("Code") not in (
+                        "BucketAlreadyOwnedByYou",
+                        "BucketAlreadyExists",
+                    ):
                         raise
                 client.put_object(Bucket=BUCKET, Key="_ready", Body=b"1")
                 return
@@ -151,8 +166,7 @@ class SeaweedServer:
         raise RuntimeError(f"SeaweedFS S3 did not become ready in {timeout}s ({last}); log: {self.log_path}")
 
     def endpoint(self) -> S3Endpoint:
-        return S3Endpoint(self.endpoint_url, ACCESS_KEY, SECRET_KEY, BUCKET, REGION, self.data_dir,
-                          self.log_path)
+        return S3Endpoint(self.endpoint_url, ACCESS_KEY, SECRET_KEY, BUCKET, REGION, self.data_dir, self.log_path)
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would (fault injection)."""

@@ -32,13 +32,16 @@ pytestmark = pytest.mark.unit
 # -- checkpoint config knobs --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("setter", "value", "field"), [
-    ("set_checkpoint_interval", 5, "interval_ms"),
-    ("set_checkpoint_timeout", 0, "timeout_ms"),
-    ("set_max_concurrent_checkpoints", 0, "max_concurrent"),
-    ("set_tolerable_checkpoint_failure_number", -1, "tolerable_failures"),
-    ("set_num_retained_checkpoints", 0, "retained"),
-])
+@pytest.mark.parametrize(
+    ("setter", "value", "field"),
+    [
+        ("set_checkpoint_interval", 5, "interval_ms"),
+        ("set_checkpoint_timeout", 0, "timeout_ms"),
+        ("set_max_concurrent_checkpoints", 0, "max_concurrent"),
+        ("set_tolerable_checkpoint_failure_number", -1, "tolerable_failures"),
+        ("set_num_retained_checkpoints", 0, "retained"),
+    ],
+)
 def test_invalid_knob_values_name_the_field(setter: str, value: Any, field: str) -> None:
     config = StreamExecutionEnvironment.get_execution_environment().get_checkpoint_config()
     with pytest.raises(ConfigError, match=rf"checkpoint config {field}={value!r} is invalid"):
@@ -68,9 +71,15 @@ def test_every_knob_lands_in_the_settings() -> None:
     assert config.is_checkpointing_enabled()
     assert config.storage == "s3://bucket/prefix"
     assert config.settings() == CheckpointSettings(
-        interval_ms=2000, timeout_ms=60_000, min_pause_ms=500, tolerable_failures=3,
-        externalized_cleanup=ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION, retained=2, unaligned=True,
-        aligned_timeout_ms=100)
+        interval_ms=2000,
+        timeout_ms=60_000,
+        min_pause_ms=500,
+        tolerable_failures=3,
+        externalized_cleanup=ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION,
+        retained=2,
+        unaligned=True,
+        aligned_timeout_ms=100,
+    )
 
 
 def test_unaligned_checkpoints_refuse_at_least_once_and_concurrent_checkpoints() -> None:
@@ -91,18 +100,22 @@ def test_bad_storage_uri_is_refused() -> None:
         config.set_checkpoint_storage("ftp://nowhere/x")
 
 
-@pytest.mark.parametrize(("call", "match"), [
-    (lambda env: env.set_parallelism(0), "parallelism must be an integer >= 1, got 0"),
-    (lambda env: env.set_max_parallelism(40_000), "max parallelism must be an integer in 1..32768"),
-    (lambda env: env.set_state_backend("rocksdb"), "set_state_backend takes"),
-    (lambda env: env.from_sequence(1, 5).set_parallelism(0), "set_parallelism takes an integer >= 1"),
-    (lambda env: env.from_sequence(1, 5).key_by(object()), "key_by takes a function"),
-    (lambda env: env.from_sequence(1, 5).map(3), "map takes a callable"),
-    (lambda env: env.from_sequence(1, 5).add_sink(3), "add_sink takes a SinkFunction or a callable"),
-    (lambda env: env.from_source(object()), "from_source takes a streamjob Source"),
-])
-def test_environment_and_stream_settings_are_validated(call: Callable[[StreamExecutionEnvironment], Any],
-                                                        match: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda env: env.set_parallelism(0), "parallelism must be an integer >= 1, got 0"),
+        (lambda env: env.set_max_parallelism(40_000), "max parallelism must be an integer in 1..32768"),
+        (lambda env: env.set_state_backend("rocksdb"), "set_state_backend takes"),
+        (lambda env: env.from_sequence(1, 5).set_parallelism(0), "set_parallelism takes an integer >= 1"),
+        (lambda env: env.from_sequence(1, 5).key_by(object()), "key_by takes a function"),
+        (lambda env: env.from_sequence(1, 5).map(3), "map takes a callable"),
+        (lambda env: env.from_sequence(1, 5).add_sink(3), "add_sink takes a SinkFunction or a callable"),
+        (lambda env: env.from_source(object()), "from_source takes a streamjob Source"),
+    ],
+)
+def test_environment_and_stream_settings_are_validated(
+    call: Callable[[StreamExecutionEnvironment], Any], match: str
+) -> None:
     with pytest.raises(ConfigError, match=match):
         call(StreamExecutionEnvironment.get_execution_environment())
 
@@ -135,8 +148,7 @@ def test_job_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match=r"checkpoint\.interval_ms: Input should be greater than or equal to 10"):
         parse_job_config({"name": "ok", "entrypoint": "x:y", "checkpoint": {"interval_ms": 1}}, source="job.json")
     with pytest.raises(ConfigError, match=r"parallelism 8 exceeds max_parallelism 4"):
-        parse_job_config({"name": "ok", "entrypoint": "x:y", "parallelism": 8, "max_parallelism": 4},
-                         source="job.json")
+        parse_job_config({"name": "ok", "entrypoint": "x:y", "parallelism": 8, "max_parallelism": 4}, source="job.json")
     with pytest.raises(ConfigError, match=r"entrypoint: Field required"):
         parse_job_config({"name": "ok"}, source="job.json")
 
@@ -148,13 +160,16 @@ def test_overrides_replace_only_what_they_set_and_are_revalidated() -> None:
     with pytest.raises(ConfigError) as caught:
         CheckpointOverrides(unaligned=True, mode=CheckpointingMode.AT_LEAST_ONCE).apply(base)
     # plain values, no enum repr, and the model-wide check's message without pydantic's "(root): Value error"
-    assert str(caught.value) == ("the job's checkpoint settings with the overrides mode=AT_LEAST_ONCE, unaligned=true "
-                                 "are invalid: unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never "
-                                 "aligns)")
+    assert str(caught.value) == (
+        "the job's checkpoint settings with the overrides mode=AT_LEAST_ONCE, unaligned=true "
+        "are invalid: unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never "
+        "aligns)"
+    )
 
 
-@pytest.mark.parametrize(("text", "ms"), [("500ms", 500), ("1s", 1000), ("1.5s", 1500), ("2m", 120_000),
-                                          ("1h", 3_600_000), ("250", 250)])
+@pytest.mark.parametrize(
+    ("text", "ms"), [("500ms", 500), ("1s", 1000), ("1.5s", 1500), ("2m", 120_000), ("1h", 3_600_000), ("250", 250)]
+)
 def test_cli_durations(text: str, ms: int) -> None:
     assert parse_duration_ms(text) == ms
 
@@ -178,8 +193,10 @@ def drain(reader: SourceReader, limit: int | None = None, batch: int = 7) -> lis
 
 
 def readers(source: Source, parallelism: int, restored: list[list[Any]] | None = None) -> list[SourceReader]:
-    return [source.create_reader(SourceReaderContext(i, parallelism, 0), None if restored is None else restored[i])
-            for i in range(parallelism)]
+    return [
+        source.create_reader(SourceReaderContext(i, parallelism, 0), None if restored is None else restored[i])
+        for i in range(parallelism)
+    ]
 
 
 def redistribute(states: list[list[Any]], parallelism: int) -> list[list[Any]]:
@@ -197,7 +214,8 @@ SOURCES: list[tuple[str, Callable[[], Source], list[Any]]] = [
 @pytest.mark.parametrize(("make", "everything"), [(m, e) for _, m, e in SOURCES], ids=[n for n, _, _ in SOURCES])
 @pytest.mark.parametrize(("before", "after"), [(2, 2), (1, 3), (3, 1), (2, 3)])
 def test_parallel_sources_resume_after_their_snapshot_with_nothing_lost_or_repeated(
-        make: Callable[[], Source], everything: list[Any], before: int, after: int) -> None:
+    make: Callable[[], Source], everything: list[Any], before: int, after: int
+) -> None:
     first = readers(make(), before)
     emitted = [drain(r, limit=11 + 5 * i) for i, r in enumerate(first)]
     states = [r.snapshot() for r in first]

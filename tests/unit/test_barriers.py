@@ -89,8 +89,14 @@ def test_aligned_next_checkpoint_after_completion_aligns_again() -> None:
     for cid in (1, 2):
         handler.on_barrier(1, b(cid), 0)
         handler.on_barrier(0, b(cid), 0)
-    assert host.take() == [("block", 1), ("snapshot", 1, frozenset()), ("unblock_all",),
-                           ("block", 1), ("snapshot", 2, frozenset()), ("unblock_all",)]
+    assert host.take() == [
+        ("block", 1),
+        ("snapshot", 1, frozenset()),
+        ("unblock_all",),
+        ("block", 1),
+        ("snapshot", 2, frozenset()),
+        ("unblock_all",),
+    ]
 
 
 def test_aligned_end_of_stream_on_the_missing_channel_completes_the_alignment() -> None:

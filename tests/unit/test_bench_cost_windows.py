@@ -42,8 +42,13 @@ def _window(kind: str, rate: float, cpu: float) -> dict[str, object]:
 
 def test_each_on_window_is_compared_with_the_mean_of_its_neighbours() -> None:
     # a machine slowing down linearly: OFF 100, 90, 80; ON windows 5 % below the line (95 → 90.25, 85 → 80.75)
-    windows = [_window("off", 100, 100), _window("on", 90.25, 105), _window("off", 90, 100),
-               _window("on", 80.75, 105), _window("off", 80, 100)]
+    windows = [
+        _window("off", 100, 100),
+        _window("on", 90.25, 105),
+        _window("off", 90, 100),
+        _window("on", 80.75, 105),
+        _window("off", 80, 100),
+    ]
     result = costs(windows)
     assert result["wall"]["windows"] == [5.0, 5.0]
     assert result["wall"]["median"] == 5.0
@@ -51,8 +56,14 @@ def test_each_on_window_is_compared_with_the_mean_of_its_neighbours() -> None:
 
 
 def test_an_on_window_without_figures_or_without_both_neighbours_is_left_out() -> None:
-    windows = [_window("on", 90, 100), _window("off", 100, 100), {"kind": "on", "figures": None},
-               _window("off", 100, 100), _window("on", 99, 101), _window("off", 100, 100)]
+    windows = [
+        _window("on", 90, 100),
+        _window("off", 100, 100),
+        {"kind": "on", "figures": None},
+        _window("off", 100, 100),
+        _window("on", 99, 101),
+        _window("off", 100, 100),
+    ]
     result = costs(windows)
     assert result["wall"]["windows"] == [1.0]
     assert result["wall"]["ci95"] is None
@@ -61,5 +72,5 @@ def test_an_on_window_without_figures_or_without_both_neighbours_is_left_out() -
 def test_interval95_is_students_t_around_the_mean() -> None:
     low, high = interval95([1.0, 2.0, 3.0]) or (0.0, 0.0)
     assert (low + high) / 2 == pytest.approx(2.0)
-    assert high - low == pytest.approx(2 * 4.30 * 1.0 / 3 ** 0.5, abs=0.02)  # rounded to 0.01
+    assert high - low == pytest.approx(2 * 4.30 * 1.0 / 3**0.5, abs=0.02)  # rounded to 0.01
     assert interval95([1.0]) is None

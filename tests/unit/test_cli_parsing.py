@@ -11,13 +11,16 @@ from streamjob.worker.errors import ConfigError
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("argv", [
-    ["run", "job.py", "-p", "2", "--rest-port", "0", "--", "1000", "--flag"],
-    ["run", "-p", "2", "--rest-port", "0", "job.py", "--", "1000", "--flag"],
-    ["run", "-p", "2", "--rest-port", "0", "--", "job.py", "1000", "--flag"],
-    ["--debug", "run", "job.py", "1000", "-p", "2", "--rest-port", "0", "--", "--flag"],
-    ["--log-level", "INFO", "run", "job.py", "-p", "2", "1000", "--rest-port", "0", "--", "--flag"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "job.py", "-p", "2", "--rest-port", "0", "--", "1000", "--flag"],
+        ["run", "-p", "2", "--rest-port", "0", "job.py", "--", "1000", "--flag"],
+        ["run", "-p", "2", "--rest-port", "0", "--", "job.py", "1000", "--flag"],
+        ["--debug", "run", "job.py", "1000", "-p", "2", "--rest-port", "0", "--", "--flag"],
+        ["--log-level", "INFO", "run", "job.py", "-p", "2", "1000", "--rest-port", "0", "--", "--flag"],
+    ],
+)
 def test_job_arguments_may_follow_the_options(argv: list[str]) -> None:
     args = parse_args(argv)
     assert (args.entrypoint, args.args, args.parallelism, args.rest_port) == ("job.py", ["1000", "--flag"], 2, 0)
@@ -25,8 +28,10 @@ def test_job_arguments_may_follow_the_options(argv: list[str]) -> None:
 
 def test_only_runs_argv_is_split() -> None:
     assert split_job_args(["checkpoints", "--", "-odd-dir"]) == (["checkpoints", "--", "-odd-dir"], [])
-    assert split_job_args(["--log-level", "run", "run", "j.py", "--", "x"]) == (["--log-level", "run", "run",
-                                                                                  "j.py"], ["x"])
+    assert split_job_args(["--log-level", "run", "run", "j.py", "--", "x"]) == (
+        ["--log-level", "run", "run", "j.py"],
+        ["x"],
+    )
     assert split_job_args(["run", "j.py", "-5"]) == (["run", "j.py", "-5"], [])
 
 
@@ -45,28 +50,35 @@ def test_run_errors_show_runs_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert "streamjob run: error: the following arguments are required: ENTRYPOINT" in err
 
 
-@pytest.mark.parametrize(("argv", "fragment"), [
-    (["savepoint", "--jobmaster", "nonsense::x"], "argument --jobmaster: 'nonsense::x' is not a JobMaster REST"),
-    (["savepoint", "--jobmaster", "ftp://host:1"], "is not a JobMaster REST address"),
-    (["savepoint", "--jobmaster", "127.0.0.1:8081", "--stop", "--timeout", "abc"],
-     "argument --timeout: 'abc' is not a duration"),
-    (["cancel", "--jobmaster", "host:99999"], "argument --jobmaster: 'host:99999'"),
-    (["worker", "--jobmaster", "host"], "argument --jobmaster: 'host' is not a JobMaster address; use HOST:PORT"),
-    (["run", "--checkpoint-interval", "soon", "job.py"], "argument --checkpoint-interval: 'soon'"),
-])
-def test_bad_option_values_are_usage_errors(argv: list[str], fragment: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["savepoint", "--jobmaster", "nonsense::x"], "argument --jobmaster: 'nonsense::x' is not a JobMaster REST"),
+        (["savepoint", "--jobmaster", "ftp://host:1"], "is not a JobMaster REST address"),
+        (
+            ["savepoint", "--jobmaster", "127.0.0.1:8081", "--stop", "--timeout", "abc"],
+            "argument --timeout: 'abc' is not a duration",
+        ),
+        (["cancel", "--jobmaster", "host:99999"], "argument --jobmaster: 'host:99999'"),
+        (["worker", "--jobmaster", "host"], "argument --jobmaster: 'host' is not a JobMaster address; use HOST:PORT"),
+        (["run", "--checkpoint-interval", "soon", "job.py"], "argument --checkpoint-interval: 'soon'"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]) -> None:
     err = _usage_error(argv, capsys)
     assert fragment in err and "Traceback" not in err
     assert err.startswith(f"usage: streamjob {argv[0]}")
 
 
-@pytest.mark.parametrize(("text", "url"), [
-    ("127.0.0.1:8081", "http://127.0.0.1:8081"),
-    ("http://job-rest.ns.svc:8081/", "http://job-rest.ns.svc:8081"),
-    ("https://jm.example.com", "https://jm.example.com"),
-    ("[::1]:8081", "http://[::1]:8081"),
-])
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        ("127.0.0.1:8081", "http://127.0.0.1:8081"),
+        ("http://job-rest.ns.svc:8081/", "http://job-rest.ns.svc:8081"),
+        ("https://jm.example.com", "https://jm.example.com"),
+        ("[::1]:8081", "http://[::1]:8081"),
+    ],
+)
 def test_jobmaster_addresses(text: str, url: str) -> None:
     assert parse_args(["savepoint", "--jobmaster", text]).jobmaster == url
     assert parse_args(["cancel", "--jobmaster", text]).jobmaster == url

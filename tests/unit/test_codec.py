@@ -44,21 +44,42 @@ def helper() -> None:
 
 def test_plain_values_round_trip() -> None:
     codec = RecordCodec()
-    records = [1, -2.5, "x", b"raw", None, True, (1, "a"), [1, [2]], {"k": {1, 2}}, frozenset({3}),
-               datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), datetime.date(2026, 1, 2),
-               datetime.timedelta(seconds=3), decimal.Decimal("1.25"), uuid.UUID(int=7), OrderedDict(a=1),
-               deque([1, 2]), complex(1, 2), bytearray(b"ab")]
+    records = [
+        1,
+        -2.5,
+        "x",
+        b"raw",
+        None,
+        True,
+        (1, "a"),
+        [1, [2]],
+        {"k": {1, 2}},
+        frozenset({3}),
+        datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        datetime.date(2026, 1, 2),
+        datetime.timedelta(seconds=3),
+        decimal.Decimal("1.25"),
+        uuid.UUID(int=7),
+        OrderedDict(a=1),
+        deque([1, 2]),
+        complex(1, 2),
+        bytearray(b"ab"),
+    ]
     assert codec.decode(codec.encode(records)) == records
 
 
-@pytest.mark.parametrize("payload", [
-    Evil(os.system, "touch /tmp/streamjob-codec-pwned"),
-    Evil(eval, "1 + 1"),
-    Evil(exec, "import os"),
-    Evil(getattr, Reading, "__init__"),
-    Evil(subprocess.Popen, ["true"]),
-    Evil(__import__, "os"),
-], ids=["os.system", "eval", "exec", "getattr", "Popen", "__import__"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        Evil(os.system, "touch /tmp/streamjob-codec-pwned"),
+        Evil(eval, "1 + 1"),
+        Evil(exec, "import os"),
+        Evil(getattr, Reading, "__init__"),
+        Evil(subprocess.Popen, ["true"]),
+        Evil(__import__, "os"),
+    ],
+    ids=["os.system", "eval", "exec", "getattr", "Popen", "__import__"],
+)
 def test_dangerous_globals_are_refused(payload: Evil) -> None:
     data = bytes([PICKLE]) + pickle.dumps([payload], protocol=5)
     with pytest.raises(SerializationError, match="refusing to decode"):

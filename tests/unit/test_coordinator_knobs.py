@@ -86,8 +86,11 @@ def test_failure_manager_counts_consecutive_failures_and_ignores_subsumed_ones()
     assert not manager.on_failure(CheckpointFailureReason.TIMEOUT)
     manager.on_success()
     assert not manager.on_failure(CheckpointFailureReason.TIMEOUT)
-    for reason in (CheckpointFailureReason.SUBSUMED, CheckpointFailureReason.JOB_STOPPING,
-                   CheckpointFailureReason.TASK_FAILURE):
+    for reason in (
+        CheckpointFailureReason.SUBSUMED,
+        CheckpointFailureReason.JOB_STOPPING,
+        CheckpointFailureReason.TASK_FAILURE,
+    ):
         assert not manager.on_failure(reason)
     assert manager.on_failure(CheckpointFailureReason.DECLINED)
 
@@ -102,8 +105,9 @@ def test_zero_tolerable_failures_fails_on_the_first() -> None:
 def small_graph() -> JobGraph:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(2)
-    env.from_sequence(1, 10).uid("src").key_by(lambda x: x % 2).reduce(lambda a, b: a + b).uid("sums") \
-        .add_sink(DiscardingSink()).uid("sink")
+    env.from_sequence(1, 10).uid("src").key_by(lambda x: x % 2).reduce(lambda a, b: a + b).uid("sums").add_sink(
+        DiscardingSink()
+    ).uid("sink")
     return build_job_graph(env.transformations, default_parallelism=2, max_parallelism=128)
 
 
@@ -165,16 +169,25 @@ class Harness:
         self.stats = CheckpointStats()
         self.executor = ThreadPoolExecutor(2)
         self.coordinator = CheckpointCoordinator(
-            settings=CheckpointSettings(**knobs), storage=self.storage, graph=self.graph,
-            job={"job_id": "j1", "name": "unit", "namespace": "local"}, gateway=self.gateway,
-            executor=self.executor, on_job_failure=self.failures.append, first_id=7, stats=self.stats)
+            settings=CheckpointSettings(**knobs),
+            storage=self.storage,
+            graph=self.graph,
+            job={"job_id": "j1", "name": "unit", "namespace": "local"},
+            gateway=self.gateway,
+            executor=self.executor,
+            on_job_failure=self.failures.append,
+            first_id=7,
+            stats=self.stats,
+        )
 
     def ack(self, checkpoint_id: int, vertex: str, subtask: int, size: int = 10) -> AckResult:
         handle = StateHandle(path=f"chk-{checkpoint_id}/{vertex}/{subtask}/state", size=size, sha256="0" * 64)
-        states = {op.effective_uid(): {"keyed": [], "operator": [handle]}
-                  for op in self.graph.vertex(vertex).operators[:1]}
-        return self.coordinator.receive_ack(checkpoint_id, (vertex, subtask),
-                                            TaskAck(states, {"alignment_ms": 1.0}, [[subtask]]))
+        states = {
+            op.effective_uid(): {"keyed": [], "operator": [handle]} for op in self.graph.vertex(vertex).operators[:1]
+        }
+        return self.coordinator.receive_ack(
+            checkpoint_id, (vertex, subtask), TaskAck(states, {"alignment_ms": 1.0}, [[subtask]])
+        )
 
     def ack_all(self, checkpoint_id: int) -> None:
         for vertex, subtask in self.graph.subtasks():
@@ -207,7 +220,11 @@ def test_completion_writes_metadata_then_notifies_then_applies_retention() -> No
         h.ack_all(7)
         await until("retention", lambda: bool(h.log.kinds("retain")))
         assert [e for e in h.log.events if e[0] != "discard"] == [
-            ("trigger", 7), ("metadata", 7), ("notify", 7), ("retain", 3)]
+            ("trigger", 7),
+            ("metadata", 7),
+            ("notify", 7),
+            ("retain", 3),
+        ]
         meta = h.storage.metadata[7]
         assert meta.kind == "checkpoint"
         assert meta.job_id == "j1"
@@ -228,8 +245,9 @@ def test_the_record_has_the_slowest_tasks_phases_and_the_sum_of_their_cpu() -> N
         h.coordinator.trigger()
         for n, (vertex, subtask) in enumerate(h.graph.subtasks()):
             states = {op.effective_uid(): {"keyed": [], "operator": []} for op in h.graph.vertex(vertex).operators[:1]}
-            h.coordinator.receive_ack(7, (vertex, subtask),
-                                      TaskAck(states, {"alignment_ms": float(n), "cpu_ms": 1.5}, [[subtask]]))
+            h.coordinator.receive_ack(
+                7, (vertex, subtask), TaskAck(states, {"alignment_ms": float(n), "cpu_ms": 1.5}, [[subtask]])
+            )
         await until("completion", lambda: bool(h.log.kinds("notify")))
         record = h.stats.history[0]
         assert record.alignment_ms == len(h.graph.subtasks()) - 1
@@ -342,6 +360,7 @@ def test_savepoint_writes_into_its_directory_is_not_retained_and_does_not_fail_t
 
 def test_an_intermediate_savepoint_notifies_no_task_and_the_next_checkpoint_does() -> None:
     """Flink >= 1.15: only checkpoints and stop-with-savepoint let two-phase-commit sinks commit."""
+
     async def scenario(h: Harness) -> None:
         savepoint = h.coordinator.trigger(savepoint_dir="file:///sp/savepoint-x", request_id="r1")
         h.ack_all(savepoint.id)
@@ -392,6 +411,7 @@ def test_stop_right_after_the_last_ack_completes_the_checkpoint_and_discards_not
     The completion is already decided: ``_metadata`` is written and the state files stay. Discarding
     them too left a completed checkpoint whose files were gone, which every restart then failed on.
     """
+
     async def scenario(h: Harness) -> None:
         h.coordinator.trigger()
         h.ack_all(7)
@@ -423,8 +443,9 @@ def test_a_decline_after_the_last_ack_cannot_abort_the_completion() -> None:
 def keyed_graph(parallelism: int, *, uid: str = "sums", max_parallelism: int = 128) -> JobGraph:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(parallelism)
-    env.from_sequence(1, 100).uid("src").key_by(lambda x: x % 7).reduce(lambda a, b: a + b).uid(uid) \
-        .add_sink(DiscardingSink()).uid("sink")
+    env.from_sequence(1, 100).uid("src").key_by(lambda x: x % 7).reduce(lambda a, b: a + b).uid(uid).add_sink(
+        DiscardingSink()
+    ).uid("sink")
     return build_job_graph(env.transformations, default_parallelism=parallelism, max_parallelism=max_parallelism)
 
 
@@ -434,20 +455,34 @@ def handle(path: str, key_groups: tuple[int, int] | None = None) -> StateHandle:
 
 
 def snapshot_of(parallelism: int, *, max_parallelism: int = 128, uid: str = "sums") -> CheckpointMetadata:
-    sums = [SubtaskSnapshot(subtask_index=i,
-                            keyed=[handle(f"{uid}/{i}/keyed", key_group_range(max_parallelism, parallelism, i))])
-            for i in range(parallelism)]
+    sums = [
+        SubtaskSnapshot(
+            subtask_index=i, keyed=[handle(f"{uid}/{i}/keyed", key_group_range(max_parallelism, parallelism, i))]
+        )
+        for i in range(parallelism)
+    ]
     src = [SubtaskSnapshot(subtask_index=i, operator=[handle(f"src/{i}/op")]) for i in range(parallelism)]
     return CheckpointMetadata(
-        kind="savepoint", checkpoint_id=5, job_id="old", job_name="unit", namespace="local",
-        trigger_timestamp_ms=1, completion_timestamp_ms=2, duration_ms=1, total_size=0,
-        max_parallelism=max_parallelism, mode="EXACTLY_ONCE",
+        kind="savepoint",
+        checkpoint_id=5,
+        job_id="old",
+        job_name="unit",
+        namespace="local",
+        trigger_timestamp_ms=1,
+        completion_timestamp_ms=2,
+        duration_ms=1,
+        total_size=0,
+        max_parallelism=max_parallelism,
+        mode="EXACTLY_ONCE",
         operators={
-            uid: OperatorSnapshot(uid=uid, name="Reduce", parallelism=parallelism, max_parallelism=max_parallelism,
-                                  subtasks=sums),
-            "src": OperatorSnapshot(uid="src", name="Source", parallelism=parallelism,
-                                    max_parallelism=max_parallelism, subtasks=src),
-        })
+            uid: OperatorSnapshot(
+                uid=uid, name="Reduce", parallelism=parallelism, max_parallelism=max_parallelism, subtasks=sums
+            ),
+            "src": OperatorSnapshot(
+                uid="src", name="Source", parallelism=parallelism, max_parallelism=max_parallelism, subtasks=src
+            ),
+        },
+    )
 
 
 def keyed_paths(plans: dict[tuple[str, int], Any], uid: str = "sums") -> dict[int, list[str]]:
@@ -465,7 +500,10 @@ def test_restore_three_to_one_gives_the_single_subtask_every_key_group() -> None
     plans = plan_restore(snapshot_of(3), keyed_graph(1), allow_non_restored_state=False)
     assert keyed_paths(plans) == {0: ["sums/0/keyed", "sums/1/keyed", "sums/2/keyed"]}
     assert [[h.path for h in per] for per in plans[("src", 0)].operator["src"]] == [
-        ["src/0/op"], ["src/1/op"], ["src/2/op"]]
+        ["src/0/op"],
+        ["src/1/op"],
+        ["src/2/op"],
+    ]
 
 
 def test_restore_three_to_two_reads_only_overlapping_ranges() -> None:

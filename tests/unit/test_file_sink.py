@@ -62,8 +62,15 @@ class _Runtime:
 class Driven:
     """One subtask's sink with the operator's bookkeeping (pending handles per checkpoint)."""
 
-    def __init__(self, sink: FileSink, index: int, parallelism: int, restored: list[Any] | None = None,
-                 pending: list[Any] | None = None, open_txns: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        sink: FileSink,
+        index: int,
+        parallelism: int,
+        restored: list[Any] | None = None,
+        pending: list[Any] | None = None,
+        open_txns: list[Any] | None = None,
+    ) -> None:
         self.sink = sink
         self.init = _Init(restored)
         sink.initialize_state(self.init)
@@ -84,8 +91,7 @@ class Driven:
         self.sink.pre_commit(self.txn)
         self.pending.append((cid, self.txn))
         self.txn = self.sink.begin_transaction()
-        return json.loads(json.dumps(self.init.store.state.get())), json.loads(json.dumps(
-            [t for _, t in self.pending]))
+        return json.loads(json.dumps(self.init.store.state.get())), json.loads(json.dumps([t for _, t in self.pending]))
 
     def complete(self, cid: int) -> None:
         for _cid, txn in [p for p in self.pending if p[0] <= cid]:
@@ -237,6 +243,7 @@ class _FlakyStore:
 
             def fail(*args: Any, **kwargs: Any) -> Any:
                 raise StorageError("cannot reach the S3 endpoint (injected)")
+
             return fail
         return attr
 

@@ -16,12 +16,15 @@ def test_small_checkpoints_to_a_local_disk_are_written_inline() -> None:
     assert policy.inline(INLINE_MAX_BYTES, savepoint=False)
 
 
-@pytest.mark.parametrize(("local_disk", "size", "savepoint"), [
-    (False, 100, False),                   # S3: every write is a network round trip
-    (True, INLINE_MAX_BYTES + 1, False),   # large: would stall processing
-    (True, None, False),                   # unknown size (RocksDB, incremental)
-    (True, 100, True),                     # savepoints may go anywhere
-])
+@pytest.mark.parametrize(
+    ("local_disk", "size", "savepoint"),
+    [
+        (False, 100, False),  # S3: every write is a network round trip
+        (True, INLINE_MAX_BYTES + 1, False),  # large: would stall processing
+        (True, None, False),  # unknown size (RocksDB, incremental)
+        (True, 100, True),  # savepoints may go anywhere
+    ],
+)
 def test_everything_else_goes_to_the_io_thread(local_disk: bool, size: int | None, savepoint: bool) -> None:
     assert not InlineWritePolicy(local_disk=local_disk).inline(size, savepoint=savepoint)
 

@@ -16,8 +16,12 @@ pytestmark = pytest.mark.unit
 
 
 def graph(env: StreamExecutionEnvironment, override: int | None = None) -> JobGraph:
-    return build_job_graph(env.transformations, default_parallelism=env.parallelism,
-                           max_parallelism=env.max_parallelism, parallelism_override=override)
+    return build_job_graph(
+        env.transformations,
+        default_parallelism=env.parallelism,
+        max_parallelism=env.max_parallelism,
+        parallelism_override=override,
+    )
 
 
 def chains(g: JobGraph) -> list[list[str]]:
@@ -53,8 +57,9 @@ def test_forward_operators_of_equal_parallelism_chain_into_one_task() -> None:
 
 def test_key_by_breaks_the_chain_with_a_hash_edge_and_the_keyed_operator_chains_its_sink() -> None:
     env = env_of()
-    env.from_sequence(1, 10).uid("src").key_by(key).reduce(lambda a, b: a + b).uid("sums") \
-        .add_sink(DiscardingSink()).uid("sink")
+    env.from_sequence(1, 10).uid("src").key_by(key).reduce(lambda a, b: a + b).uid("sums").add_sink(
+        DiscardingSink()
+    ).uid("sink")
     g = graph(env)
     assert chains(g) == [["source"], ["reduce", "sink"]]
     assert edges(g) == [("src", "sums", Partitioning.HASH)]
@@ -113,8 +118,9 @@ def test_sources_never_chain_behind_another_operator() -> None:
 
 def test_override_replaces_the_default_but_not_an_operators_own_parallelism() -> None:
     env = env_of(2)
-    env.from_sequence(1, 10).uid("src").key_by(key).reduce(lambda a, b: a + b).uid("sums").set_parallelism(4) \
-        .add_sink(DiscardingSink()).uid("sink")
+    env.from_sequence(1, 10).uid("src").key_by(key).reduce(lambda a, b: a + b).uid("sums").set_parallelism(4).add_sink(
+        DiscardingSink()
+    ).uid("sink")
     g = graph(env, override=3)
     assert {v.id: v.parallelism for v in g.vertices} == {"src": 3, "sums": 4, "sink": 3}
 
@@ -202,8 +208,9 @@ def test_stateful_uids_are_sources_keyed_operators_and_transactional_sinks() -> 
     from streamjob.worker.api.file_sink import FileSink
 
     env = env_of()
-    env.from_sequence(1, 10).uid("src").map(str).uid("plain").key_by(len).map(str).uid("keyed") \
-        .add_sink(FileSink("file:///tmp/streamjob-unit-never-written")).uid("txn")
+    env.from_sequence(1, 10).uid("src").map(str).uid("plain").key_by(len).map(str).uid("keyed").add_sink(
+        FileSink("file:///tmp/streamjob-unit-never-written")
+    ).uid("txn")
     g = graph(env)
     assert stateful_uids(g) == {"src", "keyed", "txn"}
     assert g.operator_uids()["txn"][1].kind is Kind.TWO_PHASE_SINK

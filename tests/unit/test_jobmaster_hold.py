@@ -18,8 +18,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "balance.py"
 
 def _jobmaster(tmp_path: Path, hold_s: float | None) -> JobMaster:
     loaded = load_job(str(EXAMPLE), [])
-    config = parse_job_config({"name": "hold", "entrypoint": str(EXAMPLE), "checkpoints_uri": tmp_path.as_uri()},
-                              source="(test)")
+    config = parse_job_config(
+        {"name": "hold", "entrypoint": str(EXAMPLE), "checkpoints_uri": tmp_path.as_uri()}, source="(test)"
+    )
     plan = resolve_plan(config, loaded, default_checkpoints_uri=tmp_path.as_uri())
     return JobMaster(plan, hold_deploy_until=None if hold_s is None else time.monotonic() + hold_s)
 

@@ -18,8 +18,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "balance.py"
 
 def _jobmaster(tmp_path: Path) -> JobMaster:
     loaded = load_job(str(EXAMPLE), [])
-    config = parse_job_config({"name": "balance", "entrypoint": str(EXAMPLE), "checkpoints_uri": tmp_path.as_uri()},
-                              source="(test)")
+    config = parse_job_config(
+        {"name": "balance", "entrypoint": str(EXAMPLE), "checkpoints_uri": tmp_path.as_uri()}, source="(test)"
+    )
     return JobMaster(resolve_plan(config, loaded, default_checkpoints_uri=tmp_path.as_uri()))
 
 

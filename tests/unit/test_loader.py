@@ -25,6 +25,9 @@ def test_a_file_without_a_build_function_is_told_how_to_write_one(tmp_path: Path
 def test_a_build_function_that_returns_nothing_is_named(tmp_path: Path) -> None:
     job = tmp_path / "loader_returns_nothing.py"
     job.write_text("def build():\n    return None\n")
-    with pytest.raises(EntrypointError, match=r"build\(\) did not build a pipeline; it must return the "
-                                              r"StreamExecutionEnvironment or call env.execute"):
+    with pytest.raises(
+        EntrypointError,
+        match=r"build\(\) did not build a pipeline; it must return the "
+        r"StreamExecutionEnvironment or call env.execute",
+    ):
         load_job(str(job))

@@ -26,34 +26,38 @@ def test_a_checkpoint_line_and_a_new_attempt_reset_the_rate_base() -> None:
     progress = Progress(out=out)
     progress.event("checkpoint", {"id": 3, "duration_ms": 5, "size": 10, "records": 1_000, "location": "x"})
     assert progress.rate_from[0] == 1_000
-    progress.event("running", {"attempt": 1, "restored_from": "file:///c/local/j/1/chk-3/_metadata",
-                               "checkpoint": 3})
+    progress.event("running", {"attempt": 1, "restored_from": "file:///c/local/j/1/chk-3/_metadata", "checkpoint": 3})
     assert progress.rate_from[0] == 0
     assert "attempt 1 running, restored from checkpoint 3" in out.getvalue()
 
 
-@pytest.mark.parametrize(("data", "kind"), [
-    ({"restored_from": "file:///ck/local/job/abc/chk-12/_metadata"}, "checkpoint"),
-    ({"restored_from": "s3://b/sp/local/job/savepoint-1a2b3c/_metadata"}, "savepoint"),
-    ({"restored_from": "file:///moved/anywhere/_metadata"}, "savepoint"),
-    ({"restored_from": "file:///ck/local/job/abc/chk-12/_metadata", "kind": "savepoint"}, "savepoint"),
-])
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        ({"restored_from": "file:///ck/local/job/abc/chk-12/_metadata"}, "checkpoint"),
+        ({"restored_from": "s3://b/sp/local/job/savepoint-1a2b3c/_metadata"}, "savepoint"),
+        ({"restored_from": "file:///moved/anywhere/_metadata"}, "savepoint"),
+        ({"restored_from": "file:///ck/local/job/abc/chk-12/_metadata", "kind": "savepoint"}, "savepoint"),
+    ],
+)
 def test_the_restore_point_is_named_by_its_kind(data: dict[str, str], kind: str) -> None:
     assert restore_kind(data) == kind
 
 
 def test_a_savepoint_restore_says_savepoint() -> None:
     out = io.StringIO()
-    Progress(out=out).event("running", {"attempt": 0, "checkpoint": 5,
-                                        "restored_from": "file:///sp/local/j/savepoint-77/_metadata"})
+    Progress(out=out).event(
+        "running", {"attempt": 0, "checkpoint": 5, "restored_from": "file:///sp/local/j/savepoint-77/_metadata"}
+    )
     assert out.getvalue() == "[streamjob] attempt 0 running, restored from savepoint 5\n"
 
 
 def test_ctrl_c_says_what_happens_to_the_checkpoints() -> None:
     keep = cancel_notice(CheckpointSettings(interval_ms=1000))
     assert "checkpoints are kept" in keep and "--restore latest" in keep
-    delete = cancel_notice(CheckpointSettings(
-        interval_ms=1000, externalized_cleanup=ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION))
+    delete = cancel_notice(
+        CheckpointSettings(interval_ms=1000, externalized_cleanup=ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION)
+    )
     assert "deleting its checkpoints" in delete and "kept" not in delete.split(";")[0]
     assert "checkpointing is off" in cancel_notice(CheckpointSettings())
     assert all(n.startswith("interrupted: cancelling the job") for n in (keep, delete))

@@ -23,18 +23,37 @@ SOURCE = "s3://b/ckpt/ns/n/j1/chk-3/_metadata"
 
 
 def sample(**overrides: Any) -> CheckpointMetadata:
-    keyed = StateHandle(path="shared/op-kg0.keyed", size=10, sha256="ab" * 32, key_group_start=0,
-                        key_group_end=63, shared=True)
+    keyed = StateHandle(
+        path="shared/op-kg0.keyed", size=10, sha256="ab" * 32, key_group_start=0, key_group_end=63, shared=True
+    )
     private = StateHandle(path="chk-3/op/0/operator-0", size=4, sha256="cd" * 32)
     channel = StateHandle(path="chk-3/op/0/channel-0", size=2, sha256="ef" * 32)
     fields: dict[str, Any] = dict(
-        kind="checkpoint", checkpoint_id=3, job_id="j1", job_name="n", namespace="ns",
-        trigger_timestamp_ms=1_000, completion_timestamp_ms=1_250, duration_ms=250, total_size=16,
-        max_parallelism=128, mode="EXACTLY_ONCE", unaligned=True, restored_from=None,
-        operators={"op": OperatorSnapshot(uid="op", name="Count", parallelism=2, max_parallelism=128, subtasks=[
-            SubtaskSnapshot(subtask_index=0, keyed=[keyed], operator=[private], channel=[channel]),
-            SubtaskSnapshot(subtask_index=1),
-        ])},
+        kind="checkpoint",
+        checkpoint_id=3,
+        job_id="j1",
+        job_name="n",
+        namespace="ns",
+        trigger_timestamp_ms=1_000,
+        completion_timestamp_ms=1_250,
+        duration_ms=250,
+        total_size=16,
+        max_parallelism=128,
+        mode="EXACTLY_ONCE",
+        unaligned=True,
+        restored_from=None,
+        operators={
+            "op": OperatorSnapshot(
+                uid="op",
+                name="Count",
+                parallelism=2,
+                max_parallelism=128,
+                subtasks=[
+                    SubtaskSnapshot(subtask_index=0, keyed=[keyed], operator=[private], channel=[channel]),
+                    SubtaskSnapshot(subtask_index=1),
+                ],
+            )
+        },
         shared_files=["shared/op-kg0.keyed"],
         source_positions={"src": [["partition-0", 42], None]},
     )
@@ -86,8 +105,9 @@ def test_metadata_error_is_a_storage_error() -> None:
     assert issubclass(MetadataError, StorageError)
 
 
-@pytest.mark.parametrize(("version", "needle"), [(2, "upgrade streamjob"), (0, "unsupported"),
-                                                  ("1", "not an integer"), (None, "missing")])
+@pytest.mark.parametrize(
+    ("version", "needle"), [(2, "upgrade streamjob"), (0, "unsupported"), ("1", "not an integer"), (None, "missing")]
+)
 def test_unsupported_format_versions(version: object, needle: str) -> None:
     document = json.loads(encode_metadata(sample()))
     if version is None:
@@ -121,8 +141,9 @@ def test_writing_another_version_is_refused() -> None:
 
 
 def test_lineage_round_trip_and_errors() -> None:
-    lineage = JobLineage(job_id="j2", created_at="2026-01-01T00:00:00+00:00",
-                         restored_from="s3://b/sp/ns/n/savepoint-x/_metadata")
+    lineage = JobLineage(
+        job_id="j2", created_at="2026-01-01T00:00:00+00:00", restored_from="s3://b/sp/ns/n/savepoint-x/_metadata"
+    )
     assert decode_lineage(encode_lineage(lineage), source="x") == lineage
     with pytest.raises(MetadataError, match="lineage file x"):
         decode_lineage(b"{", source="x")

@@ -114,9 +114,11 @@ def test_mutating_calls_without_the_jobs_token_are_refused(token: str | None, st
 
     async def check(client: JobMasterClient, address: str) -> None:
         assert (await client.job(address)).reachable  # reading needs no token
-        for call in (client.trigger_savepoint(address, stop=False, rest_token=token),
-                     client.trigger_checkpoint(address, rest_token=token),
-                     client.cancel(address, rest_token=token)):
+        for call in (
+            client.trigger_savepoint(address, stop=False, rest_token=token),
+            client.trigger_checkpoint(address, rest_token=token),
+            client.cancel(address, rest_token=token),
+        ):
             with pytest.raises(JobMasterError) as refused:
                 await call
             assert refused.value.status == status

@@ -138,18 +138,30 @@ def test_columns_restore_rescaled_into_either_backend(tmp_path: Path, kind: str,
 
 
 def _version_1_file(rows: list[Any], states: dict[str, list[str]]) -> bytes:
-    return KEY_SERIALIZER.encode({"format": "streamjob-keyed", "version": 1, "max_parallelism": 128,
-                                  "key_groups": [0, 127], "states": states, "groups": rows})
+    return KEY_SERIALIZER.encode(
+        {
+            "format": "streamjob-keyed",
+            "version": 1,
+            "max_parallelism": 128,
+            "key_groups": [0, 127],
+            "states": states,
+            "groups": rows,
+        }
+    )
 
 
 @pytest.mark.parametrize("kind", ["hashmap", "rocksdb"])
 def test_version_1_files_still_restore(tmp_path: Path, kind: str) -> None:
     kg = key_group_for("k", 128)
-    data = _version_1_file([[kg, {"v": [["k", SAFE.encode((1, "x"))]]}, [[5000, "k"]], []]],
-                           {"v": ["value", "safe"]})
+    data = _version_1_file([[kg, {"v": [["k", SAFE.encode((1, "x"))]]}, [[5000, "k"]], []]], {"v": ["value", "safe"]})
     storage = MemoryStorage(files={"chk-1/old.keyed": data})
-    handle = StateHandle(path="chk-1/old.keyed", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                         key_group_start=0, key_group_end=127)
+    handle = StateHandle(
+        path="chk-1/old.keyed",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        key_group_start=0,
+        key_group_end=127,
+    )
     backend = make_backend(kind, tmp_path)
     backend.restore([handle], storage.reader())
     backend.set_current_key("k")

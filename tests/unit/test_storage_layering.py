@@ -11,8 +11,12 @@ pytestmark = pytest.mark.unit
 
 WORKER = Path(__file__).resolve().parents[2] / "worker"
 OWN = [*sorted((WORKER / "storage").glob("*.py")), WORKER / "checkpoint" / "metadata.py"]
-ALLOWED_INTERNAL = ("streamjob.worker.errors", "streamjob.worker.storage", "streamjob.worker.checkpoint.metadata",
-                    "streamjob.worker.checkpoint.handles")
+ALLOWED_INTERNAL = (
+    "streamjob.worker.errors",
+    "streamjob.worker.storage",
+    "streamjob.worker.checkpoint.metadata",
+    "streamjob.worker.checkpoint.handles",
+)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -43,7 +47,9 @@ def test_importing_storage_does_not_import_boto3() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, streamjob.worker.storage.checkpoint_storage, streamjob.worker.storage.discovery; "
-            "print('boto3' in sys.modules)")
+    code = (
+        "import sys, streamjob.worker.storage.checkpoint_storage, streamjob.worker.storage.discovery; "
+        "print('boto3' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "False"

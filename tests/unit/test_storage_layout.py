@@ -36,8 +36,16 @@ def test_checkpoint_dir_names() -> None:
 
 
 def test_completed_checkpoint_ids_need_metadata() -> None:
-    listing = ["chk-1/_metadata", "chk-1/op/0/a", "chk-2/op/0/a", "chk-3/_metadata",
-               "chk-4/op/_metadata", "shared/x", "_lineage.json", "savepoint-1/_metadata"]
+    listing = [
+        "chk-1/_metadata",
+        "chk-1/op/0/a",
+        "chk-2/op/0/a",
+        "chk-3/_metadata",
+        "chk-4/op/_metadata",
+        "shared/x",
+        "_lineage.json",
+        "savepoint-1/_metadata",
+    ]
     assert layout.completed_checkpoint_ids(listing) == [1, 3]
 
 

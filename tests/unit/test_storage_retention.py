@@ -27,8 +27,16 @@ def test_shared_files_are_kept_while_a_retained_checkpoint_references_them() -> 
 
 
 def test_incomplete_and_corrupt_directories() -> None:
-    entries = [CheckpointEntry(1, False), done(2, "shared/x"), CheckpointEntry(3, True, None), done(4),
-               CheckpointEntry(5, False), done(6), CheckpointEntry(7, False), CheckpointEntry(8, True, None)]
+    entries = [
+        CheckpointEntry(1, False),
+        done(2, "shared/x"),
+        CheckpointEntry(3, True, None),
+        done(4),
+        CheckpointEntry(5, False),
+        done(6),
+        CheckpointEntry(7, False),
+        CheckpointEntry(8, True, None),
+    ]
     plan = plan_retention(entries, retained=2)
     assert plan.retained_ids == (6, 4)
     # 5 and 7/8 are newer than the oldest retained (4): maybe in progress, or evidence: kept.

@@ -20,8 +20,10 @@ ENDPOINT = "http://127.0.0.1:9"
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"{code} happened"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
 
 
 class FakeClient:
@@ -49,14 +51,22 @@ class FakeHolder(S3ClientHolder):
 def store_with(failures: list[Exception]) -> tuple[S3ObjectStore, FakeClient, list[float]]:
     sleeps: list[float] = []
     fake = FakeClient(failures)
-    store = S3ObjectStore(parse_storage_uri("s3://bucket/pre/fix"), FakeHolder(fake),
-                          retry=RetryPolicy(attempts=4, base_delay_s=0.1, max_delay_s=0.3, sleep=sleeps.append))
+    store = S3ObjectStore(
+        parse_storage_uri("s3://bucket/pre/fix"),
+        FakeHolder(fake),
+        retry=RetryPolicy(attempts=4, base_delay_s=0.1, max_delay_s=0.3, sleep=sleeps.append),
+    )
     return store, fake, sleeps
 
 
 def test_transient_errors_are_retried_with_bounded_backoff() -> None:
-    store, fake, sleeps = store_with([EndpointConnectionError(endpoint_url=ENDPOINT),
-                                      client_error("SlowDown", 503), client_error("InternalError", 500)])
+    store, fake, sleeps = store_with(
+        [
+            EndpointConnectionError(endpoint_url=ENDPOINT),
+            client_error("SlowDown", 503),
+            client_error("InternalError", 500),
+        ]
+    )
     assert store.get("chk-1/_metadata") == b"ok"
     assert fake.calls == 4
     assert sleeps == [0.1, 0.2, 0.3]
@@ -73,14 +83,17 @@ def test_unreachable_endpoint_gives_up_and_names_the_endpoint() -> None:
     assert isinstance(info.value.__cause__, EndpointConnectionError)
 
 
-@pytest.mark.parametrize(("error", "needles"), [
-    (client_error("NoSuchBucket", 404), ["'bucket' does not exist", ENDPOINT]),
-    (client_error("AccessDenied", 403), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]),
-    (client_error("InvalidAccessKeyId", 403), ["AWS_ACCESS_KEY_ID", "refused the credentials"]),
-    (client_error("SignatureDoesNotMatch", 403), ["AWS_SECRET_ACCESS_KEY"]),
-    (NoCredentialsError(), ["no S3 credentials", "AWS_ACCESS_KEY_ID"]),
-    (client_error("WeirdError", 400), ["WeirdError", "WeirdError happened"]),
-])
+@pytest.mark.parametrize(
+    ("error", "needles"),
+    [
+        (client_error("NoSuchBucket", 404), ["'bucket' does not exist", ENDPOINT]),
+        (client_error("AccessDenied", 403), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]),
+        (client_error("InvalidAccessKeyId", 403), ["AWS_ACCESS_KEY_ID", "refused the credentials"]),
+        (client_error("SignatureDoesNotMatch", 403), ["AWS_SECRET_ACCESS_KEY"]),
+        (NoCredentialsError(), ["no S3 credentials", "AWS_ACCESS_KEY_ID"]),
+        (client_error("WeirdError", 400), ["WeirdError", "WeirdError happened"]),
+    ],
+)
 def test_permanent_errors_are_not_retried_and_say_what_to_fix(error: Exception, needles: list[str]) -> None:
     store, fake, sleeps = store_with([error])
     with pytest.raises(StorageError) as info:

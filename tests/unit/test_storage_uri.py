@@ -28,8 +28,19 @@ def test_parses_accepted_forms(text: str, expected: StorageUri) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "relative/path", "http://host/x", "s3:///nobucket", "file://host/tmp", "s3://b/a//c",
-     "s3://b/a/../c", "/a/./b", "s3://bucket/p?x=1", "s3://b!d/p", "gs://bucket/x"],
+    [
+        "",
+        "relative/path",
+        "http://host/x",
+        "s3:///nobucket",
+        "file://host/tmp",
+        "s3://b/a//c",
+        "s3://b/a/../c",
+        "/a/./b",
+        "s3://bucket/p?x=1",
+        "s3://b!d/p",
+        "gs://bucket/x",
+    ],
 )
 def test_rejects_bad_uris_naming_the_value_and_the_forms(text: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -61,10 +72,15 @@ def test_join_parent_name_and_relative_to() -> None:
 
 
 def test_s3_settings_from_env() -> None:
-    settings = S3Settings.from_env({
-        "STREAMJOB_S3_ENDPOINT": "http://127.0.0.1:9000", "STREAMJOB_S3_PATH_STYLE": "true",
-        "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret",
-    })
+    settings = S3Settings.from_env(
+        {
+            "STREAMJOB_S3_ENDPOINT": "http://127.0.0.1:9000",
+            "STREAMJOB_S3_PATH_STYLE": "true",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "id",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+        }
+    )
     assert settings == S3Settings("http://127.0.0.1:9000", "eu-west-1", True, "id", "secret", None)
     assert "secret" not in repr(settings)
     assert S3Settings.from_env({}) == S3Settings(None, "us-east-1", False, None, None, None)

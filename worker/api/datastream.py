@@ -47,8 +47,12 @@ def _key_selector(selector: Any) -> Any:
 class DataStream:
     """A stream of records produced by one transformation."""
 
-    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation,
-                 partitioning: Partitioning = Partitioning.FORWARD) -> None:
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        transformation: Transformation,
+        partitioning: Partitioning = Partitioning.FORWARD,
+    ) -> None:
         self.env = env
         self.transformation = transformation
         self._partitioning = partitioning
@@ -72,8 +76,9 @@ class DataStream:
             raise ConfigError(f"set_parallelism takes an integer >= 1, got {parallelism!r}")
         limit = self.transformation.max_parallelism
         if limit is not None and parallelism > limit:
-            raise ConfigError(f"operator '{self.transformation.name}' is non-parallel; it cannot run with "
-                              f"parallelism {parallelism}")
+            raise ConfigError(
+                f"operator '{self.transformation.name}' is non-parallel; it cannot run with parallelism {parallelism}"
+            )
         self.transformation.parallelism = parallelism
         return self
 
@@ -115,8 +120,14 @@ class DataStream:
         return Edge(self.transformation.id, self._partitioning)
 
     def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
-        t = Transformation(id=len(self.env.transformations) + 1, kind=kind, name=name, function=function,
-                           inputs=[self._edge()], options=dict(options))
+        t = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=kind,
+            name=name,
+            function=function,
+            inputs=[self._edge()],
+            options=dict(options),
+        )
         self.env.transformations.append(t)
         return DataStream(self.env, t)
 
@@ -142,8 +153,14 @@ class DataStream:
         """All records of this stream and the others (same record type)."""
         from streamjob.worker.graph.transformations import Transformation as T
 
-        t = T(id=len(self.env.transformations) + 1, kind=Kind.MAP, name="Union", function=None,
-              inputs=[self._edge(), *[s._edge() for s in streams]], options={"identity": True})
+        t = T(
+            id=len(self.env.transformations) + 1,
+            kind=Kind.MAP,
+            name="Union",
+            function=None,
+            inputs=[self._edge(), *[s._edge() for s in streams]],
+            options={"identity": True},
+        )
         for s in streams:
             if s.env is not self.env:
                 raise PipelineError("union() needs streams of the same environment")
@@ -184,8 +201,13 @@ class _CallableSink(SinkFunction):
 class KeyedStream(DataStream):
     """A stream partitioned by key; operators on it have keyed state and timers."""
 
-    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation, key_selector: Any,
-                 key_index: int | None = None) -> None:
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        transformation: Transformation,
+        key_selector: Any,
+        key_index: int | None = None,
+    ) -> None:
         super().__init__(env, transformation, Partitioning.HASH)
         self.key_selector = key_selector
         self.key_index = key_index
@@ -214,7 +236,7 @@ class KeyedStream(DataStream):
         pos = position
 
         def add(a: Any, b: Any) -> Any:
-            return (*a[:pos], a[pos] + b[pos], *a[pos + 1:])
+            return (*a[:pos], a[pos] + b[pos], *a[pos + 1 :])
 
         stream = self._then(Kind.REDUCE, "Sum", add, sum_field=pos)
         return stream

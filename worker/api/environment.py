@@ -161,18 +161,27 @@ class RestartStrategies:
     @staticmethod
     def fixed_delay_restart(restart_attempts: int, delay_between_attempts: int | timedelta) -> RestartStrategy:
         """Up to ``restart_attempts`` restarts, waiting the same delay before each."""
-        return RestartStrategy(kind="fixed-delay", attempts=restart_attempts,
-                               delay_ms=_ms(delay_between_attempts, "restart delay"))
+        return RestartStrategy(
+            kind="fixed-delay", attempts=restart_attempts, delay_ms=_ms(delay_between_attempts, "restart delay")
+        )
 
     @staticmethod
-    def exponential_delay_restart(initial_backoff: int | timedelta, max_backoff: int | timedelta,
-                                  backoff_multiplier: float = 2.0, reset_backoff_threshold: int | timedelta = 600_000,
-                                  attempts: int = 2**31 - 1) -> RestartStrategy:
+    def exponential_delay_restart(
+        initial_backoff: int | timedelta,
+        max_backoff: int | timedelta,
+        backoff_multiplier: float = 2.0,
+        reset_backoff_threshold: int | timedelta = 600_000,
+        attempts: int = 2**31 - 1,
+    ) -> RestartStrategy:
         """Restarts with a delay multiplied after each failure, up to ``max_backoff``."""
-        return RestartStrategy(kind="exponential-delay", attempts=attempts,
-                               delay_ms=_ms(initial_backoff, "initial backoff"),
-                               max_delay_ms=_ms(max_backoff, "max backoff"), multiplier=backoff_multiplier,
-                               reset_after_ms=_ms(reset_backoff_threshold, "reset threshold"))
+        return RestartStrategy(
+            kind="exponential-delay",
+            attempts=attempts,
+            delay_ms=_ms(initial_backoff, "initial backoff"),
+            max_delay_ms=_ms(max_backoff, "max backoff"),
+            multiplier=backoff_multiplier,
+            reset_after_ms=_ms(reset_backoff_threshold, "reset threshold"),
+        )
 
     @staticmethod
     def no_restart() -> RestartStrategy:
@@ -235,8 +244,9 @@ class StreamExecutionEnvironment:
         self.max_parallelism = max_parallelism
         return self
 
-    def enable_checkpointing(self, interval: int | timedelta,
-                             mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE) -> StreamExecutionEnvironment:
+    def enable_checkpointing(
+        self, interval: int | timedelta, mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
+    ) -> StreamExecutionEnvironment:
         """Periodic checkpoints every ``interval`` milliseconds in ``mode``."""
         self.checkpoint_config.set_checkpoint_interval(interval)
         self.checkpoint_config.set_checkpointing_mode(mode)
@@ -270,8 +280,9 @@ class StreamExecutionEnvironment:
 
     # -- sources ----------------------------------------------------------------------------------
     def _add(self, kind: Kind, name: str, function: Any, **options: Any) -> Transformation:
-        t = Transformation(id=len(self.transformations) + 1, kind=kind, name=name, function=function,
-                           options=dict(options))
+        t = Transformation(
+            id=len(self.transformations) + 1, kind=kind, name=name, function=function, options=dict(options)
+        )
         self.transformations.append(t)
         return t
 
@@ -313,8 +324,9 @@ class StreamExecutionEnvironment:
         """The numbers ``start..end`` inclusive, in parallel."""
         return self.from_source(NumberSequenceSource(start, end), "Sequence Source")
 
-    def from_generator(self, generator: Callable[[int], Any], count: int | None = None,
-                       records_per_second: float | None = None) -> DataStream:
+    def from_generator(
+        self, generator: Callable[[int], Any], count: int | None = None, records_per_second: float | None = None
+    ) -> DataStream:
         """Records ``generator(i)``; unbounded when ``count`` is None; optionally throttled."""
         return self.from_source(DataGeneratorSource(generator, count, records_per_second), "Generator Source")
 
@@ -337,4 +349,3 @@ class StreamExecutionEnvironment:
     def execute_from_savepoint(self, savepoint_path: str, job_name: str = "streamjob") -> Any:
         """Runs the job restored from a savepoint (Flink's ``executeFromSavepoint``)."""
         return self.execute(job_name, restore=savepoint_path)
-

@@ -78,9 +78,16 @@ class _OpenFile:
 class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
     """Writes records as JSON lines or CSV into part files committed with each checkpoint."""
 
-    def __init__(self, uri: str, fmt: str = "json", *, max_part_bytes: int = 128 * 1024 * 1024,
-                 rollover_interval_ms: int | None = None, upload_chunk_bytes: int = 8 * 1024 * 1024,
-                 part_prefix: str = "part") -> None:
+    def __init__(
+        self,
+        uri: str,
+        fmt: str = "json",
+        *,
+        max_part_bytes: int = 128 * 1024 * 1024,
+        rollover_interval_ms: int | None = None,
+        upload_chunk_bytes: int = 8 * 1024 * 1024,
+        part_prefix: str = "part",
+    ) -> None:
         if fmt not in _FORMATS:
             raise ConfigError(f"FileSink format must be one of {sorted(_FORMATS)}, got {fmt!r}")
         if max_part_bytes <= 0 or upload_chunk_bytes <= 0:
@@ -261,8 +268,10 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
             except StorageError as err:
                 if not store.exists(f["key"]):
                     # the same handle meets the same gone upload on every restart: final (CorruptStateError)
-                    raise CorruptStateError(f"FileSink cannot commit {store.uri(f['key'])}: its upload "
-                                            f"{f['upload_id']} is gone and the file does not exist ({err})") from err
+                    raise CorruptStateError(
+                        f"FileSink cannot commit {store.uri(f['key'])}: its upload "
+                        f"{f['upload_id']} is gone and the file does not exist ({err})"
+                    ) from err
                 # completed before a crash: committing again is a no-op
         self._forget(transaction)
 
@@ -278,4 +287,3 @@ class FileSink(TwoPhaseCommitSinkFunction[Txn], CheckpointedFunction):
 
     def _forget(self, transaction: Txn) -> None:
         self._uncommitted = [t for t in self._uncommitted if t is not transaction]
-

@@ -83,8 +83,13 @@ class FileSource(Source):
 class FileSourceReader(SourceReader):
     """Reads the files one subtask owns, one after another, in key order of discovery."""
 
-    def __init__(self, store: ObjectStore, ctx: SourceReaderContext, positions: dict[str, tuple[int, bool]],
-                 monitor_interval_ms: int | None) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        ctx: SourceReaderContext,
+        positions: dict[str, tuple[int, bool]],
+        monitor_interval_ms: int | None,
+    ) -> None:
         self._store = store
         self._ctx = ctx
         self._positions = positions
@@ -110,8 +115,9 @@ class FileSourceReader(SourceReader):
             self._next_listing = time.monotonic() + self._interval_s
 
     def poll(self, max_records: int) -> list[Any] | None:
-        if not self._listed or (self._interval_s is not None and not self._queue
-                                and time.monotonic() >= self._next_listing):
+        if not self._listed or (
+            self._interval_s is not None and not self._queue and time.monotonic() >= self._next_listing
+        ):
             self._discover()
         if not self._queue:
             return [] if self._interval_s is not None else None
@@ -119,7 +125,7 @@ class FileSourceReader(SourceReader):
         consumed, _ = self._positions[key]
         if self._lines is None:
             self._lines = split_lines(self._store.get(key), self._store.uri(key))
-        batch = self._lines[consumed:consumed + max_records]
+        batch = self._lines[consumed : consumed + max_records]
         consumed += len(batch)
         finished = consumed >= len(self._lines)
         self._positions[key] = (consumed, finished)

@@ -79,8 +79,9 @@ def _even_range(start: int, end: int, index: int, parallelism: int) -> tuple[int
 class _RangeReader(SourceReader):
     """Emits ``fn(i)`` for i over its ranges; split state is ``(next, end)``."""
 
-    def __init__(self, splits: list[tuple[int, int]], fn: Callable[[int], Any] | None,
-                 rate_per_subtask: float | None) -> None:
+    def __init__(
+        self, splits: list[tuple[int, int]], fn: Callable[[int], Any] | None, rate_per_subtask: float | None
+    ) -> None:
         self._splits = [list(s) for s in splits if s[0] < s[1]]
         self._fn = fn
         self._rate = rate_per_subtask
@@ -126,8 +127,7 @@ class NumberSequenceSource(Source):
     def create_reader(self, ctx: SourceReaderContext, restored: list[Any] | None) -> SourceReader:
         if restored is not None:
             return _RangeReader([(int(a), int(b)) for a, b in restored], None, None)
-        return _RangeReader([_even_range(self.start, self.end + 1, ctx.subtask_index, ctx.parallelism)],
-                            None, None)
+        return _RangeReader([_even_range(self.start, self.end + 1, ctx.subtask_index, ctx.parallelism)], None, None)
 
 
 class DataGeneratorSource(Source):
@@ -136,8 +136,9 @@ class DataGeneratorSource(Source):
     ``records_per_second`` throttles the whole source (shared evenly by its subtasks).
     """
 
-    def __init__(self, generator: Callable[[int], Any], count: int | None = None,
-                 records_per_second: float | None = None) -> None:
+    def __init__(
+        self, generator: Callable[[int], Any], count: int | None = None, records_per_second: float | None = None
+    ) -> None:
         self.generator = generator
         self.count = count
         self.records_per_second = records_per_second
@@ -172,7 +173,7 @@ class _CollectionReader(SourceReader):
     def poll(self, max_records: int) -> list[Any] | None:
         if self._offset >= len(self._elements):
             return None
-        batch = self._elements[self._offset:self._offset + max_records]
+        batch = self._elements[self._offset : self._offset + max_records]
         self._offset += len(batch)
         return batch
 

@@ -13,8 +13,21 @@ from streamjob.worker.state.primitives import AggregatingState, ListState, MapSt
 from streamjob.worker.state.serializers import PickleSerializer, SafeSerializer, Serializer
 
 __all__ = [
-    "AggregateFunction", "AggregatingState", "AggregatingStateDescriptor", "ListState", "ListStateDescriptor",
-    "MapState", "MapStateDescriptor", "PickleSerializer", "ReduceFunction", "ReducingState",
-    "ReducingStateDescriptor", "SafeSerializer", "Serializer", "State", "StateDescriptor", "ValueState",
+    "AggregateFunction",
+    "AggregatingState",
+    "AggregatingStateDescriptor",
+    "ListState",
+    "ListStateDescriptor",
+    "MapState",
+    "MapStateDescriptor",
+    "PickleSerializer",
+    "ReduceFunction",
+    "ReducingState",
+    "ReducingStateDescriptor",
+    "SafeSerializer",
+    "Serializer",
+    "State",
+    "StateDescriptor",
+    "ValueState",
     "ValueStateDescriptor",
 ]

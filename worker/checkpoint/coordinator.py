@@ -58,9 +58,20 @@ class SavepointTrigger:
 class CheckpointCoordinator:
     """Runs periodic checkpoints and on-demand savepoints for one attempt of a job."""
 
-    def __init__(self, *, settings: CheckpointSettings, storage: Any, graph: JobGraph, job: dict[str, Any],
-                 gateway: TaskGateway, executor: Executor, on_job_failure: Callable[[str], None],
-                 first_id: int, stats: CheckpointStats, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        settings: CheckpointSettings,
+        storage: Any,
+        graph: JobGraph,
+        job: dict[str, Any],
+        gateway: TaskGateway,
+        executor: Executor,
+        on_job_failure: Callable[[str], None],
+        first_id: int,
+        stats: CheckpointStats,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.graph = graph
@@ -149,12 +160,14 @@ class CheckpointCoordinator:
     def _drain_queue(self) -> None:
         if self._queued and not self.pending and not self.stopped:
             request = self._queued.pop(0)
-            request.on_triggered(self.trigger(savepoint_dir=request.directory, stop=request.stop,
-                                              request_id=request.request_id))
+            request.on_triggered(
+                self.trigger(savepoint_dir=request.directory, stop=request.stop, request_id=request.request_id)
+            )
 
     # -- triggering -------------------------------------------------------------------------------
-    def trigger(self, *, savepoint_dir: str | None = None, stop: bool = False,
-                request_id: str | None = None) -> PendingCheckpoint:
+    def trigger(
+        self, *, savepoint_dir: str | None = None, stop: bool = False, request_id: str | None = None
+    ) -> PendingCheckpoint:
         """Starts a checkpoint (or a savepoint into ``savepoint_dir``) by sending barriers to the sources."""
         if self.stopped:
             raise CheckpointError("the job is not running; no checkpoint can be taken")
@@ -162,8 +175,9 @@ class CheckpointCoordinator:
         self.next_id += 1
         now = self.clock()
         unaligned = (self.settings.unaligned or self.settings.force_unaligned) and savepoint_dir is None
-        pending = PendingCheckpoint(cid, int(time.time() * 1000), now, self._tasks, savepoint_dir, stop, unaligned,
-                                    request_id)
+        pending = PendingCheckpoint(
+            cid, int(time.time() * 1000), now, self._tasks, savepoint_dir, stop, unaligned, request_id
+        )
         self.pending[cid] = pending
         if savepoint_dir is None:
             self.decider.triggered(now)
@@ -227,17 +241,36 @@ class CheckpointCoordinator:
             self.decider.finished(self.clock())
             self.last_completed_location = location
         stats = _aggregate_stats(pending)
-        self.stats.record(CheckpointRecord(
-            pending.id, "savepoint" if pending.is_savepoint else "checkpoint", "COMPLETED", pending.trigger_ms,
-            meta.duration_ms, meta.total_size, location, None, stats["alignment_ms"], stats["sync_ms"],
-            stats["async_ms"], stats["cpu_ms"]))
-        log.info("completed %s %d (%d bytes, %d ms) at %s", meta.kind, pending.id, meta.total_size,
-                 meta.duration_ms, location)
+        self.stats.record(
+            CheckpointRecord(
+                pending.id,
+                "savepoint" if pending.is_savepoint else "checkpoint",
+                "COMPLETED",
+                pending.trigger_ms,
+                meta.duration_ms,
+                meta.total_size,
+                location,
+                None,
+                stats["alignment_ms"],
+                stats["sync_ms"],
+                stats["async_ms"],
+                stats["cpu_ms"],
+            )
+        )
+        log.info(
+            "completed %s %d (%d bytes, %d ms) at %s",
+            meta.kind,
+            pending.id,
+            meta.total_size,
+            meta.duration_ms,
+            location,
+        )
         if pending.commits_side_effects:
             self.gateway.notify_complete(pending.id)
         if not pending.is_savepoint:
-            for older in [c for c, p in self.pending.items() if c < pending.id and not p.is_savepoint
-                          and not p.finalizing]:
+            for older in [
+                c for c, p in self.pending.items() if c < pending.id and not p.is_savepoint and not p.finalizing
+            ]:
                 self._abort(older, CheckpointFailureReason.SUBSUMED)
         for listener in self.completed_listeners:
             listener(pending, location)
@@ -278,27 +311,50 @@ class CheckpointCoordinator:
                 for i in range(vertex.parallelism):
                     ack = pending.acks[(vertex.id, i)]
                     s = ack.states.get(uid, {})
-                    subtasks.append(SubtaskSnapshot(subtask_index=i, keyed=s.get("keyed", []),
-                                                    operator=s.get("operator", []), channel=s.get("channel", [])))
+                    subtasks.append(
+                        SubtaskSnapshot(
+                            subtask_index=i,
+                            keyed=s.get("keyed", []),
+                            operator=s.get("operator", []),
+                            channel=s.get("channel", []),
+                        )
+                    )
                     if op is vertex.head and vertex.is_source:
                         positions.setdefault(uid, []).append(ack.positions)
-                operators[uid] = OperatorSnapshot(uid=uid, name=op.name, parallelism=vertex.parallelism,
-                                                  max_parallelism=vertex.max_parallelism, subtasks=subtasks)
-        handles: list[StateHandle] = [h for o in operators.values() for s in o.subtasks
-                                      for h in (*s.keyed, *s.operator, *s.channel)]
+                operators[uid] = OperatorSnapshot(
+                    uid=uid,
+                    name=op.name,
+                    parallelism=vertex.parallelism,
+                    max_parallelism=vertex.max_parallelism,
+                    subtasks=subtasks,
+                )
+        handles: list[StateHandle] = [
+            h for o in operators.values() for s in o.subtasks for h in (*s.keyed, *s.operator, *s.channel)
+        ]
         now = int(time.time() * 1000)
         return CheckpointMetadata(
-            kind="savepoint" if pending.is_savepoint else "checkpoint", checkpoint_id=pending.id,
-            job_id=self.job["job_id"], job_name=self.job["name"], namespace=self.job["namespace"],
-            trigger_timestamp_ms=pending.trigger_ms, completion_timestamp_ms=now,
-            duration_ms=max(0, now - pending.trigger_ms), total_size=sum(h.size for h in handles),
-            max_parallelism=self.graph.max_parallelism, mode=self.settings.mode, unaligned=pending.unaligned,
-            restored_from=self.job.get("restored_from"), operators=operators,
-            shared_files=sorted({h.path for h in handles if h.shared}), source_positions=positions)
+            kind="savepoint" if pending.is_savepoint else "checkpoint",
+            checkpoint_id=pending.id,
+            job_id=self.job["job_id"],
+            job_name=self.job["name"],
+            namespace=self.job["namespace"],
+            trigger_timestamp_ms=pending.trigger_ms,
+            completion_timestamp_ms=now,
+            duration_ms=max(0, now - pending.trigger_ms),
+            total_size=sum(h.size for h in handles),
+            max_parallelism=self.graph.max_parallelism,
+            mode=self.settings.mode,
+            unaligned=pending.unaligned,
+            restored_from=self.job.get("restored_from"),
+            operators=operators,
+            shared_files=sorted({h.path for h in handles if h.shared}),
+            source_positions=positions,
+        )
 
     # -- aborts ------------------------------------------------------------------------------------
-    def _abort(self, checkpoint_id: int, reason: CheckpointFailureReason, *, detail: str | None = None,
-               notify: bool = True) -> None:
+    def _abort(
+        self, checkpoint_id: int, reason: CheckpointFailureReason, *, detail: str | None = None, notify: bool = True
+    ) -> None:
         pending = self.pending.get(checkpoint_id)
         if pending is None or pending.finalizing:
             return
@@ -308,9 +364,16 @@ class CheckpointCoordinator:
         if timer is not None:
             timer.cancel()
         message = reason.value + (f": {detail}" if detail else "")
-        self.stats.record(CheckpointRecord(checkpoint_id, "savepoint" if pending.is_savepoint else "checkpoint",
-                                           "FAILED", pending.trigger_ms,
-                                           int((self.clock() - pending.started_monotonic) * 1000), failure=message))
+        self.stats.record(
+            CheckpointRecord(
+                checkpoint_id,
+                "savepoint" if pending.is_savepoint else "checkpoint",
+                "FAILED",
+                pending.trigger_ms,
+                int((self.clock() - pending.started_monotonic) * 1000),
+                failure=message,
+            )
+        )
         if not pending.is_savepoint:
             self.decider.finished(self.clock())
         if notify:
@@ -321,9 +384,11 @@ class CheckpointCoordinator:
         self._wake.set()
         self._drain_queue()
         if notify and not pending.is_savepoint and self.failures.on_failure(reason):
-            self.on_job_failure(f"checkpoint {checkpoint_id} failed and more than "
-                                f"{self.settings.tolerable_failures} consecutive checkpoint failures are "
-                                f"tolerated: {message}")
+            self.on_job_failure(
+                f"checkpoint {checkpoint_id} failed and more than "
+                f"{self.settings.tolerable_failures} consecutive checkpoint failures are "
+                f"tolerated: {message}"
+            )
 
     def _discard(self, pending: PendingCheckpoint) -> None:
         try:

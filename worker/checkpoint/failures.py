@@ -19,8 +19,11 @@ class CheckpointFailureReason(Enum):
     @property
     def counts(self) -> bool:
         """Whether it counts towards the tolerable failure number (as in Flink)."""
-        return self in (CheckpointFailureReason.TIMEOUT, CheckpointFailureReason.DECLINED,
-                        CheckpointFailureReason.STORAGE)
+        return self in (
+            CheckpointFailureReason.TIMEOUT,
+            CheckpointFailureReason.DECLINED,
+            CheckpointFailureReason.STORAGE,
+        )
 
 
 class CheckpointFailureManager:

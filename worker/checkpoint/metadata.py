@@ -42,12 +42,16 @@ LINEAGE_FORMAT_VERSION = 1
 SnapshotKind = Literal["checkpoint", "savepoint"]
 MODES = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
 
-_WHAT_TO_DO = ("this snapshot cannot be restored; restore from an older checkpoint or a savepoint "
-               "(`streamjob checkpoints <uri>` lists them)")
+_WHAT_TO_DO = (
+    "this snapshot cannot be restored; restore from an older checkpoint or a savepoint "
+    "(`streamjob checkpoints <uri>` lists them)"
+)
 
 
-_LINEAGE_HINT = ("it records which snapshot this jobId was started from; restore that snapshot explicitly "
-                 "(`streamjob run --restore URI`; on Kubernetes the StreamJob's initialSavepointPath)")
+_LINEAGE_HINT = (
+    "it records which snapshot this jobId was started from; restore that snapshot explicitly "
+    "(`streamjob run --restore URI`; on Kubernetes the StreamJob's initialSavepointPath)"
+)
 
 
 class SubtaskSnapshot(BaseModel):
@@ -133,8 +137,10 @@ class JobLineage(BaseModel):
 def encode_metadata(meta: CheckpointMetadata) -> bytes:
     """The JSON bytes of ``meta`` (UTF-8, stable key order)."""
     if meta.format_version != FORMAT_VERSION:
-        raise MetadataError(f"refusing to write _metadata with format_version {meta.format_version}; "
-                            f"this streamjob writes format {FORMAT_VERSION}")
+        raise MetadataError(
+            f"refusing to write _metadata with format_version {meta.format_version}; "
+            f"this streamjob writes format {FORMAT_VERSION}"
+        )
     return json.dumps(meta.model_dump(mode="json"), indent=1, sort_keys=True).encode("utf-8")
 
 
@@ -154,20 +160,24 @@ def _load_json(data: bytes, source: str, what: str, hint: str = _WHAT_TO_DO) -> 
     if not data.strip():
         raise MetadataError(f"{what} {source} is empty (the write was interrupted?); {hint}")
     if len(data) > MAX_METADATA_BYTES:
-        raise MetadataError(f"{what} {source} has {len(data)} bytes, more than the {MAX_METADATA_BYTES} a "
-                            f"snapshot's metadata may have; {hint}")
+        raise MetadataError(
+            f"{what} {source} has {len(data)} bytes, more than the {MAX_METADATA_BYTES} a "
+            f"snapshot's metadata may have; {hint}"
+        )
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, and out-of-range numbers
         raise MetadataError(f"{what} {source} is corrupted (not valid JSON: {err}); {hint}") from err
     except RecursionError:
-        raise MetadataError(f"{what} {source} is corrupted (its JSON nests deeper than {MAX_METADATA_DEPTH} "
-                            f"levels); {hint}") from None
+        raise MetadataError(
+            f"{what} {source} is corrupted (its JSON nests deeper than {MAX_METADATA_DEPTH} levels); {hint}"
+        ) from None
     if not isinstance(document, dict):
         raise MetadataError(f"{what} {source} is corrupted (a JSON object was expected); {hint}")
     if nesting_depth(document, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
-        raise MetadataError(f"{what} {source} is corrupted (its JSON nests deeper than {MAX_METADATA_DEPTH} "
-                            f"levels); {hint}")
+        raise MetadataError(
+            f"{what} {source} is corrupted (its JSON nests deeper than {MAX_METADATA_DEPTH} levels); {hint}"
+        )
     return document
 
 
@@ -195,11 +205,12 @@ def _check_version(document: dict[str, Any], source: str, what: str, supported: 
     if version is None:
         raise MetadataError(f"{what} {source} is invalid: field 'format_version' is missing; {_WHAT_TO_DO}")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise MetadataError(f"{what} {source} is invalid: format_version {version!r} is not an integer; "
-                            f"{_WHAT_TO_DO}")
+        raise MetadataError(f"{what} {source} is invalid: format_version {version!r} is not an integer; {_WHAT_TO_DO}")
     if version > supported:
-        raise MetadataError(f"{what} {source} has format_version {version}, newer than this streamjob reads "
-                            f"(1..{supported}): upgrade streamjob to restore it, or restore an older snapshot")
+        raise MetadataError(
+            f"{what} {source} has format_version {version}, newer than this streamjob reads "
+            f"(1..{supported}): upgrade streamjob to restore it, or restore an older snapshot"
+        )
     if version < 1:
         raise MetadataError(f"{what} {source} has unsupported format_version {version}; {_WHAT_TO_DO}")
 

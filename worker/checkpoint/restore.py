@@ -29,8 +29,9 @@ class SubtaskRestorePlan:
     filter_in_flight_by_key: bool = False
 
 
-def plan_restore(meta: CheckpointMetadata, graph: JobGraph, *, allow_non_restored_state: bool,
-                 ignore_in_flight: bool = False) -> dict[tuple[str, int], SubtaskRestorePlan]:
+def plan_restore(
+    meta: CheckpointMetadata, graph: JobGraph, *, allow_non_restored_state: bool, ignore_in_flight: bool = False
+) -> dict[tuple[str, int], SubtaskRestorePlan]:
     """Maps every snapshot handle to the new subtasks; ``RestoreError`` names what cannot be restored."""
     ops = graph.operator_uids()
     unknown = sorted(uid for uid, snap in meta.operators.items() if uid not in ops and _has_state(snap))
@@ -38,7 +39,8 @@ def plan_restore(meta: CheckpointMetadata, graph: JobGraph, *, allow_non_restore
         raise RestoreError(
             f"the snapshot has state for operator uid(s) {unknown} that this job does not have. Restore with "
             "allow-non-restored-state (--allow-non-restored-state, or allowNonRestoredState: true) to drop it, "
-            "or give those operators their old uids with .uid(...)")
+            "or give those operators their old uids with .uid(...)"
+        )
     plans = {key: SubtaskRestorePlan() for key in graph.subtasks()}
     for uid, snap in meta.operators.items():
         if uid not in ops:
@@ -49,7 +51,8 @@ def plan_restore(meta: CheckpointMetadata, graph: JobGraph, *, allow_non_restore
             raise RestoreError(
                 f"operator '{uid}' was snapshotted with max parallelism {snap.max_parallelism} but the job now has "
                 f"{vertex.max_parallelism}; keyed state cannot change its number of key groups — set "
-                f"set_max_parallelism({snap.max_parallelism}) again")
+                f"set_max_parallelism({snap.max_parallelism}) again"
+            )
         old_operator = [list(s.operator) for s in sorted(snap.subtasks, key=lambda s: s.subtask_index)]
         rescaled = snap.parallelism != vertex.parallelism
         for i in range(vertex.parallelism):

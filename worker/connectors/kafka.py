@@ -88,13 +88,17 @@ def _check_topics(client: Any, topics: list[str], bootstrap: str, timeout_s: flo
         try:
             meta = client.list_topics(topic, timeout=timeout_s)
         except KafkaException as err:
-            raise KafkaConnectorError(f"cannot reach the Kafka brokers at {bootstrap} within {timeout_s:.0f} s "
-                                      f"({err.args[0]}); check bootstrap_servers and that the brokers run") from err
+            raise KafkaConnectorError(
+                f"cannot reach the Kafka brokers at {bootstrap} within {timeout_s:.0f} s "
+                f"({err.args[0]}); check bootstrap_servers and that the brokers run"
+            ) from err
         found = meta.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
             reason = found.error if found is not None and found.error is not None else "no partitions"
-            raise KafkaConnectorError(f"Kafka topic {topic!r} does not exist at {bootstrap} ({reason}); "
-                                      "create it first (topics are never created implicitly)")
+            raise KafkaConnectorError(
+                f"Kafka topic {topic!r} does not exist at {bootstrap} ({reason}); "
+                "create it first (topics are never created implicitly)"
+            )
         counts[topic] = len(found.partitions)
     return counts
 
@@ -104,17 +108,26 @@ class KafkaSource(Source):
 
     redistribution = "union"
 
-    def __init__(self, topics: str | list[str], bootstrap_servers: str, group_id: str, *,
-                 starting_offsets: Literal["earliest", "latest", "committed"] = "earliest",
-                 discovery_interval_ms: int | None = 10_000, bounded: bool = False,
-                 deserializer: Callable[[KafkaRecord], Any] | None = None,
-                 properties: dict[str, Any] | None = None, metadata_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        topics: str | list[str],
+        bootstrap_servers: str,
+        group_id: str,
+        *,
+        starting_offsets: Literal["earliest", "latest", "committed"] = "earliest",
+        discovery_interval_ms: int | None = 10_000,
+        bounded: bool = False,
+        deserializer: Callable[[KafkaRecord], Any] | None = None,
+        properties: dict[str, Any] | None = None,
+        metadata_timeout_ms: int = 10_000,
+    ) -> None:
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         if not self.topics:
             raise ConfigError("KafkaSource needs at least one topic")
         if starting_offsets not in ("earliest", "latest", "committed"):
-            raise ConfigError(f"KafkaSource starting_offsets must be earliest, latest or committed, "
-                              f"got {starting_offsets!r}")
+            raise ConfigError(
+                f"KafkaSource starting_offsets must be earliest, latest or committed, got {starting_offsets!r}"
+            )
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
         self.starting_offsets = starting_offsets
@@ -126,10 +139,17 @@ class KafkaSource(Source):
 
     def consumer_config(self) -> dict[str, Any]:
         """The consumer's configuration (``properties`` override the defaults)."""
-        return {"bootstrap.servers": self.bootstrap_servers, "group.id": self.group_id,
-                "enable.auto.commit": False, "enable.auto.offset.store": False,
-                "isolation.level": "read_committed", "enable.partition.eof": True,
-                "auto.offset.reset": "earliest", "log_level": 3, **self.properties}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "log_level": 3,
+            **self.properties,
+        }
 
     def create_reader(self, ctx: SourceReaderContext, restored: list[Any] | None) -> SourceReader:
         known: dict[tuple[str, int], int] = {}
@@ -142,8 +162,9 @@ class KafkaSource(Source):
 class KafkaSourceReader(SourceReader):
     """Reads the partitions one subtask owns; per-partition offsets are its split state."""
 
-    def __init__(self, source: KafkaSource, ctx: SourceReaderContext, known: dict[tuple[str, int], int],
-                 restored: bool) -> None:
+    def __init__(
+        self, source: KafkaSource, ctx: SourceReaderContext, known: dict[tuple[str, int], int], restored: bool
+    ) -> None:
         from confluent_kafka import Consumer
 
         self._source = source
@@ -157,8 +178,11 @@ class KafkaSourceReader(SourceReader):
         self._done: set[tuple[str, int]] = set()
         self._next_discovery = 0.0
         fresh = [tp for tp in self._owned(counts) if tp not in known]
-        self._assign({tp: off for tp, off in known.items() if self._mine(tp)},
-                     fresh, source.starting_offsets if not restored else _EARLIEST)
+        self._assign(
+            {tp: off for tp, off in known.items() if self._mine(tp)},
+            fresh,
+            source.starting_offsets if not restored else _EARLIEST,
+        )
         self._schedule_discovery()
 
     def _mine(self, tp: tuple[str, int]) -> bool:
@@ -191,8 +215,10 @@ class KafkaSourceReader(SourceReader):
         try:
             found = self._consumer.get_watermark_offsets(TopicPartition(*tp), timeout=self._timeout)
         except KafkaException as err:
-            raise KafkaConnectorError(f"Kafka source: cannot read the offsets of {tp[0]}[{tp[1]}] at "
-                                      f"{self._source.bootstrap_servers} ({err.args[0]})") from err
+            raise KafkaConnectorError(
+                f"Kafka source: cannot read the offsets of {tp[0]}[{tp[1]}] at "
+                f"{self._source.bootstrap_servers} ({err.args[0]})"
+            ) from err
         if found is None:
             raise KafkaConnectorError(f"Kafka source: no offsets for {tp[0]}[{tp[1]}] within {self._timeout:.0f} s")
         return int(found[0]), int(found[1])
@@ -277,11 +303,18 @@ def _default_serializer(value: Any) -> bytes:
 class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction):
     """Writes records to a Kafka topic; exactly-once through transactions tied to checkpoints."""
 
-    def __init__(self, topic: str, bootstrap_servers: str, semantic: Semantic = "exactly-once", *,
-                 transactional_id_prefix: str | None = None,
-                 serializer: Callable[[Any], bytes] | None = None,
-                 key_serializer: Callable[[Any], bytes | None] | None = None,
-                 properties: dict[str, Any] | None = None, timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        topic: str,
+        bootstrap_servers: str,
+        semantic: Semantic = "exactly-once",
+        *,
+        transactional_id_prefix: str | None = None,
+        serializer: Callable[[Any], bytes] | None = None,
+        key_serializer: Callable[[Any], bytes | None] | None = None,
+        properties: dict[str, Any] | None = None,
+        timeout_ms: int = 30_000,
+    ) -> None:
         if semantic not in ("exactly-once", "at-least-once", "none"):
             raise ConfigError(f"KafkaSink semantic must be exactly-once, at-least-once or none, got {semantic!r}")
         self.topic = topic
@@ -319,8 +352,14 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             self._producer.flush(self.timeout_s)
 
     def _config(self, **extra: Any) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers, "linger.ms": 5, "log_level": 3,
-                "error_cb": self._on_error, **self.properties, **extra}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "linger.ms": 5,
+            "log_level": 3,
+            "error_cb": self._on_error,
+            **self.properties,
+            **extra,
+        }
 
     def _on_error(self, err: Any) -> None:
         if err.fatal():
@@ -330,13 +369,16 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         """A transactional producer for writer ``owner``'s id, initialized (fences the old owner)."""
         from confluent_kafka import KafkaException, Producer
 
-        producer = Producer(self._config(**{"transactional.id": f"{self.prefix}-{owner}",
-                                            "transaction.timeout.ms": 60_000}))
+        producer = Producer(
+            self._config(**{"transactional.id": f"{self.prefix}-{owner}", "transaction.timeout.ms": 60_000})
+        )
         try:
             producer.init_transactions(self.timeout_s)
         except KafkaException as err:
-            raise KafkaConnectorError(f"Kafka sink to {self.topic!r}: cannot initialize transactions at "
-                                      f"{self.bootstrap_servers} ({err.args[0]})") from err
+            raise KafkaConnectorError(
+                f"Kafka sink to {self.topic!r}: cannot initialize transactions at "
+                f"{self.bootstrap_servers} ({err.args[0]})"
+            ) from err
         return producer
 
     def _initialize(self) -> None:
@@ -372,13 +414,21 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         """The sequence number of writer ``owner``'s last committed transaction in this run (-1: none)."""
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": f"{self.prefix}-{owner}",
-                             "isolation.level": "read_committed", "enable.auto.commit": False, "log_level": 3})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": f"{self.prefix}-{owner}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "log_level": 3,
+            }
+        )
         try:
             (tp,) = consumer.committed([TopicPartition(self.topic, 0)], timeout=self.timeout_s)
         except KafkaException as err:
-            raise KafkaConnectorError(f"Kafka sink to {self.topic!r}: cannot read the commit marker of "
-                                      f"writer {owner} ({err.args[0]})") from err
+            raise KafkaConnectorError(
+                f"Kafka sink to {self.topic!r}: cannot read the commit marker of writer {owner} ({err.args[0]})"
+            ) from err
         finally:
             consumer.close()
         if tp.offset < 0 or (tp.metadata or "") != token:
@@ -392,8 +442,7 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         for handle in sorted(handles, key=lambda h: int(h["seq"])):
             if int(handle["seq"]) <= done:
                 continue
-            log.info("Kafka sink: committing transaction %s of writer %s found in restored state",
-                     handle["seq"], owner)
+            log.info("Kafka sink: committing transaction %s of writer %s found in restored state", handle["seq"], owner)
             self._transact(producer, owner, token, handle)
 
     def _transact(self, producer: Any, owner: int, token: str, handle: dict[str, Any]) -> None:
@@ -401,8 +450,9 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         records: list[list[Any]] = handle["records"]
-        meta_consumer = Consumer({"bootstrap.servers": self.bootstrap_servers, "group.id": f"{self.prefix}-{owner}",
-                                  "log_level": 3})
+        meta_consumer = Consumer(
+            {"bootstrap.servers": self.bootstrap_servers, "group.id": f"{self.prefix}-{owner}", "log_level": 3}
+        )
         try:
             producer.begin_transaction()
             for key, value in records:
@@ -411,8 +461,10 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             producer.send_offsets_to_transaction([marker], meta_consumer.consumer_group_metadata(), self.timeout_s)
             producer.commit_transaction(self.timeout_s)
         except KafkaException as err:
-            raise KafkaConnectorError(f"Kafka sink to {self.topic!r}: committing transaction {handle['seq']} of "
-                                      f"writer {owner} failed ({err.args[0]})") from err
+            raise KafkaConnectorError(
+                f"Kafka sink to {self.topic!r}: committing transaction {handle['seq']} of "
+                f"writer {owner} failed ({err.args[0]})"
+            ) from err
         finally:
             meta_consumer.close()
 
@@ -468,9 +520,11 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         if self.semantic == "at-least-once":
             remaining = self._producer.flush(self.timeout_s)
             if remaining or self._errors:
-                raise KafkaConnectorError(f"Kafka sink to {self.topic!r}: {remaining} records not acknowledged "
-                                          f"within {self.timeout_s:.0f} s at the barrier "
-                                          f"{self._errors[-1] if self._errors else ''}")
+                raise KafkaConnectorError(
+                    f"Kafka sink to {self.topic!r}: {remaining} records not acknowledged "
+                    f"within {self.timeout_s:.0f} s at the barrier "
+                    f"{self._errors[-1] if self._errors else ''}"
+                )
 
     def commit(self, transaction: dict[str, Any]) -> None:
         if self.semantic != "exactly-once":

@@ -98,8 +98,13 @@ def _resolve_parallelism(t: Transformation, default: int, override: int | None) 
     return override or default
 
 
-def build_job_graph(transformations: list[Transformation], *, default_parallelism: int,
-                    max_parallelism: int, parallelism_override: int | None = None) -> JobGraph:
+def build_job_graph(
+    transformations: list[Transformation],
+    *,
+    default_parallelism: int,
+    max_parallelism: int,
+    parallelism_override: int | None = None,
+) -> JobGraph:
     """Chains and validates a pipeline; raises ``PipelineError`` with the fix on a bad pipeline.
 
     ``parallelism_override`` (``--parallelism`` or the StreamJob spec) replaces the default
@@ -120,16 +125,22 @@ def build_job_graph(transformations: list[Transformation], *, default_parallelis
     for t in transformations:
         mp = t.max_parallelism or max_parallelism
         if par[t.id] > mp:
-            raise PipelineError(f"operator '{t.name}' ({t.effective_uid()}) has parallelism {par[t.id]} above "
-                                f"its max parallelism {mp}; raise set_max_parallelism or lower the parallelism")
+            raise PipelineError(
+                f"operator '{t.name}' ({t.effective_uid()}) has parallelism {par[t.id]} above "
+                f"its max parallelism {mp}; raise set_max_parallelism or lower the parallelism"
+            )
 
     vertex_of: dict[int, JobVertex] = {}
     vertices: list[JobVertex] = []
     for t in transformations:
         upstream = by_id[t.inputs[0].source_id] if len(t.inputs) == 1 else None
-        if (upstream is not None and t.inputs[0].partitioning is Partitioning.FORWARD
-                and par[upstream.id] == par[t.id] and len(consumers[upstream.id]) == 1
-                and t.kind not in (Kind.SOURCE, Kind.LEGACY_SOURCE)):
+        if (
+            upstream is not None
+            and t.inputs[0].partitioning is Partitioning.FORWARD
+            and par[upstream.id] == par[t.id]
+            and len(consumers[upstream.id]) == 1
+            and t.kind not in (Kind.SOURCE, Kind.LEGACY_SOURCE)
+        ):
             vertex = vertex_of[upstream.id]
             vertex.operators.append(t)
             vertex_of[t.id] = vertex
@@ -154,15 +165,20 @@ def _check_uids(transformations: list[Transformation]) -> None:
     for t in transformations:
         uid = t.effective_uid()
         if uid in seen:
-            raise PipelineError(f"uid '{uid}' is used by both '{seen[uid].name}' and '{t.name}'; "
-                                "every operator needs its own uid")
+            raise PipelineError(
+                f"uid '{uid}' is used by both '{seen[uid].name}' and '{t.name}'; every operator needs its own uid"
+            )
         seen[uid] = t
 
 
 def stateful_uids(graph: JobGraph) -> set[str]:
     """Uids of operators that may hold state (what a restore must find a home for)."""
-    return {op.effective_uid() for v in graph.vertices for op in v.operators
-            if op.kind in STATEFUL_KINDS or op.keyed or _has_user_state(op)}
+    return {
+        op.effective_uid()
+        for v in graph.vertices
+        for op in v.operators
+        if op.kind in STATEFUL_KINDS or op.keyed or _has_user_state(op)
+    }
 
 
 def _has_user_state(op: Transformation) -> bool:

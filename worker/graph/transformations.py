@@ -37,8 +37,9 @@ class Kind(StrEnum):
     TWO_PHASE_SINK = "two_phase_sink"
 
 
-STATEFUL_KINDS = frozenset({Kind.SOURCE, Kind.LEGACY_SOURCE, Kind.REDUCE, Kind.KEYED_PROCESS, Kind.WINDOW,
-                            Kind.TWO_PHASE_SINK})
+STATEFUL_KINDS = frozenset(
+    {Kind.SOURCE, Kind.LEGACY_SOURCE, Kind.REDUCE, Kind.KEYED_PROCESS, Kind.WINDOW, Kind.TWO_PHASE_SINK}
+)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ class ControlServer:
         """Listens on ``host:port`` (0: any free port); returns the bound port."""
         try:
             self._server = await asyncio.start_server(
-                self._serve, host, port, ssl=self.tls,
+                self._serve,
+                host,
+                port,
+                ssl=self.tls,
                 ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None,
             )
         except OSError as err:

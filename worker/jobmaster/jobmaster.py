@@ -123,23 +123,43 @@ def resolve_plan(config: JobConfig, loaded: LoadedJob, *, default_checkpoints_ur
     """Merges the job's code settings with the config's overrides; ``ConfigError`` names bad values."""
     env = loaded.env
     settings = config.checkpoint.apply(env.checkpoint_config.settings())
-    graph = build_job_graph(env.transformations, default_parallelism=env.parallelism,
-                            max_parallelism=config.max_parallelism or env.max_parallelism,
-                            parallelism_override=config.parallelism)
+    graph = build_job_graph(
+        env.transformations,
+        default_parallelism=env.parallelism,
+        max_parallelism=config.max_parallelism or env.max_parallelism,
+        parallelism_override=config.parallelism,
+    )
     backend = config.state_backend or env.state_backend.kind
     incremental = settings.incremental or env.state_backend.incremental
     checkpoints_uri = config.checkpoints_uri or env.checkpoint_config.storage or default_checkpoints_uri
     savepoints_uri = config.savepoints_uri or checkpoints_uri.rstrip("/") + "-savepoints"
-    return JobPlan(config, loaded, graph, settings, config.restart or env.restart_strategy or default_restart(settings),
-                   checkpoints_uri, savepoints_uri, backend, incremental, config.job_id or "", config.restore_from,
-                   config.job_id is None)
+    return JobPlan(
+        config,
+        loaded,
+        graph,
+        settings,
+        config.restart or env.restart_strategy or default_restart(settings),
+        checkpoints_uri,
+        savepoints_uri,
+        backend,
+        incremental,
+        config.job_id or "",
+        config.restore_from,
+        config.job_id is None,
+    )
 
 
 class JobMaster:
     """Owns one job until it finishes, is cancelled, or fails for good."""
 
-    def __init__(self, plan: JobPlan, *, launcher: Launcher | None = None, events: EventSink | None = None,
-                 hold_deploy_until: float | None = None) -> None:
+    def __init__(
+        self,
+        plan: JobPlan,
+        *,
+        launcher: Launcher | None = None,
+        events: EventSink | None = None,
+        hold_deploy_until: float | None = None,
+    ) -> None:
         """``hold_deploy_until`` (``time.monotonic()``): no task of the first attempt is deployed before it."""
         self.plan = plan
         self.hold_deploy_until = hold_deploy_until
@@ -174,9 +194,14 @@ class JobMaster:
 
     # -- job lifecycle ------------------------------------------------------------------------------
     def _open_storage(self) -> CheckpointStorage:
-        return CheckpointStorage.open(self.plan.checkpoints_uri, self.plan.savepoints_uri,
-                                      namespace=self.config.namespace, name=self.config.name, job_id=self.job_id,
-                                      s3=s3_settings_for(self.config))
+        return CheckpointStorage.open(
+            self.plan.checkpoints_uri,
+            self.plan.savepoints_uri,
+            namespace=self.config.namespace,
+            name=self.config.name,
+            job_id=self.job_id,
+            s3=s3_settings_for(self.config),
+        )
 
     async def _resolve_start(self) -> str | None:
         """Picks the jobId and the first restore point (``latest`` continues the newest lineage)."""
@@ -185,11 +210,19 @@ class JobMaster:
         if target == "latest" and not self.job_id:
             from streamjob.worker.storage.lineages import latest_lineage
 
-            found = await loop.run_in_executor(self.executor, latest_lineage, self.plan.checkpoints_uri,
-                                               self.config.namespace, self.config.name, s3_settings_for(self.config))
+            found = await loop.run_in_executor(
+                self.executor,
+                latest_lineage,
+                self.plan.checkpoints_uri,
+                self.config.namespace,
+                self.config.name,
+                s3_settings_for(self.config),
+            )
             if found is None:
-                raise ConfigError(f"--restore latest: no completed checkpoint of job '{self.config.name}' under "
-                                  f"{self.plan.checkpoints_uri}; start without --restore, or give a snapshot URI")
+                raise ConfigError(
+                    f"--restore latest: no completed checkpoint of job '{self.config.name}' under "
+                    f"{self.plan.checkpoints_uri}; start without --restore, or give a snapshot URI"
+                )
             self.job_id = found
         if not self.job_id:
             self.job_id = uuid.uuid4().hex[:16]
@@ -234,8 +267,11 @@ class JobMaster:
                 return 0
             self.failure = outcome.reason
             self.restarts += 1
-            delay = self.plan.restart.delay_for(self.restarts) if self.config.restart_in_place and not outcome.final \
+            delay = (
+                self.plan.restart.delay_for(self.restarts)
+                if self.config.restart_in_place and not outcome.final
                 else None
+            )
             if delay is None or self.launcher is None:
                 self.state, self.final = "FAILED", outcome.final
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
@@ -260,8 +296,10 @@ class JobMaster:
             delay = self.plan.restart.delay_for(self.restarts)
             if delay is None:
                 raise error
-            self.events("restarting", {"reason": f"cannot find the latest checkpoint: {error}", "delay_ms": delay,
-                                       "restart": self.restarts})
+            self.events(
+                "restarting",
+                {"reason": f"cannot find the latest checkpoint: {error}", "delay_ms": delay, "restart": self.restarts},
+            )
             await self._restart_delay(delay / 1000)
             if self._cancelling():
                 return None  # the next attempt sees the cancellation at once
@@ -309,8 +347,11 @@ class JobMaster:
         self.state = "DEPLOYING" if self.restarts == 0 else "RECOVERING"
         slots = self.graph.slots
         if self.launcher is None and self.config.total_slots < slots:
-            return AttemptOutcome("failed", f"the job needs {slots} slots (its largest parallelism) but "
-                                            f"workers × slots per worker = {self.config.total_slots}")
+            return AttemptOutcome(
+                "failed",
+                f"the job needs {slots} slots (its largest parallelism) but "
+                f"workers × slots per worker = {self.config.total_slots}",
+            )
         self.registry.open_for(slots)
         if self.launcher is not None:
             self.launcher.start(slots, self.jobmaster_address, self.attempt)
@@ -320,15 +361,23 @@ class JobMaster:
         if self.coordinator is not None:  # ids the last attempt used without leaving a directory (expired early)
             at_least = max(at_least, self.coordinator.next_id)
         first_id_lookup = loop.run_in_executor(
-            self.executor, lambda: self._require_storage().next_checkpoint_id(at_least=at_least))
+            self.executor, lambda: self._require_storage().next_checkpoint_id(at_least=at_least)
+        )
         # An attempt that ends before it deploys never awaits the lookup: retrieve its error anyway.
         first_id_lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             try:
-                plans = plan_restore(restore.metadata, self.graph,
-                                     allow_non_restored_state=self.config.allow_non_restored_state,
-                                     ignore_in_flight=restore.metadata.checkpoint_id
-                                     == self.plan.settings.id_of_ignored_in_flight_data) if restore else {}
+                plans = (
+                    plan_restore(
+                        restore.metadata,
+                        self.graph,
+                        allow_non_restored_state=self.config.allow_non_restored_state,
+                        ignore_in_flight=restore.metadata.checkpoint_id
+                        == self.plan.settings.id_of_ignored_in_flight_data,
+                    )
+                    if restore
+                    else {}
+                )
             except StreamJobError as err:
                 self.exit_code = err.exit_code
                 self.plan.restart = RestartStrategy(kind="none", attempts=0)
@@ -336,9 +385,13 @@ class JobMaster:
             if not await self._until_registered(slots):
                 if self._outcome.done():  # cancelled, or a slot process failed, while the slots registered
                     return await self._end_attempt(self._outcome.result())
-                return await self._end_attempt(AttemptOutcome(
-                    "failed", f"only {len(self.registry.slots)} of {slots} worker slots registered within "
-                              f"{self.config.worker_register_timeout_ms} ms"))
+                return await self._end_attempt(
+                    AttemptOutcome(
+                        "failed",
+                        f"only {len(self.registry.slots)} of {slots} worker slots registered within "
+                        f"{self.config.worker_register_timeout_ms} ms",
+                    )
+                )
             self.restored_from = restore.metadata_uri if restore else None
             self.stats.restored_from = self.restored_from
             first_id = await first_id_lookup
@@ -349,9 +402,15 @@ class JobMaster:
             self.registry.broadcast(Start())
             self.coordinator = self._make_coordinator(first_id)
             self.state = "RUNNING"
-            self.events("running", {"attempt": self.attempt, "restored_from": self.restored_from,
-                                    "checkpoint": restore.metadata.checkpoint_id if restore else None,
-                                    "kind": restore.metadata.kind if restore else None})
+            self.events(
+                "running",
+                {
+                    "attempt": self.attempt,
+                    "restored_from": self.restored_from,
+                    "checkpoint": restore.metadata.checkpoint_id if restore else None,
+                    "kind": restore.metadata.kind if restore else None,
+                },
+            )
             self.coordinator.start()
             outcome = await self._outcome
             return await self._end_attempt(outcome)
@@ -368,11 +427,15 @@ class JobMaster:
         assert self._outcome is not None
         ended: asyncio.Future[Any] = self._outcome
         registered: asyncio.Future[Any] = asyncio.ensure_future(
-            self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000))
+            self.registry.wait_for_all(slots, self.config.worker_register_timeout_ms / 1000)
+        )
         try:
             while not registered.done() and not ended.done():
-                await asyncio.wait({ended, registered}, timeout=0.25 if self.launcher is not None else None,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {ended, registered},
+                    timeout=0.25 if self.launcher is not None else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if self.launcher is not None and not registered.done():
                     self._check_slot_processes()
         finally:
@@ -384,8 +447,10 @@ class JobMaster:
         """Fails the attempt when a local slot process ended before it registered (it cannot any more)."""
         assert self.launcher is not None
         for index, code, log_file in self.launcher.exited():
-            self.fail(f"slot process {index} exited with code {code} before it registered with the JobMaster; "
-                      f"{_last_line(log_file)}see its log {log_file}")
+            self.fail(
+                f"slot process {index} exited with code {code} before it registered with the JobMaster; "
+                f"{_last_line(log_file)}see its log {log_file}"
+            )
             return
 
     async def _until_prepared(self) -> bool:
@@ -404,8 +469,10 @@ class JobMaster:
         finally:
             waiter.cancel()
         if not self._outcome.done() and not self._all_prepared.is_set():
-            self.fail(f"only {len(self._prepared)} of {len(self.registry.slots)} worker slots prepared their tasks "
-                      f"within {self.config.worker_register_timeout_ms} ms")
+            self.fail(
+                f"only {len(self._prepared)} of {len(self.registry.slots)} worker slots prepared their tasks "
+                f"within {self.config.worker_register_timeout_ms} ms"
+            )
         return not self._outcome.done()
 
     async def _hold_deploy(self) -> bool:
@@ -442,26 +509,57 @@ class JobMaster:
 
     def _deploy(self, restore: LoadedSnapshot | None, plans: dict[tuple[str, int], SubtaskRestorePlan]) -> None:
         token = secrets.token_hex(16)
-        addresses = [SlotAddress(slot=i, host=c.data_address[0], port=c.data_address[1])
-                     for i, c in self.registry.slots.items()]
+        addresses = [
+            SlotAddress(slot=i, host=c.data_address[0], port=c.data_address[1]) for i, c in self.registry.slots.items()
+        ]
         for index, conn in self.registry.slots.items():
-            mine = {f"{v}/{i}": SubtaskRestore(keyed=plan.keyed, operator=plan.operator, in_flight=plan.in_flight,
-                                               filter_in_flight_by_key=plan.filter_in_flight_by_key)
-                    for (v, i), plan in plans.items() if i == index}
-            conn.send(Deploy(
-                attempt=self.attempt, job_id=self.job_id, token=token, config=self.config,
-                settings=self.plan.settings, backend=self.plan.backend, incremental=self.plan.incremental,
-                batch_size=self.plan.loaded.env.batch_size, fingerprint=self.graph.fingerprint(), slot_index=index,
-                slots=addresses, checkpoints_uri=self.plan.checkpoints_uri, savepoints_uri=self.plan.savepoints_uri,
-                restore_base=restore.base_uri if restore else None, restore=mine))
+            mine = {
+                f"{v}/{i}": SubtaskRestore(
+                    keyed=plan.keyed,
+                    operator=plan.operator,
+                    in_flight=plan.in_flight,
+                    filter_in_flight_by_key=plan.filter_in_flight_by_key,
+                )
+                for (v, i), plan in plans.items()
+                if i == index
+            }
+            conn.send(
+                Deploy(
+                    attempt=self.attempt,
+                    job_id=self.job_id,
+                    token=token,
+                    config=self.config,
+                    settings=self.plan.settings,
+                    backend=self.plan.backend,
+                    incremental=self.plan.incremental,
+                    batch_size=self.plan.loaded.env.batch_size,
+                    fingerprint=self.graph.fingerprint(),
+                    slot_index=index,
+                    slots=addresses,
+                    checkpoints_uri=self.plan.checkpoints_uri,
+                    savepoints_uri=self.plan.savepoints_uri,
+                    restore_base=restore.base_uri if restore else None,
+                    restore=mine,
+                )
+            )
 
     def _make_coordinator(self, first_id: int) -> CheckpointCoordinator:
         coordinator = CheckpointCoordinator(
-            settings=self.plan.settings, storage=self.storage, graph=self.graph,
-            job={"job_id": self.job_id, "name": self.config.name, "namespace": self.config.namespace,
-                 "restored_from": self.restored_from},
-            gateway=self.registry, executor=self.executor, on_job_failure=self.fail, first_id=first_id,
-            stats=self.stats)
+            settings=self.plan.settings,
+            storage=self.storage,
+            graph=self.graph,
+            job={
+                "job_id": self.job_id,
+                "name": self.config.name,
+                "namespace": self.config.namespace,
+                "restored_from": self.restored_from,
+            },
+            gateway=self.registry,
+            executor=self.executor,
+            on_job_failure=self.fail,
+            first_id=first_id,
+            stats=self.stats,
+        )
         coordinator.completed_listeners.append(self._on_completed)
         coordinator.failed_listeners.append(self._on_failed)
         return coordinator
@@ -469,9 +567,16 @@ class JobMaster:
     # -- events from the coordinator -------------------------------------------------------------
     def _on_completed(self, pending: PendingCheckpoint, location: str) -> None:
         rec = self.stats.history[0] if self.stats.history else None
-        self.events("savepoint" if pending.is_savepoint else "checkpoint",
-                    {"id": pending.id, "location": location, "duration_ms": rec.duration_ms if rec else 0,
-                     "size": rec.size if rec else 0, "records": self.records_in_total()})
+        self.events(
+            "savepoint" if pending.is_savepoint else "checkpoint",
+            {
+                "id": pending.id,
+                "location": location,
+                "duration_ms": rec.duration_ms if rec else 0,
+                "size": rec.size if rec else 0,
+                "records": self.records_in_total(),
+            },
+        )
         if pending.request_id and pending.request_id in self.savepoints:
             request = self.savepoints[pending.request_id]
             request.status, request.location = "COMPLETED", location.rsplit("/_metadata", 1)[0]
@@ -503,15 +608,22 @@ class JobMaster:
             self.task_metrics[key] = TaskMetrics(message.records_in, message.records_out, bp)
         if isinstance(message, Ack):
             if coordinator is not None:
-                coordinator.receive_ack(message.cp, (message.vertex, message.subtask),
-                                        TaskAck(message.states, message.stats, message.positions))
+                coordinator.receive_ack(
+                    message.cp,
+                    (message.vertex, message.subtask),
+                    TaskAck(message.states, message.stats, message.positions),
+                )
         elif isinstance(message, Decline):
             if coordinator is not None:
-                coordinator.receive_decline(message.cp, (message.vertex, message.subtask), message.reason,
-                                            subsumed=message.subsumed)
+                coordinator.receive_decline(
+                    message.cp, (message.vertex, message.subtask), message.reason, subsumed=message.subsumed
+                )
         elif isinstance(message, (TaskFailed, SlotFailed)):
-            where = f"task {message.vertex} ({message.subtask + 1})" if isinstance(message, TaskFailed) else \
-                f"worker slot {conn.index}"
+            where = (
+                f"task {message.vertex} ({message.subtask + 1})"
+                if isinstance(message, TaskFailed)
+                else f"worker slot {conn.index}"
+            )
             final = final_failure(where, message.model_dump())
             if final is not None:  # a restart cannot mend it (see failures.py)
                 self.exit_code = final.exit_code
@@ -520,8 +632,12 @@ class JobMaster:
                 self.fail(f"{where} failed: {message.error}")
         elif isinstance(message, EndOfInput):
             self._ended_input.add((message.vertex, message.subtask))
-            if len(self._ended_input) == len(self.graph.subtasks()) and self._final_checkpoint is None \
-                    and coordinator is not None and not coordinator.stopped:  # late: the attempt is ending
+            if (
+                len(self._ended_input) == len(self.graph.subtasks())
+                and self._final_checkpoint is None
+                and coordinator is not None
+                and not coordinator.stopped
+            ):  # late: the attempt is ending
                 log.info("all sources finished; taking a final checkpoint before finishing")
                 self._final_checkpoint = coordinator.trigger().id
         elif isinstance(message, Prepared):
@@ -539,8 +655,9 @@ class JobMaster:
     def on_slot_lost(self, conn: SlotConnection) -> None:
         """A slot's connection closed: fatal unless the job is ending."""
         if self.state in ("RUNNING", "DEPLOYING", "RECOVERING") and conn.index not in self._finished_slots:
-            self.fail(f"worker slot {conn.index} (pid {conn.pid}) was lost: its process exited or the connection "
-                      "dropped")
+            self.fail(
+                f"worker slot {conn.index} (pid {conn.pid}) was lost: its process exited or the connection dropped"
+            )
 
     # -- user requests ----------------------------------------------------------------------------
     def trigger_checkpoint(self) -> int:
@@ -552,8 +669,11 @@ class JobMaster:
     def trigger_savepoint(self, target: str | None, stop: bool) -> SavepointRequest:
         """``POST /savepoints``: at most one savepoint at a time; a target must lie under an allowed root."""
         if target is not None:
-            target = str(check_savepoint_target(target, savepoint_roots(self.plan.savepoints_uri,
-                                                                        self.config.allowed_savepoint_roots)))
+            target = str(
+                check_savepoint_target(
+                    target, savepoint_roots(self.plan.savepoints_uri, self.config.allowed_savepoint_roots)
+                )
+            )
         if self.coordinator is None or self.state != "RUNNING":
             raise ConfigError(f"the job is {self.state}; savepoints can only be taken while it is RUNNING")
         if any(r.status == "IN_PROGRESS" for r in self.savepoints.values()):
@@ -610,16 +730,25 @@ class JobMaster:
     def job_json(self) -> dict[str, Any]:
         """The body of ``GET /job``."""
         return {
-            "id": self.job_id, "name": self.config.name, "namespace": self.config.namespace, "state": self.state,
-            "parallelism": self.graph.slots, "max_parallelism": self.graph.max_parallelism,
-            "start_time": self.start_time, "restored_from": self.restored_from, "attempt": self.attempt,
-            "restarts": self.restarts, "failure": self.failure,
+            "id": self.job_id,
+            "name": self.config.name,
+            "namespace": self.config.namespace,
+            "state": self.state,
+            "parallelism": self.graph.slots,
+            "max_parallelism": self.graph.max_parallelism,
+            "start_time": self.start_time,
+            "restored_from": self.restored_from,
+            "attempt": self.attempt,
+            "restarts": self.restarts,
+            "failure": self.failure,
             "vertices": [{"id": v.id, "name": v.name, "parallelism": v.parallelism} for v in self.graph.vertices],
-            "workers": [{"slot": c.index, "pid": c.pid, "address": list(c.data_address)}
-                        for c in self.registry.slots.values()],
+            "workers": [
+                {"slot": c.index, "pid": c.pid, "address": list(c.data_address)} for c in self.registry.slots.values()
+            ],
             "records_in": self.records_in_total(),
             "control_address": self.jobmaster_address,
-            "checkpoints_uri": self.plan.checkpoints_uri, "savepoints_uri": self.plan.savepoints_uri,
+            "checkpoints_uri": self.plan.checkpoints_uri,
+            "savepoints_uri": self.plan.savepoints_uri,
         }
 
 

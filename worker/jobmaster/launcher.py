@@ -93,10 +93,19 @@ class LocalProcessLauncher:
             path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
             self.logs.append(path)
             log = path.open("ab")
-            cmd = [sys.executable, "-m", "streamjob.worker.cli", "slot", "--jobmaster", jobmaster,
-                   "--data-host", "127.0.0.1"]
-            self.procs.append(subprocess.Popen(cmd, stdout=None, stderr=log, env=env,
-                                               preexec_fn=die_with_this_process()))
+            cmd = [
+                sys.executable,
+                "-m",
+                "streamjob.worker.cli",
+                "slot",
+                "--jobmaster",
+                jobmaster,
+                "--data-host",
+                "127.0.0.1",
+            ]
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=None, stderr=log, env=env, preexec_fn=die_with_this_process())
+            )
             log.close()
 
     def stop_all(self, grace_s: float = 0.0) -> None:
@@ -126,5 +135,8 @@ class LocalProcessLauncher:
 
     def exited(self) -> list[tuple[int, int, Path]]:
         """(index, exit code, log file) of the slot processes of this attempt that have ended."""
-        return [(index, code, self.logs[index]) for index, proc in enumerate(self.procs)
-                if (code := proc.poll()) is not None]
+        return [
+            (index, code, self.logs[index])
+            for index, proc in enumerate(self.procs)
+            if (code := proc.poll()) is not None
+        ]

@@ -22,12 +22,17 @@ class _JobCollector:
     def collect(self) -> Iterator[Metric]:
         jm = self.jm
         job = jm.config.name
-        records_in = CounterMetricFamily("streamjob_records_in", "Records received per task", labels=["job", "vertex",
-                                                                                                       "subtask"])
-        records_out = CounterMetricFamily("streamjob_records_out", "Records emitted per task",
-                                          labels=["job", "vertex", "subtask"])
-        backpressure = CounterMetricFamily("streamjob_backpressured_seconds", "Time tasks waited for downstream "
-                                           "credit", labels=["job", "vertex", "subtask"])
+        records_in = CounterMetricFamily(
+            "streamjob_records_in", "Records received per task", labels=["job", "vertex", "subtask"]
+        )
+        records_out = CounterMetricFamily(
+            "streamjob_records_out", "Records emitted per task", labels=["job", "vertex", "subtask"]
+        )
+        backpressure = CounterMetricFamily(
+            "streamjob_backpressured_seconds",
+            "Time tasks waited for downstream credit",
+            labels=["job", "vertex", "subtask"],
+        )
         for (vertex, subtask), m in sorted(jm.task_metrics.items()):
             labels = [job, vertex, str(subtask)]
             records_in.add_metric(labels, m.records_in)
@@ -54,8 +59,11 @@ class _JobCollector:
                 ("streamjob_last_checkpoint_duration_ms", latest.duration_ms, "Duration of the last checkpoint"),
                 ("streamjob_last_checkpoint_size_bytes", latest.size, "Size of the last checkpoint"),
                 ("streamjob_last_checkpoint_alignment_ms", latest.alignment_ms, "Longest alignment time"),
-                ("streamjob_last_checkpoint_cpu_ms", latest.cpu_ms,
-                 "CPU time the tasks spent on the last checkpoint (all their threads, summed over tasks)"),
+                (
+                    "streamjob_last_checkpoint_cpu_ms",
+                    latest.cpu_ms,
+                    "CPU time the tasks spent on the last checkpoint (all their threads, summed over tasks)",
+                ),
                 ("streamjob_last_checkpoint_id", latest.id, "Id of the last completed checkpoint"),
             ):
                 g = GaugeMetricFamily(name, doc, labels=["job"])

@@ -64,11 +64,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except json.JSONDecodeError as err:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"the body is not JSON: {err}"}),
-                                 content_type="application/json") from err
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"the body is not JSON: {err}"}), content_type="application/json"
+        ) from err
     if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body must be a JSON object"}), content_type="application/json"
+        )
     return data
 
 
@@ -89,8 +91,9 @@ async def trigger_savepoint(request: web.Request) -> web.Response:
         return _error(403, str(err))
     except StreamJobError as err:
         return _error(409, str(err))
-    return web.json_response({"request_id": req.id, "checkpoint_id": req.checkpoint_id, "directory": req.directory},
-                             status=202)
+    return web.json_response(
+        {"request_id": req.id, "checkpoint_id": req.checkpoint_id, "directory": req.directory}, status=202
+    )
 
 
 async def savepoint_status(request: web.Request) -> web.Response:
@@ -98,8 +101,16 @@ async def savepoint_status(request: web.Request) -> web.Response:
     req = request.app[_JM].savepoints.get(request.match_info["request_id"])
     if req is None:
         return _error(404, f"no savepoint request {request.match_info['request_id']}")
-    return web.json_response({"request_id": req.id, "status": req.status, "location": req.location,
-                              "reason": req.reason, "checkpoint_id": req.checkpoint_id, "stop": req.stop})
+    return web.json_response(
+        {
+            "request_id": req.id,
+            "status": req.status,
+            "location": req.location,
+            "reason": req.reason,
+            "checkpoint_id": req.checkpoint_id,
+            "stop": req.stop,
+        }
+    )
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -142,8 +153,10 @@ async def serve(
         await runner.cleanup()
         from streamjob.worker.errors import ConfigError
 
-        raise ConfigError(f"cannot serve the REST API on {host}:{port} ({err.strerror}); pass --rest-port 0 "
-                          "for a free port or another port number") from err
+        raise ConfigError(
+            f"cannot serve the REST API on {host}:{port} ({err.strerror}); pass --rest-port 0 "
+            "for a free port or another port number"
+        ) from err
     server: Any = site._server
     bound = port
     if server is not None and getattr(server, "sockets", None):

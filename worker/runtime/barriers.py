@@ -44,8 +44,9 @@ class BarrierHost(Protocol):
 class AlignedBarrierHandler:
     """EXACTLY_ONCE: aligned barriers, switching to unaligned on timeout or when asked."""
 
-    def __init__(self, host: BarrierHost, channels: int, aligned_timeout_ms: int = 0,
-                 always_unaligned: bool = False) -> None:
+    def __init__(
+        self, host: BarrierHost, channels: int, aligned_timeout_ms: int = 0, always_unaligned: bool = False
+    ) -> None:
         self.host = host
         self.open: set[int] = set(range(channels))
         self.aligned_timeout_ms = aligned_timeout_ms
@@ -110,8 +111,13 @@ class AlignedBarrierHandler:
 
     def check_timeout(self, now_ms: int) -> None:
         """Switches a long alignment to unaligned (``aligned_timeout_ms`` > 0)."""
-        if (self.aligning and self.aligned_timeout_ms > 0 and now_ms - self.started_ms >= self.aligned_timeout_ms
-                and self.barrier is not None and self.barrier.savepoint_dir is None):
+        if (
+            self.aligning
+            and self.aligned_timeout_ms > 0
+            and now_ms - self.started_ms >= self.aligned_timeout_ms
+            and self.barrier is not None
+            and self.barrier.savepoint_dir is None
+        ):
             self._switch_to_unaligned()
 
     def abort(self, checkpoint_id: int) -> None:

@@ -255,8 +255,14 @@ class LocalOutputChannel(OutputChannel):
 class RecordWriter:
     """Partitions a task's output batches over the channels of one output edge."""
 
-    def __init__(self, channels: list[OutputChannel], partitioning: Partitioning, key_selector: Any,
-                 max_parallelism: int, producer_index: int) -> None:
+    def __init__(
+        self,
+        channels: list[OutputChannel],
+        partitioning: Partitioning,
+        key_selector: Any,
+        max_parallelism: int,
+        producer_index: int,
+    ) -> None:
         self.channels = channels
         self.partitioning = partitioning
         self.key_selector = key_selector

@@ -65,7 +65,10 @@ class DataServer:
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         """Listens; returns the bound address."""
         self._server = await asyncio.start_server(
-            self._serve, host, port, ssl=self.tls,
+            self._serve,
+            host,
+            port,
+            ssl=self.tls,
             ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None,
         )
         sock = self._server.sockets[0].getsockname()

@@ -101,9 +101,14 @@ class StreamOperator:
         self.backend: KeyedStateBackend | None = None
         if t.keyed:
             ctx = KeyedBackendContext(
-                operator_uid=self.uid, subtask_index=setup.info.subtask_index, parallelism=setup.info.parallelism,
-                max_parallelism=setup.info.max_parallelism, key_group_range=setup.key_group_range,
-                local_dir=setup.local_dir / self.uid.replace("/", "_"), incremental=setup.incremental)
+                operator_uid=self.uid,
+                subtask_index=setup.info.subtask_index,
+                parallelism=setup.info.parallelism,
+                max_parallelism=setup.info.max_parallelism,
+                key_group_range=setup.key_group_range,
+                local_dir=setup.local_dir / self.uid.replace("/", "_"),
+                incremental=setup.incremental,
+            )
             self.backend = create_keyed_backend(setup.backend_kind, ctx)
         self.op_state = OperatorStateStore()
         restore = setup.restore
@@ -111,8 +116,9 @@ class StreamOperator:
             if self.backend is not None and restore.keyed:
                 self.backend.restore(restore.keyed, restore.reader)
             if restore.operator:
-                self.op_state.restore(restore.operator, restore.reader, setup.info.subtask_index,
-                                      setup.info.parallelism)
+                self.op_state.restore(
+                    restore.operator, restore.reader, setup.info.subtask_index, setup.info.parallelism
+                )
         self.runtime_context = StreamingRuntimeContext(setup.info, self.backend)
         self.restored = restore is not None
 
@@ -120,8 +126,9 @@ class StreamOperator:
         """Initializes operator state and opens the user function (after restore)."""
         fn = self.fn
         if isinstance(fn, CheckpointedFunction):
-            fn.initialize_state(_InitContext(self.restored, self.op_state,
-                                             self.runtime_context if self.backend else None))
+            fn.initialize_state(
+                _InitContext(self.restored, self.op_state, self.runtime_context if self.backend else None)
+            )
         if isinstance(fn, RichFunction):
             fn.set_runtime_context(self.runtime_context)
             fn.open(self.runtime_context)
@@ -290,7 +297,6 @@ class ReduceOperator(StreamOperator):
             append(acc)
         return out
 
-
     def _sum_pairs(self, batch: list[Any]) -> list[Any]:
         """``key_by(0).sum(1)`` on pairs, without a Python call per record (same state as the general path)."""
         table = getattr(self._put, "__self__", None)
@@ -308,7 +314,7 @@ class ReduceOperator(StreamOperator):
                 table[k] = r
                 append(r)
         except (TypeError, ValueError):
-            return out + self._reduce_general(batch[len(out):])
+            return out + self._reduce_general(batch[len(out) :])
         return out
 
     def _sum_second(self, batch: list[Any]) -> list[Any]:
@@ -319,7 +325,7 @@ class ReduceOperator(StreamOperator):
         append = out.append
         for r in batch:
             if len(r) != 2:
-                return out + self._reduce_general(batch[len(out):])
+                return out + self._reduce_general(batch[len(out) :])
             k = select(r)
             acc = get(k)
             if acc is not None:
@@ -385,7 +391,8 @@ class WindowOperator(StreamOperator):
         super().open()
         assert self.backend is not None
         self._contents: Any = self.backend.get_state(
-            with_job_types(MapStateDescriptor("__window_contents__"), self.setup.info.job_types))
+            with_job_types(MapStateDescriptor("__window_contents__"), self.setup.info.job_types)
+        )
         self._assigner = self.setup.transformation.options["assigner"]
         self._collector = ListCollector()
 

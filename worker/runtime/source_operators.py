@@ -37,7 +37,8 @@ class SourceOperator(StreamOperator):
         restored = list(self._splits.get()) if self.restored else None
         info = self.setup.info
         self.reader: SourceReader = source.create_reader(
-            SourceReaderContext(info.subtask_index, info.parallelism, info.attempt), restored)
+            SourceReaderContext(info.subtask_index, info.parallelism, info.attempt), restored
+        )
 
     def poll(self, max_records: int) -> list[Any] | None:
         """The next batch, ``[]`` if none yet, None when the source is finished."""
@@ -128,4 +129,3 @@ class LegacySourceOperator(StreamOperator):
         finally:
             self._thread.join(timeout=5)
             super().close()
-

@@ -153,8 +153,15 @@ class _SliceSizer:
 class Task:
     """Runs one subtask until it is finished or cancelled."""
 
-    def __init__(self, vertex: JobVertex, subtask: int, services: TaskServices, gate: InputGate,
-                 writers: list[RecordWriter], restore: TaskRestore | None) -> None:
+    def __init__(
+        self,
+        vertex: JobVertex,
+        subtask: int,
+        services: TaskServices,
+        gate: InputGate,
+        writers: list[RecordWriter],
+        restore: TaskRestore | None,
+    ) -> None:
         self.vertex = vertex
         self.subtask = subtask
         self.services = services
@@ -194,11 +201,27 @@ class Task:
         kg = key_group_range(v.max_parallelism, v.parallelism, self.subtask)
         for t in v.operators:
             uid = t.effective_uid()
-            info = TaskInfo(self.services.job_id, self.services.job_name, self.name, uid, self.subtask,
-                            v.parallelism, v.max_parallelism, self.services.attempt, self.services.record_types)
+            info = TaskInfo(
+                self.services.job_id,
+                self.services.job_name,
+                self.name,
+                uid,
+                self.subtask,
+                v.parallelism,
+                v.max_parallelism,
+                self.services.attempt,
+                self.services.record_types,
+            )
             restore = self.restore.operators.get(uid) if self.restore is not None else None
-            setup = OperatorSetup(info, t, kg, self.services.backend_kind, self.services.incremental,
-                                  self.services.local_dir / f"{uid}-{self.subtask}", restore)
+            setup = OperatorSetup(
+                info,
+                t,
+                kg,
+                self.services.backend_kind,
+                self.services.incremental,
+                self.services.local_dir / f"{uid}-{self.subtask}",
+                restore,
+            )
             if t.kind is Kind.SOURCE:
                 op: StreamOperator = SourceOperator(setup)
             elif t.kind is Kind.LEGACY_SOURCE:
@@ -386,7 +409,7 @@ class Task:
         start, n = 0, len(batch)
         while True:
             size = self._slices.size
-            piece = batch if start == 0 and size >= n else batch[start:start + size]
+            piece = batch if start == 0 and size >= n else batch[start : start + size]
             start += len(piece)
             self.records_in += len(piece)
             if self._captures and channel is not None:
@@ -502,8 +525,11 @@ class Task:
         self.input_done = True
         for w in self.writers:
             w.broadcast_event(END_OF_STREAM)
-        self.services.send(EndOfInput(vertex=self.vertex.id, subtask=self.subtask, records_in=self.records_in,
-                                      records_out=self.records_out))
+        self.services.send(
+            EndOfInput(
+                vertex=self.vertex.id, subtask=self.subtask, records_in=self.records_in, records_out=self.records_out
+            )
+        )
 
     # -- BarrierHost ------------------------------------------------------------------------------
     def block(self, channel: int) -> None:
@@ -553,8 +579,15 @@ class Task:
         capture = self._captures.pop(checkpoint_id, None)
         if capture is not None:
             capture.end_all()
-        self.services.send(Decline(cp=checkpoint_id, vertex=self.vertex.id, subtask=self.subtask,
-                                   reason="a newer checkpoint overtook it at this task", subsumed=True))
+        self.services.send(
+            Decline(
+                cp=checkpoint_id,
+                vertex=self.vertex.id,
+                subtask=self.subtask,
+                reason="a newer checkpoint overtook it at this task",
+                subsumed=True,
+            )
+        )
 
     # -- snapshots --------------------------------------------------------------------------------
     def _sync_snapshot(self, barrier: Barrier) -> dict[str, SnapshotFn] | None:
@@ -567,15 +600,21 @@ class Task:
                 snapshots[op.uid] = op.snapshot(barrier.id, barrier.timestamp_ms)
             except Exception as err:
                 log.warning("snapshot of %s failed for checkpoint %s: %s", op.uid, barrier.id, err)
-                self.services.send(Decline(
-                    cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask,
-                    reason=f"operator '{op.uid}' failed to snapshot: {type(err).__name__}: {err}"))
+                self.services.send(
+                    Decline(
+                        cp=barrier.id,
+                        vertex=self.vertex.id,
+                        subtask=self.subtask,
+                        reason=f"operator '{op.uid}' failed to snapshot: {type(err).__name__}: {err}",
+                    )
+                )
                 return None
         self._sync_s = time.monotonic() - started
         return snapshots
 
-    def _start_upload(self, barrier: Barrier, snapshots: dict[str, SnapshotFn], capture: _Capture | None,
-                      alignment_s: float) -> None:
+    def _start_upload(
+        self, barrier: Barrier, snapshots: dict[str, SnapshotFn], capture: _Capture | None, alignment_s: float
+    ) -> None:
         """Queues the snapshot's preparation (``snapshot_runner.py``), runs its first budget, then uploads."""
         self._preparing.append(_Pending(barrier, snapshots, capture, alignment_s, self._sync_s, time.monotonic()))
         self._prepare_snapshots(_PREPARE_BUDGET_S)
@@ -593,8 +632,9 @@ class Task:
                 return
             self._preparing.popleft()
             policy = self.services.inline_writes
-            if pending.capture is None and policy.inline(pending.size_hint(),
-                                                         savepoint=pending.barrier.savepoint_dir is not None):
+            if pending.capture is None and policy.inline(
+                pending.size_hint(), savepoint=pending.barrier.savepoint_dir is not None
+            ):
                 self._write_inline(pending, policy)
                 continue
             task = asyncio.create_task(self._upload(pending))
@@ -606,8 +646,9 @@ class Task:
         barrier = pending.barrier
         started = time.perf_counter()
         try:
-            states = _write_all(self.services.storage, barrier, self.subtask, pending.snapshots,
-                                self.services.local_recovery_dir)
+            states = _write_all(
+                self.services.storage, barrier, self.subtask, pending.snapshots, self.services.local_recovery_dir
+            )
         except Exception as err:
             self._upload_failed(barrier, err)
             return
@@ -619,9 +660,16 @@ class Task:
         loop = asyncio.get_running_loop()
         storage = self.services.storage
         try:
-            states, cpu_s = await loop.run_in_executor(self.services.executor, on_thread, _write_all, storage,
-                                                       barrier, self.subtask, snapshots,
-                                                       self.services.local_recovery_dir)
+            states, cpu_s = await loop.run_in_executor(
+                self.services.executor,
+                on_thread,
+                _write_all,
+                storage,
+                barrier,
+                self.subtask,
+                snapshots,
+                self.services.local_recovery_dir,
+            )
             self.checkpoint_cpu.add(cpu_s)
             if capture is not None:
                 await capture.done
@@ -630,9 +678,18 @@ class Task:
                 head_uid = self.operators[0].uid
                 records = capture.records
                 serializer = SafeSerializer(declared_types=self.services.record_types)
-                handles, cpu_s = await loop.run_in_executor(self.services.executor, on_thread, _write_channel_state,
-                                                            storage, barrier, head_uid, self.subtask, serializer,
-                                                            records, self.services.local_recovery_dir)
+                handles, cpu_s = await loop.run_in_executor(
+                    self.services.executor,
+                    on_thread,
+                    _write_channel_state,
+                    storage,
+                    barrier,
+                    head_uid,
+                    self.subtask,
+                    serializer,
+                    records,
+                    self.services.local_recovery_dir,
+                )
                 self.checkpoint_cpu.add(cpu_s)
                 states.setdefault(head_uid, {"keyed": [], "operator": []})["channel"] = handles
         except Exception as err:
@@ -644,19 +701,31 @@ class Task:
     def _upload_failed(self, barrier: Barrier, err: Exception) -> None:
         self._positions_at_barrier.pop(barrier.id, None)
         log.warning("checkpoint %s failed at %s: %s", barrier.id, self.name, err)
-        self.services.send(Decline(cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask,
-                                   reason=f"{self.name}: {err}"))
+        self.services.send(
+            Decline(cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask, reason=f"{self.name}: {err}")
+        )
 
     def _acknowledge(self, pending: _Pending, states: dict[str, dict[str, list[StateHandle]]]) -> None:
         barrier, alignment_s, sync_s, started = pending.barrier, pending.alignment_s, pending.sync_s, pending.started
         size = sum(h.size for s in states.values() for hs in s.values() for h in hs)
-        self.services.send(Ack(
-            cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask, states=states,
-            stats={"alignment_ms": alignment_s * 1000, "sync_ms": sync_s * 1000,
-                   "async_ms": (time.monotonic() - started) * 1000, "size": float(size),
-                   "cpu_ms": self.checkpoint_cpu.take() * 1000},
-            positions=self._positions_at_barrier.pop(barrier.id, []),
-            records_in=self.records_in, records_out=self.records_out))
+        self.services.send(
+            Ack(
+                cp=barrier.id,
+                vertex=self.vertex.id,
+                subtask=self.subtask,
+                states=states,
+                stats={
+                    "alignment_ms": alignment_s * 1000,
+                    "sync_ms": sync_s * 1000,
+                    "async_ms": (time.monotonic() - started) * 1000,
+                    "size": float(size),
+                    "cpu_ms": self.checkpoint_cpu.take() * 1000,
+                },
+                positions=self._positions_at_barrier.pop(barrier.id, []),
+                records_in=self.records_in,
+                records_out=self.records_out,
+            )
+        )
 
     def _positions(self) -> list[Any]:
         head = self.operators[0] if self.operators else None
@@ -674,8 +743,9 @@ def _writer(storage: Any, barrier: Barrier, uid: str, subtask: int, local: Path 
     return writer
 
 
-def _write_all(storage: Any, barrier: Barrier, subtask: int, snapshots: dict[str, SnapshotFn],
-               local: Path | None) -> dict[str, dict[str, list[StateHandle]]]:
+def _write_all(
+    storage: Any, barrier: Barrier, subtask: int, snapshots: dict[str, SnapshotFn], local: Path | None
+) -> dict[str, dict[str, list[StateHandle]]]:
     out: dict[str, dict[str, list[StateHandle]]] = {}
     writers = []
     for uid, write in snapshots.items():
@@ -687,8 +757,15 @@ def _write_all(storage: Any, barrier: Barrier, subtask: int, snapshots: dict[str
     return out
 
 
-def _write_channel_state(storage: Any, barrier: Barrier, uid: str, subtask: int, serializer: SafeSerializer,
-                         records: list[Any], local: Path | None) -> list[StateHandle]:
+def _write_channel_state(
+    storage: Any,
+    barrier: Barrier,
+    uid: str,
+    subtask: int,
+    serializer: SafeSerializer,
+    records: list[Any],
+    local: Path | None,
+) -> list[StateHandle]:
     writer = _writer(storage, barrier, uid, subtask, local)
     handles = [writer.write("in-flight", serializer.encode(records))]
     writer.flush()

@@ -136,8 +136,10 @@ def decode_values(column: Column, serializer: Serializer, where: str) -> list[An
     if column[0] == BYTES:
         return list(map(serializer.decode, column[1]))
     if not serializer.plain_columns:
-        raise RestoreError(f"{where}: a {column[0]!r} value column cannot restore into a state serialized with "
-                           f"{serializer.serializer_id!r}")
+        raise RestoreError(
+            f"{where}: a {column[0]!r} value column cannot restore into a state serialized with "
+            f"{serializer.serializer_id!r}"
+        )
     return _unpack(column, where)
 
 

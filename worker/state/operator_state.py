@@ -219,8 +219,9 @@ class OperatorStateStore:
         except SerializationError as exc:
             raise CorruptStateError(f"operator state file {handle.path} is corrupted: {exc}") from exc
         if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise CorruptStateError(f"operator state file {handle.path} is corrupted: it is not a streamjob "
-                                    "operator state file")
+            raise CorruptStateError(
+                f"operator state file {handle.path} is corrupted: it is not a streamjob operator state file"
+            )
         if document.get("version") != VERSION:
             raise RestoreError(
                 f"operator state file {handle.path} has format version {document.get('version')!r}; "

@@ -38,8 +38,12 @@ class SnapshotRunner(Generic[T]):
 
     __slots__ = ("_error", "_size", "_steps", "_write")
 
-    def __init__(self, write: Callable[[SnapshotWriter], T], steps: Iterator[None] | None = None,
-                 size: Callable[[], int | None] | None = None) -> None:
+    def __init__(
+        self,
+        write: Callable[[SnapshotWriter], T],
+        steps: Iterator[None] | None = None,
+        size: Callable[[], int | None] | None = None,
+    ) -> None:
         """``steps``: the CPU-bound preparation, one slice per item; ``size``: bytes ``write`` will write.
 
         ``size`` is asked only once the runner is prepared and may return None (not known).

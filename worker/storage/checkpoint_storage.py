@@ -60,11 +60,23 @@ class JobStorageLocation:
     job_id: str
 
     @classmethod
-    def parse(cls, checkpoints: str | StorageUri, savepoints: str | StorageUri | None, *,
-              namespace: str, name: str, job_id: str) -> JobStorageLocation:
+    def parse(
+        cls,
+        checkpoints: str | StorageUri,
+        savepoints: str | StorageUri | None,
+        *,
+        namespace: str,
+        name: str,
+        job_id: str,
+    ) -> JobStorageLocation:
         """Parses the URIs and validates the path segments (``ConfigError``)."""
-        location = cls(parse_storage_uri(checkpoints),
-                       None if savepoints is None else parse_storage_uri(savepoints), namespace, name, job_id)
+        location = cls(
+            parse_storage_uri(checkpoints),
+            None if savepoints is None else parse_storage_uri(savepoints),
+            namespace,
+            name,
+            job_id,
+        )
         _ = location.job_root
         return location
 
@@ -82,8 +94,9 @@ class JobStorageLocation:
 class WorkerStorageView(Protocol):
     """What a worker needs: snapshot writers and restore readers."""
 
-    def writer(self, checkpoint_id: int, operator_uid: str, subtask_index: int, *,
-               savepoint_dir: str | None = None) -> StorageSnapshotWriter: ...
+    def writer(
+        self, checkpoint_id: int, operator_uid: str, subtask_index: int, *, savepoint_dir: str | None = None
+    ) -> StorageSnapshotWriter: ...
 
     def reader(self, base_uri: str) -> StorageSnapshotReader: ...
 
@@ -110,8 +123,13 @@ class CoordinatorStorageView(Protocol):
 class CheckpointStorage:
     """Checkpoint storage bound to one jobId (both views); thread-safe."""
 
-    def __init__(self, location: JobStorageLocation, *, stores: StoreFactory | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        location: JobStorageLocation,
+        *,
+        stores: StoreFactory | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         """``stores`` opens every URI (one shared S3 client); ``clock`` stamps the lineage file."""
         self.location = location
         self._stores = stores or StoreFactory()
@@ -119,11 +137,18 @@ class CheckpointStorage:
         self._job = self._stores.open(location.job_root)
 
     @classmethod
-    def open(cls, checkpoints: str | StorageUri, savepoints: str | StorageUri | None, *, namespace: str,
-             name: str, job_id: str, s3: S3Settings | None = None) -> CheckpointStorage:
+    def open(
+        cls,
+        checkpoints: str | StorageUri,
+        savepoints: str | StorageUri | None,
+        *,
+        namespace: str,
+        name: str,
+        job_id: str,
+        s3: S3Settings | None = None,
+    ) -> CheckpointStorage:
         """Parses the URIs and binds a storage (``s3`` defaults to ``S3Settings.from_env()``)."""
-        location = JobStorageLocation.parse(checkpoints, savepoints, namespace=namespace, name=name,
-                                            job_id=job_id)
+        location = JobStorageLocation.parse(checkpoints, savepoints, namespace=namespace, name=name, job_id=job_id)
         return cls(location, stores=StoreFactory(s3))
 
     @property
@@ -147,16 +172,18 @@ class CheckpointStorage:
 
     # Worker view
 
-    def writer(self, checkpoint_id: int, operator_uid: str, subtask_index: int, *,
-               savepoint_dir: str | None = None) -> StorageSnapshotWriter:
+    def writer(
+        self, checkpoint_id: int, operator_uid: str, subtask_index: int, *, savepoint_dir: str | None = None
+    ) -> StorageSnapshotWriter:
         """A writer of one subtask's files for checkpoint ``checkpoint_id`` (or a savepoint into ``savepoint_dir``)."""
         if subtask_index < 0:
             raise ValueError(f"subtask_index must be >= 0, got {subtask_index}")
         subtask_prefix = f"{encode_uid(operator_uid)}/{subtask_index}/"
         if savepoint_dir is not None:
             return StorageSnapshotWriter(self._stores.open(savepoint_dir), checkpoint_id, subtask_prefix, None)
-        return StorageSnapshotWriter(self._job, checkpoint_id, f"{checkpoint_dir_name(checkpoint_id)}/{subtask_prefix}",
-                                     f"{SHARED_DIR}/")
+        return StorageSnapshotWriter(
+            self._job, checkpoint_id, f"{checkpoint_dir_name(checkpoint_id)}/{subtask_prefix}", f"{SHARED_DIR}/"
+        )
 
     def reader(self, base_uri: str) -> StorageSnapshotReader:
         """A verifying reader for handles relative to ``base_uri`` (``LoadedSnapshot.base_uri``)."""
@@ -177,8 +204,9 @@ class CheckpointStorage:
         """
         parent = parse_storage_uri(target) if target is not None else self.location.savepoints_root
         if parent is None:
-            raise ConfigError("no savepoints URI is configured: set the job's savepoints URI or give the "
-                              "savepoint a target directory")
+            raise ConfigError(
+                "no savepoints URI is configured: set the job's savepoints URI or give the savepoint a target directory"
+            )
         return str(parent.join(new_savepoint_name(self.location.job_id)))
 
     def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str:
@@ -190,20 +218,26 @@ class CheckpointStorage:
         else:
             store, key = self._stores.open(savepoint_dir), METADATA_FILE
         if not store.put(key, data, if_absent=True) and store.get(key) != data:
-            raise MetadataError(f"{store.uri(key)} already exists with other content: another {meta.kind} "
-                                f"was written there (two coordinators of job {meta.job_id}?)")
+            raise MetadataError(
+                f"{store.uri(key)} already exists with other content: another {meta.kind} "
+                f"was written there (two coordinators of job {meta.job_id}?)"
+            )
         return store.uri(key)
 
     def _check_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> None:
         expected = "checkpoint" if savepoint_dir is None else "savepoint"
         if meta.kind != expected:
-            raise MetadataError(f"a {meta.kind} _metadata must be written "
-                                f"{'with' if meta.kind == 'savepoint' else 'without'} savepoint_dir")
+            raise MetadataError(
+                f"a {meta.kind} _metadata must be written "
+                f"{'with' if meta.kind == 'savepoint' else 'without'} savepoint_dir"
+            )
         if meta.job_id != self.location.job_id:
             raise MetadataError(f"_metadata of job {meta.job_id} cannot be written under job {self.location.job_id}")
         if meta.kind == "savepoint" and meta.referenced_shared_files():
-            raise MetadataError("a savepoint must be self-contained but references shared files "
-                                f"{sorted(meta.referenced_shared_files())[:3]}")
+            raise MetadataError(
+                "a savepoint must be self-contained but references shared files "
+                f"{sorted(meta.referenced_shared_files())[:3]}"
+            )
 
     def load_metadata(self, uri: str) -> LoadedSnapshot:
         """Loads the snapshot at ``uri`` (its directory or its ``_metadata``); ``MetadataError`` if bad."""
@@ -281,8 +315,13 @@ class CheckpointStorage:
         for cid in plan.delete_ids:
             self._job.delete_prefix(f"{checkpoint_dir_name(cid)}/")
         self._job.delete_many(plan.delete_shared)
-        log.info("retention kept checkpoints %s of %s, deleted %s and %d shared files", plan.retained_ids,
-                 self.location.job_root, plan.delete_ids, len(plan.delete_shared))
+        log.info(
+            "retention kept checkpoints %s of %s, deleted %s and %d shared files",
+            plan.retained_ids,
+            self.location.job_root,
+            plan.delete_ids,
+            len(plan.delete_shared),
+        )
         return plan
 
     def delete_job_root(self) -> int:
@@ -294,8 +333,9 @@ class CheckpointStorage:
 
     def write_lineage(self, restored_from: str | None) -> JobLineage:
         """Records when this jobId started and from which ``_metadata``; the first record wins."""
-        lineage = JobLineage(job_id=self.location.job_id, created_at=self._clock().isoformat(),
-                             restored_from=restored_from)
+        lineage = JobLineage(
+            job_id=self.location.job_id, created_at=self._clock().isoformat(), restored_from=restored_from
+        )
         if self._job.put(LINEAGE_FILE, encode_lineage(lineage), if_absent=True):
             return lineage
         existing = self.read_lineage()
@@ -314,8 +354,9 @@ def dispose_savepoint(uri: str | StorageUri, stores: StoreFactory) -> int:
     """
     loaded = load_snapshot(stores.open, uri)
     if loaded.metadata.kind != "savepoint":
-        raise StorageError(f"refusing to dispose {loaded.directory}: it holds a {loaded.metadata.kind}, "
-                           "not a savepoint")
+        raise StorageError(
+            f"refusing to dispose {loaded.directory}: it holds a {loaded.metadata.kind}, not a savepoint"
+        )
     store = stores.open(loaded.directory)
     keys = [info.key for info in store.list("")]
     store.delete(METADATA_FILE)

@@ -56,8 +56,17 @@ class SnapshotRef:
     def of(cls, loaded: LoadedSnapshot) -> SnapshotRef:
         """The reference to a loaded snapshot."""
         m = loaded.metadata
-        return cls(m.kind, m.checkpoint_id, m.job_id, loaded.directory, loaded.metadata_uri, loaded.base_uri,
-                   m.completion_timestamp_ms, m.total_size, m.duration_ms)
+        return cls(
+            m.kind,
+            m.checkpoint_id,
+            m.job_id,
+            loaded.directory,
+            loaded.metadata_uri,
+            loaded.base_uri,
+            m.completion_timestamp_ms,
+            m.total_size,
+            m.duration_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,9 @@ def read_lineage(job_store: ObjectStore) -> JobLineage | None:
     return decode_lineage(data, source=job_store.uri(LINEAGE_FILE))
 
 
-def find_latest_retained(checkpoints: str | StorageUri | ObjectStore, namespace: str, name: str, job_id: str,
-                         *, s3: S3Settings | None = None) -> SnapshotRef | None:
+def find_latest_retained(
+    checkpoints: str | StorageUri | ObjectStore, namespace: str, name: str, job_id: str, *, s3: S3Settings | None = None
+) -> SnapshotRef | None:
     """The snapshot the next attempt of ``job_id`` must restore, or None for an empty start.
 
     The newest valid ``chk-<n>`` under the jobId; else the snapshot ``_lineage.json`` records the
@@ -123,8 +133,7 @@ def find_latest_retained(checkpoints: str | StorageUri | ObjectStore, namespace:
     return find_latest_in_job(root.at(job_root(root.root, namespace, name, job_id)))
 
 
-def resolve_restore_target(text: str, latest: ObjectStore | None = None, *,
-                           s3: S3Settings | None = None) -> str | None:
+def resolve_restore_target(text: str, latest: ObjectStore | None = None, *, s3: S3Settings | None = None) -> str | None:
     """The ``_metadata`` URI to restore from, for ``--restore latest|URI`` (``--restore-from`` of the JobMaster).
 
     ``latest`` needs ``latest``, a store rooted at the job's jobId root (``CheckpointStorage`` passes
@@ -134,8 +143,9 @@ def resolve_restore_target(text: str, latest: ObjectStore | None = None, *,
     """
     if text.strip() == "latest":
         if latest is None:
-            raise ConfigError("restoring 'latest' needs the job's checkpoint storage (checkpoints URI, "
-                              "namespace, name and jobId)")
+            raise ConfigError(
+                "restoring 'latest' needs the job's checkpoint storage (checkpoints URI, namespace, name and jobId)"
+            )
         found = find_latest_in_job(latest)
         return None if found is None else found.metadata_uri
     uri = parse_storage_uri(text)
@@ -161,8 +171,10 @@ def find_latest_in_job(job_store: ObjectStore) -> SnapshotRef | None:
     try:
         return SnapshotRef.of(load_snapshot(job_store.at, lineage.restored_from))
     except MetadataError as err:
-        raise MetadataError(f"job {lineage.job_id} has no completed checkpoint and was started from "
-                            f"{lineage.restored_from}, which cannot be loaded any more: {err}") from err
+        raise MetadataError(
+            f"job {lineage.job_id} has no completed checkpoint and was started from "
+            f"{lineage.restored_from}, which cannot be loaded any more: {err}"
+        ) from err
 
 
 def _kind_of_dir(directory: str) -> str:
@@ -188,8 +200,17 @@ def list_snapshots(uri: str | StorageUri | ObjectStore, *, s3: S3Settings | None
         try:
             meta = read_metadata(store, info.key)
         except StorageError as err:  # corrupt, poisoned, vanished or unreadable: listed as CORRUPT
-            rows.append(SnapshotRow(_kind_of_dir(directory), parse_checkpoint_dir(directory.rsplit("/", 1)[-1]),
-                                    None, info.last_modified, info.size, directory, str(err)))
+            rows.append(
+                SnapshotRow(
+                    _kind_of_dir(directory),
+                    parse_checkpoint_dir(directory.rsplit("/", 1)[-1]),
+                    None,
+                    info.last_modified,
+                    info.size,
+                    directory,
+                    str(err),
+                )
+            )
             continue
         when = datetime.fromtimestamp(meta.completion_timestamp_ms / 1000, tz=UTC)
         rows.append(SnapshotRow(meta.kind, meta.checkpoint_id, meta.job_id, when, meta.total_size, directory))
@@ -202,10 +223,20 @@ def render_snapshot_table(rows: list[SnapshotRow]) -> str:
     lines = [header]
     for row in rows:
         kind = row.kind if row.problem is None else f"{row.kind} CORRUPT"
-        lines.append((kind, "-" if row.id is None else str(row.id), row.job_id or "-",
-                      row.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), str(row.size), row.location))
+        lines.append(
+            (
+                kind,
+                "-" if row.id is None else str(row.id),
+                row.job_id or "-",
+                row.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                str(row.size),
+                row.location,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    text = ["  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
-            for line in lines]
+    text = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in lines
+    ]
     text += [f"! CORRUPT {row.location}: {row.problem}" for row in rows if row.problem is not None]
     return "\n".join(text)

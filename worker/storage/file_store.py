@@ -142,8 +142,10 @@ class FileObjectStore(ObjectStore):
         except StorageError:
             raise
         except PermissionError as err:
-            raise StorageError(f"permission denied to {action} {target}: {err.strerror}; check the "
-                               "directory's owner and mode (the job's user must be able to write it)") from err
+            raise StorageError(
+                f"permission denied to {action} {target}: {err.strerror}; check the "
+                "directory's owner and mode (the job's user must be able to write it)"
+            ) from err
         except OSError as err:
             raise StorageError(f"cannot {action} {target}: {err.strerror or err}") from err
 
@@ -157,8 +159,7 @@ class FileObjectStore(ObjectStore):
         """
         path = self._path(key)
         changed: set[Path] = set()
-        written = self._guard("write", self.uri(key),
-                              lambda: self._write_file(path, data, if_absent, durable, changed))
+        written = self._guard("write", self.uri(key), lambda: self._write_file(path, data, if_absent, durable, changed))
         if not durable:
             with self._unsynced_lock:
                 self._unsynced.add(path)
@@ -174,8 +175,9 @@ class FileObjectStore(ObjectStore):
             if files or dirs:
                 self._guard("sync", str(self._root), lambda: _sync_files(sorted(files), dirs))
 
-    def _write_file(self, path: Path, data: bytes, if_absent: bool, durable: bool = True,
-                    changed: set[Path] | None = None) -> bool:
+    def _write_file(
+        self, path: Path, data: bytes, if_absent: bool, durable: bool = True, changed: set[Path] | None = None
+    ) -> bool:
         """Writes ``path`` atomically; adds the directories that got a new entry to ``changed``."""
         tmp = path.with_name(f"{_TMP_MARK}{path.name}.{uuid.uuid4().hex}")
         new_entries: set[Path] = set()
@@ -263,8 +265,9 @@ class FileObjectStore(ObjectStore):
         base = self._dir.joinpath(*base_rel.split("/")) if base_rel else self._dir
 
         def walk() -> builtins.list[ObjectInfo]:
-            found = [ObjectInfo(rel, stat.st_size, _mtime(stat))
-                     for rel, stat in self._walk(base) if rel.startswith(prefix)]
+            found = [
+                ObjectInfo(rel, stat.st_size, _mtime(stat)) for rel, stat in self._walk(base) if rel.startswith(prefix)
+            ]
             return sorted(found, key=lambda info: info.key)
 
         return self._guard("list", self.uri(base_rel), walk)
@@ -277,8 +280,11 @@ class FileObjectStore(ObjectStore):
         def scan() -> builtins.list[str]:
             if not base.is_dir():
                 return []
-            return sorted(entry.name for entry in base.iterdir()
-                          if entry.is_dir() and not (not rel and entry.name.startswith(RESERVED_PREFIX)))
+            return sorted(
+                entry.name
+                for entry in base.iterdir()
+                if entry.is_dir() and not (not rel and entry.name.startswith(RESERVED_PREFIX))
+            )
 
         return self._guard("list", self.uri(rel), scan)
 
@@ -314,8 +320,9 @@ class FileObjectStore(ObjectStore):
         try:
             return (self._staging(upload_id) / "key").read_text("utf-8")
         except FileNotFoundError:
-            raise ObjectNotFoundError(f"multipart upload {upload_id} under {self.root} does not exist "
-                                      "(completed or aborted already?)") from None
+            raise ObjectNotFoundError(
+                f"multipart upload {upload_id} under {self.root} does not exist (completed or aborted already?)"
+            ) from None
 
     def begin_upload(self, key: str) -> str:
         """Creates the staging directory recording the target key."""
@@ -355,11 +362,12 @@ class FileObjectStore(ObjectStore):
                 try:
                     data = (staging / f"part-{part.part_number:05d}").read_bytes()
                 except FileNotFoundError:
-                    raise StorageError(f"part {part.part_number} of upload {upload_id} was never "
-                                       "uploaded") from None
+                    raise StorageError(f"part {part.part_number} of upload {upload_id} was never uploaded") from None
                 if hashlib.sha256(data).hexdigest() != part.etag:
-                    raise StorageError(f"part {part.part_number} of upload {upload_id} does not match "
-                                       "its etag (a newer upload of that part replaced it)")
+                    raise StorageError(
+                        f"part {part.part_number} of upload {upload_id} does not match "
+                        "its etag (a newer upload of that part replaced it)"
+                    )
                 chunks.append(data)
             self._write_file(self._path(key), b"".join(chunks), False)
             shutil.rmtree(staging, ignore_errors=True)

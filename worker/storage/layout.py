@@ -39,8 +39,10 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def check_segment(value: str, what: str) -> str:
     """Validates a namespace, resource name or jobId used as one path segment."""
     if not _SEGMENT.match(value) or len(value) > 253:
-        raise ConfigError(f"{what} {value!r} cannot be used in a storage path: use letters, digits, "
-                          "'.', '_' and '-' (starting with a letter or digit)")
+        raise ConfigError(
+            f"{what} {value!r} cannot be used in a storage path: use letters, digits, "
+            "'.', '_' and '-' (starting with a letter or digit)"
+        )
     return value
 
 
@@ -54,8 +56,9 @@ def encode_uid(uid: str) -> str:
 
 def job_root(checkpoints: StorageUri, namespace: str, name: str, job_id: str) -> StorageUri:
     """``<checkpointsUri>/<namespace>/<name>/<jobId>``: the base of every checkpoint handle path."""
-    return checkpoints.join(check_segment(namespace, "namespace"), check_segment(name, "job name"),
-                            check_segment(job_id, "jobId"))
+    return checkpoints.join(
+        check_segment(namespace, "namespace"), check_segment(name, "job name"), check_segment(job_id, "jobId")
+    )
 
 
 def savepoints_root(savepoints: StorageUri, namespace: str, name: str) -> StorageUri:

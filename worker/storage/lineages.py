@@ -63,8 +63,9 @@ def lineage_candidates(job_dir: ObjectStore) -> list[LineageCandidate]:
     return sorted(found, key=lambda c: (c.recency_ms, c.latest.checkpoint_id), reverse=True)
 
 
-def latest_lineage(checkpoints: str | StorageUri, namespace: str, name: str,
-                   s3: S3Settings | None = None) -> str | None:
+def latest_lineage(
+    checkpoints: str | StorageUri, namespace: str, name: str, s3: S3Settings | None = None
+) -> str | None:
     """The jobId to continue for ``--restore latest``, or None when no jobId has anything to restore."""
     root = parse_storage_uri(checkpoints).join(check_segment(namespace, "namespace"), check_segment(name, "job name"))
     candidates = lineage_candidates(StoreFactory(s3).open(root))

@@ -66,8 +66,7 @@ def plan_retention(entries: Iterable[CheckpointEntry], retained: int) -> Retenti
         return RetentionPlan((), (), ())
     oldest_kept = kept[-1].checkpoint_id
     kept_ids = {e.checkpoint_id for e in kept}
-    doomed = [e for e in ordered if e.checkpoint_id not in kept_ids and
-              (e.valid or e.checkpoint_id < oldest_kept)]
+    doomed = [e for e in ordered if e.checkpoint_id not in kept_ids and (e.valid or e.checkpoint_id < oldest_kept)]
     still_referenced: set[str] = set()
     for entry in kept:
         still_referenced |= entry.shared_refs or frozenset()

@@ -38,8 +38,9 @@ class S3Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
         """Reads ``STREAMJOB_S3_*`` and the standard ``AWS_*`` variables (``env`` defaults to os.environ)."""
         source = os.environ if env is None else env
-        region = (source.get(REGION_ENV) or source.get("AWS_REGION") or source.get("AWS_DEFAULT_REGION")
-                  or DEFAULT_REGION)
+        region = (
+            source.get(REGION_ENV) or source.get("AWS_REGION") or source.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        )
         raw_style = source.get(PATH_STYLE_ENV, "").strip().lower()
         if raw_style in _TRUE:
             path_style = True

@@ -45,14 +45,29 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-_TRANSIENT_CODES = frozenset({
-    "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException", "InternalError",
-    "ServiceUnavailable", "ConditionalRequestConflict",
-})
-_CREDENTIAL_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AllAccessDisabled", "403",
-})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "InternalError",
+        "ServiceUnavailable",
+        "ConditionalRequestConflict",
+    }
+)
+_CREDENTIAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "403",
+    }
+)
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
 _CREDENTIAL_HINT = f"check {', '.join(CREDENTIAL_ENVS[:2])} (and {CREDENTIAL_ENVS[2]} for temporary credentials)"
 
@@ -90,21 +105,28 @@ class S3ClientHolder:
     def _create(self) -> S3Client:
         s = self.settings
         session = boto3.session.Session(
-            aws_access_key_id=s.access_key_id, aws_secret_access_key=s.secret_access_key,
-            aws_session_token=s.session_token, region_name=s.region,
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key,
+            aws_session_token=s.session_token,
+            region_name=s.region,
         )
         config = botocore.config.Config(
             region_name=s.region,
             s3={"addressing_style": "path" if s.path_style else "auto"},
             retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=5, read_timeout=60, max_pool_connections=32,
-            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         try:
             return session.client("s3", endpoint_url=s.endpoint_url, config=config)
         except (botocore.exceptions.BotoCoreError, ValueError) as err:
-            raise StorageError(f"cannot create an S3 client for endpoint {s.endpoint_label}: {err}; check "
-                               f"{ENDPOINT_ENV} and STREAMJOB_S3_REGION") from err
+            raise StorageError(
+                f"cannot create an S3 client for endpoint {s.endpoint_label}: {err}; check "
+                f"{ENDPOINT_ENV} and STREAMJOB_S3_REGION"
+            ) from err
 
 
 def _error_code(err: botocore.exceptions.ClientError) -> tuple[str, int]:
@@ -182,24 +204,32 @@ class S3ObjectStore(ObjectStore):
         where = f"s3://{bucket}/{self._prefix}{key}"
         endpoint = self.settings.endpoint_label
         if isinstance(err, botocore.exceptions.NoCredentialsError):
-            return StorageError(f"cannot {action} {where}: no S3 credentials were found; set "
-                                f"{', '.join(CREDENTIAL_ENVS[:2])} (or configure an instance role)")
+            return StorageError(
+                f"cannot {action} {where}: no S3 credentials were found; set "
+                f"{', '.join(CREDENTIAL_ENVS[:2])} (or configure an instance role)"
+            )
         if isinstance(err, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
-            return StorageError(f"cannot reach the S3 endpoint {endpoint} to {action} {where} "
-                                f"({type(err).__name__}, {attempts} attempts): is the server running, and is "
-                                f"{ENDPOINT_ENV} right?")
+            return StorageError(
+                f"cannot reach the S3 endpoint {endpoint} to {action} {where} "
+                f"({type(err).__name__}, {attempts} attempts): is the server running, and is "
+                f"{ENDPOINT_ENV} right?"
+            )
         if isinstance(err, botocore.exceptions.ClientError):
             code, status = _error_code(err)
             message = err.response.get("Error", {}).get("Message", "")
             if code == "NoSuchBucket":
-                return StorageError(f"cannot {action} {where}: the bucket {bucket!r} does not exist at "
-                                    f"{endpoint}; create it or fix the storage URI")
+                return StorageError(
+                    f"cannot {action} {where}: the bucket {bucket!r} does not exist at "
+                    f"{endpoint}; create it or fix the storage URI"
+                )
             if code in _NOT_FOUND_CODES or status == 404:
                 return ObjectNotFoundError(f"{where} does not exist")
             if code in _CREDENTIAL_CODES or status == 403:
-                return StorageError(f"cannot {action} {where}: {endpoint} refused the credentials "
-                                    f"({code or status}); {_CREDENTIAL_HINT}, and that they may access "
-                                    f"bucket {bucket!r}")
+                return StorageError(
+                    f"cannot {action} {where}: {endpoint} refused the credentials "
+                    f"({code or status}); {_CREDENTIAL_HINT}, and that they may access "
+                    f"bucket {bucket!r}"
+                )
             return StorageError(f"cannot {action} {where} at {endpoint}: {code or status} {message}".rstrip())
         return StorageError(f"cannot {action} {where} at {endpoint}: {err}")
 
@@ -290,7 +320,7 @@ class S3ObjectStore(ObjectStore):
         found: list[ObjectInfo] = []
         for page in self._pages("list", prefix, Prefix=self._prefix + prefix):
             for obj in page.get("Contents", []):
-                key = str(obj["Key"])[len(self._prefix):]
+                key = str(obj["Key"])[len(self._prefix) :]
                 if key and not key.endswith("/"):  # skip "folder" markers some tools create
                     found.append(ObjectInfo(key, int(obj["Size"]), obj["LastModified"]))
         return sorted(found, key=lambda info: info.key)
@@ -302,7 +332,7 @@ class S3ObjectStore(ObjectStore):
         names: set[str] = set()
         for page in self._pages("list", rel, Prefix=base, Delimiter="/"):
             for common in page.get("CommonPrefixes", []):
-                name = str(common["Prefix"])[len(base):].rstrip("/")
+                name = str(common["Prefix"])[len(base) :].rstrip("/")
                 if name and self._holds_objects(str(common["Prefix"])):
                     names.add(name)
         return sorted(names)
@@ -312,8 +342,11 @@ class S3ObjectStore(ObjectStore):
 
         Filer-backed servers such as SeaweedFS keep emptied folders and list them as common prefixes.
         """
-        page = self._call("list", full_prefix[len(self._prefix):], _request(
-            "list_objects_v2", {"Bucket": self._root.bucket, "Prefix": full_prefix, "MaxKeys": 1}))
+        page = self._call(
+            "list",
+            full_prefix[len(self._prefix) :],
+            _request("list_objects_v2", {"Bucket": self._root.bucket, "Prefix": full_prefix, "MaxKeys": 1}),
+        )
         return bool(page.get("Contents"))
 
     def delete(self, key: str) -> None:
@@ -325,46 +358,66 @@ class S3ObjectStore(ObjectStore):
         """DeleteObjects in batches of 1000; per-key failures raise."""
         fulls = [self._full(key) for key in keys]
         for start in range(0, len(fulls), 1000):
-            batch = fulls[start:start + 1000]
+            batch = fulls[start : start + 1000]
             request: Any = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
-            result = self._call("delete", batch[0][len(self._prefix):],
-                                _request("delete_objects", {"Bucket": self._root.bucket, "Delete": request}))
+            result = self._call(
+                "delete",
+                batch[0][len(self._prefix) :],
+                _request("delete_objects", {"Bucket": self._root.bucket, "Delete": request}),
+            )
             errors = [e for e in result.get("Errors", []) if e.get("Code") != "NoSuchKey"]
             if errors:
                 first = errors[0]
-                raise StorageError(f"cannot delete {len(errors)} objects under {self._root} (first: "
-                                   f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')})")
+                raise StorageError(
+                    f"cannot delete {len(errors)} objects under {self._root} (first: "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')})"
+                )
 
     # Multipart uploads
 
     def begin_upload(self, key: str) -> str:
         """CreateMultipartUpload."""
         full = self._full(key)
-        result = self._call("begin an upload of", key,
-                            lambda c: c.create_multipart_upload(Bucket=self._root.bucket, Key=full))
+        result = self._call(
+            "begin an upload of", key, lambda c: c.create_multipart_upload(Bucket=self._root.bucket, Key=full)
+        )
         return str(result["UploadId"])
 
     def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> UploadedPart:
         """UploadPart; returns the part's ETag."""
         full = self._full(key)
-        result = self._call("upload a part of", key, lambda c: c.upload_part(
-            Bucket=self._root.bucket, Key=full, UploadId=upload_id, PartNumber=part_number, Body=data))
+        result = self._call(
+            "upload a part of",
+            key,
+            lambda c: c.upload_part(
+                Bucket=self._root.bucket, Key=full, UploadId=upload_id, PartNumber=part_number, Body=data
+            ),
+        )
         return UploadedPart(part_number, str(result["ETag"]))
 
     def complete_upload(self, key: str, upload_id: str, parts: builtins.list[UploadedPart]) -> None:
         """CompleteMultipartUpload with the parts in part-number order."""
         full = self._full(key)
-        ordered: Any = {"Parts": [{"PartNumber": p.part_number, "ETag": p.etag}
-                                  for p in sorted(parts, key=lambda p: p.part_number)]}
-        self._call("complete the upload of", key, lambda c: c.complete_multipart_upload(
-            Bucket=self._root.bucket, Key=full, UploadId=upload_id, MultipartUpload=ordered))
+        ordered: Any = {
+            "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in sorted(parts, key=lambda p: p.part_number)]
+        }
+        self._call(
+            "complete the upload of",
+            key,
+            lambda c: c.complete_multipart_upload(
+                Bucket=self._root.bucket, Key=full, UploadId=upload_id, MultipartUpload=ordered
+            ),
+        )
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an unknown upload is ignored."""
         full = self._full(key)
         try:
-            self._call("abort the upload of", key, lambda c: c.abort_multipart_upload(
-                Bucket=self._root.bucket, Key=full, UploadId=upload_id))
+            self._call(
+                "abort the upload of",
+                key,
+                lambda c: c.abort_multipart_upload(Bucket=self._root.bucket, Key=full, UploadId=upload_id),
+            )
         except ObjectNotFoundError:
             return
 
@@ -377,10 +430,13 @@ class S3ObjectStore(ObjectStore):
             args: dict[str, Any] = dict(markers, Bucket=self._root.bucket, Prefix=self._prefix + prefix)
             page = self._call("list uploads under", prefix, _request("list_multipart_uploads", args))
             for upload in page.get("Uploads", []):
-                found.append(PendingUpload(str(upload["Key"])[len(self._prefix):], str(upload["UploadId"]),
-                                           upload["Initiated"]))
+                found.append(
+                    PendingUpload(str(upload["Key"])[len(self._prefix) :], str(upload["UploadId"]), upload["Initiated"])
+                )
             if not page.get("IsTruncated"):
                 break
-            markers = {"KeyMarker": str(page.get("NextKeyMarker", "")),
-                       "UploadIdMarker": str(page.get("NextUploadIdMarker", ""))}
+            markers = {
+                "KeyMarker": str(page.get("NextKeyMarker", "")),
+                "UploadIdMarker": str(page.get("NextUploadIdMarker", "")),
+            }
         return sorted(found, key=lambda up: (up.key, up.initiated))

@@ -30,8 +30,7 @@ class StorageSnapshotWriter:
     (``<uid>/<subtask>/shared/<name>``) and the savepoint stays self-contained.
     """
 
-    def __init__(self, store: ObjectStore, checkpoint_id: int, private_prefix: str,
-                 shared_prefix: str | None) -> None:
+    def __init__(self, store: ObjectStore, checkpoint_id: int, private_prefix: str, shared_prefix: str | None) -> None:
         """``store`` is rooted at the snapshot base; ``shared_prefix`` None makes a savepoint writer."""
         self._store = store
         self._checkpoint_id = checkpoint_id
@@ -60,8 +59,10 @@ class StorageSnapshotWriter:
         check_key(key)
         with self._lock:
             if key in self._keys:
-                raise StorageError(f"{self._store.uri(key)} was already written by this snapshot: state "
-                                   "file names must be unique per subtask and snapshot")
+                raise StorageError(
+                    f"{self._store.uri(key)} was already written by this snapshot: state "
+                    "file names must be unique per subtask and snapshot"
+                )
             self._keys.add(key)
 
     def _record(self, handle: StateHandle) -> StateHandle:
@@ -75,8 +76,15 @@ class StorageSnapshotWriter:
         self._claim(key)
         self._store.put(key, data, durable=False)
         start, end = key_groups if key_groups is not None else (None, None)
-        return self._record(StateHandle(path=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                                        key_group_start=start, key_group_end=end))
+        return self._record(
+            StateHandle(
+                path=key,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                key_group_start=start,
+                key_group_end=end,
+            )
+        )
 
     def write_shared(self, name: str, data: bytes) -> StateHandle:
         """Uploads ``shared/<name>`` unless present (names must identify their content)."""
@@ -90,8 +98,9 @@ class StorageSnapshotWriter:
             check_key(key)
             self._store.put(key, data, if_absent=True)
             shared = True
-        return self._record(StateHandle(path=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                                        shared=shared))
+        return self._record(
+            StateHandle(path=key, size=len(data), sha256=hashlib.sha256(data).hexdigest(), shared=shared)
+        )
 
     def shared_exists(self, name: str) -> bool:
         """Whether ``shared/<name>`` exists; always False for savepoints."""
@@ -131,13 +140,19 @@ class StorageSnapshotReader:
         try:
             data = self._store.get(key)
         except ObjectNotFoundError as err:
-            raise CorruptStateError(f"state file {location} referenced by the snapshot's _metadata is missing; "
-                                      "the snapshot is incomplete, restore an older one") from err
+            raise CorruptStateError(
+                f"state file {location} referenced by the snapshot's _metadata is missing; "
+                "the snapshot is incomplete, restore an older one"
+            ) from err
         if len(data) != handle.size:
-            raise CorruptStateError(f"state file {location} has {len(data)} bytes but its handle records "
-                                    f"{handle.size}: the file is truncated or was replaced")
+            raise CorruptStateError(
+                f"state file {location} has {len(data)} bytes but its handle records "
+                f"{handle.size}: the file is truncated or was replaced"
+            )
         digest = hashlib.sha256(data).hexdigest()
         if digest != handle.sha256:
-            raise CorruptStateError(f"state file {location} does not match its sha256 (expected "
-                                    f"{handle.sha256[:12]}..., found {digest[:12]}...): the file is corrupted")
+            raise CorruptStateError(
+                f"state file {location} does not match its sha256 (expected "
+                f"{handle.sha256[:12]}..., found {digest[:12]}...): the file is corrupted"
+            )
         return data

@@ -43,8 +43,10 @@ def read_metadata(store: ObjectStore, key: str) -> CheckpointMetadata:
     try:
         data = store.get(key, max_bytes=MAX_METADATA_BYTES)
     except ObjectTooLargeError as err:
-        raise MetadataError(f"checkpoint metadata {err}: it is not a snapshot's metadata; restore from an older "
-                            "checkpoint or a savepoint (`streamjob checkpoints <uri>` lists them)") from err
+        raise MetadataError(
+            f"checkpoint metadata {err}: it is not a snapshot's metadata; restore from an older "
+            "checkpoint or a savepoint (`streamjob checkpoints <uri>` lists them)"
+        ) from err
     return decode_metadata(data, source=store.uri(key))
 
 
@@ -55,8 +57,10 @@ def load_snapshot(open_store: Opener, uri: str | StorageUri) -> LoadedSnapshot:
     try:
         meta = read_metadata(store, METADATA_FILE)
     except ObjectNotFoundError as err:
-        raise MetadataError(f"no snapshot at {directory}: {store.uri(METADATA_FILE)} does not exist (a "
-                            "checkpoint without _metadata never completed); give a savepoint or completed "
-                            "checkpoint directory or its _metadata file") from err
+        raise MetadataError(
+            f"no snapshot at {directory}: {store.uri(METADATA_FILE)} does not exist (a "
+            "checkpoint without _metadata never completed); give a savepoint or completed "
+            "checkpoint directory or its _metadata file"
+        ) from err
     metadata_uri = directory.join(METADATA_FILE)
     return LoadedSnapshot(meta, str(metadata_uri), str(snapshot_base(metadata_uri, meta.kind)))

@@ -83,7 +83,7 @@ class StorageUri:
         prefix = f"{base}/" if base or self.scheme == "file" else ""
         if not self.path.startswith(prefix):
             return None
-        return self.path[len(prefix):]
+        return self.path[len(prefix) :]
 
     def __str__(self) -> str:
         if self.scheme == "s3":

@@ -137,21 +137,33 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         config.set_checkpointing_mode(CheckpointingMode(o["mode"]))
     config.set_tolerable_checkpoint_failure_number(int(o.get("tolerable", "1000")))
     restart = o.get("restart", "1000")
-    env.set_restart_strategy(RestartStrategies.no_restart() if restart == "none"
-                             else RestartStrategies.fixed_delay_restart(int(restart), 300))
+    env.set_restart_strategy(
+        RestartStrategies.no_restart()
+        if restart == "none"
+        else RestartStrategies.fixed_delay_restart(int(restart), 300)
+    )
     source = o.get("source", "gen")
     if source == "gen":
         rate = float(o.get("rate", "2000"))
         stream = env.from_generator(payment, count=int(o["count"]), records_per_second=rate).uid("payments")
     elif source == "file":
         monitor = int(o["monitor_ms"]) if o.get("monitor_ms") else None
-        stream = env.read_text_file(o["input"], monitor_interval_ms=monitor).uid("lines") \
-            .map(lambda line: payment(int(line))).uid("parse")
+        stream = (
+            env.read_text_file(o["input"], monitor_interval_ms=monitor)
+            .uid("lines")
+            .map(lambda line: payment(int(line)))
+            .uid("parse")
+        )
     elif source == "kafka":
         from streamjob.worker.connectors.kafka import KafkaSource
 
-        kafka = KafkaSource(o["topic"], o["bootstrap"], o.get("group", "faultjobs"), bounded=o.get("bounded") == "1",
-                            metadata_timeout_ms=int(o.get("metadata_timeout_ms", "10000")))
+        kafka = KafkaSource(
+            o["topic"],
+            o["bootstrap"],
+            o.get("group", "faultjobs"),
+            bounded=o.get("bounded") == "1",
+            metadata_timeout_ms=int(o.get("metadata_timeout_ms", "10000")),
+        )
         stream = env.from_source(kafka, "Kafka").uid("kafka").map(lambda line: payment(int(line))).uid("parse")
     else:
         raise ValueError(f"unknown source {source}")
@@ -165,8 +177,14 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     else:
         from streamjob.worker.connectors.kafka import KafkaSink
 
-        balances.add_sink(KafkaSink(o["out_topic"], o["bootstrap"], o.get("semantic", "exactly-once"),  # type: ignore[arg-type]
-                                    timeout_ms=int(o.get("kafka_timeout_ms", "30000")))).uid("kafka-out")
+        balances.add_sink(
+            KafkaSink(
+                o["out_topic"],
+                o["bootstrap"],
+                o.get("semantic", "exactly-once"),  # type: ignore[arg-type]
+                timeout_ms=int(o.get("kafka_timeout_ms", "30000")),
+            )
+        ).uid("kafka-out")
     return env
 
 
@@ -186,9 +204,16 @@ def read_kafka_outputs(bootstrap: str, topic: str, timeout_s: float = 20.0) -> l
     """Every committed record of ``topic`` (read_committed), JSON-decoded."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = [TopicPartition(topic, p, 0) for p in meta.partitions]

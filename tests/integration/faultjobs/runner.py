@@ -42,12 +42,15 @@ class HookedProgress(Progress):
         return sum(1 for k, _ in self.events if k == kind)
 
 
-def run_job(args: list[str], work: Path, checkpoints_uri: str,
-            hook: Callable[[HookedProgress, str, dict[str, Any]], None] | None = None) -> tuple[int, HookedProgress]:
+def run_job(
+    args: list[str],
+    work: Path,
+    checkpoints_uri: str,
+    hook: Callable[[HookedProgress, str, dict[str, Any]], None] | None = None,
+) -> tuple[int, HookedProgress]:
     """Runs ``jobs.py:build`` with ``args`` to its end; returns the exit code and the progress record."""
     progress = HookedProgress(hook)
-    config = JobConfig(name="faultjob", entrypoint=JOB_FILE, args=args, checkpoints_uri=checkpoints_uri,
-                       rest_port=0)
+    config = JobConfig(name="faultjob", entrypoint=JOB_FILE, args=args, checkpoints_uri=checkpoints_uri, rest_port=0)
     work.mkdir(parents=True, exist_ok=True)
     code = run_local(config, progress=progress, work_dir=work)
     return code, progress

@@ -31,7 +31,7 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     env.set_parallelism(1)
     env.enable_checkpointing(200)
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(1000, int(opts.get("delay_ms", "2000"))))
-    env.from_generator(lambda i: i, 1_000_000, 1000.0).uid("numbers") \
-        .map(FailAfter(int(opts.get("after", "50")))).uid("fail") \
-        .add_sink(DiscardingSink()).uid("sink")
+    env.from_generator(lambda i: i, 1_000_000, 1000.0).uid("numbers").map(FailAfter(int(opts.get("after", "50")))).uid(
+        "fail"
+    ).add_sink(DiscardingSink()).uid("sink")
     return env

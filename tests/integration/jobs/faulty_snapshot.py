@@ -50,7 +50,9 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     config.set_checkpoint_timeout(int(opts.get("timeout", "300")))
     config.set_tolerable_checkpoint_failure_number(int(opts.get("tolerable", "0")))
     env.set_restart_strategy(RestartStrategies.no_restart())
-    env.from_generator(lambda i: i, int(opts.get("count", "100000")), float(opts.get("rate", "500"))).uid("numbers") \
-        .add_sink(MisbehavingSink(opts.get("mode", "sleep"), int(opts.get("failures", "-1")),
-                                  int(opts.get("sleep_ms", "1500")))).uid("sink")
+    env.from_generator(lambda i: i, int(opts.get("count", "100000")), float(opts.get("rate", "500"))).uid(
+        "numbers"
+    ).add_sink(
+        MisbehavingSink(opts.get("mode", "sleep"), int(opts.get("failures", "-1")), int(opts.get("sleep_ms", "1500")))
+    ).uid("sink")
     return env

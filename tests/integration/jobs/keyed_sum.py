@@ -126,8 +126,10 @@ def check_exactly_once(rows: list[Any], events: Iterable[int] | int, keys: int =
         dupes = sorted(c for c, times in seen.items() if times > 1)
         extra = sorted(c for c in seen if not 1 <= c <= n)
         if missing or dupes or extra:
-            problems.append(f"{key}: missing counts {missing[:5]} ({len(missing)}), duplicated {dupes[:5]} "
-                            f"({len(dupes)}), unexpected {extra[:5]}")
+            problems.append(
+                f"{key}: missing counts {missing[:5]} ({len(missing)}), duplicated {dupes[:5]} "
+                f"({len(dupes)}), unexpected {extra[:5]}"
+            )
         elif finals.get(key) != total:
             problems.append(f"{key}: final total {finals.get(key)} != {total}")
     unknown = sorted(set(counts) - set(want))
@@ -142,8 +144,11 @@ def check_at_least_once(rows: list[Any], events: Iterable[int] | int, keys: int 
     counts: dict[str, set[int]] = defaultdict(set)
     for key, n, _ in rows:
         counts[key].add(n)
-    problems = [f"{key}: counts {sorted(set(range(1, n + 1)) - counts[key])[:5]} missing"
-                for key, (n, _) in sorted(want.items()) if not set(range(1, n + 1)) <= counts[key]]
+    problems = [
+        f"{key}: counts {sorted(set(range(1, n + 1)) - counts[key])[:5]} missing"
+        for key, (n, _) in sorted(want.items())
+        if not set(range(1, n + 1)) <= counts[key]
+    ]
     return "; ".join(problems[:6]) or None
 
 

@@ -38,7 +38,7 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(2)
     env.set_buffer_size(int(opts.get("buffer", "256")))
-    env.from_generator(lambda i: (i % 100, i), None, rate).uid("gen") \
-        .key_by(lambda r: r[0]).map(Count()).uid("count") \
-        .add_sink(SleepingSink(int(opts.get("sink_us", "0")) / 1e6)).uid("sink")
+    env.from_generator(lambda i: (i % 100, i), None, rate).uid("gen").key_by(lambda r: r[0]).map(Count()).uid(
+        "count"
+    ).add_sink(SleepingSink(int(opts.get("sink_us", "0")) / 1e6)).uid("sink")
     return env

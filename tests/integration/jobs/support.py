@@ -53,16 +53,24 @@ def delete_tree(uri: str) -> int:
 LONG = 30_000  # never reached: the tests stop the job with a savepoint once it recovered
 
 
-def run_with_kill(root: str, injector: FaultInjector, options: Sequence[str] = (),
-                  args: Sequence[str] = ()) -> list[int]:
+def run_with_kill(
+    root: str, injector: FaultInjector, options: Sequence[str] = (), args: Sequence[str] = ()
+) -> list[int]:
     """Runs keyed-sum, kills a worker as drawn, waits for a checkpoint after recovery, stops with a savepoint.
 
     Output goes to ``<root>/out``; returns the event indices the sources had read at the final savepoint.
     """
     print(injector)  # shown by pytest when the test fails: the seed replays the fault
     out = f"{root}/out"
-    with LocalJob(KEYED_SUM, f"out={out}", f"count={LONG}", "rate=1000", *args,
-                  checkpoint_dir=f"{root}/checkpoints", options=options) as job:
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={LONG}",
+        "rate=1000",
+        *args,
+        checkpoint_dir=f"{root}/checkpoints",
+        options=options,
+    ) as job:
         killed = injector.inject(job, min_records=300)
         info = job.wait_for_running(restarts=1)
         assert killed not in job.worker_pids(), injector

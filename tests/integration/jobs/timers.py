@@ -26,7 +26,8 @@ class FireOnce(KeyedProcessFunction[str, tuple[str, int], list[Any]]):
         self.count.update(n)
         if n == 1:
             ctx.timer_service().register_processing_time_timer(
-                ctx.timer_service().current_processing_time() + self.delay_ms)
+                ctx.timer_service().current_processing_time() + self.delay_ms
+            )
         out.collect([value[0], "event", n])
 
     def on_timer(self, timestamp: int, ctx: Any, out: Any) -> None:
@@ -39,8 +40,9 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(2)
     env.enable_checkpointing(200)
-    env.from_generator(lambda i: (f"t{i % keys}", i), int(opts.get("count", "100000")),
-                       float(opts.get("rate", "200"))).uid("ticks") \
-        .key_by(lambda e: e[0]).process(FireOnce(int(opts.get("delay_ms", "6000")))).uid("timers") \
-        .add_sink(FileSink(opts["out"])).uid("sink")
+    env.from_generator(
+        lambda i: (f"t{i % keys}", i), int(opts.get("count", "100000")), float(opts.get("rate", "200"))
+    ).uid("ticks").key_by(lambda e: e[0]).process(FireOnce(int(opts.get("delay_ms", "6000")))).uid("timers").add_sink(
+        FileSink(opts["out"])
+    ).uid("sink")
     return env
