@@ -62,6 +62,7 @@ from streamjob.worker.protocol.tls import (
     internal_client_context,
     internal_server_context,
     internal_tls_from_env,
+    tls_mismatch_hint,
 )
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
 from streamjob.worker.runtime.codec import RecordCodec
@@ -231,6 +232,7 @@ class Slot:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + JOBMASTER_WAIT_S
         host, _, port = self.jobmaster.rpartition(":")
+        last_hint = ""
         while True:
             writer: asyncio.StreamWriter | None = None
             try:
@@ -247,10 +249,14 @@ class Slot:
                     ) from None
                 if isinstance(err, HandshakeError) and not err.before_challenge:
                     raise ConfigError(f"the JobMaster at {self.jobmaster} refused this slot: {err}") from None
+                hint = tls_mismatch_hint(err, tls_on=self.tls_client is not None)
+                if hint and hint != last_hint:
+                    log.warning("connecting to the JobMaster at %s: %s", self.jobmaster, hint)
+                last_hint = hint
                 if loop.time() > deadline:
                     raise ConfigError(
                         f"cannot reach the JobMaster's control port at {self.jobmaster} within "
-                        f"{JOBMASTER_WAIT_S:.0f} s ({err})"
+                        f"{JOBMASTER_WAIT_S:.0f} s ({err}){'; ' + hint if hint else ''}"
                     ) from None
                 await asyncio.sleep(0.1)
 

@@ -313,24 +313,28 @@ def test_kubernetes_mode_jobmaster_reads_job_json_and_workers_the_environment(
         rest = f"https://127.0.0.1:{found.group(1)}"
         with urllib.request.urlopen(f"{rest}/job", timeout=10, context=rest_client_context(str(job_pki.ca))) as r:
             assert json.loads(r.read())["name"] == "tls-k8s"
+        worker_command = [
+            sys.executable,
+            "-m",
+            "streamjob.worker.cli",
+            "worker",
+            "--jobmaster",
+            f"127.0.0.1:{found.group(2)}",
+            "--slots",
+            "2",
+            "--data-host",
+            "127.0.0.1",
+        ]
+        # A worker without the TLS files says why it cannot connect instead of retrying silently.
+        worker = subprocess.Popen(worker_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        assert worker.stderr is not None
+        said = worker.stderr.readline()
+        worker.kill()
+        worker.wait()
+        assert "it uses internal TLS" in said and CERT_ENV in said, said
         worker_env = {**env, CERT_ENV: str(job_pki.cert), KEY_ENV: str(job_pki.key), CA_ENV: str(job_pki.ca)}
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamjob.worker.cli",
-                "worker",
-                "--jobmaster",
-                f"127.0.0.1:{found.group(2)}",
-                "--slots",
-                "2",
-                "--data-host",
-                "127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=worker_env,
+            worker_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=worker_env
         )
         assert jobmaster.wait(timeout=180) == 0, "".join(lines) + jobmaster.stdout.read()
     finally:

@@ -17,6 +17,7 @@ import pytest
 from streamjob.worker.cli_tls import add_client_tls_flags, add_run_tls_flags, rest_client_tls, run_tls_config
 from streamjob.worker.config import parse_job_config
 from streamjob.worker.errors import ConfigError
+from streamjob.worker.protocol.handshake import HandshakeError
 from streamjob.worker.protocol.tls import (
     CA_ENV,
     CERT_ENV,
@@ -29,6 +30,7 @@ from streamjob.worker.protocol.tls import (
     internal_tls_from_env,
     rest_client_context,
     rest_server_context,
+    tls_mismatch_hint,
 )
 from tests.support.tls_certs import Pki, make_ca, make_cert
 
@@ -203,3 +205,17 @@ def test_the_self_check_refuses_a_certificate_its_own_ca_does_not_accept(pki: Pk
     check_internal_pair(settings(pki))
     with pytest.raises(ConfigError, match=r"^internal_tls: the certificate in .* is not accepted by the CA in"):
         check_internal_pair(settings(stranger, ca_file=str(pki.ca)))
+
+
+def test_a_tls_mismatch_on_the_control_port_is_named() -> None:
+    """Each side of a TLS mismatch gets a hint naming the variables; other failures get none."""
+    silent = HandshakeError("no handshake answer within 30 s", before_challenge=True)
+    dropped = HandshakeError("the server closed the connection before its challenge (busy)", before_challenge=True)
+    assert CERT_ENV in tls_mismatch_hint(silent, tls_on=False)
+    assert "uses internal TLS" in tls_mismatch_hint(dropped, tls_on=False)
+    assert tls_mismatch_hint(silent, tls_on=True) == ""
+    assert "same internal TLS settings" in tls_mismatch_hint(ssl.SSLError(1, "wrong version number"), tls_on=True)
+    assert tls_mismatch_hint(ssl.SSLError(1, "wrong version number"), tls_on=False) == ""
+    assert tls_mismatch_hint(ConnectionRefusedError(111, "refused"), tls_on=False) == ""
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    assert tls_mismatch_hint(verify, tls_on=True) == ""

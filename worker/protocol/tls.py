@@ -192,3 +192,31 @@ def internal_tls_env(settings: TlsSettings | None) -> dict[str, str]:
     if settings is None:
         return {}
     return {CERT_ENV: settings.cert_file, KEY_ENV: settings.key_file, CA_ENV: settings.ca_file}
+
+
+def tls_mismatch_hint(err: BaseException, *, tls_on: bool) -> str:
+    """What a failed connection to the control port says about the two sides' TLS settings, or "".
+
+    A plain client facing a TLS listener connects and then hears nothing (the listener waits for a
+    ClientHello); a TLS client facing a plain listener gets an SSL error or a closed socket during
+    the TLS handshake. Either way the retry loop alone would only report "cannot reach" much later.
+    """
+    if tls_on and isinstance(err, ssl.SSLError) and not isinstance(err, ssl.SSLCertVerificationError):
+        return (
+            f"this process uses internal TLS ({', '.join(INTERNAL_TLS_ENVS)} are set) and the TLS handshake "
+            "failed: does the JobMaster run with the same internal TLS settings?"
+        )
+    if tls_on:
+        return ""
+    if "no handshake answer" in str(err):
+        return (
+            "the port accepts connections but sends no challenge, as a TLS listener does: if the JobMaster "
+            f"uses internal TLS, give this process the same files ({', '.join(INTERNAL_TLS_ENVS)})"
+        )
+    if "before its challenge" in str(err):
+        return (
+            "the port closes connections before its challenge: the JobMaster is busy with other handshakes, "
+            "or it uses internal TLS (it then drops a plain client after its TLS handshake timeout) and this "
+            f"process needs the same files ({', '.join(INTERNAL_TLS_ENVS)})"
+        )
+    return ""
