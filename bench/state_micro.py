@@ -15,7 +15,7 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state import (
     KeyedBackendContext,
     ValueStateDescriptor,

@@ -18,15 +18,6 @@ from pathlib import Path
 
 import msgpack
 
-from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.checkpoint.metadata import (
-    CheckpointMetadata,
-    JobLineage,
-    OperatorSnapshot,
-    SubtaskSnapshot,
-    encode_lineage,
-    encode_metadata,
-)
 from streamjob.worker.protocol.events import END_OF_STREAM, Barrier
 from streamjob.worker.protocol.framing import HEADER, FrameKind, credit_frame, frame
 from streamjob.worker.protocol.messages import (
@@ -37,6 +28,15 @@ from streamjob.worker.protocol.messages import (
     encode_event,
 )
 from streamjob.worker.runtime.codec import PICKLE, VALUES
+from streamjob.worker.snapshot.handles import StateHandle
+from streamjob.worker.snapshot.metadata import (
+    CheckpointMetadata,
+    JobLineage,
+    OperatorSnapshot,
+    SubtaskSnapshot,
+    encode_lineage,
+    encode_metadata,
+)
 from tests.fuzz.run import CORPUS
 from tests.fuzz.targets import _CODEC
 from tests.support import codec_job

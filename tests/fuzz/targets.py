@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streamjob.worker.checkpoint.metadata import decode_lineage, decode_metadata
 from streamjob.worker.errors import MetadataError, SerializationError
 from streamjob.worker.loader import LoadedJob, job_record_classes
 from streamjob.worker.protocol.framing import FrameKind, parse_credit, read_frame
@@ -31,6 +30,7 @@ from streamjob.worker.protocol.messages import (
     decode_event,
 )
 from streamjob.worker.runtime.codec import RecordCodec
+from streamjob.worker.snapshot.metadata import decode_lineage, decode_metadata
 from tests.support import codec_job
 
 # Not watched: ``object.__setattr__`` (a forged BUILD on an allowed class sets its attributes; the

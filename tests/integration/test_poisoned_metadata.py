@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamjob.worker.checkpoint.metadata import MAX_METADATA_BYTES
+from streamjob.worker.snapshot.metadata import MAX_METADATA_BYTES
 from streamjob.worker.storage import list_snapshots
 from streamjob.worker.storage.stores import open_store
 from streamjob.worker.testing import run_cli

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.errors import MetadataError, StorageError
+from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
+from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation, dispose_savepoint
 from streamjob.worker.storage.discovery import (
     find_latest_retained,

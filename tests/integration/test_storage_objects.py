@@ -196,8 +196,8 @@ def test_s3_warm_up_of_an_unreachable_server_leaves_the_error_to_the_first_reque
 
 def test_get_with_max_bytes_refuses_a_larger_object_and_reads_the_rest(root: Root) -> None:
     """What keeps a poisoned ``_metadata`` from exhausting memory: the limit is checked before the body is read."""
-    from streamjob.worker.checkpoint.metadata import decode_metadata
     from streamjob.worker.errors import MetadataError
+    from streamjob.worker.snapshot.metadata import decode_metadata
     from streamjob.worker.storage.object_store import ObjectTooLargeError
     from streamjob.worker.storage.snapshots import read_metadata
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from streamjob.worker.checkpoint.metadata import decode_metadata
 from streamjob.worker.errors import MetadataError, SerializationError
 from streamjob.worker.runtime.codec import PICKLE, ROWS, VALUES, RecordCodec
+from streamjob.worker.snapshot.metadata import decode_metadata
 
 pytestmark = pytest.mark.unit
 

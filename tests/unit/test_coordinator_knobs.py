@@ -14,8 +14,6 @@ from streamjob.worker.api.sinks import DiscardingSink
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
 from streamjob.worker.checkpoint.decider import TriggerDecider
 from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
-from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.checkpoint.pending import AckResult, TaskAck
 from streamjob.worker.checkpoint.restore import plan_restore
 from streamjob.worker.checkpoint.stats import CheckpointStats
@@ -23,6 +21,8 @@ from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.errors import CheckpointError, RestoreError, StorageError
 from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
 from streamjob.worker.protocol.events import Barrier
+from streamjob.worker.snapshot.handles import StateHandle
+from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.state.key_groups import key_group_range
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import parse_job_config
 from streamjob.worker.errors import (
     CheckpointError,
@@ -22,6 +21,7 @@ from streamjob.worker.failures import FailureClass, classify, failure_fields, fi
 from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.loader import load_job
 from streamjob.worker.runtime.in_flight_restore import read_in_flight
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.serializers import SafeSerializer
 
 pytestmark = pytest.mark.unit

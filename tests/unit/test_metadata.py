@@ -3,8 +3,9 @@ from typing import Any
 
 import pytest
 
-from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.checkpoint.metadata import (
+from streamjob.worker.errors import MetadataError, StorageError
+from streamjob.worker.snapshot.handles import StateHandle
+from streamjob.worker.snapshot.metadata import (
     FORMAT_VERSION,
     CheckpointMetadata,
     JobLineage,
@@ -15,7 +16,6 @@ from streamjob.worker.checkpoint.metadata import (
     encode_lineage,
     encode_metadata,
 )
-from streamjob.worker.errors import MetadataError, StorageError
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 
 from streamjob.operator.checkpoints import StorageAccess, StorageSnapshotFinder
 from streamjob.operator.errors import StorageUnavailableError
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata, JobLineage, encode_lineage, encode_metadata
+from streamjob.worker.snapshot.metadata import CheckpointMetadata, JobLineage, encode_lineage, encode_metadata
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,10 @@ import msgpack
 import pytest
 from pydantic import BaseModel
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import CheckpointSettings, JobConfig
 from streamjob.worker.protocol import messages as m
 from streamjob.worker.protocol.events import END_OF_STREAM, Barrier
+from streamjob.worker.snapshot.handles import StateHandle
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.errors import RestoreError
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.chunks import VERSION, decode_chunk
 from streamjob.worker.state.columns import (
     BYTES,

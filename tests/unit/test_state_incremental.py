@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor, ValueStateDescriptor
 from tests.unit.test_state_support import MemoryStorage, make_backend

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import (
     ListStateDescriptor,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.errors import PipelineError, RestoreError, SerializationError
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.state.operator_state import OperatorStateStore
 from streamjob.worker.state.serializers import PickleSerializer

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.errors import StorageError
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
 from streamjob.worker.state.key_groups import key_group_range
 

@@ -10,12 +10,12 @@ import pytest
 pytestmark = pytest.mark.unit
 
 WORKER = Path(__file__).resolve().parents[2] / "worker"
-OWN = [*sorted((WORKER / "storage").glob("*.py")), WORKER / "checkpoint" / "metadata.py"]
+OWN = [*sorted((WORKER / "storage").glob("*.py")), *sorted((WORKER / "snapshot").glob("*.py"))]
 ALLOWED_INTERNAL = (
     "streamjob.worker.errors",
     "streamjob.worker.storage",
-    "streamjob.worker.checkpoint.metadata",
-    "streamjob.worker.checkpoint.handles",
+    "streamjob.worker.snapshot.metadata",
+    "streamjob.worker.snapshot.handles",
 )
 
 

@@ -1,1 +1,1 @@
-"""Checkpoint coordination, metadata and the checkpoint lifecycle (pending, completed, store)."""
+"""Checkpoint coordination and its lifecycle (pending, completed, store); the data model is in ``snapshot``."""

@@ -22,14 +22,14 @@ from typing import Any, Protocol
 
 from streamjob.worker.checkpoint.decider import TriggerDecider
 from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
-from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, TaskAck, TaskKey
 from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.errors import CheckpointError
 from streamjob.worker.graph.job_graph import JobGraph
 from streamjob.worker.protocol.events import Barrier
+from streamjob.worker.snapshot.handles import StateHandle
+from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import StateHandle
+from streamjob.worker.snapshot.handles import StateHandle
 
 TaskKey = tuple[str, int]  # (vertex id, subtask index)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import StateHandle
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata
 from streamjob.worker.errors import RestoreError
 from streamjob.worker.graph.job_graph import JobGraph
+from streamjob.worker.snapshot.handles import StateHandle
+from streamjob.worker.snapshot.metadata import CheckpointMetadata
 from streamjob.worker.state.key_groups import key_group_range
 
 

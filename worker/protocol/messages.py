@@ -22,10 +22,10 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_serializer
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import CheckpointSettings, JobConfig
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, EndOfStream
+from streamjob.worker.snapshot.handles import StateHandle
 
 PROTOCOL_VERSION = 1
 """Both planes' version, exchanged in the handshake: peers of different versions refuse each other."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
 from streamjob.worker.errors import CorruptStateError, SerializationError
+from streamjob.worker.snapshot.handles import SnapshotReader, StateHandle
 from streamjob.worker.state.serializers import SafeSerializer
 
 

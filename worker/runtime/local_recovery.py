@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
+from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
 
 
 def local_recovery_root(namespace: str, name: str, job_id: str) -> Path:

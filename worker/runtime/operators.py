@@ -17,7 +17,6 @@ from typing import Any
 from streamjob.worker.api.functions import CheckpointedFunction, CheckpointListener, RichFunction
 from streamjob.worker.api.sinks import TwoPhaseCommitSinkFunction
 from streamjob.worker.api.windows import WindowContext
-from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.errors import PipelineError
 from streamjob.worker.graph.transformations import Kind, Transformation
 from streamjob.worker.runtime.context import (
@@ -28,6 +27,7 @@ from streamjob.worker.runtime.context import (
     now_ms,
     with_job_types,
 )
+from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 from streamjob.worker.state.operator_state import OperatorStateStore

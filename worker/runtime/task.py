@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.config import CheckpointingMode, CheckpointSettings
 from streamjob.worker.graph.job_graph import JobVertex
 from streamjob.worker.graph.transformations import Kind
@@ -42,6 +41,7 @@ from streamjob.worker.runtime.operators import (
     create_operator,
 )
 from streamjob.worker.runtime.source_operators import LegacySourceOperator, SourceOperator
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.key_groups import key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
 

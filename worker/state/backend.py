@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
 from streamjob.worker.errors import ConfigError
+from streamjob.worker.snapshot.handles import SnapshotReader, StateHandle
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,

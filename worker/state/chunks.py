@@ -39,8 +39,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, StateHandle
 from streamjob.worker.errors import CorruptStateError, RestoreError, SerializationError
+from streamjob.worker.snapshot.handles import SnapshotReader, StateHandle
 from streamjob.worker.state.columns import BYTES, Column, check_values, decode_keys, value_bytes
 from streamjob.worker.state.key_groups import ranges_overlap
 from streamjob.worker.state.serializers import KEY_SERIALIZER

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import SnapshotWriter, StateHandle
+from streamjob.worker.snapshot.handles import SnapshotWriter, StateHandle
 from streamjob.worker.state.chunks import Chunk, shared_name
 
 

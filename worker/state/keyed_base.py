@@ -15,7 +15,6 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.errors import (
     CorruptStateError,
     PipelineError,
@@ -23,6 +22,7 @@ from streamjob.worker.errors import (
     SerializationError,
     StreamJobError,
 )
+from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
 from streamjob.worker.state.chunks import (
     Chunk,

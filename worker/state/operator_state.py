@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from streamjob.worker.checkpoint.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.errors import CorruptStateError, PipelineError, RestoreError, SerializationError
+from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.state.chunks import safe_uid
 from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.state.primitives import ListState

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from streamjob.worker.checkpoint.handles import SnapshotWriter
+from streamjob.worker.snapshot.handles import SnapshotWriter
 
 T = TypeVar("T")
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from streamjob.worker.checkpoint.metadata import (
+from streamjob.worker.errors import ConfigError, MetadataError, StorageError
+from streamjob.worker.snapshot.metadata import (
     CheckpointMetadata,
     JobLineage,
     encode_lineage,
     encode_metadata,
 )
-from streamjob.worker.errors import ConfigError, MetadataError, StorageError
 from streamjob.worker.storage import discovery
 from streamjob.worker.storage.layout import (
     LINEAGE_FILE,

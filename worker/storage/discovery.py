@@ -15,8 +15,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streamjob.worker.checkpoint.metadata import MAX_METADATA_BYTES, JobLineage, decode_lineage
 from streamjob.worker.errors import ConfigError, MetadataError, StorageError
+from streamjob.worker.snapshot.metadata import MAX_METADATA_BYTES, JobLineage, decode_lineage
 from streamjob.worker.storage.layout import (
     LINEAGE_FILE,
     METADATA_FILE,

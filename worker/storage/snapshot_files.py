@@ -1,4 +1,4 @@
-"""The storage side of ``SnapshotWriter`` / ``SnapshotReader`` (see ``checkpoint/handles.py``).
+"""The storage side of ``SnapshotWriter`` / ``SnapshotReader`` (see ``snapshot/handles.py``).
 
 ``CheckpointStorage.writer`` hands a ``StorageSnapshotWriter`` to a subtask's state backend, which
 calls it from its background snapshot thread; ``CheckpointStorage.reader`` hands a
@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import threading
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.errors import CorruptStateError, StorageError
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore, check_key
 from streamjob.worker.storage.uri import StorageUri
 

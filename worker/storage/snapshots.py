@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamjob.worker.checkpoint.metadata import MAX_METADATA_BYTES, CheckpointMetadata, decode_metadata
 from streamjob.worker.errors import MetadataError
+from streamjob.worker.snapshot.metadata import MAX_METADATA_BYTES, CheckpointMetadata, decode_metadata
 from streamjob.worker.storage.layout import METADATA_FILE, snapshot_base, snapshot_dir_of
 from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore, ObjectTooLargeError
 from streamjob.worker.storage.uri import StorageUri, parse_storage_uri

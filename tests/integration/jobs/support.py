@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamjob.worker.checkpoint.metadata import CheckpointMetadata, decode_metadata
+from streamjob.worker.snapshot.metadata import CheckpointMetadata, decode_metadata
 from streamjob.worker.storage.stores import open_store
 from streamjob.worker.testing import FaultInjector, JobError, LocalJob
 from tests.integration.jobs import keyed_sum

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streamjob.worker.checkpoint.handles import StateHandle
 from streamjob.worker.errors import MetadataError
+from streamjob.worker.snapshot.handles import StateHandle
 
 FORMAT_VERSION = 1
 """Bump on any change an older reader would misread; readers accept 1..FORMAT_VERSION."""
