@@ -23,10 +23,14 @@ typing-tree:
 	ln -sfn ../../worker .typing/streamjob/worker
 	ln -sfn ../../operator .typing/streamjob/operator
 
+# Unit tests whose fakes stand in for the package's Protocols (mypy's configuration checks only the package).
+TYPED_TESTS := tests/unit/test_coordinator_knobs.py tests/unit/test_storage_retention.py tests/unit/test_storage_layout.py
+
 lint: $(STAMP) typing-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy $(TYPED_TESTS)
 	PYTHONPATH=.typing $(BIN)/lint-imports
 
 # Every tier: unit, integration (real S3, real processes) and e2e (real API server). CI=true turns

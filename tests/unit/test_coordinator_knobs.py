@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from streamjob.worker.protocol.events import Barrier
 from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.state.key_groups import key_group_range
+from streamjob.worker.storage.retention import RetentionPlan
 
 pytestmark = pytest.mark.unit
 
@@ -138,10 +139,18 @@ class FakeGateway:
 
 
 class FakeStorage:
+    """The coordinator's storage view in memory (mypy checks it against ``CoordinatorStorageView``)."""
+
     def __init__(self, log: Log, fail_metadata: bool = False) -> None:
         self.log = log
         self.fail_metadata = fail_metadata
         self.metadata: dict[int, CheckpointMetadata] = {}
+
+    def next_checkpoint_id(self, *, at_least: int = 1) -> int:
+        return max([at_least, *(cid + 1 for cid in self.metadata)])
+
+    def new_savepoint_dir(self, target: str | None = None) -> str:
+        return f"{target or 'file:///sp'}/savepoint-{len(self.metadata)}"
 
     def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str:
         if self.fail_metadata:
@@ -155,15 +164,16 @@ class FakeStorage:
         self.log.events.append(("discard", checkpoint_id))
         return 0
 
-    def apply_retention(self, retained: int) -> None:
+    def apply_retention(self, retained: int) -> RetentionPlan:
         self.log.events.append(("retain", retained))
+        return RetentionPlan((), (), ())
 
 
 class Harness:
     def __init__(self, *, fail_metadata: bool = False, **knobs: Any) -> None:
         self.log = Log()
         self.gateway = FakeGateway(self.log)
-        self.storage = FakeStorage(self.log, fail_metadata)
+        self.storage: FakeStorage = FakeStorage(self.log, fail_metadata)
         self.failures: list[str] = []
         self.graph = small_graph()
         self.stats = CheckpointStats()
@@ -194,7 +204,7 @@ class Harness:
             assert self.ack(checkpoint_id, vertex, subtask) is AckResult.SUCCESS
 
 
-def run(test: Callable[[Harness], Awaitable[None]], **knobs: Any) -> Harness:
+def run(test: Callable[[Harness], Coroutine[Any, Any, None]], **knobs: Any) -> Harness:
     harness = Harness(**knobs)
     try:
         asyncio.run(test(harness))
@@ -244,7 +254,9 @@ def test_the_record_has_the_slowest_tasks_phases_and_the_sum_of_their_cpu() -> N
     async def scenario(h: Harness) -> None:
         h.coordinator.trigger()
         for n, (vertex, subtask) in enumerate(h.graph.subtasks()):
-            states = {op.effective_uid(): {"keyed": [], "operator": []} for op in h.graph.vertex(vertex).operators[:1]}
+            states: dict[str, dict[str, list[StateHandle]]] = {
+                op.effective_uid(): {"keyed": [], "operator": []} for op in h.graph.vertex(vertex).operators[:1]
+            }
             h.coordinator.receive_ack(
                 7, (vertex, subtask), TaskAck(states, {"alignment_ms": float(n), "cpu_ms": 1.5}, [[subtask]])
             )

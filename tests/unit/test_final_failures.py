@@ -102,6 +102,8 @@ def test_an_end_of_input_after_the_coordinator_stopped_is_harmless(tmp_path: Pat
 
     async def scenario() -> None:
         jm = JobMaster(plan)
+        jm.job_id = jm.job_id or "late1"
+        jm.storage = jm._open_storage()
         jm.coordinator = jm._make_coordinator(1)
         jm.coordinator.stop()
         conn = type("Conn", (), {"index": 0, "pid": 1})()

@@ -30,6 +30,7 @@ from streamjob.worker.graph.job_graph import JobGraph
 from streamjob.worker.protocol.events import Barrier
 from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
+from streamjob.worker.storage.checkpoint_storage import CoordinatorStorageView
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class CheckpointCoordinator:
         self,
         *,
         settings: CheckpointSettings,
-        storage: Any,
+        storage: CoordinatorStorageView,
         graph: JobGraph,
         job: dict[str, Any],
         gateway: TaskGateway,
@@ -280,7 +281,7 @@ class CheckpointCoordinator:
             self._schedule_retention()
 
     def _write_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> str:
-        return str(self.storage.write_metadata(meta, savepoint_dir=savepoint_dir))
+        return self.storage.write_metadata(meta, savepoint_dir=savepoint_dir)
 
     def _schedule_retention(self) -> None:
         """One retention run at a time; completions during a run coalesce into one more run."""

@@ -546,7 +546,7 @@ class JobMaster:
     def _make_coordinator(self, first_id: int) -> CheckpointCoordinator:
         coordinator = CheckpointCoordinator(
             settings=self.plan.settings,
-            storage=self.storage,
+            storage=self._require_storage(),
             graph=self.graph,
             job={
                 "job_id": self.job_id,

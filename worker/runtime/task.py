@@ -44,6 +44,7 @@ from streamjob.worker.runtime.source_operators import LegacySourceOperator, Sour
 from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.key_groups import key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
+from streamjob.worker.storage.checkpoint_storage import WorkerStorageView
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class TaskServices:
     incremental: bool
     batch_size: int
     local_dir: Path
-    storage: Any  # CheckpointStorage (worker view)
+    storage: WorkerStorageView
     executor: Executor
     send: Callable[[ToJobMaster], None]
     record_types: tuple[type, ...] = ()

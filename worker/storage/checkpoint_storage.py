@@ -1,12 +1,20 @@
-"""One job's checkpoint storage: the worker view (writers, readers) and the coordinator view.
+"""One job's checkpoint storage and the two views of it that callers are typed against.
 
-Bound to a ``JobStorageLocation`` (checkpoints URI, savepoints URI, namespace, name, jobId). Workers
-call ``writer()`` per subtask and snapshot and hand it to the state backend, and ``reader()`` on
-restore. The checkpoint coordinator / JobMaster calls ``next_checkpoint_id``, ``write_lineage`` when
-the jobId starts, ``write_metadata`` LAST when every task acknowledged, ``discard`` for a failed
-checkpoint, ``apply_retention`` after a completion, ``delete_job_root`` on DELETE_ON_CANCELLATION,
-``load_metadata`` / ``resolve_restore_target`` on restore. ``WorkerStorageView`` and
-``CoordinatorStorageView`` name the two halves for callers that want the narrower type.
+Bound to a ``JobStorageLocation`` (checkpoints URI, savepoints URI, namespace, name, jobId). As in
+Flink (``CheckpointStorageWorkerView`` / ``CheckpointStorageCoordinatorView``), callers see only
+their half:
+
+- ``WorkerStorageView``, for a slot and its tasks: ``writer()`` per subtask and snapshot (handed to
+  the state backends), ``reader()`` on restore, ``checkpoint_base_uri`` for local recovery copies.
+- ``CoordinatorStorageView``, for the checkpoint coordinator: ``next_checkpoint_id``,
+  ``new_savepoint_dir`` for savepoint targets, ``write_metadata`` LAST when every task acknowledged,
+  ``discard`` for a failed checkpoint, ``apply_retention`` after a completion.
+- ``JobStorageView``, for the JobMaster: the coordinator's view plus the lineage record when the
+  jobId starts, ``load_metadata`` / ``resolve_restore_target`` / ``latest_retained`` /
+  ``import_shared`` on restore, ``delete_job_root`` on DELETE_ON_CANCELLATION.
+
+``CheckpointStorage`` implements both (``_implements_both_views`` makes mypy prove it); test fakes implement
+one view and are checked against it the same way.
 """
 
 from __future__ import annotations
@@ -15,9 +23,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streamjob.worker.errors import ConfigError, MetadataError, StorageError
+from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter
 from streamjob.worker.snapshot.metadata import (
     CheckpointMetadata,
     JobLineage,
@@ -91,33 +100,96 @@ class JobStorageLocation:
         return None if self.savepoints is None else savepoints_root(self.savepoints, self.namespace, self.name)
 
 
+class SubtaskSnapshotWriter(SnapshotWriter, Protocol):
+    """The writer a task gets per operator and snapshot: a state backend's ``SnapshotWriter``, plus ``flush``."""
+
+    def flush(self) -> None:
+        """Makes the files written so far durable (before the task acknowledges the checkpoint)."""
+        ...
+
+
 class WorkerStorageView(Protocol):
-    """What a worker needs: snapshot writers and restore readers."""
+    """What a slot and its tasks need: snapshot writers, restore readers and the checkpoint base."""
+
+    @property
+    def checkpoint_base_uri(self) -> str:
+        """The base of checkpoint handle paths (local recovery keeps its copies under it)."""
+        ...
+
+    @property
+    def local_disk(self) -> bool:
+        """Whether checkpoints go to a file system of this machine (writes are cheap)."""
+        ...
 
     def writer(
         self, checkpoint_id: int, operator_uid: str, subtask_index: int, *, savepoint_dir: str | None = None
-    ) -> StorageSnapshotWriter: ...
+    ) -> SubtaskSnapshotWriter:
+        """A writer of one subtask's files of checkpoint ``checkpoint_id`` (or of a savepoint)."""
+        ...
 
-    def reader(self, base_uri: str) -> StorageSnapshotReader: ...
+    def reader(self, base_uri: str) -> SnapshotReader:
+        """A verifying reader of handles relative to ``base_uri``."""
+        ...
 
-    @property
-    def local_disk(self) -> bool: ...
-
-    def warm_up(self) -> None: ...
+    def warm_up(self) -> None:
+        """Prepares the store's client ahead of the first checkpoint."""
+        ...
 
 
 class CoordinatorStorageView(Protocol):
-    """What the checkpoint coordinator needs."""
+    """What the checkpoint coordinator needs: checkpoint ids, savepoint directories, metadata, discards, retention."""
 
-    def next_checkpoint_id(self) -> int: ...
+    def next_checkpoint_id(self, *, at_least: int = 1) -> int:
+        """One more than the highest checkpoint directory under the jobId (and >= ``at_least``)."""
+        ...
 
-    def new_savepoint_dir(self, target: str | None = None) -> str: ...
+    def new_savepoint_dir(self, target: str | None = None) -> str:
+        """A fresh savepoint directory URI under ``target`` (default: the job's savepoints root)."""
+        ...
 
-    def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str: ...
+    def write_metadata(self, meta: CheckpointMetadata, *, savepoint_dir: str | None = None) -> str:
+        """Writes ``_metadata`` (last: its presence marks completion); returns its URI."""
+        ...
 
-    def discard(self, checkpoint_id: int, *, savepoint_dir: str | None = None) -> int: ...
+    def discard(self, checkpoint_id: int, *, savepoint_dir: str | None = None) -> int:
+        """Deletes the files of a failed checkpoint or savepoint (never a completed one)."""
+        ...
 
-    def apply_retention(self, retained: int) -> RetentionPlan: ...
+    def apply_retention(self, retained: int) -> RetentionPlan:
+        """Deletes completed checkpoints beyond the newest ``retained`` (and what only they referenced)."""
+        ...
+
+
+class JobStorageView(CoordinatorStorageView, Protocol):
+    """What the JobMaster needs besides the coordinator's view: the lineage, restores, and deleting the jobId."""
+
+    def load_metadata(self, uri: str) -> LoadedSnapshot:
+        """Loads the snapshot at ``uri`` for a restore."""
+        ...
+
+    def import_shared(self, loaded: LoadedSnapshot) -> int:
+        """Copies a restored checkpoint's shared files of another jobId under this jobId."""
+        ...
+
+    def resolve_restore_target(self, text: str) -> str | None:
+        """``latest`` or a URI → the ``_metadata`` URI to restore (None: nothing to restore)."""
+        ...
+
+    def latest_retained(self) -> discovery.SnapshotRef | None:
+        """The snapshot the next attempt of this jobId restores."""
+        ...
+
+    def read_lineage(self) -> JobLineage | None:
+        """The jobId's lineage record, or None."""
+        ...
+
+    def write_lineage(self, restored_from: str | None) -> JobLineage:
+        """Records when this jobId started and from which ``_metadata`` (the first record wins)."""
+        ...
+
+    def delete_job_root(self) -> int:
+        """Deletes everything under the jobId (DELETE_ON_CANCELLATION)."""
+        ...
 
 
 class CheckpointStorage:
@@ -362,3 +434,10 @@ def dispose_savepoint(uri: str | StorageUri, stores: StoreFactory) -> int:
     store.delete(METADATA_FILE)
     store.delete_many(k for k in keys if k != METADATA_FILE)
     return len(keys)
+
+
+if TYPE_CHECKING:
+
+    def _implements_both_views(storage: CheckpointStorage) -> tuple[WorkerStorageView, JobStorageView]:
+        """Never called: mypy proves here that ``CheckpointStorage`` implements both views."""
+        return storage, storage
