@@ -23,6 +23,7 @@ from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.jobmaster.rest import serve
 from streamjob.worker.loader import LoadedJob, load_job
 from streamjob.worker.protocol.auth import REST_TOKEN_ENV, derive_rest_token, load_job_secret, new_job_secret
+from streamjob.worker.protocol.rest import JobState
 from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
 from streamjob.worker.rest_token_file import default_token_path, write_token_file
 from streamjob.worker.storage.layout import parse_checkpoint_dir
@@ -129,7 +130,7 @@ class Progress:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            if now - self.last_line >= 5 and jm.state == "RUNNING":
+            if now - self.last_line >= 5 and jm.state is JobState.RUNNING:
                 self.line(self.records_line(jm.records_in_total(), now))
 
 
@@ -189,7 +190,7 @@ async def _run(
         code = await jm.run()
     finally:
         reporter.cancel()
-        launcher.stop_all(grace_s=3.0 if jm.state == "FINISHED" else 0.0)
+        launcher.stop_all(grace_s=3.0 if jm.state is JobState.FINISHED else 0.0)
         if any(r.stop for r in jm.savepoints.values()):
             await asyncio.sleep(2.0)  # let `streamjob savepoint --stop` read the result before the API goes
         await runner.cleanup()

@@ -52,6 +52,7 @@ from streamjob.worker.protocol.messages import (
     TaskFailed,
     ToJobMaster,
 )
+from streamjob.worker.protocol.rest import JobOverview, JobState, SavepointStatus, SavepointView, VertexView, WorkerView
 from streamjob.worker.slot import s3_settings_for
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.snapshots import LoadedSnapshot
@@ -66,12 +67,23 @@ class SavepointRequest:
     """One ``POST /savepoints`` and how it ended."""
 
     id: str
-    status: str = "IN_PROGRESS"
+    status: SavepointStatus = SavepointStatus.IN_PROGRESS
     location: str | None = None
     reason: str | None = None
     checkpoint_id: int | None = None
     stop: bool = False
     directory: str | None = None
+
+    def view(self) -> SavepointView:
+        """The body of ``GET /savepoints/<id>``."""
+        return SavepointView(
+            request_id=self.id,
+            status=self.status,
+            location=self.location,
+            reason=self.reason,
+            checkpoint_id=self.checkpoint_id,
+            stop=self.stop,
+        )
 
 
 @dataclass
@@ -170,7 +182,7 @@ class JobMaster:
         self.registry = SlotRegistry()
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobmaster-io")
         self.stats = CheckpointStats()
-        self.state = "CREATED"
+        self.state = JobState.CREATED
         self.attempt = plan.config.attempt
         self.restarts = 0
         self.job_id = plan.job_id
@@ -252,7 +264,7 @@ class JobMaster:
             if loaded is not None:
                 plan_restore(loaded.metadata, self.graph, allow_non_restored_state=self.config.allow_non_restored_state)
         except StreamJobError as err:
-            self.state, self.failure, self.final = "FAILED", str(err), final_at_start(err)
+            self.state, self.failure, self.final = JobState.FAILED, str(err), final_at_start(err)
             raise
         while True:
             outcome = await self._run_attempt(loaded)
@@ -262,7 +274,7 @@ class JobMaster:
             if outcome.kind == "cancelled":
                 await self._cleanup_after_cancel()
             if outcome.kind != "failed":
-                self.state = "FINISHED" if outcome.kind == "finished" else "CANCELED"
+                self.state = JobState.FINISHED if outcome.kind == "finished" else JobState.CANCELED
                 self.events(self.state.lower(), {})
                 return 0
             self.failure = outcome.reason
@@ -273,10 +285,10 @@ class JobMaster:
                 else None
             )
             if delay is None or self.launcher is None:
-                self.state, self.final = "FAILED", outcome.final
+                self.state, self.final = JobState.FAILED, outcome.final
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
                 return self.exit_code or 5
-            self.state = "RESTARTING"
+            self.state = JobState.RESTARTING
             self.events("restarting", {"reason": outcome.reason, "delay_ms": delay, "restart": self.restarts})
             await self._restart_delay(delay / 1000)
             self.attempt += 1
@@ -344,7 +356,7 @@ class JobMaster:
         self._finished_slots = set()
         self._final_checkpoint = None
         self.task_metrics = {}
-        self.state = "DEPLOYING" if self.restarts == 0 else "RECOVERING"
+        self.state = JobState.DEPLOYING if self.restarts == 0 else JobState.RECOVERING
         slots = self.graph.slots
         if self.launcher is None and self.config.total_slots < slots:
             return AttemptOutcome(
@@ -401,7 +413,7 @@ class JobMaster:
                 return await self._end_attempt(self._outcome.result())
             self.registry.broadcast(Start())
             self.coordinator = self._make_coordinator(first_id)
-            self.state = "RUNNING"
+            self.state = JobState.RUNNING
             self.events(
                 "running",
                 {
@@ -500,8 +512,11 @@ class JobMaster:
             await asyncio.sleep(0.1)
         await self.registry.say_goodbye(outcome.kind)
         for request in self.savepoints.values():
-            if request.status == "IN_PROGRESS":
-                request.status, request.reason = "FAILED", f"the job attempt ended: {outcome.reason or outcome.kind}"
+            if request.status is SavepointStatus.IN_PROGRESS:
+                request.status, request.reason = (
+                    SavepointStatus.FAILED,
+                    f"the job attempt ended: {outcome.reason or outcome.kind}",
+                )
         await self.registry.close_all()
         if self.launcher is not None and outcome.kind == "failed":
             self.launcher.stop_all()
@@ -579,7 +594,7 @@ class JobMaster:
         )
         if pending.request_id and pending.request_id in self.savepoints:
             request = self.savepoints[pending.request_id]
-            request.status, request.location = "COMPLETED", location.rsplit("/_metadata", 1)[0]
+            request.status, request.location = SavepointStatus.COMPLETED, location.rsplit("/_metadata", 1)[0]
         if pending.stop or (self._final_checkpoint is not None and pending.id >= self._final_checkpoint):
             self.registry.broadcast(Finish())
 
@@ -587,7 +602,7 @@ class JobMaster:
         self.events("checkpoint_failed", {"id": pending.id, "reason": reason})
         if pending.request_id and pending.request_id in self.savepoints:
             request = self.savepoints[pending.request_id]
-            request.status, request.reason = "FAILED", reason
+            request.status, request.reason = SavepointStatus.FAILED, reason
         if self._final_checkpoint == pending.id and self.coordinator is not None and not self.coordinator.stopped:
             self._final_checkpoint = self.coordinator.trigger().id
 
@@ -654,7 +669,10 @@ class JobMaster:
 
     def on_slot_lost(self, conn: SlotConnection) -> None:
         """A slot's connection closed: fatal unless the job is ending."""
-        if self.state in ("RUNNING", "DEPLOYING", "RECOVERING") and conn.index not in self._finished_slots:
+        if (
+            self.state in (JobState.RUNNING, JobState.DEPLOYING, JobState.RECOVERING)
+            and conn.index not in self._finished_slots
+        ):
             self.fail(
                 f"worker slot {conn.index} (pid {conn.pid}) was lost: its process exited or the connection dropped"
             )
@@ -662,7 +680,7 @@ class JobMaster:
     # -- user requests ----------------------------------------------------------------------------
     def trigger_checkpoint(self) -> int:
         """``POST /checkpoints``."""
-        if self.coordinator is None or self.state != "RUNNING":
+        if self.coordinator is None or self.state is not JobState.RUNNING:
             raise ConfigError(f"the job is {self.state}; checkpoints can only be triggered while it is RUNNING")
         return self.coordinator.trigger().id
 
@@ -674,9 +692,9 @@ class JobMaster:
                     target, savepoint_roots(self.plan.savepoints_uri, self.config.allowed_savepoint_roots)
                 )
             )
-        if self.coordinator is None or self.state != "RUNNING":
+        if self.coordinator is None or self.state is not JobState.RUNNING:
             raise ConfigError(f"the job is {self.state}; savepoints can only be taken while it is RUNNING")
-        if any(r.status == "IN_PROGRESS" for r in self.savepoints.values()):
+        if any(r.status is SavepointStatus.IN_PROGRESS for r in self.savepoints.values()):
             raise ConfigError("a savepoint is already in progress; wait for it (GET /savepoints/<id>)")
         directory = self._require_storage().new_savepoint_dir(target)
         request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop, directory=directory)
@@ -686,7 +704,7 @@ class JobMaster:
             request.checkpoint_id = pending.id
 
         def failed(reason: str) -> None:
-            request.status, request.reason = "FAILED", reason
+            request.status, request.reason = SavepointStatus.FAILED, reason
 
         self.coordinator.request_savepoint(SavepointTrigger(directory, stop, request.id, triggered, failed))
         return request
@@ -727,29 +745,29 @@ class JobMaster:
     jobmaster_address = "127.0.0.1:0"
     """``HOST:PORT`` of the control port, where the slots register (set by whoever starts ``ControlServer``)."""
 
-    def job_json(self) -> dict[str, Any]:
+    def job_overview(self) -> JobOverview:
         """The body of ``GET /job``."""
-        return {
-            "id": self.job_id,
-            "name": self.config.name,
-            "namespace": self.config.namespace,
-            "state": self.state,
-            "parallelism": self.graph.slots,
-            "max_parallelism": self.graph.max_parallelism,
-            "start_time": self.start_time,
-            "restored_from": self.restored_from,
-            "attempt": self.attempt,
-            "restarts": self.restarts,
-            "failure": self.failure,
-            "vertices": [{"id": v.id, "name": v.name, "parallelism": v.parallelism} for v in self.graph.vertices],
-            "workers": [
-                {"slot": c.index, "pid": c.pid, "address": list(c.data_address)} for c in self.registry.slots.values()
-            ],
-            "records_in": self.records_in_total(),
-            "control_address": self.jobmaster_address,
-            "checkpoints_uri": self.plan.checkpoints_uri,
-            "savepoints_uri": self.plan.savepoints_uri,
-        }
+        return JobOverview(
+            id=self.job_id,
+            name=self.config.name,
+            namespace=self.config.namespace,
+            state=self.state,
+            parallelism=self.graph.slots,
+            max_parallelism=self.graph.max_parallelism,
+            start_time=self.start_time,
+            restored_from=self.restored_from,
+            attempt=self.attempt,
+            restarts=self.restarts,
+            failure=self.failure,
+            vertices=tuple(VertexView(id=v.id, name=v.name, parallelism=v.parallelism) for v in self.graph.vertices),
+            workers=tuple(
+                WorkerView(slot=c.index, pid=c.pid, address=c.data_address) for c in self.registry.slots.values()
+            ),
+            records_in=self.records_in_total(),
+            control_address=self.jobmaster_address,
+            checkpoints_uri=self.plan.checkpoints_uri,
+            savepoints_uri=self.plan.savepoints_uri,
+        )
 
 
 def _last_line(log_file: Path) -> str:

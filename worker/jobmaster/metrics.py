@@ -9,10 +9,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streamjob.worker.protocol.rest import JobState
+
 if TYPE_CHECKING:
     from streamjob.worker.jobmaster.jobmaster import JobMaster
 
-_STATES = ("CREATED", "DEPLOYING", "RUNNING", "RECOVERING", "RESTARTING", "FINISHED", "CANCELED", "FAILED")
+_STATES = tuple(JobState)
 
 
 class _JobCollector:

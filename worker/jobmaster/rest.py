@@ -15,38 +15,93 @@ import ssl
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.jobmaster import JobMaster
 from streamjob.worker.jobmaster.metrics import render_metrics
 from streamjob.worker.jobmaster.rest_auth import token_middleware
 from streamjob.worker.jobmaster.savepoint_targets import InvalidSavepointTarget, SavepointTargetRefused
+from streamjob.worker.protocol.rest import (
+    SAVEPOINT_REQUEST_ERRORS,
+    CancelAccepted,
+    CheckpointCounts,
+    CheckpointEntry,
+    CheckpointKind,
+    CheckpointsOverview,
+    CheckpointStatus,
+    CheckpointSummary,
+    CheckpointTriggered,
+    ErrorBody,
+    Health,
+    LatestCheckpoints,
+    ResponseBody,
+    SavepointRequestBody,
+    SavepointTriggered,
+)
 
 log = logging.getLogger(__name__)
 
 _JM: web.AppKey[JobMaster] = web.AppKey("jobmaster", JobMaster)
 
 
+def _respond(body: ResponseBody, status: int = 200) -> web.Response:
+    return web.json_response(body.to_json(), status=status)
+
+
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _respond(ErrorBody(error=message), status)
+
+
+def checkpoint_entry(rec: CheckpointRecord) -> CheckpointEntry:
+    """One record of the coordinator's statistics as the API shows it."""
+    return CheckpointEntry(
+        id=rec.id,
+        kind=CheckpointKind(rec.kind),
+        status=CheckpointStatus(rec.status),
+        trigger_ms=rec.trigger_ms,
+        duration_ms=rec.duration_ms,
+        size=rec.size,
+        location=rec.location,
+        failure=rec.failure,
+        alignment_ms=rec.alignment_ms,
+        sync_ms=rec.sync_ms,
+        async_ms=rec.async_ms,
+        cpu_ms=rec.cpu_ms,
+    )
+
+
+def checkpoints_overview(stats: CheckpointStats, in_progress: int) -> CheckpointsOverview:
+    """The body of ``GET /checkpoints`` from the JobMaster's statistics."""
+    latest, savepoint = stats.latest_completed, stats.latest_savepoint
+    return CheckpointsOverview(
+        counts=CheckpointCounts(completed=stats.completed, failed=stats.failed, in_progress=in_progress),
+        latest=LatestCheckpoints(
+            completed=checkpoint_entry(latest) if latest else None,
+            savepoint=checkpoint_entry(savepoint) if savepoint else None,
+            restored_from=stats.restored_from,
+        ),
+        summary=CheckpointSummary(duration_ms_p50=stats.percentile(0.5), duration_ms_p99=stats.percentile(0.99)),
+        history=tuple(checkpoint_entry(rec) for rec in stats.history),
+    )
 
 
 async def health(request: web.Request) -> web.Response:
     """Liveness: the JobMaster process is serving."""
-    jm = request.app[_JM]
-    return web.json_response({"status": "ok", "state": jm.state})
+    return _respond(Health(state=request.app[_JM].state))
 
 
 async def job(request: web.Request) -> web.Response:
     """Job id, state, parallelism, start time, restore point, attempt."""
-    return web.json_response(request.app[_JM].job_json())
+    return _respond(request.app[_JM].job_overview())
 
 
 async def checkpoints(request: web.Request) -> web.Response:
     """Counts, latest and history of checkpoints."""
     jm = request.app[_JM]
     in_progress = len(jm.coordinator.pending) if jm.coordinator else 0
-    return web.json_response(jm.stats.to_json(in_progress))
+    return _respond(checkpoints_overview(jm.stats, in_progress))
 
 
 async def trigger_checkpoint(request: web.Request) -> web.Response:
@@ -55,7 +110,7 @@ async def trigger_checkpoint(request: web.Request) -> web.Response:
         cid = request.app[_JM].trigger_checkpoint()
     except StreamJobError as err:
         return _error(409, str(err))
-    return web.json_response({"id": cid}, status=202)
+    return _respond(CheckpointTriggered(id=cid), 202)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -76,23 +131,21 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 async def trigger_savepoint(request: web.Request) -> web.Response:
     """Starts a savepoint (``stop: true`` stops the job after it); returns the request id."""
-    body = await _body(request)
-    target = body.get("target")
-    stop = body.get("stop", False)
-    if target is not None and not isinstance(target, str):
-        return _error(400, "target must be a URI string (file:///path or s3://bucket/prefix)")
-    if not isinstance(stop, bool):
-        return _error(400, "stop must be true or false")
     try:
-        req = request.app[_JM].trigger_savepoint(target, stop)
+        body = SavepointRequestBody.model_validate(await _body(request))
+    except ValidationError as err:
+        field = str(err.errors()[0]["loc"][0])
+        return _error(400, SAVEPOINT_REQUEST_ERRORS.get(field, f"{field}: {err.errors()[0]['msg']}"))
+    try:
+        req = request.app[_JM].trigger_savepoint(body.target, body.stop)
     except InvalidSavepointTarget as err:
         return _error(400, str(err))
     except SavepointTargetRefused as err:
         return _error(403, str(err))
     except StreamJobError as err:
         return _error(409, str(err))
-    return web.json_response(
-        {"request_id": req.id, "checkpoint_id": req.checkpoint_id, "directory": req.directory}, status=202
+    return _respond(
+        SavepointTriggered(request_id=req.id, checkpoint_id=req.checkpoint_id, directory=req.directory), 202
     )
 
 
@@ -101,22 +154,13 @@ async def savepoint_status(request: web.Request) -> web.Response:
     req = request.app[_JM].savepoints.get(request.match_info["request_id"])
     if req is None:
         return _error(404, f"no savepoint request {request.match_info['request_id']}")
-    return web.json_response(
-        {
-            "request_id": req.id,
-            "status": req.status,
-            "location": req.location,
-            "reason": req.reason,
-            "checkpoint_id": req.checkpoint_id,
-            "stop": req.stop,
-        }
-    )
+    return _respond(req.view())
 
 
 async def cancel(request: web.Request) -> web.Response:
     """Cancels the job, honouring the externalized checkpoint cleanup."""
     await request.app[_JM].cancel()
-    return web.json_response({"state": "CANCELLING"}, status=202)
+    return _respond(CancelAccepted(), 202)
 
 
 async def metrics(request: web.Request) -> web.Response:
