@@ -19,6 +19,8 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
   (``bench/jobs/user_fn.py``: string keys, map, key_by, a KeyedProcessFunction with ValueState, a
   per-record sink), 2M events, off and every 1 s; timed while records flow and as the whole
   ``streamjob run`` process (``process_s``, start-up included).
+- ``userfn_p1_long``, ``userfn_p2_long``: the user-function job with 8M events (~10 s at p=1), for
+  before/after comparisons (``bench.ab``) whose run-to-run noise must stay under 3 %.
 - ``userfn_ref``: the same work as a plain Python loop in one process (``userfn_ref``).
 
 Every job scenario runs ``repeat`` times (median reported, with min and max as the noise). The
@@ -42,6 +44,7 @@ from bench.harness import JobSpec, Launch, RunError, percentile, run_job
 
 EVENTS = 2_000_000
 LONG = 16_000_000
+USERFN_LONG = 8_000_000
 LONG_ROUNDS = 5
 KEYS = 10_000
 
@@ -162,13 +165,25 @@ SCENARIOS: dict[str, Scenario] = {
             _userfn(2, interval_ms=1000),
             _userfn(2, 200_000, 20),
         ),
+        Scenario(
+            "userfn_p1_long",
+            "as userfn_p1 with 8M events (~10 s): a long enough run for a before/after comparison within 3 %",
+            _userfn(1, USERFN_LONG),
+            _userfn(1, 50_000),
+        ),
+        Scenario(
+            "userfn_p2_long",
+            "as userfn_p2 with 8M events",
+            _userfn(2, USERFN_LONG),
+            _userfn(2, 50_000),
+        ),
     )
 }
 
 # cost: bench/cost_windows.py; userfn_ref: bench/userfn_ref.py; failover: bench/failover.py
 ORDER = [*SCENARIOS, "userfn_ref", "cost", "stages", "failover"]
 CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")  # judged: keyed sum
-USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s")
+USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s", "userfn_p1_long", "userfn_p2_long")
 UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s", *USERFN)
 
 
