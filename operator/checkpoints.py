@@ -1,8 +1,9 @@
 """The operator's only door to checkpoint storage: finds snapshots by listing it (read-only).
 
-Wraps ``streamjob.worker.storage`` (the layout is owned by the runtime): ``latest_retained`` is the
+Wraps ``streamjob.worker.storage`` (the layout is owned by the runtime): ``retained`` finds the
 newest ``chk-<n>`` with a parsable ``_metadata`` under a jobId, else the savepoint the jobId started
-from — found with the JobMaster dead. ``savepoint_since`` finds a savepoint completed after a
+from — found with the JobMaster dead — and the completed checkpoints skipped on the way because
+their ``_metadata`` is corrupt (the planner reports those). ``savepoint_since`` finds a savepoint completed after a
 stop-with-savepoint request whose JobMaster exited before answering. Blocking storage calls run in
 a thread; every storage error becomes ``StorageUnavailableError``. Called by ``controller``; tests
 use a fake ``SnapshotFinder``.
@@ -17,11 +18,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from streamjob.operator.errors import StorageUnavailableError
-from streamjob.operator.model.status import SnapshotInfo
+from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo
 from streamjob.operator.timeutil import format_time
 
 if TYPE_CHECKING:
-    from streamjob.worker.storage.discovery import SnapshotRef
+    from streamjob.worker.storage.discovery import LatestSearch, SnapshotRef
     from streamjob.worker.storage.stores import StoreFactory
 
 
@@ -40,11 +41,20 @@ class StorageAccess:
     secret_access_key: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class Retained:
+    """What a jobId's next attempt restores (``latest``, None: nothing) and the corrupt checkpoints skipped."""
+
+    latest: SnapshotInfo | None
+    skipped: tuple[CorruptCheckpoint, ...] = ()
+    """Completed checkpoints newer than ``latest`` whose ``_metadata`` was refused, newest first."""
+
+
 class SnapshotFinder(Protocol):
     """Reads snapshots from storage."""
 
-    async def latest_retained(self, access: StorageAccess, job_id: str) -> SnapshotInfo | None:
-        """The snapshot the next attempt of ``job_id`` restores (None: nothing to restore)."""
+    async def retained(self, access: StorageAccess, job_id: str) -> Retained:
+        """The snapshot the next attempt of ``job_id`` restores, and the corrupt checkpoints skipped for it."""
         ...
 
     async def savepoint_since(self, access: StorageAccess, since: datetime) -> SnapshotInfo | None:
@@ -68,6 +78,14 @@ def _info(ref: SnapshotRef) -> SnapshotInfo:
         size_bytes=ref.total_size,
         duration_ms=ref.duration_ms,
     )
+
+
+def _retained(found: LatestSearch, job_id: str) -> Retained:
+    skipped = tuple(
+        CorruptCheckpoint(location=s.location, id=s.checkpoint_id, job_id=job_id, reason=s.reason)
+        for s in found.skipped
+    )
+    return Retained(None if found.ref is None else _info(found.ref), skipped)
 
 
 class StorageSnapshotFinder:
@@ -96,12 +114,11 @@ class StorageSnapshotFinder:
                 self._factories[key] = StoreFactory(settings)
             return self._factories[key]
 
-    def _latest(self, access: StorageAccess, job_id: str) -> SnapshotInfo | None:
-        from streamjob.worker.storage.discovery import find_latest_retained
+    def _latest(self, access: StorageAccess, job_id: str) -> Retained:
+        from streamjob.worker.storage.discovery import search_latest_retained
 
         store = self._factory(access).open(access.checkpoints_uri)
-        ref = find_latest_retained(store, access.namespace, access.name, job_id)
-        return None if ref is None else _info(ref)
+        return _retained(search_latest_retained(store, access.namespace, access.name, job_id), job_id)
 
     def _since(self, access: StorageAccess, since: datetime) -> SnapshotInfo | None:
         from streamjob.worker.storage.discovery import list_snapshots
@@ -136,7 +153,7 @@ class StorageSnapshotFinder:
         except Exception as err:
             raise StorageUnavailableError(f"cannot delete checkpoints of job {job_id}: {err}") from err
 
-    async def latest_retained(self, access: StorageAccess, job_id: str) -> SnapshotInfo | None:
+    async def retained(self, access: StorageAccess, job_id: str) -> Retained:
         """See ``SnapshotFinder``."""
         try:
             return await asyncio.to_thread(self._latest, access, job_id)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streamjob.operator.checkpoints import StorageAccess
+from streamjob.operator.checkpoints import Retained, StorageAccess
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, JobMasterError
 from streamjob.operator.metrics import Metrics
-from streamjob.operator.model.status import LifecycleState, SnapshotInfo, StreamJobStatus
+from streamjob.operator.model.status import CorruptCheckpoint, LifecycleState, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler.facts import (
     Action,
@@ -113,6 +113,7 @@ class PlannerWorld:
         self.now = T0
         self.pods: dict[str, FakePod] = {}
         self.checkpoints: dict[str, list[int]] = {}
+        self.corrupt: dict[str, set[int]] = {}  # checkpoints whose _metadata discovery refuses (skipped)
         self.checkpoint_times: dict[tuple[str, int], datetime] = {}
         self.started_from: dict[str, str] = {}
         self.requests: dict[str, SavepointPoll] = {}
@@ -138,8 +139,8 @@ class PlannerWorld:
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
-        """What ``find_latest_retained`` would return for ``job_id``."""
-        ids = self.checkpoints.get(job_id)
+        """What ``search_latest_retained`` would return for ``job_id`` (corrupt checkpoints are skipped)."""
+        ids = [i for i in self.checkpoints.get(job_id, []) if i not in self.corrupt.get(job_id, set())]
         if ids:
             return SnapshotInfo(
                 kind="checkpoint",
@@ -151,6 +152,17 @@ class PlannerWorld:
         if job_id in self.started_from:
             return SnapshotInfo(kind="savepoint", location=self.started_from[job_id], job_id=job_id)
         return None
+
+    def skipped(self, job_id: str) -> tuple[CorruptCheckpoint, ...]:
+        """The corrupt checkpoints newer than ``latest(job_id)``, newest first, as discovery reports them."""
+        ids = self.checkpoints.get(job_id, [])
+        bad = self.corrupt.get(job_id, set())
+        good = [i for i in ids if i not in bad]
+        newer = sorted((i for i in bad if i in ids and (not good or i > good[-1])), reverse=True)
+        location = self.checkpoint_location
+        return tuple(
+            CorruptCheckpoint(location=location(job_id, i), id=i, job_id=job_id, reason="invalid JSON") for i in newer
+        )
 
     @staticmethod
     def checkpoint_location(job_id: str, checkpoint_id: int) -> str:
@@ -182,6 +194,7 @@ class PlannerWorld:
             jobmaster=JobMasterView(reachable=reachable, state=self.jm_state if reachable else None),
             savepoint_poll=poll,
             latest={i: self.latest(i) for i in ids if i is not None},
+            skipped={i: self.skipped(i) for i in ids if i is not None},
         )
 
     # -- one round -------------------------------------------------------------------------------
@@ -460,18 +473,19 @@ class FakeJobMaster:
 
 
 class FakeSnapshots:
-    """The storage adapter: ``latest`` per jobId, set by the test."""
+    """The storage adapter: ``latest`` and ``skipped`` (corrupt checkpoints) per jobId, set by the test."""
 
     def __init__(self) -> None:
         """Nothing in storage."""
         self.latest: dict[str, SnapshotInfo] = {}
+        self.skipped: dict[str, tuple[CorruptCheckpoint, ...]] = {}
         self.accesses: list[StorageAccess] = []
         self.discarded: list[str] = []
 
-    async def latest_retained(self, access: StorageAccess, job_id: str) -> SnapshotInfo | None:
+    async def retained(self, access: StorageAccess, job_id: str) -> Retained:
         """See ``SnapshotFinder``."""
         self.accesses.append(access)
-        return self.latest.get(job_id)
+        return Retained(self.latest.get(job_id), self.skipped.get(job_id, ()))
 
     async def savepoint_since(self, access: StorageAccess, since: datetime) -> SnapshotInfo | None:
         """See ``SnapshotFinder``."""

@@ -70,6 +70,16 @@ class SnapshotInfo(CamelModel):
     )
 
 
+class CorruptCheckpoint(CamelModel):
+    """A completed checkpoint skipped when finding the latest one: its _metadata cannot be used."""
+
+    location: str = Field(description="URI of the checkpoint directory.")
+    id: int = Field(description="Checkpoint id.")
+    job_id: str = Field(description="Lineage the checkpoint belongs to.")
+    reason: str = Field(description="Why its _metadata was refused (one line).")
+    reported_at: str | None = Field(default=None, description="When the operator reported it (RFC 3339).")
+
+
 class SnapshotRequest(CamelModel):
     """A savepoint or checkpoint the operator asked the JobMaster for and is waiting on."""
 
@@ -209,6 +219,11 @@ class StreamJobStatus(CamelModel):
     held: HeldChange | None = Field(
         default=None,
         description="A spec change refused for lack of state to carry; retried on a new checkpoint or spec change.",
+    )
+    corrupt_checkpoints: list[CorruptCheckpoint] = Field(
+        default_factory=list,
+        description="Completed checkpoints skipped as corrupt when finding the latest one, newest first "
+        "(bounded); each was reported once with a CorruptCheckpointSkipped Warning event.",
     )
     error: str | None = Field(default=None, description="The last error, for the user.")
 

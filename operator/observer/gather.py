@@ -14,7 +14,7 @@ from streamjob.operator.checkpoints import StorageAccess
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
 from streamjob.operator.model.spec import StreamJobSpec
-from streamjob.operator.model.status import SnapshotInfo, StreamJobStatus
+from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.pods import PodView, view_pods
 from streamjob.operator.reconciler.facts import Facts, JobMasterView, SavepointPoll
 from streamjob.operator.resources.labels import REST_PORT, JobRef, selector_for
@@ -107,6 +107,7 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
             except JobMasterError as err:
                 log.info("savepoint %s of %s not readable: %s", req.request_id, job.name, err)
     latest: dict[str, SnapshotInfo | None] = {}
+    skipped: dict[str, tuple[CorruptCheckpoint, ...]] = {}
     recent: SnapshotInfo | None = None
     storage_error: str | None = None
     if usable is not None:
@@ -114,7 +115,8 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
             access = await storage_access(deps, job, usable)
             ids = {status.job_id, status.operation.job_id if status.operation else None}
             for job_id in sorted(i for i in ids if i):
-                latest[job_id] = await deps.snapshots.latest_retained(access, job_id)
+                found = await deps.snapshots.retained(access, job_id)
+                latest[job_id], skipped[job_id] = found.latest, found.skipped
             req = status.snapshot_request
             started = parse_time(req.started_at) if req is not None else None
             if req is not None and req.kind == "savepoint" and req.stop and poll is None and started is not None:
@@ -133,6 +135,7 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
         jobmaster=jobmaster,
         savepoint_poll=poll,
         latest=latest,
+        skipped=skipped,
         recent_savepoint=recent,
         storage_error=storage_error,
     )

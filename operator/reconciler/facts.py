@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from streamjob.operator.model.spec import StreamJobSpec
-from streamjob.operator.model.status import Condition, SnapshotInfo, StreamJobStatus
+from streamjob.operator.model.status import Condition, CorruptCheckpoint, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.pods import PodView
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.resources.labels import JobRef
@@ -56,6 +56,8 @@ class Facts:
     jobmaster: JobMasterView = JobMasterView(reachable=False)
     savepoint_poll: SavepointPoll | None = None
     latest: Mapping[str, SnapshotInfo | None] = field(default_factory=dict)
+    skipped: Mapping[str, tuple[CorruptCheckpoint, ...]] = field(default_factory=dict)
+    """Per jobId in ``latest``: completed checkpoints newer than its latest, skipped as corrupt."""
     recent_savepoint: SnapshotInfo | None = None
     storage_error: str | None = None
 

@@ -1,7 +1,7 @@
 """Facts → plan: the one decision function of the operator (pure).
 
 Each round: record spec problems; fold finished snapshots (checkpoints found in storage, savepoint
-answers) into status; then either advance the operation in flight (``operations.advance``) or,
+answers) into status and report corrupt checkpoints storage discovery skipped; then either advance the operation in flight (``operations.advance``) or,
 with none, detect a failed attempt, start the operation a spec change or a nonce asks for, or
 trigger a manual savepoint/checkpoint; finally keep the derived status (stable, restart reset,
 checkpoint progress, conditions) current. ``controller`` calls ``plan`` with observed facts.
@@ -21,6 +21,7 @@ from streamjob.operator.model.status import (
     SnapshotRequest,
 )
 from streamjob.operator.reconciler import operations as ops
+from streamjob.operator.reconciler.corrupt import report_corrupt
 from streamjob.operator.reconciler.facts import Draft, Facts, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.timeutil import parse_time, seconds_since
@@ -36,6 +37,7 @@ def plan(facts: Facts) -> Plan:
     d.update(observed_generation=facts.generation)
     valid = _check_spec(d)
     observe_snapshots(d)
+    report_corrupt(d)
     if d.status.operation is not None:
         ops.advance(d)
     elif valid:

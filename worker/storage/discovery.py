@@ -1,12 +1,13 @@
 """Finding snapshots from storage alone: the latest retained one, restore targets, and listings.
 
-The operator calls ``find_latest_retained`` with the JobMaster dead (last-state upgrades, restarts
+The operator calls ``search_latest_retained`` with the JobMaster dead (last-state upgrades, restarts
 after failure); the JobMaster resolves ``streamjob run --restore`` / ``streamjob jobmaster
 --restore-from`` (``latest`` or a URI) with ``resolve_restore_target``; ``streamjob checkpoints URI``
 prints ``list_snapshots``. Nothing here needs a running job: only the layout of ``layout.py`` and
 readable ``_metadata`` files. A ``chk-<n>`` whose ``_metadata`` is missing or does not parse (corrupt,
 or poisoned: too large, too deep) is never chosen: it is skipped with a warning and the next older
-one is tried.
+one is tried. ``search_latest_retained`` also returns the completed checkpoints it skipped, with
+the reason, so that the operator can report them (a Warning event on the StreamJob).
 """
 
 from __future__ import annotations
@@ -70,6 +71,36 @@ class SnapshotRef:
 
 
 @dataclass(frozen=True)
+class SkippedCheckpoint:
+    """A ``chk-<n>`` newer than the latest restorable one whose ``_metadata`` exists but cannot be used."""
+
+    checkpoint_id: int
+    location: str
+    """The checkpoint directory."""
+    reason: str
+    """One line: why its ``_metadata`` was refused."""
+
+
+@dataclass(frozen=True)
+class LatestSearch:
+    """The latest restorable snapshot of a jobId (None: an empty start) and the checkpoints skipped for it."""
+
+    ref: SnapshotRef | None
+    skipped: tuple[SkippedCheckpoint, ...] = ()
+    """Newest first; only those newer than ``ref`` (older ones are never read)."""
+
+
+#: Longest reason carried in a ``SkippedCheckpoint`` (it ends up in events and status).
+MAX_REASON_CHARS = 400
+
+
+def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` on one line and at most ``limit`` characters (error messages may quote file content)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
 class SnapshotRow:
     """One line of ``streamjob checkpoints URI``; ``problem`` is set for an unreadable ``_metadata``."""
 
@@ -86,9 +117,23 @@ def _store_of(where: str | StorageUri | ObjectStore, s3: S3Settings | None) -> O
     return where if isinstance(where, ObjectStore) else StoreFactory(s3).open(where)
 
 
-def latest_valid_checkpoint(job_store: ObjectStore) -> LoadedSnapshot | None:
-    """The newest ``chk-<n>`` under a jobId root whose ``_metadata`` exists, parses and matches ``n``."""
+def latest_valid_checkpoint(
+    job_store: ObjectStore, skipped: list[SkippedCheckpoint] | None = None
+) -> LoadedSnapshot | None:
+    """The newest ``chk-<n>`` under a jobId root whose ``_metadata`` exists, parses and matches ``n``.
+
+    Completed checkpoints refused on the way (their ``_metadata`` exists but is corrupt, poisoned or
+    describes another snapshot) are appended to ``skipped``, newest first; a ``chk-<n>`` without
+    ``_metadata`` is one in progress or failed and is passed over silently.
+    """
     loaded: dict[int, LoadedSnapshot] = {}
+
+    def skip(cid: int, reason: str) -> bool:
+        location = job_store.uri(checkpoint_metadata_key(cid)).rsplit("/", 1)[0]
+        log.warning("skipping checkpoint %s at %s: %s", cid, location, reason)
+        if skipped is not None:
+            skipped.append(SkippedCheckpoint(cid, location, one_line(reason)))
+        return False
 
     def is_valid(cid: int) -> bool:
         key = checkpoint_metadata_key(cid)
@@ -97,11 +142,9 @@ def latest_valid_checkpoint(job_store: ObjectStore) -> LoadedSnapshot | None:
         except ObjectNotFoundError:
             return False
         except MetadataError as err:  # poison or damage: an older checkpoint is the latest restorable one
-            log.warning("skipping checkpoint %s: %s", cid, err)
-            return False
+            return skip(cid, str(err))
         if meta.kind != "checkpoint" or meta.checkpoint_id != cid:
-            log.warning("skipping %s: it describes %s %s", job_store.uri(key), meta.kind, meta.checkpoint_id)
-            return False
+            return skip(cid, f"its _metadata describes {meta.kind} {meta.checkpoint_id}, not checkpoint {cid}")
         loaded[cid] = LoadedSnapshot(meta, job_store.uri(key), str(job_store.root))
         return True
 
@@ -160,16 +203,30 @@ def resolve_restore_target(text: str, latest: ObjectStore | None = None, *, s3: 
     return load_snapshot(opener, uri).metadata_uri
 
 
+def search_latest_retained(
+    checkpoints: str | StorageUri | ObjectStore, namespace: str, name: str, job_id: str, *, s3: S3Settings | None = None
+) -> LatestSearch:
+    """``find_latest_retained`` with the completed checkpoints it had to skip (the operator reports them)."""
+    root = _store_of(checkpoints, s3)
+    return search_latest_in_job(root.at(job_root(root.root, namespace, name, job_id)))
+
+
 def find_latest_in_job(job_store: ObjectStore) -> SnapshotRef | None:
     """``find_latest_retained`` for a store already rooted at a jobId directory."""
-    latest = latest_valid_checkpoint(job_store)
+    return search_latest_in_job(job_store).ref
+
+
+def search_latest_in_job(job_store: ObjectStore) -> LatestSearch:
+    """``search_latest_retained`` for a store already rooted at a jobId directory."""
+    skipped: list[SkippedCheckpoint] = []
+    latest = latest_valid_checkpoint(job_store, skipped)
     if latest is not None:
-        return SnapshotRef.of(latest)
+        return LatestSearch(SnapshotRef.of(latest), tuple(skipped))
     lineage = read_lineage(job_store)
     if lineage is None or lineage.restored_from is None:
-        return None
+        return LatestSearch(None, tuple(skipped))
     try:
-        return SnapshotRef.of(load_snapshot(job_store.at, lineage.restored_from))
+        return LatestSearch(SnapshotRef.of(load_snapshot(job_store.at, lineage.restored_from)), tuple(skipped))
     except MetadataError as err:
         raise MetadataError(
             f"job {lineage.job_id} has no completed checkpoint and was started from "
