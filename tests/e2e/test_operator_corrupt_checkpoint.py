@@ -50,7 +50,9 @@ def test_a_corrupt_newest_checkpoint_is_skipped_reported_once_and_the_previous_o
     key = good.removeprefix(f"s3://{job.s3.bucket}/") + "/_metadata"
     real = client.get_object(Bucket=job.s3.bucket, Key=key)["Body"].read()
     torn = real[: len(real) // 2]
-    client.put_object(Bucket=job.s3.bucket, Key=corrupt.removeprefix(f"s3://{job.s3.bucket}/") + "/_metadata", Body=torn)
+    client.put_object(
+        Bucket=job.s3.bucket, Key=corrupt.removeprefix(f"s3://{job.s3.bucket}/") + "/_metadata", Body=torn
+    )
 
     # Reported while the job is down, before anything restores.
     reported = job.wait(lambda s: bool(s.get("corruptCheckpoints")), "the corrupt checkpoint in status", timeout=60)

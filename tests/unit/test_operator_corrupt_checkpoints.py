@@ -62,7 +62,12 @@ def test_a_corrupt_newest_checkpoint_is_reported_once_and_the_restart_restores_t
     assert f"checkpoint {newest} of job job01 at {where} is skipped: invalid JSON" in message
     assert f"checkpoint {newest - 1} ({previous}) is used instead" in message
     [recorded] = w.status.corrupt_checkpoints
-    assert (recorded.location, recorded.id, recorded.job_id, recorded.reason) == (where, newest, "job01", "invalid JSON")
+    assert (recorded.location, recorded.id, recorded.job_id, recorded.reason) == (
+        where,
+        newest,
+        "job01",
+        "invalid JSON",
+    )
     assert recorded.reported_at is not None
     # A worker fails: the restart restores the checkpoint before the corrupt one, and says nothing new.
     w.pods["demo-worker-1-1"].failure = "pod demo-worker-1-1 exited with code 1"
@@ -104,7 +109,9 @@ def test_with_no_older_checkpoint_the_warning_says_nothing_can_be_restored() -> 
 
 
 def facts(status: StreamJobStatus, skipped: dict[str, tuple[CorruptCheckpoint, ...]]) -> Facts:
-    latest = {job_id: SnapshotInfo(kind="checkpoint", id=1, job_id=job_id, location="s3://b/chk-1") for job_id in skipped}
+    latest = {
+        job_id: SnapshotInfo(kind="checkpoint", id=1, job_id=job_id, location="s3://b/chk-1") for job_id in skipped
+    }
     return Facts(
         job=JobRef("demo", "ns", "uid"),
         generation=1,

@@ -2,7 +2,8 @@
 
 Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... count=3000``):
 
-- ``out`` (required): FileSink URI; ``count``, ``keys``, ``rate``: the generated events
+- ``out`` (required unless ``kafka``): FileSink URI; ``kafka``, ``topic``: an exactly-once KafkaSink
+  to that broker and topic instead (records as JSON arrays); ``count``, ``keys``, ``rate``: the generated events
 - ``interval``: checkpoint interval in ms; ``unaligned=1``; ``aligned_timeout``: ms
 - ``rocksdb=1``, ``incremental=1``: the state backend; ``slow_us``: per-record delay after the reduce
 - ``buffer``: records per batch (``set_buffer_size``)
@@ -95,7 +96,12 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     sums = stream.key_by(key_of).reduce(add).uid(opts.get("sums_uid", "sums"))
     if "slow_us" in opts:
         sums = sums.map(Slow(int(opts["slow_us"]))).uid("slow")
-    sums.add_sink(FileSink(opts["out"])).uid("sink")
+    if "kafka" in opts:
+        from streamjob.worker.connectors.kafka import KafkaSink
+
+        sums.add_sink(KafkaSink(opts["topic"], opts["kafka"], "exactly-once")).uid("sink")
+    else:
+        sums.add_sink(FileSink(opts["out"])).uid("sink")
     return env
 
 
