@@ -2,8 +2,8 @@
 
 Every operation is recorded in ``status.operation`` before its first action and advances one step
 per round: SNAPSHOT (savepoint or fresh-enough checkpoint) → TEARDOWN (old pods gone, then the
-restore point is fixed and shown in status) → WAIT (restart backoff) → DEPLOY → VERIFY (Running, or
-fail / roll back on timeout). Each step is idempotent, so an operator restart resumes the step it
+restore point is fixed and shown in status) → WAIT (restart backoff) → DEPLOY → VERIFY (Running;
+Finished when the attempt finishes as it starts; else fail / roll back on timeout). Each step is idempotent, so an operator restart resumes the step it
 finds in status. The state an attempt deploys with is decided only by
 ``restore_choice.choose_restore`` (in ``restore_steps.resolve_restore``); an upgrade or suspension with nothing
 to carry over is refused before any pod is deleted (``hold``). Pure; called by ``reconciler.plan``.
@@ -485,11 +485,14 @@ def _verify(d: Draft) -> None:
     attempt = Attempt(d.facts.job, spec, dep.attempt, dep.job_id, dep.restore_from, hold_deploy_s=hold)
     pods = d.facts.pods_of(dep.attempt)
     state = (d.facts.jobmaster.state or "").upper()
+    jm = next((p for p in pods if p.is_jobmaster), None)
+    if (jm is not None and jm.succeeded) or state == "FINISHED":
+        _finished_at_start(d)  # e.g. it restored a snapshot taken after its sources' end of input
+        return
     if awaiting_jobmaster(d.facts.now, pods, reachable=d.facts.jobmaster.reachable, state=state):
         return  # workers ended or the job failed: the JobMaster's pod says next whether a restart can mend it
     final = final_failure(pods)
     failure = final or next((p.failure for p in pods if p.failure), None)
-    jm = next((p for p in pods if p.is_jobmaster), None)
     if failure is None and state in ENDED_STATES:
         failure = f"the JobMaster reports the job {state} while starting"
     timeout = spec.timeouts.upgrade_seconds if op.kind is not OperationKind.RESTART else spec.timeouts.pod_start_seconds
@@ -531,6 +534,30 @@ def _finish(d: Draft) -> None:
     why = f" ({op.restore_reason})" if op.restore_reason else ""
     d.update(held=None)
     d.event(DONE_EVENT[op.kind], f"job {dep.job_id} attempt {dep.attempt} is running{where}{why}")
+
+
+def _finished_at_start(d: Draft) -> None:
+    """The attempt being verified finished before it was seen running: the job is Finished, not failed.
+
+    A job whose snapshot was taken after all its sources reached the end of their input (a Finished
+    job revived with ``restartNonce`` or a spec change, or restarted as it was finishing) has
+    nothing left to process: its JobMaster reports FINISHED and its pods succeed at once. Taking
+    that for a failure restarted it from the same snapshot over and over; waiting for Running left
+    it in Deploying until the operation's timeout.
+    """
+    op = d.status.operation
+    dep = d.status.deployment
+    assert op is not None and dep is not None
+    d.update(
+        operation=None,
+        lifecycle_state=LifecycleState.FINISHED,
+        held=None,
+        deployment=dep.model_copy(update={"running_since": dep.running_since or d.now_text}),
+    )
+    if op.kind is not OperationKind.ROLLBACK:
+        d.update(error=None)
+    where = f" from {dep.restore_from}" if dep.restore_from else ""
+    d.event("JobFinished", f"job {dep.job_id} finished: attempt {dep.attempt}{where} ended as soon as it started")
 
 
 def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str, *, final: bool = False) -> None:
