@@ -3,10 +3,11 @@
 Every operation is recorded in ``status.operation`` before its first action and advances one step
 per round: SNAPSHOT (savepoint or fresh-enough checkpoint) → TEARDOWN (old pods gone, then the
 restore point is fixed and shown in status) → WAIT (restart backoff) → DEPLOY → VERIFY (Running;
-Finished when the attempt finishes as it starts; else fail / roll back on timeout). Each step is idempotent, so an operator restart resumes the step it
-finds in status. The state an attempt deploys with is decided only by
-``restore_choice.choose_restore`` (in ``restore_steps.resolve_restore``); an upgrade or suspension with nothing
-to carry over is refused before any pod is deleted (``hold``). Pure; called by ``reconciler.plan``.
+Finished when the attempt finishes as it starts; else fail / roll back on timeout). Each step is
+idempotent, so an operator restart resumes the step it finds in status. The state an attempt
+deploys with is decided only by ``restore_choice.choose_restore`` (in
+``restore_steps.resolve_restore``); an upgrade or suspension with nothing to carry over is refused
+before any pod is deleted (``hold``). Pure; called by ``reconciler.plan``.
 """
 
 from __future__ import annotations

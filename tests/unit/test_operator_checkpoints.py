@@ -106,4 +106,4 @@ def test_savepoint_since_and_discard(tmp_path: Path) -> None:
 def test_storage_errors_are_wrapped() -> None:
     bad = StorageAccess(checkpoints_uri="nope://x", savepoints_uri="nope://x", namespace="ns", name="demo")
     with pytest.raises(StorageUnavailableError, match="cannot list checkpoints of job j1"):
-        asyncio.run(StorageSnapshotFinder().retained(bad, "j1")).latest
+        asyncio.run(StorageSnapshotFinder().retained(bad, "j1"))
