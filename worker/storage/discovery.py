@@ -130,7 +130,7 @@ def latest_valid_checkpoint(
 
     def skip(cid: int, reason: str) -> bool:
         location = job_store.uri(checkpoint_metadata_key(cid)).rsplit("/", 1)[0]
-        log.warning("skipping checkpoint %s at %s: %s", cid, location, reason)
+        log.warning("skipping checkpoint %s: %s", cid, reason)  # the reason names the file
         if skipped is not None:
             skipped.append(SkippedCheckpoint(cid, location, one_line(reason)))
         return False
@@ -144,7 +144,7 @@ def latest_valid_checkpoint(
         except MetadataError as err:  # poison or damage: an older checkpoint is the latest restorable one
             return skip(cid, str(err))
         if meta.kind != "checkpoint" or meta.checkpoint_id != cid:
-            return skip(cid, f"its _metadata describes {meta.kind} {meta.checkpoint_id}, not checkpoint {cid}")
+            return skip(cid, f"{job_store.uri(key)} describes {meta.kind} {meta.checkpoint_id}, not checkpoint {cid}")
         loaded[cid] = LoadedSnapshot(meta, job_store.uri(key), str(job_store.root))
         return True
 
