@@ -3,10 +3,10 @@
 Wraps ``streamjob.worker.storage`` (the layout is owned by the runtime): ``retained`` finds the
 newest ``chk-<n>`` with a parsable ``_metadata`` under a jobId, else the savepoint the jobId started
 from — found with the JobMaster dead — and the completed checkpoints skipped on the way because
-their ``_metadata`` is corrupt (the planner reports those). ``savepoint_since`` finds a savepoint completed after a
-stop-with-savepoint request whose JobMaster exited before answering. Blocking storage calls run in
-a thread; every storage error becomes ``StorageUnavailableError``. Called by ``controller``; tests
-use a fake ``SnapshotFinder``.
+their ``_metadata`` is corrupt (the planner reports those). ``savepoint_since`` finds a savepoint
+completed after a stop-with-savepoint request whose JobMaster exited before answering. Blocking
+storage calls run in a thread; every storage error becomes ``StorageUnavailableError``. Called by
+``observer.gather`` and ``controller``; tests use a fake ``SnapshotFinder``.
 """
 
 from __future__ import annotations
