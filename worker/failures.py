@@ -16,6 +16,10 @@ to do, whatever the restart strategy allows. Restarting would only repeat it:
   restart does not change; counting repeats would need memory across JobMaster processes on
   Kubernetes and would only delay the message. Failures while deploying that may pass (storage
   unreachable while reading in-flight data) are not classified and restart as usual.
+- ``unserializable`` (exit 2): a value its serializer cannot encode (a state value of a class the
+  job did not allow, an object that is no data) or bytes it refuses to decode
+  (``SerializationError``) — the next attempt replays the same records into the same code. The
+  error names the state, the type and the one line that fixes it.
 
 At start-up (``final_at_start``), before any attempt: a bad config value or a job module that
 does not import or build is final too (a restart runs the same image and config), as are a
@@ -37,6 +41,7 @@ from streamjob.worker.errors import (
     EntrypointError,
     PipelineError,
     RestoreError,
+    SerializationError,
     StorageError,
 )
 
@@ -47,12 +52,14 @@ class FailureClass(StrEnum):
     CORRUPT_RESTORE = "corrupt_restore"
     INCOMPATIBLE_RESTORE = "incompatible_restore"
     JOB_LOAD = "job_load"
+    UNSERIALIZABLE = "unserializable"
 
 
 _EXIT_CODES = {
     FailureClass.CORRUPT_RESTORE: StorageError.exit_code,
     FailureClass.INCOMPATIBLE_RESTORE: RestoreError.exit_code,
     FailureClass.JOB_LOAD: EntrypointError.exit_code,
+    FailureClass.UNSERIALIZABLE: PipelineError.exit_code,
 }
 
 
@@ -75,6 +82,8 @@ def classify(err: BaseException, *, deploying: bool = False) -> FailureClass | N
         return FailureClass.INCOMPATIBLE_RESTORE
     if deploying and isinstance(err, EntrypointError | PipelineError):
         return FailureClass.JOB_LOAD
+    if isinstance(err, SerializationError):
+        return FailureClass.UNSERIALIZABLE
     return None
 
 
@@ -113,6 +122,10 @@ def final_failure(where: str, message: dict[str, Any]) -> FinalFailure | None:
             f"{where} cannot restore: {error}; the snapshot does not fit the job's code and a restart runs "
             "the same code, so the job fails. Fix the job (or allow the change), or start it from another "
             "snapshot with --restore URI, or without one"
+        )
+    elif kind is FailureClass.UNSERIALIZABLE:
+        reason = (
+            f"{where} failed: {error}; every attempt would replay the same records into the same code, so the job fails"
         )
     else:
         reason = (

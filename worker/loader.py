@@ -146,31 +146,14 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
 
 
 def job_types(loaded: LoadedJob) -> tuple[type, ...]:
-    """Dataclasses, named tuples and enums defined in the job's module: its record and state types."""
-    import dataclasses
-    import enum
+    """The job's classes that state and in-flight records may hold by field encoding.
 
-    name = Path(loaded.module_name).stem if loaded.module_name.endswith(".py") else loaded.module_name
-    module = sys.modules.get(name)
-    found: list[type] = list(loaded.env.allowed_types)
-    for value in vars(module).values() if module is not None else ():
-        if not isinstance(value, type) or getattr(value, "__module__", None) != name:
-            continue
-        if (
-            dataclasses.is_dataclass(value)
-            or issubclass(value, enum.Enum)
-            or (issubclass(value, tuple) and hasattr(value, "_fields"))
-        ):
-            found.append(value)
-    return tuple(
-        dict.fromkeys(
-            t
-            for t in found
-            if dataclasses.is_dataclass(t)
-            or issubclass(t, enum.Enum)
-            or (issubclass(t, tuple) and hasattr(t, "_fields"))
-        )
-    )
+    Its allowed record classes (``job_record_classes``) that ``SafeSerializer`` can declare:
+    dataclasses, named tuples, enums and plain classes (``state/serializers.py``).
+    """
+    from streamjob.worker.state.serializers import field_encodable
+
+    return field_encodable(job_record_classes(loaded))
 
 
 def job_record_classes(loaded: LoadedJob) -> tuple[type, ...]:

@@ -531,6 +531,6 @@ def test_unencodable_values_name_the_operator_and_state(kind: str, tmp_path: Pat
     backend = make_backend(kind, tmp_path, uid="enricher")
     state = backend.get_state(ValueStateDescriptor("profile"))
     backend.set_current_key("k")
-    with pytest.raises(SerializationError, match=r"'profile'.*Opaque.*PickleSerializer"):
+    with pytest.raises(SerializationError, match=r"'profile'.*Opaque.*fix: env.register_type\(Opaque\)"):
         state.update(Opaque())
         backend.snapshot()(MemoryStorage().writer(1))

@@ -21,10 +21,13 @@ serializer until a descriptor registers)::
     timers = [[timestamp_ms, key], ...]
 
     entry = [key, value_bytes]                       value, reducing, aggregating
-          | [key, value_bytes, written_at_ms]        value state with a ttl
+          | [key, value_bytes, written_at_ms]        value state with the former ``ttl=`` (read only)
           | [key, [element_bytes, ...]]              list
           | [key, [[user_key_bytes, value_bytes], ...]]   map
 
+A state with a time-to-live (``ttl.py``) keeps its timestamps inside its value bytes; the
+``written_at_ms`` forms are only read (files of the former ``ttl=`` value state, which restore into
+no TTL state now: their serializer id differs).
 Version 1 (still read) had ``{name: [entry, ...]}`` in place of ``{name: block}``.
 
 Callers: the keyed backends (encode in the asynchronous part of a snapshot, decode on restore)

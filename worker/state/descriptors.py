@@ -5,7 +5,8 @@ reducing, aggregating) and how its values are serialized. Functions call
 ``ctx.get_state(descriptor)`` in ``open()``; the backend returns the same state for the same
 name, and restores what a snapshot held for that name. The serializer defaults to
 ``SafeSerializer`` declaring the dataclasses and enums named by the type hints; a
-``PickleSerializer`` must be passed explicitly.
+``PickleSerializer`` must be passed explicitly. ``enable_time_to_live(StateTtlConfig)`` gives a
+keyed state a time-to-live (``ttl.py``).
 
 Recovery contract: a restored state is decoded with the serializer of the descriptor that
 registers it; state written by a different serializer kind is refused with a RestoreError.
@@ -25,6 +26,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 from streamjob.worker.errors import PipelineError
 from streamjob.worker.state.functions import AggregateFunction, ReduceFunction
 from streamjob.worker.state.serializers import SafeSerializer, Serializer, collect_declared_types
+from streamjob.worker.state.ttl import StateTtlConfig
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -55,20 +57,11 @@ def _is_immutable(value: object) -> bool:
     return isinstance(value, _IMMUTABLE)
 
 
-def _ttl_ms(ttl: float | dt.timedelta | None) -> int | None:
-    if ttl is None:
-        return None
-    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else float(ttl)
-    if seconds <= 0:
-        raise PipelineError(f"state ttl must be positive, got {ttl!r}")
-    return max(1, round(seconds * 1000))
-
-
 class StateDescriptor:
     """Base of all descriptors: a name, a kind and a serializer."""
 
     kind: ClassVar[str] = ""
-    __slots__ = ("name", "serializer")
+    __slots__ = ("name", "serializer", "ttl_config")
 
     def __init__(self, name: str, serializer: Serializer | None, *hints: object) -> None:
         if not isinstance(name, str) or not name:
@@ -79,6 +72,20 @@ class StateDescriptor:
             )
         self.name = name
         self.serializer: Serializer = serializer or SafeSerializer(collect_declared_types(*hints))
+        self.ttl_config: StateTtlConfig | None = None
+
+    def enable_time_to_live(self, ttl_config: StateTtlConfig) -> None:
+        """Gives every value of this keyed state a time-to-live (``ttl.py``; not for operator state)."""
+        if not isinstance(ttl_config, StateTtlConfig):
+            raise PipelineError(
+                f"state {self.name!r}: enable_time_to_live takes a StateTtlConfig "
+                f"(StateTtlConfig.new_builder(Time.seconds(n)).build()), got {type(ttl_config).__name__}"
+            )
+        self.ttl_config = ttl_config if ttl_config.is_enabled() else None
+
+    def get_ttl_config(self) -> StateTtlConfig | None:
+        """The TTL config, or None."""
+        return self.ttl_config
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, serializer={self.serializer.serializer_id})"
@@ -87,12 +94,12 @@ class StateDescriptor:
 class ValueStateDescriptor(StateDescriptor, Generic[T]):
     """A single value per key; ``default`` is returned (copied if mutable) while none is set.
 
-    ``ttl`` (seconds or a timedelta): a value not written for that long reads as the default and
-    is dropped from snapshots (Flink's OnCreateAndWrite / NeverReturnExpired).
+    ``ttl`` (seconds or a timedelta) is short for ``enable_time_to_live`` with a config of that
+    TTL, ``OnCreateAndWrite``, ``NeverReturnExpired`` and full-snapshot cleanup.
     """
 
     kind: ClassVar[str] = "value"
-    __slots__ = ("_default_immutable", "default", "ttl_ms", "type_hint")
+    __slots__ = ("_default_immutable", "default", "type_hint")
 
     def __init__(
         self,
@@ -106,7 +113,10 @@ class ValueStateDescriptor(StateDescriptor, Generic[T]):
         super().__init__(name, serializer, type_hint, type(default) if default is not None else None)
         self.type_hint = type_hint
         self.default = default
-        self.ttl_ms = _ttl_ms(ttl)
+        if ttl is not None:
+            if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+                ttl = dt.timedelta(seconds=ttl)
+            self.enable_time_to_live(StateTtlConfig.new_builder(ttl).cleanup_full_snapshot().build())
         self._default_immutable = _is_immutable(default)
 
     def default_value(self) -> T | None:

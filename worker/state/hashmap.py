@@ -44,13 +44,14 @@ from streamjob.worker.state.hashmap_states import (
     HashReducingState,
     HashStateBase,
     HashTable,
-    HashTtlValueState,
     HashValueState,
+    TtlSweep,
 )
 from streamjob.worker.state.key_groups import canonical_key
 from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
 from streamjob.worker.state.primitives import State
 from streamjob.worker.state.serializers import Serializer
+from streamjob.worker.state.ttl import StateTtlConfig, alive_from
 
 _SCALAR_KINDS = frozenset({"value", "reducing", "aggregating"})
 # Encoding work per preparation step (snapshot_runner.py): roughly 0.2-0.5 ms each.
@@ -65,8 +66,7 @@ class _FrozenTable:
     kind: str
     serializer: Serializer
     data: dict[Any, Any]
-    written: dict[Any, int] | None
-    expire_before_ms: int | None
+    alive_from_ms: int | None  # full-snapshot cleanup of a TTL state: keep TtlValues with ts >= this
 
 
 class _Once:
@@ -136,8 +136,8 @@ class _FrozenHashMap(FrozenKeyedState):
             yield from self._fill_columns(table, group_for)
             return
         lookup = self._lookup
-        name, encode, written = table.name, table.serializer.encode, table.written
-        is_map, is_list = table.kind == "map", table.kind == "list"
+        name, encode, alive = table.name, table.serializer.encode, table.alive_from_ms
+        is_map = table.kind == "map"
         for index, (key, value) in enumerate(table.data.items(), 1):
             if not index % _STEP_ENTRIES:
                 yield
@@ -145,16 +145,13 @@ class _FrozenHashMap(FrozenKeyedState):
             if group is None:
                 continue
             if is_map:
-                entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in value.items()]]
-            elif is_list:
-                entry = [key, [encode(item) for item in value]]
-            elif written is not None:
-                at = written.get(key, 0)
-                if table.expire_before_ms is not None and at < table.expire_before_ms:
-                    continue
-                entry = [key, encode(value), at]
+                pairs = value.items() if alive is None else [(k, v) for k, v in value.items() if v.ts >= alive]
+                entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in pairs]]
             else:
-                entry = [key, encode(value)]
+                items = value if alive is None else [item for item in value if item.ts >= alive]
+                entry = [key, [encode(item) for item in items]]
+            if not entry[1]:
+                continue
             entries = group.states.get(name)
             if entries is None:
                 group.states[name] = [entry]
@@ -166,11 +163,10 @@ class _FrozenHashMap(FrozenKeyedState):
 
         The one loop per key only buckets; type checks and encoding run in C per column.
         """
-        lookup, data, written = self._lookup, table.data, table.written
+        lookup, data, alive = self._lookup, table.data, table.alive_from_ms
         items: Iterable[tuple[Any, Any]] = data.items()
-        if written is not None and table.expire_before_ms is not None:
-            expire = table.expire_before_ms
-            items = [(key, value) for key, value in items if written.get(key, 0) >= expire]
+        if alive is not None:
+            items = [(key, value) for key, value in items if value.ts >= alive]
         buckets: dict[int, tuple[list[Any], list[Any]]] = {}
         get = buckets.get
         source = iter(items)
@@ -197,9 +193,8 @@ class _FrozenHashMap(FrozenKeyedState):
             group = group_for(key_group)
             if group is None:
                 continue
-            at = None if written is None else [written.get(key, 0) for key in keys]
             group.columns[table.name] = column_block(
-                encode_keys(keys, key_kind), encode_values(values, serializer, value_kind), at
+                encode_keys(keys, key_kind), encode_values(values, serializer, value_kind), None
             )
             if not index % _STEP_GROUPS:
                 yield
@@ -224,14 +219,15 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
 
     def _create_state(self, descriptor: StateDescriptor) -> State:
         table = HashTable(descriptor=descriptor, data={})
-        if isinstance(descriptor, ValueStateDescriptor) and descriptor.ttl_ms is not None:
-            table.written = {}
-        self._decode_into(table, self._raw.pop(descriptor.name, []))
+        try:
+            self._decode_into(table, self._raw.pop(descriptor.name, []))
+        except SerializationError as exc:
+            raise RestoreError(
+                f"operator {self._ctx.operator_uid!r}: state {descriptor.name!r} cannot be restored: {exc}"
+            ) from exc
         self._tables[descriptor.name] = table
         mark = self._mark
         if isinstance(descriptor, ValueStateDescriptor):
-            if table.written is not None:
-                return HashTtlValueState(self, table, descriptor, mark, self._ctx.clock)
             return HashValueState(self, table, descriptor, mark)
         if isinstance(descriptor, ListStateDescriptor):
             return HashListState(self, table, mark)
@@ -252,8 +248,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
 
     def _decode_rows(self, table: HashTable, rows: list[Entry]) -> None:
         decode = table.descriptor.serializer.decode
-        data, written = table.data, table.written
-        now_ms = int(self._ctx.clock() * 1000)
+        data = table.data
         if table.descriptor.kind == "map":
             for key, pairs in rows:
                 data[key] = {decode(k): decode(v) for k, v in pairs}
@@ -264,8 +259,6 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
             return
         for entry in rows:
             data[entry[0]] = decode(entry[1])
-            if written is not None:
-                written[entry[0]] = int(entry[2]) if len(entry) > 2 else now_ms
 
     def _decode_columns(self, table: HashTable, key_group: int, block: ColumnData) -> None:
         descriptor = table.descriptor
@@ -276,11 +269,6 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         if len(values) != len(block.keys):
             raise RestoreError(f"{where}: {len(block.keys)} keys but {len(values)} values")
         table.data.update(zip(block.keys, values, strict=True))
-        if table.written is not None:
-            if block.written is not None:
-                table.written.update(zip(block.keys, map(int, block.written), strict=True))
-            else:
-                table.written.update(dict.fromkeys(block.keys, int(self._ctx.clock() * 1000)))
 
     def get_value_accessors(
         self, descriptor: StateDescriptor, *, mutable_values: bool = False
@@ -292,10 +280,10 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
                 f"value accessors exist for value, reducing and aggregating state, not {descriptor.kind} "
                 f"state {descriptor.name!r}"
             )
+        if descriptor.ttl_config is not None:
+            return self._value_accessors_of(state)
         table = self._tables[descriptor.name]
         data = table.data
-        if table.written is not None:
-            return self._ttl_accessors(table)
         mark = self._mark
         get: Callable[[Any], Any] = data.get
         if mutable_values:
@@ -316,23 +304,13 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
 
         return get, put
 
-    def _ttl_accessors(self, table: HashTable) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
-        data, written, clock = table.data, table.written or {}, self._ctx.clock
-        ttl = getattr(table.descriptor, "ttl_ms", 0) or 0
-        mark = self._mark
-
-        def get(key: Any) -> Any:
-            if key in data and int(clock() * 1000) - written.get(key, 0) >= ttl:
-                return None
-            return data.get(key)
-
-        def put(key: Any, value: Any) -> None:
-            data[key] = value
-            written[key] = int(clock() * 1000)
-            if mark is not None:
-                mark(key)
-
-        return get, put
+    def _ttl_sweep(self, stored: StateDescriptor, config: StateTtlConfig) -> Callable[[], None] | None:
+        """Incremental cleanup: every access checks the next ``cleanup_size`` keys of the state."""
+        size = config.cleanup_strategies.incremental_size
+        if not size:
+            return None
+        table = self._tables[stored.name]
+        return TtlSweep(table.data, table.copied, stored.kind, config.ttl_ms, self._ctx.clock, size, self._mark)
 
     # -- snapshot / restore ------------------------------------------------------------------
 
@@ -343,15 +321,15 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
             table.copied.clear()  # every stored object is shared with this snapshot again
             kind = table.descriptor.kind
             data = table.data.copy()  # lists and maps too: copy-on-write (hashmap_states.py)
-            ttl = getattr(table.descriptor, "ttl_ms", None)
+            config = self._ttl_configs.get(name)
+            cleanup = config is not None and config.cleanup_strategies.full_snapshot
             tables.append(
                 _FrozenTable(
                     name=name,
                     kind=kind,
                     serializer=table.descriptor.serializer,
                     data=data,
-                    written=None if table.written is None else table.written.copy(),
-                    expire_before_ms=None if ttl is None else now_ms - ttl + 1,
+                    alive_from_ms=alive_from(config, now_ms) if cleanup and config is not None else None,
                 )
             )
         raw = {name: rows.copy() for name, rows in self._raw.items()}

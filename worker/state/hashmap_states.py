@@ -61,7 +61,6 @@ class HashTable:
 
     descriptor: StateDescriptor
     data: dict[Any, Any] = field(default_factory=dict)
-    written: dict[Any, int] | None = None  # TTL value state: last write time (ms) per key
     copied: set[Any] = field(default_factory=set)  # keys made private since the last snapshot
 
 
@@ -141,43 +140,66 @@ class HashValueState(HashStateBase, ValueState[Any]):
             self._mark(key)
 
 
-class HashTtlValueState(HashValueState):
-    """``ValueState`` with a time-to-live since the last write."""
+class TtlSweep:
+    """Incremental TTL cleanup of one table: each call checks the next ``size`` keys and drops what expired.
 
-    __slots__ = ("_clock", "_ttl_ms", "_written")
+    Walks a list of the table's keys taken when the previous walk ended (new keys wait for the
+    next walk). Values are ``TtlValue`` (per element for lists, per entry for maps); a container
+    left empty is removed. A removal replaces the container rather than mutating it, so a
+    snapshot sharing it is unaffected.
+    """
+
+    __slots__ = ("_clock", "_copied", "_data", "_kind", "_mark", "_pending", "_size", "_ttl")
 
     def __init__(
         self,
-        backend: KeyHolder,
-        table: HashTable,
-        descriptor: ValueStateDescriptor[Any],
-        mark: Mark,
+        data: dict[Any, Any],
+        copied: set[Any],
+        kind: str,
+        ttl_ms: int,
         clock: Callable[[], float],
-    ):
-        super().__init__(backend, table, descriptor, mark)
-        self._written: dict[Any, int] = table.written if table.written is not None else {}
+        size: int,
+        mark: Mark,
+    ) -> None:
+        self._data = data
+        self._copied = copied
+        self._kind = kind
+        self._ttl = ttl_ms
         self._clock = clock
-        self._ttl_ms = descriptor.ttl_ms or 0
+        self._size = size
+        self._mark = mark
+        self._pending: list[Any] = []
 
-    def value(self) -> Any:
-        """The value, unless it expired (then the default, and the value is dropped)."""
-        key = self._b._key
-        if key in self._table and int(self._clock() * 1000) - self._written.get(key, 0) >= self._ttl_ms:
-            self.clear()
-        return super().value()
-
-    def update(self, value: Any) -> None:
-        """Sets the value and restarts its time-to-live."""
-        super().update(value)
-        if value is None:
-            self._written.pop(self._b._key, None)
-        else:
-            self._written[self._b._key] = int(self._clock() * 1000)
-
-    def clear(self) -> None:
-        """Removes the value."""
-        super().clear()
-        self._written.pop(self._b._key, None)
+    def __call__(self) -> None:
+        """Checks the next keys."""
+        pending = self._pending
+        if not pending:
+            pending.extend(self._data)
+            pending.reverse()
+            if not pending:
+                return
+        alive = int(self._clock() * 1000) - self._ttl + 1
+        data, kind = self._data, self._kind
+        for _ in range(min(self._size, len(pending))):
+            key = pending.pop()
+            stored = data.get(key)
+            if stored is None:
+                continue
+            if kind == "list":
+                kept: Any = [item for item in stored if item.ts >= alive]
+            elif kind == "map":
+                kept = {k: v for k, v in stored.items() if v.ts >= alive}
+            else:
+                kept = stored if stored.ts >= alive else None
+            if kept is stored or (kept is not None and len(kept) == len(stored)):
+                continue
+            if kept:
+                data[key] = kept
+                self._copied.discard(key)
+            else:
+                del data[key]
+            if self._mark is not None:
+                self._mark(key)
 
 
 class HashListState(HashStateBase, ListState[Any]):
@@ -389,7 +411,7 @@ __all__ = [
     "HashListState",
     "HashMapStateImpl",
     "HashReducingState",
-    "HashTtlValueState",
+    "TtlSweep",
     "HashValueState",
     "KeyHolder",
 ]

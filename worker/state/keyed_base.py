@@ -37,11 +37,20 @@ from streamjob.worker.state.chunks import (
 from streamjob.worker.state.descriptors import StateDescriptor
 from streamjob.worker.state.incremental import ChunkMark, IncrementalTracker
 from streamjob.worker.state.key_groups import KeyGroupAssigner
-from streamjob.worker.state.primitives import State
+from streamjob.worker.state.primitives import State, ValueState
 from streamjob.worker.state.snapshot_runner import SnapshotRunner
 from streamjob.worker.state.timers import TimerQueue
+from streamjob.worker.state.ttl import StateTtlConfig, TtlSerializer
+from streamjob.worker.state.ttl_states import inner_descriptor, wrap
 
 GroupFor = Callable[[int], GroupData | None]
+
+
+def stored_serializer_id(descriptor: StateDescriptor) -> str:
+    """The serializer id the state's bytes are written with (a TTL state's differs from its descriptor's)."""
+    if descriptor.ttl_config is None:
+        return descriptor.serializer.serializer_id
+    return TtlSerializer(descriptor.serializer).serializer_id
 
 
 class FrozenKeyedState:
@@ -85,6 +94,7 @@ class KeyedBackendBase(KeyedStateBackend):
             IncrementalTracker(ctx.operator_uid, self._chunks, self._chunk_of_key) if ctx.incremental else None
         )
         self._registered: dict[str, tuple[StateDescriptor, State]] = {}
+        self._ttl_configs: dict[str, StateTtlConfig] = {}
         self._restored_metas: dict[str, tuple[str, str]] = {}
         self._restored = False
         self._closed = False
@@ -126,6 +136,7 @@ class KeyedBackendBase(KeyedStateBackend):
         if not isinstance(descriptor, StateDescriptor):
             raise PipelineError(f"get_state needs a state descriptor, got {type(descriptor).__name__}")
         existing = self._registered.get(descriptor.name)
+        stored_id = stored_serializer_id(descriptor)
         if existing is not None:
             known, state = existing
             if known.kind != descriptor.kind:
@@ -134,16 +145,54 @@ class KeyedBackendBase(KeyedStateBackend):
                     f"as {known.kind} state, cannot register it again as {descriptor.kind} state; "
                     "give each state its own name"
                 )
-            if known.serializer.serializer_id != descriptor.serializer.serializer_id:
+            if known.serializer.serializer_id != stored_id:
                 raise PipelineError(
                     f"operator {self._ctx.operator_uid!r}: state {descriptor.name!r} is registered with "
-                    f"serializer {known.serializer.serializer_id}, not {descriptor.serializer.serializer_id}"
+                    f"serializer {known.serializer.serializer_id}, not {stored_id}"
                 )
             return state
-        self._check_restored_meta(descriptor)
-        state = self._create_state(descriptor)
-        self._registered[descriptor.name] = (descriptor, state)
+        if descriptor.ttl_config is None:
+            self._check_restored_meta(descriptor)
+            state = self._create_state(descriptor)
+            self._registered[descriptor.name] = (descriptor, state)
+            return state
+        clock = self._ctx.clock
+
+        def now() -> int:
+            return int(clock() * 1000)
+
+        stored = inner_descriptor(descriptor, now)
+        self._check_restored_meta(stored)
+        self._ttl_configs[descriptor.name] = descriptor.ttl_config
+        inner = self._create_state(stored)
+        state = wrap(inner, descriptor, now, self._ttl_sweep(stored, descriptor.ttl_config))
+        self._registered[descriptor.name] = (stored, state)
         return state
+
+    def _ttl_sweep(self, stored: StateDescriptor, config: StateTtlConfig) -> Callable[[], None] | None:
+        """The incremental cleanup of a TTL state run on each access, or None (per backend)."""
+        return None
+
+    def _value_accessors_of(self, state: State) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
+        """``get_value_accessors`` through a value state's own methods (TTL value state)."""
+        if not isinstance(state, ValueState):
+            raise PipelineError("value accessors of a state with a time-to-live exist for value state only")
+
+        def get(key: Any) -> Any:
+            previous, self._key = self._key, key
+            try:
+                return state.value()
+            finally:
+                self._key = previous
+
+        def put(key: Any, value: Any) -> None:
+            previous, self._key = self._key, key
+            try:
+                state.update(value)
+            finally:
+                self._key = previous
+
+        return get, put
 
     def _check_restored_meta(self, descriptor: StateDescriptor) -> None:
         meta = self._restored_metas.get(descriptor.name)

@@ -44,18 +44,18 @@ from streamjob.worker.state.key_groups import canonical_key, unsupported_key_mes
 from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
 from streamjob.worker.state.primitives import State
 from streamjob.worker.state.rocksdb_states import (
-    TS_BYTES,
     KeyEntry,
     RocksAggregatingState,
     RocksListState,
     RocksMapStateImpl,
     RocksReducingState,
-    RocksTtlValueState,
     RocksValueState,
     join_frames,
+    prefix_end,
     split_frames,
 )
 from streamjob.worker.state.serializers import KEY_SERIALIZER
+from streamjob.worker.state.ttl import StateTtlConfig, alive_from, stored_ts
 
 _SCALAR_KINDS: Final = frozenset({"value", "reducing", "aggregating"})
 _KEY_CACHE_LIMIT: Final = 1 << 16
@@ -106,12 +106,12 @@ class _FrozenRocks(FrozenKeyedState):
         metas: dict[str, tuple[str, str]],
         path: Path,
         names: dict[bytes, str],
-        ttl_rows: set[str],
+        alive_from_ms: dict[str, int],
     ) -> None:
         super().__init__(metas)
         self._path = path
         self._names = names
-        self._ttl_rows = ttl_rows
+        self._alive = alive_from_ms  # full-snapshot TTL cleanup: state name -> oldest timestamp kept
 
     def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
         db = Rdict(str(self._path), _options(), access_type=AccessType.read_only())
@@ -138,6 +138,9 @@ class _FrozenRocks(FrozenKeyedState):
             length = int.from_bytes(row[4:6], "big")
             key_bytes = row[6 : 6 + length]
             kind = self.metas[name][0]
+            alive = self._alive.get(name)
+            if alive is not None and kind != "list" and (stored_ts(raw) or 0) < alive:
+                continue
             entries = group.states.setdefault(name, [])
             if kind == "map":
                 marker = (row[:4], key_bytes)
@@ -149,9 +152,12 @@ class _FrozenRocks(FrozenKeyedState):
             current = None
             entry: Entry = [decode_key(key_bytes), raw]
             if kind == "list":
-                entry[1] = split_frames(raw)
-            elif name in self._ttl_rows:
-                entry = [entry[0], raw[TS_BYTES:], int.from_bytes(raw[:TS_BYTES], "big")]
+                items = split_frames(raw)
+                if alive is not None:
+                    items = [item for item in items if (stored_ts(item) or 0) >= alive]
+                    if not items:
+                        continue
+                entry[1] = items
             entries.append(entry)
 
     def release(self) -> None:
@@ -172,7 +178,6 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
         self._dirty: set[Any] | None = self._tracker.dirty if self._tracker is not None else None
         self._kc: dict[Any, KeyEntry] = _KeyCache(self._kg, self.chunk_of)
         self._sids: dict[str, bytes] = {}
-        self._ttl_rows: set[str] = set()
         self._snapshots = 0
         self._lock = threading.Lock()
 
@@ -194,9 +199,6 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
         sid = self._sid(descriptor.name)
         db = self._db
         if isinstance(descriptor, ValueStateDescriptor):
-            self._set_ttl_format(descriptor.name, sid, descriptor.ttl_ms is not None)
-            if descriptor.ttl_ms is not None:
-                return RocksTtlValueState(self, db, sid, descriptor, self._ctx.clock)
             return RocksValueState(self, db, sid, descriptor)
         if isinstance(descriptor, ListStateDescriptor):
             return RocksListState(self, db, sid, descriptor)
@@ -208,24 +210,57 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             return RocksAggregatingState(self, db, sid, descriptor)
         raise PipelineError(f"unsupported state descriptor {type(descriptor).__name__}")
 
-    def _set_ttl_format(self, name: str, sid: bytes, ttl: bool) -> None:
-        """Rewrites restored value rows when the TTL setting changed since the snapshot."""
-        if (name in self._ttl_rows) == ttl:
-            return
-        now = int(self._ctx.clock() * 1000).to_bytes(TS_BYTES, "big")
-        batch = WriteBatch(raw_mode=True)
-        for group in range(self._ctx.key_group_range[0], self._ctx.key_group_range[1] + 1):
-            prefix = group.to_bytes(2, "big") + sid
-            options = ReadOptions()
-            options.set_iterate_upper_bound(prefix[:2] + (int.from_bytes(sid, "big") + 1).to_bytes(2, "big"))
-            rows = cast(Iterable[tuple[bytes, bytes]], self._db.items(from_key=prefix, read_opt=options))
-            for row, raw in rows:
-                batch.put(row, now + raw if ttl else raw[TS_BYTES:])
-        self._db.write(batch)
-        if ttl:
-            self._ttl_rows.add(name)
+    def _ttl_sweep(self, stored: StateDescriptor, config: StateTtlConfig) -> Callable[[], None] | None:
+        """The RocksDB stand-in for Flink's compaction filter: each access checks the next rows of the state."""
+        strategies = config.cleanup_strategies
+        size = strategies.rocksdb_compact_filter_entries or strategies.incremental_size
+        if not size:
+            return None
+        sid, db, ttl, clock = self._sid(stored.name), self._db, config.ttl_ms, self._ctx.clock
+        low, high = self._ctx.key_group_range
+        is_list = stored.kind == "list"
+        cursor: list[Any] = [low, None]  # key group, last row checked
+
+        def sweep() -> None:
+            alive = int(clock() * 1000) - ttl + 1
+            left = size
+            batch = WriteBatch(raw_mode=True)
+            while left > 0:
+                group, after = cursor
+                prefix = group.to_bytes(2, "big") + sid
+                options = ReadOptions()
+                options.set_iterate_upper_bound(prefix_end(prefix))
+                rows = cast(Iterable[tuple[bytes, bytes]], db.items(from_key=after or prefix, read_opt=options))
+                for row, raw in rows:
+                    if row == after:
+                        continue
+                    cursor[1] = row
+                    left -= 1
+                    if is_list:
+                        items = split_frames(raw)
+                        kept = [item for item in items if (stored_ts(item) or 0) >= alive]
+                        if len(kept) != len(items):
+                            self._swept(batch, group, row, join_frames(kept) if kept else None)
+                    elif (stored_ts(raw) or alive) < alive:
+                        self._swept(batch, group, row, None)
+                    if left <= 0:
+                        break
+                else:
+                    cursor[0], cursor[1] = (group + 1 if group < high else low), None
+                    if cursor[0] == low:
+                        break  # one pass over the whole range per call at most
+            db.write(batch)
+
+        return sweep
+
+    def _swept(self, batch: WriteBatch, group: int, row: bytes, data: bytes | None) -> None:
+        """Queues a cleaned row (None: delete it) and marks its chunk changed."""
+        if data is None:
+            batch.delete(row)
         else:
-            self._ttl_rows.discard(name)
+            batch.put(row, data)
+        if self._dirty is not None:
+            self._dirty.add(ChunkMark(self.chunk_of(group)))
 
     def get_value_accessors(
         self, descriptor: StateDescriptor, *, mutable_values: bool = False
@@ -237,8 +272,8 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
                 f"value accessors exist for value, reducing and aggregating state, not {descriptor.kind} "
                 f"state {descriptor.name!r}"
             )
-        if isinstance(state, RocksTtlValueState):
-            return self._state_accessors(state)
+        if descriptor.ttl_config is not None:
+            return self._value_accessors_of(state)
         sid, kc, db, dirty = self._sid(descriptor.name), self._kc, self._db, self._dirty
         encode, decode = descriptor.serializer.encode, descriptor.serializer.decode
         db_get, db_put = db.get, db.put
@@ -256,23 +291,6 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
 
         return get, put
 
-    def _state_accessors(self, state: RocksTtlValueState) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
-        def get(key: Any) -> Any:
-            previous, self._key = self._key, key
-            try:
-                return state.value()
-            finally:
-                self._key = previous
-
-        def put(key: Any, value: Any) -> None:
-            previous, self._key = self._key, key
-            try:
-                state.update(value)
-            finally:
-                self._key = previous
-
-        return get, put
-
     # -- snapshot / restore ------------------------------------------------------------------
 
     def _freeze(self) -> FrozenKeyedState:
@@ -281,7 +299,13 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             path = self._root / f"snapshot-{self._snapshots}"
         Checkpoint(self._db).create_checkpoint(str(path))
         names = {sid: name for name, sid in self._sids.items()}
-        return _FrozenRocks(self._metas(), path, names, set(self._ttl_rows))
+        now_ms = int(self._ctx.clock() * 1000)
+        alive = {
+            name: alive_from(config, now_ms)
+            for name, config in self._ttl_configs.items()
+            if config.cleanup_strategies.full_snapshot
+        }
+        return _FrozenRocks(self._metas(), path, names, alive)
 
     def _load_group(self, group: RestoredGroup) -> None:
         kgb = group.key_group.to_bytes(2, "big")
@@ -291,18 +315,6 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             entries = block_rows(block, where)
             sid = self._sid(name)
             kind = group.metas[name][0]
-            registered = self._registered.get(name)
-            if kind == "value" and entries:
-                descriptor = registered[0] if registered is not None else None
-                wants_ttl = (
-                    getattr(descriptor, "ttl_ms", None) is not None
-                    if descriptor is not None
-                    else len(entries[0]) > 2 or name in self._ttl_rows
-                )
-                if wants_ttl:
-                    self._ttl_rows.add(name)
-            ttl = kind == "value" and name in self._ttl_rows
-            now = int(self._ctx.clock() * 1000)
             for entry in entries:
                 prefix = kgb + sid + encode_key(entry[0])
                 if kind == "map":
@@ -310,9 +322,6 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
                         batch.put(prefix + user_key, raw)
                 elif kind == "list":
                     batch.put(prefix, join_frames(entry[1]))
-                elif ttl:
-                    at = int(entry[2]) if len(entry) > 2 else now
-                    batch.put(prefix, at.to_bytes(TS_BYTES, "big") + entry[1])
                 else:
                     batch.put(prefix, entry[1])
         self._db.write(batch)

@@ -5,10 +5,10 @@ Row key layout (so that one key group is one contiguous range, and one key's map
     key_group (2 bytes, big-endian) | state id (2 bytes) | len(key) (2 bytes) | key bytes [| user key bytes]
 
 Key bytes are the safe encoding of the canonical key; map user keys are encoded (canonical
-first) with the state's serializer. Values are the state's serializer bytes (TTL value state:
-an 8-byte write time in ms, then the bytes; list state: the elements' bytes, each framed by a
-4-byte length, so that ``add`` appends bytes without decoding the list). Reads decode fresh objects: mutate them only to
-write them back. Every write records the key's chunk as dirty when incremental snapshots are on.
+first) with the state's serializer. Values are the state's serializer bytes (list state: the
+elements' bytes, each framed by a 4-byte length, so that ``add`` appends bytes without decoding
+the list). Reads decode fresh objects: mutate them only to write them back. Every write
+records the key's chunk as dirty when incremental snapshots are on.
 
 Recovery contract: see ``primitives.py`` and ``backend.py``.
 
@@ -18,7 +18,7 @@ Callers: ``rocksdb.py`` (creates them in ``get_state``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Protocol, cast
+from typing import Any, Protocol, cast
 
 from rocksdict import Rdict, ReadOptions
 
@@ -39,7 +39,6 @@ from streamjob.worker.state.primitives import (
     ValueState,
 )
 
-TS_BYTES: Final = 8
 KeyEntry = tuple[bytes, bytes, ChunkMark]  # (key-group bytes, length-prefixed key bytes, chunk mark)
 
 
@@ -140,43 +139,6 @@ class RocksValueState(_RocksState, ValueState[Any]):
             self._db.delete(self._write_row())
         else:
             self._db.put(self._write_row(), self._enc(value))
-
-
-class RocksTtlValueState(RocksValueState):
-    """``ValueState`` with a time-to-live since the last write (write time stored in the row)."""
-
-    __slots__ = ("_clock", "_ttl_ms")
-
-    def __init__(
-        self,
-        backend: RocksHolder,
-        db: Rdict,
-        sid: bytes,
-        descriptor: ValueStateDescriptor[Any],
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(backend, db, sid, descriptor)
-        self._clock = clock
-        self._ttl_ms = descriptor.ttl_ms or 0
-
-    def value(self) -> Any:
-        """The value, unless expired (then the default; the row is dropped)."""
-        row = self._read_row()
-        raw = self._db.get(row)
-        if raw is None:
-            return self._default()
-        if int(self._clock() * 1000) - int.from_bytes(raw[:TS_BYTES], "big") >= self._ttl_ms:
-            self.clear()
-            return self._default()
-        return self._dec(raw[TS_BYTES:])
-
-    def update(self, value: Any) -> None:
-        """Sets the value and restarts its time-to-live."""
-        if value is None:
-            self._db.delete(self._write_row())
-        else:
-            now = int(self._clock() * 1000).to_bytes(TS_BYTES, "big")
-            self._db.put(self._write_row(), now + self._enc(value))
 
 
 class RocksListState(_RocksState, ListState[Any]):
@@ -326,7 +288,6 @@ class RocksAggregatingState(_RocksState, AggregatingState[Any, Any]):
 
 
 __all__ = [
-    "TS_BYTES",
     "frame",
     "join_frames",
     "split_frames",
@@ -336,7 +297,6 @@ __all__ = [
     "RocksListState",
     "RocksMapStateImpl",
     "RocksReducingState",
-    "RocksTtlValueState",
     "RocksValueState",
     "prefix_end",
 ]

@@ -1,10 +1,15 @@
 """Serializers: how state values become the bytes a snapshot stores, and back.
 
 ``SafeSerializer`` is the default for every state. It is msgpack with extension types for
-tuple, set, frozenset, datetime, date, time, timedelta, Decimal, big ints, and for dataclasses,
-named tuples and enums only when the state's descriptor declared their class. Decoding never imports or
-instantiates a class that was not declared: a writer to the checkpoint bucket cannot get code
-execution in the workers through state.
+tuple, set, frozenset, datetime, date, time, timedelta, Decimal, big ints, and, by field
+encoding, for dataclasses, named tuples, enums and plain classes (instances that are just their
+``__dict__``, like the seeds' ``SensorReading``) whose class is declared: by the descriptor's type
+hints, by ``SafeSerializer(declared_types=...)``, or as one of the job's allowed classes (those
+defined at the top of the job's modules and those passed to ``env.register_type``, added by the
+runtime). A field-encoded value is ``[type reference, fields]``; decoding resolves the type
+reference only by an exact match with a declared class, never imports, and rebuilds the object
+without running its ``__init__`` (as pickle does): a writer to the checkpoint bucket cannot get
+code execution in the workers through state.
 
 ``PickleSerializer`` is an explicit opt-in per state. It round-trips any picklable object, but
 unpickling runs code chosen by whoever wrote the bytes: declare it only when the checkpoint
@@ -43,6 +48,8 @@ _EXT_TIMEDELTA: Final = 9
 _EXT_TIME: Final = 10
 _EXT_ENUM: Final = 11
 _EXT_NAMEDTUPLE: Final = 12
+_EXT_OBJECT: Final = 13
+_HEAP_TYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined by a class statement, not in C
 
 
 class Serializer(ABC):
@@ -72,11 +79,33 @@ def type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def is_plain_class(cls: object) -> bool:
+    """Whether instances of ``cls`` are entirely their ``__dict__`` (Flink's POJO, in Python terms).
+
+    A class defined by a class statement (as are all its bases but ``object``) whose instances
+    have a ``__dict__`` and no slots, and not a dataclass, named tuple or enum (those have their
+    own encodings).
+    """
+    if not isinstance(cls, type) or cls.__module__ == "builtins" or dataclasses.is_dataclass(cls):
+        return False
+    if issubclass(cls, enum.Enum | tuple) or not cls.__dictoffset__:
+        return False
+    for base in cls.__mro__[:-1]:
+        if not base.__flags__ & _HEAP_TYPE or vars(base).get("__slots__"):
+            return False
+    return cls.__mro__[-1] is object
+
+
 def _declarable(cls: object) -> bool:
-    """Whether ``cls`` is a dataclass, a named tuple or an enum class."""
+    """Whether ``cls`` can be field-encoded: a dataclass, a named tuple, an enum or a plain class."""
     if not isinstance(cls, type):
         return False
-    return dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum) or _is_named_tuple(cls)
+    return dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum) or _is_named_tuple(cls) or is_plain_class(cls)
+
+
+def field_encodable(classes: Iterable[type]) -> tuple[type, ...]:
+    """The classes among ``classes`` that ``SafeSerializer`` can declare (in order, without duplicates)."""
+    return tuple(dict.fromkeys(cls for cls in classes if _declarable(cls)))
 
 
 def _is_named_tuple(cls: type) -> bool:
@@ -84,7 +113,7 @@ def _is_named_tuple(cls: type) -> bool:
 
 
 def collect_declared_types(*hints: object) -> tuple[type, ...]:
-    """The dataclasses and enums named by type hints, including nested fields and generic args."""
+    """The dataclasses, named tuples, enums and plain classes named by type hints (with nested fields, generic args)."""
     found: dict[type, None] = {}
     pending: list[object] = list(hints)
     while pending:
@@ -109,6 +138,8 @@ def collect_declared_types(*hints: object) -> tuple[type, ...]:
         elif _is_named_tuple(hint):
             found[hint] = None
             pending.extend(typing.get_type_hints(hint).values())
+        elif is_plain_class(hint):
+            found[hint] = None
     return tuple(found)
 
 
@@ -143,11 +174,11 @@ def _flat_tuple(local: threading.local, value: tuple[Any, ...]) -> bytes | None:
 
 
 class SafeSerializer(Serializer):
-    """msgpack with typed extensions; only declared dataclasses/enums are ever instantiated.
+    """msgpack with typed extensions; only declared classes are ever instantiated.
 
     ``SafeSerializer(declared_types=(Order, Side))`` declares classes explicitly; descriptors do this for
-    the type hints they were given. Dataclasses are rebuilt like pickle does (``__new__`` then the
-    fields), without running ``__init__``.
+    the type hints they were given, and the runtime adds the job's allowed classes. Dataclasses and
+    plain classes are rebuilt like pickle does (``__new__`` then the fields), without running ``__init__``.
     """
 
     __slots__ = ("_by_name", "_by_type", "_hook", "_local")
@@ -161,7 +192,8 @@ class SafeSerializer(Serializer):
         for cls in declared_types:
             if not _declarable(cls):
                 raise SerializationError(
-                    f"SafeSerializer can only declare dataclasses, named tuples and enums, not {type_name(cls)}"
+                    "SafeSerializer can only declare dataclasses, named tuples, enums and plain classes "
+                    f"(no __slots__, no built-in base), not {type_name(cls) if isinstance(cls, type) else repr(cls)}"
                 )
             self._by_type[cls] = type_name(cls)
             self._by_name[type_name(cls)] = cls
@@ -239,17 +271,11 @@ class SafeSerializer(Serializer):
                 return msgpack.ExtType(_EXT_ENUM, self._pack([name, value.value]))
             if isinstance(value, tuple):
                 return msgpack.ExtType(_EXT_NAMEDTUPLE, self._pack([name, list(value)]))
-            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            return msgpack.ExtType(_EXT_DATACLASS, self._pack([name, fields]))
-        hint = ""
-        if _declarable(kind):
-            hint = (
-                f"; declare it on the state descriptor (type_hint={kind.__qualname__}) or pass "
-                f"serializer=SafeSerializer(declared_types=[{kind.__qualname__}])"
-            )
-        else:
-            hint = "; use built-in types, a dataclass, or opt in to PickleSerializer for this state"
-        raise SerializationError(f"SafeSerializer cannot encode a value of type {type_name(kind)}{hint}")
+            if dataclasses.is_dataclass(value):
+                fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+                return msgpack.ExtType(_EXT_DATACLASS, self._pack([name, fields]))
+            return msgpack.ExtType(_EXT_OBJECT, self._pack([name, vars(value)]))
+        raise SerializationError(unsupported_message(kind))
 
     def _ext_hook(self, code: int, data: bytes) -> Any:
         if code == _EXT_TUPLE:
@@ -280,9 +306,20 @@ class SafeSerializer(Serializer):
         if code == _EXT_DATACLASS:
             name, fields = self.decode(data)
             cls = self._declared(name)
+            names = {f.name for f in dataclasses.fields(cls)}
             obj: Any = object.__new__(cls)
-            for field_name, field_value in fields.items():
+            for field_name, field_value in _fields(name, fields):
+                if field_name not in names:
+                    raise SerializationError(f"state holds a {name} with an unknown field {field_name!r}")
                 object.__setattr__(obj, field_name, field_value)
+            return obj
+        if code == _EXT_OBJECT:
+            name, fields = self.decode(data)
+            cls = self._declared(name)
+            if not is_plain_class(cls):
+                raise SerializationError(f"state holds fields of {name}, which is not a plain class")
+            obj = object.__new__(cls)
+            obj.__dict__.update(_fields(name, fields))
             return obj
         if code == _EXT_ENUM:
             name, raw = self.decode(data)
@@ -296,10 +333,37 @@ class SafeSerializer(Serializer):
         cls = self._by_name.get(name) if isinstance(name, str) else None
         if cls is None:
             raise SerializationError(
-                f"state holds a value of class {name!r} that this state's descriptor did not declare; "
-                "declare it with the descriptor's type hint or SafeSerializer(declared_types=[...])"
+                f"state holds a value of class {name!r}, which is not among this state's declared classes "
+                "(the job's own classes, env.register_type(...), the descriptor's type hint); nothing was "
+                "imported or instantiated"
             )
         return cls
+
+
+def _fields(name: object, fields: object) -> list[tuple[str, Any]]:
+    """The (name, value) pairs of a field-encoded object; refuses anything but plain attribute names."""
+    if not isinstance(fields, dict):
+        raise SerializationError(f"state holds a {name} whose fields are not a map")
+    for field_name in fields:
+        if not isinstance(field_name, str) or not field_name.isidentifier() or field_name.startswith("__"):
+            raise SerializationError(f"state holds a {name} with an invalid field name {field_name!r}")
+    return list(fields.items())
+
+
+def unsupported_message(kind: type) -> str:
+    """Why ``SafeSerializer`` refused a value of ``kind``, and the one line that fixes it."""
+    name = kind.__name__
+    if _declarable(kind):
+        return (
+            f"cannot store a value of type {type_name(kind)}: the class is not one of the job's allowed "
+            f"classes; fix: env.register_type({name}) in the job (or name it in the state descriptor's type hint)"
+        )
+    return (
+        f"cannot store a value of type {type_name(kind)}: SafeSerializer stores built-in values, dataclasses, "
+        "named tuples, enums and plain classes (no __slots__, no built-in base); fix: convert it to one of "
+        "those, or pass serializer=PickleSerializer() to the state descriptor (pickle: only with trusted "
+        "checkpoint storage)"
+    )
 
 
 class PickleSerializer(Serializer):
@@ -342,5 +406,8 @@ __all__ = [
     "SafeSerializer",
     "Serializer",
     "collect_declared_types",
+    "field_encodable",
+    "is_plain_class",
     "type_name",
+    "unsupported_message",
 ]
