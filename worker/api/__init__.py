@@ -60,6 +60,8 @@ from streamjob.worker.api.state import (
     ReducingState,
     ReducingStateDescriptor,
     SafeSerializer,
+    Serializer,
+    StateTtlConfig,
     ValueState,
     ValueStateDescriptor,
 )
@@ -120,6 +122,8 @@ __all__ = [
     "RichSourceFunction",
     "RuntimeContext",
     "SafeSerializer",
+    "Serializer",
+    "StateTtlConfig",
     "SinkFunction",
     "Source",
     "SourceContext",

@@ -32,6 +32,7 @@ from streamjob.worker.config import (
 )
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.graph.transformations import Kind, Transformation
+from streamjob.worker.state.serializers import Serializer
 
 if TYPE_CHECKING:
     from streamjob.worker.api.datastream import DataStream
@@ -219,6 +220,7 @@ class StreamExecutionEnvironment:
         self.batch_size = 4096
         self.job_name = "streamjob"
         self.allowed_types: set[type] = set()
+        self.internal_state_serializer: Serializer | None = None
 
     @staticmethod
     def get_execution_environment() -> StreamExecutionEnvironment:
@@ -276,6 +278,20 @@ class StreamExecutionEnvironment:
     def register_type(self, cls: type) -> StreamExecutionEnvironment:
         """Allows instances of ``cls`` in records exchanged between workers."""
         self.allowed_types.add(cls)
+        return self
+
+    def set_internal_state_serializer(self, serializer: Serializer | None) -> StreamExecutionEnvironment:
+        """The serializer of the state the runtime keeps for the job (window contents); None: the default.
+
+        The default, ``SafeSerializer``, stores built-in values and the job's own classes (``docs/user-guide.md``);
+        ``PickleSerializer()`` stores anything picklable, and restores by unpickling: only with trusted storage.
+        """
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise ConfigError(
+                f"set_internal_state_serializer takes a streamjob Serializer (SafeSerializer(), PickleSerializer()), "
+                f"got {type(serializer).__name__}"
+            )
+        self.internal_state_serializer = serializer
         return self
 
     # -- sources ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Keyed and operator state as job authors see it: descriptors, state types, functions."""
+"""Keyed and operator state as job authors see it: descriptors, state types, functions, serializers, TTL."""
 
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
@@ -11,6 +11,7 @@ from streamjob.worker.state.descriptors import (
 from streamjob.worker.state.functions import AggregateFunction, ReduceFunction
 from streamjob.worker.state.primitives import AggregatingState, ListState, MapState, ReducingState, State, ValueState
 from streamjob.worker.state.serializers import PickleSerializer, SafeSerializer, Serializer
+from streamjob.worker.state.ttl import StateTtlConfig, StateVisibility, TtlTimeCharacteristic, UpdateType
 
 __all__ = [
     "AggregateFunction",
@@ -28,6 +29,10 @@ __all__ = [
     "Serializer",
     "State",
     "StateDescriptor",
+    "StateTtlConfig",
+    "StateVisibility",
+    "TtlTimeCharacteristic",
+    "UpdateType",
     "ValueState",
     "ValueStateDescriptor",
 ]

@@ -116,7 +116,10 @@ class WindowedStream:
         """Emits ``func``'s outputs for each key and window when the window ends."""
         if not isinstance(func, ProcessWindowFunction):
             raise ConfigError("window(...).process() takes a ProcessWindowFunction")
-        return self.keyed._then(Kind.WINDOW, "Window", func, assigner=self.assigner)
+        env = self.keyed.env
+        return self.keyed._then(
+            Kind.WINDOW, "Window", func, assigner=self.assigner, state_serializer=lambda: env.internal_state_serializer
+        )
 
     def reduce(self, func: Any) -> DataStream:
         """Emits the reduction of each key's window."""

@@ -14,19 +14,16 @@ from streamjob.worker.errors import PipelineError
 
 
 def with_job_types(descriptor: Any, job_types: tuple[type, ...]) -> Any:
-    """Declares the job's own record types (dataclasses, named tuples, enums) on a safe serializer.
+    """Declares the job's own classes (dataclasses, named tuples, enums, plain classes) on a safe serializer.
 
     Types defined in the job's modules are part of the job's code, so state holding them is
     decoded without pickle; anything else still needs an explicit declaration.
     """
-    from streamjob.worker.state.serializers import SafeSerializer
+    from streamjob.worker.state.serializers import with_declared
 
     serializer = getattr(descriptor, "serializer", None)
-    if job_types and type(serializer) is SafeSerializer:
-        declared = list(serializer._by_type)
-        missing = [t for t in job_types if t not in serializer._by_type]
-        if missing:
-            descriptor.serializer = SafeSerializer(declared_types=[*declared, *missing])
+    if job_types and serializer is not None:
+        descriptor.serializer = with_declared(serializer, job_types)
     return descriptor
 
 

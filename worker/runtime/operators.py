@@ -110,7 +110,7 @@ class StreamOperator:
                 incremental=setup.incremental,
             )
             self.backend = create_keyed_backend(setup.backend_kind, ctx)
-        self.op_state = OperatorStateStore()
+        self.op_state = OperatorStateStore(self.uid, setup.info.subtask_index, setup.info.job_types)
         restore = setup.restore
         if restore is not None:
             if self.backend is not None and restore.keyed:
@@ -390,8 +390,9 @@ class WindowOperator(StreamOperator):
     def open(self) -> None:
         super().open()
         assert self.backend is not None
+        chosen = self.setup.transformation.options["state_serializer"]()  # env.set_internal_state_serializer
         self._contents: Any = self.backend.get_state(
-            with_job_types(MapStateDescriptor("__window_contents__"), self.setup.info.job_types)
+            with_job_types(MapStateDescriptor("__window_contents__", serializer=chosen), self.setup.info.job_types)
         )
         self._assigner = self.setup.transformation.options["assigner"]
         self._collector = ListCollector()

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from streamjob.worker.config import CheckpointingMode, CheckpointSettings
+from streamjob.worker.failures import failure_fields
 from streamjob.worker.graph.job_graph import JobVertex
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, EndOfStream
-from streamjob.worker.protocol.messages import Ack, Decline, EndOfInput, ToJobMaster
+from streamjob.worker.protocol.messages import Ack, Decline, EndOfInput, TaskFailed, ToJobMaster
 from streamjob.worker.runtime.barriers import AlignedBarrierHandler, AtLeastOnceBarrierTracker
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
 from streamjob.worker.runtime.checkpoint_cpu import CheckpointCpu, on_thread
@@ -601,6 +602,8 @@ class Task:
                 snapshots[op.uid] = op.snapshot(barrier.id, barrier.timestamp_ms)
             except Exception as err:
                 log.warning("snapshot of %s failed for checkpoint %s: %s", op.uid, barrier.id, err)
+                if self._failed_for_good(err):
+                    return None
                 self.services.send(
                     Decline(
                         cp=barrier.id,
@@ -702,9 +705,20 @@ class Task:
     def _upload_failed(self, barrier: Barrier, err: Exception) -> None:
         self._positions_at_barrier.pop(barrier.id, None)
         log.warning("checkpoint %s failed at %s: %s", barrier.id, self.name, err)
+        if self._failed_for_good(err):
+            return
         self.services.send(
             Decline(cp=barrier.id, vertex=self.vertex.id, subtask=self.subtask, reason=f"{self.name}: {err}")
         )
+
+    def _failed_for_good(self, err: Exception) -> bool:
+        """A snapshot error no restart mends (a value its serializer refuses) fails the task, not the checkpoint."""
+        fields = failure_fields(err)
+        if fields["failure_class"] is None:
+            return False
+        error = f"{type(err).__name__}: {err}"
+        self.services.send(TaskFailed(vertex=self.vertex.id, subtask=self.subtask, error=error, **fields))
+        return True
 
     def _acknowledge(self, pending: _Pending, states: dict[str, dict[str, list[StateHandle]]]) -> None:
         barrier, alignment_s, sync_s, started = pending.barrier, pending.alignment_s, pending.sync_s, pending.started

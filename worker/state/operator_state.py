@@ -32,7 +32,7 @@ from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, St
 from streamjob.worker.state.chunks import safe_uid
 from streamjob.worker.state.descriptors import ListStateDescriptor
 from streamjob.worker.state.primitives import ListState
-from streamjob.worker.state.serializers import KEY_SERIALIZER
+from streamjob.worker.state.serializers import KEY_SERIALIZER, with_declared
 from streamjob.worker.state.snapshot_runner import SnapshotRunner
 
 FORMAT: Final = "streamjob-operator"
@@ -92,9 +92,12 @@ def even_slice(total: int, index: int, parallelism: int) -> tuple[int, int]:
 class OperatorStateStore:
     """The operator state of one operator subtask; see the module docstring."""
 
-    def __init__(self, operator_uid: str = "operator", subtask_index: int = 0) -> None:
+    def __init__(
+        self, operator_uid: str = "operator", subtask_index: int = 0, declared_types: tuple[type, ...] = ()
+    ) -> None:
         self._uid = operator_uid
         self._subtask = subtask_index
+        self._declared = declared_types  # the job's allowed classes, declared on safe serializers
         self._states: dict[str, _Registered] = {}
         self._raw: dict[str, _Raw] = {}
         self._restored = False
@@ -116,6 +119,12 @@ class OperatorStateStore:
             raise PipelineError(
                 f"operator {self._uid!r}: operator state needs a ListStateDescriptor, got {type(descriptor).__name__}"
             )
+        if descriptor.ttl_config is not None:
+            raise PipelineError(
+                f"operator {self._uid!r}: operator state {descriptor.name!r} cannot have a time-to-live (as in "
+                "Flink, TTL is for keyed state): remove enable_time_to_live(...) from its descriptor"
+            )
+        descriptor.serializer = with_declared(descriptor.serializer, self._declared)
         known = self._states.get(descriptor.name)
         if known is not None:
             if known.mode != mode:

@@ -366,6 +366,18 @@ def unsupported_message(kind: type) -> str:
     )
 
 
+def with_declared(serializer: Serializer, types: Iterable[type]) -> Serializer:
+    """``serializer`` declaring ``types`` too if it is a plain ``SafeSerializer``; any other serializer as is.
+
+    How the runtime adds the job's allowed classes to the states it registers.
+    """
+    if type(serializer) is not SafeSerializer:
+        return serializer
+    known = serializer.declared_types
+    missing = [t for t in types if t not in known]
+    return SafeSerializer([*known, *missing]) if missing else serializer
+
+
 class PickleSerializer(Serializer):
     """Pickle, for state that the safe serializer cannot represent. EXPLICIT OPT-IN ONLY.
 
@@ -410,4 +422,5 @@ __all__ = [
     "is_plain_class",
     "type_name",
     "unsupported_message",
+    "with_declared",
 ]
