@@ -69,7 +69,7 @@ def test_declared_dataclasses_round_trip_via_descriptor_hints() -> None:
 def test_undeclared_dataclass_is_refused_both_ways() -> None:
     declared = SafeSerializer(declared_types=[Point])
     data = declared.encode(Point(1, 2.0))
-    with pytest.raises(SerializationError, match="not among this state.s declared classes"):
+    with pytest.raises(SerializationError, match=r"not among this state.s declared classes"):
         SafeSerializer().decode(data)
     with pytest.raises(SerializationError, match=r"fix: env.register_type\(Point\)"):
         SafeSerializer().encode(Point(1, 2.0))
@@ -133,7 +133,7 @@ def test_named_tuples_are_declarable() -> None:
     value = [Tick("A", 1.5), (1, 2)]
     decoded = serializer.decode(serializer.encode(value))
     assert decoded == value and type(decoded[0]) is Tick and type(decoded[1]) is tuple
-    with pytest.raises(SerializationError, match="not among this state.s declared classes"):
+    with pytest.raises(SerializationError, match=r"not among this state.s declared classes"):
         SafeSerializer().decode(serializer.encode(Tick("A", 1.0)))
     with pytest.raises(SerializationError, match="only declare"):
         SafeSerializer(declared_types=[dict])

@@ -47,7 +47,9 @@ def reading(keys: int):  # type: ignore[no-untyped-def]
     return make
 
 
-def row(sensor: str, readings: list[SensorReading], best: SensorReading, buckets: dict[int, SensorReading]) -> list[Any]:
+def row(
+    sensor: str, readings: list[SensorReading], best: SensorReading, buckets: dict[int, SensorReading]
+) -> list[Any]:
     return [
         sensor,
         len(readings),
