@@ -119,3 +119,36 @@ def test_the_seed_sensor_example_runs_unchanged_through_a_worker_kill(tmp_path: 
             sensors.add(window.group(2))
             assert 0.0 <= float(window.group(3)) <= 100.0 and int(window.group(4)) >= 1, line
     assert sensors == {"sensor-1", "sensor-2"}, lines
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_window_contents_take_the_job_wide_internal_state_serializer(tmp_path: Path, backend: str) -> None:
+    """Fractions in windows: refused once with the fix by default; checkpointed with PickleSerializer set."""
+    started = time.monotonic()
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        (tmp_path / "refused").as_uri(),
+        job_path("window_values.py"),
+        *BACKENDS[backend],
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    failed = [line for line in result.stderr.splitlines() if "job FAILED:" in line]
+    assert len(failed) == 1 and "restarting in" not in result.stderr, result.stderr
+    assert "fractions.Fraction" in failed[0] and "env.set_internal_state_serializer(PickleSerializer())" in failed[0]
+    assert time.monotonic() - started < 90
+
+    with LocalJob(
+        job_path("window_values.py"), "pickle=1", *BACKENDS[backend], checkpoint_dir=(tmp_path / "chk").as_uri()
+    ) as job:
+        job.wait_for_checkpoints(3)
+        job.poll("window results", lambda: len(job.stdout_lines) >= 3, timeout=60)
+        info = job.job()
+        job.cancel()
+    assert info["attempt"] == 0, job.describe()
+    for line in job.stdout_lines:
+        key, count, total = line.split(" ")
+        assert key in {"0", "1", "2"} and int(count) >= 1 and total.replace("/", "").isdigit(), line

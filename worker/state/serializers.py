@@ -361,8 +361,8 @@ def unsupported_message(kind: type) -> str:
     return (
         f"cannot store a value of type {type_name(kind)}: SafeSerializer stores built-in values, dataclasses, "
         "named tuples, enums and plain classes (no __slots__, no built-in base); fix: convert it to one of "
-        "those, or pass serializer=PickleSerializer() to the state descriptor (pickle: only with trusted "
-        "checkpoint storage)"
+        "those, or pass serializer=PickleSerializer() to the state descriptor (window contents: "
+        "env.set_internal_state_serializer(PickleSerializer()); pickle only with trusted checkpoint storage)"
     )
 
 
