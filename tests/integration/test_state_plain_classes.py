@@ -19,7 +19,7 @@ import pytest
 
 from streamjob.worker.testing import LocalJob, read_committed, run_cli
 from tests.integration.jobs import sensor_state
-from tests.integration.jobs.support import job_path
+from tests.integration.jobs.support import job_path, stop_with_savepoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -152,3 +152,23 @@ def test_window_contents_take_the_job_wide_internal_state_serializer(tmp_path: P
     for line in job.stdout_lines:
         key, count, total = line.split(" ")
         assert key in {"0", "1", "2"} and int(count) >= 1 and total.replace("/", "").isdigit(), line
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_sensor_readings_in_state_rescale_from_a_savepoint_2_to_1(tmp_path: Path, backend: str) -> None:
+    """Stop-with-savepoint at p=2, restore at p=1: together the two runs' output is exactly one failure-free run's."""
+    out = (tmp_path / "out").as_uri()
+    count, keys = 3000, 10
+    args = [f"out={out}", f"count={count}", f"keys={keys}", "rate=400", *BACKENDS[backend]]
+    checkpoints = (tmp_path / "chk").as_uri()
+    with LocalJob(job_path("sensor_state.py"), *args, checkpoint_dir=checkpoints) as job:
+        job.wait_for_checkpoints(3)
+        savepoint = stop_with_savepoint(job)
+        assert job.wait() == 0, job.describe()
+    with LocalJob(
+        job_path("sensor_state.py"), *args, parallelism=1, restore=savepoint, checkpoint_dir=checkpoints
+    ) as job:
+        assert job.wait(timeout=180) == 0, job.describe()
+    rows = read_committed(out)
+    assert sensor_state.check(rows, count, keys) is None, sensor_state.check(rows, count, keys)
+    assert len(rows) == count

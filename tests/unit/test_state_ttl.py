@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamjob.worker.api import Time
-from streamjob.worker.errors import PipelineError, RestoreError
+from streamjob.worker.errors import PipelineError, RestoreError, SerializationError
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
@@ -30,7 +32,8 @@ from streamjob.worker.state.descriptors import (
 from streamjob.worker.state.functions import AggregateFunction
 from streamjob.worker.state.key_groups import key_group_for, key_group_range
 from streamjob.worker.state.operator_state import OperatorStateStore
-from streamjob.worker.state.ttl import StateTtlConfig, StateTtlConfigBuilder
+from streamjob.worker.state.serializers import SafeSerializer
+from streamjob.worker.state.ttl import StateTtlConfig, StateTtlConfigBuilder, TtlSerializer, TtlValue, stored_ts
 from tests.unit.test_state_support import MemoryStorage, make_backend
 
 pytestmark = pytest.mark.unit
@@ -357,3 +360,21 @@ def test_the_shorthand_ttl_argument_is_a_full_snapshot_cleanup_config() -> None:
     assert config is not None and config.get_ttl() == 3000 and config.get_cleanup_strategies().full_snapshot
     with pytest.raises(PipelineError, match="at least 1 ms"):
         ValueStateDescriptor("v", int, ttl=0)
+
+
+values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values, st.integers(min_value=0, max_value=2**63 - 1))
+def test_ttl_bytes_round_trip_values_with_their_timestamp_and_plain_map_keys(value: Any, ts: int) -> None:
+    serializer = TtlSerializer(SafeSerializer())
+    data = serializer.encode(TtlValue(value, ts))
+    assert serializer.decode(data) == TtlValue(value, ts) and stored_ts(data) == ts
+    assert serializer.decode(serializer.encode(value)) == value  # a map's user key: no timestamp
+    with pytest.raises(SerializationError):
+        serializer.decode(b"\x07" + data[1:])
