@@ -222,3 +222,13 @@ def test_operator_state_holds_the_jobs_plain_classes() -> None:
     other.get_list_state(ListStateDescriptor("p")).add(SensorReading())
     with pytest.raises(SerializationError, match=r"SensorReading: .*fix: env.register_type\(SensorReading\)"):
         other.snapshot()(storage.writer(2))
+
+
+def test_the_internal_state_serializer_must_be_a_serializer() -> None:
+    from streamjob.worker.api import PickleSerializer, StreamExecutionEnvironment
+    from streamjob.worker.errors import ConfigError
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    assert env.set_internal_state_serializer(PickleSerializer()).internal_state_serializer is not None
+    with pytest.raises(ConfigError, match=r"takes a streamjob Serializer \(SafeSerializer\(\), PickleSerializer\(\)\)"):
+        env.set_internal_state_serializer("pickle")  # type: ignore[arg-type]

@@ -15,9 +15,9 @@ does not restore into a TTL descriptor or back (the serializer ids differ), as i
 Cleanup: an expired value is never returned with ``NeverReturnExpired`` (and is removed when read);
 ``cleanup_full_snapshot()`` leaves expired values out of every snapshot (both backends);
 ``cleanup_incrementally(n, ...)`` checks ``n`` more entries of the state on every access and
-removes the expired ones (hashmap backend); ``cleanup_in_rocksdb_compact_filter(n)`` does the same
-sweep on the RocksDB backend (this runtime has no native compaction filter: the sweep stands in for
-it). Neither background strategy is on unless configured.
+removes the expired ones (both backends); ``cleanup_in_rocksdb_compact_filter(n)`` does the same
+sweep on the RocksDB backend only (this runtime has no native compaction filter: the sweep stands
+in for it). Neither background strategy is on unless configured (Flink turns them on by default).
 
 Callers: job authors (through ``streamjob.worker.api``), ``descriptors.py`` (``enable_time_to_live``),
 ``ttl_states.py`` (the state wrappers) and the backends' snapshot code (full-snapshot cleanup).
@@ -245,8 +245,6 @@ class TtlValue(NamedTuple):
 
 class TtlSerializer(Serializer):
     """Stores ``TtlValue`` as ``0x01 | ts (8 bytes) | user bytes``; map user keys as ``0x00 | user bytes``."""
-
-    __slots__ = ("inner",)
 
     def __init__(self, inner: Serializer) -> None:
         self.inner = inner
