@@ -72,7 +72,7 @@ def test_a_state_value_no_serializer_stores_fails_the_job_once_with_the_fix(tmp_
     assert len(failed) == 1, result.stderr
     line = failed[0]
     assert "restarting in" not in result.stderr, "a value no serializer stores must not be retried"
-    assert "ratios" in line and "state 'ratio'" in line, line  # the operator (its task) and the state
+    assert "operator 'ratios'" in line and "state 'ratio'" in line, line
     assert "cannot store a value of type fractions.Fraction" in line, line
     assert "fix: " in line and "serializer=PickleSerializer()" in line, line
     assert time.monotonic() - started < 90

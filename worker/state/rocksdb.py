@@ -181,6 +181,11 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
         self._snapshots = 0
         self._lock = threading.Lock()
 
+    @property
+    def operator_uid(self) -> str:
+        """The operator whose state this is."""
+        return self._ctx.operator_uid
+
     def _mark_dirty(self, key: Any) -> None:
         if self._dirty is not None:
             self._dirty.add(self._kc[key][2])

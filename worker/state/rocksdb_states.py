@@ -49,6 +49,10 @@ class RocksHolder(Protocol):
     _kc: dict[Any, KeyEntry]
     _dirty: set[Any] | None
 
+    @property
+    def operator_uid(self) -> str:
+        """The operator whose state this is (named in errors)."""
+
 
 def frame(data: bytes) -> bytes:
     """One list element's bytes, length-prefixed."""
@@ -80,15 +84,15 @@ def prefix_end(prefix: bytes) -> bytes:
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
-def _named_encoder(descriptor: StateDescriptor) -> Callable[[Any], bytes]:
-    """The serializer's ``encode``, with the state's name added to its errors."""
+def _named_encoder(descriptor: StateDescriptor, uid: str) -> Callable[[Any], bytes]:
+    """The serializer's ``encode``, with the operator's and the state's names added to its errors."""
     encode, name = descriptor.serializer.encode, descriptor.name
 
     def encode_named(value: Any) -> bytes:
         try:
             return encode(value)
         except SerializationError as exc:
-            raise SerializationError(f"state {name!r}: {exc}") from exc
+            raise SerializationError(f"operator {uid!r}: state {name!r}: {exc}") from exc
 
     return encode_named
 
@@ -100,7 +104,7 @@ class _RocksState:
         self._b = backend
         self._db = db
         self._sid = sid
-        self._enc: Callable[[Any], bytes] = _named_encoder(descriptor)
+        self._enc: Callable[[Any], bytes] = _named_encoder(descriptor, backend.operator_uid)
         self._dec: Callable[[bytes], Any] = descriptor.serializer.decode
 
     def _read_row(self) -> bytes:
