@@ -24,7 +24,8 @@ typing-tree:
 	ln -sfn ../../operator .typing/streamjob/operator
 
 # Unit tests whose fakes stand in for the package's Protocols (mypy's configuration checks only the package).
-TYPED_TESTS := tests/unit/test_coordinator_knobs.py tests/unit/test_storage_retention.py tests/unit/test_storage_layout.py
+TYPED_TESTS := tests/unit/checkpoint_fakes.py tests/unit/test_checkpoint_*.py tests/unit/test_completed_checkpoint_store.py \
+	tests/unit/test_coordinator_knobs.py tests/unit/test_storage_retention.py tests/unit/test_storage_layout.py
 
 lint: $(STAMP) typing-tree
 	$(BIN)/ruff check .

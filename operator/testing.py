@@ -40,6 +40,7 @@ from streamjob.operator.resources.labels import JobRef
 from streamjob.operator.settings import OperatorConfig
 from streamjob.operator.timeutil import format_time
 from streamjob.operator.validation import parse_spec, validate
+from streamjob.worker.storage.layout import is_savepoint_location, savepoint_dir_name
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -260,7 +261,7 @@ class PlannerWorld:
         elif at.spec.image in self.unloadable_images:
             pod.fails_on_start = f"pod {name} exited with code 2: worker slot 0 cannot load the job: boom"
             pod.fails_final = True
-        elif at.restore_from and at.job_id not in self.checkpoints and "savepoint-" in at.restore_from:
+        elif at.restore_from and at.job_id not in self.checkpoints and is_savepoint_location(at.restore_from):
             self.started_from.setdefault(at.job_id, at.restore_from)  # the JobMaster's _lineage.json
         self.pods[name] = pod
 
@@ -311,7 +312,7 @@ class PlannerWorld:
             if jobmaster is None or jobmaster.phase != "Running" or jobmaster.failure:
                 self.requests[rid] = SavepointPoll("FAILED", reason="the JobMaster is gone")
             elif self.savepoint_outcome == "COMPLETED":
-                location = f"s3://b/c/ns/demo/savepoint-{rid}"
+                location = f"s3://b/c/ns/demo/{savepoint_dir_name(rid)}"
                 self.requests[rid] = SavepointPoll("COMPLETED", location=location)
                 self.savepoints[location] = self.now
                 if self.stop_requests.get(rid):
@@ -455,7 +456,7 @@ class FakeJobMaster:
         if self.fail_savepoints:
             raise JobMasterError("savepoint refused")
         rid = f"r{len(self.savepoints) + 1}"
-        self.savepoints[rid] = SavepointPoll("COMPLETED", location=f"s3://b/c/ns/demo/savepoint-{rid}")
+        self.savepoints[rid] = SavepointPoll("COMPLETED", location=f"s3://b/c/ns/demo/{savepoint_dir_name(rid)}")
         return rid
 
     async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:

@@ -33,7 +33,7 @@ from streamjob.operator.reconciler.facts import (
     TriggerCheckpoint,
     TriggerSavepoint,
 )
-from streamjob.operator.reconciler.restore_choice import NothingToRestore, choose_restore, is_savepoint_location
+from streamjob.operator.reconciler.restore_choice import NothingToRestore, choose_restore
 from streamjob.operator.reconciler.restore_steps import (
     FAST_GRACE,
     fail,
@@ -47,6 +47,7 @@ from streamjob.operator.reconciler.restore_steps import (
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
+from streamjob.worker.storage.layout import is_savepoint_location
 
 #: How long before a restart backoff ends the next attempt's pods are created: about the time their
 #: processes need to start, so that the job's tasks are deployed when the backoff ends. The JobMaster

@@ -20,6 +20,7 @@ from typing import Literal
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import LineageEntry, Operation, OperationKind, StreamJobStatus
 from streamjob.operator.reconciler.facts import Facts
+from streamjob.worker.storage.layout import is_savepoint_location
 
 #: How to proceed when nothing can be restored, for messages.
 HOW_TO_PROCEED = (
@@ -45,14 +46,6 @@ class NothingToRestore:
 
     message: str
     transient: bool = False
-
-
-def is_savepoint_location(location: str | None) -> bool:
-    """Savepoint directories are named ``savepoint-<id>`` (docs/architecture.md, "Storage layout")."""
-    if not location:
-        return False
-    parts = [p for p in location.rstrip("/").split("/") if p and p != "_metadata"]
-    return bool(parts) and parts[-1].startswith("savepoint-")
 
 
 def _mode(location: str) -> Literal["savepoint", "checkpoint"]:

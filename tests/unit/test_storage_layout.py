@@ -73,3 +73,30 @@ def test_savepoint_names_and_bases() -> None:
     sp = parse_storage_uri("s3://b/sp/ns/n/savepoint-x")
     assert str(layout.snapshot_base(sp, "savepoint")) == str(sp)
     assert str(layout.snapshot_dir_of(sp.join("_metadata"))) == str(sp)
+
+
+def test_one_function_names_savepoint_directories_and_every_name_it_makes_is_recognized() -> None:
+    assert layout.savepoint_dir_name("r1") == "savepoint-r1"
+    for bad in ("", "a/b"):
+        with pytest.raises(ValueError, match="one non-empty path segment"):
+            layout.savepoint_dir_name(bad)
+    for name in (layout.savepoint_dir_name("r1"), layout.new_savepoint_name("abcdef123456")):
+        assert layout.is_savepoint_dir(name)
+        for location in (f"s3://b/sp/ns/n/{name}", f"s3://b/sp/ns/n/{name}/", f"/data/sp/{name}/_metadata"):
+            assert layout.is_savepoint_location(location), location
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        None,
+        "",
+        "/",
+        "s3://b/c/ns/n/j/chk-4/_metadata",
+        "s3://b/c/ns/n/j/chk-4",
+        "s3://b/savepoint-x/chk-4",
+        "savepoint-",
+    ],
+)
+def test_checkpoints_and_non_snapshots_are_not_savepoint_locations(location: str | None) -> None:
+    assert not layout.is_savepoint_location(location)

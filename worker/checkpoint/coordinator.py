@@ -1,35 +1,41 @@
-"""The CheckpointCoordinator: triggers barriers, collects acknowledgements, completes checkpoints.
+"""The CheckpointCoordinator: wires the checkpoint lifecycle of one attempt of a job.
 
-Lives in the JobMaster. Completion is the second phase of a two-phase commit: when every task
-has acknowledged checkpoint n, ``_metadata`` is written (last — its presence marks completion),
-then every task is notified (``notify_checkpoint_complete``), which is when transactional sinks
-commit. An intermediate savepoint notifies no task (Flink >= 1.15): it is not a recovery point,
-so it must not commit; its transactions stay pending and the next checkpoint commits them
-(``PendingCheckpoint.commits_side_effects``). Stop-with-savepoint commits and ends the job.
-The collaborators are injected: storage, the gateway to the tasks, the trigger decider,
-the failure manager, the stats and the clock.
+Lives in the JobMaster. It triggers barriers, hands acknowledgements to the ``PendingCheckpoint``,
+and, once every task acknowledged, has it ``finalize`` (write ``_metadata``, last: its presence
+marks completion) on the executor; then it notifies every task (``notify_checkpoint_complete``),
+which is when transactional sinks commit, records the ``CompletedCheckpoint`` in the
+``CompletedCheckpointStore`` (retention) and the stats, and tells the JobMaster's listeners. An
+intermediate savepoint notifies no task (Flink >= 1.15): it is not a recovery point, so it must not
+commit; its transactions stay pending and the next checkpoint commits them. Stop-with-savepoint
+commits and ends the job. A timeout, a decline or a failed ``_metadata`` write aborts the pending
+checkpoint; the ``CheckpointFailureManager`` decides when failures fail the job.
+
+Every collaborator is injected (``CoordinatorParts``): the storage view, the gateway to the tasks,
+the trigger decider, the failure manager, the completed-checkpoint store, the stats and the clock
+(timeouts and periodic triggers are timers of the clock). ``for_job`` assembles the real ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streamjob.worker.checkpoint.decider import TriggerDecider
+from streamjob.worker.checkpoint.clock import Cancellable, CoordinatorClock, LoopClock
+from streamjob.worker.checkpoint.completed import CompletedCheckpoint
+from streamjob.worker.checkpoint.decider import SavepointTrigger, TriggerDecider
 from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
-from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, TaskAck, TaskKey
+from streamjob.worker.checkpoint.finalize import JobDescription
+from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, PendingState, TaskAck, TaskKey
 from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
+from streamjob.worker.checkpoint.store import CompletedCheckpointStore
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.errors import CheckpointError
 from streamjob.worker.graph.job_graph import JobGraph
 from streamjob.worker.protocol.events import Barrier
-from streamjob.worker.snapshot.handles import StateHandle
-from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 from streamjob.worker.storage.checkpoint_storage import CoordinatorStorageView
 
 log = logging.getLogger(__name__)
@@ -45,22 +51,47 @@ class TaskGateway(Protocol):
     def notify_aborted(self, checkpoint_id: int) -> None: ...
 
 
-@dataclass
-class SavepointTrigger:
-    """A savepoint waiting to be triggered, and whom to tell what became of it."""
+@dataclass(frozen=True)
+class CoordinatorParts:
+    """What the coordinator wires together; the executor runs the blocking storage calls."""
 
-    directory: str
-    stop: bool
-    request_id: str
-    on_triggered: Callable[[PendingCheckpoint], None]
-    on_failed: Callable[[str], None]
+    settings: CheckpointSettings
+    job: JobDescription
+    storage: CoordinatorStorageView
+    gateway: TaskGateway
+    decider: TriggerDecider
+    failures: CheckpointFailureManager
+    store: CompletedCheckpointStore
+    stats: CheckpointStats
+    clock: CoordinatorClock
+    executor: Executor
 
 
 class CheckpointCoordinator:
     """Runs periodic checkpoints and on-demand savepoints for one attempt of a job."""
 
-    def __init__(
-        self,
+    def __init__(self, parts: CoordinatorParts, *, first_id: int, on_job_failure: Callable[[str], None]) -> None:
+        """``first_id``: the id of the first checkpoint; ``on_job_failure``: fails the attempt over."""
+        self.parts = parts
+        self.settings, self.storage, self.gateway = parts.settings, parts.storage, parts.gateway
+        self.decider, self.failures, self.store = parts.decider, parts.failures, parts.store
+        self.stats, self.clock, self.executor = parts.stats, parts.clock, parts.executor
+        self.next_id = first_id
+        self.on_job_failure = on_job_failure
+        self.pending: dict[int, PendingCheckpoint] = {}
+        self.completed_listeners: list[Callable[[CompletedCheckpoint, str], None]] = []
+        self.failed_listeners: list[Callable[[PendingCheckpoint, str], None]] = []
+        self.stopped = False
+        self._tasks = frozenset(parts.job.graph.subtasks())
+        self._started = False
+        self._periodic: Cancellable | None = None
+        self._timeouts: dict[int, Cancellable] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopped_by_savepoint = False
+
+    @classmethod
+    def for_job(
+        cls,
         *,
         settings: CheckpointSettings,
         storage: CoordinatorStorageView,
@@ -71,81 +102,66 @@ class CheckpointCoordinator:
         on_job_failure: Callable[[str], None],
         first_id: int,
         stats: CheckpointStats,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.settings = settings
-        self.storage = storage
-        self.graph = graph
-        self.job = job
-        self.gateway = gateway
-        self.executor = executor
-        self.on_job_failure = on_job_failure
-        self.clock = clock
-        self.next_id = first_id
-        self.stats = stats
-        self.decider = TriggerDecider(settings)
-        self.failures = CheckpointFailureManager(settings.tolerable_failures)
-        self.pending: dict[int, PendingCheckpoint] = {}
-        self.completed_listeners: list[Callable[[PendingCheckpoint, str], None]] = []
-        self.failed_listeners: list[Callable[[PendingCheckpoint, str], None]] = []
-        self._tasks = frozenset(graph.subtasks())
-        self._periodic: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._timeouts: dict[int, asyncio.TimerHandle] = {}
-        self.stopped = False
-        self._background: set[asyncio.Task[None]] = set()
-        self._queued: list[SavepointTrigger] = []
-        self._stopped_by_savepoint = False
-        self._retention: asyncio.Future[None] | None = None
-        self._retention_again = False
-        self.last_completed_location: str | None = None
+    ) -> CheckpointCoordinator:
+        """The coordinator with the real collaborators (``job``: job_id, name, namespace, restored_from)."""
+        description = JobDescription(
+            graph, job["job_id"], job["name"], job["namespace"], settings.mode, job.get("restored_from")
+        )
+        store = CompletedCheckpointStore(retained=settings.retained, storage=storage, executor=executor)
+        decider, failures = TriggerDecider(settings), CheckpointFailureManager(settings.tolerable_failures)
+        parts = CoordinatorParts(
+            settings, description, storage, gateway, decider, failures, store, stats, LoopClock(), executor
+        )
+        return cls(parts, first_id=first_id, on_job_failure=on_job_failure)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Starts periodic triggering (if an interval is set)."""
+        """Starts periodic triggering (if an interval is set): the first one interval from now."""
+        self._started = True
         if self.settings.interval_ms is not None:
-            self.decider.triggered(self.clock())
-            self._periodic = asyncio.create_task(self._run_periodic())
+            self.decider.triggered(self.clock.monotonic())
+        self._changed()
 
     def stop(self, reason: CheckpointFailureReason = CheckpointFailureReason.JOB_STOPPING) -> None:
-        """Stops triggering and aborts what is in progress.
+        """Stops triggering and aborts what is in progress, quietly (the tasks are going away).
 
-        A checkpoint whose ``_metadata`` is being written is left to finish: every task already
-        acknowledged it, so it is complete and valid even though this attempt ends.
+        A checkpoint every task acknowledged is left to finish: it is complete and valid even
+        though this attempt ends (``PendingCheckpoint.abort`` refuses it).
         """
         self.stopped = True
-        if self._periodic is not None:
-            self._periodic.cancel()
-        for cid in list(self.pending):
-            self._abort(cid, reason, notify=False)
-        for request in self._queued:
-            request.on_failed(f"{reason.value}")
-        self._queued = []
-
-    async def _run_periodic(self) -> None:
-        while not self.stopped:
-            stopping = self._queued or self._stopped_by_savepoint or any(p.stop for p in self.pending.values())
-            delay = None if stopping else self.decider.delay(self.clock(), len(self.pending))
-            self._wake.clear()
-            if delay is None:
-                await self._wake.wait()
-                continue
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                    continue
-                except TimeoutError:
-                    pass
-            if not self.stopped:
-                self.trigger()
+        for pending in list(self.pending.values()):
+            self._abort(pending, reason, notify=False)
+        for request in self.decider.drop_queued():
+            request.on_failed(reason.value)
+        self._changed()
 
     @property
     def background(self) -> set[asyncio.Task[None]]:
         """Completions still writing ``_metadata`` (awaited before deleting a cancelled job's storage)."""
         return self._background
 
-    def _periodic_pending(self) -> list[PendingCheckpoint]:
-        return [p for p in self.pending.values() if not p.is_savepoint]
+    def _changed(self) -> None:
+        """After any trigger, completion or abort: start a queued savepoint, or time the next checkpoint."""
+        if self._periodic is not None:
+            self._periodic.cancel()
+            self._periodic = None
+        if self.stopped or (not self._started and not self.decider.queued):
+            return
+        request = self.decider.next_savepoint(len(self.pending))
+        if request is not None:
+            pending = self.trigger(savepoint_dir=request.directory, stop=request.stop, request_id=request.request_id)
+            request.on_triggered(pending)
+            return  # trigger() timed the next checkpoint
+        if self._stopped_by_savepoint or not self._started or any(p.stop for p in self.pending.values()):
+            return
+        delay = self.decider.delay(self.clock.monotonic(), len(self.pending))
+        if delay is not None:
+            self._periodic = self.clock.call_later(delay, self._trigger_periodic)
+
+    def _trigger_periodic(self) -> None:
+        self._periodic = None
+        if not self.stopped:
+            self.trigger()
 
     def request_savepoint(self, request: SavepointTrigger) -> None:
         """Triggers a savepoint now, or as soon as the checkpoints in progress have ended.
@@ -155,15 +171,8 @@ class CheckpointCoordinator:
         """
         if self.stopped:
             raise CheckpointError("the job is not running; no savepoint can be taken")
-        self._queued.append(request)
-        self._drain_queue()
-
-    def _drain_queue(self) -> None:
-        if self._queued and not self.pending and not self.stopped:
-            request = self._queued.pop(0)
-            request.on_triggered(
-                self.trigger(savepoint_dir=request.directory, stop=request.stop, request_id=request.request_id)
-            )
+        self.decider.queued.append(request)
+        self._changed()
 
     # -- triggering -------------------------------------------------------------------------------
     def trigger(
@@ -172,43 +181,36 @@ class CheckpointCoordinator:
         """Starts a checkpoint (or a savepoint into ``savepoint_dir``) by sending barriers to the sources."""
         if self.stopped:
             raise CheckpointError("the job is not running; no checkpoint can be taken")
-        cid = self.next_id
+        cid, now = self.next_id, self.clock.monotonic()
         self.next_id += 1
-        now = self.clock()
         unaligned = (self.settings.unaligned or self.settings.force_unaligned) and savepoint_dir is None
         pending = PendingCheckpoint(
-            cid, int(time.time() * 1000), now, self._tasks, savepoint_dir, stop, unaligned, request_id
+            cid, self.clock.now_ms(), now, self._tasks, savepoint_dir, stop, unaligned, request_id
         )
         self.pending[cid] = pending
         if savepoint_dir is None:
             self.decider.triggered(now)
-        loop = asyncio.get_running_loop()
-        self._timeouts[cid] = loop.call_later(self.settings.timeout_ms / 1000, self._expire, cid)
-        log.info("triggering %s %d", "savepoint" if savepoint_dir else "checkpoint", cid)
+        self._timeouts[cid] = self.clock.call_later(self.settings.timeout_ms / 1000, lambda: self._expire(cid))
+        log.info("triggering %s %d", pending.kind.value, cid)
         self.gateway.trigger(Barrier(cid, pending.trigger_ms, savepoint_dir, stop, unaligned))
+        self._changed()
         return pending
 
     def _expire(self, checkpoint_id: int) -> None:
-        if checkpoint_id in self.pending and not self.pending[checkpoint_id].finalizing:
-            missing = self.pending[checkpoint_id].missing()
-            log.warning("checkpoint %d expired; waiting for %s", checkpoint_id, missing[:5])
-            self._abort(checkpoint_id, CheckpointFailureReason.TIMEOUT)
+        pending = self.pending.get(checkpoint_id)
+        if pending is not None and pending.state is PendingState.IN_PROGRESS:
+            log.warning("checkpoint %d expired; waiting for %s", checkpoint_id, pending.missing()[:5])
+            self._abort(pending, CheckpointFailureReason.TIMEOUT)
 
-    # -- acknowledgements ------------------------------------------------------------------------
+    # -- acknowledgements and completion ---------------------------------------------------------
     def receive_ack(self, checkpoint_id: int, task: TaskKey, ack: TaskAck) -> AckResult:
-        """A task's snapshot arrived; completes the checkpoint when it is the last."""
+        """A task's snapshot arrived; the last one starts the completion."""
         pending = self.pending.get(checkpoint_id)
         if pending is None:
             return AckResult.UNKNOWN
         result = pending.acknowledge(task, ack)
-        if result is AckResult.SUCCESS and pending.complete:
-            # Finalizing from this moment, not from when the task first runs: a stop, decline or
-            # timeout in between would otherwise discard the files that the completion's
-            # ``_metadata`` then references (a completed checkpoint with missing state).
-            pending.finalizing = True
-            task_ = asyncio.create_task(self._complete(pending))
-            self._background.add(task_)
-            task_.add_done_callback(self._background.discard)
+        if result is AckResult.SUCCESS and pending.fully_acknowledged:
+            self._spawn(self._complete(pending))
         return result
 
     def receive_decline(self, checkpoint_id: int, task: TaskKey, reason: str, *, subsumed: bool = False) -> None:
@@ -216,191 +218,84 @@ class CheckpointCoordinator:
 
         A subsumed checkpoint does not count towards the tolerable failure number (as in Flink).
         """
-        if checkpoint_id in self.pending and not self.pending[checkpoint_id].finalizing:
+        pending = self.pending.get(checkpoint_id)
+        if pending is not None and pending.state is PendingState.IN_PROGRESS:
             log.warning("checkpoint %d declined by %s/%d: %s", checkpoint_id, task[0], task[1], reason)
             why = CheckpointFailureReason.SUBSUMED if subsumed else CheckpointFailureReason.DECLINED
-            self._abort(checkpoint_id, why, detail=reason)
+            self._abort(pending, why, detail=reason)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _complete(self, pending: PendingCheckpoint) -> None:
-        meta = self._metadata(pending)
-        loop = asyncio.get_running_loop()
+        run = asyncio.get_running_loop().run_in_executor
         try:
-            location = await loop.run_in_executor(self.executor, self._write_metadata, meta, pending.savepoint_dir)
+            completed = await run(self.executor, pending.finalize, self.parts.job, self.storage, self.clock.now_ms())
         except Exception as err:
-            pending.finalizing = False
-            self._abort(pending.id, CheckpointFailureReason.STORAGE, detail=str(err))
+            self._abort(pending, CheckpointFailureReason.STORAGE, detail=str(err))
             return
-        if self.pending.pop(pending.id, None) is None:
-            return
+        self._end(pending)
+        self.failures.on_success()
+        if completed.stop:
+            self._stopped_by_savepoint = True  # the job stops now: no further periodic checkpoints
+        if not completed.is_savepoint:
+            self.decider.finished(self.clock.monotonic())
+        self.stats.record(CheckpointRecord.of_completed(completed))
+        log.info(
+            "completed %s %d (%d bytes, %d ms) at %s",
+            completed.kind.value,
+            completed.id,
+            completed.size,
+            completed.duration_ms,
+            completed.location,
+        )
+        if completed.commits_side_effects:
+            self.gateway.notify_complete(completed.id)
+        if not completed.is_savepoint:
+            for older in [p for c, p in self.pending.items() if c < completed.id and not p.is_savepoint]:
+                self._abort(older, CheckpointFailureReason.SUBSUMED)
+        for listener in self.completed_listeners:
+            listener(completed, completed.location)
+        self._changed()
+        self.store.add(completed)
+
+    # -- aborts ------------------------------------------------------------------------------------
+    def _end(self, pending: PendingCheckpoint) -> None:
+        del self.pending[pending.id]
         timer = self._timeouts.pop(pending.id, None)
         if timer is not None:
             timer.cancel()
-        self.failures.on_success()
-        if pending.stop:
-            self._stopped_by_savepoint = True  # the job stops now: no further periodic checkpoints
-        if not pending.is_savepoint:
-            self.decider.finished(self.clock())
-            self.last_completed_location = location
-        stats = _aggregate_stats(pending)
-        self.stats.record(
-            CheckpointRecord(
-                pending.id,
-                "savepoint" if pending.is_savepoint else "checkpoint",
-                "COMPLETED",
-                pending.trigger_ms,
-                meta.duration_ms,
-                meta.total_size,
-                location,
-                None,
-                stats["alignment_ms"],
-                stats["sync_ms"],
-                stats["async_ms"],
-                stats["cpu_ms"],
-            )
-        )
-        log.info(
-            "completed %s %d (%d bytes, %d ms) at %s",
-            meta.kind,
-            pending.id,
-            meta.total_size,
-            meta.duration_ms,
-            location,
-        )
-        if pending.commits_side_effects:
-            self.gateway.notify_complete(pending.id)
-        if not pending.is_savepoint:
-            for older in [
-                c for c, p in self.pending.items() if c < pending.id and not p.is_savepoint and not p.finalizing
-            ]:
-                self._abort(older, CheckpointFailureReason.SUBSUMED)
-        for listener in self.completed_listeners:
-            listener(pending, location)
-        self._wake.set()
-        self._drain_queue()
-        if not pending.is_savepoint:
-            self._schedule_retention()
 
-    def _write_metadata(self, meta: CheckpointMetadata, savepoint_dir: str | None) -> str:
-        return self.storage.write_metadata(meta, savepoint_dir=savepoint_dir)
-
-    def _schedule_retention(self) -> None:
-        """One retention run at a time; completions during a run coalesce into one more run."""
-        if self._retention is not None and not self._retention.done():
-            self._retention_again = True
-            return
-        self._retention_again = False
-        self._retention = asyncio.get_running_loop().run_in_executor(self.executor, self._retain)
-        self._retention.add_done_callback(self._retention_done)
-
-    def _retention_done(self, _: object) -> None:
-        if self._retention_again and not self.stopped:
-            self._schedule_retention()
-
-    def _retain(self) -> None:
-        try:
-            self.storage.apply_retention(self.settings.retained)
-        except Exception as err:
-            log.warning("retention of old checkpoints failed (retried after the next checkpoint): %s", err)
-
-    def _metadata(self, pending: PendingCheckpoint) -> CheckpointMetadata:
-        operators: dict[str, OperatorSnapshot] = {}
-        positions: dict[str, list[Any]] = {}
-        for vertex in self.graph.vertices:
-            for op in vertex.operators:
-                uid = op.effective_uid()
-                subtasks = []
-                for i in range(vertex.parallelism):
-                    ack = pending.acks[(vertex.id, i)]
-                    s = ack.states.get(uid, {})
-                    subtasks.append(
-                        SubtaskSnapshot(
-                            subtask_index=i,
-                            keyed=s.get("keyed", []),
-                            operator=s.get("operator", []),
-                            channel=s.get("channel", []),
-                        )
-                    )
-                    if op is vertex.head and vertex.is_source:
-                        positions.setdefault(uid, []).append(ack.positions)
-                operators[uid] = OperatorSnapshot(
-                    uid=uid,
-                    name=op.name,
-                    parallelism=vertex.parallelism,
-                    max_parallelism=vertex.max_parallelism,
-                    subtasks=subtasks,
-                )
-        handles: list[StateHandle] = [
-            h for o in operators.values() for s in o.subtasks for h in (*s.keyed, *s.operator, *s.channel)
-        ]
-        now = int(time.time() * 1000)
-        return CheckpointMetadata(
-            kind="savepoint" if pending.is_savepoint else "checkpoint",
-            checkpoint_id=pending.id,
-            job_id=self.job["job_id"],
-            job_name=self.job["name"],
-            namespace=self.job["namespace"],
-            trigger_timestamp_ms=pending.trigger_ms,
-            completion_timestamp_ms=now,
-            duration_ms=max(0, now - pending.trigger_ms),
-            total_size=sum(h.size for h in handles),
-            max_parallelism=self.graph.max_parallelism,
-            mode=self.settings.mode,
-            unaligned=pending.unaligned,
-            restored_from=self.job.get("restored_from"),
-            operators=operators,
-            shared_files=sorted({h.path for h in handles if h.shared}),
-            source_positions=positions,
-        )
-
-    # -- aborts ------------------------------------------------------------------------------------
     def _abort(
-        self, checkpoint_id: int, reason: CheckpointFailureReason, *, detail: str | None = None, notify: bool = True
+        self,
+        pending: PendingCheckpoint,
+        reason: CheckpointFailureReason,
+        *,
+        detail: str | None = None,
+        notify: bool = True,
     ) -> None:
-        pending = self.pending.get(checkpoint_id)
-        if pending is None or pending.finalizing:
-            return
-        del self.pending[checkpoint_id]
-        pending.discarded = True
-        timer = self._timeouts.pop(checkpoint_id, None)
-        if timer is not None:
-            timer.cancel()
-        message = reason.value + (f": {detail}" if detail else "")
-        self.stats.record(
-            CheckpointRecord(
-                checkpoint_id,
-                "savepoint" if pending.is_savepoint else "checkpoint",
-                "FAILED",
-                pending.trigger_ms,
-                int((self.clock() - pending.started_monotonic) * 1000),
-                failure=message,
-            )
-        )
-        if not pending.is_savepoint:
-            self.decider.finished(self.clock())
+        failure = pending.abort(reason, detail)
+        if failure is None:
+            return  # every task acknowledged it: its completion goes on
+        self._end(pending)
+        duration_ms = int((self.clock.monotonic() - pending.started_monotonic) * 1000)
+        self.stats.record(CheckpointRecord.of_failure(failure, duration_ms))
+        if not failure.is_savepoint:
+            self.decider.finished(self.clock.monotonic())
         if notify:
-            self.gateway.notify_aborted(checkpoint_id)
+            self.gateway.notify_aborted(pending.id)
         for listener in self.failed_listeners:
-            listener(pending, message)
-        asyncio.get_running_loop().run_in_executor(self.executor, self._discard, pending)
-        self._wake.set()
-        self._drain_queue()
-        if notify and not pending.is_savepoint and self.failures.on_failure(reason):
-            self.on_job_failure(
-                f"checkpoint {checkpoint_id} failed and more than "
-                f"{self.settings.tolerable_failures} consecutive checkpoint failures are "
-                f"tolerated: {message}"
-            )
+            listener(pending, failure.message)
+        self.executor.submit(self._discard, pending)
+        self._changed()
+        job_failure = self.failures.job_failure(failure) if notify else None
+        if job_failure is not None:
+            self.on_job_failure(job_failure)
 
     def _discard(self, pending: PendingCheckpoint) -> None:
         try:
             self.storage.discard(pending.id, savepoint_dir=pending.savepoint_dir)
         except Exception as err:
             log.debug("could not discard checkpoint %d: %s", pending.id, err)
-
-
-def _aggregate_stats(pending: PendingCheckpoint) -> dict[str, float]:
-    """Phases: the slowest task's (the checkpoint waits for it); CPU: the sum over tasks (what it costs)."""
-    keys = ("alignment_ms", "sync_ms", "async_ms")
-    out = {k: max((a.stats.get(k, 0.0) for a in pending.acks.values()), default=0.0) for k in keys}
-    out["cpu_ms"] = round(sum(a.stats.get("cpu_ms", 0.0) for a in pending.acks.values()), 3)
-    return out

@@ -1,8 +1,15 @@
-"""Why checkpoints fail, and when failures add up to a job failure (tolerable failure number)."""
+"""Why checkpoints fail, and when failures add up to a job failure (tolerable failure number).
+
+``PendingCheckpoint.abort`` returns a ``CheckpointFailure``; the coordinator reports it to the
+stats and the JobMaster and hands its reason to the ``CheckpointFailureManager`` it was given.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+
+from streamjob.worker.protocol.rest import CheckpointKind
 
 
 class CheckpointFailureReason(Enum):
@@ -26,6 +33,27 @@ class CheckpointFailureReason(Enum):
         )
 
 
+@dataclass(frozen=True)
+class CheckpointFailure:
+    """An aborted checkpoint: which, why, and the message users see."""
+
+    checkpoint_id: int
+    kind: CheckpointKind
+    reason: CheckpointFailureReason
+    detail: str | None
+    trigger_ms: int
+
+    @property
+    def message(self) -> str:
+        """The reason's message, and the detail (a task's error) when there is one."""
+        return self.reason.value + (f": {self.detail}" if self.detail else "")
+
+    @property
+    def is_savepoint(self) -> bool:
+        """Whether a savepoint failed (never counted towards the tolerable failure number)."""
+        return self.kind is CheckpointKind.SAVEPOINT
+
+
 class CheckpointFailureManager:
     """Counts consecutive failures; more than ``tolerable`` fails the job."""
 
@@ -38,6 +66,18 @@ class CheckpointFailureManager:
         if reason.counts:
             self.consecutive += 1
         return self.consecutive > self.tolerable
+
+    def job_failure(self, failure: CheckpointFailure) -> str | None:
+        """Counts a failed checkpoint; the message to fail the job over with once too many failed.
+
+        A savepoint's failure is the user's request failing, never the job's: it is not counted.
+        """
+        if failure.is_savepoint or not self.on_failure(failure.reason):
+            return None
+        return (
+            f"checkpoint {failure.checkpoint_id} failed and more than {self.tolerable} consecutive "
+            f"checkpoint failures are tolerated: {failure.message}"
+        )
 
     def on_success(self) -> None:
         """A completed checkpoint resets the count."""

@@ -1,4 +1,9 @@
-"""Checkpoint statistics for ``GET /checkpoints`` and the metrics: counts, latest, bounded history."""
+"""Checkpoint statistics for ``GET /checkpoints`` and the metrics: counts, latest, bounded history.
+
+The coordinator records every completed checkpoint (``CheckpointRecord.of_completed``) and every
+failed one (``CheckpointRecord.of_failure``); the JobMaster's REST handler and metrics read them.
+A record's ``kind`` and ``status`` are string enums: their JSON is the strings the API always had.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from streamjob.worker.checkpoint.completed import CompletedCheckpoint
+from streamjob.worker.checkpoint.failures import CheckpointFailure
+from streamjob.worker.protocol.rest import CheckpointKind, CheckpointStatus
+
 
 @dataclass
 class CheckpointRecord:
     """One finished (or failed) checkpoint as reported to users."""
 
     id: int
-    kind: str
-    status: str
+    kind: CheckpointKind
+    status: CheckpointStatus
     trigger_ms: int
     duration_ms: int
     size: int = 0
@@ -24,6 +33,42 @@ class CheckpointRecord:
     async_ms: float = 0.0
     cpu_ms: float = 0.0
     """CPU time the tasks spent on checkpoint work since their previous acknowledgement, summed over tasks."""
+
+    def __post_init__(self) -> None:
+        """Accepts the enums' strings too (``"savepoint"``, ``"FAILED"``); anything else is a ``ValueError``."""
+        self.kind = CheckpointKind(self.kind)
+        self.status = CheckpointStatus(self.status)
+
+    @classmethod
+    def of_completed(cls, completed: CompletedCheckpoint) -> CheckpointRecord:
+        """The record of a completed checkpoint or savepoint."""
+        phases = completed.phases
+        return cls(
+            completed.id,
+            completed.kind,
+            CheckpointStatus.COMPLETED,
+            completed.trigger_ms,
+            completed.duration_ms,
+            completed.size,
+            completed.location,
+            None,
+            phases.alignment_ms,
+            phases.sync_ms,
+            phases.async_ms,
+            phases.cpu_ms,
+        )
+
+    @classmethod
+    def of_failure(cls, failure: CheckpointFailure, duration_ms: int) -> CheckpointRecord:
+        """The record of an aborted checkpoint or savepoint."""
+        return cls(
+            failure.checkpoint_id,
+            failure.kind,
+            CheckpointStatus.FAILED,
+            failure.trigger_ms,
+            duration_ms,
+            failure=failure.message,
+        )
 
 
 class CheckpointStats:
@@ -41,10 +86,10 @@ class CheckpointStats:
     def record(self, rec: CheckpointRecord) -> None:
         """Adds a finished checkpoint."""
         self.history.appendleft(rec)
-        if rec.status == "COMPLETED":
+        if rec.status is CheckpointStatus.COMPLETED:
             self.completed += 1
             self.durations_ms.append(rec.duration_ms)
-            if rec.kind == "savepoint":
+            if rec.kind is CheckpointKind.SAVEPOINT:
                 self.latest_savepoint = rec
             else:
                 self.latest_completed = rec

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, SavepointTrigger
+from streamjob.worker.checkpoint.completed import CompletedCheckpoint
+from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
+from streamjob.worker.checkpoint.decider import SavepointTrigger
 from streamjob.worker.checkpoint.failures import CheckpointFailureReason
 from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
 from streamjob.worker.checkpoint.restore import SubtaskRestorePlan, plan_restore
@@ -559,7 +561,7 @@ class JobMaster:
             )
 
     def _make_coordinator(self, first_id: int) -> CheckpointCoordinator:
-        coordinator = CheckpointCoordinator(
+        coordinator = CheckpointCoordinator.for_job(
             settings=self.plan.settings,
             storage=self._require_storage(),
             graph=self.graph,
@@ -580,7 +582,7 @@ class JobMaster:
         return coordinator
 
     # -- events from the coordinator -------------------------------------------------------------
-    def _on_completed(self, pending: PendingCheckpoint, location: str) -> None:
+    def _on_completed(self, pending: CompletedCheckpoint, location: str) -> None:
         rec = self.stats.history[0] if self.stats.history else None
         self.events(
             "savepoint" if pending.is_savepoint else "checkpoint",

@@ -8,7 +8,8 @@ their half:
   the state backends), ``reader()`` on restore, ``checkpoint_base_uri`` for local recovery copies.
 - ``CoordinatorStorageView``, for the checkpoint coordinator: ``next_checkpoint_id``,
   ``new_savepoint_dir`` for savepoint targets, ``write_metadata`` LAST when every task acknowledged,
-  ``discard`` for a failed checkpoint, ``apply_retention`` after a completion.
+  ``discard`` for a failed checkpoint, ``list_checkpoints`` / ``delete_checkpoints`` for the
+  retention that the ``CompletedCheckpointStore`` plans.
 - ``JobStorageView``, for the JobMaster: the coordinator's view plus the lineage record when the
   jobId starts, ``load_metadata`` / ``resolve_restore_target`` / ``latest_retained`` /
   ``import_shared`` on restore, ``delete_job_root`` on DELETE_ON_CANCELLATION.
@@ -48,7 +49,7 @@ from streamjob.worker.storage.layout import (
     savepoints_root,
 )
 from streamjob.worker.storage.object_store import ObjectNotFoundError, ObjectStore
-from streamjob.worker.storage.retention import CheckpointEntry, RetentionPlan, plan_retention
+from streamjob.worker.storage.retention import CheckpointEntry, RetentionPlan, RetentionStorage, plan_retention
 from streamjob.worker.storage.s3_settings import S3Settings
 from streamjob.worker.storage.snapshot_files import StorageSnapshotReader, StorageSnapshotWriter
 from streamjob.worker.storage.snapshots import LoadedSnapshot, load_snapshot, read_metadata
@@ -136,7 +137,7 @@ class WorkerStorageView(Protocol):
         ...
 
 
-class CoordinatorStorageView(Protocol):
+class CoordinatorStorageView(RetentionStorage, Protocol):
     """What the checkpoint coordinator needs: checkpoint ids, savepoint directories, metadata, discards, retention."""
 
     def next_checkpoint_id(self, *, at_least: int = 1) -> int:
@@ -153,10 +154,6 @@ class CoordinatorStorageView(Protocol):
 
     def discard(self, checkpoint_id: int, *, savepoint_dir: str | None = None) -> int:
         """Deletes the files of a failed checkpoint or savepoint (never a completed one)."""
-        ...
-
-    def apply_retention(self, retained: int) -> RetentionPlan:
-        """Deletes completed checkpoints beyond the newest ``retained`` (and what only they referenced)."""
         ...
 
 
@@ -359,7 +356,11 @@ class CheckpointStorage:
             raise StorageError(f"refusing to discard {store.uri(prefix + METADATA_FILE)}: it is completed")
         return store.delete_prefix(prefix)
 
-    def _entries(self) -> list[CheckpointEntry]:
+    def list_checkpoints(self) -> list[CheckpointEntry]:
+        """Every ``chk-<n>`` under the jobId, ascending: completed or not, and the shared files it references.
+
+        A ``_metadata`` that cannot be read counts as completed but invalid (no shared references).
+        """
         entries: list[CheckpointEntry] = []
         for cid in checkpoint_ids(self._job.list_dirs("")):
             try:
@@ -374,15 +375,14 @@ class CheckpointStorage:
             entries.append(CheckpointEntry(cid, True, meta.referenced_shared_files()))
         return entries
 
-    def apply_retention(self, retained: int) -> RetentionPlan:
-        """Keeps the newest ``retained`` completed checkpoints and deletes the rest (see ``retention``).
+    def delete_checkpoints(self, plan: RetentionPlan) -> None:
+        """Executes a retention plan: ``_metadata`` files first, then the directories, then shared files.
 
-        ``_metadata`` files go first, so a crash halfway never leaves a complete-looking checkpoint
-        with missing files; shared files go last and only when no retained checkpoint references them.
+        In that order a crash halfway never leaves a complete-looking checkpoint with missing files,
+        and a shared file goes only after every checkpoint that referenced it.
         """
-        plan = plan_retention(self._entries(), retained)
         if plan.empty:
-            return plan
+            return
         self._job.delete_many(checkpoint_metadata_key(cid) for cid in plan.delete_ids)
         for cid in plan.delete_ids:
             self._job.delete_prefix(f"{checkpoint_dir_name(cid)}/")
@@ -394,6 +394,15 @@ class CheckpointStorage:
             plan.delete_ids,
             len(plan.delete_shared),
         )
+
+    def apply_retention(self, retained: int) -> RetentionPlan:
+        """Plans (``retention.plan_retention``) and runs one retention keeping the newest ``retained``.
+
+        The coordinator's ``CompletedCheckpointStore`` plans its own, with a safeguard for the
+        checkpoints it keeps; this is for tools and tests.
+        """
+        plan = plan_retention(self.list_checkpoints(), retained)
+        self.delete_checkpoints(plan)
         return plan
 
     def delete_job_root(self) -> int:

@@ -132,15 +132,29 @@ def choose_latest(candidates: Iterable[int], is_valid: Callable[[int], bool]) ->
     return None
 
 
+def savepoint_dir_name(suffix: str) -> str:
+    """``savepoint-<suffix>``: the one place a savepoint directory is named (see ``is_savepoint_dir``)."""
+    if not suffix or "/" in suffix:
+        raise ValueError(f"a savepoint directory suffix must be one non-empty path segment, got {suffix!r}")
+    return f"{SAVEPOINT_DIR_PREFIX}{suffix}"
+
+
 def new_savepoint_name(job_id: str, *, token: str | None = None) -> str:
     """``savepoint-<first 6 chars of jobId>-<12 random hex>`` (as Flink names them)."""
-    suffix = token if token is not None else secrets.token_hex(6)
-    return f"{SAVEPOINT_DIR_PREFIX}{job_id[:6]}-{suffix}"
+    return savepoint_dir_name(f"{job_id[:6]}-{token if token is not None else secrets.token_hex(6)}")
 
 
 def is_savepoint_dir(name: str) -> bool:
-    """Whether a directory name looks like a savepoint directory."""
+    """Whether a directory name is a savepoint directory's (``savepoint_dir_name``)."""
     return name.startswith(SAVEPOINT_DIR_PREFIX) and len(name) > len(SAVEPOINT_DIR_PREFIX)
+
+
+def is_savepoint_location(location: str | None) -> bool:
+    """Whether a snapshot location (its directory or its ``_metadata``; a URI or a path) is a savepoint."""
+    if not location:
+        return False
+    parts = [p for p in location.rstrip("/").split("/") if p and p != METADATA_FILE]
+    return bool(parts) and is_savepoint_dir(parts[-1])
 
 
 def snapshot_dir_of(uri: StorageUri) -> StorageUri:

@@ -3,15 +3,17 @@
 ``plan_retention`` keeps the newest ``retained`` valid completed checkpoints and plans the deletion
 of older ones (and of incomplete or corrupt checkpoint directories older than the oldest one kept),
 and of the shared files that only deleted checkpoints referenced: a shared file referenced by a
-retained checkpoint is never deleted. ``CheckpointStorage.apply_retention`` gathers the entries,
-calls this, and executes the plan (``_metadata`` files first, so that a crash halfway never leaves
-a checkpoint that looks complete but lost files).
+retained checkpoint is never deleted. The coordinator's ``CompletedCheckpointStore`` gathers the
+entries through a ``RetentionStorage`` (``CheckpointStorage.list_checkpoints``), calls this, and has
+the storage execute the plan (``delete_checkpoints``: ``_metadata`` files first, so that a crash
+halfway never leaves a checkpoint that looks complete but lost files).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -78,3 +80,15 @@ def plan_retention(entries: Iterable[CheckpointEntry], retained: int) -> Retenti
         delete_ids=tuple(sorted(e.checkpoint_id for e in doomed)),
         delete_shared=tuple(sorted(unreferenced)),
     )
+
+
+class RetentionStorage(Protocol):
+    """The storage side of retention: list what is there, delete what a plan says."""
+
+    def list_checkpoints(self) -> list[CheckpointEntry]:
+        """Every ``chk-<n>`` under the jobId: completed or not, and the shared files it references."""
+        ...
+
+    def delete_checkpoints(self, plan: RetentionPlan) -> None:
+        """Deletes what ``plan`` says: ``_metadata`` files first, then the directories, then shared files."""
+        ...
