@@ -19,8 +19,8 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from threading import RLock
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Protocol
 
 from streamjob.worker.api.functions import Function, RichFunction
 
@@ -189,6 +189,20 @@ def stable_path_owner(path: str, parallelism: int) -> int:
 # -- legacy push-style sources ----------------------------------------------------------------------
 
 
+class CheckpointLockLike(Protocol):
+    """What ``SourceContext.get_checkpoint_lock()`` returns: a reentrant lock for ``with``."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> bool: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None: ...
+
+
 class SourceContext(ABC):
     """Given to ``SourceFunction.run``: emit records under the checkpoint lock."""
 
@@ -200,7 +214,7 @@ class SourceContext(ABC):
         self.collect(record)
 
     @abstractmethod
-    def get_checkpoint_lock(self) -> RLock: ...
+    def get_checkpoint_lock(self) -> CheckpointLockLike: ...
 
 
 class SourceFunction(Function):

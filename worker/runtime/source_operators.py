@@ -3,7 +3,9 @@
 ``SourceOperator`` drives a pull-based ``Source`` and stores its split positions as operator
 state at every barrier. ``LegacySourceOperator`` runs a push-style ``SourceFunction`` on its own
 thread; records and snapshots are serialized by the checkpoint lock, so a snapshot never sees a
-record emitted but not counted (or the reverse).
+record emitted but not counted (or the reverse). The lock (``runtime/checkpoint_lock.py``) gives the
+task its turn first, and draining never waits for it, so a source that sleeps inside the lock stalls
+neither the slot's event loop nor checkpoints.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 from typing import Any
 
 from streamjob.worker.api.sources import Source, SourceContext, SourceReader, SourceReaderContext
+from streamjob.worker.runtime.checkpoint_lock import CheckpointLock
 from streamjob.worker.runtime.operators import SnapshotFn, StreamOperator
 from streamjob.worker.state.descriptors import ListStateDescriptor
 
@@ -70,10 +73,10 @@ class _LegacyContext(SourceContext):
         op = self.op
         with op.lock:
             while len(op.buffer) >= _LEGACY_BUFFER and not op.stopping:
-                op.space.wait(0.1)
+                op.lock.wait_for_space(0.1)
             op.buffer.append(record)
 
-    def get_checkpoint_lock(self) -> threading.RLock:
+    def get_checkpoint_lock(self) -> CheckpointLock:
         return self.op.lock
 
 
@@ -82,8 +85,7 @@ class LegacySourceOperator(StreamOperator):
 
     def open(self) -> None:
         super().open()
-        self.lock = threading.RLock()
-        self.space = threading.Condition(self.lock)
+        self.lock = CheckpointLock()
         self.buffer: list[Any] = []
         self.stopping = False
         self.finished = False
@@ -100,13 +102,16 @@ class LegacySourceOperator(StreamOperator):
             self.finished = True
 
     def poll(self, max_records: int) -> list[Any] | None:
-        """Drains what the thread collected."""
+        """Drains what the thread collected; never waits for the lock (the source thread yields it next)."""
         if self.error is not None:
             raise self.error
-        with self.lock:
+        if not self.lock.try_acquire_for_task():
+            return []
+        try:
             finished = self.finished  # read before draining: records collected after it stay for the next poll
             batch, self.buffer = self.buffer, []
-            self.space.notify_all()
+        finally:
+            self.lock.release()  # wakes a source thread waiting for space
         if not batch and finished:
             return None
         return batch
@@ -116,14 +121,17 @@ class LegacySourceOperator(StreamOperator):
 
     def snapshot(self, checkpoint_id: int, timestamp_ms: int) -> SnapshotFn:
         """Takes the snapshot under the checkpoint lock; records drained first are emitted before the barrier."""
-        with self.lock:
+        self.lock.acquire_for_task()
+        try:
             self.drained_at_barrier = self.buffer
             self.buffer = []
-            self.space.notify_all()
             return super().snapshot(checkpoint_id, timestamp_ms)
+        finally:
+            self.lock.release()
 
     def close(self) -> None:
         self.stopping = True
+        self.lock.withdraw()
         try:
             self.fn.cancel()
         finally:
