@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import logging
 import os
 import ssl
@@ -548,6 +549,9 @@ def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
     import uvloop
 
     tls = internal_tls_from_env(os.environ)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A user's print() in a function shows at once (terminal, `kubectl logs`), even if the process dies.
+        sys.stdout.reconfigure(line_buffering=True)
 
     _tune_interpreter()
     _prewarm_s3()
