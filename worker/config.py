@@ -17,7 +17,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamjob.worker.errors import ConfigError
-from streamjob.worker.protocol.tls import TlsSettings
 
 MAX_DURATION_MS = 2_147_483_647
 """The longest duration any knob takes (about 24.8 days); longer ones overflowed timers (OverflowError)."""
@@ -133,6 +132,33 @@ class S3Options(_Frozen):
     path_style: bool | None = None
 
 
+SECRET_CERT_KEY = "tls.crt"
+SECRET_KEY_KEY = "tls.key"
+SECRET_CA_KEY = "ca.crt"
+"""The keys of a Kubernetes TLS Secret as cert-manager writes them (also the files ``--tls-dir`` expects)."""
+
+
+class TlsSettings(BaseModel):
+    """PEM files of one TLS endpoint: this side's certificate chain and key, and the CA that signs its peers.
+
+    ``rest_client_auth`` (REST only): require a client certificate of the CA; the internal planes
+    always require one.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    rest_client_auth: bool = False
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> TlsSettings:
+        """The files of a Kubernetes TLS Secret mounted at ``directory`` (``tls.crt``, ``tls.key``, ``ca.crt``)."""
+        d = Path(directory)
+        return cls(cert_file=str(d / SECRET_CERT_KEY), key_file=str(d / SECRET_KEY_KEY), ca_file=str(d / SECRET_CA_KEY))
+
+
 class JobConfig(_Frozen):
     """Everything a JobMaster needs to run one attempt of a job."""
 
@@ -166,7 +192,7 @@ class JobConfig(_Frozen):
     s3: S3Options = Field(default_factory=S3Options)
     worker_register_timeout_ms: int = Field(default=120_000, ge=1000, le=MAX_DURATION_MS)
     internal_tls: TlsSettings | None = None
-    """Mutual TLS on the control and data ports (``protocol/tls.py``); ``None``: plain TCP (HMAC handshake only)."""
+    """Mutual TLS on the control and data ports (``protocol/tls.py``); ``None``: plain TCP, HMAC handshake only."""
     rest_tls: TlsSettings | None = None
     """HTTPS for the REST API; ``None``: plain HTTP."""
 

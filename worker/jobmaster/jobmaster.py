@@ -53,8 +53,8 @@ from streamjob.worker.protocol.messages import (
     ToJobMaster,
 )
 from streamjob.worker.protocol.rest import JobOverview, JobState, SavepointStatus, SavepointView, VertexView, WorkerView
-from streamjob.worker.slot import s3_settings_for
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
+from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class JobMaster:
             namespace=self.config.namespace,
             name=self.config.name,
             job_id=self.job_id,
-            s3=s3_settings_for(self.config),
+            s3=s3_settings_for(self.config.s3),
         )
 
     async def _resolve_start(self) -> str | None:
@@ -228,7 +228,7 @@ class JobMaster:
                 self.plan.checkpoints_uri,
                 self.config.namespace,
                 self.config.name,
-                s3_settings_for(self.config),
+                s3_settings_for(self.config.s3),
             )
             if found is None:
                 raise ConfigError(
