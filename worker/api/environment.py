@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from streamjob.worker.api.datastream import DataStream
 from streamjob.worker.api.sources import (
     CollectionSource,
     DataGeneratorSource,
@@ -36,9 +37,6 @@ from streamjob.worker.config import (
 from streamjob.worker.errors import ConfigError, EntrypointError
 from streamjob.worker.graph.transformations import Kind, Transformation
 from streamjob.worker.state.serializers import Serializer
-
-if TYPE_CHECKING:
-    from streamjob.worker.api.datastream import DataStream
 
 DEFAULT_MAX_PARALLELISM = 128
 
@@ -327,8 +325,6 @@ class StreamExecutionEnvironment:
 
     def from_source(self, source: Source, source_name: str = "Source") -> DataStream:
         """A stream from a pull-based ``Source``."""
-        from streamjob.worker.api.datastream import DataStream
-
         if not isinstance(source, Source):
             raise ConfigError(f"from_source takes a streamjob Source, got {type(source).__name__}")
         t = self._add(Kind.SOURCE, source_name, source)
@@ -339,8 +335,6 @@ class StreamExecutionEnvironment:
 
     def add_source(self, source: SourceFunction | Source, source_name: str = "Custom Source") -> DataStream:
         """A stream from a legacy ``SourceFunction`` (run/cancel) or a ``Source``."""
-        from streamjob.worker.api.datastream import DataStream
-
         if isinstance(source, Source):
             return self.from_source(source, source_name)
         if not isinstance(source, SourceFunction):
