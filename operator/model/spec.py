@@ -14,7 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from streamjob.worker.config import UNALIGNED_NEEDS_EXACTLY_ONCE, UNALIGNED_NEEDS_ONE_CONCURRENT, CheckpointOverrides
+from streamjob.worker.config import (
+    UNALIGNED_NEEDS_EXACTLY_ONCE,
+    UNALIGNED_NEEDS_ONE_CONCURRENT,
+    CheckpointingMode,
+    CheckpointOverrides,
+)
 
 GROUP = "streamjob.dev"
 VERSION = "v1alpha1"
@@ -86,7 +91,7 @@ class CheckpointSpec(CamelModel, CheckpointOverrides):
             CEL: [
                 {
                     "rule": "!(has(self.unaligned) && self.unaligned && has(self.mode) "
-                    "&& self.mode == 'AT_LEAST_ONCE')",
+                    f"&& self.mode == '{CheckpointingMode.AT_LEAST_ONCE.value}')",
                     "message": UNALIGNED_NEEDS_EXACTLY_ONCE,
                 },
                 {
