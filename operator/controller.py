@@ -16,7 +16,7 @@ from typing import Any
 from streamjob.operator import events
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
-from streamjob.operator.model.spec import ExternalizedCleanup, StreamJobSpec
+from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import LifecycleState, OperationStep, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.gather import (
     effective_spec,
@@ -48,6 +48,7 @@ from streamjob.operator.resources.labels import JobRef, configmap_name
 from streamjob.operator.resources.networkpolicy import build_network_policies
 from streamjob.operator.resources.secret import build_secret, derive_job_secret, job_rest_token
 from streamjob.operator.timeutil import format_time, seconds_since
+from streamjob.worker.config import ExternalizedCheckpointCleanup
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def _parses(body: dict[str, Any]) -> bool:
 
 
 def _deletes_on_cancel(spec: StreamJobSpec) -> bool:
-    return spec.checkpoint.externalized_cleanup is ExternalizedCleanup.DELETE_ON_CANCELLATION
+    return spec.checkpoint.externalized_cleanup is ExternalizedCheckpointCleanup.DELETE_ON_CANCELLATION
 
 
 async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec, job: JobRef) -> EventRecord:

@@ -12,6 +12,7 @@ Imported by ``main`` (which runs kopf) and by tests that run the operator in-pro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +26,7 @@ from streamjob.operator.checkpoints import StorageSnapshotFinder
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, KubernetesError, OperatorError
 from streamjob.operator.jobmaster_client import JobMasterClient, operator_rest_tls
-from streamjob.operator.k8s import Kube, kopf_connection, load_client_config
+from streamjob.operator.k8s import Kube, kube_credentials, load_client_config
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
 from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL
@@ -67,9 +68,10 @@ def login(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> kopf.Connecti
     """Credentials from ``--kubeconfig``, else in-cluster, else the default kubeconfig."""
     config: OperatorConfig = memo.get("config") or OperatorConfig()
     try:
-        return kopf_connection(config.kubeconfig, trust_env=settings.networking.trust_env)
+        credentials = kube_credentials(config.kubeconfig)
     except Exception as err:  # the client's ConfigException and file errors alike
         raise kopf.LoginError(f"cannot load Kubernetes credentials: {err}") from err
+    return kopf.ConnectionInfo(**dataclasses.asdict(credentials), trust_env=settings.networking.trust_env)
 
 
 @kopf.on.cleanup()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from streamjob.operator.errors import JobMasterError
-from streamjob.operator.reconciler.facts import JobMasterView, SavepointPoll
+from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.settings import REST_CA_FILE_ENV, OperatorConfig
 from streamjob.worker.protocol.tls import rest_client_context
 

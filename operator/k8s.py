@@ -13,9 +13,9 @@ import base64
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import kopf
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -78,15 +78,30 @@ def load_client_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
     return k8s_client.ApiClient(configuration)
 
 
-def kopf_connection(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.ConnectionInfo:
-    """Credentials for kopf from the same source as ``load_client_config`` (so ``--kubeconfig`` holds)."""
+@dataclass(frozen=True)
+class KubeCredentials:
+    """How to reach and authenticate to the API server, for kopf's login (``handlers.login``)."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    username: str | None
+    password: str | None
+    scheme: str | None
+    token: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+
+
+def kube_credentials(kubeconfig: str | None) -> KubeCredentials:
+    """The credentials of ``load_client_config`` (so ``--kubeconfig`` holds for kopf's own connection too)."""
     configuration = load_client_config(kubeconfig).configuration
     header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
         "authorization"
     )
     parts = header.split(" ", 1) if header else []
     scheme, token = (None, None) if not parts else ((None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]))
-    return kopf.ConnectionInfo(
+    return KubeCredentials(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
         insecure=not configuration.verify_ssl,
@@ -96,7 +111,6 @@ def kopf_connection(kubeconfig: str | None, *, trust_env: bool = False) -> kopf.
         token=token,
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
-        trust_env=trust_env,
     )
 
 

@@ -21,17 +21,16 @@ from streamjob.operator.checkpoints import Retained, StorageAccess
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, JobMasterError
 from streamjob.operator.metrics import Metrics
+from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.model.status import CorruptCheckpoint, LifecycleState, SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.facts import Facts
 from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler.facts import (
     Action,
     DeletePods,
     DeployAttempt,
     DeployWorkers,
-    Facts,
-    JobMasterView,
     Plan,
-    SavepointPoll,
     TriggerCheckpoint,
     TriggerSavepoint,
 )

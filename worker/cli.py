@@ -22,7 +22,13 @@ from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from streamjob.worker.cli_tls import add_client_tls_flags, add_run_tls_flags, rest_client_tls, run_tls_config
-from streamjob.worker.config import MAX_DURATION_MS, MAX_PARALLELISM, CheckpointOverrides
+from streamjob.worker.config import (
+    MAX_DURATION_MS,
+    MAX_PARALLELISM,
+    MIN_INTERVAL_MS,
+    CheckpointingMode,
+    CheckpointOverrides,
+)
 from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import require_job_secret
 
@@ -43,11 +49,11 @@ def parse_duration_ms(text: str) -> int:
 
 
 def parse_interval_ms(text: str) -> int:
-    """``--checkpoint-interval``: a duration of at least 10 ms (0 would mean "off", which is not a flag value)."""
+    """``--checkpoint-interval``: a duration of at least ``MIN_INTERVAL_MS`` (0 would mean "off", not a flag value)."""
     ms = parse_duration_ms(text)
-    if ms < 10:
+    if ms < MIN_INTERVAL_MS:
         raise ConfigError(
-            f"'{text}' is shorter than the shortest checkpoint interval, 10ms; to run without "
+            f"'{text}' is shorter than the shortest checkpoint interval, {MIN_INTERVAL_MS}ms; to run without "
             "checkpoints leave the flag out and do not call env.enable_checkpointing()"
         )
     return ms
@@ -261,7 +267,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="checkpoint every DURATION (e.g. 1s, 500ms; at least 10ms); overrides the job's value",
     )
-    run.add_argument("--mode", choices=["EXACTLY_ONCE", "AT_LEAST_ONCE"], help="checkpointing mode override")
+    run.add_argument("--mode", choices=[m.value for m in CheckpointingMode], help="checkpointing mode override")
     run.add_argument("--state-backend", choices=["hashmap", "rocksdb"], help="state backend override")
     run.add_argument(
         "--restore", help="'latest' (continue the newest checkpoint of this job) or a checkpoint or savepoint URI"

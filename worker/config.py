@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamjob.worker.errors import ConfigError
-from streamjob.worker.protocol.tls import TlsSettings
 
 MAX_DURATION_MS = 2_147_483_647
 """The longest duration any knob takes (about 24.8 days); longer ones overflowed timers (OverflowError)."""
@@ -27,6 +26,19 @@ MAX_COUNT = 2_147_483_647
 
 MAX_PARALLELISM = 32_768
 """Flink's upper bound of the number of key groups."""
+
+MIN_INTERVAL_MS = 10
+"""The shortest checkpoint interval (the CLI's ``--checkpoint-interval``, job.json, the CRD)."""
+
+IntervalMs = Annotated[int, Field(ge=MIN_INTERVAL_MS, le=MAX_DURATION_MS)]
+TimeoutMs = Annotated[int, Field(ge=1, le=MAX_DURATION_MS)]
+DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+UNALIGNED_NEEDS_EXACTLY_ONCE = "unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never aligns)"
+UNALIGNED_NEEDS_ONE_CONCURRENT = "unaligned checkpoints need max_concurrent = 1, as in Flink"
+"""The rules across checkpoint fields; the operator's CRD checks the same ones (CEL) with these messages."""
 
 
 class CheckpointingMode(StrEnum):
@@ -50,17 +62,17 @@ class _Frozen(BaseModel):
 class CheckpointSettings(_Frozen):
     """Flink's CheckpointConfig. Durations are milliseconds; ``interval_ms=None`` disables checkpoints."""
 
-    interval_ms: int | None = Field(default=None, ge=10, le=MAX_DURATION_MS)
+    interval_ms: IntervalMs | None = None
     mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
-    timeout_ms: int = Field(default=600_000, ge=1, le=MAX_DURATION_MS)
-    min_pause_ms: int = Field(default=0, ge=0, le=MAX_DURATION_MS)
-    max_concurrent: int = Field(default=1, ge=1, le=MAX_COUNT)
-    tolerable_failures: int = Field(default=0, ge=0, le=MAX_COUNT)
+    timeout_ms: TimeoutMs = 600_000
+    min_pause_ms: DurationMs = 0
+    max_concurrent: PositiveCount = 1
+    tolerable_failures: Count = 0
     unaligned: bool = False
     force_unaligned: bool = False
-    aligned_timeout_ms: int = Field(default=0, ge=0, le=MAX_DURATION_MS)
+    aligned_timeout_ms: DurationMs = 0
     externalized_cleanup: ExternalizedCheckpointCleanup = ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION
-    retained: int = Field(default=1, ge=1, le=MAX_COUNT)
+    retained: PositiveCount = 1
     incremental: bool = False
     local_recovery: bool = False
     id_of_ignored_in_flight_data: int | None = Field(default=None, ge=0, le=2**63 - 1)
@@ -68,28 +80,38 @@ class CheckpointSettings(_Frozen):
     @model_validator(mode="after")
     def _check_modes(self) -> CheckpointSettings:
         if self.unaligned and self.mode is CheckpointingMode.AT_LEAST_ONCE:
-            raise ValueError("unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never aligns)")
+            raise ValueError(UNALIGNED_NEEDS_EXACTLY_ONCE)
         if self.unaligned and self.max_concurrent > 1:
-            raise ValueError("unaligned checkpoints need max_concurrent = 1, as in Flink")
+            raise ValueError(UNALIGNED_NEEDS_ONE_CONCURRENT)
         return self
 
 
 class CheckpointOverrides(_Frozen):
-    """Per-field overrides of the pipeline's CheckpointConfig; ``None`` keeps the code's value."""
+    """Per-field overrides of the pipeline's CheckpointConfig; ``None`` keeps the code's value.
 
-    interval_ms: int | None = Field(default=None, ge=10, le=MAX_DURATION_MS)
-    mode: CheckpointingMode | None = None
-    timeout_ms: int | None = Field(default=None, ge=1, le=MAX_DURATION_MS)
-    min_pause_ms: int | None = Field(default=None, ge=0, le=MAX_DURATION_MS)
-    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    tolerable_failures: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    unaligned: bool | None = None
-    force_unaligned: bool | None = None
-    aligned_timeout_ms: int | None = Field(default=None, ge=0, le=MAX_DURATION_MS)
-    externalized_cleanup: ExternalizedCheckpointCleanup | None = None
-    retained: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    incremental: bool | None = None
-    local_recovery: bool | None = None
+    The one definition of the checkpoint knobs a deployment may set: job.json's ``checkpoint``, the
+    CLI's ``-D checkpoint.KEY`` and the operator's ``spec.checkpoint`` (which adds camelCase names).
+    """
+
+    interval_ms: IntervalMs | None = Field(default=None, description="Checkpoint interval in ms.")
+    mode: CheckpointingMode | None = Field(default=None, description="EXACTLY_ONCE or AT_LEAST_ONCE.")
+    timeout_ms: TimeoutMs | None = Field(default=None, description="A checkpoint not done by then fails.")
+    min_pause_ms: DurationMs | None = Field(default=None, description="Minimum pause between checkpoints.")
+    max_concurrent: PositiveCount | None = Field(default=None, description="Checkpoints in flight at once.")
+    tolerable_failures: Count | None = Field(
+        default=None, description="Consecutive checkpoint failures tolerated before the job fails."
+    )
+    unaligned: bool | None = Field(default=None, description="Unaligned checkpoints (EXACTLY_ONCE only).")
+    force_unaligned: bool | None = Field(default=None, description="Unaligned even across repartitioning.")
+    aligned_timeout_ms: DurationMs | None = Field(
+        default=None, description="Switch an aligned checkpoint to unaligned after this many ms."
+    )
+    externalized_cleanup: ExternalizedCheckpointCleanup | None = Field(
+        default=None, description="Keep or delete retained checkpoints when the job is cancelled."
+    )
+    retained: PositiveCount | None = Field(default=None, description="Completed checkpoints kept in storage.")
+    incremental: bool | None = Field(default=None, description="Incremental checkpoints (rocksdb).")
+    local_recovery: bool | None = Field(default=None, description="Keep a local copy of state for recovery.")
 
     def apply(self, base: CheckpointSettings) -> CheckpointSettings:
         """The code's settings with every non-None override laid over them (re-validated)."""
@@ -133,6 +155,33 @@ class S3Options(_Frozen):
     path_style: bool | None = None
 
 
+SECRET_CERT_KEY = "tls.crt"
+SECRET_KEY_KEY = "tls.key"
+SECRET_CA_KEY = "ca.crt"
+"""The keys of a Kubernetes TLS Secret as cert-manager writes them (also the files ``--tls-dir`` expects)."""
+
+
+class TlsSettings(BaseModel):
+    """PEM files of one TLS endpoint: this side's certificate chain and key, and the CA that signs its peers.
+
+    ``rest_client_auth`` (REST only): require a client certificate of the CA; the internal planes
+    always require one.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    rest_client_auth: bool = False
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> TlsSettings:
+        """The files of a Kubernetes TLS Secret mounted at ``directory`` (``tls.crt``, ``tls.key``, ``ca.crt``)."""
+        d = Path(directory)
+        return cls(cert_file=str(d / SECRET_CERT_KEY), key_file=str(d / SECRET_KEY_KEY), ca_file=str(d / SECRET_CA_KEY))
+
+
 class JobConfig(_Frozen):
     """Everything a JobMaster needs to run one attempt of a job."""
 
@@ -166,7 +215,7 @@ class JobConfig(_Frozen):
     s3: S3Options = Field(default_factory=S3Options)
     worker_register_timeout_ms: int = Field(default=120_000, ge=1000, le=MAX_DURATION_MS)
     internal_tls: TlsSettings | None = None
-    """Mutual TLS on the control and data ports (``protocol/tls.py``); ``None``: plain TCP (HMAC handshake only)."""
+    """Mutual TLS on the control and data ports (``protocol/tls.py``); ``None``: plain TCP, HMAC handshake only."""
     rest_tls: TlsSettings | None = None
     """HTTPS for the REST API; ``None``: plain HTTP."""
 

@@ -17,12 +17,26 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
-from streamjob.worker.api.environment import JobCaptured, StreamExecutionEnvironment, capturing
+from streamjob.worker.api.environment import StreamExecutionEnvironment, executor
 from streamjob.worker.errors import EntrypointError, StreamJobError
 
 _FUNCTIONS = ("build", "main", "build_pipeline")
+
+
+class JobCaptured(BaseException):
+    """Raised by ``execute()`` under the loader, carrying the environment (not an error)."""
+
+    def __init__(self, env: StreamExecutionEnvironment, job_name: str) -> None:
+        super().__init__(job_name)
+        self.env = env
+        self.job_name = job_name
+
+
+def _capture(env: StreamExecutionEnvironment, *, job_name: str, restore: str | None, **options: Any) -> NoReturn:
+    """The loader's ``PipelineExecutor``: ``env.execute()`` hands the built pipeline back instead of running it."""
+    raise JobCaptured(env, job_name)
 
 
 @dataclass
@@ -102,7 +116,7 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
     if not entrypoint or not isinstance(entrypoint, str):
         raise EntrypointError("no entrypoint given: pass module:function or a job file path")
     target, func_name = _split(entrypoint)
-    token = capturing().set(True)
+    token = executor().set(_capture)
     try:
         try:
             module = _import(target)
@@ -130,7 +144,7 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
         except Exception as err:
             raise _user_error(entrypoint, err) from err
     finally:
-        capturing().reset(token)
+        executor().reset(token)
     if isinstance(result, StreamExecutionEnvironment):
         return LoadedJob(result, result.job_name, target)
     if func is None:

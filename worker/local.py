@@ -225,7 +225,11 @@ def run_local(
 
 
 def run_environment(env: Any, *, job_name: str, restore: str | None = None, **options: Any) -> int:
-    """``env.execute()`` from a script run with ``python job.py``: runs it locally."""
+    """``env.execute()`` from a script run with ``python job.py``: runs it locally.
+
+    The API's default ``PipelineExecutor``, registered as the ``streamjob.executors`` entry point
+    ``local`` in pyproject.toml (the API never imports this module).
+    """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path is None:

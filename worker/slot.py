@@ -26,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.config import JobConfig
+from streamjob.worker.config import TlsSettings
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.failures import failure_fields
-from streamjob.worker.graph.job_graph import JobEdge, JobGraph, build_job_graph
-from streamjob.worker.graph.transformations import Partitioning
+from streamjob.worker.graph.job_graph import build_job_graph
+from streamjob.worker.graph.topology import all_edges, consumers_of, producers_of
 from streamjob.worker.loader import job_record_classes, job_types, load_job
 from streamjob.worker.protocol.framing import NO_CHANNEL, FrameKind, Limits, frame, read_frame
 from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeError, connect
@@ -59,7 +59,6 @@ from streamjob.worker.protocol.messages import (
     encode,
 )
 from streamjob.worker.protocol.tls import (
-    TlsSettings,
     internal_client_context,
     internal_server_context,
     internal_tls_from_env,
@@ -76,7 +75,7 @@ from streamjob.worker.runtime.task import Task, TaskRestore, TaskServices
 from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
-from streamjob.worker.storage.s3_settings import S3Settings
+from streamjob.worker.storage.s3_settings import s3_settings_for
 
 log = logging.getLogger(__name__)
 
@@ -86,42 +85,6 @@ log = logging.getLogger(__name__)
 JOBMASTER_WAIT_S = 600.0
 #: A slot that hears nothing from its JobMaster for this long (it pings every 15 s) gives up on it.
 HEARTBEAT_S = 60.0
-
-
-def s3_settings_for(config: JobConfig) -> S3Settings:
-    """The environment's S3 settings with the job config's non-secret overrides."""
-    base = S3Settings.from_env()
-    changes: dict[str, Any] = {}
-    if config.s3.endpoint_url:
-        changes["endpoint_url"] = config.s3.endpoint_url
-    if config.s3.region:
-        changes["region"] = config.s3.region
-    if config.s3.path_style is not None:
-        changes["path_style"] = config.s3.path_style
-    if not changes:
-        return base
-    import dataclasses
-
-    return dataclasses.replace(base, **changes)
-
-
-def all_edges(graph: JobGraph) -> list[JobEdge]:
-    """Every edge in a fixed order; an edge's position names its channels on the wire."""
-    return [e for v in graph.vertices for e in v.inputs]
-
-
-def producers_of(edge: JobEdge, graph: JobGraph, consumer: int) -> list[int]:
-    """Producer subtasks that send to ``consumer`` over ``edge``."""
-    if edge.partitioning is Partitioning.FORWARD:
-        return [consumer]
-    return list(range(graph.vertex(edge.source).parallelism))
-
-
-def consumers_of(edge: JobEdge, graph: JobGraph, producer: int) -> list[int]:
-    """Consumer subtasks that ``producer`` sends to over ``edge``."""
-    if edge.partitioning is Partitioning.FORWARD:
-        return [producer]
-    return list(range(graph.vertex(edge.target).parallelism))
 
 
 class Slot:
@@ -350,7 +313,7 @@ class Slot:
             namespace=config.namespace,
             name=config.name,
             job_id=message.job_id,
-            s3=s3_settings_for(config),
+            s3=s3_settings_for(config.s3),
         )
         if not storage.local_disk:  # the client's set-up now, while the slot is idle, not in the first checkpoint
             self.executor.submit(storage.warm_up)

@@ -14,6 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from streamjob.worker.config import (
+    UNALIGNED_NEEDS_EXACTLY_ONCE,
+    UNALIGNED_NEEDS_ONE_CONCURRENT,
+    CheckpointingMode,
+    CheckpointOverrides,
+)
+
 GROUP = "streamjob.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -70,59 +77,31 @@ class RestartStrategyKind(StrEnum):
     EXPONENTIAL = "exponential"
 
 
-class CheckpointingMode(StrEnum):
-    """Barrier alignment: EXACTLY_ONCE aligns, AT_LEAST_ONCE never blocks an input."""
+class CheckpointSpec(CamelModel, CheckpointOverrides):
+    """Overrides of the pipeline's checkpoint configuration; an unset field keeps the code's value.
 
-    EXACTLY_ONCE = "EXACTLY_ONCE"
-    AT_LEAST_ONCE = "AT_LEAST_ONCE"
-
-
-class ExternalizedCleanup(StrEnum):
-    """What happens to retained checkpoints when the job is cancelled (also on StreamJob deletion)."""
-
-    RETAIN_ON_CANCELLATION = "RETAIN_ON_CANCELLATION"
-    DELETE_ON_CANCELLATION = "DELETE_ON_CANCELLATION"
-
-
-class CheckpointSpec(CamelModel):
-    """Overrides of the pipeline's checkpoint configuration; an unset field keeps the code's value."""
+    The fields, their bounds, enums and descriptions are the worker's ``CheckpointOverrides``, here
+    in camelCase; the CEL rules are the worker's rules across fields (``CheckpointSettings``), with
+    its messages, checked by the API server when the StreamJob is written.
+    """
 
     model_config = ConfigDict(
+        **CamelModel.model_config,
         json_schema_extra={
             CEL: [
                 {
                     "rule": "!(has(self.unaligned) && self.unaligned && has(self.mode) "
-                    "&& self.mode == 'AT_LEAST_ONCE')",
-                    "message": "unaligned checkpoints need mode EXACTLY_ONCE",
+                    f"&& self.mode == '{CheckpointingMode.AT_LEAST_ONCE.value}')",
+                    "message": UNALIGNED_NEEDS_EXACTLY_ONCE,
                 },
                 {
                     "rule": "!(has(self.unaligned) && self.unaligned && has(self.maxConcurrent) "
                     "&& self.maxConcurrent > 1)",
-                    "message": "unaligned checkpoints need maxConcurrent = 1",
+                    "message": UNALIGNED_NEEDS_ONE_CONCURRENT.replace("max_concurrent", "maxConcurrent"),
                 },
             ]
-        }
+        },
     )
-
-    interval_ms: int | None = Field(default=None, ge=10, description="Checkpoint interval in ms.")
-    mode: CheckpointingMode | None = Field(default=None, description="EXACTLY_ONCE or AT_LEAST_ONCE.")
-    timeout_ms: int | None = Field(default=None, ge=1, description="A checkpoint not done by then fails.")
-    min_pause_ms: int | None = Field(default=None, ge=0, description="Minimum pause between checkpoints.")
-    max_concurrent: int | None = Field(default=None, ge=1, description="Checkpoints in flight at once.")
-    tolerable_failures: int | None = Field(
-        default=None, ge=0, description="Consecutive checkpoint failures tolerated before the job fails."
-    )
-    unaligned: bool | None = Field(default=None, description="Unaligned checkpoints (EXACTLY_ONCE only).")
-    force_unaligned: bool | None = Field(default=None, description="Unaligned even across repartitioning.")
-    aligned_timeout_ms: int | None = Field(
-        default=None, ge=0, description="Switch an aligned checkpoint to unaligned after this many ms."
-    )
-    externalized_cleanup: ExternalizedCleanup | None = Field(
-        default=None, description="Keep or delete retained checkpoints when the job is cancelled."
-    )
-    retained: int | None = Field(default=None, ge=1, description="Completed checkpoints kept in storage.")
-    incremental: bool | None = Field(default=None, description="Incremental checkpoints (rocksdb).")
-    local_recovery: bool | None = Field(default=None, description="Keep a local copy of state for recovery.")
 
 
 class SecretKeyRef(CamelModel):

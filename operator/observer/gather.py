@@ -13,10 +13,11 @@ from typing import Any
 from streamjob.operator.checkpoints import StorageAccess
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
+from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.facts import Facts
 from streamjob.operator.observer.pods import PodView, view_pods
-from streamjob.operator.reconciler.facts import Facts, JobMasterView, SavepointPoll
 from streamjob.operator.resources.labels import REST_PORT, JobRef, selector_for
 from streamjob.operator.timeutil import parse_time
 from streamjob.operator.validation import parse_spec, validate

@@ -1,73 +1,23 @@
-"""The planner's inputs (facts), outputs (actions, events) and the draft it edits (pure data).
+"""The planner's outputs (actions, events, the plan) and the draft it edits (pure data).
 
-``controller`` gathers ``Facts`` from the observers, ``reconciler.plan`` returns a ``Plan``; the
-controller patches ``Plan.status`` first (the write-ahead) and only then carries out the actions.
+``controller`` gathers ``Facts`` through the observer (``observer/facts.py``), ``reconciler.plan``
+returns a ``Plan``; the controller patches ``Plan.status`` first (the write-ahead) and only then
+carries out the actions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from streamjob.operator.model.spec import StreamJobSpec
-from streamjob.operator.model.status import Condition, CorruptCheckpoint, SnapshotInfo, StreamJobStatus
-from streamjob.operator.observer.pods import PodView
+from streamjob.operator.model.status import Condition, StreamJobStatus
+from streamjob.operator.observer.facts import Facts
 from streamjob.operator.resources.configmap import Attempt
-from streamjob.operator.resources.labels import JobRef
 from streamjob.operator.timeutil import format_time
 
 FINISHED_STATES = frozenset({"FINISHED"})
 FAILED_STATES = frozenset({"FAILED"})
 ENDED_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "CANCELLED"})
-
-
-@dataclass(frozen=True)
-class JobMasterView:
-    """What the JobMaster's REST API said this round (``reachable`` False when it did not answer)."""
-
-    reachable: bool
-    state: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class SavepointPoll:
-    """The answer to ``GET /savepoints/<id>`` (UNKNOWN when the JobMaster does not know the id)."""
-
-    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "UNKNOWN"]
-    location: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Facts:
-    """Everything observed about one StreamJob in one round; the planner reads nothing else."""
-
-    job: JobRef
-    generation: int
-    spec: StreamJobSpec | None
-    spec_errors: tuple[str, ...]
-    status: StreamJobStatus
-    now: datetime
-    new_job_id: str
-    pods: tuple[PodView, ...] = ()
-    jobmaster: JobMasterView = JobMasterView(reachable=False)
-    savepoint_poll: SavepointPoll | None = None
-    latest: Mapping[str, SnapshotInfo | None] = field(default_factory=dict)
-    skipped: Mapping[str, tuple[CorruptCheckpoint, ...]] = field(default_factory=dict)
-    """Per jobId in ``latest``: completed checkpoints newer than its latest, skipped as corrupt."""
-    recent_savepoint: SnapshotInfo | None = None
-    storage_error: str | None = None
-
-    def pods_of(self, attempt: int) -> list[PodView]:
-        """The pods of one attempt."""
-        return [p for p in self.pods if p.attempt == attempt]
-
-    def latest_of(self, job_id: str | None) -> SnapshotInfo | None:
-        """Latest retained snapshot of a lineage, as found in storage."""
-        return None if job_id is None else self.latest.get(job_id)
 
 
 @dataclass(frozen=True)

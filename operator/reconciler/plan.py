@@ -21,9 +21,10 @@ from streamjob.operator.model.status import (
     SnapshotInfo,
     SnapshotRequest,
 )
+from streamjob.operator.observer.facts import Facts
 from streamjob.operator.reconciler import operations as ops
 from streamjob.operator.reconciler.corrupt import report_corrupt
-from streamjob.operator.reconciler.facts import Draft, Facts, Plan, TriggerCheckpoint, TriggerSavepoint
+from streamjob.operator.reconciler.facts import Draft, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.timeutil import parse_time, seconds_since
 from streamjob.operator.validation import validate_change

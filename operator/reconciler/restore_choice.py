@@ -19,7 +19,7 @@ from typing import Literal
 
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import LineageEntry, Operation, OperationKind, StreamJobStatus
-from streamjob.operator.reconciler.facts import Facts
+from streamjob.operator.observer.facts import Facts
 from streamjob.worker.storage.layout import is_savepoint_location
 
 #: How to proceed when nothing can be restored, for messages.

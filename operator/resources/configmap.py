@@ -21,8 +21,7 @@ from streamjob.operator.resources.labels import (
     labels_for,
     owner_reference,
 )
-from streamjob.worker.config import CheckpointOverrides, JobConfig, S3Options
-from streamjob.worker.protocol.tls import TlsSettings
+from streamjob.worker.config import CheckpointOverrides, JobConfig, S3Options, TlsSettings
 
 
 @dataclass(frozen=True)

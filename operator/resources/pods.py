@@ -37,8 +37,9 @@ from streamjob.operator.resources.labels import (
     worker_pod_name,
 )
 from streamjob.operator.resources.secret import JOB_SECRET_KEY
+from streamjob.worker.config import TlsSettings
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
-from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, TlsSettings, internal_tls_env
+from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, internal_tls_env
 
 CONFIG_VOLUME = "job-config"
 SCRATCH_VOLUME = "scratch"

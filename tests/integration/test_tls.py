@@ -27,15 +27,9 @@ from typing import Any
 import msgpack
 import pytest
 
+from streamjob.worker.config import TlsSettings
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
-from streamjob.worker.protocol.tls import (
-    CA_ENV,
-    CERT_ENV,
-    KEY_ENV,
-    TlsSettings,
-    internal_client_context,
-    rest_client_context,
-)
+from streamjob.worker.protocol.tls import CA_ENV, CERT_ENV, KEY_ENV, internal_client_context, rest_client_context
 from streamjob.worker.testing import LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM

@@ -14,12 +14,13 @@ import pytest
 
 from streamjob.worker.api import StreamExecutionEnvironment
 from streamjob.worker.api.sinks import DiscardingSink
+from streamjob.worker.checkpoint.acks import TaskAck
 from streamjob.worker.checkpoint.completed import CompletedCheckpoint
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator, CoordinatorParts
 from streamjob.worker.checkpoint.decider import SavepointTrigger, TriggerDecider
 from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
 from streamjob.worker.checkpoint.finalize import JobDescription
-from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, TaskAck
+from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint
 from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.checkpoint.store import CompletedCheckpointStore
 from streamjob.worker.config import CheckpointSettings

@@ -8,10 +8,11 @@ import pytest
 
 from streamjob.worker.api import StreamExecutionEnvironment
 from streamjob.worker.api.sinks import DiscardingSink
+from streamjob.worker.checkpoint.acks import TaskAck
 from streamjob.worker.checkpoint.completed import CompletedCheckpoint
 from streamjob.worker.checkpoint.failures import CheckpointFailureReason
 from streamjob.worker.checkpoint.finalize import JobDescription
-from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, PendingState, TaskAck
+from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, PendingState
 from streamjob.worker.errors import StorageError
 from streamjob.worker.graph.job_graph import build_job_graph
 from streamjob.worker.protocol.rest import CheckpointKind

@@ -9,7 +9,7 @@ import pytest
 from streamjob.worker.api import StreamExecutionEnvironment
 from streamjob.worker.api.sinks import DiscardingSink
 from streamjob.worker.errors import ConfigError, PipelineError
-from streamjob.worker.graph.job_graph import JobGraph, build_job_graph, stateful_uids
+from streamjob.worker.graph.job_graph import JobGraph, build_job_graph
 from streamjob.worker.graph.transformations import Kind, Partitioning
 
 pytestmark = pytest.mark.unit
@@ -204,7 +204,7 @@ def test_pipeline_without_sink_or_source_is_refused() -> None:
         graph(env_of())
 
 
-def test_stateful_uids_are_sources_keyed_operators_and_transactional_sinks() -> None:
+def test_a_file_sink_is_a_two_phase_commit_sink_under_its_uid() -> None:
     from streamjob.worker.api.file_sink import FileSink
 
     env = env_of()
@@ -212,5 +212,4 @@ def test_stateful_uids_are_sources_keyed_operators_and_transactional_sinks() -> 
         FileSink("file:///tmp/streamjob-unit-never-written")
     ).uid("txn")
     g = graph(env)
-    assert stateful_uids(g) == {"src", "keyed", "txn"}
     assert g.operator_uids()["txn"][1].kind is Kind.TWO_PHASE_SINK

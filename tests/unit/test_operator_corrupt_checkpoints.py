@@ -15,8 +15,9 @@ import pytest
 from streamjob.operator import controller
 from streamjob.operator.model import LifecycleState, StreamJobStatus
 from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo
+from streamjob.operator.observer.facts import Facts
 from streamjob.operator.reconciler.corrupt import MAX_REMEMBERED, REASON, report_corrupt
-from streamjob.operator.reconciler.facts import Draft, Facts
+from streamjob.operator.reconciler.facts import Draft
 from streamjob.operator.resources.labels import JobRef
 from streamjob.operator.settings import OperatorConfig
 from streamjob.operator.testing import T0, fake_deps

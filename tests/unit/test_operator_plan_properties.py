@@ -204,7 +204,8 @@ def test_no_deployment_starts_with_an_empty_state_unless_asked(
 
 def test_the_ledger_catches_a_silent_empty_restart() -> None:
     """The checker itself can fail: a planner that drops the restore point is caught."""
-    from streamjob.operator.reconciler.facts import DeployAttempt, Facts, Plan
+    from streamjob.operator.observer.facts import Facts
+    from streamjob.operator.reconciler.facts import DeployAttempt, Plan
     from streamjob.operator.reconciler.plan import plan
 
     def forgetful(facts: Facts) -> Plan:

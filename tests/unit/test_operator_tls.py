@@ -20,9 +20,9 @@ from streamjob.operator.model import StreamJobSpec
 from streamjob.operator.observer.gather import rest_address
 from streamjob.operator.resources import Attempt, JobRef, build_configmap, build_jobmaster_pod, build_worker_pods
 from streamjob.operator.settings import OperatorConfig, SettingsError
-from streamjob.worker.config import JobConfig
+from streamjob.worker.config import JobConfig, TlsSettings
 from streamjob.worker.errors import ConfigError
-from streamjob.worker.protocol.tls import CA_ENV, CERT_ENV, KEY_ENV, TlsSettings, rest_server_context
+from streamjob.worker.protocol.tls import CA_ENV, CERT_ENV, KEY_ENV, rest_server_context
 from tests.support.tls_certs import make_pki
 
 pytestmark = pytest.mark.unit

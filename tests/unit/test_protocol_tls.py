@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 
 from streamjob.worker.cli_tls import add_client_tls_flags, add_run_tls_flags, rest_client_tls, run_tls_config
-from streamjob.worker.config import parse_job_config
+from streamjob.worker.config import TlsSettings, parse_job_config
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.protocol.handshake import HandshakeError
 from streamjob.worker.protocol.tls import (
     CA_ENV,
     CERT_ENV,
     KEY_ENV,
-    TlsSettings,
     check_internal_pair,
     internal_client_context,
     internal_server_context,

@@ -9,7 +9,8 @@ from typing import Any
 
 from streamjob.worker.errors import StorageError
 from streamjob.worker.snapshot.handles import StateHandle
-from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
+from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
+from streamjob.worker.state.factory import create_keyed_backend
 from streamjob.worker.state.key_groups import key_group_range
 
 

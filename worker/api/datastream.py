@@ -1,15 +1,19 @@
-"""DataStream and KeyedStream: the transformations a job author chains together.
+"""DataStream, KeyedStream and WindowedStream: the transformations a job author chains together.
 
-Each call records a ``Transformation`` in the environment; nothing runs until ``execute``.
-Functions may be Function objects (``MapFunction``...) or plain callables.
+Each call records a ``Transformation`` in the environment's pipeline; nothing runs until
+``execute``. Functions may be Function objects (``MapFunction``...) or plain callables. A stream
+knows its environment only as a ``Pipeline`` (the environment module builds streams, so this one
+does not import it back).
 """
 
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from streamjob.worker.api.functions import (
+    Collector,
     FilterFunction,
     FlatMapFunction,
     KeyedProcessFunction,
@@ -18,12 +22,18 @@ from streamjob.worker.api.functions import (
     ProcessFunction,
 )
 from streamjob.worker.api.sinks import PrintSink, SinkFunction, TwoPhaseCommitSinkFunction
+from streamjob.worker.api.windows import ProcessWindowFunction, WindowAssigner, WindowContext
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.transformations import Edge, Kind, Partitioning, Transformation
+from streamjob.worker.state.serializers import Serializer
 
-if TYPE_CHECKING:
-    from streamjob.worker.api.environment import StreamExecutionEnvironment
-    from streamjob.worker.api.windows import WindowAssigner
+
+class Pipeline(Protocol):
+    """What a stream needs of its ``StreamExecutionEnvironment``: the pipeline it appends to."""
+
+    transformations: list[Transformation]
+    parallelism: int
+    internal_state_serializer: Serializer | None
 
 
 def _callable_of(function: Any, method: str, what: str) -> Any:
@@ -49,7 +59,7 @@ class DataStream:
 
     def __init__(
         self,
-        env: StreamExecutionEnvironment,
+        env: Pipeline,
         transformation: Transformation,
         partitioning: Partitioning = Partitioning.FORWARD,
     ) -> None:
@@ -203,7 +213,7 @@ class KeyedStream(DataStream):
 
     def __init__(
         self,
-        env: StreamExecutionEnvironment,
+        env: Pipeline,
         transformation: Transformation,
         key_selector: Any,
         key_index: int | None = None,
@@ -249,10 +259,54 @@ class KeyedStream(DataStream):
 
     def window(self, assigner: WindowAssigner) -> WindowedStream:
         """Groups each key's records into windows (tumbling processing-time windows)."""
-        from streamjob.worker.api.windows import WindowedStream
-
         return WindowedStream(self, assigner)
 
 
-if TYPE_CHECKING:
-    from streamjob.worker.api.windows import WindowedStream
+class WindowedStream:
+    """A keyed stream cut into windows; finish it with ``process``, ``reduce`` or ``aggregate``."""
+
+    def __init__(self, keyed: KeyedStream, assigner: WindowAssigner) -> None:
+        self.keyed = keyed
+        self.assigner = assigner
+
+    def process(self, func: ProcessWindowFunction[Any, Any, Any]) -> DataStream:
+        """Emits ``func``'s outputs for each key and window when the window ends."""
+        if not isinstance(func, ProcessWindowFunction):
+            raise ConfigError("window(...).process() takes a ProcessWindowFunction")
+        env = self.keyed.env
+        return self.keyed._then(
+            Kind.WINDOW, "Window", func, assigner=self.assigner, state_serializer=lambda: env.internal_state_serializer
+        )
+
+    def reduce(self, func: Any) -> DataStream:
+        """Emits the reduction of each key's window."""
+        return self.process(_ReduceWindow(func))
+
+    def aggregate(self, func: Any) -> DataStream:
+        """Emits ``func.get_result`` of each key's window (an AggregateFunction)."""
+        return self.process(_AggregateWindow(func))
+
+
+class _ReduceWindow(ProcessWindowFunction[Any, Any, Any]):
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn.reduce if hasattr(fn, "reduce") else fn
+
+    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
+        acc: Any = None
+        first = True
+        for e in elements:
+            acc = e if first else self.fn(acc, e)
+            first = False
+        if not first:
+            out.collect(acc)
+
+
+class _AggregateWindow(ProcessWindowFunction[Any, Any, Any]):
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
+        acc = self.fn.create_accumulator()
+        for e in elements:
+            acc = self.fn.add(e, acc)
+        out.collect(self.fn.get_result(acc))

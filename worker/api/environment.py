@@ -1,9 +1,11 @@
 """The execution environment: the entry of every pipeline, and its checkpoint configuration.
 
 ``StreamExecutionEnvironment.get_execution_environment()`` starts a pipeline; the sources it
-creates return ``DataStream`` objects. ``execute()`` either runs the job locally (when a script
-is run with ``python job.py``) or hands the built pipeline to the loader (when streamjob loads
-the entrypoint in the JobMaster or a worker).
+creates return ``DataStream`` objects. ``execute()`` hands the built pipeline to the
+``PipelineExecutor`` in effect: the loader's, which captures it (when streamjob loads the
+entrypoint in the JobMaster, a worker or ``streamjob run``), else the local MiniCluster (a script
+run with ``python job.py``), found through the ``streamjob.executors`` entry point because the API
+sits below the runtime that runs it and never imports it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import contextvars
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from streamjob.worker.api.datastream import DataStream
 from streamjob.worker.api.sources import (
     CollectionSource,
     DataGeneratorSource,
@@ -30,12 +34,9 @@ from streamjob.worker.config import (
     RestartStrategy,
     describe_validation_error,
 )
-from streamjob.worker.errors import ConfigError
+from streamjob.worker.errors import ConfigError, EntrypointError
 from streamjob.worker.graph.transformations import Kind, Transformation
 from streamjob.worker.state.serializers import Serializer
-
-if TYPE_CHECKING:
-    from streamjob.worker.api.datastream import DataStream
 
 DEFAULT_MAX_PARALLELISM = 128
 
@@ -190,21 +191,41 @@ class RestartStrategies:
         return RestartStrategy(kind="none", attempts=0)
 
 
-class JobCaptured(BaseException):
-    """Raised by ``execute()`` under the loader, carrying the environment (not an error)."""
-
-    def __init__(self, env: StreamExecutionEnvironment, job_name: str) -> None:
-        super().__init__(job_name)
-        self.env = env
-        self.job_name = job_name
+EXECUTORS_GROUP = "streamjob.executors"
+"""The entry-point group of the executor ``execute()`` uses by default (``local``: the MiniCluster)."""
 
 
-_capturing: contextvars.ContextVar[bool] = contextvars.ContextVar("streamjob_capturing", default=False)
+class PipelineExecutor(Protocol):
+    """What ``env.execute()`` hands the built pipeline to.
+
+    Injected by whoever runs the job's code (``executor().set(...)``): ``loader.load_job`` sets one
+    that captures the pipeline instead of running it; tests may set their own. Without one,
+    ``execute()`` runs the job on the local MiniCluster (the ``local`` entry point of
+    ``EXECUTORS_GROUP``, ``streamjob.worker.local.run_environment``).
+    """
+
+    def __call__(
+        self, env: StreamExecutionEnvironment, *, job_name: str, restore: str | None, **options: Any
+    ) -> Any: ...
 
 
-def capturing() -> contextvars.ContextVar[bool]:
-    """The flag the entrypoint loader sets so that ``execute()`` hands the pipeline over."""
-    return _capturing
+_executor: contextvars.ContextVar[PipelineExecutor | None] = contextvars.ContextVar("streamjob_executor", default=None)
+
+
+def executor() -> contextvars.ContextVar[PipelineExecutor | None]:
+    """The executor ``execute()`` hands the pipeline to in this context; None: the local MiniCluster."""
+    return _executor
+
+
+def _default_executor() -> PipelineExecutor:
+    found = entry_points(group=EXECUTORS_GROUP, name="local")
+    if not found:
+        raise EntrypointError(
+            f"env.execute() found no executor: the entry point '{EXECUTORS_GROUP}: local' is missing, so "
+            "streamjob is not installed as a package; install it (pip install -e .) or run `streamjob run job.py`"
+        )
+    loaded: PipelineExecutor = next(iter(found)).load()
+    return loaded
 
 
 class StreamExecutionEnvironment:
@@ -304,8 +325,6 @@ class StreamExecutionEnvironment:
 
     def from_source(self, source: Source, source_name: str = "Source") -> DataStream:
         """A stream from a pull-based ``Source``."""
-        from streamjob.worker.api.datastream import DataStream
-
         if not isinstance(source, Source):
             raise ConfigError(f"from_source takes a streamjob Source, got {type(source).__name__}")
         t = self._add(Kind.SOURCE, source_name, source)
@@ -316,8 +335,6 @@ class StreamExecutionEnvironment:
 
     def add_source(self, source: SourceFunction | Source, source_name: str = "Custom Source") -> DataStream:
         """A stream from a legacy ``SourceFunction`` (run/cancel) or a ``Source``."""
-        from streamjob.worker.api.datastream import DataStream
-
         if isinstance(source, Source):
             return self.from_source(source, source_name)
         if not isinstance(source, SourceFunction):
@@ -354,13 +371,10 @@ class StreamExecutionEnvironment:
 
     # -- running -------------------------------------------------------------------------------
     def execute(self, job_name: str = "streamjob", *, restore: str | None = None, **local: Any) -> Any:
-        """Runs the job: locally (a MiniCluster) from a script, or hands it to streamjob's loader."""
+        """Runs the job: hands it to the injected executor (see ``PipelineExecutor``), else runs it locally."""
         self.job_name = job_name
-        if _capturing.get():
-            raise JobCaptured(self, job_name)
-        from streamjob.worker.local import run_environment
-
-        return run_environment(self, job_name=job_name, restore=restore, **local)
+        run = _executor.get() or _default_executor()
+        return run(self, job_name=job_name, restore=restore, **local)
 
     def execute_from_savepoint(self, savepoint_path: str, job_name: str = "streamjob") -> Any:
         """Runs the job restored from a savepoint (Flink's ``executeFromSavepoint``)."""

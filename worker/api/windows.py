@@ -1,4 +1,4 @@
-"""Processing-time windows: assigners, ``Time``, ``ProcessWindowFunction`` and ``WindowedStream``.
+"""Processing-time windows: assigners, ``Time`` and ``ProcessWindowFunction`` (``KeyedStream.window``'s parts).
 
 A window's contents are keyed state and its end is a keyed timer, so both are in every
 checkpoint; a window whose end passed while the job was down fires right after restore.
@@ -9,14 +9,10 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from streamjob.worker.api.functions import Collector, RichFunction
 from streamjob.worker.errors import ConfigError
-from streamjob.worker.graph.transformations import Kind
-
-if TYPE_CHECKING:
-    from streamjob.worker.api.datastream import DataStream, KeyedStream
 
 IN = TypeVar("IN")
 OUT = TypeVar("OUT")
@@ -103,53 +99,3 @@ class ProcessWindowFunction(RichFunction, Generic[IN, OUT, KEY]):
 
     @abstractmethod
     def process(self, key: KEY, context: WindowContext, elements: Iterable[IN], out: Collector[OUT]) -> None: ...
-
-
-class WindowedStream:
-    """A keyed stream cut into windows; finish it with ``process``, ``reduce`` or ``aggregate``."""
-
-    def __init__(self, keyed: KeyedStream, assigner: WindowAssigner) -> None:
-        self.keyed = keyed
-        self.assigner = assigner
-
-    def process(self, func: ProcessWindowFunction[Any, Any, Any]) -> DataStream:
-        """Emits ``func``'s outputs for each key and window when the window ends."""
-        if not isinstance(func, ProcessWindowFunction):
-            raise ConfigError("window(...).process() takes a ProcessWindowFunction")
-        env = self.keyed.env
-        return self.keyed._then(
-            Kind.WINDOW, "Window", func, assigner=self.assigner, state_serializer=lambda: env.internal_state_serializer
-        )
-
-    def reduce(self, func: Any) -> DataStream:
-        """Emits the reduction of each key's window."""
-        return self.process(_ReduceWindow(func))
-
-    def aggregate(self, func: Any) -> DataStream:
-        """Emits ``func.get_result`` of each key's window (an AggregateFunction)."""
-        return self.process(_AggregateWindow(func))
-
-
-class _ReduceWindow(ProcessWindowFunction[Any, Any, Any]):
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn.reduce if hasattr(fn, "reduce") else fn
-
-    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
-        acc: Any = None
-        first = True
-        for e in elements:
-            acc = e if first else self.fn(acc, e)
-            first = False
-        if not first:
-            out.collect(acc)
-
-
-class _AggregateWindow(ProcessWindowFunction[Any, Any, Any]):
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
-        acc = self.fn.create_accumulator()
-        for e in elements:
-            acc = self.fn.add(e, acc)
-        out.collect(self.fn.get_result(acc))

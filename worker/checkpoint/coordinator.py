@@ -24,12 +24,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from streamjob.worker.checkpoint.acks import TaskAck, TaskKey
 from streamjob.worker.checkpoint.clock import Cancellable, CoordinatorClock, LoopClock
 from streamjob.worker.checkpoint.completed import CompletedCheckpoint
 from streamjob.worker.checkpoint.decider import SavepointTrigger, TriggerDecider
 from streamjob.worker.checkpoint.failures import CheckpointFailureManager, CheckpointFailureReason
 from streamjob.worker.checkpoint.finalize import JobDescription
-from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, PendingState, TaskAck, TaskKey
+from streamjob.worker.checkpoint.pending import AckResult, PendingCheckpoint, PendingState
 from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.checkpoint.store import CompletedCheckpointStore
 from streamjob.worker.config import CheckpointSettings

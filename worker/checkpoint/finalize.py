@@ -18,7 +18,7 @@ from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.snapshot.metadata import CheckpointMetadata, OperatorSnapshot, SubtaskSnapshot
 
 if TYPE_CHECKING:
-    from streamjob.worker.checkpoint.pending import TaskAck, TaskKey
+    from streamjob.worker.checkpoint.acks import TaskAck, TaskKey
 
 
 @dataclass(frozen=True)

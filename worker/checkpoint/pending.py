@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
+from streamjob.worker.checkpoint.acks import TaskAck, TaskKey
 from streamjob.worker.checkpoint.completed import CompletedCheckpoint
 from streamjob.worker.checkpoint.failures import CheckpointFailure, CheckpointFailureReason
 from streamjob.worker.checkpoint.finalize import JobDescription, SnapshotFacts, aggregate_phases, build_metadata
 from streamjob.worker.protocol.rest import CheckpointKind
-from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.storage.checkpoint_storage import CoordinatorStorageView
-
-TaskKey = tuple[str, int]  # (vertex id, subtask index)
 
 
 class AckResult(Enum):
@@ -42,15 +39,6 @@ class PendingState(Enum):
     FINALIZE_FAILED = "writing its _metadata failed"
     COMPLETED = "completed"
     ABORTED = "aborted"
-
-
-@dataclass
-class TaskAck:
-    """One task's snapshot: per operator uid, its keyed, operator and channel state handles."""
-
-    states: dict[str, dict[str, list[StateHandle]]]
-    stats: dict[str, float]
-    positions: list[Any]
 
 
 @dataclass

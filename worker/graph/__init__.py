@@ -1,1 +1,1 @@
-"""The pipeline as data: transformations, the job graph with chained vertices, slot assignment."""
+"""The pipeline as data: transformations, the job graph (chained vertices, slots needed) and its channels (topology)."""

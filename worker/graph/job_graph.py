@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamjob.worker.errors import PipelineError
-from streamjob.worker.graph.transformations import STATEFUL_KINDS, Kind, Partitioning, Transformation
+from streamjob.worker.graph.transformations import Kind, Partitioning, Transformation
 
 
 @dataclass(frozen=True)
@@ -169,19 +169,3 @@ def _check_uids(transformations: list[Transformation]) -> None:
                 f"uid '{uid}' is used by both '{seen[uid].name}' and '{t.name}'; every operator needs its own uid"
             )
         seen[uid] = t
-
-
-def stateful_uids(graph: JobGraph) -> set[str]:
-    """Uids of operators that may hold state (what a restore must find a home for)."""
-    return {
-        op.effective_uid()
-        for v in graph.vertices
-        for op in v.operators
-        if op.kind in STATEFUL_KINDS or op.keyed or _has_user_state(op)
-    }
-
-
-def _has_user_state(op: Transformation) -> bool:
-    from streamjob.worker.api.functions import CheckpointedFunction, RichFunction
-
-    return isinstance(op.function, CheckpointedFunction | RichFunction)

@@ -37,11 +37,6 @@ class Kind(StrEnum):
     TWO_PHASE_SINK = "two_phase_sink"
 
 
-STATEFUL_KINDS = frozenset(
-    {Kind.SOURCE, Kind.LEGACY_SOURCE, Kind.REDUCE, Kind.KEYED_PROCESS, Kind.WINDOW, Kind.TWO_PHASE_SINK}
-)
-
-
 @dataclass(frozen=True)
 class Edge:
     """An input of a transformation: where records come from and how they are partitioned."""

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamjob.worker.checkpoint.acks import TaskAck
 from streamjob.worker.checkpoint.completed import CompletedCheckpoint
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
 from streamjob.worker.checkpoint.decider import SavepointTrigger
 from streamjob.worker.checkpoint.failures import CheckpointFailureReason
-from streamjob.worker.checkpoint.pending import PendingCheckpoint, TaskAck
+from streamjob.worker.checkpoint.pending import PendingCheckpoint
 from streamjob.worker.checkpoint.restore import SubtaskRestorePlan, plan_restore
 from streamjob.worker.checkpoint.stats import CheckpointStats
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig, RestartStrategy
@@ -55,8 +56,8 @@ from streamjob.worker.protocol.messages import (
     ToJobMaster,
 )
 from streamjob.worker.protocol.rest import JobOverview, JobState, SavepointStatus, SavepointView, VertexView, WorkerView
-from streamjob.worker.slot import s3_settings_for
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
+from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ class JobMaster:
             namespace=self.config.namespace,
             name=self.config.name,
             job_id=self.job_id,
-            s3=s3_settings_for(self.config),
+            s3=s3_settings_for(self.config.s3),
         )
 
     async def _resolve_start(self) -> str | None:
@@ -230,7 +231,7 @@ class JobMaster:
                 self.plan.checkpoints_uri,
                 self.config.namespace,
                 self.config.name,
-                s3_settings_for(self.config),
+                s3_settings_for(self.config.s3),
             )
             if found is None:
                 raise ConfigError(

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from streamjob.worker.config import TlsSettings
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
-from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, TlsSettings, internal_tls_env
+from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, internal_tls_env
 
 
 class Launcher(Protocol):

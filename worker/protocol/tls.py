@@ -1,10 +1,11 @@
-"""Optional (mutual) TLS for the internal planes and the REST API: settings and ``ssl.SSLContext`` builders.
+"""Optional (mutual) TLS for the internal planes and the REST API: ``ssl.SSLContext`` builders.
 
-Off unless configured (``JobConfig.internal_tls`` / ``rest_tls``). The internal planes (control port,
-data ports) use mutual TLS under the HMAC handshake of ``protocol.handshake``, which still binds a peer
-to the job: TLS adds confidentiality and refuses peers without a certificate of the job's CA. Slot
-processes need the files before their Deploy message, so they read them from the environment
-(``STREAMJOB_INTERNAL_TLS_CERT/KEY/CA``, set by ``jobmaster/launcher.py`` and by the operator's pods).
+Off unless configured (``JobConfig.internal_tls`` / ``rest_tls``: the files, ``config.TlsSettings``).
+The internal planes (control port, data ports) use mutual TLS under the HMAC handshake of
+``protocol.handshake``, which still binds a peer to the job: TLS adds confidentiality and refuses
+peers without a certificate of the job's CA. Slot processes need the files before their Deploy
+message, so they read them from the environment (``STREAMJOB_INTERNAL_TLS_CERT/KEY/CA``, set by
+``jobmaster/launcher.py`` and by the operator's pods).
 Used by ``jobmaster/control.py``, ``slot.py``, ``runtime/network.py``, ``jobmaster/rest.py``, the CLI,
 ``rest_client.py`` and the operator's JobMaster client. Pure apart from reading the named files.
 """
@@ -13,42 +14,14 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
+from streamjob.worker.config import TlsSettings
 from streamjob.worker.errors import ConfigError
 
 CERT_ENV = "STREAMJOB_INTERNAL_TLS_CERT"
 KEY_ENV = "STREAMJOB_INTERNAL_TLS_KEY"
 CA_ENV = "STREAMJOB_INTERNAL_TLS_CA"
 INTERNAL_TLS_ENVS = (CERT_ENV, KEY_ENV, CA_ENV)
-
-SECRET_CERT_KEY = "tls.crt"
-SECRET_KEY_KEY = "tls.key"
-SECRET_CA_KEY = "ca.crt"
-"""The keys of a Kubernetes TLS Secret as cert-manager writes them (also the files ``--tls-dir`` expects)."""
-
-
-class TlsSettings(BaseModel):
-    """PEM files of one TLS endpoint: this side's certificate chain and key, and the CA that signs its peers.
-
-    ``rest_client_auth`` (REST only): require a client certificate of the CA; the internal planes
-    always require one.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    cert_file: str
-    key_file: str
-    ca_file: str
-    rest_client_auth: bool = False
-
-    @classmethod
-    def from_dir(cls, directory: str | Path) -> TlsSettings:
-        """The files of a Kubernetes TLS Secret mounted at ``directory`` (``tls.crt``, ``tls.key``, ``ca.crt``)."""
-        d = Path(directory)
-        return cls(cert_file=str(d / SECRET_CERT_KEY), key_file=str(d / SECRET_KEY_KEY), ca_file=str(d / SECRET_CA_KEY))
 
 
 def _readable(path: str, field: str) -> None:

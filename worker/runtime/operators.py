@@ -28,8 +28,9 @@ from streamjob.worker.runtime.context import (
     with_job_types,
 )
 from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
-from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend, create_keyed_backend
+from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from streamjob.worker.state.factory import create_keyed_backend
 from streamjob.worker.state.operator_state import OperatorStateStore
 from streamjob.worker.state.snapshot_runner import SnapshotRunner
 

@@ -6,17 +6,13 @@ The runtime builds one keyed backend per keyed subtask with ``create_keyed_backe
 
 Modules: ``key_groups`` (stable key -> key group, ranges), ``serializers`` (safe msgpack,
 opt-in pickle), ``descriptors`` / ``functions`` / ``primitives`` (public API), ``backend`` (the
-keyed backend contract and factory), ``keyed_base`` (what both backends share), ``hashmap`` /
+keyed backend contract), ``factory`` (builds one), ``keyed_base`` (what both backends share), ``hashmap`` /
 ``hashmap_states`` and ``rocksdb`` / ``rocksdb_states`` (the two backends), ``chunks`` (the
 snapshot file format), ``incremental`` (dirty tracking and shared files), ``timers`` (timer
 queues), ``operator_state`` (non-keyed list state).
 """
 
-from streamjob.worker.state.backend import (
-    KeyedBackendContext,
-    KeyedStateBackend,
-    create_keyed_backend,
-)
+from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
 from streamjob.worker.state.descriptors import (
     AggregatingStateDescriptor,
     ListStateDescriptor,
@@ -25,6 +21,7 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
+from streamjob.worker.state.factory import create_keyed_backend
 from streamjob.worker.state.functions import AggregateFunction, ReduceFunction
 from streamjob.worker.state.key_groups import (
     KeyGroupAssigner,

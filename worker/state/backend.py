@@ -1,4 +1,4 @@
-"""The keyed state backend contract, its construction context and its factory.
+"""The keyed state backend contract and its construction context (``factory`` builds one).
 
 A keyed backend holds every keyed state and the processing- and event-time timers of one subtask of one
 operator, for the keys of its key-group range. The runtime sets the current key before each
@@ -12,7 +12,7 @@ parallelism, same max parallelism) and keeps exactly the key groups of this back
 across all new subtasks nothing is lost or duplicated. Restored state is decoded only when a
 descriptor registers it, with that descriptor's serializer.
 
-Callers: the runtime's keyed operators (``create_keyed_backend`` at task start, ``restore``
+Callers: the runtime's keyed operators (``factory.create_keyed_backend`` at task start, ``restore``
 before ``open``, ``snapshot`` at barriers, notifications after checkpoints).
 """
 
@@ -197,24 +197,9 @@ class KeyedStateBackend(ABC):
         """Releases memory and local files; the backend is unusable afterwards."""
 
 
-def create_keyed_backend(kind: BackendKind | str, ctx: KeyedBackendContext) -> KeyedStateBackend:
-    """A new, empty keyed backend of ``kind`` ("hashmap" or "rocksdb") for ``ctx``."""
-    ctx.validate()
-    if kind == "hashmap":
-        from streamjob.worker.state.hashmap import HashMapKeyedStateBackend
-
-        return HashMapKeyedStateBackend(ctx)
-    if kind == "rocksdb":
-        from streamjob.worker.state.rocksdb import RocksDBKeyedStateBackend
-
-        return RocksDBKeyedStateBackend(ctx)
-    raise ConfigError(f"unknown state backend {kind!r}: use 'hashmap' or 'rocksdb'")
-
-
 __all__ = [
     "BackendKind",
     "KeyedBackendContext",
     "KeyedStateBackend",
     "SnapshotRunner",
-    "create_keyed_backend",
 ]

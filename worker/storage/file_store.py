@@ -31,6 +31,7 @@ from streamjob.worker.storage.object_store import (
     UploadedPart,
     check_key,
     check_prefix,
+    same_scheme,
     too_large,
 )
 from streamjob.worker.storage.uri import StorageUri
@@ -126,12 +127,8 @@ class FileObjectStore(ObjectStore):
         return self._root
 
     def at(self, uri: StorageUri) -> ObjectStore:
-        """A store rooted at ``uri`` (an ``s3://`` one uses ``S3Settings.from_env()``)."""
-        if uri.scheme == "file":
-            return FileObjectStore(uri)
-        from streamjob.worker.storage.stores import open_store
-
-        return open_store(uri)
+        """A store rooted at another ``file://`` directory (other schemes: ``StoreFactory.open``)."""
+        return FileObjectStore(same_scheme(self._root, uri))
 
     def _path(self, key: str) -> Path:
         return self._dir.joinpath(*check_key(key).split("/"))

@@ -149,7 +149,11 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     def at(self, uri: StorageUri) -> ObjectStore:
-        """A store rooted at ``uri``, sharing this store's connection settings (and client, if any)."""
+        """A store rooted at ``uri``, sharing this store's connection settings (and client, if any).
+
+        ``uri`` has this store's scheme (``same_scheme``); a store of another kind comes from
+        ``StoreFactory.open``, so that no store implementation depends on another.
+        """
 
     # Multipart uploads (S3 semantics: parts of at least 5 MiB except the last on real S3).
 
@@ -177,3 +181,13 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def list_pending_uploads(self, prefix: str = "") -> builtins.list[PendingUpload]:
         """Uploads begun under ``prefix`` and neither completed nor aborted, sorted by key."""
+
+
+def same_scheme(root: StorageUri, uri: StorageUri) -> StorageUri:
+    """``uri``, if it has ``root``'s scheme (``ObjectStore.at``); otherwise a ``ConfigError`` with the fix."""
+    if uri.scheme != root.scheme:
+        raise ConfigError(
+            f"{uri} is not a {root.scheme}:// location, so the store at {root} cannot open it; "
+            "open stores of another kind with StoreFactory.open (storage/stores.py)"
+        )
+    return uri

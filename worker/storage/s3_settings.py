@@ -1,15 +1,17 @@
 """How to reach an S3-compatible server: endpoint, region, addressing style and credentials.
 
 Read once (``S3Settings.from_env()``) by the CLI, the JobMaster, the workers and the operator, then
-passed explicitly to ``open_store`` / ``CheckpointStorage``. Credentials left as None fall back to
-boto3's default chain (instance profile, web identity, ...).
+passed explicitly to ``open_store`` / ``CheckpointStorage``; ``s3_settings_for`` lays a job config's
+non-secret overrides over the environment's (the JobMaster and the slots). Credentials left as None
+fall back to boto3's default chain (instance profile, web identity, ...).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from streamjob.worker.errors import ConfigError
 
@@ -61,3 +63,30 @@ class S3Settings:
     def endpoint_label(self) -> str:
         """The endpoint as named in error messages."""
         return self.endpoint_url or f"AWS S3 ({self.region})"
+
+
+class S3Overrides(Protocol):
+    """The non-secret S3 settings a job config may set (``config.S3Options``); None keeps the environment's.
+
+    A Protocol so that storage does not import the config (the config is above storage).
+    """
+
+    @property
+    def endpoint_url(self) -> str | None: ...
+
+    @property
+    def region(self) -> str | None: ...
+
+    @property
+    def path_style(self) -> bool | None: ...
+
+
+def s3_settings_for(overrides: S3Overrides, env: Mapping[str, str] | None = None) -> S3Settings:
+    """The environment's S3 settings with a job config's non-secret overrides (``JobConfig.s3``)."""
+    base = S3Settings.from_env(env)
+    return replace(
+        base,
+        endpoint_url=overrides.endpoint_url or base.endpoint_url,
+        region=overrides.region or base.region,
+        path_style=base.path_style if overrides.path_style is None else overrides.path_style,
+    )

@@ -33,6 +33,7 @@ from streamjob.worker.storage.object_store import (
     UploadedPart,
     check_key,
     check_prefix,
+    same_scheme,
     too_large,
 )
 from streamjob.worker.storage.s3_settings import CREDENTIAL_ENVS, ENDPOINT_ENV, S3Settings
@@ -176,12 +177,8 @@ class S3ObjectStore(ObjectStore):
         return self._holder.settings
 
     def at(self, uri: StorageUri) -> ObjectStore:
-        """A store rooted at ``uri``; S3 roots share this store's client."""
-        if uri.scheme == "s3":
-            return S3ObjectStore(uri, self._holder, retry=self._retry)
-        from streamjob.worker.storage.file_store import FileObjectStore
-
-        return FileObjectStore(uri)
+        """A store rooted at another ``s3://`` location, sharing this store's client (others: ``StoreFactory``)."""
+        return S3ObjectStore(same_scheme(self._root, uri), self._holder, retry=self._retry)
 
     def _full(self, key: str) -> str:
         return self._prefix + check_key(key)

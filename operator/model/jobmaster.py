@@ -1,0 +1,28 @@
+"""What the operator learns from a JobMaster's REST API this round (pure data).
+
+Returned by the JobMaster adapter (``jobmaster_client``), carried in the observer's ``Facts`` and
+read by the planner; it lives with the models because both the adapters and the planner read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class JobMasterView:
+    """What the JobMaster's REST API said this round (``reachable`` False when it did not answer)."""
+
+    reachable: bool
+    state: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SavepointPoll:
+    """The answer to ``GET /savepoints/<id>`` (UNKNOWN when the JobMaster does not know the id)."""
+
+    status: Literal["IN_PROGRESS", "COMPLETED", "FAILED", "UNKNOWN"]
+    location: str | None = None
+    reason: str | None = None

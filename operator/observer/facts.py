@@ -1,0 +1,47 @@
+"""Everything observed about one StreamJob in one round: the planner's only input (pure data).
+
+Built by ``observer.gather`` (through the adapters in ``deps``) or by tests (``operator.testing``);
+read by ``reconciler.plan`` and its helpers, which read nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+
+from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
+from streamjob.operator.model.spec import StreamJobSpec
+from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo, StreamJobStatus
+from streamjob.operator.observer.pods import PodView
+from streamjob.operator.resources.labels import JobRef
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything observed about one StreamJob in one round; the planner reads nothing else."""
+
+    job: JobRef
+    generation: int
+    spec: StreamJobSpec | None
+    spec_errors: tuple[str, ...]
+    status: StreamJobStatus
+    now: datetime
+    new_job_id: str
+    pods: tuple[PodView, ...] = ()
+    jobmaster: JobMasterView = field(default_factory=partial(JobMasterView, reachable=False))
+    savepoint_poll: SavepointPoll | None = None
+    latest: Mapping[str, SnapshotInfo | None] = field(default_factory=dict)
+    skipped: Mapping[str, tuple[CorruptCheckpoint, ...]] = field(default_factory=dict)
+    """Per jobId in ``latest``: completed checkpoints newer than its latest, skipped as corrupt."""
+    recent_savepoint: SnapshotInfo | None = None
+    storage_error: str | None = None
+
+    def pods_of(self, attempt: int) -> list[PodView]:
+        """The pods of one attempt."""
+        return [p for p in self.pods if p.attempt == attempt]
+
+    def latest_of(self, job_id: str | None) -> SnapshotInfo | None:
+        """Latest retained snapshot of a lineage, as found in storage."""
+        return None if job_id is None else self.latest.get(job_id)
