@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import logging
 import os
 import ssl
@@ -76,6 +75,7 @@ from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.s3_settings import s3_settings_for
+from streamjob.worker.whole_lines import WholeLineStdout
 
 log = logging.getLogger(__name__)
 
@@ -512,9 +512,9 @@ def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
     import uvloop
 
     tls = internal_tls_from_env(os.environ)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        # A user's print() in a function shows at once (terminal, `kubectl logs`), even if the process dies.
-        sys.stdout.reconfigure(line_buffering=True)
+    if (stdout := sys.stdout) is not None:
+        stdout.flush()
+        sys.stdout = WholeLineStdout(stdout.fileno())  # prints of several slots never cut into each other
 
     _tune_interpreter()
     _prewarm_s3()
