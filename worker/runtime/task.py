@@ -346,6 +346,7 @@ class Task:
         until it is processed.
         """
         barriers = self.barriers
+        captures, times_out = barriers.captures, barriers.times_out
         monotonic = self.clock.monotonic
         start, n = 0, len(batch)
         while True:
@@ -353,7 +354,7 @@ class Task:
             piece = batch if start == 0 and size >= n else batch[start : start + size]
             start += len(piece)
             self.records_in += len(piece)
-            if barriers.captures and channel is not None:
+            if captures and channel is not None:
                 barriers.capture(channel.index, piece)
             began = monotonic()
             out = self._run_chain(0, piece)
@@ -362,7 +363,7 @@ class Task:
                 await self._emit(out)
             if self._preparing:
                 self.checkpointer.prepare(PREPARE_BUDGET_S)
-            if barriers.times_out:
+            if times_out:
                 barriers.check_timeouts()
             if self._has_timers:
                 await self._fire_timers()

@@ -57,8 +57,8 @@ class InputBarriers:
         #: Whether the task should call ``check_timeouts`` (an aligned-checkpoint timeout is set).
         self.times_out = settings.aligned_timeout_ms > 0
         self._timeout_s = settings.aligned_timeout_ms / 1000
-        #: Checkpoint -> its in-flight capture, while some channel's barrier has not arrived; the task
-        #: checks it (truthiness) before calling ``capture`` for a slice.
+        #: Checkpoint -> its in-flight capture, while some channel's barrier has not arrived. The task
+        #: checks it (truthiness) before calling ``capture`` for a slice; never replaced, only mutated.
         self.captures: dict[int, InFlightCapture] = {}
         self._first_seen: dict[int, float] = {}
         channels = len(gate.channels)
