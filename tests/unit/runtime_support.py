@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from streamjob.worker.snapshot.handles import StateHandle
+from streamjob.worker.storage.checkpoint_storage import WorkerStorageView
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,12 +56,25 @@ class InlineExecutor(Executor):
 
 @dataclass
 class FakeStorage:
-    """A ``TaskStorageView`` in memory; ``fail`` makes every write raise it."""
+    """A ``WorkerStorageView`` in memory; ``fail`` makes every write raise it."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     flushed: list[str] = field(default_factory=list)
     fail: Exception | None = None
-    checkpoint_base_uri: str = "memory://job"
+
+    @property
+    def checkpoint_base_uri(self) -> str:
+        return "memory://job"
+
+    @property
+    def local_disk(self) -> bool:
+        return True
+
+    def reader(self, base_uri: str) -> FakeReader:
+        return FakeReader(self)
+
+    def warm_up(self) -> None:
+        pass
 
     def writer(
         self, checkpoint_id: int, operator_uid: str, subtask_index: int, *, savepoint_dir: str | None = None
@@ -97,6 +111,18 @@ class FakeWriter:
 
     def flush(self) -> None:
         self.storage.flushed.append(self.prefix)
+
+
+@dataclass
+class FakeReader:
+    storage: FakeStorage
+
+    def read(self, handle: StateHandle) -> bytes:
+        return self.storage.files[handle.path]
+
+
+def _implements_the_worker_view(storage: FakeStorage) -> WorkerStorageView:
+    return storage  # mypy proves the fake is a WorkerStorageView (``make lint`` type-checks this module)
 
 
 def kinds(messages: list[Any]) -> list[str]:

@@ -19,7 +19,7 @@ At a barrier the task (``runtime/task.py``) or its inputs (``runtime/barriers/``
    task, as in 1).
 
 Processing goes on during 3-5 (asynchronous snapshots). The checkpointer also relays completion
-and abort notifications to the operators. It reads storage through ``TaskStorageView``, talks to
+and abort notifications to the operators. It reads storage through the task-side ``WorkerStorageView``, talks to
 the JobMaster only through ``send``, and reads time only from its ``Clock``.
 """
 
@@ -43,8 +43,9 @@ from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.local_recovery import LocalCopyWriter, prune_local_copies
 from streamjob.worker.runtime.operators import SnapshotFn
-from streamjob.worker.snapshot.handles import SnapshotWriter, StateHandle
+from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.serializers import SafeSerializer
+from streamjob.worker.storage.checkpoint_storage import SubtaskSnapshotWriter, WorkerStorageView
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +54,6 @@ log = logging.getLogger(__name__)
 PREPARE_BUDGET_S = 0.002
 
 States = dict[str, dict[str, list[StateHandle]]]
-
-
-class SnapshotFileWriter(SnapshotWriter, Protocol):
-    """A snapshot writer whose files are synced by one ``flush`` (before the acknowledgement)."""
-
-    def flush(self) -> None: ...
-
-
-class TaskStorageView(Protocol):
-    """The task's view of checkpoint storage: a writer per (checkpoint, operator, subtask)."""
-
-    def writer(
-        self, checkpoint_id: int, operator_uid: str, subtask_index: int, *, savepoint_dir: str | None = None
-    ) -> SnapshotFileWriter: ...
-
-    @property
-    def checkpoint_base_uri(self) -> str: ...
 
 
 class SnapshottingOperator(Protocol):
@@ -118,7 +102,7 @@ class SubtaskIdentity:
 class SnapshotIo:
     """Where and how a subtask's snapshot files are written."""
 
-    storage: TaskStorageView
+    storage: WorkerStorageView
     executor: Executor
     record_types: tuple[type, ...] = ()
     local_recovery_dir: Path | None = None
@@ -347,10 +331,10 @@ class SubtaskCheckpointer:
             op.notify_aborted(checkpoint_id)
 
 
-def _writer(io: SnapshotIo, barrier: Barrier, uid: str, subtask: int) -> SnapshotFileWriter:
+def _writer(io: SnapshotIo, barrier: Barrier, uid: str, subtask: int) -> SubtaskSnapshotWriter:
     writer = io.storage.writer(barrier.id, uid, subtask, savepoint_dir=barrier.savepoint_dir)
     if io.local_recovery_dir is not None and barrier.savepoint_dir is None:
-        local: SnapshotFileWriter = LocalCopyWriter(writer, io.local_recovery_dir, io.storage.checkpoint_base_uri)
+        local: SubtaskSnapshotWriter = LocalCopyWriter(writer, io.local_recovery_dir, io.storage.checkpoint_base_uri)
         return local
     return writer
 
@@ -384,5 +368,4 @@ __all__ = [
     "SubtaskCheckpointer",
     "SubtaskIdentity",
     "SyncSnapshot",
-    "TaskStorageView",
 ]

@@ -43,9 +43,9 @@ from streamjob.worker.runtime.subtask_checkpointer import (
     SnapshotIo,
     SubtaskCheckpointer,
     SubtaskIdentity,
-    TaskStorageView,
 )
 from streamjob.worker.state.key_groups import key_group_range
+from streamjob.worker.storage.checkpoint_storage import WorkerStorageView
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class TaskServices:
     incremental: bool
     batch_size: int
     local_dir: Path
-    storage: TaskStorageView
+    storage: WorkerStorageView
     executor: Executor
     send: Callable[[ToJobMaster], None]
     record_types: tuple[type, ...] = ()
