@@ -107,6 +107,8 @@ class InputGate:
 
     def __init__(self) -> None:
         self.channels: list[InputChannel] = []
+        # Set by the task's barrier package when the task is built, before the attempt starts and any
+        # producer can push (a slot registers its channels in ``deploy``, producers connect in ``start``).
         self.listener: BarrierListener = _NoListener()
         self._event = asyncio.Event()
         self._next = 0

@@ -19,8 +19,10 @@ At a barrier the task (``runtime/task.py``) or its inputs (``runtime/barriers/``
    task, as in 1).
 
 Processing goes on during 3-5 (asynchronous snapshots). The checkpointer also relays completion
-and abort notifications to the operators. It reads storage through the task-side ``WorkerStorageView``, talks to
-the JobMaster only through ``send``, and reads time only from its ``Clock``.
+and abort notifications to the operators. It reads storage through the task-side
+``WorkerStorageView``, talks to the JobMaster only through ``send``, and reads time only from its
+``Clock``. A source task (no inputs) calls ``snapshot_sync`` and ``forward_and_write`` itself, so
+that a legacy source's records emitted before the barrier go out in between.
 """
 
 from __future__ import annotations
