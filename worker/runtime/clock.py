@@ -3,13 +3,17 @@
 ``Task``, ``SubtaskCheckpointer``, the barrier package (``runtime/barriers/``) and the output
 channels take a ``Clock`` instead of calling ``time`` themselves; the slot passes the real one
 (``SYSTEM_CLOCK``), unit tests a fake whose time they advance. ``SystemClock``'s methods are the
-``time`` functions themselves, so a read costs what a direct call costs.
+``time`` functions themselves, so a read costs what a direct call costs; its processing time is
+``runtime.context.now_ms``, the one the operators' timer services read, so that timers are
+registered and fired on the same clock.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Protocol
+
+from streamjob.worker.runtime.context import now_ms
 
 
 class Clock(Protocol):
@@ -28,15 +32,11 @@ class Clock(Protocol):
         ...
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class SystemClock:
     """The real clocks."""
 
     monotonic = staticmethod(time.monotonic)
-    now_ms = staticmethod(_now_ms)
+    now_ms = staticmethod(now_ms)
     thread_time = staticmethod(time.thread_time)
 
 
