@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from streamjob.worker.errors import SerializationError
 from streamjob.worker.protocol.events import Barrier, EndOfStream
-from streamjob.worker.protocol.messages import Ack, Decline, ToJobMaster
+from streamjob.worker.protocol.messages import Ack, Decline, TaskFailed, ToJobMaster
 from streamjob.worker.runtime.barriers import InFlightCapture
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.subtask_checkpointer import (
@@ -35,7 +36,9 @@ SnapshotFn = SnapshotRunner[dict[str, list[StateHandle]]]
 class FakeOperator:
     """An operator whose snapshot writes ``payload`` after ``steps`` preparation steps."""
 
-    def __init__(self, uid: str, chain: FakeChain, payload: bytes, *, steps: int = 0, fail: bool = False) -> None:
+    def __init__(
+        self, uid: str, chain: FakeChain, payload: bytes, *, steps: int = 0, fail: Exception | None = None
+    ) -> None:
         self.uid = uid
         self.chain = chain
         self.payload = payload
@@ -48,8 +51,8 @@ class FakeOperator:
     def snapshot(self, checkpoint_id: int, timestamp_ms: int) -> SnapshotFn:
         self.chain.log.append(("snapshot", self.uid, checkpoint_id, timestamp_ms))
         self.chain.clock.advance(0.003, cpu=0.001)  # the synchronous part takes 3 ms
-        if self.fail:
-            raise RuntimeError("state is gone")
+        if self.fail is not None:
+            raise self.fail
 
         def write(writer: SnapshotWriter) -> dict[str, list[StateHandle]]:
             return {"keyed": [], "operator": [writer.write("op", self.payload)]}
@@ -181,7 +184,7 @@ def test_a_small_snapshot_to_a_local_disk_is_written_and_acknowledged_inline() -
 def test_a_failing_synchronous_part_declines_with_the_operator_and_still_forwards_the_barrier() -> None:
     s = Setup()
     s.add("head")
-    s.add("broken", fail=True)
+    s.add("broken", fail=RuntimeError("state is gone"))
     barrier = Barrier(4, 0)
 
     async def scenario() -> bool:
@@ -270,3 +273,29 @@ def test_a_finishing_task_prepares_what_is_queued_and_waits_for_the_writes() -> 
 
     s = run(scenario())
     assert kinds(s.sent) == ["Ack"]
+
+
+def test_a_snapshot_error_no_restart_mends_fails_the_task_instead_of_declining() -> None:
+    s = Setup()
+    s.add("head", fail=SerializationError("a value of class Secret is not declared"))
+
+    async def scenario() -> bool:
+        return s.checkpointer.checkpoint(Barrier(8, 0), 0.0, None)
+
+    assert run(scenario()) is False
+    (failed,) = s.sent
+    assert isinstance(failed, TaskFailed)
+    assert (failed.vertex, failed.subtask, failed.failure_class) == ("v1", 0, "unserializable")
+    assert failed.error == "SerializationError: a value of class Secret is not declared"
+
+
+def test_a_write_error_no_restart_mends_fails_the_task_too() -> None:
+    s = Setup(fail_write=SerializationError("refused"))
+    s.add("head")
+
+    async def scenario() -> None:
+        s.checkpointer.checkpoint(Barrier(9, 0), 0.0, None)
+        await settle()
+
+    run(scenario())
+    assert kinds(s.sent) == ["TaskFailed"]
