@@ -175,7 +175,7 @@ class SubtaskCheckpointer:
             return self.forward_and_write(self.snapshot_sync(barrier), barrier, alignment_s, capture)
 
     def snapshot_sync(self, barrier: Barrier) -> SyncSnapshot | None:
-        """The synchronous part of every operator's snapshot; None (and a decline) if one failed."""
+        """The synchronous part of every operator's snapshot; None (after a decline or a task failure) if one failed."""
         with self.cpu.measure():
             started = self.clock.monotonic()
             positions = self.chain.positions()
