@@ -11,8 +11,8 @@ in ``framing``.
 
 Used by ``handshake`` (Challenge, Hello, Welcome), the JobMaster (``jobmaster/control.py``,
 ``jobmaster/slots.py``, ``jobmaster/jobmaster.py``), the slot (``slot.py``), the tasks
-(``runtime/task.py``: acks, declines, end of input) and the data plane (``runtime/network.py``:
-events).
+(``runtime/subtask_checkpointer.py``: acks, declines; ``runtime/task.py``: end of input) and the
+data plane (``runtime/network.py``: events).
 """
 
 from __future__ import annotations

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.protocol.events import Barrier, EndOfStream
+from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
 from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
 
 CREDITS = 8
@@ -27,10 +27,23 @@ CREDITS = 8
 ChannelKey = tuple[int, int, int]  # (edge number in the job graph, producer subtask, consumer subtask)
 
 
+class BarrierListener(Protocol):
+    """Told of every barrier queued on a channel (``barriers.overtaking.Overtaking``)."""
+
+    def queued(self, channel: InputChannel, barrier: Barrier) -> None:
+        """``barrier`` was just appended to ``channel``; the listener may move it to the front."""
+        ...
+
+
+class _NoListener:
+    def queued(self, channel: InputChannel, barrier: Barrier) -> None:
+        pass
+
+
 class InputChannel:
     """The consumer's end of one channel: a queue of batches and events."""
 
-    __slots__ = ("blocked", "finished", "gate", "index", "items", "key", "overtaken", "return_credit")
+    __slots__ = ("blocked", "finished", "gate", "index", "items", "key", "return_credit")
 
     def __init__(self, key: ChannelKey, index: int, gate: InputGate) -> None:
         self.key = key
@@ -40,62 +53,63 @@ class InputChannel:
         self.blocked = False
         self.finished = False
         self.return_credit: Callable[[int], None] | None = None
-        self.overtaken: dict[int, list[list[Any]]] = {}
+
+    def __len__(self) -> int:
+        """Items queued."""
+        return len(self.items)
 
     def push(self, item: Any) -> None:
         """Called by the producer side (local) or the network reader (remote).
 
-        An unaligned barrier (or one of a checkpoint that switched to unaligned at this task, see
-        ``InputGate.overtake``) overtakes the batches queued before it: it moves to the front and the
-        batches it overtook are remembered, since they belong to that checkpoint's in-flight data.
-        It never overtakes an earlier barrier (a savepoint's, say): it goes right behind that one.
+        A barrier is shown to the gate's listener, which decides whether it overtakes the batches
+        queued before it (``move_to_front``).
         """
-        if type(item) is Barrier and (item.unaligned or item.id in self.gate.overtaking) and self.items:
-            self.items.append(item)
-            self._move_forward(len(self.items) - 1)
-        else:
-            if type(item) is Barrier and item.savepoint_dir is None:
-                self.gate.announced.setdefault(item.id, time.monotonic())
-            self.items.append(item)
+        self.items.append(item)
+        if type(item) is Barrier:
+            self.gate.listener.queued(self, item)
         if not self.blocked:
             self.gate.wake()
 
-    def overtake(self, checkpoint_id: int, *, as_unaligned: bool = False) -> None:
-        """Moves barrier ``checkpoint_id``, if queued here, in front of the batches before it (remembered).
+    def move_to_front(self, checkpoint_id: int, *, mark_unaligned: bool = False) -> list[list[Any]] | None:
+        """Moves barrier ``checkpoint_id`` in front of the batches queued before it (never of an earlier event).
 
-        ``as_unaligned``: the barrier becomes an unaligned one (an aligned checkpoint that timed out).
-        """
-        position = next((i for i, x in enumerate(self.items) if type(x) is Barrier and x.id == checkpoint_id), None)
-        if position is None:
-            return
-        position = self._move_forward(position)
-        if as_unaligned:
-            self.items[position] = replace(self.items[position], unaligned=True)
-
-    def _move_forward(self, position: int) -> int:
-        """Moves the barrier at ``position`` in front of the batches before it (not of an earlier event).
-
-        Returns its new position; the batches it overtook are remembered.
+        Returns the batches it overtook, in queue order ([] when none), or None when the barrier is
+        not queued here. ``mark_unaligned``: the queued barrier becomes an unaligned one.
         """
         items = self.items
+        position = len(items) - 1
+        while position >= 0:
+            item = items[position]
+            if type(item) is Barrier and item.id == checkpoint_id:
+                break
+            position -= 1
+        else:
+            return None
         barrier: Barrier = items[position]
         stop = position
         while stop > 0 and type(items[stop - 1]) is list:
             stop -= 1
-        if stop < position:
-            self.overtaken[barrier.id] = [items[i] for i in range(stop, position)]
+        overtaken = [items[i] for i in range(stop, position)]
+        if overtaken:
             del items[position]
             items.insert(stop, barrier)
-        return stop
+        if mark_unaligned:
+            items[stop] = replace(barrier, unaligned=True)
+        return overtaken
 
 
 class InputGate:
-    """All input channels of a task; hands out items fairly from channels that are not blocked."""
+    """All input channels of a task; hands out items fairly from channels that are not blocked.
+
+    Primitives only — poll, block, unblock, move a barrier to the front (``InputChannel``), take a
+    barrier at a channel's head; what overtakes what, and when, is decided in ``runtime/barriers/``.
+    """
 
     def __init__(self) -> None:
         self.channels: list[InputChannel] = []
-        self.overtaking: set[int] = set()  # checkpoints whose barriers overtake queued batches at this task
-        self.announced: dict[int, float] = {}  # checkpoint -> when its first barrier was queued (monotonic s)
+        # Set by the task's barrier package when the task is built, before the attempt starts and any
+        # producer can push (a slot registers its channels in ``deploy``, producers connect in ``start``).
+        self.listener: BarrierListener = _NoListener()
         self._event = asyncio.Event()
         self._next = 0
 
@@ -124,40 +138,20 @@ class InputGate:
                 return channel, item
         return None
 
-    def overtaking_barrier(self) -> tuple[InputChannel, Barrier] | None:
-        """Takes an overtaking barrier from the head of an unblocked channel, or None.
+    def take_head_barrier(self, accept: Callable[[Barrier], bool]) -> tuple[InputChannel, Barrier] | None:
+        """Takes a barrier that ``accept`` admits from the head of an unblocked channel, or None.
 
-        The task asks between two slices of a batch, so that a barrier that overtook the queued
-        batches is not left waiting behind the batch in progress either.
+        The task asks before every item and between two slices of a batch, so that a barrier that
+        overtook the queued batches does not wait behind another channel's or the batch in progress.
         """
         for channel in self.channels:
             items = channel.items
             if items and not channel.blocked:
                 head = items[0]
-                if type(head) is Barrier and (head.unaligned or head.id in self.overtaking):
+                if type(head) is Barrier and accept(head):
                     items.popleft()
-                    return channel, head if head.unaligned else replace(head, unaligned=True)
+                    return channel, head
         return None
-
-    def overtake(self, checkpoint_id: int, channels: frozenset[int]) -> None:
-        """Checkpoint ``checkpoint_id`` became unaligned here: its barriers on ``channels`` overtake queued batches."""
-        self.overtaking.add(checkpoint_id)
-        for index in channels:
-            self.channels[index].overtake(checkpoint_id)
-
-    def expire_alignments(self, timeout_s: float, now: float) -> None:
-        """Barriers queued for ``timeout_s`` (the aligned-checkpoint timeout) become unaligned and overtake.
-
-        As in Flink, the timeout runs from the barrier's arrival in the input, not from when the
-        task reaches it behind the queued batches: the checkpoint then no longer waits for them.
-        """
-        for checkpoint_id, since in list(self.announced.items()):
-            if now - since >= timeout_s:
-                del self.announced[checkpoint_id]
-                self.overtaking.add(checkpoint_id)
-                for channel in self.channels:
-                    channel.overtake(checkpoint_id, as_unaligned=True)
-                self.wake()
 
     async def next(self, timeout: float | None = None) -> tuple[InputChannel, Any] | None:
         """Waits for the next item; None after ``timeout`` seconds without one."""
@@ -177,10 +171,18 @@ class InputGate:
                 except TimeoutError:
                     return None
 
-    def set_blocked(self, channel: InputChannel, blocked: bool) -> None:
-        """Blocks (barrier alignment) or releases a channel."""
-        channel.blocked = blocked
-        if not blocked and channel.items:
+    def block(self, index: int) -> None:
+        """Holds channel ``index`` back (barrier alignment)."""
+        self.channels[index].blocked = True
+
+    def unblock_all(self) -> None:
+        """Releases every blocked channel."""
+        woke = False
+        for channel in self.channels:
+            if channel.blocked:
+                channel.blocked = False
+                woke = woke or bool(channel.items)
+        if woke:
             self.wake()
 
     def open_channels(self) -> list[InputChannel]:
@@ -191,7 +193,8 @@ class InputGate:
 class OutputChannel(ABC):
     """The producer's end of one channel."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.credits = CREDITS
         self._credit_event = asyncio.Event()
         self.backpressured_s = 0.0  # ended waits for credit; see ``backpressured_total_s``
@@ -211,14 +214,14 @@ class OutputChannel(ABC):
     async def send_batch(self, batch: list[Any]) -> None:
         """Sends a batch, waiting for a credit first (backpressure)."""
         if self.credits <= 0:
-            self._blocked_since = started = time.monotonic()
+            self._blocked_since = started = self.clock.monotonic()
             try:
                 while self.credits <= 0 and not self.closed:
                     self._credit_event.clear()
                     await self._credit_event.wait()
             finally:
                 self._blocked_since = None
-                self.backpressured_s += time.monotonic() - started
+                self.backpressured_s += self.clock.monotonic() - started
         if self.closed:
             return
         self.credits -= 1
@@ -227,7 +230,7 @@ class OutputChannel(ABC):
     def backpressured_total_s(self) -> float:
         """Time spent waiting for credit, a wait still in progress included (a stuck consumer shows at once)."""
         since = self._blocked_since
-        return self.backpressured_s if since is None else self.backpressured_s + time.monotonic() - since
+        return self.backpressured_s if since is None else self.backpressured_s + self.clock.monotonic() - since
 
     @abstractmethod
     def _deliver(self, batch: list[Any]) -> None: ...
@@ -240,8 +243,8 @@ class OutputChannel(ABC):
 class LocalOutputChannel(OutputChannel):
     """A channel to a task in the same process: batches are handed over as objects."""
 
-    def __init__(self, target: InputChannel) -> None:
-        super().__init__()
+    def __init__(self, target: InputChannel, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock)
         self.target = target
         target.return_credit = self.add_credit
 

@@ -5,17 +5,19 @@ synchronous snapshot, encoding slices, inline writes, acknowledgement, commit on
 I/O thread's (writing and syncing the files) — with ``time.thread_time``, which reads one thread's
 CPU clock. A throughput comparison with and without checkpoints cannot resolve a cost of a few per
 cent on a machine whose speed varies by ±10-20 % from one second to the next; this figure, set
-against the task's CPU time, can: both are stretched alike when the machine is slow.
+against the task's CPU time, can: both are stretched alike when the machine is slow. The CPU clock
+is read through the task's ``Clock`` (``runtime/clock.py``). Used by ``subtask_checkpointer``.
 
 Only the outermost ``measure`` counts, so that nested checkpoint steps are not counted twice.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
+
+from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -24,7 +26,8 @@ T = TypeVar("T")
 class CheckpointCpu:
     """Accumulates checkpoint CPU seconds; ``take`` hands over what was counted since the last call."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._thread_time = clock.thread_time
         self._seconds = 0.0
         self._depth = 0
 
@@ -35,15 +38,15 @@ class CheckpointCpu:
             yield
             return
         self._depth = 1
-        started = time.thread_time()
+        started = self._thread_time()
         try:
             yield
         finally:
-            self._seconds += time.thread_time() - started
+            self._seconds += self._thread_time() - started
             self._depth = 0
 
     def add(self, seconds: float) -> None:
-        """CPU time measured on another thread (see ``on_thread``)."""
+        """CPU time measured on another thread (see ``timed``)."""
         self._seconds += seconds
 
     def take(self) -> float:
@@ -51,9 +54,8 @@ class CheckpointCpu:
         seconds, self._seconds = self._seconds, 0.0
         return seconds
 
-
-def on_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
-    """Runs ``fn`` (on an executor thread) and returns its result with the thread's CPU seconds for it."""
-    started = time.thread_time()
-    result = fn(*args, **kwargs)
-    return result, time.thread_time() - started
+    def timed(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
+        """Runs ``fn`` (on an executor thread) and returns its result with that thread's CPU seconds for it."""
+        started = self._thread_time()
+        result = fn(*args, **kwargs)
+        return result, self._thread_time() - started

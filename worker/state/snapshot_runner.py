@@ -19,7 +19,8 @@ the calling thread. An exception raised by a step is kept and raised by the call
 failing encode declines the checkpoint from the background part like any other write failure.
 
 Callers: ``keyed_base.py`` (keyed snapshots), ``runtime/operators.py`` (an operator's snapshot
-combines its keyed and operator state), ``runtime/task.py`` (runs the steps, then the call).
+combines its keyed and operator state), ``runtime/subtask_checkpointer.py`` (runs the steps between
+the task's batches, then the call).
 """
 
 from __future__ import annotations

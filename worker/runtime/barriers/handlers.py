@@ -1,9 +1,9 @@
-"""Barrier handling on a task's inputs: aligned, unaligned, and at-least-once tracking.
+"""The barrier decisions on a task's inputs: aligned, unaligned, and at-least-once tracking.
 
-Pure state machines (no sockets, no clock of their own): the task feeds them barriers and
-end-of-stream per input channel and a ``BarrierHost`` carries out what they decide — block a
-channel, take the snapshot and forward the barrier, capture in-flight records of channels whose
-barrier has not arrived (unaligned), release the channels.
+Pure state machines (no sockets, no clock of their own): ``controller.InputBarriers`` feeds them
+barriers and end-of-stream per input channel with the time, and carries out what they decide as
+their ``BarrierHost`` — block a channel, take the snapshot and forward the barrier, capture
+in-flight records of channels whose barrier has not arrived (unaligned), release the channels.
 
 - Aligned (EXACTLY_ONCE): after barrier n arrives on a channel, that channel is blocked until
   every open channel delivered n; then the snapshot is taken. If alignment lasts longer than the
