@@ -172,6 +172,9 @@ class _State:
     def update(self, values: list[Any]) -> None:
         self.values = list(values)
 
+    def clear(self) -> None:
+        self.values = []
+
 
 class _Ctx:
     """Function initialization and runtime contexts of one subtask (as the 2PC operator passes them)."""
@@ -187,8 +190,11 @@ class _Ctx:
     def get_operator_state_store(self) -> _Ctx:
         return self
 
-    def get_union_list_state(self, descriptor: Any) -> _State:
+    def get_list_state(self, descriptor: Any) -> _State:
         return self.state
+
+    def get_union_list_state(self, descriptor: Any) -> _State:
+        return _State([])
 
     def get_index_of_this_subtask(self) -> int:
         return self.index
@@ -206,9 +212,9 @@ def _sink(broker: KafkaBroker, topic: str, index: int, parallelism: int, restore
 
 
 def test_sink_recovery_commits_each_handle_once_and_takes_over_removed_writers(kafka_broker: KafkaBroker) -> None:
-    import json
-
     topic = kafka_broker.create_topic(f"rec-{os.getpid()}-{id(object())}", partitions=1)
+    from streamjob.worker.state.serializers import SafeSerializer
+
     union: list[Any] = []
     writers = []
     for index in range(2):
@@ -217,9 +223,10 @@ def test_sink_recovery_commits_each_handle_once_and_takes_over_removed_writers(k
         sink.invoke_batch(txn, [["w", index, n] for n in range(5)])
         sink.snapshot_state(None)
         sink.pre_commit(txn)
-        union.extend(json.loads(json.dumps(ctx.state.get())))
+        union.extend(SafeSerializer().decode(SafeSerializer().encode(ctx.state.get())))
         writers.append((sink, txn))
     writers[0][0].commit(writers[0][1])  # writer 0 committed before the crash, writer 1 did not
+    writers[0][0].close()  # waits for the committer thread
     # restore at parallelism 1 (twice: a crash before the next checkpoint repeats the recovery)
     for _ in range(2):
         sink, _ctx = _sink(kafka_broker, topic, 0, 1, union)
