@@ -108,6 +108,8 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "log.flush.interval.messages": "1000000",
+            # transactions past their timeout are aborted within a second (the timeout test)
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         }
         return "".join(f"{k}={v}\n" for k, v in settings.items())
 

@@ -2,7 +2,7 @@
 
 Callers: ``kafka_source`` and ``kafka_sink``. ``fault_point`` lets the integration tests SIGKILL
 or pause a worker deterministically at a named moment of the exactly-once protocol
-(``STREAMJOB_TEST_KAFKA_FAULT=<point>:<kill|pause=<seconds>>``, once per marker file
+(``STREAMJOB_TEST_KAFKA_FAULT=<point>[#<nth call>]:<kill|pause=<seconds>>``, once per marker file
 ``STREAMJOB_TEST_KAFKA_FAULT_ONCE``); without the variable it costs one dict lookup per call,
 and it is called once per checkpoint, never per record.
 """
@@ -18,6 +18,7 @@ from streamjob.worker.errors import StreamJobError
 
 FAULT_ENV = "STREAMJOB_TEST_KAFKA_FAULT"
 FAULT_ONCE_ENV = "STREAMJOB_TEST_KAFKA_FAULT_ONCE"
+_calls: dict[str, int] = {}
 
 
 class KafkaConnectorError(StreamJobError):
@@ -54,7 +55,11 @@ def fault_point(point: str) -> None:
     if not spec:
         return
     name, _, action = spec.partition(":")
+    name, _, nth = name.partition("#")
     if name != point:
+        return
+    _calls[point] = _calls.get(point, 0) + 1
+    if _calls[point] < int(nth or "1"):
         return
     once = os.environ.get(FAULT_ONCE_ENV)
     if once:

@@ -314,7 +314,7 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
                 try:
                     fault_point("before-kafka-commit")
                     self._transact(self._producer, consumer, self._wid, self._token, seq, blob)
-                except BaseException as err:  # noqa: BLE001 - handed to the task thread
+                except BaseException as err:  # handed to the task thread
                     with self._cv:
                         self._failure = err
                         self._queue.clear()

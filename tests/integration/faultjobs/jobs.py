@@ -7,7 +7,7 @@
   at ``bootstrap``, bounded to the end offsets at start when ``bounded=1``);
 - ``sink``: ``file`` (FileSink into ``output``; ``slow_commit_ms`` delays every commit, widening the
   window between checkpoint completion and commit) or ``kafka`` (KafkaSink into ``out_topic``
-  with ``semantic``);
+  with ``semantic``, ``kafka_timeout_ms``, ``txn_timeout_ms`` for its transaction timeout);
 - ``parallelism``, ``interval`` (checkpoint interval ms), ``mode`` (EXACTLY_ONCE/AT_LEAST_ONCE),
   ``restart`` (``none`` or the number of fixed-delay restarts), ``tolerable`` failed checkpoints.
 
@@ -183,6 +183,7 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
                 o["bootstrap"],
                 o.get("semantic", "exactly-once"),  # type: ignore[arg-type]
                 timeout_ms=int(o.get("kafka_timeout_ms", "30000")),
+                transaction_timeout_ms=int(o.get("txn_timeout_ms", "60000")),
             )
         ).uid("kafka-out")
     return env
