@@ -53,7 +53,7 @@ def build(args: list[str]) -> Any:
     sink = KafkaSink(
         out_topic,
         bootstrap,
-        semantic,  # type: ignore[arg-type]
+        semantic,
         transactional_id_prefix=f"bench-{out_topic}",
         serializer=lambda r: f"{r[0]},{r[1]},{r[2]},{r[3]}".encode(),
     )
@@ -124,7 +124,7 @@ class Watcher(threading.Thread):
                 if msg.error() is None:
                     self.rows += 1
                     if self.track:
-                        self.visible.setdefault(int(msg.value().rsplit(b",", 1)[1]), now)
+                        self.visible.setdefault(int((msg.value() or b"0").rsplit(b",", 1)[1]), now)
         self.consumer.close()
 
 
@@ -158,7 +158,9 @@ def _run_case(
     cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", "0", "--parallelism", str(parallelism)]
     cmd += ["--checkpoint-dir", (work / f"chk-{tag}").as_uri(), f"{Path(__file__).resolve()}:build"]
     cmd += [broker.bootstrap, source, out, semantic, "1"]
-    job = subprocess.Popen(cmd, env=python_env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    job = subprocess.Popen(
+        cmd, env=python_env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=work
+    )
     peak = 0
     deadline = started + 1800
     while watcher.rows < records and time.monotonic() < deadline:
@@ -198,7 +200,9 @@ def _latency(
     cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", "0", "--parallelism", "1"]
     cmd += ["--checkpoint-dir", (work / f"chk-{tag}").as_uri(), f"{Path(__file__).resolve()}:build"]
     cmd += [broker.bootstrap, source, out, semantic, "0"]
-    job = subprocess.Popen(cmd, env=python_env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    job = subprocess.Popen(
+        cmd, env=python_env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=work
+    )
     try:
         deadline = time.monotonic() + 120
         while "checkpoint 1 completed" not in log.read_text() and time.monotonic() < deadline:

@@ -1,6 +1,6 @@
 """The exactly-once Kafka pipeline on the real broker: exact read_committed output at p=1 and p=2,
 a worker SIGKILLed at each moment of the sink's protocol, a transaction the broker aborts by its
-timeout, and rescaling through savepoints (partition discovery: ``test_kafka.py``).
+timeout, rescaling through savepoints, and a partition added while the job runs.
 
 The faults are placed deterministically by the sink's test hook (``STREAMJOB_TEST_KAFKA_FAULT``,
 inherited by the worker processes; once per run through a marker file): ``before-pre-commit``
@@ -19,7 +19,7 @@ import pytest
 from streamjob.worker.connectors.kafka_common import FAULT_ENV, FAULT_ONCE_ENV
 from streamjob.worker.testing import LocalJob
 from tests.integration.faultjobs.jobs import compare, read_kafka_outputs
-from tests.integration.faultjobs.runner import run_job
+from tests.integration.faultjobs.runner import JOB_FILE, run_job
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM, consumed_by_savepoint
 from tests.integration.test_savepoint_semantics import take_savepoint
@@ -150,4 +150,47 @@ def test_rescaling_a_kafka_job_through_savepoints_2_3_1_is_exact(kafka_broker: K
     with start(1, restore, "0") as job:
         assert job.wait() == 0, job.describe()
     problem = keyed_sum.check_exactly_once(read_kafka_outputs(kafka_broker.bootstrap, topic), count)
+    assert problem is None, problem
+
+
+def group_offsets(broker: KafkaBroker, topic: str, group: str, partitions: int) -> int:
+    """The sum of ``group``'s committed offsets over the topic's partitions."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in found)
+    finally:
+        consumer.close()
+
+
+def test_a_partition_added_while_the_job_runs_is_read_from_its_start_and_group_offsets_follow(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    source = kafka_broker.create_topic(f"grow-{tmp_path.name[-24:]}", partitions=1)
+    out = kafka_broker.create_topic(f"grown-{tmp_path.name[-24:]}", partitions=2)
+    group = f"g-{tmp_path.name[-20:]}"
+    produce_lines(kafka_broker, source, 0, 1_000, 1)
+    args = [
+        "source=kafka",
+        f"topic={source}",
+        f"bootstrap={kafka_broker.bootstrap}",
+        f"group={group}",
+        "discovery_ms=300",
+        "sink=kafka",
+        f"out_topic={out}",
+        "parallelism=2",
+        "interval=200",
+    ]
+    with LocalJob(str(JOB_FILE), *args, checkpoint_dir=(tmp_path / "chk").as_uri()).start() as job:
+        job.poll(
+            "the first 1,000 rows", lambda: len(read_kafka_outputs(kafka_broker.bootstrap, out, 3)) >= 1_000, 90, 0.5
+        )
+        kafka_broker.add_partitions(source, 3)
+        produce_lines(kafka_broker, source, 1_000, 1_000, 3)  # a third into each partition, two of them new
+        job.poll("all 2,000 rows", lambda: len(read_kafka_outputs(kafka_broker.bootstrap, out, 3)) >= 2_000, 90, 0.5)
+        # the group's offsets (monitoring) follow the completed checkpoints
+        job.poll("group offsets at the end", lambda: group_offsets(kafka_broker, source, group, 3) == 2_000, 60, 0.5)
+    problem = compare(read_kafka_outputs(kafka_broker.bootstrap, out), 2_000, exactly_once=True)
     assert problem is None, problem

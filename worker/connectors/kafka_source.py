@@ -52,6 +52,10 @@ class KafkaRecord:
     timestamp_ms: int
 
 
+def _as_bytes(data: str | bytes | None) -> bytes | None:
+    return data.encode() if isinstance(data, str) else data
+
+
 def partition_owner(topic: str, partition: int, parallelism: int) -> int:
     """The subtask that reads ``topic``/``partition`` (stable across processes and runs)."""
     start = zlib.crc32(topic.encode()) % parallelism
@@ -178,7 +182,7 @@ class KafkaSourceReader(SourceReader):
         self._schedule_discovery()
 
     def _mine(self, tp: TP) -> bool:
-        return partition_owner(tp[0], tp[1], self._ctx.parallelism) == self._ctx.subtask_index
+        return partition_owner(tp[0], tp[1], self._ctx.parallelism) == int(self._ctx.subtask_index)
 
     def _owned(self, counts: dict[str, int]) -> list[TP]:
         return [(t, p) for t, n in sorted(counts.items()) for p in range(n) if self._mine((t, p))]
@@ -195,15 +199,15 @@ class KafkaSourceReader(SourceReader):
         try:
             if mode == "committed" and fresh:
                 asked = [TopicPartition(t, p) for t, p in fresh]
-                for tp in self._consumer.committed(asked, timeout=self._timeout):
-                    if tp.offset >= 0:
-                        found[(tp.topic, tp.partition)] = tp.offset
+                for part in self._consumer.committed(asked, timeout=self._timeout):
+                    if part.offset >= 0:
+                        found[(part.topic, part.partition)] = part.offset
             if mode == "timestamp" and fresh:
                 ts = int(self._source.starting_timestamp_ms or 0)
                 asked = [TopicPartition(t, p, ts) for t, p in fresh]
-                for tp in self._consumer.offsets_for_times(asked, timeout=self._timeout):
-                    if tp.offset >= 0:
-                        found[(tp.topic, tp.partition)] = tp.offset
+                for part in self._consumer.offsets_for_times(asked, timeout=self._timeout):
+                    if part.offset >= 0:
+                        found[(part.topic, part.partition)] = part.offset
         except KafkaException as err:
             raise KafkaConnectorError(
                 f"Kafka source: cannot resolve starting_offsets={mode!r} for {fresh} at "
@@ -280,9 +284,15 @@ class KafkaSourceReader(SourceReader):
             return out
         for msg in messages:
             if msg.error() is None:
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                key, value = msg.key(), msg.value()
-                append(deserialize(KafkaRecord(topic, partition, offset, key, value, msg.timestamp()[1])))
+                record = KafkaRecord(
+                    str(msg.topic()),
+                    int(msg.partition() or 0),
+                    int(msg.offset() or 0),
+                    _as_bytes(msg.key()),
+                    _as_bytes(msg.value()),
+                    msg.timestamp()[1],
+                )
+                append(deserialize(record))
             else:
                 self._on_event(msg)
         return out

@@ -4,7 +4,8 @@
 
 - ``source``: ``gen`` (a throttled generator of ``count`` payments), ``file`` (lines ``i`` of the
   files under ``input``, monitored when ``monitor_ms`` is set) or ``kafka`` (lines ``i`` of ``topic``
-  at ``bootstrap``, bounded to the end offsets at start when ``bounded=1``);
+  at ``bootstrap``, bounded to the end offsets at start when ``bounded=1``, consumer group ``group``,
+  partition discovery every ``discovery_ms``);
 - ``sink``: ``file`` (FileSink into ``output``; ``slow_commit_ms`` delays every commit, widening the
   window between checkpoint completion and commit) or ``kafka`` (KafkaSink into ``out_topic``
   with ``semantic``, ``kafka_timeout_ms``, ``txn_timeout_ms`` for its transaction timeout);
@@ -163,6 +164,7 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
             o.get("group", "faultjobs"),
             bounded=o.get("bounded") == "1",
             metadata_timeout_ms=int(o.get("metadata_timeout_ms", "10000")),
+            discovery_interval_ms=int(o.get("discovery_ms", "10000")),
         )
         stream = env.from_source(kafka, "Kafka").uid("kafka").map(lambda line: payment(int(line))).uid("parse")
     else:
