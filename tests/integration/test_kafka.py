@@ -233,3 +233,42 @@ def test_sink_recovery_commits_each_handle_once_and_takes_over_removed_writers(k
         sink.begin_transaction()
     rows = read_kafka_outputs(kafka_broker.bootstrap, topic)
     assert sorted(map(tuple, rows)) == sorted(("w", i, n) for i in range(2) for n in range(5))
+
+
+def test_starting_offsets_timestamp_latest_and_committed_group(kafka_broker: KafkaBroker, kafka_topic: str) -> None:
+    import time
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    base = 1_700_000_000_000
+    for i in range(30):  # record i has timestamp base + i * 1000 ms
+        producer.produce(kafka_topic, str(i).encode(), partition=i % 3, timestamp=base + i * 1000)
+    assert producer.flush(10) == 0
+
+    def read_all(source: KafkaSource, expected: int) -> list[Any]:
+        reader = source.create_reader(SourceReaderContext(0, 1, 0), None)
+        got: list[Any] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(got) < expected:
+            got.extend(reader.poll(100) or [])
+        extra = reader.poll(100) or []  # nothing beyond what is expected
+        reader.close()
+        return sorted(got + extra, key=int)
+
+    at = KafkaSource(
+        kafka_topic, kafka_broker.bootstrap, "g-ts", starting_offsets="timestamp", starting_timestamp_ms=base + 20_000
+    )
+    assert read_all(at, 10) == [str(i) for i in range(20, 30)]
+    future = KafkaSource(
+        kafka_topic, kafka_broker.bootstrap, "g-ts", starting_offsets="timestamp", starting_timestamp_ms=base * 2
+    )
+    assert read_all(future, 0) == []
+    assert read_all(KafkaSource(kafka_topic, kafka_broker.bootstrap, "g-l", starting_offsets="latest"), 0) == []
+    # committed: where the group left off; a partition it never committed starts at the earliest offset
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "g-c", "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(kafka_topic, 0, 8), TopicPartition(kafka_topic, 1, 10)], asynchronous=False)
+    consumer.close()
+    committed = KafkaSource(kafka_topic, kafka_broker.bootstrap, "g-c", starting_offsets="committed")
+    # partition 0 holds 0,3,..,27 (offset 8 -> 24, 27); partition 1 is done; partition 2: all 10
+    assert read_all(committed, 12) == sorted(["24", "27", *(str(i) for i in range(2, 30, 3))], key=int)

@@ -236,9 +236,8 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             for key, value in kafka_wal.decode(blob):
                 try:
                     produce(topic, value, key)
-                except BufferError:
-                    producer.poll(0.05)
-                    produce(topic, value, key)
+                except BufferError:  # the bounded local queue is full: wait for acknowledgements
+                    self._produce_when_queued(producer, value, key)
             marker = TopicPartition(topic, 0, seq, metadata=token)
             producer.send_offsets_to_transaction([marker], consumer.consumer_group_metadata(), self.timeout_s)
             fault_point("during-commit")
@@ -251,6 +250,15 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
                 "commits the transaction again from the write-ahead log; if another job writes "
                 "with the same transactional_id_prefix, give each job its own"
             ) from err
+
+    def _produce_when_queued(self, producer: Any, value: bytes | None, key: bytes | None) -> None:
+        while True:
+            producer.poll(0.05)
+            try:
+                producer.produce(self.topic, value, key)
+                return
+            except BufferError:
+                continue
 
     def _recover(self, entry: dict[str, Any]) -> None:
         """Takes over an old writer: fence it, then commit its handles the marker does not cover."""
@@ -414,13 +422,7 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             try:
                 produce(topic, data, key)
             except BufferError:  # the bounded local queue is full: wait for acknowledgements
-                while True:
-                    producer.poll(0.05)
-                    try:
-                        produce(topic, data, key)
-                        break
-                    except BufferError:
-                        continue
+                self._produce_when_queued(producer, data, key)
         producer.poll(0)
         if self._errors:
             self._raise_failure()

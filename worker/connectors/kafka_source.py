@@ -119,7 +119,6 @@ class KafkaSource(Source, CheckpointedFunction, CheckpointListener):
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1,
-            "queued.min.messages": 200_000,
             "log_level": 3,
             **self.properties,
         }
@@ -270,7 +269,10 @@ class KafkaSourceReader(SourceReader):
             return None
         if not self._active:
             return []
-        messages = self._consumer.consume(num_messages=max_records, timeout=0.05)
+        # consume(n, timeout) waits for n records or the timeout: take what is queued at once, and
+        # block (briefly, for one record) only when nothing is
+        consume = self._consumer.consume
+        messages = consume(num_messages=max_records, timeout=0) or consume(num_messages=1, timeout=0.05)
         deserialize = self._source.deserializer
         out: list[Any] = []
         append = out.append
