@@ -73,7 +73,7 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         properties: dict[str, Any] | None = None,
         timeout_ms: int = 30_000,
         transaction_timeout_ms: int = 60_000,
-        max_pending_commits: int = 3,
+        max_pending_commits: int = 1,
     ) -> None:
         if semantic not in ("exactly-once", "at-least-once", "none"):
             raise ConfigError(f"KafkaSink semantic must be exactly-once, at-least-once or none, got {semantic!r}")
