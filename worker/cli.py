@@ -130,6 +130,23 @@ def _host_port(text: str) -> str:
     return text
 
 
+def _slot_jobmaster(text: str) -> str:
+    """A slot's ``--jobmaster``: ``HOST:PORT``, or ``-`` to read it from standard input (prestarted local slots)."""
+    return text if text == "-" else _host_port(text)
+
+
+def read_jobmaster_address(stream: Any) -> str:
+    """The control port's address a prestarted slot reads from its pipe (``LocalProcessLauncher.prestart``).
+
+    One ``HOST:PORT`` line; end of input without one means the JobMaster is gone or stopped the slot.
+    """
+    line = stream.readline(256)
+    text = line.decode("utf-8", "replace").strip() if isinstance(line, bytes) else str(line).strip()
+    if not text:
+        raise ConfigError("the JobMaster ended before it gave this slot its address (standard input closed)")
+    return _host_port(text)
+
+
 def _rest_url(text: str) -> str:
     """The JobMaster's REST base URL from ``HOST:PORT`` or an ``http(s)://`` URL."""
     url = text if "://" in text else f"http://{text}"
@@ -355,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     slot = sub.add_parser("slot")  # internal (started by `worker` and local mode): no help= keeps it unlisted
-    slot.add_argument("--jobmaster", required=True, type=_checked(_host_port))
+    slot.add_argument("--jobmaster", required=True, type=_checked(_slot_jobmaster))
     slot.add_argument("--data-host", default="127.0.0.1")
 
     sp = sub.add_parser(
@@ -409,13 +426,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from streamjob.worker.config import JobConfig, parse_job_config
-    from streamjob.worker.loader import load_job
-    from streamjob.worker.local import Progress, run_local, slug
+    from streamjob.worker.local import Progress, local_launcher, run_local, slug
 
-    loaded = load_job(args.entrypoint, args.args)
-    name = slug(
-        args.name or (loaded.job_name if loaded.job_name != "streamjob" else Path(args.entrypoint.split(":")[0]).stem)
-    )
     overrides: dict[str, Any] = {}
     if args.checkpoint_interval is not None:
         overrides["interval_ms"] = args.checkpoint_interval
@@ -423,7 +435,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["mode"] = args.mode
     overrides.update(args.defines)
     raw = {
-        "name": name,
+        "name": slug(args.name or Path(args.entrypoint.split(":")[0]).stem),
         "entrypoint": args.entrypoint,
         "args": args.args,
         "parallelism": args.parallelism,
@@ -438,9 +450,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "allowed_savepoint_roots": args.allowed_savepoint_roots,
         **run_tls_config(args),
     }
-    config: JobConfig = parse_job_config(raw, source="(from the command-line flags)")
-    token_file = args.rest_token_file.absolute() if args.rest_token_file else None  # printed: say where it is
-    return run_local(config, loaded=loaded, progress=Progress(quiet=args.quiet), rest_token_file=token_file)
+    source = "(from the command-line flags)"
+    # The slots start now, while this process loads the job and imports the JobMaster: a guess of
+    # their number (-p, else 1) that run_local corrects once the job's graph is known.
+    provisional: JobConfig = parse_job_config(raw, source=source)
+    launcher = local_launcher(provisional)
+    launcher.prestart(args.parallelism or 1, attempt=provisional.attempt)
+    try:
+        from streamjob.worker.loader import load_job
+
+        loaded = load_job(args.entrypoint, args.args)
+        raw["name"] = slug(
+            args.name
+            or (loaded.job_name if loaded.job_name != "streamjob" else Path(args.entrypoint.split(":")[0]).stem)
+        )
+        config: JobConfig = parse_job_config(raw, source=source)
+        token_file = args.rest_token_file.absolute() if args.rest_token_file else None  # printed: say where it is
+        return run_local(
+            config, loaded=loaded, progress=Progress(quiet=args.quiet), rest_token_file=token_file, launcher=launcher
+        )
+    finally:
+        launcher.stop_all()  # slots still waiting when loading the job failed
 
 
 def _cmd_jobmaster(args: argparse.Namespace) -> int:
@@ -713,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             secret = require_job_secret()
-            return run_slot(args.jobmaster, args.data_host, secret)
+            jobmaster = read_jobmaster_address(sys.stdin.buffer) if args.jobmaster == "-" else args.jobmaster
+            return run_slot(jobmaster, args.data_host, secret)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code

@@ -14,19 +14,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig
-from streamjob.worker.jobmaster.control import ControlServer
-from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
-from streamjob.worker.jobmaster.rest import serve
-from streamjob.worker.loader import LoadedJob, load_job
 from streamjob.worker.protocol.auth import REST_TOKEN_ENV, derive_rest_token, load_job_secret, new_job_secret
-from streamjob.worker.protocol.rest import JobState
-from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
-from streamjob.worker.rest_token_file import default_token_path, write_token_file
-from streamjob.worker.storage.layout import parse_checkpoint_dir
+
+if TYPE_CHECKING:
+    from streamjob.worker.jobmaster.jobmaster import JobMaster
+    from streamjob.worker.loader import LoadedJob
+
+# The job's loader (the API) and the JobMaster's stack (the JobMaster, its control server, the REST
+# server with aiohttp and prometheus_client: ~0.4 s of imports together) are imported where used,
+# after ``streamjob run`` has started the slot processes: their start-up overlaps these imports
+# (``LocalProcessLauncher.prestart``).
 
 DEFAULT_CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "streamjob" / "checkpoints"
 
@@ -44,6 +46,8 @@ def restore_kind(data: dict[str, Any]) -> str:
     checkpoints live in ``chk-<n>`` (they reference their lineage's files, so they are never
     moved), anything else is a savepoint (self-contained, relocatable, any directory name).
     """
+    from streamjob.worker.storage.layout import parse_checkpoint_dir
+
     if data.get("kind") in ("checkpoint", "savepoint"):
         return str(data["kind"])
     uri = str(data.get("restored_from") or "").removesuffix("/_metadata").rstrip("/")
@@ -127,6 +131,8 @@ class Progress:
 
     async def report_records(self, jm: JobMaster) -> None:
         """Prints the record count every few seconds while no other line was printed."""
+        from streamjob.worker.protocol.rest import JobState
+
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
@@ -142,18 +148,59 @@ def token_notice(path: Path) -> str:
     )
 
 
+def local_launcher(config: JobConfig, work_dir: Path | None = None) -> LocalProcessLauncher:
+    """The slot launcher of a local run: its work directory (logs), this run's job secret, internal TLS.
+
+    The secret is ``STREAMJOB_JOB_SECRET[_FILE]`` when set, else a new one (protocol/auth.py); the
+    slots get it, and the internal TLS files, by environment.
+    """
+    work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
+    secret = load_job_secret() or new_job_secret()
+    return LocalProcessLauncher(work / "logs", secret=secret, tls=config.internal_tls)
+
+
+def first_attempt_slots(config: JobConfig, loaded: LoadedJob) -> int | None:
+    """The slots the job's first attempt needs (``JobGraph.slots``, as ``resolve_plan`` builds the graph).
+
+    None when the graph cannot be built: ``resolve_plan`` then reports why, with no slot started.
+    """
+    from streamjob.worker.graph.job_graph import build_job_graph
+
+    env = loaded.env
+    try:
+        graph = build_job_graph(
+            env.transformations,
+            default_parallelism=env.parallelism,
+            max_parallelism=config.max_parallelism or env.max_parallelism,
+            parallelism_override=config.parallelism,
+        )
+    except StreamJobError:
+        return None
+    return graph.slots
+
+
 async def _run(
-    config: JobConfig, loaded: LoadedJob, progress: Progress, work_dir: Path, rest_token_file: Path | None
+    config: JobConfig,
+    loaded: LoadedJob,
+    progress: Progress,
+    work_dir: Path,
+    rest_token_file: Path | None,
+    launcher: LocalProcessLauncher,
+    job_secret: str,
 ) -> tuple[int, JobMaster]:
+    from streamjob.worker.jobmaster.control import ControlServer
+    from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+    from streamjob.worker.jobmaster.rest import serve
+    from streamjob.worker.protocol.rest import JobState
+    from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
+    from streamjob.worker.rest_token_file import default_token_path, write_token_file
+
     plan = resolve_plan(config, loaded, default_checkpoints_uri=DEFAULT_CHECKPOINT_DIR.as_uri())
-    job_secret = load_job_secret() or new_job_secret()  # this run's secret (protocol/auth.py)
     rest_token = derive_rest_token(job_secret)
     if config.internal_tls:
         check_internal_pair(config.internal_tls)  # the slots' TLS errors, said once at start
     internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
     rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
-    # the slots get the secret (and the internal TLS files) by environment
-    launcher = LocalProcessLauncher(work_dir / "logs", secret=job_secret, tls=config.internal_tls)
     jm = JobMaster(plan, launcher=launcher, events=progress.event)
     progress.launcher = launcher
     control = ControlServer(jm, job_secret, tls=internal_tls)
@@ -208,19 +255,36 @@ def run_local(
     progress: Progress | None = None,
     work_dir: Path | None = None,
     rest_token_file: Path | None = None,
+    launcher: LocalProcessLauncher | None = None,
 ) -> int:
     """Runs a job to its end on this machine; returns the exit code.
 
     The REST token goes to ``rest_token_file``, by default a per-run file removed when the run ends.
+    ``launcher``: one from ``local_launcher`` whose slots were prestarted before the job was loaded
+    (``streamjob run``); its work directory and secret are this run's.
     """
-    loaded = loaded or load_job(config.entrypoint, config.args)
-    work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
-    try:
-        import uvloop
+    if loaded is None:
+        from streamjob.worker.loader import load_job
 
-        code, _ = uvloop.run(_run(config, loaded, progress or Progress(), work, rest_token_file))
-    except ImportError:
-        code, _ = asyncio.run(_run(config, loaded, progress or Progress(), work, rest_token_file))
+        loaded = load_job(config.entrypoint, config.args)
+    if launcher is None:
+        launcher = local_launcher(config, work_dir)
+    job_secret = launcher.secret
+    work = launcher.log_dir.parent
+    slots = first_attempt_slots(config, loaded)
+    if slots is not None:
+        # In this (main) thread, which lives as long as the process: the slots' PR_SET_PDEATHSIG follows it.
+        launcher.prestart(slots, attempt=config.attempt)
+    try:
+        main = _run(config, loaded, progress or Progress(), work, rest_token_file, launcher, job_secret)
+        try:
+            import uvloop
+        except ImportError:
+            code, _ = asyncio.run(main)
+        else:
+            code, _ = uvloop.run(main)
+    finally:
+        launcher.stop_all()  # slots still waiting for an address when the start failed
     return code
 
 
@@ -238,6 +302,8 @@ def run_environment(env: Any, *, job_name: str, restore: str | None = None, **op
         raise EntrypointError(
             "env.execute() outside streamjob needs a job file: run `python job.py` or `streamjob run job.py`"
         )
+    from streamjob.worker.loader import LoadedJob
+
     config = JobConfig(
         name=slug(job_name),
         entrypoint=str(Path(path).resolve()),

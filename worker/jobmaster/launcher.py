@@ -2,7 +2,9 @@
 
 The local launcher starts one ``streamjob slot`` process per slot and, on a restart, kills them
 all and starts fresh ones (the MiniCluster's resource manager). Local slots die with the JobMaster
-process (``die_with_this_process``). On Kubernetes there is no
+process (``die_with_this_process``). The first attempt's slots may be started before the JobMaster
+has a control port (``prestart``): they import their code while the JobMaster imports its own and
+read the port's address from their standard input when ``start`` hands it over. On Kubernetes there is no
 launcher: worker pods connect on their own and the operator owns restarts.
 """
 
@@ -79,10 +81,11 @@ class LocalProcessLauncher:
         self.env = env
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
+        self.prestarted: tuple[int, list[subprocess.Popen[bytes]]] | None = None
+        """(attempt, processes) started by ``prestart`` that wait for the JobMaster's address."""
 
-    def start(self, slots: int, jobmaster: str, attempt: int) -> None:
-        """Starts ``slots`` slot processes that register at ``jobmaster`` (the control port's ``HOST:PORT``)."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+    def _env(self) -> dict[str, str]:
+        """The slots' environment: this job's secret and internal TLS files, whatever was inherited."""
         env = dict(os.environ if self.env is None else self.env)
         env["STREAMJOB_DIE_WITH_PARENT"] = "1"
         env[JOB_SECRET_ENV] = self.secret
@@ -90,24 +93,65 @@ class LocalProcessLauncher:
         for name in INTERNAL_TLS_ENVS:  # only this job's settings count, never an inherited variable
             env.pop(name, None)
         env.update(internal_tls_env(self.tls))
-        for index in range(slots):
-            path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
-            self.logs.append(path)
-            log = path.open("ab")
-            cmd = [
-                sys.executable,
-                "-m",
-                "streamjob.worker.cli",
-                "slot",
-                "--jobmaster",
-                jobmaster,
-                "--data-host",
-                "127.0.0.1",
-            ]
-            self.procs.append(
-                subprocess.Popen(cmd, stdout=None, stderr=log, env=env, preexec_fn=die_with_this_process())
+        return env
+
+    def _spawn(self, index: int, jobmaster: str, attempt: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """One slot process; ``jobmaster`` ``-`` makes it read the address from its standard input (a pipe)."""
+        path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
+        self.logs.append(path)
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamjob.worker.cli",
+            "slot",
+            "--jobmaster",
+            jobmaster,
+            "--data-host",
+            "127.0.0.1",
+        ]
+        stdin = subprocess.PIPE if jobmaster == "-" else None
+        with path.open("ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=stdin, stdout=None, stderr=log, env=env, preexec_fn=die_with_this_process()
             )
-            log.close()
+        self.procs.append(proc)
+        return proc
+
+    def prestart(self, slots: int, attempt: int) -> None:
+        """Has ``slots`` slot processes of ``attempt`` waiting; ``start`` gives them the control port's address.
+
+        Called before the JobMaster's event loop exists (``local.run_local``, and ``streamjob run``
+        before it loads the job, with its guess of the slots): the slots' interpreter start and
+        imports (~0.3 s) then overlap the JobMaster's instead of following them. Called again with
+        the job's real number, it keeps the waiting processes that fit, stops the others and starts
+        the missing ones. A slot that waits has only imported code: it reads nothing of the job
+        before it has its address, and ends when the pipe closes without one (this process died or
+        ``stop_all`` ran).
+        """
+        waiting = self.prestarted[1] if self.prestarted is not None and self.prestarted[0] == attempt else []
+        if len(waiting) > slots or (self.procs and not waiting):
+            self.stop_all()
+            waiting = []
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = self._env()
+        self.prestarted = (attempt, waiting + [self._spawn(i, "-", attempt, env) for i in range(len(waiting), slots)])
+
+    def start(self, slots: int, jobmaster: str, attempt: int) -> None:
+        """Starts ``slots`` slot processes that register at ``jobmaster`` (the control port's ``HOST:PORT``).
+
+        Slots prestarted for this attempt get the address through their pipe; the rest start now.
+        """
+        prestarted, self.prestarted = self.prestarted, None
+        if prestarted is not None and (prestarted[0] != attempt or len(prestarted[1]) > slots):
+            self.stop_all()  # started for another attempt or shape: none of them may register
+            prestarted = None
+        waiting = prestarted[1] if prestarted is not None else []
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for proc in waiting:
+            _hand_address(proc, jobmaster)
+        env = self._env()
+        for index in range(len(waiting), slots):
+            self._spawn(index, jobmaster, attempt, env)
 
     def stop_all(self, grace_s: float = 0.0) -> None:
         """Waits up to ``grace_s`` for slots to exit on their own, then kills the rest and reaps them."""
@@ -127,8 +171,15 @@ class LocalProcessLauncher:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        for proc in self.procs:
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
         self.procs = []
         self.logs = []
+        self.prestarted = None
 
     def pids(self) -> list[int]:
         """Process ids of the running slots."""
@@ -141,3 +192,17 @@ class LocalProcessLauncher:
             for index, proc in enumerate(self.procs)
             if (code := proc.poll()) is not None
         ]
+
+
+def _hand_address(proc: subprocess.Popen[bytes], jobmaster: str) -> None:
+    """Writes the control port's address to a prestarted slot and closes its pipe (its end of input).
+
+    A slot that already died (its interpreter or imports failed) has no reader: the JobMaster sees its
+    exit code through ``exited`` as for any slot.
+    """
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(f"{jobmaster}\n".encode())
+        proc.stdin.close()
+    except OSError:  # BrokenPipeError: the slot is gone
+        pass

@@ -1,0 +1,152 @@
+"""Start-up of ``streamjob run``: slots prestarted while the JobMaster loads, and no import a job does not need.
+
+The slot processes of the first attempt start before the JobMaster has a control port and read its
+address from a pipe (``LocalProcessLauncher.prestart``); a file:// hashmap job must never load
+boto3, RocksDB or (in the slots) aiohttp and prometheus_client: each costs start-up time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
+from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
+from tests.integration.jobs.support import job_path
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+NEVER = ("boto3", "botocore", "rocksdict", "streamjob.worker.storage.s3_store", "streamjob.worker.state.rocksdb")
+NOT_IN_SLOTS = (*NEVER, "aiohttp", "prometheus_client", "streamjob.worker.jobmaster.rest")
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_a_file_hashmap_job_imports_neither_s3_nor_rocksdb_nor_an_http_stack_in_its_slots(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret()}
+    env.pop("STREAMJOB_S3_ENDPOINT", None)
+    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--quiet", "--rest-port", "0", "-p", "2"]
+    cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), job_path("modules_probe.py"), "--", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 0, done.stderr
+    jobmaster = set(json.loads((out / "jobmaster.json").read_text()))
+    slots = [set(json.loads((out / f"slot-{i}.json").read_text())) for i in range(2)]
+    assert "streamjob.worker.jobmaster.jobmaster" in jobmaster  # the probe saw the JobMaster's process
+    assert "streamjob.worker.slot" in slots[0] and "streamjob.worker.slot" in slots[1]
+    assert sorted(jobmaster & set(NEVER)) == []
+    for modules in slots:
+        assert sorted(modules & set(NOT_IN_SLOTS)) == []
+
+
+def _launcher(tmp_path: Path) -> LocalProcessLauncher:
+    return LocalProcessLauncher(tmp_path / "logs", secret=new_job_secret())
+
+
+def test_prestarted_slots_connect_to_the_address_start_hands_them(tmp_path: Path) -> None:
+    launcher = _launcher(tmp_path)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(60)
+    try:
+        launcher.prestart(2, attempt=0)
+        waiting = [p.pid for p in launcher.procs]
+        assert len(waiting) == 2
+        launcher.start(2, f"127.0.0.1:{server.getsockname()[1]}", attempt=0)
+        assert [p.pid for p in launcher.procs] == waiting  # handed the address, not started again
+        peers = [server.accept()[0] for _ in range(2)]  # each slot dials the control port it was given
+        for peer in peers:
+            peer.close()
+    finally:
+        launcher.stop_all()
+        server.close()
+    assert launcher.procs == []
+
+
+def test_prestart_keeps_what_fits_and_start_adds_the_missing_slots(tmp_path: Path) -> None:
+    launcher = _launcher(tmp_path)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(60)
+    try:
+        launcher.prestart(2, attempt=0)
+        first = launcher.procs[0]
+        surplus = launcher.procs[1]
+        launcher.prestart(1, attempt=0)  # the graph needs fewer: none of the old two may register
+        assert surplus.poll() is not None and first.poll() is not None
+        assert len(launcher.procs) == 1
+        kept = launcher.procs[0]
+        launcher.prestart(1, attempt=0)  # same number: the waiting process is kept
+        assert launcher.procs == [kept]
+        launcher.start(3, f"127.0.0.1:{server.getsockname()[1]}", attempt=0)
+        assert launcher.procs[0] is kept and len(launcher.procs) == 3
+        assert [p.name for p in launcher.logs] == [f"slot-{i}-attempt-0.log" for i in range(3)]
+        for _ in range(3):
+            server.accept()[0].close()
+    finally:
+        launcher.stop_all()
+        server.close()
+
+
+def test_prestarted_slots_of_another_attempt_never_register(tmp_path: Path) -> None:
+    launcher = _launcher(tmp_path)
+    try:
+        launcher.prestart(1, attempt=0)
+        old = launcher.procs[0]
+        launcher.start(1, "127.0.0.1:9", attempt=3)
+        assert old.poll() is not None  # killed, not handed the address
+        assert [p.name for p in launcher.logs] == ["slot-0-attempt-3.log"]
+    finally:
+        launcher.stop_all()
+
+
+def test_a_waiting_slot_whose_pipe_closes_ends_with_a_clear_error(tmp_path: Path) -> None:
+    launcher = _launcher(tmp_path)
+    try:
+        launcher.prestart(1, attempt=0)
+        proc = launcher.procs[0]
+        assert proc.stdin is not None
+        proc.stdin.close()  # as when the JobMaster dies before it has a control port
+        assert proc.wait(timeout=60) != 0
+        log = launcher.logs[0].read_text()
+        assert "error: the JobMaster ended before it gave this slot its address" in log, log
+    finally:
+        launcher.stop_all()
+
+
+def _marked(mark: str) -> list[int]:
+    """Pids of live processes whose environment carries ``STREAMJOB_TEST_MARK=mark``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes() if entry.isdigit() else b""
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0] if environ else "Z"
+        except OSError:
+            continue
+        if f"STREAMJOB_TEST_MARK={mark}".encode() in environ.split(b"\0") and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_bad_entrypoint_leaves_no_prestarted_slot_behind(tmp_path: Path) -> None:
+    mark = new_job_secret()[:16]
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark}
+    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "-p", "2", str(tmp_path / "missing.py")]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stderr.startswith("error: entrypoint file"), done.stderr
+    _wait(lambda: not _marked(mark), 10, "the prestarted slots to be gone")
