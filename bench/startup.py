@@ -5,7 +5,9 @@ subtask writes the wall-clock time of its first record. Per run it measures, fro
 ``python -m streamjob.worker.cli run`` is started:
 
 - ``first_record_s``: to the first record at any sink (the start-up a user waits for),
-- ``exit_s``: to the end of the process (start-up, the records, the final checkpoint, shut-down).
+- ``exit_s``: to the end of the process (start-up, the records, the final checkpoint, shut-down),
+- ``cpu_s``: the CPU time (user + system) of the whole run, its slots included (the JobMaster reaps
+  them), a figure far less disturbed by other load on a shared machine than the wall clock.
 
 Sides A (``--base``'s ``worker/`` and ``operator/``) and B (the working tree) are prepared as by
 ``bench/ab.py`` (``ab.prepare``: its package roots, interpreter and working directory, every run on the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,7 +41,11 @@ from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
 RESULTS = Path(__file__).resolve().parent / "results"
 JOB = JOBS / "startup_job.py"
 TARGET_FIRST_RECORD_S = 0.3
-METRICS = {"first_record_s": "start → first record (s)", "exit_s": "start → process exit (s)"}
+METRICS = {
+    "first_record_s": "start → first record (s)",
+    "exit_s": "start → process exit (s)",
+    "cpu_s": "CPU of the run, slots included (s)",
+}
 
 
 def run_once(launch: Launch, parallelism: int, tmp: Path, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -61,9 +68,11 @@ def run_once(launch: Launch, parallelism: int, tmp: Path, timeout_s: float = 120
         str(out),
     ]
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     done = subprocess.run(cmd, cwd=launch.cwd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
     ended = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"exit code {done.returncode}: {done.stderr.strip()[-500:]}")
     reports = [json.loads(p.read_text()) for p in out.glob("first-*.json")]
@@ -73,6 +82,7 @@ def run_once(launch: Launch, parallelism: int, tmp: Path, timeout_s: float = 120
     return {
         "first_record_s": round(min(r["first_record"] for r in reports) - started, 4),
         "exit_s": round(ended - started, 4),
+        "cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 4),
         "workers": sorted({r["worker"] for r in reports}),
         "load_average_before": load,
     }

@@ -71,3 +71,7 @@ def test_slot_takes_dash_for_its_pipe_and_still_checks_addresses(capsys: pytest.
     with pytest.raises(SystemExit):
         parse_args(["slot", "--jobmaster", "nope"])
     assert "is not a JobMaster address" in capsys.readouterr().err
+
+
+def test_the_rest_server_loads_prometheus_client_at_the_first_scrape_only() -> None:
+    assert "prometheus_client" not in _modules_after("import streamjob.worker.jobmaster.rest")

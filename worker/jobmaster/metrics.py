@@ -1,17 +1,19 @@
-"""Prometheus metrics of a job, rendered on demand from the JobMaster's state (no globals)."""
+"""Prometheus metrics of a job, rendered on demand from the JobMaster's state (no globals).
+
+``prometheus_client`` is imported at the first scrape, not with the REST server: a local
+``streamjob run`` does not pay for it before its first record.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from streamjob.worker.protocol.rest import JobState
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
     from streamjob.worker.jobmaster.jobmaster import JobMaster
 
 _STATES = tuple(JobState)
@@ -22,6 +24,8 @@ class _JobCollector:
         self.jm = jm
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         jm = self.jm
         job = jm.config.name
         records_in = CounterMetricFamily(
@@ -75,6 +79,9 @@ class _JobCollector:
 
 def render_metrics(jm: JobMaster) -> tuple[bytes, str]:
     """The Prometheus text body and its content type."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_JobCollector(jm))  # type: ignore[arg-type]
     return generate_latest(registry), CONTENT_TYPE_LATEST
