@@ -26,11 +26,16 @@ does not import or build is final too (a restart runs the same image and config)
 corrupt or incompatible restore point; unreachable storage is not. On Kubernetes the JobMaster
 says which in its termination message (``protocol/termination.py``), which the operator reads.
 
+Every failure is also described for the user (``describe``: exception type, message, the operator
+whose code raised and the innermost traceback lines), which a slot sends with its failure message
+and the JobMaster shows in ``GET /job`` (``failure_detail``) for the operator to report.
+
 Pure functions, no I/O; the message fields are plain strings so that any wire protocol carries them.
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -133,3 +138,37 @@ def final_failure(where: str, message: dict[str, Any]) -> FinalFailure | None:
             "fails. Fix the job, or the worker's image or environment, and start it again"
         )
     return FinalFailure(reason, _EXIT_CODES[kind])
+
+
+#: Traceback lines a failure carries (the innermost frames and the exception line), and their width.
+TRACEBACK_LINES = 20
+LINE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class FailureDescription:
+    """What a user needs to find the cause: the exception, the operator it ended in, where in the code."""
+
+    exception: str
+    message: str
+    operator_uid: str | None
+    traceback: tuple[str, ...]
+
+
+def describe(err: BaseException) -> FailureDescription:
+    """Describes ``err`` for the user; walks its traceback only here, on failure (no cost per record).
+
+    ``operator_uid``: the uid of the innermost runtime operator on the stack (a frame whose ``self``
+    has a string ``uid`` and lives in ``streamjob.worker.runtime``): the operator whose function raised.
+    """
+    uid: str | None = None
+    tb = err.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        found = getattr(owner, "uid", None)
+        if isinstance(found, str) and type(owner).__module__.startswith("streamjob.worker.runtime"):
+            uid = found
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(err)).splitlines()
+    lines = tuple(line[:LINE_CHARS] for line in text if line.strip(" ^~"))[-TRACEBACK_LINES:]
+    return FailureDescription(type(err).__name__, str(err)[:2000], uid, lines)

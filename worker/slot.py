@@ -27,7 +27,7 @@ from typing import Any
 
 from streamjob.worker.config import TlsSettings
 from streamjob.worker.errors import ConfigError, PipelineError
-from streamjob.worker.failures import failure_fields
+from streamjob.worker.failures import describe, failure_fields
 from streamjob.worker.graph.job_graph import build_job_graph
 from streamjob.worker.graph.topology import all_edges, consumers_of, producers_of
 from streamjob.worker.loader import job_record_classes, job_types, load_job
@@ -281,9 +281,16 @@ class Slot:
 
     def _report_failure(self, task: Task, err: Exception) -> None:
         """Tells the JobMaster; a damaged restore point is marked so that it is not restored again."""
+        described = describe(err)
         self.send(
             TaskFailed(
-                vertex=task.vertex.id, subtask=task.subtask, error=f"{type(err).__name__}: {err}", **failure_fields(err)
+                vertex=task.vertex.id,
+                subtask=task.subtask,
+                error=f"{type(err).__name__}: {err}",
+                exception=described.exception,
+                operator_uid=described.operator_uid,
+                traceback=list(described.traceback),
+                **failure_fields(err),
             )
         )
 

@@ -61,12 +61,21 @@ def test_every_recorded_body_has_a_model() -> None:
     assert sorted(p.stem for p in RECORDED.glob("*.json")) == sorted(MODELS)
 
 
+#: Optional keys added after the recordings: a model writes them as null when the body had none.
+ADDED_LATER = frozenset({"failure_detail"})
+
+
+def _without_added(dump: dict[str, Any]) -> dict[str, Any]:
+    assert all(dump[k] is None for k in ADDED_LATER & dump.keys()), dump
+    return {k: v for k, v in dump.items() if k not in ADDED_LATER}
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_recorded_body_round_trips_exactly(name: str) -> None:
     body = _recorded(name)
     model = MODELS[name].model_validate(body)
-    assert model.model_dump(mode="json") == body
-    assert json.loads(model.model_dump_json()) == body
+    assert _without_added(model.model_dump(mode="json")) == body
+    assert _without_added(json.loads(model.model_dump_json())) == body
 
 
 def test_the_recorded_values_come_back_typed() -> None:

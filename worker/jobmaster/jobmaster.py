@@ -55,7 +55,15 @@ from streamjob.worker.protocol.messages import (
     TaskFailed,
     ToJobMaster,
 )
-from streamjob.worker.protocol.rest import JobOverview, JobState, SavepointStatus, SavepointView, VertexView, WorkerView
+from streamjob.worker.protocol.rest import (
+    FailureDetail,
+    JobOverview,
+    JobState,
+    SavepointStatus,
+    SavepointView,
+    VertexView,
+    WorkerView,
+)
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
 from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
@@ -192,6 +200,7 @@ class JobMaster:
         self.start_time = time.time()
         self.restored_from: str | None = None
         self.failure: str | None = None
+        self.failure_detail: FailureDetail | None = None
         self.savepoints: dict[str, SavepointRequest] = {}
         self.task_metrics: dict[tuple[str, int], TaskMetrics] = {}
         self.coordinator: CheckpointCoordinator | None = None
@@ -268,6 +277,7 @@ class JobMaster:
                 plan_restore(loaded.metadata, self.graph, allow_non_restored_state=self.config.allow_non_restored_state)
         except StreamJobError as err:
             self.state, self.failure, self.final = JobState.FAILED, str(err), final_at_start(err)
+            self.failure_detail = FailureDetail(exception=type(err).__name__, message=str(err), attempt=self.attempt)
             raise
         while True:
             outcome = await self._run_attempt(loaded)
@@ -642,6 +652,7 @@ class JobMaster:
                 if isinstance(message, TaskFailed)
                 else f"worker slot {conn.index}"
             )
+            self._record_detail(where, message)
             final = final_failure(where, message.model_dump())
             if final is not None:  # a restart cannot mend it (see failures.py)
                 self.exit_code = final.exit_code
@@ -669,6 +680,25 @@ class JobMaster:
         elif isinstance(message, Metrics):
             for t in message.tasks:
                 self.task_metrics[(t.vertex, t.subtask)] = TaskMetrics(t.records_in, t.records_out, t.backpressured_s)
+
+    def _record_detail(self, where: str, message: TaskFailed | SlotFailed) -> None:
+        """Keeps the first failure of the attempt, structured, for ``GET /job`` (later ones are its echoes)."""
+        if self.failure_detail is not None and self.failure_detail.attempt == self.attempt:
+            return
+        if isinstance(message, TaskFailed):
+            exception, _, text = message.error.partition(": ")
+            self.failure_detail = FailureDetail(
+                exception=message.exception or exception,
+                message=text if message.exception or text else message.error,
+                task=where.removeprefix("task "),
+                operator_uid=message.operator_uid,
+                traceback=tuple(message.traceback),
+                attempt=self.attempt,
+            )
+        else:
+            self.failure_detail = FailureDetail(
+                exception="SlotFailed", message=f"{where}: {message.error}", attempt=self.attempt
+            )
 
     def on_slot_lost(self, conn: SlotConnection) -> None:
         """A slot's connection closed: fatal unless the job is ending."""
@@ -762,6 +792,7 @@ class JobMaster:
             attempt=self.attempt,
             restarts=self.restarts,
             failure=self.failure,
+            failure_detail=self.failure_detail,
             vertices=tuple(VertexView(id=v.id, name=v.name, parallelism=v.parallelism) for v in self.graph.vertices),
             workers=tuple(
                 WorkerView(slot=c.index, pid=c.pid, address=c.data_address) for c in self.registry.slots.values()

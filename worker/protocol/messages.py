@@ -258,6 +258,12 @@ class TaskFailed(_Message):
     corrupt_restore: bool = False
     failure_class: str | None = Field(default=None, max_length=64)
     """Why no restart can mend it (``failures.FailureClass``), or None."""
+    exception: str | None = Field(default=None, max_length=200)
+    """The exception's type name (``failures.describe``)."""
+    operator_uid: str | None = Field(default=None, max_length=200)
+    """The uid of the operator whose code raised, when known."""
+    traceback: list[str] = Field(default_factory=list, max_length=40)
+    """The innermost traceback lines, ending with the exception's."""
 
 
 class SlotFailed(_Message):

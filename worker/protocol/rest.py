@@ -118,6 +118,21 @@ class WorkerView(ResponseBody):
     address: tuple[str, int]
 
 
+class FailureDetail(ResponseBody):
+    """The root cause of the last failed attempt in ``GET /job``: what raised, where, and the traceback's end.
+
+    ``task`` is "vertex (subtask)" for a task's failure, else None; ``traceback`` holds the innermost
+    lines, the exception's last. Absent (``failure_detail: null``) until an attempt failed.
+    """
+
+    exception: str
+    message: str
+    task: str | None = None
+    operator_uid: str | None = None
+    traceback: tuple[str, ...] = ()
+    attempt: int = 0
+
+
 class JobOverview(ResponseBody):
     """``GET /job``: identity, state, shape and progress of the job."""
 
@@ -134,6 +149,8 @@ class JobOverview(ResponseBody):
     restarts: int
     failure: str | None
     """Why the last attempt failed (kept while the next one runs)."""
+    failure_detail: FailureDetail | None = None
+    """The same failure's root cause, structured (added later: older JobMasters omit it)."""
     vertices: tuple[VertexView, ...]
     workers: tuple[WorkerView, ...]
     records_in: int
