@@ -30,6 +30,7 @@ from streamjob.operator.observer.pods import view_pods
 from streamjob.operator.reconciler.facts import (
     Action,
     DeletePods,
+    DeleteRetained,
     DeployAttempt,
     DeployWorkers,
     EventRecord,
@@ -44,7 +45,7 @@ from streamjob.operator.resources import (
     build_worker_pods,
     selector_for,
 )
-from streamjob.operator.resources.labels import JobRef, configmap_name
+from streamjob.operator.resources.labels import JobRef, configmap_name, retained_labels, retained_selector
 from streamjob.operator.resources.networkpolicy import build_network_policies
 from streamjob.operator.resources.secret import build_secret, derive_job_secret, job_rest_token
 from streamjob.operator.timeutil import format_time, seconds_since
@@ -130,7 +131,9 @@ async def execute(
         for pod in build_worker_pods(action.attempt, action.jobmaster_ip):
             await kube.create(pod)
     elif isinstance(action, DeletePods):
-        await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds)
+        await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds, retain=action)
+    elif isinstance(action, DeleteRetained):
+        await kube.delete_pods(job.namespace, list(action.names), 0)
     elif isinstance(action, TriggerSavepoint | TriggerCheckpoint):
         req = status.snapshot_request
         deployed = effective_spec(StreamJobSpec.parse(body["spec"]) if _parses(body) else None, status)
@@ -168,12 +171,24 @@ def job_security_objects(deps: Deps, job: JobRef) -> list[dict[str, Any]]:
     return objects
 
 
-async def delete_pods(deps: Deps, body: dict[str, Any], *, keep_attempt: int | None, grace: int) -> None:
-    """Deletes the job's pods and ConfigMaps of every attempt but ``keep_attempt``."""
+async def delete_pods(
+    deps: Deps, body: dict[str, Any], *, keep_attempt: int | None, grace: int, retain: DeletePods | None = None
+) -> None:
+    """Deletes the job's pods and ConfigMaps of every attempt but ``keep_attempt``.
+
+    ``retain``: the ended pods of its ``retain_attempt`` are kept instead, relabelled out of the job
+    (``RETAINED_LABEL``) so that no round counts them, until ``retain_until``.
+    """
     job = job_ref(body)
     pods = await deps.kube.list_pods(job.namespace, selector_for(job))
     views = view_pods(pods, now=deps.clock(), start_timeout_s=1e9)
-    doomed = [v.name for v in views if v.attempt != keep_attempt]
+    until = retain.retain_until if retain is not None else None
+    kept = [
+        v.name for v in views if until and retain is not None and v.attempt == retain.retain_attempt and v.terminated
+    ]
+    for name in kept:
+        await deps.kube.patch_pod_metadata(job.namespace, name, retained_labels(job, until or ""))
+    doomed = [v.name for v in views if v.attempt != keep_attempt and v.name not in kept]
     await deps.kube.delete_pods(job.namespace, doomed, grace)
     keep = {configmap_name(job, keep_attempt)} if keep_attempt is not None else set()
     await deps.kube.delete_configmaps(job.namespace, selector_for(job), keep)
@@ -202,6 +217,8 @@ async def finalize(deps: Deps, body: dict[str, Any]) -> None:
             records.append(await _final_savepoint(deps, address, spec, job))
         cancelled = await _cancel(deps, address, spec, job, records)
     await delete_pods(deps, body, keep_attempt=None, grace=5)
+    retained = await deps.kube.list_pods(job.namespace, retained_selector(job))
+    await deps.kube.delete_pods(job.namespace, [p["metadata"]["name"] for p in retained], 0)
     if spec is not None and status.job_id and not cancelled and _deletes_on_cancel(spec):
         try:
             access = await storage_access(deps, job, spec)

@@ -14,10 +14,12 @@ import ssl
 from typing import Any, Protocol
 
 import aiohttp
+from pydantic import ValidationError
 
 from streamjob.operator.errors import JobMasterError
 from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.settings import REST_CA_FILE_ENV, OperatorConfig
+from streamjob.worker.protocol.rest import FailureDetail
 from streamjob.worker.protocol.tls import rest_client_context
 
 
@@ -94,8 +96,22 @@ class JobMasterClient:
             data = await self._request("GET", address, "/job")
         except JobMasterError as err:
             return JobMasterView(reachable=False, error=str(err))
-        state = data.get("state") if isinstance(data, dict) else None
-        return JobMasterView(reachable=True, state=str(state).upper() if state else None)
+        if not isinstance(data, dict):
+            return JobMasterView(reachable=True)
+        state = data.get("state")
+        failure = data.get("failure")
+        detail: FailureDetail | None = None
+        if data.get("failure_detail"):
+            try:
+                detail = FailureDetail.model_validate(data["failure_detail"])
+            except ValidationError:
+                detail = None  # a malformed report is not worth failing the round for: the pods still say why
+        return JobMasterView(
+            reachable=True,
+            state=str(state).upper() if state else None,
+            failure=str(failure) if failure else None,
+            detail=detail,
+        )
 
     async def trigger_savepoint(
         self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None

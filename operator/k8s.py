@@ -54,6 +54,10 @@ class KubeApi(Protocol):
         """Deletes the job's ConfigMaps except ``keep``."""
         ...
 
+    async def patch_pod_metadata(self, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        """Merge-patches a pod's labels and annotations (``None`` removes one); a pod already gone is fine."""
+        ...
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's decoded data (only with ``rbac.readJobSecrets``: the operator reads none by default)."""
         ...
@@ -248,6 +252,18 @@ class Kube:
                 )
             except NotFoundError:
                 continue
+
+    async def patch_pod_metadata(self, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        """See ``KubeApi``."""
+        try:
+            await self._call(
+                f"patch pod {namespace}/{name}",
+                lambda: self._core.patch_namespaced_pod(
+                    name, namespace, {"metadata": metadata}, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """See ``KubeApi``."""

@@ -54,7 +54,21 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     parser.add_argument("--log-level", default=env.get("STREAMJOB_LOG_LEVEL", "INFO"))
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then ~/.kube)")
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between rounds when idle")
+    parser.add_argument(
+        "--failed-pod-retention",
+        type=float,
+        default=float(env.get("STREAMJOB_FAILED_POD_RETENTION_SECONDS", "3600")),
+        help="seconds the pods of a failed attempt are kept for `kubectl logs` (default 3600; 0: delete at once)",
+    )
+    parser.add_argument(
+        "--verbose-handlers",
+        action="store_true",
+        default=env.get("STREAMJOB_VERBOSE_HANDLERS", "").lower() in ("1", "true", "yes"),
+        help="log kopf's per-handler lines at the operator's level (default: only its warnings)",
+    )
     args = parser.parse_args(argv)
+    if args.failed_pod_retention < 0:
+        parser.error(f"--failed-pod-retention must be >= 0 seconds, got {args.failed_pod_retention:g}")
     peering = None if args.standalone else args.peering
     priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
     return OperatorConfig(
@@ -68,6 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
         liveness_endpoint=f"http://{args.bind_address}:{args.liveness_port}/healthz" if args.liveness_port else None,
         log_level=args.log_level.upper(),
         poll_interval_s=args.poll_interval,
+        failed_pod_retention_s=args.failed_pod_retention,
+        verbose_handlers=args.verbose_handlers,
     )
 
 
@@ -86,6 +102,15 @@ def with_environment(config: OperatorConfig, env: Mapping[str, str]) -> Operator
     return config
 
 
+def quiet_kopf(config: OperatorConfig) -> None:
+    """Silences kopf: it logs every handler run and every round at INFO; only its warnings show unless asked otherwise.
+
+    The operator's own lines (transitions, failures: ``events``) stay at the chosen level.
+    """
+    if not config.verbose_handlers and config.log_level != "DEBUG":
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the operator until it is stopped."""
     config = parse_args(argv)
@@ -95,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streamjob-operator: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_kopf(config)
     if config.kubeconfig:
         os.environ["KUBECONFIG"] = config.kubeconfig  # kopf's own login reads it too
     import streamjob.operator.handlers  # noqa: F401  (registers the handlers)

@@ -67,6 +67,10 @@ class OperatorConfig:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     #: CA file verifying the REST certificates of jobs with ``spec.tls.rest`` (``STREAMJOB_OPERATOR_REST_CA_FILE``).
     rest_ca_file: str | None = None
+    #: How long the pods of a failed attempt are kept for ``kubectl logs`` (0: deleted at once).
+    failed_pod_retention_s: float = 3600.0
+    #: kopf's per-handler log lines at the operator's level (off: only kopf's warnings).
+    verbose_handlers: bool = False
 
 
 class SettingsError(ValueError):

@@ -23,11 +23,12 @@ from streamjob.operator.errors import ConflictError, JobMasterError
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.model.status import CorruptCheckpoint, LifecycleState, SnapshotInfo, StreamJobStatus
-from streamjob.operator.observer.facts import Facts
+from streamjob.operator.observer.facts import Facts, RetainedPod
 from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler.facts import (
     Action,
     DeletePods,
+    DeleteRetained,
     DeployAttempt,
     DeployWorkers,
     Plan,
@@ -35,10 +36,11 @@ from streamjob.operator.reconciler.facts import (
     TriggerSavepoint,
 )
 from streamjob.operator.reconciler.plan import plan
-from streamjob.operator.resources.labels import JobRef
+from streamjob.operator.resources.labels import RETAINED_LABEL, JobRef
 from streamjob.operator.settings import OperatorConfig
-from streamjob.operator.timeutil import format_time
+from streamjob.operator.timeutil import format_time, parse_time
 from streamjob.operator.validation import parse_spec, validate
+from streamjob.worker.protocol.rest import FailureDetail
 from streamjob.worker.storage.layout import is_savepoint_location, savepoint_dir_name
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -135,6 +137,9 @@ class PlannerWorld:
         self.ip_pool = itertools.count(10)
         self.jm_state = "RUNNING"
         self.jm_answers = True
+        self.jm_detail: FailureDetail | None = None  # the JobMaster's failure_detail while it answers
+        self.retained: dict[str, RetainedPod] = {}  # pods of failed attempts kept for their logs
+        self.pod_retention_s = 3600.0
         self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
 
     # -- facts -----------------------------------------------------------------------------------
@@ -191,10 +196,16 @@ class PlannerWorld:
             now=self.now,
             new_job_id=self.next_id,
             pods=tuple(p.view() for p in self.pods.values()),
-            jobmaster=JobMasterView(reachable=reachable, state=self.jm_state if reachable else None),
+            jobmaster=JobMasterView(
+                reachable=reachable,
+                state=self.jm_state if reachable else None,
+                detail=self.jm_detail if reachable else None,
+            ),
             savepoint_poll=poll,
             latest={i: self.latest(i) for i in ids if i is not None},
             skipped={i: self.skipped(i) for i in ids if i is not None},
+            retained=tuple(self.retained.values()),
+            pod_retention_s=self.pod_retention_s,
         )
 
     # -- one round -------------------------------------------------------------------------------
@@ -223,6 +234,11 @@ class PlannerWorld:
                 name = f"demo-worker-{action.attempt.attempt}-{i}"
                 self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
         elif isinstance(action, DeletePods):
+            until = parse_time(action.retain_until)
+            for name, pod in list(self.pods.items()):
+                if until is not None and pod.attempt == action.retain_attempt and pod.phase in ("Failed", "Succeeded"):
+                    self.retained[name] = RetainedPod(name, pod.attempt, until)
+                    del self.pods[name]
             if self.slow_deletion:
                 for pod in self.pods.values():
                     if pod.attempt != action.keep_attempt and pod.removed_in is None:
@@ -242,6 +258,9 @@ class PlannerWorld:
             )
         elif isinstance(action, TriggerCheckpoint):
             self.add_checkpoint()
+        elif isinstance(action, DeleteRetained):
+            for name in action.names:
+                self.retained.pop(name, None)
 
     def _deploy(self, action: DeployAttempt) -> None:
         at = action.attempt
@@ -367,6 +386,7 @@ class FakeKube:
         self.rv = itertools.count(2)
         self.secrets_read: list[str] = []
         self.status_writes: list[dict[str, Any]] = []
+        self.retained: dict[str, dict[str, Any]] = {}  # pods taken out of the job, kept for their logs
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         """See ``KubeApi``."""
@@ -385,7 +405,9 @@ class FakeKube:
         return copy.deepcopy(self.job)
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        """See ``KubeApi``."""
+        """See ``KubeApi``: the job's pods, or its retained ones for the retained selector."""
+        if selector.startswith(RETAINED_LABEL):
+            return [copy.deepcopy(o) for o in self.retained.values()]
         return [copy.deepcopy(o) for (kind, _), o in self.objects.items() if kind == "Pod"]
 
     async def create(self, obj: dict[str, Any]) -> None:
@@ -401,11 +423,23 @@ class FakeKube:
         for name in names:
             self.calls.append(f"delete:Pod:{name}")
             self.objects.pop(("Pod", name), None)
+            self.retained.pop(name, None)
 
     async def delete_configmaps(self, namespace: str, selector: str, keep: set[str]) -> None:
         """See ``KubeApi``."""
         for key in [k for k in self.objects if k[0] == "ConfigMap" and k[1] not in keep]:
             del self.objects[key]
+
+    async def patch_pod_metadata(self, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        """See ``KubeApi``: the pod leaves the job's pods (as a relabelled pod leaves its selector)."""
+        self.calls.append(f"patch:Pod:{name}")
+        pod = self.objects.pop(("Pod", name), None)
+        if pod is not None:
+            meta = pod["metadata"]
+            for key in ("labels", "annotations"):
+                merged = {**(meta.get(key) or {}), **metadata.get(key, {})}
+                meta[key] = {k: v for k, v in merged.items() if v is not None}
+            self.retained[name] = pod
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """See ``KubeApi``."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from streamjob.worker.protocol.rest import FailureDetail
+
 
 @dataclass(frozen=True)
 class JobMasterView:
@@ -17,6 +19,10 @@ class JobMasterView:
     reachable: bool
     state: str | None = None
     error: str | None = None
+    failure: str | None = None
+    """Why its last attempt failed (``GET /job``'s ``failure``)."""
+    detail: FailureDetail | None = None
+    """The same failure's root cause: exception, operator, traceback (``failure_detail``)."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class LifecycleState(StrEnum):
     ROLLING_BACK = "RollingBack"
     SUSPENDING = "Suspending"
     SUSPENDED = "Suspended"
+    ROLLED_BACK = "RolledBack"
+    """Running the last stable spec after an upgrade failed: the spec still holds the rejected change."""
     FINISHED = "Finished"
     FAILED = "Failed"
     DELETING = "Deleting"
@@ -177,6 +179,23 @@ class Condition(CamelModel):
     last_transition_time: str | None = Field(default=None, description="When status last changed.")
 
 
+class FailureInfo(CamelModel):
+    """The root cause of the last failed attempt, as the JobMaster (or the failed pod) reported it."""
+
+    attempt: int = Field(ge=0, description="The attempt that failed.")
+    time: str | None = Field(default=None, description="When the operator saw it fail (RFC 3339).")
+    summary: str = Field(description="One line: the exception, its message, the operator and task.")
+    exception: str | None = Field(default=None, description="The exception's type name.")
+    message: str | None = Field(default=None, description="The exception's message.")
+    task: str | None = Field(default=None, description="The task that failed: vertex (subtask).")
+    operator_uid: str | None = Field(default=None, description="The uid of the operator whose code raised.")
+    traceback: list[str] = Field(default_factory=list, description="The innermost traceback lines, exception last.")
+    retained_pods: list[str] = Field(
+        default_factory=list, description="Pods of the failed attempt kept for `kubectl logs` (until retainedUntil)."
+    )
+    retained_until: str | None = Field(default=None, description="When the retained pods are deleted (RFC 3339).")
+
+
 class NonceStatus(CamelModel):
     """The nonces the operator has already acted on."""
 
@@ -225,7 +244,10 @@ class StreamJobStatus(CamelModel):
         description="Completed checkpoints skipped as corrupt when finding the latest one, newest first "
         "(bounded); each was reported once with a CorruptCheckpointSkipped Warning event.",
     )
-    error: str | None = Field(default=None, description="The last error, for the user.")
+    last_failure: FailureInfo | None = Field(
+        default=None, description="Root cause of the last failed attempt (kept after it recovered)."
+    )
+    error: str | None = Field(default=None, description="The last error, for the user (one line).")
 
     @classmethod
     def parse(cls, raw: object) -> StreamJobStatus:

@@ -19,6 +19,15 @@ from streamjob.operator.resources.labels import JobRef
 
 
 @dataclass(frozen=True)
+class RetainedPod:
+    """A pod of a failed attempt kept for ``kubectl logs`` until ``until``."""
+
+    name: str
+    attempt: int
+    until: datetime | None
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything observed about one StreamJob in one round; the planner reads nothing else."""
 
@@ -37,6 +46,10 @@ class Facts:
     """Per jobId in ``latest``: completed checkpoints newer than its latest, skipped as corrupt."""
     recent_savepoint: SnapshotInfo | None = None
     storage_error: str | None = None
+    retained: tuple[RetainedPod, ...] = ()
+    """Pods of earlier failed attempts kept for their logs (not part of any attempt any more)."""
+    pod_retention_s: float = 3600.0
+    """How long the pods of a failed attempt are kept (0: deleted at once)."""
 
     def pods_of(self, attempt: int) -> list[PodView]:
         """The pods of one attempt."""

@@ -16,9 +16,16 @@ from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUn
 from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo, StreamJobStatus
-from streamjob.operator.observer.facts import Facts
+from streamjob.operator.observer.facts import Facts, RetainedPod
 from streamjob.operator.observer.pods import PodView, view_pods
-from streamjob.operator.resources.labels import REST_PORT, JobRef, selector_for
+from streamjob.operator.resources.labels import (
+    ATTEMPT_LABEL,
+    REST_PORT,
+    RETAINED_UNTIL,
+    JobRef,
+    retained_selector,
+    selector_for,
+)
 from streamjob.operator.timeutil import parse_time
 from streamjob.operator.validation import parse_spec, validate
 
@@ -107,6 +114,7 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
                 poll = await deps.jobmaster.savepoint_status(address, req.request_id)
             except JobMasterError as err:
                 log.info("savepoint %s of %s not readable: %s", req.request_id, job.name, err)
+    retained = await _retained(deps, job, status) if deps.config.failed_pod_retention_s > 0 else ()
     latest: dict[str, SnapshotInfo | None] = {}
     skipped: dict[str, tuple[CorruptCheckpoint, ...]] = {}
     recent: SnapshotInfo | None = None
@@ -139,4 +147,23 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
         skipped=skipped,
         recent_savepoint=recent,
         storage_error=storage_error,
+        retained=retained,
+        pod_retention_s=deps.config.failed_pod_retention_s,
     )
+
+
+async def _retained(deps: Deps, job: JobRef, status: StreamJobStatus) -> tuple[RetainedPod, ...]:
+    """The pods kept from failed attempts; listed only while the last failure kept some (no extra call otherwise)."""
+    last = status.last_failure
+    if last is None or not last.retained_pods:
+        return ()
+    found = []
+    for pod in await deps.kube.list_pods(job.namespace, retained_selector(job)):
+        meta = pod.get("metadata") or {}
+        try:
+            attempt = int((meta.get("labels") or {}).get(ATTEMPT_LABEL, "-1"))
+        except ValueError:
+            attempt = -1
+        until = parse_time((meta.get("annotations") or {}).get(RETAINED_UNTIL))
+        found.append(RetainedPod(str(meta.get("name")), attempt, until))
+    return tuple(found)

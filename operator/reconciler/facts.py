@@ -41,6 +41,16 @@ class DeletePods:
 
     keep_attempt: int | None
     grace_seconds: int
+    retain_attempt: int | None = None
+    """A failed attempt whose ended pods are kept (relabelled out of the job) until ``retain_until``."""
+    retain_until: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteRetained:
+    """Delete retained pods of failed attempts whose time is up."""
+
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class TriggerCheckpoint:
     jobmaster_ip: str
 
 
-Action = DeployAttempt | DeployWorkers | DeletePods | TriggerSavepoint | TriggerCheckpoint
+Action = DeployAttempt | DeployWorkers | DeletePods | DeleteRetained | TriggerSavepoint | TriggerCheckpoint
 
 
 @dataclass(frozen=True)

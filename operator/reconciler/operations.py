@@ -24,6 +24,7 @@ from streamjob.operator.model.status import (
     RestartsStatus,
     SnapshotRequest,
 )
+from streamjob.operator.reconciler import root_cause
 from streamjob.operator.reconciler.facts import (
     ENDED_STATES,
     DeletePods,
@@ -243,7 +244,7 @@ def start_restart(d: Draft, spec: StreamJobSpec, *, reason: str, counted: bool) 
             _begin(d, probe)
             hold(d, choice.message, remember=False)
             return
-    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
+    d.act(root_cause.delete_pods(d, FAST_GRACE))
     if counted:
         d.update(restarts=RestartsStatus(count=count, last_reason=reason, last_time=d.now_text))
     if counted and count > policy.max_restarts:
@@ -280,10 +281,10 @@ def start_rollback(d: Draft, *, reason: str) -> None:
         intent="recover",
         reason=reason,
     )
+    d.act(root_cause.delete_pods(d, FAST_GRACE))
     _begin(d, op)
-    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
     message = f"upgrade failed: {reason}; rolling back to the last stable spec"
-    d.update(error=message)
+    d.update(error=root_cause.one_line(message))
     d.event("RollingBack", message, warning=True)
 
 
@@ -569,6 +570,7 @@ def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str, *, final: bool = 
     job fails at once whatever the restart policy allows, unless an upgrade can roll back; the
     user brings it back by fixing the spec or changing ``restartNonce`` (``plan._act_on_changes``).
     """
+    reason = root_cause.attempt_failed(d, reason, final=final)
     op = d.status.operation
     dep = d.status.deployment
     upgrading = op is not None and op.kind in (OperationKind.UPGRADE, OperationKind.REDEPLOY)

@@ -23,6 +23,7 @@ from streamjob.operator.model.status import (
 )
 from streamjob.operator.observer.facts import Facts
 from streamjob.operator.reconciler import operations as ops
+from streamjob.operator.reconciler import root_cause
 from streamjob.operator.reconciler.corrupt import report_corrupt
 from streamjob.operator.reconciler.facts import Draft, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
@@ -38,6 +39,7 @@ def plan(facts: Facts) -> Plan:
     d = Draft(facts)
     d.update(observed_generation=facts.generation)
     valid = _check_spec(d)
+    root_cause.observe(d)
     observe_snapshots(d)
     report_corrupt(d)
     if d.status.operation is not None:
@@ -45,6 +47,7 @@ def plan(facts: Facts) -> Plan:
     elif valid:
         _steady(d)
     _bookkeeping(d)
+    root_cause.sweep(d)
     return d.plan()
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import HeldChange, LifecycleState, LineageEntry, OperationStep
-from streamjob.operator.reconciler.facts import DeletePods, Draft
+from streamjob.operator.reconciler import root_cause
+from streamjob.operator.reconciler.facts import Draft
 from streamjob.operator.reconciler.restore_choice import NothingToRestore, choose_restore
+from streamjob.operator.reconciler.root_cause import one_line
 
 #: jobIds kept in ``status.lineage``.
 LINEAGE_SIZE = 10
@@ -42,7 +44,8 @@ def set_step(d: Draft, step: OperationStep, **fields: object) -> None:
 
 def fail(d: Draft, message: str) -> None:
     """Ends in Failed: pods deleted, the reason in status and an event."""
-    d.act(DeletePods(keep_attempt=None, grace_seconds=FAST_GRACE))
+    d.act(root_cause.delete_pods(d, FAST_GRACE))
+    message = one_line(message)
     d.update(operation=None, deployment=None, lifecycle_state=LifecycleState.FAILED, error=message)
     d.event("JobFailed", message, warning=True)
 

@@ -17,6 +17,10 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 JOB_LABEL = "streamjob.dev/job"
 ATTEMPT_LABEL = "streamjob.dev/attempt"
+RETAINED_LABEL = "streamjob.dev/retained-for"
+"""Replaces the job label on the pods of a failed attempt kept for their logs (value: the job name)."""
+RETAINED_UNTIL = "streamjob.dev/retained-until"
+"""Annotation: when a retained pod is deleted (RFC 3339)."""
 JOB_ID_LABEL = "streamjob.dev/job-id"
 RESERVED_PREFIXES = ("app.kubernetes.io/", "streamjob.dev/")
 
@@ -59,6 +63,16 @@ def labels_for(job: JobRef, component: str, *, attempt: int | None = None, job_i
 def selector_for(job: JobRef) -> str:
     """Label selector of every pod and config map of ``job`` (all attempts)."""
     return f"{JOB_LABEL}={job.name},{NAME_LABEL}=streamjob"
+
+
+def retained_selector(job: JobRef) -> str:
+    """Label selector of the pods of ``job``'s failed attempts kept for their logs."""
+    return f"{RETAINED_LABEL}={job.name},{NAME_LABEL}=streamjob"
+
+
+def retained_labels(job: JobRef, until: str) -> dict[str, Any]:
+    """The metadata patch that takes a pod out of its job (no round sees it) and keeps it until ``until``."""
+    return {"labels": {JOB_LABEL: None, RETAINED_LABEL: job.name}, "annotations": {RETAINED_UNTIL: until}}
 
 
 def owner_reference(job: JobRef) -> dict[str, Any]:

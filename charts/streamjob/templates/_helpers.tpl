@@ -46,7 +46,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get, patch, update]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, patch]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, create, delete]
