@@ -138,6 +138,7 @@ def test_ended_pods_of_the_old_attempt_do_not_hold_up_the_next() -> None:
     w = World({**BASE, "restartPolicy": {"backoff": {"initialDelaySeconds": 0}}})
     w.run_until(stable_running)
     w.slow_deletion = True
+    w.pod_retention_s = 0  # deleted, not kept for their logs (test_operator_root_cause.py)
     for pod in w.pods.values():  # every process ended: the JobMaster exits when it loses a slot
         pod.phase = "Failed"
     w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 137"
