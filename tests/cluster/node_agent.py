@@ -10,7 +10,8 @@ runs httpGet/tcpSocket/exec readiness and liveness probes, restarts containers p
 and reports status as the kubelet does (see ``podstate.py``: Pending → Running → Succeeded/Failed
 with exit codes, reasons and times; waiting reasons ``CreateContainerConfigError`` for a missing
 ConfigMap/Secret and ``CreateContainerError`` for a command that cannot be found).
-Deletion is honoured: SIGTERM, the grace period, SIGKILL, then the pod object is removed.
+``kubectl logs`` works (``kubelet_logs.py``). Deletion is honoured: SIGTERM, the grace period,
+SIGKILL, then the pod object is removed.
 ``securityContext`` (user, read-only root filesystem, capabilities) is accepted but not enforced:
 the processes run as the agent's user on the host's filesystem. A volume mounted over the host's
 temporary directory (the job pods' emptyDir at ``/tmp``) is left out, since tests and pods share
@@ -40,6 +41,7 @@ from urllib.parse import urlparse
 
 from tests.cluster import images, podproc, podspec
 from tests.cluster.kubeapi import KubeApi, KubeError, pod_path
+from tests.cluster.kubelet_logs import KubeletLogServer
 from tests.cluster.podstate import Container, PodRun, init_progress, now_rfc3339, pod_status
 from tests.cluster.probes import ProbeRunner
 
@@ -90,6 +92,9 @@ class NodeAgent:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         self.log_handler = handler
+        #: Serves ``kubectl logs`` (see ``kubelet_logs.py``); its port goes into the Node's status.
+        self.kubelet_logs = KubeletLogServer(lambda ns, pod, c: self.log_path(ns, pod, c), self.root / "kubelet")
+        self.kubelet_port = 0
 
     # ----------------------------------------------------------------- public helpers for tests
 
@@ -177,6 +182,7 @@ class NodeAgent:
     # ------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.kubelet_port = self.kubelet_logs.start()
         self.register_node()
         for target, name in ((self.watch_loop, "testbed-watch"), (self.run_loop, "testbed-agent")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -193,6 +199,7 @@ class NodeAgent:
                 for item in run.every():
                     self._kill_group(item, signal.SIGKILL)
         self.probe_pool.shutdown(wait=False, cancel_futures=True)
+        self.kubelet_logs.stop()
         if self.ip_lock is not None:
             os.close(self.ip_lock)
             self.ip_lock = None
@@ -248,11 +255,10 @@ class NodeAgent:
             "capacity": capacity,
             "allocatable": capacity,
             "conditions": conditions,
-            "addresses": [
-                {"type": "InternalIP", "address": "127.0.0.1"},
-                {"type": "Hostname", "address": self.node_name},
-            ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            # No Hostname address: the API server would prefer it for `kubectl logs`, and the node's name
+            # does not resolve; it reaches the log endpoint at the InternalIP.
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": "testbed",
                 "systemUUID": "testbed",

@@ -190,6 +190,20 @@ def test_pod_exit_code_3_fails(kube: Kube, kube_namespace: str, pod_runtime: Nod
     assert state["exitCode"] == 3 and state["reason"] == "Error"
 
 
+def test_kubectl_logs_reads_a_pods_output_after_it_ended(
+    kube: Kube, kube_namespace: str, node_agent: NodeAgent
+) -> None:
+    script = "import sys\nfor i in range(50): print(f'line {i}')\nprint('bye', file=sys.stderr); sys.exit(3)"
+    kube.create_pod(kube_namespace, python_pod("talker", script))
+    kube.wait_pod_phase(kube_namespace, "talker", "Failed", timeout=120)
+    whole = kube.kubectl("logs", "-n", kube_namespace, "talker").stdout.splitlines()
+    assert whole[0] == "line 0" and whole[-1] == "bye" and len(whole) == 51, whole[:3]
+    tail = kube.kubectl("logs", "-n", kube_namespace, "talker", "--tail", "2").stdout.splitlines()
+    assert tail == ["line 49", "bye"], tail
+    missing = kube.kubectl("logs", "-n", kube_namespace, "nosuchpod", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
+
+
 def test_owner_deletion_garbage_collects_dependents(kube: Kube, kube_namespace: str) -> None:
     path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
     owner = kube.raw.create(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}})
