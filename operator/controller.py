@@ -83,7 +83,7 @@ async def reconcile(deps: Deps, namespace: str, name: str) -> float:
         await _report_action_error(deps, body, status, f"{type(action).__name__} failed: {err}")
         raise
     await events.publish(deps.kube, body, result.events)
-    deps.metrics.observe((namespace, name), facts.status, status, facts.now)
+    deps.metrics.observe((namespace, name), facts.status, status, facts.now, [e.reason for e in result.events])
     busy = status.operation is not None or status.snapshot_request is not None or bool(result.actions)
     return next_round_in(status, deps.clock(), busy=busy, busy_s=cfg.busy_interval_s, idle_s=cfg.poll_interval_s)
 

@@ -34,6 +34,11 @@ class LifecycleState(StrEnum):
     FAILED = "Failed"
     DELETING = "Deleting"
 
+    @property
+    def running(self) -> bool:
+        """The job processes: Running, or RolledBack (running the last stable spec)."""
+        return self in (LifecycleState.RUNNING, LifecycleState.ROLLED_BACK)
+
 
 class OperationKind(StrEnum):
     """What an operation is for; decides the lifecycle state shown while it runs."""
@@ -108,6 +113,14 @@ class Deployment(CamelModel):
     running_since: str | None = Field(default=None, description="When all its pods became Running.")
     stable: bool = Field(default=False, description="Ran long enough (or checkpointed) to count as stable.")
     generation: int | None = Field(default=None, description="Resource generation the spec came from.")
+    rolled_back: bool = Field(
+        default=False, description="Deployed by a rollback: runs lastStableSpec, not the spec the user applied."
+    )
+
+    @property
+    def running_state(self) -> LifecycleState:
+        """The lifecycle state while this deployment runs: RolledBack after a rollback, else Running."""
+        return LifecycleState.ROLLED_BACK if self.rolled_back else LifecycleState.RUNNING
 
 
 class Operation(CamelModel):

@@ -292,7 +292,8 @@ def abort(d: Draft, message: str) -> None:
     """Gives up an operation before any destructive step; the deployment keeps running."""
     op = d.status.operation
     kind = op.kind.value if op is not None else "operation"
-    state = LifecycleState.RUNNING if d.status.deployment is not None else LifecycleState.FAILED
+    dep = d.status.deployment
+    state = dep.running_state if dep is not None else LifecycleState.FAILED
     d.update(operation=None, lifecycle_state=state, error=f"{kind} aborted: {message}")
     d.event("OperationAborted", f"{kind} aborted: {message}", warning=True)
 
@@ -456,6 +457,7 @@ def _deploy(d: Draft) -> None:
     spec = target(d)
     if op.job_id != d.status.job_id or not d.status.lineage:
         record_lineage(d, op.job_id, op.restore_from, op.restore_reason)
+    old = d.status.deployment
     dep = Deployment(
         attempt=op.attempt,
         job_id=op.job_id,
@@ -463,6 +465,9 @@ def _deploy(d: Draft) -> None:
         restore_from=op.restore_from,
         started_at=d.now_text,
         generation=op.target_generation,
+        # A rollback runs lastStableSpec while the spec holds the rejected change; a restart keeps that.
+        rolled_back=op.kind is OperationKind.ROLLBACK
+        or (op.kind is OperationKind.RESTART and old is not None and old.rolled_back),
     )
     d.update(
         deployment=dep,
@@ -528,7 +533,7 @@ def _finish(d: Draft) -> None:
     assert op is not None and dep is not None
     d.update(
         operation=None,
-        lifecycle_state=LifecycleState.RUNNING,
+        lifecycle_state=dep.running_state,
         deployment=dep.model_copy(update={"running_since": d.now_text}),
     )
     if op.kind is not OperationKind.ROLLBACK:

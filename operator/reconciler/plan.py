@@ -22,8 +22,9 @@ from streamjob.operator.model.status import (
     SnapshotRequest,
 )
 from streamjob.operator.observer.facts import Facts
+from streamjob.operator.reconciler import conditions, root_cause
 from streamjob.operator.reconciler import operations as ops
-from streamjob.operator.reconciler import root_cause
+from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.corrupt import report_corrupt
 from streamjob.operator.reconciler.facts import Draft, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
@@ -79,11 +80,7 @@ def observe_snapshots(d: Draft) -> None:
         and latest.kind == "checkpoint"
         and (last is None or (last.id, last.job_id) != (latest.id, latest.job_id))
     ):
-        d.update(last_checkpoint=latest)
-        size = f", {latest.size_bytes} bytes" if latest.size_bytes is not None else ""
-        d.event(
-            "CheckpointCompleted", f"checkpoint {latest.id} of job {latest.job_id} completed{size}: {latest.location}"
-        )
+        d.update(last_checkpoint=latest)  # progress goes to status and metrics, never to an Event per checkpoint
     req = d.status.snapshot_request
     if req is None:
         return
@@ -300,7 +297,7 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
 def _triggers(d: Draft, spec: StreamJobSpec) -> None:
     st = d.status
     ip = ops.jobmaster_ip(d)
-    ready = ip is not None and ops.healthy(d) and st.lifecycle_state is LifecycleState.RUNNING
+    ready = ip is not None and ops.healthy(d) and st.lifecycle_state.running
     req = st.snapshot_request
     if req is not None:
         # Written ahead, never answered: the operator died before it reached the JobMaster (an answer
@@ -340,24 +337,31 @@ def _triggers(d: Draft, spec: StreamJobSpec) -> None:
 
 def _bookkeeping(d: Draft) -> None:
     f = d.facts
+    d.update(job_state=f.jobmaster.state if f.jobmaster.reachable else d.status.job_state)
+    progress = _running_bookkeeping(d)
+    spec = f.spec or _deployed_spec(d)
+    checkpointing = spec is None or spec.checkpoint.interval_ms is not None
+    conditions.apply(d, progress, checkpointing=checkpointing)
+
+
+def _running_bookkeeping(d: Draft) -> Progress | None:
+    """Stability, the restart count's reset and checkpoint progress of the running attempt (None otherwise)."""
+    f = d.facts
     st = d.status
     dep = st.deployment
-    d.update(job_state=f.jobmaster.state if f.jobmaster.reachable else st.job_state)
-    running = st.operation is None and st.lifecycle_state is LifecycleState.RUNNING
-    d.condition("Ready", running, "Running" if running else st.lifecycle_state.value)
+    running = st.operation is None and st.lifecycle_state.running
     if not running or dep is None or dep.running_since is None:
-        return
+        return None
     spec = StreamJobSpec.parse(dep.spec)
     up = seconds_since(dep.running_since, f.now) or 0.0
     last = st.last_checkpoint
     checkpointed = last is not None and last.job_id == dep.job_id and _after(last.time, dep.started_at)
     if not dep.stable and (up >= spec.timeouts.stable_seconds or checkpointed):
         d.update(deployment=dep.model_copy(update={"stable": True}), last_stable_spec=dep.spec)
-        d.condition("Stable", True, "Stable", f"attempt {dep.attempt} is stable")
     policy = (f.spec or spec).restart_policy
     if st.restarts.count and up >= policy.reset_after_seconds:
         d.update(restarts=RestartsStatus(last_reason=st.restarts.last_reason, last_time=st.restarts.last_time))
-    _checkpoint_progress(d, spec, up=up, checkpointed=checkpointed)
+    return _checkpoint_progress(d, spec, up=up, checkpointed=checkpointed)
 
 
 def _after(a: str | None, b: str | None) -> bool:
@@ -365,24 +369,23 @@ def _after(a: str | None, b: str | None) -> bool:
     return ta is not None and tb is not None and ta > tb
 
 
-def _checkpoint_progress(d: Draft, spec: StreamJobSpec, *, up: float, checkpointed: bool) -> None:
+def _checkpoint_progress(d: Draft, spec: StreamJobSpec, *, up: float, checkpointed: bool) -> Progress | None:
+    """Whether checkpoints stall (FKO's threshold); a Warning when they start to, a Normal Event when they resume."""
     cfg = spec.checkpoint
     if cfg.interval_ms is None:
-        return
+        return None
     threshold = max(cfg.interval_ms, cfg.timeout_ms or 600_000) / 1000 * ((cfg.tolerable_failures or 0) + 2)
     last = d.status.last_checkpoint
-    since = seconds_since(last.time, d.facts.now) if checkpointed and last is not None else up
-    stalled = since is not None and since > threshold
+    since = (seconds_since(last.time, d.facts.now) if checkpointed and last is not None else up) or 0.0
+    stalled = since > threshold
     old = d.status.condition("CheckpointsProgressing")
-    if stalled and (old is None or old.status != "False"):
+    was_stalled = old is not None and old.reason == "Stalled"
+    if stalled and not was_stalled:
         d.event(
             "CheckpointsStalled",
-            f"no checkpoint completed for {int(since or 0)}s (threshold {int(threshold)}s)",
+            f"no checkpoint completed for {int(since)}s (threshold {int(threshold)}s)",
             warning=True,
         )
-    d.condition(
-        "CheckpointsProgressing",
-        not stalled,
-        "Stalled" if stalled else "Progressing",
-        f"last checkpoint {int(since or 0)}s ago" if checkpointed else "",
-    )
+    elif was_stalled and not stalled:
+        d.event("CheckpointsResumed", f"checkpoints complete again (last {int(since)}s ago)")
+    return Progress(stalled=stalled, seconds=since, threshold=threshold, checkpointed=checkpointed)

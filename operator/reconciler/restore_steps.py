@@ -65,7 +65,7 @@ def hold(d: Draft, message: str, *, remember: bool = True) -> None:
     text = f"{op.kind.value} refused, nothing to restore: {message}" + ("; the job keeps running" if dep else "")
     d.update(
         operation=None,
-        lifecycle_state=LifecycleState.RUNNING if dep is not None else LifecycleState.FAILED,
+        lifecycle_state=dep.running_state if dep is not None else LifecycleState.FAILED,
         error=text,
     )
     if remember and d.facts.spec is not None:

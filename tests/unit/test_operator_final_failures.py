@@ -211,7 +211,7 @@ def test_an_upgrade_that_fails_final_rolls_back_if_it_can_else_fails(rollback: b
     w.update_spec(image="app:2")
     if rollback:
         w.run_until(lambda w: w.status.operation is not None and w.status.operation.kind.value == "rollback")
-        w.run_until(running)
+        w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.ROLLED_BACK and w.status.operation is None)
         assert w.status.deployment is not None and w.status.deployment.spec["image"] == "app:1"
         assert "rolling back" in (w.status.error or "") and w.status.restarts.count == 0
     else:

@@ -1,0 +1,62 @@
+"""The StreamJob's conditions, derived in every state from the status just planned (pure).
+
+- ``Ready``: the job processes records — Running or RolledBack, with no operation in flight; False
+  in every other state (a Failed, Suspended or Upgrading job is not ready), with the state as reason.
+- ``Stable``: the running attempt ran ``timeouts.stableSeconds`` or completed a checkpoint; False
+  while it has not (``NotYetStable``) and in every state where no attempt runs.
+- ``CheckpointsProgressing``: checkpoints complete within max(interval, timeout) × (tolerable
+  failures + 2) (FKO's health check); False when they stall (``Stalled``), when checkpointing is off
+  (``Disabled``) and whenever no attempt runs (the state as reason).
+
+``plan._bookkeeping`` calls ``apply`` last in every round, after the checkpoint progress was
+measured (``Progress``; None when no attempt runs or checkpointing is off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamjob.operator.reconciler.facts import Draft
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Checkpoint progress of the running attempt: stalled or not, and since when."""
+
+    stalled: bool
+    seconds: float
+    threshold: float
+    checkpointed: bool
+
+
+def apply(d: Draft, progress: Progress | None, *, checkpointing: bool) -> None:
+    """Sets Ready, Stable and CheckpointsProgressing to what the status says now."""
+    st = d.status
+    state = st.lifecycle_state
+    dep = st.deployment
+    up = st.operation is None and state.running and dep is not None
+    if up and dep is not None:
+        why = "running the last stable spec; the applied spec was rolled back" if dep.rolled_back else ""
+        d.condition("Ready", True, state.value, why)
+    else:
+        d.condition("Ready", False, state.value, f"the job is {state.value}")
+    if up and dep is not None and dep.stable:
+        d.condition("Stable", True, "Stable", f"attempt {dep.attempt} is stable")
+    elif up and dep is not None:
+        d.condition("Stable", False, "NotYetStable", f"attempt {dep.attempt} has not yet run stably")
+    else:
+        d.condition("Stable", False, state.value, f"the job is {state.value}")
+    if not checkpointing:
+        d.condition("CheckpointsProgressing", False, "Disabled", "checkpointing is off (checkpoint.intervalMs)")
+    elif not up or progress is None:
+        d.condition("CheckpointsProgressing", False, state.value, f"the job is {state.value}")
+    elif progress.stalled:
+        d.condition(
+            "CheckpointsProgressing",
+            False,
+            "Stalled",
+            f"no checkpoint completed for {int(progress.seconds)}s (threshold {int(progress.threshold)}s)",
+        )
+    else:
+        last = f"last checkpoint {int(progress.seconds)}s ago" if progress.checkpointed else "none completed yet"
+        d.condition("CheckpointsProgressing", True, "Progressing", last)

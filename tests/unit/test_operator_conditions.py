@@ -1,0 +1,68 @@
+"""Ready, Stable and CheckpointsProgressing say what is true in every lifecycle state (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from streamjob.operator.model.status import Deployment, LifecycleState, Operation, StreamJobStatus
+from streamjob.operator.reconciler import conditions
+from streamjob.operator.reconciler.conditions import Progress
+from streamjob.operator.reconciler.facts import Draft, Facts
+from streamjob.operator.resources.labels import JobRef
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+DEP = Deployment(attempt=1, job_id="j", spec={}, started_at="2026-01-01T00:00:00Z", running_since="x", stable=True)
+OK = Progress(stalled=False, seconds=1, threshold=30, checkpointed=True)
+
+
+def derive(
+    status: StreamJobStatus, progress: Progress | None = OK, *, checkpointing: bool = True
+) -> dict[str, tuple[str, str]]:
+    facts = Facts(JobRef("n", "ns", "u"), 1, None, (), status, NOW, "new")
+    d = Draft(facts)
+    conditions.apply(d, progress, checkpointing=checkpointing)
+    return {c.type: (c.status, c.reason) for c in d.status.conditions}
+
+
+@pytest.mark.parametrize("state", [s for s in LifecycleState if not s.running])
+def test_no_condition_is_true_when_no_attempt_runs(state: LifecycleState) -> None:
+    got = derive(StreamJobStatus(lifecycle_state=state, deployment=DEP if state is LifecycleState.FAILED else None))
+    assert got == {
+        "Ready": ("False", state.value),
+        "Stable": ("False", state.value),
+        "CheckpointsProgressing": ("False", state.value),
+    }
+
+
+def test_a_running_stable_job_is_ready_stable_and_progressing() -> None:
+    got = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP))
+    assert got == {
+        "Ready": ("True", "Running"),
+        "Stable": ("True", "Stable"),
+        "CheckpointsProgressing": ("True", "Progressing"),
+    }
+
+
+def test_a_rolled_back_job_is_ready_and_says_so() -> None:
+    dep = DEP.model_copy(update={"rolled_back": True})
+    got = derive(StreamJobStatus(lifecycle_state=LifecycleState.ROLLED_BACK, deployment=dep))
+    assert got["Ready"] == ("True", "RolledBack") and got["Stable"] == ("True", "Stable")
+
+
+def test_not_yet_stable_stalled_and_disabled() -> None:
+    young = DEP.model_copy(update={"stable": False})
+    stalled = Progress(stalled=True, seconds=90, threshold=30, checkpointed=True)
+    got = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=young), stalled)
+    assert got["Stable"] == ("False", "NotYetStable") and got["CheckpointsProgressing"] == ("False", "Stalled")
+    off = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP), None, checkpointing=False)
+    assert off["CheckpointsProgressing"] == ("False", "Disabled") and off["Ready"] == ("True", "Running")
+
+
+def test_an_operation_in_flight_is_not_ready() -> None:
+    op = Operation.model_validate({"kind": "upgrade", "step": "snapshot", "started_at": "t", "step_started_at": "t"})
+    got = derive(StreamJobStatus(lifecycle_state=LifecycleState.UPGRADING, deployment=DEP, operation=op))
+    assert got["Ready"] == ("False", "Upgrading") and got["Stable"] == ("False", "Upgrading")
