@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration test-e2e test-chaos chaos lint typing-tree bench clean testbed
+.PHONY: install demo test test-unit test-integration test-e2e test-chaos chaos lint typing-tree bench clean testbed testbed-up testbed-down
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,13 @@ lint: $(STAMP) typing-tree
 # Builds (or finds in ~/.cache/streamjob-testbed) the e2e control plane and helm from their Go modules.
 testbed:
 	tests/cluster/build.sh all
+
+# The test bed by hand (docs/testbed.md, "By hand"): control plane, node agent and S3 in the background.
+testbed-up: $(STAMP)
+	$(BIN)/python -m tests.cluster up
+
+testbed-down: $(STAMP)
+	$(BIN)/python -m tests.cluster down
 
 test: $(STAMP) lint testbed
 	$(BIN)/pytest tests

@@ -74,6 +74,16 @@ def login(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> kopf.Connecti
     return kopf.ConnectionInfo(**dataclasses.asdict(credentials), trust_env=settings.networking.trust_env)
 
 
+@kopf.on.probe(id="kubernetes")
+async def kubernetes_reachable(memo: kopf.Memo, **_: Any) -> str:
+    """The readiness probe (kopf's ``/healthz``): fails while the API server does not answer."""
+    deps: Deps | None = memo.get("deps")
+    if deps is None:
+        raise kopf.TemporaryError("starting")
+    await deps.kube.ping()
+    return "reachable"
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Closes the HTTP session."""

@@ -66,6 +66,10 @@ class KubeApi(Protocol):
         """Posts an Event about the object ``body``."""
         ...
 
+    async def ping(self) -> None:
+        """Raises ``KubernetesError`` unless the API server answers (the readiness probe)."""
+        ...
+
 
 def load_client_config(kubeconfig: str | None = None) -> k8s_client.ApiClient:
     """An ApiClient for in-cluster service-account credentials, else the kubeconfig."""
@@ -168,6 +172,38 @@ class Kube:
         except NotFoundError:
             return None
         return self._json(response)
+
+    async def ping(self) -> None:
+        """See ``KubeApi``: the API server's version list (open to every authenticated client)."""
+        await self._call(
+            "reach the API server",
+            lambda: self._core.api_client.call_api(
+                "/api", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=5
+            ),
+        )
+
+    async def list_streamjobs(self, namespace: str | None) -> list[dict[str, Any]]:
+        """StreamJobs of one namespace, or of every namespace (``None``): for ``release``, not the controller."""
+        if namespace is None:
+            call = lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _preload_content=False)  # noqa: E731
+        else:
+            call = lambda: self._custom.list_namespaced_custom_object(  # noqa: E731
+                GROUP, VERSION, namespace, PLURAL, _preload_content=False
+            )
+        items: list[dict[str, Any]] = self._json(await self._call("list streamjobs", call)).get("items", [])
+        return items
+
+    async def patch_streamjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patches a StreamJob (spec or metadata); one already gone is fine."""
+        try:
+            await self._call(
+                f"patch streamjob {namespace}/{name}",
+                lambda: self._custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, patch, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """See ``KubeApi``."""

@@ -450,6 +450,9 @@ class FakeKube:
         """See ``KubeApi``."""
         self.events.append((reason, message, warning))
 
+    async def ping(self) -> None:
+        """See ``KubeApi``: always answers."""
+
     def kubelet(self) -> None:
         """Every pending pod starts and gets an IP."""
         ips = itertools.count(2)

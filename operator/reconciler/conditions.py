@@ -5,11 +5,12 @@
 - ``Stable``: the running attempt ran ``timeouts.stableSeconds`` or completed a checkpoint; False
   while it has not (``NotYetStable``) and in every state where no attempt runs.
 - ``CheckpointsProgressing``: checkpoints complete within max(interval, timeout) × (tolerable
-  failures + 2) (FKO's health check); False when they stall (``Stalled``), when checkpointing is off
-  (``Disabled``) and whenever no attempt runs (the state as reason).
+  failures + 2) (FKO's health check); False when they stall (``Stalled``) and whenever no attempt runs
+  (the state as reason); Unknown (``NoInterval``) before the first checkpoint when the spec names no
+  interval (the job's code may set one), since then no stall can be told.
 
 ``plan._bookkeeping`` calls ``apply`` last in every round, after the checkpoint progress was
-measured (``Progress``; None when no attempt runs or checkpointing is off).
+measured (``Progress``; None when no attempt runs).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ class Progress:
 
     stalled: bool
     seconds: float
-    threshold: float
+    threshold: float | None
+    """None: the spec names no checkpoint interval (the job's code may set one), so stalls are not detected."""
     checkpointed: bool
 
 
-def apply(d: Draft, progress: Progress | None, *, checkpointing: bool) -> None:
+def apply(d: Draft, progress: Progress | None) -> None:
     """Sets Ready, Stable and CheckpointsProgressing to what the status says now."""
     st = d.status
     state = st.lifecycle_state
@@ -46,16 +48,17 @@ def apply(d: Draft, progress: Progress | None, *, checkpointing: bool) -> None:
         d.condition("Stable", False, "NotYetStable", f"attempt {dep.attempt} has not yet run stably")
     else:
         d.condition("Stable", False, state.value, f"the job is {state.value}")
-    if not checkpointing:
-        d.condition("CheckpointsProgressing", False, "Disabled", "checkpointing is off (checkpoint.intervalMs)")
-    elif not up or progress is None:
+    if not up or progress is None:
         d.condition("CheckpointsProgressing", False, state.value, f"the job is {state.value}")
+    elif progress.threshold is None and not progress.checkpointed:
+        why = "no checkpoint yet and no checkpoint.intervalMs in the spec: stalls are not detected"
+        d.condition("CheckpointsProgressing", None, "NoInterval", why)
     elif progress.stalled:
         d.condition(
             "CheckpointsProgressing",
             False,
             "Stalled",
-            f"no checkpoint completed for {int(progress.seconds)}s (threshold {int(progress.threshold)}s)",
+            f"no checkpoint completed for {int(progress.seconds)}s (threshold {int(progress.threshold or 0)}s)",
         )
     else:
         last = f"last checkpoint {int(progress.seconds)}s ago" if progress.checkpointed else "none completed yet"

@@ -338,10 +338,7 @@ def _triggers(d: Draft, spec: StreamJobSpec) -> None:
 def _bookkeeping(d: Draft) -> None:
     f = d.facts
     d.update(job_state=f.jobmaster.state if f.jobmaster.reachable else d.status.job_state)
-    progress = _running_bookkeeping(d)
-    spec = f.spec or _deployed_spec(d)
-    checkpointing = spec is None or spec.checkpoint.interval_ms is not None
-    conditions.apply(d, progress, checkpointing=checkpointing)
+    conditions.apply(d, _running_bookkeeping(d))
 
 
 def _running_bookkeeping(d: Draft) -> Progress | None:
@@ -369,14 +366,14 @@ def _after(a: str | None, b: str | None) -> bool:
     return ta is not None and tb is not None and ta > tb
 
 
-def _checkpoint_progress(d: Draft, spec: StreamJobSpec, *, up: float, checkpointed: bool) -> Progress | None:
+def _checkpoint_progress(d: Draft, spec: StreamJobSpec, *, up: float, checkpointed: bool) -> Progress:
     """Whether checkpoints stall (FKO's threshold); a Warning when they start to, a Normal Event when they resume."""
     cfg = spec.checkpoint
-    if cfg.interval_ms is None:
-        return None
-    threshold = max(cfg.interval_ms, cfg.timeout_ms or 600_000) / 1000 * ((cfg.tolerable_failures or 0) + 2)
     last = d.status.last_checkpoint
     since = (seconds_since(last.time, d.facts.now) if checkpointed and last is not None else up) or 0.0
+    if cfg.interval_ms is None:
+        return Progress(stalled=False, seconds=since, threshold=None, checkpointed=checkpointed)
+    threshold = max(cfg.interval_ms, cfg.timeout_ms or 600_000) / 1000 * ((cfg.tolerable_failures or 0) + 2)
     stalled = since > threshold
     old = d.status.condition("CheckpointsProgressing")
     was_stalled = old is not None and old.reason == "Stalled"

@@ -63,7 +63,12 @@ def test_upgrade_to_an_unknown_image_rolls_back_with_state(job: Job, node_agent:
     upgrade_attempt = stable["attempt"] + 1
 
     pod = job.pod("jobmaster", upgrade_attempt)
-    status = job.wait(lambda s: running(s) and "rolling back" in (s.get("error") or ""), "the rollback", timeout=90)
+    status = job.wait(rolled_back, "the rollback", timeout=90)
+    # `kubectl get sj` says RolledBack, not Running, while the spec still holds the rejected image.
+    shown = job.kube.kubectl("get", "sj", "-n", job.namespace, job.name, "--no-headers").stdout.split()
+    assert "RolledBack" in shown and "Running" not in shown, shown
+    ready = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}["Ready"]
+    assert ready == ("True", "RolledBack"), status["conditions"]
     # The upgrade's JobMaster pod was created with the new image, failed its pull and never started.
     assert node_agent.find(job.namespace, pod).containers[0].spec["image"] == image
     assert node_agent.container_state(job.namespace, pod)["waiting"]["reason"] in PULL_FAILURES
@@ -81,6 +86,12 @@ def test_upgrade_to_an_unknown_image_rolls_back_with_state(job: Job, node_agent:
     assert {p["spec"]["containers"][0]["image"] for p in job_pods(job)} == {"streamjob:e2e"}
     job.wait(finished, "the job to finish", timeout=180)
     check_exact(job.out, 8000)
+
+
+def rolled_back(s: Json) -> bool:
+    return (
+        s.get("lifecycleState") == "RolledBack" and not s.get("operation") and "rolling back" in (s.get("error") or "")
+    )
 
 
 def test_job_created_with_an_unknown_image_is_reported_then_runs_once_fixed(job: Job, node_agent: NodeAgent) -> None:

@@ -24,7 +24,7 @@ def derive(
 ) -> dict[str, tuple[str, str]]:
     facts = Facts(JobRef("n", "ns", "u"), 1, None, (), status, NOW, "new")
     d = Draft(facts)
-    conditions.apply(d, progress, checkpointing=checkpointing)
+    conditions.apply(d, progress)
     return {c.type: (c.status, c.reason) for c in d.status.conditions}
 
 
@@ -53,13 +53,16 @@ def test_a_rolled_back_job_is_ready_and_says_so() -> None:
     assert got["Ready"] == ("True", "RolledBack") and got["Stable"] == ("True", "Stable")
 
 
-def test_not_yet_stable_stalled_and_disabled() -> None:
+def test_not_yet_stable_stalled_and_no_interval() -> None:
     young = DEP.model_copy(update={"stable": False})
     stalled = Progress(stalled=True, seconds=90, threshold=30, checkpointed=True)
     got = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=young), stalled)
     assert got["Stable"] == ("False", "NotYetStable") and got["CheckpointsProgressing"] == ("False", "Stalled")
-    off = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP), None, checkpointing=False)
-    assert off["CheckpointsProgressing"] == ("False", "Disabled") and off["Ready"] == ("True", "Running")
+    running = StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP)
+    unknown = derive(running, Progress(stalled=False, seconds=5, threshold=None, checkpointed=False))
+    assert unknown["CheckpointsProgressing"] == ("Unknown", "NoInterval") and unknown["Ready"] == ("True", "Running")
+    seen = derive(running, Progress(stalled=False, seconds=5, threshold=None, checkpointed=True))
+    assert seen["CheckpointsProgressing"] == ("True", "Progressing")
 
 
 def test_an_operation_in_flight_is_not_ready() -> None:

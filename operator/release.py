@@ -1,0 +1,105 @@
+"""``python -m streamjob.operator.release``: lets StreamJobs go before ``helm uninstall`` (a pre-delete hook).
+
+Without the operator nothing removes the ``streamjob.dev/finalizer`` of a StreamJob, so ``kubectl delete
+sj`` would hang after ``helm uninstall``. The hook runs while the operator still runs and, per
+``uninstall.jobs`` in the chart's values:
+
+- ``suspend`` (default): sets ``spec.state: suspended`` on every StreamJob and waits (``--timeout``)
+  until each is Suspended — a savepoint (or the latest checkpoint, per ``upgradeMode``) is taken and
+  the pods are deleted — then removes the finalizer. Reinstall the operator and set ``state:
+  running`` to resume from that savepoint.
+- ``release``: removes the finalizer only; the jobs' pods keep running unmanaged (no restarts, no
+  upgrades) until the StreamJob is deleted, which then deletes them (owner references).
+- ``keep``: does nothing (the hook is not installed); ``kubectl delete sj`` then needs the operator
+  back, or ``kubectl patch sj NAME --type=merge -p '{"metadata":{"finalizers":null}}'``.
+
+A job that does not reach Suspended in time is released anyway and named in the output: the hook
+never blocks ``helm uninstall`` for longer than ``--timeout``. Exit code 0 unless the API is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from streamjob.operator.errors import KubernetesError
+from streamjob.operator.k8s import Kube, load_client_config
+
+FINALIZER = "streamjob.dev/finalizer"
+#: Lifecycle states in which nothing runs any more: the job can be let go at once.
+AT_REST = frozenset({"Suspended", "Failed", "Finished", "Created"})
+
+
+def without_finalizer(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The metadata patch that removes the operator's finalizer, or None when it has none (pure)."""
+    finalizers = list(body.get("metadata", {}).get("finalizers") or [])
+    if FINALIZER not in finalizers:
+        return None
+    return {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}}
+
+
+def key(body: dict[str, Any]) -> tuple[str, str]:
+    """``(namespace, name)`` of a StreamJob."""
+    return str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
+
+
+def at_rest(body: dict[str, Any]) -> bool:
+    """Whether the StreamJob runs no pod any more (pure)."""
+    status = body.get("status") or {}
+    return status.get("lifecycleState") in AT_REST and not status.get("operation")
+
+
+async def release(kube: Kube, namespaces: Sequence[str], *, suspend: bool, timeout_s: float) -> list[str]:
+    """Suspends (optionally) and releases every StreamJob; returns one line per job for the hook's log."""
+    scopes: list[str | None] = list(namespaces) or [None]
+    jobs = [job for scope in scopes for job in await kube.list_streamjobs(scope)]
+    lines: list[str] = []
+    if suspend:
+        for body in jobs:
+            if not at_rest(body):
+                await kube.patch_streamjob(*key(body), {"spec": {"state": "suspended"}})
+        deadline = time.monotonic() + timeout_s
+        pending = {key(b) for b in jobs if not at_rest(b)}
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            for namespace, name in sorted(pending):
+                now = await kube.get_streamjob(namespace, name)
+                if now is None or at_rest(now):
+                    pending.discard((namespace, name))
+        lines += [
+            f"{ns}/{name}: not suspended within {timeout_s:g}s; released while running" for ns, name in sorted(pending)
+        ]
+    for body in jobs:
+        current = await kube.get_streamjob(*key(body))
+        patch = without_finalizer(current) if current is not None else None
+        if patch is not None:
+            await kube.patch_streamjob(*key(body), patch)
+        state = ((current or {}).get("status") or {}).get("lifecycleState", "gone")
+        lines.append(f"{key(body)[0]}/{key(body)[1]}: released ({state})")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The hook's entry point."""
+    parser = argparse.ArgumentParser(prog="python -m streamjob.operator.release", description="Releases StreamJobs.")
+    parser.add_argument("--namespace", "-n", action="append", default=[], help="namespace (default: all)")
+    parser.add_argument("--suspend", action="store_true", help="suspend every job (savepoint) before releasing it")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the suspensions")
+    parser.add_argument("--kubeconfig", default=None)
+    args = parser.parse_args(argv)
+    try:
+        kube = Kube(load_client_config(args.kubeconfig))
+        lines = asyncio.run(release(kube, args.namespace, suspend=args.suspend, timeout_s=args.timeout))
+    except KubernetesError as err:
+        print(f"streamjob release: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(lines) or "no StreamJobs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m tests.cluster``: see ``tests/cluster/cli.py``."""
+
+from tests.cluster.cli import main
+
+raise SystemExit(main())
