@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.fixtures import Kube
 from tests.cluster.helm import Helm
 from tests.cluster.node_agent import NodeAgent
+from tests.e2e.test_operator_job_counting import ENTRYPOINT as COUNTING
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +91,94 @@ def test_helm_install_runs_an_operator_that_reconciles(
             60,
             "the operator pod to be gone",
         )
+
+
+def _template(helm: Helm, *values: str) -> list[Json]:
+    out = helm.run("template", "rel", str(CHART), "--namespace", "ops", *values).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_chart_has_a_readiness_probe_a_pdb_only_with_replicas_and_an_uninstall_hook(helm: Helm) -> None:
+    docs = _template(helm)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "healthz"}, probe
+    assert ("PodDisruptionBudget", "rel-streamjob") in kinds  # the default: 2 replicas
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    hook = next(d for d in docs if d["kind"] == "Job")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    command = hook["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python3", "-m", "streamjob.operator.release"] and "--suspend" in command, command
+    single = _template(helm, "--set", "replicas=1", "--set", "uninstall.jobs=release")
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"], "one replica: no PDB (it would block drains)"
+    released = next(d for d in single if d["kind"] == "Job")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--suspend" not in released
+    assert not [d for d in _template(helm, "--set", "uninstall.jobs=keep") if d["kind"] == "Job"]
+    bad = helm.run("template", "rel", str(CHART), "--set", "uninstall.jobs=drop", check=False)
+    assert bad.returncode != 0 and "uninstall.jobs must be suspend, release or keep" in bad.stderr
+
+
+def test_upgrade_waits_for_readiness_and_uninstall_suspends_jobs_and_releases_them(
+    helm: Helm, kube: Kube, kube_namespace: str, node_agent: NodeAgent, tmp_path: Path
+) -> None:
+    release = f"sj-{uuid.uuid4().hex[:6]}"
+    values = [
+        "--set", f"watchNamespaces={{{kube_namespace}}}",
+        "--set", f"peering.name={release}",
+        "--set", "replicas=1",
+        "--set", "metrics.enabled=false",
+        "--set", "image.repository=streamjob",
+        "--set", "podSecurityContext=null",
+        "--set", "tmpVolume=false",
+        "--set", "listenOnPodIP=true",
+        "--set", "uninstall.timeoutSeconds=120",
+    ]  # fmt: skip
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component!=uninstall-hook"
+    helm.install(release, CHART, kube_namespace, *values, "--wait", "--timeout", "120s")
+    path = f"/apis/streamjob.dev/v1alpha1/namespaces/{kube_namespace}/streamjobs"
+    try:
+        pods = kube.raw.get(f"/api/v1/namespaces/{kube_namespace}/pods", labelSelector=selector)["items"]
+        ready = [c for c in pods[0]["status"]["conditions"] if c["type"] == "Ready"]
+        assert len(pods) == 1 and ready[0]["status"] == "True", "--wait returned before the operator was ready"
+        # An operator that never becomes ready fails `helm upgrade --wait` (and keeps the old one serving).
+        never = helm.run(
+            "upgrade", release, str(CHART), "--namespace", kube_namespace, *values,
+            "--set", "readinessProbe.httpGet.path=/not-ready", "--wait", "--timeout", "45s", check=False,
+        )  # fmt: skip
+        assert never.returncode != 0, never.stdout
+        helm.run("upgrade", release, str(CHART), "--namespace", kube_namespace, *values, "--wait", "--timeout", "120s")
+
+        # A running job: `helm uninstall` suspends it with a savepoint and lets it go.
+        out = tmp_path / "out"
+        out.mkdir()
+        spec = {
+            "image": "streamjob:e2e",
+            "entrypoint": COUNTING,
+            "args": [f"file://{out}", "100000", "200"],
+            "parallelism": 1,
+            "upgradeMode": "savepoint",
+            "storage": {"checkpointsUri": f"file://{tmp_path}/checkpoints", "savepointsUri": f"file://{tmp_path}/sp"},
+        }
+        kube.raw.create(path, {"apiVersion": "streamjob.dev/v1alpha1", "kind": "StreamJob",
+                               "metadata": {"name": "kept"}, "spec": spec})  # fmt: skip
+
+        def checkpointed() -> Json | None:
+            status = kube.raw.get(f"{path}/kept").get("status") or {}
+            running = status.get("lifecycleState") == "Running" and status.get("lastCheckpoint")
+            return status if running else None
+
+        kube.wait_for(checkpointed, 120, "the job to run and checkpoint under the chart's operator")
+    finally:
+        helm.run("uninstall", release, "--namespace", kube_namespace, "--timeout", "300s")
+    body = kube.raw.get(f"{path}/kept")
+    status = body["status"]
+    assert status["lifecycleState"] == "Suspended", status
+    assert [s for s in status.get("savepointHistory", []) if s.get("trigger") == "suspend"], status
+    assert "streamjob.dev/finalizer" not in (body["metadata"].get("finalizers") or [])
+    job_selector = "streamjob.dev/job=kept"
+    assert not kube.raw.get(f"/api/v1/namespaces/{kube_namespace}/pods", labelSelector=job_selector)["items"]
+    # With no operator left, deleting the StreamJob does not hang on a finalizer.
+    kube.kubectl("delete", "sj", "kept", "-n", kube_namespace, "--timeout=30s")
+    kube.wait_gone(f"{path}/kept", 30)
