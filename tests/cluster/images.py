@@ -140,6 +140,21 @@ def chart_image() -> str:
 DEFAULT_IMAGES: tuple[str, ...] = ("python:3.12-slim", "streamjob:e2e", chart_image(), "streamjob-examples:0.1.0")
 
 
+#: What an image's own ``ENV`` lines would set: the examples' image holds ``examples/`` on its
+#: PYTHONPATH (``FROM streamjob`` + ``ENV PYTHONPATH``, docs/user-guide.md), so its entrypoints
+#: (``examples.balance:build``) import wherever the node agent runs. Below the pod's own env.
+IMAGE_ENV: dict[str, dict[str, str]] = {"streamjob-examples:0.1.0": {"PYTHONPATH": str(ROOT)}}
+
+
+def image_env(image: str) -> dict[str, str]:
+    """The environment the image itself sets (empty for most)."""
+    try:
+        key = parse(image).key
+    except InvalidImageName:
+        return {}
+    return next((dict(env) for name, env in IMAGE_ENV.items() if parse(name).key == key), {})
+
+
 def default_known() -> list[str]:
     """:data:`DEFAULT_IMAGES` plus the images listed in ``STREAMJOB_TESTBED_IMAGES`` (comma-separated)."""
     extra = [item.strip() for item in os.environ.get("STREAMJOB_TESTBED_IMAGES", "").split(",")]

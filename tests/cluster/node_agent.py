@@ -557,7 +557,7 @@ class NodeAgent:
             "KUBERNETES_SERVICE_PORT_HTTPS": self.api_port,
         }
         env = podspec.container_env(run.pod, spec, run.ip, self.lookup)
-        env = {**base, **env}
+        env = {**base, **images.image_env(str(spec.get("image", ""))), **env}
         argv = [podspec.expand(str(part), env) for part in (spec.get("command") or []) + (spec.get("args") or [])]
         if not argv:
             raise FileNotFoundError("the container has no command or args (the test bed cannot read images)")
