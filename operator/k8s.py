@@ -146,6 +146,7 @@ class Kube:
         self._core: Any = k8s_client.CoreV1Api(api)
         self._custom: Any = k8s_client.CustomObjectsApi(api)
         self._networking: Any = k8s_client.NetworkingV1Api(api)
+        self._versions: Any = k8s_client.CoreApi(api)
 
     async def _call(self, what: str, fn: Callable[[], _T]) -> _T:
         try:
@@ -175,12 +176,7 @@ class Kube:
 
     async def ping(self) -> None:
         """See ``KubeApi``: the API server's version list (open to every authenticated client)."""
-        await self._call(
-            "reach the API server",
-            lambda: self._core.api_client.call_api(
-                "/api", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=5
-            ),
-        )
+        await self._call("reach the API server", lambda: self._versions.get_api_versions(_request_timeout=5))
 
     async def list_streamjobs(self, namespace: str | None) -> list[dict[str, Any]]:
         """StreamJobs of one namespace, or of every namespace (``None``): for ``release``, not the controller."""
