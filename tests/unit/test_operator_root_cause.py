@@ -147,3 +147,31 @@ def test_a_failed_job_keeps_its_pods_too() -> None:
     w.now += timedelta(hours=2)
     w.step()
     assert not w.retained
+
+
+def _pod(name: str, attempt: int, phase: str) -> dict[str, Any]:
+    labels = {
+        "streamjob.dev/job": "demo",
+        "streamjob.dev/attempt": str(attempt),
+        "app.kubernetes.io/component": "worker",
+    }
+    return {"kind": "Pod", "metadata": {"name": name, "labels": labels}, "status": {"phase": phase}}
+
+
+def test_the_controller_relabels_ended_pods_of_the_failed_attempt_and_deletes_the_rest() -> None:
+    import asyncio
+
+    from streamjob.operator import controller
+    from streamjob.operator.testing import fake_deps
+
+    deps, kube, _, _ = fake_deps(SPEC)
+    for pod in (_pod("w-1-0", 1, "Failed"), _pod("w-1-1", 1, "Running"), _pod("w-0-0", 0, "Failed")):
+        kube.objects[("Pod", pod["metadata"]["name"])] = pod
+    assert kube.job is not None
+    action = DeletePods(keep_attempt=None, grace_seconds=1, retain_attempt=1, retain_until="2026-01-01T01:00:00Z")
+    asyncio.run(controller.delete_pods(deps, kube.job, keep_attempt=None, grace=1, retain=action))
+    assert list(kube.retained) == ["w-1-0"], "only the ended pod of the failed attempt is kept"
+    kept = kube.retained["w-1-0"]["metadata"]
+    assert "streamjob.dev/job" not in kept["labels"] and kept["labels"]["streamjob.dev/retained-for"] == "demo"
+    assert kept["annotations"]["streamjob.dev/retained-until"] == "2026-01-01T01:00:00Z"
+    assert not [k for k in kube.objects if k[0] == "Pod"], "the running pod and the older attempt's are deleted"
