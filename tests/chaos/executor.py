@@ -66,8 +66,8 @@ class StepResult:
 
 
 def running(s: Json) -> bool:
-    """Status Running with no operation in flight."""
-    return s.get("lifecycleState") == "Running" and not s.get("operation")
+    """Status Running (or RolledBack: running the last stable spec) with no operation in flight."""
+    return s.get("lifecycleState") in ("Running", "RolledBack") and not s.get("operation")
 
 
 class ChaosJob:

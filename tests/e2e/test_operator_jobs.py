@@ -270,7 +270,11 @@ def test_broken_upgrade_rolls_back_with_state(job: Job) -> None:
     job.create(count=8000, rate=300, timeouts={"upgradeSeconds": 30})
     job.wait(lambda s: checkpointed(s, 2) and bool((s.get("deployment") or {}).get("stable")), "a stable job")
     job.patch({"entrypoint": "tests.e2e.nosuchmodule:build"})
-    status = job.wait(lambda s: running(s) and "rolling back" in (s.get("error") or ""), "the rollback", timeout=150)
+    status = job.wait(
+        lambda s: s.get("lifecycleState") == "RolledBack" and not s.get("operation") and "rolling back" in s["error"],
+        "the rollback",
+        timeout=150,
+    )
     assert status["deployment"]["spec"]["entrypoint"] == ENTRYPOINT
     job.wait(finished, "the job to finish", timeout=180)
     check_exact(job.out, 8000)
