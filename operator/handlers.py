@@ -6,6 +6,9 @@
   StreamJob or of its pods (so a pod failure is acted on within a fraction of a second);
 - the deletion handler runs ``controller.finalize`` (bounded; never waits on a dead job).
 
+A StreamJob annotated ``streamjob.dev/released`` (by the uninstall hook, ``release``) matches neither:
+kopf stops its daemon and removes its finalizer, so the operator lets it go for good.
+
 Imported by ``main`` (which runs kopf) and by tests that run the operator in-process.
 """
 
@@ -29,6 +32,7 @@ from streamjob.operator.jobmaster_client import JobMasterClient, operator_rest_t
 from streamjob.operator.k8s import Kube, kube_credentials, load_client_config
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
+from streamjob.operator.release import RELEASED
 from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL
 from streamjob.operator.settings import OperatorConfig
 
@@ -74,13 +78,19 @@ def login(memo: Any, settings: kopf.OperatorSettings, **_: Any) -> kopf.Connecti
     return kopf.ConnectionInfo(**dataclasses.asdict(credentials), trust_env=settings.networking.trust_env)
 
 
-@kopf.on.probe(id="kubernetes")
+@kopf.on.probe(id="kubernetes", errors=kopf.ErrorsMode.PERMANENT, timeout=5.0)
 async def kubernetes_reachable(memo: kopf.Memo, **_: Any) -> str:
-    """The readiness probe (kopf's ``/healthz``): fails while the API server does not answer."""
+    """The readiness probe (kopf's ``/healthz``): fails at once (HTTP 500, no retry) until ready.
+
+    Not ready while starting (no adapters yet) or while the API server does not answer.
+    """
     deps: Deps | None = memo.get("deps")
     if deps is None:
-        raise kopf.TemporaryError("starting")
-    await deps.kube.ping()
+        raise kopf.PermanentError("starting")
+    try:
+        await deps.kube.ping()
+    except KubernetesError as err:
+        raise kopf.PermanentError(str(err)) from err
     return "reachable"
 
 
@@ -109,7 +119,7 @@ async def pod_changed(labels: Mapping[str, str], namespace: str | None, memo: An
     _waker(memo, namespace or "", labels[JOB_LABEL]).set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=5.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=5.0, annotations={RELEASED: kopf.ABSENT})
 async def run_job(name: str, namespace: str | None, memo: Any, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Reconciles one StreamJob until it is deleted or the operator stops (or loses peering)."""
     deps: Deps = memo["deps"]
@@ -145,7 +155,7 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float)
             continue
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize")
+@kopf.on.delete(GROUP, VERSION, PLURAL, id="finalize", annotations={RELEASED: kopf.ABSENT})
 async def delete_job(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Stops the job (optional final savepoint, cancel, cleanup) before the StreamJob goes away."""
     deps: Deps = memo["deps"]

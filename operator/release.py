@@ -6,10 +6,11 @@ sj`` would hang after ``helm uninstall``. The hook runs while the operator still
 
 - ``suspend`` (default): sets ``spec.state: suspended`` on every StreamJob and waits (``--timeout``)
   until each is Suspended — a savepoint (or the latest checkpoint, per ``upgradeMode``) is taken and
-  the pods are deleted — then removes the finalizer. Reinstall the operator and set ``state:
-  running`` to resume from that savepoint.
-- ``release``: removes the finalizer only; the jobs' pods keep running unmanaged (no restarts, no
-  upgrades) until the StreamJob is deleted, which then deletes them (owner references).
+  the pods are deleted — then releases it: the ``streamjob.dev/released`` annotation (the operator
+  leaves such a StreamJob alone) and no finalizer. To resume after reinstalling the operator, remove
+  the annotation and set ``state: running``: it restores that savepoint.
+- ``release``: releases every StreamJob at once; the jobs' pods keep running unmanaged (no
+  restarts, no upgrades) until the StreamJob is deleted, which then deletes them (owner references).
 - ``keep``: does nothing (the hook is not installed); ``kubectl delete sj`` then needs the operator
   back, or ``kubectl patch sj NAME --type=merge -p '{"metadata":{"finalizers":null}}'``.
 
@@ -30,16 +31,24 @@ from streamjob.operator.errors import KubernetesError
 from streamjob.operator.k8s import Kube, load_client_config
 
 FINALIZER = "streamjob.dev/finalizer"
+#: The annotation that takes a StreamJob out of the operator's hands (``handlers``: no daemon, no
+#: deletion handler, so kopf drops the finalizer itself and never adds it back). Remove it
+#: (``kubectl annotate sj NAME streamjob.dev/released-``) to hand the job to an operator again.
+RELEASED = "streamjob.dev/released"
 #: Lifecycle states in which nothing runs any more: the job can be let go at once.
 AT_REST = frozenset({"Suspended", "Failed", "Finished", "Created"})
 
 
-def without_finalizer(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The metadata patch that removes the operator's finalizer, or None when it has none (pure)."""
+def released(body: dict[str, Any], when: str) -> dict[str, Any]:
+    """The metadata patch that releases a StreamJob: the annotation, and its finalizer removed (pure).
+
+    The annotation keeps a running operator from adding the finalizer back (``handlers`` filters on it).
+    """
     finalizers = list(body.get("metadata", {}).get("finalizers") or [])
-    if FINALIZER not in finalizers:
-        return None
-    return {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}}
+    meta: dict[str, Any] = {"annotations": {RELEASED: when}}
+    if FINALIZER in finalizers:
+        meta["finalizers"] = [f for f in finalizers if f != FINALIZER]
+    return {"metadata": meta}
 
 
 def key(body: dict[str, Any]) -> tuple[str, str]:
@@ -73,11 +82,11 @@ async def release(kube: Kube, namespaces: Sequence[str], *, suspend: bool, timeo
         lines += [
             f"{ns}/{name}: not suspended within {timeout_s:g}s; released while running" for ns, name in sorted(pending)
         ]
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for body in jobs:
         current = await kube.get_streamjob(*key(body))
-        patch = without_finalizer(current) if current is not None else None
-        if patch is not None:
-            await kube.patch_streamjob(*key(body), patch)
+        if current is not None:
+            await kube.patch_streamjob(*key(body), released(current, when))
         state = ((current or {}).get("status") or {}).get("lifecycleState", "gone")
         lines.append(f"{key(body)[0]}/{key(body)[1]}: released ({state})")
     return lines

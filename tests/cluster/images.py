@@ -26,8 +26,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,10 +141,27 @@ def chart_image() -> str:
 DEFAULT_IMAGES: tuple[str, ...] = ("python:3.12-slim", "streamjob:e2e", chart_image(), "streamjob-examples:0.1.0")
 
 
+def _jobs_dir() -> str:
+    """A directory holding only ``examples`` (a link to the repo's): the examples image's ``/opt/jobs``.
+
+    Not the repo root: its ``operator/`` would shadow the standard library's ``operator`` module.
+    """
+    jobs = Path(tempfile.gettempdir()) / "streamjob-testbed-jobs"
+    jobs.mkdir(exist_ok=True)
+    link = jobs / "examples"
+    if not link.exists():
+        try:
+            link.symlink_to(ROOT / "examples", target_is_directory=True)
+        except FileExistsError:
+            pass  # another agent made it
+    return str(jobs)
+
+
 #: What an image's own ``ENV`` lines would set: the examples' image holds ``examples/`` on its
-#: PYTHONPATH (``FROM streamjob`` + ``ENV PYTHONPATH``, docs/user-guide.md), so its entrypoints
-#: (``examples.balance:build``) import wherever the node agent runs. Below the pod's own env.
-IMAGE_ENV: dict[str, dict[str, str]] = {"streamjob-examples:0.1.0": {"PYTHONPATH": str(ROOT)}}
+#: PYTHONPATH (``FROM streamjob``, ``COPY examples/ /opt/jobs/examples/``, ``ENV PYTHONPATH=/opt/jobs``:
+#: docs/user-guide.md), so its entrypoints (``examples.balance:build``) import wherever the node
+#: agent runs. Below the pod's own env.
+IMAGE_ENV: dict[str, Callable[[], dict[str, str]]] = {"streamjob-examples:0.1.0": lambda: {"PYTHONPATH": _jobs_dir()}}
 
 
 def image_env(image: str) -> dict[str, str]:
@@ -152,7 +170,7 @@ def image_env(image: str) -> dict[str, str]:
         key = parse(image).key
     except InvalidImageName:
         return {}
-    return next((dict(env) for name, env in IMAGE_ENV.items() if parse(name).key == key), {})
+    return next((env() for name, env in IMAGE_ENV.items() if parse(name).key == key), {})
 
 
 def default_known() -> list[str]:

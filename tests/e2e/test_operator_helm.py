@@ -177,6 +177,7 @@ def test_upgrade_waits_for_readiness_and_uninstall_suspends_jobs_and_releases_th
     assert status["lifecycleState"] == "Suspended", status
     assert [s for s in status.get("savepointHistory", []) if s.get("trigger") == "suspend"], status
     assert "streamjob.dev/finalizer" not in (body["metadata"].get("finalizers") or [])
+    assert "streamjob.dev/released" in body["metadata"]["annotations"]
     job_selector = "streamjob.dev/job=kept"
     assert not kube.raw.get(f"/api/v1/namespaces/{kube_namespace}/pods", labelSelector=job_selector)["items"]
     # With no operator left, deleting the StreamJob does not hang on a finalizer.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamjob.operator.release import FINALIZER, at_rest, release, without_finalizer
+from streamjob.operator.release import FINALIZER, RELEASED, at_rest, release, released
 
 pytestmark = pytest.mark.unit
 
@@ -44,12 +44,16 @@ class FakeKube:
         self.patches.append((name, patch))
         body = self.jobs[name]
         body["spec"].update(patch.get("spec", {}))
-        body["metadata"].update(patch.get("metadata", {}))
+        meta = patch.get("metadata", {})
+        body["metadata"].setdefault("annotations", {}).update(meta.get("annotations", {}))
+        if "finalizers" in meta:
+            body["metadata"]["finalizers"] = meta["finalizers"]
 
 
-def test_the_finalizer_patch_keeps_other_finalizers_and_is_none_without_ours() -> None:
-    assert without_finalizer(job("a", "Running", [FINALIZER, "other"])) == {"metadata": {"finalizers": ["other"]}}
-    assert without_finalizer(job("a", "Running", ["other"])) is None
+def test_the_release_patch_annotates_and_keeps_other_finalizers() -> None:
+    patch = released(job("a", "Running", [FINALIZER, "other"]), "t")
+    assert patch == {"metadata": {"annotations": {RELEASED: "t"}, "finalizers": ["other"]}}
+    assert released(job("a", "Running", ["other"]), "t") == {"metadata": {"annotations": {RELEASED: "t"}}}
     assert at_rest(job("a", "Suspended")) and not at_rest(job("a", "Running"))
     busy = job("a", "Suspended")
     busy["status"]["operation"] = {"kind": "suspend"}
@@ -61,8 +65,9 @@ def test_suspend_waits_for_every_job_then_releases_all() -> None:
     lines = asyncio.run(release(kube, [], suspend=True, timeout_s=10))  # type: ignore[arg-type]
     assert kube.jobs["run"]["spec"]["state"] == "suspended" and kube.jobs["done"]["spec"]["state"] == "running"
     assert all(FINALIZER not in j["metadata"]["finalizers"] for j in kube.jobs.values())
+    assert all(RELEASED in j["metadata"]["annotations"] for j in kube.jobs.values())
     assert "ns/run: released (Suspended)" in lines and "ns/done: released (Finished)" in lines
-    assert ("loose", {"metadata": {"finalizers": []}}) not in kube.patches  # nothing to remove
+    assert "finalizers" not in dict(kube.patches)["loose"]["metadata"]  # nothing to remove
 
 
 def test_a_job_that_never_suspends_is_released_after_the_timeout_and_named() -> None:
