@@ -1,0 +1,40 @@
+"""The operator's command line: failed-pod retention and kopf's handler logging."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from streamjob.operator.main import parse_args, quiet_kopf
+
+pytestmark = pytest.mark.unit
+
+
+def test_failed_pods_are_kept_an_hour_by_default_and_the_flag_is_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("STREAMJOB_FAILED_POD_RETENTION_SECONDS", raising=False)
+    assert parse_args([]).failed_pod_retention_s == 3600
+    assert parse_args(["--failed-pod-retention", "0"]).failed_pod_retention_s == 0
+    monkeypatch.setenv("STREAMJOB_FAILED_POD_RETENTION_SECONDS", "120")
+    assert parse_args([]).failed_pod_retention_s == 120
+    with pytest.raises(SystemExit):
+        parse_args(["--failed-pod-retention", "-1"])
+    assert "--failed-pod-retention must be >= 0 seconds, got -1" in capsys.readouterr().err
+
+
+def test_kopf_handler_lines_are_quiet_unless_asked_for() -> None:
+    kopf_log = logging.getLogger("kopf")
+    before = kopf_log.level
+    try:
+        kopf_log.setLevel(logging.NOTSET)
+        quiet_kopf(parse_args([]))
+        assert kopf_log.level == logging.WARNING
+        kopf_log.setLevel(logging.NOTSET)
+        quiet_kopf(parse_args(["--verbose-handlers"]))
+        assert kopf_log.level == logging.NOTSET
+        quiet_kopf(parse_args(["--log-level", "debug"]))
+        assert kopf_log.level == logging.NOTSET
+    finally:
+        kopf_log.setLevel(before)
