@@ -13,7 +13,7 @@ import pytest
 from tests.e2e import test_operator_jobs as jobs
 from tests.e2e.raising_job import BAD
 from tests.e2e.raising_job import ENTRYPOINT as RAISING
-from tests.e2e.test_operator_images import events_of
+from tests.e2e.test_operator_images import events_until
 from tests.e2e.test_operator_jobs import Job, Json
 
 operator = jobs.operator
@@ -46,7 +46,7 @@ def test_a_map_that_raises_is_named_in_status_an_event_and_the_kept_pods_logs(jo
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Ready"] == "False" and conditions["Stable"] == "False", status["conditions"]
 
-    events = events_of(job)
+    events = events_until(job, "JobFailed")  # posted right after the status write
     failures = [e for e in events if e["reason"] == "AttemptFailed"]
     assert len(failures) == 2 and all(e["type"] == "Warning" for e in failures), [e["reason"] for e in events]
     text = failures[-1]["message"]
