@@ -1,11 +1,13 @@
 """Facts → plan: the one decision function of the operator (pure).
 
-Each round: record spec problems; fold finished snapshots (checkpoints found in storage, savepoint
+Each round: record spec problems; keep the JobMaster's report of a failure (``root_cause.observe``);
+fold finished snapshots (checkpoints found in storage, savepoint
 answers) into status and report corrupt checkpoints storage discovery skipped; then either advance
 the operation in flight (``operations.advance``) or, with none, detect a failed attempt, start the
 operation a spec change or a nonce asks for, or trigger a manual savepoint/checkpoint; finally keep
-the derived status (stable, restart reset, checkpoint progress, conditions) current.
-``controller`` calls ``plan`` with observed facts.
+the derived status (stable, restart reset, checkpoint progress, ``conditions``) current and delete
+the kept pods of failed attempts whose time is up (``root_cause.sweep``). Events follow
+``event_policy``. ``controller`` calls ``plan`` with observed facts.
 """
 
 from __future__ import annotations
