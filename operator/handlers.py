@@ -32,8 +32,7 @@ from streamjob.operator.jobmaster_client import JobMasterClient, operator_rest_t
 from streamjob.operator.k8s import Kube, kube_credentials, load_client_config
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
-from streamjob.operator.release import RELEASED
-from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL
+from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL, RELEASED
 from streamjob.operator.settings import OperatorConfig
 
 log = logging.getLogger(__name__)

@@ -29,12 +29,10 @@ from typing import Any
 
 from streamjob.operator.errors import KubernetesError
 from streamjob.operator.k8s import Kube, load_client_config
+from streamjob.operator.resources.labels import RELEASED
 
 FINALIZER = "streamjob.dev/finalizer"
-#: The annotation that takes a StreamJob out of the operator's hands (``handlers``: no daemon, no
-#: deletion handler, so kopf drops the finalizer itself and never adds it back). Remove it
-#: (``kubectl annotate sj NAME streamjob.dev/released-``) to hand the job to an operator again.
-RELEASED = "streamjob.dev/released"
+
 #: Lifecycle states in which nothing runs any more: the job can be let go at once.
 AT_REST = frozenset({"Suspended", "Failed", "Finished", "Created"})
 

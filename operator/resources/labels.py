@@ -21,6 +21,10 @@ RETAINED_LABEL = "streamjob.dev/retained-for"
 """Replaces the job label on the pods of a failed attempt kept for their logs (value: the job name)."""
 RETAINED_UNTIL = "streamjob.dev/retained-until"
 """Annotation: when a retained pod is deleted (RFC 3339)."""
+RELEASED = "streamjob.dev/released"
+"""Annotation taking a StreamJob out of the operator's hands (set by the uninstall hook, ``release``):
+``handlers`` filter it out, so kopf drops the finalizer and never adds it back. Remove it
+(``kubectl annotate sj NAME streamjob.dev/released-``) to hand the job to an operator again."""
 JOB_ID_LABEL = "streamjob.dev/job-id"
 RESERVED_PREFIXES = ("app.kubernetes.io/", "streamjob.dev/")
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from streamjob.operator.release import FINALIZER, RELEASED, at_rest, release, released
+from streamjob.operator.release import FINALIZER, at_rest, release, released
+from streamjob.operator.resources.labels import RELEASED
 
 pytestmark = pytest.mark.unit
 
