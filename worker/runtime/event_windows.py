@@ -1,0 +1,211 @@
+"""Keyed windows driven by event time (or processing time): incremental state, timers, lateness, merging.
+
+Semantics as Flink's ``WindowOperator`` documents them, with the default triggers:
+
+- each record goes into every window its timestamp is assigned to; a window is *late* once
+  ``window.max_timestamp() + allowed_lateness <= watermark`` and takes no more records;
+- a record all of whose windows are late is late data if ``timestamp + allowed_lateness <=
+  watermark``: it goes to the late-data side output when one is set, else it is dropped;
+- the event-time trigger fires a window when the watermark reaches ``window.max_timestamp()``; a
+  record added to a window whose end the watermark already passed (within the allowed lateness)
+  fires the window again at once, with everything the window holds (a late firing);
+- a window's state is dropped at ``max_timestamp() + allowed_lateness`` (its cleanup timer);
+- session windows merge with every window they touch; their accumulators merge and the merged
+  window's timer replaces the old ones.
+
+State holds one accumulator per key and window (``aggregate`` / ``reduce``: one read and one
+write per record and window, never the window's records), or the records themselves for a
+``process`` function without pre-aggregation. Window state lives in a map state of the keyed
+backend and the windows' ends are the backend's keyed timers, so both are in every checkpoint and
+rescale by key group. Callers: the window operator (``runtime/operators.py``); unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from streamjob.worker.api.watermarks import MIN_WATERMARK
+from streamjob.worker.api.windows import ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, merge_windows
+from streamjob.worker.runtime.context import ListCollector
+from streamjob.worker.state.backend import KeyedStateBackend
+from streamjob.worker.state.descriptors import MapStateDescriptor
+
+_EMPTY = object()
+
+
+class WindowAggregation:
+    """How a window's accumulator is built: from an AggregateFunction, a reduce function, or a plain list."""
+
+    def __init__(
+        self,
+        create: Callable[[], Any],
+        add: Callable[[Any, Any], Any],
+        merge: Callable[[Any, Any], Any],
+        result: Callable[[Any], Any],
+        *,
+        buffers_records: bool = False,
+    ) -> None:
+        self.create, self.add, self.merge, self.result = create, add, merge, result
+        self.buffers_records = buffers_records
+
+    @staticmethod
+    def of_aggregate(fn: Any) -> WindowAggregation:
+        """``aggregate(AggregateFunction)``: ``create_accumulator``, ``add``, ``merge``, ``get_result``."""
+        merge = getattr(fn, "merge", None)
+
+        def no_merge(a: Any, b: Any) -> Any:
+            raise NotImplementedError(
+                f"{type(fn).__name__} has no merge(a, b): session windows need one to merge accumulators"
+            )
+
+        return WindowAggregation(fn.create_accumulator, fn.add, merge or no_merge, fn.get_result)
+
+    @staticmethod
+    def of_reduce(fn: Any) -> WindowAggregation:
+        """``reduce(f)``: the accumulator is the running reduction."""
+        f = fn.reduce if hasattr(fn, "reduce") else fn
+
+        def add(value: Any, acc: Any) -> Any:
+            return value if acc is None else f(acc, value)
+
+        def merge(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else f(a, b)
+
+        return WindowAggregation(lambda: None, add, merge, lambda acc: acc)
+
+    @staticmethod
+    def of_records() -> WindowAggregation:
+        """``process(ProcessWindowFunction)`` alone: the window keeps its records."""
+        return WindowAggregation(
+            list, lambda value, acc: [*acc, value], lambda a, b: a + b, lambda acc: acc, buffers_records=True
+        )
+
+
+class WindowCore:
+    """One keyed window operator's logic over a keyed backend (see the module docstring)."""
+
+    def __init__(
+        self,
+        backend: KeyedStateBackend,
+        assigner: WindowAssigner,
+        aggregation: WindowAggregation,
+        window_function: ProcessWindowFunction[Any, Any, Any] | None,
+        *,
+        allowed_lateness_ms: int = 0,
+        descriptor: MapStateDescriptor[Any, Any] | None = None,
+        now: Callable[[], int],
+    ) -> None:
+        self.backend = backend
+        self.assigner = assigner
+        self.aggregation = aggregation
+        self.window_function = window_function
+        self.lateness = allowed_lateness_ms if assigner.is_event_time else 0
+        self.event_time = assigner.is_event_time
+        self.watermark = MIN_WATERMARK
+        self.now = now
+        self.state: Any = backend.get_state(descriptor or MapStateDescriptor("__windows__"))
+        self.out = ListCollector()
+        self.late: list[Any] = []
+        if self.event_time:
+            self._register = backend.register_event_time_timer
+            self._delete = backend.delete_event_time_timer
+        else:
+            self._register = backend.register_processing_time_timer
+            self._delete = backend.delete_processing_time_timer
+
+    # -- records ------------------------------------------------------------------------------------
+    def process(self, key: Any, value: Any, timestamp_ms: int) -> None:
+        """Adds one record of ``key`` (its event timestamp, or the processing time)."""
+        self.backend.set_current_key(key)
+        windows = self.assigner.assign_windows(timestamp_ms)
+        wm = self.watermark
+        lateness = self.lateness
+        skipped = True
+        for window in windows:
+            if self.assigner.is_merging:
+                window = self._merge_into(window)
+            if self.event_time and window.end - 1 + lateness <= wm:
+                continue
+            skipped = False
+            span = (window.start, window.end)
+            acc = self.state.get(span)
+            if acc is None and not self.state.contains(span):
+                acc = self.aggregation.create()
+            acc = self.aggregation.add(value, acc)
+            self.state.put(span, acc)
+            end = window.end - 1
+            if self.event_time and end <= wm:
+                self._emit(key, window, acc)  # a late firing inside the allowed lateness
+            else:
+                self._register(end)
+            if lateness:
+                self._register(end + lateness)
+        if skipped and self.event_time and timestamp_ms + lateness <= wm:
+            self.late.append(value)
+
+    def _merge_into(self, window: TimeWindow) -> TimeWindow:
+        """Merges ``window`` with the current key's sessions it touches; returns the session holding it."""
+        spans = self.state.keys()
+        existing = [TimeWindow(s, e) for s, e in spans]
+        for merged, members in merge_windows([*existing, window]):
+            if window not in members:
+                continue
+            old = list(members)
+            old.remove(window)  # the new window itself; the rest hold state
+            if not old or (len(old) == 1 and old[0] == merged):
+                return merged
+            acc: Any = _EMPTY
+            for m in old:
+                span = (m.start, m.end)
+                part = self.state.get(span)
+                self.state.remove(span)
+                self._delete(m.end - 1)
+                if self.lateness:
+                    self._delete(m.end - 1 + self.lateness)
+                acc = part if acc is _EMPTY else self.aggregation.merge(acc, part)
+            if acc is not _EMPTY:
+                self.state.put((merged.start, merged.end), acc)
+            return merged
+        return window  # unreachable: window is in one of the groups
+
+    # -- time -------------------------------------------------------------------------------------------
+    def advance_watermark(self, watermark: int) -> None:
+        """Fires the event-time windows the watermark reached and drops those past their lateness."""
+        if watermark <= self.watermark:
+            return
+        self.watermark = watermark
+        for ts, key in self.backend.pop_due_event_timers(watermark):
+            self._on_timer(ts, key)
+
+    def fire_processing_time(self, now_ms: int) -> None:
+        """Fires the processing-time windows whose end passed."""
+        for ts, key in self.backend.pop_due_timers(now_ms):
+            self._on_timer(ts, key)
+
+    def _on_timer(self, ts: int, key: Any) -> None:
+        self.backend.set_current_key(key)
+        for span, acc in self.state.items():
+            window = TimeWindow(span[0], span[1])
+            end = window.end - 1
+            if end == ts:
+                self._emit(key, window, acc)
+            if end + self.lateness == ts:
+                self.state.remove(span)
+
+    def _emit(self, key: Any, window: TimeWindow, acc: Any) -> None:
+        result = self.aggregation.result(acc)
+        if self.window_function is None:
+            self.out.collect(result)
+            return
+        elements = result if self.aggregation.buffers_records else [result]
+        context = WindowContext(window, self.now(), self.watermark if self.event_time else None)
+        self.window_function.process(key, context, elements, self.out)
+
+    def take(self) -> tuple[list[Any], list[Any]]:
+        """The window results and the late records produced since the last call."""
+        late, self.late = self.late, []
+        return self.out.reset(), late
+
+
+__all__ = ["WindowAggregation", "WindowCore"]
