@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import procs, window_check
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
 
 REPO = Path(__file__).resolve().parent.parent
@@ -295,11 +295,15 @@ def _measurements(
     verified = None
     if spec.verify:
         total = sum(int(r.get("value_total") or 0) for r in reports)
-        verified = total == expected_value_total(spec.records, spec.keys)
+        if spec.job == "event_windows":
+            what = "the squared window counts"
+            want = window_check.expected_count_squares(spec.records, spec.keys, "--sliding" in spec.extra_args)
+        else:
+            what, want = "the running sums", expected_value_total(spec.records, spec.keys)
+        verified = total == want
         if not verified:
             raise RunError(
-                f"{spec.job} at p={spec.parallelism}: WRONG RESULTS: the running sums add up to {total:,}, "
-                f"expected {expected_value_total(spec.records, spec.keys):,}"
+                f"{spec.job} at p={spec.parallelism}: WRONG RESULTS: {what} add up to {total:,}, expected {want:,}"
             )
     first = min(float(r["first"]) for r in reports if r["first"] is not None)
     last = max(float(r["last"]) for r in reports)

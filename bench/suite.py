@@ -22,6 +22,9 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
 - ``userfn_p1_long``, ``userfn_p2_long``: the user-function job with 8M events (~10 s at p=1), for
   before/after comparisons (``bench.ab``) whose run-to-run noise must stay under 3 %.
 - ``userfn_ref``: the same work as a plain Python loop in one process (``userfn_ref``).
+- ``windows_{tumbling,sliding}_{hashmap,rocksdb}_p{1,2}``: event-time windows (``bench/jobs/event_windows.py``:
+  tumbling 1 s or sliding 10 s / 1 s, bounded out-of-orderness 200 ms, ``aggregate`` count and
+  mean), 2M events, 10k keys, a checkpoint every second; run once each.
 
 Every job scenario runs ``repeat`` times (median reported, with min and max as the noise). The
 repeated scenarios run in rounds (p1, p1_cp1s, p2, …, then the same in reverse order, …), so that
@@ -82,6 +85,36 @@ def _userfn(parallelism: int, records: int = EVENTS, interval_ms: int | None = N
     return JobSpec(
         job="user_fn", parallelism=parallelism, records=records, keys=KEYS, checkpoint_interval_ms=interval_ms
     )
+
+
+def _windows(
+    parallelism: int, backend: str, sliding: bool, records: int = EVENTS, interval_ms: int | None = 1000
+) -> JobSpec:
+    extra = ("--backend", backend, *(("--sliding",) if sliding else ()))
+    return JobSpec(
+        job="event_windows",
+        parallelism=parallelism,
+        records=records,
+        keys=KEYS,
+        checkpoint_interval_ms=interval_ms,
+        extra_args=extra,
+    )
+
+
+def _window_scenarios() -> list[Scenario]:
+    """Event-time windows (``bench/jobs/event_windows.py``) at p=1 and p=2 on both backends, checkpoint every 1 s."""
+    out = []
+    for sliding, shape in ((False, "tumbling 1 s"), (True, "sliding 10 s / 1 s")):
+        for backend in ("hashmap", "rocksdb"):
+            for p in (1, 2):
+                name = f"windows_{'sliding' if sliding else 'tumbling'}_{backend}_p{p}"
+                description = (
+                    f"event-time {shape} windows, count and mean (aggregate), 2M events, 10k keys, "
+                    f"out of order by up to 200 ms, {backend}, parallelism {p}, checkpoint every 1 s"
+                )
+                quick = _windows(p, backend, sliding, 20_000, 100)
+                out.append(Scenario(name, description, _windows(p, backend, sliding), quick, repeat=1))
+    return out
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -165,6 +198,7 @@ SCENARIOS: dict[str, Scenario] = {
             _userfn(2, interval_ms=1000),
             _userfn(2, 200_000, 20),
         ),
+        *_window_scenarios(),
         Scenario(
             "userfn_p1_long",
             "as userfn_p1 with 8M events (~10 s): a long enough run for a before/after comparison within 3 %",

@@ -95,3 +95,42 @@ def test_valve_ended_channels_count_as_max() -> None:
     v.on_watermark(0, 50)
     assert v.on_end(1) == 50
     assert v.on_end(0) == MAX_WATERMARK
+
+
+def test_watermark_events_cross_the_wire() -> None:
+    from streamjob.worker.protocol.events import Watermark, WatermarkStatus
+    from streamjob.worker.protocol.messages import decode_event, encode_event
+
+    for event in (Watermark(123), Watermark(MAX_WATERMARK), Watermark(MIN_WATERMARK), WatermarkStatus(idle=True)):
+        assert decode_event(encode_event(event)) == event
+
+
+def test_event_time_windows_need_timestamps_and_say_where_to_assign_them() -> None:
+    from streamjob.worker.api import StreamExecutionEnvironment, TumblingEventTimeWindows
+
+    env = StreamExecutionEnvironment()
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda r: r[1])
+    with pytest.raises(ConfigError, match="assign_timestamps_and_watermarks"):
+        env.from_collection([("a", 1)]).key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(10))
+    mapped = env.from_collection([("a", 1)]).assign_timestamps_and_watermarks(strategy).map(lambda r: r)
+    with pytest.raises(ConfigError, match="after the last map"):
+        mapped.key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(10))
+    kept = env.from_collection([("a", 1)]).assign_timestamps_and_watermarks(strategy).filter(lambda r: True)
+    kept.rebalance().key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(10)).aggregate(_Count())
+    with pytest.raises(ConfigError, match="lacks"):
+        kept.key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(10)).aggregate(object())
+    with pytest.raises(ConfigError, match="allowed_lateness"):
+        kept.key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(10)).allowed_lateness(-1)
+    with pytest.raises(ConfigError, match="WatermarkStrategy"):
+        env.from_collection([1]).assign_timestamps_and_watermarks(200)  # type: ignore[arg-type]
+
+
+class _Count:
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add(self, value: object, acc: int) -> int:
+        return acc + 1
+
+    def get_result(self, acc: int) -> int:
+        return acc

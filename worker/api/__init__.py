@@ -65,16 +65,29 @@ from streamjob.worker.api.state import (
     ValueState,
     ValueStateDescriptor,
 )
+from streamjob.worker.api.watermarks import TimestampAssigner, WatermarkStrategy
 from streamjob.worker.api.windows import (
+    EventTimeSessionWindows,
+    ProcessingTimeSessionWindows,
     ProcessWindowFunction,
+    SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows,
     Time,
     TimeWindow,
+    TumblingEventTimeWindows,
     TumblingProcessingTimeWindows,
     WindowContext,
 )
 from streamjob.worker.config import CheckpointingMode, ExternalizedCheckpointCleanup
 
 __all__ = [
+    "EventTimeSessionWindows",
+    "ProcessingTimeSessionWindows",
+    "SlidingEventTimeWindows",
+    "SlidingProcessingTimeWindows",
+    "TimestampAssigner",
+    "TumblingEventTimeWindows",
+    "WatermarkStrategy",
     "AggregateFunction",
     "AggregatingState",
     "AggregatingStateDescriptor",

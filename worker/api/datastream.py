@@ -9,11 +9,9 @@ does not import it back).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from streamjob.worker.api.functions import (
-    Collector,
     FilterFunction,
     FlatMapFunction,
     KeyedProcessFunction,
@@ -22,7 +20,8 @@ from streamjob.worker.api.functions import (
     ProcessFunction,
 )
 from streamjob.worker.api.sinks import PrintSink, SinkFunction, TwoPhaseCommitSinkFunction
-from streamjob.worker.api.windows import ProcessWindowFunction, WindowAssigner, WindowContext
+from streamjob.worker.api.watermarks import WatermarkStrategy
+from streamjob.worker.api.windows import ProcessWindowFunction, WindowAssigner
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.transformations import Edge, Kind, Partitioning, Transformation
 from streamjob.worker.state.serializers import Serializer
@@ -56,6 +55,10 @@ def _key_selector(selector: Any) -> Any:
 
 class DataStream:
     """A stream of records produced by one transformation."""
+
+    # The WatermarkStrategy whose timestamps these records carry: set by assign_timestamps_and_watermarks
+    # and kept by the operations that pass records unchanged (key_by, filter, partitioning, union).
+    _timestamps: WatermarkStrategy | None = None
 
     def __init__(
         self,
@@ -103,7 +106,20 @@ class DataStream:
 
     # -- partitioning ---------------------------------------------------------------------------
     def _with(self, partitioning: Partitioning) -> DataStream:
-        return DataStream(self.env, self.transformation, partitioning)
+        stream = DataStream(self.env, self.transformation, partitioning)
+        stream._timestamps = self._timestamps
+        return stream
+
+    def assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy) -> DataStream:
+        """Event time from here on: each record's timestamp and the watermarks ``strategy`` generates."""
+        if not isinstance(strategy, WatermarkStrategy):
+            raise ConfigError(
+                "assign_timestamps_and_watermarks takes a WatermarkStrategy, e.g. "
+                "WatermarkStrategy.for_bounded_out_of_orderness(200).with_timestamp_assigner(lambda r: r.ts)"
+            )
+        stream = self._then(Kind.TIMESTAMPS, "Timestamps/Watermarks", None, strategy=strategy)
+        stream._timestamps = strategy
+        return stream
 
     def rebalance(self) -> DataStream:
         """Round-robin to the next operator's subtasks."""
@@ -123,7 +139,9 @@ class DataStream:
         ``key_selector`` is a function of the record, a ``KeySelector``, or a tuple index (``key_by(0)``).
         """
         index = key_selector if isinstance(key_selector, int) and not isinstance(key_selector, bool) else None
-        return KeyedStream(self.env, self.transformation, _key_selector(key_selector), index)
+        keyed = KeyedStream(self.env, self.transformation, _key_selector(key_selector), index)
+        keyed._timestamps = self._timestamps
+        return keyed
 
     # -- transformations -----------------------------------------------------------------------
     def _edge(self) -> Edge:
@@ -151,7 +169,9 @@ class DataStream:
 
     def filter(self, func: FilterFunction[Any] | Any) -> DataStream:
         """Keeps records for which ``func`` is true."""
-        return self._then(Kind.FILTER, "Filter", _callable_of(func, "filter", "filter"))
+        stream = self._then(Kind.FILTER, "Filter", _callable_of(func, "filter", "filter"))
+        stream._timestamps = self._timestamps
+        return stream
 
     def process(self, func: ProcessFunction[Any, Any]) -> DataStream:
         """Per-record processing with a collector."""
@@ -175,7 +195,10 @@ class DataStream:
             if s.env is not self.env:
                 raise PipelineError("union() needs streams of the same environment")
         self.env.transformations.append(t)
-        return DataStream(self.env, t)
+        union = DataStream(self.env, t)
+        if all(s._timestamps is self._timestamps for s in streams):
+            union._timestamps = self._timestamps
+        return union
 
     def add_sink(self, sink: SinkFunction | TwoPhaseCommitSinkFunction[Any]) -> DataStreamSink:
         """Writes records to a sink; a ``TwoPhaseCommitSinkFunction`` makes the output exactly-once."""
@@ -258,55 +281,71 @@ class KeyedStream(DataStream):
         return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func)
 
     def window(self, assigner: WindowAssigner) -> WindowedStream:
-        """Groups each key's records into windows (tumbling processing-time windows)."""
+        """Groups each key's records into the windows ``assigner`` gives them (see ``api/windows.py``)."""
+        if not isinstance(assigner, WindowAssigner):
+            raise ConfigError(f"window() takes a WindowAssigner, got {type(assigner).__name__}")
+        if assigner.is_event_time and self._timestamps is None:
+            raise ConfigError(
+                f"{type(assigner).__name__} needs event timestamps: call "
+                "assign_timestamps_and_watermarks(WatermarkStrategy...) on the stream before key_by(...) "
+                "(after the last map/flat_map/process: those do not carry timestamps yet)"
+            )
         return WindowedStream(self, assigner)
 
 
 class WindowedStream:
-    """A keyed stream cut into windows; finish it with ``process``, ``reduce`` or ``aggregate``."""
+    """A keyed stream cut into windows; finish it with ``aggregate``, ``reduce`` or ``process``.
+
+    ``aggregate`` and ``reduce`` keep one accumulator per key and window (never the records);
+    given a ``ProcessWindowFunction`` too, it receives the one pre-aggregated result when the
+    window fires. ``process`` alone keeps the window's records.
+    """
 
     def __init__(self, keyed: KeyedStream, assigner: WindowAssigner) -> None:
         self.keyed = keyed
         self.assigner = assigner
+        self._lateness_ms = 0
 
-    def process(self, func: ProcessWindowFunction[Any, Any, Any]) -> DataStream:
-        """Emits ``func``'s outputs for each key and window when the window ends."""
-        if not isinstance(func, ProcessWindowFunction):
-            raise ConfigError("window(...).process() takes a ProcessWindowFunction")
+    def allowed_lateness(self, lateness_ms: int) -> WindowedStream:
+        """Keeps each event-time window this long after its end: later records fire it again."""
+        if isinstance(lateness_ms, bool) or not isinstance(lateness_ms, int) or lateness_ms < 0:
+            raise ConfigError(f"allowed_lateness takes milliseconds >= 0 (Time.seconds(...)), got {lateness_ms!r}")
+        self._lateness_ms = lateness_ms
+        return self
+
+    def _window(self, name: str, aggregation: tuple[str, Any], func: Any) -> DataStream:
+        if func is not None and not isinstance(func, ProcessWindowFunction):
+            raise ConfigError(f"window(...).{name}() takes a ProcessWindowFunction, got {type(func).__name__}")
         env = self.keyed.env
+        strategy = self.keyed._timestamps
         return self.keyed._then(
-            Kind.WINDOW, "Window", func, assigner=self.assigner, state_serializer=lambda: env.internal_state_serializer
+            Kind.EVENT_WINDOW,
+            "Window",
+            func,
+            assigner=self.assigner,
+            window_aggregation=aggregation,
+            allowed_lateness_ms=self._lateness_ms,
+            timestamp_of=strategy.timestamp_of if self.assigner.is_event_time and strategy is not None else None,
+            state_serializer=lambda: env.internal_state_serializer,
         )
 
-    def reduce(self, func: Any) -> DataStream:
-        """Emits the reduction of each key's window."""
-        return self.process(_ReduceWindow(func))
+    def process(self, func: ProcessWindowFunction[Any, Any, Any]) -> DataStream:
+        """Emits ``func``'s outputs for each key and window when the window fires (the window keeps its records)."""
+        if not isinstance(func, ProcessWindowFunction):
+            raise ConfigError("window(...).process() takes a ProcessWindowFunction")
+        return self._window("process", ("records", None), func)
 
-    def aggregate(self, func: Any) -> DataStream:
-        """Emits ``func.get_result`` of each key's window (an AggregateFunction)."""
-        return self.process(_AggregateWindow(func))
+    def reduce(self, func: Any, window_function: ProcessWindowFunction[Any, Any, Any] | None = None) -> DataStream:
+        """Emits each key's window reduced by ``func`` (or ``window_function``'s outputs for that one value)."""
+        fn = func.reduce if hasattr(func, "reduce") else func
+        if not callable(fn):
+            raise ConfigError("window(...).reduce takes a callable (a, b) -> c or a ReduceFunction")
+        return self._window("reduce", ("reduce", fn), window_function)
 
-
-class _ReduceWindow(ProcessWindowFunction[Any, Any, Any]):
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn.reduce if hasattr(fn, "reduce") else fn
-
-    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
-        acc: Any = None
-        first = True
-        for e in elements:
-            acc = e if first else self.fn(acc, e)
-            first = False
-        if not first:
-            out.collect(acc)
-
-
-class _AggregateWindow(ProcessWindowFunction[Any, Any, Any]):
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
-        acc = self.fn.create_accumulator()
-        for e in elements:
-            acc = self.fn.add(e, acc)
-        out.collect(self.fn.get_result(acc))
+    def aggregate(self, func: Any, window_function: ProcessWindowFunction[Any, Any, Any] | None = None) -> DataStream:
+        """Emits ``func.get_result`` per key and window (an AggregateFunction), or ``window_function``'s outputs."""
+        missing = [m for m in ("create_accumulator", "add", "get_result") if not callable(getattr(func, m, None))]
+        if missing:
+            name = type(func).__name__
+            raise ConfigError(f"window(...).aggregate takes an AggregateFunction; {name} lacks {missing}")
+        return self._window("aggregate", ("aggregate", func), window_function)

@@ -27,6 +27,7 @@ from streamjob.worker.api.sources import (
     Source,
     SourceFunction,
 )
+from streamjob.worker.api.watermarks import WatermarkStrategy
 from streamjob.worker.config import (
     CheckpointingMode,
     CheckpointSettings,
@@ -323,15 +324,31 @@ class StreamExecutionEnvironment:
         self.transformations.append(t)
         return t
 
-    def from_source(self, source: Source, source_name: str = "Source") -> DataStream:
-        """A stream from a pull-based ``Source``."""
+    def from_source(
+        self,
+        source: Source,
+        source_name: str | WatermarkStrategy = "Source",
+        name: str | None = None,
+        *,
+        watermark_strategy: WatermarkStrategy | None = None,
+    ) -> DataStream:
+        """A stream from a pull-based ``Source``.
+
+        With a ``WatermarkStrategy`` (Flink's argument order ``from_source(source, strategy, "name")``,
+        or ``watermark_strategy=``) its records carry event time.
+        """
+        if isinstance(source_name, WatermarkStrategy):
+            watermark_strategy, source_name = source_name, name or "Source"
         if not isinstance(source, Source):
             raise ConfigError(f"from_source takes a streamjob Source, got {type(source).__name__}")
         t = self._add(Kind.SOURCE, source_name, source)
         if source.max_parallelism == 1:
             t.parallelism = 1
             t.max_parallelism = 1
-        return DataStream(self, t)
+        stream = DataStream(self, t)
+        if watermark_strategy is not None:
+            stream = stream.assign_timestamps_and_watermarks(watermark_strategy)
+        return stream
 
     def add_source(self, source: SourceFunction | Source, source_name: str = "Custom Source") -> DataStream:
         """A stream from a legacy ``SourceFunction`` (run/cancel) or a ``Source``."""

@@ -32,7 +32,8 @@ class Kind(StrEnum):
     REDUCE = "reduce"
     PROCESS = "process"
     KEYED_PROCESS = "keyed_process"
-    WINDOW = "window"
+    EVENT_WINDOW = "event_window"
+    TIMESTAMPS = "timestamps"
     SINK = "sink"
     TWO_PHASE_SINK = "two_phase_sink"
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from streamjob.worker.config import CheckpointSettings, JobConfig
 from streamjob.worker.errors import StreamJobError
-from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, EndOfStream
+from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, StreamEvent, Watermark, WatermarkStatus
 from streamjob.worker.snapshot.handles import StateHandle
 
 PROTOCOL_VERSION = 1
@@ -108,6 +108,20 @@ class EndOfStreamEvent(_Message):
     """The end of a channel (data plane EVENT frame)."""
 
     t: Literal["end_of_stream"] = "end_of_stream"
+
+
+class WatermarkEvent(_Message):
+    """A watermark in a channel (data plane EVENT frame)."""
+
+    t: Literal["watermark"] = "watermark"
+    timestamp_ms: int
+
+
+class WatermarkStatusEvent(_Message):
+    """The channel's producer became idle or active (data plane EVENT frame)."""
+
+    t: Literal["watermark_status"] = "watermark_status"
+    idle: bool
 
 
 # -- JobMaster → slot -----------------------------------------------------------------------------
@@ -314,7 +328,7 @@ ToJobMaster = Annotated[
     Register | Prepared | Ack | Decline | TaskFailed | SlotFailed | EndOfInput | SlotFinished | Metrics,
     Field(discriminator="t"),
 ]
-Event = Annotated[BarrierEvent | EndOfStreamEvent, Field(discriminator="t")]
+Event = Annotated[BarrierEvent | EndOfStreamEvent | WatermarkEvent | WatermarkStatusEvent, Field(discriminator="t")]
 
 TO_SLOT: TypeAdapter[ToSlot] = TypeAdapter(ToSlot)
 TO_JOBMASTER: TypeAdapter[ToJobMaster] = TypeAdapter(ToJobMaster)
@@ -358,14 +372,24 @@ def _describe(err: ValidationError, raw: dict[Any, Any]) -> str:
     return f"invalid message {name[:60]}: {'; '.join(problems)}{more}"
 
 
-def encode_event(event: Barrier | EndOfStream) -> bytes:
+def encode_event(event: StreamEvent) -> bytes:
     """A data plane EVENT frame's payload."""
     if type(event) is Barrier:
         return encode(BarrierEvent(barrier=BarrierSpec.of(event)))
+    if type(event) is Watermark:
+        return encode(WatermarkEvent(timestamp_ms=event.timestamp_ms))
+    if type(event) is WatermarkStatus:
+        return encode(WatermarkStatusEvent(idle=event.idle))
     return encode(EndOfStreamEvent())
 
 
-def decode_event(data: bytes) -> Barrier | EndOfStream:
+def decode_event(data: bytes) -> StreamEvent:
     """The event an EVENT frame carries; ``ProtocolError`` otherwise."""
     event = decode(data, EVENT)
-    return event.barrier.to_barrier() if isinstance(event, BarrierEvent) else END_OF_STREAM
+    if isinstance(event, BarrierEvent):
+        return event.barrier.to_barrier()
+    if isinstance(event, WatermarkEvent):
+        return Watermark(event.timestamp_ms)
+    if isinstance(event, WatermarkStatusEvent):
+        return WatermarkStatus(event.idle)
+    return END_OF_STREAM

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from streamjob.worker.graph.transformations import Partitioning
-from streamjob.worker.protocol.events import Barrier, EndOfStream
+from streamjob.worker.protocol.events import Barrier, StreamEvent
 from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
 from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
 
@@ -236,7 +236,7 @@ class OutputChannel(ABC):
     def _deliver(self, batch: list[Any]) -> None: ...
 
     @abstractmethod
-    def send_event(self, event: Barrier | EndOfStream) -> None:
+    def send_event(self, event: StreamEvent) -> None:
         """Sends an event without waiting for credit."""
 
 
@@ -251,7 +251,7 @@ class LocalOutputChannel(OutputChannel):
     def _deliver(self, batch: list[Any]) -> None:
         self.target.push(batch)
 
-    def send_event(self, event: Barrier | EndOfStream) -> None:
+    def send_event(self, event: StreamEvent) -> None:
         self.target.push(event)
 
 
@@ -320,7 +320,7 @@ class RecordWriter:
             self._target_of_key[key] = target
         return target
 
-    def broadcast_event(self, event: Barrier | EndOfStream) -> None:
+    def broadcast_event(self, event: StreamEvent) -> None:
         """Sends an event on every channel."""
         for channel in self.channels:
             channel.send_event(event)

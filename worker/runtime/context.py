@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from streamjob.worker.errors import PipelineError
@@ -96,15 +97,35 @@ class StreamingRuntimeContext:
     get_aggregating_state = get_state
 
 
-class KeyedTimerService:
-    """Processing-time timers of the current key, backed by the keyed backend."""
+class TimeDomain(StrEnum):
+    """Which clock fired a timer (``ctx.time_domain()`` in ``on_timer``)."""
 
-    def __init__(self, backend: Any) -> None:
+    EVENT_TIME = "event_time"
+    PROCESSING_TIME = "processing_time"
+
+
+class KeyedTimerService:
+    """Processing- and event-time timers of the current key, backed by the keyed backend."""
+
+    def __init__(self, backend: Any, context: ProcessContextImpl) -> None:
         self.backend = backend
+        self._context = context
 
     def current_processing_time(self) -> int:
         """Epoch milliseconds."""
         return now_ms()
+
+    def current_watermark(self) -> int:
+        """The operator's event time: the last watermark it received (``MIN_WATERMARK`` before any)."""
+        return self._context.watermark
+
+    def register_event_time_timer(self, timestamp_ms: int) -> None:
+        """Fires ``on_timer`` for the current key once the watermark reaches ``timestamp_ms``; kept across restarts."""
+        self.backend.register_event_time_timer(int(timestamp_ms))
+
+    def delete_event_time_timer(self, timestamp_ms: int) -> None:
+        """Cancels an event-time timer of the current key."""
+        self.backend.delete_event_time_timer(int(timestamp_ms))
 
     def register_processing_time_timer(self, timestamp_ms: int) -> None:
         """Fires ``on_timer`` for the current key at ``timestamp_ms``; kept across restarts."""
@@ -120,8 +141,10 @@ class ProcessContextImpl:
 
     def __init__(self, backend: Any | None) -> None:
         self.backend = backend
-        self._timers = KeyedTimerService(backend) if backend is not None else None
+        self._timers = KeyedTimerService(backend, self) if backend is not None else None
         self.fired_at: int | None = None
+        self.domain: TimeDomain | None = None
+        self.watermark = -(2**63)
 
     def get_current_key(self) -> Any:
         """The key of the record or timer being processed."""
@@ -134,8 +157,12 @@ class ProcessContextImpl:
         return self._timers
 
     def timestamp(self) -> int | None:
-        """The firing time inside ``on_timer``; None for records (no event time yet)."""
+        """The firing time inside ``on_timer``; None for records (records carry no timestamp yet)."""
         return self.fired_at
+
+    def time_domain(self) -> TimeDomain | None:
+        """Inside ``on_timer``: whether an event-time or a processing-time timer fired."""
+        return self.domain
 
 
 class ListCollector:

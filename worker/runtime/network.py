@@ -20,7 +20,7 @@ from typing import Any
 
 from streamjob.worker.errors import SerializationError
 from streamjob.worker.protocol.auth import tokens_equal
-from streamjob.worker.protocol.events import Barrier, EndOfStream
+from streamjob.worker.protocol.events import StreamEvent
 from streamjob.worker.protocol.framing import FrameKind, Limits, credit_frame, frame, parse_credit, read_frame
 from streamjob.worker.protocol.handshake import HandshakeError, HandshakeGate, accept, connect, data_label, peer_name
 from streamjob.worker.protocol.messages import Hello, ProtocolError, decode_event, encode_event
@@ -274,5 +274,5 @@ class RemoteOutputChannel(OutputChannel):
             )
         connection.write(frame(_DATA, self.key, payload))
 
-    def send_event(self, event: Barrier | EndOfStream) -> None:
+    def send_event(self, event: StreamEvent) -> None:
         self.connection.write(frame(_EVENT, self.key, encode_event(event)))

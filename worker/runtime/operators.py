@@ -16,7 +16,6 @@ from typing import Any
 
 from streamjob.worker.api.functions import CheckpointedFunction, CheckpointListener, RichFunction
 from streamjob.worker.api.sinks import TwoPhaseCommitSinkFunction
-from streamjob.worker.api.windows import WindowContext
 from streamjob.worker.errors import PipelineError
 from streamjob.worker.graph.transformations import Kind, Transformation
 from streamjob.worker.runtime.context import (
@@ -24,12 +23,12 @@ from streamjob.worker.runtime.context import (
     ProcessContextImpl,
     StreamingRuntimeContext,
     TaskInfo,
-    now_ms,
+    TimeDomain,
     with_job_types,
 )
 from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
-from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from streamjob.worker.state.descriptors import ListStateDescriptor, ValueStateDescriptor
 from streamjob.worker.state.factory import create_keyed_backend
 from streamjob.worker.state.operator_state import OperatorStateStore
 from streamjob.worker.state.snapshot_runner import SnapshotRunner
@@ -145,6 +144,10 @@ class StreamOperator:
     def fire_timers(self, now: int) -> list[Any]:
         """Outputs of the timers due at ``now``."""
         return []
+
+    def on_watermark(self, watermark: int) -> tuple[int, list[Any]]:
+        """Event time reached ``watermark``: the watermark to pass on, and the outputs it caused."""
+        return watermark, []
 
     def snapshot(self, checkpoint_id: int, timestamp_ms: int) -> SnapshotFn:
         """Synchronous part of a snapshot; the returned runner encodes in steps and writes (in a thread)."""
@@ -376,56 +379,26 @@ class ProcessOperator(StreamOperator):
         due = self.backend.pop_due_timers(now)
         if not due:
             return []
+        return self._on_timers(due, TimeDomain.PROCESSING_TIME)
+
+    def on_watermark(self, watermark: int) -> tuple[int, list[Any]]:
+        self._ctx.watermark = watermark
+        if self.backend is None:
+            return watermark, []
+        due = self.backend.pop_due_event_timers(watermark)
+        return watermark, self._on_timers(due, TimeDomain.EVENT_TIME) if due else []
+
+    def _on_timers(self, due: list[tuple[int, Any]], domain: TimeDomain) -> list[Any]:
+        assert self.backend is not None
         ctx, collector = self._ctx, self._collector
+        ctx.domain = domain
         for ts, key in due:
             self.backend.set_current_key(key)
             ctx.fired_at = ts
             self.fn.on_timer(ts, ctx, collector)
         ctx.fired_at = None
+        ctx.domain = None
         return collector.reset()
-
-
-class WindowOperator(StreamOperator):
-    """Tumbling processing-time windows: contents in keyed map state, window ends as keyed timers."""
-
-    def open(self) -> None:
-        super().open()
-        assert self.backend is not None
-        chosen = self.setup.transformation.options["state_serializer"]()  # env.set_internal_state_serializer
-        self._contents: Any = self.backend.get_state(
-            with_job_types(MapStateDescriptor("__window_contents__", serializer=chosen), self.setup.info.job_types)
-        )
-        self._assigner = self.setup.transformation.options["assigner"]
-        self._collector = ListCollector()
-
-    def process_batch(self, batch: list[Any]) -> list[Any]:
-        assert self.backend is not None
-        backend, contents, select = self.backend, self._contents, self.setup.transformation.key_selector
-        window = self._assigner.assign(now_ms())
-        for r in batch:
-            backend.set_current_key(select(r))
-            elements = contents.get(window.end)
-            if elements is None:
-                contents.put(window.end, [r])
-                backend.register_processing_time_timer(window.end - 1)
-            else:
-                elements.append(r)
-                contents.put(window.end, elements)
-        return []
-
-    def fire_timers(self, now: int) -> list[Any]:
-        assert self.backend is not None
-        due = self.backend.pop_due_timers(now)
-        from streamjob.worker.api.windows import TimeWindow
-
-        for ts, key in due:
-            self.backend.set_current_key(key)
-            end = ts + 1
-            elements = self._contents.get(end) or []
-            self._contents.remove(end)
-            window = TimeWindow(end - self._assigner.size_ms, end)
-            self.fn.process(key, WindowContext(window, now), elements, self._collector)
-        return self._collector.reset()
 
 
 class SinkOperator(StreamOperator):
@@ -493,7 +466,6 @@ _OPERATORS: dict[Kind, type[StreamOperator]] = {
     Kind.REDUCE: ReduceOperator,
     Kind.PROCESS: ProcessOperator,
     Kind.KEYED_PROCESS: ProcessOperator,
-    Kind.WINDOW: WindowOperator,
     Kind.SINK: SinkOperator,
     Kind.TWO_PHASE_SINK: TwoPhaseCommitSinkOperator,
 }

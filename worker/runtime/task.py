@@ -26,10 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.graph.job_graph import JobVertex
 from streamjob.worker.graph.transformations import Kind
-from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, EndOfStream
+from streamjob.worker.protocol.events import (
+    END_OF_STREAM,
+    Barrier,
+    EndOfStream,
+    StreamEvent,
+    Watermark,
+    WatermarkStatus,
+)
 from streamjob.worker.protocol.messages import EndOfInput, ToJobMaster
 from streamjob.worker.runtime.barriers import InputBarriers
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
@@ -44,6 +52,8 @@ from streamjob.worker.runtime.subtask_checkpointer import (
     SubtaskCheckpointer,
     SubtaskIdentity,
 )
+from streamjob.worker.runtime.time_operators import TIME_KINDS, TimestampsOperator, create_time_operator
+from streamjob.worker.runtime.watermarks import WatermarkValve
 from streamjob.worker.state.key_groups import key_group_range
 from streamjob.worker.storage.checkpoint_storage import WorkerStorageView
 
@@ -180,12 +190,19 @@ class Task:
                 op: StreamOperator = SourceOperator(setup)
             elif t.kind is Kind.LEGACY_SOURCE:
                 op = LegacySourceOperator(setup)
+            elif t.kind in TIME_KINDS:
+                op = create_time_operator(setup)
             else:
                 op = create_operator(setup)
             self.operators.append(op)
         for op in self.operators:
             op.open()
         self._has_timers = any(op.backend is not None for op in self.operators)
+        # Event time: only a task whose chain assigns watermarks, or that receives them, does any watermark work.
+        self._assigns_watermarks = any(isinstance(op, TimestampsOperator) for op in self.operators)
+        self._time_aware = self._assigns_watermarks or any(t.kind in TIME_KINDS for t in v.operators)
+        self._valve = WatermarkValve(len(self.gate.channels))
+        self._watermark_out = MIN_WATERMARK
 
     # -- control (called by the slot between batches) ----------------------------------------------
     def trigger_checkpoint(self, barrier: Barrier) -> None:
@@ -266,6 +283,8 @@ class Task:
                     self.records_in += len(batch)
                     waited = self.backpressured_s()
                     await self._process_from(1, batch)
+                    if self._assigns_watermarks:
+                        await self._advance_watermark(MIN_WATERMARK)
                     await self._fire_timers()
                     if self._preparing:
                         checkpointer.prepare(PREPARE_BUDGET_S)
@@ -328,9 +347,18 @@ class Task:
                 continue
             if type(item) is Barrier:
                 self._on_barrier(channel, item)
+            elif type(item) is Watermark:
+                await self._on_watermark(self._valve.on_watermark(channel.index, item.timestamp_ms))
+            elif type(item) is WatermarkStatus:
+                was_idle = self._valve.idle
+                await self._on_watermark(self._valve.on_status(channel.index, idle=item.idle))
+                if self._valve.idle != was_idle:
+                    self.broadcast(WatermarkStatus(self._valve.idle))
             elif type(item) is EndOfStream:
                 channel.finished = True
                 barriers.on_end_of_stream(channel.index)
+                if self._time_aware:
+                    await self._on_watermark(self._valve.on_end(channel.index))
                 if not gate.open_channels():
                     await self._end_of_input()
             await self._fire_timers()
@@ -361,6 +389,8 @@ class Task:
             self._slices.record(len(piece), monotonic() - began)
             if out:
                 await self._emit(out)
+            if self._assigns_watermarks:
+                await self._advance_watermark(self._valve.current)
             if self._preparing:
                 self.checkpointer.prepare(PREPARE_BUDGET_S)
             if times_out:
@@ -443,10 +473,28 @@ class Task:
         for w in self.writers:
             await w.emit(batch)
 
+    async def _on_watermark(self, watermark: int | None) -> None:
+        """The input valve's watermark grew (None: it did not)."""
+        self._time_aware = True
+        if watermark is not None:
+            await self._advance_watermark(watermark)
+
+    async def _advance_watermark(self, watermark: int) -> None:
+        """Runs ``watermark`` down the chain (each operator fires what it reached), then sends the result on."""
+        for index, op in enumerate(self.operators):
+            watermark, out = op.on_watermark(watermark)
+            if out:
+                await self._process_from_after(index, out)
+        if watermark > self._watermark_out:
+            self._watermark_out = watermark
+            self.broadcast(Watermark(watermark))
+
     async def _end_of_input(self) -> None:
         if self.input_done:
             return
         self.input_done = True
+        if self._time_aware:
+            await self._advance_watermark(MAX_WATERMARK)  # every event-time window and timer fires first
         self.broadcast(END_OF_STREAM)
         self.services.send(
             EndOfInput(
@@ -455,7 +503,7 @@ class Task:
         )
 
     # -- CheckpointedChain (for the SubtaskCheckpointer) ---------------------------------------------
-    def broadcast(self, event: Barrier | EndOfStream) -> None:
+    def broadcast(self, event: StreamEvent) -> None:
         """Sends an event on every output channel."""
         for w in self.writers:
             w.broadcast_event(event)

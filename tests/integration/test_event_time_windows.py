@@ -1,0 +1,67 @@
+"""Event-time windows exactly once through real faults, on hashmap and RocksDB.
+
+The job (``jobs/event_windows.py``) aggregates tumbling 1 s event-time windows fed by a generator
+with bounded out-of-orderness; the output must be exactly the failure-free run's (every window of
+every key once, with its exact count and sum) after a worker SIGKILL mid-window, and across a
+rescale from a stop-with-savepoint at p=3 -> 1 and 1 -> 3 (window contents and event-time timers
+move by key group; the bounded input's final watermark fires the last windows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamjob.worker.testing import LocalJob, read_committed
+from tests.integration.jobs import event_windows
+from tests.integration.jobs.support import job_path, stop_with_savepoint
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+BACKENDS = {"hashmap": [], "rocksdb": ["rocksdb=1"]}
+JOB = job_path("event_windows.py")
+
+
+def _sorted(rows: list[list[object]]) -> list[list[object]]:
+    return sorted(rows, key=lambda r: (str(r[0]), int(r[1])))  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_event_time_windows_exactly_once_through_a_worker_kill(tmp_path: Path, backend: str) -> None:
+    out = (tmp_path / "out").as_uri()
+    count, keys = 4000, 10
+    with LocalJob(
+        JOB,
+        f"out={out}",
+        f"count={count}",
+        f"keys={keys}",
+        "rate=500",
+        *BACKENDS[backend],
+        checkpoint_dir=(tmp_path / "chk").as_uri(),
+    ) as job:
+        job.wait_for_checkpoints(3)
+        assert job.job()["state"] == "RUNNING", job.describe()
+        killed = job.kill_worker(1)
+        info = job.wait_for_running(restarts=1)
+        assert killed not in job.worker_pids()
+        assert info["restored_from"] is not None, info
+        assert job.wait(timeout=200) == 0, job.describe()
+    assert _sorted(read_committed(out)) == event_windows.expected(count, keys)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize(("before", "after"), [(3, 1), (1, 3)])
+def test_event_time_windows_rescale_from_a_savepoint(tmp_path: Path, backend: str, before: int, after: int) -> None:
+    out = (tmp_path / "out").as_uri()
+    count, keys = 3000, 10
+    args = [f"out={out}", f"count={count}", f"keys={keys}", "rate=500", *BACKENDS[backend]]
+    checkpoints = (tmp_path / "chk").as_uri()
+    with LocalJob(JOB, *args, parallelism=before, checkpoint_dir=checkpoints) as job:
+        job.wait_for_checkpoints(3)
+        savepoint = stop_with_savepoint(job)
+        assert job.wait() == 0, job.describe()
+    assert len(read_committed(out)) < len(event_windows.expected(count, keys)), "stopped too late to test anything"
+    with LocalJob(JOB, *args, parallelism=after, restore=savepoint, checkpoint_dir=checkpoints) as job:
+        assert job.wait(timeout=200) == 0, job.describe()
+    assert _sorted(read_committed(out)) == event_windows.expected(count, keys)

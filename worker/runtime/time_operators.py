@@ -1,0 +1,144 @@
+"""Operators of event time: the timestamp/watermark assigner and the windows of event (or processing) time.
+
+``TimestampsOperator`` runs a ``WatermarkStrategy`` over its input: it reads each record's
+timestamp and, when the task asks after a batch (``on_watermark``), says how far event time went.
+Like Flink's assigner it replaces the watermarks coming from upstream, except the final
+``MAX_WATERMARK`` of a bounded input, which always passes.
+
+``EventWindowOperator`` drives a ``WindowCore`` (``runtime/event_windows.py``): records in, window
+results out when the watermark (or the clock, for processing-time assigners) passes a window's end;
+late records are counted and dropped (the late-data side output is not wired yet).
+
+Both keep their last watermark in union operator state: after a restore or a rescale an instance
+starts from the smallest watermark any old instance had, so records that were late before the
+failure are late after it too, and no window fires twice. Callers: ``operators.create_operator``
+and the task's watermark handling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkStrategy
+from streamjob.worker.graph.transformations import Kind
+from streamjob.worker.runtime.context import now_ms, with_job_types
+from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
+from streamjob.worker.runtime.operators import OperatorSetup, StreamOperator
+from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor
+
+
+def _watermark_state(op: StreamOperator) -> tuple[Any, int]:
+    """The operator's union state of watermarks and the floor it restores (the minimum, or MIN)."""
+    state = op.op_state.get_union_list_state(ListStateDescriptor("__watermark__"))
+    restored = [int(w) for w in state.get()] if op.restored else []
+    return state, min(restored) if restored else MIN_WATERMARK
+
+
+class TimestampsOperator(StreamOperator):
+    """``assign_timestamps_and_watermarks``: tracks the records' timestamps; records pass unchanged."""
+
+    def open(self) -> None:
+        super().open()
+        strategy: WatermarkStrategy = self.setup.transformation.options["strategy"]
+        self._strategy = strategy
+        self._generator = strategy.create_generator()
+        self._state, self._floor = _watermark_state(self)
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        on_event, timestamp_of = self._generator.on_event, self._strategy.timestamp_of
+        for r in batch:
+            on_event(timestamp_of(r, None))
+        return batch
+
+    def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
+        if upstream == MAX_WATERMARK:
+            return MAX_WATERMARK, []
+        return max(self._floor, self._generator.current_watermark()), []
+
+    def before_snapshot(self, checkpoint_id: int) -> None:
+        self._state.update([max(self._floor, self._generator.current_watermark())])
+
+
+class EventWindowOperator(StreamOperator):
+    """Keyed windows with incremental aggregation, lateness and a late-data output (see the module docstring)."""
+
+    def open(self) -> None:
+        super().open()
+        assert self.backend is not None
+        options = self.setup.transformation.options
+        serializer = options["state_serializer"]()
+        descriptor = with_job_types(MapStateDescriptor("__windows__", serializer=serializer), self.setup.info.job_types)
+        self._timestamp_of = options.get("timestamp_of")
+        self.late_records_dropped = 0
+        kind, incremental = options["window_aggregation"]
+        self._core = WindowCore(
+            self.backend,
+            options["assigner"],
+            aggregation_for(kind, incremental),
+            self.fn,
+            allowed_lateness_ms=options.get("allowed_lateness_ms", 0),
+            descriptor=descriptor,
+            now=now_ms,
+        )
+        self._state, floor = _watermark_state(self)
+        self._core.watermark = floor
+
+    def process_batch(self, batch: list[Any]) -> list[Any]:
+        core, select = self._core, self.setup.transformation.key_selector
+        timestamp_of = self._timestamp_of
+        if timestamp_of is None:  # processing time: every record of the batch gets the same clock reading
+            now = now_ms()
+            for r in batch:
+                core.process(select(r), r, now)
+        else:
+            for r in batch:
+                core.process(select(r), r, timestamp_of(r, None))
+        return self._take()
+
+    def _take(self) -> list[Any]:
+        out, late = self._core.take()
+        self.late_records_dropped += len(late)  # a late-data side output is not wired yet
+        return out
+
+    def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
+        if self._timestamp_of is None:
+            return upstream, []  # processing-time windows fire by the clock (not at the end of input, as in Flink)
+        self._core.advance_watermark(upstream)
+        return upstream, self._take()
+
+    def fire_timers(self, now: int) -> list[Any]:
+        if self._timestamp_of is not None:
+            return []
+        self._core.fire_processing_time(now)
+        return self._take()
+
+    def next_timer(self) -> int | None:
+        if self._timestamp_of is not None or self.backend is None:
+            return None
+        return self.backend.next_timer_time()
+
+    def before_snapshot(self, checkpoint_id: int) -> None:
+        self._state.update([self._core.watermark])
+
+
+TIME_KINDS = frozenset({Kind.TIMESTAMPS, Kind.EVENT_WINDOW})
+"""The transformation kinds ``create_time_operator`` builds."""
+
+
+def create_time_operator(setup: OperatorSetup) -> StreamOperator:
+    """The operator of a ``TIME_KINDS`` transformation."""
+    if setup.transformation.kind is Kind.TIMESTAMPS:
+        return TimestampsOperator(setup)
+    return EventWindowOperator(setup)
+
+
+def aggregation_for(kind: str, fn: Any) -> WindowAggregation:
+    """The accumulator rule of ``window(...).aggregate/reduce/process``."""
+    if kind == "aggregate":
+        return WindowAggregation.of_aggregate(fn)
+    if kind == "reduce":
+        return WindowAggregation.of_reduce(fn)
+    return WindowAggregation.of_records()
+
+
+__all__ = ["TIME_KINDS", "EventWindowOperator", "TimestampsOperator", "aggregation_for", "create_time_operator"]
