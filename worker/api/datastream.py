@@ -8,6 +8,7 @@ does not import it back).
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import Any, Protocol
 
@@ -274,6 +275,27 @@ class KeyedStream(DataStream):
         stream = self._then(Kind.REDUCE, "Sum", add, sum_field=pos)
         return stream
 
+    def min(self, position: int | str = 0) -> DataStream:
+        """Running minimum of a field per key; the other fields stay those of the key's first record."""
+        return self._extreme("Min", position, operator.lt, by=False, first=True)
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Running maximum of a field per key; the other fields stay those of the key's first record."""
+        return self._extreme("Max", position, operator.gt, by=False, first=True)
+
+    def min_by(self, position: int | str = 0, first: bool = True) -> DataStream:
+        """Per key, the record with the smallest field so far (on ties the first one, or the last if not ``first``)."""
+        return self._extreme("MinBy", position, operator.lt, by=True, first=first)
+
+    def max_by(self, position: int | str = 0, first: bool = True) -> DataStream:
+        """Per key, the record with the largest field so far (on ties the first one, or the last if not ``first``)."""
+        return self._extreme("MaxBy", position, operator.gt, by=True, first=first)
+
+    def _extreme(self, name: str, position: int | str, better: Any, *, by: bool, first: bool) -> DataStream:
+        if isinstance(position, bool) or not isinstance(position, int | str):
+            raise ConfigError(f"{name.lower()}() takes a field position (int) or attribute/key name (str)")
+        return self._then(Kind.REDUCE, name, _Extreme(position, better, by, first))
+
     def process(self, func: Any) -> DataStream:
         """A ``KeyedProcessFunction``: per-record processing with keyed state and timers."""
         if not isinstance(func, KeyedProcessFunction):
@@ -291,6 +313,39 @@ class KeyedStream(DataStream):
                 "(after the last map/flat_map/process: those do not carry timestamps yet)"
             )
         return WindowedStream(self, assigner)
+
+
+class _Extreme:
+    """The reduce function of ``min``/``max``/``min_by``/``max_by`` (a picklable object, not a closure)."""
+
+    def __init__(self, position: int | str, better: Any, by: bool, first: bool) -> None:
+        self.position, self.better, self.by, self.first = position, better, by, first
+
+    def _field(self, record: Any) -> Any:
+        p = self.position
+        if isinstance(p, int):
+            return record[p]
+        return record[p] if isinstance(record, dict) else getattr(record, p)
+
+    def _with_field(self, record: Any, value: Any) -> Any:
+        p = self.position
+        if isinstance(record, tuple) and isinstance(p, int):
+            return (*record[:p], value, *record[p + 1 :])
+        if isinstance(record, list | dict):
+            out = record.copy()
+            out[p] = value
+            return out
+        out = copy.copy(record)
+        setattr(out, str(p), value)
+        return out
+
+    def __call__(self, acc: Any, record: Any) -> Any:
+        old, new = self._field(acc), self._field(record)
+        if self.by:
+            if self.better(new, old) or (not self.first and new == old):
+                return record
+            return acc
+        return self._with_field(acc, new) if self.better(new, old) else acc
 
 
 class WindowedStream:
