@@ -65,3 +65,21 @@ def test_event_time_windows_rescale_from_a_savepoint(tmp_path: Path, backend: st
     with LocalJob(JOB, *args, parallelism=after, restore=savepoint, checkpoint_dir=checkpoints) as job:
         assert job.wait(timeout=200) == 0, job.describe()
     assert _sorted(read_committed(out)) == event_windows.expected(count, keys)
+
+
+def test_an_idle_input_stops_holding_the_watermark_back(tmp_path: Path) -> None:
+    """Events 0, 100, ..., 2900 ms: windows [0, 1000), [1000, 2000), [2000, 3000) of 10 each.
+
+    Both runs wait for the events source's end and for checkpoints after it; only the run whose
+    strategy has idleness fires the windows (the silent input is left out of the minimum).
+    """
+    want = ["window k 0 10", "window k 1000 10", "window k 2000 10"]
+    with LocalJob(job_path("idle_windows.py"), "idle=1", checkpoint_dir=(tmp_path / "a").as_uri()) as job:
+        job.poll(
+            "all three windows", lambda: [ln for ln in job.stdout_lines if ln.startswith("window")] == want, timeout=60
+        )
+        job.cancel()
+    with LocalJob(job_path("idle_windows.py"), checkpoint_dir=(tmp_path / "b").as_uri()) as job:
+        job.wait_for_checkpoints(5)  # well after the 30 events and the 300 ms idleness timeout
+        assert [ln for ln in job.stdout_lines if ln.startswith("window")] == []
+        job.cancel()

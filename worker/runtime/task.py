@@ -285,6 +285,7 @@ class Task:
                     await self._process_from(1, batch)
                     if self._assigns_watermarks:
                         await self._advance_watermark(MIN_WATERMARK)
+                        self._announce_idleness()
                     await self._fire_timers()
                     if self._preparing:
                         checkpointer.prepare(PREPARE_BUDGET_S)
@@ -295,6 +296,8 @@ class Task:
                         await asyncio.sleep(0)
                     continue
                 delay = head.idle_delay_s()
+                if self._assigns_watermarks:
+                    self._announce_idleness()
             else:
                 delay = 0.05
             checkpointer.prepare(float("inf"))  # nothing to process: finish them now
@@ -488,6 +491,15 @@ class Task:
         if watermark > self._watermark_out:
             self._watermark_out = watermark
             self.broadcast(Watermark(watermark))
+
+    def _announce_idleness(self) -> None:
+        """Tells the consumers when this source's assigner became idle or active (``with_idleness``)."""
+        idle = all(op.is_idle() for op in self.operators if isinstance(op, TimestampsOperator))
+        if idle != self._idle_out:
+            self._idle_out = idle
+            self.broadcast(WatermarkStatus(idle))
+
+    _idle_out = False
 
     async def _end_of_input(self) -> None:
         if self.input_done:

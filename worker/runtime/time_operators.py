@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkStrategy
+from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, IdlenessTracker, WatermarkStrategy
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.runtime.context import now_ms, with_job_types
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
@@ -57,6 +57,10 @@ class TimestampsOperator(StreamOperator):
 
     def before_snapshot(self, checkpoint_id: int) -> None:
         self._state.update([max(self._floor, self._generator.current_watermark())])
+
+    def is_idle(self) -> bool:
+        """True once ``with_idleness``'s timeout passed without records (never without idleness)."""
+        return isinstance(self._generator, IdlenessTracker) and self._generator.is_idle()
 
 
 class EventWindowOperator(StreamOperator):
