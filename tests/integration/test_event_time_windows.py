@@ -83,3 +83,21 @@ def test_an_idle_input_stops_holding_the_watermark_back(tmp_path: Path) -> None:
         job.wait_for_checkpoints(5)  # well after the 30 events and the 300 ms idleness timeout
         assert [ln for ln in job.stdout_lines if ln.startswith("window")] == []
         job.cancel()
+
+
+def test_event_time_timers_fire_in_watermark_order_and_at_the_end_of_input(tmp_path: Path) -> None:
+    """By hand (``jobs/event_timers.py``): timers a@1000, b@1500 (deleted), a@2200, b@2600, a@6000.
+
+    The whole input is one batch, so the first watermark (4999) comes after every event: it fires
+    the timers up to 2600 in time order, each seeing the key's count of all its events; the end
+    of input's maximum watermark fires the one at 6000.
+    """
+    with LocalJob(job_path("event_timers.py"), checkpoint_dir=(tmp_path / "chk").as_uri()) as job:
+        assert job.wait(timeout=120) == 0, job.describe()
+        lines = [ln for ln in job.stdout_lines if ln.startswith("timer")]
+    assert lines == [
+        "timer a 1000 event_time 3",
+        "timer a 2200 event_time 3",
+        "timer b 2600 event_time 2",
+        "timer a 6000 event_time 3",
+    ]

@@ -75,8 +75,8 @@ def core(
 
 
 def feed(c: WindowCore, records: list[tuple[str, int]]) -> None:
-    for key, ts in records:
-        c.process(key, (key, ts), ts)
+    """The operator's batch path (records ``(key, ts)``), as one batch."""
+    c.process_batch(list(records), lambda r: r[0], lambda r: r[1], 0)
 
 
 def test_tumbling_boundaries_fire_at_max_timestamp_and_drop_late_records(kind: str, tmp_path: Path) -> None:

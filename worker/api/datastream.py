@@ -277,19 +277,19 @@ class KeyedStream(DataStream):
 
     def min(self, position: int | str = 0) -> DataStream:
         """Running minimum of a field per key; the other fields stay those of the key's first record."""
-        return self._extreme("Min", position, operator.lt, by=False, first=True)
+        return self._extreme("Min", position, _less, by=False, first=True)
 
     def max(self, position: int | str = 0) -> DataStream:
         """Running maximum of a field per key; the other fields stay those of the key's first record."""
-        return self._extreme("Max", position, operator.gt, by=False, first=True)
+        return self._extreme("Max", position, _greater, by=False, first=True)
 
     def min_by(self, position: int | str = 0, first: bool = True) -> DataStream:
         """Per key, the record with the smallest field so far (on ties the first one, or the last if not ``first``)."""
-        return self._extreme("MinBy", position, operator.lt, by=True, first=first)
+        return self._extreme("MinBy", position, _less, by=True, first=first)
 
     def max_by(self, position: int | str = 0, first: bool = True) -> DataStream:
         """Per key, the record with the largest field so far (on ties the first one, or the last if not ``first``)."""
-        return self._extreme("MaxBy", position, operator.gt, by=True, first=first)
+        return self._extreme("MaxBy", position, _greater, by=True, first=first)
 
     def _extreme(self, name: str, position: int | str, better: Any, *, by: bool, first: bool) -> DataStream:
         if isinstance(position, bool) or not isinstance(position, int | str):
@@ -315,6 +315,14 @@ class KeyedStream(DataStream):
         return WindowedStream(self, assigner)
 
 
+def _less(a: Any, b: Any) -> bool:
+    return bool(a < b)
+
+
+def _greater(a: Any, b: Any) -> bool:
+    return bool(a > b)
+
+
 class _Extreme:
     """The reduce function of ``min``/``max``/``min_by``/``max_by`` (a picklable object, not a closure)."""
 
@@ -331,10 +339,14 @@ class _Extreme:
         p = self.position
         if isinstance(record, tuple) and isinstance(p, int):
             return (*record[:p], value, *record[p + 1 :])
-        if isinstance(record, list | dict):
-            out = record.copy()
-            out[p] = value
-            return out
+        if isinstance(record, list) and isinstance(p, int):
+            items = record.copy()
+            items[p] = value
+            return items
+        if isinstance(record, dict):
+            mapping = record.copy()
+            mapping[p] = value
+            return mapping
         out = copy.copy(record)
         setattr(out, str(p), value)
         return out
@@ -380,7 +392,7 @@ class WindowedStream:
             assigner=self.assigner,
             window_aggregation=aggregation,
             allowed_lateness_ms=self._lateness_ms,
-            timestamp_of=strategy.timestamp_of if self.assigner.is_event_time and strategy is not None else None,
+            timestamps=strategy if self.assigner.is_event_time else None,
             state_serializer=lambda: env.internal_state_serializer,
         )
 

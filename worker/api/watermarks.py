@@ -102,15 +102,15 @@ class IdlenessTracker:
 
 
 class _CallableAssigner:
-    __slots__ = ("_fn", "_two")
+    __slots__ = ("fn", "two_args")
 
     def __init__(self, fn: Callable[..., int]) -> None:
-        self._fn = fn
+        self.fn = fn
         code = getattr(fn, "__code__", None)
-        self._two = code is not None and code.co_argcount >= 2
+        self.two_args = code is not None and code.co_argcount >= 2
 
     def extract_timestamp(self, value: Any, record_timestamp: int | None) -> int:
-        return int(self._fn(value, record_timestamp) if self._two else self._fn(value))
+        return int(self.fn(value, record_timestamp) if self.two_args else self.fn(value))
 
 
 def _duration_ms(value: Any, what: str) -> int:
@@ -175,6 +175,13 @@ class WatermarkStrategy:
         if self.idle_timeout_ms is not None:
             return IdlenessTracker(inner, self.idle_timeout_ms, clock)
         return inner
+
+    def record_timestamp_function(self) -> Callable[[Any], int]:
+        """A one-argument function giving a record's timestamp (the assigner's; operators call it per record)."""
+        assigner = self.assigner
+        if isinstance(assigner, _CallableAssigner) and not assigner.two_args:
+            return assigner.fn  # the user's function itself: no wrapper call per record
+        return lambda value: self.timestamp_of(value, None)
 
     def timestamp_of(self, value: Any, record_timestamp: int | None) -> int:
         """The event timestamp of ``value``: the assigner's, else the timestamp the source gave it."""

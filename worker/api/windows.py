@@ -103,6 +103,10 @@ class WindowAssigner:
         """Every window holding ``timestamp_ms`` (one for tumbling and session assigners)."""
         return [self.assign(timestamp_ms)]
 
+    def assign_spans(self, timestamp_ms: int) -> list[tuple[int, int]]:
+        """``assign_windows`` as ``(start, end)`` pairs (the window operator's per-record form)."""
+        return [(w.start, w.end) for w in self.assign_windows(timestamp_ms)]
+
 
 class TumblingProcessingTimeWindows(WindowAssigner):
     """Fixed-size, non-overlapping windows by the wall clock of the task."""
@@ -121,6 +125,10 @@ class TumblingProcessingTimeWindows(WindowAssigner):
     def assign(self, timestamp_ms: int) -> TimeWindow:
         start = window_start(timestamp_ms, self.offset_ms, self.size_ms)
         return TimeWindow(start, start + self.size_ms)
+
+    def assign_spans(self, timestamp_ms: int) -> list[tuple[int, int]]:
+        start = timestamp_ms - (timestamp_ms - self.offset_ms) % self.size_ms
+        return [(start, start + self.size_ms)]
 
 
 class TumblingEventTimeWindows(TumblingProcessingTimeWindows):
@@ -162,12 +170,12 @@ class SlidingEventTimeWindows(WindowAssigner):
 
     def assign_windows(self, timestamp_ms: int) -> list[TimeWindow]:
         """Latest start first, as Flink lists them."""
-        start = window_start(timestamp_ms, self.offset_ms, self.slide_ms)
-        out = []
-        while start > timestamp_ms - self.size_ms:
-            out.append(TimeWindow(start, start + self.size_ms))
-            start -= self.slide_ms
-        return out
+        return [TimeWindow(a, b) for a, b in self.assign_spans(timestamp_ms)]
+
+    def assign_spans(self, timestamp_ms: int) -> list[tuple[int, int]]:
+        size, slide = self.size_ms, self.slide_ms
+        start = timestamp_ms - (timestamp_ms - self.offset_ms) % slide
+        return [(s, s + size) for s in range(start, timestamp_ms - size, -slide)]
 
 
 class SlidingProcessingTimeWindows(SlidingEventTimeWindows):

@@ -115,6 +115,47 @@ class WindowCore:
             self._delete = backend.delete_processing_time_timer
 
     # -- records ------------------------------------------------------------------------------------
+    def process_batch(
+        self, batch: list[Any], select: Callable[[Any], Any], timestamp_of: Callable[[Any], int] | None, now: int
+    ) -> None:
+        """Adds a batch of records: their keys by ``select``, their timestamps by ``timestamp_of`` (None: ``now``).
+
+        The per-record path of ``process`` with the lookups hoisted; a window's timers are registered
+        when the window is created (one state read and one write per record and window after that).
+        """
+        if self.assigner.is_merging:
+            for r in batch:
+                self.process(select(r), r, now if timestamp_of is None else timestamp_of(r))
+            return
+        set_key = self.backend.set_current_key
+        state = self.state
+        get, put, contains = state.get, state.put, state.contains
+        create, add = self.aggregation.create, self.aggregation.add
+        register, spans_of = self._register, self.assigner.assign_spans
+        wm, lateness, event_time = self.watermark, self.lateness, self.event_time
+        for r in batch:
+            ts = now if timestamp_of is None else timestamp_of(r)
+            key = select(r)
+            set_key(key)
+            skipped = True
+            for span in spans_of(ts):
+                end = span[1] - 1
+                if event_time and end + lateness <= wm:
+                    continue
+                skipped = False
+                acc = get(span)
+                new = acc is None and not contains(span)
+                acc = add(r, create() if new else acc)
+                put(span, acc)
+                if event_time and end <= wm:
+                    self._emit(key, TimeWindow(span[0], span[1]), acc)  # a late firing inside the lateness
+                elif new:
+                    register(end)
+                if lateness and new:
+                    register(end + lateness)
+            if skipped and event_time and ts + lateness <= wm:
+                self.late.append(r)
+
     def process(self, key: Any, value: Any, timestamp_ms: int) -> None:
         """Adds one record of ``key`` (its event timestamp, or the processing time)."""
         self.backend.set_current_key(key)
@@ -185,6 +226,20 @@ class WindowCore:
 
     def _on_timer(self, ts: int, key: Any) -> None:
         self.backend.set_current_key(key)
+        if not self.assigner.is_merging:
+            # Fixed-size windows: the window ending at ts (and the one whose lateness ends at ts) by lookup.
+            size, state = self.assigner.size_ms, self.state
+            span = (ts + 1 - size, ts + 1)
+            acc = state.get(span)
+            if acc is not None or state.contains(span):
+                self._emit(key, TimeWindow(span[0], span[1]), acc)
+                if not self.lateness:
+                    state.remove(span)
+            if self.lateness:
+                gone = (ts + 1 - self.lateness - size, ts + 1 - self.lateness)
+                if state.contains(gone):
+                    state.remove(gone)
+            return
         for span, acc in self.state.items():
             window = TimeWindow(span[0], span[1])
             end = window.end - 1

@@ -72,7 +72,8 @@ class EventWindowOperator(StreamOperator):
         options = self.setup.transformation.options
         serializer = options["state_serializer"]()
         descriptor = with_job_types(MapStateDescriptor("__windows__", serializer=serializer), self.setup.info.job_types)
-        self._timestamp_of = options.get("timestamp_of")
+        strategy = options.get("timestamps")
+        self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()
         self.late_records_dropped = 0
         kind, incremental = options["window_aggregation"]
         self._core = WindowCore(
@@ -88,15 +89,8 @@ class EventWindowOperator(StreamOperator):
         self._core.watermark = floor
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
-        core, select = self._core, self.setup.transformation.key_selector
-        timestamp_of = self._timestamp_of
-        if timestamp_of is None:  # processing time: every record of the batch gets the same clock reading
-            now = now_ms()
-            for r in batch:
-                core.process(select(r), r, now)
-        else:
-            for r in batch:
-                core.process(select(r), r, timestamp_of(r, None))
+        # processing time: every record of the batch gets the same clock reading
+        self._core.process_batch(batch, self.setup.transformation.key_selector, self._timestamp_of, now_ms())
         return self._take()
 
     def _take(self) -> list[Any]:
