@@ -95,6 +95,8 @@ def test_event_time_timers_fire_in_watermark_order_and_at_the_end_of_input(tmp_p
     with LocalJob(job_path("event_timers.py"), checkpoint_dir=(tmp_path / "chk").as_uri()) as job:
         assert job.wait(timeout=120) == 0, job.describe()
         lines = [ln for ln in job.stdout_lines if ln.startswith("timer")]
+        events = [ln for ln in job.stdout_lines if ln.startswith("event")]
+    assert events == ["event a 0", "event b 500", "event a 1200", "event b 1600", "event a 5000"]
     assert lines == [
         "timer a 1000 event_time 3",
         "timer a 2200 event_time 3",

@@ -178,7 +178,11 @@ class DataStream:
         """Per-record processing with a collector."""
         if isinstance(func, KeyedProcessFunction):
             raise PipelineError("a KeyedProcessFunction needs a keyed stream: call key_by() before process()")
-        return self._then(Kind.PROCESS, "Process", func)
+        return self._then(Kind.PROCESS, "Process", func, **self._timestamp_option())
+
+    def _timestamp_option(self) -> dict[str, Any]:
+        """The strategy whose timestamps ``ctx.timestamp()`` gives, when the records still carry them."""
+        return {} if self._timestamps is None else {"timestamps": self._timestamps}
 
     def union(self, *streams: DataStream) -> DataStream:
         """All records of this stream and the others (same record type)."""
@@ -300,7 +304,7 @@ class KeyedStream(DataStream):
         """A ``KeyedProcessFunction``: per-record processing with keyed state and timers."""
         if not isinstance(func, KeyedProcessFunction):
             raise PipelineError("process() on a keyed stream takes a KeyedProcessFunction")
-        return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func)
+        return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func, **self._timestamp_option())
 
     def window(self, assigner: WindowAssigner) -> WindowedStream:
         """Groups each key's records into the windows ``assigner`` gives them (see ``api/windows.py``)."""

@@ -157,7 +157,7 @@ class ProcessContextImpl:
         return self._timers
 
     def timestamp(self) -> int | None:
-        """The firing time inside ``on_timer``; None for records (records carry no timestamp yet)."""
+        """The record's event timestamp (None without event time), or the firing time inside ``on_timer``."""
         return self.fired_at
 
     def time_domain(self) -> TimeDomain | None:

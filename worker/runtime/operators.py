@@ -358,10 +358,14 @@ class ProcessOperator(StreamOperator):
         super().open()
         self._ctx = ProcessContextImpl(self.backend)
         self._collector = ListCollector()
+        strategy = self.setup.transformation.options.get("timestamps")
+        self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         process = self.fn.process_element
         ctx, collector = self._ctx, self._collector
+        if self._timestamp_of is not None:
+            return self._process_timestamped(batch)
         if self.backend is None:
             for r in batch:
                 process(r, ctx, collector)
@@ -371,6 +375,21 @@ class ProcessOperator(StreamOperator):
         for r in batch:
             set_key(select(r))
             process(r, ctx, collector)
+        return collector.reset()
+
+    def _process_timestamped(self, batch: list[Any]) -> list[Any]:
+        """As ``process_batch``, with each record's event timestamp in ``ctx.timestamp()``."""
+        process, timestamp_of = self.fn.process_element, self._timestamp_of
+        assert timestamp_of is not None
+        ctx, collector = self._ctx, self._collector
+        set_key = None if self.backend is None else self.backend.set_current_key
+        select = self.setup.transformation.key_selector
+        for r in batch:
+            if set_key is not None:
+                set_key(select(r))
+            ctx.fired_at = timestamp_of(r)
+            process(r, ctx, collector)
+        ctx.fired_at = None
         return collector.reset()
 
     def fire_timers(self, now: int) -> list[Any]:

@@ -2,7 +2,8 @@
 
 Events ``(key, ts)``; on each event the function registers an event-time timer at ``ts + 1000`` and,
 for key ``b``'s event at 500, deletes it again. ``on_timer`` prints ``timer <key> <t> <domain> <n>``
-(``n``: the key's events so far) and ``current_watermark()`` must have reached ``t``. Timestamps
+(``n``: the key's events so far) and ``current_watermark()`` must have reached ``t``; each event
+prints ``event <key> <ctx.timestamp()>``. Timestamps
 are monotonous (watermark = largest timestamp - 1). Parallelism 1, bounded: the final maximum
 watermark fires the timers event time never reached.
 """
@@ -27,6 +28,7 @@ class Timers(KeyedProcessFunction[str, tuple[str, int], str]):
 
     def process_element(self, value: tuple[str, int], ctx: Any, out: Any) -> None:
         self.count.update(self.count.value() + 1)
+        out.collect(f"event {value[0]} {ctx.timestamp()}")
         ctx.timer_service().register_event_time_timer(value[1] + 1000)
         if value == ("b", 500):
             ctx.timer_service().delete_event_time_timer(1500)
