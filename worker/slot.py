@@ -21,6 +21,7 @@ import ssl
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.failures import describe, failure_fields
 from streamjob.worker.graph.job_graph import build_job_graph
 from streamjob.worker.graph.topology import all_edges, consumers_of, producers_of
-from streamjob.worker.loader import job_record_classes, job_types, load_job
+from streamjob.worker.loader import LoadedJob, job_record_classes, job_types, load_job
 from streamjob.worker.protocol.framing import NO_CHANNEL, FrameKind, Limits, frame, read_frame
 from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeError, connect
 from streamjob.worker.protocol.messages import (
@@ -91,9 +92,21 @@ class Slot:
     """One slot process."""
 
     def __init__(
-        self, jobmaster: str, data_host: str, secret: str, work_dir: Path | None = None, tls: TlsSettings | None = None
+        self,
+        jobmaster: str,
+        data_host: str,
+        secret: str,
+        work_dir: Path | None = None,
+        tls: TlsSettings | None = None,
+        *,
+        loader: Callable[[str, list[str]], LoadedJob] = load_job,
     ) -> None:
-        """``tls``: the job's internal TLS files (mutual TLS on the control and data connections)."""
+        """``tls``: the job's internal TLS files (mutual TLS on the control and data connections).
+
+        ``loader`` builds the job from the deployed entrypoint and arguments: ``load_job`` (the slot
+        imports the job itself); the in-process test kit passes one that copies a built pipeline.
+        """
+        self.loader = loader
         self.jobmaster = jobmaster
         self.tls_client = internal_client_context(tls) if tls else None
         self.secret = secret
@@ -296,7 +309,7 @@ class Slot:
 
     async def _deploy(self, message: Deploy) -> None:
         config = message.config
-        loaded = load_job(config.entrypoint, config.args)
+        loaded = self.loader(config.entrypoint, config.args)
         env = loaded.env
         graph = build_job_graph(
             env.transformations,

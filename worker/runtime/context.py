@@ -6,7 +6,9 @@ keyed backend (available only after ``key_by``) and operator state to its store.
 
 from __future__ import annotations
 
+import contextvars
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -43,9 +45,24 @@ class TaskInfo:
     job_types: tuple[type, ...] = ()
 
 
+_processing_clock: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
+    "streamjob_processing_clock", default=None
+)
+
+
+def use_processing_clock(clock: Callable[[], int] | None) -> contextvars.Token[Callable[[], int] | None]:
+    """Makes ``clock`` (epoch ms) the processing time of this context and the tasks started from it.
+
+    For the in-process test kit (``testing.run_in_process(clock=...)``): a slot process never sets
+    it, so processing time there is the wall clock. Returns the token to reset it with.
+    """
+    return _processing_clock.set(clock)
+
+
 def now_ms() -> int:
-    """Processing time: the wall clock in epoch milliseconds."""
-    return int(time.time() * 1000)
+    """Processing time: the wall clock in epoch milliseconds (or the clock a test installed)."""
+    clock = _processing_clock.get()
+    return int(time.time() * 1000) if clock is None else clock()
 
 
 class StreamingRuntimeContext:

@@ -1,6 +1,7 @@
-"""The public test kit: run a job locally, crash it, resume it, and assert its exact output.
+"""The test kit's out-of-process half: run a job as real processes, crash it, resume it, check its output.
 
-Used by streamjob's own integration tests and by job authors' tests. ``LocalJob`` starts
+Used by streamjob's own integration tests and by job authors' tests (through the re-exports of
+``streamjob.worker.testing``; the in-process half is ``in_process.py``). ``LocalJob`` starts
 ``streamjob run`` as a child process (its own process group) with ``--rest-port 0``, finds the REST
 address and the REST token's file in the progress lines (the token goes with every mutating call),
 and offers the moves a recovery test needs::
@@ -37,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
+    "SEED_ENV",
     "CliResult",
     "FaultInjector",
     "FaultPlan",

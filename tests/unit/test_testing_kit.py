@@ -1,0 +1,125 @@
+"""The in-process test kit (``streamjob.worker.testing``): crash and resume a keyed job in a few lines.
+
+``run_in_process`` runs the real JobMaster and slots on one event loop (localhost sockets, the real
+protocol and job secret); these tests check exact outputs after an injected crash, an end of input
+and a resume, and that the kit's fakes keep their promises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamjob.worker.api.environment import StreamExecutionEnvironment
+from streamjob.worker.testing import (
+    CommitRecordingSink,
+    JobError,
+    TestingSink,
+    TestingSource,
+    run_in_process,
+)
+
+pytestmark = pytest.mark.unit
+
+ABORT, EOF = TestingSource.ABORT, TestingSource.EOF
+
+
+def running_sums(source: TestingSource, sink: TestingSink) -> StreamExecutionEnvironment:
+    """A keyed job: the running sum per key of (key, value) records."""
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.from_source(source).key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1])).uid("sums").add_sink(
+        sink
+    ).uid("out")
+    return env
+
+
+def expected_sums(records: list[Any]) -> list[tuple[str, int]]:
+    totals: Counter[str] = Counter()
+    out = []
+    for key, value in records:
+        totals[key] += value
+        out.append((key, totals[key]))
+    return sorted(out)
+
+
+RECORDS = [(k, v) for v in range(1, 31) for k in ("a", "b", "c")]
+
+
+def test_crash_and_resume_gives_the_exact_output() -> None:
+    out: list[Any] = []
+    result = run_in_process(
+        running_sums(TestingSource([*RECORDS[:40], ABORT, *RECORDS[40:]]), TestingSink(out)), parallelism=2
+    )
+    assert result.restarts == 1 and result.attempts == 2
+    assert "TestingSource.ABORT at item 40" in result.failures[0]
+    assert sorted(tuple(r) for r in out) == expected_sums(RECORDS)  # nothing lost, nothing twice
+
+
+def test_two_aborts_restart_twice() -> None:
+    out: list[Any] = []
+    items = [*RECORDS[:10], ABORT, *RECORDS[10:50], ABORT, *RECORDS[50:]]
+    result = run_in_process(running_sums(TestingSource(items, batch_size=4), TestingSink(out)), parallelism=2)
+    assert result.restarts == 2
+    assert sorted(tuple(r) for r in out) == expected_sums(RECORDS)
+
+
+def test_eof_ends_the_run_and_a_restore_reads_on(tmp_path: Path) -> None:
+    out: list[Any] = []
+    source = TestingSource([*RECORDS[:30], EOF, *RECORDS[30:]])
+    first = run_in_process(running_sums(source, TestingSink(out)), parallelism=2, storage=tmp_path)
+    assert first.state == "FINISHED" and first.restarts == 0
+    assert sorted(tuple(r) for r in out) == expected_sums(RECORDS[:30])
+    out.clear()
+    second = run_in_process(running_sums(source, TestingSink(out)), parallelism=2, storage=tmp_path, restore="latest")
+    assert second.job_id == first.job_id  # the same lineage, its keyed state restored
+    assert sorted(tuple(r) for r in out) == sorted(set(expected_sums(RECORDS)) - set(expected_sums(RECORDS[:30])))
+
+
+def test_commit_recording_sink_sees_each_commit() -> None:
+    out: list[Any] = []
+    commits: list[list[Any]] = []
+    run_in_process(running_sums(TestingSource(RECORDS), CommitRecordingSink(out, commits)), parallelism=2)
+    assert commits and [r for batch in commits for r in batch] == out
+    assert sorted(tuple(r) for r in out) == expected_sums(RECORDS)
+
+
+def test_a_job_that_keeps_failing_raises_with_the_reason() -> None:
+    items = [("a", 1), ABORT, ABORT, ABORT]
+    with pytest.raises(JobError, match="ABORT"):
+        run_in_process(running_sums(TestingSource(items), TestingSink([])), max_restarts=1)
+
+
+def test_a_crash_after_a_restore_resumes_from_the_restored_checkpoint(tmp_path: Path) -> None:
+    source = TestingSource([*RECORDS[:30], EOF, *RECORDS[30:60], ABORT, *RECORDS[60:]])
+    sink = TestingSink([])
+    run_in_process(running_sums(source, sink), parallelism=2, storage=tmp_path)
+    resumed = run_in_process(running_sums(source, sink), parallelism=2, storage=tmp_path, restore="latest")
+    running = [data for kind, data in resumed.events if kind == "running"]
+    assert resumed.restarts == 1 and len(running) == 2
+    assert all(data["checkpoint"] is not None for data in running)  # both attempts restored a checkpoint
+    assert sorted(tuple(r) for r in sink.out) == expected_sums(RECORDS)
+
+
+def test_testing_source_positions_and_markers() -> None:
+    from streamjob.worker.api.sources import SourceReaderContext
+    from streamjob.worker.testing import TestingAbort
+
+    source = TestingSource([1, 2, EOF, 3, ABORT, 4], batch_size=5)
+    ctx = SourceReaderContext(0, 1, 0)
+    reader = source.create_reader(ctx, None)
+    assert reader.poll(100) == [1, 2] and reader.poll(100) is None and reader.snapshot() == [3]
+    reader = source.create_reader(ctx, [3])
+    assert reader.poll(100) == [3]
+    with pytest.raises(TestingAbort):
+        reader.poll(100)
+    again = source.create_reader(ctx, [3])  # a restore: the fired marker is skipped
+    assert again.poll(100) == [3] and again.poll(100) == [4] and again.poll(100) is None
+    fresh = TestingSource([ABORT, 1])  # a fresh source in attempt 1 (real processes): ABORT 0 fired in attempt 0
+    assert fresh.create_reader(SourceReaderContext(0, 1, 1), None).poll(10) == [1]
+    with pytest.raises(ValueError, match="batch_size"):
+        TestingSource([], batch_size=0)
+    with pytest.raises(ValueError, match="position 9"):
+        source.create_reader(ctx, [9])
