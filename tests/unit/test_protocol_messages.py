@@ -3,12 +3,15 @@ codec, and anything else (unknown kinds, wrong types, extra fields, non-maps, pi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from streamjob.worker.config import CheckpointSettings, JobConfig
@@ -178,3 +181,65 @@ def test_an_invalid_event_is_a_protocol_error() -> None:
         m.decode_event(raw(t="barrier", barrier={"id": "1", "timestamp_ms": 0}))
     with pytest.raises(m.ProtocolError):
         m.decode_event(msgpack.packb(["B", 1, 2, None, False, False]))  # the old list encoding
+
+
+KINDS = sorted({x.t for x in TO_SLOT + TO_JOBMASTER})  # type: ignore[attr-defined]
+FIELD_NAMES = sorted({name for x in TO_SLOT + TO_JOBMASTER for name in type(x).model_fields} - {"t"})
+_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=8)
+_values = st.recursive(
+    _scalars | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_arbitrary_bytes_are_a_message_or_one_protocol_error(data: bytes) -> None:
+    for schema in (m.TO_SLOT, m.TO_JOBMASTER):
+        try:
+            m.decode(data, schema)  # type: ignore[arg-type]
+        except m.ProtocolError as err:
+            assert "\n" not in str(err)
+    try:
+        m.decode_event(data)
+    except m.ProtocolError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(KINDS), fields=st.dictionaries(st.sampled_from(FIELD_NAMES), _values, max_size=4))
+def test_wrong_fields_of_a_known_kind_are_one_protocol_error(kind: str, fields: dict[str, Any]) -> None:
+    data = msgpack.packb({"t": kind, **fields}, use_bin_type=True)
+    for schema in (m.TO_SLOT, m.TO_JOBMASTER):
+        try:
+            message = m.decode(data, schema)  # type: ignore[arg-type]
+        except m.ProtocolError as err:
+            assert len(str(err)) < 400 and "\n" not in str(err)
+        else:  # accepted: then it is exactly what re-encoding it gives
+            assert m.decode(m.encode(message), schema) == message  # type: ignore[arg-type]
+
+
+def test_deep_nesting_is_one_protocol_error() -> None:
+    deep = b"\x91" * 100_000 + b"\xc0"  # 100,000 nested one-element arrays: msgpack's stack limit, no recursion
+    with pytest.raises(m.ProtocolError, match="not a msgpack message"):
+        m.decode(deep, m.TO_SLOT)
+    nested_map = msgpack.packb({"t": "metrics", "tasks": [[[[[[[]]]]]]]})
+    with pytest.raises(m.ProtocolError, match=r"tasks\.0"):
+        m.decode(nested_map, m.TO_JOBMASTER)
+
+
+def test_an_oversized_control_message_is_refused_from_its_header() -> None:
+    """A message over the control limit never reaches ``decode``: framing refuses its announced length."""
+    from streamjob.worker.protocol.framing import NO_CHANNEL, FrameError, FrameKind, Limits, frame, read_frame
+
+    limit = Limits().message_bytes
+    big = m.encode(m.SlotFailed(error="x" * (limit + 1)))
+
+    async def read() -> Any:
+        reader = asyncio.StreamReader()
+        reader.feed_data(frame(FrameKind.MESSAGE, NO_CHANNEL, big)[:64])  # only the start: the rest never comes
+        return await asyncio.wait_for(read_frame(reader, limit), 2.0)
+
+    with pytest.raises(FrameError, match="exceeds the limit"):
+        asyncio.run(read())

@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from streamjob.worker.api.environment import StreamExecutionEnvironment
+from streamjob.worker.api.functions import KeyedProcessFunction
+from streamjob.worker.api.state import ValueStateDescriptor
 from streamjob.worker.testing import (
     CommitRecordingSink,
+    FakeClock,
     JobError,
     TestingSink,
     TestingSource,
@@ -123,3 +126,48 @@ def test_testing_source_positions_and_markers() -> None:
         TestingSource([], batch_size=0)
     with pytest.raises(ValueError, match="position 9"):
         source.create_reader(ctx, [9])
+
+
+class CountThenReport(KeyedProcessFunction[str, tuple[str, int], tuple[str, int, int]]):
+    """Counts a key's records; one second (processing time) after its first, emits (key, count, time)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def open(self, runtime_context: Any) -> None:
+        self.count = runtime_context.get_state(ValueStateDescriptor("count"))
+
+    def process_element(self, value: tuple[str, int], ctx: Any, out: Any) -> None:
+        if value[0] == "tick":  # the test's signal that the input before it was processed: let time pass
+            self.clock.advance(value[1])
+            return
+        seen = self.count.value() or 0
+        if seen == 0:
+            ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + 1000)
+        self.count.update(seen + 1)
+
+    def on_timer(self, timestamp: int, ctx: Any, out: Any) -> None:
+        out.collect((ctx.get_current_key(), self.count.value(), timestamp))
+
+
+def test_fake_clock_drives_processing_time_timers() -> None:
+    clock = FakeClock(start_ms=5_000)
+    out: list[Any] = []
+    env = StreamExecutionEnvironment.get_execution_environment()
+    items = [("a", 1), ("b", 1), ("a", 1), ("tick", 999), ("b", 1), ("tick", 1)]
+    env.from_source(TestingSource(items)).key_by(lambda r: r[0]).process(CountThenReport(clock)).uid("count").add_sink(
+        TestingSink(out)
+    )
+    run_in_process(env, parallelism=1, clock=clock)
+    # Timers were set at 5000 + 1000 on the fake clock and fired when it reached 6000, not before (999).
+    assert sorted(tuple(r) for r in out) == [("a", 2, 6_000), ("b", 2, 6_000)]
+    assert clock() == 6_000
+
+
+def test_fake_clock_refuses_to_go_back() -> None:
+    clock = FakeClock(10)
+    assert clock.advance(5) == 15 and clock.set(20) == 20
+    with pytest.raises(ValueError, match="back"):
+        clock.set(19)
+    with pytest.raises(ValueError, match="advance"):
+        clock.advance(-1)
