@@ -4,8 +4,11 @@
 JobMaster that answers while its pod runs, savepoints that complete / fail / hang, and checkpoint
 storage the job writes to — no mocks, only the facts the observers would return. ``FakeKube``,
 ``FakeJobMaster`` and ``FakeSnapshots`` stand in for the I/O adapters behind ``controller``
-(``fake_deps`` wires them). Used by ``tests/unit/test_operator_plan*.py`` and
-``tests/unit/test_operator_controller.py``; importing it pulls in no test framework.
+(``fake_deps`` wires them; ``reconcile_rounds`` drives the controller against them). ``pod_object``
+and ``terminated`` build raw pods as the Kubernetes API returns them, for the pod observer. Used by
+``tests/unit/test_operator_plan*.py``, ``test_operator_controller.py``, ``test_operator_security.py``,
+``test_operator_pods_observer.py`` and ``test_operator_final_failures.py``; importing it pulls in no
+test framework.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from streamjob.operator import controller
 from streamjob.operator.checkpoints import Retained, StorageAccess
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, JobMasterError
@@ -565,3 +569,38 @@ def fake_deps(
         new_job_id=lambda: next(ids),
     )
     return deps, kube, jm, snaps
+
+
+async def reconcile_rounds(deps: Deps, kube: FakeKube, n: int) -> None:
+    """``n`` reconciliations of ``ns/demo``, each followed by a kubelet tick of the fake cluster."""
+    for _ in range(n):
+        await controller.reconcile(deps, "ns", "demo")
+        kube.kubelet()
+
+
+def terminated(code: int, reason: str, message: str, finished_at: str = "2026-01-01T11:59:59Z") -> dict[str, Any]:
+    """A container state ``terminated`` (``message``: the termination message or the log tail)."""
+    return {"terminated": {"exitCode": code, "reason": reason, "message": message, "finishedAt": finished_at}}
+
+
+def pod_object(
+    component: str,
+    phase: str = "Running",
+    *,
+    name: str | None = None,
+    attempt: int = 1,
+    containers: list[dict[str, Any]] | None = None,
+    **status: Any,
+) -> dict[str, Any]:
+    """A pod as the API returns it: labelled as ``component`` of ``attempt``, created 2026-01-01T11:59:00Z.
+
+    ``containers``: container statuses (``{"name": ..., "state": {...}}``); ``status``: more status fields.
+    """
+    return {
+        "metadata": {
+            "name": name or f"j-{component}-{attempt}",
+            "creationTimestamp": "2026-01-01T11:59:00Z",
+            "labels": {"app.kubernetes.io/component": component, "streamjob.dev/attempt": str(attempt)},
+        },
+        "status": {"phase": phase, "containerStatuses": containers or [], **status},
+    }

@@ -15,6 +15,7 @@ from streamjob.operator.model import StreamJobStatus
 from streamjob.operator.resources.secret import job_rest_token
 from streamjob.operator.settings import OperatorConfig
 from streamjob.operator.testing import FakeJobMaster, FakeKube, FakeSnapshots, fake_deps
+from streamjob.operator.testing import reconcile_rounds as rounds
 
 pytestmark = pytest.mark.unit
 
@@ -35,12 +36,6 @@ def make() -> tuple[Deps, FakeKube, FakeJobMaster, FakeSnapshots]:
 def status(kube: FakeKube) -> StreamJobStatus:
     assert kube.job is not None
     return StreamJobStatus.parse(kube.job.get("status"))
-
-
-async def rounds(deps: Deps, kube: FakeKube, n: int) -> None:
-    for _ in range(n):
-        await controller.reconcile(deps, "ns", "demo")
-        kube.kubelet()
 
 
 def test_reaches_running_and_writes_status_before_creating_pods() -> None:

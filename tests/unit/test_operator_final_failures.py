@@ -17,6 +17,7 @@ from streamjob.operator.observer.pods import PodView, view_pod
 from streamjob.operator.reconciler.facts import DeployAttempt
 from streamjob.operator.reconciler.verdict import VERDICT_GRACE_S, awaiting_jobmaster, final_failure
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.operator.testing import pod_object, terminated
 from streamjob.worker.protocol.termination import FINAL_MARKER, format_message
 
 pytestmark = pytest.mark.unit
@@ -39,15 +40,9 @@ REASON = (
 
 
 def jobmaster_pod(message: str, *, code: int = 2, reason: str = "Error") -> dict[str, Any]:
-    term = {"exitCode": code, "reason": reason, "message": message, "finishedAt": "2026-01-01T11:59:59Z"}
-    return {
-        "metadata": {
-            "name": "j-jobmaster-1",
-            "creationTimestamp": "2026-01-01T11:59:00Z",
-            "labels": {"app.kubernetes.io/component": "jobmaster", "streamjob.dev/attempt": "1"},
-        },
-        "status": {"phase": "Failed", "containerStatuses": [{"name": "jobmaster", "state": {"terminated": term}}]},
-    }
+    return pod_object(
+        "jobmaster", "Failed", containers=[{"name": "jobmaster", "state": terminated(code, reason, message)}]
+    )
 
 
 # -- the pod observer ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from streamjob.operator.observer.pods import view_pod
+from streamjob.operator.testing import pod_object
 
 pytestmark = pytest.mark.unit
 
@@ -13,14 +14,7 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def pod(phase: str = "Running", statuses: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": "j-worker-1-0",
-            "creationTimestamp": "2026-01-01T11:59:00Z",
-            "labels": {"app.kubernetes.io/component": "worker", "streamjob.dev/attempt": "1"},
-        },
-        "status": {"phase": phase, "podIP": "10.0.0.5", "containerStatuses": statuses or [], **status},
-    }
+    return pod_object("worker", phase, name="j-worker-1-0", containers=statuses, podIP="10.0.0.5", **status)
 
 
 def running() -> list[dict[str, Any]]:

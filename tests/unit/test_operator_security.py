@@ -17,9 +17,10 @@ from streamjob.operator.resources import Attempt, JobRef, build_jobmaster_pod, b
 from streamjob.operator.resources.networkpolicy import build_network_policies
 from streamjob.operator.resources.secret import build_secret, derive_job_secret, job_rest_token
 from streamjob.operator.settings import OperatorConfig, SecurityPolicy, SettingsError, security_from_env
+from streamjob.operator.testing import reconcile_rounds as rounds
 from streamjob.operator.validation import validate
 from streamjob.worker.protocol.auth import derive_rest_token
-from tests.unit.test_operator_controller import OPERATOR_KEY, make, rounds
+from tests.unit.test_operator_controller import OPERATOR_KEY, make
 
 pytestmark = pytest.mark.unit
 
