@@ -74,8 +74,9 @@ from streamjob.worker.runtime.operators import OperatorRestore
 from streamjob.worker.runtime.task import Task, TaskRestore, TaskServices
 from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
-from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
+from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation
 from streamjob.worker.storage.s3_settings import s3_settings_for
+from streamjob.worker.storage.stores import StoreFactory
 from streamjob.worker.whole_lines import WholeLineStdout
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,17 @@ class Slot:
         tls: TlsSettings | None = None,
         *,
         loader: Callable[[str, list[str]], LoadedJob] = load_job,
+        stores: StoreFactory | None = None,
     ) -> None:
         """``tls``: the job's internal TLS files (mutual TLS on the control and data connections).
 
         ``loader`` builds the job from the deployed entrypoint and arguments: ``load_job`` (the slot
         imports the job itself); the in-process test kit passes one that copies a built pipeline.
+        ``stores`` opens the checkpoint storage's URIs (default: files and S3 with the job's S3
+        settings); the test kit passes its in-memory storage.
         """
         self.loader = loader
+        self.stores = stores
         self.jobmaster = jobmaster
         self.tls_client = internal_client_context(tls) if tls else None
         self.secret = secret
@@ -327,14 +332,14 @@ class Slot:
         codec = RecordCodec(job_record_classes(loaded))
         self.data.codec, self.data.token, self.data.attempt = codec, message.token, attempt
         self.data.max_frame = config.max_frame_bytes
-        storage = CheckpointStorage.open(
+        location = JobStorageLocation.parse(
             message.checkpoints_uri,
             message.savepoints_uri,
             namespace=config.namespace,
             name=config.name,
             job_id=message.job_id,
-            s3=s3_settings_for(config.s3),
         )
+        storage = CheckpointStorage(location, stores=self.stores or StoreFactory(s3_settings_for(config.s3)))
         if not storage.local_disk:  # the client's set-up now, while the slot is idle, not in the first checkpoint
             self.executor.submit(storage.warm_up)
         settings = message.settings

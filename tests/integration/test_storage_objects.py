@@ -14,9 +14,17 @@ from tests.support.s3server import S3Endpoint
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "s3", "memory"])
 def root(request: pytest.FixtureRequest, tmp_path: Path) -> Root:
-    return make_root(request.param, request, tmp_path)
+    """Every store keeps the same contract; ``memory`` is the test kit's ``MemoryObjectStore``."""
+    made = make_root(request.param, request, tmp_path)
+    if request.param == "memory":
+        request.addfinalizer(lambda: _nothing_on_disk(tmp_path))
+    return made
+
+
+def _nothing_on_disk(tmp_path: Path) -> None:
+    assert not (tmp_path / "in-memory").exists(), "the in-memory store wrote to the path its URI names"
 
 
 def test_put_get_exists_delete(root: Root) -> None:

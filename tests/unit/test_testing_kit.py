@@ -19,6 +19,7 @@ from streamjob.worker.api.state import ValueStateDescriptor
 from streamjob.worker.testing import (
     CommitRecordingSink,
     FakeClock,
+    InMemoryStorage,
     JobError,
     TestingSink,
     TestingSource,
@@ -69,14 +70,22 @@ def test_two_aborts_restart_twice() -> None:
     assert sorted(tuple(r) for r in out) == expected_sums(RECORDS)
 
 
-def test_eof_ends_the_run_and_a_restore_reads_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["memory", "directory"])
+def test_eof_ends_the_run_and_a_restore_reads_on(tmp_path: Path, kind: str) -> None:
+    storage: InMemoryStorage | Path = (
+        InMemoryStorage((tmp_path / "named-only").as_uri()) if kind == "memory" else tmp_path / "checkpoints"
+    )
     out: list[Any] = []
     source = TestingSource([*RECORDS[:30], EOF, *RECORDS[30:]])
-    first = run_in_process(running_sums(source, TestingSink(out)), parallelism=2, storage=tmp_path)
+    first = run_in_process(running_sums(source, TestingSink(out)), parallelism=2, storage=storage)
     assert first.state == "FINISHED" and first.restarts == 0
     assert sorted(tuple(r) for r in out) == expected_sums(RECORDS[:30])
+    if isinstance(storage, InMemoryStorage):
+        assert not (tmp_path / "named-only").exists()  # the URI only names the keys
+        assert any(k.endswith(f"/{first.job_id}/_lineage.json") for k in storage.object_uris())
+        assert any(k.endswith("/_metadata") and "/chk-" in k for k in storage.object_uris())
     out.clear()
-    second = run_in_process(running_sums(source, TestingSink(out)), parallelism=2, storage=tmp_path, restore="latest")
+    second = run_in_process(running_sums(source, TestingSink(out)), parallelism=2, storage=storage, restore="latest")
     assert second.job_id == first.job_id  # the same lineage, its keyed state restored
     assert sorted(tuple(r) for r in out) == sorted(set(expected_sums(RECORDS)) - set(expected_sums(RECORDS[:30])))
 

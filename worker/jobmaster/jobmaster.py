@@ -64,9 +64,10 @@ from streamjob.worker.protocol.rest import (
     VertexView,
     WorkerView,
 )
-from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
+from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation
 from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
+from streamjob.worker.storage.stores import StoreFactory
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,15 @@ class JobMaster:
         launcher: Launcher | None = None,
         events: EventSink | None = None,
         hold_deploy_until: float | None = None,
+        stores: StoreFactory | None = None,
     ) -> None:
-        """``hold_deploy_until`` (``time.monotonic()``): no task of the first attempt is deployed before it."""
+        """``hold_deploy_until`` (``time.monotonic()``): no task of the first attempt is deployed before it.
+
+        ``stores`` opens the checkpoint storage's URIs (default: files and S3 with the job's S3
+        settings); the in-process test kit passes its in-memory storage.
+        """
         self.plan = plan
+        self.stores = stores
         self.hold_deploy_until = hold_deploy_until
         self.config = plan.config
         self.graph = plan.graph
@@ -218,14 +225,14 @@ class JobMaster:
 
     # -- job lifecycle ------------------------------------------------------------------------------
     def _open_storage(self) -> CheckpointStorage:
-        return CheckpointStorage.open(
+        location = JobStorageLocation.parse(
             self.plan.checkpoints_uri,
             self.plan.savepoints_uri,
             namespace=self.config.namespace,
             name=self.config.name,
             job_id=self.job_id,
-            s3=s3_settings_for(self.config.s3),
         )
+        return CheckpointStorage(location, stores=self.stores or StoreFactory(s3_settings_for(self.config.s3)))
 
     async def _resolve_start(self) -> str | None:
         """Picks the jobId and the first restore point (``latest`` continues the newest lineage)."""
@@ -236,11 +243,13 @@ class JobMaster:
 
             found = await loop.run_in_executor(
                 self.executor,
-                latest_lineage,
-                self.plan.checkpoints_uri,
-                self.config.namespace,
-                self.config.name,
-                s3_settings_for(self.config.s3),
+                lambda: latest_lineage(
+                    self.plan.checkpoints_uri,
+                    self.config.namespace,
+                    self.config.name,
+                    s3_settings_for(self.config.s3),
+                    stores=self.stores,
+                ),
             )
             if found is None:
                 raise ConfigError(

@@ -64,9 +64,17 @@ def lineage_candidates(job_dir: ObjectStore) -> list[LineageCandidate]:
 
 
 def latest_lineage(
-    checkpoints: str | StorageUri, namespace: str, name: str, s3: S3Settings | None = None
+    checkpoints: str | StorageUri,
+    namespace: str,
+    name: str,
+    s3: S3Settings | None = None,
+    *,
+    stores: StoreFactory | None = None,
 ) -> str | None:
-    """The jobId to continue for ``--restore latest``, or None when no jobId has anything to restore."""
+    """The jobId to continue for ``--restore latest``, or None when no jobId has anything to restore.
+
+    ``stores`` opens the URI (default: a ``StoreFactory`` with ``s3``).
+    """
     root = parse_storage_uri(checkpoints).join(check_segment(namespace, "namespace"), check_segment(name, "job name"))
-    candidates = lineage_candidates(StoreFactory(s3).open(root))
+    candidates = lineage_candidates((stores or StoreFactory(s3)).open(root))
     return candidates[0].job_id if candidates else None

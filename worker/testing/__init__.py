@@ -5,7 +5,8 @@ Two ways to run a job under test, both on the runtime's real code paths:
 - in this process (``in_process.py``): ``run_in_process(env, parallelism=...)`` runs the JobMaster
   and the slots as coroutines on one event loop, with ``TestingSource`` (items with ``ABORT`` and
   ``EOF`` markers), ``TestingSink`` / ``CommitRecordingSink`` (exactly-once, into a list) and
-  ``FakeClock`` (processing time under the test's control)::
+  ``FakeClock`` (processing time under the test's control); checkpoints go to ``InMemoryStorage``
+  unless the test names a directory::
 
       out = []
       result = run_in_process(build(TestingSource([1, 2, TestingSource.ABORT, 3]), TestingSink(out)))
@@ -36,6 +37,7 @@ from streamjob.worker.testing.local_job import (
     read_committed_files,
     run_cli,
 )
+from streamjob.worker.testing.memory import InMemoryStorage, MemoryObjectStore
 from streamjob.worker.testing.sinks import CommitRecordingSink, TestingSink
 from streamjob.worker.testing.sources import TestingAbort, TestingSource
 
@@ -47,9 +49,11 @@ __all__ = [
     "FaultInjector",
     "FaultPlan",
     "InProcessLauncher",
+    "InMemoryStorage",
     "InProcessResult",
     "JobError",
     "LocalJob",
+    "MemoryObjectStore",
     "TestingAbort",
     "TestingSink",
     "TestingSource",

@@ -40,7 +40,9 @@ from streamjob.worker.loader import LoadedJob
 from streamjob.worker.protocol.auth import new_job_secret
 from streamjob.worker.runtime.context import use_processing_clock
 from streamjob.worker.slot import Slot
+from streamjob.worker.storage.stores import StoreFactory
 from streamjob.worker.testing.local_job import JobError
+from streamjob.worker.testing.memory import InMemoryStorage
 
 __all__ = ["InProcessLauncher", "InProcessResult", "run_in_process", "run_in_process_async"]
 
@@ -75,9 +77,16 @@ class InProcessLauncher:
     nothing of a failed attempt runs on beside the next one.
     """
 
-    def __init__(self, secret: str, loader: Callable[[str, list[str]], LoadedJob], work_dir: Path) -> None:
-        """``secret``: the run's job secret; ``loader``: builds each slot's copy of the job."""
+    def __init__(
+        self,
+        secret: str,
+        loader: Callable[[str, list[str]], LoadedJob],
+        work_dir: Path,
+        stores: StoreFactory | None = None,
+    ) -> None:
+        """``secret``: the run's job secret; ``loader``: builds each slot's copy of the job; ``stores``: its storage."""
         self.secret = secret
+        self.stores = stores
         self.loader = loader
         self.work_dir = work_dir
         self.current: list[tuple[Slot, asyncio.Task[int]]] = []
@@ -90,7 +99,7 @@ class InProcessLauncher:
         for index in range(slots):
             work = self.work_dir / f"attempt-{attempt}-slot-{index}"
             work.mkdir(parents=True, exist_ok=True)
-            slot = Slot(jobmaster, "127.0.0.1", self.secret, work_dir=work, loader=self.loader)
+            slot = Slot(jobmaster, "127.0.0.1", self.secret, work_dir=work, loader=self.loader, stores=self.stores)
             task = loop.create_task(slot.run(), name=f"streamjob-slot-{index}-attempt-{attempt}")
             self.current.append((slot, task))
             self.started.append((slot, task))
@@ -155,7 +164,7 @@ async def run_in_process_async(
     *,
     parallelism: int | None = None,
     restore: str | None = None,
-    storage: str | Path | None = None,
+    storage: str | Path | InMemoryStorage | None = None,
     clock: Callable[[], int] | None = None,
     name: str = "in-process",
     max_restarts: int = 3,
@@ -169,11 +178,13 @@ async def run_in_process_async(
     if not isinstance(max_restarts, int) or max_restarts < 0:
         raise ValueError(f"run_in_process max_restarts must be an int >= 0, got {max_restarts!r}")
     own_dir = Path(tempfile.mkdtemp(prefix="streamjob-in-process-"))
-    checkpoints_uri = (
-        (Path(storage).resolve().as_uri() if "://" not in str(storage) else str(storage))
-        if storage is not None
-        else (own_dir / "checkpoints").as_uri()
-    )
+    if storage is None:
+        storage = InMemoryStorage()
+    stores = storage if isinstance(storage, InMemoryStorage) else None
+    if isinstance(storage, InMemoryStorage):
+        checkpoints_uri = storage.checkpoints_uri
+    else:
+        checkpoints_uri = Path(storage).resolve().as_uri() if "://" not in str(storage) else str(storage)
     overrides = CheckpointOverrides()
     if env.checkpoint_config.settings().interval_ms is None:
         overrides = CheckpointOverrides(interval_ms=DEFAULT_INTERVAL_MS)
@@ -191,8 +202,8 @@ async def run_in_process_async(
     events: list[tuple[str, dict[str, Any]]] = []
     plan = resolve_plan(config, loaded, default_checkpoints_uri=checkpoints_uri)
     secret = new_job_secret()
-    launcher = InProcessLauncher(secret, _copying_loader(env, loaded.job_name, module), own_dir / "slots")
-    jm = JobMaster(plan, launcher=launcher, events=lambda kind, data: events.append((kind, dict(data))))
+    launcher = InProcessLauncher(secret, _copying_loader(env, loaded.job_name, module), own_dir / "slots", stores)
+    jm = JobMaster(plan, launcher=launcher, events=lambda kind, data: events.append((kind, dict(data))), stores=stores)
     control = ControlServer(jm, secret)
     clock_token = use_processing_clock(clock) if clock is not None else None
     frozen_before = gc.get_freeze_count()
@@ -235,7 +246,7 @@ def run_in_process(
     *,
     parallelism: int | None = None,
     restore: str | None = None,
-    storage: str | Path | None = None,
+    storage: str | Path | InMemoryStorage | None = None,
     clock: Callable[[], int] | None = None,
     name: str = "in-process",
     max_restarts: int = 3,
@@ -246,9 +257,9 @@ def run_in_process(
     """Runs the job built in ``env`` to its end in this process; returns how it ended.
 
     - ``parallelism``: the job's default parallelism (as ``streamjob run --parallelism``).
-    - ``storage``: the checkpoints directory or URI (default: a temporary directory, removed
-      afterwards); give the same one to a later run with ``restore="latest"`` (or a snapshot URI)
-      to resume where this one stopped.
+    - ``storage``: where checkpoints go: an ``InMemoryStorage`` (the default: a fresh one) or a
+      checkpoints directory or URI; give the same one to a later run with ``restore="latest"`` (or a
+      snapshot URI) to resume where this one stopped.
     - ``clock``: the processing-time clock of the run (a ``FakeClock``).
     - ``max_restarts``: failed attempts are restarted at once from the latest checkpoint, at most
       this often; then the job fails.
