@@ -1,6 +1,8 @@
 """Per-user balance with exactly-once state (the seeds' ExactlyOnceProcessingExample, in Python).
 
-Run it: ``streamjob run examples/balance.py --checkpoint-interval 1s``
+Run it: ``streamjob run examples/balance.py --checkpoint-interval 1s``. ``balances`` is the pipeline
+without its source and sink, so that a test can feed it (``tests/unit/test_example_balance.py`` crashes
+and resumes it in process with ``streamjob.worker.testing``).
 """
 
 from dataclasses import dataclass
@@ -33,6 +35,11 @@ class BalanceManager(RichMapFunction):
         return f"User {tx.user_id} balance: {new_balance}"
 
 
+def balances(transactions):
+    """Each transaction's new balance line, with the balance per user in keyed state."""
+    return transactions.key_by(lambda tx: tx.user_id).map(BalanceManager()).uid("balance-manager")
+
+
 def build():
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(5000)
@@ -50,8 +57,7 @@ def build():
         Transaction("user3", 300.0, 4_000),
     ).uid("transactions")
 
-    results = transactions.key_by(lambda tx: tx.user_id).map(BalanceManager()).uid("balance-manager")
-    results.print()
+    balances(transactions).print()
     env.execute("Exactly Once Processing Example")
 
 

@@ -237,7 +237,7 @@ async def run_in_process_async(
         events=events,
     )
     if raise_on_failure and result.state == "FAILED":
-        raise JobError(f"the in-process job FAILED after {result.restarts} restarts: {jm.failure}")
+        raise JobError(f"the in-process job FAILED ({len(result.failures)} failed attempts): {jm.failure}")
     return result
 
 
