@@ -193,7 +193,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.binary(max_size=64))
 def test_arbitrary_bytes_are_a_message_or_one_protocol_error(data: bytes) -> None:
     for schema in (m.TO_SLOT, m.TO_JOBMASTER):
@@ -207,7 +207,7 @@ def test_arbitrary_bytes_are_a_message_or_one_protocol_error(data: bytes) -> Non
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(kind=st.sampled_from(KINDS), fields=st.dictionaries(st.sampled_from(FIELD_NAMES), _values, max_size=4))
 def test_wrong_fields_of_a_known_kind_are_one_protocol_error(kind: str, fields: dict[str, Any]) -> None:
     data = msgpack.packb({"t": kind, **fields}, use_bin_type=True)

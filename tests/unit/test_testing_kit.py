@@ -7,6 +7,7 @@ and a resume, and that the kit's fakes keep their promises.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from streamjob.worker.api.environment import StreamExecutionEnvironment
 from streamjob.worker.api.functions import KeyedProcessFunction
 from streamjob.worker.api.state import ValueStateDescriptor
+from streamjob.worker.errors import ConfigError
 from streamjob.worker.testing import (
     CommitRecordingSink,
     FakeClock,
@@ -24,6 +26,7 @@ from streamjob.worker.testing import (
     TestingSink,
     TestingSource,
     run_in_process,
+    run_in_process_async,
 )
 
 pytestmark = pytest.mark.unit
@@ -180,3 +183,27 @@ def test_fake_clock_refuses_to_go_back() -> None:
         clock.set(19)
     with pytest.raises(ValueError, match="advance"):
         clock.advance(-1)
+
+
+def test_bad_arguments_are_one_clear_error() -> None:
+    env = running_sums(TestingSource(RECORDS), TestingSink([]))
+    with pytest.raises(ConfigError, match="parallelism"):
+        run_in_process(env, parallelism=0)
+    with pytest.raises(ValueError, match="max_restarts"):
+        run_in_process(env, max_restarts=-1)
+    with pytest.raises(TypeError, match="list"):
+        TestingSink(())  # type: ignore[arg-type]
+
+    async def inside_a_loop() -> None:
+        with pytest.raises(RuntimeError, match="run_in_process_async"):
+            run_in_process(env)
+
+    asyncio.run(inside_a_loop())
+
+
+def test_the_async_variant_runs_on_the_callers_loop() -> None:
+    out: list[Any] = []
+    result = asyncio.run(
+        run_in_process_async(running_sums(TestingSource(RECORDS[:9]), TestingSink(out)), parallelism=2)
+    )
+    assert result.state == "FINISHED" and sorted(tuple(r) for r in out) == expected_sums(RECORDS[:9])

@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from streamjob.worker.api.environment import StreamExecutionEnvironment
-from streamjob.worker.config import CheckpointOverrides, JobConfig, RestartStrategy
-from streamjob.worker.errors import PipelineError
+from streamjob.worker.config import CheckpointOverrides, JobConfig, RestartStrategy, describe_validation_error
+from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.jobmaster.control import ControlServer
 from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.loader import LoadedJob
@@ -177,7 +179,6 @@ async def run_in_process_async(
         raise TypeError(f"run_in_process needs the job's StreamExecutionEnvironment, got {type(env).__name__}")
     if not isinstance(max_restarts, int) or max_restarts < 0:
         raise ValueError(f"run_in_process max_restarts must be an int >= 0, got {max_restarts!r}")
-    own_dir = Path(tempfile.mkdtemp(prefix="streamjob-in-process-"))
     if storage is None:
         storage = InMemoryStorage()
     stores = storage if isinstance(storage, InMemoryStorage) else None
@@ -188,20 +189,24 @@ async def run_in_process_async(
     overrides = CheckpointOverrides()
     if env.checkpoint_config.settings().interval_ms is None:
         overrides = CheckpointOverrides(interval_ms=DEFAULT_INTERVAL_MS)
-    config = JobConfig(
-        name=name,
-        entrypoint=f"in-process:{module}",
-        parallelism=parallelism,
-        checkpoint=overrides,
-        checkpoints_uri=checkpoints_uri,
-        restore_from=restore,
-        restart=RestartStrategy(kind="fixed-delay", attempts=max_restarts, delay_ms=0),
-        restart_in_place=True,
-    )
+    try:
+        config = JobConfig(
+            name=name,
+            entrypoint=f"in-process:{module}",
+            parallelism=parallelism,
+            checkpoint=overrides,
+            checkpoints_uri=checkpoints_uri,
+            restore_from=restore,
+            restart=RestartStrategy(kind="fixed-delay", attempts=max_restarts, delay_ms=0),
+            restart_in_place=True,
+        )
+    except ValidationError as err:
+        raise ConfigError(f"run_in_process: {describe_validation_error(err)}") from None
     loaded = LoadedJob(env, env.job_name or name, module)
     events: list[tuple[str, dict[str, Any]]] = []
     plan = resolve_plan(config, loaded, default_checkpoints_uri=checkpoints_uri)
     secret = new_job_secret()
+    own_dir = Path(tempfile.mkdtemp(prefix="streamjob-in-process-"))  # the slots' work dirs, removed at the end
     launcher = InProcessLauncher(secret, _copying_loader(env, loaded.job_name, module), own_dir / "slots", stores)
     jm = JobMaster(plan, launcher=launcher, events=lambda kind, data: events.append((kind, dict(data))), stores=stores)
     control = ControlServer(jm, secret)
@@ -270,6 +275,12 @@ def run_in_process(
     A job without a checkpoint interval gets 100 ms. Must not be called from a running event
     loop: async tests await ``run_in_process_async``.
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop runs here: the run gets its own
+    else:
+        raise RuntimeError("run_in_process cannot run inside a running event loop: await run_in_process_async(...)")
     if module is None:
         module = str(sys._getframe(1).f_globals.get("__name__", "__main__"))
     coro = run_in_process_async(
