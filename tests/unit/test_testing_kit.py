@@ -207,3 +207,32 @@ def test_the_async_variant_runs_on_the_callers_loop() -> None:
         run_in_process_async(running_sums(TestingSource(RECORDS[:9]), TestingSink(out)), parallelism=2)
     )
     assert result.state == "FINISHED" and sorted(tuple(r) for r in out) == expected_sums(RECORDS[:9])
+
+
+def test_in_memory_views_serve_a_checkpoint_round_trip() -> None:
+    """The storage views over memory: what a task writes, the coordinator completes, the JobMaster finds."""
+    from streamjob.worker.snapshot.metadata import CheckpointMetadata
+
+    worker, coordinator, job = InMemoryStorage().views(job_id="j1")
+    cid = coordinator.next_checkpoint_id()
+    writer = worker.writer(cid, "sums", 0)
+    handle = writer.write("state", b"payload")
+    writer.flush()
+    meta = CheckpointMetadata(
+        kind="checkpoint",
+        checkpoint_id=cid,
+        job_id="j1",
+        job_name="in-process",
+        namespace="local",
+        trigger_timestamp_ms=1,
+        completion_timestamp_ms=2,
+        duration_ms=1,
+        total_size=7,
+        max_parallelism=128,
+        mode="EXACTLY_ONCE",
+    )
+    location = coordinator.write_metadata(meta)
+    found = job.latest_retained()
+    assert found is not None and found.metadata_uri == location and found.checkpoint_id == cid
+    assert worker.reader(worker.checkpoint_base_uri).read(handle) == b"payload"
+    assert coordinator.next_checkpoint_id() == cid + 1

@@ -6,9 +6,9 @@ whose stores keep their objects in one dict instead of files or S3: give it to
 and read their checkpoints, ``_metadata`` and lineage there (through the real ``CheckpointStorage``,
 layout, discovery and retention code); give the same object to a later run with
 ``restore="latest"`` to resume. ``checkpoint_storage(...)`` binds one jobId's ``CheckpointStorage`` over
-it, which serves both storage views (``WorkerStorageView``, ``CoordinatorStorageView``) to unit tests
-of the parts that take them. URIs are names only here: nothing is read from or written to the path
-or bucket they name.
+it, which serves the storage views (``WorkerStorageView``, ``CoordinatorStorageView``,
+``JobStorageView``; ``views`` hands them out typed) to unit tests of the parts that take them. URIs
+are names only here: nothing is read from or written to the path or bucket they name.
 
 ``MemoryObjectStore`` keeps the ``ObjectStore`` contract (atomic puts, ``if_absent``, sorted
 listings, hidden ``.streamjob-*`` keys, multipart uploads, ``ObjectNotFoundError`` and
@@ -28,6 +28,7 @@ from streamjob.worker.storage.checkpoint_storage import (
     CheckpointStorage,
     CoordinatorStorageView,
     JobStorageLocation,
+    JobStorageView,
     WorkerStorageView,
 )
 from streamjob.worker.storage.object_store import (
@@ -220,7 +221,7 @@ class InMemoryStorage(StoreFactory):
         )
         return CheckpointStorage(location, stores=self)
 
-    def views(self, *, job_id: str) -> tuple[WorkerStorageView, CoordinatorStorageView]:
-        """The worker's and the coordinator's view of one jobId's storage (typed: mypy checks the fit)."""
+    def views(self, *, job_id: str) -> tuple[WorkerStorageView, CoordinatorStorageView, JobStorageView]:
+        """The slot's, the coordinator's and the JobMaster's view of one jobId's storage (mypy checks the fit)."""
         storage = self.checkpoint_storage(job_id=job_id)
-        return storage, storage
+        return storage, storage, storage
