@@ -11,13 +11,18 @@ idle poll (50 ms), so a test waits for the effect, never for an amount of time.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 __all__ = ["FakeClock"]
 
 
 class FakeClock:
-    """Epoch milliseconds that only move forward when told to; safe to call from any thread."""
+    """Epoch milliseconds that only move forward when told to; safe to call from any thread.
+
+    Only processing time (``now_ms``) is fake: ``monotonic`` and ``thread_time`` are the real clocks, so
+    the object also has the shape of a task's clock (monotonic seconds, wall milliseconds, CPU seconds).
+    """
 
     def __init__(self, start_ms: int = 0) -> None:
         """``start_ms``: the initial time (epoch milliseconds)."""
@@ -37,6 +42,14 @@ class FakeClock:
     def now_ms(self) -> int:
         """The current time (epoch milliseconds)."""
         return self._now
+
+    def monotonic(self) -> float:
+        """Real monotonic seconds: durations, timeouts and time slices of the task loop keep real time."""
+        return time.monotonic()
+
+    def thread_time(self) -> float:
+        """Real CPU seconds of the calling thread."""
+        return time.thread_time()
 
     def advance(self, ms: int) -> int:
         """Moves time forward by ``ms``; returns the new time."""
