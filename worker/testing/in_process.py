@@ -40,6 +40,7 @@ from streamjob.worker.jobmaster.control import ControlServer
 from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
 from streamjob.worker.loader import LoadedJob
 from streamjob.worker.protocol.auth import new_job_secret
+from streamjob.worker.protocol.rest import JobState
 from streamjob.worker.runtime.context import use_processing_clock
 from streamjob.worker.slot import Slot
 from streamjob.worker.storage.stores import StoreFactory
@@ -56,8 +57,8 @@ DEFAULT_INTERVAL_MS = 100
 class InProcessResult:
     """How an in-process run ended, and what happened on the way."""
 
-    state: str
-    """FINISHED, CANCELED or FAILED (the JobMaster's final state)."""
+    state: JobState
+    """FINISHED, CANCELED or FAILED (the JobMaster's final state; a ``str`` enum)."""
     exit_code: int
     attempts: int
     """Attempts deployed (1 + restarts, unless an attempt failed before it was deployed)."""
@@ -241,7 +242,7 @@ async def run_in_process_async(
         checkpoints_uri=checkpoints_uri,
         events=events,
     )
-    if raise_on_failure and result.state == "FAILED":
+    if raise_on_failure and result.state is JobState.FAILED:
         raise JobError(f"the in-process job FAILED ({len(result.failures)} failed attempts): {jm.failure}")
     return result
 
