@@ -8,6 +8,7 @@ and a resume, and that the kit's fakes keep their promises.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from streamjob.worker.api.environment import StreamExecutionEnvironment
-from streamjob.worker.api.functions import KeyedProcessFunction
+from streamjob.worker.api.functions import KeyedProcessFunction, MapFunction
 from streamjob.worker.api.state import ValueStateDescriptor
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.testing import (
@@ -236,3 +237,19 @@ def test_in_memory_views_serve_a_checkpoint_round_trip() -> None:
     assert found is not None and found.metadata_uri == location and found.checkpoint_id == cid
     assert worker.reader(worker.checkpoint_base_uri).read(handle) == b"payload"
     assert coordinator.next_checkpoint_id() == cid + 1
+
+
+class HoldsALock(MapFunction[Any, Any]):
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # made in the constructor: no slot could build its own copy
+
+    def map(self, value: Any) -> Any:
+        return value
+
+
+def test_a_pipeline_that_cannot_be_copied_fails_once_with_the_fix() -> None:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.from_source(TestingSource(RECORDS)).map(HoldsALock()).add_sink(TestingSink([]))
+    with pytest.raises(JobError, match=r"copy\.deepcopy failed.*open\(\)") as caught:
+        run_in_process(env, max_restarts=3)
+    assert "(1 failed attempts)" in str(caught.value)  # final at once: a restart would copy the same pipeline
