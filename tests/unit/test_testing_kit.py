@@ -253,3 +253,24 @@ def test_a_pipeline_that_cannot_be_copied_fails_once_with_the_fix() -> None:
     with pytest.raises(JobError, match=r"copy\.deepcopy failed.*open\(\)") as caught:
         run_in_process(env, max_restarts=3)
     assert "(1 failed attempts)" in str(caught.value)  # final at once: a restart would copy the same pipeline
+
+
+def test_testing_sink_keeps_the_two_phase_commit_contract() -> None:
+    out: list[Any] = []
+    sink = TestingSink(out)
+    committed_before_crash = sink.begin_transaction()
+    sink.invoke_batch(committed_before_crash, [1, 2])
+    sink.pre_commit(committed_before_crash)
+    open_at_crash = sink.begin_transaction()
+    sink.invoke(open_at_crash, 3)
+    assert out == []  # nothing is visible before a commit
+    # the attempt crashed after the checkpoint completed but before it committed; a new sink (a restored
+    # attempt, or a later run) finds both handles in the restored state:
+    restored = TestingSink(out)
+    restored.recover_and_commit(committed_before_crash)
+    restored.recover_and_abort(open_at_crash)
+    restored.commit(committed_before_crash)  # again: a no-op
+    assert out == [1, 2]
+    with pytest.raises(RuntimeError, match="unknown to this process"):
+        restored.commit(open_at_crash)  # aborted: its records are gone and never appear
+    assert out == [1, 2]
