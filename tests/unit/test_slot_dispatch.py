@@ -5,6 +5,7 @@ but not bad frames. Against fake tasks and a fake connection (a ``StreamReader``
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,9 @@ class FakeTask:
 
     def cancel(self) -> None:
         self._call("cancel")
+
+    async def run(self) -> None:
+        self._call("run")
 
 
 def sent(slot: Slot) -> list[Any]:
@@ -204,3 +208,38 @@ def test_a_frame_over_the_limit_drops_the_connection(slot: Slot, caplog: pytest.
         run_receive(slot, stream)
     assert task.calls == [] and not slot.done.is_set()  # the slot ends as having lost its JobMaster
     assert any("dropped the control connection" in r.getMessage() for r in caplog.records)
+
+
+def test_start_runs_every_task_and_reports_a_failed_one(slot: Slot) -> None:
+    good, bad = with_tasks(slot, FakeTask("a", source=True), FakeTask("b", fail_on="run"))
+    frozen = gc.get_freeze_count()
+
+    async def go() -> None:
+        await slot._dispatch(m.Start())
+        await asyncio.wait_for(asyncio.gather(*slot.running), 5.0)
+
+    try:
+        asyncio.run(go())
+    finally:
+        if frozen == 0:
+            gc.unfreeze()  # _start freezes the heap, as a slot process does once its tasks run
+    assert good.calls == [("run", None)] and bad.calls == [("run", None)]
+    (report,) = sent(slot)
+    assert isinstance(report, m.TaskFailed) and report.vertex == "b" and "run broke" in report.error
+    assert slot.closed_tasks == 1 and not slot.done.is_set()  # the JobMaster ends the attempt, not the slot
+
+
+def test_a_slot_whose_tasks_all_end_says_so_and_ends(slot: Slot) -> None:
+    with_tasks(slot, FakeTask("a", source=True), FakeTask("b"))
+    frozen = gc.get_freeze_count()
+
+    async def go() -> None:
+        await slot._dispatch(m.Start())
+        await asyncio.wait_for(asyncio.gather(*slot.running), 5.0)
+
+    try:
+        asyncio.run(go())
+    finally:
+        if frozen == 0:
+            gc.unfreeze()
+    assert [type(x) for x in sent(slot)] == [m.SlotFinished] and slot.done.is_set()
