@@ -7,217 +7,37 @@ tracebacks are for bugs only (``--debug`` shows them for everything).
 from __future__ import annotations
 
 import argparse
-import difflib
-import enum
 import json
 import logging
-import math
 import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
-from urllib.parse import urlsplit
+from typing import Any
 
 from streamjob.worker.cli_tls import add_client_tls_flags, add_run_tls_flags, rest_client_tls, run_tls_config
+from streamjob.worker.cli_values import (
+    checked,
+    checkpoint_keys,
+    count_between,
+    host_port,
+    parse_define,
+    parse_duration_ms,
+    parse_interval_ms,
+    read_jobmaster_address,
+    rest_url,
+    seconds_up_to,
+    slot_jobmaster,
+    split_job_args,
+    storage_uri,
+)
 from streamjob.worker.config import (
-    MAX_DURATION_MS,
     MAX_PARALLELISM,
-    MIN_INTERVAL_MS,
     CheckpointingMode,
-    CheckpointOverrides,
 )
 from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import require_job_secret
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
-
-
-def parse_duration_ms(text: str) -> int:
-    """``500ms``, ``1s``, ``2m``, ``1h`` or plain milliseconds, at most ``MAX_DURATION_MS``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"'{text}' is not a duration; use e.g. 500ms, 1s, 2m or a number of milliseconds")
-    value, unit = float(match.group(1)), match.group(2) or "ms"
-    factor = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}[unit]
-    ms = value * factor
-    if not math.isfinite(ms) or ms > MAX_DURATION_MS:
-        raise ConfigError(f"'{text}' is too long a duration; the longest is {MAX_DURATION_MS} ms (about 24 days)")
-    return int(ms)
-
-
-def parse_interval_ms(text: str) -> int:
-    """``--checkpoint-interval``: a duration of at least ``MIN_INTERVAL_MS`` (0 would mean "off", not a flag value)."""
-    ms = parse_duration_ms(text)
-    if ms < MIN_INTERVAL_MS:
-        raise ConfigError(
-            f"'{text}' is shorter than the shortest checkpoint interval, {MIN_INTERVAL_MS}ms; to run without "
-            "checkpoints leave the flag out and do not call env.enable_checkpointing()"
-        )
-    return ms
-
-
-def _count(low: int, high: int) -> Callable[[str], int]:
-    """An integer flag within [low, high] (argparse names the flag in the error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(f"'{text}' is not a whole number") from None
-        if not low <= value <= high:
-            raise ConfigError(f"must be from {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _seconds(high: float) -> Callable[[str], float]:
-    """A number of seconds in [0, high]."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"'{text}' is not a number of seconds") from None
-        if not math.isfinite(value) or not 0 <= value <= high:
-            raise ConfigError(f"must be from 0 to {high:g} seconds, got {text}")
-        return value
-
-    return parse
-
-
-def _scalar(text: str) -> Any:
-    """``true``/``false``/numbers as JSON, anything else as a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _uri(text: str) -> str:
-    from streamjob.worker.storage.uri import parse_storage_uri
-
-    if "://" not in text:
-        return Path(text).resolve().as_uri()
-    return str(parse_storage_uri(text))
-
-
-def _checked(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse ``type=``: every option is checked while parsing, before a command contacts anything."""
-
-    def check(text: str) -> Any:
-        try:
-            return convert(text)
-        except StreamJobError as err:
-            raise argparse.ArgumentTypeError(str(err)) from err
-
-    return check
-
-
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
-
-
-def _host_port(text: str) -> str:
-    """``HOST:PORT`` of a JobMaster's control port (an ``http://HOST:PORT`` URL is accepted too)."""
-    if text.startswith("http://") and urlsplit(text).path.strip("/") == "":
-        text = urlsplit(text).netloc
-    host, sep, port = text.rpartition(":")
-    if not sep or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"'{text}' is not a JobMaster address; use HOST:PORT, e.g. 10.0.0.5:6123")
-    return text
-
-
-def _slot_jobmaster(text: str) -> str:
-    """A slot's ``--jobmaster``: ``HOST:PORT``, or ``-`` to read it from standard input (prestarted local slots)."""
-    return text if text == "-" else _host_port(text)
-
-
-def read_jobmaster_address(stream: Any) -> str:
-    """The control port's address a prestarted slot reads from its pipe (``LocalProcessLauncher.prestart``).
-
-    One ``HOST:PORT`` line; end of input without one means the JobMaster is gone or stopped the slot.
-    """
-    line = stream.readline(256)
-    text = line.decode("utf-8", "replace").strip() if isinstance(line, bytes) else str(line).strip()
-    if not text:
-        raise ConfigError("the JobMaster ended before it gave this slot its address (standard input closed)")
-    return _host_port(text)
-
-
-def _rest_url(text: str) -> str:
-    """The JobMaster's REST base URL from ``HOST:PORT`` or an ``http(s)://`` URL."""
-    url = text if "://" in text else f"http://{text}"
-    parts = urlsplit(url)
-    try:
-        host = f"[{parts.hostname}]" if "[" in parts.netloc else parts.hostname or ""  # IPv6 needs its brackets
-        valid = (
-            parts.port != 0
-            and parts.scheme in ("http", "https")
-            and bool(_HOST.match(host))
-            and not parts.netloc.endswith(":")
-            and not parts.query
-            and not parts.fragment
-        )
-    except ValueError:  # the port is not a number from 0 to 65535
-        valid = False
-    if not valid:
-        raise ConfigError(
-            f"'{text}' is not a JobMaster REST address; use HOST:PORT or an http(s) URL, e.g. "
-            "127.0.0.1:8081 or http://my-job-rest:8081"
-        )
-    return url.rstrip("/")
-
-
-def _value_form(name: str) -> str:
-    """How a ``-D checkpoint.<name>=VALUE`` is written, from the field's type."""
-    annotation = CheckpointOverrides.model_fields[name].annotation
-    kind = next((a for a in get_args(annotation) if a is not type(None)), annotation)
-    if kind is bool:
-        return "true|false"
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return "|".join(str(m.value) for m in kind)
-    return "DURATION" if name.endswith("_ms") else "N"
-
-
-def checkpoint_keys() -> dict[str, str]:
-    """Every ``-D checkpoint.KEY`` (the fields of ``CheckpointOverrides``) and the form of its value."""
-    return {name: _value_form(name) for name in CheckpointOverrides.model_fields}
-
-
-def parse_define(text: str) -> tuple[str, Any]:
-    """``checkpoint.KEY=VALUE`` → (KEY, value); ``*_ms`` keys take durations (``5s``), others JSON scalars."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.startswith("checkpoint."):
-        raise ConfigError(f"'{text}' is not checkpoint.KEY=VALUE (KEY as in job.json's checkpoint section)")
-    name = key.removeprefix("checkpoint.")
-    keys = checkpoint_keys()
-    if name not in keys:
-        close = difflib.get_close_matches(name, keys, n=1, cutoff=0.5)
-        hint = f"did you mean checkpoint.{close[0]}? " if close else ""
-        raise ConfigError(f"unknown checkpoint setting '{name}'; {hint}valid keys: {', '.join(keys)}")
-    if keys[name] == "DURATION":
-        return name, parse_duration_ms(value)
-    return name, _scalar(value)
-
-
-def split_job_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``run``'s own arguments and the job's, split at the first ``--`` after ``run``.
-
-    argparse cannot take ``--`` after the options that follow a positional (``run JOB -p 2 -- ARGS``),
-    so everything after it is the job's; other commands keep their argv (and argparse's ``--``).
-    """
-    i = 0
-    while i < len(argv) and argv[i].startswith("-"):
-        option = argv[i]
-        i += 2 if len(option) > 2 and "--log-level".startswith(option) else 1  # the one top-level option with a value
-    if i >= len(argv) or argv[i] != "run" or "--" not in argv[i:]:
-        return argv, []
-    cut = argv.index("--", i)
-    return argv[:cut], argv[cut + 1 :]
-
 
 _TOKEN_HELP = (
     "file holding the job's REST token (default: $STREAMJOB_REST_TOKEN, $STREAMJOB_REST_TOKEN_FILE, "
@@ -267,10 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--name", help="job name (default: from env.execute(name) or the file name)")
     run.add_argument(
-        "--parallelism", "-p", type=_checked(_count(1, MAX_PARALLELISM)), help="default parallelism of every operator"
+        "--parallelism",
+        "-p",
+        type=checked(count_between(1, MAX_PARALLELISM)),
+        help="default parallelism of every operator",
     )
     run.add_argument(
-        "--max-parallelism", type=_checked(_count(1, MAX_PARALLELISM)), help="number of key groups (default 128)"
+        "--max-parallelism", type=checked(count_between(1, MAX_PARALLELISM)), help="number of key groups (default 128)"
     )
     run.add_argument(
         "--checkpoint-dir",
@@ -280,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--savepoint-dir", help="where savepoints go (default: <checkpoint-dir>-savepoints)")
     run.add_argument(
         "--checkpoint-interval",
-        type=_checked(parse_interval_ms),
+        type=checked(parse_interval_ms),
         metavar="DURATION",
         help="checkpoint every DURATION (e.g. 1s, 500ms; at least 10ms); overrides the job's value",
     )
@@ -300,13 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="checkpoint.KEY=VALUE",
-        type=_checked(parse_define),
+        type=checked(parse_define),
         help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
         "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()),
     )
     run.add_argument(
         "--rest-port",
-        type=_checked(_count(0, 65535)),
+        type=checked(count_between(0, 65535)),
         default=8081,
         help="REST API port (0 = any free port; default 8081)",
     )
@@ -324,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URI",
-        type=_checked(_uri),
+        type=checked(storage_uri),
         help="also accept savepoint targets under URI (repeatable; by default only the job's savepoint directory)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -338,15 +161,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     jm.add_argument("--config", required=True, type=Path, help="path of job.json")
     jm.add_argument("--restore-from", help="'latest' or a snapshot URI (overrides the config)")
-    jm.add_argument("--rest-port", type=_checked(_count(0, 65535)), help="REST port (overrides the config)")
+    jm.add_argument("--rest-port", type=checked(count_between(0, 65535)), help="REST port (overrides the config)")
     jm.add_argument(
         "--control-port",
-        type=_checked(_count(0, 65535)),
+        type=checked(count_between(0, 65535)),
         help="the slots' control port (overrides the config; default 6123, 0 = any free port)",
     )
     jm.add_argument(
         "--hold-deploy",
-        type=_checked(_seconds(3600)),
+        type=checked(seconds_up_to(3600)),
         default=0.0,
         metavar="SECONDS",
         help="deploy no task sooner than SECONDS after this process started (the operator passes "
@@ -361,10 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--jobmaster",
         required=True,
-        type=_checked(_host_port),
+        type=checked(host_port),
         help="HOST:PORT of the JobMaster's control port (6123 unless the job config sets control_port)",
     )
-    w.add_argument("--slots", type=_checked(_count(1, 1024)), default=1, help="number of task slots (processes)")
+    w.add_argument("--slots", type=checked(count_between(1, 1024)), default=1, help="number of task slots (processes)")
     w.add_argument(
         "--data-host",
         default=os.environ.get("POD_IP", "0.0.0.0"),
@@ -372,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     slot = sub.add_parser("slot")  # internal (started by `worker` and local mode): no help= keeps it unlisted
-    slot.add_argument("--jobmaster", required=True, type=_checked(_slot_jobmaster))
+    slot.add_argument("--jobmaster", required=True, type=checked(slot_jobmaster))
     slot.add_argument("--data-host", default="127.0.0.1")
 
     sp = sub.add_parser(
@@ -383,15 +206,17 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--jobmaster",
         default="http://127.0.0.1:8081",
-        type=_checked(_rest_url),
+        type=checked(rest_url),
         help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)",
     )
-    sp.add_argument("--target", type=_checked(_uri), help="savepoint directory URI (default: the job's savepoints URI)")
+    sp.add_argument(
+        "--target", type=checked(storage_uri), help="savepoint directory URI (default: the job's savepoints URI)"
+    )
     sp.add_argument("--stop", action="store_true", help="stop the job after the savepoint (stop-with-savepoint)")
     sp.add_argument(
         "--timeout",
         default="10m",
-        type=_checked(parse_duration_ms),
+        type=checked(parse_duration_ms),
         metavar="DURATION",
         help="how long to wait (default 10m)",
     )
@@ -411,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--jobmaster",
         default="http://127.0.0.1:8081",
-        type=_checked(_rest_url),
+        type=checked(rest_url),
         help="the JobMaster's REST address: HOST:PORT or an http(s) URL (default http://127.0.0.1:8081)",
     )
     cancel.add_argument("--token-file", type=Path, metavar="FILE", help=_TOKEN_HELP)
@@ -442,9 +267,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "max_parallelism": args.max_parallelism,
         "state_backend": args.state_backend,
         "checkpoint": overrides,
-        "checkpoints_uri": _uri(args.checkpoint_dir) if args.checkpoint_dir else None,
-        "savepoints_uri": _uri(args.savepoint_dir) if args.savepoint_dir else None,
-        "restore_from": args.restore if args.restore in (None, "latest") else _uri(args.restore),
+        "checkpoints_uri": storage_uri(args.checkpoint_dir) if args.checkpoint_dir else None,
+        "savepoints_uri": storage_uri(args.savepoint_dir) if args.savepoint_dir else None,
+        "restore_from": args.restore if args.restore in (None, "latest") else storage_uri(args.restore),
         "allow_non_restored_state": args.allow_non_restored_state,
         "rest_port": args.rest_port,
         "allowed_savepoint_roots": args.allowed_savepoint_roots,
@@ -672,7 +497,7 @@ def _savepoint_complete(directory: str) -> bool:
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
     from streamjob.worker.storage.discovery import list_snapshots, render_snapshot_table
 
-    rows = list_snapshots(_uri(args.uri))
+    rows = list_snapshots(storage_uri(args.uri))
     if args.json:
         print(json.dumps([r.__dict__ for r in rows], default=str, indent=2))
         return 0
@@ -694,7 +519,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from streamjob.worker.demo import run_demo
 
-    return run_demo(_uri(args.checkpoint_dir) if args.checkpoint_dir else None)
+    return run_demo(storage_uri(args.checkpoint_dir) if args.checkpoint_dir else None)
 
 
 _COMMANDS = {

@@ -21,7 +21,7 @@ from streamjob.worker.api import (
     SourceReaderContext,
     StreamExecutionEnvironment,
 )
-from streamjob.worker.cli import parse_duration_ms
+from streamjob.worker.cli_values import parse_duration_ms
 from streamjob.worker.config import CheckpointOverrides, CheckpointSettings, parse_job_config
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.state.operator_state import even_slice
