@@ -520,7 +520,8 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
 
     from streamjob.worker.config import load_job_config
     from streamjob.worker.jobmaster.control import ControlServer
-    from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+    from streamjob.worker.jobmaster.jobmaster import JobMaster
+    from streamjob.worker.jobmaster.plan import resolve_plan
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.loader import load_job
     from streamjob.worker.protocol.auth import derive_rest_token
