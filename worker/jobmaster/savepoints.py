@@ -19,6 +19,7 @@ from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
 from streamjob.worker.checkpoint.decider import SavepointTrigger
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.protocol.rest import SavepointStatus, SavepointView
+from streamjob.worker.storage.layout import METADATA_FILE
 
 
 class CheckpointRef(Protocol):
@@ -106,7 +107,9 @@ class SavepointTracker:
     def _completed(self, checkpoint: CheckpointRef, location: str) -> None:
         request = self._requests.get(checkpoint.request_id) if checkpoint.request_id else None
         if request is not None:
-            request.status, request.location = SavepointStatus.COMPLETED, location.rsplit("/_metadata", 1)[0]
+            suffix = f"/{METADATA_FILE}"
+            directory = location[: -len(suffix)] if location.endswith(suffix) else location
+            request.status, request.location = SavepointStatus.COMPLETED, directory
 
     def _failed(self, checkpoint: CheckpointRef, reason: str) -> None:
         request = self._requests.get(checkpoint.request_id) if checkpoint.request_id else None
