@@ -20,6 +20,7 @@ from streamjob.operator.errors import JobMasterError
 from streamjob.operator.jobmaster_client import JobMasterClient
 from streamjob.worker.jobmaster.rest_auth import token_middleware
 from streamjob.worker.protocol.auth import derive_rest_token, new_job_secret
+from streamjob.worker.protocol.rest import JobState
 
 pytestmark = pytest.mark.unit
 
@@ -175,3 +176,26 @@ def test_a_savepoint_status_the_contract_does_not_know_is_an_error() -> None:
             await client.savepoint_status(address, "garbled")
 
     serve(check, [])
+
+
+def test_a_malformed_failure_detail_alone_is_dropped_not_the_round() -> None:
+    async def job(_: web.Request) -> web.Response:
+        body = recorded("job_restarted", state="FAILED", failure_detail={"exception": 3})
+        return web.json_response(body)
+
+    async def main() -> None:
+        application = web.Application()
+        application.router.add_get("/job", job)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                view = await JobMasterClient(session, timeout_s=2).job(f"127.0.0.1:{runner.addresses[0][1]}")
+        finally:
+            await runner.cleanup()
+        assert view.reachable and view.state is JobState.FAILED and view.detail is None
+        assert view.failure is not None and "was lost" in view.failure
+
+    asyncio.run(main())
