@@ -2,7 +2,8 @@
 
 Addresses are ``IP:PORT`` of the JobMaster pod (no cluster DNS needed), or ``https://IP:PORT`` for a
 job with ``spec.tls.rest``, verified with the operator's CA file (``operator_rest_tls``). Every call has a short
-timeout; connection errors, timeouts and non-2xx answers become ``JobMasterError``. ``JobMasterApi``
+timeout; connection errors, timeouts, non-2xx answers and bodies that are not the REST contract's models
+(``worker/protocol/rest.py``) become ``JobMasterError``. ``JobMasterApi``
 is the protocol the controller depends on; tests pass a fake JobMaster. Mutating calls carry the
 job's REST token (``derive_rest_token`` of the job's secret) as ``Authorization: Bearer``: one client
 serves every job, so the caller passes each job's token with the call.
@@ -11,16 +12,25 @@ serves every job, so the caller passes each job's token with the call.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from streamjob.operator.errors import JobMasterError
 from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.settings import REST_CA_FILE_ENV, OperatorConfig
-from streamjob.worker.protocol.rest import FailureDetail
+from streamjob.worker.protocol.rest import (
+    CancelAccepted,
+    CheckpointTriggered,
+    JobOverview,
+    SavepointStatus,
+    SavepointTriggered,
+    SavepointView,
+)
 from streamjob.worker.protocol.tls import rest_client_context
+
+B = TypeVar("B", bound=BaseModel)
 
 
 def operator_rest_tls(config: OperatorConfig) -> ssl.SSLContext | None:
@@ -90,27 +100,33 @@ class JobMasterClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             raise JobMasterError(f"{method} {url}: {err or type(err).__name__}") from err
 
+    async def _call(
+        self, model: type[B], method: str, address: str, path: str, body: dict[str, Any] | None = None, **kw: Any
+    ) -> B:
+        data = await self._request(method, address, path, body, **kw)
+        try:
+            return model.model_validate(data)
+        except ValidationError as err:
+            raise _not_the_contract(model, f"{method} {path} on {address}", err) from None
+
     async def job(self, address: str) -> JobMasterView:
-        """See ``JobMasterApi``; an unreachable JobMaster is a view, not an error."""
+        """See ``JobMasterApi``; an unreachable JobMaster (or one answering nonsense) is a view, not an error.
+
+        A malformed ``failure_detail`` alone is dropped: it is not worth failing the round for, the
+        pods still say why.
+        """
         try:
             data = await self._request("GET", address, "/job")
+            try:
+                overview = JobOverview.model_validate(data)
+            except ValidationError as err:
+                if not isinstance(data, dict) or any(e["loc"][:1] != ("failure_detail",) for e in err.errors()):
+                    raise _not_the_contract(JobOverview, f"GET /job on {address}", err) from None
+                overview = JobOverview.model_validate({**data, "failure_detail": None})
         except JobMasterError as err:
             return JobMasterView(reachable=False, error=str(err))
-        if not isinstance(data, dict):
-            return JobMasterView(reachable=True)
-        state = data.get("state")
-        failure = data.get("failure")
-        detail: FailureDetail | None = None
-        if data.get("failure_detail"):
-            try:
-                detail = FailureDetail.model_validate(data["failure_detail"])
-            except ValidationError:
-                detail = None  # a malformed report is not worth failing the round for: the pods still say why
         return JobMasterView(
-            reachable=True,
-            state=str(state).upper() if state else None,
-            failure=str(failure) if failure else None,
-            detail=detail,
+            reachable=True, state=overview.state, failure=overview.failure, detail=overview.failure_detail
         )
 
     async def trigger_savepoint(
@@ -120,31 +136,40 @@ class JobMasterClient:
         body: dict[str, Any] = {"stop": stop}
         if target is not None:
             body["target"] = target
-        data = await self._request("POST", address, "/savepoints", body, rest_token=rest_token)
-        request_id = data.get("request_id") if isinstance(data, dict) else None
-        if not request_id:
-            raise JobMasterError(f"POST /savepoints on {address} answered without a request_id: {data!r}")
-        return str(request_id)
+        triggered = await self._call(SavepointTriggered, "POST", address, "/savepoints", body, rest_token=rest_token)
+        if not triggered.request_id:
+            raise JobMasterError(f"POST /savepoints on {address} answered an empty request_id")
+        return triggered.request_id
 
     async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
         """See ``JobMasterApi``; an unknown request id (404) is UNKNOWN."""
         try:
-            data = await self._request("GET", address, f"/savepoints/{request_id}")
+            view = await self._call(SavepointView, "GET", address, f"/savepoints/{request_id}")
         except JobMasterError as err:
             if err.status == 404:
                 return SavepointPoll("UNKNOWN", reason=str(err))
             raise
-        status = str(data.get("status", "")).upper() if isinstance(data, dict) else ""
-        if status == "COMPLETED":
-            return SavepointPoll("COMPLETED", location=data.get("location"))
-        if status == "FAILED":
-            return SavepointPoll("FAILED", reason=data.get("reason"))
+        if view.status is SavepointStatus.COMPLETED:
+            return SavepointPoll("COMPLETED", location=view.location)
+        if view.status is SavepointStatus.FAILED:
+            return SavepointPoll("FAILED", reason=view.reason)
         return SavepointPoll("IN_PROGRESS")
 
     async def trigger_checkpoint(self, address: str, *, rest_token: str | None) -> None:
         """See ``JobMasterApi``."""
-        await self._request("POST", address, "/checkpoints", {}, rest_token=rest_token)
+        await self._call(CheckpointTriggered, "POST", address, "/checkpoints", {}, rest_token=rest_token)
 
     async def cancel(self, address: str, *, rest_token: str | None) -> None:
         """See ``JobMasterApi``."""
-        await self._request("POST", address, "/cancel", {}, rest_token=rest_token)
+        await self._call(CancelAccepted, "POST", address, "/cancel", {}, rest_token=rest_token)
+
+
+def _not_the_contract(model: type[BaseModel], call: str, err: ValidationError) -> JobMasterError:
+    """One line naming the model and the first bad field of an answer that is not the REST contract."""
+    errors = err.errors()
+    where = ".".join(str(part) for part in errors[0]["loc"]) or "(body)"
+    more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
+    return JobMasterError(
+        f"{call} answered a body that is not a {model.__name__} ({where}: {errors[0]['msg']}{more}); "
+        "is it a streamjob JobMaster of a compatible version?"
+    )

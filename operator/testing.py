@@ -44,7 +44,7 @@ from streamjob.operator.resources.labels import RETAINED_LABEL, JobRef
 from streamjob.operator.settings import OperatorConfig
 from streamjob.operator.timeutil import format_time, parse_time
 from streamjob.operator.validation import parse_spec, validate
-from streamjob.worker.protocol.rest import FailureDetail
+from streamjob.worker.protocol.rest import FailureDetail, JobState
 from streamjob.worker.storage.layout import is_savepoint_location, savepoint_dir_name
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,7 +139,7 @@ class PlannerWorld:
         self.deployed: list[tuple[int, str, str | None, int]] = []
         self.deployments: list[Deployed] = []
         self.ip_pool = itertools.count(10)
-        self.jm_state = "RUNNING"
+        self.jm_state: JobState = JobState.RUNNING
         self.jm_answers = True
         self.jm_detail: FailureDetail | None = None  # the JobMaster's failure_detail while it answers
         self.retained: dict[str, RetainedPod] = {}  # pods of failed attempts kept for their logs
@@ -486,7 +486,7 @@ class FakeJobMaster:
 
     async def job(self, address: str) -> JobMasterView:
         """See ``JobMasterApi``."""
-        return JobMasterView(reachable=self._running(address), state="RUNNING")
+        return JobMasterView(reachable=self._running(address), state=JobState.RUNNING)
 
     async def trigger_savepoint(
         self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None

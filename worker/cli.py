@@ -345,7 +345,8 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
 
     from streamjob.worker.config import load_job_config
     from streamjob.worker.jobmaster.control import ControlServer
-    from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+    from streamjob.worker.jobmaster.jobmaster import JobMaster
+    from streamjob.worker.jobmaster.plan import resolve_plan
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.loader import load_job
     from streamjob.worker.protocol.auth import derive_rest_token
@@ -453,30 +454,31 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_savepoint(args: argparse.Namespace) -> int:
+    from streamjob.worker.protocol.rest import SavepointStatus
     from streamjob.worker.rest_client import client_for
 
     client = client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args))
-    started = client.call("POST", "/savepoints", {"target": args.target, "stop": args.stop})
-    request_id = started["request_id"]
+    started = client.trigger_savepoint(args.target, stop=args.stop)
+    request_id = started.request_id
     print(
         f"savepoint {request_id} in progress ({'stopping the job afterwards; ' if args.stop else ''}"
-        f"directory {started.get('directory')})...",
+        f"directory {started.directory})...",
         file=sys.stderr,
     )
     deadline = time.monotonic() + args.timeout / 1000
     while time.monotonic() < deadline:
         try:
-            status = client.call("GET", f"/savepoints/{request_id}")
+            status = client.savepoint(request_id)
         except StreamJobError:
-            if args.stop and started.get("directory") and _savepoint_complete(started["directory"]):
-                print(started["directory"])
+            if args.stop and started.directory and _savepoint_complete(started.directory):
+                print(started.directory)
                 return 0
             raise
-        if status["status"] == "COMPLETED":
-            print(status["location"])
+        if status.status is SavepointStatus.COMPLETED:
+            print(status.location)
             return 0
-        if status["status"] == "FAILED":
-            raise StreamJobError(f"savepoint {request_id} failed: {status.get('reason')}")
+        if status.status is SavepointStatus.FAILED:
+            raise StreamJobError(f"savepoint {request_id} failed: {status.reason}")
         time.sleep(0.2)
     raise StreamJobError(
         f"savepoint {request_id} did not complete within {args.timeout / 1000:g} s; raise --timeout, "
@@ -511,7 +513,7 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
 def _cmd_cancel(args: argparse.Namespace) -> int:
     from streamjob.worker.rest_client import client_for
 
-    client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args)).call("POST", "/cancel")
+    client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args)).cancel()
     print("cancelling", file=sys.stderr)
     return 0
 

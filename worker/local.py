@@ -189,7 +189,8 @@ async def _run(
     job_secret: str,
 ) -> tuple[int, JobMaster]:
     from streamjob.worker.jobmaster.control import ControlServer
-    from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+    from streamjob.worker.jobmaster.jobmaster import JobMaster
+    from streamjob.worker.jobmaster.plan import resolve_plan
     from streamjob.worker.jobmaster.rest import serve
     from streamjob.worker.protocol.rest import JobState
     from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
@@ -238,7 +239,7 @@ async def _run(
     finally:
         reporter.cancel()
         launcher.stop_all(grace_s=3.0 if jm.state is JobState.FINISHED else 0.0)
-        if any(r.stop for r in jm.savepoints.values()):
+        if jm.savepoints.stop_requested:
             await asyncio.sleep(2.0)  # let `streamjob savepoint --stop` read the result before the API goes
         await runner.cleanup()
         await control.close()

@@ -2,7 +2,8 @@
 
 The token comes from ``--token-file``, else ``STREAMJOB_REST_TOKEN``/``STREAMJOB_REST_TOKEN_FILE``, else,
 for a job on this machine, the file its ``streamjob run`` wrote (found by the job's name from the open
-``GET /job``). A refused call (401/403) becomes one line saying how to give the token.
+``GET /job``). A refused call (401/403) becomes one line saying how to give the token. Answers are parsed
+into the REST contract's models (``protocol/rest.py``); a body that is not one is one error line too.
 """
 
 from __future__ import annotations
@@ -15,12 +16,24 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
 
 from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import REST_TOKEN_ENV, REST_TOKEN_FILE_ENV, load_rest_token
+from streamjob.worker.protocol.rest import (
+    CancelAccepted,
+    CheckpointTriggered,
+    JobOverview,
+    SavepointRequestBody,
+    SavepointTriggered,
+    SavepointView,
+)
 from streamjob.worker.rest_token_file import find_local_token, read_token_file
+
+B = TypeVar("B", bound=BaseModel)
 
 GIVE_THE_TOKEN = (
     f"pass --token-file FILE or set {REST_TOKEN_ENV} (or {REST_TOKEN_FILE_ENV}); `streamjob run` prints where "
@@ -42,7 +55,41 @@ class RestClient:
     tls: ssl.SSLContext | None = None
     """For ``https://`` bases: verifies the JobMaster (``protocol.tls.rest_client_context``); else the system CAs."""
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def job(self) -> JobOverview:
+        """``GET /job``."""
+        return self.parsed(JobOverview, "GET", "/job")
+
+    def trigger_checkpoint(self) -> CheckpointTriggered:
+        """``POST /checkpoints``."""
+        return self.parsed(CheckpointTriggered, "POST", "/checkpoints", {})
+
+    def trigger_savepoint(self, target: str | None, *, stop: bool) -> SavepointTriggered:
+        """``POST /savepoints``."""
+        body = SavepointRequestBody(target=target, stop=stop).model_dump()
+        return self.parsed(SavepointTriggered, "POST", "/savepoints", body)
+
+    def savepoint(self, request_id: str) -> SavepointView:
+        """``GET /savepoints/<request_id>``."""
+        return self.parsed(SavepointView, "GET", f"/savepoints/{request_id}")
+
+    def cancel(self) -> CancelAccepted:
+        """``POST /cancel``."""
+        return self.parsed(CancelAccepted, "POST", "/cancel")
+
+    def parsed(self, model: type[B], method: str, path: str, body: dict[str, Any] | None = None) -> B:
+        """``call`` and its answer as ``model``; a body that is not one is a ``StreamJobError`` naming the field."""
+        data = self.call(method, path, body)
+        try:
+            return model.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(body)"
+            raise StreamJobError(
+                f"{method} {self.base}{path} answered a body that is not a {model.__name__} ({where}: "
+                f"{first['msg']}); is --jobmaster the REST URL of a streamjob JobMaster of this version?"
+            ) from None
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One call; the decoded JSON body, or a ``StreamJobError`` with the JobMaster's message."""
         url = f"{self.base}{path}"
         data = json.dumps(body).encode() if body is not None else None
@@ -52,7 +99,7 @@ class RestClient:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30, context=self.tls) as response:
-                return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
+                return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as err:
             message = _message(err)
             if err.code == 401:
@@ -107,8 +154,8 @@ def client_for(
     if parts.hostname is None or parts.port is None:
         return anonymous
     try:
-        name = anonymous.call("GET", "/job").get("name")
+        name = anonymous.job().name
     except StreamJobError:
         return anonymous
-    found = find_local_token(parts.hostname, parts.port, str(name), env) if isinstance(name, str) else None
+    found = find_local_token(parts.hostname, parts.port, name, env)
     return RestClient(base, found, f"the token file of local job '{name}'", tls) if found else anonymous

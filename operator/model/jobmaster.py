@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from streamjob.worker.protocol.rest import FailureDetail
+from streamjob.worker.protocol.rest import FailureDetail, JobState
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class JobMasterView:
     """What the JobMaster's REST API said this round (``reachable`` False when it did not answer)."""
 
     reachable: bool
-    state: str | None = None
+    state: JobState | None = None
     error: str | None = None
     failure: str | None = None
     """Why its last attempt failed (``GET /job``'s ``failure``)."""

@@ -15,10 +15,6 @@ from streamjob.operator.observer.facts import Facts
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time
 
-FINISHED_STATES = frozenset({"FINISHED"})
-FAILED_STATES = frozenset({"FAILED"})
-ENDED_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "CANCELLED"})
-
 
 @dataclass(frozen=True)
 class DeployAttempt:

@@ -26,7 +26,6 @@ from streamjob.operator.model.status import (
 )
 from streamjob.operator.reconciler import root_cause
 from streamjob.operator.reconciler.facts import (
-    ENDED_STATES,
     DeletePods,
     DeployAttempt,
     DeployWorkers,
@@ -48,6 +47,7 @@ from streamjob.operator.reconciler.restore_steps import (
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
+from streamjob.worker.protocol.rest import JobState
 from streamjob.worker.storage.layout import is_savepoint_location
 
 #: How long before a restart backoff ends the next attempt's pods are created: about the time their
@@ -82,8 +82,13 @@ def healthy(d: Draft) -> bool:
     pods = d.facts.pods_of(dep.attempt)
     spec = StreamJobSpec.parse(dep.spec)
     jm = d.facts.jobmaster
-    state = (jm.state or "RUNNING").upper()
-    return len(pods) == spec.worker_count + 1 and all(p.running for p in pods) and jm.reachable and state == "RUNNING"
+    state = jm.state or JobState.RUNNING  # a JobMaster that does not say is judged by its pods
+    return (
+        len(pods) == spec.worker_count + 1
+        and all(p.running for p in pods)
+        and jm.reachable
+        and state == JobState.RUNNING
+    )
 
 
 def jobmaster_ip(d: Draft) -> str | None:
@@ -492,16 +497,16 @@ def _verify(d: Draft) -> None:
     hold = round(_backoff_left(d), 3)  # a JobMaster pod created again still waits out the backoff
     attempt = Attempt(d.facts.job, spec, dep.attempt, dep.job_id, dep.restore_from, hold_deploy_s=hold)
     pods = d.facts.pods_of(dep.attempt)
-    state = (d.facts.jobmaster.state or "").upper()
+    state = d.facts.jobmaster.state
     jm = next((p for p in pods if p.is_jobmaster), None)
-    if (jm is not None and jm.succeeded) or state == "FINISHED":
+    if (jm is not None and jm.succeeded) or state == JobState.FINISHED:
         _finished_at_start(d)  # e.g. it restored a snapshot taken after its sources' end of input
         return
     if awaiting_jobmaster(d.facts.now, pods, reachable=d.facts.jobmaster.reachable, state=state):
         return  # workers ended or the job failed: the JobMaster's pod says next whether a restart can mend it
     final = final_failure(pods)
     failure = final or next((p.failure for p in pods if p.failure), None)
-    if failure is None and state in ENDED_STATES:
+    if failure is None and state is not None and JobState(state).ended:
         failure = f"the JobMaster reports the job {state} while starting"
     timeout = spec.timeouts.upgrade_seconds if op.kind is not OperationKind.RESTART else spec.timeouts.pod_start_seconds
     if failure is None and _elapsed(d) > timeout:

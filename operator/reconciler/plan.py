@@ -32,6 +32,7 @@ from streamjob.operator.reconciler.facts import Draft, Plan, TriggerCheckpoint, 
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
 from streamjob.operator.timeutil import parse_time, seconds_since
 from streamjob.operator.validation import validate_change
+from streamjob.worker.protocol.rest import JobState as RunState
 
 SPEC_ERROR = "invalid spec: "
 FINISHED = "finished"
@@ -277,8 +278,8 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     f = d.facts
     pods = f.pods_of(dep.attempt)
     jm = next((p for p in pods if p.is_jobmaster), None)
-    state = (f.jobmaster.state or "").upper()
-    if (jm is not None and jm.succeeded) or state == "FINISHED":
+    state = f.jobmaster.state
+    if (jm is not None and jm.succeeded) or state == RunState.FINISHED:
         return FINISHED
     if awaiting_jobmaster(f.now, pods, reachable=f.jobmaster.reachable, state=state):
         return None  # its verdict follows: the job finishing, or a failure no restart can mend
@@ -291,7 +292,7 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     stopped = [p for p in pods if p.succeeded]
     if stopped:
         return f"pod {stopped[0].name} exited while the job was running"
-    if state in ("FAILED", "CANCELED", "CANCELLED"):
+    if state in (RunState.FAILED, RunState.CANCELED):
         return f"the JobMaster reports the job {state}"
     return None
 
@@ -339,7 +340,8 @@ def _triggers(d: Draft, spec: StreamJobSpec) -> None:
 
 def _bookkeeping(d: Draft) -> None:
     f = d.facts
-    d.update(job_state=f.jobmaster.state if f.jobmaster.reachable else d.status.job_state)
+    state = f.jobmaster.state
+    d.update(job_state=(RunState(state).value if state else None) if f.jobmaster.reachable else d.status.job_state)
     conditions.apply(d, _running_bookkeeping(d))
 
 

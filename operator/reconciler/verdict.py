@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from streamjob.operator.observer.pods import PodView
+from streamjob.worker.protocol.rest import JobState
 
 #: How long ended workers wait for a live JobMaster pod to end with its verdict. It exits about half a
 #: second after them, later when its last storage writes (retention) take a while: a JobMaster that has
@@ -27,7 +28,7 @@ def final_failure(pods: Sequence[PodView]) -> str | None:
     return next((p.failure for p in pods if p.is_jobmaster and p.final and p.failure), None)
 
 
-def awaiting_jobmaster(now: datetime, pods: Sequence[PodView], *, reachable: bool, state: str | None) -> bool:
+def awaiting_jobmaster(now: datetime, pods: Sequence[PodView], *, reachable: bool, state: JobState | None) -> bool:
     """Whether the attempt's end should wait for the JobMaster's verdict this round.
 
     A JobMaster that reports the job FAILED (``state``) exits at once on Kubernetes: its pod's
@@ -40,7 +41,7 @@ def awaiting_jobmaster(now: datetime, pods: Sequence[PodView], *, reachable: boo
     jm = next((p for p in pods if p.is_jobmaster), None)
     if jm is None or jm.failure is not None or jm.succeeded:
         return False
-    if reachable and (state or "").upper() == "FAILED":
+    if reachable and state == JobState.FAILED:
         return True
     ended = [p for p in pods if not p.is_jobmaster and (p.failure or p.succeeded)]
     if not ended:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from streamjob.worker.config import parse_job_config
 from streamjob.worker.errors import (
     CheckpointError,
     CorruptStateError,
@@ -18,8 +16,6 @@ from streamjob.worker.errors import (
     StorageError,
 )
 from streamjob.worker.failures import FailureClass, classify, failure_fields, final_failure
-from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
-from streamjob.worker.loader import load_job
 from streamjob.worker.runtime.in_flight_restore import read_in_flight
 from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.serializers import SafeSerializer
@@ -91,25 +87,3 @@ def test_in_flight_records_are_read_in_order_and_undecodable_ones_are_corrupt() 
         read_in_flight(reader, [_handle("bad", b"\xc1\xc1\xc1")], serializer)
     with pytest.raises(CorruptStateError, match="not a list of records"):
         read_in_flight(reader, [_handle("dict", reader.files["dict"])], serializer)
-
-
-def test_an_end_of_input_after_the_coordinator_stopped_is_harmless(tmp_path: Path) -> None:
-    loaded = load_job(str(EXAMPLE), [])
-    config = parse_job_config(
-        {"name": "late", "entrypoint": str(EXAMPLE), "checkpoints_uri": tmp_path.as_uri()}, source="(test)"
-    )
-    plan = resolve_plan(config, loaded, default_checkpoints_uri=tmp_path.as_uri())
-
-    async def scenario() -> None:
-        jm = JobMaster(plan)
-        jm.job_id = jm.job_id or "late1"
-        jm.storage = jm._open_storage()
-        jm.coordinator = jm._make_coordinator(1)
-        jm.coordinator.stop()
-        conn = type("Conn", (), {"index": 0, "pid": 1})()
-        for vertex, subtask in jm.graph.subtasks():  # every source and task ends its input after the stop
-            jm.on_slot_message(conn, {"t": "end_of_input", "vertex": vertex, "subtask": subtask, "in": 1, "out": 1})
-        assert jm._final_checkpoint is None
-        jm.executor.shutdown(wait=False)
-
-    asyncio.run(scenario())

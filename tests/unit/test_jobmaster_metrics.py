@@ -8,8 +8,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamjob.worker.config import parse_job_config
-from streamjob.worker.jobmaster.jobmaster import JobMaster, TaskMetrics, resolve_plan
+from streamjob.worker.jobmaster.attempt import TaskMetrics
+from streamjob.worker.jobmaster.jobmaster import JobMaster
 from streamjob.worker.jobmaster.metrics import render_metrics
+from streamjob.worker.jobmaster.plan import resolve_plan
 from streamjob.worker.loader import load_job
 
 pytestmark = pytest.mark.unit
@@ -24,10 +26,11 @@ def _jobmaster(tmp_path: Path) -> JobMaster:
     return JobMaster(resolve_plan(config, loaded, default_checkpoints_uri=tmp_path.as_uri()))
 
 
-def test_every_sample_names_the_job(tmp_path: Path) -> None:
+def test_every_sample_names_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     jm = _jobmaster(tmp_path)
     jm.restarts = 2
-    jm.task_metrics = {("transactions", 0): TaskMetrics(5, 5, 0.0)}
+    counters = {("transactions", 0): TaskMetrics(5, 5, 0.0)}
+    monkeypatch.setattr(JobMaster, "task_metrics", property(lambda _: counters))  # the attempt's counters
     body, _ = render_metrics(jm)
     samples = [s for family in text_string_to_metric_families(body.decode()) for s in family.samples]
     assert samples

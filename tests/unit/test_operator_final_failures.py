@@ -18,6 +18,7 @@ from streamjob.operator.reconciler.facts import DeployAttempt
 from streamjob.operator.reconciler.verdict import VERDICT_GRACE_S, awaiting_jobmaster, final_failure
 from streamjob.operator.testing import PlannerWorld as World
 from streamjob.operator.testing import pod_object, terminated
+from streamjob.worker.protocol.rest import JobState
 from streamjob.worker.protocol.termination import FINAL_MARKER, format_message
 
 pytestmark = pytest.mark.unit
@@ -86,20 +87,20 @@ def view(component: str, **fields: Any) -> PodView:
 def test_failed_workers_wait_for_a_live_jobmaster_pod_a_bounded_time() -> None:
     worker = view("worker", phase="Failed", running=False, failure="pod w exited with code 1", finished_at=NOW)
     jm = view("jobmaster")
-    assert awaiting_jobmaster(NOW, [jm, worker], reachable=True, state="RUNNING")
+    assert awaiting_jobmaster(NOW, [jm, worker], reachable=True, state=JobState.RUNNING)
     later = NOW + timedelta(seconds=VERDICT_GRACE_S + 0.1)
-    assert not awaiting_jobmaster(later, [jm, worker], reachable=True, state="RUNNING")
+    assert not awaiting_jobmaster(later, [jm, worker], reachable=True, state=JobState.RUNNING)
     ended = view("jobmaster", phase="Failed", running=False, failure="pod jm exited with code 2: x", final=True)
     assert not awaiting_jobmaster(NOW, [ended, worker], reachable=False, state=None)
     assert final_failure([ended, worker]) == "pod jm exited with code 2: x"
     assert final_failure([view("jobmaster", failure="pod jm exited with code 1", final=False), worker]) is None
     unstarted = view("worker", phase="Pending", running=False, failure="pod w cannot start: ImagePullBackOff")
-    assert not awaiting_jobmaster(NOW, [jm, unstarted], reachable=True, state="RUNNING")
+    assert not awaiting_jobmaster(NOW, [jm, unstarted], reachable=True, state=JobState.RUNNING)
 
 
 def test_a_jobmaster_reporting_failed_is_waited_for_until_its_pod_ends() -> None:
-    assert awaiting_jobmaster(NOW, [view("jobmaster"), view("worker")], reachable=True, state="FAILED")
-    assert not awaiting_jobmaster(NOW, [view("jobmaster"), view("worker")], reachable=True, state="RUNNING")
+    assert awaiting_jobmaster(NOW, [view("jobmaster"), view("worker")], reachable=True, state=JobState.FAILED)
+    assert not awaiting_jobmaster(NOW, [view("jobmaster"), view("worker")], reachable=True, state=JobState.RUNNING)
 
 
 # -- the planner -----------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def test_a_worker_failing_first_waits_for_the_jobmasters_final_verdict() -> None
     w.run_until(lambda w: running(w) and len(w.checkpoints.get("job01", [])) >= 1)
     worker = w.pods["demo-worker-1-0"]
     worker.phase, worker.failure, worker.finished_at = "Failed", "pod demo-worker-1-0 exited with code 1", w.now
-    w.jm_state = "FAILED"  # the JobMaster failed the job and is about to exit
+    w.jm_state = JobState.FAILED  # the JobMaster failed the job and is about to exit
     for _ in range(3):
         w.step()
         assert w.status.lifecycle_state is LifecycleState.RUNNING and w.status.restarts.count == 0

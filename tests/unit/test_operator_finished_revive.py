@@ -15,6 +15,7 @@ import pytest
 
 from streamjob.operator.model import LifecycleState
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.worker.protocol.rest import JobState
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +54,7 @@ def test_a_revived_finished_job_that_finishes_at_once_is_finished_not_restarted(
     w.run_until(lambda w: attempt_pods_running(w, 2))
     assert w.deployed[-1][:3] == (2, "job01", w.checkpoint_location("job01", last))
     if how == "jobmaster-says-finished":
-        w.jm_state = "FINISHED"  # it answers for a moment before its pod ends
+        w.jm_state = JobState.FINISHED  # it answers for a moment before its pod ends
         w.step()
     else:
         for p in w.pods.values():

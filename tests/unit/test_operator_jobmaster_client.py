@@ -7,7 +7,9 @@ real check.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,31 +20,43 @@ from streamjob.operator.errors import JobMasterError
 from streamjob.operator.jobmaster_client import JobMasterClient
 from streamjob.worker.jobmaster.rest_auth import token_middleware
 from streamjob.worker.protocol.auth import derive_rest_token, new_job_secret
+from streamjob.worker.protocol.rest import JobState
 
 pytestmark = pytest.mark.unit
 
 TOKEN = derive_rest_token(new_job_secret())
+RECORDED = Path(__file__).parent / "rest_responses"
+
+
+def recorded(name: str, **changes: Any) -> dict[str, Any]:
+    """A body a real JobMaster answered (``rest_responses/``), with ``changes``."""
+    body: dict[str, Any] = json.loads((RECORDED / f"{name}.json").read_text())
+    return {**body, **changes}
 
 
 def app(calls: list[tuple[str, Any]]) -> web.Application:
     async def job(_: web.Request) -> web.Response:
-        return web.json_response({"id": "j1", "state": "running", "parallelism": 2})
+        return web.json_response(recorded("job_running", state="running"))
 
     async def savepoints(request: web.Request) -> web.Response:
         calls.append(("savepoint", await request.json()))
-        return web.json_response({"request_id": "sp-1"})
+        return web.json_response(recorded("savepoint_triggered", request_id="sp-1"))
 
     async def savepoint(request: web.Request) -> web.Response:
         rid = request.match_info["rid"]
         if rid == "sp-1":
-            return web.json_response({"status": "COMPLETED", "location": "s3://b/sp/savepoint-1"})
+            return web.json_response(recorded("savepoint_completed", location="s3://b/sp/savepoint-1"))
         if rid == "bad":
-            return web.json_response({"status": "FAILED", "reason": "task gone"})
+            return web.json_response(
+                recorded("savepoint_completed", status="FAILED", location=None, reason="task gone")
+            )
+        if rid == "garbled":
+            return web.json_response(recorded("savepoint_completed", status="DONE"))
         return web.json_response({"error": "unknown"}, status=404)
 
     async def checkpoints(_: web.Request) -> web.Response:
         calls.append(("checkpoint", None))
-        return web.json_response({})
+        return web.json_response(recorded("checkpoint_triggered"))
 
     async def cancel(_: web.Request) -> web.Response:
         return web.json_response({"error": "boom"}, status=500)
@@ -125,3 +139,63 @@ def test_mutating_calls_without_the_jobs_token_are_refused(token: str | None, st
 
     serve(check, calls)
     assert calls == []
+
+
+def test_a_body_that_is_not_the_contract_is_one_error_naming_the_field() -> None:
+    async def job(_: web.Request) -> web.Response:
+        return web.json_response({k: v for k, v in recorded("job_running").items() if k != "state"})
+
+    async def main() -> None:
+        application = web.Application()
+        application.router.add_get("/job", job)
+        application.router.add_get("/savepoints/{rid}", job)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        address = f"127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = JobMasterClient(session, timeout_s=2)
+                view = await client.job(address)
+                assert not view.reachable and view.error is not None
+                assert "not a JobOverview (state: Field required)" in view.error, view.error
+                with pytest.raises(
+                    JobMasterError, match=r"not a SavepointView \(request_id: Field required and \d+ more\)"
+                ):
+                    await client.savepoint_status(address, "sp-1")
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_a_savepoint_status_the_contract_does_not_know_is_an_error() -> None:
+    async def check(client: JobMasterClient, address: str) -> None:
+        with pytest.raises(JobMasterError, match=r"not a SavepointView \(status: "):
+            await client.savepoint_status(address, "garbled")
+
+    serve(check, [])
+
+
+def test_a_malformed_failure_detail_alone_is_dropped_not_the_round() -> None:
+    async def job(_: web.Request) -> web.Response:
+        body = recorded("job_restarted", state="FAILED", failure_detail={"exception": 3})
+        return web.json_response(body)
+
+    async def main() -> None:
+        application = web.Application()
+        application.router.add_get("/job", job)
+        runner = web.AppRunner(application)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                view = await JobMasterClient(session, timeout_s=2).job(f"127.0.0.1:{runner.addresses[0][1]}")
+        finally:
+            await runner.cleanup()
+        assert view.reachable and view.state is JobState.FAILED and view.detail is None
+        assert view.failure is not None and "was lost" in view.failure
+
+    asyncio.run(main())

@@ -17,7 +17,7 @@ from streamjob.operator.model import LifecycleState
 from streamjob.operator.reconciler.facts import DeletePods, DeleteRetained
 from streamjob.operator.reconciler.root_cause import EVENT_CHARS, RETAINED_ATTEMPTS, one_line, summarize
 from streamjob.operator.testing import PlannerWorld as World
-from streamjob.worker.protocol.rest import FailureDetail
+from streamjob.worker.protocol.rest import FailureDetail, JobState
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def fail_attempt(w: World, *, report: bool = True) -> int:
     dep = w.status.deployment
     assert dep is not None
     attempt = dep.attempt
-    w.jm_state = "FAILED"
+    w.jm_state = JobState.FAILED
     w.jm_detail = DETAIL if report else None
     worker = w.pods[f"demo-worker-{attempt}-0"]
     worker.phase, worker.failure, worker.finished_at = "Failed", f"pod {worker.name} exited with code 1", w.now

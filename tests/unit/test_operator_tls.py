@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import ssl
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -110,7 +111,8 @@ def test_the_operator_client_talks_https_to_a_job_with_rest_tls(tmp_path: Any) -
     client_ctx = operator_rest_tls(dataclasses.replace(OperatorConfig(), rest_ca_file=str(pki.ca)))
 
     async def job(_request: web.Request) -> web.Response:
-        return web.json_response({"state": "running"})
+        body = json.loads((Path(__file__).parent / "rest_responses" / "job_running.json").read_text())
+        return web.json_response(body)
 
     async def scenario() -> tuple[Any, Any, Any]:
         app = web.Application()

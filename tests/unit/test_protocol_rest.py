@@ -14,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.config import parse_job_config
-from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+from streamjob.worker.jobmaster.jobmaster import JobMaster
+from streamjob.worker.jobmaster.plan import resolve_plan
 from streamjob.worker.jobmaster.rest import build_app, checkpoints_overview
 from streamjob.worker.loader import load_job
 from streamjob.worker.protocol.rest import (

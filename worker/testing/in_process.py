@@ -37,7 +37,8 @@ from streamjob.worker.api.environment import StreamExecutionEnvironment
 from streamjob.worker.config import CheckpointOverrides, JobConfig, RestartStrategy, describe_validation_error
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.jobmaster.control import ControlServer
-from streamjob.worker.jobmaster.jobmaster import JobMaster, resolve_plan
+from streamjob.worker.jobmaster.jobmaster import JobMaster
+from streamjob.worker.jobmaster.plan import resolve_plan
 from streamjob.worker.loader import LoadedJob
 from streamjob.worker.protocol.auth import new_job_secret
 from streamjob.worker.protocol.rest import JobState
