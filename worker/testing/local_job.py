@@ -37,6 +37,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from streamjob.worker.protocol.rest import (
+    CheckpointsOverview,
+    JobOverview,
+    JobState,
+    SavepointStatus,
+    SavepointTriggered,
+    SavepointView,
+)
+
 __all__ = [
     "SEED_ENV",
     "CliResult",
@@ -316,6 +325,14 @@ class LocalJob:
         result: dict[str, Any] = self.get("/checkpoints")
         return result
 
+    def overview(self) -> JobOverview:
+        """``GET /job`` read through the REST contract (``protocol/rest.py``)."""
+        return JobOverview.model_validate(self.get("/job"))
+
+    def checkpoint_overview(self) -> CheckpointsOverview:
+        """``GET /checkpoints`` read through the REST contract."""
+        return CheckpointsOverview.model_validate(self.get("/checkpoints"))
+
     def poll(self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
         """Calls ``probe`` until it returns a truthy value; ``JobError`` naming ``what`` on timeout or exit."""
         deadline = time.monotonic() + timeout
@@ -340,7 +357,7 @@ class LocalJob:
 
         def probe() -> dict[str, Any] | None:
             stats = self.checkpoints()
-            return stats if stats["counts"]["completed"] >= count else None
+            return stats if CheckpointsOverview.model_validate(stats).counts.completed >= count else None
 
         result: dict[str, Any] = self.poll(f"{count} completed checkpoints", probe, timeout)
         return result
@@ -350,7 +367,8 @@ class LocalJob:
 
         def probe() -> dict[str, Any] | None:
             info = self.job()
-            return info if info["state"] == "RUNNING" and info["restarts"] >= restarts else None
+            job = JobOverview.model_validate(info)
+            return info if job.state is JobState.RUNNING and job.restarts >= restarts else None
 
         result: dict[str, Any] = self.poll(f"state RUNNING after {restarts} restarts", probe, timeout)
         return result
@@ -373,19 +391,19 @@ class LocalJob:
         body: dict[str, Any] = {"stop": stop}
         if target is not None:
             body["target"] = target
-        started = self.post("/savepoints", body)
-        request_id, checkpoint_id = started["request_id"], started["checkpoint_id"]
+        started = SavepointTriggered.model_validate(self.post("/savepoints", body))
+        request_id, checkpoint_id = started.request_id, started.checkpoint_id
 
         def probe() -> str | None:
             try:
-                status = self.get(f"/savepoints/{request_id}")
+                status = SavepointView.model_validate(self.get(f"/savepoints/{request_id}"))
             except JobError:
                 status = None  # stop-with-savepoint: the JobMaster may be gone already
-            if status is None or status["status"] == "IN_PROGRESS":
+            if status is None or status.status is SavepointStatus.IN_PROGRESS:
                 return self._savepoint_from_output(checkpoint_id)
-            if status["status"] == "FAILED":
-                raise JobError(f"savepoint {request_id} failed: {status['reason']}\n{self.describe()}")
-            return str(status["location"])
+            if status.status is SavepointStatus.FAILED:
+                raise JobError(f"savepoint {request_id} failed: {status.reason}\n{self.describe()}")
+            return str(status.location)
 
         deadline = time.monotonic() + timeout
         while True:
@@ -403,7 +421,9 @@ class LocalJob:
                 raise JobError(f"savepoint {checkpoint_id} did not complete within {timeout:.0f} s\n{self.describe()}")
             time.sleep(0.05)
 
-    def _savepoint_from_output(self, checkpoint_id: int) -> str | None:
+    def _savepoint_from_output(self, checkpoint_id: int | None) -> str | None:
+        if checkpoint_id is None:  # the savepoint was still waiting for a checkpoint in progress
+            return None
         with self._changed:
             for line in self.lines:
                 match = _SAVEPOINT_LINE.search(line)
