@@ -30,6 +30,17 @@ A state with a time-to-live (``ttl.py``) keeps its timestamps inside its value b
 no TTL state now: their serializer id differs).
 Version 1 (still read) had ``{name: [entry, ...]}`` in place of ``{name: block}``.
 
+Version 3 is a *delta* file of an incremental hashmap snapshot (full files stay version 2)::
+
+    {..., "version": 3, "delta": true, "states": {name: [kind, serializer_id]},   every state it covers
+     "groups": [[key_group, {name: block}, processing_timers, event_timers, replaced_keys], ...]}
+
+A delta follows its chunk's base (and earlier deltas) in a checkpoint's handles; ``read_groups``
+applies it: in each key group the ``replaced_keys`` lose their entries in the states the delta
+covers and their timers, then the delta's entries and timers are added (a key deleted since the
+base is replaced by nothing). ``compact`` bounds a chain: after ``MAX_DELTAS`` deltas, or once the
+deltas outweigh the base, the chunk is written whole again.
+
 Callers: the keyed backends (encode in the asynchronous part of a snapshot, decode on restore)
 and ``incremental.py`` (content-addressed names of shared chunks).
 """
@@ -44,13 +55,23 @@ from typing import Any, Final
 
 from streamjob.worker.errors import CorruptStateError, RestoreError, SerializationError
 from streamjob.worker.snapshot.handles import SnapshotReader, StateHandle
-from streamjob.worker.state.columns import BYTES, Column, check_values, decode_keys, value_bytes
+from streamjob.worker.state.columns import (
+    BYTES,
+    Column,
+    check_values,
+    concat_values,
+    decode_keys,
+    select_values,
+    value_bytes,
+)
 from streamjob.worker.state.key_groups import ranges_overlap
 from streamjob.worker.state.serializers import KEY_SERIALIZER
 
 FORMAT: Final = "streamjob-keyed"
 VERSION: Final = 2
-READABLE_VERSIONS: Final = (1, 2)
+DELTA_VERSION: Final = 3
+READABLE_VERSIONS: Final = (1, 2, 3)
+MAX_DELTAS: Final = 8
 ROWS: Final = "rows"
 COLUMNS: Final = "columns"
 TARGET_CHUNKS_PER_SUBTASK: Final = 8
@@ -166,6 +187,75 @@ def encode_chunk(
     return KEY_SERIALIZER.encode(document)
 
 
+def encode_delta_chunk(
+    chunk: Chunk,
+    max_parallelism: int,
+    metas: dict[str, tuple[str, str]],
+    groups: dict[int, GroupData],
+    replaced: dict[int, list[Any]],
+) -> bytes:
+    """The bytes of a delta file: the current entries and timers of the ``replaced`` keys per key group.
+
+    ``metas``: every state the delta covers (a replaced key absent from one was deleted from it).
+    """
+    rows = []
+    for key_group in sorted(replaced):
+        group = groups.get(key_group) or GroupData()
+        states: dict[str, list[Any]] = {name: [ROWS, entries] for name, entries in group.states.items() if entries}
+        for name, block in group.columns.items():
+            if name in states:
+                raise SerializationError(f"state {name!r} has rows and columns in key group {key_group}")
+            states[name] = block
+        rows.append([key_group, states, group.timers, group.event_timers, replaced[key_group]])
+    document = {
+        "format": FORMAT,
+        "version": DELTA_VERSION,
+        "max_parallelism": max_parallelism,
+        "key_groups": [chunk[0], chunk[1]],
+        "delta": True,
+        "states": {name: list(meta) for name, meta in sorted(metas.items())},
+        "groups": rows,
+    }
+    return KEY_SERIALIZER.encode(document)
+
+
+def compact(chain: Sequence[StateHandle]) -> bool:
+    """Whether a chunk whose chain is ``chain`` (base first) must be written whole, not as a delta."""
+    if not chain:
+        return True
+    deltas = chain[1:]
+    return len(deltas) >= MAX_DELTAS or sum(h.size for h in deltas) > chain[0].size
+
+
+def drop_keys(block: StateBlock, replaced: set[Any], where: str) -> StateBlock:
+    """A state block without the entries of ``replaced`` keys."""
+    if not isinstance(block, ColumnData):
+        return [entry for entry in block if entry[0] not in replaced]
+    keep = [i for i, key in enumerate(block.keys) if key not in replaced]
+    if len(keep) == len(block.keys):
+        return block
+    return ColumnData(
+        keys=[block.keys[i] for i in keep],
+        values=select_values(block.values, keep, where),
+        written=None if block.written is None else [block.written[i] for i in keep],
+    )
+
+
+def join_blocks(first: StateBlock, second: StateBlock, where: str) -> StateBlock:
+    """One block of both blocks' entries (their keys are disjoint); columns stay columns when they can."""
+    if not isinstance(first, ColumnData) or not isinstance(second, ColumnData):
+        return block_rows(first, where) + block_rows(second, where)
+    values = concat_values(first.values, second.values, where)
+    if values is None or (first.written is None) != (second.written is None):
+        return block_rows(first, where) + block_rows(second, where)
+    written = None if first.written is None or second.written is None else first.written + second.written
+    return ColumnData(keys=first.keys + second.keys, values=values, written=written)
+
+
+def _size(block: StateBlock) -> int:
+    return len(block.keys) if isinstance(block, ColumnData) else len(block)
+
+
 @dataclass(slots=True)
 class RestoredGroup:
     """A key group read from a chunk file: state metadata, entries and timers."""
@@ -180,7 +270,10 @@ class RestoredGroup:
 def decode_chunk(
     data: bytes, where: str, max_parallelism: int
 ) -> tuple[Chunk, dict[str, tuple[str, str]], list[Any], int]:
-    """Parses a chunk file (and its format version); RestoreError when it is not one this version can read."""
+    """Parses a chunk file (and its format version); RestoreError when it is not one this version can read.
+
+    A delta file (version 3) has five fields per group row, the last its replaced keys.
+    """
     try:
         document = KEY_SERIALIZER.decode(data)
     except SerializationError as exc:
@@ -208,6 +301,8 @@ def _block(raw: Any, version: int, where: str) -> StateBlock:
     """A state's entries in a key group as read: version 1 rows, or a version 2 block."""
     if version == 1:
         return list(raw)
+    if not isinstance(raw, list):
+        raise RestoreError(f"{where}: a state block is {type(raw).__name__}, not a list")
     tag = raw[0] if isinstance(raw, list) and raw else None
     if tag == ROWS and len(raw) == 2:
         return list(raw[1])
@@ -228,18 +323,35 @@ def read_groups(
 ) -> Iterator[RestoredGroup]:
     """The key groups inside ``key_group_range`` from every handle that overlaps it.
 
-    Handles of any old parallelism are accepted; a key group found in two files is an error
-    (the handles do not come from one consistent snapshot).
+    Handles of any old parallelism are accepted; a key group found in two full files is an
+    error (the handles do not come from one consistent snapshot). A delta file is applied to the
+    key groups of the files before it (module docstring); they are yielded once the next full
+    file starts, so only one chunk's chain is held at a time.
     """
     seen: dict[int, str] = {}
+    held: dict[int, RestoredGroup] = {}
     low, high = key_group_range
     for handle in handles:
         start, end = handle.key_group_start, handle.key_group_end
         if start is not None and end is not None and not ranges_overlap((start, end), key_group_range):
             continue
         _, metas, rows, version = decode_chunk(reader.read(handle), handle.path, max_parallelism)
-        for key_group, states, timers, event_timers in rows:
+        if version != DELTA_VERSION:
+            yield from (held.pop(key_group) for key_group in sorted(held))
+        for row in rows:
+            key_group, states, timers, event_timers = row[:4]
             if not low <= key_group <= high:
+                continue
+            group = RestoredGroup(
+                key_group=key_group,
+                metas={name: metas[name] for name in states},
+                states={name: _block(raw, version, handle.path) for name, raw in states.items()},
+                timers=[(int(ts), key) for ts, key in timers],
+                event_timers=[(int(ts), key) for ts, key in event_timers],
+            )
+            base = held.get(key_group)
+            if version == DELTA_VERSION and base is not None:
+                held[key_group] = apply_delta(base, group, row[4], frozenset(metas), handle.path)
                 continue
             if key_group in seen:
                 raise RestoreError(
@@ -247,13 +359,30 @@ def read_groups(
                     f"{handle.path}): the handles are not from one snapshot"
                 )
             seen[key_group] = handle.path
-            yield RestoredGroup(
-                key_group=key_group,
-                metas={name: metas[name] for name in states},
-                states={name: _block(raw, version, handle.path) for name, raw in states.items()},
-                timers=[(int(ts), key) for ts, key in timers],
-                event_timers=[(int(ts), key) for ts, key in event_timers],
-            )
+            held[key_group] = group
+    yield from (held.pop(key_group) for key_group in sorted(held))
+
+
+def apply_delta(
+    base: RestoredGroup, delta: RestoredGroup, replaced_keys: list[Any], covers: frozenset[str], where: str
+) -> RestoredGroup:
+    """``base`` with the ``replaced_keys`` taken from ``delta`` (in the states ``covers`` names, and timers)."""
+    replaced = set(replaced_keys)
+    states: dict[str, StateBlock] = {}
+    for name, block in base.states.items():
+        kept = drop_keys(block, replaced, where) if name in covers else block
+        if _size(kept):
+            states[name] = kept
+    for name, block in delta.states.items():
+        known = states.get(name)
+        states[name] = block if known is None else join_blocks(known, block, where)
+    return RestoredGroup(
+        key_group=base.key_group,
+        metas={name: delta.metas.get(name) or base.metas[name] for name in states},
+        states=states,
+        timers=[t for t in base.timers if t[1] not in replaced] + delta.timers,
+        event_timers=[t for t in base.event_timers if t[1] not in replaced] + delta.event_timers,
+    )
 
 
 __all__ = [
@@ -267,6 +396,13 @@ __all__ = [
     "decode_chunk",
     "default_chunk_size",
     "encode_chunk",
+    "encode_delta_chunk",
+    "apply_delta",
+    "compact",
+    "drop_keys",
+    "join_blocks",
+    "DELTA_VERSION",
+    "MAX_DELTAS",
     "private_name",
     "read_groups",
     "safe_uid",
