@@ -20,11 +20,10 @@ from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.chunks import (
     MAX_DELTAS,
     ColumnData,
+    Delta,
     RestoredGroup,
-    apply_delta,
+    apply_deltas,
     compact,
-    drop_keys,
-    join_blocks,
 )
 from streamjob.worker.state.columns import PLAIN, encode_values
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
@@ -153,6 +152,7 @@ def test_a_chain_of_50_incremental_checkpoints_with_retention_restores_exactly(t
     retained = 3
     deltas_seen = compactions = 0
     previous: list[StateHandle] = []
+    shares: list[float] = []
     for checkpoint_id in range(1, 51):
         if checkpoint_id > 1:
             model.step(backend, rng, 30)  # 1 % of the keys
@@ -163,7 +163,7 @@ def test_a_chain_of_50_incremental_checkpoints_with_retention_restores_exactly(t
         new = [h for h in handles if h.path not in {p.path for p in previous}]
         if checkpoint_id > 1:
             written, full = sum(h.size for h in new), sum(h.size for h in handles)
-            assert written < full / 4, f"checkpoint {checkpoint_id} wrote {written} of {full} bytes"
+            shares.append(written / full)  # the chunks due for compaction are written whole, the rest as deltas
             chunks_new = {(h.key_group_start, h.key_group_end) for h in new}
             deltas_seen += sum(
                 1 for h in new if len([p for p in handles if p.key_group_start == h.key_group_start]) > 1
@@ -186,6 +186,8 @@ def test_a_chain_of_50_incremental_checkpoints_with_retention_restores_exactly(t
                 restore(tmp_path / f"r{checkpoint_id}", handles, storage.reader(storage.checkpoint_base_uri), 1)
             )
     assert deltas_seen > 50 and compactions > 0, (deltas_seen, compactions)
+    assert sorted(shares)[len(shares) // 2] < 0.1, f"the median checkpoint writes a small part of the state: {shares}"
+    assert sum(shares) / len(shares) < 0.25, f"compactions dominate: {shares}"
     reader = storage.reader(storage.checkpoint_base_uri)
     for parallelism in (3, 2):
         model.check(restore(tmp_path / f"p{parallelism}", previous, reader, parallelism))
@@ -240,7 +242,9 @@ def test_a_chain_is_compacted_after_max_deltas_or_when_its_deltas_outweigh_the_b
     assert not compact([handle(1000)])
     assert not compact([handle(1000)] + [handle(10)] * (MAX_DELTAS - 1))
     assert compact([handle(1000)] + [handle(10)] * MAX_DELTAS)
-    assert compact([handle(1000), handle(600), handle(500)])
+    assert not compact([handle(1000), handle(250), handle(250)])
+    assert compact([handle(1000), handle(250), handle(251)]), "the deltas weigh more than half the base"
+    assert compact([handle(1000)] + [handle(1)] * (MAX_DELTAS - 12), stagger=3), "a staggered chunk compacts early"
 
 
 def test_a_delta_replaces_its_keys_entries_and_timers_and_drops_deleted_keys() -> None:
@@ -262,12 +266,21 @@ def test_a_delta_replaces_its_keys_entries_and_timers_and_drops_deleted_keys() -
         timers=[(30, "b")],
         event_timers=[],
     )
-    merged = apply_delta(base, delta, ["a", "b", "d"], frozenset({"acc"}), "here")
+    removed = RestoredGroup(key_group=5, metas={}, states={}, timers=[], event_timers=[])
+    merged = apply_deltas(
+        base,
+        [
+            Delta(delta, frozenset({"a", "b", "d"}), frozenset({"acc"})),
+            Delta(removed, frozenset({"d"}), frozenset({"acc"})),
+        ],
+        "here",
+    )
     acc = merged.states["acc"]
-    assert isinstance(acc, ColumnData) and acc.keys == ["c", "b", "d"]
-    assert drop_keys(acc, {"b"}, "here").keys == ["c", "d"]  # type: ignore[union-attr]
+    assert isinstance(acc, ColumnData) and acc.keys == ["c", "b"], "a deleted, b replaced, d added then deleted"
+    assert acc.values == encode_values([3, 20], serializer, PLAIN), "still one plain column"
     assert merged.states["other"] == [["a", b"\x01"]], "a state the delta does not cover is untouched"
     assert merged.timers == [(20, "c"), (30, "b")]
     assert merged.event_timers == [], "the replaced key b lost its event timer"
-    rows = join_blocks([["x", b"1"]], ColumnData(keys=["y"], values=["b", [b"2"]]), "here")
-    assert rows == [["x", b"1"], ["y", b"2"]]
+    as_rows = RestoredGroup(5, {"acc": ("value", "x")}, {"acc": [["e", b"\x05"]]}, [], [])
+    mixed = apply_deltas(base, [Delta(as_rows, frozenset({"e"}), frozenset({"acc"}))], "here")
+    assert mixed.states["acc"] == [["a", b"\x01"], ["b", b"\x02"], ["c", b"\x03"], ["e", b"\x05"]], "rows when mixed"

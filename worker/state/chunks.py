@@ -39,7 +39,7 @@ A delta follows its chunk's base (and earlier deltas) in a checkpoint's handles;
 applies it: in each key group the ``replaced_keys`` lose their entries in the states the delta
 covers and their timers, then the delta's entries and timers are added (a key deleted since the
 base is replaced by nothing). ``compact`` bounds a chain: after ``MAX_DELTAS`` deltas, or once the
-deltas outweigh the base, the chunk is written whole again.
+deltas weigh half the base, the chunk is written whole again.
 
 Callers: the keyed backends (encode in the asynchronous part of a snapshot, decode on restore)
 and ``incremental.py`` (content-addressed names of shared chunks).
@@ -59,9 +59,9 @@ from streamjob.worker.state.columns import (
     BYTES,
     Column,
     check_values,
-    concat_values,
+    column_items,
+    column_of,
     decode_keys,
-    select_values,
     value_bytes,
 )
 from streamjob.worker.state.key_groups import ranges_overlap
@@ -71,7 +71,7 @@ FORMAT: Final = "streamjob-keyed"
 VERSION: Final = 2
 DELTA_VERSION: Final = 3
 READABLE_VERSIONS: Final = (1, 2, 3)
-MAX_DELTAS: Final = 8
+MAX_DELTAS: Final = 32
 ROWS: Final = "rows"
 COLUMNS: Final = "columns"
 TARGET_CHUNKS_PER_SUBTASK: Final = 8
@@ -219,41 +219,17 @@ def encode_delta_chunk(
     return KEY_SERIALIZER.encode(document)
 
 
-def compact(chain: Sequence[StateHandle]) -> bool:
-    """Whether a chunk whose chain is ``chain`` (base first) must be written whole, not as a delta."""
+def compact(chain: Sequence[StateHandle], stagger: int = 0) -> bool:
+    """Whether a chunk whose chain is ``chain`` (base first) must be written whole, not as a delta.
+
+    Whole once its deltas weigh half its base (a restore reads at most 1.5 times the state) or
+    after ``MAX_DELTAS`` deltas. ``stagger`` (0..3) lowers the count for some chunks, so that chunks
+    changing at every checkpoint are not all written whole by the same one.
+    """
     if not chain:
         return True
     deltas = chain[1:]
-    return len(deltas) >= MAX_DELTAS or sum(h.size for h in deltas) > chain[0].size
-
-
-def drop_keys(block: StateBlock, replaced: set[Any], where: str) -> StateBlock:
-    """A state block without the entries of ``replaced`` keys."""
-    if not isinstance(block, ColumnData):
-        return [entry for entry in block if entry[0] not in replaced]
-    keep = [i for i, key in enumerate(block.keys) if key not in replaced]
-    if len(keep) == len(block.keys):
-        return block
-    return ColumnData(
-        keys=[block.keys[i] for i in keep],
-        values=select_values(block.values, keep, where),
-        written=None if block.written is None else [block.written[i] for i in keep],
-    )
-
-
-def join_blocks(first: StateBlock, second: StateBlock, where: str) -> StateBlock:
-    """One block of both blocks' entries (their keys are disjoint); columns stay columns when they can."""
-    if not isinstance(first, ColumnData) or not isinstance(second, ColumnData):
-        return block_rows(first, where) + block_rows(second, where)
-    values = concat_values(first.values, second.values, where)
-    if values is None or (first.written is None) != (second.written is None):
-        return block_rows(first, where) + block_rows(second, where)
-    written = None if first.written is None or second.written is None else first.written + second.written
-    return ColumnData(keys=first.keys + second.keys, values=values, written=written)
-
-
-def _size(block: StateBlock) -> int:
-    return len(block.keys) if isinstance(block, ColumnData) else len(block)
+    return len(deltas) >= MAX_DELTAS - 4 * stagger or 2 * sum(h.size for h in deltas) > chain[0].size
 
 
 @dataclass(slots=True)
@@ -330,14 +306,22 @@ def read_groups(
     """
     seen: dict[int, str] = {}
     held: dict[int, RestoredGroup] = {}
+    deltas: dict[int, list[Delta]] = {}
     low, high = key_group_range
+
+    def flush() -> Iterator[RestoredGroup]:
+        for key_group in sorted(held):
+            base = held.pop(key_group)
+            chain = deltas.pop(key_group, None)
+            yield base if chain is None else apply_deltas(base, chain, seen[key_group])
+
     for handle in handles:
         start, end = handle.key_group_start, handle.key_group_end
         if start is not None and end is not None and not ranges_overlap((start, end), key_group_range):
             continue
         _, metas, rows, version = decode_chunk(reader.read(handle), handle.path, max_parallelism)
         if version != DELTA_VERSION:
-            yield from (held.pop(key_group) for key_group in sorted(held))
+            yield from flush()
         for row in rows:
             key_group, states, timers, event_timers = row[:4]
             if not low <= key_group <= high:
@@ -349,9 +333,8 @@ def read_groups(
                 timers=[(int(ts), key) for ts, key in timers],
                 event_timers=[(int(ts), key) for ts, key in event_timers],
             )
-            base = held.get(key_group)
-            if version == DELTA_VERSION and base is not None:
-                held[key_group] = apply_delta(base, group, row[4], frozenset(metas), handle.path)
+            if version == DELTA_VERSION and key_group in held:
+                deltas.setdefault(key_group, []).append(Delta(group, frozenset(row[4]), frozenset(metas)))
                 continue
             if key_group in seen:
                 raise RestoreError(
@@ -360,28 +343,82 @@ def read_groups(
                 )
             seen[key_group] = handle.path
             held[key_group] = group
-    yield from (held.pop(key_group) for key_group in sorted(held))
+    yield from flush()
 
 
-def apply_delta(
-    base: RestoredGroup, delta: RestoredGroup, replaced_keys: list[Any], covers: frozenset[str], where: str
-) -> RestoredGroup:
-    """``base`` with the ``replaced_keys`` taken from ``delta`` (in the states ``covers`` names, and timers)."""
-    replaced = set(replaced_keys)
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A key group read from a delta file: its entries, the keys it replaces, the states it covers."""
+
+    group: RestoredGroup
+    replaced: frozenset[Any]
+    covers: frozenset[str]
+
+
+def apply_deltas(base: RestoredGroup, chain: Sequence[Delta], where: str) -> RestoredGroup:
+    """``base`` with each delta applied in order: its replaced keys' entries (in the states it covers)
+    and timers dropped, then its entries and timers added."""
+    names = list(base.states)
+    for delta in chain:
+        names.extend(name for name in delta.group.states if name not in names)
     states: dict[str, StateBlock] = {}
-    for name, block in base.states.items():
-        kept = drop_keys(block, replaced, where) if name in covers else block
-        if _size(kept):
-            states[name] = kept
-    for name, block in delta.states.items():
-        known = states.get(name)
-        states[name] = block if known is None else join_blocks(known, block, where)
-    return RestoredGroup(
-        key_group=base.key_group,
-        metas={name: delta.metas.get(name) or base.metas[name] for name in states},
-        states=states,
-        timers=[t for t in base.timers if t[1] not in replaced] + delta.timers,
-        event_timers=[t for t in base.event_timers if t[1] not in replaced] + delta.event_timers,
+    metas: dict[str, tuple[str, str]] = {}
+    for name in names:
+        block = _merge_state(name, base.states.get(name), chain, where)
+        if block is not None:
+            states[name] = block
+            metas[name] = (
+                next((d.group.metas[name] for d in reversed(chain) if name in d.group.metas), None) or base.metas[name]
+            )
+    timers, event_timers = list(base.timers), list(base.event_timers)
+    for delta in chain:
+        if delta.replaced:
+            timers = [t for t in timers if t[1] not in delta.replaced]
+            event_timers = [t for t in event_timers if t[1] not in delta.replaced]
+        timers += delta.group.timers
+        event_timers += delta.group.event_timers
+    return RestoredGroup(base.key_group, metas, states, timers, event_timers)
+
+
+def _merge_state(name: str, base: StateBlock | None, chain: Sequence[Delta], where: str) -> StateBlock | None:
+    """One state's entries after the chain: columns stay one column when every part is alike, else rows."""
+    parts = [base, *(d.group.states.get(name) for d in chain)]
+    present = [p for p in parts if p is not None]
+    first = present[0] if present else None
+    columnar = isinstance(first, ColumnData) and all(
+        isinstance(p, ColumnData) and p.values[0] == first.values[0] and (p.written is None) == (first.written is None)
+        for p in present
+    )
+    table: dict[Any, Any] = {}
+
+    def add(block: StateBlock) -> None:
+        if columnar and isinstance(block, ColumnData):
+            values = column_items(block.values, where)
+            if len(values) != len(block.keys):
+                raise RestoreError(f"{where}: {len(block.keys)} keys but {len(values)} values")
+            written = block.written if block.written is not None else [None] * len(values)
+            table.update(zip(block.keys, zip(values, written, strict=True), strict=True))
+        else:
+            table.update((entry[0], entry) for entry in block_rows(block, where))
+
+    if base is not None:
+        add(base)
+    for delta in chain:
+        if delta.replaced and name in delta.covers:
+            for key in delta.replaced:
+                table.pop(key, None)
+        block = delta.group.states.get(name)
+        if block is not None:
+            add(block)
+    if not table:
+        return None
+    if not columnar or not isinstance(first, ColumnData):
+        return list(table.values())
+    pairs = list(table.values())
+    return ColumnData(
+        keys=list(table),
+        values=column_of(first.values[0], [value for value, _ in pairs], where),
+        written=None if first.written is None else [at for _, at in pairs],
     )
 
 
@@ -397,10 +434,9 @@ __all__ = [
     "default_chunk_size",
     "encode_chunk",
     "encode_delta_chunk",
-    "apply_delta",
+    "Delta",
+    "apply_deltas",
     "compact",
-    "drop_keys",
-    "join_blocks",
     "DELTA_VERSION",
     "MAX_DELTAS",
     "private_name",

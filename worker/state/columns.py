@@ -150,26 +150,21 @@ def value_bytes(column: Column, where: str) -> list[bytes]:
     return list(map(KEY_SERIALIZER.encode, _unpack(column, where)))
 
 
-def select_values(column: Column, keep: Sequence[int], where: str) -> Column:
-    """The column of the values at positions ``keep`` (for a chunk chain dropping replaced keys)."""
-    tag = column[0]
+def column_items(column: Column, where: str) -> list[Any]:
+    """A value column's items as stored: plain values and tuples decoded, serializer bytes as they are."""
+    if column[0] == BYTES:
+        return list(column[1])
+    return _unpack(column, where)
+
+
+def column_of(tag: str, items: Sequence[Any], where: str) -> Column:
+    """The column of ``items`` taken from columns tagged ``tag`` (``column_items``), packed again."""
     if tag == BYTES:
-        values = column[1]
-        return [BYTES, [values[i] for i in keep]]
-    items = _unpack(column, where)
-    packed = _pack(tag, [items[i] for i in keep])
-    if packed is None:  # cannot happen: the items came from such a column
+        return [BYTES, list(items)]
+    packed = _pack(tag, items)
+    if packed is None:  # cannot happen: the items came from such columns
         raise RestoreError(f"{where}: a {tag!r} column cannot be packed again")
     return packed
-
-
-def concat_values(first: Column, second: Column, where: str) -> Column | None:
-    """One column of both columns' values, or None when their kinds differ."""
-    if first[0] != second[0]:
-        return None
-    if first[0] == BYTES:
-        return [BYTES, [*first[1], *second[1]]]
-    return _pack(first[0], _unpack(first, where) + _unpack(second, where))
 
 
 __all__ = [
@@ -184,7 +179,7 @@ __all__ = [
     "decode_values",
     "encode_keys",
     "encode_values",
-    "concat_values",
-    "select_values",
+    "column_items",
+    "column_of",
     "value_bytes",
 ]

@@ -123,6 +123,12 @@ class IncrementalTracker:
             for mark in marks:
                 if type(mark) is ChunkMark:
                     changed[mark.chunk] = None
+        if len(changed) == len(self._chunks):  # every chunk is written whole: no key needs hashing
+            return changed
+        for marks in plan.marks:
+            for mark in marks:
+                if type(mark) is ChunkMark:
+                    changed[mark.chunk] = None
                     continue
                 chunk = chunk_of_key(mark)
                 if chunk not in changed:

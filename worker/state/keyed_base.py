@@ -87,13 +87,16 @@ class FrozenKeyedState:
 class KeyedBackendBase(KeyedStateBackend):
     """Shared implementation of ``KeyedStateBackend``; see the module docstring."""
 
+    fine_incremental_chunks = True
+    """Finer chunks when incremental (a changed chunk is written whole); False for a backend writing deltas."""
+
     def __init__(self, ctx: KeyedBackendContext) -> None:
         self._ctx = ctx
         self._key: Any = None
         self._assigner = KeyGroupAssigner(ctx.max_parallelism)
         self._kg = self._assigner.lookup
         self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(
-            ctx.max_parallelism, ctx.parallelism, ctx.incremental
+            ctx.max_parallelism, ctx.parallelism, ctx.incremental and self.fine_incremental_chunks
         )
         self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
         self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
@@ -352,11 +355,12 @@ class KeyedBackendBase(KeyedStateBackend):
                     whole.append(chunk)
                 continue
             keys = changes[chunk]
-            if keys is None or base is None or not usable or frozen.delta_states is None or compact(base):
+            stagger = chunk[0] // self._chunk_size % 4  # chunks changing together are not compacted together
+            if keys is None or not usable or frozen.delta_states is None or compact(base or [], stagger):
                 whole.append(chunk)
             else:
                 deltas[chunk] = keys
-        for chunk, data in self._encode(frozen, timers, whole):
+        for chunk, data in self._encode(frozen, timers, whole) if whole else ():  # encoding scans every key
             chains[chunk] = [tracker.upload(writer, chunk, data)]
         for chunk, data in self._encode_deltas(frozen, timers, deltas):
             chains[chunk] = [*plan.base[chunk], tracker.upload(writer, chunk, data)]
