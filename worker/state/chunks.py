@@ -356,8 +356,10 @@ class Delta:
 
 
 def apply_deltas(base: RestoredGroup, chain: Sequence[Delta], where: str) -> RestoredGroup:
-    """``base`` with each delta applied in order: its replaced keys' entries (in the states it covers)
-    and timers dropped, then its entries and timers added."""
+    """``base`` with each delta of ``chain`` applied in order.
+
+    A delta drops its replaced keys' entries (in the states it covers) and timers, then adds its own.
+    """
     names = list(base.states)
     for delta in chain:
         names.extend(name for name in delta.group.states if name not in names)
