@@ -1,4 +1,4 @@
-"""Incremental hashmap snapshots as chunk chains: deltas of changed keys, compaction, retention, rescale.
+"""Incremental snapshots (hashmap and RocksDB) as chunk chains: deltas of changed keys, compaction, retention, rescale.
 
 Every test keeps a model of the state (a dict per state, the timers) beside the backend and
 compares a restore with it exactly. The chain test runs 50 checkpoints through the real
@@ -107,10 +107,12 @@ class Model:
         assert got_timers == self.timers
 
 
-def restore(tmp_path: Path, handles: list[StateHandle], reader: Any, parallelism: int) -> list[KeyedStateBackend]:
+def restore(
+    tmp_path: Path, handles: list[StateHandle], reader: Any, parallelism: int, kind: str = "hashmap"
+) -> list[KeyedStateBackend]:
     backends = []
     for index in range(parallelism):
-        backend = make_backend("hashmap", tmp_path, parallelism=parallelism, index=index, uid="sums")
+        backend = make_backend(kind, tmp_path, parallelism=parallelism, index=index, uid="sums")
         backend.restore(handles, reader)
         backends.append(backend)
     return backends
@@ -142,10 +144,11 @@ def metadata(checkpoint_id: int, handles: list[StateHandle]) -> CheckpointMetada
     )
 
 
-def test_a_chain_of_50_incremental_checkpoints_with_retention_restores_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["hashmap", "rocksdb"])
+def test_a_chain_of_50_incremental_checkpoints_with_retention_restores_exactly(kind: str, tmp_path: Path) -> None:
     storage = CheckpointStorage.open(f"file://{tmp_path}/chk", None, namespace="ns", name="job", job_id="j1")
     shared_dir = tmp_path / "chk" / "ns" / "job" / "j1" / "shared"
-    backend = make_backend("hashmap", tmp_path, incremental=True, uid="sums")
+    backend = make_backend(kind, tmp_path, incremental=True, uid="sums")
     model, rng = Model(), random.Random(14)
     model.step(backend, rng, 6000)
     referenced: dict[int, set[str]] = {}
@@ -190,15 +193,16 @@ def test_a_chain_of_50_incremental_checkpoints_with_retention_restores_exactly(t
     assert sum(shares) / len(shares) < 0.25, f"compactions dominate: {shares}"
     reader = storage.reader(storage.checkpoint_base_uri)
     for parallelism in (3, 2):
-        model.check(restore(tmp_path / f"p{parallelism}", previous, reader, parallelism))
+        model.check(restore(tmp_path / f"p{parallelism}", previous, reader, parallelism, kind))
     backend.close()
 
 
+@pytest.mark.parametrize("kind", ["hashmap", "rocksdb"])
 def test_a_restored_chain_continues_incrementally_and_an_aborted_checkpoint_keeps_its_changes(
-    tmp_path: Path,
+    kind: str, tmp_path: Path
 ) -> None:
     storage = MemoryStorage()
-    backend = make_backend("hashmap", tmp_path, incremental=True, uid="sums")
+    backend = make_backend(kind, tmp_path, incremental=True, uid="sums")
     model, rng = Model(), random.Random(3)
     model.step(backend, rng, 4000)
     backend.snapshot()(storage.writer(1))
@@ -209,15 +213,15 @@ def test_a_restored_chain_continues_incrementally_and_an_aborted_checkpoint_keep
     model.step(backend, rng, 20)
     handles = backend.snapshot()(storage.writer(3))
     backend.notify_checkpoint_complete(3)
-    model.check(restore(tmp_path / "a", handles, storage.reader(), 1))
+    model.check(restore(tmp_path / "a", handles, storage.reader(), 1, kind))
 
-    again = make_backend("hashmap", tmp_path / "again", incremental=True, uid="sums")
+    again = make_backend(kind, tmp_path / "again", incremental=True, uid="sums")
     again.restore(handles, storage.reader())
     model.step(again, rng, 20)
     before = len(storage.uploads)
     later = again.snapshot()(storage.writer(4))
     assert 0 < len(storage.uploads) - before <= 20, "the restored chains are referenced, only deltas written"
-    model.check(restore(tmp_path / "b", later, storage.reader(), 1))
+    model.check(restore(tmp_path / "b", later, storage.reader(), 1, kind))
 
 
 def test_changes_per_chunk_are_keys_or_the_whole_chunk() -> None:

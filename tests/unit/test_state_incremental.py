@@ -15,9 +15,8 @@ pytestmark = pytest.mark.unit
 COUNT = ValueStateDescriptor("count", int, 0)
 TAGS = MapStateDescriptor("tags", str, str)
 KEYS = [f"k{i}" for i in range(10_000)]
-CHUNKS = {"rocksdb": 32, "hashmap": 8}
-"""Default chunk files of one incremental subtask (128 key groups): 4 key groups per chunk on RocksDB, which
-writes a changed chunk whole; 16 on hashmap, which writes deltas of the changed keys."""
+CHUNKS = {"rocksdb": 8, "hashmap": 8}
+"""Default chunk files of one incremental subtask (128 key groups, 16 per chunk; changes are written as deltas)."""
 
 
 @pytest.fixture(params=["hashmap", "rocksdb"])
@@ -66,9 +65,9 @@ def test_only_changed_chunks_are_uploaded(kind: str, tmp_path: Path) -> None:
         handles, uploaded = checkpoint(backend, storage, cid)
         assert uploaded == 1
         written = storage.uploaded_bytes() - before_bytes
-        # hashmap: a delta of the one key (a small file, added to its chunk's chain); rocksdb: the whole chunk
-        assert written < (full_bytes / 400 if kind == "hashmap" else full_bytes / 16), written
-        deltas += kind == "hashmap"
+        # a delta of the one key: a small file, added to its chunk's chain
+        assert written < full_bytes / 400, written
+        deltas += 1
         assert len(handles) == CHUNKS[kind] + deltas
         backend.notify_checkpoint_complete(cid)
         check(kind, tmp_path, storage, handles, want)

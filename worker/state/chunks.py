@@ -3,8 +3,8 @@
 A file holds, for each key group of its range, every state's entries and the timers of that
 group's keys, so a restore at any parallelism reads only the files overlapping its range and keeps
 the key groups inside it. A full snapshot writes one file for the subtask's whole key-group range
-(one write and one fsync instead of one per chunk); incremental snapshots write finer chunks on
-a global grid, so that a change re-uploads a small part of the state. Both keyed backends write
+(one write and one fsync instead of one per chunk); incremental snapshots write chunks on a
+global grid, each as a chain of a full file and deltas of the keys changed since. Both keyed backends write
 and read this one format, so a savepoint taken with one restores into the other.
 
 Layout, version 2 (msgpack, keys encoded natively with tuple extension types or as columns,
@@ -75,16 +75,18 @@ MAX_DELTAS: Final = 32
 ROWS: Final = "rows"
 COLUMNS: Final = "columns"
 TARGET_CHUNKS_PER_SUBTASK: Final = 8
-TARGET_CHUNKS_INCREMENTAL: Final = 32  # finer: a change re-uploads a smaller part of the state
 
 Chunk = tuple[int, int]
 Entry = list[Any]
 
 
-def default_chunk_size(max_parallelism: int, parallelism: int, incremental: bool = False) -> int:
-    """Key groups per chunk: about 8 chunk files per subtask (32 with incremental snapshots)."""
-    target = TARGET_CHUNKS_INCREMENTAL if incremental else TARGET_CHUNKS_PER_SUBTASK
-    return max(1, max_parallelism // (parallelism * target))
+def default_chunk_size(max_parallelism: int, parallelism: int) -> int:
+    """Key groups per chunk: about 8 chunk files per subtask.
+
+    Incremental snapshots write deltas of the changed keys per chunk (``compact``), so they need
+    no finer grid: fewer chunks mean fewer files (and fsyncs) per checkpoint.
+    """
+    return max(1, max_parallelism // (parallelism * TARGET_CHUNKS_PER_SUBTASK))
 
 
 def chunks_of(key_group_range: Chunk, chunk_size: int) -> list[Chunk]:

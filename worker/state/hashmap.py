@@ -219,8 +219,6 @@ class _FrozenHashMap(FrozenKeyedState):
 class HashMapKeyedStateBackend(KeyedBackendBase):
     """Keyed state in Python dicts; see the module docstring."""
 
-    fine_incremental_chunks = False  # deltas: fewer, larger chunks mean fewer files per checkpoint
-
     def __init__(self, ctx: KeyedBackendContext) -> None:
         super().__init__(ctx)
         self._tables: dict[str, HashTable] = {}

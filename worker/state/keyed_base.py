@@ -87,17 +87,12 @@ class FrozenKeyedState:
 class KeyedBackendBase(KeyedStateBackend):
     """Shared implementation of ``KeyedStateBackend``; see the module docstring."""
 
-    fine_incremental_chunks = True
-    """Finer chunks when incremental (a changed chunk is written whole); False for a backend writing deltas."""
-
     def __init__(self, ctx: KeyedBackendContext) -> None:
         self._ctx = ctx
         self._key: Any = None
         self._assigner = KeyGroupAssigner(ctx.max_parallelism)
         self._kg = self._assigner.lookup
-        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(
-            ctx.max_parallelism, ctx.parallelism, ctx.incremental and self.fine_incremental_chunks
-        )
+        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(ctx.max_parallelism, ctx.parallelism)
         self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
         self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
         self._timers = TimerQueue()
