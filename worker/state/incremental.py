@@ -1,14 +1,13 @@
 """Incremental keyed snapshots: which chunks and keys changed since the last *completed* checkpoint.
 
-A backend with ``incremental=True`` records a *mark* for every write: the written key (hashmap
-backend: one ``set.add`` per write, no hashing) or a ``ChunkMark`` (rocksdb backend, which knows
-the key group of every row anyway; also any change not tied to a key). At each checkpoint only
+A backend with ``incremental=True`` records a *mark* for every write: the written key (one
+``set.add`` per write, no hashing) or a ``ChunkMark`` (a change not tied to a key, such as a
+RocksDB TTL sweep, or every chunk before the first checkpoint). At each checkpoint only
 the chunks holding a mark since the last confirmed checkpoint are written, as content-addressed
 shared files (skipping names already in storage); every other chunk references the shared files
 of the confirmed checkpoint. The confirmed state of a chunk is a *chain* (``chunks.py``): a full
-file, then delta files holding only the keys marked since; a backend that can write deltas
-(hashmap) writes one for a chunk whose marks are all keys, until ``chunks.compact`` says the
-chunk is due to be written whole again. The confirmed base advances only on
+file, then delta files holding only the keys marked since; a chunk whose marks are all keys gets
+a delta, until ``chunks.compact`` says it is due to be written whole again. The confirmed base advances only on
 ``notify_checkpoint_complete``; an aborted or failed checkpoint leaves it where it was, and its
 marks count again in the next one. Savepoints never use this: they are full and private.
 
