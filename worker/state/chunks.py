@@ -400,8 +400,10 @@ def _merge_state(name: str, base: StateBlock | None, chain: Sequence[Delta], whe
             values = column_items(block.values, where)
             if len(values) != len(block.keys):
                 raise RestoreError(f"{where}: {len(block.keys)} keys but {len(values)} values")
-            written = block.written if block.written is not None else [None] * len(values)
-            table.update(zip(block.keys, zip(values, written, strict=True), strict=True))
+            if block.written is None:
+                table.update(zip(block.keys, values, strict=True))
+            else:
+                table.update(zip(block.keys, zip(values, block.written, strict=True), strict=True))
         else:
             table.update((entry[0], entry) for entry in block_rows(block, where))
 
@@ -418,11 +420,13 @@ def _merge_state(name: str, base: StateBlock | None, chain: Sequence[Delta], whe
         return None
     if not columnar or not isinstance(first, ColumnData):
         return list(table.values())
+    if first.written is None:
+        return ColumnData(keys=list(table), values=column_of(first.values[0], list(table.values()), where))
     pairs = list(table.values())
     return ColumnData(
         keys=list(table),
         values=column_of(first.values[0], [value for value, _ in pairs], where),
-        written=None if first.written is None else [at for _, at in pairs],
+        written=[at for _, at in pairs],
     )
 
 

@@ -91,8 +91,17 @@ def encode_keys(keys: Sequence[Any], kind: str | None) -> Column:
     return [NATIVE, list(keys)]
 
 
+class _Unpacked(list[Any]):
+    """A column's items already decoded and checked in memory (a merged chunk chain).
+
+    Its own type, so that nothing read from a file can pass for it.
+    """
+
+
 def _unpack(column: Column, where: str) -> list[Any]:
     tag, payload = column[0], column[1]
+    if type(payload) is _Unpacked:
+        return payload
     if not isinstance(payload, bytes):
         raise RestoreError(f"{where}: a {tag!r} column holds {type(payload).__name__}, not bytes")
     try:
@@ -158,13 +167,11 @@ def column_items(column: Column, where: str) -> list[Any]:
 
 
 def column_of(tag: str, items: Sequence[Any], where: str) -> Column:
-    """The column of ``items`` taken from columns tagged ``tag`` (``column_items``), packed again."""
-    if tag == BYTES:
-        return [BYTES, list(items)]
-    packed = _pack(tag, items)
-    if packed is None:  # cannot happen: the items came from such columns
-        raise RestoreError(f"{where}: a {tag!r} column cannot be packed again")
-    return packed
+    """The column of ``items`` taken from columns tagged ``tag`` (``column_items``), kept decoded.
+
+    Only for a restore: the decoded items are not packed again to be unpacked at once.
+    """
+    return [tag, list(items) if tag == BYTES else _Unpacked(items)]
 
 
 __all__ = [
