@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.state_sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="key counts, comma-separated")
     parser.add_argument("--backends", default="hashmap,rocksdb", help="hashmap and/or rocksdb")
+    parser.add_argument("--modes", default="full,incremental", help="full and/or incremental checkpoints")
     parser.add_argument("--intervals", type=int, default=5, help="checkpoints after the first")
     parser.add_argument("--change", type=float, default=0.01, help="share of the keys changed per interval")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     backends = set(args.backends.split(","))
+    modes = {mode == "incremental" for mode in args.modes.split(",")}
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpus": os.cpu_count(),
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for keys in sizes:
         for kind, incremental in CONFIGS:
-            if kind in backends:
+            if kind in backends and incremental in modes:
                 result = _run_one(kind, incremental, keys, args.intervals, args.change, args.timeout)
                 print(json.dumps(result), flush=True)
                 results.append(result)
