@@ -110,7 +110,7 @@ class CheckpointOverrides(_Frozen):
         default=None, description="Keep or delete retained checkpoints when the job is cancelled."
     )
     retained: PositiveCount | None = Field(default=None, description="Completed checkpoints kept in storage.")
-    incremental: bool | None = Field(default=None, description="Incremental checkpoints (rocksdb).")
+    incremental: bool | None = Field(default=None, description="Incremental checkpoints (hashmap and rocksdb).")
     local_recovery: bool | None = Field(default=None, description="Keep a local copy of state for recovery.")
 
     def apply(self, base: CheckpointSettings) -> CheckpointSettings:

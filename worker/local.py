@@ -75,6 +75,15 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def size_text(data: dict[str, Any]) -> str:
+    """``9.4 MiB`` or, when a checkpoint wrote less than it references, ``9.4 MiB, 96.0 KiB written``."""
+    full = _size(data["size"])
+    written = data.get("incremental_size")
+    if written is None or written >= data["size"]:
+        return full
+    return f"{full}, {_size(written)} written"
+
+
 class Progress:
     """Terminal progress: one line per event, and a record count while nothing else happens."""
 
@@ -105,7 +114,7 @@ class Progress:
             self.line(f"attempt {data['attempt']} running{restored}")
         elif kind in ("checkpoint", "savepoint"):
             self.line(
-                f"{kind} {data['id']} completed in {data['duration_ms']} ms ({_size(data['size'])}) "
+                f"{kind} {data['id']} completed in {data['duration_ms']} ms ({size_text(data)}) "
                 f"— {data['records']:,} records read — {data['location']}"
             )
             self.rate_from = (data["records"], self.last_line)

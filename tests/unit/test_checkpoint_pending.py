@@ -87,6 +87,8 @@ def test_finalize_writes_the_metadata_and_returns_a_frozen_completed_checkpoint(
         size=len(pending.tasks) * 10,
         location="file:///ck/chk-5/_metadata",
         phases=completed.phases,
+        incremental_size=len(pending.tasks) * 10,
+        shared_files=frozenset(f"shared/{v}-{i}" for v, i in pending.tasks),
     )
     assert completed.duration_ms == 250 and completed.directory == "file:///ck/chk-5"
     assert completed.phases.sync_ms == 1.0 and completed.phases.cpu_ms == 0.25 * len(pending.tasks)
@@ -104,6 +106,18 @@ def test_finalize_writes_the_metadata_and_returns_a_frozen_completed_checkpoint(
     assert pending.abort(CheckpointFailureReason.JOB_STOPPING) is None
     with pytest.raises(RuntimeError, match="checkpoint 5 cannot be finalized: it is completed"):
         pending.finalize(description, storage, completion_ms=2_000)
+
+
+def test_the_incremental_size_counts_private_files_and_shared_files_the_previous_checkpoint_lacked() -> None:
+    description = job()
+    pending = pending_for(description)
+    ack_all(pending, description)
+    tasks = sorted(pending.tasks)
+    reused = frozenset(f"shared/{v}-{i}" for v, i in tasks[1:]) | {"shared/gone"}
+    completed = pending.finalize(description, FakeStorage(Log()), completion_ms=1_250, referenced=reused)
+    assert completed.size == len(tasks) * 10, "the full size counts every referenced file"
+    assert completed.incremental_size == len(tasks) * 7 + 3, "only the first task's shared file is new"
+    assert completed.shared_files == frozenset(f"shared/{v}-{i}" for v, i in tasks)
 
 
 def test_finalize_before_every_task_acknowledged_is_refused() -> None:

@@ -61,3 +61,16 @@ def test_ctrl_c_says_what_happens_to_the_checkpoints() -> None:
     assert "deleting its checkpoints" in delete and "kept" not in delete.split(";")[0]
     assert "checkpointing is off" in cancel_notice(CheckpointSettings())
     assert all(n.startswith("interrupted: cancelling the job") for n in (keep, delete))
+
+
+def test_a_checkpoint_line_shows_the_full_size_and_what_an_incremental_checkpoint_wrote() -> None:
+    out = io.StringIO()
+    progress = Progress(out=out)
+    base = {"duration_ms": 5, "records": 1, "location": "x"}
+    progress.event("checkpoint", {"id": 1, "size": 9_856_000, "incremental_size": 9_856_000, **base})
+    progress.event("checkpoint", {"id": 2, "size": 9_856_000, "incremental_size": 98_304, **base})
+    progress.event("checkpoint", {"id": 3, "size": 2_048, **base})  # an older JobMaster's event
+    lines = out.getvalue().splitlines()
+    assert "checkpoint 1 completed in 5 ms (9.4 MiB) " in lines[0]
+    assert "checkpoint 2 completed in 5 ms (9.4 MiB, 96.0 KiB written) " in lines[1]
+    assert "checkpoint 3 completed in 5 ms (2.0 KiB) " in lines[2]

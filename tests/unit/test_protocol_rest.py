@@ -20,6 +20,7 @@ from streamjob.worker.jobmaster.rest import build_app, checkpoints_overview
 from streamjob.worker.loader import load_job
 from streamjob.worker.protocol.rest import (
     CancelAccepted,
+    CheckpointEntry,
     CheckpointKind,
     CheckpointsOverview,
     CheckpointStatus,
@@ -215,3 +216,10 @@ def test_a_savepoint_request_with_a_bad_body_is_one_error_line(
 def test_unknown_savepoint_request_is_404(tmp_path: Path) -> None:
     [(status, answer)] = _calls(_jobmaster(tmp_path), [("GET", "/savepoints/nope", None)])
     assert (status, answer) == (404, _recorded("error_404"))
+
+
+def test_a_checkpoint_entry_of_an_older_jobmaster_without_incremental_size_still_reads() -> None:
+    body = _recorded("checkpoints")["history"][0]
+    older = {k: v for k, v in body.items() if k != "incremental_size"}
+    entry = CheckpointEntry.model_validate(older)
+    assert entry.incremental_size is None and entry.size == body["size"]

@@ -148,9 +148,13 @@ class StateBackend:
     incremental: bool = False
 
 
-def HashMapStateBackend() -> StateBackend:
-    """State as Python objects in memory; snapshots are copied then written asynchronously."""
-    return StateBackend("hashmap")
+def HashMapStateBackend(incremental: bool = False) -> StateBackend:
+    """State as Python objects in memory; snapshots are copied then written asynchronously.
+
+    ``incremental``: a checkpoint uploads only the chunks of key groups written since the last
+    completed one and references the others' shared files (as ``EmbeddedRocksDBStateBackend``).
+    """
+    return StateBackend("hashmap", incremental)
 
 
 def EmbeddedRocksDBStateBackend(incremental: bool = False) -> StateBackend:

@@ -32,6 +32,7 @@ class CompletedCheckpoint:
     trigger_ms: int
     completion_ms: int
     size: int
+    """Bytes of every file the checkpoint references (the full state size)."""
     location: str
     """The ``_metadata`` URI."""
     stop: bool = False
@@ -39,6 +40,10 @@ class CompletedCheckpoint:
     request_id: str | None = None
     """The ``POST /savepoints`` request it answers, if any."""
     phases: CheckpointPhases = CheckpointPhases()
+    incremental_size: int | None = None
+    """Bytes this checkpoint wrote (``finalize.written_size``); None when not known."""
+    shared_files: frozenset[str] = frozenset()
+    """The ``shared/`` files it references (incremental snapshots)."""
 
     @property
     def is_savepoint(self) -> bool:

@@ -233,7 +233,11 @@ class CheckpointCoordinator:
     async def _complete(self, pending: PendingCheckpoint) -> None:
         run = asyncio.get_running_loop().run_in_executor
         try:
-            completed = await run(self.executor, pending.finalize, self.parts.job, self.storage, self.clock.now_ms())
+            latest = self.store.latest
+            referenced = latest.shared_files if latest is not None else frozenset()
+            completed = await run(
+                self.executor, pending.finalize, self.parts.job, self.storage, self.clock.now_ms(), referenced
+            )
         except Exception as err:
             self._abort(pending, CheckpointFailureReason.STORAGE, detail=str(err))
             return
@@ -245,10 +249,11 @@ class CheckpointCoordinator:
             self.decider.finished(self.clock.monotonic())
         self.stats.record(CheckpointRecord.of_completed(completed))
         log.info(
-            "completed %s %d (%d bytes, %d ms) at %s",
+            "completed %s %d (%d bytes, %s written, %d ms) at %s",
             completed.kind.value,
             completed.id,
             completed.size,
+            completed.incremental_size,
             completed.duration_ms,
             completed.location,
         )

@@ -97,6 +97,16 @@ def build_metadata(
     )
 
 
+def written_size(meta: CheckpointMetadata, referenced: frozenset[str]) -> int:
+    """Bytes this checkpoint wrote: its private files and the shared files ``referenced`` lacks.
+
+    ``referenced``: the shared files of the previous completed checkpoint. A shared file an
+    incremental snapshot references again was written by an earlier checkpoint; one it uploaded
+    now is new. Without a previous checkpoint (or after a JobMaster restart) every file counts.
+    """
+    return sum(h.size for h in meta.handles() if not h.shared or h.path not in referenced)
+
+
 def aggregate_phases(acks: Mapping[TaskKey, TaskAck]) -> CheckpointPhases:
     """Phases: the slowest task's (the checkpoint waits for it); CPU: the sum over tasks (what it costs)."""
     stats = [a.stats for a in acks.values()]

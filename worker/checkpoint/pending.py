@@ -17,7 +17,13 @@ from enum import Enum
 from streamjob.worker.checkpoint.acks import TaskAck, TaskKey
 from streamjob.worker.checkpoint.completed import CompletedCheckpoint
 from streamjob.worker.checkpoint.failures import CheckpointFailure, CheckpointFailureReason
-from streamjob.worker.checkpoint.finalize import JobDescription, SnapshotFacts, aggregate_phases, build_metadata
+from streamjob.worker.checkpoint.finalize import (
+    JobDescription,
+    SnapshotFacts,
+    aggregate_phases,
+    build_metadata,
+    written_size,
+)
 from streamjob.worker.protocol.rest import CheckpointKind
 from streamjob.worker.storage.checkpoint_storage import CoordinatorStorageView
 
@@ -99,8 +105,16 @@ class PendingCheckpoint:
         """Tasks that have not acknowledged yet (for timeout messages)."""
         return sorted(self.tasks - self.acks.keys())
 
-    def finalize(self, job: JobDescription, storage: CoordinatorStorageView, completion_ms: int) -> CompletedCheckpoint:
+    def finalize(
+        self,
+        job: JobDescription,
+        storage: CoordinatorStorageView,
+        completion_ms: int,
+        referenced: frozenset[str] = frozenset(),
+    ) -> CompletedCheckpoint:
         """Writes ``_metadata`` (last: it marks the checkpoint completed) and returns the completed checkpoint.
+
+        ``referenced``: the shared files of the previous completed checkpoint (``written_size``).
 
         Blocking I/O: the coordinator runs it on its executor. If the write fails the error is raised
         and the checkpoint is ``FINALIZE_FAILED``, which ``abort`` then ends.
@@ -121,6 +135,8 @@ class PendingCheckpoint:
             trigger_ms=self.trigger_ms,
             completion_ms=completion_ms,
             size=meta.total_size,
+            incremental_size=written_size(meta, referenced),
+            shared_files=frozenset(meta.shared_files),
             location=location,
             stop=self.stop,
             request_id=self.request_id,

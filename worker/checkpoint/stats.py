@@ -33,6 +33,8 @@ class CheckpointRecord:
     async_ms: float = 0.0
     cpu_ms: float = 0.0
     """CPU time the tasks spent on checkpoint work since their previous acknowledgement, summed over tasks."""
+    incremental_size: int | None = None
+    """Bytes this checkpoint wrote (``size`` is the full state it references); None when not known."""
 
     def __post_init__(self) -> None:
         """Accepts the enums' strings too (``"savepoint"``, ``"FAILED"``); anything else is a ``ValueError``."""
@@ -56,6 +58,7 @@ class CheckpointRecord:
             phases.sync_ms,
             phases.async_ms,
             phases.cpu_ms,
+            completed.incremental_size,
         )
 
     @classmethod

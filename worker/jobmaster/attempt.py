@@ -433,6 +433,7 @@ class Attempt:
                 "location": location,
                 "duration_ms": rec.duration_ms if rec else 0,
                 "size": rec.size if rec else 0,
+                "incremental_size": rec.incremental_size if rec else None,
                 "records": self.records_in_total(),
             },
         )

@@ -69,6 +69,7 @@ def checkpoint_entry(rec: CheckpointRecord) -> CheckpointEntry:
         sync_ms=rec.sync_ms,
         async_ms=rec.async_ms,
         cpu_ms=rec.cpu_ms,
+        incremental_size=rec.incremental_size,
     )
 
 

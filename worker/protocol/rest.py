@@ -161,7 +161,11 @@ class JobOverview(ResponseBody):
 
 
 class CheckpointEntry(ResponseBody):
-    """One finished (or failed) checkpoint in ``GET /checkpoints``; durations in ms, size in bytes."""
+    """One finished (or failed) checkpoint in ``GET /checkpoints``; durations in ms, sizes in bytes.
+
+    ``size`` is the full state the checkpoint references; ``incremental_size`` what it wrote (less
+    than ``size`` with incremental checkpoints; None for a failed one or when not known).
+    """
 
     id: int
     kind: CheckpointKind
@@ -176,6 +180,7 @@ class CheckpointEntry(ResponseBody):
     async_ms: float = 0.0
     cpu_ms: float = 0.0
     """CPU time the tasks spent on checkpoint work since their previous acknowledgement, summed over tasks."""
+    incremental_size: int | None = None
 
 
 class CheckpointCounts(ResponseBody):

@@ -91,8 +91,17 @@ def encode_keys(keys: Sequence[Any], kind: str | None) -> Column:
     return [NATIVE, list(keys)]
 
 
+class _Unpacked(list[Any]):
+    """A column's items already decoded and checked in memory (a merged chunk chain).
+
+    Its own type, so that nothing read from a file can pass for it.
+    """
+
+
 def _unpack(column: Column, where: str) -> list[Any]:
     tag, payload = column[0], column[1]
+    if type(payload) is _Unpacked:
+        return payload
     if not isinstance(payload, bytes):
         raise RestoreError(f"{where}: a {tag!r} column holds {type(payload).__name__}, not bytes")
     try:
@@ -150,6 +159,21 @@ def value_bytes(column: Column, where: str) -> list[bytes]:
     return list(map(KEY_SERIALIZER.encode, _unpack(column, where)))
 
 
+def column_items(column: Column, where: str) -> list[Any]:
+    """A value column's items as stored: plain values and tuples decoded, serializer bytes as they are."""
+    if column[0] == BYTES:
+        return list(column[1])
+    return _unpack(column, where)
+
+
+def column_of(tag: str, items: Sequence[Any], where: str) -> Column:
+    """The column of ``items`` taken from columns tagged ``tag`` (``column_items``), kept decoded.
+
+    Only for a restore: the decoded items are not packed again to be unpacked at once.
+    """
+    return [tag, list(items) if tag == BYTES else _Unpacked(items)]
+
+
 __all__ = [
     "BYTES",
     "NATIVE",
@@ -162,5 +186,7 @@ __all__ = [
     "decode_values",
     "encode_keys",
     "encode_values",
+    "column_items",
+    "column_of",
     "value_bytes",
 ]

@@ -7,8 +7,9 @@ copy of each table (``dict.copy()``, copy-on-write protects shared objects); enc
 background part, and value, reducing and aggregating states are encoded as columns (one msgpack
 call per key group and state instead of one serializer call per key, ``columns.py``): the
 background part then holds the GIL for a few milliseconds rather than tens.
-With ``incremental=True`` writes record their key in a dirty set (one ``set.add``), and only
-chunks holding a dirty key are re-encoded and uploaded.
+With ``incremental=True`` writes record their key in a dirty set (one ``set.add``); a checkpoint
+writes, per chunk holding a dirty key, a delta of just those keys (``chunks.py``: chunk chains),
+or the whole chunk when its chain is due for compaction.
 
 Recovery contract: see ``backend.py``. Restored entries stay encoded until their descriptor
 registers, then are decoded with that descriptor's serializer.
@@ -101,6 +102,7 @@ class _FrozenHashMap(FrozenKeyedState):
         super().__init__(metas)
         self._tables = tables
         self._raw = raw
+        self.delta_states = frozenset(table.name for table in tables)  # restored raw states are not covered
         self._lookup = lookup
         self._on_release = _Once(on_release)
         weakref.finalize(self, self._on_release)  # a snapshot that is never written still ends
@@ -129,6 +131,20 @@ class _FrozenHashMap(FrozenKeyedState):
                     group.columns[name] = column_block(keys, block.values, block.written)
                 else:
                     group.states.setdefault(name, []).extend(block)
+
+    def fill_keys(self, keys: set[Any], group_for: GroupFor) -> None:
+        """The entries of ``keys`` in every table (a delta; no preparation steps: a few keys)."""
+        for table in self._tables:
+            data = table.data
+            part = {key: data[key] for key in keys if key in data}
+            if not part:
+                continue
+            subset = _FrozenTable(table.name, table.kind, table.serializer, part, table.alive_from_ms)
+            try:
+                for _ in self._fill_table(subset, group_for):
+                    pass
+            except SerializationError as exc:
+                raise SerializationError(f"state {table.name!r}: {exc}") from exc
 
     def _fill_table(self, table: _FrozenTable, group_for: GroupFor) -> Iterator[None]:
         """Encodes one table's entries into their key groups."""

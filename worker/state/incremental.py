@@ -1,11 +1,13 @@
-"""Incremental keyed snapshots: which chunks changed since the last *completed* checkpoint.
+"""Incremental keyed snapshots: which chunks and keys changed since the last *completed* checkpoint.
 
-A backend with ``incremental=True`` records a *mark* for every write: the written key (hashmap
-backend: one ``set.add`` per write, no hashing) or a ``ChunkMark`` (rocksdb backend, which knows
-the key group of every row anyway). At each checkpoint it re-encodes only the chunks holding a
-mark since the last confirmed checkpoint, uploads them as content-addressed shared files
-(skipping names already in storage), and references the shared files of the confirmed
-checkpoint for every other chunk. The confirmed base advances only on
+A backend with ``incremental=True`` records a *mark* for every write: the written key (one
+``set.add`` per write, no hashing) or a ``ChunkMark`` (a change not tied to a key, such as a
+RocksDB TTL sweep, or every chunk before the first checkpoint). At each checkpoint only
+the chunks holding a mark since the last confirmed checkpoint are written, as content-addressed
+shared files (skipping names already in storage); every other chunk references the shared files
+of the confirmed checkpoint. The confirmed state of a chunk is a *chain* (``chunks.py``): a full
+file, then delta files holding only the keys marked since; a chunk whose marks are all keys gets
+a delta, until ``chunks.compact`` says it is due to be written whole again. The confirmed base advances only on
 ``notify_checkpoint_complete``; an aborted or failed checkpoint leaves it where it was, and its
 marks count again in the next one. Savepoints never use this: they are full and private.
 
@@ -30,6 +32,9 @@ from typing import Any
 from streamjob.worker.snapshot.handles import SnapshotWriter, StateHandle
 from streamjob.worker.state.chunks import Chunk, shared_name
 
+Chain = list[StateHandle]
+"""A chunk's files in a checkpoint, in the order a restore applies them: a full file, then deltas."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkMark:
@@ -42,7 +47,7 @@ class ChunkMark:
 class _Pending:
     own: set[Any]  # marks recorded between the previous snapshot's begin and this one's
     checkpoint_id: int | None = None
-    handles: dict[Chunk, StateHandle] | None = None
+    handles: dict[Chunk, Chain] | None = None
 
 
 @dataclass(slots=True)
@@ -51,7 +56,7 @@ class IncrementalPlan:
 
     token: int
     marks: list[set[Any]]  # this snapshot's own marks and those of every unconfirmed earlier one
-    base: dict[Chunk, StateHandle] = field(default_factory=dict)
+    base: dict[Chunk, Chain] = field(default_factory=dict)
     unverified: frozenset[str] = frozenset()  # base paths adopted from a restore, not yet seen in storage
 
 
@@ -63,7 +68,7 @@ class IncrementalTracker:
         self._chunks = list(chunks)
         self._chunk_of_key = chunk_of_key
         self.dirty: set[Any] = {ChunkMark(chunk) for chunk in self._chunks}
-        self._confirmed: dict[Chunk, StateHandle] = {}
+        self._confirmed: dict[Chunk, Chain] = {}
         self._pending: dict[int, _Pending] = {}
         self._known: dict[str, StateHandle] = {}
         self._unverified: set[str] = set()
@@ -71,7 +76,7 @@ class IncrementalTracker:
         self._lock = threading.Lock()
 
     def adopt(self, handles: Iterable[StateHandle]) -> None:
-        """After a restore: shared files covering exactly one of our chunks become the base.
+        """After a restore: the chains of shared files covering exactly one of our chunks become the base.
 
         They are verified to exist in the new snapshot's storage before being referenced (a
         restore into a new job lineage has no access to the old lineage's ``shared/``).
@@ -79,12 +84,19 @@ class IncrementalTracker:
         with self._lock:
             self._confirmed.clear()
             self._unverified.clear()
-            by_range = {(h.key_group_start, h.key_group_end): h for h in handles if h.shared}
+            by_range: dict[tuple[int | None, int | None], Chain] = {}
+            private: set[tuple[int | None, int | None]] = set()
+            for h in handles:
+                chunk_range = (h.key_group_start, h.key_group_end)
+                if h.shared:
+                    by_range.setdefault(chunk_range, []).append(h)
+                else:
+                    private.add(chunk_range)
             for chunk in self._chunks:
-                handle = by_range.get(chunk)
-                if handle is not None:
-                    self._confirmed[chunk] = handle
-                    self._unverified.add(handle.path)
+                chain = by_range.get(chunk)
+                if chain is not None and chunk not in private:
+                    self._confirmed[chunk] = chain
+                    self._unverified.update(h.path for h in chain)
                     self.dirty.discard(ChunkMark(chunk))
                 else:
                     self.dirty.add(ChunkMark(chunk))
@@ -102,26 +114,46 @@ class IncrementalTracker:
                 token=token, marks=marks, base=dict(self._confirmed), unverified=frozenset(self._unverified)
             )
 
-    def changed_chunks(self, plan: IncrementalPlan) -> set[Chunk]:
-        """Background part: the chunks holding any of the plan's marks."""
+    def changes(self, plan: IncrementalPlan) -> dict[Chunk, set[Any] | None]:
+        """Background part: per changed chunk, its marked keys, or None when the whole chunk changed."""
         chunk_of_key = self._chunk_of_key
-        changed: set[Chunk] = set()
+        changed: dict[Chunk, set[Any] | None] = {}
         for marks in plan.marks:
             for mark in marks:
-                changed.add(mark.chunk if type(mark) is ChunkMark else chunk_of_key(mark))
+                if type(mark) is ChunkMark:
+                    changed[mark.chunk] = None
+        if len(changed) == len(self._chunks):  # every chunk is written whole: no key needs hashing
+            return changed
+        for marks in plan.marks:
+            for mark in marks:
+                if type(mark) is ChunkMark:
+                    changed[mark.chunk] = None
+                    continue
+                chunk = chunk_of_key(mark)
+                if chunk not in changed:
+                    changed[chunk] = {mark}
+                    continue
+                keys = changed[chunk]
+                if keys is not None:
+                    keys.add(mark)
         return changed
 
+    def changed_chunks(self, plan: IncrementalPlan) -> set[Chunk]:
+        """Background part: the chunks holding any of the plan's marks."""
+        return set(self.changes(plan))
+
     def base_usable(self, writer: SnapshotWriter, plan: IncrementalPlan, chunk: Chunk) -> bool:
-        """Whether the plan's base handle of ``chunk`` may be referenced by this snapshot."""
-        handle = plan.base.get(chunk)
-        if handle is None:
+        """Whether the plan's base chain of ``chunk`` may be referenced by this snapshot."""
+        chain = plan.base.get(chunk)
+        if not chain:
             return False
-        if handle.path not in plan.unverified:
-            return True
-        if not writer.shared_exists(handle.path.rsplit("/", 1)[-1]):
-            return False
-        with self._lock:
-            self._unverified.discard(handle.path)
+        for handle in chain:
+            if handle.path not in plan.unverified:
+                continue
+            if not writer.shared_exists(handle.path.rsplit("/", 1)[-1]):
+                return False
+            with self._lock:
+                self._unverified.discard(handle.path)
         return True
 
     def upload(self, writer: SnapshotWriter, chunk: Chunk, data: bytes) -> StateHandle:
@@ -137,8 +169,8 @@ class IncrementalTracker:
             self._known[name] = handle
         return handle
 
-    def finish(self, token: int, checkpoint_id: int, handles: dict[Chunk, StateHandle]) -> None:
-        """Background part: records the handles the snapshot of ``token`` ended up with."""
+    def finish(self, token: int, checkpoint_id: int, handles: dict[Chunk, Chain]) -> None:
+        """Background part: records the chains the snapshot of ``token`` ended up with."""
         with self._lock:
             pending = self._pending.get(token)
             if pending is not None:
@@ -168,9 +200,9 @@ class IncrementalTracker:
             for t in older:  # their marks were part of this snapshot's plan
                 del self._pending[t]
             self._confirmed = pending.handles
-            live = {h.path for h in self._confirmed.values()}
+            live = {h.path for chain in self._confirmed.values() for h in chain}
             for other in self._pending.values():
-                live.update(h.path for h in (other.handles or {}).values())
+                live.update(h.path for chain in (other.handles or {}).values() for h in chain)
             self._known = {name: h for name, h in self._known.items() if h.path in live}
 
     def abort(self, checkpoint_id: int) -> None:
@@ -179,10 +211,10 @@ class IncrementalTracker:
             for token in [t for t, p in self._pending.items() if p.checkpoint_id == checkpoint_id]:
                 self.dirty |= self._pending.pop(token).own
 
-    def confirmed(self) -> dict[Chunk, StateHandle]:
-        """The handles of the last completed checkpoint (for tests and metrics)."""
+    def confirmed(self) -> dict[Chunk, Chain]:
+        """The chains of the last completed checkpoint (for tests and metrics)."""
         with self._lock:
             return dict(self._confirmed)
 
 
-__all__ = ["ChunkMark", "IncrementalPlan", "IncrementalTracker"]
+__all__ = ["Chain", "ChunkMark", "IncrementalPlan", "IncrementalTracker"]

@@ -29,13 +29,15 @@ from streamjob.worker.state.chunks import (
     GroupData,
     RestoredGroup,
     chunks_of,
+    compact,
     default_chunk_size,
     encode_chunk,
+    encode_delta_chunk,
     private_name,
     read_groups,
 )
 from streamjob.worker.state.descriptors import StateDescriptor
-from streamjob.worker.state.incremental import ChunkMark, IncrementalTracker
+from streamjob.worker.state.incremental import Chain, ChunkMark, IncrementalPlan, IncrementalTracker
 from streamjob.worker.state.key_groups import KeyGroupAssigner
 from streamjob.worker.state.primitives import State, ValueState
 from streamjob.worker.state.snapshot_runner import SnapshotRunner
@@ -59,6 +61,9 @@ class FrozenKeyedState:
     on_task_thread = False
     """True if encoding this copy is pure CPU work the task thread may do in steps (no I/O)."""
 
+    delta_states: frozenset[str] | None = None
+    """The states a delta of this copy covers (``fill_keys``), or None if it cannot write deltas."""
+
     def __init__(self, metas: dict[str, tuple[str, str]]) -> None:
         self.metas = metas
 
@@ -70,6 +75,10 @@ class FrozenKeyedState:
         """``fill`` in slices (one step by default)."""
         self.fill(chunks, group_for)
         yield
+
+    def fill_keys(self, keys: set[Any], group_for: GroupFor) -> None:
+        """Adds the entries of ``keys`` only, in the states ``delta_states`` names (deltas)."""
+        raise NotImplementedError
 
     def release(self) -> None:
         """Frees what the copy holds (temporary files); called once, after writing."""
@@ -83,9 +92,7 @@ class KeyedBackendBase(KeyedStateBackend):
         self._key: Any = None
         self._assigner = KeyGroupAssigner(ctx.max_parallelism)
         self._kg = self._assigner.lookup
-        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(
-            ctx.max_parallelism, ctx.parallelism, ctx.incremental
-        )
+        self._chunk_size = ctx.key_groups_per_chunk or default_chunk_size(ctx.max_parallelism, ctx.parallelism)
         self._chunks = chunks_of(ctx.key_group_range, self._chunk_size)
         self._first_chunk_index = ctx.key_group_range[0] // self._chunk_size
         self._timers = TimerQueue()
@@ -303,19 +310,7 @@ class KeyedBackendBase(KeyedStateBackend):
                         writer.write(private_name(self._ctx.operator_uid, chunk), data, key_groups=chunk)
                         for chunk, data in encoded
                     ]
-                changed_set = tracker.changed_chunks(plan)
-                handles: dict[Chunk, StateHandle] = {}
-                for chunk in self._chunks:
-                    if chunk not in changed_set and chunk in plan.base:
-                        if tracker.base_usable(writer, plan, chunk):
-                            handles[chunk] = plan.base[chunk]
-                        else:
-                            changed_set.add(chunk)
-                changed = [chunk for chunk in self._chunks if chunk in changed_set]
-                for chunk, data in self._encode(frozen, timers, changed):
-                    handles[chunk] = tracker.upload(writer, chunk, data)
-                tracker.finish(plan.token, writer.checkpoint_id, handles)
-                return [handles[chunk] for chunk in self._chunks if chunk in handles]
+                return self._write_incremental(writer, tracker, plan, frozen, timers)
             except BaseException:
                 if plan is not None and tracker is not None:
                     tracker.cancel(plan.token)
@@ -327,6 +322,88 @@ class KeyedBackendBase(KeyedStateBackend):
             return sum(len(data) for _, data in prepared) if steps is not None else None
 
         return SnapshotRunner(run, steps, size)
+
+    def _write_incremental(
+        self,
+        writer: SnapshotWriter,
+        tracker: IncrementalTracker,
+        plan: IncrementalPlan,
+        frozen: FrozenKeyedState,
+        timers: tuple[list[tuple[int, Any]], list[tuple[int, Any]]],
+    ) -> list[StateHandle]:
+        """Background part of an incremental snapshot: unchanged chunks referenced, changed ones written.
+
+        A changed chunk is written as a delta of its marked keys when the backend can, every mark
+        in it is a key and its chain is not due for compaction (``chunks.compact``); else whole.
+        """
+        changes = tracker.changes(plan)
+        chains: dict[Chunk, Chain] = {}
+        whole: list[Chunk] = []
+        deltas: dict[Chunk, set[Any]] = {}
+        for chunk in self._chunks:
+            base = plan.base.get(chunk)
+            usable = base is not None and tracker.base_usable(writer, plan, chunk)
+            if chunk not in changes:
+                if base is not None and usable:
+                    chains[chunk] = list(base)
+                elif base is not None:
+                    whole.append(chunk)
+                continue
+            keys = changes[chunk]
+            stagger = chunk[0] // self._chunk_size % 4  # chunks changing together are not compacted together
+            if keys is None or not usable or frozen.delta_states is None or compact(base or [], stagger):
+                whole.append(chunk)
+            else:
+                deltas[chunk] = keys
+        for chunk, data in self._encode(frozen, timers, whole) if whole else ():  # encoding scans every key
+            chains[chunk] = [tracker.upload(writer, chunk, data)]
+        for chunk, data in self._encode_deltas(frozen, timers, deltas):
+            chains[chunk] = [*plan.base[chunk], tracker.upload(writer, chunk, data)]
+        tracker.finish(plan.token, writer.checkpoint_id, chains)
+        return [handle for chunk in self._chunks for handle in chains.get(chunk, ())]
+
+    def _encode_deltas(
+        self,
+        frozen: FrozenKeyedState,
+        timers: tuple[list[tuple[int, Any]], list[tuple[int, Any]]],
+        deltas: dict[Chunk, set[Any]],
+    ) -> list[tuple[Chunk, bytes]]:
+        """The delta file of each chunk: the current entries and timers of its marked keys."""
+        if not deltas or frozen.delta_states is None:
+            return []
+        lookup = self._assigner.lookup
+        replaced: dict[Chunk, dict[int, list[Any]]] = {}
+        wanted: set[Any] = set()
+        for chunk, keys in deltas.items():
+            per_group: dict[int, list[Any]] = {}
+            for key in keys:
+                per_group.setdefault(lookup(key), []).append(key)
+            replaced[chunk] = per_group
+            wanted |= keys
+        groups: dict[int, GroupData] = {}
+
+        def group_for(key_group: int) -> GroupData:
+            group = groups.get(key_group)
+            if group is None:
+                group = groups[key_group] = GroupData()
+            return group
+
+        for ts, key in timers[0]:
+            if key in wanted:
+                group_for(lookup(key)).timers.append([ts, key])
+        for ts, key in timers[1]:
+            if key in wanted:
+                group_for(lookup(key)).event_timers.append([ts, key])
+        try:
+            frozen.fill_keys(wanted, group_for)
+        except SerializationError as exc:
+            raise SerializationError(f"operator {self._ctx.operator_uid!r}: {exc}") from exc
+        metas = {name: meta for name, meta in frozen.metas.items() if name in frozen.delta_states}
+        max_parallelism = self._ctx.max_parallelism
+        return [
+            (chunk, encode_delta_chunk(chunk, max_parallelism, metas, groups, per_group))
+            for chunk, per_group in replaced.items()
+        ]
 
     def _encode(
         self,

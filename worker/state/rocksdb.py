@@ -8,7 +8,8 @@ memory, as with the hashmap backend.
 Snapshots: the synchronous part creates a RocksDB checkpoint (flush + hard links, no copy of
 data) next to the database; the background part opens it read-only, scans the chunks to write
 and encodes them in the common chunk format, then deletes it. With ``incremental=True`` every
-write records its chunk as dirty, and only dirty chunks are scanned and uploaded. The file format
+write records its key (``incremental.py``); a changed chunk is written as a delta of those keys'
+rows (point scans of the checkpoint) or whole when its chain is due for compaction (``chunks.py``). The file format
 is the hashmap backend's, so savepoints move between the two backends.
 
 Recovery contract: see ``backend.py``. Restored rows are written to the database as they are
@@ -71,7 +72,10 @@ def _options() -> Options:
 
 
 class _KeyCache(dict[Any, KeyEntry]):
-    """Key -> (key-group bytes, length-prefixed key bytes, chunk); filled on a miss, bounded."""
+    """Key -> (key-group bytes, length-prefixed key bytes, the key as a mark); filled on a miss, bounded.
+
+    The chunk is looked up on a miss only to refuse a key routed to the wrong subtask at once.
+    """
 
     def __init__(self, key_group: Callable[[Any], int], chunk_of: Callable[[int], Chunk]) -> None:
         super().__init__()
@@ -80,7 +84,8 @@ class _KeyCache(dict[Any, KeyEntry]):
 
     def __missing__(self, key: Any) -> KeyEntry:
         group = self._key_group(key)
-        entry = (group.to_bytes(2, "big"), encode_key(key), ChunkMark(self._chunk_of(group)))
+        self._chunk_of(group)
+        entry = (group.to_bytes(2, "big"), encode_key(key), key)
         if len(self) >= _KEY_CACHE_LIMIT:
             self.clear()
         self[key] = entry
@@ -107,11 +112,14 @@ class _FrozenRocks(FrozenKeyedState):
         path: Path,
         names: dict[bytes, str],
         alive_from_ms: dict[str, int],
+        lookup: Callable[[Any], int],
     ) -> None:
         super().__init__(metas)
         self._path = path
         self._names = names
         self._alive = alive_from_ms  # full-snapshot TTL cleanup: state name -> oldest timestamp kept
+        self._lookup = lookup
+        self.delta_states = frozenset(names.values())
 
     def fill(self, chunks: list[Chunk], group_for: GroupFor) -> None:
         db = Rdict(str(self._path), _options(), access_type=AccessType.read_only())
@@ -121,13 +129,31 @@ class _FrozenRocks(FrozenKeyedState):
         finally:
             db.close()
 
+    def fill_keys(self, keys: set[Any], group_for: GroupFor) -> None:
+        """The rows of ``keys`` in every state (a delta): one prefix scan per key and state."""
+        db = Rdict(str(self._path), _options(), access_type=AccessType.read_only())
+        try:
+            for key in keys:
+                key_group = self._lookup(key)
+                head = key_group.to_bytes(2, "big")
+                key_bytes = encode_key(key)
+                for sid in self._names:
+                    prefix = head + sid + key_bytes
+                    self._scan_rows(db, prefix, prefix_end(prefix), group_for)
+        finally:
+            db.close()
+
     def _scan(self, db: Rdict, start: int, end: int, group_for: GroupFor) -> None:
+        upper = (end + 1).to_bytes(2, "big") if end < 0xFFFF else b"\xff\xff\xff"
+        self._scan_rows(db, start.to_bytes(2, "big"), upper, group_for)
+
+    def _scan_rows(self, db: Rdict, lower: bytes, upper: bytes, group_for: GroupFor) -> None:
         options = ReadOptions()
-        options.set_iterate_upper_bound((end + 1).to_bytes(2, "big") if end < 0xFFFF else b"\xff\xff\xff")
+        options.set_iterate_upper_bound(upper)
         decode_key = KEY_SERIALIZER.decode
         current: tuple[bytes, bytes] | None = None  # (state id + key bytes) of the open map entry
         pairs: list[list[bytes]] = []
-        rows = cast(Iterable[tuple[bytes, bytes]], db.items(from_key=start.to_bytes(2, "big"), read_opt=options))
+        rows = cast(Iterable[tuple[bytes, bytes]], db.items(from_key=lower, read_opt=options))
         for row, raw in rows:
             group = group_for(int.from_bytes(row[:2], "big"))
             if group is None:
@@ -188,7 +214,7 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
 
     def _mark_dirty(self, key: Any) -> None:
         if self._dirty is not None:
-            self._dirty.add(self._kc[key][2])
+            self._dirty.add(self._kc[key][2])  # the key (validated once by the cache)
 
     def _sid(self, name: str) -> bytes:
         sid = self._sids.get(name)
@@ -310,7 +336,7 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             for name, config in self._ttl_configs.items()
             if config.cleanup_strategies.full_snapshot
         }
-        return _FrozenRocks(self._metas(), path, names, alive)
+        return _FrozenRocks(self._metas(), path, names, alive, self._kg)
 
     def _load_group(self, group: RestoredGroup) -> None:
         kgb = group.key_group.to_bytes(2, "big")

@@ -29,7 +29,6 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
-from streamjob.worker.state.incremental import ChunkMark
 from streamjob.worker.state.key_groups import canonical_key
 from streamjob.worker.state.primitives import (
     AggregatingState,
@@ -39,7 +38,7 @@ from streamjob.worker.state.primitives import (
     ValueState,
 )
 
-KeyEntry = tuple[bytes, bytes, ChunkMark]  # (key-group bytes, length-prefixed key bytes, chunk mark)
+KeyEntry = tuple[bytes, bytes, Any]  # (key-group bytes, length-prefixed key bytes, the key as a dirty mark)
 
 
 class RocksHolder(Protocol):

@@ -15,8 +15,10 @@ the task writes a small snapshot to a local disk itself instead of handing it to
 (``runtime/inline_writes.py``).
 
 A runner called before its steps are done (a test, or a task that ends) finishes them first, in
-the calling thread. An exception raised by a step is kept and raised by the call, so that a
-failing encode declines the checkpoint from the background part like any other write failure.
+the calling thread. An exception raised by a step is kept and raised by the call, in the
+background part: a write failure declines the checkpoint, while a value its serializer refuses
+(``SerializationError``, a final failure in ``failures.classify``) fails the job once. The
+same holds for an incremental snapshot, which encodes its changed keys in the call itself.
 
 Callers: ``keyed_base.py`` (keyed snapshots), ``runtime/operators.py`` (an operator's snapshot
 combines its keyed and operator state), ``runtime/subtask_checkpointer.py`` (runs the steps between

@@ -5,7 +5,8 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
 - ``out`` (required unless ``kafka``): FileSink URI; ``kafka``, ``topic``: an exactly-once KafkaSink
   to that broker and topic instead (records as JSON arrays); ``count``, ``keys``, ``rate``: the generated events
 - ``interval``: checkpoint interval in ms; ``unaligned=1``; ``aligned_timeout``: ms
-- ``rocksdb=1``, ``incremental=1``: the state backend; ``slow_us``: per-record delay after the reduce
+- ``rocksdb=1``, ``incremental=1``: the state backend (``incremental=1`` alone: incremental hashmap);
+  ``slow_us``: per-record delay after the reduce
 - ``buffer``: records per batch (``set_buffer_size``)
 - ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``;
   ``restarts``: at most that many restarts, 100 ms apart
@@ -26,6 +27,7 @@ from typing import Any
 from streamjob.worker.api import (
     EmbeddedRocksDBStateBackend,
     ExternalizedCheckpointCleanup,
+    HashMapStateBackend,
     RestartStrategies,
     StreamExecutionEnvironment,
 )
@@ -82,6 +84,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         config.set_aligned_checkpoint_timeout(int(opts["aligned_timeout"]))
     if opts.get("rocksdb") == "1":
         env.set_state_backend(EmbeddedRocksDBStateBackend(incremental=opts.get("incremental") == "1"))
+    elif opts.get("incremental") == "1":
+        env.set_state_backend(HashMapStateBackend(incremental=True))
     if "retained" in opts:
         config.set_num_retained_checkpoints(int(opts["retained"]))
     if opts.get("cleanup") == "delete":

@@ -6,7 +6,8 @@ default SafeSerializer refuses it — at the first write on RocksDB, at the firs
 hashmap. The job restarts without limit otherwise (Flink's default with checkpointing on), so a
 retried failure would show as a loop.
 
-Args (``name=value``): ``out`` (FileSink URI), ``rocksdb=1``.
+Args (``name=value``): ``out`` (FileSink URI), ``rocksdb=1``, ``incremental=1`` (hashmap with
+incremental checkpoints: the value is refused while encoding a changed chunk, in the background).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from streamjob.worker.api import (
     EmbeddedRocksDBStateBackend,
+    HashMapStateBackend,
     KeyedProcessFunction,
     StreamExecutionEnvironment,
     ValueStateDescriptor,
@@ -38,6 +40,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     env.enable_checkpointing(200)
     if opts.get("rocksdb") == "1":
         env.set_state_backend(EmbeddedRocksDBStateBackend())
+    elif opts.get("incremental") == "1":
+        env.set_state_backend(HashMapStateBackend(incremental=True))
     stream = env.from_generator(lambda i: i, 100_000, 200.0).uid("numbers")
     stream.key_by(lambda i: str(i % 4)).process(KeepRatio()).uid("ratios").add_sink(FileSink(opts["out"])).uid("sink")
     return env
