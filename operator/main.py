@@ -102,13 +102,19 @@ def with_environment(config: OperatorConfig, env: Mapping[str, str]) -> Operator
     return config
 
 
+KOPF_PEERING_LOGGER = "kopf._core.engines.peering"
+
+
 def quiet_kopf(config: OperatorConfig) -> None:
     """Silences kopf: it logs every handler run and every round at INFO; only its warnings show unless asked otherwise.
 
-    The operator's own lines (transitions, failures: ``events``) stay at the chosen level.
+    The operator's own lines (transitions, failures: ``events``) stay at the chosen level, and so do
+    kopf's peering lines ("Pausing operations in favour of ...", "Resuming operations ..."): with several
+    replicas they are how an operator tells which one is active.
     """
     if not config.verbose_handlers and config.log_level != "DEBUG":
         logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger(KOPF_PEERING_LOGGER).setLevel(config.log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

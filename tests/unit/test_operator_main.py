@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from streamjob.operator.main import parse_args, quiet_kopf
+from streamjob.operator.main import KOPF_PEERING_LOGGER, parse_args, quiet_kopf
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +38,16 @@ def test_kopf_handler_lines_are_quiet_unless_asked_for() -> None:
         assert kopf_log.level == logging.NOTSET
     finally:
         kopf_log.setLevel(before)
+
+
+def test_kopf_peering_lines_stay_when_handler_lines_are_quiet() -> None:
+    """With several replicas, "Pausing/Resuming operations" is how one tells which replica is active."""
+    peering = logging.getLogger(KOPF_PEERING_LOGGER)
+    before = peering.level, logging.getLogger("kopf").level
+    try:
+        quiet_kopf(parse_args([]))
+        assert peering.getEffectiveLevel() == logging.INFO
+        assert logging.getLogger("kopf._core.engines.activities").getEffectiveLevel() == logging.WARNING
+    finally:
+        peering.setLevel(before[0])
+        logging.getLogger("kopf").setLevel(before[1])
