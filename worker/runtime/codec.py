@@ -38,7 +38,7 @@ import decimal
 import io
 import pickle
 import uuid
-from _operator import itemgetter  # not `operator`: the repository's operator/ package may shadow it
+from _operator import countOf, itemgetter  # not `operator`: the repository's operator/ package may shadow it
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -109,7 +109,7 @@ class RecordCodec:
         """A batch as bytes: the format byte, then msgpack for plain values, else pickle protocol 5."""
         packer = self._packer
         try:
-            if set(map(type, records)) != {tuple}:
+            if countOf(map(type, records), tuple) != len(records) or not records:
                 return _VALUES_BYTE + bytes(packer.pack(records))
             width = len(records[0])
             if 0 < width <= _MAX_ROW_WIDTH:
