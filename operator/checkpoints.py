@@ -65,6 +65,14 @@ class SnapshotFinder(Protocol):
         """Deletes the checkpoints of ``job_id`` (DELETE_ON_CANCELLATION with the JobMaster gone)."""
         ...
 
+    async def lineages(self, access: StorageAccess) -> tuple[str, ...]:
+        """The jobIds with a directory under ``<checkpointsUri>/<namespace>/<name>/``."""
+        ...
+
+    async def dispose(self, access: StorageAccess, location: str) -> int:
+        """Deletes every object under a snapshot's directory (a disposed StreamJobSnapshot)."""
+        ...
+
 
 def _info(ref: SnapshotRef) -> SnapshotInfo:
     when = datetime.fromtimestamp(ref.timestamp_ms / 1000, tz=UTC) if ref.timestamp_ms else None
@@ -145,6 +153,35 @@ class StorageSnapshotFinder:
 
         root = job_root(parse_storage_uri(access.checkpoints_uri), access.namespace, access.name, job_id)
         return self._factory(access).open(root).delete_prefix("")
+
+    def _lineages(self, access: StorageAccess) -> tuple[str, ...]:
+        from streamjob.worker.storage.layout import check_segment
+        from streamjob.worker.storage.uri import parse_storage_uri
+
+        root = parse_storage_uri(access.checkpoints_uri).join(
+            check_segment(access.namespace, "namespace"), check_segment(access.name, "job name")
+        )
+        return tuple(sorted(d.strip("/") for d in self._factory(access).open(root).list_dirs("")))
+
+    def _dispose(self, location: str, access: StorageAccess) -> int:
+        from streamjob.worker.storage.layout import snapshot_dir_of
+        from streamjob.worker.storage.uri import parse_storage_uri
+
+        return self._factory(access).open(snapshot_dir_of(parse_storage_uri(location))).delete_prefix("")
+
+    async def lineages(self, access: StorageAccess) -> tuple[str, ...]:
+        """See ``SnapshotFinder``."""
+        try:
+            return await asyncio.to_thread(self._lineages, access)
+        except Exception as err:
+            raise StorageUnavailableError(f"cannot list the jobIds of {access.name}: {err}") from err
+
+    async def dispose(self, access: StorageAccess, location: str) -> int:
+        """See ``SnapshotFinder``."""
+        try:
+            return await asyncio.to_thread(self._dispose, location, access)
+        except Exception as err:
+            raise StorageUnavailableError(f"cannot delete the files of {location}: {err}") from err
 
     async def discard_lineage(self, access: StorageAccess, job_id: str) -> int:
         """See ``SnapshotFinder``."""

@@ -16,6 +16,12 @@ from typing import Any
 from streamjob.operator import events
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import JobMasterError, KubernetesError, StorageUnavailableError
+from streamjob.operator.model.snapshot import (
+    SNAPSHOT_API_VERSION,
+    SNAPSHOT_KIND,
+    SnapshotState,
+    StreamJobSnapshotStatus,
+)
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import LifecycleState, OperationStep, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.gather import (
@@ -27,17 +33,25 @@ from streamjob.operator.observer.gather import (
     storage_access,
 )
 from streamjob.operator.observer.pods import view_pods
+from streamjob.operator.observer.snapshots import view_snapshot
 from streamjob.operator.reconciler.facts import (
     Action,
+    CreateSnapshot,
     DeletePods,
     DeleteRetained,
+    DeleteSnapshot,
     DeployAttempt,
     DeployWorkers,
+    DiscardLineages,
     EventRecord,
+    PatchSnapshot,
+    SnapshotAction,
     TriggerCheckpoint,
     TriggerSavepoint,
 )
 from streamjob.operator.reconciler.plan import plan
+from streamjob.operator.reconciler.snapshot_resources import labels as snapshot_labels
+from streamjob.operator.reconciler.snapshot_resources import snapshot_name, storage_of
 from streamjob.operator.resources import (
     build_configmap,
     build_jobmaster_pod,
@@ -134,6 +148,8 @@ async def execute(
         await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds, retain=action)
     elif isinstance(action, DeleteRetained):
         await kube.delete_pods(job.namespace, list(action.names), 0)
+    elif isinstance(action, CreateSnapshot | PatchSnapshot | DeleteSnapshot | DiscardLineages):
+        await execute_snapshot_action(deps, body, status, action)
     elif isinstance(action, TriggerSavepoint | TriggerCheckpoint):
         req = status.snapshot_request
         deployed = effective_spec(StreamJobSpec.parse(body["spec"]) if _parses(body) else None, status)
@@ -154,6 +170,35 @@ async def execute(
             status = status.model_copy(update={"snapshot_request": req.model_copy(update=update)})
             body = await kube.replace_status(body, status_body(body.get("status"), status))
     return status, body
+
+
+async def execute_snapshot_action(
+    deps: Deps, body: dict[str, Any], status: StreamJobStatus, action: SnapshotAction
+) -> None:
+    """Creates, updates or deletes a StreamJobSnapshot, or deletes older lineages' checkpoints.
+
+    A lineage that cannot be deleted now is reported (Warning) and not retried: its files stay
+    until the next lineage (``status.lineagesCleaned``).
+    """
+    job = job_ref(body)
+    kube = deps.kube
+    if isinstance(action, CreateSnapshot):
+        await kube.create(action.body)
+        await kube.patch_snapshot(job.namespace, action.body["metadata"]["name"], action.status, None)
+    elif isinstance(action, PatchSnapshot):
+        await kube.patch_snapshot(job.namespace, action.name, action.status, action.labels)
+    elif isinstance(action, DeleteSnapshot):
+        await kube.delete_snapshot(job.namespace, action.name)
+    else:
+        spec = effective_spec(StreamJobSpec.parse(body["spec"]) if _parses(body) else None, status)
+        if spec is None:
+            return
+        try:
+            access = await storage_access(deps, job, spec)
+            for job_id in action.job_ids:
+                await deps.snapshots.discard_lineage(access, job_id)
+        except StorageUnavailableError as err:
+            await events.publish(kube, body, [EventRecord("LineageCleanupFailed", str(err), warning=True)])
 
 
 def job_security_objects(deps: Deps, job: JobRef) -> list[dict[str, Any]]:
@@ -226,9 +271,30 @@ async def finalize(deps: Deps, body: dict[str, Any]) -> None:
             records.append(EventRecord("CheckpointsDeleted", f"deleted {count} checkpoint files of {status.job_id}"))
         except (StorageUnavailableError, KubernetesError) as err:
             records.append(EventRecord("CheckpointCleanupFailed", str(err), warning=True))
+    await abandon_snapshots(deps, job)
     records.append(EventRecord("Deleted", f"job {status.job_id or '-'} stopped and its pods deleted"))
     await events.publish(deps.kube, body, records)
     deps.metrics.forget((job.namespace, job.name))
+
+
+async def abandon_snapshots(deps: Deps, job: JobRef) -> None:
+    """The job is being deleted: its snapshots still pending or in progress will never complete."""
+    try:
+        listed = await deps.kube.list_snapshots(job.namespace) or []
+        for view in (view_snapshot(b) for b in listed):
+            if view.job == job.name and view.state in (SnapshotState.TRIGGER_PENDING, SnapshotState.IN_PROGRESS):
+                abandoned = view.status.model_copy(
+                    update={
+                        "state": SnapshotState.ABANDONED,
+                        "error": "the StreamJob was deleted before the snapshot completed",
+                        "result_timestamp": format_time(deps.clock()),
+                    }
+                )
+                await deps.kube.patch_snapshot(
+                    job.namespace, view.name, abandoned.model_dump(mode="json", by_alias=True), None
+                )
+    except KubernetesError as err:
+        log.info("could not mark the snapshots of %s abandoned: %s", job.name, err)
 
 
 def _parses(body: dict[str, Any]) -> bool:
@@ -252,6 +318,7 @@ async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec, job: J
             while True:
                 poll = await deps.jobmaster.savepoint_status(address, request_id)
                 if poll.status == "COMPLETED":
+                    await _record_final_savepoint(deps, job, spec, poll.location or "")
                     return EventRecord("SavepointCompleted", f"final savepoint (deletion) completed: {poll.location}")
                 if poll.status in ("FAILED", "UNKNOWN"):
                     raise JobMasterError(poll.reason or f"savepoint {poll.status}")
@@ -259,6 +326,38 @@ async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec, job: J
     except (JobMasterError, TimeoutError) as err:
         why = str(err) or f"not completed within {timeout}s"
         return EventRecord("SavepointFailed", f"final savepoint failed: {why}; deleting anyway", warning=True)
+
+
+async def _record_final_savepoint(deps: Deps, job: JobRef, spec: StreamJobSpec, location: str) -> None:
+    """The deletion's savepoint outlives the StreamJob as a COMPLETED StreamJobSnapshot (restorable by name)."""
+    if not location:
+        return
+    now = format_time(deps.clock())
+    name = snapshot_name(job.name, "deletion", now)
+    status = StreamJobSnapshotStatus(
+        state=SnapshotState.COMPLETED,
+        path=location,
+        trigger="deletion",
+        trigger_timestamp=now,
+        result_timestamp=now,
+        storage=storage_of(spec),
+    )
+    body = {
+        "apiVersion": SNAPSHOT_API_VERSION,
+        "kind": SNAPSHOT_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": job.namespace,
+            "labels": snapshot_labels(job.name, "savepoint", "deletion"),
+        },
+        "spec": {"jobReference": {"name": job.name}, "type": "savepoint"},
+    }
+    try:
+        if await deps.kube.list_snapshots(job.namespace) is not None:
+            await deps.kube.create(body)
+            await deps.kube.patch_snapshot(job.namespace, name, status.model_dump(mode="json", by_alias=True), None)
+    except KubernetesError as err:
+        log.info("could not record the final savepoint of %s: %s", job.name, err)
 
 
 async def _cancel(deps: Deps, address: str, spec: StreamJobSpec, job: JobRef, records: list[EventRecord]) -> bool:

@@ -30,6 +30,9 @@ IGNORED_FIELDS = frozenset(
         "savepoint_history_size",
         "rollback_on_failure",
         "savepoint_on_deletion",
+        "restore_from",
+        "savepoints",
+        "delete_old_lineages",
     }
 )
 SCALE_FIELDS = frozenset({"parallelism", "workers", "task_slots"})

@@ -4,7 +4,9 @@
   bookkeeping, our finalizer name, peering lifetime);
 - one daemon per StreamJob runs ``controller.reconcile`` in a loop, woken early by changes of the
   StreamJob or of its pods (so a pod failure is acted on within a fraction of a second);
-- the deletion handler runs ``controller.finalize`` (bounded; never waits on a dead job).
+- the deletion handler runs ``controller.finalize`` (bounded; never waits on a dead job);
+- a StreamJobSnapshot's change wakes its job's round; its deletion handler disposes of its files
+  (``snapshot_disposal``), retried while they are a restore point in use.
 
 A StreamJob annotated ``streamjob.dev/released`` (by the uninstall hook, ``release``) matches neither:
 kopf stops its daemon and removes its finalizer, so the operator lets it go for good.
@@ -24,13 +26,14 @@ import aiohttp
 import kopf
 from prometheus_client import start_http_server
 
-from streamjob.operator import controller
+from streamjob.operator import controller, snapshot_disposal
 from streamjob.operator.checkpoints import StorageSnapshotFinder
 from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, KubernetesError, OperatorError
 from streamjob.operator.jobmaster_client import JobMasterClient, operator_rest_tls
 from streamjob.operator.k8s import Kube, kube_credentials, load_client_config
 from streamjob.operator.metrics import Metrics
+from streamjob.operator.model.snapshot import SNAPSHOT_PLURAL
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
 from streamjob.operator.resources.labels import JOB_LABEL, NAME_LABEL, RELEASED
 from streamjob.operator.settings import OperatorConfig
@@ -116,6 +119,27 @@ async def job_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> 
 async def pod_changed(labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
     """A pod of a StreamJob changed: run the job's next round now."""
     _waker(memo, namespace or "", labels[JOB_LABEL]).set()
+
+
+@kopf.on.event(GROUP, VERSION, SNAPSHOT_PLURAL)
+async def snapshot_changed(spec: Mapping[str, Any], namespace: str | None, memo: Any, **_: Any) -> None:
+    """A StreamJobSnapshot changed: run its job's next round now (it triggers, settles or abandons it)."""
+    job = (spec.get("jobReference") or {}).get("name")
+    if job:
+        _waker(memo, namespace or "", str(job)).set()
+
+
+@kopf.on.delete(GROUP, VERSION, SNAPSHOT_PLURAL, id="dispose")
+async def delete_snapshot(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Deletes the snapshot's files (``disposeOnDelete``) before the resource goes; waits while in use."""
+    deps: Deps = memo["deps"]
+    try:
+        done = await snapshot_disposal.dispose(deps, dict(body))
+    except snapshot_disposal.SnapshotInUse as err:
+        raise kopf.TemporaryError(str(err), delay=err.retry_after or 10) from err
+    except OperatorError as err:
+        raise kopf.TemporaryError(str(err), delay=err.retry_after or 5) from err
+    log.info("%s/%s: %s", body.metadata.namespace, body.metadata.name, done)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=5.0, annotations={RELEASED: kopf.ABSENT})

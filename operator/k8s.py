@@ -21,6 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from streamjob.operator.errors import ConflictError, KubernetesError, NotFoundError
+from streamjob.operator.model.snapshot import SNAPSHOT_PLURAL
 from streamjob.operator.model.spec import GROUP, PLURAL, VERSION
 
 _T = TypeVar("_T")
@@ -68,6 +69,20 @@ class KubeApi(Protocol):
 
     async def ping(self) -> None:
         """Raises ``KubernetesError`` unless the API server answers (the readiness probe)."""
+        ...
+
+    async def list_snapshots(self, namespace: str) -> list[dict[str, Any]] | None:
+        """The StreamJobSnapshots of a namespace; None when their CRD is not installed."""
+        ...
+
+    async def patch_snapshot(
+        self, namespace: str, name: str, status: dict[str, Any], labels: dict[str, str] | None
+    ) -> None:
+        """Merge-patches a StreamJobSnapshot's status (and labels); one already gone is fine."""
+        ...
+
+    async def delete_snapshot(self, namespace: str, name: str) -> None:
+        """Deletes a StreamJobSnapshot (already gone is fine)."""
         ...
 
 
@@ -244,6 +259,9 @@ class Kube:
             "NetworkPolicy": lambda: self._networking.create_namespaced_network_policy(
                 namespace, obj, _preload_content=False
             ),
+            "StreamJobSnapshot": lambda: self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, SNAPSHOT_PLURAL, obj, _preload_content=False
+            ),
         }
         try:
             await self._call(f"create {kind} {namespace}/{obj['metadata']['name']}", creators[kind])
@@ -305,6 +323,54 @@ class Kube:
         )
         data = self._json(response).get("data") or {}
         return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    async def list_snapshots(self, namespace: str) -> list[dict[str, Any]] | None:
+        """See ``KubeApi``."""
+        try:
+            response = await self._call(
+                f"list streamjobsnapshots in {namespace}",
+                lambda: self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, SNAPSHOT_PLURAL, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return None
+        items: list[dict[str, Any]] = self._json(response).get("items", [])
+        return items
+
+    async def patch_snapshot(
+        self, namespace: str, name: str, status: dict[str, Any], labels: dict[str, str] | None
+    ) -> None:
+        """See ``KubeApi``."""
+        try:
+            if labels:
+                await self._call(
+                    f"label streamjobsnapshot {namespace}/{name}",
+                    lambda: self._custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, namespace, SNAPSHOT_PLURAL, name, {"metadata": {"labels": labels}},
+                        _preload_content=False,
+                    ),
+                )  # fmt: skip
+            await self._call(
+                f"update status of streamjobsnapshot {namespace}/{name}",
+                lambda: self._custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, SNAPSHOT_PLURAL, name, {"status": status}, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return
+
+    async def delete_snapshot(self, namespace: str, name: str) -> None:
+        """See ``KubeApi``."""
+        try:
+            await self._call(
+                f"delete streamjobsnapshot {namespace}/{name}",
+                lambda: self._custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, SNAPSHOT_PLURAL, name, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return
 
     async def post_event(self, body: dict[str, Any], *, reason: str, message: str, warning: bool) -> None:
         """See ``KubeApi``."""

@@ -26,16 +26,23 @@ from streamjob.operator.deps import Deps
 from streamjob.operator.errors import ConflictError, JobMasterError
 from streamjob.operator.metrics import Metrics
 from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
+from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import CorruptCheckpoint, LifecycleState, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.facts import Facts, RetainedPod
 from streamjob.operator.observer.pods import PodView
+from streamjob.operator.observer.snapshots import view_snapshot
 from streamjob.operator.reconciler.facts import (
     Action,
+    CreateSnapshot,
     DeletePods,
     DeleteRetained,
+    DeleteSnapshot,
     DeployAttempt,
     DeployWorkers,
+    DiscardLineages,
+    PatchSnapshot,
     Plan,
+    SnapshotAction,
     TriggerCheckpoint,
     TriggerSavepoint,
 )
@@ -145,6 +152,8 @@ class PlannerWorld:
         self.retained: dict[str, RetainedPod] = {}  # pods of failed attempts kept for their logs
         self.pod_retention_s = 3600.0
         self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
+        self.snapshot_bodies: dict[str, dict[str, Any]] | None = None  # StreamJobSnapshots (None: no CRD)
+        self.lineages_in_storage: set[str] = set()  # jobIds listed under the job's checkpoint root
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
@@ -210,7 +219,53 @@ class PlannerWorld:
             skipped={i: self.skipped(i) for i in ids if i is not None},
             retained=tuple(self.retained.values()),
             pod_retention_s=self.pod_retention_s,
+            **self._snapshot_facts(spec),
         )
+
+    def _snapshot_facts(self, spec: StreamJobSpec | None) -> dict[str, Any]:
+        if self.snapshot_bodies is None:
+            return {}
+        views = [view_snapshot(b) for b in self.snapshot_bodies.values()]
+        wanted = spec.restore_from.snapshot_name if spec is not None and spec.restore_from else None
+        return {
+            "snapshots": tuple(v for v in views if v.job == self.job.name),
+            "snapshots_listed": True,
+            "restore_snapshot": next((v for v in views if v.name == wanted), None),
+            "lineages": tuple(sorted(self.lineages_in_storage | set(self.checkpoints))),
+        }
+
+    def add_snapshot(self, name: str, **spec: Any) -> None:
+        """A user creates a StreamJobSnapshot of the job (``spec`` beyond jobReference)."""
+        assert self.snapshot_bodies is not None
+        body = {"jobReference": {"name": self.job.name}, **spec}
+        self.snapshot_bodies[name] = {
+            "metadata": {"name": name, "creationTimestamp": format_time(self.now)},
+            "spec": body,
+        }
+
+    def snapshot_state(self, name: str) -> str | None:
+        """The state a snapshot's status shows (None: gone or never seen)."""
+        body = (self.snapshot_bodies or {}).get(name)
+        return None if body is None else (body.get("status") or {}).get("state")
+
+    def _apply_snapshot(self, action: SnapshotAction) -> None:
+        bodies = self.snapshot_bodies
+        assert bodies is not None
+        if isinstance(action, CreateSnapshot):
+            name = action.body["metadata"]["name"]
+            body = bodies.setdefault(name, copy.deepcopy(action.body))
+            body["metadata"].setdefault("creationTimestamp", format_time(self.now))
+            body["status"] = copy.deepcopy(action.status)
+        elif isinstance(action, PatchSnapshot) and action.name in bodies:
+            body = bodies[action.name]
+            body["status"] = {k: v for k, v in action.status.items() if v is not None}
+            body["metadata"]["labels"] = {**body["metadata"].get("labels", {}), **(action.labels or {})}
+        elif isinstance(action, DeleteSnapshot):
+            bodies.pop(action.name, None)
+        elif isinstance(action, DiscardLineages):
+            for job_id in action.job_ids:
+                self.lineages_in_storage.discard(job_id)
+                self.checkpoints.pop(job_id, None)
 
     # -- one round -------------------------------------------------------------------------------
     def step(self) -> Plan:
@@ -265,6 +320,8 @@ class PlannerWorld:
         elif isinstance(action, DeleteRetained):
             for name in action.names:
                 self.retained.pop(name, None)
+        elif isinstance(action, CreateSnapshot | PatchSnapshot | DeleteSnapshot | DiscardLineages):
+            self._apply_snapshot(action)
 
     def _deploy(self, action: DeployAttempt) -> None:
         at = action.attempt
@@ -391,6 +448,7 @@ class FakeKube:
         self.secrets_read: list[str] = []
         self.status_writes: list[dict[str, Any]] = []
         self.retained: dict[str, dict[str, Any]] = {}  # pods taken out of the job, kept for their logs
+        self.snapshot_crd = True
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         """See ``KubeApi``."""
@@ -457,6 +515,27 @@ class FakeKube:
     async def ping(self) -> None:
         """See ``KubeApi``: always answers."""
 
+    async def list_snapshots(self, namespace: str) -> list[dict[str, Any]] | None:
+        """See ``KubeApi``: the StreamJobSnapshots created (None with ``snapshot_crd`` False)."""
+        if not self.snapshot_crd:
+            return None
+        return [copy.deepcopy(o) for (kind, _), o in self.objects.items() if kind == "StreamJobSnapshot"]
+
+    async def patch_snapshot(
+        self, namespace: str, name: str, status: dict[str, Any], labels: dict[str, str] | None
+    ) -> None:
+        """See ``KubeApi``."""
+        body = self.objects.get(("StreamJobSnapshot", name))
+        if body is not None:
+            self.calls.append(f"patch:StreamJobSnapshot:{name}:{status.get('state')}")
+            body["status"] = {**body.get("status", {}), **status}
+            body["metadata"]["labels"] = {**body["metadata"].get("labels", {}), **(labels or {})}
+
+    async def delete_snapshot(self, namespace: str, name: str) -> None:
+        """See ``KubeApi``."""
+        self.calls.append(f"delete:StreamJobSnapshot:{name}")
+        self.objects.pop(("StreamJobSnapshot", name), None)
+
     def kubelet(self) -> None:
         """Every pending pod starts and gets an IP."""
         ips = itertools.count(2)
@@ -522,6 +601,8 @@ class FakeSnapshots:
         self.skipped: dict[str, tuple[CorruptCheckpoint, ...]] = {}
         self.accesses: list[StorageAccess] = []
         self.discarded: list[str] = []
+        self.disposed: list[str] = []
+        self.extra_lineages: set[str] = set()
 
     async def retained(self, access: StorageAccess, job_id: str) -> Retained:
         """See ``SnapshotFinder``."""
@@ -536,6 +617,15 @@ class FakeSnapshots:
         """See ``SnapshotFinder``."""
         self.discarded.append(job_id)
         return 3
+
+    async def lineages(self, access: StorageAccess) -> tuple[str, ...]:
+        """See ``SnapshotFinder``: the jobIds with a latest snapshot, and ``extra_lineages``."""
+        return tuple(sorted(set(self.latest) | self.extra_lineages))
+
+    async def dispose(self, access: StorageAccess, location: str) -> int:
+        """See ``SnapshotFinder``."""
+        self.disposed.append(location)
+        return 2
 
 
 class Clock:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from streamjob.operator.cron import CronError, parse_cron
 from streamjob.operator.model.spec import PodOverrides, StreamJobSpec, UpgradeMode
 from streamjob.operator.resources.configmap import Attempt, render_job_config
 from streamjob.operator.resources.labels import RESERVED_PREFIXES, JobRef
@@ -189,8 +190,20 @@ def validate(spec: StreamJobSpec, *, name: str, namespace: str, policy: Security
             f"spec.initialSavepointPath: {spec.initial_savepoint_path!r} is not an s3:// or file:/// URI "
             "of a savepoint directory"
         )
-    if spec.savepoint_redeploy_nonce is not None and not spec.initial_savepoint_path:
-        problems.append("spec.savepointRedeployNonce: set initialSavepointPath to the savepoint to redeploy from")
+    if spec.savepoint_redeploy_nonce is not None and not spec.initial_savepoint_path and not spec.restore_from:
+        problems.append(
+            "spec.savepointRedeployNonce: set initialSavepointPath or restoreFrom.snapshotName to the savepoint "
+            "to redeploy from"
+        )
+    if spec.initial_savepoint_path and spec.restore_from:
+        problems.append("spec.restoreFrom: set either initialSavepointPath or restoreFrom.snapshotName, not both")
+    if spec.savepoints.cron is not None:
+        try:
+            parse_cron(spec.savepoints.cron)
+        except CronError as err:
+            problems.append(f"spec.savepoints.cron: {err}")
+    if spec.savepoints.cron is not None and spec.savepoints.interval is not None:
+        problems.append("spec.savepoints: set either interval or cron, not both")
     problems += _pod_overrides(spec)
     problems += security_problems(spec, policy or SecurityPolicy())
     if not problems:

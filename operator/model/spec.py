@@ -239,6 +239,64 @@ class TimeoutsSpec(CamelModel):
     cancel_seconds: int = Field(default=30, ge=1, description="Time for the JobMaster to answer a cancel.")
 
 
+DURATION = r"^[1-9][0-9]{0,8}(s|m|h|d)$"
+CRON = r"^\S+ \S+ \S+ \S+ \S+$"
+
+
+def duration_seconds(text: str) -> int:
+    """``30s``, ``10m``, ``2h``, ``7d`` → seconds (the pattern ``DURATION`` is checked by the API server)."""
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
+
+
+class SavepointsSpec(CamelModel):
+    """Periodic savepoints and how many of the savepoints the operator takes are kept."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                {
+                    "rule": "!(has(self.interval) && has(self.cron))",
+                    "message": "set either interval or cron for periodic savepoints, not both",
+                }
+            ]
+        }
+    )
+
+    interval: str | None = Field(
+        default=None, pattern=DURATION, description="Take a savepoint this often while running (30s, 10m, 1h, 1d)."
+    )
+    cron: str | None = Field(
+        default=None,
+        pattern=CRON,
+        max_length=200,
+        description="Take a savepoint at these times (UTC, five fields: minute hour day-of-month month "
+        "day-of-week; *, lists, ranges and /steps).",
+    )
+    max_count: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Savepoints the operator took (periodic, nonce, upgrade, suspension) kept as "
+        "StreamJobSnapshots; older ones are deleted with their files. Snapshots users created are never.",
+    )
+    max_age: str | None = Field(
+        default=None,
+        pattern=DURATION,
+        description="Also delete those older than this (the newest completed one is always kept).",
+    )
+
+
+class RestoreFromSpec(CamelModel):
+    """A snapshot to restore by its StreamJobSnapshot name, where initialSavepointPath would be used."""
+
+    snapshot_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of a COMPLETED StreamJobSnapshot in the job's namespace.",
+    )
+
+
 class StreamJobSpec(CamelModel):
     """A checkpointed streaming job: its code, parallelism, state handling and pods."""
 
@@ -254,8 +312,13 @@ class StreamJobSpec(CamelModel):
                     "message": "workers * taskSlots must provide at least parallelism slots",
                 },
                 {
-                    "rule": "!has(self.savepointRedeployNonce) || has(self.initialSavepointPath)",
-                    "message": "savepointRedeployNonce needs initialSavepointPath to redeploy from",
+                    "rule": "!has(self.savepointRedeployNonce) || has(self.initialSavepointPath) "
+                    "|| has(self.restoreFrom)",
+                    "message": "savepointRedeployNonce needs initialSavepointPath or restoreFrom to redeploy from",
+                },
+                {
+                    "rule": "!(has(self.initialSavepointPath) && has(self.restoreFrom))",
+                    "message": "set either initialSavepointPath or restoreFrom.snapshotName, not both",
                 },
                 {
                     "rule": "!has(oldSelf.maxParallelism) || self.maxParallelism == oldSelf.maxParallelism "
@@ -319,6 +382,19 @@ class StreamJobSpec(CamelModel):
     savepoint_on_deletion: bool = Field(
         default=False,
         description="Take a final savepoint (bounded by timeouts) when the StreamJob is deleted.",
+    )
+    # -- snapshots as resources (StreamJobSnapshot), periodic savepoints, retention --
+    restore_from: RestoreFromSpec | None = Field(
+        default=None,
+        description="Restore a StreamJobSnapshot by name wherever initialSavepointPath would be restored.",
+    )
+    savepoints: SavepointsSpec = Field(
+        default_factory=SavepointsSpec, description="Periodic savepoints and their retention."
+    )
+    delete_old_lineages: bool = Field(
+        default=True,
+        description="Delete the checkpoints of earlier jobIds (earlier upgrades and redeploys) once the "
+        "current one has a retained checkpoint; never a lineage holding a restore point in use.",
     )
 
     @property

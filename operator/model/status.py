@@ -100,6 +100,7 @@ class SnapshotRequest(CamelModel):
         default=None, description="Latest checkpoint id before a checkpoint request (to see a new one)."
     )
     error: str | None = Field(default=None, description="Why the JobMaster refused the request.")
+    snapshot: str | None = Field(default=None, description="The StreamJobSnapshot that records this request.")
 
 
 class Deployment(CamelModel):
@@ -261,6 +262,13 @@ class StreamJobStatus(CamelModel):
         default=None, description="Root cause of the last failed attempt (kept after it recovered)."
     )
     error: str | None = Field(default=None, description="The last error, for the user (one line).")
+    # -- snapshots as resources, periodic savepoints, retention --
+    last_periodic_savepoint: str | None = Field(
+        default=None, description="When the last periodic savepoint was triggered (RFC 3339)."
+    )
+    lineages_cleaned: str | None = Field(
+        default=None, description="The jobId for which older lineages' checkpoints were last deleted."
+    )
 
     @classmethod
     def parse(cls, raw: object) -> StreamJobStatus:

@@ -15,6 +15,7 @@ from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.pods import PodView
+from streamjob.operator.observer.snapshots import SnapshotView
 from streamjob.operator.resources.labels import JobRef
 
 
@@ -50,10 +51,22 @@ class Facts:
     """Pods of earlier failed attempts kept for their logs (not part of any attempt any more)."""
     pod_retention_s: float = 3600.0
     """How long the pods of a failed attempt are kept (0: deleted at once)."""
+    snapshots: tuple[SnapshotView, ...] = ()
+    """The job's StreamJobSnapshots (those whose jobReference names it)."""
+    snapshots_listed: bool = False
+    """Whether the snapshots could be listed (False: the StreamJobSnapshot CRD is missing or the list failed)."""
+    restore_snapshot: SnapshotView | None = None
+    """The StreamJobSnapshot ``spec.restoreFrom.snapshotName`` names (of any job in the namespace), if found."""
+    lineages: tuple[str, ...] | None = None
+    """jobIds found in checkpoint storage; listed only when older lineages may be deleted (else None)."""
 
     def pods_of(self, attempt: int) -> list[PodView]:
         """The pods of one attempt."""
         return [p for p in self.pods if p.attempt == attempt]
+
+    def snapshot(self, name: str | None) -> SnapshotView | None:
+        """The job's StreamJobSnapshot of that name."""
+        return next((s for s in self.snapshots if s.name == name), None)
 
     def latest_of(self, job_id: str | None) -> SnapshotInfo | None:
         """Latest retained snapshot of a lineage, as found in storage."""

@@ -18,6 +18,7 @@ from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo, StreamJobStatus
 from streamjob.operator.observer.facts import Facts, RetainedPod
 from streamjob.operator.observer.pods import PodView, view_pods
+from streamjob.operator.observer.snapshots import SnapshotView, view_snapshot
 from streamjob.operator.resources.labels import (
     ATTEMPT_LABEL,
     REST_PORT,
@@ -132,6 +133,13 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
                 recent = await deps.snapshots.savepoint_since(access, started - timedelta(seconds=2))
         except (StorageUnavailableError, KubernetesError) as err:
             storage_error = str(err)
+    snapshots, listed, restore_snapshot = await _snapshots(deps, job, spec)
+    lineages: tuple[str, ...] | None = None
+    if usable is not None and usable.delete_old_lineages and _may_clean_lineages(status, latest) and listed:
+        try:
+            lineages = await deps.snapshots.lineages(await storage_access(deps, job, usable))
+        except (StorageUnavailableError, KubernetesError) as err:
+            log.info("jobIds of %s not listed: %s", job.name, err)
     return Facts(
         job=job,
         generation=int(body["metadata"].get("generation") or 0),
@@ -149,7 +157,43 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
         storage_error=storage_error,
         retained=retained,
         pod_retention_s=deps.config.failed_pod_retention_s,
+        snapshots=snapshots,
+        snapshots_listed=listed,
+        restore_snapshot=restore_snapshot,
+        lineages=lineages,
     )
+
+
+def _may_clean_lineages(status: StreamJobStatus, latest: dict[str, SnapshotInfo | None]) -> bool:
+    """Older jobIds are listed only once per lineage, when it runs stably and has a checkpoint."""
+    dep = status.deployment
+    found = latest.get(status.job_id) if status.job_id else None
+    return (
+        status.job_id is not None
+        and status.lineages_cleaned != status.job_id
+        and status.operation is None
+        and dep is not None
+        and dep.stable
+        and found is not None
+        and found.kind == "checkpoint"
+    )
+
+
+async def _snapshots(
+    deps: Deps, job: JobRef, spec: StreamJobSpec | None
+) -> tuple[tuple[SnapshotView, ...], bool, SnapshotView | None]:
+    """The job's StreamJobSnapshots, whether they could be listed, and the one ``restoreFrom`` names."""
+    try:
+        raw = await deps.kube.list_snapshots(job.namespace)
+    except KubernetesError as err:
+        log.info("snapshots of %s not listed: %s", job.name, err)
+        return (), False, None
+    if raw is None:
+        return (), False, None
+    views = [view_snapshot(body) for body in raw]
+    wanted = spec.restore_from.snapshot_name if spec is not None and spec.restore_from is not None else None
+    named = next((v for v in views if v.name == wanted), None)
+    return tuple(v for v in views if v.job == job.name), True, named
 
 
 async def _retained(deps: Deps, job: JobRef, status: StreamJobStatus) -> tuple[RetainedPod, ...]:

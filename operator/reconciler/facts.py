@@ -64,7 +64,41 @@ class TriggerCheckpoint:
     jobmaster_ip: str
 
 
-Action = DeployAttempt | DeployWorkers | DeletePods | DeleteRetained | TriggerSavepoint | TriggerCheckpoint
+@dataclass(frozen=True)
+class CreateSnapshot:
+    """Create a StreamJobSnapshot (``body``) and then write its ``status`` (an existing one: status only)."""
+
+    body: dict[str, Any]
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PatchSnapshot:
+    """Merge-patch a StreamJobSnapshot's status and (when given) its labels; one already gone is fine."""
+
+    name: str
+    status: dict[str, Any]
+    labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DeleteSnapshot:
+    """Delete a StreamJobSnapshot (retention); its finalizer disposes of its files."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DiscardLineages:
+    """Delete the checkpoint directories of older jobIds."""
+
+    job_ids: tuple[str, ...]
+
+
+SnapshotAction = CreateSnapshot | PatchSnapshot | DeleteSnapshot | DiscardLineages
+Action = (
+    DeployAttempt | DeployWorkers | DeletePods | DeleteRetained | TriggerSavepoint | TriggerCheckpoint | SnapshotAction
+)
 
 
 @dataclass(frozen=True)

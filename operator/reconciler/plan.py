@@ -13,6 +13,7 @@ the kept pods of failed attempts whose time is up (``root_cause.sweep``). Events
 from __future__ import annotations
 
 from streamjob.operator.diff import ChangeKind, classify
+from streamjob.operator.model.snapshot import USER_TRIGGER
 from streamjob.operator.model.spec import JobState, StreamJobSpec
 from streamjob.operator.model.status import (
     Deployment,
@@ -24,7 +25,7 @@ from streamjob.operator.model.status import (
     SnapshotRequest,
 )
 from streamjob.operator.observer.facts import Facts
-from streamjob.operator.reconciler import conditions, root_cause
+from streamjob.operator.reconciler import conditions, root_cause, snapshot_resources
 from streamjob.operator.reconciler import operations as ops
 from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.corrupt import report_corrupt
@@ -52,6 +53,7 @@ def plan(facts: Facts) -> Plan:
         _steady(d)
     _bookkeeping(d)
     root_cause.sweep(d)
+    snapshot_resources.sync(d)
     return d.plan()
 
 
@@ -93,10 +95,12 @@ def observe_snapshots(d: Draft) -> None:
     if req.kind == "checkpoint":
         if latest is not None and latest.kind == "checkpoint" and (latest.id or 0) > (req.baseline_checkpoint_id or -1):
             _request_done(d, req)
+            snapshot_resources.settle(d, req, location=latest.location, failure=None)
             d.event("CheckpointTriggered", f"checkpoint {latest.id} completed on request ({req.trigger})")
         elif req.error is not None or age > timeout:
             _request_done(d, req)
             why = req.error or f"no new checkpoint within {timeout}s"
+            snapshot_resources.settle(d, req, location=None, failure=why)
             d.event("CheckpointFailed", f"requested checkpoint failed: {why}", warning=True)
         return
     _settle_savepoint(d, req, age=age, timeout=timeout)
@@ -122,6 +126,7 @@ def _settle_savepoint(d: Draft, req: SnapshotRequest, *, age: float, timeout: in
     if location is None and failure is None:
         return
     _request_done(d, req)
+    snapshot_resources.settle(d, req, location=location, failure=failure)
     op = d.status.operation
     for_op = op is not None and op.step is OperationStep.SNAPSHOT and req.trigger == op.kind.value
     if location is not None:
@@ -306,7 +311,12 @@ def _triggers(d: Draft, spec: StreamJobSpec) -> None:
         # Written ahead, never answered: the operator died before it reached the JobMaster (an answer
         # sets the request id or the error in the same round). Send it again, as an operation's
         # snapshot step does, instead of waiting out timeouts.savepointSeconds for nothing.
-        lost = req.kind == "savepoint" and req.trigger == "manual" and req.request_id is None and req.error is None
+        lost = (
+            req.kind == "savepoint"
+            and req.trigger in ("manual", "periodic", USER_TRIGGER)
+            and req.request_id is None
+            and req.error is None
+        )
         if lost and ready and ip is not None:
             d.act(TriggerSavepoint(jobmaster_ip=ip, stop=False))
         return
@@ -333,6 +343,11 @@ def _triggers(d: Draft, spec: StreamJobSpec) -> None:
         elif st.deployment is None:
             d.update(nonces=st.nonces.model_copy(update={"checkpoint": cp}))
             d.event("CheckpointFailed", "checkpointTriggerNonce changed but the job is not running", warning=True)
+        return
+    if ready and ip is not None and d.facts.snapshots_listed and snapshot_resources.trigger_user_snapshot(d, ip):
+        return
+    if ready and ip is not None:
+        snapshot_resources.periodic(d, spec, ip)
 
 
 # -- derived status ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from streamjob.operator.model.snapshot import SnapshotState
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.model.status import LineageEntry, Operation, OperationKind, StreamJobStatus
 from streamjob.operator.observer.facts import Facts
@@ -57,17 +58,47 @@ def head_entry(status: StreamJobStatus, job_id: str | None) -> LineageEntry | No
     return next((e for e in status.lineage if e.job_id == job_id), None)
 
 
+def requested(facts: Facts, spec: StreamJobSpec) -> tuple[str, str] | NothingToRestore | None:
+    """The snapshot the user asks for (location, reason): ``initialSavepointPath`` or ``restoreFrom`` by name.
+
+    A StreamJobSnapshot not found, or not COMPLETED yet, is waited for (transient); a FAILED or
+    ABANDONED one is refused.
+    """
+    if spec.restore_from is None:
+        path = spec.initial_savepoint_path
+        return (path, "initialSavepointPath") if path else None
+    name = spec.restore_from.snapshot_name
+    view = facts.restore_snapshot
+    if view is None or view.name != name:
+        return NothingToRestore(
+            f"spec.restoreFrom.snapshotName: no StreamJobSnapshot {name!r} in namespace {facts.job.namespace}; "
+            "create it or fix the name",
+            transient=True,
+        )
+    if view.state is SnapshotState.COMPLETED and view.status.path:
+        return view.status.path, f"StreamJobSnapshot {name}"
+    state = view.state.value if view.state is not None else "new"
+    settled = view.state is not None and view.state.settled
+    why = f": {view.status.error}" if view.status.error else ""
+    return NothingToRestore(
+        f"spec.restoreFrom.snapshotName: StreamJobSnapshot {name} is {state}{why}"
+        + ("; name a COMPLETED one" if settled else "; waiting for it to complete"),
+        transient=not settled,
+    )
+
+
 def choose_restore(facts: Facts, spec: StreamJobSpec, intent: Operation) -> RestoreChoice | NothingToRestore:
     """The state the operation ``intent`` deploys (or, for a suspension, keeps for the resume)."""
     new_id = facts.new_job_id
-    if intent.intent == "initial":
-        if spec.initial_savepoint_path:
-            return RestoreChoice(new_id, spec.initial_savepoint_path, "savepoint", "initialSavepointPath", True)
-        return RestoreChoice(new_id, None, "none", "first deploy without initialSavepointPath", True)
-    if intent.intent == "requested":
-        if not spec.initial_savepoint_path:
-            return NothingToRestore("savepointRedeployNonce needs initialSavepointPath to redeploy from")
-        return RestoreChoice(new_id, spec.initial_savepoint_path, "savepoint", "initialSavepointPath", True)
+    if intent.intent in ("initial", "requested"):
+        asked = requested(facts, spec)
+        if isinstance(asked, NothingToRestore):
+            return asked
+        if asked is not None:
+            return RestoreChoice(new_id, asked[0], "savepoint", asked[1], True)
+        if intent.intent == "initial":
+            return RestoreChoice(new_id, None, "none", "first deploy without initialSavepointPath", True)
+        return NothingToRestore("savepointRedeployNonce needs initialSavepointPath or restoreFrom to redeploy from")
     if intent.intent == "fresh":
         if intent.kind is OperationKind.SUSPEND:
             return RestoreChoice(intent.job_id or new_id, None, "none", "upgradeMode stateless", False)
@@ -95,14 +126,16 @@ def _from_lineage(facts: Facts, spec: StreamJobSpec, intent: Operation) -> Resto
     checkpoint = latest.location if latest is not None and latest.kind == "checkpoint" else None
     if checkpoint is not None:
         return RestoreChoice(head, checkpoint, "checkpoint", f"the latest retained checkpoint of job {head}", False)
-    asked = spec.initial_savepoint_path
+    wanted = requested(facts, spec) if intent.intent == "revive" else None
+    asked = wanted[0] if isinstance(wanted, tuple) else None
     started = (latest.location if latest is not None else None) or (entry.started_from if entry else None)
     dep = facts.status.deployment
     if started is None and dep is not None and dep.job_id == head and dep.restore_from:
         started = dep.restore_from
     if intent.intent == "revive" and asked and asked != started:
         # A Failed job that never completed a checkpoint, given a savepoint to start from: the user's.
-        return RestoreChoice(facts.new_job_id, asked, "savepoint", "initialSavepointPath", True)
+        assert isinstance(wanted, tuple)
+        return RestoreChoice(facts.new_job_id, asked, "savepoint", wanted[1], True)
     if started is not None:
         return RestoreChoice(head, started, _mode(started), f"the snapshot job {head} started from", False)
     began_empty = entry is not None and entry.started_from is None

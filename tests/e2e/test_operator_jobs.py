@@ -33,6 +33,7 @@ pytestmark = pytest.mark.e2e
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "streamjob.dev_streamjobs.yaml"
+SNAPSHOT_CRD_FILE = ROOT / "crds" / "streamjob.dev_streamjobsnapshots.yaml"
 GROUP_PATH = "/apis/streamjob.dev/v1alpha1"
 
 
@@ -87,6 +88,7 @@ def operator(
     kube: Kube, node_agent: NodeAgent, s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     kube.apply(CRD_FILE.read_text())
+    kube.apply(SNAPSHOT_CRD_FILE.read_text())
     kube.wait_for(lambda: kube.raw.get(GROUP_PATH), 30, "the streamjob.dev API")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     proc = OperatorProcess(kube.kubeconfig, log, operator_s3_env(s3))

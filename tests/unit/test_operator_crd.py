@@ -80,3 +80,30 @@ def test_status_schema_keeps_room_for_kopf_and_free_form_specs() -> None:
     assert status["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
     assert status["lastStableSpec"]["x-kubernetes-preserve-unknown-fields"] is True
     assert "Running" in status["lifecycleState"]["enum"]
+
+
+SNAPSHOT_FILE = "streamjob.dev_streamjobsnapshots.yaml"
+
+
+@pytest.mark.parametrize("root", [ROOT / "crds", ROOT / "charts" / "streamjob" / "crds"], ids=["crds", "chart"])
+def test_checked_in_snapshot_crd_matches_models(root: Path) -> None:
+    path = root / SNAPSHOT_FILE
+    regenerate = f"python -m streamjob.operator.model.crd {SNAPSHOT_FILE} > crds/{SNAPSHOT_FILE}"
+    assert path.read_text() == crdgen.render(SNAPSHOT_FILE), f"{path} drifted; run `{regenerate}` (and copy)"
+
+
+def test_snapshot_crd_is_structural_with_names_columns_and_rules() -> None:
+    doc = crdgen.snapshot_crd()
+    version = doc["spec"]["versions"][0]
+    assert _walk(version["schema"]["openAPIV3Schema"], "") == []
+    assert doc["metadata"]["name"] == "streamjobsnapshots.streamjob.dev"
+    assert doc["spec"]["names"]["shortNames"] == ["sjs"] and version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Job", "Type", "State", "Trigger", "Path", "Error", "Age"
+    ]  # fmt: skip
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["required"] == ["jobReference"]
+    assert spec["properties"]["type"]["enum"] == ["savepoint", "checkpoint"]
+    messages = [r["message"] for r in spec["x-kubernetes-validations"]]
+    assert any("disposeOnDelete cannot be true for a checkpoint" in m for m in messages)
+    assert any("cannot change" in m for m in messages)
