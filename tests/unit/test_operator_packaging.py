@@ -38,7 +38,12 @@ def test_chart_metadata_and_values() -> None:
     for key in ("image", "resources", "watchNamespaces", "logLevel", "metrics", "replicas", "peering"):
         assert key in values
     crds = {d["metadata"]["name"] for p in (CHART / "crds").glob("*.yaml") for d in yaml.safe_load_all(p.read_text())}
-    assert crds == {"streamjobs.streamjob.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    assert crds == {
+        "streamjobs.streamjob.dev",
+        "streamjobsnapshots.streamjob.dev",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
 
 
 def test_dockerfile_is_multistage_non_root_and_pins_every_runtime_dependency() -> None:
