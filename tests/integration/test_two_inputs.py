@@ -4,8 +4,8 @@ The jobs (``jobs/two_inputs.py``): a ``KeyedCoProcessFunction`` whose keyed stat
 timers are shared by two generator inputs, and a ``KeyedBroadcastProcessFunction`` judging keyed
 events by versioned broadcast rules. The committed output must be exactly the failure-free run's
 after a worker SIGKILL mid-run, and across a rescale from a stop-with-savepoint at p=3 -> 1
-(hashmap) and 1 -> 3 (RocksDB) (keyed state and timers move by key group; the broadcast state, written once by subtask 0,
-reaches every new subtask).
+(hashmap) and 1 -> 3 (RocksDB): keyed state and timers move by key group; the broadcast state,
+written once by subtask 0, reaches every new subtask.
 """
 
 from __future__ import annotations
@@ -57,3 +57,14 @@ def test_two_inputs_rescale_from_a_savepoint(tmp_path: Path, mode: str, backend:
     with LocalJob(JOB, *args, parallelism=after, restore=savepoint, checkpoint_dir=checkpoints) as job:
         assert job.wait(timeout=200) == 0, job.describe()
     assert sorted(read_committed(out)) == two_inputs.expected(mode, count, keys)
+
+
+def test_the_broadcast_rules_example_runs_as_written(tmp_path: Path) -> None:
+    """``streamjob run examples/broadcast_rules.py -p 2``: the four alerts derived in its unit test."""
+    from tests.unit.test_example_broadcast_rules import EXPECTED
+
+    example = str(Path(__file__).resolve().parents[2] / "examples" / "broadcast_rules.py")
+    with LocalJob(example, parallelism=2, checkpoint_dir=(tmp_path / "chk").as_uri()) as job:
+        assert job.wait(timeout=120) == 0, job.describe()
+        lines = sorted(line.split("> ", 1)[1] for line in job.stdout_lines if "> ALERT" in line)  # "<subtask>> "
+    assert lines == EXPECTED

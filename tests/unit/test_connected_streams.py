@@ -216,3 +216,45 @@ def test_state_keys_lists_every_key_on_both_backends(tmp_path: Path) -> None:
             assert sorted(backend.keys(MapStateDescriptor("rules", str, int))) == ["a", "z"], kind
         finally:
             backend.close()
+
+
+class Remind(KeyedCoProcessFunction[Any, Any, Any, Any]):
+    """Input 1 sets a processing-time reminder, input 2 cancels it; the timer reports what input 2 left."""
+
+    def open(self, runtime_context: Any) -> None:
+        self.note = runtime_context.get_state(ValueStateDescriptor("note", str))
+
+    def process_element1(self, value: Any, ctx: Any, out: Any) -> None:
+        ctx.timer_service().register_processing_time_timer(value[1])
+
+    def process_element2(self, value: Any, ctx: Any, out: Any) -> None:
+        if value[1] == "cancel":
+            ctx.timer_service().delete_processing_time_timer(1000)
+        self.note.update(value[1])
+
+    def on_timer(self, timestamp: int, ctx: Any, out: Any) -> None:
+        out.collect((ctx.get_current_key(), timestamp, self.note.value(), str(ctx.time_domain())))
+
+
+@pytest.mark.parametrize("backend", ["hashmap", "rocksdb"])
+def test_keyed_co_process_processing_time_timers_are_per_key_across_inputs(tmp_path: Path, backend: str) -> None:
+    """On the operator: a and b set a timer at 1000 (input 1); input 2 notes "hi" on a and cancels b's."""
+    from streamjob.worker.runtime.co_operators import CoProcessOperator
+    from streamjob.worker.runtime.context import TaskInfo
+    from streamjob.worker.runtime.operators import OperatorSetup
+
+    env = StreamExecutionEnvironment()
+    first, second = env.from_collection([("a", 0)]), env.from_collection([("a", "")])
+    t = first.connect(second).key_by(lambda r: r[0], lambda r: r[0]).process(Remind()).transformation
+    info = TaskInfo("j", "job", "co (1/1)", "co", 0, 1, 128, 0)
+    op = CoProcessOperator(OperatorSetup(info, t, (0, 127), backend, False, tmp_path, None))
+    op.open()
+    try:
+        batch = [(0, ("a", 1000)), (0, ("b", 1000)), (1, ("a", "hi")), (1, ("b", "cancel"))]
+        assert op.process_batch(batch) == []
+        assert op.next_timer() == 1000
+        assert op.fire_timers(999) == []
+        assert op.fire_timers(1000) == [("a", 1000, "hi", "processing_time")]
+        assert op.next_timer() is None
+    finally:
+        op.close()
