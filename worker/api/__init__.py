@@ -1,5 +1,20 @@
 """The public DataStream API: everything a job author imports, Flink's names in Python style."""
 
+from streamjob.worker.api.co_functions import (
+    BroadcastProcessFunction,
+    CoFlatMapFunction,
+    CoGroupFunction,
+    CoMapFunction,
+    CoProcessFunction,
+    FlatJoinFunction,
+    JoinFunction,
+    KeyedBroadcastProcessFunction,
+    KeyedCoProcessFunction,
+    ProcessJoinFunction,
+    RichCoFlatMapFunction,
+    RichCoMapFunction,
+)
+from streamjob.worker.api.connected import BroadcastConnectedStream, BroadcastStream, ConnectedStreams
 from streamjob.worker.api.datastream import DataStream, DataStreamSink, KeyedStream
 from streamjob.worker.api.environment import (
     CheckpointConfig,
@@ -81,6 +96,21 @@ from streamjob.worker.api.windows import (
 from streamjob.worker.config import CheckpointingMode, ExternalizedCheckpointCleanup
 
 __all__ = [
+    "BroadcastConnectedStream",
+    "BroadcastProcessFunction",
+    "BroadcastStream",
+    "CoFlatMapFunction",
+    "CoGroupFunction",
+    "CoMapFunction",
+    "CoProcessFunction",
+    "ConnectedStreams",
+    "FlatJoinFunction",
+    "JoinFunction",
+    "KeyedBroadcastProcessFunction",
+    "KeyedCoProcessFunction",
+    "ProcessJoinFunction",
+    "RichCoFlatMapFunction",
+    "RichCoMapFunction",
     "EventTimeSessionWindows",
     "ProcessingTimeSessionWindows",
     "SlidingEventTimeWindows",

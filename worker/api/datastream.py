@@ -12,6 +12,7 @@ import copy
 import operator
 from typing import Any, Protocol
 
+from streamjob.worker.api import connected, joins
 from streamjob.worker.api.functions import (
     FilterFunction,
     FlatMapFunction,
@@ -130,8 +131,14 @@ class DataStream:
         """Subtask i to subtask i (needs equal parallelism)."""
         return self._with(Partitioning.FORWARD)
 
-    def broadcast(self) -> DataStream:
-        """Every record to every subtask of the next operator."""
+    def broadcast(self, *descriptors: Any) -> Any:
+        """Every record to every subtask of the next operator.
+
+        Given ``MapStateDescriptor`` s, a ``BroadcastStream`` with that broadcast state instead:
+        ``data.connect(rules.broadcast(descriptor)).process(...)`` (``api/connected.py``).
+        """
+        if descriptors:
+            return connected.BroadcastStream(self, descriptors)
         return self._with(Partitioning.BROADCAST)
 
     def key_by(self, key_selector: Any) -> KeyedStream:
@@ -204,6 +211,23 @@ class DataStream:
         if all(s._timestamps is self._timestamps for s in streams):
             union._timestamps = self._timestamps
         return union
+
+    # -- two inputs (api/connected.py, api/joins.py) ----------------------------------------------
+    def connect(self, other: Any) -> Any:
+        """Two inputs, one operator: ``ConnectedStreams``, or ``BroadcastConnectedStream`` for a ``BroadcastStream``."""
+        return connected.connect(self, other)
+
+    def join(self, other: DataStream) -> joins.JoinedStreams:
+        """A window join: ``a.join(b).where(ka).equal_to(kb).window(assigner).apply(f)``."""
+        return joins.JoinedStreams(self, other)
+
+    def co_group(self, other: DataStream) -> joins.CoGroupedStreams:
+        """A window co-group: ``a.co_group(b).where(ka).equal_to(kb).window(assigner).apply(f)``."""
+        return joins.CoGroupedStreams(self, other)
+
+    def _derive(self, transformation: Transformation) -> DataStream:
+        """The stream of a transformation this one's helpers built (two-input operators)."""
+        return DataStream(self.env, transformation)
 
     def add_sink(self, sink: SinkFunction | TwoPhaseCommitSinkFunction[Any]) -> DataStreamSink:
         """Writes records to a sink; a ``TwoPhaseCommitSinkFunction`` makes the output exactly-once."""
@@ -305,6 +329,10 @@ class KeyedStream(DataStream):
         if not isinstance(func, KeyedProcessFunction):
             raise PipelineError("process() on a keyed stream takes a KeyedProcessFunction")
         return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func, **self._timestamp_option())
+
+    def interval_join(self, other: KeyedStream) -> joins.IntervalJoin:
+        """An event-time interval join with another keyed stream: ``.between(lower, upper).process(f)``."""
+        return joins.IntervalJoin(self, other)
 
     def window(self, assigner: WindowAssigner) -> WindowedStream:
         """Groups each key's records into the windows ``assigner`` gives them (see ``api/windows.py``)."""

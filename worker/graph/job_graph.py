@@ -121,7 +121,13 @@ def build_job_graph(
     if not any(t.kind in (Kind.SINK, Kind.TWO_PHASE_SINK) for t in transformations):
         raise PipelineError("the pipeline has no sink: end it with .print(), .add_sink(...) or .sink_to(...)")
 
-    par = {t.id: _resolve_parallelism(t, default_parallelism, parallelism_override) for t in transformations}
+    par: dict[int, int] = {}
+    for t in transformations:
+        # A two-input operator's tag runs with its input, so that it chains to it (api/connected.py).
+        tagged = t.kind is Kind.TAG
+        par[t.id] = (
+            par[t.inputs[0].source_id] if tagged else _resolve_parallelism(t, default_parallelism, parallelism_override)
+        )
     for t in transformations:
         mp = t.max_parallelism or max_parallelism
         if par[t.id] > mp:

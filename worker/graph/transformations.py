@@ -34,6 +34,8 @@ class Kind(StrEnum):
     KEYED_PROCESS = "keyed_process"
     EVENT_WINDOW = "event_window"
     TIMESTAMPS = "timestamps"
+    TAG = "tag"  # marks which input of a two-input operator a record is for (api/connected.py)
+    CO_PROCESS = "co_process"  # two inputs: co-functions, broadcast state, interval join
     SINK = "sink"
     TWO_PHASE_SINK = "two_phase_sink"
 

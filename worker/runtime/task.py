@@ -53,6 +53,7 @@ from streamjob.worker.runtime.subtask_checkpointer import (
     SubtaskIdentity,
 )
 from streamjob.worker.runtime.time_operators import TIME_KINDS, TimestampsOperator, create_time_operator
+from streamjob.worker.runtime.two_input import TWO_INPUT_KINDS, create_two_input_operator
 from streamjob.worker.runtime.watermarks import WatermarkValve
 from streamjob.worker.state.key_groups import key_group_range
 from streamjob.worker.storage.checkpoint_storage import WorkerStorageView
@@ -192,6 +193,8 @@ class Task:
                 op = LegacySourceOperator(setup)
             elif t.kind in TIME_KINDS:
                 op = create_time_operator(setup)
+            elif t.kind in TWO_INPUT_KINDS:
+                op = create_two_input_operator(setup)
             else:
                 op = create_operator(setup)
             self.operators.append(op)

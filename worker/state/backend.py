@@ -125,6 +125,13 @@ class KeyedStateBackend(ABC):
     @abstractmethod
     def _get_state(self, descriptor: StateDescriptor) -> State: ...
 
+    def keys(self, descriptor: StateDescriptor) -> list[Any]:
+        """Every key of this backend that has a value in ``descriptor``'s state (registering it).
+
+        For ``KeyedBroadcastProcessFunction``'s ``apply_to_keyed_state``: a scan, not for the record path.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list keys")
+
     @abstractmethod
     def get_value_accessors(
         self, descriptor: StateDescriptor, *, mutable_values: bool = False

@@ -286,6 +286,11 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
             raise RestoreError(f"{where}: {len(block.keys)} keys but {len(values)} values")
         table.data.update(zip(block.keys, values, strict=True))
 
+    def keys(self, descriptor: StateDescriptor) -> list[Any]:
+        """The keys of the state's table (registering it decodes what was restored)."""
+        self._get_state(descriptor)
+        return list(self._tables[descriptor.name].data)
+
     def get_value_accessors(
         self, descriptor: StateDescriptor, *, mutable_values: bool = False
     ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:

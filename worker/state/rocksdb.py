@@ -293,6 +293,26 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
         if self._dirty is not None:
             self._dirty.add(ChunkMark(self.chunk_of(group)))
 
+    def keys(self, descriptor: StateDescriptor) -> list[Any]:
+        """The keys with rows of the state: one prefix scan per key group of this backend."""
+        self._get_state(descriptor)
+        sid = self._sid(descriptor.name)
+        low, high = self._ctx.key_group_range
+        decode = KEY_SERIALIZER.decode
+        keys: list[Any] = []
+        for group in range(low, high + 1):
+            prefix = group.to_bytes(2, "big") + sid
+            options = ReadOptions()
+            options.set_iterate_upper_bound(prefix_end(prefix))
+            last = b""
+            for row in cast(Iterable[bytes], self._db.keys(from_key=prefix, read_opt=options)):
+                length = int.from_bytes(row[4:6], "big")
+                key_bytes = row[6 : 6 + length]
+                if key_bytes != last:  # a map state has one row per user key: rows of a key are adjacent
+                    last = key_bytes
+                    keys.append(decode(key_bytes))
+        return keys
+
     def get_value_accessors(
         self, descriptor: StateDescriptor, *, mutable_values: bool = False
     ) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]]:
