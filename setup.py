@@ -13,4 +13,9 @@ def _packages() -> list[str]:
     return found
 
 
-setup(packages=_packages(), package_dir=MAPPED)
+# The PodTemplateSpec field tree the operator checks pod templates against (model/pod_template_schema.py).
+setup(
+    packages=_packages(),
+    package_dir=MAPPED,
+    package_data={"streamjob.operator.model": ["pod_template_fields.json"]},
+)

@@ -4,7 +4,10 @@
 reserved labels and env vars, URIs and that the runtime accepts the rendered job config;
 ``validate_change`` refuses changes that would silently drop or corrupt state; ``security_problems``
 refuses pod settings the operator's ``SecurityPolicy`` (chart values ``security.*``) does not
-permit, naming the field and the value that would permit it. The controller reports the messages
+permit, naming the field and the value that would permit it. Pod templates (``spec.podTemplate``,
+``spec.{jobManager,taskManager}.podTemplate``) are checked field by field against the Kubernetes
+PodTemplateSpec (unknown fields and wrong types), for operator-owned and reserved fields, and every
+container and the pod against the same policy. The controller reports the messages
 in ``status.error`` and as a Warning event; nothing is deployed meanwhile.
 """
 
@@ -16,10 +19,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamjob.operator.cron import CronError, parse_cron
+from streamjob.operator.model.pod_template_schema import field_problems
 from streamjob.operator.model.spec import PodOverrides, StreamJobSpec, UpgradeMode
 from streamjob.operator.resources.configmap import Attempt, render_job_config
-from streamjob.operator.resources.labels import RESERVED_PREFIXES, JobRef
+from streamjob.operator.resources.labels import JOBMASTER, RESERVED_PREFIXES, WORKER, JobRef
+from streamjob.operator.resources.pod_template import merge, owned_field_problems
 from streamjob.operator.resources.pods import (
+    DEFAULT_CONTAINER_SECURITY_CONTEXT,
+    DEFAULT_POD_SECURITY_CONTEXT,
     RESERVED_ENV,
     RESERVED_MOUNT_PATHS,
     RESERVED_VOLUMES,
@@ -76,6 +83,49 @@ def _pod_overrides(spec: StreamJobSpec) -> list[str]:
     return problems
 
 
+def _templates(spec: StreamJobSpec) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """Each pod template of the spec: its path, itself, and the main containers it applies to."""
+    found = [
+        ("spec.podTemplate", spec.pod_template, (JOBMASTER, WORKER)),
+        ("spec.jobManager.podTemplate", spec.job_manager.pod_template, (JOBMASTER,)),
+        ("spec.taskManager.podTemplate", spec.task_manager.pod_template, (WORKER,)),
+    ]
+    return [(where, template, mains) for where, template, mains in found if template]
+
+
+def _template_problems(
+    where: str, template: dict[str, Any], mains: tuple[str, ...], policy: SecurityPolicy
+) -> list[str]:
+    """Unknown fields, wrong types, operator-owned and reserved fields, and the security policy, of one template."""
+    problems = field_problems(template, where)
+    if problems:
+        return problems  # the checks below read the template's shape
+    for main in mains:
+        problems += [p for p in owned_field_problems(template, where, main) if p not in problems]
+    for label in (template.get("metadata") or {}).get("labels") or {}:
+        if label.startswith(RESERVED_PREFIXES):
+            problems.append(f"{where}.metadata.labels: {label!r} is reserved for the operator")
+    pod = template.get("spec") or {}
+    for index, volume in enumerate(pod.get("volumes") or []):
+        if volume.get("name") in RESERVED_VOLUMES:
+            problems.append(f"{where}.spec.volumes[{index}].name: {volume['name']!r} is used by the operator")
+    for index, container in enumerate(pod.get("containers") or []):
+        if container.get("name") not in mains:
+            continue
+        path = f"{where}.spec.containers[{index}]"
+        for number, entry in enumerate(container.get("env") or []):
+            if entry.get("name") in RESERVED_ENV:
+                problems.append(
+                    f"{path}.env[{number}]: {entry['name']} is set by the operator and cannot be overridden"
+                )
+        for number, mount in enumerate(container.get("volumeMounts") or []):
+            if mount.get("mountPath") in RESERVED_MOUNT_PATHS:
+                problems.append(
+                    f"{path}.volumeMounts[{number}].mountPath: {mount['mountPath']} is mounted by the operator"
+                )
+    return problems + _template_security(where, template, policy)
+
+
 def _refused(field: str, value: str) -> str:
     return f"{field} is not allowed; set operator value {value} to permit it"
 
@@ -84,68 +134,101 @@ def _refused(field: str, value: str) -> str:
 SELINUX_TYPES = frozenset({"container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
 
 
-def _privilege_problems(where: str, pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
-    """Settings that lift the container's confinement (what Pod Security "baseline" forbids)."""
-    permit = "security.allowPrivileged=true"
+def _pod_context_problems(where: str, context: dict[str, Any], policy: SecurityPolicy) -> list[str]:
+    """A pod ``securityContext`` (``where`` is its path) that lifts confinement or runs as root."""
     problems = []
-    if container.get("privileged"):
-        problems.append(_refused(f"{where}.containerSecurityContext.privileged", permit))
-    if container.get("allowPrivilegeEscalation") is not False:
-        problems.append(
-            f"{where}.containerSecurityContext.allowPrivilegeEscalation must be false; set operator value "
-            f"{permit} to permit it"
-        )
-    if container.get("procMount", "Default") != "Default":
-        problems.append(_refused(f"{where}.containerSecurityContext.procMount={container['procMount']}", permit))
-    for field, context in (("securityContext", pod), ("containerSecurityContext", container)):
-        for profile in ("seccompProfile", "appArmorProfile"):
-            kind = (context.get(profile) or {}).get("type")
-            if kind == "Unconfined":
-                problems.append(_refused(f"{where}.{field}.{profile}.type=Unconfined", permit))
-        selinux = (context.get("seLinuxOptions") or {}).get("type")
-        if selinux and selinux not in SELINUX_TYPES:
-            problems.append(_refused(f"{where}.{field}.seLinuxOptions.type={selinux}", permit))
+    if not policy.allow_privileged:
+        problems += _confinement_problems(where, context)
+    if not policy.allow_run_as_root:
+        problems += _root_problems(where, context)
     return problems
 
 
-def _role_security(role: str, overrides: PodOverrides, policy: SecurityPolicy) -> list[str]:
+def _container_context_problems(where: str, context: dict[str, Any], policy: SecurityPolicy) -> list[str]:
+    """A container ``securityContext`` (``where`` is its path) beyond the policy (Pod Security "baseline")."""
+    permit = "security.allowPrivileged=true"
     problems = []
-    where = f"spec.{role}"
-    if not policy.allow_host_path:
-        for index, volume in enumerate(overrides.volumes):
-            if "hostPath" in volume:
-                problems.append(_refused(f"{where}.volumes[{index}].hostPath", "security.allowHostPath=true"))
-    if not policy.allow_host_namespaces:
-        for field, value in (
-            ("hostNetwork", overrides.host_network),
-            ("hostPID", overrides.host_pid),
-            ("hostIPC", overrides.host_ipc),
-        ):
-            if value:
-                problems.append(_refused(f"{where}.{field}", "security.allowHostNamespaces=true"))
-    container = container_security_context(overrides)
     if not policy.allow_privileged:
-        problems += _privilege_problems(where, pod_security_context(overrides), container)
-    caps = container.get("capabilities")
+        if context.get("privileged"):
+            problems.append(_refused(f"{where}.privileged", permit))
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}.allowPrivilegeEscalation must be false; set operator value {permit} to permit it")
+        if context.get("procMount", "Default") != "Default":
+            problems.append(_refused(f"{where}.procMount={context['procMount']}", permit))
+        problems += _confinement_problems(where, context)
+    caps = context.get("capabilities")
     added = caps.get("add") if isinstance(caps, dict) else None
     for index, cap in enumerate(added or []):
         if str(cap).upper().removeprefix("CAP_") not in {c.upper() for c in policy.allowed_capabilities}:
             allowed = ",".join([*policy.allowed_capabilities, str(cap)])
             problems.append(
-                _refused(
-                    f"{where}.containerSecurityContext.capabilities.add[{index}] ({cap})",
-                    f"security.allowedCapabilities={{{allowed}}}",
-                )
+                _refused(f"{where}.capabilities.add[{index}] ({cap})", f"security.allowedCapabilities={{{allowed}}}")
             )
     if not policy.allow_run_as_root:
-        for field, context in (
-            ("securityContext", pod_security_context(overrides)),
-            ("containerSecurityContext", container),
-        ):
-            if context.get("runAsUser") == 0:
-                problems.append(_refused(f"{where}.{field}.runAsUser=0", "security.allowRunAsRoot=true"))
-            if context.get("runAsNonRoot") is False:
-                problems.append(_refused(f"{where}.{field}.runAsNonRoot=false", "security.allowRunAsRoot=true"))
+        problems += _root_problems(where, context)
+    return problems
+
+
+def _confinement_problems(where: str, context: dict[str, Any]) -> list[str]:
+    permit = "security.allowPrivileged=true"
+    problems = []
+    for profile in ("seccompProfile", "appArmorProfile"):
+        kind = (context.get(profile) or {}).get("type")
+        if kind == "Unconfined":
+            problems.append(_refused(f"{where}.{profile}.type=Unconfined", permit))
+    selinux = (context.get("seLinuxOptions") or {}).get("type")
+    if selinux and selinux not in SELINUX_TYPES:
+        problems.append(_refused(f"{where}.seLinuxOptions.type={selinux}", permit))
+    return problems
+
+
+def _root_problems(where: str, context: dict[str, Any]) -> list[str]:
+    problems = []
+    if context.get("runAsUser") == 0:
+        problems.append(_refused(f"{where}.runAsUser=0", "security.allowRunAsRoot=true"))
+    if context.get("runAsNonRoot") is False:
+        problems.append(_refused(f"{where}.runAsNonRoot=false", "security.allowRunAsRoot=true"))
+    return problems
+
+
+def _host_problems(where: str, pod: dict[str, Any], volumes: list[Any], policy: SecurityPolicy) -> list[str]:
+    """The hostPath volumes and host namespaces of a pod spec (or the spec's overrides) at ``where``."""
+    problems = []
+    if not policy.allow_host_path:
+        for index, volume in enumerate(volumes):
+            if isinstance(volume, dict) and "hostPath" in volume:
+                problems.append(_refused(f"{where}.volumes[{index}].hostPath", "security.allowHostPath=true"))
+    if not policy.allow_host_namespaces:
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(field):
+                problems.append(_refused(f"{where}.{field}", "security.allowHostNamespaces=true"))
+    return problems
+
+
+def _role_security(role: str, overrides: PodOverrides, policy: SecurityPolicy) -> list[str]:
+    where = f"spec.{role}"
+    hosts = {"hostNetwork": overrides.host_network, "hostPID": overrides.host_pid, "hostIPC": overrides.host_ipc}
+    return [
+        *_host_problems(where, hosts, overrides.volumes, policy),
+        *_pod_context_problems(f"{where}.securityContext", pod_security_context(overrides), policy),
+        *_container_context_problems(
+            f"{where}.containerSecurityContext", container_security_context(overrides), policy
+        ),
+    ]
+
+
+def _template_security(where: str, template: dict[str, Any], policy: SecurityPolicy) -> list[str]:
+    """A pod template's pod and container settings, each over the operator's defaults, against the policy."""
+    pod: dict[str, Any] = template.get("spec") or {}
+    problems = _host_problems(f"{where}.spec", pod, pod.get("volumes") or [], policy)
+    if pod.get("securityContext"):
+        context = merge(DEFAULT_POD_SECURITY_CONTEXT, pod["securityContext"])
+        problems += _pod_context_problems(f"{where}.spec.securityContext", context, policy)
+    for list_field in ("containers", "initContainers"):
+        for index, container in enumerate(pod.get(list_field) or []):
+            context = merge(DEFAULT_CONTAINER_SECURITY_CONTEXT, container.get("securityContext"))
+            path = f"{where}.spec.{list_field}[{index}].securityContext"
+            problems += _container_context_problems(path, context, policy)
     return problems
 
 
@@ -206,6 +289,8 @@ def validate(spec: StreamJobSpec, *, name: str, namespace: str, policy: Security
         problems.append("spec.savepoints: set either interval or cron, not both")
     problems += _pod_overrides(spec)
     problems += security_problems(spec, policy or SecurityPolicy())
+    for where, template, mains in _templates(spec):
+        problems += _template_problems(where, template, mains, policy or SecurityPolicy())
     if not problems:
         problems += _renders(spec, name=name, namespace=namespace)
     return problems

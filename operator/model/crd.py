@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from streamjob.operator.model.pod_template_schema import POD_TEMPLATE_MARKER, structural_schema
 from streamjob.operator.model.snapshot import (
     SNAPSHOT_KIND,
     SNAPSHOT_PLURAL,
@@ -48,6 +49,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
+SCALE = {
+    "specReplicasPath": ".spec.parallelism",
+    "statusReplicasPath": ".status.parallelism",
+    "labelSelectorPath": ".status.selector",
+}
+"""``kubectl scale sj/NAME --replicas=N`` (and an HPA) sets the parallelism; a rescale goes through a savepoint."""
+
 
 class SchemaError(ValueError):
     """A model uses a construct that has no structural-schema equivalent."""
@@ -59,6 +67,8 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if node.get(POD_TEMPLATE_MARKER):
+        return structural_schema(node.get("description", ""))
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         return _merge_outer(_convert(target, defs), node)
@@ -165,7 +175,7 @@ def crd() -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, "scale": SCALE},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
                     "schema": {
                         "openAPIV3Schema": {

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from streamjob.operator.model.pod_template_schema import POD_TEMPLATE_MARKER
 from streamjob.worker.config import (
     UNALIGNED_NEEDS_EXACTLY_ONCE,
     UNALIGNED_NEEDS_ONE_CONCURRENT,
@@ -182,8 +183,20 @@ class RestartPolicySpec(CamelModel):
         return float(min(self.backoff.max_delay_seconds, base * self.backoff.multiplier ** (restart_number - 1)))
 
 
+def pod_template_field(description: str) -> Any:
+    """A full PodTemplateSpec field: the CRD gets the Kubernetes schema of one (``pod_template_schema``)."""
+    return Field(default=None, description=description, json_schema_extra={POD_TEMPLATE_MARKER: True})
+
+
 class PodOverrides(CamelModel):
     """Resources and pod-template overrides for the JobMaster or the worker pods."""
+
+    pod_template: dict[str, Any] | None = pod_template_field(
+        "A PodTemplateSpec merged over spec.podTemplate for this role's pods: sidecars, init containers, "
+        "imagePullSecrets, envFrom, securityContext, topologySpreadConstraints, ... The main container "
+        "(named jobmaster or worker) is matched by name; the operator's fields win and a template that "
+        "sets one (command, ports, image, restartPolicy, ...) is refused naming the field."
+    )
 
     resources: dict[str, dict[str, int | str]] = Field(
         default_factory=dict, description="Container resources: {requests: {...}, limits: {...}}."
@@ -367,6 +380,10 @@ class StreamJobSpec(CamelModel):
         default=None,
         ge=1,
         description="last-state refuses a checkpoint older than this (triggers a new one).",
+    )
+    pod_template: dict[str, Any] | None = pod_template_field(
+        "A PodTemplateSpec for the JobMaster and the worker pods (the Flink Kubernetes Operator's model); "
+        "jobManager.podTemplate and taskManager.podTemplate are merged over it, the operator's fields over all."
     )
     job_manager: PodOverrides = Field(default_factory=PodOverrides, description="JobMaster pod overrides.")
     task_manager: PodOverrides = Field(default_factory=PodOverrides, description="Worker pod overrides.")

@@ -225,7 +225,12 @@ class StreamJobStatus(CamelModel):
     lifecycle_state: LifecycleState = Field(default=LifecycleState.CREATED, description="Lifecycle state.")
     job_id: str | None = Field(default=None, description="Current lineage (checkpoint directory).")
     attempt: int = Field(default=0, ge=0, description="Current attempt number.")
-    parallelism: int | None = Field(default=None, description="Parallelism of the running attempt.")
+    parallelism: int | None = Field(
+        default=None, description="Parallelism of the running attempt (the scale subresource's replicas)."
+    )
+    selector: str | None = Field(
+        default=None, description="Label selector of the job's worker pods (the scale subresource's, for an HPA)."
+    )
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     job_state: str | None = Field(default=None, description="Job state reported by the JobMaster.")
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")

@@ -31,6 +31,7 @@ from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.corrupt import report_corrupt
 from streamjob.operator.reconciler.facts import Draft, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
+from streamjob.operator.resources.labels import worker_selector
 from streamjob.operator.timeutil import parse_time, seconds_since
 from streamjob.operator.validation import validate_change
 from streamjob.worker.protocol.rest import JobState as RunState
@@ -42,7 +43,7 @@ FINISHED = "finished"
 def plan(facts: Facts) -> Plan:
     """The status to write and the actions to take for this round."""
     d = Draft(facts)
-    d.update(observed_generation=facts.generation)
+    d.update(observed_generation=facts.generation, selector=worker_selector(facts.job))
     valid = _check_spec(d)
     root_cause.observe(d)
     observe_snapshots(d)

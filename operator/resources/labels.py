@@ -69,6 +69,11 @@ def selector_for(job: JobRef) -> str:
     return f"{JOB_LABEL}={job.name},{NAME_LABEL}=streamjob"
 
 
+def worker_selector(job: JobRef) -> str:
+    """Label selector of ``job``'s worker pods (all attempts): ``status.selector`` of the scale subresource."""
+    return f"{selector_for(job)},{COMPONENT_LABEL}={WORKER}"
+
+
 def retained_selector(job: JobRef) -> str:
     """Label selector of the pods of ``job``'s failed attempts kept for their logs."""
     return f"{RETAINED_LABEL}={job.name},{NAME_LABEL}=streamjob"

@@ -36,6 +36,7 @@ from streamjob.operator.resources.labels import (
     secret_name,
     worker_pod_name,
 )
+from streamjob.operator.resources.pod_template import container_named, merge, user_template, with_env
 from streamjob.operator.resources.secret import JOB_SECRET_KEY
 from streamjob.worker.config import TlsSettings
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
@@ -60,6 +61,8 @@ RESERVED_ENV = frozenset(
         *INTERNAL_TLS_ENVS,
     }
 )
+#: Fields of the template's main container that ``_pod`` merges with the operator's instead of replacing.
+_MAIN_MERGED = frozenset({"env", "volumeMounts", "securityContext", "resources"})
 RUN_AS_USER = 10001  # the Dockerfile's USER
 DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
     "runAsNonRoot": True,
@@ -75,21 +78,26 @@ DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 
 
-def pod_security_context(overrides: PodOverrides) -> dict[str, Any]:
-    """The defaults with the spec's pod ``securityContext`` keys over them."""
-    return {**DEFAULT_POD_SECURITY_CONTEXT, **overrides.security_context}
-
-
-def container_security_context(overrides: PodOverrides) -> dict[str, Any]:
-    """The defaults with the spec's ``containerSecurityContext`` keys over them.
-
-    ``capabilities`` merge one level deeper, so that adding one keeps ``drop: [ALL]``.
-    """
-    own = overrides.container_security_context
-    merged = {**DEFAULT_CONTAINER_SECURITY_CONTEXT, **own}
-    if isinstance(own.get("capabilities"), dict):
-        merged["capabilities"] = {**DEFAULT_CONTAINER_SECURITY_CONTEXT["capabilities"], **own["capabilities"]}
+def pod_security_context(overrides: PodOverrides, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults, the template's pod ``securityContext`` over them, the spec's ``securityContext`` over that."""
+    merged: dict[str, Any] = merge(merge(DEFAULT_POD_SECURITY_CONTEXT, template or {}), overrides.security_context)
     return merged
+
+
+def container_security_context(overrides: PodOverrides, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults, the template container's ``securityContext``, then the spec's ``containerSecurityContext``.
+
+    Maps merge key by key (``merge``), so adding a capability keeps ``drop: [ALL]``.
+    """
+    merged: dict[str, Any] = merge(
+        merge(DEFAULT_CONTAINER_SECURITY_CONTEXT, template or {}), overrides.container_security_context
+    )
+    return merged
+
+
+def hardened_container(container: dict[str, Any]) -> dict[str, Any]:
+    """A template's sidecar or init container with the default ``securityContext`` under its own."""
+    return {**container, "securityContext": merge(DEFAULT_CONTAINER_SECURITY_CONTEXT, container.get("securityContext"))}
 
 
 def _security_env(at: Attempt) -> list[dict[str, Any]]:
@@ -101,15 +109,18 @@ def _security_env(at: Attempt) -> list[dict[str, Any]]:
     ]
 
 
-def _harden(at: Attempt, overrides: PodOverrides, pod_spec: dict[str, Any]) -> None:
-    """Adds the security defaults (merged with the spec's overrides) and the scratch volume to a pod spec."""
+def _harden(at: Attempt, overrides: PodOverrides, template: dict[str, Any], pod_spec: dict[str, Any]) -> None:
+    """Adds the security defaults (under the template's and the spec's settings) and the scratch volume."""
     container = pod_spec["containers"][0]
-    container["securityContext"] = container_security_context(overrides)
+    main = container_named(template, container["name"])
+    container["securityContext"] = container_security_context(overrides, main.get("securityContext"))
     container["volumeMounts"].append({"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR})
-    container["env"] = [*_security_env(at), *container["env"]]  # first, so the spec's env can set TMPDIR
+    container["env"] = with_env(_security_env(at), container["env"])  # first, so the spec's env can set TMPDIR
     pod_spec["volumes"].append({"name": SCRATCH_VOLUME, "emptyDir": {}})
-    pod_spec["securityContext"] = pod_security_context(overrides)
+    pod_spec["securityContext"] = pod_security_context(overrides, pod_spec.get("securityContext"))
     automount = overrides.automount_service_account_token
+    if automount is None:
+        automount = pod_spec.get("automountServiceAccountToken")
     pod_spec["automountServiceAccountToken"] = bool(automount)
     for key, value in (
         ("hostNetwork", overrides.host_network),
@@ -120,7 +131,7 @@ def _harden(at: Attempt, overrides: PodOverrides, pod_spec: dict[str, Any]) -> N
             pod_spec[key] = value
 
 
-def _env(spec: StreamJobSpec, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _env(spec: StreamJobSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -141,7 +152,7 @@ def _env(spec: StreamJobSpec, extra: list[dict[str, Any]]) -> list[dict[str, Any
             ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key),
         ):
             env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}})
-    return env + extra
+    return env
 
 
 def _mount_tls(spec: StreamJobSpec, pod_spec: dict[str, Any]) -> None:
@@ -162,26 +173,42 @@ def _mount_tls(spec: StreamJobSpec, pod_spec: dict[str, Any]) -> None:
 
 
 def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> dict[str, Any]:
+    """The pod of ``component``: the user's templates, the spec's overrides over them, the operator's parts over all."""
     overrides: PodOverrides = at.spec.job_manager if component == JOBMASTER else at.spec.task_manager
+    template = user_template(at.spec, overrides)
+    tpl_spec: dict[str, Any] = template.get("spec") or {}
+    main = container_named(template, component)
     container = {
+        **{key: value for key, value in main.items() if key not in _MAIN_MERGED},
         **container,
         "image": at.spec.image,
         "imagePullPolicy": at.spec.image_pull_policy.value,
         # The JobMaster writes why the job failed (protocol/termination.py); without it, the log's tail.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}, *overrides.volume_mounts],
+        "env": with_env(container["env"], main.get("env") or [], overrides.env),
+        "volumeMounts": merge(
+            main.get("volumeMounts") or [],
+            [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}, *overrides.volume_mounts],
+            "volumeMounts",
+        ),
     }
-    if overrides.resources:
-        container["resources"] = overrides.resources
+    resources = merge(main.get("resources") or {}, overrides.resources)
+    if resources:
+        container["resources"] = resources
+    sidecars = [hardened_container(c) for c in tpl_spec.get("containers") or [] if c.get("name") != component]
     pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 10,
-        "containers": [container],
-        "volumes": [
-            {"name": CONFIG_VOLUME, "configMap": {"name": configmap_name(at.job, at.attempt)}},
-            *overrides.volumes,
-        ],
+        **{key: value for key, value in tpl_spec.items() if key != "containers"},
+        "restartPolicy": "Never",
+        "containers": [container, *sidecars],
+        "volumes": merge(
+            tpl_spec.get("volumes") or [],
+            [{"name": CONFIG_VOLUME, "configMap": {"name": configmap_name(at.job, at.attempt)}}, *overrides.volumes],
+            "volumes",
+        ),
     }
+    if tpl_spec.get("initContainers"):
+        pod_spec["initContainers"] = [hardened_container(c) for c in tpl_spec["initContainers"]]
     optional: dict[str, Any] = {
         "serviceAccountName": at.spec.service_account,
         "nodeSelector": overrides.node_selector,
@@ -189,18 +216,26 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
         "affinity": overrides.affinity,
         "priorityClassName": overrides.priority_class_name,
     }
-    pod_spec.update({key: value for key, value in optional.items() if value})
+    for key, value in optional.items():
+        if value:
+            pod_spec[key] = merge(pod_spec.get(key), value, key)
     _mount_tls(at.spec, pod_spec)
-    _harden(at, overrides, pod_spec)
-    labels = {**overrides.labels, **labels_for(at.job, component, attempt=at.attempt, job_id=at.job_id)}
+    _harden(at, overrides, template, pod_spec)
+    tpl_meta: dict[str, Any] = template.get("metadata") or {}
+    labels = {
+        **(tpl_meta.get("labels") or {}),
+        **overrides.labels,
+        **labels_for(at.job, component, attempt=at.attempt, job_id=at.job_id),
+    }
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": at.job.namespace,
         "labels": labels,
         "ownerReferences": [owner_reference(at.job)],
     }
-    if overrides.annotations:
-        metadata["annotations"] = dict(overrides.annotations)
+    annotations = {**(tpl_meta.get("annotations") or {}), **overrides.annotations}
+    if annotations:
+        metadata["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
@@ -223,7 +258,7 @@ def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
             {"name": "rest", "containerPort": REST_PORT, "protocol": "TCP"},
             {"name": "control", "containerPort": CONTROL_PORT, "protocol": "TCP"},
         ],
-        "env": _env(at.spec, at.spec.job_manager.env),
+        "env": _env(at.spec),
         "readinessProbe": {**probe, "initialDelaySeconds": 1, "failureThreshold": 3},
         "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6},
     }
@@ -238,7 +273,7 @@ def build_worker_pods(at: Attempt, jobmaster_ip: str) -> list[dict[str, Any]]:
         container = {
             "name": WORKER,
             "command": ["streamjob", "worker", "--jobmaster", address, "--slots", str(at.spec.task_slots)],
-            "env": [*_env(at.spec, at.spec.task_manager.env), {"name": "JOBMASTER_ADDRESS", "value": address}],
+            "env": [*_env(at.spec), {"name": "JOBMASTER_ADDRESS", "value": address}],
         }
         pods.append(_pod(at, worker_pod_name(at.job, at.attempt, index), WORKER, container))
     return pods

@@ -52,7 +52,14 @@ def test_crd_names_columns_and_subresource() -> None:
     assert doc["spec"]["names"]["shortNames"] == ["sj"]
     version = doc["spec"]["versions"][0]
     assert version["name"] == "v1alpha1"
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.parallelism",
+            "statusReplicasPath": ".status.parallelism",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["State", "Parallelism", "Last Checkpoint", "Restarts", "Age"]
 
