@@ -27,6 +27,7 @@ from streamjob.operator.resources.pod_template import merge, owned_field_problem
 from streamjob.operator.resources.pods import (
     DEFAULT_CONTAINER_SECURITY_CONTEXT,
     DEFAULT_POD_SECURITY_CONTEXT,
+    MAIN_CONTAINERS,
     RESERVED_ENV,
     RESERVED_MOUNT_PATHS,
     RESERVED_VOLUMES,
@@ -110,6 +111,11 @@ def _template_problems(
         if volume.get("name") in RESERVED_VOLUMES:
             problems.append(f"{where}.spec.volumes[{index}].name: {volume['name']!r} is used by the operator")
     for index, container in enumerate(pod.get("containers") or []):
+        if container.get("name") in MAIN_CONTAINERS - set(mains):
+            problems.append(
+                f"{where}.spec.containers[{index}].name: {container['name']!r} names the other role's main container; "
+                "give the sidecar another name"
+            )
         if container.get("name") not in mains:
             continue
         path = f"{where}.spec.containers[{index}]"

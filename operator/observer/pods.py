@@ -91,6 +91,15 @@ def _container_failure(name: str, statuses: list[dict[str, Any]]) -> tuple[str |
     return None, False
 
 
+def _exited_cleanly(container: str, statuses: list[dict[str, Any]]) -> bool:
+    """Whether the container called ``container`` (the pod's main one) ended with exit code 0."""
+    for cs in statuses:
+        if cs.get("name") == container:
+            terminated = (cs.get("state") or {}).get("terminated")
+            return bool(terminated) and terminated.get("exitCode") == 0
+    return False
+
+
 def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> PodView:
     """Classifies one pod dict (as the API returns it)."""
     meta = pod.get("metadata") or {}
@@ -100,7 +109,9 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
     phase = str(status.get("phase") or "Pending")
     statuses = list(status.get("containerStatuses") or [])
     failure, final = _container_failure(name, statuses)
-    succeeded = phase == "Succeeded"
+    component = str(labels.get(COMPONENT_LABEL, ""))
+    # The main container's exit 0 ends the pod's part even while a template's sidecar still runs.
+    succeeded = phase == "Succeeded" or (failure is None and _exited_cleanly(component, statuses))
     if phase == "Failed" and failure is None:
         reason = status.get("reason") or "Failed"
         message = status.get("message") or ""
@@ -122,7 +133,7 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
     return PodView(
         finished_at=finished_at,
         name=name,
-        component=str(labels.get(COMPONENT_LABEL, "")),
+        component=component,
         attempt=attempt,
         phase=phase,
         ip=status.get("podIP") or None,

@@ -61,6 +61,7 @@ RESERVED_ENV = frozenset(
         *INTERNAL_TLS_ENVS,
     }
 )
+MAIN_CONTAINERS = frozenset({JOBMASTER, WORKER})
 #: Fields of the template's main container that ``_pod`` merges with the operator's instead of replacing.
 _MAIN_MERGED = frozenset({"env", "volumeMounts", "securityContext", "resources"})
 RUN_AS_USER = 10001  # the Dockerfile's USER
@@ -195,7 +196,8 @@ def _pod(at: Attempt, name: str, component: str, container: dict[str, Any]) -> d
     resources = merge(main.get("resources") or {}, overrides.resources)
     if resources:
         container["resources"] = resources
-    sidecars = [hardened_container(c) for c in tpl_spec.get("containers") or [] if c.get("name") != component]
+    # A template's container named like a role's main container is that role's (spec.podTemplate has both).
+    sidecars = [hardened_container(c) for c in tpl_spec.get("containers") or [] if c.get("name") not in MAIN_CONTAINERS]
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 10,
         **{key: value for key, value in tpl_spec.items() if key != "containers"},

@@ -69,3 +69,17 @@ def test_deleted_pod_is_a_failure_and_succeeded_is_not() -> None:
         pod("Succeeded", [{"name": "w", "state": {"terminated": {"exitCode": 0}}}]), now=NOW, start_timeout_s=9
     )
     assert done.succeeded and done.failure is None
+
+
+def test_main_container_exiting_cleanly_ends_the_pods_part_while_a_sidecar_runs() -> None:
+    sidecar = {"name": "log-agent", "state": {"running": {}}, "restartCount": 0}
+    done = {"name": "worker", "state": {"terminated": {"exitCode": 0}}, "restartCount": 0}
+    view = view_pod(pod("Running", [done, sidecar]), now=NOW, start_timeout_s=120)
+    assert view.succeeded and view.failure is None and not view.running
+    # A sidecar exiting cleanly is not the pod's end; the main container still runs.
+    still = view_pod(pod("Running", [*running(), {**sidecar, "state": {"terminated": {"exitCode": 0}}}]), now=NOW,
+                     start_timeout_s=120)  # fmt: skip
+    assert not still.succeeded
+    crashed = {"name": "worker", "state": {"terminated": {"exitCode": 2}}, "restartCount": 0}
+    failed = view_pod(pod("Running", [crashed, sidecar]), now=NOW, start_timeout_s=120)
+    assert not failed.succeeded and failed.failure is not None

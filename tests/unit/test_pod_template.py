@@ -315,8 +315,22 @@ def test_conflicting_unknown_and_mistyped_fields_are_refused_by_name(extra: dict
     assert any(p.startswith(expected) for p in found), found
 
 
-def test_a_sidecar_named_like_the_other_roles_main_container_is_a_sidecar() -> None:
-    assert problems(taskManager={"podTemplate": {"spec": {"containers": [{"name": "jobmaster", "image": "x"}]}}}) == []
+def test_main_container_names_belong_to_their_role() -> None:
+    found = problems(taskManager={"podTemplate": {"spec": {"containers": [{"name": "jobmaster", "image": "x"}]}}})
+    assert found == [
+        "spec.taskManager.podTemplate.spec.containers[0].name: 'jobmaster' names the other role's main container; "
+        "give the sidecar another name"
+    ]
+    # In spec.podTemplate each main container goes to its own role's pods only.
+    common = {"spec": {"containers": [{"name": "worker", "workingDir": "/w"}, {"name": "jobmaster", "stdin": True}]}}
+    assert problems(podTemplate=common) == []
+    jobmaster, workers = pods(podTemplate=common)
+    assert [c["name"] for c in jobmaster["spec"]["containers"]] == ["jobmaster"]
+    assert (
+        jobmaster["spec"]["containers"][0]["stdin"] is True and "workingDir" not in jobmaster["spec"]["containers"][0]
+    )
+    assert [c["name"] for c in workers[0]["spec"]["containers"]] == ["worker"]
+    assert workers[0]["spec"]["containers"][0]["workingDir"] == "/w"
 
 
 # -- the security policy reaches every container of a template ----------------------------------
