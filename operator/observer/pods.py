@@ -95,7 +95,7 @@ def _exited_cleanly(container: str, statuses: list[dict[str, Any]]) -> bool:
     """Whether the container called ``container`` (the pod's main one) ended with exit code 0."""
     for cs in statuses:
         if cs.get("name") == container:
-            terminated = (cs.get("state") or {}).get("terminated")
+            terminated = (cs.get("state") or {}).get("terminated") or {}
             return bool(terminated) and terminated.get("exitCode") == 0
     return False
 
