@@ -190,11 +190,12 @@ class GapProbe:
                 self.seen.append((time.monotonic(), int(labels["streamjob.dev/attempt"]), state))
             self.stop.wait(0.1)
 
-    def gap(self, old: int, new: int) -> float:
-        """Seconds from the old attempt's last RUNNING answer to the new one's first."""
+    def gap(self, old: int, new: int) -> tuple[float, float]:
+        """Seconds from the old attempt's last RUNNING answer to the new one's first, and to its first answer."""
         last_old = max(t for t, attempt, state in self.seen if attempt == old and state == "RUNNING")
         first_new = min(t for t, attempt, state in self.seen if attempt == new and state == "RUNNING")
-        return first_new - last_old
+        answered = min(t for t, attempt, _ in self.seen if attempt == new)
+        return first_new - last_old, answered - last_old
 
 
 def test_kubectl_scale_rescales_through_a_savepoint_with_exact_output(
@@ -206,6 +207,10 @@ def test_kubectl_scale_rescales_through_a_savepoint_with_exact_output(
     scale = job.kube.raw.get(scale_path)
     assert scale["spec"]["replicas"] == 1 and scale["status"]["replicas"] == 1
     assert "streamjob.dev/job=counting" in scale["status"]["selector"]
+    # Beyond maxParallelism (128 by default) the API server refuses the scale with the CRD's rule.
+    refused = job.kube.kubectl("scale", "-n", job.namespace, "sj/counting", "--replicas=200", check=False)
+    assert refused.returncode != 0 and "parallelism must not exceed maxParallelism" in refused.stderr, refused
+    assert job.kube.raw.get(scale_path)["spec"]["replicas"] == 1
     probe = GapProbe(job, node_agent)
     probe.thread.start()
     try:
@@ -223,9 +228,12 @@ def test_kubectl_scale_rescales_through_a_savepoint_with_exact_output(
     finally:
         probe.stop.set()
         probe.thread.join(5)
-    gap = probe.gap(before["attempt"], after["attempt"])
+    gap, jobmaster_up = probe.gap(before["attempt"], after["attempt"])
     with capsys.disabled():
-        print(f"\nkubectl scale 1 -> 2: processing gap {gap:.2f} s (old JobMaster's last RUNNING to new one's first)")
+        print(
+            f"\nkubectl scale 1 -> 2: processing gap {gap:.2f} s (old JobMaster's last RUNNING to the new one's "
+            f"first; its REST answered after {jobmaster_up:.2f} s)"
+        )
     scale = job.kube.raw.get(scale_path)
     assert scale["spec"]["replicas"] == 2 and scale["status"]["replicas"] == 2
     workers = [p for p in job_pods(job) if p["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]

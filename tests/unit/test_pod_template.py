@@ -13,6 +13,7 @@ from streamjob.operator.model.pod_template_schema import FIELDS_FILE, field_prob
 from streamjob.operator.resources import Attempt, JobRef, build_jobmaster_pod, build_worker_pods
 from streamjob.operator.resources.pod_template import merge, with_env
 from streamjob.operator.settings import SecurityPolicy
+from streamjob.operator.testing import PlannerWorld
 from streamjob.operator.validation import validate
 from tests.support import pod_fields
 
@@ -426,3 +427,26 @@ def test_field_problems_accept_a_full_realistic_template() -> None:
     }
     assert field_problems(template, "spec.podTemplate") == []
     assert problems(podTemplate=template) == []
+
+
+# -- the scale subresource's status --------------------------------------------------------------
+
+
+def test_scale_status_reports_the_running_parallelism_and_the_worker_selector() -> None:
+    def running(w: PlannerWorld) -> bool:
+        return w.status.lifecycle_state.value == "Running" and w.status.operation is None
+
+    w = PlannerWorld({**BASE, "parallelism": 1})
+    w.step()
+    assert (
+        w.status.selector
+        == "streamjob.dev/job=demo,app.kubernetes.io/name=streamjob,app.kubernetes.io/component=worker"
+    )
+    w.run_until(lambda w: running(w) and bool(w.checkpoints.get("job01")))
+    assert w.status.parallelism == 1
+    w.update_spec(parallelism=3)  # what `kubectl scale --replicas=3` writes
+    w.run_until(lambda w: running(w) and w.status.parallelism == 3)
+    attempt, _, restore_from, parallelism = w.deployed[-1]
+    assert parallelism == 3 and attempt == 2 and restore_from in w.savepoints, "a rescale restores its savepoint"
+    workers = [p for p in w.pods.values() if p.view().component == "worker" and p.view().attempt == attempt]
+    assert len(workers) == 3
