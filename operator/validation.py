@@ -110,6 +110,11 @@ def _template_problems(
     for index, volume in enumerate(pod.get("volumes") or []):
         if volume.get("name") in RESERVED_VOLUMES:
             problems.append(f"{where}.spec.volumes[{index}].name: {volume['name']!r} is used by the operator")
+    for list_field in ("containers", "initContainers"):
+        for index, container in enumerate(pod.get(list_field) or []):
+            for number, entry in enumerate(container.get("env") or []):
+                if not entry.get("name"):
+                    problems.append(f"{where}.spec.{list_field}[{index}].env[{number}].name: every entry needs a name")
     for index, container in enumerate(pod.get("containers") or []):
         if container.get("name") in MAIN_CONTAINERS - set(mains):
             problems.append(

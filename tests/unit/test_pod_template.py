@@ -282,6 +282,10 @@ def test_main_container_keeps_the_operators_fields_and_resources_merge() -> None
             "spec.podTemplate.spec.containers[0].volumeMounts[0].mountPath: /tmp is mounted by the operator",
         ),
         (
+            {"podTemplate": {"spec": {"initContainers": [{"name": "i", "env": [{"value": "1"}]}]}}},
+            "spec.podTemplate.spec.initContainers[0].env[0].name: every entry needs a name",
+        ),
+        (
             {"podTemplate": {"spec": {"containers": [{"image": "x"}]}}},
             "spec.podTemplate.spec.containers[0].name: every container needs a name",
         ),
