@@ -105,14 +105,14 @@ def _check(value: object, kind: str, types: dict[str, dict[str, str]], where: st
             out.append(f"{where}: must be a list")
             return
         for index, item in enumerate(value):
-            _check(item, kind[1:-1], types, f"{where}[{index}]", out)
+            _check_item(item, kind[1:-1], types, f"{where}[{index}]", out)
         return
     if not isinstance(value, dict):
         out.append(f"{where}: must be {_type_name(kind)}")
         return
     if kind.startswith("{"):
         for key, item in value.items():
-            _check(item, kind[1:-1], types, f"{where}.{key}", out)
+            _check_item(item, kind[1:-1], types, f"{where}.{key}", out)
         return
     fields = types[kind]
     for key, item in value.items():
@@ -120,6 +120,14 @@ def _check(value: object, kind: str, types: dict[str, dict[str, str]], where: st
             out.append(f"{where}.{key}: unknown field of a {kind}{_hint(key, fields)}")
         else:
             _check(item, fields[key], types, f"{where}.{key}", out)
+
+
+def _check_item(value: object, kind: str, types: dict[str, dict[str, str]], where: str, out: list[str]) -> None:
+    """A list item or map value: null is not an unset field there but a wrong value."""
+    if value is None:
+        out.append(f"{where}: must be {_type_name(kind)}, not null")
+    else:
+        _check(value, kind, types, where, out)
 
 
 def _hint(key: str, fields: dict[str, str]) -> str:

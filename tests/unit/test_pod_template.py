@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamjob.operator.model import StreamJobSpec
 from streamjob.operator.model import crd as crdgen
@@ -308,6 +310,14 @@ def test_main_container_keeps_the_operators_fields_and_resources_merge() -> None
             "spec.podTemplate.spec.containers[0].securityContext.runAsUsr: unknown field of a SecurityContext",
         ),
         (
+            {"podTemplate": {"spec": {"containers": [None]}}},
+            "spec.podTemplate.spec.containers[0]: must be an object, not null",
+        ),
+        (
+            {"podTemplate": {"spec": {"nodeSelector": {"zone": None}}}},
+            "spec.podTemplate.spec.nodeSelector.zone: must be string, not null",
+        ),
+        (
             {"podTemplate": {"spec": {"containers": {"name": "s"}}}},
             "spec.podTemplate.spec.containers: must be a list",
         ),
@@ -456,3 +466,54 @@ def test_scale_status_reports_the_running_parallelism_and_the_worker_selector() 
     assert parallelism == 3 and attempt == 2 and restore_from in w.savepoints, "a rescale restores its savepoint"
     workers = [p for p in w.pods.values() if p.view().component == "worker" and p.view().attempt == attempt]
     assert len(workers) == 3
+
+
+# -- any template: a list of problems or pods, never a traceback ----------------------------------
+
+VALUE = (
+    st.none() | st.booleans() | st.integers(-2, 2) | st.sampled_from(["worker", "jobmaster", "a", "/tmp", "scratch"])
+)
+
+
+def some(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """An object with any subset of ``fields``, or a stray value where the object should be."""
+    return st.fixed_dictionaries({}, optional=fields) | VALUE
+
+
+def listed(item: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(item, max_size=3) | VALUE
+
+
+CONTAINER = some(
+    name=VALUE,
+    image=VALUE,
+    command=listed(VALUE),
+    env=listed(some(name=VALUE, value=VALUE)),
+    envFrom=listed(some(configMapRef=some(name=VALUE))),
+    volumeMounts=listed(some(name=VALUE, mountPath=VALUE)),
+    securityContext=some(privileged=VALUE, runAsUser=VALUE, capabilities=some(add=listed(VALUE))),
+    resources=some(limits=st.dictionaries(st.just("cpu"), VALUE) | VALUE),
+)
+TEMPLATE = some(
+    metadata=some(labels=st.dictionaries(st.sampled_from(["a", "streamjob.dev/x"]), VALUE) | VALUE, name=VALUE),
+    spec=some(
+        containers=listed(CONTAINER),
+        initContainers=listed(CONTAINER),
+        volumes=listed(some(name=VALUE, emptyDir=some(), hostPath=some(path=VALUE))),
+        securityContext=some(runAsUser=VALUE, runAsNonRoot=VALUE),
+        nodeSelector=st.dictionaries(st.just("zone"), VALUE) | VALUE,
+        tolerations=listed(some(key=VALUE)),
+        hostNetwork=VALUE,
+        restartPolicy=VALUE,
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=TEMPLATE.filter(lambda t: isinstance(t, dict)))
+def test_any_template_gives_problems_or_pods_never_an_exception(template: dict[str, Any]) -> None:
+    found = problems(podTemplate=template, taskManager={"podTemplate": template})
+    assert all(isinstance(p, str) and p.startswith("spec.") for p in found)
+    if not found:
+        jobmaster, workers = pods(podTemplate=template, taskManager={"podTemplate": template})
+        assert jobmaster["spec"]["restartPolicy"] == "Never" and workers[0]["spec"]["containers"][0]["name"] == "worker"
