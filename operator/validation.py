@@ -110,6 +110,16 @@ def _template_problems(
     for index, volume in enumerate(pod.get("volumes") or []):
         if volume.get("name") in RESERVED_VOLUMES:
             problems.append(f"{where}.spec.volumes[{index}].name: {volume['name']!r} is used by the operator")
+    seen: set[object] = set()
+    for list_field in ("containers", "initContainers", "volumes"):
+        if list_field == "volumes":
+            seen = set()  # volumes have their own names
+        for index, item in enumerate(pod.get(list_field) or []):
+            if list_field == "volumes" and not item.get("name"):
+                problems.append(f"{where}.spec.volumes[{index}].name: every volume needs a name")
+            elif item.get("name") and item["name"] in seen:
+                problems.append(f"{where}.spec.{list_field}[{index}].name: {item['name']!r} is used twice")
+            seen.add(item.get("name"))
     for list_field in ("containers", "initContainers"):
         for index, container in enumerate(pod.get(list_field) or []):
             for number, entry in enumerate(container.get("env") or []):

@@ -310,6 +310,18 @@ def test_main_container_keeps_the_operators_fields_and_resources_merge() -> None
             "spec.podTemplate.spec.containers[0].securityContext.runAsUsr: unknown field of a SecurityContext",
         ),
         (
+            {"podTemplate": {"spec": {"containers": [{"name": "log"}], "initContainers": [{"name": "log"}]}}},
+            "spec.podTemplate.spec.initContainers[0].name: 'log' is used twice",
+        ),
+        (
+            {"podTemplate": {"spec": {"volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}]}}},
+            "spec.podTemplate.spec.volumes[1].name: 'v' is used twice",
+        ),
+        (
+            {"podTemplate": {"spec": {"volumes": [{"emptyDir": {}}]}}},
+            "spec.podTemplate.spec.volumes[0].name: every volume needs a name",
+        ),
+        (
             {"podTemplate": {"spec": {"containers": [None]}}},
             "spec.podTemplate.spec.containers[0]: must be an object, not null",
         ),
