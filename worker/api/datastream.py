@@ -13,6 +13,7 @@ import operator
 from typing import Any, Protocol
 
 from streamjob.worker.api import connected, joins
+from streamjob.worker.api.evictors import CountEvictor, Evictor
 from streamjob.worker.api.functions import (
     FilterFunction,
     FlatMapFunction,
@@ -21,9 +22,17 @@ from streamjob.worker.api.functions import (
     MapFunction,
     ProcessFunction,
 )
+from streamjob.worker.api.side_outputs import tag_name
 from streamjob.worker.api.sinks import PrintSink, SinkFunction, TwoPhaseCommitSinkFunction
+from streamjob.worker.api.triggers import CountTrigger, PurgingTrigger, Trigger
 from streamjob.worker.api.watermarks import WatermarkStrategy
-from streamjob.worker.api.windows import ProcessWindowFunction, WindowAssigner
+from streamjob.worker.api.windows import (
+    GlobalWindows,
+    ProcessAllWindowFunction,
+    ProcessWindowFunction,
+    WindowAssigner,
+    all_window_function,
+)
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.transformations import Edge, Kind, Partitioning, Transformation
 from streamjob.worker.state.serializers import Serializer
@@ -247,6 +256,39 @@ class DataStream:
         """Prints every record to stdout."""
         return self.add_sink(PrintSink(sink_identifier)).name("Print")  # type: ignore[return-value]
 
+    # -- side outputs and non-keyed windows ----------------------------------------------------
+    def get_side_output(self, tag: Any) -> DataStream:
+        """The records this operator emitted with ``ctx.output(tag, ...)`` (or its late data), as a stream."""
+        name = tag_name(tag, "get_side_output")
+        producer = self.transformation
+        t = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=Kind.MAP,
+            name=f"SideOutput({name})",
+            function=None,
+            inputs=[Edge(producer.id, Partitioning.FORWARD, None, name)],
+            parallelism=producer.parallelism,
+            options={"identity": True},
+        )
+        self.env.transformations.append(t)
+        stream = DataStream(self.env, t)
+        if producer.options.get("late_tag") == name:
+            stream._timestamps = producer.options.get("late_timestamps")  # late records keep their timestamps
+        return stream
+
+    def window_all(self, assigner: WindowAssigner) -> WindowedStream:
+        """Windows over the whole stream (not per key), in one subtask (Flink's ``windowAll``)."""
+        return self.key_by(_all_records_key).window(assigner)._non_parallel()
+
+    def count_window_all(self, size: int, slide: int | None = None) -> WindowedStream:
+        """``window_all`` of ``size`` records (every ``slide`` records: sliding), by count."""
+        return self.key_by(_all_records_key).count_window(size, slide)._non_parallel()
+
+
+def _all_records_key(record: Any) -> int:
+    """The key of ``window_all``: one for every record."""
+    return 0
+
 
 class DataStreamSink(DataStream):
     """The end of a pipeline branch; exists to set uid, name and parallelism of the sink."""
@@ -346,6 +388,20 @@ class KeyedStream(DataStream):
             )
         return WindowedStream(self, assigner)
 
+    def count_window(self, size: int, slide: int | None = None) -> WindowedStream:
+        """Windows of ``size`` records per key; with ``slide``, the last ``size`` records every ``slide`` records.
+
+        As Flink's: ``GlobalWindows`` with ``PurgingTrigger.of(CountTrigger.of(size))``, or with
+        ``CountEvictor.of(size)`` and ``CountTrigger.of(slide)``. A key's last, partial window is not emitted.
+        """
+        for value, what in ((size, "size"), (slide, "slide")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"count_window {what} must be an integer > 0, got {value!r}")
+        windowed = self.window(GlobalWindows.create())
+        if slide is None:
+            return windowed.trigger(PurgingTrigger.of(CountTrigger.of(size)))
+        return windowed.evictor(CountEvictor.of(size)).trigger(CountTrigger.of(slide))
+
 
 def _less(a: Any, b: Any) -> bool:
     return bool(a < b)
@@ -404,6 +460,10 @@ class WindowedStream:
         self.keyed = keyed
         self.assigner = assigner
         self._lateness_ms = 0
+        self._trigger: Trigger | None = None
+        self._evictor: Evictor | None = None
+        self._late_tag: str | None = None
+        self._all = False
 
     def allowed_lateness(self, lateness_ms: int) -> WindowedStream:
         """Keeps each event-time window this long after its end: later records fire it again."""
@@ -412,24 +472,69 @@ class WindowedStream:
         self._lateness_ms = lateness_ms
         return self
 
+    def trigger(self, trigger: Trigger) -> WindowedStream:
+        """Replaces the assigner's default trigger (``api/triggers.py``): when windows fire and purge."""
+        if not isinstance(trigger, Trigger):
+            raise ConfigError(f"trigger() takes a Trigger (e.g. CountTrigger.of(100)), got {type(trigger).__name__}")
+        self._trigger = self._unmerged(trigger, "trigger")
+        return self
+
+    def evictor(self, evictor: Evictor) -> WindowedStream:
+        """Removes records from a firing window before/after its function (``api/evictors.py``)."""
+        if not isinstance(evictor, Evictor):
+            raise ConfigError(f"evictor() takes an Evictor (e.g. CountEvictor.of(10)), got {type(evictor).__name__}")
+        self._evictor = self._unmerged(evictor, "evictor")
+        return self
+
+    def side_output_late_data(self, tag: Any) -> WindowedStream:
+        """Late records the windows no longer take go to the result's ``get_side_output(tag)``, not dropped."""
+        self._late_tag = tag_name(tag, "side_output_late_data")
+        return self
+
+    def _unmerged(self, part: Any, what: str) -> Any:
+        if self.assigner.is_merging:
+            raise ConfigError(
+                f"{type(self.assigner).__name__} merges windows and takes only its default trigger and no "
+                f"{what} yet: use tumbling or sliding windows, or drop .{what}(...)"
+            )
+        return part
+
+    def _non_parallel(self) -> WindowedStream:
+        self._all = True
+        return self
+
     def _window(self, name: str, aggregation: tuple[str, Any], func: Any) -> DataStream:
+        if self._all and isinstance(func, ProcessAllWindowFunction):
+            func = all_window_function(func)
         if func is not None and not isinstance(func, ProcessWindowFunction):
             raise ConfigError(f"window(...).{name}() takes a ProcessWindowFunction, got {type(func).__name__}")
         env = self.keyed.env
         strategy = self.keyed._timestamps
-        return self.keyed._then(
+        generic = self._trigger is not None or self._evictor is not None or isinstance(self.assigner, GlobalWindows)
+        options: dict[str, Any] = {}
+        if generic:
+            options.update(trigger=self._trigger, evictor=self._evictor)
+        if self._late_tag is not None:
+            options.update(late_tag=self._late_tag, late_timestamps=strategy)
+        stream = self.keyed._then(
             Kind.EVENT_WINDOW,
-            "Window",
+            "WindowAll" if self._all else "Window",
             func,
             assigner=self.assigner,
             window_aggregation=aggregation,
             allowed_lateness_ms=self._lateness_ms,
-            timestamps=strategy if self.assigner.is_event_time else None,
+            timestamps=strategy if self.assigner.is_event_time or generic else None,
             state_serializer=lambda: env.internal_state_serializer,
+            **options,
         )
+        if self._all:
+            stream.transformation.max_parallelism = 1  # one subtask sees every record
+        return stream
 
-    def process(self, func: ProcessWindowFunction[Any, Any, Any]) -> DataStream:
+    def process(self, func: ProcessWindowFunction[Any, Any, Any] | ProcessAllWindowFunction[Any, Any]) -> DataStream:
         """Emits ``func``'s outputs for each key and window when the window fires (the window keeps its records)."""
+        if self._all and isinstance(func, ProcessAllWindowFunction):
+            func = all_window_function(func)
         if not isinstance(func, ProcessWindowFunction):
             raise ConfigError("window(...).process() takes a ProcessWindowFunction")
         return self._window("process", ("records", None), func)

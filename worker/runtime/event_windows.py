@@ -107,6 +107,7 @@ class WindowCore:
         self.state: Any = backend.get_state(descriptor or MapStateDescriptor("__windows__"))
         self.out = ListCollector()
         self.late: list[Any] = []
+        self.side_outputs: dict[str, list[Any]] = {}  # the operator's, for ``context.output`` in the window function
         if self.event_time:
             self._register = backend.register_event_time_timer
             self._delete = backend.delete_event_time_timer
@@ -254,7 +255,7 @@ class WindowCore:
             self.out.collect(result)
             return
         elements = result if self.aggregation.buffers_records else [result]
-        context = WindowContext(window, self.now(), self.watermark if self.event_time else None)
+        context = WindowContext(window, self.now(), self.watermark if self.event_time else None, self.side_outputs)
         self.window_function.process(key, context, elements, self.out)
 
     def take(self) -> tuple[list[Any], list[Any]]:
