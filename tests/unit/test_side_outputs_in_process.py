@@ -165,3 +165,26 @@ def test_wrong_tags_and_unsupported_combinations_are_refused() -> None:
     )
     with pytest.raises(ConfigError, match="merges windows and takes only its default trigger"):
         timed.key_by(lambda r: r).window(EventTimeSessionWindows.with_gap(10)).trigger(CountTrigger.of(2))
+
+
+def test_a_side_output_is_its_own_edge_and_never_chained() -> None:
+    # Same parallelism and a forward edge would chain map -> side output; the tag keeps them apart, the
+    # producer ends its task, and the edge names its tag (part of the graph's fingerprint).
+    from streamjob.worker.graph.job_graph import build_job_graph
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    split = env.from_sequence(1, 10).uid("src").process(SplitOdd()).uid("split")
+    split.get_side_output(ODD).uid("odd").add_sink(TestingSink([])).uid("odd-out")
+    graph = build_job_graph(env.transformations, default_parallelism=2, max_parallelism=128)
+    producer = next(v for v in graph.vertices if any(t.effective_uid() == "split" for t in v.operators))
+    assert producer.operators[-1].effective_uid() == "split"
+    assert [(e.tag, graph.vertex(e.target).head.effective_uid()) for e in producer.outputs] == [("odd", "odd")]
+    plain = StreamExecutionEnvironment.get_execution_environment()
+    plain.set_parallelism(2)
+    plain.from_sequence(1, 10).uid("src").process(SplitOdd()).uid("split").map(lambda r: r).uid("odd").add_sink(
+        TestingSink([])
+    ).uid("odd-out")
+    assert build_job_graph(plain.transformations, default_parallelism=2, max_parallelism=128).fingerprint() != (
+        graph.fingerprint()
+    )
