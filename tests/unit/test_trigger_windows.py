@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from streamjob.worker.api.evictors import CountEvictor, DeltaEvictor, Evictor, TimeEvictor
+from streamjob.worker.api.side_outputs import OutputTag
 from streamjob.worker.api.triggers import (
     ContinuousEventTimeTrigger,
     ContinuousProcessingTimeTrigger,
@@ -265,3 +266,33 @@ def test_bad_arguments_are_refused_with_the_fix() -> None:
         TimeEvictor.of("5")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"PurgingTrigger\.of takes a Trigger"):
         PurgingTrigger.of(3)  # type: ignore[arg-type]
+
+
+class ToSide(ProcessWindowFunction[Any, Any, Any]):
+    """Sums to the main output, and each window's size to the side output ``sizes``."""
+
+    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Any) -> None:
+        values = [v for _, _, v in elements]
+        out.collect((key, sum(values)))
+        context.output(SIZES, (key, len(values)))
+
+
+def test_a_window_function_emits_to_a_side_output_through_its_context(kind: str, tmp_path: Path) -> None:
+    # count_window(2) with a process function: windows [1, 2] and [3, 4], each also sending its size to the
+    # side buffer of "sizes" (the operator's, which the task drains onto that tag's edges).
+    c = TriggerWindowCore(
+        make_backend(kind, tmp_path),
+        GlobalWindows.create(),
+        PurgingTrigger.of(CountTrigger.of(2)),
+        None,
+        WindowAggregation.of_records(),
+        ToSide(),
+        now=lambda: 0,
+    )
+    c.side_outputs = {"sizes": []}
+    feed(c, [("a", 0, v) for v in (1, 2, 3, 4)], timestamps=False)
+    assert c.take()[0] == [("a", 3), ("a", 7)]
+    assert c.side_outputs == {"sizes": [("a", 2), ("a", 2)]}
+
+
+SIZES = OutputTag("sizes")
