@@ -24,6 +24,7 @@ from streamjob.worker.api.functions import (
 )
 from streamjob.worker.api.side_outputs import tag_name
 from streamjob.worker.api.sinks import PrintSink, SinkFunction, TwoPhaseCommitSinkFunction
+from streamjob.worker.api.stamped import CARRIED, OnValue, stamp_options
 from streamjob.worker.api.triggers import CountTrigger, PurgingTrigger, Trigger
 from streamjob.worker.api.watermarks import WatermarkStrategy
 from streamjob.worker.api.windows import (
@@ -70,6 +71,9 @@ class DataStream:
     # The WatermarkStrategy whose timestamps these records carry: set by assign_timestamps_and_watermarks
     # and kept by the operations that pass records unchanged (key_by, filter, partitioning, union).
     _timestamps: WatermarkStrategy | None = None
+    # Whether the records are (timestamp, value) pairs: see api/stamped.py (map/flat_map/process keep timestamps).
+    _stamped = False
+    _unstamp: Transformation | None = None
 
     def __init__(
         self,
@@ -119,6 +123,7 @@ class DataStream:
     def _with(self, partitioning: Partitioning) -> DataStream:
         stream = DataStream(self.env, self.transformation, partitioning)
         stream._timestamps = self._timestamps
+        stream._stamped, stream._unstamp = self._stamped, self._unstamp
         return stream
 
     def assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy) -> DataStream:
@@ -156,13 +161,30 @@ class DataStream:
         ``key_selector`` is a function of the record, a ``KeySelector``, or a tuple index (``key_by(0)``).
         """
         index = key_selector if isinstance(key_selector, int) and not isinstance(key_selector, bool) else None
-        keyed = KeyedStream(self.env, self.transformation, _key_selector(key_selector), index)
+        selector = _key_selector(key_selector)
+        if self._stamped:
+            keyed = KeyedStream(self.env, self.transformation, OnValue(selector))
+            keyed._stamped, keyed._plain_selector, keyed._unstamp = True, selector, self._unstamp
+        else:
+            keyed = KeyedStream(self.env, self.transformation, selector, index)
         keyed._timestamps = self._timestamps
         return keyed
 
     # -- transformations -----------------------------------------------------------------------
     def _edge(self) -> Edge:
+        """The edge a consumer reads this stream by: plain values (a stamped stream's pairs are unstamped first)."""
+        if self._stamped:
+            return self._unstamped()._edge()
         return Edge(self.transformation.id, self._partitioning)
+
+    def _raw_edge(self) -> Edge:
+        """The edge to this stream's records as they are (pairs, when stamped)."""
+        return Edge(self.transformation.id, self._partitioning)
+
+    def _unstamped(self) -> DataStream:
+        """This stamped stream's values, through its ``unstamp`` operator (chained to the producer)."""
+        assert self._unstamp is not None
+        return DataStream(self.env, self._unstamp, self._partitioning)
 
     def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
         t = Transformation(
@@ -176,24 +198,65 @@ class DataStream:
         self.env.transformations.append(t)
         return DataStream(self.env, t)
 
+    def _then_raw(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
+        """``_then`` reading the records as they are (the operators that read stamped pairs)."""
+        t = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=kind,
+            name=name,
+            function=function,
+            inputs=[self._raw_edge()],
+            options=dict(options),
+        )
+        self.env.transformations.append(t)
+        return DataStream(self.env, t)
+
+    def _stamping(self, kind: Kind, name: str, function: Any, operation: str) -> DataStream:
+        """A one-input operator whose outputs keep their record's timestamp (``api/stamped.py``)."""
+        stream = self._then_raw(kind, name, function, **stamp_options(self._stamped, self._timestamps, operation))
+        stream._stamped, stream._timestamps = True, CARRIED
+        # Created now, so that every later transformation's id is free; the job graph drops it while unread.
+        producer = stream.transformation
+        stream._unstamp = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=Kind.MAP,
+            name="Unstamp",
+            function=None,
+            inputs=[Edge(producer.id, Partitioning.FORWARD)],
+            options={"stamp": "unstamp"},
+        )
+        self.env.transformations.append(stream._unstamp)
+        return stream
+
     def map(self, func: MapFunction[Any, Any] | Any) -> DataStream:
-        """One output per record."""
-        return self._then(Kind.MAP, "Map", _callable_of(func, "map", "map"))
+        """One output per record (with the record's timestamp, on an event-time stream)."""
+        f = _callable_of(func, "map", "map")
+        if self._timestamps is not None:
+            return self._stamping(Kind.MAP, "Map", f, "map")
+        return self._then(Kind.MAP, "Map", f)
 
     def flat_map(self, func: FlatMapFunction[Any, Any] | Any) -> DataStream:
         """Zero or more outputs per record (return an iterable or use the collector)."""
-        return self._then(Kind.FLAT_MAP, "FlatMap", _callable_of(func, "flat_map", "flat_map"))
+        f = _callable_of(func, "flat_map", "flat_map")
+        if self._timestamps is not None:
+            return self._stamping(Kind.FLAT_MAP, "FlatMap", f, "flat_map")
+        return self._then(Kind.FLAT_MAP, "FlatMap", f)
 
     def filter(self, func: FilterFunction[Any] | Any) -> DataStream:
         """Keeps records for which ``func`` is true."""
-        stream = self._then(Kind.FILTER, "Filter", _callable_of(func, "filter", "filter"))
+        f = _callable_of(func, "filter", "filter")
+        if self._stamped:
+            return self._stamping(Kind.FILTER, "Filter", f, "filter")
+        stream = self._then(Kind.FILTER, "Filter", f)
         stream._timestamps = self._timestamps
         return stream
 
     def process(self, func: ProcessFunction[Any, Any]) -> DataStream:
-        """Per-record processing with a collector."""
+        """Per-record processing with a collector (``ctx.timestamp()``: the record's, on an event-time stream)."""
         if isinstance(func, KeyedProcessFunction):
             raise PipelineError("a KeyedProcessFunction needs a keyed stream: call key_by() before process()")
+        if self._timestamps is not None:
+            return self._stamping(Kind.PROCESS, "Process", func, "process")
         return self._then(Kind.PROCESS, "Process", func, **self._timestamp_option())
 
     def _timestamp_option(self) -> dict[str, Any]:
@@ -217,8 +280,8 @@ class DataStream:
                 raise PipelineError("union() needs streams of the same environment")
         self.env.transformations.append(t)
         union = DataStream(self.env, t)
-        if all(s._timestamps is self._timestamps for s in streams):
-            union._timestamps = self._timestamps
+        if all(s._timestamps is self._timestamps for s in streams) and not self._stamped:
+            union._timestamps = self._timestamps  # (a stamped stream's values reach the union without timestamps)
         return union
 
     # -- two inputs (api/connected.py, api/joins.py) ----------------------------------------------
@@ -313,17 +376,28 @@ class KeyedStream(DataStream):
         key_index: int | None = None,
     ) -> None:
         super().__init__(env, transformation, Partitioning.HASH)
-        self.key_selector = key_selector
+        self.key_selector = key_selector  # of the records as they are (of the pairs' values, when stamped)
         self.key_index = key_index
+        self._plain_selector = key_selector  # of plain values
 
     def _edge(self) -> Edge:
+        if self._stamped:
+            return Edge(self._unstamped().transformation.id, Partitioning.HASH, self._plain_selector)
+        return Edge(self.transformation.id, Partitioning.HASH, self.key_selector)
+
+    def _raw_edge(self) -> Edge:
         return Edge(self.transformation.id, Partitioning.HASH, self.key_selector)
 
     def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
         stream = super()._then(kind, name, function, **options)
-        stream.transformation.key_selector = self.key_selector
+        stream.transformation.key_selector = self._plain_selector
         if self.key_index is not None:
             stream.transformation.options.setdefault("key_index", self.key_index)
+        return stream
+
+    def _then_raw(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
+        stream = super()._then_raw(kind, name, function, **options)
+        stream.transformation.key_selector = self.key_selector
         return stream
 
     def reduce(self, func: Any) -> DataStream:
@@ -370,6 +444,8 @@ class KeyedStream(DataStream):
         """A ``KeyedProcessFunction``: per-record processing with keyed state and timers."""
         if not isinstance(func, KeyedProcessFunction):
             raise PipelineError("process() on a keyed stream takes a KeyedProcessFunction")
+        if self._timestamps is not None:
+            return self._stamping(Kind.KEYED_PROCESS, "KeyedProcess", func, "process")
         return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func, **self._timestamp_option())
 
     def interval_join(self, other: KeyedStream) -> joins.IntervalJoin:
@@ -383,8 +459,7 @@ class KeyedStream(DataStream):
         if assigner.is_event_time and self._timestamps is None:
             raise ConfigError(
                 f"{type(assigner).__name__} needs event timestamps: call "
-                "assign_timestamps_and_watermarks(WatermarkStrategy...) on the stream before key_by(...) "
-                "(after the last map/flat_map/process: those do not carry timestamps yet)"
+                "assign_timestamps_and_watermarks(WatermarkStrategy...) on the stream before key_by(...)"
             )
         return WindowedStream(self, assigner)
 
@@ -515,8 +590,11 @@ class WindowedStream:
         if generic:
             options.update(trigger=self._trigger, evictor=self._evictor)
         if self._late_tag is not None:
-            options.update(late_tag=self._late_tag, late_timestamps=strategy)
-        stream = self.keyed._then(
+            options.update(late_tag=self._late_tag, late_timestamps=None if self.keyed._stamped else strategy)
+        if self.keyed._stamped:
+            options.update(stamped_in=True)  # (timestamp, value) pairs: the operator adds the values
+        then = self.keyed._then_raw if self.keyed._stamped else self.keyed._then
+        stream = then(
             Kind.EVENT_WINDOW,
             "WindowAll" if self._all else "Window",
             func,

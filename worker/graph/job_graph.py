@@ -113,6 +113,9 @@ def build_job_graph(
     """
     if not transformations:
         raise PipelineError("the pipeline is empty: add a source (env.from_collection, env.add_source, ...)")
+    read = {e.source_id for t in transformations for e in t.inputs}
+    # An event-time map's "unstamp" companion (api/stamped.py) exists only where something reads it.
+    transformations = [t for t in transformations if t.id in read or t.options.get("stamp") != "unstamp"]
     by_id = {t.id: t for t in transformations}
     _check_uids(transformations)
     consumers: dict[int, list[Transformation]] = {t.id: [] for t in transformations}

@@ -45,9 +45,11 @@ class WindowAggregation:
         result: Callable[[Any], Any],
         *,
         buffers_records: bool = False,
+        stores_pairs: bool = False,
     ) -> None:
         self.create, self.add, self.merge, self.result = create, add, merge, result
         self.buffers_records = buffers_records
+        self.stores_pairs = stores_pairs  # records are (timestamp, value) pairs; ``add`` takes the value
 
     @staticmethod
     def of_aggregate(fn: Any) -> WindowAggregation:

@@ -46,6 +46,7 @@ from streamjob.worker.runtime.context import TaskInfo
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.operators import OperatorRestore, OperatorSetup, StreamOperator, create_operator
 from streamjob.worker.runtime.source_operators import LegacySourceOperator, SourceOperator
+from streamjob.worker.runtime.stamped_operators import create_stamped_operator
 from streamjob.worker.runtime.subtask_checkpointer import (
     PREPARE_BUDGET_S,
     SnapshotIo,
@@ -197,6 +198,8 @@ class Task:
                 op = create_time_operator(setup)
             elif t.kind in TWO_INPUT_KINDS:
                 op = create_two_input_operator(setup)
+            elif "stamp" in t.options:
+                op = create_stamped_operator(setup)  # keeps timestamps (event time after a map: api/stamped.py)
             else:
                 op = create_operator(setup)
             self.operators.append(op)

@@ -82,10 +82,11 @@ class EventWindowOperator(StreamOperator):
         self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()
         self.late_records_dropped = 0
         kind, incremental = options["window_aggregation"]
+        self._stamped_in = bool(options.get("stamped_in"))
         self._core = WindowCore(
             self.backend,
             options["assigner"],
-            aggregation_for(kind, incremental),
+            _values_of_pairs(aggregation_for(kind, incremental), self._stamped_in),
             self.fn,
             allowed_lateness_ms=options.get("allowed_lateness_ms", 0),
             descriptor=descriptor,
@@ -103,6 +104,8 @@ class EventWindowOperator(StreamOperator):
 
     def _take(self) -> list[Any]:
         out, late = self._core.take()
+        if late and self._stamped_in:
+            late = [value for _, value in late]
         if late:
             buffer = None if self._late_tag is None else self.side_outputs.get(self._late_tag)
             if buffer is None:
@@ -147,12 +150,13 @@ class TriggerWindowOperator(EventWindowOperator):
         self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()
         self.late_records_dropped = 0
         kind, incremental = options["window_aggregation"]
+        self._stamped_in = bool(options.get("stamped_in"))
         self._core = TriggerWindowCore(  # type: ignore[assignment]
             self.backend,
             assigner,
             options.get("trigger") or default_trigger(assigner),
             options.get("evictor"),
-            aggregation_for(kind, incremental),
+            _values_of_pairs(aggregation_for(kind, incremental), self._stamped_in),
             self.fn,
             allowed_lateness_ms=options.get("allowed_lateness_ms", 0),
             serializer=serializer,
@@ -173,6 +177,25 @@ class TriggerWindowOperator(EventWindowOperator):
 
     def next_timer(self) -> int | None:
         return None if self.backend is None else self.backend.next_timer_time()
+
+
+def _values_of_pairs(aggregation: WindowAggregation, stamped: bool) -> WindowAggregation:
+    """On a stamped stream (``(timestamp, value)`` pairs, ``api/stamped.py``) the window adds the values."""
+    if not stamped:
+        return aggregation
+    add = aggregation.add
+
+    def add_value(pair: Any, acc: Any) -> Any:
+        return add(pair[1], acc)
+
+    return WindowAggregation(
+        aggregation.create,
+        add_value,
+        aggregation.merge,
+        aggregation.result,
+        buffers_records=aggregation.buffers_records,
+        stores_pairs=True,
+    )
 
 
 def default_trigger(assigner: WindowAssigner) -> Trigger:

@@ -223,7 +223,8 @@ class TriggerWindowCore:
         contents = self.contents
         stored = contents.get(span)
         if self.evictor is not None:
-            contents.put(span, [*(stored or ()), [ts, record]])
+            value = record[1] if self.aggregation.stores_pairs else record
+            contents.put(span, [*(stored or ()), [ts, value]])
             return
         if stored is None and not contents.contains(span):
             stored = self.aggregation.create()
