@@ -148,3 +148,23 @@ def test_streams_without_event_time_are_never_stamped_and_unread_unstamps_are_dr
     graph = build_job_graph(env.transformations, default_parallelism=2, max_parallelism=128)
     names = [t.name for v in graph.vertices for t in v.operators]
     assert "Unstamp" not in names and "Map" in names  # the window reads the pairs: nothing unstamps them
+
+
+def test_two_input_operators_get_the_values_of_a_stamped_stream() -> None:
+    # connect() after an event-time map: the CoMapFunction sees the mapped values, never (timestamp, value) pairs.
+    from streamjob.worker.api import CoMapFunction
+
+    class Both(CoMapFunction[Any, Any, Any]):
+        def map1(self, value: Any) -> Any:
+            return ("first", value)
+
+        def map2(self, value: Any) -> Any:
+            return ("second", value)
+
+    out: list[Any] = []
+    env = StreamExecutionEnvironment.get_execution_environment()
+    stream = events(env, [("a", 1, 1), ("b", 2, 2)])
+    mapped = stream.map(lambda r: (r[0], 10 * r[2])).uid("map")
+    mapped.connect(stream.filter(lambda r: True).uid("f")).map(Both()).uid("co").add_sink(TestingSink(out)).uid("o")
+    run_in_process(env, parallelism=2)
+    assert sorted(out) == [("first", ("a", 10)), ("first", ("b", 20)), ("second", ("a", 1, 1)), ("second", ("b", 2, 2))]

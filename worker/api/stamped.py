@@ -39,4 +39,14 @@ def stamp_options(stamped: bool, strategy: WatermarkStrategy | None, operation: 
     return {"stamp": operation, "stamped_in": stamped, "timestamps": CARRIED if stamped else strategy}
 
 
-__all__ = ["CARRIED", "OnValue", "stamp_options"]
+def plain_source_id(stream: Any) -> int:
+    """The transformation whose output is ``stream``'s plain values (its unstamp operator when stamped)."""
+    return int(stream._unstamp.id) if getattr(stream, "_stamped", False) else int(stream.transformation.id)
+
+
+def event_time_of(stream: Any) -> WatermarkStrategy | None:
+    """The strategy giving ``stream``'s plain values their timestamps: None for a stamped stream's values."""
+    return None if getattr(stream, "_stamped", False) else stream._timestamps
+
+
+__all__ = ["CARRIED", "OnValue", "event_time_of", "plain_source_id", "stamp_options"]
