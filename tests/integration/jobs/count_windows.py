@@ -6,9 +6,10 @@ Two branches, unioned into one ``FileSink``:
 
 - ``count_window(5)`` per key, reduced to ``["count", key, sum of i]``: a key's records in groups of
   five (its last, partial group is never emitted);
-- tumbling 1 s event-time windows per key with ``CountTrigger.of(3)`` and ``CountEvictor.of(2)``: every
-  third record added to a window fires it with its last two records, ``["trig", key, start, [i, i]]``;
-  the evictor's leftovers stay in the window; at the window's end (watermark) it is dropped unfired.
+- after a ``map`` (which keeps each record's timestamp), tumbling 1 s event-time windows per key with
+  ``CountTrigger.of(3)`` and ``CountEvictor.of(2)``: every third record added to a window fires it with
+  its last two records, ``["trig", key, start, [i, i]]``; the evictor's leftovers stay in the window;
+  at the window's end (watermark) it is dropped unfired.
 
 Args (``name=value``): ``out`` (FileSink URI), ``count``, ``keys``, ``rate``, ``rocksdb=1``.
 """
@@ -73,7 +74,10 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         .uid("count-rows")
     )
     triggered = (
-        events.key_by(lambda e: e[0])
+        events.map(lambda e: (e[0], e[1], e[2]))  # a map keeps the timestamps (pairs through the network)
+        .uid("copy")
+        .set_parallelism(1)
+        .key_by(lambda e: e[0])
         .window(TumblingEventTimeWindows.of(1000))
         .trigger(CountTrigger.of(3))
         .evictor(CountEvictor.of(2))
