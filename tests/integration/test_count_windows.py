@@ -1,9 +1,10 @@
 """Count windows and a custom trigger with an evictor, exactly once through real faults, on hashmap and RocksDB.
 
 The job (``jobs/count_windows.py``) runs ``count_window(5)`` and, after a timestamp-keeping ``map``,
-tumbling event-time windows with ``CountTrigger(3)`` + ``CountEvictor(2)``; its output must be exactly the failure-free run's after a
-worker SIGKILL mid-window (window contents, trigger counts and window-scoped timers restored from the
-checkpoint) and across a rescale from a stop-with-savepoint at p=3 -> 1 (all of it moves by key group).
+tumbling event-time windows with ``CountTrigger(3)`` + ``CountEvictor(2)``; its output must be exactly
+the failure-free run's after a worker SIGKILL mid-window (window contents, trigger counts and
+window-scoped timers restored from the checkpoint) and across a rescale from a stop-with-savepoint at
+p=3 -> 1 (all of it moves by key group).
 """
 
 from __future__ import annotations
