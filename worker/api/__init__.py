@@ -24,6 +24,7 @@ from streamjob.worker.api.environment import (
     StateBackend,
     StreamExecutionEnvironment,
 )
+from streamjob.worker.api.evictors import CountEvictor, DeltaEvictor, Evictor, TimeEvictor, TimestampedValue
 from streamjob.worker.api.functions import (
     CheckpointedFunction,
     CheckpointListener,
@@ -42,6 +43,7 @@ from streamjob.worker.api.functions import (
     RichMapFunction,
     RuntimeContext,
 )
+from streamjob.worker.api.side_outputs import OutputTag
 from streamjob.worker.api.sinks import (
     DiscardingSink,
     PrintSink,
@@ -80,9 +82,24 @@ from streamjob.worker.api.state import (
     ValueState,
     ValueStateDescriptor,
 )
+from streamjob.worker.api.triggers import (
+    ContinuousEventTimeTrigger,
+    ContinuousProcessingTimeTrigger,
+    CountTrigger,
+    EventTimeTrigger,
+    NeverTrigger,
+    ProcessingTimeTrigger,
+    PurgingTrigger,
+    Trigger,
+    TriggerContext,
+    TriggerResult,
+)
 from streamjob.worker.api.watermarks import TimestampAssigner, WatermarkStrategy
 from streamjob.worker.api.windows import (
     EventTimeSessionWindows,
+    GlobalWindow,
+    GlobalWindows,
+    ProcessAllWindowFunction,
     ProcessingTimeSessionWindows,
     ProcessWindowFunction,
     SlidingEventTimeWindows,
@@ -111,6 +128,25 @@ __all__ = [
     "ProcessJoinFunction",
     "RichCoFlatMapFunction",
     "RichCoMapFunction",
+    "ContinuousEventTimeTrigger",
+    "ContinuousProcessingTimeTrigger",
+    "CountEvictor",
+    "CountTrigger",
+    "DeltaEvictor",
+    "EventTimeTrigger",
+    "Evictor",
+    "GlobalWindow",
+    "GlobalWindows",
+    "NeverTrigger",
+    "OutputTag",
+    "ProcessAllWindowFunction",
+    "ProcessingTimeTrigger",
+    "PurgingTrigger",
+    "TimeEvictor",
+    "TimestampedValue",
+    "Trigger",
+    "TriggerContext",
+    "TriggerResult",
     "EventTimeSessionWindows",
     "ProcessingTimeSessionWindows",
     "SlidingEventTimeWindows",

@@ -28,6 +28,7 @@ from streamjob.worker.api.co_functions import (
     KeyedBroadcastProcessFunction,
     KeyedCoProcessFunction,
 )
+from streamjob.worker.api.stamped import event_time_of, plain_source_id
 from streamjob.worker.api.watermarks import WatermarkStrategy
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.transformations import Edge, Kind, Partitioning, Transformation
@@ -94,7 +95,7 @@ def tagged_strategy(first: WatermarkStrategy | None, second: WatermarkStrategy |
 def key_selector_of(stream: ConnectableStream) -> Any:
     """The stream's key selector when it is keyed (``key_by``), else None."""
     if stream._partitioning is Partitioning.HASH:
-        return getattr(stream, "key_selector", None)
+        return getattr(stream, "_plain_selector", None) or getattr(stream, "key_selector", None)  # of the values
     return None
 
 
@@ -106,7 +107,7 @@ def tag_input(stream: ConnectableStream, side: int, partitioning: Partitioning |
         kind=Kind.TAG,
         name=f"Tag{side + 1}",
         function=None,
-        inputs=[Edge(stream.transformation.id, Partitioning.FORWARD)],
+        inputs=[Edge(plain_source_id(stream), Partitioning.FORWARD)],  # values, not stamped pairs
         options={"side": side},
     )
     env.transformations.append(tag)
@@ -178,7 +179,7 @@ class ConnectedStreams:
     def _then(self, name: str, co_kind: str, function: Any) -> Any:
         selector = self._key_selector(co_kind)
         inputs = [tag_input(self.first, 0), tag_input(self.second, 1)]
-        timestamps = (self.first._timestamps, self.second._timestamps)
+        timestamps = (event_time_of(self.first), event_time_of(self.second))
         return two_input(self.first, inputs, name, function, selector, co_kind=co_kind, timestamps=timestamps)
 
     def map(self, func: CoMapFunction[Any, Any, Any]) -> Any:
@@ -265,7 +266,7 @@ class BroadcastConnectedStream:
             func,
             None if selector is None else SideKey(selector, None),
             co_kind="broadcast",
-            timestamps=(self.data._timestamps, self.broadcast.stream._timestamps),
+            timestamps=(event_time_of(self.data), event_time_of(self.broadcast.stream)),
             broadcast_descriptors=self.broadcast.descriptors,
         )
 

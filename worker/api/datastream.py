@@ -1,9 +1,10 @@
-"""DataStream, KeyedStream and WindowedStream: the transformations a job author chains together.
+"""DataStream and KeyedStream: the transformations a job author chains together.
 
 Each call records a ``Transformation`` in the environment's pipeline; nothing runs until
 ``execute``. Functions may be Function objects (``MapFunction``...) or plain callables. A stream
 knows its environment only as a ``Pipeline`` (the environment module builds streams, so this one
-does not import it back).
+does not import it back). Windows continue in ``api/windowed_stream.py``; on event-time streams
+``map``/``flat_map``/``filter``/``process`` keep timestamps (``api/stamped.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import operator
 from typing import Any, Protocol
 
 from streamjob.worker.api import connected, joins
+from streamjob.worker.api.evictors import CountEvictor
 from streamjob.worker.api.functions import (
     FilterFunction,
     FlatMapFunction,
@@ -21,9 +23,16 @@ from streamjob.worker.api.functions import (
     MapFunction,
     ProcessFunction,
 )
+from streamjob.worker.api.side_outputs import tag_name
 from streamjob.worker.api.sinks import PrintSink, SinkFunction, TwoPhaseCommitSinkFunction
+from streamjob.worker.api.stamped import CARRIED, OnValue, stamp_options
+from streamjob.worker.api.triggers import CountTrigger, PurgingTrigger
 from streamjob.worker.api.watermarks import WatermarkStrategy
-from streamjob.worker.api.windows import ProcessWindowFunction, WindowAssigner
+from streamjob.worker.api.windowed_stream import WindowedStream
+from streamjob.worker.api.windows import (
+    GlobalWindows,
+    WindowAssigner,
+)
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.transformations import Edge, Kind, Partitioning, Transformation
 from streamjob.worker.state.serializers import Serializer
@@ -61,6 +70,9 @@ class DataStream:
     # The WatermarkStrategy whose timestamps these records carry: set by assign_timestamps_and_watermarks
     # and kept by the operations that pass records unchanged (key_by, filter, partitioning, union).
     _timestamps: WatermarkStrategy | None = None
+    # Whether the records are (timestamp, value) pairs: see api/stamped.py (map/flat_map/process keep timestamps).
+    _stamped = False
+    _unstamp: Transformation | None = None
 
     def __init__(
         self,
@@ -110,6 +122,7 @@ class DataStream:
     def _with(self, partitioning: Partitioning) -> DataStream:
         stream = DataStream(self.env, self.transformation, partitioning)
         stream._timestamps = self._timestamps
+        stream._stamped, stream._unstamp = self._stamped, self._unstamp
         return stream
 
     def assign_timestamps_and_watermarks(self, strategy: WatermarkStrategy) -> DataStream:
@@ -147,13 +160,30 @@ class DataStream:
         ``key_selector`` is a function of the record, a ``KeySelector``, or a tuple index (``key_by(0)``).
         """
         index = key_selector if isinstance(key_selector, int) and not isinstance(key_selector, bool) else None
-        keyed = KeyedStream(self.env, self.transformation, _key_selector(key_selector), index)
+        selector = _key_selector(key_selector)
+        if self._stamped:
+            keyed = KeyedStream(self.env, self.transformation, OnValue(selector))
+            keyed._stamped, keyed._plain_selector, keyed._unstamp = True, selector, self._unstamp
+        else:
+            keyed = KeyedStream(self.env, self.transformation, selector, index)
         keyed._timestamps = self._timestamps
         return keyed
 
     # -- transformations -----------------------------------------------------------------------
     def _edge(self) -> Edge:
+        """The edge a consumer reads this stream by: plain values (a stamped stream's pairs are unstamped first)."""
+        if self._stamped:
+            return self._unstamped()._edge()
         return Edge(self.transformation.id, self._partitioning)
+
+    def _raw_edge(self) -> Edge:
+        """The edge to this stream's records as they are (pairs, when stamped)."""
+        return Edge(self.transformation.id, self._partitioning)
+
+    def _unstamped(self) -> DataStream:
+        """This stamped stream's values, through its ``unstamp`` operator (chained to the producer)."""
+        assert self._unstamp is not None
+        return DataStream(self.env, self._unstamp, self._partitioning)
 
     def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
         t = Transformation(
@@ -167,24 +197,65 @@ class DataStream:
         self.env.transformations.append(t)
         return DataStream(self.env, t)
 
+    def _then_raw(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
+        """``_then`` reading the records as they are (the operators that read stamped pairs)."""
+        t = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=kind,
+            name=name,
+            function=function,
+            inputs=[self._raw_edge()],
+            options=dict(options),
+        )
+        self.env.transformations.append(t)
+        return DataStream(self.env, t)
+
+    def _stamping(self, kind: Kind, name: str, function: Any, operation: str) -> DataStream:
+        """A one-input operator whose outputs keep their record's timestamp (``api/stamped.py``)."""
+        stream = self._then_raw(kind, name, function, **stamp_options(self._stamped, self._timestamps, operation))
+        stream._stamped, stream._timestamps = True, CARRIED
+        # Created now, so that every later transformation's id is free; the job graph drops it while unread.
+        producer = stream.transformation
+        stream._unstamp = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=Kind.MAP,
+            name="Unstamp",
+            function=None,
+            inputs=[Edge(producer.id, Partitioning.FORWARD)],
+            options={"stamp": "unstamp"},
+        )
+        self.env.transformations.append(stream._unstamp)
+        return stream
+
     def map(self, func: MapFunction[Any, Any] | Any) -> DataStream:
-        """One output per record."""
-        return self._then(Kind.MAP, "Map", _callable_of(func, "map", "map"))
+        """One output per record (with the record's timestamp, on an event-time stream)."""
+        f = _callable_of(func, "map", "map")
+        if self._timestamps is not None:
+            return self._stamping(Kind.MAP, "Map", f, "map")
+        return self._then(Kind.MAP, "Map", f)
 
     def flat_map(self, func: FlatMapFunction[Any, Any] | Any) -> DataStream:
         """Zero or more outputs per record (return an iterable or use the collector)."""
-        return self._then(Kind.FLAT_MAP, "FlatMap", _callable_of(func, "flat_map", "flat_map"))
+        f = _callable_of(func, "flat_map", "flat_map")
+        if self._timestamps is not None:
+            return self._stamping(Kind.FLAT_MAP, "FlatMap", f, "flat_map")
+        return self._then(Kind.FLAT_MAP, "FlatMap", f)
 
     def filter(self, func: FilterFunction[Any] | Any) -> DataStream:
         """Keeps records for which ``func`` is true."""
-        stream = self._then(Kind.FILTER, "Filter", _callable_of(func, "filter", "filter"))
+        f = _callable_of(func, "filter", "filter")
+        if self._stamped:
+            return self._stamping(Kind.FILTER, "Filter", f, "filter")
+        stream = self._then(Kind.FILTER, "Filter", f)
         stream._timestamps = self._timestamps
         return stream
 
     def process(self, func: ProcessFunction[Any, Any]) -> DataStream:
-        """Per-record processing with a collector."""
+        """Per-record processing with a collector (``ctx.timestamp()``: the record's, on an event-time stream)."""
         if isinstance(func, KeyedProcessFunction):
             raise PipelineError("a KeyedProcessFunction needs a keyed stream: call key_by() before process()")
+        if self._timestamps is not None:
+            return self._stamping(Kind.PROCESS, "Process", func, "process")
         return self._then(Kind.PROCESS, "Process", func, **self._timestamp_option())
 
     def _timestamp_option(self) -> dict[str, Any]:
@@ -208,8 +279,8 @@ class DataStream:
                 raise PipelineError("union() needs streams of the same environment")
         self.env.transformations.append(t)
         union = DataStream(self.env, t)
-        if all(s._timestamps is self._timestamps for s in streams):
-            union._timestamps = self._timestamps
+        if all(s._timestamps is self._timestamps for s in streams) and not self._stamped:
+            union._timestamps = self._timestamps  # (a stamped stream's values reach the union without timestamps)
         return union
 
     # -- two inputs (api/connected.py, api/joins.py) ----------------------------------------------
@@ -247,6 +318,39 @@ class DataStream:
         """Prints every record to stdout."""
         return self.add_sink(PrintSink(sink_identifier)).name("Print")  # type: ignore[return-value]
 
+    # -- side outputs and non-keyed windows ----------------------------------------------------
+    def get_side_output(self, tag: Any) -> DataStream:
+        """The records this operator emitted with ``ctx.output(tag, ...)`` (or its late data), as a stream."""
+        name = tag_name(tag, "get_side_output")
+        producer = self.transformation
+        t = Transformation(
+            id=len(self.env.transformations) + 1,
+            kind=Kind.MAP,
+            name=f"SideOutput({name})",
+            function=None,
+            inputs=[Edge(producer.id, Partitioning.FORWARD, None, name)],
+            parallelism=producer.parallelism,
+            options={"identity": True},
+        )
+        self.env.transformations.append(t)
+        stream = DataStream(self.env, t)
+        if producer.options.get("late_tag") == name:
+            stream._timestamps = producer.options.get("late_timestamps")  # late records keep their timestamps
+        return stream
+
+    def window_all(self, assigner: WindowAssigner) -> WindowedStream:
+        """Windows over the whole stream (not per key), in one subtask (Flink's ``windowAll``)."""
+        return self.key_by(_all_records_key).window(assigner)._non_parallel()
+
+    def count_window_all(self, size: int, slide: int | None = None) -> WindowedStream:
+        """``window_all`` of ``size`` records (every ``slide`` records: sliding), by count."""
+        return self.key_by(_all_records_key).count_window(size, slide)._non_parallel()
+
+
+def _all_records_key(record: Any) -> int:
+    """The key of ``window_all``: one for every record."""
+    return 0
+
 
 class DataStreamSink(DataStream):
     """The end of a pipeline branch; exists to set uid, name and parallelism of the sink."""
@@ -271,17 +375,28 @@ class KeyedStream(DataStream):
         key_index: int | None = None,
     ) -> None:
         super().__init__(env, transformation, Partitioning.HASH)
-        self.key_selector = key_selector
+        self.key_selector = key_selector  # of the records as they are (of the pairs' values, when stamped)
         self.key_index = key_index
+        self._plain_selector = key_selector  # of plain values
 
     def _edge(self) -> Edge:
+        if self._stamped:
+            return Edge(self._unstamped().transformation.id, Partitioning.HASH, self._plain_selector)
+        return Edge(self.transformation.id, Partitioning.HASH, self.key_selector)
+
+    def _raw_edge(self) -> Edge:
         return Edge(self.transformation.id, Partitioning.HASH, self.key_selector)
 
     def _then(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
         stream = super()._then(kind, name, function, **options)
-        stream.transformation.key_selector = self.key_selector
+        stream.transformation.key_selector = self._plain_selector
         if self.key_index is not None:
             stream.transformation.options.setdefault("key_index", self.key_index)
+        return stream
+
+    def _then_raw(self, kind: Kind, name: str, function: Any, **options: Any) -> DataStream:
+        stream = super()._then_raw(kind, name, function, **options)
+        stream.transformation.key_selector = self.key_selector
         return stream
 
     def reduce(self, func: Any) -> DataStream:
@@ -328,6 +443,8 @@ class KeyedStream(DataStream):
         """A ``KeyedProcessFunction``: per-record processing with keyed state and timers."""
         if not isinstance(func, KeyedProcessFunction):
             raise PipelineError("process() on a keyed stream takes a KeyedProcessFunction")
+        if self._timestamps is not None:
+            return self._stamping(Kind.KEYED_PROCESS, "KeyedProcess", func, "process")
         return self._then(Kind.KEYED_PROCESS, "KeyedProcess", func, **self._timestamp_option())
 
     def interval_join(self, other: KeyedStream) -> joins.IntervalJoin:
@@ -341,10 +458,23 @@ class KeyedStream(DataStream):
         if assigner.is_event_time and self._timestamps is None:
             raise ConfigError(
                 f"{type(assigner).__name__} needs event timestamps: call "
-                "assign_timestamps_and_watermarks(WatermarkStrategy...) on the stream before key_by(...) "
-                "(after the last map/flat_map/process: those do not carry timestamps yet)"
+                "assign_timestamps_and_watermarks(WatermarkStrategy...) on the stream before key_by(...)"
             )
         return WindowedStream(self, assigner)
+
+    def count_window(self, size: int, slide: int | None = None) -> WindowedStream:
+        """Windows of ``size`` records per key; with ``slide``, the last ``size`` records every ``slide`` records.
+
+        As Flink's: ``GlobalWindows`` with ``PurgingTrigger.of(CountTrigger.of(size))``, or with
+        ``CountEvictor.of(size)`` and ``CountTrigger.of(slide)``. A key's last, partial window is not emitted.
+        """
+        for value, what in ((size, "size"), (slide, "slide")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"count_window {what} must be an integer > 0, got {value!r}")
+        windowed = self.window(GlobalWindows.create())
+        if slide is None:
+            return windowed.trigger(PurgingTrigger.of(CountTrigger.of(size)))
+        return windowed.evictor(CountEvictor.of(size)).trigger(CountTrigger.of(slide))
 
 
 def _less(a: Any, b: Any) -> bool:
@@ -390,61 +520,3 @@ class _Extreme:
                 return record
             return acc
         return self._with_field(acc, new) if self.better(new, old) else acc
-
-
-class WindowedStream:
-    """A keyed stream cut into windows; finish it with ``aggregate``, ``reduce`` or ``process``.
-
-    ``aggregate`` and ``reduce`` keep one accumulator per key and window (never the records);
-    given a ``ProcessWindowFunction`` too, it receives the one pre-aggregated result when the
-    window fires. ``process`` alone keeps the window's records.
-    """
-
-    def __init__(self, keyed: KeyedStream, assigner: WindowAssigner) -> None:
-        self.keyed = keyed
-        self.assigner = assigner
-        self._lateness_ms = 0
-
-    def allowed_lateness(self, lateness_ms: int) -> WindowedStream:
-        """Keeps each event-time window this long after its end: later records fire it again."""
-        if isinstance(lateness_ms, bool) or not isinstance(lateness_ms, int) or lateness_ms < 0:
-            raise ConfigError(f"allowed_lateness takes milliseconds >= 0 (Time.seconds(...)), got {lateness_ms!r}")
-        self._lateness_ms = lateness_ms
-        return self
-
-    def _window(self, name: str, aggregation: tuple[str, Any], func: Any) -> DataStream:
-        if func is not None and not isinstance(func, ProcessWindowFunction):
-            raise ConfigError(f"window(...).{name}() takes a ProcessWindowFunction, got {type(func).__name__}")
-        env = self.keyed.env
-        strategy = self.keyed._timestamps
-        return self.keyed._then(
-            Kind.EVENT_WINDOW,
-            "Window",
-            func,
-            assigner=self.assigner,
-            window_aggregation=aggregation,
-            allowed_lateness_ms=self._lateness_ms,
-            timestamps=strategy if self.assigner.is_event_time else None,
-            state_serializer=lambda: env.internal_state_serializer,
-        )
-
-    def process(self, func: ProcessWindowFunction[Any, Any, Any]) -> DataStream:
-        """Emits ``func``'s outputs for each key and window when the window fires (the window keeps its records)."""
-        if not isinstance(func, ProcessWindowFunction):
-            raise ConfigError("window(...).process() takes a ProcessWindowFunction")
-        return self._window("process", ("records", None), func)
-
-    def reduce(self, func: Any, window_function: ProcessWindowFunction[Any, Any, Any] | None = None) -> DataStream:
-        """Emits each key's window reduced by ``func`` (or ``window_function``'s outputs for that one value)."""
-        fn = func.reduce if hasattr(func, "reduce") else func
-        if not callable(fn):
-            raise ConfigError("window(...).reduce takes a callable (a, b) -> c or a ReduceFunction")
-        return self._window("reduce", ("reduce", fn), window_function)
-
-    def aggregate(self, func: Any, window_function: ProcessWindowFunction[Any, Any, Any] | None = None) -> DataStream:
-        """Emits ``func.get_result`` per key and window (an AggregateFunction), or ``window_function``'s outputs."""
-        missing = [m for m in ("create_accumulator", "add", "get_result") if not callable(getattr(func, m, None))]
-        if missing:
-            name = type(func).__name__
-            raise ConfigError(f"window(...).aggregate takes an AggregateFunction; {name} lacks {missing}")
-        return self._window("aggregate", ("aggregate", func), window_function)

@@ -147,6 +147,10 @@ class ProcessContext(Protocol):
 
     def timestamp(self) -> int | None: ...
 
+    def output(self, tag: Any, value: Any) -> None:
+        """Emits ``value`` to the side output ``tag`` (an ``OutputTag``; see ``get_side_output``)."""
+        ...
+
 
 class OnTimerContext(ProcessContext, Protocol):
     """Context of ``on_timer``."""

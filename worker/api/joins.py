@@ -31,6 +31,7 @@ from streamjob.worker.api.connected import (
     two_input,
 )
 from streamjob.worker.api.functions import Collector
+from streamjob.worker.api.stamped import event_time_of
 from streamjob.worker.api.windows import ProcessWindowFunction, WindowAssigner, WindowContext
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.transformations import Partitioning
@@ -87,7 +88,7 @@ class IntervalJoined:
         if not isinstance(func, ProcessJoinFunction):
             raise ConfigError(f"interval_join(...).process takes a ProcessJoinFunction, got {type(func).__name__}")
         left, right = self.left, self.right
-        if left._timestamps is None or right._timestamps is None:
+        if event_time_of(left) is None or event_time_of(right) is None:
             raise ConfigError(
                 "interval_join is event time: call assign_timestamps_and_watermarks(WatermarkStrategy...) on both "
                 "streams before key_by(...)"
@@ -105,7 +106,7 @@ class IntervalJoined:
             func,
             SideKey(key_selector_of(left), key_selector_of(right)),
             co_kind="interval_join",
-            timestamps=(left._timestamps, right._timestamps),
+            timestamps=(event_time_of(left), event_time_of(right)),
             lower_ms=lower,
             upper_ms=upper,
             state_serializer=lambda: env.internal_state_serializer,
@@ -173,7 +174,7 @@ class WindowedSides:
         if not isinstance(assigner, WindowAssigner):
             raise ConfigError(f"window() takes a WindowAssigner, got {type(assigner).__name__}")
         first, second = sides.first, sides.second
-        strategy = tagged_strategy(first._timestamps, second._timestamps)
+        strategy = tagged_strategy(event_time_of(first), event_time_of(second))
         if assigner.is_event_time and strategy is None:
             raise ConfigError(
                 f"{type(assigner).__name__} needs event timestamps on both streams of the {sides._what}: call "

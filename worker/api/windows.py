@@ -17,9 +17,10 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from streamjob.worker.api.functions import Collector, RichFunction
+from streamjob.worker.api.side_outputs import OutputTag, emit_side_output
 from streamjob.worker.errors import ConfigError
 
 IN = TypeVar("IN")
@@ -209,16 +210,60 @@ class ProcessingTimeSessionWindows(EventTimeSessionWindows):
     is_event_time = False
 
 
+class GlobalWindow:
+    """The one window of ``GlobalWindows``: every record of a key, never ending (``max_timestamp`` is the maximum)."""
+
+    start = -(2**63)
+    end = 2**63 - 1
+
+    def max_timestamp(self) -> int:
+        """The largest timestamp (Flink's ``Long.MAX_VALUE``): the window never ends by time."""
+        return self.end
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GlobalWindow)
+
+    def __hash__(self) -> int:
+        return hash(GlobalWindow)
+
+    def __repr__(self) -> str:
+        return "GlobalWindow"
+
+
+class GlobalWindows(WindowAssigner):
+    """All records of a key in one window that only a trigger fires (default: never; see ``count_window``)."""
+
+    size_ms = 0
+
+    @staticmethod
+    def create() -> GlobalWindows:
+        """The assigner (Flink's ``GlobalWindows.create()``)."""
+        return GlobalWindows()
+
+    def assign(self, timestamp_ms: int) -> TimeWindow:
+        raise TypeError("GlobalWindows assign the GlobalWindow: use assign_global()")
+
+    def assign_spans(self, timestamp_ms: int) -> list[tuple[int, int]]:
+        return [(GlobalWindow.start, GlobalWindow.end)]
+
+
 class WindowContext:
     """What ``ProcessWindowFunction.process`` knows about the window firing."""
 
-    def __init__(self, window: TimeWindow, now_ms: int, watermark_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        window: TimeWindow | GlobalWindow,
+        now_ms: int,
+        watermark_ms: int | None = None,
+        side_outputs: dict[str, list[Any]] | None = None,
+    ) -> None:
         self._window = window
         self._now = now_ms
         self._watermark = watermark_ms
+        self._side = {} if side_outputs is None else side_outputs
 
-    def window(self) -> TimeWindow:
-        """The window being emitted."""
+    def window(self) -> Any:
+        """The window being emitted (a ``TimeWindow``, or the ``GlobalWindow``)."""
         return self._window
 
     def current_processing_time(self) -> int:
@@ -229,9 +274,42 @@ class WindowContext:
         """The operator's watermark when the window fired (None for processing-time windows)."""
         return self._watermark
 
+    def output(self, tag: OutputTag, value: Any) -> None:
+        """Emits ``value`` to the side output ``tag`` (``get_side_output(tag)`` on the windowed result)."""
+        emit_side_output(self._side, tag, value)
+
 
 class ProcessWindowFunction(RichFunction, Generic[IN, OUT, KEY]):
     """Called once per key and window with all the window's records (or the one pre-aggregated result)."""
 
     @abstractmethod
     def process(self, key: KEY, context: WindowContext, elements: Iterable[IN], out: Collector[OUT]) -> None: ...
+
+
+class ProcessAllWindowFunction(RichFunction, Generic[IN, OUT]):
+    """``window_all(...).process``: called once per window with all its records (no key)."""
+
+    @abstractmethod
+    def process(self, context: WindowContext, elements: Iterable[IN], out: Collector[OUT]) -> None: ...
+
+
+class _AllWindowAdapter(ProcessWindowFunction[Any, Any, Any]):
+    """Runs a ``ProcessAllWindowFunction`` as the keyed window function of ``window_all`` (drops the key)."""
+
+    def __init__(self, function: ProcessAllWindowFunction[Any, Any]) -> None:
+        self.function = function
+
+    def open(self, runtime_context: Any) -> None:
+        self.function.set_runtime_context(runtime_context)
+        self.function.open(runtime_context)
+
+    def close(self) -> None:
+        self.function.close()
+
+    def process(self, key: Any, context: WindowContext, elements: Iterable[Any], out: Collector[Any]) -> None:
+        self.function.process(context, elements, out)
+
+
+def all_window_function(function: ProcessAllWindowFunction[Any, Any]) -> ProcessWindowFunction[Any, Any, Any]:
+    """The window function ``window_all`` runs for ``function``."""
+    return _AllWindowAdapter(function)

@@ -24,6 +24,7 @@ class JobEdge:
     partitioning: Partitioning
     key_selector: Any
     index: int  # position among the target vertex's input edges
+    tag: str | None = None  # a side output's name: the edge carries those records instead of the main output
 
 
 @dataclass(eq=False)
@@ -85,7 +86,7 @@ class JobGraph:
         h = hashlib.sha256()
         for v in self.vertices:
             ops = ",".join(f"{op.effective_uid()}:{op.kind.value}" for op in v.operators)
-            ins = ",".join(f"{e.source}/{e.partitioning.value}" for e in v.inputs)
+            ins = ",".join(f"{e.source}/{e.partitioning.value}" + (f"#{e.tag}" if e.tag else "") for e in v.inputs)
             h.update(f"{v.id}|{v.parallelism}|{v.max_parallelism}|{ops}|{ins};".encode())
         return h.hexdigest()[:16]
 
@@ -112,6 +113,9 @@ def build_job_graph(
     """
     if not transformations:
         raise PipelineError("the pipeline is empty: add a source (env.from_collection, env.add_source, ...)")
+    read = {e.source_id for t in transformations for e in t.inputs}
+    # An event-time map's "unstamp" companion (api/stamped.py) exists only where something reads it.
+    transformations = [t for t in transformations if t.id in read or t.options.get("stamp") != "unstamp"]
     by_id = {t.id: t for t in transformations}
     _check_uids(transformations)
     consumers: dict[int, list[Transformation]] = {t.id: [] for t in transformations}
@@ -143,6 +147,7 @@ def build_job_graph(
         if (
             upstream is not None
             and t.inputs[0].partitioning is Partitioning.FORWARD
+            and t.inputs[0].tag is None  # a side output leaves its producer's task: the producer is a tail
             and par[upstream.id] == par[t.id]
             and len(consumers[upstream.id]) == 1
             and t.kind not in (Kind.SOURCE, Kind.LEGACY_SOURCE)
@@ -160,7 +165,7 @@ def build_job_graph(
             partitioning = e.partitioning
             if partitioning is Partitioning.FORWARD and source_vertex.parallelism != vertex.parallelism:
                 partitioning = Partitioning.REBALANCE
-            edge = JobEdge(source_vertex.id, vertex.id, partitioning, e.key_selector, index)
+            edge = JobEdge(source_vertex.id, vertex.id, partitioning, e.key_selector, index, e.tag)
             vertex.inputs.append(edge)
             source_vertex.outputs.append(edge)
     return JobGraph(vertices, max_parallelism)

@@ -47,6 +47,7 @@ class Edge:
     source_id: int
     partitioning: Partitioning
     key_selector: Any = None
+    tag: str | None = None  # the side output (OutputTag name) this edge carries, None: the main output
 
 
 @dataclass(eq=False)

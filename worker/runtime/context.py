@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from streamjob.worker.api.side_outputs import emit_side_output
 from streamjob.worker.errors import PipelineError
 
 
@@ -156,12 +157,13 @@ class KeyedTimerService:
 class ProcessContextImpl:
     """``ProcessContext`` and ``OnTimerContext`` in one object, reused across records."""
 
-    def __init__(self, backend: Any | None) -> None:
+    def __init__(self, backend: Any | None, side_outputs: dict[str, list[Any]] | None = None) -> None:
         self.backend = backend
         self._timers = KeyedTimerService(backend, self) if backend is not None else None
         self.fired_at: int | None = None
         self.domain: TimeDomain | None = None
         self.watermark = -(2**63)
+        self.side_outputs: dict[str, list[Any]] = {} if side_outputs is None else side_outputs
 
     def get_current_key(self) -> Any:
         """The key of the record or timer being processed."""
@@ -180,6 +182,10 @@ class ProcessContextImpl:
     def time_domain(self) -> TimeDomain | None:
         """Inside ``on_timer``: whether an event-time or a processing-time timer fired."""
         return self.domain
+
+    def output(self, tag: Any, value: Any) -> None:
+        """Emits ``value`` to the side output ``tag`` (``get_side_output(tag)``); dropped if no stream reads it."""
+        emit_side_output(self.side_outputs, tag, value)
 
 
 class ListCollector:

@@ -45,9 +45,11 @@ class WindowAggregation:
         result: Callable[[Any], Any],
         *,
         buffers_records: bool = False,
+        stores_pairs: bool = False,
     ) -> None:
         self.create, self.add, self.merge, self.result = create, add, merge, result
         self.buffers_records = buffers_records
+        self.stores_pairs = stores_pairs  # records are (timestamp, value) pairs; ``add`` takes the value
 
     @staticmethod
     def of_aggregate(fn: Any) -> WindowAggregation:
@@ -107,6 +109,7 @@ class WindowCore:
         self.state: Any = backend.get_state(descriptor or MapStateDescriptor("__windows__"))
         self.out = ListCollector()
         self.late: list[Any] = []
+        self.side_outputs: dict[str, list[Any]] = {}  # the operator's, for ``context.output`` in the window function
         if self.event_time:
             self._register = backend.register_event_time_timer
             self._delete = backend.delete_event_time_timer
@@ -254,7 +257,7 @@ class WindowCore:
             self.out.collect(result)
             return
         elements = result if self.aggregation.buffers_records else [result]
-        context = WindowContext(window, self.now(), self.watermark if self.event_time else None)
+        context = WindowContext(window, self.now(), self.watermark if self.event_time else None, self.side_outputs)
         self.window_function.process(key, context, elements, self.out)
 
     def take(self) -> tuple[list[Any], list[Any]]:

@@ -121,6 +121,9 @@ class StreamOperator:
                 )
         self.runtime_context = StreamingRuntimeContext(setup.info, self.backend)
         self.restored = restore is not None
+        # Side outputs: one buffer per tag a downstream stream reads (the task adds the keys, and takes
+        # the records after each batch); ``ctx.output`` to any other tag drops the record.
+        self.side_outputs: dict[str, list[Any]] = {}
 
     def open(self) -> None:
         """Initializes operator state and opens the user function (after restore)."""
@@ -356,7 +359,7 @@ class ProcessOperator(StreamOperator):
 
     def open(self) -> None:
         super().open()
-        self._ctx = ProcessContextImpl(self.backend)
+        self._ctx = ProcessContextImpl(self.backend, self.side_outputs)
         self._collector = ListCollector()
         strategy = self.setup.transformation.options.get("timestamps")
         self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()

@@ -46,6 +46,7 @@ from streamjob.worker.runtime.context import TaskInfo
 from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.operators import OperatorRestore, OperatorSetup, StreamOperator, create_operator
 from streamjob.worker.runtime.source_operators import LegacySourceOperator, SourceOperator
+from streamjob.worker.runtime.stamped_operators import create_stamped_operator
 from streamjob.worker.runtime.subtask_checkpointer import (
     PREPARE_BUDGET_S,
     SnapshotIo,
@@ -132,6 +133,8 @@ class Task:
         self.services = services
         self.gate = gate
         self.writers = writers
+        self._main_writers = writers  # the writers of the main output (without the side outputs' edges)
+        self._side: dict[str, list[Any]] | None = None
         self.restore = restore
         self.clock = clock
         self.name = f"{vertex.name} ({subtask + 1}/{vertex.parallelism})"
@@ -195,6 +198,8 @@ class Task:
                 op = create_time_operator(setup)
             elif t.kind in TWO_INPUT_KINDS:
                 op = create_two_input_operator(setup)
+            elif "stamp" in t.options:
+                op = create_stamped_operator(setup)  # keeps timestamps (event time after a map: api/stamped.py)
             else:
                 op = create_operator(setup)
             self.operators.append(op)
@@ -206,6 +211,24 @@ class Task:
         self._time_aware = self._assigns_watermarks or any(t.kind in TIME_KINDS for t in v.operators)
         self._valve = WatermarkValve(len(self.gate.channels))
         self._watermark_out = MIN_WATERMARK
+        self._route_side_outputs()
+
+    def _route_side_outputs(self) -> None:
+        """Side outputs: the chain's tail buffers the tags its output edges carry; the rest is the main output.
+
+        A task without side-output edges keeps ``_side`` None and pays one check per batch.
+        """
+        self._main_writers = self.writers
+        self._side = None
+        self._side_writers: list[tuple[str, RecordWriter]] = []
+        outputs = self.vertex.outputs
+        if not any(e.tag for e in outputs) or len(outputs) != len(self.writers) or not self.operators:
+            return
+        self._main_writers = [w for e, w in zip(outputs, self.writers, strict=True) if e.tag is None]
+        self._side_writers = [(e.tag, w) for e, w in zip(outputs, self.writers, strict=True) if e.tag is not None]
+        self._side = self.operators[-1].side_outputs
+        for tag, _ in self._side_writers:
+            self._side[tag] = []
 
     # -- control (called by the slot between batches) ----------------------------------------------
     def trigger_checkpoint(self, barrier: Barrier) -> None:
@@ -395,6 +418,8 @@ class Task:
             self._slices.record(len(piece), monotonic() - began)
             if out:
                 await self._emit(out)
+            if self._side is not None:
+                await self._emit_side_outputs()
             if self._assigns_watermarks:
                 await self._advance_watermark(self._valve.current)
             if self._preparing:
@@ -447,6 +472,8 @@ class Task:
         out = self._run_chain(start, batch)
         if out:
             await self._emit(out)
+        if self._side is not None:
+            await self._emit_side_outputs()
 
     def _timer_delay(self, default: float) -> float:
         nxt = None
@@ -470,14 +497,32 @@ class Task:
                 out = op.fire_timers(now)
                 if out:
                     await self._process_from_after(index, out)
+        if self._side is not None:
+            await self._emit_side_outputs()
 
     async def _process_from_after(self, index: int, batch: list[Any]) -> None:
         await self._process_from(index + 1, batch) if index + 1 < len(self.operators) else await self._emit(batch)
 
     async def _emit(self, batch: list[Any]) -> None:
         self.records_out += len(batch)
-        for w in self.writers:
+        for w in self._main_writers:
             await w.emit(batch)
+
+    async def _emit_side_outputs(self) -> None:
+        """Sends what the tail emitted to each side output (``ctx.output``, late data) on that tag's edges."""
+        side = self._side
+        assert side is not None
+        batches = {tag: records for tag, records in side.items() if records}
+        if not batches:
+            return
+        for tag in batches:
+            side[tag] = []
+        shared = len(self._side_writers) > len(side)  # one tag read by several streams: each gets its own list
+        for tag, writer in self._side_writers:
+            records = batches.get(tag)
+            if records:
+                self.records_out += len(records)
+                await writer.emit(list(records) if shared else records)
 
     async def _on_watermark(self, watermark: int | None) -> None:
         """The input valve's watermark grew (None: it did not)."""
@@ -491,6 +536,8 @@ class Task:
             watermark, out = op.on_watermark(watermark)
             if out:
                 await self._process_from_after(index, out)
+        if self._side is not None:
+            await self._emit_side_outputs()  # before the watermark, as the main output's records
         if watermark > self._watermark_out:
             self._watermark_out = watermark
             self.broadcast(Watermark(watermark))

@@ -7,9 +7,12 @@ Like Flink's assigner it replaces the watermarks coming from upstream, except th
 
 ``EventWindowOperator`` drives a ``WindowCore`` (``runtime/event_windows.py``): records in, window
 results out when the watermark (or the clock, for processing-time assigners) passes a window's end;
-late records are counted and dropped (the late-data side output is not wired yet).
+late records go to the late-data side output (``side_output_late_data``) or are counted and dropped.
 
-Both keep their last watermark in union operator state: after a restore or a rescale an instance
+``TriggerWindowOperator`` drives a ``TriggerWindowCore`` (``runtime/trigger_windows.py``) instead when the
+window has a trigger or an evictor, or is a global (count) window.
+
+All keep their last watermark in union operator state: after a restore or a rescale an instance
 starts from the smallest watermark any old instance had, so records that were late before the
 failure are late after it too, and no window fires twice. Callers: ``operators.create_operator``
 and the task's watermark handling.
@@ -19,11 +22,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamjob.worker.api.triggers import EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger
 from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, IdlenessTracker, WatermarkStrategy
+from streamjob.worker.api.windows import GlobalWindows, WindowAssigner
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.runtime.context import now_ms, with_job_types
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
 from streamjob.worker.runtime.operators import OperatorSetup, StreamOperator
+from streamjob.worker.runtime.trigger_windows import TriggerWindowCore
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor
 
 
@@ -76,10 +82,11 @@ class EventWindowOperator(StreamOperator):
         self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()
         self.late_records_dropped = 0
         kind, incremental = options["window_aggregation"]
+        self._stamped_in = bool(options.get("stamped_in"))
         self._core = WindowCore(
             self.backend,
             options["assigner"],
-            aggregation_for(kind, incremental),
+            _values_of_pairs(aggregation_for(kind, incremental), self._stamped_in),
             self.fn,
             allowed_lateness_ms=options.get("allowed_lateness_ms", 0),
             descriptor=descriptor,
@@ -87,6 +94,8 @@ class EventWindowOperator(StreamOperator):
         )
         self._state, floor = _watermark_state(self)
         self._core.watermark = floor
+        self._core.side_outputs = self.side_outputs
+        self._late_tag: str | None = options.get("late_tag")
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         # processing time: every record of the batch gets the same clock reading
@@ -95,7 +104,14 @@ class EventWindowOperator(StreamOperator):
 
     def _take(self) -> list[Any]:
         out, late = self._core.take()
-        self.late_records_dropped += len(late)  # a late-data side output is not wired yet
+        if late and self._stamped_in:
+            late = [value for _, value in late]
+        if late:
+            buffer = None if self._late_tag is None else self.side_outputs.get(self._late_tag)
+            if buffer is None:
+                self.late_records_dropped += len(late)
+            else:
+                buffer.extend(late)
         return out
 
     def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
@@ -119,6 +135,81 @@ class EventWindowOperator(StreamOperator):
         self._state.update([self._core.watermark])
 
 
+class TriggerWindowOperator(EventWindowOperator):
+    """Keyed windows with a trigger and/or an evictor, and global windows (``runtime/trigger_windows.py``)."""
+
+    def open(self) -> None:
+        StreamOperator.open(self)
+        assert self.backend is not None
+        options = self.setup.transformation.options
+        serializer = with_job_types(
+            MapStateDescriptor("__windows__", serializer=options["state_serializer"]()), self.setup.info.job_types
+        ).serializer
+        assigner = options["assigner"]
+        strategy = options.get("timestamps")
+        self._timestamp_of = None if strategy is None else strategy.record_timestamp_function()
+        self.late_records_dropped = 0
+        kind, incremental = options["window_aggregation"]
+        self._stamped_in = bool(options.get("stamped_in"))
+        self._core = TriggerWindowCore(  # type: ignore[assignment]
+            self.backend,
+            assigner,
+            options.get("trigger") or default_trigger(assigner),
+            options.get("evictor"),
+            _values_of_pairs(aggregation_for(kind, incremental), self._stamped_in),
+            self.fn,
+            allowed_lateness_ms=options.get("allowed_lateness_ms", 0),
+            serializer=serializer,
+            now=now_ms,
+        )
+        self._state, floor = _watermark_state(self)
+        self._core.watermark = floor
+        self._core.side_outputs = self.side_outputs
+        self._late_tag = options.get("late_tag")
+
+    def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
+        self._core.advance_watermark(upstream)  # trigger timers of event time, whatever the assigner
+        return upstream, self._take()
+
+    def fire_timers(self, now: int) -> list[Any]:
+        self._core.fire_processing_time(now)
+        return self._take()
+
+    def next_timer(self) -> int | None:
+        return None if self.backend is None else self.backend.next_timer_time()
+
+
+def _values_of_pairs(aggregation: WindowAggregation, stamped: bool) -> WindowAggregation:
+    """On a stamped stream (``(timestamp, value)`` pairs, ``api/stamped.py``) the window adds the values."""
+    if not stamped:
+        return aggregation
+    add = aggregation.add
+
+    def add_value(pair: Any, acc: Any) -> Any:
+        return add(pair[1], acc)
+
+    return WindowAggregation(
+        aggregation.create,
+        add_value,
+        aggregation.merge,
+        aggregation.result,
+        buffers_records=aggregation.buffers_records,
+        stores_pairs=True,
+    )
+
+
+def default_trigger(assigner: WindowAssigner) -> Trigger:
+    """Flink's default trigger of ``assigner``: event time, processing time, or never (global windows)."""
+    if isinstance(assigner, GlobalWindows):
+        return NeverTrigger()
+    return EventTimeTrigger() if assigner.is_event_time else ProcessingTimeTrigger()
+
+
+def uses_trigger_operator(options: dict[str, Any]) -> bool:
+    """Whether a window needs ``TriggerWindowOperator`` (a trigger, an evictor, or global windows)."""
+    return bool(options.get("trigger") or options.get("evictor") or isinstance(options.get("assigner"), GlobalWindows))
+
+
 TIME_KINDS = frozenset({Kind.TIMESTAMPS, Kind.EVENT_WINDOW})
 """The transformation kinds ``create_time_operator`` builds."""
 
@@ -127,6 +218,8 @@ def create_time_operator(setup: OperatorSetup) -> StreamOperator:
     """The operator of a ``TIME_KINDS`` transformation."""
     if setup.transformation.kind is Kind.TIMESTAMPS:
         return TimestampsOperator(setup)
+    if uses_trigger_operator(setup.transformation.options):
+        return TriggerWindowOperator(setup)
     return EventWindowOperator(setup)
 
 
@@ -139,4 +232,12 @@ def aggregation_for(kind: str, fn: Any) -> WindowAggregation:
     return WindowAggregation.of_records()
 
 
-__all__ = ["TIME_KINDS", "EventWindowOperator", "TimestampsOperator", "aggregation_for", "create_time_operator"]
+__all__ = [
+    "TIME_KINDS",
+    "EventWindowOperator",
+    "TimestampsOperator",
+    "TriggerWindowOperator",
+    "aggregation_for",
+    "create_time_operator",
+    "default_trigger",
+]
