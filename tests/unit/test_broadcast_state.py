@@ -29,6 +29,8 @@ from streamjob.worker.runtime.context import TaskInfo
 from streamjob.worker.runtime.operators import OperatorSetup
 from streamjob.worker.testing import JobError, TestingSink, TestingSource, run_in_process
 
+pytestmark = pytest.mark.unit
+
 THRESHOLDS = MapStateDescriptor("thresholds", int, int)
 # (timestamp, threshold): the threshold in force from that timestamp on
 RULES = [(0, 50), (250, 10), (400, 90)]

@@ -29,6 +29,8 @@ from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.job_graph import build_job_graph
 from streamjob.worker.testing import TestingSink, TestingSource, run_in_process
 
+pytestmark = pytest.mark.unit
+
 A = [("a", 100), ("b", 150), ("a", 300), ("a", 500)]
 B = [("a", 50), ("a", 120), ("b", 140), ("a", 300), ("b", 400), ("a", 450)]
 

@@ -27,6 +27,8 @@ from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.key_groups import key_group_for, key_group_range
 from tests.unit.test_state_support import MemoryStorage, make_backend
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(params=["hashmap", "rocksdb"])
 def kind(request: pytest.FixtureRequest) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streamjob.worker.failures import LINE_CHARS, TRACEBACK_LINES, describe
 from streamjob.worker.protocol.messages import TO_JOBMASTER, TaskFailed, decode, encode
 from streamjob.worker.protocol.rest import FailureDetail, JobOverview
+
+pytestmark = pytest.mark.unit
 
 
 class _Operator:

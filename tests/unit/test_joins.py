@@ -25,6 +25,8 @@ from streamjob.worker.runtime.join_operators import IntervalJoinOperator
 from streamjob.worker.runtime.operators import OperatorSetup
 from streamjob.worker.testing import TestingSink, TestingSource, run_in_process
 
+pytestmark = pytest.mark.unit
+
 LEFT = [("a", 0), ("a", 10), ("b", 5)]
 RIGHT = [("a", 2), ("a", 9), ("a", 25), ("b", 3), ("b", 20)]
 

@@ -17,6 +17,8 @@ from streamjob.worker.errors import ConfigError
 from streamjob.worker.runtime.context import TaskInfo
 from streamjob.worker.runtime.operators import OperatorSetup, ReduceOperator
 
+pytestmark = pytest.mark.unit
+
 RECORDS = [("a", 3, "x"), ("a", 1, "y"), ("b", 5, "z"), ("a", 1, "w"), ("a", 4, "v"), ("b", 5, "u")]
 
 

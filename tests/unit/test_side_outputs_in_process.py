@@ -24,6 +24,8 @@ from streamjob.worker.api import (
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.testing import TestingSink, TestingSource, run_in_process
 
+pytestmark = pytest.mark.unit
+
 ODD = OutputTag("odd")
 BIG = OutputTag("big")
 UNREAD = OutputTag("nobody-reads-this")

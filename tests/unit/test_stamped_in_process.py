@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
+
 from streamjob.worker.api import (
     CountTrigger,
     GlobalWindows,
@@ -24,6 +26,8 @@ from streamjob.worker.api import (
     WatermarkStrategy,
 )
 from streamjob.worker.testing import TestingSink, TestingSource, run_in_process
+
+pytestmark = pytest.mark.unit
 
 LATE = OutputTag("late")
 STRATEGY = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda r: r[1])

@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from streamjob.worker.errors import StorageError
 from streamjob.worker.snapshot.handles import StateHandle
 from streamjob.worker.state.backend import KeyedBackendContext, KeyedStateBackend
 from streamjob.worker.state.factory import create_keyed_backend
 from streamjob.worker.state.key_groups import key_group_range
+
+pytestmark = pytest.mark.unit
 
 
 @dataclass

@@ -40,6 +40,8 @@ from streamjob.worker.state.backend import KeyedStateBackend
 from tests.unit.test_event_windows import backend_owns
 from tests.unit.test_state_support import MemoryStorage, make_backend
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(params=["hashmap", "rocksdb"])
 def kind(request: pytest.FixtureRequest) -> str:

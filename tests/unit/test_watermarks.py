@@ -10,6 +10,8 @@ from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, Idlene
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.runtime.watermarks import WatermarkValve
 
+pytestmark = pytest.mark.unit
+
 
 def test_bounded_out_of_orderness_trails_the_largest_timestamp_by_the_bound_plus_one() -> None:
     gen = WatermarkStrategy.for_bounded_out_of_orderness(200).create_generator()
