@@ -129,7 +129,7 @@ async def snapshot_changed(spec: Mapping[str, Any], namespace: str | None, memo:
         _waker(memo, namespace or "", str(job)).set()
 
 
-@kopf.on.delete(GROUP, VERSION, SNAPSHOT_PLURAL, id="dispose")
+@kopf.on.delete(GROUP, VERSION, SNAPSHOT_PLURAL, id="dispose", annotations={RELEASED: kopf.ABSENT})
 async def delete_snapshot(body: kopf.Body, memo: Any, **_: Any) -> None:
     """Deletes the snapshot's files (``disposeOnDelete``) before the resource goes; waits while in use."""
     deps: Deps = memo["deps"]
