@@ -64,13 +64,5 @@ REASONS: dict[str, EventKind] = {
     "CheckpointsStalled": EventKind.STALL,
     "CheckpointsResumed": EventKind.STALL,
     "CheckpointTriggered": EventKind.REQUEST,
-    # StreamJobSnapshots, retention and old lineages (a periodic savepoint posts SavepointCompleted)
-    "SnapshotAbandoned": EventKind.FAILURE,
-    "DisposalRefused": EventKind.FAILURE,
-    "FilesKept": EventKind.FAILURE,
-    "LineageCleanupFailed": EventKind.FAILURE,
-    "SnapshotDisposed": EventKind.SAVEPOINT,
-    "SnapshotsExpired": EventKind.SAVEPOINT,
-    "LineagesDeleted": EventKind.TRANSITION,
 }
 """Every Event reason and its kind."""
