@@ -451,7 +451,9 @@ class FakeKube:
         self.snapshot_crd = True
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """See ``KubeApi``."""
+        """See ``KubeApi``: the one StreamJob, if it has that name."""
+        if self.job is None or self.job["metadata"]["name"] != name:
+            return None
         return copy.deepcopy(self.job)
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:

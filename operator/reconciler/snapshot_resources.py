@@ -208,7 +208,9 @@ def _first_sight(d: Draft, view: SnapshotView) -> None:
             }
         )
     else:
-        status = view.status.model_copy(update={"state": SnapshotState.TRIGGER_PENDING, "trigger": view.trigger})
+        status = view.status.model_copy(
+            update={"state": SnapshotState.TRIGGER_PENDING, "trigger": view.trigger, "error": None}
+        )
     _patch(d, view.name, status, new_labels)
 
 

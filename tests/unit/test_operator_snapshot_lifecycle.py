@@ -259,3 +259,15 @@ def test_job_deletion_abandons_its_pending_snapshots() -> None:
     asyncio.run(run())
     status = kube.objects[("StreamJobSnapshot", "s1")]["status"]
     assert status["state"] == "ABANDONED" and "deleted" in status["error"]
+
+
+def test_a_snapshot_naming_no_streamjob_says_so_once() -> None:
+    deps, kube, _, _ = fake_deps(SNAP_SPEC, CONFIG)
+    body = {"metadata": {"name": "s1", "namespace": "ns"}, "spec": {"jobReference": {"name": "nope"}}}
+    kube.objects[("StreamJobSnapshot", "s1")] = body
+    assert asyncio.run(snapshot_disposal.report_orphan(deps, body))
+    error = kube.objects[("StreamJobSnapshot", "s1")]["status"]["error"]
+    assert error.startswith("spec.jobReference.name: no StreamJob 'nope' in namespace ns")
+    assert not asyncio.run(snapshot_disposal.report_orphan(deps, kube.objects[("StreamJobSnapshot", "s1")]))
+    mine = {"metadata": {"name": "s2", "namespace": "ns"}, "spec": {"jobReference": {"name": "demo"}}}
+    assert not asyncio.run(snapshot_disposal.report_orphan(deps, mine))  # its job exists: its rounds take it up
