@@ -7,6 +7,7 @@ and a restore by name is checked on the job's exact output.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -197,3 +198,30 @@ def test_upgrades_keep_savepoints_and_lineages_bounded(job: Job) -> None:
     assert lineage_dirs(job) == {status["jobId"]}
     upgrade_snaps = job.kube.raw.get(sjs_path(job.namespace), labelSelector="streamjob.dev/trigger=upgrade")["items"]
     assert 1 <= len(upgrade_snaps) <= 3 and status["restoreFrom"] in {i["status"]["path"] for i in upgrade_snaps}
+
+
+def test_bad_snapshot_and_savepoint_fields_are_refused_with_the_field_named(job: Job) -> None:
+    def refused(manifest: Json) -> str:
+        result = job.kube.kubectl("apply", "-n", job.namespace, "-f", "-", input=json.dumps(manifest), check=False)
+        assert result.returncode != 0, f"accepted: {manifest}"
+        return result.stderr
+
+    snap: Json = {"apiVersion": "streamjob.dev/v1alpha1", "kind": "StreamJobSnapshot", "metadata": {"name": "bad"}}
+    assert "spec.type" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "type": "full"}})
+    out = refused({**snap, "spec": {"jobReference": {"name": "x"}, "type": "checkpoint", "disposeOnDelete": True}})
+    assert "disposeOnDelete cannot be true for a checkpoint" in out
+    assert "backoffLimit" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "backoffLimit": -1}})
+    assert "spec.path" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "path": "/tmp/x"}})
+    assert "unknown field" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "dispose": True}})
+    sj: Json = {
+        "apiVersion": "streamjob.dev/v1alpha1",
+        "kind": "StreamJob",
+        "metadata": {"name": "bad"},
+        "spec": {"image": "i", "entrypoint": "m:f", "storage": job.storage()},
+    }
+    every = refused({**sj, "spec": {**sj["spec"], "savepoints": {"interval": "5 minutes"}}})
+    assert "spec.savepoints.interval" in every, every
+    both = refused({**sj, "spec": {**sj["spec"], "savepoints": {"interval": "5m", "cron": "0 * * * *"}}})
+    assert "set either interval or cron" in both, both
+    named = {**sj["spec"], "initialSavepointPath": "s3://b/x", "restoreFrom": {"snapshotName": "s"}}
+    assert "set either initialSavepointPath or restoreFrom" in refused({**sj, "spec": named})
