@@ -133,6 +133,8 @@ def test_periodic_savepoints_stay_bounded_by_retention() -> None:
     periodic = [a for a in w.actions if isinstance(a, CreateSnapshot)]
     assert len(periodic) >= 10  # many were taken...
     assert w.count(DeleteSnapshot) >= len(periodic) - 3  # ...and all but the newest deleted
+    paths = {b["status"]["path"] for b in (w.snapshot_bodies or {}).values()}
+    assert {s.location for s in w.status.savepoint_history} <= paths  # no deleted savepoint listed in status
     completed = sorted(
         (b for b in (w.snapshot_bodies or {}).values() if b["status"]["state"] == "COMPLETED"),
         key=lambda b: b["status"]["resultTimestamp"],
