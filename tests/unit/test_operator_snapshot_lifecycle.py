@@ -273,3 +273,20 @@ def test_a_snapshot_naming_no_streamjob_says_so_once() -> None:
     assert not asyncio.run(snapshot_disposal.report_orphan(deps, kube.objects[("StreamJobSnapshot", "s1")]))
     mine = {"metadata": {"name": "s2", "namespace": "ns"}, "spec": {"jobReference": {"name": "demo"}}}
     assert not asyncio.run(snapshot_disposal.report_orphan(deps, mine))  # its job exists: its rounds take it up
+
+
+def test_the_deletion_savepoint_outlives_the_job_as_a_completed_snapshot() -> None:
+    from streamjob.operator import controller
+
+    deps, kube, _, _ = fake_deps({**SNAP_SPEC, "savepointOnDeletion": True}, CONFIG)
+
+    async def run() -> None:
+        await reconcile_rounds(deps, kube, 8)
+        assert kube.job is not None and kube.job["status"]["lifecycleState"] == "Running"
+        await controller.finalize(deps, kube.job)
+
+    asyncio.run(run())
+    (body,) = [o for (kind, _), o in kube.objects.items() if kind == "StreamJobSnapshot"]
+    assert body["metadata"]["labels"]["streamjob.dev/trigger"] == "deletion"
+    assert body["status"]["state"] == "COMPLETED" and body["status"]["path"].startswith("s3://b/c/ns/demo/savepoint-")
+    assert body["status"]["storage"]["savepointsUri"] == "s3://b/sp"
