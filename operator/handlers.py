@@ -122,14 +122,25 @@ async def pod_changed(labels: Mapping[str, str], namespace: str | None, memo: An
 
 
 @kopf.on.event(GROUP, VERSION, SNAPSHOT_PLURAL)
-async def snapshot_changed(spec: Mapping[str, Any], namespace: str | None, memo: Any, **_: Any) -> None:
-    """A StreamJobSnapshot changed: run its job's next round now (it triggers, settles or abandons it)."""
+async def snapshot_changed(
+    body: kopf.Body, spec: Mapping[str, Any], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A StreamJobSnapshot changed: run its job's next round now (it triggers, settles or abandons it).
+
+    A new one naming no StreamJob gets that error in its status instead.
+    """
     job = (spec.get("jobReference") or {}).get("name")
     if job:
         _waker(memo, namespace or "", str(job)).set()
+    deps: Deps | None = memo.get("deps")
+    if deps is not None and body.get("metadata", {}).get("namespace"):
+        try:
+            await snapshot_disposal.report_orphan(deps, dict(body))
+        except OperatorError as err:
+            log.info("%s/%s: %s", namespace, body.get("metadata", {}).get("name"), err)
 
 
-@kopf.on.delete(GROUP, VERSION, SNAPSHOT_PLURAL, id="dispose")
+@kopf.on.delete(GROUP, VERSION, SNAPSHOT_PLURAL, id="dispose", annotations={RELEASED: kopf.ABSENT})
 async def delete_snapshot(body: kopf.Body, memo: Any, **_: Any) -> None:
     """Deletes the snapshot's files (``disposeOnDelete``) before the resource goes; waits while in use."""
     deps: Deps = memo["deps"]

@@ -193,24 +193,24 @@ class Kube:
         """See ``KubeApi``: the API server's version list (open to every authenticated client)."""
         await self._call("reach the API server", lambda: self._versions.get_api_versions(_request_timeout=5))
 
-    async def list_streamjobs(self, namespace: str | None) -> list[dict[str, Any]]:
-        """StreamJobs of one namespace, or of every namespace (``None``): for ``release``, not the controller."""
+    async def list_streamjobs(self, namespace: str | None, plural: str = PLURAL) -> list[dict[str, Any]]:
+        """StreamJobs (or ``plural``) of one namespace, or of every namespace (``None``): for ``release``."""
         if namespace is None:
-            call = lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _preload_content=False)  # noqa: E731
+            call = lambda: self._custom.list_cluster_custom_object(GROUP, VERSION, plural, _preload_content=False)  # noqa: E731
         else:
             call = lambda: self._custom.list_namespaced_custom_object(  # noqa: E731
-                GROUP, VERSION, namespace, PLURAL, _preload_content=False
+                GROUP, VERSION, namespace, plural, _preload_content=False
             )
-        items: list[dict[str, Any]] = self._json(await self._call("list streamjobs", call)).get("items", [])
+        items: list[dict[str, Any]] = self._json(await self._call(f"list {plural}", call)).get("items", [])
         return items
 
-    async def patch_streamjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """Merge-patches a StreamJob (spec or metadata); one already gone is fine."""
+    async def patch_streamjob(self, namespace: str, name: str, patch: dict[str, Any], plural: str = PLURAL) -> None:
+        """Merge-patches a StreamJob (or a ``plural`` object: spec or metadata); one already gone is fine."""
         try:
             await self._call(
-                f"patch streamjob {namespace}/{name}",
+                f"patch {plural} {namespace}/{name}",
                 lambda: self._custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, patch, _preload_content=False
+                    GROUP, VERSION, namespace, plural, name, patch, _preload_content=False
                 ),
             )
         except NotFoundError:

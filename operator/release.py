@@ -14,6 +14,8 @@ sj`` would hang after ``helm uninstall``. The hook runs while the operator still
 - ``keep``: does nothing (the hook is not installed); ``kubectl delete sj`` then needs the operator
   back, or ``kubectl patch sj NAME --type=merge -p '{"metadata":{"finalizers":null}}'``.
 
+StreamJobSnapshots are released too (annotation and finalizer removed; their files stay).
+
 A job that does not reach Suspended in time is released anyway and named in the output: the hook
 never blocks ``helm uninstall`` for longer than ``--timeout``. Exit code 0 unless the API is unreachable.
 """
@@ -27,8 +29,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from streamjob.operator.errors import KubernetesError
+from streamjob.operator.errors import KubernetesError, NotFoundError
 from streamjob.operator.k8s import Kube, load_client_config
+from streamjob.operator.model.snapshot import SNAPSHOT_PLURAL
 from streamjob.operator.resources.labels import RELEASED
 
 FINALIZER = "streamjob.dev/finalizer"
@@ -87,6 +90,20 @@ async def release(kube: Kube, namespaces: Sequence[str], *, suspend: bool, timeo
             await kube.patch_streamjob(*key(body), released(current, when))
         state = ((current or {}).get("status") or {}).get("lifecycleState", "gone")
         lines.append(f"{key(body)[0]}/{key(body)[1]}: released ({state})")
+    return lines + await release_snapshots(kube, scopes, when)
+
+
+async def release_snapshots(kube: Kube, scopes: Sequence[str | None], when: str) -> list[str]:
+    """Releases every StreamJobSnapshot: its finalizer goes (its files stay), so deleting it never hangs."""
+    lines: list[str] = []
+    for scope in scopes:
+        try:
+            snapshots = await kube.list_streamjobs(scope, SNAPSHOT_PLURAL)
+        except NotFoundError:  # the StreamJobSnapshot CRD is not installed
+            return lines
+        for body in snapshots:
+            await kube.patch_streamjob(*key(body), released(body, when), SNAPSHOT_PLURAL)
+            lines.append(f"{key(body)[0]}/{key(body)[1]}: snapshot released (files kept)")
     return lines
 
 

@@ -1,5 +1,7 @@
 """Deleting a StreamJobSnapshot: its files go with it (``disposeOnDelete``) unless they are in use.
 
+(Also ``report_orphan``: a new snapshot naming no existing StreamJob says so in its status.)
+
 Called by the kopf deletion handler of StreamJobSnapshots (``handlers``), which holds the finalizer
 until this returns. The decisions are ``reconciler.retention``'s: a restore point of the job is
 refused (``SnapshotInUse``, retried; the status and a Warning event say why and how to go on), and
@@ -91,3 +93,26 @@ async def dispose(deps: Deps, body: dict[str, Any]) -> str:
     message = f"deleted {count} files of {view.status.path}"
     await events.publish(deps.kube, body, [EventRecord("SnapshotDisposed", message)])
     return message
+
+
+async def report_orphan(deps: Deps, body: dict[str, Any]) -> bool:
+    """A snapshot the operator has not taken up whose ``jobReference`` names no StreamJob: say so in status.
+
+    The job's rounds take up every other snapshot; this one would stay without a word. Returns
+    whether it was reported (once: an unchanged error is not written again).
+    """
+    view = view_snapshot(body)
+    namespace = str(body["metadata"]["namespace"])
+    if view.state is not None or view.deleting or not view.job:
+        return False
+    if await deps.kube.get_streamjob(namespace, view.job) is not None:
+        return False
+    message = (
+        f"spec.jobReference.name: no StreamJob {view.job!r} in namespace {namespace}; "
+        "create it (the snapshot is taken once it runs) or fix the name"
+    )
+    if view.status.error == message:
+        return False
+    status = view.status.model_copy(update={"error": message})
+    await deps.kube.patch_snapshot(namespace, view.name, status.model_dump(mode="json", by_alias=True), None)
+    return True

@@ -208,7 +208,9 @@ def _first_sight(d: Draft, view: SnapshotView) -> None:
             }
         )
     else:
-        status = view.status.model_copy(update={"state": SnapshotState.TRIGGER_PENDING, "trigger": view.trigger})
+        status = view.status.model_copy(
+            update={"state": SnapshotState.TRIGGER_PENDING, "trigger": view.trigger, "error": None}
+        )
     _patch(d, view.name, status, new_labels)
 
 
@@ -257,6 +259,10 @@ def _expire(d: Draft) -> None:
     doomed = retention.expired_snapshots(d.facts.snapshots, spec.savepoints, now=d.facts.now, used=used)
     for name in doomed:
         d.act(DeleteSnapshot(name))
+    gone = {v.status.path for v in d.facts.snapshots if v.name in doomed and v.status.path}
+    history = d.status.savepoint_history
+    if gone and any(s.location in gone for s in history):
+        d.update(savepoint_history=[s for s in history if s.location not in gone])  # status lists no deleted files
     if doomed:
         d.event("SnapshotsExpired", f"deleting {len(doomed)} snapshot(s) past retention: {', '.join(doomed)}")
 

@@ -7,6 +7,7 @@ and a restore by name is checked on the job's exact output.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -161,3 +162,66 @@ def test_restore_by_snapshot_name_exact_and_in_use_disposal_refused_and_abandone
     assert s3_keys(job, f"{job.prefix}/checkpoints/{job.namespace}/{job.name}/{resumed['jobId']}")
     job.wait(finished, "the job to finish", timeout=300)
     check_exact(job.out, count)
+
+
+def lineage_dirs(job: Job) -> set[str]:
+    """The jobId directories holding objects under the job's checkpoints root."""
+    base = f"{job.prefix}/checkpoints/{job.namespace}/{job.name}"
+    start = len(base.removeprefix(f"s3://{job.s3.bucket}/")) + 1
+    return {key[start:].split("/")[0] for key in s3_keys(job, base)}
+
+
+def test_upgrades_keep_savepoints_and_lineages_bounded(job: Job) -> None:
+    count = 100_000
+    job.create(
+        count=count,
+        rate=200,
+        args=[f"file://{job.out}", str(count), "200", "500"],
+        savepoints={"maxCount": 2},
+    )
+    status = job.wait(lambda s: checkpointed(s, 1), "the first checkpoint", timeout=180)
+    upgrades = 5
+    peak_savepoints = peak_lineages = 0
+    for n in range(1, upgrades + 1):
+        job.patch({"taskManager": {"annotations": {"example.com/rollout": str(n)}}})
+        before = status["jobId"]
+        status = job.wait(
+            lambda s, before=before: checkpointed(s, 1) and s["jobId"] != before, f"upgrade {n}", timeout=180
+        )
+        current = status["jobId"]
+        job.wait(lambda s, current=current: s.get("lineagesCleaned") == current, f"cleanup {n}", timeout=120)
+        peak_savepoints = max(peak_savepoints, len(savepoint_dirs(job)))
+        peak_lineages = max(peak_lineages, len(lineage_dirs(job)))
+    # Without retention: 5 upgrade savepoints and 6 lineages. With it: maxCount (+1 until the next round).
+    assert peak_savepoints <= 3, f"{peak_savepoints} savepoint directories after {upgrades} upgrades"
+    assert peak_lineages <= 2, f"{peak_lineages} checkpoint lineages after {upgrades} upgrades"
+    assert lineage_dirs(job) == {status["jobId"]}
+    upgrade_snaps = job.kube.raw.get(sjs_path(job.namespace), labelSelector="streamjob.dev/trigger=upgrade")["items"]
+    assert 1 <= len(upgrade_snaps) <= 3 and status["restoreFrom"] in {i["status"]["path"] for i in upgrade_snaps}
+
+
+def test_bad_snapshot_and_savepoint_fields_are_refused_with_the_field_named(job: Job) -> None:
+    def refused(manifest: Json) -> str:
+        result = job.kube.kubectl("apply", "-n", job.namespace, "-f", "-", input=json.dumps(manifest), check=False)
+        assert result.returncode != 0, f"accepted: {manifest}"
+        return result.stderr
+
+    snap: Json = {"apiVersion": "streamjob.dev/v1alpha1", "kind": "StreamJobSnapshot", "metadata": {"name": "bad"}}
+    assert "spec.type" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "type": "full"}})
+    out = refused({**snap, "spec": {"jobReference": {"name": "x"}, "type": "checkpoint", "disposeOnDelete": True}})
+    assert "disposeOnDelete cannot be true for a checkpoint" in out
+    assert "backoffLimit" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "backoffLimit": -1}})
+    assert "spec.path" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "path": "/tmp/x"}})
+    assert "unknown field" in refused({**snap, "spec": {"jobReference": {"name": "x"}, "dispose": True}})
+    sj: Json = {
+        "apiVersion": "streamjob.dev/v1alpha1",
+        "kind": "StreamJob",
+        "metadata": {"name": "bad"},
+        "spec": {"image": "i", "entrypoint": "m:f", "storage": job.storage()},
+    }
+    every = refused({**sj, "spec": {**sj["spec"], "savepoints": {"interval": "5 minutes"}}})
+    assert "spec.savepoints.interval" in every, every
+    both = refused({**sj, "spec": {**sj["spec"], "savepoints": {"interval": "5m", "cron": "0 * * * *"}}})
+    assert "set either interval or cron" in both, both
+    named = {**sj["spec"], "initialSavepointPath": "s3://b/x", "restoreFrom": {"snapshotName": "s"}}
+    assert "set either initialSavepointPath or restoreFrom" in refused({**sj, "spec": named})

@@ -27,9 +27,11 @@ class FakeKube:
         self.suspend_after = suspend_after
         self.reads: dict[str, int] = {}
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.snapshots: dict[str, dict[str, Any]] = {}
 
-    async def list_streamjobs(self, namespace: str | None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(j) for j in self.jobs.values()]
+    async def list_streamjobs(self, namespace: str | None, plural: str = "streamjobs") -> list[dict[str, Any]]:
+        found = self.jobs if plural == "streamjobs" else self.snapshots
+        return [copy.deepcopy(j) for j in found.values()]
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         body = self.jobs.get(name)
@@ -41,10 +43,12 @@ class FakeKube:
                 body["status"]["lifecycleState"] = "Suspended"
         return copy.deepcopy(body)
 
-    async def patch_streamjob(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    async def patch_streamjob(
+        self, namespace: str, name: str, patch: dict[str, Any], plural: str = "streamjobs"
+    ) -> None:
         self.patches.append((name, patch))
-        body = self.jobs[name]
-        body["spec"].update(patch.get("spec", {}))
+        body = (self.jobs if plural == "streamjobs" else self.snapshots)[name]
+        body.setdefault("spec", {}).update(patch.get("spec", {}))
         meta = patch.get("metadata", {})
         body["metadata"].setdefault("annotations", {}).update(meta.get("annotations", {}))
         if "finalizers" in meta:
@@ -83,3 +87,12 @@ def test_release_only_leaves_jobs_running() -> None:
     asyncio.run(release(kube, [], suspend=False, timeout_s=10))  # type: ignore[arg-type]
     assert kube.jobs["run"]["spec"]["state"] == "running"
     assert kube.jobs["run"]["metadata"]["finalizers"] == []
+
+
+def test_snapshots_are_released_too_so_deleting_them_never_hangs() -> None:
+    kube = FakeKube([job("a", "Suspended")])
+    kube.snapshots["s1"] = {"metadata": {"name": "s1", "namespace": "ns", "finalizers": [FINALIZER]}}
+    lines = asyncio.run(release(kube, [], suspend=False, timeout_s=1))  # type: ignore[arg-type]
+    assert kube.snapshots["s1"]["metadata"]["finalizers"] == []
+    assert RELEASED in kube.snapshots["s1"]["metadata"]["annotations"]
+    assert "ns/s1: snapshot released (files kept)" in lines

@@ -133,6 +133,8 @@ def test_periodic_savepoints_stay_bounded_by_retention() -> None:
     periodic = [a for a in w.actions if isinstance(a, CreateSnapshot)]
     assert len(periodic) >= 10  # many were taken...
     assert w.count(DeleteSnapshot) >= len(periodic) - 3  # ...and all but the newest deleted
+    paths = {b["status"]["path"] for b in (w.snapshot_bodies or {}).values()}
+    assert {s.location for s in w.status.savepoint_history} <= paths  # no deleted savepoint listed in status
     completed = sorted(
         (b for b in (w.snapshot_bodies or {}).values() if b["status"]["state"] == "COMPLETED"),
         key=lambda b: b["status"]["resultTimestamp"],
@@ -259,3 +261,32 @@ def test_job_deletion_abandons_its_pending_snapshots() -> None:
     asyncio.run(run())
     status = kube.objects[("StreamJobSnapshot", "s1")]["status"]
     assert status["state"] == "ABANDONED" and "deleted" in status["error"]
+
+
+def test_a_snapshot_naming_no_streamjob_says_so_once() -> None:
+    deps, kube, _, _ = fake_deps(SNAP_SPEC, CONFIG)
+    body = {"metadata": {"name": "s1", "namespace": "ns"}, "spec": {"jobReference": {"name": "nope"}}}
+    kube.objects[("StreamJobSnapshot", "s1")] = body
+    assert asyncio.run(snapshot_disposal.report_orphan(deps, body))
+    error = kube.objects[("StreamJobSnapshot", "s1")]["status"]["error"]
+    assert error.startswith("spec.jobReference.name: no StreamJob 'nope' in namespace ns")
+    assert not asyncio.run(snapshot_disposal.report_orphan(deps, kube.objects[("StreamJobSnapshot", "s1")]))
+    mine = {"metadata": {"name": "s2", "namespace": "ns"}, "spec": {"jobReference": {"name": "demo"}}}
+    assert not asyncio.run(snapshot_disposal.report_orphan(deps, mine))  # its job exists: its rounds take it up
+
+
+def test_the_deletion_savepoint_outlives_the_job_as_a_completed_snapshot() -> None:
+    from streamjob.operator import controller
+
+    deps, kube, _, _ = fake_deps({**SNAP_SPEC, "savepointOnDeletion": True}, CONFIG)
+
+    async def run() -> None:
+        await reconcile_rounds(deps, kube, 8)
+        assert kube.job is not None and kube.job["status"]["lifecycleState"] == "Running"
+        await controller.finalize(deps, kube.job)
+
+    asyncio.run(run())
+    (body,) = [o for (kind, _), o in kube.objects.items() if kind == "StreamJobSnapshot"]
+    assert body["metadata"]["labels"]["streamjob.dev/trigger"] == "deletion"
+    assert body["status"]["state"] == "COMPLETED" and body["status"]["path"].startswith("s3://b/c/ns/demo/savepoint-")
+    assert body["status"]["storage"]["savepointsUri"] == "s3://b/sp"
