@@ -174,13 +174,20 @@ class SubtaskCheckpointer:
         with self.cpu.measure():
             return self.forward_and_write(self.snapshot_sync(barrier), barrier, alignment_s, capture)
 
-    def snapshot_sync(self, barrier: Barrier) -> SyncSnapshot | None:
-        """The synchronous part of every operator's snapshot; None (after a decline or a task failure) if one failed."""
+    def snapshot_sync(
+        self, barrier: Barrier, operators: slice = slice(None), before: SyncSnapshot | None = None
+    ) -> SyncSnapshot | None:
+        """The synchronous part of the chain's snapshot; None (after a decline or a task failure) if one failed.
+
+        ``operators``: a part of the chain (default all of it), added to ``before``, the snapshot of an
+        earlier part: a legacy source's task snapshots its head, runs the records drained with it
+        through the chain, and only then snapshots the rest.
+        """
         with self.cpu.measure():
             started = self.clock.monotonic()
-            positions = self.chain.positions()
-            snapshots: dict[str, SnapshotFn] = {}
-            for op in self.chain.operators:
+            positions = self.chain.positions() if before is None else before.positions
+            snapshots: dict[str, SnapshotFn] = {} if before is None else dict(before.snapshots)
+            for op in self.chain.operators[operators]:
                 try:
                     snapshots[op.uid] = op.snapshot(barrier.id, barrier.timestamp_ms)
                 except Exception as err:
@@ -189,7 +196,8 @@ class SubtaskCheckpointer:
                         reason = f"operator '{op.uid}' failed to snapshot: {type(err).__name__}: {err}"
                         self._decline(barrier.id, reason)
                     return None
-            return SyncSnapshot(barrier, snapshots, positions, self.clock.monotonic() - started)
+            sync_s = self.clock.monotonic() - started + (0.0 if before is None else before.sync_s)
+            return SyncSnapshot(barrier, snapshots, positions, sync_s)
 
     def forward_and_write(
         self, sync: SyncSnapshot | None, barrier: Barrier, alignment_s: float, capture: InFlightCapture | None

@@ -337,13 +337,24 @@ class Task:
                 pass
 
     async def _source_checkpoint(self, barrier: Barrier) -> None:
-        """Sync snapshot, then the records a legacy source emitted up to it, then the barrier and the rest."""
-        sync = self.checkpointer.snapshot_sync(barrier)
+        """The sync snapshot, then the barrier and the rest.
+
+        A legacy source's snapshot takes, under its checkpoint lock, the records its thread emitted
+        that the task has not drained yet: its position counts them, so they run through the rest of
+        the chain before the chained operators snapshot (a chained two-phase-commit sink writes them
+        into this checkpoint's transaction, not the next one, which a crash would abort).
+        """
         head = self.operators[0]
-        if isinstance(head, LegacySourceOperator) and head.drained_at_barrier:
+        if isinstance(head, LegacySourceOperator):
+            sync = self.checkpointer.snapshot_sync(barrier, slice(0, 1))
             drained, head.drained_at_barrier = head.drained_at_barrier, []
-            self.records_in += len(drained)
-            await self._process_from(1, drained)
+            if drained:
+                self.records_in += len(drained)
+                await self._process_from(1, drained)
+            if sync is not None:
+                sync = self.checkpointer.snapshot_sync(barrier, slice(1, None), sync)
+        else:
+            sync = self.checkpointer.snapshot_sync(barrier)
         if sync is not None and barrier.stop:
             self.stopped_at = barrier.id
         self.checkpointer.forward_and_write(sync, barrier, 0.0, None)
