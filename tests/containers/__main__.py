@@ -1,8 +1,9 @@
-"""``python -m tests.containers up`` (``make containers-up``): the real-container cluster by hand.
+"""``python -m tests.containers up|clean`` (``make containers-up``): the real-container cluster by hand.
 
 Builds (or finds in the caches) the images, the control plane and the node binaries, starts the
 two-node cluster in the foreground, prints its kubeconfig and how to reach it, and tears everything
-down (processes, mounts, cgroups, iptables rules) on Ctrl-C or SIGTERM. See docs/testbed.md.
+down (processes, mounts, cgroups, iptables rules) on Ctrl-C or SIGTERM. ``clean`` removes what a
+run killed with SIGKILL left behind (a new run does it too). See docs/testbed.md.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
 
 from tests.cluster.controlplane import TestbedUnavailable, build
-from tests.containers.cluster import HOST_ADDRESS, ClusterUnavailable, ContainerCluster, write_state
+from tests.containers.cluster import HOST_ADDRESS, ClusterUnavailable, ContainerCluster, clean_stale, write_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,18 +29,24 @@ def _image(target: str) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.containers")
-    parser.add_argument("command", choices=["up"])
+    parser.add_argument(
+        "command", choices=["up", "clean"], help="up: run the cluster; clean: remove a killed run's leftovers"
+    )
     parser.add_argument("--dir", type=Path, default=None, help="state and logs (default: a new temporary directory)")
     args = parser.parse_args()
+    if args.command == "clean":
+        clean_stale()
+        return 0
     root = args.dir or Path(tempfile.mkdtemp(prefix="streamjob-containers-"))
     try:
-        images = [_image(t) for t in ("pause", "streamjob", "examples", "jobs")]
+        images = [_image("bundle")]
         cluster = ContainerCluster(build("controlplane", root), build("nodes", root), images, root)
     except (subprocess.CalledProcessError, TestbedUnavailable) as err:
         print(f"could not build the cluster's parts: {err}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM both stop it, also mid-start (a shell's background job ignores SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         state = cluster.start()
         write_state(root / "state.json", cluster)
@@ -51,13 +58,16 @@ def main() -> int:
             f"  logs: {cluster.logs}",
             flush=True,
         )
-        stop.wait()
+        while True:
+            time.sleep(3600)
     except ClusterUnavailable as err:
         print(f"the cluster did not start: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
+        print("stopping the cluster", flush=True)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up must finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
     return 0
 

@@ -16,6 +16,7 @@ Callers: ``tests/containers/fixtures.py`` (the ``container_cluster`` fixture) an
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -39,6 +40,9 @@ NODE_NAMES = ("127.0.0.2", "127.0.0.3")
 CGROUP_FS = Path("/sys/fs/cgroup")
 STATE_ROOT = Path("/var/lib/streamjob-nodes")  # overlayfs needs a real filesystem, not /tmp's tmpfs
 RUN_ROOT = Path("/run/sjn")
+#: One cluster per machine: node names, ports, bridges, cgroup roots and the host address are fixed.
+LOCK_FILE = Path("/run/streamjob-containers.lock")
+LOCK_WAIT_S = 15 * 60
 
 
 class ClusterUnavailable(Exception):
@@ -61,7 +65,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
             value = check()
             if value:
                 return value
-        except (KubeError, OSError, subprocess.SubprocessError) as err:
+        except Exception as err:  # a poll that fails (API server busy, socket not yet there) is retried
             last = err
         time.sleep(interval)
     raise ClusterUnavailable(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else ""))
@@ -85,18 +89,24 @@ class ContainerCluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.forwarders: list[Forwarder] = []
         self._undo: list[tuple[str, ...]] = []
+        self._lock: int | None = None
 
     # -- start ---------------------------------------------------------------------------------
 
     def start(self) -> ControlPlaneState:
         try:
             return self._start()
+        except KubeError as err:
+            self.stop()
+            raise ClusterUnavailable(f"the API server refused a set-up step: {err}") from err
         except BaseException:
             self.stop()
             raise
 
     def _start(self) -> ControlPlaneState:
         self.logs.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        clean_stale()  # what a killed run left behind: nothing else can be running now
         try:
             self.state = self.plane.start()
         except TestbedUnavailable as err:
@@ -106,8 +116,10 @@ class ContainerCluster:
         api_port = int(self.state.server.rsplit(":", 1)[1])
         self.forwarders.append(Forwarder(HOST_ADDRESS, "127.0.0.1", api_port))
         self._kubernetes_endpoints(api, self.forwarders[-1].port)
+        for node in self.nodes:  # from this thread: the processes die with the thread that started them
+            self._start_runtime(node)
         with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(self._start_runtime, self.nodes))
+            list(pool.map(self._load_images, self.nodes))
         for node in self.nodes:
             self._start_kubelet(node)
         self._start_host_components()
@@ -118,6 +130,24 @@ class ContainerCluster:
             lambda: api.get("/api/v1/namespaces/default/serviceaccounts/default"), 60, "the default ServiceAccount"
         )
         return self.state
+
+    def _take_lock(self) -> None:
+        """Waits for another real-container cluster on this machine (another test run) to stop."""
+        self._lock = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.ftruncate(self._lock, 0)
+                os.write(self._lock, f"{os.getpid()}\n".encode())
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = Path(LOCK_FILE).read_text().strip()
+                    raise ClusterUnavailable(
+                        f"another real-container cluster (pid {holder}) held {LOCK_FILE} for {LOCK_WAIT_S}s"
+                    ) from None
+                time.sleep(1)
 
     def _host_network(self) -> None:
         """The pod-facing host address, and FORWARD accepts for the pod range (dockerd's policy is DROP)."""
@@ -140,10 +170,16 @@ class ContainerCluster:
             "endpoints": [{"addresses": [HOST_ADDRESS], "conditions": {"ready": True}}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         }
-        api.create("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice_)
+        path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+        try:
+            api.delete(f"{path}/kubernetes")  # a control plane restarted on its old state dir has one
+        except KubeError as err:
+            if err.status != 404:
+                raise
+        api.create(path, slice_)
 
     def _start_runtime(self, node: NodeSpec) -> None:
-        """containerd for one node, with the images imported before the kubelet can want them."""
+        """containerd for one node (the images are imported before any kubelet starts)."""
         for path in (node.root, node.run, node.cni_dir, node.run / "ipam"):
             path.mkdir(parents=True, exist_ok=True)
         (node.root / "containerd.toml").write_text(config.containerd_config(node))
@@ -154,6 +190,8 @@ class ContainerCluster:
             60,
             f"containerd of {node.name} (log {self.logs}/containerd-{node.index}.log)",
         )
+
+    def _load_images(self, node: NodeSpec) -> None:
         for image in self.images:
             _run(
                 "ctr",
@@ -163,7 +201,6 @@ class ContainerCluster:
                 "k8s.io",
                 "images",
                 "import",
-                "--no-unpack",
                 str(image),
                 timeout=600,
             )
@@ -181,8 +218,9 @@ class ContainerCluster:
                 f"--kubeconfig={self.state.kubeconfig}",
                 f"--root-dir={node.root / 'kubelet'}",
                 f"--cert-dir={node.root / 'kubelet' / 'pki'}",
+                # An IP as the name: the API server reaches the kubelet there (logs, exec). No
+                # --node-ip: the kubelet refuses a loopback one, and takes the name's IP instead.
                 f"--hostname-override={node.name}",
-                f"--node-ip={node.name}",
                 "--v=1",
             ],
         )  # fmt: skip
@@ -252,12 +290,37 @@ class ContainerCluster:
             _run("ip", "link", "del", node.bridge, check=False)
         if os.path.exists(self.nodebed):
             _run(str(self.nodebed), "kube-proxy", "--cleanup", "--v=0", check=False)
+        for table in ("mangle", "nat", "filter"):  # the kubelets' iptables canaries
+            _run("iptables", "-w", "-t", table, "-X", "KUBE-KUBELET-CANARY", check=False)
         for forwarder in self.forwarders:
             forwarder.close()
         self.forwarders.clear()
         while self._undo:
             _run(*self._undo.pop(), check=False)
         self.plane.stop()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+
+def clean_stale() -> None:
+    """Removes the nodes' leftovers of a run that was killed before its clean-up (call with the lock)."""
+    roots = sorted({*STATE_ROOT.glob("*"), *RUN_ROOT.glob("*")}) if STATE_ROOT.exists() or RUN_ROOT.exists() else []
+    for path in roots:
+        _kill_shims(path / "containerd.sock")
+    _unmount_under(STATE_ROOT, RUN_ROOT)
+    for path in roots:
+        shutil.rmtree(path, ignore_errors=True)
+    for index in range(len(NODE_NAMES)):
+        root = f"/streamjob-node-{index}"
+        _kill_cgroup(root)
+        _remove_cgroup(root)
+        _run("ip", "link", "del", f"sjbr{index}", check=False)
+    for rule in (("-s", config.POD_CIDR, "-j", "ACCEPT"), ("-d", config.POD_CIDR, "-j", "ACCEPT")):
+        while _run("iptables", "-w", "-D", "FORWARD", *rule, check=False).returncode == 0:
+            pass
+    if HOST_ADDRESS in _run("ip", "-4", "addr", "show", "dev", "lo").stdout:
+        _run("ip", "addr", "del", f"{HOST_ADDRESS}/32", "dev", "lo", check=False)
 
 
 def _ready(api: KubeApi, node: str) -> bool:

@@ -142,6 +142,8 @@ def kubelet_config(node: NodeSpec) -> str:
         "failSwapOn": False,
         "containerRuntimeEndpoint": f"unix://{node.socket}",
         "clusterDomain": "cluster.local",
+        # Each kubelet deletes the log directories of pods it does not know: never share them.
+        "podLogsDir": str(node.root / "pod-logs"),
         # The images were imported, not pulled: image GC must never remove them.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,

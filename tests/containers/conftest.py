@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,7 @@ from tests.support.s3server import fail_or_skip
 HERE = Path(__file__).resolve().parent
 IMAGES_SCRIPT = HERE / "images.sh"
 BUILT = pytest.StashKey[dict[str, "Path | str"]]()
-TARGETS = ("streamjob", "examples", "jobs", "pause")
+TARGETS = ("streamjob", "examples", "jobs", "pause", "bundle")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ContainerImages:
     examples: Path
     jobs: Path
     pause: Path
+    bundle: Path  # all of them in one tarball (shared layers once): what the nodes import
     version: str
 
 
@@ -108,6 +110,7 @@ def container_images(request: pytest.FixtureRequest) -> ContainerImages:
         examples=_built(request.config, "examples"),
         jobs=_built(request.config, "jobs"),
         pause=_built(request.config, "pause"),
+        bundle=_built(request.config, "bundle"),
         version=version,
     )
 
@@ -118,17 +121,22 @@ def container_cluster(request: pytest.FixtureRequest, container_images: Containe
     cluster = ContainerCluster(
         controlplane=_built(request.config, "controlplane"),
         nodebed=_built(request.config, "nodes"),
-        images=[container_images.pause, container_images.streamjob, container_images.examples, container_images.jobs],
+        images=[container_images.bundle],
         root=root,
     )
+    # A SIGTERM (a CI timeout, a developer's kill) must still run the clean-up below: the cluster
+    # leaves mounts, cgroups and iptables rules that no process death removes.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cluster.start()
     except ClusterUnavailable as err:
+        signal.signal(signal.SIGTERM, previous)
         fail_or_skip(f"the real-container cluster did not start: {err}; logs in {root}")
     try:
         yield cluster
     finally:
         cluster.stop()
+        signal.signal(signal.SIGTERM, previous)
         failed = request.session.testsfailed
         if failed == 0 and os.environ.get("STREAMJOB_TESTBED_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)
