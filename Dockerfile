@@ -13,13 +13,16 @@
 #
 # Every runtime dependency is pinned in constraints.txt (the closure resolved for pyproject.toml's
 # ranges), so a rebuild gives the same image. No BuildKit frontend is needed (no heredocs), so the
-# image builds with the classic builder on machines without registry access.
+# image builds with the classic builder on machines without registry access. PYTHON_IMAGE may be any
+# Debian-like image with python3 (>= 3.11) and its venv module: python:*-slim, or the Debian base that
+# tests/containers/images.sh makes without a registry (docs/operations.md, "Building the image
+# without a registry").
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/streamjob
+RUN python3 -m venv /opt/streamjob
 COPY constraints.txt /tmp/constraints.txt
 WORKDIR /src
 # The pinned closure first (cached while only the sources change), then streamjob itself.
@@ -27,7 +30,10 @@ RUN /opt/streamjob/bin/pip install -r /tmp/constraints.txt
 COPY pyproject.toml setup.py README.md ./
 COPY worker ./worker
 COPY operator ./operator
-# -P keeps /src off sys.path: its operator/ directory would shadow the standard library's operator module.
+# From here on /src (the working directory) holds an operator/ directory that would shadow the
+# standard library's operator module ("cannot import name 'eq' from 'operator'") for any Python
+# started here with the working directory on sys.path: PYTHONSAFEPATH (and -P) keep it off.
+ENV PYTHONSAFEPATH=1
 RUN /opt/streamjob/bin/pip install --no-deps -c /tmp/constraints.txt . \
  && find /opt/streamjob -name '__pycache__' -prune -exec rm -rf {} + \
  && /opt/streamjob/bin/python -P -m compileall -q /opt/streamjob/lib

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration test-e2e test-chaos chaos lint typing-tree bench clean testbed testbed-up testbed-down
+.PHONY: install demo test test-unit test-integration test-e2e test-containers test-chaos chaos lint typing-tree bench clean testbed testbed-up testbed-down image containers-up
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -60,6 +60,18 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP) testbed
 	$(BIN)/pytest -m e2e tests
+
+# The real-container tier (docs/testbed.md): the image built from the Dockerfile, two real kubelets.
+test-containers: $(STAMP) testbed
+	$(BIN)/pytest -m containers tests
+
+# streamjob:<version> and streamjob-examples:<version> built without a registry (docs/operations.md).
+image:
+	tests/containers/images.sh all
+
+# The real-container cluster by hand (docs/testbed.md): runs until Ctrl-C.
+containers-up: $(STAMP) testbed
+	$(BIN)/python -m tests.containers up
 
 test-chaos: $(STAMP) testbed
 	$(BIN)/pytest -m chaos tests

@@ -29,6 +29,18 @@ from streamjob.operator.settings import (
 from streamjob.worker.errors import ConfigError
 
 
+def _env_port(env: Mapping[str, str], name: str, default: str) -> int:
+    """A port from the environment, or a one-line error naming the variable and the usual cause."""
+    value = env.get(name, default)
+    if not value.isdigit():
+        service = name.removesuffix("_PORT").lower().replace("_", "-")
+        raise SystemExit(
+            f"streamjob-operator: {name}={value!r} is not a port number; a Service named {service!r} in the "
+            "operator's namespace sets it unless the pod has enableServiceLinks: false (the Helm chart sets it)"
+        )
+    return int(value)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     """The settings named by the command line (environment variables give defaults)."""
     env = os.environ
@@ -43,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorConfig:
     parser.add_argument("--peering", default=env.get("STREAMJOB_PEERING") or None, help="kopf peering name")
     parser.add_argument("--priority", type=int, default=None, help="peering priority (default: random)")
     parser.add_argument("--standalone", action="store_true", help="no peering (single replica)")
-    parser.add_argument("--metrics-port", type=int, default=int(env.get("STREAMJOB_METRICS_PORT", "8080")))
+    parser.add_argument("--metrics-port", type=int, default=_env_port(env, "STREAMJOB_METRICS_PORT", "8080"))
     parser.add_argument("--liveness-port", type=int, default=None, help="serve /healthz on this port")
     parser.add_argument(
         "--bind-address",

@@ -4,7 +4,10 @@
 #   tests/cluster/build.sh controlplane   -> prints the path of the `testbed` binary (etcd,
 #                                            kube-apiserver, kube-controller-manager)
 #   tests/cluster/build.sh helm           -> prints the path of the `helm` binary
-#   tests/cluster/build.sh all            -> builds both, prints both paths
+#   tests/cluster/build.sh nodes          -> prints the path of the `nodebed` binary (kubelet,
+#                                            kube-proxy, kube-scheduler: tests/containers/go)
+#   tests/cluster/build.sh pause          -> prints the path of the sandbox container's `pause` binary
+#   tests/cluster/build.sh all            -> builds the control plane and helm, prints both paths
 #
 # Called by the pytest fixtures in tests/cluster/ (tests/cluster/binaries.py) on first use, and
 # usable by hand or from a Makefile prerequisite. The cache directory is
@@ -28,9 +31,9 @@ key() {
     (cd "$1" && cat go.mod go.sum $(find . -name '*.go' | LC_ALL=C sort)) | sha256sum | cut -c1-16
 }
 
-# build NAME MODULE_DIR PACKAGE: builds PACKAGE in MODULE_DIR unless cached; prints the binary.
+# build NAME MODULE_DIR PACKAGE [LDFLAGS]: builds PACKAGE in MODULE_DIR unless cached; prints the binary.
 build() {
-    local name="$1" module="$2" package="$3"
+    local name="$1" module="$2" package="$3" ldflags="${4:-}"
     local dir="$cache/$name-$(key "$module")"
     local binary="$dir/$name"
     if [[ -x "$binary" ]]; then
@@ -45,7 +48,7 @@ build() {
         command -v "$GO" >/dev/null || { echo "build.sh: the Go toolchain ($GO) is not on PATH" >&2; exit 3; }
         local start=$SECONDS
         echo "build.sh: building $name in $module (cache $dir); the first build takes minutes" >&2
-        if ! (cd "$module" && "$GO" build -ldflags='-s -w' -o "$binary.tmp" "$package") >"$dir/build.log" 2>&1; then
+        if ! (cd "$module" && "$GO" build -ldflags="-s -w $ldflags" -o "$binary.tmp" "$package") >"$dir/build.log" 2>&1; then
             echo "build.sh: building $name failed; log $dir/build.log:" >&2
             tail -n 40 "$dir/build.log" >&2
             exit 1
@@ -57,12 +60,28 @@ build() {
     echo "$binary"
 }
 
+# k8s_version_ldflags MODULE_DIR: -X flags giving the Kubernetes components the version pinned in
+# go.mod (a binary built from modules otherwise reports v0.0.0-master, which kubelets show to users).
+k8s_version_ldflags() {
+    local version major minor
+    version="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$1/go.mod")"
+    major="${version#v}"; major="${major%%.*}"
+    minor="${version#v*.}"; minor="${minor%%.*}"
+    local pkg=k8s.io/component-base/version
+    echo "-X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+}
+
 case "${1:-all}" in
     controlplane) build testbed "$here/go" . ;;
     helm) build helm "$here/helm" helm.sh/helm/v3/cmd/helm ;;
+    nodes)
+        nodes="$here/../containers/go"
+        build nodebed "$nodes" . "$(k8s_version_ldflags "$nodes")"
+        ;;
+    pause) build pause "$here/../containers/go" ./pause ;;
     all)
         build testbed "$here/go" .
         build helm "$here/helm" helm.sh/helm/v3/cmd/helm
         ;;
-    *) echo "usage: $0 [controlplane|helm|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [controlplane|helm|nodes|pause|all]" >&2; exit 2 ;;
 esac

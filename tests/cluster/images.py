@@ -136,7 +136,7 @@ def chart_image() -> str:
 
 
 #: The images the project's tests and manifests name: the bed's self-tests and tiny chart
-#: (``python:3.12-slim``, also loaded into kind by ``kind-e2e.sh``), the StreamJobs of the operator's
+#: (``python:3.12-slim``, which an external cluster must hold), the StreamJobs of the operator's
 #: e2e tests (``streamjob:e2e``), the chart's default operator image and the examples' job image.
 DEFAULT_IMAGES: tuple[str, ...] = ("python:3.12-slim", "streamjob:e2e", chart_image(), "streamjob-examples:0.1.0")
 

@@ -102,6 +102,8 @@ def test_chart_has_a_readiness_probe_a_pdb_only_with_replicas_and_an_uninstall_h
     docs = _template(helm)
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     deployment = next(d for d in docs if d["kind"] == "Deployment")
+    # A Service's docker-link variables (STREAMJOB_METRICS_PORT=tcp://...) would override the operator's settings.
+    assert deployment["spec"]["template"]["spec"]["enableServiceLinks"] is False
     probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["httpGet"] == {"path": "/healthz", "port": "healthz"}, probe
     assert ("PodDisruptionBudget", "rel-streamjob") in kinds  # the default: 2 replicas

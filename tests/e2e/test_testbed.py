@@ -1,8 +1,8 @@
 """Self-tests of the e2e test bed: the API server, the controllers, the node agent and Helm.
 
-They run against the bed (``tests/cluster``) or, unchanged, against a kind cluster
-(``tests/cluster/kind-e2e.sh``); the few that use node-agent helpers run on the bed only. Pods run
-``python3``: the test venv's on the bed, the ``python:3.12-slim`` image's on kind.
+They run against the bed (``tests/cluster``) or, unchanged, against an external cluster named by
+``STREAMJOB_E2E_KUBECONFIG`` (or a ``kind-*`` context); the few that use node-agent helpers run on the
+bed only. Pods run ``python3``: the test venv's on the bed, the ``python:3.12-slim`` image's elsewhere.
 """
 
 from __future__ import annotations

@@ -51,3 +51,17 @@ def test_kopf_peering_lines_stay_when_handler_lines_are_quiet() -> None:
     finally:
         peering.setLevel(before[0])
         logging.getLogger("kopf").setLevel(before[1])
+
+
+def test_a_service_link_variable_in_place_of_the_metrics_port_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What Kubernetes injects for a Service named streamjob-metrics (the chart's, for release "streamjob").
+    monkeypatch.setenv("STREAMJOB_METRICS_PORT", "tcp://10.96.72.162:8080")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([])
+    message = str(exit_info.value.code)
+    assert "STREAMJOB_METRICS_PORT='tcp://10.96.72.162:8080' is not a port number" in message
+    assert "enableServiceLinks: false" in message and "\n" not in message
+    monkeypatch.setenv("STREAMJOB_METRICS_PORT", "9090")
+    assert parse_args([]).metrics_port == 9090

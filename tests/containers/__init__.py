@@ -1,0 +1,1 @@
+"""The real-container tier: the built images on two real kubelets + containerds (docs/testbed.md)."""
