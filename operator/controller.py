@@ -45,6 +45,7 @@ from streamjob.operator.reconciler.facts import (
     DiscardLineages,
     EventRecord,
     PatchSnapshot,
+    ReplaceWorkers,
     SnapshotAction,
     TriggerCheckpoint,
     TriggerSavepoint,
@@ -56,10 +57,17 @@ from streamjob.operator.resources import (
     build_configmap,
     build_jobmaster_pod,
     build_service,
+    build_worker_pod,
     build_worker_pods,
     selector_for,
 )
-from streamjob.operator.resources.labels import JobRef, configmap_name, retained_labels, retained_selector
+from streamjob.operator.resources.labels import (
+    JobRef,
+    configmap_name,
+    detached_labels,
+    retained_labels,
+    retained_selector,
+)
 from streamjob.operator.resources.networkpolicy import build_network_policies
 from streamjob.operator.resources.secret import build_secret, derive_job_secret, job_rest_token
 from streamjob.operator.timeutil import format_time, seconds_since
@@ -144,6 +152,14 @@ async def execute(
     elif isinstance(action, DeployWorkers):
         for pod in build_worker_pods(action.attempt, action.jobmaster_ip):
             await kube.create(pod)
+    elif isinstance(action, ReplaceWorkers):
+        # Out of the job first, so that no later round sees a crashed pod again while its object goes (an
+        # operator stopped in between finds a worker missing: a restart of the attempt, never two replacements).
+        for name in action.delete:
+            await kube.patch_pod_metadata(job.namespace, name, detached_labels())
+        for name in action.create:
+            await kube.create(build_worker_pod(action.attempt, action.jobmaster_ip, name))
+        await kube.delete_pods(job.namespace, list(action.delete), 0)
     elif isinstance(action, DeletePods):
         await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds, retain=action)
     elif isinstance(action, DeleteRetained):

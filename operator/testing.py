@@ -37,6 +37,7 @@ from streamjob.operator.reconciler.facts import (
     DiscardLineages,
     PatchSnapshot,
     Plan,
+    ReplaceWorkers,
     SnapshotAction,
     TriggerCheckpoint,
     TriggerSavepoint,
@@ -295,6 +296,12 @@ class PlannerWorld:
             for i in range(action.attempt.spec.worker_count):
                 name = f"demo-worker-{action.attempt.attempt}-{i}"
                 self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
+        elif isinstance(action, ReplaceWorkers):
+            at = action.attempt
+            for name in action.delete:  # detached from the job, then deleted: no round sees them again
+                self.pods.pop(name, None)
+            for name in action.create:
+                self.pods.setdefault(name, FakePod(name, "worker", at.attempt, at.spec.image))
         elif isinstance(action, DeletePods):
             until = parse_time(action.retain_until)
             for name, pod in list(self.pods.items()):

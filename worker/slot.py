@@ -7,8 +7,11 @@ entrypoint itself (user code is never shipped), prepares its tasks (restore plan
 side of its channels for the attempt's token) and reports ``prepared``; on ``start``, sent once
 every slot is prepared, it connects to the other slots (local hand-over within the process, TCP
 between slots) and runs the tasks. Control messages (trigger, notify, abort,
-finish, cancel) are dispatched to the tasks between batches. Exits 0 when its tasks finished,
-non-zero when the JobMaster is lost or a task failed.
+finish, cancel) are dispatched to the tasks between batches. When an attempt fails the slot is
+``release``d instead of ending (Flink's failover: the TaskManager stays): it stops its tasks, closes
+the attempt's data connections, answers ``released`` and takes the next attempt's ``deploy``, with a
+fresh attempt number and token. Exits 0 when its tasks finished, non-zero when the JobMaster is lost
+or gives up on the job.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import ssl
 import sys
 import tempfile
@@ -46,6 +50,8 @@ from streamjob.worker.protocol.messages import (
     Prepared,
     ProtocolError,
     Register,
+    Release,
+    Released,
     SlotFailed,
     SlotFinished,
     Start,
@@ -87,6 +93,9 @@ log = logging.getLogger(__name__)
 JOBMASTER_WAIT_S = 600.0
 #: A slot that hears nothing from its JobMaster for this long (it pings every 15 s) gives up on it.
 HEARTBEAT_S = 60.0
+#: How long a released slot waits for its tasks to end (they end at their next batch or wait). A task held
+#: longer by user code makes the slot exit instead, so that a fresh process takes its place.
+RELEASE_WAIT_S = 10.0
 
 
 class Slot:
@@ -127,6 +136,8 @@ class Slot:
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.running: set[asyncio.Task[None]] = set()
         self.closed_tasks = 0
+        self.attempt: int | None = None
+        """The attempt whose deployment this slot holds (None before the first and after a release)."""
         self.data = DataServer(
             RecordCodec(),
             secret,
@@ -283,6 +294,37 @@ class Slot:
             for task in self.tasks.values():
                 task.cancel()
             self.done.set()
+        elif isinstance(message, Release):
+            await self._release(message.attempt)
+
+    async def _release(self, attempt: int) -> None:
+        """Stops the tasks of a failed attempt and forgets its connections; the slot takes the next deployment.
+
+        The control connection is ordered, so the next ``deploy`` is read only after this returns: no
+        task of the failed attempt runs beside the next one (its two-phase-commit sinks stop before the
+        next attempt recovers their transactions). Tasks that do not end within ``RELEASE_WAIT_S``
+        (user code holding the loop) make the slot exit: the JobMaster then gets a fresh process.
+        """
+        self._expect_disconnects()
+        for task in self.tasks.values():
+            task.cancel()
+        running = set(self.running)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=RELEASE_WAIT_S)
+            if pending:
+                self._fail(f"{len(pending)} task(s) of attempt {attempt} did not stop within {RELEASE_WAIT_S:.0f} s")
+                self.done.set()
+                return
+        for peer in self.peers.values():
+            await peer.close()
+        self.peers = {}
+        self.data.reset()
+        old_dir = self.work_dir / f"attempt-{self.attempt}" if self.attempt is not None else None
+        self.tasks, self.closed_tasks, self.failed, self.attempt = {}, 0, None, None
+        if old_dir is not None:  # the failed attempt's local state (RocksDB instances, spill files)
+            self.executor.submit(shutil.rmtree, old_dir, True)
+        log.info("released from attempt %d; waiting for the next deployment", attempt)
+        self.send(Released(attempt=attempt))
 
     def _expect_disconnects(self) -> None:
         """The job is ending: peers closing their connections is no failure."""
@@ -329,6 +371,7 @@ class Slot:
             )
         index = message.slot_index
         attempt = message.attempt
+        self.attempt = attempt
         codec = RecordCodec(job_record_classes(loaded))
         self.data.codec, self.data.token, self.data.attempt = codec, message.token, attempt
         self.data.max_frame = config.max_frame_bytes
@@ -447,6 +490,8 @@ class Slot:
             log.exception("task %s failed", task.name)
             self._report_failure(task, err)
             return
+        if task.cancelled:
+            return  # cancelled, released: the slot did not finish
         self.closed_tasks += 1
         log.info("task %s ended (%d of %d)", task.name, self.closed_tasks, len(self.tasks))
         if self.closed_tasks == len(self.tasks):

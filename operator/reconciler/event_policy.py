@@ -42,6 +42,7 @@ REASONS: dict[str, EventKind] = {
     "CheckpointsDeleted": EventKind.TRANSITION,
     "LineagesDeleted": EventKind.TRANSITION,
     "AttemptFailed": EventKind.FAILURE,
+    "WorkerReplaced": EventKind.FAILURE,
     "JobFailed": EventKind.FAILURE,
     "NoState": EventKind.FAILURE,
     "InvalidSpec": EventKind.FAILURE,

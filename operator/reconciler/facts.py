@@ -32,6 +32,16 @@ class DeployWorkers:
 
 
 @dataclass(frozen=True)
+class ReplaceWorkers:
+    """Delete crashed worker pods of the running attempt and create ``create`` in their place (idempotent)."""
+
+    attempt: Attempt
+    jobmaster_ip: str
+    delete: tuple[str, ...]
+    create: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DeletePods:
     """Delete every pod and ConfigMap of the job except those of ``keep_attempt``."""
 
@@ -97,7 +107,14 @@ class DiscardLineages:
 
 SnapshotAction = CreateSnapshot | PatchSnapshot | DeleteSnapshot | DiscardLineages
 Action = (
-    DeployAttempt | DeployWorkers | DeletePods | DeleteRetained | TriggerSavepoint | TriggerCheckpoint | SnapshotAction
+    DeployAttempt
+    | DeployWorkers
+    | ReplaceWorkers
+    | DeletePods
+    | DeleteRetained
+    | TriggerSavepoint
+    | TriggerCheckpoint
+    | SnapshotAction
 )
 
 

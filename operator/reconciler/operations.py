@@ -45,6 +45,7 @@ from streamjob.operator.reconciler.restore_steps import (
     target,
 )
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
+from streamjob.operator.reconciler.workers import replace_crashed_workers
 from streamjob.operator.resources.configmap import Attempt
 from streamjob.operator.timeutil import format_time, seconds_since
 from streamjob.worker.protocol.rest import JobState
@@ -502,6 +503,8 @@ def _verify(d: Draft) -> None:
     if (jm is not None and jm.succeeded) or state == JobState.FINISHED:
         _finished_at_start(d)  # e.g. it restored a snapshot taken after its sources' end of input
         return
+    if replace_crashed_workers(d, dep):
+        return  # the JobMaster deploys to the replacement as it comes
     if awaiting_jobmaster(d.facts.now, pods, reachable=d.facts.jobmaster.reachable, state=state):
         return  # workers ended or the job failed: the JobMaster's pod says next whether a restart can mend it
     final = final_failure(pods)

@@ -3,7 +3,8 @@
 Each round: record spec problems; keep the JobMaster's report of a failure (``root_cause.observe``);
 fold finished snapshots (checkpoints found in storage, savepoint
 answers) into status and report corrupt checkpoints storage discovery skipped; then either advance
-the operation in flight (``operations.advance``) or, with none, detect a failed attempt, start the
+the operation in flight (``operations.advance``) or, with none, replace crashed worker pods
+(``workers``: the JobMaster recovers in place) or detect a failed attempt, start the
 operation a spec change or a nonce asks for, or trigger a manual savepoint/checkpoint; finally keep
 the derived status (stable, restart reset, checkpoint progress, ``conditions``) current and delete
 the kept pods of failed attempts whose time is up (``root_cause.sweep``). Events follow
@@ -31,6 +32,7 @@ from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.corrupt import report_corrupt
 from streamjob.operator.reconciler.facts import Draft, Plan, TriggerCheckpoint, TriggerSavepoint
 from streamjob.operator.reconciler.verdict import awaiting_jobmaster, final_failure
+from streamjob.operator.reconciler.workers import replace_crashed_workers
 from streamjob.operator.resources.labels import worker_selector
 from streamjob.operator.timeutil import parse_time, seconds_since
 from streamjob.operator.validation import validate_change
@@ -287,6 +289,8 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     state = f.jobmaster.state
     if (jm is not None and jm.succeeded) or state == RunState.FINISHED:
         return FINISHED
+    if replace_crashed_workers(d, dep):
+        return None  # the JobMaster recovers in place with the replacement
     if awaiting_jobmaster(f.now, pods, reachable=f.jobmaster.reachable, state=state):
         return None  # its verdict follows: the job finishing, or a failure no restart can mend
     failed = [p for p in pods if p.failure]

@@ -5,7 +5,7 @@
 
 from streamjob.operator.resources.configmap import Attempt, build_configmap, render_job_config
 from streamjob.operator.resources.labels import JobRef, labels_for, owner_reference, selector_for
-from streamjob.operator.resources.pods import build_jobmaster_pod, build_worker_pods
+from streamjob.operator.resources.pods import build_jobmaster_pod, build_worker_pod, build_worker_pods
 from streamjob.operator.resources.service import build_service
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "build_configmap",
     "build_jobmaster_pod",
     "build_service",
+    "build_worker_pod",
     "build_worker_pods",
     "labels_for",
     "owner_reference",

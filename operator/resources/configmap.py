@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streamjob.operator.model.spec import StreamJobSpec
+from streamjob.operator.model.spec import RestartPolicySpec, RestartStrategyKind, StreamJobSpec
 from streamjob.operator.resources.labels import (
     CONFIG_FILE,
     CONTROL_PORT,
@@ -21,7 +21,14 @@ from streamjob.operator.resources.labels import (
     labels_for,
     owner_reference,
 )
-from streamjob.worker.config import CheckpointOverrides, JobConfig, S3Options, TlsSettings
+from streamjob.worker.config import (
+    MAX_DURATION_MS,
+    CheckpointOverrides,
+    JobConfig,
+    RestartStrategy,
+    S3Options,
+    TlsSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,31 @@ class Attempt:
     hold_deploy_s: float = 0.0
 
 
+def restart_strategy(policy: RestartPolicySpec) -> RestartStrategy:
+    """The spec's ``restartPolicy`` as the JobMaster's restart strategy (its failovers without a new JobMaster).
+
+    Both kinds reset after ``resetAfterSeconds`` of running, as the operator's own count does: a fixed
+    delay is an exponential one that never grows.
+    """
+    backoff = policy.backoff
+    fixed = policy.strategy is RestartStrategyKind.FIXED
+    return RestartStrategy(
+        kind="exponential-delay",
+        attempts=policy.max_restarts,
+        delay_ms=round(backoff.initial_delay_seconds * 1000),
+        max_delay_ms=round((backoff.initial_delay_seconds if fixed else backoff.max_delay_seconds) * 1000),
+        multiplier=1.0 if fixed else backoff.multiplier,
+        reset_after_ms=min(policy.reset_after_seconds * 1000, MAX_DURATION_MS),
+    )
+
+
 def render_job_config(at: Attempt) -> JobConfig:
-    """The JobConfig of the attempt; the operator owns restarts, so ``restart_in_place`` is off."""
+    """The JobConfig of the attempt.
+
+    ``restart_in_place``: a worker failure is the JobMaster's to recover (new tasks from the latest
+    checkpoint on the surviving and replaced workers, under ``restartPolicy``); the operator replaces
+    crashed worker pods and restarts the attempt only when its JobMaster fails or gives up.
+    """
     spec = at.spec
     checkpoint = spec.checkpoint.model_dump(exclude_none=True, mode="json")
     s3 = spec.storage.s3
@@ -58,8 +88,8 @@ def render_job_config(at: Attempt) -> JobConfig:
         savepoints_uri=spec.savepoints_root,
         restore_from=at.restore_from,
         allow_non_restored_state=spec.allow_non_restored_state,
-        restart=None,
-        restart_in_place=False,
+        restart=restart_strategy(spec.restart_policy),
+        restart_in_place=True,
         workers=spec.worker_count,
         slots_per_worker=spec.task_slots,
         rest_port=REST_PORT,

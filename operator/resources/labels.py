@@ -84,6 +84,11 @@ def retained_labels(job: JobRef, until: str) -> dict[str, Any]:
     return {"labels": {JOB_LABEL: None, RETAINED_LABEL: job.name}, "annotations": {RETAINED_UNTIL: until}}
 
 
+def detached_labels() -> dict[str, Any]:
+    """The metadata patch that takes a pod out of its job before it is deleted (no round counts it again)."""
+    return {"labels": {JOB_LABEL: None}}
+
+
 def owner_reference(job: JobRef) -> dict[str, Any]:
     """Makes the StreamJob the controller owner: deleting it garbage-collects the object."""
     return {

@@ -1,7 +1,8 @@
 """Builds the bare pods of an attempt: one JobMaster and ``workers`` worker pods.
 
-Pods use ``restartPolicy: Never`` — the operator owns restarts (a failed pod ends the attempt) —
-and are owned by the StreamJob so that deleting it garbage-collects them. Workers are built only
+Pods use ``restartPolicy: Never`` — the operator owns pod restarts (a crashed worker pod is replaced
+by a new pod of the same attempt while its JobMaster redeploys the tasks; a failed JobMaster pod ends
+the attempt) — and are owned by the StreamJob so that deleting it garbage-collects them. Workers are built only
 once the JobMaster pod has an IP, which they get as a literal ``--jobmaster IP:PORT`` argument and
 as ``JOBMASTER_ADDRESS``, so no cluster DNS is needed.
 
@@ -269,13 +270,18 @@ def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
 
 def build_worker_pods(at: Attempt, jobmaster_ip: str) -> list[dict[str, Any]]:
     """The worker pods, each told the JobMaster's control address ``IP:6123``."""
+    return [
+        build_worker_pod(at, jobmaster_ip, worker_pod_name(at.job, at.attempt, index))
+        for index in range(at.spec.worker_count)
+    ]
+
+
+def build_worker_pod(at: Attempt, jobmaster_ip: str, name: str) -> dict[str, Any]:
+    """One worker pod named ``name`` (a replacement of a crashed one has its own name: ``reconciler.workers``)."""
     address = f"{jobmaster_ip}:{CONTROL_PORT}"
-    pods = []
-    for index in range(at.spec.worker_count):
-        container = {
-            "name": WORKER,
-            "command": ["streamjob", "worker", "--jobmaster", address, "--slots", str(at.spec.task_slots)],
-            "env": [*_env(at.spec), {"name": "JOBMASTER_ADDRESS", "value": address}],
-        }
-        pods.append(_pod(at, worker_pod_name(at.job, at.attempt, index), WORKER, container))
-    return pods
+    container = {
+        "name": WORKER,
+        "command": ["streamjob", "worker", "--jobmaster", address, "--slots", str(at.spec.task_slots)],
+        "env": [*_env(at.spec), {"name": "JOBMASTER_ADDRESS", "value": address}],
+    }
+    return _pod(at, name, WORKER, container)

@@ -39,6 +39,7 @@ from streamjob.worker.protocol.messages import (
     Metrics,
     Prepared,
     Register,
+    Release,
     SlotFailed,
     SlotFinished,
     Start,
@@ -154,6 +155,9 @@ class World:
     def goodbyes(self) -> list[str]:
         return [bye.outcome for link in self.links for bye in link.of(Bye)]
 
+    def releases(self) -> list[int]:
+        return [release.attempt for link in self.links for release in link.of(Release)]
+
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -198,7 +202,9 @@ def test_a_deploy_carries_each_slot_its_index_and_the_peers(tmp_path: Path) -> N
     _scenario(tmp_path, body)
 
 
-def test_a_lost_slot_fails_the_attempt_and_the_slots_are_told(tmp_path: Path) -> None:
+def test_a_lost_slot_fails_the_attempt_and_the_slots_are_released(tmp_path: Path) -> None:
+    """The slots stay registered for the next attempt, fenced until they stopped their tasks (no goodbye)."""
+
     async def body(w: World) -> None:
         await w.running()
         w.tell(
@@ -213,8 +219,9 @@ def test_a_lost_slot_fails_the_attempt_and_the_slots_are_told(tmp_path: Path) ->
     world, outcome = _scenario(tmp_path, body)
     assert outcome.kind is OutcomeKind.FAILED and not outcome.final
     assert outcome.reason == "worker slot 1 (pid 101) was lost: its process exited or the connection dropped"
-    assert world.goodbyes() == ["failed", "failed"]
-    assert all(link.closed for link in world.links) and world.registry.slots == {}
+    assert world.goodbyes() == [] and world.releases() == [0, 0]
+    assert not any(link.closed for link in world.links) and world.registry.ready == 0
+    assert all(conn.fenced == 0 for conn in world.registry.slots.values())
     assert world.attempt.phase is AttemptPhase.ENDED and world.attempt.coordinator is not None
     assert world.attempt.coordinator.stopped
 
@@ -319,7 +326,7 @@ def test_slots_that_do_not_register_in_time_fail_the_attempt(tmp_path: Path) -> 
 
     world, outcome = _scenario(tmp_path, body, worker_register_timeout_ms=1000)
     assert outcome == AttemptOutcome(OutcomeKind.FAILED, "only 1 of 2 worker slots registered within 1000 ms")
-    assert world.goodbyes() == ["failed"] and world.links[0].closed
+    assert world.goodbyes() == [] and world.releases() == [0] and not world.links[0].closed
 
 
 def test_slots_that_do_not_prepare_in_time_fail_the_attempt(tmp_path: Path) -> None:

@@ -192,10 +192,11 @@ def test_a_worker_failure_the_jobmaster_calls_ordinary_restarts() -> None:
 
 
 def test_a_silent_worker_failure_still_restarts_after_the_grace() -> None:
+    """A worker that failed without crashing (its container cannot restart) is no pod to replace: restart."""
     w = World(dict(BASE))
     w.run_until(lambda w: running(w) and len(w.checkpoints.get("job01", [])) >= 1)
     worker = w.pods["demo-worker-1-0"]
-    worker.phase, worker.failure, worker.finished_at = "Failed", "pod demo-worker-1-0 exited with code 1", w.now
+    worker.failure, worker.finished_at = "pod demo-worker-1-0 cannot start its container: CrashLoopBackOff", w.now
     w.run_until(lambda w: w.status.restarts.count == 1, steps=int(VERDICT_GRACE_S) + 2)
 
 

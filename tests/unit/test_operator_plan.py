@@ -153,8 +153,8 @@ def test_running_pods_of_the_old_attempt_are_gone_before_the_next_is_created() -
     w = World({**BASE, "restartPolicy": {"backoff": {"initialDelaySeconds": 0}}})
     w.run_until(stable_running)
     w.slow_deletion = True
-    w.pods["demo-worker-1-0"].phase = "Failed"
-    w.pods["demo-worker-1-0"].failure = "pod demo-worker-1-0 exited with code 137"  # the others still run
+    w.pods["demo-jobmaster-1"].phase = "Failed"
+    w.pods["demo-jobmaster-1"].failure = "pod demo-jobmaster-1 exited with code 137"  # the workers still run
     w.step()
     while w.count(DeployAttempt) < 2:
         assert w.status.operation is not None

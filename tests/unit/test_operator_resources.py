@@ -6,16 +6,19 @@ import json
 import pytest
 
 from streamjob.operator.model import StreamJobSpec
+from streamjob.operator.model.spec import RestartPolicySpec
 from streamjob.operator.resources import (
     Attempt,
     JobRef,
     build_configmap,
     build_jobmaster_pod,
     build_service,
+    build_worker_pod,
     build_worker_pods,
     render_job_config,
 )
-from streamjob.worker.config import JobConfig
+from streamjob.operator.resources.configmap import restart_strategy
+from streamjob.worker.config import JobConfig, RestartStrategy
 
 pytestmark = pytest.mark.unit
 
@@ -39,10 +42,18 @@ SPEC = StreamJobSpec.parse(
 AT = Attempt(JOB, SPEC, attempt=4, job_id="a" * 32, restore_from="s3://bucket/chk/team-a/wordcount/x/chk-9")
 
 
-def test_job_config_is_the_runtime_model_with_operator_owned_restarts() -> None:
+def test_job_config_is_the_runtime_model_with_restarts_in_place_under_the_restart_policy() -> None:
     cfg = render_job_config(AT)
     assert isinstance(cfg, JobConfig)
-    assert cfg.restart_in_place is False
+    assert cfg.restart_in_place is True  # a worker failure is the JobMaster's to recover
+    assert cfg.restart == RestartStrategy(
+        kind="exponential-delay",
+        attempts=10,
+        delay_ms=1000,
+        max_delay_ms=60_000,
+        multiplier=2.0,
+        reset_after_ms=600_000,
+    )
     assert (cfg.name, cfg.namespace, cfg.job_id, cfg.attempt) == ("wordcount", "team-a", "a" * 32, 4)
     assert (cfg.workers, cfg.slots_per_worker, cfg.parallelism) == (2, 2, 3)
     assert cfg.checkpoint.interval_ms == 500 and cfg.checkpoint.retained is None
@@ -119,3 +130,20 @@ def test_job_containers_fall_back_to_their_log_when_they_leave_no_termination_me
         container = pod["spec"]["containers"][0]
         assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
         assert "terminationMessagePath" not in container  # the default, /dev/termination-log, where it writes
+
+
+def test_a_fixed_restart_policy_is_a_backoff_that_never_grows_and_still_resets() -> None:
+    policy = RestartPolicySpec.model_validate(
+        {"strategy": "fixed", "maxRestarts": 3, "resetAfterSeconds": 30, "backoff": {"initialDelaySeconds": 0.25}}
+    )
+    strategy = restart_strategy(policy)
+    assert [strategy.delay_for(n) for n in (1, 2, 3, 4)] == [250, 250, 250, None]
+    assert strategy.kind == "exponential-delay" and strategy.reset_after_ms == 30_000
+
+
+def test_a_replacement_worker_pod_is_a_worker_of_the_same_attempt_under_its_own_name() -> None:
+    [first, *_] = build_worker_pods(AT, "10.0.0.7")
+    replacement = build_worker_pod(AT, "10.0.0.7", "wordcount-worker-4-0-r1")
+    assert replacement["metadata"]["name"] == "wordcount-worker-4-0-r1"
+    assert replacement["metadata"]["labels"] == first["metadata"]["labels"]
+    assert replacement["spec"] == first["spec"]

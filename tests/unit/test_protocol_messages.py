@@ -55,11 +55,13 @@ TO_SLOT: list[BaseModel] = [
     m.Finish(),
     m.Cancel(),
     m.Bye(outcome="failed"),
+    m.Release(attempt=3),
     m.Ping(),
 ]
 TO_JOBMASTER: list[BaseModel] = [
     m.Register(data_host="127.0.0.1", data_port=4001, pid=123),
     m.Prepared(tasks=3),
+    m.Released(attempt=3),
     m.Ack(
         cp=4,
         vertex="v1",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from streamjob.worker import slot as slot_module
 from streamjob.worker.config import CheckpointSettings, JobConfig
 from streamjob.worker.errors import EntrypointError
 from streamjob.worker.loader import LoadedJob
@@ -39,6 +40,9 @@ class FakeTask:
         self.name = f"{vid} (1/1)"
         self.calls: list[tuple[str, Any]] = []
         self.fail_on = fail_on
+        self.cancelled = False
+        self.ends: asyncio.Event | None = None
+        """Set by the test: ``run`` waits for it (a task that runs until it is cancelled)."""
 
     def _call(self, what: str, arg: Any = None) -> None:
         self.calls.append((what, arg))
@@ -58,10 +62,15 @@ class FakeTask:
         self._call("finish")
 
     def cancel(self) -> None:
+        self.cancelled = True
         self._call("cancel")
+        if self.ends is not None and self.fail_on != "stop":
+            self.ends.set()
 
     async def run(self) -> None:
         self._call("run")
+        if self.ends is not None:
+            await self.ends.wait()
 
 
 def sent(slot: Slot) -> list[Any]:
@@ -243,3 +252,52 @@ def test_a_slot_whose_tasks_all_end_says_so_and_ends(slot: Slot) -> None:
         if frozen == 0:
             gc.unfreeze()
     assert [type(x) for x in sent(slot)] == [m.SlotFinished] and slot.done.is_set()
+
+
+def _running(slot: Slot, *tasks: FakeTask) -> None:
+    """Starts the tasks as ``start`` would (without peers), each running until it is cancelled."""
+    for task in tasks:
+        task.ends = asyncio.Event()
+    with_tasks(slot, *tasks)
+    for task in tasks:
+        running = asyncio.get_running_loop().create_task(slot._run_task(task))  # type: ignore[arg-type]
+        slot.running.add(running)
+        running.add_done_callback(slot.running.discard)
+
+
+def test_release_stops_the_tasks_forgets_the_attempt_and_answers_released(slot: Slot) -> None:
+    """A failed attempt's slot stays: its tasks end (not as finished), its data server refuses that attempt."""
+    tasks = [FakeTask("a", source=True), FakeTask("b")]
+
+    async def go() -> None:
+        _running(slot, *tasks)
+        slot.attempt, slot.failed = 4, "lost a peer"
+        slot.data.attempt, slot.data.token = 4, "t" * 32
+        await asyncio.sleep(0)
+        await slot._dispatch(m.Release(attempt=4))
+
+    asyncio.run(go())
+    assert all(("cancel", None) in t.calls for t in tasks)
+    assert slot.tasks == {} and slot.running == set() and slot.closed_tasks == 0
+    assert slot.attempt is None and slot.failed is None and not slot.done.is_set()
+    assert (slot.data.attempt, slot.data.token, slot.data.generation) == (-1, "", 1)
+    assert sent(slot) == [m.Released(attempt=4)]  # no SlotFinished: cancelled tasks did not finish
+
+
+def test_a_slot_whose_tasks_do_not_stop_when_released_fails_and_ends(
+    slot: Slot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slot_module, "RELEASE_WAIT_S", 0.1)
+    stuck = FakeTask("a", fail_on="stop")
+
+    async def go() -> None:
+        _running(slot, stuck)
+        await asyncio.sleep(0)
+        await slot._dispatch(m.Release(attempt=2))
+        for running in slot.running:
+            running.cancel()
+
+    asyncio.run(go())
+    (report,) = sent(slot)
+    assert isinstance(report, m.SlotFailed) and "did not stop within" in report.error
+    assert slot.done.is_set()  # the process exits; the JobMaster gets a fresh one

@@ -6,8 +6,10 @@ an ``AttemptOutcome`` whose ``OutcomeKind`` tells the restart loop what next. It
 checkpoint id are worked out meanwhile), DEPLOYING (every slot prepares its tasks, then the
 deployment waits out the rest of an operator's restart backoff), RUNNING (``start`` sent, the
 attempt's ``CheckpointCoordinator`` runs), ENDED. Whatever ends it first — a slot's message, a lost
-slot, a timeout, a cancel — sets the outcome once (``end``); ``run`` then stops the coordinator,
-says goodbye to the slots and closes their connections.
+slot, a timeout, a cancel — sets the outcome once (``end``); ``run`` then stops the coordinator and,
+when the attempt failed in a way a restart may mend, releases the slots (they stop their tasks and
+stay registered for the next attempt: Flink's failover without a new JobMaster); otherwise it says
+goodbye to the slots and closes their connections.
 
 The slots' control messages arrive through ``on_message`` (from ``control.py`` via the JobMaster),
 one handler per message class of ``protocol/messages.py`` (``_handlers``), and ``on_slot_lost``.
@@ -47,6 +49,7 @@ from streamjob.worker.protocol.messages import (
     Metrics,
     Prepared,
     Register,
+    Released,
     SlotFailed,
     SlotFinished,
     Start,
@@ -154,6 +157,8 @@ class AttemptContext:
     """At least this id for the first checkpoint (ids used by earlier attempts are never reused)."""
     hold_deploy_until: float | None = None
     """``time.monotonic()``: no task is deployed before it (the rest of the operator's restart backoff)."""
+    replace_slots: bool = False
+    """The slots of the last attempt stay: the launcher only replaces those that exited."""
 
 
 class Attempt:
@@ -181,6 +186,7 @@ class Attempt:
         self._handlers: dict[type[Any], Callable[[SlotConnection, Any], None]] = {
             Register: self._on_register,
             Prepared: self._on_prepared,
+            Released: self._on_released,
             Ack: self._on_ack,
             Decline: self._on_decline,
             TaskFailed: self._on_failure,
@@ -224,7 +230,9 @@ class Attempt:
                 f"workers × slots per worker = {ctx.plan.config.total_slots}",
             )
         ctx.registry.open_for(slots)
-        if ctx.launcher is not None:
+        if ctx.launcher is not None and ctx.replace_slots:
+            ctx.launcher.replace_exited(ctx.jobmaster_address, ctx.number)
+        elif ctx.launcher is not None:
             ctx.launcher.start(slots, ctx.jobmaster_address, ctx.number)
         try:
             return await self._end(await self._run(restore, slots))
@@ -254,7 +262,7 @@ class Attempt:
                 return self._outcome.result()
             return AttemptOutcome(
                 OutcomeKind.FAILED,
-                f"only {len(ctx.registry.slots)} of {slots} worker slots registered within "
+                f"only {ctx.registry.ready} of {slots} worker slots registered within "
                 f"{ctx.plan.config.worker_register_timeout_ms} ms",
             )
         self.phase = AttemptPhase.DEPLOYING
@@ -299,11 +307,16 @@ class Attempt:
             self.coordinator.stop(
                 CheckpointFailureReason.JOB_FINISHED if finished else CheckpointFailureReason.JOB_STOPPING
             )
+        ctx.savepoints.fail_open(f"the job attempt ended: {outcome.reason or outcome.kind.goodbye}")
+        if outcome.kind is OutcomeKind.FAILED:
+            # The slots stay for the next attempt; ``JobMaster`` lets them go if the strategy gives up.
+            ctx.registry.release(ctx.number)
+            self.phase = AttemptPhase.ENDED
+            return outcome
         if outcome.kind is OutcomeKind.CANCELLED:
             ctx.registry.broadcast(Cancel())
             await asyncio.sleep(0.1)
         await ctx.registry.say_goodbye(outcome.kind.goodbye)
-        ctx.savepoints.fail_open(f"the job attempt ended: {outcome.reason or outcome.kind.goodbye}")
         await ctx.registry.close_all()
         if ctx.launcher is not None and outcome.kind.failed:
             ctx.launcher.stop_all()
@@ -462,6 +475,9 @@ class Attempt:
 
     def _on_register(self, conn: SlotConnection, message: Register) -> None:
         log.warning("worker slot %d registered again (pid %d); ignored", conn.index, message.pid)
+
+    def _on_released(self, conn: SlotConnection, message: Released) -> None:
+        log.debug("worker slot %d was released from attempt %d again; ignored", conn.index, message.attempt)
 
     def _on_prepared(self, conn: SlotConnection, message: Prepared) -> None:
         self._prepared.add(conn.index)

@@ -3,15 +3,21 @@
 Started by ``streamjob jobmaster`` (Kubernetes) or in-process by ``streamjob run`` (local) and the
 test kit. It resolves where the job starts (the jobId and the first restore point), then runs one
 ``attempt.Attempt`` after another: each deploys the job to the slots, runs the checkpoints and ends
-with an outcome. With ``restart_in_place`` (local mode) a failed attempt is followed by the next one
-under the restart strategy, restoring the latest retained checkpoint; on Kubernetes the JobMaster
-exits and the operator restarts. Savepoint requests outlive attempts (``savepoints.SavepointTracker``).
-The REST API (``rest.py``) and the control port (``control.py``) call in here.
+with an outcome. With ``restart_in_place`` (local mode and Kubernetes) a failed attempt is followed by
+the next one under the restart strategy, restoring the latest retained checkpoint, while this
+JobMaster stays up (Flink's failover): the surviving slots are released (their tasks stop, they stay
+registered), a lost slot is replaced (locally the launcher starts a new process; on Kubernetes the
+operator replaces only the failed worker pod) and the next attempt deploys to all of them. A slot
+whose tasks do not stop within ``RELEASE_TIMEOUT_S`` makes every slot start afresh. Without
+``restart_in_place`` the JobMaster exits and whoever started it restarts. Savepoint requests outlive
+attempts (``savepoints.SavepointTracker``). The REST API (``rest.py``) and the control port
+(``control.py``) call in here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -36,12 +42,20 @@ from streamjob.worker.jobmaster.plan import JobPlan
 from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
 from streamjob.worker.jobmaster.savepoints import SavepointRequest, SavepointTracker
 from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
-from streamjob.worker.protocol.messages import ToJobMaster
+from streamjob.worker.protocol.messages import Released, ToJobMaster
 from streamjob.worker.protocol.rest import FailureDetail, JobOverview, JobState, VertexView, WorkerView
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation
 from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
 from streamjob.worker.storage.stores import StoreFactory
+
+log = logging.getLogger(__name__)
+
+RELEASE_TIMEOUT_S = 15.0
+"""How long the JobMaster waits for released slots to stop their tasks before it lets every slot go.
+
+A slot gives up on its own after ``slot.RELEASE_WAIT_S`` (and exits); this covers one that cannot say so.
+"""
 
 
 class JobMaster:
@@ -88,6 +102,10 @@ class JobMaster:
         self._state = JobState.CREATED
         self._current: Attempt | None = None
         self._cancel_requested = asyncio.Event()  # set by cancel(); also ends restart waits
+        self._slots_kept = False
+        """The slots of the last (failed) attempt were released and stay for the next one."""
+        self._backoff_restarts = 0
+        """Restarts the strategy's delay counts (``restarts`` less the ones an exponential reset forgave)."""
 
     jobmaster_address = "127.0.0.1:0"
     """``HOST:PORT`` of the control port, where the slots register (set by whoever starts ``ControlServer``)."""
@@ -233,12 +251,14 @@ class JobMaster:
             self._failure_detail = FailureDetail(exception=type(err).__name__, message=str(err), attempt=self.attempt)
             raise
         while True:
+            began = time.monotonic()
             outcome = await self._run_attempt(loaded)
             self._failure_detail = self.failure_detail  # the next attempt's own failure replaces it
             await self._completions_written()
             if outcome.kind.failed and self._cancel_requested.is_set():
                 outcome = AttemptOutcome(OutcomeKind.CANCELLED)  # cancelled while the attempt was failing
             if outcome.kind is OutcomeKind.CANCELLED:
+                await self._let_slots_go("cancelled")  # released by the failing attempt: stop them now
                 await self._cleanup_after_cancel()
             if not outcome.kind.failed:
                 self._state = JobState.CANCELED if outcome.kind is OutcomeKind.CANCELLED else JobState.FINISHED
@@ -246,24 +266,60 @@ class JobMaster:
                 return 0
             self.failure = outcome.reason
             self.restarts += 1
-            delay = (
-                self.plan.restart.delay_for(self.restarts)
-                if self.config.restart_in_place and not outcome.final
-                else None
-            )
-            if delay is None or self.launcher is None:
+            delay = self._next_delay(time.monotonic() - began) if not outcome.final else None
+            if delay is None:
+                await self._let_slots_go("failed", stop_processes=True)
                 self._state, self.final, self.exit_code = JobState.FAILED, outcome.final, outcome.exit_code
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
                 return self.exit_code or 5
             self._state = JobState.RESTARTING
             self.events("restarting", {"reason": outcome.reason, "delay_ms": delay, "restart": self.restarts})
             await self._restart_delay(delay / 1000)
+            await self._await_released()
             self.attempt += 1
             try:
                 loaded = await self._load_latest() or loaded
             except StreamJobError as err:
                 # Storage briefly unreachable: this restart fails too; the strategy decides whether to retry.
                 loaded = await self._retry_restore(err)
+
+    def _next_delay(self, ran_s: float) -> int | None:
+        """The restart strategy's delay before the next attempt in place; None: give up (or not in place).
+
+        An exponential-delay strategy forgives earlier restarts once an attempt ran ``reset_after_ms``
+        (the operator's ``restartPolicy.resetAfterSeconds``), as Flink's backoff threshold does.
+        """
+        strategy = self.plan.restart
+        if not self.config.restart_in_place:
+            return None
+        if strategy.kind == "exponential-delay" and ran_s * 1000 >= strategy.reset_after_ms:
+            self._backoff_restarts = 0
+        self._backoff_restarts += 1
+        return strategy.delay_for(self._backoff_restarts)
+
+    async def _await_released(self) -> None:
+        """Waits for the released slots to stop their tasks; one that does not makes every slot start afresh."""
+        self._slots_kept = True
+        if not await self.registry.wait_released(RELEASE_TIMEOUT_S):
+            stuck = [c.index for c in self.registry.slots.values() if c.fenced is not None]
+            log.warning(
+                "worker slots %s did not stop their tasks within %.0f s: every slot starts afresh",
+                stuck,
+                RELEASE_TIMEOUT_S,
+            )
+            await self._let_slots_go("failed", stop_processes=True)
+
+    async def _let_slots_go(self, outcome: str, *, stop_processes: bool = False) -> None:
+        """Says goodbye to the slots a failed attempt released and closes them (the strategy gave up, or a cancel).
+
+        ``stop_processes``: the launcher's slot processes are killed too (a failure; a cancel lets them exit).
+        """
+        self._slots_kept = False
+        if self.registry.slots or self.registry.spares:
+            await self.registry.say_goodbye(outcome)
+            await self.registry.close_all()
+        if stop_processes and self.launcher is not None:
+            self.launcher.stop_all()
 
     async def _run_attempt(self, restore: LoadedSnapshot | None) -> AttemptOutcome:
         """Runs the next attempt (none once the job is being cancelled)."""
@@ -288,6 +344,7 @@ class JobMaster:
                 # ids the last attempt used without leaving a directory (expired early) are not reused
                 next_checkpoint_id=previous.next_id if previous is not None else 1,
                 hold_deploy_until=hold,
+                replace_slots=self._slots_kept,
             )
         )
         return await self._current.run(restore)
@@ -345,16 +402,24 @@ class JobMaster:
         return current
 
     def on_slot_message(self, conn: SlotConnection, message: ToJobMaster) -> None:
-        """One control message from a registered slot, for its attempt."""
+        """One control message from a registered slot, for its attempt.
+
+        A released slot's messages belong to the failed attempt until it answers ``released``: dropped.
+        """
+        if conn.fenced is not None:
+            if isinstance(message, Released):
+                self.registry.released(conn, message.attempt)
+            return
         attempt = self._attempt_of(conn)
         if attempt is not None:
             attempt.on_message(conn, message)
 
     def on_slot_lost(self, conn: SlotConnection) -> None:
-        """A slot's connection closed: fatal to its attempt unless the slot finished."""
-        attempt = self._attempt_of(conn)
+        """A slot's connection closed: fatal to its attempt unless the slot finished; its index is free again."""
+        attempt = self._attempt_of(conn) if conn.fenced is None else None
         if attempt is not None:
             attempt.on_slot_lost(conn)
+        self.registry.remove(conn)
 
     def fail(self, reason: str, *, final: bool = False) -> None:
         """Ends the current attempt as failed (the restart strategy decides what next, unless ``final``)."""

@@ -1,7 +1,9 @@
 """How the JobMaster gets slot processes: started locally (MiniCluster) or by Kubernetes.
 
-The local launcher starts one ``streamjob slot`` process per slot and, on a restart, kills them
-all and starts fresh ones (the MiniCluster's resource manager). Local slots die with the JobMaster
+The local launcher starts one ``streamjob slot`` process per slot and, on a restart, starts a new
+process for each one that exited (the survivors stay registered with the JobMaster, released from
+the failed attempt); when the JobMaster gives up on its slots it kills them all (the MiniCluster's
+resource manager). Local slots die with the JobMaster
 process (``die_with_this_process``). The first attempt's slots may be started before the JobMaster
 has a control port (``prestart``): they import their code while the JobMaster imports its own and
 read the port's address from their standard input when ``start`` hands it over. On Kubernetes there is no
@@ -29,6 +31,8 @@ class Launcher(Protocol):
     """Starts and stops the slot processes of one attempt."""
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None: ...
+
+    def replace_exited(self, jobmaster: str, attempt: int) -> int: ...
 
     def stop_all(self, grace_s: float = 0.0) -> None: ...
 
@@ -95,10 +99,18 @@ class LocalProcessLauncher:
         env.update(internal_tls_env(self.tls))
         return env
 
-    def _spawn(self, index: int, jobmaster: str, attempt: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """One slot process; ``jobmaster`` ``-`` makes it read the address from its standard input (a pipe)."""
+    def _spawn(
+        self, index: int, jobmaster: str, attempt: int, env: dict[str, str], *, append: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """One slot process; ``jobmaster`` ``-`` makes it read the address from its standard input (a pipe).
+
+        ``append``: a new process index (else it replaces process ``index`` in ``procs`` and ``logs``).
+        """
         path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
-        self.logs.append(path)
+        if append:
+            self.logs.append(path)
+        else:
+            self.logs[index] = path
         cmd = [
             sys.executable,
             "-m",
@@ -114,7 +126,8 @@ class LocalProcessLauncher:
             proc = subprocess.Popen(
                 cmd, stdin=stdin, stdout=None, stderr=log, env=env, preexec_fn=die_with_this_process()
             )
-        self.procs.append(proc)
+        if append:
+            self.procs.append(proc)
         return proc
 
     def prestart(self, slots: int, attempt: int) -> None:
@@ -152,6 +165,18 @@ class LocalProcessLauncher:
         env = self._env()
         for index in range(len(waiting), slots):
             self._spawn(index, jobmaster, attempt, env)
+
+    def replace_exited(self, jobmaster: str, attempt: int) -> int:
+        """Starts a new process for every slot process that exited (a failover); returns how many."""
+        env: dict[str, str] | None = None
+        replaced = 0
+        for index, proc in enumerate(self.procs):
+            if proc.poll() is None:
+                continue
+            env = env or self._env()
+            self.procs[index] = self._spawn(index, jobmaster, attempt, env, append=False)
+            replaced += 1
+        return replaced
 
     def stop_all(self, grace_s: float = 0.0) -> None:
         """Waits up to ``grace_s`` for slots to exit on their own, then kills the rest and reaps them."""

@@ -2,7 +2,9 @@
 
 Each slot holds one authenticated control connection to the JobMaster (``control.py``). Messages
 to a slot go out in order through its ``ControlLink``; the registry implements the coordinator's
-``TaskGateway``.
+``TaskGateway``. Slots outlive attempts: when one fails, the survivors are ``release``d (fenced: their
+messages are dropped until they answer ``released``), a lost slot's index is freed for its replacement,
+and the next attempt deploys to the same registry.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 from streamjob.worker.protocol.events import Barrier
 from streamjob.worker.protocol.framing import NO_CHANNEL, FrameKind, frame
-from streamjob.worker.protocol.messages import Abort, BarrierSpec, Bye, Notify, Ping, ToSlot, Trigger, encode
+from streamjob.worker.protocol.messages import Abort, BarrierSpec, Bye, Notify, Ping, Release, ToSlot, Trigger, encode
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ class SlotConnection:
     link: ControlLink
     data_address: tuple[str, int]
     pid: int
+    fenced: int | None = None
+    """The attempt this slot was released from until it answers ``released`` (its messages are stale)."""
 
     def send(self, message: ToSlot) -> None:
         """Queues a message; delivery order is send order."""
@@ -88,10 +92,46 @@ class SlotRegistry:
         self.spares: set[ControlLink] = set()
 
     def open_for(self, count: int) -> None:
-        """Accepts up to ``count`` registrations (one attempt's slots)."""
-        self.slots = {}
+        """Accepts up to ``count`` slots (one attempt's); slots still registered from the last attempt stay."""
         self.accepting = count
         self.opened.set()
+
+    @property
+    def ready(self) -> int:
+        """Registered slots that can take a deployment (not waiting for their tasks of a failed attempt to end)."""
+        return sum(1 for conn in self.slots.values() if conn.fenced is None)
+
+    def release(self, attempt: int) -> None:
+        """Tells every slot to stop its tasks of the failed ``attempt`` and fences it until it has."""
+        for conn in self.slots.values():
+            conn.fenced = attempt
+            conn.send(Release(attempt=attempt))
+
+    def released(self, conn: SlotConnection, attempt: int) -> None:
+        """A slot's tasks of ``attempt`` ended: it takes the next deployment."""
+        if conn.fenced == attempt:
+            conn.fenced = None
+            self.changed.set()
+
+    def remove(self, conn: SlotConnection) -> None:
+        """A slot's connection closed: its index is free for a replacement."""
+        if self.slots.get(conn.index) is conn:
+            del self.slots[conn.index]
+            self.changed.set()
+
+    async def wait_released(self, timeout_s: float) -> bool:
+        """Waits until no registered slot is fenced; False on timeout (a slot whose tasks do not end)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.ready < len(self.slots):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     async def wait_open(self, timeout_s: float) -> None:
         """Holds a slot that connected before the first attempt opened registrations."""
@@ -119,9 +159,9 @@ class SlotRegistry:
         return conn
 
     async def wait_for_all(self, count: int, timeout_s: float) -> bool:
-        """Waits until ``count`` slots registered; False on timeout."""
+        """Waits until ``count`` slots registered and released from any earlier attempt; False on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(self.slots) < count:
+        while self.ready < count:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 return False

@@ -27,7 +27,7 @@ from streamjob.worker.errors import StreamJobError
 from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, StreamEvent, Watermark, WatermarkStatus
 from streamjob.worker.snapshot.handles import StateHandle
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 """Both planes' version, exchanged in the handshake: peers of different versions refuse each other."""
 
 
@@ -207,6 +207,17 @@ class Cancel(_Message):
     t: Literal["cancel"] = "cancel"
 
 
+class Release(_Message):
+    """The attempt failed but this slot stays: stop its tasks, drop the attempt's connections, answer ``released``.
+
+    The JobMaster then deploys the next attempt to it (Flink's task cancellation on failover: the
+    TaskManager survives, only its tasks end).
+    """
+
+    t: Literal["release"] = "release"
+    attempt: int
+
+
 class Bye(_Message):
     """The attempt ended; the slot exits (non-zero when it failed)."""
 
@@ -235,6 +246,13 @@ class Prepared(_Message):
 
     t: Literal["prepared"] = "prepared"
     tasks: int
+
+
+class Released(_Message):
+    """The slot's tasks of ``attempt`` ended and its connections of that attempt are closed: it takes a deployment."""
+
+    t: Literal["released"] = "released"
+    attempt: int
 
 
 class Ack(_Message):
@@ -323,9 +341,11 @@ class Metrics(_Message):
     tasks: list[TaskCounters]
 
 
-ToSlot = Annotated[Deploy | Start | Trigger | Notify | Abort | Finish | Cancel | Bye | Ping, Field(discriminator="t")]
+ToSlot = Annotated[
+    Deploy | Start | Trigger | Notify | Abort | Finish | Cancel | Release | Bye | Ping, Field(discriminator="t")
+]
 ToJobMaster = Annotated[
-    Register | Prepared | Ack | Decline | TaskFailed | SlotFailed | EndOfInput | SlotFinished | Metrics,
+    Register | Prepared | Released | Ack | Decline | TaskFailed | SlotFailed | EndOfInput | SlotFinished | Metrics,
     Field(discriminator="t"),
 ]
 Event = Annotated[BarrierEvent | EndOfStreamEvent | WatermarkEvent | WatermarkStatusEvent, Field(discriminator="t")]

@@ -61,6 +61,8 @@ class DataServer:
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self.closing = False
+        self.generation = 0
+        """Counts ``reset``: a connection of an earlier attempt never reports an error into a later one."""
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         """Listens; returns the bound address."""
@@ -79,6 +81,21 @@ class DataServer:
         self._channels[channel.key] = channel
         for item in self._early.pop(channel.key, []):
             channel.push(item)
+
+    def reset(self) -> None:
+        """Ends an attempt here (the slot stays for the next): its producers' connections close, its channels go.
+
+        Until the next deployment sets ``attempt`` and ``token`` again every producer is refused, so a
+        process still running the old attempt cannot reach the new one's channels.
+        """
+        self.generation += 1
+        for w in self._writers:
+            w.transport.abort()
+        self._writers = []
+        self._channels = {}
+        self._early = {}
+        self.token, self.attempt = "", -1
+        self.closing = False
 
     def _admit(self, hello: Hello) -> None:
         """A producer that knows the secret, but of another attempt (a process the JobMaster gave up on)."""
@@ -101,6 +118,7 @@ class DataServer:
         finally:
             self.gate.release()
         self._writers.append(writer)
+        generation = self.generation
         try:
             await self._receive(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -110,7 +128,7 @@ class DataServer:
             log.warning("dropped the data connection from %s: %s", peer, err)
             writer.transport.abort()
         except SerializationError as err:  # the job's records: the job must learn why (a type it did not allow)
-            if not self.closing:
+            if not self.closing and generation == self.generation:
                 self.on_error(f"data connection from {peer} failed: {err}")
 
     async def _receive(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

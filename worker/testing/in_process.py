@@ -98,15 +98,24 @@ class InProcessLauncher:
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:
         """Starts ``slots`` slot coroutines that register at ``jobmaster``."""
-        loop = asyncio.get_running_loop()
-        self.current = []
-        for index in range(slots):
-            work = self.work_dir / f"attempt-{attempt}-slot-{index}"
-            work.mkdir(parents=True, exist_ok=True)
-            slot = Slot(jobmaster, "127.0.0.1", self.secret, work_dir=work, loader=self.loader, stores=self.stores)
-            task = loop.create_task(slot.run(), name=f"streamjob-slot-{index}-attempt-{attempt}")
-            self.current.append((slot, task))
-            self.started.append((slot, task))
+        self.current = [self._start_one(index, jobmaster, attempt) for index in range(slots)]
+
+    def replace_exited(self, jobmaster: str, attempt: int) -> int:
+        """Starts a new slot coroutine for every one of the last attempt that ended; returns how many."""
+        replaced = 0
+        for index, (_, task) in enumerate(self.current):
+            if task.done():
+                self.current[index] = self._start_one(index, jobmaster, attempt)
+                replaced += 1
+        return replaced
+
+    def _start_one(self, index: int, jobmaster: str, attempt: int) -> tuple[Slot, asyncio.Task[int]]:
+        work = self.work_dir / f"attempt-{attempt}-slot-{index}"
+        work.mkdir(parents=True, exist_ok=True)
+        slot = Slot(jobmaster, "127.0.0.1", self.secret, work_dir=work, loader=self.loader, stores=self.stores)
+        task = asyncio.get_running_loop().create_task(slot.run(), name=f"streamjob-slot-{index}-attempt-{attempt}")
+        self.started.append((slot, task))
+        return slot, task
 
     def stop_all(self, grace_s: float = 0.0) -> None:
         """Cancels every running slot of the attempt with all its tasks (the slots' ``Bye`` came first)."""

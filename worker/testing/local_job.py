@@ -183,6 +183,11 @@ class LocalJob:
         return self.proc
 
     @property
+    def pid(self) -> int:
+        """The job process's id: the JobMaster's (local mode runs it in this process)."""
+        return self._require().pid
+
+    @property
     def returncode(self) -> int | None:
         """The exit code once the process ended."""
         return self._require().poll()
