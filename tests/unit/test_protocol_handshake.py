@@ -22,7 +22,7 @@ from streamjob.worker.protocol.handshake import (
     connect,
     data_label,
 )
-from streamjob.worker.protocol.messages import CHALLENGE, Hello, ProtocolError, decode, encode
+from streamjob.worker.protocol.messages import CHALLENGE, PROTOCOL_VERSION, Hello, ProtocolError, decode, encode
 from streamjob.worker.runtime.channels import InputGate
 from streamjob.worker.runtime.codec import RecordCodec
 from streamjob.worker.runtime.network import DataServer, PeerConnection
@@ -106,7 +106,9 @@ def test_the_client_refuses_a_server_without_the_secret() -> None:
         async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writer.write(
                 frame(
-                    FrameKind.MESSAGE, NO_CHANNEL, msgpack.packb({"t": "challenge", "version": 1, "nonce": b"n" * 32})
+                    FrameKind.MESSAGE,
+                    NO_CHANNEL,
+                    msgpack.packb({"t": "challenge", "version": PROTOCOL_VERSION, "nonce": b"n" * 32}),
                 )
             )
             await read_frame(reader, 4096)
@@ -161,7 +163,7 @@ def test_a_hello_with_a_short_nonce_is_refused() -> None:
             frame(
                 FrameKind.MESSAGE,
                 NO_CHANNEL,
-                encode(Hello(version=1, nonce=b"", proof=prove(SECRET, CONTROL_LABEL, challenge.nonce))),
+                encode(Hello(version=PROTOCOL_VERSION, nonce=b"", proof=prove(SECRET, CONTROL_LABEL, challenge.nonce))),
             )
         )
         assert "nonce" in str(await result)
