@@ -26,12 +26,18 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "balance.py"
 class FakeLauncher:
     def __init__(self) -> None:
         self.started: list[int] = []
+        self.replaced: list[int] = []
+        self.stopped = 0
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:
         self.started.append(attempt)
 
+    def replace_exited(self, jobmaster: str, attempt: int) -> int:
+        self.replaced.append(attempt)
+        return 0
+
     def stop_all(self, grace_s: float = 0.0) -> None:
-        pass
+        self.stopped += 1
 
     def pids(self) -> list[int]:
         return []
