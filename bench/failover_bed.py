@@ -51,6 +51,8 @@ class FailoverSpec:
     settle_s: float = 2.0
     seconds: int = 25
     verify: bool = True
+    restart_delay_s: float | None = None
+    """``restartPolicy.backoff.initialDelaySeconds`` of the jobs (None: the default policy's 1 s)."""
     pythonpath: str | None = None  # A/B runs: the operator and the pods import streamjob from here
 
     @property
@@ -268,7 +270,9 @@ class BenchJob:
                     "credentialsSecret": {"name": "s3-credentials"},
                 },
             },
-        }  # no restartPolicy: the default policy is what is measured
+        }  # no restartPolicy unless asked: the default policy is what is measured
+        if self.spec.restart_delay_s is not None:
+            body["restartPolicy"] = {"backoff": {"initialDelaySeconds": self.spec.restart_delay_s}}
         if self.spec.pythonpath:
             env = {"env": [{"name": "PYTHONPATH", "value": self.spec.pythonpath}]}
             body |= {"jobManager": env, "taskManager": env}
@@ -302,6 +306,11 @@ class BenchJob:
             except (OSError, json.JSONDecodeError):
                 continue
         return found
+
+    def last_attempt(self) -> int:
+        """The newest attempt (the JobMaster's numbering, ``get_attempt_number``) that left a stamp."""
+        numbers = [int(p.name[1:].split("-", 1)[0]) for p in self.stamps.glob("a*-s*.json")]
+        return max(numbers, default=-1)
 
     def wait_processing(self, attempt: int, timeout: float) -> list[Json]:
         def every() -> list[Json] | None:
@@ -359,8 +368,8 @@ def checkpointed(s: Json, at_least: int) -> bool:
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
-def _log_time(path: Path, needle: str) -> float | None:
-    """Wall-clock time of the first log line containing ``needle`` (Python logging's asctime, local time)."""
+def _log_time(path: Path, needle: str, since: float = 0.0) -> float | None:
+    """Wall-clock time of the first log line containing ``needle`` at or after ``since`` (asctime, local time)."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -368,7 +377,9 @@ def _log_time(path: Path, needle: str) -> float | None:
     for line in lines:
         match = _LOG_TIME.match(line)
         if match and needle in line:
-            return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if at >= since - 0.001:  # asctime has ms precision
+                return at
     return None
 
 
@@ -418,6 +429,36 @@ def pods_timeline(bed: Testbed, job: BenchJob, since: float, old: int, new: int)
         "workers_started": last([w.get("running") for w in worker_times]),
         "tasks_deployed": _log_time(jm_log, "event running"),
     }
+
+
+def replacement_timeline(
+    bed: Testbed, job: BenchJob, since: float, attempt: int, victim: str
+) -> dict[str, float | None]:
+    """Milestones of a worker crash recovered in place: the JobMaster's log and the replacement pod's events."""
+    assert bed.recorder is not None
+    pods = bed.recorder.select(job.namespace, since, "pod")
+    prefix = f"{NAME}-worker-{attempt}-"
+    added = [e["object"]["metadata"]["name"] for e in pods if e["type"] == "ADDED"]
+    replacement = next((n for n in added if n.startswith(prefix) and n != victim), None)
+    times = pod_times(pods, replacement) if replacement is not None else {}
+    jm_log = bed.agent.log_path(job.namespace, f"{NAME}-jobmaster-{attempt}")
+    return {
+        "jm_restarting": _log_time(jm_log, "event restarting", since),
+        "replacement_created": times.get("created"),
+        "replacement_started": times.get("running"),
+        "tasks_deployed": _log_time(jm_log, "event running", since),
+    }
+
+
+def jobmaster_pods_created(bed: Testbed, job: BenchJob, since: float) -> list[str]:
+    """JobMaster pods created after ``since`` (none when the JobMaster recovered in place)."""
+    assert bed.recorder is not None
+    pods = bed.recorder.select(job.namespace, since, "pod")
+    return [
+        e["object"]["metadata"]["name"]
+        for e in pods
+        if e["type"] == "ADDED" and e["object"]["metadata"]["name"].startswith(f"{NAME}-jobmaster-")
+    ]
 
 
 def relative(t0: float, points: dict[str, float | None]) -> dict[str, float | None]:
