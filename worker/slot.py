@@ -321,6 +321,7 @@ class Slot:
         self.data.reset()
         old_dir = self.work_dir / f"attempt-{self.attempt}" if self.attempt is not None else None
         self.tasks, self.closed_tasks, self.failed, self.attempt = {}, 0, None, None
+        gc.unfreeze()  # the failed attempt's objects were frozen by its start: let the collector have them
         if old_dir is not None:  # the failed attempt's local state (RocksDB instances, spill files)
             self.executor.submit(shutil.rmtree, old_dir, True)
         log.info("released from attempt %d; waiting for the next deployment", attempt)

@@ -347,8 +347,11 @@ def test_an_attempt_needing_more_slots_than_configured_fails_without_starting(tm
         return outcome, world.registry.accepting
 
     outcome, accepting = asyncio.run(main())
-    assert outcome.kind is OutcomeKind.FAILED and accepting == 0
-    assert outcome.reason == "the job needs 2 slots (its largest parallelism) but workers × slots per worker = 1"
+    assert outcome.kind is OutcomeKind.FAILED_FINAL and accepting == 0
+    assert outcome.reason == (
+        "the job needs 2 slots (its largest parallelism) but workers × slots per worker = 1; "
+        "raise workers or slots_per_worker, or lower the parallelism"
+    )
 
 
 def test_the_deployment_waits_out_the_restart_backoff(tmp_path: Path) -> None:

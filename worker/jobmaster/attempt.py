@@ -224,10 +224,11 @@ class Attempt:
         slots = self.graph.slots
         if ctx.launcher is None and ctx.plan.config.total_slots < slots:
             self.phase = AttemptPhase.ENDED
-            return AttemptOutcome(
-                OutcomeKind.FAILED,
+            return AttemptOutcome(  # final: a restart in place would only wait for slots that never come
+                OutcomeKind.FAILED_FINAL,
                 f"the job needs {slots} slots (its largest parallelism) but "
-                f"workers × slots per worker = {ctx.plan.config.total_slots}",
+                f"workers × slots per worker = {ctx.plan.config.total_slots}; raise workers or slots_per_worker, "
+                "or lower the parallelism",
             )
         ctx.registry.open_for(slots)
         if ctx.launcher is not None and ctx.replace_slots:
