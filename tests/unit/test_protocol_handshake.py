@@ -236,6 +236,51 @@ def test_a_producer_of_another_attempt_or_without_the_secret_cannot_connect() ->
     run(go)
 
 
+def test_a_reset_data_server_drops_the_failed_attempts_producers_and_refuses_them_after() -> None:
+    """A released slot stays up for the next attempt: a process still running the old one cannot reach it."""
+
+    async def go() -> None:
+        errors: list[str] = []
+        server = data_server(errors)
+        host, port = await server.start("127.0.0.1")
+        gate = InputGate()
+        server.register(gate.add_channel((0, 1, 0)))
+        old = PeerConnection(
+            (host, port), RecordCodec(), [].append, secret=SECRET, attempt=3, token="tok", max_frame=1 << 20
+        )
+        await old.connect()
+        server.reset()
+        assert old._reader_task is not None
+        await asyncio.wait_for(asyncio.shield(old._reader_task), 5)  # its connection was closed
+        server.attempt, server.token = 4, "new"  # the next deployment
+        for attempt, token in ((3, "tok"), (4, "tok"), (3, "new")):
+            stale = PeerConnection(
+                (host, port),
+                RecordCodec(),
+                errors.append,
+                secret=SECRET,
+                attempt=attempt,
+                token=token,
+                max_frame=1 << 20,
+            )
+            with pytest.raises(ConnectionError, match="refused the handshake"):
+                await stale.connect(timeout=2)
+        fresh = PeerConnection(
+            (host, port), RecordCodec(), errors.append, secret=SECRET, attempt=4, token="new", max_frame=1 << 20
+        )
+        await fresh.connect()
+        await fresh.channel((0, 1, 0)).send_batch(["after"])
+        gate = InputGate()
+        channel = gate.add_channel((0, 1, 0))
+        server.register(channel)  # the old attempt's channel is gone: the batch waited for the new one
+        assert await gate.next(5) == (channel, ["after"])
+        assert errors == []
+        await fresh.close()
+        await server.close()
+
+    run(go)
+
+
 def test_junk_after_the_handshake_drops_the_connection_without_failing_the_attempt() -> None:
     async def go() -> None:
         errors: list[str] = []
