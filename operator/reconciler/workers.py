@@ -31,8 +31,8 @@ def replace_crashed_workers(d: Draft, dep: Deployment) -> bool:
     if jm is None or not jm.running or jm.ip is None:
         return False
     state = f.jobmaster.state
-    if state is not None and JobState(state).ended:
-        return False  # the JobMaster gave up or finished: its pod's end decides
+    if not f.jobmaster.reachable or state is None or JobState(state).ended:
+        return False  # the JobMaster gave up or finished (its pod's end decides), or cannot say yet
     workers = [p for p in pods if not p.is_jobmaster]
     crashed = [p for p in workers if p.failure is not None and p.phase == "Failed"]
     if not crashed or any(p.failure is not None and p.phase != "Failed" for p in workers):

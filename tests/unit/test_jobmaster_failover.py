@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +26,13 @@ from tests.unit.test_jobmaster_restarts import FAST, FakeLauncher, Script, _jobm
 pytestmark = pytest.mark.unit
 
 
-def _register(registry: SlotRegistry, count: int) -> list[tuple[SlotConnection, FakeLink]]:
+def _register(
+    registry: SlotRegistry, count: int, make_link: type[FakeLink] = FakeLink
+) -> list[tuple[SlotConnection, FakeLink]]:
     registry.open_for(count)
     out = []
     for index in range(count):
-        link = FakeLink()
+        link = make_link()
         conn = registry.register(link, ("127.0.0.1", 7000 + index), 100 + index)  # type: ignore[arg-type]
         assert conn is not None
         out.append((conn, link))
@@ -85,9 +88,10 @@ def test_a_released_slots_messages_are_stale_until_it_answers_released(tmp_path:
 class Releasing(Script):
     """Attempts that hold registered slots and release them when they fail, as ``Attempt._end`` does."""
 
-    def __init__(self, *outcomes: AttemptOutcome, answer: bool) -> None:
+    def __init__(self, *outcomes: AttemptOutcome, answer: bool, make_link: type[FakeLink] = FakeLink) -> None:
         super().__init__(*outcomes)
         self.answer = answer
+        self.make_link = make_link
         self.links: list[FakeLink] = []
 
     def __call__(self, ctx: AttemptContext) -> Attempt:
@@ -97,7 +101,7 @@ class Releasing(Script):
 
         async def run(restore: LoadedSnapshot | None) -> AttemptOutcome:
             if not ctx.registry.slots:
-                script.links += [link for _, link in _register(ctx.registry, 2)]
+                script.links += [link for _, link in _register(ctx.registry, 2, script.make_link)]
             outcome = await scripted_run(restore)
             if outcome.kind is OutcomeKind.FAILED:
                 ctx.registry.release(ctx.number)
@@ -143,6 +147,23 @@ def test_the_slots_are_let_go_when_the_strategy_gives_up(tmp_path: Path) -> None
     assert _run(jm) == 5 and jm.state is JobState.FAILED
     assert [bye.outcome for link in script.links for bye in link.of(Bye)] == ["failed", "failed"]
     assert isinstance(jm.launcher, FakeLauncher) and jm.launcher.stopped == 1
+
+
+def test_the_job_is_failed_before_the_slots_hear_goodbye(tmp_path: Path) -> None:
+    """The operator reads FAILED before the workers exit: it must not take their exit for a crash to replace."""
+    seen: list[JobState] = []
+
+    class Watching(FakeLink):
+        def send(self, message: Any) -> None:
+            if isinstance(message, Bye):
+                assert script.jm is not None
+                seen.append(script.jm.state)
+            super().send(message)
+
+    outcomes = [AttemptOutcome(OutcomeKind.FAILED, f"boom {i}") for i in range(3)]
+    script = Releasing(*outcomes, answer=True, make_link=Watching)
+    assert _run(_jobmaster(tmp_path, script, restart=FAST)) == 5
+    assert seen == [JobState.FAILED, JobState.FAILED]
 
 
 def test_an_exponential_strategy_forgives_restarts_after_a_long_enough_attempt(tmp_path: Path) -> None:

@@ -202,6 +202,11 @@ class Attempt:
         """Whether the outcome is set (the attempt may still be closing its slots)."""
         return self._outcome.done()
 
+    @property
+    def failed_final(self) -> bool:
+        """The attempt ended in a failure no restart can mend (``OutcomeKind.FAILED_FINAL``)."""
+        return self._outcome.done() and self._outcome.result().kind is OutcomeKind.FAILED_FINAL
+
     def end(self, outcome: AttemptOutcome) -> None:
         """Sets the outcome unless one is set: the first reason to end wins."""
         if not self._outcome.done():

@@ -113,9 +113,16 @@ class JobMaster:
     # -- what the REST API and the metrics read ---------------------------------------------------------
     @property
     def state(self) -> JobState:
-        """The job's state: RUNNING from the attempt's ``start`` until the JobMaster decides what next."""
+        """The job's state: RUNNING from the attempt's ``start`` until the JobMaster decides what next.
+
+        FAILED as soon as an attempt ends in a failure no restart can mend, or the strategy gives up:
+        before the slots are told, so that no one takes their exit for a worker failure to recover.
+        """
+        current = self._current
+        if current is not None and current.failed_final:
+            return JobState.FAILED  # from the outcome on: its goodbye ends the workers, which must not be replaced
         starting = self._state in (JobState.DEPLOYING, JobState.RECOVERING)
-        return JobState.RUNNING if starting and self._current is not None and self._current.started else self._state
+        return JobState.RUNNING if starting and current is not None and current.started else self._state
 
     @property
     def coordinator(self) -> CheckpointCoordinator | None:
@@ -268,8 +275,9 @@ class JobMaster:
             self.restarts += 1
             delay = self._next_delay(time.monotonic() - began) if not outcome.final else None
             if delay is None:
-                await self._let_slots_go("failed", stop_processes=True)
+                # FAILED before the goodbye: the operator, seeing the workers end, must not replace them.
                 self._state, self.final, self.exit_code = JobState.FAILED, outcome.final, outcome.exit_code
+                await self._let_slots_go("failed", stop_processes=True)
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
                 return self.exit_code or 5
             self._state = JobState.RESTARTING
