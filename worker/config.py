@@ -203,6 +203,7 @@ class JobConfig(_Frozen):
     allow_non_restored_state: bool = False
     restart: RestartStrategy | None = None
     restart_in_place: bool = True
+    """A failed attempt is restarted by this JobMaster (its slots released, lost ones replaced); False: it exits."""
     workers: int = Field(default=1, ge=1, le=MAX_PARALLELISM)
     slots_per_worker: int = Field(default=1, ge=1, le=MAX_PARALLELISM)
     rest_host: str = "0.0.0.0"
