@@ -220,8 +220,15 @@ class Executor:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _worker(self, status: Json, index: int) -> str:
+        """Worker ``index`` of the running attempt: a crashed one's replacement (``-r<n>``) once it has one."""
+        attempt = int(status["attempt"])
+        selector = f"streamjob.dev/job={NAME},app.kubernetes.io/component=worker,streamjob.dev/attempt={attempt}"
+        items = self.bed.api.get(f"/api/v1/namespaces/{self.job.namespace}/pods", labelSelector=selector)["items"]
+        names = sorted(p["metadata"]["name"] for p in items if (p.get("status") or {}).get("phase") == "Running")
+        if names:
+            return names[index % len(names)]
         workers = int(status.get("parallelism") or START_PARALLELISM)
-        return self.job.pod("worker", int(status["attempt"]), index % workers)
+        return self.job.pod("worker", attempt, index % workers)
 
     def _crash(self, pod: str, sig: int = signal.SIGKILL) -> str:
         try:
@@ -254,6 +261,22 @@ class Executor:
 
         after = self.job.wait(settled, f"the job to run (restarted or checkpointing) after {what}")
         return "restarted" if int(after.get("attempt") or 0) > old else "survived"
+
+    def _after_worker_crash(self, before: Json) -> None:
+        """A crashed worker is recovered in place (replacement pod, same attempt) or, failing that, by a restart.
+
+        In place: two checkpoints newer than the last one before the crash (the first may be one the
+        failed tasks had acknowledged) show the redeployed tasks running.
+        """
+        old = int(before["attempt"])
+        base = int((before.get("lastCheckpoint") or {}).get("id") or 0)
+
+        def recovered(s: Json) -> bool:
+            last = s.get("lastCheckpoint") or {}
+            newer = last.get("jobId") == s.get("jobId") == before.get("jobId") and int(last.get("id") or 0) >= base + 2
+            return running(s) and (int(s.get("attempt") or 0) > old or newer)
+
+        self.job.wait(recovered, "the job to run again after the worker crash")
 
     def _after_restart(self, before: Json) -> None:
         old = int(before["attempt"])
@@ -292,7 +315,7 @@ class Executor:
     def _kill_worker(self, step: Step) -> str:
         hit, before = self._kill("worker", step.params["worker"])
         if not hit.startswith("missed"):
-            self._after_restart(before)
+            self._after_worker_crash(before)
         return hit
 
     def _kill_jobmaster(self, step: Step) -> str:
@@ -317,7 +340,9 @@ class Executor:
             hit += f", then {self._crash(pod)} while it was down"
         time.sleep(step.params["down_s"])
         self.bed.operator.start()
-        if victim != "nothing" and "missed" not in hit:
+        if victim == "kill-worker" and "missed" not in hit:
+            self._after_worker_crash(before)
+        elif victim != "nothing" and "missed" not in hit:
             self._after_restart(before)
         self.job.wait(running, "the job to run after the operator restart")
         return hit
@@ -426,7 +451,7 @@ class Executor:
             return f"{kind} taken"
         hit = self._crash(self._worker(before, step.params["worker"]))
         if not hit.startswith("missed"):
-            self._after_restart(before)
+            self._after_worker_crash(before)
         self.job.wait(lambda s: (s.get("nonces") or {}).get(kind) == nonce and running(s), f"the {kind} nonce")
         return f"{kind} taken, then {hit}"
 
