@@ -8,8 +8,10 @@ takes its place under a fresh name (``<worker>-r<n>``, ``replacement_names``). O
 attempt's JobMaster pod runs and does not report the job ended; anything else (a failed or missing
 JobMaster, a worker that cannot start: image pull, pending timeout, eviction in progress) stays an
 attempt failure for the restart policy, and a JobMaster that gives up (its strategy exhausted, a
-failure no restart mends) ends the attempt itself. Called by ``reconciler.plan`` (a running
-attempt) and ``reconciler.operations`` (one starting).
+failure no restart mends) ends the attempt itself. The JobMaster's restart strategy is the
+``restartPolicy`` it was deployed with; a change reaches it with the next attempt, except that
+``maxRestarts: 0`` stops replacements at once (the crash then ends the attempt, which fails).
+Called by ``reconciler.plan`` (a running attempt) and ``reconciler.operations`` (one starting).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def replace_crashed_workers(d: Draft, dep: Deployment) -> bool:
     if any(p.succeeded for p in workers):
         return False  # a worker that ended cleanly: the job is finishing or failing; wait for the JobMaster
     spec = StreamJobSpec.parse(dep.spec)
+    if (f.spec or spec).restart_policy.max_restarts == 0:
+        return False  # no restart wanted (the JobMaster's strategy is the deployed spec's: it may predate that)
     names = replacement_names([p.name for p in crashed], {p.name for p in pods})
     attempt = Attempt(f.job, spec, dep.attempt, dep.job_id, dep.restore_from)
     d.act(ReplaceWorkers(attempt, jm.ip, tuple(p.name for p in crashed), tuple(names)))

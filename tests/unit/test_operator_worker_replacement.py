@@ -98,6 +98,18 @@ def test_a_crashed_worker_beside_a_failed_jobmaster_restarts_the_attempt() -> No
     assert w.status.attempt == 2
 
 
+def test_max_restarts_zero_in_the_live_spec_stops_replacements_and_the_job_fails() -> None:
+    """The JobMaster's strategy was rendered at deploy time; a policy changed since to no restarts wins."""
+    w = World(dict(BASE))
+    w.run_until(healthy)
+    w.spec = {**BASE, "restartPolicy": {"maxRestarts": 0}}
+    w.generation += 1
+    w.step()
+    crash(w, "demo-worker-1-1")
+    w.run_until(lambda w: w.status.lifecycle_state is LifecycleState.FAILED, steps=30)
+    assert w.count(ReplaceWorkers) == 0 and "gave up after 0 restarts" in (w.status.error or "")
+
+
 def test_replacement_names_are_fresh_deterministic_and_never_in_use() -> None:
     base = {"j-worker-3-0", "j-worker-3-1"}
     assert replacement_names(["j-worker-3-0"], base) == ["j-worker-3-0-r1"]
