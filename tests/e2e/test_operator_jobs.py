@@ -224,7 +224,8 @@ def test_ten_worker_crashes_in_a_row_keep_the_jobmaster_pod_and_exact_output(job
     restart count stay as they were, and the committed output holds every number exactly once.
     """
     count = 40_000
-    job.create(count=count, rate=500)
+    # A fixed delay: the default exponential one grows to 60 s by the eighth crash within resetAfterSeconds.
+    job.create(count=count, rate=500, restartPolicy={"strategy": "fixed", "backoff": {"initialDelaySeconds": 0.5}})
     before = job.wait(lambda s: checkpointed(s, 2), "checkpoints")
     attempt = before["attempt"]
     jobmaster = job.kube.raw.get(f"/api/v1/namespaces/{job.namespace}/pods/{job.pod('jobmaster', attempt)}")
