@@ -294,6 +294,7 @@ class Task:
         assert isinstance(head, SourceOperator | LegacySourceOperator)
         batch_size = self.services.batch_size
         checkpointer = self.checkpointer
+        debloated = [w for w in self.writers if any(c.debloater is not None for c in w.channels)]
         while not self.cancelled:
             while self.triggers:
                 await self._source_checkpoint(self.triggers.popleft())
@@ -301,7 +302,10 @@ class Task:
                 return
             idle = self.input_done or self.stopped_at is not None
             if not idle:
-                batch = head.poll(batch_size)
+                # Debloated channels: a batch the writers can send with about one credit each, so that
+                # a trigger waits for one credit at most, not for a whole buffer's worth.
+                size = min(batch_size, *[w.batch_hint() for w in debloated]) if debloated else batch_size
+                batch = head.poll(size)
                 if batch is None:
                     await self._end_of_input()
                     continue
