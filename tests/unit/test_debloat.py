@@ -126,3 +126,31 @@ def test_a_source_polls_about_one_batch_per_channel() -> None:
     assert RecordWriter(channels, Partitioning.FORWARD, None, 128, 1).batch_hint() == 40  # type: ignore[arg-type]
     channels[2].batch_limit = 10
     assert RecordWriter(channels, Partitioning.BROADCAST, None, 128, 0).batch_hint() == 10  # type: ignore[arg-type]
+
+
+def test_the_first_batch_an_idle_consumer_takes_at_once_does_not_lift_the_cap() -> None:
+    # A consumer needing 1 ms per record takes the first batch at once (it was idle), then one batch
+    # per 16 ms. The first sample starts at that first credit, so it sees ~1,000 records/s.
+    d = Debloater(BufferDebloat(), credits=CREDITS, max_batch=4096, now=0.0)
+    for _ in range(CREDITS):
+        d.sent(16, 0.0)
+    d.taken(1, 0.00001)
+    d.sent(16, 0.00001)
+    assert d.limit == 16
+    now = 0.00001
+    for _ in range(3):
+        now += 0.016
+        d.taken(1, now)
+        d.sent(d.limit, now)
+    assert d.records_per_s == pytest.approx(1000.0, rel=0.05)
+    assert d.limit == 125
+
+
+def test_a_fast_consumer_gets_full_batches_after_the_first_10ms() -> None:
+    d = Debloater(BufferDebloat(), credits=CREDITS, max_batch=4096, now=0.0)
+    now = 0.0
+    while now < 0.02:
+        d.sent(d.limit, now)
+        now += 0.00005  # a 16-record batch taken every 50 us: 320k records/s
+        d.taken(1, now)
+    assert d.limit == 4096

@@ -12,7 +12,10 @@ that returns (the consumer took the oldest outstanding batch). The throughput is
 per second of *busy* time, when the channel had batches outstanding, so a consumer waiting for
 this producer counts as fast (its capacity, not the producer's rate) and the cap stays at the
 configured batch size. Samples of ``period_ms`` are smoothed (moving average) before
-``batch_limit`` (pure) turns them into a cap.
+``batch_limit`` (pure) turns them into a cap. A channel starts with small batches, so that a slow
+consumer never gets a bloated queue to begin with, and takes its first sample after 10 ms (from the
+first returned credit on: an idle consumer takes the first batch at once, which says nothing about
+its speed), so that a fast one gets full batches almost at once.
 
 Callers: ``channels.OutputChannel`` (one ``Debloater`` per channel when enabled), the source
 task's poll size (``RecordWriter.batch_hint``); unit tests.
@@ -25,6 +28,7 @@ from collections import deque
 from streamjob.worker.config import BufferDebloat
 
 _WEIGHT = 0.3  # of a new sample in the moving average: ~3 samples to follow a change of speed
+_FIRST_PERIOD_S = 0.01
 
 
 def batch_limit(records_per_s: float, *, target_s: float, credits: int, min_batch: int, max_batch: int) -> int:
@@ -51,6 +55,7 @@ class Debloater:
         "_last",
         "_max",
         "_outstanding",
+        "_period_s",
         "_rate",
         "_settings",
         "_taken",
@@ -67,6 +72,7 @@ class Debloater:
         self._taken = 0
         self._last = now
         self._rate: float | None = None
+        self._period_s: float | None = None  # None until the first credit came back
         # Start small: a consumer that turns out to be slow then never queued more than the target,
         # and a fast one lifts the cap after the first period.
         self.limit = batch_limit(
@@ -93,8 +99,15 @@ class Debloater:
         if not outstanding and since is not None:
             self._busy_s += now - since
             self._busy_since = None
-        if now - self._last < self._settings.period_ms / 1000:
+        if self._period_s is None:  # the first credit starts the measurement
+            self._period_s = min(_FIRST_PERIOD_S, self._settings.period_ms / 1000)
+            self._busy_s, self._taken, self._last = 0.0, 0, now
+            if self._busy_since is not None:
+                self._busy_since = now
             return
+        if now - self._last < self._period_s:
+            return
+        self._period_s = self._settings.period_ms / 1000
         busy = self._busy_s
         if self._busy_since is not None:
             busy += now - self._busy_since
