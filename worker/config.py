@@ -162,8 +162,8 @@ class BufferDebloat(_Frozen):
     """In-flight data per channel, as time of the consumer's throughput (Flink's ``target``, 1 s)."""
     period_ms: int = Field(default=100, ge=10, le=MAX_DURATION_MS)
     """How often a channel's throughput is sampled (smoothed over about 3 samples)."""
-    min_batch_size: int = Field(default=16, ge=1, le=MAX_COUNT)
-    """Fewest records per batch however slow the consumer (per-batch costs would dominate below)."""
+    min_batch_size: int = Field(default=1, ge=1, le=MAX_COUNT)
+    """Fewest records per batch however slow the consumer (a batch of 1 still costs one credit)."""
 
 
 class S3Options(_Frozen):

@@ -40,6 +40,7 @@ def test_an_aligned_checkpoint_behind_a_1ms_per_record_sink_completes_within_2s(
         durations = [int(r["duration_ms"]) for r in _completed(job)]  # type: ignore[call-overload]
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
+    print(f"aligned checkpoint durations behind the 1 ms/record sink (ms): {durations}")
     # Every checkpoint, the first included (debloating starts with small batches), waits for about
     # 1 s of the sink's work per channel, not for 8 x 4,096 records.
     assert statistics.median(durations) <= 2000, durations
@@ -69,7 +70,7 @@ def test_output_stays_exact_while_the_sink_changes_speed_and_a_worker_is_killed(
     ) as job:
         job.wait_for_checkpoints(2, timeout=90)
         job.kill_worker(1)
-        job.wait_for_running(restarts=1)
         assert job.wait(timeout=180) == 0, job.describe()
+        assert "restarting" in job.output(), job.describe()  # it recovered from the kill, then finished
     problem = keyed_sum.check_exactly_once(read_committed(out), count)
     assert problem is None, problem

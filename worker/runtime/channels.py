@@ -246,7 +246,7 @@ class OutputChannel(ABC):
         self.credits -= 1
         self._deliver(batch)
         if self.debloater is not None:
-            self.debloater.sent(len(batch), self.clock.monotonic())
+            self.debloater.sent(len(batch), self.clock.monotonic)
 
     async def _send_in_pieces(self, batch: list[Any]) -> None:
         start, n = 0, len(batch)
@@ -354,13 +354,15 @@ class RecordWriter:
             channel.enable_debloating(settings, max_batch)
 
     def batch_hint(self) -> int:
-        """Records a source should poll so that sending them needs about one credit per channel."""
-        channels, p = self.channels, self.partitioning
-        if p is Partitioning.FORWARD:
+        """Records a task should emit at once so that sending them needs at most one credit per channel.
+
+        The smallest cap of the channels: keys may all go to the slowest consumer (and rebalance
+        sends a whole batch to one channel), so a larger batch could wait for several of its credits.
+        """
+        channels = self.channels
+        if self.partitioning is Partitioning.FORWARD:
             return channels[self._producer_index % self._n].batch_limit
-        if p is Partitioning.BROADCAST or self._n == 1:
-            return min(c.batch_limit for c in channels)
-        return sum(c.batch_limit for c in channels)
+        return min(c.batch_limit for c in channels)
 
     def broadcast_event(self, event: StreamEvent) -> None:
         """Sends an event on every channel."""

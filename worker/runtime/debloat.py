@@ -17,18 +17,20 @@ consumer never gets a bloated queue to begin with, and takes its first sample af
 first returned credit on: an idle consumer takes the first batch at once, which says nothing about
 its speed), so that a fast one gets full batches almost at once.
 
-Callers: ``channels.OutputChannel`` (one ``Debloater`` per channel when enabled), the source
-task's poll size (``RecordWriter.batch_hint``); unit tests.
+Callers: ``channels.OutputChannel`` (one ``Debloater`` per channel when enabled), the task's
+source poll size and input slices (``RecordWriter.batch_hint``); unit tests.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from streamjob.worker.config import BufferDebloat
 
 _WEIGHT = 0.3  # of a new sample in the moving average: ~3 samples to follow a change of speed
 _FIRST_PERIOD_S = 0.01
+_FIRST_LIMIT = 16  # records per batch until the first sample
 
 
 def batch_limit(records_per_s: float, *, target_s: float, credits: int, min_batch: int, max_batch: int) -> int:
@@ -75,19 +77,17 @@ class Debloater:
         self._period_s: float | None = None  # None until the first credit came back
         # Start small: a consumer that turns out to be slow then never queued more than the target,
         # and a fast one lifts the cap after the first period.
-        self.limit = batch_limit(
-            0.0, target_s=1.0, credits=credits, min_batch=settings.min_batch_size, max_batch=max_batch
-        )
+        self.limit = max(settings.min_batch_size, min(_FIRST_LIMIT, max_batch))
 
     @property
     def records_per_s(self) -> float | None:
         """The smoothed throughput of the consumer on this channel (None before the first sample)."""
         return self._rate
 
-    def sent(self, records: int, now: float) -> None:
-        """A batch of ``records`` went out."""
+    def sent(self, records: int, clock: Callable[[], float]) -> None:
+        """A batch of ``records`` went out (the clock is read only when the channel becomes busy)."""
         if not self._outstanding:
-            self._busy_since = now
+            self._busy_since = clock()
         self._outstanding.append(records)
 
     def taken(self, batches: int, now: float) -> None:
