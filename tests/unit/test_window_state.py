@@ -244,3 +244,15 @@ def test_windows_stored_as_one_list_before_are_read_and_converted(kind: str, tmp
     assert c.take() == ([("a", 0, 10, [("a", 1), ("a", 2), ("a", 3)]), ("a", 10, 20, [("a", 11)])], [])
     restored.set_current_key("a")
     assert c.state.keys() == []
+
+
+def test_a_stamped_stream_buffers_the_values_not_the_timestamp_pairs(kind: str, tmp_path: Path) -> None:
+    # After a map on an event-time stream records arrive as (timestamp, value) pairs (api/stamped.py).
+    from streamjob.worker.runtime.time_operators import _values_of_pairs
+
+    aggregation = _values_of_pairs(WindowAggregation.of_records(), True)
+    c = WindowCore(make_backend(kind, tmp_path), TumblingEventTimeWindows.of(10), aggregation, Tagged(), now=lambda: 0)
+    c.process_batch([(1, ("a", 10)), (2, ("a", 20))], lambda r: r[1][0], lambda r: r[0], 0)
+    c.process("a", (3, ("a", 30)), 3)
+    c.advance_watermark(MAX_WATERMARK)
+    assert c.take() == ([("a", 0, 10, [("a", 10), ("a", 20), ("a", 30)])], [])

@@ -139,6 +139,7 @@ class WindowCore:
         state = self.state
         get, put, contains = state.get, state.put, state.contains
         append = state.append if isinstance(state, BufferedWindows) else None
+        pairs = self.aggregation.stores_pairs  # (timestamp, value) records: the window keeps the values
         create, add = self.aggregation.create, self.aggregation.add
         register, spans_of = self._register, self.assigner.assign_spans
         wm, lateness, event_time = self.watermark, self.lateness, self.event_time
@@ -153,7 +154,7 @@ class WindowCore:
                     continue
                 skipped = False
                 if append is not None:
-                    new = append(span, r)  # the record alone is written, never the window's contents
+                    new = append(span, r[1] if pairs else r)  # the record alone is written, never the window
                     acc = None
                 else:
                     acc = get(span)
@@ -186,7 +187,7 @@ class WindowCore:
             span = (window.start, window.end)
             state = self.state
             if isinstance(state, BufferedWindows):
-                state.append(span, value)
+                state.append(span, value[1] if self.aggregation.stores_pairs else value)
             else:
                 acc = state.get(span)
                 if acc is None and not state.contains(span):
