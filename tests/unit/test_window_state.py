@@ -256,3 +256,36 @@ def test_a_stamped_stream_buffers_the_values_not_the_timestamp_pairs(kind: str, 
     c.process("a", (3, ("a", 30)), 3)
     c.advance_watermark(MAX_WATERMARK)
     assert c.take() == ([("a", 0, 10, [("a", 10), ("a", 20), ("a", 30)])], [])
+
+
+@pytest.mark.parametrize("evictor", [False, True], ids=["process", "evictor"])
+def test_trigger_windows_write_the_same_bytes_per_record_whatever_the_window_holds(
+    evictor: bool, tmp_path: Path
+) -> None:
+    # A global window with a count trigger that has not fired yet (RocksDB): with an evictor or a
+    # process() function it holds the records, and adding one must not rewrite the others.
+    from streamjob.worker.api.evictors import CountEvictor
+    from streamjob.worker.api.triggers import CountTrigger
+    from streamjob.worker.api.windows import GlobalWindows
+    from streamjob.worker.runtime.trigger_windows import TriggerWindowCore
+
+    per_record = []
+    for n in (2_000, 8_000):
+        serializer = CountingSerializer()
+        c = TriggerWindowCore(
+            make_backend("rocksdb", tmp_path, uid=f"trigger{n}"),
+            GlobalWindows.create(),
+            CountTrigger.of(n + 1),
+            CountEvictor.of(3) if evictor else None,
+            WindowAggregation.of_records(),
+            Tagged(),
+            serializer=serializer,
+            now=lambda: 0,
+        )
+        c.process_batch([("k", i) for i in range(n)], lambda r: r[0], None, 0)
+        per_record.append(serializer.encoded / n)
+        c.process_batch([("k", n)], lambda r: r[0], None, 0)  # the (n + 1)th record fires the window
+        (out,), _ = c.take()
+        assert out[3] == [("k", i) for i in (range(n - 2, n + 1) if evictor else range(n + 1))]
+        c.backend.close()
+    assert per_record[1] <= per_record[0] * 1.1, per_record

@@ -73,6 +73,22 @@ class BufferedWindows:
         self.contains: Callable[[Span], bool] = self._windows.contains
         self.keys: Callable[[], list[Any]] = self._windows.keys
 
+    def _layout(self, span: Span, meta: Any) -> tuple[int, int, int, int] | None:
+        """``meta`` as ``(lo, hi, ns_start, ns_end)``, or None when it is a window stored as one list.
+
+        A serializer that returns tuples as lists (a custom one) still gives ``[lo, hi, start, end]``:
+        that is this layout when the window's first entry exists.
+        """
+        if type(meta) is tuple:
+            return meta  # type: ignore[return-value]
+        if (
+            len(meta) == 4
+            and all(type(x) is int for x in meta)
+            and self._elements.contains((meta[2], meta[3], meta[0]))
+        ):
+            return (meta[0], meta[1], meta[2], meta[3])
+        return None
+
     def append(self, span: Span, value: Any) -> bool:
         """Adds ``value`` to the window ``span`` of the current key; True when the window is new."""
         windows = self._windows
@@ -81,8 +97,8 @@ class BufferedWindows:
             self._elements.put((span[0], span[1], 0), value)
             windows.put(span, (0, 1, span[0], span[1]))
             return True
-        if type(meta) is list:
-            meta = self._convert(span, meta)
+        if type(meta) is not tuple:
+            meta = self._layout(span, meta) or self._convert(span, meta)
         lo, hi, start, end = meta
         self._elements.put((start, end, hi), value)
         windows.put(span, (lo, hi + 1, start, end))
@@ -93,9 +109,10 @@ class BufferedWindows:
         meta = self._windows.get(span)
         if meta is None:
             return None
-        if type(meta) is list:
+        layout = self._layout(span, meta)
+        if layout is None:
             return list(meta)
-        lo, hi, start, end = meta
+        lo, hi, start, end = layout
         get = self._elements.get
         return [get((start, end, i)) for i in range(lo, hi)]
 
@@ -119,8 +136,9 @@ class BufferedWindows:
         if meta is None:
             return
         self._windows.remove(span)
-        if type(meta) is not list:
-            lo, hi, start, end = meta
+        layout = self._layout(span, meta)
+        if layout is not None:
+            lo, hi, start, end = layout
             remove = self._elements.remove
             for i in range(lo, hi):
                 remove((start, end, i))
@@ -135,7 +153,7 @@ class BufferedWindows:
         for span in members:
             meta = self._windows.get(span)
             if meta is not None:
-                present.append((span, self._convert(span, meta) if type(meta) is list else meta))
+                present.append((span, self._layout(span, meta) or self._convert(span, meta)))
         if not present:
             return
         keep = max(range(len(present)), key=lambda i: present[i][1][1] - present[i][1][0])
