@@ -18,6 +18,8 @@ from streamjob.worker.runtime.channels import CREDITS, InputGate, LocalOutputCha
 from streamjob.worker.runtime.debloat import Debloater, batch_limit
 from streamjob.worker.testing import FakeClock
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_window_of_credits_holds_the_target_time_of_throughput() -> None:
     # 1,000 records/s (a sink sleeping 1 ms per record), 1 s, 8 credits: 125 records per batch.

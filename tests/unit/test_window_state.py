@@ -24,6 +24,8 @@ from streamjob.worker.state.serializers import SafeSerializer
 from tests.unit.test_event_windows import Tagged, backend_owns, feed
 from tests.unit.test_state_support import MemoryStorage, make_backend
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(params=["hashmap", "rocksdb"])
 def kind(request: pytest.FixtureRequest) -> str:
