@@ -63,6 +63,8 @@ class JobSpec:
     sample_every_s: float = 0.1
     extra_args: tuple[str, ...] = ()
     autogroup_nice: int | None = None
+    run_options: tuple[str, ...] = ()
+    """Extra ``streamjob run`` flags, before the job (e.g. ``-D buffer_debloat.enabled=false``)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class _Observed:
     running_at: float | None = None
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)
     backpressured_s: dict[str, float] = field(default_factory=dict)
+    backpressure_at: float | None = None  # wall time of the first poll that saw a producer wait for credit
     rss: list[dict[str, Any]] = field(default_factory=list)
     jobmaster_hwm_kb: int = 0
     slot_pids: set[int] = field(default_factory=set)
@@ -140,6 +143,8 @@ def _poll_rest(seen: _Observed) -> None:
         for labels, value in _BACKPRESSURE.findall(metrics.decode(errors="replace")):
             named = dict(_LABEL.findall(labels))
             seen.backpressured_s[f"{named.get('vertex')}/{named.get('subtask')}"] = float(value)
+        if seen.backpressure_at is None and sum(seen.backpressured_s.values()) > 0:
+            seen.backpressure_at = time.time()
 
 
 def _sample_memory(pid: int, seen: _Observed, started: float) -> None:
@@ -174,6 +179,7 @@ def _command(spec: JobSpec, checkpoint_dir: Path, out_dir: Path, launch: Launch)
     if spec.checkpoint_interval_ms is not None:
         cmd += ["--checkpoint-interval", f"{spec.checkpoint_interval_ms}ms", "--mode", "EXACTLY_ONCE"]
     cmd += [
+        *spec.run_options,
         str(JOBS / f"{spec.job}.py"),
         "--",
         "--records",
@@ -336,6 +342,8 @@ def _measurements(
         "max_slot_peak_rss_mb": max(slot_peaks.values()) if slot_peaks else None,
         "jobmaster_peak_rss_mb": round(seen.jobmaster_hwm_kb / 1024, 1),
         "backpressured_s": seen.backpressured_s,
+        # REST is polled every 0.5 s: this is when a poll first saw it, not the first wait itself
+        "backpressure_shown_s": round(seen.backpressure_at - first, 3) if seen.backpressure_at else None,
         "rss_samples": seen.rss,
         "records_window_s": [round(first - launched, 3), round(last - launched, 3)],
         "load_average_before": load_before,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.suite import CHECKPOINTED, LONG, TARGETS, USERFN
+from bench.suite import ALIGNED_BEHIND_SLOW_SINK, CHECKPOINTED, LONG, TARGETS, USERFN
 
 SCHEMA = 1
 
@@ -348,6 +348,20 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(", ".join(cells))
             lines.append("")
             lines.append(f"Time the producers waited for credit (s): {bp.get('backpressured_s') or '–'}")
+    aligned = [(n, sc[n]["summary"]) for n in ALIGNED_BEHIND_SLOW_SINK if sc.get(n, {}).get("summary")]
+    if aligned:
+        lines += [
+            "",
+            "## Aligned checkpoints behind a sink sleeping 1 ms per record (p=2, every 1 s)",
+            "",
+            "| scenario | checkpoints | p50 ms | max ms | backpressure shown after (s) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, s in aligned:
+            lines.append(
+                f"| {name} | {s['checkpoint_count']} | {_fmt(s['checkpoint_ms_p50'])} | "
+                f"{_fmt(s.get('checkpoint_ms_max'))} | {s.get('backpressure_shown_s') or '–'} |"
+            )
     stages = sc.get("stages")
     if stages and stages.get("stages"):
         lines += [

@@ -12,6 +12,9 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
   duration percentiles over ~20 checkpoints of 10,000 keys.
 - ``backpressure``: parallelism 2 with a deliberately slow sink; the slot processes' RSS over time
   must stay flat (credit-based flow control) instead of growing with the backlog.
+- ``backpressure_aligned_debloat``, ``backpressure_aligned_nodebloat``: parallelism 2, unthrottled
+  source, a sink sleeping 1 ms per record, an aligned checkpoint every 1 s; buffer debloating on (the
+  default) and off: checkpoint durations (target ≤ 2 s with it) and when backpressure first shows.
 - ``cost``: the cost of checkpointing every second inside one job, in alternating windows with and
   without checkpoints (``cost_windows``): the figure the cost target is judged on.
 - ``stages``: in-process per-record cost of each stage of the pipeline (``stages``).
@@ -68,6 +71,9 @@ class Scenario:
     spec: JobSpec
     quick: JobSpec
     repeat: int = 3
+
+
+_NO_DEBLOAT = ("-D", "buffer_debloat.enabled=false")
 
 
 def _spec(parallelism: int, records: int = EVENTS, interval_ms: int | None = None, **extra: Any) -> JobSpec:
@@ -179,6 +185,21 @@ SCENARIOS: dict[str, Scenario] = {
             repeat=1,
         ),
         Scenario(
+            "backpressure_aligned_debloat",
+            "parallelism 2, unthrottled source, sink sleeping 1 ms per record (~2k records/s in all), "
+            "40k events, aligned checkpoint every 1 s, buffer debloating on: checkpoint duration",
+            _spec(2, 40_000, 1000, sink_delay_us=1000.0),
+            _spec(2, 2_000, 500, sink_delay_us=1000.0),
+            repeat=1,
+        ),
+        Scenario(
+            "backpressure_aligned_nodebloat",
+            "as backpressure_aligned_debloat with buffer debloating off (8 credits x 4,096 records per channel)",
+            _spec(2, 40_000, 1000, sink_delay_us=1000.0, run_options=_NO_DEBLOAT),
+            _spec(2, 2_000, 500, sink_delay_us=1000.0, run_options=_NO_DEBLOAT),
+            repeat=1,
+        ),
+        Scenario(
             "userfn_p1",
             "user functions (map, key_by, KeyedProcessFunction with ValueState, per-record "
             "sink), string keys, 2M events, 10k keys, parallelism 1, checkpointing off",
@@ -217,6 +238,7 @@ SCENARIOS: dict[str, Scenario] = {
 # cost: bench/cost_windows.py; userfn_ref: bench/userfn_ref.py; failover: bench/failover.py
 ORDER = [*SCENARIOS, "userfn_ref", "cost", "stages", "failover"]
 CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")  # judged: keyed sum
+ALIGNED_BEHIND_SLOW_SINK = ("backpressure_aligned_debloat", "backpressure_aligned_nodebloat")
 USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s", "userfn_p1_long", "userfn_p2_long")
 UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s", *USERFN)
 
@@ -287,6 +309,9 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("alignment_ms", "sync_ms", "async_ms")
     }
     summary["checkpoint_parts_p50_ms"] = {k: percentile(v, 0.5) for k, v in parts.items()}
+    if name.startswith("backpressure_aligned"):
+        summary["checkpoint_ms_max"] = max(periodic) if periodic else None
+        summary["backpressure_shown_s"] = [r.get("backpressure_shown_s") for r in runs]
     if name == "backpressure":
         summary["memory"] = _memory_trend(runs)
         summary["backpressured_s"] = runs[-1]["backpressured_s"] if runs else {}

@@ -18,9 +18,11 @@ from typing import Any
 
 from streamjob.worker.cli_tls import add_client_tls_flags, add_run_tls_flags, rest_client_tls, run_tls_config
 from streamjob.worker.cli_values import (
+    DEBLOAT_PREFIX,
     checked,
     checkpoint_keys,
     count_between,
+    debloat_keys,
     host_port,
     parse_define,
     parse_duration_ms,
@@ -125,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="checkpoint.KEY=VALUE",
         type=checked(parse_define),
         help="a checkpoint setting, as in job.json's checkpoint section (repeatable); DURATION is "
-        "e.g. 200ms, 5s or milliseconds. KEYs: " + ", ".join(f"{k}={v}" for k, v in keys.items()),
+        "e.g. 200ms, 5s or milliseconds. KEYs: "
+        + ", ".join(f"{k}={v}" for k, v in keys.items())
+        + "; also buffer_debloat.KEY=VALUE (buffer debloating), KEYs: "
+        + ", ".join(f"{k}={v}" for k, v in debloat_keys().items()),
     )
     run.add_argument(
         "--rest-port",
@@ -258,7 +263,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["interval_ms"] = args.checkpoint_interval
     if args.mode:
         overrides["mode"] = args.mode
-    overrides.update(args.defines)
+    debloat: dict[str, Any] = {}
+    for name, value in args.defines:
+        if name.startswith(DEBLOAT_PREFIX):
+            debloat[name.removeprefix(DEBLOAT_PREFIX)] = value
+        else:
+            overrides[name] = value
     raw = {
         "name": slug(args.name or Path(args.entrypoint.split(":")[0]).stem),
         "entrypoint": args.entrypoint,
@@ -267,6 +277,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "max_parallelism": args.max_parallelism,
         "state_backend": args.state_backend,
         "checkpoint": overrides,
+        "buffer_debloat": debloat,
         "checkpoints_uri": storage_uri(args.checkpoint_dir) if args.checkpoint_dir else None,
         "savepoints_uri": storage_uri(args.savepoint_dir) if args.savepoint_dir else None,
         "restore_from": args.restore if args.restore in (None, "latest") else storage_uri(args.restore),

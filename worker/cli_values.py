@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
 
-from streamjob.worker.config import MAX_DURATION_MS, MIN_INTERVAL_MS, CheckpointOverrides
+from pydantic import BaseModel
+
+from streamjob.worker.config import MAX_DURATION_MS, MIN_INTERVAL_MS, BufferDebloat, CheckpointOverrides
 from streamjob.worker.errors import ConfigError, StreamJobError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
@@ -160,9 +162,13 @@ def rest_url(text: str) -> str:
     return url.rstrip("/")
 
 
-def value_form(name: str) -> str:
-    """How a ``-D checkpoint.<name>=VALUE`` is written, from the field's type."""
-    annotation = CheckpointOverrides.model_fields[name].annotation
+DEBLOAT_PREFIX = "buffer_debloat."
+"""``-D buffer_debloat.KEY=VALUE`` sets job.json's ``buffer_debloat`` section (``config.BufferDebloat``)."""
+
+
+def value_form(name: str, model: type[BaseModel] = CheckpointOverrides) -> str:
+    """How a ``-D checkpoint.<name>=VALUE`` (or another section's) is written, from the field's type."""
+    annotation = model.model_fields[name].annotation
     kind = next((a for a in get_args(annotation) if a is not type(None)), annotation)
     if kind is bool:
         return "true|false"
@@ -176,20 +182,31 @@ def checkpoint_keys() -> dict[str, str]:
     return {name: value_form(name) for name in CheckpointOverrides.model_fields}
 
 
+def debloat_keys() -> dict[str, str]:
+    """Every ``-D buffer_debloat.KEY`` (the fields of ``BufferDebloat``) and the form of its value."""
+    return {name: value_form(name, BufferDebloat) for name in BufferDebloat.model_fields}
+
+
 def parse_define(text: str) -> tuple[str, Any]:
-    """``checkpoint.KEY=VALUE`` → (KEY, value); ``*_ms`` keys take durations (``5s``), others JSON scalars."""
+    """``checkpoint.KEY=VALUE`` → (KEY, value), ``buffer_debloat.KEY=VALUE`` → ("buffer_debloat.KEY", value).
+
+    ``*_ms`` keys take durations (``5s``), others JSON scalars.
+    """
     key, sep, value = text.partition("=")
-    if not sep or not key.startswith("checkpoint."):
-        raise ConfigError(f"'{text}' is not checkpoint.KEY=VALUE (KEY as in job.json's checkpoint section)")
-    name = key.removeprefix("checkpoint.")
-    keys = checkpoint_keys()
+    if sep and key.startswith(DEBLOAT_PREFIX):
+        section, name, keys = "buffer_debloat", key.removeprefix(DEBLOAT_PREFIX), debloat_keys()
+    elif sep and key.startswith("checkpoint."):
+        section, name, keys = "checkpoint", key.removeprefix("checkpoint."), checkpoint_keys()
+    else:
+        raise ConfigError(
+            f"'{text}' is not checkpoint.KEY=VALUE or buffer_debloat.KEY=VALUE (KEY as in job.json's section)"
+        )
     if name not in keys:
         close = difflib.get_close_matches(name, keys, n=1, cutoff=0.5)
-        hint = f"did you mean checkpoint.{close[0]}? " if close else ""
-        raise ConfigError(f"unknown checkpoint setting '{name}'; {hint}valid keys: {', '.join(keys)}")
-    if keys[name] == "DURATION":
-        return name, parse_duration_ms(value)
-    return name, scalar(value)
+        hint = f"did you mean {section}.{close[0]}? " if close else ""
+        raise ConfigError(f"unknown {section} setting '{name}'; {hint}valid keys: {', '.join(keys)}")
+    parsed = parse_duration_ms(value) if keys[name] == "DURATION" else scalar(value)
+    return (f"{DEBLOAT_PREFIX}{name}" if section == "buffer_debloat" else name), parsed
 
 
 def split_job_args(argv: list[str]) -> tuple[list[str], list[str]]:

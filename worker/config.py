@@ -147,6 +147,25 @@ class RestartStrategy(_Frozen):
         return int(min(self.max_delay_ms, self.delay_ms * self.multiplier ** (attempt - 1)))
 
 
+class BufferDebloat(_Frozen):
+    """Buffer debloating (Flink's ``taskmanager.network.memory.buffer-debloat.*``; ``runtime/debloat.py``).
+
+    Each channel caps its batches so that its credit window holds about ``target_ms`` of its
+    consumer's measured throughput: behind a slow consumer an aligned barrier waits about that
+    long, and backpressure reaches the producers about that fast. A consumer that keeps up gets
+    batches of the configured buffer size (``env.set_buffer_size``).
+    """
+
+    enabled: bool = True
+    """Off: every batch is the buffer size, and a slow consumer queues 8 of them per channel."""
+    target_ms: int = Field(default=1000, ge=10, le=MAX_DURATION_MS)
+    """In-flight data per channel, as time of the consumer's throughput (Flink's ``target``, 1 s)."""
+    period_ms: int = Field(default=100, ge=10, le=MAX_DURATION_MS)
+    """How often a channel's throughput is sampled (smoothed over about 3 samples)."""
+    min_batch_size: int = Field(default=1, ge=1, le=MAX_COUNT)
+    """Fewest records per batch however slow the consumer (a batch of 1 still costs one credit)."""
+
+
 class S3Options(_Frozen):
     """Non-secret S3 settings; credentials come from the environment (a Secret on Kubernetes)."""
 
@@ -212,6 +231,8 @@ class JobConfig(_Frozen):
     """The slots' control channel (``jobmaster/control.py``), on ``rest_host``; 0 = any free port."""
     max_frame_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024)
     """Largest record batch on the data plane (encoded); a larger one fails its task with the reason."""
+    buffer_debloat: BufferDebloat = Field(default_factory=BufferDebloat)
+    """In-flight data per channel bounded by time (``streamjob run -D buffer_debloat.KEY=VALUE``)."""
     data_host: str | None = None
     s3: S3Options = Field(default_factory=S3Options)
     worker_register_timeout_ms: int = Field(default=120_000, ge=1000, le=MAX_DURATION_MS)

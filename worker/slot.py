@@ -444,7 +444,10 @@ class Slot:
                 for d in consumers_of(e, graph, i):
                     key = (edge_no[id(e)], i, d)
                     channels.append(LocalOutputChannel(inputs[key]) if d == index else self.peers[d].channel(key))
-                writers.append(RecordWriter(channels, e.partitioning, e.key_selector, target.max_parallelism, i))
+                writer = RecordWriter(channels, e.partitioning, e.key_selector, target.max_parallelism, i)
+                if config.buffer_debloat.enabled:
+                    writer.debloat(config.buffer_debloat, message.batch_size)
+                writers.append(writer)
             plan = restores.get(f"{v.id}/{i}")
             restore = self._task_restore(plan, reader, v, i, services) if plan is not None and reader else None
             task = Task(v, i, services, gates[v.id], writers, restore)

@@ -94,7 +94,11 @@ def _drain_s(location: str) -> float:
 
 @pytest.mark.parametrize(
     "mode",
-    [["-D", "checkpoint.unaligned=true"], ["-D", "checkpoint.aligned_timeout_ms=200"]],
+    # Debloating off: the test needs the full credit windows it bounds (8 x ~512 records per channel).
+    [
+        ["-D", "checkpoint.unaligned=true", "-D", "buffer_debloat.enabled=false"],
+        ["-D", "checkpoint.aligned_timeout_ms=200", "-D", "buffer_debloat.enabled=false"],
+    ],
     ids=["unaligned", "aligned-timeout"],
 )
 def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_path: object, mode: list[str]) -> None:

@@ -3,8 +3,10 @@
 A producer may only send a data batch on a channel while it holds a credit; the consumer
 returns one credit per batch it has taken out of the channel. A slow consumer therefore stalls
 its producers (backpressure) instead of buffering without bound: at most ``CREDITS`` batches
-wait per channel. Barriers and end-of-stream need no credit. Used by ``task`` (both ends) and by
-``network`` (which carries remote channels over TCP).
+wait per channel. Barriers and end-of-stream need no credit. With buffer debloating
+(``debloat.py``) a channel also caps its batches so that those batches hold about a second of its
+consumer's throughput, splitting a larger one. Used by ``task`` (both ends) and by ``network``
+(which carries remote channels over TCP).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from streamjob.worker.config import BufferDebloat
 from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.protocol.events import Barrier, StreamEvent
 from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
+from streamjob.worker.runtime.debloat import Debloater
 from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
 
 CREDITS = 8
+_NO_LIMIT = 1 << 62
 
 ChannelKey = tuple[int, int, int]  # (edge number in the job graph, producer subtask, consumer subtask)
 
@@ -200,6 +205,13 @@ class OutputChannel(ABC):
         self.backpressured_s = 0.0  # ended waits for credit; see ``backpressured_total_s``
         self._blocked_since: float | None = None
         self.closed = False
+        self.batch_limit = _NO_LIMIT  # records per batch; a larger batch is split (buffer debloating)
+        self.debloater: Debloater | None = None
+
+    def enable_debloating(self, settings: BufferDebloat, max_batch: int) -> None:
+        """Caps batches to about ``settings.target_ms`` of the consumer's throughput per credit window."""
+        self.debloater = Debloater(settings, credits=CREDITS, max_batch=max_batch, now=self.clock.monotonic())
+        self.batch_limit = self.debloater.limit
 
     def close(self) -> None:
         """The task is ending: a send waiting for credit returns, and later sends are dropped."""
@@ -209,10 +221,17 @@ class OutputChannel(ABC):
     def add_credit(self, n: int) -> None:
         """The consumer took ``n`` batches."""
         self.credits += n
+        debloater = self.debloater
+        if debloater is not None:
+            debloater.taken(n, self.clock.monotonic())
+            self.batch_limit = debloater.limit
         self._credit_event.set()
 
     async def send_batch(self, batch: list[Any]) -> None:
-        """Sends a batch, waiting for a credit first (backpressure)."""
+        """Sends a batch, waiting for a credit first (backpressure); one credit per ``batch_limit`` records."""
+        if len(batch) > self.batch_limit:
+            await self._send_in_pieces(batch)
+            return
         if self.credits <= 0:
             self._blocked_since = started = self.clock.monotonic()
             try:
@@ -226,6 +245,15 @@ class OutputChannel(ABC):
             return
         self.credits -= 1
         self._deliver(batch)
+        if self.debloater is not None:
+            self.debloater.sent(len(batch), self.clock.monotonic)
+
+    async def _send_in_pieces(self, batch: list[Any]) -> None:
+        start, n = 0, len(batch)
+        while start < n and not self.closed:
+            limit = self.batch_limit  # may change while a piece waits for credit
+            await self.send_batch(batch[start : start + limit])
+            start += limit
 
     def backpressured_total_s(self) -> float:
         """Time spent waiting for credit, a wait still in progress included (a stuck consumer shows at once)."""
@@ -319,6 +347,22 @@ class RecordWriter:
         if len(self._target_of_key) < 1_000_000:
             self._target_of_key[key] = target
         return target
+
+    def debloat(self, settings: BufferDebloat, max_batch: int) -> None:
+        """Turns buffer debloating on for every channel (``debloat.py``)."""
+        for channel in self.channels:
+            channel.enable_debloating(settings, max_batch)
+
+    def batch_hint(self) -> int:
+        """Records a task should emit at once so that sending them needs at most one credit per channel.
+
+        The smallest cap of the channels: keys may all go to the slowest consumer (and rebalance
+        sends a whole batch to one channel), so a larger batch could wait for several of its credits.
+        """
+        channels = self.channels
+        if self.partitioning is Partitioning.FORWARD:
+            return channels[self._producer_index % self._n].batch_limit
+        return min(c.batch_limit for c in channels)
 
     def broadcast_event(self, event: StreamEvent) -> None:
         """Sends an event on every channel."""

@@ -15,9 +15,10 @@ Semantics as Flink's ``WindowOperator`` documents them, with the default trigger
 
 State holds one accumulator per key and window (``aggregate`` / ``reduce``: one read and one
 write per record and window, never the window's records), or the records themselves for a
-``process`` function without pre-aggregation. Window state lives in a map state of the keyed
-backend and the windows' ends are the backend's keyed timers, so both are in every checkpoint and
-rescale by key group. Callers: the window operator (``runtime/operators.py``); unit tests.
+``process`` function without pre-aggregation (one entry per record, read when the window fires:
+``runtime/window_state.py``). Window state lives in map states of the keyed backend and the
+windows' ends are the backend's keyed timers, so both are in every checkpoint and rescale by key
+group. Callers: the window operator (``runtime/operators.py``); unit tests.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from typing import Any
 from streamjob.worker.api.watermarks import MIN_WATERMARK
 from streamjob.worker.api.windows import ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, merge_windows
 from streamjob.worker.runtime.context import ListCollector
+from streamjob.worker.runtime.window_state import BufferedWindows, window_state
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor
-
-_EMPTY = object()
 
 
 class WindowAggregation:
@@ -106,7 +106,12 @@ class WindowCore:
         self.event_time = assigner.is_event_time
         self.watermark = MIN_WATERMARK
         self.now = now
-        self.state: Any = backend.get_state(descriptor or MapStateDescriptor("__windows__"))
+        self.state = window_state(
+            backend,
+            descriptor or MapStateDescriptor("__windows__"),
+            buffers_records=aggregation.buffers_records,
+            merge=aggregation.merge,
+        )
         self.out = ListCollector()
         self.late: list[Any] = []
         self.side_outputs: dict[str, list[Any]] = {}  # the operator's, for ``context.output`` in the window function
@@ -133,6 +138,8 @@ class WindowCore:
         set_key = self.backend.set_current_key
         state = self.state
         get, put, contains = state.get, state.put, state.contains
+        append = state.append if isinstance(state, BufferedWindows) else None
+        pairs = self.aggregation.stores_pairs  # (timestamp, value) records: the window keeps the values
         create, add = self.aggregation.create, self.aggregation.add
         register, spans_of = self._register, self.assigner.assign_spans
         wm, lateness, event_time = self.watermark, self.lateness, self.event_time
@@ -146,11 +153,16 @@ class WindowCore:
                 if event_time and end + lateness <= wm:
                     continue
                 skipped = False
-                acc = get(span)
-                new = acc is None and not contains(span)
-                acc = add(r, create() if new else acc)
-                put(span, acc)
+                if append is not None:
+                    new = append(span, r[1] if pairs else r)  # the record alone is written, never the window
+                    acc = None
+                else:
+                    acc = get(span)
+                    new = acc is None and not contains(span)
+                    acc = add(r, create() if new else acc)
+                    put(span, acc)
                 if event_time and end <= wm:
+                    acc = get(span) if append is not None else acc
                     self._emit(key, TimeWindow(span[0], span[1]), acc)  # a late firing inside the lateness
                 elif new:
                     register(end)
@@ -173,14 +185,17 @@ class WindowCore:
                 continue
             skipped = False
             span = (window.start, window.end)
-            acc = self.state.get(span)
-            if acc is None and not self.state.contains(span):
-                acc = self.aggregation.create()
-            acc = self.aggregation.add(value, acc)
-            self.state.put(span, acc)
+            state = self.state
+            if isinstance(state, BufferedWindows):
+                state.append(span, value[1] if self.aggregation.stores_pairs else value)
+            else:
+                acc = state.get(span)
+                if acc is None and not state.contains(span):
+                    acc = self.aggregation.create()
+                state.put(span, self.aggregation.add(value, acc))
             end = window.end - 1
             if self.event_time and end <= wm:
-                self._emit(key, window, acc)  # a late firing inside the allowed lateness
+                self._emit(key, window, state.get(span))  # a late firing inside the allowed lateness
             else:
                 self._register(end)
             if lateness:
@@ -199,17 +214,11 @@ class WindowCore:
             old.remove(window)  # the new window itself; the rest hold state
             if not old or (len(old) == 1 and old[0] == merged):
                 return merged
-            acc: Any = _EMPTY
             for m in old:
-                span = (m.start, m.end)
-                part = self.state.get(span)
-                self.state.remove(span)
                 self._delete(m.end - 1)
                 if self.lateness:
                     self._delete(m.end - 1 + self.lateness)
-                acc = part if acc is _EMPTY else self.aggregation.merge(acc, part)
-            if acc is not _EMPTY:
-                self.state.put((merged.start, merged.end), acc)
+            self.state.merge_into((merged.start, merged.end), [(m.start, m.end) for m in old])
             return merged
         return window  # unreachable: window is in one of the groups
 
@@ -243,11 +252,12 @@ class WindowCore:
                 if state.contains(gone):
                     state.remove(gone)
             return
-        for span, acc in self.state.items():
+        spans = self.state.keys()  # a list: the loop may remove some
+        for span in spans:
             window = TimeWindow(span[0], span[1])
             end = window.end - 1
             if end == ts:
-                self._emit(key, window, acc)
+                self._emit(key, window, self.state.get(span))
             if end + self.lateness == ts:
                 self.state.remove(span)
 

@@ -149,6 +149,8 @@ class Task:
         self.records_out = 0
         self._has_timers = False
         self._slices = _SliceSizer(_CONSUMER_SLICE_S)
+        # Writers with buffer debloating: batches are then cut to what they send with one credit each.
+        self._debloated = [w for w in writers if any(c.debloater is not None for c in w.channels)]
         self._slice_started = clock.monotonic()  # since the task last let the other tasks run
         io = SnapshotIo(
             services.storage,
@@ -294,6 +296,7 @@ class Task:
         assert isinstance(head, SourceOperator | LegacySourceOperator)
         batch_size = self.services.batch_size
         checkpointer = self.checkpointer
+        debloated = self._debloated
         while not self.cancelled:
             while self.triggers:
                 await self._source_checkpoint(self.triggers.popleft())
@@ -301,7 +304,10 @@ class Task:
                 return
             idle = self.input_done or self.stopped_at is not None
             if not idle:
-                batch = head.poll(batch_size)
+                # Debloated channels: a batch the writers can send with one credit each, so that a
+                # trigger waits for one credit at most, not for a whole buffer's worth.
+                size = min(batch_size, *[w.batch_hint() for w in debloated]) if debloated else batch_size
+                batch = head.poll(size)
                 if batch is None:
                     await self._end_of_input()
                     continue
@@ -417,8 +423,11 @@ class Task:
         captures, times_out = barriers.captures, barriers.times_out
         monotonic = self.clock.monotonic
         start, n = 0, len(batch)
+        debloated = self._debloated
         while True:
             size = self._slices.size
+            if debloated:  # a barrier taken after this slice then waits for one credit per channel at most
+                size = min(size, *[w.batch_hint() for w in debloated])
             piece = batch if start == 0 and size >= n else batch[start : start + size]
             start += len(piece)
             self.records_in += len(piece)

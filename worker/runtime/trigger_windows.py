@@ -15,7 +15,8 @@ Semantics as Flink's ``WindowOperator`` and ``EvictingWindowOperator`` document 
   windows have none, so a count window's last partial window is never emitted (as in Flink).
 
 Without an evictor a window holds an accumulator (aggregate/reduce) or its records (process); with
-one it holds ``[timestamp, record]`` pairs. Trigger timers are scoped to a window through a map of
+one it holds ``[timestamp, record]`` pairs; records and pairs are one state entry each, never rewritten
+per record (``runtime/window_state.py``). Trigger timers are scoped to a window through a map of
 ``(domain, time) -> windows`` next to the backend's ``(time, key)`` timers; trigger state is a map
 keyed by ``(state name, window)``. All of it is keyed state, so it is in every checkpoint and
 rescales by key group. Session (merging) windows take only the default trigger (``EventWindowOperator``).
@@ -34,6 +35,7 @@ from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamjob.worker.api.windows import GlobalWindow, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext
 from streamjob.worker.runtime.context import ListCollector
 from streamjob.worker.runtime.event_windows import WindowAggregation
+from streamjob.worker.runtime.window_state import BufferedWindows, window_state
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor, ReducingStateDescriptor, ValueStateDescriptor
 
@@ -147,7 +149,13 @@ class TriggerWindowCore:
         self.lateness = allowed_lateness_ms if self.event_time else 0
         self.watermark = MIN_WATERMARK
         self.now = now
-        self.contents: Any = backend.get_state(MapStateDescriptor("__windows__", serializer=serializer))
+        # With an evictor or for process() the records, one entry each (never rewritten per record).
+        self.contents: Any = window_state(
+            backend,
+            MapStateDescriptor("__windows__", serializer=serializer),
+            buffers_records=evictor is not None or aggregation.buffers_records,
+            merge=aggregation.merge,
+        )
         self.timers: Any = backend.get_state(MapStateDescriptor("__window_timers__"))
         self.trigger_state: Any = backend.get_state(MapStateDescriptor("__trigger_state__", serializer=serializer))
         self.ctx = _TriggerContext(self)
@@ -221,11 +229,11 @@ class TriggerWindowCore:
 
     def _add(self, span: tuple[int, int], record: Any, ts: int | None) -> None:
         contents = self.contents
-        stored = contents.get(span)
-        if self.evictor is not None:
+        if isinstance(contents, BufferedWindows):
             value = record[1] if self.aggregation.stores_pairs else record
-            contents.put(span, [*(stored or ()), [ts, value]])
+            contents.append(span, value if self.evictor is None else [ts, value])
             return
+        stored = contents.get(span)
         if stored is None and not contents.contains(span):
             stored = self.aggregation.create()
         contents.put(span, self.aggregation.add(record, stored))

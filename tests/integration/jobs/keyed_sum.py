@@ -6,7 +6,8 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
   to that broker and topic instead (records as JSON arrays); ``count``, ``keys``, ``rate``: the generated events
 - ``interval``: checkpoint interval in ms; ``unaligned=1``; ``aligned_timeout``: ms
 - ``rocksdb=1``, ``incremental=1``: the state backend (``incremental=1`` alone: incremental hashmap);
-  ``slow_us``: per-record delay after the reduce
+  ``slow_us``: per-record delay after the reduce; ``slow_phase_ms``: only every other phase of that
+  many ms of wall time is slow (a sink whose speed changes)
 - ``buffer``: records per batch (``set_buffer_size``)
 - ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``;
   ``restarts``: at most that many restarts, 100 ms apart
@@ -56,11 +57,13 @@ def add(a: tuple[str, int, int], b: tuple[str, int, int]) -> tuple[str, int, int
 
 
 class Slow:
-    def __init__(self, delay_us: int) -> None:
+    def __init__(self, delay_us: int, phase_ms: int = 0) -> None:
         self.delay_s = delay_us / 1e6
+        self.phase_s = phase_ms / 1e3
 
     def __call__(self, value: Any) -> Any:
-        time.sleep(self.delay_s)
+        if not self.phase_s or int(time.monotonic() / self.phase_s) % 2:
+            time.sleep(self.delay_s)
         return value
 
 
@@ -99,7 +102,7 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     stream = env.from_generator(make_event(int(opts["keys"])), count, rate).uid("events")
     sums = stream.key_by(key_of).reduce(add).uid(opts.get("sums_uid", "sums"))
     if "slow_us" in opts:
-        sums = sums.map(Slow(int(opts["slow_us"]))).uid("slow")
+        sums = sums.map(Slow(int(opts["slow_us"]), int(opts.get("slow_phase_ms", "0")))).uid("slow")
     if "kafka" in opts:
         from streamjob.worker.connectors.kafka import KafkaSink
 
