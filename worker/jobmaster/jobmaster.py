@@ -12,6 +12,7 @@ The REST API (``rest.py``) and the control port (``control.py``) call in here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobSt
 from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
 from streamjob.worker.storage.stores import StoreFactory
+
+log = logging.getLogger(__name__)
 
 
 class JobMaster:
@@ -88,6 +91,9 @@ class JobMaster:
         self._state = JobState.CREATED
         self._current: Attempt | None = None
         self._cancel_requested = asyncio.Event()  # set by cancel(); also ends restart waits
+        self._failure_times_ms: list[float] = []  # monotonic, for the failure-rate restart strategy
+        for warning in plan.settings.warnings():
+            log.warning("%s", warning)
 
     jobmaster_address = "127.0.0.1:0"
     """``HOST:PORT`` of the control port, where the slots register (set by whoever starts ``ControlServer``)."""
@@ -246,11 +252,7 @@ class JobMaster:
                 return 0
             self.failure = outcome.reason
             self.restarts += 1
-            delay = (
-                self.plan.restart.delay_for(self.restarts)
-                if self.config.restart_in_place and not outcome.final
-                else None
-            )
+            delay = self._restart_delay_ms() if self.config.restart_in_place and not outcome.final else None
             if delay is None or self.launcher is None:
                 self._state, self.final, self.exit_code = JobState.FAILED, outcome.final, outcome.exit_code
                 self.events("failed", {"reason": outcome.reason, "restarts": self.restarts - 1})
@@ -297,7 +299,7 @@ class JobMaster:
         error: StreamJobError = first
         while True:
             self.restarts += 1
-            delay = self.plan.restart.delay_for(self.restarts)
+            delay = self._restart_delay_ms()
             if delay is None:
                 raise error
             self.events(
@@ -311,6 +313,11 @@ class JobMaster:
                 return await self._load_latest()
             except StreamJobError as err:
                 error = err
+
+    def _restart_delay_ms(self) -> int | None:
+        """The restart strategy's delay before restart number ``self.restarts`` (None: give up), after a failure now."""
+        self._failure_times_ms.append(time.monotonic() * 1000)
+        return self.plan.restart.delay_for(self.restarts, self._failure_times_ms)
 
     async def _restart_delay(self, seconds: float) -> None:
         """The restart strategy's delay, cut short by a cancellation."""
