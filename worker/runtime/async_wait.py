@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,10 +34,11 @@ from typing import Any
 from streamjob.worker.api.async_io import AsyncFunction
 from streamjob.worker.api.watermarks import MIN_WATERMARK
 from streamjob.worker.errors import PipelineError
-from streamjob.worker.runtime.channels import InputChannel, InputGate
 from streamjob.worker.runtime.context import with_job_types
 from streamjob.worker.runtime.operators import StreamOperator
 from streamjob.worker.state.descriptors import ListStateDescriptor
+
+log = logging.getLogger(__name__)
 
 # A chunk of output: results of records, then (when not None) a watermark released after them.
 Ready = tuple[list[Any], int | None]
@@ -197,6 +199,8 @@ class AsyncWaitOperator(StreamOperator):
         self._state = self.op_state.get_list_state(descriptor)
         if self.restored:
             self._waiting.extend(self._state.get())
+            if self._waiting:
+                log.info("%s: re-issuing %d async requests of the restored checkpoint", self.uid, len(self._waiting))
         self._state.clear()
         self._issue_waiting()
 
@@ -311,25 +315,3 @@ class AsyncWaitOperator(StreamOperator):
                     entry.request.cancel()
         finally:
             super().close()
-
-
-async def next_input_or_signal(
-    gate: InputGate, signal: asyncio.Event, timeout: float
-) -> tuple[InputChannel, Any] | None:
-    """The gate's next item, or None when ``signal`` is set first (a request finished) or after ``timeout``.
-
-    Cancelling the gate's wait loses nothing: ``InputGate.next`` takes an item only synchronously
-    and returns it at once, so a wait that did not finish took none.
-    """
-    signal.clear()
-    found = gate.poll()
-    if found is not None:
-        return found
-    waiter = asyncio.ensure_future(gate.next(timeout=timeout))
-    woken = asyncio.ensure_future(signal.wait())
-    done, _ = await asyncio.wait((waiter, woken), return_when=asyncio.FIRST_COMPLETED)
-    woken.cancel()
-    if waiter in done:
-        return waiter.result()
-    waiter.cancel()
-    return None

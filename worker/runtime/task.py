@@ -39,7 +39,7 @@ from streamjob.worker.protocol.events import (
     WatermarkStatus,
 )
 from streamjob.worker.protocol.messages import EndOfInput, ToJobMaster
-from streamjob.worker.runtime.async_wait import AsyncWaitOperator, next_input_or_signal
+from streamjob.worker.runtime.async_wait import AsyncWaitOperator
 from streamjob.worker.runtime.barriers import InputBarriers
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
 from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
@@ -210,7 +210,6 @@ class Task:
             op.open()
         self._async_ops = [(i, op) for i, op in enumerate(self.operators) if isinstance(op, AsyncWaitOperator)]
         if self._async_ops:
-            self._async_event = asyncio.Event()
             for _, op in self._async_ops:
                 op.set_signal(self._async_signal)
         self._has_timers = any(op.backend is not None for op in self.operators)
@@ -590,10 +589,13 @@ class Task:
     # -- async I/O (runtime/async_wait.py; only tasks whose chain has an AsyncWaitOperator) ----------
     _async_ops: list[tuple[int, AsyncWaitOperator]] = []
 
+    _async_ready = False  # a request finished since the task last emitted results
+
     def _async_signal(self) -> None:
         """A request finished: wake the task wherever it waits."""
-        self._async_event.set()
+        self._async_ready = True
         self.wake.set()
+        self.gate.wake()
 
     async def _pump_async(self, *, block: bool, drain: bool = False) -> None:
         """Emits the finished results of each async operator down the rest of the chain, in order.
@@ -601,6 +603,7 @@ class Task:
         ``block``: while records wait for capacity, wait for requests to finish (backpressure);
         ``drain``: until nothing is pending (end of input).
         """
+        self._async_ready = False
         for index, op in self._async_ops:
             while not self.cancelled:
                 op.progress.clear()
@@ -614,10 +617,12 @@ class Task:
                 await op.progress.wait()
 
     async def _next_or_async(self, gate: InputGate) -> tuple[InputChannel, Any] | None:
-        """The next input item, or None once a request finished (or the timer delay passed)."""
+        """Emits finished results; then the next input item, or None once a request finished or time passed."""
+        await self._pump_async(block=False)
         if not any(op.pending() for _, op in self._async_ops):
             return await gate.next(timeout=self._timer_delay(0.05))
-        return await next_input_or_signal(gate, self._async_event, self._timer_delay(0.05))
+        await gate.wait(self._timer_delay(0.05), lambda: self._async_ready)
+        return gate.poll()
 
     # -- CheckpointedChain (for the SubtaskCheckpointer) ---------------------------------------------
     def broadcast(self, event: StreamEvent) -> None:
