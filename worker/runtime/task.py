@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamjob.worker.api.metrics import MetricRegistry
 from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.graph.job_graph import JobVertex
@@ -148,6 +149,7 @@ class Task:
         self.stopped_at: int | None = None
         self.records_in = 0
         self.records_out = 0
+        self.user_metrics = MetricRegistry()  # what the functions register (api/metrics.py); read by the slot
         self._has_timers = False
         self._slices = _SliceSizer(_CONSUMER_SLICE_S)
         self._slice_started = clock.monotonic()  # since the task last let the other tasks run
@@ -180,6 +182,7 @@ class Task:
                 v.max_parallelism,
                 self.services.attempt,
                 self.services.record_types,
+                self.user_metrics,
             )
             restore = self.restore.operators.get(uid) if self.restore is not None else None
             setup = OperatorSetup(
