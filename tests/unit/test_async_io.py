@@ -227,3 +227,63 @@ def test_ordered_holds_later_results_and_watermarks_behind_the_head() -> None:
     finish(q, a)
     assert q.pop_ready() == [([1, 2], 100), ([3], None)]
     assert not q
+
+
+def test_unordered_results_never_cross_a_watermark_downstream() -> None:
+    """Event time = value; early records of each batch answer last. Downstream, every result must
+    arrive while the watermark is still below its timestamp (else it would be late there), and the
+    watermark must have passed every earlier batch's records (watermarks are held, not dropped)."""
+    from streamjob.worker.api import KeyedProcessFunction, WatermarkStrategy
+
+    seen: list[tuple[int, int]] = []
+
+    class Observe(KeyedProcessFunction[Any, Any, Any]):
+        def process_element(self, value: Any, ctx: Any, out: Any) -> None:
+            seen.append((value[0], ctx.timer_service().current_watermark()))
+            out.collect(value)
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.enable_checkpointing(50)
+    out: list[Any] = []
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v: v)
+    timed = env.from_source(TestingSource(list(range(200)), batch_size=8)).assign_timestamps_and_watermarks(strategy)
+    slow_first = Lookup(lambda v: (8 - v % 8) * 1.5)
+    results = AsyncDataStream.unordered_wait(timed, slow_first, 5_000, 64)
+    results.key_by(lambda r: 0).process(Observe()).add_sink(TestingSink(out))
+    run_in_process(env, parallelism=1)
+    assert sorted(tuple(r) for r in out) == expected(list(range(200)))
+    assert all(watermark < value for value, watermark in seen)
+    assert max(watermark for _, watermark in seen) >= 150  # the watermarks did pass the async operator
+
+
+def test_results_are_emitted_while_the_task_waits_for_input() -> None:
+    """Records 1 s apart into a consumer task: each result goes on when its request finishes, not
+    when the next record arrives (that would take ~1 s)."""
+    import time
+
+    from streamjob.worker.api import KeyedProcessFunction
+
+    finished: dict[int, float] = {}
+    arrived: dict[int, float] = {}
+
+    class Timed(Lookup):
+        async def async_invoke(self, value: int) -> list[Any]:
+            result = await super().async_invoke(value)
+            finished[value] = time.monotonic()
+            return result
+
+    class Arrive(KeyedProcessFunction[Any, Any, Any]):
+        def process_element(self, value: Any, ctx: Any, out: Any) -> None:
+            arrived[value[0]] = time.monotonic()
+            out.collect(value)
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.enable_checkpointing(100)
+    out: list[Any] = []
+    paced = env.from_generator(lambda i: i, 4, 1.0).key_by(lambda v: v % 2)  # the async operator in a consumer task
+    results = AsyncDataStream.unordered_wait(paced, Timed(lambda v: 5.0), 5_000, 10)
+    results.key_by(lambda r: 0).process(Arrive()).add_sink(TestingSink(out))
+    run_in_process(env, parallelism=1)
+    assert sorted(tuple(r) for r in out) == expected([0, 1, 2, 3])
+    delays = [arrived[v] - finished[v] for v in (0, 1, 2)]  # the last one is flushed by the end of input
+    assert max(delays) < 0.5, delays
