@@ -287,3 +287,27 @@ def test_results_are_emitted_while_the_task_waits_for_input() -> None:
     assert sorted(tuple(r) for r in out) == expected([0, 1, 2, 3])
     delays = [arrived[v] - finished[v] for v in (0, 1, 2)]  # the last one is flushed by the end of input
     assert max(delays) < 0.5, delays
+
+
+def test_a_slow_service_holds_the_source_back_across_the_network() -> None:
+    """The async operator in a consumer task (after key_by): its capacity, then the channel's credits
+    (8 batches of 16 records), stop the source; the source never runs far ahead of the requests."""
+    ahead: list[int] = []
+
+    class Watching(Lookup):
+        async def async_invoke(self, value: int) -> list[Any]:
+            ahead.append(len(Seen.log) - len(Lookup.calls))  # read by the source task, not yet requested
+            return await super().async_invoke(value)
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.enable_checkpointing(100)
+    env.set_buffer_size(16)
+    out: list[Any] = []
+    values = list(range(600))
+    keyed = env.from_source(TestingSource(values, batch_size=16)).map(Seen()).key_by(lambda v: v % 4)
+    AsyncDataStream.unordered_wait(keyed, Watching(lambda v: 2.0), 5_000, 4).add_sink(TestingSink(out))
+    run_in_process(env, parallelism=1)
+    assert sorted(tuple(r) for r in out) == expected(values)
+    assert Lookup.most_in_flight == 4
+    # credits (8 x 16) + the batch being sent + the slice waiting for capacity: never the whole input
+    assert max(ahead) <= 8 * 16 + 16 + 16, max(ahead)
