@@ -18,6 +18,8 @@ from streamjob.worker.errors import ConfigError
 from streamjob.worker.runtime.async_wait import _Entry, _Ordered, _Unordered
 from streamjob.worker.testing import TestingSink, TestingSource, run_in_process
 
+pytestmark = pytest.mark.unit
+
 
 class Lookup(AsyncFunction[int, Any]):
     """``value -> [(value, value * 10)]`` after a delay that makes early records finish last."""
