@@ -10,6 +10,7 @@ new image); values left ``None`` keep the code's choice.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,9 +37,17 @@ DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
 PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
-UNALIGNED_NEEDS_EXACTLY_ONCE = "unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never aligns)"
 UNALIGNED_NEEDS_ONE_CONCURRENT = "unaligned checkpoints need max_concurrent = 1, as in Flink"
-"""The rules across checkpoint fields; the operator's CRD checks the same ones (CEL) with these messages."""
+"""The rule across checkpoint fields; the operator's CRD checks the same one (CEL) with this message."""
+UNALIGNED_OFF_IN_AT_LEAST_ONCE = (
+    "unaligned checkpoints can only be used with mode EXACTLY_ONCE: they stay off in AT_LEAST_ONCE, "
+    "which never aligns barriers (as in Flink)"
+)
+FORCE_WITHOUT_UNALIGNED = (
+    "force_unaligned has no effect unless unaligned checkpoints are enabled: "
+    "call enable_unaligned_checkpoints(True, force=True)"
+)
+"""Combinations a job runs with, with a warning (Flink's behaviour), instead of refusing to start."""
 
 
 class CheckpointingMode(StrEnum):
@@ -79,11 +88,27 @@ class CheckpointSettings(_Frozen):
 
     @model_validator(mode="after")
     def _check_modes(self) -> CheckpointSettings:
-        if self.unaligned and self.mode is CheckpointingMode.AT_LEAST_ONCE:
-            raise ValueError(UNALIGNED_NEEDS_EXACTLY_ONCE)
-        if self.unaligned and self.max_concurrent > 1:
+        if self.unaligned_active and self.max_concurrent > 1:
             raise ValueError(UNALIGNED_NEEDS_ONE_CONCURRENT)
         return self
+
+    @property
+    def unaligned_active(self) -> bool:
+        """Whether checkpoints are unaligned: ``unaligned`` in EXACTLY_ONCE mode (Flink ignores it otherwise).
+
+        ``force_unaligned`` (Flink: unaligned despite iterations or custom partitioners, which
+        streamjob does not have) never turns them on by itself.
+        """
+        return self.unaligned and self.mode is CheckpointingMode.EXACTLY_ONCE
+
+    def warnings(self) -> list[str]:
+        """What the JobMaster logs at start about settings that take no effect."""
+        found = []
+        if self.unaligned and not self.unaligned_active:
+            found.append(UNALIGNED_OFF_IN_AT_LEAST_ONCE)
+        if self.force_unaligned and not self.unaligned:
+            found.append(FORCE_WITHOUT_UNALIGNED)
+        return found
 
 
 class CheckpointOverrides(_Frozen):
@@ -101,8 +126,12 @@ class CheckpointOverrides(_Frozen):
     tolerable_failures: Count | None = Field(
         default=None, description="Consecutive checkpoint failures tolerated before the job fails."
     )
-    unaligned: bool | None = Field(default=None, description="Unaligned checkpoints (EXACTLY_ONCE only).")
-    force_unaligned: bool | None = Field(default=None, description="Unaligned even across repartitioning.")
+    unaligned: bool | None = Field(
+        default=None, description="Unaligned checkpoints (EXACTLY_ONCE only; ignored with a warning otherwise)."
+    )
+    force_unaligned: bool | None = Field(
+        default=None, description="With unaligned: keep them where Flink refuses them unforced (no such case here)."
+    )
     aligned_timeout_ms: DurationMs | None = Field(
         default=None, description="Switch an aligned checkpoint to unaligned after this many ms."
     )
@@ -131,15 +160,29 @@ class CheckpointOverrides(_Frozen):
 class RestartStrategy(_Frozen):
     """Flink's restart strategies; in Kubernetes mode the operator applies the same policy to pods."""
 
-    kind: Literal["none", "fixed-delay", "exponential-delay"] = "fixed-delay"
+    kind: Literal["none", "fixed-delay", "exponential-delay", "failure-rate"] = "fixed-delay"
     attempts: int = Field(default=10, ge=0, le=MAX_COUNT)
     delay_ms: int = Field(default=1_000, ge=0, le=MAX_DURATION_MS)
     max_delay_ms: int = Field(default=60_000, ge=0, le=MAX_DURATION_MS)
     multiplier: float = Field(default=2.0, ge=1.0, le=1000.0, allow_inf_nan=False)
     reset_after_ms: int = Field(default=600_000, ge=0, le=MAX_DURATION_MS)
+    max_failures_per_interval: int = Field(default=1, ge=1, le=MAX_COUNT)
+    """failure-rate: the job fails for good at this many failures within ``failure_rate_interval_ms``."""
+    failure_rate_interval_ms: int = Field(default=60_000, ge=1, le=MAX_DURATION_MS)
 
-    def delay_for(self, attempt: int) -> int | None:
-        """Milliseconds to wait before restart number ``attempt`` (1-based); None = give up."""
+    def delay_for(self, attempt: int, failure_times_ms: Sequence[float] = ()) -> int | None:
+        """Milliseconds to wait before restart number ``attempt`` (1-based); None = give up.
+
+        ``failure_times_ms``: when the failures so far happened (monotonic ms, this one last); the
+        failure-rate strategy (Flink's) gives up once the last ``max_failures_per_interval`` of them
+        lie within ``failure_rate_interval_ms``, and ignores ``attempts``.
+        """
+        if self.kind == "failure-rate":
+            n = self.max_failures_per_interval
+            recent = list(failure_times_ms[-n:])
+            if len(recent) >= n and recent[-1] - recent[0] <= self.failure_rate_interval_ms:
+                return None
+            return self.delay_ms
         if self.kind == "none" or attempt > self.attempts:
             return None
         if self.kind == "fixed-delay":

@@ -25,11 +25,13 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from streamjob.worker.api.metrics import MetricRegistry
 from streamjob.worker.config import TlsSettings
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.failures import describe, failure_fields
@@ -61,6 +63,7 @@ from streamjob.worker.protocol.messages import (
     ToJobMaster,
     ToSlot,
     Trigger,
+    UserMetric,
     decode,
     encode,
 )
@@ -517,11 +520,20 @@ class Slot:
                             records_in=t.records_in,
                             records_out=t.records_out,
                             backpressured_s=t.backpressured_s(),
+                            user=_user_metrics(t.user_metrics) if t.user_metrics else [],
                         )
                         for t in self.tasks.values()
                     ]
                 )
             )
+
+
+def _user_metrics(registry: MetricRegistry) -> list[UserMetric]:
+    """A task's user metrics as the report carries them."""
+    return [
+        UserMetric(name=m.name, kind=m.kind, labels=dict(m.labels), values=m.values)  # type: ignore[arg-type]
+        for m in registry.snapshot(time.monotonic())
+    ]
 
 
 def _tune_interpreter() -> None:

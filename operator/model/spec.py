@@ -16,7 +16,6 @@ from pydantic.alias_generators import to_camel
 
 from streamjob.operator.model.pod_template_schema import POD_TEMPLATE_MARKER
 from streamjob.worker.config import (
-    UNALIGNED_NEEDS_EXACTLY_ONCE,
     UNALIGNED_NEEDS_ONE_CONCURRENT,
     CheckpointingMode,
     CheckpointOverrides,
@@ -83,7 +82,7 @@ class CheckpointSpec(CamelModel, CheckpointOverrides):
 
     The fields, their bounds, enums and descriptions are the worker's ``CheckpointOverrides``, here
     in camelCase; the CEL rules are the worker's rules across fields (``CheckpointSettings``), with
-    its messages, checked by the API server when the StreamJob is written.
+    its message, checked by the API server when the StreamJob is written.
     """
 
     model_config = ConfigDict(
@@ -91,13 +90,9 @@ class CheckpointSpec(CamelModel, CheckpointOverrides):
         json_schema_extra={
             CEL: [
                 {
-                    "rule": "!(has(self.unaligned) && self.unaligned && has(self.mode) "
-                    f"&& self.mode == '{CheckpointingMode.AT_LEAST_ONCE.value}')",
-                    "message": UNALIGNED_NEEDS_EXACTLY_ONCE,
-                },
-                {
                     "rule": "!(has(self.unaligned) && self.unaligned && has(self.maxConcurrent) "
-                    "&& self.maxConcurrent > 1)",
+                    "&& self.maxConcurrent > 1 && !(has(self.mode) "
+                    f"&& self.mode == '{CheckpointingMode.AT_LEAST_ONCE.value}'))",
                     "message": UNALIGNED_NEEDS_ONE_CONCURRENT.replace("max_concurrent", "maxConcurrent"),
                 },
             ]

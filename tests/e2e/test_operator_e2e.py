@@ -167,7 +167,7 @@ def test_crd_defaults_enums_and_cel_rules(crd: Kube, kube_namespace: str) -> Non
         ({"parallelism": 4, "workers": 1}, "workers * taskSlots"),
         ({"upgradeMode": "savepoints"}, "upgradeMode"),
         ({"parallelism": 0}, "parallelism"),
-        ({"checkpoint": {"unaligned": True, "mode": "AT_LEAST_ONCE"}}, "unaligned checkpoints need mode"),
+        ({"checkpoint": {"unaligned": True, "maxConcurrent": 2}}, "unaligned checkpoints need maxConcurrent = 1"),
         ({"savepointRedeployNonce": 1}, "savepointRedeployNonce needs initialSavepointPath"),
         ({"entrypoint": "not an entrypoint"}, "entrypoint"),
     ]

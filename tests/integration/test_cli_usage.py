@@ -120,16 +120,15 @@ def test_checkpoint_define_errors_are_clean_lines(echo_job: Path) -> None:
         "--rest-port",
         "0",
         "-D",
-        "checkpoint.mode=AT_LEAST_ONCE",
+        "checkpoint.max_concurrent=2",
         "-D",
         "checkpoint.unaligned=true",
         str(echo_job),
     )
     assert clash.returncode == 2 and "Traceback" not in clash.stderr
     assert clash.error_lines == [
-        "error: the job's checkpoint settings with the overrides mode=AT_LEAST_ONCE, "
-        "unaligned=true are invalid: unaligned checkpoints need mode EXACTLY_ONCE "
-        "(AT_LEAST_ONCE never aligns)"
+        "error: the job's checkpoint settings with the overrides max_concurrent=2, "
+        "unaligned=true are invalid: unaligned checkpoints need max_concurrent = 1, as in Flink"
     ]
 
 

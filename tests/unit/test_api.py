@@ -22,7 +22,13 @@ from streamjob.worker.api import (
     StreamExecutionEnvironment,
 )
 from streamjob.worker.cli_values import parse_duration_ms
-from streamjob.worker.config import CheckpointOverrides, CheckpointSettings, parse_job_config
+from streamjob.worker.config import (
+    FORCE_WITHOUT_UNALIGNED,
+    UNALIGNED_OFF_IN_AT_LEAST_ONCE,
+    CheckpointOverrides,
+    CheckpointSettings,
+    parse_job_config,
+)
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.state.operator_state import even_slice
 
@@ -82,16 +88,27 @@ def test_every_knob_lands_in_the_settings() -> None:
     )
 
 
-def test_unaligned_checkpoints_refuse_at_least_once_and_concurrent_checkpoints() -> None:
+def test_unaligned_checkpoints_are_off_with_a_warning_in_at_least_once_and_refuse_concurrent_ones() -> None:
     config = StreamExecutionEnvironment.get_execution_environment().get_checkpoint_config()
     config.set_checkpointing_mode(CheckpointingMode.AT_LEAST_ONCE)
-    with pytest.raises(ConfigError, match=r"unaligned=True is invalid") as err:
-        config.enable_unaligned_checkpoints()
-    assert "unaligned checkpoints need mode EXACTLY_ONCE" in str(err.value)
+    config.enable_unaligned_checkpoints()  # the seeds' combination: accepted, as in Flink
+    settings = config.settings()
+    assert settings.unaligned and not settings.unaligned_active
+    assert settings.warnings() == [UNALIGNED_OFF_IN_AT_LEAST_ONCE]
     config.set_checkpointing_mode(CheckpointingMode.EXACTLY_ONCE)
-    config.set_max_concurrent_checkpoints(2)
+    assert config.settings().unaligned_active and config.settings().warnings() == []
     with pytest.raises(ConfigError, match=r"max_concurrent = 1"):
-        config.enable_unaligned_checkpoints()
+        config.set_max_concurrent_checkpoints(2)
+
+
+def test_force_unaligned_needs_unaligned_as_in_flink() -> None:
+    config = StreamExecutionEnvironment.get_execution_environment().get_checkpoint_config()
+    config.set_force_unaligned_checkpoints(True)
+    assert not config.settings().unaligned_active  # force alone turns nothing on
+    assert config.settings().warnings() == [FORCE_WITHOUT_UNALIGNED]
+    config.enable_unaligned_checkpoints(True, force=True)
+    settings = config.settings()
+    assert settings.unaligned_active and settings.force_unaligned and settings.warnings() == []
 
 
 def test_bad_storage_uri_is_refused() -> None:
@@ -158,12 +175,11 @@ def test_overrides_replace_only_what_they_set_and_are_revalidated() -> None:
     merged = CheckpointOverrides(interval_ms=200).apply(base)
     assert (merged.interval_ms, merged.retained) == (200, 3)
     with pytest.raises(ConfigError) as caught:
-        CheckpointOverrides(unaligned=True, mode=CheckpointingMode.AT_LEAST_ONCE).apply(base)
+        CheckpointOverrides(unaligned=True, max_concurrent=2).apply(base)
     # plain values, no enum repr, and the model-wide check's message without pydantic's "(root): Value error"
     assert str(caught.value) == (
-        "the job's checkpoint settings with the overrides mode=AT_LEAST_ONCE, unaligned=true "
-        "are invalid: unaligned checkpoints need mode EXACTLY_ONCE (AT_LEAST_ONCE never "
-        "aligns)"
+        "the job's checkpoint settings with the overrides max_concurrent=2, unaligned=true "
+        "are invalid: unaligned checkpoints need max_concurrent = 1, as in Flink"
     )
 
 

@@ -1,5 +1,6 @@
 """The public DataStream API: everything a job author imports, Flink's names in Python style."""
 
+from streamjob.worker.api.async_io import AsyncDataStream, AsyncFunction, AsyncTimeoutError
 from streamjob.worker.api.co_functions import (
     BroadcastProcessFunction,
     CoFlatMapFunction,
@@ -113,6 +114,9 @@ from streamjob.worker.api.windows import (
 from streamjob.worker.config import CheckpointingMode, ExternalizedCheckpointCleanup
 
 __all__ = [
+    "AsyncDataStream",
+    "AsyncFunction",
+    "AsyncTimeoutError",
     "BroadcastConnectedStream",
     "BroadcastProcessFunction",
     "BroadcastStream",

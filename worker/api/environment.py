@@ -104,12 +104,23 @@ class CheckpointConfig:
         parse_storage_uri(uri)
         self.storage = uri
 
-    def enable_unaligned_checkpoints(self, enabled: bool = True) -> None:
-        """Barriers overtake in-flight data, which is stored with the checkpoint."""
+    def enable_unaligned_checkpoints(self, enabled: bool = True, force: bool | None = None) -> None:
+        """Barriers overtake in-flight data, which is stored with the checkpoint (EXACTLY_ONCE only).
+
+        In AT_LEAST_ONCE mode the setting is ignored with a warning at start, as in Flink.
+        ``force``: see ``set_force_unaligned_checkpoints``.
+        """
         self._set("unaligned", enabled)
+        if force is not None:
+            self.set_force_unaligned_checkpoints(force)
 
     def set_force_unaligned_checkpoints(self, force: bool) -> None:
-        """Use unaligned checkpoints even where Flink would not (kept for API parity)."""
+        """With unaligned checkpoints on, keep them where Flink refuses them unforced.
+
+        Flink refuses unaligned checkpoints for iterative jobs and custom partitioners unless forced;
+        streamjob has neither, so every unaligned checkpoint is unaligned on every edge already.
+        Alone, the flag enables nothing (a warning at start says so).
+        """
         self._set("force_unaligned", force)
 
     def set_aligned_checkpoint_timeout(self, timeout: int | timedelta) -> None:
@@ -188,6 +199,24 @@ class RestartStrategies:
             max_delay_ms=_ms(max_backoff, "max backoff"),
             multiplier=backoff_multiplier,
             reset_after_ms=_ms(reset_backoff_threshold, "reset threshold"),
+        )
+
+    @staticmethod
+    def failure_rate_restart(
+        max_failures_per_interval: int,
+        failure_rate_interval: int | timedelta,
+        delay_interval: int | timedelta,
+    ) -> RestartStrategy:
+        """Restarts after ``delay_interval`` while failures stay rarer than Flink's failure rate.
+
+        At ``max_failures_per_interval`` failures within ``failure_rate_interval`` the job fails
+        for good; failures spaced further apart keep restarting it.
+        """
+        return RestartStrategy(
+            kind="failure-rate",
+            max_failures_per_interval=max_failures_per_interval,
+            failure_rate_interval_ms=_ms(failure_rate_interval, "failure rate interval"),
+            delay_ms=_ms(delay_interval, "restart delay"),
         )
 
     @staticmethod

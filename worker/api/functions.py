@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from streamjob.worker.api.metrics import MetricGroup
     from streamjob.worker.api.state import (
         AggregatingState,
         ListState,
@@ -46,6 +47,8 @@ class RuntimeContext(Protocol):
     def get_task_name(self) -> str: ...
 
     def get_job_id(self) -> str: ...
+
+    def get_metric_group(self) -> MetricGroup: ...
 
     def get_state(self, descriptor: Any) -> ValueState[Any]: ...
 

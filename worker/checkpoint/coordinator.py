@@ -184,7 +184,7 @@ class CheckpointCoordinator:
             raise CheckpointError("the job is not running; no checkpoint can be taken")
         cid, now = self.next_id, self.clock.monotonic()
         self.next_id += 1
-        unaligned = (self.settings.unaligned or self.settings.force_unaligned) and savepoint_dir is None
+        unaligned = self.settings.unaligned_active and savepoint_dir is None
         pending = PendingCheckpoint(
             cid, self.clock.now_ms(), now, self._tasks, savepoint_dir, stop, unaligned, request_id
         )

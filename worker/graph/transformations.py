@@ -36,6 +36,7 @@ class Kind(StrEnum):
     TIMESTAMPS = "timestamps"
     TAG = "tag"  # marks which input of a two-input operator a record is for (api/connected.py)
     CO_PROCESS = "co_process"  # two inputs: co-functions, broadcast state, interval join
+    ASYNC_WAIT = "async_wait"
     SINK = "sink"
     TWO_PHASE_SINK = "two_phase_sink"
 

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -55,6 +55,7 @@ from streamjob.worker.protocol.messages import (
     Start,
     TaskFailed,
     ToJobMaster,
+    UserMetric,
 )
 from streamjob.worker.protocol.rest import FailureDetail
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage
@@ -122,6 +123,7 @@ class TaskMetrics:
     records_in: int = 0
     records_out: int = 0
     backpressured_s: float = 0.0
+    user: list[UserMetric] = field(default_factory=list)  # the functions' metrics (``api/metrics.py``)
 
 
 class CompletedRef(Protocol):
@@ -494,7 +496,8 @@ class Attempt:
         """Counts as of a barrier or the end of input: what the checkpoint line and the end report."""
         previous = self.task_metrics.get((vertex, subtask))
         backpressured = previous.backpressured_s if previous else 0.0
-        self.task_metrics[(vertex, subtask)] = TaskMetrics(records_in, records_out, backpressured)
+        user = previous.user if previous else []
+        self.task_metrics[(vertex, subtask)] = TaskMetrics(records_in, records_out, backpressured, user)
 
     def _on_ack(self, conn: SlotConnection, message: Ack) -> None:
         self._count(message.vertex, message.subtask, message.records_in, message.records_out)
@@ -543,7 +546,8 @@ class Attempt:
 
     def _on_metrics(self, conn: SlotConnection, message: Metrics) -> None:
         for t in message.tasks:
-            self.task_metrics[(t.vertex, t.subtask)] = TaskMetrics(t.records_in, t.records_out, t.backpressured_s)
+            metrics = TaskMetrics(t.records_in, t.records_out, t.backpressured_s, t.user)
+            self.task_metrics[(t.vertex, t.subtask)] = metrics
 
     # -- progress -------------------------------------------------------------------------------------
     def records_in_total(self) -> int:

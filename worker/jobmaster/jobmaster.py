@@ -106,6 +106,9 @@ class JobMaster:
         """The slots of the last (failed) attempt were released and stay for the next one."""
         self._backoff_restarts = 0
         """Restarts the strategy's delay counts (``restarts`` less the ones an exponential reset forgave)."""
+        self._failure_times_ms: list[float] = []  # monotonic, for the failure-rate restart strategy
+        for warning in plan.settings.warnings():
+            log.warning("%s", warning)
 
     jobmaster_address = "127.0.0.1:0"
     """``HOST:PORT`` of the control port, where the slots register (set by whoever starts ``ControlServer``)."""
@@ -303,7 +306,8 @@ class JobMaster:
         if strategy.kind == "exponential-delay" and ran_s * 1000 >= strategy.reset_after_ms:
             self._backoff_restarts = 0
         self._backoff_restarts += 1
-        return strategy.delay_for(self._backoff_restarts)
+        self._failure_times_ms.append(time.monotonic() * 1000)
+        return strategy.delay_for(self._backoff_restarts, self._failure_times_ms)
 
     async def _await_released(self) -> None:
         """Waits for the released slots to stop their tasks; one that does not makes every slot start afresh."""
@@ -362,7 +366,7 @@ class JobMaster:
         error: StreamJobError = first
         while True:
             self.restarts += 1
-            delay = self.plan.restart.delay_for(self.restarts)
+            delay = self._restart_delay_ms()
             if delay is None:
                 raise error
             self.events(
@@ -376,6 +380,11 @@ class JobMaster:
                 return await self._load_latest()
             except StreamJobError as err:
                 error = err
+
+    def _restart_delay_ms(self) -> int | None:
+        """The restart strategy's delay before restart number ``self.restarts`` (None: give up), after a failure now."""
+        self._failure_times_ms.append(time.monotonic() * 1000)
+        return self.plan.restart.delay_for(self.restarts, self._failure_times_ms)
 
     async def _restart_delay(self, seconds: float) -> None:
         """The restart strategy's delay, cut short by a cancellation."""

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from streamjob.worker.protocol.rest import JobState
@@ -14,6 +14,7 @@ from streamjob.worker.protocol.rest import JobState
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
+    from streamjob.worker.jobmaster.attempt import TaskMetrics
     from streamjob.worker.jobmaster.jobmaster import JobMaster
 
 _STATES = tuple(JobState)
@@ -47,6 +48,7 @@ class _JobCollector:
         yield records_in
         yield records_out
         yield backpressure
+        yield from user_metric_families(job, jm.task_metrics)
         state = GaugeMetricFamily("streamjob_job_state", "1 for the job's current state", labels=["job", "state"])
         for s in _STATES:
             state.add_metric([job, s], 1.0 if jm.state == s else 0.0)
@@ -75,6 +77,53 @@ class _JobCollector:
                 g = GaugeMetricFamily(name, doc, labels=["job"])
                 g.add_metric([job], float(value))
                 yield g
+
+
+def user_metric_families(job: str, tasks: Mapping[tuple[str, int], TaskMetrics]) -> Iterator[Metric]:
+    """The functions' metrics (``api/metrics.py``) of every task, as ``streamjob_user_<name>`` families.
+
+    Labels: job, vertex, subtask, operator and the metric's groups. A counter is a Prometheus counter,
+    a gauge a gauge, a meter a counter plus ``<name>_rate`` (events/s), a histogram a summary
+    (quantiles 0.5, 0.95, 0.99 of its window, count and sum) plus ``<name>_min`` / ``_max`` gauges. A
+    name used with two kinds keeps the first kind seen.
+    """
+    from prometheus_client.core import Metric
+
+    families: dict[str, Metric] = {}
+    kinds: dict[str, str] = {}
+
+    def family(name: str, typ: str, doc: str) -> Metric:
+        if name not in families:
+            families[name] = Metric(name, doc, typ)
+        return families[name]
+
+    for (vertex, subtask), m in sorted(tasks.items()):
+        for metric in m.user:
+            base = f"streamjob_user_{metric.name}"
+            if kinds.setdefault(base, metric.kind) != metric.kind:
+                continue
+            labels = {"job": job, "vertex": vertex, "subtask": str(subtask), **metric.labels}
+            values = metric.values
+            if metric.kind == "counter":
+                family(base, "counter", "User counter").add_sample(f"{base}_total", labels, values["count"])
+            elif metric.kind == "gauge":
+                family(base, "gauge", "User gauge").add_sample(base, labels, values["value"])
+            elif metric.kind == "meter":
+                family(base, "counter", "User meter: events").add_sample(f"{base}_total", labels, values["count"])
+                rate = family(f"{base}_rate", "gauge", "User meter: events per second")
+                rate.add_sample(f"{base}_rate", labels, values["rate"])
+            else:
+                summary = family(base, "summary", "User histogram")
+                for key, value in values.items():
+                    if key in ("count", "sum"):
+                        summary.add_sample(f"{base}_{key}", labels, value)
+                    elif key in ("min", "max"):
+                        family(f"{base}_{key}", "gauge", f"User histogram: {key}").add_sample(
+                            f"{base}_{key}", labels, value
+                        )
+                    elif key != "mean":
+                        summary.add_sample(base, {**labels, "quantile": key}, value)
+    yield from families.values()
 
 
 def render_metrics(jm: JobMaster) -> tuple[bytes, str]:

@@ -324,6 +324,15 @@ class SlotFinished(_Message):
     t: Literal["slot_finished"] = "slot_finished"
 
 
+class UserMetric(_Message):
+    """One user metric of a task (``api/metrics.py``): its kind, group labels and current values."""
+
+    name: str
+    kind: Literal["counter", "gauge", "meter", "histogram"]
+    labels: dict[str, str]
+    values: dict[str, float]
+
+
 class TaskCounters(_Message):
     """One task's counters in a ``Metrics`` report."""
 
@@ -332,6 +341,7 @@ class TaskCounters(_Message):
     records_in: int
     records_out: int
     backpressured_s: float
+    user: list[UserMetric] = Field(default_factory=list)
 
 
 class Metrics(_Message):

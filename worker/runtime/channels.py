@@ -158,6 +158,20 @@ class InputGate:
                     return channel, head
         return None
 
+    async def wait(self, timeout: float, woken: Callable[[], bool]) -> None:
+        """Returns when an item may be ready, ``wake`` was called, ``woken()`` is true, or after ``timeout`` s.
+
+        Takes no item (the caller polls), so nothing is lost if the caller stops waiting: a task
+        waiting for input and for another event too (async I/O results) waits here.
+        """
+        self._event.clear()
+        if woken() or any(c.items and not c.blocked for c in self.channels):
+            return
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+
     async def next(self, timeout: float | None = None) -> tuple[InputChannel, Any] | None:
         """Waits for the next item; None after ``timeout`` seconds without one."""
         while True:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from streamjob.worker.api.metrics import MetricGroup, MetricRegistry
 from streamjob.worker.api.side_outputs import emit_side_output
 from streamjob.worker.errors import PipelineError
 
@@ -44,6 +45,7 @@ class TaskInfo:
     max_parallelism: int
     attempt: int
     job_types: tuple[type, ...] = ()
+    metrics: MetricRegistry | None = None  # the task's user metrics (None: a registry nobody reports)
 
 
 _processing_clock: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
@@ -96,6 +98,11 @@ class StreamingRuntimeContext:
     def get_job_id(self) -> str:
         """The job's lineage id."""
         return self.info.job_id
+
+    def get_metric_group(self) -> MetricGroup:
+        """This operator's metric group: its metrics are exported on the JobMaster's ``/metrics``."""
+        registry = self.info.metrics if self.info.metrics is not None else MetricRegistry()
+        return MetricGroup(registry, (("operator", self.info.operator_uid),))
 
     def _keyed(self) -> Any:
         if self.backend is None:

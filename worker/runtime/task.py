@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamjob.worker.api.metrics import MetricRegistry
 from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.graph.job_graph import JobVertex
@@ -39,6 +40,7 @@ from streamjob.worker.protocol.events import (
     WatermarkStatus,
 )
 from streamjob.worker.protocol.messages import EndOfInput, ToJobMaster
+from streamjob.worker.runtime.async_wait import AsyncWaitOperator
 from streamjob.worker.runtime.barriers import InputBarriers
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
 from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
@@ -147,6 +149,7 @@ class Task:
         self.stopped_at: int | None = None
         self.records_in = 0
         self.records_out = 0
+        self.user_metrics = MetricRegistry()  # what the functions register (api/metrics.py); read by the slot
         self._has_timers = False
         self._slices = _SliceSizer(_CONSUMER_SLICE_S)
         # Writers with buffer debloating: batches are then cut to what they send with one credit each.
@@ -181,6 +184,7 @@ class Task:
                 v.max_parallelism,
                 self.services.attempt,
                 self.services.record_types,
+                self.user_metrics,
             )
             restore = self.restore.operators.get(uid) if self.restore is not None else None
             setup = OperatorSetup(
@@ -202,11 +206,17 @@ class Task:
                 op = create_two_input_operator(setup)
             elif "stamp" in t.options:
                 op = create_stamped_operator(setup)  # keeps timestamps (event time after a map: api/stamped.py)
+            elif t.kind is Kind.ASYNC_WAIT:
+                op = AsyncWaitOperator(setup)
             else:
                 op = create_operator(setup)
             self.operators.append(op)
         for op in self.operators:
             op.open()
+        self._async_ops = [(i, op) for i, op in enumerate(self.operators) if isinstance(op, AsyncWaitOperator)]
+        if self._async_ops:
+            for _, op in self._async_ops:
+                op.set_signal(self._async_signal)
         self._has_timers = any(op.backend is not None for op in self.operators)
         # Event time: only a task whose chain assigns watermarks, or that receives them, does any watermark work.
         self._assigns_watermarks = any(isinstance(op, TimestampsOperator) for op in self.operators)
@@ -267,6 +277,8 @@ class Task:
         """Wakes everything the task may wait on, so that it ends whatever it was doing."""
         self.wake.set()
         self.gate.wake()
+        for _, op in self._async_ops:
+            op.progress.set()  # a task waiting for capacity ends
         for w in self.writers:
             w.close()
         self.barriers.end_all()
@@ -315,6 +327,8 @@ class Task:
                     self.records_in += len(batch)
                     waited = self.backpressured_s()
                     await self._process_from(1, batch)
+                    if self._async_ops:
+                        await self._pump_async(block=True)
                     if self._assigns_watermarks:
                         await self._advance_watermark(MIN_WATERMARK)
                         self._announce_idleness()
@@ -332,6 +346,8 @@ class Task:
                     self._announce_idleness()
             else:
                 delay = 0.05
+            if self._async_ops:
+                await self._pump_async(block=False)
             checkpointer.prepare(float("inf"))  # nothing to process: finish them now
             await self._fire_timers()
             self.wake.clear()
@@ -383,7 +399,10 @@ class Task:
                 await self._fire_timers()
                 if barriers.times_out:
                     barriers.check_timeouts()
-                found = await gate.next(timeout=self._timer_delay(0.05))
+                if self._async_ops:
+                    found = await self._next_or_async(gate)
+                else:
+                    found = await gate.next(timeout=self._timer_delay(0.05))
                 self._slice_started = monotonic()  # the wait let the other tasks run
                 if found is None:
                     continue
@@ -440,6 +459,8 @@ class Task:
                 await self._emit(out)
             if self._side is not None:
                 await self._emit_side_outputs()
+            if self._async_ops:
+                await self._pump_async(block=True)
             if self._assigns_watermarks:
                 await self._advance_watermark(self._valve.current)
             if self._preparing:
@@ -550,9 +571,11 @@ class Task:
         if watermark is not None:
             await self._advance_watermark(watermark)
 
-    async def _advance_watermark(self, watermark: int) -> None:
-        """Runs ``watermark`` down the chain (each operator fires what it reached), then sends the result on."""
+    async def _advance_watermark(self, watermark: int, start: int = 0) -> None:
+        """Runs ``watermark`` down the chain from operator ``start`` (each fires what it reached), then sends it on."""
         for index, op in enumerate(self.operators):
+            if index < start:
+                continue
             watermark, out = op.on_watermark(watermark)
             if out:
                 await self._process_from_after(index, out)
@@ -575,6 +598,8 @@ class Task:
         if self.input_done:
             return
         self.input_done = True
+        if self._async_ops:
+            await self._pump_async(block=True, drain=True)  # every request's results precede the end
         if self._time_aware:
             await self._advance_watermark(MAX_WATERMARK)  # every event-time window and timer fires first
         self.broadcast(END_OF_STREAM)
@@ -583,6 +608,44 @@ class Task:
                 vertex=self.vertex.id, subtask=self.subtask, records_in=self.records_in, records_out=self.records_out
             )
         )
+
+    # -- async I/O (runtime/async_wait.py; only tasks whose chain has an AsyncWaitOperator) ----------
+    _async_ops: list[tuple[int, AsyncWaitOperator]] = []
+
+    _async_ready = False  # a request finished since the task last emitted results
+
+    def _async_signal(self) -> None:
+        """A request finished: wake the task wherever it waits."""
+        self._async_ready = True
+        self.wake.set()
+        self.gate.wake()
+
+    async def _pump_async(self, *, block: bool, drain: bool = False) -> None:
+        """Emits the finished results of each async operator down the rest of the chain, in order.
+
+        ``block``: while records wait for capacity, wait for requests to finish (backpressure);
+        ``drain``: until nothing is pending (end of input).
+        """
+        self._async_ready = False
+        for index, op in self._async_ops:
+            while not self.cancelled:
+                op.progress.clear()
+                for records, watermark in op.take_ready():
+                    if records:
+                        await self._process_from_after(index, records)
+                    if watermark is not None:
+                        await self._advance_watermark(watermark, index + 1)
+                if not (op.blocked() or (drain and op.pending())) or not (block or drain):
+                    break
+                await op.progress.wait()
+
+    async def _next_or_async(self, gate: InputGate) -> tuple[InputChannel, Any] | None:
+        """Emits finished results; then the next input item, or None once a request finished or time passed."""
+        await self._pump_async(block=False)
+        if not any(op.pending() for _, op in self._async_ops):
+            return await gate.next(timeout=self._timer_delay(0.05))
+        await gate.wait(self._timer_delay(0.05), lambda: self._async_ready)
+        return gate.poll()
 
     # -- CheckpointedChain (for the SubtaskCheckpointer) ---------------------------------------------
     def broadcast(self, event: StreamEvent) -> None:
