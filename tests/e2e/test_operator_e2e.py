@@ -258,7 +258,7 @@ def test_pods_are_bare_owned_and_labelled(operator: OperatorProcess, crd: Kube, 
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("StreamJob", created["metadata"]["uid"], True)
     assert pod["spec"]["restartPolicy"] == "Never"
     rendered = json.loads(config["data"]["job.json"])
-    assert rendered["restart_in_place"] is False and rendered["attempt"] == 1
+    assert rendered["restart_in_place"] is True and rendered["attempt"] == 1
     kube.raw.get(f"/api/v1/namespaces/{kube_namespace}/services/labels-rest")
     kube.raw.delete(sj_path(kube_namespace, "labels"))
     kube.wait_gone(sj_path(kube_namespace, "labels"), 30)
