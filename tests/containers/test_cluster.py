@@ -210,11 +210,23 @@ def test_killed_containers_upgrade_rescale_and_delete_keep_the_output_exact(
     job.create(savepointOnDeletion=True)
     first = _wait_status(kube, job.name, lambda s: _checkpointed(s, 1), "checkpoints")
 
-    # A worker container SIGKILLed on its node: the job restarts from the latest checkpoint.
-    container_cluster.kill_container(job.pod("worker", first["attempt"], 1), "worker")
-    second = _wait_status(kube, job.name, lambda s: _running(s) and s["attempt"] > first["attempt"], "recovery")
-    assert second["jobId"] == first["jobId"] and "/chk-" in (second.get("restoreFrom") or ""), second
-    second = _wait_status(kube, job.name, lambda s: _checkpointed(s, int(second["lastCheckpoint"]["id"])), "checkpoint")
+    # A worker container SIGKILLed on its node: the JobMaster stays up, the operator replaces only that
+    # worker's pod, and the tasks run again from the latest checkpoint (two newer checkpoints follow).
+    victim = job.pod("worker", first["attempt"], 1)
+    jobmaster = job.pod("jobmaster", first["attempt"])
+    container_cluster.kill_container(victim, "worker")
+    attempt = first["attempt"]
+    selector = f"streamjob.dev/job={job.name},app.kubernetes.io/component=worker,streamjob.dev/attempt={attempt}"
+
+    def replaced(s: Json) -> bool:
+        pods = _pods(kube, JOBS, selector)
+        up = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        fresh = victim["metadata"]["name"] not in {p["metadata"]["name"] for p in pods}
+        return fresh and len(up) == 2 and _checkpointed(s, int(first["lastCheckpoint"]["id"]) + 1)
+
+    second = _wait_status(kube, job.name, replaced, "the worker replaced and two checkpoints after it")
+    assert second["attempt"] == first["attempt"] and second["jobId"] == first["jobId"], second
+    assert job.pod("jobmaster", second["attempt"])["metadata"]["uid"] == jobmaster["metadata"]["uid"]
 
     # The JobMaster container SIGKILLed: recovery from storage alone.
     container_cluster.kill_container(job.pod("jobmaster", second["attempt"]), "jobmaster")
