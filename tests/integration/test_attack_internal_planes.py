@@ -23,6 +23,7 @@ import pytest
 
 from streamjob.worker.protocol.auth import new_job_secret
 from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeError, connect
+from streamjob.worker.protocol.messages import PROTOCOL_VERSION
 from streamjob.worker.testing import LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import KEYED_SUM
@@ -104,7 +105,14 @@ def hello(proof: bytes, attempt: int = 0) -> bytes:
     return frame(
         0,
         msgpack.packb(
-            {"t": "hello", "version": 1, "nonce": os.urandom(32), "proof": proof, "attempt": attempt, "token": "guess"},
+            {
+                "t": "hello",
+                "version": PROTOCOL_VERSION,
+                "nonce": os.urandom(32),
+                "proof": proof,
+                "attempt": attempt,
+                "token": "guess",
+            },
             use_bin_type=True,
         ),
     )
