@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.runtime.channels import CREDITS, InputGate, LocalOutputChannel, RecordWriter
+from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
 from tests.unit.runtime_support import FakeClock
 
 pytestmark = pytest.mark.unit
@@ -55,3 +59,29 @@ def test_the_wait_for_credit_is_measured_on_the_injected_clock() -> None:
         return during, channel.backpressured_total_s()
 
     assert asyncio.run(scenario()) == (2.5, 3.0)
+
+
+class _Recording:
+    """An output channel that keeps the batches sent to it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+
+    async def send_batch(self, batch: list[Any]) -> None:
+        self.batches.append(batch)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=2, max_value=7),
+    records=st.lists(st.tuples(st.one_of(st.integers(), st.text(max_size=4)), st.integers()), max_size=60),
+)
+def test_a_hashed_batch_goes_whole_and_in_order_to_each_keys_channel(n: int, records: list[Any]) -> None:
+    channels = [_Recording() for _ in range(n)]
+    writer = RecordWriter(cast(Any, channels), Partitioning.HASH, lambda r: r[0], 128, 0)
+    assigner = KeyGroupAssigner(128)
+    asyncio.run(writer.emit(list(records)))
+    asyncio.run(writer.emit(list(records)))  # the second time every key's channel comes from the cache
+    for index, channel in enumerate(channels):
+        expected = [r for r in records if operator_index_for(assigner.assign(r[0]), 128, n) == index]
+        assert channel.batches == ([expected, expected] if expected else [])

@@ -106,7 +106,7 @@ class _RangeReader(SourceReader):
         fn = self._fn
         if fn is None:
             return list(range(a, b))
-        return [fn(i) for i in range(a, b)]
+        return list(map(fn, range(a, b)))
 
     def snapshot(self) -> list[Any]:
         return [(s[0], s[1]) for s in self._splits]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from _operator import countOf  # not `operator`: the repository's operator/ package may shadow it
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,15 +326,14 @@ class ReduceOperator(StreamOperator):
         return out
 
     def _sum_second(self, batch: list[Any]) -> list[Any]:
-        """``sum(1)`` on pairs with any key selector: one key call, no reduce call per record."""
+        """``sum(1)`` on pairs with any key selector: the keys selected by ``map``, no reduce call per record."""
+        if countOf(map(len, batch), 2) != len(batch):
+            return self._reduce_general(batch)
         get, put = self._get, self._put
-        select = self.setup.transformation.key_selector
+        keys = list(map(self.setup.transformation.key_selector, batch))
         out: list[Any] = []
         append = out.append
-        for r in batch:
-            if len(r) != 2:
-                return out + self._reduce_general(batch[len(out) :])
-            k = select(r)
+        for k, r in zip(keys, batch, strict=True):
             acc = get(k)
             if acc is not None:
                 r = (acc[0], acc[1] + r[1])
