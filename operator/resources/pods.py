@@ -124,6 +124,7 @@ def _harden(at: Attempt, overrides: PodOverrides, template: dict[str, Any], pod_
     if automount is None:
         automount = pod_spec.get("automountServiceAccountToken")
     pod_spec["automountServiceAccountToken"] = bool(automount)
+    pod_spec.setdefault("enableServiceLinks", False)  # no env var per Service of the namespace (a template may set it)
     for key, value in (
         ("hostNetwork", overrides.host_network),
         ("hostPID", overrides.host_pid),

@@ -123,6 +123,7 @@ def test_pods_are_hardened_by_default() -> None:
     for pod in (build_jobmaster_pod(attempt()), build_worker_pods(attempt(), "10.0.0.1")[0]):
         spec_ = pod["spec"]
         assert spec_["automountServiceAccountToken"] is False
+        assert spec_["enableServiceLinks"] is False  # no env var naming every Service of the namespace
         assert spec_["securityContext"] == {
             "runAsNonRoot": True,
             "runAsUser": 10001,
