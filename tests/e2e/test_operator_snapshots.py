@@ -171,17 +171,26 @@ def lineage_dirs(job: Job) -> set[str]:
     return {key[start:].split("/")[0] for key in s3_keys(job, base)}
 
 
-def test_upgrades_keep_savepoints_and_lineages_bounded(job: Job) -> None:
+def object_count(job: Job) -> tuple[int, int]:
+    """Objects in S3 under the job's checkpoints root and under its savepoints root."""
+    checkpoints = len(s3_keys(job, f"{job.prefix}/checkpoints/{job.namespace}/{job.name}"))
+    return checkpoints, len(s3_keys(job, f"{job.prefix}/savepoints/{job.namespace}/{job.name}"))
+
+
+def test_upgrades_and_savepoints_keep_s3_bounded(job: Job) -> None:
+    """10 upgrades and at least 10 periodic savepoints: savepoints, lineages and objects in S3 stay bounded."""
     count = 100_000
     job.create(
         count=count,
         rate=200,
         args=[f"file://{job.out}", str(count), "200", "500"],
-        savepoints={"maxCount": 2},
+        savepoints={"interval": "3s", "maxCount": 2},
     )
     status = job.wait(lambda s: checkpointed(s, 1), "the first checkpoint", timeout=180)
-    upgrades = 5
+    upgrades = 10
+    periodic: set[str] = set()
     peak_savepoints = peak_lineages = 0
+    objects: list[tuple[int, int]] = []
     for n in range(1, upgrades + 1):
         job.patch({"taskManager": {"annotations": {"example.com/rollout": str(n)}}})
         before = status["jobId"]
@@ -190,12 +199,32 @@ def test_upgrades_keep_savepoints_and_lineages_bounded(job: Job) -> None:
         )
         current = status["jobId"]
         job.wait(lambda s, current=current: s.get("lineagesCleaned") == current, f"cleanup {n}", timeout=120)
+        items = job.kube.raw.get(sjs_path(job.namespace), labelSelector="streamjob.dev/trigger=periodic")["items"]
+        periodic.update(i["metadata"]["name"] for i in items)
         peak_savepoints = max(peak_savepoints, len(savepoint_dirs(job)))
         peak_lineages = max(peak_lineages, len(lineage_dirs(job)))
-    # Without retention: 5 upgrade savepoints and 6 lineages. With it: maxCount (+1 until the next round).
-    assert peak_savepoints <= 3, f"{peak_savepoints} savepoint directories after {upgrades} upgrades"
+        objects.append(object_count(job))
+
+    def enough_periodic() -> bool | None:
+        items = job.kube.raw.get(sjs_path(job.namespace), labelSelector="streamjob.dev/trigger=periodic")["items"]
+        periodic.update(i["metadata"]["name"] for i in items)
+        objects.append(object_count(job))
+        return len(periodic) >= upgrades or None
+
+    job.kube.wait_for(enough_periodic, 120, f"{upgrades} periodic savepoints")
+    # Without retention: 10 upgrade and 10+ periodic savepoint directories, 11 lineages, and the objects
+    # growing with each. With it: maxCount of both kinds together, the restore point, one just completed
+    # (expired next round), one being disposed of and one in flight.
+    assert len(periodic) + upgrades >= 20
+    assert peak_savepoints <= 2 + 1 + 1 + 1 + 1, f"{peak_savepoints} savepoint directories after {upgrades} upgrades"
     assert peak_lineages <= 2, f"{peak_lineages} checkpoint lineages after {upgrades} upgrades"
     assert lineage_dirs(job) == {status["jobId"]}
+    # Objects: at most 6 savepoint directories and 2 lineages of at most 3 checkpoints, each about one
+    # snapshot's objects. Without retention the 20+ savepoints alone would hold 20 times as many.
+    per_snapshot = len(s3_keys(job, status["restoreFrom"]))
+    assert per_snapshot > 0
+    peak = max(c + s for c, s in objects)
+    assert peak <= 12 * per_snapshot, f"{peak} objects in S3 (one snapshot has {per_snapshot}): {objects}"
     upgrade_snaps = job.kube.raw.get(sjs_path(job.namespace), labelSelector="streamjob.dev/trigger=upgrade")["items"]
     assert 1 <= len(upgrade_snaps) <= 3 and status["restoreFrom"] in {i["status"]["path"] for i in upgrade_snaps}
 
