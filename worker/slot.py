@@ -1,6 +1,7 @@
 """A task slot: one worker process that runs one subtask of every vertex (slot sharing).
 
-Started by the local MiniCluster or by ``streamjob worker`` on Kubernetes. It connects to the
+Started by the local MiniCluster or by ``streamjob worker`` on Kubernetes (``slot_process.run_slot``
+sets up the process and runs it). It connects to the
 JobMaster's control port, proves it knows the job's secret (and checks that the JobMaster does:
 ``protocol.handshake``), registers its data address, and on ``deploy`` loads the job's
 entrypoint itself (user code is never shipped), prepares its tasks (restore plans, the receiving
@@ -22,9 +23,7 @@ import logging
 import os
 import shutil
 import ssl
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +69,6 @@ from streamjob.worker.protocol.messages import (
 from streamjob.worker.protocol.tls import (
     internal_client_context,
     internal_server_context,
-    internal_tls_from_env,
     tls_mismatch_hint,
 )
 from streamjob.worker.runtime.channels import InputChannel, InputGate, LocalOutputChannel, OutputChannel, RecordWriter
@@ -80,13 +78,13 @@ from streamjob.worker.runtime.inline_writes import InlineWritePolicy
 from streamjob.worker.runtime.local_recovery import LocalFirstReader, local_recovery_root
 from streamjob.worker.runtime.network import DataServer, PeerConnection
 from streamjob.worker.runtime.operators import OperatorRestore
-from streamjob.worker.runtime.task import Task, TaskRestore, TaskServices
+from streamjob.worker.runtime.task import Task
+from streamjob.worker.runtime.task_setup import TaskRestore, TaskServices
 from streamjob.worker.state.key_groups import KeyGroupAssigner, key_group_range
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation
 from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.stores import StoreFactory
-from streamjob.worker.whole_lines import WholeLineStdout
 
 log = logging.getLogger(__name__)
 
@@ -534,90 +532,3 @@ def _user_metrics(registry: MetricRegistry) -> list[UserMetric]:
         UserMetric(name=m.name, kind=m.kind, labels=dict(m.labels), values=m.values)  # type: ignore[arg-type]
         for m in registry.snapshot(time.monotonic())
     ]
-
-
-def _tune_interpreter() -> None:
-    """Fewer, cheaper garbage collections and a shorter GIL switch interval (measured in bench/).
-
-    Records are short-lived tuples: the default gen-0 threshold makes the collector run every few
-    hundred allocations (8-16 % of a slot's CPU). A short switch interval lets the snapshot thread
-    get the GIL promptly while the task loop is busy, which keeps checkpoint durations short.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    sys.setswitchinterval(0.0005)
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this slot when its local JobMaster process dies, so no slot outlives its job."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        log.debug("PR_SET_PDEATHSIG is not available")
-
-
-#: Environment variables that say this process will reach S3 (the operator sets the first for S3 storage).
-_S3_HINTS = (
-    "STREAMJOB_S3_ENDPOINT",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
-
-
-def _prewarm_s3() -> None:
-    """Imports the S3 store (boto3, ~0.1-0.2 s of CPU) on a thread while the slot waits for its JobMaster.
-
-    A deployment opens the checkpoint storage first thing, and after a failover the restore reads
-    from it: importing boto3 then would put that time between the JobMaster's deploy message and the
-    first record. Only when the environment names S3 (local jobs on file:// storage never load boto3).
-    """
-    if not any(os.environ.get(name) for name in _S3_HINTS):
-        return
-
-    def load() -> None:
-        try:
-            import streamjob.worker.storage.s3_store  # noqa: F401
-        except Exception:  # a broken boto3 install surfaces when the deployment opens the storage
-            log.debug("prewarming the S3 store failed", exc_info=True)
-
-    threading.Thread(target=load, name="prewarm-s3", daemon=True).start()
-
-
-def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
-    """Process entry: runs a slot on uvloop (``STREAMJOB_PROFILE_DIR`` writes a cProfile per slot).
-
-    Internal TLS comes from ``STREAMJOB_INTERNAL_TLS_*`` (``protocol/tls.py``): the slot needs it before
-    its Deploy message, to reach the control port.
-    """
-    import uvloop
-
-    tls = internal_tls_from_env(os.environ)
-    if (stdout := sys.stdout) is not None:
-        stdout.flush()
-        sys.stdout = WholeLineStdout(stdout.fileno())  # prints of several slots never cut into each other
-
-    _tune_interpreter()
-    _prewarm_s3()
-    if os.environ.get("STREAMJOB_DIE_WITH_PARENT") == "1":
-        _die_with_parent()
-    profile_dir = os.environ.get("STREAMJOB_PROFILE_DIR")
-    if not profile_dir:
-        code = uvloop.run(Slot(jobmaster, data_host, secret, tls=tls).run())
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)  # do not wait for snapshot threads of an attempt that is over
-    import cProfile
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        return uvloop.run(Slot(jobmaster, data_host, secret, tls=tls).run())
-    finally:
-        profiler.disable()
-        profiler.dump_stats(str(Path(profile_dir) / f"slot-{os.getpid()}.prof"))

@@ -4,7 +4,7 @@ Each round: record spec problems; keep the JobMaster's report of a failure (``ro
 fold finished snapshots (checkpoints found in storage, savepoint
 answers) into status and report corrupt checkpoints storage discovery skipped; then either advance
 the operation in flight (``operations.advance``) or, with none, replace crashed worker pods
-(``workers``: the JobMaster recovers in place) or detect a failed attempt, start the
+(``workers``: the JobMaster recovers in place) or detect a failed attempt, start (``operation_starts``) the
 operation a spec change or a nonce asks for, or trigger a manual savepoint/checkpoint; finally keep
 the derived status (stable, restart reset, checkpoint progress, ``conditions``) current and delete
 the kept pods of failed attempts whose time is up (``root_cause.sweep``). Events follow
@@ -27,6 +27,7 @@ from streamjob.operator.model.status import (
 )
 from streamjob.operator.observer.facts import Facts
 from streamjob.operator.reconciler import conditions, root_cause, snapshot_resources
+from streamjob.operator.reconciler import operation_starts as starts
 from streamjob.operator.reconciler import operations as ops
 from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.corrupt import report_corrupt
@@ -191,7 +192,7 @@ def _steady(d: Draft) -> None:
         if spec.state is JobState.SUSPENDED:
             d.update(lifecycle_state=LifecycleState.SUSPENDED)
             return
-        ops.start_deploy(d, spec, generation=f.generation)
+        starts.start_deploy(d, spec, generation=f.generation)
         return
     dep = st.deployment
     if dep is not None and st.lifecycle_state is not LifecycleState.FINISHED:
@@ -223,7 +224,7 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
     if spec.state is JobState.SUSPENDED and not _still_held(d, spec):
         d.update(last_reconciled_spec=spec.wire())
         if dep is not None and st.lifecycle_state is not LifecycleState.FINISHED:
-            ops.start_suspend(d, spec)
+            starts.start_suspend(d, spec)
         elif st.lifecycle_state is not LifecycleState.SUSPENDED:
             d.update(lifecycle_state=LifecycleState.SUSPENDED)
         return
@@ -238,7 +239,7 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
             last_reconciled_spec=spec.wire(),
             nonces=st.nonces.model_copy(update={"savepoint_redeploy": spec.savepoint_redeploy_nonce}),
         )
-        ops.start_redeploy(d, spec, generation=gen)
+        starts.start_redeploy(d, spec, generation=gen)
     elif ended and (
         st.lifecycle_state is LifecycleState.SUSPENDED or change.kind is not ChangeKind.NONE or restart_pending
     ):
@@ -249,18 +250,18 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
             reason = f"restartNonce {spec.restart_nonce}"
         else:
             reason = f"spec changed: {change.describe()}"
-        ops.start_resume(d, spec, generation=gen, reason=reason)
+        starts.start_resume(d, spec, generation=gen, reason=reason)
     elif ended:
         return
     elif restart_pending:
         d.update(nonces=st.nonces.model_copy(update={"restart": spec.restart_nonce}))
-        ops.start_restart(d, spec, reason=f"restartNonce {spec.restart_nonce}", counted=False)
+        starts.start_restart(d, spec, reason=f"restartNonce {spec.restart_nonce}", counted=False)
     elif held:
         _triggers(d, spec)
     elif change.redeploys:
         d.update(last_reconciled_spec=spec.wire())
         what = "rescale" if change.kind is ChangeKind.SCALE else "spec changed"
-        ops.start_upgrade(d, spec, generation=gen, reason=f"{what}: {change.describe()}")
+        starts.start_upgrade(d, spec, generation=gen, reason=f"{what}: {change.describe()}")
     else:
         if change.kind is not ChangeKind.NONE:
             d.update(last_reconciled_spec=spec.wire())
@@ -309,8 +310,8 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
 
 def _triggers(d: Draft, spec: StreamJobSpec) -> None:
     st = d.status
-    ip = ops.jobmaster_ip(d)
-    ready = ip is not None and ops.healthy(d) and st.lifecycle_state.running
+    ip = starts.jobmaster_ip(d)
+    ready = ip is not None and starts.healthy(d) and st.lifecycle_state.running
     req = st.snapshot_request
     if req is not None:
         # Written ahead, never answered: the operator died before it reached the JobMaster (an answer

@@ -3,7 +3,8 @@
 ``resolve_restore`` applies ``restore_choice.choose_restore`` to the operation in status (the only
 place a restore point is set), ``state_to_carry`` / ``hold`` refuse an upgrade, suspension or
 ``restartNonce`` with nothing to carry before any pod is deleted, ``fail`` ends in Failed, and
-``record_lineage`` puts a new jobId in ``status.lineage``. Called by ``reconciler.operations``.
+``record_lineage`` puts a new jobId in ``status.lineage``. Called by ``reconciler.operations``
+(advancing) and ``reconciler.operation_starts`` (starting).
 """
 
 from __future__ import annotations

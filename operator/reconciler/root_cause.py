@@ -7,7 +7,7 @@ planner acts on the failure: ``status.error`` gets one line naming the cause, a 
 (``AttemptFailed``) the traceback, and the attempt's ended pods are kept (``delete_pods``) for
 ``Facts.pod_retention_s`` so that ``kubectl logs`` still shows their output; ``sweep`` deletes them
 when their time is up, and keeps those of at most ``RETAINED_ATTEMPTS`` failed attempts. Called by
-``reconciler.plan`` and ``reconciler.operations``.
+``reconciler.plan``, ``reconciler.operations`` and ``reconciler.operation_starts``.
 """
 
 from __future__ import annotations

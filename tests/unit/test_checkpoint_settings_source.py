@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from streamjob.operator.model.crd import spec_schema
 from streamjob.operator.model.spec import CheckpointSpec
-from streamjob.worker.cli import _parser
+from streamjob.worker.cli_parser import parser
 from streamjob.worker.config import (
     UNALIGNED_NEEDS_ONE_CONCURRENT,
     CheckpointingMode,
@@ -77,6 +77,6 @@ def test_the_crd_rules_are_the_worker_rules_with_its_messages() -> None:
 
 
 def test_the_cli_mode_choices_are_the_enum() -> None:
-    run = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    run = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
     mode = next(a for a in run._actions if a.dest == "mode")
     assert list(mode.choices or []) == [m.value for m in CheckpointingMode]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamjob.worker.cli import parse_args
+from streamjob.worker.cli_parser import parse_args
 from streamjob.worker.cli_values import checkpoint_keys, parse_define, split_job_args
 from streamjob.worker.config import CheckpointOverrides
 from streamjob.worker.errors import ConfigError

@@ -23,7 +23,8 @@ from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.protocol.events import END_OF_STREAM, Barrier, EndOfStream
 from streamjob.worker.protocol.messages import Ack, EndOfInput, ToJobMaster
 from streamjob.worker.runtime.channels import InputGate, LocalOutputChannel, RecordWriter
-from streamjob.worker.runtime.task import Task, TaskServices
+from streamjob.worker.runtime.task import Task
+from streamjob.worker.runtime.task_setup import TaskServices
 from tests.unit.runtime_support import FakeClock, FakeStorage, InlineExecutor, kinds
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from streamjob.worker.cli import parse_args
+from streamjob.worker.cli_parser import parse_args
 from streamjob.worker.cli_values import read_jobmaster_address
 from streamjob.worker.errors import ConfigError
 

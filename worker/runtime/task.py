@@ -4,7 +4,9 @@ The slot (``slot``) builds the task's channels and calls ``run``; control messag
 JobMaster arrive as method calls between batches (the loop is single-threaded, so they never
 interleave with a batch). The task owns the loops (a source's polling loop, a consumer's input
 loop), cuts input batches into slices, runs them through the operator chain, fires timers and
-emits to the record writers. Checkpoints are delegated, as in Flink's ``StreamTask``:
+emits to the record writers. What it is built from (the slot's ``TaskServices``, its ``TaskRestore``,
+the chain's operators, the slice sizer) is in ``runtime/task_setup.py``. Checkpoints are delegated,
+as in Flink's ``StreamTask``:
 
 - ``runtime/barriers/`` (``InputBarriers``) owns everything about barriers on the inputs —
   alignment, unaligned checkpoints, overtaking, the aligned timeout, the in-flight capture;
@@ -20,17 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from streamjob.worker.api.metrics import MetricRegistry
 from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
-from streamjob.worker.config import CheckpointSettings
 from streamjob.worker.graph.job_graph import JobVertex
-from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.protocol.events import (
     END_OF_STREAM,
     Barrier,
@@ -39,27 +35,22 @@ from streamjob.worker.protocol.events import (
     Watermark,
     WatermarkStatus,
 )
-from streamjob.worker.protocol.messages import EndOfInput, ToJobMaster
+from streamjob.worker.protocol.messages import EndOfInput
 from streamjob.worker.runtime.async_wait import AsyncWaitOperator
 from streamjob.worker.runtime.barriers import InputBarriers
 from streamjob.worker.runtime.channels import InputChannel, InputGate, RecordWriter
 from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
-from streamjob.worker.runtime.context import TaskInfo
-from streamjob.worker.runtime.inline_writes import InlineWritePolicy
-from streamjob.worker.runtime.operators import OperatorRestore, OperatorSetup, StreamOperator, create_operator
+from streamjob.worker.runtime.operators import StreamOperator
 from streamjob.worker.runtime.source_operators import LegacySourceOperator, SourceOperator
-from streamjob.worker.runtime.stamped_operators import create_stamped_operator
 from streamjob.worker.runtime.subtask_checkpointer import (
     PREPARE_BUDGET_S,
     SnapshotIo,
     SubtaskCheckpointer,
     SubtaskIdentity,
 )
-from streamjob.worker.runtime.time_operators import TIME_KINDS, TimestampsOperator, create_time_operator
-from streamjob.worker.runtime.two_input import TWO_INPUT_KINDS, create_two_input_operator
+from streamjob.worker.runtime.task_setup import SliceSizer, TaskRestore, TaskServices, create_operators
+from streamjob.worker.runtime.time_operators import TIME_KINDS, TimestampsOperator
 from streamjob.worker.runtime.watermarks import WatermarkValve
-from streamjob.worker.state.key_groups import key_group_range
-from streamjob.worker.storage.checkpoint_storage import WorkerStorageView
 
 log = logging.getLogger(__name__)
 
@@ -70,51 +61,6 @@ log = logging.getLogger(__name__)
 _CONSUMER_SLICE_S = 0.01
 # How long a finished task waits for its snapshot writes in progress.
 _UPLOADS_TIMEOUT_S = 60.0
-
-
-@dataclass
-class TaskServices:
-    """What the slot gives every task: settings, storage, the JobMaster link, a thread pool."""
-
-    job_id: str
-    job_name: str
-    attempt: int
-    settings: CheckpointSettings
-    backend_kind: str
-    incremental: bool
-    batch_size: int
-    local_dir: Path
-    storage: WorkerStorageView
-    executor: Executor
-    send: Callable[[ToJobMaster], None]
-    record_types: tuple[type, ...] = ()
-    local_recovery_dir: Path | None = None
-    inline_writes: InlineWritePolicy = field(default_factory=lambda: InlineWritePolicy(local_disk=False))
-
-
-@dataclass
-class TaskRestore:
-    """A task's share of the snapshot it restores: per operator uid, plus replayed in-flight records."""
-
-    operators: dict[str, OperatorRestore] = field(default_factory=dict)
-    in_flight: list[Any] = field(default_factory=list)
-
-
-class _SliceSizer:
-    """How many records of an input batch to run through the chain at once: about ``budget_s`` of work."""
-
-    def __init__(self, budget_s: float, first: int = 64) -> None:
-        self.budget_s = budget_s
-        self.size = first
-        self._per_record_s = 0.0
-
-    def record(self, records: int, seconds: float) -> None:
-        """A slice of ``records`` took ``seconds`` (a moving average, weight 1/4, sets the next size)."""
-        if records <= 0:
-            return
-        per = seconds / records
-        self._per_record_s = per if self._per_record_s == 0.0 else self._per_record_s + (per - self._per_record_s) / 4
-        self.size = max(1, int(self.budget_s / self._per_record_s)) if self._per_record_s > 0 else 1 << 30
 
 
 class Task:
@@ -151,7 +97,7 @@ class Task:
         self.records_out = 0
         self.user_metrics = MetricRegistry()  # what the functions register (api/metrics.py); read by the slot
         self._has_timers = False
-        self._slices = _SliceSizer(_CONSUMER_SLICE_S)
+        self._slices = SliceSizer(_CONSUMER_SLICE_S)
         # Writers with buffer debloating: batches are then cut to what they send with one credit each.
         self._debloated = [w for w in writers if any(c.debloater is not None for c in w.channels)]
         self._slice_started = clock.monotonic()  # since the task last let the other tasks run
@@ -170,47 +116,9 @@ class Task:
 
     # -- setup ----------------------------------------------------------------------------------
     def _create_operators(self) -> None:
-        v = self.vertex
-        kg = key_group_range(v.max_parallelism, v.parallelism, self.subtask)
-        for t in v.operators:
-            uid = t.effective_uid()
-            info = TaskInfo(
-                self.services.job_id,
-                self.services.job_name,
-                self.name,
-                uid,
-                self.subtask,
-                v.parallelism,
-                v.max_parallelism,
-                self.services.attempt,
-                self.services.record_types,
-                self.user_metrics,
-            )
-            restore = self.restore.operators.get(uid) if self.restore is not None else None
-            setup = OperatorSetup(
-                info,
-                t,
-                kg,
-                self.services.backend_kind,
-                self.services.incremental,
-                self.services.local_dir / f"{uid}-{self.subtask}",
-                restore,
-            )
-            if t.kind is Kind.SOURCE:
-                op: StreamOperator = SourceOperator(setup)
-            elif t.kind is Kind.LEGACY_SOURCE:
-                op = LegacySourceOperator(setup)
-            elif t.kind in TIME_KINDS:
-                op = create_time_operator(setup)
-            elif t.kind in TWO_INPUT_KINDS:
-                op = create_two_input_operator(setup)
-            elif "stamp" in t.options:
-                op = create_stamped_operator(setup)  # keeps timestamps (event time after a map: api/stamped.py)
-            elif t.kind is Kind.ASYNC_WAIT:
-                op = AsyncWaitOperator(setup)
-            else:
-                op = create_operator(setup)
-            self.operators.append(op)
+        create_operators(
+            self.vertex, self.subtask, self.name, self.services, self.restore, self.user_metrics, self.operators
+        )
         for op in self.operators:
             op.open()
         self._async_ops = [(i, op) for i, op in enumerate(self.operators) if isinstance(op, AsyncWaitOperator)]
@@ -220,7 +128,7 @@ class Task:
         self._has_timers = any(op.backend is not None for op in self.operators)
         # Event time: only a task whose chain assigns watermarks, or that receives them, does any watermark work.
         self._assigns_watermarks = any(isinstance(op, TimestampsOperator) for op in self.operators)
-        self._time_aware = self._assigns_watermarks or any(t.kind in TIME_KINDS for t in v.operators)
+        self._time_aware = self._assigns_watermarks or any(t.kind in TIME_KINDS for t in self.vertex.operators)
         self._valve = WatermarkValve(len(self.gate.channels))
         self._watermark_out = MIN_WATERMARK
         self._route_side_outputs()
