@@ -213,10 +213,18 @@ class DataStream:
     def _stamping(self, kind: Kind, name: str, function: Any, operation: str) -> DataStream:
         """A one-input operator whose outputs keep their record's timestamp (``api/stamped.py``)."""
         stream = self._then_raw(kind, name, function, **stamp_options(self._stamped, self._timestamps, operation))
-        stream._stamped, stream._timestamps = True, CARRIED
-        # Created now, so that every later transformation's id is free; the job graph drops it while unread.
-        producer = stream.transformation
-        stream._unstamp = Transformation(
+        stream._stamp_output()
+        return stream
+
+    def _stamp_output(self) -> None:
+        """This stream's records are ``(timestamp, value)`` pairs: consumers that read no timestamp get the values.
+
+        The ``unstamp`` companion is created now, so that every later transformation's id is free; the job
+        graph drops it while nothing reads it.
+        """
+        producer = self.transformation
+        self._stamped, self._timestamps = True, CARRIED
+        self._unstamp = Transformation(
             id=len(self.env.transformations) + 1,
             kind=Kind.MAP,
             name="Unstamp",
@@ -224,8 +232,7 @@ class DataStream:
             inputs=[Edge(producer.id, Partitioning.FORWARD)],
             options={"stamp": "unstamp"},
         )
-        self.env.transformations.append(stream._unstamp)
-        return stream
+        self.env.transformations.append(self._unstamp)
 
     def map(self, func: MapFunction[Any, Any] | Any) -> DataStream:
         """One output per record (with the record's timestamp, on an event-time stream)."""

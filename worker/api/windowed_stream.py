@@ -109,6 +109,11 @@ class WindowedStream:
         )
         if self._all:
             stream.transformation.max_parallelism = 1  # one subtask sees every record
+        if self.assigner.is_event_time:
+            # As in Flink, a result carries its window's max_timestamp() (end - 1): later event-time
+            # windows and process functions read it (the results are stamped pairs, api/stamped.py).
+            stream.transformation.options["result_timestamps"] = True
+            stream._stamp_output()
         return stream
 
     def process(self, func: ProcessWindowFunction[Any, Any, Any] | ProcessAllWindowFunction[Any, Any]) -> Any:

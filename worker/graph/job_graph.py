@@ -127,8 +127,9 @@ def build_job_graph(
 
     par: dict[int, int] = {}
     for t in transformations:
-        # A two-input operator's tag runs with its input, so that it chains to it (api/connected.py).
-        tagged = t.kind is Kind.TAG
+        # A two-input operator's tag runs with its input, so that it chains to it (api/connected.py); so
+        # does a stamped stream's unstamp companion (api/stamped.py).
+        tagged = t.kind is Kind.TAG or t.options.get("stamp") == "unstamp"
         par[t.id] = (
             par[t.inputs[0].source_id] if tagged else _resolve_parallelism(t, default_parallelism, parallelism_override)
         )

@@ -195,6 +195,28 @@ class ProcessContextImpl:
         emit_side_output(self.side_outputs, tag, value)
 
 
+class StampingCollector:
+    """Collects ``(ts, value)`` pairs: the outputs of the record, timer or window being processed carry ``ts``.
+
+    Used by the operators that keep timestamps (``runtime/stamped_operators.py``) and by event-time
+    windows, whose results carry ``window.max_timestamp()`` as in Flink.
+    """
+
+    __slots__ = ("out", "ts")
+
+    def __init__(self) -> None:
+        self.out: list[Any] = []
+        self.ts: int | None = 0
+
+    def collect(self, value: Any) -> None:
+        self.out.append((self.ts, value))
+
+    def reset(self) -> list[Any]:
+        """Returns what was collected and starts a new batch."""
+        out, self.out = self.out, []
+        return out
+
+
 class ListCollector:
     """A collector that appends to the current output batch."""
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from streamjob.worker.api.watermarks import MIN_WATERMARK
 from streamjob.worker.api.windows import ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, merge_windows
-from streamjob.worker.runtime.context import ListCollector
+from streamjob.worker.runtime.context import ListCollector, StampingCollector
 from streamjob.worker.runtime.window_state import BufferedWindows, window_state
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor
@@ -112,7 +112,8 @@ class WindowCore:
             buffers_records=aggregation.buffers_records,
             merge=aggregation.merge,
         )
-        self.out = ListCollector()
+        self.out: Any = ListCollector()  # a StampingCollector once ``stamp_results`` (the operator's choice)
+        self.stamp_results = False
         self.late: list[Any] = []
         self.side_outputs: dict[str, list[Any]] = {}  # the operator's, for ``context.output`` in the window function
         if self.event_time:
@@ -261,7 +262,14 @@ class WindowCore:
             if end + self.lateness == ts:
                 self.state.remove(span)
 
+    def stamp_results_with_window_end(self) -> None:
+        """Each result is ``(window.max_timestamp(), result)`` from now on (event time after a window, as Flink)."""
+        self.out = StampingCollector()
+        self.stamp_results = True
+
     def _emit(self, key: Any, window: TimeWindow, acc: Any) -> None:
+        if self.stamp_results:
+            self.out.ts = window.end - 1
         result = self.aggregation.result(acc)
         if self.window_function is None:
             self.out.collect(result)

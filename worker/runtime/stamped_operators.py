@@ -14,25 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamjob.worker.runtime.context import ProcessContextImpl, TimeDomain
+from streamjob.worker.runtime.context import ProcessContextImpl, StampingCollector, TimeDomain
 from streamjob.worker.runtime.operators import StreamOperator
-
-
-class _StampingCollector:
-    """Collects ``(ts, value)`` for the record (or timer) being processed."""
-
-    __slots__ = ("out", "ts")
-
-    def __init__(self) -> None:
-        self.out: list[Any] = []
-        self.ts = 0
-
-    def collect(self, value: Any) -> None:
-        self.out.append((self.ts, value))
-
-    def reset(self) -> list[Any]:
-        out, self.out = self.out, []
-        return out
 
 
 class _Stamped(StreamOperator):
@@ -106,7 +89,7 @@ class StampedFlatMapOperator(_Stamped):
 
     def open(self) -> None:
         super().open()
-        self._collector = _StampingCollector()
+        self._collector = StampingCollector()
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         fn, collector = self.fn, self._collector
@@ -129,7 +112,7 @@ class StampedProcessOperator(_Stamped):
     def open(self) -> None:
         super().open()
         self._ctx = ProcessContextImpl(self.backend, self.side_outputs)
-        self._collector = _StampingCollector()
+        self._collector = StampingCollector()
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         process = self.fn.process_element

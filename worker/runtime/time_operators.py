@@ -95,6 +95,8 @@ class EventWindowOperator(StreamOperator):
         self._state, floor = _watermark_state(self)
         self._core.watermark = floor
         self._core.side_outputs = self.side_outputs
+        if options.get("result_timestamps"):
+            self._core.stamp_results_with_window_end()  # the results are (window.max_timestamp(), result) pairs
         self._late_tag: str | None = options.get("late_tag")
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
@@ -165,6 +167,8 @@ class TriggerWindowOperator(EventWindowOperator):
         self._state, floor = _watermark_state(self)
         self._core.watermark = floor
         self._core.side_outputs = self.side_outputs
+        if options.get("result_timestamps"):
+            self._core.stamp_results_with_window_end()  # the results are (window.max_timestamp(), result) pairs
         self._late_tag = options.get("late_tag")
 
     def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:

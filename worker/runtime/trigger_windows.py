@@ -33,7 +33,7 @@ from streamjob.worker.api.evictors import Evictor, TimestampedValue
 from streamjob.worker.api.triggers import Trigger, TriggerResult
 from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamjob.worker.api.windows import GlobalWindow, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext
-from streamjob.worker.runtime.context import ListCollector
+from streamjob.worker.runtime.context import ListCollector, StampingCollector
 from streamjob.worker.runtime.event_windows import WindowAggregation
 from streamjob.worker.runtime.window_state import BufferedWindows, window_state
 from streamjob.worker.state.backend import KeyedStateBackend
@@ -159,7 +159,8 @@ class TriggerWindowCore:
         self.timers: Any = backend.get_state(MapStateDescriptor("__window_timers__"))
         self.trigger_state: Any = backend.get_state(MapStateDescriptor("__trigger_state__", serializer=serializer))
         self.ctx = _TriggerContext(self)
-        self.out = ListCollector()
+        self.out: Any = ListCollector()  # a StampingCollector once ``stamp_results`` (the operator's choice)
+        self.stamp_results = False
         self.late: list[Any] = []
         self.side_outputs: dict[str, list[Any]] = {}
 
@@ -283,8 +284,15 @@ class TriggerWindowCore:
                 trigger.clear(window, ctx)
 
     # -- output -----------------------------------------------------------------------------------------
+    def stamp_results_with_window_end(self) -> None:
+        """Each result is ``(window.max_timestamp(), result)`` from now on (event time after a window, as Flink)."""
+        self.out = StampingCollector()
+        self.stamp_results = True
+
     def _emit(self, key: Any, span: tuple[int, int], stored: Any) -> None:
         window = _window_of(span)
+        if self.stamp_results:
+            self.out.ts = window.max_timestamp()
         aggregation = self.aggregation
         if self.evictor is None:
             result = aggregation.result(stored)
