@@ -374,13 +374,20 @@ class StreamExecutionEnvironment:
             watermark_strategy, source_name = source_name, name or "Source"
         if not isinstance(source, Source):
             raise ConfigError(f"from_source takes a streamjob Source, got {type(source).__name__}")
+        if watermark_strategy is not None and not isinstance(watermark_strategy, WatermarkStrategy):
+            raise ConfigError(
+                "from_source: the watermark strategy must be a WatermarkStrategy, "
+                f"got {type(watermark_strategy).__name__}"
+            )
         t = self._add(Kind.SOURCE, source_name, source)
         if source.max_parallelism == 1:
             t.parallelism = 1
             t.max_parallelism = 1
         stream = DataStream(self, t)
         if watermark_strategy is not None:
-            stream = stream.assign_timestamps_and_watermarks(watermark_strategy)
+            # Per-split watermarks inside the source (runtime/split_watermarks.py), as Flink's sources.
+            t.options["watermarks"] = watermark_strategy
+            stream._timestamps = watermark_strategy
         return stream
 
     def add_source(self, source: SourceFunction | Source, source_name: str = "Custom Source") -> DataStream:

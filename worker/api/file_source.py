@@ -98,6 +98,7 @@ class FileSourceReader(SourceReader):
         self._listed = False
         self._next_listing = 0.0
         self._lines: list[str] | None = None
+        self._last_key = ""  # the file the last poll read from
 
     def _discover(self) -> None:
         known = self._positions
@@ -121,7 +122,7 @@ class FileSourceReader(SourceReader):
             self._discover()
         if not self._queue:
             return [] if self._interval_s is not None else None
-        key = self._queue[0]
+        key = self._last_key = self._queue[0]
         consumed, _ = self._positions[key]
         if self._lines is None:
             self._lines = split_lines(self._store.get(key), self._store.uri(key))
@@ -133,6 +134,17 @@ class FileSourceReader(SourceReader):
             self._queue.pop(0)
             self._lines = None
         return batch
+
+    def poll_splits(self, max_records: int) -> list[tuple[Any, list[Any]]] | None:
+        """A poll reads from one file: its split id is the file's key."""
+        batch = self.poll(max_records)
+        if batch is None:
+            return None
+        return [(self._last_key, batch)] if batch else []
+
+    def active_splits(self) -> list[Any]:
+        """The files discovered and not finished (all of them hold the watermark back, read or not)."""
+        return list(self._queue)
 
     def snapshot(self) -> list[Any]:
         return [(key, consumed, finished) for key, (consumed, finished) in sorted(self._positions.items())]

@@ -34,12 +34,36 @@ class SourceReaderContext:
     attempt: int
 
 
+READER_SPLIT = ""
+"""The split id of a reader that does not tell its records' splits: the whole reader is one split."""
+
+
 class SourceReader(ABC):
-    """Reads the splits of one parallel source instance."""
+    """Reads the splits of one parallel source instance.
+
+    With a ``WatermarkStrategy`` on ``from_source`` the runtime generates watermarks per split: it reads
+    through ``poll_splits`` and ``active_splits``, which a reader of several splits overrides (the
+    built-in ones do); the defaults make the whole reader one split.
+    """
 
     @abstractmethod
     def poll(self, max_records: int) -> list[Any] | None:
         """Up to ``max_records`` records; ``[]`` when nothing is available now; ``None`` at the end."""
+
+    def poll_splits(self, max_records: int) -> list[tuple[Any, list[Any]]] | None:
+        """``poll`` with each record's split: runs of ``(split_id, records)`` in reading order; None at the end.
+
+        A split id is a safe-serializable value (str, int, tuples of them) naming the split the same way
+        in every subtask and run (it keys the split's watermark in checkpoints).
+        """
+        batch = self.poll(max_records)
+        if batch is None:
+            return None
+        return [(READER_SPLIT, batch)] if batch else []
+
+    def active_splits(self) -> list[Any]:
+        """The ids of the splits this reader owns and has not finished: each holds the watermark back."""
+        return [READER_SPLIT]
 
     @abstractmethod
     def snapshot(self) -> list[Any]:
@@ -107,6 +131,19 @@ class _RangeReader(SourceReader):
         if fn is None:
             return list(range(a, b))
         return list(map(fn, range(a, b)))
+
+    def poll_splits(self, max_records: int) -> list[tuple[Any, list[Any]]] | None:
+        """A poll reads from one split, named by its end (ranges of a source never overlap)."""
+        if not self._splits:
+            return None
+        end = self._splits[0][1]
+        batch = self.poll(max_records)
+        if batch is None:
+            return None
+        return [(end, batch)] if batch else []
+
+    def active_splits(self) -> list[Any]:
+        return [s[1] for s in self._splits]
 
     def snapshot(self) -> list[Any]:
         return [(s[0], s[1]) for s in self._splits]

@@ -262,7 +262,8 @@ class KafkaSourceReader(SourceReader):
             self._assign({}, fresh, "earliest")
         self._schedule_discovery()
 
-    def poll(self, max_records: int) -> list[Any] | None:
+    def _messages(self, max_records: int) -> list[Any] | None:
+        """The next messages (records and partition events); None at the end of a bounded read."""
         if time.monotonic() >= self._next_discovery:
             self._discover()
         if self._source.bounded and len(self._done) >= len(self._offsets):
@@ -272,7 +273,12 @@ class KafkaSourceReader(SourceReader):
         # consume(n, timeout) waits for n records or the timeout: take what is queued at once, and
         # block (briefly, for one record) only when nothing is
         consume = self._consumer.consume
-        messages = consume(num_messages=max_records, timeout=0) or consume(num_messages=1, timeout=0.05)
+        return consume(num_messages=max_records, timeout=0) or consume(num_messages=1, timeout=0.05)  # type: ignore[no-any-return]
+
+    def poll(self, max_records: int) -> list[Any] | None:
+        messages = self._messages(max_records)
+        if messages is None:
+            return None
         deserialize = self._source.deserializer
         out: list[Any] = []
         append = out.append
@@ -298,6 +304,45 @@ class KafkaSourceReader(SourceReader):
             else:
                 self._on_event(msg)
         return out
+
+    def poll_splits(self, max_records: int) -> list[tuple[Any, list[Any]]] | None:
+        """``poll`` in runs of one partition each (split id ``(topic, partition)``): per-partition watermarks."""
+        messages = self._messages(max_records)
+        if messages is None:
+            return None
+        deserialize = self._source.deserializer
+        runs: list[tuple[Any, list[Any]]] = []
+        current: TP | None = None
+        records: list[Any] = []
+        for msg in messages:
+            if msg.error() is not None:
+                self._on_event(msg)
+                continue
+            tp = (str(msg.topic()), int(msg.partition() or 0))
+            if tp != current:
+                current, records = tp, []
+                runs.append((tp, records))
+            if deserialize is None:
+                value = msg.value()
+                records.append(None if value is None else value.decode("utf-8"))
+            else:
+                records.append(
+                    deserialize(
+                        KafkaRecord(
+                            tp[0],
+                            tp[1],
+                            int(msg.offset() or 0),
+                            _as_bytes(msg.key()),
+                            _as_bytes(msg.value()),
+                            msg.timestamp()[1],
+                        )
+                    )
+                )
+        return runs
+
+    def active_splits(self) -> list[Any]:
+        """The partitions assigned and not finished, as ``(topic, partition)``."""
+        return [(str(a.topic), int(a.partition)) for a in self._active]
 
     def _on_event(self, msg: Any) -> None:
         """An end-of-partition event or an error."""

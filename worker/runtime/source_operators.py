@@ -15,18 +15,25 @@ import threading
 from typing import Any
 
 from streamjob.worker.api.sources import Source, SourceContext, SourceReader, SourceReaderContext
+from streamjob.worker.api.watermarks import MAX_WATERMARK
 from streamjob.worker.runtime.checkpoint_lock import CheckpointLock
 from streamjob.worker.runtime.operators import SnapshotFn, StreamOperator
+from streamjob.worker.runtime.split_watermarks import SplitWatermarks
 from streamjob.worker.state.descriptors import ListStateDescriptor
 
 log = logging.getLogger(__name__)
 
 _SPLITS: ListStateDescriptor[Any] = ListStateDescriptor("__source_splits__")
+_SPLIT_WATERMARKS: ListStateDescriptor[Any] = ListStateDescriptor("__split_watermarks__")
 _LEGACY_BUFFER = 10_000
 
 
 class SourceOperator(StreamOperator):
-    """Reads a pull-based source; split positions are its operator state."""
+    """Reads a pull-based source; split positions are its operator state.
+
+    With a ``WatermarkStrategy`` (``from_source(source, strategy, name)``) it generates watermarks per
+    split (``runtime/split_watermarks.py``) and keeps each split's watermark in union operator state.
+    """
 
     fn: Source
 
@@ -42,10 +49,40 @@ class SourceOperator(StreamOperator):
         self.reader: SourceReader = source.create_reader(
             SourceReaderContext(info.subtask_index, info.parallelism, info.attempt), restored
         )
+        strategy = self.setup.transformation.options.get("watermarks")
+        self.watermarks: SplitWatermarks | None = None
+        if strategy is not None:
+            self._split_watermarks = self.op_state.get_union_list_state(_SPLIT_WATERMARKS)
+            self.watermarks = SplitWatermarks(strategy, self._split_watermarks.get() if self.restored else ())
+            self.watermarks.sync(self.reader.active_splits())
+            self.poll = self._poll_splits  # type: ignore[method-assign]  # a source without one pays nothing
 
     def poll(self, max_records: int) -> list[Any] | None:
         """The next batch, ``[]`` if none yet, None when the source is finished."""
         return self.reader.poll(max_records)
+
+    def _poll_splits(self, max_records: int) -> list[Any] | None:
+        """``poll`` with per-split watermarks: each run of records advances its own split's generator."""
+        runs = self.reader.poll_splits(max_records)
+        watermarks = self.watermarks
+        assert watermarks is not None
+        if runs is None:
+            return None
+        for split, records in runs:
+            watermarks.on_records(split, records)
+        watermarks.sync(self.reader.active_splits())  # after the records: a split finished by them is released
+        if len(runs) == 1:
+            return runs[0][1]
+        return [r for _, records in runs for r in records]
+
+    def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
+        if self.watermarks is None or upstream == MAX_WATERMARK:
+            return upstream, []
+        return self.watermarks.current(), []
+
+    def is_idle(self) -> bool:
+        """Every split idle (``with_idleness``): the task tells its consumers."""
+        return self.watermarks is not None and self.watermarks.is_idle()
 
     def idle_delay_s(self) -> float:
         """How long to wait after an empty poll."""
@@ -53,6 +90,8 @@ class SourceOperator(StreamOperator):
 
     def before_snapshot(self, checkpoint_id: int) -> None:
         self._splits.update(self.reader.snapshot())
+        if self.watermarks is not None:
+            self._split_watermarks.update(self.watermarks.snapshot())
 
     def positions(self) -> list[Any]:
         """The current split positions (for metadata and logs)."""

@@ -127,7 +127,12 @@ class Task:
                 op.set_signal(self._async_signal)
         self._has_timers = any(op.backend is not None for op in self.operators)
         # Event time: only a task whose chain assigns watermarks, or that receives them, does any watermark work.
-        self._assigns_watermarks = any(isinstance(op, TimestampsOperator) for op in self.operators)
+        self._watermark_heads: list[Any] = [
+            op
+            for op in self.operators
+            if isinstance(op, TimestampsOperator) or (isinstance(op, SourceOperator) and op.watermarks is not None)
+        ]
+        self._assigns_watermarks = bool(self._watermark_heads)
         self._time_aware = self._assigns_watermarks or any(t.kind in TIME_KINDS for t in self.vertex.operators)
         self._valve = WatermarkValve(len(self.gate.channels))
         self._watermark_out = MIN_WATERMARK
@@ -251,6 +256,7 @@ class Task:
                     continue
                 delay = head.idle_delay_s()
                 if self._assigns_watermarks:
+                    await self._advance_watermark(MIN_WATERMARK)  # a split gone idle or finished may release it
                     self._announce_idleness()
             else:
                 delay = 0.05
@@ -495,7 +501,7 @@ class Task:
 
     def _announce_idleness(self) -> None:
         """Tells the consumers when this source's assigner became idle or active (``with_idleness``)."""
-        idle = all(op.is_idle() for op in self.operators if isinstance(op, TimestampsOperator))
+        idle = all(op.is_idle() for op in self._watermark_heads)
         if idle != self._idle_out:
             self._idle_out = idle
             self.broadcast(WatermarkStatus(idle))
