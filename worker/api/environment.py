@@ -26,6 +26,7 @@ from streamjob.worker.api.sources import (
     NumberSequenceSource,
     Source,
     SourceFunction,
+    emits_timestamps,
 )
 from streamjob.worker.api.watermarks import WatermarkStrategy
 from streamjob.worker.config import (
@@ -400,7 +401,12 @@ class StreamExecutionEnvironment:
         if not source.parallel:
             t.parallelism = 1
             t.max_parallelism = 1
-        return DataStream(self, t)
+        stream = DataStream(self, t)
+        if emits_timestamps(source):
+            # collect_with_timestamp / emit_watermark: the records are (timestamp, value) pairs (api/stamped.py)
+            t.options["stamped_source"] = True
+            stream._stamp_output()
+        return stream
 
     def from_collection(self, collection: Iterable[Any]) -> DataStream:
         """The elements of ``collection`` in order (non-parallel)."""

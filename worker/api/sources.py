@@ -241,17 +241,53 @@ class CheckpointLockLike(Protocol):
 
 
 class SourceContext(ABC):
-    """Given to ``SourceFunction.run``: emit records under the checkpoint lock."""
+    """Given to ``SourceFunction.run``: emit records (and, for event time, timestamps and watermarks)."""
 
     @abstractmethod
     def collect(self, record: Any) -> None: ...
 
     def collect_with_timestamp(self, record: Any, timestamp_ms: int) -> None:
-        """Emits a record; timestamps are kept for API compatibility."""
+        """Emits a record with its event timestamp (epoch ms): ``ctx.timestamp()`` and event-time windows read it."""
         self.collect(record)
+
+    def emit_watermark(self, watermark: Any) -> None:  # noqa: B027 - optional, as in Flink
+        """Event time of this source reached ``watermark`` (ms, or an object with ``timestamp_ms``)."""
+
+    def mark_as_temporarily_idle(self) -> None:  # noqa: B027 - optional, as in Flink
+        """No records for a while: consumers stop waiting for this source's watermark until it emits again."""
 
     @abstractmethod
     def get_checkpoint_lock(self) -> CheckpointLockLike: ...
+
+
+_EVENT_TIME_CALLS = frozenset({"collect_with_timestamp", "emit_watermark"})
+
+
+def _code_names(code: Any) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+def emits_timestamps(source: SourceFunction) -> bool:
+    """Whether ``source`` gives its records timestamps (``SourceFunction.emits_timestamps``).
+
+    Unless the class says so, whether its code calls ``collect_with_timestamp`` or ``emit_watermark``
+    (the methods of its own classes, nested functions included).
+    """
+    declared = source.emits_timestamps
+    if declared is not None:
+        return bool(declared)
+    for cls in type(source).__mro__:
+        if cls.__module__ == __name__ or cls.__module__.startswith("streamjob.worker.api."):
+            continue
+        for member in vars(cls).values():
+            code = getattr(getattr(member, "__func__", member), "__code__", None)
+            if code is not None and _code_names(code) & _EVENT_TIME_CALLS:
+                return True
+    return False
 
 
 class SourceFunction(Function):
@@ -260,9 +296,16 @@ class SourceFunction(Function):
     Recovery contract: implement ``CheckpointedFunction`` too and keep the position in operator
     state; emit and update the position inside ``with ctx.get_checkpoint_lock():`` so a snapshot
     never sees a record emitted but not yet counted.
+
+    Event time: a source whose code calls ``ctx.collect_with_timestamp`` or ``ctx.emit_watermark``
+    gives its records their timestamps (found when the pipeline is built; set ``emits_timestamps =
+    True`` when those calls live outside the class). Its stream then carries them: ``ctx.timestamp()``
+    downstream and event-time windows without an assigner, as in Flink.
     """
 
     parallel: bool = False
+    emits_timestamps: bool | None = None
+    """True: records carry the timestamps of ``collect_with_timestamp``; None: found from the class's code."""
 
     @abstractmethod
     def run(self, ctx: SourceContext) -> None: ...

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from streamjob.worker.api.sources import Source, SourceContext, SourceReader, SourceReaderContext
-from streamjob.worker.api.watermarks import MAX_WATERMARK
+from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK
 from streamjob.worker.runtime.checkpoint_lock import CheckpointLock
 from streamjob.worker.runtime.operators import SnapshotFn, StreamOperator
 from streamjob.worker.runtime.split_watermarks import SplitWatermarks
@@ -115,12 +115,61 @@ class _LegacyContext(SourceContext):
                 op.lock.wait_for_space(0.1)
             op.buffer.append(record)
 
+    def collect_with_timestamp(self, record: Any, timestamp_ms: int) -> None:
+        self._undeclared("collect_with_timestamp")
+        self.collect(record)
+
+    def emit_watermark(self, watermark: Any) -> None:
+        self._undeclared("emit_watermark")
+
+    def _undeclared(self, call: str) -> None:
+        op = self.op
+        if not op.warned_undeclared:
+            op.warned_undeclared = True
+            log.warning(
+                "%s calls ctx.%s from code outside its class, so its stream was built without timestamps and "
+                "they are dropped: set `emits_timestamps = True` on the class",
+                type(op.fn).__name__,
+                call,
+            )
+
     def get_checkpoint_lock(self) -> CheckpointLock:
         return self.op.lock
 
 
+class _TimestampedContext(_LegacyContext):
+    """The context of a source that emits timestamps: records are ``(timestamp, record)`` pairs (None: none)."""
+
+    def collect(self, record: Any) -> None:
+        self.collect_with_timestamp(record, None)  # type: ignore[arg-type]  # Flink's "no timestamp"
+
+    def collect_with_timestamp(self, record: Any, timestamp_ms: int) -> None:
+        op = self.op
+        with op.lock:
+            while len(op.buffer) >= _LEGACY_BUFFER and not op.stopping:
+                op.lock.wait_for_space(0.1)
+            op.buffer.append((timestamp_ms, record))
+            op.idle = False
+
+    def emit_watermark(self, watermark: Any) -> None:
+        op = self.op
+        value = int(getattr(watermark, "timestamp_ms", watermark))
+        with op.lock:
+            op.marks.append((len(op.buffer), value))  # after the records collected so far, before the next ones
+            op.idle = False
+
+    def mark_as_temporarily_idle(self) -> None:
+        with self.op.lock:
+            self.op.idle = True
+
+
 class LegacySourceOperator(StreamOperator):
-    """Runs ``SourceFunction.run`` on a thread; the task drains its records under the lock."""
+    """Runs ``SourceFunction.run`` on a thread; the task drains its records under the lock.
+
+    A source that emits timestamps (``api.sources.emits_timestamps``) fills its buffer with
+    ``(timestamp, record)`` pairs and notes each ``emit_watermark`` as ``(position in the buffer,
+    watermark)``: a poll drains up to the first such mark and the watermark follows those records.
+    """
 
     def open(self) -> None:
         super().open()
@@ -129,12 +178,19 @@ class LegacySourceOperator(StreamOperator):
         self.stopping = False
         self.finished = False
         self.error: BaseException | None = None
+        self.timestamped = bool(self.setup.transformation.options.get("stamped_source"))
+        self.marks: list[tuple[int, int]] = []  # emit_watermark calls not drained yet
+        self.drained_marks: list[tuple[int, int]] = []  # those taken with the buffer at a barrier
+        self.watermark = MIN_WATERMARK  # the largest watermark drained
+        self.idle = False
+        self.warned_undeclared = False
+        self.drained_at_barrier: list[Any] = []
         self._thread = threading.Thread(target=self._run, name=f"source-{self.uid}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self.fn.run(_LegacyContext(self))
+            self.fn.run(_TimestampedContext(self) if self.timestamped else _LegacyContext(self))
         except BaseException as err:
             self.error = err
         finally:
@@ -148,12 +204,43 @@ class LegacySourceOperator(StreamOperator):
             return []
         try:
             finished = self.finished  # read before draining: records collected after it stay for the next poll
+            if self.marks:
+                return self._drain_to_mark()
             batch, self.buffer = self.buffer, []
         finally:
             self.lock.release()  # wakes a source thread waiting for space
         if not batch and finished:
             return None
         return batch
+
+    def _drain_to_mark(self) -> list[Any]:
+        """The records before the first watermark mark; that watermark is reached once they ran."""
+        position, watermark = self.marks.pop(0)
+        batch, self.buffer = self.buffer[:position], self.buffer[position:]
+        self.marks = [(p - position, w) for p, w in self.marks]
+        self.watermark = max(self.watermark, watermark)
+        return batch
+
+    def take_drained(self) -> list[tuple[list[Any], int | None]]:
+        """What the barrier's snapshot drained, cut at its watermark marks: ``(records, watermark after them)``."""
+        drained, self.drained_at_barrier = self.drained_at_barrier, []
+        marks, self.drained_marks = self.drained_marks, []
+        pieces: list[tuple[list[Any], int | None]] = []
+        start = 0
+        for position, watermark in marks:
+            pieces.append((drained[start:position], watermark))
+            start = position
+        pieces.append((drained[start:], None))
+        return pieces
+
+    def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
+        if not self.timestamped or upstream == MAX_WATERMARK:
+            return upstream, []
+        return self.watermark, []
+
+    def is_idle(self) -> bool:
+        """``mark_as_temporarily_idle`` was called and nothing was emitted since."""
+        return self.idle
 
     def idle_delay_s(self) -> float:
         return 0.005
@@ -164,6 +251,7 @@ class LegacySourceOperator(StreamOperator):
         try:
             self.drained_at_barrier = self.buffer
             self.buffer = []
+            self.drained_marks, self.marks = self.marks, []
             return super().snapshot(checkpoint_id, timestamp_ms)
         finally:
             self.lock.release()

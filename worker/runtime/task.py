@@ -130,7 +130,9 @@ class Task:
         self._watermark_heads: list[Any] = [
             op
             for op in self.operators
-            if isinstance(op, TimestampsOperator) or (isinstance(op, SourceOperator) and op.watermarks is not None)
+            if isinstance(op, TimestampsOperator)
+            or (isinstance(op, SourceOperator) and op.watermarks is not None)
+            or (isinstance(op, LegacySourceOperator) and op.timestamped)
         ]
         self._assigns_watermarks = bool(self._watermark_heads)
         self._time_aware = self._assigns_watermarks or any(t.kind in TIME_KINDS for t in self.vertex.operators)
@@ -283,10 +285,13 @@ class Task:
         head = self.operators[0]
         if isinstance(head, LegacySourceOperator):
             sync = self.checkpointer.snapshot_sync(barrier, slice(0, 1))
-            drained, head.drained_at_barrier = head.drained_at_barrier, []
-            if drained:
-                self.records_in += len(drained)
-                await self._process_from(1, drained)
+            for drained, watermark in head.take_drained():  # cut at the source's emit_watermark calls
+                if drained:
+                    self.records_in += len(drained)
+                    await self._process_from(1, drained)
+                if watermark is not None:
+                    head.watermark = max(head.watermark, watermark)
+                    await self._advance_watermark(MIN_WATERMARK)
             if sync is not None:
                 sync = self.checkpointer.snapshot_sync(barrier, slice(1, None), sync)
         else:

@@ -25,6 +25,7 @@ from typing import Any
 from streamjob.worker.api.triggers import EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger
 from streamjob.worker.api.watermarks import MAX_WATERMARK, MIN_WATERMARK, IdlenessTracker, WatermarkStrategy
 from streamjob.worker.api.windows import GlobalWindows, WindowAssigner
+from streamjob.worker.errors import PipelineError
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.runtime.context import now_ms, with_job_types
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
@@ -101,7 +102,15 @@ class EventWindowOperator(StreamOperator):
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         # processing time: every record of the batch gets the same clock reading
-        self._core.process_batch(batch, self.setup.transformation.key_selector, self._timestamp_of, now_ms())
+        try:
+            self._core.process_batch(batch, self.setup.transformation.key_selector, self._timestamp_of, now_ms())
+        except TypeError:
+            if self._stamped_in and self._timestamp_of is not None and any(r[0] is None for r in batch):
+                raise PipelineError(
+                    "an event-time window got a record without a timestamp: its source emitted it with "
+                    "ctx.collect(record); use ctx.collect_with_timestamp(record, timestamp_ms) for every record"
+                ) from None
+            raise
         return self._take()
 
     def _take(self) -> list[Any]:
