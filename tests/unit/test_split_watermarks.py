@@ -24,10 +24,16 @@ from streamjob.worker.api import (
     WatermarkStrategy,
 )
 from streamjob.worker.api.functions import CheckpointListener
-from streamjob.worker.api.sources import READER_SPLIT, Source, SourceReader, SourceReaderContext
+from streamjob.worker.api.sources import (
+    READER_SPLIT,
+    DataGeneratorSource,
+    Source,
+    SourceReader,
+    SourceReaderContext,
+)
 from streamjob.worker.api.watermarks import MIN_WATERMARK
 from streamjob.worker.runtime.split_watermarks import SplitWatermarks
-from streamjob.worker.testing import TestingAbort, TestingSink, run_in_process
+from streamjob.worker.testing import InMemoryStorage, TestingAbort, TestingSink, run_in_process
 
 pytestmark = pytest.mark.unit
 
@@ -272,3 +278,52 @@ def test_every_split_idle_makes_the_source_idle_and_a_returning_split_does_not_m
     assert marks.is_idle()  # a silent for 150 ms too
     marks.on_records("b", [("b", 400)])
     assert not marks.is_idle() and marks.current() == 2999
+
+
+HALF = 1000
+_FAIL_AT: list[int | None] = [None]
+
+
+def numbered(i: int) -> int:
+    """The generator's record i; fails the run once it reaches ``_FAIL_AT`` (the job then stops, storage kept)."""
+    if i == _FAIL_AT[0]:
+        _FAIL_AT[0] = None
+        raise RuntimeError("stop the first run here")
+    return i
+
+
+def test_split_watermarks_follow_their_splits_through_a_rescale() -> None:
+    # A generator of 2 * HALF records at p=2: subtask 0 reads the split [0, HALF), subtask 1 [HALF, 2 * HALF);
+    # record i has the timestamp (i % HALF) * 10, so both splits cover the same event time, each in order.
+    # The first run fails mid-way; the second restores its latest checkpoint at p=1: one reader, two splits,
+    # read one after the other. Per split, the split not read yet holds the watermark at its stored floor,
+    # so none of its records is late; windows of 1 s count 100 timestamps of each split: 200 each, 10 windows.
+    # (One watermark for the reader would pass the second split's records while reading the first.)
+    storage = InMemoryStorage()
+    windows: list[Any] = []
+    late: list[Any] = []
+
+    def build(parallelism: int) -> StreamExecutionEnvironment:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.enable_checkpointing(50)
+        strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda i: (i % HALF) * 10)
+        counted = (
+            env.from_source(DataGeneratorSource(numbered, 2 * HALF, records_per_second=2000), strategy, "gen")
+            .uid("gen")
+            .set_parallelism(parallelism)
+            .key_by(lambda i: "k")
+            .window(TumblingEventTimeWindows.of(1000))
+            .side_output_late_data(LATE)
+            .process(Counted())
+            .uid("windows")
+        )
+        counted.add_sink(TestingSink(windows)).uid("out")
+        counted.get_side_output(LATE).add_sink(TestingSink(late)).uid("late")
+        return env
+
+    _FAIL_AT[0] = 700
+    first = run_in_process(build(2), parallelism=2, storage=storage, max_restarts=0, raise_on_failure=False)
+    assert first.checkpoints >= 1 and _FAIL_AT[0] is None
+    run_in_process(build(1), parallelism=1, storage=storage, restore="latest")
+    assert sorted(windows) == [("k", start, 200) for start in range(0, HALF * 10, 1000)]
+    assert late == []
