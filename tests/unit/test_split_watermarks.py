@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from streamjob.worker.api import (
     TumblingEventTimeWindows,
     WatermarkStrategy,
 )
+from streamjob.worker.api.file_source import FileSource
 from streamjob.worker.api.functions import CheckpointListener
 from streamjob.worker.api.sources import (
     READER_SPLIT,
@@ -326,4 +328,31 @@ def test_split_watermarks_follow_their_splits_through_a_rescale() -> None:
     assert first.checkpoints >= 1 and _FAIL_AT[0] is None
     run_in_process(build(1), parallelism=1, storage=storage, restore="latest")
     assert sorted(windows) == [("k", start, 200) for start in range(0, HALF * 10, 1000)]
+    assert late == []
+
+
+def test_each_file_has_its_own_watermark(tmp_path: Path) -> None:
+    # Two files read by one subtask, one after the other (in key order): a.txt runs to 9 s, b.txt starts at
+    # 0.1 s. Per file, b.txt (not read yet) holds the watermark back while a.txt is read, so none of its
+    # lines is late; one watermark over both files would pass b.txt's lines while reading a.txt.
+    (tmp_path / "a.txt").write_text("a,1000\na,5000\na,9000\n")
+    (tmp_path / "b.txt").write_text("b,100\nb,600\nb,4100\n")
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda s: int(s.split(",")[1]))
+    windows: list[Any] = []
+    late: list[Any] = []
+    env = StreamExecutionEnvironment.get_execution_environment()
+    counted = (
+        env.from_source(FileSource(tmp_path.as_uri()), strategy, "files")
+        .uid("files")
+        .set_parallelism(1)
+        .key_by(lambda s: s.split(",")[0])
+        .window(TumblingEventTimeWindows.of(1000))
+        .side_output_late_data(LATE)
+        .process(Counted())
+        .uid("windows")
+    )
+    counted.add_sink(TestingSink(windows)).uid("out")
+    counted.get_side_output(LATE).add_sink(TestingSink(late)).uid("late")
+    run_in_process(env, parallelism=1)
+    assert sorted(windows) == [("a", 1000, 1), ("a", 5000, 1), ("a", 9000, 1), ("b", 0, 2), ("b", 4000, 1)]
     assert late == []
