@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from streamjob.worker.api import (
     OutputTag,
     ProcessFunction,
     ProcessWindowFunction,
+    RichParallelSourceFunction,
     RichSourceFunction,
     SourceFunction,
     StreamExecutionEnvironment,
@@ -222,3 +224,77 @@ def test_a_source_emits_timestamps_when_its_code_calls_them_or_it_says_so() -> N
     plain = StreamExecutionEnvironment.get_execution_environment()
     plain.add_source(Plain()).map(lambda v: v).add_sink(TestingSink([]))
     assert not any("stamp" in t.options or "stamped_source" in t.options for t in plain.transformations)
+
+
+_SEEN: list[Any] = []  # the windows committed so far (module-level: the source's copies read the same list)
+
+
+class IdleOrNot(RichParallelSourceFunction):
+    """Subtask 0: a@100, watermark 100, then idle until b's [1000,2000) window came out, then a@2000.
+
+    Subtask 1: b@1000, b@1500, b@5000, watermark 4999, end.
+    """
+
+    def run(self, ctx: Any) -> None:
+        if self.get_runtime_context().get_index_of_this_subtask() == 1:
+            with ctx.get_checkpoint_lock():
+                for ts in (1000, 1500, 5000):
+                    ctx.collect_with_timestamp(("b", ts), ts)
+                ctx.emit_watermark(4999)
+            return
+        with ctx.get_checkpoint_lock():
+            ctx.collect_with_timestamp(("a", 100), 100)
+            ctx.emit_watermark(100)
+            ctx.mark_as_temporarily_idle()
+        deadline = time.monotonic() + 15
+        while ("b", 1000, 2) not in _SEEN and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with ctx.get_checkpoint_lock():
+            ctx.collect_with_timestamp(("a", 2000), 2000)
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_a_source_marked_idle_no_longer_holds_the_watermark_back() -> None:
+    # Subtask 0 stays at watermark 100 but says it is idle: the windows follow subtask 1 alone, so b's
+    # [1000,2000) fires (at 4999) while subtask 0 waits for it; its a@2000 then comes behind the windows'
+    # watermark: late. Without the idle mark nothing of b would fire before a@2000 and it would not be late.
+    _SEEN.clear()
+    late: list[Any] = []
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.enable_checkpointing(50)
+    counted = (
+        env.add_source(IdleOrNot())
+        .uid("src")
+        .set_parallelism(2)
+        .key_by(lambda r: r[0])
+        .window(TumblingEventTimeWindows.of(1000))
+        .side_output_late_data(LATE)
+        .process(Counted())
+        .uid("windows")
+    )
+    counted.add_sink(TestingSink(_SEEN)).uid("out")
+    counted.get_side_output(LATE).add_sink(TestingSink(late)).uid("late")
+    run_in_process(env, parallelism=2)
+    assert sorted(_SEEN) == [("a", 0, 1), ("b", 1000, 2), ("b", 5000, 1)]
+    assert late == [("a", 2000)]
+
+
+class Untimed(SourceFunction):
+    def run(self, ctx: Any) -> None:
+        ctx.collect_with_timestamp(("a", 1), 100)
+        ctx.collect(("a", 2))
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_an_event_time_window_refuses_a_record_without_a_timestamp_with_the_fix() -> None:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.add_source(Untimed()).uid("src").key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(1000)).process(
+        Counted()
+    ).uid("windows").add_sink(TestingSink([])).uid("out")
+    result = run_in_process(env, parallelism=1, max_restarts=0, raise_on_failure=False)
+    assert result.state == "FAILED"
+    assert "without a timestamp" in result.failures[-1] and "collect_with_timestamp" in result.failures[-1]
