@@ -34,6 +34,7 @@ from streamjob.worker.api.sources import (
     SourceReaderContext,
 )
 from streamjob.worker.api.watermarks import MIN_WATERMARK
+from streamjob.worker.errors import ConfigError
 from streamjob.worker.runtime.split_watermarks import SplitWatermarks
 from streamjob.worker.testing import InMemoryStorage, TestingAbort, TestingSink, run_in_process
 
@@ -356,3 +357,11 @@ def test_each_file_has_its_own_watermark(tmp_path: Path) -> None:
     run_in_process(env, parallelism=1)
     assert sorted(windows) == [("a", 1000, 1), ("a", 5000, 1), ("a", 9000, 1), ("b", 0, 2), ("b", 4000, 1)]
     assert late == []
+
+
+def test_from_source_refuses_a_strategy_it_cannot_read_timestamps_with() -> None:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    with pytest.raises(ConfigError, match="with_timestamp_assigner"):
+        env.from_source(Script([]), WatermarkStrategy.for_monotonous_timestamps(), "script")
+    with pytest.raises(ConfigError, match="must be a WatermarkStrategy"):
+        env.from_source(Script([]), "script", watermark_strategy="200ms")  # type: ignore[arg-type]

@@ -380,6 +380,11 @@ class StreamExecutionEnvironment:
                 "from_source: the watermark strategy must be a WatermarkStrategy, "
                 f"got {type(watermark_strategy).__name__}"
             )
+        if watermark_strategy is not None and watermark_strategy.assigner is None:
+            raise ConfigError(
+                "from_source: the WatermarkStrategy has no timestamp assigner and a Source gives records no "
+                "timestamp: add .with_timestamp_assigner(lambda record: record.timestamp_ms)"
+            )
         t = self._add(Kind.SOURCE, source_name, source)
         if source.max_parallelism == 1:
             t.parallelism = 1
