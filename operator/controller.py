@@ -245,12 +245,16 @@ async def delete_pods(
     views = view_pods(pods, now=deps.clock(), start_timeout_s=1e9)
     until = retain.retain_until if retain is not None else None
     kept = [
-        v.name for v in views if until and retain is not None and v.attempt == retain.retain_attempt and v.terminated
+        v.name
+        for v in views
+        if until and retain is not None and v.attempt == retain.retain_attempt and v.terminated and not v.lost
     ]
     for name in kept:
         await deps.kube.patch_pod_metadata(job.namespace, name, retained_labels(job, until or ""))
-    doomed = [v.name for v in views if v.attempt != keep_attempt and v.name not in kept]
-    await deps.kube.delete_pods(job.namespace, doomed, grace)
+    doomed = [v for v in views if v.attempt != keep_attempt and v.name not in kept]
+    # A pod on a lost node is force-deleted: no kubelet will ever confirm a graceful deletion.
+    await deps.kube.delete_pods(job.namespace, [v.name for v in doomed if not v.lost], grace)
+    await deps.kube.delete_pods(job.namespace, [v.name for v in doomed if v.lost], 0)
     keep = {configmap_name(job, keep_attempt)} if keep_attempt is not None else set()
     await deps.kube.delete_configmaps(job.namespace, selector_for(job), keep)
 

@@ -80,6 +80,7 @@ class FakePod:
     fails_on_start: str | None = None  # the failure its process will have once it runs
     fails_final: bool = False  # ... marked final in its termination message (no restart can mend it)
     final: bool = False  # its termination message marks the failure final
+    lost: bool = False  # its node stopped reporting (``PlannerWorld.lose_node``): gone only when force-deleted
 
     def view(self) -> PodView:
         """What the pod observer would report."""
@@ -94,6 +95,7 @@ class FakePod:
             succeeded=self.phase == "Succeeded",
             finished_at=self.finished_at,
             final=self.final,
+            lost=self.lost,
         )
 
 
@@ -311,7 +313,7 @@ class PlannerWorld:
             if self.slow_deletion:
                 for pod in self.pods.values():
                     if pod.attempt != action.keep_attempt and pod.removed_in is None:
-                        pod.removed_in = 4
+                        pod.removed_in = 1 if pod.lost else 4  # a lost node's pods are force-deleted
             else:
                 self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
         elif isinstance(action, TriggerSavepoint):
@@ -353,6 +355,13 @@ class PlannerWorld:
         elif at.restore_from and at.job_id not in self.checkpoints and is_savepoint_location(at.restore_from):
             self.started_from.setdefault(at.job_id, at.restore_from)  # the JobMaster's _lineage.json
         self.pods[name] = pod
+
+    def lose_node(self, *names: str) -> None:
+        """The node of pods ``names`` dies: their processes with it; the pods stay Running, not ready."""
+        for name in names:
+            pod = self.pods[name]
+            pod.lost = True
+            pod.failure = f"pod {name} is gone with its node: its node n2 stopped reporting"
 
     def add_checkpoint(self) -> None:
         """The running job completes its next checkpoint."""

@@ -51,6 +51,7 @@ class FakeKube:
         self.status_writes: list[dict[str, Any]] = []
         self.retained: dict[str, dict[str, Any]] = {}  # pods taken out of the job, kept for their logs
         self.snapshot_crd = True
+        self.delete_grace: dict[str, int] = {}  # pod name -> the grace period of its last deletion
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         """See ``KubeApi``: the one StreamJob, if it has that name."""
@@ -88,6 +89,7 @@ class FakeKube:
         """See ``KubeApi``."""
         for name in names:
             self.calls.append(f"delete:Pod:{name}")
+            self.delete_grace[name] = grace_seconds
             self.objects.pop(("Pod", name), None)
             self.retained.pop(name, None)
 

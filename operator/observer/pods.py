@@ -2,7 +2,7 @@
 
 Pure: ``k8s.list_pods`` supplies the dicts, ``controller`` calls ``view_pods`` and hands the views to
 ``reconciler.plan``. A failure is named in words a user understands (exit code, OOMKilled,
-ImagePullBackOff, evicted, deleted, never started within the timeout). A container's termination
+ImagePullBackOff, evicted, deleted, never started within the timeout, its node lost). A container's termination
 message is read per ``worker/protocol/termination.py``: the JobMaster's reason for failing, and
 whether it is final (``PodView.final``: no restart can mend it, so the planner fails the job).
 """
@@ -46,11 +46,14 @@ class PodView:
     finished_at: datetime | None = None
     final: bool = False
     """Its container ended with a final failure (the termination message's marker): do not restart."""
+    lost: bool = False
+    """Its node stopped reporting (``node_lost``): its processes are presumed dead, and no kubelet will
+    ever confirm a graceful deletion, so the pod is force-deleted (grace 0) and replaced."""
 
     @property
     def terminated(self) -> bool:
-        """Phase Failed or Succeeded: every container has ended and none restarts (no process runs)."""
-        return self.phase in ("Failed", "Succeeded")
+        """Phase Failed or Succeeded, or its node lost: every container has ended or is presumed dead."""
+        return self.phase in ("Failed", "Succeeded") or self.lost
 
     @property
     def is_jobmaster(self) -> bool:
@@ -91,6 +94,31 @@ def _container_failure(name: str, statuses: list[dict[str, Any]]) -> tuple[str |
     return None, False
 
 
+def node_lost(pod: dict[str, Any]) -> str | None:
+    """Why the pod's node is lost, or None: the only sign a dead node leaves on its pods.
+
+    When a node's kubelet stops renewing its lease for the node-monitor grace period, the node
+    lifecycle controller marks the node's Ready condition Unknown and sets each of its pods' Ready
+    condition to False, leaving ContainersReady (which only a kubelet sets) as it was; a kubelet
+    never reports that pair (a container failing its readiness probe turns both False). Older
+    controllers also set the pod's ``status.reason`` to ``NodeLost`` or its phase to ``Unknown``.
+    Reading the pod alone needs no access to Node objects (no ClusterRole on nodes).
+    """
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node or phase in ("Failed", "Succeeded"):
+        return None
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    containers_ready = (conditions.get("ContainersReady") or {}).get("status")
+    if phase == "Unknown" or status.get("reason") == "NodeLost" or ready.get("reason") == "NodeLost":
+        return f"its node {node} is lost (pod phase {phase}, reason NodeLost)"
+    if ready.get("status") in ("False", "Unknown") and containers_ready == "True":
+        return f"its node {node} stopped reporting: the node controller marked the pod not ready"
+    return None
+
+
 def _exited_cleanly(container: str, statuses: list[dict[str, Any]]) -> bool:
     """Whether the container called ``container`` (the pod's main one) ended with exit code 0."""
     for cs in statuses:
@@ -116,6 +144,9 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
         reason = status.get("reason") or "Failed"
         message = status.get("message") or ""
         failure = f"pod {name} failed: {reason} {message}".strip()
+    lost = node_lost(pod) if failure is None and not succeeded else None
+    if lost is not None:
+        failure = f"pod {name} is gone with its node: {lost}; its processes are presumed dead"
     if meta.get("deletionTimestamp") and failure is None and not succeeded:
         failure = f"pod {name} is being deleted (evicted, drained or deleted by someone)"
     created = parse_time(meta.get("creationTimestamp"))
@@ -141,6 +172,7 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
         failure=failure,
         succeeded=succeeded,
         final=final,
+        lost=lost is not None,
     )
 
 

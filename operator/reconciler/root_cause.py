@@ -80,7 +80,7 @@ def attempt_failed(d: Draft, reason: str, *, final: bool) -> str:
     known = last if last is not None and last.attempt == dep.attempt else None
     if known is not None and known.task is not None and not final:
         reason = f"{known.summary} in attempt {dep.attempt}"
-    ended = [p.name for p in d.facts.pods_of(dep.attempt) if p.terminated]
+    ended = [p.name for p in d.facts.pods_of(dep.attempt) if p.terminated and not p.lost]  # a lost pod has no logs
     keep = d.facts.pod_retention_s > 0 and bool(ended)
     until = d.facts.now + timedelta(seconds=d.facts.pod_retention_s)
     info = (known or FailureInfo(attempt=dep.attempt, time=d.now_text, summary=one_line(reason))).model_copy(

@@ -3,8 +3,10 @@
 The JobMaster recovers a worker failure itself (Flink's failover, ``worker/jobmaster/jobmaster.py``):
 it stops the remaining tasks, waits for a replacement worker to register and redeploys every task
 from the latest checkpoint under the job's ``restartPolicy``. The operator's part is the pod: a worker
-pod whose container ended with a failure (phase Failed) is deleted and a new pod of the same attempt
-takes its place under a fresh name (``<worker>-r<n>``, ``replacement_names``). Only while the
+pod whose container ended with a failure (phase Failed), or whose node is lost (``PodView.lost``: the
+node controller marked it not ready after the node stopped reporting; its processes died with the
+node), is force-deleted and a new pod of the same attempt takes its place under a fresh name
+(``<worker>-r<n>``, ``replacement_names``); the scheduler puts it on a node that is still Ready. Only while the
 attempt's JobMaster pod runs and does not report the job ended; anything else (a failed or missing
 JobMaster, a worker that cannot start: image pull, pending timeout, eviction in progress) stays an
 attempt failure for the restart policy, and a JobMaster that gives up (its strategy exhausted, a
@@ -36,8 +38,8 @@ def replace_crashed_workers(d: Draft, dep: Deployment) -> bool:
     if not f.jobmaster.reachable or state is None or JobState(state).ended:
         return False  # the JobMaster gave up or finished (its pod's end decides), or cannot say yet
     workers = [p for p in pods if not p.is_jobmaster]
-    crashed = [p for p in workers if p.failure is not None and p.phase == "Failed"]
-    if not crashed or any(p.failure is not None and p.phase != "Failed" for p in workers):
+    crashed = [p for p in workers if p.failure is not None and (p.phase == "Failed" or p.lost)]
+    if not crashed or any(p.failure is not None and p.phase != "Failed" and not p.lost for p in workers):
         return False
     if any(p.succeeded for p in workers):
         return False  # a worker that ended cleanly: the job is finishing or failing; wait for the JobMaster

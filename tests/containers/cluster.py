@@ -4,8 +4,10 @@
 a containerd (Debian's, with runc and the CNI bridge plugin) and a kubelet (``nodebed kubelet``, built
 from the bed's Kubernetes module pins); for the host one kube-scheduler and one kube-proxy (iptables).
 The nodes are named 127.0.0.2 and 127.0.0.3 (their kubelets listen there, the API server reaches them
-for logs and exec). Pods reach the host on :data:`HOST_ADDRESS`, where :class:`Forwarder`s expose the
-loopback-bound API server (as the ``kubernetes`` Service's endpoint) and any other host server.
+for logs and exec). A second controller manager runs the node lifecycle controller, so that a node
+killed with :meth:`ContainerCluster.kill_node` goes NotReady as on a real cluster. Pods reach the
+host on :data:`HOST_ADDRESS`, where :class:`Forwarder`s expose the loopback-bound API server (as the
+``kubernetes`` Service's endpoint) and any other host server.
 
 Everything it starts or changes on the host (processes, mounts, cgroups, iptables rules, the host
 address, the bridges) is undone by :meth:`ContainerCluster.stop`, also after a failed start.
@@ -116,6 +118,7 @@ class ContainerCluster:
         api_port = int(self.state.server.rsplit(":", 1)[1])
         self.forwarders.append(Forwarder(HOST_ADDRESS, "127.0.0.1", api_port))
         self._kubernetes_endpoints(api, self.forwarders[-1].port)
+        self._start_node_lifecycle()
         for node in self.nodes:  # from this thread: the processes die with the thread that started them
             self._start_runtime(node)
         with ThreadPoolExecutor(len(self.nodes)) as pool:
@@ -225,6 +228,14 @@ class ContainerCluster:
             ],
         )  # fmt: skip
 
+    def _start_node_lifecycle(self) -> None:
+        assert self.state is not None
+        from tests.support.s3server import free_port
+
+        cert_dir = self.root / "node-lifecycle-certs"
+        argv = [str(self.plane.binary), *config.node_lifecycle_args(self.state.kubeconfig, cert_dir, free_port())]
+        self._spawn("kube-node-lifecycle", argv)
+
     def _start_host_components(self) -> None:
         assert self.state is not None
         from tests.support.s3server import free_port
@@ -270,6 +281,34 @@ class ContainerCluster:
         statuses = pod["status"]["containerStatuses"]
         container_id = next(s["containerID"] for s in statuses if s["name"] == container).split("://", 1)[1]
         _run("ctr", "-a", str(node.socket), "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", container_id)
+
+    def node_of(self, name: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.name == name)
+
+    def kill_node(self, name: str) -> None:
+        """A node dies at once: its kubelet, its containerd, the shims and every process of its pods.
+
+        The kubelet goes first, so that it reports nothing of its containers' deaths: the API keeps
+        the pods Running until the node lifecycle controller notices the silence (as with a power
+        loss). The node's state (images, pod directories) stays for :meth:`restart_node`.
+        """
+        node = self.node_of(name)
+        for proc_name in (f"kubelet-{node.index}", f"containerd-{node.index}"):
+            proc = self.procs.pop(proc_name, None)
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        _kill_shims(node.socket)
+        _kill_cgroup(node.cgroup_root)
+
+    def restart_node(self, name: str) -> None:
+        """Starts a killed node's containerd and kubelet again on its old state; waits for it to be Ready."""
+        assert self.state is not None
+        node = self.node_of(name)
+        self._start_runtime(node)
+        self._start_kubelet(node)
+        api = KubeApi(str(self.state.kubeconfig))
+        wait_until(lambda: _ready(api, node.name), 180, f"node {node.name} Ready again (log {self.logs})")
 
     # -- stop --------------------------------------------------------------------------------------
 

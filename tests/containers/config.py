@@ -16,6 +16,11 @@ from pathlib import Path
 import yaml
 
 POD_CIDR = "10.244.0.0/16"
+#: How long a node may stop renewing its lease before the node lifecycle controller marks it (and its
+#: pods) not ready; upstream's 50 s, scaled down so that a whole-node kill is noticed within a test. The
+#: kubelets renew every 2 s (``nodeLeaseDurationSeconds`` / 4) and post their status every 4 s, so a
+#: loaded machine has five renewals to miss before a live node is taken for dead.
+NODE_MONITOR_GRACE_S = 10
 PAUSE_IMAGE = "docker.io/library/streamjob-pause:1"
 
 
@@ -150,12 +155,40 @@ def kubelet_config(node: NodeSpec) -> str:
         # A busy shared disk must not evict the test's pods.
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "nodeStatusUpdateFrequency": "4s",
+        # Renew the node's lease every 2 s (a quarter of this): well inside NODE_MONITOR_GRACE_S.
+        "nodeLeaseDurationSeconds": 8,
         "syncFrequency": "10s",
         "serializeImagePulls": False,
         "maxPods": 60,
         "rotateCertificates": False,
     }
     return yaml.safe_dump(config)
+
+
+def node_lifecycle_args(kubeconfig: Path, cert_dir: Path, port: int) -> list[str]:
+    """A second kube-controller-manager running only the node lifecycle controller.
+
+    The bed's own controller manager (tests/cluster/go/up.go) runs no node lifecycle controller (the
+    process bed's node agent never dies); a real cluster's marks a silent node's Ready condition
+    Unknown, its pods not ready, and taints it ``unreachable`` so that nothing new is scheduled there.
+    A separate process keeps the bed's Go binary (and its cached build) unchanged. No taint-based
+    eviction: pods are left for their owners (the operator) to replace.
+    """
+    return [
+        "kube-controller-manager",
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--controllers=node-lifecycle-controller",
+        f"--node-monitor-grace-period={NODE_MONITOR_GRACE_S}s",
+        "--node-monitor-period=2s",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={cert_dir}",
+        "--profiling=false",
+        "--v=1",
+    ]
 
 
 def kube_proxy_config(kubeconfig: Path, hostname: str, healthz_port: int, metrics_port: int) -> str:

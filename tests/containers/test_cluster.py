@@ -5,7 +5,9 @@ in a container, talking to the API server through the ``kubernetes`` Service wit
 account); the shipped ``examples/k8s/balance.yaml`` (only its S3 endpoint changed) with its workers
 on both nodes; the e2e counting job (exact output in S3) surviving a SIGKILLed worker container and
 JobMaster container, then a savepoint upgrade to a new image tag with a rescale, then a delete with a
-final savepoint; the job pods' securityContext and NetworkPolicies; ``helm uninstall``.
+final savepoint; the job pods' securityContext and NetworkPolicies; a whole node killed (kubelet,
+containerd and its containers) under a running job, whose lost worker is replaced in place on the
+other node; ``helm uninstall``.
 
 SeaweedFS (tests/support) and the API server listen on 127.0.0.1; the cluster forwards them to pods
 (tests/containers/cluster.py). NetworkPolicies are checked as objects: no policy agent runs here.
@@ -260,6 +262,70 @@ def test_delete_takes_a_final_savepoint(operator: Helm, container_kube: Kube, s3
     kube.wait_gone(sj_path(job.name), 180)
     assert set(job.savepoints()) - before, "no final savepoint was written"
     kube.wait_for(lambda: not _pods(kube, JOBS, f"streamjob.dev/job={job.name}"), 120, "the job's pods to go")
+
+
+def test_a_killed_node_loses_its_worker_and_the_job_recovers_in_place_exactly(
+    operator: Helm, container_kube: Kube, container_cluster: ContainerCluster, s3: S3Endpoint, pod_s3: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Node B's kubelet, containerd, shims and container processes SIGKILLed at once, as in a power loss.
+
+    Nothing reports the containers' end: the API keeps the pods Running until the node lifecycle
+    controller marks the node Unknown and its pods not ready. The operator then force-deletes the
+    lost worker pod and replaces it (``<worker>-r1``) on the live node; the JobMaster, kept on the
+    operator's node, redeploys the tasks from the latest checkpoint in the same attempt.
+    """
+    kube = container_kube
+    (op_pod,) = _pods(kube, OPS, f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component!=uninstall-hook")
+    live = op_pod["spec"]["nodeName"]
+    (doomed,) = [n for n in ("127.0.0.2", "127.0.0.3") if n != live]
+    job = CountingJob(kube, s3, pod_s3, count=9000)
+    workers_apart = {
+        "weight": 100,
+        "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"streamjob.dev/job": job.name, "app.kubernetes.io/component": "worker"}},
+        },
+    }
+    job.create(
+        jobManager={"nodeSelector": {"kubernetes.io/hostname": live}},
+        taskManager={
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [workers_apart]}}
+        },
+    )
+    first = _wait_status(kube, job.name, lambda s: _checkpointed(s, 1), "checkpoints")
+    attempt = first["attempt"]
+    jobmaster = job.pod("jobmaster", attempt)
+    workers = [job.pod("worker", attempt, i) for i in range(2)]
+    victims = [w["metadata"]["name"] for w in workers if w["spec"]["nodeName"] == doomed]
+    assert jobmaster["spec"]["nodeName"] == live and len(victims) == 1, [w["spec"]["nodeName"] for w in workers]
+
+    container_cluster.kill_node(doomed)
+    try:
+        selector = f"streamjob.dev/job={job.name},app.kubernetes.io/component=worker,streamjob.dev/attempt={attempt}"
+
+        def replaced(s: Json) -> bool:
+            pods = _pods(kube, JOBS, selector)
+            up = [p for p in pods if _ready(p) and p["spec"]["nodeName"] == live]
+            gone = victims[0] not in {p["metadata"]["name"] for p in pods}
+            return gone and len(up) == 2 and _checkpointed(s, int(first["lastCheckpoint"]["id"]) + 1)
+
+        second = _wait_status(kube, job.name, replaced, "the lost worker replaced and two checkpoints after it")
+        assert second["attempt"] == attempt and second["jobId"] == first["jobId"], second
+        assert job.pod("jobmaster", attempt)["metadata"]["uid"] == jobmaster["metadata"]["uid"]
+        names = {p["metadata"]["name"] for p in _pods(kube, JOBS, selector)}
+        assert f"{victims[0]}-r1" in names, names
+        node = kube.raw.get(f"/api/v1/nodes/{doomed}")
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "Unknown", ready  # the node lifecycle controller's verdict, not a kubelet's
+        events = kube.raw.get(f"/api/v1/namespaces/{JOBS}/events", fieldSelector="reason=WorkerReplaced")["items"]
+        assert any(victims[0] in e["message"] and doomed in e["message"] for e in events), events
+    finally:
+        container_cluster.restart_node(doomed)
+    _wait_status(kube, job.name, lambda s: s.get("lifecycleState") == "Finished", "the job to finish", timeout=300)
+    job.check_exact(tmp_path)
+    kube.raw.delete(sj_path(job.name))
+    kube.wait_gone(sj_path(job.name), 120)
 
 
 def _check_security(kube: Kube, worker: Json, jobmaster: Json) -> None:

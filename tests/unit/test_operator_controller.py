@@ -150,3 +150,19 @@ def test_a_restart_backoff_ends_on_time_not_on_the_next_busy_tick() -> None:
     )
     assert delay(later, now) == 0.25
     assert controller.next_round_in(StreamJobStatus(), now, busy=False, busy_s=0.25, idle_s=2.0) == 2.0
+
+
+def test_a_jobmaster_on_a_lost_node_is_force_deleted_and_the_attempt_restarts() -> None:
+    """No kubelet confirms a graceful deletion on a dead node: its pods go with grace 0, the others with grace."""
+    deps, kube, _, _ = make()
+    asyncio.run(rounds(deps, kube, 5))
+    assert status(kube).lifecycle_state.value == "Running"
+    jm = kube.objects[("Pod", "demo-jobmaster-1")]
+    jm.setdefault("spec", {})["nodeName"] = "127.0.0.3"
+    jm["status"]["conditions"] = [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "True"}]
+    asyncio.run(rounds(deps, kube, 6))
+    assert kube.delete_grace["demo-jobmaster-1"] == 0
+    assert kube.delete_grace["demo-worker-1-0"] > 0 and kube.delete_grace["demo-worker-1-1"] > 0
+    st = status(kube)
+    assert st.attempt == 2 and st.restarts.count == 1 and "node 127.0.0.3" in (st.restarts.last_reason or "")
+    assert "create:Pod:demo-jobmaster-2" in kube.calls

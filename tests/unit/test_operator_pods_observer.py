@@ -83,3 +83,48 @@ def test_main_container_exiting_cleanly_ends_the_pods_part_while_a_sidecar_runs(
     crashed = {"name": "worker", "state": {"terminated": {"exitCode": 2}}, "restartCount": 0}
     failed = view_pod(pod("Running", [crashed, sidecar]), now=NOW, start_timeout_s=120)
     assert not failed.succeeded and failed.failure is not None
+
+
+def on_node(obj: dict[str, Any], ready: str, containers_ready: str | None, node: str = "127.0.0.3") -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": ready}]
+    if containers_ready is not None:
+        conditions.append({"type": "ContainersReady", "status": containers_ready})
+    obj["spec"] = {"nodeName": node}
+    obj["status"]["conditions"] = conditions
+    return obj
+
+
+def test_a_pod_the_node_controller_marked_not_ready_is_lost_with_its_node() -> None:
+    """The node lifecycle controller flips only Ready; ContainersReady (the kubelet's) stays True."""
+    view = view_pod(on_node(pod(statuses=running()), "False", "True"), now=NOW, start_timeout_s=120)
+    assert view.lost and view.terminated and not view.running
+    assert view.failure is not None and "node 127.0.0.3" in view.failure and "j-worker-1-0" in view.failure
+    unknown = view_pod(on_node(pod(statuses=running()), "Unknown", "True"), now=NOW, start_timeout_s=120)
+    assert unknown.lost
+
+
+@pytest.mark.parametrize(
+    ("phase", "status"),
+    [("Unknown", {}), ("Running", {"reason": "NodeLost", "message": "Node 127.0.0.3 is unresponsive"})],
+)
+def test_older_controllers_signs_of_a_lost_node_count_too(phase: str, status: dict[str, Any]) -> None:
+    obj = pod(phase, statuses=running(), **status)
+    obj["spec"] = {"nodeName": "127.0.0.3"}
+    assert view_pod(obj, now=NOW, start_timeout_s=120).lost
+
+
+def test_a_kubelet_reporting_a_container_not_ready_is_not_a_lost_node() -> None:
+    # A failing readiness probe: the kubelet turns both conditions False; the pod is merely not ready.
+    probe = view_pod(on_node(pod(statuses=running()), "False", "False"), now=NOW, start_timeout_s=120)
+    assert not probe.lost and probe.failure is None
+    # Ready, no conditions yet, not scheduled, or already ended: never lost.
+    assert not view_pod(on_node(pod(statuses=running()), "True", "True"), now=NOW, start_timeout_s=120).lost
+    assert not view_pod(on_node(pod(statuses=running()), "False", None), now=NOW, start_timeout_s=120).lost
+    unscheduled = on_node(pod("Pending"), "False", "True")
+    unscheduled["spec"] = {}
+    assert not view_pod(unscheduled, now=NOW, start_timeout_s=120).lost
+    failed = on_node(
+        pod("Failed", statuses=[{"name": "worker", "state": {"terminated": {"exitCode": 137}}}]), "False", "True"
+    )
+    ended = view_pod(failed, now=NOW, start_timeout_s=120)
+    assert not ended.lost and ended.failure is not None and "exited with code 137" in ended.failure

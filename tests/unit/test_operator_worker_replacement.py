@@ -118,3 +118,45 @@ def test_replacement_names_are_fresh_deterministic_and_never_in_use() -> None:
         "j-worker-3-1-r3",
     ]
     assert replacement_names(["j-worker-3-1"], {"j-worker-3-0-r7", "j-worker-3-1"}) == ["j-worker-3-1-r8"]
+
+
+def test_a_worker_on_a_lost_node_is_force_replaced_in_place() -> None:
+    """Its pod stays Running in the API (no kubelet reports its end): lost, it is replaced like a crash."""
+    w = World(dict(BASE))
+    w.run_until(healthy)
+    jobmaster = w.pods["demo-jobmaster-1"]
+    w.lose_node("demo-worker-1-1")
+    w.step()
+    [action] = [a for a in w.actions if isinstance(a, ReplaceWorkers)]
+    assert action.delete == ("demo-worker-1-1",) and action.create == ("demo-worker-1-1-r1",)
+    w.run_until(healthy, steps=5)
+    assert w.pods["demo-jobmaster-1"] is jobmaster and w.count(DeployAttempt) == 1
+    assert w.status.restarts.count == 0 and w.status.attempt == 1
+    [(_, message)] = [(r, m) for r, m in w.warnings if r == "WorkerReplaced"]
+    assert "node n2" in message
+
+
+def test_a_lost_worker_beside_one_still_starting_waits_like_a_crash() -> None:
+    """A worker that failed without ending (not lost, not Failed) keeps the attempt failure path."""
+    w = World(dict(BASE))
+    w.run_until(healthy)
+    w.lose_node("demo-worker-1-0")
+    w.pods["demo-worker-1-1"].failure = "pod demo-worker-1-1 is being deleted (evicted, drained or deleted by someone)"
+    w.step()
+    assert w.count(ReplaceWorkers) == 0 and w.status.restarts.count == 1
+
+
+def test_a_jobmaster_on_a_lost_node_restarts_the_attempt_without_waiting_for_its_pod() -> None:
+    """No kubelet ever confirms its deletion: the teardown counts it as ended and force-deletes it."""
+    w = World(dict(BASE))
+    w.slow_deletion = True
+    w.run_until(lambda w: healthy(w) and bool(w.checkpoints.get(w.status.job_id or "")))
+    latest = w.checkpoints[w.status.job_id or ""][-1]
+    w.lose_node("demo-jobmaster-1", "demo-worker-1-1")
+    w.step()
+    assert w.count(ReplaceWorkers) == 0 and w.status.restarts.count == 1
+    assert "gone with its node" in (w.status.restarts.last_reason or "")
+    w.run_until(healthy, steps=20)
+    assert w.status.attempt == 2 and w.status.job_id == w.deployments[0].job_id
+    restore = w.deployments[-1].restore_from or ""
+    assert restore.rsplit("/chk-", 1)[1].isdigit() and int(restore.rsplit("/chk-", 1)[1]) >= latest
