@@ -7,6 +7,8 @@
 #   tests/cluster/build.sh nodes          -> prints the path of the `nodebed` binary (kubelet,
 #                                            kube-proxy, kube-scheduler: tests/containers/go)
 #   tests/cluster/build.sh pause          -> prints the path of the sandbox container's `pause` binary
+#   tests/cluster/build.sh kube-router    -> prints the path of `kube-router` (the container tier's
+#                                            NetworkPolicy firewall: tests/containers/kube-router)
 #   tests/cluster/build.sh all            -> builds the control plane and helm, prints both paths
 #
 # Called by the pytest fixtures in tests/cluster/ (tests/cluster/binaries.py) on first use, and
@@ -79,9 +81,15 @@ case "${1:-all}" in
         build nodebed "$nodes" . "$(k8s_version_ldflags "$nodes")"
         ;;
     pause) build pause "$here/../containers/go" ./pause ;;
+    kube-router)
+        router="$here/../containers/kube-router"
+        version="$(awk '$1 == "github.com/cloudnativelabs/kube-router/v2" { print $2; exit }' "$router/go.mod")"
+        build kube-router "$router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+            "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$version"
+        ;;
     all)
         build testbed "$here/go" .
         build helm "$here/helm" helm.sh/helm/v3/cmd/helm
         ;;
-    *) echo "usage: $0 [controlplane|helm|nodes|pause|all]" >&2; exit 2 ;;
+    *) echo "usage: $0 [controlplane|helm|nodes|pause|kube-router|all]" >&2; exit 2 ;;
 esac

@@ -40,7 +40,9 @@ def main() -> int:
     root = args.dir or Path(tempfile.mkdtemp(prefix="streamjob-containers-"))
     try:
         images = [_image("bundle")]
-        cluster = ContainerCluster(build("controlplane", root), build("nodes", root), images, root)
+        cluster = ContainerCluster(
+            build("controlplane", root), build("nodes", root), images, root, kube_router=build("kube-router", root)
+        )
     except (subprocess.CalledProcessError, TestbedUnavailable) as err:
         print(f"could not build the cluster's parts: {err}", file=sys.stderr)
         return 1

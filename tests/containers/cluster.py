@@ -5,7 +5,9 @@ a containerd (Debian's, with runc and the CNI bridge plugin) and a kubelet (``no
 from the bed's Kubernetes module pins); for the host one kube-scheduler and one kube-proxy (iptables).
 The nodes are named 127.0.0.2 and 127.0.0.3 (their kubelets listen there, the API server reaches them
 for logs and exec). A second controller manager runs the node lifecycle controller, so that a node
-killed with :meth:`ContainerCluster.kill_node` goes NotReady as on a real cluster. Pods reach the
+killed with :meth:`ContainerCluster.kill_node` goes NotReady as on a real cluster; with a
+``kube_router`` binary, kube-router's firewall enforces NetworkPolicies for the pods of
+:data:`POLICY_NODE` (one instance: the nodes share the host's iptables). Pods reach the
 host on :data:`HOST_ADDRESS`, where :class:`Forwarder`s expose the loopback-bound API server (as the
 ``kubernetes`` Service's endpoint) and any other host server.
 
@@ -21,10 +23,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +43,12 @@ from tests.containers.forward import Forwarder
 
 HOST_ADDRESS = "10.250.0.1"
 NODE_NAMES = ("127.0.0.2", "127.0.0.3")
+#: The node whose pods kube-router's firewall guards. Both nodes share the host's filter table, and a
+#: kube-router instance removes every pod chain it does not own: a second one would undo the first's.
+POLICY_NODE = NODE_NAMES[0]
+#: kube-router's firewall chains and ipsets (``pkg/controllers/netpol``), removed by :func:`remove_policy_rules`.
+POLICY_CHAIN_PREFIXES = ("KUBE-ROUTER-", "KUBE-POD-FW-", "KUBE-NWPLCY-")
+POLICY_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-")
 CGROUP_FS = Path("/sys/fs/cgroup")
 STATE_ROOT = Path("/var/lib/streamjob-nodes")  # overlayfs needs a real filesystem, not /tmp's tmpfs
 RUN_ROOT = Path("/run/sjn")
@@ -76,8 +86,11 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 class ContainerCluster:
     """The cluster's processes and host changes; :meth:`start` then :meth:`stop` (idempotent)."""
 
-    def __init__(self, controlplane: Path, nodebed: Path, images: list[Path], root: Path) -> None:
+    def __init__(
+        self, controlplane: Path, nodebed: Path, images: list[Path], root: Path, kube_router: Path | None = None
+    ) -> None:
         self.nodebed = nodebed
+        self.kube_router = kube_router
         self.images = images
         self.root = root
         self.logs = root / "logs"
@@ -129,6 +142,8 @@ class ContainerCluster:
         for node in self.nodes:
             wait_until(lambda n=node: _ready(api, n.name), 180, f"node {node.name} Ready (log {self.logs})")
             _untaint(api, node.name)
+        if self.kube_router is not None:
+            self._start_policy_agent()
         wait_until(
             lambda: api.get("/api/v1/namespaces/default/serviceaccounts/default"), 60, "the default ServiceAccount"
         )
@@ -236,6 +251,30 @@ class ContainerCluster:
         argv = [str(self.plane.binary), *config.node_lifecycle_args(self.state.kubeconfig, cert_dir, free_port())]
         self._spawn("kube-node-lifecycle", argv)
 
+    def _start_policy_agent(self) -> None:
+        """kube-router with only its firewall (no routing, no service proxy), for :data:`POLICY_NODE`."""
+        assert self.state is not None and self.kube_router is not None
+        from tests.support.s3server import free_port
+
+        health = free_port()
+        self._spawn(
+            "kube-router",
+            [
+                str(self.kube_router),
+                f"--kubeconfig={self.state.kubeconfig}",
+                f"--hostname-override={POLICY_NODE}",
+                "--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--health-port={health}", "--metrics-port=0", "--iptables-sync-period=1m", "--v=1",
+            ],
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=5) as response:
+                return bool(response.status == 200)
+
+        wait_until(healthy, 120, f"kube-router's firewall (log {self.logs}/kube-router.log)")
+
     def _start_host_components(self) -> None:
         assert self.state is not None
         from tests.support.s3server import free_port
@@ -329,6 +368,7 @@ class ContainerCluster:
             _run("ip", "link", "del", node.bridge, check=False)
         if os.path.exists(self.nodebed):
             _run(str(self.nodebed), "kube-proxy", "--cleanup", "--v=0", check=False)
+        remove_policy_rules()
         for table in ("mangle", "nat", "filter"):  # the kubelets' iptables canaries
             _run("iptables", "-w", "-t", table, "-X", "KUBE-KUBELET-CANARY", check=False)
         for forwarder in self.forwarders:
@@ -360,6 +400,29 @@ def clean_stale() -> None:
             pass
     if HOST_ADDRESS in _run("ip", "-4", "addr", "show", "dev", "lo").stdout:
         _run("ip", "addr", "del", f"{HOST_ADDRESS}/32", "dev", "lo", check=False)
+    remove_policy_rules()
+
+
+def remove_policy_rules() -> None:
+    """Removes kube-router's firewall chains, the jumps to them and its ipsets.
+
+    kube-router v2.1's own ``--cleanup-config`` leaves the firewall's rules (it cleans with empty
+    handlers), and stale pod chains at the top of FORWARD would filter the next run's pods.
+    """
+    saved = _run("iptables-save", "-t", "filter", check=False).stdout
+    chains = [line[1:].split()[0] for line in saved.splitlines() if line.startswith(":")]
+    ours = [c for c in chains if c.startswith(POLICY_CHAIN_PREFIXES)]
+    for line in saved.splitlines():
+        args = shlex.split(line)
+        if args[:1] == ["-A"] and args[1] not in ours and any(a in ours for a in args):
+            _run("iptables", "-w", "-t", "filter", "-D", *args[1:], check=False)
+    for flag in ("-F", "-X"):
+        for chain in ours:
+            _run("iptables", "-w", "-t", "filter", flag, chain, check=False)
+    if shutil.which("ipset"):
+        names = _run("ipset", "list", "-n", check=False).stdout.split()
+        for name in (n for n in names if n.startswith(POLICY_IPSET_PREFIXES)):
+            _run("ipset", "destroy", name, check=False)
 
 
 def _ready(api: KubeApi, node: str) -> bool:

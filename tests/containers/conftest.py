@@ -3,8 +3,9 @@
 - ``container_images`` (package): the streamjob, examples and pause images built by
   ``tests/containers/images.sh`` (cached in ``~/.cache/streamjob-containers``), as tarballs.
 - ``container_cluster`` (package): a :class:`~tests.containers.cluster.ContainerCluster` — the bed's
-  control plane with two real kubelets + containerds (nodes 127.0.0.2 and 127.0.0.3), kube-proxy and
-  kube-scheduler — with the images loaded into both nodes; torn down after the package's tests, so
+  control plane with two real kubelets + containerds (nodes 127.0.0.2 and 127.0.0.3), kube-proxy,
+  kube-scheduler, the node lifecycle controller and kube-router's NetworkPolicy firewall — with the
+  images loaded into both nodes; torn down after the package's tests, so
   the rest of a ``make test`` run does not share the machine with it.
 - ``container_kube`` (package): a :class:`~tests.cluster.fixtures.Kube` of that cluster.
 
@@ -81,7 +82,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if reporter is not None:
         reporter.write_line(f"[containers] building/finding the images and node binaries (log in {log_dir})")
     built = _build_images(log_dir)
-    for target in ("controlplane", "nodes"):
+    for target in ("controlplane", "nodes", "kube-router"):
         try:
             built[target] = build(target, log_dir)
         except TestbedUnavailable as err:
@@ -123,6 +124,7 @@ def container_cluster(request: pytest.FixtureRequest, container_images: Containe
         nodebed=_built(request.config, "nodes"),
         images=[container_images.bundle],
         root=root,
+        kube_router=_built(request.config, "kube-router"),
     )
     # A SIGTERM (a CI timeout, a developer's kill) must still run the clean-up below: the cluster
     # leaves mounts, cgroups and iptables rules that no process death removes.

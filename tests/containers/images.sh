@@ -3,7 +3,8 @@
 # without container-registry access, and caches both OUTSIDE the repo, keyed by their inputs.
 #
 #   tests/containers/images.sh packages   -> installs Debian's docker.io, containerd, runc, CNI
-#                                            plugins and debootstrap when missing (root, apt-get)
+#                                            plugins, debootstrap, iptables and ipset (kube-router's
+#                                            firewall) when missing (root, apt-get)
 #   tests/containers/images.sh base       -> prints the local base image (Debian bookworm's python3
 #                                            from a debootstrap rootfs, `docker import`ed)
 #   tests/containers/images.sh streamjob  -> prints the path of the streamjob image's tarball
@@ -51,6 +52,7 @@ packages() {
     [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v iptables >/dev/null || missing+=(iptables)
+    command -v ipset >/dev/null || missing+=(ipset)
     if ((${#missing[@]} == 0)); then
         return
     fi

@@ -5,12 +5,14 @@ in a container, talking to the API server through the ``kubernetes`` Service wit
 account); the shipped ``examples/k8s/balance.yaml`` (only its S3 endpoint changed) with its workers
 on both nodes; the e2e counting job (exact output in S3) surviving a SIGKILLed worker container and
 JobMaster container, then a savepoint upgrade to a new image tag with a rescale, then a delete with a
-final savepoint; the job pods' securityContext and NetworkPolicies; a whole node killed (kubelet,
+final savepoint; the job pods' securityContext; the job's NetworkPolicy enforced by kube-router
+(another job's pod and an unlabelled pod cannot reach the JobMaster's control port, the job's own
+pods can); a whole node killed (kubelet,
 containerd and its containers) under a running job, whose lost worker is replaced in place on the
 other node; ``helm uninstall``.
 
 SeaweedFS (tests/support) and the API server listen on 127.0.0.1; the cluster forwards them to pods
-(tests/containers/cluster.py). NetworkPolicies are checked as objects: no policy agent runs here.
+(tests/containers/cluster.py). kube-router enforces NetworkPolicies for the pods of ``POLICY_NODE``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import yaml
 from tests.cluster.controlplane import build
 from tests.cluster.fixtures import Kube
 from tests.cluster.helm import Helm
-from tests.containers.cluster import ContainerCluster
+from tests.containers.cluster import NODE_NAMES, POLICY_NODE, ContainerCluster
 from tests.containers.conftest import ContainerImages
 from tests.e2e.test_operator_job_counting import check_exact
 from tests.support.s3server import S3Endpoint
@@ -262,6 +264,70 @@ def test_delete_takes_a_final_savepoint(operator: Helm, container_kube: Kube, s3
     kube.wait_gone(sj_path(job.name), 180)
     assert set(job.savepoints()) - before, "no final savepoint was written"
     kube.wait_for(lambda: not _pods(kube, JOBS, f"streamjob.dev/job={job.name}"), 120, "the job's pods to go")
+
+
+def test_the_network_policy_keeps_other_pods_from_the_jobmasters_control_port(
+    operator: Helm, container_kube: Kube, container_images: ContainerImages, s3: S3Endpoint, pod_s3: str
+) -> None:
+    """kube-router enforces the job's NetworkPolicies on the JobMaster's node: the same probe, three peers.
+
+    The job's own worker connects to port 6123 (the job checkpoints, so its data and control planes
+    work through the policy); a pod of another job and an unlabelled pod, on the other node, are
+    refused there while they reach the S3 forwarder on the host (their network works).
+    """
+    kube = container_kube
+    job = CountingJob(kube, s3, pod_s3, count=1_000_000)
+    job.name = "guarded"
+    job.create(parallelism=1, jobManager={"nodeSelector": {"kubernetes.io/hostname": POLICY_NODE}})
+    status = _wait_status(kube, job.name, lambda s: _checkpointed(s, 0), "checkpoints")
+    jobmaster = job.pod("jobmaster", status["attempt"])
+    ip = jobmaster["status"]["podIP"]
+    assert jobmaster["spec"]["nodeName"] == POLICY_NODE
+    probe = f"import socket; socket.create_connection(('{ip}', 6123), timeout=5).close(); print('connected')"
+    worker = job.pod("worker", status["attempt"])["metadata"]["name"]
+    own = kube.kubectl("exec", "-n", JOBS, worker, "--", "python3", "-c", probe, check=False)
+    assert own.returncode == 0 and "connected" in own.stdout, own.stderr
+    host, port = pod_s3.removeprefix("http://").split(":")
+    reach_s3 = f"import socket; socket.create_connection(('{host}', {port}), timeout=5).close(); print('connected')"
+    peers = {"intruder": {}, "other-job": {"app.kubernetes.io/name": "streamjob", "streamjob.dev/job": "other"}}
+    try:
+        for name, labels in peers.items():
+            kube.create_pod(JOBS, _sleeper(name, labels, f"streamjob:{container_images.version}", NODE_NAMES[1]))
+        for name in peers:
+            kube.wait_for(lambda n=name: _ready(kube.pod(JOBS, n)), 120, f"pod {name} ready")
+            reached = kube.kubectl("exec", "-n", JOBS, name, "--", "python3", "-c", reach_s3, check=False)
+            assert reached.returncode == 0 and "connected" in reached.stdout, reached.stderr
+            refused = kube.kubectl("exec", "-n", JOBS, name, "--", "python3", "-c", probe, check=False)
+            assert refused.returncode != 0 and "connected" not in refused.stdout, (name, refused.stdout)
+            assert "Error" in refused.stderr, refused.stderr  # refused, unreachable or timed out: not a kubectl failure
+    finally:
+        for name in peers:
+            kube.kubectl("delete", "pod", "-n", JOBS, name, "--grace-period=0", "--wait=false", check=False)
+        kube.raw.delete(sj_path(job.name))
+        kube.wait_gone(sj_path(job.name), 120)
+
+
+def _sleeper(name: str, labels: dict[str, str], image: str, node: str) -> Json:
+    """A pod that idles (for ``kubectl exec``) on ``node``, as restricted as the job's own pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["sleep", "600"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
 
 
 def test_a_killed_node_loses_its_worker_and_the_job_recovers_in_place_exactly(
