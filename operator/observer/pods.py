@@ -100,7 +100,8 @@ def node_lost(pod: dict[str, Any]) -> str | None:
     When a node's kubelet stops renewing its lease for the node-monitor grace period, the node
     lifecycle controller marks the node's Ready condition Unknown and sets each of its pods' Ready
     condition to False, leaving ContainersReady (which only a kubelet sets) as it was; a kubelet
-    never reports that pair (a container failing its readiness probe turns both False). Older
+    reports that pair only for unmet readiness gates, under its own reason (a container failing its
+    readiness probe turns both False). Older
     controllers also set the pod's ``status.reason`` to ``NodeLost`` or its phase to ``Unknown``.
     Reading the pod alone needs no access to Node objects (no ClusterRole on nodes).
     """
@@ -114,7 +115,8 @@ def node_lost(pod: dict[str, Any]) -> str | None:
     containers_ready = (conditions.get("ContainersReady") or {}).get("status")
     if phase == "Unknown" or status.get("reason") == "NodeLost" or ready.get("reason") == "NodeLost":
         return f"its node {node} is lost (pod phase {phase}, reason NodeLost)"
-    if ready.get("status") in ("False", "Unknown") and containers_ready == "True":
+    gated = ready.get("reason") == "ReadinessGatesNotReady"
+    if ready.get("status") in ("False", "Unknown") and containers_ready == "True" and not gated:
         return f"its node {node} stopped reporting: the node controller marked the pod not ready"
     return None
 

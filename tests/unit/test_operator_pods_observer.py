@@ -120,6 +120,9 @@ def test_a_kubelet_reporting_a_container_not_ready_is_not_a_lost_node() -> None:
     # Ready, no conditions yet, not scheduled, or already ended: never lost.
     assert not view_pod(on_node(pod(statuses=running()), "True", "True"), now=NOW, start_timeout_s=120).lost
     assert not view_pod(on_node(pod(statuses=running()), "False", None), now=NOW, start_timeout_s=120).lost
+    gated = on_node(pod(statuses=running()), "False", "True")
+    gated["status"]["conditions"][0]["reason"] = "ReadinessGatesNotReady"  # the kubelet's, for a pod's gates
+    assert not view_pod(gated, now=NOW, start_timeout_s=120).lost
     unscheduled = on_node(pod("Pending"), "False", "True")
     unscheduled["spec"] = {}
     assert not view_pod(unscheduled, now=NOW, start_timeout_s=120).lost
