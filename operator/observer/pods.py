@@ -2,8 +2,8 @@
 
 Pure: ``k8s.list_pods`` supplies the dicts, ``controller`` calls ``view_pods`` and hands the views to
 ``reconciler.plan``. A failure is named in words a user understands (exit code, OOMKilled,
-ImagePullBackOff, evicted, deleted, never started within the timeout, its node lost). A container's termination
-message is read per ``worker/protocol/termination.py``: the JobMaster's reason for failing, and
+ImagePullBackOff, evicted, deleted, never started within the timeout, its node lost). A container's
+termination message is read per ``worker/protocol/termination.py``: the JobMaster's reason for failing, and
 whether it is final (``PodView.final``: no restart can mend it, so the planner fails the job).
 """
 
@@ -101,8 +101,8 @@ def node_lost(pod: dict[str, Any]) -> str | None:
     lifecycle controller marks the node's Ready condition Unknown and sets each of its pods' Ready
     condition to False, leaving ContainersReady (which only a kubelet sets) as it was; a kubelet
     reports that pair only for unmet readiness gates, under its own reason (a container failing its
-    readiness probe turns both False). Older
-    controllers also set the pod's ``status.reason`` to ``NodeLost`` or its phase to ``Unknown``.
+    readiness probe turns both False). Older controllers also set the pod's ``status.reason`` to
+    ``NodeLost`` or its phase to ``Unknown``.
     Reading the pod alone needs no access to Node objects (no ClusterRole on nodes).
     """
     status = pod.get("status") or {}

@@ -6,10 +6,10 @@ from the latest checkpoint under the job's ``restartPolicy``. The operator's par
 pod whose container ended with a failure (phase Failed), or whose node is lost (``PodView.lost``: the
 node controller marked it not ready after the node stopped reporting; its processes died with the
 node), is force-deleted and a new pod of the same attempt takes its place under a fresh name
-(``<worker>-r<n>``, ``replacement_names``); the scheduler puts it on a node that is still Ready. Only while the
-attempt's JobMaster pod runs and does not report the job ended; anything else (a failed or missing
-JobMaster, a worker that cannot start: image pull, pending timeout, eviction in progress) stays an
-attempt failure for the restart policy, and a JobMaster that gives up (its strategy exhausted, a
+(``<worker>-r<n>``, ``replacement_names``); the scheduler puts it on a node that is still Ready.
+Only while the attempt's JobMaster pod runs and does not report the job ended; anything else (a
+failed or missing JobMaster, a worker that cannot start: image pull, pending timeout, eviction in
+progress) stays an attempt failure for the restart policy, and a JobMaster that gives up (its strategy exhausted, a
 failure no restart mends) ends the attempt itself. The JobMaster's restart strategy is the
 ``restartPolicy`` it was deployed with; a change reaches it with the next attempt, except that
 ``maxRestarts: 0`` stops replacements at once (the crash then ends the attempt, which fails).
