@@ -52,8 +52,10 @@ testbed-down: $(STAMP)
 test: $(STAMP) lint testbed
 	$(BIN)/pytest tests
 
+# The unit tier on two processes (pytest-xdist): it has no servers to share, and half its time is waits.
+# The other tiers share module-scoped servers and run in one process.
 test-unit: $(STAMP)
-	$(BIN)/pytest -m unit tests
+	$(BIN)/pytest -m unit -n 2 tests
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -m integration tests

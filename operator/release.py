@@ -63,8 +63,13 @@ def at_rest(body: dict[str, Any]) -> bool:
     return status.get("lifecycleState") in AT_REST and not status.get("operation")
 
 
-async def release(kube: Kube, namespaces: Sequence[str], *, suspend: bool, timeout_s: float) -> list[str]:
-    """Suspends (optionally) and releases every StreamJob; returns one line per job for the hook's log."""
+async def release(
+    kube: Kube, namespaces: Sequence[str], *, suspend: bool, timeout_s: float, poll_s: float = 1.0
+) -> list[str]:
+    """Suspends (optionally) and releases every StreamJob; returns one line per job for the hook's log.
+
+    The jobs told to suspend are read again every ``poll_s`` until all are at rest or ``timeout_s`` is up.
+    """
     scopes: list[str | None] = list(namespaces) or [None]
     jobs = [job for scope in scopes for job in await kube.list_streamjobs(scope)]
     lines: list[str] = []
@@ -75,7 +80,7 @@ async def release(kube: Kube, namespaces: Sequence[str], *, suspend: bool, timeo
         deadline = time.monotonic() + timeout_s
         pending = {key(b) for b in jobs if not at_rest(b)}
         while pending and time.monotonic() < deadline:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(poll_s)
             for namespace, name in sorted(pending):
                 now = await kube.get_streamjob(namespace, name)
                 if now is None or at_rest(now):

@@ -26,6 +26,7 @@ class FakeKube:
         self.jobs = {j["metadata"]["name"]: j for j in jobs}
         self.suspend_after = suspend_after
         self.reads: dict[str, int] = {}
+        self.gets: dict[str, int] = {}
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.snapshots: dict[str, dict[str, Any]] = {}
 
@@ -34,6 +35,7 @@ class FakeKube:
         return [copy.deepcopy(j) for j in found.values()]
 
     async def get_streamjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets[name] = self.gets.get(name, 0) + 1
         body = self.jobs.get(name)
         if body is None:
             return None
@@ -67,7 +69,7 @@ def test_the_release_patch_annotates_and_keeps_other_finalizers() -> None:
 
 def test_suspend_waits_for_every_job_then_releases_all() -> None:
     kube = FakeKube([job("run", "Running"), job("done", "Finished"), job("loose", "Running", [])], suspend_after=2)
-    lines = asyncio.run(release(kube, [], suspend=True, timeout_s=10))  # type: ignore[arg-type]
+    lines = asyncio.run(release(kube, [], suspend=True, timeout_s=10, poll_s=0.01))  # type: ignore[arg-type]
     assert kube.jobs["run"]["spec"]["state"] == "suspended" and kube.jobs["done"]["spec"]["state"] == "running"
     assert all(FINALIZER not in j["metadata"]["finalizers"] for j in kube.jobs.values())
     assert all(RELEASED in j["metadata"]["annotations"] for j in kube.jobs.values())
@@ -77,8 +79,9 @@ def test_suspend_waits_for_every_job_then_releases_all() -> None:
 
 def test_a_job_that_never_suspends_is_released_after_the_timeout_and_named() -> None:
     kube = FakeKube([job("stuck", "Running")], suspend_after=None)
-    lines = asyncio.run(release(kube, ["ns"], suspend=True, timeout_s=1.5))  # type: ignore[arg-type]
-    assert lines[0] == "ns/stuck: not suspended within 1.5s; released while running"
+    lines = asyncio.run(release(kube, ["ns"], suspend=True, timeout_s=0.2, poll_s=0.01))  # type: ignore[arg-type]
+    assert lines[0] == "ns/stuck: not suspended within 0.2s; released while running"
+    assert kube.gets["stuck"] >= 3  # polled again while waiting, not given up at once
     assert FINALIZER not in kube.jobs["stuck"]["metadata"]["finalizers"]
 
 
