@@ -122,7 +122,11 @@ def test_unreachable_jobmaster_is_a_fact_not_an_error() -> None:
     asyncio.run(check())
 
 
-@pytest.mark.parametrize("token, status", [(None, 401), ("0" * 64, 403), (TOKEN[:-1], 403)])
+@pytest.mark.parametrize(
+    "token, status",
+    [(None, 401), ("0" * 64, 403), (TOKEN[:-1], 403)],
+    ids=["no-token", "a-wrong-token", "the-token-cut-short"],  # the same ids in every process (pytest-xdist)
+)
 def test_mutating_calls_without_the_jobs_token_are_refused(token: str | None, status: int) -> None:
     calls: list[tuple[str, Any]] = []
 
