@@ -22,17 +22,29 @@ from streamjob.worker.api.windows import (
     WindowAssigner,
     WindowContext,
 )
+from streamjob.worker.runtime.direct_windows import direct_window_core
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
 from streamjob.worker.state.backend import KeyedStateBackend
+from streamjob.worker.state.descriptors import MapStateDescriptor
 from streamjob.worker.state.key_groups import key_group_for, key_group_range
-from tests.unit.test_state_support import MemoryStorage, make_backend
+from tests.unit.test_state_support import MemoryStorage
+from tests.unit.test_state_support import make_backend as make_state_backend
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(params=["hashmap", "rocksdb"])
+@pytest.fixture(params=["hashmap", "rocksdb", "hashmap-general"])
 def kind(request: pytest.FixtureRequest) -> str:
+    """hashmap: tumbling and sliding aggregations take the direct path (``runtime/direct_windows.py``);
+    hashmap-general: a hashmap backend without a direct table, so ``WindowCore``'s own path."""
     return str(request.param)
+
+
+def make_backend(kind: str, tmp_path: Path, **options: Any) -> KeyedStateBackend:
+    backend = make_state_backend(kind.removesuffix("-general"), tmp_path, **options)
+    if kind.endswith("-general"):
+        backend.direct_map = lambda descriptor: None  # type: ignore[method-assign]
+    return backend
 
 
 class CountSum:
@@ -66,12 +78,13 @@ def core(
     fn: ProcessWindowFunction[Any, Any, Any] | str | None = "tagged",
     lateness: int = 0,
 ) -> WindowCore:
-    return WindowCore(
+    return direct_window_core(
         backend,
         assigner,
         aggregation or WindowAggregation.of_aggregate(CountSum()),
         Tagged() if fn == "tagged" else fn,  # type: ignore[arg-type]
         allowed_lateness_ms=lateness,
+        descriptor=MapStateDescriptor("__windows__"),
         now=lambda: 0,
     )
 

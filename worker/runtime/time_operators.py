@@ -28,7 +28,8 @@ from streamjob.worker.api.windows import GlobalWindows, WindowAssigner
 from streamjob.worker.errors import PipelineError
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.runtime.context import now_ms, with_job_types
-from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
+from streamjob.worker.runtime.direct_windows import direct_window_core
+from streamjob.worker.runtime.event_windows import WindowAggregation
 from streamjob.worker.runtime.operators import OperatorSetup, StreamOperator
 from streamjob.worker.runtime.trigger_windows import TriggerWindowCore
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor
@@ -49,12 +50,14 @@ class TimestampsOperator(StreamOperator):
         strategy: WatermarkStrategy = self.setup.transformation.options["strategy"]
         self._strategy = strategy
         self._generator = strategy.create_generator()
+        self._timestamp_of = strategy.record_timestamp_function()
         self._state, self._floor = _watermark_state(self)
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
-        on_event, timestamp_of = self._generator.on_event, self._strategy.timestamp_of
-        for r in batch:
-            on_event(timestamp_of(r, None))
+        # The strategies' generators keep the largest timestamp (and the time of the last record):
+        # one call with the batch's largest timestamp is the same as one call per record.
+        if batch:
+            self._generator.on_event(int(max(map(self._timestamp_of, batch))))
         return batch
 
     def on_watermark(self, upstream: int) -> tuple[int, list[Any]]:
@@ -84,7 +87,7 @@ class EventWindowOperator(StreamOperator):
         self.late_records_dropped = 0
         kind, incremental = options["window_aggregation"]
         self._stamped_in = bool(options.get("stamped_in"))
-        self._core = WindowCore(
+        self._core = direct_window_core(
             self.backend,
             options["assigner"],
             _values_of_pairs(aggregation_for(kind, incremental), self._stamped_in),

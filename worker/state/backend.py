@@ -35,6 +35,7 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
+from streamjob.worker.state.direct_map import DirectMap
 from streamjob.worker.state.key_groups import validate_max_parallelism
 from streamjob.worker.state.primitives import (
     AggregatingState,
@@ -145,6 +146,26 @@ class KeyedStateBackend(ABC):
         ``mutable_values=True`` makes ``get`` copy-on-write instead (a closure, slightly slower):
         use it when user functions may mutate the value they are given.
         """
+
+    def direct_map(self, descriptor: MapStateDescriptor[Any, Any]) -> DirectMap | None:
+        """INTERNAL fast path: the map state's table for dict access by key (``state/direct_map.py``).
+
+        Registers the state. None when the backend keeps no such table (RocksDB, a state with a
+        time-to-live): use the state's methods then.
+        """
+        return None
+
+    def timer_registrar(self, *, event_time: bool) -> Callable[[int, Any], None]:
+        """INTERNAL: ``register(timestamp, key)`` of a timer of any key, without setting the current key."""
+        register = self.register_event_time_timer if event_time else self.register_processing_time_timer
+
+        def register_for(timestamp_ms: int, key: Any) -> None:
+            previous = self.current_key
+            self.set_current_key(key)
+            register(timestamp_ms)
+            self.set_current_key(previous)
+
+        return register_for
 
     @abstractmethod
     def register_processing_time_timer(self, timestamp_ms: int) -> None:

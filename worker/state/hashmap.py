@@ -38,6 +38,7 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
+from streamjob.worker.state.direct_map import DirectMap
 from streamjob.worker.state.hashmap_states import (
     HashAggregatingState,
     HashListState,
@@ -324,6 +325,13 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
             mark(key)
 
         return get, put
+
+    def direct_map(self, descriptor: MapStateDescriptor[Any, Any]) -> DirectMap | None:
+        """The map state's table (``direct_map.py``); None for a state with a time-to-live."""
+        self._get_state(descriptor)
+        if descriptor.ttl_config is not None or descriptor.kind != "map":
+            return None
+        return DirectMap(self, self._tables[descriptor.name], self._mark)
 
     def _ttl_sweep(self, stored: StateDescriptor, config: StateTtlConfig) -> Callable[[], None] | None:
         """Incremental cleanup: every access checks the next ``cleanup_size`` keys of the state."""

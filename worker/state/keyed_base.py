@@ -230,6 +230,19 @@ class KeyedBackendBase(KeyedStateBackend):
 
     # -- timers ------------------------------------------------------------------------------
 
+    def timer_registrar(self, *, event_time: bool) -> Callable[[int, Any], None]:
+        """The timer queue's own ``register`` (one call per timer), marking the key when incremental."""
+        queue = self._event_timers if event_time else self._timers
+        if self._tracker is None:
+            return queue.register
+        queue_register, mark = queue.register, self._mark_dirty
+
+        def register(timestamp_ms: int, key: Any) -> None:
+            queue_register(timestamp_ms, key)
+            mark(key)
+
+        return register
+
     def register_processing_time_timer(self, timestamp_ms: int) -> None:
         """Registers a timer for the current key."""
         self._timers.register(timestamp_ms, self._key)
