@@ -78,48 +78,84 @@ class DirectWindowCore(WindowCore):
     ) -> None:
         """Adds a batch of records (see ``WindowCore.process_batch``)."""
         table = self.table
-        data = table.data
-        private = table.private_or_new if table.sharing() else None  # copy-on-write while a snapshot shares
-        mark = table.mark
+        # A key's windows: while a snapshot shares the maps, a private copy (made on the key's first access)
+        windows_of = table.private_or_new if table.sharing() else table.data.get
+        if self._slide == self._size:
+            self._add_tumbling(batch, select, timestamp_of, now, windows_of)
+        else:
+            self._add_sliding(batch, select, timestamp_of, now, windows_of)
+
+    def _add_tumbling(
+        self,
+        batch: list[Any],
+        select: Callable[[Any], Any],
+        timestamp_of: Callable[[Any], int] | None,
+        now: int,
+        windows_of: Callable[[Any], dict[Any, Any] | None],
+    ) -> None:
+        """One window per record, computed inline; records whose window follows the previous one's share its span."""
+        data, mark = self.table.data, self.table.mark
+        create, add = self.aggregation.create, self.aggregation.add
+        register = self._register_for
+        size, offset = self._size, self._offset
+        wm, lateness, event_time = self.watermark, self.lateness, self.event_time
+        late = self.late
+        start, span = None, (0, 0)
+        for r in batch:
+            ts = now if timestamp_of is None else timestamp_of(r)
+            key = select(r)
+            last = ts - (ts - offset) % size
+            end = last + size - 1
+            if event_time and end + lateness <= wm:
+                if ts + lateness <= wm:
+                    late.append(r)
+                continue
+            windows = windows_of(key)
+            if windows is None:
+                windows = data[key] = {}
+            if last != start:
+                start, span = last, (last, last + size)
+            acc = windows.get(span, _MISSING)
+            if acc is _MISSING:
+                windows[span] = add(r, create())
+                if event_time and end <= wm:
+                    self._late_firing(key, TimeWindow(last, last + size), windows[span])
+                else:
+                    register(end, key)
+                if lateness:
+                    register(end + lateness, key)
+            else:
+                windows[span] = add(r, acc)
+                if event_time and end <= wm:
+                    self._late_firing(key, TimeWindow(last, last + size), windows[span])
+            if mark is not None:
+                mark(key)
+
+    def _add_sliding(
+        self,
+        batch: list[Any],
+        select: Callable[[Any], Any],
+        timestamp_of: Callable[[Any], int] | None,
+        now: int,
+        windows_of: Callable[[Any], dict[Any, Any] | None],
+    ) -> None:
+        """``size / slide`` windows per record, latest start first (as the assigner lists them)."""
+        data, mark = self.table.data, self.table.mark
         create, add = self.aggregation.create, self.aggregation.add
         register = self._register_for
         size, slide, offset = self._size, self._slide, self._offset
         wm, lateness, event_time = self.watermark, self.lateness, self.event_time
         late = self.late
-        tumbling = slide == size
         for r in batch:
             ts = now if timestamp_of is None else timestamp_of(r)
             key = select(r)
-            last = ts - (ts - offset) % slide  # the start of the latest window holding ts
-            if tumbling:
-                end = last + size - 1
-                if event_time and end + lateness <= wm:
-                    if ts + lateness <= wm:
-                        late.append(r)
-                    continue
-                windows = private(key) if private is not None else data.get(key)
-                if windows is None:
-                    windows = data[key] = {}
-                span = (last, last + size)
-                acc = windows.get(span, _MISSING)
-                new = acc is _MISSING
-                windows[span] = add(r, create() if new else acc)
-                if mark is not None:
-                    mark(key)
-                if event_time and end <= wm:
-                    self._late_firing(key, TimeWindow(last, last + size), windows[span])
-                elif new:
-                    register(end, key)
-                if lateness and new:
-                    register(end + lateness, key)
-                continue
             windows = None
-            for start in range(last, ts - size, -slide):  # latest start first, as the assigner lists them
+            for start in range(ts - (ts - offset) % slide, ts - size, -slide):
                 end = start + size - 1
                 if event_time and end + lateness <= wm:
                     continue
                 if windows is None:
-                    windows = private(key) if private is not None else data.get(key)
+                    windows = windows_of(key)
                     if windows is None:
                         windows = data[key] = {}
                     if mark is not None:

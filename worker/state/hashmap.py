@@ -155,6 +155,7 @@ class _FrozenHashMap(FrozenKeyedState):
         lookup = self._lookup
         name, encode, alive = table.name, table.serializer.encode, table.alive_from_ms
         is_map = table.kind == "map"
+        encode_key = _map_key_encoder(encode)
         for index, (key, value) in enumerate(table.data.items(), 1):
             if not index % _STEP_ENTRIES:
                 yield
@@ -163,7 +164,7 @@ class _FrozenHashMap(FrozenKeyedState):
                 continue
             if is_map:
                 pairs = value.items() if alive is None else [(k, v) for k, v in value.items() if v.ts >= alive]
-                entry: Entry = [key, [[encode(canonical_key(k)), encode(v)] for k, v in pairs]]
+                entry: Entry = [key, [[encode_key(k), encode(v)] for k, v in pairs]]
             else:
                 items = value if alive is None else [item for item in value if item.ts >= alive]
                 entry = [key, [encode(item) for item in items]]
@@ -215,6 +216,25 @@ class _FrozenHashMap(FrozenKeyedState):
             )
             if not index % _STEP_GROUPS:
                 yield
+
+
+def _map_key_encoder(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """``encode(canonical_key(k))`` for a map state's user keys, remembered for pairs of ints.
+
+    The user keys of a window state are ``(start, end)`` spans, the same few for every key: each
+    is encoded once per snapshot instead of once per key and window.
+    """
+    spans: dict[tuple[int, int], bytes] = {}
+
+    def encode_key(k: Any) -> bytes:
+        if type(k) is tuple and len(k) == 2 and type(k[0]) is int and type(k[1]) is int:
+            data = spans.get(k)
+            if data is None:
+                data = spans[k] = encode(k)  # a pair of ints is its own canonical key
+            return data
+        return encode(canonical_key(k))
+
+    return encode_key
 
 
 class HashMapKeyedStateBackend(KeyedBackendBase):
