@@ -145,8 +145,8 @@ def test_processing_time_windows_fire_by_the_clock(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("incremental", [False, True])
 def test_a_snapshot_keeps_the_accumulators_it_was_taken_with(incremental: bool, tmp_path: Path) -> None:
-    # The snapshot shares the live maps and lists until it is written; records added meanwhile
-    # (and windows fired) must not reach it, although CountAndSum.add mutates its list in place.
+    # Records added (and windows fired) between the barrier and the write must not reach the
+    # snapshot, although CountAndSum.add mutates its list in place.
     storage = MemoryStorage()
     backend = make_backend("hashmap", tmp_path, incremental=incremental)
     c = make(backend, TumblingEventTimeWindows.of(100))

@@ -7,8 +7,9 @@ move between this path and the general one). What differs is how a record reache
 accumulator: through the map state's table (``state/direct_map.py``), one dict lookup for the key
 and one for the window, with the window computed inline, instead of setting the current key and
 calling the map state's methods (each a Python frame checking the current key and the snapshot
-sharing) and building a list of windows per record. Timers are registered by ``(timestamp,
-key)`` directly, and a due window is emitted and dropped with dict operations.
+sharing) and building a list of windows per record. Accumulators are changed in place: a snapshot
+copies this table in its synchronous part instead of copying keys on write. Timers are registered
+by ``(timestamp, key)`` directly, and a due window is emitted and dropped with dict operations.
 
 Used only for the assigners whose windows are computed here (the four built-in tumbling and
 sliding assigners, not subclasses), an accumulator per window (not ``process`` alone) and a
@@ -77,13 +78,10 @@ class DirectWindowCore(WindowCore):
         self, batch: list[Any], select: Callable[[Any], Any], timestamp_of: Callable[[Any], int] | None, now: int
     ) -> None:
         """Adds a batch of records (see ``WindowCore.process_batch``)."""
-        table = self.table
-        # A key's windows: while a snapshot shares the maps, a private copy (made on the key's first access)
-        windows_of = table.private_or_new if table.sharing() else table.data.get
         if self._slide == self._size:
-            self._add_tumbling(batch, select, timestamp_of, now, windows_of)
+            self._add_tumbling(batch, select, timestamp_of, now)
         else:
-            self._add_sliding(batch, select, timestamp_of, now, windows_of)
+            self._add_sliding(batch, select, timestamp_of, now)
 
     def _add_tumbling(
         self,
@@ -91,10 +89,10 @@ class DirectWindowCore(WindowCore):
         select: Callable[[Any], Any],
         timestamp_of: Callable[[Any], int] | None,
         now: int,
-        windows_of: Callable[[Any], dict[Any, Any] | None],
     ) -> None:
         """One window per record, computed inline; records whose window follows the previous one's share its span."""
         data, mark = self.table.data, self.table.mark
+        windows_of = data.get
         create, add = self.aggregation.create, self.aggregation.add
         register = self._register_for
         size, offset = self._size, self._offset
@@ -137,10 +135,10 @@ class DirectWindowCore(WindowCore):
         select: Callable[[Any], Any],
         timestamp_of: Callable[[Any], int] | None,
         now: int,
-        windows_of: Callable[[Any], dict[Any, Any] | None],
     ) -> None:
         """``size / slide`` windows per record, latest start first (as the assigner lists them)."""
         data, mark = self.table.data, self.table.mark
+        windows_of = data.get
         create, add = self.aggregation.create, self.aggregation.add
         register = self._register_for
         size, slide, offset = self._size, self._slide, self._offset
@@ -193,16 +191,13 @@ class DirectWindowCore(WindowCore):
         """Emits the window ending at each timer's time (and drops the one whose lateness ended)."""
         if not due:
             return
-        table = self.table
-        data = table.data
-        private = table.private if table.sharing() else data.get
-        mark = table.mark
+        data, mark = self.table.data, self.table.mark
         size, lateness = self._size, self.lateness
         result, collect = self.aggregation.result, self.out.collect
         direct = self.window_function is None
         set_key = self.backend.set_current_key
         for ts, key in due:
-            windows = private(key)
+            windows = data.get(key)
             if windows is None:
                 continue
             span = (ts + 1 - size, ts + 1)

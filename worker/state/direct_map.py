@@ -2,31 +2,26 @@
 
 The window operator (``runtime/direct_windows.py``) adds each record to its key's windows with
 dict operations on ``data`` (``{key: {user_key: value}}``) instead of calling a map state's
-methods with the current key set: no Python frame per state access. The rules the state objects
-keep are the caller's then:
+methods with the current key set: no Python frame per state access, no copy-on-write check per
+record. Instead, a snapshot copies such a table whole in its synchronous part (``copy_map_table``:
+the maps, and values that are not immutable scalars), so the caller may change maps and values
+in place at any time. A copy per snapshot costs about what copy-on-write costs when most keys
+change between snapshots (a window state: every key's current window), without the check per
+access. The caller keeps the other rules of the state objects:
 
-- while a snapshot shares the table's objects (``sharing()``, read once per batch: snapshots are
-  taken between batches), a key's map is used through ``private(key)`` / ``private_or_new(key)``,
-  which replace the live map (and its mutable values) by a copy on the key's first access;
 - an emptied map is removed from ``data`` (a key without entries has no map);
 - ``mark`` (not None with incremental snapshots) is called with every key written.
 
-Copying a value: immutable scalars are kept, a list of immutable scalars (a typical accumulator)
-is copied with ``list.copy``, anything else with ``copy.deepcopy``.
-Callers: ``HashMapKeyedStateBackend.direct_map``; the window operator's fast path.
+Callers: ``HashMapKeyedStateBackend.direct_map`` and its ``_freeze``; the window operator's fast path.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from streamjob.worker.state.hashmap_states import IMMUTABLE_TYPES, HashTable
-
-
-class _Sharing(Protocol):
-    _inflight: int
+from streamjob.worker.state.hashmap_states import IMMUTABLE_TYPES
 
 
 def copy_value(value: Any) -> Any:
@@ -38,42 +33,27 @@ def copy_value(value: Any) -> Any:
         for item in value:
             if type(item) not in IMMUTABLE_TYPES:
                 return copy.deepcopy(value)
-        return value.copy()
+        return value.copy()  # a list of scalars (a typical accumulator)
     return copy.deepcopy(value)
 
 
+def copy_map_table(data: dict[Any, dict[Any, Any]]) -> dict[Any, dict[Any, Any]]:
+    """A copy of a map state's table sharing nothing that can change in place."""
+    immutable = IMMUTABLE_TYPES
+    return {
+        key: {k: v if type(v) in immutable else copy_value(v) for k, v in entries.items()}
+        for key, entries in data.items()
+    }
+
+
 class DirectMap:
-    """One map state's table and its copy-on-write bookkeeping (see the module docstring)."""
+    """One map state's table (see the module docstring)."""
 
-    __slots__ = ("_backend", "_copied", "data", "mark")
+    __slots__ = ("data", "mark")
 
-    def __init__(self, backend: _Sharing, table: HashTable, mark: Callable[[Any], None] | None) -> None:
-        self._backend = backend
-        self.data: dict[Any, dict[Any, Any]] = table.data
-        self._copied = table.copied
+    def __init__(self, data: dict[Any, dict[Any, Any]], mark: Callable[[Any], None] | None) -> None:
+        self.data = data
         self.mark = mark
 
-    def sharing(self) -> bool:
-        """Whether a snapshot may share the stored maps and values now (copy before changing them)."""
-        return self._backend._inflight > 0
 
-    def private(self, key: Any) -> dict[Any, Any] | None:
-        """The key's map, copied first if a snapshot may share it; None when the key has none."""
-        stored = self.data.get(key)
-        if stored is None or key in self._copied:
-            return stored
-        stored = {k: copy_value(v) for k, v in stored.items()}
-        self.data[key] = stored
-        self._copied.add(key)
-        return stored
-
-    def private_or_new(self, key: Any) -> dict[Any, Any]:
-        """The key's private map, a new empty one (stored) when it has none."""
-        stored = self.private(key)
-        if stored is None:
-            stored = self.data[key] = {}
-            self._copied.add(key)
-        return stored
-
-
-__all__ = ["DirectMap", "copy_value"]
+__all__ = ["DirectMap", "copy_map_table", "copy_value"]

@@ -38,7 +38,7 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
-from streamjob.worker.state.direct_map import DirectMap
+from streamjob.worker.state.direct_map import DirectMap, copy_map_table
 from streamjob.worker.state.hashmap_states import (
     HashAggregatingState,
     HashListState,
@@ -351,7 +351,9 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         self._get_state(descriptor)
         if descriptor.ttl_config is not None or descriptor.kind != "map":
             return None
-        return DirectMap(self, self._tables[descriptor.name], self._mark)
+        table = self._tables[descriptor.name]
+        table.copy_at_freeze = True
+        return DirectMap(table.data, self._mark)
 
     def _ttl_sweep(self, stored: StateDescriptor, config: StateTtlConfig) -> Callable[[], None] | None:
         """Incremental cleanup: every access checks the next ``cleanup_size`` keys of the state."""
@@ -369,7 +371,9 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         for name, table in self._tables.items():
             table.copied.clear()  # every stored object is shared with this snapshot again
             kind = table.descriptor.kind
-            data = table.data.copy()  # lists and maps too: copy-on-write (hashmap_states.py)
+            # a table changed in place by its direct user is copied whole (direct_map.py); lists and
+            # maps of the others are shared, copy-on-write (hashmap_states.py)
+            data = copy_map_table(table.data) if table.copy_at_freeze else table.data.copy()
             config = self._ttl_configs.get(name)
             cleanup = config is not None and config.cleanup_strategies.full_snapshot
             tables.append(

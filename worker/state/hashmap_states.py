@@ -62,6 +62,7 @@ class HashTable:
     descriptor: StateDescriptor
     data: dict[Any, Any] = field(default_factory=dict)
     copied: set[Any] = field(default_factory=set)  # keys made private since the last snapshot
+    copy_at_freeze: bool = False  # a snapshot copies the table whole (its values may change in place: direct_map.py)
 
 
 class HashStateBase:

@@ -456,12 +456,15 @@ class KeyedBackendBase(KeyedStateBackend):
             return group
 
         lookup = self._assigner.lookup  # keys held in dicts and sets are hashable
+        known = groups.get  # the common case without a call of group_for per timer
         for ts, key in timers[0]:
-            group = group_for(lookup(key))
+            key_group = lookup(key)
+            group = known(key_group) or group_for(key_group)
             if group is not None:
                 group.timers.append([ts, key])
         for ts, key in timers[1]:
-            group = group_for(lookup(key))
+            key_group = lookup(key)
+            group = known(key_group) or group_for(key_group)
             if group is not None:
                 group.event_timers.append([ts, key])
         yield
