@@ -73,6 +73,7 @@ class DirectWindowCore(WindowCore):
         self._size = assigner.size_ms
         self._slide: int = getattr(assigner, "slide_ms", assigner.size_ms)
         self._offset: int = getattr(assigner, "offset_ms", 0)
+        self._spans: dict[int, tuple[int, int]] = {}
 
     def process_batch(
         self, batch: list[Any], select: Callable[[Any], Any], timestamp_of: Callable[[Any], int] | None, now: int
@@ -99,6 +100,9 @@ class DirectWindowCore(WindowCore):
         wm, lateness, event_time = self.watermark, self.lateness, self.event_time
         late = self.late
         start, span = None, (0, 0)
+        spans = self._spans  # one tuple object per window start: a lookup matches the stored key by identity
+        if len(spans) > 256:
+            spans.clear()
         for r in batch:
             ts = now if timestamp_of is None else timestamp_of(r)
             key = select(r)
@@ -111,8 +115,9 @@ class DirectWindowCore(WindowCore):
             windows = windows_of(key)
             if windows is None:
                 windows = data[key] = {}
-            if last != start:
-                start, span = last, (last, last + size)
+            if last != start:  # the records of a batch fall in a few windows: their spans are shared objects
+                start = last
+                span = spans.get(last) or spans.setdefault(last, (last, last + size))
             acc = windows.get(span, _MISSING)
             if acc is _MISSING:
                 windows[span] = add(r, create())
