@@ -132,6 +132,20 @@ def test_same_output_and_late_records_as_the_general_path(
         assert counted == len(records) - len(fast[1]) if not lateness else counted > len(records) - len(fast[1])
 
 
+@pytest.mark.parametrize("lateness", [0, 25])
+def test_results_carry_the_window_max_timestamp_as_on_the_general_path(lateness: int, tmp_path: Path) -> None:
+    records = stream(1500)
+    sides = []
+    for general in (False, True):
+        c = make(make_backend("hashmap", tmp_path), TumblingEventTimeWindows.of(50), lateness, general=general)
+        c.stamp_results_with_window_end()
+        sides.append(run(c, records))
+    assert sides[0] == sides[1]
+    # record 0 is at -200 (every 97th is 200 ms late): alone in [-200, -150), stamped -151, (count 1, sum 0)
+    assert sides[0][0][0] == (-151, (1, 0))
+    assert all(ts % 50 == 49 for ts, _ in sides[0][0])
+
+
 def test_processing_time_windows_fire_by_the_clock(tmp_path: Path) -> None:
     c = make(make_backend("hashmap", tmp_path), TumblingProcessingTimeWindows.of(100))
     assert isinstance(c, DirectWindowCore)

@@ -200,6 +200,8 @@ class DirectWindowCore(WindowCore):
         size, lateness = self._size, self.lateness
         result, collect = self.aggregation.result, self.out.collect
         direct = self.window_function is None
+        stamped = direct and self.stamp_results  # results are (window.max_timestamp(), result) pairs
+        emitted: list[Any] = self.out.out if stamped else []
         set_key = self.backend.set_current_key
         for ts, key in due:
             windows = data.get(key)
@@ -208,7 +210,9 @@ class DirectWindowCore(WindowCore):
             span = (ts + 1 - size, ts + 1)
             acc = windows.get(span, _MISSING)
             if acc is not _MISSING:
-                if direct:
+                if stamped:
+                    emitted.append((ts, result(acc)))  # the window's max timestamp, as _emit stamps it
+                elif direct:
                     collect(result(acc))
                 else:
                     set_key(key)
