@@ -137,6 +137,8 @@ class Slot:
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.running: set[asyncio.Task[None]] = set()
         self.closed_tasks = 0
+        self.stay_after_finish = False
+        """A rescale in place finishes the tasks: the slot stays for the next deployment (``Finish.stay``)."""
         self.attempt: int | None = None
         """The attempt whose deployment this slot holds (None before the first and after a release)."""
         self.data = DataServer(
@@ -279,7 +281,8 @@ class Slot:
             for task in self.tasks.values():
                 self._guard(task, task.notify_aborted, message.cp)
         elif isinstance(message, Finish):
-            log.info("finishing the tasks")
+            log.info("finishing the tasks%s", " (the job is rescaled in place)" if message.stay else "")
+            self.stay_after_finish = message.stay
             self._expect_disconnects()
             for task in self.tasks.values():
                 task.finish()
@@ -322,6 +325,7 @@ class Slot:
         self.data.reset()
         old_dir = self.work_dir / f"attempt-{self.attempt}" if self.attempt is not None else None
         self.tasks, self.closed_tasks, self.failed, self.attempt = {}, 0, None, None
+        self.stay_after_finish = False
         gc.unfreeze()  # the failed attempt's objects were frozen by its start: let the collector have them
         if old_dir is not None:  # the failed attempt's local state (RocksDB instances, spill files)
             self.executor.submit(shutil.rmtree, old_dir, True)
@@ -501,6 +505,8 @@ class Slot:
         log.info("task %s ended (%d of %d)", task.name, self.closed_tasks, len(self.tasks))
         if self.closed_tasks == len(self.tasks):
             self.send(SlotFinished())
+            if self.stay_after_finish:
+                return  # a rescale: the JobMaster releases this slot and deploys the next attempt to it
             await asyncio.sleep(0.2)
             self.done.set()
             if self.writer is not None:

@@ -75,6 +75,8 @@ class OutcomeKind(enum.Enum):
     STOPPED_WITH_SAVEPOINT = "stopped_with_savepoint"
     """A stop-with-savepoint completed and every task ended: the job finished."""
     CANCELLED = "cancelled"
+    RESCALED = "rescaled"
+    """A rescale's stop-with-savepoint completed and every task ended: the slots stay for the next attempt."""
     FAILED = "failed"
     """The restart strategy decides whether another attempt runs."""
     FAILED_FINAL = "failed_final"
@@ -185,6 +187,8 @@ class Attempt:
         self._ended_input: set[tuple[str, int]] = set()
         self._final_checkpoint: int | None = None
         self._stopped_by: int | None = None
+        self.rescaling = False
+        """The next stop-with-savepoint is a rescale's: the slots stay (``Finish.stay``) and the outcome is RESCALED."""
         self._handlers: dict[type[Any], Callable[[SlotConnection, Any], None]] = {
             Register: self._on_register,
             Prepared: self._on_prepared,
@@ -311,12 +315,12 @@ class Attempt:
         self.end(outcome)  # an outcome found by ``run`` itself (a restore plan error, a timeout)
         ctx = self.ctx
         if self.coordinator is not None:
-            finished = outcome.kind in (OutcomeKind.FINISHED, OutcomeKind.STOPPED_WITH_SAVEPOINT)
+            finished = outcome.kind in (OutcomeKind.FINISHED, OutcomeKind.STOPPED_WITH_SAVEPOINT, OutcomeKind.RESCALED)
             self.coordinator.stop(
                 CheckpointFailureReason.JOB_FINISHED if finished else CheckpointFailureReason.JOB_STOPPING
             )
         ctx.savepoints.fail_open(f"the job attempt ended: {outcome.reason or outcome.kind.goodbye}")
-        if outcome.kind is OutcomeKind.FAILED:
+        if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.RESCALED):
             # The slots stay for the next attempt; ``JobMaster`` lets them go if the strategy gives up.
             ctx.registry.release(ctx.number)
             self.phase = AttemptPhase.ENDED
@@ -461,10 +465,12 @@ class Attempt:
         if checkpoint.stop:
             self._stopped_by = checkpoint.id
         if checkpoint.stop or (self._final_checkpoint is not None and checkpoint.id >= self._final_checkpoint):
-            self.ctx.registry.broadcast(Finish())
+            self.ctx.registry.broadcast(Finish(stay=checkpoint.stop and self.rescaling))
 
     def _on_checkpoint_failed(self, checkpoint: CompletedRef, reason: str) -> None:
         self.ctx.events("checkpoint_failed", {"id": checkpoint.id, "reason": reason})
+        if checkpoint.stop:
+            self.rescaling = False  # the tasks resume: a later stop-with-savepoint is not the rescale's
         coordinator = self.coordinator
         if self._final_checkpoint == checkpoint.id and coordinator is not None and not coordinator.stopped:
             self._final_checkpoint = coordinator.trigger().id
@@ -541,8 +547,11 @@ class Attempt:
     def _on_slot_finished(self, conn: SlotConnection, message: SlotFinished) -> None:
         self._finished_slots.add(conn.index)
         if len(self._finished_slots) == len(self.ctx.registry.slots):
-            stopped = self._stopped_by is not None
-            self.end(AttemptOutcome(OutcomeKind.STOPPED_WITH_SAVEPOINT if stopped else OutcomeKind.FINISHED))
+            if self._stopped_by is None:
+                self.end(AttemptOutcome(OutcomeKind.FINISHED))
+            else:
+                kind = OutcomeKind.RESCALED if self.rescaling else OutcomeKind.STOPPED_WITH_SAVEPOINT
+                self.end(AttemptOutcome(kind))
 
     def _on_metrics(self, conn: SlotConnection, message: Metrics) -> None:
         for t in message.tasks:

@@ -19,7 +19,7 @@ import ssl
 
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.jobmaster.jobmaster import JobMaster
-from streamjob.worker.jobmaster.slots import ControlLink, SlotConnection
+from streamjob.worker.jobmaster.slots import ControlLink, SlotConnection, SpareSlot
 from streamjob.worker.protocol.framing import FrameKind, Limits, read_frame
 from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeGate, accept, peer_name
 from streamjob.worker.protocol.messages import TO_JOBMASTER, ProtocolError, Register, decode
@@ -92,11 +92,12 @@ class ControlServer:
         except ProtocolError as err:
             log.warning("dropped the control connection from %s: %s", peer, err)
         finally:
-            self.jm.registry.spares.discard(link)
+            self.jm.registry.spares.pop(link, None)
             link.sender.cancel()
             writer.transport.abort()
-            if state.slot is not None:
-                self.jm.on_slot_lost(state.slot)
+            slot = state.slot or (state.spare.promoted if state.spare is not None else None)
+            if slot is not None:
+                self.jm.on_slot_lost(slot)
 
     async def _converse(self, reader: asyncio.StreamReader, state: _Conversation) -> None:
         """Registration, then every message to the JobMaster, until the connection ends (an exception)."""
@@ -111,9 +112,11 @@ class ControlServer:
             except ProtocolError as err:
                 log.warning("ignored a control message from %s: %s", link.peer, err)
                 continue
+            if state.slot is None and state.spare is not None and state.spare.promoted is not None:
+                state.slot, state.spare = state.spare.promoted, None  # a rescale up made it a slot
             if state.slot is not None:
                 jm.on_slot_message(state.slot, message)
-            elif state.spare:
+            elif state.spare is not None:
                 continue
             elif not isinstance(message, Register):
                 log.warning("ignored a '%s' message from %s before it registered", message.t, link.peer)
@@ -122,8 +125,7 @@ class ControlServer:
                 state.slot = jm.registry.register(link, (message.data_host, message.data_port), message.pid)
                 if state.slot is None:
                     log.info("a spare slot registered: the attempt has all its slots; it stays idle")
-                    jm.registry.spares.add(link)
-                    state.spare = True
+                    state.spare = jm.registry.add_spare(link, (message.data_host, message.data_port), message.pid)
 
 
 class _Conversation:
@@ -132,4 +134,4 @@ class _Conversation:
     def __init__(self, link: ControlLink) -> None:
         self.link = link
         self.slot: SlotConnection | None = None
-        self.spare = False
+        self.spare: SpareSlot | None = None

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from streamjob.worker.checkpoint.coordinator import CheckpointCoordinator
 from streamjob.worker.checkpoint.restore import plan_restore
@@ -39,11 +40,19 @@ from streamjob.worker.jobmaster.attempt import (
 )
 from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.plan import JobPlan
+from streamjob.worker.jobmaster.rescale import Rescale, rescaled_plan
 from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
 from streamjob.worker.jobmaster.savepoints import SavepointRequest, SavepointTracker
 from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
 from streamjob.worker.protocol.messages import Released, ToJobMaster
-from streamjob.worker.protocol.rest import FailureDetail, JobOverview, JobState, VertexView, WorkerView
+from streamjob.worker.protocol.rest import (
+    FailureDetail,
+    JobOverview,
+    JobState,
+    RescaleView,
+    VertexView,
+    WorkerView,
+)
 from streamjob.worker.storage.checkpoint_storage import CheckpointStorage, JobStorageLocation
 from streamjob.worker.storage.s3_settings import s3_settings_for
 from streamjob.worker.storage.snapshots import LoadedSnapshot
@@ -107,6 +116,11 @@ class JobMaster:
         self._backoff_restarts = 0
         """Restarts the strategy's delay counts (``restarts`` less the ones an exponential reset forgave)."""
         self._failure_times_ms: list[float] = []  # monotonic, for the failure-rate restart strategy
+        self.rescale: Rescale | None = None
+        """The last ``POST /rescale`` (``rescale.py``); its savepoint is the restore floor afterwards."""
+        self._rescale_plan: JobPlan | None = None
+        self._floor: LoadedSnapshot | None = None
+        """The last rescale's savepoint: a restart in place never restores a checkpoint older than it."""
         for warning in plan.settings.warnings():
             log.warning("%s", warning)
 
@@ -175,6 +189,7 @@ class JobMaster:
             control_address=self.jobmaster_address,
             checkpoints_uri=self.plan.checkpoints_uri,
             savepoints_uri=self.plan.savepoints_uri,
+            rescale=self.rescale.view() if self.rescale is not None else None,
         )
 
     # -- where the job starts -----------------------------------------------------------------------------
@@ -265,8 +280,12 @@ class JobMaster:
             outcome = await self._run_attempt(loaded)
             self._failure_detail = self.failure_detail  # the next attempt's own failure replaces it
             await self._completions_written()
-            if outcome.kind.failed and self._cancel_requested.is_set():
+            rescaled = outcome.kind is OutcomeKind.RESCALED
+            if (outcome.kind.failed or rescaled) and self._cancel_requested.is_set():
                 outcome = AttemptOutcome(OutcomeKind.CANCELLED)  # cancelled while the attempt was failing
+            elif rescaled:
+                loaded = await self._rescaled()
+                continue
             if outcome.kind is OutcomeKind.CANCELLED:
                 await self._let_slots_go("cancelled")  # released by the failing attempt: stop them now
                 await self._cleanup_after_cancel()
@@ -289,10 +308,99 @@ class JobMaster:
             await self._await_released()
             self.attempt += 1
             try:
-                loaded = await self._load_latest() or loaded
+                loaded = self._above_floor(await self._load_latest()) or loaded
             except StreamJobError as err:
                 # Storage briefly unreachable: this restart fails too; the strategy decides whether to retry.
                 loaded = await self._retry_restore(err)
+
+    # -- rescaling in place (rescale.py) ------------------------------------------------------------------
+    def request_rescale(self, parallelism: int) -> RescaleView:
+        """``POST /rescale``: stop with a savepoint, then run the next attempt at ``parallelism`` on these slots.
+
+        ``InvalidRescale`` (a 400) for a parallelism the job cannot take; ``ConfigError`` (a 409) while the
+        job is not RUNNING or a savepoint or rescale is in progress. The same parallelism is a no-op.
+        """
+        plan = rescaled_plan(self.plan, parallelism)
+        if self.rescale is not None and self.rescale.in_progress:
+            raise ConfigError(
+                f"a rescale to {self.rescale.target} is in progress; wait for it (GET /job, field rescale)"
+            )
+        coordinator = self._running_coordinator("a rescale can only start")
+        current = self._current
+        assert current is not None
+        if parallelism == self.graph.slots:
+            done = Rescale(source=parallelism, target=parallelism)
+            done.running()
+            return done.view()
+        if self.savepoints.in_progress is not None:
+            raise ConfigError("a savepoint is in progress; rescale once it ended (GET /savepoints/<id>)")
+        rescale = Rescale(source=self.graph.slots, target=parallelism)
+        directory = self._require_storage().new_savepoint_dir(None)
+        current.rescaling = True
+        request = self.savepoints.request(coordinator, directory, stop=True, on_failed=self._rescale_failed)
+        rescale.savepoint_request = request.id
+        self.rescale, self._rescale_plan = rescale, plan
+        self.events("rescaling", {"from": rescale.source, "to": rescale.target})
+        return rescale.view()
+
+    def _rescale_failed(self, reason: str) -> None:
+        """The rescale's savepoint failed: the rescale is FAILED and the attempt runs on at its parallelism."""
+        rescale = self.rescale
+        if rescale is None or not rescale.in_progress:
+            return
+        rescale.fail(f"the rescale's stop-with-savepoint failed: {reason}")
+        if self._current is not None:
+            self._current.rescaling = False
+        self.events("rescale_failed", {"from": rescale.source, "to": rescale.target, "reason": rescale.reason})
+
+    def _attempt_event(self, kind: str, data: dict[str, Any]) -> None:
+        """An attempt's event; ``running`` completes a rescale in progress (its gap ends here)."""
+        rescale = self.rescale
+        if kind == "running" and rescale is not None and rescale.in_progress and rescale.savepoint is not None:
+            rescale.running()
+            self.events("rescaled", {"from": rescale.source, "to": rescale.target, "gap_ms": rescale.gap_ms})
+        self.events(kind, data)
+
+    async def _rescaled(self) -> LoadedSnapshot:
+        """After a rescale's stop-with-savepoint: the rescaled plan, the slots resized, the savepoint loaded.
+
+        The slots finished their tasks and were released (``Attempt._end``); the surplus ones are let go
+        (their processes exit; on Kubernetes the operator deletes their pods), and the next attempt
+        waits for the missing ones (started by the launcher; on Kubernetes the operator's new pods,
+        possibly registered already as spares).
+        """
+        rescale, plan = self.rescale, self._rescale_plan
+        assert rescale is not None and plan is not None
+        request = self.savepoints.get(rescale.savepoint_request or "")
+        assert request is not None and request.location is not None
+        rescale.savepoint = request.location
+        self.plan, self.config, self.graph = plan, plan.config, plan.graph
+        await self._await_released()
+        await self.registry.shrink(rescale.target)
+        if self.launcher is not None:
+            await self._resize_launcher(rescale.target)
+        self.attempt += 1
+        storage = self._require_storage()
+        uri = await asyncio.get_running_loop().run_in_executor(
+            self.executor, storage.resolve_restore_target, request.location
+        )
+        self._floor = await self._load(uri or request.location)
+        return self._floor
+
+    async def _resize_launcher(self, slots: int) -> None:
+        """Waits (briefly) for the let-go slot processes to exit, then has the launcher start the missing ones."""
+        assert self.launcher is not None
+        deadline = time.monotonic() + 5.0
+        while len(self.launcher.pids()) > slots and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.launcher.resize(slots, self.jobmaster_address, self.attempt + 1)
+
+    def _above_floor(self, latest: LoadedSnapshot | None) -> LoadedSnapshot | None:
+        """The latest checkpoint, unless the last rescale's savepoint is newer (its sinks committed it)."""
+        floor = self._floor
+        if floor is None or (latest is not None and latest.metadata.checkpoint_id > floor.metadata.checkpoint_id):
+            return latest
+        return floor
 
     def _next_delay(self, ran_s: float) -> int | None:
         """The restart strategy's delay before the next attempt in place; None: give up (or not in place).
@@ -350,7 +458,7 @@ class JobMaster:
                 executor=self.executor,
                 stats=self.stats,
                 savepoints=self.savepoints,
-                events=self.events,
+                events=self._attempt_event,
                 launcher=self.launcher,
                 jobmaster_address=self.jobmaster_address,
                 # ids the last attempt used without leaving a directory (expired early) are not reused

@@ -34,6 +34,8 @@ class Launcher(Protocol):
 
     def replace_exited(self, jobmaster: str, attempt: int) -> int: ...
 
+    def resize(self, slots: int, jobmaster: str, attempt: int) -> None: ...
+
     def stop_all(self, grace_s: float = 0.0) -> None: ...
 
     def pids(self) -> list[int]: ...
@@ -177,6 +179,21 @@ class LocalProcessLauncher:
             self.procs[index] = self._spawn(index, jobmaster, attempt, env, append=False)
             replaced += 1
         return replaced
+
+    def resize(self, slots: int, jobmaster: str, attempt: int) -> None:
+        """A rescale in place: forgets the slot processes that exited (let go), then runs ``slots`` of them.
+
+        Surplus processes still running (one did not exit in time) are killed; missing ones start now.
+        """
+        alive = [(proc, log) for proc, log in zip(self.procs, self.logs, strict=True) if proc.poll() is None]
+        for proc, _ in alive[slots:]:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        alive = alive[:slots]
+        self.procs, self.logs = [p for p, _ in alive], [log for _, log in alive]
+        env = self._env() if len(alive) < slots else {}
+        for index in range(len(alive), slots):
+            self._spawn(index, jobmaster, attempt, env)
 
     def stop_all(self, grace_s: float = 0.0) -> None:
         """Waits up to ``grace_s`` for slots to exit on their own, then kills the rest and reaps them."""

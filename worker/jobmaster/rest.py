@@ -21,9 +21,11 @@ from streamjob.worker.checkpoint.stats import CheckpointRecord, CheckpointStats
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.jobmaster import JobMaster
 from streamjob.worker.jobmaster.metrics import render_metrics
+from streamjob.worker.jobmaster.rescale import InvalidRescale
 from streamjob.worker.jobmaster.rest_auth import token_middleware
 from streamjob.worker.jobmaster.savepoint_targets import InvalidSavepointTarget, SavepointTargetRefused
 from streamjob.worker.protocol.rest import (
+    RESCALE_REQUEST_ERRORS,
     SAVEPOINT_REQUEST_ERRORS,
     CancelAccepted,
     CheckpointCounts,
@@ -36,6 +38,7 @@ from streamjob.worker.protocol.rest import (
     ErrorBody,
     Health,
     LatestCheckpoints,
+    RescaleRequestBody,
     ResponseBody,
     SavepointRequestBody,
     SavepointTriggered,
@@ -158,6 +161,22 @@ async def savepoint_status(request: web.Request) -> web.Response:
     return _respond(req.view())
 
 
+async def rescale(request: web.Request) -> web.Response:
+    """Rescales in place (``rescale.py``): stop-with-savepoint, then the next attempt at the new parallelism."""
+    try:
+        body = RescaleRequestBody.model_validate(await _body(request))
+    except ValidationError as err:
+        field = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else "parallelism"
+        return _error(400, RESCALE_REQUEST_ERRORS.get(field, f"{field}: {err.errors()[0]['msg']}"))
+    try:
+        view = request.app[_JM].request_rescale(body.parallelism)
+    except InvalidRescale as err:
+        return _error(400, str(err))
+    except StreamJobError as err:
+        return _error(409, str(err))
+    return _respond(view, 202)
+
+
 async def cancel(request: web.Request) -> web.Response:
     """Cancels the job, honouring the externalized checkpoint cleanup."""
     await request.app[_JM].cancel()
@@ -180,6 +199,7 @@ def build_app(jm: JobMaster, *, rest_token: str) -> web.Application:
     app.router.add_post("/checkpoints", trigger_checkpoint)
     app.router.add_post("/savepoints", trigger_savepoint)
     app.router.add_get("/savepoints/{request_id}", savepoint_status)
+    app.router.add_post("/rescale", rescale)
     app.router.add_post("/cancel", cancel)
     app.router.add_get("/metrics", metrics)
     return app

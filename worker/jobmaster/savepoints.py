@@ -12,6 +12,7 @@ coordinator, ``fail_open`` when the attempt ends) and ``rest.py`` (``get``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +44,8 @@ class SavepointRequest:
     checkpoint_id: int | None = None
     stop: bool = False
     directory: str | None = None
+    on_failed: Callable[[str], None] | None = None
+    """Told the reason when the request fails (a rescale's savepoint: the rescale fails with it)."""
 
     def view(self) -> SavepointView:
         """The body of ``GET /savepoints/<id>``."""
@@ -59,6 +62,8 @@ class SavepointRequest:
         """Ends the request as FAILED, unless it already ended."""
         if self.status is SavepointStatus.IN_PROGRESS:
             self.status, self.reason = SavepointStatus.FAILED, reason
+            if self.on_failed is not None:
+                self.on_failed(reason)
 
 
 class SavepointTracker:
@@ -81,11 +86,18 @@ class SavepointTracker:
         """The request in progress, if any."""
         return next((r for r in self._requests.values() if r.status is SavepointStatus.IN_PROGRESS), None)
 
-    def request(self, coordinator: CheckpointCoordinator, directory: str, *, stop: bool) -> SavepointRequest:
+    def request(
+        self,
+        coordinator: CheckpointCoordinator,
+        directory: str,
+        *,
+        stop: bool,
+        on_failed: Callable[[str], None] | None = None,
+    ) -> SavepointRequest:
         """Starts a savepoint into ``directory`` (a fresh one) through the running attempt's coordinator."""
         if self.in_progress is not None:
             raise ConfigError("a savepoint is already in progress; wait for it (GET /savepoints/<id>)")
-        request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop, directory=directory)
+        request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop, directory=directory, on_failed=on_failed)
         self._requests[request.id] = request
 
         def triggered(pending: CheckpointRef) -> None:
@@ -114,4 +126,4 @@ class SavepointTracker:
     def _failed(self, checkpoint: CheckpointRef, reason: str) -> None:
         request = self._requests.get(checkpoint.request_id) if checkpoint.request_id else None
         if request is not None:
-            request.status, request.reason = SavepointStatus.FAILED, reason
+            request.fail(reason)

@@ -81,6 +81,17 @@ class SlotConnection:
         self.link.send(message)
 
 
+@dataclass
+class SpareSlot:
+    """A slot that registered while the attempt had all its slots: idle until a rescale needs it."""
+
+    link: ControlLink
+    data_address: tuple[str, int]
+    pid: int
+    promoted: SlotConnection | None = None
+    """Set when ``SlotRegistry.open_for`` made it a slot (its connection's messages then go to the attempt)."""
+
+
 class SlotRegistry:
     """The slots of the current attempt."""
 
@@ -89,12 +100,42 @@ class SlotRegistry:
         self.changed = asyncio.Event()
         self.accepting = 0
         self.opened = asyncio.Event()
-        self.spares: set[ControlLink] = set()
+        self.spares: dict[ControlLink, SpareSlot] = {}
 
     def open_for(self, count: int) -> None:
-        """Accepts up to ``count`` slots (one attempt's); slots still registered from the last attempt stay."""
+        """Accepts up to ``count`` slots (one attempt's); slots still registered from the last attempt stay.
+
+        Spare slots fill free indices first (a rescale up whose worker pods registered ahead of it).
+        """
         self.accepting = count
         self.opened.set()
+        for link, spare in list(self.spares.items()):
+            conn = self.register(link, spare.data_address, spare.pid)
+            if conn is None:
+                break
+            spare.promoted = conn
+            del self.spares[link]
+
+    def add_spare(self, link: ControlLink, data_address: tuple[str, int], pid: int) -> SpareSlot:
+        """Keeps a slot that found no free index (it idles until ``open_for`` promotes it, or the job ends)."""
+        spare = SpareSlot(link, data_address, pid)
+        self.spares[link] = spare
+        return spare
+
+    async def shrink(self, count: int) -> list[SlotConnection]:
+        """Lets the slots of index ``count`` and above go (a rescale down): goodbye, connection closed.
+
+        Returns them (their pids tell a launcher which processes end).
+        """
+        surplus = [conn for index, conn in sorted(self.slots.items()) if index >= count]
+        for conn in surplus:
+            conn.send(Bye(outcome="finished"))
+        for conn in surplus:
+            del self.slots[conn.index]
+            await conn.link.close()
+        if surplus:
+            self.changed.set()
+        return surplus
 
     @property
     def ready(self) -> int:

@@ -196,9 +196,14 @@ class Abort(_Message):
 
 
 class Finish(_Message):
-    """The final checkpoint completed: finish the tasks."""
+    """The final checkpoint completed: finish the tasks.
+
+    ``stay``: a rescale in place; the slot keeps its connection after its tasks ended and takes the
+    next deployment (after ``release``) instead of exiting.
+    """
 
     t: Literal["finish"] = "finish"
+    stay: bool = False
 
 
 class Cancel(_Message):

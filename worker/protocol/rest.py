@@ -118,6 +118,33 @@ class WorkerView(ResponseBody):
     address: tuple[str, int]
 
 
+class RescaleStatus(StrEnum):
+    """Where a ``POST /rescale`` is."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class RescaleView(ResponseBody):
+    """A rescale in place (``POST /rescale``, and ``GET /job``'s ``rescale``): from, to, through which savepoint.
+
+    ``savepoint`` is the stop-with-savepoint's directory once it completed; ``gap_ms`` the time from the
+    request to the new attempt's tasks running (a bound on the processing gap), None until it runs.
+    """
+
+    status: RescaleStatus
+    source: int
+    """The parallelism before."""
+    target: int
+    savepoint: str | None = None
+    reason: str | None = None
+    """Why it failed (the job keeps running at ``source`` unless its state says otherwise)."""
+    requested_at: float
+    """Seconds since the epoch."""
+    gap_ms: int | None = None
+
+
 class FailureDetail(ResponseBody):
     """The root cause of the last failed attempt in ``GET /job``: what raised, where, and the traceback's end.
 
@@ -151,6 +178,8 @@ class JobOverview(ResponseBody):
     """Why the last attempt failed (kept while the next one runs)."""
     failure_detail: FailureDetail | None = None
     """The same failure's root cause, structured (added later: older JobMasters omit it)."""
+    rescale: RescaleView | None = None
+    """The last ``POST /rescale`` of this JobMaster and where it is (None: never rescaled; older JobMasters omit it)."""
     vertices: tuple[VertexView, ...]
     workers: tuple[WorkerView, ...]
     records_in: int
@@ -235,6 +264,20 @@ SAVEPOINT_REQUEST_ERRORS = {
     "stop": "stop must be true or false",
 }
 """The 400 message for a bad field of ``SavepointRequestBody``."""
+
+
+class RescaleRequestBody(BaseModel):
+    """The body of ``POST /rescale``: the new parallelism (1 ≤ parallelism ≤ the job's max parallelism)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    parallelism: int
+
+
+RESCALE_REQUEST_ERRORS = {
+    "parallelism": 'parallelism must be a whole number, e.g. {"parallelism": 3}',
+}
+"""The 400 message for a bad field of ``RescaleRequestBody``."""
 
 
 class SavepointTriggered(ResponseBody):

@@ -109,6 +109,15 @@ class InProcessLauncher:
                 replaced += 1
         return replaced
 
+    def resize(self, slots: int, jobmaster: str, attempt: int) -> None:
+        """A rescale in place: forgets the slots that ended (let go), cancels any surplus, starts the missing."""
+        alive = [entry for entry in self.current if not entry[1].done()]
+        for _, task in alive[slots:]:
+            task.cancel()
+        self.current = alive[:slots]
+        for index in range(len(self.current), slots):
+            self.current.append(self._start_one(index, jobmaster, attempt))
+
     def _start_one(self, index: int, jobmaster: str, attempt: int) -> tuple[Slot, asyncio.Task[int]]:
         work = self.work_dir / f"attempt-{attempt}-slot-{index}"
         work.mkdir(parents=True, exist_ok=True)
