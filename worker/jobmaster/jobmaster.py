@@ -340,6 +340,9 @@ class JobMaster:
         request = self.savepoints.request(coordinator, directory, stop=True, on_failed=self._rescale_failed)
         rescale.savepoint_request = request.id
         self.rescale, self._rescale_plan = rescale, plan
+        if self.launcher is not None and parallelism > rescale.source:
+            # Started now, the new slot processes register as spares while the savepoint is taken.
+            self.launcher.resize(parallelism, self.jobmaster_address, self.attempt + 1)
         self.events("rescaling", {"from": rescale.source, "to": rescale.target})
         return rescale.view()
 
@@ -377,7 +380,7 @@ class JobMaster:
         self.plan, self.config, self.graph = plan, plan.config, plan.graph
         await self._await_released()
         await self.registry.shrink(rescale.target)
-        if self.launcher is not None:
+        if self.launcher is not None and rescale.target < rescale.source:
             await self._resize_launcher(rescale.target)
         self.attempt += 1
         storage = self._require_storage()
