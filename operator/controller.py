@@ -40,12 +40,14 @@ from streamjob.operator.reconciler.facts import (
     DeletePods,
     DeleteRetained,
     DeleteSnapshot,
+    DeleteWorkers,
     DeployAttempt,
     DeployWorkers,
     DiscardLineages,
     EventRecord,
     PatchSnapshot,
     ReplaceWorkers,
+    RescaleJob,
     SnapshotAction,
     TriggerCheckpoint,
     TriggerSavepoint,
@@ -162,8 +164,10 @@ async def execute(
         await kube.delete_pods(job.namespace, list(action.delete), 0)
     elif isinstance(action, DeletePods):
         await delete_pods(deps, body, keep_attempt=action.keep_attempt, grace=action.grace_seconds, retain=action)
-    elif isinstance(action, DeleteRetained):
+    elif isinstance(action, DeleteRetained | DeleteWorkers):
         await kube.delete_pods(job.namespace, list(action.names), 0)
+    elif isinstance(action, RescaleJob):
+        await _rescale(deps, body, status, action)
     elif isinstance(action, CreateSnapshot | PatchSnapshot | DeleteSnapshot | DiscardLineages):
         await execute_snapshot_action(deps, body, status, action)
     elif isinstance(action, TriggerSavepoint | TriggerCheckpoint):
@@ -186,6 +190,21 @@ async def execute(
             status = status.model_copy(update={"snapshot_request": req.model_copy(update=update)})
             body = await kube.replace_status(body, status_body(body.get("status"), status))
     return status, body
+
+
+async def _rescale(deps: Deps, body: dict[str, Any], status: StreamJobStatus, action: RescaleJob) -> None:
+    """``POST /rescale``; a refusal is logged and asked again next round (the planner times it out)."""
+    job = job_ref(body)
+    deployed = effective_spec(StreamJobSpec.parse(body["spec"]) if _parses(body) else None, status)
+    address = rest_address(action.jobmaster_ip, deployed)
+    try:
+        await deps.jobmaster.rescale(
+            address, action.parallelism, rest_token=job_rest_token(deps.config.operator_key, job)
+        )
+    except JobMasterError as err:
+        log.info(
+            "%s/%s: the JobMaster did not take the rescale to %d: %s", job.namespace, job.name, action.parallelism, err
+        )
 
 
 async def execute_snapshot_action(

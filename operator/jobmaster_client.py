@@ -24,6 +24,7 @@ from streamjob.worker.protocol.rest import (
     CancelAccepted,
     CheckpointTriggered,
     JobOverview,
+    RescaleView,
     SavepointStatus,
     SavepointTriggered,
     SavepointView,
@@ -67,6 +68,10 @@ class JobMasterApi(Protocol):
 
     async def cancel(self, address: str, *, rest_token: str | None) -> None:
         """``POST /cancel``."""
+        ...
+
+    async def rescale(self, address: str, parallelism: int, *, rest_token: str | None) -> RescaleView:
+        """``POST /rescale``: rescale in place through a stop-with-savepoint."""
         ...
 
 
@@ -126,7 +131,13 @@ class JobMasterClient:
         except JobMasterError as err:
             return JobMasterView(reachable=False, error=str(err))
         return JobMasterView(
-            reachable=True, state=overview.state, failure=overview.failure, detail=overview.failure_detail
+            reachable=True,
+            state=overview.state,
+            failure=overview.failure,
+            detail=overview.failure_detail,
+            parallelism=overview.parallelism,
+            registered_slots=len(overview.workers) + overview.spare_slots,
+            rescale=overview.rescale,
         )
 
     async def trigger_savepoint(
@@ -162,6 +173,11 @@ class JobMasterClient:
     async def cancel(self, address: str, *, rest_token: str | None) -> None:
         """See ``JobMasterApi``."""
         await self._call(CancelAccepted, "POST", address, "/cancel", {}, rest_token=rest_token)
+
+    async def rescale(self, address: str, parallelism: int, *, rest_token: str | None) -> RescaleView:
+        """See ``JobMasterApi``."""
+        body = {"parallelism": parallelism}
+        return await self._call(RescaleView, "POST", address, "/rescale", body, rest_token=rest_token)
 
 
 def _not_the_contract(model: type[BaseModel], call: str, err: ValidationError) -> JobMasterError:

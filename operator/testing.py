@@ -32,12 +32,14 @@ from streamjob.operator.reconciler.facts import (
     DeletePods,
     DeleteRetained,
     DeleteSnapshot,
+    DeleteWorkers,
     DeployAttempt,
     DeployWorkers,
     DiscardLineages,
     PatchSnapshot,
     Plan,
     ReplaceWorkers,
+    RescaleJob,
     SnapshotAction,
     TriggerCheckpoint,
     TriggerSavepoint,
@@ -57,7 +59,7 @@ from streamjob.operator.testing_adapters import (
 )
 from streamjob.operator.timeutil import format_time, parse_time
 from streamjob.operator.validation import parse_spec, validate
-from streamjob.worker.protocol.rest import FailureDetail, JobState
+from streamjob.worker.protocol.rest import FailureDetail, JobState, RescaleStatus, RescaleView
 from streamjob.worker.storage.layout import is_savepoint_location, savepoint_dir_name
 
 #: The planner's input as a function, so that a test can run another planner (e.g. an older one).
@@ -160,6 +162,10 @@ class PlannerWorld:
         self.slow_deletion = False  # deleted pods' objects stay for four ticks (kubelet and API server)
         self.snapshot_bodies: dict[str, dict[str, Any]] | None = None  # StreamJobSnapshots (None: no CRD)
         self.lineages_in_storage: set[str] = set()  # jobIds listed under the job's checkpoint root
+        self.jm_rescale: RescaleView | None = None  # GET /job's rescale: POST /rescale settles it in a tick
+        self.jm_parallelism: int | None = None  # after a rescale in place (else the deployed spec's)
+        self.rescale_outcome: RescaleStatus = RescaleStatus.COMPLETED
+        self.jm_registers = True  # the JobMaster reports registered slots (running workers × task slots)
 
     # -- facts -----------------------------------------------------------------------------------
     def latest(self, job_id: str) -> SnapshotInfo | None:
@@ -219,6 +225,7 @@ class PlannerWorld:
                 reachable=reachable,
                 state=self.jm_state if reachable else None,
                 detail=self.jm_detail if reachable else None,
+                **(self._rescale_facts() if reachable and dep is not None else {}),
             ),
             savepoint_poll=poll,
             latest={i: self.latest(i) for i in ids if i is not None},
@@ -227,6 +234,47 @@ class PlannerWorld:
             pod_retention_s=self.pod_retention_s,
             **self._snapshot_facts(spec),
         )
+
+    def _rescale_facts(self) -> dict[str, Any]:
+        """``GET /job``'s parallelism, registered slots and rescale of the deployed attempt's JobMaster."""
+        dep = self.status.deployment
+        assert dep is not None
+        spec = StreamJobSpec.parse(dep.spec)
+        workers = [p for p in self.pods.values() if p.attempt == dep.attempt and p.component == "worker"]
+        running = sum(1 for p in workers if p.phase == "Running" and p.failure is None)
+        return {
+            "parallelism": self.jm_parallelism or spec.parallelism,
+            "registered_slots": running * spec.task_slots if self.jm_registers else None,
+            "rescale": self.jm_rescale,
+        }
+
+    def _rescale(self, action: RescaleJob) -> None:
+        """``POST /rescale``: IN_PROGRESS now, settled (``rescale_outcome``) in the next tick."""
+        source = self.jm_parallelism or StreamJobSpec.parse(self.status.deployment.spec).parallelism  # type: ignore[union-attr]
+        if self.jm_rescale is not None and self.jm_rescale.status is RescaleStatus.IN_PROGRESS:
+            return  # a 409: one at a time
+        self.jm_rescale = RescaleView(
+            status=RescaleStatus.IN_PROGRESS,
+            source=source,
+            target=action.parallelism,
+            requested_at=self.now.timestamp(),
+        )
+
+    def _settle_rescale(self) -> None:
+        view, dep = self.jm_rescale, self.status.deployment
+        if view is None or view.status is not RescaleStatus.IN_PROGRESS or dep is None:
+            return
+        if self.rescale_outcome is not RescaleStatus.COMPLETED:
+            self.jm_rescale = view.model_copy(update={"status": self.rescale_outcome, "reason": "savepoint failed"})
+            return
+        self.jm_rescale = view.model_copy(
+            update={"status": RescaleStatus.COMPLETED, "savepoint": "s3://b/c/ns/demo/savepoint-rescale", "gap_ms": 900}
+        )
+        self.jm_parallelism = view.target
+        slots = StreamJobSpec.parse(dep.spec).task_slots
+        workers = sorted(n for n, p in self.pods.items() if p.attempt == dep.attempt and p.component == "worker")
+        for name in workers[-(-view.target // slots) :]:  # the JobMaster let their slots go: they exit 0
+            self.pods[name].phase = "Succeeded"
 
     def _snapshot_facts(self, spec: StreamJobSpec | None) -> dict[str, Any]:
         if self.snapshot_bodies is None:
@@ -329,6 +377,11 @@ class PlannerWorld:
             )
         elif isinstance(action, TriggerCheckpoint):
             self.add_checkpoint()
+        elif isinstance(action, RescaleJob):
+            self._rescale(action)
+        elif isinstance(action, DeleteWorkers):
+            for name in action.names:
+                self.pods.pop(name, None)
         elif isinstance(action, DeleteRetained):
             for name in action.names:
                 self.retained.pop(name, None)
@@ -347,6 +400,7 @@ class PlannerWorld:
             Deployed(at.attempt, at.job_id, at.restore_from, at.spec.parallelism, self.now, kind, started)
         )
         pod = FakePod(name, "jobmaster", at.attempt, at.spec.image)
+        self.jm_parallelism, self.jm_rescale = None, None  # a new JobMaster runs the attempt's spec
         if at.restore_from in self.unrestorable and not at.spec.allow_non_restored_state:
             pod.fails_on_start = f"pod {name} exited with code 1: {at.restore_from} holds state of an unknown operator"
         elif at.spec.image in self.unloadable_images:
@@ -389,6 +443,7 @@ class PlannerWorld:
                 pod.phase, pod.failure, pod.finished_at = "Failed", pod.fails_on_start, self.now
                 pod.final = pod.fails_final
         self._settle_savepoints()
+        self._settle_rescale()
         dep = self.status.deployment
         running = dep is not None and [
             p for p in self.pods.values() if p.attempt == dep.attempt and p.phase == "Running" and p.failure is None

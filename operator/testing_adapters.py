@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from streamjob.operator.model.jobmaster import JobMasterView, SavepointPoll
 from streamjob.operator.model.status import CorruptCheckpoint, SnapshotInfo
 from streamjob.operator.resources.labels import RETAINED_LABEL
 from streamjob.operator.settings import OperatorConfig
-from streamjob.worker.protocol.rest import JobState
+from streamjob.worker.protocol.rest import JobState, RescaleStatus, RescaleView
 from streamjob.worker.storage.layout import savepoint_dir_name
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -164,6 +165,10 @@ class FakeJobMaster:
         self.fail_savepoints = False
         self.cancelled: list[str] = []
         self.tokens: list[str | None] = []  # the REST tokens sent with mutating calls
+        self.rescales: list[int] = []  # every POST /rescale's parallelism
+        self.rescale_view: RescaleView | None = None
+        self.parallelism: int | None = None
+        self.registered_slots: int | None = None
 
     def _running(self, address: str) -> bool:
         ip = address.split(":")[0]
@@ -171,7 +176,13 @@ class FakeJobMaster:
 
     async def job(self, address: str) -> JobMasterView:
         """See ``JobMasterApi``."""
-        return JobMasterView(reachable=self._running(address), state=JobState.RUNNING)
+        return JobMasterView(
+            reachable=self._running(address),
+            state=JobState.RUNNING,
+            parallelism=self.parallelism,
+            registered_slots=self.registered_slots,
+            rescale=self.rescale_view,
+        )
 
     async def trigger_savepoint(
         self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
@@ -196,6 +207,18 @@ class FakeJobMaster:
         """See ``JobMasterApi``."""
         self.tokens.append(rest_token)
         self.cancelled.append(address)
+
+    async def rescale(self, address: str, parallelism: int, *, rest_token: str | None) -> RescaleView:
+        """See ``JobMasterApi``: recorded in ``rescales``; the next ``GET /job`` reports it COMPLETED."""
+        self.tokens.append(rest_token)
+        self.rescales.append(parallelism)
+        source = self.parallelism or 0
+        view = RescaleView(
+            status=RescaleStatus.IN_PROGRESS, source=source, target=parallelism, requested_at=time.time()
+        )
+        self.rescale_view = view.model_copy(update={"status": RescaleStatus.COMPLETED, "gap_ms": 700})
+        self.parallelism = parallelism
+        return view
 
 
 class FakeSnapshots:

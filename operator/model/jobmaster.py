@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from streamjob.worker.protocol.rest import FailureDetail, JobState
+from streamjob.worker.protocol.rest import FailureDetail, JobState, RescaleView
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,12 @@ class JobMasterView:
     """Why its last attempt failed (``GET /job``'s ``failure``)."""
     detail: FailureDetail | None = None
     """The same failure's root cause: exception, operator, traceback (``failure_detail``)."""
+    parallelism: int | None = None
+    """The running attempt's parallelism (its slots)."""
+    registered_slots: int | None = None
+    """Slots registered with it, spare ones included (a rescale up waits for them)."""
+    rescale: RescaleView | None = None
+    """Its last ``POST /rescale`` (``GET /job``'s ``rescale``)."""
 
 
 @dataclass(frozen=True)

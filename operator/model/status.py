@@ -50,6 +50,8 @@ class OperationKind(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     REDEPLOY = "redeploy"
+    RESCALE = "rescale"
+    """A parallelism change in place: the same attempt and JobMaster (``reconciler/rescale.py``)."""
 
 
 class OperationStep(StrEnum):

@@ -42,6 +42,21 @@ class ReplaceWorkers:
 
 
 @dataclass(frozen=True)
+class DeleteWorkers:
+    """Delete surplus worker pods of the running attempt after a rescale down (the JobMaster let their slots go)."""
+
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RescaleJob:
+    """``POST /rescale {"parallelism": N}``: the JobMaster rescales in place; ``GET /job`` reports how it went."""
+
+    jobmaster_ip: str
+    parallelism: int
+
+
+@dataclass(frozen=True)
 class DeletePods:
     """Delete every pod and ConfigMap of the job except those of ``keep_attempt``."""
 
@@ -110,6 +125,8 @@ Action = (
     DeployAttempt
     | DeployWorkers
     | ReplaceWorkers
+    | DeleteWorkers
+    | RescaleJob
     | DeletePods
     | DeleteRetained
     | TriggerSavepoint

@@ -41,6 +41,7 @@ LIFECYCLE_OF = {
     OperationKind.RESTART: LifecycleState.RECOVERING,
     OperationKind.UPGRADE: LifecycleState.UPGRADING,
     OperationKind.REDEPLOY: LifecycleState.UPGRADING,
+    OperationKind.RESCALE: LifecycleState.UPGRADING,
     OperationKind.ROLLBACK: LifecycleState.ROLLING_BACK,
     OperationKind.SUSPEND: LifecycleState.SUSPENDING,
 }

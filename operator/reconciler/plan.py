@@ -20,13 +20,14 @@ from streamjob.operator.model.status import (
     Deployment,
     LifecycleState,
     NonceStatus,
+    OperationKind,
     OperationStep,
     RestartsStatus,
     SnapshotInfo,
     SnapshotRequest,
 )
 from streamjob.operator.observer.facts import Facts
-from streamjob.operator.reconciler import conditions, root_cause, snapshot_resources
+from streamjob.operator.reconciler import conditions, rescale, root_cause, snapshot_resources
 from streamjob.operator.reconciler import operation_starts as starts
 from streamjob.operator.reconciler import operations as ops
 from streamjob.operator.reconciler.conditions import Progress
@@ -51,7 +52,9 @@ def plan(facts: Facts) -> Plan:
     root_cause.observe(d)
     observe_snapshots(d)
     report_corrupt(d)
-    if d.status.operation is not None:
+    if d.status.operation is not None and d.status.operation.kind is OperationKind.RESCALE:
+        rescale.advance(d)
+    elif d.status.operation is not None:
         ops.advance(d)
     elif valid:
         _steady(d)
@@ -258,10 +261,12 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
         starts.start_restart(d, spec, reason=f"restartNonce {spec.restart_nonce}", counted=False)
     elif held:
         _triggers(d, spec)
+    elif change.kind is ChangeKind.SCALE:
+        d.update(last_reconciled_spec=spec.wire())
+        rescale.start(d, spec, generation=gen, change=change)
     elif change.redeploys:
         d.update(last_reconciled_spec=spec.wire())
-        what = "rescale" if change.kind is ChangeKind.SCALE else "spec changed"
-        starts.start_upgrade(d, spec, generation=gen, reason=f"{what}: {change.describe()}")
+        starts.start_upgrade(d, spec, generation=gen, reason=f"spec changed: {change.describe()}")
     else:
         if change.kind is not ChangeKind.NONE:
             d.update(last_reconciled_spec=spec.wire())

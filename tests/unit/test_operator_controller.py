@@ -66,6 +66,7 @@ def test_savepoint_request_id_is_recorded_and_upgrade_restores_it() -> None:
     asyncio.run(rounds(deps, kube, 5))
     assert kube.job is not None
     kube.job["spec"]["parallelism"] = 3
+    kube.job["spec"]["image"] = "app:2"  # not parallelism alone: an upgrade, not a rescale in place
     kube.job["metadata"]["generation"] = 2
     asyncio.run(rounds(deps, kube, 12))
     st = status(kube)
@@ -75,6 +76,22 @@ def test_savepoint_request_id_is_recorded_and_upgrade_restores_it() -> None:
     assert "create:Pod:demo-worker-2-2" in kube.calls
     # The savepoint call carried the job's REST token, derived from the operator key, not read.
     assert jm.tokens == [job_rest_token(OPERATOR_KEY, controller.job_ref(kube.job))]
+
+
+def test_a_parallelism_change_rescales_in_place_with_the_token() -> None:
+    deps, kube, jm, _snaps = make()
+    asyncio.run(rounds(deps, kube, 5))
+    assert kube.job is not None and status(kube).lifecycle_state.value == "Running"
+    kube.job["spec"]["parallelism"] = 3  # what `kubectl scale sj/demo --replicas=3` writes
+    kube.job["metadata"]["generation"] = 2
+    asyncio.run(rounds(deps, kube, 8))
+    st = status(kube)
+    assert st.lifecycle_state.value == "Running" and st.parallelism == 3 and st.attempt == 1
+    assert st.deployment is not None and st.deployment.spec["parallelism"] == 3
+    assert jm.rescales == [3] and not jm.savepoints, "no stop-with-savepoint through POST /savepoints"
+    assert "create:Pod:demo-worker-1-2" in kube.calls and not any("jobmaster-2" in c for c in kube.calls)
+    assert jm.tokens == [job_rest_token(OPERATOR_KEY, controller.job_ref(kube.job))]
+    assert any(e[0] == "Rescaled" and "from 2 to 3" in e[1] for e in kube.events), kube.events
 
 
 def test_unknown_status_keys_are_kept() -> None:

@@ -184,7 +184,7 @@ def test_backoff_grows_exponentially() -> None:
 
 def test_savepoint_upgrade_rescales_from_a_fresh_savepoint() -> None:
     w = started()
-    w.update_spec(parallelism=3)
+    w.update_spec(parallelism=3, image="app:2")  # not parallelism alone: no rescale in place
     w.step()
     assert w.status.lifecycle_state is LifecycleState.UPGRADING
     assert w.status.last_reconciled_spec is not None and w.status.last_reconciled_spec["parallelism"] == 3
@@ -199,7 +199,7 @@ def test_savepoint_upgrade_rescales_from_a_fresh_savepoint() -> None:
 
 def test_last_state_upgrade_restores_the_latest_checkpoint_without_a_savepoint() -> None:
     w = started()
-    w.update_spec(parallelism=3, upgradeMode="last-state")
+    w.update_spec(parallelism=3, upgradeMode="last-state", image="app:2")
     w.checkpointing = False
     w.run_until(lambda w: w.status.operation is not None)
     w.run_until(running)
@@ -361,7 +361,7 @@ def test_invalid_spec_is_reported_and_nothing_is_deployed() -> None:
 def test_operator_restart_mid_upgrade_takes_one_savepoint() -> None:
     w = started()
     w.savepoint_outcome = "HANG"
-    w.update_spec(parallelism=3)
+    w.update_spec(parallelism=3, image="app:2")
     w.run_until(lambda w: w.status.snapshot_request is not None and w.status.snapshot_request.request_id is not None)
     # A new operator process sees only what status holds; rounds are stateless so it resumes the same step.
     w.status = StreamJobStatus.parse(w.status.wire())
@@ -597,7 +597,7 @@ def test_restart_of_a_lineage_started_from_a_savepoint_restores_it_without_stora
 
 def test_upgrade_lineage_is_recorded_in_status() -> None:
     w = started()
-    w.update_spec(parallelism=3)
+    w.update_spec(parallelism=3, image="app:2")
     w.run_until(lambda w: running(w) and w.status.parallelism == 3)
     first, second = w.status.lineage[1], w.status.lineage[0]
     assert (first.job_id, first.started_from) == ("job01", None)

@@ -474,9 +474,8 @@ def test_scale_status_reports_the_running_parallelism_and_the_worker_selector() 
     assert w.status.parallelism == 1
     w.update_spec(parallelism=3)  # what `kubectl scale --replicas=3` writes
     w.run_until(lambda w: running(w) and w.status.parallelism == 3)
-    attempt, _, restore_from, parallelism = w.deployed[-1]
-    assert parallelism == 3 and attempt == 2 and restore_from in w.savepoints, "a rescale restores its savepoint"
-    workers = [p for p in w.pods.values() if p.view().component == "worker" and p.view().attempt == attempt]
+    assert len(w.deployed) == 1 and w.jm_parallelism == 3, "rescaled in place: the same attempt and JobMaster"
+    workers = [p for p in w.pods.values() if p.view().component == "worker" and p.view().attempt == 1]
     assert len(workers) == 3
 
 

@@ -185,6 +185,7 @@ class JobMaster:
             workers=tuple(
                 WorkerView(slot=c.index, pid=c.pid, address=c.data_address) for c in self.registry.slots.values()
             ),
+            spare_slots=len(self.registry.spares),
             records_in=self.records_in_total(),
             control_address=self.jobmaster_address,
             checkpoints_uri=self.plan.checkpoints_uri,

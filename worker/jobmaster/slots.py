@@ -130,8 +130,8 @@ class SlotRegistry:
         surplus = [conn for index, conn in sorted(self.slots.items()) if index >= count]
         for conn in surplus:
             conn.send(Bye(outcome="finished"))
+            del self.slots[conn.index]  # before any await: its connection may close meanwhile (``remove``)
         for conn in surplus:
-            del self.slots[conn.index]
             await conn.link.close()
         if surplus:
             self.changed.set()

@@ -182,6 +182,8 @@ class JobOverview(ResponseBody):
     """The last ``POST /rescale`` of this JobMaster and where it is (None: never rescaled; older JobMasters omit it)."""
     vertices: tuple[VertexView, ...]
     workers: tuple[WorkerView, ...]
+    spare_slots: int = 0
+    """Slots registered beyond the attempt's (idle until a rescale up needs them)."""
     records_in: int
     """Records the sources read in this attempt."""
     control_address: str
