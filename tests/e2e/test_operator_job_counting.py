@@ -7,7 +7,9 @@ processes need nothing else on their path. ``check_exact`` verifies the committe
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -30,13 +32,15 @@ def _row_key(row: dict[str, int]) -> int:
 
 
 def counting_job(argv: list[str]) -> Any:
-    """``argv`` (the StreamJob's ``args``): output URI, count, records per second, checkpoint interval ms, extra.
+    """``argv`` (the StreamJob's ``args``): output URI, count, records per second, checkpoint interval ms, extra, stamp.
 
     ``extra`` = ``1`` adds a stateful pass-through operator (uid ``extra``) before the sink: its
     snapshots hold state that the job without it cannot restore unless non-restored state is allowed.
+    ``stamp`` = ``1`` adds the wall-clock time each row was made (``t``), to measure processing gaps.
     """
-    defaults = ["file:///tmp/streamjob-counting", "4000", "400", "300", "0"]
-    out_uri, count, rate, interval_ms, extra = (list(argv) + defaults[len(argv) :])[:5]
+    defaults = ["file:///tmp/streamjob-counting", "4000", "400", "300", "0", "0"]
+    out_uri, count, rate, interval_ms, extra, stamp = (list(argv) + defaults[len(argv) :])[:6]
+    stamped = stamp == "1"
     from streamjob.worker.api import RichMapFunction, StreamExecutionEnvironment, ValueStateDescriptor
     from streamjob.worker.api.file_sink import FileSink
 
@@ -47,7 +51,10 @@ def counting_job(argv: list[str]) -> Any:
         def map(self, value: int) -> dict[str, int]:
             total = self.total.value() + value
             self.total.update(total)
-            return {"k": value % KEYS, "i": value, "sum": total}
+            row = {"k": value % KEYS, "i": value, "sum": total}
+            if stamped:
+                row["t"] = time.time()  # type: ignore[assignment]
+            return row
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(int(interval_ms))
@@ -66,6 +73,12 @@ def counting_job(argv: list[str]) -> Any:
         sums = sums.key_by(_row_key).map(SeenCount()).uid("extra")
     sums.add_sink(FileSink(out_uri)).uid("out")
     return env
+
+
+def pauses_above(out_dir: Path, seconds: float) -> list[float]:
+    """Every pause between consecutive rows made longer than ``seconds``, in time order."""
+    times = sorted(json.loads(line)["t"] for part in out_dir.rglob("part-*") for line in part.read_text().splitlines())
+    return [b - a for a, b in itertools.pairwise(times) if b - a > seconds]
 
 
 def check_exact(out_dir: Path, count: int) -> None:

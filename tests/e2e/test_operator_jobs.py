@@ -273,7 +273,9 @@ def test_jobmaster_crash_recovers_from_storage_alone(job: Job, node_agent: NodeA
 def test_rescale_two_to_three(job: Job, mode: str) -> None:
     job.create(count=8000, rate=400, upgradeMode=mode)
     before = job.wait(lambda s: checkpointed(s, 2), "checkpoints")
-    job.patch({"parallelism": 3})
+    # With another field changed a rescale is an upgrade (parallelism alone rescales in place:
+    # test_operator_rescale.py).
+    job.patch({"parallelism": 3, "taskManager": {"labels": {"rescaled": "yes"}}})
     after = job.wait(lambda s: running(s) and s.get("parallelism") == 3, "rescaled to 3")
     restored = after.get("restoreFrom") or ""
     if mode == "savepoint":

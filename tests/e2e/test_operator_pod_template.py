@@ -5,17 +5,13 @@ container, a sidecar, envFrom and labels gets them in its JobMaster and worker p
 runs the init container before the job's containers and the sidecar beside them), finishes with
 exact output and is Finished although its sidecars still run. A template that takes an
 operator-owned field or has an unknown field is kept as written (nothing pruned) and refused by the
-operator naming each field, with nothing deployed. ``kubectl scale sj/counting --replicas=2``
-rescales a running job through a savepoint with exact output; the test measures the processing gap.
+operator naming each field, with nothing deployed. (``kubectl scale``: ``test_operator_rescale.py``.)
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,7 @@ from tests.cluster.node_agent import NodeAgent
 from tests.e2e import test_operator_jobs as jobs
 from tests.e2e.test_operator_images import events_until, job_pods
 from tests.e2e.test_operator_job_counting import ENTRYPOINT, check_exact
-from tests.e2e.test_operator_jobs import Job, Json, checkpointed, finished, running, sj_path
+from tests.e2e.test_operator_jobs import Job, Json, checkpointed, finished, sj_path
 
 # The operator (one per module, watching every namespace) and the counting job of test_operator_jobs.
 operator = jobs.operator
@@ -164,82 +160,3 @@ def test_conflicting_and_unknown_template_fields_are_kept_and_refused_by_name(jo
     assert "spec.podTemplate.spec.containers[0].command: set by the operator" in status["error"]
     assert "imagePullSecret:" not in status["error"]
     assert not job_pods(job)
-
-
-class GapProbe:
-    """Polls the JobMaster of each attempt (``GET /job``) to time when the job stopped and ran again."""
-
-    def __init__(self, job: Job, node_agent: NodeAgent) -> None:
-        self.job, self.node_agent = job, node_agent
-        self.seen: list[tuple[float, int, str]] = []  # (monotonic time, attempt, state)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            for pod in job_pods(self.job):
-                labels = pod["metadata"]["labels"]
-                ip = (pod.get("status") or {}).get("podIP")
-                if labels.get("app.kubernetes.io/component") != "jobmaster" or not ip:
-                    continue
-                try:
-                    with urllib.request.urlopen(f"http://{ip}:8081/job", timeout=1) as answer:
-                        state = json.loads(answer.read())["state"]
-                except Exception:
-                    continue
-                self.seen.append((time.monotonic(), int(labels["streamjob.dev/attempt"]), state))
-            self.stop.wait(0.1)
-
-    def gap(self, old: int, new: int) -> tuple[float, float]:
-        """Seconds from the old attempt's last RUNNING answer to the new one's first, and to its first answer."""
-        last_old = max(t for t, attempt, state in self.seen if attempt == old and state == "RUNNING")
-        first_new = min(t for t, attempt, state in self.seen if attempt == new and state == "RUNNING")
-        answered = min(t for t, attempt, _ in self.seen if attempt == new)
-        return first_new - last_old, answered - last_old
-
-
-def test_kubectl_scale_rescales_through_a_savepoint_with_exact_output(
-    job: Job, node_agent: NodeAgent, capsys: pytest.CaptureFixture[str]
-) -> None:
-    job.create(count=12000, rate=400, parallelism=1, upgradeMode="savepoint")
-    before = job.wait(lambda s: checkpointed(s, 1) and s.get("parallelism") == 1, "a checkpoint at parallelism 1")
-    scale_path = sj_path(job.namespace, job.name) + "/scale"
-    scale = job.kube.raw.get(scale_path)
-    assert scale["spec"]["replicas"] == 1 and scale["status"]["replicas"] == 1
-    assert "streamjob.dev/job=counting" in scale["status"]["selector"]
-    # Beyond maxParallelism (128 by default) the API server refuses the scale with the CRD's rule.
-    refused = job.kube.kubectl("scale", "-n", job.namespace, "sj/counting", "--replicas=200", check=False)
-    assert refused.returncode != 0 and "parallelism must not exceed maxParallelism" in refused.stderr, refused
-    assert job.kube.raw.get(scale_path)["spec"]["replicas"] == 1
-    probe = GapProbe(job, node_agent)
-    probe.thread.start()
-    try:
-        job.kube.wait_for(lambda: probe.seen, 30, "the probe to reach the JobMaster")
-        out = job.kube.kubectl("scale", "-n", job.namespace, "sj/counting", "--replicas=2").stdout
-        assert "scaled" in out, out
-        after = job.wait(
-            lambda s: running(s) and s.get("parallelism") == 2 and s["attempt"] > before["attempt"],
-            "the rescale",
-            timeout=180,
-        )
-        job.kube.wait_for(
-            lambda: any(a == after["attempt"] and s == "RUNNING" for _, a, s in probe.seen), 30, "the new attempt"
-        )
-    finally:
-        probe.stop.set()
-        probe.thread.join(5)
-    gap, jobmaster_up = probe.gap(before["attempt"], after["attempt"])
-    with capsys.disabled():
-        print(
-            f"\nkubectl scale 1 -> 2: processing gap {gap:.2f} s (old JobMaster's last RUNNING to the new one's "
-            f"first; its REST answered after {jobmaster_up:.2f} s)"
-        )
-    scale = job.kube.raw.get(scale_path)
-    assert scale["spec"]["replicas"] == 2 and scale["status"]["replicas"] == 2
-    workers = [p for p in job_pods(job) if p["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]
-    assert len({p["metadata"]["name"] for p in workers if p["metadata"]["labels"]["streamjob.dev/attempt"]
-                == str(after["attempt"])}) == 2  # fmt: skip
-    upgrades = [sp for sp in after.get("savepointHistory", []) if sp.get("trigger") == "upgrade"]
-    assert upgrades and after["restoreFrom"] == upgrades[0]["location"], after
-    job.wait(finished, "the job to finish", timeout=240)
-    check_exact(job.out, 12000)
