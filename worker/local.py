@@ -125,6 +125,12 @@ class Progress:
             self.line(
                 f"restarting in {data['delay_ms'] / 1000:.1f} s from the latest checkpoint (restart {data['restart']})"
             )
+        elif kind == "rescaling":
+            self.line(f"rescaling {data['from']} → {data['to']} in place: stop-with-savepoint, then the next attempt")
+        elif kind == "rescaled":
+            self.line(f"rescaled {data['from']} → {data['to']}: running again {data['gap_ms']} ms after the request")
+        elif kind == "rescale_failed":
+            self.line(f"rescale {data['from']} → {data['to']} failed, running on at {data['from']}: {data['reason']}")
         elif kind == "failed":
             self.line(f"job FAILED: {data['reason']}")
         elif kind in ("finished", "canceled"):

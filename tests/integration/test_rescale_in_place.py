@@ -94,3 +94,39 @@ def test_rescale_up_and_down_keeps_the_jobmaster_and_exact_output(tmp_path_facto
     assert len(events) > 0
     problem = keyed_sum.check_exactly_once(read_committed(out), events)
     assert problem is None, problem
+
+
+def test_a_failure_right_after_a_rescale_restores_its_savepoint_not_an_older_checkpoint(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Before the rescaled attempt's first checkpoint, the newest checkpoint predates the savepoint.
+
+    Its two-phase-commit sinks committed the savepoint's output, so restoring the older checkpoint
+    would write that output again: a restart in place restores the savepoint instead.
+    """
+    root = tmp_path_factory.mktemp("rescale-floor").as_uri()
+    out = f"{root}/out"
+    with LocalJob(
+        KEYED_SUM,
+        f"out={out}",
+        f"count={LONG}",
+        "rate=1000",
+        "interval=600000",  # no periodic checkpoint: only the one triggered below
+        "restarts=5",
+        checkpoint_dir=f"{root}/checkpoints",
+        parallelism=2,
+    ) as job:
+        job.wait_for_running()
+        job.post("/checkpoints")
+        job.wait_for_checkpoints(1)
+        up = _rescale(job, 3)
+        assert up.rescale is not None and up.rescale.savepoint is not None
+        job.kill_worker(2)
+        info = JobOverview.model_validate(job.wait_for_running(restarts=1))
+        assert info.restored_from is not None and up.rescale.savepoint in info.restored_from, info.restored_from
+        assert info.parallelism == 3 and job.pid is not None and job.returncode is None
+        savepoint = stop_with_savepoint(job)
+        assert job.wait() == 0, job.describe()
+    events = consumed_by_savepoint(savepoint, LONG)
+    problem = keyed_sum.check_exactly_once(read_committed(out), events)
+    assert problem is None, problem
