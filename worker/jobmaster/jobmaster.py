@@ -363,6 +363,9 @@ class JobMaster:
         if kind == "running" and rescale is not None and rescale.in_progress and rescale.savepoint is not None:
             rescale.running()
             self.events("rescaled", {"from": rescale.source, "to": rescale.target, "gap_ms": rescale.gap_ms})
+            # Until a checkpoint of the new attempt completes, the newest one in storage predates the savepoint:
+            # take one as soon as the coordinator runs (just after this event), to close that window.
+            asyncio.get_running_loop().call_soon(self._checkpoint_after_rescale)
         self.events(kind, data)
 
     async def _rescaled(self) -> LoadedSnapshot:
@@ -390,6 +393,14 @@ class JobMaster:
         )
         self._floor = await self._load(uri or request.location)
         return self._floor
+
+    def _checkpoint_after_rescale(self) -> None:
+        coordinator = self.coordinator
+        if coordinator is not None and not coordinator.stopped and self.state is JobState.RUNNING:
+            try:
+                coordinator.trigger()
+            except StreamJobError as err:  # the periodic checkpoints will close the window instead
+                log.info("no checkpoint right after the rescale: %s", err)
 
     async def _resize_launcher(self, slots: int) -> None:
         """Waits (briefly) for the let-go slot processes to exit, then has the launcher start the missing ones."""
