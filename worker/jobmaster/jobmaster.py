@@ -40,7 +40,7 @@ from streamjob.worker.jobmaster.attempt import (
 )
 from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.plan import JobPlan
-from streamjob.worker.jobmaster.rescale import Rescale, rescaled_plan
+from streamjob.worker.jobmaster.rescale import Rescale, above_floor, rescaled_plan, resize_launcher
 from streamjob.worker.jobmaster.savepoint_targets import check_savepoint_target, savepoint_roots
 from streamjob.worker.jobmaster.savepoints import SavepointRequest, SavepointTracker
 from streamjob.worker.jobmaster.slots import SlotConnection, SlotRegistry
@@ -309,7 +309,7 @@ class JobMaster:
             await self._await_released()
             self.attempt += 1
             try:
-                loaded = self._above_floor(await self._load_latest()) or loaded
+                loaded = above_floor(await self._load_latest(), self._floor) or loaded
             except StreamJobError as err:
                 # Storage briefly unreachable: this restart fails too; the strategy decides whether to retry.
                 loaded = await self._retry_restore(err)
@@ -385,7 +385,7 @@ class JobMaster:
         await self._await_released()
         await self.registry.shrink(rescale.target)
         if self.launcher is not None and rescale.target < rescale.source:
-            await self._resize_launcher(rescale.target)
+            await resize_launcher(self.launcher, rescale.target, self.jobmaster_address, self.attempt + 1)
         self.attempt += 1
         storage = self._require_storage()
         uri = await asyncio.get_running_loop().run_in_executor(
@@ -401,21 +401,6 @@ class JobMaster:
                 coordinator.trigger()
             except StreamJobError as err:  # the periodic checkpoints will close the window instead
                 log.info("no checkpoint right after the rescale: %s", err)
-
-    async def _resize_launcher(self, slots: int) -> None:
-        """Waits (briefly) for the let-go slot processes to exit, then has the launcher start the missing ones."""
-        assert self.launcher is not None
-        deadline = time.monotonic() + 5.0
-        while len(self.launcher.pids()) > slots and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        self.launcher.resize(slots, self.jobmaster_address, self.attempt + 1)
-
-    def _above_floor(self, latest: LoadedSnapshot | None) -> LoadedSnapshot | None:
-        """The latest checkpoint, unless the last rescale's savepoint is newer (its sinks committed it)."""
-        floor = self._floor
-        if floor is None or (latest is not None and latest.metadata.checkpoint_id > floor.metadata.checkpoint_id):
-            return latest
-        return floor
 
     def _next_delay(self, ran_s: float) -> int | None:
         """The restart strategy's delay before the next attempt in place; None: give up (or not in place).

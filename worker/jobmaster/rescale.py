@@ -10,14 +10,17 @@ it, ``attempt.Attempt`` ends with ``OutcomeKind.RESCALED``. The checks and the p
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass, field, replace
 
 from streamjob.worker.errors import ConfigError, PipelineError
 from streamjob.worker.graph.job_graph import build_job_graph
+from streamjob.worker.jobmaster.launcher import Launcher
 from streamjob.worker.jobmaster.plan import JobPlan
 from streamjob.worker.protocol.rest import RescaleStatus, RescaleView
+from streamjob.worker.storage.snapshots import LoadedSnapshot
 
 
 class InvalidRescale(ConfigError):
@@ -93,3 +96,22 @@ class Rescale:
             requested_at=self.requested_at,
             gap_ms=self.gap_ms,
         )
+
+
+def above_floor(latest: LoadedSnapshot | None, floor: LoadedSnapshot | None) -> LoadedSnapshot | None:
+    """What a restart in place restores: the latest checkpoint, unless the last rescale's savepoint is newer.
+
+    The rescale's stop-with-savepoint committed the two-phase-commit sinks: restoring an older
+    checkpoint would write that output again.
+    """
+    if floor is None or (latest is not None and latest.metadata.checkpoint_id > floor.metadata.checkpoint_id):
+        return latest
+    return floor
+
+
+async def resize_launcher(launcher: Launcher, slots: int, jobmaster: str, attempt: int) -> None:
+    """Waits (briefly) for the let-go local slot processes to exit, then has the launcher run ``slots`` of them."""
+    deadline = time.monotonic() + 5.0
+    while len(launcher.pids()) > slots and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    launcher.resize(slots, jobmaster, attempt)
