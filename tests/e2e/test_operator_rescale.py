@@ -86,9 +86,9 @@ def test_kubectl_scale_rescales_in_place_with_exact_output(job: Job, capsys: pyt
     job.wait(finished, "the job to finish", timeout=240)
     check_exact(job.out, COUNT)
     pauses = pauses_above(job.out, 0.5)
+    longest = sorted(pauses_above(job.out, 0.0), reverse=True)[:3]
     with capsys.disabled():
-        print(
-            f"\nkubectl scale 1 -> 3 -> 1 in place: pauses between rows made > 0.5 s: {[round(p, 2) for p in pauses]}"
-        )
+        shown = [round(p, 2) for p in longest]
+        print(f"\nkubectl scale 1 -> 3 -> 1 in place: longest pauses between rows made: {shown} s")
     assert len(pauses) <= 2 + 2, f"more pauses than the two rescales (and checkpoints) explain: {pauses}"
     assert max(pauses, default=0.0) <= GAP_BOUND_S, f"processing gaps {pauses} above {GAP_BOUND_S} s"
