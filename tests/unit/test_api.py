@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -267,6 +268,26 @@ def test_rate_limited_generator_never_exceeds_its_budget() -> None:
     (reader,) = readers(DataGeneratorSource(lambda i: i, count=10_000, records_per_second=1.0), 1)
     assert reader.poll(1000) in ([], [0])
     assert reader.next_poll_delay_s() > 0
+
+
+def test_a_rate_limited_generator_emits_a_poll_delays_worth_at_once_not_a_few_records_per_poll() -> None:
+    rate = 20_000.0
+    (reader,) = readers(DataGeneratorSource(lambda i: i, count=100_000, records_per_second=rate), 1)
+    started = time.monotonic()
+    sizes: list[int] = []
+    polls = 0
+    while time.monotonic() - started < 0.15:
+        polls += 1
+        batch = reader.poll(4096)
+        assert batch is not None
+        if batch:
+            sizes.append(len(batch))
+        else:
+            time.sleep(reader.next_poll_delay_s())
+    elapsed = time.monotonic() - started
+    assert sum(sizes) <= rate * elapsed + 1  # never ahead of its budget
+    assert sizes and min(sizes[1:] or sizes) >= rate * 0.005 * 0.9, sizes  # ~100 records, not 1-2 per busy poll
+    assert polls < 200, polls
 
 
 def test_knob_errors_are_one_line_without_pydantic_noise() -> None:

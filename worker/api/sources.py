@@ -100,6 +100,10 @@ def _even_range(start: int, end: int, index: int, parallelism: int) -> tuple[int
     return a, b
 
 
+_RATE_BATCH_S = 0.005
+"""A rate-limited generator emits about this much time's records at once (its poll delay)."""
+
+
 class _RangeReader(SourceReader):
     """Emits ``fn(i)`` for i over its ranges; split state is ``(next, end)``."""
 
@@ -117,8 +121,8 @@ class _RangeReader(SourceReader):
             return None
         if self._rate is not None:
             allowed = int((time.monotonic() - self._started) * self._rate) - self._emitted
-            if allowed <= 0:
-                return []
+            if allowed <= 0 or (allowed < max_records and allowed < self._rate * _RATE_BATCH_S and self._emitted):
+                return []  # the task waits next_poll_delay_s: a batch per ~5 ms, not a busy loop of a few records
             max_records = min(max_records, allowed)
         split = self._splits[0]
         a = split[0]
@@ -149,7 +153,7 @@ class _RangeReader(SourceReader):
         return [(s[0], s[1]) for s in self._splits]
 
     def next_poll_delay_s(self) -> float:
-        return 0.005 if self._rate is not None else 0.0
+        return _RATE_BATCH_S if self._rate is not None else 0.0
 
 
 class NumberSequenceSource(Source):
