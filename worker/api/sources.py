@@ -134,7 +134,7 @@ class _RangeReader(SourceReader):
         fn = self._fn
         if fn is None:
             return list(range(a, b))
-        return list(map(fn, range(a, b)))
+        return [fn(i) for i in range(a, b)]
 
     def poll_splits(self, max_records: int) -> list[tuple[Any, list[Any]]] | None:
         """A poll reads from one split, named by its end (ranges of a source never overlap)."""

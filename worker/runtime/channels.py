@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from _operator import eq, not_  # not `operator`: the repository's operator/ package may shadow it
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import compress, repeat
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from streamjob.worker.config import BufferDebloat
 from streamjob.worker.graph.transformations import Partitioning
@@ -27,9 +25,6 @@ from streamjob.worker.protocol.events import Barrier, StreamEvent
 from streamjob.worker.runtime.clock import SYSTEM_CLOCK, Clock
 from streamjob.worker.runtime.debloat import Debloater
 from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
-
-_SPLIT_IN_C = 4
-"""Up to this many channels a hashed batch is split by one C pass per channel, above by one Python loop."""
 
 CREDITS = 8
 _NO_LIMIT = 1 << 62
@@ -345,28 +340,18 @@ class RecordWriter:
             await self.channels[next(self._rr)].send_batch(batch)
 
     async def _emit_hashed(self, batch: list[Any]) -> None:
-        """Splits ``batch`` by its keys' target channels with the loops in C where there are few channels.
-
-        The keys are selected and their targets looked up by ``map``; with up to ``_SPLIT_IN_C`` channels
-        each channel's part is one ``compress`` pass over the batch (records keep their order).
-        """
+        """Splits ``batch`` by its keys' channels in one loop (map/compress passes measured slower)."""
         n = self._n
-        keys = list(map(self.key_selector, batch))
-        cached: list[int | None] = list(map(self._target_of_key.get, keys))
-        if None in cached:
-            target_for = self._target_for
-            targets = [target_for(k) if t is None else t for k, t in zip(keys, cached, strict=True)]
-        else:
-            targets = cast(list[int], cached)
-        if n == 2:
-            parts = [list(compress(batch, map(not_, targets))), list(compress(batch, targets))]
-        elif n <= _SPLIT_IN_C:
-            parts = [list(compress(batch, map(eq, targets, repeat(i)))) for i in range(n)]
-        else:
-            parts = [[] for _ in range(n)]
-            appends = [part.append for part in parts]
-            for target, record in zip(targets, batch, strict=True):
-                appends[target](record)
+        parts: list[list[Any]] = [[] for _ in range(n)]
+        appends = [part.append for part in parts]
+        cache = self._target_of_key
+        select = self.key_selector
+        for record in batch:
+            key = select(record)
+            target = cache.get(key)
+            if target is None:
+                target = self._target_for(key)
+            appends[target](record)
         for channel, part in zip(self.channels, parts, strict=True):
             if part:
                 await channel.send_batch(part)
