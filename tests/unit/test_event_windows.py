@@ -33,10 +33,10 @@ from tests.unit.test_state_support import make_backend as make_state_backend
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(params=["hashmap", "rocksdb", "hashmap-general"])
+@pytest.fixture(params=["hashmap", "rocksdb", "hashmap-general", "rocksdb-general"])
 def kind(request: pytest.FixtureRequest) -> str:
-    """hashmap: tumbling and sliding aggregations take the direct path (``runtime/direct_windows.py``);
-    hashmap-general: a hashmap backend without a direct table, so ``WindowCore``'s own path."""
+    """hashmap, rocksdb: tumbling and sliding aggregations take the fast paths (``runtime/direct_windows.py``,
+    ``runtime/rocks_windows.py``); *-general: a backend without direct tables or rows, so ``WindowCore``'s own path."""
     return str(request.param)
 
 
@@ -44,6 +44,7 @@ def make_backend(kind: str, tmp_path: Path, **options: Any) -> KeyedStateBackend
     backend = make_state_backend(kind.removesuffix("-general"), tmp_path, **options)
     if kind.endswith("-general"):
         backend.direct_map = lambda descriptor: None  # type: ignore[method-assign]
+        backend.direct_rows = lambda descriptor: None  # type: ignore[method-assign]
     return backend
 
 
