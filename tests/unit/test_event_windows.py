@@ -175,6 +175,7 @@ def test_reduce_keeps_one_value_per_window(kind: str, tmp_path: Path) -> None:
     )
     for i in range(500):
         c.process("k", ("k", i), i)
+    c.flush()  # the RocksDB fast path writes its cached accumulators at a flush (before every snapshot)
     c.backend.set_current_key("k")
     assert c.state.items() == [((0, 1000), ("k", sum(range(500))))]  # the accumulator, not 500 records
     c.advance_watermark(999)
@@ -195,6 +196,7 @@ def test_window_state_and_timers_survive_a_rescale(kind: str, tmp_path: Path) ->
             if backend_owns(index, key):
                 c.process(key, (key, i), 3)
                 c.process(key, (key, 1), 13)
+        c.flush()  # as the operator does before every snapshot (the RocksDB fast path caches accumulators)
         handles += backend.snapshot()(storage.writer(1))
         backend.close()
     restored = make_backend(kind, tmp_path, uid="op")
