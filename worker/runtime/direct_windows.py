@@ -238,8 +238,10 @@ def direct_window_core(
     descriptor: MapStateDescriptor[Any, Any],
     now: Callable[[], int],
 ) -> WindowCore:
-    """The window core for these windows: a fast path when one applies (this module's on the hashmap backend,
-    ``rocks_windows.py``'s on RocksDB), else ``WindowCore``."""
+    """The window core for these windows: a fast path when one applies, else ``WindowCore``.
+
+    This module's on the hashmap backend, ``rocks_windows.py``'s on RocksDB (module docstrings).
+    """
     table = rows = None
     if type(assigner) in _FIXED and not aggregation.buffers_records:
         table = backend.direct_map(descriptor)

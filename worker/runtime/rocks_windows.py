@@ -119,7 +119,7 @@ class RocksWindowCore(WindowCore):
         missing = [row for row, acc in wanted.items() if acc is _MISSING]
         if missing:
             decode = rows.decode
-            for row, raw in zip(missing, rows.db.get(missing), strict=True):
+            for row, raw in zip(missing, rows.get_many(missing), strict=True):
                 if raw is not None:
                     wanted[row] = decode(raw)
         create, add = self.aggregation.create, self.aggregation.add
@@ -191,7 +191,7 @@ class RocksWindowCore(WindowCore):
         accs = [cache.get(row, _MISSING) for row in keys]
         missing = [i for i, acc in enumerate(accs) if acc is _MISSING]
         if missing:
-            raws = rows.db.get([keys[i] for i in missing])
+            raws = rows.get_many([keys[i] for i in missing])
             for i, raw in zip(missing, raws, strict=True):
                 if raw is not None:
                     accs[i] = decode(raw)
