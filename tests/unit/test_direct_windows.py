@@ -25,6 +25,7 @@ from streamjob.worker.api.windows import (
 )
 from streamjob.worker.runtime.direct_windows import DirectWindowCore, direct_window_core
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
+from streamjob.worker.runtime import rocks_windows
 from streamjob.worker.runtime.rocks_windows import RocksWindowCore
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor
@@ -136,6 +137,24 @@ def test_same_output_and_late_records_as_the_general_path(
     if isinstance(assigner, TumblingEventTimeWindows):  # each record not late is counted once (again per late firing)
         counted = sum(count for count, _ in fast[0])
         assert counted == len(records) - len(fast[1]) if not lateness else counted > len(records) - len(fast[1])
+
+
+@pytest.mark.parametrize(
+    ("assigner", "lateness"), [(TumblingEventTimeWindows.of(50, 20), 25), (SlidingEventTimeWindows.of(60, 20), 15)]
+)
+def test_rocksdb_write_back_cache_overflowing_keeps_the_output(
+    assigner: WindowAssigner, lateness: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cache of 4 rows overflows on nearly every batch (23 keys): accumulators are flushed and
+    # read back from RocksDB, fired from either place, and deleted from both.
+    monkeypatch.setattr(rocks_windows, "_CACHE_LIMIT", 4)
+    records = stream(2000, keys=23)
+    c = make(make_backend("rocksdb", tmp_path), assigner, lateness)
+    assert isinstance(c, RocksWindowCore)
+    assert run(c, records) == run(make(make_backend("hashmap", tmp_path), assigner, lateness), records)
+    assert not c._cache and not c._dirty  # every window fired and dropped by the final watermark
+    c.backend.set_current_key("k1")
+    assert c.state.items() == []
 
 
 @pytest.mark.parametrize("kind", ["hashmap", "rocksdb"])
