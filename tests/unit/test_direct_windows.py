@@ -23,9 +23,9 @@ from streamjob.worker.api.windows import (
     TumblingProcessingTimeWindows,
     WindowAssigner,
 )
+from streamjob.worker.runtime import rocks_windows
 from streamjob.worker.runtime.direct_windows import DirectWindowCore, direct_window_core
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
-from streamjob.worker.runtime import rocks_windows
 from streamjob.worker.runtime.rocks_windows import RocksWindowCore
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor
