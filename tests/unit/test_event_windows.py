@@ -33,10 +33,10 @@ from tests.unit.test_state_support import make_backend as make_state_backend
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(params=["hashmap", "rocksdb", "hashmap-general"])
+@pytest.fixture(params=["hashmap", "rocksdb", "hashmap-general", "rocksdb-general"])
 def kind(request: pytest.FixtureRequest) -> str:
-    """hashmap: tumbling and sliding aggregations take the direct path (``runtime/direct_windows.py``);
-    hashmap-general: a hashmap backend without a direct table, so ``WindowCore``'s own path."""
+    """hashmap, rocksdb: tumbling and sliding aggregations take the fast paths (``runtime/direct_windows.py``,
+    ``runtime/rocks_windows.py``); *-general: a backend without direct tables or rows, so ``WindowCore``'s own path."""
     return str(request.param)
 
 
@@ -44,6 +44,7 @@ def make_backend(kind: str, tmp_path: Path, **options: Any) -> KeyedStateBackend
     backend = make_state_backend(kind.removesuffix("-general"), tmp_path, **options)
     if kind.endswith("-general"):
         backend.direct_map = lambda descriptor: None  # type: ignore[method-assign]
+        backend.direct_rows = lambda descriptor: None  # type: ignore[method-assign]
     return backend
 
 
@@ -174,6 +175,7 @@ def test_reduce_keeps_one_value_per_window(kind: str, tmp_path: Path) -> None:
     )
     for i in range(500):
         c.process("k", ("k", i), i)
+    c.flush()  # the RocksDB fast path writes its cached accumulators at a flush (before every snapshot)
     c.backend.set_current_key("k")
     assert c.state.items() == [((0, 1000), ("k", sum(range(500))))]  # the accumulator, not 500 records
     c.advance_watermark(999)
@@ -194,6 +196,7 @@ def test_window_state_and_timers_survive_a_rescale(kind: str, tmp_path: Path) ->
             if backend_owns(index, key):
                 c.process(key, (key, i), 3)
                 c.process(key, (key, 1), 13)
+        c.flush()  # as the operator does before every snapshot (the RocksDB fast path caches accumulators)
         handles += backend.snapshot()(storage.writer(1))
         backend.close()
     restored = make_backend(kind, tmp_path, uid="op")

@@ -31,6 +31,7 @@ from streamjob.worker.api.windows import (
     WindowAssigner,
 )
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
+from streamjob.worker.runtime.rocks_windows import RocksWindowCore
 from streamjob.worker.state.backend import KeyedStateBackend
 from streamjob.worker.state.descriptors import MapStateDescriptor
 from streamjob.worker.state.direct_map import DirectMap
@@ -237,10 +238,25 @@ def direct_window_core(
     descriptor: MapStateDescriptor[Any, Any],
     now: Callable[[], int],
 ) -> WindowCore:
-    """The window core for these windows: the fast path when it applies (module docstring), else ``WindowCore``."""
-    table = None
+    """The window core for these windows: a fast path when one applies, else ``WindowCore``.
+
+    This module's on the hashmap backend, ``rocks_windows.py``'s on RocksDB (module docstrings).
+    """
+    table = rows = None
     if type(assigner) in _FIXED and not aggregation.buffers_records:
         table = backend.direct_map(descriptor)
+        rows = None if table is not None else backend.direct_rows(descriptor)
+    if rows is not None:
+        return RocksWindowCore(
+            backend,
+            assigner,
+            aggregation,
+            window_function,
+            rows,
+            allowed_lateness_ms=allowed_lateness_ms,
+            descriptor=descriptor,
+            now=now,
+        )
     if table is None:
         return WindowCore(
             backend,

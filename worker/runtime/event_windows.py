@@ -262,6 +262,12 @@ class WindowCore:
             if end + self.lateness == ts:
                 self.state.remove(span)
 
+    def flush(self) -> None:
+        """Writes what the core holds outside the backend's states; the operator calls it before every snapshot.
+
+        Nothing here (every change goes to the states at once); the RocksDB fast path caches accumulators.
+        """
+
     def stamp_results_with_window_end(self) -> None:
         """Each result is ``(window.max_timestamp(), result)`` from now on (event time after a window, as Flink)."""
         self.out = StampingCollector()

@@ -29,7 +29,7 @@ from streamjob.worker.errors import PipelineError
 from streamjob.worker.graph.transformations import Kind
 from streamjob.worker.runtime.context import now_ms, with_job_types
 from streamjob.worker.runtime.direct_windows import direct_window_core
-from streamjob.worker.runtime.event_windows import WindowAggregation
+from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
 from streamjob.worker.runtime.operators import OperatorSetup, StreamOperator
 from streamjob.worker.runtime.trigger_windows import TriggerWindowCore
 from streamjob.worker.state.descriptors import ListStateDescriptor, MapStateDescriptor
@@ -146,6 +146,8 @@ class EventWindowOperator(StreamOperator):
         return self.backend.next_timer_time()
 
     def before_snapshot(self, checkpoint_id: int) -> None:
+        if isinstance(self._core, WindowCore):  # not a TriggerWindowCore
+            self._core.flush()  # the RocksDB fast path's cached accumulators (rocks_windows.py)
         self._state.update([self._core.watermark])
 
 

@@ -36,6 +36,7 @@ from streamjob.worker.state.descriptors import (
     ValueStateDescriptor,
 )
 from streamjob.worker.state.direct_map import DirectMap
+from streamjob.worker.state.direct_rows import DirectRows
 from streamjob.worker.state.key_groups import validate_max_parallelism
 from streamjob.worker.state.primitives import (
     AggregatingState,
@@ -151,6 +152,14 @@ class KeyedStateBackend(ABC):
         """INTERNAL fast path: the map state's table for dict access by key (``state/direct_map.py``).
 
         Registers the state. None when the backend keeps no such table (RocksDB, a state with a
+        time-to-live): use the state's methods then.
+        """
+        return None
+
+    def direct_rows(self, descriptor: MapStateDescriptor[Any, Any]) -> DirectRows | None:
+        """INTERNAL fast path: the map state's RocksDB rows for access with prebuilt bytes (``state/direct_rows.py``).
+
+        Registers the state. None when the backend keeps no such rows (hashmap, a state with a
         time-to-live): use the state's methods then.
         """
         return None

@@ -40,6 +40,7 @@ from streamjob.worker.state.descriptors import (
     StateDescriptor,
     ValueStateDescriptor,
 )
+from streamjob.worker.state.direct_rows import DirectRows
 from streamjob.worker.state.incremental import ChunkMark
 from streamjob.worker.state.key_groups import canonical_key, unsupported_key_message
 from streamjob.worker.state.keyed_base import FrozenKeyedState, GroupFor, KeyedBackendBase
@@ -341,6 +342,15 @@ class RocksDBKeyedStateBackend(KeyedBackendBase):
             db_put(entry[0] + sid + entry[1], encode(value))
 
         return get, put
+
+    def direct_rows(self, descriptor: MapStateDescriptor[Any, Any]) -> DirectRows | None:
+        """The map state's rows (``direct_rows.py``); None for a state with a time-to-live."""
+        state = self._get_state(descriptor)
+        if descriptor.ttl_config is not None or not isinstance(state, RocksMapStateImpl):
+            return None
+        kc, dirty = self._kc, self._dirty
+        mark = None if dirty is None else self._mark_dirty
+        return DirectRows(self._db, self._sid(descriptor.name), kc.__getitem__, state._enc, state._dec, mark)
 
     # -- snapshot / restore ------------------------------------------------------------------
 
