@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rocksdict import WriteBatch
-
 from streamjob.worker.api.windows import ProcessWindowFunction, TimeWindow, WindowAssigner
 from streamjob.worker.runtime.event_windows import WindowAggregation, WindowCore
 from streamjob.worker.state.backend import KeyedStateBackend
@@ -154,6 +152,8 @@ class RocksWindowCore(WindowCore):
         if not dirty:
             return
         cache, encode = self._cache, self.rows.encode
+        from rocksdict import WriteBatch  # here: a slot of a hashmap job never loads rocksdict
+
         write = WriteBatch(raw_mode=True)
         put = write.put
         for row in dirty:
@@ -200,6 +200,8 @@ class RocksWindowCore(WindowCore):
         stamped = direct and self.stamp_results  # results are (window.max_timestamp(), result) pairs
         emitted: list[Any] = self.out.out if stamped else []
         collect = self.out.collect
+        from rocksdict import WriteBatch  # here: a slot of a hashmap job never loads rocksdict
+
         write = WriteBatch(raw_mode=True)
         delete = write.delete
         set_key = self.backend.set_current_key

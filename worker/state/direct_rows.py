@@ -13,9 +13,10 @@ Callers: ``RocksDBKeyedStateBackend.direct_rows``; the window operator's RocksDB
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from rocksdict import Rdict
+if TYPE_CHECKING:  # rocksdict is loaded by the RocksDB backend only (a slot of a hashmap job never imports it)
+    from rocksdict import Rdict
 
 from streamjob.worker.state.key_groups import canonical_key
 
