@@ -341,7 +341,8 @@ def test_operator_restart_mid_upgrade_completes_it_once(
     workers = [job.pod("worker", before["attempt"], index) for index in range(2)]
     for pod in workers:
         node_agent.crash(job.namespace, pod, sig=signal.SIGSTOP)
-    job.patch({"parallelism": 3})
+    # Another field changed with parallelism makes it an upgrade (parallelism alone rescales in place).
+    job.patch({"parallelism": 3, "taskManager": {"labels": {"upgraded": "yes"}}})
 
     def savepoint_requested(s: Json) -> bool:
         request = s.get("snapshotRequest") or {}
