@@ -176,9 +176,9 @@ def test_a_strategy_on_the_merged_output_makes_them_late_as_it_always_did() -> N
 
 
 # p1 speaks once, then is silent (not finished) while p0 goes on; after a pause far longer than the idle timeout
-# (a loaded machine may stall the task for a few hundred ms after p1 spoke)
-# p0@5000 comes, then p1@1500.
-SILENT_P1 = [("p1", 100), ("p0", 1000), ("p0", 3000), Pause(1.5), ("p0", 5000), ("p1", 1500)]
+# (a loaded machine may stall the task for a few hundred ms after p1 spoke) p0@5000 comes, then, in a later poll,
+# p1@1500 (the watermark is computed once per poll: in the same poll p1's record would make it active again).
+SILENT_P1 = [("p1", 100), ("p0", 1000), ("p0", 3000), Pause(1.5), ("p0", 5000), Pause(0.3), ("p1", 1500)]
 
 
 def test_an_idle_partition_no_longer_holds_the_watermark_back() -> None:
