@@ -31,7 +31,8 @@ from streamjob.worker.state.direct_rows import DirectRows
 
 _MISSING = object()
 _SPAN_CACHE_LIMIT = 1024
-_CACHE_LIMIT = 1 << 18  # accumulators kept between batches (flushed and dropped beyond): 10 s / 1 s windows of 10k keys fit
+_CACHE_LIMIT = 1 << 18
+"""Accumulators kept between batches (flushed and dropped beyond): 10 s / 1 s windows of 10k keys fit."""
 
 
 class RocksWindowCore(WindowCore):
