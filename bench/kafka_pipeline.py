@@ -41,8 +41,30 @@ KEYS = 1000
 REPO = Path(__file__).resolve().parent.parent
 
 
+def parse(line: str) -> tuple[int, int, int, int]:
+    """An input line (an integer) -> (key, count 1, value, the line's number)."""
+    n = int(line)
+    return (n % KEYS, 1, n % 100, n)
+
+
+def add(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """(count, sum) per key; the last line's number rides along for the latency measurement."""
+    return (a[0], a[1] + b[1], a[2] + b[2], b[3])
+
+
+def csv_row(r: tuple[int, int, int, int]) -> bytes:
+    """The output row ``key,count,sum,n``."""
+    return b"%d,%d,%d,%d" % r
+
+
 def build(args: list[str]) -> Any:
-    """The pipeline: ``bootstrap in_topic out_topic semantic bounded(0|1)``."""
+    """The pipeline: ``bootstrap in_topic out_topic semantic bounded(0|1)``.
+
+    The user functions are what a user writes, and cost per record on the loaded 2-core machine
+    (timeit): ``parse`` ~0.7 us (the first version called ``int(line)`` three times: ~1.2 us),
+    ``csv_row`` ~0.6 us (an f-string with four subscripts then ``.encode()``: ~1.0 us), ``add``
+    ~0.2 us, the key selector ~0.01 us. Both sides of an A/B run use these same functions.
+    """
     from streamjob.worker.api import StreamExecutionEnvironment
     from streamjob.worker.connectors.kafka import KafkaSink, KafkaSource
 
@@ -50,16 +72,8 @@ def build(args: list[str]) -> Any:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(1000)
     source = KafkaSource(source_topic, bootstrap, f"bench-{out_topic}", bounded=bounded)
-    sink = KafkaSink(
-        out_topic,
-        bootstrap,
-        semantic,
-        transactional_id_prefix=f"bench-{out_topic}",
-        serializer=lambda r: f"{r[0]},{r[1]},{r[2]},{r[3]}".encode(),
-    )
-    env.from_source(source, "Kafka").uid("kafka").map(
-        lambda line: (int(line) % KEYS, 1, int(line) % 100, int(line))
-    ).uid("parse").key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1], a[2] + b[2], b[3])).uid(
+    sink = KafkaSink(out_topic, bootstrap, semantic, transactional_id_prefix=f"bench-{out_topic}", serializer=csv_row)
+    env.from_source(source, "Kafka").uid("kafka").map(parse).uid("parse").key_by(lambda r: r[0]).reduce(add).uid(
         "totals"
     ).add_sink(sink).uid("out")
     return env
@@ -108,6 +122,9 @@ class Watcher(threading.Thread):
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                # without it librdkafka pauses a partition's fetches for 1 s whenever 100k records are
+                # queued: the watcher, not the job, set the pace (1M rows took ~4 s more to be seen)
+                "fetch.queue.backoff.ms": 10,
             }
         )
         self.consumer.subscribe([topic])

@@ -134,6 +134,29 @@ def test_partition_discovery_and_resume_in_a_reader(kafka_broker: KafkaBroker, k
     assert sorted(got) == sorted([*map(str, range(30)), "new"])
 
 
+def test_default_deserializer_keeps_every_value_in_order_with_tombstones_and_partition_events(
+    kafka_broker: KafkaBroker, kafka_topic: str
+) -> None:
+    """The batch decode's fast path and both fallbacks (a None value, an end-of-partition event)."""
+    from confluent_kafka import Producer
+
+    values: list[bytes | None] = [str(i).encode() for i in range(5000)]
+    values[1234] = None  # a tombstone in the middle of a batch
+    values[4321] = "é-ünïcode".encode()
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "linger.ms": 5})
+    for value in values:
+        producer.produce(kafka_topic, value, partition=0)  # one partition: one order
+    assert producer.flush(30) == 0
+    reader = KafkaSource(kafka_topic, kafka_broker.bootstrap, "g-decode", bounded=True).create_reader(
+        SourceReaderContext(0, 1, 0), None
+    )
+    got: list[Any] = []
+    while (batch := reader.poll(700)) is not None:
+        got.extend(batch)
+    reader.close()
+    assert got == [None if v is None else v.decode() for v in values]
+
+
 def test_clear_errors_for_unreachable_broker_and_missing_topic(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
     ctx = SourceReaderContext(0, 1, 0)
     with pytest.raises(KafkaConnectorError, match="cannot reach the Kafka brokers"):

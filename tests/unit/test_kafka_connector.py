@@ -33,6 +33,8 @@ def test_wal_blob_round_trips_raw_bytes_with_a_small_constant_overhead() -> None
     no_keys = kafka_wal.encode(values, None)
     assert list(kafka_wal.decode(no_keys)) == [(None, v) for v in values]
     assert len(no_keys) == 10 + 4 * 5 + sum(len(v or b"") for v in values)
+    plain = [b"a", b"", b"bc"]  # no None: joined in one call
+    assert list(kafka_wal.decode(kafka_wal.encode(plain, None))) == [(None, v) for v in plain]
     # stored through the operator state's serializer as raw bytes (msgpack bin), not base64
     state = {"wid": "w", "token": "t", "committed": -1, "handles": [{"seq": 1, "records": no_keys}]}
     encoded = SafeSerializer().encode([state])

@@ -101,6 +101,9 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         self._values: list[bytes | None] = []
         self._keys: list[bytes | None] = []
         self._pending: dict[int, bytes] = {}  # sealed, not yet committed: seq -> blob
+        # the same intervals as the lists they were encoded from: the committer produces from these
+        # (no decode per record); a restored writer's intervals are decoded from their blobs
+        self._sealed_records: dict[int, tuple[list[bytes | None], list[bytes | None] | None]] = {}
         self._queue: deque[int] = deque()  # handed to the committer, in order
         self._committed = -1
         self._cv = threading.Condition()
@@ -225,19 +228,41 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             return -1
         return int(tp.offset)
 
-    def _transact(self, producer: Any, consumer: Any, wid: str, token: str, seq: int, blob: bytes) -> None:
-        """Produces a blob's records and its marker in one Kafka transaction and commits it."""
+    def _transact(
+        self,
+        producer: Any,
+        consumer: Any,
+        wid: str,
+        token: str,
+        seq: int,
+        records: bytes | tuple[list[bytes | None], list[bytes | None] | None],
+    ) -> None:
+        """Produces an interval's records (a blob, or its lists) and its marker in one Kafka transaction, commits it."""
         from confluent_kafka import KafkaException, TopicPartition
 
         topic = self.topic
         try:
             producer.begin_transaction()
             produce = producer.produce
-            for key, value in kafka_wal.decode(blob):
-                try:
-                    produce(topic, value, key)
-                except BufferError:  # the bounded local queue is full: wait for acknowledgements
-                    self._produce_when_queued(producer, value, key)
+            if isinstance(records, bytes):
+                for key, value in kafka_wal.decode(records):
+                    try:
+                        produce(topic, value, key)
+                    except BufferError:  # the bounded local queue is full: wait for acknowledgements
+                        self._produce_when_queued(producer, value, key)
+            elif records[1] is None:  # the common case: a tight loop, no per-record callback
+                for value in records[0]:
+                    try:
+                        produce(topic, value)
+                    except BufferError:
+                        self._produce_when_queued(producer, value, None)
+            else:
+                for value, key in zip(records[0], records[1], strict=True):
+                    try:
+                        produce(topic, value, key)
+                    except BufferError:
+                        self._produce_when_queued(producer, value, key)
+            producer.poll(0)
             marker = TopicPartition(topic, 0, seq, metadata=token)
             producer.send_offsets_to_transaction([marker], consumer.consumer_group_metadata(), self.timeout_s)
             fault_point("during-commit")
@@ -318,10 +343,10 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
                     if not self._queue:
                         return
                     seq = self._queue[0]
-                    blob = self._pending[seq]
+                    records = self._sealed_records.get(seq) or self._pending[seq]
                 try:
                     fault_point("before-kafka-commit")
-                    self._transact(self._producer, consumer, self._wid, self._token, seq, blob)
+                    self._transact(self._producer, consumer, self._wid, self._token, seq, records)
                 except BaseException as err:  # handed to the task thread
                     with self._cv:
                         self._failure = err
@@ -331,6 +356,7 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
                 with self._cv:
                     self._queue.popleft()
                     self._pending.pop(seq, None)
+                    self._sealed_records.pop(seq, None)
                     self._committed = seq
                     self._cv.notify_all()
         finally:
@@ -373,9 +399,11 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             return
         self._sealed = self._seq
         if self._values:
-            blob = kafka_wal.encode(self._values, self._keys if self.key_serializer is not None else None)
+            keys = self._keys if self.key_serializer is not None else None
+            blob = kafka_wal.encode(self._values, keys)
             with self._cv:
                 self._pending[self._seq] = blob
+                self._sealed_records[self._seq] = (self._values, keys)
         self._values = []
         self._keys = []
 
@@ -417,13 +445,20 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         producer = self._producer
         produce = producer.produce
         topic = self.topic
-        for v in values:
-            data, key = serialize(v), key_of(v) if key_of else None
-            try:
-                produce(topic, data, key)
-            except BufferError:  # the bounded local queue is full: wait for acknowledgements
-                self._produce_when_queued(producer, data, key)
-        producer.poll(0)
+        if key_of is None:  # a tight loop, no per-record delivery callback (failures: one error_cb/dr check)
+            for data in map(serialize, values):
+                try:
+                    produce(topic, data)
+                except BufferError:  # the bounded local queue is full: wait for acknowledgements
+                    self._produce_when_queued(producer, data, None)
+        else:
+            for v in values:
+                data, key = serialize(v), key_of(v)
+                try:
+                    produce(topic, data, key)
+                except BufferError:
+                    self._produce_when_queued(producer, data, key)
+        producer.poll(0)  # once per batch: serves the (error-only) delivery reports
         if self._errors:
             self._raise_failure()
 
@@ -467,3 +502,4 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         with self._cv:
             if seq not in self._queue:
                 self._pending.pop(seq, None)
+                self._sealed_records.pop(seq, None)

@@ -10,7 +10,8 @@ discovery that no subtask has in state is new (read from the earliest offset, so
 it before it was discovered is skipped). ``bounded=True`` stops at the end offsets seen at start.
 
 Speed: one ``consume(num_messages=…)`` call per poll hands the whole batch to the chain; with the
-default deserializer a record costs one ``value().decode()``; offsets are not tracked per record
+default deserializer a batch without events or tombstones is decoded by C-level ``map`` calls
+(no Python frame per record); offsets are not tracked per record
 but read from the consumer's position (last record handed out + 1) when a checkpoint is taken.
 
 Progress for monitoring: when a checkpoint completes, the offsets it stored are committed to the
@@ -119,6 +120,10 @@ class KafkaSource(Source, CheckpointedFunction, CheckpointListener):
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1,
+            # librdkafka postpones a partition's next fetch by this much once its local queue holds
+            # queued.min.messages (default 1000 ms): a consumer faster than one fetch stalls for a
+            # second every ~100k records (1M records took 6 s instead of 1.2 s on the benchmark)
+            "fetch.queue.backoff.ms": 10,
             "log_level": 3,
             **self.properties,
         }
@@ -158,8 +163,10 @@ class KafkaSourceReader(SourceReader):
     """Reads the partitions one subtask owns; per-partition offsets are its split state."""
 
     def __init__(self, source: KafkaSource, ctx: SourceReaderContext, known: dict[TP, int], restored: bool) -> None:
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, Message
 
+        self._error: Callable[[Any], Any] = Message.error  # called through map(): no Python frame per record
+        self._value: Callable[[Any], Any] = Message.value
         self._source = source
         self._ctx = ctx
         self._known = set(known)
@@ -280,6 +287,11 @@ class KafkaSourceReader(SourceReader):
         if messages is None:
             return None
         deserialize = self._source.deserializer
+        if deserialize is None and not any(map(self._error, messages)):
+            try:  # a batch of records only, no tombstone: decoded without a Python call per record
+                return list(map(bytes.decode, map(self._value, messages)))
+            except TypeError:  # a None value among them: the loop below
+                pass
         out: list[Any] = []
         append = out.append
         if deserialize is None:

@@ -4,7 +4,7 @@ Layout (little-endian): ``b"SJKW"``, version byte, flags byte (1: keys present),
 (u32); the value lengths (i32 each, -1 for None), the key lengths when flagged, then the value
 bytes and the key bytes, concatenated. The overhead is 10 bytes per blob plus 4 bytes per record
 (8 with keys): the checkpoint holds each record's own bytes, never a base64 or JSON copy.
-Callers: ``kafka_sink`` (encode at the barrier, decode when the transaction is produced).
+Callers: ``kafka_sink`` (encode at the barrier; decode when a restored writer's transaction is produced).
 """
 
 from __future__ import annotations
@@ -38,10 +38,17 @@ def encode(values: list[bytes | None], keys: list[bytes | None] | None) -> bytes
     parts = [header, _lengths(values).tobytes()]
     if keys is not None:
         parts.append(_lengths(keys).tobytes())
-    parts.append(b"".join(v for v in values if v is not None))
+    parts.append(_joined(values))
     if keys is not None:
-        parts.append(b"".join(k for k in keys if k is not None))
+        parts.append(_joined(keys))
     return b"".join(parts)
+
+
+def _joined(items: list[bytes | None]) -> bytes:
+    try:
+        return b"".join(items)  # type: ignore[arg-type]
+    except TypeError:  # a None among them (its length says -1, it has no bytes)
+        return b"".join(item for item in items if item is not None)
 
 
 def count(blob: bytes) -> int:
@@ -50,7 +57,7 @@ def count(blob: bytes) -> int:
 
 
 def decode(blob: bytes) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """The ``(key, value)`` pairs of a blob, in order."""
+    """The ``(key, value)`` pairs of a blob, in order (recovery: the running sink keeps its lists)."""
     if len(blob) < _HEADER.size:
         raise KafkaConnectorError("Kafka sink: a write-ahead log blob in the checkpoint is truncated")
     magic, version, flags, n = _HEADER.unpack_from(blob)
