@@ -14,6 +14,8 @@ Per case (mode x parallelism, alternating base/new code when ``--base`` names a 
   ``read_committed`` consumer), i.e. the whole process;
 - checkpoint size (mean) and p50 duration, parsed from the job's ``checkpoint N completed`` lines;
 - peak RSS: the largest sum of the RSS of the job's processes, sampled every 100 ms;
+- CPU: the job's processes' CPU seconds (and per record) and the broker's during the case: unlike
+  records/s, CPU per record hardly depends on what else runs on a shared machine;
 - **visibility latency**: an unbounded job while lines are produced at ``--latency-rate`` for
   ``--latency-seconds``; latency = output row visible read_committed - input produced (p50/p99).
 
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -171,6 +174,8 @@ def _run_case(
     watcher = Watcher(broker.bootstrap, out)
     watcher.start()
     log = work / f"{tag}.log"
+    cpu_before = _children_cpu_s()
+    broker_before = _cpu_of(broker.proc.pid)
     started = time.monotonic()
     cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", "0", "--parallelism", str(parallelism)]
     cmd += ["--checkpoint-dir", (work / f"chk-{tag}").as_uri(), f"{Path(__file__).resolve()}:build"]
@@ -187,7 +192,9 @@ def _run_case(
         time.sleep(0.1)
     ended = time.monotonic()
     watcher.stop.set()
+    broker_cpu = _cpu_of(broker.proc.pid) - broker_before
     job.wait(120)
+    job_cpu = _children_cpu_s() - cpu_before
     text = log.read_text()
     found = re.findall(r"checkpoint \d+ completed in (\d+) ms \(([\d.]+) (B|KiB|MiB)\)", text)
     scale = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
@@ -201,7 +208,22 @@ def _run_case(
         "checkpoint_p50_ms": statistics.median(int(d) for d, _, _ in found) if found else None,
         "checkpoint_mean_bytes": round(statistics.mean(float(s) * scale[u] for _, s, u in found)) if found else None,
         "peak_rss_mb": round(peak / 2**20),
+        "job_cpu_s": round(job_cpu, 2),
+        "job_cpu_us_per_record": round(job_cpu / records * 1e6, 2),
+        "broker_cpu_s": round(broker_cpu, 2),
     }
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's waited-for descendants (the job's CLI and its slot processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds of a running process (the broker's share of a case)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _latency(
