@@ -33,8 +33,14 @@ def test_wal_blob_round_trips_raw_bytes_with_a_small_constant_overhead() -> None
     no_keys = kafka_wal.encode(values, None)
     assert list(kafka_wal.decode(no_keys)) == [(None, v) for v in values]
     assert len(no_keys) == 10 + 4 * 5 + sum(len(v or b"") for v in values)
-    plain = [b"a", b"", b"bc"]  # no None: joined in one call
-    assert list(kafka_wal.decode(kafka_wal.encode(plain, None))) == [(None, v) for v in plain]
+    plain = [b"a", b"", b"bc", b"\x00" * 300]  # no None: joined in one call, sliced by C iterators
+    plain_blob = kafka_wal.encode(plain, None)
+    assert list(kafka_wal.decode(plain_blob)) == [(None, v) for v in plain]
+    assert list(kafka_wal.plain_values(plain_blob) or []) == plain
+    assert list(kafka_wal.plain_values(kafka_wal.encode([], None)) or [b"not empty"]) == []
+    # keys or a tombstone: the general decoder's business
+    assert kafka_wal.plain_values(blob) is None
+    assert kafka_wal.plain_values(no_keys) is None
     # stored through the operator state's serializer as raw bytes (msgpack bin), not base64
     state = {"wid": "w", "token": "t", "committed": -1, "handles": [{"seq": 1, "records": no_keys}]}
     encoded = SafeSerializer().encode([state])
@@ -47,6 +53,8 @@ def test_a_corrupt_wal_blob_is_a_clear_error() -> None:
         list(kafka_wal.decode(b"SJ"))
     with pytest.raises(KafkaConnectorError, match="unknown format"):
         list(kafka_wal.decode(b"XXXX" + bytes(6)))
+    with pytest.raises(KafkaConnectorError, match="truncated"):
+        kafka_wal.plain_values(b"SJ")
 
 
 def test_default_serializer() -> None:

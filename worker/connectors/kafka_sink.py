@@ -101,9 +101,6 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         self._values: list[bytes | None] = []
         self._keys: list[bytes | None] = []
         self._pending: dict[int, bytes] = {}  # sealed, not yet committed: seq -> blob
-        # the same intervals as the lists they were encoded from: the committer produces from these
-        # (no decode per record); a restored writer's intervals are decoded from their blobs
-        self._sealed_records: dict[int, tuple[list[bytes | None], list[bytes | None] | None]] = {}
         self._queue: deque[int] = deque()  # handed to the committer, in order
         self._committed = -1
         self._cv = threading.Condition()
@@ -228,36 +225,23 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             return -1
         return int(tp.offset)
 
-    def _transact(
-        self,
-        producer: Any,
-        consumer: Any,
-        wid: str,
-        token: str,
-        seq: int,
-        records: bytes | tuple[list[bytes | None], list[bytes | None] | None],
-    ) -> None:
-        """Produces an interval's records (a blob, or its lists) and its marker in one Kafka transaction, commits it."""
+    def _transact(self, producer: Any, consumer: Any, wid: str, token: str, seq: int, blob: bytes) -> None:
+        """Produces a blob's records and its marker in one Kafka transaction and commits it."""
         from confluent_kafka import KafkaException, TopicPartition
 
         topic = self.topic
         try:
             producer.begin_transaction()
             produce = producer.produce
-            if isinstance(records, bytes):
-                for key, value in kafka_wal.decode(records):
-                    try:
-                        produce(topic, value, key)
-                    except BufferError:  # the bounded local queue is full: wait for acknowledgements
-                        self._produce_when_queued(producer, value, key)
-            elif records[1] is None:  # the common case: a tight loop, no per-record callback
-                for value in records[0]:
+            values = kafka_wal.plain_values(blob)
+            if values is not None:  # the common case: a tight loop, no per-record callback or decode frame
+                for value in values:
                     try:
                         produce(topic, value)
-                    except BufferError:
+                    except BufferError:  # the bounded local queue is full: wait for acknowledgements
                         self._produce_when_queued(producer, value, None)
             else:
-                for value, key in zip(records[0], records[1], strict=True):
+                for key, value in kafka_wal.decode(blob):
                     try:
                         produce(topic, value, key)
                     except BufferError:
@@ -343,10 +327,10 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
                     if not self._queue:
                         return
                     seq = self._queue[0]
-                    records = self._sealed_records.get(seq) or self._pending[seq]
+                    blob = self._pending[seq]
                 try:
                     fault_point("before-kafka-commit")
-                    self._transact(self._producer, consumer, self._wid, self._token, seq, records)
+                    self._transact(self._producer, consumer, self._wid, self._token, seq, blob)
                 except BaseException as err:  # handed to the task thread
                     with self._cv:
                         self._failure = err
@@ -356,7 +340,6 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
                 with self._cv:
                     self._queue.popleft()
                     self._pending.pop(seq, None)
-                    self._sealed_records.pop(seq, None)
                     self._committed = seq
                     self._cv.notify_all()
         finally:
@@ -399,11 +382,9 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
             return
         self._sealed = self._seq
         if self._values:
-            keys = self._keys if self.key_serializer is not None else None
-            blob = kafka_wal.encode(self._values, keys)
+            blob = kafka_wal.encode(self._values, self._keys if self.key_serializer is not None else None)
             with self._cv:
                 self._pending[self._seq] = blob
-                self._sealed_records[self._seq] = (self._values, keys)
         self._values = []
         self._keys = []
 
@@ -502,4 +483,3 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         with self._cv:
             if seq not in self._queue:
                 self._pending.pop(seq, None)
-                self._sealed_records.pop(seq, None)

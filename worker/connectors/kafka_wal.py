@@ -4,7 +4,7 @@ Layout (little-endian): ``b"SJKW"``, version byte, flags byte (1: keys present),
 (u32); the value lengths (i32 each, -1 for None), the key lengths when flagged, then the value
 bytes and the key bytes, concatenated. The overhead is 10 bytes per blob plus 4 bytes per record
 (8 with keys): the checkpoint holds each record's own bytes, never a base64 or JSON copy.
-Callers: ``kafka_sink`` (encode at the barrier; decode when a restored writer's transaction is produced).
+Callers: ``kafka_sink`` (encode at the barrier; ``plain_values`` or ``decode`` when the transaction is produced).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
+from itertools import accumulate, pairwise, starmap
 
 from streamjob.worker.connectors.kafka_common import KafkaConnectorError
 
@@ -56,8 +57,25 @@ def count(blob: bytes) -> int:
     return int(_HEADER.unpack_from(blob)[3])
 
 
-def decode(blob: bytes) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """The ``(key, value)`` pairs of a blob, in order (recovery: the running sink keeps its lists)."""
+def plain_values(blob: bytes) -> Iterator[bytes] | None:
+    """The values of a blob without keys and tombstones; None for any other blob (use ``decode``).
+
+    Sliced by C-level iterators, no Python frame per record: about twice as fast as ``decode``.
+    """
+    _, _, flags, n = _check(blob)
+    if flags & _KEYS:
+        return None
+    lengths = array("i")
+    lengths.frombytes(blob[_HEADER.size : _HEADER.size + 4 * n])
+    if sys.byteorder != "little":
+        lengths.byteswap()
+    if n and min(lengths) < 0:
+        return None
+    bounds = pairwise(accumulate(lengths, initial=_HEADER.size + 4 * n))
+    return map(blob.__getitem__, starmap(slice, bounds))
+
+
+def _check(blob: bytes) -> tuple[bytes, int, int, int]:
     if len(blob) < _HEADER.size:
         raise KafkaConnectorError("Kafka sink: a write-ahead log blob in the checkpoint is truncated")
     magic, version, flags, n = _HEADER.unpack_from(blob)
@@ -66,6 +84,12 @@ def decode(blob: bytes) -> Iterator[tuple[bytes | None, bytes | None]]:
             f"Kafka sink: the checkpoint holds a write-ahead log blob of an unknown format "
             f"({magic!r} v{version}); restore it with the streamjob version that wrote it"
         )
+    return magic, version, flags, n
+
+
+def decode(blob: bytes) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """The ``(key, value)`` pairs of a blob, in order."""
+    _, _, flags, n = _check(blob)
     pos = _HEADER.size
     values = array("i")
     values.frombytes(blob[pos : pos + 4 * n])
