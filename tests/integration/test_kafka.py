@@ -295,3 +295,71 @@ def test_starting_offsets_timestamp_latest_and_committed_group(kafka_broker: Kaf
     committed = KafkaSource(kafka_topic, kafka_broker.bootstrap, "g-c", starting_offsets="committed")
     # partition 0 holds 0,3,..,27 (offset 8 -> 24, 27); partition 1 is done; partition 2: all 10
     assert read_all(committed, 12) == sorted(["24", "27", *(str(i) for i in range(2, 30, 3))], key=int)
+
+
+def _read_pairs(broker: KafkaBroker, topic: str, expected: int) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every committed record of a one-partition topic, in order."""
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"pairs-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    got: list[tuple[bytes | None, bytes | None]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(got) < expected:
+        for msg in consumer.consume(1000, 0.2):
+            if msg.error() is None:
+                got.append((msg.key(), msg.value()))
+    got.extend((m.key(), m.value()) for m in consumer.consume(1000, 0.5) if m.error() is None)  # nothing more
+    consumer.close()
+    return got
+
+
+def test_exactly_once_sink_commits_keys_and_tombstones_exactly_live_and_from_a_restored_log(
+    kafka_broker: KafkaBroker,
+) -> None:
+    """Both produce paths of the committer: plain values (C-level slicing) and keys/None (the decoder)."""
+    from streamjob.worker.state.serializers import SafeSerializer
+
+    topic = kafka_broker.create_topic(f"keys-{os.getpid()}-{id(object())}", partitions=1)
+
+    def keyed_sink(restored: list[Any] | None) -> tuple[Any, _Ctx]:
+        sink = KafkaSink(
+            topic,
+            kafka_broker.bootstrap,
+            transactional_id_prefix=f"k-{topic}",
+            serializer=lambda v: None if v[1] is None else str(v[1]).encode(),
+            key_serializer=lambda v: None if v[0] is None else str(v[0]).encode(),
+            timeout_ms=20_000,
+        )
+        ctx = _Ctx(0, 1, restored)
+        sink.initialize_state(ctx)
+        sink.open(ctx)
+        return sink, ctx
+
+    rows = [("a", 1), (None, 2), ("c", None), ("", 4)]
+    sink, ctx = keyed_sink(None)
+    txn = sink.begin_transaction()
+    sink.invoke_batch(txn, rows)
+    sink.snapshot_state(None)
+    sink.pre_commit(txn)
+    sink.commit(txn)  # live: the committer thread produces it
+    txn = sink.begin_transaction()
+    sink.invoke_batch(txn, [("k", 5), ("k", None)])
+    sink.snapshot_state(None)
+    sink.pre_commit(txn)  # the checkpoint completes, then the process dies before the Kafka commit
+    state = SafeSerializer().decode(SafeSerializer().encode(ctx.state.get()))
+    sink.close()  # drains the first commit only (the second was never handed to the committer)
+    restored, _ = keyed_sink(state)
+    restored.begin_transaction()  # recovery commits the second interval from its blob
+    expected = [(b"a", b"1"), (None, b"2"), (b"c", None), (b"", b"4"), (b"k", b"5"), (b"k", None)]
+    assert _read_pairs(kafka_broker, topic, len(expected)) == expected
