@@ -233,13 +233,13 @@ class KafkaSink(TwoPhaseCommitSinkFunction[dict[str, Any]], CheckpointedFunction
         try:
             producer.begin_transaction()
             produce = producer.produce
-            values = kafka_wal.plain_values(blob)
-            if values is not None:  # the common case: a tight loop, no per-record callback or decode frame
-                for value in values:
+            plain = kafka_wal.plain_values(blob)
+            if plain is not None:  # the common case: a tight loop, no per-record callback or decode frame
+                for data in plain:
                     try:
-                        produce(topic, value)
+                        produce(topic, data)
                     except BufferError:  # the bounded local queue is full: wait for acknowledgements
-                        self._produce_when_queued(producer, value, None)
+                        self._produce_when_queued(producer, data, None)
             else:
                 for key, value in kafka_wal.decode(blob):
                     try:
