@@ -137,6 +137,7 @@ class JobMasterClient:
             detail=overview.failure_detail,
             parallelism=overview.parallelism,
             registered_slots=len(overview.workers) + overview.spare_slots,
+            spare_slots=overview.spare_slots,
             rescale=overview.rescale,
         )
 

@@ -242,9 +242,12 @@ class PlannerWorld:
         spec = StreamJobSpec.parse(dep.spec)
         workers = [p for p in self.pods.values() if p.attempt == dep.attempt and p.component == "worker"]
         running = sum(1 for p in workers if p.phase == "Running" and p.failure is None)
+        parallelism = self.jm_parallelism or spec.parallelism
+        registered = running * spec.task_slots if self.jm_registers else None
         return {
-            "parallelism": self.jm_parallelism or spec.parallelism,
-            "registered_slots": running * spec.task_slots if self.jm_registers else None,
+            "parallelism": parallelism,
+            "registered_slots": registered,
+            "spare_slots": max(0, registered - parallelism) if registered is not None else None,
             "rescale": self.jm_rescale,
         }
 
@@ -271,9 +274,10 @@ class PlannerWorld:
             update={"status": RescaleStatus.COMPLETED, "savepoint": "s3://b/c/ns/demo/savepoint-rescale", "gap_ms": 900}
         )
         self.jm_parallelism = view.target
-        slots = StreamJobSpec.parse(dep.spec).task_slots
+        spec = StreamJobSpec.parse(dep.spec)
         workers = sorted(n for n, p in self.pods.items() if p.attempt == dep.attempt and p.component == "worker")
-        for name in workers[-(-view.target // slots) :]:  # the JobMaster let their slots go: they exit 0
+        keep = -(-view.target // spec.task_slots) + spec.standby_workers  # the spares stay spares
+        for name in workers[keep:]:  # the JobMaster let their slots go: they exit 0
             self.pods[name].phase = "Succeeded"
 
     def _snapshot_facts(self, spec: StreamJobSpec | None) -> dict[str, Any]:
@@ -343,7 +347,7 @@ class PlannerWorld:
         if isinstance(action, DeployAttempt):
             self._deploy(action)
         elif isinstance(action, DeployWorkers):
-            for i in range(action.attempt.spec.worker_count):
+            for i in range(action.attempt.spec.worker_pods):
                 name = f"demo-worker-{action.attempt.attempt}-{i}"
                 self.pods.setdefault(name, FakePod(name, "worker", action.attempt.attempt, action.attempt.spec.image))
         elif isinstance(action, ReplaceWorkers):
@@ -497,7 +501,7 @@ def dep_pods(spec: dict[str, Any]) -> int:
     """Pods of an attempt of ``spec`` (the JobMaster and the workers)."""
     from streamjob.operator.model.spec import StreamJobSpec
 
-    return StreamJobSpec.parse(spec).worker_count + 1
+    return StreamJobSpec.parse(spec).worker_pods + 1
 
 
 __all__ = [

@@ -27,6 +27,8 @@ class JobMasterView:
     """The running attempt's parallelism (its slots)."""
     registered_slots: int | None = None
     """Slots registered with it, spare ones included (a rescale up waits for them)."""
+    spare_slots: int | None = None
+    """Its idle spare slots (``GET /job``'s ``spare_slots``): the standby workers' and a rescale's early ones."""
     rescale: RescaleView | None = None
     """Its last ``POST /rescale`` (``GET /job``'s ``rescale``)."""
 

@@ -351,6 +351,13 @@ class StreamJobSpec(CamelModel):
     workers: int | None = Field(
         default=None, ge=1, le=10000, description="Worker pods; default ceil(parallelism / taskSlots)."
     )
+    standby_workers: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Extra worker pods whose slots stay idle as spares: a worker failure redeploys onto them at "
+        "once instead of waiting for a replacement pod (Flink's redundant TaskManagers). Default 0.",
+    )
     state: JobState = Field(default=JobState.RUNNING, description="running or suspended.")
     upgrade_mode: UpgradeMode = Field(default=UpgradeMode.SAVEPOINT, description="savepoint, last-state or stateless.")
     initial_savepoint_path: str | None = Field(
@@ -415,6 +422,11 @@ class StreamJobSpec(CamelModel):
         if self.workers is not None:
             return self.workers
         return -(-self.parallelism // self.task_slots)
+
+    @property
+    def worker_pods(self) -> int:
+        """Worker pods an attempt runs: ``worker_count`` for the tasks plus ``standby_workers`` idle spares."""
+        return self.worker_count + self.standby_workers
 
     @property
     def savepoints_root(self) -> str:

@@ -235,6 +235,12 @@ class StreamJobStatus(CamelModel):
     )
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     job_state: str | None = Field(default=None, description="Job state reported by the JobMaster.")
+    standby_workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Standby worker pods whose slots are registered with the JobMaster as idle spares "
+        "(spec.standbyWorkers ready to take over a failed worker at once).",
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
     last_checkpoint: SnapshotInfo | None = Field(default=None, description="Newest completed checkpoint.")
     last_savepoint: SnapshotInfo | None = Field(default=None, description="Newest savepoint.")

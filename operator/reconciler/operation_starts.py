@@ -57,7 +57,7 @@ def healthy(d: Draft) -> bool:
     jm = d.facts.jobmaster
     state = jm.state or JobState.RUNNING  # a JobMaster that does not say is judged by its pods
     return (
-        len(pods) == spec.worker_count + 1
+        len(pods) == spec.worker_pods + 1
         and all(p.running for p in pods)
         and jm.reachable
         and state == JobState.RUNNING

@@ -279,7 +279,7 @@ def _verify(d: Draft) -> None:
         else:
             attempt_failed(d, spec, f"the JobMaster pod of attempt {dep.attempt} disappeared")
         return
-    if len(pods) < spec.worker_count + 1:
+    if len(pods) < spec.worker_pods + 1:
         # Workers are created as soon as the JobMaster pod has an IP, so that their processes start
         # while the JobMaster's does (the two start-ups overlap instead of adding up, about a second
         # of every recovery): a slot retries connecting until the JobMaster serves, and the JobMaster

@@ -302,7 +302,7 @@ def _attempt_failure(d: Draft, dep: Deployment) -> str | None:
     failed = [p for p in pods if p.failure]
     if failed:
         return final_failure(pods) or failed[0].failure
-    expected = StreamJobSpec.parse(dep.spec).worker_count + 1
+    expected = StreamJobSpec.parse(dep.spec).worker_pods + 1
     if len(pods) < expected:
         return f"{expected - len(pods)} of {expected} pods of attempt {dep.attempt} disappeared"
     stopped = [p for p in pods if p.succeeded]
@@ -368,7 +368,18 @@ def _bookkeeping(d: Draft) -> None:
     f = d.facts
     state = f.jobmaster.state
     d.update(job_state=(RunState(state).value if state else None) if f.jobmaster.reachable else d.status.job_state)
+    d.update(standby_workers=_standby_ready(d))
     conditions.apply(d, _running_bookkeeping(d))
+
+
+def _standby_ready(d: Draft) -> int | None:
+    """Standby pods ready: the JobMaster's spare slots in whole worker pods (its last answer while unreachable)."""
+    jm, dep = d.facts.jobmaster, d.status.deployment
+    if not jm.reachable or dep is None:
+        return d.status.standby_workers if dep is not None else None
+    if jm.spare_slots is None:
+        return None
+    return jm.spare_slots // StreamJobSpec.parse(dep.spec).task_slots
 
 
 def _running_bookkeeping(d: Draft) -> Progress | None:

@@ -125,7 +125,7 @@ def _workers(d: Draft, dep: Deployment) -> list[PodView]:
 
 
 def _missing_workers(d: Draft, dep: Deployment, spec: StreamJobSpec) -> int:
-    return max(0, spec.worker_count - len(_workers(d, dep)))
+    return max(0, spec.worker_pods - len(_workers(d, dep)))
 
 
 def _slots_short(d: Draft, spec: StreamJobSpec) -> bool:
@@ -197,7 +197,7 @@ def _rescale(d: Draft, dep: Deployment) -> None:
 
 def _rescaled(d: Draft, dep: Deployment, spec: StreamJobSpec) -> None:
     """The JobMaster runs at the new parallelism: remove surplus workers, or finish."""
-    if len(_workers(d, dep)) > spec.worker_count or _leaving(d, dep):
+    if len(_workers(d, dep)) > spec.worker_pods or _leaving(d, dep):
         set_step(d, OperationStep.TEARDOWN)
         _remove_workers(d, dep)
     else:
@@ -220,7 +220,7 @@ def surplus_workers(workers: list[PodView], keep: int) -> list[PodView]:
 def _remove_workers(d: Draft, dep: Deployment) -> None:
     spec = target(d)
     workers = [p for p in d.facts.pods_of(dep.attempt) if not p.is_jobmaster]
-    doomed = surplus_workers(workers, spec.worker_count)
+    doomed = surplus_workers(workers, spec.worker_pods)
     if doomed:
         d.act(DeleteWorkers(tuple(p.name for p in doomed)))
         if _elapsed(d) <= spec.timeouts.pod_start_seconds:

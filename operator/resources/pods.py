@@ -270,10 +270,14 @@ def build_jobmaster_pod(at: Attempt) -> dict[str, Any]:
 
 
 def build_worker_pods(at: Attempt, jobmaster_ip: str) -> list[dict[str, Any]]:
-    """The worker pods, each told the JobMaster's control address ``IP:6123``."""
+    """The worker pods, each told the JobMaster's control address ``IP:6123``: ``workers`` plus the standby ones.
+
+    Standby pods are worker pods like the others: whichever slots register after the attempt has all
+    its slots stay idle as the JobMaster's spares (``worker/jobmaster/slots.py``).
+    """
     return [
         build_worker_pod(at, jobmaster_ip, worker_pod_name(at.job, at.attempt, index))
-        for index in range(at.spec.worker_count)
+        for index in range(at.spec.worker_pods)
     ]
 
 
