@@ -63,7 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # The slots start now, while this process loads the job and imports the JobMaster: a guess of
     # their number (-p, else 1) that run_local corrects once the job's graph is known.
     provisional: JobConfig = parse_job_config(raw, source=source)
-    launcher = local_launcher(provisional)
+    launcher = local_launcher(provisional, standby=args.standby_slots)
     launcher.prestart(args.parallelism or 1, attempt=provisional.attempt)
     try:
         from streamjob.worker.loader import load_job

@@ -88,6 +88,14 @@ def parser() -> argparse.ArgumentParser:
         help="default parallelism of every operator",
     )
     run.add_argument(
+        "--standby-slots",
+        type=checked(count_between(0, 100)),
+        default=0,
+        metavar="N",
+        help="slot processes kept idle beside the job's: a failed slot's tasks are redeployed onto one at once "
+        "(default 0)",
+    )
+    run.add_argument(
         "--max-parallelism", type=checked(count_between(1, MAX_PARALLELISM)), help="number of key groups (default 128)"
     )
     run.add_argument(

@@ -163,15 +163,16 @@ def token_notice(path: Path) -> str:
     )
 
 
-def local_launcher(config: JobConfig, work_dir: Path | None = None) -> LocalProcessLauncher:
+def local_launcher(config: JobConfig, work_dir: Path | None = None, *, standby: int = 0) -> LocalProcessLauncher:
     """The slot launcher of a local run: its work directory (logs), this run's job secret, internal TLS.
 
+    ``standby``: spare slot processes kept beside the job's (``streamjob run --standby-slots``).
     The secret is ``STREAMJOB_JOB_SECRET[_FILE]`` when set, else a new one (protocol/auth.py); the
     slots get it, and the internal TLS files, by environment.
     """
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
     secret = load_job_secret() or new_job_secret()
-    return LocalProcessLauncher(work / "logs", secret=secret, tls=config.internal_tls)
+    return LocalProcessLauncher(work / "logs", secret=secret, tls=config.internal_tls, standby=standby)
 
 
 def first_attempt_slots(config: JobConfig, loaded: LoadedJob) -> int | None:

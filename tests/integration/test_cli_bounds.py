@@ -37,6 +37,8 @@ CASES = [
     (["--max-parallelism", HUGE], "must be from 1 to 32768"),
     (["--rest-port", HUGE], "must be from 0 to 65535"),
     (["--rest-port", "-1"], "must be from 0 to 65535"),
+    (["--standby-slots", "-1"], "--standby-slots: must be from 0 to 100"),
+    (["--standby-slots", "101"], "--standby-slots: must be from 0 to 100"),
 ]
 
 

@@ -6,8 +6,11 @@ the failed attempt); when the JobMaster gives up on its slots it kills them all 
 resource manager). Local slots die with the JobMaster
 process (``die_with_this_process``). The first attempt's slots may be started before the JobMaster
 has a control port (``prestart``): they import their code while the JobMaster imports its own and
-read the port's address from their standard input when ``start`` hands it over. On Kubernetes there is no
-launcher: worker pods connect on their own and the operator owns restarts.
+read the port's address from their standard input when ``start`` hands it over. With ``standby`` the
+launcher runs that many slot processes more than the attempt needs (``streamjob run --standby-slots``):
+they register as the JobMaster's idle spares, a failover deploys onto them at once, and the process
+started for the lost slot becomes the next spare. On Kubernetes there is no launcher: worker pods
+(standby ones too, ``spec.standbyWorkers``) connect on their own and the operator owns restarts.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, internal_tls_env
 
 class Launcher(Protocol):
     """Starts and stops the slot processes of one attempt."""
+
+    standby: int
+    """Slot processes it runs beyond the attempt's slots (idle spares)."""
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None: ...
 
@@ -75,12 +81,20 @@ class LocalProcessLauncher:
     """Runs slots as child processes; their stdout is the terminal's (print sinks), their logs go to ``log_dir``."""
 
     def __init__(
-        self, log_dir: Path, *, secret: str, env: dict[str, str] | None = None, tls: TlsSettings | None = None
+        self,
+        log_dir: Path,
+        *,
+        secret: str,
+        env: dict[str, str] | None = None,
+        tls: TlsSettings | None = None,
+        standby: int = 0,
     ) -> None:
         """``secret``: the job's secret, handed to the slots in their environment (never argv, which ``ps`` shows).
 
         ``tls``: the job's internal TLS files, handed over as ``STREAMJOB_INTERNAL_TLS_*`` (none: plain TCP).
+        ``standby``: slot processes run beyond every ``slots`` asked for, idle as spares.
         """
+        self.standby = standby
         self.log_dir = log_dir
         self.tls = tls
         self.secret = secret
@@ -143,6 +157,7 @@ class LocalProcessLauncher:
         before it has its address, and ends when the pipe closes without one (this process died or
         ``stop_all`` ran).
         """
+        slots += self.standby
         waiting = self.prestarted[1] if self.prestarted is not None and self.prestarted[0] == attempt else []
         if len(waiting) > slots or (self.procs and not waiting):
             self.stop_all()
@@ -156,6 +171,7 @@ class LocalProcessLauncher:
 
         Slots prestarted for this attempt get the address through their pipe; the rest start now.
         """
+        slots += self.standby
         prestarted, self.prestarted = self.prestarted, None
         if prestarted is not None and (prestarted[0] != attempt or len(prestarted[1]) > slots):
             self.stop_all()  # started for another attempt or shape: none of them may register
@@ -185,6 +201,7 @@ class LocalProcessLauncher:
 
         Surplus processes still running (one did not exit in time) are killed; missing ones start now.
         """
+        slots += self.standby
         alive = [(proc, log) for proc, log in zip(self.procs, self.logs, strict=True) if proc.poll() is None]
         for proc, _ in alive[slots:]:
             proc.send_signal(signal.SIGKILL)

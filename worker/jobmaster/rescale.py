@@ -112,6 +112,6 @@ def above_floor(latest: LoadedSnapshot | None, floor: LoadedSnapshot | None) -> 
 async def resize_launcher(launcher: Launcher, slots: int, jobmaster: str, attempt: int) -> None:
     """Waits (briefly) for the let-go local slot processes to exit, then has the launcher run ``slots`` of them."""
     deadline = time.monotonic() + 5.0
-    while len(launcher.pids()) > slots and time.monotonic() < deadline:
+    while len(launcher.pids()) > slots + launcher.standby and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     launcher.resize(slots, jobmaster, attempt)

@@ -90,6 +90,7 @@ class InProcessLauncher:
     ) -> None:
         """``secret``: the run's job secret; ``loader``: builds each slot's copy of the job; ``stores``: its storage."""
         self.secret = secret
+        self.standby = 0  # no spare slot coroutines: a lost one is replaced
         self.stores = stores
         self.loader = loader
         self.work_dir = work_dir
