@@ -17,12 +17,19 @@ exponential from 1 s, unless ``--restart-delay`` sets its first delay): each cra
 StreamJob (in a fresh namespace) that has completed at least two checkpoints. Crashing one job ten
 times would measure the backoff (1, 2, 4, … s) instead (``tests/e2e`` crashes one job ten times for
 correctness). The JobMaster recovers in place (issue 14): it cancels the surviving worker's tasks,
-waits out the restart delay and for the replacement pod the operator creates, and redeploys from the
-latest checkpoint; the run records that no JobMaster pod was created. t0 = just before the node
-agent SIGKILLs the worker pod's process group; t1 = the ``first`` stamp of the JobMaster's next
-attempt (the first record through the restored keyed state). The breakdown times the steps in
-between from pod watch events, the JobMaster's log and the stamps. Afterwards the job runs to its
-end and its committed output is checked exactly once.
+waits out the restart delay and redeploys from the latest checkpoint onto the survivor and the standby
+worker (without one: waits for the replacement pod the operator creates); the run records that no
+JobMaster pod was created. t0 = just before the node agent SIGKILLs the worker pod's process group;
+t1 = the ``first`` stamp of the JobMaster's next attempt (the first record through the restored keyed
+state). The breakdown times the steps in between from pod watch events, the JobMaster's log and the
+stamps. Afterwards the job runs to its end and its committed output is checked exactly once.
+
+**Standby workers.** The jobs run with ``standbyWorkers: 1`` (``--standby N`` changes it; 0 measures
+recovery that waits for the replacement pod): one worker pod more than the slots need, idle as the
+JobMaster's spare. The victim is a pod that holds a slot of the running attempt (its IP among
+``GET /job``'s workers), never the standby, and the crash happens once the standby is registered
+(``status.standbyWorkers``). The JobMaster then redeploys onto the survivor and the standby at once;
+the replacement pod, created meanwhile, registers as the next spare (the last milestone).
 
 **Upgrades.** One job, upgraded ``--upgrades`` times by changing an argument the pipeline ignores
 (a spec change in upgradeMode savepoint: stop-with-savepoint, redeploy from it): t0 = the patch,
@@ -45,7 +52,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.failover_bed import (
-    NAME,
     QUICK,
     BenchJob,
     FailoverSpec,
@@ -67,8 +73,9 @@ TARGET_S = 1.0
 SECTION_HEADING = "\n## Failover on the test bed (issue 5)"
 DESCRIPTION = (
     "operator on the e2e test bed: worker pod SIGKILL → first record processed by the restored "
-    "attempt (the JobMaster stays up, the operator replaces only the crashed pod; fresh job per crash: "
-    "the restart policy's first retry), and savepoint upgrades"
+    "attempt (the JobMaster stays up and redeploys onto the standby worker, the operator replaces only the "
+    "crashed pod, which becomes the next standby; fresh job per crash: the restart policy's first retry), "
+    "and savepoint upgrades"
 )
 CRASH_MILESTONES = (
     ("pod_failed", "crashed pod reported Failed (node agent)"),
@@ -79,6 +86,7 @@ CRASH_MILESTONES = (
     ("restored", "tasks opened (state restored), last subtask"),
     ("first_record", "first record processed (t1)"),
     ("all_processing", "every subtask processed a record"),
+    ("spare_registered", "replacement registered as the new spare (JobMaster's log)"),
 )
 UPGRADE_MILESTONES = (
     ("detected", "operator recorded the upgrade in status"),
@@ -104,13 +112,17 @@ def measure_crash(bed: Testbed, spec: FailoverSpec, index: int, log: Log) -> Jso
     load = os.getloadavg()[0]
     try:
         job.create()
-        before = job.wait(lambda s: checkpointed(s, 2), "two checkpoints", 180)
+        before = job.wait(
+            lambda s: checkpointed(s, 2) and (s.get("standbyWorkers") or 0) >= spec.standby,
+            "two checkpoints and the standby workers ready",
+            180,
+        )
         old = int(before["attempt"])
         job.wait_processing(old, 30)
         time.sleep(spec.settle_s)
         if (job.status().get("restarts") or {}).get("count"):
             raise RuntimeError("the job restarted before the crash: not a first retry")
-        victim = f"{NAME}-worker-{old}-0"
+        victim = job.slot_holder(old)  # never the standby pod: its crash interrupts nothing
         before_attempt = job.last_attempt()
         t0 = time.time()
         bed.agent.crash(namespace, victim)
@@ -329,7 +341,9 @@ def markdown(section: Json) -> str:
         f"Measured {section.get('created', '')} at {str(env.get('git_commit', ''))[:10]} on {env.get('cpus')} CPUs. "
         f"Job: parallelism {spec['parallelism']}, {spec['rate']} records/s, {spec['keys']} keys of keyed state, "
         f"checkpoints to S3 every {spec['interval_ms']} ms, exactly-once FileSink; operator with its default "
-        f"settings, {policy}. The JobMaster recovers in place (issue 14). Load average (1 min) before the crashes: "
+        f"settings, {policy}, standbyWorkers {spec.get('standby', 0)}. The JobMaster recovers in place "
+        f"(issue 14){' onto the standby worker' if spec.get('standby') else ''}. Load average (1 min) before "
+        "the crashes: "
         f"{load_range(section['crashes'])}, before the upgrades: {load_range(section['upgrades'])} (2 cores, shared "
         f"with other sessions' test suites). Exactly-once output after every run: "
         f"{'yes' if s['exactly_once'] else ('–' if s['exactly_once'] is None else 'NO')}.",
@@ -393,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         help="restartPolicy.backoff.initialDelaySeconds of the jobs (default: the default policy's 1 s)",
     )
     p.add_argument(
+        "--standby",
+        type=int,
+        default=FailoverSpec.standby,
+        metavar="N",
+        help="spec.standbyWorkers of the jobs (default 1; 0 for A/B runs against trees without it)",
+    )
+    p.add_argument(
         "--pythonpath",
         help="A/B runs: a directory holding another streamjob/{worker,operator} tree "
         "(bench/README.md) for the operator and the pods",
@@ -411,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         verify=not args.no_verify,
         pythonpath=args.pythonpath,
         restart_delay_s=args.restart_delay,
+        standby=args.standby,
     )
     section = run(log=lambda text: print(text, file=sys.stderr, flush=True), spec=spec)
     print(json.dumps(section, indent=1))

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ class FailoverSpec:
     settle_s: float = 2.0
     seconds: int = 25
     verify: bool = True
+    standby: int = 1
+    """``spec.standbyWorkers`` of the jobs: a crash redeploys onto the idle standby worker at once."""
     restart_delay_s: float | None = None
     """``restartPolicy.backoff.initialDelaySeconds`` of the jobs (None: the default policy's 1 s)."""
     pythonpath: str | None = None  # A/B runs: the operator and the pods import streamjob from here
@@ -260,6 +263,7 @@ class BenchJob:
             "args": self.args("v0"),
             "parallelism": self.spec.parallelism,
             "upgradeMode": "savepoint",
+            **({"standbyWorkers": self.spec.standby} if self.spec.standby else {}),
             "storage": {
                 "checkpointsUri": f"{prefix}/checkpoints",
                 "savepointsUri": f"{prefix}/savepoints",
@@ -323,6 +327,27 @@ class BenchJob:
         except TimeoutError as err:
             raise TimeoutError(f"{self.namespace}: {err}; status {json.dumps(self.status())[:1500]}") from None
         return result
+
+    def jobmaster_ip(self, attempt: int) -> str:
+        """The pod IP of the attempt's JobMaster."""
+        pod = self.bed.api.get(f"/api/v1/namespaces/{self.namespace}/pods/{NAME}-jobmaster-{attempt}")
+        return str(pod["status"]["podIP"])
+
+    def overview(self, attempt: int) -> Json:
+        """``GET /job`` of the attempt's JobMaster (reading needs no token)."""
+        with urllib.request.urlopen(f"http://{self.jobmaster_ip(attempt)}:8081/job", timeout=5) as response:
+            body: Json = json.loads(response.read())
+        return body
+
+    def slot_holder(self, attempt: int) -> str:
+        """A worker pod of ``attempt`` that holds a slot of the running attempt (not a standby's spare slots)."""
+        hosts = {w["address"][0] for w in self.overview(attempt)["workers"]}
+        selector = f"streamjob.dev/attempt={attempt},app.kubernetes.io/component=worker"
+        pods = self.bed.api.get(f"/api/v1/namespaces/{self.namespace}/pods", labelSelector=selector)["items"]
+        holders = sorted(p["metadata"]["name"] for p in pods if (p.get("status") or {}).get("podIP") in hosts)
+        if not holders:
+            raise RuntimeError(f"no worker pod of attempt {attempt} holds a slot")
+        return str(holders[0])
 
     def delete(self) -> None:
         try:
@@ -410,8 +435,9 @@ def pods_timeline(bed: Testbed, job: BenchJob, since: float, old: int, new: int)
     """Milestones of the attempt change ``old`` → ``new`` from pod events and the JobMaster's log."""
     assert bed.recorder is not None
     pods = bed.recorder.select(job.namespace, since, "pod")
-    workers = [f"{NAME}-worker-{new}-{i}" for i in range(job.spec.parallelism)]
-    old_pods = [f"{NAME}-jobmaster-{old}"] + [f"{NAME}-worker-{old}-{i}" for i in range(job.spec.parallelism)]
+    pods_per_attempt = job.spec.parallelism + job.spec.standby
+    workers = [f"{NAME}-worker-{new}-{i}" for i in range(pods_per_attempt)]
+    old_pods = [f"{NAME}-jobmaster-{old}"] + [f"{NAME}-worker-{old}-{i}" for i in range(pods_per_attempt)]
     old_times = [pod_times(pods, p).get("deleted") for p in old_pods]
     jm = pod_times(pods, f"{NAME}-jobmaster-{new}")
     worker_times = [pod_times(pods, w) for w in workers]
@@ -447,6 +473,7 @@ def replacement_timeline(
         "replacement_created": times.get("created"),
         "replacement_started": times.get("running"),
         "tasks_deployed": _log_time(jm_log, "event running", since),
+        "spare_registered": _log_time(jm_log, "a spare slot registered", since),
     }
 
 
