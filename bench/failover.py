@@ -66,6 +66,7 @@ from bench.failover_bed import (
     replacement_timeline,
     running,
     sj_first,
+    spare_registered,
 )
 from bench.harness import percentile
 
@@ -73,9 +74,9 @@ TARGET_S = 1.0
 SECTION_HEADING = "\n## Failover on the test bed (issue 5)"
 DESCRIPTION = (
     "operator on the e2e test bed: worker pod SIGKILL → first record processed by the restored "
-    "attempt (the JobMaster stays up and redeploys onto the standby worker, the operator replaces only the "
-    "crashed pod, which becomes the next standby; fresh job per crash: the restart policy's first retry), "
-    "and savepoint upgrades"
+    "attempt (the JobMaster stays up and redeploys at once onto the standby worker, or without one waits for "
+    "the replacement pod; the operator replaces only the crashed pod, which becomes the next standby; fresh "
+    "job per crash: the restart policy's first retry), and savepoint upgrades"
 )
 CRASH_MILESTONES = (
     ("pod_failed", "crashed pod reported Failed (node agent)"),
@@ -127,6 +128,8 @@ def measure_crash(bed: Testbed, spec: FailoverSpec, index: int, log: Log) -> Jso
         t0 = time.time()
         bed.agent.crash(namespace, victim)
         stamps = job.wait_processing(before_attempt + 1, 120)
+        if spec.standby:  # the replacement pod registers as the next spare (after the first record, usually)
+            spare_registered(bed, job, old, t0, 60)
         after = job.status()
         assert bed.recorder is not None
         pods = bed.recorder.select(namespace, t0, "pod")
@@ -361,6 +364,7 @@ def markdown(section: Json) -> str:
     for key, what in CRASH_MILESTONES:
         m = s["crash_milestones_s"][key]
         lines.append(f"| {what} | {_f(m['p50'])} | {_f(m['p90'])} | {_f(m['max'])} |")
+    lines += _comparison(section)
     up, first = s["upgrade_to_running_s"], s["upgrade_to_first_record_s"]
     if first["n"]:
         lines += [
@@ -378,6 +382,25 @@ def markdown(section: Json) -> str:
     if section.get("errors"):
         lines += ["", "Errors:", ""] + [f"- {e.splitlines()[0][:300]}" for e in section["errors"]]
     return "\n".join(lines) + "\n"
+
+
+def _comparison(section: Json) -> list[str]:
+    """A same-window run without standby workers and a note on the run, when the section holds them."""
+    lines: list[str] = []
+    base = section.get("baseline_standby_0")
+    if base:
+        head, loads = base["summary"]["crash_to_processing_s"], base["summary"]["load_average_before"]
+        deployed = base["summary"]["crash_milestones_s"]["tasks_deployed"]
+        lines += [
+            "",
+            f"Without standby workers (`--standby 0`, a run right after this one, {base['created']}, same "
+            f"commit, load {min(loads):.1f}–{max(loads):.1f}): p50 {_f(head['p50'])} s, p90 {_f(head['p90'])} s, "
+            f"max {_f(head['max'])} s over {head['n']} crashes; tasks deployed p50 {_f(deployed['p50'])} s, "
+            "as the JobMaster waits for the replacement pod to start and register.",
+        ]
+    if section.get("note"):
+        lines += ["", f"Note: {section['note']}."]
+    return lines
 
 
 def append_results(section: Json, out_dir: Path) -> None:

@@ -477,6 +477,13 @@ def replacement_timeline(
     }
 
 
+def spare_registered(bed: Testbed, job: BenchJob, attempt: int, since: float, timeout: float) -> float:
+    """Waits for the JobMaster's log to say a spare slot registered after ``since``; returns when it did."""
+    jm_log = bed.agent.log_path(job.namespace, f"{NAME}-jobmaster-{attempt}")
+    at: float = bed.wait(lambda: _log_time(jm_log, "a spare slot registered", since), timeout, "a new spare slot")
+    return at
+
+
 def jobmaster_pods_created(bed: Testbed, job: BenchJob, since: float) -> list[str]:
     """JobMaster pods created after ``since`` (none when the JobMaster recovered in place)."""
     assert bed.recorder is not None
