@@ -166,9 +166,9 @@ def token_notice(path: Path) -> str:
 def local_launcher(config: JobConfig, work_dir: Path | None = None, *, standby: int = 0) -> LocalProcessLauncher:
     """The slot launcher of a local run: its work directory (logs), this run's job secret, internal TLS.
 
-    ``standby``: spare slot processes kept beside the job's (``streamjob run --standby-slots``).
     The secret is ``STREAMJOB_JOB_SECRET[_FILE]`` when set, else a new one (protocol/auth.py); the
-    slots get it, and the internal TLS files, by environment.
+    slots get it, and the internal TLS files, by environment. ``standby``: spare slot processes kept
+    beside the job's (``streamjob run --standby-slots``).
     """
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
     secret = load_job_secret() or new_job_secret()
