@@ -95,3 +95,16 @@ def test_a_lost_spare_frees_nothing_and_a_full_attempt_keeps_its_slots() -> None
     registry.spares.pop(link)  # its connection closed (control.py)
     registry.open_for(1)
     assert registry.slots == {0: slot} and not registry.spares
+
+
+def test_a_replacement_registering_during_the_restart_delay_leaves_the_lost_index_to_the_spare() -> None:
+    registry = SlotRegistry()
+    registry.open_for(2)
+    lost, survivor = registry.register(_link(), ("h", 1), 11), registry.register(_link(), ("h", 2), 12)
+    assert lost is not None and survivor is not None
+    spare = registry.add_spare(_link(), ("h", 3), 13)
+    registry.release(1)
+    registry.remove(lost)  # attempt 1 failed; the restart delay runs, the next open_for has not come
+    assert registry.register(_link(), ("h", 4), 14) is None, "the replacement must wait as the next spare"
+    assert spare.promoted is not None and spare.promoted.index == 0 and spare.promoted.fenced is None
+    assert registry.slots[1] is survivor and not registry.spares

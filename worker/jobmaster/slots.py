@@ -109,8 +109,12 @@ class SlotRegistry:
         """
         self.accepting = count
         self.opened.set()
+        self._promote_spares()
+
+    def _promote_spares(self) -> None:
+        """Gives free indices to the waiting spares, first registered first."""
         for link, spare in list(self.spares.items()):
-            conn = self.register(link, spare.data_address, spare.pid)
+            conn = self._assign(link, spare.data_address, spare.pid)
             if conn is None:
                 break
             spare.promoted = conn
@@ -190,7 +194,15 @@ class SlotRegistry:
             link.send(message)
 
     def register(self, link: ControlLink, data_address: tuple[str, int], pid: int) -> SlotConnection | None:
-        """Assigns the next free slot index, or None when the attempt has all its slots."""
+        """Assigns the next free slot index, or None when the attempt has all its slots.
+
+        Waiting spares take free indices first: a failover's replacement that registers during the
+        restart delay must not take the lost slot's index from the standby slot, which is ready.
+        """
+        self._promote_spares()
+        return self._assign(link, data_address, pid)
+
+    def _assign(self, link: ControlLink, data_address: tuple[str, int], pid: int) -> SlotConnection | None:
         if len(self.slots) >= self.accepting:
             return None
         index = next(i for i in range(self.accepting) if i not in self.slots)
