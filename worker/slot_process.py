@@ -1,7 +1,8 @@
 """The slot's process: tuning the interpreter, dying with a local parent, warming S3, running the ``Slot``.
 
-``run_slot`` is the entry of ``streamjob slot`` (``cli.main``) and of ``streamjob worker``'s child
-process: it sets up the process (a whole-line stdout, fewer garbage collections, a short GIL switch
+``run_slot`` is the entry of ``streamjob slot`` (``cli.main``), of ``streamjob worker``'s child
+process and (through ``run_prestarted``) of the slots ``streamjob run`` forks (``jobmaster/forked.py``):
+it sets up the process (a whole-line stdout, fewer garbage collections, a short GIL switch
 interval, PR_SET_PDEATHSIG for local slots, boto3 imported on a thread when S3 is named) and runs
 ``slot.Slot`` on uvloop, optionally under cProfile.
 """
@@ -15,6 +16,9 @@ import sys
 import threading
 from pathlib import Path
 
+from streamjob.worker.cli_values import read_jobmaster_address
+from streamjob.worker.errors import ConfigError
+from streamjob.worker.protocol.auth import require_job_secret
 from streamjob.worker.protocol.tls import (
     internal_tls_from_env,
 )
@@ -109,3 +113,26 @@ def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
     finally:
         profiler.disable()
         profiler.dump_stats(str(Path(profile_dir) / f"slot-{os.getpid()}.prof"))
+
+
+def run_prestarted() -> int:
+    """Entry of a slot forked by ``streamjob run``: as ``streamjob slot --jobmaster -`` would run it.
+
+    Logging as ``cli.main`` sets it up for ``streamjob slot`` (INFO unless ``STREAMJOB_LOG_LEVEL``, to
+    standard error: the slot's log file); the job's secret from the environment; the control port's
+    address from standard input (the launcher's pipe).
+    """
+    level = os.environ.get("STREAMJOB_LOG_LEVEL") or "INFO"
+    logging.basicConfig(
+        force=True,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        secret = require_job_secret()
+        with os.fdopen(0, "rb", closefd=False) as pipe:
+            jobmaster = read_jobmaster_address(pipe)
+        return run_slot(jobmaster, "127.0.0.1", secret)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code

@@ -19,7 +19,9 @@ import pytest
 
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
-from tests.integration.jobs.support import job_path
+from streamjob.worker.testing import read_committed
+from tests.integration.jobs import keyed_sum
+from tests.integration.jobs.support import KEYED_SUM, job_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -150,3 +152,30 @@ def test_a_bad_entrypoint_leaves_no_prestarted_slot_behind(tmp_path: Path) -> No
     assert done.returncode != 0
     assert done.stderr.startswith("error: entrypoint file"), done.stderr
     _wait(lambda: not _marked(mark), 10, "the prestarted slots to be gone")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="slots are forked on Linux only")
+def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path) -> None:
+    """The first attempt's slots are forked children of ``streamjob run`` (no ``python -m ... slot`` exec) and work."""
+    mark = new_job_secret()[:16]
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--quiet", "--rest-port", "0", "-p", "2"]
+    cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), KEYED_SUM, f"out={out.as_uri()}", "count=2000", "rate=500"]
+    run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: len([p for p in _marked(mark) if p != run.pid]) == 2 or run.poll() is not None, 60, "2 slots")
+        slots = [p for p in _marked(mark) if p != run.pid]
+        assert len(slots) == 2, slots
+        parent_cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes()
+        for pid in slots:
+            assert Path(f"/proc/{pid}/cmdline").read_bytes() == parent_cmdline  # forked, never exec'ed
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            assert ppid == run.pid
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
+    assert keyed_sum.check_exactly_once(read_committed(out.as_uri()), 2000) is None

@@ -5,7 +5,8 @@ process for each one that exited (the survivors stay registered with the JobMast
 the failed attempt); when the JobMaster gives up on its slots it kills them all (the MiniCluster's
 resource manager). Local slots die with the JobMaster
 process (``die_with_this_process``). The first attempt's slots may be started before the JobMaster
-has a control port (``prestart``): they import their code while the JobMaster imports its own and
+has a control port (``prestart``): forked from this process while it has a single thread
+(``forked.py``; else spawned), they import their code while the JobMaster imports its own and
 read the port's address from their standard input when ``start`` hands it over. With ``standby`` the
 launcher runs that many slot processes more than the attempt needs (``streamjob run --standby-slots``):
 they register as the JobMaster's idle spares, a failover deploys onto them at once, and the process
@@ -23,11 +24,31 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from streamjob.worker.config import TlsSettings
+from streamjob.worker.jobmaster.forked import can_fork, fork_slot
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, JOB_SECRET_FILE_ENV
 from streamjob.worker.protocol.tls import INTERNAL_TLS_ENVS, internal_tls_env
+
+#: What a prestarted slot runs when it is forked (``MODULE:FUNCTION``, imported in the child: a higher layer).
+PRESTARTED_ENTRY = "streamjob.worker.slot_process:run_prestarted"
+
+
+class SlotProcess(Protocol):
+    """A slot's process: a ``subprocess.Popen`` (spawned) or a ``forked.ForkedProcess``."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def stdin(self) -> IO[bytes] | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
 
 
 class Launcher(Protocol):
@@ -88,20 +109,23 @@ class LocalProcessLauncher:
         env: dict[str, str] | None = None,
         tls: TlsSettings | None = None,
         standby: int = 0,
+        fork: bool = True,
     ) -> None:
         """``secret``: the job's secret, handed to the slots in their environment (never argv, which ``ps`` shows).
 
         ``tls``: the job's internal TLS files, handed over as ``STREAMJOB_INTERNAL_TLS_*`` (none: plain TCP).
         ``standby``: slot processes run beyond every ``slots`` asked for, idle as spares.
+        ``fork``: prestarted slots may be forked (``forked.py``); False spawns every slot.
         """
         self.standby = standby
+        self.fork = fork
         self.log_dir = log_dir
         self.tls = tls
         self.secret = secret
         self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[SlotProcess] = []
         self.logs: list[Path] = []
-        self.prestarted: tuple[int, list[subprocess.Popen[bytes]]] | None = None
+        self.prestarted: tuple[int, list[SlotProcess]] | None = None
         """(attempt, processes) started by ``prestart`` that wait for the JobMaster's address."""
 
     def _env(self) -> dict[str, str]:
@@ -115,18 +139,30 @@ class LocalProcessLauncher:
         env.update(internal_tls_env(self.tls))
         return env
 
-    def _spawn(
-        self, index: int, jobmaster: str, attempt: int, env: dict[str, str], *, append: bool = True
-    ) -> subprocess.Popen[bytes]:
-        """One slot process; ``jobmaster`` ``-`` makes it read the address from its standard input (a pipe).
-
-        ``append``: a new process index (else it replaces process ``index`` in ``procs`` and ``logs``).
-        """
+    def _log_path(self, index: int, attempt: int, append: bool) -> Path:
         path = self.log_dir / f"slot-{index}-attempt-{attempt}.log"
         if append:
             self.logs.append(path)
         else:
             self.logs[index] = path
+        return path
+
+    def _fork(self, index: int, attempt: int, env: dict[str, str], waiting: list[SlotProcess]) -> SlotProcess:
+        """One prestarted slot forked from this process (``forked.fork_slot``); ``waiting``: the others."""
+        pipes = [p.stdin for p in waiting if p.stdin is not None and not p.stdin.closed]
+        path = self._log_path(index, attempt, append=True)
+        proc = fork_slot(PRESTARTED_ENTRY, path, env, tie=die_with_this_process(), close_in_child=pipes)
+        self.procs.append(proc)
+        return proc
+
+    def _spawn(
+        self, index: int, jobmaster: str, attempt: int, env: dict[str, str], *, append: bool = True
+    ) -> SlotProcess:
+        """One slot process; ``jobmaster`` ``-`` makes it read the address from its standard input (a pipe).
+
+        ``append``: a new process index (else it replaces process ``index`` in ``procs`` and ``logs``).
+        """
+        path = self._log_path(index, attempt, append)
         cmd = [
             sys.executable,
             "-m",
@@ -139,7 +175,7 @@ class LocalProcessLauncher:
         ]
         stdin = subprocess.PIPE if jobmaster == "-" else None
         with path.open("ab") as log:
-            proc = subprocess.Popen(
+            proc: subprocess.Popen[bytes] = subprocess.Popen(
                 cmd, stdin=stdin, stdout=None, stderr=log, env=env, preexec_fn=die_with_this_process()
             )
         if append:
@@ -150,9 +186,10 @@ class LocalProcessLauncher:
         """Has ``slots`` slot processes of ``attempt`` waiting; ``start`` gives them the control port's address.
 
         Called before the JobMaster's event loop exists (``local.run_local``, and ``streamjob run``
-        before it loads the job, with its guess of the slots): the slots' interpreter start and
-        imports (~0.3 s) then overlap the JobMaster's instead of following them. Called again with
-        the job's real number, it keeps the waiting processes that fit, stops the others and starts
+        before it loads the job, with its guess of the slots): the slots' imports then overlap the
+        JobMaster's instead of following them. While this process has one thread the slots are
+        forked (they skip the interpreter's start and the modules already imported here), else spawned.
+        Called again with the job's real number, it keeps the waiting processes that fit, stops the others and starts
         the missing ones. A slot that waits has only imported code: it reads nothing of the job
         before it has its address, and ends when the pipe closes without one (this process died or
         ``stop_all`` ran).
@@ -164,7 +201,10 @@ class LocalProcessLauncher:
             waiting = []
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = self._env()
-        self.prestarted = (attempt, waiting + [self._spawn(i, "-", attempt, env) for i in range(len(waiting), slots)])
+        fork = self.fork and can_fork()
+        for index in range(len(waiting), slots):
+            waiting.append(self._fork(index, attempt, env, waiting) if fork else self._spawn(index, "-", attempt, env))
+        self.prestarted = (attempt, waiting)
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:
         """Starts ``slots`` slot processes that register at ``jobmaster`` (the control port's ``HOST:PORT``).
@@ -253,7 +293,7 @@ class LocalProcessLauncher:
         ]
 
 
-def _hand_address(proc: subprocess.Popen[bytes], jobmaster: str) -> None:
+def _hand_address(proc: SlotProcess, jobmaster: str) -> None:
     """Writes the control port's address to a prestarted slot and closes its pipe (its end of input).
 
     A slot that already died (its interpreter or imports failed) has no reader: the JobMaster sees its

@@ -1,0 +1,104 @@
+"""Forked slot processes (``jobmaster/forked.py``): pipe, log, environment, exit codes, and when forking is refused.
+
+Real forks of this test process; each child runs one of the small entries below instead of a slot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from streamjob.worker.jobmaster.forked import ForkedProcess, can_fork, fork_slot
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="slots are forked on Linux only"),
+]
+
+HERE = __name__
+
+
+def echo_entry() -> int:
+    """Reads one line from standard input and writes it, and the environment's marker, to standard error."""
+    line = os.read(0, 256).decode().strip()
+    print(f"got {line} marker={os.environ.get('FORK_TEST_MARKER')} home={os.environ.get('HOME')}", file=sys.stderr)
+    return 7
+
+
+def read_to_end_entry() -> int:
+    """Ends (exit 0) when its standard input closes."""
+    while os.read(0, 256):
+        pass
+    return 0
+
+
+def exit_entry() -> int:
+    sys.exit(3)
+
+
+def _fork(tmp_path: Path, entry: str, close: list[ForkedProcess] | None = None, name: str = "slot") -> ForkedProcess:
+    pipes = [p.stdin for p in close or [] if p.stdin is not None]
+    return fork_slot(
+        f"{HERE}:{entry}", tmp_path / f"{name}.log", {"FORK_TEST_MARKER": "m1"}, tie=None, close_in_child=pipes
+    )
+
+
+def test_the_child_reads_its_pipe_logs_to_its_file_and_gets_only_the_given_environment(tmp_path: Path) -> None:
+    proc = _fork(tmp_path, "echo_entry")
+    assert proc.stdin is not None
+    proc.stdin.write(b"127.0.0.1:5\n")
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 7
+    assert proc.poll() == 7
+    assert (tmp_path / "slot.log").read_text().strip() == "got 127.0.0.1:5 marker=m1 home=None"
+
+
+def test_system_exit_is_the_exit_code(tmp_path: Path) -> None:
+    assert _fork(tmp_path, "exit_entry").wait(timeout=60) == 3
+
+
+def test_an_entry_that_cannot_be_imported_exits_1_with_its_traceback_in_the_log(tmp_path: Path) -> None:
+    proc = fork_slot("no_such_module_xyz:main", tmp_path / "bad.log", {}, tie=None, close_in_child=[])
+    assert proc.wait(timeout=60) == 1
+    assert "ModuleNotFoundError: No module named 'no_such_module_xyz'" in (tmp_path / "bad.log").read_text()
+
+
+def test_wait_times_out_and_a_killed_child_reports_its_signal(tmp_path: Path) -> None:
+    proc = _fork(tmp_path, "read_to_end_entry")
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.2)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    proc.send_signal(signal.SIGKILL)  # reaped: never signals a pid that may be reused
+
+
+def test_a_later_child_does_not_keep_an_earlier_childs_pipe_open(tmp_path: Path) -> None:
+    first = _fork(tmp_path, "read_to_end_entry", name="first")
+    second = _fork(tmp_path, "read_to_end_entry", close=[first], name="second")
+    try:
+        assert first.stdin is not None
+        first.stdin.close()  # the end of the first one's input, although the second was forked after it
+        assert first.wait(timeout=60) == 0
+        assert second.poll() is None
+    finally:
+        second.send_signal(signal.SIGKILL)
+        second.wait(timeout=60)
+
+
+def test_forking_is_refused_while_another_thread_runs() -> None:
+    assert can_fork() == (threading.active_count() == 1)  # pytest-xdist's worker may have a thread of its own
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not can_fork()
+    finally:
+        stop.set()
+        thread.join()
