@@ -8,8 +8,12 @@ where its REST token is, every completed checkpoint, failures, recoveries and re
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import signal
+import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 # after ``streamjob run`` has started the slot processes: their start-up overlaps these imports
 # (``LocalProcessLauncher.prestart``).
 
+#: ``0``: spawn the first attempt's slots too (a new interpreter each) instead of forking them.
+SLOT_FORK_ENV = "STREAMJOB_SLOT_FORK"
 DEFAULT_CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "streamjob" / "checkpoints"
 
 
@@ -168,11 +174,13 @@ def local_launcher(config: JobConfig, work_dir: Path | None = None, *, standby: 
 
     The secret is ``STREAMJOB_JOB_SECRET[_FILE]`` when set, else a new one (protocol/auth.py); the
     slots get it, and the internal TLS files, by environment. ``standby``: spare slot processes kept
-    beside the job's (``streamjob run --standby-slots``).
+    beside the job's (``streamjob run --standby-slots``). ``STREAMJOB_SLOT_FORK=0`` spawns every slot
+    as a new interpreter instead of forking the first ones (``jobmaster/forked.py``).
     """
     work = work_dir or Path(tempfile.mkdtemp(prefix=f"streamjob-{config.name}-"))
     secret = load_job_secret() or new_job_secret()
-    return LocalProcessLauncher(work / "logs", secret=secret, tls=config.internal_tls, standby=standby)
+    fork = os.environ.get(SLOT_FORK_ENV, "1") != "0"
+    return LocalProcessLauncher(work / "logs", secret=secret, tls=config.internal_tls, standby=standby, fork=fork)
 
 
 def first_attempt_slots(config: JobConfig, loaded: LoadedJob) -> int | None:
@@ -207,7 +215,7 @@ async def _run(
     from streamjob.worker.jobmaster.control import ControlServer
     from streamjob.worker.jobmaster.jobmaster import JobMaster
     from streamjob.worker.jobmaster.plan import resolve_plan
-    from streamjob.worker.jobmaster.rest import serve
+    from streamjob.worker.jobmaster.rest_socket import bind_rest_socket
     from streamjob.worker.protocol.rest import JobState
     from streamjob.worker.protocol.tls import check_internal_pair, internal_server_context, rest_server_context
     from streamjob.worker.rest_token_file import default_token_path, write_token_file
@@ -218,17 +226,26 @@ async def _run(
         check_internal_pair(config.internal_tls)  # the slots' TLS errors, said once at start
     internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
     rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
-    jm = JobMaster(plan, launcher=launcher, events=progress.event)
+    # The REST port listens now (a taken port fails the run here); its HTTP server follows the first event.
+    rest_sock = bind_rest_socket("127.0.0.1", config.rest_port)
+    port = int(rest_sock.getsockname()[1])
+    loop = asyncio.get_running_loop()
+    first_event = asyncio.Event()
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        progress.event(kind, data)
+        loop.call_soon_threadsafe(first_event.set)
+
+    jm = JobMaster(plan, launcher=launcher, events=on_event)
     progress.launcher = launcher
     control = ControlServer(jm, job_secret, tls=internal_tls)
-    control_port = await control.start("127.0.0.1", 0)  # local slots only: any free port
-    jm.jobmaster_address = f"127.0.0.1:{control_port}"
-    runner, port = await serve(jm, "127.0.0.1", config.rest_port, rest_token=rest_token, tls=rest_tls)
-    token_path = rest_token_file or default_token_path(config.name, port)
     try:
+        control_port = await control.start("127.0.0.1", 0)  # local slots only: any free port
+        jm.jobmaster_address = f"127.0.0.1:{control_port}"
+        token_path = rest_token_file or default_token_path(config.name, port)
         write_token_file(token_path, rest_token)
     except BaseException:
-        await runner.cleanup()
+        rest_sock.close()
         await control.close()
         raise
     scheme = "https" if rest_tls else "http"
@@ -237,8 +254,8 @@ async def _run(
         f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}"
     )
     progress.line(token_notice(token_path))
+    rest = asyncio.create_task(_serve_rest(jm, rest_sock, first_event, rest_token, rest_tls))
     reporter = asyncio.create_task(progress.report_records(jm))
-    loop = asyncio.get_running_loop()
     cancel_task: list[asyncio.Task[None]] = []
 
     def interrupt() -> None:
@@ -257,12 +274,50 @@ async def _run(
         launcher.stop_all(grace_s=3.0 if jm.state is JobState.FINISHED else 0.0)
         if jm.savepoints.stop_requested:
             await asyncio.sleep(2.0)  # let `streamjob savepoint --stop` read the result before the API goes
-        await runner.cleanup()
+        await _stop_rest(rest, rest_sock)
         await control.close()
         jm.executor.shutdown(wait=False)
         if rest_token_file is None:
             token_path.unlink(missing_ok=True)  # the token dies with the run; a chosen file is the user's
     return code, jm
+
+
+#: The longest the REST server waits for the first attempt to run before it serves anyway.
+REST_AFTER_S = 1.0
+
+
+async def _serve_rest(
+    jm: JobMaster, sock: socket.socket, first_event: asyncio.Event, rest_token: str, tls: ssl.SSLContext | None
+) -> Any:
+    """Serves the REST API on ``sock`` once the JobMaster's first event came (or ``REST_AFTER_S``); the runner.
+
+    Importing the HTTP stack (aiohttp) takes 50-100 ms of this process's only thread: after the
+    deployment it overlaps the slots' first records instead of delaying their registration.
+    """
+    try:
+        await asyncio.wait_for(first_event.wait(), REST_AFTER_S)
+    except TimeoutError:
+        pass
+    from streamjob.worker.jobmaster.rest import serve
+
+    runner, _ = await serve(jm, "127.0.0.1", 0, rest_token=rest_token, tls=tls, sock=sock)
+    return runner
+
+
+async def _stop_rest(rest: asyncio.Task[Any], sock: socket.socket) -> None:
+    """Stops the REST server, or its start when the job ended first, and closes its socket."""
+    if not rest.done():
+        rest.cancel()
+    try:
+        runner = await rest
+    except asyncio.CancelledError:
+        runner = None
+    except Exception:  # the API never served: the job's own outcome is what the run reports
+        logging.getLogger(__name__).exception("the REST API failed to start")
+        runner = None
+    if runner is not None:
+        await runner.cleanup()
+    sock.close()
 
 
 def run_local(

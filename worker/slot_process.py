@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+import uvloop  # here, not in run_slot: a prestarted slot imports it before its address comes
+
 from streamjob.worker.cli_values import read_jobmaster_address
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.protocol.auth import require_job_secret
@@ -87,8 +89,6 @@ def run_slot(jobmaster: str, data_host: str, secret: str) -> int:
     Internal TLS comes from ``STREAMJOB_INTERNAL_TLS_*`` (``protocol/tls.py``): the slot needs it before
     its Deploy message, to reach the control port.
     """
-    import uvloop
-
     tls = internal_tls_from_env(os.environ)
     if (stdout := sys.stdout) is not None:
         stdout.flush()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from streamjob.worker.local import SLOT_FORK_ENV
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, REST_TOKEN_ENV, derive_rest_token, new_job_secret
 from streamjob.worker.testing import FaultInjector, LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
@@ -97,8 +98,9 @@ def test_a_slot_process_that_dies_before_registering_fails_the_attempt_at_once(t
     """A slot that exits before it registers is reported within seconds, with its last log line.
 
     Before, the JobMaster waited out the registration timeout (120 s) in silence. The slot processes
-    die for real: a ``sitecustomize`` on their PYTHONPATH exits with code 7 when the process is a slot.
-    Then SIGTERM while the next attempt's slots start ends the run at once.
+    die for real: a ``sitecustomize`` on their PYTHONPATH exits with code 7 when the process is a slot
+    (a new interpreter: ``STREAMJOB_SLOT_FORK=0``, as forked slots run no ``sitecustomize``). Then
+    SIGTERM while the next attempt's slots start ends the run at once.
     """
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -111,6 +113,7 @@ def test_a_slot_process_that_dies_before_registering_fails_the_attempt_at_once(t
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH", "")) if p)
+    env[SLOT_FORK_ENV] = "0"
     out = (tmp_path / "out").as_uri()
     with LocalJob(KEYED_SUM, f"out={out}", "count=100", checkpoint_dir=(tmp_path / "ck").as_uri(), env=env) as job:
         started = time.monotonic()

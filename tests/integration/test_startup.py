@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
+from streamjob.worker.local import SLOT_FORK_ENV
 from streamjob.worker.protocol.auth import JOB_SECRET_ENV, new_job_secret
 from streamjob.worker.testing import read_committed
 from tests.integration.jobs import keyed_sum
@@ -155,10 +156,14 @@ def test_a_bad_entrypoint_leaves_no_prestarted_slot_behind(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="slots are forked on Linux only")
-def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path) -> None:
-    """The first attempt's slots are forked children of ``streamjob run`` (no ``python -m ... slot`` exec) and work."""
+@pytest.mark.parametrize("fork", ["1", "0"])
+def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path, fork: str) -> None:
+    """The first attempt's slots are forked children of ``streamjob run`` (no ``python -m ... slot`` exec) and work.
+
+    ``STREAMJOB_SLOT_FORK=0`` spawns them as ``streamjob slot`` processes instead.
+    """
     mark = new_job_secret()[:16]
-    env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark}
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark, SLOT_FORK_ENV: fork}
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--quiet", "--rest-port", "0", "-p", "2"]
     cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), KEYED_SUM, f"out={out.as_uri()}", "count=2000", "rate=500"]
@@ -169,7 +174,8 @@ def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path
         assert len(slots) == 2, slots
         parent_cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes()
         for pid in slots:
-            assert Path(f"/proc/{pid}/cmdline").read_bytes() == parent_cmdline  # forked, never exec'ed
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert (cmdline == parent_cmdline) == (fork == "1"), cmdline  # forked, never exec'ed (or spawned)
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             assert ppid == run.pid
         _, stderr = run.communicate(timeout=120)
@@ -179,3 +185,21 @@ def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path
             run.kill()
             run.wait(10)
     assert keyed_sum.check_exactly_once(read_committed(out.as_uri()), 2000) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_taken_rest_port_fails_the_run_in_one_line_before_the_job_starts(tmp_path: Path) -> None:
+    """The REST port is bound before the JobMaster starts (its HTTP server follows the first attempt)."""
+    mark = new_job_secret()[:16]
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark}
+    out = tmp_path / "out"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", str(port), "-p", "2"]
+        cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), KEYED_SUM, f"out={out.as_uri()}", "count=100"]
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot serve the REST API on 127.0.0.1:{port}")
+    assert "pass --rest-port 0" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()  # no record was written: the job never ran
+    _wait(lambda: not _marked(mark), 10, "the prestarted slots to be gone")

@@ -22,6 +22,7 @@ from streamjob.worker.jobmaster.jobmaster import JobMaster
 from streamjob.worker.jobmaster.slots import ControlLink, SlotConnection, SpareSlot
 from streamjob.worker.protocol.framing import FrameKind, Limits, read_frame
 from streamjob.worker.protocol.handshake import CONTROL_LABEL, HandshakeGate, accept, peer_name
+from streamjob.worker.protocol.listen import numeric_listener
 from streamjob.worker.protocol.messages import TO_JOBMASTER, ProtocolError, Register, decode
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ class ControlServer:
     async def start(self, host: str, port: int) -> int:
         """Listens on ``host:port`` (0: any free port); returns the bound port."""
         try:
+            listener = numeric_listener(host, port)  # no resolver thread for an IP address
             self._server = await asyncio.start_server(
                 self._serve,
-                host,
-                port,
+                None if listener else host,
+                None if listener else port,
+                sock=listener,
                 ssl=self.tls,
                 ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None,
             )

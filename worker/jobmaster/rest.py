@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -206,11 +207,23 @@ def build_app(jm: JobMaster, *, rest_token: str) -> web.Application:
 
 
 async def serve(
-    jm: JobMaster, host: str, port: int, *, rest_token: str, tls: ssl.SSLContext | None = None
+    jm: JobMaster,
+    host: str,
+    port: int,
+    *,
+    rest_token: str,
+    tls: ssl.SSLContext | None = None,
+    sock: socket.socket | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Starts serving (HTTPS with ``tls``, see ``protocol.tls.rest_server_context``); returns the runner and port."""
+    """Starts serving (HTTPS with ``tls``, see ``protocol.tls.rest_server_context``); returns the runner and port.
+
+    ``sock``: a socket already listening (``rest_socket.bind_rest_socket``), used instead of ``host:port``.
+    """
     runner = web.AppRunner(build_app(jm, rest_token=rest_token), access_log=None)
     await runner.setup()
+    if sock is not None:
+        await web.SockSite(runner, sock, ssl_context=tls).start()
+        return runner, int(sock.getsockname()[1])
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
         await site.start()

@@ -23,6 +23,7 @@ from streamjob.worker.protocol.auth import tokens_equal
 from streamjob.worker.protocol.events import StreamEvent
 from streamjob.worker.protocol.framing import FrameKind, Limits, credit_frame, frame, parse_credit, read_frame
 from streamjob.worker.protocol.handshake import HandshakeError, HandshakeGate, accept, connect, data_label, peer_name
+from streamjob.worker.protocol.listen import numeric_listener
 from streamjob.worker.protocol.messages import Hello, ProtocolError, decode_event, encode_event
 from streamjob.worker.runtime.channels import ChannelKey, InputChannel, OutputChannel
 from streamjob.worker.runtime.codec import RecordCodec
@@ -66,10 +67,12 @@ class DataServer:
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
         """Listens; returns the bound address."""
+        listener = numeric_listener(host, port)  # no resolver thread for an IP address
         self._server = await asyncio.start_server(
             self._serve,
-            host,
-            port,
+            None if listener else host,
+            None if listener else port,
+            sock=listener,
             ssl=self.tls,
             ssl_handshake_timeout=self.limits.handshake_timeout_s if self.tls else None,
         )

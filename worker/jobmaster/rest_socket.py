@@ -1,0 +1,35 @@
+"""The REST API's listening socket, bound before its server exists (``local._run``).
+
+``streamjob run`` binds and listens on its REST port at once, so a taken port fails the run before
+anything starts and the address can be printed, but attaches the HTTP server (aiohttp, ~50-100 ms of
+imports) only once the first attempt runs: a request that arrives earlier waits in the socket's
+backlog instead of being refused. ``rest.serve`` takes the socket.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from streamjob.worker.errors import ConfigError
+
+
+def bind_rest_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` (0: a free port); ``ConfigError`` naming the fix when it cannot."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise ConfigError(
+            f"cannot serve the REST API on {host}:{port} ({err.strerror}); use an address of this host"
+        ) from None
+    sock = socket.socket(info[0], socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise ConfigError(
+            f"cannot serve the REST API on {host}:{port} ({err.strerror}); pass --rest-port 0 "
+            "for a free port or another port number"
+        ) from err
+    return sock
