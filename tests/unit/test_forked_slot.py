@@ -25,9 +25,11 @@ HERE = __name__
 
 
 def echo_entry() -> int:
-    """Reads one line from standard input and writes it, and the environment's marker, to standard error."""
+    """Reads one line from standard input and writes it, the environment's marker and its fds to standard error."""
     line = os.read(0, 256).decode().strip()
-    print(f"got {line} marker={os.environ.get('FORK_TEST_MARKER')} home={os.environ.get('HOME')}", file=sys.stderr)
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))  # 0, 1, 2 and listdir's own
+    marker, home = os.environ.get("FORK_TEST_MARKER"), os.environ.get("HOME")
+    print(f"got {line} marker={marker} home={home} fds={fds[:3]} {len(fds)}", file=sys.stderr)
     return 7
 
 
@@ -42,21 +44,20 @@ def exit_entry() -> int:
     sys.exit(3)
 
 
-def _fork(tmp_path: Path, entry: str, close: list[ForkedProcess] | None = None, name: str = "slot") -> ForkedProcess:
-    pipes = [p.stdin for p in close or [] if p.stdin is not None]
-    return fork_slot(
-        f"{HERE}:{entry}", tmp_path / f"{name}.log", {"FORK_TEST_MARKER": "m1"}, tie=None, close_in_child=pipes
-    )
+def _fork(tmp_path: Path, entry: str, name: str = "slot") -> ForkedProcess:
+    return fork_slot(f"{HERE}:{entry}", tmp_path / f"{name}.log", {"FORK_TEST_MARKER": "m1"}, tie=None)
 
 
 def test_the_child_reads_its_pipe_logs_to_its_file_and_gets_only_the_given_environment(tmp_path: Path) -> None:
-    proc = _fork(tmp_path, "echo_entry")
+    """And keeps none of the parent's other descriptors (here: an open file's)."""
+    with (tmp_path / "parent-file").open("wb"):  # open in the parent while it forks
+        proc = _fork(tmp_path, "echo_entry")
     assert proc.stdin is not None
     proc.stdin.write(b"127.0.0.1:5\n")
     proc.stdin.close()
     assert proc.wait(timeout=60) == 7
     assert proc.poll() == 7
-    assert (tmp_path / "slot.log").read_text().strip() == "got 127.0.0.1:5 marker=m1 home=None"
+    assert (tmp_path / "slot.log").read_text().strip() == "got 127.0.0.1:5 marker=m1 home=None fds=[0, 1, 2] 4"
 
 
 def test_system_exit_is_the_exit_code(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_system_exit_is_the_exit_code(tmp_path: Path) -> None:
 
 
 def test_an_entry_that_cannot_be_imported_exits_1_with_its_traceback_in_the_log(tmp_path: Path) -> None:
-    proc = fork_slot("no_such_module_xyz:main", tmp_path / "bad.log", {}, tie=None, close_in_child=[])
+    proc = fork_slot("no_such_module_xyz:main", tmp_path / "bad.log", {}, tie=None)
     assert proc.wait(timeout=60) == 1
     assert "ModuleNotFoundError: No module named 'no_such_module_xyz'" in (tmp_path / "bad.log").read_text()
 
@@ -80,8 +81,9 @@ def test_wait_times_out_and_a_killed_child_reports_its_signal(tmp_path: Path) ->
 
 
 def test_a_later_child_does_not_keep_an_earlier_childs_pipe_open(tmp_path: Path) -> None:
+    """The second child inherits the first one's write end: it must close it, or the first never sees the end."""
     first = _fork(tmp_path, "read_to_end_entry", name="first")
-    second = _fork(tmp_path, "read_to_end_entry", close=[first], name="second")
+    second = _fork(tmp_path, "read_to_end_entry", name="second")
     try:
         assert first.stdin is not None
         first.stdin.close()  # the end of the first one's input, although the second was forked after it

@@ -99,6 +99,13 @@ class ForkedProcess:
                 pass
 
 
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (OSError, ValueError):
+        return 65536
+
+
 def _stream(fd: int, errors: str) -> IO[str] | None:
     """A line-buffered text stream on ``fd``, or None when the fd is closed (as a new interpreter would have)."""
     try:
@@ -113,12 +120,12 @@ def fork_slot(
     env: dict[str, str],
     *,
     tie: Callable[[], None] | None,
-    close_in_child: list[IO[bytes]],
 ) -> ForkedProcess:
     """Forks a slot that runs ``entry`` (``MODULE:FUNCTION``, called without arguments) in the child.
 
-    ``close_in_child``: the parent's ends of other slots' address pipes, closed in this child so that
-    each slot sees the end of its own pipe when the parent closes it or dies.
+    The child keeps only its standard streams: every other descriptor of the parent is closed in it,
+    the other slots' address pipes among them (each slot then sees the end of its own pipe when the
+    parent closes it or dies) and whatever a job opened before a second ``prestart``.
     """
     module, _, function = entry.partition(":")
     for stream in (sys.stdout, sys.stderr):
@@ -130,15 +137,11 @@ def fork_slot(
     if pid == 0:  # the child: never returns into the parent's code
         code = 1
         try:
-            os.close(write_end)
-            for stream in close_in_child:
-                os.close(stream.fileno())
             if tie is not None:
                 tie()
             os.dup2(log_fd, 2)
             os.dup2(read_end, 0)
-            os.close(log_fd)
-            os.close(read_end)
+            os.closerange(3, _max_fd())  # nothing else of the parent's (a spawned slot gets close_fds too)
             os.environ.clear()
             os.environ.update(env)
             # the parent's streams may be objects of their own (a test's capture): write to the fds, as spawned

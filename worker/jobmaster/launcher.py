@@ -147,11 +147,10 @@ class LocalProcessLauncher:
             self.logs[index] = path
         return path
 
-    def _fork(self, index: int, attempt: int, env: dict[str, str], waiting: list[SlotProcess]) -> SlotProcess:
-        """One prestarted slot forked from this process (``forked.fork_slot``); ``waiting``: the others."""
-        pipes = [p.stdin for p in waiting if p.stdin is not None and not p.stdin.closed]
+    def _fork(self, index: int, attempt: int, env: dict[str, str]) -> SlotProcess:
+        """One prestarted slot forked from this process (``forked.fork_slot``)."""
         path = self._log_path(index, attempt, append=True)
-        proc = fork_slot(PRESTARTED_ENTRY, path, env, tie=die_with_this_process(), close_in_child=pipes)
+        proc = fork_slot(PRESTARTED_ENTRY, path, env, tie=die_with_this_process())
         self.procs.append(proc)
         return proc
 
@@ -203,7 +202,7 @@ class LocalProcessLauncher:
         env = self._env()
         fork = self.fork and can_fork()
         for index in range(len(waiting), slots):
-            waiting.append(self._fork(index, attempt, env, waiting) if fork else self._spawn(index, "-", attempt, env))
+            waiting.append(self._fork(index, attempt, env) if fork else self._spawn(index, "-", attempt, env))
         self.prestarted = (attempt, waiting)
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:
