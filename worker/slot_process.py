@@ -123,8 +123,10 @@ def run_prestarted() -> int:
     address from standard input (the launcher's pipe).
     """
     level = os.environ.get("STREAMJOB_LOG_LEVEL") or "INFO"
+    root = logging.getLogger()
+    for handler in root.handlers[:]:  # the parent's: dropped, not closed (their files are closed in this process)
+        root.removeHandler(handler)
     logging.basicConfig(
-        force=True,
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
