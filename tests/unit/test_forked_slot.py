@@ -94,8 +94,24 @@ def test_a_later_child_does_not_keep_an_earlier_childs_pipe_open(tmp_path: Path)
         second.wait(timeout=60)
 
 
+def test_forking_is_refused_while_a_thread_threading_does_not_know_of_runs() -> None:
+    """A native thread (a C library's, started here with pthread_create through ctypes), in a fresh process."""
+    probe = (
+        "import ctypes, threading\n"
+        "from streamjob.worker.jobmaster.forked import can_fork\n"
+        "libc = ctypes.CDLL(None)\n"
+        "before = can_fork()\n"
+        "fn = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(lambda _arg: libc.pause())\n"
+        "tid = ctypes.c_ulong()\n"
+        "assert libc.pthread_create(ctypes.byref(tid), None, fn, None) == 0\n"
+        "print(before, threading.active_count(), can_fork(), flush=True)\n"
+        "libc._exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd="/")
+    assert done.stdout.split() == ["True", "1", "False"], done.stderr
+
+
 def test_forking_is_refused_while_another_thread_runs() -> None:
-    assert can_fork() == (threading.active_count() == 1)  # pytest-xdist's worker may have a thread of its own
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()

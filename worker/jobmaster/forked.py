@@ -31,16 +31,27 @@ from typing import IO
 
 
 def can_fork() -> bool:
-    """Whether forking a slot is safe here: Linux, one thread, no running event loop."""
+    """Whether forking a slot is safe here: Linux, one thread, no running event loop.
+
+    The threads are counted by the kernel (``/proc/self/task``): a job's native library (a Kafka
+    client, say) may have started threads that ``threading`` does not know of.
+    """
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         return False
-    if threading.active_count() != 1:
+    if threading.active_count() != 1 or _os_threads() != 1:
         return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return True
     return False
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1  # no /proc: threading's count decides
 
 
 class ForkedProcess:
