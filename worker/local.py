@@ -346,7 +346,8 @@ def run_local(
     slots = first_attempt_slots(config, loaded)
     if slots is not None:
         # In this (main) thread, which lives as long as the process: the slots' PR_SET_PDEATHSIG follows it.
-        launcher.prestart(slots, attempt=config.attempt)
+        # Spawned, not forked: the job's modules ran here, and a slot must import them afresh as on Kubernetes.
+        launcher.prestart(slots, attempt=config.attempt, fork=False)
     try:
         main = _run(config, loaded, progress or Progress(), work, rest_token_file, launcher, job_secret)
         try:

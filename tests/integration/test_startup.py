@@ -156,16 +156,24 @@ def test_a_bad_entrypoint_leaves_no_prestarted_slot_behind(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="slots are forked on Linux only")
-@pytest.mark.parametrize("fork", ["1", "0"])
-def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path, fork: str) -> None:
+@pytest.mark.parametrize(
+    ("fork", "flags", "forked"),
+    [("1", ["-p", "2"], 2), ("0", ["-p", "2"], 0), ("1", [], 1)],
+    ids=["forked", "STREAMJOB_SLOT_FORK=0", "parallelism-in-the-code"],
+)
+def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(
+    tmp_path: Path, fork: str, flags: list[str], forked: int
+) -> None:
     """The first attempt's slots are forked children of ``streamjob run`` (no ``python -m ... slot`` exec) and work.
 
-    ``STREAMJOB_SLOT_FORK=0`` spawns them as ``streamjob slot`` processes instead.
+    ``STREAMJOB_SLOT_FORK=0`` spawns them as ``streamjob slot`` processes instead; without ``-p`` only the
+    slot of the guess is forked, the second one the job's code asks for is spawned (the job's module ran
+    in the parent by then).
     """
     mark = new_job_secret()[:16]
     env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark, SLOT_FORK_ENV: fork}
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--quiet", "--rest-port", "0", "-p", "2"]
+    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--quiet", "--rest-port", "0", *flags]
     cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), KEYED_SUM, f"out={out.as_uri()}", "count=2000", "rate=500"]
     run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -173,9 +181,10 @@ def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(tmp_path: Path
         slots = [p for p in _marked(mark) if p != run.pid]
         assert len(slots) == 2, slots
         parent_cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes()
+        cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in slots]
+        assert sum(c == parent_cmdline for c in cmdlines) == forked, cmdlines  # forked, never exec'ed
+        assert sum(b"\0slot\0" in c for c in cmdlines) == 2 - forked, cmdlines  # spawned: `streamjob slot`
         for pid in slots:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            assert (cmdline == parent_cmdline) == (fork == "1"), cmdline  # forked, never exec'ed (or spawned)
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             assert ppid == run.pid
         _, stderr = run.communicate(timeout=120)

@@ -181,13 +181,14 @@ class LocalProcessLauncher:
             self.procs.append(proc)
         return proc
 
-    def prestart(self, slots: int, attempt: int) -> None:
+    def prestart(self, slots: int, attempt: int, *, fork: bool = True) -> None:
         """Has ``slots`` slot processes of ``attempt`` waiting; ``start`` gives them the control port's address.
 
         Called before the JobMaster's event loop exists (``local.run_local``, and ``streamjob run``
         before it loads the job, with its guess of the slots): the slots' imports then overlap the
         JobMaster's instead of following them. While this process has one thread the slots are
-        forked (they skip the interpreter's start and the modules already imported here), else spawned.
+        forked (they skip the interpreter's start and the modules already imported here), else spawned;
+        ``fork=False`` spawns them (once the job's code ran here, a child would carry its module state).
         Called again with the job's real number, it keeps the waiting processes that fit, stops the others and starts
         the missing ones. A slot that waits has only imported code: it reads nothing of the job
         before it has its address, and ends when the pipe closes without one (this process died or
@@ -200,7 +201,7 @@ class LocalProcessLauncher:
             waiting = []
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = self._env()
-        fork = self.fork and can_fork()
+        fork = fork and self.fork and can_fork()
         for index in range(len(waiting), slots):
             waiting.append(self._fork(index, attempt, env) if fork else self._spawn(index, "-", attempt, env))
         self.prestarted = (attempt, waiting)
