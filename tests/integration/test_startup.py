@@ -177,10 +177,28 @@ def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(
     cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), KEYED_SUM, f"out={out.as_uri()}", "count=2000", "rate=500"]
     run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait(lambda: len([p for p in _marked(mark) if p != run.pid]) == 2 or run.poll() is not None, 60, "2 slots")
+
+        def slot_cmdlines() -> list[bytes]:
+            found: list[bytes] = []
+            for pid in _marked(mark):
+                try:
+                    if pid != run.pid:
+                        found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+                except OSError:  # exited meanwhile
+                    continue
+            return found
+
+        def settled() -> bool:
+            # a spawned slot shows the parent's command line between its fork and its exec: wait until each
+            # of the two is either still the parent's image (forked) or exec'ed as `streamjob slot`
+            cmdlines = slot_cmdlines()
+            spawned = sum(b"\0slot\0" in c for c in cmdlines)
+            return (len(cmdlines) == 2 and spawned == 2 - forked) or run.poll() is not None
+
+        _wait(settled, 60, "2 slots")
         slots = [p for p in _marked(mark) if p != run.pid]
         assert len(slots) == 2, slots
-        parent_cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes()
+        parent_cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes()  # exec'ed long since: it forked the slots
         cmdlines = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in slots]
         assert sum(c == parent_cmdline for c in cmdlines) == forked, cmdlines  # forked, never exec'ed
         assert sum(b"\0slot\0" in c for c in cmdlines) == 2 - forked, cmdlines  # spawned: `streamjob slot`
