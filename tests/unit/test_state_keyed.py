@@ -522,6 +522,44 @@ def test_mutable_value_accessors_are_copy_on_write(tmp_path: Path) -> None:
     assert restored.get_value_accessors(descriptor)[0]("k") == {"n": 1}
 
 
+def test_value_state_copy_on_write_follows_overlapping_snapshots(tmp_path: Path) -> None:
+    """Value states skip the copy-on-write check only while no snapshot is in flight (class switch)."""
+    from streamjob.worker.state.hashmap_states import HashValueState, QuietHashValueState
+
+    storage = MemoryStorage()
+    backend = make_backend("hashmap", tmp_path)
+    acc = backend.get_state(ValueStateDescriptor("acc", dict))
+    assert type(acc) is QuietHashValueState  # nothing in flight: the fast path
+    backend.set_current_key("k")
+    acc.update({"n": 1})
+    first = backend.snapshot()
+    assert type(acc) is HashValueState
+    acc.value()["n"] = 2  # mutated in place, never written back: the snapshot keeps n == 1
+    second = backend.snapshot()
+    handles_first = first(storage.writer(1))  # one snapshot still in flight: copy-on-write goes on
+    late = backend.get_state(ValueStateDescriptor("late", dict))  # registered while one is in flight
+    assert type(late) is HashValueState
+    late.update({"m": 1})
+    third = backend.snapshot()
+    acc.value()["n"] = 3
+    late.value()["m"] = 5
+    handles_second = second(storage.writer(2))
+    handles_third = third(storage.writer(3))
+    assert type(acc) is QuietHashValueState and type(late) is QuietHashValueState
+    acc.value()["n"] = 4  # nothing in flight: the live object itself
+    assert acc.value() == {"n": 4}
+    expected = {1: ({"n": 1}, None), 2: ({"n": 2}, None), 3: ({"n": 2}, {"m": 1})}
+    for cid, handles in ((1, handles_first), (2, handles_second), (3, handles_third)):
+        restored = make_backend("hashmap", tmp_path)
+        restored.restore(handles, storage.reader())
+        restored.set_current_key("k")
+        values = (
+            restored.get_state(ValueStateDescriptor("acc", dict)).value(),
+            restored.get_state(ValueStateDescriptor("late", dict)).value(),
+        )
+        assert values == expected[cid], cid
+
+
 def test_unencodable_values_name_the_operator_and_state(kind: str, tmp_path: Path) -> None:
     from streamjob.worker.errors import SerializationError
 

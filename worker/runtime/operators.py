@@ -207,11 +207,17 @@ class MapOperator(StreamOperator):
 
     def process_batch(self, batch: list[Any]) -> list[Any]:
         f = self._f
-        if self.backend is None:
+        backend = self.backend
+        if backend is None:
             return [f(r) for r in batch]
-        set_key = self.backend.set_current_key
         select = self.setup.transformation.key_selector
         out = []
+        if backend.direct_key:  # an attribute store per record, not a call (KeyedStateBackend.direct_key)
+            for r in batch:
+                backend._key = select(r)
+                out.append(f(r))
+            return out
+        set_key = backend.set_current_key
         for r in batch:
             set_key(select(r))
             out.append(f(r))
@@ -236,9 +242,16 @@ class FilterOperator(StreamOperator):
         f = self._f
         if self.backend is None:
             return [r for r in batch if f(r)]
-        set_key = self.backend.set_current_key
+        backend = self.backend
         select = self.setup.transformation.key_selector
         out = []
+        if backend.direct_key:
+            for r in batch:
+                backend._key = select(r)
+                if f(r):
+                    out.append(r)
+            return out
+        set_key = backend.set_current_key
         for r in batch:
             set_key(select(r))
             if f(r):
@@ -377,8 +390,14 @@ class ProcessOperator(StreamOperator):
             for r in batch:
                 process(r, ctx, collector)
             return collector.reset()
-        set_key = self.backend.set_current_key
+        backend = self.backend
         select = self.setup.transformation.key_selector
+        if backend.direct_key:  # an attribute store per record, not a call (KeyedStateBackend.direct_key)
+            for r in batch:
+                backend._key = select(r)
+                process(r, ctx, collector)
+            return collector.reset()
+        set_key = backend.set_current_key
         for r in batch:
             set_key(select(r))
             process(r, ctx, collector)

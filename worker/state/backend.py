@@ -99,6 +99,16 @@ class KeyedBackendContext:
 class KeyedStateBackend(ABC):
     """Keyed state and processing-time timers of one subtask (see the module docstring)."""
 
+    _key: Any
+    """The current key (what ``set_current_key`` sets and every state reads)."""
+
+    direct_key: bool = False
+    """INTERNAL fast path: True if ``set_current_key`` does nothing but store ``_key``.
+
+    Operators on the record path then assign ``backend._key = key`` (an attribute store instead of
+    a Python call per record); a backend that does more when the key changes leaves it False.
+    """
+
     @abstractmethod
     def set_current_key(self, key: Any) -> None:
         """Scopes every state of this backend to ``key`` (called per record; cheap)."""

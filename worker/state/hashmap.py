@@ -47,6 +47,7 @@ from streamjob.worker.state.hashmap_states import (
     HashStateBase,
     HashTable,
     HashValueState,
+    QuietHashValueState,
     TtlSweep,
 )
 from streamjob.worker.state.key_groups import canonical_key
@@ -246,7 +247,9 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         self._raw: dict[str, list[tuple[int, StateBlock]]] = {}
         self._mark: Callable[[Any], None] | None = self._tracker.dirty.add if self._tracker is not None else None
         self._inflight = 0  # snapshots sharing objects with the tables (copy-on-write while > 0)
-        self._inflight_lock = threading.Lock()
+        # reentrant: a collection run while it is held may release a snapshot (weakref.finalize)
+        self._inflight_lock = threading.RLock()
+        self._value_states: list[HashValueState] = []  # switched to the quiet class while _inflight == 0
 
     def _mark_dirty(self, key: Any) -> None:
         if self._mark is not None:
@@ -265,7 +268,11 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         self._tables[descriptor.name] = table
         mark = self._mark
         if isinstance(descriptor, ValueStateDescriptor):
-            return HashValueState(self, table, descriptor, mark)
+            with self._inflight_lock:
+                cls = HashValueState if self._inflight else QuietHashValueState
+                value_state = cls(self, table, descriptor, mark)
+                self._value_states.append(value_state)
+            return value_state
         if isinstance(descriptor, ListStateDescriptor):
             return HashListState(self, table, mark)
         if isinstance(descriptor, MapStateDescriptor):
@@ -388,11 +395,24 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         raw = {name: rows.copy() for name, rows in self._raw.items()}
         with self._inflight_lock:
             self._inflight += 1
+            if self._inflight == 1:
+                self._switch_value_states(HashValueState)
         return _FrozenHashMap(self._metas(), tables, raw, self._assigner.lookup, self._snapshot_released)
 
     def _snapshot_released(self) -> None:
         with self._inflight_lock:
             self._inflight -= 1
+            if self._inflight == 0:
+                self._switch_value_states(QuietHashValueState)
+
+    def _switch_value_states(self, cls: type[HashValueState]) -> None:
+        """Value states check for snapshots in flight (copy-on-write) only while there are any.
+
+        Called under ``_inflight_lock`` when the count leaves or returns to zero (the release may
+        come from the writing thread: a read running meanwhile finishes with the class it started).
+        """
+        for state in self._value_states:
+            state.__class__ = cls
 
     def _load_group(self, group: RestoredGroup) -> None:
         for name, block in group.states.items():

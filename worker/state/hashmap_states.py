@@ -141,6 +141,24 @@ class HashValueState(HashStateBase, ValueState[Any]):
             self._mark(key)
 
 
+class QuietHashValueState(HashValueState):
+    """``HashValueState`` while no snapshot is in flight: ``value()`` needs no copy-on-write check.
+
+    The backend switches a value state's class between the two when its count of snapshots in
+    flight leaves or returns to zero (``HashMapKeyedStateBackend._set_quiet``), so the record path
+    pays no check per read; the layout is the same (no slots of its own).
+    """
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        """The current key's value or the default."""
+        value = self._table.get(self._b._key, MISSING)
+        if value is MISSING:
+            return self._default()
+        return value
+
+
 class TtlSweep:
     """Incremental TTL cleanup of one table: each call checks the next ``size`` keys and drops what expired.
 
@@ -415,4 +433,5 @@ __all__ = [
     "TtlSweep",
     "HashValueState",
     "KeyHolder",
+    "QuietHashValueState",
 ]

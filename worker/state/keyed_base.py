@@ -87,6 +87,8 @@ class FrozenKeyedState:
 class KeyedBackendBase(KeyedStateBackend):
     """Shared implementation of ``KeyedStateBackend``; see the module docstring."""
 
+    direct_key = True  # set_current_key only stores _key: operators assign it directly
+
     def __init__(self, ctx: KeyedBackendContext) -> None:
         self._ctx = ctx
         self._key: Any = None
@@ -109,7 +111,7 @@ class KeyedBackendBase(KeyedStateBackend):
     # -- current key -------------------------------------------------------------------------
 
     def set_current_key(self, key: Any) -> None:
-        """Scopes every state to ``key``."""
+        """Scopes every state to ``key`` (nothing else: see ``direct_key``)."""
         self._key = key
 
     @property
