@@ -59,12 +59,26 @@ class TaskRestore:
     in_flight: list[Any] = field(default_factory=list)
 
 
-class SliceSizer:
-    """How many records of an input batch to run through the chain at once: about ``budget_s`` of work."""
+SLICE_RECORDS_MAX = 1024
+"""Most records run through a consumer's chain at once, however cheap they are.
 
-    def __init__(self, budget_s: float, first: int = 64) -> None:
+A slice's records, the objects its operators build and their outputs stay in the CPU's caches
+until the sink has them: the user-function job (``bench/jobs/user_fn.py``) measured about 7 %
+less CPU per record with slices of 1,024 than with whole batches of 4,096, and slices of 512
+no better than 1,024. Per slice the task does a few checks and two clock reads (~1 ns a record).
+"""
+
+
+class SliceSizer:
+    """How many records of an input batch to run through the chain at once: about ``budget_s`` of work.
+
+    Never more than ``most`` (``SLICE_RECORDS_MAX``): a cheap chain still runs in cache-sized slices.
+    """
+
+    def __init__(self, budget_s: float, first: int = 64, most: int = SLICE_RECORDS_MAX) -> None:
         self.budget_s = budget_s
         self.size = first
+        self._most = most
         self._per_record_s = 0.0
 
     def record(self, records: int, seconds: float) -> None:
@@ -73,7 +87,9 @@ class SliceSizer:
             return
         per = seconds / records
         self._per_record_s = per if self._per_record_s == 0.0 else self._per_record_s + (per - self._per_record_s) / 4
-        self.size = max(1, int(self.budget_s / self._per_record_s)) if self._per_record_s > 0 else 1 << 30
+        self.size = (
+            min(self._most, max(1, int(self.budget_s / self._per_record_s))) if self._per_record_s > 0 else self._most
+        )
 
 
 def create_operators(
