@@ -20,7 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DESCRIPTION = "in-process ns/record of each pipeline stage (source, partitioner, codec, channel, reduce, snapshot)"
+DESCRIPTION = (
+    "in-process ns/record of each pipeline stage (source, partitioner, codec, channel, reduce, "
+    "the user-function chain, snapshot)"
+)
 KEYS = 10_000
 BATCH = 1000
 
@@ -204,6 +207,49 @@ def _stage_snapshot(op: Any, repeat: int, work: Path) -> tuple[float, float, int
     return best_sync, best_write, size
 
 
+def _stage_userfn_chain(records: int, repeat: int, local_dir: Path) -> float:
+    """The user-function job's operators (``bench/jobs/user_fn.py``): map, KeyedProcessFunction, sink.
+
+    Batches of the job's events run through its own map, keyed process and counting sink in the
+    slices a consumer uses (``SLICE_RECORDS_MAX``), with the hashmap backend; no source, no exchange.
+    """
+    import sys
+
+    from streamjob.worker.runtime.context import TaskInfo
+    from streamjob.worker.runtime.operators import OperatorSetup, create_operator
+    from streamjob.worker.runtime.task_setup import SLICE_RECORDS_MAX
+
+    jobs = str(Path(__file__).resolve().parent / "jobs")
+    if jobs not in sys.path:
+        sys.path.insert(0, jobs)
+    import user_fn
+
+    env = user_fn.build(["--records", "1", "--out", str(local_dir)])
+    by_uid = {t.uid: t for t in env.transformations}
+    ops = []
+    for uid in ("parse", "totals", "counts"):
+        info = TaskInfo("bench", "bench", uid, uid, 0, 1, 128, 0)
+        op = create_operator(OperatorSetup(info, by_uid[uid], (0, 127), "hashmap", False, local_dir / uid, None))
+        op.open()
+        ops.append(op)
+    parse, totals, counts = ops
+    event = user_fn._event(KEYS)
+    slices = [
+        [event(i) for i in range(a, min(records, a + SLICE_RECORDS_MAX))] for a in range(0, records, SLICE_RECORDS_MAX)
+    ]
+
+    def run() -> int:
+        for piece in slices:
+            counts.process_batch(totals.process_batch(parse.process_batch(piece)))
+        return records
+
+    try:
+        return _best(run, repeat)
+    finally:
+        for op in ops:
+            op.close()
+
+
 def _dict_loop(records: int, repeat: int) -> float:
     def run() -> int:
         sums: dict[int, int] = {}
@@ -282,6 +328,11 @@ def run(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             "reduce_lambda",
             "ReduceOperator.process_batch with reduce(lambda a, b: (a[0], a[1] + b[1]))",
             lambda: measure_reduce("lambda", lambda a, b: (a[0], a[1] + b[1])),
+        )
+        stage(
+            "userfn_chain",
+            "the user-function job's map, KeyedProcessFunction (ValueState) and per-record sink, in-process",
+            lambda: _stage_userfn_chain(records, repeat, work / "userfn"),
         )
         snap: dict[str, Any] = {}
 
