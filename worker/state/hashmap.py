@@ -430,6 +430,7 @@ class HashMapKeyedStateBackend(KeyedBackendBase):
         self._timers.clear()
         self._event_timers.clear()
         self._registered.clear()
+        self._value_states.clear()
         self._closed = True
 
 
