@@ -10,8 +10,10 @@ Copy-on-write keeps asynchronous snapshots isolated: a snapshot is a shallow cop
 being written (``backend._inflight``), the first access of a key that may lead to an in-place
 mutation (``value()``, a reducer or accumulator, any list or map access) replaces the live
 object (or the live list/dict and its mutable elements) by a copy; the snapshot keeps the
-original. Immutable scalars are never copied. The raw ``get_value_accessors`` fast path does
-not copy: its users must not mutate stored values in place (build new values instead).
+original. Immutable scalars are never copied. Value states make no check per read while no
+snapshot is in flight: the backend switches them to ``QuietHashValueState`` then. The raw
+``get_value_accessors`` fast path does not copy: its users must not mutate stored values in
+place (build new values instead).
 
 Recovery contract: see ``primitives.py`` and ``backend.py``.
 
