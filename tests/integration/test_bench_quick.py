@@ -82,7 +82,8 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
     assert isinstance(memory["bounded"], bool)
     stages = results["scenarios"]["stages"]
     assert stages["errors"] == [], stages["errors"]
-    assert {row["name"] for row in stages["stages"]} >= {"source", "partition_p2", "encode", "reduce_sum"}
+    names = {row["name"] for row in stages["stages"]}
+    assert names >= {"source", "partition_p2", "encode", "reduce_sum", "userfn_chain"}
     cost = results["scenarios"]["cost"]
     assert cost["errors"] == [], cost["errors"]
     assert set(cost["by_parallelism"]) == {"p1", "p2"}
