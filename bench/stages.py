@@ -224,6 +224,7 @@ def _stage_userfn_chain(records: int, repeat: int, local_dir: Path) -> float:
         sys.path.insert(0, jobs)
     import user_fn
 
+    local_dir.mkdir(parents=True, exist_ok=True)  # the sink writes its report there when closed
     env = user_fn.build(["--records", "1", "--out", str(local_dir)])
     by_uid = {t.uid: t for t in env.transformations}
     ops = []
