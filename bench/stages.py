@@ -211,13 +211,13 @@ def _stage_userfn_chain(records: int, repeat: int, local_dir: Path) -> float:
     """The user-function job's operators (``bench/jobs/user_fn.py``): map, KeyedProcessFunction, sink.
 
     Batches of the job's events run through its own map, keyed process and counting sink in the
-    slices a consumer uses (``SLICE_RECORDS_MAX``), with the hashmap backend; no source, no exchange.
+    slices a consumer uses (``SLICE_CACHE_RECORDS``), with the hashmap backend; no source, no exchange.
     """
     import sys
 
     from streamjob.worker.runtime.context import TaskInfo
     from streamjob.worker.runtime.operators import OperatorSetup, create_operator
-    from streamjob.worker.runtime.task_setup import SLICE_RECORDS_MAX
+    from streamjob.worker.runtime.task_setup import SLICE_CACHE_RECORDS
 
     jobs = str(Path(__file__).resolve().parent / "jobs")
     if jobs not in sys.path:
@@ -236,7 +236,8 @@ def _stage_userfn_chain(records: int, repeat: int, local_dir: Path) -> float:
     parse, totals, counts = ops
     event = user_fn._event(KEYS)
     slices = [
-        [event(i) for i in range(a, min(records, a + SLICE_RECORDS_MAX))] for a in range(0, records, SLICE_RECORDS_MAX)
+        [event(i) for i in range(a, min(records, a + SLICE_CACHE_RECORDS))]
+        for a in range(0, records, SLICE_CACHE_RECORDS)
     ]
 
     def run() -> int:

@@ -59,26 +59,37 @@ class TaskRestore:
     in_flight: list[Any] = field(default_factory=list)
 
 
-SLICE_RECORDS_MAX = 1024
-"""Most records run through a consumer's chain at once, however cheap they are.
+SLICE_CACHE_S = 0.0005
+"""A consumer's slice is at most about this much work too (but never capped below ``SLICE_CACHE_RECORDS``).
 
-A slice's records, the objects its operators build and their outputs stay in the CPU's caches
-until the sink has them: the user-function job (``bench/jobs/user_fn.py``) measured about 7 %
-less CPU per record with slices of 1,024 than with whole batches of 4,096, and slices of 512
-no better than 1,024. Per slice the task does a few checks and two clock reads (~1 ns a record).
+A slice's records, the objects its operators build and their outputs then stay in the CPU's
+caches until the sink has them: the user-function job (``bench/jobs/user_fn.py``, ~0.5 us a
+record) measured about 7 % less CPU per record with slices of 1,024 than with whole batches of
+4,096 (512 no better). A cheap chain (the keyed sum, ~0.1 us a record) gains less than the few
+microseconds a slice costs the task (checks, clock reads), so the cap is time, not a count.
 """
+SLICE_CACHE_RECORDS = 1024
+"""The least a slice is capped to by ``SLICE_CACHE_S``."""
 
 
 class SliceSizer:
     """How many records of an input batch to run through the chain at once: about ``budget_s`` of work.
 
-    Never more than ``most`` (``SLICE_RECORDS_MAX``): a cheap chain still runs in cache-sized slices.
+    And at most about ``cache_s`` of work, but no fewer than ``cache_records`` for that cap: a cheap
+    chain still runs in cache-sized slices.
     """
 
-    def __init__(self, budget_s: float, first: int = 64, most: int = SLICE_RECORDS_MAX) -> None:
+    def __init__(
+        self,
+        budget_s: float,
+        first: int = 64,
+        cache_s: float = SLICE_CACHE_S,
+        cache_records: int = SLICE_CACHE_RECORDS,
+    ) -> None:
         self.budget_s = budget_s
         self.size = first
-        self._most = most
+        self._cache_s = cache_s
+        self._cache_records = cache_records
         self._per_record_s = 0.0
 
     def record(self, records: int, seconds: float) -> None:
@@ -87,9 +98,11 @@ class SliceSizer:
             return
         per = seconds / records
         self._per_record_s = per if self._per_record_s == 0.0 else self._per_record_s + (per - self._per_record_s) / 4
-        self.size = (
-            min(self._most, max(1, int(self.budget_s / self._per_record_s))) if self._per_record_s > 0 else self._most
-        )
+        if self._per_record_s <= 0:
+            self.size = self._cache_records  # too fast for the clock: cache-sized
+            return
+        budget = max(1, int(self.budget_s / self._per_record_s))
+        self.size = min(budget, max(self._cache_records, int(self._cache_s / self._per_record_s)))
 
 
 def create_operators(
