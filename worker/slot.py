@@ -507,7 +507,10 @@ class Slot:
             self.send(SlotFinished())
             if self.stay_after_finish:
                 return  # a rescale: the JobMaster releases this slot and deploys the next attempt to it
+            attempt = self.attempt
             await asyncio.sleep(0.2)
+            if self.stay_after_finish or self.attempt != attempt:
+                return  # a Finish(stay) or a Release read meanwhile: the slot takes the next deployment
             self.done.set()
             if self.writer is not None:
                 self.writer.close()  # ends the wait for the JobMaster's next message
