@@ -147,7 +147,7 @@ class QuietHashValueState(HashValueState):
     """``HashValueState`` while no snapshot is in flight: ``value()`` needs no copy-on-write check.
 
     The backend switches a value state's class between the two when its count of snapshots in
-    flight leaves or returns to zero (``HashMapKeyedStateBackend._set_quiet``), so the record path
+    flight leaves or returns to zero (``HashMapKeyedStateBackend._switch_value_states``), so the record path
     pays no check per read; the layout is the same (no slots of its own).
     """
 
