@@ -18,7 +18,7 @@ from streamjob.worker.storage import list_snapshots
 from streamjob.worker.storage.stores import open_store
 from streamjob.worker.testing import run_cli
 from tests.integration.jobs import keyed_sum
-from tests.integration.jobs.support import KEYED_SUM, copy_tree
+from tests.integration.jobs.support import KEYED_SUM, copy_tree, finished_keyed_sum_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -47,21 +47,7 @@ POISONS = {
 @pytest.fixture(scope="module")
 def completed(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The root of a finished keyed-sum run (its checkpoints and its exact output)."""
-    root = tmp_path_factory.mktemp("completed").as_uri()
-    result = run_cli(
-        "run",
-        "--rest-port",
-        "0",
-        "--checkpoint-dir",
-        f"{root}/checkpoints",
-        KEYED_SUM,
-        f"out={root}/out",
-        f"count={COUNT}",
-        "rate=1200",
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return root
+    return finished_keyed_sum_run(tmp_path_factory.mktemp("completed").as_uri(), count=COUNT, rate=1200)
 
 
 def _poisoned_copy(completed: str, tmp_path: Path, poison: str) -> tuple[str, int, int]:

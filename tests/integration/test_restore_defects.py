@@ -16,7 +16,7 @@ import pytest
 from streamjob.worker.storage import list_snapshots
 from streamjob.worker.storage.stores import open_store
 from streamjob.worker.testing import run_cli
-from tests.integration.jobs.support import KEYED_SUM, copy_tree, tree_digest
+from tests.integration.jobs.support import KEYED_SUM, copy_tree, finished_keyed_sum_run, tree_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -24,21 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 @pytest.fixture(scope="module")
 def completed(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The checkpoints root of a finished keyed-sum run (at least one completed checkpoint)."""
-    root = tmp_path_factory.mktemp("completed").as_uri()
-    result = run_cli(
-        "run",
-        "--rest-port",
-        "0",
-        "--checkpoint-dir",
-        f"{root}/checkpoints",
-        KEYED_SUM,
-        f"out={root}/out",
-        "count=600",
-        "rate=600",
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return root
+    return finished_keyed_sum_run(tmp_path_factory.mktemp("completed").as_uri())
 
 
 def _damaged_copy(completed: str, tmp_path: Path, damage: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from streamjob.worker.snapshot.metadata import CheckpointMetadata, decode_metadata
 from streamjob.worker.storage.stores import open_store
-from streamjob.worker.testing import FaultInjector, JobError, LocalJob
+from streamjob.worker.testing import FaultInjector, JobError, LocalJob, run_cli
 from tests.integration.jobs import keyed_sum
 
 JOBS = Path(__file__).resolve().parent
@@ -98,3 +98,24 @@ def stop_with_savepoint(job: LocalJob, attempts: int = 5) -> str:
             if "overtook" not in str(err).split("\n", 1)[0] or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def finished_keyed_sum_run(root: str, *, count: int = 600, rate: int = 600) -> str:
+    """Runs the keyed-sum job to its end under ``root`` (``checkpoints/`` and ``out/``); returns ``root``.
+
+    The restore-defect tests damage copies of this run's checkpoints, so it must have completed some.
+    """
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        f"{root}/checkpoints",
+        KEYED_SUM,
+        f"out={root}/out",
+        f"count={count}",
+        f"rate={rate}",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return root
