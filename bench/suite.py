@@ -24,7 +24,8 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
   ``streamjob run`` process (``process_s``, start-up included).
 - ``userfn_p1_ssg``, ``userfn_p2_ssg``: as ``userfn_p1``/``userfn_p2`` with one line more in the job,
   ``.slot_sharing_group("keyed")`` on the keyed step (``--keyed-slot-group``): source and map in one
-  slot process, the keyed step and the sink in another, so that p=1 uses two cores.
+  slot process, the keyed step and the sink in another, so that p=1 uses two cores. Their CPU
+  ns/event is the sinks' processes' only (the keyed slots): the source slots' CPU is not in it.
 - ``userfn_p1_long``, ``userfn_p2_long``: the user-function job with 8M events (~10 s at p=1), for
   before/after comparisons (``bench.ab``) whose run-to-run noise must stay under 3 %.
 - ``userfn_ref``: the same work as a plain Python loop in one process (``userfn_ref``).

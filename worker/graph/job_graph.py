@@ -99,7 +99,7 @@ class JobGraph:
         return [(v.id, i) for v in self.vertices for i in range(v.parallelism)]
 
     def fingerprint(self) -> str:
-        """A digest of the topology and parallelism (not of the user code)."""
+        """A digest of the topology, parallelism and slot sharing groups (not of the user code)."""
         h = hashlib.sha256()
         for v in self.vertices:
             ops = ",".join(f"{op.effective_uid()}:{op.kind.value}" for op in v.operators)
