@@ -22,6 +22,7 @@ from streamjob.worker.jobmaster.deployment import DeploySpec, deploy_messages
 from streamjob.worker.jobmaster.plan import resolve_plan
 from streamjob.worker.jobmaster.rescale import rescaled_plan
 from streamjob.worker.loader import load_job
+from streamjob.worker.testing import TestingSink, TestingSource, run_in_process
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +167,22 @@ def test_a_rescale_asks_for_the_slots_of_the_groups(tmp_path: Path) -> None:
     up = rescaled_plan(plan, 2)
     assert (up.graph.parallelism, up.graph.slots, up.config.parallelism) == (2, 4, 2)
     assert up.config.workers * up.config.slots_per_worker >= 4
+
+
+def test_in_process_a_job_in_two_groups_restarts_with_exact_output() -> None:
+    """The test kit's slots (coroutines) follow ``slot_of`` as the processes do."""
+    records = [(k, v) for v in range(1, 31) for k in ("a", "b", "c")]
+    out: list[Any] = []
+    env = StreamExecutionEnvironment.get_execution_environment()
+    source = TestingSource([*records[:40], TestingSource.ABORT, *records[40:]])
+    sums = env.from_source(source).key_by(lambda r: r[0]).reduce(lambda a, b: (a[0], a[1] + b[1])).uid("sums")
+    sums.slot_sharing_group("keyed").add_sink(TestingSink(out)).uid("out")
+    assert graph(env, 2).slots == 1 + 2  # the TestingSource runs at p=1, the keyed group at p=2
+    result = run_in_process(env, parallelism=2)
+    assert result.restarts == 1
+    totals: dict[str, int] = {}
+    want = []
+    for k, v in records:
+        totals[k] = totals.get(k, 0) + v
+        want.append((k, totals[k]))
+    assert sorted(tuple(r) for r in out) == sorted(want)  # nothing lost, nothing twice
