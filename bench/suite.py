@@ -22,6 +22,10 @@ Scenarios (full size; ``--quick`` shrinks every one to a smoke run of a second o
   (``bench/jobs/user_fn.py``: string keys, map, key_by, a KeyedProcessFunction with ValueState, a
   per-record sink), 2M events, off and every 1 s; timed while records flow and as the whole
   ``streamjob run`` process (``process_s``, start-up included).
+- ``userfn_p1_ssg``, ``userfn_p2_ssg``: as ``userfn_p1``/``userfn_p2`` with one line more in the job,
+  ``.slot_sharing_group("keyed")`` on the keyed step (``--keyed-slot-group``): source and map in one
+  slot process, the keyed step and the sink in another, so that p=1 uses two cores. Their CPU
+  ns/event is the sinks' processes' only (the keyed slots): the source slots' CPU is not in it.
 - ``userfn_p1_long``, ``userfn_p2_long``: the user-function job with 8M events (~10 s at p=1), for
   before/after comparisons (``bench.ab``) whose run-to-run noise must stay under 3 %.
 - ``userfn_ref``: the same work as a plain Python loop in one process (``userfn_ref``).
@@ -87,9 +91,16 @@ def _spec(parallelism: int, records: int = EVENTS, interval_ms: int | None = Non
     )
 
 
-def _userfn(parallelism: int, records: int = EVENTS, interval_ms: int | None = None) -> JobSpec:
+def _userfn(
+    parallelism: int, records: int = EVENTS, interval_ms: int | None = None, *, keyed_group: bool = False
+) -> JobSpec:
     return JobSpec(
-        job="user_fn", parallelism=parallelism, records=records, keys=KEYS, checkpoint_interval_ms=interval_ms
+        job="user_fn",
+        parallelism=parallelism,
+        records=records,
+        keys=KEYS,
+        checkpoint_interval_ms=interval_ms,
+        extra_args=("--keyed-slot-group",) if keyed_group else (),
     )
 
 
@@ -219,6 +230,18 @@ SCENARIOS: dict[str, Scenario] = {
             _userfn(2, interval_ms=1000),
             _userfn(2, 200_000, 20),
         ),
+        Scenario(
+            "userfn_p1_ssg",
+            "as userfn_p1 with the keyed step and the sink in their own slot sharing group (2 slot processes)",
+            _userfn(1, keyed_group=True),
+            _userfn(1, 50_000, keyed_group=True),
+        ),
+        Scenario(
+            "userfn_p2_ssg",
+            "as userfn_p2 with the keyed step and the sink in their own slot sharing group (4 slot processes)",
+            _userfn(2, keyed_group=True),
+            _userfn(2, 50_000, keyed_group=True),
+        ),
         *_window_scenarios(),
         Scenario(
             "userfn_p1_long",
@@ -239,7 +262,16 @@ SCENARIOS: dict[str, Scenario] = {
 ORDER = [*SCENARIOS, "userfn_ref", "cost", "stages", "failover"]
 CHECKPOINTED = ("p1_cp1s", "p2_cp1s", "p1_long_cp1s", "p2_long_cp1s", "checkpoints")  # judged: keyed sum
 ALIGNED_BEHIND_SLOW_SINK = ("backpressure_aligned_debloat", "backpressure_aligned_nodebloat")
-USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s", "userfn_p1_long", "userfn_p2_long")
+USERFN = (
+    "userfn_p1",
+    "userfn_p1_cp1s",
+    "userfn_p2",
+    "userfn_p2_cp1s",
+    "userfn_p1_ssg",
+    "userfn_p2_ssg",
+    "userfn_p1_long",
+    "userfn_p2_long",
+)
 UNTHROTTLED = ("p1", "p1_cp1s", "p2", "p2_cp1s", "p1_long", "p1_long_cp1s", "p2_long", "p2_long_cp1s", *USERFN)
 
 

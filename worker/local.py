@@ -183,6 +183,11 @@ def local_launcher(config: JobConfig, work_dir: Path | None = None, *, standby: 
     return LocalProcessLauncher(work / "logs", secret=secret, tls=config.internal_tls, standby=standby, fork=fork)
 
 
+def _slots_note(slots: int, parallelism: int) -> str:
+    """The start line's slot count, when slot sharing groups make it differ from the parallelism."""
+    return f" in {slots} slots (slot sharing groups)" if slots != parallelism else ""
+
+
 def first_attempt_slots(config: JobConfig, loaded: LoadedJob) -> int | None:
     """The slots the job's first attempt needs (``JobGraph.slots``, as ``resolve_plan`` builds the graph).
 
@@ -249,8 +254,9 @@ async def _run(
         await control.close()
         raise
     scheme = "https" if rest_tls else "http"
+    shape = f"parallelism {plan.graph.parallelism}{_slots_note(plan.graph.slots, plan.graph.parallelism)}"
     progress.line(
-        f"job '{config.name}' at parallelism {plan.graph.slots}; REST API {scheme}://127.0.0.1:{port}; "
+        f"job '{config.name}' at {shape}; REST API {scheme}://127.0.0.1:{port}; "
         f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}"
     )
     progress.line(token_notice(token_path))

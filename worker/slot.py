@@ -1,4 +1,4 @@
-"""A task slot: one worker process that runs one subtask of every vertex (slot sharing).
+"""A task slot: one worker process that runs one subtask of every vertex of a slot sharing group.
 
 Started by the local MiniCluster or by ``streamjob worker`` on Kubernetes (``slot_process.run_slot``
 sets up the process and runs it). It connects to the
@@ -412,7 +412,8 @@ class Slot:
         )
         edges = all_edges(graph)
         edge_no = {id(e): n for n, e in enumerate(edges)}
-        mine = [(v, index) for v in graph.vertices if index < v.parallelism]
+        slot_of = graph.slot_of  # slot sharing groups: where each subtask runs (graph/slot_groups.py)
+        mine = [(v, i) for v in graph.vertices for i in range(v.parallelism) if slot_of(v.id, i) == index]
         gates: dict[str, InputGate] = {}
         inputs: dict[tuple[int, int, int], InputChannel] = {}
         for v, i in mine:
@@ -421,7 +422,7 @@ class Slot:
                 for s in producers_of(e, graph, i):
                     channel = gate.add_channel((edge_no[id(e)], s, i))
                     inputs[channel.key] = channel
-                    if s != index:
+                    if slot_of(e.source, s) != index:
                         self.data.register(channel)
             gates[v.id] = gate
         for address in message.slots:
@@ -448,7 +449,8 @@ class Slot:
                 channels: list[OutputChannel] = []
                 for d in consumers_of(e, graph, i):
                     key = (edge_no[id(e)], i, d)
-                    channels.append(LocalOutputChannel(inputs[key]) if d == index else self.peers[d].channel(key))
+                    slot = slot_of(e.target, d)
+                    channels.append(LocalOutputChannel(inputs[key]) if slot == index else self.peers[slot].channel(key))
                 writer = RecordWriter(channels, e.partitioning, e.key_selector, target.max_parallelism, i)
                 if config.buffer_debloat.enabled:
                     writer.debloat(config.buffer_debloat, message.batch_size)

@@ -13,7 +13,10 @@ up the sum fields: every value is 1, so key k's sums are 1, 2, …, n_k as in th
 the harness checks the same total. The same work as a plain Python loop, without streamjob, is
 ``bench/userfn_ref.py`` (scenario ``userfn_ref``).
 
-Run by the harness as ``streamjob run bench/jobs/user_fn.py -- --records N --keys K --out DIR``.
+Run by the harness as ``streamjob run bench/jobs/user_fn.py -- --records N --keys K --out DIR``;
+``--keyed-slot-group`` (scenarios ``userfn_p1_ssg``/``userfn_p2_ssg``) adds one line to the job,
+``.slot_sharing_group("keyed")`` on the keyed step, so that the keyed step and the sink run in other
+slot processes than the source and the map (two cores at p=1).
 """
 
 from __future__ import annotations
@@ -77,10 +80,17 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
         "--verify", action="store_true", help="the sink adds up every output's sum (checked by the harness)"
     )
     parser.add_argument("--rate", type=float, default=None, help="records per second (default: unthrottled)")
+    parser.add_argument(
+        "--keyed-slot-group",
+        action="store_true",
+        help="the keyed step and the sink in their own slot sharing group (slot processes beside the source's)",
+    )
     opts = parser.parse_args(args)
     env = StreamExecutionEnvironment.get_execution_environment()
     events = env.from_generator(_event(opts.keys), count=opts.records, records_per_second=opts.rate).uid("events")
     parsed = events.map(lambda e: (e[0], e[1])).uid("parse")
     totals = parsed.key_by(lambda e: e[0]).process(RunningTotals()).uid("totals")
+    if opts.keyed_slot_group:
+        totals.slot_sharing_group("keyed")
     totals.add_sink(CountingSink(opts.out, opts.sink_delay_us / 1e6, opts.verify)).uid("counts")
     return env

@@ -18,7 +18,16 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-USERFN = ("userfn_p1", "userfn_p1_cp1s", "userfn_p2", "userfn_p2_cp1s", "userfn_p1_long", "userfn_p2_long")
+USERFN = (
+    "userfn_p1",
+    "userfn_p1_cp1s",
+    "userfn_p2",
+    "userfn_p2_cp1s",
+    "userfn_p1_ssg",
+    "userfn_p2_ssg",
+    "userfn_p1_long",
+    "userfn_p2_long",
+)
 JOB_SCENARIOS = (
     "p1",
     "p1_cp1s",

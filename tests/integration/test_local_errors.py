@@ -104,6 +104,12 @@ def test_bad_config_value_in_the_job_code_names_the_field(tmp_path: Path) -> Non
     assert line.startswith("error:")
 
 
+def test_an_empty_slot_sharing_group_is_one_error_line(tmp_path: Path) -> None:
+    result = run(KEYED_SUM, f"out={tmp_path.as_uri()}", "group=")
+    line = assert_one_clear_error(result, "slot_sharing_group takes a non-empty group name", "got ''")
+    assert line.startswith("error:")
+
+
 def test_unreachable_storage_endpoint_fails_fast_and_names_the_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -349,8 +349,9 @@ def test_an_attempt_needing_more_slots_than_configured_fails_without_starting(tm
     outcome, accepting = asyncio.run(main())
     assert outcome.kind is OutcomeKind.FAILED_FINAL and accepting == 0
     assert outcome.reason == (
-        "the job needs 2 slots (its largest parallelism) but workers × slots per worker = 1; "
-        "raise workers or slots_per_worker, or lower the parallelism"
+        "the job needs 2 slots (per slot sharing group its largest parallelism, summed over the groups) but "
+        "workers × slots per worker = 1; raise spec.workers or spec.taskSlots (workers/slots_per_worker), "
+        "or lower the parallelism"
     )
 
 

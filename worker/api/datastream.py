@@ -114,6 +114,17 @@ class DataStream:
         self.transformation.max_parallelism = max_parallelism
         return self
 
+    def slot_sharing_group(self, name: str) -> DataStream:
+        """Runs this operator in the slots of group ``name`` (docs/user-guide.md, "Slot sharing groups").
+
+        Operators of other groups run in other slot processes (another core) and never chain with it;
+        operators after it inherit the group. Default: the inputs' group, else ``"default"``.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"slot_sharing_group takes a non-empty group name such as 'keyed', got {name!r}")
+        self.transformation.slot_sharing_group = name
+        return self
+
     def get_parallelism(self) -> int:
         """The parallelism this operator will run with."""
         return self.transformation.parallelism or self.env.parallelism

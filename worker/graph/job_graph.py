@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamjob.worker.errors import PipelineError
+from streamjob.worker.graph.slot_groups import DEFAULT_GROUP, resolve_groups, slot_offsets
 from streamjob.worker.graph.transformations import Kind, Partitioning, Transformation
 
 
@@ -37,6 +38,8 @@ class JobVertex:
     max_parallelism: int
     inputs: list[JobEdge] = field(default_factory=list)
     outputs: list[JobEdge] = field(default_factory=list)
+    slot_group: str = DEFAULT_GROUP
+    """The slot sharing group of its operators (``graph/slot_groups.py``)."""
 
     @property
     def name(self) -> str:
@@ -60,6 +63,11 @@ class JobGraph:
 
     vertices: list[JobVertex]
     max_parallelism: int
+    _offsets: dict[str, int] = field(init=False, repr=False, compare=False)
+    _slots: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._offsets, self._slots = slot_offsets((v.slot_group, v.parallelism) for v in self.vertices)
 
     def vertex(self, vertex_id: str) -> JobVertex:
         """The vertex with this id."""
@@ -70,8 +78,17 @@ class JobGraph:
 
     @property
     def slots(self) -> int:
-        """Slots needed with slot sharing: the largest vertex parallelism."""
+        """Slots the job needs: per slot sharing group its largest parallelism, summed over the groups."""
+        return self._slots
+
+    @property
+    def parallelism(self) -> int:
+        """The largest vertex parallelism (what ``--parallelism`` and a rescale set), not the slot count."""
         return max(v.parallelism for v in self.vertices)
+
+    def slot_of(self, vertex_id: str, subtask: int) -> int:
+        """The slot that runs ``subtask`` of the vertex: its group's first slot plus the subtask index."""
+        return self._offsets[self.vertex(vertex_id).slot_group] + subtask
 
     def operator_uids(self) -> dict[str, tuple[JobVertex, Transformation]]:
         """Every operator by uid, with its vertex."""
@@ -82,12 +99,13 @@ class JobGraph:
         return [(v.id, i) for v in self.vertices for i in range(v.parallelism)]
 
     def fingerprint(self) -> str:
-        """A digest of the topology and parallelism (not of the user code)."""
+        """A digest of the topology, parallelism and slot sharing groups (not of the user code)."""
         h = hashlib.sha256()
         for v in self.vertices:
             ops = ",".join(f"{op.effective_uid()}:{op.kind.value}" for op in v.operators)
             ins = ",".join(f"{e.source}/{e.partitioning.value}" + (f"#{e.tag}" if e.tag else "") for e in v.inputs)
-            h.update(f"{v.id}|{v.parallelism}|{v.max_parallelism}|{ops}|{ins};".encode())
+            group = "" if v.slot_group == DEFAULT_GROUP else f"|@{v.slot_group}"
+            h.update(f"{v.id}|{v.parallelism}|{v.max_parallelism}|{ops}|{ins}{group};".encode())
         return h.hexdigest()[:16]
 
 
@@ -141,6 +159,7 @@ def build_job_graph(
                 f"its max parallelism {mp}; raise set_max_parallelism or lower the parallelism"
             )
 
+    group = resolve_groups(transformations)
     vertex_of: dict[int, JobVertex] = {}
     vertices: list[JobVertex] = []
     for t in transformations:
@@ -150,6 +169,7 @@ def build_job_graph(
             and t.inputs[0].partitioning is Partitioning.FORWARD
             and t.inputs[0].tag is None  # a side output leaves its producer's task: the producer is a tail
             and par[upstream.id] == par[t.id]
+            and group[upstream.id] == group[t.id]
             and len(consumers[upstream.id]) == 1
             and t.kind not in (Kind.SOURCE, Kind.LEGACY_SOURCE)
         ):
@@ -158,7 +178,9 @@ def build_job_graph(
             vertex_of[t.id] = vertex
             continue
         mp = t.max_parallelism if t.max_parallelism and t.max_parallelism > 1 else max_parallelism
-        vertex = JobVertex(id=t.effective_uid(), operators=[t], parallelism=par[t.id], max_parallelism=mp)
+        vertex = JobVertex(
+            id=t.effective_uid(), operators=[t], parallelism=par[t.id], max_parallelism=mp, slot_group=group[t.id]
+        )
         vertex_of[t.id] = vertex
         vertices.append(vertex)
         for index, e in enumerate(t.inputs):

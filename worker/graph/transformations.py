@@ -65,6 +65,7 @@ class Transformation:
     uid: str | None = None
     key_selector: Any = None  # set when the operator runs on a keyed stream
     options: dict[str, Any] = field(default_factory=dict)
+    slot_sharing_group: str | None = None  # None: inherited from the inputs (graph/slot_groups.py)
 
     @property
     def keyed(self) -> bool:

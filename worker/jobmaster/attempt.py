@@ -237,9 +237,9 @@ class Attempt:
             self.phase = AttemptPhase.ENDED
             return AttemptOutcome(  # final: a restart in place would only wait for slots that never come
                 OutcomeKind.FAILED_FINAL,
-                f"the job needs {slots} slots (its largest parallelism) but "
-                f"workers × slots per worker = {ctx.plan.config.total_slots}; raise workers or slots_per_worker, "
-                "or lower the parallelism",
+                f"the job needs {slots} slots (per slot sharing group its largest parallelism, summed over "
+                f"the groups) but workers × slots per worker = {ctx.plan.config.total_slots}; raise "
+                "spec.workers or spec.taskSlots (workers/slots_per_worker), or lower the parallelism",
             )
         ctx.registry.open_for(slots)
         if ctx.launcher is not None and ctx.replace_slots:
@@ -421,7 +421,7 @@ class Attempt:
             restore_base=restore.base_uri if restore else None,
         )
         addresses = {index: conn.data_address for index, conn in ctx.registry.slots.items()}
-        for index, message in deploy_messages(spec, addresses, plans).items():
+        for index, message in deploy_messages(spec, addresses, plans, self.graph.slot_of).items():
             ctx.registry.slots[index].send(message)
 
     def _make_coordinator(self, first_id: int) -> CheckpointCoordinator:

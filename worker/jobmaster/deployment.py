@@ -1,12 +1,13 @@
 """The ``deploy`` message of each slot of an attempt (pure): the job, the slots' addresses, its restore plan.
 
 Built by ``attempt.Attempt`` once every slot registered; each slot gets the same job and token and
-only the restore plans of its own subtasks (subtask ``i`` runs in slot ``i``).
+only the restore plans of its own subtasks (``JobGraph.slot_of``: subtask ``i`` of a vertex runs in slot
+``i`` plus the first slot of the vertex's slot sharing group).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from streamjob.worker.checkpoint.restore import SubtaskRestorePlan
@@ -36,8 +37,9 @@ def deploy_messages(
     spec: DeploySpec,
     addresses: Mapping[int, tuple[str, int]],
     plans: Mapping[tuple[str, int], SubtaskRestorePlan],
+    slot_of: Callable[[str, int], int],
 ) -> dict[int, Deploy]:
-    """Slot index → its ``deploy`` (``addresses``: each slot's data address)."""
+    """Slot index → its ``deploy`` (``addresses``: each slot's data address; ``slot_of``: ``JobGraph.slot_of``)."""
     slots = [SlotAddress(slot=i, host=host, port=port) for i, (host, port) in addresses.items()]
     return {
         index: Deploy(
@@ -55,13 +57,15 @@ def deploy_messages(
             checkpoints_uri=spec.checkpoints_uri,
             savepoints_uri=spec.savepoints_uri,
             restore_base=spec.restore_base,
-            restore=_restores_of(index, plans),
+            restore=_restores_of(index, plans, slot_of),
         )
         for index in addresses
     }
 
 
-def _restores_of(index: int, plans: Mapping[tuple[str, int], SubtaskRestorePlan]) -> dict[str, SubtaskRestore]:
+def _restores_of(
+    index: int, plans: Mapping[tuple[str, int], SubtaskRestorePlan], slot_of: Callable[[str, int], int]
+) -> dict[str, SubtaskRestore]:
     return {
         f"{vertex}/{subtask}": SubtaskRestore(
             keyed=plan.keyed,
@@ -70,5 +74,5 @@ def _restores_of(index: int, plans: Mapping[tuple[str, int], SubtaskRestorePlan]
             filter_in_flight_by_key=plan.filter_in_flight_by_key,
         )
         for (vertex, subtask), plan in plans.items()
-        if subtask == index
+        if slot_of(vertex, subtask) == index
     }

@@ -173,15 +173,19 @@ class JobMaster:
             name=self.config.name,
             namespace=self.config.namespace,
             state=self.state,
-            parallelism=self.graph.slots,
+            parallelism=self.graph.parallelism,
             max_parallelism=self.graph.max_parallelism,
+            slots=self.graph.slots,
             start_time=self.start_time,
             restored_from=self.restored_from,
             attempt=self.attempt,
             restarts=self.restarts,
             failure=self.failure,
             failure_detail=self.failure_detail,
-            vertices=tuple(VertexView(id=v.id, name=v.name, parallelism=v.parallelism) for v in self.graph.vertices),
+            vertices=tuple(
+                VertexView(id=v.id, name=v.name, parallelism=v.parallelism, slot_group=v.slot_group)
+                for v in self.graph.vertices
+            ),
             workers=tuple(
                 WorkerView(slot=c.index, pid=c.pid, address=c.data_address) for c in self.registry.slots.values()
             ),
@@ -329,21 +333,21 @@ class JobMaster:
         coordinator = self._running_coordinator("a rescale can only start")
         current = self._current
         assert current is not None
-        if parallelism == self.graph.slots:
+        if parallelism == self.graph.parallelism:
             done = Rescale(source=parallelism, target=parallelism)
             done.running()
             return done.view()
         if self.savepoints.in_progress is not None:
             raise ConfigError("a savepoint is in progress; rescale once it ended (GET /savepoints/<id>)")
-        rescale = Rescale(source=self.graph.slots, target=parallelism)
+        rescale = Rescale(source=self.graph.parallelism, target=parallelism)
         directory = self._require_storage().new_savepoint_dir(None)
         current.rescaling = True
         request = self.savepoints.request(coordinator, directory, stop=True, on_failed=self._rescale_failed)
         rescale.savepoint_request = request.id
         self.rescale, self._rescale_plan = rescale, plan
-        if self.launcher is not None and parallelism > rescale.source:
+        if self.launcher is not None and plan.graph.slots > self.graph.slots:
             # Started now, the new slot processes register as spares while the savepoint is taken.
-            self.launcher.resize(parallelism, self.jobmaster_address, self.attempt + 1)
+            self.launcher.resize(plan.graph.slots, self.jobmaster_address, self.attempt + 1)
         self.events("rescaling", {"from": rescale.source, "to": rescale.target})
         return rescale.view()
 
@@ -381,11 +385,12 @@ class JobMaster:
         request = self.savepoints.get(rescale.savepoint_request or "")
         assert request is not None and request.location is not None
         rescale.savepoint = request.location
+        slots_before, slots = self.graph.slots, plan.graph.slots  # slot sharing groups: slots ≠ parallelism
         self.plan, self.config, self.graph = plan, plan.config, plan.graph
         await self._await_released()
-        await self.registry.shrink(rescale.target)
-        if self.launcher is not None and rescale.target < rescale.source:
-            await resize_launcher(self.launcher, rescale.target, self.jobmaster_address, self.attempt + 1)
+        await self.registry.shrink(slots)
+        if self.launcher is not None and slots < slots_before:
+            await resize_launcher(self.launcher, slots, self.jobmaster_address, self.attempt + 1)
         self.attempt += 1
         storage = self._require_storage()
         uri = await asyncio.get_running_loop().run_in_executor(

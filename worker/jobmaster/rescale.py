@@ -39,8 +39,6 @@ def rescaled_plan(plan: JobPlan, parallelism: int) -> JobPlan:
             f"parallelism must be between 1 and the job's max parallelism {max_parallelism}, not {parallelism}"
         )
     config = plan.config
-    workers = max(config.workers, math.ceil(parallelism / config.slots_per_worker))
-    config = config.model_copy(update={"parallelism": parallelism, "workers": workers})
     env = plan.loaded.env
     try:
         graph = build_job_graph(
@@ -51,6 +49,9 @@ def rescaled_plan(plan: JobPlan, parallelism: int) -> JobPlan:
         )
     except PipelineError as err:
         raise InvalidRescale(f"parallelism {parallelism} does not fit the job: {err}") from err
+    # The slots come from the slot sharing groups (graph.slots), at least the parallelism.
+    workers = max(config.workers, math.ceil(graph.slots / config.slots_per_worker))
+    config = config.model_copy(update={"parallelism": parallelism, "workers": workers})
     return replace(plan, config=config, graph=graph)
 
 

@@ -108,6 +108,8 @@ class VertexView(ResponseBody):
     id: str
     name: str
     parallelism: int
+    slot_group: str = "default"
+    """Its slot sharing group (``DataStream.slot_sharing_group``; older JobMasters omit it)."""
 
 
 class WorkerView(ResponseBody):
@@ -168,7 +170,10 @@ class JobOverview(ResponseBody):
     namespace: str
     state: JobState
     parallelism: int
+    """The largest operator parallelism (what ``POST /rescale`` sets)."""
     max_parallelism: int
+    slots: int | None = None
+    """Slots the job needs: per slot sharing group its largest parallelism, summed (older JobMasters omit it)."""
     start_time: float
     """Seconds since the epoch when the JobMaster started."""
     restored_from: str | None

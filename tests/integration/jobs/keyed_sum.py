@@ -12,6 +12,7 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
 - ``sums_uid``: uid of the reduce (a different uid makes a restore fail); ``no_restart=1``;
   ``restarts``: at most that many restarts, 100 ms apart
 - ``max_parallelism``: key groups; ``retained``: checkpoints kept; ``cleanup=delete``: DELETE_ON_CANCELLATION
+- ``group``: the reduce and the sink in this slot sharing group (other slot processes than the source's)
 
 Each event ``i`` is ``(key, 1, amount)``; the reduce emits ``(key, count, total)`` per event, so in
 an exactly-once run every key's counts are 1..n exactly once and the row with count n has the exact
@@ -101,6 +102,8 @@ def build(args: list[str]) -> StreamExecutionEnvironment:
     rate = float(opts["rate"]) if opts["rate"] != "0" else None
     stream = env.from_generator(make_event(int(opts["keys"])), count, rate).uid("events")
     sums = stream.key_by(key_of).reduce(add).uid(opts.get("sums_uid", "sums"))
+    if "group" in opts:
+        sums.slot_sharing_group(opts["group"])
     if "slow_us" in opts:
         sums = sums.map(Slow(int(opts["slow_us"]), int(opts.get("slow_phase_ms", "0")))).uid("slow")
     if "kafka" in opts:
