@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamjob.worker.errors import PipelineError
 from streamjob.worker.graph.transformations import Partitioning
 from streamjob.worker.runtime.channels import CREDITS, InputGate, LocalOutputChannel, RecordWriter
 from streamjob.worker.state.key_groups import KeyGroupAssigner, operator_index_for
@@ -85,3 +86,23 @@ def test_a_hashed_batch_goes_whole_and_in_order_to_each_keys_channel(n: int, rec
     for index, channel in enumerate(channels):
         expected = [r for r in records if operator_index_for(assigner.assign(r[0]), 128, n) == index]
         assert channel.batches == ([expected, expected] if expected else [])
+
+
+def test_a_key_error_of_the_key_selector_reaches_the_job_and_is_not_taken_for_a_cache_miss() -> None:
+    """The writer catches KeyError for a key it has not cached: the user function's own must pass through."""
+    channels = [_Recording() for _ in range(2)]
+    lookup = {"a": "x"}
+    writer = RecordWriter(cast(Any, channels), Partitioning.HASH, lambda r: lookup[r], 128, 0)
+    asyncio.run(writer.emit(["a", "a"]))  # "a" is cached now
+    with pytest.raises(KeyError, match="'b'"):
+        asyncio.run(writer.emit(["a", "b"]))
+    assert sum(len(b) for c in channels for b in c.batches) == 2  # the failed batch sent nothing
+
+
+def test_an_unhashable_or_unsupported_key_fails_with_the_fix_named() -> None:
+    channels = [_Recording() for _ in range(2)]
+    writer = RecordWriter(cast(Any, channels), Partitioning.HASH, lambda r: r, 128, 0)
+    with pytest.raises(PipelineError, match="key_by"):
+        asyncio.run(writer.emit([object()]))
+    with pytest.raises(PipelineError, match=r"builtins\.list.*key_by"):
+        asyncio.run(writer.emit([["a", "list"]]))

@@ -340,18 +340,23 @@ class RecordWriter:
             await self.channels[next(self._rr)].send_batch(batch)
 
     async def _emit_hashed(self, batch: list[Any]) -> None:
-        """Splits ``batch`` by its keys' channels in one loop (map/compress passes measured slower)."""
-        n = self._n
-        parts: list[list[Any]] = [[] for _ in range(n)]
+        """Splits ``batch`` by its keys' channels in one loop (map/compress passes measured slower).
+
+        The key's channel is a subscript of the cache (a specialised opcode, unlike ``cache.get``'s
+        method call); a key not cached yet raises KeyError once, an unhashable one TypeError (turned
+        into the PipelineError naming the fix). The selector is called outside the ``try``, so the
+        user function's own KeyError or TypeError is never taken for a miss.
+        """
+        parts: list[list[Any]] = [[] for _ in range(self._n)]
         appends = [part.append for part in parts]
         cache = self._target_of_key
         select = self.key_selector
         for record in batch:
             key = select(record)
-            target = cache.get(key)
-            if target is None:
-                target = self._target_for(key)
-            appends[target](record)
+            try:
+                appends[cache[key]](record)
+            except (KeyError, TypeError):
+                appends[self._target_for(key)](record)
         for channel, part in zip(self.channels, parts, strict=True):
             if part:
                 await channel.send_batch(part)
