@@ -8,6 +8,7 @@ where its REST token is, every completed checkpoint, failures, recoveries and re
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from streamjob.worker import gc_pause
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
@@ -29,10 +31,11 @@ if TYPE_CHECKING:
     from streamjob.worker.jobmaster.jobmaster import JobMaster
     from streamjob.worker.loader import LoadedJob
 
-# The job's loader (the API) and the JobMaster's stack (the JobMaster, its control server, the REST
-# server with aiohttp and prometheus_client: ~0.4 s of imports together) are imported where used,
-# after ``streamjob run`` has started the slot processes: their start-up overlaps these imports
-# (``LocalProcessLauncher.prestart``).
+# What this process and every slot need (the API, the job graph, the control protocol, the
+# checkpoint storage, uvloop) is imported before ``streamjob run`` forks its slots (``import_shared``),
+# which inherit it; the JobMaster's own stack (the JobMaster and its control server) is imported after
+# the fork, while the slots import theirs (the runtime), and the REST server (aiohttp,
+# prometheus_client) only once the first attempt runs (``_serve_rest``).
 
 #: ``0``: spawn the first attempt's slots too (a new interpreter each) instead of forking them.
 SLOT_FORK_ENV = "STREAMJOB_SLOT_FORK"
@@ -169,6 +172,27 @@ def token_notice(path: Path) -> str:
     )
 
 
+#: What this process and every slot import: the API, the job graph, the control protocol, the checkpoint storage.
+SHARED_MODULES = (
+    "uvloop",
+    "streamjob.worker.failures",
+    "streamjob.worker.graph.job_graph",
+    "streamjob.worker.loader",
+    "streamjob.worker.protocol.handshake",
+    "streamjob.worker.storage.checkpoint_storage",
+)
+
+
+def import_shared() -> None:
+    """Imports ``SHARED_MODULES`` before ``streamjob run`` forks the slots.
+
+    A forked slot inherits them, so each is imported once per run instead of once per process, and
+    the slots' remaining imports (the runtime) are as short as the JobMaster's (its own stack).
+    """
+    for name in SHARED_MODULES:
+        importlib.import_module(name)
+
+
 def local_launcher(config: JobConfig, work_dir: Path | None = None, *, standby: int = 0) -> LocalProcessLauncher:
     """The slot launcher of a local run: its work directory (logs), this run's job secret, internal TLS.
 
@@ -273,6 +297,7 @@ async def _run(
         loop.add_signal_handler(signal.SIGTERM, interrupt)
     except (NotImplementedError, RuntimeError):
         pass
+    gc_pause.resume()  # up: the deployment and the job's records run with the collector on
     try:
         code = await jm.run()
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvloop  # here, not in run_slot: a prestarted slot imports it before its address comes
 
+from streamjob.worker import gc_pause
 from streamjob.worker.cli_values import read_jobmaster_address
 from streamjob.worker.errors import ConfigError
 from streamjob.worker.protocol.auth import require_job_secret
@@ -37,6 +38,7 @@ def _tune_interpreter() -> None:
     hundred allocations (8-16 % of a slot's CPU). A short switch interval lets the snapshot thread
     get the GIL promptly while the task loop is busy, which keeps checkpoint durations short.
     """
+    gc_pause.resume()  # the collector was off while the slot started (cli.main); freezes what it imported
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     sys.setswitchinterval(0.0005)
