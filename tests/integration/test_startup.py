@@ -55,6 +55,8 @@ def test_a_file_hashmap_job_imports_neither_s3_nor_rocksdb_nor_an_http_stack_in_
     assert sorted(jobmaster & set(NEVER)) == []
     for modules in slots:
         assert sorted(modules & set(NOT_IN_SLOTS)) == []
+    for i in range(2):  # forked while streamjob run held its collector off: each slot collects again
+        assert json.loads((out / f"gc-slot-{i}.json").read_text()) == {"enabled": True, "threshold": [50_000, 20, 20]}
 
 
 def _launcher(tmp_path: Path) -> LocalProcessLauncher:
@@ -216,7 +218,7 @@ def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_taken_rest_port_fails_the_run_in_one_line_before_the_job_starts(tmp_path: Path) -> None:
-    """The REST port is bound before the JobMaster starts (its HTTP server follows the first attempt)."""
+    """The REST port is bound before the JobMaster starts (its HTTP server follows the first client)."""
     mark = new_job_secret()[:16]
     env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark}
     out = tmp_path / "out"

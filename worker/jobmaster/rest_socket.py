@@ -1,9 +1,9 @@
 """The REST API's listening socket, bound before its server exists (``local._run``).
 
 ``streamjob run`` binds and listens on its REST port at once, so a taken port fails the run before
-anything starts and the address can be printed, but attaches the HTTP server (aiohttp, ~50-100 ms of
-imports) only once the first attempt runs: a request that arrives earlier waits in the socket's
-backlog instead of being refused. ``rest.serve`` takes the socket.
+anything starts and the address can be printed, but attaches the HTTP server (aiohttp, ~0.1 s of
+imports) only once a client connects (``local._serve_rest``): that first connection waits in the
+socket's backlog meanwhile instead of being refused. ``rest.serve`` takes the socket.
 """
 
 from __future__ import annotations
