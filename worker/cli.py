@@ -63,7 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     provisional: JobConfig = parse_job_config(raw, source=source)
     launcher = local_launcher(provisional, standby=args.standby_slots)
     import_shared()  # once, here: the forked slots inherit what both need
-    launcher.prestart(args.parallelism or 1, attempt=provisional.attempt)
+    launcher.prestart(args.parallelism or 1, attempt=provisional.attempt, job=(args.entrypoint, list(args.args)))
     try:
         from streamjob.worker.loader import load_job
 

@@ -315,8 +315,13 @@ async def _serve_rest(jm: JobMaster, sock: socket.socket, rest_token: str, tls: 
     for the CPU. The connection waits in the socket's backlog meanwhile and is served as any other.
     """
     loop = asyncio.get_running_loop()
-    connected = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: connected.done() or connected.set_result(None))
+    connected: asyncio.Future[None] = loop.create_future()
+
+    def knocked() -> None:
+        if not connected.done():
+            connected.set_result(None)
+
+    loop.add_reader(sock.fileno(), knocked)
     try:
         await connected
     finally:
