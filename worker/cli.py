@@ -16,20 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamjob.worker.cli_parser import parse_args
-from streamjob.worker.cli_tls import rest_client_tls, run_tls_config
-from streamjob.worker.cli_values import (
-    DEBLOAT_PREFIX,
-    read_jobmaster_address,
-    storage_uri,
-)
+# Only what ``main`` needs before it parses the arguments: the rest (the argument parser and its
+# pydantic models among it) is imported once the garbage collector is off (``main``).
+from streamjob.worker import gc_pause
 from streamjob.worker.errors import ConfigError, StreamJobError
 from streamjob.worker.protocol.auth import require_job_secret
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from streamjob.worker.cli_tls import run_tls_config
+    from streamjob.worker.cli_values import DEBLOAT_PREFIX, storage_uri
     from streamjob.worker.config import JobConfig, parse_job_config
-    from streamjob.worker.local import Progress, local_launcher, run_local, slug
+    from streamjob.worker.local import Progress, import_shared, local_launcher, run_local, slug
 
     overrides: dict[str, Any] = {}
     if args.checkpoint_interval is not None:
@@ -64,7 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # their number (-p, else 1) that run_local corrects once the job's graph is known.
     provisional: JobConfig = parse_job_config(raw, source=source)
     launcher = local_launcher(provisional, standby=args.standby_slots)
-    launcher.prestart(args.parallelism or 1, attempt=provisional.attempt)
+    import_shared()  # once, here: the forked slots inherit what both need
+    launcher.prestart(args.parallelism or 1, attempt=provisional.attempt, job=(args.entrypoint, list(args.args)))
     try:
         from streamjob.worker.loader import load_job
 
@@ -183,6 +182,7 @@ def _run_jobmaster(args: argparse.Namespace, ended: list[tuple[str | None, bool]
             await runner.cleanup()
             await control.close()
 
+    gc_pause.resume()
     return asyncio.run(main())
 
 
@@ -223,6 +223,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
+    gc_pause.resume()
     code = 0
     while procs:
         for proc in list(procs):
@@ -238,6 +239,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_savepoint(args: argparse.Namespace) -> int:
+    from streamjob.worker.cli_tls import rest_client_tls
     from streamjob.worker.protocol.rest import SavepointStatus
     from streamjob.worker.rest_client import client_for
 
@@ -281,6 +283,7 @@ def _savepoint_complete(directory: str) -> bool:
 
 
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
+    from streamjob.worker.cli_values import storage_uri
     from streamjob.worker.storage.discovery import list_snapshots, render_snapshot_table
 
     rows = list_snapshots(storage_uri(args.uri))
@@ -295,6 +298,7 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
+    from streamjob.worker.cli_tls import rest_client_tls
     from streamjob.worker.rest_client import client_for
 
     client_for(args.jobmaster, token_file=args.token_file, tls=rest_client_tls(args)).cancel()
@@ -303,6 +307,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamjob.worker.cli_values import storage_uri
     from streamjob.worker.demo import run_demo
 
     return run_demo(storage_uri(args.checkpoint_dir) if args.checkpoint_dir else None)
@@ -320,7 +325,22 @@ _COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+    """Console entry point.
+
+    The garbage collector is off while the command imports its modules and starts (``gc_pause``):
+    the long-running commands turn it back on once they are up, and at the latest it is on again
+    when this returns.
+    """
+    gc_pause.pause()
+    try:
+        return _main(argv)
+    finally:
+        gc_pause.end()
+
+
+def _main(argv: list[str] | None) -> int:
+    from streamjob.worker.cli_parser import parse_args
+
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     level = args.log_level or ("INFO" if args.command in ("jobmaster", "worker", "slot") else "WARNING")
     logging.basicConfig(
@@ -328,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "slot":
+        from streamjob.worker.cli_values import read_jobmaster_address
         from streamjob.worker.slot_process import run_slot
 
         try:

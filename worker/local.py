@@ -8,6 +8,7 @@ where its REST token is, every completed checkpoint, failures, recoveries and re
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from streamjob.worker import gc_pause
 from streamjob.worker.config import CheckpointSettings, ExternalizedCheckpointCleanup, JobConfig
 from streamjob.worker.errors import StreamJobError
 from streamjob.worker.jobmaster.launcher import LocalProcessLauncher
@@ -29,10 +31,11 @@ if TYPE_CHECKING:
     from streamjob.worker.jobmaster.jobmaster import JobMaster
     from streamjob.worker.loader import LoadedJob
 
-# The job's loader (the API) and the JobMaster's stack (the JobMaster, its control server, the REST
-# server with aiohttp and prometheus_client: ~0.4 s of imports together) are imported where used,
-# after ``streamjob run`` has started the slot processes: their start-up overlaps these imports
-# (``LocalProcessLauncher.prestart``).
+# What this process and every slot need (the API, the job graph, the control protocol, the
+# checkpoint storage, uvloop) is imported before ``streamjob run`` forks its slots (``import_shared``),
+# which inherit it; the JobMaster's own stack (the JobMaster and its control server) is imported after
+# the fork, while the slots import theirs (the runtime), and the REST server (aiohttp,
+# prometheus_client) only once a client connects to the REST port (``_serve_rest``).
 
 #: ``0``: spawn the first attempt's slots too (a new interpreter each) instead of forking them.
 SLOT_FORK_ENV = "STREAMJOB_SLOT_FORK"
@@ -169,6 +172,27 @@ def token_notice(path: Path) -> str:
     )
 
 
+#: What this process and every slot import: the API, the job graph, the control protocol, the checkpoint storage.
+SHARED_MODULES = (
+    "uvloop",
+    "streamjob.worker.failures",
+    "streamjob.worker.graph.job_graph",
+    "streamjob.worker.loader",
+    "streamjob.worker.protocol.handshake",
+    "streamjob.worker.storage.checkpoint_storage",
+)
+
+
+def import_shared() -> None:
+    """Imports ``SHARED_MODULES`` before ``streamjob run`` forks the slots.
+
+    A forked slot inherits them, so each is imported once per run instead of once per process, and
+    the slots' remaining imports (the runtime) are as short as the JobMaster's (its own stack).
+    """
+    for name in SHARED_MODULES:
+        importlib.import_module(name)
+
+
 def local_launcher(config: JobConfig, work_dir: Path | None = None, *, standby: int = 0) -> LocalProcessLauncher:
     """The slot launcher of a local run: its work directory (logs), this run's job secret, internal TLS.
 
@@ -231,17 +255,11 @@ async def _run(
         check_internal_pair(config.internal_tls)  # the slots' TLS errors, said once at start
     internal_tls = internal_server_context(config.internal_tls) if config.internal_tls else None
     rest_tls = rest_server_context(config.rest_tls) if config.rest_tls else None
-    # The REST port listens now (a taken port fails the run here); its HTTP server follows the first event.
+    # The REST port listens now (a taken port fails the run here); its HTTP server follows the first client.
     rest_sock = bind_rest_socket("127.0.0.1", config.rest_port)
     port = int(rest_sock.getsockname()[1])
     loop = asyncio.get_running_loop()
-    first_event = asyncio.Event()
-
-    def on_event(kind: str, data: dict[str, Any]) -> None:
-        progress.event(kind, data)
-        loop.call_soon_threadsafe(first_event.set)
-
-    jm = JobMaster(plan, launcher=launcher, events=on_event)
+    jm = JobMaster(plan, launcher=launcher, events=progress.event)
     progress.launcher = launcher
     control = ControlServer(jm, job_secret, tls=internal_tls)
     try:
@@ -260,7 +278,7 @@ async def _run(
         f"checkpoints in {plan.checkpoints_uri}; worker logs in {work_dir / 'logs'}"
     )
     progress.line(token_notice(token_path))
-    rest = asyncio.create_task(_serve_rest(jm, rest_sock, first_event, rest_token, rest_tls))
+    rest = asyncio.create_task(_serve_rest(jm, rest_sock, rest_token, rest_tls))
     reporter = asyncio.create_task(progress.report_records(jm))
     cancel_task: list[asyncio.Task[None]] = []
 
@@ -273,6 +291,7 @@ async def _run(
         loop.add_signal_handler(signal.SIGTERM, interrupt)
     except (NotImplementedError, RuntimeError):
         pass
+    gc_pause.resume()  # up: the deployment and the job's records run with the collector on
     try:
         code = await jm.run()
     finally:
@@ -288,22 +307,25 @@ async def _run(
     return code, jm
 
 
-#: The longest the REST server waits for the first attempt to run before it serves anyway.
-REST_AFTER_S = 1.0
+async def _serve_rest(jm: JobMaster, sock: socket.socket, rest_token: str, tls: ssl.SSLContext | None) -> Any:
+    """Serves the REST API on ``sock`` from its first client's connection on; the runner.
 
-
-async def _serve_rest(
-    jm: JobMaster, sock: socket.socket, first_event: asyncio.Event, rest_token: str, tls: ssl.SSLContext | None
-) -> Any:
-    """Serves the REST API on ``sock`` once the JobMaster's first event came (or ``REST_AFTER_S``); the runner.
-
-    Importing the HTTP stack (aiohttp) takes 50-100 ms of this process's only thread: after the
-    deployment it overlaps the slots' first records instead of delaying their registration.
+    The HTTP stack (aiohttp, ~0.1 s of CPU to import) is loaded only when a client connects: a run
+    nobody queries never pays for it, and it never competes with the deployment or the first records
+    for the CPU. The connection waits in the socket's backlog meanwhile and is served as any other.
     """
+    loop = asyncio.get_running_loop()
+    connected: asyncio.Future[None] = loop.create_future()
+
+    def knocked() -> None:
+        if not connected.done():
+            connected.set_result(None)
+
+    loop.add_reader(sock.fileno(), knocked)
     try:
-        await asyncio.wait_for(first_event.wait(), REST_AFTER_S)
-    except TimeoutError:
-        pass
+        await connected
+    finally:
+        loop.remove_reader(sock.fileno())
     from streamjob.worker.jobmaster.rest import serve
 
     runner, _ = await serve(jm, "127.0.0.1", 0, rest_token=rest_token, tls=tls, sock=sock)

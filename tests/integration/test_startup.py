@@ -55,6 +55,8 @@ def test_a_file_hashmap_job_imports_neither_s3_nor_rocksdb_nor_an_http_stack_in_
     assert sorted(jobmaster & set(NEVER)) == []
     for modules in slots:
         assert sorted(modules & set(NOT_IN_SLOTS)) == []
+    for i in range(2):  # forked while streamjob run held its collector off: each slot collects again
+        assert json.loads((out / f"gc-slot-{i}.json").read_text()) == {"enabled": True, "threshold": [50_000, 20, 20]}
 
 
 def _launcher(tmp_path: Path) -> LocalProcessLauncher:
@@ -216,7 +218,7 @@ def test_streamjob_run_forks_its_first_slots_and_they_run_the_job(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_taken_rest_port_fails_the_run_in_one_line_before_the_job_starts(tmp_path: Path) -> None:
-    """The REST port is bound before the JobMaster starts (its HTTP server follows the first attempt)."""
+    """The REST port is bound before the JobMaster starts (its HTTP server follows the first client)."""
     mark = new_job_secret()[:16]
     env = {**os.environ, JOB_SECRET_ENV: new_job_secret(), "STREAMJOB_TEST_MARK": mark}
     out = tmp_path / "out"
@@ -230,3 +232,30 @@ def test_a_taken_rest_port_fails_the_run_in_one_line_before_the_job_starts(tmp_p
     assert "pass --rest-port 0" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()  # no record was written: the job never ran
     _wait(lambda: not _marked(mark), 10, "the prestarted slots to be gone")
+
+
+def test_a_forked_slot_loads_the_job_while_streamjob_run_does(tmp_path: Path) -> None:
+    """The slot's load of the job overlaps the JobMaster's, instead of following its Deploy message.
+
+    Each load takes 0.4 s: loaded after the deployment, the slot's would begin after the JobMaster's
+    had ended (the JobMaster deploys only a job it has loaded); preloaded, it begins while the
+    JobMaster's still runs, and the deployment uses it (one load per process).
+    """
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, JOB_SECRET_ENV: new_job_secret()}
+    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--quiet", "--rest-port", "0", "-p", "1"]
+    cmd += ["--checkpoint-dir", (tmp_path / "chk").as_uri(), job_path("load_probe.py"), "--", str(out)]
+    run = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(10)
+    assert run.returncode == 0, stderr
+    loads = [json.loads(p.read_text()) for p in out.glob("load-*.json")]
+    jobmaster = [load for load in loads if load["pid"] == run.pid]
+    slots = [load for load in loads if load["pid"] != run.pid]
+    assert len(jobmaster) == 1 and len(slots) == 1, loads  # the deployment loaded nothing again
+    assert slots[0]["start"] < jobmaster[0]["end"], loads

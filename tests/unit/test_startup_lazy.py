@@ -76,3 +76,52 @@ def test_slot_takes_dash_for_its_pipe_and_still_checks_addresses(capsys: pytest.
 
 def test_the_rest_server_loads_prometheus_client_at_the_first_scrape_only() -> None:
     assert "prometheus_client" not in _modules_after("import streamjob.worker.jobmaster.rest")
+
+
+#: What ``streamjob run``'s process imports before its JobMaster hands the slots their address.
+JOBMASTER_START = (
+    "import streamjob.worker.local as local\n"
+    "local.import_shared()\n"
+    "import streamjob.worker.jobmaster.control, streamjob.worker.jobmaster.plan\n"
+    "import streamjob.worker.jobmaster.rest_socket, streamjob.worker.protocol.tls, streamjob.worker.rest_token_file"
+)
+
+
+def test_the_cli_module_imports_no_pydantic_before_main_pauses_the_collector() -> None:
+    assert (
+        sorted(
+            m
+            for m in ("pydantic", "streamjob.worker.config", "streamjob.worker.cli_values")
+            if m in _modules_after("import streamjob.worker.cli")
+        )
+        == []
+    )
+
+
+def test_the_jobmaster_start_loads_no_http_s3_rocksdb_or_state_backend() -> None:
+    loaded = _modules_after(JOBMASTER_START)
+    assert "streamjob.worker.jobmaster.jobmaster" in loaded and "streamjob.worker.api" in loaded  # the probe ran
+    later = (
+        "aiohttp",
+        "prometheus_client",
+        "boto3",
+        "botocore",
+        "rocksdict",
+        "streamjob.worker.jobmaster.rest",
+        "streamjob.worker.state.backend",
+        "streamjob.worker.state.hashmap_states",
+        "streamjob.worker.state.factory",
+        "streamjob.worker.state.operator_state",
+    )
+    assert sorted(m for m in later if m in loaded) == []
+
+
+def test_the_state_package_still_gives_every_public_name() -> None:
+    import streamjob.worker.state as state
+    from streamjob.worker.state.backend import KeyedStateBackend
+
+    assert {name: getattr(state, name) for name in state.__all__}["KeyedStateBackend"] is KeyedStateBackend
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        state.nope  # noqa: B018
+    loaded = _modules_after("from streamjob.worker.state import ValueStateDescriptor, create_keyed_backend")
+    assert "streamjob.worker.state.factory" in loaded

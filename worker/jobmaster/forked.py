@@ -11,7 +11,9 @@ The child is set up as a spawned slot would be: SIGKILLed when its parent dies (
 standard error in its own log file, its standard input the pipe the control port's address comes
 through, the environment ``LocalProcessLauncher`` gives spawned slots (the job's secret travels in
 it, never in argv), then ``entry`` (``MODULE:FUNCTION``, imported in the child) runs and its return
-value is the exit code. ``ForkedProcess`` is the parent's handle, shaped like ``subprocess.Popen``.
+value is the exit code (its keyword arguments are plain values the parent hands over in memory: the
+job's entrypoint and arguments, which the slot loads while it waits). ``ForkedProcess`` is the
+parent's handle, shaped like ``subprocess.Popen``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def can_fork() -> bool:
@@ -131,8 +133,9 @@ def fork_slot(
     env: dict[str, str],
     *,
     tie: Callable[[], None] | None,
+    kwargs: dict[str, Any] | None = None,
 ) -> ForkedProcess:
-    """Forks a slot that runs ``entry`` (``MODULE:FUNCTION``, called without arguments) in the child.
+    """Forks a slot that runs ``entry`` (``MODULE:FUNCTION``, called with ``kwargs``) in the child.
 
     The child keeps only its standard streams: every other descriptor of the parent is closed in it,
     the other slots' address pipes among them (each slot then sees the end of its own pipe when the
@@ -158,7 +161,7 @@ def fork_slot(
             # the parent's streams may be objects of their own (a test's capture): write to the fds, as spawned
             sys.stdout = _stream(1, "strict")
             sys.stderr = _stream(2, "backslashreplace")
-            code = getattr(importlib.import_module(module), function)()
+            code = getattr(importlib.import_module(module), function)(**(kwargs or {}))
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
         except BaseException:

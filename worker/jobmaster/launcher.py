@@ -147,10 +147,11 @@ class LocalProcessLauncher:
             self.logs[index] = path
         return path
 
-    def _fork(self, index: int, attempt: int, env: dict[str, str]) -> SlotProcess:
-        """One prestarted slot forked from this process (``forked.fork_slot``)."""
+    def _fork(self, index: int, attempt: int, env: dict[str, str], job: tuple[str, list[str]] | None) -> SlotProcess:
+        """One prestarted slot forked from this process (``forked.fork_slot``); ``job``: see ``prestart``."""
         path = self._log_path(index, attempt, append=True)
-        proc = fork_slot(PRESTARTED_ENTRY, path, env, tie=die_with_this_process())
+        kwargs = {"job": job} if job is not None else None
+        proc = fork_slot(PRESTARTED_ENTRY, path, env, tie=die_with_this_process(), kwargs=kwargs)
         self.procs.append(proc)
         return proc
 
@@ -181,7 +182,9 @@ class LocalProcessLauncher:
             self.procs.append(proc)
         return proc
 
-    def prestart(self, slots: int, attempt: int, *, fork: bool = True) -> None:
+    def prestart(
+        self, slots: int, attempt: int, *, fork: bool = True, job: tuple[str, list[str]] | None = None
+    ) -> None:
         """Has ``slots`` slot processes of ``attempt`` waiting; ``start`` gives them the control port's address.
 
         Called before the JobMaster's event loop exists (``local.run_local``, and ``streamjob run``
@@ -189,6 +192,8 @@ class LocalProcessLauncher:
         JobMaster's instead of following them. While this process has one thread the slots are
         forked (they skip the interpreter's start and the modules already imported here), else spawned;
         ``fork=False`` spawns them (once the job's code ran here, a child would carry its module state).
+        ``job``: the job's entrypoint and arguments, which a forked slot loads while it waits for its
+        address (in step with this process loading the job), so that its deployment finds it loaded.
         Called again with the job's real number, it keeps the waiting processes that fit, stops the others and starts
         the missing ones. A slot that waits has only imported code: it reads nothing of the job
         before it has its address, and ends when the pipe closes without one (this process died or
@@ -203,7 +208,7 @@ class LocalProcessLauncher:
         env = self._env()
         fork = fork and self.fork and can_fork()
         for index in range(len(waiting), slots):
-            waiting.append(self._fork(index, attempt, env) if fork else self._spawn(index, "-", attempt, env))
+            waiting.append(self._fork(index, attempt, env, job) if fork else self._spawn(index, "-", attempt, env))
         self.prestarted = (attempt, waiting)
 
     def start(self, slots: int, jobmaster: str, attempt: int) -> None:

@@ -4,12 +4,14 @@
 checkpoints every 100 ms) whose sink writes ``slot-<subtask>.json``, and the ``streamjob run``
 process (the JobMaster) ``jobmaster.json`` when it exits, each the sorted ``sys.modules`` of its
 process. The start-up tests check that no process of such a job imports S3, RocksDB or HTTP-client
-code it does not need.
+code it does not need. Each slot also writes ``gc-slot-<subtask>.json``: whether its garbage collector
+runs (the slots are forked while ``streamjob run`` holds it off: ``gc_pause``).
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import sys
 from pathlib import Path
@@ -39,6 +41,8 @@ class ModulesSink(RichFunction, SinkFunction):
         if not self.done:
             self.done = True
             _write(Path(self.out) / f"slot-{self.subtask}.json")
+            collector = {"enabled": gc.isenabled(), "threshold": list(gc.get_threshold())}
+            (Path(self.out) / f"gc-slot-{self.subtask}.json").write_text(json.dumps(collector), encoding="utf-8")
 
 
 def build(args: list[str]) -> StreamExecutionEnvironment:
