@@ -10,7 +10,7 @@ counts per partition. Expected outputs are derived by hand next to each script. 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from streamjob.worker.api import (
 )
 from streamjob.worker.api.file_source import FileSource
 from streamjob.worker.api.functions import CheckpointListener
+from streamjob.worker.api.sinks import SinkFunction
 from streamjob.worker.api.sources import (
     READER_SPLIT,
     DataGeneratorSource,
@@ -49,6 +50,13 @@ class Pause:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+
+
+class Until:
+    """The script waits until ``condition()`` holds (e.g. a window fired) before its next step."""
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self.condition = condition
 
 
 WAIT = "wait-for-a-checkpoint-here"  # the script waits until a checkpoint taken at this step completed
@@ -94,6 +102,9 @@ class ScriptReader(SourceReader):
                 if time.monotonic() - self.pause_started < step.seconds:
                     return []
                 self.pause_started = None
+            elif isinstance(step, Until):
+                if not step.condition():
+                    return []
             elif step == WAIT:
                 if not self.script.waited:
                     return []
@@ -129,8 +140,26 @@ class Counted(ProcessWindowFunction[Any, Any, Any]):
         out.collect((key, context.window().start, len(list(elements))))
 
 
-def windowed(steps: list[Any], strategy: WatermarkStrategy, *, per_split: bool = True) -> tuple[Any, Any, Any]:
-    """Runs the script into 1 s windows per partition; returns (windows, late records, the run's result)."""
+class Fired(SinkFunction):
+    """Appends each window's result to ``seen`` as it fires (not at a commit, as ``TestingSink`` does)."""
+
+    def __init__(self, seen: list[Any]) -> None:
+        self.seen = seen
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Fired:
+        return self
+
+    def invoke(self, value: Any) -> None:
+        self.seen.append(value)
+
+
+def windowed(
+    steps: list[Any], strategy: WatermarkStrategy, *, per_split: bool = True, fired: list[Any] | None = None
+) -> tuple[Any, Any, Any]:
+    """Runs the script into 1 s windows per partition; returns (windows, late records, the run's result).
+
+    ``fired``: a list each window's result is appended to as it fires (a script's ``Until`` may watch it).
+    """
     out: list[Any] = []
     late: list[Any] = []
     env = StreamExecutionEnvironment.get_execution_environment()
@@ -146,6 +175,8 @@ def windowed(steps: list[Any], strategy: WatermarkStrategy, *, per_split: bool =
         .uid("windows")
     )
     windows.add_sink(TestingSink(out)).uid("out")
+    if fired is not None:
+        windows.add_sink(Fired(fired)).uid("fired")
     windows.get_side_output(LATE).add_sink(TestingSink(late)).uid("late")
     result = run_in_process(env, parallelism=1)
     return sorted(out), sorted(late), result
@@ -182,10 +213,14 @@ SILENT_P1 = [("p1", 100), ("p0", 1000), ("p0", 3000), Pause(1.5), ("p0", 5000), 
 
 
 def test_an_idle_partition_no_longer_holds_the_watermark_back() -> None:
-    # with_idleness(200): after the pause p1 is idle, so p0@5000 makes the watermark 4999; p1@1500 then falls
-    # in [1000,2000), whose end passed: late (its return cannot move the watermark back).
-    windows, late, _ = windowed(SILENT_P1, MONOTONOUS.with_idleness(200))
-    assert windows == [("p0", 1000, 1), ("p0", 3000, 1), ("p0", 5000, 1), ("p1", 0, 1)]
+    # with_idleness(200): after the pause p1 is idle, so p0@5000 makes the watermark 4999 (p0 is not finished:
+    # a finished split is released with its watermark); p1@1500 then falls in [1000,2000), whose end passed:
+    # late (its return cannot move the watermark back). p1 speaks only once window [3000,4000) fired, i.e.
+    # once the watermark passed 3999 without p1: a fixed pause there made the outcome depend on the machine.
+    fired: list[Any] = []
+    steps = [*SILENT_P1[:-2], Until(lambda: ("p0", 3000, 1) in fired), ("p1", 1500), ("p0", 9000)]
+    windows, late, _ = windowed(steps, MONOTONOUS.with_idleness(200), fired=fired)
+    assert windows == [("p0", 1000, 1), ("p0", 3000, 1), ("p0", 5000, 1), ("p0", 9000, 1), ("p1", 0, 1)]
     assert late == [("p1", 1500)]
 
 
