@@ -148,7 +148,9 @@ def _poll_rest(seen: _Observed) -> None:
 
 
 def _sample_memory(pid: int, seen: _Observed, started: float) -> None:
-    slots = [p for p in procs.children(pid) if "slot" in procs.cmdline(p)]
+    # A spawned slot runs `... slot ...`; a forked one (streamjob run's first slots) keeps its parent's command line.
+    parent = procs.cmdline(pid)
+    slots = [p for p in procs.children(pid) if "slot" in (line := procs.cmdline(p)) or line == parent]
     seen.slot_pids.update(slots)
     sample: dict[str, Any] = {"t": round(time.time() - started, 3)}
     for slot in slots:
