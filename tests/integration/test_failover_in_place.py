@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from streamjob.worker.testing import LocalJob, read_committed
-from tests.integration.jobs import keyed_sum
-from tests.integration.jobs.support import KEYED_SUM, LONG, consumed_by_savepoint, stop_with_savepoint
+from tests.integration.jobs.support import (
+    assert_exactly_once_until,
+    long_keyed_sum,
+    stop_with_savepoint,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -23,11 +25,8 @@ KILLS = 6
 def test_repeated_slot_kills_keep_the_jobmaster_and_exact_output(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("failover").as_uri()
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         "restarts=20",
         checkpoint_dir=f"{root}/checkpoints",
         parallelism=3,
@@ -51,9 +50,6 @@ def test_repeated_slot_kills_keep_the_jobmaster_and_exact_output(tmp_path_factor
             job.wait_for_checkpoints(done + 1)  # the new attempt makes progress before the next kill
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
-    events = consumed_by_savepoint(savepoint, LONG)
-    assert len(events) > 0
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)
     restarts = [line for line in job.output().splitlines() if "restarting" in line.lower()]
     assert len(restarts) >= KILLS, job.describe()

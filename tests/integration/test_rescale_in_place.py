@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from streamjob.worker.protocol.rest import JobOverview, JobState, RescaleStatus
-from streamjob.worker.testing import JobError, LocalJob, read_committed
-from tests.integration.jobs import keyed_sum
+from streamjob.worker.testing import JobError, LocalJob
 from tests.integration.jobs.support import (
-    KEYED_SUM,
-    LONG,
-    consumed_by_savepoint,
+    assert_exactly_once_until,
+    long_keyed_sum,
     savepoint_metadata,
     stop_with_savepoint,
 )
@@ -57,11 +55,8 @@ def _refused(job: LocalJob, body: dict[str, Any]) -> str:
 def test_rescale_up_and_down_keeps_the_jobmaster_and_exact_output(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("rescale").as_uri()
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         "max_parallelism=16",
         checkpoint_dir=f"{root}/checkpoints",
         parallelism=2,
@@ -97,10 +92,7 @@ def test_rescale_up_and_down_keeps_the_jobmaster_and_exact_output(tmp_path_facto
 
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
-    events = consumed_by_savepoint(savepoint, LONG)
-    assert len(events) > 0
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)
 
 
 def test_a_failure_right_after_a_rescale_restores_its_savepoint_not_an_older_checkpoint(
@@ -113,11 +105,8 @@ def test_a_failure_right_after_a_rescale_restores_its_savepoint_not_an_older_che
     """
     root = tmp_path_factory.mktemp("rescale-floor").as_uri()
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         "interval=600000",  # no periodic checkpoint: only the one triggered below
         "restarts=5",
         checkpoint_dir=f"{root}/checkpoints",
@@ -138,6 +127,4 @@ def test_a_failure_right_after_a_rescale_restores_its_savepoint_not_an_older_che
         assert info.parallelism == 3 and job.pid is not None and job.returncode is None
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
-    events = consumed_by_savepoint(savepoint, LONG)
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)

@@ -14,8 +14,12 @@ from collections import defaultdict
 import pytest
 
 from streamjob.worker.testing import LocalJob, read_committed
-from tests.integration.jobs import keyed_sum
-from tests.integration.jobs.support import KEYED_SUM, LONG, consumed_by_savepoint, job_path, stop_with_savepoint
+from tests.integration.jobs.support import (
+    assert_exactly_once_until,
+    job_path,
+    long_keyed_sum,
+    stop_with_savepoint,
+)
 from tests.integration.test_rescale_in_place import _rescale
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -46,11 +50,8 @@ def test_a_p1_job_in_two_groups_runs_in_two_slot_processes_with_exact_output(
 def test_sigkilled_slots_of_either_group_restore_with_exact_output(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("ssg-failover").as_uri()
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         "restarts=10",
         GROUP,
         checkpoint_dir=f"{root}/checkpoints",
@@ -72,10 +73,7 @@ def test_sigkilled_slots_of_either_group_restore_with_exact_output(tmp_path_fact
             job.wait_for_checkpoints(done + 1)
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
-    events = consumed_by_savepoint(savepoint, LONG)
-    assert len(events) > 0
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)
 
 
 def test_a_savepoint_with_groups_restores_at_p2_and_back_at_p1_with_exact_state(
@@ -85,11 +83,8 @@ def test_a_savepoint_with_groups_restores_at_p2_and_back_at_p1_with_exact_state(
     out, checkpoints = f"{root}/out", f"{root}/checkpoints"
     savepoint: str | None = None
     for parallelism, slots in ((1, 2), (2, 4), (1, 2)):
-        with LocalJob(
-            KEYED_SUM,
-            f"out={out}",
-            f"count={LONG}",
-            "rate=1000",
+        with long_keyed_sum(
+            out,
             "max_parallelism=16",
             GROUP,
             checkpoint_dir=checkpoints,
@@ -102,19 +97,14 @@ def test_a_savepoint_with_groups_restores_at_p2_and_back_at_p1_with_exact_state(
             savepoint = stop_with_savepoint(job)
             assert job.wait() == 0, job.describe()
     assert savepoint is not None
-    events = consumed_by_savepoint(savepoint, LONG)
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)
 
 
 def test_a_rescale_in_place_with_groups_takes_the_groups_slots(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("ssg-rescale").as_uri()
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         "max_parallelism=16",
         GROUP,
         checkpoint_dir=f"{root}/checkpoints",
@@ -132,6 +122,4 @@ def test_a_rescale_in_place_with_groups_takes_the_groups_slots(tmp_path_factory:
         job.wait_for_checkpoints(done + 1)
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
-    events = consumed_by_savepoint(savepoint, LONG)
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from streamjob.worker.testing import LocalJob, read_committed
-from tests.integration.jobs import keyed_sum
-from tests.integration.jobs.support import KEYED_SUM, LONG, consumed_by_savepoint, stop_with_savepoint
+from streamjob.worker.testing import LocalJob
+from tests.integration.jobs.support import (
+    assert_exactly_once_until,
+    long_keyed_sum,
+    stop_with_savepoint,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -51,11 +54,8 @@ def test_killed_slots_are_taken_over_by_the_spare_and_a_new_spare_registers(
 ) -> None:
     root = tmp_path_factory.mktemp("standby").as_uri()
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         "restarts=20",
         checkpoint_dir=f"{root}/checkpoints",
         parallelism=2,
@@ -84,7 +84,4 @@ def test_killed_slots_are_taken_over_by_the_spare_and_a_new_spare_registers(
             job.wait_for_checkpoints(done + 1)  # the new attempt makes progress before the next kill
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
-    events = consumed_by_savepoint(savepoint, LONG)
-    assert len(events) > 0
-    problem = keyed_sum.check_exactly_once(read_committed(out), events)
-    assert problem is None, problem
+    assert_exactly_once_until(savepoint, out)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streamjob.worker.snapshot.metadata import CheckpointMetadata, decode_metadata
 from streamjob.worker.storage.stores import open_store
-from streamjob.worker.testing import FaultInjector, JobError, LocalJob, run_cli
+from streamjob.worker.testing import FaultInjector, JobError, LocalJob, read_committed, run_cli
 from tests.integration.jobs import keyed_sum
 
 JOBS = Path(__file__).resolve().parent
@@ -62,11 +63,8 @@ def run_with_kill(
     """
     print(injector)  # shown by pytest when the test fails: the seed replays the fault
     out = f"{root}/out"
-    with LocalJob(
-        KEYED_SUM,
-        f"out={out}",
-        f"count={LONG}",
-        "rate=1000",
+    with long_keyed_sum(
+        out,
         *args,
         checkpoint_dir=f"{root}/checkpoints",
         options=options,
@@ -119,3 +117,20 @@ def finished_keyed_sum_run(root: str, *, count: int = 600, rate: int = 600) -> s
     )
     assert result.returncode == 0, result.stderr
     return root
+
+
+def long_keyed_sum(out: str, *args: str, **options: Any) -> LocalJob:
+    """The keyed-sum job over ``LONG`` events at 1,000/s writing to ``out`` (``options``: ``LocalJob``'s)."""
+    return LocalJob(KEYED_SUM, f"out={out}", f"count={LONG}", "rate=1000", *args, **options)
+
+
+def assert_exactly_once_until(savepoint: str, out: str) -> list[int]:
+    """Asserts ``out`` holds exactly the results of the events read by ``savepoint`` (none lost, none twice).
+
+    Returns those event indices; at least one must have been read.
+    """
+    events = consumed_by_savepoint(savepoint, LONG)
+    assert len(events) > 0
+    problem = keyed_sum.check_exactly_once(read_committed(out), events)
+    assert problem is None, problem
+    return events
