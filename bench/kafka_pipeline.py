@@ -61,7 +61,10 @@ def csv_row(r: tuple[int, int, int, int]) -> bytes:
 
 
 def build(args: list[str]) -> Any:
-    """The pipeline: ``bootstrap in_topic out_topic semantic bounded(0|1)``.
+    """The pipeline: ``bootstrap in_topic out_topic semantic bounded(0|1) [slot_group]``.
+
+    ``slot_group``: the slot sharing group of the keyed ``reduce`` and the sink (``--slot-groups``), which then
+    run in slot processes of their own beside the source and ``parse``.
 
     The user functions are what a user writes, and cost per record on the loaded 2-core machine
     (timeit): ``parse`` ~0.7 us (the first version called ``int(line)`` three times: ~1.2 us),
@@ -72,13 +75,16 @@ def build(args: list[str]) -> Any:
     from streamjob.worker.connectors.kafka import KafkaSink, KafkaSource
 
     bootstrap, source_topic, out_topic, semantic, bounded = args[0], args[1], args[2], args[3], args[4] == "1"
+    group = args[5] if len(args) > 5 else None
     env = StreamExecutionEnvironment.get_execution_environment()
     env.enable_checkpointing(1000)
     source = KafkaSource(source_topic, bootstrap, f"bench-{out_topic}", bounded=bounded)
     sink = KafkaSink(out_topic, bootstrap, semantic, transactional_id_prefix=f"bench-{out_topic}", serializer=csv_row)
-    env.from_source(source, "Kafka").uid("kafka").map(parse).uid("parse").key_by(lambda r: r[0]).reduce(add).uid(
-        "totals"
-    ).add_sink(sink).uid("out")
+    totals = env.from_source(source, "Kafka").uid("kafka").map(parse).uid("parse").key_by(lambda r: r[0]).reduce(add)
+    totals = totals.uid("totals")
+    if group:
+        totals = totals.slot_sharing_group(group)
+    totals.add_sink(sink).uid("out")
     return env
 
 
@@ -165,7 +171,14 @@ def _rss_of_group(pgid: int) -> int:
 
 
 def _run_case(
-    python_env: dict[str, str], broker: Any, records: int, partitions: int, semantic: str, parallelism: int, work: Path
+    python_env: dict[str, str],
+    broker: Any,
+    records: int,
+    partitions: int,
+    semantic: str,
+    parallelism: int,
+    work: Path,
+    group: str = "",
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     source = broker.create_topic(f"in-{tag}", partitions)
@@ -179,7 +192,7 @@ def _run_case(
     started = time.monotonic()
     cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", "0", "--parallelism", str(parallelism)]
     cmd += ["--checkpoint-dir", (work / f"chk-{tag}").as_uri(), f"{Path(__file__).resolve()}:build"]
-    cmd += [broker.bootstrap, source, out, semantic, "1"]
+    cmd += [broker.bootstrap, source, out, semantic, "1"] + ([group] if group else [])
     job = subprocess.Popen(
         cmd, env=python_env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=work
     )
@@ -201,6 +214,7 @@ def _run_case(
     return {
         "semantic": semantic,
         "parallelism": parallelism,
+        "slot_group": group or None,
         "rows_visible": watcher.rows,
         "seconds": round(ended - started, 2),
         "records_per_s": round(records / (ended - started)),
@@ -292,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="exactly-once,at-least-once")
     p.add_argument("--parallelism", default="1,2")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument(
+        "--slot-groups",
+        default="",
+        help="comma-separated slot sharing groups for the keyed reduce and the sink, each a case of its own; "
+        "an empty item: none (e.g. ',keyed' measures both)",
+    )
     p.add_argument("--base", default=None, help="a git revision to measure alternately with the working tree")
     p.add_argument("--latency-rate", type=float, default=20_000)
     p.add_argument("--latency-seconds", type=float, default=5)
@@ -310,11 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             for semantic in args.modes.split(","):
                 for parallelism in map(int, args.parallelism.split(",")):
                     for label, env in sides:
-                        case = _run_case(env, broker, args.records, args.partitions, semantic, parallelism, work)
-                        case["code"] = label
-                        case["loadavg"] = os.getloadavg()[0]
-                        print(json.dumps(case), flush=True)
-                        results["cases"].append(case)
+                        for group in args.slot_groups.split(","):
+                            case = _run_case(
+                                env, broker, args.records, args.partitions, semantic, parallelism, work, group
+                            )
+                            case["code"] = label
+                            case["loadavg"] = os.getloadavg()[0]
+                            print(json.dumps(case), flush=True)
+                            results["cases"].append(case)
         if args.latency_seconds > 0:
             for semantic in args.modes.split(","):
                 for label, env in sides:
