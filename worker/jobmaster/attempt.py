@@ -184,6 +184,8 @@ class Attempt:
         self._prepared: set[int] = set()
         self._all_prepared = asyncio.Event()
         self._finished_slots: set[int] = set()
+        self._deployed_slots: frozenset[int] = frozenset()
+        """The slots this attempt was deployed to: it finished when each of them did (they exit once finished)."""
         self._ended_input: set[tuple[str, int]] = set()
         self._final_checkpoint: int | None = None
         self._stopped_by: int | None = None
@@ -421,6 +423,7 @@ class Attempt:
             restore_base=restore.base_uri if restore else None,
         )
         addresses = {index: conn.data_address for index, conn in ctx.registry.slots.items()}
+        self._deployed_slots = frozenset(addresses)
         for index, message in deploy_messages(spec, addresses, plans, self.graph.slot_of).items():
             ctx.registry.slots[index].send(message)
 
@@ -546,7 +549,8 @@ class Attempt:
 
     def _on_slot_finished(self, conn: SlotConnection, message: SlotFinished) -> None:
         self._finished_slots.add(conn.index)
-        if len(self._finished_slots) == len(self.ctx.registry.slots):
+        # Against the deployed slots, not the registry: a slot that finished first has exited and left it by now.
+        if self._finished_slots >= self._deployed_slots:
             if self._stopped_by is None:
                 self.end(AttemptOutcome(OutcomeKind.FINISHED))
             else:
