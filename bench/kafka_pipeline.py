@@ -179,6 +179,7 @@ def _run_case(
     parallelism: int,
     work: Path,
     group: str = "",
+    reference: bool = False,
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     source = broker.create_topic(f"in-{tag}", partitions)
@@ -190,9 +191,14 @@ def _run_case(
     cpu_before = _children_cpu_s()
     broker_before = _cpu_of(broker.proc.pid)
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", "0", "--parallelism", str(parallelism)]
-    cmd += ["--checkpoint-dir", (work / f"chk-{tag}").as_uri(), f"{Path(__file__).resolve()}:build"]
-    cmd += [broker.bootstrap, source, out, semantic, "1"] + ([group] if group else [])
+    if reference:
+        ref = str(REPO / "bench" / "kafka_ref.py")
+        cmd = [sys.executable, ref, broker.bootstrap, source, out, semantic, "all", str(parallelism)]
+    else:
+        cmd = [sys.executable, "-m", "streamjob.worker.cli", "run", "--rest-port", "0"]
+        cmd += ["--parallelism", str(parallelism), "--checkpoint-dir", (work / f"chk-{tag}").as_uri()]
+        cmd += [f"{Path(__file__).resolve()}:build", broker.bootstrap, source, out, semantic, "1"]
+        cmd += [group] if group else []
     job = subprocess.Popen(
         cmd, env=python_env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=work
     )
@@ -313,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         "an empty item: none (e.g. ',keyed' measures both)",
     )
     p.add_argument("--base", default=None, help="a git revision to measure alternately with the working tree")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run the same work as a plain Python loop per case (bench/kafka_ref.py): the floor",
+    )
     p.add_argument("--latency-rate", type=float, default=20_000)
     p.add_argument("--latency-seconds", type=float, default=5)
     args = p.parse_args(argv)
@@ -338,6 +349,15 @@ def main(argv: list[str] | None = None) -> int:
                             case["loadavg"] = os.getloadavg()[0]
                             print(json.dumps(case), flush=True)
                             results["cases"].append(case)
+                    if args.reference:
+                        case = _run_case(
+                            sides[0][1], broker, args.records, args.partitions, semantic, parallelism, work,
+                            reference=True,
+                        )
+                        case["code"] = "plain-loop"
+                        case["loadavg"] = os.getloadavg()[0]
+                        print(json.dumps(case), flush=True)
+                        results["cases"].append(case)
         if args.latency_seconds > 0:
             for semantic in args.modes.split(","):
                 for label, env in sides:

@@ -6,10 +6,15 @@ dict of ``(sum, count)`` per key emitting ``(key, sum, count)`` through a collec
 counting sink. What the runtime adds on top (batching, serialisation between slots, state
 backend, checkpoint barriers, process start-up) is the gap between this and ``userfn_p1``.
 Run by ``bench.__main__`` like ``stages``; every run checks the emitted sums.
+
+It also runs the loop in two processes at once, each over half the events (``parallel_runs``): on a
+2-core machine that is the most any implementation of this work in Python can reach at p=2, with no
+exchange between the processes at all: the ceiling for ``userfn_p2``.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -55,6 +60,21 @@ def loop(records: int, keys: int) -> tuple[int, int]:
     return counted[0], counted[1]
 
 
+def _parallel(records: int, keys: int, processes: int) -> tuple[float, bool]:
+    """(wall seconds, results right) of ``processes`` forked loops over ``records // processes`` events each."""
+    share = records // processes
+    began = time.perf_counter()
+    pids = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:  # the child: its exit status says whether its sums were right
+            count, total = loop(share, keys)
+            os._exit(0 if count == share and total == expected_value_total(share, keys) else 1)
+        pids.append(pid)
+    right = all(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in pids)
+    return time.perf_counter() - began, right
+
+
 def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Times ``loop`` (wall clock and process CPU); the median of the runs is the summary."""
     records = QUICK_RECORDS if quick else RECORDS
@@ -83,14 +103,27 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
             f"  userfn_ref run {index + 1}: {runs[-1]['events_per_s']:,} events/s, "
             f"{runs[-1]['cpu_ns_per_event']} CPU ns/event"
         )
-    summary = None
+    parallel_runs: list[dict[str, Any]] = []
+    for index in range(1 if quick else RUNS):
+        wall, right = _parallel(records, KEYS, 2)
+        if not right:
+            errors.append("userfn_ref: WRONG RESULTS in a process of the two-process run")
+            continue
+        parallel_runs.append({"records": records, "processes": 2, "wall_s": round(wall, 4)})
+        parallel_runs[-1]["events_per_s"] = round(records / wall)
+        log(f"  userfn_ref two processes run {index + 1}: {parallel_runs[-1]['events_per_s']:,} events/s")
+    summary: dict[str, Any] | None = None
     if runs:
         summary = {key: statistics.median(r[key] for r in runs) for key in ("events_per_s", "cpu_ns_per_event")}
+        summary["wall_s"] = statistics.median(r["wall_s"] for r in runs)
+        if parallel_runs:
+            summary["two_processes_events_per_s"] = statistics.median(r["events_per_s"] for r in parallel_runs)
     return {
         "description": DESCRIPTION,
         "records": records,
         "keys": KEYS,
         "runs": runs,
+        "parallel_runs": parallel_runs,
         "errors": errors,
         "summary": summary,
     }
