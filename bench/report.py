@@ -194,7 +194,7 @@ def _userfn_section(sc: dict[str, Any]) -> list[str]:
         if ref.get("wall_s"):
             lines += [
                 "",
-                f"The plain loop alone takes {ref['wall_s']:.2f} s for {sc["userfn_ref"]["records"]:,} events (no "
+                f"The plain loop alone takes {ref['wall_s']:.2f} s for {sc['userfn_ref']['records']:,} events (no "
                 "interpreter start-up counted): no Python program calling these callbacks per event is faster on this "
                 "machine, and two such loops at once are the most p=2 can reach.",
             ]
