@@ -351,7 +351,13 @@ def main(argv: list[str] | None = None) -> int:
                             results["cases"].append(case)
                     if args.reference:
                         case = _run_case(
-                            sides[0][1], broker, args.records, args.partitions, semantic, parallelism, work,
+                            sides[0][1],
+                            broker,
+                            args.records,
+                            args.partitions,
+                            semantic,
+                            parallelism,
+                            work,
                             reference=True,
                         )
                         case["code"] = "plain-loop"
