@@ -87,6 +87,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
     assert results["scenarios"]["userfn_p1_cp1s"]["summary"]["checkpoint_count"] >= 1
     ref = results["scenarios"]["userfn_ref"]
     assert ref["errors"] == [] and ref["runs"][0]["verified"] is True and ref["summary"]["events_per_s"] > 0
+    assert ref["parallel_runs"][0]["processes"] == 2 and ref["summary"]["two_processes_events_per_s"] > 0
     memory = results["scenarios"]["backpressure"]["summary"]["memory"]
     assert isinstance(memory["bounded"], bool)
     stages = results["scenarios"]["stages"]
@@ -114,6 +115,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path: Path) -> None:
     assert "## Cost of checkpointing every 1 s, within one job" in markdown
     assert "## User functions: the job against a plain Python loop" in markdown
     assert "| userfn_ref (plain loop) |" in markdown
+    assert "| userfn_ref × 2 processes (the p=2 ceiling) |" in markdown
 
 
 def test_only_selects_scenarios_and_rejects_unknown_names(tmp_path: Path) -> None:
