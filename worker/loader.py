@@ -28,15 +28,20 @@ _FUNCTIONS = ("build", "main", "build_pipeline")
 class JobCaptured(BaseException):
     """Raised by ``execute()`` under the loader, carrying the environment (not an error)."""
 
-    def __init__(self, env: StreamExecutionEnvironment, job_name: str) -> None:
+    def __init__(self, env: StreamExecutionEnvironment, job_name: str, restore: str | None = None) -> None:
         super().__init__(job_name)
         self.env = env
         self.job_name = job_name
+        self.restore = restore
 
 
 def _capture(env: StreamExecutionEnvironment, *, job_name: str, restore: str | None, **options: Any) -> NoReturn:
-    """The loader's ``PipelineExecutor``: ``env.execute()`` hands the built pipeline back instead of running it."""
-    raise JobCaptured(env, job_name)
+    """The loader's ``PipelineExecutor``: ``env.execute()`` hands the built pipeline back instead of running it.
+
+    The snapshot the code asked to start from (``execute(restore=…)``, ``execute_from_savepoint``) rides
+    along: the JobMaster restores it on the job's first start, unless the command or the operator names one.
+    """
+    raise JobCaptured(env, job_name, restore)
 
 
 @dataclass
@@ -46,6 +51,8 @@ class LoadedJob:
     env: StreamExecutionEnvironment
     job_name: str
     module_name: str
+    restore_from: str | None = None
+    """The snapshot the job's code names (``execute_from_savepoint``); ``JobConfig.restore_from`` wins."""
 
 
 def _split(entrypoint: str) -> tuple[str, str | None]:
@@ -134,7 +141,7 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
                 params = inspect.signature(func).parameters
                 result = func(list(args or [])) if params else func()
         except JobCaptured as captured:
-            return LoadedJob(captured.env, captured.job_name, target)
+            return LoadedJob(captured.env, captured.job_name, target, captured.restore)
         except StreamJobError:
             raise
         except SyntaxError as err:
@@ -146,7 +153,7 @@ def load_job(entrypoint: str, args: list[str] | None = None) -> LoadedJob:
     finally:
         executor().reset(token)
     if isinstance(result, StreamExecutionEnvironment):
-        return LoadedJob(result, result.job_name, target)
+        return LoadedJob(result, result.job_name, target, result.restore_path)
     if func is None:
         raise EntrypointError(
             f"entrypoint {entrypoint} has no build() function and no env.execute() call: define `def build(args):` "

@@ -49,6 +49,48 @@ def first_run(out: str, checkpoints: str, parallelism: int = 2) -> LocalJob:
     )
 
 
+def test_a_savepoint_named_in_the_code_is_restored_and_the_command_line_wins_over_it(file_root: str) -> None:
+    """``env.execute_from_savepoint(path)`` before the pipeline (the seed's order) restores that savepoint.
+
+    Before, ``streamjob run`` dropped the path and the job started with empty state: every key's counts
+    restarted at 1, which ``check_exactly_once`` reports. ``--restore`` names what the run restores instead.
+    """
+    out, checkpoints = f"{file_root}/out", f"{file_root}/checkpoints"
+    with first_run(out, checkpoints) as job:
+        job.wait_for_checkpoints(2)
+        savepoint = stop_with_savepoint(job)
+        assert job.wait() == 0, job.describe()
+    taken = int(job.wait_for_line(r"savepoint (\d+) completed").group(1))
+    with LocalJob(
+        KEYED_SUM, f"out={out}", f"count={COUNT}", "rate=0", f"from_savepoint={savepoint}", checkpoint_dir=checkpoints
+    ) as resumed:
+        assert resumed.wait() == 0, resumed.describe()
+    assert restored_checkpoint(resumed) == taken
+    problem = keyed_sum.check_exactly_once(read_committed(out), COUNT)
+    assert problem is None, problem
+
+    other = f"{file_root}/out-2"
+    with first_run(other, f"{file_root}/checkpoints-2") as job:
+        job.wait_for_checkpoints(4)  # a later savepoint id than the one the code names
+        second = stop_with_savepoint(job)
+        assert job.wait() == 0, job.describe()
+    second_id = int(job.wait_for_line(r"savepoint (\d+) completed").group(1))
+    assert second_id != taken
+    with LocalJob(
+        KEYED_SUM,
+        f"out={other}",
+        f"count={COUNT}",
+        "rate=0",
+        f"from_savepoint={savepoint}",
+        checkpoint_dir=f"{file_root}/checkpoints-2",
+        restore=second,
+    ) as resumed:
+        assert resumed.wait() == 0, resumed.describe()
+    assert restored_checkpoint(resumed) == second_id
+    problem = keyed_sum.check_exactly_once(read_committed(other), COUNT)
+    assert problem is None, problem
+
+
 @pytest.mark.parametrize(("before", "after"), [(1, 3), (3, 1)])
 def test_stop_with_savepoint_then_restore_at_another_parallelism(file_root: str, before: int, after: int) -> None:
     out, checkpoints = f"{file_root}/out", f"{file_root}/checkpoints"

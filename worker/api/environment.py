@@ -275,6 +275,8 @@ class StreamExecutionEnvironment:
         self.restart_strategy: RestartStrategy | None = None
         self.batch_size = 4096
         self.job_name = "streamjob"
+        self.restore_path: str | None = None
+        """The snapshot ``execute()`` restores from when nothing else names one (``execute_from_savepoint``)."""
         self.allowed_types: set[type] = set()
         self.internal_state_serializer: Serializer | None = None
 
@@ -439,11 +441,29 @@ class StreamExecutionEnvironment:
 
     # -- running -------------------------------------------------------------------------------
     def execute(self, job_name: str = "streamjob", *, restore: str | None = None, **local: Any) -> Any:
-        """Runs the job: hands it to the injected executor (see ``PipelineExecutor``), else runs it locally."""
+        """Runs the job: hands it to the injected executor (see ``PipelineExecutor``), else runs it locally.
+
+        ``restore`` (else ``restore_path``): the savepoint or checkpoint to start from. ``streamjob run
+        --restore`` and the operator's own restore (an upgrade, a failover, ``initialSavepointPath``) take
+        precedence over it: the code's choice only applies to a job's first start.
+        """
         self.job_name = job_name
         run = _executor.get() or _default_executor()
-        return run(self, job_name=job_name, restore=restore, **local)
+        return run(self, job_name=job_name, restore=restore if restore is not None else self.restore_path, **local)
 
     def execute_from_savepoint(self, savepoint_path: str, job_name: str = "streamjob") -> Any:
-        """Runs the job restored from a savepoint (Flink's ``executeFromSavepoint``)."""
-        return self.execute(job_name, restore=savepoint_path)
+        """Starts the job from a savepoint (the seed's ``executeFromSavepoint``).
+
+        Called before the pipeline is built (the seed's order: this call, then the pipeline, then
+        ``execute(name)``), it only records the savepoint for that ``execute``; called on a built
+        pipeline, it runs it from the savepoint at once.
+        """
+        if not isinstance(savepoint_path, str) or not savepoint_path.strip():
+            raise ConfigError(
+                f"execute_from_savepoint: savepoint_path must be a snapshot URI such as "
+                f"'s3://bucket/savepoints/savepoint-1' or 'file:///path/savepoint-1', got {savepoint_path!r}"
+            )
+        self.restore_path = savepoint_path.strip()
+        if not self.transformations:
+            return None
+        return self.execute(job_name, restore=self.restore_path)

@@ -66,6 +66,6 @@ def resolve_plan(config: JobConfig, loaded: LoadedJob, *, default_checkpoints_ur
         backend,
         incremental,
         config.job_id or "",
-        config.restore_from,
+        config.restore_from or loaded.restore_from,
         config.job_id is None,
     )

@@ -223,7 +223,7 @@ async def run_in_process_async(
         )
     except ValidationError as err:
         raise ConfigError(f"run_in_process: {describe_validation_error(err)}") from None
-    loaded = LoadedJob(env, env.job_name or name, module)
+    loaded = LoadedJob(env, env.job_name or name, module, env.restore_path)
     events: list[tuple[str, dict[str, Any]]] = []
     plan = resolve_plan(config, loaded, default_checkpoints_uri=checkpoints_uri)
     secret = new_job_secret()

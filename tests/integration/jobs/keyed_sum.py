@@ -13,6 +13,8 @@ Args are ``name=value`` strings (``streamjob run keyed_sum.py out=file:///... co
   ``restarts``: at most that many restarts, 100 ms apart
 - ``max_parallelism``: key groups; ``retained``: checkpoints kept; ``cleanup=delete``: DELETE_ON_CANCELLATION
 - ``group``: the reduce and the sink in this slot sharing group (other slot processes than the source's)
+- ``from_savepoint``: the job's code names the snapshot to start from, in the seed's order
+  (``env.execute_from_savepoint(path)`` before the pipeline is built)
 
 Each event ``i`` is ``(key, 1, amount)``; the reduce emits ``(key, count, total)`` per event, so in
 an exactly-once run every key's counts are 1..n exactly once and the row with count n has the exact
@@ -75,6 +77,8 @@ def key_of(event: tuple[str, int, int]) -> str:
 def build(args: list[str]) -> StreamExecutionEnvironment:
     opts = options(args)
     env = StreamExecutionEnvironment.get_execution_environment()
+    if "from_savepoint" in opts:
+        env.execute_from_savepoint(opts["from_savepoint"])
     env.set_parallelism(2)
     if "max_parallelism" in opts:
         env.set_max_parallelism(int(opts["max_parallelism"]))
