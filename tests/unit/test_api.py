@@ -77,6 +77,9 @@ def test_every_knob_lands_in_the_settings() -> None:
     config.set_checkpoint_storage("s3://bucket/prefix")
     assert config.is_checkpointing_enabled()
     assert config.storage == "s3://bucket/prefix"
+    config.set_checkpoint_storage("filesystem://file:///tmp/flink/checkpoints/")  # the seed's Flink spelling
+    assert config.storage == "file:///tmp/flink/checkpoints"
+    config.set_checkpoint_storage("s3://bucket/prefix")
     assert config.settings() == CheckpointSettings(
         interval_ms=2000,
         timeout_ms=60_000,

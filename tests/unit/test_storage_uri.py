@@ -88,3 +88,25 @@ def test_s3_settings_from_env() -> None:
     assert S3Settings.from_env({"AWS_REGION": "b", "AWS_DEFAULT_REGION": "c"}).region == "b"
     with pytest.raises(ConfigError, match="STREAMJOB_S3_PATH_STYLE"):
         S3Settings.from_env({"STREAMJOB_S3_PATH_STYLE": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("filesystem://s3://bucket/flink/checkpoints", StorageUri("s3", "bucket", "flink/checkpoints")),
+        ("filesystem://file:///tmp/checkpoints", StorageUri("file", "", "/tmp/checkpoints")),
+    ],
+)
+def test_flinks_filesystem_prefix_names_the_uri_after_it(text: str, expected: StorageUri) -> None:
+    assert parse_storage_uri(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["hdfs://namenode:8020/flink/checkpoints", "filesystem://hdfs://namenode:8020/flink/checkpoints"]
+)
+def test_hdfs_is_refused_in_one_line_naming_the_substitutes(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_storage_uri(text)
+    message = str(caught.value)
+    assert "\n" not in message and "HDFS is not a checkpoint store" in message
+    assert "s3://bucket/prefix" in message and "file://" in message

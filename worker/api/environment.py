@@ -99,11 +99,10 @@ class CheckpointConfig:
     enable_externalized_checkpoints = set_externalized_checkpoint_cleanup
 
     def set_checkpoint_storage(self, uri: str) -> None:
-        """Where checkpoints go: ``file:///path`` or ``s3://bucket/prefix``."""
+        """Where checkpoints go: ``file:///path`` or ``s3://bucket/prefix`` (kept in its normal form)."""
         from streamjob.worker.storage.uri import parse_storage_uri
 
-        parse_storage_uri(uri)
-        self.storage = uri
+        self.storage = str(parse_storage_uri(uri))
 
     def enable_unaligned_checkpoints(self, enabled: bool = True, force: bool | None = None) -> None:
         """Barriers overtake in-flight data, which is stored with the checkpoint (EXACTLY_ONCE only).

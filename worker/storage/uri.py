@@ -94,6 +94,9 @@ class StorageUri:
 def parse_storage_uri(text: str | StorageUri) -> StorageUri:
     """Parses ``file:///abs/path``, a bare ``/abs/path`` or ``s3://bucket/prefix``.
 
+    ``filesystem://<uri>`` (Flink's storage kind in front of the URI, as the seed writes it) is ``<uri>``;
+    ``hdfs://`` is refused with the substitutes named.
+
     Raises ``ConfigError`` naming the value and the accepted forms.
     """
     if isinstance(text, StorageUri):
@@ -105,6 +108,8 @@ def parse_storage_uri(text: str | StorageUri) -> StorageUri:
         return _file_uri(text, raw)
     if "://" not in raw:
         raise _bad(text, "a scheme or an absolute path is required (relative paths are ambiguous)")
+    if raw.lower().startswith("filesystem://"):  # Flink's checkpoint-storage kind written in front of the URI
+        return parse_storage_uri(raw[len("filesystem://") :])
     parts = urlsplit(raw)
     if parts.query or parts.fragment:
         raise _bad(text, "query strings and fragments are not allowed")
@@ -123,6 +128,13 @@ def parse_storage_uri(text: str | StorageUri) -> StorageUri:
         except ConfigError as err:
             raise _bad(text, str(err)) from None
         return StorageUri("s3", bucket, prefix)
+    if scheme in ("hdfs", "viewfs", "webhdfs"):
+        raise _bad(
+            text,
+            "HDFS is not a checkpoint store of streamjob: point it at an S3-compatible endpoint instead "
+            "(s3://bucket/prefix; HDFS clusters serve one through an S3 gateway such as Ozone's or a MinIO "
+            "gateway) or at a file:// path on a shared mount",
+        )
     raise _bad(text, f"unsupported scheme {parts.scheme!r}")
 
 
