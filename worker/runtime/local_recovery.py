@@ -9,6 +9,7 @@ again. Savepoints are never cached (they are meant to move). Used by ``task`` an
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from streamjob.worker.snapshot.handles import SnapshotReader, SnapshotWriter, StateHandle
+
+log = logging.getLogger(__name__)
 
 
 def local_recovery_root(namespace: str, name: str, job_id: str) -> Path:
@@ -64,22 +67,36 @@ class LocalCopyWriter:
 
 
 class LocalFirstReader:
-    """A ``SnapshotReader`` that prefers a verified local copy."""
+    """A ``SnapshotReader`` that prefers a verified local copy.
+
+    The slot's log says so the first time a restore reads a local copy and the first time it has to
+    fetch from storage instead (a copy missing, or not matching its handle): one line each, with the
+    counts so far, so an operator can tell whether local recovery took effect.
+    """
 
     def __init__(self, inner: SnapshotReader, root: Path, base_uri: str) -> None:
         self.inner = inner
         self.dir = _base_dir(root, base_uri)
         self.local_hits = 0
+        self.remote_reads = 0
 
     def read(self, handle: StateHandle) -> bytes:
         path = self.dir / handle.path
         try:
             data = path.read_bytes()
         except OSError:
-            return self.inner.read(handle)
+            return self._remote(handle, "no local copy")
         if len(data) == handle.size and hashlib.sha256(data).hexdigest() == handle.sha256:
             self.local_hits += 1
+            if self.local_hits == 1:
+                log.info("local recovery: restoring state from the local copy in %s", self.dir)
             return data
+        return self._remote(handle, "the local copy does not match its checksum")
+
+    def _remote(self, handle: StateHandle, why: str) -> bytes:
+        self.remote_reads += 1
+        if self.remote_reads == 1:
+            log.info("local recovery: %s of %s; reading it from checkpoint storage", why, handle.path)
         return self.inner.read(handle)
 
 
