@@ -49,6 +49,9 @@ class PodView:
     lost: bool = False
     """Its node stopped reporting (``node_lost``): its processes are presumed dead, and no kubelet will
     ever confirm a graceful deletion, so the pod is force-deleted (grace 0) and replaced."""
+    unschedulable: str | None = None
+    """Pending because the scheduler finds no node for it: the scheduler's message (``0/3 nodes are
+    available: 3 Insufficient cpu.``), from the pod's ``PodScheduled`` condition; None otherwise."""
 
     @property
     def terminated(self) -> bool:
@@ -121,6 +124,18 @@ def node_lost(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def unschedulable(pod: dict[str, Any]) -> str | None:
+    """The scheduler's message when it cannot place a Pending pod (``PodScheduled`` False, ``Unschedulable``)."""
+    status = pod.get("status") or {}
+    if status.get("phase", "Pending") != "Pending":
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            if condition.get("reason") == "Unschedulable":
+                return str(condition.get("message") or "no node fits the pod").strip()
+    return None
+
+
 def _exited_cleanly(container: str, statuses: list[dict[str, Any]]) -> bool:
     """Whether the container called ``container`` (the pod's main one) ended with exit code 0."""
     for cs in statuses:
@@ -153,10 +168,12 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
         failure = f"pod {name} is being deleted (evicted, drained or deleted by someone)"
     created = parse_time(meta.get("creationTimestamp"))
     ready_to_run = phase == "Running" and all(((cs.get("state") or {}).get("running") is not None) for cs in statuses)
+    unplaced = unschedulable(pod) if failure is None else None
     if failure is None and phase == "Pending" and created is not None:
         waited = (now - created).total_seconds()
         if waited > start_timeout_s:
-            failure = f"pod {name} did not start within {int(start_timeout_s)}s (still Pending)"
+            why = f"the scheduler finds no node for it: {unplaced}" if unplaced else "still Pending"
+            failure = f"pod {name} did not start within {int(start_timeout_s)}s ({why})"
     try:
         attempt = int(labels.get(ATTEMPT_LABEL, "-1"))
     except ValueError:
@@ -175,6 +192,7 @@ def view_pod(pod: dict[str, Any], *, now: datetime, start_timeout_s: float) -> P
         succeeded=succeeded,
         final=final,
         lost=lost is not None,
+        unschedulable=unplaced,
     )
 
 

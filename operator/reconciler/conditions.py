@@ -8,6 +8,10 @@
   failures + 2) (FKO's health check); False when they stall (``Stalled``) and whenever no attempt runs
   (the state as reason); Unknown (``NoInterval``) before the first checkpoint when the spec names no
   interval (the job's code may set one), since then no stall can be told.
+- ``PodsScheduled``: False (``Unschedulable``) as soon as a pod of the job waits for a node the
+  scheduler cannot find, with the scheduler's own message (``0/3 nodes are available: 3 Insufficient
+  cpu``) — seconds after the pod is created, not at ``timeouts.podStartSeconds``; True
+  (``Scheduled``) once every pod is placed; False with the state as reason when the job has no pod.
 
 ``plan._bookkeeping`` calls ``apply`` last in every round, after the checkpoint progress was
 measured (``Progress``; None when no attempt runs).
@@ -32,7 +36,8 @@ class Progress:
 
 
 def apply(d: Draft, progress: Progress | None) -> None:
-    """Sets Ready, Stable and CheckpointsProgressing to what the status says now."""
+    """Sets Ready, Stable, CheckpointsProgressing and PodsScheduled to what the status says now."""
+    _pods_scheduled(d)
     st = d.status
     state = st.lifecycle_state
     dep = st.deployment
@@ -63,3 +68,17 @@ def apply(d: Draft, progress: Progress | None) -> None:
     else:
         last = f"last checkpoint {int(progress.seconds)}s ago" if progress.checkpointed else "none completed yet"
         d.condition("CheckpointsProgressing", True, "Progressing", last)
+
+
+def _pods_scheduled(d: Draft) -> None:
+    pods = [p for p in d.facts.pods if not p.terminated]
+    waiting = [p for p in pods if p.unschedulable]
+    if waiting:
+        first = waiting[0]
+        more = f" (and {len(waiting) - 1} more pods)" if len(waiting) > 1 else ""
+        d.condition("PodsScheduled", False, "Unschedulable", f"pod {first.name}{more}: {first.unschedulable}")
+    elif pods:
+        d.condition("PodsScheduled", True, "Scheduled", f"{len(pods)} pods placed on nodes")
+    else:
+        state = d.status.lifecycle_state
+        d.condition("PodsScheduled", False, state.value, f"the job has no pods ({state.value})")

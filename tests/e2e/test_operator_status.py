@@ -31,6 +31,7 @@ def test_a_steady_job_posts_no_event_per_checkpoint_and_its_status_is_true(job: 
     conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert conditions["Ready"] == ("True", "Running") and conditions["Stable"] == ("True", "Stable"), conditions
     assert conditions["CheckpointsProgressing"][0] == "True", conditions
+    assert conditions["PodsScheduled"] == ("True", "Scheduled"), conditions
     body = job.kube.raw.get(jobs.sj_path(job.namespace, job.name))
     assert status["observedGeneration"] == body["metadata"]["generation"]
     # A change that redeploys nothing (the savepoint history size) is still observed.

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from streamjob.operator.model.status import Deployment, LifecycleState, Operation, StreamJobStatus
+from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler import conditions
 from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.facts import Draft, Facts
@@ -20,9 +21,13 @@ OK = Progress(stalled=False, seconds=1, threshold=30, checkpointed=True)
 
 
 def derive(
-    status: StreamJobStatus, progress: Progress | None = OK, *, checkpointing: bool = True
+    status: StreamJobStatus,
+    progress: Progress | None = OK,
+    *,
+    checkpointing: bool = True,
+    pods: tuple[PodView, ...] = (),
 ) -> dict[str, tuple[str, str]]:
-    facts = Facts(JobRef("n", "ns", "u"), 1, None, (), status, NOW, "new")
+    facts = Facts(JobRef("n", "ns", "u"), 1, None, (), status, NOW, "new", pods=pods)
     d = Draft(facts)
     conditions.apply(d, progress)
     return {c.type: (c.status, c.reason) for c in d.status.conditions}
@@ -35,15 +40,17 @@ def test_no_condition_is_true_when_no_attempt_runs(state: LifecycleState) -> Non
         "Ready": ("False", state.value),
         "Stable": ("False", state.value),
         "CheckpointsProgressing": ("False", state.value),
+        "PodsScheduled": ("False", state.value),
     }
 
 
 def test_a_running_stable_job_is_ready_stable_and_progressing() -> None:
-    got = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP))
+    got = derive(StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP), pods=(_pod("jm"),))
     assert got == {
         "Ready": ("True", "Running"),
         "Stable": ("True", "Stable"),
         "CheckpointsProgressing": ("True", "Progressing"),
+        "PodsScheduled": ("True", "Scheduled"),
     }
 
 
@@ -69,3 +76,27 @@ def test_an_operation_in_flight_is_not_ready() -> None:
     op = Operation.model_validate({"kind": "upgrade", "step": "snapshot", "started_at": "t", "step_started_at": "t"})
     got = derive(StreamJobStatus(lifecycle_state=LifecycleState.UPGRADING, deployment=DEP, operation=op))
     assert got["Ready"] == ("False", "Upgrading") and got["Stable"] == ("False", "Upgrading")
+
+
+def _pod(name: str, unschedulable: str | None = None, phase: str = "Running") -> PodView:
+    return PodView(name, "worker", 1, phase, None, phase == "Running", None, unschedulable=unschedulable)
+
+
+def test_pods_the_scheduler_cannot_place_are_named_with_its_message() -> None:
+    message = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available"
+    pods = (_pod("j-jobmaster-1"), _pod("j-worker-1-0", message, "Pending"), _pod("j-worker-1-1", message, "Pending"))
+    facts = Facts(
+        JobRef("n", "ns", "u"),
+        1,
+        None,
+        (),
+        StreamJobStatus(lifecycle_state=LifecycleState.DEPLOYING),
+        NOW,
+        "new",
+        pods=pods,
+    )
+    d = Draft(facts)
+    conditions.apply(d, None)
+    scheduled = d.status.condition("PodsScheduled")
+    assert scheduled is not None and (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
+    assert scheduled.message == f"pod j-worker-1-0 (and 1 more pods): {message}"

@@ -131,3 +131,19 @@ def test_a_kubelet_reporting_a_container_not_ready_is_not_a_lost_node() -> None:
     )
     ended = view_pod(failed, now=NOW, start_timeout_s=120)
     assert not ended.lost and ended.failure is not None and "exited with code 137" in ended.failure
+
+
+def _unschedulable(message: str) -> dict[str, Any]:
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    return pod("Pending", conditions=[condition])
+
+
+def test_a_pod_the_scheduler_cannot_place_says_why_at_once_and_in_its_timeout_failure() -> None:
+    message = "0/3 nodes are available: 3 Insufficient cpu."
+    early = view_pod(_unschedulable(message), now=NOW, start_timeout_s=120)
+    assert early.unschedulable == message and early.failure is None and not early.running
+    late = view_pod(_unschedulable(message), now=NOW, start_timeout_s=30)
+    assert late.failure is not None and f"the scheduler finds no node for it: {message}" in late.failure
+    placed = pod("Pending", conditions=[{"type": "PodScheduled", "status": "True"}])
+    assert view_pod(placed, now=NOW, start_timeout_s=120).unschedulable is None
+    assert view_pod(pod(statuses=running()), now=NOW, start_timeout_s=120).unschedulable is None
