@@ -130,9 +130,9 @@ def unschedulable(pod: dict[str, Any]) -> str | None:
     if status.get("phase", "Pending") != "Pending":
         return None
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            if condition.get("reason") == "Unschedulable":
-                return str(condition.get("message") or "no node fits the pod").strip()
+        placing = condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+        if placing and condition.get("reason") == "Unschedulable":
+            return str(condition.get("message") or "no node fits the pod").strip()
     return None
 
 
