@@ -139,6 +139,7 @@ class JobMasterClient:
             registered_slots=len(overview.workers) + overview.spare_slots,
             spare_slots=overview.spare_slots,
             rescale=overview.rescale,
+            restarts=overview.restarts,
         )
 
     async def trigger_savepoint(

@@ -91,6 +91,8 @@ class Metrics:
                 self.savepoint_failures.labels(*key).inc()
         if new.restarts.count > old.restarts.count:
             self.restarts.labels(*key).inc(new.restarts.count - old.restarts.count)
+        if new.restarts.in_place > old.restarts.in_place:  # the JobMaster's own restarts count too
+            self.restarts.labels(*key).inc(new.restarts.in_place - old.restarts.in_place)
         op = old.operation
         finished = op is not None and new.operation is None and new.lifecycle_state.running
         if (

@@ -31,6 +31,8 @@ class JobMasterView:
     """Its idle spare slots (``GET /job``'s ``spare_slots``): the standby workers' and a rescale's early ones."""
     rescale: RescaleView | None = None
     """Its last ``POST /rescale`` (``GET /job``'s ``rescale``)."""
+    restarts: int | None = None
+    """Attempts it restarted itself after a failure (``GET /job``'s ``restarts``; per JobMaster process)."""
 
 
 @dataclass(frozen=True)

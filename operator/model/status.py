@@ -119,6 +119,9 @@ class Deployment(CamelModel):
     rolled_back: bool = Field(
         default=False, description="Deployed by a rollback: runs lastStableSpec, not the spec the user applied."
     )
+    jobmaster_restarts: int = Field(
+        default=0, ge=0, description="The attempt's JobMaster's own restart count, as last read (GET /job)."
+    )
 
     @property
     def running_state(self) -> LifecycleState:
@@ -181,6 +184,12 @@ class RestartsStatus(CamelModel):
     """Restarts after failures since the last reset."""
 
     count: int = Field(default=0, ge=0, description="Restarts so far.")
+    in_place: int = Field(
+        default=0,
+        ge=0,
+        description="Restarts the JobMaster made itself after a worker failed (its pod kept, the tasks redeployed "
+        "from the latest checkpoint); counted from its GET /job, not in count (its own restart strategy limits them).",
+    )
     last_reason: str | None = Field(default=None, description="Why the last attempt failed.")
     last_time: str | None = Field(default=None, description="When it failed.")
 

@@ -1,7 +1,8 @@
 """The StreamJob's conditions, derived in every state from the status just planned (pure).
 
 - ``Ready``: the job processes records — Running or RolledBack, with no operation in flight; False
-  in every other state (a Failed, Suspended or Upgrading job is not ready), with the state as reason.
+  in every other state (a Failed, Suspended or Upgrading job is not ready), with the state as reason,
+  and False (``Restarting``) while the JobMaster restarts the job in place after a worker failed.
 - ``Stable``: the running attempt ran ``timeouts.stableSeconds`` or completed a checkpoint; False
   while it has not (``NotYetStable``) and in every state where no attempt runs.
 - ``CheckpointsProgressing``: checkpoints complete within max(interval, timeout) × (tolerable
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamjob.operator.reconciler.facts import Draft
+from streamjob.worker.protocol.rest import JobState
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,12 @@ def apply(d: Draft, progress: Progress | None) -> None:
     state = st.lifecycle_state
     dep = st.deployment
     up = st.operation is None and state.running and dep is not None
-    if up and dep is not None:
+    jm = d.facts.jobmaster
+    recovering = jm.reachable and jm.state in (JobState.RESTARTING, JobState.RECOVERING)
+    if up and recovering:
+        why = f"the JobMaster is restarting the job after a failure: {jm.failure or 'see status.restarts'}"
+        d.condition("Ready", False, "Restarting", why)
+    elif up and dep is not None:
         why = "running the last stable spec; the applied spec was rolled back" if dep.rolled_back else ""
         d.condition("Ready", True, state.value, why)
     else:

@@ -45,6 +45,7 @@ REASONS: dict[str, EventKind] = {
     "LineagesDeleted": EventKind.TRANSITION,
     "AttemptFailed": EventKind.FAILURE,
     "WorkerReplaced": EventKind.FAILURE,
+    "JobRestartedInPlace": EventKind.FAILURE,
     "RescaleFallback": EventKind.FAILURE,
     "JobFailed": EventKind.FAILURE,
     "NoState": EventKind.FAILURE,

@@ -369,7 +369,36 @@ def _bookkeeping(d: Draft) -> None:
     state = f.jobmaster.state
     d.update(job_state=(RunState(state).value if state else None) if f.jobmaster.reachable else d.status.job_state)
     d.update(standby_workers=_standby_ready(d))
+    count_in_place_restarts(d)
     conditions.apply(d, _running_bookkeeping(d))
+
+
+def count_in_place_restarts(d: Draft) -> None:
+    """Adds the JobMaster's own restarts (a worker failed, the JobMaster redeployed in place) to the status.
+
+    The JobMaster counts per process; the deployment keeps the count last read, so a replaced JobMaster
+    (whose count starts again at 0) adds from there, and each restart is counted once.
+    """
+    jm, dep = d.facts.jobmaster, d.status.deployment
+    if dep is None or not jm.reachable or jm.restarts is None:
+        return
+    seen = dep.jobmaster_restarts
+    if jm.restarts == seen:
+        return
+    added = jm.restarts - seen if jm.restarts > seen else jm.restarts  # below: a new JobMaster counting afresh
+    restarts = d.status.restarts
+    update: dict[str, object] = {"in_place": restarts.in_place + added}
+    if added:
+        update |= {"last_reason": jm.failure or restarts.last_reason, "last_time": d.now_text}
+        d.event(
+            "JobRestartedInPlace",
+            f"the JobMaster restarted the job in place ({jm.failure or 'a failure'})",
+            warning=True,
+        )
+    d.update(
+        restarts=restarts.model_copy(update=update),
+        deployment=dep.model_copy(update={"jobmaster_restarts": jm.restarts}),
+    )
 
 
 def _standby_ready(d: Draft) -> int | None:

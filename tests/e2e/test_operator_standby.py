@@ -89,6 +89,8 @@ def test_standby_pod_takes_over_three_worker_crashes_with_the_jobmaster_kept(job
     now = job.kube.raw.get(f"{pods_path}/{job.pod('jobmaster', attempt)}")
     assert now["metadata"]["uid"] == jobmaster["metadata"]["uid"] and now["status"]["phase"] == "Running"
     assert job_overview(jm_ip)["restarts"] == KILLS
+    counted = job.wait(lambda s: (s.get("restarts") or {}).get("inPlace") == KILLS, "status.restarts.inPlace")
+    assert (counted.get("restarts") or {}).get("count", 0) == 0, counted
     final = job.wait(finished, "the job to finish", timeout=240)
     assert final["attempt"] == attempt
     check_exact(job.out, count)

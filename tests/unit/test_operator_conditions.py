@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from streamjob.operator.model.jobmaster import JobMasterView
 from streamjob.operator.model.status import Deployment, LifecycleState, Operation, StreamJobStatus
 from streamjob.operator.observer.pods import PodView
 from streamjob.operator.reconciler import conditions
 from streamjob.operator.reconciler.conditions import Progress
 from streamjob.operator.reconciler.facts import Draft, Facts
+from streamjob.operator.reconciler.plan import count_in_place_restarts
 from streamjob.operator.resources.labels import JobRef
+from streamjob.worker.protocol.rest import JobState as RunState
 
 pytestmark = pytest.mark.unit
 
@@ -100,3 +103,35 @@ def test_pods_the_scheduler_cannot_place_are_named_with_its_message() -> None:
     scheduled = d.status.condition("PodsScheduled")
     assert scheduled is not None and (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
     assert scheduled.message == f"pod j-worker-1-0 (and 1 more pods): {message}"
+
+
+def _round(status: StreamJobStatus, jm: JobMasterView) -> Draft:
+    d = Draft(Facts(JobRef("n", "ns", "u"), 1, None, (), status, NOW, "new", jobmaster=jm))
+    count_in_place_restarts(d)
+    conditions.apply(d, OK)
+    return d
+
+
+def test_restarts_the_jobmaster_makes_in_place_show_in_status_and_ready() -> None:
+    running = StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP)
+    restarting = JobMasterView(reachable=True, state=RunState.RESTARTING, restarts=1, failure="worker w-0 lost")
+    d = _round(running, restarting)
+    assert d.status.restarts.in_place == 1 and d.status.restarts.count == 0
+    assert d.status.restarts.last_reason == "worker w-0 lost"
+    ready = d.status.condition("Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "Restarting")
+    assert [e.reason for e in d.events] == ["JobRestartedInPlace"]
+    # the next rounds: the same count is not counted again; running again is Ready again
+    again = _round(d.status, JobMasterView(reachable=True, state=RunState.RUNNING, restarts=1))
+    assert again.status.restarts.in_place == 1 and again.events == []
+    assert (again.status.condition("Ready") or ready).status == "True"
+    # two more, then a replaced JobMaster that counts from 0 again: 1 + 2 + 1
+    more = _round(again.status, JobMasterView(reachable=True, state=RunState.RUNNING, restarts=3))
+    fresh = _round(more.status, JobMasterView(reachable=True, state=RunState.RUNNING, restarts=1))
+    assert (more.status.restarts.in_place, fresh.status.restarts.in_place) == (3, 4)
+
+
+def test_an_unreachable_jobmaster_changes_no_count() -> None:
+    running = StreamJobStatus(lifecycle_state=LifecycleState.RUNNING, deployment=DEP)
+    d = _round(running, JobMasterView(reachable=False))
+    assert d.status.restarts.in_place == 0 and d.events == []

@@ -51,3 +51,12 @@ def test_per_job_series_follow_the_status_and_the_events_and_go_with_the_job() -
     assert value(m, "streamjob_job_state", namespace="ns", name="job", state="Recovering") is None
     assert value(m, "streamjob_job_failures_total", namespace="ns", name="job", reason="ValueError") is None
     assert value(m, "streamjob_jobs", state="Recovering") == 0
+
+
+def test_restarts_the_jobmaster_makes_in_place_count_in_the_restarts_metric() -> None:
+    m = Metrics()
+    running = StreamJobStatus(lifecycle_state=LifecycleState.RUNNING)
+    twice = running.model_copy(update={"restarts": RestartsStatus(in_place=2)})
+    m.observe(KEY, running, twice, NOW)
+    m.observe(KEY, twice, twice, NOW)
+    assert value(m, "streamjob_job_restarts_total", namespace="ns", name="job") == 2
