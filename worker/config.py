@@ -38,7 +38,12 @@ PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 UNALIGNED_NEEDS_ONE_CONCURRENT = "unaligned checkpoints need max_concurrent = 1, as in Flink"
-"""The rule across checkpoint fields; the operator's CRD checks the same one (CEL) with this message."""
+"""The rule across checkpoint fields; the operator's CRD checks the same one (CEL) with this message.
+
+It covers checkpoints the aligned timeout switches to unaligned: the timeout only applies with
+unaligned checkpoints enabled (as in Flink); without them it is ignored, and concurrent checkpoints
+stay allowed.
+"""
 UNALIGNED_OFF_IN_AT_LEAST_ONCE = (
     "unaligned checkpoints can only be used with mode EXACTLY_ONCE: they stay off in AT_LEAST_ONCE, "
     "which never aligns barriers (as in Flink)"
@@ -46,6 +51,10 @@ UNALIGNED_OFF_IN_AT_LEAST_ONCE = (
 FORCE_WITHOUT_UNALIGNED = (
     "force_unaligned has no effect unless unaligned checkpoints are enabled: "
     "call enable_unaligned_checkpoints(True, force=True)"
+)
+ALIGNED_TIMEOUT_WITHOUT_UNALIGNED = (
+    "aligned_timeout_ms has no effect unless unaligned checkpoints are enabled (checkpoints stay aligned, "
+    "as in Flink): call enable_unaligned_checkpoints(True) or set checkpoint.unaligned=true"
 )
 """Combinations a job runs with, with a warning (Flink's behaviour), instead of refusing to start."""
 
@@ -101,6 +110,24 @@ class CheckpointSettings(_Frozen):
         """
         return self.unaligned and self.mode is CheckpointingMode.EXACTLY_ONCE
 
+    @property
+    def effective_aligned_timeout_ms(self) -> int:
+        """The aligned-checkpoint timeout the tasks apply: ``aligned_timeout_ms`` with unaligned checkpoints active.
+
+        As in Flink (``execution.checkpointing.aligned-checkpoint-timeout``), the timeout only has an
+        effect when unaligned checkpoints are enabled; without them checkpoints stay aligned (0 here).
+        """
+        return self.aligned_timeout_ms if self.unaligned_active else 0
+
+    @property
+    def unaligned_from_start(self) -> bool:
+        """Whether checkpoint barriers start unaligned: unaligned active and no aligned timeout (Flink's 0).
+
+        With a timeout > 0 every checkpoint starts aligned and each task switches it to unaligned
+        once its alignment took longer than the timeout. Savepoints are always aligned.
+        """
+        return self.unaligned_active and self.aligned_timeout_ms == 0
+
     def warnings(self) -> list[str]:
         """What the JobMaster logs at start about settings that take no effect."""
         found = []
@@ -108,6 +135,8 @@ class CheckpointSettings(_Frozen):
             found.append(UNALIGNED_OFF_IN_AT_LEAST_ONCE)
         if self.force_unaligned and not self.unaligned:
             found.append(FORCE_WITHOUT_UNALIGNED)
+        if self.aligned_timeout_ms > 0 and not self.unaligned:
+            found.append(ALIGNED_TIMEOUT_WITHOUT_UNALIGNED)
         return found
 
 
@@ -133,7 +162,11 @@ class CheckpointOverrides(_Frozen):
         default=None, description="With unaligned: keep them where Flink refuses them unforced (no such case here)."
     )
     aligned_timeout_ms: DurationMs | None = Field(
-        default=None, description="Switch an aligned checkpoint to unaligned after this many ms."
+        default=None,
+        description=(
+            "With unaligned: checkpoints start aligned and switch to unaligned after this many ms "
+            "(0: unaligned from the start); ignored with a warning without unaligned."
+        ),
     )
     externalized_cleanup: ExternalizedCheckpointCleanup | None = Field(
         default=None, description="Keep or delete retained checkpoints when the job is cancelled."

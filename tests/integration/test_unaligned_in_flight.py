@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from streamjob.worker.config import ALIGNED_TIMEOUT_WITHOUT_UNALIGNED
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage import list_snapshots
 from streamjob.worker.storage.stores import open_store
@@ -97,9 +98,17 @@ def _drain_s(location: str) -> float:
     # Debloating off: the test needs the full credit windows it bounds (8 x ~512 records per channel).
     [
         ["-D", "checkpoint.unaligned=true", "-D", "buffer_debloat.enabled=false"],
-        ["-D", "checkpoint.aligned_timeout_ms=200", "-D", "buffer_debloat.enabled=false"],
+        # Flink's aligned-checkpoint timeout: checkpoints start aligned and switch after 200 ms.
+        [
+            "-D",
+            "checkpoint.unaligned=true",
+            "-D",
+            "checkpoint.aligned_timeout_ms=200",
+            "-D",
+            "buffer_debloat.enabled=false",
+        ],
     ],
-    ids=["unaligned", "aligned-timeout"],
+    ids=["unaligned", "unaligned-with-aligned-timeout"],
 )
 def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_path: object, mode: list[str]) -> None:
     """Under backpressure a checkpoint takes a fraction of the backlog's drain time, and is exact after a kill.
@@ -142,6 +151,9 @@ def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_pat
         job.wait_for_checkpoints(job.checkpoints()["counts"]["completed"] + 1, timeout=90)
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
+    if "checkpoint.aligned_timeout_ms=200" in mode:
+        # Started aligned: a checkpoint holding in-flight data switched after waiting the timeout.
+        assert all(duration_ms >= 200 for _, duration_ms, _ in timed), timed
     ratios = sorted(duration_ms / 1000 / drain for _, duration_ms, drain in timed)
     # Alignment would process the whole backlog first (ratio ≥ 1); overtaking it costs a slice of
     # work plus a producer's wait for one credit.
@@ -149,3 +161,29 @@ def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_pat
     events = consumed_by_savepoint(savepoint, count)
     problem = keyed_sum.check_exactly_once(read_committed(out), events)
     assert problem is None, problem
+
+
+def test_an_aligned_timeout_without_unaligned_checkpoints_keeps_them_aligned(tmp_path: object) -> None:
+    """As in Flink: behind a slow sink, checkpoints outlast a 50 ms timeout and still store no in-flight data."""
+    root = tmp_path.as_uri()  # type: ignore[attr-defined]
+    checkpoints = f"{root}/checkpoints"
+    with LocalJob(
+        KEYED_SUM,
+        f"out={root}/out",
+        f"count={LONG}",
+        "rate=0",
+        "slow_us=1000",
+        "interval=300",
+        "retained=100",
+        checkpoint_dir=checkpoints,
+        options=["-D", "checkpoint.aligned_timeout_ms=50"],
+    ) as job:
+        job.wait_for_checkpoints(3, timeout=90)
+        history = [r for r in job.checkpoints()["history"] if r["kind"] == "checkpoint" and r["status"] == "COMPLETED"]
+        output = job.output()
+    assert max(r["duration_ms"] for r in history) > 50, history  # the timeout would have switched them
+    for record in history:
+        meta = savepoint_metadata(record["location"].removesuffix("/_metadata"))
+        assert [h for op in meta.operators.values() for s in op.subtasks for h in s.channel] == [], record
+        assert not meta.unaligned, record
+    assert ALIGNED_TIMEOUT_WITHOUT_UNALIGNED in output, output[-3000:]
