@@ -25,6 +25,9 @@ MAX_DURATION_MS = 2_147_483_647
 MAX_COUNT = 2_147_483_647
 """The largest count any knob takes (Flink's Integer.MAX_VALUE)."""
 
+MAX_CHECKPOINT_ID = 2**63 - 1
+"""The largest checkpoint id (Flink's Long.MAX_VALUE); ids start at 1."""
+
 MAX_PARALLELISM = 32_768
 """Flink's upper bound of the number of key groups."""
 
@@ -36,6 +39,7 @@ TimeoutMs = Annotated[int, Field(ge=1, le=MAX_DURATION_MS)]
 DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
 PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+CheckpointId = Annotated[int, Field(ge=1, le=MAX_CHECKPOINT_ID)]
 
 UNALIGNED_NEEDS_ONE_CONCURRENT = "unaligned checkpoints need max_concurrent = 1, as in Flink"
 """The rule across checkpoint fields; the operator's CRD checks the same one (CEL) with this message.
@@ -93,7 +97,7 @@ class CheckpointSettings(_Frozen):
     retained: PositiveCount = 1
     incremental: bool = False
     local_recovery: bool = False
-    id_of_ignored_in_flight_data: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    id_of_ignored_in_flight_data: CheckpointId | None = None
 
     @model_validator(mode="after")
     def _check_modes(self) -> CheckpointSettings:
@@ -174,6 +178,9 @@ class CheckpointOverrides(_Frozen):
     retained: PositiveCount | None = Field(default=None, description="Completed checkpoints kept in storage.")
     incremental: bool | None = Field(default=None, description="Incremental checkpoints (hashmap and rocksdb).")
     local_recovery: bool | None = Field(default=None, description="Keep a local copy of state for recovery.")
+    id_of_ignored_in_flight_data: CheckpointId | None = Field(
+        default=None, description="On restore from this unaligned checkpoint id, drop its in-flight data."
+    )
 
     def apply(self, base: CheckpointSettings) -> CheckpointSettings:
         """The code's settings with every non-None override laid over them (re-validated)."""

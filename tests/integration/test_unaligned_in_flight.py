@@ -7,6 +7,9 @@ holds in-flight records, kills a worker, lets the job restore, and checks the co
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from typing import Any
+
 import pytest
 
 from streamjob.worker.config import ALIGNED_TIMEOUT_WITHOUT_UNALIGNED
@@ -14,6 +17,7 @@ from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage import list_snapshots
 from streamjob.worker.storage.stores import open_store
 from streamjob.worker.testing import LocalJob, read_committed
+from streamjob.worker.testing.local_job import run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import (
     KEYED_SUM,
@@ -187,3 +191,74 @@ def test_an_aligned_timeout_without_unaligned_checkpoints_keeps_them_aligned(tmp
         assert [h for op in meta.operators.values() for s in op.subtasks for h in s.channel] == [], record
         assert not meta.unaligned, record
     assert ALIGNED_TIMEOUT_WITHOUT_UNALIGNED in output, output[-3000:]
+
+
+def test_a_restore_with_the_checkpoint_id_of_ignored_in_flight_data_drops_that_data(tmp_path: object) -> None:
+    """``-D checkpoint.id_of_ignored_in_flight_data=N``: the restore from N skips N's in-flight records.
+
+    The restored reduce has every event the sources emitted before N's barriers except those in
+    flight; the sources go on after their barriers. So each key's counts continue from
+    (emitted - dropped) and end at (all - dropped), and its final total lacks the dropped amounts.
+    """
+    root = tmp_path.as_uri()  # type: ignore[attr-defined]
+    job_args = [f"count={LONG}", "rate=0", "unaligned=1", "interval=200", "retained=100"]
+    found: tuple[str | None, int] = (None, 0)
+    with LocalJob(
+        KEYED_SUM, f"out={root}/out1", *job_args, "slow_us=1000", checkpoint_dir=f"{root}/checkpoints1"
+    ) as job:
+
+        def stored() -> bool:
+            nonlocal found
+            found = _in_flight_records(f"{root}/checkpoints1")
+            return found[0] is not None
+
+        job.poll("a completed checkpoint holding in-flight records", stored, 60)
+    location, _ = found
+    assert location is not None
+    meta = savepoint_metadata(location)
+    base = open_store(location.rsplit("/chk-", 1)[0])
+    dropped: list[Any] = [
+        record
+        for op in meta.operators.values()
+        for s in op.subtasks
+        for h in s.channel
+        for record in SafeSerializer().decode(base.get(h.path))
+    ]
+    assert dropped
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        f"{root}/checkpoints2",
+        "--restore",
+        location,
+        "-D",
+        f"checkpoint.id_of_ignored_in_flight_data={meta.checkpoint_id}",
+        KEYED_SUM,
+        f"out={root}/out2",
+        *job_args,
+        "slow_us=1",
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = int(keyed_sum.DEFAULTS["keys"])
+    everything = keyed_sum.expected(range(LONG), keys)
+    emitted = keyed_sum.expected(keyed_sum.consumed(meta.source_positions["events"], LONG), keys)
+    lost: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, n, amount in dropped:
+        lost[key][0] += n
+        lost[key][1] += amount
+    want: dict[str, tuple[list[int], int | None]] = {}
+    for key, (n, total) in everything.items():
+        first, last = emitted.get(key, (0, 0))[0] - lost[key][0] + 1, n - lost[key][0]
+        want[key] = (list(range(first, last + 1)), total - lost[key][1] if last >= first else None)
+    rows = read_committed(f"{root}/out2")
+    counts: dict[str, Counter[int]] = defaultdict(Counter)
+    finals: dict[str, int] = {}
+    for key, n, total in rows:
+        counts[key][n] += 1
+        if key in want and want[key][0] and n == want[key][0][-1]:
+            finals[key] = total
+    got = {key: (sorted(counts[key].elements()), finals.get(key)) for key in want | dict.fromkeys(counts)}
+    assert got == want, f"{len(dropped)} in-flight records dropped from {location}"
