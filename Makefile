@@ -27,7 +27,8 @@ typing-tree:
 TYPED_TESTS := tests/unit/checkpoint_fakes.py tests/unit/test_checkpoint_*.py tests/unit/test_completed_checkpoint_store.py \
 	tests/unit/test_coordinator_knobs.py tests/unit/test_storage_retention.py tests/unit/test_storage_layout.py \
 	tests/unit/runtime_support.py tests/unit/test_subtask_checkpointer.py tests/unit/test_barrier_overtaking.py \
-	tests/unit/test_runtime_task.py tests/unit/test_testing_kit.py tests/unit/test_slot_dispatch.py
+	tests/unit/test_runtime_task.py tests/unit/test_testing_kit.py tests/unit/test_slot_dispatch.py \
+	tests/unit/test_aligned_timeout.py
 
 lint: $(STAMP) typing-tree
 	$(BIN)/ruff check .

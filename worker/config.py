@@ -25,6 +25,9 @@ MAX_DURATION_MS = 2_147_483_647
 MAX_COUNT = 2_147_483_647
 """The largest count any knob takes (Flink's Integer.MAX_VALUE)."""
 
+MAX_CHECKPOINT_ID = 2**63 - 1
+"""The largest checkpoint id (Flink's Long.MAX_VALUE); ids start at 1."""
+
 MAX_PARALLELISM = 32_768
 """Flink's upper bound of the number of key groups."""
 
@@ -36,9 +39,15 @@ TimeoutMs = Annotated[int, Field(ge=1, le=MAX_DURATION_MS)]
 DurationMs = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
 PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+CheckpointId = Annotated[int, Field(ge=1, le=MAX_CHECKPOINT_ID)]
 
 UNALIGNED_NEEDS_ONE_CONCURRENT = "unaligned checkpoints need max_concurrent = 1, as in Flink"
-"""The rule across checkpoint fields; the operator's CRD checks the same one (CEL) with this message."""
+"""The rule across checkpoint fields; the operator's CRD checks the same one (CEL) with this message.
+
+It covers checkpoints the aligned timeout switches to unaligned: the timeout only applies with
+unaligned checkpoints enabled (as in Flink); without them it is ignored, and concurrent checkpoints
+stay allowed.
+"""
 UNALIGNED_OFF_IN_AT_LEAST_ONCE = (
     "unaligned checkpoints can only be used with mode EXACTLY_ONCE: they stay off in AT_LEAST_ONCE, "
     "which never aligns barriers (as in Flink)"
@@ -46,6 +55,10 @@ UNALIGNED_OFF_IN_AT_LEAST_ONCE = (
 FORCE_WITHOUT_UNALIGNED = (
     "force_unaligned has no effect unless unaligned checkpoints are enabled: "
     "call enable_unaligned_checkpoints(True, force=True)"
+)
+ALIGNED_TIMEOUT_WITHOUT_UNALIGNED = (
+    "aligned_timeout_ms has no effect unless unaligned checkpoints are enabled (checkpoints stay aligned, "
+    "as in Flink): call enable_unaligned_checkpoints(True) or set checkpoint.unaligned=true"
 )
 """Combinations a job runs with, with a warning (Flink's behaviour), instead of refusing to start."""
 
@@ -84,7 +97,7 @@ class CheckpointSettings(_Frozen):
     retained: PositiveCount = 1
     incremental: bool = False
     local_recovery: bool = False
-    id_of_ignored_in_flight_data: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    id_of_ignored_in_flight_data: CheckpointId | None = None
 
     @model_validator(mode="after")
     def _check_modes(self) -> CheckpointSettings:
@@ -101,6 +114,24 @@ class CheckpointSettings(_Frozen):
         """
         return self.unaligned and self.mode is CheckpointingMode.EXACTLY_ONCE
 
+    @property
+    def effective_aligned_timeout_ms(self) -> int:
+        """The aligned-checkpoint timeout the tasks apply: ``aligned_timeout_ms`` with unaligned checkpoints active.
+
+        As in Flink (``execution.checkpointing.aligned-checkpoint-timeout``), the timeout only has an
+        effect when unaligned checkpoints are enabled; without them checkpoints stay aligned (0 here).
+        """
+        return self.aligned_timeout_ms if self.unaligned_active else 0
+
+    @property
+    def unaligned_from_start(self) -> bool:
+        """Whether checkpoint barriers start unaligned: unaligned active and no aligned timeout (Flink's 0).
+
+        With a timeout > 0 every checkpoint starts aligned and each task switches it to unaligned
+        once its alignment took longer than the timeout. Savepoints are always aligned.
+        """
+        return self.unaligned_active and self.aligned_timeout_ms == 0
+
     def warnings(self) -> list[str]:
         """What the JobMaster logs at start about settings that take no effect."""
         found = []
@@ -108,6 +139,8 @@ class CheckpointSettings(_Frozen):
             found.append(UNALIGNED_OFF_IN_AT_LEAST_ONCE)
         if self.force_unaligned and not self.unaligned:
             found.append(FORCE_WITHOUT_UNALIGNED)
+        if self.aligned_timeout_ms > 0 and not self.unaligned:
+            found.append(ALIGNED_TIMEOUT_WITHOUT_UNALIGNED)
         return found
 
 
@@ -133,7 +166,11 @@ class CheckpointOverrides(_Frozen):
         default=None, description="With unaligned: keep them where Flink refuses them unforced (no such case here)."
     )
     aligned_timeout_ms: DurationMs | None = Field(
-        default=None, description="Switch an aligned checkpoint to unaligned after this many ms."
+        default=None,
+        description=(
+            "With unaligned: checkpoints start aligned and switch to unaligned after this many ms "
+            "(0: unaligned from the start); ignored with a warning without unaligned."
+        ),
     )
     externalized_cleanup: ExternalizedCheckpointCleanup | None = Field(
         default=None, description="Keep or delete retained checkpoints when the job is cancelled."
@@ -141,6 +178,9 @@ class CheckpointOverrides(_Frozen):
     retained: PositiveCount | None = Field(default=None, description="Completed checkpoints kept in storage.")
     incremental: bool | None = Field(default=None, description="Incremental checkpoints (hashmap and rocksdb).")
     local_recovery: bool | None = Field(default=None, description="Keep a local copy of state for recovery.")
+    id_of_ignored_in_flight_data: CheckpointId | None = Field(
+        default=None, description="On restore from this unaligned checkpoint id, drop its in-flight data."
+    )
 
     def apply(self, base: CheckpointSettings) -> CheckpointSettings:
         """The code's settings with every non-None override laid over them (re-validated)."""

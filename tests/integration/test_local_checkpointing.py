@@ -65,8 +65,9 @@ def test_unaligned_checkpoints_give_exact_results_across_a_kill(file_root: str) 
 
 
 def test_aligned_checkpoint_timeout_gives_exact_results_across_a_kill(file_root: str) -> None:
+    """Unaligned with a 1 ms aligned timeout: checkpoints start aligned and switch at once (Flink's behaviour)."""
     injector = FaultInjector(checkpoints=(2, 4), workers=2)
-    events = run_with_kill(file_root, injector, args=["aligned_timeout=1", "slow_us=400"])
+    events = run_with_kill(file_root, injector, args=["unaligned=1", "aligned_timeout=1", "slow_us=400"])
     problem = keyed_sum.check_exactly_once(read_committed(f"{file_root}/out"), events)
     assert problem is None, f"{injector}: {problem}"
 

@@ -7,12 +7,17 @@ holds in-flight records, kills a worker, lets the job restore, and checks the co
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from typing import Any
+
 import pytest
 
+from streamjob.worker.config import ALIGNED_TIMEOUT_WITHOUT_UNALIGNED
 from streamjob.worker.state.serializers import SafeSerializer
 from streamjob.worker.storage import list_snapshots
 from streamjob.worker.storage.stores import open_store
 from streamjob.worker.testing import LocalJob, read_committed
+from streamjob.worker.testing.local_job import run_cli
 from tests.integration.jobs import keyed_sum
 from tests.integration.jobs.support import (
     KEYED_SUM,
@@ -97,9 +102,17 @@ def _drain_s(location: str) -> float:
     # Debloating off: the test needs the full credit windows it bounds (8 x ~512 records per channel).
     [
         ["-D", "checkpoint.unaligned=true", "-D", "buffer_debloat.enabled=false"],
-        ["-D", "checkpoint.aligned_timeout_ms=200", "-D", "buffer_debloat.enabled=false"],
+        # Flink's aligned-checkpoint timeout: checkpoints start aligned and switch after 200 ms.
+        [
+            "-D",
+            "checkpoint.unaligned=true",
+            "-D",
+            "checkpoint.aligned_timeout_ms=200",
+            "-D",
+            "buffer_debloat.enabled=false",
+        ],
     ],
-    ids=["unaligned", "aligned-timeout"],
+    ids=["unaligned", "unaligned-with-aligned-timeout"],
 )
 def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_path: object, mode: list[str]) -> None:
     """Under backpressure a checkpoint takes a fraction of the backlog's drain time, and is exact after a kill.
@@ -142,6 +155,9 @@ def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_pat
         job.wait_for_checkpoints(job.checkpoints()["counts"]["completed"] + 1, timeout=90)
         savepoint = stop_with_savepoint(job)
         assert job.wait() == 0, job.describe()
+    if "checkpoint.aligned_timeout_ms=200" in mode:
+        # Started aligned: a checkpoint holding in-flight data switched after waiting the timeout.
+        assert all(duration_ms >= 200 for _, duration_ms, _ in timed), timed
     ratios = sorted(duration_ms / 1000 / drain for _, duration_ms, drain in timed)
     # Alignment would process the whole backlog first (ratio ≥ 1); overtaking it costs a slice of
     # work plus a producer's wait for one credit.
@@ -149,3 +165,100 @@ def test_checkpoints_overtake_a_backlog_and_a_restore_replays_it_exactly(tmp_pat
     events = consumed_by_savepoint(savepoint, count)
     problem = keyed_sum.check_exactly_once(read_committed(out), events)
     assert problem is None, problem
+
+
+def test_an_aligned_timeout_without_unaligned_checkpoints_keeps_them_aligned(tmp_path: object) -> None:
+    """As in Flink: behind a slow sink, checkpoints outlast a 50 ms timeout and still store no in-flight data."""
+    root = tmp_path.as_uri()  # type: ignore[attr-defined]
+    checkpoints = f"{root}/checkpoints"
+    with LocalJob(
+        KEYED_SUM,
+        f"out={root}/out",
+        f"count={LONG}",
+        "rate=0",
+        "slow_us=1000",
+        "interval=300",
+        "retained=100",
+        checkpoint_dir=checkpoints,
+        options=["-D", "checkpoint.aligned_timeout_ms=50"],
+    ) as job:
+        job.wait_for_checkpoints(3, timeout=90)
+        history = [r for r in job.checkpoints()["history"] if r["kind"] == "checkpoint" and r["status"] == "COMPLETED"]
+        output = job.output()
+    assert max(r["duration_ms"] for r in history) > 50, history  # the timeout would have switched them
+    for record in history:
+        meta = savepoint_metadata(record["location"].removesuffix("/_metadata"))
+        assert [h for op in meta.operators.values() for s in op.subtasks for h in s.channel] == [], record
+        assert not meta.unaligned, record
+    assert ALIGNED_TIMEOUT_WITHOUT_UNALIGNED in output, output[-3000:]
+
+
+def test_a_restore_with_the_checkpoint_id_of_ignored_in_flight_data_drops_that_data(tmp_path: object) -> None:
+    """``-D checkpoint.id_of_ignored_in_flight_data=N``: the restore from N skips N's in-flight records.
+
+    The restored reduce has every event the sources emitted before N's barriers except those in
+    flight; the sources go on after their barriers. So each key's counts continue from
+    (emitted - dropped) and end at (all - dropped), and its final total lacks the dropped amounts.
+    """
+    root = tmp_path.as_uri()  # type: ignore[attr-defined]
+    job_args = [f"count={LONG}", "rate=0", "unaligned=1", "interval=200", "retained=100"]
+    found: tuple[str | None, int] = (None, 0)
+    with LocalJob(
+        KEYED_SUM, f"out={root}/out1", *job_args, "slow_us=1000", checkpoint_dir=f"{root}/checkpoints1"
+    ) as job:
+
+        def stored() -> bool:
+            nonlocal found
+            found = _in_flight_records(f"{root}/checkpoints1")
+            return found[0] is not None
+
+        job.poll("a completed checkpoint holding in-flight records", stored, 60)
+    location, _ = found
+    assert location is not None
+    meta = savepoint_metadata(location)
+    base = open_store(location.rsplit("/chk-", 1)[0])
+    dropped: list[Any] = [
+        record
+        for op in meta.operators.values()
+        for s in op.subtasks
+        for h in s.channel
+        for record in SafeSerializer().decode(base.get(h.path))
+    ]
+    assert dropped
+    result = run_cli(
+        "run",
+        "--rest-port",
+        "0",
+        "--checkpoint-dir",
+        f"{root}/checkpoints2",
+        "--restore",
+        location,
+        "-D",
+        f"checkpoint.id_of_ignored_in_flight_data={meta.checkpoint_id}",
+        KEYED_SUM,
+        f"out={root}/out2",
+        *job_args,
+        "slow_us=1",
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = int(keyed_sum.DEFAULTS["keys"])
+    everything = keyed_sum.expected(range(LONG), keys)
+    emitted = keyed_sum.expected(keyed_sum.consumed(meta.source_positions["events"], LONG), keys)
+    lost: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, n, amount in dropped:
+        lost[key][0] += n
+        lost[key][1] += amount
+    want: dict[str, tuple[list[int], int | None]] = {}
+    for key, (n, total) in everything.items():
+        first, last = emitted.get(key, (0, 0))[0] - lost[key][0] + 1, n - lost[key][0]
+        want[key] = (list(range(first, last + 1)), total - lost[key][1] if last >= first else None)
+    rows = read_committed(f"{root}/out2")
+    counts: dict[str, Counter[int]] = defaultdict(Counter)
+    finals: dict[str, int] = {}
+    for key, n, total in rows:
+        counts[key][n] += 1
+        if key in want and want[key][0] and n == want[key][0][-1]:
+            finals[key] = total
+    got = {key: (sorted(counts[key].elements()), finals.get(key)) for key in want | dict.fromkeys(counts)}
+    assert got == want, f"{len(dropped)} in-flight records dropped from {location}"

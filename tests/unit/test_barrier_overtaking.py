@@ -201,7 +201,7 @@ def test_a_failed_snapshot_captures_nothing_and_does_not_make_barriers_overtake(
 
 def test_a_barrier_queued_longer_than_the_aligned_timeout_becomes_unaligned_and_overtakes() -> None:
     def test() -> None:
-        inputs = Inputs(2, aligned_timeout_ms=100)
+        inputs = Inputs(2, unaligned=True, aligned_timeout_ms=100)
         inputs.push(0, [1], [2], b(1))
         inputs.push(1, [3])
         assert inputs.queue(0) == [[1], [2], b(1)]  # aligned: waits behind the batches
@@ -221,7 +221,7 @@ def test_a_barrier_queued_longer_than_the_aligned_timeout_becomes_unaligned_and_
 
 def test_a_long_alignment_switches_to_unaligned_and_releases_the_blocked_channel() -> None:
     def test() -> None:
-        inputs = Inputs(2, aligned_timeout_ms=100)
+        inputs = Inputs(2, unaligned=True, aligned_timeout_ms=100)
         inputs.push(0, b(1), [9])
         inputs.push(1, [1])
         assert inputs.step() == b(1)
@@ -242,7 +242,7 @@ def test_a_long_alignment_switches_to_unaligned_and_releases_the_blocked_channel
 
 def test_savepoint_barriers_never_time_out() -> None:
     def test() -> None:
-        inputs = Inputs(1, aligned_timeout_ms=100)
+        inputs = Inputs(1, unaligned=True, aligned_timeout_ms=100)
         inputs.push(0, [1], b(1, savepoint="s3://b/sp"))
         inputs.clock.advance(10)
         inputs.barriers.check_timeouts()

@@ -184,7 +184,9 @@ class CheckpointCoordinator:
             raise CheckpointError("the job is not running; no checkpoint can be taken")
         cid, now = self.next_id, self.clock.monotonic()
         self.next_id += 1
-        unaligned = self.settings.unaligned_active and savepoint_dir is None
+        # Unaligned from the start only without an aligned timeout; with one, the tasks switch a slow
+        # alignment (Flink's aligned-checkpoint-timeout). Savepoints are always aligned.
+        unaligned = self.settings.unaligned_from_start and savepoint_dir is None
         pending = PendingCheckpoint(
             cid, self.clock.now_ms(), now, self._tasks, savepoint_dir, stop, unaligned, request_id
         )

@@ -89,7 +89,8 @@ def build_metadata(
         total_size=sum(h.size for h in handles),
         max_parallelism=job.graph.max_parallelism,
         mode=job.mode,
-        unaligned=facts.unaligned,
+        # Started unaligned, or switched to unaligned at some task (aligned timeout): in-flight data stored.
+        unaligned=facts.unaligned or any(s.channel for o in operators.values() for s in o.subtasks),
         restored_from=job.restored_from,
         operators=operators,
         shared_files=sorted({h.path for h in handles if h.shared}),

@@ -103,6 +103,7 @@ class CheckpointMetadata(BaseModel):
     mode: str = Field(pattern=f"^({'|'.join(MODES)})$")
     """``EXACTLY_ONCE`` or ``AT_LEAST_ONCE`` (a str enum of these values is accepted)."""
     unaligned: bool = False
+    """Whether some task stored in-flight data: unaligned from the start, or switched after the aligned timeout."""
     restored_from: str | None = None
     operators: dict[str, OperatorSnapshot] = Field(default_factory=dict)
     shared_files: list[str] = Field(default_factory=list)

@@ -6,7 +6,8 @@ out of its ``InputGate``, and the ``BarrierHost`` of the pure state machine that
 (``handlers.py``). It owns:
 
 - the handler (aligned/unaligned for EXACTLY_ONCE, the non-blocking tracker for AT_LEAST_ONCE);
-- the overtaking state (``overtaking.py``): announcements and the aligned timeout, barriers that
+- the overtaking state (``overtaking.py``): announcements and the aligned timeout (in effect only
+  with unaligned checkpoints enabled, as in Flink), barriers that
   overtake queued batches, and the batches they overtook;
 - the in-flight captures of unaligned checkpoints (``in_flight.py``), filled with the overtaken
   batches and with what the task processes from a channel before its barrier arrives;
@@ -54,9 +55,12 @@ class InputBarriers:
         gate.listener = self.overtaking
         #: The predicate the task passes to ``InputGate.take_head_barrier``.
         self.accepts = self.overtaking.accepts
-        #: Whether the task should call ``check_timeouts`` (an aligned-checkpoint timeout is set).
-        self.times_out = settings.aligned_timeout_ms > 0
-        self._timeout_s = settings.aligned_timeout_ms / 1000
+        # As in Flink, the aligned-checkpoint timeout only applies with unaligned checkpoints enabled:
+        # without them every checkpoint stays aligned however long its alignment takes.
+        timeout_ms = settings.effective_aligned_timeout_ms
+        #: Whether the task should call ``check_timeouts`` (an aligned-checkpoint timeout is in effect).
+        self.times_out = timeout_ms > 0
+        self._timeout_s = timeout_ms / 1000
         #: Checkpoint -> its in-flight capture, while some channel's barrier has not arrived. The task
         #: checks it (truthiness) before calling ``capture`` for a slice; never replaced, only mutated.
         self.captures: dict[int, InFlightCapture] = {}
@@ -66,7 +70,7 @@ class InputBarriers:
             self.handler: AlignedBarrierHandler | AtLeastOnceBarrierTracker = AtLeastOnceBarrierTracker(self, channels)
         else:
             # Each barrier says whether it is unaligned (savepoints never are, as in Flink).
-            self.handler = AlignedBarrierHandler(self, channels, settings.aligned_timeout_ms)
+            self.handler = AlignedBarrierHandler(self, channels, timeout_ms)
 
     # -- what the task feeds in ------------------------------------------------------------------------
     def on_barrier(self, channel: int, barrier: Barrier, *, overtook: bool = False) -> None:
@@ -92,7 +96,12 @@ class InputBarriers:
                 capture.add(records)
 
     def check_timeouts(self) -> None:
-        """Switches alignments, and barriers queued behind batches, to unaligned after the aligned timeout."""
+        """Switches alignments, and barriers queued behind batches, to unaligned after the aligned timeout.
+
+        Nothing without a timeout in effect (none set, or unaligned checkpoints off: as in Flink).
+        """
+        if not self.times_out:
+            return
         if self.handler.aligning:
             self.handler.check_timeout(self.clock.now_ms())
         if self.overtaking.announced:

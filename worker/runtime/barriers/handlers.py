@@ -7,7 +7,9 @@ in-flight records of channels whose barrier has not arrived (unaligned), release
 
 - Aligned (EXACTLY_ONCE): after barrier n arrives on a channel, that channel is blocked until
   every open channel delivered n; then the snapshot is taken. If alignment lasts longer than the
-  aligned-checkpoint timeout, the checkpoint switches to unaligned.
+  aligned-checkpoint timeout (counted from the first barrier n at this task), the checkpoint
+  switches to unaligned. The controller passes a timeout only with unaligned checkpoints enabled
+  (as in Flink), and 0 otherwise: then checkpoints stay aligned.
 - Unaligned (EXACTLY_ONCE): the snapshot is taken at the first barrier n; records that arrive on
   the other channels before their barrier n are processed and also stored with the checkpoint.
 - At-least-once: nothing is blocked; the snapshot is taken once every channel delivered n.
