@@ -25,15 +25,17 @@ FAST_GRACE = 1
 
 
 def target(d: Draft) -> StreamJobSpec:
-    """The spec the operation deploys; a suspension's is the user's (else the deployed one)."""
+    """The spec the operation deploys; a suspension's is the user's if valid (else the deployed one)."""
     op = d.status.operation
     assert op is not None
     if op.target_spec is not None:
         return StreamJobSpec.parse(op.target_spec)
-    if d.facts.spec is None and d.status.deployment is not None:
+    spec = d.facts.valid_spec
+    if spec is None and d.status.deployment is not None:
         return StreamJobSpec.parse(d.status.deployment.spec)
-    assert d.facts.spec is not None
-    return d.facts.spec
+    spec = spec or d.facts.spec
+    assert spec is not None
+    return spec
 
 
 def set_step(d: Draft, step: OperationStep, **fields: object) -> None:
