@@ -1,12 +1,15 @@
-"""A change the operator refuses leaves the deployed job supervised, and is applied later.
+"""A change the operator refuses leaves the deployed job supervised, and is retried or applied later.
 
 An invalid spec (``validation.validate``) with a deployed job: failures are still detected and the job
 restarted or its workers replaced with the deployed spec (and its restart policy), savepoints are still
-triggered; only the change is refused.
+triggered; only the change is refused. An upgrade aborted because ``maxStateAgeSeconds`` could not get a
+fresh checkpoint is held like a change with nothing to carry: the job keeps running the deployed spec,
+status says so, and the upgrade is retried once a newer checkpoint completes.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -119,3 +122,37 @@ def test_fixing_the_invalid_spec_applies_the_change() -> None:
     assert w.deployed[-1][2] == w.status.last_savepoint.location  # type: ignore[union-attr]  # state carried over
     assert w.status.error is None and w.status.observed_generation == w.generation
     assert w.status.last_reconciled_spec == w.status.deployment.spec  # type: ignore[union-attr]
+
+
+def test_an_upgrade_aborted_for_a_stale_checkpoint_is_held_and_retried_once_a_fresh_one_exists() -> None:
+    w = started({**BASE, "timeouts": {"savepointSeconds": 5}})
+    w.checkpointing = False
+    w.checkpoints_on_request = False  # the job cannot complete the checkpoint the upgrade asks for
+    w.now += timedelta(seconds=600)
+    w.update_spec(image="app:2", upgradeMode="last-state", maxStateAgeSeconds=60)
+    w.run_until(lambda w: w.status.operation is None, steps=20)
+    assert "OperationAborted" in [r for r, _ in w.warnings]
+    # not done, why, and what retries it
+    error = w.status.error or ""
+    assert "upgrade aborted" in error and "maxStateAgeSeconds is 60" in error and "retried" in error, error
+    held = w.status.held
+    assert held is not None and held.spec["image"] == "app:2"
+    assert held.checkpoint == f"s3://b/c/ns/demo/job01/chk-{w.checkpoints['job01'][-1]}"
+    # the job keeps running the deployed spec, and status says so
+    assert running(w) and w.status.deployment is not None and w.status.deployment.spec["image"] == "app:1"
+    assert w.status.last_reconciled_spec is not None and w.status.last_reconciled_spec["image"] == "app:1"
+    assert w.status.observed_generation == 1
+    for _ in range(20):  # no loop of attempts while no newer checkpoint exists
+        w.step()
+    assert w.count(DeployAttempt) == 1 and [r for r, _ in w.warnings].count("OperationAborted") == 1
+    assert w.status.held is not None and running(w)
+    # checkpoints complete again: the upgrade is retried and completes
+    w.checkpointing = True
+    w.checkpoints_on_request = True
+    w.run_until(lambda w: w.status.attempt == 2 and running(w), steps=60)
+    assert w.status.deployment is not None and w.status.deployment.spec["image"] == "app:2"
+    _, job_id, restore, _ = w.deployed[-1]
+    assert job_id == "job01" and (restore or "").startswith("s3://b/c/ns/demo/job01/chk-")  # carried over
+    assert w.status.held is None and w.status.error is None
+    assert w.status.last_reconciled_spec is not None and w.status.last_reconciled_spec["image"] == "app:2"
+    assert w.status.observed_generation == 2
