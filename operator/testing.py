@@ -146,6 +146,7 @@ class PlannerWorld:
         self.unrestorable: set[str] = set()
         self.unloadable_images: set[str] = set()  # the JobMaster of such an image fails final on start
         self.checkpointing = True
+        self.checkpoints_on_request = True  # a TriggerCheckpoint completes one (False: requested ones never do)
         self.ids = (f"job{n:02d}" for n in itertools.count(1))
         self.next_id = next(self.ids)
         self.events: list[tuple[str, str]] = []
@@ -380,7 +381,8 @@ class PlannerWorld:
                 update={"snapshot_request": req.model_copy(update={"request_id": rid})}
             )
         elif isinstance(action, TriggerCheckpoint):
-            self.add_checkpoint()
+            if self.checkpoints_on_request:
+                self.add_checkpoint()
         elif isinstance(action, RescaleJob):
             self._rescale(action)
         elif isinstance(action, DeleteWorkers):

@@ -60,6 +60,15 @@ class Facts:
     lineages: tuple[str, ...] | None = None
     """jobIds found in checkpoint storage; listed only when older lineages may be deleted (else None)."""
 
+    @property
+    def valid_spec(self) -> StreamJobSpec | None:
+        """The user's spec if it parses and validates: None when nothing may be deployed from it.
+
+        An invalid spec still parses (``spec``) when only ``validation.validate`` refuses it; the
+        deployed job is then supervised with the spec it was deployed with (``reconciler.plan``).
+        """
+        return self.spec if not self.spec_errors else None
+
     def pods_of(self, attempt: int) -> list[PodView]:
         """The pods of one attempt."""
         return [p for p in self.pods if p.attempt == attempt]

@@ -28,6 +28,7 @@ from streamjob.operator.reconciler.restore_steps import (
     FAST_GRACE,
     fail,
     hold,
+    remember_held,
     resolve_restore,
     state_to_carry,
 )
@@ -267,10 +268,22 @@ def start_rollback(d: Draft, *, reason: str) -> None:
 
 
 def abort(d: Draft, message: str) -> None:
-    """Gives up an operation before any destructive step; the deployment keeps running."""
+    """Gives up an operation before any destructive step; the deployment keeps running.
+
+    Like a change refused for lack of state (``hold``), the change is not taken for done: it is kept
+    in ``status.held`` with ``lastReconciledSpec`` back at the deployed spec, and retried once a newer
+    checkpoint completes or the spec changes again.
+    """
     op = d.status.operation
     kind = op.kind.value if op is not None else "operation"
     dep = d.status.deployment
     state = dep.running_state if dep is not None else LifecycleState.FAILED
-    d.update(operation=None, lifecycle_state=state, error=f"{kind} aborted: {message}")
-    d.event("OperationAborted", f"{kind} aborted: {message}", warning=True)
+    text = f"{kind} aborted: {message}"
+    if dep is not None and remember_held(d):
+        text += (
+            f"; the job keeps running its deployed spec, and the {kind} is retried once a newer checkpoint "
+            "completes or the spec changes again"
+        )
+    text = root_cause.one_line(text)
+    d.update(operation=None, lifecycle_state=state, error=text)
+    d.event("OperationAborted", text, warning=True)

@@ -91,7 +91,8 @@ def _elapsed(d: Draft) -> float:
 def _snapshot(d: Draft) -> None:
     op = d.status.operation
     assert op is not None
-    spec = d.facts.spec if op.kind is OperationKind.SUSPEND and d.facts.spec is not None else target(d)
+    live = d.facts.valid_spec
+    spec = live if op.kind is OperationKind.SUSPEND and live is not None else target(d)
     req = d.status.snapshot_request
     savepoint_asked = req is not None and req.kind == "savepoint" and req.trigger == op.kind.value
     if spec.upgrade_mode is UpgradeMode.LAST_STATE and not savepoint_asked:
@@ -356,5 +357,5 @@ def attempt_failed(d: Draft, spec: StreamJobSpec, reason: str, *, final: bool = 
             "apply the spec again, or change spec.restartNonce to run it again",
         )
     else:
-        policy_spec = d.facts.spec or spec
+        policy_spec = d.facts.valid_spec or spec  # an invalid spec's restart policy is not applied either
         start_restart(d, policy_spec, reason=reason, counted=True)

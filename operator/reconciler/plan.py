@@ -7,8 +7,10 @@ the operation in flight (``operations.advance``) or, with none, replace crashed 
 (``workers``: the JobMaster recovers in place) or detect a failed attempt, start (``operation_starts``) the
 operation a spec change or a nonce asks for, or trigger a manual savepoint/checkpoint; finally keep
 the derived status (stable, restart reset, checkpoint progress, ``conditions``) current and delete
-the kept pods of failed attempts whose time is up (``root_cause.sweep``). Events follow
-``event_policy``. ``controller`` calls ``plan`` with observed facts.
+the kept pods of failed attempts whose time is up (``root_cause.sweep``). A refused spec (invalid,
+or a change ``validate_change`` refuses) refuses only the change: a deployed job stays supervised
+with the spec it was deployed with (``_supervise``). ``observedGeneration`` is the generation of
+``lastReconciledSpec``. Events follow ``event_policy``. ``controller`` calls ``plan`` with observed facts.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ FINISHED = "finished"
 def plan(facts: Facts) -> Plan:
     """The status to write and the actions to take for this round."""
     d = Draft(facts)
-    d.update(observed_generation=facts.generation, selector=worker_selector(facts.job))
-    valid = _check_spec(d)
+    d.update(selector=worker_selector(facts.job))
+    spec_error = _check_spec(d)
     root_cause.observe(d)
     observe_snapshots(d)
     report_corrupt(d)
@@ -56,27 +58,49 @@ def plan(facts: Facts) -> Plan:
         rescale.advance(d)
     elif d.status.operation is not None:
         ops.advance(d)
-    elif valid:
+    elif spec_error is None:
         _steady(d)
+    elif d.status.deployment is not None:
+        _supervise(d)
+    if spec_error is not None and d.status.error is None:
+        d.update(error=spec_error)  # e.g. a restart that completed this round cleared it: still refused
     _bookkeeping(d)
     root_cause.sweep(d)
     snapshot_resources.sync(d)
+    _observed_generation(d)
     return d.plan()
 
 
-def _check_spec(d: Draft) -> bool:
+def _check_spec(d: Draft) -> str | None:
+    """Records whether the spec is valid; the error (None: valid). Reported once per message."""
     f = d.facts
     if f.spec is None or f.spec_errors:
         message = SPEC_ERROR + "; ".join(f.spec_errors or ("the spec does not parse",))
-        if d.status.error != message:
+        old = d.status.condition("SpecValid")
+        if d.status.error != message and (old is None or old.status != "False" or old.message != message):
             d.event("InvalidSpec", message, warning=True)
         d.update(error=message)
         d.condition("SpecValid", False, "InvalidSpec", message)
-        return False
+        return message
     if d.status.error and d.status.error.startswith(SPEC_ERROR):
         d.update(error=None)
     d.condition("SpecValid", True, "Valid")
-    return True
+    return None
+
+
+def _observed_generation(d: Draft) -> None:
+    """``observedGeneration``: the generation of ``lastReconciledSpec`` (as in FKO, what is deployed or deploying).
+
+    The user's generation once its spec was acted on; while a change is refused (an invalid spec) or
+    held (nothing to carry, an aborted upgrade), the deployed spec's generation: never one not running.
+    """
+    f, st = d.facts, d.status
+    spec, dep = f.valid_spec, st.deployment
+    reconciled = st.last_reconciled_spec
+    if spec is not None and reconciled is not None and StreamJobSpec.parse(reconciled) == spec:
+        d.update(observed_generation=f.generation)
+    elif dep is not None and dep.generation is not None and dep.spec == reconciled:
+        d.update(observed_generation=dep.generation)
 
 
 # -- snapshots -----------------------------------------------------------------------------------
@@ -97,7 +121,7 @@ def observe_snapshots(d: Draft) -> None:
     if req is None:
         return
     age = seconds_since(req.started_at, f.now) or 0.0
-    spec = f.spec or _deployed_spec(d)
+    spec = f.valid_spec or _deployed_spec(d)
     timeout = spec.timeouts.savepoint_seconds if spec is not None else 300
     if req.kind == "checkpoint":
         if latest is not None and latest.kind == "checkpoint" and (latest.id or 0) > (req.baseline_checkpoint_id or -1):
@@ -197,17 +221,52 @@ def _steady(d: Draft) -> None:
             return
         starts.start_deploy(d, spec, generation=f.generation)
         return
-    dep = st.deployment
-    if dep is not None and st.lifecycle_state is not LifecycleState.FINISHED:
-        failure = _attempt_failure(d, dep)
-        if failure == FINISHED:
-            d.update(lifecycle_state=LifecycleState.FINISHED)
-            d.event("JobFinished", f"job {dep.job_id} finished")
-            return
-        if failure is not None:
-            ops.attempt_failed(d, spec, failure, final=final_failure(f.pods_of(dep.attempt)) is not None)
-            return
+    if _ended_or_failed(d, spec):
+        return
     _act_on_changes(d, spec)
+
+
+def _ended_or_failed(d: Draft, spec: StreamJobSpec) -> bool:
+    """Failure detection of the deployed attempt: True when it finished or failed (and was acted on)."""
+    st = d.status
+    dep = st.deployment
+    if dep is None or st.lifecycle_state is LifecycleState.FINISHED:
+        return False
+    failure = _attempt_failure(d, dep)
+    if failure == FINISHED:
+        d.update(lifecycle_state=LifecycleState.FINISHED)
+        d.event("JobFinished", f"job {dep.job_id} finished")
+        return True
+    if failure is not None:
+        ops.attempt_failed(d, spec, failure, final=final_failure(d.facts.pods_of(dep.attempt)) is not None)
+        return True
+    return False
+
+
+def _supervise(d: Draft) -> None:
+    """The spec (or its change) is refused, a job is deployed: it stays supervised as it was deployed.
+
+    Failures are detected, workers replaced and restarts made with the deployed spec and its restart
+    policy (never the refused one); manual and periodic snapshots are still taken (they redeploy
+    nothing). Only the change waits: the user fixes the spec (``status.error`` says how).
+    """
+    dep = d.status.deployment
+    assert dep is not None
+    deployed = StreamJobSpec.parse(dep.spec)
+    if not _ended_or_failed(d, deployed):
+        _deployed_triggers(d)
+
+
+def _deployed_triggers(d: Draft) -> None:
+    """Snapshot triggers while a change is refused: the deployed spec's, with the user's trigger nonces."""
+    dep = d.status.deployment
+    assert dep is not None
+    spec = StreamJobSpec.parse(dep.spec)
+    user = d.facts.spec
+    if user is not None:  # a requested savepoint or checkpoint redeploys nothing: it is taken
+        nonces = ("savepoint_trigger_nonce", "checkpoint_trigger_nonce")
+        spec = spec.model_copy(update={k: getattr(user, k) for k in nonces})
+    _triggers(d, spec)
 
 
 def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
@@ -221,6 +280,8 @@ def _act_on_changes(d: Draft, spec: StreamJobSpec) -> None:
         if st.error != message:
             d.event("InvalidSpecChange", message, warning=True)
         d.update(error=message)
+        if st.deployment is not None:
+            _deployed_triggers(d)
         return
     dep = st.deployment
     gen = f.generation
@@ -425,7 +486,7 @@ def _running_bookkeeping(d: Draft) -> Progress | None:
     checkpointed = last is not None and last.job_id == dep.job_id and _after(last.time, dep.started_at)
     if not dep.stable and (up >= spec.timeouts.stable_seconds or checkpointed):
         d.update(deployment=dep.model_copy(update={"stable": True}), last_stable_spec=dep.spec)
-    policy = (f.spec or spec).restart_policy
+    policy = (f.valid_spec or spec).restart_policy
     if st.restarts.count and up >= policy.reset_after_seconds:
         d.update(restarts=RestartsStatus(last_reason=st.restarts.last_reason, last_time=st.restarts.last_time))
     return _checkpoint_progress(d, spec, up=up, checkpointed=checkpointed)

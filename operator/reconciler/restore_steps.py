@@ -25,15 +25,17 @@ FAST_GRACE = 1
 
 
 def target(d: Draft) -> StreamJobSpec:
-    """The spec the operation deploys; a suspension's is the user's (else the deployed one)."""
+    """The spec the operation deploys; a suspension's is the user's if valid (else the deployed one)."""
     op = d.status.operation
     assert op is not None
     if op.target_spec is not None:
         return StreamJobSpec.parse(op.target_spec)
-    if d.facts.spec is None and d.status.deployment is not None:
+    spec = d.facts.valid_spec
+    if spec is None and d.status.deployment is not None:
         return StreamJobSpec.parse(d.status.deployment.spec)
-    assert d.facts.spec is not None
-    return d.facts.spec
+    spec = spec or d.facts.spec
+    assert spec is not None
+    return spec
 
 
 def set_step(d: Draft, step: OperationStep, **fields: object) -> None:
@@ -62,18 +64,34 @@ def hold(d: Draft, message: str, *, remember: bool = True) -> None:
     op = d.status.operation
     assert op is not None
     dep = d.status.deployment
-    latest = d.facts.latest_of(d.status.job_id)
     text = f"{op.kind.value} refused, nothing to restore: {message}" + ("; the job keeps running" if dep else "")
+    if remember:
+        remember_held(d)
     d.update(
         operation=None,
         lifecycle_state=dep.running_state if dep is not None else LifecycleState.FAILED,
         error=text,
     )
-    if remember and d.facts.spec is not None:
-        held = HeldChange(spec=d.facts.spec.wire(), checkpoint=latest.location if latest else None)
-        last = dep.spec if dep is not None else d.status.last_reconciled_spec
-        d.update(held=held, last_reconciled_spec=last)
     d.event("NoState", text, warning=True)
+
+
+def remember_held(d: Draft) -> bool:
+    """Keeps the change the operation in status was for in ``status.held``, as not done (False: none).
+
+    ``lastReconciledSpec`` goes back to what is deployed (FKO's meaning: the spec running), so the
+    change is not taken for done; ``plan`` retries it once the lineage's latest snapshot changes
+    (``HeldChange.checkpoint``) or the spec does.
+    """
+    op = d.status.operation
+    spec = d.facts.valid_spec
+    wanted = op.target_spec if op is not None and op.target_spec is not None else (spec.wire() if spec else None)
+    if wanted is None:
+        return False
+    dep = d.status.deployment
+    latest = d.facts.latest_of(d.status.job_id)
+    held = HeldChange(spec=wanted, checkpoint=latest.location if latest else None)
+    d.update(held=held, last_reconciled_spec=dep.spec if dep is not None else d.status.last_reconciled_spec)
+    return True
 
 
 def state_to_carry(d: Draft, why: str) -> bool:

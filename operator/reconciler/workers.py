@@ -44,7 +44,7 @@ def replace_crashed_workers(d: Draft, dep: Deployment) -> bool:
     if any(p.succeeded for p in workers):
         return False  # a worker that ended cleanly: the job is finishing or failing; wait for the JobMaster
     spec = StreamJobSpec.parse(dep.spec)
-    if (f.spec or spec).restart_policy.max_restarts == 0:
+    if (f.valid_spec or spec).restart_policy.max_restarts == 0:
         return False  # no restart wanted (the JobMaster's strategy is the deployed spec's: it may predate that)
     names = replacement_names([p.name for p in crashed], {p.name for p in pods})
     attempt = Attempt(f.job, spec, dep.attempt, dep.job_id, dep.restore_from)
