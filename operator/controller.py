@@ -178,8 +178,12 @@ async def execute(
         try:
             if isinstance(action, TriggerSavepoint):
                 update["request_id"] = await deps.jobmaster.trigger_savepoint(
-                    address, stop=action.stop, rest_token=job_rest_token(deps.config.operator_key, job)
+                    address,
+                    stop=action.stop,
+                    rest_token=job_rest_token(deps.config.operator_key, job),
+                    key=req.key if req is not None else None,
                 )
+                update["error"] = None  # sent again with its key after an error: answered now
             else:
                 await deps.jobmaster.trigger_checkpoint(
                     address, rest_token=job_rest_token(deps.config.operator_key, job)
@@ -353,7 +357,8 @@ async def _final_savepoint(deps: Deps, address: str, spec: StreamJobSpec, job: J
     try:
         async with asyncio.timeout(timeout):
             token = job_rest_token(deps.config.operator_key, job)
-            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True, rest_token=token)
+            key = f"{job.uid}:deletion"
+            request_id = await deps.jobmaster.trigger_savepoint(address, stop=True, rest_token=token, key=key)
             while True:
                 poll = await deps.jobmaster.savepoint_status(address, request_id)
                 if poll.status == "COMPLETED":

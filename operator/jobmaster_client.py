@@ -33,6 +33,9 @@ from streamjob.worker.protocol.tls import rest_client_context
 
 B = TypeVar("B", bound=BaseModel)
 
+#: How often ``trigger_savepoint`` asks again (with its request key) when the answer was lost.
+SAVEPOINT_RETRIES = 1
+
 
 def operator_rest_tls(config: OperatorConfig) -> ssl.SSLContext | None:
     """The context verifying jobs' REST certificates against ``STREAMJOB_OPERATOR_REST_CA_FILE``.
@@ -53,9 +56,9 @@ class JobMasterApi(Protocol):
         ...
 
     async def trigger_savepoint(
-        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
+        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None, key: str | None = None
     ) -> str:
-        """``POST /savepoints`` → the request id."""
+        """``POST /savepoints`` → the request id; ``key`` (``request_key``) makes sending it again safe."""
         ...
 
     async def savepoint_status(self, address: str, request_id: str) -> SavepointPoll:
@@ -143,13 +146,28 @@ class JobMasterClient:
         )
 
     async def trigger_savepoint(
-        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
+        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None, key: str | None = None
     ) -> str:
-        """See ``JobMasterApi``."""
+        """See ``JobMasterApi``.
+
+        With a ``key``, an answer lost on the way (a timeout, a dropped connection: no HTTP status) is
+        asked for again ``SAVEPOINT_RETRIES`` times with the same key: the JobMaster answers the request
+        the first call started. Without one, a retry could start a second savepoint: no retry.
+        """
         body: dict[str, Any] = {"stop": stop}
         if target is not None:
             body["target"] = target
-        triggered = await self._call(SavepointTriggered, "POST", address, "/savepoints", body, rest_token=rest_token)
+        if key is not None:
+            body["request_key"] = key
+        for retry in range(SAVEPOINT_RETRIES + 1 if key is not None else 1):
+            try:
+                triggered = await self._call(
+                    SavepointTriggered, "POST", address, "/savepoints", body, rest_token=rest_token
+                )
+                break
+            except JobMasterError as err:
+                if err.status is not None or retry == SAVEPOINT_RETRIES or key is None:
+                    raise
         if not triggered.request_id:
             raise JobMasterError(f"POST /savepoints on {address} answered an empty request_id")
         return triggered.request_id

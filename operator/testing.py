@@ -1,7 +1,8 @@
 """The operator's test kit: a fake world for the pure planner and fakes of the controller's adapters.
 
 ``PlannerWorld`` drives ``reconciler.plan`` round by round against pods that start after a tick, a
-JobMaster that answers while its pod runs, savepoints that complete / fail / hang, and checkpoint
+JobMaster that answers while its pod runs, savepoints that complete / fail / hang (and triggers whose
+answers are lost, ``lost_answers``; request keys honoured or not), and checkpoint and savepoint
 storage the job writes to — no mocks, only the facts the observers would return; with
 ``snapshot_bodies`` set it also holds the job's StreamJobSnapshots. ``FakeKube``, ``FakeJobMaster``,
 ``FakeSnapshots``, ``fake_deps``, ``reconcile_rounds``, ``pod_object`` and ``terminated`` (the fakes
@@ -142,6 +143,9 @@ class PlannerWorld:
         self.request_attempt: dict[str, int] = {}  # the attempt whose JobMaster takes it
         self.savepoints: dict[str, datetime] = {}  # completed stop/intermediate savepoints by location
         self.savepoint_outcome = "COMPLETED"
+        self.lost_answers = 0  # the next n ``POST /savepoints`` reach the JobMaster; their answers time out
+        self.jm_request_keys = True  # the JobMaster honours request keys (False: a JobMaster of an older version)
+        self.request_keys: dict[str, str] = {}  # request key -> savepoint request id (the JobMaster's)
         self.broken_images: set[str] = set()
         self.unrestorable: set[str] = set()
         self.unloadable_images: set[str] = set()  # the JobMaster of such an image fails final on start
@@ -212,6 +216,9 @@ class PlannerWorld:
         reachable = jm is not None and jm.phase == "Running" and jm.failure is None and self.jm_answers
         req = self.status.snapshot_request
         poll = self.requests.get(req.request_id) if req is not None and req.request_id else None
+        recent = None
+        if req is not None and req.kind == "savepoint" and req.stop and (poll is None or poll.status != "COMPLETED"):
+            recent = self.savepoint_since(parse_time(req.started_at))
         ids = {self.status.job_id, self.status.operation.job_id if self.status.operation else None}
         return Facts(
             job=self.job,
@@ -233,8 +240,19 @@ class PlannerWorld:
             skipped={i: self.skipped(i) for i in ids if i is not None},
             retained=tuple(self.retained.values()),
             pod_retention_s=self.pod_retention_s,
+            recent_savepoint=recent,
             **self._snapshot_facts(spec),
         )
+
+    def savepoint_since(self, since: datetime | None) -> SnapshotInfo | None:
+        """What ``savepoint_since`` finds in storage: the newest savepoint completed since ``since`` (less 2 s)."""
+        if since is None:
+            return None
+        found = [(at, loc) for loc, at in self.savepoints.items() if at >= since - timedelta(seconds=2)]
+        if not found:
+            return None
+        at, location = max(found)
+        return SnapshotInfo(kind="savepoint", location=location, time=format_time(at))
 
     def _rescale_facts(self) -> dict[str, Any]:
         """``GET /job``'s parallelism, registered slots and rescale of the deployed attempt's JobMaster."""
@@ -370,16 +388,14 @@ class PlannerWorld:
             else:
                 self.pods = {n: p for n, p in self.pods.items() if p.attempt == action.keep_attempt}
         elif isinstance(action, TriggerSavepoint):
-            rid = f"r{len(self.requests) + 1}"
-            self.requests[rid] = SavepointPoll("IN_PROGRESS")
-            self.stop_requests[rid] = action.stop
-            dep = self.status.deployment
-            self.request_attempt[rid] = dep.attempt if dep is not None else -1
             req = self.status.snapshot_request
             assert req is not None
-            self.status = self.status.model_copy(
-                update={"snapshot_request": req.model_copy(update={"request_id": rid})}
-            )
+            rid, error = self._post_savepoint(action, req.key if self.jm_request_keys else None)
+            if self.lost_answers > 0:  # it reached the JobMaster (or not: rid None); the answer is lost
+                self.lost_answers -= 1
+                rid, error = None, "POST http://10.0.0.1:8081/savepoints: TimeoutError"
+            update = {"request_id": rid, "error": None} if rid is not None else {"error": error}
+            self.status = self.status.model_copy(update={"snapshot_request": req.model_copy(update=update)})
         elif isinstance(action, TriggerCheckpoint):
             if self.checkpoints_on_request:
                 self.add_checkpoint()
@@ -393,6 +409,27 @@ class PlannerWorld:
                 self.retained.pop(name, None)
         elif isinstance(action, CreateSnapshot | PatchSnapshot | DeleteSnapshot | DiscardLineages):
             self._apply_snapshot(action)
+
+    def _post_savepoint(self, action: TriggerSavepoint, key: str | None) -> tuple[str | None, str | None]:
+        """The JobMaster's side of ``POST /savepoints``: (request id, None) or (None, the 409's error)."""
+        if key is not None and key in self.request_keys:
+            return self.request_keys[key], None  # the request that key started, whatever became of it
+        dep = self.status.deployment
+        jobmaster = self.pods.get(f"demo-jobmaster-{dep.attempt}") if dep is not None else None
+        if jobmaster is None or jobmaster.phase != "Running" or jobmaster.failure:
+            return None, "POST http://10.0.0.1:8081/savepoints: Cannot connect to host"
+        if self.jm_state is not JobState.RUNNING:
+            return None, f"HTTP 409 the job is {self.jm_state}; savepoints can only be taken while it is RUNNING"
+        attempt = jobmaster.attempt
+        if any(p.status == "IN_PROGRESS" and self.request_attempt[r] == attempt for r, p in self.requests.items()):
+            return None, "HTTP 409 a savepoint is already in progress; wait for it (GET /savepoints/<id>)"
+        rid = f"r{len(self.requests) + 1}"
+        self.requests[rid] = SavepointPoll("IN_PROGRESS")
+        self.stop_requests[rid] = action.stop
+        self.request_attempt[rid] = jobmaster.attempt
+        if key is not None:
+            self.request_keys[key] = rid
+        return rid, None
 
     def _deploy(self, action: DeployAttempt) -> None:
         at = action.attempt

@@ -185,7 +185,7 @@ class FakeJobMaster:
         )
 
     async def trigger_savepoint(
-        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None
+        self, address: str, *, stop: bool, rest_token: str | None, target: str | None = None, key: str | None = None
     ) -> str:
         """See ``JobMasterApi``; refused with ``fail_savepoints``."""
         self.tokens.append(rest_token)

@@ -65,7 +65,7 @@ class RestClient:
 
     def trigger_savepoint(self, target: str | None, *, stop: bool) -> SavepointTriggered:
         """``POST /savepoints``."""
-        body = SavepointRequestBody(target=target, stop=stop).model_dump()
+        body = SavepointRequestBody(target=target, stop=stop).model_dump(exclude={"request_key"})
         return self.parsed(SavepointTriggered, "POST", "/savepoints", body)
 
     def savepoint(self, request_id: str) -> SavepointView:

@@ -103,6 +103,13 @@ class SnapshotRequest(CamelModel):
     )
     error: str | None = Field(default=None, description="Why the JobMaster refused the request.")
     snapshot: str | None = Field(default=None, description="The StreamJobSnapshot that records this request.")
+    key: str | None = Field(
+        default=None,
+        description="Sent as POST /savepoints' request_key: sent again (a lost answer), it finds the same request.",
+    )
+    waiting_for: str | None = Field(
+        default=None, description="What the operator waits for before it settles the request (in words)."
+    )
 
 
 class Deployment(CamelModel):

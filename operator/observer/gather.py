@@ -129,7 +129,10 @@ async def gather(deps: Deps, body: dict[str, Any]) -> Facts:
                 latest[job_id], skipped[job_id] = found.latest, found.skipped
             req = status.snapshot_request
             started = parse_time(req.started_at) if req is not None else None
-            if req is not None and req.kind == "savepoint" and req.stop and poll is None and started is not None:
+            # A stop-with-savepoint whose answer is not COMPLETED (lost, refused on a re-send, unknown to a
+            # restarted JobMaster, its JobMaster gone): storage says whether the stop wrote a savepoint.
+            unsettled = poll is None or poll.status != "COMPLETED"
+            if req is not None and req.kind == "savepoint" and req.stop and unsettled and started is not None:
                 recent = await deps.snapshots.savepoint_since(access, started - timedelta(seconds=2))
         except (StorageUnavailableError, KubernetesError) as err:
             storage_error = str(err)

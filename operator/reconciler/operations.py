@@ -110,14 +110,29 @@ def _snapshot(d: Draft) -> None:
                 set_step(d, OperationStep.TEARDOWN)
             return
         trigger = op.kind.value
-        d.update(snapshot_request=SnapshotRequest(kind="savepoint", trigger=trigger, stop=True, started_at=d.now_text))
+        key = f"{d.facts.job.uid}:{trigger}:{d.now_text}"
+        request = SnapshotRequest(kind="savepoint", trigger=trigger, stop=True, started_at=d.now_text, key=key)
+        d.update(snapshot_request=request)
         d.act(TriggerSavepoint(jobmaster_ip=ip, stop=True))
         return
-    if req.request_id is None and req.error is None and req.trigger == op.kind.value:
+    if req.request_id is None and req.trigger == op.kind.value and _send_again(d, req):
         ip = jobmaster_ip(d)
         if ip is not None:
             d.act(TriggerSavepoint(jobmaster_ip=ip, stop=True))
     # Completion, failure and timeouts of the request are handled by plan.observe_snapshots.
+
+
+def _send_again(d: Draft, req: SnapshotRequest) -> bool:
+    """Whether the stop-with-savepoint without a request id is sent again this round.
+
+    Never answered (the operator died after writing it): yes. Answered with an error (a lost answer, a
+    timeout, "already in progress"): only with its request key, to a JobMaster that runs the job; the
+    key makes the JobMaster answer the request it already started rather than start a second stop.
+    """
+    if req.error is None:
+        return True
+    jm = d.facts.jobmaster
+    return req.key is not None and jm.reachable and jm.state == JobState.RUNNING
 
 
 def savepoint_fallback(d: Draft, reason: str) -> None:

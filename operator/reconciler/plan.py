@@ -16,6 +16,7 @@ with the spec it was deployed with (``_supervise``). ``observedGeneration`` is t
 from __future__ import annotations
 
 from streamjob.operator.diff import ChangeKind, classify
+from streamjob.operator.model.jobmaster import SavepointPoll
 from streamjob.operator.model.snapshot import USER_TRIGGER
 from streamjob.operator.model.spec import JobState, StreamJobSpec
 from streamjob.operator.model.status import (
@@ -142,7 +143,9 @@ def _settle_savepoint(d: Draft, req: SnapshotRequest, *, age: float, timeout: in
     poll = f.savepoint_poll if req.request_id is not None else None
     location: str | None = None
     failure: str | None = None
-    if req.error is not None:
+    if req.stop:
+        location, failure = _stop_outcome(d, req, poll, age=age, timeout=timeout)
+    elif req.error is not None:
         failure = req.error
     elif poll is not None and poll.status == "COMPLETED" and poll.location:
         location = poll.location
@@ -171,6 +174,65 @@ def _settle_savepoint(d: Draft, req: SnapshotRequest, *, age: float, timeout: in
             ops.savepoint_fallback(d, message)
         else:
             d.event("SavepointFailed", message, warning=True)
+
+
+def _stop_outcome(
+    d: Draft, req: SnapshotRequest, poll: SavepointPoll | None, *, age: float, timeout: int
+) -> tuple[str | None, str | None]:
+    """The savepoint a stop-with-savepoint wrote (location), why there is none (failure), or neither: wait.
+
+    An error answering the trigger (a timeout, a dropped connection, "already in progress" on a
+    re-send) is no proof that no savepoint was taken: the stop may have completed and committed the
+    sinks' transactions. So: the JobMaster's COMPLETED answer, else a savepoint found in storage since
+    the request; else its FAILED answer; else, once the job has stopped (its JobMaster pod ended or
+    gone, or it reports a terminal state), storage is the truth: no savepoint, and the teardown restores
+    the newest checkpoint the stopped job wrote. Only a JobMaster that still runs the job (or never
+    answers) without a savepoint for ``timeouts.savepointSeconds`` makes the operation fall back before
+    the job stopped. Until one of these, the request waits and says in status what for.
+    """
+    f = d.facts
+    if poll is not None and poll.status == "COMPLETED" and poll.location:
+        return poll.location, None
+    if f.recent_savepoint is not None:
+        return f.recent_savepoint.location, None
+    if poll is not None and poll.status == "FAILED":
+        return None, poll.reason or "the JobMaster reports the savepoint FAILED"
+    answer = f" (the trigger's answer: {req.error})" if req.error is not None else ""
+    if f.storage_error is None and _job_stopped(d):
+        return None, f"the job stopped and storage holds no savepoint taken since the request{answer}"
+    if poll is not None and poll.status == "UNKNOWN" and f.storage_error is None:
+        return None, f"the JobMaster does not know savepoint request {req.request_id} (it restarted?)"
+    if age > timeout:
+        if f.jobmaster.reachable:
+            return None, f"the job still runs ({f.jobmaster.state}) without a savepoint after {timeout}s{answer}"
+        return None, f"the JobMaster did not answer and no savepoint appeared within {timeout}s{answer}"
+    if f.storage_error is not None:
+        waiting = f"storage to be readable, to look for the savepoint ({f.storage_error})"
+    elif req.request_id is not None and f.jobmaster.reachable:
+        waiting = f"savepoint request {req.request_id} to complete (the JobMaster: {poll.status if poll else '?'})"
+    elif req.error is not None and f.jobmaster.reachable:
+        again = ", sent again with its request key" if req.key is not None else ""
+        waiting = (
+            f"the answer to the savepoint trigger{again}{answer}; "
+            f"the job still runs: falling back to the latest checkpoint after {timeout}s"
+        )
+    else:
+        waiting = "the JobMaster to answer, or the job to stop (then storage shows whether the savepoint was taken)"
+    if req.waiting_for != waiting:
+        d.update(snapshot_request=req.model_copy(update={"waiting_for": waiting}))
+    return None, None
+
+
+def _job_stopped(d: Draft) -> bool:
+    """Whether the attempt's job can no longer take or complete a savepoint (its JobMaster ended or says so)."""
+    f = d.facts
+    if f.jobmaster.reachable:
+        return f.jobmaster.state in (RunState.FINISHED, RunState.CANCELED, RunState.FAILED)
+    dep = d.status.deployment
+    if dep is None:
+        return True
+    jm = next((p for p in f.pods_of(dep.attempt) if p.is_jobmaster), None)
+    return jm is None or jm.terminated
 
 
 def _record_savepoint(d: Draft, req: SnapshotRequest, location: str) -> None:

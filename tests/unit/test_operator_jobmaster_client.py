@@ -203,3 +203,36 @@ def test_a_malformed_failure_detail_alone_is_dropped_not_the_round() -> None:
         assert view.failure is not None and "was lost" in view.failure
 
     asyncio.run(main())
+
+
+def test_a_lost_savepoint_answer_is_asked_again_with_the_same_request_key() -> None:
+    bodies: list[Any] = []
+
+    async def savepoints(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        if len(bodies) == 1:
+            await asyncio.sleep(1.0)  # the stop runs; its answer does not arrive within the client's timeout
+        return web.json_response(recorded("savepoint_triggered", request_id="sp-1"))
+
+    async def main() -> None:
+        application = web.Application(middlewares=[token_middleware(TOKEN)])
+        application.add_routes([web.post("/savepoints", savepoints)])
+        runner = web.AppRunner(application)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        address = f"127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = JobMasterClient(session, timeout_s=0.3)
+                got = await client.trigger_savepoint(address, stop=True, rest_token=TOKEN, key="uid:upgrade:t0")
+                assert got == "sp-1"
+                assert bodies == [{"stop": True, "request_key": "uid:upgrade:t0"}] * 2
+                bodies.clear()
+                with pytest.raises(JobMasterError):  # without a key a retry could start a second savepoint
+                    await client.trigger_savepoint(address, stop=True, rest_token=TOKEN)
+                assert bodies == [{"stop": True}]
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())

@@ -231,3 +231,71 @@ def test_a_checkpoint_entry_of_an_older_jobmaster_without_incremental_size_still
     older = {k: v for k, v in body.items() if k != "incremental_size"}
     entry = CheckpointEntry.model_validate(older)
     assert entry.incremental_size is None and entry.size == body["size"]
+
+
+class _Coordinator:
+    """Takes savepoint requests and nothing else (the job's attempt stands still)."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+
+    def request_savepoint(self, request: Any) -> None:
+        self.requested.append(request.request_id)
+
+
+class _Storage:
+    def __init__(self) -> None:
+        self.dirs = 0
+
+    def new_savepoint_dir(self, target: str | None) -> str:
+        self.dirs += 1
+        return f"file:///sp/savepoint-{self.dirs}"
+
+
+def _running_jobmaster(tmp_path: Path) -> tuple[JobMaster, _Coordinator]:
+    jm = _jobmaster(tmp_path)
+    coordinator = _Coordinator()
+    jm._running_coordinator = lambda what: coordinator  # type: ignore[method-assign,assignment,return-value]
+    storage = _Storage()
+    jm._require_storage = lambda: storage  # type: ignore[method-assign,assignment,return-value]
+    return jm, coordinator
+
+
+def test_the_same_request_key_again_answers_the_first_request_and_takes_one_savepoint(tmp_path: Path) -> None:
+    jm, coordinator = _running_jobmaster(tmp_path)
+    first = {"stop": True, "request_key": "upgrade-2026-01-02T03:04:05.678Z"}
+    (s1, a1), (s2, a2) = _calls(jm, [("POST", "/savepoints", first), ("POST", "/savepoints", first)])
+    assert (s1, s2) == (202, 200)  # the retry of a lost answer: the request in progress, not a 409
+    one, again = SavepointTriggered.model_validate(a1), SavepointTriggered.model_validate(a2)
+    assert again == one and coordinator.requested == [one.request_id]
+    request = jm.savepoints.get(one.request_id)
+    assert request is not None and request.stop
+    request.status, request.location = SavepointStatus.COMPLETED, "file:///sp/savepoint-1"
+    # Asked again after it completed (and the job stopped): its result, still no second savepoint.
+    (s3, a3), (s4, a4) = _calls(jm, [("POST", "/savepoints", first), ("GET", f"/savepoints/{one.request_id}", None)])
+    assert s3 == 200 and SavepointTriggered.model_validate(a3).request_id == one.request_id
+    assert s4 == 200 and SavepointView.model_validate(a4).status is SavepointStatus.COMPLETED
+    assert coordinator.requested == [one.request_id]
+
+
+def test_a_different_request_key_while_one_runs_is_the_clear_409(tmp_path: Path) -> None:
+    jm, coordinator = _running_jobmaster(tmp_path)
+    (s1, _), (s2, a2), (s3, a3) = _calls(
+        jm,
+        [
+            ("POST", "/savepoints", {"stop": True, "request_key": "k1"}),
+            ("POST", "/savepoints", {"stop": True, "request_key": "k2"}),
+            ("POST", "/savepoints", {"stop": True}),
+        ],
+    )
+    assert (s1, s2, s3) == (202, 409, 409)
+    for answer in (a2, a3):
+        assert "a savepoint is already in progress" in ErrorBody.model_validate(answer).error
+    assert len(coordinator.requested) == 1
+
+
+@pytest.mark.parametrize("key", ["", 5, "x" * 201])
+def test_a_bad_request_key_is_one_error_line(tmp_path: Path, key: Any) -> None:
+    [(status, answer)] = _calls(_jobmaster(tmp_path), [("POST", "/savepoints", {"request_key": key})])
+    assert status == 400
+    assert ErrorBody.model_validate(answer).error == "request_key must be a string of 1 to 200 characters"

@@ -567,8 +567,16 @@ class JobMaster:
         """``POST /checkpoints``."""
         return self._running_coordinator("checkpoints can only be triggered").trigger().id
 
-    def trigger_savepoint(self, target: str | None, stop: bool) -> SavepointRequest:
-        """``POST /savepoints``: at most one savepoint at a time; a target must lie under an allowed root."""
+    def trigger_savepoint(self, target: str | None, stop: bool, key: str | None = None) -> SavepointRequest:
+        """``POST /savepoints``: at most one savepoint at a time; a target must lie under an allowed root.
+
+        A ``key`` that started a request before answers that request, whatever became of it (and
+        whatever the job's state now): a retry after a lost answer neither starts a second savepoint
+        nor fails because the first is in progress. A different key while one runs is refused.
+        """
+        known = self.savepoints.by_key(key)
+        if known is not None:
+            return known
         if target is not None:
             roots = savepoint_roots(self.plan.savepoints_uri, self.config.allowed_savepoint_roots)
             target = str(check_savepoint_target(target, roots))
@@ -576,7 +584,7 @@ class JobMaster:
         if self.savepoints.in_progress is not None:
             raise ConfigError("a savepoint is already in progress; wait for it (GET /savepoints/<id>)")
         directory = self._require_storage().new_savepoint_dir(target)
-        return self.savepoints.request(coordinator, directory, stop=stop)
+        return self.savepoints.request(coordinator, directory, stop=stop, key=key)
 
     async def cancel(self) -> None:
         """``POST /cancel``: stops the job (checkpoints are deleted by ``run`` on DELETE_ON_CANCELLATION).

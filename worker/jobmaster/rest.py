@@ -135,14 +135,19 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def trigger_savepoint(request: web.Request) -> web.Response:
-    """Starts a savepoint (``stop: true`` stops the job after it); returns the request id."""
+    """Starts a savepoint (``stop: true`` stops the job after it); returns the request id.
+
+    The same ``request_key`` again answers (200) the request it started instead of starting another.
+    """
     try:
         body = SavepointRequestBody.model_validate(await _body(request))
     except ValidationError as err:
         field = str(err.errors()[0]["loc"][0])
         return _error(400, SAVEPOINT_REQUEST_ERRORS.get(field, f"{field}: {err.errors()[0]['msg']}"))
+    jm = request.app[_JM]
+    again = jm.savepoints.by_key(body.request_key) is not None
     try:
-        req = request.app[_JM].trigger_savepoint(body.target, body.stop)
+        req = jm.trigger_savepoint(body.target, body.stop, body.request_key)
     except InvalidSavepointTarget as err:
         return _error(400, str(err))
     except SavepointTargetRefused as err:
@@ -150,7 +155,8 @@ async def trigger_savepoint(request: web.Request) -> web.Response:
     except StreamJobError as err:
         return _error(409, str(err))
     return _respond(
-        SavepointTriggered(request_id=req.id, checkpoint_id=req.checkpoint_id, directory=req.directory), 202
+        SavepointTriggered(request_id=req.id, checkpoint_id=req.checkpoint_id, directory=req.directory),
+        200 if again else 202,
     )
 
 

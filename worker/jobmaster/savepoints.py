@@ -1,5 +1,9 @@
 """Savepoint requests (``POST /savepoints``) from the trigger to how they ended, across attempts.
 
+A request may carry a ``request_key`` (the operator sends one per savepoint it wants): the same key
+again finds the request it started (``by_key``), so a caller that lost the answer can ask again
+without starting a second savepoint, or a second stop.
+
 The JobMaster owns one ``SavepointTracker`` for its whole life, so ``GET /savepoints/<id>`` answers
 after the attempt that took (or failed) the savepoint ended. The tracker hands each request to the
 coordinator of the running attempt (``CheckpointCoordinator.request_savepoint``, which queues it
@@ -71,10 +75,15 @@ class SavepointTracker:
 
     def __init__(self) -> None:
         self._requests: dict[str, SavepointRequest] = {}
+        self._keys: dict[str, str] = {}  # request_key -> request id
 
     def get(self, request_id: str) -> SavepointRequest | None:
         """The request ``request_id``, or None if this JobMaster never had it."""
         return self._requests.get(request_id)
+
+    def by_key(self, key: str | None) -> SavepointRequest | None:
+        """The request a ``POST /savepoints`` with ``request_key`` ``key`` started (in progress or ended), if any."""
+        return self._requests.get(self._keys[key]) if key is not None and key in self._keys else None
 
     @property
     def stop_requested(self) -> bool:
@@ -93,12 +102,18 @@ class SavepointTracker:
         *,
         stop: bool,
         on_failed: Callable[[str], None] | None = None,
+        key: str | None = None,
     ) -> SavepointRequest:
-        """Starts a savepoint into ``directory`` (a fresh one) through the running attempt's coordinator."""
+        """Starts a savepoint into ``directory`` (a fresh one) through the running attempt's coordinator.
+
+        ``key`` (the caller's ``request_key``) is remembered: ``by_key`` finds the request again.
+        """
         if self.in_progress is not None:
             raise ConfigError("a savepoint is already in progress; wait for it (GET /savepoints/<id>)")
         request = SavepointRequest(uuid.uuid4().hex[:12], stop=stop, directory=directory, on_failed=on_failed)
         self._requests[request.id] = request
+        if key is not None:
+            self._keys[key] = request.id
 
         def triggered(pending: CheckpointRef) -> None:
             request.checkpoint_id = pending.id

@@ -16,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class JobState(StrEnum):
@@ -258,17 +258,24 @@ class CheckpointTriggered(ResponseBody):
 
 
 class SavepointRequestBody(BaseModel):
-    """The body of ``POST /savepoints``: ``target`` (a parent directory URI) and ``stop`` (stop-with-savepoint)."""
+    """The body of ``POST /savepoints``: ``target`` (a parent directory URI) and ``stop`` (stop-with-savepoint).
+
+    ``request_key`` makes the request idempotent: sent again with the same key (a retry after a lost
+    answer), it answers the request that key started (in progress or ended) instead of starting a
+    second savepoint or refusing with "already in progress".
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     target: str | None = None
     stop: bool = False
+    request_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 SAVEPOINT_REQUEST_ERRORS = {
     "target": "target must be a URI string (file:///path or s3://bucket/prefix)",
     "stop": "stop must be true or false",
+    "request_key": "request_key must be a string of 1 to 200 characters",
 }
 """The 400 message for a bad field of ``SavepointRequestBody``."""
 
@@ -289,6 +296,8 @@ RESCALE_REQUEST_ERRORS = {
 
 class SavepointTriggered(ResponseBody):
     """``POST /savepoints`` (202): the request id to poll, and the savepoint's id and directory.
+
+    200 instead when its ``request_key`` started a request before: that request's id, in progress or ended.
 
     ``checkpoint_id`` is ``None`` while the savepoint waits for a checkpoint in progress to end.
     """
