@@ -34,22 +34,12 @@ from bench.kafka_pipeline import add, csv_row, parse
 
 
 def _consumer(bootstrap: str, group: str) -> Any:
+    """A consumer with ``KafkaSource``'s own settings (the same fetch behaviour as the job's source)."""
     from confluent_kafka import Consumer
 
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.min.bytes": 1,
-            "fetch.queue.backoff.ms": 10,
-            "log_level": 3,
-        }
-    )
+    from streamjob.worker.connectors.kafka import KafkaSource
+
+    return Consumer(KafkaSource("unused", bootstrap, group).consumer_config())
 
 
 def _producer(bootstrap: str, **extra: Any) -> Any:

@@ -63,6 +63,20 @@ from streamjob.operator.validation import parse_spec, validate
 from streamjob.worker.protocol.rest import FailureDetail, JobState, RescaleStatus, RescaleView
 from streamjob.worker.storage.layout import is_savepoint_location, savepoint_dir_name
 
+
+def planner_spec(**changes: Any) -> dict[str, Any]:
+    """The planner tests' usual StreamJob spec, a fresh copy each call, with ``changes`` set on top."""
+    return {
+        "image": "app:1",
+        "entrypoint": "examples.balance:build",
+        "parallelism": 2,
+        "storage": {"checkpointsUri": "s3://b/c"},
+        "checkpoint": {"intervalMs": 1000},
+        "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
+        **changes,
+    }
+
+
 #: The planner's input as a function, so that a test can run another planner (e.g. an older one).
 Planner = Callable[[Facts], Plan]
 

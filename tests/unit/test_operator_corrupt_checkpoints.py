@@ -20,19 +20,12 @@ from streamjob.operator.reconciler.corrupt import MAX_REMEMBERED, REASON, report
 from streamjob.operator.reconciler.facts import Draft
 from streamjob.operator.resources.labels import JobRef
 from streamjob.operator.settings import OperatorConfig
-from streamjob.operator.testing import T0, fake_deps
+from streamjob.operator.testing import T0, fake_deps, planner_spec
 from streamjob.operator.testing import PlannerWorld as World
 
 pytestmark = pytest.mark.unit
 
-BASE: dict[str, Any] = {
-    "image": "app:1",
-    "entrypoint": "examples.balance:build",
-    "parallelism": 2,
-    "storage": {"checkpointsUri": "s3://b/c"},
-    "checkpoint": {"intervalMs": 1000},
-    "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
-}
+BASE: dict[str, Any] = planner_spec()
 
 
 def running(w: World) -> bool:

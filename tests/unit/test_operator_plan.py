@@ -20,18 +20,12 @@ from streamjob.operator.reconciler.facts import (
 from streamjob.operator.reconciler.plan import plan
 from streamjob.operator.reconciler.verdict import VERDICT_GRACE_S
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.operator.testing import planner_spec
 from streamjob.operator.timeutil import format_time
 
 pytestmark = pytest.mark.unit
 
-BASE: dict[str, Any] = {
-    "image": "app:1",
-    "entrypoint": "examples.balance:build",
-    "parallelism": 2,
-    "storage": {"checkpointsUri": "s3://b/c"},
-    "checkpoint": {"intervalMs": 1000},
-    "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
-}
+BASE: dict[str, Any] = planner_spec()
 
 
 def running(w: World) -> bool:

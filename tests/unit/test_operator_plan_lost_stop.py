@@ -16,18 +16,11 @@ import pytest
 from streamjob.operator.model import LifecycleState
 from streamjob.operator.reconciler.facts import TriggerSavepoint
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.operator.testing import planner_spec
 
 pytestmark = pytest.mark.unit
 
-BASE: dict[str, Any] = {
-    "image": "app:1",
-    "entrypoint": "examples.balance:build",
-    "parallelism": 2,
-    "storage": {"checkpointsUri": "s3://b/c"},
-    "checkpoint": {"intervalMs": 1000},
-    "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
-    "timeouts": {"savepointSeconds": 30},
-}
+BASE: dict[str, Any] = planner_spec(timeouts={"savepointSeconds": 30})
 SAVEPOINT = "s3://b/c/ns/demo/savepoint-r1"
 
 

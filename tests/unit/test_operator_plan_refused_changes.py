@@ -18,17 +18,11 @@ from streamjob.operator.model import LifecycleState
 from streamjob.operator.model.spec import StreamJobSpec
 from streamjob.operator.reconciler.facts import DeployAttempt, ReplaceWorkers, TriggerSavepoint
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.operator.testing import planner_spec
 
 pytestmark = pytest.mark.unit
 
-BASE: dict[str, Any] = {
-    "image": "app:1",
-    "entrypoint": "examples.balance:build",
-    "parallelism": 2,
-    "storage": {"checkpointsUri": "s3://b/c"},
-    "checkpoint": {"intervalMs": 1000},
-    "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
-}
+BASE: dict[str, Any] = planner_spec()
 
 #: Passes the CRD schema, fails ``validation.validate``: a reserved label.
 RESERVED = {"labels": {"streamjob.dev/x": "1"}}

@@ -15,18 +15,12 @@ from streamjob.operator.model import LifecycleState
 from streamjob.operator.reconciler.facts import DeployAttempt, ReplaceWorkers
 from streamjob.operator.reconciler.workers import replacement_names
 from streamjob.operator.testing import PlannerWorld as World
+from streamjob.operator.testing import planner_spec
 from streamjob.worker.protocol.rest import JobState
 
 pytestmark = pytest.mark.unit
 
-BASE: dict[str, Any] = {
-    "image": "app:1",
-    "entrypoint": "examples.balance:build",
-    "parallelism": 2,
-    "storage": {"checkpointsUri": "s3://b/c"},
-    "checkpoint": {"intervalMs": 1000},
-    "restartPolicy": {"maxRestarts": 3, "backoff": {"initialDelaySeconds": 1, "maxDelaySeconds": 4}},
-}
+BASE: dict[str, Any] = planner_spec()
 
 
 def healthy(w: World) -> bool:
