@@ -74,16 +74,24 @@ def app(calls: list[tuple[str, Any]]) -> web.Application:
     return application
 
 
-def serve(test: Callable[[JobMasterClient, str], Awaitable[None]], calls: list[tuple[str, Any]]) -> None:
+def serve(
+    test: Callable[[JobMasterClient, str], Awaitable[None]],
+    calls: list[tuple[str, Any]],
+    *,
+    application: web.Application | None = None,
+    timeout_s: float = 2,
+) -> None:
+    """Runs ``test`` with a client of a JobMaster served on a free port (``app(calls)`` unless given)."""
+
     async def main() -> None:
-        runner = web.AppRunner(app(calls))
+        runner = web.AppRunner(application if application is not None else app(calls))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
         try:
             async with aiohttp.ClientSession() as session:
-                await test(JobMasterClient(session, timeout_s=2), f"127.0.0.1:{port}")
+                await test(JobMasterClient(session, timeout_s=timeout_s), f"127.0.0.1:{port}")
         finally:
             await runner.cleanup()
 
@@ -214,25 +222,15 @@ def test_a_lost_savepoint_answer_is_asked_again_with_the_same_request_key() -> N
             await asyncio.sleep(1.0)  # the stop runs; its answer does not arrive within the client's timeout
         return web.json_response(recorded("savepoint_triggered", request_id="sp-1"))
 
-    async def main() -> None:
-        application = web.Application(middlewares=[token_middleware(TOKEN)])
-        application.add_routes([web.post("/savepoints", savepoints)])
-        runner = web.AppRunner(application)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        address = f"127.0.0.1:{runner.addresses[0][1]}"
-        try:
-            async with aiohttp.ClientSession() as session:
-                client = JobMasterClient(session, timeout_s=0.3)
-                got = await client.trigger_savepoint(address, stop=True, rest_token=TOKEN, key="uid:upgrade:t0")
-                assert got == "sp-1"
-                assert bodies == [{"stop": True, "request_key": "uid:upgrade:t0"}] * 2
-                bodies.clear()
-                with pytest.raises(JobMasterError):  # without a key a retry could start a second savepoint
-                    await client.trigger_savepoint(address, stop=True, rest_token=TOKEN)
-                assert bodies == [{"stop": True}]
-        finally:
-            await runner.cleanup()
+    async def check(client: JobMasterClient, address: str) -> None:
+        got = await client.trigger_savepoint(address, stop=True, rest_token=TOKEN, key="uid:upgrade:t0")
+        assert got == "sp-1"
+        assert bodies == [{"stop": True, "request_key": "uid:upgrade:t0"}] * 2
+        bodies.clear()
+        with pytest.raises(JobMasterError):  # without a key a retry could start a second savepoint
+            await client.trigger_savepoint(address, stop=True, rest_token=TOKEN)
+        assert bodies == [{"stop": True}]
 
-    asyncio.run(main())
+    application = web.Application(middlewares=[token_middleware(TOKEN)])
+    application.add_routes([web.post("/savepoints", savepoints)])
+    serve(check, [], application=application, timeout_s=0.3)
